@@ -1,0 +1,382 @@
+"""Measured ceilings of the GPU this runs on: the numbers a roofline divides by.
+
+Run on a machine with an NVIDIA GPU (``python -m memsim.kernels.ceilings --out FILE``
+or ``python kernels/ceilings.py --out FILE``). Each microbenchmark is timed with CUDA
+events after a warm-up; the median of the repeats is reported. Inputs are random, never
+zeros. Each measurement is independent: one that fails is recorded with its error and the
+rest still run.
+
+Measured quantities (all SI units):
+
+- ``d2d_copy_bytes_per_s``: device-to-device copy of a buffer much larger than L2,
+  counting bytes read plus bytes written (METHOD.md convention).
+- ``l2_read_bytes_per_s``: repeated reads of a buffer that fits in L2 (a sum reduction),
+  counting bytes read.
+- ``fp32_fma_flop_per_s``: a Numba kernel of independent FMA chains on registers,
+  2 FLOP per FMA.
+- ``exp_per_s``: a Numba kernel of ``math.exp`` in float32 (special-function unit).
+- ``matmul_<dtype>_flop_per_s``: 8192³ matrix products through PyTorch (tensor cores).
+- ``launch_overhead_s``: an empty Numba kernel launched back to back, host-timed.
+- ``device``: the device's attributes as the driver reports them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+import traceback
+from collections.abc import Callable
+
+GB = 1e9
+
+
+def _median_event_time_s(fn: Callable[[], None], warmup: int, repeats: int) -> float:
+    """Median over ``repeats`` of the CUDA-event time of ``fn()``, in seconds."""
+    import torch
+
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times_s = []
+    for _ in range(repeats):
+        start = torch.cuda.Event(enable_timing=True)
+        stop = torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        stop.record()
+        stop.synchronize()
+        times_s.append(start.elapsed_time(stop) * 1e-3)
+    return statistics.median(times_s)
+
+
+def device_attributes() -> dict:
+    """Name, SMs, L2, shared memory, clocks and memory bus of device 0."""
+    import torch
+
+    props = torch.cuda.get_device_properties(0)
+    out = {
+        "name": props.name,
+        "compute_capability": f"{props.major}.{props.minor}",
+        "sm_count": props.multi_processor_count,
+        "total_memory_bytes": props.total_memory,
+        "l2_cache_bytes": getattr(props, "L2_cache_size", None),
+        "torch_version": torch.__version__,
+        "cuda_version": torch.version.cuda,
+    }
+    try:
+        from numba import cuda
+
+        dev = cuda.get_current_device()
+        for attr in (
+            "MAX_SHARED_MEMORY_PER_BLOCK",
+            "MAX_SHARED_MEMORY_PER_BLOCK_OPTIN",
+            "MAX_SHARED_MEMORY_PER_MULTIPROCESSOR",
+            "MAX_REGISTERS_PER_MULTIPROCESSOR",
+            "MAX_REGISTERS_PER_BLOCK",
+            "MAX_THREADS_PER_MULTI_PROCESSOR",
+            "MAX_BLOCKS_PER_MULTIPROCESSOR",
+            "CLOCK_RATE",
+            "MEMORY_CLOCK_RATE",
+            "GLOBAL_MEMORY_BUS_WIDTH",
+            "L2_CACHE_SIZE",
+            "WARP_SIZE",
+        ):
+            try:
+                out[attr.lower()] = int(getattr(dev, attr))
+            except Exception as exc:  # attribute missing on this driver
+                out[attr.lower()] = f"unavailable: {exc}"
+        import numba
+
+        out["numba_version"] = numba.__version__
+        try:
+            import numba_cuda
+
+            out["numba_cuda_version"] = numba_cuda.__version__
+        except Exception:
+            pass
+    except Exception as exc:
+        out["numba_error"] = repr(exc)
+    return out
+
+
+def d2d_copy(size_bytes: int = 4 * 2**30) -> dict:
+    """Copy ``size_bytes`` device to device; bytes read + written over time."""
+    import torch
+
+    n = size_bytes // 4
+    src = torch.rand(n, device="cuda", dtype=torch.float32)
+    dst = torch.empty_like(src)
+    time_s = _median_event_time_s(lambda: dst.copy_(src), warmup=3, repeats=20)
+    assert torch.equal(dst, src)
+    return {"bytes_moved": 2 * n * 4, "time_s": time_s, "d2d_copy_bytes_per_s": 2 * n * 4 / time_s}
+
+
+def l2_read(size_bytes: int = 24 * 2**20, reps: int = 64) -> dict:
+    """Numba kernel: the whole grid reads an L2-sized buffer ``reps`` times; bytes read / time.
+
+    24 MiB sits inside the H100's 50 MB L2 (RRZE's full-rate region ends near 37 MB).
+    """
+    import numpy as np
+    from numba import cuda, float32
+
+    @cuda.jit(fastmath=True)
+    def read_kernel(out, x, n_reps):
+        start = cuda.grid(1)
+        stride = cuda.gridsize(1)
+        acc = float32(0.0)
+        for _ in range(n_reps):
+            for i in range(start, x.size, stride):
+                acc += x[i]
+        out[start] = acc
+
+    dev = cuda.get_current_device()
+    threads, blocks = 512, dev.MULTIPROCESSOR_COUNT * 4
+    n = size_bytes // 4
+    x = cuda.to_device(np.random.default_rng(0).random(n, dtype=np.float32))
+    out = cuda.device_array(threads * blocks, dtype=np.float32)
+    time_s = _median_cuda_numba(lambda: read_kernel[blocks, threads](out, x, reps))
+    return {"buffer_bytes": n * 4, "reps": reps, "time_s": time_s,
+            "l2_read_bytes_per_s": reps * n * 4 / time_s}
+
+
+def fp32_fma(iters: int = 4096) -> dict:
+    """Numba kernel: 8 independent FMA chains per thread, ``iters`` rounds."""
+    import numpy as np
+    from numba import cuda, float32
+
+    @cuda.jit(fastmath=True)
+    def fma_kernel(out, a, b, n_iter):
+        i = cuda.grid(1)
+        x0 = float32(i) * float32(1e-7)
+        x1 = x0 + float32(1.0)
+        x2 = x0 + float32(2.0)
+        x3 = x0 + float32(3.0)
+        x4 = x0 + float32(4.0)
+        x5 = x0 + float32(5.0)
+        x6 = x0 + float32(6.0)
+        x7 = x0 + float32(7.0)
+        for _ in range(n_iter):
+            x0 = cuda.fma(x0, a, b)
+            x1 = cuda.fma(x1, a, b)
+            x2 = cuda.fma(x2, a, b)
+            x3 = cuda.fma(x3, a, b)
+            x4 = cuda.fma(x4, a, b)
+            x5 = cuda.fma(x5, a, b)
+            x6 = cuda.fma(x6, a, b)
+            x7 = cuda.fma(x7, a, b)
+        if i < out.size:
+            out[i] = x0 + x1 + x2 + x3 + x4 + x5 + x6 + x7
+
+    dev = cuda.get_current_device()
+    threads = 256
+    blocks = dev.MULTIPROCESSOR_COUNT * 16
+    out = cuda.device_array(threads * blocks, dtype=np.float32)
+    a, b = np.float32(0.999999), np.float32(1e-6)
+    launch = lambda: fma_kernel[blocks, threads](out, a, b, iters)  # noqa: E731
+    time_s = _median_cuda_numba(launch)
+    flops = 2 * 8 * iters * threads * blocks
+    return {"flop": flops, "time_s": time_s, "fp32_fma_flop_per_s": flops / time_s,
+            "threads": threads, "blocks": blocks}
+
+
+def exp_rate(iters: int = 2048) -> dict:
+    """Numba kernel: 4 independent float32 exp chains per thread."""
+    import math as m
+
+    import numpy as np
+    from numba import cuda, float32
+
+    @cuda.jit(fastmath=True)
+    def exp_kernel(out, n_iter):
+        i = cuda.grid(1)
+        x0 = float32(i % 7) * float32(-1e-3)
+        x1 = x0 - float32(0.1)
+        x2 = x0 - float32(0.2)
+        x3 = x0 - float32(0.3)
+        for _ in range(n_iter):
+            x0 = m.exp(x0) * float32(-0.5)
+            x1 = m.exp(x1) * float32(-0.5)
+            x2 = m.exp(x2) * float32(-0.5)
+            x3 = m.exp(x3) * float32(-0.5)
+        if i < out.size:
+            out[i] = x0 + x1 + x2 + x3
+
+    dev = cuda.get_current_device()
+    threads = 256
+    blocks = dev.MULTIPROCESSOR_COUNT * 16
+    out = cuda.device_array(threads * blocks, dtype=np.float32)
+    launch = lambda: exp_kernel[blocks, threads](out, iters)  # noqa: E731
+    time_s = _median_cuda_numba(launch)
+    n_exp = 4 * iters * threads * blocks
+    return {"exp": n_exp, "time_s": time_s, "exp_per_s": n_exp / time_s}
+
+
+def _median_cuda_numba(launch: Callable[[], None], warmup: int = 3, repeats: int = 20) -> float:
+    from numba import cuda
+
+    for _ in range(warmup):
+        launch()
+    cuda.synchronize()
+    times_s = []
+    for _ in range(repeats):
+        start, stop = cuda.event(), cuda.event()
+        start.record()
+        launch()
+        stop.record()
+        stop.synchronize()
+        times_s.append(cuda.event_elapsed_time(start, stop) * 1e-3)
+    return statistics.median(times_s)
+
+
+def launch_overhead(launches: int = 2000) -> dict:
+    """Back-to-back empty Numba kernel launches, host-timed after a synchronize.
+
+    This is Numba's dispatch cost per launch (Python argument handling included), the
+    overhead memsim's own kernels pay, not the driver's bare launch latency.
+    """
+    from numba import cuda
+
+    @cuda.jit
+    def empty_kernel():
+        pass
+
+    for _ in range(10):
+        empty_kernel[1, 32]()
+    cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(launches):
+        empty_kernel[1, 32]()
+    cuda.synchronize()
+    per_launch_s = (time.perf_counter() - t0) / launches
+    return {"launches": launches, "numba_launch_overhead_s": per_launch_s}
+
+
+def matmul(dtype_name: str, n: int = 8192) -> dict:
+    """n×n×n matrix product through PyTorch on random data; 2n³ FLOP."""
+    import torch
+
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "tf32": torch.float32,
+             "fp32": torch.float32}[dtype_name]
+    torch.backends.cuda.matmul.allow_tf32 = dtype_name == "tf32"
+    a = torch.randn(n, n, device="cuda", dtype=torch.float32).to(dtype)
+    b = torch.randn(n, n, device="cuda", dtype=torch.float32).to(dtype)
+    c = torch.empty(n, n, device="cuda", dtype=dtype)
+    time_s = _median_event_time_s(lambda: torch.matmul(a, b, out=c), warmup=3, repeats=10)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    flops = 2 * n**3
+    return {"n": n, "time_s": time_s, f"matmul_{dtype_name}_flop_per_s": flops / time_s}
+
+
+def matmul_fp8(n: int = 8192) -> dict:
+    """n×n×n fp8 e4m3 product via torch._scaled_mm (bf16 out); 2n³ FLOP."""
+    import torch
+
+    a = torch.randn(n, n, device="cuda").to(torch.float8_e4m3fn)
+    b = torch.randn(n, n, device="cuda").to(torch.float8_e4m3fn).t()  # column-major
+    one = torch.ones((), device="cuda")
+    fn = lambda: torch._scaled_mm(a, b, scale_a=one, scale_b=one, out_dtype=torch.bfloat16)  # noqa: E731
+    time_s = _median_event_time_s(fn, warmup=3, repeats=10)
+    return {"n": n, "time_s": time_s, "matmul_fp8_flop_per_s": 2 * n**3 / time_s}
+
+
+def sdpa_sweep() -> dict:
+    """PyTorch scaled_dot_product_attention (flash backend, bf16), B=1, H=32, D=128.
+
+    Forward time (median of CUDA-event repeats) and peak allocated memory per shape.
+    """
+    import torch
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    rows = []
+    for n in (1024, 4096, 16384, 32768):
+        for causal in (False, True):
+            q, k, v = (torch.randn(1, 32, n, 128, device="cuda", dtype=torch.bfloat16)
+                       for _ in range(3))
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+            with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+                fn = lambda: torch.nn.functional.scaled_dot_product_attention(  # noqa: E731
+                    q, k, v, is_causal=causal)
+                time_s = _median_event_time_s(fn, warmup=3, repeats=20)
+            flops = 4 * n * n * 128 * 32 // (2 if causal else 1)
+            rows.append({"batch": 1, "heads": 32, "seq_len": n, "head_dim": 128,
+                         "causal": causal, "dtype": "bf16", "backend": "flash",
+                         "time_s": time_s, "flop": flops, "flop_per_s": flops / time_s,
+                         "peak_extra_bytes": torch.cuda.max_memory_allocated() - base})
+            del q, k, v
+    return {"rows": rows}
+
+
+BENCHES: dict[str, Callable[[], dict]] = {
+    "d2d_copy": d2d_copy,
+    "l2_read": l2_read,
+    "fp32_fma": fp32_fma,
+    "exp": exp_rate,
+    "launch_overhead": launch_overhead,
+    "matmul_bf16": lambda: matmul("bf16"),
+    "matmul_fp16": lambda: matmul("fp16"),
+    "matmul_tf32": lambda: matmul("tf32"),
+    "matmul_fp32": lambda: matmul("fp32"),
+    "matmul_fp8": matmul_fp8,
+    "sdpa_flash": sdpa_sweep,
+}
+
+
+def measure_all(only: list[str] | None = None) -> dict:
+    """Run every microbenchmark (or those in ``only``); failures are recorded, not raised."""
+    result: dict = {
+        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "host": platform.node(),
+        "python": sys.version.split()[0],
+    }
+    try:
+        result["device"] = device_attributes()
+    except Exception as exc:
+        result["device"] = {"error": repr(exc)}
+    for name, bench in BENCHES.items():
+        if only and name not in only:
+            continue
+        try:
+            result[name] = bench()
+        except Exception as exc:
+            result[name] = {"error": repr(exc), "traceback": traceback.format_exc(limit=3)}
+    return result
+
+
+def _summary_lines(result: dict) -> list[str]:
+    lines = [f"device: {result['device'].get('name')}"]
+    for name, value in result.items():
+        if not isinstance(value, dict) or name == "device":
+            continue
+        for key, number in value.items():
+            if key.endswith("_per_s") and isinstance(number, float):
+                scale = 1e12 if "flop" in key or key == "exp_per_s" else GB
+                unit = "T/s" if scale == 1e12 else "GB/s"
+                lines.append(f"{name:16s} {key:28s} {number / scale:10.2f} {unit}")
+            elif key.endswith("launch_overhead_s"):
+                lines.append(f"{name:16s} {key:28s} {number * 1e6:10.2f} us")
+            elif key == "error":
+                lines.append(f"{name:16s} ERROR {number}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", help="write the JSON result here")
+    parser.add_argument("--only", nargs="*", help="run only these benchmarks")
+    args = parser.parse_args(argv)
+    result = measure_all(args.only)
+    text = json.dumps(result, indent=2, default=str)
+    if args.out:
+        with open(args.out, "w") as fh:
+            fh.write(text + "\n")
+    print("\n".join(_summary_lines(result)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
