@@ -1,0 +1,271 @@
+"""GPU profiles: one TOML file per GPU in ``hardware_profiles/``, loaded into a frozen model.
+
+A profile is data, not code. Every number sits in an inline table with its ``source``::
+
+    [spec]
+    sm_count = { value = 132, source = "FlashAttention-3 (arXiv 2407.08608) §1" }
+
+Sections: ``[spec]`` (datasheet or measured hardware numbers), ``[efficiency]`` (achievable
+fraction of each peak, from published microbenchmarks or our own measurements) and
+``[price]`` (``usd_per_gpu_hour`` with a ``date``). Numbers derived from others (SRAM
+bandwidth, ridge points) are properties, never stored twice.
+
+The profiles ship inside the wheel as package data (``memsim/hardware_profiles``); in a
+source checkout they are read from the repository's ``hardware_profiles/``.
+"""
+
+from __future__ import annotations
+
+import functools
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from memsim.errors import InputError, closest, format_validation_error
+
+Unit = Literal["tensor", "fp32", "exp"]
+
+_STRICT = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+class GPUSpec(BaseModel):
+    """Hardware numbers of one GPU, SI units. Optional fields are absent on some parts."""
+
+    model_config = _STRICT
+
+    sm_count: int = Field(gt=0)
+    boost_clock_hz: float = Field(gt=0)
+    shared_memory_per_sm_bytes: int = Field(gt=0)
+    shared_memory_per_block_max_bytes: int = Field(gt=0)
+    registers_per_sm: int = Field(gt=0, description="32-bit registers per SM")
+    max_registers_per_thread: int = Field(gt=0)
+    max_threads_per_sm: int = Field(gt=0)
+    max_threads_per_block: int = Field(gt=0)
+    max_blocks_per_sm: int = Field(gt=0)
+    warp_size: int = Field(gt=0)
+    l2_bytes: int = Field(gt=0)
+    hbm_bytes: int = Field(gt=0)
+    hbm_bandwidth_bytes_per_s: float = Field(gt=0)
+    l2_bandwidth_bytes_per_s: float = Field(gt=0)
+    sram_bytes_per_clock_per_sm: float = Field(gt=0)
+    fp32_flop_per_s: float = Field(gt=0, description="non-tensor fp32 (CUDA cores)")
+    tf32_tensor_flop_per_s: float = Field(gt=0)
+    fp16_tensor_flop_per_s: float = Field(gt=0, description="dense, fp32 accumulate")
+    bf16_tensor_flop_per_s: float = Field(gt=0, description="dense, fp32 accumulate")
+    fp8_tensor_flop_per_s: float | None = Field(default=None, gt=0, description="dense")
+    int8_tensor_op_per_s: float | None = Field(default=None, gt=0, description="dense")
+    exp_per_s: float = Field(gt=0, description="special-function unit exp2 per second")
+    interconnect_bytes_per_s: float = Field(
+        gt=0, description="GPU-to-GPU bandwidth, both directions together (NVLink or PCIe)"
+    )
+    kernel_launch_overhead_s: float = Field(ge=0)
+    tdp_w: float = Field(gt=0)
+
+
+class Efficiency(BaseModel):
+    """Achievable fraction of each peak (0 < f ≤ 1)."""
+
+    model_config = _STRICT
+
+    hbm_bandwidth: float = Field(gt=0, le=1)
+    l2_bandwidth: float = Field(gt=0, le=1)
+    sram_bandwidth: float = Field(gt=0, le=1)
+    tensor: float = Field(gt=0, le=1)
+    fp32: float = Field(gt=0, le=1)
+    exp: float = Field(gt=0, le=1)
+    interconnect: float = Field(gt=0, le=1)
+
+
+class Price(BaseModel):
+    """Rental price of one GPU for one hour, with the date it was read."""
+
+    model_config = _STRICT
+
+    usd_per_gpu_hour: float = Field(gt=0)
+    date: str
+    source: str
+
+
+class GPU(BaseModel):
+    """A GPU profile: identity, spec, efficiency factors, price, and where each came from.
+
+    ``sources`` maps ``"spec.sm_count"`` and the like to the source of that number.
+    ``calibrated_from`` is empty for a datasheet profile and names the measurement folder
+    for a calibrated one.
+    """
+
+    model_config = _STRICT
+
+    name: str
+    display_name: str
+    vendor: Literal["nvidia", "amd"]
+    architecture: str
+    compute_capability: str
+    spec: GPUSpec
+    efficiency: Efficiency
+    price: Price
+    sources: dict[str, str]
+    calibrated_from: str = ""
+
+    @model_validator(mode="after")
+    def _every_number_has_a_source(self) -> GPU:
+        for section in ("spec", "efficiency"):
+            for key, value in getattr(self, section).model_dump().items():
+                if value is not None and not self.sources.get(f"{section}.{key}"):
+                    raise ValueError(f"{section}.{key} has no source")
+        if self.spec.shared_memory_per_block_max_bytes > self.spec.shared_memory_per_sm_bytes:
+            raise ValueError(
+                f"spec.shared_memory_per_block_max_bytes={self.spec.shared_memory_per_block_max_bytes}"
+                f" must not exceed spec.shared_memory_per_sm_bytes="
+                f"{self.spec.shared_memory_per_sm_bytes}"
+            )
+        return self
+
+    # ---- derived numbers -------------------------------------------------------------
+
+    @property
+    def sram_bandwidth_bytes_per_s(self) -> float:
+        """Shared-memory bandwidth of the whole chip: B/clk/SM × SMs × clock.
+
+        FlashAttention-3 §1 derives H100's 31 TB/s this way; FA-1 §2.1 quotes ~19 TB/s for A100.
+        """
+        s = self.spec
+        return s.sram_bytes_per_clock_per_sm * s.sm_count * s.boost_clock_hz
+
+    def peak_flop_per_s(self, unit: Unit, dtype: str = "bf16") -> float:
+        """Peak rate of a compute unit: tensor cores at ``dtype``, fp32 CUDA cores, or exp/s."""
+        s = self.spec
+        if unit == "fp32":
+            return s.fp32_flop_per_s
+        if unit == "exp":
+            return s.exp_per_s
+        rate = {
+            "fp32": s.tf32_tensor_flop_per_s,
+            "tf32": s.tf32_tensor_flop_per_s,
+            "fp16": s.fp16_tensor_flop_per_s,
+            "bf16": s.bf16_tensor_flop_per_s,
+            "fp8": s.fp8_tensor_flop_per_s,
+            "int8": s.int8_tensor_op_per_s,
+        }.get(dtype)
+        if rate is None:
+            raise InputError("dtype", dtype, f"has no tensor-core rate on {self.name}")
+        return rate
+
+    def achievable_flop_per_s(self, unit: Unit, dtype: str = "bf16") -> float:
+        """Peak rate × the profile's efficiency factor for that unit."""
+        eff = {"tensor": self.efficiency.tensor, "fp32": self.efficiency.fp32,
+               "exp": self.efficiency.exp}[unit]
+        return self.peak_flop_per_s(unit, dtype) * eff
+
+    @property
+    def achievable_hbm_bytes_per_s(self) -> float:
+        return self.spec.hbm_bandwidth_bytes_per_s * self.efficiency.hbm_bandwidth
+
+    @property
+    def achievable_l2_bytes_per_s(self) -> float:
+        return self.spec.l2_bandwidth_bytes_per_s * self.efficiency.l2_bandwidth
+
+    @property
+    def achievable_sram_bytes_per_s(self) -> float:
+        return self.sram_bandwidth_bytes_per_s * self.efficiency.sram_bandwidth
+
+    @property
+    def achievable_interconnect_bytes_per_s(self) -> float:
+        return self.spec.interconnect_bytes_per_s * self.efficiency.interconnect
+
+    def ridge_flop_per_byte(self, unit: Unit = "tensor", dtype: str = "bf16") -> float:
+        """Arithmetic intensity above which a kernel is compute-bound (peak FLOP/s ÷ HBM B/s)."""
+        return self.peak_flop_per_s(unit, dtype) / self.spec.hbm_bandwidth_bytes_per_s
+
+    @property
+    def usd_per_gpu_second(self) -> float:
+        return self.price.usd_per_gpu_hour / 3600.0
+
+
+# ---- loading --------------------------------------------------------------------------
+
+
+def profiles_dir() -> Path:
+    """Where the bundled profiles live: package data when installed, else the repo folder."""
+    packaged = Path(__file__).parent / "hardware_profiles"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "hardware_profiles"
+
+
+def _split_sourced(section: str, table: dict[str, Any], path: Path) -> tuple[dict, dict]:
+    values, sources = {}, {}
+    for key, entry in table.items():
+        if not isinstance(entry, dict) or "value" not in entry:
+            raise InputError(
+                f"{path.name}: {section}.{key}", entry,
+                "must be an inline table { value = ..., source = \"...\" }",
+            )
+        if not isinstance(entry.get("source"), str) or not entry["source"].strip():
+            raise InputError(f"{path.name}: {section}.{key}", entry, "needs a non-empty source")
+        values[key] = entry["value"]
+        sources[f"{section}.{key}"] = entry["source"]
+    return values, sources
+
+
+def load_profile_file(path: Path | str) -> GPU:
+    """Read one TOML profile; a malformed or incomplete file names the file and the key."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError("profile", str(path), f"is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise InputError("profile", str(path), f"cannot be read: {exc.strerror}") from None
+    for section in ("spec", "efficiency", "price"):
+        if section not in raw:
+            raise InputError(f"{path.name}", section, "section is missing")
+    spec, spec_sources = _split_sourced("spec", raw.pop("spec"), path)
+    eff, eff_sources = _split_sourced("efficiency", raw.pop("efficiency"), path)
+    price_table = raw.pop("price")
+    price_entry = price_table.get("usd_per_gpu_hour")
+    if not isinstance(price_entry, dict):
+        raise InputError(f"{path.name}: price.usd_per_gpu_hour", price_entry,
+                         "must be { value = ..., source = \"...\", date = \"YYYY-MM-DD\" }")
+    price = {"usd_per_gpu_hour": price_entry.get("value"), "date": price_entry.get("date"),
+             "source": price_entry.get("source")}
+    # TOML ints where floats are expected are fine; the strict model wants exact types.
+    float_fields = {k for k, f in GPUSpec.model_fields.items() if "float" in str(f.annotation)}
+    spec = {k: float(v) if k in float_fields and isinstance(v, int) else v for k, v in spec.items()}
+    eff = {k: float(v) if isinstance(v, int) else v for k, v in eff.items()}
+    if isinstance(price["usd_per_gpu_hour"], int):
+        price["usd_per_gpu_hour"] = float(price["usd_per_gpu_hour"])
+    try:
+        return GPU(**raw, spec=spec, efficiency=eff, price=price,
+                   sources={**spec_sources, **eff_sources})
+    except ValidationError as exc:
+        raise InputError("profile", path.name, "is invalid:\n" + format_validation_error(exc)
+                         ) from None
+
+
+@functools.cache
+def _bundled() -> dict[str, Path]:
+    return {p.stem: p for p in sorted(profiles_dir().glob("*.toml"))}
+
+
+def gpu_names() -> list[str]:
+    """Names of the bundled profiles (file stems), sorted."""
+    return list(_bundled())
+
+
+@functools.cache
+def load_gpu(name: str) -> GPU:
+    """The bundled profile called ``name`` (case-insensitive), or a path to a TOML file.
+
+    Unknown names raise :class:`InputError` suggesting the closest known names.
+    """
+    if name.endswith(".toml"):
+        return load_profile_file(name)
+    bundled = _bundled()
+    key = name.lower()
+    if key not in bundled:
+        raise InputError("gpu", name, "is not a known GPU" + closest(name, bundled)
+                         + f" (known: {', '.join(bundled)})")
+    return load_profile_file(bundled[key])

@@ -1,0 +1,53 @@
+"""Units and dtype widths. Every quantity inside memsim is in SI base units.
+
+GB (1e9 bytes) and GiB (2**30 bytes) are different constants and are never mixed up.
+Dtype widths come from :data:`DTYPE_BYTES`, never from a literal ``2`` in a formula.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+KB = 1e3
+MB = 1e6
+GB = 1e9
+TB = 1e12
+KiB = 2**10
+MiB = 2**20
+GiB = 2**30
+
+TERA = 1e12
+GIGA = 1e9
+MICRO = 1e-6
+
+SECONDS_PER_HOUR = 3600.0
+TOKENS_PER_MILLION = 1e6
+
+Dtype = Literal["fp32", "tf32", "fp16", "bf16", "fp8", "int8", "int4"]
+
+# Storage width in bytes per element. int4 packs two elements per byte.
+DTYPE_BYTES: dict[str, float] = {
+    "fp32": 4,
+    "tf32": 4,
+    "fp16": 2,
+    "bf16": 2,
+    "fp8": 1,
+    "int8": 1,
+    "int4": 0.5,
+}
+
+# Accumulators of the online softmax (m, ℓ) and of matmuls are fp32 in every kernel
+# memsim models (FlashAttention-2 §3.1; our Numba kernels).
+ACCUM_DTYPE = "fp32"
+
+
+def dtype_bytes(dtype: str) -> float:
+    """Bytes per element of ``dtype``; raises :class:`memsim.errors.InputError` if unknown."""
+    from memsim.errors import InputError, closest
+
+    try:
+        return DTYPE_BYTES[dtype]
+    except KeyError:
+        raise InputError(
+            "dtype", dtype, f"must be one of {sorted(DTYPE_BYTES)}{closest(dtype, DTYPE_BYTES)}"
+        ) from None
