@@ -298,9 +298,10 @@ def sdpa_sweep() -> dict:
                        for _ in range(3))
             torch.cuda.reset_peak_memory_stats()
             base = torch.cuda.memory_allocated()
+            def fn(q=q, k=k, v=v, causal=causal) -> None:
+                torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal)
+
             with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
-                fn = lambda: torch.nn.functional.scaled_dot_product_attention(  # noqa: E731
-                    q, k, v, is_causal=causal)
                 time_s = _median_event_time_s(fn, warmup=3, repeats=20)
             flops = 4 * n * n * 128 * 32 // (2 if causal else 1)
             rows.append({"batch": 1, "heads": 32, "seq_len": n, "head_dim": 128,

@@ -38,12 +38,14 @@ def format_validation_error(exc: Exception) -> str:
         return str(exc)
     lines = []
     for err in errors():
-        field = ".".join(str(p) for p in err.get("loc", ())) or "input"
+        field = ".".join(str(p) for p in err.get("loc", ()))
         value = err.get("input")
         msg = err.get("msg", "")
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, "):]
-        if isinstance(value, dict):
+        if not field:
+            lines.append(msg)
+        elif isinstance(value, dict):
             lines.append(f"{field}: {msg}")
         else:
             lines.append(f"{field}={value!r}: {msg}")

@@ -1,0 +1,78 @@
+"""FlashAttention-2 (Dao 2023, arXiv 2307.08691): one block per (query tile, head group,
+batch), inner loop over the active K/V tiles, online softmax, O written once.
+
+Forward (FA-2 Algorithm 1), per (batch, head group of ``hpb`` heads sharing a KV head):
+    read  Q                 N·hpb·D·e                    (line 4, once per block)
+    read  K_j, V_j          key_loads·(D + Dv')·e        (line 6, per active tile)
+    write O, L (logsumexp)  N·hpb·(Dv·e + 4)             (lines 12–14)
+    matmul FLOPs            area·hpb·2·(D + Dv)          (S = QKᵀ, O += P·V)
+    exp                     hpb·(area + row_pairs)       (P = exp(S − m), rescale e^{m_old−m_new})
+Backward (FA-2 Algorithm 2: one block per K/V tile, inner loop over active query tiles),
+after a pre-processing kernel Δ = rowsum(dO ∘ O) and before converting the fp32 dQ
+accumulator: per active pair Q, dO, L, Δ are read and dQ is read-modified-written in fp32
+(atomicAdd); K, V are read and dK, dV written once per tile. Five matmuls (S, dV, dP, dQ,
+dK) against two forward: 2.5× the forward FLOPs at D = Dv (FA-2 §4.1 benchmark convention).
+
+``area``, ``row_pairs``, ``key_loads`` are exact tile sums (memsim.geometry); masked tiles
+are skipped block by block (FlashAttention Prop. 4), diagonal tiles computed whole.
+"""
+
+from __future__ import annotations
+
+from memsim.algorithms._arrays import Arrays
+from memsim.cost import Cost
+from memsim.tiling import FP32_BYTES as F4
+
+NAME = "flash2"
+PASSES = ("forward", "backward", "forward+backward")
+
+
+def forward(x: Arrays) -> Cost:
+    t = x.tiles()
+    g, hpb, e, D, Dv = x.groups, x.hpb, x.e, x.D, x.Dv
+    q_bytes = x.N * hpb * D * e
+    kv_bytes = t.key_loads * (D + x.dv_load) * e
+    out_bytes = x.N * hpb * (Dv * e + F4)
+    reads, writes = g * (q_bytes + kv_bytes), g * out_bytes
+    return Cost(
+        matmul_flops=g * hpb * t.area * 2 * (D + Dv),
+        # per score: scale, running max, subtract, row sum; per row and tile: rescale O
+        # (Dv) and update m, ℓ (2); per row: O / ℓ (Dv)  — FA-2 Alg. 1 lines 8–12
+        vector_flops=g * hpb * (4 * t.area + t.row_pairs * (Dv + 2) + x.N * Dv),
+        exp_ops=g * hpb * (t.area + t.row_pairs),
+        global_read_bytes=reads, global_write_bytes=writes,
+        hbm_read_bytes=reads, hbm_write_bytes=writes,
+        sram_write_bytes=reads,
+        # each warp reads its slice of Q per K/V tile and the whole K and V tiles
+        sram_read_bytes=g * (t.row_pairs * hpb * D * e + t.key_loads * (D + Dv) * e * x.warps),
+        workspace_bytes=x.B * x.H * x.N * F4,            # L, kept for the backward pass
+        launches=1.0 + 0 * g, blocks=g * t.q_tiles,
+    )
+
+
+def backward(x: Arrays) -> Cost:
+    t = x.tiles()
+    g, hpb, e, D, Dv, N = x.groups, x.hpb, x.e, x.D, x.Dv, x.N
+    # kernel 1: Δ = rowsum(dO ∘ O)
+    pre_read, pre_write = g * N * hpb * 2 * Dv * e, g * N * hpb * F4
+    # kernel 2: per K/V tile, loop over active query tiles
+    kv = t.union_keys * (D + x.dv_load) * e
+    per_row = hpb * (D * e + Dv * e + 2 * F4 + D * F4)    # Q, dO, L, Δ, dQ accumulator read
+    main_read = g * (kv + t.row_pairs * per_row)
+    main_write = g * (kv + t.row_pairs * hpb * D * F4)    # dK, dV; dQ accumulator write
+    # kernel 3: dQ fp32 → storage dtype
+    conv_read, conv_write = g * N * hpb * D * F4, g * N * hpb * D * e
+    reads = pre_read + main_read + conv_read
+    writes = pre_write + main_write + conv_write
+    staged = g * (kv + t.row_pairs * hpb * (D + Dv) * e)
+    return Cost(
+        matmul_flops=g * hpb * t.area * (6 * D + 4 * Dv),
+        vector_flops=g * hpb * (5 * t.area + N * 2 * Dv),
+        exp_ops=g * hpb * t.area,
+        global_read_bytes=reads, global_write_bytes=writes,
+        hbm_read_bytes=reads, hbm_write_bytes=writes,
+        sram_write_bytes=staged, sram_read_bytes=staged * x.warps,
+        # saved L + Δ + fp32 dQ accumulator
+        workspace_bytes=x.B * x.H * N * (2 * F4 + D * F4),
+        launches=3.0 + 0 * g, blocks=g * (2 * t.q_tiles + t.union_tiles),
+    )

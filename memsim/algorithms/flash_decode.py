@@ -1,0 +1,55 @@
+"""Split-KV decoding (Flash-Decoding, Dao, Haziza, Massa & Sizov 2023; FlashAttention-2's
+``flash_fwd_splitkv`` kernels): a few query tokens (N ≤ Br) against a long KV cache.
+
+All N query tokens and the ``hpb`` heads sharing a KV head form one query tile. Its active
+K/V tiles (per the mask) are split into ``kv_splits`` contiguous ranges, one block each, so
+that even batch 1 fills the GPU. Each block writes an fp32 partial output and logsumexp;
+a second kernel reads the partials and writes O.
+
+Per (batch, head group), with n active K/V tiles and s' = ⌈n / ⌈n/s⌉⌉ non-empty splits:
+    split kernel   read Q s'·N·hpb·D·e, K/V keys·(D + Dv')·e   write s'·N·hpb·(Dv + 1)·4
+    reduce kernel  read s'·N·hpb·(Dv + 1)·4                     write O N·hpb·Dv·e
+Forward only: decoding is inference.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from memsim.algorithms._arrays import Arrays
+from memsim.cost import Cost
+from memsim.geometry import tile_terms
+from memsim.tiling import FP32_BYTES as F4
+
+NAME = "flash_decode"
+PASSES = ("forward",)
+
+
+def active_splits(n_tiles, splits):
+    """Non-empty splits when n_tiles tiles are cut into ranges of ⌈n/s⌉ tiles."""
+    per = -(-n_tiles // np.maximum(splits, 1))
+    return -(-n_tiles // per)
+
+
+def forward(x: Arrays) -> Cost:
+    g, hpb, e, D, Dv, N = x.groups, x.hpb, x.e, x.D, x.Dv, x.N
+    _, _, n_tiles, keys = tile_terms(x.S - N, x.S - 1, x.S, x.Bc, x.geometry)
+    s = active_splits(n_tiles, x.splits)
+    area, row_pairs = N * keys, N * n_tiles
+    partial = s * N * hpb * (Dv + 1) * F4
+    kv = keys * (D + x.dv_load) * e
+    reads = g * (s * N * hpb * D * e + kv + partial)
+    writes = g * (partial + N * hpb * Dv * e)
+    staged = g * (s * N * hpb * D * e + kv)
+    return Cost(
+        matmul_flops=g * hpb * area * 2 * (D + Dv),
+        vector_flops=g * hpb * (4 * area + row_pairs * (Dv + 2) + s * N * (2 * Dv + 2)),
+        exp_ops=g * hpb * (area + row_pairs + s * N),
+        global_read_bytes=reads.astype(float), global_write_bytes=writes.astype(float),
+        hbm_read_bytes=reads.astype(float), hbm_write_bytes=writes.astype(float),
+        sram_write_bytes=staged.astype(float),
+        sram_read_bytes=(g * (row_pairs * hpb * D * e + keys * (D + Dv) * e * x.warps)
+                         ).astype(float),
+        workspace_bytes=(x.B * x.H * N * s * (Dv + 1) * F4).astype(float),
+        launches=2.0 + 0 * g, blocks=(g * (s + 1)).astype(float),
+    )

@@ -1,0 +1,116 @@
+"""Public API for one attention call: problem + GPU + algorithm → Cost, Tiling, Timing.
+
+    >>> from memsim.attention import predict
+    >>> from memsim.problem import AttentionProblem
+    >>> p = AttentionProblem(batch=1, seq_len=8192, heads=32, kv_heads=8, head_dim=128)
+    >>> predict(p, "h100-sxm", "flash2").timing.bound
+    'matmul'
+
+:func:`costs` is the vectorised form: numpy arrays of shapes in, a Cost of arrays out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from memsim.algorithms import attention_cost, cost_of
+from memsim.algorithms._arrays import Arrays
+from memsim.cost import Cost
+from memsim.geometry import MaskGeometry
+from memsim.hardware import GPU, load_gpu
+from memsim.problem import AttentionProblem
+from memsim.roofline import Timing, roofline
+from memsim.tiling import Tiling
+
+
+@dataclass(frozen=True)
+class AttentionPrediction:
+    problem: AttentionProblem
+    gpu: GPU
+    algorithm: str
+    tiling: Tiling
+    cost: Cost
+    timing: Timing
+
+    def to_dict(self) -> dict:
+        """The JSON contract of ``memsim attention --json``."""
+        c = self.cost.to_dict()
+        return {
+            "algorithm": self.algorithm,
+            "gpu": self.gpu.name,
+            "profile": "calibrated" if self.gpu.calibrated_from else "datasheet",
+            "problem": self.problem.model_dump(by_alias=True),
+            "layout": self.problem.layout,
+            "mask": self.problem.mask.describe(),
+            "flops": c["flops"],
+            "matmul_flops": c["matmul_flops"],
+            "vector_flops": c["vector_flops"],
+            "exp_ops": c["exp_ops"],
+            "global_bytes": c["global_bytes"],
+            "global_read_bytes": c["global_read_bytes"],
+            "global_write_bytes": c["global_write_bytes"],
+            "hbm_read_bytes": c["hbm_read_bytes"],
+            "hbm_write_bytes": c["hbm_write_bytes"],
+            "hbm_bytes": c["hbm_bytes"],
+            "sram_bytes": c["sram_bytes"],
+            "sram_read_bytes": c["sram_read_bytes"],
+            "sram_write_bytes": c["sram_write_bytes"],
+            "workspace_bytes": c["workspace_bytes"],
+            "launches": c["launches"],
+            "blocks": c["blocks"],
+            "time_s": self.timing.time_s,
+            "lower_s": self.timing.lower_s,
+            "upper_s": self.timing.upper_s,
+            "bound": self.timing.bound,
+            "arithmetic_intensity_flop_per_byte":
+                self.timing.arithmetic_intensity_flop_per_byte,
+            "waves": self.timing.waves,
+            "terms_s": self.timing.terms_s,
+            "tiling": self.tiling.model_dump() | {"sram_bytes": self.tiling.sram_bytes,
+                                                   "rows": self.tiling.rows},
+        }
+
+
+def predict(problem: AttentionProblem, gpu: GPU | str, algorithm: str = "flash2",
+            tiling: Tiling | None = None, matmul_unit: str = "tensor") -> AttentionPrediction:
+    """Cost and time of one attention call (tiling defaults from the GPU)."""
+    if isinstance(gpu, str):
+        gpu = load_gpu(gpu)
+    cost, tiling = attention_cost(problem, gpu, algorithm, tiling)
+    timing = roofline(cost, gpu, problem.dtype, matmul_unit=matmul_unit,
+                      blocks_per_sm=tiling.blocks_per_sm(gpu))
+    return AttentionPrediction(problem, gpu, algorithm, tiling, cost, timing)
+
+
+def costs(algorithm: str, *, B, N, H, D, S=None, K=None, Dv=None, dtype_bytes=2.0,
+          mla=False, block_q=64, block_kv=64, heads_per_block=1, kv_splits=1, warps=4,
+          mask: str = "causal", window=0, chunk=1, top_k=None, pass_: str = "forward",
+          index_heads=64, index_head_dim=128, index_dtype_bytes=1.0) -> Cost:
+    """Vectorised attention cost: every size may be a numpy array (they broadcast).
+
+    ``mask``: 'full', 'causal', 'window' (causal, ``window``), 'band' (bidirectional,
+    ``window`` wide), 'chunk' (``chunk``), or 'topk' for dsa (``top_k``). Tiles are given
+    explicitly (no fit check): this is the fast path for sweeps.
+    """
+    i64 = lambda v: np.asarray(v, dtype=np.int64)  # noqa: E731
+    N = i64(N)
+    S = N if S is None else i64(S)
+    H = i64(H)
+    K = H if K is None else i64(K)
+    D = i64(D)
+    Dv = D if Dv is None else i64(Dv)
+    if mask == "band":
+        geometry = MaskGeometry("band", half=i64(window) // 2)
+    elif mask == "topk":
+        geometry = MaskGeometry("causal")
+    else:
+        geometry = MaskGeometry(mask, w=i64(window), c=i64(chunk))
+    x = Arrays(B=i64(B), N=N, S=S, H=H, K=K, D=D, Dv=Dv, e=np.asarray(dtype_bytes, float),
+               mla=np.asarray(mla), Br=i64(block_q), Bc=i64(block_kv),
+               hpb=i64(heads_per_block), splits=i64(kv_splits), warps=i64(warps),
+               geometry=geometry, top_k=None if top_k is None else i64(top_k),
+               index_heads=index_heads, index_head_dim=index_head_dim,
+               index_e=index_dtype_bytes)
+    return cost_of(algorithm, x, pass_)

@@ -1,0 +1,209 @@
+"""Tiling: block sizes, threads and SRAM per block — one object shared by the analytic
+model, the trace-driven model and the Numba-CUDA kernels, so a prediction is always of the
+kernel that ran. No GPU imports here.
+
+- ``block_q`` (Br): query tokens per tile. ``heads_per_block`` query heads that share one
+  KV head are packed into the same block (FlashAttention-2's GQA packing), so a block holds
+  ``rows = heads_per_block × block_q`` query rows and loads each K/V tile once for all of them.
+- ``block_kv`` (Bc): keys per K/V tile.
+- ``kv_splits``: split-KV decoding (Flash-Decoding) splits the key range of each
+  (batch, head group) over this many blocks.
+- ``threads``: threads per block; ``registers_per_thread`` feeds the occupancy model.
+
+SRAM footprint per block (storage dtype, element width ``e``; ``Dv'`` = 0 under MLA, whose
+V is a slice of the latent K tile):
+
+- flash2, flash_decode: Q tile rows·D + K tile Bc·D + V tile Bc·Dv'  (FA-2 Alg. 1; S and P
+  stay in registers);
+- flash1: the same + O tile rows·Dv + ℓ, m (fp32) (FA-1 Alg. 1 lines 8–13);
+- standard: max(QKᵀ kernel: rows·D + Bc·D, PV kernel: rows·Bc + Bc·Dv);
+- dsa: max(sparse attention: rows·D + Bc·(D + Dv'), indexer: Br·H_I·D_I·e_I + Bc·(D_I·e_I + 4)).
+
+Default tiles follow FlashAttention-2's launch templates (Br = 128 rows, Bc = 128 for
+D ≤ 64, 64 for D ≤ 128, 32 above; 4 warps), halving Br then Bc until the footprint fits the
+GPU's shared memory per block. ``policy="fa1"`` uses FlashAttention-1 Alg. 1 line 1 instead:
+Bc = ⌈M / 4D⌉, Br = min(Bc, D).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from memsim.errors import InputError
+from memsim.units import ACCUM_DTYPE, DTYPE_BYTES
+
+FP32_BYTES = DTYPE_BYTES[ACCUM_DTYPE]
+INDEX_SCALE_BYTES = DTYPE_BYTES["fp32"]  # one fp32 scale per indexer key block
+ALGORITHM_NAMES = ("standard", "flash1", "flash2", "flash_decode", "dsa")
+
+
+def sram_footprint_bytes(algorithm: str, rows, block_q, block_kv, D, Dv, mla, elem_bytes,
+                         index_heads=0, index_head_dim=0, index_elem_bytes=0.0):
+    """SRAM bytes one block holds (see module docstring); numpy-broadcasting."""
+    e = elem_bytes
+    dv_load = np.where(mla, 0, Dv)
+    flash = (rows * D + block_kv * D + block_kv * dv_load) * e
+    if algorithm in ("flash2", "flash_decode"):
+        return flash
+    if algorithm == "flash1":
+        return flash + rows * Dv * e + rows * 2 * FP32_BYTES
+    if algorithm == "standard":
+        return np.maximum(rows * D + block_kv * D, rows * block_kv + block_kv * Dv) * e
+    if algorithm == "dsa":
+        sparse = (rows * D + block_kv * (D + dv_load)) * e
+        indexer = (block_q * index_heads * index_head_dim * index_elem_bytes
+                   + block_kv * (index_head_dim * index_elem_bytes + INDEX_SCALE_BYTES))
+        return np.maximum(sparse, indexer)
+    raise InputError("algorithm", algorithm, f"must be one of {ALGORITHM_NAMES}")
+
+
+class Tiling(BaseModel):
+    """Block sizes, threads and SRAM of one kernel configuration (see module docstring)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    algorithm: str
+    block_q: int = Field(gt=0, description="Br, query tokens per tile")
+    block_kv: int = Field(gt=0, description="Bc, keys per tile")
+    heads_per_block: int = Field(default=1, gt=0, description="query heads packed per block")
+    kv_splits: int = Field(default=1, gt=0, description="split-KV blocks per head group")
+    threads: int = Field(default=128, gt=0, description="threads per block")
+    registers_per_thread: int = Field(default=128, gt=0)
+    head_dim: int = Field(gt=0)
+    head_dim_v: int = Field(gt=0)
+    elem_bytes: float = Field(gt=0, description="storage width of Q, K, V, O")
+    mla: bool = False
+    index_heads: int = 0
+    index_head_dim: int = 0
+    index_elem_bytes: float = 0.0
+
+    @property
+    def rows(self) -> int:
+        """Query rows per block: heads_per_block × block_q."""
+        return self.heads_per_block * self.block_q
+
+    @property
+    def warps(self) -> int:
+        return max(1, self.threads // 32)
+
+    @property
+    def sram_bytes(self) -> int:
+        return int(sram_footprint_bytes(
+            self.algorithm, self.rows, self.block_q, self.block_kv, self.head_dim,
+            self.head_dim_v, self.mla, self.elem_bytes, self.index_heads,
+            self.index_head_dim, self.index_elem_bytes))
+
+    def describe(self) -> str:
+        return (f"Br={self.block_q} Bc={self.block_kv} heads/block={self.heads_per_block} "
+                f"splits={self.kv_splits} threads={self.threads} sram={self.sram_bytes} B")
+
+    def check_fits(self, sram_limit_bytes: int, where: str = "") -> Tiling:
+        """Raise :class:`InputError` naming the sizes if the footprint exceeds the limit."""
+        if self.sram_bytes > sram_limit_bytes:
+            raise InputError(
+                "tiling", self.describe(),
+                f"needs {self.sram_bytes} B of SRAM per block, more than the "
+                f"{sram_limit_bytes} B available{where}; choose smaller --block-q/--block-kv")
+        return self
+
+    def blocks_per_sm(self, gpu) -> int:  # gpu: memsim.hardware.GPU
+        """Resident blocks per SM, limited by SRAM, threads, registers and the block cap."""
+        return int(blocks_per_sm(gpu, self.sram_bytes, self.threads, self.registers_per_thread))
+
+
+def blocks_per_sm(gpu, sram_bytes, threads, registers_per_thread):
+    """Occupancy: min over SRAM, threads, registers and the hardware block limit (arrays ok)."""
+    s = gpu.spec
+    by_sram = s.shared_memory_per_sm_bytes // np.maximum(sram_bytes, 1)
+    by_threads = s.max_threads_per_sm // threads
+    by_regs = s.registers_per_sm // (np.asarray(threads) * registers_per_thread)
+    return np.maximum(np.minimum(np.minimum(by_sram, by_threads),
+                                 np.minimum(by_regs, s.max_blocks_per_sm)), 0)
+
+
+def fa2_block_kv(head_dim: int) -> int:
+    """FlashAttention-2's key tile for a head dimension (flash_fwd_launch_template.h)."""
+    return 128 if head_dim <= 64 else 64 if head_dim <= 128 else 32
+
+
+def default_tiling(problem, gpu, algorithm: str, *, block_q: int | None = None,
+                   block_kv: int | None = None, heads_per_block: int | None = None,
+                   kv_splits: int | None = None, threads: int | None = None,
+                   sram_limit_bytes: int | None = None, policy: str = "fa2") -> Tiling:
+    """The Tiling memsim uses for ``problem`` on ``gpu`` unless told otherwise.
+
+    Explicit sizes are kept as given and must fit; defaults shrink until they fit.
+    """
+    from memsim.units import dtype_bytes
+
+    if algorithm not in ALGORITHM_NAMES:
+        raise InputError("algorithm", algorithm, f"must be one of {', '.join(ALGORITHM_NAMES)}")
+    limit = sram_limit_bytes or gpu.spec.shared_memory_per_block_max_bytes
+    group = problem.H // problem.K
+    hpb = heads_per_block if heads_per_block is not None else group
+    if group % hpb:
+        raise InputError("heads_per_block", hpb,
+                         f"must divide the query heads per KV head ({group})")
+    indexer = problem.indexer
+    common = dict(
+        algorithm=algorithm, heads_per_block=hpb, head_dim=problem.D, head_dim_v=problem.Dv,
+        elem_bytes=dtype_bytes(problem.dtype), mla=problem.mla,
+        threads=threads or 128,
+    )
+    if algorithm == "dsa":
+        idx = indexer or _default_indexer()
+        common.update(index_heads=idx.heads, index_head_dim=idx.head_dim,
+                      index_elem_bytes=dtype_bytes(idx.dtype))
+    if policy == "fa1":
+        m = limit
+        bc = block_kv or math.ceil(m / (4 * problem.D * common["elem_bytes"]))
+        br = block_q or min(bc, problem.D)
+    else:
+        bc = block_kv or fa2_block_kv(problem.D)
+        br = block_q or max(1, 128 // hpb)
+    if algorithm == "flash_decode":
+        if block_q is not None and block_q < problem.N:
+            raise InputError("block_q", block_q,
+                             f"must hold all seq_len={problem.N} query tokens for flash_decode")
+        br = problem.N
+    tiling = Tiling(block_q=br, block_kv=bc, **common)
+    where = f" per block on {gpu.name}"
+    # Shrink defaults (never explicit sizes) until the footprint fits.
+    while tiling.sram_bytes > limit:
+        if block_q is None and algorithm != "flash_decode" and tiling.block_q > 1:
+            tiling = tiling.model_copy(update={"block_q": max(1, tiling.block_q // 2)})
+        elif block_kv is None and tiling.block_kv > 16:
+            tiling = tiling.model_copy(update={"block_kv": tiling.block_kv // 2})
+        else:
+            break
+    tiling.check_fits(limit, where)
+    if algorithm == "flash_decode":
+        tiling = tiling.model_copy(update={"kv_splits": kv_splits or _decode_splits(
+            problem, gpu, tiling)})
+    elif kv_splits not in (None, 1):
+        raise InputError("kv_splits", kv_splits, "applies to flash_decode only")
+    return tiling
+
+
+def _default_indexer():
+    from memsim.problem import Indexer
+
+    return Indexer()
+
+
+def _decode_splits(problem, gpu, tiling: Tiling) -> int:
+    """Flash-Decoding's split count: enough blocks to fill every SM once, at most one
+    split per active key tile."""
+    from memsim.algorithms.masks import geometry_of
+    from memsim.geometry import tile_terms
+
+    o = problem.S - problem.N
+    g = geometry_of(problem.mask)
+    n_tiles = int(tile_terms(np.int64(o), np.int64(problem.S - 1), np.int64(problem.S),
+                             np.int64(tiling.block_kv), g)[2])
+    head_groups = problem.B * (problem.H // tiling.heads_per_block)
+    want = math.ceil(gpu.spec.sm_count / head_groups)
+    return max(1, min(n_tiles, want))
