@@ -87,7 +87,8 @@ def predict(problem: AttentionProblem, gpu: GPU | str, algorithm: str = "flash2"
 def costs(algorithm: str, *, B, N, H, D, S=None, K=None, Dv=None, dtype_bytes=2.0,
           mla=False, block_q=64, block_kv=64, heads_per_block=1, kv_splits=1, warps=4,
           mask: str = "causal", window=0, chunk=1, top_k=None, pass_: str = "forward",
-          index_heads=64, index_head_dim=128, index_dtype_bytes=1.0) -> Cost:
+          index_heads=64, index_head_dim=128, index_dtype_bytes=1.0,
+          index_block_q=16) -> Cost:
     """Vectorised attention cost: every size may be a numpy array (they broadcast).
 
     ``mask``: 'full', 'causal', 'window' (causal, ``window``), 'band' (bidirectional,
@@ -112,5 +113,5 @@ def costs(algorithm: str, *, B, N, H, D, S=None, K=None, Dv=None, dtype_bytes=2.
                hpb=i64(heads_per_block), splits=i64(kv_splits), warps=i64(warps),
                geometry=geometry, top_k=None if top_k is None else i64(top_k),
                index_heads=index_heads, index_head_dim=index_head_dim,
-               index_e=index_dtype_bytes)
+               index_e=index_dtype_bytes, index_Br=i64(index_block_q))
     return cost_of(algorithm, x, pass_)

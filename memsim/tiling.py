@@ -17,7 +17,9 @@ V is a slice of the latent K tile):
   stay in registers);
 - flash1: the same + O tile rows·Dv + ℓ, m (fp32) (FA-1 Alg. 1 lines 8–13);
 - standard: max(QKᵀ kernel: rows·D + Bc·D, PV kernel: rows·Bc + Bc·Dv);
-- dsa: max(sparse attention: rows·D + Bc·(D + Dv'), indexer: Br·H_I·D_I·e_I + Bc·(D_I·e_I + 4)).
+- dsa: max(sparse attention: rows·D + Bc·(D + Dv'), indexer: Br_I·H_I·D_I·e_I + Bc·(D_I·e_I + 4)),
+  where the indexer's query tile has its own size Br_I (``index_block_q``): a sparse
+  attention block holds one query token's heads, an indexer block many tokens.
 
 Default tiles follow FlashAttention-2's launch templates (Br = 128 rows, Bc = 128 for
 D ≤ 64, 64 for D ≤ 128, 32 above; 4 warps), halving Br then Bc until the footprint fits the
@@ -36,12 +38,21 @@ from memsim.errors import InputError
 from memsim.units import ACCUM_DTYPE, DTYPE_BYTES
 
 FP32_BYTES = DTYPE_BYTES[ACCUM_DTYPE]
-INDEX_SCALE_BYTES = DTYPE_BYTES["fp32"]  # one fp32 scale per indexer key block
+INDEX_SCALE_BYTES = DTYPE_BYTES["fp32"]  # one fp32 scale per fp8 indexer key block
+
+
+def index_key_bytes(head_dim, elem_bytes, scale_block=128):
+    """Bytes of one indexer key: D_I elements, plus one fp32 scale per ``scale_block``
+    elements when stored in fp8 (DeepSeek-V3.2-Exp model.py: 128 + 4 = 132 B at D_I = 128)."""
+    scales = np.where(np.asarray(elem_bytes) == DTYPE_BYTES["fp8"],
+                      -(-np.asarray(head_dim) // scale_block), 0)
+    return head_dim * elem_bytes + scales * INDEX_SCALE_BYTES
 ALGORITHM_NAMES = ("standard", "flash1", "flash2", "flash_decode", "dsa")
 
 
 def sram_footprint_bytes(algorithm: str, rows, block_q, block_kv, D, Dv, mla, elem_bytes,
-                         index_heads=0, index_head_dim=0, index_elem_bytes=0.0):
+                         index_heads=0, index_head_dim=0, index_elem_bytes=0.0,
+                         index_block_q=0):
     """SRAM bytes one block holds (see module docstring); numpy-broadcasting."""
     e = elem_bytes
     dv_load = np.where(mla, 0, Dv)
@@ -54,8 +65,8 @@ def sram_footprint_bytes(algorithm: str, rows, block_q, block_kv, D, Dv, mla, el
         return np.maximum(rows * D + block_kv * D, rows * block_kv + block_kv * Dv) * e
     if algorithm == "dsa":
         sparse = (rows * D + block_kv * (D + dv_load)) * e
-        indexer = (block_q * index_heads * index_head_dim * index_elem_bytes
-                   + block_kv * (index_head_dim * index_elem_bytes + INDEX_SCALE_BYTES))
+        indexer = (index_block_q * index_heads * index_head_dim * index_elem_bytes
+                   + block_kv * index_key_bytes(index_head_dim, index_elem_bytes))
         return np.maximum(sparse, indexer)
     raise InputError("algorithm", algorithm, f"must be one of {ALGORITHM_NAMES}")
 
@@ -79,6 +90,7 @@ class Tiling(BaseModel):
     index_heads: int = 0
     index_head_dim: int = 0
     index_elem_bytes: float = 0.0
+    index_block_q: int = 0
 
     @property
     def rows(self) -> int:
@@ -94,7 +106,7 @@ class Tiling(BaseModel):
         return int(sram_footprint_bytes(
             self.algorithm, self.rows, self.block_q, self.block_kv, self.head_dim,
             self.head_dim_v, self.mla, self.elem_bytes, self.index_heads,
-            self.index_head_dim, self.index_elem_bytes))
+            self.index_head_dim, self.index_elem_bytes, self.index_block_q))
 
     def describe(self) -> str:
         return (f"Br={self.block_q} Bc={self.block_kv} heads/block={self.heads_per_block} "
@@ -156,7 +168,7 @@ def default_tiling(problem, gpu, algorithm: str, *, block_q: int | None = None,
     if algorithm == "dsa":
         idx = indexer or _default_indexer()
         common.update(index_heads=idx.heads, index_head_dim=idx.head_dim,
-                      index_elem_bytes=dtype_bytes(idx.dtype))
+                      index_elem_bytes=dtype_bytes(idx.dtype), index_block_q=128)
     if policy == "fa1":
         m = limit
         bc = block_kv or math.ceil(m / (4 * problem.D * common["elem_bytes"]))
@@ -173,7 +185,9 @@ def default_tiling(problem, gpu, algorithm: str, *, block_q: int | None = None,
     where = f" per block on {gpu.name}"
     # Shrink defaults (never explicit sizes) until the footprint fits.
     while tiling.sram_bytes > limit:
-        if block_q is None and algorithm != "flash_decode" and tiling.block_q > 1:
+        if algorithm == "dsa" and tiling.index_block_q > 1 and _indexer_over(tiling, limit):
+            tiling = tiling.model_copy(update={"index_block_q": tiling.index_block_q // 2})
+        elif block_q is None and algorithm != "flash_decode" and tiling.block_q > 1:
             tiling = tiling.model_copy(update={"block_q": max(1, tiling.block_q // 2)})
         elif block_kv is None and tiling.block_kv > 16:
             tiling = tiling.model_copy(update={"block_kv": tiling.block_kv // 2})
@@ -186,6 +200,12 @@ def default_tiling(problem, gpu, algorithm: str, *, block_q: int | None = None,
     elif kv_splits not in (None, 1):
         raise InputError("kv_splits", kv_splits, "applies to flash_decode only")
     return tiling
+
+
+def _indexer_over(tiling: Tiling, limit: int) -> bool:
+    """Whether the indexer's tiles alone exceed the SRAM limit."""
+    indexer = tiling.model_copy(update={"heads_per_block": 0, "block_q": 0})
+    return indexer.sram_bytes > limit
 
 
 def _default_indexer():

@@ -94,7 +94,9 @@ def compulsory_bytes(problem) -> float:
         idx = p.indexer
         ie = DTYPE_BYTES[idx.dtype] if idx else 1.0
         ih, idim = (idx.heads, idx.head_dim) if idx else (64, 128)
-        index = p.B * (p.N * ih * (idim * ie + 4) + p.S * (idim * ie + 4))
+        from memsim.tiling import index_key_bytes
+
+        index = p.B * (p.N * ih * (idim * ie + 4) + p.S * float(index_key_bytes(idim, ie)))
     else:
         g = geometry_of(p.mask)
         S = np.int64(p.S)

@@ -38,6 +38,14 @@ class Arrays:
     index_heads: np.ndarray | int = 64
     index_head_dim: np.ndarray | int = 128
     index_e: np.ndarray | float = 1.0
+    index_scale_block: int = 128
+    index_Br: np.ndarray | int = 16
+
+    @property
+    def index_key_bytes(self):
+        from memsim.tiling import index_key_bytes
+
+        return index_key_bytes(self.index_head_dim, self.index_e, self.index_scale_block)
 
     @property
     def groups(self) -> np.ndarray:
@@ -68,4 +76,6 @@ def from_problem(problem, tiling) -> Arrays:  # (AttentionProblem, Tiling)
         geometry=geometry, top_k=a(mask.top_k) if mask.top_k else None,
         index_heads=idx.heads if idx else 64, index_head_dim=idx.head_dim if idx else 128,
         index_e=DTYPE_BYTES[idx.dtype] if idx else DTYPE_BYTES["fp8"],
+        index_scale_block=idx.scale_block if idx else 128,
+        index_Br=max(tiling.index_block_q, 1),
     )

@@ -5,8 +5,9 @@ attention runs over those k entries only — on the MQA mode of MLA, where one l
 
 Three kernels, per batch:
     indexer   I_{t,s} = Σ_j w_{t,j}·ReLU(q_{t,j}·k_s), causal, tiled like FA-2 with all
-              H_I indexer heads in one block (one shared indexer key per token):
-              read q_I N·H_I·D_I·e_I, w N·H_I·4, keys key_loads·(D_I·e_I + 4)
+              H_I indexer heads and Br_I query tokens in one block (one shared indexer key
+              per token):
+              read q_I N·H_I·D_I·e_I, w N·H_I·4, keys key_loads·(D_I·e_I + 4 per fp8 scale block)
               write logits area·4 (fp32, as the reference ``fp8_index`` returns them)
               FLOPs area·H_I·2·D_I (fp8 tensor cores) + area·H_I·3 (ReLU, weight, sum)
     top-k     read logits area·4, write indices Σ_p min(k, p+1)·4 (int32)
@@ -26,7 +27,6 @@ from memsim.algorithms._arrays import Arrays
 from memsim.cost import Cost
 from memsim.geometry import MaskGeometry, capped_prefix_sum, tile_sums
 from memsim.tiling import FP32_BYTES as F4
-from memsim.tiling import INDEX_SCALE_BYTES
 
 NAME = "dsa"
 PASSES = ("forward",)
@@ -37,8 +37,8 @@ def forward(x: Arrays) -> Cost:
     HI, DI, eI = x.index_heads, x.index_head_dim, x.index_e
     B, N, S, e, D, Dv = x.B, x.N, x.S, x.e, x.D, x.Dv
     # indexer: causal, H_I heads per block, Br query tokens per tile
-    t = tile_sums(N, S, x.Br, x.Bc, MaskGeometry("causal"))
-    ix_read = B * (N * HI * (DI * eI + F4) + t.key_loads * (DI * eI + INDEX_SCALE_BYTES))
+    t = tile_sums(N, S, x.index_Br, x.Bc, MaskGeometry("causal"))
+    ix_read = B * (N * HI * (DI * eI + F4) + t.key_loads * x.index_key_bytes)
     ix_write = B * t.area * F4
     # top-k selection: min(k, p + 1) keys per query position p
     sel = capped_prefix_sum(S - N, S, x.top_k)
@@ -49,7 +49,7 @@ def forward(x: Arrays) -> Cost:
     sp_write = g * N * hpb * (Dv * e + F4)
     reads = ix_read + tk_read + sp_read
     writes = ix_write + tk_write + sp_write
-    staged = B * (N * HI * DI * eI + t.key_loads * (DI * eI + INDEX_SCALE_BYTES)) + g * (
+    staged = B * (N * HI * DI * eI + t.key_loads * x.index_key_bytes) + g * (
         sel * (D + x.dv_load) * e + N * hpb * D * e)
     return Cost(
         matmul_flops=B * t.area * HI * 2 * DI + g * hpb * sel * 2 * (D + Dv),
