@@ -196,6 +196,7 @@ class ModelConfig:
     tie_word_embeddings: bool = False
     learned_positions: int = 0
     norm_params_per_layer: int = 0
+    norms_per_layer: int = 2  # norm kernels per layer (Gemma 2/3: 4, pre and post)
     final_norm_params: int = 0
     extra_params: int = 0  # MLM head of encoders, embedding norms
     vision_params: int = 0  # vision tower of multimodal checkpoints (not run by memsim)
@@ -495,7 +496,7 @@ def _build_gemma(k: _Keys, mt: str) -> dict[str, Any]:
                 vocab_size=k.pos("vocab_size"),
                 max_position_embeddings=k.pos("max_position_embeddings"),
                 tie_word_embeddings=bool(k.get("tie_word_embeddings", True)),
-                norm_params_per_layer=4 * h, final_norm_params=h)
+                norm_params_per_layer=4 * h, norms_per_layer=4, final_norm_params=h)
 
 
 def _build_llama4(k: _Keys, mt: str) -> dict[str, Any]:

@@ -1,0 +1,258 @@
+"""``memsim predict``, ``memsim cost-curve``, ``memsim sweep`` and ``memsim models``.
+
+Whole-model predictions (memsim.inference) for the presets of memsim/presets or any
+compatible config.json. Imports of numpy-heavy modules happen inside the commands.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import typer
+
+from memsim.cli import app, user_errors
+
+GIB = 2**30
+
+_MODEL = typer.Option(..., "--model", help="preset name, alias (llama-3-70b) or config.json path")
+_GPU = typer.Option(..., "--gpu", help="GPU profile name (memsim gpus) or a .toml path")
+_BATCH = typer.Option(1, "--batch", help="B, sequences decoded together")
+_TP = typer.Option(1, "--tp", help="tensor-parallel GPUs")
+_ATTN = typer.Option("auto", "--attention",
+                     help="standard|flash1|flash2|flash_decode|dsa|auto (auto: FA-2 prefill, "
+                          "split-KV decode, dsa on DeepSeek Sparse Attention layers)")
+_WDTYPE = typer.Option("bf16", "--weight-dtype", help="weights: fp32|bf16|fp16|fp8|int8|int4")
+_KVDTYPE = typer.Option("bf16", "--kv-dtype", help="KV cache: fp32|bf16|fp16|fp8")
+_PRICE = typer.Option(None, "--price", help="USD per GPU-hour (default: the profile's price)")
+_JSON = typer.Option(False, "--json", help="print JSON")
+
+
+def _setup(model: str, gpu: str, tp: int, attention: str, weight_dtype: str, kv_dtype: str,
+           price: float | None, **extra: Any):
+    from memsim.hardware import load_gpu
+    from memsim.inference import Setup
+    from memsim.models import load_model
+
+    return Setup(load_model(model), load_gpu(gpu), tp=tp, attention=attention,
+                 weight_dtype=weight_dtype, kv_dtype=kv_dtype, usd_per_gpu_hour=price, **extra)
+
+
+def _warn(messages: list[str]) -> None:
+    for m in messages:
+        typer.echo(f"warning: {m}", err=True)
+
+
+@app.command("predict")
+@user_errors
+def predict_cmd(
+    model: str = _MODEL, gpu: str = _GPU,
+    context: int = typer.Option(..., "--context", help="L, tokens of context"),
+    batch: int = _BATCH, tp: int = _TP, attention: str = _ATTN,
+    weight_dtype: str = _WDTYPE, kv_dtype: str = _KVDTYPE, price: float | None = _PRICE,
+    prefill_chunk: int | None = typer.Option(None, "--prefill-chunk",
+                                             help="chunked prefill: tokens per chunk"),
+    all_global: bool = typer.Option(False, "--all-global",
+                                    help="treat windowed/chunked layers as global"),
+    as_json: bool = _JSON,
+) -> None:
+    """VRAM, prefill and decode time and $ per million tokens of a whole model."""
+    from memsim.inference import predict
+
+    setup = _setup(model, gpu, tp, attention, weight_dtype, kv_dtype, price,
+                   prefill_chunk=prefill_chunk, all_global=all_global)
+    result = predict(setup, context, batch)
+    _warn(result["warnings"])
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    _print_prediction(result)
+
+
+def _print_prediction(r: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    v = r["vram"]
+    console = Console()
+    title = (f"{r['model']} on {r['tp']} × {r['gpu']}: context {r['context']:,}, "
+             f"batch {r['batch']}, attention {r['attention']}")
+    table = Table(title=f"VRAM per GPU — {title}")
+    for col in ("part", "GiB", "share"):
+        table.add_column(col, justify="left" if col == "part" else "right")
+    for part in ("weights", "kv_cache", "activation", "workspace", "reserve"):
+        b = v[f"{part}_bytes"]
+        table.add_row(part.replace("_", " "), f"{b / GIB:,.2f}", f"{b / v['total_bytes']:.1%}")
+        if part == "kv_cache" and len(v["kv_cache_by_layer_kind"]) > 1:
+            for kind, kb in v["kv_cache_by_layer_kind"].items():
+                table.add_row(f"  {kind} layers", f"{kb / GIB:,.2f}",
+                              f"{kb / v['total_bytes']:.1%}")
+    table.add_row("total", f"{v['total_bytes'] / GIB:,.2f}", "100%")
+    table.add_row("capacity", f"{v['capacity_bytes'] / GIB:,.2f}",
+                  "fits" if v["fits"] else f"short {v['shortfall_bytes'] / GIB:,.2f} GiB")
+    console.print(table)
+
+    t = Table(title="Time and cost")
+    for col in ("phase", "time", "tokens/s", "$ / M tokens", "dominated by"):
+        t.add_column(col, justify="left" if col in ("phase", "dominated by") else "right")
+    p, d = r["prefill"], r["decode"]
+    dom = lambda ph: ", ".join(f"{x['operator']} {x['share']:.0%}" for x in ph["dominant"])  # noqa: E731
+    t.add_row(f"prefill {p['tokens']:,} tokens", f"{p['time_s']:.4g} s",
+              f"{p['tokens_per_s']:,.0f}", f"{p['usd_per_million_tokens']:.4g}", dom(p))
+    if d["time_per_token_s"] is not None:
+        t.add_row(f"decode at position {r['context']:,}", f"{d['time_per_token_s'] * 1e3:.4g} ms",
+                  f"{d['tokens_per_s']:,.1f}", f"{d['usd_per_million_tokens']:.4g}", dom(d))
+    else:
+        t.add_row("decode", "–", "–", "–", d["note"])
+    console.print(t)
+    console.print(f"[bold]{r['takeaway']}[/bold]  (price ${r['usd_per_gpu_hour']:.2f}/GPU-h)")
+
+
+@app.command("cost-curve")
+@user_errors
+def cost_curve_cmd(
+    model: str = _MODEL, gpu: str = _GPU,
+    max_context: int = typer.Option(..., "--max-context", help="largest token position"),
+    points: int = typer.Option(16, "--points", help="positions on the curve"),
+    batch: int = _BATCH, tp: int = _TP, attention: str = _ATTN,
+    weight_dtype: str = _WDTYPE, kv_dtype: str = _KVDTYPE, price: float | None = _PRICE,
+    as_json: bool = _JSON,
+) -> None:
+    """Marginal $ per million tokens of the token at each position (prefill and decode)."""
+    from memsim.inference import cost_curve, warnings_for
+
+    setup = _setup(model, gpu, tp, attention, weight_dtype, kv_dtype, price)
+    _warn(warnings_for(setup, max_context))
+    curve = cost_curve(setup, max_context, points, batch)
+    if as_json:
+        typer.echo(json.dumps(curve, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"Cost by token position — {setup.model.name} on {tp} × {gpu}, "
+                        f"batch {batch}, ${setup.price:.2f}/GPU-h")
+    for col in ("position", "prefill $/M tokens", "decode $/M tokens"):
+        table.add_column(col, justify="right")
+    for row in curve:
+        dec = row["decode_usd_per_million_tokens"]
+        table.add_row(f"{row['position']:,}", f"{row['prefill_usd_per_million_tokens']:.4g}",
+                      "–" if dec is None else f"{dec:.4g}")
+    Console().print(table)
+    first, last = curve[0], curve[-1]
+    growth = last["prefill_usd_per_million_tokens"] / first["prefill_usd_per_million_tokens"]
+    Console().print(f"[bold]The token at position {last['position']:,} costs {growth:.1f}× the "
+                    f"prefill price of the one at {first['position']:,}.[/bold]")
+
+
+def _csv_list(text: str, cast: Any = str) -> list[Any]:
+    from memsim.errors import InputError
+
+    items = [x.strip() for x in text.split(",") if x.strip()]
+    if not items:
+        raise InputError("list", text, "must name at least one item (comma-separated)")
+    try:
+        return [cast(x) for x in items]
+    except ValueError:
+        raise InputError("list", text, f"must be comma-separated {cast.__name__}s") from None
+
+
+@app.command("sweep")
+@user_errors
+def sweep_cmd(
+    models: str = typer.Option(..., "--models", help="comma-separated model names"),
+    gpus: str = typer.Option(..., "--gpus", help="comma-separated GPU profiles"),
+    contexts: str = typer.Option(..., "--contexts", help="comma-separated context lengths"),
+    batches: str = typer.Option("1", "--batches", help="comma-separated batch sizes"),
+    attentions: str = typer.Option("auto", "--attentions", help="comma-separated algorithms"),
+    tp: int = _TP, weight_dtype: str = _WDTYPE, kv_dtype: str = _KVDTYPE,
+    out: str = typer.Option("-", "--out", help="output file (.csv or .jsonl); - = stdout"),
+    fmt: str | None = typer.Option(None, "--format", help="csv|jsonl (default from --out)"),
+    workers: int = typer.Option(0, "--workers", help="processes (0: run in this process)"),
+) -> None:
+    """Grid of predictions, written row by row as CSV or JSON Lines with a progress bar."""
+    import csv
+
+    from memsim.errors import InputError
+    from memsim.inference import SWEEP_FIELDS, sweep
+
+    model_list, gpu_list = _csv_list(models), _csv_list(gpus)
+    ctx_list, batch_list = _csv_list(contexts, int), _csv_list(batches, int)
+    attn_list = _csv_list(attentions)
+    fmt = fmt or ("csv" if out.endswith(".csv") else "jsonl")
+    if fmt not in ("csv", "jsonl"):
+        raise InputError("format", fmt, "must be csv or jsonl")
+    # validate names up front so a typo fails before any work is done
+    from memsim.hardware import load_gpu
+    from memsim.models import load_model
+
+    for m in model_list:
+        load_model(m)
+    for g in gpu_list:
+        load_gpu(g)
+    stream = sys.stdout if out == "-" else open(out, "w", newline="")  # noqa: SIM115
+    writer = csv.DictWriter(stream, fieldnames=SWEEP_FIELDS) if fmt == "csv" else None
+    if writer:
+        writer.writeheader()
+    cells = len(model_list) * len(gpu_list) * len(attn_list)
+    executor = None
+    if workers > 0:
+        from concurrent.futures import ProcessPoolExecutor
+
+        executor = ProcessPoolExecutor(max_workers=workers)
+    from rich.progress import Progress
+
+    try:
+        with Progress(transient=True, console=_stderr_console()) as progress:
+            task = progress.add_task("sweep", total=cells)
+
+            def write(rows: list[dict[str, Any]]) -> None:
+                for row in rows:
+                    if writer:
+                        writer.writerow(row)
+                    else:
+                        stream.write(json.dumps(row) + "\n")
+                stream.flush()
+                progress.advance(task)
+
+            for _ in sweep(model_list, gpu_list, ctx_list, batch_list, attn_list, tp=tp,
+                           executor=executor, on_rows=write, weight_dtype=weight_dtype,
+                           kv_dtype=kv_dtype):
+                pass
+    finally:
+        if executor is not None:
+            executor.shutdown()
+        if stream is not sys.stdout:
+            stream.close()
+
+
+def _stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+@app.command("models")
+@user_errors
+def models_cmd(as_json: bool = _JSON) -> None:
+    """List the bundled model presets with their parameter counts and KV bytes per token."""
+    from memsim.models import load_model, preset_names
+
+    rows = [load_model(n).describe() for n in preset_names()]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Model presets (memsim/presets, named by Hugging Face id)")
+    for col in ("name", "params", "active", "KV B/token", "layers by kind"):
+        table.add_column(col, justify="left" if col in ("name", "layers by kind") else "right",
+                         overflow="fold")
+    for r in rows:
+        kinds = ", ".join(f"{g['count']}× {g['kind']} {g['layout']}" for g in r["layer_groups"])
+        table.add_row(f"{r['name']}\n({', '.join(r['aliases'][:1])})",
+                      f"{r['params'] / 1e9:,.2f}B", f"{r['params_active'] / 1e9:,.2f}B",
+                      f"{r['kv_bytes_per_token_bf16']:,.0f}", kinds)
+    Console(width=max(Console().width, 120)).print(table)
