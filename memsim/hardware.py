@@ -16,7 +16,9 @@ source checkout they are read from the repository's ``hardware_profiles/``.
 
 from __future__ import annotations
 
+import difflib
 import functools
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -210,15 +212,27 @@ def _split_sourced(section: str, table: dict[str, Any], path: Path) -> tuple[dic
     return values, sources
 
 
+def _offending_line(text: str, exc: tomllib.TOMLDecodeError) -> str:
+    """'; line 12 reads: sm_count = { ...' for a TOML syntax error, so the message names the key."""
+    match = re.search(r"at line (\d+)", str(exc))
+    lines = text.splitlines()
+    if not match or not 1 <= int(match.group(1)) <= len(lines):
+        return ""
+    return f"; line {match.group(1)} reads: {lines[int(match.group(1)) - 1].strip()[:120]}"
+
+
 def load_profile_file(path: Path | str) -> GPU:
     """Read one TOML profile; a malformed or incomplete file names the file and the key."""
     path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError("profile", str(path), f"is not valid TOML: {exc}") from None
+        text = path.read_text()
     except OSError as exc:
         raise InputError("profile", str(path), f"cannot be read: {exc.strerror}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError("profile", str(path),
+                         f"is not valid TOML: {exc}{_offending_line(text, exc)}") from None
     for section in ("spec", "efficiency", "price"):
         if section not in raw:
             raise InputError(f"{path.name}", section, "section is missing")
@@ -266,6 +280,15 @@ def load_gpu(name: str) -> GPU:
     bundled = _bundled()
     key = name.lower()
     if key not in bundled:
-        raise InputError("gpu", name, "is not a known GPU" + closest(name, bundled)
+        raise InputError("gpu", name, "is not a known GPU" + _suggest(key, bundled)
                          + f" (known: {', '.join(bundled)})")
     return load_profile_file(bundled[key])
+
+
+def _suggest(key: str, known: dict[str, Path]) -> str:
+    """Names that start with ``key`` first ('h100' → 'h100-sxm', not 'h200'), else the closest."""
+    prefixed = sorted((k for k in known if k.startswith(key)),
+                      key=lambda k: -difflib.SequenceMatcher(None, key, k).ratio())
+    if prefixed:
+        return "; did you mean " + " or ".join(repr(k) for k in prefixed[:3]) + "?"
+    return closest(key, known)
