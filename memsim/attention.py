@@ -115,3 +115,33 @@ def costs(algorithm: str, *, B, N, H, D, S=None, K=None, Dv=None, dtype_bytes=2.
                index_heads=index_heads, index_head_dim=index_head_dim,
                index_e=index_dtype_bytes, index_Br=i64(index_block_q))
     return cost_of(algorithm, x, pass_)
+
+
+def costs_for(problem: AttentionProblem, gpu: GPU, algorithm: str, *, B=None, N=None,
+              S=None, tiling: Tiling | None = None) -> tuple[Cost, Tiling]:
+    """Vectorised cost of ``problem`` with B, N, S replaced by (broadcasting) arrays.
+
+    Tiles come from ``tiling`` or the template problem's default Tiling; for the decoding
+    algorithms (flash_decode, dsa) the split count is chosen per element by the rule
+    :func:`memsim.tiling.default_tiling` uses.
+    Returns the Cost (arrays of the broadcast shape) and the template Tiling.
+    """
+    from dataclasses import replace
+
+    from memsim.algorithms import check_supported, from_problem
+    from memsim.tiling import decode_splits, default_tiling
+
+    check_supported(algorithm, problem)
+    if tiling is None:
+        tiling = default_tiling(problem, gpu, algorithm)
+    i64 = lambda v, d: np.asarray(d if v is None else v, dtype=np.int64)  # noqa: E731
+    B, N, S = np.broadcast_arrays(i64(B, problem.B), i64(N, problem.N), i64(S, problem.S))
+    x = replace(from_problem(problem, tiling), B=B, N=N, S=S)
+    if algorithm in ("flash_decode", "dsa"):
+        splits = decode_splits(algorithm, gpu, B, N, S, problem.H, tiling.heads_per_block,
+                               tiling.block_kv, tiling.index_block_q, x.geometry)
+        x = replace(x, splits=splits)
+    cost = cost_of(algorithm, x, problem.pass_)
+    shape = B.shape
+    return Cost(**{k: np.broadcast_to(v, np.broadcast_shapes(np.shape(v), shape)).reshape(shape)
+                   for k, v in vars(cost).items()}), tiling

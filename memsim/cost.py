@@ -29,12 +29,15 @@ class Cost:
     """FLOPs per unit and bytes per level of one or more kernels.
 
     - ``matmul_flops``: QKᵀ, PV and their gradients (2 FLOP per multiply-add); tensor cores
-      in production kernels, CUDA cores in memsim's Numba kernels.
+      at the problem's dtype in production kernels, CUDA cores in memsim's Numba kernels.
+    - ``fp8_matmul_flops``: matmuls that run at the fp8 tensor rate whatever the problem's
+      dtype (DeepSeek Sparse Attention's lightning indexer).
     - ``vector_flops``: element-wise work on CUDA cores (scale, max, subtract, sums, rescale).
     - ``exp_ops``: exponentials on the special-function unit.
     """
 
     matmul_flops: Number = 0.0
+    fp8_matmul_flops: Number = 0.0
     vector_flops: Number = 0.0
     exp_ops: Number = 0.0
     global_read_bytes: Number = 0.0
@@ -65,8 +68,8 @@ class Cost:
 
     @property
     def flops(self) -> Number:
-        """Matmul FLOPs: the count FlashAttention's papers and benchmarks report."""
-        return self.matmul_flops
+        """Matmul FLOPs (all dtypes): the count FlashAttention's papers report."""
+        return self.matmul_flops + self.fp8_matmul_flops
 
     @property
     def global_bytes(self) -> Number:
@@ -89,8 +92,11 @@ class Cost:
 
     def item(self, index: int | tuple = ()) -> Cost:
         """The Cost of one configuration out of a vectorised Cost."""
-        return Cost(**{f.name: float(np.asarray(getattr(self, f.name))[index])
-                       for f in fields(self)})
+        def pick(v: Number) -> float:
+            v = np.asarray(v)
+            return float(v if v.ndim == 0 else v[index])
+
+        return Cost(**{f.name: pick(getattr(self, f.name)) for f in fields(self)})
 
 
 def _plain(v: Number) -> Number:

@@ -259,28 +259,14 @@ def _tiling(call: _AttnCall, gpu: GPU) -> Any:
 def attention_cost(call: _AttnCall, gpu: GPU, B: Any, N: Any, S: Any) -> tuple[Cost, int]:
     """The algorithm's Cost at batch B, N queries, S keys (arrays), and blocks per SM.
 
-    The foundation's vectorised path: ``from_problem`` → replace the sizes by arrays →
-    ``cost_of``. Split-KV decoding uses Flash-Decoding's split count, the one
-    ``memsim.tiling._decode_splits`` picks (enough blocks to fill every SM once, at most one
-    split per active key tile), evaluated per element.
+    Through :func:`memsim.attention.costs_for`: the call's template Tiling, with the
+    decoding split count chosen per element.
     """
-    from memsim.algorithms import cost_of, from_problem
-    from memsim.algorithms._arrays import Arrays
+    from memsim.attention import costs_for
 
-    B, N, S = np.broadcast_arrays(np.asarray(B, np.int64), np.asarray(N, np.int64),
-                                  np.asarray(S, np.int64))
     tiling = _tiling(call, gpu)
-    x: Arrays = replace(from_problem(call.problem, tiling), B=B, N=N, S=S)
-    if call.algorithm == "flash_decode":
-        from memsim.geometry import tile_terms
-
-        n_tiles = tile_terms(S - N, S - 1, S, x.Bc, x.geometry)[2]
-        want = -(-gpu.spec.sm_count // (B * (x.H // x.hpb)))
-        x = replace(x, splits=np.maximum(1, np.minimum(n_tiles, want)))
-    cost = cost_of(call.algorithm, x)  # fields broadcast with the template's (1,) arrays
-    shape = B.shape
-    return Cost(**{f: np.broadcast_to(v, np.broadcast_shapes(np.shape(v), shape)).reshape(shape)
-                   for f, v in vars(cost).items()}), tiling.blocks_per_sm(gpu)
+    cost, _ = costs_for(call.problem, gpu, call.algorithm, B=B, N=N, S=S, tiling=tiling)
+    return cost, tiling.blocks_per_sm(gpu)
 
 
 # ---- one phase: the operators of every layer -----------------------------------------

@@ -90,6 +90,10 @@ class Indexer(BaseModel):
     head_dim: int = Field(default=128, gt=0)
     dtype: Dtype = "fp8"
     scale_block: int = Field(default=128, gt=0)
+    logits_chunk: int = Field(
+        default=8192, gt=0,
+        description="query tokens whose fp32 logits are materialised at once (serving "
+                    "engines score a prefill chunk at a time)")
 
 
 class AttentionProblem(BaseModel):

@@ -3,8 +3,9 @@
 Terms (seconds), each work count over the *achievable* rate of its resource (peak × the
 profile's efficiency factor):
 
-- compute: ``matmul`` (tensor cores at the dtype, or fp32 CUDA cores for memsim's Numba
-  kernels), ``vector`` (fp32 CUDA cores), ``exp`` (special-function unit). Inside one
+- compute: ``matmul`` (tensor cores at the dtype — fp8 matmuls such as DSA's indexer at
+  the fp8 rate where the GPU has one — or fp32 CUDA cores for memsim's Numba kernels),
+  ``vector`` (fp32 CUDA cores), ``exp`` (special-function unit). Inside one
   kernel these are issued by the same warps, and FlashAttention-3 §3.1 shows the exp can
   take half the matmul time at D = 128 unless explicitly overlapped, so compute time is
   their **sum**.
@@ -74,8 +75,12 @@ def roofline(cost: Cost, gpu, dtype: str = "bf16", *, matmul_unit: str = "tensor
     occupancy; omitted, no wave quantisation is applied.
     """
     matmul_rate = gpu.achievable_flop_per_s(matmul_unit, dtype)
+    fp8_rate = matmul_rate
+    if matmul_unit == "tensor" and gpu.spec.fp8_tensor_flop_per_s is not None:
+        fp8_rate = gpu.achievable_flop_per_s("tensor", "fp8")  # else fp8 runs upcast
     terms = {
-        "matmul": np.asarray(cost.matmul_flops, dtype=float) / matmul_rate,
+        "matmul": np.asarray(cost.matmul_flops, dtype=float) / matmul_rate
+        + np.asarray(cost.fp8_matmul_flops, dtype=float) / fp8_rate,
         "vector": np.asarray(cost.vector_flops, dtype=float) / gpu.achievable_flop_per_s("fp32"),
         "exp": np.asarray(cost.exp_ops, dtype=float) / gpu.achievable_flop_per_s("exp"),
         "hbm": np.asarray(cost.hbm_bytes, dtype=float) / gpu.achievable_hbm_bytes_per_s,

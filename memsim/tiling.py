@@ -194,11 +194,19 @@ def default_tiling(problem, gpu, algorithm: str, *, block_q: int | None = None,
         else:
             break
     tiling.check_fits(limit, where)
-    if algorithm == "flash_decode":
-        tiling = tiling.model_copy(update={"kv_splits": kv_splits or _decode_splits(
-            problem, gpu, tiling)})
+    decoding = algorithm == "flash_decode" or (
+        algorithm == "dsa" and tiling.index_block_q >= problem.N)
+    if decoding:
+        from memsim.algorithms.masks import geometry_of
+
+        geometry = geometry_of(problem.mask) if algorithm == "flash_decode" else None
+        splits = kv_splits or int(decode_splits(
+            algorithm, gpu, problem.B, problem.N, problem.S, problem.H,
+            tiling.heads_per_block, tiling.block_kv, tiling.index_block_q, geometry))
+        tiling = tiling.model_copy(update={"kv_splits": splits})
     elif kv_splits not in (None, 1):
-        raise InputError("kv_splits", kv_splits, "applies to flash_decode only")
+        raise InputError("kv_splits", kv_splits, "applies to decoding only: flash_decode, "
+                         "or dsa with seq_len ≤ the indexer's query tile")
     return tiling
 
 
@@ -214,16 +222,18 @@ def _default_indexer():
     return Indexer()
 
 
-def _decode_splits(problem, gpu, tiling: Tiling) -> int:
-    """Flash-Decoding's split count: enough blocks to fill every SM once, at most one
-    split per active key tile."""
-    from memsim.algorithms.masks import geometry_of
+def decode_splits(algorithm, gpu, B, N, S, H, heads_per_block, block_kv, index_block_q=0,
+                  geometry=None):
+    """Flash-Decoding's split count (numpy-broadcasting): enough blocks to fill every SM
+    once; for flash_decode at most one split per active key tile (the algorithms also drop
+    empty splits). dsa splits only when decoding (N ≤ the indexer's query tile)."""
     from memsim.geometry import tile_terms
 
-    o = problem.S - problem.N
-    g = geometry_of(problem.mask)
-    n_tiles = int(tile_terms(np.int64(o), np.int64(problem.S - 1), np.int64(problem.S),
-                             np.int64(tiling.block_kv), g)[2])
-    head_groups = problem.B * (problem.H // tiling.heads_per_block)
-    want = math.ceil(gpu.spec.sm_count / head_groups)
-    return max(1, min(n_tiles, want))
+    B, N, S = (np.asarray(v, dtype=np.int64) for v in (B, N, S))
+    want = np.maximum(1, -(-gpu.spec.sm_count // (B * (H // heads_per_block))))
+    if algorithm == "flash_decode":
+        n_tiles = tile_terms(S - N, S - 1, S, np.int64(block_kv), geometry)[2]
+        return np.maximum(1, np.minimum(n_tiles, want))
+    if algorithm == "dsa":
+        return np.where(N <= index_block_q, want, 1)
+    return np.ones_like(B)

@@ -40,6 +40,7 @@ class Arrays:
     index_e: np.ndarray | float = 1.0
     index_scale_block: int = 128
     index_Br: np.ndarray | int = 16
+    index_chunk: np.ndarray | int = 8192
 
     @property
     def index_key_bytes(self):
@@ -78,4 +79,5 @@ def from_problem(problem, tiling) -> Arrays:  # (AttentionProblem, Tiling)
         index_e=DTYPE_BYTES[idx.dtype] if idx else DTYPE_BYTES["fp8"],
         index_scale_block=idx.scale_block if idx else 128,
         index_Br=max(tiling.index_block_q, 1),
+        index_chunk=idx.logits_chunk if idx else 8192,
     )
