@@ -92,8 +92,8 @@ class Indexer(BaseModel):
     scale_block: int = Field(default=128, gt=0)
     logits_chunk: int = Field(
         default=8192, gt=0,
-        description="query tokens whose fp32 logits are materialised at once (serving "
-                    "engines score a prefill chunk at a time)")
+        description="query tokens (whole batch) whose fp32 logits are materialised at once "
+                    "(serving engines prefill a bounded number of batched tokens per step)")
 
 
 class AttentionProblem(BaseModel):

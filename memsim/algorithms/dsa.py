@@ -20,7 +20,8 @@ Kernels, per batch (s = ``kv_splits``; s > 1 only when decoding, N ≤ Br_I):
               reads the partials and writes O.
 where sel = Σ_p min(k, p + 1) over the query positions p (report: O(L·k) main attention;
 the indexer stays O(L²) but at H_I·D_I in fp8 instead of H·(D + Dv)). The logits of at
-most ``logits_chunk`` query tokens are materialised at once (workspace). Forward only.
+most ``logits_chunk`` query tokens of the whole batch are materialised at once (workspace:
+serving engines prefill a bounded number of batched tokens per step). Forward only.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def forward(x: Arrays) -> Cost:
     writes = ix_write + tk_write + sp_write
     staged = (B * (s_ix * N * HI * DI * eI + t.key_loads * x.index_key_bytes)
               + g * (sel * (D + x.dv_load) * e + q_bytes))
-    logits_rows = np.minimum(N, x.index_chunk)
+    logits_rows = np.minimum(B * N, x.index_chunk)   # query tokens scored at once, batch-wide
     return Cost(
         matmul_flops=np.where(fp8, 0, ix_flops) + g * hpb * sel * 2 * (D + Dv),
         fp8_matmul_flops=np.where(fp8, ix_flops, 0.0),
@@ -78,7 +79,7 @@ def forward(x: Arrays) -> Cost:
         hbm_read_bytes=reads, hbm_write_bytes=writes,
         sram_write_bytes=staged, sram_read_bytes=staged * x.warps,
         # fp32 logits of one chunk of queries, indices, logsumexp or split partials
-        workspace_bytes=(B * logits_rows * S * F4 + B * N * x.top_k * INDEX_BYTES
+        workspace_bytes=(logits_rows * S * F4 + B * N * x.top_k * INDEX_BYTES
                          + B * x.H * N * np.where(split, s_sp * (Dv + 1), 1) * F4),
         launches=3.0 + split,
         blocks=B * t.q_tiles * s_ix + B * N + g * N * s_sp + np.where(split, g, 0),
