@@ -79,7 +79,8 @@ def forward(x: Arrays) -> Cost:
         hbm_read_bytes=reads, hbm_write_bytes=writes,
         sram_write_bytes=staged, sram_read_bytes=staged * x.warps,
         # fp32 logits of one chunk of queries, indices, logsumexp or split partials
-        workspace_bytes=(logits_rows * S * F4 + B * N * x.top_k * INDEX_BYTES
+        # (float64 first: B·N·k overflows int64 at N = k = 10⁹)
+        workspace_bytes=(logits_rows * S * F4 + np.float64(INDEX_BYTES) * B * N * x.top_k
                          + B * x.H * N * np.where(split, s_sp * (Dv + 1), 1) * F4),
         launches=3.0 + split,
         blocks=B * t.q_tiles * s_ix + B * N + g * N * s_sp + np.where(split, g, 0),

@@ -20,6 +20,8 @@ includes recomputing S).
 
 from __future__ import annotations
 
+import numpy as np
+
 from memsim.algorithms._arrays import Arrays
 from memsim.cost import Cost
 
@@ -28,8 +30,8 @@ PASSES = ("forward", "backward", "forward+backward")
 
 
 def _dense_scores_bytes(x: Arrays):
-    """One dense B·H·N·S score matrix at the storage width."""
-    return x.B * x.H * x.N * x.S * x.e
+    """One dense B·H·N·S score matrix at the storage width (float64: N·S overflows int64)."""
+    return np.asarray(x.B, dtype=np.float64) * x.H * x.N * x.S * x.e
 
 
 def forward(x: Arrays) -> Cost:
