@@ -46,7 +46,9 @@ def forward(x: Arrays) -> Cost:
     return Cost(
         matmul_flops=g * hpb * t.area * 2 * (D + Dv),
         vector_flops=g * hpb * (5 * t.area),             # scale, max, subtract, sum, divide
-        exp_ops=g * hpb * t.area,
+        # two passes over S, one exponential per element each: ℓ = Σ exp(S − m) online,
+        # then P = exp(S − m)/ℓ (a row too long for chip holds no exp(S − m) in between)
+        exp_ops=g * hpb * 2 * t.area,
         global_read_bytes=reads, global_write_bytes=writes,
         hbm_read_bytes=reads, hbm_write_bytes=writes,
         sram_write_bytes=staged, sram_read_bytes=staged * x.warps,
