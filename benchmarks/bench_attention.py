@@ -1,0 +1,88 @@
+"""Speed of the analytic attention model: vectorised evaluations per second, and the cold
+start of ``memsim attention``.
+
+Targets (issue 2, on a 2-core machine): ≥ 1,000,000 cost evaluations per second through
+:func:`memsim.attention.costs`; ``memsim attention --json`` in under 1 s from a fresh
+process. Reported, never asserted.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+CONFIGS = 1_000_000
+REPEATS = 3
+COLD_START_ARGS = ["attention", "--algorithm", "flash2", "--gpu", "h100-sxm", "--heads", "32",
+                   "--kv-heads", "8", "--seq-len", "8192", "--head-dim", "128", "--causal",
+                   "--json"]
+
+# One sweep per algorithm: the mask and the shape arguments it runs with.
+SWEEPS = {
+    "flash2": {"mask": "causal"},
+    "standard": {"mask": "causal"},
+    "flash1": {"mask": "window", "window": 4096},
+    "flash_decode": {"mask": "causal", "decode": True},
+    "dsa": {"mask": "topk", "top_k": 2048},
+}
+
+
+def _shapes(n: int, seed: int = 0) -> dict[str, Any]:
+    """n random configurations: B ∈ [1, 64], N ∈ [1, 131072], H ∈ {8..64}, D ∈ {64, 128}."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return {"B": rng.integers(1, 65, n), "N": rng.integers(1, 131_073, n),
+            "H": rng.choice([8, 16, 32, 64], n), "D": rng.choice([64, 128], n)}
+
+
+def vectorised(n: int = CONFIGS, repeats: int = REPEATS) -> dict[str, Any]:
+    """Median evaluations per second of memsim.attention.costs over n configurations, for
+    flash2 causal (the headline) and every other algorithm."""
+    import numpy as np
+
+    from memsim.attention import costs
+
+    shapes = _shapes(n)
+    rates = {}
+    for algorithm, sweep in SWEEPS.items():
+        kwargs = dict(shapes, block_q=128, block_kv=64, **{k: v for k, v in sweep.items()
+                                                          if k != "decode"})
+        if sweep.get("decode"):  # one new token against a cache of N
+            kwargs.update(S=shapes["N"], N=np.ones(n, dtype=np.int64))
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            costs(algorithm, **kwargs)
+            times.append(time.perf_counter() - t0)
+        rates[algorithm] = n / statistics.median(times)
+    return {"name": "attention_vectorised", "evals_per_s": rates["flash2"], "configs": n,
+            "repeats": repeats, "per_algorithm_evals_per_s": rates,
+            "target_evals_per_s": 1_000_000}
+
+
+def _memsim_command() -> list[str]:
+    exe = shutil.which("memsim", path=os.path.dirname(sys.executable))
+    return [exe] if exe else [sys.executable, "-c", "from memsim.cli import main; main()"]
+
+
+def cold_start(repeats: int = 5) -> dict[str, Any]:
+    """Median wall time of a fresh `memsim attention --json` process."""
+    cmd = _memsim_command() + COLD_START_ARGS
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True)
+        times.append(time.perf_counter() - t0)
+    return {"name": "cli_attention_cold_start", "seconds": statistics.median(times),
+            "min_seconds": min(times), "repeats": repeats, "target_seconds": 1.0,
+            "command": " ".join(["memsim", *COLD_START_ARGS])}
+
+
+def run() -> list[dict[str, Any]]:
+    return [vectorised(), cold_start()]
