@@ -31,7 +31,7 @@ import numpy as np
 from memsim.algorithms._arrays import Arrays
 from memsim.algorithms.flash_decode import active_splits
 from memsim.cost import Cost
-from memsim.geometry import MaskGeometry, capped_prefix_sum, tile_sums
+from memsim.geometry import MaskGeometry, capped_prefix_sum, floor_sum, tile_sums
 from memsim.tiling import FP32_BYTES as F4
 from memsim.units import DTYPE_BYTES
 
@@ -74,7 +74,10 @@ def forward(x: Arrays) -> Cost:
         fp8_matmul_flops=np.where(fp8, ix_flops, 0.0),
         vector_flops=(B * t.area * (3 * HI + 1) + g * hpb * (4 * sel + N * (Dv + 2))
                       + np.where(split, g * hpb * s_sp * N * (2 * Dv + 2), 0)),
-        exp_ops=g * hpb * (sel + np.where(split, s_sp * N, 0)),
+        # P = exp(S − m) per gathered key, one rescale per row and gathered tile (online
+        # softmax, as in flash2), one weight per split in the reduce
+        exp_ops=g * hpb * (sel + gathered_tiles(N, S, x.top_k, x.Bc)
+                           + np.where(split, s_sp * N, 0)),
         global_read_bytes=reads, global_write_bytes=writes,
         hbm_read_bytes=reads, hbm_write_bytes=writes,
         sram_write_bytes=staged, sram_read_bytes=staged * x.warps,
@@ -90,3 +93,14 @@ def forward(x: Arrays) -> Cost:
 def selected_keys(N, S, top_k) -> np.ndarray:
     """Σ over query positions of min(k, p + 1): keys the sparse kernel gathers per head."""
     return capped_prefix_sum(np.asarray(S) - np.asarray(N), S, top_k)
+
+
+def gathered_tiles(N, S, top_k, Bc) -> np.ndarray:
+    """Σ over query positions p of ⌈min(k, p + 1)/Bc⌉: the key tiles the sparse kernel
+    gathers per head (float64, numpy-broadcasting)."""
+    N, S, k, Bc = (np.asarray(v, dtype=np.int64) for v in (N, S, top_k, Bc))
+    o = S - N
+    split = np.clip(k - 1, o - 1, S - 1)                 # last p with p + 1 ≤ k
+    # ⌈(p + 1)/Bc⌉ = ⌊(p + Bc)/Bc⌋ for p = o .. split, then ⌈k/Bc⌉ for the rest
+    below = floor_sum(split - o + 1, Bc, 1, o + Bc)
+    return below + (S - 1 - split) * (-(-k // Bc)).astype(np.float64)
