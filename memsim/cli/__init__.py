@@ -28,7 +28,7 @@ def _root() -> None:
 
 
 # Subcommand modules register themselves on `app` when imported.
-_COMMAND_MODULES = ("attention", "gpus", "predict")
+_COMMAND_MODULES = ("attention", "gpus", "predict", "report")
 
 
 def _register() -> None:
