@@ -137,8 +137,16 @@ def blocks_per_sm(gpu, sram_bytes, threads, registers_per_thread):
 
 
 def fa2_block_kv(head_dim: int) -> int:
-    """FlashAttention-2's key tile for a head dimension (flash_fwd_launch_template.h)."""
-    return 128 if head_dim <= 64 else 64 if head_dim <= 128 else 32
+    """FlashAttention-2's key tile for a head dimension (flash_fwd_launch_template.h,
+    A100/H100, no dropout): hdim ≤ 64 → 128, ≤ 128 → 64, 160 → 32, 192 and 256 → 64.
+    Larger heads (MLA's absorbed 576) start at 32 and shrink to fit."""
+    if head_dim <= 64:
+        return 128
+    if head_dim <= 128:
+        return 64
+    if head_dim <= 160:
+        return 32
+    return 64 if head_dim <= 256 else 32
 
 
 def default_tiling(problem, gpu, algorithm: str, *, block_q: int | None = None,

@@ -35,9 +35,11 @@ def problem(D: int = 128, H: int = 32, K: int | None = None, N: int = 4096,
 # ---- FA-2 launch templates (flash_fwd_launch_template.h, A100/H100, no dropout) --------
 
 
-@pytest.mark.parametrize(("D", "Bc"), [(32, 128), (64, 128), (96, 64), (128, 64), (160, 32)])
+@pytest.mark.parametrize(("D", "Bc"), [(32, 128), (64, 128), (96, 64), (128, 64), (160, 32),
+                                       (192, 64), (256, 64), (576, 32)])
 def test_fa2_key_tile_follows_the_launch_templates(D: int, Bc: int) -> None:
-    """run_mha_fwd_hdim{32,64}: 128×128; hdim{96,128}: 128×64; hdim160: 128×32."""
+    """run_mha_fwd_hdim{32,64}: 128×128; hdim{96,128}: 128×64; hdim160: 128×32;
+    hdim{192,256}: 128×64 (A100) / 64×64 (H100); beyond FA-2's templates: 32."""
     assert fa2_block_kv(D) == Bc
 
 
