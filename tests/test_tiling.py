@@ -49,11 +49,8 @@ def test_default_flash2_tiles_on_h100(D: int, Br: int, Bc: int) -> None:
     assert (t.block_q, t.block_kv, t.heads_per_block, t.threads) == (Br, Bc, 1, 128)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Open question for the lead: FA-2's run_mha_fwd_hdim256 (and hdim192/224) launches "
-    "128×64 tiles with 8 warps on A100 (64×64 on H100), not Bc = 32; memsim's rule "
-    "'32 above D = 128' matches only hdim160 (128×32 on A100/H100)."))
 def test_default_flash2_tiles_at_d256_on_a100_follow_the_template() -> None:
+    """FA-2's run_mha_fwd_hdim256 launches 128×64 tiles on A100."""
     t = default_tiling(problem(256), A100, "flash2")
     assert (t.block_q, t.block_kv) == (128, 64)
 
