@@ -38,7 +38,7 @@ def forward(x: Arrays) -> Cost:
         hbm_read_bytes=reads, hbm_write_bytes=writes,
         sram_write_bytes=reads,
         # Q, O, ℓ, m rows read per pair; each warp reads the whole K and V tile per pair
-        sram_read_bytes=g * (t.row_pairs * hpb * (D * e + state)
+        sram_read_bytes=g * (t.row_pairs * (hpb * D * e + state)
                              + t.key_loads * (D + Dv) * e * x.warps),
         workspace_bytes=x.B * x.H * N * 2 * F4,           # ℓ and m in HBM
         launches=1.0 + 0 * g, blocks=g,
