@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from memsim.algorithms import attention_cost, cost_of
+from memsim.algorithms import attention_cost, compulsory_bytes, cost_of
 from memsim.algorithms._arrays import Arrays
 from memsim.cost import Cost
 from memsim.geometry import MaskGeometry
@@ -33,6 +33,8 @@ class AttentionPrediction:
     tiling: Tiling
     cost: Cost
     timing: Timing
+    l2_cost: Cost | None = None
+    l2_timing: Timing | None = None
 
     def to_dict(self) -> dict:
         """The JSON contract of ``memsim attention --json``."""
@@ -70,6 +72,13 @@ class AttentionPrediction:
             "terms_s": self.timing.terms_s,
             "tiling": self.tiling.model_dump() | {"sram_bytes": self.tiling.sram_bytes,
                                                    "rows": self.tiling.rows},
+            "compulsory_bytes": compulsory_bytes(self.problem),
+            "l2_estimate": None if self.l2_cost is None else {
+                "hbm_read_bytes": self.l2_cost.to_dict()["hbm_read_bytes"],
+                "hbm_bytes": self.l2_cost.to_dict()["hbm_bytes"],
+                "time_s": self.l2_timing.time_s,
+                "bound": self.l2_timing.bound,
+            },
         }
 
 
@@ -79,9 +88,13 @@ def predict(problem: AttentionProblem, gpu: GPU | str, algorithm: str = "flash2"
     if isinstance(gpu, str):
         gpu = load_gpu(gpu)
     cost, tiling = attention_cost(problem, gpu, algorithm, tiling)
-    timing = roofline(cost, gpu, problem.dtype, matmul_unit=matmul_unit,
-                      blocks_per_sm=tiling.blocks_per_sm(gpu))
-    return AttentionPrediction(problem, gpu, algorithm, tiling, cost, timing)
+    l2_cost, _ = attention_cost(problem, gpu, algorithm, tiling, l2_estimate=True)
+    bps = tiling.blocks_per_sm(gpu)
+    timing = roofline(cost, gpu, problem.dtype, matmul_unit=matmul_unit, blocks_per_sm=bps)
+    l2_timing = roofline(l2_cost, gpu, problem.dtype, matmul_unit=matmul_unit,
+                         blocks_per_sm=bps)
+    return AttentionPrediction(problem, gpu, algorithm, tiling, cost, timing, l2_cost,
+                               l2_timing)
 
 
 def costs(algorithm: str, *, B, N, H, D, S=None, K=None, Dv=None, dtype_bytes=2.0,

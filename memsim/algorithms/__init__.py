@@ -61,14 +61,19 @@ def cost_of(name: str, x: Arrays, pass_: str = "forward") -> Cost:
     return module.forward(x) + module.backward(x)
 
 
-def attention_cost(problem, gpu, algorithm: str = "flash2", tiling=None) -> tuple[Cost, object]:
-    """Cost of one attention call and the Tiling it used: ``(Cost, Tiling)``."""
+def attention_cost(problem, gpu, algorithm: str = "flash2", tiling=None,
+                   l2_estimate: bool = False) -> tuple[Cost, object]:
+    """Cost of one attention call and the Tiling it used: ``(Cost, Tiling)``.
+
+    HBM bytes assume no reuse in L2 (HBM = global), unless ``l2_estimate``: then K/V
+    re-reads use the closed-form L2 estimate of :meth:`Arrays.hbm_key_loads`.
+    """
     from memsim.tiling import default_tiling
 
     check_supported(algorithm, problem)
     if tiling is None:
         tiling = default_tiling(problem, gpu, algorithm)
-    x = from_problem(problem, tiling)
+    x = from_problem(problem, tiling, gpu if l2_estimate else None)
     return cost_of(algorithm, x, problem.pass_).item(0), tiling
 
 

@@ -41,6 +41,8 @@ class Arrays:
     index_scale_block: int = 128
     index_Br: np.ndarray | int = 16
     index_chunk: np.ndarray | int = 8192
+    slots: np.ndarray | None = None
+    l2_bytes: float = 0.0
 
     @property
     def index_key_bytes(self):
@@ -61,8 +63,33 @@ class Arrays:
     def tiles(self) -> TileSums:
         return tile_sums(self.N, self.S, self.Br, self.Bc, self.geometry)
 
+    def hbm_key_loads(self, t: TileSums, bytes_per_key, Br=None, geometry=None):
+        """Keys whose K/V bytes reach HBM when every query tile streams its active key tiles.
 
-def from_problem(problem, tiling) -> Arrays:  # (AttentionProblem, Tiling)
+        Without ``slots`` (the analytic default) every load reaches HBM: ``t.key_loads``.
+        With ``slots`` (blocks resident at once, SMs × blocks per SM) and ``l2_bytes``, a
+        closed-form L2 estimate: blocks launch query-tile-first, so the blocks of one head
+        group in flight stream the same K/V tiles in step and L2 serves all but the first
+        read of each tile — a wave of them reads the union of its tiles once, which is the
+        tile sum with a query tile ``slots`` times taller. Across waves the group's K/V
+        stays in L2 only if the K/V of every group in flight fits: then the group reads
+        its union once. The trace-driven model checks this estimate.
+        """
+        if self.slots is None:
+            return t.key_loads
+        Br = self.Br if Br is None else Br
+        geometry = self.geometry if geometry is None else geometry
+        in_wave = np.minimum(np.maximum(self.slots, 1), t.q_tiles)
+        per_wave = tile_sums(self.N, self.S, Br * in_wave, self.Bc, geometry).key_loads
+        groups_in_flight = np.clip(self.slots // np.maximum(t.q_tiles, 1), 1,
+                                   np.maximum(self.groups, 1))
+        fits = groups_in_flight * t.union_keys * bytes_per_key <= self.l2_bytes
+        return np.where(fits, t.union_keys, np.minimum(per_wave, t.key_loads))
+
+
+def from_problem(problem, tiling, gpu=None) -> Arrays:  # (AttentionProblem, Tiling, GPU)
+    """Size-1 arrays of ``problem`` under ``tiling``; with ``gpu``, HBM bytes use the L2
+    reuse estimate of :meth:`Arrays.hbm_key_loads` (occupancy and L2 size from the GPU)."""
     from memsim.algorithms.masks import geometry_of
 
     mask = problem.mask
@@ -80,4 +107,6 @@ def from_problem(problem, tiling) -> Arrays:  # (AttentionProblem, Tiling)
         index_scale_block=idx.scale_block if idx else 128,
         index_Br=max(tiling.index_block_q, 1),
         index_chunk=idx.logits_chunk if idx else 8192,
+        slots=None if gpu is None else a(gpu.spec.sm_count * max(tiling.blocks_per_sm(gpu), 1)),
+        l2_bytes=0.0 if gpu is None else float(gpu.spec.l2_bytes),
     )

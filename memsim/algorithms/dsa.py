@@ -48,6 +48,9 @@ def forward(x: Arrays) -> Cost:
     t = tile_sums(N, S, x.index_Br, x.Bc, MaskGeometry("causal"))
     s_ix = np.where(decoding, active_splits(t.pairs, x.splits), 1)
     ix_read = B * (s_ix * N * HI * (DI * eI + F4) + t.key_loads * x.index_key_bytes)
+    ix_hbm_keys = x.hbm_key_loads(t, x.index_key_bytes, Br=x.index_Br,
+                                  geometry=MaskGeometry("causal"))
+    ix_hbm = ix_read - B * (t.key_loads - ix_hbm_keys) * x.index_key_bytes
     ix_write = B * t.area * F4
     ix_flops = B * t.area * HI * 2 * DI
     fp8 = np.asarray(eI) == DTYPE_BYTES["fp8"]
@@ -66,6 +69,7 @@ def forward(x: Arrays) -> Cost:
     sp_write = g * (partial + out)
     reads = ix_read + tk_read + sp_read
     writes = ix_write + tk_write + sp_write
+    hbm_reads = ix_hbm + tk_read + sp_read
     staged = (B * (s_ix * N * HI * DI * eI + t.key_loads * x.index_key_bytes)
               + g * (sel * (D + x.dv_load) * e + q_bytes))
     logits_rows = np.minimum(B * N, x.index_chunk)   # query tokens scored at once, batch-wide
@@ -79,7 +83,7 @@ def forward(x: Arrays) -> Cost:
         exp_ops=g * hpb * (sel + gathered_tiles(N, S, x.top_k, x.Bc)
                            + np.where(split, s_sp * N, 0)),
         global_read_bytes=reads, global_write_bytes=writes,
-        hbm_read_bytes=reads, hbm_write_bytes=writes,
+        hbm_read_bytes=hbm_reads, hbm_write_bytes=writes,
         sram_write_bytes=staged, sram_read_bytes=staged * x.warps,
         # fp32 logits of one chunk of queries, indices, logsumexp or split partials
         # (float64 first: B·N·k overflows int64 at N = k = 10⁹)

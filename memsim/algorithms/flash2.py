@@ -31,9 +31,11 @@ def forward(x: Arrays) -> Cost:
     t = x.tiles()
     g, hpb, e, D, Dv = x.groups, x.hpb, x.e, x.D, x.Dv
     q_bytes = x.N * hpb * D * e
-    kv_bytes = t.key_loads * (D + x.dv_load) * e
+    per_key = (D + x.dv_load) * e
+    kv_bytes = t.key_loads * per_key
     out_bytes = x.N * hpb * (Dv * e + F4)
     reads, writes = g * (q_bytes + kv_bytes), g * out_bytes
+    hbm_reads = g * (q_bytes + x.hbm_key_loads(t, per_key) * per_key)
     return Cost(
         matmul_flops=g * hpb * t.area * 2 * (D + Dv),
         # per score: scale, running max, subtract, row sum; per row and tile: rescale O
@@ -41,7 +43,7 @@ def forward(x: Arrays) -> Cost:
         vector_flops=g * hpb * (4 * t.area + t.row_pairs * (Dv + 2) + x.N * Dv),
         exp_ops=g * hpb * (t.area + t.row_pairs),
         global_read_bytes=reads, global_write_bytes=writes,
-        hbm_read_bytes=reads, hbm_write_bytes=writes,
+        hbm_read_bytes=hbm_reads, hbm_write_bytes=writes,
         sram_write_bytes=reads,
         # each warp reads its slice of Q per K/V tile and the whole K and V tiles
         sram_read_bytes=g * (t.row_pairs * hpb * D * e + t.key_loads * (D + Dv) * e * x.warps),

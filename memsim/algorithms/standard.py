@@ -42,6 +42,8 @@ def forward(x: Arrays) -> Cost:
     sm_r, sm_w = 2 * scores, scores
     pv_r, pv_w = scores + t.key_loads * Dv * e, N * hpb * Dv * e
     reads, writes = g * (qk_r + sm_r + pv_r), g * (qk_w + sm_w + pv_w)
+    k_hbm, v_hbm = x.hbm_key_loads(t, D * e), x.hbm_key_loads(t, Dv * e)
+    hbm_reads = reads - g * t.key_loads * (D + Dv) * e + g * (k_hbm * D + v_hbm * Dv) * e
     staged = g * (N * hpb * D * e + t.key_loads * (D + Dv) * e + scores)
     return Cost(
         matmul_flops=g * hpb * t.area * 2 * (D + Dv),
@@ -50,7 +52,7 @@ def forward(x: Arrays) -> Cost:
         # then P = exp(S − m)/ℓ (a row too long for chip holds no exp(S − m) in between)
         exp_ops=g * hpb * 2 * t.area,
         global_read_bytes=reads, global_write_bytes=writes,
-        hbm_read_bytes=reads, hbm_write_bytes=writes,
+        hbm_read_bytes=hbm_reads, hbm_write_bytes=writes,
         sram_write_bytes=staged, sram_read_bytes=staged * x.warps,
         workspace_bytes=2 * _dense_scores_bytes(x),      # S and P
         launches=3.0 + 0 * g, blocks=3 * g * t.q_tiles,

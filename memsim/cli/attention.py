@@ -95,7 +95,14 @@ def print_table(result: dict[str, Any]) -> None:
     terms = result["terms_s"]
     console.print(
         f"Takeaway: bound by {result['bound']} — {BOUND_EXPLANATIONS[result['bound']]} "
-        f"({_fmt_s(terms[result['bound']])} of {_fmt_s(result['time_s'])}).")
+        f"({_fmt_s(terms[result['bound']])} of {_fmt_s(result['time_s'])}), counting every "
+        f"global read as an HBM read.")
+    est = result.get("l2_estimate")
+    if est and est["hbm_bytes"] < result["hbm_bytes"]:
+        console.print(
+            f"With L2 serving re-reads of K/V tiles (closed-form estimate): HBM "
+            f"{_fmt_bytes(est['hbm_bytes'])} (compulsory {_fmt_bytes(result['compulsory_bytes'])}"
+            f"), {_fmt_s(est['time_s'])}, bound by {est['bound']}. `memsim trace` simulates it.")
 
 
 @app.command("attention")
