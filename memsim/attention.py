@@ -131,12 +131,15 @@ def costs(algorithm: str, *, B, N, H, D, S=None, K=None, Dv=None, dtype_bytes=2.
 
 
 def costs_for(problem: AttentionProblem, gpu: GPU, algorithm: str, *, B=None, N=None,
-              S=None, tiling: Tiling | None = None) -> tuple[Cost, Tiling]:
+              S=None, tiling: Tiling | None = None,
+              l2_estimate: bool = False) -> tuple[Cost, Tiling]:
     """Vectorised cost of ``problem`` with B, N, S replaced by (broadcasting) arrays.
 
     Tiles come from ``tiling`` or the template problem's default Tiling; for the decoding
     algorithms (flash_decode, dsa) the split count is chosen per element by the rule
     :func:`memsim.tiling.default_tiling` uses.
+    ``l2_estimate`` counts K/V re-reads through the closed-form L2 estimate
+    (:meth:`memsim.algorithms._arrays.Arrays.hbm_key_loads`) instead of assuming no reuse.
     Returns the Cost (arrays of the broadcast shape) and the template Tiling.
     """
     from dataclasses import replace
@@ -149,7 +152,7 @@ def costs_for(problem: AttentionProblem, gpu: GPU, algorithm: str, *, B=None, N=
         tiling = default_tiling(problem, gpu, algorithm)
     i64 = lambda v, d: np.asarray(d if v is None else v, dtype=np.int64)  # noqa: E731
     B, N, S = np.broadcast_arrays(i64(B, problem.B), i64(N, problem.N), i64(S, problem.S))
-    x = replace(from_problem(problem, tiling), B=B, N=N, S=S)
+    x = replace(from_problem(problem, tiling, gpu if l2_estimate else None), B=B, N=N, S=S)
     if algorithm in ("flash_decode", "dsa"):
         splits = decode_splits(algorithm, gpu, B, N, S, problem.H, tiling.heads_per_block,
                                tiling.block_kv, tiling.index_block_q, x.geometry)

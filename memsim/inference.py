@@ -260,12 +260,15 @@ def attention_cost(call: _AttnCall, gpu: GPU, B: Any, N: Any, S: Any) -> tuple[C
     """The algorithm's Cost at batch B, N queries, S keys (arrays), and blocks per SM.
 
     Through :func:`memsim.attention.costs_for`: the call's template Tiling, with the
-    decoding split count chosen per element.
+    decoding split count chosen per element, and HBM bytes from the closed-form L2 reuse
+    estimate (K/V tiles re-read by the blocks of one head group are served by L2), the
+    best single number for whole-model time; the trace-driven model checks it.
     """
     from memsim.attention import costs_for
 
     tiling = _tiling(call, gpu)
-    cost, _ = costs_for(call.problem, gpu, call.algorithm, B=B, N=N, S=S, tiling=tiling)
+    cost, _ = costs_for(call.problem, gpu, call.algorithm, B=B, N=N, S=S, tiling=tiling,
+                        l2_estimate=True)
     return cost, tiling.blocks_per_sm(gpu)
 
 
