@@ -7,8 +7,11 @@ every page can be redrawn without a GPU.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import inspect
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -136,10 +139,21 @@ def module_available(name: str) -> bool:
         return False
 
 
-def trace_simulate() -> Any | None:
-    """``memsim.trace.simulate`` where the trace-driven simulator has landed, else None."""
+TRACE_EVENT_BUDGET = 20_000_000  # tile events per simulation: well under a second each
+
+
+def trace_simulate() -> Callable[..., Any] | None:
+    """``memsim.trace.simulate`` where the trace-driven simulator has landed, else None.
+
+    Bound to the report's event budget, so a simulation that would take long raises
+    :class:`memsim.errors.InputError` (and the page shows the analytic count alone)."""
     if not module_available("memsim.trace"):
         return None
     import memsim.trace
 
-    return getattr(memsim.trace, "simulate", None)
+    simulate = getattr(memsim.trace, "simulate", None)
+    if simulate is None:
+        return None
+    if "event_budget" in inspect.signature(simulate).parameters:
+        return functools.partial(simulate, event_budget=TRACE_EVENT_BUDGET)
+    return simulate

@@ -6,9 +6,13 @@ Sources, in ``measurements/<gpu>/``:
 - ``ceilings-*.json`` (kernels/ceilings.py): PyTorch flash SDPA forward times and peak extra
   memory, compared with memsim's FlashAttention-2 prediction for the same shapes (tensor
   cores, bf16), extra memory = output + workspace;
-- ``*.jsonl`` (``memsim validate``, issue 6): one case per line; every line carrying a
-  ``predicted``/``prediction`` and a ``measured``/``measurement`` object contributes the
-  quantities both name.
+- ``*.jsonl`` (``memsim validate``, :mod:`memsim.validation.records`): a header line, then
+  one ``"type": "case"`` line per case with ``"prediction": {"analytic": {...},
+  "trace": {...}}`` and ``"measurement": {...}``; every ``ok`` case contributes the
+  quantities a prediction and the measurement both name.
+
+Where the trace-driven model (:mod:`memsim.trace`) has landed, its time for each SDPA shape
+is compared too, beside the analytic roofline's.
 
 Where a GPU has no files the page says so instead of drawing empty axes.
 """
@@ -36,6 +40,7 @@ from memsim.reports.page import (
 )
 
 from memsim.attention import predict
+from memsim.errors import InputError
 
 SLUG = "validation"
 TITLE = "Validation"
@@ -45,6 +50,7 @@ QUANTITIES = {  # quantity → (axis unit, formatter)
     "workspace_bytes": ("bytes", fmt_bytes),
     "extra_bytes": ("bytes", fmt_bytes),
 }
+MODELS = {"analytic": "circle", "trace": "diamond"}  # memsim's models → marker symbol
 COLORS = {"time_s": "#1f77b4", "hbm_bytes": "#2ca02c", "workspace_bytes": "#7c3aed",
           "extra_bytes": "#9467bd"}
 
@@ -59,6 +65,7 @@ class Comparison:
     predicted: float
     source: str
     short: str = ""  # a few words naming the case in sentences
+    model: str = "analytic"  # which of memsim's models predicted: "analytic" or "trace"
 
     @property
     def error(self) -> float:
@@ -72,6 +79,7 @@ def sdpa_comparisons(ctx: Context) -> list[Comparison]:
     if measured is None:
         return []
     out = []
+    simulate = data.trace_simulate()
     for row in measured.sdpa_rows:
         p = data.sdpa_problem(row)
         r = predict(p, ctx.gpu, "flash2")
@@ -79,6 +87,14 @@ def sdpa_comparisons(ctx: Context) -> list[Comparison]:
         short = f"N={p.N:,} {p.mask.describe()}"
         source = f"{measured.file.name} ({measured.device})"
         out.append(Comparison(case, "time_s", row["time_s"], r.timing.time_s, source, short))
+        if simulate is not None:
+            try:
+                traced = simulate(p, ctx.gpu, "flash2", r.tiling, l2=True)
+            except (NotImplementedError, InputError):
+                simulate = None
+            else:
+                out.append(Comparison(case, "time_s", row["time_s"], traced.time_s, source,
+                                      short, model="trace"))
         if isinstance(row.get("peak_extra_bytes"), int | float) and row["peak_extra_bytes"]:
             out.append(Comparison(case, "extra_bytes", row["peak_extra_bytes"],
                                   data.extra_bytes(p, r.cost.workspace_bytes), source, short))
@@ -95,24 +111,23 @@ def jsonl_comparisons(folder: Path) -> tuple[list[Comparison], int]:
             except json.JSONDecodeError:
                 unread += 1
                 continue
-            pred = case.get("predicted") or case.get("prediction")
-            meas = case.get("measured") or case.get("measurement")
+            if case.get("type") != "case" or case.get("status") != "ok":
+                continue  # the header, failed and skipped cases
+            pred, meas = case.get("prediction"), case.get("measurement")
             if not isinstance(pred, dict) or not isinstance(meas, dict):
                 unread += 1
                 continue
-            name = str(case.get("name") or case.get("case") or case.get("config", "case"))
-            for q in QUANTITIES:
-                m, p = meas.get(q), _analytic(pred).get(q)
-                if isinstance(m, int | float) and isinstance(p, int | float) and m > 0:
-                    out.append(Comparison(name[:120], q, float(m), float(p), path.name,
-                                          name[:40]))
+            name = str(case.get("id", "case"))
+            for model in ("analytic", "trace"):
+                predicted = pred.get(model)
+                if not isinstance(predicted, dict):
+                    continue
+                for q in QUANTITIES:
+                    m, p = meas.get(q), predicted.get(q)
+                    if isinstance(m, int | float) and isinstance(p, int | float) and m > 0:
+                        out.append(Comparison(name[:120], q, float(m), float(p), path.name,
+                                              name[:40], model))
     return out, unread
-
-
-def _analytic(pred: dict[str, Any]) -> dict[str, Any]:
-    """The analytic prediction where a case carries several models' predictions."""
-    inner = pred.get("analytic")
-    return inner if isinstance(inner, dict) else pred
 
 
 def _figure(comparisons: list[Comparison], gpu_name: str):
@@ -131,14 +146,18 @@ def _figure(comparisons: list[Comparison], gpu_name: str):
                         line={"dash": "dash", "color": "#9ca3af"}, showlegend=col == 1,
                         customdata=["y = x"] * 2, hovertemplate="%{customdata}<extra></extra>",
                         row=1, col=col)
-        fig.add_scatter(x=[c.measured for c in cs], y=[c.predicted for c in cs],
-                        mode="markers", name=_title(q),
-                        marker={"size": 10, "color": COLORS[q],
-                                "line": {"width": 1, "color": MEASURED_COLOR}},
-                        customdata=[f"{c.case}<br>measured {fmt(c.measured)}, predicted "
-                                    f"{fmt(c.predicted)} ({c.error:+.0%})<br>{c.source}"
-                                    for c in cs],
-                        hovertemplate="%{customdata}<extra></extra>", row=1, col=col)
+        for model in MODELS:
+            mine = [c for c in cs if c.model == model]
+            if not mine:
+                continue
+            fig.add_scatter(x=[c.measured for c in mine], y=[c.predicted for c in mine],
+                            mode="markers", name=f"{_title(q)}, {model} model",
+                            marker={"size": 10, "color": COLORS[q], "symbol": MODELS[model],
+                                    "line": {"width": 1, "color": MEASURED_COLOR}},
+                            customdata=[f"{c.case}<br>measured {fmt(c.measured)}, {model} "
+                                        f"model {fmt(c.predicted)} ({c.error:+.0%})"
+                                        f"<br>{c.source}" for c in mine],
+                            hovertemplate="%{customdata}<extra></extra>", row=1, col=col)
         fig.update_xaxes(type="log", exponentformat="SI", row=1, col=col,
                          title_text=axis_title(f"measured {_title(q)}", unit))
         fig.update_yaxes(type="log", exponentformat="SI", row=1, col=col,
@@ -166,24 +185,21 @@ def build(ctx: Context) -> Page:
             f"no measurement files under {display_path(folder)}; run `make validate-gpu` on a "
             f"{gpu.display_name} and commit the results.")])
     blocks: list[Any] = [_figure(comparisons, gpu.display_name)]
-    rows = [(c.case, _title(c.quantity), QUANTITIES[c.quantity][1](c.measured),
+    rows = [(c.case, _title(c.quantity), c.model, QUANTITIES[c.quantity][1](c.measured),
              QUANTITIES[c.quantity][1](c.predicted), f"{c.error:+.1%}", c.source)
             for c in comparisons]
-    stats = {}
-    for q in QUANTITIES:
-        errs = np.abs([c.error for c in comparisons if c.quantity == q])
-        if errs.size:
-            stats[q] = {"cases": int(errs.size), "median_abs_error": float(np.median(errs)),
-                        "p90_abs_error": float(np.percentile(errs, 90)),
-                        "max_abs_error": float(errs.max())}
-    blocks.append(table(["quantity", "cases", "median |error|", "90th percentile", "worst"],
-                        [(_title(q), s["cases"], f"{s['median_abs_error']:.1%}",
+    stats = error_stats(comparisons)
+    blocks.append(table(["quantity", "model", "cases", "median |error|", "90th percentile",
+                         "worst"],
+                        [(_title(q), model, s["cases"], f"{s['median_abs_error']:.1%}",
                           f"{s['p90_abs_error']:.1%}", f"{s['max_abs_error']:.1%}")
-                         for q, s in stats.items()]))
-    blocks.append(table(["case", "quantity", "measured", "memsim", "error", "source"], rows))
+                         for (q, model), s in stats.items()]))
+    blocks.append(table(["case", "quantity", "model", "measured", "memsim", "error",
+                         "source"], rows))
     blocks.append(config_note(
-        "Prediction: memsim's analytic FlashAttention-2 cost and roofline on the "
-        f"{gpu.name} profile ({'calibrated' if gpu.calibrated_from else 'datasheet'}); "
+        "Prediction: memsim's analytic FlashAttention-2 cost and roofline (and, where it has "
+        f"landed, the trace-driven model's time) on the {gpu.name} profile "
+        f"({'calibrated' if gpu.calibrated_from else 'datasheet'}); "
         "memory beyond inputs = output + workspace, what torch.cuda.max_memory_allocated "
         "adds to the inputs."))
     if unread:
@@ -195,16 +211,37 @@ def build(ctx: Context) -> Page:
         blocks.append(unavailable(
             "Kernel-level validation (HBM and L2 bytes, memsim's own kernels)",
             f"no `memsim validate` results (*.jsonl) under {display_path(folder)} yet."))
-    t = stats.get("time_s")
-    worst = max((c for c in comparisons if c.quantity == "time_s"),
+    t = stats.get(("time_s", "analytic"))
+    worst = max((c for c in comparisons if c.quantity == "time_s" and c.model == "analytic"),
                 key=lambda c: abs(c.error), default=None)
+    trace = stats.get(("time_s", "trace"))
+    memory = stats.get(("extra_bytes", "analytic"))
     if t and worst:
-        takeaway = (f"On {gpu.display_name}, memsim predicts the measured time of "
+        takeaway = (f"On {gpu.display_name}, memsim's roofline predicts the measured time of "
                     f"{t['cases']} attention calls within a median {t['median_abs_error']:.0%}"
                     f" (worst {worst.error:+.0%} at {worst.short})"
-                    + (f" and their memory within {stats['extra_bytes']['max_abs_error']:.2%}"
-                       if "extra_bytes" in stats else "") + ".")
+                    + (f", its trace-driven model within a median "
+                       f"{trace['median_abs_error']:.0%} (worst {trace['max_abs_error']:.0%})"
+                       if trace else "")
+                    + (f", and their memory within {memory['max_abs_error']:.2%}"
+                       if memory else "") + ".")
     else:
         takeaway = (f"On {gpu.display_name}, {len(comparisons)} measured quantities are "
                     "compared with memsim's predictions below.")
-    return Page(SLUG, TITLE, takeaway, blocks, {"errors": stats})
+    summary = {"errors": {f"{q}/{model}": s for (q, model), s in stats.items()}}
+    return Page(SLUG, TITLE, takeaway, blocks, summary)
+
+
+def error_stats(comparisons: list[Comparison]) -> dict[tuple[str, str], dict[str, float]]:
+    """Per (quantity, model): cases, median, 90th percentile and worst |relative error|."""
+    stats = {}
+    for q in QUANTITIES:
+        for model in MODELS:
+            errs = np.abs([c.error for c in comparisons
+                           if c.quantity == q and c.model == model])
+            if errs.size:
+                stats[(q, model)] = {"cases": int(errs.size),
+                                     "median_abs_error": float(np.median(errs)),
+                                     "p90_abs_error": float(np.percentile(errs, 90)),
+                                     "max_abs_error": float(errs.max())}
+    return stats

@@ -112,6 +112,28 @@ def test_validation_reads_the_committed_h100_measurements(h100):
     assert extra and max(abs(c.error) for c in extra) < 0.01
 
 
+def test_validation_reads_memsim_validate_jsonl(tmp_path, h100):
+    folder = tmp_path / "h100-sxm"
+    folder.mkdir()
+    lines = [
+        {"type": "header", "run_id": "quick-x", "profile": "h100-sxm"},
+        {"type": "case", "id": "kernel:flash2,N=4096", "status": "ok",
+         "prediction": {"analytic": {"time_s": 2.0e-3, "hbm_bytes": 1.0e9},
+                        "trace": {"time_s": 1.5e-3, "hbm_bytes": 2.0e8}},
+         "measurement": {"time_s": 1.6e-3, "hbm_bytes": 2.5e8}},
+        {"type": "case", "id": "kernel:oom", "status": "failed", "reason": "out of memory"},
+    ]
+    (folder / "quick-x.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    found, unread = validation.jsonl_comparisons(folder)
+    assert unread == 0
+    by = {(c.quantity, c.model): c for c in found}
+    assert set(by) == {("time_s", "analytic"), ("time_s", "trace"), ("hbm_bytes", "analytic"),
+                       ("hbm_bytes", "trace")}
+    assert by[("hbm_bytes", "trace")].error == pytest.approx(-0.2)
+    page = validation.build(Context(h100, (), tmp_path))
+    assert page.figures() and page.summary["errors"]["hbm_bytes/analytic"]["cases"] == 1
+
+
 # ---- claims: verdicts come from numbers ------------------------------------------------
 
 
