@@ -241,7 +241,7 @@ def _bytes_bars(s: Schedule, t: int) -> dict[str, Any]:
     return {"y": y, "customdata": [f"{hits}<br>{_config(s)}"] * 3}
 
 
-BAR_NAMES = ("HBM → L2 (misses)", "L2 → SRAM (requests)", "SRAM → HBM (O, L)")
+BAR_NAMES = ("HBM → L2<br>(misses)", "L2 → SRAM<br>(requests)", "SRAM → HBM<br>(O, L)")
 
 
 def _figure(s: Schedule, gpu: GPU):

@@ -31,6 +31,21 @@ CHROMIUM_FLAGS = (
 )
 TIMEOUT_S = 30.0
 
+# Runs in the page: steps every animated plot to its last frame (plotly frames), so a frame
+# that fails to draw shows up as a console error or a blank plot. Resolves to the number of
+# frames visited.
+ANIMATE_TO_LAST_FRAME = """(async () => {
+  let frames = 0;
+  for (const d of document.querySelectorAll('.plotly-graph-div')) {
+    const names = ((d._transitionData || {})._frames || []).map(f => f.name);
+    if (!names.length) continue;
+    await Plotly.animate(d, [names[names.length - 1]], {mode: 'immediate',
+        frame: {duration: 0, redraw: true}, transition: {duration: 0}});
+    frames += names.length;
+  }
+  return frames;
+})()"""
+
 # Runs in the page: for each plotly div, its trace count, size and drawn marks
 # (non-empty SVG paths and heatmap images inside the plot area).
 PLOT_PROBE = """JSON.stringify(Array.from(document.querySelectorAll('.plotly-graph-div')).map(d => {
@@ -192,26 +207,39 @@ class Browser:
             dt.call(f"{domain}.enable", session=session)
         dt.call("Page.navigate", {"url": url}, session=session)
         dt.wait_for("Page.loadEventFired", session)
-        plots: list[dict[str, Any]] = []
-        deadline = time.monotonic() + settle_s
-        while True:
-            result = dt.call("Runtime.evaluate", {"expression": PLOT_PROBE,
-                                                  "returnByValue": True}, session=session)
-            plots = json.loads(result["result"]["value"])
-            if all(p["traces"] > 0 and p["marks"] > 0 for p in plots):
-                break
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
+        plots = self._settle(session, settle_s)
+        frames, failed = 0, []
+        if plots and all(p["traces"] > 0 for p in plots):
+            animated = dt.call("Runtime.evaluate", {
+                "expression": ANIMATE_TO_LAST_FRAME, "awaitPromise": True,
+                "returnByValue": True}, session=session)
+            if "exceptionDetails" in animated:
+                failed.append(f"animation: {animated['exceptionDetails'].get('text')}")
+            frames = animated["result"].get("value") or 0
+            if frames:
+                plots = self._settle(session, settle_s)
         size = dt.call("Page.getLayoutMetrics", session=session)["cssContentSize"]
         shot = dt.call("Page.captureScreenshot", {
             "format": "png", "captureBeyondViewport": True,
             "clip": {"x": 0, "y": 0, "width": size["width"],
                      "height": min(size["height"], 12000), "scale": 1}}, session=session)
         screenshot.write_bytes(base64.b64decode(shot["data"]))
-        errors = console_errors(dt.events, session)
+        errors = console_errors(dt.events, session) + failed
         dt.call("Target.closeTarget", {"targetId": target})
-        return {"errors": errors, "plots": plots}
+        return {"errors": errors, "plots": plots, "frames": frames}
+
+    def _settle(self, session: str, settle_s: float) -> list[dict[str, Any]]:
+        """Probe the plots until every one has drawn marks, or ``settle_s`` passes."""
+        deadline = time.monotonic() + settle_s
+        while True:
+            result = self.devtools.call("Runtime.evaluate", {
+                "expression": PLOT_PROBE, "returnByValue": True}, session=session)
+            plots = json.loads(result["result"]["value"])
+            if all(p["traces"] > 0 and p["marks"] > 0 for p in plots):
+                return plots
+            if time.monotonic() > deadline:
+                return plots
+            time.sleep(0.2)
 
     def close(self) -> None:
         if getattr(self, "devtools", None):
@@ -238,11 +266,13 @@ def test_every_page_renders_in_chromium(site, tmp_path):
     shots.mkdir(parents=True, exist_ok=True)
     browser = Browser(executable, tmp_path / "chromium-profile")
     problems = []
+    frames = 0
     try:
         for page in site.pages:
             path = site.out_dir / f"{page.slug}.html"
             seen = browser.visit(path.resolve().as_uri(), shots / f"{page.slug}.png")
             problems += [f"{page.slug}: {e}" for e in seen["errors"]]
+            frames += seen["frames"]
             if page.slug != "index" and not seen["plots"]:
                 problems.append(f"{page.slug}: no plot on the page")
             for plot in seen["plots"]:
@@ -253,6 +283,8 @@ def test_every_page_renders_in_chromium(site, tmp_path):
         browser.close()
     print(f"screenshots in {shots}")
     assert not problems, "\n".join(problems)
+    animated = sum(len(f.frames) for p in site.pages for f in p.figures())
+    assert frames == animated > 0  # every animation was stepped to its last frame
 
 
 def test_console_errors_are_caught(tmp_path):
