@@ -12,8 +12,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from memsim.reports import data
-from memsim.reports.page import (
+from memsim.algorithms import compulsory_bytes
+from memsim.attention import AttentionPrediction, predict
+from memsim.errors import InputError
+from memsim.hardware import GPU
+from memsim.problem import AttentionProblem, Mask
+
+from . import data
+from .page import (
     ALGORITHM_LABELS,
     Context,
     Page,
@@ -23,12 +29,6 @@ from memsim.reports.page import (
     new_figure,
     unavailable,
 )
-
-from memsim.algorithms import compulsory_bytes
-from memsim.attention import AttentionPrediction, predict
-from memsim.errors import InputError
-from memsim.hardware import GPU
-from memsim.problem import AttentionProblem, Mask
 
 SLUG = "bytes"
 TITLE = "Where the bytes go"

@@ -25,8 +25,17 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-from memsim.reports import data
-from memsim.reports.page import (
+
+from memsim.algorithms import dsa as dsa_module
+from memsim.geometry import MaskGeometry, visible_pairs
+from memsim.hardware import GPU, load_gpu
+from memsim.inference import Setup, cost_curve, kv_cache_bytes, predict_arrays
+from memsim.models import ModelConfig, load_model
+from memsim.problem import AttentionProblem, Mask
+from memsim.units import DTYPE_BYTES
+
+from . import data
+from .page import (
     Context,
     Html,
     Page,
@@ -36,14 +45,6 @@ from memsim.reports.page import (
     fmt_count,
     new_figure,
 )
-
-from memsim.algorithms import dsa as dsa_module
-from memsim.geometry import MaskGeometry, visible_pairs
-from memsim.hardware import GPU, load_gpu
-from memsim.inference import Setup, cost_curve, kv_cache_bytes
-from memsim.models import ModelConfig, load_model
-from memsim.problem import AttentionProblem, Mask
-from memsim.units import DTYPE_BYTES
 
 SLUG = "claims"
 TITLE = "Claims, checked"
@@ -214,18 +215,19 @@ def gqa_8x(gpu: GPU) -> Claim:
 
 
 def quadratic_2k_8k(gpu: GPU) -> Claim:
-    p2, p8 = (LLAMA2_7B_LAYER.model_copy(update={"seq_len": n}) for n in (2048, 8192))
-    std = {n: float(data.attention_curve(LLAMA2_7B_LAYER, gpu, "standard", n)[0]
-                    .workspace_bytes) for n in (2048, 8192)}
-    fa2 = {n: float(data.extra_bytes(p, data.attention_curve(p, gpu, "flash2", n)[0]
-                                     .workspace_bytes)) for n, p in ((2048, p2), (8192, p8))}
-    model = load_model("meta-llama/Llama-2-7b-hf")
-    setup = Setup(model, gpu)
-    from memsim.inference import predict_arrays
-
-    total = predict_arrays(setup, np.array([2048, 8192]), 1, with_min_gpus=False)
-    vram = [float(t) for t in total["vram"]["total_bytes"]]
     batch = 8
+    layer_b8 = LLAMA2_7B_LAYER.model_copy(update={"batch": batch})
+
+    def workspace(layer: AttentionProblem, algorithm: str, n: int) -> float:
+        return float(data.attention_curve(layer, gpu, algorithm, n)[0].workspace_bytes)
+
+    std = {n: workspace(LLAMA2_7B_LAYER, "standard", n) for n in (2048, 8192)}
+    std_b8 = {n: workspace(layer_b8, "standard", n) for n in (2048, 8192)}
+    fa2 = {n: float(data.extra_bytes(LLAMA2_7B_LAYER, workspace(LLAMA2_7B_LAYER, "flash2", n),
+                                     seq_len=n)) for n in (2048, 8192)}
+    model = load_model("meta-llama/Llama-2-7b-hf")
+    total = predict_arrays(Setup(model, gpu), np.array([2048, 8192]), 1, with_min_gpus=False)
+    vram = [float(t) for t in total["vram"]["total_bytes"]]
     return Claim(
         "Going from 2K to 8K tokens takes memory from about 4 GB to 64 GB.",
         "One Llama-2-7B attention layer (H = 32, D = 128, bf16, causal); standard attention "
@@ -238,11 +240,11 @@ def quadratic_2k_8k(gpu: GPU) -> Claim:
             ]),
             _part("about 4 GB at 2K", about(4e9), fmt_bytes, [
                 ("standard attention, batch 1", std[2048]),
-                (f"standard attention, batch {batch}", batch * std[2048]),
+                (f"standard attention, batch {batch}", std_b8[2048]),
             ]),
             _part("about 64 GB at 8K", about(64e9), fmt_bytes, [
                 ("standard attention, batch 1", std[8192]),
-                (f"standard attention, batch {batch}", batch * std[8192]),
+                (f"standard attention, batch {batch}", std_b8[8192]),
             ]),
         ))
 
@@ -357,7 +359,7 @@ def top_k(gpu: GPU) -> Claim:
 
 
 def deepseek_costs() -> Claim:
-    from memsim.reports.cost import DENSE, SPARSE, deepseek_setup
+    from .cost import DENSE, SPARSE, deepseek_setup
 
     h800 = load_gpu("h800-sxm")
     price = 2.0  # DeepSeek-V3 report §1: "$2 per GPU hour" for the H800

@@ -11,8 +11,14 @@ measured points sit on the same axes as the prediction.
 from __future__ import annotations
 
 import numpy as np
-from memsim.reports import data
-from memsim.reports.page import (
+
+from memsim.hardware import GPU
+from memsim.inference import Setup, kv_cache_bytes
+from memsim.models import load_model
+from memsim.problem import AttentionProblem, Mask
+
+from . import data
+from .page import (
     ALGORITHM_COLORS,
     ALGORITHM_LABELS,
     MEASURED_COLOR,
@@ -25,11 +31,6 @@ from memsim.reports.page import (
     paragraph,
     style,
 )
-
-from memsim.hardware import GPU
-from memsim.inference import Setup, kv_cache_bytes
-from memsim.models import load_model
-from memsim.problem import AttentionProblem, Mask
 
 SLUG = "context-scaling"
 TITLE = "Context scaling"

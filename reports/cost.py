@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from memsim.reports import data
-from memsim.reports.page import Context, Page, axis_title, config_note, fmt_tokens
-
 from memsim.hardware import GPU
 from memsim.inference import Setup, cost_curve
 from memsim.models import ModelConfig, load_model
+
+from . import data
+from .page import Context, Page, axis_title, config_note, fmt_tokens, style
 
 SLUG = "cost"
 TITLE = "Cost per million tokens"
@@ -66,7 +66,6 @@ def _model_variants() -> tuple[ModelConfig, ModelConfig]:
 
 
 def build(ctx: Context) -> Page:
-    from memsim.reports.page import style
     from plotly.subplots import make_subplots
 
     gpu = ctx.gpu

@@ -24,17 +24,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from memsim.reports import data
-from memsim.reports.page import (
-    Context,
-    Page,
-    axis_title,
-    config_note,
-    fmt_bytes,
-    paragraph,
-    style,
-    unavailable,
-)
 
 from memsim.algorithms.masks import geometry_of
 from memsim.attention import predict
@@ -44,6 +33,18 @@ from memsim.hardware import GPU
 from memsim.problem import AttentionProblem, Mask
 from memsim.tiling import FP32_BYTES, Tiling, default_tiling
 from memsim.units import DTYPE_BYTES
+
+from . import data
+from .page import (
+    Context,
+    Page,
+    axis_title,
+    config_note,
+    fmt_bytes,
+    paragraph,
+    style,
+    unavailable,
+)
 
 SLUG = "flash-kernel"
 TITLE = "Inside a FlashAttention kernel"

@@ -12,8 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from memsim.reports import data
-from memsim.reports.page import (
+
+from memsim.attention import predict
+from memsim.errors import InputError
+from memsim.problem import AttentionProblem, Mask
+
+from . import data
+from .page import (
     ALGORITHM_COLORS,
     ALGORITHM_LABELS,
     BOUND_NAMES,
@@ -27,10 +32,6 @@ from memsim.reports.page import (
     new_figure,
     unavailable,
 )
-
-from memsim.attention import predict
-from memsim.errors import InputError
-from memsim.problem import AttentionProblem, Mask
 
 SLUG = "roofline"
 TITLE = "Roofline"

@@ -16,10 +16,10 @@ import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from memsim.reports.page import DEFAULT_GPU, Context, Html, Page, default_measurements_dir
-
 from memsim.errors import InputError
 from memsim.hardware import load_gpu
+
+from .page import DEFAULT_GPU, Context, Html, Page, default_measurements_dir
 
 # Page modules of memsim.reports, in the order of the site's navigation.
 PAGE_MODULES = ("context_scaling", "bytes_by_level", "roofline", "flash_kernel", "vram",

@@ -25,8 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from memsim.reports import data
-from memsim.reports.page import (
+
+from memsim.attention import predict
+from memsim.errors import InputError
+
+from . import data
+from .page import (
     MEASURED_COLOR,
     Context,
     Page,
@@ -35,12 +39,10 @@ from memsim.reports.page import (
     display_path,
     fmt_bytes,
     fmt_seconds,
+    style,
     table,
     unavailable,
 )
-
-from memsim.attention import predict
-from memsim.errors import InputError
 
 SLUG = "validation"
 TITLE = "Validation"
@@ -131,7 +133,6 @@ def jsonl_comparisons(folder: Path) -> tuple[list[Comparison], int]:
 
 
 def _figure(comparisons: list[Comparison], gpu_name: str):
-    from memsim.reports.page import style
     from plotly.subplots import make_subplots
 
     quantities = [q for q in QUANTITIES if any(c.quantity == q for c in comparisons)]

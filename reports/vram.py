@@ -12,7 +12,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from memsim.reports.page import (
+
+from memsim.inference import DEFAULT_RESERVE_FRACTION, Setup, predict_arrays
+from memsim.models import load_model
+from memsim.units import GB
+
+from .page import (
     Context,
     Page,
     axis_title,
@@ -21,10 +26,6 @@ from memsim.reports.page import (
     new_figure,
     unavailable,
 )
-
-from memsim.inference import DEFAULT_RESERVE_FRACTION, Setup, predict_arrays
-from memsim.models import load_model
-from memsim.units import GB
 
 SLUG = "vram"
 TITLE = "VRAM"
