@@ -13,10 +13,18 @@ Measured quantities (all SI units):
 - ``l2_read_bytes_per_s``: repeated reads of a buffer that fits in L2 (a sum reduction),
   counting bytes read.
 - ``fp32_fma_flop_per_s``: a Numba kernel of independent FMA chains on registers,
-  2 FLOP per FMA.
+  2 FLOP per FMA, unrolled to 32 FMAs per loop trip (``fp32_fma``) and as first written,
+  8 FMAs per trip (``fp32_fma_rolled``). An SM sub-partition issues one warp instruction
+  per clock, and H100 has exactly as many FP32 lanes as one issue slot feeds (4 × 32 per
+  SM), so every non-FFMA instruction in the loop (counter, compare, branch) costs an FFMA
+  slot: the FFMA share of the hot loop's SASS and the SM clock read through NVML while the
+  kernel runs are recorded beside the rate, to tell issue overhead from a lowered clock.
+  On the H100 of 2026-11-22 (1980 MHz under load): unrolled loop 128 FFMA of 141
+  instructions (≤ 60.7 TFLOP/s), 58.0 measured; rolled 32 of 45 (≤ 47.6), 43.4 measured.
 - ``exp_per_s``: a Numba kernel of ``math.exp`` in float32 (special-function unit).
 - ``matmul_<dtype>_flop_per_s``: 8192³ matrix products through PyTorch (tensor cores).
-- ``launch_overhead_s``: an empty Numba kernel launched back to back, host-timed.
+- ``numba_launch_overhead_s`` / ``torch_launch_overhead_s``: trivial kernels launched back
+  to back through Numba / PyTorch, host-timed.
 - ``device``: the device's attributes as the driver reports them.
 """
 
@@ -25,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import re
 import statistics
 import sys
 import time
@@ -54,53 +63,10 @@ def _median_event_time_s(fn: Callable[[], None], warmup: int, repeats: int) -> f
 
 
 def device_attributes() -> dict:
-    """Name, SMs, L2, shared memory, clocks and memory bus of device 0."""
-    import torch
+    """Name, SMs, L2, shared memory, clocks and memory bus of device 0 (SI units)."""
+    from memsim.validation.device import read_device
 
-    props = torch.cuda.get_device_properties(0)
-    out = {
-        "name": props.name,
-        "compute_capability": f"{props.major}.{props.minor}",
-        "sm_count": props.multi_processor_count,
-        "total_memory_bytes": props.total_memory,
-        "l2_cache_bytes": getattr(props, "L2_cache_size", None),
-        "torch_version": torch.__version__,
-        "cuda_version": torch.version.cuda,
-    }
-    try:
-        from numba import cuda
-
-        dev = cuda.get_current_device()
-        for attr in (
-            "MAX_SHARED_MEMORY_PER_BLOCK",
-            "MAX_SHARED_MEMORY_PER_BLOCK_OPTIN",
-            "MAX_SHARED_MEMORY_PER_MULTIPROCESSOR",
-            "MAX_REGISTERS_PER_MULTIPROCESSOR",
-            "MAX_REGISTERS_PER_BLOCK",
-            "MAX_THREADS_PER_MULTI_PROCESSOR",
-            "MAX_BLOCKS_PER_MULTIPROCESSOR",
-            "CLOCK_RATE",
-            "MEMORY_CLOCK_RATE",
-            "GLOBAL_MEMORY_BUS_WIDTH",
-            "L2_CACHE_SIZE",
-            "WARP_SIZE",
-        ):
-            try:
-                out[attr.lower()] = int(getattr(dev, attr))
-            except Exception as exc:  # attribute missing on this driver
-                out[attr.lower()] = f"unavailable: {exc}"
-        import numba
-
-        out["numba_version"] = numba.__version__
-        try:
-            import numba_cuda
-
-            out["numba_cuda_version"] = numba_cuda.__version__
-        except Exception:
-            pass
-    except Exception as exc:
-        out["numba_error"] = repr(exc)
-    return out
+    return read_device(0)
 
 
 def d2d_copy(size_bytes: int = 4 * 2**30) -> dict:
@@ -118,7 +84,10 @@ def d2d_copy(size_bytes: int = 4 * 2**30) -> dict:
 def l2_read(size_bytes: int = 24 * 2**20, reps: int = 64) -> dict:
     """Numba kernel: the whole grid reads an L2-sized buffer ``reps`` times; bytes read / time.
 
-    24 MiB sits inside the H100's 50 MB L2 (RRZE's full-rate region ends near 37 MB).
+    24 MiB sits inside the H100's 50 MB L2 (RRZE's full-rate region ends near 37 MB). Each
+    thread keeps 8 independent loads in flight (8 accumulators): with one accumulator the
+    next load waits for the previous add, and the kernel measures L2 latency, not bandwidth
+    (3.56 TB/s on the H100 of 2026-11-22, against 6.9-7.0 TB/s for RRZE's gpu-l2-cache).
     """
     import numpy as np
     from numba import cuda, float32
@@ -127,11 +96,24 @@ def l2_read(size_bytes: int = 24 * 2**20, reps: int = 64) -> dict:
     def read_kernel(out, x, n_reps):
         start = cuda.grid(1)
         stride = cuda.gridsize(1)
-        acc = float32(0.0)
+        n = x.size
+        a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = float32(0.0)
         for _ in range(n_reps):
-            for i in range(start, x.size, stride):
-                acc += x[i]
-        out[start] = acc
+            i = start
+            while i + 7 * stride < n:
+                a0 += x[i]
+                a1 += x[i + stride]
+                a2 += x[i + 2 * stride]
+                a3 += x[i + 3 * stride]
+                a4 += x[i + 4 * stride]
+                a5 += x[i + 5 * stride]
+                a6 += x[i + 6 * stride]
+                a7 += x[i + 7 * stride]
+                i += 8 * stride
+            while i < n:
+                a0 += x[i]
+                i += stride
+        out[start] = a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7
 
     dev = cuda.get_current_device()
     threads, blocks = 512, dev.MULTIPROCESSOR_COUNT * 4
@@ -139,25 +121,44 @@ def l2_read(size_bytes: int = 24 * 2**20, reps: int = 64) -> dict:
     x = cuda.to_device(np.random.default_rng(0).random(n, dtype=np.float32))
     out = cuda.device_array(threads * blocks, dtype=np.float32)
     time_s = _median_cuda_numba(lambda: read_kernel[blocks, threads](out, x, reps))
+    total = float(np.float64(out.copy_to_host()).sum())
+    expected = reps * float(np.float64(x.copy_to_host()).sum())
+    if not abs(total - expected) <= 1e-3 * expected:  # every element read, every rep
+        raise RuntimeError(f"l2_read summed {total:.6g}, expected {expected:.6g}")
     return {"buffer_bytes": n * 4, "reps": reps, "time_s": time_s,
-            "l2_read_bytes_per_s": reps * n * 4 / time_s}
+            "loads_in_flight_per_thread": 8, "l2_read_bytes_per_s": reps * n * 4 / time_s}
 
 
-def fp32_fma(iters: int = 4096) -> dict:
-    """Numba kernel: 8 independent FMA chains per thread, ``iters`` rounds."""
-    import numpy as np
+def _fma_kernels() -> dict:
+    """The two FMA kernels: 8 chains × 4 FMAs per trip (unrolled) and 8 × 1 (rolled)."""
     from numba import cuda, float32
 
     @cuda.jit(fastmath=True)
-    def fma_kernel(out, a, b, n_iter):
+    def fma_unrolled(out, a, b, n_iter):
         i = cuda.grid(1)
         x0 = float32(i) * float32(1e-7)
-        x1 = x0 + float32(1.0)
-        x2 = x0 + float32(2.0)
-        x3 = x0 + float32(3.0)
-        x4 = x0 + float32(4.0)
-        x5 = x0 + float32(5.0)
-        x6 = x0 + float32(6.0)
+        x1, x2, x3 = x0 + float32(1.0), x0 + float32(2.0), x0 + float32(3.0)
+        x4, x5, x6 = x0 + float32(4.0), x0 + float32(5.0), x0 + float32(6.0)
+        x7 = x0 + float32(7.0)
+        for _ in range(n_iter):
+            for _ in range(4):  # constant trip count: LLVM unrolls it fully
+                x0 = cuda.fma(x0, a, b)
+                x1 = cuda.fma(x1, a, b)
+                x2 = cuda.fma(x2, a, b)
+                x3 = cuda.fma(x3, a, b)
+                x4 = cuda.fma(x4, a, b)
+                x5 = cuda.fma(x5, a, b)
+                x6 = cuda.fma(x6, a, b)
+                x7 = cuda.fma(x7, a, b)
+        if i < out.size:
+            out[i] = x0 + x1 + x2 + x3 + x4 + x5 + x6 + x7
+
+    @cuda.jit(fastmath=True)
+    def fma_rolled(out, a, b, n_iter):
+        i = cuda.grid(1)
+        x0 = float32(i) * float32(1e-7)
+        x1, x2, x3 = x0 + float32(1.0), x0 + float32(2.0), x0 + float32(3.0)
+        x4, x5, x6 = x0 + float32(4.0), x0 + float32(5.0), x0 + float32(6.0)
         x7 = x0 + float32(7.0)
         for _ in range(n_iter):
             x0 = cuda.fma(x0, a, b)
@@ -171,16 +172,132 @@ def fp32_fma(iters: int = 4096) -> dict:
         if i < out.size:
             out[i] = x0 + x1 + x2 + x3 + x4 + x5 + x6 + x7
 
+    return {"unrolled": (fma_unrolled, 32), "rolled": (fma_rolled, 8)}
+
+
+_SASS_LINE = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(?:@!?U?P[T0-9]+\s+)?([A-Z][A-Z0-9_]*)([^;]*);")
+
+
+def _sass_instructions(sass: str) -> list[tuple[int, str, str]]:
+    """(address, opcode, operands) of each instruction of a SASS listing."""
+    return [(int(a, 16), op, rest.strip()) for a, op, rest in _SASS_LINE.findall(sass)]
+
+
+def sass_opcode_counts(sass: str) -> dict[str, int]:
+    """Opcode → count in a SASS listing (``/*0090*/  FFMA R3, R2, ...``), predicates dropped."""
+    counts: dict[str, int] = {}
+    for _, op, _ in _sass_instructions(sass):
+        counts[op] = counts.get(op, 0) + 1
+    return counts
+
+
+def _sass_labels(sass: str) -> dict[str, int]:
+    """Label → address of the instruction after it (nvdisasm prints ``.L_x_0:`` lines)."""
+    labels: dict[str, int] = {}
+    pending: list[str] = []
+    for line in sass.splitlines():
+        label = re.match(r"\s*(\.L\w+):", line)
+        if label:
+            pending.append(label.group(1))
+            continue
+        address = re.search(r"/\*([0-9a-f]{4,})\*/", line)
+        if address and pending:
+            labels.update((name, int(address.group(1), 16)) for name in pending)
+            pending = []
+    return labels
+
+
+def sass_hot_loop_counts(sass: str) -> dict[str, int]:
+    """Opcode counts of the largest loop: from a backward branch's target to the branch.
+
+    Branch targets are addresses (``BRA 0x80``, cuobjdump) or labels (``BRA `(.L_x_0)``,
+    nvdisasm).
+    """
+    instructions = _sass_instructions(sass)
+    labels = _sass_labels(sass)
+    best: tuple[int, int] | None = None
+    for address, op, operands in instructions:
+        if op != "BRA":
+            continue
+        hexa = re.search(r"0x([0-9a-f]+)", operands)
+        label = re.search(r"(\.L\w+)", operands)
+        target = labels.get(label.group(1)) if label else int(hexa.group(1), 16) if hexa else None
+        backward = target is not None and target <= address
+        if backward and (best is None or address - target > best[1] - best[0]):
+            best = (target, address)
+    if best is None:
+        return {}
+    counts: dict[str, int] = {}
+    for address, op, _ in instructions:
+        if best[0] <= address <= best[1]:
+            counts[op] = counts.get(op, 0) + 1
+    return counts
+
+
+def _sass_mix(kernel) -> dict:
+    """FFMA share of the hot loop's instructions (needs nvdisasm); the error where unavailable.
+
+    One warp instruction issues per clock per SM sub-partition, and its 32 lanes are all the
+    FP32 lanes it has, so the loop's FFMA share bounds the fraction of peak FLOP/s.
+    """
+    try:
+        sass = kernel.inspect_sass()
+        if isinstance(sass, dict):
+            sass = "\n".join(sass.values())
+    except Exception as exc:
+        return {"sass_error": f"{type(exc).__name__}: {exc}"}
+    loop = sass_hot_loop_counts(sass)
+    total = sum(loop.values())
+    return {"sass_instructions": sum(sass_opcode_counts(sass).values()),
+            "loop_instructions": total, "loop_ffma": loop.get("FFMA", 0),
+            "loop_ffma_share": loop.get("FFMA", 0) / total if total else None,
+            "loop_opcodes": dict(sorted(loop.items(), key=lambda kv: -kv[1]))}
+
+
+def _sm_clock_under_load_hz(launch: Callable[[], None], settle_s: float = 0.15) -> float | None:
+    """SM clock read through NVML (read-only) while ``launch()``'s kernels run, in Hz."""
+    try:
+        import pynvml
+        from numba import cuda
+
+        pynvml.nvmlInit()
+        handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+        launch()  # asynchronous: the GPU is busy while the host sleeps
+        time.sleep(settle_s)
+        mhz = pynvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_SM)
+        cuda.synchronize()
+        return mhz * 1e6
+    except Exception:
+        return None
+
+
+def fp32_fma(variant: str = "unrolled", fma_per_thread: int = 131072) -> dict:
+    """8 independent FMA chains per thread; ``variant`` unrolled (32 per trip) or rolled (8).
+
+    Beside the rate: the FFMA share of the hot loop's SASS (× the peak at the clock read
+    under load, it bounds the rate: one warp instruction issues per clock per sub-partition)
+    and the SM clock while the kernel runs.
+    """
+    import numpy as np
+    from numba import cuda
+
+    kernel, per_trip = _fma_kernels()[variant]
     dev = cuda.get_current_device()
     threads = 256
     blocks = dev.MULTIPROCESSOR_COUNT * 16
+    trips = np.int32(fma_per_thread // per_trip)  # an int32 trip counter: 32-bit loop arithmetic
     out = cuda.device_array(threads * blocks, dtype=np.float32)
     a, b = np.float32(0.999999), np.float32(1e-6)
-    launch = lambda: fma_kernel[blocks, threads](out, a, b, iters)  # noqa: E731
+    launch = lambda: kernel[blocks, threads](out, a, b, trips)  # noqa: E731
     time_s = _median_cuda_numba(launch)
-    flops = 2 * 8 * iters * threads * blocks
+    if not np.all(np.isfinite(out.copy_to_host())):
+        raise RuntimeError("fp32_fma produced non-finite values")
+    flops = 2 * int(trips) * per_trip * threads * blocks
+    long_launch = lambda: [launch() for _ in range(max(1, int(0.3 / time_s)))]  # noqa: E731
     return {"flop": flops, "time_s": time_s, "fp32_fma_flop_per_s": flops / time_s,
-            "threads": threads, "blocks": blocks}
+            "threads": threads, "blocks": blocks, "fma_per_trip": per_trip,
+            "sm_clock_under_load_hz": _sm_clock_under_load_hz(long_launch),
+            **_sass_mix(kernel)}
 
 
 def exp_rate(iters: int = 2048) -> dict:
@@ -233,26 +350,44 @@ def _median_cuda_numba(launch: Callable[[], None], warmup: int = 3, repeats: int
 
 
 def launch_overhead(launches: int = 2000) -> dict:
-    """Back-to-back empty Numba kernel launches, host-timed after a synchronize.
+    """Back-to-back launches of a trivial kernel, host-timed after a synchronize.
 
-    This is Numba's dispatch cost per launch (Python argument handling included), the
-    overhead memsim's own kernels pay, not the driver's bare launch latency.
+    Two numbers: Numba's dispatch cost per launch (Python argument handling included, what
+    memsim's own kernels pay) and PyTorch's for a one-element ``add_`` (what a production
+    framework pays per kernel when the host is the bottleneck, as in small-batch decoding).
+    The profile's ``kernel_launch_overhead_s`` is compared with the latter.
     """
+    import warnings
+
     from numba import cuda
 
     @cuda.jit
     def empty_kernel():
         pass
 
-    for _ in range(10):
-        empty_kernel[1, 32]()
-    cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(launches):
-        empty_kernel[1, 32]()
-    cuda.synchronize()
-    per_launch_s = (time.perf_counter() - t0) / launches
-    return {"launches": launches, "numba_launch_overhead_s": per_launch_s}
+    def per_launch_s(launch: Callable[[], None], sync: Callable[[], None]) -> float:
+        for _ in range(50):
+            launch()
+        sync()
+        t0 = time.perf_counter()
+        for _ in range(launches):
+            launch()
+        sync()
+        return (time.perf_counter() - t0) / launches
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a one-block grid is the point here
+        out = {"launches": launches,
+               "numba_launch_overhead_s": per_launch_s(lambda: empty_kernel[1, 32](),
+                                                       cuda.synchronize)}
+    try:
+        import torch
+
+        x = torch.ones(1, device="cuda")
+        out["torch_launch_overhead_s"] = per_launch_s(lambda: x.add_(1.0), torch.cuda.synchronize)
+    except ImportError:
+        pass
+    return out
 
 
 def matmul(dtype_name: str, n: int = 8192) -> dict:
@@ -316,6 +451,7 @@ BENCHES: dict[str, Callable[[], dict]] = {
     "d2d_copy": d2d_copy,
     "l2_read": l2_read,
     "fp32_fma": fp32_fma,
+    "fp32_fma_rolled": lambda: fp32_fma("rolled"),
     "exp": exp_rate,
     "launch_overhead": launch_overhead,
     "matmul_bf16": lambda: matmul("bf16"),

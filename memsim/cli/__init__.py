@@ -28,7 +28,7 @@ def _root() -> None:
 
 
 # Subcommand modules register themselves on `app` when imported.
-_COMMAND_MODULES = ("attention", "gpus", "predict", "report")
+_COMMAND_MODULES = ("attention", "gpus", "predict", "validate", "report")
 
 
 def _register() -> None:

@@ -1,0 +1,133 @@
+"""``memsim validate`` (measure on this machine's GPU, or ``--summary DIR``) and
+``memsim calibrate DIR``.
+
+Nothing GPU-related is imported at start-up: the commands import
+:mod:`memsim.validation.runner` (which imports torch and numba.cuda only inside the cases)
+when they run.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import typer
+
+from memsim.cli import app, user_errors
+
+MAX_RESTARTS = 3
+_OUT = typer.Option(Path("measurements"), "--out",
+                    help="measurement root: results go to OUT/<profile>/<run-id>.jsonl")
+_SUMMARY = typer.Option(None, "--summary", help="only summarise the runs in this folder or file")
+_DIRECTORY = typer.Argument(..., help="measurement folder (or one .jsonl run file)")
+_CALIBRATED_OUT = typer.Option(None, "--out", help="calibrated profile path "
+                               "(default: DIR/<profile>-calibrated.toml)")
+_RESTART_ENV = "MEMSIM_VALIDATE_RESTARTS"
+
+
+def _print_summary(path: Path, as_json: bool) -> None:
+    import json
+
+    from memsim.validation import summary
+
+    result = summary.summarise(path)
+    folder = path if path.is_dir() else path.parent
+    json_path, text_path = summary.write(result, folder)
+    if as_json:
+        typer.echo(json.dumps(result))
+    else:
+        typer.echo(summary.format_text(result))
+        typer.echo(f"\nwritten: {json_path}, {text_path}")
+
+
+def _restart_resuming() -> None:
+    """Start a fresh process that resumes this run (the CUDA context here is lost)."""
+    restarts = int(os.environ.get(_RESTART_ENV, "0"))
+    if restarts >= MAX_RESTARTS:
+        typer.echo(f"error: the CUDA context was lost {restarts + 1} times; stopping. "
+                   "Run again with --resume to continue.", err=True)
+        raise typer.Exit(1)
+    os.environ[_RESTART_ENV] = str(restarts + 1)
+    args = [a for a in sys.argv[1:] if a != "--resume"] + ["--resume"]
+    typer.echo("the CUDA context was lost; continuing in a fresh process (--resume)", err=True)
+    sys.stdout.flush()
+    os.execv(sys.executable, [sys.executable, sys.argv[0], *args])
+
+
+@app.command("validate")
+@user_errors
+def validate_cmd(
+    suite: str = typer.Option("quick", "--suite", help="quick (< 8 min on one H100) | full"),
+    out: Path = _OUT,
+    ncu: str = typer.Option("auto", "--ncu", help="Nsight Compute counters: auto | on | off"),
+    resume: bool = typer.Option(False, "--resume",
+                                help="continue the newest run of this suite, skipping done cases"),
+    profile: str = typer.Option(None, "--profile", help="GPU profile to compare with "
+                                "(default: the one matching the device)"),
+    only: str = typer.Option(None, "--only",
+                             help="comma-separated kinds: ceiling,sdpa,llama,kernel,ncu"),
+    budget_s: float = typer.Option(None, "--budget-s",
+                                   help="stop starting cases after this many seconds "
+                                        "(default: 420 for quick, none for full)"),
+    summary_dir: Path = _SUMMARY,
+    as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
+) -> None:
+    """Measure ceilings, memsim's kernels, PyTorch SDPA and a small Llama against predictions."""
+    if summary_dir is not None:
+        _print_summary(summary_dir, as_json)
+        return
+    from memsim.validation.runner import StickyCudaError, validate
+
+    kinds = tuple(k.strip() for k in only.split(",") if k.strip()) if only else None
+    if budget_s is None and suite == "quick":
+        budget_s = 420.0
+    try:
+        result = validate(suite=suite, out=out, ncu_mode=ncu, resume=resume, profile=profile,
+                          kinds=kinds, budget_s=budget_s, echo=typer.echo)
+    except StickyCudaError:
+        _restart_resuming()
+        return
+    loop = result.loop
+    typer.echo("done: " + ", ".join(f"{k} {v}" for k, v in loop.counts.items())
+               + (f"; {loop.not_run} not run — {loop.stopped}" if loop.stopped else ""))
+    typer.echo("")
+    _print_summary(result.path, as_json)
+
+
+@app.command("calibrate")
+@user_errors
+def calibrate_cmd(
+    directory: Path = _DIRECTORY,
+    profile: str = typer.Option(None, "--profile",
+                                help="datasheet profile (default: the one the runs used)"),
+    out: Path = _CALIBRATED_OUT,
+    as_json: bool = typer.Option(False, "--json", help="print the calibration as JSON"),
+) -> None:
+    """Fit efficiency factors per unit and per kernel class; write a calibrated profile."""
+    import json
+
+    from memsim.errors import InputError
+    from memsim.hardware import load_gpu
+    from memsim.validation import calibrate
+    from memsim.validation.records import read_cases
+
+    cases = read_cases(directory)
+    if not cases:
+        raise InputError("directory", str(directory), "holds no measured cases (*.jsonl)")
+    names = {c.get("prediction", {}).get("profile") for c in cases if c.get("status") == "ok"}
+    names.discard(None)
+    if profile is None:
+        if len(names) != 1:
+            raise InputError("profile", None, f"must be given: the runs used {sorted(names)}")
+        profile = names.pop()
+    datasheet = load_gpu(profile)
+    folder = directory if directory.is_dir() else directory.parent
+    result = calibrate.calibrate(cases, datasheet, calibrated_from=str(folder))
+    path = calibrate.write_profile(result, out or folder / f"{datasheet.name}-calibrated.toml")
+    (folder / "calibration.json").write_text(json.dumps(result.to_dict(), indent=1) + "\n")
+    if as_json:
+        typer.echo(json.dumps(result.to_dict()))
+    else:
+        typer.echo(calibrate.format_text(result))
+        typer.echo(f"\nwritten: {path}, {folder / 'calibration.json'}")

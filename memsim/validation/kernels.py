@@ -1,0 +1,90 @@
+"""memsim's own Numba-CUDA kernels against the predictions for the Tiling they ran with.
+
+The kernels and their bench runner live in :mod:`memsim.kernels.bench` (``run_case(kernel,
+problem, tiling)``: validate against the float64 reference, then time with CUDA events,
+L2 flushed; a dict with ``time_s``, achieved rates and the kernel's registers and shared
+memory). This module only builds the case's problem and Tiling, calls it, and predicts the
+same Tiling with matmuls on the CUDA cores (``matmul_unit="fp32"``: Numba has no tensor
+cores). When the bench reports the registers per thread the compiler chose, the prediction
+is redone with them, so the occupancy in the model is the kernel's.
+
+Numba kernels use static shared memory, at most 48 KiB per block
+(:data:`STATIC_SHARED_LIMIT_BYTES`), so the default Tiling is shrunk to fit that.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from memsim.hardware import GPU
+from memsim.tiling import Tiling, default_tiling
+from memsim.validation.predictions import attention_problem, predict_case
+
+STATIC_SHARED_LIMIT_BYTES = 48 * 1024
+TILE_SIZES = (128, 64, 32, 16)  # candidate Br and Bc, tokens
+_REGISTER_KEYS = ("registers_per_thread", "registers", "regs_per_thread")
+
+
+class BenchUnavailableError(RuntimeError):
+    """memsim.kernels.bench is not installed (or cannot run here)."""
+
+
+def tiling_for(params: dict[str, Any], gpu: GPU) -> Tiling:
+    """The Tiling a kernel case runs with, within static shared memory.
+
+    For the tiled FlashAttention kernels: the largest square-ish tiles (Br, Bc) that fit,
+    preferring the larger min(Br, Bc) — memsim's default shrinks Br to 1 before it touches
+    Bc, which at fp32 within 48 KiB leaves one query row per block. Other algorithms take
+    memsim's default within the limit.
+    """
+    from memsim.errors import InputError
+
+    problem = attention_problem(params)
+    limit = min(STATIC_SHARED_LIMIT_BYTES, gpu.spec.shared_memory_per_block_max_bytes)
+    algorithm = params["algorithm"]
+    if algorithm in ("flash1", "flash2"):
+        sizes = sorted(((br, bc) for br in TILE_SIZES for bc in TILE_SIZES),
+                       key=lambda s: (min(s), s[0] * s[1], s[0]), reverse=True)
+        for br, bc in sizes:
+            try:
+                return default_tiling(problem, gpu, algorithm, block_q=br, block_kv=bc,
+                                      sram_limit_bytes=limit)
+            except InputError:
+                continue
+    return default_tiling(problem, gpu, algorithm, sram_limit_bytes=limit)
+
+
+def _bench() -> Any:
+    try:
+        from memsim.kernels import bench
+    except ImportError as exc:
+        raise BenchUnavailableError(f"memsim.kernels.bench is not installed: {exc}") from None
+    if not hasattr(bench, "run_case"):
+        raise BenchUnavailableError("memsim.kernels.bench has no run_case(kernel, problem, tiling)")
+    return bench
+
+
+def registers_of(measurement: dict[str, Any]) -> int | None:
+    """Registers per thread reported by the bench, if any."""
+    for key in _REGISTER_KEYS:
+        value = measurement.get(key)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def run(params: dict[str, Any], gpu: GPU) -> dict[str, Any]:
+    """Validate, time and predict one kernel case."""
+    bench = _bench()
+    problem = attention_problem(params)
+    tiling = tiling_for(params, gpu)
+    raw = bench.run_case(params["algorithm"], problem, tiling)
+    measurement = {k: v for k, v in dict(raw).items()
+                   if isinstance(v, int | float | str | bool) or v is None}
+    if not isinstance(measurement.get("time_s"), int | float):
+        raise RuntimeError(f"bench.run_case returned no time_s: keys {sorted(raw)}")
+    registers = registers_of(measurement)
+    if registers is not None:
+        tiling = tiling.model_copy(update={"registers_per_thread": registers})
+    prediction = predict_case(problem, gpu, params["algorithm"], tiling, matmul_unit="fp32")
+    return {"prediction": prediction, "measurement": measurement}

@@ -1,0 +1,148 @@
+"""What memsim predicts for one attention case, from both models, in the records' terms.
+
+The analytic model (:func:`memsim.attention.predict`) always answers; the trace-driven model
+(``memsim.trace.simulate``) answers where it is installed, and its absence is recorded, not
+raised. Both predictions are reduced to the same quantities the measurements use:
+
+- ``time_s``: roofline time (lower bound) of the kernel;
+- ``hbm_read_bytes``, ``hbm_write_bytes``, ``hbm_bytes``: DRAM traffic;
+- ``l2_bytes``: global-memory traffic, all of which passes L2 (Cost.global_bytes);
+- ``global_read_bytes``, ``global_write_bytes``: the same, split;
+- ``sram_bytes``: shared-memory traffic;
+- ``fp32_flops``: FLOPs on CUDA cores (matmul ones too when the kernel has no tensor cores);
+- ``workspace_bytes``: peak extra global memory besides inputs and outputs.
+
+``work`` keeps, per model, what the roofline needs to re-time the case under another profile
+(the calibration fit): the Cost's fields, the dtype, the matmul unit and the blocks per SM.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from memsim.errors import InputError
+from memsim.hardware import GPU
+from memsim.problem import AttentionProblem, Indexer, Mask
+from memsim.tiling import Tiling
+
+ATTENTION_KEYS = ("batch", "seq_len", "kv_len", "heads", "kv_heads", "head_dim", "mask", "dtype")
+
+
+def parse_mask(text: str) -> Mask:
+    """``"full"``, ``"causal"``, ``"window:W"`` (causal) or ``"topk:k"`` → :class:`Mask`."""
+    kind, _, arg = text.partition(":")
+    if kind == "full":
+        return Mask(causal=False)
+    if kind == "causal":
+        return Mask(causal=True)
+    if kind == "window" and arg.isdigit():
+        return Mask(causal=True, window=int(arg))
+    if kind == "topk" and arg.isdigit():
+        return Mask(causal=True, top_k=int(arg))
+    raise InputError("mask", text, "must be 'full', 'causal', 'window:W' or 'topk:k'")
+
+
+def attention_problem(params: dict[str, Any]) -> AttentionProblem:
+    """The :class:`AttentionProblem` of a case's attention parameters."""
+    mask = parse_mask(params["mask"])
+    return AttentionProblem(
+        batch=params["batch"], seq_len=params["seq_len"], kv_len=params["kv_len"],
+        heads=params["heads"], kv_heads=params["kv_heads"], head_dim=params["head_dim"],
+        dtype=params["dtype"], mask=mask,
+        indexer=Indexer(dtype=params["dtype"]) if mask.kind == "topk" else None)
+
+
+def output_bytes(problem: AttentionProblem) -> float:
+    """Bytes of the output O: B·N·H·Dv elements of the problem's dtype."""
+    from memsim.units import dtype_bytes
+
+    p = problem
+    return float(p.B * p.N * p.H * p.Dv * dtype_bytes(p.dtype))
+
+
+def _quantities(cost: Any, time_s: float, matmul_unit: str) -> dict[str, float]:
+    c = cost.to_dict()
+    fp32 = c["vector_flops"] + (c["matmul_flops"] if matmul_unit == "fp32" else 0.0)
+    return {
+        "time_s": time_s,
+        "hbm_read_bytes": c["hbm_read_bytes"], "hbm_write_bytes": c["hbm_write_bytes"],
+        "hbm_bytes": c["hbm_bytes"], "l2_bytes": c["global_bytes"],
+        "global_read_bytes": c["global_read_bytes"], "global_write_bytes": c["global_write_bytes"],
+        "sram_bytes": c["sram_bytes"], "fp32_flops": fp32, "matmul_flops": c["matmul_flops"],
+        "workspace_bytes": c["workspace_bytes"], "launches": c["launches"],
+    }
+
+
+def _trace(problem: AttentionProblem, gpu: GPU, algorithm: str, tiling: Tiling,
+           matmul_unit: str) -> tuple[dict[str, float] | None, Any, str | None]:
+    """Trace-driven (quantities, Cost), or (None, None, why not)."""
+    try:
+        from memsim.trace import simulate
+    except ImportError as exc:
+        return None, None, f"trace-driven model not available: {exc}"
+    try:
+        result = simulate(problem, gpu, algorithm, tiling, l2=True)
+        from memsim.roofline import roofline
+
+        time_s = getattr(result, "time_s", None)
+        if time_s is None:
+            time_s = roofline(result.cost, gpu, problem.dtype, matmul_unit=matmul_unit,
+                              blocks_per_sm=tiling.blocks_per_sm(gpu)).time_s
+        out = _quantities(result.cost, float(time_s), matmul_unit)
+        hit_rate = getattr(result, "l2_hit_rate", None)
+        if hit_rate is not None:
+            out["l2_hit_rate"] = float(hit_rate)
+        return out, result.cost, None
+    except Exception as exc:  # the trace model failing must not lose the measurement
+        return None, None, f"trace-driven model failed: {type(exc).__name__}: {exc}"
+
+
+def _work(cost: Any, problem: AttentionProblem, matmul_unit: str, blocks_per_sm: int) -> dict:
+    """What the roofline needs to re-time a case: the Cost's fields and how to time them."""
+    return {**asdict(cost), "dtype": problem.dtype, "matmul_unit": matmul_unit,
+            "blocks_per_sm": blocks_per_sm}
+
+
+def predict_case(problem: AttentionProblem, gpu: GPU, algorithm: str,
+                 tiling: Tiling | None = None, matmul_unit: str = "tensor",
+                 with_trace: bool = True) -> dict[str, Any]:
+    """Both models' predictions for one attention call.
+
+    Returns ``{"analytic": {...}, "trace": {...} | None, "trace_note": str | None,
+    "tiling": {...}, "work": {"analytic": {...}, "trace": {...}}, "bound": str,
+    "profile": name, "profile_kind": "datasheet" | "calibrated"}``.
+    """
+    from memsim.attention import predict
+
+    pred = predict(problem, gpu, algorithm, tiling, matmul_unit=matmul_unit)
+    analytic = _quantities(pred.cost, float(pred.timing.time_s), matmul_unit)
+    trace, trace_cost, note = (_trace(problem, gpu, algorithm, pred.tiling, matmul_unit)
+                               if with_trace else (None, None, "not asked"))
+    blocks_per_sm = int(pred.tiling.blocks_per_sm(gpu))
+    work = {"analytic": _work(pred.cost, problem, matmul_unit, blocks_per_sm)}
+    if trace_cost is not None:
+        work["trace"] = _work(trace_cost, problem, matmul_unit, blocks_per_sm)
+    return {
+        "analytic": analytic, "trace": trace, "trace_note": note,
+        "tiling": pred.tiling.model_dump() | {"sram_bytes": pred.tiling.sram_bytes},
+        "work": work, "bound": pred.timing.bound, "profile": gpu.name,
+        "profile_kind": "calibrated" if gpu.calibrated_from else "datasheet",
+    }
+
+
+def relative_errors(predicted: dict[str, Any] | None,
+                    measured: dict[str, Any]) -> dict[str, float]:
+    """``predicted / measured − 1`` for every quantity both have (measured > 0 only).
+
+    Signed: +0.25 means memsim predicts 25 % more than was measured.
+    """
+    if not predicted:
+        return {}
+    out = {}
+    for key, meas in measured.items():
+        pred = predicted.get(key)
+        if (isinstance(pred, int | float) and isinstance(meas, int | float)
+                and not isinstance(pred, bool) and meas > 0):
+            out[key] = pred / meas - 1.0
+    return out
