@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from memsim.reports import bytes_by_level, claims, data, flash_kernel, roofline, validation
 from memsim.reports.page import Context, Html
-from memsim.reports.site import PAGE_MODULES, PLOTLY_JS, build_site
+from memsim.reports.site import PAGE_MODULES, PLOTLY_JS, build_pages, build_site
 from typer.testing import CliRunner
 
 import memsim.cli.report  # noqa: F401  (registers `memsim report` on the app)
@@ -22,7 +22,7 @@ from memsim.algorithms import compulsory_bytes
 from memsim.attention import predict
 from memsim.cli import app
 from memsim.geometry import MaskGeometry, visible_pairs
-from memsim.hardware import load_gpu
+from memsim.hardware import gpu_names, load_gpu
 from memsim.problem import AttentionProblem, Mask
 from memsim.tiling import default_tiling
 
@@ -101,6 +101,15 @@ def test_pages_without_their_data_say_not_available(tmp_path, h100, monkeypatch)
     b = bytes_by_level.build(ctx)
     assert any("Trace-driven HBM bytes" in blk.markup for blk in b.blocks
                if isinstance(blk, Html))
+
+
+@pytest.mark.parametrize("gpu", gpu_names())
+def test_every_page_builds_for_every_gpu_profile(gpu, monkeypatch):
+    """No page may fail on a GPU: what memsim cannot compute there is shown as such."""
+    monkeypatch.setattr(data, "trace_simulate", lambda: None)  # speed; traced elsewhere
+    pages = build_pages(Context(load_gpu(gpu)))
+    assert len(pages) == len(PAGE_MODULES) and all(p.takeaway.endswith(".") for p in pages)
+    assert all(p.figures() or p.slug == validation.SLUG for p in pages)
 
 
 def test_validation_reads_the_committed_h100_measurements(h100):
