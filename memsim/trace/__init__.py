@@ -1,0 +1,19 @@
+"""Trace-driven model: the algorithm's real schedule played out on the GPU.
+
+Thread blocks are placed on SMs in waves, their tiles loaded into SRAM, and every global
+access passed through an L2 model before it reaches HBM (DESIGN.md, "Trace-driven").
+
+    simulate(problem, gpu, algorithm, tiling=None, l2=True, heads_sample=None,
+             event_budget=...) -> TraceResult
+
+Modules, one job each: ``layout`` (tensors, addresses), ``program`` (block programs as
+flat run-length event arrays), ``schedule`` + ``sched_*`` (one generator per algorithm),
+``l2`` (the LRU cache), ``engine`` (the numba hot loop: block scheduler and steps),
+``timing`` (step and kernel time), ``simulate`` (the public API and result).
+"""
+
+from __future__ import annotations
+
+from memsim.trace.simulate import DEFAULT_EVENT_BUDGET, KernelTrace, TraceResult, simulate
+
+__all__ = ["DEFAULT_EVENT_BUDGET", "KernelTrace", "TraceResult", "simulate"]

@@ -1,0 +1,68 @@
+"""Speed and memory of the trace simulator (issue 4).
+
+FlashAttention-2 forward, N = S = 32,768 and 131,072, H = 32, D = 128, bf16, on h100-sxm
+with the L2 model on (full mask: `memsim attention`'s default; the causal case is reported
+too). Targets on 2 cores: ≥ 50 million tile events per second; the 128K case under 10 s;
+memory that does not grow with N² (tracemalloc sees every numpy allocation, and the numba
+loops allocate nothing). ``run()`` returns JSON-able dicts; nothing asserts on time.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+import tracemalloc
+from typing import Any
+
+CASES = (("trace_flash2", 32768, False), ("trace_flash2", 131072, False),
+         ("trace_flash2_causal", 32768, True), ("trace_flash2_causal", 131072, True))
+
+
+def _problem(n: int, causal: bool):
+    from memsim.problem import AttentionProblem, Mask
+
+    return AttentionProblem(batch=1, seq_len=n, heads=32, head_dim=128, dtype="bf16",
+                            mask=Mask(causal=causal))
+
+
+def warm_up() -> dict[str, Any]:
+    """First call in the process: numba compiles (or loads its on-disk cache)."""
+    from memsim.trace import simulate
+
+    t0 = time.perf_counter()
+    simulate(_problem(256, True), "h100-sxm", "flash2")
+    return {"name": "trace_first_call", "seconds": time.perf_counter() - t0,
+            "note": "numba compile, or cache load when memsim/trace/__pycache__ has it"}
+
+
+def measure(name: str, n: int, causal: bool) -> dict[str, Any]:
+    from memsim.trace import simulate
+
+    problem = _problem(n, causal)
+    tracemalloc.start()
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    result = simulate(problem, "h100-sxm", "flash2")
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return {
+        "name": name, "seq_len": n, "causal": causal, "events": result.events,
+        "seconds": seconds, "events_per_s": result.events / seconds,
+        "cpu_seconds": cpu, "events_per_cpu_s": result.events / cpu,
+        "tracemalloc_peak_bytes": peak,
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "l2_hit_rate": result.l2_hit_rate, "hbm_bytes": result.cost.hbm_bytes,
+        "global_bytes": result.cost.global_bytes, "time_s": result.time_s,
+        "targets": "events_per_s >= 5e7; seconds < 10 at seq_len 131072",
+    }
+
+
+def run() -> list[dict[str, Any]]:
+    return [warm_up()] + [measure(*case) for case in CASES]
+
+
+if __name__ == "__main__":
+    import json
+
+    for row in run():
+        print(json.dumps(row))

@@ -1,0 +1,108 @@
+"""Schedule of standard attention: S = QKᵀ, P = softmax(S), O = PV as three kernels, S and
+P materialised in HBM as dense (B, H, N, S) matrices (FlashAttention paper, Algorithm 0).
+
+All three kernels have one block per (query tile a, batch, head group) and walk the
+same active key tiles j as the flash kernels (masked tiles skipped block by block); the
+score matrices are read and written in the same (a, j) tiles throughout.
+
+    QKᵀ      load Q_a; per j: load K_j, S_aj = Q_a K_jᵀ · scale, store S_aj
+    softmax  pass 1, per j: load S_aj, running max m and ℓ = Σ e^{S − m} (online: when the
+             max grows, ℓ is rescaled by e^{m_old − x} in place of e^{x − m})
+             pass 2, per j: load S_aj, P_aj = e^{S_aj − m} / ℓ, store P_aj
+    PV       per j: load P_aj and V_j, O_a += P_aj V_j; store O_a
+
+Under MLA, V_j is the first Dv elements of the latent rows of K_j: the QKᵀ kernel reads
+each latent tile as two units (V part, rope part) and the PV kernel reads the V part.
+
+Work per (a, j) tile (r rows × c keys, hpb heads): matmul hpb·r·c·2·D (QKᵀ) and
+hpb·r·c·2·Dv (PV); vector hpb·r·c (scale) + hpb·3·r·c (pass 1: max, subtract, sum) +
+hpb·r·c (pass 2: divide) — memsim.algorithms.standard's five per score; exp hpb·r·c in
+each pass. The softmax kernel streams S
+and P through registers; the matmul kernels stage their operands in SRAM (SRAM reads:
+staged bytes × warps).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from memsim.trace.layout import Layout
+from memsim.trace.program import LOAD, STORE, Access, KernelBuilder, KernelProgram
+from memsim.trace.schedule import Dims, QueryTiles, Tensors, qkv_tensors, query_tiles
+
+
+def _key_tiles(d: Dims, qt: QueryTiles):
+    """(first key, keys, count, order offset) of the full and the ragged key-tile runs."""
+    last = (d.key_tiles - 1) * d.Bc
+    return ((qt.f_lo * d.Bc, d.Bc, qt.n_full, 0.0), (last, qt.ragged_keys, qt.ragged, 0.5))
+
+
+def _k_loads(t: Tensors, first_key, keys) -> list[Access]:
+    """K tile loads; under MLA the latent tile as its V part and its rope part."""
+    d = t.d
+    step = d.Bc * t.stride("k", 1)
+    addr = t.addr("k", 0, first_key, 0, 0)
+    if not d.mla:
+        return [Access(LOAD, t.id("k"), addr, keys * d.D * d.e, step_bytes=step)]
+    parts = [Access(LOAD, t.id("k"), addr, keys * d.Dv * d.e, step_bytes=step)]
+    if d.D > d.Dv:
+        parts.append(Access(LOAD, t.id("k"), addr + int(d.Dv * d.e),
+                            keys * (d.D - d.Dv) * d.e, step_bytes=step))
+    return parts
+
+
+def _v_load(t: Tensors, first_key, keys) -> Access:
+    d = t.d
+    name = "k" if d.mla else "v"
+    return Access(LOAD, t.id(name), t.addr(name, 0, first_key, 0, 0), keys * d.Dv * d.e,
+                  step_bytes=d.Bc * t.stride(name, 1))
+
+
+def _score_tile(t: Tensors, name: str, kind: int, qt: QueryTiles, first_key, keys) -> Access:
+    """The (a, j) tile of S or P: hpb heads × r rows × c keys, at S[b, g·hpb, a·Br, j·Bc]."""
+    d = t.d
+    return Access(kind, t.id(name), t.addr(name, 0, 0, qt.first_row, first_key),
+                  qt.rows * d.hpb * keys * d.e, step_bytes=d.Bc * t.stride(name, 3))
+
+
+def build(d: Dims, layout: Layout) -> list[KernelProgram]:
+    """Standard attention forward: QKᵀ, softmax and PV kernels."""
+    t = qkv_tensors(d, layout)
+    for name in ("scores", "probs"):
+        t.add(name, (d.B, d.H, d.N, d.S), d.e, "workspace", head_axis=1,
+              heads_per_group=d.hpb)
+    qt = query_tiles(d.N, d.S, d.Br, d.Bc, d.geometry)
+    a, r, hpb, e, w = np.arange(qt.count), qt.rows, d.hpb, d.e, d.warps
+    rows = hpb * d.Br
+
+    qk = KernelBuilder("standard.qk", qt.count, sram_bytes=int((rows * d.D + d.Bc * d.D) * e))
+    q_bytes = r * hpb * d.D * e
+    qk.run(a, 0, 1, [Access(LOAD, t.id("q"), t.addr("q", 0, qt.first_row, 0, 0), q_bytes)],
+           sram_write_bytes=q_bytes, sram_read_bytes=q_bytes * w)
+    for first_key, keys, count, off in _key_tiles(d, qt):
+        staged = keys * d.D * e
+        qk.run(a, 1 + off, count,
+               _k_loads(t, first_key, keys) + [_score_tile(t, "scores", STORE, qt, first_key,
+                                                           keys)],
+               matmul_flops=hpb * r * keys * 2 * d.D, vector_flops=hpb * r * keys,
+               sram_write_bytes=staged, sram_read_bytes=staged * w)
+
+    softmax = KernelBuilder("standard.softmax", qt.count, sram_bytes=0)
+    for first_key, keys, count, off in _key_tiles(d, qt):
+        softmax.run(a, 0 + off, count, [_score_tile(t, "scores", LOAD, qt, first_key, keys)],
+                    vector_flops=hpb * 3 * r * keys, exp_ops=hpb * r * keys)
+        softmax.run(a, 1 + off, count, [_score_tile(t, "scores", LOAD, qt, first_key, keys),
+                                        _score_tile(t, "probs", STORE, qt, first_key, keys)],
+                    vector_flops=hpb * r * keys, exp_ops=hpb * r * keys)
+
+    pv = KernelBuilder("standard.pv", qt.count,
+                       sram_bytes=int((rows * d.Bc + d.Bc * d.Dv) * e))
+    for first_key, keys, count, off in _key_tiles(d, qt):
+        staged = r * hpb * keys * e + keys * d.Dv * e
+        pv.run(a, 0 + off, count, [_score_tile(t, "probs", LOAD, qt, first_key, keys),
+                                   _v_load(t, first_key, keys)],
+               matmul_flops=hpb * r * keys * 2 * d.Dv,
+               sram_write_bytes=staged, sram_read_bytes=staged * w)
+    pv.run(a, 1, 1, [Access(STORE, t.id("o"), t.addr("o", 0, qt.first_row, 0, 0),
+                            r * hpb * d.Dv * e)])
+    return [qk.build(), softmax.build(), pv.build()]

@@ -1,0 +1,385 @@
+"""Public entry point of the trace-driven model: :func:`simulate` → :class:`TraceResult`.
+
+    >>> from memsim.problem import AttentionProblem, Mask
+    >>> from memsim.trace import simulate
+    >>> p = AttentionProblem(batch=1, seq_len=4096, heads=32, head_dim=128, mask=Mask())
+    >>> r = simulate(p, "h100-sxm", "flash2")
+    >>> r.cost.hbm_bytes <= r.cost.global_bytes
+    True
+
+The schedule of the algorithm (:mod:`memsim.trace.schedule`) is played out block by block
+on the GPU's SM slots (:mod:`memsim.trace.engine`), every tile access passing through the
+L2 (:mod:`memsim.trace.l2`); time follows :mod:`memsim.trace.timing`. The result carries
+the same :class:`~memsim.cost.Cost` record as the analytic model, so the two can be
+compared field by field: with the L2 off, global and HBM bytes and FLOPs equal the
+analytic ones exactly; with it on, HBM bytes fall between the compulsory traffic and the
+analytic count.
+
+Memory use is O(blocks), not O(tiles): the schedule is run-length encoded per template
+block (one batch, one head group) and nothing per event is stored unless ``record=True``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from memsim.cost import Cost
+from memsim.errors import InputError
+from memsim.trace import engine
+from memsim.trace import l2 as l2_model
+from memsim.trace.program import WORK_FIELDS, KernelProgram
+from memsim.trace.schedule import Schedule, build_schedule
+from memsim.trace.timing import (
+    STEP_TERMS,
+    KernelTime,
+    kernel_time,
+    resident_blocks_per_sm,
+    slot_rates,
+    step_durations,
+)
+
+DEFAULT_EVENT_BUDGET = 1_000_000_000   # tile events; ~20 s at 50 M events/s
+MAX_RECORDED_EVENTS = 20_000_000       # --save-trace keeps at most this many events
+WORK_COLUMNS = WORK_FIELDS.index("global_bytes")  # the FLOP and SRAM columns
+
+
+@dataclass(frozen=True)
+class KernelTrace:
+    """One simulated kernel launch (counts scaled to all heads when sampling)."""
+
+    name: str
+    blocks: int
+    blocks_simulated: int
+    resident_blocks_per_sm: int   # blocks sharing an SM: min(occupancy, ⌈blocks / SMs⌉)
+    waves: int
+    max_blocks_per_slot: int
+    wave_efficiency: float        # busy slot-time / (slots × makespan) of the simulated part
+    makespan_s: float
+    time_s: float
+    bound: str
+    global_read_bytes: float
+    global_write_bytes: float
+    hbm_read_bytes: float
+    hbm_write_bytes: float
+    events: int
+    sram_bytes_per_block: int
+
+
+@dataclass(frozen=True)
+class TraceResult:
+    """What one simulated attention call cost (see module docstring).
+
+    ``cost``: the Cost record (FLOPs, global = L2 bytes, HBM bytes, SRAM bytes, workspace,
+    launches, blocks). ``l2_hit_rate``: fraction of global read bytes served by L2.
+    ``waves`` = ⌈blocks / (SMs × blocks_per_sm)⌉ of the whole grid; the scheduler's own
+    account of the tail is in each kernel's ``max_blocks_per_slot`` and
+    ``wave_efficiency``. ``events``: tile operations simulated (accesses + math steps).
+    ``heads_sample``: query heads simulated (all unless sampled); counts are scaled by
+    ``heads_scale`` to all heads.
+    """
+
+    problem: object
+    gpu: object
+    algorithm: str
+    tiling: object
+    cost: Cost
+    l2: bool
+    l2_capacity_bytes: float
+    l2_hit_rate: float
+    waves: int
+    blocks_per_sm: int
+    slots: int
+    events: int
+    time_s: float
+    bound: str
+    heads_sample: int
+    heads_scale: float
+    kernels: tuple[KernelTrace, ...]
+    tensors: tuple[dict, ...]
+    _blocks_log: tuple = field(default=(), repr=False)
+    _events_log: tuple = field(default=(), repr=False)
+
+    @property
+    def achieved_hbm_bytes_per_s(self) -> float:
+        return self.cost.hbm_bytes / self.time_s
+
+    @property
+    def achieved_l2_bytes_per_s(self) -> float:
+        return self.cost.global_bytes / self.time_s
+
+    @property
+    def achieved_flop_per_s(self) -> float:
+        return self.cost.flops / self.time_s
+
+    def to_dict(self) -> dict:
+        """The JSON contract of ``memsim trace --json``."""
+        c = self.cost.to_dict()
+        p = self.problem
+        return {
+            "model": "trace",
+            "algorithm": self.algorithm,
+            "gpu": self.gpu.name,
+            "problem": p.model_dump(by_alias=True),
+            "layout": p.layout,
+            "mask": p.mask.describe(),
+            "l2": "on" if self.l2 else "off",
+            "l2_capacity_bytes": self.l2_capacity_bytes,
+            "l2_hit_rate": self.l2_hit_rate,
+            **{k: c[k] for k in (
+                "flops", "matmul_flops", "fp8_matmul_flops", "vector_flops", "exp_ops",
+                "global_bytes", "global_read_bytes", "global_write_bytes", "hbm_bytes",
+                "hbm_read_bytes", "hbm_write_bytes", "sram_bytes", "sram_read_bytes",
+                "sram_write_bytes", "workspace_bytes", "launches", "blocks")},
+            "waves": self.waves,
+            "blocks_per_sm": self.blocks_per_sm,
+            "slots": self.slots,
+            "events": self.events,
+            "time_s": self.time_s,
+            "bound": self.bound,
+            "achieved_hbm_bytes_per_s": self.achieved_hbm_bytes_per_s,
+            "achieved_l2_bytes_per_s": self.achieved_l2_bytes_per_s,
+            "achieved_flop_per_s": self.achieved_flop_per_s,
+            "heads_sample": self.heads_sample,
+            "heads_scale": self.heads_scale,
+            "kernels": [vars(k) for k in self.kernels],
+            "tensors": list(self.tensors),
+            "tiling": self.tiling.model_dump() | {"sram_bytes": self.tiling.sram_bytes,
+                                                   "rows": self.tiling.rows},
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write the trace as a compressed .npz: summary (JSON), per-tensor and per-kernel
+        tables, the block log (kernel, slot, SM, start, end) and, if recorded, the event
+        log (time_s, block, tensor, address, bytes, kind 0 load/1 store/2 gather, hit)."""
+        path = Path(path)
+        arrays: dict[str, np.ndarray] = {
+            "summary_json": np.array(json.dumps(self.to_dict())),
+            "tensor_name": np.array([t["name"] for t in self.tensors]),
+            "tensor_base_address": np.array([t["base_address"] for t in self.tensors],
+                                            np.int64),
+            "tensor_bytes": np.array([t["bytes"] for t in self.tensors]),
+        }
+        if self._blocks_log:
+            kern, slot, start, end = self._blocks_log
+            arrays |= {"block_kernel": kern, "block_slot": slot,
+                       "block_sm": (slot % self.gpu.spec.sm_count).astype(np.int32),
+                       "block_start_s": start, "block_end_s": end}
+        if self._events_log:
+            names = ("time_s", "block", "tensor", "address", "bytes", "kind", "hit")
+            arrays |= {f"event_{n}": a for n, a in zip(names, self._events_log, strict=True)}
+        try:
+            with path.open("wb") as f:
+                np.savez_compressed(f, **arrays)
+        except OSError as exc:
+            raise InputError("save_trace", str(path), f"cannot be written: {exc.strerror}"
+                             ) from None
+        return path
+
+
+def simulate(problem, gpu, algorithm: str = "flash2", tiling=None, l2: bool = True,
+             heads_sample: int | None = None, event_budget: int = DEFAULT_EVENT_BUDGET, *,
+             l2_bytes: int | None = None, matmul_unit: str = "tensor",
+             record: bool = False) -> TraceResult:
+    """Play ``algorithm``'s schedule for ``problem`` on ``gpu`` (profile or name).
+
+    ``tiling``: default from :func:`memsim.tiling.default_tiling`. ``l2``: switch the L2
+    model off to send every access to HBM. ``l2_bytes``: override the profile's L2
+    capacity. ``heads_sample``: simulate this many query heads (a multiple of
+    heads_per_block) and scale to all of them. ``event_budget``: refuse traces that need
+    more tile events. ``record``: keep the event log (for :meth:`TraceResult.save`).
+    """
+    from memsim.algorithms import check_supported
+    from memsim.hardware import load_gpu
+    from memsim.tiling import default_tiling
+
+    if isinstance(gpu, str):
+        gpu = load_gpu(gpu)
+    check_supported(algorithm, problem)
+    if matmul_unit not in ("tensor", "fp32"):
+        raise InputError("matmul_unit", matmul_unit, "must be 'tensor' or 'fp32'")
+    if event_budget < 1:
+        raise InputError("event_budget", event_budget, "must be at least 1")
+    if tiling is None:
+        tiling = default_tiling(problem, gpu, algorithm)
+    tiling.check_fits(gpu.spec.shared_memory_per_block_max_bytes, f" per block on {gpu.name}")
+    bps = tiling.blocks_per_sm(gpu)
+    if bps < 1:
+        raise InputError("tiling", tiling.describe(), f"fits no block on an SM of {gpu.name} "
+                         "(threads × registers per thread exceed the SM's)")
+    schedule = build_schedule(problem, tiling, algorithm, heads_sample)
+    limit = gpu.spec.shared_memory_per_block_max_bytes
+    for k in schedule.kernels:
+        if k.sram_bytes > limit:
+            raise InputError("tiling", tiling.describe(), f"kernel {k.name} holds "
+                             f"{k.sram_bytes} B of SRAM per block, more than the {limit} B "
+                             f"of {gpu.name}")
+    events_needed = schedule.events()
+    if events_needed > event_budget:
+        d = schedule.dims
+        raise InputError("event_budget", event_budget,
+                         f"is too small: this trace needs {events_needed:,} tile events; "
+                         f"raise --event-budget to {events_needed:,}, or simulate a subset "
+                         f"of the {d.H} heads and scale with --heads-sample "
+                         f"(a multiple of heads_per_block={d.hpb})")
+    if record and events_needed > MAX_RECORDED_EVENTS:
+        raise InputError("save_trace", f"{events_needed:,} events",
+                         f"exceeds the {MAX_RECORDED_EVENTS:,} events a saved trace may hold; "
+                         "use --heads-sample or a smaller problem")
+    capacity = float(l2_bytes if l2_bytes is not None else gpu.spec.l2_bytes) if l2 else 0.0
+    return _run(schedule, problem, gpu, algorithm, tiling, bps, l2, capacity, matmul_unit,
+                record, events_needed)
+
+
+def _program_tuple(k: KernelProgram) -> tuple:
+    a = k.acc
+    return (k.block_run_ptr, k.run_count, k.run_acc_ptr, k.run_has_compute(),
+            a["kind"], a["tensor"], a["address"], a["step_bytes"], a["unit_bytes"],
+            a["units"], a["unit_stride_bytes"], a["gather_pos"], a["gather_k"],
+            a["gather_first"])
+
+
+def _place_blocks(k: KernelProgram, dur: np.ndarray, n_blocks: int, n_slots: int) -> tuple:
+    """Phase 1: list-schedule the grid; returns (makespan, (slot, start, end) per block,
+    busy seconds and blocks per slot, and each slot's blocks as (slot_ptr, slot_order))."""
+    run_s = k.run_count * dur
+    csum = np.concatenate([[0.0], np.cumsum(run_s)])
+    template_s = csum[k.block_run_ptr[1:]] - csum[k.block_run_ptr[:-1]]
+    blk_slot = np.zeros(n_blocks, np.int64)
+    blk_start, blk_end = np.zeros(n_blocks), np.zeros(n_blocks)
+    slot_blocks, slot_busy = np.zeros(n_slots, np.int64), np.zeros(n_slots)
+    makespan = engine.schedule_blocks(template_s, n_blocks, n_slots, blk_slot, blk_start,
+                                      blk_end, slot_blocks, slot_busy, np.zeros(n_slots),
+                                      np.zeros(n_slots, np.int64))
+    slot_order = np.argsort(blk_slot, kind="stable")
+    slot_ptr = np.zeros(n_slots + 1, np.int64)
+    np.cumsum(slot_blocks, out=slot_ptr[1:])
+    return (float(makespan), (blk_slot, blk_start, blk_end), slot_busy, slot_blocks,
+            slot_ptr, slot_order)
+
+
+def _l2_state(schedule: Schedule, capacity: float) -> tuple:
+    """A cache sized for the most units that can be resident at once."""
+    sizes, mult = [np.zeros(1)], [np.zeros(1)]
+    for k in schedule.kernels:
+        units = k.acc["units"].astype(np.float64)
+        per_run = np.repeat(k.run_count * schedule.instances(k), np.diff(k.run_acc_ptr))
+        sizes.append(k.acc["unit_bytes"])
+        mult.append(per_run * units)
+    sizes, mult = np.concatenate(sizes), np.concatenate(mult)
+    bound = l2_model.max_resident_units(sizes[mult > 0], mult[mult > 0], capacity)
+    return l2_model.new_state(capacity, bound)
+
+
+def _run(schedule: Schedule, problem, gpu, algorithm, tiling, bps: int, l2_on: bool,
+         capacity: float, matmul_unit: str, record: bool, events_needed: int) -> TraceResult:
+    layout, d = schedule.layout, schedule.dims
+    n_tensors = len(layout.tensors)
+    n_slots = gpu.spec.sm_count * bps
+    l2 = _l2_state(schedule, capacity) if l2_on else l2_model.new_state(0.0, 1)
+    offsets = layout.offset_tables()
+    rec = engine.new_record(events_needed if record else 0)
+    rec_n = np.zeros(1, np.int64)
+    tensor_scale = np.array([schedule.dims.G / schedule.G_sim if t.head_axis is not None
+                             else 1.0 for t in layout.tensors])
+    totals = np.zeros((n_tensors, 4))
+    work_total = np.zeros(WORK_COLUMNS)
+    kernels, logs, events_total, launch_offset = [], [], 0, 0
+    for ki, k in enumerate(schedule.kernels):
+        n_blocks = k.template_blocks * schedule.instances(k)
+        resident = resident_blocks_per_sm(gpu, bps, n_blocks)
+        k_slots = gpu.spec.sm_count * resident
+        rates = slot_rates(gpu, problem.dtype, resident, matmul_unit)
+        dur, term = step_durations(k.run_work, rates)
+        placed = _place_blocks(k, dur, n_blocks, k_slots)
+        makespan, blocks_log, slot_busy, slot_blocks, slot_ptr, slot_order = placed
+        stats = np.zeros((n_tensors, 4))
+        instances = schedule.instances(k)
+        work = k.work_per_instance()[:WORK_COLUMNS] * instances
+        busy = np.bincount(term, weights=k.run_count * dur, minlength=len(STEP_TERMS))
+        busy = busy * instances
+        rec_start = int(rec_n[0])
+        window_s = float(dur.max()) if len(dur) and dur.max() > 0 else 1.0
+        events = 0
+        if k.runs:
+            events = engine.replay(
+                _program_tuple(k), dur, d.B, offsets, window_s, slot_ptr, slot_order,
+                blocks_log[1], l2_on, l2, stats, rec, rec_n,
+                engine.new_scratch(k_slots, n_tensors))
+        if record:
+            rec[1][rec_start:int(rec_n[0])] += launch_offset
+        if l2_on and ki == len(schedule.kernels) - 1:
+            l2_model.flush(*l2, stats)             # dirty units reach HBM eventually
+        scale = schedule.scale(k)
+        scaled = stats * tensor_scale[:, None]
+        totals += scaled
+        work_total += work * scale
+        events_total += int(events)
+        timing = kernel_time(gpu, makespan * scale, scaled[:, 0].sum() + scaled[:, 1].sum(),
+                             scaled[:, 2].sum() + scaled[:, 3].sum(), busy)
+        kernels.append(_kernel_trace(k, schedule, n_slots, resident, makespan, timing, scaled,
+                                     events, slot_busy, slot_blocks))
+        logs.append((np.full(n_blocks, ki, np.int16), blocks_log[0].astype(np.int32),
+                     blocks_log[1], blocks_log[2]))
+        launch_offset += n_blocks
+    if events_total != events_needed:
+        raise AssertionError(f"simulated {events_total} events, schedule has {events_needed}")
+    return _result(schedule, problem, gpu, algorithm, tiling, bps, l2_on, capacity, totals,
+                   work_total, kernels, events_total, logs,
+                   tuple(a[:int(rec_n[0])] for a in rec) if record else ())
+
+
+def _kernel_trace(k, schedule, n_slots, resident, makespan, timing: KernelTime, scaled,
+                  events, slot_busy, slot_blocks) -> KernelTrace:
+    full = k.template_blocks * schedule.instances(k, simulated=False)
+    busy_total = float(slot_busy.sum())
+    used_slots = len(slot_busy)
+    return KernelTrace(
+        name=k.name, blocks=full, blocks_simulated=k.template_blocks * schedule.instances(k),
+        resident_blocks_per_sm=resident,
+        waves=max(1, math.ceil(full / n_slots)), max_blocks_per_slot=int(slot_blocks.max()),
+        wave_efficiency=busy_total / (used_slots * makespan) if makespan > 0 else 1.0,
+        makespan_s=makespan * schedule.scale(k), time_s=timing.time_s, bound=timing.bound,
+        global_read_bytes=float(scaled[:, 0].sum()), global_write_bytes=float(scaled[:, 1].sum()),
+        hbm_read_bytes=float(scaled[:, 2].sum()), hbm_write_bytes=float(scaled[:, 3].sum()),
+        events=int(events), sram_bytes_per_block=k.sram_bytes)
+
+
+def _result(schedule, problem, gpu, algorithm, tiling, bps, l2_on, capacity, totals,
+            work, kernels, events, logs, events_log) -> TraceResult:
+    layout = schedule.layout
+    matmul, fp8, vector, exp_ops, sram_r, sram_w = (float(w) for w in work)
+    g_r, g_w, h_r, h_w = (float(totals[:, i].sum()) for i in range(4))
+    cost = Cost(
+        matmul_flops=matmul, fp8_matmul_flops=fp8, vector_flops=vector, exp_ops=exp_ops,
+        global_read_bytes=g_r, global_write_bytes=g_w, hbm_read_bytes=h_r,
+        hbm_write_bytes=h_w, sram_read_bytes=sram_r, sram_write_bytes=sram_w,
+        workspace_bytes=layout.bytes_by_role("workspace"),
+        launches=float(len(kernels)), blocks=float(sum(k.blocks for k in kernels)))
+    slots = gpu.spec.sm_count * bps
+    by_bound: dict[str, float] = {}
+    for k in kernels:
+        by_bound[k.bound] = by_bound.get(k.bound, 0.0) + k.time_s
+    tensors = tuple({
+        "name": t.name, "role": t.role, "shape": list(t.shape), "elem_bytes": t.elem_bytes,
+        "base_address": t.base_address, "bytes": t.nbytes,
+        "global_read_bytes": float(totals[i, 0]), "global_write_bytes": float(totals[i, 1]),
+        "hbm_read_bytes": float(totals[i, 2]), "hbm_write_bytes": float(totals[i, 3]),
+    } for i, t in enumerate(layout.tensors))
+    blocks_log = tuple(np.concatenate(parts) for parts in zip(*logs, strict=True)) if logs else ()
+    d = schedule.dims
+    return TraceResult(
+        problem=problem, gpu=gpu, algorithm=algorithm, tiling=tiling, cost=cost, l2=l2_on,
+        l2_capacity_bytes=capacity, l2_hit_rate=1.0 - h_r / g_r if l2_on and g_r > 0 else 0.0,
+        waves=max(1, math.ceil(cost.blocks / slots)), blocks_per_sm=bps, slots=slots,
+        events=events, time_s=float(sum(k.time_s for k in kernels)),
+        bound=max(by_bound, key=by_bound.get), heads_sample=schedule.G_sim * d.hpb,
+        heads_scale=d.G / schedule.G_sim, kernels=tuple(kernels), tensors=tensors,
+        _blocks_log=blocks_log, _events_log=events_log)
+
+
+__all__ = ["DEFAULT_EVENT_BUDGET", "KernelTrace", "TraceResult", "simulate"]

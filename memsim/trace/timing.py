@@ -1,0 +1,116 @@
+"""Timing of a simulated kernel: step durations per resource, and the kernel's time.
+
+Assumptions (kept simple so that every number can be explained):
+
+1. **Slots share an SM evenly and statically.** A kernel runs R resident blocks per SM,
+   R = min(blocks_per_sm from occupancy, ⌈grid blocks / SMs⌉) — a grid too small to reach
+   the occupancy limit leaves fewer blocks on each SM. Each block slot gets 1/R of its
+   SM's tensor cores, CUDA cores, special-function units and shared-memory bandwidth, and
+   1/R of the SM's share (1/SMs) of the L2 bandwidth, whether or not the other slots are
+   busy (so the tail of a multi-wave kernel is not sped up). Rates are the profile's
+   *achievable* ones (peak × efficiency), as in :mod:`memsim.roofline`.
+2. **A step takes the longest of its resources.** compute = matmul + vector + exp (issued
+   by the same warps, as in the roofline), L2 = the step's global bytes at the slot's L2
+   share, SRAM = its shared-memory bytes at the slot's SRAM share; loads of a tile overlap
+   the math on it (software pipelining), so the step lasts max(compute, L2, SRAM). The
+   largest of these names the step's binding resource.
+3. **HBM is a chip-wide limit applied per kernel.** Step durations do not depend on hits
+   or misses (so the order in which the L2 sees accesses does not depend on its size); a
+   kernel then takes max(makespan of its blocks, global bytes / chip L2 bandwidth, HBM
+   bytes / chip HBM bandwidth) plus one launch overhead. When HBM binds, every resident
+   block is slowed alike, which keeps their relative order.
+4. Waves and the tail effect come from the block scheduler (:mod:`memsim.trace.engine`),
+   not from a formula.
+
+fp8 matmuls (DSA's indexer) run at the fp8 tensor rate where the GPU has one, as in the
+roofline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+STEP_TERMS = ("matmul", "vector", "exp", "l2", "sram")
+
+
+@dataclass(frozen=True)
+class SlotRates:
+    """Achievable rates of one block slot (FLOP/s, exp/s, bytes/s)."""
+
+    matmul_flop_per_s: float
+    fp8_matmul_flop_per_s: float
+    vector_flop_per_s: float
+    exp_per_s: float
+    l2_bytes_per_s: float
+    sram_bytes_per_s: float
+
+
+def resident_blocks_per_sm(gpu, blocks_per_sm: int, grid_blocks: int) -> int:
+    """R of assumption 1: min(occupancy limit, ⌈grid blocks / SMs⌉), at least 1."""
+    return max(1, min(blocks_per_sm, -(-grid_blocks // gpu.spec.sm_count)))
+
+
+def slot_rates(gpu, dtype: str, blocks_per_sm: int, matmul_unit: str = "tensor") -> SlotRates:
+    """Each slot's 1/(SMs × blocks_per_sm) of the chip's achievable rates."""
+    share = 1.0 / (gpu.spec.sm_count * blocks_per_sm)
+    matmul = gpu.achievable_flop_per_s(matmul_unit, dtype)
+    fp8 = matmul
+    if matmul_unit == "tensor" and gpu.spec.fp8_tensor_flop_per_s is not None:
+        fp8 = gpu.achievable_flop_per_s("tensor", "fp8")
+    return SlotRates(
+        matmul_flop_per_s=matmul * share, fp8_matmul_flop_per_s=fp8 * share,
+        vector_flop_per_s=gpu.achievable_flop_per_s("fp32") * share,
+        exp_per_s=gpu.achievable_flop_per_s("exp") * share,
+        l2_bytes_per_s=gpu.achievable_l2_bytes_per_s * share,
+        sram_bytes_per_s=gpu.achievable_sram_bytes_per_s * share,
+    )
+
+
+def step_durations(run_work: np.ndarray, rates: SlotRates) -> tuple[np.ndarray, np.ndarray]:
+    """Seconds per iteration of each run, and the index in :data:`STEP_TERMS` of the
+    resource that sets it. ``run_work``: [R, 7] per iteration (see program.WORK_FIELDS)."""
+    w = run_work
+    terms = np.stack([
+        w[:, 0] / rates.matmul_flop_per_s + w[:, 1] / rates.fp8_matmul_flop_per_s,
+        w[:, 2] / rates.vector_flop_per_s,
+        w[:, 3] / rates.exp_per_s,
+        w[:, 6] / rates.l2_bytes_per_s,
+        (w[:, 4] + w[:, 5]) / rates.sram_bytes_per_s,
+    ], axis=1)
+    compute = terms[:, :3].sum(axis=1)
+    duration = np.maximum(compute, np.maximum(terms[:, 3], terms[:, 4]))
+    memory_term = np.where(terms[:, 3] >= terms[:, 4], 3, 4)
+    term = np.where(compute >= np.maximum(terms[:, 3], terms[:, 4]),
+                    np.argmax(terms[:, :3], axis=1), memory_term)
+    return duration, term.astype(np.int64)
+
+
+@dataclass(frozen=True)
+class KernelTime:
+    """A kernel's time and what set it: ``bound`` is 'hbm' or 'l2' when the chip-wide byte
+    limit exceeds the blocks' makespan, else the step resource with the most busy time."""
+
+    time_s: float
+    makespan_s: float
+    hbm_s: float
+    l2_s: float
+    launch_s: float
+    bound: str
+
+
+def kernel_time(gpu, makespan_s: float, global_bytes: float, hbm_bytes: float,
+                busy_s: np.ndarray) -> KernelTime:
+    """Assumption 3 of the module docstring."""
+    hbm_s = hbm_bytes / gpu.achievable_hbm_bytes_per_s
+    l2_s = global_bytes / gpu.achievable_l2_bytes_per_s
+    launch_s = gpu.spec.kernel_launch_overhead_s
+    body = max(makespan_s, l2_s, hbm_s)
+    if hbm_s >= body and hbm_s > makespan_s:
+        bound = "hbm"
+    elif l2_s >= body and l2_s > makespan_s:
+        bound = "l2"
+    else:
+        bound = STEP_TERMS[int(np.argmax(busy_s))] if np.any(busy_s > 0) else "launch"
+    return KernelTime(body + launch_s, makespan_s, hbm_s, l2_s, launch_s, bound)

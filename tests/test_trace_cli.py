@@ -1,0 +1,94 @@
+"""`memsim trace` through typer's runner: the JSON contract, --compare, --l2 off,
+--heads-sample, --save-trace, and bad input (exit 2, field and value named)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from memsim.cli import _register, app
+
+_register()
+RUNNER = CliRunner()
+
+CONTRACT = {"hbm_read_bytes", "hbm_write_bytes", "hbm_bytes", "global_bytes", "l2_hit_rate",
+            "waves", "events", "time_s", "blocks_per_sm", "flops", "bound", "kernels",
+            "achieved_hbm_bytes_per_s", "achieved_l2_bytes_per_s", "heads_sample"}
+SMALL = ["--seq-len", "512", "--heads", "4", "--kv-heads", "2", "--head-dim", "64"]
+
+
+def run(*args: str):
+    return RUNNER.invoke(app, ["trace", *args])
+
+
+def test_json_carries_the_contract_and_agrees_with_attention() -> None:
+    result = run(*SMALL, "--causal", "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert CONTRACT <= out.keys()
+    assert out["hbm_bytes"] == out["hbm_read_bytes"] + out["hbm_write_bytes"]
+    assert 0 < out["hbm_bytes"] < out["global_bytes"] and 0 < out["l2_hit_rate"] < 1
+    attention = json.loads(RUNNER.invoke(app, ["attention", *SMALL, "--causal",
+                                               "--json"]).output)
+    assert out["global_bytes"] == attention["global_bytes"]
+    assert out["flops"] == attention["flops"]
+
+
+def test_l2_off_sends_every_byte_to_hbm() -> None:
+    out = json.loads(run(*SMALL, "--l2", "off", "--json").output)
+    assert out["l2"] == "off" and out["l2_hit_rate"] == 0
+    assert out["hbm_bytes"] == out["global_bytes"]
+
+
+def test_compare_prints_both_models() -> None:
+    result = run(*SMALL, "--compare")
+    assert result.exit_code == 0, result.output
+    assert "analytic" in result.output and "trace/analytic" in result.output
+    assert "Takeaway" in result.output
+    both = json.loads(run(*SMALL, "--compare", "--json").output)
+    assert both["trace"]["hbm_bytes"] <= both["analytic"]["hbm_bytes"]
+    assert both["compulsory_bytes"] <= both["trace"]["hbm_bytes"]
+
+
+def test_table_lists_every_kernel() -> None:
+    result = run(*SMALL, "--algorithm", "standard")
+    assert result.exit_code == 0, result.output
+    for kernel in ("standard.qk", "standard.softmax", "standard.pv"):
+        assert kernel in result.output
+
+
+def test_heads_sample_is_reported() -> None:
+    out = json.loads(run(*SMALL, "--heads-sample", "2", "--json").output)
+    assert out["heads_sample"] == 2 and out["heads_scale"] == 2
+
+
+def test_save_trace_writes_an_npz(tmp_path) -> None:
+    path = tmp_path / "trace.npz"
+    result = run(*SMALL, "--save-trace", str(path))
+    assert result.exit_code == 0, result.output
+    with np.load(path) as z:
+        summary = json.loads(str(z["summary_json"]))
+        assert summary["events"] > len(z["event_address"]) > 0
+
+
+@pytest.mark.parametrize("args,field", [
+    (["--l2", "maybe"], "l2='maybe'"),
+    (["--event-budget", "100"], "event_budget=100"),
+    (["--heads-sample", "3"], "heads_sample=3"),
+    (["--pass", "backward"], "pass='backward'"),
+    (["--matmul-unit", "cuda"], "matmul_unit='cuda'"),
+    (["--gpu", "h101"], "gpu='h101'"),
+    (["--kv-heads", "3"], "kv_heads"),
+])
+def test_bad_input_exits_2_naming_the_field(args, field) -> None:
+    result = run(*SMALL, *args)
+    assert result.exit_code == 2
+    assert field in result.output and "Traceback" not in result.output
+
+
+def test_event_budget_error_suggests_heads_sample() -> None:
+    result = run(*SMALL, "--event-budget", "100")
+    assert "--heads-sample" in result.output and "tile events" in result.output

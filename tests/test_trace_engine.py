@@ -1,0 +1,216 @@
+"""The trace simulator's parts against independent references: the L2 against a
+pure-Python LRU, the block scheduler against heapq list scheduling, event counts and
+addresses against the tile geometry, plus heads sampling, the event budget, the SRAM
+check and saved traces."""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from memsim.attention import predict
+from memsim.errors import InputError
+from memsim.geometry import MaskGeometry, tile_sums
+from memsim.hardware import load_gpu
+from memsim.problem import AttentionProblem, Indexer, Mask
+from memsim.tiling import default_tiling
+from memsim.trace import engine, simulate
+from memsim.trace import l2 as l2_model
+from memsim.trace.schedule import build_schedule
+
+GPU = load_gpu("h100-sxm")
+
+
+def reference_lru(accesses, sizes, capacity):
+    """Byte-capacity LRU, write-back/write-allocate, in plain Python: (hits, HBM read
+    bytes, HBM write bytes including the final flush)."""
+    cache: OrderedDict[int, bool] = OrderedDict()     # key -> dirty, least recent first
+    used, hits, read, written = 0.0, [], 0.0, 0.0
+    for key, is_write in accesses:
+        if key in cache:
+            cache.move_to_end(key)
+            cache[key] = cache[key] or is_write
+            hits.append(True)
+            continue
+        hits.append(False)
+        read += 0.0 if is_write else sizes[key]
+        cache[key] = is_write
+        used += sizes[key]
+        while used > capacity and cache:
+            old, dirty = cache.popitem(last=False)
+            used -= sizes[old]
+            written += sizes[old] if dirty else 0.0
+    written += sum(sizes[k] for k, dirty in cache.items() if dirty)
+    return hits, read, written
+
+
+@given(st.lists(st.tuples(st.integers(0, 40), st.booleans()), max_size=400),
+       st.lists(st.sampled_from([64.0, 256.0, 1000.0, 4096.0]), min_size=41, max_size=41),
+       st.integers(0, 40_000))
+def test_l2_is_exactly_a_byte_capacity_lru(accesses, sizes, capacity) -> None:
+    keys = [(1 << 32) + 4096 * k for k in range(41)]   # tile-aligned addresses
+    bound = l2_model.max_resident_units(np.array(sizes), np.full(41, 1.0), capacity)
+    state = l2_model.new_state(capacity, bound)
+    stats = np.zeros((1, 4))
+    hits = [l2_model.access(*state, keys[k], sizes[k], 0, w, stats) for k, w in accesses]
+    l2_model.flush(*state, stats)
+    ref_hits, ref_read, ref_written = reference_lru(accesses, sizes, capacity)
+    assert hits == ref_hits
+    assert stats[0, 2] == ref_read and stats[0, 3] == ref_written
+    assert state[4][0] <= capacity                       # resident bytes within capacity
+
+
+@given(st.lists(st.floats(0.0, 10.0), min_size=1, max_size=60), st.integers(1, 9),
+       st.integers(1, 4))
+def test_block_scheduler_is_list_scheduling(durations, n_slots, repeats) -> None:
+    template = np.array(durations)
+    n = len(durations) * repeats
+    slot, start, end = np.zeros(n, np.int64), np.zeros(n), np.zeros(n)
+    per_slot, busy = np.zeros(n_slots, np.int64), np.zeros(n_slots)
+    makespan = engine.schedule_blocks(template, n, n_slots, slot, start, end, per_slot, busy,
+                                      np.zeros(n_slots), np.zeros(n_slots, np.int64))
+    heap = [(0.0, s) for s in range(n_slots)]
+    for i in range(n):                                   # earliest free slot, lowest first
+        t, s = heapq.heappop(heap)
+        assert (slot[i], start[i]) == (s, t)
+        heapq.heappush(heap, (t + template[i % len(template)], s))
+    assert makespan == max(t for t, _ in heap)
+    assert per_slot.sum() == n and math.isclose(busy.sum(), template.sum() * repeats)
+
+
+@given(st.integers(0, 5000), st.integers(1, 3000))
+def test_selected_keys_are_distinct_and_visible(p, k) -> None:
+    keys = [engine.selected_key(p, k, i) for i in range(min(k, p + 1))]
+    assert len(set(keys)) == len(keys) == min(k, p + 1)
+    assert 0 <= min(keys) and max(keys) <= p
+
+
+def test_event_count_follows_the_tile_geometry() -> None:
+    """flash2, per block: Q load, 3 events per key tile (K, V, math), store O, lse + math."""
+    p = AttentionProblem(batch=2, seq_len=777, kv_len=900, heads=6, kv_heads=2, head_dim=64,
+                         mask=Mask(window=300))
+    tiling = default_tiling(p, GPU, "flash2", block_q=64, block_kv=32)
+    t = tile_sums(777, 900, 64, 32, MaskGeometry("window", w=300))
+    groups = 2 * 6 // tiling.heads_per_block
+    expected = groups * (4 * t.q_tiles + 3 * t.pairs)
+    assert simulate(p, GPU, "flash2", tiling).events == expected
+    assert build_schedule(p, tiling, "flash2").events() == expected
+
+
+def test_blocks_of_one_head_read_the_same_key_tile_addresses() -> None:
+    """Every K tile of head group g is read at one address by each query tile that sees it,
+    and the address is that of k[b, j·Bc, kv_head, 0] in the (B, S, K, D) layout."""
+    p = AttentionProblem(batch=2, seq_len=256, heads=4, kv_heads=2, head_dim=32,
+                         mask=Mask(causal=False))
+    tiling = default_tiling(p, GPU, "flash2", block_q=64, block_kv=64, heads_per_block=1)
+    trace = simulate(p, GPU, "flash2", tiling, record=True, l2=False)
+    times, block, tensor, addr, nbytes, kind, hit = trace._events_log
+    k = next(t for t in trace.tensors if t["name"] == "k")
+    k_id = [t["name"] for t in trace.tensors].index("k")
+    loads = addr[tensor == k_id]
+    e = 2
+    expected = {k["base_address"] + ((b * 256 + j * 64) * 2 + h) * 32 * e
+                for b in range(2) for j in range(4) for h in range(2)}
+    assert set(loads.tolist()) == expected
+    counts = np.unique(loads, return_counts=True)[1]
+    assert (counts == 2 * 4).all()      # 4 query tiles × 2 query heads per KV head
+    assert not hit.any() and (kind[tensor == k_id] == 0).all()
+
+
+@pytest.mark.parametrize("algorithm,problem", [
+    ("flash2", AttentionProblem(batch=1, seq_len=300, heads=8, kv_heads=2, head_dim=64)),
+    ("flash1", AttentionProblem(batch=1, seq_len=300, heads=8, kv_heads=2, head_dim=64)),
+    ("standard", AttentionProblem(batch=1, seq_len=300, heads=8, kv_heads=2, head_dim=64)),
+    ("flash_decode", AttentionProblem(batch=1, seq_len=4, kv_len=3000, heads=8, kv_heads=2,
+                                      head_dim=128)),
+    ("dsa", AttentionProblem(batch=1, seq_len=300, heads=8, kv_heads=1, head_dim=576,
+                             head_dim_v=512, mla=True, mask=Mask(top_k=64),
+                             indexer=Indexer())),
+])
+def test_schedule_sram_matches_the_tiling_footprint(algorithm, problem) -> None:
+    tiling = default_tiling(problem, GPU, algorithm)
+    sram = max(k.sram_bytes for k in build_schedule(problem, tiling, algorithm).kernels)
+    if algorithm == "dsa":            # a sparse block holds one token, not block_q tokens
+        assert 0 < sram <= tiling.sram_bytes
+    else:
+        assert sram == tiling.sram_bytes
+
+
+def test_heads_sample_scales_to_the_exact_totals_with_l2_off() -> None:
+    p = AttentionProblem(batch=2, seq_len=500, heads=16, kv_heads=4, head_dim=64,
+                         mask=Mask(chunk=128))
+    tiling = default_tiling(p, GPU, "flash2")
+    full = predict(p, GPU, "flash2", tiling).cost
+    sampled = simulate(p, GPU, "flash2", tiling, l2=False, heads_sample=4)
+    assert sampled.heads_sample == 4 and sampled.heads_scale == 4.0
+    assert sampled.cost.hbm_bytes == full.hbm_bytes
+    assert sampled.cost.flops == full.flops
+    assert sampled.events * 4 == simulate(p, GPU, "flash2", tiling, l2=False).events
+
+
+@pytest.mark.parametrize("bad", [0, 3, 17])
+def test_heads_sample_must_be_a_multiple_of_heads_per_block(bad) -> None:
+    p = AttentionProblem(batch=1, seq_len=64, heads=16, kv_heads=4, head_dim=64)
+    with pytest.raises(InputError, match="heads_sample"):
+        simulate(p, GPU, "flash2", heads_sample=bad)
+
+
+def test_event_budget_says_how_many_events_and_suggests_sampling() -> None:
+    p = AttentionProblem(batch=1, seq_len=2048, heads=8, head_dim=64)
+    needed = simulate(p, GPU, "flash2").events
+    with pytest.raises(InputError) as err:
+        simulate(p, GPU, "flash2", event_budget=needed - 1)
+    assert f"{needed:,}" in str(err.value) and "--heads-sample" in str(err.value)
+    assert simulate(p, GPU, "flash2", event_budget=needed).events == needed
+
+
+def test_backward_pass_is_refused_with_a_reason() -> None:
+    p = AttentionProblem(batch=1, seq_len=64, heads=2, head_dim=64, **{"pass": "backward"})
+    with pytest.raises(InputError, match="forward only"):
+        simulate(p, GPU, "flash2")
+
+
+def test_a_smaller_sram_limit_than_the_tiling_needs_is_an_error() -> None:
+    p = AttentionProblem(batch=1, seq_len=256, heads=2, head_dim=128)
+    tiling = default_tiling(p, GPU, "flash2", block_q=128, block_kv=128)
+    small = GPU.model_copy(update={"spec": GPU.spec.model_copy(update={
+        "shared_memory_per_block_max_bytes": tiling.sram_bytes - 1})})
+    with pytest.raises(InputError, match="SRAM"):
+        simulate(p, small, "flash2", tiling)
+
+
+def test_saved_trace_holds_blocks_and_events(tmp_path) -> None:
+    p = AttentionProblem(batch=1, seq_len=200, heads=2, head_dim=64)
+    trace = simulate(p, GPU, "standard", record=True)
+    path = trace.save(tmp_path / "t.npz")
+    with np.load(path) as z:
+        assert len(z["event_address"]) == trace.events - _math_steps(p)
+        assert len(z["block_slot"]) == trace.cost.blocks
+        assert (z["block_end_s"] >= z["block_start_s"]).all()
+        assert set(z["tensor_name"]) >= {"q", "k", "v", "o", "scores", "probs"}
+        hits = z["event_hit"][z["event_kind"] == 0]
+        assert 0 < hits.mean() < 1
+
+
+def _math_steps(p: AttentionProblem) -> int:
+    """Events that are math steps, not accesses (the event log lists accesses only)."""
+    schedule = build_schedule(p, default_tiling(p, GPU, "standard"), "standard")
+    return sum(int((k.run_count * k.run_has_compute()).sum()) * schedule.instances(k)
+               for k in schedule.kernels)
+
+
+def test_l2_keeps_a_head_that_fits_and_misses_once_per_tile() -> None:
+    """One head's K and V (2 × 2048 × 64 × 2 B = 512 KiB) fit in L2: every K/V tile comes
+    from HBM once, however many query tiles read it."""
+    p = AttentionProblem(batch=1, seq_len=2048, heads=1, head_dim=64, mask=Mask(causal=False))
+    trace = simulate(p, GPU, "flash2")
+    by_name = {t["name"]: t for t in trace.tensors}
+    for name in ("k", "v"):
+        assert by_name[name]["hbm_read_bytes"] == by_name[name]["bytes"]
+        assert by_name[name]["global_read_bytes"] == 16 * by_name[name]["bytes"]
