@@ -46,6 +46,8 @@ def test_wheel_holds_the_subpackages_and_the_data(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "memsim/kernels/__init__.py" in names
     assert "memsim/reports/__init__.py" in names
+    for init in sorted(REPO.glob("memsim/**/__init__.py")):  # every subpackage ships
+        assert init.relative_to(REPO).as_posix() in names, init
     profiles = [n for n in names if n.startswith("memsim/hardware_profiles/")]
     assert {Path(n).name for n in profiles} >= {"h100-sxm.toml", "a100-sxm4-80gb.toml",
                                                  "mi300x.toml"}
