@@ -3,12 +3,13 @@ the L2 in time order.
 
 Phase 1, block scheduler (:func:`schedule_blocks`). The GPU has SMs × R block slots
 (R resident blocks per SM, :func:`memsim.trace.timing.resident_blocks_per_sm`); slot s
-belongs to SM s mod SMs, so the first wave spreads over all SMs before doubling up. Blocks start in launch order; each takes the slot that becomes free first
-(ties: lowest slot) at the moment the previous block there finished — list scheduling, as
-the hardware block dispatcher does. A block's duration is the sum of its steps'
-durations, which do not depend on L2 hits (:mod:`memsim.trace.timing`), so placement and
-start times are exact and known before any access is replayed. Waves and the tail effect
-come out of this.
+belongs to SM s mod SMs, so the first wave spreads over all SMs before doubling up.
+Blocks start in launch order; each takes the slot that becomes free first (ties: lowest
+slot) at the moment the previous block there finished — list scheduling, as the hardware
+block dispatcher does. A block's duration is the sum of its steps' durations, which do
+not depend on L2 hits (:mod:`memsim.trace.timing`), so placement and start times are
+exact and known before any access is replayed. Waves and the tail effect come out of
+this.
 
 Phase 2, replay (:func:`replay`). Steps issue their accesses at their start times. The
 replay walks time in windows one (longest) step long; in each window it visits the busy
