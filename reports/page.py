@@ -138,6 +138,11 @@ def table(header: Sequence[str], rows: Iterable[Sequence[object]],
     return Html(f"<table{cls}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
 
 
+def details(summary: str, inner: Html) -> Html:
+    """A collapsed section (``<details>``) holding ``inner``; ``summary`` is its label."""
+    return Html(f"<details><summary>{html.escape(summary)}</summary>{inner.markup}</details>")
+
+
 # ---- figures -------------------------------------------------------------------------
 
 

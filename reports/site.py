@@ -38,7 +38,10 @@ p.takeaway { font-size: 1.2em; border-left: 4px solid #2563eb; padding: 0.4em 0.
 p.config { color: #555; font-size: 0.9em; margin-top: 0; }
 div.unavailable { border: 1px dashed #999; background: #f5f5f5; padding: 1em; margin: 1em 0; }
 table { border-collapse: collapse; margin: 1em 0; font-size: 0.92em; }
-th, td { border: 1px solid #ddd; padding: 0.35em 0.6em; text-align: left; vertical-align: top; }
+th, td { border: 1px solid #ddd; padding: 0.35em 0.6em; text-align: left; vertical-align: top;
+         overflow-wrap: anywhere; }
+details { margin: 1em 0; }
+summary { cursor: pointer; color: #1d4ed8; }
 th { background: #f3f4f6; }
 .holds { color: #166534; font-weight: 600; }
 .only-if { color: #92400e; font-weight: 600; }

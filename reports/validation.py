@@ -1,18 +1,15 @@
-"""Page: validation — memsim's prediction against measurement (time, HBM bytes, workspace)
-from the committed measurement files of the chosen GPU, with the error table.
+"""Page: validation — memsim's predictions against measurements (time, DRAM and L2 bytes,
+memory) from the committed measurement files of the chosen GPU, with the error tables.
 
 Sources, in ``measurements/<gpu>/``:
 
-- ``ceilings-*.json`` (kernels/ceilings.py): PyTorch flash SDPA forward times and peak extra
-  memory, compared with memsim's FlashAttention-2 prediction for the same shapes (tensor
-  cores, bf16), extra memory = output + workspace;
 - ``*.jsonl`` (``memsim validate``, :mod:`memsim.validation.records`): a header line, then
-  one ``"type": "case"`` line per case with ``"prediction": {"analytic": {...},
-  "trace": {...}}`` and ``"measurement": {...}``; every ``ok`` case contributes the
-  quantities a prediction and the measurement both name.
-
-Where the trace-driven model (:mod:`memsim.trace`) has landed, its time for each SDPA shape
-is compared too, beside the analytic roofline's.
+  one ``"type": "case"`` line per case with ``"group"``, ``"prediction": {"analytic":
+  {...}, "trace": {...}}`` and ``"measurement": {...}``; every ``ok`` case contributes each
+  quantity of :data:`QUANTITIES` that a prediction and the measurement both carry;
+- ``ceilings-*.json`` (kernels/ceilings.py): PyTorch flash SDPA forward times and peak extra
+  memory, compared here with memsim's FlashAttention-2 prediction (and the trace-driven
+  model's time where it has landed) — used only where no validation run has SDPA cases.
 
 Where a GPU has no files the page says so instead of drawing empty axes.
 """
@@ -36,9 +33,11 @@ from .page import (
     Page,
     axis_title,
     config_note,
+    details,
     display_path,
     fmt_bytes,
     fmt_seconds,
+    paragraph,
     style,
     table,
     unavailable,
@@ -46,28 +45,28 @@ from .page import (
 
 SLUG = "validation"
 TITLE = "Validation"
-QUANTITIES = {  # quantity → (axis unit, formatter)
-    "time_s": ("s", fmt_seconds),
-    "hbm_bytes": ("bytes", fmt_bytes),
-    "workspace_bytes": ("bytes", fmt_bytes),
-    "extra_bytes": ("bytes", fmt_bytes),
+QUANTITIES = {  # quantity → (title, axis unit, formatter)
+    "time_s": ("time", "s", fmt_seconds),
+    "hbm_bytes": ("HBM traffic", "bytes", fmt_bytes),
+    "l2_bytes": ("L2 traffic", "bytes", fmt_bytes),
+    "peak_extra_bytes": ("memory beyond the inputs", "bytes", fmt_bytes),
+    "peak_memory_bytes": ("peak memory", "bytes", fmt_bytes),
 }
 MODELS = {"analytic": "circle", "trace": "diamond"}  # memsim's models → marker symbol
-COLORS = {"time_s": "#1f77b4", "hbm_bytes": "#2ca02c", "workspace_bytes": "#7c3aed",
-          "extra_bytes": "#9467bd"}
+GROUP_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b")
 
 
 @dataclass(frozen=True)
 class Comparison:
-    """One measured quantity of one case beside memsim's prediction of it."""
+    """One measured quantity of one case beside one of memsim's predictions of it."""
 
-    case: str
-    quantity: str
+    case: str       # the case's id
+    group: str      # e.g. "sdpa/flash", "llama/decode", "ncu/sdpa-flash"
+    quantity: str   # a key of QUANTITIES
+    model: str      # "analytic" or "trace"
     measured: float
     predicted: float
-    source: str
-    short: str = ""  # a few words naming the case in sentences
-    model: str = "analytic"  # which of memsim's models predicted: "analytic" or "trace"
+    source: str     # the measurement file
 
     @property
     def error(self) -> float:
@@ -75,43 +74,14 @@ class Comparison:
         return (self.predicted - self.measured) / self.measured
 
 
-def sdpa_comparisons(ctx: Context) -> list[Comparison]:
-    """PyTorch flash SDPA rows of the ceilings file against memsim's FA-2 prediction."""
-    measured = data.ceilings(ctx.measurements_dir, ctx.gpu.name)
-    if measured is None:
-        return []
-    out = []
-    simulate = data.trace_simulate()
-    for row in measured.sdpa_rows:
-        p = data.sdpa_problem(row)
-        r = predict(p, ctx.gpu, "flash2")
-        case = f"PyTorch SDPA flash, {data.describe_problem(p)}"
-        short = f"N={p.N:,} {p.mask.describe()}"
-        source = f"{measured.file.name} ({measured.device})"
-        out.append(Comparison(case, "time_s", row["time_s"], r.timing.time_s, source, short))
-        if simulate is not None:
-            try:
-                traced = simulate(p, ctx.gpu, "flash2", r.tiling, l2=True)
-            except (NotImplementedError, InputError):
-                simulate = None
-            else:
-                out.append(Comparison(case, "time_s", row["time_s"], traced.time_s, source,
-                                      short, model="trace"))
-        if isinstance(row.get("peak_extra_bytes"), int | float) and row["peak_extra_bytes"]:
-            out.append(Comparison(case, "extra_bytes", row["peak_extra_bytes"],
-                                  data.extra_bytes(p, r.cost.workspace_bytes), source, short))
-    return out
-
-
 def jsonl_comparisons(folder: Path) -> tuple[list[Comparison], int]:
-    """Cases of ``memsim validate`` JSONL files: (comparisons, lines that had none)."""
+    """Cases of ``memsim validate`` runs: (comparisons, ok cases without a prediction)."""
     out, unread = [], 0
     for path in sorted(folder.glob("*.jsonl")):
         for line in path.read_text().splitlines():
             try:
                 case = json.loads(line)
-            except json.JSONDecodeError:
-                unread += 1
+            except json.JSONDecodeError:  # a line cut off by a crash
                 continue
             if case.get("type") != "case" or case.get("status") != "ok":
                 continue  # the header, failed and skipped cases
@@ -120,64 +90,143 @@ def jsonl_comparisons(folder: Path) -> tuple[list[Comparison], int]:
                 unread += 1
                 continue
             name = str(case.get("id", "case"))
-            for model in ("analytic", "trace"):
+            group = str(case.get("group") or name.split(":")[0])
+            for model in MODELS:
                 predicted = pred.get(model)
                 if not isinstance(predicted, dict):
                     continue
                 for q in QUANTITIES:
                     m, p = meas.get(q), predicted.get(q)
                     if isinstance(m, int | float) and isinstance(p, int | float) and m > 0:
-                        out.append(Comparison(name[:120], q, float(m), float(p), path.name,
-                                              name[:40], model))
+                        out.append(Comparison(name, group, q, model, float(m), float(p),
+                                              path.name))
     return out, unread
+
+
+def sdpa_comparisons(ctx: Context) -> list[Comparison]:
+    """PyTorch flash SDPA rows of the ceilings file against memsim's FA-2 predictions."""
+    measured = data.ceilings(ctx.measurements_dir, ctx.gpu.name)
+    if measured is None:
+        return []
+    out = []
+    simulate = data.trace_simulate()
+    source = measured.file.name
+    for row in measured.sdpa_rows:
+        p = data.sdpa_problem(row)
+        r = predict(p, ctx.gpu, "flash2")
+        case = f"PyTorch SDPA flash, {data.describe_problem(p)}"
+        out.append(Comparison(case, "sdpa/flash", "time_s", "analytic", row["time_s"],
+                              r.timing.time_s, source))
+        if isinstance(row.get("peak_extra_bytes"), int | float) and row["peak_extra_bytes"]:
+            out.append(Comparison(case, "sdpa/flash", "peak_extra_bytes", "analytic",
+                                  row["peak_extra_bytes"],
+                                  data.extra_bytes(p, r.cost.workspace_bytes), source))
+        if simulate is not None:
+            try:
+                traced = simulate(p, ctx.gpu, "flash2", r.tiling, l2=True)
+            except (NotImplementedError, InputError):
+                simulate = None
+            else:
+                out.append(Comparison(case, "sdpa/flash", "time_s", "trace", row["time_s"],
+                                      traced.time_s, source))
+    return out
+
+
+def error_stats(comparisons: list[Comparison]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """Per (group, model, quantity): cases, median and worst |error|, and the bias (median
+    signed error: negative means memsim predicts too little)."""
+    keys = sorted({(c.group, c.model, c.quantity) for c in comparisons},
+                  key=lambda k: (k[0], list(QUANTITIES).index(k[2]), k[1]))
+    stats = {}
+    for key in keys:
+        errs = np.array([c.error for c in comparisons if (c.group, c.model, c.quantity) == key])
+        stats[key] = {"cases": int(errs.size), "median_abs_error": float(np.median(abs(errs))),
+                      "max_abs_error": float(abs(errs).max()), "bias": float(np.median(errs))}
+    return stats
 
 
 def _figure(comparisons: list[Comparison], gpu_name: str):
     from plotly.subplots import make_subplots
 
     quantities = [q for q in QUANTITIES if any(c.quantity == q for c in comparisons)]
-    fig = make_subplots(rows=1, cols=len(quantities), horizontal_spacing=0.12,
-                        subplot_titles=[_title(q) for q in quantities])
-    for col, q in enumerate(quantities, start=1):
+    cols = min(3, len(quantities))
+    rows = -(-len(quantities) // cols)
+    cells = [{} if i < len(quantities) else None for i in range(rows * cols)]
+    fig = make_subplots(rows=rows, cols=cols, horizontal_spacing=0.09, vertical_spacing=0.2,
+                        specs=[cells[r * cols:(r + 1) * cols] for r in range(rows)],
+                        subplot_titles=[QUANTITIES[q][0] for q in quantities])
+    groups = sorted({c.group for c in comparisons})
+    colour = {g: GROUP_COLORS[i % len(GROUP_COLORS)] for i, g in enumerate(groups)}
+    shown: set[tuple[str, str]] = set()
+    for i, q in enumerate(quantities):
+        row, col = i // cols + 1, i % cols + 1
+        title, unit, fmt = QUANTITIES[q]
         cs = [c for c in comparisons if c.quantity == q]
-        unit, fmt = QUANTITIES[q]
         values = [v for c in cs for v in (c.measured, c.predicted)]
         lo, hi = min(values) / 1.5, max(values) * 1.5
         fig.add_scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="prediction = measurement",
-                        line={"dash": "dash", "color": "#9ca3af"}, showlegend=col == 1,
+                        line={"dash": "dash", "color": "#9ca3af"}, showlegend=i == 0,
                         customdata=["y = x"] * 2, hovertemplate="%{customdata}<extra></extra>",
-                        row=1, col=col)
-        for model in MODELS:
-            mine = [c for c in cs if c.model == model]
-            if not mine:
-                continue
-            fig.add_scatter(x=[c.measured for c in mine], y=[c.predicted for c in mine],
-                            mode="markers", name=f"{_title(q)}, {model} model",
-                            marker={"size": 10, "color": COLORS[q], "symbol": MODELS[model],
-                                    "line": {"width": 1, "color": MEASURED_COLOR}},
-                            customdata=[f"{c.case}<br>measured {fmt(c.measured)}, {model} "
-                                        f"model {fmt(c.predicted)} ({c.error:+.0%})"
-                                        f"<br>{c.source}" for c in mine],
-                            hovertemplate="%{customdata}<extra></extra>", row=1, col=col)
-        fig.update_xaxes(type="log", exponentformat="SI", row=1, col=col,
-                         title_text=axis_title(f"measured {_title(q)}", unit))
-        fig.update_yaxes(type="log", exponentformat="SI", row=1, col=col,
-                         title_text=axis_title(f"memsim's {_title(q)}", unit))
-    style(fig, f"Predicted against measured on {gpu_name}", height_px=520)
+                        row=row, col=col)
+        for group in groups:
+            for model, symbol in MODELS.items():
+                mine = [c for c in cs if c.group == group and c.model == model]
+                if not mine:
+                    continue
+                fig.add_scatter(
+                    x=[c.measured for c in mine], y=[c.predicted for c in mine],
+                    mode="markers", name=f"{group}, {model}", legendgroup=f"{group}{model}",
+                    showlegend=(group, model) not in shown,
+                    marker={"size": 10, "color": colour[group], "symbol": symbol,
+                            "line": {"width": 1, "color": MEASURED_COLOR}},
+                    customdata=[f"{c.case}<br>measured {fmt(c.measured)}, {model} model "
+                                f"{fmt(c.predicted)} ({c.error:+.0%})<br>{c.source}"
+                                for c in mine],
+                    hovertemplate="%{customdata}<extra></extra>", row=row, col=col)
+                shown.add((group, model))
+        fig.update_xaxes(type="log", exponentformat="SI", row=row, col=col,
+                         title_text=axis_title(f"measured {title}", unit))
+        fig.update_yaxes(type="log", exponentformat="SI", row=row, col=col,
+                         title_text=axis_title(f"memsim's {title}", unit))
+    style(fig, f"Predicted against measured on {gpu_name} (circles: analytic model, "
+               "diamonds: trace-driven)", height_px=430 * rows + 90)
     return fig
 
 
-def _title(q: str) -> str:
-    return {"time_s": "time", "hbm_bytes": "HBM bytes", "workspace_bytes": "workspace",
-            "extra_bytes": "memory beyond inputs"}[q]
+def _takeaway(gpu_display: str, stats: dict[tuple[str, str, str], dict[str, Any]]) -> str:
+    """One sentence from the headline numbers that exist: attention time, DRAM bytes."""
+    def pick(group_prefix: str, model: str, quantity: str) -> dict[str, Any] | None:
+        found = [s for (g, m, q), s in stats.items()
+                 if g.startswith(group_prefix) and m == model and q == quantity]
+        return max(found, key=lambda s: s["cases"]) if found else None
+
+    clauses = []
+    t_a, t_t = pick("sdpa/flash", "analytic", "time_s"), pick("sdpa/flash", "trace", "time_s")
+    if t_a:
+        clauses.append(
+            f"memsim predicts the time of {t_a['cases']} measured flash-attention calls within "
+            f"a median {t_a['median_abs_error']:.0%} with its roofline"
+            + (f" and {t_t['median_abs_error']:.0%} with its trace-driven model" if t_t else ""))
+    b_a, b_t = pick("ncu/sdpa-flash", "analytic", "hbm_bytes"), pick("ncu/sdpa-flash",
+                                                                      "trace", "hbm_bytes")
+    if b_a and b_t:
+        clauses.append(
+            f"the trace-driven model gets flash attention's measured DRAM bytes within "
+            f"{b_t['median_abs_error']:.0%}, where the analytic count, which assumes no reuse "
+            f"in L2, is {1 + b_a['bias']:.1f}× the measurement")
+    if not clauses:
+        return (f"On {gpu_display}, {sum(s['cases'] for s in stats.values())} measured "
+                "quantities are compared with memsim's predictions below.")
+    return f"On {gpu_display}, " + ", and ".join(clauses) + "."
 
 
 def build(ctx: Context) -> Page:
     gpu = ctx.gpu
     folder = ctx.measurements_dir / gpu.name
-    comparisons = sdpa_comparisons(ctx)
-    from_jsonl, unread = jsonl_comparisons(folder) if folder.is_dir() else ([], 0)
-    comparisons += from_jsonl
+    comparisons, unread = jsonl_comparisons(folder) if folder.is_dir() else ([], 0)
+    from_runs = bool(comparisons)
+    if not any(c.group.startswith("sdpa/") for c in comparisons):
+        comparisons += sdpa_comparisons(ctx)
     if not comparisons:
         takeaway = (f"There are no measurements for {gpu.name} yet, so memsim's predictions "
                     "for this GPU carry no measured error bar.")
@@ -185,64 +234,36 @@ def build(ctx: Context) -> Page:
             f"Measurements for {gpu.name}",
             f"no measurement files under {display_path(folder)}; run `make validate-gpu` on a "
             f"{gpu.display_name} and commit the results.")])
-    blocks: list[Any] = [_figure(comparisons, gpu.display_name)]
-    rows = [(c.case, _title(c.quantity), c.model, QUANTITIES[c.quantity][1](c.measured),
-             QUANTITIES[c.quantity][1](c.predicted), f"{c.error:+.1%}", c.source)
-            for c in comparisons]
     stats = error_stats(comparisons)
-    blocks.append(table(["quantity", "model", "cases", "median |error|", "90th percentile",
-                         "worst"],
-                        [(_title(q), model, s["cases"], f"{s['median_abs_error']:.1%}",
-                          f"{s['p90_abs_error']:.1%}", f"{s['max_abs_error']:.1%}")
-                         for (q, model), s in stats.items()]))
-    blocks.append(table(["case", "quantity", "model", "measured", "memsim", "error",
-                         "source"], rows))
+    blocks: list[Any] = [_figure(comparisons, gpu.display_name)]
+    worst = max(comparisons, key=lambda c: abs(c.error))
+    blocks.append(paragraph(
+        f"Largest error: {worst.model} model, {QUANTITIES[worst.quantity][0]} of "
+        f"{worst.case.replace(',', ', ')} "
+        f"— measured {QUANTITIES[worst.quantity][2](worst.measured)}, predicted "
+        f"{QUANTITIES[worst.quantity][2](worst.predicted)} ({worst.error:+.0%})."))
+    blocks.append(table(
+        ["group", "quantity", "model", "cases", "median |error|", "worst |error|", "bias"],
+        [(g, QUANTITIES[q][0], m, s["cases"], f"{s['median_abs_error']:.1%}",
+          f"{s['max_abs_error']:.1%}", f"{s['bias']:+.1%}")
+         for (g, m, q), s in stats.items()]))
     blocks.append(config_note(
-        "Prediction: memsim's analytic FlashAttention-2 cost and roofline (and, where it has "
-        f"landed, the trace-driven model's time) on the {gpu.name} profile "
-        f"({'calibrated' if gpu.calibrated_from else 'datasheet'}); "
-        "memory beyond inputs = output + workspace, what torch.cuda.max_memory_allocated "
-        "adds to the inputs."))
+        f"Profile {gpu.name} ({'calibrated' if gpu.calibrated_from else 'datasheet'}). "
+        "Bias is the median signed error: negative means memsim predicts too little. "
+        + ("Cases from `memsim validate` runs; predictions as recorded in them." if from_runs
+           else "Cases from the ceilings run; predictions computed now.")))
+    blocks.append(details(f"Every comparison ({len(comparisons)})", table(
+        ["case", "quantity", "model", "measured", "memsim", "error", "source"],
+        [(c.case.replace(",", ", "), QUANTITIES[c.quantity][0], c.model,
+          QUANTITIES[c.quantity][2](c.measured), QUANTITIES[c.quantity][2](c.predicted),
+          f"{c.error:+.1%}", c.source) for c in comparisons])))
     if unread:
         blocks.append(unavailable("Some validation cases",
-                                  f"{unread} lines of the JSONL files under {display_path(folder)}"
-                                  " carry no "
-                                  "predicted/measured pair this page can read."))
-    if not from_jsonl:
+                                  f"{unread} ok cases under {display_path(folder)} carry no "
+                                  "prediction this page can read."))
+    if not from_runs:
         blocks.append(unavailable(
-            "Kernel-level validation (HBM and L2 bytes, memsim's own kernels)",
+            "Kernel-level validation (DRAM and L2 bytes, memsim's own kernels)",
             f"no `memsim validate` results (*.jsonl) under {display_path(folder)} yet."))
-    t = stats.get(("time_s", "analytic"))
-    worst = max((c for c in comparisons if c.quantity == "time_s" and c.model == "analytic"),
-                key=lambda c: abs(c.error), default=None)
-    trace = stats.get(("time_s", "trace"))
-    memory = stats.get(("extra_bytes", "analytic"))
-    if t and worst:
-        takeaway = (f"On {gpu.display_name}, memsim's roofline predicts the measured time of "
-                    f"{t['cases']} attention calls within a median {t['median_abs_error']:.0%}"
-                    f" (worst {worst.error:+.0%} at {worst.short})"
-                    + (f", its trace-driven model within a median "
-                       f"{trace['median_abs_error']:.0%} (worst {trace['max_abs_error']:.0%})"
-                       if trace else "")
-                    + (f", and their memory within {memory['max_abs_error']:.2%}"
-                       if memory else "") + ".")
-    else:
-        takeaway = (f"On {gpu.display_name}, {len(comparisons)} measured quantities are "
-                    "compared with memsim's predictions below.")
-    summary = {"errors": {f"{q}/{model}": s for (q, model), s in stats.items()}}
-    return Page(SLUG, TITLE, takeaway, blocks, summary)
-
-
-def error_stats(comparisons: list[Comparison]) -> dict[tuple[str, str], dict[str, float]]:
-    """Per (quantity, model): cases, median, 90th percentile and worst |relative error|."""
-    stats = {}
-    for q in QUANTITIES:
-        for model in MODELS:
-            errs = np.abs([c.error for c in comparisons
-                           if c.quantity == q and c.model == model])
-            if errs.size:
-                stats[(q, model)] = {"cases": int(errs.size),
-                                     "median_abs_error": float(np.median(errs)),
-                                     "p90_abs_error": float(np.percentile(errs, 90)),
-                                     "max_abs_error": float(errs.max())}
-    return stats
+    summary = {"errors": {f"{g}/{q}/{m}": s for (g, m, q), s in stats.items()}}
+    return Page(SLUG, TITLE, _takeaway(gpu.display_name, stats), blocks, summary)
