@@ -18,9 +18,10 @@ from memsim.errors import InputError
 from memsim.hardware import GPU
 from memsim.problem import AttentionProblem, Mask
 
-from . import data
+from . import data, validation
 from .page import (
     ALGORITHM_LABELS,
+    MEASURED_COLOR,
     Context,
     Page,
     axis_title,
@@ -129,10 +130,16 @@ def build(ctx: Context) -> Page:
             "memsim.trace (the trace-driven simulator) does not run these in this checkout, "
             f"or would need more than the report's {data.TRACE_EVENT_BUDGET:,} tile events; "
             "their bars show the analytic count only, which assumes no reuse in L2."))
-    blocks.append(unavailable(
-        "Measured bytes", "no Nsight Compute DRAM/L2 byte counts are committed under "
-        f"measurements/{gpu.name}/ yet (they come with `memsim validate --ncu on`).")
-        if not _has_ncu(ctx) else config_note("Measured bytes: see the Validation page."))
+    measured = _measured_figure(ctx)
+    if measured is None:
+        blocks.append(unavailable(
+            "Measured bytes", "no Nsight Compute DRAM/L2 byte counts are committed under "
+            f"measurements/{gpu.name}/ yet (they come with `memsim validate --ncu on`)."))
+    else:
+        blocks += [measured, config_note(
+            "Nsight Compute DRAM and L2 bytes of PyTorch SDPA kernels from the committed "
+            "`memsim validate` run, beside the analytic and trace-driven predictions recorded "
+            "in that run for the same kernels; hover a bar for its exact configuration.")]
     summary = {a: {"hbm_bytes": float(preds[a].cost.hbm_bytes),
                    "global_bytes": float(preds[a].cost.global_bytes),
                    "sram_bytes": float(preds[a].cost.sram_bytes)} for a in ALGORITHMS}
@@ -140,8 +147,36 @@ def build(ctx: Context) -> Page:
     return Page(SLUG, TITLE, takeaway, blocks, summary)
 
 
-def _has_ncu(ctx: Context) -> bool:
-    """Whether validation files with Nsight Compute counters exist for this GPU."""
+MEASURED_LEVELS = {"hbm_bytes": "HBM", "l2_bytes": "L2"}
+BAR_COLORS = {"measured": MEASURED_COLOR, "analytic": "#f59e0b", "trace": TRACE_COLOR}
+
+
+def _measured_figure(ctx: Context):
+    """Nsight Compute's HBM and L2 bytes of the committed `memsim validate` runs beside both
+    of memsim's predictions for the same kernels; None where no such measurement exists."""
     folder = ctx.measurements_dir / ctx.gpu.name
-    return any("dram" in f.read_text(errors="ignore")[:200_000]
-               for f in folder.glob("*.jsonl")) if folder.is_dir() else False
+    found = validation.jsonl_comparisons(folder)[0] if folder.is_dir() else []
+    found = [c for c in found if c.group.startswith("ncu/") and c.quantity in MEASURED_LEVELS]
+    if not found:
+        return None
+    fig = new_figure(f"Measured with Nsight Compute on {ctx.gpu.display_name}: bytes per "
+                     "level against memsim's two models", 480)
+    keys = sorted({(c.group, c.quantity, c.case) for c in found})
+    labels = [f"{g.split('/', 1)[1]}: {MEASURED_LEVELS[q]}" for g, q, _ in keys]
+    for series in ("measured", "analytic", "trace"):
+        values, config = [], []
+        for g, q, case in keys:
+            c = next((c for c in found if (c.group, c.quantity, c.case) == (g, q, case)
+                      and c.model == (series if series != "measured" else c.model)), None)
+            value = None if c is None else c.measured if series == "measured" else c.predicted
+            values.append(value)
+            config.append(f"{case.replace(',', ', ')}<br>{c.source if c else ''}")
+        fig.add_bar(x=labels, y=values, name=series if series == "measured"
+                    else f"memsim {series}", marker_color=BAR_COLORS[series],
+                    customdata=config, hovertemplate="%{x}<br>bytes = %{y:.4s}<br>"
+                                                     "%{customdata}<extra>%{fullData.name}"
+                                                     "</extra>")
+    fig.update_layout(barmode="group")
+    fig.update_xaxes(title_text=axis_title("kernel and level", "PyTorch SDPA backend"))
+    fig.update_yaxes(type="log", exponentformat="SI", title_text=axis_title("traffic", "bytes"))
+    return fig
