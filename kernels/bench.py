@@ -1,0 +1,358 @@
+"""Run one memsim kernel on a real GPU: validate it, time it, and put memsim's prediction
+for the same Tiling beside the measurement.
+
+    python -m memsim.kernels.bench --kernel flash2 --batch 1 --heads 8 --seq-len 4096 \\
+        --head-dim 64 --causal --dtype fp32
+
+prints one JSON line. Steps (llm.c dev/cuda's discipline: checked before timed):
+
+1. refuse to run in Numba's CUDA simulator or without a GPU;
+2. allocate the inputs (random, never zeros) and poisoned outputs on the device;
+3. run once and validate against the float64 textbook formula on a sample of query rows
+   (:data:`SAMPLE_ROWS`, first and last included) — every output element must also have
+   been written (no poison left, no NaN) — and raise :class:`KernelInvalidError` if the
+   relative error exceeds the dtype's tolerance;
+4. time: warm-up runs, then ``repeats`` runs each preceded by a memset of a buffer twice
+   the L2 size (so every run starts with a cold L2), each timed with CUDA events around all
+   of the algorithm's launches (and around each launch); the median is reported;
+5. report the analytic global bytes and matmul FLOPs (memsim.algorithms: what the kernels
+   move and compute, checked exactly in the simulator by tests/test_kernel_traces.py) over
+   the median time as achieved bytes/s and FLOP/s, memsim's prediction for the same Tiling
+   with matmuls on the CUDA cores (``matmul_unit="fp32"``) and with the registers per
+   thread the compiler chose, and each kernel's registers per thread, static shared memory
+   per block and local memory per thread from Numba's dispatcher.
+
+:func:`run_case` is the same as a function, for the validation harness.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from typing import Any
+
+import numpy as np
+
+from memsim.errors import InputError
+from memsim.problem import AttentionProblem, Indexer, Mask
+from memsim.tiling import Tiling, default_tiling
+
+from . import reference
+from .common import OPS_SLOTS, Launch
+from .registry import KERNELS, RELATIVE_TOLERANCE, family, relative_error
+
+#: Query rows validated per run (all of them when N is smaller).
+SAMPLE_ROWS = 48
+#: Static shared memory a Numba kernel may declare per block.
+STATIC_SHARED_LIMIT_BYTES = 48 * 1024
+L2_FLUSH_FACTOR = 2
+#: Candidate Br and Bc of the tiled kernels, tokens.
+TILE_SIZES = (128, 64, 32, 16)
+
+
+class KernelInvalidError(RuntimeError):
+    """The kernel's output disagrees with the reference: it is not timed."""
+
+
+def require_gpu() -> None:
+    """Raise RuntimeError under the CUDA simulator or when no GPU is visible."""
+    from numba import config, cuda
+
+    if config.ENABLE_CUDASIM:
+        raise RuntimeError("the bench times real kernels: unset NUMBA_ENABLE_CUDASIM "
+                           "(the CUDA simulator is for tests and access traces)")
+    if not cuda.is_available():
+        raise RuntimeError("no CUDA GPU is available to Numba")
+
+
+# ---- validation on sampled rows -----------------------------------------------------------
+
+
+def sample_rows(n_rows: int, count: int = SAMPLE_ROWS) -> np.ndarray:
+    """Up to ``count`` query rows spread over 0..n_rows−1, first and last included."""
+    return np.unique(np.linspace(0, n_rows - 1, min(n_rows, count)).round().astype(int))
+
+
+def _rows_attention(problem: AttentionProblem, host: dict, rows: np.ndarray):
+    """Textbook O and logsumexp of the sampled query rows (B, rows, H, Dv), (B, H, rows)."""
+    p = problem
+    q, k, v = host["q"], host["k"], host.get("v")
+    vis = reference.visible(p.mask, p.N, p.S)[rows]
+    logits = np.where(vis, reference.scores(q[:, rows], k), -np.inf)
+    probs, lse = reference.softmax_rows(logits)
+    val = reference.values(k, v, p.Dv).astype(np.float64)
+    vh = np.repeat(val, p.H // p.K, axis=2)
+    return np.einsum("bhns,bshd->bnhd", probs, vh), lse
+
+
+def validate(problem: AttentionProblem, tiling: Tiling, host: dict,
+             out: dict[str, np.ndarray]) -> dict[str, float]:
+    """Relative errors of the outputs ``out`` (host copies) on sampled rows; ∞ for an
+    output with an unwritten (NaN) element where every element must be written."""
+    p, algorithm = problem, tiling.algorithm
+    rows = sample_rows(p.N)
+    errors = {"o_written": 0.0 if np.isfinite(out["o"]).all() else float("inf")}
+    if algorithm == "dsa":
+        return errors | _validate_dsa(p, tiling, host, out, rows)
+    o_ref, lse_ref = _rows_attention(p, host, rows)
+    errors["o"] = relative_error(out["o"][:, rows], o_ref)
+    if algorithm == "flash2":
+        errors["lse"] = relative_error(out["lse"][:, :, rows], lse_ref)
+    elif algorithm == "flash1":
+        with np.errstate(divide="ignore"):
+            lse = out["m"].astype(np.float64) + np.log(out["ell"].astype(np.float64))
+        errors["lse"] = relative_error(lse[:, :, rows], lse_ref)
+    return errors
+
+
+def _validate_dsa(p: AttentionProblem, tiling: Tiling, host: dict, out: dict,
+                  rows: np.ndarray) -> dict[str, float]:
+    from .dsa import valid_top_k
+
+    counts = reference.selected_counts(p.N, p.S, p.mask.top_k)[rows]
+    o_ref, lse_ref = reference.sparse_attention(host["q"][:, rows], host["k"], host.get("v"),
+                                                out["idx"][:, rows], counts, p.Dv)
+    errors = {"o": relative_error(out["o"][:, rows], o_ref)}
+    if "lse" in out:
+        errors["lse"] = relative_error(out["lse"][:, :, rows], lse_ref)
+    # indexer logits of the visible keys of the sampled rows
+    qi, w, ki = (host[n].astype(np.float64) for n in ("q_idx", "w_idx", "k_idx"))
+    dots = np.einsum("bnhd,bsd->bnhs", qi[:, rows], ki)
+    want = np.einsum("bnh,bnhs->bns", w[:, rows], np.maximum(dots, 0.0))
+    vis = reference.visible(Mask(), p.N, p.S)[rows]
+    got = out["logits"][:, rows]
+    errors["logits"] = relative_error(np.where(vis, got, 0.0), np.where(vis, want, 0.0))
+    errors["idx"] = 0.0 if valid_top_k(p, out["logits"], out["idx"], rows) else float("inf")
+    return errors
+
+
+# ---- timing --------------------------------------------------------------------------------
+
+
+def _l2_bytes() -> int:
+    from numba import cuda
+
+    size = getattr(cuda.get_current_device(), "L2_CACHE_SIZE", 0)
+    return int(size) or 64 * 2**20
+
+
+def _timed_run(launches: list[Launch], bufs: dict, ops, flush) -> tuple[float, list[float]]:
+    """One run after an L2 flush: (total seconds, seconds per launch), CUDA events."""
+    from numba import cuda
+    from numba.cuda.cudadrv.driver import device_memset
+
+    device_memset(flush, 0, flush.size)
+    events = [cuda.event(timing=True) for _ in range(len(launches) + 1)]
+    events[0].record()
+    for launch, end in zip(launches, events[1:], strict=True):
+        launch(bufs, ops)
+        end.record()
+    events[-1].synchronize()
+    per = [cuda.event_elapsed_time(a, b) * 1e-3 for a, b in zip(events, events[1:],
+                                                                 strict=False)]
+    return sum(per), per
+
+
+def _dispatcher_info(launch: Launch, bufs: dict, ops) -> dict[str, Any]:
+    """Registers per thread, static shared memory per block and local memory per thread
+    of the kernel compiled for this launch's arguments."""
+    args = [bufs[n] for n in launch.args] + list(launch.scalars) + [ops]
+    kernel = launch.kernel.specialize(*args)
+    return {
+        "registers_per_thread": int(kernel.get_regs_per_thread()),
+        "shared_mem_per_block_bytes": int(kernel.get_shared_mem_per_block()),
+        "local_mem_per_thread_bytes": int(kernel.get_local_mem_per_thread()),
+        "grid": list(launch.grid), "threads": launch.threads,
+    }
+
+
+def _repeats_for(first_s: float, budget_s: float = 2.0) -> int:
+    """Enough repeats for a stable median within about ``budget_s``: 5 to 50."""
+    return int(min(50, max(5, budget_s / max(first_s, 1e-6))))
+
+
+def run_case(kernel: str, problem: AttentionProblem, tiling: Tiling, *,
+             gpu: str = "h100-sxm", repeats: int | None = None, warmup: int = 3,
+             seed: int | None = None) -> dict[str, Any]:
+    """Validate, then time ``kernel`` (a memsim algorithm name) on ``problem`` under
+    ``tiling``; the dict of the JSON line (module docstring). Raises
+    :class:`KernelInvalidError` when validation fails, before any timing."""
+    from numba import cuda
+
+    from memsim.attention import predict
+
+    require_gpu()
+    module = family(kernel)
+    if tiling.algorithm != kernel:
+        raise InputError("tiling.algorithm", tiling.algorithm, f"must be {kernel!r}")
+    launches = module.launches(problem, tiling)
+    rng = np.random.default_rng(seed)
+    host = module.buffers(problem, tiling, rng)
+    bufs = {name: cuda.to_device(a) for name, a in host.items()}
+    ops = cuda.to_device(np.zeros(OPS_SLOTS, np.int64))
+
+    for launch in launches:                                    # compiles, then validates
+        launch(bufs, ops)
+    cuda.synchronize()
+    out = {n: bufs[n].copy_to_host() for n in module.OUTPUTS if n in bufs}
+    errors = validate(problem, tiling, host, out)
+    tolerance = RELATIVE_TOLERANCE[problem.dtype]
+    if not all(e <= tolerance for e in errors.values()):
+        raise KernelInvalidError(f"{kernel} {problem.mask.describe()}: relative errors "
+                                 f"{errors} exceed {tolerance}")
+
+    flush = cuda.device_array(L2_FLUSH_FACTOR * _l2_bytes(), np.uint8)
+    for _ in range(warmup):
+        _timed_run(launches, bufs, ops, flush)
+    first, _ = _timed_run(launches, bufs, ops, flush)
+    n = repeats or _repeats_for(first)
+    runs = [_timed_run(launches, bufs, ops, flush) for _ in range(n)]
+    times = [t for t, _ in runs]
+    time_s = statistics.median(times)
+
+    info = {launch.name: _dispatcher_info(launch, bufs, ops) for launch in launches}
+    registers = max(i["registers_per_thread"] for i in info.values())
+    measured_tiling = tiling.model_copy(update={"registers_per_thread": registers})
+    pred = predict(problem, gpu, kernel, measured_tiling, matmul_unit="fp32")
+    cost = pred.cost
+    device = cuda.get_current_device()
+    return {
+        "kernel": kernel,
+        "device": device.name.decode() if isinstance(device.name, bytes) else device.name,
+        "problem": problem.model_dump(by_alias=True),
+        "mask": problem.mask.describe(),
+        "tiling": tiling.model_dump() | {"rows": tiling.rows, "sram_bytes": tiling.sram_bytes},
+        "validation": errors, "tolerance": tolerance,
+        "time_s": time_s, "time_s_min": min(times), "time_s_max": max(times), "repeats": n,
+        "launch_time_s": {launch.name: statistics.median(per[i] for _, per in runs)
+                          for i, launch in enumerate(launches)},
+        "global_read_bytes": cost.global_read_bytes,
+        "global_write_bytes": cost.global_write_bytes,
+        "global_bytes": cost.global_bytes,
+        "matmul_flops": cost.matmul_flops,
+        "achieved_bytes_per_s": cost.global_bytes / time_s,
+        "achieved_flop_per_s": cost.matmul_flops / time_s,
+        "registers_per_thread": registers,
+        "kernels": info,
+        "l2_flush_bytes": int(flush.size),
+        "prediction": {
+            "gpu": pred.gpu.name, "matmul_unit": "fp32",
+            "registers_per_thread": registers,
+            "time_s": float(pred.timing.time_s), "lower_s": float(pred.timing.lower_s),
+            "upper_s": float(pred.timing.upper_s), "bound": pred.timing.bound,
+            "terms_s": {k: float(v) for k, v in pred.timing.terms_s.items()},
+            "exp_ops": cost.exp_ops, "blocks_per_sm": int(measured_tiling.blocks_per_sm(
+                pred.gpu)),
+        },
+    }
+
+
+# ---- command line ----------------------------------------------------------------------
+
+
+def problem_from(args: argparse.Namespace) -> AttentionProblem:
+    """The AttentionProblem of the command-line arguments."""
+    mask = Mask(causal=args.causal or args.top_k is not None or args.chunk is not None,
+                window=args.window, chunk=args.chunk, top_k=args.top_k)
+    indexer = None
+    if args.kernel == "dsa":
+        indexer = Indexer(heads=args.index_heads, head_dim=args.index_head_dim,
+                          dtype=args.index_dtype or args.dtype)
+    return AttentionProblem(
+        batch=args.batch, seq_len=args.seq_len, kv_len=args.kv_len, heads=args.heads,
+        kv_heads=args.kv_heads, head_dim=args.head_dim, head_dim_v=args.head_dim_v,
+        dtype=args.dtype, mla=args.mla, mask=mask, indexer=indexer)
+
+
+def tiling_from(problem: AttentionProblem, kernel: str, gpu: str, *,
+                block_q: int | None = None, block_kv: int | None = None,
+                threads: int | None = None, kv_splits: int | None = None,
+                index_block_q: int | None = None) -> Tiling:
+    """memsim's default Tiling within static shared memory (48 KiB). For the tiled kernels
+    (standard, flash1, flash2) without explicit sizes, the largest square-ish tiles from
+    :data:`TILE_SIZES` that fit (memsim's default shrinks Br to 1 before it touches Bc,
+    which at fp32 leaves one query row per block). Threads default to the rows of a block
+    rounded up to whole warps (32 to 256): these kernels give each query row one thread."""
+    from memsim.hardware import load_gpu
+
+    device = load_gpu(gpu)
+    sizes = [(block_q, block_kv)]
+    if kernel in ("standard", "flash1", "flash2") and block_q is None and block_kv is None:
+        sizes = sorted(((br, bc) for br in TILE_SIZES for bc in TILE_SIZES),
+                       key=lambda s: (min(s), s[0] * s[1], s[0]), reverse=True)
+    for i, (br, bc) in enumerate(sizes):
+        try:
+            tiling = default_tiling(problem, device, kernel, block_q=br, block_kv=bc,
+                                    kv_splits=kv_splits, threads=threads,
+                                    sram_limit_bytes=STATIC_SHARED_LIMIT_BYTES)
+            break
+        except InputError:
+            if i == len(sizes) - 1:
+                raise
+    update: dict[str, int] = {}
+    if threads is None:
+        update["threads"] = min(256, max(32, -(-tiling.rows // 32) * 32))
+    if index_block_q is not None:
+        update["index_block_q"] = index_block_q
+    return tiling.model_copy(update=update).check_fits(STATIC_SHARED_LIMIT_BYTES)
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m memsim.kernels.bench", description=__doc__
+                                 .split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--kernel", required=True, choices=sorted(KERNELS))
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--heads", type=int, required=True)
+    ap.add_argument("--kv-heads", type=int)
+    ap.add_argument("--seq-len", type=int, required=True, help="N, query tokens")
+    ap.add_argument("--kv-len", type=int, help="S, key/value tokens (default N)")
+    ap.add_argument("--head-dim", type=int, required=True)
+    ap.add_argument("--head-dim-v", type=int)
+    ap.add_argument("--mla", action="store_true")
+    ap.add_argument("--dtype", choices=("fp32", "fp16"), default="fp32")
+    ap.add_argument("--causal", action="store_true")
+    ap.add_argument("--window", type=int)
+    ap.add_argument("--chunk", type=int)
+    ap.add_argument("--top-k", type=int)
+    ap.add_argument("--index-heads", type=int, default=64)
+    ap.add_argument("--index-head-dim", type=int, default=128)
+    ap.add_argument("--index-dtype", choices=("fp32", "fp16"))
+    ap.add_argument("--block-q", type=int)
+    ap.add_argument("--block-kv", type=int)
+    ap.add_argument("--index-block-q", type=int)
+    ap.add_argument("--threads", type=int)
+    ap.add_argument("--kv-splits", type=int)
+    ap.add_argument("--gpu", default="h100-sxm", help="memsim profile for the prediction")
+    ap.add_argument("--repeats", type=int)
+    ap.add_argument("--seed", type=int)
+    ap.add_argument("--out", help="also append the JSON line to this file")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        problem = problem_from(args)
+        tiling = tiling_from(problem, args.kernel, args.gpu, block_q=args.block_q,
+                             block_kv=args.block_kv, threads=args.threads,
+                             kv_splits=args.kv_splits, index_block_q=args.index_block_q)
+        row = run_case(args.kernel, problem, tiling, gpu=args.gpu, repeats=args.repeats,
+                       seed=args.seed)
+    except (InputError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (RuntimeError, KernelInvalidError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    line = json.dumps(row)
+    print(line)
+    if args.out:
+        with open(args.out, "a") as f:
+            f.write(line + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
