@@ -75,18 +75,6 @@ def sample_rows(n_rows: int, count: int = SAMPLE_ROWS) -> np.ndarray:
     return np.unique(np.linspace(0, n_rows - 1, min(n_rows, count)).round().astype(int))
 
 
-def _rows_attention(problem: AttentionProblem, host: dict, rows: np.ndarray):
-    """Textbook O and logsumexp of the sampled query rows (B, rows, H, Dv), (B, H, rows)."""
-    p = problem
-    q, k, v = host["q"], host["k"], host.get("v")
-    vis = reference.visible(p.mask, p.N, p.S)[rows]
-    logits = np.where(vis, reference.scores(q[:, rows], k), -np.inf)
-    probs, lse = reference.softmax_rows(logits)
-    val = reference.values(k, v, p.Dv).astype(np.float64)
-    vh = np.repeat(val, p.H // p.K, axis=2)
-    return np.einsum("bhns,bshd->bnhd", probs, vh), lse
-
-
 def validate(problem: AttentionProblem, tiling: Tiling, host: dict,
              out: dict[str, np.ndarray]) -> dict[str, float]:
     """Relative errors of the outputs ``out`` (host copies) on sampled rows; ∞ for an
@@ -96,7 +84,8 @@ def validate(problem: AttentionProblem, tiling: Tiling, host: dict,
     errors = {"o_written": 0.0 if np.isfinite(out["o"]).all() else float("inf")}
     if algorithm == "dsa":
         return errors | _validate_dsa(p, tiling, host, out, rows)
-    o_ref, lse_ref = _rows_attention(p, host, rows)
+    o_ref, lse_ref = reference.attention(host["q"], host["k"], host.get("v"), p.mask, p.Dv,
+                                         rows=rows)
     errors["o"] = relative_error(out["o"][:, rows], o_ref)
     if algorithm == "flash2":
         errors["lse"] = relative_error(out["lse"][:, :, rows], lse_ref)

@@ -72,12 +72,15 @@ def softmax_rows(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray | None, mask: Mask,
-              dv: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Textbook softmax(QKᵀ/√D + M)·V: (o (B, N, H, Dv), logsumexp (B, H, N))."""
+              dv: int | None = None,
+              rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Textbook softmax(QKᵀ/√D + M)·V: (o (B, N, H, Dv), logsumexp (B, H, N)); with
+    ``rows``, of those query rows only (B, len(rows), H, Dv) and (B, H, len(rows))."""
     B, N, H, D = q.shape
     S, K = k.shape[1], k.shape[2]
+    rows = np.arange(N) if rows is None else np.asarray(rows)
     val = values(k, v, dv or D)
-    logits = np.where(visible(mask, N, S), scores(q, k), -np.inf)
+    logits = np.where(visible(mask, N, S)[rows], scores(q[:, rows], k), -np.inf)
     p, lse = softmax_rows(logits)
     vh = np.repeat(val.astype(F64), H // K, axis=2)           # (B, S, H, Dv)
     return np.einsum("bhns,bshd->bnhd", p, vh), lse

@@ -88,3 +88,24 @@ def test_bench_refuses_the_simulator() -> None:
         pytest.skip("runs on a real GPU here")
     with pytest.raises(RuntimeError, match="simulator"):
         require_gpu()
+
+
+def test_bench_validation_passes_a_right_run_and_catches_a_wrong_row() -> None:
+    """The check run_case makes before timing, on a simulated run: sampled rows against the
+    textbook formula. One corrupted value of a sampled row, or one unwritten element, fails."""
+    import numpy as np
+    from memsim.kernels.bench import sample_rows, validate
+    from memsim.kernels.registry import explicit_tiling, run_once
+
+    from memsim.problem import AttentionProblem, Mask
+
+    p = AttentionProblem(batch=1, seq_len=37, kv_len=45, heads=4, kv_heads=2, head_dim=24,
+                         dtype="fp32", mask=Mask(window=9))
+    t = explicit_tiling(p, "flash2", block_q=16, block_kv=16, threads=32)
+    bufs, _ = run_once(p, t, np.random.default_rng())
+    assert max(validate(p, t, bufs, bufs).values()) < 1e-4
+    wrong = dict(bufs, o=bufs["o"].copy())
+    wrong["o"][0, sample_rows(p.N)[3], 1, 5] += 0.1
+    assert validate(p, t, bufs, wrong)["o"] > 1e-3
+    wrong["o"][0, 1, 0, 0] = np.nan                         # an element left unwritten
+    assert validate(p, t, bufs, wrong)["o_written"] == float("inf")
