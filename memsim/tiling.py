@@ -191,16 +191,25 @@ def default_tiling(problem, gpu, algorithm: str, *, block_q: int | None = None,
         br = problem.N
     tiling = Tiling(block_q=br, block_kv=bc, **common)
     where = f" per block on {gpu.name}"
-    # Shrink defaults (never explicit sizes) until the footprint fits.
+    # Shrink defaults (never explicit sizes) until the footprint fits: the larger of the
+    # query rows and the key tile first (tiles stay about square; FA-1's policy keeps its
+    # Bc = Θ(M/D) and shrinks Br), then fewer packed heads.
     while tiling.sram_bytes > limit:
-        if algorithm == "dsa" and tiling.index_block_q > 1 and _indexer_over(tiling, limit):
-            tiling = tiling.model_copy(update={"index_block_q": tiling.index_block_q // 2})
-        elif block_q is None and algorithm != "flash_decode" and tiling.block_q > 1:
-            tiling = tiling.model_copy(update={"block_q": max(1, tiling.block_q // 2)})
-        elif block_kv is None and tiling.block_kv > 16:
-            tiling = tiling.model_copy(update={"block_kv": tiling.block_kv // 2})
+        t = tiling
+        can_q = block_q is None and algorithm != "flash_decode" and t.block_q > 1
+        can_kv = block_kv is None and t.block_kv > 16
+        if algorithm == "dsa" and t.index_block_q > 1 and _indexer_over(t, limit):
+            update = {"index_block_q": t.index_block_q // 2}
+        elif can_q and (policy == "fa1" or t.rows > t.block_kv or not can_kv):
+            update = {"block_q": t.block_q // 2}
+        elif can_kv:
+            update = {"block_kv": t.block_kv // 2}
+        elif heads_per_block is None and t.heads_per_block > 1:
+            update = {"heads_per_block": max(d for d in range(1, t.heads_per_block)
+                                             if group % d == 0)}
         else:
             break
+        tiling = t.model_copy(update=update)
     tiling.check_fits(limit, where)
     decoding = algorithm == "flash_decode" or (
         algorithm == "dsa" and tiling.index_block_q >= problem.N)

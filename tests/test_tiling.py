@@ -192,3 +192,26 @@ def test_tiling_is_frozen() -> None:
                elem_bytes=2)
     with pytest.raises(Exception, match="frozen"):
         t.block_q = 128  # type: ignore[misc]
+
+
+def test_mla_decode_tiles_shrink_the_packed_heads_where_sram_is_small() -> None:
+    """128 MLA heads × a 576-wide latent do not fit Ada's 99 KiB per block even at one
+    token and 16 keys; the default gives up packing before giving up."""
+    from memsim.hardware import load_gpu
+
+    l40s = load_gpu("l40s")
+    p = AttentionProblem(batch=1, seq_len=1, kv_len=4096, heads=128, kv_heads=1,
+                         head_dim=576, head_dim_v=512, mla=True)
+    t = default_tiling(p, l40s, "flash_decode")
+    assert t.heads_per_block < 128 and 128 % t.heads_per_block == 0
+    assert t.sram_bytes <= l40s.spec.shared_memory_per_block_max_bytes
+    assert default_tiling(p, H100, "flash_decode").heads_per_block == 128
+
+
+def test_defaults_keep_tiles_about_square_under_a_small_limit() -> None:
+    """Under Numba's 48 KiB static limit at fp32 the default halves the larger of the
+    query rows and the key tile, instead of shrinking the rows to one."""
+    p = problem(64, dtype="fp32")
+    t = default_tiling(p, H100, "flash2", sram_limit_bytes=48 * 1024)
+    assert t.rows >= 16 and t.block_kv >= 16
+    assert t.sram_bytes <= 48 * 1024
