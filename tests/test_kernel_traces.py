@@ -115,8 +115,8 @@ def test_recorded_traffic_and_work_equal_the_analytic_counts(case: str) -> None:
     assert recorded == (cost.global_read_bytes, cost.global_write_bytes, cost.matmul_flops,
                         cost.exp_ops)
     modelled = simulate(problem, GPU, algorithm, tiling, l2=False).cost
-    assert (modelled.global_read_bytes, modelled.global_write_bytes,
-            modelled.matmul_flops) == recorded[:3]
+    assert (modelled.global_read_bytes, modelled.global_write_bytes, modelled.matmul_flops,
+            modelled.exp_ops) == recorded
 
     per_block = np.array(list(trace.blocks.values())).sum(axis=0)
     assert tuple(per_block) == recorded[:2]
