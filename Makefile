@@ -25,20 +25,24 @@ test: $(STAMP) lint
 bench: $(STAMP)
 	$(PY) -m benchmarks
 
-# On a GPU machine with no network (the image's torch and transformers in PYTHON's site): a
-# venv that sees them (--system-site-packages, plus PYTHON's own site-packages when PYTHON
-# is itself a venv's), the wheels carried in $(WHEELS) (numpy 2.4 for numba-cuda 0.30,
-# pydantic), memsim installed without fetching anything, then the quick suite. Results:
-# measurements/<profile>/<run-id>.jsonl. Leaves the GPU's clocks and settings alone.
+# On a GPU machine (no network needed): the Python that has torch and numba-cuda (PYTHON),
+# the wheels carried in $(WHEELS) (numpy 2.4 for numba-cuda 0.30, pydantic), memsim
+# installed as a regular package into $(GPU_SITE), and the quick suite run from outside the
+# repository. Results: measurements/<profile>/<run-id>.jsonl. Leaves the GPU's clocks and
+# settings alone. Why not the repo's editable venv: on an H100 (2026-11-22) every Numba
+# kernel failed to compile ("Signature mismatch: 2 argument types given, but function takes
+# 1 arguments") when memsim was imported from the source tree, editable or run from the
+# repository root, and compiled when imported from an installed copy outside it.
 WHEELS ?= .whl
+GPU_SITE ?= /tmp/memsim-gpu
 validate-gpu:
-	test -x $(PY) || { $(PYTHON) -m venv --system-site-packages $(VENV) && \
-	  $(PYTHON) -c 'import site; print("\n".join(site.getsitepackages()))' \
-	    > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/parent-site.pth"; }
+	rm -rf $(GPU_SITE) && mkdir -p $(GPU_SITE)/deps $(GPU_SITE)/run
 	if ls $(WHEELS)/*.whl >/dev/null 2>&1; then \
-	  $(PY) -m pip install -q --no-index --no-deps $(WHEELS)/*.whl; fi
-	$(PY) -m pip install -q --no-index --no-deps --no-build-isolation -e .
-	PYTHONUNBUFFERED=1 $(VENV)/bin/memsim validate --suite quick --out measurements
+	  $(PYTHON) -m pip install -q --no-index --no-deps --target $(GPU_SITE)/deps $(WHEELS)/*.whl; fi
+	$(PYTHON) -m pip install -q --no-index --no-deps --no-build-isolation \
+	  --target $(GPU_SITE)/memsim .
+	cd $(GPU_SITE)/run && PYTHONPATH=$(GPU_SITE)/memsim:$(GPU_SITE)/deps PYTHONUNBUFFERED=1 \
+	  $(PYTHON) -m memsim validate --suite quick --out $(CURDIR)/measurements
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .hypothesis .ruff_cache

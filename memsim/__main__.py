@@ -1,0 +1,5 @@
+"""``python -m memsim ...`` runs the ``memsim`` command line."""
+
+from memsim.cli import main
+
+main()
