@@ -183,7 +183,8 @@ def default_tiling(problem, gpu, algorithm: str, *, block_q: int | None = None,
         br = block_q or min(bc, problem.D)
     else:
         bc = block_kv or fa2_block_kv(problem.D)
-        br = block_q or max(1, 128 // hpb)
+        # a dsa sparse-attention block holds one query token's packed heads
+        br = block_q or (1 if algorithm == "dsa" else max(1, 128 // hpb))
     if algorithm == "flash_decode":
         if block_q is not None and block_q < problem.N:
             raise InputError("block_q", block_q,

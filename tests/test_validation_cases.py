@@ -119,7 +119,10 @@ def test_kernel_tiles_fit_static_shared_memory_without_one_row_blocks() -> None:
 def test_kernel_cases_skip_until_the_bench_exists(monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
+    import memsim.kernels
+
     monkeypatch.setitem(sys.modules, "memsim.kernels.bench", None)  # import fails
+    monkeypatch.delattr(memsim.kernels, "bench", raising=False)   # even once imported
     with pytest.raises(kernels.BenchUnavailableError, match="not installed"):
         kernels.run({"algorithm": "flash2", **attention(dtype="fp32")}, GPU)
 
