@@ -36,3 +36,25 @@ def test_long_prefill_estimate_near_compulsory_on_h100() -> None:
     est, _ = attention_cost(p, H100, "flash2", tiling, l2_estimate=True)
     assert est.hbm_bytes < 1.05 * compulsory_bytes(p) + 32 * 128 * 4 * 32768
     assert plain.hbm_bytes > 10 * est.hbm_bytes
+
+
+def test_estimate_agrees_with_the_trace_driven_model() -> None:
+    """The closed form against the simulated schedule through a 50 MiB LRU L2 (H100).
+
+    Measured when written (2026-11-22): ratios 0.94–1.00 over these shapes; the full-mask
+    case is lowest because its blocks drift apart across waves, which the closed form's
+    lock-step waves ignore. Tolerance 10 %.
+    """
+    from memsim.trace.simulate import simulate
+
+    shapes = [(4096, 32, 32, Mask()), (16384, 32, 8, Mask()), (8192, 32, 32, Mask(causal=False)),
+              (8192, 32, 32, Mask(window=1024))]
+    for alg in ("flash2", "standard"):
+        for N, H, K, mask in shapes:
+            p = AttentionProblem(batch=1, seq_len=N, heads=H, kv_heads=K, head_dim=128,
+                                 mask=mask)
+            plain, tiling = attention_cost(p, H100, alg)
+            est, _ = attention_cost(p, H100, alg, tiling, l2_estimate=True)
+            traced = simulate(p, H100, alg, tiling).cost
+            assert abs(est.hbm_bytes / traced.hbm_bytes - 1) < 0.10, (alg, N, mask)
+            assert traced.hbm_bytes < plain.hbm_bytes
