@@ -24,6 +24,19 @@ from memsim.problem import AttentionProblem
 from memsim.roofline import Timing, roofline
 from memsim.tiling import Tiling
 
+# The measured kernel class whose calibrated efficiency factors stand for an algorithm:
+# PyTorch's flash backend is FlashAttention-2 (forward and split-KV decoding), its math
+# backend materialises S and P like `standard`; memsim's own Numba kernels are
+# "kernel/<algorithm>" (matmuls on CUDA cores).
+PRODUCTION_CLASSES = {"flash2": "sdpa/flash", "flash_decode": "sdpa/flash",
+                      "standard": "sdpa/math"}
+
+
+def efficiency_class(gpu: GPU, algorithm: str, matmul_unit: str = "tensor") -> str | None:
+    """The kernel class whose fitted factors ``gpu`` has for this prediction, or None."""
+    name = f"kernel/{algorithm}" if matmul_unit == "fp32" else PRODUCTION_CLASSES.get(algorithm)
+    return name if name in gpu.class_efficiency else None
+
 
 @dataclass(frozen=True)
 class AttentionPrediction:
@@ -35,6 +48,7 @@ class AttentionPrediction:
     timing: Timing
     l2_cost: Cost | None = None
     l2_timing: Timing | None = None
+    kernel_class: str | None = None
 
     def to_dict(self) -> dict:
         """The JSON contract of ``memsim attention --json``."""
@@ -43,6 +57,7 @@ class AttentionPrediction:
             "algorithm": self.algorithm,
             "gpu": self.gpu.name,
             "profile": "calibrated" if self.gpu.calibrated_from else "datasheet",
+            "efficiency_class": self.kernel_class,
             "problem": self.problem.model_dump(by_alias=True),
             "layout": self.problem.layout,
             "mask": self.problem.mask.describe(),
@@ -84,17 +99,24 @@ class AttentionPrediction:
 
 def predict(problem: AttentionProblem, gpu: GPU | str, algorithm: str = "flash2",
             tiling: Tiling | None = None, matmul_unit: str = "tensor") -> AttentionPrediction:
-    """Cost and time of one attention call (tiling defaults from the GPU)."""
+    """Cost and time of one attention call (tiling defaults from the GPU).
+
+    With a calibrated profile that fitted factors for this algorithm's kernel class
+    (:func:`efficiency_class`), the roofline uses them; ``to_dict()['efficiency_class']``
+    says which, and ``['profile']`` whether the profile is datasheet or calibrated.
+    """
     if isinstance(gpu, str):
         gpu = load_gpu(gpu)
     cost, tiling = attention_cost(problem, gpu, algorithm, tiling)
     l2_cost, _ = attention_cost(problem, gpu, algorithm, tiling, l2_estimate=True)
     bps = tiling.blocks_per_sm(gpu)
-    timing = roofline(cost, gpu, problem.dtype, matmul_unit=matmul_unit, blocks_per_sm=bps)
+    kernel_class = efficiency_class(gpu, algorithm, matmul_unit)
+    timing = roofline(cost, gpu, problem.dtype, matmul_unit=matmul_unit, blocks_per_sm=bps,
+                      kernel_class=kernel_class)
     l2_timing = roofline(l2_cost, gpu, problem.dtype, matmul_unit=matmul_unit,
-                         blocks_per_sm=bps)
+                         blocks_per_sm=bps, kernel_class=kernel_class)
     return AttentionPrediction(problem, gpu, algorithm, tiling, cost, timing, l2_cost,
-                               l2_timing)
+                               l2_timing, kernel_class)
 
 
 def costs(algorithm: str, *, B, N, H, D, S=None, K=None, Dv=None, dtype_bytes=2.0,

@@ -7,8 +7,11 @@ A profile is data, not code. Every number sits in an inline table with its ``sou
 
 Sections: ``[spec]`` (datasheet or measured hardware numbers), ``[efficiency]`` (achievable
 fraction of each peak, from published microbenchmarks or our own measurements) and
-``[price]`` (``usd_per_gpu_hour`` with a ``date``). Numbers derived from others (SRAM
-bandwidth, ridge points) are properties, never stored twice.
+``[price]`` (``usd_per_gpu_hour`` with a ``date``). A calibrated profile (written by
+``memsim calibrate``) may add ``[class_efficiency."<kernel class>"]`` tables: factors fitted
+to one kernel class's measurements (e.g. ``"sdpa/flash"``), used for predictions of that
+class. Numbers derived from others (SRAM bandwidth, ridge points) are properties, never
+stored twice.
 
 The profiles ship inside the wheel as package data (``memsim/hardware_profiles``); in a
 source checkout they are read from the repository's ``hardware_profiles/``.
@@ -110,6 +113,7 @@ class GPU(BaseModel):
     price: Price
     sources: dict[str, str]
     calibrated_from: str = ""
+    class_efficiency: dict[str, dict[str, float]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _every_number_has_a_source(self) -> GPU:
@@ -117,6 +121,16 @@ class GPU(BaseModel):
             for key, value in getattr(self, section).model_dump().items():
                 if value is not None and not self.sources.get(f"{section}.{key}"):
                     raise ValueError(f"{section}.{key} has no source")
+        units = set(Efficiency.model_fields)
+        for name, factors in self.class_efficiency.items():
+            for unit, value in factors.items():
+                if unit not in units:
+                    raise ValueError(f"class_efficiency.{name}.{unit} is not an efficiency "
+                                     f"unit ({', '.join(sorted(units))})")
+                if not 0 < value <= 1:
+                    raise ValueError(f"class_efficiency.{name}.{unit}={value} must be in (0, 1]")
+                if not self.sources.get(f"class_efficiency.{name}.{unit}"):
+                    raise ValueError(f"class_efficiency.{name}.{unit} has no source")
         if self.spec.shared_memory_per_block_max_bytes > self.spec.shared_memory_per_sm_bytes:
             raise ValueError(
                 f"spec.shared_memory_per_block_max_bytes={self.spec.shared_memory_per_block_max_bytes}"
@@ -124,6 +138,14 @@ class GPU(BaseModel):
                 f"{self.spec.shared_memory_per_sm_bytes}"
             )
         return self
+
+    def for_class(self, kernel_class: str | None) -> GPU:
+        """This profile with the efficiency factors fitted for ``kernel_class`` (a
+        calibrated profile's ``[class_efficiency."<class>"]``), or itself if it has none."""
+        factors = self.class_efficiency.get(kernel_class or "")
+        if not factors:
+            return self
+        return self.model_copy(update={"efficiency": self.efficiency.model_copy(update=factors)})
 
     # ---- derived numbers -------------------------------------------------------------
 
@@ -251,9 +273,14 @@ def load_profile_file(path: Path | str) -> GPU:
     eff = {k: float(v) if isinstance(v, int) else v for k, v in eff.items()}
     if isinstance(price["usd_per_gpu_hour"], int):
         price["usd_per_gpu_hour"] = float(price["usd_per_gpu_hour"])
+    classes, class_sources = {}, {}
+    for name, table in (raw.pop("class_efficiency", None) or {}).items():
+        values, sources = _split_sourced(f"class_efficiency.{name}", table, path)
+        classes[name] = {k: float(v) for k, v in values.items()}
+        class_sources.update(sources)
     try:
-        return GPU(**raw, spec=spec, efficiency=eff, price=price,
-                   sources={**spec_sources, **eff_sources})
+        return GPU(**raw, spec=spec, efficiency=eff, price=price, class_efficiency=classes,
+                   sources={**spec_sources, **eff_sources, **class_sources})
     except ValidationError as exc:
         raise InputError("profile", path.name, "is invalid:\n" + format_validation_error(exc)
                          ) from None

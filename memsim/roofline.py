@@ -67,13 +67,15 @@ class Timing:
 
 
 def roofline(cost: Cost, gpu, dtype: str = "bf16", *, matmul_unit: str = "tensor",
-             blocks_per_sm: Number | None = None) -> Timing:
+             blocks_per_sm: Number | None = None, kernel_class: str | None = None) -> Timing:
     """Time of ``cost`` on ``gpu`` (see module docstring). ``gpu``: memsim.hardware.GPU.
 
     ``matmul_unit``: "tensor" (production kernels) or "fp32" (CUDA cores, as memsim's
     Numba kernels compute). ``blocks_per_sm``: resident blocks per SM from the Tiling's
-    occupancy; omitted, no wave quantisation is applied.
+    occupancy; omitted, no wave quantisation is applied. ``kernel_class``: use the
+    efficiency factors a calibrated profile fitted for that class, where it has them.
     """
+    gpu = gpu.for_class(kernel_class)
     matmul_rate = gpu.achievable_flop_per_s(matmul_unit, dtype)
     fp8_rate = matmul_rate
     if matmul_unit == "tensor" and gpu.spec.fp8_tensor_flop_per_s is not None:

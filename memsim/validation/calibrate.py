@@ -365,6 +365,17 @@ def profile_toml(cal: Calibration) -> str:
     p = g.price
     lines += ["", "[price]", _sourced("usd_per_gpu_hour", p.usd_per_gpu_hour, p.source,
                                       date=p.date)]
+    for name, fitted in sorted(cal.classes.items()):
+        if fitted["model"] != "analytic" or not fitted["factors"]:
+            continue
+        group = name.removesuffix(" (analytic)")
+        loo = fitted["errors"]["leave_one_out"]["median_abs"]
+        source = (f"memsim calibrate: fitted to {fitted['n']} {group} cases in "
+                  f"{g.calibrated_from} (analytic model; leave-one-out median |error| "
+                  + ("n/a" if loo is None else f"{loo:.1%}") + ")")
+        lines += ["", f"[class_efficiency.{_toml_value(group)}]"]
+        for unit, value in sorted(fitted["factors"].items()):
+            lines.append(_sourced(unit, min(float(value), 1.0), source))
     return "\n".join(lines) + "\n"
 
 
