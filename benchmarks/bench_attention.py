@@ -8,13 +8,11 @@ process. Reported, never asserted.
 
 from __future__ import annotations
 
-import os
-import shutil
 import statistics
-import subprocess
-import sys
 import time
 from typing import Any
+
+from benchmarks import _cli
 
 CONFIGS = 1_000_000
 REPEATS = 3
@@ -66,22 +64,9 @@ def vectorised(n: int = CONFIGS, repeats: int = REPEATS) -> dict[str, Any]:
             "target_evals_per_s": 1_000_000}
 
 
-def _memsim_command() -> list[str]:
-    exe = shutil.which("memsim", path=os.path.dirname(sys.executable))
-    return [exe] if exe else [sys.executable, "-c", "from memsim.cli import main; main()"]
-
-
 def cold_start(repeats: int = 5) -> dict[str, Any]:
     """Median wall time of a fresh `memsim attention --json` process."""
-    cmd = _memsim_command() + COLD_START_ARGS
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        subprocess.run(cmd, check=True, capture_output=True)
-        times.append(time.perf_counter() - t0)
-    return {"name": "cli_attention_cold_start", "seconds": statistics.median(times),
-            "min_seconds": min(times), "repeats": repeats, "target_seconds": 1.0,
-            "command": " ".join(["memsim", *COLD_START_ARGS])}
+    return _cli.cold_start("cli_attention_cold_start", COLD_START_ARGS, 1.0, repeats)
 
 
 def run() -> list[dict[str, Any]]:

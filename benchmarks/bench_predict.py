@@ -7,13 +7,10 @@ Nothing here asserts on time.
 
 from __future__ import annotations
 
-import os
-import shutil
-import statistics
-import subprocess
-import sys
 import time
 from typing import Any
+
+from benchmarks import _cli
 
 COLD_START_ARGS = ["predict", "--model", "llama-3-70b", "--gpu", "h100-sxm",
                    "--context", "131072", "--tp", "2", "--json"]
@@ -21,22 +18,9 @@ SWEEP_MODELS = ("llama-3-8b", "llama-3-70b", "mistral-7b", "gemma-3-27b", "mixtr
                 "deepseek-v3.2")
 
 
-def _memsim_command() -> list[str]:
-    exe = shutil.which("memsim", path=os.path.dirname(sys.executable))
-    return [exe] if exe else [sys.executable, "-c", "from memsim.cli import main; main()"]
-
-
 def cold_start(repeats: int = 5) -> dict[str, Any]:
     """Median wall time of a fresh `memsim predict` process (import + predict + print)."""
-    cmd = _memsim_command() + COLD_START_ARGS
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        subprocess.run(cmd, check=True, capture_output=True)
-        times.append(time.perf_counter() - t0)
-    return {"name": "predict_cold_start", "seconds": statistics.median(times),
-            "min_seconds": min(times), "target_seconds": 1.5, "command": " ".join(
-                ["memsim"] + COLD_START_ARGS)}
+    return _cli.cold_start("predict_cold_start", COLD_START_ARGS, 1.5, repeats)
 
 
 def sweep_throughput(contexts: int = 64, batches: int = 32, repeats: int = 3) -> list[dict]:

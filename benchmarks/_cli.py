@@ -1,0 +1,34 @@
+"""Timing a fresh ``memsim`` process, shared by the benchmarks."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+
+def memsim_command() -> list[str]:
+    """The ``memsim`` console script beside this interpreter, or the module as a fallback."""
+    exe = shutil.which("memsim", path=os.path.dirname(sys.executable))
+    return [exe] if exe else [sys.executable, "-m", "memsim"]
+
+
+def wall_times_s(args: list[str], repeats: int) -> list[float]:
+    """Wall time of ``memsim *args`` in a new process, ``repeats`` times (seconds)."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        subprocess.run([*memsim_command(), *args], check=True, capture_output=True)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def cold_start(name: str, args: list[str], target_s: float, repeats: int = 5) -> dict:
+    """Median and minimum cold-start time of ``memsim *args``, as a benchmark record."""
+    times = wall_times_s(args, repeats)
+    return {"name": name, "seconds": statistics.median(times), "min_seconds": min(times),
+            "repeats": repeats, "target_seconds": target_s,
+            "command": " ".join(["memsim", *args])}
