@@ -105,52 +105,74 @@ def print_table(result: dict[str, Any]) -> None:
             f"), {_fmt_s(est['time_s'])}, bound by {est['bound']}. `memsim trace` simulates it.")
 
 
+class Opt:
+    """The attention-problem options, shared by ``memsim attention`` and ``memsim trace``."""
+
+    algorithm = typer.Option("flash2", help=ALGORITHM_HELP)
+    gpu = typer.Option("h100-sxm", help="GPU profile name (memsim gpus) or a .toml")
+    batch = typer.Option(1, help="B, sequences")
+    heads = typer.Option(32, help="H, query heads")
+    kv_heads = typer.Option(None, help="K, key/value heads (default H)")
+    seq_len = typer.Option(4096, help="N, query tokens")
+    kv_len = typer.Option(None, help="S, key/value tokens (default N)")
+    head_dim = typer.Option(128, help="D, head dimension of Q and K")
+    head_dim_v = typer.Option(None, help="Dv, head dimension of V (default D)")
+    dtype = typer.Option("bf16", help="fp32 | fp16 | bf16 | fp8")
+    causal = typer.Option(False, "--causal", help="causal mask")
+    bidirectional = typer.Option(False, "--bidirectional", help="window is symmetric (encoders)")
+    window = typer.Option(None, help="sliding window W (implies causal)")
+    chunk = typer.Option(None, help="chunked local attention C (implies causal)")
+    top_k = typer.Option(None, "--top-k", help="keys per query (dsa)")
+    mla = typer.Option(False, "--mla", help="V is a slice of the shared latent K")
+    index_heads = typer.Option(64, help="dsa indexer heads H_I")
+    index_head_dim = typer.Option(128, help="dsa indexer head dim D_I")
+    block_q = typer.Option(None, "--block-q", help="Br, query tokens per tile")
+    block_kv = typer.Option(None, "--block-kv", help="Bc, keys per tile")
+    heads_per_block = typer.Option(None, help="query heads packed per block")
+    kv_splits = typer.Option(None, help="decoding splits (flash_decode, dsa)")
+    threads = typer.Option(None, help="threads per block (default 128)")
+    sram_limit = typer.Option(None, help="SRAM bytes per block (default: the GPU's)")
+    matmul_unit = typer.Option("tensor", help="tensor | fp32 (Numba kernels)")
+    as_json = typer.Option(False, "--json", help="print one JSON object")
+
+
+def build_from(options: dict):  # type: ignore[no-untyped-def]
+    """:func:`build` from a command's local variables (the names of :func:`build`'s
+    parameters are the option names)."""
+    import inspect
+
+    names = inspect.signature(build).parameters
+    return build(**{k: v for k, v in options.items() if k in names})
+
+
+def check_matmul_unit(matmul_unit: str) -> None:
+    from memsim.errors import InputError
+
+    if matmul_unit not in ("tensor", "fp32"):
+        raise InputError("matmul_unit", matmul_unit, "must be 'tensor' or 'fp32'")
+
+
 @app.command("attention")
 @user_errors
 def attention(
-    algorithm: str = typer.Option("flash2", help=ALGORITHM_HELP),
-    gpu: str = typer.Option("h100-sxm", help="GPU profile name (memsim gpus) or a .toml"),
-    batch: int = typer.Option(1, help="B, sequences"),
-    heads: int = typer.Option(32, help="H, query heads"),
-    kv_heads: int = typer.Option(None, help="K, key/value heads (default H)"),
-    seq_len: int = typer.Option(4096, help="N, query tokens"),
-    kv_len: int = typer.Option(None, help="S, key/value tokens (default N)"),
-    head_dim: int = typer.Option(128, help="D, head dimension of Q and K"),
-    head_dim_v: int = typer.Option(None, help="Dv, head dimension of V (default D)"),
-    dtype: str = typer.Option("bf16", help="fp32 | fp16 | bf16 | fp8"),
-    causal: bool = typer.Option(False, "--causal", help="causal mask"),
-    bidirectional: bool = typer.Option(False, "--bidirectional",
-                                       help="window is symmetric (encoders)"),
-    window: int = typer.Option(None, help="sliding window W (implies causal)"),
-    chunk: int = typer.Option(None, help="chunked local attention C (implies causal)"),
-    top_k: int = typer.Option(None, "--top-k", help="keys per query (dsa)"),
-    mla: bool = typer.Option(False, "--mla", help="V is a slice of the shared latent K"),
-    index_heads: int = typer.Option(64, help="dsa indexer heads H_I"),
-    index_head_dim: int = typer.Option(128, help="dsa indexer head dim D_I"),
+    algorithm: str = Opt.algorithm, gpu: str = Opt.gpu, batch: int = Opt.batch,
+    heads: int = Opt.heads, kv_heads: int = Opt.kv_heads, seq_len: int = Opt.seq_len,
+    kv_len: int = Opt.kv_len, head_dim: int = Opt.head_dim, head_dim_v: int = Opt.head_dim_v,
+    dtype: str = Opt.dtype, causal: bool = Opt.causal, bidirectional: bool = Opt.bidirectional,
+    window: int = Opt.window, chunk: int = Opt.chunk, top_k: int = Opt.top_k,
+    mla: bool = Opt.mla, index_heads: int = Opt.index_heads,
+    index_head_dim: int = Opt.index_head_dim,
     pass_: str = typer.Option("forward", "--pass", help="forward | backward | forward+backward"),
-    block_q: int = typer.Option(None, "--block-q", help="Br, query tokens per tile"),
-    block_kv: int = typer.Option(None, "--block-kv", help="Bc, keys per tile"),
-    heads_per_block: int = typer.Option(None, help="query heads packed per block"),
-    kv_splits: int = typer.Option(None, help="flash_decode splits"),
-    threads: int = typer.Option(None, help="threads per block (default 128)"),
-    sram_limit: int = typer.Option(None, help="SRAM bytes per block (default: the GPU's)"),
-    matmul_unit: str = typer.Option("tensor", help="tensor | fp32 (Numba kernels)"),
-    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+    block_q: int = Opt.block_q, block_kv: int = Opt.block_kv,
+    heads_per_block: int = Opt.heads_per_block, kv_splits: int = Opt.kv_splits,
+    threads: int = Opt.threads, sram_limit: int = Opt.sram_limit,
+    matmul_unit: str = Opt.matmul_unit, as_json: bool = Opt.as_json,
 ) -> None:
     """FLOPs, bytes at every memory level, workspace and roofline time of one attention call."""
     from memsim.attention import predict
 
-    if matmul_unit not in ("tensor", "fp32"):
-        from memsim.errors import InputError
-
-        raise InputError("matmul_unit", matmul_unit, "must be 'tensor' or 'fp32'")
-    problem, profile, tiling = build(
-        algorithm=algorithm, gpu=gpu, batch=batch, heads=heads, kv_heads=kv_heads,
-        seq_len=seq_len, kv_len=kv_len, head_dim=head_dim, head_dim_v=head_dim_v,
-        dtype=dtype, causal=causal, bidirectional=bidirectional, window=window, chunk=chunk,
-        top_k=top_k, mla=mla, index_heads=index_heads, index_head_dim=index_head_dim,
-        pass_=pass_, block_q=block_q, block_kv=block_kv, heads_per_block=heads_per_block,
-        kv_splits=kv_splits, threads=threads, sram_limit=sram_limit)
+    check_matmul_unit(matmul_unit)
+    problem, profile, tiling = build_from(locals())
     result = predict(problem, profile, algorithm, tiling, matmul_unit=matmul_unit).to_dict()
     if as_json:
         typer.echo(json.dumps(result))
