@@ -50,6 +50,13 @@ def index_key_bytes(head_dim, elem_bytes, scale_block=128):
 ALGORITHM_NAMES = ("standard", "flash1", "flash2", "flash_decode", "dsa")
 
 
+def indexer_sram_bytes(index_block_q, block_kv, index_heads, index_head_dim,
+                       index_elem_bytes):
+    """SRAM of a DSA indexer block: its query tile Br_I·H_I·D_I and one key tile."""
+    return (index_block_q * index_heads * index_head_dim * index_elem_bytes
+            + block_kv * index_key_bytes(index_head_dim, index_elem_bytes))
+
+
 def sram_footprint_bytes(algorithm: str, rows, block_q, block_kv, D, Dv, mla, elem_bytes,
                          index_heads=0, index_head_dim=0, index_elem_bytes=0.0,
                          index_block_q=0):
@@ -65,8 +72,8 @@ def sram_footprint_bytes(algorithm: str, rows, block_q, block_kv, D, Dv, mla, el
         return np.maximum(rows * D + block_kv * D, rows * block_kv + block_kv * Dv) * e
     if algorithm == "dsa":
         sparse = (rows * D + block_kv * (D + dv_load)) * e
-        indexer = (index_block_q * index_heads * index_head_dim * index_elem_bytes
-                   + block_kv * index_key_bytes(index_head_dim, index_elem_bytes))
+        indexer = indexer_sram_bytes(index_block_q, block_kv, index_heads, index_head_dim,
+                                     index_elem_bytes)
         return np.maximum(sparse, indexer)
     raise InputError("algorithm", algorithm, f"must be one of {ALGORITHM_NAMES}")
 
@@ -228,10 +235,10 @@ def default_tiling(problem, gpu, algorithm: str, *, block_q: int | None = None,
     return tiling
 
 
-def _indexer_over(tiling: Tiling, limit: int) -> bool:
+def _indexer_over(t: Tiling, limit: int) -> bool:
     """Whether the indexer's tiles alone exceed the SRAM limit."""
-    indexer = tiling.model_copy(update={"heads_per_block": 0, "block_q": 0})
-    return indexer.sram_bytes > limit
+    return indexer_sram_bytes(t.index_block_q, t.block_kv, t.index_heads, t.index_head_dim,
+                              t.index_elem_bytes) > limit
 
 
 def _default_indexer():
