@@ -382,10 +382,11 @@ def test_flash2_forward_moves_fewer_bytes_than_standard_with_default_tiles(
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "Open question for the lead: the backward pass walks the forward's Tiling, Bc = 32 at "
-    "D = 256 (FA-2 forward template), so Q, dO and the fp32 dQ accumulator are re-read "
-    "S/32 times; FA-2's backward has its own tiles, 64×64 at D = 256 on A100/H100 "
-    "(flash_bwd_launch_template.h run_mha_bwd_hdim256), and then stays under standard."))
+    "Known limit of the no-reuse count: FA-2's backward re-reads Q, dO and read-modify-writes "
+    "the fp32 dQ accumulator once per K/V tile, traffic ∝ N·S·D/Bc, while standard's dense "
+    "dP/dS traffic is ∝ N·S; at D = 256 (Bc = 64, the forward's tiles) that is 13.4 GB "
+    "against 11.6 GB at N = 8192. The backward walks the forward's Tiling; FA-2's backward "
+    "has its own launch templates, which memsim does not model yet."))
 def test_flash2_backward_moves_fewer_bytes_than_standard_at_d256() -> None:
     p = AttentionProblem(batch=1, seq_len=8192, heads=8, head_dim=256, mask=Mask(),
                          **{"pass": "backward"})
