@@ -17,8 +17,10 @@ import typer
 from memsim.cli import app, user_errors
 
 MAX_RESTARTS = 3
-_OUT = typer.Option(Path("measurements"), "--out",
-                    help="measurement root: results go to OUT/<profile>/<run-id>.jsonl")
+_OUT = typer.Option(None, "--out",
+                    help="measurement root: results go to OUT/<profile>/<run-id>.jsonl "
+                         "(default: measurements; with --source aiconfigurator, "
+                         "measurements/aiconfigurator/runs/<stamp>)")
 _SUMMARY = typer.Option(None, "--summary", help="only summarise the runs in this folder or file")
 _DIRECTORY = typer.Argument(..., help="measurement folder (or one .jsonl run file)")
 _CALIBRATED_OUT = typer.Option(None, "--out", help="calibrated profile path "
@@ -72,11 +74,27 @@ def validate_cmd(
                                         "(default: 420 for quick, none for full)"),
     summary_dir: Path = _SUMMARY,
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
+    source: str = typer.Option(None, "--source", help="aiconfigurator: compare with the "
+                               "kernel timings published in aiconfigurator-core (no GPU)"),
+    gpu: str = typer.Option(None, "--gpu", help="--source: GPUs (profiles or systems), "
+                            "comma-separated (default: all)"),
+    backend: str = typer.Option(None, "--backend", help="--source: trtllm,vllm,sglang"),
+    ops: str = typer.Option(None, "--ops", help="--source: op classes, comma-separated "
+                            "(attention, mla, encoder, or class names; default: all)"),
+    sample: int = typer.Option(200, "--sample", help="--source: rows per table file "
+                               "(a fixed, seeded sample)"),
+    full: bool = typer.Option(False, "--full", help="--source: score every row"),
+    seed: int = typer.Option(0, "--seed", help="--source: the sample's seed"),
 ) -> None:
-    """Measure ceilings, memsim's kernels, PyTorch SDPA and a small Llama against predictions."""
+    """Measure ceilings, memsim's kernels, PyTorch SDPA and a small Llama against predictions
+    (or, with --source aiconfigurator, compare with published kernel timings)."""
     if summary_dir is not None:
         _print_summary(summary_dir, as_json)
         return
+    if source is not None:
+        _validate_source(source, ops, gpu, backend, sample, full, seed, out, as_json)
+        return
+    out = out if out is not None else Path("measurements")
     from memsim.validation.runner import StickyCudaError, validate
 
     kinds = tuple(k.strip() for k in only.split(",") if k.strip()) if only else None
@@ -93,6 +111,28 @@ def validate_cmd(
                + (f"; {loop.not_run} not run — {loop.stopped}" if loop.stopped else ""))
     typer.echo("")
     _print_summary(result.path, as_json)
+
+
+def _validate_source(source: str, ops: str | None, gpu: str | None, backend: str | None,
+                     sample: int, full: bool, seed: int, out: Path | None,
+                     as_json: bool) -> None:
+    import json
+
+    from memsim.errors import InputError
+
+    if source != "aiconfigurator":
+        raise InputError("source", source, "must be 'aiconfigurator'")
+    from memsim.silicon.command import text, validate_source
+
+    result = validate_source(ops=ops, gpus=gpu, backends=backend, sample=sample, full=full,
+                             seed=seed, out=out, echo=lambda m: typer.echo(m, err=as_json))
+    if as_json:
+        typer.echo(json.dumps(result))
+    else:
+        typer.echo("")
+        typer.echo(text(result))
+        typer.echo(f"\nwritten: {result['path']}/summary.json, summary.txt and "
+                   f"{len(result['runs'])} run files")
 
 
 @app.command("calibrate")

@@ -86,6 +86,8 @@ def samples_from(cases: list[dict[str, Any]], model: str = "analytic") -> list[S
         work, meas = c.get("work"), (c.get("measurement") or {}).get("time_s")
         if c.get("status") != "ok" or not work or not isinstance(meas, int | float) or meas <= 0:
             continue
+        if c.get("kind") == "silicon":  # roofline terms, fitted by calibrate_silicon
+            continue
         if "analytic" in work or "trace" in work:
             work = work.get(model)
         elif model != "analytic":
@@ -419,3 +421,162 @@ def format_text(cal: Calibration) -> str:
             lines.append(f"    remaining log error per decade of FLOPs: "
                          f"{c['size_trend_per_decade']:+.3f}")
     return "\n".join(lines)
+
+
+# ---- per (kernel class, backend), from roofline terms: the silicon database -------------
+#
+# Rows measured by others (memsim.silicon) come with the roofline *terms* of memsim's
+# prediction, the fitted units' at efficiency 1 (``matmul_s``, ``hbm_s``, ``link_s``) and
+# the rest at the profile's (``vector_s``, ``other_memory_s``). A class's fit is then
+#     t = max(matmul_s / e_tensor + vector_s, hbm_s / e_hbm, other_memory_s)
+#         + link_s / e_interconnect + floor_s
+# with one efficiency per unit the class uses and one latency floor (replacing the
+# profile's per-launch constant), shared by every GPU it is fitted on, so it carries to a
+# GPU never fitted: only the terms change with the datasheet.
+
+TERM_UNITS = {"tensor": "matmul_s", "hbm_bandwidth": "hbm_s", "interconnect": "link_s"}
+FLOOR_RANGE_S = (1e-7, 1e-3)
+
+
+def retime_terms(terms: dict[str, np.ndarray], factors: dict[str, float],
+                 floor_s: float) -> np.ndarray:
+    """Time (s) of rows with roofline ``terms`` under fitted ``factors`` and ``floor_s``."""
+    z = np.zeros_like(terms["hbm_s"])
+    compute = terms.get("matmul_s", z) / factors.get("tensor", 1.0) + terms.get("vector_s", z)
+    memory = np.maximum(terms.get("hbm_s", z) / factors.get("hbm_bandwidth", 1.0),
+                        terms.get("other_memory_s", z))
+    link = terms.get("link_s", z) / factors.get("interconnect", 1.0)
+    return np.maximum(compute, memory) + link + floor_s
+
+
+def term_units(terms: dict[str, np.ndarray], share: float = 0.05) -> list[str]:
+    """The units whose term is at least ``share`` of the time in some rows (fit those)."""
+    total = retime_terms(terms, {}, 0.0)
+    return [u for u, key in TERM_UNITS.items()
+            if key in terms and np.any(terms[key] >= share * total)]
+
+
+def fit_terms(terms: dict[str, np.ndarray], measured_s: np.ndarray, start: dict[str, float],
+              start_floor_s: float, rounds: int = 8, grid: int = 21) -> tuple[dict, float]:
+    """Factors of :func:`term_units` and the floor minimising the mean |log t − log t_meas|
+    (an L1 fit: the median error is the target, and memsim's structural misses on a few
+    shapes must not drag every other row's factors).
+
+    Coordinate descent in log space from ``start`` (the profile's factors): a grid over the
+    whole range, then golden-section refinement; factors in [MIN_FACTOR, 1], the floor in
+    :data:`FLOOR_RANGE_S`. A small pull towards ``start`` picks among factors the rows
+    cannot tell apart (a unit that never binds keeps its datasheet value).
+    """
+    if len(measured_s) == 0:
+        raise InputError("samples", 0, "must hold at least one timed row to fit")
+    log_meas = np.log(measured_s)
+    units = term_units(terms)
+    current = {u: float(start[u]) for u in units}
+    floor = float(np.clip(start_floor_s, *FLOOR_RANGE_S))
+
+    def loss(factors: dict[str, float], floor_s: float) -> float:
+        r = np.log(retime_terms(terms, factors, floor_s)) - log_meas
+        pull = sum((math.log(factors[u]) - math.log(start[u])) ** 2 for u in units)
+        return float(np.mean(np.abs(r))) + PRIOR_WEIGHT * pull
+
+    bounds = {u: (math.log(MIN_FACTOR), 0.0) for u in units}
+    bounds["floor"] = tuple(math.log(b) for b in FLOOR_RANGE_S)
+    start_point = (dict(current), floor)
+    start_loss = loss(current, floor)
+    for r in range(rounds):
+        moved = 0.0
+        for name, (lo, hi) in bounds.items():
+            here = math.log(floor if name == "floor" else current[name])
+            width = (hi - lo) / (2 ** min(r, 6))
+            a, b = max(lo, here - width), min(hi, here + width)
+
+            def at(x: float, name: str = name, floor_s: float = floor) -> float:
+                if name == "floor":
+                    return loss(current, math.exp(x))
+                return loss({**current, name: math.exp(x)}, floor_s)
+
+            xs = np.linspace(a, b, grid)
+            i = int(np.argmin([at(x) for x in xs]))
+            step = (b - a) / (grid - 1)
+            best = _golden(at, max(a, xs[i] - step), min(b, xs[i] + step), tol=1e-6)
+            moved = max(moved, abs(best - here))
+            if name == "floor":
+                floor = math.exp(best)
+            else:
+                current[name] = math.exp(best)
+        if moved < 1e-5:
+            break
+    if loss(current, floor) > start_loss:   # never return worse than where it started
+        return start_point
+    return current, floor
+
+
+def _err_stats(predicted: np.ndarray, measured: np.ndarray) -> dict[str, Any]:
+    e = predicted / measured - 1.0
+    if len(e) == 0:
+        return {"n": 0, "median_abs": None, "p90_abs": None, "bias": None}
+    return {"n": int(len(e)), "median_abs": float(np.median(np.abs(e))),
+            "p90_abs": float(np.quantile(np.abs(e), 0.9)), "bias": float(np.median(e))}
+
+
+def _held_out(terms: dict[str, np.ndarray], measured_s: np.ndarray, fitted_rows: np.ndarray,
+              fold: np.ndarray, factors: dict[str, float], floor: float) -> dict[str, Any]:
+    """Errors of each fold's rows predicted by a fit to the other folds (fitted rows only)."""
+    pred, meas = [], []
+    for f in np.unique(fold[fitted_rows]):
+        train, test = fitted_rows & (fold != f), fitted_rows & (fold == f)
+        if not train.any():
+            continue
+        fa, fl = fit_terms({k: v[train] for k, v in terms.items()}, measured_s[train],
+                           factors, floor, rounds=4)
+        pred.append(retime_terms({k: v[test] for k, v in terms.items()}, fa, fl))
+        meas.append(measured_s[test])
+    if not pred:
+        return _err_stats(np.array([]), np.array([]))
+    return _err_stats(np.concatenate(pred), np.concatenate(meas))
+
+
+def fit_class_terms(terms: dict[str, np.ndarray], measured_s: np.ndarray, gpu: np.ndarray,
+                    bucket: np.ndarray, start: dict[str, float], start_floor_s: float,
+                    fit_gpus: tuple[str, ...], datasheet_s: np.ndarray,
+                    case_fold: np.ndarray | None = None) -> dict[str, Any]:
+    """One (class, backend): fit on the rows of ``fit_gpus``, check on what was not fitted.
+
+    Reports the fitted factors and floor; in-sample errors on the fitted GPUs; two held-out
+    checks on those GPUs: leave one *size bucket* out (each bucket of measured time
+    predicted by a fit to the others: extrapolation in size, the floor's hardest test) and,
+    with ``case_fold``, leave *cases* out (every row of a model shape held out together, in
+    5 folds: a shape the fit never saw); and per unseen GPU, the errors of the class's
+    factors applied to that GPU's datasheet terms, beside the uncalibrated (datasheet)
+    errors on the same rows.
+    """
+    fitted_rows = np.isin(gpu, fit_gpus)
+    if not fitted_rows.any():
+        return {"n_fit": 0, "note": f"no rows on {', '.join(fit_gpus)} to fit"}
+    sub = {k: v[fitted_rows] for k, v in terms.items()}
+    factors, floor = fit_terms(sub, measured_s[fitted_rows], start, start_floor_s)
+    out: dict[str, Any] = {
+        "n_fit": int(fitted_rows.sum()), "fit_gpus": list(fit_gpus), "factors": factors,
+        "floor_s": floor,
+        "fitted": _err_stats(retime_terms(sub, factors, floor), measured_s[fitted_rows]),
+        "fitted_datasheet": _err_stats(datasheet_s[fitted_rows], measured_s[fitted_rows]),
+    }
+    out["leave_one_bucket_out"] = _held_out(terms, measured_s, fitted_rows, bucket, factors,
+                                            floor)
+    if case_fold is not None:
+        out["leave_cases_out"] = _held_out(terms, measured_s, fitted_rows, case_fold, factors,
+                                           floor)
+    unseen = {}
+    for name in sorted(set(gpu[~fitted_rows].tolist())):
+        rows = gpu == name
+        sub = {k: v[rows] for k, v in terms.items()}
+        unseen[name] = {"calibrated": _err_stats(retime_terms(sub, factors, floor),
+                                                 measured_s[rows]),
+                        "datasheet": _err_stats(datasheet_s[rows], measured_s[rows])}
+    out["unseen"] = unseen
+    pred = retime_terms({k: v[fitted_rows] for k, v in terms.items()}, factors, floor)
+    resid = np.log(measured_s[fitted_rows]) - np.log(pred)
+    size = np.log10(measured_s[fitted_rows])
+    out["size_trend_per_decade"] = (float(np.polyfit(size, resid, 1)[0])
+                                    if len(resid) >= 3 and np.ptp(size) > 0 else None)
+    return out
