@@ -1,19 +1,15 @@
 """The non-attention operators of a layer as roofline Costs: GEMMs, element-wise kernels,
-the MoE experts, the all-reduce of tensor parallelism."""
+the expected experts a step touches, the ring all-reduce."""
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from memsim.cost import Cost
 from memsim.hardware import GPU
-from memsim.models import LayerGroup
-
-if TYPE_CHECKING:
-    from memsim.inference.deployment import Setup
 
 GEMM_TILE = 128  # CUTLASS default threadblock tile 128×128: blocks of a GEMM for the roofline
 
@@ -64,26 +60,3 @@ def _time_s(cost: Cost, gpu: GPU, dtype: str, blocks_per_sm: Any = None) -> Any:
     from memsim.roofline import roofline
 
     return roofline(cost, gpu, dtype, blocks_per_sm=blocks_per_sm).time_s
-
-
-
-def _mlp_time_s(setup: Setup, g: LayerGroup, T: Any, w_b: float, a_b: float,
-                dtype: str) -> Any:
-    h, G, mlp, gpu = setup.model.hidden_size, setup.tp, g.mlp, setup.gpu
-    if not mlp.is_moe:
-        p = mlp.expert_params(h) / G
-        return _time_s(_gemm(T, p, h, h, w_b, a_b), gpu, dtype)
-    # MoE: router, then the experts the step's tokens touch (weights of those read once),
-    # top-k experts' FLOPs per token, plus the always-on shared experts.
-    expert = mlp.expert_params(h) / G
-    touched = touched_experts(mlp.experts, mlp.experts_per_token, T)
-    flops_params = mlp.experts_per_token * expert + mlp.shared_params(h) / G
-    read = (touched * expert + mlp.shared_params(h) / G) * w_b \
-        + T * h * a_b * (1 + mlp.experts_per_token)
-    write = T * h * a_b * (1 + mlp.experts_per_token)
-    experts = Cost(matmul_flops=2.0 * T * flops_params, global_read_bytes=read,
-                   global_write_bytes=write, hbm_read_bytes=read, hbm_write_bytes=write,
-                   launches=2.0, blocks=np.ceil(T * mlp.experts_per_token / GEMM_TILE)
-                   * math.ceil(mlp.intermediate / GEMM_TILE))
-    router = _gemm(T, mlp.router_params(h), h, mlp.experts, w_b, a_b)
-    return _time_s(router, gpu, dtype) + _time_s(experts, gpu, dtype)
