@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from memsim.errors import InputError
+from memsim.inference.capacity import max_batch
 from memsim.inference.deployment import (
     TP_CANDIDATES,
     Setup,
@@ -40,7 +42,12 @@ def min_gpus_to_fit(setup: Setup, context: Any, batch: Any) -> Any:
 
 def predict_arrays(setup: Setup, context: Any, batch: Any,
                    with_min_gpus: bool = True) -> dict[str, Any]:
-    """Vectorised prediction: every value an array over the broadcast (context, batch)."""
+    """Vectorised prediction: every value an array over the broadcast (context, batch).
+
+    ``batch`` is the deployment's batch (all attention replicas together). Decode's
+    ``time_per_token_s`` is the time between two tokens of one sequence (the step time over
+    the tokens a step yields with MTP); $ is for all ``setup.n_gpus`` GPUs.
+    """
     ctx = _positive_array("context", context)
     B = _positive_array("batch", batch)
     ctx, B = np.broadcast_arrays(ctx, B)
@@ -49,16 +56,19 @@ def predict_arrays(setup: Setup, context: Any, batch: Any,
     v = vram(setup, ctx, B, pre.workspace_bytes)
     if with_min_gpus:
         v["min_gpus_to_fit"] = min_gpus_to_fit(setup, ctx, B)
-    G, price = setup.tp, setup.price
+    G, price = setup.n_gpus, setup.price
     out: dict[str, Any] = {"vram": v}
     pre_t = pre.time_s
     out["prefill"] = {"time_s": pre_t, "tokens_per_s": B * ctx / pre_t,
                       "usd_per_million_tokens": usd_per_million_tokens(pre_t, B * ctx, G, price),
                       "operators_s": pre.operators_s}
     if dec is not None:
-        step = dec.time_s
-        out["decode"] = {"time_per_token_s": step, "tokens_per_s": B / step,
-                         "usd_per_million_tokens": usd_per_million_tokens(step, B, G, price),
+        step, per_step = dec.time_s, setup.tokens_per_step
+        out["decode"] = {"time_per_token_s": step / per_step, "step_time_s": step,
+                         "tokens_per_step": per_step + 0 * step,
+                         "tokens_per_s": B * per_step / step,
+                         "usd_per_million_tokens": usd_per_million_tokens(step, B * per_step,
+                                                                          G, price),
                          "operators_s": dec.operators_s}
     else:
         out["decode"] = None
@@ -74,10 +84,36 @@ def warnings_for(setup: Setup, context: int) -> list[str]:
     return []
 
 
-def predict(setup: Setup, context: int, batch: int = 1) -> dict[str, Any]:
-    """One prediction as a JSON-able dict (the ``memsim predict --json`` contract)."""
+def deployment(setup: Setup) -> dict[str, Any]:
+    """The deployment in full, as JSON: GPUs, parallelism, dtypes, MTP, price."""
+    return {"gpus": setup.n_gpus, "tp": setup.tp, "pp": setup.pp, "ep": setup.ep,
+            "dp_attention": setup.dp_attention, "attention_replicas": setup.attention_dp,
+            "attention": setup.attention, "weight_dtype": setup.weight_dtype,
+            "kv_dtype": setup.kv_dtype, "mtp": setup.mtp,
+            "acceptance": setup.acceptance if setup.mtp else None,
+            "usd_per_gpu_hour": setup.price, "prefill_chunk": setup.prefill_chunk}
+
+
+def resolve_batch(setup: Setup, context: int, batch: int | str) -> int:
+    """``batch`` as an integer: ``"max"`` is the largest batch that fits (exit 2 if none)."""
+    if batch != "max":
+        _positive_int("batch", batch)
+        return int(batch)
+    best = int(max_batch(setup, context))
+    if best == 0:
+        raise InputError("batch", "max", f"nothing fits: not even {setup.attention_dp} "
+                         f"sequence(s) of {context} tokens fit on {setup.n_gpus} × "
+                         f"{setup.gpu.name} with this deployment")
+    return best
+
+
+def predict(setup: Setup, context: int, batch: int | str = 1) -> dict[str, Any]:
+    """One prediction as a JSON-able dict (the ``memsim predict --json`` contract).
+
+    ``batch="max"`` predicts at the largest batch that fits (:func:`max_batch`).
+    """
     _positive_int("context", context)
-    _positive_int("batch", batch)
+    batch = resolve_batch(setup, context, batch)
     r = predict_arrays(setup, context, batch)
     v = r["vram"]
     best = int(v["min_gpus_to_fit"])
@@ -90,10 +126,7 @@ def predict(setup: Setup, context: int, batch: int = 1) -> dict[str, Any]:
     p = r["prefill"]
     out: dict[str, Any] = {
         "model": setup.model.name, "gpu": setup.gpu.name, "context": context, "batch": batch,
-        "tp": setup.tp, "attention": setup.attention, "weight_dtype": setup.weight_dtype,
-        "kv_dtype": setup.kv_dtype, "usd_per_gpu_hour": setup.price,
-        "all_global": setup.all_global, "prefill_chunk": setup.prefill_chunk,
-        "vram": vram_out,
+        **deployment(setup), "all_global": setup.all_global, "vram": vram_out,
         "prefill": {"time_s": _scalar(p["time_s"]), "tokens": context * batch,
                     "tokens_per_s": _scalar(p["tokens_per_s"]),
                     "usd_per_million_tokens": _scalar(p["usd_per_million_tokens"]),
@@ -107,6 +140,8 @@ def predict(setup: Setup, context: int, batch: int = 1) -> dict[str, Any]:
                          "note": "encoder model: no autoregressive decode"}
     else:
         out["decode"] = {"time_per_token_s": _scalar(d["time_per_token_s"]),
+                         "step_time_s": _scalar(d["step_time_s"]),
+                         "tokens_per_step": _scalar(d["tokens_per_step"]),
                          "position": context,
                          "tokens_per_s": _scalar(d["tokens_per_s"]),
                          "usd_per_million_tokens": _scalar(d["usd_per_million_tokens"]),
@@ -129,11 +164,11 @@ def takeaway(pred: dict[str, Any]) -> str:
     v = pred["vram"]
     gib = 2**30
     if v["fits"]:
-        fit = f"fits on {pred['tp']} × {pred['gpu']} ({v['total_bytes'] / gib:.1f} of " \
+        fit = f"fits on {pred['gpus']} × {pred['gpu']} ({v['total_bytes'] / gib:.1f} of " \
               f"{v['capacity_bytes'] / gib:.1f} GiB per GPU"
     else:
         need = v["min_gpus_to_fit"]
-        fit = (f"does not fit on {pred['tp']} × {pred['gpu']}: short by "
+        fit = (f"does not fit on {pred['gpus']} × {pred['gpu']}: short by "
                f"{v['shortfall_bytes'] / gib:.1f} GiB per GPU"
                + (f", needs {need} GPUs" if need else ", not even on 64 GPUs")
                + f" ({v['total_bytes'] / gib:.1f} GiB per GPU")
