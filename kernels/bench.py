@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from memsim.algorithms import runs_mask, tiles_queries
 from memsim.errors import InputError
 from memsim.problem import AttentionProblem, Indexer, Mask
 from memsim.tiling import Tiling, default_tiling
@@ -79,25 +80,25 @@ def validate(problem: AttentionProblem, tiling: Tiling, host: dict,
              out: dict[str, np.ndarray]) -> dict[str, float]:
     """Relative errors of the outputs ``out`` (host copies) on sampled rows; ∞ for an
     output with an unwritten (NaN) element where every element must be written."""
-    p, algorithm = problem, tiling.algorithm
+    p = problem
     rows = sample_rows(p.N)
     errors = {"o_written": 0.0 if np.isfinite(out["o"]).all() else float("inf")}
-    if algorithm == "dsa":
-        return errors | _validate_dsa(p, tiling, host, out, rows)
+    if "idx" in out:                          # a top-k selection: sparse attention
+        return errors | _validate_sparse(p, host, out, rows)
     o_ref, lse_ref = reference.attention(host["q"], host["k"], host.get("v"), p.mask, p.Dv,
                                          rows=rows)
     errors["o"] = relative_error(out["o"][:, rows], o_ref)
-    if algorithm == "flash2":
+    if "lse" in out:                           # logsumexp (B, H, N)
         errors["lse"] = relative_error(out["lse"][:, :, rows], lse_ref)
-    elif algorithm == "flash1":
+    elif "m" in out and "ell" in out:          # FA-1's running max and sum
         with np.errstate(divide="ignore"):
             lse = out["m"].astype(np.float64) + np.log(out["ell"].astype(np.float64))
         errors["lse"] = relative_error(lse[:, :, rows], lse_ref)
     return errors
 
 
-def _validate_dsa(p: AttentionProblem, tiling: Tiling, host: dict, out: dict,
-                  rows: np.ndarray) -> dict[str, float]:
+def _validate_sparse(p: AttentionProblem, host: dict, out: dict,
+                     rows: np.ndarray) -> dict[str, float]:
     from .dsa import valid_top_k
 
     counts = reference.selected_counts(p.N, p.S, p.mask.top_k)[rows]
@@ -246,7 +247,7 @@ def problem_from(args: argparse.Namespace) -> AttentionProblem:
     mask = Mask(causal=args.causal or args.top_k is not None or args.chunk is not None,
                 window=args.window, chunk=args.chunk, top_k=args.top_k)
     indexer = None
-    if args.kernel == "dsa":
+    if runs_mask(args.kernel, "topk"):
         indexer = Indexer(heads=args.index_heads, head_dim=args.index_head_dim,
                           dtype=args.index_dtype or args.dtype)
     return AttentionProblem(
@@ -268,7 +269,7 @@ def tiling_from(problem: AttentionProblem, kernel: str, gpu: str, *,
 
     device = load_gpu(gpu)
     sizes = [(block_q, block_kv)]
-    if kernel in ("standard", "flash1", "flash2") and block_q is None and block_kv is None:
+    if tiles_queries(kernel) and block_q is None and block_kv is None:
         sizes = sorted(((br, bc) for br in TILE_SIZES for bc in TILE_SIZES),
                        key=lambda s: (min(s), s[0] * s[1], s[0]), reverse=True)
     for i, (br, bc) in enumerate(sizes):

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from memsim.algorithms import ALGORITHMS, for_layer, runs_mask
 from memsim.cost import Cost
 from memsim.errors import InputError
 from memsim.hardware import GPU
@@ -34,7 +35,7 @@ from memsim.models import Attention, LayerGroup, ModelConfig
 from memsim.problem import AttentionProblem, Mask
 from memsim.units import SECONDS_PER_HOUR, TOKENS_PER_MILLION, dtype_bytes
 
-ATTENTION_CHOICES = ("auto", "standard", "flash1", "flash2", "flash_decode", "dsa")
+ATTENTION_CHOICES = ("auto", *ALGORITHMS)
 TP_CANDIDATES = (1, 2, 4, 8, 16, 32, 64)
 COMPUTE_DTYPES = ("fp32", "fp16", "bf16", "fp8")
 # vLLM's default gpu_memory_utilization = 0.9 leaves 10 % of HBM to the CUDA context, NCCL
@@ -205,23 +206,15 @@ def _attention_call(setup: Setup, attn: Attention, phase: str) -> _AttnCall:
     G = setup.tp
     mask = attn.mask
     sparse = mask.top_k is not None
-    choice = setup.attention
-    if sparse and choice in ("auto", "dsa"):
-        algorithm = "dsa"
-    else:
-        if sparse:
-            mask = Mask(causal=mask.causal)
-        if choice in ("auto", "dsa"):
-            algorithm = "flash2" if phase == "prefill" else "flash_decode"
-        elif choice == "flash_decode" and phase == "prefill":
-            algorithm = "flash2"  # split-KV is a decode kernel; prefill runs FA-2
-        else:
-            algorithm = choice
+    algorithm = for_layer(setup.attention, phase, sparse)
+    topk = runs_mask(algorithm, "topk")
+    if sparse and not topk:
+        mask = Mask(causal=mask.causal)   # a dense algorithm runs the layer densely
     H = attn.heads // G
     dtype = setup.kv_dtype
     if attn.mla is not None:
         m = attn.mla
-        if algorithm != "dsa" and phase == "prefill":
+        if not topk and phase == "prefill":
             problem = AttentionProblem(batch=1, seq_len=1, heads=H, kv_heads=H,
                                        head_dim=m.qk_nope_head_dim + m.qk_rope_head_dim,
                                        head_dim_v=m.v_head_dim, dtype=dtype, mask=mask)
@@ -230,7 +223,7 @@ def _attention_call(setup: Setup, attn: Attention, phase: str) -> _AttnCall:
                                        head_dim=m.kv_lora_rank + m.qk_rope_head_dim,
                                        head_dim_v=m.kv_lora_rank, dtype=dtype, mla=True,
                                        mask=mask,
-                                       indexer=attn.indexer if algorithm == "dsa" else None)
+                                       indexer=attn.indexer if topk else None)
     else:
         K = max(1, attn.kv_heads // G)
         problem = AttentionProblem(batch=1, seq_len=1, heads=H, kv_heads=K,

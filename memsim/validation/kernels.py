@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from memsim.algorithms import tiles_queries
 from memsim.hardware import GPU
 from memsim.tiling import Tiling, default_tiling
 from memsim.validation.predictions import attention_problem, predict_case
@@ -42,7 +43,7 @@ def tiling_for(params: dict[str, Any], gpu: GPU) -> Tiling:
     problem = attention_problem(params)
     limit = min(STATIC_SHARED_LIMIT_BYTES, gpu.spec.shared_memory_per_block_max_bytes)
     algorithm = params["algorithm"]
-    if algorithm in ("flash1", "flash2"):
+    if tiles_queries(algorithm):
         sizes = sorted(((br, bc) for br in TILE_SIZES for bc in TILE_SIZES),
                        key=lambda s: (min(s), s[0] * s[1], s[0]), reverse=True)
         for br, bc in sizes:
