@@ -1,12 +1,13 @@
 """memsim's own Numba-CUDA kernels against the predictions for the Tiling they ran with.
 
 The kernels and their bench runner live in :mod:`memsim.kernels.bench` (``run_case(kernel,
-problem, tiling)``: validate against the float64 reference, then time with CUDA events,
-L2 flushed; a dict with ``time_s``, achieved rates and the kernel's registers and shared
-memory). This module only builds the case's problem and Tiling, calls it, and predicts the
-same Tiling with matmuls on the CUDA cores (``matmul_unit="fp32"``: Numba has no tensor
-cores). When the bench reports the registers per thread the compiler chose, the prediction
-is redone with them, so the occupancy in the model is the kernel's.
+problem, tiling)``: validate against the float64 reference, then time with CUDA events, L2
+flushed; a dict of measured quantities only: ``time_s``, the matmul FLOPs and exponentials
+the kernel's threads tallied, its registers and shared memory). This module only builds the
+case's problem and Tiling, calls it, and predicts the same Tiling with matmuls on the CUDA
+cores (``matmul_unit="fp32"``: Numba has no tensor cores). When the bench reports the
+registers per thread the compiler chose, the prediction is redone with them, so the
+occupancy in the model is the kernel's.
 
 Numba kernels use static shared memory, at most 48 KiB per block
 (:data:`STATIC_SHARED_LIMIT_BYTES`), so the default Tiling is shrunk to fit that.
