@@ -37,8 +37,9 @@ from memsim.silicon.tables import Rows
 MODELS = ("analytic", "l2")
 # Roofline terms at efficiency 1 for the units the calibration fits (tensor, hbm), at the
 # profile's efficiency for the rest: fitted time = max(matmul_s / e_tensor + vector_s,
-# max(hbm_s / e_hbm, other_memory_s)) + floor_s  (see memsim.validation.calibrate).
-TERM_KEYS = ("matmul_s", "vector_s", "hbm_s", "other_memory_s", "launch_s")
+# max(hbm_s / e_hbm, other_memory_s)) + link_s / e_interconnect + floor_s
+# (see memsim.validation.calibrate).
+TERM_KEYS = ("matmul_s", "vector_s", "hbm_s", "other_memory_s", "link_s", "launch_s")
 _DTYPES = {"bfloat16": "bf16", "float16": "fp16", "half": "fp16", "fp8": "fp8",
            "fp8_block": "fp8", "float8": "fp8", "float32": "fp32"}
 MLA_LATENT = 512   # DeepSeek-V3 kv_lora_rank
@@ -57,6 +58,7 @@ class Mapped:
     size: np.ndarray                      # a size feature (FLOPs or bytes) for the trend
     params: list[dict]                    # memsim's reading of each row
     reasons: dict[int, str] = field(default_factory=dict)   # row position → why unmapped
+    start: dict[str, float] = field(default_factory=dict)   # factors the terms were timed at
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,7 @@ def _attention(shape: _Shape, gpu: GPU) -> Mapped:
                                 strict=True)):
         groups[key].append(i)
     unit_gpu = with_factors(gpu, {"tensor": 1.0, "hbm_bandwidth": 1.0})
+    out.start = {"tensor": gpu.efficiency.tensor, "hbm_bandwidth": gpu.efficiency.hbm_bandwidth}
     for (H, K, D, Dv, window, dtype), index in groups.items():
         idx = np.asarray(index)
         B, N, S = shape.B[idx], shape.N[idx], shape.S[idx]
@@ -161,6 +164,7 @@ def _attention(shape: _Shape, gpu: GPU) -> Mapped:
             terms["vector_s"][idx] = u.terms_s["vector"] + u.terms_s["exp"]
             terms["hbm_s"][idx] = u.terms_s["hbm"]
             terms["other_memory_s"][idx] = np.maximum(u.terms_s["l2"], u.terms_s["sram"])
+            terms["link_s"][idx] = 0.0
             terms["launch_s"][idx] = u.launch_s
         for j, i in enumerate(idx.tolist()):
             out.params[i] = {"algorithm": shape.algorithm, "batch": int(B[j]),
@@ -261,3 +265,9 @@ CLASSES: dict[str, OpClass] = {c.name: c for c in (
             mapper=generation_mla, case=("num_heads", "kv_cache_dtype"),
             doc="DeepSeek MLA decode (MQA over the 576-wide latent)"),
 )}
+
+
+# The operators that are not attention (memsim.ops, silicon-physics): registered here.
+from memsim.silicon.op_rows import OP_CLASSES  # noqa: E402
+
+CLASSES.update({c.name: c for c in OP_CLASSES})

@@ -41,6 +41,9 @@ OP_ALIASES = {
     "attention": ("context_attention", "generation_attention"),
     "mla": ("context_mla", "generation_mla"),
     "encoder": ("encoder_attention",),
+    "nccl": ("nccl_all_reduce", "nccl_all_gather", "nccl_reduce_scatter", "nccl_alltoall"),
+    "comm": ("allreduce", "nccl_all_reduce", "nccl_all_gather", "nccl_reduce_scatter",
+             "nccl_alltoall"),
 }
 
 
@@ -96,6 +99,7 @@ class Chunk:
     params: list[dict]
     reasons: dict[int, str]
     record: np.ndarray            # which rows get a JSONL record
+    start: dict[str, float] = field(default_factory=dict)
 
     @property
     def group(self) -> str:
@@ -138,7 +142,7 @@ def chunk_of(op: OpClass, rows: Rows, profile: str, chosen: np.ndarray,
     measured = np.asarray(part.col("latency"), dtype=float) * 1e-3   # ms → s
     ok = np.isfinite(mapped.time_s["analytic"]) & (measured > 0)
     return Chunk(op.name, part, profile, measured, mapped.time_s, mapped.bound, mapped.terms,
-                 outlier_all[chosen], ok, mapped.params, mapped.reasons, record)
+                 outlier_all[chosen], ok, mapped.params, mapped.reasons, record, mapped.start)
 
 
 def collect(ops: list[str], gpus: set[str] | None = None, backends: set[str] | None = None,
@@ -233,7 +237,7 @@ def calibration(run: SiliconRun, model: str = "analytic") -> dict[str, Any]:
     from memsim.validation.summary import size_bucket
 
     start_gpu = load_gpu(source.FIT_GPUS[0])
-    start = {u: getattr(start_gpu.efficiency, u) for u in TERM_UNITS}
+    default = {u: getattr(start_gpu.efficiency, u) for u in TERM_UNITS}
     out = {}
     keys = sorted({(c.op_class, c.rows.backend) for c in run.chunks})
     for op_class, backend in keys:
@@ -251,9 +255,13 @@ def calibration(run: SiliconRun, model: str = "analytic") -> dict[str, Any]:
         folds = np.concatenate([case_folds(c)[s] for c, s in zip(chunks, sel, strict=True)])
         if len(measured) == 0:
             continue
+        fitted = [c for c in chunks if c.profile in source.FIT_GPUS and c.start]
+        start = {**default, **(fitted[0].start if fitted else {})}
+        floors = np.concatenate([c.terms[model]["launch_s"][s]
+                                 for c, s in zip(chunks, sel, strict=True)])
         out[f"{op_class}/{backend}"] = fit_class_terms(
             terms, measured, gpu, size_bucket(measured), start,
-            start_gpu.spec.kernel_launch_overhead_s, source.FIT_GPUS, datasheet, folds)
+            float(np.median(floors)), source.FIT_GPUS, datasheet, folds)
     return out
 
 
