@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-PER_FILE = 16
+PER_FILE = 12
 FILES = (("h100_sxm", "trtllm"), ("h200_sxm", "vllm"), ("h200_sxm", "trtllm"),
-         ("b200_sxm", "sglang"), ("gb300", "trtllm"))
+         ("b200_sxm", "sglang"), ("gb300", "trtllm"), ("h100_sxm", "nccl"))
 
 
 def build(per_file: int = PER_FILE, seed: int = 0) -> dict:
@@ -32,6 +32,8 @@ def build(per_file: int = PER_FILE, seed: int = 0) -> dict:
             if (f.system, f.backend) not in FILES:
                 continue
             rows = tables.read(f, list(op.columns), version)
+            if op.select is not None:
+                rows = rows.take(op.select(rows))
             rng = np.random.default_rng(seed)
             pick = set(rng.choice(len(rows), min(per_file, len(rows)), replace=False).tolist())
             flagged = np.nonzero(outliers.flag(rows, op.curve, op.axis))[0]

@@ -178,6 +178,8 @@ def collect(ops: list[str], gpus: set[str] | None = None, backends: set[str] | N
             rows = f if extract is not None else tables.read(f, list(op.columns), version)
             if op.select is not None:
                 rows = rows.take(op.select(rows))
+            if len(rows) == 0:
+                continue
             flagged = outliers.flag(rows, op.curve, op.axis)
             chosen = _choose(len(rows), None if full else sample, seed, rows.file)
             record = (np.isin(chosen, _choose(len(rows), sample, seed, rows.file)) if full
