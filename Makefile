@@ -53,7 +53,8 @@ SILICON_RUN ?= measurements/aiconfigurator/runs/full-$(shell date -u +%Y%m%dT%H%
 validate-silicon: $(STAMP)
 	$(PY) -c "import aiconfigurator_core" 2>/dev/null || $(PY) -m pip install -q -e '.[silicon]'
 	$(VENV)/bin/memsim validate --source aiconfigurator --full --out $(SILICON_RUN)
-	mkdir -p $(SILICON_DIR) && cp $(SILICON_RUN)/summary.json $(SILICON_RUN)/summary.txt $(SILICON_DIR)/
+	mkdir -p $(SILICON_DIR) && cp $(SILICON_RUN)/summary.json $(SILICON_RUN)/summary.txt $(SILICON_RUN)/points.json \
+	  $(SILICON_DIR)/
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .hypothesis .ruff_cache

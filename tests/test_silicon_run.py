@@ -118,3 +118,34 @@ def test_bad_ops_exit_2_with_one_line() -> None:
 def test_unknown_source_exits_2() -> None:
     r = CliRunner().invoke(app, ["validate", "--source", "elsewhere"])
     assert r.exit_code == 2 and "source=" in r.stderr
+
+
+def test_report_section_draws_every_group_and_keeps_unseen_gpus_apart(result, tmp_path) -> None:
+    """The validation page's aiconfigurator section, from a run's summary and points."""
+    import shutil
+
+    from memsim.reports import validation
+
+    summary, out = result
+    dated = tmp_path / "aiconfigurator" / "2026-11-30"
+    dated.mkdir(parents=True)
+    for name in ("summary.json", "points.json"):
+        shutil.copy(out / name, dated / name)
+    blocks = validation.silicon_blocks(tmp_path)
+    figures = [b for b in blocks if hasattr(b, "to_dict")]
+    assert len(figures) == 2                       # log-log scatter, error against size
+    groups = {s["group"] for s in summary["stats"]}
+    names = {t.name.removesuffix(" (unseen)") for t in figures[0].data if t.name}
+    assert {f"{g.split('/')[2]} {g.split('/')[1]}" for g in groups} <= names
+    assert all(t.marker.symbol.endswith("-open") for t in figures[0].data
+               if t.name and "(unseen)" in t.name)
+    assert figures[0].layout.xaxis.type == "log" and figures[0].layout.yaxis.type == "log"
+    html = " ".join(getattr(b, "markup", "") for b in blocks)
+    assert "Unseen GPUs" in html and "b200" in html
+
+
+def test_report_section_says_when_there_is_no_summary(tmp_path) -> None:
+    from memsim.reports import validation
+
+    blocks = validation.silicon_blocks(tmp_path)
+    assert len(blocks) == 1 and "make validate-silicon" in blocks[0].markup

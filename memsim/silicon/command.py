@@ -99,4 +99,5 @@ def validate_source(*, ops: str | None, gpus: str | None, backends: str | None,
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     (out / "summary.txt").write_text(text(summary) + "\n")
+    (out / "points.json").write_text(json.dumps(silicon.points(result, cal)) + "\n")
     return summary

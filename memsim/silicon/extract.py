@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-PER_FILE = 12
+PER_FILE = 10
 FILES = (("h100_sxm", "trtllm"), ("h200_sxm", "vllm"), ("h200_sxm", "trtllm"),
-         ("b200_sxm", "sglang"), ("gb300", "trtllm"), ("h100_sxm", "nccl"))
+         ("b200_sxm", "sglang"), ("h100_sxm", "sglang"), ("gb300", "trtllm"),
+         ("h100_sxm", "nccl"))
 
 
 def build(per_file: int = PER_FILE, seed: int = 0) -> dict:

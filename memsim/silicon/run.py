@@ -346,3 +346,41 @@ def summary(run: SiliconRun, out: Path, header: dict[str, Any], paths: list[Path
     return {"path": str(out), "runs": [str(p) for p in paths], "cases": status,
             "stats": statistics(run), "not_measured": problems, "source": header["source"],
             "rows": counts(run), "no_profile": run.no_profile, "calibration": calibrations}
+
+
+POINTS_PER_GROUP = 60
+
+
+def points(run: SiliconRun, calibrations: dict[str, Any], per_group: int = POINTS_PER_GROUP,
+           seed: int = DEFAULT_SEED) -> dict[str, Any]:
+    """A seeded sample of scored rows per group for the report's scatter plots:
+    ``{group: {"gpu", "backend", "op_class", "fitted": bool, "measured_s": [...],
+    "analytic_s": [...], "l2_s": [...], "calibrated_s": [...]}}``; ``calibrated_s`` is the
+    class's fit (H100/H200 rows only) applied to the row, null where nothing was fitted."""
+    from memsim.validation.calibrate import retime_terms
+
+    out: dict[str, Any] = {}
+    by_group: dict[str, list[Chunk]] = {}
+    for c in run.chunks:
+        by_group.setdefault(c.group, []).append(c)
+    for group, chunks in sorted(by_group.items()):
+        c0 = chunks[0]
+        cal = calibrations.get("analytic", {}).get(f"{c0.op_class}/{c0.rows.backend}", {})
+        cols: dict[str, list] = {"measured_s": [], "analytic_s": [], "l2_s": [],
+                                 "calibrated_s": []}
+        for c in chunks:
+            idx = np.nonzero(_scored(c))[0]
+            take = _choose(len(idx), per_group, seed, group)
+            idx = idx[take]
+            cols["measured_s"] += c.measured_s[idx].tolist()
+            cols["analytic_s"] += c.predicted_s["analytic"][idx].tolist()
+            cols["l2_s"] += c.predicted_s["l2"][idx].tolist()
+            if cal.get("factors") is not None:
+                terms = {k: v[idx] for k, v in c.terms["analytic"].items()}
+                cols["calibrated_s"] += retime_terms(terms, cal["factors"],
+                                                     cal["floor_s"]).tolist()
+            else:
+                cols["calibrated_s"] += [None] * len(idx)
+        out[group] = {"op_class": c0.op_class, "backend": c0.rows.backend, "gpu": c0.profile,
+                      "fitted": c0.profile in source.FIT_GPUS, **cols}
+    return out
