@@ -22,7 +22,7 @@ import numpy as np
 from memsim.trace.layout import Layout
 from memsim.trace.program import LOAD, STORE, Access, KernelBuilder, KernelProgram
 from memsim.trace.sched_flash2 import kv_loads
-from memsim.trace.schedule import F4, Dims, Tensors, qkv_tensors, query_tiles
+from memsim.trace.tiles import F4, Dims, Tensors, qkv_tensors, query_tiles
 
 
 def pair_work(d: Dims, rows, keys, state_loaded) -> dict:

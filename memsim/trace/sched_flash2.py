@@ -31,7 +31,7 @@ import numpy as np
 
 from memsim.trace.layout import Layout
 from memsim.trace.program import LOAD, STORE, Access, KernelBuilder, KernelProgram
-from memsim.trace.schedule import F4, Dims, Tensors, add_lse, qkv_tensors, query_tiles
+from memsim.trace.tiles import F4, Dims, Tensors, add_lse, qkv_tensors, query_tiles
 
 
 def tile_work(d: Dims, rows, keys) -> dict:

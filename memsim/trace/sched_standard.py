@@ -28,7 +28,7 @@ import numpy as np
 
 from memsim.trace.layout import Layout
 from memsim.trace.program import LOAD, STORE, Access, KernelBuilder, KernelProgram
-from memsim.trace.schedule import Dims, QueryTiles, Tensors, qkv_tensors, query_tiles
+from memsim.trace.tiles import Dims, QueryTiles, Tensors, qkv_tensors, query_tiles
 
 
 def _key_tiles(d: Dims, qt: QueryTiles):
