@@ -98,6 +98,19 @@ class Tiling(BaseModel):
     index_head_dim: int = 0
     index_elem_bytes: float = 0.0
     index_block_q: int = 0
+    backward_block_q: int = Field(default=0, ge=0, description="backward kernel's Br "
+                                  "(0: the forward's)")
+    backward_block_kv: int = Field(default=0, ge=0, description="backward kernel's Bc "
+                                   "(0: the forward's)")
+    backward_threads: int = Field(default=0, ge=0, description="backward kernel's threads "
+                                  "(0: the forward's)")
+
+    @property
+    def backward_tiles(self) -> tuple[int, int, int]:
+        """(Br, Bc, warps) of the backward kernels: FA-2's own where set, else the forward's."""
+        threads = self.backward_threads or self.threads
+        return (self.backward_block_q or self.block_q, self.backward_block_kv or self.block_kv,
+                max(1, threads // 32))
 
     @property
     def rows(self) -> int:
@@ -141,6 +154,40 @@ def blocks_per_sm(gpu, sram_bytes, threads, registers_per_thread):
     by_regs = s.registers_per_sm // (np.asarray(threads) * registers_per_thread)
     return np.maximum(np.minimum(np.minimum(by_sram, by_threads),
                                  np.minimum(by_regs, s.max_blocks_per_sm)), 0)
+
+
+FA2_BACKWARD_THREADS = 256   # Flash_bwd_kernel_traits<..., kNWarps = 8, ...> for every hdim
+
+
+def fa2_backward_sram_bytes(block_q, block_kv, D, Dv, elem_bytes, double_buffer=True):
+    """Shared memory of FA-2's dq/dk/dv kernel (flash_bwd kernel traits kSmemSize1colblock,
+    V not in registers): Q (double-buffered unless ``double_buffer`` is False) and dO
+    tiles, K and V tiles, the dS and P tiles of Br × Bc."""
+    q_bufs = 2 if double_buffer else 1
+    return (block_q * (q_bufs * D + Dv) + block_kv * (D + Dv) + 2 * block_q * block_kv) \
+        * elem_bytes
+
+
+def fa2_backward_tiles(D: int, Dv: int, elem_bytes: float, sram_limit_bytes: int
+                       ) -> tuple[int, int]:
+    """FA-2's backward launch tiles (kBlockM, kBlockN) for a head dimension and the GPU's
+    shared memory per block (flash_bwd_launch_template.h, FlashAttention 2.5 as vendored
+    by PyTorch): start from (128, 128) for D ≤ 64, (64, 128) for D ≤ 128, (64, 64) above;
+    drop Q's double buffer, then halve the larger tile (Br on a tie) until the kernel fits.
+    This reproduces the template's choices on A100 and H100: hdim 64 → (128, 128) with
+    ≥ 144 KB, hdim 128 → (64, 128) with ≥ 144 KB else (64, 64), hdim 256 → (64, 64) (double
+    buffer from 176 KB). Raises :class:`InputError` if not even 16 × 16 tiles fit."""
+    br, bc = (128, 128) if D <= 64 else (64, 128) if D <= 128 else (64, 64)
+    while fa2_backward_sram_bytes(br, bc, D, Dv, elem_bytes, False) > sram_limit_bytes:
+        if br <= 16 and bc <= 16:
+            raise InputError("sram_limit", sram_limit_bytes, "is too small for FA-2's "
+                             f"backward kernel at D={D} (needs "
+                             f"{fa2_backward_sram_bytes(br, bc, D, Dv, elem_bytes, False)} B)")
+        if br >= bc and br > 16:
+            br //= 2
+        else:
+            bc //= 2
+    return br, bc
 
 
 def fa2_block_kv(head_dim: int) -> int:
@@ -219,6 +266,10 @@ def default_tiling(problem, gpu, algorithm: str, *, block_q: int | None = None,
             break
         tiling = t.model_copy(update=update)
     tiling.check_fits(limit, where)
+    if algorithm == "flash2" and policy == "fa2" and problem.pass_ != "forward":
+        br_b, bc_b = fa2_backward_tiles(problem.D, problem.Dv, tiling.elem_bytes, limit)
+        tiling = tiling.model_copy(update={"backward_block_q": br_b, "backward_block_kv": bc_b,
+                                           "backward_threads": FA2_BACKWARD_THREADS})
     decoding = algorithm == "flash_decode" or (
         algorithm == "dsa" and tiling.index_block_q >= problem.N)
     if decoding:

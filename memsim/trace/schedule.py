@@ -54,16 +54,38 @@ class Schedule:
         return sum(k.events_per_instance() * self.instances(k) for k in self.kernels)
 
 
+#: forward schedule generators by algorithm
+FORWARD = {
+    "standard": sched_standard.build,
+    "flash1": sched_flash1.build,
+    "flash2": sched_flash2.build,
+    "flash_decode": sched_flash2.build_decode,
+    "dsa": sched_dsa.build,
+}
+#: backward schedule generators (algorithms whose backward the trace simulates)
+BACKWARD = {
+    "standard": sched_standard.build_backward,
+    "flash1": sched_flash1.build_backward,
+    "flash2": sched_flash2.build_backward,
+}
+
+
 def build_schedule(problem, tiling, algorithm: str, heads_sample: int | None = None
                    ) -> Schedule:
     """Tensors and block programs of ``algorithm`` on ``problem`` with ``tiling``.
 
+    ``problem.pass_``: forward, backward, or forward+backward (the forward's kernels,
+    then the backward's; a training step runs the rest of the network between them, so
+    the first backward kernel starts with a cold L2: ``KernelProgram.cold_l2``).
     ``heads_sample``: simulate only the first ``heads_sample`` query heads (a multiple of
     heads_per_block); counts are scaled to all heads by the caller.
     """
-    if problem.pass_ != "forward":
-        raise InputError("pass", problem.pass_, "is not simulated by the trace model "
-                         "(forward only); use `memsim attention` for the analytic backward")
+    if algorithm not in FORWARD:
+        raise InputError("algorithm", algorithm,
+                         f"has no trace schedule (known: {', '.join(FORWARD)})")
+    if problem.pass_ != "forward" and algorithm not in BACKWARD:
+        raise InputError("pass", problem.pass_, f"is not simulated for {algorithm} by the "
+                         f"trace model (backward: {', '.join(BACKWARD)})")
     d = dims_of(problem, tiling)
     G_sim = d.G
     if heads_sample is not None:
@@ -72,18 +94,13 @@ def build_schedule(problem, tiling, algorithm: str, heads_sample: int | None = N
                              f"must be a multiple of heads_per_block={d.hpb} between "
                              f"{d.hpb} and heads={d.H}")
         G_sim = heads_sample // d.hpb
-    builders = {
-        "standard": sched_standard.build,
-        "flash1": sched_flash1.build,
-        "flash2": sched_flash2.build,
-        "flash_decode": sched_flash2.build_decode,
-        "dsa": sched_dsa.build,
-    }
-    if algorithm not in builders:
-        raise InputError("algorithm", algorithm,
-                         f"has no trace schedule (known: {', '.join(builders)})")
     layout = Layout()
-    kernels = builders[algorithm](d, layout)
+    kernels = []
+    if problem.pass_ in ("forward", "forward+backward"):
+        kernels += FORWARD[algorithm](d, layout)
+    if problem.pass_ in ("backward", "forward+backward"):
+        backward = BACKWARD[algorithm](d, layout)
+        if kernels:
+            backward[0].cold_l2 = True
+        kernels += backward
     return Schedule(algorithm, d, layout, kernels, G_sim)
-
-

@@ -47,6 +47,16 @@ class Dims:
     index_scale_block: int
     index_Br: int
     geometry: MaskGeometry | None
+    bwd_Br: int = 0          # the backward kernels' tiles (memsim.tiling.Tiling.backward_tiles)
+    bwd_Bc: int = 0
+    bwd_warps: int = 0
+
+    def backward(self) -> Dims:
+        """These dims with the backward kernels' tiles in place of the forward's."""
+        from dataclasses import replace
+
+        return replace(self, Br=self.bwd_Br or self.Br, Bc=self.bwd_Bc or self.Bc,
+                       warps=self.bwd_warps or self.warps)
 
     @property
     def G(self) -> int:
@@ -86,6 +96,7 @@ def dims_of(problem, tiling) -> Dims:
         index_scale_block=idx.scale_block if idx else 128,
         index_Br=max(tiling.index_block_q, 1),
         geometry=geometry_of(mask) if mask.kind != "topk" else None,
+        **dict(zip(("bwd_Br", "bwd_Bc", "bwd_warps"), tiling.backward_tiles, strict=True)),
     )
 
 
@@ -117,6 +128,30 @@ def query_tiles(N: int, S: int, Br: int, Bc: int, g: MaskGeometry) -> QueryTiles
     return _split_ragged(first, rows, f_lo, f_hi, n, S, Bc)
 
 
+@dataclass(frozen=True)
+class KeyTiles:
+    """The key tiles j that some query tile visits (arrays over j, ascending), with the
+    query tiles that visit each: ``a0 ≤ a < a1`` (contiguous: every mask's active key range
+    moves forward with the query tile); tiles ``a ≥ first`` start at j (their first visit)."""
+
+    j: np.ndarray
+    keys: np.ndarray          # keys in tile j: Bc, or S mod Bc for the ragged last tile
+    a0: np.ndarray
+    a1: np.ndarray
+    first: np.ndarray
+
+
+def key_tiles(qt: QueryTiles, S: int, Bc: int) -> KeyTiles:
+    """Invert :func:`query_tiles`: per key tile, the range of query tiles that visit it."""
+    j = np.arange(int(qt.f_lo.min()), int(qt.f_hi.max()) + 1)
+    a0 = np.searchsorted(qt.f_hi, j, "left")     # first tile whose range reaches j
+    a1 = np.searchsorted(qt.f_lo, j, "right")    # one past the last tile starting ≤ j
+    first = np.searchsorted(qt.f_lo, j, "left")  # tiles ≥ first start at j: first touch
+    last = -(-S // Bc) - 1
+    keys = np.where((j == last) & (S % Bc > 0), S - j * Bc, Bc)
+    return KeyTiles(j, keys, a0, a1, first)
+
+
 def _split_ragged(first, rows, f_lo, f_hi, n, S, Bc) -> QueryTiles:
     last = -(-S // Bc) - 1
     ragged_keys = S - last * Bc if S % Bc else 0
@@ -134,7 +169,10 @@ class Tensors:
 
     def add(self, name: str, shape: tuple[int, ...], elem_bytes: float, role: str,
             **axes) -> None:
-        self.ids[name] = self.layout.add(name, shape, elem_bytes, role, **axes)
+        """Allocate tensor ``name`` unless the layout holds it already (a forward and a
+        backward pass share q, k, v, o and the logsumexp)."""
+        if name not in self.ids:
+            self.ids[name] = self.layout.add(name, shape, elem_bytes, role, **axes)
 
     def id(self, name: str) -> int:
         return self.ids[name]
@@ -152,7 +190,7 @@ class Tensors:
 def qkv_tensors(d: Dims, layout: Layout) -> Tensors:
     """q (B, N, H, D), k (B, S, K, D), v (B, S, K, Dv) — no v under MLA, whose V is the
     first Dv elements of each latent row of k — and o (B, N, H, Dv)."""
-    t = Tensors(d, layout, {})
+    t = Tensors(d, layout, {x.name: i for i, x in enumerate(layout.tensors)})
     t.add("q", (d.B, d.N, d.H, d.D), d.e, "input", head_axis=2, heads_per_group=d.hpb)
     t.add("k", (d.B, d.S, d.K, d.D), d.e, "input", head_axis=2, group_divisor=d.kv_div)
     if not d.mla:
