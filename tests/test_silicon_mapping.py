@@ -36,16 +36,12 @@ def test_extract_has_provenance_and_covers_every_class_gpu_and_backend() -> None
         assert np.all(np.asarray(r.col("latency"), float) > 0)
 
 
-ATTENTION = ("context_attention", "generation_attention", "encoder_attention", "context_mla",
-             "generation_mla")
 # dtypes memsim.ops does not model (quantised weights, nvfp4): skipped with the reason
 UNMODELLED = {"int4_wo", "int8_wo", "nvfp4", "sq", "w4a8_mxfp4_mxfp8", "w4afp8"}
 
 
 @pytest.mark.parametrize("op", list(CLASSES))
 def test_every_extract_row_maps_to_a_finite_positive_time(op: str) -> None:
-    if op not in ATTENTION:
-        pytest.importorskip("memsim.ops")
     for rows in _files(op):
         if CLASSES[op].select is not None:
             rows = rows.take(CLASSES[op].select(rows))
@@ -113,14 +109,3 @@ def test_dtype_names_map_to_memsim() -> None:
     got = classes.dtype_of(np.array(["bfloat16", "fp8", "fp8_block", "half"], dtype=object))
     assert got.tolist() == ["bf16", "fp8", "fp8", "fp16"]
 
-
-def test_without_memsim_ops_the_other_operators_are_skipped_with_the_reason() -> None:
-    try:
-        import memsim.ops  # noqa: F401
-        pytest.skip("memsim.ops is installed")
-    except ImportError:
-        pass
-    rows = _files("gemm")[0]
-    m = CLASSES["gemm"].mapper(rows, load_gpu(PROFILED[rows.system]))
-    assert len(m.reasons) == len(rows)
-    assert "memsim.ops.gemm is not available" in m.reasons[0]

@@ -36,17 +36,6 @@ def ops_dtype(values: np.ndarray) -> np.ndarray:
     return np.array([_OPS_DTYPES.get(str(v), str(v)) for v in values], dtype=object)
 
 
-def _ops_missing(rows: Rows, what: str) -> Mapped | None:
-    try:
-        import memsim.ops  # noqa: F401
-    except ImportError:
-        out = _empty(len(rows))
-        out.reasons.update({i: f"{what} is not available in this memsim (silicon-physics)"
-                            for i in range(len(rows))})
-        return out
-    return None
-
-
 def _backend(rows: Rows) -> str | None:
     return rows.backend if rows.backend in _OPS_BACKENDS else None
 
@@ -86,9 +75,6 @@ def _eff_of(cls: Any) -> Callable[[str], float]:
 
 
 def gemm(rows: Rows, gpu: GPU) -> Mapped:
-    missing = _ops_missing(rows, "memsim.ops.gemm")
-    if missing is not None:
-        return missing
     from memsim.errors import InputError
     from memsim.ops.classes import kernel_class
     from memsim.ops.gemm import predict
@@ -113,9 +99,6 @@ def gemm(rows: Rows, gpu: GPU) -> Mapped:
 
 
 def moe(rows: Rows, gpu: GPU) -> Mapped:
-    missing = _ops_missing(rows, "memsim.ops.moe")
-    if missing is not None:
-        return missing
     from memsim.errors import InputError
     from memsim.ops.classes import kernel_class
     from memsim.ops.moe import predict
@@ -152,9 +135,6 @@ def moe(rows: Rows, gpu: GPU) -> Mapped:
 
 def _collective(op: str, dtype_column: str) -> Callable[[Rows, GPU], Mapped]:
     def mapper(rows: Rows, gpu: GPU) -> Mapped:
-        missing = _ops_missing(rows, f"memsim.ops.comm.{op}")
-        if missing is not None:
-            return missing
         from memsim.errors import InputError
         from memsim.ops import comm
         from memsim.ops.classes import kernel_class
