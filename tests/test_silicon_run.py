@@ -149,3 +149,18 @@ def test_report_section_says_when_there_is_no_summary(tmp_path) -> None:
 
     blocks = validation.silicon_blocks(tmp_path)
     assert len(blocks) == 1 and "make validate-silicon" in blocks[0].markup
+
+
+def test_memsim_calibrate_on_silicon_records_fits_what_the_run_fitted(result) -> None:
+    """`memsim calibrate DIR` on the run's records: the same (class, backend) fits, from the
+    roofline terms stored in each record's work."""
+    summary, out = result
+    r = CliRunner().invoke(app, ["calibrate", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    again = json.loads(r.stdout)["analytic"]
+    for key, c in summary["calibration"]["analytic"].items():
+        assert again[key].get("n_fit", 0) == c.get("n_fit", 0)
+        if c.get("n_fit"):
+            assert again[key]["floor_s"] == pytest.approx(c["floor_s"], rel=1e-6)
+            assert set(again[key]["unseen"]) == set(c["unseen"])
+    assert (out / "calibration.json").is_file()

@@ -135,6 +135,25 @@ def _validate_source(source: str, ops: str | None, gpu: str | None, backend: str
                    f"{len(result['runs'])} run files")
 
 
+def _calibrate_silicon(cases: list, directory: Path, as_json: bool) -> None:
+    """Records of `memsim validate --source aiconfigurator`: per (class, backend), factors
+    and floor fitted on H100/H200, held-out and unseen-GPU errors → calibration.json."""
+    import json
+
+    from memsim.silicon.command import calibration_text
+    from memsim.validation.calibrate import calibrate_silicon
+
+    result = {m: calibrate_silicon(cases, m) for m in ("analytic", "l2")}
+    folder = directory if directory.is_dir() else directory.parent
+    (folder / "calibration.json").write_text(json.dumps(result, indent=1) + "\n")
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    for model, cal in result.items():
+        typer.echo(f"[{model}]\n{calibration_text(cal)}\n")
+    typer.echo(f"written: {folder / 'calibration.json'}")
+
+
 @app.command("calibrate")
 @user_errors
 def calibrate_cmd(
@@ -155,6 +174,9 @@ def calibrate_cmd(
     cases = read_cases(directory)
     if not cases:
         raise InputError("directory", str(directory), "holds no measured cases (*.jsonl)")
+    if any(c.get("kind") == "silicon" for c in cases):
+        _calibrate_silicon(cases, directory, as_json)
+        return
     names = {c.get("prediction", {}).get("profile") for c in cases if c.get("status") == "ok"}
     names.discard(None)
     if profile is None:

@@ -290,6 +290,7 @@ def records(c: Chunk) -> list[dict[str, Any]]:
     """The JSONL case records of a chunk's recorded rows (the GPU runs' format)."""
     out = []
     cols = {k: v for k, v in c.rows.columns.items() if k != "latency"}
+    folds = case_folds(c)
     for i in np.nonzero(c.record)[0].tolist():
         meas = float(c.measured_s[i])
         rec: dict[str, Any] = {
@@ -312,7 +313,8 @@ def records(c: Chunk) -> list[dict[str, Any]]:
                                    "profile_kind": "datasheet"},
                        errors={m: {"time_s": pred[m]["time_s"] / meas - 1.0} for m in MODELS},
                        work={"terms": {m: {k: float(v[i]) for k, v in c.terms[m].items()}
-                                       for m in MODELS}})
+                                       for m in MODELS},
+                             "start": c.start, "case_fold": int(folds[i])})
         out.append(rec)
     return out
 

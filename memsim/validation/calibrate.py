@@ -576,3 +576,32 @@ def fit_class_terms(terms: dict[str, np.ndarray], measured_s: np.ndarray, gpu: n
     out["size_trend_per_decade"] = (float(np.polyfit(size, resid, 1)[0])
                                     if len(resid) >= 3 and np.ptp(size) > 0 else None)
     return out
+
+
+def calibrate_silicon(cases: list[dict[str, Any]], model: str = "analytic",
+                      fit_gpus: tuple[str, ...] = ("h100-sxm", "h200")) -> dict[str, Any]:
+    """:func:`fit_class_terms` for every (op class, backend) of the ``ok`` records of
+    ``memsim validate --source aiconfigurator`` (kind ``silicon``; their ``work`` holds the
+    roofline terms)."""
+    from memsim.validation.summary import size_bucket
+
+    by_key: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for c in cases:
+        if c.get("kind") == "silicon" and c.get("status") == "ok":
+            by_key[(c["op_class"], c["backend"])].append(c)
+    out = {}
+    for (op_class, backend), rows in sorted(by_key.items()):
+        keys = list(rows[0]["work"]["terms"][model])
+        terms = {k: np.array([r["work"]["terms"][model][k] for r in rows]) for k in keys}
+        measured = np.array([r["measurement"]["time_s"] for r in rows])
+        gpu = np.array([r["prediction"]["profile"] for r in rows], dtype=object)
+        datasheet = np.array([r["prediction"][model]["time_s"] for r in rows])
+        folds = np.array([r["work"].get("case_fold", 0) for r in rows])
+        fitted = [r for r in rows if r["prediction"]["profile"] in fit_gpus]
+        start_gpu = fitted[0]["work"].get("start", {}) if fitted else {}
+        start = {"tensor": 1.0, "hbm_bandwidth": 1.0, "interconnect": 1.0, **start_gpu}
+        floor = float(np.median(terms["launch_s"])) if "launch_s" in terms else 4e-6
+        out[f"{op_class}/{backend}"] = fit_class_terms(
+            terms, measured, gpu, size_bucket(measured), start, floor, fit_gpus, datasheet,
+            folds)
+    return out
