@@ -164,3 +164,11 @@ def test_memsim_calibrate_on_silicon_records_fits_what_the_run_fitted(result) ->
             assert again[key]["floor_s"] == pytest.approx(c["floor_s"], rel=1e-6)
             assert set(again[key]["unseen"]) == set(c["unseen"])
     assert (out / "calibration.json").is_file()
+
+
+def test_summary_flag_on_a_silicon_run_keeps_its_calibration(result) -> None:
+    _, out = result
+    r = CliRunner().invoke(app, ["validate", "--summary", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    kept = json.loads((out / "summary.json").read_text())
+    assert "calibration" in kept and "rows" in kept and kept["stats"]

@@ -35,6 +35,13 @@ def _print_summary(path: Path, as_json: bool) -> None:
 
     result = summary.summarise(path)
     folder = path if path.is_dir() else path.parent
+    previous = folder / "summary.json"
+    if previous.is_file():  # keep what a --source run adds (calibration, row counts)
+        try:
+            extra = json.loads(previous.read_text())
+        except json.JSONDecodeError:
+            extra = {}
+        result.update({k: v for k, v in extra.items() if k not in result})
     json_path, text_path = summary.write(result, folder)
     if as_json:
         typer.echo(json.dumps(result))
