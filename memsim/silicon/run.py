@@ -1,6 +1,7 @@
 """``memsim validate --source aiconfigurator``: every chosen row predicted, scored, recorded.
 
-For each op class and each of its table files (newest version per GPU system and backend):
+For each op class and each of its table files (per GPU system and backend, the version with
+the most rows: :func:`memsim.silicon.source.table_files`):
 
 1. read the columns the class needs; flag outlier rows on the whole file (their neighbours
    are needed), :mod:`memsim.silicon.outliers`;

@@ -97,17 +97,23 @@ def _version_key(version: str) -> tuple:
 
 
 def table_files(table: str, root: Path | None = None) -> list[TableFile]:
-    """Every file of ``table`` (e.g. ``gemm_perf``), the newest version per (system, backend).
+    """Every file of ``table`` (e.g. ``gemm_perf``): per (system, family, backend), the
+    version with the most rows, the newest among equals.
 
-    Older versions of the same backend are kept out: they measure the same kernels under an
-    older framework and would count one GPU's shapes twice.
+    A backend often ships several versions of a table: the main sweep and smaller
+    model-targeted top-ups (e.g. h100_sxm moe/trtllm: 1.3.0rc20 with 126 360 rows, 1.3.0rc23
+    with 10 692 rows of two Nemotron-3 models, per its collection_meta.yaml). Taking one per
+    backend never counts a GPU's shape twice; taking the largest scores the sweep.
     """
+    import pyarrow.parquet as pq
+
     root = root or data_root()
-    newest: dict[tuple[str, str, str], TableFile] = {}
+    best: dict[tuple[str, str, str], tuple[tuple, TableFile]] = {}
     for path in sorted(root.glob(f"*/*/*/*/{table}.parquet")):
         system, family, backend, version = path.relative_to(root).parts[:4]
         f = TableFile(system, family, backend, version, table, path)
+        rank = (pq.read_metadata(path).num_rows, _version_key(version))
         key = (system, family, backend)
-        if key not in newest or _version_key(version) > _version_key(newest[key].version):
-            newest[key] = f
-    return sorted(newest.values(), key=lambda f: (f.system, f.backend))
+        if key not in best or rank > best[key][0]:
+            best[key] = (rank, f)
+    return sorted((f for _, f in best.values()), key=lambda f: (f.system, f.backend))
