@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from memsim import limits
 from memsim.algorithms import attention_cost, compulsory_bytes, cost_of
 from memsim.algorithms._arrays import Arrays
 from memsim.cost import Cost
@@ -130,13 +131,16 @@ def costs(algorithm: str, *, B, N, H, D, S=None, K=None, Dv=None, dtype_bytes=2.
     ``window`` wide), 'chunk' (``chunk``), or 'topk' for dsa (``top_k``). Tiles are given
     explicitly (no fit check): this is the fast path for sweeps.
     """
-    i64 = lambda v: np.asarray(v, dtype=np.int64)  # noqa: E731
-    N = i64(N)
-    S = N if S is None else i64(S)
-    H = i64(H)
-    K = H if K is None else i64(K)
-    D = i64(D)
-    Dv = D if Dv is None else i64(Dv)
+    B, N, S, H, K, D, Dv, i64 = _checked_sizes(B, N, S, H, K, D, Dv, mask=mask, pass_=pass_,
+                                              window=window, chunk=chunk, top_k=top_k,
+                                              index_heads=index_heads,
+                                              index_head_dim=index_head_dim,
+                                              sizes=dict(block_q=block_q, block_kv=block_kv,
+                                                         heads_per_block=heads_per_block,
+                                                         kv_splits=kv_splits, warps=warps,
+                                                         index_block_q=index_block_q))
+    dtype_bytes = limits.finite_array("dtype_bytes", dtype_bytes)
+    index_dtype_bytes = limits.finite_array("index_dtype_bytes", index_dtype_bytes)
     if mask == "band":
         geometry = MaskGeometry("band", half=i64(window) // 2)
     elif mask == "topk":
@@ -150,6 +154,48 @@ def costs(algorithm: str, *, B, N, H, D, S=None, K=None, Dv=None, dtype_bytes=2.
                index_heads=index_heads, index_head_dim=index_head_dim,
                index_e=index_dtype_bytes, index_Br=i64(index_block_q))
     return cost_of(algorithm, x, pass_)
+
+
+MASKS = ("full", "causal", "window", "band", "chunk", "topk")
+PASSES = ("forward", "backward", "forward+backward")
+
+
+def _checked_sizes(B, N, S, H, K, D, Dv, *, mask, pass_, window, chunk, top_k, index_heads,
+                   index_head_dim, sizes):
+    """The size arguments of :func:`costs` checked (positive integers below the ceilings of
+    :mod:`memsim.limits`, shapes that broadcast, N ≤ S, K divides H) and converted to int64;
+    also returns the int64 converter for the tile sizes."""
+    from memsim.errors import InputError
+
+    if mask not in MASKS:
+        raise InputError("mask", mask, f"must be one of {', '.join(MASKS)}")
+    if pass_ not in PASSES:
+        raise InputError("pass", pass_, f"must be one of {', '.join(PASSES)}")
+    tok, hd, hh = limits.MAX_TOKENS, limits.MAX_HEAD_DIM, limits.MAX_HEADS
+    B = limits.size_array("B", B, limits.MAX_BATCH)
+    N = limits.size_array("N", N, tok)
+    S = N if S is None else limits.size_array("S", S, tok)
+    H = limits.size_array("H", H, hh)
+    K = H if K is None else limits.size_array("K", K, hh)
+    D = limits.size_array("D", D, hd)
+    Dv = D if Dv is None else limits.size_array("Dv", Dv, hd)
+    if mask in ("window", "band"):
+        limits.size_array("window", window, tok)
+    if mask == "chunk":
+        limits.size_array("chunk", chunk, tok)
+    if top_k is not None:
+        limits.size_array("top_k", top_k, tok)
+    for name, value in sizes.items():
+        limits.size_array(name, value, tok)
+    limits.size_array("index_heads", index_heads, hh)
+    limits.size_array("index_head_dim", index_head_dim, hd)
+    limits.check_broadcast(B=B, N=N, S=S, H=H, K=K, D=D, Dv=Dv, **sizes)
+    if np.any(N > S):
+        raise InputError("N", int(np.max(N)), "must not exceed S (queries are the last N of "
+                         "the S positions)")
+    if np.any(H % K):
+        raise InputError("K", np.asarray(K).ravel()[:3].tolist(), "must divide H")
+    return B, N, S, H, K, D, Dv, lambda v: np.asarray(v, dtype=np.int64)
 
 
 def costs_for(problem: AttentionProblem, gpu: GPU, algorithm: str, *, B=None, N=None,
@@ -172,8 +218,11 @@ def costs_for(problem: AttentionProblem, gpu: GPU, algorithm: str, *, B=None, N=
     check_supported(algorithm, problem)
     if tiling is None:
         tiling = default_tiling(problem, gpu, algorithm)
-    i64 = lambda v, d: np.asarray(d if v is None else v, dtype=np.int64)  # noqa: E731
-    B, N, S = np.broadcast_arrays(i64(B, problem.B), i64(N, problem.N), i64(S, problem.S))
+    B = limits.size_array("B", problem.B if B is None else B, limits.MAX_BATCH)
+    N = limits.size_array("N", problem.N if N is None else N, limits.MAX_TOKENS)
+    S = limits.size_array("S", problem.S if S is None else S, limits.MAX_TOKENS)
+    limits.check_broadcast(B=B, N=N, S=S)
+    B, N, S = np.broadcast_arrays(B, N, S)
     x = replace(from_problem(problem, tiling, gpu if l2_estimate else None), B=B, N=N, S=S)
     if algorithm in ("flash_decode", "dsa"):
         splits = decode_splits(algorithm, gpu, B, N, S, problem.H, tiling.heads_per_block,

@@ -168,7 +168,13 @@ def default_tiling(problem, gpu, algorithm: str, *, block_q: int | None = None,
 
     if algorithm not in ALGORITHM_NAMES:
         raise InputError("algorithm", algorithm, f"must be one of {', '.join(ALGORITHM_NAMES)}")
-    limit = sram_limit_bytes or gpu.spec.shared_memory_per_block_max_bytes
+    from memsim.limits import check_tiling_limits
+
+    check_tiling_limits(gpu, block_q=block_q, block_kv=block_kv,
+                        heads_per_block=heads_per_block, kv_splits=kv_splits, threads=threads,
+                        sram_limit_bytes=sram_limit_bytes)
+    limit = (gpu.spec.shared_memory_per_block_max_bytes if sram_limit_bytes is None
+             else sram_limit_bytes)
     group = problem.H // problem.K
     hpb = heads_per_block if heads_per_block is not None else group
     if group % hpb:
@@ -178,7 +184,7 @@ def default_tiling(problem, gpu, algorithm: str, *, block_q: int | None = None,
     common = dict(
         algorithm=algorithm, heads_per_block=hpb, head_dim=problem.D, head_dim_v=problem.Dv,
         elem_bytes=dtype_bytes(problem.dtype), mla=problem.mla,
-        threads=threads or 128,
+        threads=128 if threads is None else threads,
     )
     if algorithm == "dsa":
         idx = indexer or _default_indexer()
@@ -186,12 +192,14 @@ def default_tiling(problem, gpu, algorithm: str, *, block_q: int | None = None,
                       index_elem_bytes=dtype_bytes(idx.dtype), index_block_q=128)
     if policy == "fa1":
         m = limit
-        bc = block_kv or math.ceil(m / (4 * problem.D * common["elem_bytes"]))
-        br = block_q or min(bc, problem.D)
+        bc = block_kv if block_kv is not None else math.ceil(
+            m / (4 * problem.D * common["elem_bytes"]))
+        br = block_q if block_q is not None else min(bc, problem.D)
     else:
-        bc = block_kv or fa2_block_kv(problem.D)
+        bc = block_kv if block_kv is not None else fa2_block_kv(problem.D)
         # a dsa sparse-attention block holds one query token's packed heads
-        br = block_q or (1 if algorithm == "dsa" else max(1, 128 // hpb))
+        br = block_q if block_q is not None else (1 if algorithm == "dsa"
+                                                  else max(1, 128 // hpb))
     if algorithm == "flash_decode":
         if block_q is not None and block_q < problem.N:
             raise InputError("block_q", block_q,
@@ -225,7 +233,7 @@ def default_tiling(problem, gpu, algorithm: str, *, block_q: int | None = None,
         from memsim.algorithms.masks import geometry_of
 
         geometry = geometry_of(problem.mask) if algorithm == "flash_decode" else None
-        splits = kv_splits or int(decode_splits(
+        splits = kv_splits if kv_splits is not None else int(decode_splits(
             algorithm, gpu, problem.B, problem.N, problem.S, problem.H,
             tiling.heads_per_block, tiling.block_kv, tiling.index_block_q, geometry))
         tiling = tiling.model_copy(update={"kv_splits": splits})

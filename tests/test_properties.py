@@ -22,6 +22,7 @@ from memsim.attention import predict
 from memsim.cost import Cost
 from memsim.errors import InputError
 from memsim.hardware import gpu_names, load_gpu
+from memsim.limits import MAX_TOKENS
 from memsim.problem import AttentionProblem, Indexer, Mask
 from memsim.tiling import FP32_BYTES, Tiling, default_tiling
 from memsim.units import dtype_bytes
@@ -116,14 +117,14 @@ def test_every_flow_is_finite_and_non_negative(algorithm: str, data: st.DataObje
 @pytest.mark.parametrize("algorithm", NAMES)
 @given(data=st.data())
 def test_huge_sizes_never_overflow(algorithm: str, data: st.DataObject) -> None:
-    """N, S up to 2·10⁹ tokens and B up to 64 (DESIGN: arithmetic never overflows silently):
-    B·H·N·S alone reaches 10²¹, far past int64, so every field must stay finite and ≥ 0
-    with the default tiles and the default split count. Chunks are multiples of the key
+    """N, S up to memsim's token ceiling 2³⁰ and B up to 64 (DESIGN: arithmetic never
+    overflows silently): B·H·N·S alone passes int64, so every field must stay finite and
+    ≥ 0 with the default tiles and the default split count. Chunks are multiples of the key
     tile here (Llama 4's 8192): other chunks fall back to enumerating every query tile
     (memsim.geometry), exact but O(N/Br) time and memory."""
     p = data.draw(problems(algorithm))
-    N = DECODE_MAX_N if algorithm == "flash_decode" else data.draw(st.integers(1, 2 * 10**9))
-    S = N + data.draw(st.integers(0, 2 * 10**9))
+    N = DECODE_MAX_N if algorithm == "flash_decode" else data.draw(st.integers(1, MAX_TOKENS))
+    S = N + data.draw(st.integers(0, MAX_TOKENS - N))
     mask = {"top_k": data.draw(st.integers(1, S))} if algorithm == "dsa" else (
         {"chunk": 8192} if p.mask.kind == "chunk" else p.mask.model_dump())
     big = vary(p, batch=data.draw(st.integers(1, 64)), seq_len=N, kv_len=S, mask=mask)

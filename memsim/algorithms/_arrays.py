@@ -44,6 +44,12 @@ class Arrays:
     slots: np.ndarray | None = None
     l2_bytes: float = 0.0
 
+    def __post_init__(self) -> None:
+        # B in float64: every count is a product that starts with B (or with groups =
+        # B·(H // hpb)), so it is evaluated in float64 and cannot wrap around int64 however
+        # large the sizes (memsim/limits.py); exact below 2^53.
+        object.__setattr__(self, "B", np.asarray(self.B, dtype=np.float64))
+
     @property
     def index_key_bytes(self):
         from memsim.tiling import index_key_bytes

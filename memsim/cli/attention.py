@@ -11,7 +11,9 @@ from typing import Any
 
 import typer
 
+from memsim import limits
 from memsim.cli import app, user_errors
+from memsim.limits import size_option
 
 ALGORITHM_HELP = "standard | flash1 | flash2 | flash_decode | dsa"
 
@@ -110,28 +112,41 @@ class Opt:
 
     algorithm = typer.Option("flash2", help=ALGORITHM_HELP)
     gpu = typer.Option("h100-sxm", help="GPU profile name (memsim gpus) or a .toml")
-    batch = typer.Option(1, help="B, sequences")
-    heads = typer.Option(32, help="H, query heads")
-    kv_heads = typer.Option(None, help="K, key/value heads (default H)")
-    seq_len = typer.Option(4096, help="N, query tokens")
-    kv_len = typer.Option(None, help="S, key/value tokens (default N)")
-    head_dim = typer.Option(128, help="D, head dimension of Q and K")
-    head_dim_v = typer.Option(None, help="Dv, head dimension of V (default D)")
+    batch = size_option(1, "--batch", ceiling=limits.MAX_BATCH, help="B, sequences")
+    heads = size_option(32, "--heads", ceiling=limits.MAX_HEADS, help="H, query heads")
+    kv_heads = size_option(None, "--kv-heads", ceiling=limits.MAX_HEADS,
+                           help="K, key/value heads (default H)")
+    seq_len = size_option(4096, "--seq-len", ceiling=limits.MAX_TOKENS, help="N, query tokens")
+    kv_len = size_option(None, "--kv-len", ceiling=limits.MAX_TOKENS,
+                         help="S, key/value tokens (default N)")
+    head_dim = size_option(128, "--head-dim", ceiling=limits.MAX_HEAD_DIM,
+                           help="D, head dimension of Q and K")
+    head_dim_v = size_option(None, "--head-dim-v", ceiling=limits.MAX_HEAD_DIM,
+                             help="Dv, head dimension of V (default D)")
     dtype = typer.Option("bf16", help="fp32 | fp16 | bf16 | fp8")
     causal = typer.Option(False, "--causal", help="causal mask")
     bidirectional = typer.Option(False, "--bidirectional", help="window is symmetric (encoders)")
-    window = typer.Option(None, help="sliding window W (implies causal)")
-    chunk = typer.Option(None, help="chunked local attention C (implies causal)")
-    top_k = typer.Option(None, "--top-k", help="keys per query (dsa)")
+    window = size_option(None, "--window", ceiling=limits.MAX_TOKENS,
+                         help="sliding window W (implies causal)")
+    chunk = size_option(None, "--chunk", ceiling=limits.MAX_TOKENS,
+                        help="chunked local attention C (implies causal)")
+    top_k = size_option(None, "--top-k", ceiling=limits.MAX_TOKENS, help="keys per query (dsa)")
     mla = typer.Option(False, "--mla", help="V is a slice of the shared latent K")
-    index_heads = typer.Option(64, help="dsa indexer heads H_I")
-    index_head_dim = typer.Option(128, help="dsa indexer head dim D_I")
-    block_q = typer.Option(None, "--block-q", help="Br, query tokens per tile")
-    block_kv = typer.Option(None, "--block-kv", help="Bc, keys per tile")
-    heads_per_block = typer.Option(None, help="query heads packed per block")
-    kv_splits = typer.Option(None, help="decoding splits (flash_decode, dsa)")
-    threads = typer.Option(None, help="threads per block (default 128)")
-    sram_limit = typer.Option(None, help="SRAM bytes per block (default: the GPU's)")
+    index_heads = size_option(64, "--index-heads", ceiling=limits.MAX_HEADS,
+                              help="dsa indexer heads H_I")
+    index_head_dim = size_option(128, "--index-head-dim", ceiling=limits.MAX_HEAD_DIM,
+                                 help="dsa indexer head dim D_I")
+    block_q = size_option(None, "--block-q", ceiling=limits.MAX_TOKENS,
+                          help="Br, query tokens per tile")
+    block_kv = size_option(None, "--block-kv", ceiling=limits.MAX_TOKENS, help="Bc, keys per tile")
+    heads_per_block = size_option(None, "--heads-per-block", ceiling=limits.MAX_HEADS,
+                                  help="query heads packed per block")
+    kv_splits = size_option(None, "--kv-splits", ceiling=limits.MAX_KV_SPLITS,
+                            help="decoding splits (flash_decode, dsa)")
+    threads = size_option(None, "--threads", ceiling=limits.MAX_THREADS,
+                          help="threads per block (default 128; at most the GPU's)")
+    sram_limit = size_option(None, "--sram-limit", ceiling=limits.MAX_SRAM_BYTES,
+                             help="SRAM bytes per block (default and most: the GPU's)")
     matmul_unit = typer.Option("tensor", help="tensor | fp32 (Numba kernels)")
     as_json = typer.Option(False, "--json", help="print one JSON object")
 
