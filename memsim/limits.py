@@ -44,6 +44,7 @@ MAX_VOCAB = 2**24  # vocab_size
 MAX_EXPERTS = 2**16  # routed experts per layer
 MAX_TP = 2**12  # tensor-parallel GPUs
 MAX_WORKERS = 256  # sweep worker processes
+MAX_DRAFT_TOKENS = 64  # --mtp draft tokens per decode step
 MAX_POINTS = 10_000  # cost-curve positions (each is a vectorised element; output is a table)
 MAX_SWEEP_VALUES = 10_000  # values of one sweep axis (contexts, batches)
 MAX_EVENT_BUDGET = 10**10  # trace tile events (~1 µs of engine time each → ≤ ~3 h)
