@@ -15,6 +15,7 @@ from pathlib import Path
 import typer
 
 from memsim.cli import app, user_errors
+from memsim.limits import float_option
 
 MAX_RESTARTS = 3
 _OUT = typer.Option(Path("measurements"), "--out",
@@ -32,13 +33,18 @@ def _print_summary(path: Path, as_json: bool) -> None:
     from memsim.validation import summary
 
     result = summary.summarise(path)
-    folder = path if path.is_dir() else path.parent
-    json_path, text_path = summary.write(result, folder)
+    for bad in result.get("bad_lines", []):
+        typer.echo(f"warning: {bad['file']}:{bad['line']}: {bad['reason']} (line skipped)",
+                   err=True)
+    # A folder's summary is written beside its runs; one run file (a subset) is only
+    # printed, never written over the folder's summary.
+    written = summary.write(result, path) if path.is_dir() else None
     if as_json:
         typer.echo(json.dumps(result))
     else:
         typer.echo(summary.format_text(result))
-        typer.echo(f"\nwritten: {json_path}, {text_path}")
+        if written:
+            typer.echo(f"\nwritten: {written[0]}, {written[1]}")
 
 
 def _restart_resuming() -> None:
@@ -67,7 +73,7 @@ def validate_cmd(
                                 "(default: the one matching the device)"),
     only: str = typer.Option(None, "--only",
                              help="comma-separated kinds: ceiling,sdpa,llama,kernel,ncu"),
-    budget_s: float = typer.Option(None, "--budget-s",
+    budget_s: float = float_option(None, "--budget-s",
                                    help="stop starting cases after this many seconds "
                                         "(default: 420 for quick, none for full)"),
     summary_dir: Path = _SUMMARY,
@@ -108,11 +114,21 @@ def calibrate_cmd(
     import json
 
     from memsim.errors import InputError
+    from memsim.files import check_writable, write_text
     from memsim.hardware import load_gpu
     from memsim.validation import calibrate
     from memsim.validation.records import read_cases
 
-    cases = read_cases(directory)
+    if not directory.exists():
+        raise InputError("directory", str(directory), "does not exist")
+    folder = directory if directory.is_dir() else directory.parent
+    if out is not None:
+        check_writable(out, "out")
+    check_writable(folder / "calibration.json", "directory")
+    bad_lines: list = []
+    cases = read_cases(directory, bad_lines)
+    for file, line, reason in bad_lines:
+        typer.echo(f"warning: {file}:{line}: {reason} (line skipped)", err=True)
     if not cases:
         raise InputError("directory", str(directory), "holds no measured cases (*.jsonl)")
     names = {c.get("prediction", {}).get("profile") for c in cases if c.get("status") == "ok"}
@@ -122,10 +138,10 @@ def calibrate_cmd(
             raise InputError("profile", None, f"must be given: the runs used {sorted(names)}")
         profile = names.pop()
     datasheet = load_gpu(profile)
-    folder = directory if directory.is_dir() else directory.parent
     result = calibrate.calibrate(cases, datasheet, calibrated_from=str(folder))
     path = calibrate.write_profile(result, out or folder / f"{datasheet.name}-calibrated.toml")
-    (folder / "calibration.json").write_text(json.dumps(result.to_dict(), indent=1) + "\n")
+    write_text(folder / "calibration.json", json.dumps(result.to_dict(), indent=1) + "\n",
+               "directory")
     if as_json:
         typer.echo(json.dumps(result.to_dict()))
     else:
