@@ -33,6 +33,8 @@ from memsim.errors import InputError
 
 MAX_BATCH = 2**20  # sequences in one call
 MAX_TOKENS = 2**30  # N, S, context, window, chunk, top-k, prefill chunk, tiles
+MAX_CONTEXT = MAX_TOKENS - 1024  # context of a whole model: room for the decoded and draft
+#                                  tokens after it (decode at position L reads L + 1 keys)
 MAX_HEADS = 2**12  # H, K, H_I, heads per block
 MAX_HEAD_DIM = 2**12  # D, Dv, D_I
 MAX_KV_SPLITS = 2**16  # split-KV blocks per head group

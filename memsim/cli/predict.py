@@ -82,7 +82,7 @@ def _warn(messages: list[str]) -> None:
 @user_errors
 def predict_cmd(
     model: str = _MODEL, gpu: str = _GPU,
-    context: int = size_option(..., "--context", ceiling=limits.MAX_TOKENS,
+    context: int = size_option(..., "--context", ceiling=limits.MAX_CONTEXT,
                                help="L, tokens of context"),
     batch: str = _BATCH, tp: int = _TP, gpus: int | None = _GPUS, pp: int = _PP,
     ep: int = _EP, dp_attention: bool = _DPA, mtp: int = _MTP,
@@ -161,7 +161,7 @@ def _print_prediction(r: dict[str, Any]) -> None:
 @user_errors
 def cost_curve_cmd(
     model: str = _MODEL, gpu: str = _GPU,
-    max_context: int = size_option(..., "--max-context", ceiling=limits.MAX_TOKENS,
+    max_context: int = size_option(..., "--max-context", ceiling=limits.MAX_CONTEXT,
                                    help="largest token position"),
     points: int = size_option(16, "--points", ceiling=limits.MAX_POINTS,
                               help="positions on the curve"),
@@ -231,7 +231,8 @@ def _csv_list(text: str, cast: Any = str, field: str = "list") -> list[Any]:
         raise InputError(field, f"{len(items)} values", f"must list at most "
                          f"{limits.MAX_SWEEP_VALUES} (memsim's ceiling)")
     if cast is int:
-        parse = limits.SizeParser(limits.MAX_TOKENS if field == "contexts" else limits.MAX_BATCH)
+        parse = limits.SizeParser(limits.MAX_CONTEXT if field == "contexts"
+                                  else limits.MAX_BATCH)
         out = []
         for x in items:
             try:
@@ -306,7 +307,8 @@ def _write_sweep(stream: Any, fmt: str, workers: int, model_list: list[str],
     from rich.progress import Progress
 
     try:
-        with Progress(transient=True, console=_stderr_console()) as progress:
+        with Progress(transient=True, console=_stderr_console(),
+                      disable=not sys.stderr.isatty()) as progress:
             task = progress.add_task("sweep", total=cells)
 
             def write(rows: list[dict[str, Any]]) -> None:

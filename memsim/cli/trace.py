@@ -13,8 +13,10 @@ from typing import Any
 
 import typer
 
+from memsim import limits
 from memsim.cli import app, user_errors
 from memsim.cli.attention import Opt, _fmt_bytes, _fmt_s, build_from, check_matmul_unit
+from memsim.limits import size_option
 
 DEFAULT_EVENT_BUDGET = 1_000_000_000  # = memsim.trace.DEFAULT_EVENT_BUDGET (not imported here)
 
@@ -122,10 +124,11 @@ def trace(
     l2: str = typer.Option("on", "--l2", help="on | off: the L2 model (off: every access "
                                               "goes to HBM)"),
     compare: bool = typer.Option(False, "--compare", help="analytic and trace side by side"),
-    heads_sample: int = typer.Option(None, "--heads-sample",
-                                     help="simulate this many heads and scale to all"),
-    event_budget: int = typer.Option(DEFAULT_EVENT_BUDGET, "--event-budget",
-                                     help="refuse traces needing more tile events"),
+    heads_sample: int = size_option(None, "--heads-sample", ceiling=limits.MAX_HEADS,
+                                    help="simulate this many heads and scale to all"),
+    event_budget: int = size_option(DEFAULT_EVENT_BUDGET, "--event-budget",
+                                    ceiling=limits.MAX_EVENT_BUDGET,
+                                    help="refuse traces needing more tile events"),
     save_trace: str = typer.Option(None, "--save-trace", help="write the trace as .npz"),
     as_json: bool = Opt.as_json,
 ) -> None:

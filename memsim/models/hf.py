@@ -47,7 +47,7 @@ def from_hf_config(cfg: dict[str, Any], name: str = "config.json") -> ModelConfi
     key for a missing or contradictory key and the model_type for an unsupported one.
     """
     if not isinstance(cfg, dict):
-        raise InputError(name, type(cfg).__name__, "must hold a JSON object")
+        raise InputError("model", name, f"must hold a JSON object, not a {type(cfg).__name__}")
     mt = cfg.get("model_type")
     if mt is None:
         raise InputError("model_type", None, f"is missing from {name}")
