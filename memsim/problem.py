@@ -58,9 +58,12 @@ class Mask(BaseModel):
     def _one_pattern(self) -> Mask:
         given = [n for n in ("window", "chunk", "top_k") if getattr(self, n) is not None]
         if len(given) > 1:
-            raise ValueError(f"{' and '.join(given)} cannot be combined; choose one pattern")
+            raise ValueError(f"{given[0]}={getattr(self, given[0])} cannot be combined with "
+                             + " and ".join(f"{n}={getattr(self, n)}" for n in given[1:])
+                             + "; choose one pattern")
         if (self.chunk is not None or self.top_k is not None) and not self.causal:
-            raise ValueError("chunk and top_k masks are causal; causal=False is not supported")
+            raise ValueError("causal=False is not supported with a chunk or top_k mask "
+                             "(both are causal; drop --bidirectional)")
         return self
 
     @property

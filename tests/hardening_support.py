@@ -85,10 +85,23 @@ def json_documents(stdout: str) -> list[Any]:
     text = stdout.strip()
     if not text:
         return []
+    if text[0] not in "[{":  # CSV (sweep --format csv): its numeric cells
+        import csv
+
+        rows = list(csv.DictReader(io.StringIO(text)))
+        assert rows, f"neither JSON nor CSV: {text[:200]!r}"
+        return [[{k: _number(v) for k, v in row.items()} for row in rows]]
     try:
         return [json.loads(text)]
     except json.JSONDecodeError:
         return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def _number(cell: str) -> Any:
+    try:
+        return float(cell)
+    except ValueError:
+        return cell
 
 
 def check_ok(o: Outcome) -> None:
@@ -109,6 +122,7 @@ def check_refused(o: Outcome, field: str | None = None) -> None:
     lines = [line for line in o.stderr.splitlines() if not line.startswith("warning: ")]
     assert len(lines) == 1, f"{len(lines)} lines: {o.stderr[-500:]!r}"
     assert lines[0].startswith("error: "), lines[0]
+    assert "=" in lines[0], f"no field=value in {lines[0]!r}"
     if field is not None:
         assert field in lines[0], f"{field!r} not named in {lines[0]!r}"
 

@@ -86,7 +86,7 @@ BAD = [
     (["--algorithm", "dsa"], "top_k=None is required by the dsa algorithm"),
     (["--top-k", "64"], "top_k=64 needs the dsa algorithm"),
     (["--dtype", "fp12"], "dtype='fp12'"),
-    (["--window", "8", "--chunk", "16"], "window and chunk cannot be combined"),
+    (["--window", "8", "--chunk", "16"], "window=8 cannot be combined with chunk=16"),
     (["--mla", "--kv-heads", "8"], "kv_heads=8 must be 1 with mla"),
     (["--algorithm", "flash3"], "algorithm='flash3' is not known; did you mean 'flash2'"),
     (["--algorithm", "flash_decode", "--pass", "backward", "--seq-len", "1"],

@@ -5,6 +5,7 @@ in-process (``memsim.cli.run``) with a per-case time limit."""
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -64,6 +65,7 @@ HEADER = json.dumps({"type": "header", "run_id": "x", "profile": "h100-sxm"})
 READ_ONLY = TMP / "read_only"
 READ_ONLY.mkdir(exist_ok=True)
 os.chmod(READ_ONLY, 0o555)
+atexit.register(lambda: (os.chmod(READ_ONLY, 0o755), shutil.rmtree(TMP, True)))
 AS_ROOT = os.geteuid() == 0  # root writes anywhere: the read-only cases do not apply
 
 BAD_CONFIGS = {  # name → (path, field the error names)
