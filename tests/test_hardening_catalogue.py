@@ -244,6 +244,26 @@ add("sweep error inside --workers 2", [*SWEEP, "--tp", "3", "--workers", "2", "-
 if not AS_ROOT:
     add("sweep --out read-only folder", [*SWEEP, "--out", str(READ_ONLY / "s.csv")], "out")
     add("report --out read-only folder", ["report", "--out", str(READ_ONLY / "site")], "out")
+GEMM = ["op", "gemm", "--m", "64", "--n", "4096", "--k", "4096", "--json"]
+ALL_REDUCE = ["op", "all-reduce", "--bytes", "1000000", "--gpus", "8", "--json"]
+MOE = ["op", "moe", "--tokens", "64", "--hidden", "4096", "--inter", "1024", "--experts", "8",
+       "--top-k", "2", "--json"]
+for base, options in ((GEMM, ("--m", "--n", "--k")), (ALL_REDUCE, ("--bytes", "--gpus")),
+                      (MOE, ("--tokens", "--hidden", "--inter", "--experts", "--top-k", "--tp",
+                             "--ep"))):
+    for opt in options:
+        for value in ("0", "-3", "nan", "2.5", BIG):
+            field = {"--bytes": "message_bytes"}.get(opt, opt[2:].replace("-", "_"))
+            add(f"op {base[1]} {opt}={value!r}", [*base, opt, value], field)
+for argv, field in [([*GEMM, "--dtype", "fp4"], "dtype"), ([*GEMM, "--backend", "x"], "backend"),
+                    ([*MOE, "--top-k", "9"], "top_k"), ([*MOE, "--distribution", "zipf"],
+                                                         "distribution"),
+                    ([*ALL_REDUCE, "--gpu", "nosuch"], "gpu")]:
+    add(f"op {argv[1]} {argv[-2]}={argv[-1]}", argv, field)
+for argv in ([*GEMM, "--m", str(2**40), "--n", str(2**20), "--k", str(2**20)],
+             [*ALL_REDUCE, "--bytes", str(2**40), "--gpus", "4096"],
+             [*MOE, "--tokens", str(2**20), "--experts", "256", "--top-k", "8"]):
+    add("ok: op " + " ".join(argv[1:2] + argv[-6:]), argv, OK)
 for name, (path, field) in BAD_CONFIGS.items():
     add(f"predict --model config {name}", [*PREDICT[:2], path, *PREDICT[3:]], field)
 for name, (path, field) in BAD_PROFILES.items():

@@ -70,17 +70,27 @@ GROUP = typer.main.get_command(app)
 
 
 def _options(command: str) -> list[tuple[str, str, bool]]:
-    """(name, flag, is_flag) of every option and argument of ``command``."""
+    """(name, flag, is_flag) of every option and argument of ``command`` ("op gemm")."""
+    cmd = GROUP
+    for part in command.split():
+        cmd = cmd.commands[part]
     out = []
-    for p in GROUP.commands[command].params:
+    for p in cmd.params:
         flag = p.opts[0] if p.opts else p.name
         out.append((p.name, flag, bool(getattr(p, "is_flag", False))))
     return out
 
 
+def p_required(command: str, name: str) -> bool:
+    cmd = GROUP
+    for part in command.split():
+        cmd = cmd.commands[part]
+    return any(p.name == name and p.required for p in cmd.params)
+
+
 @st.composite
 def argvs(draw: st.DrawFn, command: str) -> list[str]:
-    argv = [command, *FORCED.get(command, [])]
+    argv = [*command.split(), *FORCED.get(command, [])]
     for name, flag, is_flag in _options(command):
         if name in ("summary_dir", "measurements") and command in FORCED:
             continue
@@ -90,7 +100,9 @@ def argvs(draw: st.DrawFn, command: str) -> list[str]:
             continue
         required = name == "directory" or (name in ("model", "gpu", "models", "gpus",
                                                     "contexts", "context", "max_context")
-                                           and command in ("predict", "cost-curve", "sweep"))
+                                           and command in ("predict", "cost-curve", "sweep")
+                                           ) or (command.startswith("op ") and p_required(
+                                               command, name))
         if not required and draw(st.integers(0, 7)) != 7:  # (starts with no options)
             continue
         good, bad = NAMED.get(f"{command} {name}", NAMED.get(name, (SIZES, BAD)))
