@@ -12,6 +12,8 @@ from typing import Any
 import typer
 
 from memsim.cli import app, user_errors
+from memsim.units import format_bytes as _fmt_bytes
+from memsim.units import format_seconds as _fmt_s
 
 ALGORITHM_HELP = "standard | flash1 | flash2 | flash_decode | dsa"
 
@@ -45,20 +47,6 @@ def build(*, algorithm: str, gpu: str, batch: int, heads: int, kv_heads: int | N
                             heads_per_block=heads_per_block, kv_splits=kv_splits,
                             threads=threads, sram_limit_bytes=sram_limit)
     return problem, profile, tiling
-
-
-def _fmt_bytes(n: float) -> str:
-    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.3g} {unit}"
-    return f"{n:.0f} B"
-
-
-def _fmt_s(t: float) -> str:
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
-        if t >= scale:
-            return f"{t / scale:.3g} {unit}"
-    return f"{t * 1e9:.3g} ns"
 
 
 def print_table(result: dict[str, Any]) -> None:
