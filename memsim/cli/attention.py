@@ -12,6 +12,7 @@ from typing import Any
 import typer
 
 from memsim.cli import app, user_errors
+from memsim.problem import Indexer
 from memsim.units import format_bytes as _fmt_bytes
 from memsim.units import format_seconds as _fmt_s
 
@@ -33,9 +34,7 @@ def build(*, algorithm: str, gpu: str, batch: int, heads: int, kv_heads: int | N
 
     get(algorithm)
     profile = load_gpu(gpu)
-    patterned = window is not None or chunk is not None or top_k is not None
-    mask = Mask(causal=(causal or patterned) and not bidirectional, window=window,
-                chunk=chunk, top_k=top_k)
+    mask = Mask(causal=not bidirectional, window=window, chunk=chunk, top_k=top_k)
     indexer = (Indexer(heads=index_heads, head_dim=index_head_dim)
                if runs_mask(algorithm, "topk") else None)
     problem = AttentionProblem(
@@ -94,6 +93,9 @@ def print_table(result: dict[str, Any]) -> None:
             f"), {_fmt_s(est['time_s'])}, bound by {est['bound']}. `memsim trace` simulates it.")
 
 
+_INDEXER = Indexer()  # the indexer defaults, stated once (memsim.problem.Indexer)
+
+
 class Opt:
     """The attention-problem options, shared by ``memsim attention`` and ``memsim trace``."""
 
@@ -107,14 +109,15 @@ class Opt:
     head_dim = typer.Option(128, help="D, head dimension of Q and K")
     head_dim_v = typer.Option(None, help="Dv, head dimension of V (default D)")
     dtype = typer.Option("bf16", help="fp32 | fp16 | bf16 | fp8")
-    causal = typer.Option(False, "--causal", help="causal mask")
-    bidirectional = typer.Option(False, "--bidirectional", help="window is symmetric (encoders)")
+    causal = typer.Option(True, "--causal", help="causal mask: the default (memsim.problem.Mask)")
+    bidirectional = typer.Option(False, "--bidirectional",
+                                 help="no causal mask: full attention, or a symmetric window")
     window = typer.Option(None, help="sliding window W (implies causal)")
     chunk = typer.Option(None, help="chunked local attention C (implies causal)")
     top_k = typer.Option(None, "--top-k", help="keys per query (dsa)")
     mla = typer.Option(False, "--mla", help="V is a slice of the shared latent K")
-    index_heads = typer.Option(64, help="dsa indexer heads H_I")
-    index_head_dim = typer.Option(128, help="dsa indexer head dim D_I")
+    index_heads = typer.Option(_INDEXER.heads, help="dsa indexer heads H_I")
+    index_head_dim = typer.Option(_INDEXER.head_dim, help="dsa indexer head dim D_I")
     block_q = typer.Option(None, "--block-q", help="Br, query tokens per tile")
     block_kv = typer.Option(None, "--block-kv", help="Bc, keys per tile")
     heads_per_block = typer.Option(None, help="query heads packed per block")
