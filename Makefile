@@ -6,11 +6,16 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint bench validate-gpu clean
 
+# pip's and setuptools' notices go to $(VENV)/install.log, shown only when the install fails
+# (an editable install of remapped package folders always prints setuptools' information-only
+# "Editable installation" notice).
+INSTALL_LOG := $(VENV)/install.log
 $(STAMP): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
-	touch $(STAMP)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "installing memsim into $(VENV) (log: $(INSTALL_LOG))"
+	@$(PY) -m pip install -q --upgrade pip > $(INSTALL_LOG) 2>&1 || (cat $(INSTALL_LOG); exit 1)
+	@$(PY) -m pip install -q -e '.[dev]' >> $(INSTALL_LOG) 2>&1 || (cat $(INSTALL_LOG); exit 1)
+	@touch $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/memsim attention --algorithm flash2 --gpu h100-sxm --batch 1 --heads 32 \

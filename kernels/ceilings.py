@@ -489,7 +489,14 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.out, "w") as fh:
             fh.write(text + "\n")
     print("\n".join(_summary_lines(result)))
-    return 0
+    return exit_code(result)
+
+
+def exit_code(result: dict) -> int:
+    """0 when at least one microbenchmark measured something, 1 when every one failed (or
+    none ran): a run without a single ceiling must not look like a success."""
+    benches = [v for k, v in result.items() if k in BENCHES and isinstance(v, dict)]
+    return 0 if any("error" not in v for v in benches) else 1
 
 
 if __name__ == "__main__":

@@ -85,10 +85,13 @@ class Page:
 
 
 def default_measurements_dir() -> Path:
-    """The repository's ``measurements/`` folder (a source or editable checkout)."""
+    """The repository's ``measurements/`` folder in a source or editable checkout, else the
+    copy installed with the wheel (``memsim.measurements``)."""
     import memsim
 
-    return Path(memsim.__file__).resolve().parent.parent / "measurements"
+    package = Path(memsim.__file__).resolve().parent
+    checkout = package.parent / "measurements"
+    return checkout if checkout.is_dir() else package / "measurements"
 
 
 def display_path(path: Path) -> str:
