@@ -9,7 +9,7 @@ rest still run.
 Measured quantities (all SI units):
 
 - ``d2d_copy_bytes_per_s``: device-to-device copy of a buffer much larger than L2,
-  counting bytes read plus bytes written (METHOD.md convention).
+  counting bytes read plus bytes written (docs/DESIGN.md §"Measurements").
 - ``l2_read_bytes_per_s``: repeated reads of a buffer that fits in L2 (a sum reduction),
   counting bytes read.
 - ``fp32_fma_flop_per_s``: a Numba kernel of independent FMA chains on registers,

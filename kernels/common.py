@@ -1,7 +1,7 @@
 """What every memsim kernel shares: storage dtypes, float32 literals, the mask as
 compile-time constants, the key range a query sees, launches, buffers and the op tally.
 
-Conventions of every kernel in this package (DESIGN.md notation):
+Conventions of every kernel in this package (docs/DESIGN.md §"Notation"):
 
 - ``q: (B, N, H, D)``, ``k: (B, S, K, D)``, ``v: (B, S, K, Dv)``, ``o: (B, N, H, Dv)`` at the
   storage dtype (fp32 or fp16); softmax statistics (logsumexp, ℓ, m) are fp32 ``(B, H, N)``.

@@ -1,4 +1,5 @@
-"""DESIGN.md's invariants of one attention call, as hypothesis properties over the registry.
+"""The invariants of one attention call (docs/DESIGN.md §"Invariants the tests hold"), as
+hypothesis properties over the registry.
 
 Every property loops over ``memsim.algorithms.ALGORITHMS`` (a new algorithm is tested the
 moment it is registered) and skips only what an algorithm cannot run: dsa needs a top-k

@@ -1,7 +1,8 @@
 """Problem and tiling as numpy arrays: the common input of every algorithm's cost function.
 
-All fields broadcast together, so one call evaluates many configurations (DESIGN.md:
-"vectorised over numpy arrays"). :func:`from_problem` builds the size-1 case.
+All fields broadcast together, so one call evaluates many configurations (docs/DESIGN.md
+§"Three models that must agree": "vectorised over numpy arrays"). :func:`from_problem`
+builds the size-1 case.
 """
 
 from __future__ import annotations

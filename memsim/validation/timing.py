@@ -1,4 +1,5 @@
-"""Timing on the GPU the way METHOD.md asks: CUDA events, warm-up, L2 flushed, median.
+"""Timing on the GPU as docs/DESIGN.md §"Measurements" asks: CUDA events, warm-up, L2
+flushed, median.
 
 :func:`median_time_s` times a PyTorch callable: ``warmup`` untimed calls, then ``repeats``
 timed ones, each preceded by a write of a buffer twice the L2's size (outside the timed
