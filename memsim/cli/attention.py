@@ -14,6 +14,9 @@ import typer
 from memsim import limits
 from memsim.cli import app, user_errors
 from memsim.limits import size_option
+from memsim.problem import Indexer
+from memsim.units import format_bytes as _fmt_bytes
+from memsim.units import format_seconds as _fmt_s
 
 ALGORITHM_HELP = "standard | flash1 | flash2 | flash_decode | dsa"
 
@@ -33,9 +36,7 @@ def build(*, algorithm: str, gpu: str, batch: int, heads: int, kv_heads: int | N
 
     get(algorithm)
     profile = load_gpu(gpu)
-    patterned = window is not None or chunk is not None or top_k is not None
-    mask = Mask(causal=(causal or patterned) and not bidirectional, window=window,
-                chunk=chunk, top_k=top_k)
+    mask = Mask(causal=not bidirectional, window=window, chunk=chunk, top_k=top_k)
     indexer = (Indexer(heads=index_heads, head_dim=index_head_dim)
                if runs_mask(algorithm, "topk") else None)
     problem = AttentionProblem(
@@ -47,20 +48,6 @@ def build(*, algorithm: str, gpu: str, batch: int, heads: int, kv_heads: int | N
                             heads_per_block=heads_per_block, kv_splits=kv_splits,
                             threads=threads, sram_limit_bytes=sram_limit)
     return problem, profile, tiling
-
-
-def _fmt_bytes(n: float) -> str:
-    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.3g} {unit}"
-    return f"{n:.0f} B"
-
-
-def _fmt_s(t: float) -> str:
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
-        if t >= scale:
-            return f"{t / scale:.3g} {unit}"
-    return f"{t * 1e9:.3g} ns"
 
 
 def print_table(result: dict[str, Any]) -> None:
@@ -108,6 +95,9 @@ def print_table(result: dict[str, Any]) -> None:
             f"), {_fmt_s(est['time_s'])}, bound by {est['bound']}. `memsim trace` simulates it.")
 
 
+_INDEXER = Indexer()  # the indexer defaults, stated once (memsim.problem.Indexer)
+
+
 class Opt:
     """The attention-problem options, shared by ``memsim attention`` and ``memsim trace``."""
 
@@ -125,17 +115,19 @@ class Opt:
     head_dim_v = size_option(None, "--head-dim-v", ceiling=limits.MAX_HEAD_DIM,
                              help="Dv, head dimension of V (default D)")
     dtype = typer.Option("bf16", help="fp32 | fp16 | bf16 | fp8")
-    causal = typer.Option(False, "--causal", help="causal mask")
-    bidirectional = typer.Option(False, "--bidirectional", help="window is symmetric (encoders)")
+    causal = typer.Option(True, "--causal", help="causal mask: the default (memsim.problem.Mask)")
+    bidirectional = typer.Option(False, "--bidirectional",
+                                 help="no causal mask: full attention, or a symmetric window")
     window = size_option(None, "--window", ceiling=limits.MAX_TOKENS,
                          help="sliding window W (implies causal)")
     chunk = size_option(None, "--chunk", ceiling=limits.MAX_TOKENS,
                         help="chunked local attention C (implies causal)")
     top_k = size_option(None, "--top-k", ceiling=limits.MAX_TOKENS, help="keys per query (dsa)")
     mla = typer.Option(False, "--mla", help="V is a slice of the shared latent K")
-    index_heads = size_option(64, "--index-heads", ceiling=limits.MAX_HEADS,
+    index_heads = size_option(_INDEXER.heads, "--index-heads", ceiling=limits.MAX_HEADS,
                               help="dsa indexer heads H_I")
-    index_head_dim = size_option(128, "--index-head-dim", ceiling=limits.MAX_HEAD_DIM,
+    index_head_dim = size_option(_INDEXER.head_dim, "--index-head-dim",
+                                 ceiling=limits.MAX_HEAD_DIM,
                                  help="dsa indexer head dim D_I")
     block_q = size_option(None, "--block-q", ceiling=limits.MAX_TOKENS,
                           help="Br, query tokens per tile")

@@ -15,8 +15,10 @@ import typer
 
 from memsim import limits
 from memsim.cli import app, user_errors
-from memsim.cli.attention import Opt, _fmt_bytes, _fmt_s, build_from, check_matmul_unit
+from memsim.cli.attention import Opt, build_from, check_matmul_unit
 from memsim.limits import size_option
+from memsim.units import format_bytes as _fmt_bytes
+from memsim.units import format_seconds as _fmt_s
 
 DEFAULT_EVENT_BUDGET = 1_000_000_000  # = memsim.trace.DEFAULT_EVENT_BUDGET (not imported here)
 
