@@ -101,8 +101,7 @@ class Setup:
         rejection) yields (1 − a^(K+1)) / (1 − a) tokens, the verified one included
         (Leviathan et al. arXiv 2211.17192 eq. 1).
         """
-        a, k = self.acceptance, self.mtp
-        return float(k + 1) if a >= 1 else (1 - a ** (k + 1)) / (1 - a)
+        return tokens_per_step(self.mtp, self.acceptance)
 
     @property
     def groups(self) -> tuple[LayerGroup, ...]:
@@ -120,6 +119,16 @@ class Setup:
         """The same deployment at TP ``tp`` (one stage of tp GPUs: no DP attention or EP)."""
         return replace(self, tp=tp, gpus=None, pp=1, ep=1 if self.ep == 1 else tp,
                        dp_attention=False)
+
+
+def tokens_per_step(mtp: Any, acceptance: float) -> Any:
+    """(1 − a^(K+1)) / (1 − a) tokens per decode step for K drafts accepted with probability
+    a each (Leviathan et al. arXiv 2211.17192 eq. 1); K + 1 at a = 1. ``mtp`` may be an
+    array."""
+    K = np.asarray(mtp, dtype=float)
+    if acceptance >= 1:
+        return K + 1
+    return (1 - acceptance ** (K + 1)) / (1 - acceptance)
 
 
 def _check_choices(s: Setup) -> None:

@@ -135,18 +135,24 @@ def decode_phase(setup: Setup, context: Any, batch: Any) -> Phase | None:
     """
     if not setup.model.decoder:
         return None
+    return decode_step(setup, context, batch, setup.mtp)
+
+
+def decode_step(setup: Setup, context: Any, batch: Any, mtp: Any) -> Phase:
+    """:func:`decode_phase` with the MTP depth ``mtp`` as an array (broadcast with the
+    others), so that a search evaluates every depth in one call."""
     ctx = np.asarray(context)
-    P, K = setup.pp, setup.mtp
-    micro = -(-np.asarray(batch) // P)
-    ph = _phase(setup, "decode", micro, np.full_like(ctx, K + 1), ctx + 1)
+    K = np.asarray(mtp)
+    micro = -(-np.asarray(batch) // setup.pp)
+    ph = _phase(setup, "decode", micro, K + 1 + 0 * ctx, ctx + 1)
     ops = dict(ph.operators_s)
-    if K:
-        ops["mtp_draft"] = K * _phase(_draft(setup), "decode", micro, np.ones_like(ctx),
-                                      ctx + 1).time_s
-    if P > 1:
+    if np.any(K > 0):
+        draft = _phase(_draft(setup), "decode", micro, np.ones_like(ctx), ctx + 1).time_s
+        ops["mtp_draft"] = K * draft
+    if setup.pp > 1:
         rank_tokens = -(-micro // setup.attention_dp) * (K + 1)
         act = setup.model.hidden_size * dtype_bytes(setup.act_dtype)
-        ops["p2p"] = P * p2p_s(rank_tokens * act + 0.0 * ctx, setup.gpu)
+        ops["p2p"] = setup.pp * p2p_s(rank_tokens * act + 0.0 * ctx, setup.gpu)
     return Phase(ops, ph.workspace_bytes)
 
 

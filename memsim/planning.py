@@ -1,0 +1,225 @@
+"""``memsim plan``: the cheapest deployment of a model on a GPU that meets latency targets.
+
+The search follows how large models are served today: prefill and decode run on separate
+deployments (disaggregated serving; DeepSeek's inference system, github.com/deepseek-ai/
+open-infra-index, "Day 6": prefill on 4 nodes with EP32, decode on 18 nodes with EP144),
+each chosen on its own:
+
+- **decode**: every structure (GPU count, TP, PP, DP attention, EP) × a grid of batches
+  (those that do not fit at the full context are rejected) × MTP depths 0..``max_mtp``
+  (searched only when asked: a model needs an MTP module or a draft model to use it),
+  priced at the mean decode position
+  (isl + osl/2: decode time is affine in the position for dense attention, so the mean
+  position gives the mean cost); the time between two tokens of a user (TPOT) must meet
+  ``tpot_ms``. The cheapest $ per million output tokens wins; the Pareto front of tokens/s
+  per GPU against tokens/s per user is returned with it.
+- **prefill**: every structure × a few batches of whole prompts of ``isl`` tokens; the
+  time to the first token (TTFT: the whole batch's prefill) must meet ``ttft_ms``.
+
+Each structure is one vectorised evaluation over its batches and MTP depths, so the search
+evaluates tens of thousands of deployments per second (``make bench``). Structures are
+independent tasks: ``executor`` (any ``concurrent.futures.Executor``, Dask's or Ray's)
+runs them in parallel.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from memsim.errors import InputError
+from memsim.inference.deployment import Setup, _positive_int, tokens_per_step
+from memsim.inference.memory import vram
+from memsim.inference.phases import decode_step, prefill_phase
+from memsim.inference.pricing import usd_per_million_tokens
+
+# One NVLink/NVSwitch domain: 8 GPUs per HGX/DGX node (NVIDIA DGX H100 user guide); tensor
+# parallelism stays inside it.
+NODE_GPUS = 8
+PP_CHOICES = (1, 2, 4, 8)
+# sequences per attention replica tried by every decode structure: 1 to 16,384, 9 % apart
+BATCH_GRID = np.unique(np.geomspace(1, 1 << 14, 112).round().astype(np.int64))
+PREFILL_BATCHES = (1, 2, 4, 8)  # prompts per attention replica in one prefill
+PP_PREFILL_CHUNK = 8192  # a pipelined prefill needs micro-batches: chunks of this many tokens
+
+
+@dataclass(frozen=True)
+class Query:
+    """What to serve: model and GPU names, lengths (tokens), targets (ms), limits."""
+
+    model: str
+    gpu: str
+    isl: int
+    osl: int
+    ttft_ms: float | None = None
+    tpot_ms: float | None = None
+    max_gpus: int = 64
+    price: float | None = None
+    weight_dtype: str = "auto"
+    kv_dtype: str = "bf16"
+    acceptance: float | None = None
+    max_mtp: int = 0
+
+    @property
+    def context(self) -> int:
+        return self.isl + self.osl
+
+
+def structures(base: Setup, max_gpus: int) -> list[dict[str, Any]]:
+    """Every valid (gpus, tp, pp, dp_attention, ep) up to ``max_gpus`` GPUs."""
+    m = base.model
+    heads = math.gcd(*(g.attention.heads for g in m.groups))
+    experts = max((g.mlp.experts for g in m.groups), default=0)
+    counts = sorted({1 << i for i in range(max_gpus.bit_length()) if 1 << i <= max_gpus}
+                    | {max_gpus})
+    out = []
+    for n in counts:
+        for tp in (t for t in (1, 2, 4, 8) if t <= min(n, NODE_GPUS) and heads % t == 0):
+            for pp in (p for p in PP_CHOICES if p <= m.num_layers and n % (tp * p) == 0):
+                d = n // (tp * pp)
+                if d > 1 and not m.decoder:
+                    continue
+                w = n // pp
+                for ep in (1, w) if experts and 1 < w <= experts else (1,):
+                    out.append({"gpus": n, "tp": tp, "pp": pp, "dp_attention": d > 1,
+                                "ep": ep})
+    return out
+
+
+def _decode_grid(s: Setup, q: Query) -> dict[str, np.ndarray]:
+    """Every batch of the grid × every MTP depth for one structure, evaluated at once: time
+    at the mean decode position, memory (fits) at the full context."""
+    D = s.attention_dp
+    K = np.arange(q.max_mtp + 1)[:, None]
+    B = (BATCH_GRID * D)[None, :] + 0 * K
+    ph = decode_step(s, q.isl + q.osl // 2, B, K)
+    fits = vram(s, q.context, B, ph.workspace_bytes)["fits"]
+    return {"batch": B, "mtp": K + 0 * B, "step_s": ph.time_s,
+            "tokens_per_step": tokens_per_step(K, s.acceptance) + 0 * ph.time_s,
+            "fits": fits}
+
+
+def evaluate_structure(q: Query, struct: dict[str, Any]) -> dict[str, Any]:
+    """Decode and prefill candidates of one structure, as arrays (one task of the search)."""
+    s = _setup(q, struct)
+    out: dict[str, Any] = {"structure": struct, "decode": {}, "prefill": {}}
+    if s.model.decoder:
+        out["decode"] = _decode_grid(s, q)
+    sp = replace(s, prefill_chunk=PP_PREFILL_CHUNK) if s.pp > 1 else s
+    b = np.asarray(PREFILL_BATCHES) * s.attention_dp
+    ph = prefill_phase(sp, q.isl, b)
+    out["prefill"] = {"batch": b, "time_s": ph.time_s,
+                      "fits": vram(sp, q.isl, b, ph.workspace_bytes)["fits"]}
+    return out
+
+
+def _setup(q: Query, struct: dict[str, Any]) -> Setup:
+    from memsim.hardware import load_gpu
+    from memsim.models import load_model
+
+    gpu = load_gpu(q.gpu)
+    weights = q.weight_dtype
+    if weights == "auto":  # fp8 where the GPU has fp8 tensor cores (DeepSeek-V3 §3.3)
+        weights = "fp8" if gpu.spec.fp8_tensor_flop_per_s else "bf16"
+    extra = {} if q.acceptance is None else {"acceptance": q.acceptance}
+    return Setup(load_model(q.model), gpu, weight_dtype=weights, kv_dtype=q.kv_dtype,
+                 usd_per_gpu_hour=q.price, **struct, **extra)
+
+
+# ---- choosing -------------------------------------------------------------------------
+
+
+def _rows(q: Query, results: Iterable[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
+    """Flatten the structures' arrays into decode and prefill candidate rows (fitting only)."""
+    decode, prefill = [], []
+    price = q.price or _gpu_price(q.gpu)
+    for r in results:
+        st, d, p = r["structure"], r["decode"], r["prefill"]
+        for idx in zip(*np.nonzero(d["fits"]), strict=True) if d else ():
+            B, step = int(d["batch"][idx]), float(d["step_s"][idx])
+            per = float(d["tokens_per_step"][idx])
+            decode.append({**st, "batch": B, "mtp": int(d["mtp"][idx]),
+                           "tpot_s": step / per, "tokens_per_s_per_user": per / step,
+                           "tokens_per_s_per_gpu": B * per / step / st["gpus"],
+                           "usd_per_million_tokens": float(usd_per_million_tokens(
+                               step, B * per, st["gpus"], price))})
+        for i in np.nonzero(p["fits"])[0]:
+            B, t = int(p["batch"][i]), float(p["time_s"][i])
+            prefill.append({**st, "batch": B, "ttft_s": t,
+                            "tokens_per_s_per_gpu": B * q.isl / t / st["gpus"],
+                            "usd_per_million_tokens": float(usd_per_million_tokens(
+                                t, B * q.isl, st["gpus"], price))})
+    return decode, prefill
+
+
+def _gpu_price(gpu: str) -> float:
+    from memsim.hardware import load_gpu
+
+    return load_gpu(gpu).price.usd_per_gpu_hour
+
+
+def pareto_front(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows no other row beats on both tokens/s per GPU and tokens/s per user, fastest
+    per user first."""
+    ranked = sorted(rows, key=lambda r: (-r["tokens_per_s_per_user"],
+                                         -r["tokens_per_s_per_gpu"]))
+    front: list[dict[str, Any]] = []
+    best = -1.0
+    for r in ranked:
+        if r["tokens_per_s_per_gpu"] > best:
+            front.append(r)
+            best = r["tokens_per_s_per_gpu"]
+    return front
+
+
+def _cheapest(rows: list[dict[str, Any]], ok: Any) -> dict[str, Any] | None:
+    good = [r for r in rows if ok(r)]
+    return min(good, key=lambda r: (r["usd_per_million_tokens"], r["gpus"]), default=None)
+
+
+def plan(q: Query, executor: Any = None) -> dict[str, Any]:
+    """The cheapest prefill and decode deployments meeting the targets, and the front.
+
+    Returns JSON-able: ``query``, ``prefill`` and ``decode`` (the chosen deployment with its
+    latency, throughput and $ per million tokens, or None when nothing meets the target),
+    ``front`` (decode Pareto front), ``structures``, ``evaluated`` (deployments evaluated)
+    and ``seconds``.
+    """
+    import time
+
+    _check_query(q)
+    t0 = time.perf_counter()
+    structs = structures(_setup(q, {}), q.max_gpus)
+    if executor is None:
+        results = [evaluate_structure(q, s) for s in structs]
+    else:
+        futures = [executor.submit(evaluate_structure, q, s) for s in structs]
+        results = [f.result() for f in futures]
+    evaluated = sum(int(np.size(r["decode"].get("batch", []))) + int(np.size(
+        r["prefill"]["batch"])) for r in results)
+    decode, prefill = _rows(q, results)
+    tpot = q.tpot_ms / 1e3 if q.tpot_ms else math.inf
+    ttft = q.ttft_ms / 1e3 if q.ttft_ms else math.inf
+    return {
+        "query": {**q.__dict__, "context": q.context},
+        "decode": _cheapest(decode, lambda r: r["tpot_s"] <= tpot),
+        "prefill": _cheapest(prefill, lambda r: r["ttft_s"] <= ttft),
+        "front": pareto_front(decode),
+        "structures": len(structs), "evaluated": evaluated,
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def _check_query(q: Query) -> None:
+    for name in ("isl", "osl", "max_gpus"):
+        _positive_int(name, getattr(q, name))
+    if isinstance(q.max_mtp, bool) or not isinstance(q.max_mtp, int) or q.max_mtp < 0:
+        raise InputError("max-mtp", q.max_mtp, "must be a non-negative integer")
+    for name in ("ttft_ms", "tpot_ms", "price"):
+        value = getattr(q, name)
+        if value is not None and not value > 0:
+            raise InputError(name.replace("_", "-"), value, "must be > 0")
