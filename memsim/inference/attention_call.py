@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from memsim.algorithms import for_layer, runs_mask
 from memsim.cost import Cost
 from memsim.hardware import GPU
 from memsim.inference.deployment import Setup
@@ -34,23 +35,15 @@ def _attention_call(setup: Setup, attn: Attention, phase: str) -> _AttnCall:
     G = setup.tp
     mask = attn.mask
     sparse = mask.top_k is not None
-    choice = setup.attention
-    if sparse and choice in ("auto", "dsa"):
-        algorithm = "dsa"
-    else:
-        if sparse:
-            mask = Mask(causal=mask.causal)
-        if choice in ("auto", "dsa"):
-            algorithm = "flash2" if phase == "prefill" else "flash_decode"
-        elif choice == "flash_decode" and phase == "prefill":
-            algorithm = "flash2"  # split-KV is a decode kernel; prefill runs FA-2
-        else:
-            algorithm = choice
+    algorithm = for_layer(setup.attention, phase, sparse)
+    topk = runs_mask(algorithm, "topk")
+    if sparse and not topk:
+        mask = Mask(causal=mask.causal)   # a dense algorithm runs the layer densely
     H = attn.heads // G
     dtype = setup.kv_dtype
     if attn.mla is not None:
         m = attn.mla
-        if algorithm != "dsa" and phase == "prefill":
+        if not topk and phase == "prefill":
             problem = AttentionProblem(batch=1, seq_len=1, heads=H, kv_heads=H,
                                        head_dim=m.qk_nope_head_dim + m.qk_rope_head_dim,
                                        head_dim_v=m.v_head_dim, dtype=dtype, mask=mask)
@@ -59,7 +52,7 @@ def _attention_call(setup: Setup, attn: Attention, phase: str) -> _AttnCall:
                                        head_dim=m.kv_lora_rank + m.qk_rope_head_dim,
                                        head_dim_v=m.kv_lora_rank, dtype=dtype, mla=True,
                                        mask=mask,
-                                       indexer=attn.indexer if algorithm == "dsa" else None)
+                                       indexer=attn.indexer if topk else None)
     else:
         K = max(1, attn.kv_heads // G)
         problem = AttentionProblem(batch=1, seq_len=1, heads=H, kv_heads=K,

@@ -7,13 +7,14 @@ from typing import Any
 
 import numpy as np
 
+from memsim.algorithms import ALGORITHMS
 from memsim.errors import InputError
 from memsim.hardware import GPU
 from memsim.models import LayerGroup, ModelConfig
 from memsim.problem import Mask
 from memsim.units import dtype_bytes
 
-ATTENTION_CHOICES = ("auto", "standard", "flash1", "flash2", "flash_decode", "dsa")
+ATTENTION_CHOICES = ("auto", *ALGORITHMS)
 TP_CANDIDATES = (1, 2, 4, 8, 16, 32, 64)
 COMPUTE_DTYPES = ("fp32", "fp16", "bf16", "fp8")
 # vLLM's default gpu_memory_utilization = 0.9 leaves 10 % of HBM to the CUDA context, NCCL

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from memsim.algorithms import get
 from memsim.errors import InputError
 from memsim.geometry import MaskGeometry, tile_terms
 from memsim.trace.layout import Layout
@@ -80,18 +81,18 @@ class Dims:
 
 def dims_of(problem, tiling) -> Dims:
     """:class:`Dims` of an AttentionProblem and its Tiling."""
-    from memsim.algorithms.masks import geometry_of
+    from memsim.geometry import geometry_of
+    from memsim.problem import Indexer
 
     mask = problem.mask
-    idx = problem.indexer
+    idx = problem.indexer or Indexer()  # the defaults are Indexer's, stated once
     return Dims(
         B=problem.B, N=problem.N, S=problem.S, H=problem.H, K=problem.K, D=problem.D,
         Dv=problem.Dv, e=DTYPE_BYTES[problem.dtype], mla=problem.mla, Br=tiling.block_q,
         Bc=tiling.block_kv, hpb=tiling.heads_per_block, splits=tiling.kv_splits,
         warps=tiling.warps, top_k=mask.top_k or 0,
-        index_heads=idx.heads if idx else 64, index_head_dim=idx.head_dim if idx else 128,
-        index_e=DTYPE_BYTES[idx.dtype] if idx else DTYPE_BYTES["fp8"],
-        index_scale_block=idx.scale_block if idx else 128,
+        index_heads=idx.heads, index_head_dim=idx.head_dim, index_e=DTYPE_BYTES[idx.dtype],
+        index_scale_block=idx.scale_block,
         index_Br=max(tiling.index_block_q, 1),
         geometry=geometry_of(mask) if mask.kind != "topk" else None,
     )
@@ -161,6 +162,19 @@ class Schedule:
         return sum(k.events_per_instance() * self.instances(k) for k in self.kernels)
 
 
+def builders() -> dict:
+    """The schedule builders by name: what an algorithm's ``SCHEDULE`` names."""
+    from memsim.trace import sched_dsa, sched_flash1, sched_flash2, sched_standard
+
+    return {
+        "standard": sched_standard.build,
+        "flash1": sched_flash1.build,
+        "flash2": sched_flash2.build,
+        "flash2_decode": sched_flash2.build_decode,
+        "dsa": sched_dsa.build,
+    }
+
+
 def build_schedule(problem, tiling, algorithm: str, heads_sample: int | None = None
                    ) -> Schedule:
     """Tensors and block programs of ``algorithm`` on ``problem`` with ``tiling``.
@@ -168,8 +182,6 @@ def build_schedule(problem, tiling, algorithm: str, heads_sample: int | None = N
     ``heads_sample``: simulate only the first ``heads_sample`` query heads (a multiple of
     heads_per_block); counts are scaled to all heads by the caller.
     """
-    from memsim.trace import sched_dsa, sched_flash1, sched_flash2, sched_standard
-
     if problem.pass_ != "forward":
         raise InputError("pass", problem.pass_, "is not simulated by the trace model "
                          "(forward only); use `memsim attention` for the analytic backward")
@@ -181,18 +193,12 @@ def build_schedule(problem, tiling, algorithm: str, heads_sample: int | None = N
                              f"must be a multiple of heads_per_block={d.hpb} between "
                              f"{d.hpb} and heads={d.H}")
         G_sim = heads_sample // d.hpb
-    builders = {
-        "standard": sched_standard.build,
-        "flash1": sched_flash1.build,
-        "flash2": sched_flash2.build,
-        "flash_decode": sched_flash2.build_decode,
-        "dsa": sched_dsa.build,
-    }
-    if algorithm not in builders:
+    name = get(algorithm).SCHEDULE
+    if name not in builders():
         raise InputError("algorithm", algorithm,
-                         f"has no trace schedule (known: {', '.join(builders)})")
+                         f"has no trace schedule (known: {', '.join(builders())})")
     layout = Layout()
-    kernels = builders[algorithm](d, layout)
+    kernels = builders()[name](d, layout)
     return Schedule(algorithm, d, layout, kernels, G_sim)
 
 
