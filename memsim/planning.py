@@ -63,10 +63,12 @@ class Query:
     kv_dtype: str = "bf16"
     acceptance: float | None = None
     max_mtp: int = 0
+    max_context: int | None = None
 
     @property
     def context(self) -> int:
-        return self.isl + self.osl
+        """Tokens each sequence holds at the end: memory must fit this (default isl + osl)."""
+        return self.max_context or self.isl + self.osl
 
 
 def structures(base: Setup, max_gpus: int) -> list[dict[str, Any]]:
@@ -193,7 +195,8 @@ def plan(q: Query, executor: Any = None) -> dict[str, Any]:
 
     _check_query(q)
     t0 = time.perf_counter()
-    structs = structures(_setup(q, {}), q.max_gpus)
+    base = _setup(q, {})
+    structs = structures(base, q.max_gpus)
     if executor is None:
         results = [evaluate_structure(q, s) for s in structs]
     else:
@@ -205,7 +208,8 @@ def plan(q: Query, executor: Any = None) -> dict[str, Any]:
     tpot = q.tpot_ms / 1e3 if q.tpot_ms else math.inf
     ttft = q.ttft_ms / 1e3 if q.ttft_ms else math.inf
     return {
-        "query": {**q.__dict__, "context": q.context},
+        "query": {**q.__dict__, "context": q.context, "weight_dtype": base.weight_dtype,
+                  "usd_per_gpu_hour": base.price, "acceptance": base.acceptance},
         "decode": _cheapest(decode, lambda r: r["tpot_s"] <= tpot),
         "prefill": _cheapest(prefill, lambda r: r["ttft_s"] <= ttft),
         "front": pareto_front(decode),
@@ -217,6 +221,9 @@ def plan(q: Query, executor: Any = None) -> dict[str, Any]:
 def _check_query(q: Query) -> None:
     for name in ("isl", "osl", "max_gpus"):
         _positive_int(name, getattr(q, name))
+    if q.max_context is not None and q.isl + q.osl > q.max_context:
+        raise InputError("isl+osl", q.isl + q.osl, f"must not exceed --context "
+                         f"{q.max_context}")
     if isinstance(q.max_mtp, bool) or not isinstance(q.max_mtp, int) or q.max_mtp < 0:
         raise InputError("max-mtp", q.max_mtp, "must be a non-negative integer")
     for name in ("ttft_ms", "tpot_ms", "price"):
