@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from memsim.errors import InputError
+from memsim.inference.curve import DEFAULT_CHUNK
 from memsim.inference.deployment import Setup, _positive_int, tokens_per_step
 from memsim.inference.memory import vram
 from memsim.inference.phases import decode_step, prefill_phase
@@ -99,7 +100,9 @@ def _decode_grid(s: Setup, q: Query) -> dict[str, np.ndarray]:
     K = np.arange(q.max_mtp + 1)[:, None]
     B = (BATCH_GRID * D)[None, :] + 0 * K
     ph = decode_step(s, q.isl + q.osl // 2, B, K)
-    fits = vram(s, q.context, B, ph.workspace_bytes)["fits"]
+    # a decode deployment's steps are small: memory is the cache plus one engine step
+    engine = replace(s, prefill_chunk=DEFAULT_CHUNK)
+    fits = vram(engine, q.context, B, ph.workspace_bytes)["fits"]
     return {"batch": B, "mtp": K + 0 * B, "step_s": ph.time_s,
             "tokens_per_step": tokens_per_step(K, s.acceptance) + 0 * ph.time_s,
             "fits": fits}

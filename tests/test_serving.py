@@ -95,7 +95,7 @@ def test_cost_curve_and_predict_agree(name, kw, batch) -> None:
             pre["usd_per_million_tokens"], rel=1e-9)
         assert row["decode_usd_per_million_tokens"] == pytest.approx(
             dec["usd_per_million_tokens"], rel=1e-9)
-        assert row["fits"] == predict(setup, p, batch)["vram"]["fits"]
+        assert row["fits"] == predict(replace(setup, prefill_chunk=chunk), p, batch)["vram"]["fits"]
 
 
 def test_decode_average_is_the_mean_of_the_marginal_curve() -> None:

@@ -9,14 +9,28 @@ import numpy as np
 
 from memsim.inference.deployment import Setup, _positive_array
 from memsim.inference.memory import vram
-from memsim.inference.phases import prefill_phase
+from memsim.inference.phases import decode_phase, prefill_phase
 
 MAX_BATCH = 1 << 20  # sequences: the search's upper end (far beyond any serving engine)
 
 
+def step_workspace_bytes(setup: Setup, context: Any, batch: Any) -> Any:
+    """Attention workspace of the largest engine step, per GPU (bytes).
+
+    Without chunking: the prefill of the whole batch at once. With ``prefill_chunk``: the
+    larger of one sequence's chunked prefill and the decode step of the whole batch (the
+    engine interleaves chunks of new prompts with the batch's decode steps).
+    """
+    if setup.prefill_chunk is None:
+        return prefill_phase(setup, context, batch).workspace_bytes
+    one = prefill_phase(setup, context, 1).workspace_bytes
+    dec = decode_phase(setup, context, batch)
+    return one if dec is None else np.maximum(one, dec.workspace_bytes)
+
+
 def total_bytes(setup: Setup, context: Any, batch: Any) -> Any:
     """Per-GPU VRAM total (bytes) of ``batch`` sequences at ``context`` (arrays)."""
-    return vram(setup, context, batch, prefill_phase(setup, context, batch).workspace_bytes)[
+    return vram(setup, context, batch, step_workspace_bytes(setup, context, batch))[
         "total_bytes"]
 
 

@@ -1,13 +1,15 @@
 """The collectives of a deployment, one small function per kind.
 
 Every collective goes through here, so that the physical model behind it is swapped in one
-place. For now each kind is expressed through the one existing ring model,
-:func:`memsim.inference.operators.all_reduce_time_s`: a ring all-reduce is a reduce-scatter
-followed by an all-gather, each moving (G−1)/G of the message per GPU (nccl-tests
-PERFORMANCE.md: busBw = algBw·2(n−1)/n for all-reduce, algBw·(n−1)/n for all-gather,
-reduce-scatter and all-to-all), so the other collectives cost half an all-reduce of the same
-message. ``message_bytes`` is what one GPU contributes (all-reduce: its full buffer;
-all-gather: the gathered result; all-to-all: everything it sends, itself included).
+place (``memsim.ops.comm`` when it lands). For now each kind is expressed through the one
+existing ring model, :func:`memsim.inference.operators.all_reduce_time_s`: a ring
+all-reduce is a reduce-scatter followed by an all-gather, each moving (G−1)/G of the
+message per GPU (nccl-tests PERFORMANCE.md: busBw = algBw·2(n−1)/n for all-reduce,
+algBw·(n−1)/n for all-gather and reduce-scatter), so those cost half an all-reduce of the
+same message; all-to-all and point-to-point sends are one direct transfer. Every link is
+the profile's GPU-to-GPU interconnect (one NVLink domain; no inter-node network yet).
+``message_bytes`` is what one GPU contributes (all-reduce: its full buffer; all-gather:
+the gathered result; all-to-all: everything it sends, itself included).
 """
 
 from __future__ import annotations
@@ -32,9 +34,13 @@ def all_gather_s(message_bytes: Any, gpus: int, gpu: GPU) -> Any:
 
 
 def all_to_all_s(message_bytes: Any, gpus: int, gpu: GPU) -> Any:
-    """Seconds of an all-to-all where each GPU sends ``message_bytes`` spread over all
-    ``gpus`` (the (G−1)/G that leaves the GPU crosses the links): as an all-gather."""
-    return 0.5 * all_reduce_time_s(message_bytes, gpus, gpu)
+    """Seconds of an all-to-all where each GPU sends ``message_bytes`` spread evenly over
+    all ``gpus``: the (G−1)/G that leaves the GPU goes out at once, one direction of its
+    links, with one launch (direct sends, as DeepEP's dispatch and combine kernels do,
+    not G−1 ring steps)."""
+    if gpus == 1:
+        return np.zeros_like(np.asarray(message_bytes, dtype=float))
+    return p2p_s(np.asarray(message_bytes, dtype=float) * (gpus - 1) / gpus, gpu)
 
 
 def p2p_s(message_bytes: Any, gpu: GPU) -> Any:

@@ -120,14 +120,19 @@ def vram(setup: Setup, context: Any, batch: Any, workspace_bytes: Any) -> dict[s
     """Per-GPU VRAM breakdown; ``total_bytes`` is exactly the sum of the parts.
 
     ``batch`` is the whole stage's batch; ``workspace_bytes`` the attention workspace of one
-    replica (:class:`~memsim.inference.phases.Phase`).
+    replica (:func:`~memsim.inference.capacity.step_workspace_bytes`). Activations are those
+    of the largest engine step: the replica's whole batch prefilled at once, or with
+    ``prefill_chunk`` set, that many tokens in all (the token budget of a serving engine
+    with chunked prefill, vLLM's ``max_num_batched_tokens``); the logits of every sequence.
     """
     weights = weights_bytes(setup)
     by_kind = kv_cache_bytes(setup, context, batch)
     kv = sum(by_kind.values()) if by_kind else np.zeros(np.shape(context))
-    step_tokens = np.minimum(context, setup.prefill_chunk or context)
     rank_batch = -(-np.asarray(batch) // setup.attention_dp)
-    act = activation_bytes(setup, rank_batch * step_tokens, rank_batch)
+    step_tokens = rank_batch * np.asarray(context)  # the whole batch prefilled at once
+    if setup.prefill_chunk is not None:  # chunked: a budget of tokens per engine step
+        step_tokens = np.minimum(step_tokens, setup.prefill_chunk)
+    act = activation_bytes(setup, step_tokens, rank_batch)
     capacity = float(setup.gpu.spec.hbm_bytes)
     reserve = setup.reserve_fraction * capacity
     total = weights + kv + act + workspace_bytes + reserve
