@@ -16,10 +16,11 @@ each chosen on its own:
 - **prefill**: every structure × a few batches of whole prompts of ``isl`` tokens; the
   time to the first token (TTFT: the whole batch's prefill) must meet ``ttft_ms``.
 
-Each structure is one vectorised evaluation over its batches and MTP depths, so the search
-evaluates tens of thousands of deployments per second (``make bench``). Structures are
-independent tasks: ``executor`` (any ``concurrent.futures.Executor``, Dask's or Ray's)
-runs them in parallel.
+Structures whose pipeline stages have the same shape share one vectorised evaluation of
+their layers over every batch and MTP depth (a pipeline only re-slices the batch into
+micro-batches and adds sends), so the search evaluates thousands of deployments per
+second (``make bench``). Groups are independent tasks: ``executor`` (any
+``concurrent.futures.Executor``, Dask's or Ray's) runs them in parallel.
 """
 
 from __future__ import annotations
@@ -35,15 +36,20 @@ from memsim.errors import InputError
 from memsim.inference.curve import DEFAULT_CHUNK
 from memsim.inference.deployment import Setup, _positive_int, tokens_per_step
 from memsim.inference.memory import vram
-from memsim.inference.phases import decode_step, prefill_phase
+from memsim.inference.phases import (
+    decode_layers,
+    pipelined_decode,
+    pipelined_prefill,
+    prefill_layers,
+)
 from memsim.inference.pricing import usd_per_million_tokens
 
 # One NVLink/NVSwitch domain: 8 GPUs per HGX/DGX node (NVIDIA DGX H100 user guide); tensor
 # parallelism stays inside it.
 NODE_GPUS = 8
 PP_CHOICES = (1, 2, 4, 8)
-# sequences per attention replica tried by every decode structure: 1 to 16,384, 9 % apart
-BATCH_GRID = np.unique(np.geomspace(1, 1 << 14, 112).round().astype(np.int64))
+# sequences per attention replica tried by every decode structure: 1 to 16,384, 4 % apart
+BATCH_GRID = np.unique(np.geomspace(1, 1 << 14, 256).round().astype(np.int64))
 PREFILL_BATCHES = (1, 2, 4, 8)  # prompts per attention replica in one prefill
 PP_PREFILL_CHUNK = 8192  # a pipelined prefill needs micro-batches: chunks of this many tokens
 
@@ -93,32 +99,47 @@ def structures(base: Setup, max_gpus: int) -> list[dict[str, Any]]:
     return out
 
 
-def _decode_grid(s: Setup, q: Query) -> dict[str, np.ndarray]:
-    """Every batch of the grid × every MTP depth for one structure, evaluated at once: time
-    at the mean decode position, memory (fits) at the full context."""
-    D = s.attention_dp
+def stage_groups(structs: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Structures grouped by their stage's shape (tp, W = gpus/pp, ep, DP attention): a
+    pipeline's layers cost the same per micro-batch whatever the number of stages, so each
+    group's layers are evaluated once and every pipeline depth derived from them."""
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for st in structs:
+        key = (st["tp"], st["gpus"] // st["pp"], st["ep"], st["dp_attention"])
+        groups.setdefault(key, []).append(st)
+    return list(groups.values())
+
+
+def evaluate_group(q: Query, group: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Decode and prefill candidates of every structure of one stage-shape group, as arrays
+    (one task of the search): decode over the batch grid × MTP depths at the mean decode
+    position, memory at the full context; prefill of a few batches of whole prompts."""
+    stage = _setup(q, group[0])
+    D, mid = stage.attention_dp, q.isl + q.osl // 2
     K = np.arange(q.max_mtp + 1)[:, None]
-    B = (BATCH_GRID * D)[None, :] + 0 * K
-    ph = decode_step(s, q.isl + q.osl // 2, B, K)
-    # a decode deployment's steps are small: memory is the cache plus one engine step
-    engine = replace(s, prefill_chunk=DEFAULT_CHUNK)
-    fits = vram(engine, q.context, B, ph.workspace_bytes)["fits"]
-    return {"batch": B, "mtp": K + 0 * B, "step_s": ph.time_s,
-            "tokens_per_step": tokens_per_step(K, s.acceptance) + 0 * ph.time_s,
-            "fits": fits}
-
-
-def evaluate_structure(q: Query, struct: dict[str, Any]) -> dict[str, Any]:
-    """Decode and prefill candidates of one structure, as arrays (one task of the search)."""
-    s = _setup(q, struct)
-    out: dict[str, Any] = {"structure": struct, "decode": {}, "prefill": {}}
-    if s.model.decoder:
-        out["decode"] = _decode_grid(s, q)
-    sp = replace(s, prefill_chunk=PP_PREFILL_CHUNK) if s.pp > 1 else s
-    b = np.asarray(PREFILL_BATCHES) * s.attention_dp
-    ph = prefill_phase(sp, q.isl, b)
-    out["prefill"] = {"batch": b, "time_s": ph.time_s,
-                      "fits": vram(sp, q.isl, b, ph.workspace_bytes)["fits"]}
+    micro = (BATCH_GRID * D)[None, :] + 0 * K
+    layers = decode_layers(stage, mid, micro, K) if stage.model.decoder else None
+    b = np.asarray(PREFILL_BATCHES) * D
+    prefill = {chunk: prefill_layers(replace(stage, prefill_chunk=chunk), q.isl, b)
+               for chunk in {None if st["pp"] == 1 else PP_PREFILL_CHUNK for st in group}}
+    out = []
+    for st in group:
+        s = _setup(q, st)
+        decode: dict[str, Any] = {}
+        if layers is not None:
+            ph = pipelined_decode(s, layers, micro, K, mid)
+            B = micro * s.pp
+            # a decode deployment's steps are small: memory is the cache and one engine step
+            engine = replace(s, prefill_chunk=DEFAULT_CHUNK)
+            decode = {"batch": B, "mtp": K + 0 * B, "step_s": ph.time_s,
+                      "tokens_per_step": tokens_per_step(K, s.acceptance) + 0 * ph.time_s,
+                      "fits": vram(engine, q.context, B, ph.workspace_bytes)["fits"]}
+        sp = replace(s, prefill_chunk=None if s.pp == 1 else PP_PREFILL_CHUNK)
+        whole, chunks, chunk_tokens = prefill[sp.prefill_chunk]
+        pre = pipelined_prefill(sp, whole, chunks, b, chunk_tokens)
+        out.append({"structure": st, "decode": decode,
+                    "prefill": {"batch": b, "time_s": pre.time_s,
+                                "fits": vram(sp, q.isl, b, pre.workspace_bytes)["fits"]}})
     return out
 
 
@@ -200,11 +221,12 @@ def plan(q: Query, executor: Any = None) -> dict[str, Any]:
     t0 = time.perf_counter()
     base = _setup(q, {})
     structs = structures(base, q.max_gpus)
+    groups = stage_groups(structs)
     if executor is None:
-        results = [evaluate_structure(q, s) for s in structs]
+        results = [r for g in groups for r in evaluate_group(q, g)]
     else:
-        futures = [executor.submit(evaluate_structure, q, s) for s in structs]
-        results = [f.result() for f in futures]
+        futures = [executor.submit(evaluate_group, q, g) for g in groups]
+        results = [r for f in futures for r in f.result()]
     evaluated = sum(int(np.size(r["decode"].get("batch", []))) + int(np.size(
         r["prefill"]["batch"])) for r in results)
     decode, prefill = _rows(q, results)

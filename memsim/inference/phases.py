@@ -88,11 +88,18 @@ def prefill_phase(setup: Setup, context: Any, batch: Any) -> Phase:
     chunk's activations per slot (GPipe, Huang et al. arXiv 1811.06965 §2.2: bubble
     (P − 1)/(m + P − 1)). Without chunking m = 1 and the stages run one after the other.
     """
+    ph, chunks, chunk_tokens = prefill_layers(setup, context, batch)
+    return pipelined_prefill(setup, ph, chunks, batch, chunk_tokens)
+
+
+def prefill_layers(setup: Setup, context: Any, batch: Any) -> tuple[Phase, Any, Any]:
+    """All layers' prefill on one GPU column, no pipeline: the phase, the chunks m per
+    sequence and the tokens per chunk. Depends on the stage's shape, not on ``setup.pp``."""
     C = setup.prefill_chunk
     ctx = np.asarray(context)
     if C is None or np.all(ctx <= C):
         ph = _phase(setup, "prefill", batch, ctx, ctx)
-        return _pipelined(setup, ph, np.ones(np.shape(ph.workspace_bytes)), batch, ctx)
+        return ph, np.ones(np.shape(ph.workspace_bytes)), ctx
     # chunk i: N = min(C, L − iC) new tokens against S = min((i+1)C, L) keys
     ctx_b, batch_b = np.broadcast_arrays(ctx, np.asarray(batch))
     n_chunks = int(np.max(-(-ctx_b // C)))
@@ -104,10 +111,11 @@ def prefill_phase(setup: Setup, context: Any, batch: Any) -> Phase:
     ph = _phase(setup, "prefill", batch_b, N_safe, S_safe)
     ops = {k: np.sum(np.where(live, v, 0.0), axis=0) for k, v in ph.operators_s.items()}
     whole = Phase(ops, np.max(np.where(live, ph.workspace_bytes, 0.0), axis=0))
-    return _pipelined(setup, whole, -(-ctx_b // C), batch_b, np.minimum(ctx_b, C))
+    return whole, -(-ctx_b // C), np.minimum(ctx_b, C)
 
 
-def _pipelined(setup: Setup, ph: Phase, chunks: Any, batch: Any, chunk_tokens: Any) -> Phase:
+def pipelined_prefill(setup: Setup, ph: Phase, chunks: Any, batch: Any,
+                      chunk_tokens: Any) -> Phase:
     """``ph`` (all layers on one GPU column) spread over ``setup.pp`` stages of ``chunks``
     micro-batches each: (m + P − 1)/(m·P) of the time, plus the sends between stages."""
     P = setup.pp
@@ -141,18 +149,32 @@ def decode_phase(setup: Setup, context: Any, batch: Any) -> Phase | None:
 def decode_step(setup: Setup, context: Any, batch: Any, mtp: Any) -> Phase:
     """:func:`decode_phase` with the MTP depth ``mtp`` as an array (broadcast with the
     others), so that a search evaluates every depth in one call."""
-    ctx = np.asarray(context)
-    K = np.asarray(mtp)
     micro = -(-np.asarray(batch) // setup.pp)
+    return pipelined_decode(setup, decode_layers(setup, context, micro, mtp), micro, mtp,
+                            context)
+
+
+def decode_layers(setup: Setup, context: Any, micro: Any, mtp: Any) -> Phase:
+    """All layers' decode step (verification of mtp + 1 tokens and the drafts) on one GPU
+    column for a micro-batch, no pipeline. Depends on the stage's shape, not on
+    ``setup.pp``."""
+    ctx, K = np.asarray(context), np.asarray(mtp)
     ph = _phase(setup, "decode", micro, K + 1 + 0 * ctx, ctx + 1)
     ops = dict(ph.operators_s)
     if np.any(K > 0):
         draft = _phase(_draft(setup), "decode", micro, np.ones_like(ctx), ctx + 1).time_s
         ops["mtp_draft"] = K * draft
-    if setup.pp > 1:
-        rank_tokens = -(-micro // setup.attention_dp) * (K + 1)
-        act = setup.model.hidden_size * dtype_bytes(setup.act_dtype)
-        ops["p2p"] = setup.pp * p2p_s(rank_tokens * act + 0.0 * ctx, setup.gpu)
+    return Phase(ops, ph.workspace_bytes)
+
+
+def pipelined_decode(setup: Setup, ph: Phase, micro: Any, mtp: Any, context: Any) -> Phase:
+    """A step of P micro-batches through ``setup.pp`` stages: ``ph`` plus P sends."""
+    if setup.pp == 1:
+        return ph
+    rank_tokens = -(-np.asarray(micro) // setup.attention_dp) * (np.asarray(mtp) + 1)
+    act = setup.model.hidden_size * dtype_bytes(setup.act_dtype)
+    ops = dict(ph.operators_s)
+    ops["p2p"] = setup.pp * p2p_s(rank_tokens * act + 0.0 * np.asarray(context), setup.gpu)
     return Phase(ops, ph.workspace_bytes)
 
 
