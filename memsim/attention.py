@@ -63,6 +63,7 @@ class AttentionPrediction:
     l2_cost: Cost | None = None
     l2_timing: Timing | None = None
     kernel_class: str | None = None
+    backend: str | None = None
 
     def to_dict(self) -> dict:
         """The JSON contract of ``memsim attention --json``."""
@@ -72,6 +73,7 @@ class AttentionPrediction:
             "gpu": self.gpu.name,
             "profile": "calibrated" if self.gpu.calibrated_from else "datasheet",
             "efficiency_class": self.kernel_class,
+            "backend": self.backend,
             "problem": self.problem.model_dump(by_alias=True),
             "layout": self.problem.layout,
             "mask": self.problem.mask.describe(),
@@ -112,7 +114,8 @@ class AttentionPrediction:
 
 
 def predict(problem: AttentionProblem, gpu: GPU | str, algorithm: str = "flash2",
-            tiling: Tiling | None = None, matmul_unit: str = "tensor") -> AttentionPrediction:
+            tiling: Tiling | None = None, matmul_unit: str = "tensor",
+            backend: str | None = None) -> AttentionPrediction:
     """Cost and time of one attention call (tiling defaults from the GPU).
 
     With a calibrated profile that fitted factors for this algorithm's kernel class
@@ -130,7 +133,7 @@ def predict(problem: AttentionProblem, gpu: GPU | str, algorithm: str = "flash2"
     l2_timing = roofline(l2_cost, gpu, problem.dtype, matmul_unit=matmul_unit,
                          blocks_per_sm=bps, kernel_class=kernel_class)
     return AttentionPrediction(problem, gpu, algorithm, tiling, cost, timing, l2_cost,
-                               l2_timing, kernel_class)
+                               l2_timing, kernel_class, backend)
 
 
 def costs(algorithm: str, *, B, N, H, D, S=None, K=None, Dv=None, dtype_bytes=2.0,

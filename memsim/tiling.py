@@ -30,6 +30,11 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from memsim.algorithms import get
+from memsim.algorithms._tiles import (  # noqa: F401  (re-exported: FA-2 backward tiles)
+    FA2_BACKWARD_THREADS,
+    fa2_backward_sram_bytes,
+)
+from memsim.algorithms._tiles import fa2_backward_block_sizes as fa2_backward_tiles  # noqa: F401
 from memsim.errors import InputError
 from memsim.units import dtype_bytes
 
@@ -66,6 +71,19 @@ class Tiling(BaseModel):
     index_head_dim: int = 0
     index_elem_bytes: float = 0.0
     index_block_q: int = 0
+    backward_block_q: int = Field(default=0, ge=0, description="backward kernel's Br "
+                                  "(0: the forward's)")
+    backward_block_kv: int = Field(default=0, ge=0, description="backward kernel's Bc "
+                                   "(0: the forward's)")
+    backward_threads: int = Field(default=0, ge=0, description="backward kernel's threads "
+                                  "(0: the forward's)")
+
+    @property
+    def backward_tiles(self) -> tuple[int, int, int]:
+        """(Br, Bc, warps) of the backward kernels: FA-2's own where set, else the forward's."""
+        threads = self.backward_threads or self.threads
+        return (self.backward_block_q or self.block_q, self.backward_block_kv or self.block_kv,
+                max(1, threads // 32))
 
     @property
     def rows(self) -> int:
@@ -177,6 +195,8 @@ def default_tiling(problem, gpu, algorithm: str, *, block_q: int | None = None,
             break
         tiling = t.model_copy(update=update)
     tiling.check_fits(limit, where)
+    if policy == "fa2" and problem.pass_ != "forward":
+        tiling = tiling.model_copy(update=module.backward_tiling(tiling, limit))
     if module.splits_keys(tiling, problem.N):
         splits = kv_splits or int(decode_splits(algorithm, gpu, problem.B, problem.N,
                                                 problem.S, problem.H, tiling, problem.mask))

@@ -35,10 +35,11 @@ ALGORITHMS: dict[str, ModuleType] = {
 #: (``backward`` if "backward" in PASSES); tile rules ``sram_bytes(t)``,
 #: ``default_block_q(heads_per_block, N)``, ``extra_fields(problem, index_block_q=None)``,
 #: ``shrink_first(t, limit_bytes)``, ``splits_keys(t, N)``,
-#: ``kv_splits(gpu, B, N, S, H, t, geometry)``.
+#: ``kv_splits(gpu, B, N, S, H, t, geometry)``, ``backward_tiling(t, limit_bytes)`` (a Tiling
+#: update with the backward kernels' own tiles).
 DECLARATIONS = ("NAME", "LABEL", "PASSES", "MASKS", "DECODES", "SCHEDULE", "KERNEL_FAMILY",
                 "forward", "sram_bytes", "default_block_q", "extra_fields", "shrink_first",
-                "splits_keys", "kv_splits")
+                "splits_keys", "kv_splits", "backward_tiling")
 
 #: What a prefill (and training) layer runs unless told otherwise: FlashAttention-2, the
 #: kernel PyTorch SDPA's flash backend and vLLM/TensorRT-LLM prefill descend from.

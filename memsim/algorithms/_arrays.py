@@ -43,6 +43,19 @@ class Arrays:
     index_chunk: np.ndarray | int = 8192
     slots: np.ndarray | None = None
     l2_bytes: float = 0.0
+    bwd_Br: np.ndarray | None = None      # backward kernels' own tiles (None: the forward's)
+    bwd_Bc: np.ndarray | None = None
+    bwd_warps: np.ndarray | None = None
+
+    def backward(self) -> Arrays:
+        """These arrays with the backward kernels' tiles (Br, Bc, warps) in place of the
+        forward's (FA-2's backward has its own launch templates: memsim.tiling)."""
+        from dataclasses import replace
+
+        if self.bwd_Br is None:
+            return self
+        return replace(self, Br=self.bwd_Br, Bc=self.bwd_Bc, warps=self.bwd_warps,
+                       bwd_Br=None, bwd_Bc=None, bwd_warps=None)
 
     @property
     def index_key_bytes(self):
@@ -106,4 +119,13 @@ def from_problem(problem, tiling, gpu=None) -> Arrays:  # (AttentionProblem, Til
         index_chunk=idx.logits_chunk,
         slots=None if gpu is None else a(gpu.spec.sm_count * max(tiling.blocks_per_sm(gpu), 1)),
         l2_bytes=0.0 if gpu is None else float(gpu.spec.l2_bytes),
+        **_backward_tiles(tiling, a),
     )
+
+
+def _backward_tiles(tiling, a) -> dict:
+    """bwd_Br, bwd_Bc, bwd_warps where the Tiling sets backward tiles of its own."""
+    if not (tiling.backward_block_q or tiling.backward_block_kv or tiling.backward_threads):
+        return {}
+    br, bc, warps = tiling.backward_tiles
+    return {"bwd_Br": a(br), "bwd_Bc": a(bc), "bwd_warps": a(warps)}

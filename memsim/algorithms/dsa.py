@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from memsim.algorithms._arrays import Arrays
-from memsim.algorithms._tiles import sm_filling_splits
+from memsim.algorithms._tiles import forward_tiles_backward, sm_filling_splits
 from memsim.algorithms.flash_decode import active_splits
 from memsim.cost import Cost
 from memsim.geometry import MaskGeometry, capped_prefix_sum, floor_sum, tile_sums
@@ -166,3 +166,6 @@ def gathered_tiles(N, S, top_k, Bc) -> np.ndarray:
     # ⌈(p + 1)/Bc⌉ = ⌊(p + Bc)/Bc⌋ for p = o .. split, then ⌈k/Bc⌉ for the rest
     below = floor_sum(split - o + 1, Bc, 1, o + Bc)
     return below + (S - 1 - split) * (-(-k // Bc)).astype(np.float64)
+
+
+backward_tiling = forward_tiles_backward

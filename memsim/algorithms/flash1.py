@@ -18,6 +18,7 @@ from __future__ import annotations
 from memsim.algorithms._arrays import Arrays
 from memsim.algorithms._tiles import (
     flash1_sram_bytes,
+    forward_tiles_backward,
     never_splits,
     no_extra_fields,
     no_first_shrink,
@@ -43,6 +44,7 @@ kv_splits = no_kv_splits
 splits_keys = never_splits
 extra_fields = no_extra_fields
 shrink_first = no_first_shrink
+backward_tiling = forward_tiles_backward
 
 
 def forward(x: Arrays) -> Cost:

@@ -19,6 +19,7 @@ import numpy as np
 from memsim.algorithms._arrays import Arrays
 from memsim.algorithms._tiles import (
     flash_sram_bytes,
+    forward_tiles_backward,
     no_extra_fields,
     no_first_shrink,
     sm_filling_splits,
@@ -39,6 +40,7 @@ KERNEL_FAMILY = "decode"  # Numba kernels: kernels/decode.py
 sram_bytes = flash_sram_bytes
 extra_fields = no_extra_fields
 shrink_first = no_first_shrink
+backward_tiling = forward_tiles_backward
 
 
 def default_block_q(heads_per_block: int, N: int) -> int:

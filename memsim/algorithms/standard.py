@@ -24,6 +24,7 @@ import numpy as np
 
 from memsim.algorithms._arrays import Arrays
 from memsim.algorithms._tiles import (
+    forward_tiles_backward,
     never_splits,
     no_extra_fields,
     no_first_shrink,
@@ -47,6 +48,7 @@ kv_splits = no_kv_splits
 splits_keys = never_splits
 extra_fields = no_extra_fields
 shrink_first = no_first_shrink
+backward_tiling = forward_tiles_backward
 
 
 def sram_bytes(t):
@@ -102,7 +104,7 @@ def backward(x: Arrays) -> Cost:
     k5_r, k5_w = scores + t.row_pairs * hpb * D * e, t.union_keys * D * e
     reads = g * (k1_r + k2_r + k3_r + k4_r + k5_r)
     writes = g * (k1_w + k2_w + k3_w + k4_w + k5_w)
-    staged = reads - g * 2 * scores                      # the dS pass streams, no staging
+    staged = reads - g * k3_r                            # the dS pass streams, no staging
     return Cost(
         matmul_flops=g * hpb * t.area * (4 * D + 4 * Dv),
         vector_flops=g * hpb * (4 * t.area),

@@ -28,7 +28,8 @@ def _root() -> None:
 
 
 # Subcommand modules register themselves on `app` when imported.
-_COMMAND_MODULES = ("attention", "gpus", "predict", "plan", "validate", "report", "trace")
+_COMMAND_MODULES = ("attention", "gpus", "op", "predict", "plan", "validate", "report",
+                    "trace")
 
 
 def _register() -> None:

@@ -126,7 +126,7 @@ def pipelined_prefill(setup: Setup, ph: Phase, chunks: Any, batch: Any,
     ops = {k: v * slots / (m * P) for k, v in ph.operators_s.items()}
     rank_tokens = -(-np.asarray(batch) // setup.attention_dp) * chunk_tokens
     act = setup.model.hidden_size * dtype_bytes(setup.act_dtype)
-    ops["p2p"] = slots * p2p_s(rank_tokens * act, setup.gpu)
+    ops["p2p"] = slots * p2p_s(rank_tokens * act, setup.gpu, setup.n_gpus)
     return Phase(ops, ph.workspace_bytes)
 
 
@@ -174,7 +174,8 @@ def pipelined_decode(setup: Setup, ph: Phase, micro: Any, mtp: Any, context: Any
     rank_tokens = -(-np.asarray(micro) // setup.attention_dp) * (np.asarray(mtp) + 1)
     act = setup.model.hidden_size * dtype_bytes(setup.act_dtype)
     ops = dict(ph.operators_s)
-    ops["p2p"] = setup.pp * p2p_s(rank_tokens * act + 0.0 * np.asarray(context), setup.gpu)
+    ops["p2p"] = setup.pp * p2p_s(rank_tokens * act + 0.0 * np.asarray(context), setup.gpu,
+                                  setup.n_gpus)
     return Phase(ops, ph.workspace_bytes)
 
 
