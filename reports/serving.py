@@ -22,7 +22,7 @@ MAX_GPUS = 16
 
 
 def _label(r: dict[str, Any]) -> str:
-    parts = [f"{r['gpus']} GPUs", f"TP {r['tp']}"]
+    parts = [f"{r['gpus']} GPU{'s' if r['gpus'] > 1 else ''}", f"TP {r['tp']}"]
     if r["dp_attention"]:
         parts.append(f"DP attention {r['gpus'] // (r['tp'] * r['pp'])}")
     parts += [f"{k.upper()} {r[k]}" for k in ("ep", "pp") if r[k] > 1]

@@ -83,3 +83,13 @@ def test_plan_json_cli() -> None:
     assert out["query"]["isl"] + out["query"]["osl"] == 8192
     for key in ("gpus", "tp", "pp", "ep", "dp_attention", "batch", "usd_per_million_tokens"):
         assert key in out["decode"]
+
+
+def test_plan_compares_gpus_in_one_command() -> None:
+    r = RUNNER.invoke(app, ["plan", "--model", "qwen2.5-7b", "--gpu", "l40s,h100-sxm",
+                            "--context", "8192", "--max-gpus", "1", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert set(out["plans"]) == {"l40s", "h100-sxm"}
+    decode = {g: p["decode"]["usd_per_million_tokens"] for g, p in out["plans"].items()}
+    assert out["cheapest_decode"] == min(decode, key=decode.get)

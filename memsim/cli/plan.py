@@ -16,7 +16,8 @@ DEFAULT_OSL = 1024  # output tokens when only --context is given
 @user_errors
 def plan_cmd(
     model: str = typer.Option(..., "--model", help="preset name, alias or config.json path"),
-    gpu: str = typer.Option(..., "--gpu", help="GPU profile name or a .toml path"),
+    gpu: str = typer.Option(..., "--gpu", help="GPU profile name or .toml path; several, "
+                                               "comma-separated, are compared"),
     context: int = typer.Option(..., "--context", help="tokens per sequence (prompt + output)"),
     isl: int | None = typer.Option(None, "--isl", help="prompt tokens (default context − osl)"),
     osl: int | None = typer.Option(None, "--osl",
@@ -41,23 +42,60 @@ def plan_cmd(
     from memsim.planning import Query, plan
 
     isl, osl = _lengths(context, isl, osl)
-    q = Query(model, gpu, isl, osl, ttft_ms=ttft_ms, tpot_ms=tpot_ms, max_gpus=max_gpus,
-              price=price, weight_dtype=weight_dtype, kv_dtype=kv_dtype,
-              acceptance=acceptance, max_mtp=max_mtp, max_context=context)
+    gpus = [g.strip() for g in gpu.split(",") if g.strip()]
     executor = None
     if workers > 0:
         from concurrent.futures import ProcessPoolExecutor
 
         executor = ProcessPoolExecutor(max_workers=workers)
     try:
-        result = plan(q, executor)
+        results = {g: plan(Query(model, g, isl, osl, ttft_ms=ttft_ms, tpot_ms=tpot_ms,
+                                 max_gpus=max_gpus, price=price, weight_dtype=weight_dtype,
+                                 kv_dtype=kv_dtype, acceptance=acceptance, max_mtp=max_mtp,
+                                 max_context=context), executor)
+                   for g in gpus}
     finally:
         if executor is not None:
             executor.shutdown()
     if as_json:
-        typer.echo(json.dumps(result, indent=2))
+        out: Any = next(iter(results.values())) if len(results) == 1 else {
+            "plans": results, **_cheapest_gpus(results)}
+        typer.echo(json.dumps(out, indent=2))
         return
-    _print_plan(result)
+    for result in results.values():
+        _print_plan(result)
+    if len(results) > 1:
+        _print_comparison(results)
+
+
+def _cheapest_gpus(results: dict[str, dict[str, Any]]) -> dict[str, str | None]:
+    """Which GPU serves each phase cheapest (None where no GPU meets the target)."""
+    out: dict[str, str | None] = {}
+    for phase in ("prefill", "decode"):
+        priced = {g: r[phase]["usd_per_million_tokens"] for g, r in results.items()
+                  if r[phase] is not None}
+        out[f"cheapest_{phase}"] = min(priced, key=priced.get) if priced else None
+    return out
+
+
+def _print_comparison(results: dict[str, dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="$ per million tokens by GPU (the cheapest deployment of each)")
+    for col in ("GPU", "prefill", "decode", "decode deployment"):
+        table.add_column(col, justify="left" if col in ("GPU", "decode deployment")
+                         else "right")
+    for g, r in results.items():
+        pre, dec = r["prefill"], r["decode"]
+        table.add_row(g, "–" if pre is None else f"{pre['usd_per_million_tokens']:.3g}",
+                      "–" if dec is None else f"{dec['usd_per_million_tokens']:.3g}",
+                      "–" if dec is None else _deployment(dec))
+    console = Console()
+    console.print(table)
+    best = _cheapest_gpus(results)
+    console.print(f"[bold]Cheapest: prefill on {best['cheapest_prefill']}, decode on "
+                  f"{best['cheapest_decode']}.[/bold]")
 
 
 def _lengths(context: int, isl: int | None, osl: int | None) -> tuple[int, int]:
@@ -73,7 +111,7 @@ def _lengths(context: int, isl: int | None, osl: int | None) -> tuple[int, int]:
 
 
 def _deployment(r: dict[str, Any]) -> str:
-    parts = [f"{r['gpus']} GPUs", f"TP {r['tp']}"]
+    parts = [f"{r['gpus']} GPU{'s' if r['gpus'] > 1 else ''}", f"TP {r['tp']}"]
     if r["dp_attention"]:
         parts.append(f"DP attention {r['gpus'] // (r['tp'] * r['pp'])}")
     if r["ep"] > 1:
@@ -110,7 +148,8 @@ def _print_plan(result: dict[str, Any]) -> None:
     for col in ("tok/s/user", "tok/s/GPU", "$/M tokens", "deployment"):
         front.add_column(col, justify="left" if col == "deployment" else "right")
     rows = result["front"]
-    for r in rows[:: max(1, len(rows) // 8)]:
+    shown = sorted({round(i * (len(rows) - 1) / 7) for i in range(8)}) if rows else []
+    for r in (rows[i] for i in shown):
         front.add_row(f"{r['tokens_per_s_per_user']:,.1f}", f"{r['tokens_per_s_per_gpu']:,.0f}",
                       f"{r['usd_per_million_tokens']:.3g}", _deployment(r))
     console.print(front)
