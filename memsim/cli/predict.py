@@ -121,7 +121,8 @@ def _print_prediction(r: dict[str, Any]) -> None:
     console = Console()
     title = (f"{r['model']} on {r['gpus']} × {r['gpu']} ({_parallelism(r)}): context "
              f"{r['context']:,}, batch {r['batch']}, attention {r['attention']}")
-    table = Table(title=f"VRAM per GPU — {title}")
+    console.print(f"[bold]{title}[/bold]")
+    table = Table(title="VRAM per GPU")
     for col in ("part", "GiB", "share"):
         table.add_column(col, justify="left" if col == "part" else "right")
     for part in ("weights", "kv_cache", "activation", "workspace", "reserve"):
