@@ -13,8 +13,10 @@ each chosen on its own:
   position gives the mean cost); the time between two tokens of a user (TPOT) must meet
   ``tpot_ms``. The cheapest $ per million output tokens wins; the Pareto front of tokens/s
   per GPU against tokens/s per user is returned with it.
-- **prefill**: every structure × a few batches of whole prompts of ``isl`` tokens; the
-  time to the first token (TTFT: the whole batch's prefill) must meet ``ttft_ms``.
+- **prefill**: every structure × a few batches of whole prompts of ``isl`` tokens, each
+  attention replica with its own prompts or (DP attention) every prompt split over the
+  replicas (context parallelism); the time to the first token (TTFT: the whole batch's
+  prefill) must meet ``ttft_ms``.
 
 Structures whose pipeline stages have the same shape share one vectorised evaluation of
 their layers over every batch and MTP depth (a pipeline only re-slices the batch into
@@ -119,9 +121,15 @@ def evaluate_group(q: Query, group: list[dict[str, Any]]) -> list[dict[str, Any]
     K = np.arange(q.max_mtp + 1)[:, None]
     micro = (BATCH_GRID * D)[None, :] + 0 * K
     layers = decode_layers(stage, mid, micro, K) if stage.model.decoder else None
-    b = np.asarray(PREFILL_BATCHES) * D
-    prefill = {chunk: prefill_layers(replace(stage, prefill_chunk=chunk), q.isl, b)
-               for chunk in {None if st["pp"] == 1 else PP_PREFILL_CHUNK for st in group}}
+    # prefill variants: each replica its own prompts; or (DP attention) every prompt split
+    # over the replicas (context parallelism: a long prompt's TTFT)
+    variants = [(False, np.asarray(PREFILL_BATCHES) * D)]
+    if stage.dp_attention:
+        variants.append((True, np.asarray(PREFILL_BATCHES)))
+    chunks_needed = {None if st["pp"] == 1 else PP_PREFILL_CHUNK for st in group}
+    prefill = {(cp, chunk): prefill_layers(
+        replace(stage, prefill_chunk=chunk, context_parallel=cp), q.isl, b)
+        for cp, b in variants for chunk in chunks_needed}
     out = []
     for st in group:
         s = _setup(q, st)
@@ -134,12 +142,15 @@ def evaluate_group(q: Query, group: list[dict[str, Any]]) -> list[dict[str, Any]
             decode = {"batch": B, "mtp": K + 0 * B, "step_s": ph.time_s,
                       "tokens_per_step": tokens_per_step(K, s.acceptance) + 0 * ph.time_s,
                       "fits": vram(engine, q.context, B, ph.workspace_bytes)["fits"]}
-        sp = replace(s, prefill_chunk=None if s.pp == 1 else PP_PREFILL_CHUNK)
-        whole, chunks, chunk_tokens = prefill[sp.prefill_chunk]
-        pre = pipelined_prefill(sp, whole, chunks, b, chunk_tokens)
-        out.append({"structure": st, "decode": decode,
-                    "prefill": {"batch": b, "time_s": pre.time_s,
-                                "fits": vram(sp, q.isl, b, pre.workspace_bytes)["fits"]}})
+        pre_rows = []
+        for cp, b in variants:
+            sp = replace(s, prefill_chunk=None if s.pp == 1 else PP_PREFILL_CHUNK,
+                         context_parallel=cp)
+            whole, chunks, chunk_tokens = prefill[(cp, sp.prefill_chunk)]
+            pre = pipelined_prefill(sp, whole, chunks, b, chunk_tokens)
+            pre_rows.append({"context_parallel": cp, "batch": b, "time_s": pre.time_s,
+                             "fits": vram(sp, q.isl, b, pre.workspace_bytes)["fits"]})
+        out.append({"structure": st, "decode": decode, "prefill": pre_rows})
     return out
 
 
@@ -173,12 +184,14 @@ def _rows(q: Query, results: Iterable[dict[str, Any]]) -> tuple[list[dict], list
                            "tokens_per_s_per_gpu": B * per / step / st["gpus"],
                            "usd_per_million_tokens": float(usd_per_million_tokens(
                                step, B * per, st["gpus"], price))})
-        for i in np.nonzero(p["fits"])[0]:
-            B, t = int(p["batch"][i]), float(p["time_s"][i])
-            prefill.append({**st, "batch": B, "ttft_s": t,
-                            "tokens_per_s_per_gpu": B * q.isl / t / st["gpus"],
-                            "usd_per_million_tokens": float(usd_per_million_tokens(
-                                t, B * q.isl, st["gpus"], price))})
+        for v in p:
+            for i in np.nonzero(v["fits"])[0]:
+                B, t = int(v["batch"][i]), float(v["time_s"][i])
+                prefill.append({**st, "context_parallel": v["context_parallel"], "batch": B,
+                                "ttft_s": t,
+                                "tokens_per_s_per_gpu": B * q.isl / t / st["gpus"],
+                                "usd_per_million_tokens": float(usd_per_million_tokens(
+                                    t, B * q.isl, st["gpus"], price))})
     return decode, prefill
 
 
@@ -227,8 +240,8 @@ def plan(q: Query, executor: Any = None) -> dict[str, Any]:
     else:
         futures = [executor.submit(evaluate_group, q, g) for g in groups]
         results = [r for f in futures for r in f.result()]
-    evaluated = sum(int(np.size(r["decode"].get("batch", []))) + int(np.size(
-        r["prefill"]["batch"])) for r in results)
+    evaluated = sum(int(np.size(r["decode"].get("batch", []))) + sum(
+        int(np.size(v["batch"])) for v in r["prefill"]) for r in results)
     decode, prefill = _rows(q, results)
     tpot = q.tpot_ms / 1e3 if q.tpot_ms else math.inf
     ttft = q.ttft_ms / 1e3 if q.ttft_ms else math.inf

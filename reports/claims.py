@@ -410,19 +410,22 @@ def _indexer_under_tp_note(dense: str, sparse: str) -> str:
     """Why V3.2-Exp's prefill attention barely speeds up with TP 8, computed."""
     h800 = load_gpu("h800-sxm")
 
-    def attention_s(name: str, tp: int) -> float:
-        setup = Setup(load_model(name), h800, tp=tp, weight_dtype="fp8")
+    def attention_s(name: str, **parallel: Any) -> float:
+        setup = Setup(load_model(name), h800, weight_dtype="fp8", **parallel)
         return float(prefill_phase(setup, K128, 1).operators_s["attention"])
 
-    (s1, s8), (d1, d8) = [[attention_s(n, tp) for tp in (1, 8)] for n in (sparse, dense)]
+    s1, s8, d1, d8 = (attention_s(n, tp=tp) for n in (sparse, dense) for tp in (1, 8))
+    cp8 = attention_s(sparse, gpus=8, dp_attention=True, context_parallel=True)
     return (f"Under tensor parallelism V3.2-Exp's lightning indexer is replicated on every "
             "GPU (vLLM and SGLang build it from ReplicatedLinear layers: splitting its heads "
             "would need an all-reduce of the N×S index scores before the top-k), so its "
             f"O(N²) scoring does not shrink with TP: one {K128:,}-token prompt's prefill "
             f"attention takes {s1:.1f} s at TP 1 and {s8:.1f} s at TP 8 on H800 "
             f"({8 * s8 / s1:.1f}× the GPU-seconds), while V3.1's dense MLA goes {d1:.1f} → "
-            f"{d8:.1f} s. DeepSeek's service runs attention data-parallel (each GPU its own "
-            "prompts, TP 1), which is what the deployment above models.")
+            f"{d8:.1f} s. Real services run attention data-parallel (each GPU its own "
+            "prompts, TP 1, as the deployment above), and split one long prompt over the "
+            "replicas for its time to first token (SGLang's context-parallel prefill for "
+            f"V3.2): {cp8:.1f} s over 8 replicas.")
 
 
 def local_global(gpu: GPU) -> Claim:

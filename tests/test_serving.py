@@ -228,3 +228,18 @@ def test_plan_bad_input_exits_2() -> None:
                                 "--context", "8192", *args])
         assert r.exit_code == 2, r.output
         assert r.stderr.startswith("error: ")
+
+
+def test_context_parallel_splits_a_prompts_attention_over_the_replicas() -> None:
+    """V3.2-Exp at 128K on 8 H800s: the replicated indexer keeps TP 8 slow; splitting the
+    prompt over 8 DP-attention replicas divides its attention by 8."""
+    base = s(V32, H800, weight_dtype="fp8")
+    tp8 = predict(replace(base, tp=8), 131_072)["prefill"]["operators_s"]["attention"]
+    one = predict(base, 131_072)["prefill"]["operators_s"]["attention"]
+    cp = predict(replace(base, gpus=8, dp_attention=True, context_parallel=True),
+                 131_072)["prefill"]["operators_s"]
+    assert cp["attention"] == pytest.approx(one / 8)
+    assert tp8 > 0.5 * one          # the indexer does not shrink with TP
+    assert cp["all_gather"] > 0     # each replica gathers the others' keys
+    with pytest.raises(InputError, match="dp-attention"):
+        replace(base, context_parallel=True)

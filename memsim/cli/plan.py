@@ -114,6 +114,8 @@ def _deployment(r: dict[str, Any]) -> str:
     parts = [f"{r['gpus']} GPU{'s' if r['gpus'] > 1 else ''}", f"TP {r['tp']}"]
     if r["dp_attention"]:
         parts.append(f"DP attention {r['gpus'] // (r['tp'] * r['pp'])}")
+    if r.get("context_parallel"):
+        parts.append("CP")
     if r["ep"] > 1:
         parts.append(f"EP {r['ep']}")
     if r["pp"] > 1:

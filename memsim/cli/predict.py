@@ -28,6 +28,8 @@ _EP = typer.Option(1, "--ep", help="expert-parallel GPUs: 1 or gpus/pp (MoE mode
 _DPA = typer.Option(False, "--dp-attention",
                     help="attention data-parallel over gpus/(tp·pp) replicas, each holding "
                          "only its own sequences' KV cache")
+_CP = typer.Option(False, "--context-parallel",
+                   help="prefill: split each prompt over the DP attention replicas")
 _MTP = typer.Option(0, "--mtp", help="draft tokens per decode step (multi-token prediction)")
 _ACCEPT = typer.Option(None, "--acceptance",
                        help="probability a draft token is accepted (default 0.85, "
@@ -80,7 +82,7 @@ def predict_cmd(
     model: str = _MODEL, gpu: str = _GPU,
     context: int = typer.Option(..., "--context", help="L, tokens of context"),
     batch: str = _BATCH, tp: int = _TP, gpus: int | None = _GPUS, pp: int = _PP,
-    ep: int = _EP, dp_attention: bool = _DPA, mtp: int = _MTP,
+    ep: int = _EP, dp_attention: bool = _DPA, context_parallel: bool = _CP, mtp: int = _MTP,
     acceptance: float | None = _ACCEPT, attention: str = _ATTN,
     weight_dtype: str = _WDTYPE, kv_dtype: str = _KVDTYPE, price: float | None = _PRICE,
     prefill_chunk: int | None = typer.Option(None, "--prefill-chunk",
@@ -94,7 +96,8 @@ def predict_cmd(
 
     setup = _setup(model, gpu, tp, attention, weight_dtype, kv_dtype, price,
                    prefill_chunk=prefill_chunk, all_global=all_global, gpus=gpus, pp=pp,
-                   ep=ep, dp_attention=dp_attention, mtp=mtp, acceptance=acceptance)
+                   ep=ep, dp_attention=dp_attention, context_parallel=context_parallel,
+                   mtp=mtp, acceptance=acceptance)
     result = predict(setup, context, _batch(batch))
     _warn(result["warnings"])
     if as_json:
@@ -108,6 +111,8 @@ def _parallelism(r: dict[str, Any]) -> str:
     parts = [f"TP {r['tp']}"]
     if r["dp_attention"]:
         parts.append(f"DP attention {r['attention_replicas']}")
+    if r["context_parallel"]:
+        parts.append("context-parallel prefill")
     parts += [f"{k.upper()} {r[k]}" for k in ("ep", "pp", "mtp") if r[k] > 1 or
               (k == "mtp" and r[k])]
     return ", ".join(parts)
@@ -160,7 +165,7 @@ def cost_curve_cmd(
     max_context: int = typer.Option(..., "--max-context", help="largest token position"),
     points: int = typer.Option(16, "--points", help="positions on the curve"),
     batch: str = _BATCH, tp: int = _TP, gpus: int | None = _GPUS, pp: int = _PP,
-    ep: int = _EP, dp_attention: bool = _DPA, mtp: int = _MTP,
+    ep: int = _EP, dp_attention: bool = _DPA, context_parallel: bool = _CP, mtp: int = _MTP,
     acceptance: float | None = _ACCEPT, attention: str = _ATTN,
     weight_dtype: str = _WDTYPE, kv_dtype: str = _KVDTYPE, price: float | None = _PRICE,
     chunk: int = typer.Option(2048, "--chunk", help="prefill chunk, tokens"),
@@ -171,7 +176,8 @@ def cost_curve_cmd(
     from memsim.inference import cost_curve, warnings_for
 
     setup = _setup(model, gpu, tp, attention, weight_dtype, kv_dtype, price, gpus=gpus,
-                   pp=pp, ep=ep, dp_attention=dp_attention, mtp=mtp, acceptance=acceptance)
+                   pp=pp, ep=ep, dp_attention=dp_attention, context_parallel=context_parallel,
+                   mtp=mtp, acceptance=acceptance)
     _warn(warnings_for(setup, max_context))
     curve = cost_curve(setup, max_context, points, _batch(batch), chunk)
     if as_json:

@@ -10,8 +10,9 @@ import numpy as np
 
 from memsim.cost import Cost
 from memsim.inference.attention_call import _attention_call, attention_cost
-from memsim.inference.comm import all_reduce_s, p2p_s
+from memsim.inference.comm import all_gather_s, all_reduce_s, p2p_s
 from memsim.inference.deployment import Setup
+from memsim.inference.memory import kv_bytes_per_token
 from memsim.inference.mlp import mlp_block_s
 from memsim.inference.operators import _elementwise, _gemm, _time_s
 from memsim.units import dtype_bytes
@@ -35,14 +36,24 @@ def _phase(setup: Setup, phase: str, B: Any, N: Any, S: Any) -> Phase:
     keys: all layers (a pipeline's stages are folded in by the callers).
 
     B is the batch of the whole stage; each of the D attention replicas serves ⌈B/D⌉ of
-    them (the busiest replica sets the pace).
+    them (the busiest replica sets the pace). With ``context_parallel`` a prefill instead
+    splits every sequence's N tokens over the D replicas (SGLang's in-sequence split for
+    DeepSeek-V3.2, ``--enable-nsa-prefill-context-parallel``): each replica projects ⌈N/D⌉
+    tokens, does 1/D of the attention (the split balances the causal triangle) and
+    all-gathers the cache entries of the others' tokens.
     """
     m, gpu, G = setup.model, setup.gpu, setup.tp
     h = m.hidden_size
     w_b, a_b = dtype_bytes(setup.weight_dtype), dtype_bytes(setup.act_dtype)
     gemm_dtype = "fp8" if setup.weight_dtype == "fp8" else setup.act_dtype
-    Br = -(-np.asarray(B) // setup.attention_dp)  # sequences of one attention replica
-    T = Br * N  # tokens of one attention replica this step
+    D = setup.attention_dp
+    cp = setup.context_parallel and phase == "prefill"
+    if cp:  # every replica takes 1/D of each sequence's tokens (balanced in-sequence split)
+        Br, T = np.asarray(B), np.asarray(B) * -(-np.asarray(N) // D)
+    else:
+        Br = -(-np.asarray(B) // D)  # sequences of one attention replica
+        T = Br * N  # tokens of one attention replica this step
+    stage_T = np.asarray(B) * N  # tokens of the whole stage this step
     ops: dict[str, Any] = {}
 
     def add(name: str, value: Any) -> None:
@@ -57,13 +68,17 @@ def _phase(setup: Setup, phase: str, B: Any, N: Any, S: Any) -> Phase:
                                    gpu, gemm_dtype))
         call = _attention_call(setup, a, phase)
         cost, per_sm = attention_cost(call, gpu, Br, N, S)
-        add("attention", c * _time_s(cost, gpu, setup.kv_dtype, per_sm))
-        workspace = np.maximum(workspace, cost.workspace_bytes)
+        share = 1 / D if cp else 1  # CP: each replica does 1/D of the sequence's attention
+        add("attention", c * share * _time_s(cost, gpu, setup.kv_dtype, per_sm))
+        workspace = np.maximum(workspace, share * cost.workspace_bytes)
+        if cp:  # each replica gathers the keys (cache entries) the others computed
+            kv = Br * N * kv_bytes_per_token(setup, a)
+            add("all_gather", c * all_gather_s(kv, D, gpu))
         add("o_proj", c * _time_s(_gemm(T, o_params / G, o_params / (G * h), h, w_b, a_b),
                                  gpu, gemm_dtype))
         if G > 1:  # the all-reduce after o_proj (Megatron §3)
             add("all_reduce", c * all_reduce_s(T * h * a_b, G, gpu))
-        for name, value in mlp_block_s(setup, g, T, w_b, a_b, gemm_dtype).items():
+        for name, value in mlp_block_s(setup, g, T, stage_T, w_b, a_b, gemm_dtype).items():
             add(name, c * value)
         # RMSNorm/LayerNorm + residual add: ~5 FLOPs per element (square, sum, scale, add)
         norm = _elementwise(T, h, a_b, 5.0)

@@ -90,6 +90,7 @@ def deployment(setup: Setup) -> dict[str, Any]:
     """The deployment in full, as JSON: GPUs, parallelism, dtypes, MTP, price."""
     return {"gpus": setup.n_gpus, "tp": setup.tp, "pp": setup.pp, "ep": setup.ep,
             "dp_attention": setup.dp_attention, "attention_replicas": setup.attention_dp,
+            "context_parallel": setup.context_parallel,
             "attention": setup.attention, "weight_dtype": setup.weight_dtype,
             "kv_dtype": setup.kv_dtype, "mtp": setup.mtp,
             "acceptance": setup.acceptance if setup.mtp else None,
