@@ -243,3 +243,21 @@ def test_context_parallel_splits_a_prompts_attention_over_the_replicas() -> None
     assert cp["all_gather"] > 0     # each replica gathers the others' keys
     with pytest.raises(InputError, match="dp-attention"):
         replace(base, context_parallel=True)
+
+
+@pytest.mark.parametrize(("name", "gpu", "kw"), [
+    ("llama-3-70b", H100, {"tp": 2, "pp": 2}),
+    ("llama-3-70b", H100, {"tp": 2, "gpus": 4, "dp_attention": True}),
+    (V32, H800, {"gpus": 16, "dp_attention": True, "ep": 16, "weight_dtype": "fp8"}),
+    (V32, H800, {"gpus": 16, "dp_attention": True, "ep": 16, "context_parallel": True,
+                 "weight_dtype": "fp8", "kv_dtype": "fp8", "mtp": 1}),
+])
+def test_chunked_prefill_composes_with_every_parallelism(name, gpu, kw) -> None:
+    """Chunks change where prefill's work happens, not how much: time within a factor of
+    the unchunked prefill (weights re-read per chunk, pipeline slots), activations lower."""
+    whole = predict(s(name, gpu, **kw), 32_768, 4)
+    chunked = predict(s(name, gpu, prefill_chunk=4096, **kw), 32_768, 4)
+    ratio = chunked["prefill"]["time_s"] / whole["prefill"]["time_s"]
+    assert 0.5 < ratio < 1.5
+    assert chunked["vram"]["activation_bytes"] < whole["vram"]["activation_bytes"]
+    assert chunked["decode"]["time_per_token_s"] == whole["decode"]["time_per_token_s"]
