@@ -38,7 +38,8 @@ def _root(version: bool = typer.Option(False, "--version", callback=_print_versi
 
 
 # Subcommand modules register themselves on `app` when imported.
-_COMMAND_MODULES = ("attention", "gpus", "op", "predict", "validate", "report", "trace")
+_COMMAND_MODULES = ("attention", "gpus", "op", "predict", "plan", "validate", "report",
+                    "trace")
 
 
 def _register() -> None:
