@@ -268,7 +268,8 @@ def tiling_from(problem: AttentionProblem, kernel: str, gpu: str, *,
 
     device = load_gpu(gpu)
     sizes = [(block_q, block_kv)]
-    if kernel in ("standard", "flash1", "flash2") and block_q is None and block_kv is None:
+    tiled = ("standard_blockskip", "flash1", "flash2")
+    if kernel in tiled and block_q is None and block_kv is None:
         sizes = sorted(((br, bc) for br in TILE_SIZES for bc in TILE_SIZES),
                        key=lambda s: (min(s), s[0] * s[1], s[0]), reverse=True)
     for i, (br, bc) in enumerate(sizes):

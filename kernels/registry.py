@@ -21,7 +21,7 @@ from . import decode, dsa, flash1, flash2, standard
 from .common import OPS_SLOTS, run_launches
 
 KERNELS: dict[str, ModuleType] = {
-    "standard": standard,
+    "standard_blockskip": standard,
     "flash1": flash1,
     "flash2": flash2,
     "flash_decode": decode,

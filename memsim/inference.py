@@ -34,7 +34,8 @@ from memsim.models import Attention, LayerGroup, ModelConfig
 from memsim.problem import AttentionProblem, Mask
 from memsim.units import SECONDS_PER_HOUR, TOKENS_PER_MILLION, dtype_bytes
 
-ATTENTION_CHOICES = ("auto", "standard", "flash1", "flash2", "flash_decode", "dsa")
+ATTENTION_CHOICES = ("auto", "standard", "standard_blockskip", "flash1", "flash2", "flash_decode",
+                     "dsa")
 TP_CANDIDATES = (1, 2, 4, 8, 16, 32, 64)
 COMPUTE_DTYPES = ("fp32", "fp16", "bf16", "fp8")
 # vLLM's default gpu_memory_utilization = 0.9 leaves 10 % of HBM to the CUDA context, NCCL

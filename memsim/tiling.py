@@ -47,7 +47,8 @@ def index_key_bytes(head_dim, elem_bytes, scale_block=128):
     scales = np.where(np.asarray(elem_bytes) == DTYPE_BYTES["fp8"],
                       -(-np.asarray(head_dim) // scale_block), 0)
     return head_dim * elem_bytes + scales * INDEX_SCALE_BYTES
-ALGORITHM_NAMES = ("standard", "flash1", "flash2", "flash_decode", "dsa")
+ALGORITHM_NAMES = ("standard", "standard_blockskip", "flash1", "flash2", "flash_decode",
+                   "dsa")
 
 
 def indexer_sram_bytes(index_block_q, block_kv, index_heads, index_head_dim,
@@ -68,7 +69,7 @@ def sram_footprint_bytes(algorithm: str, rows, block_q, block_kv, D, Dv, mla, el
         return flash
     if algorithm == "flash1":
         return flash + rows * Dv * e + rows * 2 * FP32_BYTES
-    if algorithm == "standard":
+    if algorithm in ("standard", "standard_blockskip"):
         return np.maximum(rows * D + block_kv * D, rows * block_kv + block_kv * Dv) * e
     if algorithm == "dsa":
         sparse = (rows * D + block_kv * (D + dv_load)) * e

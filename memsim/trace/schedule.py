@@ -57,6 +57,7 @@ class Schedule:
 #: forward schedule generators by algorithm
 FORWARD = {
     "standard": sched_standard.build,
+    "standard_blockskip": sched_standard.build_blockskip,
     "flash1": sched_flash1.build,
     "flash2": sched_flash2.build,
     "flash_decode": sched_flash2.build_decode,
@@ -65,6 +66,7 @@ FORWARD = {
 #: backward schedule generators (algorithms whose backward the trace simulates)
 BACKWARD = {
     "standard": sched_standard.build_backward,
+    "standard_blockskip": sched_standard.build_backward_blockskip,
     "flash1": sched_flash1.build_backward,
     "flash2": sched_flash2.build_backward,
 }
