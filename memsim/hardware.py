@@ -7,7 +7,9 @@ A profile is data, not code. Every number sits in an inline table with its ``sou
 
 Sections: ``[spec]`` (datasheet or measured hardware numbers), ``[efficiency]`` (achievable
 fraction of each peak, from published microbenchmarks or our own measurements) and
-``[price]`` (``usd_per_gpu_hour`` with a ``date``). A calibrated profile (written by
+``[price]`` (``usd_per_gpu_hour`` with a ``date``) and ``[interconnect]`` (the links between
+GPUs: NVLink per direction, the NVSwitch domain, the inter-node network, their latencies;
+read by :mod:`memsim.ops.comm`). A calibrated profile (written by
 ``memsim calibrate``) may add ``[class_efficiency."<kernel class>"]`` tables: factors fitted
 to one kernel class's measurements (e.g. ``"sdpa/flash"``), used for predictions of that
 class. Numbers derived from others (SRAM bandwidth, ridge points) are properties, never
@@ -83,6 +85,42 @@ class Efficiency(BaseModel):
     interconnect: float = Field(gt=0, le=1)
 
 
+class Interconnect(BaseModel):
+    """Links between GPUs, per GPU and per direction (SI units).
+
+    ``scale_up_gpus``: GPUs one scale-up domain joins (8 on an HGX board, 72 in a GB200
+    NVL72 rack); ``nvlink_bytes_per_s_per_direction`` is 0 on parts without NVLink, whose
+    scale-up domain is a PCIe node. ``nvls``: the switch
+    reduces in the network (NVLink SHARP, NVSwitch gen 3 and later), which NCCL's NVLS
+    algorithm uses. ``network_bytes_per_s_per_gpu``: the scale-out NIC of each GPU.
+    """
+
+    model_config = _STRICT
+
+    nvlink_bytes_per_s_per_direction: float = Field(ge=0)
+    scale_up_gpus: int = Field(ge=1)
+    nvls: bool
+    pcie_bytes_per_s_per_direction: float = Field(gt=0)
+    network_bytes_per_s_per_gpu: float = Field(gt=0)
+    nvlink_latency_s: float = Field(gt=0)
+    network_latency_s: float = Field(gt=0)
+
+    def link_bytes_per_s(self, gpus: int) -> float:
+        """Per-direction bandwidth one GPU has to its peers in a group of ``gpus``:
+        NVLink inside the scale-up domain (PCIe where there is no NVLink), else the
+        scale-out network."""
+        if gpus <= self.scale_up_gpus and self.nvlink_bytes_per_s_per_direction > 0:
+            return self.nvlink_bytes_per_s_per_direction
+        if gpus <= self.scale_up_gpus:
+            return self.pcie_bytes_per_s_per_direction
+        return self.network_bytes_per_s_per_gpu
+
+    def link_latency_s(self, gpus: int) -> float:
+        """One-hop latency of the link :meth:`link_bytes_per_s` names."""
+        return self.nvlink_latency_s if gpus <= self.scale_up_gpus else \
+            self.network_latency_s
+
+
 class Price(BaseModel):
     """Rental price of one GPU for one hour, with the date it was read."""
 
@@ -113,12 +151,14 @@ class GPU(BaseModel):
     price: Price
     sources: dict[str, str]
     calibrated_from: str = ""
+    interconnect: Interconnect | None = None
     class_efficiency: dict[str, dict[str, float]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _every_number_has_a_source(self) -> GPU:
-        for section in ("spec", "efficiency"):
-            for key, value in getattr(self, section).model_dump().items():
+        for section in ("spec", "efficiency", "interconnect"):
+            values = getattr(self, section)
+            for key, value in (values.model_dump() if values is not None else {}).items():
                 if value is not None and not self.sources.get(f"{section}.{key}"):
                     raise ValueError(f"{section}.{key} has no source")
         units = set(Efficiency.model_fields)
@@ -273,6 +313,11 @@ def load_profile_file(path: Path | str) -> GPU:
     eff = {k: float(v) if isinstance(v, int) else v for k, v in eff.items()}
     if isinstance(price["usd_per_gpu_hour"], int):
         price["usd_per_gpu_hour"] = float(price["usd_per_gpu_hour"])
+    link, link_sources = None, {}
+    if "interconnect" in raw:
+        link, link_sources = _split_sourced("interconnect", raw.pop("interconnect"), path)
+        link = {k: float(v) if k.endswith("_s") and isinstance(v, int) else v
+                for k, v in link.items()}
     classes, class_sources = {}, {}
     for name, table in (raw.pop("class_efficiency", None) or {}).items():
         values, sources = _split_sourced(f"class_efficiency.{name}", table, path)
@@ -280,7 +325,8 @@ def load_profile_file(path: Path | str) -> GPU:
         class_sources.update(sources)
     try:
         return GPU(**raw, spec=spec, efficiency=eff, price=price, class_efficiency=classes,
-                   sources={**spec_sources, **eff_sources, **class_sources})
+                   interconnect=link,
+                   sources={**spec_sources, **eff_sources, **link_sources, **class_sources})
     except ValidationError as exc:
         raise InputError("profile", path.name, "is invalid:\n" + format_validation_error(exc)
                          ) from None

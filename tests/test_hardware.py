@@ -15,13 +15,13 @@ from memsim.errors import InputError
 from memsim.hardware import GPU, gpu_names, load_gpu, load_profile_file, profiles_dir
 
 BUNDLED = [
-    "a100-sxm4-40gb", "a100-sxm4-80gb", "b200", "h100-pcie", "h100-sxm",
+    "a100-sxm4-40gb", "a100-sxm4-80gb", "b200", "b300", "gb200", "h100-pcie", "h100-sxm",
     "h200", "h800-sxm", "l40s", "mi300x", "rtx-4090",
 ]
 H100_TOML = profiles_dir() / "h100-sxm.toml"
 
 
-def test_the_ten_profiles_are_bundled() -> None:
+def test_the_twelve_profiles_are_bundled() -> None:
     assert gpu_names() == BUNDLED
 
 
@@ -52,7 +52,7 @@ def test_tensor_rates_are_dense(name: str) -> None:
     assert s.tf32_tensor_flop_per_s == pytest.approx(s.bf16_tensor_flop_per_s / 2, rel=0.03)
     if s.fp8_tensor_flop_per_s is not None:
         assert s.fp8_tensor_flop_per_s == pytest.approx(2 * s.bf16_tensor_flop_per_s, rel=0.03)
-    assert s.bf16_tensor_flop_per_s <= 2.25e15  # B200, the fastest part here, dense
+    assert s.bf16_tensor_flop_per_s <= 2.5e15  # GB200, the fastest part here, dense
 
 
 @pytest.mark.parametrize(("name", "field"), [
@@ -65,6 +65,26 @@ def test_tensor_rates_are_dense(name: str) -> None:
 ])
 def test_unconfirmed_numbers_say_so(name: str, field: str) -> None:
     assert "UNCONFIRMED" in load_gpu(name).sources[field]
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_every_profile_has_a_sourced_interconnect(name: str) -> None:
+    gpu = load_gpu(name)
+    link = gpu.interconnect
+    assert link is not None
+    for key in link.model_dump():
+        assert gpu.sources[f"interconnect.{key}"].strip(), f"{name}: interconnect.{key}"
+    # the per-direction NVLink figure is half the datasheet's both-directions figure
+    if link.nvlink_bytes_per_s_per_direction > 0 and name not in ("h100-pcie", "mi300x"):
+        assert 2 * link.nvlink_bytes_per_s_per_direction == gpu.spec.interconnect_bytes_per_s
+    assert link.link_bytes_per_s(2) >= link.link_bytes_per_s(10_000)  # scale-out is slowest
+
+
+def test_nvl72_is_one_nvlink_domain() -> None:
+    gb200, b200 = load_gpu("gb200").interconnect, load_gpu("b200").interconnect
+    assert gb200.scale_up_gpus == 72 and b200.scale_up_gpus == 8
+    # 16 GPUs: NVLink inside an NVL72 rack, the 400 Gb/s network between HGX boards
+    assert gb200.link_bytes_per_s(16) == 900e9 and b200.link_bytes_per_s(16) == 50e9
 
 
 # ---- derived numbers and published figures ------------------------------------------------

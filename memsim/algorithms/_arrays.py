@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from memsim.geometry import MaskGeometry, TileSums, tile_sums
-from memsim.units import DTYPE_BYTES
+from memsim.units import DTYPE_BYTES, scaled_row_bytes
 
 
 @dataclass(frozen=True)
@@ -59,9 +59,7 @@ class Arrays:
 
     @property
     def index_key_bytes(self):
-        from memsim.tiling import index_key_bytes
-
-        return index_key_bytes(self.index_head_dim, self.index_e, self.index_scale_block)
+        return scaled_row_bytes(self.index_head_dim, self.index_e, self.index_scale_block)
 
     @property
     def groups(self) -> np.ndarray:
@@ -103,11 +101,12 @@ class Arrays:
 def from_problem(problem, tiling, gpu=None) -> Arrays:  # (AttentionProblem, Tiling, GPU)
     """Size-1 arrays of ``problem`` under ``tiling``; with ``gpu``, HBM bytes use the L2
     reuse estimate of :meth:`Arrays.hbm_key_loads` (occupancy and L2 size from the GPU)."""
-    from memsim.algorithms.masks import geometry_of
+    from memsim.geometry import geometry_of
+    from memsim.problem import Indexer
 
     mask = problem.mask
     geometry = geometry_of(mask) if mask.kind != "topk" else None
-    idx = problem.indexer
+    idx = problem.indexer or Indexer()  # the defaults are Indexer's, stated once
     a = lambda v: np.asarray([v], dtype=np.int64)  # noqa: E731
     return Arrays(
         B=a(problem.B), N=a(problem.N), S=a(problem.S), H=a(problem.H), K=a(problem.K),
@@ -115,11 +114,9 @@ def from_problem(problem, tiling, gpu=None) -> Arrays:  # (AttentionProblem, Til
         mla=np.asarray([problem.mla]), Br=a(tiling.block_q), Bc=a(tiling.block_kv),
         hpb=a(tiling.heads_per_block), splits=a(tiling.kv_splits), warps=a(tiling.warps),
         geometry=geometry, top_k=a(mask.top_k) if mask.top_k else None,
-        index_heads=idx.heads if idx else 64, index_head_dim=idx.head_dim if idx else 128,
-        index_e=DTYPE_BYTES[idx.dtype] if idx else DTYPE_BYTES["fp8"],
-        index_scale_block=idx.scale_block if idx else 128,
-        index_Br=max(tiling.index_block_q, 1),
-        index_chunk=idx.logits_chunk if idx else 8192,
+        index_heads=idx.heads, index_head_dim=idx.head_dim, index_e=DTYPE_BYTES[idx.dtype],
+        index_scale_block=idx.scale_block, index_Br=max(tiling.index_block_q, 1),
+        index_chunk=idx.logits_chunk,
         slots=None if gpu is None else a(gpu.spec.sm_count * max(tiling.blocks_per_sm(gpu), 1)),
         l2_bytes=0.0 if gpu is None else float(gpu.spec.l2_bytes),
         **_backward_tiles(tiling, a),

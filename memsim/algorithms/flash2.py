@@ -22,11 +22,35 @@ are skipped block by block (FlashAttention Prop. 4), diagonal tiles computed who
 from __future__ import annotations
 
 from memsim.algorithms._arrays import Arrays
+from memsim.algorithms._tiles import (
+    fa2_backward_tiles,
+    flash_sram_bytes,
+    never_splits,
+    no_extra_fields,
+    no_first_shrink,
+    no_kv_splits,
+    packed_block_q,
+)
 from memsim.cost import Cost
-from memsim.tiling import FP32_BYTES as F4
+from memsim.geometry import DENSE_MASKS
+from memsim.units import ACCUM_BYTES as F4
 
 NAME = "flash2"
 PASSES = ("forward", "backward", "forward+backward")
+
+# What the rest of memsim asks of flash2 (docs/DESIGN.md §"The algorithm registry").
+LABEL = "FlashAttention-2"  # in tables and report pages
+MASKS = DENSE_MASKS
+DECODES = False  # query tiles of Br rows; the key range is never split
+SCHEDULE = "flash2"  # trace builder: memsim.trace.schedule.builders()
+KERNEL_FAMILY = "flash2"  # Numba kernels: kernels/flash2.py
+sram_bytes = flash_sram_bytes
+default_block_q = packed_block_q
+kv_splits = no_kv_splits
+splits_keys = never_splits
+extra_fields = no_extra_fields
+shrink_first = no_first_shrink
+backward_tiling = fa2_backward_tiles
 
 
 def forward(x: Arrays) -> Cost:

@@ -26,10 +26,25 @@ import numpy as np
 from memsim.algorithms import standard_blockskip
 from memsim.algorithms._arrays import Arrays
 from memsim.cost import Cost
-from memsim.geometry import MaskGeometry
+from memsim.geometry import DENSE_MASKS, MaskGeometry
 
 NAME = "standard"
 PASSES = standard_blockskip.PASSES
+
+# What the rest of memsim asks of standard (docs/DESIGN.md §"The algorithm registry"):
+# the block-skipping variant's tile rules (same kernels, same tiles).
+LABEL = "standard, eager (S, P in HBM, every score)"  # in tables and report pages
+MASKS = DENSE_MASKS
+DECODES = False
+SCHEDULE = "standard"  # trace builder: memsim.trace.schedule.builders()
+KERNEL_FAMILY = None  # memsim's Numba kernels skip masked tiles: standard_blockskip's
+sram_bytes = standard_blockskip.sram_bytes
+default_block_q = standard_blockskip.default_block_q
+kv_splits = standard_blockskip.kv_splits
+splits_keys = standard_blockskip.splits_keys
+extra_fields = standard_blockskip.extra_fields
+shrink_first = standard_blockskip.shrink_first
+backward_tiling = standard_blockskip.backward_tiling
 
 
 def dense(x: Arrays) -> Arrays:
@@ -37,14 +52,10 @@ def dense(x: Arrays) -> Arrays:
     return replace(x, geometry=MaskGeometry("full"))
 
 
-def _masked(x: Arrays) -> np.ndarray:
-    """1 where a mask is applied to the dense scores (every mask but full), else 0."""
-    return np.asarray(0.0 if x.geometry.kind == "full" else 1.0)
-
-
 def _mask_kernel(x: Arrays) -> Cost:
-    """One elementwise pass over the dense (B, H, N, S) scores: read and write each."""
-    m = _masked(x)
+    """One elementwise pass over the dense (B, H, N, S) scores for any mask but full:
+    read and write each score, one vector op per score."""
+    m = np.asarray(0.0 if x.geometry.kind == "full" else 1.0)
     scores = m * np.asarray(x.B, dtype=np.float64) * x.H * x.N * x.S
     return Cost(vector_flops=scores, global_read_bytes=scores * x.e,
                 global_write_bytes=scores * x.e, hbm_read_bytes=scores * x.e,

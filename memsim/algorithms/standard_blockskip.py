@@ -1,7 +1,7 @@
 """Standard attention that skips masked tiles (FlashAttention paper, Algorithm 0 and
 Appendix B.1 Algorithm 3): S = QKᵀ, P = softmax(S), O = PV as separate kernels, S and P
-materialised in HBM — what memsim's own Numba ``standard`` kernels run. Eager frameworks
-compute every score instead: that is :mod:`memsim.algorithms.standard`.
+materialised in HBM — what memsim's own Numba kernels (kernels/standard.py) run. Eager
+frameworks compute every score instead: that is :mod:`memsim.algorithms.standard`.
 
 Each kernel walks the same query tiles and active K/V tiles as the flash kernels (fully
 masked tiles are skipped block by block, FlashAttention Prop. 4), but the score tiles make
@@ -25,10 +25,39 @@ from __future__ import annotations
 import numpy as np
 
 from memsim.algorithms._arrays import Arrays
+from memsim.algorithms._tiles import (
+    forward_tiles_backward,
+    never_splits,
+    no_extra_fields,
+    no_first_shrink,
+    no_kv_splits,
+    packed_block_q,
+)
 from memsim.cost import Cost
+from memsim.geometry import DENSE_MASKS
 
 NAME = "standard_blockskip"
 PASSES = ("forward", "backward", "forward+backward")
+
+# What the rest of memsim asks of standard (docs/DESIGN.md §"The algorithm registry").
+LABEL = "standard, masked tiles skipped (S, P in HBM)"  # in tables and report pages
+MASKS = DENSE_MASKS
+DECODES = False
+SCHEDULE = "standard_blockskip"  # trace builder: memsim.trace.schedule.builders()
+KERNEL_FAMILY = "standard"  # Numba kernels: kernels/standard.py
+default_block_q = packed_block_q
+kv_splits = no_kv_splits
+splits_keys = never_splits
+extra_fields = no_extra_fields
+shrink_first = no_first_shrink
+backward_tiling = forward_tiles_backward
+
+
+def sram_bytes(t):
+    """max(QKᵀ kernel: Q tile rows·D + K tile Bc·D, PV kernel: P tile rows·Bc + V tile
+    Bc·Dv) at the storage width: the two kernels never hold their tiles at once."""
+    return np.maximum(t.rows * t.head_dim + t.block_kv * t.head_dim,
+                      t.rows * t.block_kv + t.block_kv * t.head_dim_v) * t.elem_bytes
 
 
 def _dense_scores_bytes(x: Arrays):

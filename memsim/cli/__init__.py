@@ -28,7 +28,7 @@ def _root() -> None:
 
 
 # Subcommand modules register themselves on `app` when imported.
-_COMMAND_MODULES = ("attention", "gpus", "predict", "validate", "report", "trace")
+_COMMAND_MODULES = ("attention", "gpus", "op", "predict", "validate", "report", "trace")
 
 
 def _register() -> None:

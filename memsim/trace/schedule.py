@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from memsim.algorithms import get
 from memsim.errors import InputError
 from memsim.trace import sched_dsa, sched_flash1, sched_flash2, sched_standard
 from memsim.trace.layout import Layout
@@ -54,22 +55,27 @@ class Schedule:
         return sum(k.events_per_instance() * self.instances(k) for k in self.kernels)
 
 
-#: forward schedule generators by algorithm
+#: forward schedule builders by the name an algorithm's ``SCHEDULE`` declares
 FORWARD = {
     "standard": sched_standard.build,
     "standard_blockskip": sched_standard.build_blockskip,
     "flash1": sched_flash1.build,
     "flash2": sched_flash2.build,
-    "flash_decode": sched_flash2.build_decode,
+    "flash2_decode": sched_flash2.build_decode,
     "dsa": sched_dsa.build,
 }
-#: backward schedule generators (algorithms whose backward the trace simulates)
+#: backward schedule builders (schedules whose backward the trace simulates)
 BACKWARD = {
     "standard": sched_standard.build_backward,
     "standard_blockskip": sched_standard.build_backward_blockskip,
     "flash1": sched_flash1.build_backward,
     "flash2": sched_flash2.build_backward,
 }
+
+
+def builders() -> dict:
+    """The forward schedule builders by name: what an algorithm's ``SCHEDULE`` names."""
+    return FORWARD
 
 
 def build_schedule(problem, tiling, algorithm: str, heads_sample: int | None = None
@@ -82,10 +88,11 @@ def build_schedule(problem, tiling, algorithm: str, heads_sample: int | None = N
     ``heads_sample``: simulate only the first ``heads_sample`` query heads (a multiple of
     heads_per_block); counts are scaled to all heads by the caller.
     """
-    if algorithm not in FORWARD:
+    name = get(algorithm).SCHEDULE
+    if name not in FORWARD:
         raise InputError("algorithm", algorithm,
                          f"has no trace schedule (known: {', '.join(FORWARD)})")
-    if problem.pass_ != "forward" and algorithm not in BACKWARD:
+    if problem.pass_ != "forward" and name not in BACKWARD:
         raise InputError("pass", problem.pass_, f"is not simulated for {algorithm} by the "
                          f"trace model (backward: {', '.join(BACKWARD)})")
     d = dims_of(problem, tiling)
@@ -99,9 +106,9 @@ def build_schedule(problem, tiling, algorithm: str, heads_sample: int | None = N
     layout = Layout()
     kernels = []
     if problem.pass_ in ("forward", "forward+backward"):
-        kernels += FORWARD[algorithm](d, layout)
+        kernels += FORWARD[name](d, layout)
     if problem.pass_ in ("backward", "forward+backward"):
-        backward = BACKWARD[algorithm](d, layout)
+        backward = BACKWARD[name](d, layout)
         if kernels:
             backward[0].cold_l2 = True
         kernels += backward

@@ -82,18 +82,18 @@ class Dims:
 
 def dims_of(problem, tiling) -> Dims:
     """:class:`Dims` of an AttentionProblem and its Tiling."""
-    from memsim.algorithms.masks import geometry_of
+    from memsim.geometry import geometry_of
+    from memsim.problem import Indexer
 
     mask = problem.mask
-    idx = problem.indexer
+    idx = problem.indexer or Indexer()  # the defaults are Indexer's, stated once
     return Dims(
         B=problem.B, N=problem.N, S=problem.S, H=problem.H, K=problem.K, D=problem.D,
         Dv=problem.Dv, e=DTYPE_BYTES[problem.dtype], mla=problem.mla, Br=tiling.block_q,
         Bc=tiling.block_kv, hpb=tiling.heads_per_block, splits=tiling.kv_splits,
         warps=tiling.warps, top_k=mask.top_k or 0,
-        index_heads=idx.heads if idx else 64, index_head_dim=idx.head_dim if idx else 128,
-        index_e=DTYPE_BYTES[idx.dtype] if idx else DTYPE_BYTES["fp8"],
-        index_scale_block=idx.scale_block if idx else 128,
+        index_heads=idx.heads, index_head_dim=idx.head_dim, index_e=DTYPE_BYTES[idx.dtype],
+        index_scale_block=idx.scale_block,
         index_Br=max(tiling.index_block_q, 1),
         geometry=geometry_of(mask) if mask.kind != "topk" else None,
         **dict(zip(("bwd_Br", "bwd_Bc", "bwd_warps"), tiling.backward_tiles, strict=True)),

@@ -1,0 +1,179 @@
+"""Mixture-of-experts FFN on one GPU: routing, then a grouped GEMM over the local experts.
+
+Per GPU with expert parallelism ``ep`` and tensor parallelism ``tp`` (TensorRT-LLM/vLLM
+fused-MoE layout): the GPU holds ``experts / ep`` experts, each cut to ``inter / tp``
+columns. ``tokens`` tokens each pick ``top_k`` experts; an expert gets each token at most
+once. Expert loads follow ``distribution``:
+
+- ``"balanced"``: the ``tokens · top_k`` assignments spread as evenly as the experts allow
+  (the database's "balanced" rows);
+- ``"power_law_<a>"``: expert i (by popularity) gets a share ∝ i^−a (Zipf), capped at
+  ``tokens``; experts are placed on EP ranks round-robin by popularity, and the busiest
+  rank (rank 0) sets the step time, as every rank waits for it.
+- ``"uniform"``: independent uniform routing, expected loads (occupancy of E bins).
+
+The grouped GEMM (CUTLASS grouped / TensorRT-LLM ``moe_gemm``, vLLM/SGLang Triton
+``fused_moe``) runs gate+up (``hidden → 2 · inter/tp``, gated) then down
+(``inter/tp → hidden``) as tiles of every touched expert in one launch: per tile shape the
+tile count is Σ_e ⌈t_e / tile_m⌉ · ⌈n / tile_n⌉ (an expert with 3 tokens costs a whole
+64-row tile: the efficiency falls with tokens per expert), waves over the SMs; the weights
+of every touched local expert are read from HBM once. Routing, permutation and the final
+weighted sum are memory-bound passes over the activations. ``time_s`` = floor + the GEMMs'
+roofline + the activation passes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from memsim.ops import OpPrediction, as_float, bound_of, out, positive, resolve_gpu
+from memsim.ops.classes import kernel_class
+from memsim.ops.gemm import OUT_BYTES, TILES
+
+# weight dtype → (tensor-core rate dtype, weight bytes per element, activation bytes)
+MOE_DTYPES = {"bf16": ("bf16", 2.0, 2.0), "fp16": ("fp16", 2.0, 2.0),
+              "fp8": ("fp8", 1.0, 1.0), "fp8_block": ("fp8", 1.0, 1.0),
+              "w4a16_mxfp4": ("bf16", 0.5, 2.0), "int4_wo": ("bf16", 0.5, 2.0)}
+
+
+def expert_loads(tokens: np.ndarray, experts: int, top_k: int, ep: int,
+                 distribution: str = "balanced") -> np.ndarray:
+    """Expected tokens per local expert of the busiest EP rank: shape tokens.shape + (E/ep,)."""
+    from memsim.errors import InputError
+
+    T = np.asarray(tokens, dtype=float)[..., None]
+    A = T * top_k
+    idx = np.arange(experts, dtype=float)
+    if distribution == "balanced":
+        base = np.floor(A / experts)
+        extra = A - base * experts  # experts that get one more
+        loads = base + (idx < extra)
+    elif distribution == "uniform":
+        loads = experts * (1.0 - (1.0 - 1.0 / experts) ** A)  # expected experts touched
+        loads = np.broadcast_to(A / np.maximum(loads, 1.0), T.shape[:-1] + (experts,)) * (
+            idx < loads)
+    elif distribution.startswith("power_law"):
+        try:
+            alpha = float(distribution.removeprefix("power_law").lstrip("_") or 1.01)
+        except ValueError:
+            raise InputError("distribution", distribution,
+                             "must be balanced, uniform or power_law_<alpha>") from None
+        share = (idx + 1.0) ** -alpha
+        loads = _integer(_capped(A * share / share.sum(), share, T), A)
+    else:
+        raise InputError("distribution", distribution,
+                         "must be balanced, uniform or power_law_<alpha>")
+    return loads[..., 0::ep]  # rank 0 holds experts 0, ep, 2·ep, ... (round-robin)
+
+
+def _capped(loads: np.ndarray, share: np.ndarray, cap: np.ndarray) -> np.ndarray:
+    """Loads capped at ``cap`` (a token picks an expert once), the excess handed to the
+    uncapped experts in proportion to their share (water-filling), so the total is kept."""
+    for _ in range(64):
+        excess = np.sum(np.maximum(loads - cap, 0.0), axis=-1, keepdims=True)
+        loads = np.minimum(loads, cap)
+        if not np.any(excess > 1e-9):
+            break
+        open_share = np.where(loads < cap, share, 0.0)
+        loads = loads + excess * open_share / np.maximum(
+            open_share.sum(axis=-1, keepdims=True), 1e-300)
+    return loads
+
+
+def _integer(loads: np.ndarray, total: np.ndarray) -> np.ndarray:
+    """Round expected loads to whole tokens summing to ``total`` (largest remainders), the
+    most likely routing of a small batch: 8 assignments touch the 8 most popular experts."""
+    base = np.floor(loads)
+    missing = np.round(total[..., 0] - base.sum(axis=-1))
+    order = np.argsort(-(loads - base), axis=-1, kind="stable")
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(loads.shape[-1]), axis=-1)
+    return base + (rank < missing[..., None])
+
+
+def _grouped_terms(loads: np.ndarray, n: float, k: float, gpu: Any, cls: Any, rate: str,
+                   e_act: float, e_w: float) -> dict[str, np.ndarray]:
+    """One grouped GEMM (per expert: loads × k times k × n) — best tile shape."""
+    sms = float(gpu.spec.sm_count)
+    per_sm = gpu.peak_flop_per_s("tensor", rate) * cls.eff("tensor") / sms
+    hbm_bw = gpu.spec.hbm_bandwidth_bytes_per_s * cls.eff("hbm")
+    l2_bw = gpu.spec.l2_bandwidth_bytes_per_s * cls.eff("l2")
+    touched = np.sum(np.minimum(loads, 1.0), axis=-1)  # expected experts with ≥ 1 token
+    rows = np.sum(loads, axis=-1)
+    hbm_bytes = touched * n * k * e_w + rows * (k * e_act + n * OUT_BYTES)
+    hbm = hbm_bytes / hbm_bw
+    best = None
+    for tm, tn in TILES:
+        tiles = np.sum(np.ceil(loads / tm), axis=-1) * np.ceil(n / tn)
+        waves = np.maximum(np.ceil(tiles / sms), 1.0)
+        matmul = waves * 2.0 * tm * tn * k / per_sm
+        l2 = tiles * (tm * e_act + tn * e_w) * k / l2_bw
+        t = np.maximum(np.maximum(matmul, l2), hbm)
+        if best is None:
+            best = {"t": t, "matmul": matmul, "l2": l2, "tile_m": np.full_like(t, tm)}
+        else:
+            better = t < best["t"]
+            best = {"t": np.where(better, t, best["t"]),
+                    "matmul": np.where(better, matmul, best["matmul"]),
+                    "l2": np.where(better, l2, best["l2"]),
+                    "tile_m": np.where(better, tm, best["tile_m"])}
+    best.update(hbm=hbm, hbm_bytes=hbm_bytes, flops=2.0 * rows * n * k)
+    return best
+
+
+def predict(tokens: Any, hidden: int, inter: int, experts: int, top_k: int, *, tp: int = 1,
+            ep: int = 1, dtype: str = "bf16", gpu: Any = "h100-sxm",
+            backend: str | None = None, distribution: str = "balanced",
+            gated: bool = True) -> OpPrediction:
+    """Time of one MoE FFN layer on the busiest GPU (module docstring).
+
+    ``tokens``: tokens entering the layer (array ok); ``hidden``: model width; ``inter``:
+    one expert's intermediate width (before TP); ``dtype``: weight type (bf16, fp16, fp8,
+    fp8_block, w4a16_mxfp4); ``gated``: SwiGLU (gate and up projections) or not.
+    """
+    from memsim.errors import InputError, closest
+
+    positive("tokens", tokens)
+    for name, v in (("hidden", hidden), ("inter", inter), ("experts", experts),
+                    ("top_k", top_k), ("tp", tp), ("ep", ep)):
+        if not isinstance(v, int | np.integer) or v < 1:
+            raise InputError(name, v, "must be a positive integer")
+    if top_k > experts:
+        raise InputError("top_k", top_k, f"must not exceed experts={experts}")
+    if experts % ep:
+        raise InputError("ep", ep, f"must divide experts={experts}")
+    if inter % tp:
+        raise InputError("tp", tp, f"must divide inter={inter}")
+    if dtype not in MOE_DTYPES:
+        raise InputError("dtype", dtype, f"must be one of {', '.join(MOE_DTYPES)}"
+                         + closest(dtype, MOE_DTYPES))
+    gpu = resolve_gpu(gpu)
+    cls = kernel_class("moe", backend)
+    rate, e_w, e_act = MOE_DTYPES[dtype]
+    (T,) = as_float(tokens)
+    loads = expert_loads(T, experts, top_k, ep, distribution)
+    inter_l = inter / tp
+    up = _grouped_terms(loads, (2.0 if gated else 1.0) * inter_l, float(hidden), gpu, cls,
+                        rate, e_act, e_w)
+    down = _grouped_terms(loads, float(hidden), inter_l, gpu, cls, rate, e_act, e_w)
+    # routing (top-k of the router logits) and permute read every token; the local
+    # experts' rows are gathered in and scattered back (un-permute + weighted sum), 16-bit.
+    act_bytes = T * hidden * OUT_BYTES * (2.0 + 2.0 * top_k / ep)
+    passes = act_bytes / (gpu.spec.hbm_bandwidth_bytes_per_s * cls.eff("hbm"))
+    terms = {"matmul": up["matmul"] + down["matmul"], "l2": up["l2"] + down["l2"],
+             "hbm": up["hbm"] + down["hbm"] + passes}
+    gemm_s = up["t"] + down["t"] + passes
+    floor = np.full_like(T, cls.floor_s)
+    return OpPrediction(
+        time_s=out(floor + gemm_s), bound=bound_of(terms, floor),
+        flops=out(up["flops"] + down["flops"]),
+        hbm_bytes=out(up["hbm_bytes"] + down["hbm_bytes"] + act_bytes),
+        launch_s=out(floor), terms_s={k: out(v) for k, v in terms.items()},
+        detail={"kernel_class": cls.name, "distribution": distribution,
+                "local_experts": experts // ep,
+                "touched_local_experts": out(np.sum(np.minimum(loads, 1.0), axis=-1)),
+                "tokens_per_touched_expert": out(np.sum(loads, axis=-1) / np.maximum(
+                    np.sum(np.minimum(loads, 1.0), axis=-1), 1e-30)),
+                "tile_m_up": out(up["tile_m"])})

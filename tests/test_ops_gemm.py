@@ -1,0 +1,66 @@
+"""memsim.ops.gemm: laws of the tiled GEMM model (monotone, FLOPs exact, quantisation)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from memsim.errors import InputError
+from memsim.ops import gemm
+from memsim.ops.classes import kernel_class
+
+dims = st.integers(1, 16384)
+
+
+@given(dims, dims, dims)
+def test_flops_are_2mnk_and_time_at_least_the_floor(m: int, n: int, k: int) -> None:
+    p = gemm.predict(m, n, k, gpu="h100-sxm")
+    assert p.flops == 2.0 * m * n * k
+    assert p.time_s >= p.launch_s == kernel_class("gemm").floor_s
+    assert p.hbm_bytes >= (m * k + k * n) * 2 + m * n * 2
+
+
+@given(dims, dims, dims, st.sampled_from(["m", "n", "k"]))
+def test_time_never_falls_as_a_dimension_grows(m: int, n: int, k: int, axis: str) -> None:
+    small = dict(m=m, n=n, k=k)
+    big = dict(small, **{axis: small[axis] * 2})
+    assert gemm.predict(**big).time_s >= gemm.predict(**small).time_s * (1 - 1e-9)
+
+
+def test_vectorised_equals_scalar() -> None:
+    m = np.array([1, 17, 256, 4096, 9000])
+    vec = gemm.predict(m, 4096, 8192, dtype="fp8", gpu="h200")
+    for i, mi in enumerate(m):
+        one = gemm.predict(int(mi), 4096, 8192, dtype="fp8", gpu="h200")
+        assert vec.time_s[i] == pytest.approx(one.time_s)
+        assert vec.bound[i] == one.bound
+
+
+def test_decode_gemm_is_hbm_bound_and_large_square_is_matmul_bound() -> None:
+    assert gemm.predict(1, 8192, 8192).bound == "hbm"
+    assert gemm.predict(8192, 8192, 8192).bound == "matmul"
+
+
+def test_wave_quantisation_one_more_tile_costs_a_wave() -> None:
+    # 132 SMs: 132 tiles of 128 x 256 fill one wave; one more row of tiles needs a second
+    base = gemm.predict(128 * 12, 256 * 11, 8192)
+    assert base.detail["waves"] == 1.0
+    more = gemm.predict(128 * 12 + 1, 256 * 11, 8192)
+    assert more.time_s > base.time_s
+
+
+def test_fp8_and_a_faster_gpu_are_faster_when_compute_bound() -> None:
+    bf16 = gemm.predict(8192, 8192, 8192, dtype="bf16").time_s
+    assert gemm.predict(8192, 8192, 8192, dtype="fp8").time_s < bf16
+    assert gemm.predict(8192, 8192, 8192, gpu="b200").time_s < bf16
+
+
+def test_bad_input_names_the_field() -> None:
+    with pytest.raises(InputError, match="m=0"):
+        gemm.predict(0, 1, 1)
+    with pytest.raises(InputError, match="dtype='fp9'"):
+        gemm.predict(1, 1, 1, dtype="fp9")
+    with pytest.raises(InputError, match="backend='tensorrt'"):
+        gemm.predict(1, 1, 1, backend="tensorrt")
