@@ -100,6 +100,6 @@ def test_the_scan_sees_a_name_branch(tmp_path: Path) -> None:
     bad.write_text('def f(algorithm, x):\n'
                    '    return algorithm == "flash2" or x.kernel in ("dsa",)\n'
                    'D = {n: 1 for n in ()}\nE = {"standard": 1, "flash1": 2, "flash2": 3, '
-                   '"flash_decode": 4, "dsa": 5}\n')
+                   '"flash_decode": 4, "dsa": 5, "standard_blockskip": 6}\n')
     hits = _name_branches(bad)
     assert len(hits) == 3, hits

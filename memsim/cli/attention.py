@@ -13,7 +13,8 @@ import typer
 
 from memsim.cli import app, user_errors
 
-ALGORITHM_HELP = "standard | flash1 | flash2 | flash_decode | dsa"
+ALGORITHM_HELP = ("standard | standard_blockskip | flash1 | flash2 | flash_decode | dsa; a "
+                  "comma-separated list compares several in one table")
 
 
 def build(*, algorithm: str, gpu: str, batch: int, heads: int, kv_heads: int | None,
@@ -106,6 +107,57 @@ def print_table(result: dict[str, Any]) -> None:
             f"), {_fmt_s(est['time_s'])}, bound by {est['bound']}. `memsim trace` simulates it.")
 
 
+def expand(options: dict) -> list[dict]:
+    """One set of options per (algorithm, N) of the comma-separated ``algorithm`` and
+    ``seq_len`` lists, algorithm outer; raises :class:`InputError` for an empty or
+    non-integer entry."""
+    from memsim.errors import InputError
+
+    algorithms = [a.strip() for a in str(options["algorithm"]).split(",")]
+    lengths = []
+    for text in str(options["seq_len"]).split(","):
+        try:
+            lengths.append(int(text))
+        except ValueError:
+            raise InputError("seq_len", options["seq_len"],
+                             "must be an integer or a comma-separated list of integers"
+                             ) from None
+    if not all(algorithms):
+        raise InputError("algorithm", options["algorithm"], "has an empty entry")
+    return [options | {"algorithm": a, "seq_len": n} for a in algorithms for n in lengths]
+
+
+def _list_title(r: dict[str, Any]) -> str:
+    p = r["problem"]
+    return (f"B={p['batch']} H={p['heads']} K={p['kv_heads'] or p['heads']} D={p['head_dim']} "
+            f"{p['dtype']} {r['mask']} {p['pass']}")
+
+
+def print_rows(title: str, rows: list[dict[str, Any]], columns) -> None:
+    """One table, a row per result; ``columns``: (heading, function of a result → text)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for i, (heading, _) in enumerate(columns):
+        table.add_column(heading, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*(cell(row) for _, cell in columns))
+    Console().print(table)
+
+
+LIST_COLUMNS = (
+    ("algorithm", lambda r: r["algorithm"]),
+    ("N", lambda r: str(r["problem"]["seq_len"])),
+    ("FLOPs", lambda r: f"{r['flops']:.3g}"),
+    ("HBM no reuse", lambda r: _fmt_bytes(r["hbm_bytes"])),
+    ("HBM L2 est.", lambda r: _fmt_bytes((r.get("l2_estimate") or r)["hbm_bytes"])),
+    ("workspace", lambda r: _fmt_bytes(r["workspace_bytes"])),
+    ("time", lambda r: _fmt_s(r["time_s"])),
+    ("bound", lambda r: r["bound"]),
+)
+
+
 class Opt:
     """The attention-problem options, shared by ``memsim attention`` and ``memsim trace``."""
 
@@ -114,7 +166,8 @@ class Opt:
     batch = typer.Option(1, help="B, sequences")
     heads = typer.Option(32, help="H, query heads")
     kv_heads = typer.Option(None, help="K, key/value heads (default H)")
-    seq_len = typer.Option(4096, help="N, query tokens")
+    seq_len = typer.Option("4096", help="N, query tokens; a comma-separated list compares "
+                           "several in one table")
     kv_len = typer.Option(None, help="S, key/value tokens (default N)")
     head_dim = typer.Option(128, help="D, head dimension of Q and K")
     head_dim_v = typer.Option(None, help="Dv, head dimension of V (default D)")
@@ -157,7 +210,7 @@ def check_matmul_unit(matmul_unit: str) -> None:
 @user_errors
 def attention(
     algorithm: str = Opt.algorithm, gpu: str = Opt.gpu, batch: int = Opt.batch,
-    heads: int = Opt.heads, kv_heads: int = Opt.kv_heads, seq_len: int = Opt.seq_len,
+    heads: int = Opt.heads, kv_heads: int = Opt.kv_heads, seq_len: str = Opt.seq_len,
     kv_len: int = Opt.kv_len, head_dim: int = Opt.head_dim, head_dim_v: int = Opt.head_dim_v,
     dtype: str = Opt.dtype, causal: bool = Opt.causal, bidirectional: bool = Opt.bidirectional,
     window: int = Opt.window, chunk: int = Opt.chunk, top_k: int = Opt.top_k,
@@ -173,9 +226,16 @@ def attention(
     from memsim.attention import predict
 
     check_matmul_unit(matmul_unit)
-    problem, profile, tiling = build_from(locals())
-    result = predict(problem, profile, algorithm, tiling, matmul_unit=matmul_unit).to_dict()
-    if as_json:
-        typer.echo(json.dumps(result))
+    results = []
+    for options in expand(locals()):
+        problem, profile, tiling = build_from(options)
+        results.append(predict(problem, profile, options["algorithm"], tiling,
+                               matmul_unit=matmul_unit).to_dict())
+    if as_json:                      # one object; JSON Lines for a list
+        for result in results:
+            typer.echo(json.dumps(result))
+    elif len(results) == 1:
+        print_table(results[0])
     else:
-        print_table(result)
+        print_rows(f"attention on {results[0]['gpu']}: {_list_title(results[0])}", results,
+                   LIST_COLUMNS)
