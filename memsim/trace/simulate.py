@@ -235,6 +235,17 @@ def simulate(problem, gpu, algorithm: str = "flash2", tiling=None, l2: bool = Tr
                 record, events_needed)
 
 
+def _kernel_blocks_per_sm(k: KernelProgram, gpu, tiling, bps: int) -> int:
+    """Resident blocks per SM of kernel ``k``: the Tiling's occupancy, unless the kernel
+    runs threads of its own (FA-2's backward): then its own shared memory and threads."""
+    if not k.threads:
+        return bps
+    from memsim.tiling import blocks_per_sm
+
+    return max(1, int(blocks_per_sm(gpu, k.sram_bytes, k.threads,
+                                    tiling.registers_per_thread)))
+
+
 def _program_tuple(k: KernelProgram) -> tuple:
     a = k.acc
     return (k.block_run_ptr, k.run_count, k.run_acc_ptr, k.run_has_compute(),
@@ -279,7 +290,6 @@ def _run(schedule: Schedule, problem, gpu, algorithm, tiling, bps: int, l2_on: b
          capacity: float, matmul_unit: str, record: bool, events_needed: int) -> TraceResult:
     layout, d = schedule.layout, schedule.dims
     n_tensors = len(layout.tensors)
-    n_slots = gpu.spec.sm_count * bps
     l2 = _l2_state(schedule, capacity) if l2_on else l2_model.new_state(0.0, 1)
     offsets = layout.offset_tables()
     rec = engine.new_record(events_needed if record else 0)
@@ -291,7 +301,8 @@ def _run(schedule: Schedule, problem, gpu, algorithm, tiling, bps: int, l2_on: b
     kernels, logs, events_total, launch_offset = [], [], 0, 0
     for ki, k in enumerate(schedule.kernels):
         n_blocks = k.template_blocks * schedule.instances(k)
-        resident = resident_blocks_per_sm(gpu, bps, n_blocks)
+        k_bps = _kernel_blocks_per_sm(k, gpu, tiling, bps)
+        resident = resident_blocks_per_sm(gpu, k_bps, n_blocks)
         k_slots = gpu.spec.sm_count * resident
         rates = slot_rates(gpu, problem.dtype, resident, matmul_unit)
         dur, term = step_durations(k.run_work, rates)
@@ -324,8 +335,8 @@ def _run(schedule: Schedule, problem, gpu, algorithm, tiling, bps: int, l2_on: b
         events_total += int(events)
         timing = kernel_time(gpu, makespan * scale, scaled[:, 0].sum() + scaled[:, 1].sum(),
                              scaled[:, 2].sum() + scaled[:, 3].sum(), busy)
-        kernels.append(_kernel_trace(k, schedule, n_slots, resident, makespan, timing, scaled,
-                                     events, slot_busy, slot_blocks))
+        kernels.append(_kernel_trace(k, schedule, gpu.spec.sm_count * k_bps, resident,
+                                     makespan, timing, scaled, events, slot_busy, slot_blocks))
         logs.append((np.full(n_blocks, ki, np.int16), blocks_log[0].astype(np.int32),
                      blocks_log[1], blocks_log[2]))
         launch_offset += n_blocks
