@@ -135,12 +135,13 @@ def _list_title(r: dict[str, Any]) -> str:
 
 def print_rows(title: str, rows: list[dict[str, Any]], columns) -> None:
     """One table, a row per result; ``columns``: (heading, function of a result → text)."""
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title)
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
     for i, (heading, _) in enumerate(columns):
-        table.add_column(heading, justify="left" if i == 0 else "right")
+        table.add_column(heading, justify="left" if i == 0 else "right", no_wrap=True)
     for row in rows:
         table.add_row(*(cell(row) for _, cell in columns))
     Console().print(table)
@@ -149,10 +150,9 @@ def print_rows(title: str, rows: list[dict[str, Any]], columns) -> None:
 LIST_COLUMNS = (
     ("algorithm", lambda r: r["algorithm"]),
     ("N", lambda r: str(r["problem"]["seq_len"])),
-    ("FLOPs", lambda r: f"{r['flops']:.3g}"),
-    ("HBM no reuse", lambda r: _fmt_bytes(r["hbm_bytes"])),
-    ("HBM L2 est.", lambda r: _fmt_bytes((r.get("l2_estimate") or r)["hbm_bytes"])),
-    ("workspace", lambda r: _fmt_bytes(r["workspace_bytes"])),
+    ("no reuse", lambda r: _fmt_bytes(r["hbm_bytes"])),
+    ("L2 est.", lambda r: _fmt_bytes((r.get("l2_estimate") or r)["hbm_bytes"])),
+    ("memory", lambda r: _fmt_bytes(r["workspace_bytes"])),
     ("time", lambda r: _fmt_s(r["time_s"])),
     ("bound", lambda r: r["bound"]),
 )
@@ -237,5 +237,5 @@ def attention(
     elif len(results) == 1:
         print_table(results[0])
     else:
-        print_rows(f"attention on {results[0]['gpu']}: {_list_title(results[0])}", results,
-                   LIST_COLUMNS)
+        print_rows(f"HBM bytes and time on {results[0]['gpu']}: {_list_title(results[0])}; "
+                   "memory: workspace", results, LIST_COLUMNS)

@@ -169,8 +169,9 @@ def trace(
         for row in rows:
             typer.echo(json.dumps(row if compare else row["trace"]))
     elif len(rows) > 1:
-        print_rows(f"trace vs analytic: {_list_title(rows[0]['analytic'])}, L2 {l2}", rows,
-                   TRACE_COLUMNS)
+        print_rows(f"HBM bytes (no reuse, closed-form L2 estimate, trace, compulsory "
+                   f"minimum) on {rows[0]['trace']['gpu']}: {_list_title(rows[0]['analytic'])}"
+                   f", L2 {l2}", rows, TRACE_COLUMNS)
     elif compare:
         print_compare(rows[0]["analytic"], rows[0]["trace"], rows[0]["compulsory_bytes"])
     else:
@@ -180,10 +181,9 @@ def trace(
 TRACE_COLUMNS = (
     ("algorithm", lambda r: r["trace"]["algorithm"]),
     ("N", lambda r: str(r["trace"]["problem"]["seq_len"])),
-    ("HBM no reuse", lambda r: _fmt_bytes(r["analytic"]["hbm_bytes"])),
-    ("HBM L2 est.", lambda r: _fmt_bytes(r["analytic"]["l2_estimate"]["hbm_bytes"])),
-    ("HBM trace", lambda r: _fmt_bytes(r["trace"]["hbm_bytes"])),
-    ("compulsory", lambda r: _fmt_bytes(r["compulsory_bytes"])),
-    ("time trace", lambda r: _fmt_s(r["trace"]["time_s"])),
-    ("bound", lambda r: r["trace"]["bound"]),
+    ("no reuse", lambda r: _fmt_bytes(r["analytic"]["hbm_bytes"])),
+    ("L2 est.", lambda r: _fmt_bytes(r["analytic"]["l2_estimate"]["hbm_bytes"])),
+    ("trace", lambda r: _fmt_bytes(r["trace"]["hbm_bytes"])),
+    ("minimum", lambda r: _fmt_bytes(r["compulsory_bytes"])),
+    ("time", lambda r: _fmt_s(r["trace"]["time_s"])),
 )
