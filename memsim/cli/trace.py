@@ -39,8 +39,8 @@ def _title(d: dict[str, Any]) -> str:
 def _sample_note(d: dict[str, Any]) -> str:
     if d["heads_scale"] == 1:
         return ""
-    return (f" (simulated {d['heads_sample']} of {d['problem']['heads']} heads, "
-            f"scaled ×{d['heads_scale']:g})")
+    return (f" (L2 replay of {d['heads_sample']} of {d['problem']['heads']} heads, "
+            f"bytes scaled ×{d['heads_scale']:g}; time from every block)")
 
 
 def print_trace(d: dict[str, Any]) -> None:
@@ -133,7 +133,9 @@ def trace(
                                               "goes to HBM)"),
     compare: bool = typer.Option(False, "--compare", help="analytic and trace side by side"),
     heads_sample: int = typer.Option(None, "--heads-sample",
-                                     help="simulate this many heads and scale to all"),
+                                     help="replay this many heads (evenly spread) through "
+                                          "a proportionally smaller L2 and scale their "
+                                          "bytes to all; time is from every block"),
     event_budget: int = typer.Option(DEFAULT_EVENT_BUDGET, "--event-budget",
                                      help="refuse traces needing more tile events"),
     save_trace: str = typer.Option(None, "--save-trace", help="write the trace as .npz"),

@@ -212,6 +212,9 @@ def simulate(problem, gpu, algorithm: str = "flash2", tiling=None, l2: bool = Tr
         raise InputError("tiling", tiling.describe(), f"fits no block on an SM of {gpu.name} "
                          "(threads × registers per thread exceed the SM's)")
     schedule = build_schedule(problem, tiling, algorithm, heads_sample)
+    if schedule.G_sim < schedule.dims.G and not all(k.per_head for k in schedule.kernels):
+        raise InputError("heads_sample", heads_sample, f"does not apply to {algorithm}: "
+                         "some of its kernels run per batch, not per head group")
     limit = gpu.spec.shared_memory_per_block_max_bytes
     for k in schedule.kernels:
         if k.sram_bytes > limit:
@@ -273,6 +276,21 @@ def _place_blocks(k: KernelProgram, dur: np.ndarray, n_blocks: int, n_slots: int
             slot_ptr, slot_order)
 
 
+def _sampled_slots(schedule: Schedule, k: KernelProgram, blk_slot: np.ndarray,
+                   n_slots: int) -> tuple:
+    """(slot_ptr, slot_order) of the placed blocks that belong to the sampled head groups
+    (block L: template L mod T, instance L div T = batch + B · group)."""
+    if not k.per_head:
+        raise ValueError(f"{k.name}: a heads sample needs per-head kernels")
+    L = np.arange(len(blk_slot))
+    group = (L // k.template_blocks) // schedule.dims.B
+    keep = L[np.isin(group, schedule.sampled_groups())]
+    slot_order = keep[np.argsort(blk_slot[keep], kind="stable")]
+    slot_ptr = np.zeros(n_slots + 1, np.int64)
+    np.cumsum(np.bincount(blk_slot[keep], minlength=n_slots), out=slot_ptr[1:])
+    return slot_ptr, slot_order
+
+
 def _l2_state(schedule: Schedule, capacity: float) -> tuple:
     """A cache sized for the most units that can be resident at once."""
     sizes, mult = [np.zeros(1)], [np.zeros(1)]
@@ -290,6 +308,10 @@ def _run(schedule: Schedule, problem, gpu, algorithm, tiling, bps: int, l2_on: b
          capacity: float, matmul_unit: str, record: bool, events_needed: int) -> TraceResult:
     layout, d = schedule.layout, schedule.dims
     n_tensors = len(layout.tensors)
+    # a heads sample replays a fraction G_sim/G of the groups (disjoint addresses): the
+    # L2 it sees is that fraction of the real one, as in spatially sampled cache
+    # simulation (Waldspurger et al., SHARDS, FAST 2015)
+    capacity = capacity * schedule.G_sim / d.G
     l2 = _l2_state(schedule, capacity) if l2_on else l2_model.new_state(0.0, 1)
     offsets = layout.offset_tables()
     rec = engine.new_record(events_needed if record else 0)
@@ -300,16 +322,20 @@ def _run(schedule: Schedule, problem, gpu, algorithm, tiling, bps: int, l2_on: b
     work_total = np.zeros(WORK_COLUMNS)
     kernels, logs, events_total, launch_offset = [], [], 0, 0
     for ki, k in enumerate(schedule.kernels):
-        n_blocks = k.template_blocks * schedule.instances(k)
+        n_blocks = k.template_blocks * schedule.instances(k, simulated=False)
         k_bps = _kernel_blocks_per_sm(k, gpu, tiling, bps)
         resident = resident_blocks_per_sm(gpu, k_bps, n_blocks)
         k_slots = gpu.spec.sm_count * resident
         rates = slot_rates(gpu, problem.dtype, resident, matmul_unit)
         dur, term = step_durations(k.run_work, rates)
+        # phase 1 places every block (exact times: step durations do not depend on hits);
+        # with a heads sample only the sampled groups' blocks are replayed (phase 2)
         placed = _place_blocks(k, dur, n_blocks, k_slots)
         makespan, blocks_log, slot_busy, slot_blocks, slot_ptr, slot_order = placed
+        if schedule.G_sim < d.G:
+            slot_ptr, slot_order = _sampled_slots(schedule, k, blocks_log[0], k_slots)
         stats = np.zeros((n_tensors, 4))
-        instances = schedule.instances(k)
+        instances = schedule.instances(k, simulated=False)
         work = k.work_per_instance()[:WORK_COLUMNS] * instances
         busy = np.bincount(term, weights=k.run_count * dur, minlength=len(STEP_TERMS))
         busy = busy * instances
@@ -328,12 +354,11 @@ def _run(schedule: Schedule, problem, gpu, algorithm, tiling, bps: int, l2_on: b
             l2_model.flush(*l2, stats)             # dirty units reach HBM eventually
             if not last:                           # the rest of the network runs between
                 l2 = _l2_state(schedule, capacity)
-        scale = schedule.scale(k)
         scaled = stats * tensor_scale[:, None]
         totals += scaled
-        work_total += work * scale
+        work_total += work
         events_total += int(events)
-        timing = kernel_time(gpu, makespan * scale, scaled[:, 0].sum() + scaled[:, 1].sum(),
+        timing = kernel_time(gpu, makespan, scaled[:, 0].sum() + scaled[:, 1].sum(),
                              scaled[:, 2].sum() + scaled[:, 3].sum(), busy)
         kernels.append(_kernel_trace(k, schedule, gpu.spec.sm_count * k_bps, resident,
                                      makespan, timing, scaled, events, slot_busy, slot_blocks))
@@ -357,7 +382,7 @@ def _kernel_trace(k, schedule, n_slots, resident, makespan, timing: KernelTime, 
         resident_blocks_per_sm=resident,
         waves=max(1, math.ceil(full / n_slots)), max_blocks_per_slot=int(slot_blocks.max()),
         wave_efficiency=busy_total / (used_slots * makespan) if makespan > 0 else 1.0,
-        makespan_s=makespan * schedule.scale(k), time_s=timing.time_s, bound=timing.bound,
+        makespan_s=makespan, time_s=timing.time_s, bound=timing.bound,
         global_read_bytes=float(scaled[:, 0].sum()), global_write_bytes=float(scaled[:, 1].sum()),
         hbm_read_bytes=float(scaled[:, 2].sum()), hbm_write_bytes=float(scaled[:, 3].sum()),
         events=int(events), sram_bytes_per_block=k.sram_bytes)
