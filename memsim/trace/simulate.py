@@ -65,9 +65,10 @@ class KernelTrace:
     global_read_bytes: float
     global_write_bytes: float
     hbm_read_bytes: float
-    hbm_write_bytes: float
+    hbm_write_bytes: float        # written back during the kernel (what Nsight Compute counts)
     events: int
     sram_bytes_per_block: int
+    hbm_write_after_bytes: float = 0.0  # still dirty in L2 at its end, written back later
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,11 @@ class TraceResult:
     account of the tail is in each kernel's ``max_blocks_per_slot`` and
     ``wave_efficiency``. ``events``: tile operations simulated (accesses + math steps).
     ``heads_sample``: query heads simulated (all unless sampled); counts are scaled by
-    ``heads_scale`` to all heads.
+    ``heads_scale`` to all heads. ``cost.hbm_write_bytes`` counts every write-back the call
+    causes, including ``hbm_write_after_bytes``: lines still dirty in L2 when its last
+    kernel ends (or before a cold L2), which reach DRAM after the kernels' windows — Nsight
+    Compute's per-kernel dram__bytes_write does not see them (``hbm_write_in_kernels_bytes``
+    is what it measures).
     """
 
     problem: object
@@ -100,9 +105,15 @@ class TraceResult:
     heads_sample: int
     heads_scale: float
     kernels: tuple[KernelTrace, ...]
+    hbm_write_after_bytes: float
     tensors: tuple[dict, ...]
     _blocks_log: tuple = field(default=(), repr=False)
     _events_log: tuple = field(default=(), repr=False)
+
+    @property
+    def hbm_write_in_kernels_bytes(self) -> float:
+        """DRAM writes inside the kernels' windows (as Nsight Compute counts them)."""
+        return self.cost.hbm_write_bytes - self.hbm_write_after_bytes
 
     @property
     def achieved_hbm_bytes_per_s(self) -> float:
@@ -144,6 +155,8 @@ class TraceResult:
             "achieved_hbm_bytes_per_s": self.achieved_hbm_bytes_per_s,
             "achieved_l2_bytes_per_s": self.achieved_l2_bytes_per_s,
             "achieved_flop_per_s": self.achieved_flop_per_s,
+            "hbm_write_in_kernels_bytes": self.hbm_write_in_kernels_bytes,
+            "hbm_write_after_bytes": self.hbm_write_after_bytes,
             "heads_sample": self.heads_sample,
             "heads_scale": self.heads_scale,
             "kernels": [vars(k) for k in self.kernels],
@@ -311,8 +324,8 @@ def _run(schedule: Schedule, problem, gpu, algorithm, tiling, bps: int, l2_on: b
     # a heads sample replays a fraction G_sim/G of the groups (disjoint addresses): the
     # L2 it sees is that fraction of the real one, as in spatially sampled cache
     # simulation (Waldspurger et al., SHARDS, FAST 2015)
-    capacity = capacity * schedule.G_sim / d.G
-    l2 = _l2_state(schedule, capacity) if l2_on else l2_model.new_state(0.0, 1)
+    sim_capacity = capacity * schedule.G_sim / d.G
+    l2 = _l2_state(schedule, sim_capacity) if l2_on else l2_model.new_state(0.0, 1)
     offsets = layout.offset_tables()
     rec = engine.new_record(events_needed if record else 0)
     rec_n = np.zeros(1, np.int64)
@@ -350,18 +363,21 @@ def _run(schedule: Schedule, problem, gpu, algorithm, tiling, bps: int, l2_on: b
         if record:
             rec[1][rec_start:int(rec_n[0])] += launch_offset
         last = ki == len(schedule.kernels) - 1
+        flushed = np.zeros((n_tensors, 4))
         if l2_on and (last or schedule.kernels[ki + 1].cold_l2):
-            l2_model.flush(*l2, stats)             # dirty units reach HBM eventually
+            l2_model.flush(*l2, flushed)           # dirty units reach HBM after the kernel
             if not last:                           # the rest of the network runs between
-                l2 = _l2_state(schedule, capacity)
+                l2 = _l2_state(schedule, sim_capacity)
         scaled = stats * tensor_scale[:, None]
-        totals += scaled
+        after = float((flushed * tensor_scale[:, None])[:, 3].sum())
+        totals += (stats + flushed) * tensor_scale[:, None]
         work_total += work
         events_total += int(events)
         timing = kernel_time(gpu, makespan, scaled[:, 0].sum() + scaled[:, 1].sum(),
                              scaled[:, 2].sum() + scaled[:, 3].sum(), busy)
         kernels.append(_kernel_trace(k, schedule, gpu.spec.sm_count * k_bps, resident,
-                                     makespan, timing, scaled, events, slot_busy, slot_blocks))
+                                     makespan, timing, scaled, events, slot_busy, slot_blocks,
+                                     after))
         logs.append((np.full(n_blocks, ki, np.int16), blocks_log[0].astype(np.int32),
                      blocks_log[1], blocks_log[2]))
         launch_offset += n_blocks
@@ -373,7 +389,7 @@ def _run(schedule: Schedule, problem, gpu, algorithm, tiling, bps: int, l2_on: b
 
 
 def _kernel_trace(k, schedule, n_slots, resident, makespan, timing: KernelTime, scaled,
-                  events, slot_busy, slot_blocks) -> KernelTrace:
+                  events, slot_busy, slot_blocks, after: float) -> KernelTrace:
     full = k.template_blocks * schedule.instances(k, simulated=False)
     busy_total = float(slot_busy.sum())
     used_slots = len(slot_busy)
@@ -385,7 +401,7 @@ def _kernel_trace(k, schedule, n_slots, resident, makespan, timing: KernelTime, 
         makespan_s=makespan, time_s=timing.time_s, bound=timing.bound,
         global_read_bytes=float(scaled[:, 0].sum()), global_write_bytes=float(scaled[:, 1].sum()),
         hbm_read_bytes=float(scaled[:, 2].sum()), hbm_write_bytes=float(scaled[:, 3].sum()),
-        events=int(events), sram_bytes_per_block=k.sram_bytes)
+        events=int(events), sram_bytes_per_block=k.sram_bytes, hbm_write_after_bytes=after)
 
 
 def _result(schedule, problem, gpu, algorithm, tiling, bps, l2_on, capacity, totals,
@@ -418,6 +434,7 @@ def _result(schedule, problem, gpu, algorithm, tiling, bps, l2_on, capacity, tot
         events=events, time_s=float(sum(k.time_s for k in kernels)),
         bound=max(by_bound, key=by_bound.get), heads_sample=schedule.G_sim * d.hpb,
         heads_scale=d.G / schedule.G_sim, kernels=tuple(kernels), tensors=tensors,
+        hbm_write_after_bytes=sum(k.hbm_write_after_bytes for k in kernels),
         _blocks_log=blocks_log, _events_log=events_log)
 
 
