@@ -18,7 +18,8 @@ from memsim.problem import Indexer
 from memsim.units import format_bytes as _fmt_bytes
 from memsim.units import format_seconds as _fmt_s
 
-ALGORITHM_HELP = "standard | flash1 | flash2 | flash_decode | dsa"
+ALGORITHM_HELP = ("standard | standard_blockskip | flash1 | flash2 | flash_decode | dsa; a "
+                  "comma-separated list compares several in one table")
 
 
 def build(*, algorithm: str, gpu: str, batch: int, heads: int, kv_heads: int | None,
@@ -98,6 +99,58 @@ def print_table(result: dict[str, Any]) -> None:
 _INDEXER = Indexer()  # the indexer defaults, stated once (memsim.problem.Indexer)
 
 
+def expand(options: dict) -> list[dict]:
+    """One set of options per (algorithm, N) of the comma-separated ``algorithm`` and
+    ``seq_len`` lists, algorithm outer; raises :class:`InputError` for an empty or
+    non-integer entry."""
+    from memsim.errors import InputError
+
+    algorithms = [a.strip() for a in str(options["algorithm"]).split(",")]
+    lengths = []
+    for text in str(options["seq_len"]).split(","):
+        try:
+            value = int(text)
+        except ValueError:
+            raise InputError("seq_len", options["seq_len"],
+                             "must be an integer or a comma-separated list of integers"
+                             ) from None
+        lengths.append(limits.check_size("seq_len", value, limits.MAX_TOKENS))
+    if not all(algorithms):
+        raise InputError("algorithm", options["algorithm"], "has an empty entry")
+    return [options | {"algorithm": a, "seq_len": n} for a in algorithms for n in lengths]
+
+
+def _list_title(r: dict[str, Any]) -> str:
+    p = r["problem"]
+    return (f"B={p['batch']} H={p['heads']} K={p['kv_heads'] or p['heads']} D={p['head_dim']} "
+            f"{p['dtype']} {r['mask']} {p['pass']}")
+
+
+def print_rows(title: str, rows: list[dict[str, Any]], columns) -> None:
+    """One table, a row per result; ``columns``: (heading, function of a result → text)."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
+    for i, (heading, _) in enumerate(columns):
+        table.add_column(heading, justify="left" if i == 0 else "right", no_wrap=True)
+    for row in rows:
+        table.add_row(*(cell(row) for _, cell in columns))
+    Console().print(table)
+
+
+LIST_COLUMNS = (
+    ("algorithm", lambda r: r["algorithm"]),
+    ("N", lambda r: str(r["problem"]["seq_len"])),
+    ("no reuse", lambda r: _fmt_bytes(r["hbm_bytes"])),
+    ("L2 est.", lambda r: _fmt_bytes((r.get("l2_estimate") or r)["hbm_bytes"])),
+    ("memory", lambda r: _fmt_bytes(r["workspace_bytes"])),
+    ("time", lambda r: _fmt_s(r["time_s"])),
+    ("bound", lambda r: r["bound"]),
+)
+
+
 class Opt:
     """The attention-problem options, shared by ``memsim attention`` and ``memsim trace``."""
 
@@ -107,7 +160,8 @@ class Opt:
     heads = size_option(32, "--heads", ceiling=limits.MAX_HEADS, help="H, query heads")
     kv_heads = size_option(None, "--kv-heads", ceiling=limits.MAX_HEADS,
                            help="K, key/value heads (default H)")
-    seq_len = size_option(4096, "--seq-len", ceiling=limits.MAX_TOKENS, help="N, query tokens")
+    seq_len = typer.Option("4096", help="N, query tokens; a comma-separated list compares "
+                           "several in one table")
     kv_len = size_option(None, "--kv-len", ceiling=limits.MAX_TOKENS,
                          help="S, key/value tokens (default N)")
     head_dim = size_option(128, "--head-dim", ceiling=limits.MAX_HEAD_DIM,
@@ -164,7 +218,7 @@ def check_matmul_unit(matmul_unit: str) -> None:
 @user_errors
 def attention(
     algorithm: str = Opt.algorithm, gpu: str = Opt.gpu, batch: int = Opt.batch,
-    heads: int = Opt.heads, kv_heads: int = Opt.kv_heads, seq_len: int = Opt.seq_len,
+    heads: int = Opt.heads, kv_heads: int = Opt.kv_heads, seq_len: str = Opt.seq_len,
     kv_len: int = Opt.kv_len, head_dim: int = Opt.head_dim, head_dim_v: int = Opt.head_dim_v,
     dtype: str = Opt.dtype, causal: bool = Opt.causal, bidirectional: bool = Opt.bidirectional,
     window: int = Opt.window, chunk: int = Opt.chunk, top_k: int = Opt.top_k,
@@ -180,9 +234,16 @@ def attention(
     from memsim.attention import predict
 
     check_matmul_unit(matmul_unit)
-    problem, profile, tiling = build_from(locals())
-    result = predict(problem, profile, algorithm, tiling, matmul_unit=matmul_unit).to_dict()
-    if as_json:
-        typer.echo(json.dumps(result))
+    results = []
+    for options in expand(locals()):
+        problem, profile, tiling = build_from(options)
+        results.append(predict(problem, profile, options["algorithm"], tiling,
+                               matmul_unit=matmul_unit).to_dict())
+    if as_json:                      # one object; JSON Lines for a list
+        for result in results:
+            typer.echo(json.dumps(result))
+    elif len(results) == 1:
+        print_table(results[0])
     else:
-        print_table(result)
+        print_rows(f"HBM bytes and time on {results[0]['gpu']}: {_list_title(results[0])}; "
+                   "memory: workspace", results, LIST_COLUMNS)
