@@ -1,5 +1,5 @@
-"""Run one memsim kernel on a real GPU: validate it, time it, and put memsim's prediction
-for the same Tiling beside the measurement.
+"""Run one memsim kernel on a real GPU: validate it, time it, count its work; raw
+measurements only (the prediction for the same Tiling is memsim.validation's job).
 
     python -m memsim.kernels.bench --kernel flash2 --batch 1 --heads 8 --seq-len 4096 \\
         --head-dim 64 --causal --dtype fp32
@@ -15,12 +15,13 @@ prints one JSON line. Steps (llm.c dev/cuda's discipline: checked before timed):
 4. time: warm-up runs, then ``repeats`` runs each preceded by a memset of a buffer twice
    the L2 size (so every run starts with a cold L2), each timed with CUDA events around all
    of the algorithm's launches (and around each launch); the median is reported;
-5. report the analytic global bytes and matmul FLOPs (memsim.algorithms: what the kernels
-   move and compute, checked exactly in the simulator by tests/test_kernel_traces.py) over
-   the median time as achieved bytes/s and FLOP/s, memsim's prediction for the same Tiling
-   with matmuls on the CUDA cores (``matmul_unit="fp32"``) and with the registers per
-   thread the compiler chose, and each kernel's registers per thread, static shared memory
-   per block and local memory per thread from Numba's dispatcher.
+5. count: one more, untimed run of the kernels built with ``count=True``, whose threads
+   tally the multiply-adds and exponentials they execute (kernels/common.py): the
+   ``matmul_flops`` and ``exp_ops`` reported, and ``achieved_flop_per_s`` over the median
+   time. Bytes are not reported: no counter here sees them (Nsight Compute does:
+   memsim.validation.ncu), and memsim's own byte count is a prediction, not a measurement;
+6. report each kernel's registers per thread, static shared memory per block and local
+   memory per thread from Numba's dispatcher.
 
 :func:`run_case` is the same as a function, for the validation harness.
 """
@@ -35,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from memsim.algorithms import runs_mask, tiles_queries
 from memsim.errors import InputError
 from memsim.problem import AttentionProblem, Indexer, Mask
 from memsim.tiling import Tiling, default_tiling
@@ -79,25 +81,25 @@ def validate(problem: AttentionProblem, tiling: Tiling, host: dict,
              out: dict[str, np.ndarray]) -> dict[str, float]:
     """Relative errors of the outputs ``out`` (host copies) on sampled rows; ∞ for an
     output with an unwritten (NaN) element where every element must be written."""
-    p, algorithm = problem, tiling.algorithm
+    p = problem
     rows = sample_rows(p.N)
     errors = {"o_written": 0.0 if np.isfinite(out["o"]).all() else float("inf")}
-    if algorithm == "dsa":
-        return errors | _validate_dsa(p, tiling, host, out, rows)
+    if "idx" in out:                          # a top-k selection: sparse attention
+        return errors | _validate_sparse(p, host, out, rows)
     o_ref, lse_ref = reference.attention(host["q"], host["k"], host.get("v"), p.mask, p.Dv,
                                          rows=rows)
     errors["o"] = relative_error(out["o"][:, rows], o_ref)
-    if algorithm == "flash2":
+    if "lse" in out:                           # logsumexp (B, H, N)
         errors["lse"] = relative_error(out["lse"][:, :, rows], lse_ref)
-    elif algorithm == "flash1":
+    elif "m" in out and "ell" in out:          # FA-1's running max and sum
         with np.errstate(divide="ignore"):
             lse = out["m"].astype(np.float64) + np.log(out["ell"].astype(np.float64))
         errors["lse"] = relative_error(lse[:, :, rows], lse_ref)
     return errors
 
 
-def _validate_dsa(p: AttentionProblem, tiling: Tiling, host: dict, out: dict,
-                  rows: np.ndarray) -> dict[str, float]:
+def _validate_sparse(p: AttentionProblem, host: dict, out: dict,
+                     rows: np.ndarray) -> dict[str, float]:
     from .dsa import valid_top_k
 
     counts = reference.selected_counts(p.N, p.S, p.mask.top_k)[rows]
@@ -163,14 +165,12 @@ def _repeats_for(first_s: float, budget_s: float = 2.0) -> int:
 
 
 def run_case(kernel: str, problem: AttentionProblem, tiling: Tiling, *,
-             gpu: str = "h100-sxm", repeats: int | None = None, warmup: int = 3,
+             repeats: int | None = None, warmup: int = 3,
              seed: int | None = None) -> dict[str, Any]:
-    """Validate, then time ``kernel`` (a memsim algorithm name) on ``problem`` under
-    ``tiling``; the dict of the JSON line (module docstring). Raises
-    :class:`KernelInvalidError` when validation fails, before any timing."""
+    """Validate, then time and count ``kernel`` (a memsim algorithm name) on ``problem``
+    under ``tiling``; the dict of the JSON line (module docstring), measured quantities
+    only. Raises :class:`KernelInvalidError` when validation fails, before any timing."""
     from numba import cuda
-
-    from memsim.attention import predict
 
     require_gpu()
     module = family(kernel)
@@ -203,9 +203,7 @@ def run_case(kernel: str, problem: AttentionProblem, tiling: Tiling, *,
 
     info = {launch.name: _dispatcher_info(launch, bufs, ops) for launch in launches}
     registers = max(i["registers_per_thread"] for i in info.values())
-    measured_tiling = tiling.model_copy(update={"registers_per_thread": registers})
-    pred = predict(problem, gpu, kernel, measured_tiling, matmul_unit="fp32")
-    cost = pred.cost
+    counted = _counted_ops(module.launches(problem, tiling, count=True), bufs)
     device = cuda.get_current_device()
     return {
         "kernel": kernel,
@@ -217,25 +215,28 @@ def run_case(kernel: str, problem: AttentionProblem, tiling: Tiling, *,
         "time_s": time_s, "time_s_min": min(times), "time_s_max": max(times), "repeats": n,
         "launch_time_s": {launch.name: statistics.median(per[i] for _, per in runs)
                           for i, launch in enumerate(launches)},
-        "global_read_bytes": cost.global_read_bytes,
-        "global_write_bytes": cost.global_write_bytes,
-        "global_bytes": cost.global_bytes,
-        "matmul_flops": cost.matmul_flops,
-        "achieved_bytes_per_s": cost.global_bytes / time_s,
-        "achieved_flop_per_s": cost.matmul_flops / time_s,
+        "matmul_flops": counted["matmul_flops"], "exp_ops": counted["exp_ops"],
+        "achieved_flop_per_s": counted["matmul_flops"] / time_s,
         "registers_per_thread": registers,
         "kernels": info,
         "l2_flush_bytes": int(flush.size),
-        "prediction": {
-            "gpu": pred.gpu.name, "matmul_unit": "fp32",
-            "registers_per_thread": registers,
-            "time_s": float(pred.timing.time_s), "lower_s": float(pred.timing.lower_s),
-            "upper_s": float(pred.timing.upper_s), "bound": pred.timing.bound,
-            "terms_s": {k: float(v) for k, v in pred.timing.terms_s.items()},
-            "exp_ops": cost.exp_ops, "blocks_per_sm": int(measured_tiling.blocks_per_sm(
-                pred.gpu)),
-        },
     }
+
+
+def _counted_ops(launches: list[Launch], bufs: dict) -> dict[str, int]:
+    """Matmul FLOPs and exponentials tallied by the threads of one untimed run of the
+    ``count=True`` build (kernels/common.py); the outputs are rewritten with the same
+    values."""
+    from numba import cuda
+
+    from .common import OPS_EXP, OPS_MATMUL_FLOPS
+
+    ops = cuda.to_device(np.zeros(OPS_SLOTS, np.int64))
+    for launch in launches:
+        launch(bufs, ops)
+    cuda.synchronize()
+    tally = ops.copy_to_host()
+    return {"matmul_flops": int(tally[OPS_MATMUL_FLOPS]), "exp_ops": int(tally[OPS_EXP])}
 
 
 # ---- command line ----------------------------------------------------------------------
@@ -246,7 +247,7 @@ def problem_from(args: argparse.Namespace) -> AttentionProblem:
     mask = Mask(causal=args.causal or args.top_k is not None or args.chunk is not None,
                 window=args.window, chunk=args.chunk, top_k=args.top_k)
     indexer = None
-    if args.kernel == "dsa":
+    if runs_mask(args.kernel, "topk"):
         indexer = Indexer(heads=args.index_heads, head_dim=args.index_head_dim,
                           dtype=args.index_dtype or args.dtype)
     return AttentionProblem(
@@ -268,7 +269,7 @@ def tiling_from(problem: AttentionProblem, kernel: str, gpu: str, *,
 
     device = load_gpu(gpu)
     sizes = [(block_q, block_kv)]
-    if kernel in ("standard", "flash1", "flash2") and block_q is None and block_kv is None:
+    if tiles_queries(kernel) and block_q is None and block_kv is None:
         sizes = sorted(((br, bc) for br in TILE_SIZES for bc in TILE_SIZES),
                        key=lambda s: (min(s), s[0] * s[1], s[0]), reverse=True)
     for i, (br, bc) in enumerate(sizes):
@@ -313,7 +314,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--index-block-q", type=int)
     ap.add_argument("--threads", type=int)
     ap.add_argument("--kv-splits", type=int)
-    ap.add_argument("--gpu", default="h100-sxm", help="memsim profile for the prediction")
+    ap.add_argument("--gpu", default="h100-sxm",
+                    help="memsim profile whose shared memory bounds the default tiles")
     ap.add_argument("--repeats", type=int)
     ap.add_argument("--seed", type=int)
     ap.add_argument("--out", help="also append the JSON line to this file")
@@ -327,8 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         tiling = tiling_from(problem, args.kernel, args.gpu, block_q=args.block_q,
                              block_kv=args.block_kv, threads=args.threads,
                              kv_splits=args.kv_splits, index_block_q=args.index_block_q)
-        row = run_case(args.kernel, problem, tiling, gpu=args.gpu, repeats=args.repeats,
-                       seed=args.seed)
+        row = run_case(args.kernel, problem, tiling, repeats=args.repeats, seed=args.seed)
     except (InputError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

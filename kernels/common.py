@@ -26,8 +26,8 @@ import numpy as np
 from numba import cuda, float32
 from numba.core.types import float16
 
-from memsim.algorithms.masks import geometry_of
 from memsim.errors import InputError
+from memsim.geometry import geometry_of
 from memsim.problem import AttentionProblem, Mask
 from memsim.tiling import Tiling
 from memsim.units import DTYPE_BYTES

@@ -1,12 +1,13 @@
 """Validate and time every memsim kernel at a few sizes on a real GPU, one command:
 
-    python -m memsim.kernels.gpu_smoke --out measurements/h100-sxm/kernels.jsonl
+    python -m memsim.kernels.gpu_smoke [--out measurements/h100-sxm/kernels.jsonl]
 
 Each case is :func:`memsim.kernels.bench.run_case` (validated against the float64 reference
 on sampled rows, then timed with CUDA events, L2 flushed, median of many). Every result is
-appended to ``--out`` as one JSON line the moment it is measured, so an interruption loses
-nothing already measured; a case that fails (invalid output, launch error) becomes a line
-with ``"error"`` and the others still run. ``--quick`` runs the first case of each kernel.
+printed to stdout and, with ``--out``, appended to that file as one JSON line the moment it
+is measured, so an interruption loses nothing already measured; a case that fails (invalid
+output, launch error) becomes a line with ``"error"`` and the others still run. ``--quick``
+runs the first case of each kernel.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def run(case: dict[str, Any], gpu: str) -> dict[str, Any]:
     try:
         problem = problem_from(argparse.Namespace(**case))
         tiling = tiling_from(problem, case["kernel"], gpu)
-        row |= run_case(case["kernel"], problem, tiling, gpu=gpu)
+        row |= run_case(case["kernel"], problem, tiling)
     except Exception as exc:  # noqa: BLE001 — one failed case must not stop the others
         row["error"] = f"{type(exc).__name__}: {exc}"
         row["traceback"] = traceback.format_exc(limit=4)
@@ -79,8 +80,9 @@ def run(case: dict[str, Any], gpu: str) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m memsim.kernels.gpu_smoke",
                                  description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", required=True, help="JSON-lines file, appended to")
-    ap.add_argument("--gpu", default=GPU_PROFILE, help="memsim profile for the predictions")
+    ap.add_argument("--out", help="JSON-lines file, appended to (default: stdout only)")
+    ap.add_argument("--gpu", default=GPU_PROFILE,
+                    help="memsim profile whose shared memory bounds the default tiles")
     ap.add_argument("--quick", action="store_true", help="first case of each kernel only")
     ap.add_argument("--kernel", action="append", help="only these kernels (repeatable)")
     args = ap.parse_args(argv)
@@ -93,12 +95,14 @@ def main(argv: list[str] | None = None) -> int:
         seen.add(kernel)
         row = run(case, args.gpu)
         failures += "error" in row
-        with open(args.out, "a") as f:
-            f.write(json.dumps(row) + "\n")
+        line = json.dumps(row)
+        print(line, flush=True)
+        if args.out:
+            with open(args.out, "a") as f:
+                f.write(line + "\n")
         status = row.get("error") or (f"{row['time_s'] * 1e3:.3f} ms, "
-                                      f"{row['achieved_bytes_per_s'] / 1e9:.0f} GB/s, "
-                                      f"{row['achieved_flop_per_s'] / 1e12:.2f} TFLOP/s, "
-                                      f"predicted {row['prediction']['time_s'] * 1e3:.3f} ms")
+                                      f"{row['achieved_flop_per_s'] / 1e12:.2f} TFLOP/s "
+                                      "(counted matmul FLOPs)")
         print(f"{kernel} {row.get('mask', '')} N={case['seq_len']} D={case['head_dim']}: "
               f"{status}", file=sys.stderr, flush=True)
     return 1 if failures else 0

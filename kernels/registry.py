@@ -13,6 +13,7 @@ from types import ModuleType
 
 import numpy as np
 
+from memsim.algorithms import ALGORITHMS, get
 from memsim.errors import InputError, closest
 from memsim.tiling import Tiling
 from memsim.units import dtype_bytes
@@ -20,13 +21,9 @@ from memsim.units import dtype_bytes
 from . import decode, dsa, flash1, flash2, standard
 from .common import OPS_SLOTS, run_launches
 
+#: The kernel families by module name: what an algorithm's ``KERNEL_FAMILY`` names.
 KERNELS: dict[str, ModuleType] = {
-    "standard": standard,
-    "flash1": flash1,
-    "flash2": flash2,
-    "flash_decode": decode,
-    "dsa": dsa,
-}
+    m.__name__.rsplit(".", 1)[-1]: m for m in (standard, flash1, flash2, decode, dsa)}
 
 #: Largest accepted error relative to the largest reference value, per storage dtype:
 #: fp32 arithmetic over ≤ 10³ terms; fp16 storage rounds inputs' products, S and P (standard)
@@ -35,12 +32,13 @@ RELATIVE_TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2}
 
 
 def family(algorithm: str) -> ModuleType:
-    """The kernel module of a memsim algorithm name."""
+    """The kernel module of a memsim algorithm name (its ``KERNEL_FAMILY``)."""
     try:
-        return KERNELS[algorithm]
-    except KeyError:
+        return KERNELS[get(algorithm).KERNEL_FAMILY]
+    except (KeyError, InputError):
+        known = [a for a in ALGORITHMS if ALGORITHMS[a].KERNEL_FAMILY in KERNELS]
         raise InputError("kernel", algorithm, "has no Numba kernels" + closest(
-            algorithm, KERNELS) + f" (known: {', '.join(KERNELS)})") from None
+            algorithm, known) + f" (known: {', '.join(known)})") from None
 
 
 def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
@@ -84,11 +82,7 @@ def explicit_tiling(problem, algorithm: str, *, block_q: int, block_kv: int,
     """A Tiling with the given sizes for ``problem`` (no GPU profile, no SRAM check): the
     tiny tiles the simulator tests use."""
     p = problem
-    index = {}
-    if algorithm == "dsa":
-        ix = p.indexer
-        index = dict(index_heads=ix.heads, index_head_dim=ix.head_dim,
-                     index_elem_bytes=dtype_bytes(ix.dtype), index_block_q=index_block_q)
+    index = get(algorithm).extra_fields(p, index_block_q=index_block_q)
     return Tiling(algorithm=algorithm, block_q=block_q, block_kv=block_kv,
                   heads_per_block=heads_per_block or p.H // p.K, kv_splits=kv_splits,
                   threads=threads, head_dim=p.D, head_dim_v=p.Dv,

@@ -15,14 +15,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from memsim.algorithms import attention_cost, compulsory_bytes, cost_of
+from memsim.algorithms import check_supported, compulsory_bytes, cost_of, from_problem
 from memsim.algorithms._arrays import Arrays
 from memsim.cost import Cost
 from memsim.geometry import MaskGeometry
 from memsim.hardware import GPU, load_gpu
 from memsim.problem import AttentionProblem
 from memsim.roofline import Timing, roofline
-from memsim.tiling import Tiling
+from memsim.tiling import Tiling, decode_splits, default_tiling
 
 # The measured kernel class whose calibrated efficiency factors stand for an algorithm:
 # PyTorch's flash backend is FlashAttention-2 (forward and split-KV decoding), its math
@@ -30,6 +30,20 @@ from memsim.tiling import Tiling
 # "kernel/<algorithm>" (matmuls on CUDA cores).
 PRODUCTION_CLASSES = {"flash2": "sdpa/flash", "flash_decode": "sdpa/flash",
                       "standard": "sdpa/math"}
+
+
+def attention_cost(problem, gpu, algorithm: str = "flash2", tiling=None,
+                   l2_estimate: bool = False) -> tuple[Cost, Tiling]:
+    """Cost of one attention call and the Tiling it used: ``(Cost, Tiling)``.
+
+    HBM bytes assume no reuse in L2 (HBM = global), unless ``l2_estimate``: then K/V
+    re-reads use the closed-form L2 estimate of :meth:`Arrays.hbm_key_loads`.
+    """
+    check_supported(algorithm, problem)
+    if tiling is None:
+        tiling = default_tiling(problem, gpu, algorithm)
+    x = from_problem(problem, tiling, gpu if l2_estimate else None)
+    return cost_of(algorithm, x, problem.pass_).item(0), tiling
 
 
 def efficiency_class(gpu: GPU, algorithm: str, matmul_unit: str = "tensor") -> str | None:
@@ -212,19 +226,15 @@ def costs_for(problem: AttentionProblem, gpu: GPU, algorithm: str, *, B=None, N=
     """
     from dataclasses import replace
 
-    from memsim.algorithms import check_supported, from_problem
-    from memsim.tiling import decode_splits, default_tiling
-
     check_supported(algorithm, problem)
     if tiling is None:
         tiling = default_tiling(problem, gpu, algorithm)
     i64 = lambda v, d: np.asarray(d if v is None else v, dtype=np.int64)  # noqa: E731
     B, N, S = np.broadcast_arrays(i64(B, problem.B), i64(N, problem.N), i64(S, problem.S))
     x = replace(from_problem(problem, tiling, gpu if l2_estimate else None), B=B, N=N, S=S)
-    if algorithm in ("flash_decode", "dsa"):
-        splits = decode_splits(algorithm, gpu, B, N, S, problem.H, tiling.heads_per_block,
-                               tiling.block_kv, tiling.index_block_q, x.geometry)
-        x = replace(x, splits=splits)
+    # the split-KV count, chosen per element (1 for algorithms that never split)
+    x = replace(x, splits=decode_splits(algorithm, gpu, B, N, S, problem.H, tiling,
+                                        problem.mask))
     cost = cost_of(algorithm, x, problem.pass_)
     shape = B.shape
     return Cost(**{k: np.broadcast_to(v, np.broadcast_shapes(np.shape(v), shape)).reshape(shape)

@@ -24,10 +24,17 @@ closed form to.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from memsim.problem import Mask
+
 I64 = np.int64
+
+#: Mask kinds with a tile geometry (every key range contiguous); "topk" has none.
+DENSE_MASKS = ("full", "causal", "window", "chunk")
 
 
 def _i(x: object) -> np.ndarray:
@@ -75,6 +82,22 @@ class MaskGeometry:
     w: np.ndarray | int = 0
     half: np.ndarray | int = 0
     c: np.ndarray | int = 1
+
+
+def geometry_of(mask: Mask) -> MaskGeometry:
+    """The :class:`MaskGeometry` of a dense mask (top-k masks have none: see dsa)."""
+    from memsim.errors import InputError
+
+    kind = mask.kind
+    if kind == "window":
+        if mask.causal:
+            return MaskGeometry("window", w=mask.window)
+        return MaskGeometry("band", half=mask.window // 2)
+    if kind == "chunk":
+        return MaskGeometry("chunk", c=mask.chunk)
+    if kind in ("full", "causal"):
+        return MaskGeometry(kind)
+    raise InputError("mask", mask.describe(), "is a top-k mask: only the dsa algorithm runs it")
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ at 64 SMs' rate, whatever the occupancy. ``bound`` names the largest term.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -71,6 +71,42 @@ class Timing:
         return d
 
 
+@dataclass(frozen=True)
+class Rates:
+    """Achievable rates of a whole GPU (peak × efficiency): FLOP/s, exp/s, bytes/s.
+    :meth:`share` gives one block slot's part (the trace's timing)."""
+
+    matmul_flop_per_s: float
+    fp8_matmul_flop_per_s: float
+    vector_flop_per_s: float
+    exp_per_s: float
+    hbm_bytes_per_s: float
+    l2_bytes_per_s: float
+    sram_bytes_per_s: float
+
+    def share(self, fraction: float) -> Rates:
+        """Every rate times ``fraction``."""
+        return Rates(*(getattr(self, f.name) * fraction for f in fields(self)))
+
+
+def achievable_rates(gpu, dtype: str = "bf16", matmul_unit: str = "tensor") -> Rates:
+    """The rate of each term of the module docstring. fp8 matmuls run at the fp8 tensor
+    rate where the GPU has one, else upcast at the ``dtype`` rate (the fp8 fallback)."""
+    matmul = gpu.achievable_flop_per_s(matmul_unit, dtype)
+    fp8 = matmul
+    if matmul_unit == "tensor" and gpu.spec.fp8_tensor_flop_per_s is not None:
+        fp8 = gpu.achievable_flop_per_s("tensor", "fp8")
+    return Rates(matmul, fp8, gpu.achievable_flop_per_s("fp32"),
+                 gpu.achievable_flop_per_s("exp"), gpu.achievable_hbm_bytes_per_s,
+                 gpu.achievable_l2_bytes_per_s, gpu.achievable_sram_bytes_per_s)
+
+
+def compute_s(matmul_s: Number, vector_s: Number, exp_s: Number) -> Number:
+    """Compute time of work issued by the same warps: the **sum** of its terms (module
+    docstring; FlashAttention-3 §3.1)."""
+    return matmul_s + vector_s + exp_s
+
+
 def roofline(cost: Cost, gpu, dtype: str = "bf16", *, matmul_unit: str = "tensor",
              blocks_per_sm: Number | None = None, kernel_class: str | None = None,
              floor_s: Number | None = None) -> Timing:
@@ -84,18 +120,16 @@ def roofline(cost: Cost, gpu, dtype: str = "bf16", *, matmul_unit: str = "tensor
     overhead.
     """
     gpu = gpu.for_class(kernel_class)
-    matmul_rate = gpu.achievable_flop_per_s(matmul_unit, dtype)
-    fp8_rate = matmul_rate
-    if matmul_unit == "tensor" and gpu.spec.fp8_tensor_flop_per_s is not None:
-        fp8_rate = gpu.achievable_flop_per_s("tensor", "fp8")  # else fp8 runs upcast
+    r = achievable_rates(gpu, dtype, matmul_unit)
+    f = lambda v: np.asarray(v, dtype=float)  # noqa: E731
     terms = {
-        "matmul": np.asarray(cost.matmul_flops, dtype=float) / matmul_rate
-        + np.asarray(cost.fp8_matmul_flops, dtype=float) / fp8_rate,
-        "vector": np.asarray(cost.vector_flops, dtype=float) / gpu.achievable_flop_per_s("fp32"),
-        "exp": np.asarray(cost.exp_ops, dtype=float) / gpu.achievable_flop_per_s("exp"),
-        "hbm": np.asarray(cost.hbm_bytes, dtype=float) / gpu.achievable_hbm_bytes_per_s,
-        "l2": np.asarray(cost.global_bytes, dtype=float) / gpu.achievable_l2_bytes_per_s,
-        "sram": np.asarray(cost.sram_bytes, dtype=float) / gpu.achievable_sram_bytes_per_s,
+        "matmul": f(cost.matmul_flops) / r.matmul_flop_per_s
+        + f(cost.fp8_matmul_flops) / r.fp8_matmul_flop_per_s,
+        "vector": f(cost.vector_flops) / r.vector_flop_per_s,
+        "exp": f(cost.exp_ops) / r.exp_per_s,
+        "hbm": f(cost.hbm_bytes) / r.hbm_bytes_per_s,
+        "l2": f(cost.global_bytes) / r.l2_bytes_per_s,
+        "sram": f(cost.sram_bytes) / r.sram_bytes_per_s,
     }
     blocks = np.asarray(cost.blocks, dtype=float)
     if blocks_per_sm is None:
@@ -110,7 +144,7 @@ def roofline(cost: Cost, gpu, dtype: str = "bf16", *, matmul_unit: str = "tensor
         stretch = np.maximum(stretch, 1.0)
         for name in ("matmul", "vector", "exp", "sram"):
             terms[name] = terms[name] * stretch
-    compute = terms["matmul"] + terms["vector"] + terms["exp"]
+    compute = compute_s(terms["matmul"], terms["vector"], terms["exp"])
     memory = np.maximum(np.maximum(terms["hbm"], terms["l2"]), terms["sram"])
     if floor_s is None:
         launch = np.asarray(cost.launches, dtype=float) * gpu.spec.kernel_launch_overhead_s

@@ -10,16 +10,10 @@ kernel that ran. No GPU imports here.
   (batch, head group) over this many blocks.
 - ``threads``: threads per block; ``registers_per_thread`` feeds the occupancy model.
 
-SRAM footprint per block (storage dtype, element width ``e``; ``Dv'`` = 0 under MLA, whose
-V is a slice of the latent K tile):
-
-- flash2, flash_decode: Q tile rows·D + K tile Bc·D + V tile Bc·Dv'  (FA-2 Alg. 1; S and P
-  stay in registers);
-- flash1: the same + O tile rows·Dv + ℓ, m (fp32) (FA-1 Alg. 1 lines 8–13);
-- standard: max(QKᵀ kernel: rows·D + Bc·D, PV kernel: rows·Bc + Bc·Dv);
-- dsa: max(sparse attention: rows·D + Bc·(D + Dv'), indexer: Br_I·H_I·D_I·e_I + Bc·(D_I·e_I + 4)),
-  where the indexer's query tile has its own size Br_I (``index_block_q``): a sparse
-  attention block holds one query token's heads, an indexer block many tokens.
+SRAM footprint per block, default query tile and split-KV count are the algorithm's own
+rules, declared in its module (``sram_bytes``, ``default_block_q``, ``kv_splits``: see
+:mod:`memsim.algorithms` and docs/DESIGN.md §"The algorithm registry"); this module applies
+them and never branches on an algorithm's name.
 
 Default tiles follow FlashAttention-2's launch templates (Br = 128 rows, Bc = 128 for
 D ≤ 64, 64 for D ≤ 128, 32 above; 4 warps), halving Br then Bc until the footprint fits the
@@ -30,52 +24,31 @@ Bc = ⌈M / 4D⌉, Br = min(Bc, D).
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from memsim.algorithms import get
+from memsim.algorithms._tiles import (  # noqa: F401  (re-exported: FA-2 backward tiles)
+    FA2_BACKWARD_THREADS,
+    fa2_backward_sram_bytes,
+)
+from memsim.algorithms._tiles import fa2_backward_block_sizes as fa2_backward_tiles  # noqa: F401
 from memsim.errors import InputError
-from memsim.units import ACCUM_DTYPE, DTYPE_BYTES
-
-FP32_BYTES = DTYPE_BYTES[ACCUM_DTYPE]
-INDEX_SCALE_BYTES = DTYPE_BYTES["fp32"]  # one fp32 scale per fp8 indexer key block
-
-
-def index_key_bytes(head_dim, elem_bytes, scale_block=128):
-    """Bytes of one indexer key: D_I elements, plus one fp32 scale per ``scale_block``
-    elements when stored in fp8 (DeepSeek-V3.2-Exp model.py: 128 + 4 = 132 B at D_I = 128)."""
-    scales = np.where(np.asarray(elem_bytes) == DTYPE_BYTES["fp8"],
-                      -(-np.asarray(head_dim) // scale_block), 0)
-    return head_dim * elem_bytes + scales * INDEX_SCALE_BYTES
-ALGORITHM_NAMES = ("standard", "flash1", "flash2", "flash_decode", "dsa")
-
-
-def indexer_sram_bytes(index_block_q, block_kv, index_heads, index_head_dim,
-                       index_elem_bytes):
-    """SRAM of a DSA indexer block: its query tile Br_I·H_I·D_I and one key tile."""
-    return (index_block_q * index_heads * index_head_dim * index_elem_bytes
-            + block_kv * index_key_bytes(index_head_dim, index_elem_bytes))
+from memsim.units import dtype_bytes
 
 
 def sram_footprint_bytes(algorithm: str, rows, block_q, block_kv, D, Dv, mla, elem_bytes,
                          index_heads=0, index_head_dim=0, index_elem_bytes=0.0,
                          index_block_q=0):
-    """SRAM bytes one block holds (see module docstring); numpy-broadcasting."""
-    e = elem_bytes
-    dv_load = np.where(mla, 0, Dv)
-    flash = (rows * D + block_kv * D + block_kv * dv_load) * e
-    if algorithm in ("flash2", "flash_decode"):
-        return flash
-    if algorithm == "flash1":
-        return flash + rows * Dv * e + rows * 2 * FP32_BYTES
-    if algorithm == "standard":
-        return np.maximum(rows * D + block_kv * D, rows * block_kv + block_kv * Dv) * e
-    if algorithm == "dsa":
-        sparse = (rows * D + block_kv * (D + dv_load)) * e
-        indexer = indexer_sram_bytes(index_block_q, block_kv, index_heads, index_head_dim,
-                                     index_elem_bytes)
-        return np.maximum(sparse, indexer)
-    raise InputError("algorithm", algorithm, f"must be one of {ALGORITHM_NAMES}")
+    """SRAM bytes one block of ``algorithm`` holds (its module's ``sram_bytes``);
+    numpy-broadcasting."""
+    t = SimpleNamespace(rows=rows, block_q=block_q, block_kv=block_kv, head_dim=D,
+                        head_dim_v=Dv, mla=mla, elem_bytes=elem_bytes,
+                        index_heads=index_heads, index_head_dim=index_head_dim,
+                        index_elem_bytes=index_elem_bytes, index_block_q=index_block_q)
+    return get(algorithm).sram_bytes(t)
 
 
 class Tiling(BaseModel):
@@ -98,6 +71,19 @@ class Tiling(BaseModel):
     index_head_dim: int = 0
     index_elem_bytes: float = 0.0
     index_block_q: int = 0
+    backward_block_q: int = Field(default=0, ge=0, description="backward kernel's Br "
+                                  "(0: the forward's)")
+    backward_block_kv: int = Field(default=0, ge=0, description="backward kernel's Bc "
+                                   "(0: the forward's)")
+    backward_threads: int = Field(default=0, ge=0, description="backward kernel's threads "
+                                  "(0: the forward's)")
+
+    @property
+    def backward_tiles(self) -> tuple[int, int, int]:
+        """(Br, Bc, warps) of the backward kernels: FA-2's own where set, else the forward's."""
+        threads = self.backward_threads or self.threads
+        return (self.backward_block_q or self.block_q, self.backward_block_kv or self.block_kv,
+                max(1, threads // 32))
 
     @property
     def rows(self) -> int:
@@ -110,10 +96,7 @@ class Tiling(BaseModel):
 
     @property
     def sram_bytes(self) -> int:
-        return int(sram_footprint_bytes(
-            self.algorithm, self.rows, self.block_q, self.block_kv, self.head_dim,
-            self.head_dim_v, self.mla, self.elem_bytes, self.index_heads,
-            self.index_head_dim, self.index_elem_bytes, self.index_block_q))
+        return int(get(self.algorithm).sram_bytes(self))
 
     def describe(self) -> str:
         return (f"Br={self.block_q} Bc={self.block_kv} heads/block={self.heads_per_block} "
@@ -164,50 +147,43 @@ def default_tiling(problem, gpu, algorithm: str, *, block_q: int | None = None,
 
     Explicit sizes are kept as given and must fit; defaults shrink until they fit.
     """
-    from memsim.units import dtype_bytes
-
-    if algorithm not in ALGORITHM_NAMES:
-        raise InputError("algorithm", algorithm, f"must be one of {', '.join(ALGORITHM_NAMES)}")
+    module = get(algorithm)
     limit = sram_limit_bytes or gpu.spec.shared_memory_per_block_max_bytes
     group = problem.H // problem.K
     hpb = heads_per_block if heads_per_block is not None else group
     if group % hpb:
         raise InputError("heads_per_block", hpb,
                          f"must divide the query heads per KV head ({group})")
-    indexer = problem.indexer
     common = dict(
         algorithm=algorithm, heads_per_block=hpb, head_dim=problem.D, head_dim_v=problem.Dv,
         elem_bytes=dtype_bytes(problem.dtype), mla=problem.mla,
-        threads=threads or 128,
+        threads=threads or 128, **module.extra_fields(problem),
     )
-    if algorithm == "dsa":
-        idx = indexer or _default_indexer()
-        common.update(index_heads=idx.heads, index_head_dim=idx.head_dim,
-                      index_elem_bytes=dtype_bytes(idx.dtype), index_block_q=128)
     if policy == "fa1":
         m = limit
         bc = block_kv or math.ceil(m / (4 * problem.D * common["elem_bytes"]))
         br = block_q or min(bc, problem.D)
     else:
         bc = block_kv or fa2_block_kv(problem.D)
-        # a dsa sparse-attention block holds one query token's packed heads
-        br = block_q or (1 if algorithm == "dsa" else max(1, 128 // hpb))
-    if algorithm == "flash_decode":
+        br = block_q or module.default_block_q(hpb, problem.N)
+    if module.DECODES:   # one query tile holds every query token
         if block_q is not None and block_q < problem.N:
             raise InputError("block_q", block_q,
-                             f"must hold all seq_len={problem.N} query tokens for flash_decode")
+                             f"must hold all seq_len={problem.N} query tokens for {algorithm}")
         br = problem.N
     tiling = Tiling(block_q=br, block_kv=bc, **common)
     where = f" per block on {gpu.name}"
-    # Shrink defaults (never explicit sizes) until the footprint fits: the larger of the
-    # query rows and the key tile first (tiles stay about square; FA-1's policy keeps its
-    # Bc = Θ(M/D) and shrinks Br), then fewer packed heads.
+    # Shrink defaults (never explicit sizes) until the footprint fits: the algorithm's own
+    # first step (dsa: the indexer's query tile), then the larger of the query rows and the
+    # key tile (tiles stay about square; FA-1's policy keeps its Bc = Θ(M/D) and shrinks
+    # Br), then fewer packed heads.
     while tiling.sram_bytes > limit:
         t = tiling
-        can_q = block_q is None and algorithm != "flash_decode" and t.block_q > 1
+        can_q = block_q is None and not module.DECODES and t.block_q > 1
         can_kv = block_kv is None and t.block_kv > 16
-        if algorithm == "dsa" and t.index_block_q > 1 and _indexer_over(t, limit):
-            update = {"index_block_q": t.index_block_q // 2}
+        update = module.shrink_first(t, limit)
+        if update is not None:
+            pass
         elif can_q and (policy == "fa1" or t.rows > t.block_kv or not can_kv):
             update = {"block_q": t.block_q // 2}
         elif can_kv:
@@ -219,46 +195,22 @@ def default_tiling(problem, gpu, algorithm: str, *, block_q: int | None = None,
             break
         tiling = t.model_copy(update=update)
     tiling.check_fits(limit, where)
-    decoding = algorithm == "flash_decode" or (
-        algorithm == "dsa" and tiling.index_block_q >= problem.N)
-    if decoding:
-        from memsim.algorithms.masks import geometry_of
-
-        geometry = geometry_of(problem.mask) if algorithm == "flash_decode" else None
-        splits = kv_splits or int(decode_splits(
-            algorithm, gpu, problem.B, problem.N, problem.S, problem.H,
-            tiling.heads_per_block, tiling.block_kv, tiling.index_block_q, geometry))
+    if policy == "fa2" and problem.pass_ != "forward":
+        tiling = tiling.model_copy(update=module.backward_tiling(tiling, limit))
+    if module.splits_keys(tiling, problem.N):
+        splits = kv_splits or int(decode_splits(algorithm, gpu, problem.B, problem.N,
+                                                problem.S, problem.H, tiling, problem.mask))
         tiling = tiling.model_copy(update={"kv_splits": splits})
     elif kv_splits not in (None, 1):
-        raise InputError("kv_splits", kv_splits, "applies to decoding only: flash_decode, "
-                         "or dsa with seq_len ≤ the indexer's query tile")
+        raise InputError("kv_splits", kv_splits, "applies to decoding only (a decode kernel, "
+                         "or dsa with seq_len ≤ the indexer's query tile)")
     return tiling
 
 
-def _indexer_over(t: Tiling, limit: int) -> bool:
-    """Whether the indexer's tiles alone exceed the SRAM limit."""
-    return indexer_sram_bytes(t.index_block_q, t.block_kv, t.index_heads, t.index_head_dim,
-                              t.index_elem_bytes) > limit
+def decode_splits(algorithm, gpu, B, N, S, H, tiling, mask):
+    """Split-KV count of ``algorithm`` (its module's ``kv_splits``; 1 for algorithms that
+    never split), numpy-broadcasting over B, N, S."""
+    from memsim.geometry import geometry_of
 
-
-def _default_indexer():
-    from memsim.problem import Indexer
-
-    return Indexer()
-
-
-def decode_splits(algorithm, gpu, B, N, S, H, heads_per_block, block_kv, index_block_q=0,
-                  geometry=None):
-    """Flash-Decoding's split count (numpy-broadcasting): enough blocks to fill every SM
-    once; for flash_decode at most one split per active key tile (the algorithms also drop
-    empty splits). dsa splits only when decoding (N ≤ the indexer's query tile)."""
-    from memsim.geometry import tile_terms
-
-    B, N, S = (np.asarray(v, dtype=np.int64) for v in (B, N, S))
-    want = np.maximum(1, -(-gpu.spec.sm_count // (B * (H // heads_per_block))))
-    if algorithm == "flash_decode":
-        n_tiles = tile_terms(S - N, S - 1, S, np.int64(block_kv), geometry)[2]
-        return np.maximum(1, np.minimum(n_tiles, want))
-    if algorithm == "dsa":
-        return np.where(N <= index_block_q, want, 1)
-    return np.ones_like(B)
+    geometry = None if mask.kind == "topk" else geometry_of(mask)
+    return get(algorithm).kv_splits(gpu, B, N, S, H, tiling, geometry)

@@ -39,6 +39,20 @@ DTYPE_BYTES: dict[str, float] = {
 # Accumulators of the online softmax (m, ℓ) and of matmuls are fp32 in every kernel
 # memsim models (FlashAttention-2 §3.1; our Numba kernels).
 ACCUM_DTYPE = "fp32"
+ACCUM_BYTES = DTYPE_BYTES[ACCUM_DTYPE]
+INT32_BYTES = 4  # top-k indices (DeepSeek-V3.2-Exp inference/model.py: torch.int32)
+
+
+def scaled_row_bytes(elements, elem_bytes, scale_block=128):
+    """Bytes of one stored row of ``elements`` values: the values, plus one fp32 scale per
+    ``scale_block`` values when stored in 8 bits (DeepSeek-V3.2-Exp inference/model.py,
+    ``act_quant`` block 128: an fp8 indexer key of 128 values takes 128 + 4 = 132 B).
+    numpy-broadcasting."""
+    import numpy as np
+
+    scales = np.where(np.asarray(elem_bytes) == DTYPE_BYTES["fp8"],
+                      -(-np.asarray(elements) // scale_block), 0)
+    return elements * elem_bytes + scales * DTYPE_BYTES["fp32"]
 
 
 def dtype_bytes(dtype: str) -> float:

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from memsim.algorithms import runs_mask
 from memsim.cost import Cost
 from memsim.hardware import GPU
 from memsim.models import ModelConfig
@@ -34,7 +35,7 @@ TOP_K = 2048  # DeepSeek-V3.2-Exp's k (tech report §1)
 
 def problem_for(algorithm: str, problem: AttentionProblem) -> AttentionProblem:
     """``problem`` with the mask ``algorithm`` runs: dsa gets top-k and an indexer."""
-    if algorithm == "dsa":
+    if runs_mask(algorithm, "topk"):
         return problem.model_copy(update={"mask": Mask(top_k=TOP_K), "indexer": Indexer()})
     return problem
 

@@ -25,13 +25,13 @@ from typing import Any
 
 import numpy as np
 
-from memsim.algorithms.masks import geometry_of
 from memsim.attention import predict
 from memsim.errors import InputError
-from memsim.geometry import tile_terms
+from memsim.geometry import geometry_of, tile_terms
 from memsim.hardware import GPU
 from memsim.problem import AttentionProblem, Mask
-from memsim.tiling import FP32_BYTES, Tiling, default_tiling
+from memsim.tiling import Tiling, default_tiling
+from memsim.units import ACCUM_BYTES as FP32_BYTES
 from memsim.units import DTYPE_BYTES
 
 from . import data

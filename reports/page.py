@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from memsim.algorithms import ALGORITHMS
 from memsim.hardware import GPU
 from memsim.units import GB, TB
 
@@ -28,21 +29,11 @@ DEFAULT_GPU = "h100-sxm"
 TEMPLATE = "plotly_white"
 FIGURE_HEIGHT_PX = 520
 
-# One colour and one label per algorithm, the same on every page.
-ALGORITHM_LABELS = {
-    "standard": "standard (S, P in HBM)",
-    "flash1": "FlashAttention-1",
-    "flash2": "FlashAttention-2",
-    "flash_decode": "split-KV decode",
-    "dsa": "sparse top-k (DSA)",
-}
-ALGORITHM_COLORS = {
-    "standard": "#d62728",
-    "flash1": "#ff7f0e",
-    "flash2": "#1f77b4",
-    "flash_decode": "#17becf",
-    "dsa": "#2ca02c",
-}
+# One colour and one label per algorithm, the same on every page: the label is the
+# algorithm's own (its LABEL), the colours go round this palette in registry order.
+PALETTE = ("#d62728", "#ff7f0e", "#1f77b4", "#17becf", "#2ca02c", "#9467bd", "#8c564b")
+ALGORITHM_LABELS = {name: module.LABEL for name, module in ALGORITHMS.items()}
+ALGORITHM_COLORS = {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(ALGORITHMS)}
 MEASURED_COLOR = "#111111"
 # What binds, in words (memsim.roofline's term names).
 BOUND_NAMES = {

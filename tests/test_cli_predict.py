@@ -48,8 +48,9 @@ def test_cost_curve_json_contract_every_preset(name: str) -> None:
     curve = json.loads(r.stdout)
     assert len(curve) == 4
     for row in curve:
-        assert set(row) == {"position", "prefill_usd_per_million_tokens",
-                            "decode_usd_per_million_tokens"}
+        assert {"position", "batch", "fits", "prefill_usd_per_million_tokens",
+                "decode_usd_per_million_tokens"} <= set(row)
+        assert isinstance(row["fits"], bool)
 
 
 def test_predict_table_has_breakdown_and_takeaway() -> None:

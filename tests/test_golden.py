@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import pytest
 
-from memsim.algorithms import attention_cost
+from memsim.attention import attention_cost
 from memsim.hardware import load_gpu
 from memsim.problem import AttentionProblem, Indexer, Mask
 from memsim.tiling import default_tiling

@@ -243,8 +243,11 @@ def test_cost_curve_contract_and_shape() -> None:
     assert len(curve) == 8
     assert curve[-1]["position"] == 65_536
     for row in curve:
-        assert set(row) == {"position", "prefill_usd_per_million_tokens",
-                            "decode_usd_per_million_tokens"}
+        assert set(row) == {"position", "batch", "fits", "prefill_usd_per_million_tokens",
+                            "prefill_average_usd_per_million_tokens",
+                            "decode_usd_per_million_tokens",
+                            "decode_average_usd_per_million_tokens"}
+        assert row["fits"] is True
     dec = [r["decode_usd_per_million_tokens"] for r in curve]
     assert dec == sorted(dec)
 

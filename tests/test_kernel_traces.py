@@ -21,7 +21,7 @@ from memsim.kernels.common import Launch
 from memsim.kernels.registry import explicit_tiling, family, mismatches
 from numba import config, cuda, float32
 
-from memsim.algorithms import attention_cost
+from memsim.attention import attention_cost
 from memsim.hardware import load_gpu
 from memsim.problem import AttentionProblem, Indexer, Mask
 from memsim.trace import simulate

@@ -52,6 +52,8 @@ def test_bench_validates_and_times_every_kernel(kernel: str) -> None:
     row = run_case(kernel, problem, tiling, repeats=5, warmup=1)
     assert all(err <= row["tolerance"] for err in row["validation"].values())
     assert row["time_s"] > 0 and row["registers_per_thread"] > 0
+    # counted by the kernel's own tally, never memsim's prediction
+    assert row["matmul_flops"] > 0 and "global_bytes" not in row and "prediction" not in row
     assert all(k["shared_mem_per_block_bytes"] <= 48 * 1024 for k in row["kernels"].values())
 
 

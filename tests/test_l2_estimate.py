@@ -5,7 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from memsim.algorithms import attention_cost, compulsory_bytes
+from memsim.algorithms import compulsory_bytes
+from memsim.attention import attention_cost
 from memsim.hardware import load_gpu
 from memsim.problem import AttentionProblem, Mask
 

@@ -17,13 +17,14 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from memsim.algorithms import ALGORITHMS, attention_cost, check_supported, compulsory_bytes
-from memsim.attention import predict
+from memsim.algorithms import ALGORITHMS, check_supported, compulsory_bytes
+from memsim.attention import attention_cost, predict
 from memsim.cost import Cost
 from memsim.errors import InputError
 from memsim.hardware import gpu_names, load_gpu
 from memsim.problem import AttentionProblem, Indexer, Mask
-from memsim.tiling import FP32_BYTES, Tiling, default_tiling
+from memsim.tiling import Tiling, default_tiling
+from memsim.units import ACCUM_BYTES as FP32_BYTES
 from memsim.units import dtype_bytes
 
 GPU = load_gpu("h100-sxm")
@@ -254,8 +255,7 @@ def test_mla_loads_one_latent_per_key(algorithm: str, data: st.DataObject) -> No
     exactly the V tiles: B · (keys loaded) · Dv · e, where keys loaded is key_loads (flash2,
     K/V per query tile), union_keys (flash1, K/V once) or the active tiles' keys
     (flash_decode), from memsim.geometry (tested on its own in test_geometry.py)."""
-    from memsim.algorithms.masks import geometry_of
-    from memsim.geometry import tile_sums, tile_terms
+    from memsim.geometry import geometry_of, tile_sums, tile_terms
 
     p = data.draw(problems(algorithm, forward_only=True))
     D = data.draw(st.sampled_from([64, 128, 576]))

@@ -18,8 +18,7 @@ from hypothesis import strategies as st
 from memsim.kernels import reference
 from memsim.kernels.common import key_range_host, mask_spec
 
-from memsim.algorithms.masks import geometry_of
-from memsim.geometry import tile_sums
+from memsim.geometry import geometry_of, tile_sums
 from memsim.problem import Mask
 
 RTOL = 1e-10

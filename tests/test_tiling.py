@@ -14,13 +14,13 @@ from memsim.errors import InputError
 from memsim.hardware import gpu_names, load_gpu
 from memsim.problem import AttentionProblem, Indexer, Mask
 from memsim.tiling import (
-    FP32_BYTES,
     Tiling,
     blocks_per_sm,
     default_tiling,
     fa2_block_kv,
     sram_footprint_bytes,
 )
+from memsim.units import ACCUM_BYTES as FP32_BYTES
 
 H100 = load_gpu("h100-sxm")
 A100 = load_gpu("a100-sxm4-80gb")

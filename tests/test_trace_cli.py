@@ -60,6 +60,24 @@ def test_table_lists_every_kernel() -> None:
         assert kernel in result.output
 
 
+@pytest.mark.parametrize("algorithm", ["flash1", "flash2", "standard"])
+def test_forward_and_backward_are_simulated(algorithm: str) -> None:
+    """Done-when of issue 13: `memsim trace --pass forward+backward` for the three
+    algorithms; the table lists the backward kernels and the bytes agree with
+    `memsim attention` at the L2 (global) level."""
+    args = [*SMALL, "--causal", "--algorithm", algorithm, "--pass", "forward+backward"]
+    result = run(*args)
+    assert result.exit_code == 0, result.output
+    assert f"{algorithm}." in result.output or algorithm in result.output
+    out = json.loads(run(*args, "--json").output)
+    names = [k["name"] for k in out["kernels"]]
+    assert any("bwd" in n for n in names), names
+    attention = json.loads(RUNNER.invoke(app, ["attention", *args[:-2], "--pass",
+                                               "forward+backward", "--json"]).output)
+    assert out["global_bytes"] == attention["global_bytes"]
+    assert out["hbm_bytes"] < attention["hbm_bytes"]
+
+
 def test_heads_sample_is_reported() -> None:
     out = json.loads(run(*SMALL, "--heads-sample", "2", "--json").output)
     assert out["heads_sample"] == 2 and out["heads_scale"] == 2
@@ -78,7 +96,8 @@ def test_save_trace_writes_an_npz(tmp_path) -> None:
     (["--l2", "maybe"], "l2='maybe'"),
     (["--event-budget", "100"], "event_budget=100"),
     (["--heads-sample", "3"], "heads_sample=3"),
-    (["--pass", "backward"], "pass='backward'"),
+    (["--pass", "sideways"], "pass"),
+    (["--pass", "backward", "--algorithm", "flash_decode", "--seq-len", "1"], "pass='backward'"),
     (["--matmul-unit", "cuda"], "matmul_unit='cuda'"),
     (["--gpu", "h101"], "gpu='h101'"),
     (["--kv-heads", "3"], "kv_heads"),

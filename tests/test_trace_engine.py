@@ -170,10 +170,11 @@ def test_event_budget_says_how_many_events_and_suggests_sampling() -> None:
     assert simulate(p, GPU, "flash2", event_budget=needed).events == needed
 
 
-def test_backward_pass_is_refused_with_a_reason() -> None:
-    p = AttentionProblem(batch=1, seq_len=64, heads=2, head_dim=64, **{"pass": "backward"})
-    with pytest.raises(InputError, match="forward only"):
-        simulate(p, GPU, "flash2")
+def test_a_pass_the_algorithm_lacks_is_refused_with_a_reason() -> None:
+    p = AttentionProblem(batch=1, seq_len=1, kv_len=64, heads=2, head_dim=64,
+                         **{"pass": "backward"})
+    with pytest.raises(InputError, match="not modelled for flash_decode"):
+        simulate(p, GPU, "flash_decode")
 
 
 def test_a_smaller_sram_limit_than_the_tiling_needs_is_an_error() -> None:

@@ -1,9 +1,12 @@
-"""The attention algorithms and their registry.
+"""The attention algorithms and their registry (docs/DESIGN.md §"The algorithm registry").
 
 Each module exposes ``NAME``, ``PASSES`` and ``forward(x: Arrays) -> Cost`` (and
-``backward`` where it has one), vectorised over :class:`~memsim.algorithms._arrays.Arrays`.
-Adding an algorithm is one module plus one line in :data:`ALGORITHMS`; the property tests
-loop over the registry.
+``backward`` where it has one), vectorised over :class:`~memsim.algorithms._arrays.Arrays`,
+and declares everything the rest of memsim asks of it (:data:`DECLARATIONS`): the masks it
+runs, whether it is a decode kernel, its trace schedule builder, its kernel family, and its
+tile rules (SRAM footprint, default query tile, split-KV count). No module outside this
+package branches on an algorithm's name. Adding an algorithm is one module plus one line
+in :data:`ALGORITHMS`; the property and registry tests loop over the registry.
 """
 
 from __future__ import annotations
@@ -25,6 +28,23 @@ ALGORITHMS: dict[str, ModuleType] = {
     "dsa": dsa,
 }
 
+#: What every algorithm module declares (tests/test_registry.py checks each one):
+#: constants ``NAME``, ``LABEL`` (in tables and reports), ``PASSES``, ``MASKS`` (mask
+#: kinds), ``DECODES`` (one query tile holds all N queries), ``SCHEDULE`` (memsim.trace
+#: builder), ``KERNEL_FAMILY`` (kernels/<family>.py); cost functions ``forward``
+#: (``backward`` if "backward" in PASSES); tile rules ``sram_bytes(t)``,
+#: ``default_block_q(heads_per_block, N)``, ``extra_fields(problem, index_block_q=None)``,
+#: ``shrink_first(t, limit_bytes)``, ``splits_keys(t, N)``,
+#: ``kv_splits(gpu, B, N, S, H, t, geometry)``, ``backward_tiling(t, limit_bytes)`` (a Tiling
+#: update with the backward kernels' own tiles).
+DECLARATIONS = ("NAME", "LABEL", "PASSES", "MASKS", "DECODES", "SCHEDULE", "KERNEL_FAMILY",
+                "forward", "sram_bytes", "default_block_q", "extra_fields", "shrink_first",
+                "splits_keys", "kv_splits", "backward_tiling")
+
+#: What a prefill (and training) layer runs unless told otherwise: FlashAttention-2, the
+#: kernel PyTorch SDPA's flash backend and vLLM/TensorRT-LLM prefill descend from.
+DEFAULT = "flash2"
+
 
 def get(name: str) -> ModuleType:
     from memsim.errors import closest
@@ -36,19 +56,58 @@ def get(name: str) -> ModuleType:
                          + f" (known: {', '.join(ALGORITHMS)})") from None
 
 
+def runs_mask(name: str, kind: str) -> bool:
+    """Whether algorithm ``name`` runs masks of ``kind`` (full, causal, window, chunk, topk)."""
+    return kind in get(name).MASKS
+
+
+def tiles_queries(name: str) -> bool:
+    """Whether the query tile size is free (Br rows per block) rather than fixed by the
+    algorithm (a decode kernel's N queries, a dsa sparse block's one token)."""
+    module = get(name)
+    return not module.DECODES and module.default_block_q(1, 2) > 1
+
+
+def _running(kind: str) -> list[str]:
+    return [n for n, m in ALGORITHMS.items() if kind in m.MASKS]
+
+
 def check_supported(name: str, problem) -> None:
     """Raise :class:`InputError` if ``name`` cannot run ``problem``'s mask or pass."""
     module = get(name)
     kind = problem.mask.kind
-    if name == "dsa" and kind != "topk":
-        raise InputError("top_k", problem.mask.top_k, "is required by the dsa algorithm "
+    if kind not in module.MASKS:
+        if kind == "topk":
+            raise InputError("top_k", problem.mask.top_k,
+                             f"needs the {' or '.join(_running('topk'))} algorithm; {name} "
+                             "runs dense masks only")
+        raise InputError("top_k", problem.mask.top_k, f"is required by the {name} algorithm "
                          "(--top-k k: keys chosen per query by the indexer)")
-    if name != "dsa" and kind == "topk":
-        raise InputError("top_k", problem.mask.top_k,
-                         f"needs the dsa algorithm; {name} runs dense masks only")
     if problem.pass_ not in module.PASSES:
         raise InputError("pass", problem.pass_,
                          f"is not modelled for {name} (supported: {', '.join(module.PASSES)})")
+
+
+def for_layer(choice: str, phase: str, sparse: bool) -> str:
+    """The algorithm a model layer runs in ``phase`` ('prefill' | 'decode') when the user
+    chose ``choice`` ('auto' or a name); ``sparse``: the layer has a top-k mask.
+
+    'auto' runs a sparse layer with the top-k algorithm, a dense prefill with
+    :data:`DEFAULT` and a dense decode with the decode kernel. A top-k algorithm chosen for
+    a dense layer counts as 'auto'; a dense algorithm chosen for a sparse layer runs it
+    densely (the caller drops the top-k). A decode kernel at prefill runs :data:`DEFAULT`.
+    """
+    topk = _running("topk")
+    if choice != "auto":
+        get(choice)
+    if sparse and choice in ("auto", *topk):
+        return topk[0] if choice == "auto" else choice
+    if choice == "auto" or choice in topk:
+        decoders = [n for n, m in ALGORITHMS.items() if m.DECODES]
+        choice = DEFAULT if phase == "prefill" else decoders[0]
+    if phase == "prefill" and get(choice).DECODES:
+        return DEFAULT
+    return choice
 
 
 def cost_of(name: str, x: Arrays, pass_: str = "forward") -> Cost:
@@ -61,24 +120,9 @@ def cost_of(name: str, x: Arrays, pass_: str = "forward") -> Cost:
     return module.forward(x) + module.backward(x)
 
 
-def attention_cost(problem, gpu, algorithm: str = "flash2", tiling=None,
-                   l2_estimate: bool = False) -> tuple[Cost, object]:
-    """Cost of one attention call and the Tiling it used: ``(Cost, Tiling)``.
-
-    HBM bytes assume no reuse in L2 (HBM = global), unless ``l2_estimate``: then K/V
-    re-reads use the closed-form L2 estimate of :meth:`Arrays.hbm_key_loads`.
-    """
-    from memsim.tiling import default_tiling
-
-    check_supported(algorithm, problem)
-    if tiling is None:
-        tiling = default_tiling(problem, gpu, algorithm)
-    x = from_problem(problem, tiling, gpu if l2_estimate else None)
-    return cost_of(algorithm, x, problem.pass_).item(0), tiling
-
-
-__all__ = ["ALGORITHMS", "Arrays", "attention_cost", "check_supported", "compulsory_bytes",
-           "cost_of", "get"]
+__all__ = ["ALGORITHMS", "DECLARATIONS", "DEFAULT", "Arrays", "check_supported",
+           "compulsory_bytes", "cost_of", "for_layer", "from_problem", "get", "runs_mask",
+           "tiles_queries"]
 
 
 def compulsory_bytes(problem) -> float:
@@ -86,9 +130,9 @@ def compulsory_bytes(problem) -> float:
     written once. Keys no query can see (outside every window or chunk) are not needed;
     for dsa the gathered latents are at least min(k, S) keys and the indexer reads its
     inputs once."""
-    from memsim.algorithms.masks import geometry_of
-    from memsim.geometry import key_range
-    from memsim.units import DTYPE_BYTES
+    from memsim.geometry import geometry_of, key_range
+    from memsim.problem import Indexer
+    from memsim.units import ACCUM_BYTES, DTYPE_BYTES, scaled_row_bytes
 
     p = problem
     e = DTYPE_BYTES[p.dtype]
@@ -96,12 +140,11 @@ def compulsory_bytes(problem) -> float:
     o = p.S - p.N
     if p.mask.kind == "topk":
         keys = min(p.mask.top_k, p.S)
-        idx = p.indexer
-        ie = DTYPE_BYTES[idx.dtype] if idx else 1.0
-        ih, idim = (idx.heads, idx.head_dim) if idx else (64, 128)
-        from memsim.tiling import index_key_bytes
-
-        index = p.B * (p.N * ih * (idim * ie + 4) + p.S * float(index_key_bytes(idim, ie)))
+        idx = p.indexer or Indexer()
+        ie = DTYPE_BYTES[idx.dtype]
+        key = float(scaled_row_bytes(idx.head_dim, ie, idx.scale_block))
+        # queries and their fp32 weights, each key once
+        index = p.B * (p.N * idx.heads * (idx.head_dim * ie + ACCUM_BYTES) + p.S * key)
     else:
         g = geometry_of(p.mask)
         S = np.int64(p.S)

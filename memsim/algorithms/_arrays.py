@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from memsim.geometry import MaskGeometry, TileSums, tile_sums
-from memsim.units import DTYPE_BYTES
+from memsim.units import DTYPE_BYTES, scaled_row_bytes
 
 
 @dataclass(frozen=True)
@@ -43,12 +43,23 @@ class Arrays:
     index_chunk: np.ndarray | int = 8192
     slots: np.ndarray | None = None
     l2_bytes: float = 0.0
+    bwd_Br: np.ndarray | None = None      # backward kernels' own tiles (None: the forward's)
+    bwd_Bc: np.ndarray | None = None
+    bwd_warps: np.ndarray | None = None
+
+    def backward(self) -> Arrays:
+        """These arrays with the backward kernels' tiles (Br, Bc, warps) in place of the
+        forward's (FA-2's backward has its own launch templates: memsim.tiling)."""
+        from dataclasses import replace
+
+        if self.bwd_Br is None:
+            return self
+        return replace(self, Br=self.bwd_Br, Bc=self.bwd_Bc, warps=self.bwd_warps,
+                       bwd_Br=None, bwd_Bc=None, bwd_warps=None)
 
     @property
     def index_key_bytes(self):
-        from memsim.tiling import index_key_bytes
-
-        return index_key_bytes(self.index_head_dim, self.index_e, self.index_scale_block)
+        return scaled_row_bytes(self.index_head_dim, self.index_e, self.index_scale_block)
 
     @property
     def groups(self) -> np.ndarray:
@@ -90,11 +101,12 @@ class Arrays:
 def from_problem(problem, tiling, gpu=None) -> Arrays:  # (AttentionProblem, Tiling, GPU)
     """Size-1 arrays of ``problem`` under ``tiling``; with ``gpu``, HBM bytes use the L2
     reuse estimate of :meth:`Arrays.hbm_key_loads` (occupancy and L2 size from the GPU)."""
-    from memsim.algorithms.masks import geometry_of
+    from memsim.geometry import geometry_of
+    from memsim.problem import Indexer
 
     mask = problem.mask
     geometry = geometry_of(mask) if mask.kind != "topk" else None
-    idx = problem.indexer
+    idx = problem.indexer or Indexer()  # the defaults are Indexer's, stated once
     a = lambda v: np.asarray([v], dtype=np.int64)  # noqa: E731
     return Arrays(
         B=a(problem.B), N=a(problem.N), S=a(problem.S), H=a(problem.H), K=a(problem.K),
@@ -102,11 +114,18 @@ def from_problem(problem, tiling, gpu=None) -> Arrays:  # (AttentionProblem, Til
         mla=np.asarray([problem.mla]), Br=a(tiling.block_q), Bc=a(tiling.block_kv),
         hpb=a(tiling.heads_per_block), splits=a(tiling.kv_splits), warps=a(tiling.warps),
         geometry=geometry, top_k=a(mask.top_k) if mask.top_k else None,
-        index_heads=idx.heads if idx else 64, index_head_dim=idx.head_dim if idx else 128,
-        index_e=DTYPE_BYTES[idx.dtype] if idx else DTYPE_BYTES["fp8"],
-        index_scale_block=idx.scale_block if idx else 128,
-        index_Br=max(tiling.index_block_q, 1),
-        index_chunk=idx.logits_chunk if idx else 8192,
+        index_heads=idx.heads, index_head_dim=idx.head_dim, index_e=DTYPE_BYTES[idx.dtype],
+        index_scale_block=idx.scale_block, index_Br=max(tiling.index_block_q, 1),
+        index_chunk=idx.logits_chunk,
         slots=None if gpu is None else a(gpu.spec.sm_count * max(tiling.blocks_per_sm(gpu), 1)),
         l2_bytes=0.0 if gpu is None else float(gpu.spec.l2_bytes),
+        **_backward_tiles(tiling, a),
     )
+
+
+def _backward_tiles(tiling, a) -> dict:
+    """bwd_Br, bwd_Bc, bwd_warps where the Tiling sets backward tiles of its own."""
+    if not (tiling.backward_block_q or tiling.backward_block_kv or tiling.backward_threads):
+        return {}
+    br, bc, warps = tiling.backward_tiles
+    return {"bwd_Br": a(br), "bwd_Bc": a(bc), "bwd_warps": a(warps)}

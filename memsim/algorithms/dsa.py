@@ -33,15 +33,73 @@ from __future__ import annotations
 import numpy as np
 
 from memsim.algorithms._arrays import Arrays
+from memsim.algorithms._tiles import forward_tiles_backward, sm_filling_splits
 from memsim.algorithms.flash_decode import active_splits
 from memsim.cost import Cost
 from memsim.geometry import MaskGeometry, capped_prefix_sum, floor_sum, tile_sums
-from memsim.tiling import FP32_BYTES as F4
-from memsim.units import DTYPE_BYTES
+from memsim.units import ACCUM_BYTES as F4
+from memsim.units import DTYPE_BYTES, dtype_bytes, scaled_row_bytes
+from memsim.units import INT32_BYTES as INDEX_BYTES
 
 NAME = "dsa"
 PASSES = ("forward",)
-INDEX_BYTES = 4  # int32 top-k indices
+
+# What the rest of memsim asks of dsa (docs/DESIGN.md §"The algorithm registry").
+LABEL = "sparse top-k (DSA)"  # in tables and report pages
+MASKS = ("topk",)
+DECODES = False  # prefill and decode; it splits keys only when N ≤ the indexer's tile
+SCHEDULE = "dsa"  # trace builder: memsim.trace.schedule.builders()
+KERNEL_FAMILY = "dsa"  # Numba kernels: kernels/dsa.py
+#: Query tokens per indexer block before shrinking to fit (FA-2's Br = 128 rows: the
+#: indexer is tiled like FA-2, all H_I heads of a token in one block).
+INDEX_BLOCK_Q = 128
+
+
+def default_block_q(heads_per_block: int, N: int) -> int:
+    """A sparse-attention block holds one query token's packed heads."""
+    return 1
+
+
+def indexer_sram_bytes(t):
+    """SRAM of an indexer block: its query tile Br_I·H_I·D_I·e_I and one key tile
+    Bc·(D_I·e_I + fp32 scales)."""
+    return (t.index_block_q * t.index_heads * t.index_head_dim * t.index_elem_bytes
+            + t.block_kv * scaled_row_bytes(t.index_head_dim, t.index_elem_bytes))
+
+
+def sram_bytes(t):
+    """max(sparse attention: rows·D + Bc·(D + Dv'), indexer) at the storage widths."""
+    dv_load = np.where(t.mla, 0, t.head_dim_v)
+    sparse = (t.rows * t.head_dim + t.block_kv * (t.head_dim + dv_load)) * t.elem_bytes
+    return np.maximum(sparse, indexer_sram_bytes(t))
+
+
+def extra_fields(problem, index_block_q: int | None = None) -> dict:
+    """The indexer's Tiling fields: the problem's indexer (default :class:`Indexer`)."""
+    from memsim.problem import Indexer
+
+    idx = problem.indexer or Indexer()
+    return dict(index_heads=idx.heads, index_head_dim=idx.head_dim,
+                index_elem_bytes=dtype_bytes(idx.dtype),
+                index_block_q=INDEX_BLOCK_Q if index_block_q is None else index_block_q)
+
+
+def shrink_first(t, limit_bytes: int) -> dict | None:
+    """Halve the indexer's query tile first while the indexer alone does not fit."""
+    if t.index_block_q > 1 and indexer_sram_bytes(t) > limit_bytes:
+        return {"index_block_q": t.index_block_q // 2}
+    return None
+
+
+def splits_keys(t, N) -> bool:
+    """Decoding: all N queries in one indexer tile; then keys are split over blocks."""
+    return t.index_block_q >= N
+
+
+def kv_splits(gpu, B, N, S, H, t, geometry):
+    """Enough blocks to fill every SM once when decoding (N ≤ Br_I), else 1."""
+    B, N = np.broadcast_arrays(np.asarray(B, dtype=np.int64), np.asarray(N, dtype=np.int64))
+    return np.where(N <= t.index_block_q, sm_filling_splits(gpu, B, H, t.heads_per_block), 1)
 
 
 def forward(x: Arrays) -> Cost:
@@ -121,3 +179,6 @@ def gathered_tiles(N, S, top_k, Bc) -> np.ndarray:
     # ⌈(p + 1)/Bc⌉ = ⌊(p + Bc)/Bc⌋ for p = o .. split, then ⌈k/Bc⌉ for the rest
     below = floor_sum(split - o + 1, Bc, 1, o + Bc)
     return below + (S - 1 - split) * (-(-k // Bc)).astype(np.float64)
+
+
+backward_tiling = forward_tiles_backward

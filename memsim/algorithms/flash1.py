@@ -16,11 +16,35 @@ once per tile. The first touch of a query tile does not read dQ (initialised on 
 from __future__ import annotations
 
 from memsim.algorithms._arrays import Arrays
+from memsim.algorithms._tiles import (
+    flash1_sram_bytes,
+    forward_tiles_backward,
+    never_splits,
+    no_extra_fields,
+    no_first_shrink,
+    no_kv_splits,
+    packed_block_q,
+)
 from memsim.cost import Cost
-from memsim.tiling import FP32_BYTES as F4
+from memsim.geometry import DENSE_MASKS
+from memsim.units import ACCUM_BYTES as F4
 
 NAME = "flash1"
 PASSES = ("forward", "backward", "forward+backward")
+
+# What the rest of memsim asks of flash1 (docs/DESIGN.md §"The algorithm registry").
+LABEL = "FlashAttention-1"  # in tables and report pages
+MASKS = DENSE_MASKS
+DECODES = False
+SCHEDULE = "flash1"  # trace builder: memsim.trace.schedule.builders()
+KERNEL_FAMILY = "flash1"  # Numba kernels: kernels/flash1.py
+sram_bytes = flash1_sram_bytes
+default_block_q = packed_block_q
+kv_splits = no_kv_splits
+splits_keys = never_splits
+extra_fields = no_extra_fields
+shrink_first = no_first_shrink
+backward_tiling = forward_tiles_backward
 
 
 def forward(x: Arrays) -> Cost:

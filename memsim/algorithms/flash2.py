@@ -7,8 +7,10 @@ Forward (FA-2 Algorithm 1), per (batch, head group of ``hpb`` heads sharing a KV
     write O, L (logsumexp)  N·hpb·(Dv·e + 4)             (lines 12–14)
     matmul FLOPs            area·hpb·2·(D + Dv)          (S = QKᵀ, O += P·V)
     exp                     hpb·(area + row_pairs)       (P = exp(S − m), rescale e^{m_old−m_new})
-Backward (FA-2 Algorithm 2: one block per K/V tile, inner loop over active query tiles),
-after a pre-processing kernel Δ = rowsum(dO ∘ O) and before converting the fp32 dQ
+Backward (FA-2 Algorithm 2: one block per K/V tile, inner loop over active query tiles,
+with the backward kernels' own tiles: memsim.tiling.fa2_backward_tiles), after a
+pre-processing kernel Δ = rowsum(dO ∘ O) that also zeroes the fp32 dQ accumulator
+(flash_bwd_preprocess_kernel.h, Clear_dQaccum), and before converting the fp32 dQ
 accumulator: per active pair Q, dO, L, Δ are read and dQ is read-modified-written in fp32
 (atomicAdd); K, V are read and dK, dV written once per tile. Five matmuls (S, dV, dP, dQ,
 dK) against two forward: 2.5× the forward FLOPs at D = Dv (FA-2 §4.1 benchmark convention).
@@ -20,11 +22,35 @@ are skipped block by block (FlashAttention Prop. 4), diagonal tiles computed who
 from __future__ import annotations
 
 from memsim.algorithms._arrays import Arrays
+from memsim.algorithms._tiles import (
+    fa2_backward_tiles,
+    flash_sram_bytes,
+    never_splits,
+    no_extra_fields,
+    no_first_shrink,
+    no_kv_splits,
+    packed_block_q,
+)
 from memsim.cost import Cost
-from memsim.tiling import FP32_BYTES as F4
+from memsim.geometry import DENSE_MASKS
+from memsim.units import ACCUM_BYTES as F4
 
 NAME = "flash2"
 PASSES = ("forward", "backward", "forward+backward")
+
+# What the rest of memsim asks of flash2 (docs/DESIGN.md §"The algorithm registry").
+LABEL = "FlashAttention-2"  # in tables and report pages
+MASKS = DENSE_MASKS
+DECODES = False  # query tiles of Br rows; the key range is never split
+SCHEDULE = "flash2"  # trace builder: memsim.trace.schedule.builders()
+KERNEL_FAMILY = "flash2"  # Numba kernels: kernels/flash2.py
+sram_bytes = flash_sram_bytes
+default_block_q = packed_block_q
+kv_splits = no_kv_splits
+splits_keys = never_splits
+extra_fields = no_extra_fields
+shrink_first = no_first_shrink
+backward_tiling = fa2_backward_tiles
 
 
 def forward(x: Arrays) -> Cost:
@@ -53,10 +79,11 @@ def forward(x: Arrays) -> Cost:
 
 
 def backward(x: Arrays) -> Cost:
+    x = x.backward()                                     # FA-2's backward launch tiles
     t = x.tiles()
     g, hpb, e, D, Dv, N = x.groups, x.hpb, x.e, x.D, x.Dv, x.N
-    # kernel 1: Δ = rowsum(dO ∘ O)
-    pre_read, pre_write = g * N * hpb * 2 * Dv * e, g * N * hpb * F4
+    # kernel 1: Δ = rowsum(dO ∘ O), and the fp32 dQ accumulator cleared (Clear_dQaccum)
+    pre_read, pre_write = g * N * hpb * 2 * Dv * e, g * N * hpb * (F4 + D * F4)
     # kernel 2: per K/V tile, loop over active query tiles
     kv = t.union_keys * (D + x.dv_load) * e
     per_row = hpb * (D * e + Dv * e + 2 * F4 + D * F4)    # Q, dO, L, Δ, dQ accumulator read

@@ -21,12 +21,49 @@ from __future__ import annotations
 import numpy as np
 
 from memsim.algorithms._arrays import Arrays
+from memsim.algorithms._tiles import (
+    flash_sram_bytes,
+    forward_tiles_backward,
+    no_extra_fields,
+    no_first_shrink,
+    sm_filling_splits,
+)
 from memsim.cost import Cost
-from memsim.geometry import tile_terms
-from memsim.tiling import FP32_BYTES as F4
+from memsim.geometry import DENSE_MASKS, tile_terms
+from memsim.units import ACCUM_BYTES as F4
 
 NAME = "flash_decode"
 PASSES = ("forward",)
+
+# What the rest of memsim asks of flash_decode (docs/DESIGN.md §"The algorithm registry").
+LABEL = "split-KV decode"  # in tables and report pages
+MASKS = DENSE_MASKS
+DECODES = True  # one query tile holds all N queries; keys split over blocks
+SCHEDULE = "flash2_decode"  # trace builder: memsim.trace.schedule.builders()
+KERNEL_FAMILY = "decode"  # Numba kernels: kernels/decode.py
+sram_bytes = flash_sram_bytes
+extra_fields = no_extra_fields
+shrink_first = no_first_shrink
+backward_tiling = forward_tiles_backward
+
+
+def default_block_q(heads_per_block: int, N: int) -> int:
+    """All N query tokens form one query tile (the query tile never shrinks)."""
+    return N
+
+
+def splits_keys(t, N) -> bool:
+    """Split-KV always: that is the algorithm."""
+    return True
+
+
+def kv_splits(gpu, B, N, S, H, t, geometry):
+    """Enough blocks to fill every SM once, at most one split per active key tile (empty
+    splits are dropped by :func:`active_splits` as well); numpy-broadcasting."""
+    B, N, S = (np.asarray(v, dtype=np.int64) for v in (B, N, S))
+    n_tiles = tile_terms(S - N, S - 1, S, np.int64(t.block_kv), geometry)[2]
+    want = sm_filling_splits(gpu, B, H, t.heads_per_block)
+    return np.maximum(1, np.minimum(n_tiles, want))
 
 
 def active_splits(n_tiles, splits):

@@ -23,10 +23,39 @@ from __future__ import annotations
 import numpy as np
 
 from memsim.algorithms._arrays import Arrays
+from memsim.algorithms._tiles import (
+    forward_tiles_backward,
+    never_splits,
+    no_extra_fields,
+    no_first_shrink,
+    no_kv_splits,
+    packed_block_q,
+)
 from memsim.cost import Cost
+from memsim.geometry import DENSE_MASKS
 
 NAME = "standard"
 PASSES = ("forward", "backward", "forward+backward")
+
+# What the rest of memsim asks of standard (docs/DESIGN.md §"The algorithm registry").
+LABEL = "standard (S, P in HBM)"  # in tables and report pages
+MASKS = DENSE_MASKS
+DECODES = False
+SCHEDULE = "standard"  # trace builder: memsim.trace.schedule.builders()
+KERNEL_FAMILY = "standard"  # Numba kernels: kernels/standard.py
+default_block_q = packed_block_q
+kv_splits = no_kv_splits
+splits_keys = never_splits
+extra_fields = no_extra_fields
+shrink_first = no_first_shrink
+backward_tiling = forward_tiles_backward
+
+
+def sram_bytes(t):
+    """max(QKᵀ kernel: Q tile rows·D + K tile Bc·D, PV kernel: P tile rows·Bc + V tile
+    Bc·Dv) at the storage width: the two kernels never hold their tiles at once."""
+    return np.maximum(t.rows * t.head_dim + t.block_kv * t.head_dim,
+                      t.rows * t.block_kv + t.block_kv * t.head_dim_v) * t.elem_bytes
 
 
 def _dense_scores_bytes(x: Arrays):
@@ -75,7 +104,7 @@ def backward(x: Arrays) -> Cost:
     k5_r, k5_w = scores + t.row_pairs * hpb * D * e, t.union_keys * D * e
     reads = g * (k1_r + k2_r + k3_r + k4_r + k5_r)
     writes = g * (k1_w + k2_w + k3_w + k4_w + k5_w)
-    staged = reads - g * 2 * scores                      # the dS pass streams, no staging
+    staged = reads - g * k3_r                            # the dS pass streams, no staging
     return Cost(
         matmul_flops=g * hpb * t.area * (4 * D + 4 * Dv),
         vector_flops=g * hpb * (4 * t.area),

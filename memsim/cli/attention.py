@@ -24,7 +24,7 @@ def build(*, algorithm: str, gpu: str, batch: int, heads: int, kv_heads: int | N
           heads_per_block: int | None, kv_splits: int | None, threads: int | None,
           sram_limit: int | None):
     """Validate the options into (problem, gpu profile, tiling)."""
-    from memsim.algorithms import check_supported, get
+    from memsim.algorithms import check_supported, get, runs_mask
     from memsim.hardware import load_gpu
     from memsim.problem import AttentionProblem, Indexer, Mask
     from memsim.tiling import default_tiling
@@ -34,7 +34,8 @@ def build(*, algorithm: str, gpu: str, batch: int, heads: int, kv_heads: int | N
     patterned = window is not None or chunk is not None or top_k is not None
     mask = Mask(causal=(causal or patterned) and not bidirectional, window=window,
                 chunk=chunk, top_k=top_k)
-    indexer = Indexer(heads=index_heads, head_dim=index_head_dim) if algorithm == "dsa" else None
+    indexer = (Indexer(heads=index_heads, head_dim=index_head_dim)
+               if runs_mask(algorithm, "topk") else None)
     problem = AttentionProblem(
         batch=batch, seq_len=seq_len, kv_len=kv_len, heads=heads, kv_heads=kv_heads,
         head_dim=head_dim, head_dim_v=head_dim_v, dtype=dtype, mla=mla, mask=mask,

@@ -18,13 +18,26 @@ GIB = 2**30
 
 _MODEL = typer.Option(..., "--model", help="preset name, alias (llama-3-70b) or config.json path")
 _GPU = typer.Option(..., "--gpu", help="GPU profile name (memsim gpus) or a .toml path")
-_BATCH = typer.Option(1, "--batch", help="B, sequences decoded together")
-_TP = typer.Option(1, "--tp", help="tensor-parallel GPUs")
+_BATCH = typer.Option("1", "--batch", help="B, sequences decoded together (all replicas), "
+                                            "or max: the largest batch that fits")
+_TP = typer.Option(1, "--tp", help="tensor-parallel GPUs (attention, and MLPs without "
+                                   "DP attention)")
+_GPUS = typer.Option(None, "--gpus", help="GPUs in total (default tp·pp)")
+_PP = typer.Option(1, "--pp", help="pipeline stages")
+_EP = typer.Option(1, "--ep", help="expert-parallel GPUs: 1 or gpus/pp (MoE models)")
+_DPA = typer.Option(False, "--dp-attention",
+                    help="attention data-parallel over gpus/(tp·pp) replicas, each holding "
+                         "only its own sequences' KV cache")
+_MTP = typer.Option(0, "--mtp", help="draft tokens per decode step (multi-token prediction)")
+_ACCEPT = typer.Option(None, "--acceptance",
+                       help="probability a draft token is accepted (default 0.85, "
+                            "DeepSeek-V3 §5.4.3)")
 _ATTN = typer.Option("auto", "--attention",
                      help="standard|flash1|flash2|flash_decode|dsa|auto (auto: FA-2 prefill, "
                           "split-KV decode, dsa on DeepSeek Sparse Attention layers)")
 _WDTYPE = typer.Option("bf16", "--weight-dtype", help="weights: fp32|bf16|fp16|fp8|int8|int4")
-_KVDTYPE = typer.Option("bf16", "--kv-dtype", help="KV cache: fp32|bf16|fp16|fp8")
+_KVDTYPE = typer.Option("bf16", "--kv-dtype",
+                        help="KV cache: fp32|bf16|fp16|fp8 (fp8: one fp32 scale per 128)")
 _PRICE = typer.Option(None, "--price", help="USD per GPU-hour (default: the profile's price)")
 _JSON = typer.Option(False, "--json", help="print JSON")
 
@@ -35,8 +48,25 @@ def _setup(model: str, gpu: str, tp: int, attention: str, weight_dtype: str, kv_
     from memsim.inference import Setup
     from memsim.models import load_model
 
+    if extra.get("acceptance") is None:
+        extra.pop("acceptance", None)
     return Setup(load_model(model), load_gpu(gpu), tp=tp, attention=attention,
                  weight_dtype=weight_dtype, kv_dtype=kv_dtype, usd_per_gpu_hour=price, **extra)
+
+
+def _batch(text: str) -> int | str:
+    """``--batch``: a positive integer or ``max``."""
+    from memsim.errors import InputError
+
+    if text == "max":
+        return "max"
+    try:
+        value = int(text)
+    except ValueError:
+        raise InputError("batch", text, "must be a positive integer or max") from None
+    if value <= 0:
+        raise InputError("batch", value, "must be a positive integer or max")
+    return value
 
 
 def _warn(messages: list[str]) -> None:
@@ -49,7 +79,9 @@ def _warn(messages: list[str]) -> None:
 def predict_cmd(
     model: str = _MODEL, gpu: str = _GPU,
     context: int = typer.Option(..., "--context", help="L, tokens of context"),
-    batch: int = _BATCH, tp: int = _TP, attention: str = _ATTN,
+    batch: str = _BATCH, tp: int = _TP, gpus: int | None = _GPUS, pp: int = _PP,
+    ep: int = _EP, dp_attention: bool = _DPA, mtp: int = _MTP,
+    acceptance: float | None = _ACCEPT, attention: str = _ATTN,
     weight_dtype: str = _WDTYPE, kv_dtype: str = _KVDTYPE, price: float | None = _PRICE,
     prefill_chunk: int | None = typer.Option(None, "--prefill-chunk",
                                              help="chunked prefill: tokens per chunk"),
@@ -61,13 +93,24 @@ def predict_cmd(
     from memsim.inference import predict
 
     setup = _setup(model, gpu, tp, attention, weight_dtype, kv_dtype, price,
-                   prefill_chunk=prefill_chunk, all_global=all_global)
-    result = predict(setup, context, batch)
+                   prefill_chunk=prefill_chunk, all_global=all_global, gpus=gpus, pp=pp,
+                   ep=ep, dp_attention=dp_attention, mtp=mtp, acceptance=acceptance)
+    result = predict(setup, context, _batch(batch))
     _warn(result["warnings"])
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
     _print_prediction(result)
+
+
+def _parallelism(r: dict[str, Any]) -> str:
+    """'TP 8, EP 32, DP attention 32, PP 2, MTP 1' — the parts that are not 1."""
+    parts = [f"TP {r['tp']}"]
+    if r["dp_attention"]:
+        parts.append(f"DP attention {r['attention_replicas']}")
+    parts += [f"{k.upper()} {r[k]}" for k in ("ep", "pp", "mtp") if r[k] > 1 or
+              (k == "mtp" and r[k])]
+    return ", ".join(parts)
 
 
 def _print_prediction(r: dict[str, Any]) -> None:
@@ -76,8 +119,8 @@ def _print_prediction(r: dict[str, Any]) -> None:
 
     v = r["vram"]
     console = Console()
-    title = (f"{r['model']} on {r['tp']} × {r['gpu']}: context {r['context']:,}, "
-             f"batch {r['batch']}, attention {r['attention']}")
+    title = (f"{r['model']} on {r['gpus']} × {r['gpu']} ({_parallelism(r)}): context "
+             f"{r['context']:,}, batch {r['batch']}, attention {r['attention']}")
     table = Table(title=f"VRAM per GPU — {title}")
     for col in ("part", "GiB", "share"):
         table.add_column(col, justify="left" if col == "part" else "right")
@@ -115,35 +158,59 @@ def cost_curve_cmd(
     model: str = _MODEL, gpu: str = _GPU,
     max_context: int = typer.Option(..., "--max-context", help="largest token position"),
     points: int = typer.Option(16, "--points", help="positions on the curve"),
-    batch: int = _BATCH, tp: int = _TP, attention: str = _ATTN,
+    batch: str = _BATCH, tp: int = _TP, gpus: int | None = _GPUS, pp: int = _PP,
+    ep: int = _EP, dp_attention: bool = _DPA, mtp: int = _MTP,
+    acceptance: float | None = _ACCEPT, attention: str = _ATTN,
     weight_dtype: str = _WDTYPE, kv_dtype: str = _KVDTYPE, price: float | None = _PRICE,
+    chunk: int = typer.Option(2048, "--chunk", help="prefill chunk, tokens"),
     as_json: bool = _JSON,
 ) -> None:
-    """Marginal $ per million tokens of the token at each position (prefill and decode)."""
+    """$ per million tokens at each position: marginal (the token at p) and average (over a
+    request of p tokens), prefill and decode; each point says whether its batch fits."""
     from memsim.inference import cost_curve, warnings_for
 
-    setup = _setup(model, gpu, tp, attention, weight_dtype, kv_dtype, price)
+    setup = _setup(model, gpu, tp, attention, weight_dtype, kv_dtype, price, gpus=gpus,
+                   pp=pp, ep=ep, dp_attention=dp_attention, mtp=mtp, acceptance=acceptance)
     _warn(warnings_for(setup, max_context))
-    curve = cost_curve(setup, max_context, points, batch)
+    curve = cost_curve(setup, max_context, points, _batch(batch), chunk)
     if as_json:
         typer.echo(json.dumps(curve, indent=2))
         return
+    _print_curve(setup, curve, batch)
+
+
+def _print_curve(setup: Any, curve: list[dict[str, Any]], batch: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"Cost by token position — {setup.model.name} on {tp} × {gpu}, "
-                        f"batch {batch}, ${setup.price:.2f}/GPU-h")
-    for col in ("position", "prefill $/M tokens", "decode $/M tokens"):
+    def usd(x: float | None) -> str:
+        return "–" if x is None else f"{x:.4g}"
+
+    table = Table(title=f"$ per million tokens by position — {setup.model.name} on "
+                        f"{setup.n_gpus} × {setup.gpu.name}, batch {batch}, "
+                        f"${setup.price:.2f}/GPU-h")
+    for col in ("position", "batch", "fits", "prefill", "prefill avg", "decode",
+                "decode avg"):
         table.add_column(col, justify="right")
-    for row in curve:
-        dec = row["decode_usd_per_million_tokens"]
-        table.add_row(f"{row['position']:,}", f"{row['prefill_usd_per_million_tokens']:.4g}",
-                      "–" if dec is None else f"{dec:.4g}")
-    Console().print(table)
+    for r in curve:
+        table.add_row(f"{r['position']:,}", f"{r['batch']:,}", "yes" if r["fits"] else "NO",
+                      usd(r["prefill_usd_per_million_tokens"]),
+                      usd(r["prefill_average_usd_per_million_tokens"]),
+                      usd(r["decode_usd_per_million_tokens"]),
+                      usd(r["decode_average_usd_per_million_tokens"]))
+    console = Console()
+    console.print(table)
+    console.print("marginal: the token at that position; avg: averaged over a request of "
+                  "that many tokens.")
+    if not all(r["fits"] for r in curve):
+        console.print("[bold red]Points marked NO do not fit in memory: their prices are "
+                      "not achievable with this deployment (try --batch max).[/bold red]")
     first, last = curve[0], curve[-1]
-    growth = last["prefill_usd_per_million_tokens"] / first["prefill_usd_per_million_tokens"]
-    Console().print(f"[bold]The token at position {last['position']:,} costs {growth:.1f}× the "
-                    f"prefill price of the one at {first['position']:,}.[/bold]")
+    if first["prefill_usd_per_million_tokens"] and last["prefill_usd_per_million_tokens"]:
+        growth = (last["prefill_usd_per_million_tokens"]
+                  / first["prefill_usd_per_million_tokens"])
+        console.print(f"[bold]The token at position {last['position']:,} costs {growth:.1f}× "
+                      f"the prefill price of the one at {first['position']:,}.[/bold]")
 
 
 def _csv_list(text: str, cast: Any = str) -> list[Any]:

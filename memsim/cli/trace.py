@@ -113,8 +113,8 @@ def trace(
     window: int = Opt.window, chunk: int = Opt.chunk, top_k: int = Opt.top_k,
     mla: bool = Opt.mla, index_heads: int = Opt.index_heads,
     index_head_dim: int = Opt.index_head_dim,
-    pass_: str = typer.Option("forward", "--pass", help="forward (the trace simulates "
-                                                        "forward passes)"),
+    pass_: str = typer.Option("forward", "--pass", help="forward | backward | "
+                              "forward+backward (backward: flash1, flash2, standard)"),
     block_q: int = Opt.block_q, block_kv: int = Opt.block_kv,
     heads_per_block: int = Opt.heads_per_block, kv_splits: int = Opt.kv_splits,
     threads: int = Opt.threads, sram_limit: int = Opt.sram_limit,

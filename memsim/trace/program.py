@@ -77,6 +77,7 @@ class KernelProgram:
     run_acc_ptr: np.ndarray
     run_work: np.ndarray
     acc: dict[str, np.ndarray]
+    cold_l2: bool = False        # the L2 is written back and emptied before this kernel
 
     @property
     def template_blocks(self) -> int:

@@ -42,7 +42,7 @@ import numpy as np
 
 from memsim.trace.layout import Layout
 from memsim.trace.program import GATHER, LOAD, STORE, Access, KernelBuilder, KernelProgram
-from memsim.trace.schedule import (
+from memsim.trace.tiles import (
     F4,
     INDEX_BYTES,
     Dims,

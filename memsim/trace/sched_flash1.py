@@ -21,8 +21,8 @@ import numpy as np
 
 from memsim.trace.layout import Layout
 from memsim.trace.program import LOAD, STORE, Access, KernelBuilder, KernelProgram
-from memsim.trace.sched_flash2 import kv_loads
-from memsim.trace.schedule import F4, Dims, Tensors, qkv_tensors, query_tiles
+from memsim.trace.sched_flash2 import backward_tensors, kv_loads
+from memsim.trace.tiles import F4, Dims, Tensors, key_tiles, qkv_tensors, query_tiles
 
 
 def pair_work(d: Dims, rows, keys, state_loaded) -> dict:
@@ -53,36 +53,101 @@ def _state_accesses(t: Tensors, first_row, rows, kind: int) -> list[Access]:
     ]
 
 
+def _pair_runs(kb: KernelBuilder, t: Tensors, qt, kt, step) -> None:
+    """Runs of the (key tile j, query tile a) steps of one block, j outer, a inner and
+    ascending: per j, the query tiles revisited (a0 ≤ a < first) then those touched for
+    the first time (first ≤ a < a1), the ragged last query tile after the full ones.
+    ``step(first_row, rows, revisit)`` gives a run's accesses and work."""
+    d = t.d
+    T, r_last = qt.count, int(qt.rows[-1])
+    ragged_q = int(r_last < d.Br)                # the last query tile has fewer rows
+    ranges = ((kt.a0, np.minimum(kt.a1, kt.first), True, 1),
+              (np.maximum(kt.a0, kt.first), kt.a1, False, 3))
+    for lo, hi, revisit, phase in ranges:
+        n = np.maximum(hi - lo, 0)
+        has_ragged = ragged_q * (n > 0) * (hi == T)     # the ragged tile is the last one
+        for rows, count, offset in ((d.Br, n - has_ragged, 0), (r_last, has_ragged, 0.5)):
+            first_row = np.where(offset, (T - 1) * d.Br, lo * d.Br)
+            accesses, work = step(first_row, rows, revisit)
+            kb.run(0, 10 * kt.j + phase + offset, count, accesses, **work)
+
+
+def _q_rows(t: Tensors, name: str, kind: int, first_row, rows, width: float) -> Access:
+    """Rows of a (B, N, H, ·) tensor for the block's heads; iterations move one query tile."""
+    d = t.d
+    return Access(kind, t.id(name), t.addr(name, 0, first_row, 0, 0), rows * d.hpb * width,
+                  step_bytes=d.Br * t.stride(name, 1))
+
+
 def build(d: Dims, layout: Layout) -> list[KernelProgram]:
     """FlashAttention-1 forward: one kernel, one block per (batch, head group)."""
     t = qkv_tensors(d, layout)
     for name in ("l", "m"):
         t.add(name, (d.B, d.H, d.N), F4, "workspace", head_axis=1, heads_per_group=d.hpb)
     qt = query_tiles(d.N, d.S, d.Br, d.Bc, d.geometry)
-    T = qt.count
-    ragged_q = int(qt.rows[-1] < d.Br)          # the last query tile has fewer rows
-    r_last = int(qt.rows[-1])
-    j = np.arange(int(qt.f_lo.min()), int(qt.f_hi.max()) + 1)
-    a0 = np.searchsorted(qt.f_hi, j, "left")     # first tile whose range reaches j
-    a1 = np.searchsorted(qt.f_lo, j, "right")    # one past the last tile starting ≤ j
-    first = np.searchsorted(qt.f_lo, j, "left")  # tiles ≥ first start at j: first touch
-    keys = np.where((j == d.key_tiles - 1) & (d.S % d.Bc > 0), d.S - j * d.Bc, d.Bc)
+    kt = key_tiles(qt, d.S, d.Bc)
     kb = KernelBuilder("flash1", 1, per_head=True, sram_bytes=_sram(d))
-    kb.run(0, 10 * j, 1, kv_loads(t, j * d.Bc, keys),
-           sram_write_bytes=keys * (d.D + d.dv_load) * d.e)
-    ranges = ((a0, np.minimum(a1, first), True, 1), (np.maximum(a0, first), a1, False, 3))
-    for lo, hi, revisit, phase in ranges:
-        n = np.maximum(hi - lo, 0)
-        has_ragged = ragged_q * (n > 0) * (hi == T)     # the ragged tile is the last one
-        for rows, count, offset in ((d.Br, n - has_ragged, 0), (r_last, has_ragged, 0.5)):
-            first_row = np.where(offset, (T - 1) * d.Br, lo * d.Br)
-            q = Access(LOAD, t.id("q"), t.addr("q", 0, first_row, 0, 0),
-                       rows * d.hpb * d.D * d.e, step_bytes=d.Br * t.stride("q", 1))
-            loads = [q] + (_state_accesses(t, first_row, rows, LOAD) if revisit else [])
-            kb.run(0, 10 * j + phase + offset, count,
-                   loads + _state_accesses(t, first_row, rows, STORE),
-                   **pair_work(d, rows, keys, int(revisit)))
+    kb.run(0, 10 * kt.j, 1, kv_loads(t, kt.j * d.Bc, kt.keys),
+           sram_write_bytes=kt.keys * (d.D + d.dv_load) * d.e)
+
+    def step(first_row, rows, revisit):
+        q = _q_rows(t, "q", LOAD, first_row, rows, d.D * d.e)
+        loads = [q] + (_state_accesses(t, first_row, rows, LOAD) if revisit else [])
+        return (loads + _state_accesses(t, first_row, rows, STORE),
+                pair_work(d, rows, kt.keys, int(revisit)))
+
+    _pair_runs(kb, t, qt, kt, step)
     return [kb.build()]
+
+
+def build_backward(d: Dims, layout: Layout) -> list[KernelProgram]:
+    """FlashAttention-1 backward (Algorithm 4): one kernel, one block per (batch, head
+    group); per key tile j: load K_j, V_j (line 6); per query tile a that sees j: load Q_a,
+    O_a, dO_a, ℓ_a, m_a and, unless j is a's first key tile, dQ_a (line 8; dQ starts at 0,
+    line 2); recompute P, Δ = rowsum(dO ∘ O) (line 19); store dQ_a (line 21); after the
+    query tiles store dK_j, dV_j (line 24). Work per (a, j) of r rows × c keys: matmul
+    hpb·r·c·(6·D + 4·Dv) (S, dV, dP, dQ, dK), vector hpb·(5·r·c + 2·r·Dv), exp hpb·r·c;
+    SRAM: K/V and Q, O, dO, dQ staged, read by every warp."""
+    t = qkv_tensors(d, layout)
+    for name in ("l", "m"):
+        t.add(name, (d.B, d.H, d.N), F4, "workspace", head_axis=1, heads_per_group=d.hpb)
+    backward_tensors(t, delta=False)
+    qt = query_tiles(d.N, d.S, d.Br, d.Bc, d.geometry)
+    kt = key_tiles(qt, d.S, d.Bc)
+    e, hpb = d.e, d.hpb
+    kb = KernelBuilder("flash1.bwd", 1, per_head=True, sram_bytes=_sram_backward(d))
+    kv_bytes = kt.keys * (d.D + d.dv_load) * e
+    kb.run(0, 10 * kt.j, 1, kv_loads(t, kt.j * d.Bc, kt.keys),
+           sram_write_bytes=kv_bytes, sram_read_bytes=kv_bytes * d.warps)
+
+    def step(first_row, rows, revisit):
+        loads = [_q_rows(t, "q", LOAD, first_row, rows, d.D * e),
+                 _q_rows(t, "o", LOAD, first_row, rows, d.Dv * e),
+                 _q_rows(t, "do", LOAD, first_row, rows, d.Dv * e)]
+        loads += _state_accesses(t, first_row, rows, LOAD)[1:]          # ℓ, m
+        if revisit:
+            loads.append(_q_rows(t, "dq", LOAD, first_row, rows, d.D * e))
+        staged = rows * hpb * (2 * d.D + 2 * d.Dv) * e
+        return (loads + [_q_rows(t, "dq", STORE, first_row, rows, d.D * e)], dict(
+            matmul_flops=hpb * rows * kt.keys * (6 * d.D + 4 * d.Dv),
+            vector_flops=hpb * (5 * rows * kt.keys + 2 * rows * d.Dv),
+            exp_ops=hpb * rows * kt.keys,
+            sram_write_bytes=staged, sram_read_bytes=staged * d.warps))
+
+    _pair_runs(kb, t, qt, kt, step)
+    stores = [Access(STORE, t.id("dk"), t.addr("dk", 0, kt.j * d.Bc, 0, 0), kt.keys * d.D * e)]
+    if not d.mla:
+        stores.append(Access(STORE, t.id("dv"), t.addr("dv", 0, kt.j * d.Bc, 0, 0),
+                             kt.keys * d.Dv * e))
+    kb.run(0, 10 * kt.j + 9, 1, stores)
+    return [kb.build()]
+
+
+def _sram_backward(d: Dims) -> int:
+    """K, V tiles and the Q, O, dO, dQ tiles of hpb·Br rows (storage dtype), ℓ and m."""
+    rows = d.hpb * d.Br
+    return int((d.Bc * (d.D + d.dv_load) + rows * (2 * d.D + 2 * d.Dv)) * d.e
+               + rows * 2 * F4)
 
 
 def _sram(d: Dims) -> int:

@@ -29,9 +29,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from memsim.tiling import fa2_backward_sram_bytes
 from memsim.trace.layout import Layout
 from memsim.trace.program import LOAD, STORE, Access, KernelBuilder, KernelProgram
-from memsim.trace.schedule import F4, Dims, Tensors, add_lse, qkv_tensors, query_tiles
+from memsim.trace.tiles import (
+    F4,
+    Dims,
+    Tensors,
+    add_lse,
+    key_tiles,
+    qkv_tensors,
+    query_tiles,
+)
 
 
 def tile_work(d: Dims, rows, keys) -> dict:
@@ -129,3 +138,104 @@ def build_decode(d: Dims, layout: Layout) -> list[KernelProgram]:
     reduce.run(0, 1, 1, [Access(STORE, t.id("o"), t.addr("o", 0, 0, 0, 0),
                                 rows * hpb * d.Dv * d.e)])
     return [split.build(), reduce.build()]
+
+
+def backward_tensors(t: Tensors, delta: bool = True) -> None:
+    """dO (B, N, H, Dv) and the gradients dQ (B, N, H, D), dK (B, S, K, D), dV (B, S, K,
+    Dv; none under MLA: the latent's gradient is dK); with ``delta``, Δ = rowsum(dO ∘ O)
+    (B, H, N) fp32."""
+    d = t.d
+    t.add("do", (d.B, d.N, d.H, d.Dv), d.e, "input", head_axis=2, heads_per_group=d.hpb)
+    t.add("dq", (d.B, d.N, d.H, d.D), d.e, "output", head_axis=2, heads_per_group=d.hpb)
+    t.add("dk", (d.B, d.S, d.K, d.D), d.e, "output", head_axis=2, group_divisor=d.kv_div)
+    if not d.mla:
+        t.add("dv", (d.B, d.S, d.K, d.Dv), d.e, "output", head_axis=2, group_divisor=d.kv_div)
+    if delta:
+        t.add("delta", (d.B, d.H, d.N), F4, "workspace", head_axis=1, heads_per_group=d.hpb)
+
+
+def _rows(t: Tensors, name: str, kind: int, first_row, rows, width: float,
+          step_rows: int = 0) -> Access:
+    """The rows ``first_row …`` of tensor ``name`` laid out (B, N, H, ·) for the block's
+    hpb heads (``width`` bytes per row and head); iterations move ``step_rows`` rows."""
+    d = t.d
+    return Access(kind, t.id(name), t.addr(name, 0, first_row, 0, 0), rows * d.hpb * width,
+                  step_bytes=step_rows * t.stride(name, 1))
+
+
+def _row_stats(t: Tensors, name: str, kind: int, first_row, rows, step_rows: int = 0
+               ) -> Access:
+    """The fp32 per-row statistics (B, H, N) of the block's hpb heads (logsumexp, Δ)."""
+    d = t.d
+    return Access(kind, t.id(name), t.addr(name, 0, 0, first_row), rows * d.hpb * F4,
+                  step_bytes=step_rows * F4)
+
+
+def build_backward(d: Dims, layout: Layout) -> list[KernelProgram]:
+    """FlashAttention-2 backward with its own tiles (d.backward()): the Δ kernel, the
+    dQ/dK/dV kernel (one block per key tile) and the dQ conversion kernel.
+
+    flash_bwd_launch_template.h (run_flash_bwd_seqk_parallel):
+      dot_do_o   grid (query tiles, B, heads): load O_a, dO_a; store Δ_a = rowsum(dO ∘ O)
+                 and clear the fp32 dQ accumulator of the tile (Clear_dQaccum).
+      dq_dk_dv   grid (key tiles, B, heads): load K_j, V_j; per query tile a that sees j,
+                 last to first (m_block counts down): load Q_a, dO_a, logsumexp_a, Δ_a;
+                 recompute P, dP, dS; atomicAdd dS K_j into dQaccum_a (a read-modify-write
+                 of fp32 rows); finally store dK_j, dV_j.
+      convert_dq grid (query tiles, B, heads): load dQaccum_a, store dQ_a.
+    Work per (a, j) of r rows × c keys: matmul hpb·r·c·(6·D + 4·Dv) (S, dP, dV, dQ, dK),
+    vector hpb·5·r·c, exp hpb·r·c; SRAM: K/V and Q, dO staged (read by every warp).
+    """
+    d = d.backward()
+    t = qkv_tensors(d, layout)
+    add_lse(t)
+    backward_tensors(t)
+    t.add("dq_accum", (d.B, d.N, d.H, d.D), F4, "workspace", head_axis=2,
+          heads_per_group=d.hpb)
+    qt = query_tiles(d.N, d.S, d.Br, d.Bc, d.geometry)
+    a, rows, hpb, e = np.arange(qt.count), qt.rows, d.hpb, d.e
+    pre = KernelBuilder("flash2.bwd_dot_do_o", qt.count, sram_bytes=0)
+    pre.run(a, 0, 1, [_rows(t, "o", LOAD, qt.first_row, rows, d.Dv * e),
+                      _rows(t, "do", LOAD, qt.first_row, rows, d.Dv * e),
+                      _row_stats(t, "delta", STORE, qt.first_row, rows),
+                      _rows(t, "dq_accum", STORE, qt.first_row, rows, d.D * F4)],
+            vector_flops=hpb * rows * 2 * d.Dv)
+
+    kt = key_tiles(qt, d.S, d.Bc)
+    j = np.arange(len(kt.j))
+    kv_bytes = kt.keys * (d.D + d.dv_load) * e
+    main = KernelBuilder("flash2.bwd", len(kt.j), sram_bytes=int(fa2_backward_sram_bytes(
+        d.Br, d.Bc, d.D, d.Dv, e)))
+    main.run(j, 0, 1, kv_loads(t, kt.j * d.Bc, kt.keys),
+             sram_write_bytes=kv_bytes, sram_read_bytes=kv_bytes * d.warps)
+    T, r_last = qt.count, int(qt.rows[-1])
+    ragged_q = int(r_last < d.Br)
+    has_ragged = ragged_q * (kt.a1 == T) * (kt.a1 > kt.a0)
+    n_full = kt.a1 - kt.a0 - has_ragged
+    # the ragged last query tile (if this key tile sees it) comes first, then the full
+    # tiles from the last down to a0
+    for order, first_row, n, r, step in (
+            (1, (T - 1) * d.Br + 0 * j, has_ragged, r_last, 0),
+            (2, (kt.a0 + n_full - 1) * d.Br, n_full, d.Br, -d.Br)):
+        staged = r * hpb * (d.D + d.Dv) * e
+        main.run(j, order, n, [
+            _rows(t, "q", LOAD, first_row, r, d.D * e, step),
+            _rows(t, "do", LOAD, first_row, r, d.Dv * e, step),
+            _row_stats(t, "lse", LOAD, first_row, r, step),
+            _row_stats(t, "delta", LOAD, first_row, r, step),
+            _rows(t, "dq_accum", LOAD, first_row, r, d.D * F4, step),
+            _rows(t, "dq_accum", STORE, first_row, r, d.D * F4, step),
+        ], matmul_flops=hpb * r * kt.keys * (6 * d.D + 4 * d.Dv),
+            vector_flops=hpb * 5 * r * kt.keys, exp_ops=hpb * r * kt.keys,
+            sram_write_bytes=staged, sram_read_bytes=staged * d.warps)
+    stores = [Access(STORE, t.id("dk"), t.addr("dk", 0, kt.j * d.Bc, 0, 0),
+                     kt.keys * d.D * e)]
+    if not d.mla:
+        stores.append(Access(STORE, t.id("dv"), t.addr("dv", 0, kt.j * d.Bc, 0, 0),
+                             kt.keys * d.Dv * e))
+    main.run(j, 3, 1, stores)
+
+    conv = KernelBuilder("flash2.bwd_convert_dq", qt.count, sram_bytes=0)
+    conv.run(a, 0, 1, [_rows(t, "dq_accum", LOAD, qt.first_row, rows, d.D * F4),
+                       _rows(t, "dq", STORE, qt.first_row, rows, d.D * e)])
+    return [pre.build(), main.build(), conv.build()]

@@ -28,7 +28,16 @@ import numpy as np
 
 from memsim.trace.layout import Layout
 from memsim.trace.program import LOAD, STORE, Access, KernelBuilder, KernelProgram
-from memsim.trace.schedule import Dims, QueryTiles, Tensors, qkv_tensors, query_tiles
+from memsim.trace.sched_flash2 import backward_tensors
+from memsim.trace.tiles import (
+    Dims,
+    KeyTiles,
+    QueryTiles,
+    Tensors,
+    key_tiles,
+    qkv_tensors,
+    query_tiles,
+)
 
 
 def _key_tiles(d: Dims, qt: QueryTiles):
@@ -106,3 +115,100 @@ def build(d: Dims, layout: Layout) -> list[KernelProgram]:
     pv.run(a, 1, 1, [Access(STORE, t.id("o"), t.addr("o", 0, qt.first_row, 0, 0),
                             r * hpb * d.Dv * e)])
     return [qk.build(), softmax.build(), pv.build()]
+
+
+def _per_key_tile(kb: KernelBuilder, t: Tensors, qt: QueryTiles, kt: KeyTiles, order,
+                  name: str, rows_name: str, width: float, matmul_per_score: float) -> None:
+    """Steps of a grid over key tiles j (dV = PᵀdO, dK = dSᵀQ): per query tile a that
+    sees j, ascending (the ragged last one after the full ones), load the (a, j) tile of
+    score matrix ``name`` and the rows of ``rows_name`` (``width`` bytes per row and head)."""
+    d = t.d
+    j = np.arange(len(kt.j))
+    T, r_last = qt.count, int(qt.rows[-1])
+    has_ragged = int(r_last < d.Br) * (kt.a1 == T) * (kt.a1 > kt.a0)
+    for off, first_row, n, r in ((0.0, kt.a0 * d.Br, kt.a1 - kt.a0 - has_ragged, d.Br),
+                                 (0.5, (T - 1) * d.Br + 0 * j, has_ragged, r_last)):
+        staged = r * d.hpb * kt.keys * d.e + r * d.hpb * width
+        kb.run(j, order + off, n, [
+            Access(LOAD, t.id(name), t.addr(name, 0, 0, first_row, kt.j * d.Bc),
+                   r * d.hpb * kt.keys * d.e, step_bytes=d.Br * t.stride(name, 2)),
+            Access(LOAD, t.id(rows_name), t.addr(rows_name, 0, first_row, 0, 0),
+                   r * d.hpb * width, step_bytes=d.Br * t.stride(rows_name, 1))],
+            matmul_flops=d.hpb * r * kt.keys * matmul_per_score,
+            sram_write_bytes=staged, sram_read_bytes=staged * d.warps)
+
+
+def build_backward(d: Dims, layout: Layout) -> list[KernelProgram]:
+    """Standard attention backward as eager autograd runs it (FlashAttention paper,
+    Appendix B.1 Algorithm 3), five kernels over the saved P:
+
+        dV   grid over key tiles j: per query tile a that sees j load P_aj and dO_a;
+             store dV_j (dV = Pᵀ dO)
+        dP   grid over query tiles a: load dO_a; per j: load V_j, store dP_aj (dO Vᵀ)
+        dS   grid over query tiles a: pass 1, per j: load P_aj, dP_aj (row sums of P ∘ dP);
+             pass 2, per j: load P_aj, dP_aj, store dS_aj = P ∘ (dP − rowsum)
+        dQ   grid over query tiles a: per j: load dS_aj, K_j; store dQ_a (dS K)
+        dK   grid over key tiles j: per a: load dS_aj, Q_a; store dK_j (dSᵀ Q)
+
+    Work: matmul 2·Dv (dV, dP) and 2·D (dQ, dK) per score and head; vector 4 per score in
+    the dS kernel (P ∘ dP, sum; subtract, multiply), which streams through registers; the
+    matmul kernels stage their operands in SRAM (read by every warp).
+    """
+    t = qkv_tensors(d, layout)
+    for name in ("probs", "dprobs", "dscores"):
+        t.add(name, (d.B, d.H, d.N, d.S), d.e, "workspace", head_axis=1,
+              heads_per_group=d.hpb)
+    backward_tensors(t, delta=False)
+    if d.mla:      # eager autograd keeps V's gradient apart from the latent's
+        t.add("dv", (d.B, d.S, d.K, d.Dv), d.e, "output", head_axis=2, group_divisor=d.kv_div)
+    qt = query_tiles(d.N, d.S, d.Br, d.Bc, d.geometry)
+    kt = key_tiles(qt, d.S, d.Bc)
+    a, r, hpb, e, w = np.arange(qt.count), qt.rows, d.hpb, d.e, d.warps
+    jb = np.arange(len(kt.j))
+    rows = hpb * d.Br
+
+    def key_tile_store(kb, name, width):
+        kb.run(jb, 2, 1, [Access(STORE, t.id(name), t.addr(name, 0, kt.j * d.Bc, 0, 0),
+                                 kt.keys * width * e)])
+
+    dv = KernelBuilder("standard.bwd_dv", len(kt.j),
+                       sram_bytes=int((rows * d.Bc + rows * d.Dv) * e))
+    _per_key_tile(dv, t, qt, kt, 1, "probs", "do", d.Dv * e, 2 * d.Dv)
+    key_tile_store(dv, "dv", d.Dv)
+
+    dp = KernelBuilder("standard.bwd_dp", qt.count,
+                       sram_bytes=int((rows * d.Dv + d.Bc * d.Dv) * e))
+    do_bytes = r * hpb * d.Dv * e
+    dp.run(a, 0, 1, [Access(LOAD, t.id("do"), t.addr("do", 0, qt.first_row, 0, 0), do_bytes)],
+           sram_write_bytes=do_bytes, sram_read_bytes=do_bytes * w)
+    for first_key, keys, count, off in _key_tiles(d, qt):
+        staged = keys * d.Dv * e
+        dp.run(a, 1 + off, count, [_v_load(t, first_key, keys),
+                                   _score_tile(t, "dprobs", STORE, qt, first_key, keys)],
+               matmul_flops=hpb * r * keys * 2 * d.Dv,
+               sram_write_bytes=staged, sram_read_bytes=staged * w)
+
+    ds = KernelBuilder("standard.bwd_ds", qt.count, sram_bytes=0)
+    for first_key, keys, count, off in _key_tiles(d, qt):
+        pair = [_score_tile(t, "probs", LOAD, qt, first_key, keys),
+                _score_tile(t, "dprobs", LOAD, qt, first_key, keys)]
+        ds.run(a, 0 + off, count, pair, vector_flops=hpb * 2 * r * keys)
+        ds.run(a, 1 + off, count, pair + [_score_tile(t, "dscores", STORE, qt, first_key,
+                                                      keys)],
+               vector_flops=hpb * 2 * r * keys)
+
+    dq = KernelBuilder("standard.bwd_dq", qt.count,
+                       sram_bytes=int((rows * d.Bc + d.Bc * d.D) * e))
+    for first_key, keys, count, off in _key_tiles(d, qt):
+        staged = r * hpb * keys * e + keys * d.D * e
+        dq.run(a, 0 + off, count, [_score_tile(t, "dscores", LOAD, qt, first_key, keys)]
+               + _k_loads(t, first_key, keys), matmul_flops=hpb * r * keys * 2 * d.D,
+               sram_write_bytes=staged, sram_read_bytes=staged * w)
+    dq.run(a, 1, 1, [Access(STORE, t.id("dq"), t.addr("dq", 0, qt.first_row, 0, 0),
+                            r * hpb * d.D * e)])
+
+    dk = KernelBuilder("standard.bwd_dk", len(kt.j),
+                       sram_bytes=int((rows * d.Bc + rows * d.D) * e))
+    _per_key_tile(dk, t, qt, kt, 1, "dscores", "q", d.D * e, 2 * d.D)
+    key_tile_store(dk, "dk", d.D)
+    return [dv.build(), dp.build(), ds.build(), dq.build(), dk.build()]

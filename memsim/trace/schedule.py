@@ -3,10 +3,11 @@
 :func:`build_schedule` returns a :class:`Schedule`: the tensors (real layouts, base
 addresses) and, per kernel launch, the template blocks' programs
 (:class:`memsim.trace.program.KernelProgram`). The generators live one per algorithm in
-``memsim/trace/sched_*.py``; each module docstring lists the global accesses of each
-block in order. They walk the tiles with :func:`memsim.geometry.tile_terms` — which key
-tiles each query tile visits — and never call the analytic cost formulas, so that trace
-and analytic counts are two independent derivations from the same geometry.
+``memsim/trace/sched_*.py``, their shared pieces in :mod:`memsim.trace.tiles`; each
+module docstring lists the global accesses of each block in order. They walk the tiles
+with :func:`memsim.geometry.tile_terms` — which key tiles each query tile visits — and
+never call the analytic cost formulas, so that trace and analytic counts are two
+independent derivations from the same geometry.
 
 Grid order (launch order of blocks) is that of FlashAttention-2's kernels: the template
 block index varies fastest, then the batch, then the head group
@@ -17,119 +18,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
+from memsim.algorithms import get
 from memsim.errors import InputError
-from memsim.geometry import MaskGeometry, tile_terms
+from memsim.trace import sched_dsa, sched_flash1, sched_flash2, sched_standard
 from memsim.trace.layout import Layout
 from memsim.trace.program import KernelProgram
-from memsim.units import ACCUM_DTYPE, DTYPE_BYTES
-
-F4 = DTYPE_BYTES[ACCUM_DTYPE]  # fp32 accumulators, logsumexp, partials, logits
-INDEX_BYTES = DTYPE_BYTES["fp32"]  # int32 top-k indices: 4 bytes
-
-
-@dataclass(frozen=True)
-class Dims:
-    """Problem and tiling as plain ints (DESIGN.md notation). ``G``: head groups
-    (H / heads_per_block); ``kv_div``: head groups per KV head; ``o = S − N``."""
-
-    B: int
-    N: int
-    S: int
-    H: int
-    K: int
-    D: int
-    Dv: int
-    e: float
-    mla: bool
-    Br: int
-    Bc: int
-    hpb: int
-    splits: int
-    warps: int
-    top_k: int
-    index_heads: int
-    index_head_dim: int
-    index_e: float
-    index_scale_block: int
-    index_Br: int
-    geometry: MaskGeometry | None
-
-    @property
-    def G(self) -> int:
-        return self.H // self.hpb
-
-    @property
-    def kv_div(self) -> int:
-        return (self.H // self.K) // self.hpb
-
-    @property
-    def o(self) -> int:
-        return self.S - self.N
-
-    @property
-    def dv_load(self) -> int:
-        """V elements loaded per key beside K: 0 under MLA (V is a slice of the latent)."""
-        return 0 if self.mla else self.Dv
-
-    @property
-    def key_tiles(self) -> int:
-        return -(-self.S // self.Bc)
-
-
-def dims_of(problem, tiling) -> Dims:
-    """:class:`Dims` of an AttentionProblem and its Tiling."""
-    from memsim.algorithms.masks import geometry_of
-
-    mask = problem.mask
-    idx = problem.indexer
-    return Dims(
-        B=problem.B, N=problem.N, S=problem.S, H=problem.H, K=problem.K, D=problem.D,
-        Dv=problem.Dv, e=DTYPE_BYTES[problem.dtype], mla=problem.mla, Br=tiling.block_q,
-        Bc=tiling.block_kv, hpb=tiling.heads_per_block, splits=tiling.kv_splits,
-        warps=tiling.warps, top_k=mask.top_k or 0,
-        index_heads=idx.heads if idx else 64, index_head_dim=idx.head_dim if idx else 128,
-        index_e=DTYPE_BYTES[idx.dtype] if idx else DTYPE_BYTES["fp8"],
-        index_scale_block=idx.scale_block if idx else 128,
-        index_Br=max(tiling.index_block_q, 1),
-        geometry=geometry_of(mask) if mask.kind != "topk" else None,
-    )
-
-
-@dataclass(frozen=True)
-class QueryTiles:
-    """Per query tile a (arrays over a): first row, rows, and its active key tiles
-    [f_lo, f_hi], split into ``n_full`` full tiles and at most one ragged last tile."""
-
-    first_row: np.ndarray
-    rows: np.ndarray
-    f_lo: np.ndarray
-    f_hi: np.ndarray
-    n_full: np.ndarray
-    ragged: np.ndarray        # 1 if the last active key tile has fewer than Bc keys
-    ragged_keys: int          # keys of the ragged last key tile (S mod Bc), 0 if none
-
-    @property
-    def count(self) -> int:
-        return len(self.rows)
-
-
-def query_tiles(N: int, S: int, Br: int, Bc: int, g: MaskGeometry) -> QueryTiles:
-    """The query tiles of N queries (the last N of S positions) and their key tiles."""
-    a = np.arange(-(-N // Br), dtype=np.int64)
-    first = a * Br
-    rows = np.minimum(Br, N - first)
-    lo = (S - N) + first
-    f_lo, f_hi, n, _ = tile_terms(lo, lo + rows - 1, np.int64(S), np.int64(Bc), g)
-    return _split_ragged(first, rows, f_lo, f_hi, n, S, Bc)
-
-
-def _split_ragged(first, rows, f_lo, f_hi, n, S, Bc) -> QueryTiles:
-    last = -(-S // Bc) - 1
-    ragged_keys = S - last * Bc if S % Bc else 0
-    ragged = ((f_hi == last) & (ragged_keys > 0)).astype(np.int64)
-    return QueryTiles(first, rows, f_lo, f_hi, n - ragged, ragged, int(ragged_keys))
+from memsim.trace.tiles import Dims, dims_of
 
 
 @dataclass
@@ -161,18 +55,44 @@ class Schedule:
         return sum(k.events_per_instance() * self.instances(k) for k in self.kernels)
 
 
+#: forward schedule builders by the name an algorithm's ``SCHEDULE`` declares
+FORWARD = {
+    "standard": sched_standard.build,
+    "flash1": sched_flash1.build,
+    "flash2": sched_flash2.build,
+    "flash2_decode": sched_flash2.build_decode,
+    "dsa": sched_dsa.build,
+}
+#: backward schedule builders (schedules whose backward the trace simulates)
+BACKWARD = {
+    "standard": sched_standard.build_backward,
+    "flash1": sched_flash1.build_backward,
+    "flash2": sched_flash2.build_backward,
+}
+
+
+def builders() -> dict:
+    """The forward schedule builders by name: what an algorithm's ``SCHEDULE`` names."""
+    return FORWARD
+
+
 def build_schedule(problem, tiling, algorithm: str, heads_sample: int | None = None
                    ) -> Schedule:
     """Tensors and block programs of ``algorithm`` on ``problem`` with ``tiling``.
 
+    ``problem.pass_``: forward, backward, or forward+backward (the forward's kernels,
+    then the backward's; a training step runs the rest of the network between them, so
+    the first backward kernel starts with a cold L2: ``KernelProgram.cold_l2``).
     ``heads_sample``: simulate only the first ``heads_sample`` query heads (a multiple of
     heads_per_block); counts are scaled to all heads by the caller.
     """
-    from memsim.trace import sched_dsa, sched_flash1, sched_flash2, sched_standard
-
-    if problem.pass_ != "forward":
-        raise InputError("pass", problem.pass_, "is not simulated by the trace model "
-                         "(forward only); use `memsim attention` for the analytic backward")
+    name = get(algorithm).SCHEDULE
+    if name not in FORWARD:
+        raise InputError("algorithm", algorithm,
+                         f"has no trace schedule (known: {', '.join(FORWARD)})")
+    if problem.pass_ != "forward" and name not in BACKWARD:
+        raise InputError("pass", problem.pass_, f"is not simulated for {algorithm} by the "
+                         f"trace model (backward: {', '.join(BACKWARD)})")
     d = dims_of(problem, tiling)
     G_sim = d.G
     if heads_sample is not None:
@@ -181,59 +101,13 @@ def build_schedule(problem, tiling, algorithm: str, heads_sample: int | None = N
                              f"must be a multiple of heads_per_block={d.hpb} between "
                              f"{d.hpb} and heads={d.H}")
         G_sim = heads_sample // d.hpb
-    builders = {
-        "standard": sched_standard.build,
-        "flash1": sched_flash1.build,
-        "flash2": sched_flash2.build,
-        "flash_decode": sched_flash2.build_decode,
-        "dsa": sched_dsa.build,
-    }
-    if algorithm not in builders:
-        raise InputError("algorithm", algorithm,
-                         f"has no trace schedule (known: {', '.join(builders)})")
     layout = Layout()
-    kernels = builders[algorithm](d, layout)
+    kernels = []
+    if problem.pass_ in ("forward", "forward+backward"):
+        kernels += FORWARD[name](d, layout)
+    if problem.pass_ in ("backward", "forward+backward"):
+        backward = BACKWARD[name](d, layout)
+        if kernels:
+            backward[0].cold_l2 = True
+        kernels += backward
     return Schedule(algorithm, d, layout, kernels, G_sim)
-
-
-@dataclass
-class Tensors:
-    """The tensors of a schedule under construction: ``layout`` plus ids by name."""
-
-    d: Dims
-    layout: Layout
-    ids: dict[str, int]
-
-    def add(self, name: str, shape: tuple[int, ...], elem_bytes: float, role: str,
-            **axes) -> None:
-        self.ids[name] = self.layout.add(name, shape, elem_bytes, role, **axes)
-
-    def id(self, name: str) -> int:
-        return self.ids[name]
-
-    def addr(self, name: str, *index) -> np.ndarray:
-        """Byte address of an element of tensor ``name`` in the template instance."""
-        return self.layout[self.ids[name]].address(*index)
-
-    def stride(self, name: str, axis: int) -> int:
-        """Bytes between consecutive indices of ``axis``."""
-        t = self.layout[self.ids[name]]
-        return int(t.strides_elems[axis] * t.elem_bytes)
-
-
-def qkv_tensors(d: Dims, layout: Layout) -> Tensors:
-    """q (B, N, H, D), k (B, S, K, D), v (B, S, K, Dv) — no v under MLA, whose V is the
-    first Dv elements of each latent row of k — and o (B, N, H, Dv)."""
-    t = Tensors(d, layout, {})
-    t.add("q", (d.B, d.N, d.H, d.D), d.e, "input", head_axis=2, heads_per_group=d.hpb)
-    t.add("k", (d.B, d.S, d.K, d.D), d.e, "input", head_axis=2, group_divisor=d.kv_div)
-    if not d.mla:
-        t.add("v", (d.B, d.S, d.K, d.Dv), d.e, "input", head_axis=2, group_divisor=d.kv_div)
-    t.add("o", (d.B, d.N, d.H, d.Dv), d.e, "output", head_axis=2, heads_per_group=d.hpb)
-    return t
-
-
-def add_lse(t: Tensors, name: str = "lse", role: str = "workspace") -> None:
-    """Logsumexp (B, H, N) fp32 (kept for the backward pass)."""
-    d = t.d
-    t.add(name, (d.B, d.H, d.N), F4, role, head_axis=1, heads_per_group=d.hpb)

@@ -312,8 +312,11 @@ def _run(schedule: Schedule, problem, gpu, algorithm, tiling, bps: int, l2_on: b
                 engine.new_scratch(k_slots, n_tensors))
         if record:
             rec[1][rec_start:int(rec_n[0])] += launch_offset
-        if l2_on and ki == len(schedule.kernels) - 1:
+        last = ki == len(schedule.kernels) - 1
+        if l2_on and (last or schedule.kernels[ki + 1].cold_l2):
             l2_model.flush(*l2, stats)             # dirty units reach HBM eventually
+            if not last:                           # the rest of the network runs between
+                l2 = _l2_state(schedule, capacity)
         scale = schedule.scale(k)
         scaled = stats * tensor_scale[:, None]
         totals += scaled

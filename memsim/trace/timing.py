@@ -22,8 +22,9 @@ Assumptions (kept simple so that every number can be explained):
 4. Waves and the tail effect come from the block scheduler (:mod:`memsim.trace.engine`),
    not from a formula.
 
-fp8 matmuls (DSA's indexer) run at the fp8 tensor rate where the GPU has one, as in the
-roofline.
+Rates, the fp8 fallback (DSA's indexer at the fp8 tensor rate where the GPU has one) and
+the compute-sum rule are the roofline's own (:func:`memsim.roofline.achievable_rates`,
+:func:`memsim.roofline.compute_s`), not a copy.
 """
 
 from __future__ import annotations
@@ -32,19 +33,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from memsim.roofline import Rates, achievable_rates, compute_s
+
 STEP_TERMS = ("matmul", "vector", "exp", "l2", "sram")
-
-
-@dataclass(frozen=True)
-class SlotRates:
-    """Achievable rates of one block slot (FLOP/s, exp/s, bytes/s)."""
-
-    matmul_flop_per_s: float
-    fp8_matmul_flop_per_s: float
-    vector_flop_per_s: float
-    exp_per_s: float
-    l2_bytes_per_s: float
-    sram_bytes_per_s: float
 
 
 def resident_blocks_per_sm(gpu, blocks_per_sm: int, grid_blocks: int) -> int:
@@ -52,23 +43,14 @@ def resident_blocks_per_sm(gpu, blocks_per_sm: int, grid_blocks: int) -> int:
     return max(1, min(blocks_per_sm, -(-grid_blocks // gpu.spec.sm_count)))
 
 
-def slot_rates(gpu, dtype: str, blocks_per_sm: int, matmul_unit: str = "tensor") -> SlotRates:
-    """Each slot's 1/(SMs × blocks_per_sm) of the chip's achievable rates."""
-    share = 1.0 / (gpu.spec.sm_count * blocks_per_sm)
-    matmul = gpu.achievable_flop_per_s(matmul_unit, dtype)
-    fp8 = matmul
-    if matmul_unit == "tensor" and gpu.spec.fp8_tensor_flop_per_s is not None:
-        fp8 = gpu.achievable_flop_per_s("tensor", "fp8")
-    return SlotRates(
-        matmul_flop_per_s=matmul * share, fp8_matmul_flop_per_s=fp8 * share,
-        vector_flop_per_s=gpu.achievable_flop_per_s("fp32") * share,
-        exp_per_s=gpu.achievable_flop_per_s("exp") * share,
-        l2_bytes_per_s=gpu.achievable_l2_bytes_per_s * share,
-        sram_bytes_per_s=gpu.achievable_sram_bytes_per_s * share,
-    )
+def slot_rates(gpu, dtype: str, blocks_per_sm: int, matmul_unit: str = "tensor") -> Rates:
+    """Each slot's 1/(SMs × blocks_per_sm) of the chip's achievable rates
+    (:func:`memsim.roofline.achievable_rates`, fp8 fallback included)."""
+    return achievable_rates(gpu, dtype, matmul_unit).share(
+        1.0 / (gpu.spec.sm_count * blocks_per_sm))
 
 
-def step_durations(run_work: np.ndarray, rates: SlotRates) -> tuple[np.ndarray, np.ndarray]:
+def step_durations(run_work: np.ndarray, rates: Rates) -> tuple[np.ndarray, np.ndarray]:
     """Seconds per iteration of each run, and the index in :data:`STEP_TERMS` of the
     resource that sets it. ``run_work``: [R, 7] per iteration (see program.WORK_FIELDS)."""
     w = run_work
@@ -79,7 +61,7 @@ def step_durations(run_work: np.ndarray, rates: SlotRates) -> tuple[np.ndarray, 
         w[:, 6] / rates.l2_bytes_per_s,
         (w[:, 4] + w[:, 5]) / rates.sram_bytes_per_s,
     ], axis=1)
-    compute = terms[:, :3].sum(axis=1)
+    compute = compute_s(terms[:, 0], terms[:, 1], terms[:, 2])
     duration = np.maximum(compute, np.maximum(terms[:, 3], terms[:, 4]))
     memory_term = np.where(terms[:, 3] >= terms[:, 4], 3, 4)
     term = np.where(compute >= np.maximum(terms[:, 3], terms[:, 4]),
@@ -103,8 +85,9 @@ class KernelTime:
 def kernel_time(gpu, makespan_s: float, global_bytes: float, hbm_bytes: float,
                 busy_s: np.ndarray) -> KernelTime:
     """Assumption 3 of the module docstring."""
-    hbm_s = hbm_bytes / gpu.achievable_hbm_bytes_per_s
-    l2_s = global_bytes / gpu.achievable_l2_bytes_per_s
+    chip = achievable_rates(gpu)
+    hbm_s = hbm_bytes / chip.hbm_bytes_per_s
+    l2_s = global_bytes / chip.l2_bytes_per_s
     launch_s = gpu.spec.kernel_launch_overhead_s
     body = max(makespan_s, l2_s, hbm_s)
     if hbm_s >= body and hbm_s > makespan_s:

@@ -1,12 +1,13 @@
 """memsim's own Numba-CUDA kernels against the predictions for the Tiling they ran with.
 
 The kernels and their bench runner live in :mod:`memsim.kernels.bench` (``run_case(kernel,
-problem, tiling)``: validate against the float64 reference, then time with CUDA events,
-L2 flushed; a dict with ``time_s``, achieved rates and the kernel's registers and shared
-memory). This module only builds the case's problem and Tiling, calls it, and predicts the
-same Tiling with matmuls on the CUDA cores (``matmul_unit="fp32"``: Numba has no tensor
-cores). When the bench reports the registers per thread the compiler chose, the prediction
-is redone with them, so the occupancy in the model is the kernel's.
+problem, tiling)``: validate against the float64 reference, then time with CUDA events, L2
+flushed; a dict of measured quantities only: ``time_s``, the matmul FLOPs and exponentials
+the kernel's threads tallied, its registers and shared memory). This module only builds the
+case's problem and Tiling, calls it, and predicts the same Tiling with matmuls on the CUDA
+cores (``matmul_unit="fp32"``: Numba has no tensor cores). When the bench reports the
+registers per thread the compiler chose, the prediction is redone with them, so the
+occupancy in the model is the kernel's.
 
 Numba kernels use static shared memory, at most 48 KiB per block
 (:data:`STATIC_SHARED_LIMIT_BYTES`), so the default Tiling is shrunk to fit that.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from memsim.algorithms import tiles_queries
 from memsim.hardware import GPU
 from memsim.tiling import Tiling, default_tiling
 from memsim.validation.predictions import attention_problem, predict_case
@@ -42,7 +44,7 @@ def tiling_for(params: dict[str, Any], gpu: GPU) -> Tiling:
     problem = attention_problem(params)
     limit = min(STATIC_SHARED_LIMIT_BYTES, gpu.spec.shared_memory_per_block_max_bytes)
     algorithm = params["algorithm"]
-    if algorithm in ("flash1", "flash2"):
+    if tiles_queries(algorithm):
         sizes = sorted(((br, bc) for br in TILE_SIZES for bc in TILE_SIZES),
                        key=lambda s: (min(s), s[0] * s[1], s[0]), reverse=True)
         for br, bc in sizes:

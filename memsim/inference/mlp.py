@@ -1,0 +1,105 @@
+"""The MLP block of a layer under TP, DP attention and EP: its time and its communication.
+
+Tokens reach the MLP block in one of three ways (see :class:`~memsim.inference.deployment.Setup`):
+
+- one attention replica per stage (D = 1): the W = tp GPUs hold the same tokens and split
+  every matrix W ways; one all-reduce of the output (Megatron-LM, arXiv 1909.08053 §3);
+- DP attention (D > 1): the tokens of the D replicas are all-gathered, the MLP runs
+  tensor-parallel over the W GPUs, and a reduce-scatter returns each replica its tokens
+  (SGLang's DP attention for DeepSeek, lmsys.org/blog/2024-12-04-sglang-v0-4);
+- expert parallelism (ep = W): every GPU holds ⌈X/W⌉ whole routed experts; each token is
+  dispatched to its top-k experts and combined back by two all-to-alls (DeepSeek-V3 report
+  arXiv 2412.19437 §3.4), while the shared experts run on the replica's own tokens.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from memsim.cost import Cost
+from memsim.inference.comm import all_gather_s, all_reduce_s, all_to_all_s
+from memsim.inference.deployment import Setup
+from memsim.inference.operators import GEMM_TILE, _gemm, _time_s, touched_experts
+from memsim.models import LayerGroup
+
+
+def mlp_block_s(setup: Setup, g: LayerGroup, rank_tokens: Any, w_b: float, a_b: float,
+                dtype: str) -> dict[str, Any]:
+    """Seconds by operator of one layer's MLP block on one GPU.
+
+    ``rank_tokens``: tokens of one attention replica this step (array); the stage holds
+    D times as many. Keys: ``mlp`` and the communication it needs (``all_reduce``,
+    ``all_gather``, ``all_to_all``).
+    """
+    h, gpu, W, D = setup.model.hidden_size, setup.gpu, setup.stage_gpus, setup.attention_dp
+    act = h * a_b
+    if g.mlp.is_moe and setup.ep > 1:
+        return _expert_parallel_s(setup, g, rank_tokens, w_b, a_b, dtype)
+    tokens = D * rank_tokens  # the gathered tokens of the stage (= rank_tokens if D = 1)
+    out = {"mlp": _tensor_parallel_mlp_s(setup, g, tokens, W, w_b, a_b, dtype)}
+    if D > 1:  # all-gather in, reduce-scatter out: each returns the stage's tokens
+        out["all_gather"] = 2 * all_gather_s(tokens * act, W, gpu)
+    elif W > 1:
+        out["all_reduce"] = all_reduce_s(tokens * act, W, gpu)
+    return out
+
+
+def _tensor_parallel_mlp_s(setup: Setup, g: LayerGroup, T: Any, ways: int, w_b: float,
+                           a_b: float, dtype: str) -> Any:
+    """Every matrix split ``ways`` ways, ``T`` tokens: dense MLP or router + experts."""
+    h, mlp, gpu = setup.model.hidden_size, g.mlp, setup.gpu
+    if not mlp.is_moe:
+        p = mlp.expert_params(h) / ways
+        return _time_s(_gemm(T, p, h, h, w_b, a_b), gpu, dtype)
+    # MoE: router, then the experts the step's tokens touch (weights of those read once),
+    # top-k experts' FLOPs per token, plus the always-on shared experts.
+    expert = mlp.expert_params(h) / ways
+    touched = touched_experts(mlp.experts, mlp.experts_per_token, T)
+    shared = mlp.shared_params(h) / ways
+    experts = _experts_cost(T, T * mlp.experts_per_token, touched * expert + shared,
+                            mlp.experts_per_token * expert + shared, h, a_b, w_b,
+                            mlp.intermediate)
+    router = _gemm(T, mlp.router_params(h), h, mlp.experts, w_b, a_b)
+    return _time_s(router, gpu, dtype) + _time_s(experts, gpu, dtype)
+
+
+def _experts_cost(T: Any, routed_tokens: Any, read_params: Any, flop_params_per_token: Any,
+                  h: int, a_b: float, w_b: float, intermediate: int) -> Cost:
+    """Grouped expert GEMMs: weights of the touched experts read once, each routed token's
+    activation read and written once."""
+    read = read_params * w_b + (T + routed_tokens) * h * a_b
+    write = (T + routed_tokens) * h * a_b
+    return Cost(matmul_flops=2.0 * T * flop_params_per_token, global_read_bytes=read,
+                global_write_bytes=write, hbm_read_bytes=read, hbm_write_bytes=write,
+                launches=2.0, blocks=np.ceil(np.maximum(routed_tokens, 1) / GEMM_TILE)
+                * math.ceil(intermediate / GEMM_TILE))
+
+
+def _expert_parallel_s(setup: Setup, g: LayerGroup, rank_tokens: Any, w_b: float, a_b: float,
+                       dtype: str) -> dict[str, Any]:
+    """MoE layer under EP over the W GPUs of a stage (balanced routing assumed: each GPU
+    receives the stage's tokens × k / W; DeepSeek balances with redundant experts, §3.4)."""
+    h, mlp, gpu, W, T = (setup.model.hidden_size, g.mlp, setup.gpu, setup.stage_gpus,
+                         setup.tp)
+    X, k = mlp.experts, mlp.experts_per_token
+    stage_tokens = setup.attention_dp * rank_tokens
+    local = math.ceil(X / W)
+    # a given expert is hit by a token with probability k/X
+    touched = local * (1.0 - (1.0 - k / X) ** np.asarray(stage_tokens, dtype=float))
+    received = stage_tokens * k / W
+    expert = mlp.expert_params(h)
+    routed = _experts_cost(received / k, received, touched * expert, k * expert, h, a_b, w_b,
+                           mlp.intermediate)
+    out = {"mlp": _time_s(routed, gpu, dtype)
+           + _time_s(_gemm(rank_tokens, mlp.router_params(h), h, X, w_b, a_b), gpu, dtype)}
+    if mlp.shared_experts:
+        shared = _gemm(rank_tokens, mlp.shared_params(h) / T, h, h, w_b, a_b)
+        out["mlp"] = out["mlp"] + _time_s(shared, gpu, dtype)
+        if T > 1:
+            out["all_reduce"] = all_reduce_s(rank_tokens * h * a_b, T, gpu)
+    # dispatch and combine: each GPU sends its share of the replica's tokens, k copies each
+    out["all_to_all"] = 2 * all_to_all_s(rank_tokens / T * k * h * a_b, W, gpu)
+    return out

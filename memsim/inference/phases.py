@@ -1,0 +1,157 @@
+"""One phase (prefill or decode step) of the whole model: the time of every operator of every
+layer, and the attention workspace; prefill chunking."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from memsim.cost import Cost
+from memsim.inference.attention_call import _attention_call, attention_cost
+from memsim.inference.comm import all_reduce_s, p2p_s
+from memsim.inference.deployment import Setup
+from memsim.inference.mlp import mlp_block_s
+from memsim.inference.operators import _elementwise, _gemm, _time_s
+from memsim.units import dtype_bytes
+
+
+@dataclass
+class Phase:
+    """Time of one phase by operator (seconds, arrays) and its attention workspace."""
+
+    operators_s: dict[str, Any]
+    workspace_bytes: Any
+
+    @property
+    def time_s(self) -> Any:
+        return sum(self.operators_s.values())
+
+
+
+def _phase(setup: Setup, phase: str, B: Any, N: Any, S: Any) -> Phase:
+    """Every operator of the model, on one GPU, for B sequences of N new tokens against S
+    keys: all layers (a pipeline's stages are folded in by the callers).
+
+    B is the batch of the whole stage; each of the D attention replicas serves ⌈B/D⌉ of
+    them (the busiest replica sets the pace).
+    """
+    m, gpu, G = setup.model, setup.gpu, setup.tp
+    h = m.hidden_size
+    w_b, a_b = dtype_bytes(setup.weight_dtype), dtype_bytes(setup.act_dtype)
+    gemm_dtype = "fp8" if setup.weight_dtype == "fp8" else setup.act_dtype
+    Br = -(-np.asarray(B) // setup.attention_dp)  # sequences of one attention replica
+    T = Br * N  # tokens of one attention replica this step
+    ops: dict[str, Any] = {}
+
+    def add(name: str, value: Any) -> None:
+        ops[name] = ops.get(name, 0.0) + value
+
+    workspace = np.zeros(np.shape(T))
+    for g in setup.groups:
+        a, c = g.attention, g.count
+        o_params = a.heads * (a.mla.v_head_dim if a.mla else a.head_dim_v) * h
+        in_params = a.weight_params(h) - o_params
+        add("qkv_proj", c * _time_s(_gemm(T, in_params / G, h, in_params / (G * h), w_b, a_b),
+                                   gpu, gemm_dtype))
+        call = _attention_call(setup, a, phase)
+        cost, per_sm = attention_cost(call, gpu, Br, N, S)
+        add("attention", c * _time_s(cost, gpu, setup.kv_dtype, per_sm))
+        workspace = np.maximum(workspace, cost.workspace_bytes)
+        add("o_proj", c * _time_s(_gemm(T, o_params / G, o_params / (G * h), h, w_b, a_b),
+                                 gpu, gemm_dtype))
+        if G > 1:  # the all-reduce after o_proj (Megatron §3)
+            add("all_reduce", c * all_reduce_s(T * h * a_b, G, gpu))
+        for name, value in mlp_block_s(setup, g, T, w_b, a_b, gemm_dtype).items():
+            add(name, c * value)
+        # RMSNorm/LayerNorm + residual add: ~5 FLOPs per element (square, sum, scale, add)
+        norm = _elementwise(T, h, a_b, 5.0)
+        add("norms", c * m.norms_per_layer * _time_s(norm, gpu, setup.act_dtype))
+    # embedding gather: read one row of weights and write one activation per token
+    emb = Cost(global_read_bytes=T * h * w_b, global_write_bytes=T * h * a_b,
+               hbm_read_bytes=T * h * w_b, hbm_write_bytes=T * h * a_b, launches=1.0,
+               blocks=np.ceil(T * h / 2048))
+    add("embedding", _time_s(emb, gpu, setup.act_dtype))
+    # LM head: decoders need the logits of the last token of each sequence only
+    head_tokens = Br if m.decoder else T
+    add("lm_head", _time_s(_gemm(head_tokens, m.vocab_size * h / G, h, m.vocab_size / G,
+                                 w_b, a_b), gpu, gemm_dtype))
+    return Phase({k: np.asarray(v, dtype=float) for k, v in ops.items()}, workspace)
+
+
+def prefill_phase(setup: Setup, context: Any, batch: Any) -> Phase:
+    """Prefill of ``batch`` sequences of ``context`` tokens (chunked if set up so).
+
+    Under a pipeline of P stages the m chunks flow through the stages: (m + P − 1) chunk
+    slots of one stage's share (1/P of the layers) each, plus one point-to-point send of the
+    chunk's activations per slot (GPipe, Huang et al. arXiv 1811.06965 §2.2: bubble
+    (P − 1)/(m + P − 1)). Without chunking m = 1 and the stages run one after the other.
+    """
+    C = setup.prefill_chunk
+    ctx = np.asarray(context)
+    if C is None or np.all(ctx <= C):
+        ph = _phase(setup, "prefill", batch, ctx, ctx)
+        return _pipelined(setup, ph, np.ones(np.shape(ph.workspace_bytes)), batch, ctx)
+    # chunk i: N = min(C, L − iC) new tokens against S = min((i+1)C, L) keys
+    ctx_b, batch_b = np.broadcast_arrays(ctx, np.asarray(batch))
+    n_chunks = int(np.max(-(-ctx_b // C)))
+    i = np.arange(n_chunks).reshape((-1,) + (1,) * ctx_b.ndim)
+    S = np.minimum((i + 1) * C, ctx_b)
+    N = np.maximum(S - i * C, 0)
+    live = N > 0
+    N_safe, S_safe = np.where(live, N, 1), np.where(live, S, 1)
+    ph = _phase(setup, "prefill", batch_b, N_safe, S_safe)
+    ops = {k: np.sum(np.where(live, v, 0.0), axis=0) for k, v in ph.operators_s.items()}
+    whole = Phase(ops, np.max(np.where(live, ph.workspace_bytes, 0.0), axis=0))
+    return _pipelined(setup, whole, -(-ctx_b // C), batch_b, np.minimum(ctx_b, C))
+
+
+def _pipelined(setup: Setup, ph: Phase, chunks: Any, batch: Any, chunk_tokens: Any) -> Phase:
+    """``ph`` (all layers on one GPU column) spread over ``setup.pp`` stages of ``chunks``
+    micro-batches each: (m + P − 1)/(m·P) of the time, plus the sends between stages."""
+    P = setup.pp
+    if P == 1:
+        return ph
+    m = np.asarray(chunks, dtype=float)
+    slots = m + P - 1
+    ops = {k: v * slots / (m * P) for k, v in ph.operators_s.items()}
+    rank_tokens = -(-np.asarray(batch) // setup.attention_dp) * chunk_tokens
+    act = setup.model.hidden_size * dtype_bytes(setup.act_dtype)
+    ops["p2p"] = slots * p2p_s(rank_tokens * act, setup.gpu)
+    return Phase(ops, ph.workspace_bytes)
+
+
+def decode_phase(setup: Setup, context: Any, batch: Any) -> Phase | None:
+    """One decode step at position ``context`` for ``batch`` sequences (None for encoders).
+
+    With ``mtp`` = K drafts the step verifies K + 1 tokens per sequence (N = K + 1) and runs
+    the draft K times (one more layer of the model's last kind with the embedding and LM
+    head, as DeepSeek-V3's MTP module, report §2.2); it yields ``setup.tokens_per_step``
+    tokens per sequence. Under a pipeline of P stages the batch runs as P micro-batches of
+    ⌈B/P⌉ that keep every stage busy: a step (each sequence advancing once) takes P stage
+    slots of 1/P of the layers at the micro-batch, plus P sends (Megatron-LM's interleaved
+    inference schedule; Narayanan et al. arXiv 2104.04473 §2.2).
+    """
+    if not setup.model.decoder:
+        return None
+    ctx = np.asarray(context)
+    P, K = setup.pp, setup.mtp
+    micro = -(-np.asarray(batch) // P)
+    ph = _phase(setup, "decode", micro, np.full_like(ctx, K + 1), ctx + 1)
+    ops = dict(ph.operators_s)
+    if K:
+        ops["mtp_draft"] = K * _phase(_draft(setup), "decode", micro, np.ones_like(ctx),
+                                      ctx + 1).time_s
+    if P > 1:
+        rank_tokens = -(-micro // setup.attention_dp) * (K + 1)
+        act = setup.model.hidden_size * dtype_bytes(setup.act_dtype)
+        ops["p2p"] = P * p2p_s(rank_tokens * act + 0.0 * ctx, setup.gpu)
+    return Phase(ops, ph.workspace_bytes)
+
+
+def _draft(setup: Setup) -> Setup:
+    """The draft of multi-token prediction: one layer like the model's last, no pipeline."""
+    m = setup.model
+    model = replace(m, groups=(replace(m.groups[-1], count=1),), num_layers=1)
+    return replace(setup, model=model, gpus=setup.stage_gpus, pp=1, mtp=0)

@@ -1,0 +1,113 @@
+"""Backward passes in the trace-driven model (issue 13): FA-2's backward with its own
+launch tiles, FA-1's Algorithm 4, standard attention's five autograd kernels.
+
+- L2 off: every Cost field the analytic backward counts, the trace counts too, exactly
+  (two derivations from the same tiles and mask geometry).
+- L2 on: compulsory ≤ trace HBM ≤ analytic HBM; forward+backward = forward + backward
+  (the rest of the network runs in between, so the backward starts with a cold L2).
+- FA-2's backward tiles are the launch template's on A100 and H100.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from memsim.algorithms import compulsory_bytes
+from memsim.attention import predict
+from memsim.errors import InputError
+from memsim.hardware import load_gpu
+from memsim.problem import AttentionProblem, Mask
+from memsim.tiling import default_tiling, fa2_backward_tiles
+from memsim.trace import simulate
+
+GPUS = {name: load_gpu(name) for name in ("h100-sxm", "a100-sxm4-40gb")}
+FIELDS = ("matmul_flops", "vector_flops", "exp_ops", "global_read_bytes",
+          "global_write_bytes", "hbm_read_bytes", "hbm_write_bytes", "sram_read_bytes",
+          "sram_write_bytes", "launches", "blocks")
+MASKS = st.sampled_from(["full", "causal", "window", "band", "chunk"])
+
+
+@st.composite
+def training_cases(draw, passes=("backward", "forward+backward")):
+    algorithm = draw(st.sampled_from(["flash1", "flash2", "standard"]))
+    gpu = draw(st.sampled_from(sorted(GPUS)))
+    H = draw(st.sampled_from([1, 2, 4]))
+    mla = draw(st.booleans())
+    K = 1 if mla else draw(st.sampled_from([k for k in (1, 2, 4) if H % k == 0]))
+    D = draw(st.sampled_from([16, 40, 64, 128]))
+    N = draw(st.integers(1, 260))
+    S = N + draw(st.integers(0, 200))
+    kind = draw(MASKS)
+    size = draw(st.integers(1, S + 20))
+    mask = {"full": Mask(causal=False), "causal": Mask(), "window": Mask(window=size),
+            "band": Mask(window=size, causal=False), "chunk": Mask(chunk=size)}[kind]
+    try:
+        p = AttentionProblem(batch=draw(st.integers(1, 2)), seq_len=N, kv_len=S, heads=H,
+                             kv_heads=K, head_dim=D, head_dim_v=D - 8 if mla else D,
+                             mla=mla, dtype=draw(st.sampled_from(["bf16", "fp32"])),
+                             mask=mask, **{"pass": draw(st.sampled_from(passes))})
+        tiling = default_tiling(p, GPUS[gpu], algorithm,
+                                block_q=draw(st.sampled_from([None, 16, 64])),
+                                block_kv=draw(st.sampled_from([None, 16, 32])))
+    except (InputError, ValidationError):
+        assume(False)
+    return algorithm, p, GPUS[gpu], tiling
+
+
+def _simulate(*args, **kw):
+    """simulate, or skip the example when a backward kernel's own SRAM (FA-1's backward
+    holds K, V, Q, O, dO, dQ tiles and ℓ, m) exceeds the GPU's at the forward's tiles."""
+    try:
+        return simulate(*args, **kw)
+    except InputError as err:
+        assume("SRAM per block" not in str(err))
+        raise
+
+
+@settings(max_examples=40)
+@given(training_cases())
+def test_l2_off_backward_equals_the_analytic_count_exactly(case) -> None:
+    algorithm, p, gpu, tiling = case
+    analytic = predict(p, gpu, algorithm, tiling).cost
+    trace = _simulate(p, gpu, algorithm, tiling, l2=False).cost
+    for field in FIELDS:
+        assert getattr(trace, field) == pytest.approx(getattr(analytic, field), rel=1e-12,
+                                                      abs=1e-9), field
+
+
+@settings(max_examples=25)
+@given(training_cases(passes=("forward+backward",)))
+def test_l2_on_backward_lies_between_compulsory_and_no_reuse(case) -> None:
+    algorithm, p, gpu, tiling = case
+    analytic = predict(p, gpu, algorithm, tiling).cost
+    both = _simulate(p, gpu, algorithm, tiling).cost
+    assert compulsory_bytes(p) <= both.hbm_bytes <= analytic.hbm_bytes * (1 + 1e-12)
+    assert both.global_bytes == pytest.approx(analytic.global_bytes, rel=1e-12)
+    parts = [simulate(p.model_copy(update={"pass_": x}), gpu, algorithm, tiling).cost
+             for x in ("forward", "backward")]
+    for field in ("hbm_read_bytes", "hbm_write_bytes", "global_bytes", "matmul_flops"):
+        assert getattr(both, field) == pytest.approx(
+            getattr(parts[0], field) + getattr(parts[1], field), rel=1e-12), field
+
+
+@pytest.mark.parametrize("gpu,D,tiles", [
+    ("h100-sxm", 32, (128, 128)), ("h100-sxm", 64, (128, 128)), ("a100-sxm4-80gb", 64, (128, 128)),
+    ("h100-sxm", 96, (64, 128)), ("h100-sxm", 128, (64, 128)), ("a100-sxm4-80gb", 128, (64, 128)),
+    ("h100-sxm", 160, (64, 64)), ("h100-sxm", 256, (64, 64)), ("a100-sxm4-80gb", 256, (64, 64)),
+])
+def test_fa2_backward_tiles_follow_the_launch_template(gpu: str, D: int, tiles) -> None:
+    """flash_bwd_launch_template.h (FlashAttention 2.5, as vendored in PyTorch): hdim 32
+    and 64 → kBlockM = kBlockN = 128 with ≥ 144 KB of shared memory per block (A100 and
+    H100 have 163 and 227 KB), hdim 96 and 128 → (64, 128), hdim 160–256 → (64, 64)."""
+    limit = load_gpu(gpu).spec.shared_memory_per_block_max_bytes
+    assert fa2_backward_tiles(D, D, 2, limit) == tiles
+
+
+def test_fa2_backward_tiles_shrink_like_the_template_below_144_kib() -> None:
+    """hdim 128 with less than 144 KB → (64, 64); hdim 64 → (64, 128) (the template's
+    else-branches, e.g. sm86's 99 KB)."""
+    assert fa2_backward_tiles(128, 128, 2, 99 * 1024) == (64, 64)
+    assert fa2_backward_tiles(64, 64, 2, 99 * 1024) == (64, 128)
