@@ -66,9 +66,22 @@ class AttentionPrediction:
     kernel_class: str | None = None
     backend: str | None = None
 
+    @property
+    def headline(self) -> Timing:
+        """The best estimate: the L2-aware timing (K/V re-reads served by L2), else the
+        no-reuse one."""
+        return self.timing if self.l2_timing is None else self.l2_timing
+
     def to_dict(self) -> dict:
-        """The JSON contract of ``memsim attention --json``."""
+        """The JSON contract of ``memsim attention --json``.
+
+        ``time_s``, ``lower_s``, ``upper_s``, ``bound``, ``terms_s`` and ``waves`` are the
+        headline (L2-aware) estimate; byte counts are the analytic ones (every global read
+        counted at HBM), ``l2_estimate`` holds the L2-aware bytes and ``no_reuse`` the timing
+        of the analytic count.
+        """
         c = self.cost.to_dict()
+        head = self.headline
         return {
             "algorithm": self.algorithm,
             "gpu": self.gpu.name,
@@ -94,14 +107,18 @@ class AttentionPrediction:
             "workspace_bytes": c["workspace_bytes"],
             "launches": c["launches"],
             "blocks": c["blocks"],
-            "time_s": self.timing.time_s,
-            "lower_s": self.timing.lower_s,
-            "upper_s": self.timing.upper_s,
-            "bound": self.timing.bound,
+            "time_s": head.time_s,
+            "lower_s": head.lower_s,
+            "upper_s": head.upper_s,
+            "bound": head.bound,
+            "launch_s": head.launch_s,
             "arithmetic_intensity_flop_per_byte":
                 self.timing.arithmetic_intensity_flop_per_byte,
-            "waves": self.timing.waves,
-            "terms_s": self.timing.terms_s,
+            "waves": head.waves,
+            "terms_s": head.terms_s,
+            "no_reuse": {"time_s": self.timing.time_s, "lower_s": self.timing.lower_s,
+                         "upper_s": self.timing.upper_s, "bound": self.timing.bound,
+                         "terms_s": self.timing.terms_s},
             "tiling": self.tiling.model_dump() | {"sram_bytes": self.tiling.sram_bytes,
                                                    "rows": self.tiling.rows},
             "compulsory_bytes": compulsory_bytes(self.problem),
@@ -122,19 +139,46 @@ def predict(problem: AttentionProblem, gpu: GPU | str, algorithm: str = "flash2"
     With a calibrated profile that fitted factors for this algorithm's kernel class
     (:func:`efficiency_class`), the roofline uses them; ``to_dict()['efficiency_class']``
     says which, and ``['profile']`` whether the profile is datasheet or calibrated.
+
+    ``backend`` ("trtllm", "vllm", "sglang") predicts that framework's production kernel:
+    the efficiencies and latency floor fitted for its kernel class
+    (:func:`attention_class`, :mod:`memsim.ops.classes`) replace the profile's factors and
+    the per-launch constant. None: memsim's own roofline on the profile's factors (and a
+    calibrated profile's fitted class), the model the PyTorch/Numba measurements check.
     """
     if isinstance(gpu, str):
         gpu = load_gpu(gpu)
     cost, tiling = attention_cost(problem, gpu, algorithm, tiling)
     l2_cost, _ = attention_cost(problem, gpu, algorithm, tiling, l2_estimate=True)
     bps = tiling.blocks_per_sm(gpu)
-    kernel_class = efficiency_class(gpu, algorithm, matmul_unit)
-    timing = roofline(cost, gpu, problem.dtype, matmul_unit=matmul_unit, blocks_per_sm=bps,
-                      kernel_class=kernel_class)
-    l2_timing = roofline(l2_cost, gpu, problem.dtype, matmul_unit=matmul_unit,
-                         blocks_per_sm=bps, kernel_class=kernel_class)
+    if backend is None:
+        kernel_class, floor_s, timed = efficiency_class(gpu, algorithm, matmul_unit), None, gpu
+        calibrated = kernel_class
+    else:
+        from memsim.ops.classes import with_class
+
+        cls = attention_class(problem, algorithm, backend)
+        kernel_class, floor_s, timed, calibrated = cls.name, cls.floor_s, with_class(gpu, cls), None
+    timing = roofline(cost, timed, problem.dtype, matmul_unit=matmul_unit, blocks_per_sm=bps,
+                      kernel_class=calibrated, floor_s=floor_s)
+    l2_timing = roofline(l2_cost, timed, problem.dtype, matmul_unit=matmul_unit,
+                         blocks_per_sm=bps, kernel_class=calibrated, floor_s=floor_s)
     return AttentionPrediction(problem, gpu, algorithm, tiling, cost, timing, l2_cost,
                                l2_timing, kernel_class, backend)
+
+
+def attention_class(problem: AttentionProblem, algorithm: str, backend: str | None):
+    """The fitted kernel class (memsim.ops.classes) of ``backend``'s kernel for this call:
+    "dsa/…" for sparse attention, "mla/…" for MLA, "…/decode/…" for the split-KV decode
+    kernel, "…/context/…" for prefill."""
+    from memsim.algorithms import get, runs_mask
+    from memsim.ops.classes import kernel_class
+
+    if runs_mask(algorithm, "topk"):
+        return kernel_class("dsa", backend)
+    family = "mla" if problem.mla else "attention"
+    phase = "decode" if get(algorithm).DECODES else "context"
+    return kernel_class(f"{family}/{phase}", backend)
 
 
 def costs(algorithm: str, *, B, N, H, D, S=None, K=None, Dv=None, dtype_bytes=None,

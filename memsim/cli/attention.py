@@ -73,7 +73,9 @@ def print_table(result: dict[str, Any]) -> None:
         ("SRAM bytes", _fmt_bytes(result["sram_bytes"])),
         ("workspace", _fmt_bytes(result["workspace_bytes"])),
         ("arithmetic intensity", f"{result['arithmetic_intensity_flop_per_byte']:.1f} FLOP/B"),
-        ("time (lower … upper)", f"{_fmt_s(result['lower_s'])} … {_fmt_s(result['upper_s'])}"),
+        ("time (lower … upper)", f"{_fmt_s(result['lower_s'])} … {_fmt_s(result['upper_s'])}"
+                                 + ("" if not result.get("backend") else
+                                    f" ({result['efficiency_class']})")),
         ("tiling", f"Br={result['tiling']['block_q']} Bc={result['tiling']['block_kv']} "
                    f"heads/block={result['tiling']['heads_per_block']} "
                    f"SRAM {result['tiling']['sram_bytes'] / 1024:.0f} KiB "
@@ -84,16 +86,19 @@ def print_table(result: dict[str, Any]) -> None:
     console = Console()
     console.print(table)
     terms = result["terms_s"]
+    est = result.get("l2_estimate")
+    reuse = est is not None and est["hbm_bytes"] < result["hbm_bytes"]
     console.print(
         f"Takeaway: bound by {result['bound']} — {BOUND_EXPLANATIONS[result['bound']]} "
-        f"({_fmt_s(terms[result['bound']])} of {_fmt_s(result['time_s'])}), counting every "
-        f"global read as an HBM read.")
-    est = result.get("l2_estimate")
-    if est and est["hbm_bytes"] < result["hbm_bytes"]:
+        f"({_fmt_s(terms[result['bound']])} of {_fmt_s(result['time_s'])})"
+        + (f", with L2 serving re-reads of K/V tiles (closed-form estimate): HBM "
+           f"{_fmt_bytes(est['hbm_bytes'])}, compulsory "
+           f"{_fmt_bytes(result['compulsory_bytes'])}." if reuse else "."))
+    if reuse:
+        nr = result["no_reuse"]
         console.print(
-            f"With L2 serving re-reads of K/V tiles (closed-form estimate): HBM "
-            f"{_fmt_bytes(est['hbm_bytes'])} (compulsory {_fmt_bytes(result['compulsory_bytes'])}"
-            f"), {_fmt_s(est['time_s'])}, bound by {est['bound']}. `memsim trace` simulates it.")
+            f"Counting every global read as an HBM read (no reuse): {_fmt_s(nr['time_s'])}, "
+            f"bound by {nr['bound']}. `memsim trace` simulates the L2.")
 
 
 _INDEXER = Indexer()  # the indexer defaults, stated once (memsim.problem.Indexer)
@@ -195,6 +200,8 @@ class Opt:
     sram_limit = size_option(None, "--sram-limit", ceiling=limits.MAX_SRAM_BYTES,
                              help="SRAM bytes per block (default and most: the GPU's)")
     matmul_unit = typer.Option("tensor", help="tensor | fp32 (Numba kernels)")
+    backend = typer.Option(None, help="trtllm | vllm | sglang: that framework's fitted kernel "
+                                      "class (default: memsim's roofline on the profile)")
     as_json = typer.Option(False, "--json", help="print one JSON object")
 
 
@@ -228,7 +235,7 @@ def attention(
     block_q: int = Opt.block_q, block_kv: int = Opt.block_kv,
     heads_per_block: int = Opt.heads_per_block, kv_splits: int = Opt.kv_splits,
     threads: int = Opt.threads, sram_limit: int = Opt.sram_limit,
-    matmul_unit: str = Opt.matmul_unit, as_json: bool = Opt.as_json,
+    matmul_unit: str = Opt.matmul_unit, backend: str = Opt.backend, as_json: bool = Opt.as_json,
 ) -> None:
     """FLOPs, bytes at every memory level, workspace and roofline time of one attention call."""
     from memsim.attention import predict
@@ -238,7 +245,7 @@ def attention(
     for options in expand(locals()):
         problem, profile, tiling = build_from(options)
         results.append(predict(problem, profile, options["algorithm"], tiling,
-                               matmul_unit=matmul_unit).to_dict())
+                               matmul_unit=matmul_unit, backend=backend).to_dict())
     if as_json:                      # one object; JSON Lines for a list
         for result in results:
             typer.echo(json.dumps(result))
