@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-deep lint bench validate-gpu clean
+.PHONY: demo test test-deep lint bench validate-gpu validate-silicon clean
 
 # pip's and setuptools' notices go to $(VENV)/install.log, shown only when the install fails
 # (an editable install of remapped package folders always prints setuptools' information-only
@@ -55,6 +55,18 @@ validate-gpu:
 	  --target $(GPU_SITE)/memsim .
 	cd $(GPU_SITE)/run && PYTHONPATH=$(GPU_SITE)/memsim:$(GPU_SITE)/deps PYTHONUNBUFFERED=1 \
 	  $(PYTHON) -m memsim validate --suite quick --out $(CURDIR)/measurements
+
+# Every row of aiconfigurator-core's measured kernel tables (installed as the `silicon` extra
+# if missing) against memsim, on the CPU: tables by op class, GPU and backend, and the
+# calibration fitted on H100/H200 and checked on the GPUs it never saw. The run's records go
+# to measurements/aiconfigurator/runs/ (not committed); its summary to $(SILICON_DIR).
+SILICON_DIR ?= measurements/aiconfigurator/$(shell date -u +%Y-%m-%d)
+SILICON_RUN ?= measurements/aiconfigurator/runs/full-$(shell date -u +%Y%m%dT%H%M%S)
+validate-silicon: $(STAMP)
+	$(PY) -c "import aiconfigurator_core" 2>/dev/null || $(PY) -m pip install -q -e '.[silicon]'
+	$(VENV)/bin/memsim validate --source aiconfigurator --full --out $(SILICON_RUN)
+	mkdir -p $(SILICON_DIR) && cp $(SILICON_RUN)/summary.json $(SILICON_RUN)/summary.txt $(SILICON_RUN)/points.json \
+	  $(SILICON_DIR)/
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .hypothesis .ruff_cache
