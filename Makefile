@@ -4,13 +4,18 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench validate-gpu validate-silicon clean
+.PHONY: demo test test-deep lint bench validate-gpu validate-silicon clean
 
+# pip's and setuptools' notices go to $(VENV)/install.log, shown only when the install fails
+# (an editable install of remapped package folders always prints setuptools' information-only
+# "Editable installation" notice).
+INSTALL_LOG := $(VENV)/install.log
 $(STAMP): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
-	touch $(STAMP)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "installing memsim into $(VENV) (log: $(INSTALL_LOG))"
+	@$(PY) -m pip install -q --upgrade pip > $(INSTALL_LOG) 2>&1 || (cat $(INSTALL_LOG); exit 1)
+	@$(PY) -m pip install -q -e '.[dev]' >> $(INSTALL_LOG) 2>&1 || (cat $(INSTALL_LOG); exit 1)
+	@touch $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/memsim attention --algorithm flash2 --gpu h100-sxm --batch 1 --heads 32 \
@@ -21,6 +26,13 @@ lint: $(STAMP)
 
 test: $(STAMP) lint
 	HYPOTHESIS_PROFILE=ci $(PY) -m pytest -q -n 2 --dist loadfile
+
+# The laws again with hypothesis's `deep` profile (tests/conftest.py): random, 500 examples
+# per property; the properties of one call, of the trace model and of the tile geometry.
+DEEP_TESTS ?= tests/test_properties.py tests/test_trace_laws.py tests/test_geometry.py \
+	tests/test_tiling.py tests/test_l2_estimate.py
+test-deep: $(STAMP)
+	HYPOTHESIS_PROFILE=deep $(PY) -m pytest -q -n 2 --dist loadfile $(DEEP_TESTS)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks

@@ -15,6 +15,7 @@ from pathlib import Path
 import typer
 
 from memsim.cli import app, user_errors
+from memsim.limits import float_option
 
 MAX_RESTARTS = 3
 _OUT = typer.Option(None, "--out",
@@ -34,20 +35,29 @@ def _print_summary(path: Path, as_json: bool) -> None:
     from memsim.validation import summary
 
     result = summary.summarise(path)
-    folder = path if path.is_dir() else path.parent
-    previous = folder / "summary.json"
-    if previous.is_file():  # keep what a --source run adds (calibration, row counts)
-        try:
-            extra = json.loads(previous.read_text())
-        except json.JSONDecodeError:
-            extra = {}
-        result.update({k: v for k, v in extra.items() if k not in result})
-    json_path, text_path = summary.write(result, folder)
+    for bad in result.get("bad_lines", []):
+        typer.echo(f"warning: {bad['file']}:{bad['line']}: {bad['reason']} (line skipped)",
+                   err=True)
+    # A folder's summary is written beside its runs, keeping what a --source run added to
+    # it (calibration, row counts); one run file (a subset) is only printed, never written
+    # over the folder's summary.
+    written = None
+    if path.is_dir():
+        previous = path / "summary.json"
+        if previous.is_file():
+            try:
+                extra = json.loads(previous.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                extra = {}
+            if isinstance(extra, dict):
+                result.update({k: v for k, v in extra.items() if k not in result})
+        written = summary.write(result, path)
     if as_json:
         typer.echo(json.dumps(result))
     else:
         typer.echo(summary.format_text(result))
-        typer.echo(f"\nwritten: {json_path}, {text_path}")
+        if written:
+            typer.echo(f"\nwritten: {written[0]}, {written[1]}")
 
 
 def _restart_resuming() -> None:
@@ -76,7 +86,7 @@ def validate_cmd(
                                 "(default: the one matching the device)"),
     only: str = typer.Option(None, "--only",
                              help="comma-separated kinds: ceiling,sdpa,llama,kernel,ncu"),
-    budget_s: float = typer.Option(None, "--budget-s",
+    budget_s: float = float_option(None, "--budget-s",
                                    help="stop starting cases after this many seconds "
                                         "(default: 420 for quick, none for full)"),
     summary_dir: Path = _SUMMARY,
@@ -174,11 +184,21 @@ def calibrate_cmd(
     import json
 
     from memsim.errors import InputError
+    from memsim.files import check_writable, write_text
     from memsim.hardware import load_gpu
     from memsim.validation import calibrate
     from memsim.validation.records import read_cases
 
-    cases = read_cases(directory)
+    if not directory.exists():
+        raise InputError("directory", str(directory), "does not exist")
+    folder = directory if directory.is_dir() else directory.parent
+    if out is not None:
+        check_writable(out, "out")
+    check_writable(folder / "calibration.json", "directory")
+    bad_lines: list = []
+    cases = read_cases(directory, bad_lines)
+    for file, line, reason in bad_lines:
+        typer.echo(f"warning: {file}:{line}: {reason} (line skipped)", err=True)
     if not cases:
         raise InputError("directory", str(directory), "holds no measured cases (*.jsonl)")
     if any(c.get("kind") == "silicon" for c in cases):
@@ -191,10 +211,10 @@ def calibrate_cmd(
             raise InputError("profile", None, f"must be given: the runs used {sorted(names)}")
         profile = names.pop()
     datasheet = load_gpu(profile)
-    folder = directory if directory.is_dir() else directory.parent
     result = calibrate.calibrate(cases, datasheet, calibrated_from=str(folder))
     path = calibrate.write_profile(result, out or folder / f"{datasheet.name}-calibrated.toml")
-    (folder / "calibration.json").write_text(json.dumps(result.to_dict(), indent=1) + "\n")
+    write_text(folder / "calibration.json", json.dumps(result.to_dict(), indent=1) + "\n",
+               "directory")
     if as_json:
         typer.echo(json.dumps(result.to_dict()))
     else:

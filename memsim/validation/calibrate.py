@@ -392,7 +392,9 @@ def write_profile(cal: Calibration, out: Path | str) -> Path:
         raise InputError("out", str(out), "is a datasheet profile; a calibration never "
                          "overwrites one (choose another file)")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(profile_toml(cal))
+    from memsim.files import write_text
+
+    write_text(out, profile_toml(cal), "out")
     loaded = load_profile_file(out)
     assert loaded.calibrated_from == cal.profile.calibrated_from
     return out

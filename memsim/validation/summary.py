@@ -124,7 +124,12 @@ def stats_of(group: str, model: str, quantity: str, ids: list[str], predicted: n
 
 def summarise(path: Path | str, worst: int = 3) -> dict[str, Any]:
     """The summary of every run file at ``path`` (a run file or a folder) as JSON data."""
-    cases = read_cases(path)
+    bad_lines: list = []
+    cases = read_cases(path, bad_lines)
+    if not cases:
+        from memsim.errors import InputError
+
+        raise InputError("summary", str(path), "holds no case records (*.jsonl)")
     by_status: dict[str, int] = defaultdict(int)
     for c in cases:
         by_status[c.get("status", "?")] += 1
@@ -132,7 +137,8 @@ def summarise(path: Path | str, worst: int = 3) -> dict[str, Any]:
                 for c in cases if c.get("status") != "ok"]
     return {"path": str(path), "runs": sorted({c["run_file"] for c in cases}),
             "cases": dict(by_status), "stats": [asdict(s) for s in statistics(cases, worst)],
-            "not_measured": problems}
+            "not_measured": problems,
+            "bad_lines": [{"file": f, "line": n, "reason": r} for f, n, r in bad_lines]}
 
 
 def _pct(x: float | None) -> str:
@@ -179,6 +185,8 @@ def write(summary: dict[str, Any], folder: Path | str) -> tuple[Path, Path]:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     json_path, text_path = folder / "summary.json", folder / "summary.txt"
-    json_path.write_text(json.dumps(summary, indent=1) + "\n")
-    text_path.write_text(format_text(summary) + "\n")
+    from memsim.files import write_text
+
+    write_text(json_path, json.dumps(summary, indent=1) + "\n", "summary")
+    write_text(text_path, format_text(summary) + "\n", "summary")
     return json_path, text_path
