@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from memsim.silicon import run as silicon
+from memsim.silicon.classes import MODELS
 
 
 def _pct(x: float | None) -> str:
@@ -93,7 +94,7 @@ def validate_source(*, ops: str | None, gpus: str | None, backends: str | None,
         raise InputError("selection", f"ops={ops} gpu={gpus} backend={backends}",
                          "matches no measured table with a memsim profile")
     paths = silicon.write(result, out, header, stamp)
-    cal = {m: silicon.calibration(result, m) for m in ("analytic", "l2")}
+    cal = {m: silicon.calibration(result, m) for m in MODELS}
     summary = silicon.summary(result, out, header, paths, cal)
     summary["elapsed_s"] = result.elapsed_s
     out.mkdir(parents=True, exist_ok=True)
