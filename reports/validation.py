@@ -350,12 +350,12 @@ def silicon_blocks(measurements_dir: Path) -> list[Any]:
     if fitted_rows:
         blocks.append(paragraph("Calibration per (op class, backend), fitted on H100 and H200 "
                                 "rows only (|error| median / p90):"))
-        blocks.append(table(["class / backend", "rows", "factors", "datasheet", "fitted",
+        blocks.append(table(["class / backend", "rows", "factors", "memsim now", "fitted",
                              "leave one size bucket out", "leave cases out"], fitted_rows))
     if unseen_rows:
         blocks.append(paragraph("Unseen GPUs: never fitted, predicted from their datasheet "
                                 "profile and the class's factors (|error| median / p90):"))
-        blocks.append(table(["class / backend", "GPU", "rows", "datasheet", "calibrated",
+        blocks.append(table(["class / backend", "GPU", "rows", "memsim now", "calibrated",
                              "bias"], unseen_rows))
     return blocks
 
