@@ -57,7 +57,7 @@ def check_writable(path: Path | str, field: str, *, folder: bool = False) -> Pat
     p = Path(path)
     if folder:
         if p.exists() and not p.is_dir():
-            raise InputError(field, str(p), "exists and is not a folder")
+            raise InputError(field, str(p), "must be a directory (it exists as a file)")
         probe = p
         while not probe.exists():
             probe = probe.parent
