@@ -138,6 +138,10 @@ def trace(
     if l2 not in ("on", "off"):
         raise InputError("l2", l2, "must be 'on' or 'off'")
     check_matmul_unit(matmul_unit)
+    if save_trace is not None:  # fail before simulating, not after
+        from memsim.files import check_writable
+
+        check_writable(save_trace, "save_trace")
     problem, profile, tiling = build_from(locals())
     from memsim.trace import simulate
 
