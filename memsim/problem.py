@@ -1,6 +1,6 @@
 """The attention problem: shapes, head layout, mask, dtype and pass.
 
-Notation (DESIGN.md): B batch, N query length, S key/value length, H query heads,
+Notation (docs/DESIGN.md §"Notation"): B batch, N query length, S key/value length, H query heads,
 K key/value heads, D head dimension of Q and K, Dv head dimension of V.
 
 Positions. The N queries are the *last* N of the S positions: query i (0 ≤ i < N) sits at

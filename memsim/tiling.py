@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from memsim.algorithms import get
 from memsim.algorithms._tiles import (  # noqa: F401  (re-exported: FA-2 backward tiles)
+    DEFAULT_THREADS,
     FA2_BACKWARD_THREADS,
     fa2_backward_sram_bytes,
 )
@@ -61,7 +62,7 @@ class Tiling(BaseModel):
     block_kv: int = Field(gt=0, description="Bc, keys per tile")
     heads_per_block: int = Field(default=1, gt=0, description="query heads packed per block")
     kv_splits: int = Field(default=1, gt=0, description="split-KV blocks per head group")
-    threads: int = Field(default=128, gt=0, description="threads per block")
+    threads: int = Field(default=DEFAULT_THREADS, gt=0, description="threads per block")
     registers_per_thread: int = Field(default=128, gt=0)
     head_dim: int = Field(gt=0)
     head_dim_v: int = Field(gt=0)
@@ -163,7 +164,8 @@ def default_tiling(problem, gpu, algorithm: str, *, block_q: int | None = None,
     common = dict(
         algorithm=algorithm, heads_per_block=hpb, head_dim=problem.D, head_dim_v=problem.Dv,
         elem_bytes=dtype_bytes(problem.dtype), mla=problem.mla,
-        threads=128 if threads is None else threads, **module.extra_fields(problem),
+        threads=DEFAULT_THREADS if threads is None else threads,
+        **module.extra_fields(problem),
     )
     if policy == "fa1":
         m = limit
@@ -172,7 +174,7 @@ def default_tiling(problem, gpu, algorithm: str, *, block_q: int | None = None,
         br = block_q if block_q is not None else min(bc, problem.D)
     else:
         bc = block_kv if block_kv is not None else fa2_block_kv(problem.D)
-        br = block_q if block_q is not None else module.default_block_q(hpb, problem.N)
+        br = block_q if block_q is not None else int(module.default_block_q(hpb, problem.N))
     if module.DECODES:   # one query tile holds every query token
         if block_q is not None and block_q < problem.N:
             raise InputError("block_q", block_q,

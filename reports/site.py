@@ -23,7 +23,7 @@ from .page import DEFAULT_GPU, Context, Html, Page, default_measurements_dir
 
 # Page modules of memsim.reports, in the order of the site's navigation.
 PAGE_MODULES = ("context_scaling", "bytes_by_level", "roofline", "flash_kernel", "vram",
-                "cost", "validation", "claims")
+                "cost", "serving", "validation", "claims")
 PLOTLY_JS = "plotly.min.js"
 INDEX = "index.html"
 

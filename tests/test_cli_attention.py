@@ -26,8 +26,8 @@ SHAPE = ["--batch", "2", "--heads", "16", "--kv-heads", "4", "--head-dim", "64"]
 PREFILL = ["--seq-len", "1000", "--kv-len", "1500"]
 DECODE = ["--seq-len", "1", "--kv-len", "5000"]
 DENSE_MASKS = {
-    "full": [],
-    "causal": ["--causal"],
+    "full": ["--bidirectional"],
+    "causal": [],
     "window": ["--window", "256"],
     "bidirectional window": ["--window", "128", "--bidirectional"],
     "chunk": ["--chunk", "512"],

@@ -22,13 +22,24 @@ app = typer.Typer(
 
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        import memsim
+
+        typer.echo(f"memsim {memsim.__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(version: bool = typer.Option(False, "--version", callback=_print_version,
+                                       is_eager=True, help="print memsim's version and exit"),
+          ) -> None:
     """memsim: FLOPs, bytes per memory level, VRAM, time and $ for LLM attention on GPUs."""
 
 
 # Subcommand modules register themselves on `app` when imported.
-_COMMAND_MODULES = ("attention", "gpus", "op", "predict", "validate", "report", "trace")
+_COMMAND_MODULES = ("attention", "gpus", "op", "predict", "plan", "validate", "report",
+                    "trace")
 
 
 def _register() -> None:

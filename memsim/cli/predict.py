@@ -31,6 +31,8 @@ _EP = size_option(1, "--ep", ceiling=limits.MAX_TP,
 _DPA = typer.Option(False, "--dp-attention",
                     help="attention data-parallel over gpus/(tp·pp) replicas, each holding "
                          "only its own sequences' KV cache")
+_CP = typer.Option(False, "--context-parallel",
+                   help="prefill: split each prompt over the DP attention replicas")
 _MTP = typer.Option(0, "--mtp", parser=CountParser(limits.MAX_DRAFT_TOKENS),
                     help="draft tokens per decode step (multi-token prediction)")
 _ACCEPT = float_option(None, "--acceptance",
@@ -85,7 +87,7 @@ def predict_cmd(
     context: int = size_option(..., "--context", ceiling=limits.MAX_CONTEXT,
                                help="L, tokens of context"),
     batch: str = _BATCH, tp: int = _TP, gpus: int | None = _GPUS, pp: int = _PP,
-    ep: int = _EP, dp_attention: bool = _DPA, mtp: int = _MTP,
+    ep: int = _EP, dp_attention: bool = _DPA, context_parallel: bool = _CP, mtp: int = _MTP,
     acceptance: float | None = _ACCEPT, attention: str = _ATTN,
     weight_dtype: str = _WDTYPE, kv_dtype: str = _KVDTYPE, price: float | None = _PRICE,
     prefill_chunk: int | None = size_option(None, "--prefill-chunk", ceiling=limits.MAX_TOKENS,
@@ -99,7 +101,8 @@ def predict_cmd(
 
     setup = _setup(model, gpu, tp, attention, weight_dtype, kv_dtype, price,
                    prefill_chunk=prefill_chunk, all_global=all_global, gpus=gpus, pp=pp,
-                   ep=ep, dp_attention=dp_attention, mtp=mtp, acceptance=acceptance)
+                   ep=ep, dp_attention=dp_attention, context_parallel=context_parallel,
+                   mtp=mtp, acceptance=acceptance)
     result = predict(setup, context, _batch(batch))
     _warn(result["warnings"])
     if as_json:
@@ -113,6 +116,8 @@ def _parallelism(r: dict[str, Any]) -> str:
     parts = [f"TP {r['tp']}"]
     if r["dp_attention"]:
         parts.append(f"DP attention {r['attention_replicas']}")
+    if r["context_parallel"]:
+        parts.append("context-parallel prefill")
     parts += [f"{k.upper()} {r[k]}" for k in ("ep", "pp", "mtp") if r[k] > 1 or
               (k == "mtp" and r[k])]
     return ", ".join(parts)
@@ -126,7 +131,8 @@ def _print_prediction(r: dict[str, Any]) -> None:
     console = Console()
     title = (f"{r['model']} on {r['gpus']} × {r['gpu']} ({_parallelism(r)}): context "
              f"{r['context']:,}, batch {r['batch']}, attention {r['attention']}")
-    table = Table(title=f"VRAM per GPU — {title}")
+    console.print(f"[bold]{title}[/bold]")
+    table = Table(title="VRAM per GPU")
     for col in ("part", "GiB", "share"):
         table.add_column(col, justify="left" if col == "part" else "right")
     for part in ("weights", "kv_cache", "activation", "workspace", "reserve"):
@@ -166,7 +172,7 @@ def cost_curve_cmd(
     points: int = size_option(16, "--points", ceiling=limits.MAX_POINTS,
                               help="positions on the curve"),
     batch: str = _BATCH, tp: int = _TP, gpus: int | None = _GPUS, pp: int = _PP,
-    ep: int = _EP, dp_attention: bool = _DPA, mtp: int = _MTP,
+    ep: int = _EP, dp_attention: bool = _DPA, context_parallel: bool = _CP, mtp: int = _MTP,
     acceptance: float | None = _ACCEPT, attention: str = _ATTN,
     weight_dtype: str = _WDTYPE, kv_dtype: str = _KVDTYPE, price: float | None = _PRICE,
     chunk: int = size_option(2048, "--chunk", ceiling=limits.MAX_TOKENS,
@@ -178,7 +184,8 @@ def cost_curve_cmd(
     from memsim.inference import cost_curve, warnings_for
 
     setup = _setup(model, gpu, tp, attention, weight_dtype, kv_dtype, price, gpus=gpus,
-                   pp=pp, ep=ep, dp_attention=dp_attention, mtp=mtp, acceptance=acceptance)
+                   pp=pp, ep=ep, dp_attention=dp_attention, context_parallel=context_parallel,
+                   mtp=mtp, acceptance=acceptance)
     _warn(warnings_for(setup, max_context))
     curve = cost_curve(setup, max_context, points, _batch(batch), chunk)
     if as_json:

@@ -103,6 +103,16 @@ class RunFile:
             fh.flush()
             os.fsync(fh.fileno())
 
+    def extend(self, records: Iterable[dict[str, Any]]) -> None:
+        """Write many records, one line each, and force them to disk once (bulk runs that
+        compute rather than measure, e.g. ``memsim validate --source aiconfigurator``)."""
+        text = "".join(json.dumps(plain(r), allow_nan=False, separators=(",", ":")) + "\n"
+                       for r in records)
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+
     def _trim_partial_line(self) -> None:
         data = self.path.read_bytes()
         if data and not data.endswith(b"\n"):
