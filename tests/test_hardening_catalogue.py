@@ -483,6 +483,8 @@ API_BAD = {
     "Setup price inf": (lambda: _setup(usd_per_gpu_hour=float("inf")), "price"),
     "Setup tp 0": (lambda: _setup(tp=0), "tp"),
     "inference predict context 0": (lambda: _inference_predict(0), "context"),
+    "inference predict context 2^63": (lambda: _inference_predict(2**63), "context"),
+    "inference predict context 2^40": (lambda: _inference_predict(2**40), "context"),
 }
 
 

@@ -213,8 +213,9 @@ def simulate(problem, gpu, algorithm: str = "flash2", tiling=None, l2: bool = Tr
     check_supported(algorithm, problem)
     if matmul_unit not in ("tensor", "fp32"):
         raise InputError("matmul_unit", matmul_unit, "must be 'tensor' or 'fp32'")
-    if event_budget < 1:
-        raise InputError("event_budget", event_budget, "must be at least 1")
+    from memsim.limits import MAX_EVENT_BUDGET, check_size
+
+    check_size("event_budget", event_budget, MAX_EVENT_BUDGET)
     if tiling is None:
         tiling = default_tiling(problem, gpu, algorithm)
     tiling.check_fits(gpu.spec.shared_memory_per_block_max_bytes, f" per block on {gpu.name}")
