@@ -325,7 +325,7 @@ def _write_sweep(stream: Any, fmt: str, workers: int, model_list: list[str],
                     else:
                         stream.write(json.dumps(row) + "\n")
                 stream.flush()
-                progress.advance(task)
+                progress.advance(task, len(rows) / (len(ctx_list) * len(batch_list)))
 
             for _ in sweep(model_list, gpu_list, ctx_list, batch_list, attn_list,
                            executor=executor, on_rows=write, **options):
