@@ -139,24 +139,34 @@ def _print_plan(result: dict[str, Any]) -> None:
                                ("decode", "tpot_s", q["tpot_ms"])):
         r = result[phase]
         if r is None:
-            table.add_row(phase, f"nothing meets {target} ms", "–", "–", "–")
+            why = ("an encoder: no decode" if phase == "decode" and not q["decoder"] else
+                   f"nothing meets {target:g} ms" if target else
+                   f"nothing fits on ≤ {q['max_gpus']} GPUs")
+            table.add_row(phase, why, "–", "–", "–")
             continue
         name = "TTFT" if phase == "prefill" else "TPOT"
         table.add_row(phase, _deployment(r), f"{name} {r[key] * 1e3:,.1f} ms",
                       f"{r['tokens_per_s_per_gpu']:,.0f}",
                       f"{r['usd_per_million_tokens']:.3g}")
     console.print(table)
-    front = Table(title="Decode Pareto front: tokens/s per GPU against tokens/s per user")
-    for col in ("tok/s/user", "tok/s/GPU", "$/M tokens", "deployment"):
-        front.add_column(col, justify="left" if col == "deployment" else "right")
-    rows = result["front"]
-    shown = sorted({round(i * (len(rows) - 1) / 7) for i in range(8)}) if rows else []
-    for r in (rows[i] for i in shown):
-        front.add_row(f"{r['tokens_per_s_per_user']:,.1f}", f"{r['tokens_per_s_per_gpu']:,.0f}",
-                      f"{r['usd_per_million_tokens']:.3g}", _deployment(r))
-    console.print(front)
+    if result["front"]:
+        _print_front(console, result["front"])
     console.print(f"{q['weight_dtype']} weights, {q['kv_dtype']} KV cache, "
                   f"${q['usd_per_gpu_hour']:.2f}/GPU-hour. "
                   f"{result['evaluated']:,} deployments ({result['structures']} structures) "
                   f"evaluated in {result['seconds']:.2f} s; prefill and decode are separate "
                   "deployments (disaggregated serving).")
+
+
+def _print_front(console: Any, rows: list[dict[str, Any]]) -> None:
+    """Eight rows of the decode Pareto front, its two ends included."""
+    from rich.table import Table
+
+    front = Table(title="Decode Pareto front: tokens/s per GPU against tokens/s per user")
+    for col in ("tok/s/user", "tok/s/GPU", "$/M tokens", "deployment"):
+        front.add_column(col, justify="left" if col == "deployment" else "right")
+    for i in sorted({round(i * (len(rows) - 1) / 7) for i in range(8)}):
+        r = rows[i]
+        front.add_row(f"{r['tokens_per_s_per_user']:,.1f}", f"{r['tokens_per_s_per_gpu']:,.0f}",
+                      f"{r['usd_per_million_tokens']:.3g}", _deployment(r))
+    console.print(front)
