@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -152,7 +153,7 @@ def _check_choices(s: Setup) -> None:
         if getattr(s, name) not in COMPUTE_DTYPES:
             raise InputError(name, getattr(s, name),
                              f"must be one of {', '.join(COMPUTE_DTYPES)}")
-    if s.usd_per_gpu_hour is not None and not s.usd_per_gpu_hour > 0:
+    if s.usd_per_gpu_hour is not None and not 0 < s.usd_per_gpu_hour < math.inf:
         raise InputError("price", s.usd_per_gpu_hour, "must be > 0 $ per GPU-hour")
     if s.prefill_chunk is not None:
         _positive_int("prefill_chunk", s.prefill_chunk)
