@@ -1,5 +1,6 @@
 """One phase (prefill or decode step) of the whole model: the time of every operator of every
-layer, and the attention workspace; prefill chunking."""
+layer on one GPU, and the attention workspace; prefill chunks, pipeline stages (bubbles in
+prefill, micro-batches in decode), multi-token prediction and context-parallel prefill."""
 
 from __future__ import annotations
 
@@ -33,7 +34,6 @@ class Phase:
     @property
     def time_s(self) -> Any:
         return sum(self.operators_s.values())
-
 
 
 def _phase(setup: Setup, phase: str, B: Any, N: Any, S: Any) -> Phase:
