@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from memsim.tiling import fa2_backward_sram_bytes
+from memsim.algorithms._tiles import fa2_backward_kernel_sram_bytes
 from memsim.trace.layout import Layout
 from memsim.trace.program import LOAD, STORE, Access, KernelBuilder, KernelProgram
 from memsim.trace.tiles import (
@@ -204,8 +204,8 @@ def build_backward(d: Dims, layout: Layout) -> list[KernelProgram]:
     kt = key_tiles(qt, d.S, d.Bc)
     j = np.arange(len(kt.j))
     kv_bytes = kt.keys * (d.D + d.dv_load) * e
-    main = KernelBuilder("flash2.bwd", len(kt.j), sram_bytes=int(fa2_backward_sram_bytes(
-        d.Br, d.Bc, d.D, d.Dv, e)), threads=32 * d.warps)
+    sram = fa2_backward_kernel_sram_bytes(d.Br, d.Bc, d.D, d.Dv, e, d.sram_limit or None)
+    main = KernelBuilder("flash2.bwd", len(kt.j), sram_bytes=int(sram), threads=32 * d.warps)
     main.run(j, 0, 1, kv_loads(t, kt.j * d.Bc, kt.keys),
              sram_write_bytes=kv_bytes, sram_read_bytes=kv_bytes * d.warps)
     T, r_last = qt.count, int(qt.rows[-1])

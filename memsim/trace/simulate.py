@@ -224,7 +224,8 @@ def simulate(problem, gpu, algorithm: str = "flash2", tiling=None, l2: bool = Tr
     if bps < 1:
         raise InputError("tiling", tiling.describe(), f"fits no block on an SM of {gpu.name} "
                          "(threads × registers per thread exceed the SM's)")
-    schedule = build_schedule(problem, tiling, algorithm, heads_sample)
+    schedule = build_schedule(problem, tiling, algorithm, heads_sample,
+                              gpu.spec.shared_memory_per_block_max_bytes)
     if schedule.G_sim < schedule.dims.G and not all(k.per_head for k in schedule.kernels):
         raise InputError("heads_sample", heads_sample, f"does not apply to {algorithm}: "
                          "some of its kernels run per batch, not per head group")
