@@ -305,6 +305,24 @@ def _sampled_slots(schedule: Schedule, k: KernelProgram, blk_slot: np.ndarray,
     return slot_ptr, slot_order
 
 
+def _sampled_l2_fraction(schedule: Schedule, gpu, bps: int) -> float:
+    """The share of the L2 the replayed head groups of a heads sample get.
+
+    The grid runs group after group (the group is the slowest grid index), so about
+    n = slots / (blocks per group) groups are in flight at once, each with about 1/n of
+    the L2. A sample of a fraction R = G_sim/G of the groups, evenly spread, has R·n
+    groups in flight (spatially sampled cache simulation scales the cache by R:
+    Waldspurger et al., SHARDS, FAST 2015) — but never fewer than one when any is, which
+    then holds its 1/n share: the fraction is max(R, min(1, 1/n)).
+    """
+    d = schedule.dims
+    if schedule.G_sim == d.G:
+        return 1.0
+    per_group = max(k.template_blocks for k in schedule.kernels) * d.B
+    in_flight = gpu.spec.sm_count * bps / max(per_group, 1)
+    return max(schedule.G_sim / d.G, min(1.0, 1.0 / max(in_flight, 1.0)))
+
+
 def _l2_state(schedule: Schedule, capacity: float) -> tuple:
     """A cache sized for the most units that can be resident at once."""
     sizes, mult = [np.zeros(1)], [np.zeros(1)]
@@ -322,10 +340,7 @@ def _run(schedule: Schedule, problem, gpu, algorithm, tiling, bps: int, l2_on: b
          capacity: float, matmul_unit: str, record: bool, events_needed: int) -> TraceResult:
     layout, d = schedule.layout, schedule.dims
     n_tensors = len(layout.tensors)
-    # a heads sample replays a fraction G_sim/G of the groups (disjoint addresses): the
-    # L2 it sees is that fraction of the real one, as in spatially sampled cache
-    # simulation (Waldspurger et al., SHARDS, FAST 2015)
-    sim_capacity = capacity * schedule.G_sim / d.G
+    sim_capacity = capacity * _sampled_l2_fraction(schedule, gpu, bps)
     l2 = _l2_state(schedule, sim_capacity) if l2_on else l2_model.new_state(0.0, 1)
     offsets = layout.offset_tables()
     rec = engine.new_record(events_needed if record else 0)
