@@ -80,8 +80,9 @@ class TraceResult:
     ``waves`` = ⌈blocks / (SMs × blocks_per_sm)⌉ of the whole grid; the scheduler's own
     account of the tail is in each kernel's ``max_blocks_per_slot`` and
     ``wave_efficiency``. ``events``: tile operations simulated (accesses + math steps).
-    ``heads_sample``: query heads simulated (all unless sampled); counts are scaled by
-    ``heads_scale`` to all heads. ``cost.hbm_write_bytes`` counts every write-back the call
+    ``heads_sample``: query heads replayed through the L2 (all unless sampled); their bytes
+    are scaled by ``heads_scale`` to all heads (FLOPs and time are counted for all).
+    ``cost.hbm_write_bytes`` counts every write-back the call
     causes, including ``hbm_write_after_bytes``: lines still dirty in L2 when its last
     kernel ends (or before a cold L2), which reach DRAM after the kernels' windows — Nsight
     Compute's per-kernel dram__bytes_write does not see them (``hbm_write_in_kernels_bytes``
@@ -202,9 +203,11 @@ def simulate(problem, gpu, algorithm: str = "flash2", tiling=None, l2: bool = Tr
 
     ``tiling``: default from :func:`memsim.tiling.default_tiling`. ``l2``: switch the L2
     model off to send every access to HBM. ``l2_bytes``: override the profile's L2
-    capacity. ``heads_sample``: simulate this many query heads (a multiple of
-    heads_per_block) and scale to all of them. ``event_budget``: refuse traces that need
-    more tile events. ``record``: keep the event log (for :meth:`TraceResult.save`).
+    capacity. ``heads_sample``: replay this many query heads (a multiple of
+    heads_per_block, evenly spread) through their share of the L2 and scale their bytes to
+    all heads; every block is still placed, so the time is exact. ``event_budget``: refuse
+    traces that need more tile events. ``record``: keep the event log (for
+    :meth:`TraceResult.save`).
     """
     from memsim.algorithms import check_supported
     from memsim.hardware import load_gpu
