@@ -15,10 +15,15 @@ profile's efficiency factor):
 
 Like the scaling book's T_lower / T_upper: ``lower_s = max(compute, memory)`` (perfect
 overlap), ``upper_s = compute + memory`` (none), so lower ≤ upper ≤ 2·lower; the launch
-overhead (launches × profile's per-launch time) is added to both. ``time_s`` is the
-lower bound. Wave quantisation: blocks run in waves of SMs × blocks-per-SM; per-SM work
-(compute, SRAM) is stretched by waves·slots / blocks ≥ 1, the idle slots of the last wave.
-``bound`` names the largest term.
+overhead is added to both: the kernel class's latency floor where one is given
+(``floor_s``, fitted per class in :mod:`memsim.ops.classes`), else launches × the profile's
+per-launch time. ``time_s`` is the lower bound. Wave quantisation: blocks run in waves of
+SMs × blocks-per-SM (``waves``), but the blocks resident on one SM share its tensor cores
+and shared-memory banks, and one resident block alone can use all of them (a 4-warp block
+has a warp on each of the SM's four sub-partitions). So per-SM work (compute, SRAM) is
+stretched by the SM-level quantisation ⌈blocks / SMs⌉ · SMs / blocks ≥ 1 — the SMs idle
+while the busiest one finishes — not by the idle slots: 64 decode blocks on 132 SMs run
+at 64 SMs' rate, whatever the occupancy. ``bound`` names the largest term.
 """
 
 from __future__ import annotations
@@ -103,13 +108,16 @@ def compute_s(matmul_s: Number, vector_s: Number, exp_s: Number) -> Number:
 
 
 def roofline(cost: Cost, gpu, dtype: str = "bf16", *, matmul_unit: str = "tensor",
-             blocks_per_sm: Number | None = None, kernel_class: str | None = None) -> Timing:
+             blocks_per_sm: Number | None = None, kernel_class: str | None = None,
+             floor_s: Number | None = None) -> Timing:
     """Time of ``cost`` on ``gpu`` (see module docstring). ``gpu``: memsim.hardware.GPU.
 
     ``matmul_unit``: "tensor" (production kernels) or "fp32" (CUDA cores, as memsim's
     Numba kernels compute). ``blocks_per_sm``: resident blocks per SM from the Tiling's
     occupancy; omitted, no wave quantisation is applied. ``kernel_class``: use the
     efficiency factors a calibrated profile fitted for that class, where it has them.
+    ``floor_s``: the kernel class's latency floor, replacing launches × the profile's launch
+    overhead.
     """
     gpu = gpu.for_class(kernel_class)
     r = achievable_rates(gpu, dtype, matmul_unit)
@@ -128,15 +136,21 @@ def roofline(cost: Cost, gpu, dtype: str = "bf16", *, matmul_unit: str = "tensor
         waves = np.ones_like(blocks)
         stretch = np.ones_like(blocks)
     else:
-        slots = gpu.spec.sm_count * np.maximum(np.asarray(blocks_per_sm, dtype=float), 1.0)
+        sms = float(gpu.spec.sm_count)
+        slots = sms * np.maximum(np.asarray(blocks_per_sm, dtype=float), 1.0)
         waves = np.maximum(np.ceil(blocks / slots), 1.0)
-        stretch = np.where(blocks > 0, waves * slots / np.maximum(blocks, 1.0), 1.0)
+        per_sm = np.maximum(np.ceil(blocks / sms), 1.0)  # blocks on the busiest SM
+        stretch = np.where(blocks > 0, per_sm * sms / np.maximum(blocks, 1.0), 1.0)
         stretch = np.maximum(stretch, 1.0)
         for name in ("matmul", "vector", "exp", "sram"):
             terms[name] = terms[name] * stretch
     compute = compute_s(terms["matmul"], terms["vector"], terms["exp"])
     memory = np.maximum(np.maximum(terms["hbm"], terms["l2"]), terms["sram"])
-    launch = np.asarray(cost.launches, dtype=float) * gpu.spec.kernel_launch_overhead_s
+    if floor_s is None:
+        launch = np.asarray(cost.launches, dtype=float) * gpu.spec.kernel_launch_overhead_s
+    else:
+        launch = np.broadcast_to(np.asarray(floor_s, dtype=float),
+                                 np.shape(cost.launches)).astype(float)
     lower = np.maximum(compute, memory) + launch
     upper = compute + memory + launch
     stacked = np.stack([np.broadcast_to(terms[k], lower.shape) for k in TERMS])

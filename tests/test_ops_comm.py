@@ -56,7 +56,7 @@ def test_ring_bus_bandwidth_formula() -> None:
     M, G = 1e9, 4
     p = comm.all_reduce(M, G, gpu="a100-sxm4-80gb")  # no NVLS on A100
     assert p.detail["algorithm"] == "ring"
-    cls = kernel_class("nccl/ring")
+    cls = kernel_class("allreduce/ring", "trtllm")
     link = 300e9 * cls.eff("link")
     assert p.terms_s["link"] == pytest.approx(2 * (G - 1) / G * M / link + 2 * (G - 1) * 0.6e-6)
 

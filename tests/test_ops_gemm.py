@@ -44,11 +44,11 @@ def test_decode_gemm_is_hbm_bound_and_large_square_is_matmul_bound() -> None:
 
 
 def test_wave_quantisation_one_more_tile_costs_a_wave() -> None:
-    # 132 SMs: 132 tiles of 128 x 256 fill one wave; one more row of tiles needs a second
+    # 132 SMs: 132 tiles of 128 x 256 fill one wave exactly; one more row needs more tiles
+    # and the best tiling of it is over 20 % slower for 0.07 % more work
     base = gemm.predict(128 * 12, 256 * 11, 8192)
-    assert base.detail["waves"] == 1.0
     more = gemm.predict(128 * 12 + 1, 256 * 11, 8192)
-    assert more.time_s > base.time_s
+    assert more.time_s > 1.2 * base.time_s
 
 
 def test_fp8_and_a_faster_gpu_are_faster_when_compute_bound() -> None:

@@ -84,12 +84,13 @@ def test_fp8_matmuls_run_at_the_fp8_rate_where_there_is_one() -> None:
 
 
 def test_wave_quantisation_stretches_per_sm_work_only() -> None:
-    """132 SMs × 2 blocks each = 264 slots. 265 blocks need 2 waves with 263 idle slots:
-    per-SM work (compute, SRAM) is stretched by 2·264/265; HBM and L2 are chip-wide."""
+    """132 SMs × 2 blocks each = 264 slots. 265 blocks need 2 waves; the busiest SM runs 3
+    blocks where the average is 265/132, and a block alone on its SM uses the whole SM, so
+    per-SM work (compute, SRAM) is stretched by 3·132/265; HBM and L2 are chip-wide."""
     cost = Cost(matmul_flops=1e12, hbm_read_bytes=1e9, sram_read_bytes=1e9, blocks=265.0)
     flat = roofline(cost, H100, "bf16")
     waved = roofline(cost, H100, "bf16", blocks_per_sm=2)
-    stretch = 2 * 264 / 265
+    stretch = 3 * 132 / 265
     assert waved.waves == 2
     assert waved.wave_efficiency == pytest.approx(1 / stretch)
     assert waved.terms_s["matmul"] == pytest.approx(flat.terms_s["matmul"] * stretch)
@@ -98,6 +99,23 @@ def test_wave_quantisation_stretches_per_sm_work_only() -> None:
     full = roofline(Cost(matmul_flops=1e12, blocks=528.0), H100, "bf16", blocks_per_sm=2)
     assert (full.waves, full.wave_efficiency) == (2, 1.0)   # two full waves: nothing idle
     assert flat.waves == 1 and flat.wave_efficiency == 1.0  # no occupancy given
+
+
+def test_fewer_blocks_than_slots_but_one_per_sm_are_not_stretched() -> None:
+    """132 decode blocks with 4 slots per SM: one block per SM uses the SM's whole shared-
+    memory bandwidth and tensor cores (the old slot-based stretch made them 4x slower)."""
+    cost = Cost(matmul_flops=1e12, sram_read_bytes=1e10, blocks=132.0)
+    t = roofline(cost, H100, "bf16", blocks_per_sm=4)
+    assert t.wave_efficiency == 1.0
+    assert t.terms_s["sram"] == roofline(cost, H100, "bf16").terms_s["sram"]
+    half = roofline(Cost(sram_read_bytes=1e10, blocks=66.0), H100, "bf16", blocks_per_sm=4)
+    assert half.wave_efficiency == pytest.approx(0.5)  # half the SMs idle
+
+
+def test_a_class_floor_replaces_the_launch_constant() -> None:
+    cost = Cost(hbm_read_bytes=1e6, launches=2.0)
+    assert roofline(cost, H100).launch_s == 2 * H100.spec.kernel_launch_overhead_s
+    assert roofline(cost, H100, floor_s=13e-6).launch_s == 13e-6
 
 
 def test_no_hbm_traffic_has_infinite_intensity() -> None:

@@ -1,7 +1,8 @@
 """Problem and tiling as numpy arrays: the common input of every algorithm's cost function.
 
-All fields broadcast together, so one call evaluates many configurations (DESIGN.md:
-"vectorised over numpy arrays"). :func:`from_problem` builds the size-1 case.
+All fields broadcast together, so one call evaluates many configurations (docs/DESIGN.md
+§"Three models that must agree": "vectorised over numpy arrays"). :func:`from_problem`
+builds the size-1 case.
 """
 
 from __future__ import annotations
@@ -10,8 +11,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from memsim.algorithms._tiles import INDEX_BLOCK_Q
 from memsim.geometry import MaskGeometry, TileSums, tile_sums
+from memsim.problem import Indexer
 from memsim.units import DTYPE_BYTES, scaled_row_bytes
+
+_INDEXER = Indexer()  # the indexer's defaults, stated once (memsim.problem.Indexer)
 
 
 @dataclass(frozen=True)
@@ -35,12 +40,12 @@ class Arrays:
     warps: np.ndarray
     geometry: MaskGeometry
     top_k: np.ndarray | None = None
-    index_heads: np.ndarray | int = 64
-    index_head_dim: np.ndarray | int = 128
-    index_e: np.ndarray | float = 1.0
-    index_scale_block: int = 128
-    index_Br: np.ndarray | int = 16
-    index_chunk: np.ndarray | int = 8192
+    index_heads: np.ndarray | int = _INDEXER.heads
+    index_head_dim: np.ndarray | int = _INDEXER.head_dim
+    index_e: np.ndarray | float = DTYPE_BYTES[_INDEXER.dtype]
+    index_scale_block: int = _INDEXER.scale_block
+    index_Br: np.ndarray | int = INDEX_BLOCK_Q
+    index_chunk: np.ndarray | int = _INDEXER.logits_chunk
     slots: np.ndarray | None = None
     l2_bytes: float = 0.0
     bwd_Br: np.ndarray | None = None      # backward kernels' own tiles (None: the forward's)
@@ -58,6 +63,12 @@ class Arrays:
         return replace(self, Br=self.bwd_Br, Bc=self.bwd_Bc, warps=self.bwd_warps,
                        slots=self.slots if self.bwd_slots is None else self.bwd_slots,
                        bwd_Br=None, bwd_Bc=None, bwd_warps=None, bwd_slots=None)
+
+    def __post_init__(self) -> None:
+        # B in float64: every count is a product that starts with B (or with groups =
+        # B·(H // hpb)), so it is evaluated in float64 and cannot wrap around int64 however
+        # large the sizes (memsim/limits.py); exact below 2^53.
+        object.__setattr__(self, "B", np.asarray(self.B, dtype=np.float64))
 
     @property
     def index_key_bytes(self):
@@ -127,7 +138,6 @@ def from_problem(problem, tiling, gpu=None) -> Arrays:  # (AttentionProblem, Til
     """Size-1 arrays of ``problem`` under ``tiling``; with ``gpu``, HBM bytes use the L2
     reuse estimate of :meth:`Arrays.hbm_key_loads` (occupancy and L2 size from the GPU)."""
     from memsim.geometry import geometry_of
-    from memsim.problem import Indexer
 
     mask = problem.mask
     geometry = geometry_of(mask) if mask.kind != "topk" else None

@@ -11,7 +11,12 @@ from typing import Any
 
 import typer
 
+from memsim import limits
 from memsim.cli import app, user_errors
+from memsim.limits import size_option
+from memsim.problem import Indexer
+from memsim.units import format_bytes as _fmt_bytes
+from memsim.units import format_seconds as _fmt_s
 
 ALGORITHM_HELP = ("standard | standard_blockskip | flash1 | flash2 | flash_decode | dsa; a "
                   "comma-separated list compares several in one table")
@@ -32,9 +37,7 @@ def build(*, algorithm: str, gpu: str, batch: int, heads: int, kv_heads: int | N
 
     get(algorithm)
     profile = load_gpu(gpu)
-    patterned = window is not None or chunk is not None or top_k is not None
-    mask = Mask(causal=(causal or patterned) and not bidirectional, window=window,
-                chunk=chunk, top_k=top_k)
+    mask = Mask(causal=not bidirectional, window=window, chunk=chunk, top_k=top_k)
     indexer = (Indexer(heads=index_heads, head_dim=index_head_dim)
                if runs_mask(algorithm, "topk") else None)
     problem = AttentionProblem(
@@ -46,20 +49,6 @@ def build(*, algorithm: str, gpu: str, batch: int, heads: int, kv_heads: int | N
                             heads_per_block=heads_per_block, kv_splits=kv_splits,
                             threads=threads, sram_limit_bytes=sram_limit)
     return problem, profile, tiling
-
-
-def _fmt_bytes(n: float) -> str:
-    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.3g} {unit}"
-    return f"{n:.0f} B"
-
-
-def _fmt_s(t: float) -> str:
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
-        if t >= scale:
-            return f"{t / scale:.3g} {unit}"
-    return f"{t * 1e9:.3g} ns"
 
 
 def print_table(result: dict[str, Any]) -> None:
@@ -84,7 +73,9 @@ def print_table(result: dict[str, Any]) -> None:
         ("SRAM bytes", _fmt_bytes(result["sram_bytes"])),
         ("workspace", _fmt_bytes(result["workspace_bytes"])),
         ("arithmetic intensity", f"{result['arithmetic_intensity_flop_per_byte']:.1f} FLOP/B"),
-        ("time (lower … upper)", f"{_fmt_s(result['lower_s'])} … {_fmt_s(result['upper_s'])}"),
+        ("time (lower … upper)", f"{_fmt_s(result['lower_s'])} … {_fmt_s(result['upper_s'])}"
+                                 + ("" if not result.get("backend") else
+                                    f" ({result['efficiency_class']})")),
         ("tiling", f"Br={result['tiling']['block_q']} Bc={result['tiling']['block_kv']} "
                    f"heads/block={result['tiling']['heads_per_block']} "
                    f"SRAM {result['tiling']['sram_bytes'] / 1024:.0f} KiB "
@@ -95,16 +86,22 @@ def print_table(result: dict[str, Any]) -> None:
     console = Console()
     console.print(table)
     terms = result["terms_s"]
+    est = result.get("l2_estimate")
+    reuse = est is not None and est["hbm_bytes"] < result["hbm_bytes"]
     console.print(
         f"Takeaway: bound by {result['bound']} — {BOUND_EXPLANATIONS[result['bound']]} "
-        f"({_fmt_s(terms[result['bound']])} of {_fmt_s(result['time_s'])}), counting every "
-        f"global read as an HBM read.")
-    est = result.get("l2_estimate")
-    if est and est["hbm_bytes"] < result["hbm_bytes"]:
+        f"({_fmt_s(terms[result['bound']])} of {_fmt_s(result['time_s'])})"
+        + (f", with L2 serving re-reads of K/V tiles (closed-form estimate): HBM "
+           f"{_fmt_bytes(est['hbm_bytes'])}, compulsory "
+           f"{_fmt_bytes(result['compulsory_bytes'])}." if reuse else "."))
+    if reuse:
+        nr = result["no_reuse"]
         console.print(
-            f"With L2 serving re-reads of K/V tiles (closed-form estimate): HBM "
-            f"{_fmt_bytes(est['hbm_bytes'])} (compulsory {_fmt_bytes(result['compulsory_bytes'])}"
-            f"), {_fmt_s(est['time_s'])}, bound by {est['bound']}. `memsim trace` simulates it.")
+            f"Counting every global read as an HBM read (no reuse): {_fmt_s(nr['time_s'])}, "
+            f"bound by {nr['bound']}. `memsim trace` simulates the L2.")
+
+
+_INDEXER = Indexer()  # the indexer defaults, stated once (memsim.problem.Indexer)
 
 
 def expand(options: dict) -> list[dict]:
@@ -117,11 +114,12 @@ def expand(options: dict) -> list[dict]:
     lengths = []
     for text in str(options["seq_len"]).split(","):
         try:
-            lengths.append(int(text))
+            value = int(text)
         except ValueError:
             raise InputError("seq_len", options["seq_len"],
                              "must be an integer or a comma-separated list of integers"
                              ) from None
+        lengths.append(limits.check_size("seq_len", value, limits.MAX_TOKENS))
     if not all(algorithms):
         raise InputError("algorithm", options["algorithm"], "has an empty entry")
     return [options | {"algorithm": a, "seq_len": n} for a in algorithms for n in lengths]
@@ -163,30 +161,47 @@ class Opt:
 
     algorithm = typer.Option("flash2", help=ALGORITHM_HELP)
     gpu = typer.Option("h100-sxm", help="GPU profile name (memsim gpus) or a .toml")
-    batch = typer.Option(1, help="B, sequences")
-    heads = typer.Option(32, help="H, query heads")
-    kv_heads = typer.Option(None, help="K, key/value heads (default H)")
+    batch = size_option(1, "--batch", ceiling=limits.MAX_BATCH, help="B, sequences")
+    heads = size_option(32, "--heads", ceiling=limits.MAX_HEADS, help="H, query heads")
+    kv_heads = size_option(None, "--kv-heads", ceiling=limits.MAX_HEADS,
+                           help="K, key/value heads (default H)")
     seq_len = typer.Option("4096", help="N, query tokens; a comma-separated list compares "
                            "several in one table")
-    kv_len = typer.Option(None, help="S, key/value tokens (default N)")
-    head_dim = typer.Option(128, help="D, head dimension of Q and K")
-    head_dim_v = typer.Option(None, help="Dv, head dimension of V (default D)")
+    kv_len = size_option(None, "--kv-len", ceiling=limits.MAX_TOKENS,
+                         help="S, key/value tokens (default N)")
+    head_dim = size_option(128, "--head-dim", ceiling=limits.MAX_HEAD_DIM,
+                           help="D, head dimension of Q and K")
+    head_dim_v = size_option(None, "--head-dim-v", ceiling=limits.MAX_HEAD_DIM,
+                             help="Dv, head dimension of V (default D)")
     dtype = typer.Option("bf16", help="fp32 | fp16 | bf16 | fp8")
-    causal = typer.Option(False, "--causal", help="causal mask")
-    bidirectional = typer.Option(False, "--bidirectional", help="window is symmetric (encoders)")
-    window = typer.Option(None, help="sliding window W (implies causal)")
-    chunk = typer.Option(None, help="chunked local attention C (implies causal)")
-    top_k = typer.Option(None, "--top-k", help="keys per query (dsa)")
+    causal = typer.Option(True, "--causal", help="causal mask: the default (memsim.problem.Mask)")
+    bidirectional = typer.Option(False, "--bidirectional",
+                                 help="no causal mask: full attention, or a symmetric window")
+    window = size_option(None, "--window", ceiling=limits.MAX_TOKENS,
+                         help="sliding window W (implies causal)")
+    chunk = size_option(None, "--chunk", ceiling=limits.MAX_TOKENS,
+                        help="chunked local attention C (implies causal)")
+    top_k = size_option(None, "--top-k", ceiling=limits.MAX_TOKENS, help="keys per query (dsa)")
     mla = typer.Option(False, "--mla", help="V is a slice of the shared latent K")
-    index_heads = typer.Option(64, help="dsa indexer heads H_I")
-    index_head_dim = typer.Option(128, help="dsa indexer head dim D_I")
-    block_q = typer.Option(None, "--block-q", help="Br, query tokens per tile")
-    block_kv = typer.Option(None, "--block-kv", help="Bc, keys per tile")
-    heads_per_block = typer.Option(None, help="query heads packed per block")
-    kv_splits = typer.Option(None, help="decoding splits (flash_decode, dsa)")
-    threads = typer.Option(None, help="threads per block (default 128)")
-    sram_limit = typer.Option(None, help="SRAM bytes per block (default: the GPU's)")
+    index_heads = size_option(_INDEXER.heads, "--index-heads", ceiling=limits.MAX_HEADS,
+                              help="dsa indexer heads H_I")
+    index_head_dim = size_option(_INDEXER.head_dim, "--index-head-dim",
+                                 ceiling=limits.MAX_HEAD_DIM,
+                                 help="dsa indexer head dim D_I")
+    block_q = size_option(None, "--block-q", ceiling=limits.MAX_TOKENS,
+                          help="Br, query tokens per tile")
+    block_kv = size_option(None, "--block-kv", ceiling=limits.MAX_TOKENS, help="Bc, keys per tile")
+    heads_per_block = size_option(None, "--heads-per-block", ceiling=limits.MAX_HEADS,
+                                  help="query heads packed per block")
+    kv_splits = size_option(None, "--kv-splits", ceiling=limits.MAX_KV_SPLITS,
+                            help="decoding splits (flash_decode, dsa)")
+    threads = size_option(None, "--threads", ceiling=limits.MAX_THREADS,
+                          help="threads per block (default 128; at most the GPU's)")
+    sram_limit = size_option(None, "--sram-limit", ceiling=limits.MAX_SRAM_BYTES,
+                             help="SRAM bytes per block (default and most: the GPU's)")
     matmul_unit = typer.Option("tensor", help="tensor | fp32 (Numba kernels)")
+    backend = typer.Option(None, help="trtllm | vllm | sglang: that framework's fitted kernel "
+                                      "class (default: memsim's roofline on the profile)")
     as_json = typer.Option(False, "--json", help="print one JSON object")
 
 
@@ -220,7 +235,7 @@ def attention(
     block_q: int = Opt.block_q, block_kv: int = Opt.block_kv,
     heads_per_block: int = Opt.heads_per_block, kv_splits: int = Opt.kv_splits,
     threads: int = Opt.threads, sram_limit: int = Opt.sram_limit,
-    matmul_unit: str = Opt.matmul_unit, as_json: bool = Opt.as_json,
+    matmul_unit: str = Opt.matmul_unit, backend: str = Opt.backend, as_json: bool = Opt.as_json,
 ) -> None:
     """FLOPs, bytes at every memory level, workspace and roofline time of one attention call."""
     from memsim.attention import predict
@@ -230,7 +245,7 @@ def attention(
     for options in expand(locals()):
         problem, profile, tiling = build_from(options)
         results.append(predict(problem, profile, options["algorithm"], tiling,
-                               matmul_unit=matmul_unit).to_dict())
+                               matmul_unit=matmul_unit, backend=backend).to_dict())
     if as_json:                      # one object; JSON Lines for a list
         for result in results:
             typer.echo(json.dumps(result))

@@ -14,17 +14,19 @@ from typing import Any
 
 import typer
 
+from memsim import limits
 from memsim.cli import app, user_errors
 from memsim.cli.attention import (
     Opt,
-    _fmt_bytes,
-    _fmt_s,
     _list_title,
     build_from,
     check_matmul_unit,
     expand,
     print_rows,
 )
+from memsim.limits import size_option
+from memsim.units import format_bytes as _fmt_bytes
+from memsim.units import format_seconds as _fmt_s
 
 DEFAULT_EVENT_BUDGET = 1_000_000_000  # = memsim.trace.DEFAULT_EVENT_BUDGET (not imported here)
 
@@ -132,12 +134,13 @@ def trace(
     l2: str = typer.Option("on", "--l2", help="on | off: the L2 model (off: every access "
                                               "goes to HBM)"),
     compare: bool = typer.Option(False, "--compare", help="analytic and trace side by side"),
-    heads_sample: int = typer.Option(None, "--heads-sample",
-                                     help="replay this many heads (evenly spread) through "
-                                          "a proportionally smaller L2 and scale their "
-                                          "bytes to all; time is from every block"),
-    event_budget: int = typer.Option(DEFAULT_EVENT_BUDGET, "--event-budget",
-                                     help="refuse traces needing more tile events"),
+    heads_sample: int = size_option(None, "--heads-sample", ceiling=limits.MAX_HEADS,
+                                    help="replay this many heads (evenly spread) through "
+                                         "a proportionally smaller L2 and scale their "
+                                         "bytes to all; time is from every block"),
+    event_budget: int = size_option(DEFAULT_EVENT_BUDGET, "--event-budget",
+                                    ceiling=limits.MAX_EVENT_BUDGET,
+                                    help="refuse traces needing more tile events"),
     save_trace: str = typer.Option(None, "--save-trace", help="write the trace as .npz"),
     as_json: bool = Opt.as_json,
 ) -> None:

@@ -71,26 +71,19 @@ def _algorithm_s(name: str, M: np.ndarray, G: int, gpu: Any, backend: str | None
                  ) -> tuple[np.ndarray, np.ndarray, float]:
     """(time without floor, link bytes per GPU per direction, floor) of one algorithm."""
     bw, hop = _link(gpu, G)
-    if name == "ring":
-        cls = kernel_class("nccl/ring")
-        traffic = 2.0 * (G - 1) / G * M
-        return traffic / (bw * cls.eff("link")) + 2 * (G - 1) * hop, traffic, cls.floor_s
-    if name == "nvls":
-        cls = kernel_class("nccl/nvls")
-        traffic = (G + 1) / G * M
-        return traffic / (bw * cls.eff("link")), traffic, cls.floor_s
     cls = kernel_class(f"allreduce/{name}", backend)
-    traffic = (G - 1) * M if name == "oneshot" else 2.0 * (G - 1) / G * M
-    return traffic / (bw * cls.eff("link")), traffic, cls.floor_s
+    traffic = {"oneshot": (G - 1) * M, "nvls": (G + 1) / G * M}.get(name, 2.0 * (G - 1) / G * M)
+    hops = 2 * (G - 1) if name == "ring" else 0  # ring: one step per neighbour exchange
+    return traffic / (bw * cls.eff("link")) + hops * hop, traffic, cls.floor_s
 
 
-def _nccl_choice(M: np.ndarray, G: int, gpu: Any) -> np.ndarray:
+def _nccl_choice(M: np.ndarray, G: int, gpu: Any, backend: str | None) -> np.ndarray:
     """NCCL's own pick: the algorithm with the smaller modelled time (tuning.cc)."""
     link = gpu.interconnect
     if not (link is not None and link.nvls and G <= link.scale_up_gpus and G > 2):
         return np.full(M.shape, "ring", dtype=object)
-    ring, _, f_ring = _algorithm_s("ring", M, G, gpu, None)
-    nvls, _, f_nvls = _algorithm_s("nvls", M, G, gpu, None)
+    ring, _, f_ring = _algorithm_s("ring", M, G, gpu, backend)
+    nvls, _, f_nvls = _algorithm_s("nvls", M, G, gpu, backend)
     return np.where(nvls + f_nvls < ring + f_ring, "nvls", "ring").astype(object)
 
 
@@ -102,7 +95,7 @@ def all_reduce_algorithm(message_bytes: Any, gpus: int, *, gpu: Any,
     backend = check_backend(backend)
     (M,) = as_float(message_bytes)
     G = _check_gpus(gpus)
-    nccl = _nccl_choice(M, G, gpu)
+    nccl = _nccl_choice(M, G, gpu, backend)
     link = gpu.interconnect
     if link is None or G > link.scale_up_gpus or G == 1:
         return nccl

@@ -9,7 +9,9 @@ cuBLAS's heuristics and TensorRT-LLM's autotuner pick the fastest kernel:
 
 - ``matmul``: waves · (2 · tile_m · tile_n · k/split) / (per-SM tensor rate) — a partial
   last wave and rows padded to the tile cost full tiles (wave and tile quantisation);
-- ``l2``: every tile's operand panels through L2 (L2 → SM traffic);
+- ``l2``: every tile's operand panels through L2 (L2 → SM traffic); CUTLASS's SM90/SM100
+  kernels run in clusters of 2 CTAs whose shared B panel is multicast by TMA (cluster
+  shape 2 × 1 × 1), so a tile loads its A panel and half of its B panel;
 - ``hbm``: the compulsory bytes (A, B read once, C written once, split-K partials), the
   rasterised tile order keeping operand re-reads in L2.
 
@@ -32,10 +34,17 @@ TILES = ((64, 64), (64, 128), (64, 256), (128, 64), (128, 128), (128, 256), (256
 SPLITS = (1, 2, 4, 8, 16)
 MIN_K_PER_SPLIT = 256  # split-K keeps at least a few k-blocks (of 64) per split
 PARTIAL_BYTES = 4.0  # split-K partials are fp32
+CLUSTER = 2  # CTAs per cluster sharing a TMA-multicast operand panel (CUTLASS 2 x 1 x 1)
 
 GEMM_DTYPES = {"fp32": "tf32", "tf32": "tf32", "fp16": "fp16", "bf16": "bf16", "fp8": "fp8",
                "fp8_block": "fp8", "int8": "int8"}
 OUT_BYTES = 2.0  # fp16/bf16 output (fp8 GEMMs write bf16 too)
+
+
+def kernel_family(dtype: str) -> str:
+    """The GEMM kernel family of a dtype: 16-bit (and TF32) "bf16", per-tensor "fp8",
+    DeepSeek-style block-scaled "fp8_block" (different kernels, different floors)."""
+    return {"fp8": "fp8", "fp8_block": "fp8_block", "int8": "fp8"}.get(dtype, "bf16")
 
 
 def operand_bytes(dtype: str) -> tuple[str, float]:
@@ -76,7 +85,7 @@ def tiled_terms(m: np.ndarray, n: np.ndarray, k: np.ndarray, groups: np.ndarray,
             waves = np.maximum(np.ceil(units / sms), 1.0)
             matmul = waves * 2.0 * tm * tn * kk / per_sm
             partial = (split > 1) * 2.0 * groups * m * n * PARTIAL_BYTES * split
-            l2 = (units * (tm * e_in + tn * w_e) * kk + partial) / l2_bw
+            l2 = (units * (tm * e_in + tn * w_e / CLUSTER) * kk + partial) / l2_bw
             hbm_bytes = compulsory + partial
             hbm = hbm_bytes / hbm_bw
             t = np.where(ok, np.maximum(np.maximum(matmul, l2), hbm), np.inf)
@@ -103,8 +112,8 @@ def predict(m: Any, n: Any, k: Any, *, dtype: str = "bf16", gpu: Any = "h100-sxm
     for name, v in (("m", m), ("n", n), ("k", k)):
         positive(name, v)
     gpu = resolve_gpu(gpu)
-    cls = kernel_class("gemm", backend)
     rate_dtype, e_in = operand_bytes(dtype)
+    cls = kernel_class("gemm", backend, kernel_family(dtype))
     m, n, k = as_float(m, n, k)
     best = tiled_terms(m, n, k, np.ones_like(m), gpu, cls, rate_dtype, e_in)
     terms = {"matmul": best["matmul"], "l2": best["l2"], "hbm": best["hbm"]}

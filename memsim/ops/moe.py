@@ -30,7 +30,7 @@ import numpy as np
 
 from memsim.ops import OpPrediction, as_float, bound_of, out, positive, resolve_gpu
 from memsim.ops.classes import kernel_class
-from memsim.ops.gemm import OUT_BYTES, TILES
+from memsim.ops.gemm import CLUSTER, OUT_BYTES, TILES
 
 # weight dtype → (tensor-core rate dtype, weight bytes per element, activation bytes)
 MOE_DTYPES = {"bf16": ("bf16", 2.0, 2.0), "fp16": ("fp16", 2.0, 2.0),
@@ -109,7 +109,7 @@ def _grouped_terms(loads: np.ndarray, n: float, k: float, gpu: Any, cls: Any, ra
         tiles = np.sum(np.ceil(loads / tm), axis=-1) * np.ceil(n / tn)
         waves = np.maximum(np.ceil(tiles / sms), 1.0)
         matmul = waves * 2.0 * tm * tn * k / per_sm
-        l2 = tiles * (tm * e_act + tn * e_w) * k / l2_bw
+        l2 = tiles * (tm * e_act + tn * e_w / CLUSTER) * k / l2_bw
         t = np.maximum(np.maximum(matmul, l2), hbm)
         if best is None:
             best = {"t": t, "matmul": matmul, "l2": l2, "tile_m": np.full_like(t, tm)}
@@ -150,7 +150,7 @@ def predict(tokens: Any, hidden: int, inter: int, experts: int, top_k: int, *, t
         raise InputError("dtype", dtype, f"must be one of {', '.join(MOE_DTYPES)}"
                          + closest(dtype, MOE_DTYPES))
     gpu = resolve_gpu(gpu)
-    cls = kernel_class("moe", backend)
+    cls = kernel_class("moe", backend, {"fp8": "fp8", "fp8_block": "fp8_block"}.get(dtype, "bf16"))
     rate, e_w, e_act = MOE_DTYPES[dtype]
     (T,) = as_float(tokens)
     loads = expert_loads(T, experts, top_k, ep, distribution)

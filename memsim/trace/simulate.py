@@ -186,12 +186,10 @@ class TraceResult:
         if self._events_log:
             names = ("time_s", "block", "tensor", "address", "bytes", "kind", "hit")
             arrays |= {f"event_{n}": a for n, a in zip(names, self._events_log, strict=True)}
-        try:
-            with path.open("wb") as f:
-                np.savez_compressed(f, **arrays)
-        except OSError as exc:
-            raise InputError("save_trace", str(path), f"cannot be written: {exc.strerror}"
-                             ) from None
+        from memsim.files import atomic_open
+
+        with atomic_open(path, "save_trace", "wb") as f:
+            np.savez_compressed(f, **arrays)
         return path
 
 
