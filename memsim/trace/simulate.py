@@ -258,7 +258,7 @@ def _kernel_blocks_per_sm(k: KernelProgram, gpu, tiling, bps: int) -> int:
     runs threads of its own (FA-2's backward): then its own shared memory and threads."""
     if not k.threads:
         return bps
-    from memsim.tiling import blocks_per_sm
+    from memsim.hardware import blocks_per_sm
 
     return max(1, int(blocks_per_sm(gpu, k.sram_bytes, k.threads,
                                     tiling.registers_per_thread)))
