@@ -94,6 +94,17 @@ def fa2_backward_sram_bytes(block_q, block_kv, D, Dv, elem_bytes, double_buffer=
         * elem_bytes
 
 
+def fa2_backward_kernel_sram_bytes(block_q, block_kv, D, Dv, elem_bytes,
+                                   limit_bytes: int | None = None):
+    """What FA-2's dq/dk/dv kernel holds: Q double-buffered where that fits the GPU's
+    shared memory per block (``limit_bytes``; None: assume it does), else single
+    (the template's No_double_buffer variants, e.g. hdim 256 on A100)."""
+    double = fa2_backward_sram_bytes(block_q, block_kv, D, Dv, elem_bytes)
+    if limit_bytes is None or double <= limit_bytes:
+        return double
+    return fa2_backward_sram_bytes(block_q, block_kv, D, Dv, elem_bytes, False)
+
+
 def fa2_backward_block_sizes(D: int, Dv: int, elem_bytes: float, sram_limit_bytes: int
                        ) -> tuple[int, int]:
     """FA-2's backward launch tiles (kBlockM, kBlockN) for a head dimension and the GPU's
