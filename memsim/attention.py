@@ -150,6 +150,7 @@ def predict(problem: AttentionProblem, gpu: GPU | str, algorithm: str = "flash2"
     cost, tiling = attention_cost(problem, gpu, algorithm, tiling)
     l2_cost, _ = attention_cost(problem, gpu, algorithm, tiling, l2_estimate=True)
     bps = tiling.blocks_per_sm(gpu)
+    serial_s = None
     if backend is None:
         kernel_class, floor_s, timed = efficiency_class(gpu, algorithm, matmul_unit), None, gpu
         calibrated = kernel_class
@@ -158,12 +159,22 @@ def predict(problem: AttentionProblem, gpu: GPU | str, algorithm: str = "flash2"
 
         cls = attention_class(problem, algorithm, backend)
         kernel_class, floor_s, timed, calibrated = cls.name, cls.floor_s, with_class(gpu, cls), None
+        serial_s = class_serial_s(cls, gpu, problem.B, problem.N, problem.H)
     timing = roofline(cost, timed, problem.dtype, matmul_unit=matmul_unit, blocks_per_sm=bps,
-                      kernel_class=calibrated, floor_s=floor_s)
+                      kernel_class=calibrated, floor_s=floor_s, serial_s=serial_s)
     l2_timing = roofline(l2_cost, timed, problem.dtype, matmul_unit=matmul_unit,
-                         blocks_per_sm=bps, kernel_class=calibrated, floor_s=floor_s)
+                         blocks_per_sm=bps, kernel_class=calibrated, floor_s=floor_s,
+                         serial_s=serial_s)
     return AttentionPrediction(problem, gpu, algorithm, tiling, cost, timing, l2_cost,
                                l2_timing, kernel_class, backend)
+
+
+def class_serial_s(cls, gpu: GPU, B, N, H):
+    """The class's per-row serial time spread over the SMs: row_s · B·N·H / SMs (s)."""
+    if not cls.row_s:
+        return None
+    return cls.row_s * np.asarray(B, dtype=float) * np.asarray(N, dtype=float) * H \
+        / gpu.spec.sm_count
 
 
 def attention_class(problem: AttentionProblem, algorithm: str, backend: str | None):

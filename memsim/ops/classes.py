@@ -28,6 +28,7 @@ class KernelClass:
     floor_s: float
     efficiency: dict[str, float] = field(default_factory=dict)
     source: str = ""
+    row_s: float = 0.0  # SM-seconds per query row and head (decode kernels' fixed steps)
 
     def eff(self, unit: str) -> float:
         return self.efficiency[unit]
