@@ -4,13 +4,18 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench validate-gpu clean
+.PHONY: demo test test-deep lint bench validate-gpu validate-silicon clean
 
+# pip's and setuptools' notices go to $(VENV)/install.log, shown only when the install fails
+# (an editable install of remapped package folders always prints setuptools' information-only
+# "Editable installation" notice).
+INSTALL_LOG := $(VENV)/install.log
 $(STAMP): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
-	touch $(STAMP)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "installing memsim into $(VENV) (log: $(INSTALL_LOG))"
+	@$(PY) -m pip install -q --upgrade pip > $(INSTALL_LOG) 2>&1 || (cat $(INSTALL_LOG); exit 1)
+	@$(PY) -m pip install -q -e '.[dev]' >> $(INSTALL_LOG) 2>&1 || (cat $(INSTALL_LOG); exit 1)
+	@touch $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/memsim attention --algorithm flash2 --gpu h100-sxm --batch 1 --heads 32 \
@@ -21,6 +26,13 @@ lint: $(STAMP)
 
 test: $(STAMP) lint
 	HYPOTHESIS_PROFILE=ci $(PY) -m pytest -q -n 2 --dist loadfile
+
+# The laws again with hypothesis's `deep` profile (tests/conftest.py): random, 500 examples
+# per property; the properties of one call, of the trace model and of the tile geometry.
+DEEP_TESTS ?= tests/test_properties.py tests/test_trace_laws.py tests/test_geometry.py \
+	tests/test_tiling.py tests/test_l2_estimate.py
+test-deep: $(STAMP)
+	HYPOTHESIS_PROFILE=deep $(PY) -m pytest -q -n 2 --dist loadfile $(DEEP_TESTS)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks
@@ -43,6 +55,18 @@ validate-gpu:
 	  --target $(GPU_SITE)/memsim .
 	cd $(GPU_SITE)/run && PYTHONPATH=$(GPU_SITE)/memsim:$(GPU_SITE)/deps PYTHONUNBUFFERED=1 \
 	  $(PYTHON) -m memsim validate --suite quick --out $(CURDIR)/measurements
+
+# Every row of aiconfigurator-core's measured kernel tables (installed as the `silicon` extra
+# if missing) against memsim, on the CPU: tables by op class, GPU and backend, and the
+# calibration fitted on H100/H200 and checked on the GPUs it never saw. The run's records go
+# to measurements/aiconfigurator/runs/ (not committed); its summary to $(SILICON_DIR).
+SILICON_DIR ?= measurements/aiconfigurator/$(shell date -u +%Y-%m-%d)
+SILICON_RUN ?= measurements/aiconfigurator/runs/full-$(shell date -u +%Y%m%dT%H%M%S)
+validate-silicon: $(STAMP)
+	$(PY) -c "import aiconfigurator_core" 2>/dev/null || $(PY) -m pip install -q -e '.[silicon]'
+	$(VENV)/bin/memsim validate --source aiconfigurator --full --out $(SILICON_RUN)
+	mkdir -p $(SILICON_DIR) && cp $(SILICON_RUN)/summary.json $(SILICON_RUN)/summary.txt $(SILICON_RUN)/points.json \
+	  $(SILICON_DIR)/
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .hypothesis .ruff_cache

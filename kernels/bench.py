@@ -12,9 +12,10 @@ prints one JSON line. Steps (llm.c dev/cuda's discipline: checked before timed):
    (:data:`SAMPLE_ROWS`, first and last included) — every output element must also have
    been written (no poison left, no NaN) — and raise :class:`KernelInvalidError` if the
    relative error exceeds the dtype's tolerance;
-4. time: warm-up runs, then ``repeats`` runs each preceded by a memset of a buffer twice
-   the L2 size (so every run starts with a cold L2), each timed with CUDA events around all
-   of the algorithm's launches (and around each launch); the median is reported;
+4. time (kernels/timing.py, the one CUDA-event timer): warm-up runs, then ``repeats`` runs
+   (default: 5 to 50, about 2 s in all) each preceded by a memset of a buffer twice the L2
+   size (so every run starts with a cold L2), CUDA events around each of the algorithm's
+   launches; the median is reported;
 5. count: one more, untimed run of the kernels built with ``count=True``, whose threads
    tally the multiply-adds and exponentials they execute (kernels/common.py): the
    ``matmul_flops`` and ``exp_ops`` reported, and ``achieved_flop_per_s`` over the median
@@ -29,8 +30,8 @@ prints one JSON line. Steps (llm.c dev/cuda's discipline: checked before timed):
 from __future__ import annotations
 
 import argparse
+import functools
 import json
-import statistics
 import sys
 from typing import Any
 
@@ -44,6 +45,7 @@ from memsim.tiling import Tiling, default_tiling
 from . import reference
 from .common import OPS_SLOTS, Launch
 from .registry import KERNELS, RELATIVE_TOLERANCE, family, relative_error
+from .timing import event_times_s
 
 #: Query rows validated per run (all of them when N is smaller).
 SAMPLE_ROWS = 48
@@ -129,23 +131,6 @@ def _l2_bytes() -> int:
     return int(size) or 64 * 2**20
 
 
-def _timed_run(launches: list[Launch], bufs: dict, ops, flush) -> tuple[float, list[float]]:
-    """One run after an L2 flush: (total seconds, seconds per launch), CUDA events."""
-    from numba import cuda
-    from numba.cuda.cudadrv.driver import device_memset
-
-    device_memset(flush, 0, flush.size)
-    events = [cuda.event(timing=True) for _ in range(len(launches) + 1)]
-    events[0].record()
-    for launch, end in zip(launches, events[1:], strict=True):
-        launch(bufs, ops)
-        end.record()
-    events[-1].synchronize()
-    per = [cuda.event_elapsed_time(a, b) * 1e-3 for a, b in zip(events, events[1:],
-                                                                 strict=False)]
-    return sum(per), per
-
-
 def _dispatcher_info(launch: Launch, bufs: dict, ops) -> dict[str, Any]:
     """Registers per thread, static shared memory per block and local memory per thread
     of the kernel compiled for this launch's arguments."""
@@ -159,11 +144,6 @@ def _dispatcher_info(launch: Launch, bufs: dict, ops) -> dict[str, Any]:
     }
 
 
-def _repeats_for(first_s: float, budget_s: float = 2.0) -> int:
-    """Enough repeats for a stable median within about ``budget_s``: 5 to 50."""
-    return int(min(50, max(5, budget_s / max(first_s, 1e-6))))
-
-
 def run_case(kernel: str, problem: AttentionProblem, tiling: Tiling, *,
              repeats: int | None = None, warmup: int = 3,
              seed: int | None = None) -> dict[str, Any]:
@@ -171,6 +151,7 @@ def run_case(kernel: str, problem: AttentionProblem, tiling: Tiling, *,
     under ``tiling``; the dict of the JSON line (module docstring), measured quantities
     only. Raises :class:`KernelInvalidError` when validation fails, before any timing."""
     from numba import cuda
+    from numba.cuda.cudadrv.driver import device_memset
 
     require_gpu()
     module = family(kernel)
@@ -193,13 +174,11 @@ def run_case(kernel: str, problem: AttentionProblem, tiling: Tiling, *,
                                  f"{errors} exceed {tolerance}")
 
     flush = cuda.device_array(L2_FLUSH_FACTOR * _l2_bytes(), np.uint8)
-    for _ in range(warmup):
-        _timed_run(launches, bufs, ops, flush)
-    first, _ = _timed_run(launches, bufs, ops, flush)
-    n = repeats or _repeats_for(first)
-    runs = [_timed_run(launches, bufs, ops, flush) for _ in range(n)]
-    times = [t for t, _ in runs]
-    time_s = statistics.median(times)
+    timed = event_times_s([functools.partial(launch, bufs, ops) for launch in launches],
+                          backend="numba", flush=lambda: device_memset(flush, 0, flush.size),
+                          warmup=warmup, min_repeats=repeats or 5,
+                          max_repeats=repeats or 50, target_s=2.0)
+    time_s = timed.median_s
 
     info = {launch.name: _dispatcher_info(launch, bufs, ops) for launch in launches}
     registers = max(i["registers_per_thread"] for i in info.values())
@@ -212,9 +191,11 @@ def run_case(kernel: str, problem: AttentionProblem, tiling: Tiling, *,
         "mask": problem.mask.describe(),
         "tiling": tiling.model_dump() | {"rows": tiling.rows, "sram_bytes": tiling.sram_bytes},
         "validation": errors, "tolerance": tolerance,
-        "time_s": time_s, "time_s_min": min(times), "time_s_max": max(times), "repeats": n,
-        "launch_time_s": {launch.name: statistics.median(per[i] for _, per in runs)
-                          for i, launch in enumerate(launches)},
+        "time_s": time_s, "time_s_min": min(timed.runs_s), "time_s_max": max(timed.runs_s),
+        "repeats": len(timed.runs_s),
+        "launch_time_s": {launch.name: t for launch, t in zip(launches,
+                                                              timed.step_medians_s(),
+                                                              strict=True)},
         "matmul_flops": counted["matmul_flops"], "exp_ops": counted["exp_ops"],
         "achieved_flop_per_s": counted["matmul_flops"] / time_s,
         "registers_per_thread": registers,

@@ -9,7 +9,7 @@ rest still run.
 Measured quantities (all SI units):
 
 - ``d2d_copy_bytes_per_s``: device-to-device copy of a buffer much larger than L2,
-  counting bytes read plus bytes written (METHOD.md convention).
+  counting bytes read plus bytes written (docs/DESIGN.md §"Measurements").
 - ``l2_read_bytes_per_s``: repeated reads of a buffer that fits in L2 (a sum reduction),
   counting bytes read.
 - ``fp32_fma_flop_per_s``: a Numba kernel of independent FMA chains on registers,
@@ -34,37 +34,25 @@ import argparse
 import json
 import platform
 import re
-import statistics
 import sys
 import time
 import traceback
 from collections.abc import Callable
 
+from memsim.kernels.timing import event_times_s
+
 GB = 1e9
 
 
 def _median_event_time_s(fn: Callable[[], None], warmup: int, repeats: int) -> float:
-    """Median over ``repeats`` of the CUDA-event time of ``fn()``, in seconds."""
-    import torch
-
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times_s = []
-    for _ in range(repeats):
-        start = torch.cuda.Event(enable_timing=True)
-        stop = torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        stop.record()
-        stop.synchronize()
-        times_s.append(start.elapsed_time(stop) * 1e-3)
-    return statistics.median(times_s)
+    """Median over ``repeats`` of the CUDA-event time of ``fn()`` (PyTorch events), s."""
+    return event_times_s(fn, backend="torch", warmup=warmup, min_repeats=repeats,
+                         max_repeats=repeats).median_s
 
 
 def device_attributes() -> dict:
     """Name, SMs, L2, shared memory, clocks and memory bus of device 0 (SI units)."""
-    from memsim.validation.device import read_device
+    from memsim.kernels.device import read_device
 
     return read_device(0)
 
@@ -333,20 +321,9 @@ def exp_rate(iters: int = 2048) -> dict:
 
 
 def _median_cuda_numba(launch: Callable[[], None], warmup: int = 3, repeats: int = 20) -> float:
-    from numba import cuda
-
-    for _ in range(warmup):
-        launch()
-    cuda.synchronize()
-    times_s = []
-    for _ in range(repeats):
-        start, stop = cuda.event(), cuda.event()
-        start.record()
-        launch()
-        stop.record()
-        stop.synchronize()
-        times_s.append(cuda.event_elapsed_time(start, stop) * 1e-3)
-    return statistics.median(times_s)
+    """Median over ``repeats`` of the CUDA-event time of ``launch()`` (Numba events), s."""
+    return event_times_s(launch, backend="numba", warmup=warmup, min_repeats=repeats,
+                         max_repeats=repeats).median_s
 
 
 def launch_overhead(launches: int = 2000) -> dict:
@@ -512,7 +489,14 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.out, "w") as fh:
             fh.write(text + "\n")
     print("\n".join(_summary_lines(result)))
-    return 0
+    return exit_code(result)
+
+
+def exit_code(result: dict) -> int:
+    """0 when at least one microbenchmark measured something, 1 when every one failed (or
+    none ran): a run without a single ceiling must not look like a success."""
+    benches = [v for k, v in result.items() if k in BENCHES and isinstance(v, dict)]
+    return 0 if any("error" not in v for v in benches) else 1
 
 
 if __name__ == "__main__":

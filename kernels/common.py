@@ -1,7 +1,7 @@
 """What every memsim kernel shares: storage dtypes, float32 literals, the mask as
 compile-time constants, the key range a query sees, launches, buffers and the op tally.
 
-Conventions of every kernel in this package (DESIGN.md notation):
+Conventions of every kernel in this package (docs/DESIGN.md §"Notation"):
 
 - ``q: (B, N, H, D)``, ``k: (B, S, K, D)``, ``v: (B, S, K, Dv)``, ``o: (B, N, H, Dv)`` at the
   storage dtype (fp32 or fp16); softmax statistics (logsumexp, ℓ, m) are fp32 ``(B, H, N)``.
@@ -118,6 +118,19 @@ def row_key_range(kind, w, half, c, p, n_kv):
     if kind == BAND:
         return max(0, p - half), min(n_kv - 1, p + half)
     return (p // c) * c, p
+
+
+@cuda.jit(device=True)
+def online_softmax_step(m_old, m_tile):
+    """The online-softmax update of the running max, shared by flash1, flash2 and the DSA
+    sparse kernel (FA-2 Alg. 1 lines 8–10; FA-1 Alg. 1 line 11): returns ``(m_new, m_use,
+    alpha)`` with m_new = max(m_old, m_tile), the shift m_use to subtract before every
+    exponential, and alpha = exp(m_old − m_use), the factor that rescales what was summed
+    under m_old. While every score seen is −∞ (a row whose visible keys lie in later
+    tiles) m_use is 0, not −∞: exp(−∞ − 0) = 0, where exp(−∞ − (−∞)) would be NaN."""
+    m_new = max(m_old, m_tile)
+    m_use = m_new if m_new != NEG_INF else ZERO
+    return m_new, m_use, float32(math.exp(m_old - m_use))
 
 
 @cuda.jit(device=True)

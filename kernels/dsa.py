@@ -58,6 +58,7 @@ from .common import (
     ceil_div,
     check_tiling,
     numba_storage,
+    online_softmax_step,
     poisoned,
     random_tensor,
     softmax_scale,
@@ -298,13 +299,13 @@ def sparse_kernel(tiling: Tiling, top_k: int, count: bool = False, split: bool =
                             n_mac += 1
                     s[c] = dot * SCALE
                     m_tile = max(m_tile, s[c])
-                m_new = max(m[slot], m_tile)
-                alpha = float32(math.exp(m[slot] - m_new))
+                # online softmax (FA-2 Alg. 1 lines 8-10), −∞-guarded
+                m_new, m_use, alpha = online_softmax_step(m[slot], m_tile)
                 l_new = ell[slot] * alpha
                 for dv in range(DV):
                     acc[slot, dv] *= alpha
                 for c in range(nk):
-                    pc = float32(math.exp(s[c] - m_new))
+                    pc = float32(math.exp(s[c] - m_use))
                     l_new += pc
                     for dv in range(DV):
                         if MLA:

@@ -37,6 +37,7 @@ from .common import (
     check_tiling,
     mask_spec,
     numba_storage,
+    online_softmax_step,
     poisoned,
     row_key_range,
     rows_per_thread,
@@ -136,16 +137,14 @@ def forward_kernel(tiling: Tiling, spec: MaskSpec, count: bool = False):
                         sc = dot * SCALE if jlo <= j0 + c <= jhi else NEG_INF
                         s[c] = sc
                         m_t = max(m_t, sc)
-                    m_t_use = m_t if m_t != NEG_INF else ZERO
+                    _, m_t_use, _ = online_softmax_step(m_t, m_t)   # −∞-guarded shift
                     l_t = ZERO                                       # line 10
                     for c in range(nk):
                         s[c] = float32(math.exp(s[c] - m_t_use))
                         l_t += s[c]
                     m_old = NEG_INF if first else m_sh[r]
                     l_old = ZERO if first else l_sh[r]
-                    m_new = max(m_old, m_t)                          # line 11
-                    m_use = m_new if m_new != NEG_INF else ZERO
-                    a_old = float32(math.exp(m_old - m_use))
+                    m_new, m_use, a_old = online_softmax_step(m_old, m_t)   # line 11
                     a_new = float32(math.exp(m_t - m_use))
                     l_new = a_old * l_old + a_new * l_t
                     keep = l_old * a_old                             # line 12

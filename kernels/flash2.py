@@ -44,6 +44,7 @@ from .common import (
     check_tiling,
     mask_spec,
     numba_storage,
+    online_softmax_step,
     poisoned,
     row_key_range,
     rows_per_thread,
@@ -159,10 +160,8 @@ def forward_kernel(tiling: Tiling, spec: MaskSpec, count: bool = False, split: b
                     sc = dot * SCALE if jlo[slot] <= j <= jhi[slot] else NEG_INF
                     s[c] = sc
                     m_tile = max(m_tile, sc)
-                # online softmax (FA-2 Alg. 1 lines 8-10); m_use avoids −∞ − (−∞)
-                m_new = max(m[slot], m_tile)
-                m_use = m_new if m_new != NEG_INF else ZERO
-                alpha = float32(math.exp(m[slot] - m_use))
+                # online softmax (FA-2 Alg. 1 lines 8-10), −∞-guarded
+                m_new, m_use, alpha = online_softmax_step(m[slot], m_tile)
                 l_new = ell[slot] * alpha
                 for dv in range(DV):
                     acc[slot, dv] *= alpha

@@ -45,8 +45,8 @@ def cases() -> Iterator[dict[str, Any]]:
     yield _case("flash2", seq_len=4096, head_dim=64, causal=True, window=1024)
     yield _case("flash2", seq_len=4096, head_dim=64, causal=True, chunk=1024)
     for causal in (True, False):
-        yield _case("standard", seq_len=1024, head_dim=64, causal=causal)
-    yield _case("standard", seq_len=4096, head_dim=64, causal=True)
+        yield _case("standard_blockskip", seq_len=1024, head_dim=64, causal=causal)
+    yield _case("standard_blockskip", seq_len=4096, head_dim=64, causal=True)
     # FlashAttention-1 runs one block per (batch, head): keep it small
     yield _case("flash1", batch=4, seq_len=1024, head_dim=64, causal=True)
     yield _case("flash1", batch=4, seq_len=1024, head_dim=64, causal=False)

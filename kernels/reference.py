@@ -7,7 +7,7 @@ intermediates (S and P of standard attention, ℓ and m of FlashAttention-1, the
 partials of split-KV decoding, the indexer logits and top-k of DSA) — so a kernel can be
 checked stage by stage, and each reference is itself tested against :func:`attention`.
 
-Shapes (DESIGN.md notation): ``q: (B, N, H, D)``, ``k: (B, S, K, D)``, ``v: (B, S, K, Dv)``
+Shapes (docs/DESIGN.md §"Notation"): ``q: (B, N, H, D)``, ``k: (B, S, K, D)``, ``v: (B, S, K, Dv)``
 (under MLA ``v`` is ``None`` and V = K[..., :Dv]), ``o: (B, N, H, Dv)``, softmax statistics
 ``(B, H, N)``, scores ``(B, H, N, S)``. A row that sees no key gets O = 0, ℓ = 0,
 m = logsumexp = −∞ (no NaN).

@@ -52,7 +52,7 @@ from .common import (
     tile_key_range,
 )
 
-ALGORITHM = "standard"
+ALGORITHM = "standard_blockskip"
 OUTPUTS = ("s", "p", "o")
 
 

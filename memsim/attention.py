@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from memsim import limits
 from memsim.algorithms import check_supported, compulsory_bytes, cost_of, from_problem
 from memsim.algorithms._arrays import Arrays
 from memsim.cost import Cost
@@ -181,46 +182,120 @@ def attention_class(problem: AttentionProblem, algorithm: str, backend: str | No
     """The fitted kernel class (memsim.ops.classes) of ``backend``'s kernel for this call:
     "dsa/…" for sparse attention, "mla/…" for MLA, "…/decode/…" for the split-KV decode
     kernel, "…/context/…" for prefill."""
+    from memsim.algorithms import get, runs_mask
     from memsim.ops.classes import kernel_class
 
-    if algorithm == "dsa":
+    if runs_mask(algorithm, "topk"):
         return kernel_class("dsa", backend)
     family = "mla" if problem.mla else "attention"
-    phase = "decode" if algorithm == "flash_decode" else "context"
+    phase = "decode" if get(algorithm).DECODES else "context"
     return kernel_class(f"{family}/{phase}", backend)
 
 
-def costs(algorithm: str, *, B, N, H, D, S=None, K=None, Dv=None, dtype_bytes=2.0,
-          mla=False, block_q=64, block_kv=64, heads_per_block=1, kv_splits=1, warps=4,
-          mask: str = "causal", window=0, chunk=1, top_k=None, pass_: str = "forward",
-          index_heads=64, index_head_dim=128, index_dtype_bytes=1.0,
-          index_block_q=16) -> Cost:
+def costs(algorithm: str, *, B, N, H, D, S=None, K=None, Dv=None, dtype_bytes=None,
+          mla=False, block_q=None, block_kv=None, heads_per_block=None, kv_splits=1,
+          warps=None, mask: str | None = None, window=0, chunk=1, top_k=None,
+          pass_: str = "forward", index_heads=None, index_head_dim=None,
+          index_dtype_bytes=None, index_block_q=None) -> Cost:
     """Vectorised attention cost: every size may be a numpy array (they broadcast).
 
     ``mask``: 'full', 'causal', 'window' (causal, ``window``), 'band' (bidirectional,
-    ``window`` wide), 'chunk' (``chunk``), or 'topk' for dsa (``top_k``). Tiles are given
-    explicitly (no fit check): this is the fast path for sweeps.
+    ``window`` wide), 'chunk' (``chunk``), or 'topk' for dsa (``top_k``); default that of
+    :class:`~memsim.problem.Mask` (causal). Every default is the one the rest of memsim
+    uses: storage dtype that of :class:`~memsim.problem.AttentionProblem`, indexer sizes
+    those of :class:`~memsim.problem.Indexer`, and tiles by the algorithm's own rules
+    (:func:`memsim.tiling.default_tiling`: heads_per_block = H / K, Bc from FA-2's launch
+    templates, Br from the algorithm's ``default_block_q``, 4 warps), so ``costs`` and
+    ``memsim attention`` answer the same question alike. Without a GPU the tiles are not
+    shrunk to fit shared memory (they fit every profile at D ≤ 128 in 16 bits; pass
+    explicit tiles otherwise). No fit check: this is the fast path for sweeps.
     """
-    i64 = lambda v: np.asarray(v, dtype=np.int64)  # noqa: E731
-    N = i64(N)
-    S = N if S is None else i64(S)
-    H = i64(H)
-    K = H if K is None else i64(K)
-    D = i64(D)
-    Dv = D if Dv is None else i64(Dv)
+    from memsim.algorithms import get
+    from memsim.algorithms._tiles import DEFAULT_THREADS, INDEX_BLOCK_Q
+    from memsim.problem import Indexer, Mask
+    from memsim.tiling import fa2_block_kv
+    from memsim.units import DTYPE_BYTES
+
+    module = get(algorithm)
+    ix = Indexer()
+    mask = mask or Mask().kind
+    given = dict(block_q=block_q, block_kv=block_kv, heads_per_block=heads_per_block,
+                 kv_splits=kv_splits, warps=warps, index_block_q=index_block_q)
+    B, N, S, H, K, D, Dv, i64 = _checked_sizes(
+        B, N, S, H, K, D, Dv, mask=mask, pass_=pass_, window=window, chunk=chunk,
+        top_k=top_k, index_heads=index_heads, index_head_dim=index_head_dim,
+        sizes={k: v for k, v in given.items() if v is not None})
+    hpb = H // K if heads_per_block is None else i64(heads_per_block)
+    if block_kv is None:
+        block_kv = np.vectorize(fa2_block_kv, otypes=[np.int64])(D)
+    if block_q is None:
+        block_q = module.default_block_q(hpb, N)
+    dtype = AttentionProblem.model_fields["dtype"].default
+    e = DTYPE_BYTES[dtype] if dtype_bytes is None else limits.finite_array("dtype_bytes",
+                                                                            dtype_bytes)
+    if index_dtype_bytes is not None:
+        index_dtype_bytes = limits.finite_array("index_dtype_bytes", index_dtype_bytes)
     if mask == "band":
         geometry = MaskGeometry("band", half=i64(window) // 2)
     elif mask == "topk":
         geometry = MaskGeometry("causal")
     else:
         geometry = MaskGeometry(mask, w=i64(window), c=i64(chunk))
-    x = Arrays(B=i64(B), N=N, S=S, H=H, K=K, D=D, Dv=Dv, e=np.asarray(dtype_bytes, float),
-               mla=np.asarray(mla), Br=i64(block_q), Bc=i64(block_kv),
-               hpb=i64(heads_per_block), splits=i64(kv_splits), warps=i64(warps),
+    x = Arrays(B=i64(B), N=N, S=S, H=H, K=K, D=D, Dv=Dv, e=np.asarray(e, float),
+               mla=np.asarray(mla), Br=i64(block_q), Bc=i64(block_kv), hpb=hpb,
+               splits=i64(kv_splits), warps=i64(DEFAULT_THREADS // 32 if warps is None
+                                                else warps),
                geometry=geometry, top_k=None if top_k is None else i64(top_k),
-               index_heads=index_heads, index_head_dim=index_head_dim,
-               index_e=index_dtype_bytes, index_Br=i64(index_block_q))
+               index_heads=ix.heads if index_heads is None else index_heads,
+               index_head_dim=ix.head_dim if index_head_dim is None else index_head_dim,
+               index_e=DTYPE_BYTES[ix.dtype] if index_dtype_bytes is None
+               else index_dtype_bytes,
+               index_Br=i64(INDEX_BLOCK_Q if index_block_q is None else index_block_q))
     return cost_of(algorithm, x, pass_)
+
+
+MASKS = ("full", "causal", "window", "band", "chunk", "topk")
+PASSES = ("forward", "backward", "forward+backward")
+
+
+def _checked_sizes(B, N, S, H, K, D, Dv, *, mask, pass_, window, chunk, top_k, index_heads,
+                   index_head_dim, sizes):
+    """The size arguments of :func:`costs` checked (positive integers below the ceilings of
+    :mod:`memsim.limits`, shapes that broadcast, N ≤ S, K divides H) and converted to int64;
+    also returns the int64 converter for the tile sizes."""
+    from memsim.errors import InputError
+
+    if mask not in MASKS:
+        raise InputError("mask", mask, f"must be one of {', '.join(MASKS)}")
+    if pass_ not in PASSES:
+        raise InputError("pass", pass_, f"must be one of {', '.join(PASSES)}")
+    tok, hd, hh = limits.MAX_TOKENS, limits.MAX_HEAD_DIM, limits.MAX_HEADS
+    B = limits.size_array("B", B, limits.MAX_BATCH)
+    N = limits.size_array("N", N, tok)
+    S = N if S is None else limits.size_array("S", S, tok)
+    H = limits.size_array("H", H, hh)
+    K = H if K is None else limits.size_array("K", K, hh)
+    D = limits.size_array("D", D, hd)
+    Dv = D if Dv is None else limits.size_array("Dv", Dv, hd)
+    if mask in ("window", "band"):
+        limits.size_array("window", window, tok)
+    if mask == "chunk":
+        limits.size_array("chunk", chunk, tok)
+    if top_k is not None:
+        limits.size_array("top_k", top_k, tok)
+    for name, value in sizes.items():
+        limits.size_array(name, value, tok)
+    if index_heads is not None:
+        limits.size_array("index_heads", index_heads, hh)
+    if index_head_dim is not None:
+        limits.size_array("index_head_dim", index_head_dim, hd)
+    limits.check_broadcast(B=B, N=N, S=S, H=H, K=K, D=D, Dv=Dv, **sizes)
+    if np.any(N > S):
+        raise InputError("N", int(np.max(N)), "must not exceed S (queries are the last N of "
+                         "the S positions)")
+    if np.any(H % K):
+        raise InputError("K", np.asarray(K).ravel()[:3].tolist(), "must divide H")
+    return B, N, S, H, K, D, Dv, lambda v: np.asarray(v, dtype=np.int64)
 
 
 def costs_for(problem: AttentionProblem, gpu: GPU, algorithm: str, *, B=None, N=None,
@@ -240,8 +315,11 @@ def costs_for(problem: AttentionProblem, gpu: GPU, algorithm: str, *, B=None, N=
     check_supported(algorithm, problem)
     if tiling is None:
         tiling = default_tiling(problem, gpu, algorithm)
-    i64 = lambda v, d: np.asarray(d if v is None else v, dtype=np.int64)  # noqa: E731
-    B, N, S = np.broadcast_arrays(i64(B, problem.B), i64(N, problem.N), i64(S, problem.S))
+    B = limits.size_array("B", problem.B if B is None else B, limits.MAX_BATCH)
+    N = limits.size_array("N", problem.N if N is None else N, limits.MAX_TOKENS)
+    S = limits.size_array("S", problem.S if S is None else S, limits.MAX_TOKENS)
+    limits.check_broadcast(B=B, N=N, S=S)
+    B, N, S = np.broadcast_arrays(B, N, S)
     x = replace(from_problem(problem, tiling, gpu if l2_estimate else None), B=B, N=N, S=S)
     # the split-KV count, chosen per element (1 for algorithms that never split)
     x = replace(x, splits=decode_splits(algorithm, gpu, B, N, S, problem.H, tiling,

@@ -18,7 +18,24 @@ class InputError(ValueError):
         self.field = field
         self.value = value
         self.rule = rule
-        super().__init__(f"{field}={value!r} {rule}")
+        super().__init__(f"{field}={_show(value)} {rule}")
+
+    def __reduce__(self) -> tuple[type, tuple[str, object, str]]:
+        # Pickle by the three fields, so the error crosses process boundaries
+        # (``sweep --workers``) as itself rather than breaking the pool.
+        return (type(self), (self.field, self.value, self.rule))
+
+
+def _show(value: object) -> str:
+    """A value on one line: repr, with line breaks escaped and long values cut."""
+    text = repr(value)
+    text = text.replace("\n", "\\n").replace("\r", "\\r")
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def one_line(text: str) -> str:
+    """``text`` with its line breaks replaced, so a message is exactly one line."""
+    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
 
 
 def closest(name: str, known: Iterable[str], n: int = 3) -> str:
@@ -32,7 +49,8 @@ def closest(name: str, known: Iterable[str], n: int = 3) -> str:
 
 
 def format_validation_error(exc: Exception) -> str:
-    """One line per problem of a pydantic ``ValidationError``: field, value, rule."""
+    """A pydantic ``ValidationError`` on one line: ``field=value rule``, problems joined by
+    '; ' (the first names the field; later ones follow)."""
     errors = getattr(exc, "errors", None)
     if errors is None:
         return str(exc)
@@ -43,10 +61,12 @@ def format_validation_error(exc: Exception) -> str:
         msg = err.get("msg", "")
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, "):]
+        elif msg.startswith("Input should be "):
+            msg = "must be " + msg[len("Input should be "):]
         if not field:
             lines.append(msg)
         elif isinstance(value, dict):
-            lines.append(f"{field}: {msg}")
+            lines.append(f"{field} {msg}")
         else:
-            lines.append(f"{field}={value!r}: {msg}")
-    return "\n".join(lines)
+            lines.append(f"{field}={_show(value)} {msg}")
+    return one_line("; ".join(lines))

@@ -6,7 +6,7 @@ traffic and FLOPs are sums over those (query tile, key tile) pairs. This module 
 sums exactly — diagonal and ragged tiles included — without a loop over tiles, so that
 N = 10⁹ costs the same as N = 97.
 
-Set-up (DESIGN.md notation). Query row i (0 ≤ i < N) sits at position p = o + i with
+Set-up (docs/DESIGN.md §"Notation"). Query row i (0 ≤ i < N) sits at position p = o + i with
 o = S − N. Query tile a holds rows [a·Br, min((a+1)·Br, N)); key tile b holds keys
 [b·Bc, min((b+1)·Bc, S)). For every mask the keys visible to the rows of one query tile
 form one contiguous range [kmin, kmax] (each row sees a contiguous range, and consecutive

@@ -34,7 +34,7 @@ from memsim.errors import InputError, closest, format_validation_error
 
 Unit = Literal["tensor", "fp32", "exp"]
 
-_STRICT = ConfigDict(frozen=True, extra="forbid", strict=True)
+_STRICT = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class GPUSpec(BaseModel):
@@ -261,6 +261,8 @@ def profiles_dir() -> Path:
 
 def _split_sourced(section: str, table: dict[str, Any], path: Path) -> tuple[dict, dict]:
     values, sources = {}, {}
+    if not isinstance(table, dict):
+        raise InputError(f"{path.name}: {section}", table, "must be a table")
     for key, entry in table.items():
         if not isinstance(entry, dict) or "value" not in entry:
             raise InputError(
@@ -285,11 +287,10 @@ def _offending_line(text: str, exc: tomllib.TOMLDecodeError) -> str:
 
 def load_profile_file(path: Path | str) -> GPU:
     """Read one TOML profile; a malformed or incomplete file names the file and the key."""
+    from memsim.files import read_text
+
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise InputError("profile", str(path), f"cannot be read: {exc.strerror}") from None
+    text = read_text(path, "profile")
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -298,6 +299,8 @@ def load_profile_file(path: Path | str) -> GPU:
     for section in ("spec", "efficiency", "price"):
         if section not in raw:
             raise InputError(f"{path.name}", section, "section is missing")
+        if not isinstance(raw[section], dict):
+            raise InputError(f"{path.name}: {section}", raw[section], "must be a table")
     spec, spec_sources = _split_sourced("spec", raw.pop("spec"), path)
     eff, eff_sources = _split_sourced("efficiency", raw.pop("efficiency"), path)
     price_table = raw.pop("price")
@@ -319,8 +322,15 @@ def load_profile_file(path: Path | str) -> GPU:
         link = {k: float(v) if k.endswith("_s") and isinstance(v, int) else v
                 for k, v in link.items()}
     classes, class_sources = {}, {}
-    for name, table in (raw.pop("class_efficiency", None) or {}).items():
+    class_tables = raw.pop("class_efficiency", None) or {}
+    if not isinstance(class_tables, dict):
+        raise InputError(f"{path.name}: class_efficiency", class_tables, "must be a table")
+    for name, table in class_tables.items():
         values, sources = _split_sourced(f"class_efficiency.{name}", table, path)
+        if not isinstance(table, dict) or not all(
+                isinstance(v, int | float) and not isinstance(v, bool) for v in values.values()):
+            raise InputError(f"{path.name}: class_efficiency.{name}", values,
+                             "must hold numbers")
         classes[name] = {k: float(v) for k, v in values.items()}
         class_sources.update(sources)
     try:
@@ -328,7 +338,7 @@ def load_profile_file(path: Path | str) -> GPU:
                    interconnect=link,
                    sources={**spec_sources, **eff_sources, **link_sources, **class_sources})
     except ValidationError as exc:
-        raise InputError("profile", path.name, "is invalid:\n" + format_validation_error(exc)
+        raise InputError("profile", path.name, "is invalid: " + format_validation_error(exc)
                          ) from None
 
 

@@ -1,6 +1,6 @@
 """The attention problem: shapes, head layout, mask, dtype and pass.
 
-Notation (DESIGN.md): B batch, N query length, S key/value length, H query heads,
+Notation (docs/DESIGN.md §"Notation"): B batch, N query length, S key/value length, H query heads,
 K key/value heads, D head dimension of Q and K, Dv head dimension of V.
 
 Positions. The N queries are the *last* N of the S positions: query i (0 ≤ i < N) sits at
@@ -27,6 +27,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from memsim.limits import (
+    MAX_BATCH,
+    MAX_HEAD_DIM,
+    MAX_HEADS,
+    MAX_TOKENS,
+)
 from memsim.units import Dtype
 
 Layout = Literal["mha", "gqa", "mqa", "mla"]
@@ -41,17 +47,23 @@ class Mask(BaseModel):
     model_config = _FROZEN
 
     causal: bool = True
-    window: int | None = Field(default=None, gt=0, description="sliding window W, tokens")
-    chunk: int | None = Field(default=None, gt=0, description="chunked local attention C, tokens")
-    top_k: int | None = Field(default=None, gt=0, description="keys chosen per query, tokens")
+    window: int | None = Field(default=None, gt=0, le=MAX_TOKENS,
+                               description="sliding window W, tokens")
+    chunk: int | None = Field(default=None, gt=0, le=MAX_TOKENS,
+                              description="chunked local attention C, tokens")
+    top_k: int | None = Field(default=None, gt=0, le=MAX_TOKENS,
+                              description="keys chosen per query, tokens")
 
     @model_validator(mode="after")
     def _one_pattern(self) -> Mask:
         given = [n for n in ("window", "chunk", "top_k") if getattr(self, n) is not None]
         if len(given) > 1:
-            raise ValueError(f"{' and '.join(given)} cannot be combined; choose one pattern")
+            raise ValueError(f"{given[0]}={getattr(self, given[0])} cannot be combined with "
+                             + " and ".join(f"{n}={getattr(self, n)}" for n in given[1:])
+                             + "; choose one pattern")
         if (self.chunk is not None or self.top_k is not None) and not self.causal:
-            raise ValueError("chunk and top_k masks are causal; causal=False is not supported")
+            raise ValueError("causal=False is not supported with a chunk or top_k mask "
+                             "(both are causal; drop --bidirectional)")
         return self
 
     @property
@@ -86,12 +98,12 @@ class Indexer(BaseModel):
 
     model_config = _FROZEN
 
-    heads: int = Field(default=64, gt=0)
-    head_dim: int = Field(default=128, gt=0)
+    heads: int = Field(default=64, gt=0, le=MAX_HEADS)
+    head_dim: int = Field(default=128, gt=0, le=MAX_HEAD_DIM)
     dtype: Dtype = "fp8"
-    scale_block: int = Field(default=128, gt=0)
+    scale_block: int = Field(default=128, gt=0, le=MAX_HEAD_DIM)
     logits_chunk: int = Field(
-        default=8192, gt=0,
+        default=8192, gt=0, le=MAX_TOKENS,
         description="query tokens (whole batch) whose fp32 logits are materialised at once "
                     "(serving engines prefill a bounded number of batched tokens per step)")
 
@@ -99,13 +111,16 @@ class Indexer(BaseModel):
 class AttentionProblem(BaseModel):
     """One attention call: ``q: (B, N, H, D)``, ``k: (B, S, K, D)``, ``v: (B, S, K, Dv)``."""
 
-    batch: int = Field(gt=0)
-    seq_len: int = Field(gt=0, description="N, query tokens")
-    kv_len: int | None = Field(default=None, gt=0, description="S, key/value tokens (default N)")
-    heads: int = Field(gt=0, description="H, query heads")
-    kv_heads: int | None = Field(default=None, gt=0, description="K, key/value heads (default H)")
-    head_dim: int = Field(gt=0, description="D, of Q and K")
-    head_dim_v: int | None = Field(default=None, gt=0, description="Dv (default D)")
+    batch: int = Field(gt=0, le=MAX_BATCH)
+    seq_len: int = Field(gt=0, le=MAX_TOKENS, description="N, query tokens")
+    kv_len: int | None = Field(default=None, gt=0, le=MAX_TOKENS,
+                               description="S, key/value tokens (default N)")
+    heads: int = Field(gt=0, le=MAX_HEADS, description="H, query heads")
+    kv_heads: int | None = Field(default=None, gt=0, le=MAX_HEADS,
+                                 description="K, key/value heads (default H)")
+    head_dim: int = Field(gt=0, le=MAX_HEAD_DIM, description="D, of Q and K")
+    head_dim_v: int | None = Field(default=None, gt=0, le=MAX_HEAD_DIM,
+                                   description="Dv (default D)")
     dtype: Dtype = "bf16"
     mla: bool = Field(default=False, description="V is a slice of the shared latent K")
     mask: Mask = Mask()

@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from memsim.algorithms import get
 from memsim.algorithms._tiles import (  # noqa: F401  (re-exported: FA-2 backward tiles)
+    DEFAULT_THREADS,
     FA2_BACKWARD_THREADS,
     fa2_backward_sram_bytes,
 )
@@ -61,7 +62,7 @@ class Tiling(BaseModel):
     block_kv: int = Field(gt=0, description="Bc, keys per tile")
     heads_per_block: int = Field(default=1, gt=0, description="query heads packed per block")
     kv_splits: int = Field(default=1, gt=0, description="split-KV blocks per head group")
-    threads: int = Field(default=128, gt=0, description="threads per block")
+    threads: int = Field(default=DEFAULT_THREADS, gt=0, description="threads per block")
     registers_per_thread: int = Field(default=128, gt=0)
     head_dim: int = Field(gt=0)
     head_dim_v: int = Field(gt=0)
@@ -148,7 +149,13 @@ def default_tiling(problem, gpu, algorithm: str, *, block_q: int | None = None,
     Explicit sizes are kept as given and must fit; defaults shrink until they fit.
     """
     module = get(algorithm)
-    limit = sram_limit_bytes or gpu.spec.shared_memory_per_block_max_bytes
+    from memsim.limits import check_tiling_limits
+
+    check_tiling_limits(gpu, block_q=block_q, block_kv=block_kv,
+                        heads_per_block=heads_per_block, kv_splits=kv_splits, threads=threads,
+                        sram_limit_bytes=sram_limit_bytes)
+    limit = (gpu.spec.shared_memory_per_block_max_bytes if sram_limit_bytes is None
+             else sram_limit_bytes)
     group = problem.H // problem.K
     hpb = heads_per_block if heads_per_block is not None else group
     if group % hpb:
@@ -157,15 +164,17 @@ def default_tiling(problem, gpu, algorithm: str, *, block_q: int | None = None,
     common = dict(
         algorithm=algorithm, heads_per_block=hpb, head_dim=problem.D, head_dim_v=problem.Dv,
         elem_bytes=dtype_bytes(problem.dtype), mla=problem.mla,
-        threads=threads or 128, **module.extra_fields(problem),
+        threads=DEFAULT_THREADS if threads is None else threads,
+        **module.extra_fields(problem),
     )
     if policy == "fa1":
         m = limit
-        bc = block_kv or math.ceil(m / (4 * problem.D * common["elem_bytes"]))
-        br = block_q or min(bc, problem.D)
+        bc = block_kv if block_kv is not None else math.ceil(
+            m / (4 * problem.D * common["elem_bytes"]))
+        br = block_q if block_q is not None else min(bc, problem.D)
     else:
-        bc = block_kv or fa2_block_kv(problem.D)
-        br = block_q or module.default_block_q(hpb, problem.N)
+        bc = block_kv if block_kv is not None else fa2_block_kv(problem.D)
+        br = block_q if block_q is not None else int(module.default_block_q(hpb, problem.N))
     if module.DECODES:   # one query tile holds every query token
         if block_q is not None and block_q < problem.N:
             raise InputError("block_q", block_q,
@@ -198,8 +207,8 @@ def default_tiling(problem, gpu, algorithm: str, *, block_q: int | None = None,
     if policy == "fa2" and problem.pass_ != "forward":
         tiling = tiling.model_copy(update=module.backward_tiling(tiling, limit))
     if module.splits_keys(tiling, problem.N):
-        splits = kv_splits or int(decode_splits(algorithm, gpu, problem.B, problem.N,
-                                                problem.S, problem.H, tiling, problem.mask))
+        splits = kv_splits if kv_splits is not None else int(decode_splits(
+            algorithm, gpu, problem.B, problem.N, problem.S, problem.H, tiling, problem.mask))
         tiling = tiling.model_copy(update={"kv_splits": splits})
     elif kv_splits not in (None, 1):
         raise InputError("kv_splits", kv_splits, "applies to decoding only (a decode kernel, "

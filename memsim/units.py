@@ -65,3 +65,19 @@ def dtype_bytes(dtype: str) -> float:
         raise InputError(
             "dtype", dtype, f"must be one of {sorted(DTYPE_BYTES)}{closest(dtype, DTYPE_BYTES)}"
         ) from None
+
+
+def format_bytes(n: float) -> str:
+    """Bytes in decimal units, 3 significant digits: 4.46e9 → '4.46 GB' (GB = 1e9 B)."""
+    for unit, scale in (("PB", 1e15), ("TB", TB), ("GB", GB), ("MB", MB), ("KB", KB)):
+        if abs(n) >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n:.0f} B"
+
+
+def format_seconds(t: float) -> str:
+    """Seconds, 3 significant digits, in s, ms, µs or ns: 1.5e-3 → '1.5 ms'."""
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", MICRO)):
+        if t >= scale:
+            return f"{t / scale:.3g} {unit}"
+    return f"{t * 1e9:.3g} ns"

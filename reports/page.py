@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from memsim.algorithms import ALGORITHMS
 from memsim.hardware import GPU
-from memsim.units import GB, TB
+from memsim.units import format_bytes, format_seconds
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -85,10 +85,13 @@ class Page:
 
 
 def default_measurements_dir() -> Path:
-    """The repository's ``measurements/`` folder (a source or editable checkout)."""
+    """The repository's ``measurements/`` folder in a source or editable checkout, else the
+    copy installed with the wheel (``memsim.measurements``)."""
     import memsim
 
-    return Path(memsim.__file__).resolve().parent.parent / "measurements"
+    package = Path(memsim.__file__).resolve().parent
+    checkout = package.parent / "measurements"
+    return checkout if checkout.is_dir() else package / "measurements"
 
 
 def display_path(path: Path) -> str:
@@ -169,12 +172,9 @@ def hover(x_name: str, y_name: str, x_format: str = ",", y_format: str = ".4s") 
 # ---- numbers as text -----------------------------------------------------------------
 
 
-def fmt_bytes(n: float) -> str:
-    """Decimal units (GB = 1e9 bytes), as in the rest of memsim's output."""
-    for unit, scale in (("PB", 1e15), ("TB", TB), ("GB", GB), ("MB", 1e6), ("KB", 1e3)):
-        if abs(n) >= scale:
-            return f"{n / scale:.3g} {unit}"
-    return f"{n:.0f} B"
+#: The one byte and time formatters (memsim.units), under the names the pages use.
+fmt_bytes = format_bytes
+fmt_seconds = format_seconds
 
 
 def fmt_count(n: float) -> str:
@@ -182,13 +182,6 @@ def fmt_count(n: float) -> str:
         if abs(n) >= scale:
             return f"{n / scale:.3g} {unit}"
     return f"{n:,.0f}"
-
-
-def fmt_seconds(t: float) -> str:
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
-        if t >= scale:
-            return f"{t / scale:.3g} {unit}"
-    return f"{t * 1e9:.3g} ns"
 
 
 def fmt_tokens(n: int) -> str:

@@ -23,7 +23,7 @@ from .page import DEFAULT_GPU, Context, Html, Page, default_measurements_dir
 
 # Page modules of memsim.reports, in the order of the site's navigation.
 PAGE_MODULES = ("context_scaling", "bytes_by_level", "roofline", "flash_kernel", "vram",
-                "cost", "validation", "claims")
+                "cost", "serving", "validation", "claims")
 PLOTLY_JS = "plotly.min.js"
 INDEX = "index.html"
 
@@ -137,16 +137,18 @@ def write_site(pages: list[Page], out_dir: Path, ctx: Context) -> list[Path]:
     """Write every page, the index and plotly.min.js (once) into ``out_dir``."""
     from plotly.offline import get_plotlyjs
 
+    from memsim.files import write_text
+
     out_dir.mkdir(parents=True, exist_ok=True)
     index = index_page(pages, ctx)
     nav = [index, *pages]
     paths = []
     for page in [*pages, index]:
         path = out_dir / f"{page.slug}.html"
-        path.write_text(render(page, nav, ctx), encoding="utf-8")
+        write_text(path, render(page, nav, ctx), "out")
         paths.append(path)
     js = out_dir / PLOTLY_JS
-    js.write_text(get_plotlyjs(), encoding="utf-8")
+    write_text(js, get_plotlyjs(), "out")
     paths.append(js)
     pages.append(index)
     return paths

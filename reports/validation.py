@@ -12,6 +12,13 @@ Sources, in ``measurements/<gpu>/``:
   model's time where it has landed) — used only where no validation run has SDPA cases.
 
 Where a GPU has no files the page says so instead of drawing empty axes.
+
+Below them, for every GPU at once, memsim against the kernel timings NVIDIA published with
+aiconfigurator-core (``measurements/aiconfigurator/<date>/summary.json`` and ``points.json``,
+written by ``make validate-silicon``): measured against predicted on log-log axes per op
+class (colour: GPU, marker: backend; open markers: GPUs never fitted), the error against
+the measured time, and the calibration's errors on the fitted GPUs (H100, H200) apart from
+those on the unseen ones.
 """
 
 from __future__ import annotations
@@ -220,6 +227,137 @@ def _takeaway(gpu_display: str, stats: dict[tuple[str, str, str], dict[str, Any]
     return f"On {gpu_display}, " + ", and ".join(clauses) + "."
 
 
+# ---- against aiconfigurator-core's published kernel timings -------------------------------
+
+SILICON_DIR = "aiconfigurator"
+BACKEND_SYMBOLS = {"trtllm": "circle", "vllm": "square", "sglang": "triangle-up",
+                   "nccl": "diamond"}
+
+
+def silicon_run(measurements_dir: Path) -> Path | None:
+    """The newest committed ``measurements/aiconfigurator/<date>/`` with a summary, or None."""
+    root = measurements_dir / SILICON_DIR
+    dated = sorted(p for p in root.glob("*/summary.json") if p.parent.name != "runs")
+    return dated[-1].parent if dated else None
+
+
+def _silicon_figures(points: dict[str, Any]):
+    from plotly.subplots import make_subplots
+
+    classes = sorted({g["op_class"] for g in points.values()})
+    gpus = sorted({g["gpu"] for g in points.values()})
+    colour = {g: GROUP_COLORS[i % len(GROUP_COLORS)] for i, g in enumerate(gpus)}
+    cols = min(3, len(classes))
+    rows = -(-len(classes) // cols)
+    figs = []
+    for kind in ("scatter", "error"):
+        fig = make_subplots(rows=rows, cols=cols, subplot_titles=classes,
+                            horizontal_spacing=0.07, vertical_spacing=0.5 / rows)
+        shown: set[tuple[str, str]] = set()
+        for i, op in enumerate(classes):
+            row, col = i // cols + 1, i % cols + 1
+            mine = [g for g in points.values() if g["op_class"] == op]
+            values = [v for g in mine for v in g["measured_s"] + g["analytic_s"] if v]
+            if kind == "scatter" and values:
+                lo, hi = min(values) / 1.5, max(values) * 1.5
+                fig.add_scatter(x=[lo, hi], y=[lo, hi], mode="lines", showlegend=False,
+                                line={"dash": "dash", "color": "#9ca3af"}, hoverinfo="skip",
+                                row=row, col=col)
+            for g in mine:
+                meas, pred = np.array(g["measured_s"]), np.array(g["analytic_s"])
+                y = pred if kind == "scatter" else pred / meas - 1.0
+                key = (g["gpu"], g["backend"])
+                fig.add_scatter(
+                    x=meas, y=y, mode="markers", name=f"{g['gpu']} {g['backend']}"
+                    + ("" if g["fitted"] else " (unseen)"), legendgroup=f"{key}",
+                    showlegend=key not in shown,
+                    marker={"size": 6, "color": colour[g["gpu"]],
+                            "symbol": BACKEND_SYMBOLS.get(g["backend"], "circle")
+                            + ("" if g["fitted"] else "-open")},
+                    customdata=[f"{op} {g['backend']} on {g['gpu']}: measured "
+                                f"{fmt_seconds(m)}, memsim {fmt_seconds(p)} ({p / m - 1:+.0%})"
+                                for m, p in zip(meas, pred, strict=True)],
+                    hovertemplate="%{customdata}<extra></extra>", row=row, col=col)
+                shown.add(key)
+            fig.update_xaxes(type="log", exponentformat="SI", row=row, col=col,
+                             title_text=axis_title("measured time", "s"))
+            if kind == "scatter":
+                fig.update_yaxes(type="log", exponentformat="SI", row=row, col=col,
+                                 title_text=axis_title("memsim's time", "s"))
+            else:
+                fig.update_yaxes(tickformat="+.0%", row=row, col=col,
+                                 title_text="memsim / measured − 1")
+        title = ("memsim (datasheet profiles) against kernel timings published in "
+                 "aiconfigurator-core" if kind == "scatter" else
+                 "Error against the measured time: the floor shows on the left, a wrong peak "
+                 "on the right")
+        style(fig, title, height_px=330 * rows + 120)
+        figs.append(fig)
+    return figs
+
+
+def _fmt_err(e: dict[str, Any] | None) -> str:
+    if not e or e.get("median_abs") is None:
+        return "–"
+    return f"{e['median_abs']:.0%} / {e['p90_abs']:.0%}"
+
+
+def silicon_blocks(measurements_dir: Path) -> list[Any]:
+    """The aiconfigurator-core section: figures, per-group table, fitted vs unseen table."""
+    folder = silicon_run(measurements_dir)
+    if folder is None:
+        return [unavailable("Published kernel timings (aiconfigurator-core)",
+                            f"no summary under {display_path(measurements_dir / SILICON_DIR)}; "
+                            "run `make validate-silicon` and commit its summary.")]
+    summary = json.loads((folder / "summary.json").read_text())
+    points_path = folder / "points.json"
+    blocks: list[Any] = []
+    src = summary.get("source", {})
+    blocks.append(paragraph(
+        f"memsim against {sum(s['n'] for s in summary['stats'] if s['model'] == 'analytic'):,}"
+        f" kernel timings measured by NVIDIA on real GPUs and published with "
+        f"{src.get('package', 'aiconfigurator-core')} {src.get('version', '')} "
+        f"({src.get('mode', '')} run, {display_path(folder)}); "
+        f"{summary['cases'].get('outlier', 0)} rows far slower than their neighbours "
+        "(fallback kernels) are excluded and listed in the summary."))
+    if points_path.is_file():
+        blocks += _silicon_figures(json.loads(points_path.read_text()))
+    stats = [s for s in summary["stats"] if s["model"] == "analytic"]
+    blocks.append(table(
+        ["op class / backend / GPU", "rows", "median |error|", "p90 |error|", "bias"]
+        + [f"median {b['bucket']}" for b in (stats[0]["by_size"] if stats else [])],
+        [(s["group"], s["n"], f"{s['median_abs']:.1%}", f"{s['p90_abs']:.1%}",
+          f"{s['bias']:+.1%}", *[("–" if b["median_abs"] is None else
+                                  f"{b['median_abs']:.0%} ({b['n']})") for b in s["by_size"]])
+         for s in stats]))
+    cal = summary.get("calibration", {}).get("analytic", {})
+    fitted_rows, unseen_rows = [], []
+    for key, c in cal.items():
+        if not c.get("n_fit"):
+            continue
+        factors = ", ".join(f"{u} {v:.2f}" for u, v in c["factors"].items())
+        fitted_rows.append((key, c["n_fit"], f"{factors}; floor {c['floor_s'] * 1e6:.1f} µs",
+                            _fmt_err(c["fitted_datasheet"]), _fmt_err(c["fitted"]),
+                            _fmt_err(c["leave_one_bucket_out"]),
+                            _fmt_err(c.get("leave_cases_out"))))
+        for gpu, u in c["unseen"].items():
+            unseen_rows.append((key, gpu, u["calibrated"]["n"], _fmt_err(u["datasheet"]),
+                                _fmt_err(u["calibrated"]),
+                                f"{u['calibrated']['bias']:+.0%}"
+                                if u["calibrated"]["bias"] is not None else "–"))
+    if fitted_rows:
+        blocks.append(paragraph("Calibration per (op class, backend), fitted on H100 and H200 "
+                                "rows only (|error| median / p90):"))
+        blocks.append(table(["class / backend", "rows", "factors", "datasheet", "fitted",
+                             "leave one size bucket out", "leave cases out"], fitted_rows))
+    if unseen_rows:
+        blocks.append(paragraph("Unseen GPUs: never fitted, predicted from their datasheet "
+                                "profile and the class's factors (|error| median / p90):"))
+        blocks.append(table(["class / backend", "GPU", "rows", "datasheet", "calibrated",
+                             "bias"], unseen_rows))
+    return blocks
+
+
 def build(ctx: Context) -> Page:
     gpu = ctx.gpu
     folder = ctx.measurements_dir / gpu.name
@@ -233,7 +371,8 @@ def build(ctx: Context) -> Page:
         return Page(SLUG, TITLE, takeaway, [unavailable(
             f"Measurements for {gpu.name}",
             f"no measurement files under {display_path(folder)}; run `make validate-gpu` on a "
-            f"{gpu.display_name} and commit the results.")])
+            f"{gpu.display_name} and commit the results."),
+            *silicon_blocks(ctx.measurements_dir)])
     stats = error_stats(comparisons)
     blocks: list[Any] = [_figure(comparisons, gpu.display_name)]
     worst = max(comparisons, key=lambda c: abs(c.error))
@@ -265,5 +404,6 @@ def build(ctx: Context) -> Page:
         blocks.append(unavailable(
             "Kernel-level validation (DRAM and L2 bytes, memsim's own kernels)",
             f"no `memsim validate` results (*.jsonl) under {display_path(folder)} yet."))
+    blocks += silicon_blocks(ctx.measurements_dir)
     summary = {"errors": {f"{g}/{q}/{m}": s for (g, m, q), s in stats.items()}}
     return Page(SLUG, TITLE, _takeaway(gpu.display_name, stats), blocks, summary)

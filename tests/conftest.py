@@ -19,4 +19,9 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.register_profile("dev", deadline=None, max_examples=100)
+# `make test-deep`: fresh random examples every run, many of them (not for CI's time budget).
+settings.register_profile(
+    "deep", derandomize=False, deadline=None, max_examples=500,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))

@@ -26,8 +26,8 @@ SHAPE = ["--batch", "2", "--heads", "16", "--kv-heads", "4", "--head-dim", "64"]
 PREFILL = ["--seq-len", "1000", "--kv-len", "1500"]
 DECODE = ["--seq-len", "1", "--kv-len", "5000"]
 DENSE_MASKS = {
-    "full": [],
-    "causal": ["--causal"],
+    "full": ["--bidirectional"],
+    "causal": [],
     "window": ["--window", "256"],
     "bidirectional window": ["--window", "128", "--bidirectional"],
     "chunk": ["--chunk", "512"],
@@ -86,7 +86,7 @@ BAD = [
     (["--algorithm", "dsa"], "top_k=None is required by the dsa algorithm"),
     (["--top-k", "64"], "top_k=64 needs the dsa algorithm"),
     (["--dtype", "fp12"], "dtype='fp12'"),
-    (["--window", "8", "--chunk", "16"], "window and chunk cannot be combined"),
+    (["--window", "8", "--chunk", "16"], "window=8 cannot be combined with chunk=16"),
     (["--mla", "--kv-heads", "8"], "kv_heads=8 must be 1 with mla"),
     (["--algorithm", "flash3"], "algorithm='flash3' is not known; did you mean 'flash2'"),
     (["--algorithm", "flash_decode", "--pass", "backward", "--seq-len", "1"],

@@ -118,7 +118,8 @@ def test_sweep_jsonl_and_csv(tmp_path) -> None:
       "--attention", "flash3"), "attention="),
     (("cost-curve", "--model", "llama-3-8b", "--gpu", "h100-sxm", "--max-context", "0"),
      "max_context=0"),
-    (("sweep", "--models", "llama-3-8b", "--gpus", "h100-sxm", "--contexts", "1,x"), "list="),
+    (("sweep", "--models", "llama-3-8b", "--gpus", "h100-sxm", "--contexts", "1,x"),
+     "contexts='x'"),
 ])
 def test_bad_input_exit_2_no_traceback(args, needle) -> None:
     r = run(*args)

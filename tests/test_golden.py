@@ -198,18 +198,31 @@ def test_worked_example_flash2() -> None:
     assert (c.launches, c.blocks) == (1, 2 * 2)              # one block per (q tile, group)
 
 
-def test_worked_example_standard() -> None:
-    """FA Alg. 0 (standard.py docstring), per group, scores = area·e = 98304 B:
+def test_worked_example_standard_blockskip() -> None:
+    """FA Alg. 0 (standard_blockskip.py docstring), per group, scores = area·e = 98304 B:
     QKᵀ  read Q 256·64·2 + K 384·64·2 = 81920, write S 98304;
     softmax read S twice 196608, write P 98304;
     PV   read P 98304 + V 384·64·2 = 147456, write O 256·64·2 = 32768.
     Workspace: dense S and P, 2·B·H·N·S·e."""
-    c = worked("standard", PREFILL, block_q=128, block_kv=64)
+    c = worked("standard_blockskip", PREFILL, block_q=128, block_kv=64)
     assert c.matmul_flops == 25_165_824
     assert c.global_read_bytes == 2 * (81920 + 196608 + 147456) == 851_968
     assert c.global_write_bytes == 2 * (98304 + 98304 + 32768) == 458_752
     assert c.workspace_bytes == 2 * 1 * 2 * 256 * 256 * 2 == 524_288
     assert (c.launches, c.blocks) == (3, 3 * 2 * 2)
+
+
+def test_worked_example_standard_eager() -> None:
+    """Eager standard (standard.py docstring) computes all N·S = 65536 scores per head under
+    the causal mask, as under full (32 MFLOP per head pair… 4·N²·D·H = 33,554,432), and
+    masks them with one more pass over S: read and write 2·256·256·2 = 262144 B each."""
+    c = worked("standard", PREFILL, block_q=128, block_kv=64)
+    full = worked("standard_blockskip", PREFILL | {"mask": Mask(causal=False)},
+                  block_q=128, block_kv=64)
+    assert c.matmul_flops == full.matmul_flops == 4 * 256 * 256 * 64 * 2 == 33_554_432
+    assert c.global_read_bytes == full.global_read_bytes + 262_144
+    assert c.global_write_bytes == full.global_write_bytes + 262_144
+    assert (c.launches, c.vector_flops) == (4, full.vector_flops + 2 * 256 * 256)
 
 
 def test_worked_example_flash1() -> None:

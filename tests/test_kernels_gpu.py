@@ -26,7 +26,7 @@ needs_gpu = pytest.mark.skipif(not _gpu_available(),
 
 SMALL = {
     "flash2": dict(seq_len=300, head_dim=64, causal=True),
-    "standard": dict(seq_len=300, head_dim=64, causal=True),
+    "standard_blockskip": dict(seq_len=300, head_dim=64, causal=True),
     "flash1": dict(seq_len=200, head_dim=40, causal=False),
     "flash_decode": dict(seq_len=2, kv_len=5000, heads=8, kv_heads=2, head_dim=128,
                          causal=True),

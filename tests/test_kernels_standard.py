@@ -24,7 +24,7 @@ MASKS = {
 def check(problem: AttentionProblem, logit_scale: float = 1.0, tolerance: float | None = None,
           **tiles) -> dict:
     tiles = dict(block_q=16, block_kv=16, threads=32) | tiles
-    tiling = explicit_tiling(problem, "standard", **tiles)
+    tiling = explicit_tiling(problem, "standard_blockskip", **tiles)
     seed = secrets.randbits(32)
     bufs, _ = run_once(problem, tiling, np.random.default_rng(seed), logit_scale=logit_scale)
     bad = mismatches(problem, tiling, bufs, tolerance)

@@ -21,7 +21,8 @@ import pytest
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parent.parent
-SOURCES = ("pyproject.toml", "README.md", "memsim", "kernels", "reports", "hardware_profiles")
+SOURCES = ("pyproject.toml", "README.md", "memsim", "kernels", "reports", "hardware_profiles",
+           "measurements")
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
 
 
@@ -54,6 +55,10 @@ def test_wheel_holds_the_subpackages_and_the_data(wheel: Path) -> None:
     assert len(profiles) == len(list((REPO / "hardware_profiles").glob("*.toml")))
     presets = [n for n in names if n.startswith("memsim/presets/") and n.endswith(".json")]
     assert "memsim/presets/deepseek-ai/DeepSeek-V3.2-Exp/config.json" in presets
+    # the committed GPU measurements ship too: the report's validation page and the
+    # calibrated profile work from an installed wheel
+    assert "memsim/measurements/h100-sxm/summary.json" in names
+    assert "memsim/measurements/h100-sxm/h100-sxm-calibrated.toml" in names
     tops = {n.split("/")[0] for n in names}
     assert not tops & {"kernels", "reports", "hardware_profiles"}, tops
 

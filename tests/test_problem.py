@@ -67,8 +67,8 @@ def test_unknown_dtype_names_the_choices() -> None:
 
 
 def test_one_pattern_per_mask() -> None:
-    assert "window and chunk cannot be combined" in rejected(mask={"window": 8, "chunk": 16})
-    assert "window and top_k cannot be combined" in rejected(mask={"window": 8, "top_k": 4})
+    assert "window=8 cannot be combined with chunk=16" in rejected(mask={"window": 8, "chunk": 16})
+    assert "window=8 cannot be combined with top_k=4" in rejected(mask={"window": 8, "top_k": 4})
 
 
 @pytest.mark.parametrize("field", ["chunk", "top_k"])

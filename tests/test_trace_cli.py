@@ -111,3 +111,34 @@ def test_bad_input_exits_2_naming_the_field(args, field) -> None:
 def test_event_budget_error_suggests_heads_sample() -> None:
     result = run(*SMALL, "--event-budget", "100")
     assert "--heads-sample" in result.output and "tile events" in result.output
+
+
+def test_lists_give_one_table_and_json_lines() -> None:
+    """Issue 13 item 5: `--algorithm standard,flash2 --seq-len 256,512` is one command;
+    JSON Lines (one object per algorithm × length, algorithm outer) with --json, in both
+    `memsim trace` and `memsim attention`."""
+    args = ["--heads", "4", "--head-dim", "64", "--causal", "--algorithm", "standard,flash2",
+            "--seq-len", "256,512"]
+    for command in ("trace", "attention"):
+        lines = RUNNER.invoke(app, [command, *args, "--json"]).output.strip().splitlines()
+        rows = [json.loads(line) for line in lines]
+        assert [(r["algorithm"], r["problem"]["seq_len"]) for r in rows] == [
+            ("standard", 256), ("standard", 512), ("flash2", 256), ("flash2", 512)]
+        table = RUNNER.invoke(app, [command, *args], env={"COLUMNS": "80"})
+        assert table.exit_code == 0, table.output
+        assert table.output.count("standard") >= 2 and "L2 est." in table.output
+        assert "…" not in table.output                  # nothing truncated at 80 columns
+    single = json.loads(run(*SMALL, "--json").output)          # one value: one object
+    assert single["problem"]["seq_len"] == 512
+
+
+@pytest.mark.parametrize("args,field", [
+    (["--seq-len", "256,x"], "seq_len='256,x'"),
+    (["--algorithm", "flash2,"], "algorithm='flash2,'"),
+    (["--algorithm", "flash2,flash9"], "algorithm='flash9'"),
+])
+def test_bad_lists_exit_2_naming_the_field(args, field) -> None:
+    for command in ("trace", "attention"):
+        result = RUNNER.invoke(app, [command, "--heads", "4", *args])
+        assert result.exit_code == 2, result.output
+        assert field in result.output and "Traceback" not in result.output

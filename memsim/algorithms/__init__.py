@@ -15,13 +15,21 @@ from types import ModuleType
 
 import numpy as np
 
-from memsim.algorithms import dsa, flash1, flash2, flash_decode, standard
+from memsim.algorithms import (
+    dsa,
+    flash1,
+    flash2,
+    flash_decode,
+    standard,
+    standard_blockskip,
+)
 from memsim.algorithms._arrays import Arrays, from_problem
 from memsim.cost import Cost
 from memsim.errors import InputError
 
 ALGORITHMS: dict[str, ModuleType] = {
     "standard": standard,
+    "standard_blockskip": standard_blockskip,
     "flash1": flash1,
     "flash2": flash2,
     "flash_decode": flash_decode,

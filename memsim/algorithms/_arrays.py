@@ -1,7 +1,8 @@
 """Problem and tiling as numpy arrays: the common input of every algorithm's cost function.
 
-All fields broadcast together, so one call evaluates many configurations (DESIGN.md:
-"vectorised over numpy arrays"). :func:`from_problem` builds the size-1 case.
+All fields broadcast together, so one call evaluates many configurations (docs/DESIGN.md
+§"Three models that must agree": "vectorised over numpy arrays"). :func:`from_problem`
+builds the size-1 case.
 """
 
 from __future__ import annotations
@@ -10,8 +11,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from memsim.algorithms._tiles import INDEX_BLOCK_Q
 from memsim.geometry import MaskGeometry, TileSums, tile_sums
+from memsim.problem import Indexer
 from memsim.units import DTYPE_BYTES, scaled_row_bytes
+
+_INDEXER = Indexer()  # the indexer's defaults, stated once (memsim.problem.Indexer)
 
 
 @dataclass(frozen=True)
@@ -35,17 +40,18 @@ class Arrays:
     warps: np.ndarray
     geometry: MaskGeometry
     top_k: np.ndarray | None = None
-    index_heads: np.ndarray | int = 64
-    index_head_dim: np.ndarray | int = 128
-    index_e: np.ndarray | float = 1.0
-    index_scale_block: int = 128
-    index_Br: np.ndarray | int = 16
-    index_chunk: np.ndarray | int = 8192
+    index_heads: np.ndarray | int = _INDEXER.heads
+    index_head_dim: np.ndarray | int = _INDEXER.head_dim
+    index_e: np.ndarray | float = DTYPE_BYTES[_INDEXER.dtype]
+    index_scale_block: int = _INDEXER.scale_block
+    index_Br: np.ndarray | int = INDEX_BLOCK_Q
+    index_chunk: np.ndarray | int = _INDEXER.logits_chunk
     slots: np.ndarray | None = None
     l2_bytes: float = 0.0
     bwd_Br: np.ndarray | None = None      # backward kernels' own tiles (None: the forward's)
     bwd_Bc: np.ndarray | None = None
     bwd_warps: np.ndarray | None = None
+    bwd_slots: np.ndarray | None = None   # backward kernel's blocks resident at once
 
     def backward(self) -> Arrays:
         """These arrays with the backward kernels' tiles (Br, Bc, warps) in place of the
@@ -55,7 +61,14 @@ class Arrays:
         if self.bwd_Br is None:
             return self
         return replace(self, Br=self.bwd_Br, Bc=self.bwd_Bc, warps=self.bwd_warps,
-                       bwd_Br=None, bwd_Bc=None, bwd_warps=None)
+                       slots=self.slots if self.bwd_slots is None else self.bwd_slots,
+                       bwd_Br=None, bwd_Bc=None, bwd_warps=None, bwd_slots=None)
+
+    def __post_init__(self) -> None:
+        # B in float64: every count is a product that starts with B (or with groups =
+        # B·(H // hpb)), so it is evaluated in float64 and cannot wrap around int64 however
+        # large the sizes (memsim/limits.py); exact below 2^53.
+        object.__setattr__(self, "B", np.asarray(self.B, dtype=np.float64))
 
     @property
     def index_key_bytes(self):
@@ -98,11 +111,33 @@ class Arrays:
         return np.where(fits, t.union_keys, np.minimum(per_wave, t.key_loads))
 
 
+    def hbm_query_rows(self, t: TileSums, bytes_per_row):
+        """Query rows whose per-row bytes (Q, dO, logsumexp, Δ, the fp32 dQ accumulator)
+        reach HBM when every key tile's block streams its active query tiles (FA-2's
+        backward, grid = (key tiles, B, head groups)): :meth:`hbm_key_loads` with the roles
+        of queries and keys exchanged.
+
+        Without ``slots`` every load reaches HBM: ``t.row_pairs``. With them, the blocks of
+        one head group in flight walk the same query tiles in step, so a wave of them reads
+        the rows of the union of their query tiles once — the row sum with a key tile
+        ``slots`` times wider; if the query-side rows of every group in flight fit in L2,
+        each group reads its N rows once. The trace-driven model checks this estimate.
+        """
+        if self.slots is None:
+            return t.row_pairs
+        in_wave = np.minimum(np.maximum(self.slots, 1), np.maximum(t.union_tiles, 1))
+        per_wave = tile_sums(self.N, self.S, self.Br, self.Bc * in_wave,
+                             self.geometry).row_pairs
+        groups_in_flight = np.clip(self.slots // np.maximum(t.union_tiles, 1), 1,
+                                   np.maximum(self.groups, 1))
+        fits = groups_in_flight * self.N * bytes_per_row <= self.l2_bytes
+        return np.where(fits, self.N, np.minimum(per_wave, t.row_pairs))
+
+
 def from_problem(problem, tiling, gpu=None) -> Arrays:  # (AttentionProblem, Tiling, GPU)
     """Size-1 arrays of ``problem`` under ``tiling``; with ``gpu``, HBM bytes use the L2
     reuse estimate of :meth:`Arrays.hbm_key_loads` (occupancy and L2 size from the GPU)."""
     from memsim.geometry import geometry_of
-    from memsim.problem import Indexer
 
     mask = problem.mask
     geometry = geometry_of(mask) if mask.kind != "topk" else None
@@ -119,13 +154,24 @@ def from_problem(problem, tiling, gpu=None) -> Arrays:  # (AttentionProblem, Til
         index_chunk=idx.logits_chunk,
         slots=None if gpu is None else a(gpu.spec.sm_count * max(tiling.blocks_per_sm(gpu), 1)),
         l2_bytes=0.0 if gpu is None else float(gpu.spec.l2_bytes),
-        **_backward_tiles(tiling, a),
+        **_backward_tiles(tiling, a, gpu),
     )
 
 
-def _backward_tiles(tiling, a) -> dict:
-    """bwd_Br, bwd_Bc, bwd_warps where the Tiling sets backward tiles of its own."""
+def _backward_tiles(tiling, a, gpu=None) -> dict:
+    """bwd_Br, bwd_Bc, bwd_warps where the Tiling sets backward tiles of its own (FA-2's
+    launch templates) and, with ``gpu``, bwd_slots: SMs × the resident blocks of FA-2's
+    dq/dk/dv kernel (its shared memory and threads, memsim.algorithms._tiles)."""
     if not (tiling.backward_block_q or tiling.backward_block_kv or tiling.backward_threads):
         return {}
+    from memsim.algorithms._tiles import fa2_backward_sram_bytes
+    from memsim.tiling import blocks_per_sm
+
     br, bc, warps = tiling.backward_tiles
-    return {"bwd_Br": a(br), "bwd_Bc": a(bc), "bwd_warps": a(warps)}
+    out = {"bwd_Br": a(br), "bwd_Bc": a(bc), "bwd_warps": a(warps)}
+    if gpu is not None:
+        sram = fa2_backward_sram_bytes(br, bc, tiling.head_dim, tiling.head_dim_v,
+                                       tiling.elem_bytes)
+        resident = blocks_per_sm(gpu, sram, warps * 32, tiling.registers_per_thread)
+        out["bwd_slots"] = a(gpu.spec.sm_count * max(int(resident), 1))
+    return out

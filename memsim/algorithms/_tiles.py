@@ -18,6 +18,11 @@ from memsim.units import ACCUM_BYTES
 #: Query rows per block of FlashAttention-2's forward launch templates
 #: (flash_fwd_launch_template.h: kBlockM = 128 for every head dimension on sm80/sm90).
 FA2_BLOCK_ROWS = 128
+#: Query tokens per DSA indexer block before shrinking to fit: the indexer is tiled like
+#: FA-2 (all H_I heads of a token in one block), so FA-2's 128 rows.
+INDEX_BLOCK_Q = FA2_BLOCK_ROWS
+#: Threads per block of the forward kernels (FA-2 launch templates: kNWarps = 4).
+DEFAULT_THREADS = 128
 
 
 def flash_sram_bytes(t):
@@ -34,8 +39,9 @@ def flash1_sram_bytes(t):
 
 
 def packed_block_q(heads_per_block: int, N: int) -> int:
-    """Br = 128 rows per block shared by the packed heads (FA-2 GQA packing)."""
-    return max(1, FA2_BLOCK_ROWS // heads_per_block)
+    """Br = 128 rows per block shared by the packed heads (FA-2 GQA packing);
+    numpy-broadcasting."""
+    return np.maximum(1, FA2_BLOCK_ROWS // np.asarray(heads_per_block))
 
 
 def sm_filling_splits(gpu, B, H, heads_per_block):

@@ -33,7 +33,11 @@ from __future__ import annotations
 import numpy as np
 
 from memsim.algorithms._arrays import Arrays
-from memsim.algorithms._tiles import forward_tiles_backward, sm_filling_splits
+from memsim.algorithms._tiles import (
+    INDEX_BLOCK_Q,
+    forward_tiles_backward,
+    sm_filling_splits,
+)
 from memsim.algorithms.flash_decode import active_splits
 from memsim.cost import Cost
 from memsim.geometry import MaskGeometry, capped_prefix_sum, floor_sum, tile_sums
@@ -50,9 +54,6 @@ MASKS = ("topk",)
 DECODES = False  # prefill and decode; it splits keys only when N ≤ the indexer's tile
 SCHEDULE = "dsa"  # trace builder: memsim.trace.schedule.builders()
 KERNEL_FAMILY = "dsa"  # Numba kernels: kernels/dsa.py
-#: Query tokens per indexer block before shrinking to fit (FA-2's Br = 128 rows: the
-#: indexer is tiled like FA-2, all H_I heads of a token in one block).
-INDEX_BLOCK_Q = 128
 
 
 def default_block_q(heads_per_block: int, N: int) -> int:

@@ -89,17 +89,22 @@ def backward(x: Arrays) -> Cost:
     per_row = hpb * (D * e + Dv * e + 2 * F4 + D * F4)    # Q, dO, L, Δ, dQ accumulator read
     main_read = g * (kv + t.row_pairs * per_row)
     main_write = g * (kv + t.row_pairs * hpb * D * F4)    # dK, dV; dQ accumulator write
+    rows_hbm = x.hbm_query_rows(t, per_row)               # = row_pairs without the L2 estimate
+    main_hbm_read = g * (kv + rows_hbm * per_row)
+    main_hbm_write = g * (kv + rows_hbm * hpb * D * F4)
     # kernel 3: dQ fp32 → storage dtype
     conv_read, conv_write = g * N * hpb * D * F4, g * N * hpb * D * e
     reads = pre_read + main_read + conv_read
     writes = pre_write + main_write + conv_write
+    hbm_reads = pre_read + main_hbm_read + conv_read
+    hbm_writes = pre_write + main_hbm_write + conv_write
     staged = g * (kv + t.row_pairs * hpb * (D + Dv) * e)
     return Cost(
         matmul_flops=g * hpb * t.area * (6 * D + 4 * Dv),
         vector_flops=g * hpb * (5 * t.area + N * 2 * Dv),
         exp_ops=g * hpb * t.area,
         global_read_bytes=reads, global_write_bytes=writes,
-        hbm_read_bytes=reads, hbm_write_bytes=writes,
+        hbm_read_bytes=hbm_reads, hbm_write_bytes=hbm_writes,
         sram_write_bytes=staged, sram_read_bytes=staged * x.warps,
         # saved L + Δ + fp32 dQ accumulator
         workspace_bytes=x.B * x.H * N * (2 * F4 + D * F4),

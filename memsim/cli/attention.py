@@ -11,9 +11,15 @@ from typing import Any
 
 import typer
 
+from memsim import limits
 from memsim.cli import app, user_errors
+from memsim.limits import size_option
+from memsim.problem import Indexer
+from memsim.units import format_bytes as _fmt_bytes
+from memsim.units import format_seconds as _fmt_s
 
-ALGORITHM_HELP = "standard | flash1 | flash2 | flash_decode | dsa"
+ALGORITHM_HELP = ("standard | standard_blockskip | flash1 | flash2 | flash_decode | dsa; a "
+                  "comma-separated list compares several in one table")
 
 
 def build(*, algorithm: str, gpu: str, batch: int, heads: int, kv_heads: int | None,
@@ -31,9 +37,7 @@ def build(*, algorithm: str, gpu: str, batch: int, heads: int, kv_heads: int | N
 
     get(algorithm)
     profile = load_gpu(gpu)
-    patterned = window is not None or chunk is not None or top_k is not None
-    mask = Mask(causal=(causal or patterned) and not bidirectional, window=window,
-                chunk=chunk, top_k=top_k)
+    mask = Mask(causal=not bidirectional, window=window, chunk=chunk, top_k=top_k)
     indexer = (Indexer(heads=index_heads, head_dim=index_head_dim)
                if runs_mask(algorithm, "topk") else None)
     problem = AttentionProblem(
@@ -45,20 +49,6 @@ def build(*, algorithm: str, gpu: str, batch: int, heads: int, kv_heads: int | N
                             heads_per_block=heads_per_block, kv_splits=kv_splits,
                             threads=threads, sram_limit_bytes=sram_limit)
     return problem, profile, tiling
-
-
-def _fmt_bytes(n: float) -> str:
-    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.3g} {unit}"
-    return f"{n:.0f} B"
-
-
-def _fmt_s(t: float) -> str:
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
-        if t >= scale:
-            return f"{t / scale:.3g} {unit}"
-    return f"{t * 1e9:.3g} ns"
 
 
 def print_table(result: dict[str, Any]) -> None:
@@ -111,33 +101,104 @@ def print_table(result: dict[str, Any]) -> None:
             f"bound by {nr['bound']}. `memsim trace` simulates the L2.")
 
 
+_INDEXER = Indexer()  # the indexer defaults, stated once (memsim.problem.Indexer)
+
+
+def expand(options: dict) -> list[dict]:
+    """One set of options per (algorithm, N) of the comma-separated ``algorithm`` and
+    ``seq_len`` lists, algorithm outer; raises :class:`InputError` for an empty or
+    non-integer entry."""
+    from memsim.errors import InputError
+
+    algorithms = [a.strip() for a in str(options["algorithm"]).split(",")]
+    lengths = []
+    for text in str(options["seq_len"]).split(","):
+        try:
+            value = int(text)
+        except ValueError:
+            raise InputError("seq_len", options["seq_len"],
+                             "must be an integer or a comma-separated list of integers"
+                             ) from None
+        lengths.append(limits.check_size("seq_len", value, limits.MAX_TOKENS))
+    if not all(algorithms):
+        raise InputError("algorithm", options["algorithm"], "has an empty entry")
+    return [options | {"algorithm": a, "seq_len": n} for a in algorithms for n in lengths]
+
+
+def _list_title(r: dict[str, Any]) -> str:
+    p = r["problem"]
+    return (f"B={p['batch']} H={p['heads']} K={p['kv_heads'] or p['heads']} D={p['head_dim']} "
+            f"{p['dtype']} {r['mask']} {p['pass']}")
+
+
+def print_rows(title: str, rows: list[dict[str, Any]], columns) -> None:
+    """One table, a row per result; ``columns``: (heading, function of a result → text)."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
+    for i, (heading, _) in enumerate(columns):
+        table.add_column(heading, justify="left" if i == 0 else "right", no_wrap=True)
+    for row in rows:
+        table.add_row(*(cell(row) for _, cell in columns))
+    Console().print(table)
+
+
+LIST_COLUMNS = (
+    ("algorithm", lambda r: r["algorithm"]),
+    ("N", lambda r: str(r["problem"]["seq_len"])),
+    ("no reuse", lambda r: _fmt_bytes(r["hbm_bytes"])),
+    ("L2 est.", lambda r: _fmt_bytes((r.get("l2_estimate") or r)["hbm_bytes"])),
+    ("memory", lambda r: _fmt_bytes(r["workspace_bytes"])),
+    ("time", lambda r: _fmt_s(r["time_s"])),
+    ("bound", lambda r: r["bound"]),
+)
+
+
 class Opt:
     """The attention-problem options, shared by ``memsim attention`` and ``memsim trace``."""
 
     algorithm = typer.Option("flash2", help=ALGORITHM_HELP)
     gpu = typer.Option("h100-sxm", help="GPU profile name (memsim gpus) or a .toml")
-    batch = typer.Option(1, help="B, sequences")
-    heads = typer.Option(32, help="H, query heads")
-    kv_heads = typer.Option(None, help="K, key/value heads (default H)")
-    seq_len = typer.Option(4096, help="N, query tokens")
-    kv_len = typer.Option(None, help="S, key/value tokens (default N)")
-    head_dim = typer.Option(128, help="D, head dimension of Q and K")
-    head_dim_v = typer.Option(None, help="Dv, head dimension of V (default D)")
+    batch = size_option(1, "--batch", ceiling=limits.MAX_BATCH, help="B, sequences")
+    heads = size_option(32, "--heads", ceiling=limits.MAX_HEADS, help="H, query heads")
+    kv_heads = size_option(None, "--kv-heads", ceiling=limits.MAX_HEADS,
+                           help="K, key/value heads (default H)")
+    seq_len = typer.Option("4096", help="N, query tokens; a comma-separated list compares "
+                           "several in one table")
+    kv_len = size_option(None, "--kv-len", ceiling=limits.MAX_TOKENS,
+                         help="S, key/value tokens (default N)")
+    head_dim = size_option(128, "--head-dim", ceiling=limits.MAX_HEAD_DIM,
+                           help="D, head dimension of Q and K")
+    head_dim_v = size_option(None, "--head-dim-v", ceiling=limits.MAX_HEAD_DIM,
+                             help="Dv, head dimension of V (default D)")
     dtype = typer.Option("bf16", help="fp32 | fp16 | bf16 | fp8")
-    causal = typer.Option(False, "--causal", help="causal mask")
-    bidirectional = typer.Option(False, "--bidirectional", help="window is symmetric (encoders)")
-    window = typer.Option(None, help="sliding window W (implies causal)")
-    chunk = typer.Option(None, help="chunked local attention C (implies causal)")
-    top_k = typer.Option(None, "--top-k", help="keys per query (dsa)")
+    causal = typer.Option(True, "--causal", help="causal mask: the default (memsim.problem.Mask)")
+    bidirectional = typer.Option(False, "--bidirectional",
+                                 help="no causal mask: full attention, or a symmetric window")
+    window = size_option(None, "--window", ceiling=limits.MAX_TOKENS,
+                         help="sliding window W (implies causal)")
+    chunk = size_option(None, "--chunk", ceiling=limits.MAX_TOKENS,
+                        help="chunked local attention C (implies causal)")
+    top_k = size_option(None, "--top-k", ceiling=limits.MAX_TOKENS, help="keys per query (dsa)")
     mla = typer.Option(False, "--mla", help="V is a slice of the shared latent K")
-    index_heads = typer.Option(64, help="dsa indexer heads H_I")
-    index_head_dim = typer.Option(128, help="dsa indexer head dim D_I")
-    block_q = typer.Option(None, "--block-q", help="Br, query tokens per tile")
-    block_kv = typer.Option(None, "--block-kv", help="Bc, keys per tile")
-    heads_per_block = typer.Option(None, help="query heads packed per block")
-    kv_splits = typer.Option(None, help="decoding splits (flash_decode, dsa)")
-    threads = typer.Option(None, help="threads per block (default 128)")
-    sram_limit = typer.Option(None, help="SRAM bytes per block (default: the GPU's)")
+    index_heads = size_option(_INDEXER.heads, "--index-heads", ceiling=limits.MAX_HEADS,
+                              help="dsa indexer heads H_I")
+    index_head_dim = size_option(_INDEXER.head_dim, "--index-head-dim",
+                                 ceiling=limits.MAX_HEAD_DIM,
+                                 help="dsa indexer head dim D_I")
+    block_q = size_option(None, "--block-q", ceiling=limits.MAX_TOKENS,
+                          help="Br, query tokens per tile")
+    block_kv = size_option(None, "--block-kv", ceiling=limits.MAX_TOKENS, help="Bc, keys per tile")
+    heads_per_block = size_option(None, "--heads-per-block", ceiling=limits.MAX_HEADS,
+                                  help="query heads packed per block")
+    kv_splits = size_option(None, "--kv-splits", ceiling=limits.MAX_KV_SPLITS,
+                            help="decoding splits (flash_decode, dsa)")
+    threads = size_option(None, "--threads", ceiling=limits.MAX_THREADS,
+                          help="threads per block (default 128; at most the GPU's)")
+    sram_limit = size_option(None, "--sram-limit", ceiling=limits.MAX_SRAM_BYTES,
+                             help="SRAM bytes per block (default and most: the GPU's)")
     matmul_unit = typer.Option("tensor", help="tensor | fp32 (Numba kernels)")
     backend = typer.Option(None, help="trtllm | vllm | sglang: that framework's fitted kernel "
                                       "class (default: memsim's roofline on the profile)")
@@ -164,7 +225,7 @@ def check_matmul_unit(matmul_unit: str) -> None:
 @user_errors
 def attention(
     algorithm: str = Opt.algorithm, gpu: str = Opt.gpu, batch: int = Opt.batch,
-    heads: int = Opt.heads, kv_heads: int = Opt.kv_heads, seq_len: int = Opt.seq_len,
+    heads: int = Opt.heads, kv_heads: int = Opt.kv_heads, seq_len: str = Opt.seq_len,
     kv_len: int = Opt.kv_len, head_dim: int = Opt.head_dim, head_dim_v: int = Opt.head_dim_v,
     dtype: str = Opt.dtype, causal: bool = Opt.causal, bidirectional: bool = Opt.bidirectional,
     window: int = Opt.window, chunk: int = Opt.chunk, top_k: int = Opt.top_k,
@@ -180,10 +241,16 @@ def attention(
     from memsim.attention import predict
 
     check_matmul_unit(matmul_unit)
-    problem, profile, tiling = build_from(locals())
-    result = predict(problem, profile, algorithm, tiling, matmul_unit=matmul_unit,
-                     backend=backend).to_dict()
-    if as_json:
-        typer.echo(json.dumps(result))
+    results = []
+    for options in expand(locals()):
+        problem, profile, tiling = build_from(options)
+        results.append(predict(problem, profile, options["algorithm"], tiling,
+                               matmul_unit=matmul_unit, backend=backend).to_dict())
+    if as_json:                      # one object; JSON Lines for a list
+        for result in results:
+            typer.echo(json.dumps(result))
+    elif len(results) == 1:
+        print_table(results[0])
     else:
-        print_table(result)
+        print_rows(f"HBM bytes and time on {results[0]['gpu']}: {_list_title(results[0])}; "
+                   "memory: workspace", results, LIST_COLUMNS)

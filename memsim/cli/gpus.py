@@ -33,13 +33,17 @@ def gpus(as_json: bool = typer.Option(False, "--json", help="print JSON")) -> No
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="GPU profiles (hardware_profiles/*.toml)")
-    for col in ("name", "SMs", "HBM GB", "HBM TB/s", "L2 MiB", "SRAM/block KiB",
-                "bf16 TFLOP/s", "fp32 TFLOP/s", "$/GPU-h"):
-        table.add_column(col, justify="right" if col != "name" else "left")
+    # fits 80 columns with whole names (h100-sxm and h100-pcie must not both read "h100-…")
+    table = Table(title="GPU profiles (hardware_profiles/*.toml)", box=box.SIMPLE_HEAD,
+                  pad_edge=False)
+    table.add_column("name", no_wrap=True)
+    for col in ("SMs", "HBM\nGB", "HBM\nTB/s", "L2\nMiB", "SRAM\nKiB/blk", "bf16\nTFLOP/s",
+                "fp32\nTFLOP/s", "$/GPU\nhour"):
+        table.add_column(col, justify="right")
     for r in rows:
         table.add_row(
             r["name"], str(r["sm_count"]), f"{r['hbm_bytes'] / 1e9:.0f}",

@@ -10,7 +10,9 @@ import json
 
 import typer
 
+from memsim import limits
 from memsim.cli import app, user_errors
+from memsim.limits import size_option
 
 op_app = typer.Typer(help="Time of one non-attention operator (GEMM, all-reduce, MoE).",
                      no_args_is_help=True)
@@ -52,9 +54,12 @@ def _show(title: str, result: dict, as_json: bool, extra: dict) -> None:
 
 @op_app.command("gemm")
 @user_errors
-def gemm(m: int = typer.Option(..., help="rows of A and C (tokens)"),
-         n: int = typer.Option(..., help="columns of B and C (output features)"),
-         k: int = typer.Option(..., help="inner dimension (input features)"),
+def gemm(m: int = size_option(..., "--m", ceiling=limits.MAX_WIDTH * limits.MAX_BATCH,
+                             help="rows of A and C (tokens)"),
+         n: int = size_option(..., "--n", ceiling=limits.MAX_WIDTH,
+                             help="columns of B and C (output features)"),
+         k: int = size_option(..., "--k", ceiling=limits.MAX_WIDTH,
+                             help="inner dimension (input features)"),
          dtype: str = typer.Option("bf16", help="bf16 | fp16 | fp8 | fp8_block | int8 | fp32"),
          gpu: str = Opt.gpu, backend: str = Opt.backend, as_json: bool = Opt.as_json) -> None:
     """C[m, n] = A[m, k] · B[k, n]: CUTLASS tiles in waves, roofline, latency floor."""
@@ -69,8 +74,10 @@ def gemm(m: int = typer.Option(..., help="rows of A and C (tokens)"),
 
 @op_app.command("all-reduce")
 @user_errors
-def all_reduce(message_bytes: int = typer.Option(..., "--bytes", help="bytes per GPU"),
-               gpus: int = typer.Option(..., help="GPUs in the group"),
+def all_reduce(message_bytes: int = size_option(..., "--bytes", ceiling=limits.MAX_MESSAGE_BYTES,
+                                               help="bytes per GPU"),
+               gpus: int = size_option(..., "--gpus", ceiling=limits.MAX_TP,
+                                      help="GPUs in the group"),
                gpu: str = Opt.gpu, backend: str = Opt.backend,
                as_json: bool = Opt.as_json) -> None:
     """All-reduce with the algorithm the backend's rule picks (one-shot, two-shot, NCCL)."""
@@ -85,13 +92,18 @@ def all_reduce(message_bytes: int = typer.Option(..., "--bytes", help="bytes per
 
 @op_app.command("moe")
 @user_errors
-def moe(tokens: int = typer.Option(..., help="tokens entering the layer"),
-        hidden: int = typer.Option(..., help="model width"),
-        inter: int = typer.Option(..., help="one expert's intermediate width"),
-        experts: int = typer.Option(..., help="routed experts"),
-        top_k: int = typer.Option(..., "--top-k", help="experts per token"),
-        tp: int = typer.Option(1, help="tensor parallelism inside each expert"),
-        ep: int = typer.Option(1, help="expert parallelism"),
+def moe(tokens: int = size_option(..., "--tokens", ceiling=limits.MAX_WIDTH * limits.MAX_BATCH,
+                                  help="tokens entering the layer"),
+        hidden: int = size_option(..., "--hidden", ceiling=limits.MAX_WIDTH, help="model width"),
+        inter: int = size_option(..., "--inter", ceiling=limits.MAX_WIDTH,
+                                 help="one expert's intermediate width"),
+        experts: int = size_option(..., "--experts", ceiling=limits.MAX_EXPERTS,
+                                   help="routed experts"),
+        top_k: int = size_option(..., "--top-k", ceiling=limits.MAX_EXPERTS,
+                                 help="experts per token"),
+        tp: int = size_option(1, "--tp", ceiling=limits.MAX_TP,
+                              help="tensor parallelism inside each expert"),
+        ep: int = size_option(1, "--ep", ceiling=limits.MAX_TP, help="expert parallelism"),
         dtype: str = typer.Option("bf16", help="bf16 | fp16 | fp8 | fp8_block | w4a16_mxfp4"),
         distribution: str = typer.Option("balanced",
                                          help="balanced | uniform | power_law_<alpha>"),

@@ -12,7 +12,9 @@ from typing import Any
 
 import typer
 
+from memsim import limits
 from memsim.cli import app, user_errors
+from memsim.limits import CountParser, float_option, size_option
 
 GIB = 2**30
 
@@ -20,16 +22,20 @@ _MODEL = typer.Option(..., "--model", help="preset name, alias (llama-3-70b) or 
 _GPU = typer.Option(..., "--gpu", help="GPU profile name (memsim gpus) or a .toml path")
 _BATCH = typer.Option("1", "--batch", help="B, sequences decoded together (all replicas), "
                                             "or max: the largest batch that fits")
-_TP = typer.Option(1, "--tp", help="tensor-parallel GPUs (attention, and MLPs without "
-                                   "DP attention)")
-_GPUS = typer.Option(None, "--gpus", help="GPUs in total (default tp·pp)")
-_PP = typer.Option(1, "--pp", help="pipeline stages")
-_EP = typer.Option(1, "--ep", help="expert-parallel GPUs: 1 or gpus/pp (MoE models)")
+_TP = size_option(1, "--tp", ceiling=limits.MAX_TP,
+                  help="tensor-parallel GPUs (attention, and MLPs without DP attention)")
+_GPUS = size_option(None, "--gpus", ceiling=limits.MAX_TP, help="GPUs in total (default tp·pp)")
+_PP = size_option(1, "--pp", ceiling=limits.MAX_TP, help="pipeline stages")
+_EP = size_option(1, "--ep", ceiling=limits.MAX_TP,
+                  help="expert-parallel GPUs: 1 or gpus/pp (MoE models)")
 _DPA = typer.Option(False, "--dp-attention",
                     help="attention data-parallel over gpus/(tp·pp) replicas, each holding "
                          "only its own sequences' KV cache")
-_MTP = typer.Option(0, "--mtp", help="draft tokens per decode step (multi-token prediction)")
-_ACCEPT = typer.Option(None, "--acceptance",
+_CP = typer.Option(False, "--context-parallel",
+                   help="prefill: split each prompt over the DP attention replicas")
+_MTP = typer.Option(0, "--mtp", parser=CountParser(limits.MAX_DRAFT_TOKENS),
+                    help="draft tokens per decode step (multi-token prediction)")
+_ACCEPT = float_option(None, "--acceptance",
                        help="probability a draft token is accepted (default 0.85, "
                             "DeepSeek-V3 §5.4.3)")
 _ATTN = typer.Option("auto", "--attention",
@@ -38,7 +44,7 @@ _ATTN = typer.Option("auto", "--attention",
 _WDTYPE = typer.Option("bf16", "--weight-dtype", help="weights: fp32|bf16|fp16|fp8|int8|int4")
 _KVDTYPE = typer.Option("bf16", "--kv-dtype",
                         help="KV cache: fp32|bf16|fp16|fp8 (fp8: one fp32 scale per 128)")
-_PRICE = typer.Option(None, "--price", help="USD per GPU-hour (default: the profile's price)")
+_PRICE = float_option(None, "--price", help="USD per GPU-hour (default: the profile's price)")
 _JSON = typer.Option(False, "--json", help="print JSON")
 
 
@@ -66,7 +72,7 @@ def _batch(text: str) -> int | str:
         raise InputError("batch", text, "must be a positive integer or max") from None
     if value <= 0:
         raise InputError("batch", value, "must be a positive integer or max")
-    return value
+    return limits.check_size("batch", value, limits.MAX_BATCH)
 
 
 def _warn(messages: list[str]) -> None:
@@ -78,13 +84,14 @@ def _warn(messages: list[str]) -> None:
 @user_errors
 def predict_cmd(
     model: str = _MODEL, gpu: str = _GPU,
-    context: int = typer.Option(..., "--context", help="L, tokens of context"),
+    context: int = size_option(..., "--context", ceiling=limits.MAX_CONTEXT,
+                               help="L, tokens of context"),
     batch: str = _BATCH, tp: int = _TP, gpus: int | None = _GPUS, pp: int = _PP,
-    ep: int = _EP, dp_attention: bool = _DPA, mtp: int = _MTP,
+    ep: int = _EP, dp_attention: bool = _DPA, context_parallel: bool = _CP, mtp: int = _MTP,
     acceptance: float | None = _ACCEPT, attention: str = _ATTN,
     weight_dtype: str = _WDTYPE, kv_dtype: str = _KVDTYPE, price: float | None = _PRICE,
-    prefill_chunk: int | None = typer.Option(None, "--prefill-chunk",
-                                             help="chunked prefill: tokens per chunk"),
+    prefill_chunk: int | None = size_option(None, "--prefill-chunk", ceiling=limits.MAX_TOKENS,
+                                            help="chunked prefill: tokens per chunk"),
     all_global: bool = typer.Option(False, "--all-global",
                                     help="treat windowed/chunked layers as global"),
     as_json: bool = _JSON,
@@ -94,7 +101,8 @@ def predict_cmd(
 
     setup = _setup(model, gpu, tp, attention, weight_dtype, kv_dtype, price,
                    prefill_chunk=prefill_chunk, all_global=all_global, gpus=gpus, pp=pp,
-                   ep=ep, dp_attention=dp_attention, mtp=mtp, acceptance=acceptance)
+                   ep=ep, dp_attention=dp_attention, context_parallel=context_parallel,
+                   mtp=mtp, acceptance=acceptance)
     result = predict(setup, context, _batch(batch))
     _warn(result["warnings"])
     if as_json:
@@ -108,6 +116,8 @@ def _parallelism(r: dict[str, Any]) -> str:
     parts = [f"TP {r['tp']}"]
     if r["dp_attention"]:
         parts.append(f"DP attention {r['attention_replicas']}")
+    if r["context_parallel"]:
+        parts.append("context-parallel prefill")
     parts += [f"{k.upper()} {r[k]}" for k in ("ep", "pp", "mtp") if r[k] > 1 or
               (k == "mtp" and r[k])]
     return ", ".join(parts)
@@ -121,7 +131,8 @@ def _print_prediction(r: dict[str, Any]) -> None:
     console = Console()
     title = (f"{r['model']} on {r['gpus']} × {r['gpu']} ({_parallelism(r)}): context "
              f"{r['context']:,}, batch {r['batch']}, attention {r['attention']}")
-    table = Table(title=f"VRAM per GPU — {title}")
+    console.print(f"[bold]{title}[/bold]")
+    table = Table(title="VRAM per GPU")
     for col in ("part", "GiB", "share"):
         table.add_column(col, justify="left" if col == "part" else "right")
     for part in ("weights", "kv_cache", "activation", "workspace", "reserve"):
@@ -156,13 +167,16 @@ def _print_prediction(r: dict[str, Any]) -> None:
 @user_errors
 def cost_curve_cmd(
     model: str = _MODEL, gpu: str = _GPU,
-    max_context: int = typer.Option(..., "--max-context", help="largest token position"),
-    points: int = typer.Option(16, "--points", help="positions on the curve"),
+    max_context: int = size_option(..., "--max-context", ceiling=limits.MAX_CONTEXT,
+                                   help="largest token position"),
+    points: int = size_option(16, "--points", ceiling=limits.MAX_POINTS,
+                              help="positions on the curve"),
     batch: str = _BATCH, tp: int = _TP, gpus: int | None = _GPUS, pp: int = _PP,
-    ep: int = _EP, dp_attention: bool = _DPA, mtp: int = _MTP,
+    ep: int = _EP, dp_attention: bool = _DPA, context_parallel: bool = _CP, mtp: int = _MTP,
     acceptance: float | None = _ACCEPT, attention: str = _ATTN,
     weight_dtype: str = _WDTYPE, kv_dtype: str = _KVDTYPE, price: float | None = _PRICE,
-    chunk: int = typer.Option(2048, "--chunk", help="prefill chunk, tokens"),
+    chunk: int = size_option(2048, "--chunk", ceiling=limits.MAX_TOKENS,
+                             help="prefill chunk, tokens"),
     as_json: bool = _JSON,
 ) -> None:
     """$ per million tokens at each position: marginal (the token at p) and average (over a
@@ -170,7 +184,8 @@ def cost_curve_cmd(
     from memsim.inference import cost_curve, warnings_for
 
     setup = _setup(model, gpu, tp, attention, weight_dtype, kv_dtype, price, gpus=gpus,
-                   pp=pp, ep=ep, dp_attention=dp_attention, mtp=mtp, acceptance=acceptance)
+                   pp=pp, ep=ep, dp_attention=dp_attention, context_parallel=context_parallel,
+                   mtp=mtp, acceptance=acceptance)
     _warn(warnings_for(setup, max_context))
     curve = cost_curve(setup, max_context, points, _batch(batch), chunk)
     if as_json:
@@ -213,16 +228,26 @@ def _print_curve(setup: Any, curve: list[dict[str, Any]], batch: str) -> None:
                       f"the prefill price of the one at {first['position']:,}.[/bold]")
 
 
-def _csv_list(text: str, cast: Any = str) -> list[Any]:
+def _csv_list(text: str, cast: Any = str, field: str = "list") -> list[Any]:
     from memsim.errors import InputError
 
     items = [x.strip() for x in text.split(",") if x.strip()]
     if not items:
-        raise InputError("list", text, "must name at least one item (comma-separated)")
-    try:
-        return [cast(x) for x in items]
-    except ValueError:
-        raise InputError("list", text, f"must be comma-separated {cast.__name__}s") from None
+        raise InputError(field, text, "must name at least one item (comma-separated)")
+    if len(items) > limits.MAX_SWEEP_VALUES:
+        raise InputError(field, f"{len(items)} values", f"must list at most "
+                         f"{limits.MAX_SWEEP_VALUES} (memsim's ceiling)")
+    if cast is int:
+        parse = limits.SizeParser(limits.MAX_CONTEXT if field == "contexts"
+                                  else limits.MAX_BATCH)
+        out = []
+        for x in items:
+            try:
+                out.append(parse(x))
+            except Exception as exc:  # the parser's one-line rule, under this list's name
+                raise InputError(field, x, getattr(exc, "rule", str(exc))) from None
+        return out
+    return items
 
 
 @app.command("sweep")
@@ -236,17 +261,19 @@ def sweep_cmd(
     tp: int = _TP, weight_dtype: str = _WDTYPE, kv_dtype: str = _KVDTYPE,
     out: str = typer.Option("-", "--out", help="output file (.csv or .jsonl); - = stdout"),
     fmt: str | None = typer.Option(None, "--format", help="csv|jsonl (default from --out)"),
-    workers: int = typer.Option(0, "--workers", help="processes (0: run in this process)"),
+    workers: int = typer.Option(0, "--workers", parser=CountParser(limits.MAX_WORKERS),
+                                help="processes (0: run in this process)"),
 ) -> None:
     """Grid of predictions, written row by row as CSV or JSON Lines with a progress bar."""
-    import csv
+    import contextlib
 
     from memsim.errors import InputError
-    from memsim.inference import SWEEP_FIELDS, sweep
+    from memsim.files import atomic_open, check_writable
 
-    model_list, gpu_list = _csv_list(models), _csv_list(gpus)
-    ctx_list, batch_list = _csv_list(contexts, int), _csv_list(batches, int)
-    attn_list = _csv_list(attentions)
+    model_list, gpu_list = _csv_list(models, field="models"), _csv_list(gpus, field="gpus")
+    ctx_list = _csv_list(contexts, int, field="contexts")
+    batch_list = _csv_list(batches, int, field="batches")
+    attn_list = _csv_list(attentions, field="attentions")
     fmt = fmt or ("csv" if out.endswith(".csv") else "jsonl")
     if fmt not in ("csv", "jsonl"):
         raise InputError("format", fmt, "must be csv or jsonl")
@@ -258,7 +285,23 @@ def sweep_cmd(
         load_model(m)
     for g in gpu_list:
         load_gpu(g)
-    stream = sys.stdout if out == "-" else open(out, "w", newline="")  # noqa: SIM115
+    if out != "-":
+        check_writable(out, "out")
+    with contextlib.ExitStack() as stack:
+        stream = sys.stdout if out == "-" else stack.enter_context(
+            atomic_open(out, "out", "w", newline=""))
+        _write_sweep(stream, fmt, workers, model_list, gpu_list, ctx_list, batch_list,
+                     attn_list, tp=tp, weight_dtype=weight_dtype, kv_dtype=kv_dtype)
+
+
+def _write_sweep(stream: Any, fmt: str, workers: int, model_list: list[str],
+                 gpu_list: list[str], ctx_list: list[int], batch_list: list[int],
+                 attn_list: list[str], **options: Any) -> None:
+    """Stream the sweep's rows into ``stream`` as they are produced (memory per cell)."""
+    import csv
+
+    from memsim.inference import SWEEP_FIELDS, sweep
+
     writer = csv.DictWriter(stream, fieldnames=SWEEP_FIELDS) if fmt == "csv" else None
     if writer:
         writer.writeheader()
@@ -271,7 +314,8 @@ def sweep_cmd(
     from rich.progress import Progress
 
     try:
-        with Progress(transient=True, console=_stderr_console()) as progress:
+        with Progress(transient=True, console=_stderr_console(),
+                      disable=not sys.stderr.isatty()) as progress:
             task = progress.add_task("sweep", total=cells)
 
             def write(rows: list[dict[str, Any]]) -> None:
@@ -283,15 +327,12 @@ def sweep_cmd(
                 stream.flush()
                 progress.advance(task)
 
-            for _ in sweep(model_list, gpu_list, ctx_list, batch_list, attn_list, tp=tp,
-                           executor=executor, on_rows=write, weight_dtype=weight_dtype,
-                           kv_dtype=kv_dtype):
+            for _ in sweep(model_list, gpu_list, ctx_list, batch_list, attn_list,
+                           executor=executor, on_rows=write, **options):
                 pass
     finally:
         if executor is not None:
-            executor.shutdown()
-        if stream is not sys.stdout:
-            stream.close()
+            executor.shutdown(cancel_futures=True)
 
 
 def _stderr_console():

@@ -40,6 +40,12 @@ def report(
 ) -> None:
     """Write the HTML report: context scaling, bytes per level, roofline, a FlashAttention
     kernel animated, VRAM, cost, validation and checked claims. Works offline."""
+    from memsim.errors import InputError
+    from memsim.files import check_writable
+
+    if measurements is not None and not measurements.is_dir():
+        raise InputError("measurements", str(measurements), "is not a folder")
+    check_writable(out, "out", folder=True)
     from memsim.reports.site import build_site
 
     site = build_site(out, gpu=gpu, models=tuple(model or ()), measurements_dir=measurements)

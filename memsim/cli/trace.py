@@ -1,7 +1,8 @@
 """``memsim trace``: play an attention kernel's schedule through SMs, SRAM, L2 and HBM.
 
 Takes the options of ``memsim attention`` (validated by the same
-:func:`memsim.cli.attention.build`) plus ``--l2 on|off``, ``--compare`` (analytic and
+:func:`memsim.cli.attention.build`; lists of algorithms and lengths give one table, or JSON
+Lines with ``--json``) plus ``--l2 on|off``, ``--compare`` (analytic and
 trace side by side), ``--heads-sample``, ``--event-budget`` and ``--save-trace FILE``.
 The simulator (numba) is imported inside the command, so ``memsim --help`` stays fast.
 """
@@ -13,8 +14,19 @@ from typing import Any
 
 import typer
 
+from memsim import limits
 from memsim.cli import app, user_errors
-from memsim.cli.attention import Opt, _fmt_bytes, _fmt_s, build_from, check_matmul_unit
+from memsim.cli.attention import (
+    Opt,
+    _list_title,
+    build_from,
+    check_matmul_unit,
+    expand,
+    print_rows,
+)
+from memsim.limits import size_option
+from memsim.units import format_bytes as _fmt_bytes
+from memsim.units import format_seconds as _fmt_s
 
 DEFAULT_EVENT_BUDGET = 1_000_000_000  # = memsim.trace.DEFAULT_EVENT_BUDGET (not imported here)
 
@@ -29,8 +41,8 @@ def _title(d: dict[str, Any]) -> str:
 def _sample_note(d: dict[str, Any]) -> str:
     if d["heads_scale"] == 1:
         return ""
-    return (f" (simulated {d['heads_sample']} of {d['problem']['heads']} heads, "
-            f"scaled ×{d['heads_scale']:g})")
+    return (f" (L2 replay of {d['heads_sample']} of {d['problem']['heads']} heads, "
+            f"bytes scaled ×{d['heads_scale']:g}; time from every block)")
 
 
 def print_trace(d: dict[str, Any]) -> None:
@@ -107,7 +119,7 @@ def print_compare(analytic: dict[str, Any], trace: dict[str, Any], compulsory: f
 @user_errors
 def trace(
     algorithm: str = Opt.algorithm, gpu: str = Opt.gpu, batch: int = Opt.batch,
-    heads: int = Opt.heads, kv_heads: int = Opt.kv_heads, seq_len: int = Opt.seq_len,
+    heads: int = Opt.heads, kv_heads: int = Opt.kv_heads, seq_len: str = Opt.seq_len,
     kv_len: int = Opt.kv_len, head_dim: int = Opt.head_dim, head_dim_v: int = Opt.head_dim_v,
     dtype: str = Opt.dtype, causal: bool = Opt.causal, bidirectional: bool = Opt.bidirectional,
     window: int = Opt.window, chunk: int = Opt.chunk, top_k: int = Opt.top_k,
@@ -122,10 +134,13 @@ def trace(
     l2: str = typer.Option("on", "--l2", help="on | off: the L2 model (off: every access "
                                               "goes to HBM)"),
     compare: bool = typer.Option(False, "--compare", help="analytic and trace side by side"),
-    heads_sample: int = typer.Option(None, "--heads-sample",
-                                     help="simulate this many heads and scale to all"),
-    event_budget: int = typer.Option(DEFAULT_EVENT_BUDGET, "--event-budget",
-                                     help="refuse traces needing more tile events"),
+    heads_sample: int = size_option(None, "--heads-sample", ceiling=limits.MAX_HEADS,
+                                    help="replay this many heads (evenly spread) through "
+                                         "a proportionally smaller L2 and scale their "
+                                         "bytes to all; time is from every block"),
+    event_budget: int = size_option(DEFAULT_EVENT_BUDGET, "--event-budget",
+                                    ceiling=limits.MAX_EVENT_BUDGET,
+                                    help="refuse traces needing more tile events"),
     save_trace: str = typer.Option(None, "--save-trace", help="write the trace as .npz"),
     as_json: bool = Opt.as_json,
 ) -> None:
@@ -135,27 +150,45 @@ def trace(
     if l2 not in ("on", "off"):
         raise InputError("l2", l2, "must be 'on' or 'off'")
     check_matmul_unit(matmul_unit)
-    problem, profile, tiling = build_from(locals())
+    cases = expand(locals())
+    if len(cases) > 1 and save_trace is not None:
+        raise InputError("save_trace", save_trace, "takes one case, not a list of "
+                         f"{len(cases)} (algorithm × seq_len)")
+    from memsim.algorithms import compulsory_bytes
+    from memsim.attention import predict
     from memsim.trace import simulate
 
-    result = simulate(problem, profile, algorithm, tiling, l2=l2 == "on",
-                      heads_sample=heads_sample, event_budget=event_budget,
-                      matmul_unit=matmul_unit, record=save_trace is not None)
-    if save_trace is not None:
-        result.save(save_trace)
-    out = result.to_dict()
-    if compare:
-        from memsim.algorithms import compulsory_bytes
-        from memsim.attention import predict
-
+    rows = []
+    for options in cases:
+        problem, profile, tiling = build_from(options)
+        algorithm = options["algorithm"]
+        result = simulate(problem, profile, algorithm, tiling, l2=l2 == "on",
+                          heads_sample=heads_sample, event_budget=event_budget,
+                          matmul_unit=matmul_unit, record=save_trace is not None)
+        if save_trace is not None:
+            result.save(save_trace)
         analytic = predict(problem, profile, algorithm, tiling, matmul_unit=matmul_unit)
-        compulsory = compulsory_bytes(problem)
-        if as_json:
-            typer.echo(json.dumps({"analytic": analytic.to_dict(), "trace": out,
-                                   "compulsory_bytes": compulsory}))
-        else:
-            print_compare(analytic.to_dict(), out, compulsory)
-    elif as_json:
-        typer.echo(json.dumps(out))
+        rows.append({"analytic": analytic.to_dict(), "trace": result.to_dict(),
+                     "compulsory_bytes": compulsory_bytes(problem)})
+    if as_json:                       # one object; JSON Lines for a list
+        for row in rows:
+            typer.echo(json.dumps(row if compare else row["trace"]))
+    elif len(rows) > 1:
+        print_rows(f"HBM bytes (no reuse, closed-form L2 estimate, trace, compulsory "
+                   f"minimum) on {rows[0]['trace']['gpu']}: {_list_title(rows[0]['analytic'])}"
+                   f", L2 {l2}", rows, TRACE_COLUMNS)
+    elif compare:
+        print_compare(rows[0]["analytic"], rows[0]["trace"], rows[0]["compulsory_bytes"])
     else:
-        print_trace(out)
+        print_trace(rows[0]["trace"])
+
+
+TRACE_COLUMNS = (
+    ("algorithm", lambda r: r["trace"]["algorithm"]),
+    ("N", lambda r: str(r["trace"]["problem"]["seq_len"])),
+    ("no reuse", lambda r: _fmt_bytes(r["analytic"]["hbm_bytes"])),
+    ("L2 est.", lambda r: _fmt_bytes(r["analytic"]["l2_estimate"]["hbm_bytes"])),
+    ("trace", lambda r: _fmt_bytes(r["trace"]["hbm_bytes"])),
+    ("minimum", lambda r: _fmt_bytes(r["compulsory_bytes"])),
+    ("time", lambda r: _fmt_s(r["trace"]["time_s"])),
+)

@@ -15,10 +15,13 @@ from pathlib import Path
 import typer
 
 from memsim.cli import app, user_errors
+from memsim.limits import float_option
 
 MAX_RESTARTS = 3
-_OUT = typer.Option(Path("measurements"), "--out",
-                    help="measurement root: results go to OUT/<profile>/<run-id>.jsonl")
+_OUT = typer.Option(None, "--out",
+                    help="measurement root: results go to OUT/<profile>/<run-id>.jsonl "
+                         "(default: measurements; with --source aiconfigurator, "
+                         "measurements/aiconfigurator/runs/<stamp>)")
 _SUMMARY = typer.Option(None, "--summary", help="only summarise the runs in this folder or file")
 _DIRECTORY = typer.Argument(..., help="measurement folder (or one .jsonl run file)")
 _CALIBRATED_OUT = typer.Option(None, "--out", help="calibrated profile path "
@@ -32,13 +35,29 @@ def _print_summary(path: Path, as_json: bool) -> None:
     from memsim.validation import summary
 
     result = summary.summarise(path)
-    folder = path if path.is_dir() else path.parent
-    json_path, text_path = summary.write(result, folder)
+    for bad in result.get("bad_lines", []):
+        typer.echo(f"warning: {bad['file']}:{bad['line']}: {bad['reason']} (line skipped)",
+                   err=True)
+    # A folder's summary is written beside its runs, keeping what a --source run added to
+    # it (calibration, row counts); one run file (a subset) is only printed, never written
+    # over the folder's summary.
+    written = None
+    if path.is_dir():
+        previous = path / "summary.json"
+        if previous.is_file():
+            try:
+                extra = json.loads(previous.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                extra = {}
+            if isinstance(extra, dict):
+                result.update({k: v for k, v in extra.items() if k not in result})
+        written = summary.write(result, path)
     if as_json:
         typer.echo(json.dumps(result))
     else:
         typer.echo(summary.format_text(result))
-        typer.echo(f"\nwritten: {json_path}, {text_path}")
+        if written:
+            typer.echo(f"\nwritten: {written[0]}, {written[1]}")
 
 
 def _restart_resuming() -> None:
@@ -67,16 +86,32 @@ def validate_cmd(
                                 "(default: the one matching the device)"),
     only: str = typer.Option(None, "--only",
                              help="comma-separated kinds: ceiling,sdpa,llama,kernel,ncu"),
-    budget_s: float = typer.Option(None, "--budget-s",
+    budget_s: float = float_option(None, "--budget-s",
                                    help="stop starting cases after this many seconds "
                                         "(default: 420 for quick, none for full)"),
     summary_dir: Path = _SUMMARY,
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
+    source: str = typer.Option(None, "--source", help="aiconfigurator: compare with the "
+                               "kernel timings published in aiconfigurator-core (no GPU)"),
+    gpu: str = typer.Option(None, "--gpu", help="--source: GPUs (profiles or systems), "
+                            "comma-separated (default: all)"),
+    backend: str = typer.Option(None, "--backend", help="--source: trtllm,vllm,sglang"),
+    ops: str = typer.Option(None, "--ops", help="--source: op classes, comma-separated "
+                            "(attention, mla, encoder, or class names; default: all)"),
+    sample: int = typer.Option(200, "--sample", help="--source: rows per table file "
+                               "(a fixed, seeded sample)"),
+    full: bool = typer.Option(False, "--full", help="--source: score every row"),
+    seed: int = typer.Option(0, "--seed", help="--source: the sample's seed"),
 ) -> None:
-    """Measure ceilings, memsim's kernels, PyTorch SDPA and a small Llama against predictions."""
+    """Measure ceilings, memsim's kernels, PyTorch SDPA and a small Llama against predictions
+    (or, with --source aiconfigurator, compare with published kernel timings)."""
     if summary_dir is not None:
         _print_summary(summary_dir, as_json)
         return
+    if source is not None:
+        _validate_source(source, ops, gpu, backend, sample, full, seed, out, as_json)
+        return
+    out = out if out is not None else Path("measurements")
     from memsim.validation.runner import StickyCudaError, validate
 
     kinds = tuple(k.strip() for k in only.split(",") if k.strip()) if only else None
@@ -95,6 +130,47 @@ def validate_cmd(
     _print_summary(result.path, as_json)
 
 
+def _validate_source(source: str, ops: str | None, gpu: str | None, backend: str | None,
+                     sample: int, full: bool, seed: int, out: Path | None,
+                     as_json: bool) -> None:
+    import json
+
+    from memsim.errors import InputError
+
+    if source != "aiconfigurator":
+        raise InputError("source", source, "must be 'aiconfigurator'")
+    from memsim.silicon.command import text, validate_source
+
+    result = validate_source(ops=ops, gpus=gpu, backends=backend, sample=sample, full=full,
+                             seed=seed, out=out, echo=lambda m: typer.echo(m, err=as_json))
+    if as_json:
+        typer.echo(json.dumps(result))
+    else:
+        typer.echo("")
+        typer.echo(text(result))
+        typer.echo(f"\nwritten: {result['path']}/summary.json, summary.txt and "
+                   f"{len(result['runs'])} run files")
+
+
+def _calibrate_silicon(cases: list, directory: Path, as_json: bool) -> None:
+    """Records of `memsim validate --source aiconfigurator`: per (class, backend), factors
+    and floor fitted on H100/H200, held-out and unseen-GPU errors → calibration.json."""
+    import json
+
+    from memsim.silicon.command import calibration_text
+    from memsim.validation.calibrate import calibrate_silicon
+
+    result = {m: calibrate_silicon(cases, m) for m in ("analytic", "l2")}
+    folder = directory if directory.is_dir() else directory.parent
+    (folder / "calibration.json").write_text(json.dumps(result, indent=1) + "\n")
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    for model, cal in result.items():
+        typer.echo(f"[{model}]\n{calibration_text(cal)}\n")
+    typer.echo(f"written: {folder / 'calibration.json'}")
+
+
 @app.command("calibrate")
 @user_errors
 def calibrate_cmd(
@@ -108,13 +184,26 @@ def calibrate_cmd(
     import json
 
     from memsim.errors import InputError
+    from memsim.files import check_writable, write_text
     from memsim.hardware import load_gpu
     from memsim.validation import calibrate
     from memsim.validation.records import read_cases
 
-    cases = read_cases(directory)
+    if not directory.exists():
+        raise InputError("directory", str(directory), "does not exist")
+    folder = directory if directory.is_dir() else directory.parent
+    if out is not None:
+        check_writable(out, "out")
+    check_writable(folder / "calibration.json", "directory")
+    bad_lines: list = []
+    cases = read_cases(directory, bad_lines)
+    for file, line, reason in bad_lines:
+        typer.echo(f"warning: {file}:{line}: {reason} (line skipped)", err=True)
     if not cases:
         raise InputError("directory", str(directory), "holds no measured cases (*.jsonl)")
+    if any(c.get("kind") == "silicon" for c in cases):
+        _calibrate_silicon(cases, directory, as_json)
+        return
     names = {c.get("prediction", {}).get("profile") for c in cases if c.get("status") == "ok"}
     names.discard(None)
     if profile is None:
@@ -122,10 +211,10 @@ def calibrate_cmd(
             raise InputError("profile", None, f"must be given: the runs used {sorted(names)}")
         profile = names.pop()
     datasheet = load_gpu(profile)
-    folder = directory if directory.is_dir() else directory.parent
     result = calibrate.calibrate(cases, datasheet, calibrated_from=str(folder))
     path = calibrate.write_profile(result, out or folder / f"{datasheet.name}-calibrated.toml")
-    (folder / "calibration.json").write_text(json.dumps(result.to_dict(), indent=1) + "\n")
+    write_text(folder / "calibration.json", json.dumps(result.to_dict(), indent=1) + "\n",
+               "directory")
     if as_json:
         typer.echo(json.dumps(result.to_dict()))
     else:

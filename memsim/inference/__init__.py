@@ -12,18 +12,25 @@ Conventions
   token at position ``L`` for each of ``B`` sequences: N = 1 query against S = L + 1 keys.
 - Under tensor parallelism over G GPUs (Megatron-LM, Shoeybi et al. arXiv 1909.08053 §3)
   weights, query heads and KV heads are split G ways; a model with fewer KV heads than G
-  keeps one KV head per GPU, and an MLA latent is replicated on every GPU. Every number in
-  the VRAM breakdown is *per GPU*; time is the wall time of the G GPUs working together.
+  keeps one KV head per GPU, and an MLA latent is replicated on every GPU. DP attention,
+  expert, pipeline and context parallelism: :class:`~.deployment.Setup`. Every number in
+  the VRAM breakdown is *per GPU*; time is the wall time of the GPUs working together, and
+  $ counts all of them.
 - Linear layers cost 2 FLOPs per weight per token (Kaplan et al. arXiv 2001.08361 Table 1)
   and read their weights once per step plus their input and output activations.
 
-Layout: :mod:`.deployment` (Setup), :mod:`.pricing` ($ algebra), :mod:`.operators`
-(GEMMs, MoE, all-reduce), :mod:`.attention_call` (attention through the algorithms),
-:mod:`.phases` (prefill/decode of every layer), :mod:`.memory` (VRAM), :mod:`.prediction`,
-:mod:`.curve` (cost curve), :mod:`.sweeps`.
+Layout: :mod:`.deployment` (Setup: parallelism, dtypes, MTP, and their rules),
+:mod:`.pricing` ($ algebra), :mod:`.operators` (GEMMs, element-wise, touched experts),
+:mod:`.comm` (collectives, through :mod:`memsim.ops.comm`), :mod:`.mlp` (the MLP block under
+TP, DP attention and EP), :mod:`.attention_call` (attention through the algorithms),
+:mod:`.phases` (prefill/decode of every layer, chunks, pipeline, MTP), :mod:`.memory`
+(VRAM per GPU), :mod:`.capacity` (the batch that fits), :mod:`.prediction`, :mod:`.curve`
+(marginal and average cost by position), :mod:`.sweeps`. The deployment search is
+:mod:`memsim.planning`.
 """
 
 from memsim.inference.attention_call import _attention_call, _AttnCall, attention_cost
+from memsim.inference.capacity import fits, max_batch
 from memsim.inference.curve import cost_curve
 from memsim.inference.deployment import (
     ATTENTION_CHOICES,
@@ -34,7 +41,7 @@ from memsim.inference.deployment import (
 )
 from memsim.inference.memory import activation_bytes, kv_cache_bytes, vram
 from memsim.inference.operators import GEMM_TILE, all_reduce_time_s, touched_experts
-from memsim.inference.phases import Phase, decode_phase, prefill_phase
+from memsim.inference.phases import Phase, decode_phase, decode_step, prefill_phase
 from memsim.inference.prediction import (
     min_gpus_to_fit,
     predict,
@@ -49,6 +56,7 @@ __all__ = [
     "ATTENTION_CHOICES", "COMPUTE_DTYPES", "DEFAULT_RESERVE_FRACTION", "GEMM_TILE", "SWEEP_FIELDS",
     "TP_CANDIDATES", "Phase", "Setup", "_AttnCall", "_attention_call", "activation_bytes",
     "all_reduce_time_s", "attention_cost", "cost_curve", "decode_phase", "kv_cache_bytes",
-    "min_gpus_to_fit", "predict", "predict_arrays", "prefill_phase", "sweep", "sweep_task",
+    "decode_step", "fits", "max_batch", "min_gpus_to_fit", "predict", "predict_arrays",
+    "prefill_phase", "sweep", "sweep_task",
     "takeaway", "touched_experts", "usd_per_million_tokens", "vram", "warnings_for",
 ]

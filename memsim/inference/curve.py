@@ -14,10 +14,12 @@ keys, itself included):
   1..p, by the trapezoid rule over the curve's positions (exact where the cost is affine
   in the position, as dense decode is).
 
-``memsim predict --context L`` answers the same questions at one point: its prefill is the
-average prefill at p = L, its decode the marginal decode at p = L + 1 (a test holds them
-together). Every point says whether its batch fits; ``batch="max"`` prices each position
-at the largest batch that fits there.
+``memsim predict --context L --prefill-chunk C`` answers the same questions at one point:
+its prefill is the average prefill at p = L, its decode the marginal decode at p = L + 1,
+its ``fits`` the point's (a test holds them together). Memory is that of a serving engine
+with chunked prefill: the batch's cache plus one engine step of at most ``chunk`` tokens.
+Every point says whether its batch fits; ``batch="max"`` prices each position at the
+largest batch that fits there.
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ def cost_curve(setup: Setup, max_context: int, points: int = 32, batch: int | st
     _positive_int("points", points)
     _positive_int("chunk", chunk)
     p = positions(max_context, points)
+    if setup.prefill_chunk is None:  # memory of a serving engine prefilling in chunks
+        setup = replace(setup, prefill_chunk=chunk)
     if batch == "max":
         B = max_batch(setup, p)
     else:

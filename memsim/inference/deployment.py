@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -43,7 +44,9 @@ class Setup:
     parallelism with all-to-all dispatch and combine; DeepSeek-V3 report §3.4); ``ep`` = 1
     splits every expert W ways instead.
 
-    ``mtp`` draft tokens per decode step are verified together, each accepted with
+    ``context_parallel`` splits each prompt's tokens over the D attention replicas in
+    prefill (a long prompt's time to first token), instead of giving each replica its own
+    prompts. ``mtp`` draft tokens per decode step are verified together, each accepted with
     probability ``acceptance`` (multi-token prediction or speculative decoding).
     ``all_global`` treats every windowed or chunked layer as global (what a calculator that
     ignores the layer pattern predicts); ``prefill_chunk`` runs prefill in chunks of that many
@@ -68,6 +71,7 @@ class Setup:
     mtp: int = 0
     acceptance: float = DEFAULT_ACCEPTANCE
     kv_scale_block: int = DEFAULT_KV_SCALE_BLOCK
+    context_parallel: bool = False
 
     def __post_init__(self) -> None:
         _check_choices(self)
@@ -102,8 +106,7 @@ class Setup:
         rejection) yields (1 − a^(K+1)) / (1 − a) tokens, the verified one included
         (Leviathan et al. arXiv 2211.17192 eq. 1).
         """
-        a, k = self.acceptance, self.mtp
-        return float(k + 1) if a >= 1 else (1 - a ** (k + 1)) / (1 - a)
+        return tokens_per_step(self.mtp, self.acceptance)
 
     @property
     def groups(self) -> tuple[LayerGroup, ...]:
@@ -118,9 +121,19 @@ class Setup:
         return tuple(out)
 
     def with_tp(self, tp: int) -> Setup:
-        """The same deployment at TP ``tp`` (one stage of tp GPUs: no DP attention or EP)."""
-        return replace(self, tp=tp, gpus=None, pp=1, ep=1 if self.ep == 1 else tp,
-                       dp_attention=False)
+        """The model at TP ``tp`` alone (one stage of tp GPUs: no DP attention, EP or CP)."""
+        return replace(self, tp=tp, gpus=None, pp=1, ep=1, dp_attention=False,
+                       context_parallel=False)
+
+
+def tokens_per_step(mtp: Any, acceptance: float) -> Any:
+    """(1 − a^(K+1)) / (1 − a) tokens per decode step for K drafts accepted with probability
+    a each (Leviathan et al. arXiv 2211.17192 eq. 1); K + 1 at a = 1. ``mtp`` may be an
+    array."""
+    K = np.asarray(mtp, dtype=float)
+    if acceptance >= 1:
+        return K + 1
+    return (1 - acceptance ** (K + 1)) / (1 - acceptance)
 
 
 def _check_choices(s: Setup) -> None:
@@ -140,7 +153,7 @@ def _check_choices(s: Setup) -> None:
         if getattr(s, name) not in COMPUTE_DTYPES:
             raise InputError(name, getattr(s, name),
                              f"must be one of {', '.join(COMPUTE_DTYPES)}")
-    if s.usd_per_gpu_hour is not None and not s.usd_per_gpu_hour > 0:
+    if s.usd_per_gpu_hour is not None and not 0 < s.usd_per_gpu_hour < math.inf:
         raise InputError("price", s.usd_per_gpu_hour, "must be > 0 $ per GPU-hour")
     if s.prefill_chunk is not None:
         _positive_int("prefill_chunk", s.prefill_chunk)
@@ -173,6 +186,9 @@ def _check_parallelism(s: Setup) -> None:
     if s.dp_attention and s.attention_dp < 2:
         raise InputError("dp_attention", True, f"needs at least 2 attention replicas: gpus "
                          f"({s.n_gpus}) must be ≥ 2·tp·pp = {2 * s.tp * s.pp}")
+    if s.context_parallel and not s.dp_attention:
+        raise InputError("context_parallel", True, "needs --dp-attention: a prompt is split "
+                         "over the attention replicas")
     if s.ep > 1:
         experts = max((g.mlp.experts for g in m.groups), default=0)
         if not experts:

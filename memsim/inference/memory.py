@@ -39,14 +39,17 @@ def kv_bytes_per_token(setup: Setup, attn: Attention) -> float:
 def kv_cache_bytes(setup: Setup, context: Any, batch: Any) -> dict[str, Any]:
     """KV cache per GPU by layer kind (bytes); windowed and chunked layers are capped.
 
-    Each GPU holds the cache of its attention replica's ⌈B/D⌉ sequences (DP attention), of
-    its share of the KV heads (TP), for its stage's 1/P of the layers (PP).
+    Each GPU holds the cache of its attention replica's ⌈B/D⌉ sequences (DP attention; all B
+    under context parallelism, which gathers every sequence's keys), of its share of the KV
+    heads (TP), for its stage's 1/P of the layers (PP).
     """
     out: dict[str, Any] = {}
     if not setup.model.decoder:
         return out
     ctx = np.asarray(context)
     rank_batch = -(-np.asarray(batch) // setup.attention_dp)
+    if setup.context_parallel:  # every replica gathers every sequence's keys
+        rank_batch = np.asarray(batch)
     for g in setup.groups:
         a = g.attention
         tokens = np.minimum(ctx, a.mask.window or a.mask.chunk or ctx)
@@ -120,14 +123,21 @@ def vram(setup: Setup, context: Any, batch: Any, workspace_bytes: Any) -> dict[s
     """Per-GPU VRAM breakdown; ``total_bytes`` is exactly the sum of the parts.
 
     ``batch`` is the whole stage's batch; ``workspace_bytes`` the attention workspace of one
-    replica (:class:`~memsim.inference.phases.Phase`).
+    replica (:func:`~memsim.inference.capacity.step_workspace_bytes`). Activations are those
+    of the largest engine step: the replica's whole batch prefilled at once, or with
+    ``prefill_chunk`` set, that many tokens in all (the token budget of a serving engine
+    with chunked prefill, vLLM's ``max_num_batched_tokens``); the logits of every sequence.
     """
     weights = weights_bytes(setup)
     by_kind = kv_cache_bytes(setup, context, batch)
     kv = sum(by_kind.values()) if by_kind else np.zeros(np.shape(context))
-    step_tokens = np.minimum(context, setup.prefill_chunk or context)
     rank_batch = -(-np.asarray(batch) // setup.attention_dp)
-    act = activation_bytes(setup, rank_batch * step_tokens, rank_batch)
+    step_tokens = rank_batch * np.asarray(context)  # the whole batch prefilled at once
+    if setup.context_parallel:  # each replica prefills 1/D of every prompt
+        step_tokens = np.asarray(batch) * -(-np.asarray(context) // setup.attention_dp)
+    if setup.prefill_chunk is not None:  # chunked: a budget of tokens per engine step
+        step_tokens = np.minimum(step_tokens, setup.prefill_chunk)
+    act = activation_bytes(setup, step_tokens, rank_batch)
     capacity = float(setup.gpu.spec.hbm_bytes)
     reserve = setup.reserve_fraction * capacity
     total = weights + kv + act + workspace_bytes + reserve

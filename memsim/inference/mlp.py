@@ -26,19 +26,19 @@ from memsim.inference.operators import GEMM_TILE, _gemm, _time_s, touched_expert
 from memsim.models import LayerGroup
 
 
-def mlp_block_s(setup: Setup, g: LayerGroup, rank_tokens: Any, w_b: float, a_b: float,
-                dtype: str) -> dict[str, Any]:
+def mlp_block_s(setup: Setup, g: LayerGroup, rank_tokens: Any, stage_tokens: Any,
+                w_b: float, a_b: float, dtype: str) -> dict[str, Any]:
     """Seconds by operator of one layer's MLP block on one GPU.
 
-    ``rank_tokens``: tokens of one attention replica this step (array); the stage holds
-    D times as many. Keys: ``mlp`` and the communication it needs (``all_reduce``,
-    ``all_gather``, ``all_to_all``).
+    ``rank_tokens``: tokens of the busiest attention replica this step; ``stage_tokens``:
+    tokens of the whole stage (arrays; equal without DP attention). Keys: ``mlp`` and the
+    communication it needs (``all_reduce``, ``all_gather``, ``all_to_all``).
     """
     h, gpu, W, D = setup.model.hidden_size, setup.gpu, setup.stage_gpus, setup.attention_dp
     act = h * a_b
     if g.mlp.is_moe and setup.ep > 1:
-        return _expert_parallel_s(setup, g, rank_tokens, w_b, a_b, dtype)
-    tokens = D * rank_tokens  # the gathered tokens of the stage (= rank_tokens if D = 1)
+        return _expert_parallel_s(setup, g, rank_tokens, stage_tokens, w_b, a_b, dtype)
+    tokens = stage_tokens  # gathered from the D replicas under DP attention
     out = {"mlp": _tensor_parallel_mlp_s(setup, g, tokens, W, w_b, a_b, dtype)}
     if D > 1:  # all-gather in, reduce-scatter out: each returns the stage's tokens
         out["all_gather"] = 2 * all_gather_s(tokens * act, W, gpu)
@@ -78,14 +78,13 @@ def _experts_cost(T: Any, routed_tokens: Any, read_params: Any, flop_params_per_
                 * math.ceil(intermediate / GEMM_TILE))
 
 
-def _expert_parallel_s(setup: Setup, g: LayerGroup, rank_tokens: Any, w_b: float, a_b: float,
-                       dtype: str) -> dict[str, Any]:
+def _expert_parallel_s(setup: Setup, g: LayerGroup, rank_tokens: Any, stage_tokens: Any,
+                       w_b: float, a_b: float, dtype: str) -> dict[str, Any]:
     """MoE layer under EP over the W GPUs of a stage (balanced routing assumed: each GPU
     receives the stage's tokens × k / W; DeepSeek balances with redundant experts, §3.4)."""
     h, mlp, gpu, W, T = (setup.model.hidden_size, g.mlp, setup.gpu, setup.stage_gpus,
                          setup.tp)
     X, k = mlp.experts, mlp.experts_per_token
-    stage_tokens = setup.attention_dp * rank_tokens
     local = math.ceil(X / W)
     # a given expert is hit by a token with probability k/X
     touched = local * (1.0 - (1.0 - k / X) ** np.asarray(stage_tokens, dtype=float))

@@ -10,8 +10,9 @@ import numpy as np
 
 from memsim.cost import Cost
 from memsim.inference.attention_call import _attention_call, attention_cost
-from memsim.inference.comm import all_reduce_s, p2p_s
+from memsim.inference.comm import all_gather_s, all_reduce_s, p2p_s
 from memsim.inference.deployment import Setup
+from memsim.inference.memory import kv_bytes_per_token
 from memsim.inference.mlp import mlp_block_s
 from memsim.inference.operators import _elementwise, _gemm, _time_s
 from memsim.units import dtype_bytes
@@ -35,14 +36,24 @@ def _phase(setup: Setup, phase: str, B: Any, N: Any, S: Any) -> Phase:
     keys: all layers (a pipeline's stages are folded in by the callers).
 
     B is the batch of the whole stage; each of the D attention replicas serves ⌈B/D⌉ of
-    them (the busiest replica sets the pace).
+    them (the busiest replica sets the pace). With ``context_parallel`` a prefill instead
+    splits every sequence's N tokens over the D replicas (SGLang's in-sequence split for
+    DeepSeek-V3.2, ``--enable-nsa-prefill-context-parallel``): each replica projects ⌈N/D⌉
+    tokens, does 1/D of the attention (the split balances the causal triangle) and
+    all-gathers the cache entries of the others' tokens.
     """
     m, gpu, G = setup.model, setup.gpu, setup.tp
     h = m.hidden_size
     w_b, a_b = dtype_bytes(setup.weight_dtype), dtype_bytes(setup.act_dtype)
     gemm_dtype = "fp8" if setup.weight_dtype == "fp8" else setup.act_dtype
-    Br = -(-np.asarray(B) // setup.attention_dp)  # sequences of one attention replica
-    T = Br * N  # tokens of one attention replica this step
+    D = setup.attention_dp
+    cp = setup.context_parallel and phase == "prefill"
+    if cp:  # every replica takes 1/D of each sequence's tokens (balanced in-sequence split)
+        Br, T = np.asarray(B), np.asarray(B) * -(-np.asarray(N) // D)
+    else:
+        Br = -(-np.asarray(B) // D)  # sequences of one attention replica
+        T = Br * N  # tokens of one attention replica this step
+    stage_T = np.asarray(B) * N  # tokens of the whole stage this step
     ops: dict[str, Any] = {}
 
     def add(name: str, value: Any) -> None:
@@ -57,13 +68,17 @@ def _phase(setup: Setup, phase: str, B: Any, N: Any, S: Any) -> Phase:
                                    gpu, gemm_dtype))
         call = _attention_call(setup, a, phase)
         cost, per_sm = attention_cost(call, gpu, Br, N, S)
-        add("attention", c * _time_s(cost, gpu, setup.kv_dtype, per_sm))
-        workspace = np.maximum(workspace, cost.workspace_bytes)
+        share = 1 / D if cp else 1  # CP: each replica does 1/D of the sequence's attention
+        add("attention", c * share * _time_s(cost, gpu, setup.kv_dtype, per_sm))
+        workspace = np.maximum(workspace, share * cost.workspace_bytes)
+        if cp:  # each replica gathers the keys (cache entries) the others computed
+            kv = Br * N * kv_bytes_per_token(setup, a)
+            add("all_gather", c * all_gather_s(kv, D, gpu))
         add("o_proj", c * _time_s(_gemm(T, o_params / G, o_params / (G * h), h, w_b, a_b),
                                  gpu, gemm_dtype))
         if G > 1:  # the all-reduce after o_proj (Megatron §3)
             add("all_reduce", c * all_reduce_s(T * h * a_b, G, gpu))
-        for name, value in mlp_block_s(setup, g, T, w_b, a_b, gemm_dtype).items():
+        for name, value in mlp_block_s(setup, g, T, stage_T, w_b, a_b, gemm_dtype).items():
             add(name, c * value)
         # RMSNorm/LayerNorm + residual add: ~5 FLOPs per element (square, sum, scale, add)
         norm = _elementwise(T, h, a_b, 5.0)
@@ -88,11 +103,18 @@ def prefill_phase(setup: Setup, context: Any, batch: Any) -> Phase:
     chunk's activations per slot (GPipe, Huang et al. arXiv 1811.06965 §2.2: bubble
     (P − 1)/(m + P − 1)). Without chunking m = 1 and the stages run one after the other.
     """
+    ph, chunks, chunk_tokens = prefill_layers(setup, context, batch)
+    return pipelined_prefill(setup, ph, chunks, batch, chunk_tokens)
+
+
+def prefill_layers(setup: Setup, context: Any, batch: Any) -> tuple[Phase, Any, Any]:
+    """All layers' prefill on one GPU column, no pipeline: the phase, the chunks m per
+    sequence and the tokens per chunk. Depends on the stage's shape, not on ``setup.pp``."""
     C = setup.prefill_chunk
     ctx = np.asarray(context)
     if C is None or np.all(ctx <= C):
         ph = _phase(setup, "prefill", batch, ctx, ctx)
-        return _pipelined(setup, ph, np.ones(np.shape(ph.workspace_bytes)), batch, ctx)
+        return ph, np.ones(np.shape(ph.workspace_bytes)), ctx
     # chunk i: N = min(C, L − iC) new tokens against S = min((i+1)C, L) keys
     ctx_b, batch_b = np.broadcast_arrays(ctx, np.asarray(batch))
     n_chunks = int(np.max(-(-ctx_b // C)))
@@ -104,10 +126,11 @@ def prefill_phase(setup: Setup, context: Any, batch: Any) -> Phase:
     ph = _phase(setup, "prefill", batch_b, N_safe, S_safe)
     ops = {k: np.sum(np.where(live, v, 0.0), axis=0) for k, v in ph.operators_s.items()}
     whole = Phase(ops, np.max(np.where(live, ph.workspace_bytes, 0.0), axis=0))
-    return _pipelined(setup, whole, -(-ctx_b // C), batch_b, np.minimum(ctx_b, C))
+    return whole, -(-ctx_b // C), np.minimum(ctx_b, C)
 
 
-def _pipelined(setup: Setup, ph: Phase, chunks: Any, batch: Any, chunk_tokens: Any) -> Phase:
+def pipelined_prefill(setup: Setup, ph: Phase, chunks: Any, batch: Any,
+                      chunk_tokens: Any) -> Phase:
     """``ph`` (all layers on one GPU column) spread over ``setup.pp`` stages of ``chunks``
     micro-batches each: (m + P − 1)/(m·P) of the time, plus the sends between stages."""
     P = setup.pp
@@ -118,7 +141,7 @@ def _pipelined(setup: Setup, ph: Phase, chunks: Any, batch: Any, chunk_tokens: A
     ops = {k: v * slots / (m * P) for k, v in ph.operators_s.items()}
     rank_tokens = -(-np.asarray(batch) // setup.attention_dp) * chunk_tokens
     act = setup.model.hidden_size * dtype_bytes(setup.act_dtype)
-    ops["p2p"] = slots * p2p_s(rank_tokens * act, setup.gpu)
+    ops["p2p"] = slots * p2p_s(rank_tokens * act, setup.gpu, setup.n_gpus)
     return Phase(ops, ph.workspace_bytes)
 
 
@@ -135,18 +158,39 @@ def decode_phase(setup: Setup, context: Any, batch: Any) -> Phase | None:
     """
     if not setup.model.decoder:
         return None
-    ctx = np.asarray(context)
-    P, K = setup.pp, setup.mtp
-    micro = -(-np.asarray(batch) // P)
-    ph = _phase(setup, "decode", micro, np.full_like(ctx, K + 1), ctx + 1)
+    return decode_step(setup, context, batch, setup.mtp)
+
+
+def decode_step(setup: Setup, context: Any, batch: Any, mtp: Any) -> Phase:
+    """:func:`decode_phase` with the MTP depth ``mtp`` as an array (broadcast with the
+    others), so that a search evaluates every depth in one call."""
+    micro = -(-np.asarray(batch) // setup.pp)
+    return pipelined_decode(setup, decode_layers(setup, context, micro, mtp), micro, mtp,
+                            context)
+
+
+def decode_layers(setup: Setup, context: Any, micro: Any, mtp: Any) -> Phase:
+    """All layers' decode step (verification of mtp + 1 tokens and the drafts) on one GPU
+    column for a micro-batch, no pipeline. Depends on the stage's shape, not on
+    ``setup.pp``."""
+    ctx, K = np.asarray(context), np.asarray(mtp)
+    ph = _phase(setup, "decode", micro, K + 1 + 0 * ctx, ctx + 1)
     ops = dict(ph.operators_s)
-    if K:
-        ops["mtp_draft"] = K * _phase(_draft(setup), "decode", micro, np.ones_like(ctx),
-                                      ctx + 1).time_s
-    if P > 1:
-        rank_tokens = -(-micro // setup.attention_dp) * (K + 1)
-        act = setup.model.hidden_size * dtype_bytes(setup.act_dtype)
-        ops["p2p"] = P * p2p_s(rank_tokens * act + 0.0 * ctx, setup.gpu)
+    if np.any(K > 0):
+        draft = _phase(_draft(setup), "decode", micro, np.ones_like(ctx), ctx + 1).time_s
+        ops["mtp_draft"] = K * draft
+    return Phase(ops, ph.workspace_bytes)
+
+
+def pipelined_decode(setup: Setup, ph: Phase, micro: Any, mtp: Any, context: Any) -> Phase:
+    """A step of P micro-batches through ``setup.pp`` stages: ``ph`` plus P sends."""
+    if setup.pp == 1:
+        return ph
+    rank_tokens = -(-np.asarray(micro) // setup.attention_dp) * (np.asarray(mtp) + 1)
+    act = setup.model.hidden_size * dtype_bytes(setup.act_dtype)
+    ops = dict(ph.operators_s)
+    ops["p2p"] = setup.pp * p2p_s(rank_tokens * act + 0.0 * np.asarray(context), setup.gpu,
+                                  setup.n_gpus)
     return Phase(ops, ph.workspace_bytes)
 
 

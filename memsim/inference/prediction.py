@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from memsim.errors import InputError
-from memsim.inference.capacity import max_batch
+from memsim.inference.capacity import max_batch, step_workspace_bytes
 from memsim.inference.deployment import (
     TP_CANDIDATES,
     Setup,
@@ -33,7 +33,7 @@ def min_gpus_to_fit(setup: Setup, context: Any, batch: Any) -> Any:
         if any(g.attention.heads % G for g in setup.model.groups):
             continue
         s = setup.with_tp(G)
-        fits = vram(s, context, batch, prefill_phase(s, context, batch).workspace_bytes)["fits"]
+        fits = vram(s, context, batch, step_workspace_bytes(s, context, batch))["fits"]
         best = np.where((best == 0) & fits, G, best)
         if np.all(best > 0):
             break
@@ -53,7 +53,9 @@ def predict_arrays(setup: Setup, context: Any, batch: Any,
     ctx, B = np.broadcast_arrays(ctx, B)
     pre = prefill_phase(setup, ctx, B)
     dec = decode_phase(setup, ctx, B)
-    v = vram(setup, ctx, B, pre.workspace_bytes)
+    workspace = pre.workspace_bytes if setup.prefill_chunk is None else \
+        step_workspace_bytes(setup, ctx, B)
+    v = vram(setup, ctx, B, workspace)
     if with_min_gpus:
         v["min_gpus_to_fit"] = min_gpus_to_fit(setup, ctx, B)
     G, price = setup.n_gpus, setup.price
@@ -88,6 +90,7 @@ def deployment(setup: Setup) -> dict[str, Any]:
     """The deployment in full, as JSON: GPUs, parallelism, dtypes, MTP, price."""
     return {"gpus": setup.n_gpus, "tp": setup.tp, "pp": setup.pp, "ep": setup.ep,
             "dp_attention": setup.dp_attention, "attention_replicas": setup.attention_dp,
+            "context_parallel": setup.context_parallel,
             "attention": setup.attention, "weight_dtype": setup.weight_dtype,
             "kv_dtype": setup.kv_dtype, "mtp": setup.mtp,
             "acceptance": setup.acceptance if setup.mtp else None,

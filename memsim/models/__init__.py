@@ -19,8 +19,8 @@ gemma3_text, llama4 / llama4_text, modernbert, deepseek_v3, deepseek_v32. Bundle
 in ``memsim/presets/<org>/<name>/config.json`` (named by Hugging Face id) with the parameter
 count they must produce in ``_memsim_expected_params`` and its ``_memsim_params_source``.
 
-Units: counts are Python ints; bytes carry ``_bytes``. Notation as in DESIGN.md (H query
-heads, K key/value heads, D head dimension, L layers).
+Units: counts are Python ints; bytes carry ``_bytes``. Notation as in docs/DESIGN.md
+§"Notation" (H query heads, K key/value heads, D head dimension, L layers).
 """
 
 from memsim.models.config import (

@@ -5,8 +5,8 @@ A :class:`ModelConfig` describes a transformer layer by layer: each layer has it
 Layers that are alike are grouped (:class:`LayerGroup`, with a count), so that whole-model
 arithmetic loops over a handful of kinds, not over 126 layers.
 
-Units: counts are Python ints; bytes carry ``_bytes``. Notation as in DESIGN.md (H query
-heads, K key/value heads, D head dimension, L layers).
+Units: counts are Python ints; bytes carry ``_bytes``. Notation as in docs/DESIGN.md
+§"Notation" (H query heads, K key/value heads, D head dimension, L layers).
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from memsim import limits
 from memsim.errors import InputError
 from memsim.models.config import MLA, MLP
 from memsim.models.parsing import ConfigKeys, group_layers, make_attention, read_heads
@@ -22,27 +23,27 @@ def _build_llama_like(k: ConfigKeys, mt: str) -> dict[str, Any]:
     n = k.pos("num_hidden_layers")
     H, K, D = read_heads(k, h, "num_attention_heads", "num_key_value_heads", "head_dim")
     window = k.get("sliding_window")
+    if isinstance(window, bool):
+        raise InputError("sliding_window", window, "must be a positive integer or null")
     windowed_from = 0
     if mt == "qwen2":  # window only with use_sliding_window, from layer max_window_layers on
-        if not k.get("use_sliding_window", False):
+        if not k.flag("use_sliding_window"):
             window = None
-        windowed_from = k.get("max_window_layers", 0)
+        windowed_from = k.count("max_window_layers", 0, most=n)
     elif mt == "llama":
         window = None
-    if window is not None and (not isinstance(window, int) or window <= 0):
-        raise InputError("sliding_window", window, "must be a positive integer or null")
-    layer_types = k.get("layer_types")
-    if layer_types is not None and len(layer_types) != n:
-        raise InputError("layer_types", len(layer_types), f"must list num_hidden_layers={n} layers")
-    qkv_bias = mt == "qwen2" or bool(k.get("attention_bias", False))
-    o_bias = bool(k.get("attention_bias", False))
+    if window is not None:
+        window = k.pos("sliding_window")
+    layer_types = k.items("layer_types", str, n)
+    qkv_bias = mt == "qwen2" or k.flag("attention_bias")
+    o_bias = k.flag("attention_bias")
     if mt == "mixtral":
         E, top = k.pos("num_local_experts"), k.pos("num_experts_per_tok")
         if top > E:
             raise InputError("num_experts_per_tok", top, f"must not exceed num_local_experts={E}")
         mlp = MLP(k.pos("intermediate_size"), experts=E, experts_per_token=top)
     else:
-        mlp = MLP(k.pos("intermediate_size"), bias=bool(k.get("mlp_bias", False)))
+        mlp = MLP(k.pos("intermediate_size"), bias=k.flag("mlp_bias"))
     layers = []
     for i in range(n):
         local = (layer_types[i] == "sliding_attention") if layer_types else \
@@ -54,7 +55,7 @@ def _build_llama_like(k: ConfigKeys, mt: str) -> dict[str, Any]:
     return dict(hidden_size=h, num_layers=n, groups=groups, layer_kinds=kinds,
                 vocab_size=k.pos("vocab_size"),
                 max_position_embeddings=k.pos("max_position_embeddings"),
-                tie_word_embeddings=bool(k.get("tie_word_embeddings", False)),
+                tie_word_embeddings=k.flag("tie_word_embeddings"),
                 norm_params_per_layer=2 * h, final_norm_params=h)
 
 
@@ -93,7 +94,7 @@ def _build_gemma(k: ConfigKeys, mt: str) -> dict[str, Any]:
     H, K, D = read_heads(k, h, "num_attention_heads", "num_key_value_heads", "head_dim")
     window = k.pos("sliding_window")
     pattern = k.pos("sliding_window_pattern", 6) if gemma3 else 2
-    layer_types = k.get("layer_types")
+    layer_types = k.items("layer_types", str, n)
     mlp = MLP(k.pos("intermediate_size"))
     layers = []
     for i in range(n):
@@ -108,7 +109,7 @@ def _build_gemma(k: ConfigKeys, mt: str) -> dict[str, Any]:
     return dict(hidden_size=h, num_layers=n, groups=groups, layer_kinds=kinds,
                 vocab_size=k.pos("vocab_size"),
                 max_position_embeddings=k.pos("max_position_embeddings"),
-                tie_word_embeddings=bool(k.get("tie_word_embeddings", True)),
+                tie_word_embeddings=k.flag("tie_word_embeddings", True),
                 norm_params_per_layer=4 * h, norms_per_layer=4, final_norm_params=h)
 
 
@@ -124,11 +125,16 @@ def _build_llama4(k: ConfigKeys, mt: str) -> dict[str, Any]:
     H, K, D = read_heads(k, h, "num_attention_heads", "num_key_value_heads", "head_dim")
     chunk = k.pos("attention_chunk_size", 8192)
     nope_interval = k.pos("no_rope_layer_interval", 4)
-    rope_layers = k.get("no_rope_layers") or [int((i + 1) % nope_interval != 0) for i in range(n)]
-    if len(rope_layers) != n:
-        raise InputError("no_rope_layers", len(rope_layers), f"must list {n} layers")
+    rope_layers = k.items("no_rope_layers", int, n) if k.get("no_rope_layers") else \
+        [int((i + 1) % nope_interval != 0) for i in range(n)]
     step = k.pos("interleave_moe_layer_step", 1)
-    moe_layers = set(k.get("moe_layers") or range(step - 1, n, step))
+    moe_raw = k.get("moe_layers") or list(range(step - 1, n, step))
+    if not isinstance(moe_raw, list):
+        raise InputError("moe_layers", moe_raw, "must be a list of layer indices")
+    moe_layers = set(moe_raw)
+    if any(isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < n for i in moe_layers):
+        raise InputError("moe_layers", sorted(moe_layers, key=str)[:4],
+                         f"must list layer indices in 0..{n - 1}")
     E, top = k.pos("num_local_experts"), k.pos("num_experts_per_tok")
     if top > E:
         raise InputError("num_experts_per_tok", top, f"must not exceed num_local_experts={E}")
@@ -138,13 +144,13 @@ def _build_llama4(k: ConfigKeys, mt: str) -> dict[str, Any]:
     for i in range(n):
         mask = Mask(chunk=chunk) if rope_layers[i] else Mask()
         layers.append((make_attention(h, heads=H, kv_heads=K, head_dim=D, head_dim_v=D, mask=mask,
-                             o_bias=bool(k.get("attention_bias", False))),
+                             o_bias=k.flag("attention_bias")),
                        moe if i in moe_layers else dense))
     groups, kinds = group_layers(layers)
     return dict(hidden_size=h, num_layers=n, groups=groups, layer_kinds=kinds,
                 vocab_size=k.pos("vocab_size"),
                 max_position_embeddings=k.pos("max_position_embeddings"),
-                tie_word_embeddings=bool(k.get("tie_word_embeddings", False)),
+                tie_word_embeddings=k.flag("tie_word_embeddings"),
                 norm_params_per_layer=2 * h, final_norm_params=h)
 
 
@@ -156,22 +162,22 @@ def _build_modernbert(k: ConfigKeys, mt: str) -> dict[str, Any]:
     H, K, D = read_heads(k, h, "num_attention_heads", None, None)
     every = k.pos("global_attn_every_n_layers")
     window = k.pos("local_attention")
-    norm = h * (2 if k.get("norm_bias", False) else 1)
-    mlp = MLP(k.pos("intermediate_size"), bias=bool(k.get("mlp_bias", False)))
+    norm = h * (2 if k.flag("norm_bias") else 1)
+    mlp = MLP(k.pos("intermediate_size"), bias=k.flag("mlp_bias"))
     layers = []
     for i in range(n):
         mask = Mask(causal=False) if i % every == 0 else Mask(causal=False, window=window)
         layers.append((make_attention(h, heads=H, kv_heads=K, head_dim=D, head_dim_v=D, mask=mask,
-                             qkv_bias=bool(k.get("attention_bias", False)),
-                             o_bias=bool(k.get("attention_bias", False))), mlp))
+                             qkv_bias=k.flag("attention_bias"),
+                             o_bias=k.flag("attention_bias")), mlp))
     groups, kinds = group_layers(layers)
     vocab = k.pos("vocab_size")
     # MLM head (dense h×h + norm + decoder bias; decoder weight tied) and the embedding
     # norm, less layer 0's attention norm, which is an Identity in HF ModernBertEncoderLayer.
-    head = h * h + norm + (vocab if k.get("decoder_bias", True) else 0)
+    head = h * h + norm + (vocab if k.flag("decoder_bias", True) else 0)
     return dict(hidden_size=h, num_layers=n, groups=groups, layer_kinds=kinds, vocab_size=vocab,
                 max_position_embeddings=k.pos("max_position_embeddings"), decoder=False,
-                tie_word_embeddings=bool(k.get("tie_word_embeddings", True)),
+                tie_word_embeddings=k.flag("tie_word_embeddings", True),
                 norm_params_per_layer=2 * norm, final_norm_params=norm,
                 extra_params=head)
 
@@ -193,14 +199,12 @@ def _build_deepseek(k: ConfigKeys, mt: str) -> dict[str, Any]:
     if mt == "deepseek_v32":
         indexer = Indexer(heads=k.pos("index_n_heads"), head_dim=k.pos("index_head_dim"))
         mask = Mask(top_k=k.pos("index_topk"))
-    first_dense = k.get("first_k_dense_replace", 0)
-    if not isinstance(first_dense, int) or not 0 <= first_dense <= n:
-        raise InputError("first_k_dense_replace", first_dense, f"must be in 0..{n}")
+    first_dense = k.count("first_k_dense_replace", 0, most=n)
     freq = k.pos("moe_layer_freq", 1)
     E, top = k.pos("n_routed_experts"), k.pos("num_experts_per_tok")
     if top > E:
         raise InputError("num_experts_per_tok", top, f"must not exceed n_routed_experts={E}")
-    shared = k.get("n_shared_experts", 0)
+    shared = k.count("n_shared_experts", 0, most=limits.MAX_EXPERTS)
     inter = k.pos("moe_intermediate_size")
     moe = MLP(inter, experts=E, experts_per_token=top, shared_experts=shared,
               shared_intermediate=shared * inter, router_bias=k.get("topk_method") == "noaux_tc")
@@ -213,7 +217,7 @@ def _build_deepseek(k: ConfigKeys, mt: str) -> dict[str, Any]:
     return dict(hidden_size=h, num_layers=n, groups=groups, layer_kinds=kinds,
                 vocab_size=k.pos("vocab_size"),
                 max_position_embeddings=k.pos("max_position_embeddings"),
-                tie_word_embeddings=bool(k.get("tie_word_embeddings", False)),
+                tie_word_embeddings=k.flag("tie_word_embeddings"),
                 norm_params_per_layer=2 * h, final_norm_params=h)
 
 

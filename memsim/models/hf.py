@@ -47,10 +47,12 @@ def from_hf_config(cfg: dict[str, Any], name: str = "config.json") -> ModelConfi
     key for a missing or contradictory key and the model_type for an unsupported one.
     """
     if not isinstance(cfg, dict):
-        raise InputError(name, type(cfg).__name__, "must hold a JSON object")
+        raise InputError("model", name, f"must hold a JSON object, not a {type(cfg).__name__}")
     mt = cfg.get("model_type")
     if mt is None:
         raise InputError("model_type", None, f"is missing from {name}")
+    if not isinstance(mt, str):
+        raise InputError("model_type", mt, f"must be a string in {name}")
     text, vision = cfg, None
     if mt in ("gemma3", "llama4"):
         text = cfg.get("text_config")
@@ -66,17 +68,55 @@ def from_hf_config(cfg: dict[str, Any], name: str = "config.json") -> ModelConfi
     fields = builder(ConfigKeys(text, mt, name), mt)
     vision_params = 0
     if isinstance(vision, dict) and vision.get("hidden_size"):
-        try:
-            vision_params = vision_params_of(vision, fields["hidden_size"])
-        except KeyError as exc:
-            raise InputError(f"vision_config.{exc.args[0]}", None,
-                             f"is missing from {name}") from None
+        vision_params = _checked_vision_params(vision, fields["hidden_size"], name)
     return ModelConfig(
         name=name, model_type=mt, vision_params=vision_params,
-        expected_params=cfg.get("_memsim_expected_params"),
-        expected_active_params=cfg.get("_memsim_expected_active_params"),
-        params_source=cfg.get("_memsim_params_source", ""),
+        expected_params=_optional(cfg, "_memsim_expected_params", int, name),
+        expected_active_params=_optional(cfg, "_memsim_expected_active_params", int, name),
+        params_source=_optional(cfg, "_memsim_params_source", str, name) or "",
         hf_id=name if "/" in name and not name.endswith(".json") else "",
-        aliases=tuple(cfg.get("_memsim_aliases", ())),
+        aliases=tuple(_optional(cfg, "_memsim_aliases", list, name) or ()),
         **fields,
     )
+
+
+def _optional(cfg: dict[str, Any], key: str, kind: type, name: str) -> Any:
+    """memsim's own provenance keys: absent, or of the right JSON type."""
+    value = cfg.get(key)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
+        raise InputError(key, value, f"must be a {kind.__name__} in {name}")
+    if kind is list and value is not None and not all(isinstance(v, str) for v in value):
+        raise InputError(key, value, f"must be a list of names in {name}")
+    return value
+
+
+_VISION_INTS = ("hidden_size", "intermediate_size", "num_hidden_layers", "patch_size",
+                "image_size")
+
+
+def _checked_vision_params(vision: dict[str, Any], text_hidden: int, name: str) -> int:
+    """:func:`vision_params_of` after checking the keys it reads (positive integers below
+    memsim's width ceiling; the pixel-shuffle ratio a number in (0, 1])."""
+    from memsim import limits
+
+    optional = ("num_channels", "projector_input_dim", "projector_output_dim",
+                "vision_output_dim")
+    for key in _VISION_INTS + optional:
+        value = vision.get(key)
+        if value is None and key in optional:
+            continue
+        try:
+            limits.check_size(f"vision_config.{key}", value, limits.MAX_WIDTH)
+        except InputError as exc:
+            if value is None:
+                raise InputError(f"vision_config.{key}", None,
+                                 f"is missing from {name}") from None
+            raise InputError(exc.field, exc.value, f"{exc.rule} in {name}") from None
+    ratio = vision.get("pixel_shuffle_ratio", 0.5)
+    if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0 < ratio <= 1:
+        raise InputError("vision_config.pixel_shuffle_ratio", ratio, "must be in (0, 1]")
+    try:
+        return vision_params_of(vision, text_hidden)
+    except KeyError as exc:
+        raise InputError(f"vision_config.{exc.args[0]}", None,
+                         f"is missing from {name}") from None

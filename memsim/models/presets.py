@@ -46,13 +46,16 @@ def preset_names() -> list[str]:
 
 def load_config_file(path: Path | str) -> ModelConfig:
     """Read any compatible ``config.json``; errors name the file and the key."""
+    from memsim.files import read_text
+
     path = Path(path)
+    text = read_text(path, "model")
     try:
-        cfg = json.loads(path.read_text())
-    except OSError as exc:
-        raise InputError("model", str(path), f"cannot be read: {exc.strerror}") from None
+        cfg = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError("model", str(path), f"is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InputError("model", str(path), "is not valid JSON: nested too deeply") from None
     return from_hf_config(cfg, name=str(path))
 
 
@@ -62,7 +65,9 @@ def load_model(name: str) -> ModelConfig:
 
     Unknown names raise :class:`InputError` suggesting the closest known names.
     """
-    if name.endswith(".json") or Path(name).is_file():
+    if "\x00" in name or len(name) > 4096:
+        raise InputError("model", name[:80], "is not a model name or a path")
+    if name.endswith(".json") or _is_file(name):
         return load_config_file(name)
     table = _lookup_table()
     hf_id = table.get(name.lower())
@@ -71,3 +76,10 @@ def load_model(name: str) -> ModelConfig:
                          + " (see `memsim models`; or pass a path to a config.json)")
     cfg = json.loads(_preset_paths()[hf_id].read_text())
     return from_hf_config(cfg, name=hf_id)
+
+
+def _is_file(name: str) -> bool:
+    try:
+        return Path(name).is_file()
+    except (OSError, ValueError):  # a name too long for a path, or otherwise not a path
+        return False

@@ -1,7 +1,8 @@
 """Trace-driven model: the algorithm's real schedule played out on the GPU.
 
 Thread blocks are placed on SMs in waves, their tiles loaded into SRAM, and every global
-access passed through an L2 model before it reaches HBM (DESIGN.md, "Trace-driven").
+access passed through an L2 model before it reaches HBM (docs/DESIGN.md §"Three models
+that must agree").
 
     simulate(problem, gpu, algorithm, tiling=None, l2=True, heads_sample=None,
              event_budget=...) -> TraceResult

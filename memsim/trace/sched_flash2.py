@@ -205,7 +205,7 @@ def build_backward(d: Dims, layout: Layout) -> list[KernelProgram]:
     j = np.arange(len(kt.j))
     kv_bytes = kt.keys * (d.D + d.dv_load) * e
     main = KernelBuilder("flash2.bwd", len(kt.j), sram_bytes=int(fa2_backward_sram_bytes(
-        d.Br, d.Bc, d.D, d.Dv, e)))
+        d.Br, d.Bc, d.D, d.Dv, e)), threads=32 * d.warps)
     main.run(j, 0, 1, kv_loads(t, kt.j * d.Bc, kt.keys),
              sram_write_bytes=kv_bytes, sram_read_bytes=kv_bytes * d.warps)
     T, r_last = qt.count, int(qt.rows[-1])

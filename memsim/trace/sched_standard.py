@@ -1,9 +1,12 @@
-"""Schedule of standard attention: S = QKᵀ, P = softmax(S), O = PV as three kernels, S and
+"""Schedules of standard attention: S = QKᵀ, P = softmax(S), O = PV as three kernels, S and
 P materialised in HBM as dense (B, H, N, S) matrices (FlashAttention paper, Algorithm 0).
+``standard`` is eager attention: every key tile, the mask applied to S by a masked_fill
+kernel (:func:`build`); ``standard_blockskip`` skips masked tiles (:func:`build_blockskip`).
 
-All three kernels have one block per (query tile a, batch, head group) and walk the
-same active key tiles j as the flash kernels (masked tiles skipped block by block); the
-score matrices are read and written in the same (a, j) tiles throughout.
+In the block-skipping variant all three kernels have one block per (query tile a, batch,
+head group) and walk the same active key tiles j as the flash kernels (masked tiles
+skipped block by block); the score matrices are read and written in the same (a, j)
+tiles throughout.
 
     QKᵀ      load Q_a; per j: load K_j, S_aj = Q_a K_jᵀ · scale, store S_aj
     softmax  pass 1, per j: load S_aj, running max m and ℓ = Σ e^{S − m} (online: when the
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from memsim.geometry import MaskGeometry
 from memsim.trace.layout import Layout
 from memsim.trace.program import LOAD, STORE, Access, KernelBuilder, KernelProgram
 from memsim.trace.sched_flash2 import backward_tensors
@@ -74,8 +78,8 @@ def _score_tile(t: Tensors, name: str, kind: int, qt: QueryTiles, first_key, key
                   qt.rows * d.hpb * keys * d.e, step_bytes=d.Bc * t.stride(name, 3))
 
 
-def build(d: Dims, layout: Layout) -> list[KernelProgram]:
-    """Standard attention forward: QKᵀ, softmax and PV kernels."""
+def build_blockskip(d: Dims, layout: Layout) -> list[KernelProgram]:
+    """Standard attention forward skipping masked tiles: QKᵀ, softmax and PV kernels."""
     t = qkv_tensors(d, layout)
     for name in ("scores", "probs"):
         t.add(name, (d.B, d.H, d.N, d.S), d.e, "workspace", head_axis=1,
@@ -138,9 +142,9 @@ def _per_key_tile(kb: KernelBuilder, t: Tensors, qt: QueryTiles, kt: KeyTiles, o
             sram_write_bytes=staged, sram_read_bytes=staged * d.warps)
 
 
-def build_backward(d: Dims, layout: Layout) -> list[KernelProgram]:
-    """Standard attention backward as eager autograd runs it (FlashAttention paper,
-    Appendix B.1 Algorithm 3), five kernels over the saved P:
+def build_backward_blockskip(d: Dims, layout: Layout) -> list[KernelProgram]:
+    """Standard attention backward (FlashAttention paper, Appendix B.1 Algorithm 3) over
+    the active tiles, five kernels over the saved P:
 
         dV   grid over key tiles j: per query tile a that sees j load P_aj and dO_a;
              store dV_j (dV = Pᵀ dO)
@@ -212,3 +216,40 @@ def build_backward(d: Dims, layout: Layout) -> list[KernelProgram]:
     _per_key_tile(dk, t, qt, kt, 1, "dscores", "q", d.D * e, 2 * d.D)
     key_tile_store(dk, "dk", d.D)
     return [dv.build(), dp.build(), ds.build(), dq.build(), dk.build()]
+
+
+def _dense(d: Dims) -> Dims:
+    from dataclasses import replace
+
+    return replace(d, geometry=MaskGeometry("full"))
+
+
+def _mask_kernel(d: Dims, layout: Layout, name: str, kernel: str) -> KernelProgram:
+    """``masked_fill`` over the dense score matrix ``name``: per query tile, every key
+    tile loaded and stored back (one vector op per score)."""
+    d = _dense(d)
+    t = qkv_tensors(d, layout)
+    qt = query_tiles(d.N, d.S, d.Br, d.Bc, d.geometry)
+    a, r = np.arange(qt.count), qt.rows
+    kb = KernelBuilder(kernel, qt.count, sram_bytes=0)
+    for first_key, keys, count, off in _key_tiles(d, qt):
+        kb.run(a, off, count, [_score_tile(t, name, LOAD, qt, first_key, keys),
+                               _score_tile(t, name, STORE, qt, first_key, keys)],
+               vector_flops=d.hpb * r * keys)
+    return kb.build()
+
+
+def build(d: Dims, layout: Layout) -> list[KernelProgram]:
+    """Eager standard attention forward (memsim.algorithms.standard): the kernels of
+    :func:`build_blockskip` over every key tile, the mask applied to S in between."""
+    qk, softmax, pv = build_blockskip(_dense(d), layout)
+    masked = [_mask_kernel(d, layout, "scores", "standard.masked_fill")]
+    return [qk] + (masked if d.geometry.kind != "full" else []) + [softmax, pv]
+
+
+def build_backward(d: Dims, layout: Layout) -> list[KernelProgram]:
+    """Eager standard attention backward: :func:`build_backward_blockskip` over every key
+    tile, dS zeroed where masked (masked_fill's gradient) before dQ and dK."""
+    dv, dp, ds, dq, dk = build_backward_blockskip(_dense(d), layout)
+    masked = [_mask_kernel(d, layout, "dscores", "standard.bwd_masked_fill")]
+    return [dv, dp, ds] + (masked if d.geometry.kind != "full" else []) + [dq, dk]

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from memsim.algorithms import get
 from memsim.errors import InputError
 from memsim.trace import sched_dsa, sched_flash1, sched_flash2, sched_standard
@@ -36,6 +38,11 @@ class Schedule:
     layout: Layout
     kernels: list[KernelProgram]
     G_sim: int
+
+    def sampled_groups(self) -> np.ndarray:
+        """The head groups replayed through the L2: all, or ``G_sim`` evenly spread over
+        the G groups (group ⌊i·G/G_sim⌋, i < G_sim)."""
+        return (np.arange(self.G_sim) * self.dims.G) // self.G_sim
 
     def instances(self, kernel: KernelProgram, simulated: bool = True) -> int:
         """(batch, head group) instances the grid repeats the template blocks over."""
@@ -58,6 +65,7 @@ class Schedule:
 #: forward schedule builders by the name an algorithm's ``SCHEDULE`` declares
 FORWARD = {
     "standard": sched_standard.build,
+    "standard_blockskip": sched_standard.build_blockskip,
     "flash1": sched_flash1.build,
     "flash2": sched_flash2.build,
     "flash2_decode": sched_flash2.build_decode,
@@ -66,6 +74,7 @@ FORWARD = {
 #: backward schedule builders (schedules whose backward the trace simulates)
 BACKWARD = {
     "standard": sched_standard.build_backward,
+    "standard_blockskip": sched_standard.build_backward_blockskip,
     "flash1": sched_flash1.build_backward,
     "flash2": sched_flash2.build_backward,
 }
@@ -83,8 +92,9 @@ def build_schedule(problem, tiling, algorithm: str, heads_sample: int | None = N
     ``problem.pass_``: forward, backward, or forward+backward (the forward's kernels,
     then the backward's; a training step runs the rest of the network between them, so
     the first backward kernel starts with a cold L2: ``KernelProgram.cold_l2``).
-    ``heads_sample``: simulate only the first ``heads_sample`` query heads (a multiple of
-    heads_per_block); counts are scaled to all heads by the caller.
+    ``heads_sample``: replay only ``heads_sample`` query heads (a multiple of
+    heads_per_block, evenly spread: :meth:`Schedule.sampled_groups`) through the L2; the
+    caller scales their bytes to all heads.
     """
     name = get(algorithm).SCHEDULE
     if name not in FORWARD:

@@ -65,9 +65,10 @@ class KernelTrace:
     global_read_bytes: float
     global_write_bytes: float
     hbm_read_bytes: float
-    hbm_write_bytes: float
+    hbm_write_bytes: float        # written back during the kernel (what Nsight Compute counts)
     events: int
     sram_bytes_per_block: int
+    hbm_write_after_bytes: float = 0.0  # still dirty in L2 at its end, written back later
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,11 @@ class TraceResult:
     account of the tail is in each kernel's ``max_blocks_per_slot`` and
     ``wave_efficiency``. ``events``: tile operations simulated (accesses + math steps).
     ``heads_sample``: query heads simulated (all unless sampled); counts are scaled by
-    ``heads_scale`` to all heads.
+    ``heads_scale`` to all heads. ``cost.hbm_write_bytes`` counts every write-back the call
+    causes, including ``hbm_write_after_bytes``: lines still dirty in L2 when its last
+    kernel ends (or before a cold L2), which reach DRAM after the kernels' windows — Nsight
+    Compute's per-kernel dram__bytes_write does not see them (``hbm_write_in_kernels_bytes``
+    is what it measures).
     """
 
     problem: object
@@ -100,9 +105,15 @@ class TraceResult:
     heads_sample: int
     heads_scale: float
     kernels: tuple[KernelTrace, ...]
+    hbm_write_after_bytes: float
     tensors: tuple[dict, ...]
     _blocks_log: tuple = field(default=(), repr=False)
     _events_log: tuple = field(default=(), repr=False)
+
+    @property
+    def hbm_write_in_kernels_bytes(self) -> float:
+        """DRAM writes inside the kernels' windows (as Nsight Compute counts them)."""
+        return self.cost.hbm_write_bytes - self.hbm_write_after_bytes
 
     @property
     def achieved_hbm_bytes_per_s(self) -> float:
@@ -144,6 +155,8 @@ class TraceResult:
             "achieved_hbm_bytes_per_s": self.achieved_hbm_bytes_per_s,
             "achieved_l2_bytes_per_s": self.achieved_l2_bytes_per_s,
             "achieved_flop_per_s": self.achieved_flop_per_s,
+            "hbm_write_in_kernels_bytes": self.hbm_write_in_kernels_bytes,
+            "hbm_write_after_bytes": self.hbm_write_after_bytes,
             "heads_sample": self.heads_sample,
             "heads_scale": self.heads_scale,
             "kernels": [vars(k) for k in self.kernels],
@@ -172,12 +185,10 @@ class TraceResult:
         if self._events_log:
             names = ("time_s", "block", "tensor", "address", "bytes", "kind", "hit")
             arrays |= {f"event_{n}": a for n, a in zip(names, self._events_log, strict=True)}
-        try:
-            with path.open("wb") as f:
-                np.savez_compressed(f, **arrays)
-        except OSError as exc:
-            raise InputError("save_trace", str(path), f"cannot be written: {exc.strerror}"
-                             ) from None
+        from memsim.files import atomic_open
+
+        with atomic_open(path, "save_trace", "wb") as f:
+            np.savez_compressed(f, **arrays)
         return path
 
 
@@ -212,6 +223,9 @@ def simulate(problem, gpu, algorithm: str = "flash2", tiling=None, l2: bool = Tr
         raise InputError("tiling", tiling.describe(), f"fits no block on an SM of {gpu.name} "
                          "(threads × registers per thread exceed the SM's)")
     schedule = build_schedule(problem, tiling, algorithm, heads_sample)
+    if schedule.G_sim < schedule.dims.G and not all(k.per_head for k in schedule.kernels):
+        raise InputError("heads_sample", heads_sample, f"does not apply to {algorithm}: "
+                         "some of its kernels run per batch, not per head group")
     limit = gpu.spec.shared_memory_per_block_max_bytes
     for k in schedule.kernels:
         if k.sram_bytes > limit:
@@ -233,6 +247,17 @@ def simulate(problem, gpu, algorithm: str = "flash2", tiling=None, l2: bool = Tr
     capacity = float(l2_bytes if l2_bytes is not None else gpu.spec.l2_bytes) if l2 else 0.0
     return _run(schedule, problem, gpu, algorithm, tiling, bps, l2, capacity, matmul_unit,
                 record, events_needed)
+
+
+def _kernel_blocks_per_sm(k: KernelProgram, gpu, tiling, bps: int) -> int:
+    """Resident blocks per SM of kernel ``k``: the Tiling's occupancy, unless the kernel
+    runs threads of its own (FA-2's backward): then its own shared memory and threads."""
+    if not k.threads:
+        return bps
+    from memsim.tiling import blocks_per_sm
+
+    return max(1, int(blocks_per_sm(gpu, k.sram_bytes, k.threads,
+                                    tiling.registers_per_thread)))
 
 
 def _program_tuple(k: KernelProgram) -> tuple:
@@ -262,6 +287,21 @@ def _place_blocks(k: KernelProgram, dur: np.ndarray, n_blocks: int, n_slots: int
             slot_ptr, slot_order)
 
 
+def _sampled_slots(schedule: Schedule, k: KernelProgram, blk_slot: np.ndarray,
+                   n_slots: int) -> tuple:
+    """(slot_ptr, slot_order) of the placed blocks that belong to the sampled head groups
+    (block L: template L mod T, instance L div T = batch + B · group)."""
+    if not k.per_head:
+        raise ValueError(f"{k.name}: a heads sample needs per-head kernels")
+    L = np.arange(len(blk_slot))
+    group = (L // k.template_blocks) // schedule.dims.B
+    keep = L[np.isin(group, schedule.sampled_groups())]
+    slot_order = keep[np.argsort(blk_slot[keep], kind="stable")]
+    slot_ptr = np.zeros(n_slots + 1, np.int64)
+    np.cumsum(np.bincount(blk_slot[keep], minlength=n_slots), out=slot_ptr[1:])
+    return slot_ptr, slot_order
+
+
 def _l2_state(schedule: Schedule, capacity: float) -> tuple:
     """A cache sized for the most units that can be resident at once."""
     sizes, mult = [np.zeros(1)], [np.zeros(1)]
@@ -279,8 +319,11 @@ def _run(schedule: Schedule, problem, gpu, algorithm, tiling, bps: int, l2_on: b
          capacity: float, matmul_unit: str, record: bool, events_needed: int) -> TraceResult:
     layout, d = schedule.layout, schedule.dims
     n_tensors = len(layout.tensors)
-    n_slots = gpu.spec.sm_count * bps
-    l2 = _l2_state(schedule, capacity) if l2_on else l2_model.new_state(0.0, 1)
+    # a heads sample replays a fraction G_sim/G of the groups (disjoint addresses): the
+    # L2 it sees is that fraction of the real one, as in spatially sampled cache
+    # simulation (Waldspurger et al., SHARDS, FAST 2015)
+    sim_capacity = capacity * schedule.G_sim / d.G
+    l2 = _l2_state(schedule, sim_capacity) if l2_on else l2_model.new_state(0.0, 1)
     offsets = layout.offset_tables()
     rec = engine.new_record(events_needed if record else 0)
     rec_n = np.zeros(1, np.int64)
@@ -290,15 +333,20 @@ def _run(schedule: Schedule, problem, gpu, algorithm, tiling, bps: int, l2_on: b
     work_total = np.zeros(WORK_COLUMNS)
     kernels, logs, events_total, launch_offset = [], [], 0, 0
     for ki, k in enumerate(schedule.kernels):
-        n_blocks = k.template_blocks * schedule.instances(k)
-        resident = resident_blocks_per_sm(gpu, bps, n_blocks)
+        n_blocks = k.template_blocks * schedule.instances(k, simulated=False)
+        k_bps = _kernel_blocks_per_sm(k, gpu, tiling, bps)
+        resident = resident_blocks_per_sm(gpu, k_bps, n_blocks)
         k_slots = gpu.spec.sm_count * resident
         rates = slot_rates(gpu, problem.dtype, resident, matmul_unit)
         dur, term = step_durations(k.run_work, rates)
+        # phase 1 places every block (exact times: step durations do not depend on hits);
+        # with a heads sample only the sampled groups' blocks are replayed (phase 2)
         placed = _place_blocks(k, dur, n_blocks, k_slots)
         makespan, blocks_log, slot_busy, slot_blocks, slot_ptr, slot_order = placed
+        if schedule.G_sim < d.G:
+            slot_ptr, slot_order = _sampled_slots(schedule, k, blocks_log[0], k_slots)
         stats = np.zeros((n_tensors, 4))
-        instances = schedule.instances(k)
+        instances = schedule.instances(k, simulated=False)
         work = k.work_per_instance()[:WORK_COLUMNS] * instances
         busy = np.bincount(term, weights=k.run_count * dur, minlength=len(STEP_TERMS))
         busy = busy * instances
@@ -313,19 +361,21 @@ def _run(schedule: Schedule, problem, gpu, algorithm, tiling, bps: int, l2_on: b
         if record:
             rec[1][rec_start:int(rec_n[0])] += launch_offset
         last = ki == len(schedule.kernels) - 1
+        flushed = np.zeros((n_tensors, 4))
         if l2_on and (last or schedule.kernels[ki + 1].cold_l2):
-            l2_model.flush(*l2, stats)             # dirty units reach HBM eventually
+            l2_model.flush(*l2, flushed)           # dirty units reach HBM after the kernel
             if not last:                           # the rest of the network runs between
-                l2 = _l2_state(schedule, capacity)
-        scale = schedule.scale(k)
+                l2 = _l2_state(schedule, sim_capacity)
         scaled = stats * tensor_scale[:, None]
-        totals += scaled
-        work_total += work * scale
+        after = float((flushed * tensor_scale[:, None])[:, 3].sum())
+        totals += (stats + flushed) * tensor_scale[:, None]
+        work_total += work
         events_total += int(events)
-        timing = kernel_time(gpu, makespan * scale, scaled[:, 0].sum() + scaled[:, 1].sum(),
+        timing = kernel_time(gpu, makespan, scaled[:, 0].sum() + scaled[:, 1].sum(),
                              scaled[:, 2].sum() + scaled[:, 3].sum(), busy)
-        kernels.append(_kernel_trace(k, schedule, n_slots, resident, makespan, timing, scaled,
-                                     events, slot_busy, slot_blocks))
+        kernels.append(_kernel_trace(k, schedule, gpu.spec.sm_count * k_bps, resident,
+                                     makespan, timing, scaled, events, slot_busy, slot_blocks,
+                                     after))
         logs.append((np.full(n_blocks, ki, np.int16), blocks_log[0].astype(np.int32),
                      blocks_log[1], blocks_log[2]))
         launch_offset += n_blocks
@@ -337,7 +387,7 @@ def _run(schedule: Schedule, problem, gpu, algorithm, tiling, bps: int, l2_on: b
 
 
 def _kernel_trace(k, schedule, n_slots, resident, makespan, timing: KernelTime, scaled,
-                  events, slot_busy, slot_blocks) -> KernelTrace:
+                  events, slot_busy, slot_blocks, after: float) -> KernelTrace:
     full = k.template_blocks * schedule.instances(k, simulated=False)
     busy_total = float(slot_busy.sum())
     used_slots = len(slot_busy)
@@ -346,10 +396,10 @@ def _kernel_trace(k, schedule, n_slots, resident, makespan, timing: KernelTime, 
         resident_blocks_per_sm=resident,
         waves=max(1, math.ceil(full / n_slots)), max_blocks_per_slot=int(slot_blocks.max()),
         wave_efficiency=busy_total / (used_slots * makespan) if makespan > 0 else 1.0,
-        makespan_s=makespan * schedule.scale(k), time_s=timing.time_s, bound=timing.bound,
+        makespan_s=makespan, time_s=timing.time_s, bound=timing.bound,
         global_read_bytes=float(scaled[:, 0].sum()), global_write_bytes=float(scaled[:, 1].sum()),
         hbm_read_bytes=float(scaled[:, 2].sum()), hbm_write_bytes=float(scaled[:, 3].sum()),
-        events=int(events), sram_bytes_per_block=k.sram_bytes)
+        events=int(events), sram_bytes_per_block=k.sram_bytes, hbm_write_after_bytes=after)
 
 
 def _result(schedule, problem, gpu, algorithm, tiling, bps, l2_on, capacity, totals,
@@ -382,6 +432,7 @@ def _result(schedule, problem, gpu, algorithm, tiling, bps, l2_on, capacity, tot
         events=events, time_s=float(sum(k.time_s for k in kernels)),
         bound=max(by_bound, key=by_bound.get), heads_sample=schedule.G_sim * d.hpb,
         heads_scale=d.G / schedule.G_sim, kernels=tuple(kernels), tensors=tensors,
+        hbm_write_after_bytes=sum(k.hbm_write_after_bytes for k in kernels),
         _blocks_log=blocks_log, _events_log=events_log)
 
 

@@ -23,7 +23,7 @@ INDEX_BYTES = DTYPE_BYTES["fp32"]  # int32 top-k indices: 4 bytes
 
 @dataclass(frozen=True)
 class Dims:
-    """Problem and tiling as plain ints (DESIGN.md notation). ``G``: head groups
+    """Problem and tiling as plain ints (docs/DESIGN.md §"Notation"). ``G``: head groups
     (H / heads_per_block); ``kv_div``: head groups per KV head; ``o = S − N``."""
 
     B: int

@@ -1,6 +1,7 @@
 """Validation on real GPUs: measure, compare with both models, summarise, calibrate.
 
-The flow (DESIGN.md: kernel run → measurement → validation → calibration → prediction):
+The flow (docs/DESIGN.md §"Layers": kernel run → measurement → validation → calibration →
+prediction):
 
 - :mod:`~memsim.validation.device` reads the GPU and picks the matching profile;
 - :mod:`~memsim.validation.suites` lists the cases of the quick and full suites;

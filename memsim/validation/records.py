@@ -70,6 +70,7 @@ class RunFile:
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
+        self.bad_lines: list[tuple[str, int, str]] = []  # (file, line number, reason)
 
     # ---- writing -------------------------------------------------------------------
 
@@ -102,6 +103,16 @@ class RunFile:
             fh.flush()
             os.fsync(fh.fileno())
 
+    def extend(self, records: Iterable[dict[str, Any]]) -> None:
+        """Write many records, one line each, and force them to disk once (bulk runs that
+        compute rather than measure, e.g. ``memsim validate --source aiconfigurator``)."""
+        text = "".join(json.dumps(plain(r), allow_nan=False, separators=(",", ":")) + "\n"
+                       for r in records)
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+
     def _trim_partial_line(self) -> None:
         data = self.path.read_bytes()
         if data and not data.endswith(b"\n"):
@@ -111,16 +122,25 @@ class RunFile:
     # ---- reading -------------------------------------------------------------------
 
     def lines(self) -> Iterator[dict[str, Any]]:
-        """Every complete, well-formed record in file order (a cut-off line is skipped)."""
-        with open(self.path, encoding="utf-8") as fh:
-            for raw in fh:
-                if not raw.endswith("\n"):
-                    return  # cut off by an interruption
-                try:
-                    record = json.loads(raw)
-                except json.JSONDecodeError:
-                    continue
-                if isinstance(record, dict):
+        """Every complete, well-formed record in file order. A line that is not one (binary,
+        not JSON, not an object, a case without a string ``id``/``status``, a non-numeric
+        ``time_s``) is skipped and listed in :attr:`bad_lines` with its number and reason;
+        a cut-off last line (an interrupted run) too."""
+        self.bad_lines = []
+        try:
+            fh = open(self.path, "rb")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            raise InputError("run_file", str(self.path),
+                             f"cannot be read: {exc.strerror}") from None
+        with fh:
+            for number, raw in enumerate(fh, start=1):
+                if not raw.endswith(b"\n"):
+                    self.bad_lines.append((str(self.path), number, "cut off (no newline)"))
+                    return
+                reason, record = _parse_line(raw)
+                if reason:
+                    self.bad_lines.append((str(self.path), number, reason))
+                else:
                     yield record
 
     def headers(self) -> list[dict[str, Any]]:
@@ -138,6 +158,29 @@ class RunFile:
         return {c["id"] for c in self.cases() if c.get("status") in DONE_STATUSES}
 
 
+def _parse_line(raw: bytes) -> tuple[str, Any]:
+    """(reason, None) for a bad line, ('', record) for a good one."""
+    if not raw.strip():
+        return "empty line", None
+    try:
+        record = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        return "not UTF-8 text", None
+    except (json.JSONDecodeError, RecursionError):
+        return "not valid JSON", None
+    if not isinstance(record, dict):
+        return f"a JSON {type(record).__name__}, not an object", None
+    if record.get("type") == "case":
+        for key in ("id", "status"):
+            if not isinstance(record.get(key), str):
+                return f"case without a string {key!r}", None
+        t = record.get("time_s")
+        if t is not None and (isinstance(t, bool) or not isinstance(t, int | float)
+                              or not math.isfinite(t) or t < 0):
+            return f"time_s={t!r} is not a finite non-negative number", None
+    return "", record
+
+
 def run_files(path: Path | str) -> list[RunFile]:
     """The run files at ``path``: one ``.jsonl`` file, or every one below a folder (sorted)."""
     path = Path(path)
@@ -148,12 +191,17 @@ def run_files(path: Path | str) -> list[RunFile]:
     return [RunFile(p) for p in sorted(path.rglob(f"*{SUFFIX}"))]
 
 
-def read_cases(path: Path | str) -> list[dict[str, Any]]:
-    """All case records of every run file at ``path``, each tagged with its ``run_file``."""
+def read_cases(path: Path | str, bad_lines: list | None = None) -> list[dict[str, Any]]:
+    """All case records of every run file at ``path``, each tagged with its ``run_file``.
+
+    Bad lines (see :meth:`RunFile.lines`) are appended to ``bad_lines`` when given.
+    """
     out = []
     for run in run_files(path):
         for case in run.cases():
             out.append({**case, "run_file": str(run.path)})
+        if bad_lines is not None:
+            bad_lines.extend(run.bad_lines)
     return out
 
 

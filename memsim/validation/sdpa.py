@@ -7,8 +7,8 @@ one backend with ``torch.nn.attention.sdpa_kernel`` and compares:
   and with ``flash_decode`` for one query token (N = 1): FlashAttention-2's forward splits
   the keys over several blocks when the grid is too small to fill the GPU (split-KV);
 - ``math`` (the composite implementation: S = QKᵀ and P = softmax(S) materialised in global
-  memory) with memsim's ``standard`` over the full N × S scores: the math backend computes
-  every score and applies a causal mask afterwards (masked_fill), so no tile is skipped. Unless
+  memory) with memsim's ``standard``, eager attention: the math backend computes every
+  score and applies a causal mask afterwards (masked_fill), so no tile is skipped. Unless
   ``torch.backends.cuda.allow_fp16_bf16_reduction_math_sdp(True)`` was set, PyTorch upcasts
   bf16 inputs to fp32 for this backend, so the matching prediction is fp32 storage on the
   CUDA cores (fp32 matmuls run without TF32 by default) plus the fp32 copies of q, k, v in
@@ -31,14 +31,13 @@ from typing import Any
 
 from memsim.errors import InputError
 from memsim.hardware import GPU
-from memsim.problem import Mask
 from memsim.validation.predictions import attention_problem, output_bytes, predict_case
 
 ALGORITHM_OF_BACKEND = {"flash": "flash2", "math": "standard", "efficient": "flash2",
                         "cudnn": "flash2"}
 _TORCH_BACKEND = {"flash": "FLASH_ATTENTION", "math": "MATH", "efficient": "EFFICIENT_ATTENTION",
                   "cudnn": "CUDNN_ATTENTION"}
-BF16_TOLERANCE = 2e-2   # ‖out − ref‖/‖ref‖ for bf16 operands (METHOD.md: 1e-3 … 1e-2)
+BF16_TOLERANCE = 2e-2   # ‖out − ref‖/‖ref‖ for bf16 operands (docs/DESIGN.md §"Measurements")
 REFERENCE_ROWS = 128    # query rows per checked (batch, head) slice
 
 
@@ -72,11 +71,10 @@ def predict_sdpa(params: dict[str, Any], gpu: GPU, math_upcast: bool = True,
     check_params(params)
     problem = attention_problem(params)
     matmul_unit = "tensor"
-    if params["backend"] == "math":  # every score computed, the mask applied afterwards
-        problem = problem.model_copy(update={"mask": Mask(causal=False)})
-        if math_upcast and problem.dtype != "fp32":
-            problem = problem.model_copy(update={"dtype": "fp32"})
-            matmul_unit = "fp32"
+    # the math backend runs eager `standard` (every score, masked afterwards) in fp32
+    if params["backend"] == "math" and math_upcast and problem.dtype != "fp32":
+        problem = problem.model_copy(update={"dtype": "fp32"})
+        matmul_unit = "fp32"
     pred = predict_case(problem, gpu, algorithm_for(params), matmul_unit=matmul_unit,
                         with_trace=with_trace)
     extra = output_bytes(attention_problem(params))  # the output keeps the input dtype

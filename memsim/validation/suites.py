@@ -99,7 +99,7 @@ def _kernel_cases(full: bool) -> Iterator[Case]:
         seq_len=2048, heads=8, kv_heads=2, head_dim=64, **fp32)})
     yield Case("kernel", {"algorithm": "flash1", **attention(
         seq_len=1024, heads=8, head_dim=64, **fp32)})
-    yield Case("kernel", {"algorithm": "standard", **attention(
+    yield Case("kernel", {"algorithm": "standard_blockskip", **attention(
         seq_len=1024, heads=8, head_dim=64, **fp32)})
     yield Case("kernel", {"algorithm": "flash_decode", **attention(
         batch=4, seq_len=1, kv_len=8192, heads=8, kv_heads=2, head_dim=128, mask="full",
@@ -131,7 +131,7 @@ def _ncu_cases(full: bool) -> Iterator[Case]:
     if full:
         for n in (1024, 16384):
             yield Case("ncu", {"target": "sdpa", "backend": "flash", **attention(seq_len=n)})
-        yield Case("ncu", {"target": "kernel", "algorithm": "standard", **attention(
+        yield Case("ncu", {"target": "kernel", "algorithm": "standard_blockskip", **attention(
             seq_len=1024, heads=8, head_dim=64, dtype="fp32")})
 
 

@@ -8,7 +8,10 @@ each model (analytic, trace) and each quantity (``time_s``, ``hbm_bytes``, ...):
 - ``median_abs`` and ``p90_abs``: median and 90th percentile of |predicted / measured − 1|;
 - ``bias``: the median signed error (+0.2: memsim predicts 20 % too much);
 - ``correlation``: Pearson's r of predicted against measured over the group (n ≥ 3);
-- ``worst``: the cases with the largest |error|, with both numbers.
+- ``worst``: the cases with the largest |error|, with both numbers;
+- ``by_size`` (``time_s`` only): n, median |error| and bias per bucket of *measured* time
+  (< 50 µs, 50–200 µs, 0.2–1 ms, 1–5 ms, > 5 ms): a floor that is missing shows in the
+  first bucket, a wrong peak in the last.
 
 Failed and skipped cases are listed with their reasons, never silently dropped.
 """
@@ -48,6 +51,31 @@ class QuantityStats:
     bias: float
     correlation: float | None
     worst: tuple[Worst, ...]
+    by_size: tuple[dict[str, Any], ...] | None = None
+
+
+# Buckets of measured time (s) for ``by_size``: (label, lower edge, upper edge).
+SIZE_BUCKETS = (("<50us", 0.0, 50e-6), ("50-200us", 50e-6, 200e-6), ("0.2-1ms", 200e-6, 1e-3),
+                ("1-5ms", 1e-3, 5e-3), (">5ms", 5e-3, math.inf))
+
+
+def size_bucket(measured_s: np.ndarray) -> np.ndarray:
+    """Index into :data:`SIZE_BUCKETS` of each measured time (s)."""
+    edges = np.array([b[2] for b in SIZE_BUCKETS[:-1]])
+    return np.searchsorted(edges, np.asarray(measured_s, dtype=float), side="right")
+
+
+def by_size(errors: np.ndarray, measured_s: np.ndarray) -> tuple[dict[str, Any], ...]:
+    """Per bucket of measured time: n, median |error|, p90 |error| and bias (signed median)."""
+    bucket = size_bucket(measured_s)
+    out = []
+    for i, (label, _, _) in enumerate(SIZE_BUCKETS):
+        e = errors[bucket == i]
+        out.append({"bucket": label, "n": int(len(e)),
+                    "median_abs": float(np.median(np.abs(e))) if len(e) else None,
+                    "p90_abs": float(np.quantile(np.abs(e), 0.9)) if len(e) else None,
+                    "bias": float(np.median(e)) if len(e) else None})
+    return tuple(out)
 
 
 def _correlation(predicted: np.ndarray, measured: np.ndarray) -> float | None:
@@ -73,22 +101,35 @@ def statistics(cases: list[dict[str, Any]], worst: int = 3) -> list[QuantityStat
                      float(error)))
     out = []
     for (group, model, quantity), items in sorted(rows.items()):
-        errors = np.array([e for *_, e in items])
-        pred = np.array([p for _, p, _, _ in items])
-        meas = np.array([m for _, _, m, _ in items])
-        ranked = sorted(items, key=lambda r: -abs(r[3]))[:worst]
-        out.append(QuantityStats(
-            group=group, model=model, quantity=quantity, n=len(items),
-            median_abs=float(np.median(np.abs(errors))),
-            p90_abs=float(np.quantile(np.abs(errors), 0.9)),
-            bias=float(np.median(errors)), correlation=_correlation(pred, meas),
-            worst=tuple(Worst(*r) for r in ranked)))
+        out.append(stats_of(group, model, quantity, [i for i, *_ in items],
+                            np.array([p for _, p, _, _ in items]),
+                            np.array([m for _, _, m, _ in items]), worst))
     return out
+
+
+def stats_of(group: str, model: str, quantity: str, ids: list[str], predicted: np.ndarray,
+             measured: np.ndarray, worst: int = 3) -> QuantityStats:
+    """Statistics of one (group, model, quantity) from arrays of predicted and measured."""
+    errors = predicted / measured - 1.0
+    ranked = np.argsort(-np.abs(errors), kind="stable")[:worst]
+    return QuantityStats(
+        group=group, model=model, quantity=quantity, n=len(errors),
+        median_abs=float(np.median(np.abs(errors))),
+        p90_abs=float(np.quantile(np.abs(errors), 0.9)),
+        bias=float(np.median(errors)), correlation=_correlation(predicted, measured),
+        worst=tuple(Worst(ids[i], float(predicted[i]), float(measured[i]), float(errors[i]))
+                    for i in ranked),
+        by_size=by_size(errors, measured) if quantity == "time_s" else None)
 
 
 def summarise(path: Path | str, worst: int = 3) -> dict[str, Any]:
     """The summary of every run file at ``path`` (a run file or a folder) as JSON data."""
-    cases = read_cases(path)
+    bad_lines: list = []
+    cases = read_cases(path, bad_lines)
+    if not cases:
+        from memsim.errors import InputError
+
+        raise InputError("summary", str(path), "holds no case records (*.jsonl)")
     by_status: dict[str, int] = defaultdict(int)
     for c in cases:
         by_status[c.get("status", "?")] += 1
@@ -96,7 +137,8 @@ def summarise(path: Path | str, worst: int = 3) -> dict[str, Any]:
                 for c in cases if c.get("status") != "ok"]
     return {"path": str(path), "runs": sorted({c["run_file"] for c in cases}),
             "cases": dict(by_status), "stats": [asdict(s) for s in statistics(cases, worst)],
-            "not_measured": problems}
+            "not_measured": problems,
+            "bad_lines": [{"file": f, "line": n, "reason": r} for f, n, r in bad_lines]}
 
 
 def _pct(x: float | None) -> str:
@@ -105,16 +147,27 @@ def _pct(x: float | None) -> str:
 
 def format_text(summary: dict[str, Any]) -> str:
     """A plain-text report: one line per (group, model, quantity), then the worst cases."""
+    w = max([24] + [len(s["group"]) for s in summary["stats"]])
     lines = [f"memsim validation summary of {summary['path']}",
              "cases: " + ", ".join(f"{k} {v}" for k, v in sorted(summary["cases"].items())),
              "",
-             f"{'group':24} {'model':9} {'quantity':26} {'n':>4} {'median':>8} {'p90':>8} "
+             f"{'group':{w}} {'model':9} {'quantity':26} {'n':>4} {'median':>8} {'p90':>8} "
              f"{'bias':>8} {'correl':>7}"]
     for s in summary["stats"]:
         corr = "–" if s["correlation"] is None else f"{s['correlation']:.3f}"
-        lines.append(f"{s['group']:24} {s['model']:9} {s['quantity']:26} {s['n']:>4} "
+        lines.append(f"{s['group']:{w}} {s['model']:9} {s['quantity']:26} {s['n']:>4} "
                      f"{_pct(s['median_abs']):>8} {_pct(s['p90_abs']):>8} "
                      f"{_pct(s['bias']):>8} {corr:>7}")
+    sized = [s for s in summary["stats"] if s.get("by_size")]
+    if sized:
+        labels = [b["bucket"] for b in sized[0]["by_size"]]
+        lines += ["", "time_s median |error| (n) by measured time:",
+                  f"{'group':{w}} {'model':9} " + " ".join(f"{lb:>15}" for lb in labels)]
+        for s in sized:
+            cells = [("–" if b["median_abs"] is None else f"{_pct(b['median_abs'])} ({b['n']})")
+                     for b in s["by_size"]]
+            lines.append(f"{s['group']:{w}} {s['model']:9} "
+                         + " ".join(f"{c:>15}" for c in cells))
     worst = [(s, w) for s in summary["stats"] for w in s["worst"][:1] if s["quantity"] == "time_s"]
     if worst:
         lines += ["", "worst time_s case of each group (predicted vs measured):"]
@@ -132,6 +185,8 @@ def write(summary: dict[str, Any], folder: Path | str) -> tuple[Path, Path]:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     json_path, text_path = folder / "summary.json", folder / "summary.txt"
-    json_path.write_text(json.dumps(summary, indent=1) + "\n")
-    text_path.write_text(format_text(summary) + "\n")
+    from memsim.files import write_text
+
+    write_text(json_path, json.dumps(summary, indent=1) + "\n", "summary")
+    write_text(text_path, format_text(summary) + "\n", "summary")
     return json_path, text_path

@@ -1,4 +1,5 @@
-"""Timing on the GPU the way METHOD.md asks: CUDA events, warm-up, L2 flushed, median.
+"""Timing on the GPU as docs/DESIGN.md §"Measurements" asks: CUDA events, warm-up, L2
+flushed, median.
 
 :func:`median_time_s` times a PyTorch callable: ``warmup`` untimed calls, then ``repeats``
 timed ones, each preceded by a write of a buffer twice the L2's size (outside the timed
@@ -10,7 +11,6 @@ smaller than the spread is visibly noise.
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Callable
 from typing import Any
 
@@ -31,33 +31,14 @@ class L2Flusher:
 def median_time_s(fn: Callable[[], Any], *, flush: Callable[[], None] | None = None,
                   warmup: int = 3, min_repeats: int = 5, max_repeats: int = 50,
                   target_s: float = 0.5) -> dict[str, float]:
-    """Median CUDA-event time of ``fn()`` in seconds, with ``p10_s``, ``p90_s``, ``repeats``."""
-    import torch
+    """Median CUDA-event time of ``fn()`` in seconds, with ``p10_s``, ``p90_s``, ``repeats``
+    (:func:`memsim.kernels.timing.event_times_s`, PyTorch events)."""
+    from memsim.kernels.timing import event_times_s
 
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times_s: list[float] = []
-    budget = max_repeats
-    while len(times_s) < budget:
-        if flush is not None:
-            flush()
-        start = torch.cuda.Event(enable_timing=True)
-        stop = torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        stop.record()
-        stop.synchronize()
-        times_s.append(start.elapsed_time(stop) * 1e-3)
-        if len(times_s) == 1:  # size the run to about target_s of timed work
-            budget = int(min(max_repeats, max(min_repeats, target_s / max(times_s[0], 1e-7))))
-    ordered = sorted(times_s)
-    return {"time_s": statistics.median(ordered), "p10_s": _quantile(ordered, 0.1),
-            "p90_s": _quantile(ordered, 0.9), "repeats": len(ordered)}
-
-
-def _quantile(ordered: list[float], q: float) -> float:
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    s = event_times_s(fn, backend="torch", flush=flush, warmup=warmup,
+                      min_repeats=min_repeats, max_repeats=max_repeats,
+                      target_s=target_s).summary()
+    return {k: s[k] for k in ("time_s", "p10_s", "p90_s", "repeats")}
 
 
 def peak_extra_bytes(fn: Callable[[], Any]) -> int:

@@ -1,0 +1,57 @@
+"""Speed of `memsim plan`: deployments evaluated per second, serially and on 2 processes.
+
+A deployment is one (GPU count, TP, PP, DP attention, EP, batch, MTP depth) for decode or
+one (structure, prompt batch) for prefill, each priced and checked against memory. Target
+(issue 14): ≥ 10,000 deployments per second on 2 cores. ``run()`` returns JSON-able dicts;
+nothing here asserts on time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+QUERIES = (
+    # (model, GPU, prompt, output, max GPUs, max MTP depth)
+    ("meta-llama/Meta-Llama-3-70B", "h100-sxm", 31_744, 1_024, 64, 0),
+    ("deepseek-ai/DeepSeek-V3.2-Exp", "h800-sxm", 130_048, 1_024, 64, 1),
+    ("Qwen/Qwen2.5-7B", "l40s", 7_168, 1_024, 8, 0),
+)
+TARGET_PER_S = 10_000
+
+
+def plan_rate(workers: int = 0) -> list[dict[str, Any]]:
+    """Deployments per second of :func:`memsim.planning.plan` for each query."""
+    from memsim.planning import Query, plan
+
+    executor = None
+    if workers:
+        from concurrent.futures import ProcessPoolExecutor
+
+        executor = ProcessPoolExecutor(max_workers=workers)
+    rows = []
+    try:
+        for model, gpu, isl, osl, max_gpus, max_mtp in QUERIES:
+            q = Query(model, gpu, isl, osl, max_gpus=max_gpus, max_mtp=max_mtp)
+            plan(q, executor)  # warm: tilings cached, worker processes started
+            r = plan(q, executor)
+            rows.append({"name": "plan_deployments" + (f"_{workers}proc" if workers else ""),
+                         "model": model, "gpu": gpu, "deployments": r["evaluated"],
+                         "structures": r["structures"], "seconds": r["seconds"],
+                         "deployments_per_s": r["evaluated"] / r["seconds"],
+                         "target_per_s": TARGET_PER_S})
+    finally:
+        if executor is not None:
+            executor.shutdown()
+    return rows
+
+
+def run() -> list[dict[str, Any]]:
+    """Plan search rate: in this process, then over 2 worker processes."""
+    return [*plan_rate(0), *plan_rate(2)]
+
+
+if __name__ == "__main__":
+    import json
+
+    for row in run():
+        print(json.dumps(row))

@@ -1,0 +1,211 @@
+"""Rows of the GEMM, MoE and collective tables → :mod:`memsim.ops` predictions.
+
+The physics is silicon-physics' (``memsim.ops.gemm.predict``, ``memsim.ops.moe.predict``,
+``memsim.ops.comm.all_reduce`` ...); this module only reads the columns
+(docs/silicon.md has their semantics and sources) and calls it, vectorised over the size
+column per distinct shape. Where ``memsim.ops`` is not installed yet every row is
+``skipped`` with that reason.
+
+Roofline terms for the calibration come from the prediction's ``terms_s`` brought to
+efficiency 1 (× the kernel class's efficiency of that unit), so a fit replaces the class's
+factors: ``matmul`` → ``matmul_s``, ``hbm`` → ``hbm_s``, ``l2`` → ``other_memory_s``
+(kept), ``link`` → ``link_s``; the class's floor is ``launch_s``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from memsim.hardware import GPU
+from memsim.silicon.classes import MODELS, Mapped, OpClass, _empty
+from memsim.silicon.tables import Rows
+
+# elements → bytes of the message columns (nccl_dtype / allreduce_dtype)
+_ELEMENT_BYTES = {"bfloat16": 2, "half": 2, "float16": 2, "fp16": 2, "int8": 1, "fp8": 1,
+                  "float32": 4}
+_OPS_BACKENDS = ("trtllm", "vllm", "sglang")
+_OPS_DTYPES = {"bfloat16": "bf16", "float16": "fp16", "half": "fp16"}
+
+
+def ops_dtype(values: np.ndarray) -> np.ndarray:
+    """Database dtype names → memsim.ops' (``fp8_block`` and the quantised names kept)."""
+    return np.array([_OPS_DTYPES.get(str(v), str(v)) for v in values], dtype=object)
+
+
+def _backend(rows: Rows) -> str | None:
+    return rows.backend if rows.backend in _OPS_BACKENDS else None
+
+
+def _fill(out: Mapped, idx: np.ndarray, pred: Any, eff: Callable[[str], float],
+          params: list[dict]) -> None:
+    """Copy one vectorised OpPrediction into rows ``idx`` of ``out``."""
+    n = len(idx)
+    arr = lambda v: np.broadcast_to(np.asarray(v, dtype=float), (n,))  # noqa: E731
+    time = arr(pred.time_s)
+    for model in MODELS:
+        out.time_s[model][idx] = time
+        t = out.terms[model]
+        terms = pred.terms_s
+        zero = np.zeros(n)
+        t["matmul_s"][idx] = arr(terms.get("matmul", zero)) * eff("tensor")
+        t["vector_s"][idx] = 0.0
+        t["hbm_s"][idx] = arr(terms.get("hbm", zero)) * eff("hbm")
+        t["other_memory_s"][idx] = arr(terms.get("l2", zero))
+        t["link_s"][idx] = arr(terms.get("link", zero)) * eff("link")
+        t["launch_s"][idx] = arr(pred.launch_s)
+    out.bound[idx] = np.broadcast_to(np.asarray(pred.bound, dtype=object), (n,))
+    out.size[idx] = arr(pred.flops) if np.any(arr(pred.flops) > 0) else arr(pred.hbm_bytes)
+    for j, i in enumerate(idx.tolist()):
+        out.params[i] = params[j]
+
+
+def _groups(keys: list[tuple]) -> dict[tuple, np.ndarray]:
+    g: dict[tuple, list[int]] = defaultdict(list)
+    for i, k in enumerate(keys):
+        g[k].append(i)
+    return {k: np.asarray(v) for k, v in g.items()}
+
+
+def _eff_of(cls: Any) -> Callable[[str], float]:
+    return lambda unit: float(cls.efficiency.get(unit, 1.0))
+
+
+def gemm(rows: Rows, gpu: GPU) -> Mapped:
+    from memsim.errors import InputError
+    from memsim.ops.classes import kernel_class
+    from memsim.ops.gemm import predict
+
+    out = _empty(len(rows))
+    m, n, k = (np.asarray(rows.col(c), dtype=np.int64) for c in ("m", "n", "k"))
+    dtype = ops_dtype(rows.col("gemm_dtype"))
+    backend = _backend(rows)
+    cls = kernel_class("gemm", backend)
+    out.start = {"tensor": cls.efficiency.get("tensor", 1.0),
+                 "hbm_bandwidth": cls.efficiency.get("hbm", 1.0)}
+    for (d,), idx in _groups([(x,) for x in dtype.tolist()]).items():
+        try:
+            pred = predict(m[idx], n[idx], k[idx], dtype=d, gpu=gpu, backend=backend)
+        except (InputError, ValueError) as exc:
+            out.reasons.update({int(i): str(exc).splitlines()[0][:200] for i in idx})
+            continue
+        _fill(out, idx, pred, _eff_of(cls),
+              [{"op": "gemm", "m": int(m[i]), "n": int(n[i]), "k": int(k[i]), "dtype": d}
+               for i in idx])
+    return out
+
+
+def moe(rows: Rows, gpu: GPU) -> Mapped:
+    from memsim.errors import InputError
+    from memsim.ops.classes import kernel_class
+    from memsim.ops.moe import predict
+
+    out = _empty(len(rows))
+    ints = {c: np.asarray(rows.col(c), dtype=np.int64) for c in
+            ("num_tokens", "hidden_size", "inter_size", "num_experts", "topk", "moe_tp_size",
+             "moe_ep_size")}
+    dtype = ops_dtype(rows.col("moe_dtype"))
+    dist = rows.col("distribution", "balanced")
+    gated = np.array(["nongated" not in str(s) for s in rows.col("kernel_source", "")])
+    backend = _backend(rows)
+    cls = kernel_class("moe", backend)
+    out.start = {"tensor": cls.efficiency.get("tensor", 1.0),
+                 "hbm_bandwidth": cls.efficiency.get("hbm", 1.0)}
+    keys = list(zip(*(ints[c].tolist() for c in ("hidden_size", "inter_size", "num_experts",
+                                                  "topk", "moe_tp_size", "moe_ep_size")),
+                    dtype.tolist(), [str(d) for d in dist], gated.tolist(), strict=True))
+    for (h, inter, e, top_k, tp, ep, d, dst, g), idx in _groups(keys).items():
+        try:
+            pred = predict(ints["num_tokens"][idx], int(h), int(inter), int(e), int(top_k),
+                           tp=int(tp), ep=int(ep), dtype=d, gpu=gpu, backend=backend,
+                           distribution=dst, gated=bool(g))
+        except (InputError, ValueError) as exc:
+            out.reasons.update({int(i): str(exc).splitlines()[0][:200] for i in idx})
+            continue
+        _fill(out, idx, pred, _eff_of(cls),
+              [{"op": "moe", "tokens": int(ints["num_tokens"][i]), "hidden": int(h),
+                "inter": int(inter), "experts": int(e), "top_k": int(top_k), "tp": int(tp),
+                "ep": int(ep), "dtype": d, "distribution": dst, "gated": bool(g)}
+               for i in idx])
+    return out
+
+
+def _collective(op: str, dtype_column: str) -> Callable[[Rows, GPU], Mapped]:
+    def mapper(rows: Rows, gpu: GPU) -> Mapped:
+        from memsim.errors import InputError
+        from memsim.ops import comm
+        from memsim.ops.classes import kernel_class
+
+        out = _empty(len(rows))
+        elements = np.asarray(rows.col("message_size"), dtype=float)
+        width = np.array([_ELEMENT_BYTES.get(str(d), 2) for d in rows.col(dtype_column)])
+        message_bytes = elements * width
+        gpus = np.asarray(rows.col("num_gpus"), dtype=np.int64)
+        backend = _backend(rows)
+        out.start = {"interconnect": 1.0}
+        for (g,), idx in _groups([(x,) for x in gpus.tolist()]).items():
+            try:
+                pred = getattr(comm, op)(message_bytes[idx], int(g), gpu=gpu, backend=backend)
+            except (InputError, ValueError) as exc:
+                out.reasons.update({int(i): str(exc).splitlines()[0][:200] for i in idx})
+                continue
+            algorithms = np.broadcast_to(np.asarray(pred.detail.get("algorithm", "ring")),
+                                         (len(idx),))
+
+            def eff(unit: str, algorithms: np.ndarray = algorithms) -> np.ndarray:
+                vals = []
+                for a in algorithms.tolist():
+                    name = (f"allreduce/{a}" if a in ("oneshot", "twoshot") else f"nccl/{a}")
+                    try:
+                        cls = kernel_class(name, backend)
+                    except (KeyError, InputError):
+                        vals.append(1.0)
+                        continue
+                    vals.append(float(cls.efficiency.get(unit, 1.0)))
+                return np.asarray(vals)
+
+            _fill(out, idx, pred, eff,
+                  [{"op": op, "message_bytes": float(message_bytes[i]), "gpus": int(g),
+                    "algorithm": str(algorithms[j])} for j, i in enumerate(idx.tolist())])
+        return out
+
+    return mapper
+
+
+def _op_name(name: str) -> Callable[[Rows], np.ndarray]:
+    return lambda rows: np.asarray(rows.col("op_name", name)) == name
+
+
+def _graph_only(rows: Rows) -> np.ndarray:
+    """Custom all-reduce rows of the CUDA-graph kernels (aiconfigurator drops ``_eager``
+    rows at load: aic-core/rust/.../perf_database/communication.rs l. 17-19)."""
+    return np.array(["_eager" not in str(s) for s in rows.col("kernel_source", "")])
+
+
+_COMM_COLS = ("num_gpus", "message_size", "kernel_source", "op_name", "latency")
+OP_CLASSES = (
+    OpClass("gemm", "gemm_perf", ("m", "n", "k", "gemm_dtype", "kernel_source", "latency"),
+            curve=("n", "k", "gemm_dtype", "kernel_source"), axis="m", mapper=gemm,
+            case=("n", "k", "gemm_dtype"), doc="dense GEMM X[m,k]·W[n,k]ᵀ"),
+    OpClass("moe", "moe_perf",
+            ("num_tokens", "hidden_size", "inter_size", "topk", "num_experts", "moe_tp_size",
+             "moe_ep_size", "moe_dtype", "distribution", "kernel_source", "latency"),
+            curve=("hidden_size", "inter_size", "topk", "num_experts", "moe_tp_size",
+                   "moe_ep_size", "moe_dtype", "distribution", "kernel_source"),
+            axis="num_tokens", mapper=moe,
+            case=("hidden_size", "inter_size", "topk", "num_experts", "moe_dtype"),
+            doc="MoE FFN layer (grouped GEMMs + routing) on the busiest GPU"),
+    OpClass("allreduce", "custom_allreduce_perf", (*_COMM_COLS, "allreduce_dtype"),
+            curve=("num_gpus", "kernel_source", "allreduce_dtype"), axis="message_size",
+            mapper=_collective("all_reduce", "allreduce_dtype"), select=_graph_only,
+            case=("num_gpus",), doc="framework custom all-reduce (CUDA graph)"),
+    *(OpClass(f"nccl_{op}", "nccl_perf", (*_COMM_COLS, "nccl_dtype"),
+              curve=("num_gpus", "nccl_dtype", "op_name"), axis="message_size",
+              mapper=_collective(fn, "nccl_dtype"), select=_op_name(op),
+              case=("num_gpus", "nccl_dtype"), doc=f"NCCL {op}")
+      for op, fn in (("all_reduce", "all_reduce"), ("all_gather", "all_gather"),
+                     ("reduce_scatter", "reduce_scatter"), ("alltoall", "all_to_all"))),
+)

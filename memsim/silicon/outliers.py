@@ -1,0 +1,53 @@
+"""Rows far slower than their neighbours: fallback kernels, not the kernel a class models.
+
+A measured curve (the rows whose ``curve`` columns are all equal, ordered by the class's size
+``axis``: batch for prefill, cached tokens for decode) grows smoothly with size. A row whose
+latency is ``ratio`` times the larger of its two neighbours' (or its one neighbour's, at an
+end of the curve) is a spike no size step explains: a different, slower kernel ran (e.g. a
+decode row 20× its neighbours). Such rows are flagged, excluded from scoring and fitting, and
+counted in the summary. The test uses the measurements only, never memsim's prediction, so a
+wrong model cannot hide its misses by calling them outliers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from memsim.silicon.tables import Rows
+
+DEFAULT_RATIO = 5.0
+
+
+def spikes(latency: np.ndarray, curve_id: np.ndarray, axis: np.ndarray,
+           ratio: float = DEFAULT_RATIO) -> np.ndarray:
+    """Bool mask of the rows whose latency exceeds ``ratio`` × every neighbour's on their
+    curve. ``curve_id``: an int per row naming its curve; ``axis``: the size along it.
+    A curve of one row has no neighbours and is never flagged."""
+    n = len(latency)
+    order = np.lexsort((axis, curve_id))
+    lat, cid = np.asarray(latency, float)[order], curve_id[order]
+    same_prev = np.r_[False, cid[1:] == cid[:-1]]
+    same_next = np.r_[cid[:-1] == cid[1:], False]
+    prev = np.where(same_prev, np.r_[np.nan, lat[:-1]], np.nan)
+    nxt = np.where(same_next, np.r_[lat[1:], np.nan], np.nan)
+    neighbour = np.fmax(prev, nxt)            # the larger neighbour; NaN if there is none
+    flagged = np.zeros(n, dtype=bool)
+    flagged[order] = np.isfinite(neighbour) & (lat > ratio * neighbour)
+    return flagged
+
+
+def curve_ids(rows: Rows, curve: tuple[str, ...]) -> np.ndarray:
+    """An int per row, equal for rows whose ``curve`` columns are all equal."""
+    present = [c for c in curve if c in rows.columns]
+    if not present:
+        return np.zeros(len(rows), dtype=np.int64)
+    keys = list(zip(*(rows.columns[c].tolist() for c in present), strict=True))
+    index: dict[tuple, int] = {}
+    return np.array([index.setdefault(k, len(index)) for k in keys], dtype=np.int64)
+
+
+def flag(rows: Rows, curve: tuple[str, ...], axis: str,
+         ratio: float = DEFAULT_RATIO) -> np.ndarray:
+    """:func:`spikes` over a table's rows (the class's curve columns and size axis)."""
+    return spikes(np.asarray(rows.col("latency"), float), curve_ids(rows, curve),
+                  np.asarray(rows.col(axis), float), ratio)

@@ -1,0 +1,82 @@
+"""Rows of one measured table as numpy columns, with the provenance of each row.
+
+:func:`read` opens one parquet file with pyarrow (imported here, never at start-up) and
+reads only the columns asked for; :func:`read_extract` reads the small committed extract
+(``tests/data/aiconfigurator/extract.json``) into the same :class:`Rows`, so the mapping,
+outlier and summary code runs the same way with or without the package installed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from memsim.silicon.source import TableFile
+
+
+@dataclass
+class Rows:
+    """Columns of ``n`` rows of one table file.
+
+    ``row``: each row's index in its parquet file (provenance); ``columns``: name → array
+    (strings as object arrays); ``file``: the path below the package's data folder;
+    ``package_version``: the aiconfigurator-core version the rows were read from.
+    """
+
+    system: str
+    family: str
+    backend: str
+    version: str
+    table: str
+    file: str
+    package_version: str
+    row: np.ndarray
+    columns: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.row)
+
+    def col(self, name: str, default: object = None) -> np.ndarray:
+        """Column ``name``; a missing one is ``default`` repeated (or a KeyError)."""
+        if name in self.columns:
+            return self.columns[name]
+        if default is None:
+            raise KeyError(f"{self.file} has no column {name!r}")
+        return np.full(len(self), default)
+
+    def take(self, index: np.ndarray) -> Rows:
+        """The rows at ``index`` (an int or bool array)."""
+        return Rows(self.system, self.family, self.backend, self.version, self.table,
+                    self.file, self.package_version, self.row[index],
+                    {k: v[index] for k, v in self.columns.items()})
+
+
+def read(table: TableFile, columns: list[str], package_version: str) -> Rows:
+    """The ``columns`` of every row of ``table`` (those the file lacks are left out)."""
+    import pyarrow.parquet as pq
+
+    present = set(pq.read_schema(table.path).names)
+    data = pq.read_table(table.path, columns=[c for c in columns if c in present])
+    cols = {}
+    for name in data.column_names:
+        arr = data.column(name).to_numpy(zero_copy_only=False)
+        cols[name] = arr if arr.dtype != object else arr.astype(object)
+    return Rows(table.system, table.family, table.backend, table.version, table.table,
+                table.relative, package_version, np.arange(data.num_rows), cols)
+
+
+def read_extract(path: Path | str) -> list[Rows]:
+    """The committed extract: ``{"package_version", "files": [{"file", "rows": [...],
+    "columns": {...}}]}``, one :class:`Rows` per file."""
+    doc = json.loads(Path(path).read_text())
+    out = []
+    for f in doc["files"]:
+        system, family, backend, version, name = f["file"].removesuffix(".parquet").split("/")
+        cols = {k: np.asarray(v, dtype=object if v and isinstance(v[0], str) else None)
+                for k, v in f["columns"].items()}
+        out.append(Rows(system, family, backend, version, name, f["file"],
+                        doc["package_version"], np.asarray(f["rows"], dtype=np.int64), cols))
+    return out

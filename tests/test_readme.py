@@ -1,0 +1,76 @@
+"""Every ``console`` block of the README runs as written (they need no GPU; GPU commands sit
+in ``sh`` blocks): each ``$ memsim ...`` command exits 0 and prints every number its shown
+output holds. Numbers are compared as text tokens ("4.46", "131,072", "5.541e+11"), so a
+re-drawn table, a unit moved into a header or a re-wrapped line passes and a changed
+number fails.
+Lines the README elides ("...") are checked up to the ellipsis."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+#: A number: "131,072", "4.46", "5.541e+11", "97.69" (its unit may sit in a header).
+NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:e[-+]?\d+)?")
+
+
+def console_commands(text: str) -> list[tuple[str, str]]:
+    """(command, shown output) of every ``$ `` line in the ``console`` blocks of ``text``."""
+    out = []
+    for block in re.findall(r"```console\n(.*?)```", text, flags=re.S):
+        lines = block.splitlines()
+        i = 0
+        while i < len(lines):
+            if not lines[i].startswith("$ "):
+                i += 1
+                continue
+            command = lines[i][2:]
+            while command.endswith("\\"):
+                i += 1
+                command = command[:-1] + " " + lines[i].strip()
+            shown = []
+            i += 1
+            while i < len(lines) and not lines[i].startswith("$ "):
+                shown.append(lines[i].split("...")[0].split("…")[0])
+                i += 1
+            out.append((command, "\n".join(shown)))
+    return out
+
+
+def numbers(text: str) -> Counter:
+    return Counter(m.group(0) for m in NUMBER.finditer(text))
+
+
+COMMANDS = console_commands(README.read_text())
+
+
+def test_the_readme_has_console_examples() -> None:
+    assert len(COMMANDS) >= 4
+    assert all(cmd.split()[0] == "memsim" for cmd, _ in COMMANDS)
+
+
+def test_numbers_are_tokens() -> None:
+    """The comparison is not vacuous: a changed digit is a new token."""
+    got = numbers("│ 4.4 GB / 68.2 MB │ 97.69% │ 5.541e+11 │ 131,072, batch 1, B=1 │")
+    assert got == Counter({"4.4": 1, "68.2": 1, "97.69": 1, "5.541e+11": 1, "131,072": 1,
+                           "1": 2})
+    assert numbers("4.47 GB") - numbers("4.46 GB") != Counter()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("command", "shown"), COMMANDS, ids=[c[:40] for c, _ in COMMANDS])
+def test_readme_command_runs_and_prints_its_numbers(command: str, shown: str) -> None:
+    argv = [sys.executable, "-m", "memsim", *shlex.split(command)[1:]]
+    env = {**os.environ, "COLUMNS": "100", "NO_COLOR": "1"}
+    result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    missing = numbers(shown) - numbers(result.stdout + result.stderr)
+    assert not missing, f"README shows numbers the command no longer prints: {dict(missing)}"

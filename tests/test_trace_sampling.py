@@ -1,0 +1,69 @@
+"""``--heads-sample`` (issue 13): time from every block, bytes from a spread sample.
+
+Phase 1 places every block of the grid (step durations do not depend on L2 hits), so the
+simulated time is exactly the unsampled one; phase 2 replays only ``heads_sample`` heads,
+evenly spread over the head groups, through an L2 scaled by the same fraction (spatially
+sampled cache simulation, SHARDS, Waldspurger et al. FAST 2015), and scales their bytes
+to all heads. Before (2026-11-30, N = 8192, 32 heads, causal, H100): 1.48 ms with all
+heads, 2.39 ms sampling 4, 4.78 ms sampling 1.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from memsim.algorithms import compulsory_bytes
+from memsim.attention import predict
+from memsim.errors import InputError
+from memsim.hardware import load_gpu
+from memsim.problem import AttentionProblem, Mask
+from memsim.tiling import default_tiling
+from memsim.trace import simulate
+
+GPU = load_gpu("h100-sxm")
+
+
+@settings(max_examples=25)
+@given(alg=st.sampled_from(["flash2", "flash1", "standard", "standard_blockskip"]),
+       N=st.integers(1, 600), H=st.sampled_from([4, 8, 16]), share=st.sampled_from([2, 4]),
+       causal=st.booleans(), pass_=st.sampled_from(["forward", "forward+backward"]))
+def test_a_sample_keeps_the_time_exact_and_the_bytes_bounded(alg, N, H, share, causal,
+                                                             pass_) -> None:
+    p = AttentionProblem(batch=2, seq_len=N, heads=H, head_dim=64, mask=Mask(causal=causal),
+                         **{"pass": pass_})
+    tiling = default_tiling(p, GPU, alg)
+    try:
+        full = simulate(p, GPU, alg, tiling)
+    except InputError:
+        assume(False)
+    part = simulate(p, GPU, alg, tiling, heads_sample=H // share)
+    assert [k.makespan_s for k in part.kernels] == [k.makespan_s for k in full.kernels]
+    assert part.cost.flops == full.cost.flops
+    assert part.cost.global_bytes == pytest.approx(full.cost.global_bytes, rel=1e-12)
+    no_reuse = predict(p, GPU, alg, tiling).cost.hbm_bytes
+    assert compulsory_bytes(p) * (1 - 1e-9) <= part.cost.hbm_bytes <= no_reuse * (1 + 1e-9)
+
+
+@pytest.mark.parametrize("mask", [Mask(), Mask(causal=False)])
+@pytest.mark.parametrize("sample", [1, 4, 8])
+def test_sampling_the_heads_changes_neither_time_nor_bytes(mask: Mask, sample: int) -> None:
+    """The issue's case (N = 8192, 32 heads): time identical; HBM bytes within 10 % —
+    measured when written: 0.2695 GB causal at every sample size, and full mask 0.2862 GB
+    unsampled against 0.3028 (8 heads) and 0.2695 (4 and 1)."""
+    p = AttentionProblem(batch=1, seq_len=8192, heads=32, head_dim=128, mask=mask)
+    full = simulate(p, GPU, "flash2")
+    part = simulate(p, GPU, "flash2", heads_sample=sample)
+    assert part.time_s == full.time_s
+    assert abs(part.cost.hbm_bytes / full.cost.hbm_bytes - 1) < 0.10
+    assert part.events * 32 == full.events * sample
+
+
+def test_kernels_that_run_per_batch_refuse_a_sample() -> None:
+    from memsim.problem import Indexer
+
+    p = AttentionProblem(batch=1, seq_len=64, heads=16, kv_heads=2, head_dim=64,
+                         mask=Mask(top_k=16), indexer=Indexer())
+    with pytest.raises(InputError, match="heads_sample=8 .*per batch"):
+        simulate(p, GPU, "dsa", heads_sample=8)
