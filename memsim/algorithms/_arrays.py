@@ -165,7 +165,7 @@ def _backward_tiles(tiling, a, gpu=None) -> dict:
     if not (tiling.backward_block_q or tiling.backward_block_kv or tiling.backward_threads):
         return {}
     from memsim.algorithms._tiles import fa2_backward_sram_bytes
-    from memsim.tiling import blocks_per_sm
+    from memsim.hardware import blocks_per_sm
 
     br, bc, warps = tiling.backward_tiles
     out = {"bwd_Br": a(br), "bwd_Bc": a(bc), "bwd_warps": a(warps)}
