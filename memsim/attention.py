@@ -187,6 +187,26 @@ def padded_decode_matmuls(cost: Cost, problem: AttentionProblem) -> Cost:
     return replace(cost, matmul_flops=cost.matmul_flops * pad)
 
 
+def backend_time_s(cost: Cost, gpu: GPU, problem: AttentionProblem, algorithm: str,
+                   backend: str | None, B, N, blocks_per_sm=None):
+    """Seconds of a (vectorised) attention Cost as ``backend``'s fitted kernel class runs it:
+    the class's efficiencies, floor and per-row cost, decode MMAs padded — what
+    :func:`predict` does for one call, for whole-model sums over arrays of B and N.
+    ``problem`` is the template (its H, K pick the class and the padding)."""
+    from memsim.ops.classes import with_class
+
+    cls = attention_class(problem, algorithm, backend)
+    rows = max(problem.H // max(problem.K, 1), 1) * np.asarray(N, dtype=float)
+    if get(algorithm).DECODES:
+        pad = np.ceil(rows / MMA_ROWS) * MMA_ROWS / rows
+        from dataclasses import replace
+
+        cost = replace(cost, matmul_flops=cost.matmul_flops * pad)
+    return roofline(cost, with_class(gpu, cls), problem.dtype, blocks_per_sm=blocks_per_sm,
+                    floor_s=cls.floor_s, serial_s=class_serial_s(cls, gpu, B, N, problem.H)
+                    ).time_s
+
+
 def class_serial_s(cls, gpu: GPU, B, N, H):
     """The class's per-row serial time spread over the SMs: row_s · B·N·H / SMs (s)."""
     if not cls.row_s:

@@ -237,8 +237,9 @@ KERNEL_CLASSES: dict[str, KernelClass] = {k.name: k for k in (
                 "not fitted: the attention/decode/trtllm values (MLA, DSA tables not fitted)",
                 row_s=900.2e-9),
     KernelClass("dsa/trtllm", 9.492e-6, {"tensor": 0.800, "hbm": 0.715},
-                "not fitted: the attention/decode/trtllm values (MLA, DSA tables not fitted)",
-                row_s=900.2e-9),
+                "not fitted: the attention/decode/trtllm floor and "
+                "efficiencies; no per-row cost (the decode kernel's does not carry to DSA)",
+                row_s=0.0),
     KernelClass("attention/context/vllm", 12.68e-6, {"tensor": 1.000, "hbm": 0.286},
                 "fitted (least_squares on log time, soft-L1; floor, tensor, hbm, row_s) to 3000 "
                 "bf16 rows per GPU of vllm's context_attention_perf, H100 SXM + H200, "
@@ -259,8 +260,9 @@ KERNEL_CLASSES: dict[str, KernelClass] = {k.name: k for k in (
                 "not fitted: the attention/decode/vllm values (MLA, DSA tables not fitted)",
                 row_s=330.2e-9),
     KernelClass("dsa/vllm", 11.91e-6, {"tensor": 0.800, "hbm": 0.815},
-                "not fitted: the attention/decode/vllm values (MLA, DSA tables not fitted)",
-                row_s=330.2e-9),
+                "not fitted: the attention/decode/vllm floor and "
+                "efficiencies; no per-row cost (the decode kernel's does not carry to DSA)",
+                row_s=0.0),
     KernelClass("attention/context/sglang", 12.68e-6, {"tensor": 1.000, "hbm": 0.286},
                 "not fitted: the attention/context/vllm values (SGLang runs the same "
                 "FlashAttention/FlashInfer kernels)",
@@ -276,8 +278,9 @@ KERNEL_CLASSES: dict[str, KernelClass] = {k.name: k for k in (
                 "not fitted: the attention/decode/sglang values (MLA, DSA tables not fitted)",
                 row_s=330.2e-9),
     KernelClass("dsa/sglang", 11.91e-6, {"tensor": 0.800, "hbm": 0.815},
-                "not fitted: the attention/decode/sglang values (MLA, DSA tables not fitted)",
-                row_s=330.2e-9),
+                "not fitted: the attention/decode/sglang floor and "
+                "efficiencies; no per-row cost (the decode kernel's does not carry to DSA)",
+                row_s=0.0),
 )}
 
 
