@@ -22,7 +22,14 @@ import numpy as np
 from memsim.cost import Cost
 from memsim.inference.comm import all_gather_s, all_reduce_s, all_to_all_s
 from memsim.inference.deployment import Setup
-from memsim.inference.operators import GEMM_TILE, _gemm, _time_s, linear_s, touched_experts
+from memsim.inference.operators import (
+    GEMM_TILE,
+    _elementwise,
+    _gemm,
+    _time_s,
+    linear_s,
+    touched_experts,
+)
 from memsim.models import LayerGroup
 
 
@@ -117,11 +124,15 @@ def _expert_parallel_s(setup: Setup, g: LayerGroup, rank_tokens: Any, stage_toke
 
 def _dense_s(setup: Setup, T: Any, inter: int, gated: bool, ways: int, w_b: float,
              a_b: float, dtype: str) -> Any:
-    """A dense MLP split ``ways`` ways: the fused gate+up GEMM (h → (2·)inter/ways), then
-    down (inter/ways → h), each through :func:`~memsim.inference.operators.linear_s`."""
+    """A dense MLP split ``ways`` ways: the fused gate+up GEMM (h → (2·)inter/ways), the
+    activation kernel (SiLU(gate)·up: reads 2·inter/ways, writes inter/ways per token, a
+    kernel of its own in TensorRT-LLM and vLLM), then down (inter/ways → h); the GEMMs
+    through :func:`~memsim.inference.operators.linear_s`."""
     h = setup.model.hidden_size
     up = (2 if gated else 1) * inter / ways
-    return (linear_s(setup, T, h, up, w_b, a_b, dtype)
+    act = _time_s(_elementwise(T, inter / ways, a_b, 4.0), setup.gpu, setup.act_dtype) \
+        if gated else 0.0  # ~4 FLOPs per element: exp, add, divide, multiply
+    return (linear_s(setup, T, h, up, w_b, a_b, dtype) + act
             + linear_s(setup, T, inter / ways, h, w_b, a_b, dtype))
 
 
