@@ -46,6 +46,9 @@ _KVDTYPE = typer.Option("bf16", "--kv-dtype",
                         help="KV cache: fp32|bf16|fp16|fp8 (fp8: one fp32 scale per 128)")
 _PRICE = float_option(None, "--price", help="USD per GPU-hour (default: the profile's price)")
 _JSON = typer.Option(False, "--json", help="print JSON")
+_BACKEND = typer.Option(None, "--backend",
+                        help="trtllm|vllm|sglang: the framework whose fitted kernel classes time "
+                             "GEMMs, MoE, collectives and attention (default trtllm)")
 
 
 def _setup(model: str, gpu: str, tp: int, attention: str, weight_dtype: str, kv_dtype: str,
@@ -94,15 +97,16 @@ def predict_cmd(
                                             help="chunked prefill: tokens per chunk"),
     all_global: bool = typer.Option(False, "--all-global",
                                     help="treat windowed/chunked layers as global"),
-    as_json: bool = _JSON,
+    backend: str | None = _BACKEND, as_json: bool = _JSON,
 ) -> None:
     """VRAM, prefill and decode time and $ per million tokens of a whole model."""
     from memsim.inference import predict
+    from memsim.ops import check_backend
 
     setup = _setup(model, gpu, tp, attention, weight_dtype, kv_dtype, price,
                    prefill_chunk=prefill_chunk, all_global=all_global, gpus=gpus, pp=pp,
                    ep=ep, dp_attention=dp_attention, context_parallel=context_parallel,
-                   mtp=mtp, acceptance=acceptance)
+                   mtp=mtp, acceptance=acceptance, backend=check_backend(backend))
     result = predict(setup, context, _batch(batch))
     _warn(result["warnings"])
     if as_json:

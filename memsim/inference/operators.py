@@ -59,6 +59,21 @@ def all_reduce_time_s(message_bytes: Any, gpus: int, gpu: GPU) -> Any:
         + steps * gpu.spec.kernel_launch_overhead_s
 
 
+def linear_s(setup: Any, tokens: Any, in_width: float, out_width: float, w_bytes: float,
+             a_bytes: float, dtype: str) -> Any:
+    """Seconds of a linear layer on ``tokens`` rows through :func:`memsim.ops.gemm.predict`
+    (CUTLASS tiles in waves, the backend's fitted GEMM class); dtypes it has no kernel class
+    for (int4 weights) keep the plain roofline of :func:`_gemm`."""
+    from memsim.ops.gemm import GEMM_DTYPES
+    from memsim.ops.gemm import linear_s as ops_linear_s
+
+    if dtype in GEMM_DTYPES and (w_bytes >= a_bytes or dtype.startswith("fp8")):
+        return ops_linear_s(tokens, in_width, out_width, dtype=dtype, gpu=setup.gpu,
+                            backend=setup.backend)
+    return _time_s(_gemm(tokens, in_width * out_width, in_width, out_width, w_bytes, a_bytes),
+                   setup.gpu, dtype)
+
+
 def _time_s(cost: Cost, gpu: GPU, dtype: str, blocks_per_sm: Any = None) -> Any:
     """Seconds from the one roofline (memsim.roofline); no wave model for plain GEMMs."""
     from memsim.roofline import roofline

@@ -127,3 +127,13 @@ def predict(m: Any, n: Any, k: Any, *, dtype: str = "bf16", gpu: Any = "h100-sxm
         detail={"kernel_class": cls.name, "tile_m": out(best["tile_m"]),
                 "tile_n": out(best["tile_n"]), "split_k": out(best["split"]),
                 "waves": out(best["waves"])})
+
+
+def linear_s(tokens: Any, in_features: float, out_features: float, *, dtype: str, gpu: Any,
+             backend: str | None = None) -> Any:
+    """Seconds of a linear layer on ``tokens`` rows (array; 0 rows cost nothing):
+    ``predict(tokens, out_features, in_features)`` for whole-model sums."""
+    T = np.asarray(tokens, dtype=float)
+    t = predict(np.maximum(T, 1.0), max(float(out_features), 1.0), max(float(in_features), 1.0),
+                dtype=dtype, gpu=gpu, backend=backend).time_s
+    return np.where(T > 0, t, 0.0)
