@@ -38,7 +38,7 @@ def _check(problem: AttentionProblem, algorithm: str, seed: int, **tiles) -> Non
 
 
 @EXAMPLES
-@given(algorithm=st.sampled_from(["flash2", "flash1", "standard"]), data=st.data(),
+@given(algorithm=st.sampled_from(["flash2", "flash1", "standard_blockskip"]), data=st.data(),
        seed=st.integers(0, 2**32 - 1))
 def test_prefill_kernels_match_the_reference(algorithm: str, data: st.DataObject,
                                              seed: int) -> None:
