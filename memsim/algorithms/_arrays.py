@@ -164,8 +164,7 @@ def _backward_tiles(tiling, a, gpu=None) -> dict:
     dq/dk/dv kernel (its shared memory and threads, memsim.algorithms._tiles)."""
     if not (tiling.backward_block_q or tiling.backward_block_kv or tiling.backward_threads):
         return {}
-    from memsim.algorithms._tiles import fa2_backward_kernel_sram_bytes
-    from memsim.hardware import blocks_per_sm
+    from memsim.algorithms._tiles import blocks_per_sm, fa2_backward_kernel_sram_bytes
 
     br, bc, warps = tiling.backward_tiles
     out = {"bwd_Br": a(br), "bwd_Bc": a(bc), "bwd_warps": a(warps)}

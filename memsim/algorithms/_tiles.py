@@ -25,6 +25,16 @@ INDEX_BLOCK_Q = FA2_BLOCK_ROWS
 DEFAULT_THREADS = 128
 
 
+def blocks_per_sm(gpu, sram_bytes, threads, registers_per_thread):
+    """Occupancy: min over SRAM, threads, registers and the hardware block limit (arrays ok)."""
+    s = gpu.spec
+    by_sram = s.shared_memory_per_sm_bytes // np.maximum(sram_bytes, 1)
+    by_threads = s.max_threads_per_sm // threads
+    by_regs = s.registers_per_sm // (np.asarray(threads) * registers_per_thread)
+    return np.maximum(np.minimum(np.minimum(by_sram, by_threads),
+                                 np.minimum(by_regs, s.max_blocks_per_sm)), 0)
+
+
 def flash_sram_bytes(t):
     """Q tile rows·D + K tile Bc·D + V tile Bc·Dv' (Dv' = 0 under MLA: V is a slice of the
     latent K tile), at the storage width; S and P stay in registers (FA-2 Alg. 1)."""

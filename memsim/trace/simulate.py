@@ -216,8 +216,9 @@ def simulate(problem, gpu, algorithm: str = "flash2", tiling=None, l2: bool = Tr
     check_supported(algorithm, problem)
     if matmul_unit not in ("tensor", "fp32"):
         raise InputError("matmul_unit", matmul_unit, "must be 'tensor' or 'fp32'")
-    if event_budget < 1:
-        raise InputError("event_budget", event_budget, "must be at least 1")
+    from memsim.limits import MAX_EVENT_BUDGET, check_size
+
+    check_size("event_budget", event_budget, MAX_EVENT_BUDGET)
     if tiling is None:
         tiling = default_tiling(problem, gpu, algorithm)
     tiling.check_fits(gpu.spec.shared_memory_per_block_max_bytes, f" per block on {gpu.name}")
@@ -258,7 +259,7 @@ def _kernel_blocks_per_sm(k: KernelProgram, gpu, tiling, bps: int) -> int:
     runs threads of its own (FA-2's backward): then its own shared memory and threads."""
     if not k.threads:
         return bps
-    from memsim.hardware import blocks_per_sm
+    from memsim.algorithms._tiles import blocks_per_sm
 
     return max(1, int(blocks_per_sm(gpu, k.sram_bytes, k.threads,
                                     tiling.registers_per_thread)))
@@ -373,9 +374,9 @@ def _run(schedule: Schedule, problem, gpu, algorithm, tiling, bps: int, l2_on: b
         window_s = float(dur.max()) if len(dur) and dur.max() > 0 else 1.0
         events = 0
         if k.runs:
-            events = engine.replay(
-                _program_tuple(k), dur, d.B, offsets, window_s, slot_ptr, slot_order,
-                blocks_log[1], l2_on, l2, stats, rec, rec_n,
+            events = _interruptible(
+                engine.replay, _program_tuple(k), dur, d.B, offsets, window_s, slot_ptr,
+                slot_order, blocks_log[1], l2_on, l2, stats, rec, rec_n,
                 engine.new_scratch(k_slots, n_tensors))
         if record:
             rec[1][rec_start:int(rec_n[0])] += launch_offset
@@ -403,6 +404,22 @@ def _run(schedule: Schedule, problem, gpu, algorithm, tiling, bps: int, l2_on: b
     return _result(schedule, problem, gpu, algorithm, tiling, bps, l2_on, capacity, totals,
                    work_total, kernels, events_total, logs,
                    tuple(a[:int(rec_n[0])] for a in rec) if record else ())
+
+
+def _interruptible(fn, *args):  # type: ignore[no-untyped-def]
+    """``fn(*args)`` (a nogil numba function) in a daemon thread, the caller waiting in short
+    joins, so Ctrl-C stops a long trace at once (a KeyboardInterrupt raised here) instead of
+    when the compiled loop returns."""
+    import threading
+
+    out: list = []
+    worker = threading.Thread(target=lambda: out.append(fn(*args)), daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.05)
+    if not out:
+        raise RuntimeError("the trace engine stopped without a result")
+    return out[0]
 
 
 def _kernel_trace(k, schedule, n_slots, resident, makespan, timing: KernelTime, scaled,
