@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from memsim import limits
-from memsim.algorithms import check_supported, compulsory_bytes, cost_of, from_problem
+from memsim.algorithms import check_supported, compulsory_bytes, cost_of, from_problem, get
 from memsim.algorithms._arrays import Arrays
 from memsim.cost import Cost
 from memsim.geometry import MaskGeometry
@@ -151,6 +151,7 @@ def predict(problem: AttentionProblem, gpu: GPU | str, algorithm: str = "flash2"
     cost, tiling = attention_cost(problem, gpu, algorithm, tiling)
     l2_cost, _ = attention_cost(problem, gpu, algorithm, tiling, l2_estimate=True)
     bps = tiling.blocks_per_sm(gpu)
+    serial_s = None
     if backend is None:
         kernel_class, floor_s, timed = efficiency_class(gpu, algorithm, matmul_unit), None, gpu
         calibrated = kernel_class
@@ -159,12 +160,59 @@ def predict(problem: AttentionProblem, gpu: GPU | str, algorithm: str = "flash2"
 
         cls = attention_class(problem, algorithm, backend)
         kernel_class, floor_s, timed, calibrated = cls.name, cls.floor_s, with_class(gpu, cls), None
-    timing = roofline(cost, timed, problem.dtype, matmul_unit=matmul_unit, blocks_per_sm=bps,
-                      kernel_class=calibrated, floor_s=floor_s)
-    l2_timing = roofline(l2_cost, timed, problem.dtype, matmul_unit=matmul_unit,
-                         blocks_per_sm=bps, kernel_class=calibrated, floor_s=floor_s)
+        serial_s = class_serial_s(cls, gpu, problem.B, problem.N, problem.H)
+    # a decode kernel's MMAs are padded (the reported FLOPs stay the useful ones)
+    pad = (lambda c: padded_decode_matmuls(c, problem)) if (
+        backend is not None and get(algorithm).DECODES) else (lambda c: c)
+    timing = roofline(pad(cost), timed, problem.dtype, matmul_unit=matmul_unit, blocks_per_sm=bps,
+                      kernel_class=calibrated, floor_s=floor_s, serial_s=serial_s)
+    l2_timing = roofline(pad(l2_cost), timed, problem.dtype, matmul_unit=matmul_unit,
+                         blocks_per_sm=bps, kernel_class=calibrated, floor_s=floor_s,
+                         serial_s=serial_s)
     return AttentionPrediction(problem, gpu, algorithm, tiling, cost, timing, l2_cost,
                                l2_timing, kernel_class, backend)
+
+
+MMA_ROWS = 16  # mma.sync m16n8k16: the M rows of one tensor-core MMA (TensorRT-LLM XQA, FA-2)
+
+
+def padded_decode_matmuls(cost: Cost, problem: AttentionProblem) -> Cost:
+    """A decode kernel's MMAs padded to whole tensor-core tiles: the H/K query heads sharing a
+    KV head (× N tokens) fill the M side of an m16n8k16 MMA, the rest of its 16 rows are
+    computed and thrown away — 16× the useful FLOPs for MHA, 2× for 8 heads per KV head."""
+    from dataclasses import replace
+
+    rows = max(problem.H // max(problem.K, 1), 1) * problem.N
+    pad = -(-rows // MMA_ROWS) * MMA_ROWS / rows
+    return replace(cost, matmul_flops=cost.matmul_flops * pad)
+
+
+def backend_time_s(cost: Cost, gpu: GPU, problem: AttentionProblem, algorithm: str,
+                   backend: str | None, B, N, blocks_per_sm=None):
+    """Seconds of a (vectorised) attention Cost as ``backend``'s fitted kernel class runs it:
+    the class's efficiencies, floor and per-row cost, decode MMAs padded — what
+    :func:`predict` does for one call, for whole-model sums over arrays of B and N.
+    ``problem`` is the template (its H, K pick the class and the padding)."""
+    from memsim.ops.classes import with_class
+
+    cls = attention_class(problem, algorithm, backend)
+    rows = max(problem.H // max(problem.K, 1), 1) * np.asarray(N, dtype=float)
+    if get(algorithm).DECODES:
+        pad = np.ceil(rows / MMA_ROWS) * MMA_ROWS / rows
+        from dataclasses import replace
+
+        cost = replace(cost, matmul_flops=cost.matmul_flops * pad)
+    return roofline(cost, with_class(gpu, cls), problem.dtype, blocks_per_sm=blocks_per_sm,
+                    floor_s=cls.floor_s, serial_s=class_serial_s(cls, gpu, B, N, problem.H)
+                    ).time_s
+
+
+def class_serial_s(cls, gpu: GPU, B, N, H):
+    """The class's per-row serial time spread over the SMs: row_s · B·N·H / SMs (s)."""
+    if not cls.row_s:
+        return None
+    return cls.row_s * np.asarray(B, dtype=float) * np.asarray(N, dtype=float) * H \
+        / gpu.spec.sm_count
 
 
 def attention_class(problem: AttentionProblem, algorithm: str, backend: str | None):

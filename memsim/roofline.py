@@ -109,7 +109,7 @@ def compute_s(matmul_s: Number, vector_s: Number, exp_s: Number) -> Number:
 
 def roofline(cost: Cost, gpu, dtype: str = "bf16", *, matmul_unit: str = "tensor",
              blocks_per_sm: Number | None = None, kernel_class: str | None = None,
-             floor_s: Number | None = None) -> Timing:
+             floor_s: Number | None = None, serial_s: Number | None = None) -> Timing:
     """Time of ``cost`` on ``gpu`` (see module docstring). ``gpu``: memsim.hardware.GPU.
 
     ``matmul_unit``: "tensor" (production kernels) or "fp32" (CUDA cores, as memsim's
@@ -117,7 +117,9 @@ def roofline(cost: Cost, gpu, dtype: str = "bf16", *, matmul_unit: str = "tensor
     occupancy; omitted, no wave quantisation is applied. ``kernel_class``: use the
     efficiency factors a calibrated profile fitted for that class, where it has them.
     ``floor_s``: the kernel class's latency floor, replacing launches × the profile's launch
-    overhead.
+    overhead. ``serial_s``: per-SM serial time a kernel class spends per unit of work that
+    neither FLOPs nor bytes count (a decode kernel's fixed steps per query row and head),
+    already divided over the SMs; it adds to compute as the term "serial".
     """
     gpu = gpu.for_class(kernel_class)
     r = achievable_rates(gpu, dtype, matmul_unit)
@@ -145,6 +147,9 @@ def roofline(cost: Cost, gpu, dtype: str = "bf16", *, matmul_unit: str = "tensor
         for name in ("matmul", "vector", "exp", "sram"):
             terms[name] = terms[name] * stretch
     compute = compute_s(terms["matmul"], terms["vector"], terms["exp"])
+    if serial_s is not None:
+        terms["serial"] = np.asarray(serial_s, dtype=float) * np.ones_like(terms["hbm"])
+        compute = compute + terms["serial"]
     memory = np.maximum(np.maximum(terms["hbm"], terms["l2"]), terms["sram"])
     if floor_s is None:
         launch = np.asarray(cost.launches, dtype=float) * gpu.spec.kernel_launch_overhead_s
@@ -153,8 +158,9 @@ def roofline(cost: Cost, gpu, dtype: str = "bf16", *, matmul_unit: str = "tensor
                                  np.shape(cost.launches)).astype(float)
     lower = np.maximum(compute, memory) + launch
     upper = compute + memory + launch
-    stacked = np.stack([np.broadcast_to(terms[k], lower.shape) for k in TERMS])
-    names = np.asarray(TERMS)[np.argmax(stacked, axis=0)]
+    keys = tuple(terms)
+    stacked = np.stack([np.broadcast_to(terms[k], lower.shape) for k in keys])
+    names = np.asarray(keys)[np.argmax(stacked, axis=0)]
     hbm = np.asarray(cost.hbm_bytes, dtype=float)
     intensity = np.where(hbm > 0, np.asarray(cost.flops, dtype=float) / np.maximum(hbm, 1),
                          np.inf)
@@ -181,4 +187,5 @@ BOUND_EXPLANATIONS = {
     "hbm": "HBM bandwidth binds: bytes, not FLOPs, set the time",
     "l2": "L2 bandwidth binds: re-reads of tiles through L2 set the time",
     "sram": "shared-memory bandwidth inside each block binds",
+    "serial": "the kernel's fixed per-row steps (not FLOPs or bytes) bind",
 }

@@ -26,13 +26,13 @@ from __future__ import annotations
 import math
 from types import SimpleNamespace
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from memsim.algorithms import get
 from memsim.algorithms._tiles import (  # noqa: F401  (re-exported: FA-2 backward tiles)
     DEFAULT_THREADS,
     FA2_BACKWARD_THREADS,
+    blocks_per_sm,
     fa2_backward_sram_bytes,
 )
 from memsim.algorithms._tiles import fa2_backward_block_sizes as fa2_backward_tiles  # noqa: F401
@@ -115,16 +115,6 @@ class Tiling(BaseModel):
     def blocks_per_sm(self, gpu) -> int:  # gpu: memsim.hardware.GPU
         """Resident blocks per SM, limited by SRAM, threads, registers and the block cap."""
         return int(blocks_per_sm(gpu, self.sram_bytes, self.threads, self.registers_per_thread))
-
-
-def blocks_per_sm(gpu, sram_bytes, threads, registers_per_thread):
-    """Occupancy: min over SRAM, threads, registers and the hardware block limit (arrays ok)."""
-    s = gpu.spec
-    by_sram = s.shared_memory_per_sm_bytes // np.maximum(sram_bytes, 1)
-    by_threads = s.max_threads_per_sm // threads
-    by_regs = s.registers_per_sm // (np.asarray(threads) * registers_per_thread)
-    return np.maximum(np.minimum(np.minimum(by_sram, by_threads),
-                                 np.minimum(by_regs, s.max_blocks_per_sm)), 0)
 
 
 def fa2_block_kv(head_dim: int) -> int:

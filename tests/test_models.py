@@ -34,7 +34,7 @@ def test_there_are_21_presets() -> None:
     assert len(preset_names()) == 21
 
 
-# ---- golden KV bytes per token (shared/reference/inputs.md §C, [D] from the configs) ------
+# ---- golden KV bytes per token (docs/reference/inputs.md §C, [D] from the configs) -----
 
 
 @pytest.mark.parametrize(("name", "kv_bytes"), [
@@ -48,7 +48,8 @@ def test_kv_bytes_per_token_golden(name: str, kv_bytes: int) -> None:
 
 
 def test_deepseek_v32_adds_indexer_keys() -> None:
-    """V3.2-Exp: 1,152 B latent + 132 B fp8 indexer key per token per layer (inputs.md B.1)."""
+    """V3.2-Exp: 1,152 B latent + 132 B fp8 indexer key per token per layer
+    (docs/reference/inputs.md §B.1)."""
     v31 = load_model("deepseek-v3.1-terminus").kv_bytes_per_token("bf16")
     v32 = load_model("deepseek-v3.2-exp").kv_bytes_per_token("bf16")
     assert v32 - v31 == 61 * 132

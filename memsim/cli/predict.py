@@ -46,6 +46,9 @@ _KVDTYPE = typer.Option("bf16", "--kv-dtype",
                         help="KV cache: fp32|bf16|fp16|fp8 (fp8: one fp32 scale per 128)")
 _PRICE = float_option(None, "--price", help="USD per GPU-hour (default: the profile's price)")
 _JSON = typer.Option(False, "--json", help="print JSON")
+_BACKEND = typer.Option(None, "--backend",
+                        help="trtllm|vllm|sglang: the framework whose fitted kernel classes time "
+                             "GEMMs, MoE, collectives and attention (default trtllm)")
 
 
 def _setup(model: str, gpu: str, tp: int, attention: str, weight_dtype: str, kv_dtype: str,
@@ -94,15 +97,16 @@ def predict_cmd(
                                             help="chunked prefill: tokens per chunk"),
     all_global: bool = typer.Option(False, "--all-global",
                                     help="treat windowed/chunked layers as global"),
-    as_json: bool = _JSON,
+    backend: str | None = _BACKEND, as_json: bool = _JSON,
 ) -> None:
     """VRAM, prefill and decode time and $ per million tokens of a whole model."""
     from memsim.inference import predict
+    from memsim.ops import check_backend
 
     setup = _setup(model, gpu, tp, attention, weight_dtype, kv_dtype, price,
                    prefill_chunk=prefill_chunk, all_global=all_global, gpus=gpus, pp=pp,
                    ep=ep, dp_attention=dp_attention, context_parallel=context_parallel,
-                   mtp=mtp, acceptance=acceptance)
+                   mtp=mtp, acceptance=acceptance, backend=check_backend(backend))
     result = predict(setup, context, _batch(batch))
     _warn(result["warnings"])
     if as_json:
@@ -124,6 +128,7 @@ def _parallelism(r: dict[str, Any]) -> str:
 
 
 def _print_prediction(r: dict[str, Any]) -> None:
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
@@ -132,7 +137,7 @@ def _print_prediction(r: dict[str, Any]) -> None:
     title = (f"{r['model']} on {r['gpus']} × {r['gpu']} ({_parallelism(r)}): context "
              f"{r['context']:,}, batch {r['batch']}, attention {r['attention']}")
     console.print(f"[bold]{title}[/bold]")
-    table = Table(title="VRAM per GPU")
+    table = Table(title="VRAM per GPU", box=box.SIMPLE_HEAD, pad_edge=False)
     for col in ("part", "GiB", "share"):
         table.add_column(col, justify="left" if col == "part" else "right")
     for part in ("weights", "kv_cache", "activation", "workspace", "reserve"):
@@ -147,15 +152,16 @@ def _print_prediction(r: dict[str, Any]) -> None:
                   "fits" if v["fits"] else f"short {v['shortfall_bytes'] / GIB:,.2f} GiB")
     console.print(table)
 
-    t = Table(title="Time and cost")
+    # light borders and one operator per line: the table reads at 80 columns
+    t = Table(title="Time and cost", box=box.SIMPLE_HEAD, pad_edge=False)
     for col in ("phase", "time", "tokens/s", "$ / M tokens", "dominated by"):
         t.add_column(col, justify="left" if col in ("phase", "dominated by") else "right")
     p, d = r["prefill"], r["decode"]
-    dom = lambda ph: ", ".join(f"{x['operator']} {x['share']:.0%}" for x in ph["dominant"])  # noqa: E731
+    dom = lambda ph: "\n".join(f"{x['operator']} {x['share']:.0%}" for x in ph["dominant"])  # noqa: E731
     t.add_row(f"prefill {p['tokens']:,} tokens", f"{p['time_s']:.4g} s",
               f"{p['tokens_per_s']:,.0f}", f"{p['usd_per_million_tokens']:.4g}", dom(p))
     if d["time_per_token_s"] is not None:
-        t.add_row(f"decode at position {r['context']:,}", f"{d['time_per_token_s'] * 1e3:.4g} ms",
+        t.add_row(f"decode at {r['context']:,}", f"{d['time_per_token_s'] * 1e3:.4g} ms",
                   f"{d['tokens_per_s']:,.1f}", f"{d['usd_per_million_tokens']:.4g}", dom(d))
     else:
         t.add_row("decode", "–", "–", "–", d["note"])

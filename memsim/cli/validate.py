@@ -159,10 +159,11 @@ def _calibrate_silicon(cases: list, directory: Path, as_json: bool) -> None:
     and floor fitted on H100/H200, held-out and unseen-GPU errors → calibration.json."""
     import json
 
+    from memsim.silicon.classes import MODELS
     from memsim.silicon.command import calibration_text
     from memsim.validation.calibrate import calibrate_silicon
 
-    result = {m: calibrate_silicon(cases, m) for m in ("analytic", "l2")}
+    result = {m: calibrate_silicon(cases, m) for m in MODELS}
     folder = directory if directory.is_dir() else directory.parent
     (folder / "calibration.json").write_text(json.dumps(result, indent=1) + "\n")
     if as_json:

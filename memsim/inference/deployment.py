@@ -51,6 +51,8 @@ class Setup:
     ``all_global`` treats every windowed or chunked layer as global (what a calculator that
     ignores the layer pattern predicts); ``prefill_chunk`` runs prefill in chunks of that many
     tokens (chunked prefill: smaller activations, weights re-read per chunk).
+    ``backend`` (trtllm, vllm, sglang) picks the fitted kernel classes of :mod:`memsim.ops`
+    that time the GEMMs, MoE layers, collectives and attention kernels (None: trtllm).
     """
 
     model: ModelConfig
@@ -72,6 +74,7 @@ class Setup:
     acceptance: float = DEFAULT_ACCEPTANCE
     kv_scale_block: int = DEFAULT_KV_SCALE_BLOCK
     context_parallel: bool = False
+    backend: str | None = None  # kernel classes of memsim.ops (None: ops.DEFAULT_BACKEND)
 
     def __post_init__(self) -> None:
         _check_choices(self)

@@ -22,8 +22,18 @@ import numpy as np
 from memsim.cost import Cost
 from memsim.inference.comm import all_gather_s, all_reduce_s, all_to_all_s
 from memsim.inference.deployment import Setup
-from memsim.inference.operators import GEMM_TILE, _gemm, _time_s, touched_experts
+from memsim.inference.operators import (
+    GEMM_TILE,
+    _elementwise,
+    _gemm,
+    _time_s,
+    linear_s,
+    touched_experts,
+)
 from memsim.models import LayerGroup
+from memsim.units import dtype_bytes
+
+FP8_SCALE_BLOCK = 128  # activation elements per fp32 scale (DeepSeek-V3 §3.3.2: 1×128 tiles)
 
 
 def mlp_block_s(setup: Setup, g: LayerGroup, rank_tokens: Any, stage_tokens: Any,
@@ -41,9 +51,9 @@ def mlp_block_s(setup: Setup, g: LayerGroup, rank_tokens: Any, stage_tokens: Any
     tokens = stage_tokens  # gathered from the D replicas under DP attention
     out = {"mlp": _tensor_parallel_mlp_s(setup, g, tokens, W, w_b, a_b, dtype)}
     if D > 1:  # all-gather in, reduce-scatter out: each returns the stage's tokens
-        out["all_gather"] = 2 * all_gather_s(tokens * act, W, gpu)
+        out["all_gather"] = 2 * all_gather_s(tokens * act, W, gpu, setup.backend)
     elif W > 1:
-        out["all_reduce"] = all_reduce_s(tokens * act, W, gpu)
+        out["all_reduce"] = all_reduce_s(tokens * act, W, gpu, setup.backend)
     return out
 
 
@@ -52,8 +62,10 @@ def _tensor_parallel_mlp_s(setup: Setup, g: LayerGroup, T: Any, ways: int, w_b: 
     """Every matrix split ``ways`` ways, ``T`` tokens: dense MLP or router + experts."""
     h, mlp, gpu = setup.model.hidden_size, g.mlp, setup.gpu
     if not mlp.is_moe:
-        p = mlp.expert_params(h) / ways
-        return _time_s(_gemm(T, p, h, h, w_b, a_b), gpu, dtype)
+        return _dense_s(setup, T, mlp.intermediate, mlp.gated, ways, w_b, a_b, dtype)
+    if _ops_moe(mlp, dtype, ways, 1):
+        return (_ops_moe_s(setup, mlp, T, dtype, tp=ways, ep=1)
+                + _shared_and_router_s(setup, mlp, T, ways, w_b, a_b, dtype))
     # MoE: router, then the experts the step's tokens touch (weights of those read once),
     # top-k experts' FLOPs per token, plus the always-on shared experts.
     expert = mlp.expert_params(h) / ways
@@ -92,13 +104,87 @@ def _expert_parallel_s(setup: Setup, g: LayerGroup, rank_tokens: Any, stage_toke
     expert = mlp.expert_params(h)
     routed = _experts_cost(received / k, received, touched * expert, k * expert, h, a_b, w_b,
                            mlp.intermediate)
-    out = {"mlp": _time_s(routed, gpu, dtype)
-           + _time_s(_gemm(rank_tokens, mlp.router_params(h), h, X, w_b, a_b), gpu, dtype)}
-    if mlp.shared_experts:
-        shared = _gemm(rank_tokens, mlp.shared_params(h) / T, h, h, w_b, a_b)
-        out["mlp"] = out["mlp"] + _time_s(shared, gpu, dtype)
-        if T > 1:
-            out["all_reduce"] = all_reduce_s(rank_tokens * h * a_b, T, gpu)
-    # dispatch and combine: each GPU sends its share of the replica's tokens, k copies each
-    out["all_to_all"] = 2 * all_to_all_s(rank_tokens / T * k * h * a_b, W, gpu)
+    if _ops_moe(mlp, dtype, 1, W):  # the busiest rank's grouped GEMM (memsim.ops.moe)
+        out = {"mlp": _ops_moe_s(setup, mlp, stage_tokens, dtype, tp=1, ep=W)
+               + _shared_and_router_s(setup, mlp, rank_tokens, T, w_b, a_b, dtype)}
+    else:
+        out = {"mlp": _time_s(routed, gpu, dtype)
+               + _time_s(_gemm(rank_tokens, mlp.router_params(h), h, X, w_b, a_b), gpu,
+                         dtype)}
+        if mlp.shared_experts:
+            shared = _gemm(rank_tokens, mlp.shared_params(h) / T, h, h, w_b, a_b)
+            out["mlp"] = out["mlp"] + _time_s(shared, gpu, dtype)
+    if mlp.shared_experts and T > 1:
+        out["all_reduce"] = all_reduce_s(rank_tokens * h * a_b, T, gpu, setup.backend)
+    # dispatch and combine: each GPU sends its share of the replica's tokens, k copies each.
+    # With fp8 weights the activations are quantised before dispatch (fp8 + one fp32 scale
+    # per 128, DeepSeek-V3 report §3.3.2; DeepEP's fp8 dispatch); the combine stays bf16.
+    copies = rank_tokens / T * k
+    out["all_to_all"] = all_to_all_s(copies * _dispatch_bytes(setup, h, a_b), W, gpu,
+                                     setup.backend) \
+        + all_to_all_s(copies * h * a_b, W, gpu, setup.backend)
     return out
+
+
+def _dispatch_bytes(setup: Setup, h: int, a_b: float) -> float:
+    """Bytes of one token's activation as dispatched to its experts."""
+    if setup.weight_dtype != "fp8":
+        return h * a_b
+    return h * dtype_bytes("fp8") + math.ceil(h / FP8_SCALE_BLOCK) * dtype_bytes("fp32")
+
+
+
+
+# ---- through memsim.ops (the backend's fitted kernel classes) ----------------------------
+
+
+def _dense_s(setup: Setup, T: Any, inter: int, gated: bool, ways: int, w_b: float,
+             a_b: float, dtype: str) -> Any:
+    """A dense MLP split ``ways`` ways: the fused gate+up GEMM (h → (2·)inter/ways), the
+    activation kernel (SiLU(gate)·up: reads 2·inter/ways, writes inter/ways per token, a
+    kernel of its own in TensorRT-LLM and vLLM), then down (inter/ways → h); the GEMMs
+    through :func:`~memsim.inference.operators.linear_s`."""
+    h = setup.model.hidden_size
+    up = (2 if gated else 1) * inter / ways
+    act = _time_s(_elementwise(T, inter / ways, a_b, 4.0), setup.gpu, setup.act_dtype) \
+        if gated else 0.0  # ~4 FLOPs per element: exp, add, divide, multiply
+    return (linear_s(setup, T, h, up, w_b, a_b, dtype) + act
+            + linear_s(setup, T, inter / ways, h, w_b, a_b, dtype))
+
+
+def _ops_moe(mlp: Any, dtype: str, tp: int, ep: int) -> bool:
+    """Whether :func:`memsim.ops.moe.predict` models this layer (its dtype and sharding)."""
+    from memsim.ops.moe import MOE_DTYPES
+
+    return (dtype in MOE_DTYPES and mlp.intermediate % tp == 0 and mlp.experts % ep == 0
+            and mlp.experts_per_token <= mlp.experts)
+
+
+def _ops_moe_s(setup: Setup, mlp: Any, tokens: Any, dtype: str, tp: int, ep: int) -> Any:
+    """Routed experts on the busiest GPU: routing + grouped GEMM (balanced routing)."""
+    from memsim.ops.moe import predict
+
+    T = np.asarray(tokens, dtype=float)
+    t = predict(np.maximum(T, 1.0), setup.model.hidden_size, mlp.intermediate, mlp.experts,
+                mlp.experts_per_token, tp=tp, ep=ep, dtype=_expert_dtype(dtype), gpu=setup.gpu,
+                backend=setup.backend, gated=mlp.gated).time_s
+    return np.where(T > 0, t, 0.0)
+
+
+def _shared_and_router_s(setup: Setup, mlp: Any, T: Any, ways: int, w_b: float, a_b: float,
+                         dtype: str) -> Any:
+    """The router GEMM (h → experts, not split; kept at the activations' precision, as
+    DeepSeek-V3's fp8 recipe keeps the gating module in BF16/FP32, arXiv 2412.19437 §3.3.1)
+    and the shared experts split ``ways`` ways."""
+    h = setup.model.hidden_size
+    out = linear_s(setup, T, h, mlp.experts, a_b, a_b, setup.act_dtype)
+    if mlp.shared_experts:
+        inter = mlp.shared_intermediate or mlp.intermediate * mlp.shared_experts
+        out = out + _dense_s(setup, T, inter, mlp.gated, ways, w_b, a_b, _expert_dtype(dtype))
+    return out
+
+
+def _expert_dtype(dtype: str) -> str:
+    """fp8 experts are block-scaled (1x128 activations, 128x128 weights: DeepSeek-V3 report
+    §3.3.2, the fp8 MoE checkpoints TensorRT-LLM and vLLM serve): the fp8_block kernels."""
+    return "fp8_block" if dtype == "fp8" else dtype

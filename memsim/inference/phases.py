@@ -1,5 +1,6 @@
 """One phase (prefill or decode step) of the whole model: the time of every operator of every
-layer, and the attention workspace; prefill chunking."""
+layer on one GPU, and the attention workspace; prefill chunks, pipeline stages (bubbles in
+prefill, micro-batches in decode), multi-token prediction and context-parallel prefill."""
 
 from __future__ import annotations
 
@@ -8,13 +9,20 @@ from typing import Any
 
 import numpy as np
 
+from memsim.attention import backend_time_s
 from memsim.cost import Cost
 from memsim.inference.attention_call import _attention_call, attention_cost
 from memsim.inference.comm import all_gather_s, all_reduce_s, p2p_s
 from memsim.inference.deployment import Setup
 from memsim.inference.memory import kv_bytes_per_token
 from memsim.inference.mlp import mlp_block_s
-from memsim.inference.operators import _elementwise, _gemm, _time_s
+from memsim.inference.operators import (
+    ELEMENTWISE_BLOCK_ELEMENTS,
+    _elementwise,
+    _time_s,
+    linear_s,
+)
+from memsim.ops import DEFAULT_BACKEND
 from memsim.units import dtype_bytes
 
 
@@ -28,7 +36,6 @@ class Phase:
     @property
     def time_s(self) -> Any:
         return sum(self.operators_s.values())
-
 
 
 def _phase(setup: Setup, phase: str, B: Any, N: Any, S: Any) -> Phase:
@@ -64,20 +71,20 @@ def _phase(setup: Setup, phase: str, B: Any, N: Any, S: Any) -> Phase:
         a, c = g.attention, g.count
         o_params = a.heads * (a.mla.v_head_dim if a.mla else a.head_dim_v) * h
         in_params = a.weight_params(h) - o_params
-        add("qkv_proj", c * _time_s(_gemm(T, in_params / G, h, in_params / (G * h), w_b, a_b),
-                                   gpu, gemm_dtype))
+        add("qkv_proj", c * linear_s(setup, T, h, in_params / (G * h), w_b, a_b, gemm_dtype))
         call = _attention_call(setup, a, phase)
         cost, per_sm = attention_cost(call, gpu, Br, N, S)
         share = 1 / D if cp else 1  # CP: each replica does 1/D of the sequence's attention
-        add("attention", c * share * _time_s(cost, gpu, setup.kv_dtype, per_sm))
+        add("attention", c * share * backend_time_s(cost, gpu, call.problem, call.algorithm,
+                                                    setup.backend or DEFAULT_BACKEND, Br, N,
+                                                    per_sm))
         workspace = np.maximum(workspace, share * cost.workspace_bytes)
         if cp:  # each replica gathers the keys (cache entries) the others computed
             kv = Br * N * kv_bytes_per_token(setup, a)
-            add("all_gather", c * all_gather_s(kv, D, gpu))
-        add("o_proj", c * _time_s(_gemm(T, o_params / G, o_params / (G * h), h, w_b, a_b),
-                                 gpu, gemm_dtype))
+            add("all_gather", c * all_gather_s(kv, D, gpu, setup.backend))
+        add("o_proj", c * linear_s(setup, T, o_params / (G * h), h, w_b, a_b, gemm_dtype))
         if G > 1:  # the all-reduce after o_proj (Megatron §3)
-            add("all_reduce", c * all_reduce_s(T * h * a_b, G, gpu))
+            add("all_reduce", c * all_reduce_s(T * h * a_b, G, gpu, setup.backend))
         for name, value in mlp_block_s(setup, g, T, stage_T, w_b, a_b, gemm_dtype).items():
             add(name, c * value)
         # RMSNorm/LayerNorm + residual add: ~5 FLOPs per element (square, sum, scale, add)
@@ -86,12 +93,11 @@ def _phase(setup: Setup, phase: str, B: Any, N: Any, S: Any) -> Phase:
     # embedding gather: read one row of weights and write one activation per token
     emb = Cost(global_read_bytes=T * h * w_b, global_write_bytes=T * h * a_b,
                hbm_read_bytes=T * h * w_b, hbm_write_bytes=T * h * a_b, launches=1.0,
-               blocks=np.ceil(T * h / 2048))
+               blocks=np.ceil(T * h / ELEMENTWISE_BLOCK_ELEMENTS))
     add("embedding", _time_s(emb, gpu, setup.act_dtype))
     # LM head: decoders need the logits of the last token of each sequence only
     head_tokens = Br if m.decoder else T
-    add("lm_head", _time_s(_gemm(head_tokens, m.vocab_size * h / G, h, m.vocab_size / G,
-                                 w_b, a_b), gpu, gemm_dtype))
+    add("lm_head", linear_s(setup, head_tokens, h, m.vocab_size / G, w_b, a_b, gemm_dtype))
     return Phase({k: np.asarray(v, dtype=float) for k, v in ops.items()}, workspace)
 
 
@@ -141,7 +147,7 @@ def pipelined_prefill(setup: Setup, ph: Phase, chunks: Any, batch: Any,
     ops = {k: v * slots / (m * P) for k, v in ph.operators_s.items()}
     rank_tokens = -(-np.asarray(batch) // setup.attention_dp) * chunk_tokens
     act = setup.model.hidden_size * dtype_bytes(setup.act_dtype)
-    ops["p2p"] = slots * p2p_s(rank_tokens * act, setup.gpu, setup.n_gpus)
+    ops["p2p"] = slots * p2p_s(rank_tokens * act, setup.gpu, setup.n_gpus, setup.backend)
     return Phase(ops, ph.workspace_bytes)
 
 
@@ -190,7 +196,7 @@ def pipelined_decode(setup: Setup, ph: Phase, micro: Any, mtp: Any, context: Any
     act = setup.model.hidden_size * dtype_bytes(setup.act_dtype)
     ops = dict(ph.operators_s)
     ops["p2p"] = setup.pp * p2p_s(rank_tokens * act + 0.0 * np.asarray(context), setup.gpu,
-                                  setup.n_gpus)
+                                  setup.n_gpus, setup.backend)
     return Phase(ops, ph.workspace_bytes)
 
 

@@ -198,3 +198,20 @@ def p2p(message_bytes: Any, *, gpu: Any = "h100-sxm", gpus: int = 2,
     pair in one scale-up domain, more than the domain crosses the network."""
     check_backend(backend)
     return _simple("p2p", message_bytes, max(gpus, 2), gpu, lambda G: 1.0, hops=1)
+
+
+def collective_s(kind: str, message_bytes: Any, gpus: int, *, gpu: Any,
+                 backend: str | None = None) -> Any:
+    """Seconds of collective ``kind`` ("all_reduce", "all_gather", "reduce_scatter",
+    "all_to_all", "p2p") for whole-model sums: empty messages and one GPU cost nothing."""
+    M = np.asarray(message_bytes, dtype=float)
+    if gpus <= 1 and kind != "p2p":
+        return np.zeros_like(M)
+    fn = {"all_reduce": all_reduce, "all_gather": all_gather, "reduce_scatter": reduce_scatter,
+          "all_to_all": all_to_all}.get(kind)
+    safe = np.maximum(M, 1.0)
+    if fn is None:
+        t = p2p(safe, gpu=gpu, gpus=max(int(gpus), 2), backend=backend).time_s
+    else:
+        t = fn(safe, int(gpus), gpu=gpu, backend=backend).time_s
+    return np.where(M > 0, t, 0.0)

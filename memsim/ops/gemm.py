@@ -26,6 +26,7 @@ import numpy as np
 
 from memsim.ops import OpPrediction, as_float, bound_of, out, positive, resolve_gpu
 from memsim.ops.classes import KernelClass, kernel_class
+from memsim.units import ACCUM_BYTES, DTYPE_BYTES
 
 # CUTLASS 3 collective tile shapes (M, N) of the SM90 TMA warp-specialised GEMMs that
 # cuBLAS/TensorRT-LLM profile: 64-row tiles for skinny problems (one warpgroup wgmma M = 64),
@@ -33,12 +34,12 @@ from memsim.ops.classes import KernelClass, kernel_class
 TILES = ((64, 64), (64, 128), (64, 256), (128, 64), (128, 128), (128, 256), (256, 128))
 SPLITS = (1, 2, 4, 8, 16)
 MIN_K_PER_SPLIT = 256  # split-K keeps at least a few k-blocks (of 64) per split
-PARTIAL_BYTES = 4.0  # split-K partials are fp32
+PARTIAL_BYTES = ACCUM_BYTES  # split-K partials are fp32
 CLUSTER = 2  # CTAs per cluster sharing a TMA-multicast operand panel (CUTLASS 2 x 1 x 1)
 
 GEMM_DTYPES = {"fp32": "tf32", "tf32": "tf32", "fp16": "fp16", "bf16": "bf16", "fp8": "fp8",
                "fp8_block": "fp8", "int8": "int8"}
-OUT_BYTES = 2.0  # fp16/bf16 output (fp8 GEMMs write bf16 too)
+OUT_BYTES = DTYPE_BYTES["bf16"]  # fp16/bf16 output (fp8 GEMMs write bf16 too)
 
 
 def kernel_family(dtype: str) -> str:
@@ -126,3 +127,13 @@ def predict(m: Any, n: Any, k: Any, *, dtype: str = "bf16", gpu: Any = "h100-sxm
         detail={"kernel_class": cls.name, "tile_m": out(best["tile_m"]),
                 "tile_n": out(best["tile_n"]), "split_k": out(best["split"]),
                 "waves": out(best["waves"])})
+
+
+def linear_s(tokens: Any, in_features: float, out_features: float, *, dtype: str, gpu: Any,
+             backend: str | None = None) -> Any:
+    """Seconds of a linear layer on ``tokens`` rows (array; 0 rows cost nothing):
+    ``predict(tokens, out_features, in_features)`` for whole-model sums."""
+    T = np.asarray(tokens, dtype=float)
+    t = predict(np.maximum(T, 1.0), max(float(out_features), 1.0), max(float(in_features), 1.0),
+                dtype=dtype, gpu=gpu, backend=backend).time_s
+    return np.where(T > 0, t, 0.0)

@@ -358,7 +358,7 @@ def points(run: SiliconRun, calibrations: dict[str, Any], per_group: int = POINT
            seed: int = DEFAULT_SEED) -> dict[str, Any]:
     """A seeded sample of scored rows per group for the report's scatter plots:
     ``{group: {"gpu", "backend", "op_class", "fitted": bool, "measured_s": [...],
-    "analytic_s": [...], "l2_s": [...], "calibrated_s": [...]}}``; ``calibrated_s`` is the
+    "analytic_s": [...], "no_reuse_s": [...], "calibrated_s": [...]}}``; ``calibrated_s`` is the
     class's fit (H100/H200 rows only) applied to the row, null where nothing was fitted."""
     from memsim.validation.calibrate import retime_terms
 
@@ -369,7 +369,7 @@ def points(run: SiliconRun, calibrations: dict[str, Any], per_group: int = POINT
     for group, chunks in sorted(by_group.items()):
         c0 = chunks[0]
         cal = calibrations.get("analytic", {}).get(f"{c0.op_class}/{c0.rows.backend}", {})
-        cols: dict[str, list] = {"measured_s": [], "analytic_s": [], "l2_s": [],
+        cols: dict[str, list] = {"measured_s": [], "analytic_s": [], "no_reuse_s": [],
                                  "calibrated_s": []}
         for c in chunks:
             idx = np.nonzero(_scored(c))[0]
@@ -377,7 +377,7 @@ def points(run: SiliconRun, calibrations: dict[str, Any], per_group: int = POINT
             idx = idx[take]
             cols["measured_s"] += c.measured_s[idx].tolist()
             cols["analytic_s"] += c.predicted_s["analytic"][idx].tolist()
-            cols["l2_s"] += c.predicted_s["l2"][idx].tolist()
+            cols["no_reuse_s"] += c.predicted_s["no_reuse"][idx].tolist()
             if cal.get("factors") is not None:
                 terms = {k: v[idx] for k, v in c.terms["analytic"].items()}
                 cols["calibrated_s"] += retime_terms(terms, cal["factors"],
