@@ -51,6 +51,8 @@ MAX_WORKERS = 256  # sweep worker processes
 MAX_DRAFT_TOKENS = 64  # --mtp draft tokens per decode step
 MAX_POINTS = 10_000  # cost-curve positions (each is a vectorised element; output is a table)
 MAX_SWEEP_VALUES = 10_000  # values of one sweep axis (contexts, batches)
+MAX_ENUMERATED_TILES = 2**23  # query tiles walked one by one (a chunk that is not a multiple
+#                               of the key tile, memsim/geometry.py): ~7 s at the ceiling
 MAX_EVENT_BUDGET = 10**10  # trace tile events: ~200 s at the engine's ~50 M events/s
 #                             (memsim/trace/simulate.py); Ctrl-C stops a trace at once
 

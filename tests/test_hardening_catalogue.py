@@ -269,7 +269,7 @@ for opt in ("--context", "--isl", "--osl", "--max-gpus"):
     for value in ("0", "-1", "nan", BIG):
         add(f"plan {opt}={value!r}", [*PLAN, opt, value], opt[2:].replace("-", "_"))
 for opt in ("--ttft-ms", "--tpot-ms", "--price", "--acceptance"):
-    for value in ("nan", "inf", "-1", "0"):
+    for value in ("nan", "inf", "-1", "0")[:3 if opt == "--acceptance" else 4]:
         add(f"plan {opt}={value!r}", [*PLAN, opt, value], opt[2:].replace("-", "_"))
 for argv, field in [([*PLAN, "--isl", "5000"], "isl"), ([*PLAN, "--osl", "4096"], "osl"),
                     ([*PLAN, "--max-mtp", "100"], "max_mtp"), ([*PLAN, "--workers", "-1"],
@@ -279,6 +279,7 @@ for argv, field in [([*PLAN, "--isl", "5000"], "isl"), ([*PLAN, "--osl", "4096"]
                     ([*PLAN, "--context", "1"], "context")]:
     add(f"plan {argv[-2]}={argv[-1]}", argv, field)
 add("ok: plan --ttft-ms 1e9", [*PLAN, "--ttft-ms", "1e9"], OK)
+add("ok: plan --acceptance 0 (drafts never accepted)", [*PLAN, "--acceptance", "0"], OK)
 for value, field in (("1,0", "seq_len"), ("1,,2", "seq_len"), ("x,1", "seq_len"),
                      (f"1,{BIG}", "seq_len"), (",", "seq_len")):
     add(f"trace list --seq-len={value[:20]!r}", [*TRACE, "--seq-len", value], field)
@@ -312,6 +313,11 @@ for argv, field in [
     ([*TRACE, "--event-budget", BIG], "event_budget"),
     ([*TRACE, "--heads-sample", "0"], "heads_sample"),
     ([*TRACE, "--l2", "maybe"], "l2"),
+    ([*TRACE, "--chunk", "1000", "--seq-len", str(2**30), "--block-q", "1", "--block-kv",
+      "16"], "block_q"),
+    ([*TRACE, "--seq-len", str(2**30), "--block-q", "1"], "block_q"),
+    ([*ATTENTION, "--chunk", "1000", "--seq-len", str(2**30), "--block-q", "1", "--block-kv",
+      "16"], "chunk"),
     ([*ATTENTION, "--threads", "2048"], "threads"),
     ([*ATTENTION, "--threads", "100000"], "threads"),
     ([*ATTENTION, "--sram-limit", "10000000"], "sram_limit"),

@@ -224,3 +224,18 @@ def test_kv_per_token_scales_with_kv_heads(heads: int, group: int, layers: int, 
     h, i = 4096, 11008
     per_layer = 2 * h * h + 2 * h * (kv * h // heads) + 3 * h * i + 2 * h
     assert gqa.params_total == 2 * 32000 * h + layers * per_layer + h
+
+
+def test_the_split_package_keeps_every_public_name() -> None:
+    """memsim/models.py became a package (config, parsing, families, hf, presets); every name
+    it exported still imports from ``memsim.models`` and is the one its module defines."""
+    import importlib
+
+    import memsim.models as models
+
+    for name in models.__all__:
+        obj = getattr(models, name)
+        home = getattr(obj, "__module__", None)
+        if home is not None and home.startswith("memsim.models."):
+            assert getattr(importlib.import_module(home), name) is obj
+    assert models.PRESETS_DIR.is_dir() and models.preset_names()

@@ -109,6 +109,10 @@ def _lengths(context: int, isl: int | None, osl: int | None) -> tuple[int, int]:
 
     if context <= 1:
         raise InputError("context", context, "must be an integer ≥ 2 (prompt + output)")
+    for name, value in (("isl", isl), ("osl", osl)):
+        if value is not None and value >= context:
+            raise InputError(name, value, f"must be less than context={context} "
+                             "(prompt + output)")
     if osl is None:
         osl = context - isl if isl is not None else min(DEFAULT_OSL, context // 2)
     if isl is None:

@@ -226,6 +226,7 @@ def simulate(problem, gpu, algorithm: str = "flash2", tiling=None, l2: bool = Tr
     if bps < 1:
         raise InputError("tiling", tiling.describe(), f"fits no block on an SM of {gpu.name} "
                          "(threads × registers per thread exceed the SM's)")
+    _check_query_tiles(problem.N, tiling.block_q, event_budget)
     schedule = build_schedule(problem, tiling, algorithm, heads_sample,
                               gpu.spec.shared_memory_per_block_max_bytes)
     if schedule.G_sim < schedule.dims.G and not all(k.per_head for k in schedule.kernels):
@@ -404,6 +405,19 @@ def _run(schedule: Schedule, problem, gpu, algorithm, tiling, bps: int, l2_on: b
     return _result(schedule, problem, gpu, algorithm, tiling, bps, l2_on, capacity, totals,
                    work_total, kernels, events_total, logs,
                    tuple(a[:int(rec_n[0])] for a in rec) if record else ())
+
+
+def _check_query_tiles(N: int, block_q: int, event_budget: int) -> None:
+    """Refuse before building the schedule, which walks every query tile: each one is at
+    least one event, and memsim walks at most MAX_ENUMERATED_TILES of them."""
+    from memsim.limits import MAX_ENUMERATED_TILES
+
+    q_tiles = -(-N // block_q)
+    if q_tiles > min(event_budget, MAX_ENUMERATED_TILES):
+        raise InputError("block_q", block_q, f"makes {q_tiles:,} query tiles of seq_len={N}, "
+                         f"more than the trace walks (at most "
+                         f"{min(event_budget, MAX_ENUMERATED_TILES):,}); choose a larger "
+                         "--block-q or a shorter --seq-len")
 
 
 def _interruptible(fn, *args):  # type: ignore[no-untyped-def]
