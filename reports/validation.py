@@ -262,8 +262,9 @@ def _silicon_figures(points: dict[str, Any]):
             if kind == "scatter" and values:
                 lo, hi = min(values) / 1.5, max(values) * 1.5
                 fig.add_scatter(x=[lo, hi], y=[lo, hi], mode="lines", showlegend=False,
-                                line={"dash": "dash", "color": "#9ca3af"}, hoverinfo="skip",
-                                row=row, col=col)
+                                line={"dash": "dash", "color": "#9ca3af"},
+                                customdata=["y = x"] * 2,
+                                hovertemplate="%{customdata}<extra></extra>", row=row, col=col)
             for g in mine:
                 meas = np.array(g["measured_s"][:POINTS_DRAWN])
                 pred = np.array(g["analytic_s"][:POINTS_DRAWN])
@@ -288,7 +289,7 @@ def _silicon_figures(points: dict[str, Any]):
                                  title_text=axis_title("memsim's time", "s"))
             else:
                 fig.update_yaxes(tickformat="+.0%", row=row, col=col,
-                                 title_text="memsim / measured − 1")
+                                 title_text=axis_title("memsim / measured − 1", "%"))
         title = ("memsim (datasheet profiles) against kernel timings published in "
                  "aiconfigurator-core" if kind == "scatter" else
                  "Error against the measured time: the floor shows on the left, a wrong peak "
