@@ -37,23 +37,20 @@ from typing import Any
 
 import numpy as np
 
-from memsim.algorithms import runs_mask, tiles_queries
+from memsim.algorithms import runs_mask
 from memsim.errors import InputError
 from memsim.problem import AttentionProblem, Indexer, Mask
-from memsim.tiling import Tiling, default_tiling
+from memsim.tiling import Tiling
 
 from . import reference
 from .common import OPS_SLOTS, Launch
 from .registry import KERNELS, RELATIVE_TOLERANCE, family, relative_error
+from .tiles import kernel_tiling
 from .timing import event_times_s
 
 #: Query rows validated per run (all of them when N is smaller).
 SAMPLE_ROWS = 48
-#: Static shared memory a Numba kernel may declare per block.
-STATIC_SHARED_LIMIT_BYTES = 48 * 1024
 L2_FLUSH_FACTOR = 2
-#: Candidate Br and Bc of the tiled kernels, tokens.
-TILE_SIZES = (128, 64, 32, 16)
 
 
 class KernelInvalidError(RuntimeError):
@@ -241,33 +238,12 @@ def tiling_from(problem: AttentionProblem, kernel: str, gpu: str, *,
                 block_q: int | None = None, block_kv: int | None = None,
                 threads: int | None = None, kv_splits: int | None = None,
                 index_block_q: int | None = None) -> Tiling:
-    """memsim's default Tiling within static shared memory (48 KiB). For the tiled kernels
-    (standard, flash1, flash2) without explicit sizes, the largest square-ish tiles from
-    :data:`TILE_SIZES` that fit (memsim's default shrinks Br to 1 before it touches Bc,
-    which at fp32 leaves one query row per block). Threads default to the rows of a block
-    rounded up to whole warps (32 to 256): these kernels give each query row one thread."""
+    """The Tiling the kernel runs with (:func:`memsim.kernels.tiles.kernel_tiling`) on the
+    memsim profile named ``gpu``."""
     from memsim.hardware import load_gpu
 
-    device = load_gpu(gpu)
-    sizes = [(block_q, block_kv)]
-    if tiles_queries(kernel) and block_q is None and block_kv is None:
-        sizes = sorted(((br, bc) for br in TILE_SIZES for bc in TILE_SIZES),
-                       key=lambda s: (min(s), s[0] * s[1], s[0]), reverse=True)
-    for i, (br, bc) in enumerate(sizes):
-        try:
-            tiling = default_tiling(problem, device, kernel, block_q=br, block_kv=bc,
-                                    kv_splits=kv_splits, threads=threads,
-                                    sram_limit_bytes=STATIC_SHARED_LIMIT_BYTES)
-            break
-        except InputError:
-            if i == len(sizes) - 1:
-                raise
-    update: dict[str, int] = {}
-    if threads is None:
-        update["threads"] = min(256, max(32, -(-tiling.rows // 32) * 32))
-    if index_block_q is not None:
-        update["index_block_q"] = index_block_q
-    return tiling.model_copy(update=update).check_fits(STATIC_SHARED_LIMIT_BYTES)
+    return kernel_tiling(problem, load_gpu(gpu), kernel, block_q=block_q, block_kv=block_kv,
+                         threads=threads, kv_splits=kv_splits, index_block_q=index_block_q)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -121,6 +121,21 @@ def row_key_range(kind, w, half, c, p, n_kv):
 
 
 @cuda.jit(device=True)
+def skewed_dot(a, row_a, b, row_b, n, start):
+    """Σ_d a[row_a, d]·b[row_b, d] over d < n in fp32, starting at d = ``start`` and wrapping
+    round, so that the threads of a warp (different rows or keys) hit different banks of
+    shared memory: every kernel's S = QKᵀ and the DSA indexer's q·k."""
+    dot = ZERO
+    d = start
+    for _ in range(n):
+        dot += float32(a[row_a, d]) * float32(b[row_b, d])
+        d += 1
+        if d == n:
+            d = 0
+    return dot
+
+
+@cuda.jit(device=True)
 def online_softmax_step(m_old, m_tile):
     """The online-softmax update of the running max, shared by flash1, flash2 and the DSA
     sparse kernel (FA-2 Alg. 1 lines 8–10; FA-1 Alg. 1 line 11): returns ``(m_new, m_use,
@@ -131,6 +146,26 @@ def online_softmax_step(m_old, m_tile):
     m_new = max(m_old, m_tile)
     m_use = m_new if m_new != NEG_INF else ZERO
     return m_new, m_use, float32(math.exp(m_old - m_use))
+
+
+@cuda.jit(device=True)
+def online_softmax_update(acc, m, ell, slot, s, nk, m_tile, pv_sh, dv_count):
+    """FA-2 Alg. 1 lines 8–10 for one query row (``slot``) and one tile of ``nk`` scores
+    ``s`` whose max is ``m_tile``: rescale the row's fp32 accumulator O and sum ℓ by alpha,
+    add exp(s − m)·V, store the new m and ℓ (flash2 and the DSA sparse kernel). ``pv_sh``:
+    the V tile, or under MLA the K tile, whose first ``dv_count`` columns are V. The caller
+    tallies nk·Dv multiply-adds and nk + 1 exponentials."""
+    m_new, m_use, alpha = online_softmax_step(m[slot], m_tile)
+    l_new = ell[slot] * alpha
+    for dv in range(dv_count):
+        acc[slot, dv] *= alpha
+    for c in range(nk):
+        pc = float32(math.exp(s[c] - m_use))
+        l_new += pc
+        for dv in range(dv_count):
+            acc[slot, dv] += pc * float32(pv_sh[c, dv])
+    m[slot] = m_new
+    ell[slot] = l_new
 
 
 @cuda.jit(device=True)

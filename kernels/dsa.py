@@ -58,9 +58,10 @@ from .common import (
     ceil_div,
     check_tiling,
     numba_storage,
-    online_softmax_step,
+    online_softmax_update,
     poisoned,
     random_tensor,
+    skewed_dot,
     softmax_scale,
     storage_dtype,
 )
@@ -120,15 +121,9 @@ def indexer_kernel(tiling: Tiling, count: bool = False, split: bool = False):
                 c = e - t * nk
                 score = ZERO
                 for hh in range(HI):
-                    dot = ZERO
-                    d = c % DI
-                    for _ in range(DI):
-                        dot += float32(qi_sh[t * HI + hh, d]) * float32(ki_sh[c, d])
-                        d += 1
-                        if d == DI:
-                            d = 0
-                        if COUNT:
-                            n_mac += 1
+                    dot = skewed_dot(qi_sh, t * HI + hh, ki_sh, c, DI, c % DI)
+                    if COUNT:
+                        n_mac += DI
                     score += w_sh[t, hh] * max(dot, ZERO)
                 logits[b, i0 + t, j0 + c] = score if j0 + c <= lo + t else NEG_INF
         if COUNT:
@@ -288,36 +283,18 @@ def sparse_kernel(tiling: Tiling, top_k: int, count: bool = False, split: bool =
                     continue
                 m_tile = NEG_INF
                 for c in range(nk):
-                    dot = ZERO
-                    d = r % D
-                    for _ in range(D):
-                        dot += float32(q_sh[r, d]) * float32(k_sh[c, d])
-                        d += 1
-                        if d == D:
-                            d = 0
-                        if COUNT:
-                            n_mac += 1
+                    dot = skewed_dot(q_sh, r, k_sh, c, D, r % D)
+                    if COUNT:
+                        n_mac += D
                     s[c] = dot * SCALE
                     m_tile = max(m_tile, s[c])
-                # online softmax (FA-2 Alg. 1 lines 8-10), −∞-guarded
-                m_new, m_use, alpha = online_softmax_step(m[slot], m_tile)
-                l_new = ell[slot] * alpha
-                for dv in range(DV):
-                    acc[slot, dv] *= alpha
-                for c in range(nk):
-                    pc = float32(math.exp(s[c] - m_use))
-                    l_new += pc
-                    for dv in range(DV):
-                        if MLA:
-                            acc[slot, dv] += pc * float32(k_sh[c, dv])
-                        else:
-                            acc[slot, dv] += pc * float32(v_sh[c, dv])
-                        if COUNT:
-                            n_mac += 1
+                # online softmax (FA-2 Alg. 1 lines 8-10), −∞-guarded; under MLA V is
+                # the first Dv columns of the K tile
+                online_softmax_update(acc, m, ell, slot, s, nk, m_tile,
+                                      k_sh if MLA else v_sh, DV)
                 if COUNT:
+                    n_mac += nk * DV
                     n_exp += nk + 1
-                m[slot] = m_new
-                ell[slot] = l_new
         if STAGE_O:
             cuda.syncthreads()
         for slot in range(RPT):

@@ -41,6 +41,7 @@ from .common import (
     poisoned,
     row_key_range,
     rows_per_thread,
+    skewed_dot,
     softmax_scale,
     storage_dtype,
     tile_key_range,
@@ -125,15 +126,9 @@ def forward_kernel(tiling: Tiling, spec: MaskSpec, count: bool = False):
                     jlo, jhi = row_key_range(KIND, W, HALF, C, lo + r // HPB, n_kv)
                     m_t = NEG_INF                                    # line 9
                     for c in range(nk):
-                        dot = ZERO
-                        d = r % D
-                        for _ in range(D):
-                            dot += float32(q_sh[r, d]) * float32(k_sh[c, d])
-                            d += 1
-                            if d == D:
-                                d = 0
-                            if COUNT:
-                                n_mac += 1
+                        dot = skewed_dot(q_sh, r, k_sh, c, D, r % D)
+                        if COUNT:
+                            n_mac += D
                         sc = dot * SCALE if jlo <= j0 + c <= jhi else NEG_INF
                         s[c] = sc
                         m_t = max(m_t, sc)

@@ -44,10 +44,11 @@ from .common import (
     check_tiling,
     mask_spec,
     numba_storage,
-    online_softmax_step,
+    online_softmax_update,
     poisoned,
     row_key_range,
     rows_per_thread,
+    skewed_dot,
     softmax_scale,
     storage_dtype,
     tile_key_range,
@@ -147,38 +148,20 @@ def forward_kernel(tiling: Tiling, spec: MaskSpec, count: bool = False, split: b
                 # threads of a warp hit different banks of q_sh and k_sh
                 m_tile = NEG_INF
                 for c in range(nk):
-                    dot = ZERO
-                    d = r % D
-                    for _ in range(D):
-                        dot += float32(q_sh[r, d]) * float32(k_sh[c, d])
-                        d += 1
-                        if d == D:
-                            d = 0
-                        if COUNT:
-                            n_mac += 1
+                    dot = skewed_dot(q_sh, r, k_sh, c, D, r % D)
+                    if COUNT:
+                        n_mac += D
                     j = j0 + c
                     sc = dot * SCALE if jlo[slot] <= j <= jhi[slot] else NEG_INF
                     s[c] = sc
                     m_tile = max(m_tile, sc)
-                # online softmax (FA-2 Alg. 1 lines 8-10), −∞-guarded
-                m_new, m_use, alpha = online_softmax_step(m[slot], m_tile)
-                l_new = ell[slot] * alpha
-                for dv in range(DV):
-                    acc[slot, dv] *= alpha
-                for c in range(nk):
-                    pc = float32(math.exp(s[c] - m_use))
-                    l_new += pc
-                    for dv in range(DV):
-                        if MLA:
-                            acc[slot, dv] += pc * float32(k_sh[c, dv])
-                        else:
-                            acc[slot, dv] += pc * float32(v_sh[c, dv])
-                        if COUNT:
-                            n_mac += 1
+                # online softmax (FA-2 Alg. 1 lines 8-10), −∞-guarded; under MLA V is
+                # the first Dv columns of the K tile
+                online_softmax_update(acc, m, ell, slot, s, nk, m_tile,
+                                      k_sh if MLA else v_sh, DV)
                 if COUNT:
+                    n_mac += nk * DV
                     n_exp += nk + 1
-                m[slot] = m_new
-                ell[slot] = l_new
 
         # O = acc/ℓ and logsumexp = m + log ℓ (lines 12-13); a row that saw no key: 0, −∞.
         # O goes through q_sh (free once every thread is past the tile loop) so that the

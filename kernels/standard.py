@@ -47,6 +47,7 @@ from .common import (
     poisoned,
     row_key_range,
     rows_per_thread,
+    skewed_dot,
     softmax_scale,
     storage_dtype,
     tile_key_range,
@@ -94,15 +95,9 @@ def qk_kernel(tiling: Tiling, spec: MaskSpec, count: bool = False):
             for e in range(tid, n_rows * HPB * nk, T):
                 r = e // nk
                 c = e - r * nk
-                dot = ZERO
-                d = c % D                          # skewed start: no bank conflicts
-                for _ in range(D):
-                    dot += float32(q_sh[r, d]) * float32(k_sh[c, d])
-                    d += 1
-                    if d == D:
-                        d = 0
-                    if COUNT:
-                        n_mac += 1
+                dot = skewed_dot(q_sh, r, k_sh, c, D, c % D)
+                if COUNT:
+                    n_mac += D
                 i = r // HPB
                 jlo, jhi = row_key_range(KIND, W, HALF, C, lo + i, n_kv)
                 val = dot * SCALE if jlo <= j0 + c <= jhi else NEG_INF

@@ -43,8 +43,11 @@ class EventTimes:
                 "max_s": max(self.runs_s), "repeats": len(self.runs_s)}
 
 
-def _events(backend: str) -> tuple[Callable[[], Any], Callable[[], None], Callable]:
-    """(new event, synchronize, elapsed seconds between two events) of ``backend``."""
+def _events(backend) -> tuple[Callable[[], Any], Callable[[], None], Callable]:
+    """(new event, synchronize, elapsed seconds between two events) of ``backend``: "torch",
+    "numba", or such a triple itself (the tests time a fake clock with it)."""
+    if isinstance(backend, tuple):
+        return backend
     if backend == "torch":
         import torch
 
@@ -59,7 +62,7 @@ def _events(backend: str) -> tuple[Callable[[], Any], Callable[[], None], Callab
 
 
 def event_times_s(steps: Sequence[Callable[[], Any]] | Callable[[], Any], *,
-                  backend: str = "torch", flush: Callable[[], None] | None = None,
+                  backend: str | tuple = "torch", flush: Callable[[], None] | None = None,
                   warmup: int = 3, min_repeats: int = 5, max_repeats: int = 50,
                   target_s: float = 0.5) -> EventTimes:
     """CUDA-event times of running ``steps`` in order (module docstring)."""

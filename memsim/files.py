@@ -25,10 +25,18 @@ def _reason(exc: OSError) -> str:
     return exc.strerror or type(exc).__name__
 
 
+def _path(path: Path | str, field: str) -> Path:
+    """``path`` as a Path, refusing what no file system accepts (NUL bytes, overlong)."""
+    text = str(path)
+    if "\x00" in text or len(text) > 4096:
+        raise InputError(field, text[:80], "is not a valid path")
+    return Path(path)
+
+
 def read_text(path: Path | str, field: str) -> str:
     """The UTF-8 text of ``path``; :class:`InputError` for a missing file, a folder, an
     unreadable, oversized, binary (NUL bytes) or non-UTF-8 file."""
-    p = Path(path)
+    p = _path(path, field)
     if p.is_dir():
         raise InputError(field, str(p), "is a folder, not a file")
     try:
@@ -54,10 +62,10 @@ def check_writable(path: Path | str, field: str, *, folder: bool = False) -> Pat
     with ``folder=True`` the path is a folder to write into (created later if missing; its
     nearest existing ancestor must be a writable folder).
     """
-    p = Path(path)
+    p = _path(path, field)
     if folder:
         if p.exists() and not p.is_dir():
-            raise InputError(field, str(p), "exists and is not a folder")
+            raise InputError(field, str(p), "must be a directory (it exists as a file)")
         probe = p
         while not probe.exists():
             probe = probe.parent

@@ -216,21 +216,34 @@ def tile_sums_enumerated(N, S, Br, Bc, g: MaskGeometry) -> TileSums:
     N, S, Br, Bc = np.broadcast_arrays(_i(N), _i(S), _i(Br), _i(Bc))
     params = {k: np.broadcast_to(_i(getattr(g, k)), N.shape) for k in ("w", "half", "c")}
     out = {k: np.zeros(N.shape) for k in TileSums.__dataclass_fields__}
+    from memsim.errors import InputError
+    from memsim.limits import MAX_ENUMERATED_TILES
+
     for idx in np.ndindex(N.shape):
         n, s, br, bc = int(N[idx]), int(S[idx]), int(Br[idx]), int(Bc[idx])
         gi = MaskGeometry(g.kind, **{k: int(v[idx]) for k, v in params.items()})
-        a = np.arange(-(-n // br), dtype=I64)
-        lo = s - n + a * br
-        rows = np.minimum(br, n - a * br)
-        hi = lo + rows - 1
-        f_lo, f_hi, cnt, keys = tile_terms(lo, hi, _i(s), _i(bc), gi)
-        out["q_tiles"][idx] = len(a)
-        out["pairs"][idx] = cnt.sum()
-        out["row_pairs"][idx] = (rows * cnt).sum()
-        out["key_loads"][idx] = keys.sum()
-        out["area"][idx] = (rows * keys).sum()
-        out["union_keys"][idx] = min(s, (int(f_hi.max()) + 1) * bc) - int(f_lo.min()) * bc
-        out["union_tiles"][idx] = int(f_hi.max()) - int(f_lo.min()) + 1
+        q_tiles = -(-n // br)
+        if q_tiles > MAX_ENUMERATED_TILES:  # O(N/Br) time: refuse rather than hang
+            raise InputError("chunk", int(params["c"][idx]), f"is not a multiple of the key "
+                             f"tile Bc={bc}, so memsim walks all {q_tiles} query tiles, more "
+                             f"than its ceiling {MAX_ENUMERATED_TILES}; choose a chunk that is "
+                             "a multiple of --block-kv, or a larger --block-q")
+        f_lo_min, f_hi_max = None, None
+        for a0 in range(0, q_tiles, 1 << 20):  # blocks of 2^20 tiles: bounded memory
+            a = np.arange(a0, min(q_tiles, a0 + (1 << 20)), dtype=I64)
+            lo = s - n + a * br
+            rows = np.minimum(br, n - a * br)
+            hi = lo + rows - 1
+            f_lo, f_hi, cnt, keys = tile_terms(lo, hi, _i(s), _i(bc), gi)
+            out["pairs"][idx] += cnt.sum()
+            out["row_pairs"][idx] += (rows * cnt).sum()
+            out["key_loads"][idx] += keys.sum()
+            out["area"][idx] += (rows * keys).sum()
+            f_lo_min = int(f_lo.min()) if f_lo_min is None else min(f_lo_min, int(f_lo.min()))
+            f_hi_max = int(f_hi.max()) if f_hi_max is None else max(f_hi_max, int(f_hi.max()))
+        out["q_tiles"][idx] = q_tiles
+        out["union_keys"][idx] = min(s, (f_hi_max + 1) * bc) - f_lo_min * bc
+        out["union_tiles"][idx] = f_hi_max - f_lo_min + 1
     return TileSums(**out)
 
 

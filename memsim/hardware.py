@@ -28,7 +28,6 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from memsim.errors import InputError, closest, format_validation_error
@@ -376,13 +375,3 @@ def _suggest(key: str, known: dict[str, Path]) -> str:
     if prefixed:
         return "; did you mean " + " or ".join(repr(k) for k in prefixed[:3]) + "?"
     return closest(key, known)
-
-
-def blocks_per_sm(gpu, sram_bytes, threads, registers_per_thread):  # gpu: GPU
-    """Occupancy: min over SRAM, threads, registers and the hardware block limit (arrays ok)."""
-    s = gpu.spec
-    by_sram = s.shared_memory_per_sm_bytes // np.maximum(sram_bytes, 1)
-    by_threads = s.max_threads_per_sm // threads
-    by_regs = s.registers_per_sm // (np.asarray(threads) * registers_per_thread)
-    return np.maximum(np.minimum(np.minimum(by_sram, by_threads),
-                                 np.minimum(by_regs, s.max_blocks_per_sm)), 0)

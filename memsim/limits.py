@@ -17,7 +17,7 @@ holds exactly (it would not if anything wrapped) and every field is finite and �
 
 The per-field ceilings are well above every released model or GPU: tokens (N, S, context,
 window, chunk, top-k, tiles) ≤ 2^30 (10⁹-token problems are tested), batch ≤ 2^20, heads
-≤ 2^12, head dimension ≤ 2^12 (MLA's absorbed 576 fits), layers ≤ 2^16 (largest released:
+≤ 2^12, head dimension ≤ 2^12 (MLA's absorbed 576 fits), layers ≤ 2^12 (largest released:
 126; the config is read layer by layer). Model parameter counts are Python ints (no
 overflow); KV-cache and VRAM arithmetic is float64.
 """
@@ -40,7 +40,8 @@ MAX_HEAD_DIM = 2**12  # D, Dv, D_I
 MAX_KV_SPLITS = 2**16  # split-KV blocks per head group
 MAX_THREADS = 2**12  # threads per block; the GPU's own limit is checked too (1024 on NVIDIA)
 MAX_SRAM_BYTES = 2**30  # SRAM per block; the GPU's own limit is checked too
-MAX_LAYERS = 2**16  # num_hidden_layers (largest released: 126); per-layer work is a loop
+MAX_LAYERS = 2**12  # num_hidden_layers (largest released: 126); configs are read layer by
+#                    layer (4096 layers: ~0.1 s; 10^7 is refused, not looped over)
 MAX_WIDTH = 2**20  # hidden_size, intermediate sizes, LoRA ranks
 MAX_VOCAB = 2**24  # vocab_size
 MAX_EXPERTS = 2**16  # routed experts per layer
@@ -50,7 +51,10 @@ MAX_WORKERS = 256  # sweep worker processes
 MAX_DRAFT_TOKENS = 64  # --mtp draft tokens per decode step
 MAX_POINTS = 10_000  # cost-curve positions (each is a vectorised element; output is a table)
 MAX_SWEEP_VALUES = 10_000  # values of one sweep axis (contexts, batches)
-MAX_EVENT_BUDGET = 10**10  # trace tile events (~1 µs of engine time each → ≤ ~3 h)
+MAX_ENUMERATED_TILES = 2**23  # query tiles walked one by one (a chunk that is not a multiple
+#                               of the key tile, memsim/geometry.py): ~7 s at the ceiling
+MAX_EVENT_BUDGET = 10**10  # trace tile events: ~200 s at the engine's ~50 M events/s
+#                             (memsim/trace/simulate.py); Ctrl-C stops a trace at once
 
 INT_RULE = "must be a positive integer"
 

@@ -243,10 +243,14 @@ def plan(q: Query, executor: Any = None) -> dict[str, Any]:
     evaluated = sum(int(np.size(r["decode"].get("batch", []))) + sum(
         int(np.size(v["batch"])) for v in r["prefill"]) for r in results)
     decode, prefill = _rows(q, results)
+    if not decode and not prefill:
+        raise InputError("max-gpus", q.max_gpus, f"nothing fits: {base.model.name} at "
+                         f"{q.context:,} tokens needs more than {q.max_gpus} × {q.gpu}")
     tpot = q.tpot_ms / 1e3 if q.tpot_ms else math.inf
     ttft = q.ttft_ms / 1e3 if q.ttft_ms else math.inf
     return {
         "query": {**q.__dict__, "context": q.context, "weight_dtype": base.weight_dtype,
+                  "decoder": base.model.decoder,
                   "usd_per_gpu_hour": base.price, "acceptance": base.acceptance},
         "decode": _cheapest(decode, lambda r: r["tpot_s"] <= tpot),
         "prefill": _cheapest(prefill, lambda r: r["ttft_s"] <= ttft),

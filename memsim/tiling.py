@@ -32,11 +32,11 @@ from memsim.algorithms import get
 from memsim.algorithms._tiles import (  # noqa: F401  (re-exported: FA-2 backward tiles)
     DEFAULT_THREADS,
     FA2_BACKWARD_THREADS,
+    blocks_per_sm,
     fa2_backward_sram_bytes,
 )
 from memsim.algorithms._tiles import fa2_backward_block_sizes as fa2_backward_tiles  # noqa: F401
 from memsim.errors import InputError
-from memsim.hardware import blocks_per_sm  # noqa: F401  (re-exported: occupancy)
 from memsim.units import dtype_bytes
 
 

@@ -6,7 +6,7 @@ Sources:
   2.5 × forward".
 - FlashAttention (Dao et al. 2022, arXiv 2205.14135) Theorem 2: standard attention makes
   Θ(Nd + N²) HBM accesses, FlashAttention Θ(N²d²M⁻¹), for d ≤ M ≤ Nd (M in elements).
-- DeepSeek-V3.2-Exp (/work/shared/reference/inputs.md §B, derived rows [D] from the
+- DeepSeek-V3.2-Exp (docs/reference/inputs.md §B, derived rows [D] from the
   repository's config_671B_v3.2.json and model.py): indexer 2·64·128·L FLOP per token per
   layer, DSA main attention 2·128·2048·(576 + 512), dense MLA 64× that; decode bytes per
   token per layer L·1152 (V3.1) vs L·132 + 2048·1152 (V3.2), 7.7×.
@@ -113,7 +113,7 @@ def test_flash1_hbm_accesses_are_theta_n2_d2_over_m(D: int) -> None:
                 assert product == pytest.approx(limit, rel=0.05), M_bytes
 
 
-# ---- DeepSeek-V3.2-Exp DSA (inputs.md §B) ------------------------------------------------
+# ---- DeepSeek-V3.2-Exp DSA (docs/reference/inputs.md §B) ----------------------------------
 
 L = 131_072
 V32 = dict(batch=1, seq_len=1, kv_len=L, heads=128, kv_heads=1, mla=True,
@@ -150,7 +150,8 @@ def test_dense_mla_costs_64_times_dsa_main_attention() -> None:
 
 
 def test_decode_bytes_per_token_v31_vs_v32() -> None:
-    """inputs.md §B: V3.1 reads L·1152 B (bf16 latent), V3.2 L·132 + 2048·1152 B, 7.7×.
+    """docs/reference/inputs.md §B: V3.1 reads L·1152 B (bf16 latent), V3.2 L·132 +
+    2048·1152 B, 7.7×.
     One split each (no partials to merge): memsim's HBM reads are exactly those plus what
     the reference leaves out —
       dense: Q 128·576·2 and the one fp32 partial 128·(512 + 1)·4 re-read by the reduce;

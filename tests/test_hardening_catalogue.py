@@ -264,6 +264,32 @@ for argv in ([*GEMM, "--m", str(2**40), "--n", str(2**20), "--k", str(2**20)],
              [*ALL_REDUCE, "--bytes", str(2**40), "--gpus", "4096"],
              [*MOE, "--tokens", str(2**20), "--experts", "256", "--top-k", "8"]):
     add("ok: op " + " ".join(argv[1:2] + argv[-6:]), argv, OK)
+PLAN = ["plan", "--model", "llama-3-8b", "--gpu", "h100-sxm", "--context", "4096", "--json"]
+for opt in ("--context", "--isl", "--osl", "--max-gpus"):
+    for value in ("0", "-1", "nan", BIG):
+        add(f"plan {opt}={value!r}", [*PLAN, opt, value], opt[2:].replace("-", "_"))
+for opt in ("--ttft-ms", "--tpot-ms", "--price", "--acceptance"):
+    for value in ("nan", "inf", "-1", "0")[:3 if opt == "--acceptance" else 4]:
+        add(f"plan {opt}={value!r}", [*PLAN, opt, value], opt[2:].replace("-", "_"))
+for argv, field in [([*PLAN, "--isl", "5000"], "isl"), ([*PLAN, "--osl", "4096"], "osl"),
+                    ([*PLAN, "--max-mtp", "100"], "max_mtp"), ([*PLAN, "--workers", "-1"],
+                                                               "workers"),
+                    ([*PLAN, "--gpu", "nosuch"], "gpu"), ([*PLAN, "--model", "nosuch"], "model"),
+                    ([*PLAN, "--weight-dtype", "fp3"], "weight_dtype"),
+                    ([*PLAN, "--context", "1"], "context")]:
+    add(f"plan {argv[-2]}={argv[-1]}", argv, field)
+add("ok: plan --ttft-ms 1e9", [*PLAN, "--ttft-ms", "1e9"], OK)
+add("ok: plan --acceptance 0 (drafts never accepted)", [*PLAN, "--acceptance", "0"], OK)
+for value, field in (("1,0", "seq_len"), ("1,,2", "seq_len"), ("x,1", "seq_len"),
+                     (f"1,{BIG}", "seq_len"), (",", "seq_len")):
+    add(f"trace list --seq-len={value[:20]!r}", [*TRACE, "--seq-len", value], field)
+    add(f"attention list --seq-len={value[:20]!r}", [*ATTENTION, "--seq-len", value], field)
+add("attention list --algorithm 'flash2,'", [*ATTENTION, "--algorithm", "flash2,"], "algorithm")
+add("ok: attention --seq-len 64,128 --algorithm flash1,flash2",
+    [*ATTENTION, "--seq-len", "64,128", "--algorithm", "flash1,flash2"], OK)
+for opt, value, field in (("--sample", "0", "sample"), ("--sample", "nan", "sample"),
+                          ("--seed", "-1", "seed"), ("--source", "nosuch", "source")):
+    add(f"validate {opt}={value}", ["validate", "--source", "aiconfigurator", opt, value], field)
 for name, (path, field) in BAD_CONFIGS.items():
     add(f"predict --model config {name}", [*PREDICT[:2], path, *PREDICT[3:]], field)
 for name, (path, field) in BAD_PROFILES.items():
@@ -287,6 +313,11 @@ for argv, field in [
     ([*TRACE, "--event-budget", BIG], "event_budget"),
     ([*TRACE, "--heads-sample", "0"], "heads_sample"),
     ([*TRACE, "--l2", "maybe"], "l2"),
+    ([*TRACE, "--chunk", "1000", "--seq-len", str(2**30), "--block-q", "1", "--block-kv",
+      "16"], "block_q"),
+    ([*TRACE, "--seq-len", str(2**30), "--block-q", "1"], "block_q"),
+    ([*ATTENTION, "--chunk", "1000", "--seq-len", str(2**30), "--block-q", "1", "--block-kv",
+      "16"], "chunk"),
     ([*ATTENTION, "--threads", "2048"], "threads"),
     ([*ATTENTION, "--threads", "100000"], "threads"),
     ([*ATTENTION, "--sram-limit", "10000000"], "sram_limit"),
@@ -299,6 +330,11 @@ for argv, field in [
     ([*ATTENTION, "--index-heads", "0"], "index_heads"),
     ([*ATTENTION, "--gpu", "nosuch"], "gpu"),
     ([*ATTENTION, "--gpu", "x" * 5000], "gpu"),
+    ([*ATTENTION, "--gpu", "a\x00b.toml"], "profile"),
+    ([*ATTENTION, "--gpu", "x" * 5000 + ".toml"], "profile"),
+    ([*PREDICT[:2], "a\x00b.json", *PREDICT[3:]], "model"),
+    ([*SWEEP, "--out", "a\x00b.csv"], "out"),
+    ([*TRACE, "--save-trace", "x" * 5000], "save_trace"),
     ([*ATTENTION, "--nosuch-option", "1"], "nosuch"),
     ([*ATTENTION, "stray"], "stray"),
     ([*ATTENTION, "--causal=3"], "causal"),
@@ -453,6 +489,8 @@ API_BAD = {
     "Setup price inf": (lambda: _setup(usd_per_gpu_hour=float("inf")), "price"),
     "Setup tp 0": (lambda: _setup(tp=0), "tp"),
     "inference predict context 0": (lambda: _inference_predict(0), "context"),
+    "inference predict context 2^63": (lambda: _inference_predict(2**63), "context"),
+    "inference predict context 2^40": (lambda: _inference_predict(2**40), "context"),
 }
 
 

@@ -117,7 +117,8 @@ def test_mla_latent_replicated_under_tp() -> None:
 
 
 def test_llama3_70b_128k_golden_kv() -> None:
-    """320 KiB per token (inputs.md §C) × 131,072 tokens = 40 GiB, 20 GiB per GPU at TP 2."""
+    """320 KiB per token (docs/reference/inputs.md §C) × 131,072 tokens = 40 GiB, 20 GiB per
+    GPU at TP 2."""
     v = predict(setup("llama-3-70b", tp=2), 131_072)["vram"]
     assert v["kv_cache_bytes"] == 327_680 * 131_072 / 2
     assert not v["fits"] and v["min_gpus_to_fit"] == 4

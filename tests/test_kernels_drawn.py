@@ -14,8 +14,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from memsim.kernels.registry import explicit_tiling, mismatches, run_once
 
+from memsim.algorithms import ALGORITHMS, tiles_queries
 from memsim.problem import AttentionProblem, Indexer, Mask
 
+#: The algorithms with Numba kernels whose query tile is free (Br rows): the prefill kernels.
+PREFILL_KERNELS = [n for n, m in ALGORITHMS.items() if m.KERNEL_FAMILY and tiles_queries(n)]
 EXAMPLES = settings(max_examples=4, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
@@ -38,7 +41,7 @@ def _check(problem: AttentionProblem, algorithm: str, seed: int, **tiles) -> Non
 
 
 @EXAMPLES
-@given(algorithm=st.sampled_from(["flash2", "flash1", "standard"]), data=st.data(),
+@given(algorithm=st.sampled_from(PREFILL_KERNELS), data=st.data(),
        seed=st.integers(0, 2**32 - 1))
 def test_prefill_kernels_match_the_reference(algorithm: str, data: st.DataObject,
                                              seed: int) -> None:

@@ -34,7 +34,7 @@ def test_there_are_21_presets() -> None:
     assert len(preset_names()) == 21
 
 
-# ---- golden KV bytes per token (shared/reference/inputs.md §C, [D] from the configs) ------
+# ---- golden KV bytes per token (docs/reference/inputs.md §C, [D] from the configs) -----
 
 
 @pytest.mark.parametrize(("name", "kv_bytes"), [
@@ -48,7 +48,8 @@ def test_kv_bytes_per_token_golden(name: str, kv_bytes: int) -> None:
 
 
 def test_deepseek_v32_adds_indexer_keys() -> None:
-    """V3.2-Exp: 1,152 B latent + 132 B fp8 indexer key per token per layer (inputs.md B.1)."""
+    """V3.2-Exp: 1,152 B latent + 132 B fp8 indexer key per token per layer
+    (docs/reference/inputs.md §B.1)."""
     v31 = load_model("deepseek-v3.1-terminus").kv_bytes_per_token("bf16")
     v32 = load_model("deepseek-v3.2-exp").kv_bytes_per_token("bf16")
     assert v32 - v31 == 61 * 132
@@ -223,3 +224,18 @@ def test_kv_per_token_scales_with_kv_heads(heads: int, group: int, layers: int, 
     h, i = 4096, 11008
     per_layer = 2 * h * h + 2 * h * (kv * h // heads) + 3 * h * i + 2 * h
     assert gqa.params_total == 2 * 32000 * h + layers * per_layer + h
+
+
+def test_the_split_package_keeps_every_public_name() -> None:
+    """memsim/models.py became a package (config, parsing, families, hf, presets); every name
+    it exported still imports from ``memsim.models`` and is the one its module defines."""
+    import importlib
+
+    import memsim.models as models
+
+    for name in models.__all__:
+        obj = getattr(models, name)
+        home = getattr(obj, "__module__", None)
+        if home is not None and home.startswith("memsim.models."):
+            assert getattr(importlib.import_module(home), name) is obj
+    assert models.PRESETS_DIR.is_dir() and models.preset_names()

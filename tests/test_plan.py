@@ -93,3 +93,15 @@ def test_plan_compares_gpus_in_one_command() -> None:
     assert set(out["plans"]) == {"l40s", "h100-sxm"}
     decode = {g: p["decode"]["usd_per_million_tokens"] for g, p in out["plans"].items()}
     assert out["cheapest_decode"] == min(decode, key=decode.get)
+
+
+def test_nothing_fits_exits_2_with_the_rule() -> None:
+    r = RUNNER.invoke(app, ["plan", "--model", "llama-3.1-405b", "--gpu", "l40s", "--context",
+                            "8192", "--max-gpus", "1"])
+    assert r.exit_code == 2
+    assert r.stderr.strip().startswith("error: max-gpus=1 nothing fits")
+
+
+def test_an_encoder_is_planned_for_prefill_only() -> None:
+    r = plan(Query("modernbert-large", "l40s", isl=4096, osl=1, max_gpus=2))
+    assert r["decode"] is None and r["front"] == [] and r["prefill"] is not None

@@ -19,7 +19,7 @@ import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 #: A number: "131,072", "4.46", "5.541e+11", "97.69" (its unit may sit in a header).
-NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:e[-+]?\d+)?")
+NUMBER = re.compile(r"(?<![\w.-])(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:e[-+]?\d+)?(?![\w-])")
 
 
 def console_commands(text: str) -> list[tuple[str, str]]:
@@ -74,3 +74,72 @@ def test_readme_command_runs_and_prints_its_numbers(command: str, shown: str) ->
     assert result.returncode == 0, result.stderr
     missing = numbers(shown) - numbers(result.stdout + result.stderr)
     assert not missing, f"README shows numbers the command no longer prints: {dict(missing)}"
+
+
+# ---- redrawing the shown outputs: python tests/test_readme.py --redraw -------------------
+
+
+def _run(command: str) -> str:
+    argv = [sys.executable, "-m", "memsim", *shlex.split(command)[1:]]
+    env = {**os.environ, "COLUMNS": "100", "NO_COLOR": "1"}
+    result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
+    return result.stderr + result.stdout
+
+
+def _skeleton(line: str) -> str:
+    return NUMBER.sub("#", line)
+
+
+def _closest(shown: str, actual: list[str]) -> str | None:
+    """The line of ``actual`` most like ``shown``: the same shape with numbers masked
+    (difflib ratio ≥ 0.6), ties broken by the numbers they share; None if none is alike."""
+    import difflib
+
+    want = numbers(shown)
+
+    def score(line: str) -> float:
+        shape = difflib.SequenceMatcher(None, _skeleton(shown), _skeleton(line)).ratio()
+        shared = sum((want & numbers(line)).values()) / max(sum(want.values()), 1)
+        return shape + 0.5 * shared if shape >= 0.6 else 0.0
+
+    best = max(actual, key=score, default=None)
+    return best if best is not None and score(best) > 0 else None
+
+
+def redraw(text: str, run=_run) -> str:
+    """``text`` with every shown output line of its console blocks replaced by the line of
+    the command's current output whose shape (numbers masked) is closest, so the README's
+    choice of lines and elisions stays and only the numbers move; a line with no close
+    counterpart is kept as it is (and the test then names its numbers)."""
+    out_lines = text.split("\n")
+    i = 0
+    in_block = False
+    while i < len(out_lines):
+        line = out_lines[i]
+        if line.startswith("```console"):
+            in_block, actual = True, []
+        elif line.startswith("```"):
+            in_block = False
+        elif in_block and line.startswith("$ "):
+            command = line[2:]
+            while command.endswith("\\"):
+                i += 1
+                command = command[:-1] + " " + out_lines[i].strip()
+            actual = [a.rstrip() for a in run(command).splitlines()]
+        elif in_block and actual and NUMBER.search(line):
+            shown, rest = (line.split("...", 1) + [None])[:2]
+            best = _closest(shown, actual)
+            if best is not None:
+                new = best
+                if rest is not None:
+                    new = new[:len(shown)].rstrip() + " ..." + rest.split("...")[-1]
+                out_lines[i] = new
+        i += 1
+    return "\n".join(out_lines)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--redraw"]:
+        sys.exit("usage: python tests/test_readme.py --redraw   (rewrites README.md's shown "
+                 "outputs with the commands' current numbers)")
+    README.write_text(redraw(README.read_text()))

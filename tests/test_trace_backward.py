@@ -111,3 +111,13 @@ def test_fa2_backward_tiles_shrink_like_the_template_below_144_kib() -> None:
     else-branches, e.g. sm86's 99 KB)."""
     assert fa2_backward_tiles(128, 128, 2, 99 * 1024) == (64, 64)
     assert fa2_backward_tiles(64, 64, 2, 99 * 1024) == (64, 128)
+
+
+def test_fa2_backward_drops_the_double_buffer_where_it_does_not_fit() -> None:
+    """hdim 256 on A100 (163 KB per block): the template's No_double_buffer variant, 144 KB
+    (176 KB double-buffered on H100); the trace holds the kernel's own footprint."""
+    p = AttentionProblem(batch=1, seq_len=128, heads=2, head_dim=256, mask=Mask(),
+                         **{"pass": "backward"})
+    for gpu, kib in (("a100-sxm4-40gb", 144), ("h100-sxm", 176)):
+        bwd = [k for k in simulate(p, gpu, "flash2").kernels if k.name == "flash2.bwd"]
+        assert bwd[0].sram_bytes_per_block == kib * 1024

@@ -2,9 +2,13 @@
 
 Phase 1 places every block of the grid (step durations do not depend on L2 hits), so the
 simulated time is exactly the unsampled one; phase 2 replays only ``heads_sample`` heads,
-evenly spread over the head groups, through an L2 scaled by the same fraction (spatially
-sampled cache simulation, SHARDS, Waldspurger et al. FAST 2015), and scales their bytes
-to all heads. Before (2026-11-30, N = 8192, 32 heads, causal, H100): 1.48 ms with all
+evenly spread over the head groups, through the share of the L2 the sampled groups in
+flight hold (memsim.trace.simulate._sampled_l2_fraction: SHARDS-style scaling, Waldspurger
+et al. FAST 2015, but the grid runs group after group), and scales their bytes to all
+heads. Measured when written at N = 131,072 on H100 (causal, D 128): MHA 4.31 GB with all
+heads and sampling 4; GQA K 8 67.1 GB all, 68.4 GB sampling 16, 95.8 GB sampling 4 (the
+thrashing regime is sensitive to what is in flight); N = 114,688 GQA 2.43 against 2.36.
+Before (2026-11-30, N = 8192, 32 heads, causal, H100): 1.48 ms with all
 heads, 2.39 ms sampling 4, 4.78 ms sampling 1.
 """
 

@@ -164,14 +164,14 @@ def _backward_tiles(tiling, a, gpu=None) -> dict:
     dq/dk/dv kernel (its shared memory and threads, memsim.algorithms._tiles)."""
     if not (tiling.backward_block_q or tiling.backward_block_kv or tiling.backward_threads):
         return {}
-    from memsim.algorithms._tiles import fa2_backward_sram_bytes
-    from memsim.hardware import blocks_per_sm
+    from memsim.algorithms._tiles import blocks_per_sm, fa2_backward_kernel_sram_bytes
 
     br, bc, warps = tiling.backward_tiles
     out = {"bwd_Br": a(br), "bwd_Bc": a(bc), "bwd_warps": a(warps)}
     if gpu is not None:
-        sram = fa2_backward_sram_bytes(br, bc, tiling.head_dim, tiling.head_dim_v,
-                                       tiling.elem_bytes)
+        sram = fa2_backward_kernel_sram_bytes(br, bc, tiling.head_dim, tiling.head_dim_v,
+                                              tiling.elem_bytes,
+                                              gpu.spec.shared_memory_per_block_max_bytes)
         resident = blocks_per_sm(gpu, sram, warps * 32, tiling.registers_per_thread)
         out["bwd_slots"] = a(gpu.spec.sm_count * max(int(resident), 1))
     return out

@@ -25,6 +25,16 @@ INDEX_BLOCK_Q = FA2_BLOCK_ROWS
 DEFAULT_THREADS = 128
 
 
+def blocks_per_sm(gpu, sram_bytes, threads, registers_per_thread):
+    """Occupancy: min over SRAM, threads, registers and the hardware block limit (arrays ok)."""
+    s = gpu.spec
+    by_sram = s.shared_memory_per_sm_bytes // np.maximum(sram_bytes, 1)
+    by_threads = s.max_threads_per_sm // threads
+    by_regs = s.registers_per_sm // (np.asarray(threads) * registers_per_thread)
+    return np.maximum(np.minimum(np.minimum(by_sram, by_threads),
+                                 np.minimum(by_regs, s.max_blocks_per_sm)), 0)
+
+
 def flash_sram_bytes(t):
     """Q tile rows·D + K tile Bc·D + V tile Bc·Dv' (Dv' = 0 under MLA: V is a slice of the
     latent K tile), at the storage width; S and P stay in registers (FA-2 Alg. 1)."""
@@ -82,6 +92,17 @@ def fa2_backward_sram_bytes(block_q, block_kv, D, Dv, elem_bytes, double_buffer=
     q_bufs = 2 if double_buffer else 1
     return (block_q * (q_bufs * D + Dv) + block_kv * (D + Dv) + 2 * block_q * block_kv) \
         * elem_bytes
+
+
+def fa2_backward_kernel_sram_bytes(block_q, block_kv, D, Dv, elem_bytes,
+                                   limit_bytes: int | None = None):
+    """What FA-2's dq/dk/dv kernel holds: Q double-buffered where that fits the GPU's
+    shared memory per block (``limit_bytes``; None: assume it does), else single
+    (the template's No_double_buffer variants, e.g. hdim 256 on A100)."""
+    double = fa2_backward_sram_bytes(block_q, block_kv, D, Dv, elem_bytes)
+    if limit_bytes is None or double <= limit_bytes:
+        return double
+    return fa2_backward_sram_bytes(block_q, block_kv, D, Dv, elem_bytes, False)
 
 
 def fa2_backward_block_sizes(D: int, Dv: int, elem_bytes: float, sram_limit_bytes: int

@@ -21,6 +21,8 @@ are skipped block by block (FlashAttention Prop. 4), diagonal tiles computed who
 
 from __future__ import annotations
 
+import numpy as np
+
 from memsim.algorithms._arrays import Arrays
 from memsim.algorithms._tiles import (
     fa2_backward_tiles,
@@ -98,6 +100,14 @@ def backward(x: Arrays) -> Cost:
     writes = pre_write + main_write + conv_write
     hbm_reads = pre_read + main_hbm_read + conv_read
     hbm_writes = pre_write + main_hbm_write + conv_write
+    if x.slots is not None:
+        # the three kernels' whole footprint in L2: each tensor read or written once
+        # (Q, K, V, O, dO, L in; Δ, dQ accumulator, dQ, dK, dV out, written back later)
+        once_read = g * (N * hpb * (D * e + 2 * Dv * e + F4) + kv)
+        once_written = g * (N * hpb * (F4 + D * F4 + D * e) + kv)
+        fits = once_read + once_written <= x.l2_bytes
+        hbm_reads = np.where(fits, once_read, hbm_reads)
+        hbm_writes = np.where(fits, once_written, hbm_writes)
     staged = g * (kv + t.row_pairs * hpb * (D + Dv) * e)
     return Cost(
         matmul_flops=g * hpb * t.area * (6 * D + 4 * Dv),

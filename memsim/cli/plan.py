@@ -7,7 +7,9 @@ from typing import Any
 
 import typer
 
+from memsim import limits
 from memsim.cli import app, user_errors
+from memsim.limits import CountParser, float_option, size_option
 
 DEFAULT_OSL = 1024  # output tokens when only --context is given
 
@@ -18,23 +20,27 @@ def plan_cmd(
     model: str = typer.Option(..., "--model", help="preset name, alias or config.json path"),
     gpu: str = typer.Option(..., "--gpu", help="GPU profile name or .toml path; several, "
                                                "comma-separated, are compared"),
-    context: int = typer.Option(..., "--context", help="tokens per sequence (prompt + output)"),
-    isl: int | None = typer.Option(None, "--isl", help="prompt tokens (default context − osl)"),
-    osl: int | None = typer.Option(None, "--osl",
-                                   help=f"output tokens (default {DEFAULT_OSL}, at most "
-                                        "context/2)"),
-    ttft_ms: float | None = typer.Option(None, "--ttft-ms", help="time to first token, ms"),
-    tpot_ms: float | None = typer.Option(None, "--tpot-ms", help="time per output token, ms"),
-    max_gpus: int = typer.Option(64, "--max-gpus", help="largest deployment searched"),
-    price: float | None = typer.Option(None, "--price", help="USD per GPU-hour"),
-    max_mtp: int = typer.Option(0, "--max-mtp",
+    context: int = size_option(..., "--context", ceiling=limits.MAX_CONTEXT,
+                               help="tokens per sequence (prompt + output)"),
+    isl: int | None = size_option(None, "--isl", ceiling=limits.MAX_CONTEXT,
+                                  help="prompt tokens (default context − osl)"),
+    osl: int | None = size_option(None, "--osl", ceiling=limits.MAX_CONTEXT,
+                                  help=f"output tokens (default {DEFAULT_OSL}, at most "
+                                       "context/2)"),
+    ttft_ms: float | None = float_option(None, "--ttft-ms", help="time to first token, ms"),
+    tpot_ms: float | None = float_option(None, "--tpot-ms", help="time per output token, ms"),
+    max_gpus: int = size_option(64, "--max-gpus", ceiling=limits.MAX_TP,
+                                help="largest deployment searched"),
+    price: float | None = float_option(None, "--price", help="USD per GPU-hour"),
+    max_mtp: int = typer.Option(0, "--max-mtp", parser=CountParser(limits.MAX_DRAFT_TOKENS),
                                 help="search multi-token prediction depths 0..K"),
-    acceptance: float | None = typer.Option(None, "--acceptance",
+    acceptance: float | None = float_option(None, "--acceptance", positive=False,
                                             help="draft acceptance (default 0.85)"),
     weight_dtype: str = typer.Option("auto", "--weight-dtype",
                                      help="auto (fp8 where the GPU has fp8 tensor cores)"),
     kv_dtype: str = typer.Option("bf16", "--kv-dtype", help="KV cache: bf16|fp16|fp8"),
-    workers: int = typer.Option(0, "--workers", help="processes (0: this process)"),
+    workers: int = typer.Option(0, "--workers", parser=CountParser(limits.MAX_WORKERS),
+                                help="processes (0: this process)"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Search GPU count, TP/EP/DP/PP, batch and MTP: the cheapest prefill and decode
@@ -103,6 +109,10 @@ def _lengths(context: int, isl: int | None, osl: int | None) -> tuple[int, int]:
 
     if context <= 1:
         raise InputError("context", context, "must be an integer ≥ 2 (prompt + output)")
+    for name, value in (("isl", isl), ("osl", osl)):
+        if value is not None and value >= context:
+            raise InputError(name, value, f"must be less than context={context} "
+                             "(prompt + output)")
     if osl is None:
         osl = context - isl if isl is not None else min(DEFAULT_OSL, context // 2)
     if isl is None:
@@ -139,24 +149,34 @@ def _print_plan(result: dict[str, Any]) -> None:
                                ("decode", "tpot_s", q["tpot_ms"])):
         r = result[phase]
         if r is None:
-            table.add_row(phase, f"nothing meets {target} ms", "–", "–", "–")
+            why = ("an encoder: no decode" if phase == "decode" and not q["decoder"] else
+                   f"nothing meets {target:g} ms" if target else
+                   f"nothing fits on ≤ {q['max_gpus']} GPUs")
+            table.add_row(phase, why, "–", "–", "–")
             continue
         name = "TTFT" if phase == "prefill" else "TPOT"
         table.add_row(phase, _deployment(r), f"{name} {r[key] * 1e3:,.1f} ms",
                       f"{r['tokens_per_s_per_gpu']:,.0f}",
                       f"{r['usd_per_million_tokens']:.3g}")
     console.print(table)
-    front = Table(title="Decode Pareto front: tokens/s per GPU against tokens/s per user")
-    for col in ("tok/s/user", "tok/s/GPU", "$/M tokens", "deployment"):
-        front.add_column(col, justify="left" if col == "deployment" else "right")
-    rows = result["front"]
-    shown = sorted({round(i * (len(rows) - 1) / 7) for i in range(8)}) if rows else []
-    for r in (rows[i] for i in shown):
-        front.add_row(f"{r['tokens_per_s_per_user']:,.1f}", f"{r['tokens_per_s_per_gpu']:,.0f}",
-                      f"{r['usd_per_million_tokens']:.3g}", _deployment(r))
-    console.print(front)
+    if result["front"]:
+        _print_front(console, result["front"])
     console.print(f"{q['weight_dtype']} weights, {q['kv_dtype']} KV cache, "
                   f"${q['usd_per_gpu_hour']:.2f}/GPU-hour. "
                   f"{result['evaluated']:,} deployments ({result['structures']} structures) "
                   f"evaluated in {result['seconds']:.2f} s; prefill and decode are separate "
                   "deployments (disaggregated serving).")
+
+
+def _print_front(console: Any, rows: list[dict[str, Any]]) -> None:
+    """Eight rows of the decode Pareto front, its two ends included."""
+    from rich.table import Table
+
+    front = Table(title="Decode Pareto front: tokens/s per GPU against tokens/s per user")
+    for col in ("tok/s/user", "tok/s/GPU", "$/M tokens", "deployment"):
+        front.add_column(col, justify="left" if col == "deployment" else "right")
+    for i in sorted({round(i * (len(rows) - 1) / 7) for i in range(8)}):
+        r = rows[i]
+        front.add_row(f"{r['tokens_per_s_per_user']:,.1f}", f"{r['tokens_per_s_per_gpu']:,.0f}",
+                      f"{r['usd_per_million_tokens']:.3g}", _deployment(r))
+    console.print(front)

@@ -128,6 +128,7 @@ def _parallelism(r: dict[str, Any]) -> str:
 
 
 def _print_prediction(r: dict[str, Any]) -> None:
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
@@ -136,7 +137,7 @@ def _print_prediction(r: dict[str, Any]) -> None:
     title = (f"{r['model']} on {r['gpus']} × {r['gpu']} ({_parallelism(r)}): context "
              f"{r['context']:,}, batch {r['batch']}, attention {r['attention']}")
     console.print(f"[bold]{title}[/bold]")
-    table = Table(title="VRAM per GPU")
+    table = Table(title="VRAM per GPU", box=box.SIMPLE_HEAD, pad_edge=False)
     for col in ("part", "GiB", "share"):
         table.add_column(col, justify="left" if col == "part" else "right")
     for part in ("weights", "kv_cache", "activation", "workspace", "reserve"):
@@ -151,15 +152,16 @@ def _print_prediction(r: dict[str, Any]) -> None:
                   "fits" if v["fits"] else f"short {v['shortfall_bytes'] / GIB:,.2f} GiB")
     console.print(table)
 
-    t = Table(title="Time and cost")
+    # light borders and one operator per line: the table reads at 80 columns
+    t = Table(title="Time and cost", box=box.SIMPLE_HEAD, pad_edge=False)
     for col in ("phase", "time", "tokens/s", "$ / M tokens", "dominated by"):
         t.add_column(col, justify="left" if col in ("phase", "dominated by") else "right")
     p, d = r["prefill"], r["decode"]
-    dom = lambda ph: ", ".join(f"{x['operator']} {x['share']:.0%}" for x in ph["dominant"])  # noqa: E731
+    dom = lambda ph: "\n".join(f"{x['operator']} {x['share']:.0%}" for x in ph["dominant"])  # noqa: E731
     t.add_row(f"prefill {p['tokens']:,} tokens", f"{p['time_s']:.4g} s",
               f"{p['tokens_per_s']:,.0f}", f"{p['usd_per_million_tokens']:.4g}", dom(p))
     if d["time_per_token_s"] is not None:
-        t.add_row(f"decode at position {r['context']:,}", f"{d['time_per_token_s'] * 1e3:.4g} ms",
+        t.add_row(f"decode at {r['context']:,}", f"{d['time_per_token_s'] * 1e3:.4g} ms",
                   f"{d['tokens_per_s']:,.1f}", f"{d['usd_per_million_tokens']:.4g}", dom(d))
     else:
         t.add_row("decode", "–", "–", "–", d["note"])
@@ -329,7 +331,7 @@ def _write_sweep(stream: Any, fmt: str, workers: int, model_list: list[str],
                     else:
                         stream.write(json.dumps(row) + "\n")
                 stream.flush()
-                progress.advance(task)
+                progress.advance(task, len(rows) / (len(ctx_list) * len(batch_list)))
 
             for _ in sweep(model_list, gpu_list, ctx_list, batch_list, attn_list,
                            executor=executor, on_rows=write, **options):

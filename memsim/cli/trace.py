@@ -157,6 +157,10 @@ def trace(
     if len(cases) > 1 and save_trace is not None:
         raise InputError("save_trace", save_trace, "takes one case, not a list of "
                          f"{len(cases)} (algorithm × seq_len)")
+    if save_trace is not None:  # fail before simulating, not after
+        from memsim.files import check_writable
+
+        check_writable(save_trace, "save_trace")
     from memsim.algorithms import compulsory_bytes
     from memsim.attention import predict
     from memsim.trace import simulate

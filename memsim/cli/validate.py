@@ -14,8 +14,9 @@ from pathlib import Path
 
 import typer
 
+from memsim import limits
 from memsim.cli import app, user_errors
-from memsim.limits import float_option
+from memsim.limits import CountParser, float_option, size_option
 
 MAX_RESTARTS = 3
 _OUT = typer.Option(None, "--out",
@@ -98,10 +99,11 @@ def validate_cmd(
     backend: str = typer.Option(None, "--backend", help="--source: trtllm,vllm,sglang"),
     ops: str = typer.Option(None, "--ops", help="--source: op classes, comma-separated "
                             "(attention, mla, encoder, or class names; default: all)"),
-    sample: int = typer.Option(200, "--sample", help="--source: rows per table file "
-                               "(a fixed, seeded sample)"),
+    sample: int = size_option(200, "--sample", ceiling=limits.MAX_SWEEP_VALUES,
+                              help="--source: rows per table file (a fixed, seeded sample)"),
     full: bool = typer.Option(False, "--full", help="--source: score every row"),
-    seed: int = typer.Option(0, "--seed", help="--source: the sample's seed"),
+    seed: int = typer.Option(0, "--seed", parser=CountParser(2**32 - 1),
+                             help="--source: the sample's seed"),
 ) -> None:
     """Measure ceilings, memsim's kernels, PyTorch SDPA and a small Llama against predictions
     (or, with --source aiconfigurator, compare with published kernel timings)."""
@@ -157,10 +159,11 @@ def _calibrate_silicon(cases: list, directory: Path, as_json: bool) -> None:
     and floor fitted on H100/H200, held-out and unseen-GPU errors → calibration.json."""
     import json
 
+    from memsim.silicon.classes import MODELS
     from memsim.silicon.command import calibration_text
     from memsim.validation.calibrate import calibrate_silicon
 
-    result = {m: calibrate_silicon(cases, m) for m in ("analytic", "l2")}
+    result = {m: calibrate_silicon(cases, m) for m in MODELS}
     folder = directory if directory.is_dir() else directory.parent
     (folder / "calibration.json").write_text(json.dumps(result, indent=1) + "\n")
     if as_json:

@@ -214,9 +214,21 @@ def _check_decoding(s: Setup) -> None:
         raise InputError("acceptance", s.acceptance, "must be in [0, 1]")
 
 
+def _ceiling(field: str) -> int:
+    """memsim.limits' ceiling for a Setup or prediction size (sizes that feed int64 arrays)."""
+    from memsim import limits
+
+    return {"context": limits.MAX_CONTEXT, "max_context": limits.MAX_CONTEXT,
+            "batch": limits.MAX_BATCH, "points": limits.MAX_POINTS,
+            "tp": limits.MAX_TP, "pp": limits.MAX_TP, "ep": limits.MAX_TP,
+            "gpus": limits.MAX_TP}.get(field, limits.MAX_TOKENS)
+
+
 def _positive_int(field: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value <= 0:
         raise InputError(field, value, "must be a positive integer")
+    if value > _ceiling(field):
+        raise InputError(field, value, f"must be at most {_ceiling(field)} (memsim's ceiling)")
 
 
 def _positive_array(field: str, value: Any) -> np.ndarray:
@@ -224,4 +236,7 @@ def _positive_array(field: str, value: Any) -> np.ndarray:
     if arr.dtype.kind not in "iu" or np.any(arr <= 0):
         raise InputError(field, value if arr.ndim == 0 else arr.tolist(),
                          "must be a positive integer")
+    if np.any(arr > _ceiling(field)):
+        raise InputError(field, value if arr.ndim == 0 else arr.max().item(),
+                         f"must be at most {_ceiling(field)} (memsim's ceiling)")
     return arr.astype(np.int64)

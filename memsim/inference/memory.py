@@ -31,7 +31,8 @@ def kv_bytes_per_token(setup: Setup, attn: Attention) -> float:
         return base
     if attn.mla is not None:
         rope = attn.mla.qk_rope_head_dim * (dtype_bytes("bf16") - dtype_bytes("fp8"))
-        return base + rope + math.ceil(attn.mla.kv_lora_rank / setup.kv_scale_block) * 4
+        return base + rope + (math.ceil(attn.mla.kv_lora_rank / setup.kv_scale_block)
+                              * dtype_bytes("fp32"))
     heads_elements = attn.kv_elements_per_token
     return base + math.ceil(heads_elements / setup.kv_scale_block) * dtype_bytes("fp32")
 

@@ -31,6 +31,9 @@ from memsim.inference.operators import (
     touched_experts,
 )
 from memsim.models import LayerGroup
+from memsim.units import dtype_bytes
+
+FP8_SCALE_BLOCK = 128  # activation elements per fp32 scale (DeepSeek-V3 §3.3.2: 1×128 tiles)
 
 
 def mlp_block_s(setup: Setup, g: LayerGroup, rank_tokens: Any, stage_tokens: Any,
@@ -113,10 +116,23 @@ def _expert_parallel_s(setup: Setup, g: LayerGroup, rank_tokens: Any, stage_toke
             out["mlp"] = out["mlp"] + _time_s(shared, gpu, dtype)
     if mlp.shared_experts and T > 1:
         out["all_reduce"] = all_reduce_s(rank_tokens * h * a_b, T, gpu, setup.backend)
-    # dispatch and combine: each GPU sends its share of the replica's tokens, k copies each
-    out["all_to_all"] = 2 * all_to_all_s(rank_tokens / T * k * h * a_b, W, gpu,
-                                         setup.backend)
+    # dispatch and combine: each GPU sends its share of the replica's tokens, k copies each.
+    # With fp8 weights the activations are quantised before dispatch (fp8 + one fp32 scale
+    # per 128, DeepSeek-V3 report §3.3.2; DeepEP's fp8 dispatch); the combine stays bf16.
+    copies = rank_tokens / T * k
+    out["all_to_all"] = all_to_all_s(copies * _dispatch_bytes(setup, h, a_b), W, gpu,
+                                     setup.backend) \
+        + all_to_all_s(copies * h * a_b, W, gpu, setup.backend)
     return out
+
+
+def _dispatch_bytes(setup: Setup, h: int, a_b: float) -> float:
+    """Bytes of one token's activation as dispatched to its experts."""
+    if setup.weight_dtype != "fp8":
+        return h * a_b
+    return h * dtype_bytes("fp8") + math.ceil(h / FP8_SCALE_BLOCK) * dtype_bytes("fp32")
+
+
 
 
 # ---- through memsim.ops (the backend's fitted kernel classes) ----------------------------

@@ -12,6 +12,10 @@ from memsim.cost import Cost
 from memsim.hardware import GPU
 
 GEMM_TILE = 128  # CUTLASS default threadblock tile 128×128: blocks of a GEMM for the roofline
+#: Elements per block of a memory-bound element-wise kernel (norms, residual adds, the
+#: embedding gather): 256 threads × 8 elements, one 16-byte vector of bf16 each. memsim's
+#: assumption, not a measured launch; it sets only the wave count, never the bytes.
+ELEMENTWISE_BLOCK_ELEMENTS = 256 * 8
 
 
 def _gemm(tokens: Any, params: float, in_width: float, out_width: float, w_bytes: float,
@@ -31,7 +35,7 @@ def _elementwise(tokens: Any, width: float, a_bytes: float, flops_per_element: f
     nbytes = tokens * width * a_bytes
     return Cost(vector_flops=flops_per_element * tokens * width, global_read_bytes=2 * nbytes,
                 global_write_bytes=nbytes, hbm_read_bytes=2 * nbytes, hbm_write_bytes=nbytes,
-                launches=1.0, blocks=np.ceil(tokens * width / (256 * 8)))
+                launches=1.0, blocks=np.ceil(tokens * width / ELEMENTWISE_BLOCK_ELEMENTS))
 
 
 def touched_experts(experts: int, per_token: int, tokens: Any) -> Any:

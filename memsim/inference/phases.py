@@ -1,5 +1,6 @@
 """One phase (prefill or decode step) of the whole model: the time of every operator of every
-layer, and the attention workspace; prefill chunking."""
+layer on one GPU, and the attention workspace; prefill chunks, pipeline stages (bubbles in
+prefill, micro-batches in decode), multi-token prediction and context-parallel prefill."""
 
 from __future__ import annotations
 
@@ -15,7 +16,12 @@ from memsim.inference.comm import all_gather_s, all_reduce_s, p2p_s
 from memsim.inference.deployment import Setup
 from memsim.inference.memory import kv_bytes_per_token
 from memsim.inference.mlp import mlp_block_s
-from memsim.inference.operators import _elementwise, _time_s, linear_s
+from memsim.inference.operators import (
+    ELEMENTWISE_BLOCK_ELEMENTS,
+    _elementwise,
+    _time_s,
+    linear_s,
+)
 from memsim.ops import DEFAULT_BACKEND
 from memsim.units import dtype_bytes
 
@@ -30,7 +36,6 @@ class Phase:
     @property
     def time_s(self) -> Any:
         return sum(self.operators_s.values())
-
 
 
 def _phase(setup: Setup, phase: str, B: Any, N: Any, S: Any) -> Phase:
@@ -88,7 +93,7 @@ def _phase(setup: Setup, phase: str, B: Any, N: Any, S: Any) -> Phase:
     # embedding gather: read one row of weights and write one activation per token
     emb = Cost(global_read_bytes=T * h * w_b, global_write_bytes=T * h * a_b,
                hbm_read_bytes=T * h * w_b, hbm_write_bytes=T * h * a_b, launches=1.0,
-               blocks=np.ceil(T * h / 2048))
+               blocks=np.ceil(T * h / ELEMENTWISE_BLOCK_ELEMENTS))
     add("embedding", _time_s(emb, gpu, setup.act_dtype))
     # LM head: decoders need the logits of the last token of each sequence only
     head_tokens = Br if m.decoder else T

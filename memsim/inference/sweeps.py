@@ -58,23 +58,54 @@ def sweep(models: Iterable[str], gpus: Iterable[str], contexts: Iterable[int],
 
     ``executor`` is anything with the ``concurrent.futures.Executor`` ``submit`` method
     (ThreadPool/ProcessPool, Dask's ``Client.get_executor()``, Ray's executor); each
-    (model, GPU, algorithm) cell is one task. Rows are yielded as cells finish, and passed
-    to ``on_rows`` too, so a long sweep can write each result as it is produced.
+    (model, GPU, algorithm) cell is one or more tasks of at most :data:`ROWS_PER_TASK` rows,
+    at most 8 in flight. Rows are yielded as tasks finish, and passed to ``on_rows`` too, so
+    a long sweep writes each result as it is produced, in memory independent of grid size.
     """
     contexts, batches = tuple(int(c) for c in contexts), tuple(int(b) for b in batches)
     _positive_array("context", np.asarray(contexts))
     _positive_array("batch", np.asarray(batches))
     opts = tuple(sorted(options.items()))
-    cells = [(m, g, a, tp, contexts, batches, opts)
-             for m in models for g in gpus for a in attentions]
+    tasks = ((m, g, a, tp, ctx, bat, opts)
+             for m in models for g in gpus for a in attentions
+             for ctx, bat in _blocks(contexts, batches))
     if executor is None:
-        results: Iterable[list[dict[str, Any]]] = (sweep_task(*c) for c in cells)
+        results: Iterable[list[dict[str, Any]]] = (sweep_task(*t) for t in tasks)
     else:
-        from concurrent.futures import as_completed
-
-        futures = [executor.submit(sweep_task, *c) for c in cells]
-        results = (f.result() for f in as_completed(futures))
+        results = _bounded(executor, tasks)
     for rows in results:
         if on_rows is not None:
             on_rows(rows)
         yield from rows
+
+
+ROWS_PER_TASK = 4096  # rows one task builds: memory stays bounded however large the grid
+
+
+def _blocks(contexts: tuple[int, ...], batches: tuple[int, ...]
+            ) -> Iterator[tuple[tuple[int, ...], tuple[int, ...]]]:
+    """The contexts × batches grid in blocks of at most :data:`ROWS_PER_TASK` rows."""
+    nb = min(len(batches), ROWS_PER_TASK)
+    nc = max(1, ROWS_PER_TASK // nb)
+    for b0 in range(0, len(batches), nb):
+        for c0 in range(0, len(contexts), nc):
+            yield contexts[c0:c0 + nc], batches[b0:b0 + nb]
+
+
+def _bounded(executor: Any, tasks: Iterator[tuple], in_flight: int = 8
+             ) -> Iterator[list[dict[str, Any]]]:
+    """Results of ``sweep_task`` over ``tasks`` as they finish, with at most ``in_flight``
+    submitted at once (so finished rows never pile up in memory)."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    pending: set = set()
+    for t in tasks:
+        pending.add(executor.submit(sweep_task, *t))
+        if len(pending) >= in_flight:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for f in done:
+                yield f.result()
+    while pending:
+        done, pending = wait(pending, return_when=FIRST_COMPLETED)
+        for f in done:
+            yield f.result()

@@ -11,12 +11,11 @@ Units: counts are Python ints; bytes carry ``_bytes``. Notation as in docs/DESIG
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 from memsim.problem import Indexer, Mask
-from memsim.units import dtype_bytes
+from memsim.units import dtype_bytes, scaled_row_bytes
 
 
 @dataclass(frozen=True)
@@ -90,11 +89,12 @@ class Attention:
 
 
 def indexer_key_bytes(ix: Indexer) -> float:
-    """One indexer key per token: D_I at ``ix.dtype`` + one fp32 scale per block.
+    """One indexer key per token: D_I at ``ix.dtype`` + one fp32 scale per block when 8-bit
+    (:func:`memsim.units.scaled_row_bytes`, the rule the attention algorithms use).
 
     DeepSeek-V3.2-Exp ``inference/model.py``: fp8 e4m3 key of 128 + 1 fp32 scale = 132 B.
     """
-    return ix.head_dim * dtype_bytes(ix.dtype) + math.ceil(ix.head_dim / ix.scale_block) * 4
+    return float(scaled_row_bytes(ix.head_dim, dtype_bytes(ix.dtype), ix.scale_block))
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ import numpy as np
 
 from memsim.ops import OpPrediction, as_float, bound_of, out, positive, resolve_gpu
 from memsim.ops.classes import KernelClass, kernel_class
+from memsim.units import ACCUM_BYTES, DTYPE_BYTES
 
 # CUTLASS 3 collective tile shapes (M, N) of the SM90 TMA warp-specialised GEMMs that
 # cuBLAS/TensorRT-LLM profile: 64-row tiles for skinny problems (one warpgroup wgmma M = 64),
@@ -33,12 +34,12 @@ from memsim.ops.classes import KernelClass, kernel_class
 TILES = ((64, 64), (64, 128), (64, 256), (128, 64), (128, 128), (128, 256), (256, 128))
 SPLITS = (1, 2, 4, 8, 16)
 MIN_K_PER_SPLIT = 256  # split-K keeps at least a few k-blocks (of 64) per split
-PARTIAL_BYTES = 4.0  # split-K partials are fp32
+PARTIAL_BYTES = ACCUM_BYTES  # split-K partials are fp32
 CLUSTER = 2  # CTAs per cluster sharing a TMA-multicast operand panel (CUTLASS 2 x 1 x 1)
 
 GEMM_DTYPES = {"fp32": "tf32", "tf32": "tf32", "fp16": "fp16", "bf16": "bf16", "fp8": "fp8",
                "fp8_block": "fp8", "int8": "int8"}
-OUT_BYTES = 2.0  # fp16/bf16 output (fp8 GEMMs write bf16 too)
+OUT_BYTES = DTYPE_BYTES["bf16"]  # fp16/bf16 output (fp8 GEMMs write bf16 too)
 
 
 def kernel_family(dtype: str) -> str:

@@ -18,9 +18,11 @@ table with file and line):
 - ``window_size`` > 0 is a causal sliding window of that many tokens; 0 is none.
 
 Each class maps the rows of one table file on one GPU profile to a :class:`Mapped`: memsim's
-time per row for each model (``analytic``: the no-reuse count :func:`memsim.attention.predict`
-headlines; ``l2``: its closed-form L2-aware estimate), and the roofline terms the calibration
-re-times. Rows memsim cannot express are left NaN with a reason, never dropped silently.
+time per row for each model (``analytic``: the time ``memsim attention --backend B``
+headlines, i.e. :func:`memsim.attention.predict` with the row's backend (its fitted kernel
+class and latency floor) and the L2-aware estimate; ``no_reuse``: the same with every global
+read counted at HBM), and the roofline terms the calibration re-times. Rows memsim cannot
+express are left NaN with a reason, never dropped silently.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import numpy as np
 from memsim.hardware import GPU
 from memsim.silicon.tables import Rows
 
-MODELS = ("analytic", "l2")
+MODELS = ("analytic", "no_reuse")
 # Roofline terms at efficiency 1 for the units the calibration fits (tensor, hbm), at the
 # profile's efficiency for the rest: fitted time = max(matmul_s / e_tensor + vector_s,
 # max(hbm_s / e_hbm, other_memory_s)) + link_s / e_interconnect + floor_s
@@ -113,13 +115,18 @@ class _Shape:
     mla: bool
     dtype: np.ndarray
     algorithm: str
+    backend: str | None = None
 
 
 def _attention(shape: _Shape, gpu: GPU) -> Mapped:
     """Vectorised memsim attention predictions: one :func:`memsim.attention.costs_for` call
     per distinct (H, K, D, Dv, window, dtype), over arrays of (B, N, S)."""
-    from memsim.attention import costs_for
+    from dataclasses import replace
+
+    from memsim.algorithms import get
+    from memsim.attention import MMA_ROWS, attention_class, class_serial_s, costs_for
     from memsim.errors import InputError
+    from memsim.ops.classes import with_class
     from memsim.problem import AttentionProblem, Mask
     from memsim.roofline import roofline
     from memsim.validation.calibrate import with_factors
@@ -131,8 +138,6 @@ def _attention(shape: _Shape, gpu: GPU) -> Mapped:
                                 shape.Dv.tolist(), shape.window.tolist(), shape.dtype.tolist(),
                                 strict=True)):
         groups[key].append(i)
-    unit_gpu = with_factors(gpu, {"tensor": 1.0, "hbm_bandwidth": 1.0})
-    out.start = {"tensor": gpu.efficiency.tensor, "hbm_bandwidth": gpu.efficiency.hbm_bandwidth}
     for (H, K, D, Dv, window, dtype), index in groups.items():
         idx = np.asarray(index)
         B, N, S = shape.B[idx], shape.N[idx], shape.S[idx]
@@ -142,12 +147,27 @@ def _attention(shape: _Shape, gpu: GPU) -> Mapped:
                 batch=int(B[0]), seq_len=int(N[0]), kv_len=int(S[0]), heads=int(H),
                 kv_heads=int(K), head_dim=int(D), head_dim_v=int(Dv), dtype=dtype,
                 mla=shape.mla, mask=mask)
+            # as memsim.attention.predict(problem, gpu, algorithm, backend=...) times it:
+            # the class's factors and floor, its per-row serial time, decode MMAs padded
+            timed, floor_s, serial_s, pad = gpu, None, None, 1.0
+            if shape.backend is not None:
+                cls = attention_class(problem, shape.algorithm, shape.backend)
+                timed, floor_s = with_class(gpu, cls), cls.floor_s
+                serial_s = class_serial_s(cls, gpu, B, N, int(H))
+                if get(shape.algorithm).DECODES:
+                    rows = max(int(H) // max(int(K), 1), 1) * N.astype(float)
+                    pad = np.ceil(rows / MMA_ROWS) * MMA_ROWS / rows
+            unit_gpu = with_factors(timed, {"tensor": 1.0, "hbm_bandwidth": 1.0})
+            out.start = {"tensor": timed.efficiency.tensor,
+                         "hbm_bandwidth": timed.efficiency.hbm_bandwidth}
             models = {}
-            for model, l2 in (("analytic", False), ("l2", True)):
+            for model, l2 in (("analytic", True), ("no_reuse", False)):
                 cost, tiling = costs_for(problem, gpu, shape.algorithm, B=B, N=N, S=S,
                                          l2_estimate=l2)
+                cost = replace(cost, matmul_flops=cost.matmul_flops * pad)
                 bps = tiling.blocks_per_sm(gpu)
-                t = roofline(cost, gpu, dtype, matmul_unit="tensor", blocks_per_sm=bps)
+                t = roofline(cost, timed, dtype, matmul_unit="tensor", blocks_per_sm=bps,
+                             floor_s=floor_s, serial_s=serial_s)
                 models[model] = (cost, bps, t)
         except (InputError, ValueError) as exc:
             reason = str(exc).splitlines()[0][:200]
@@ -158,10 +178,12 @@ def _attention(shape: _Shape, gpu: GPU) -> Mapped:
             if model == "analytic":
                 out.bound[idx] = t.bound
                 out.size[idx] = np.asarray(cost.matmul_flops, dtype=float)
-            u = roofline(cost, unit_gpu, dtype, matmul_unit="tensor", blocks_per_sm=bps)
+            u = roofline(cost, unit_gpu, dtype, matmul_unit="tensor", blocks_per_sm=bps,
+                         floor_s=floor_s, serial_s=serial_s)
             terms = out.terms[model]
             terms["matmul_s"][idx] = u.terms_s["matmul"]
-            terms["vector_s"][idx] = u.terms_s["vector"] + u.terms_s["exp"]
+            terms["vector_s"][idx] = (u.terms_s["vector"] + u.terms_s["exp"]
+                                      + u.terms_s.get("serial", 0.0))
             terms["hbm_s"][idx] = u.terms_s["hbm"]
             terms["other_memory_s"][idx] = np.maximum(u.terms_s["l2"], u.terms_s["sram"])
             terms["link_s"][idx] = 0.0
@@ -172,6 +194,13 @@ def _attention(shape: _Shape, gpu: GPU) -> Mapped:
                              "kv_heads": int(K), "head_dim": int(D), "head_dim_v": int(Dv),
                              "mla": shape.mla, "dtype": dtype, "mask": mask.describe()}
     return out
+
+
+def _backend(rows: Rows) -> str | None:
+    """The row's framework as memsim's kernel-class backend, None for others (NCCL)."""
+    from memsim.ops import BACKENDS
+
+    return rows.backend if rows.backend in BACKENDS else None
 
 
 def _i(rows: Rows, name: str, default: int | None = None) -> np.ndarray:
@@ -189,7 +218,7 @@ def context_attention(rows: Rows, gpu: GPU) -> Mapped:
     return _attention(_Shape(B=_i(rows, "batch_size"), N=isl, S=isl, H=_i(rows, "num_heads"),
                              K=_kv_heads(rows), D=d, Dv=d, window=_i(rows, "window_size", 0),
                              causal=True, mla=False, dtype=dtype_of(rows.col("attn_dtype")),
-                             algorithm="flash2"), gpu)
+                             algorithm="flash2", backend=_backend(rows)), gpu)
 
 
 def generation_attention(rows: Rows, gpu: GPU) -> Mapped:
@@ -199,7 +228,7 @@ def generation_attention(rows: Rows, gpu: GPU) -> Mapped:
                              H=_i(rows, "num_heads"), K=_kv_heads(rows), D=d, Dv=d,
                              window=_i(rows, "window_size", 0), causal=True, mla=False,
                              dtype=dtype_of(rows.col("kv_cache_dtype")),
-                             algorithm="flash_decode"), gpu)
+                             algorithm="flash_decode", backend=_backend(rows)), gpu)
 
 
 def encoder_attention(rows: Rows, gpu: GPU) -> Mapped:
@@ -207,7 +236,8 @@ def encoder_attention(rows: Rows, gpu: GPU) -> Mapped:
     h, d = _i(rows, "num_heads"), _i(rows, "head_dim")
     return _attention(_Shape(B=_i(rows, "batch_size"), N=isl, S=isl, H=h, K=h, D=d, Dv=d,
                              window=np.zeros_like(h), causal=False, mla=False,
-                             dtype=dtype_of(rows.col("attn_dtype")), algorithm="flash2"), gpu)
+                             dtype=dtype_of(rows.col("attn_dtype")), algorithm="flash2",
+                             backend=_backend(rows)), gpu)
 
 
 def context_mla(rows: Rows, gpu: GPU) -> Mapped:
@@ -216,7 +246,7 @@ def context_mla(rows: Rows, gpu: GPU) -> Mapped:
     return _attention(_Shape(B=_i(rows, "batch_size"), N=isl, S=isl, H=h, K=h,
                              D=full(MLA_NOPE + MLA_ROPE), Dv=full(MLA_V), window=full(0),
                              causal=True, mla=False, dtype=dtype_of(rows.col("mla_dtype")),
-                             algorithm="flash2"), gpu)
+                             algorithm="flash2", backend=_backend(rows)), gpu)
 
 
 def generation_mla(rows: Rows, gpu: GPU) -> Mapped:
@@ -227,7 +257,7 @@ def generation_mla(rows: Rows, gpu: GPU) -> Mapped:
                              K=full(1), D=full(MLA_LATENT + MLA_ROPE), Dv=full(MLA_LATENT),
                              window=full(0), causal=True, mla=True,
                              dtype=dtype_of(rows.col("kv_cache_dtype")),
-                             algorithm="flash_decode"), gpu)
+                             algorithm="flash_decode", backend=_backend(rows)), gpu)
 
 
 _ATTN_COLS = ("batch_size", "isl", "num_heads", "num_key_value_heads", "head_dim",

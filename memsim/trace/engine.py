@@ -34,7 +34,7 @@ from numba import njit
 from memsim.trace.l2 import access
 from memsim.trace.program import GATHER, STORE
 
-_jit = njit(cache=True, _nrt=False)
+_jit = njit(cache=True, _nrt=False, nogil=True)  # nogil: Ctrl-C reaches the caller promptly
 _inline = njit(cache=True, _nrt=False, inline="always")
 
 # Columns of the per-tensor statistics array.

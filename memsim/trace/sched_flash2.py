@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from memsim.tiling import fa2_backward_sram_bytes
+from memsim.algorithms._tiles import fa2_backward_kernel_sram_bytes
 from memsim.trace.layout import Layout
 from memsim.trace.program import LOAD, STORE, Access, KernelBuilder, KernelProgram
 from memsim.trace.tiles import (
@@ -43,14 +43,17 @@ from memsim.trace.tiles import (
 )
 
 
-def tile_work(d: Dims, rows, keys) -> dict:
-    """Per-step work of one (query tile, key tile) pair (see module docstring)."""
+def tile_work(d: Dims, rows, keys, kv_readers: int | None = None) -> dict:
+    """Per-step work of one (query tile, key tile) pair (see module docstring);
+    ``kv_readers``: warps reading each staged K/V byte (default every warp; 1 when the
+    warps split the keys, as split-KV decoding kernels do)."""
     hpb, e = d.hpb, d.e
+    readers = d.warps if kv_readers is None else kv_readers
     return dict(
         matmul_flops=hpb * rows * keys * 2 * (d.D + d.Dv),
         vector_flops=hpb * (4 * rows * keys + rows * (d.Dv + 2)),
         exp_ops=hpb * (rows * keys + rows),
-        sram_read_bytes=hpb * rows * d.D * e + keys * (d.D + d.Dv) * e * d.warps,
+        sram_read_bytes=hpb * rows * d.D * e + keys * (d.D + d.Dv) * e * readers,
         sram_write_bytes=keys * (d.D + d.dv_load) * e,
     )
 
@@ -68,14 +71,15 @@ def kv_loads(t: Tensors, first_key, keys) -> list[Access]:
 
 
 def add_kv_loop(kb: KernelBuilder, t: Tensors, block, order, f_lo, n_full, ragged,
-                ragged_keys: int, rows) -> None:
+                ragged_keys: int, rows, kv_readers: int | None = None) -> None:
     """Runs over a block's active key tiles: ``n_full`` full tiles from tile ``f_lo``,
     then the ragged last key tile (``ragged_keys`` keys) where ``ragged`` is 1."""
     d = t.d
-    kb.run(block, order, n_full, kv_loads(t, f_lo * d.Bc, d.Bc), **tile_work(d, rows, d.Bc))
+    kb.run(block, order, n_full, kv_loads(t, f_lo * d.Bc, d.Bc),
+           **tile_work(d, rows, d.Bc, kv_readers))
     if ragged_keys:
         kb.run(block, order + 0.5, ragged, kv_loads(t, (d.key_tiles - 1) * d.Bc, ragged_keys),
-               **tile_work(d, rows, ragged_keys))
+               **tile_work(d, rows, ragged_keys, kv_readers))
 
 
 def sram_bytes(d: Dims, rows: int) -> int:
@@ -122,7 +126,8 @@ def build_decode(d: Dims, layout: Layout) -> list[KernelProgram]:
     q_bytes = rows * hpb * d.D * d.e
     split.run(i, 0, 1, [Access(LOAD, t.id("q"), t.addr("q", 0, 0, 0, 0), q_bytes)],
               sram_write_bytes=q_bytes)
-    add_kv_loop(split, t, i, 1, lo, tiles - ragged, ragged, qt.ragged_keys, rows)
+    # the warps split each K/V tile's keys (memsim.algorithms.flash_decode)
+    add_kv_loop(split, t, i, 1, lo, tiles - ragged, ragged, qt.ragged_keys, rows, 1)
     o_bytes, l_bytes = rows * hpb * d.Dv * F4, rows * hpb * F4
     split.run(i, 2, 1, [
         Access(STORE, t.id("o_partial"), t.addr("o_partial", i, 0, 0, 0, 0), o_bytes),
@@ -204,8 +209,8 @@ def build_backward(d: Dims, layout: Layout) -> list[KernelProgram]:
     kt = key_tiles(qt, d.S, d.Bc)
     j = np.arange(len(kt.j))
     kv_bytes = kt.keys * (d.D + d.dv_load) * e
-    main = KernelBuilder("flash2.bwd", len(kt.j), sram_bytes=int(fa2_backward_sram_bytes(
-        d.Br, d.Bc, d.D, d.Dv, e)), threads=32 * d.warps)
+    sram = fa2_backward_kernel_sram_bytes(d.Br, d.Bc, d.D, d.Dv, e, d.sram_limit or None)
+    main = KernelBuilder("flash2.bwd", len(kt.j), sram_bytes=int(sram), threads=32 * d.warps)
     main.run(j, 0, 1, kv_loads(t, kt.j * d.Bc, kt.keys),
              sram_write_bytes=kv_bytes, sram_read_bytes=kv_bytes * d.warps)
     T, r_last = qt.count, int(qt.rows[-1])

@@ -85,8 +85,8 @@ def builders() -> dict:
     return FORWARD
 
 
-def build_schedule(problem, tiling, algorithm: str, heads_sample: int | None = None
-                   ) -> Schedule:
+def build_schedule(problem, tiling, algorithm: str, heads_sample: int | None = None,
+                   sram_limit_bytes: int = 0) -> Schedule:
     """Tensors and block programs of ``algorithm`` on ``problem`` with ``tiling``.
 
     ``problem.pass_``: forward, backward, or forward+backward (the forward's kernels,
@@ -103,7 +103,7 @@ def build_schedule(problem, tiling, algorithm: str, heads_sample: int | None = N
     if problem.pass_ != "forward" and name not in BACKWARD:
         raise InputError("pass", problem.pass_, f"is not simulated for {algorithm} by the "
                          f"trace model (backward: {', '.join(BACKWARD)})")
-    d = dims_of(problem, tiling)
+    d = dims_of(problem, tiling, sram_limit_bytes)
     G_sim = d.G
     if heads_sample is not None:
         if not 1 <= heads_sample <= d.H or heads_sample % d.hpb:

@@ -80,8 +80,9 @@ class TraceResult:
     ``waves`` = ⌈blocks / (SMs × blocks_per_sm)⌉ of the whole grid; the scheduler's own
     account of the tail is in each kernel's ``max_blocks_per_slot`` and
     ``wave_efficiency``. ``events``: tile operations simulated (accesses + math steps).
-    ``heads_sample``: query heads simulated (all unless sampled); counts are scaled by
-    ``heads_scale`` to all heads. ``cost.hbm_write_bytes`` counts every write-back the call
+    ``heads_sample``: query heads replayed through the L2 (all unless sampled); their bytes
+    are scaled by ``heads_scale`` to all heads (FLOPs and time are counted for all).
+    ``cost.hbm_write_bytes`` counts every write-back the call
     causes, including ``hbm_write_after_bytes``: lines still dirty in L2 when its last
     kernel ends (or before a cold L2), which reach DRAM after the kernels' windows — Nsight
     Compute's per-kernel dram__bytes_write does not see them (``hbm_write_in_kernels_bytes``
@@ -200,9 +201,11 @@ def simulate(problem, gpu, algorithm: str = "flash2", tiling=None, l2: bool = Tr
 
     ``tiling``: default from :func:`memsim.tiling.default_tiling`. ``l2``: switch the L2
     model off to send every access to HBM. ``l2_bytes``: override the profile's L2
-    capacity. ``heads_sample``: simulate this many query heads (a multiple of
-    heads_per_block) and scale to all of them. ``event_budget``: refuse traces that need
-    more tile events. ``record``: keep the event log (for :meth:`TraceResult.save`).
+    capacity. ``heads_sample``: replay this many query heads (a multiple of
+    heads_per_block, evenly spread) through their share of the L2 and scale their bytes to
+    all heads; every block is still placed, so the time is exact. ``event_budget``: refuse
+    traces that need more tile events. ``record``: keep the event log (for
+    :meth:`TraceResult.save`).
     """
     from memsim.algorithms import check_supported
     from memsim.hardware import load_gpu
@@ -213,8 +216,9 @@ def simulate(problem, gpu, algorithm: str = "flash2", tiling=None, l2: bool = Tr
     check_supported(algorithm, problem)
     if matmul_unit not in ("tensor", "fp32"):
         raise InputError("matmul_unit", matmul_unit, "must be 'tensor' or 'fp32'")
-    if event_budget < 1:
-        raise InputError("event_budget", event_budget, "must be at least 1")
+    from memsim.limits import MAX_EVENT_BUDGET, check_size
+
+    check_size("event_budget", event_budget, MAX_EVENT_BUDGET)
     if tiling is None:
         tiling = default_tiling(problem, gpu, algorithm)
     tiling.check_fits(gpu.spec.shared_memory_per_block_max_bytes, f" per block on {gpu.name}")
@@ -222,7 +226,9 @@ def simulate(problem, gpu, algorithm: str = "flash2", tiling=None, l2: bool = Tr
     if bps < 1:
         raise InputError("tiling", tiling.describe(), f"fits no block on an SM of {gpu.name} "
                          "(threads × registers per thread exceed the SM's)")
-    schedule = build_schedule(problem, tiling, algorithm, heads_sample)
+    _check_query_tiles(problem.N, tiling.block_q, event_budget)
+    schedule = build_schedule(problem, tiling, algorithm, heads_sample,
+                              gpu.spec.shared_memory_per_block_max_bytes)
     if schedule.G_sim < schedule.dims.G and not all(k.per_head for k in schedule.kernels):
         raise InputError("heads_sample", heads_sample, f"does not apply to {algorithm}: "
                          "some of its kernels run per batch, not per head group")
@@ -254,7 +260,7 @@ def _kernel_blocks_per_sm(k: KernelProgram, gpu, tiling, bps: int) -> int:
     runs threads of its own (FA-2's backward): then its own shared memory and threads."""
     if not k.threads:
         return bps
-    from memsim.tiling import blocks_per_sm
+    from memsim.algorithms._tiles import blocks_per_sm
 
     return max(1, int(blocks_per_sm(gpu, k.sram_bytes, k.threads,
                                     tiling.registers_per_thread)))
@@ -302,6 +308,24 @@ def _sampled_slots(schedule: Schedule, k: KernelProgram, blk_slot: np.ndarray,
     return slot_ptr, slot_order
 
 
+def _sampled_l2_fraction(schedule: Schedule, gpu, bps: int) -> float:
+    """The share of the L2 the replayed head groups of a heads sample get.
+
+    The grid runs group after group (the group is the slowest grid index), so about
+    n = slots / (blocks per group) groups are in flight at once, each with about 1/n of
+    the L2. A sample of a fraction R = G_sim/G of the groups, evenly spread, has R·n
+    groups in flight (spatially sampled cache simulation scales the cache by R:
+    Waldspurger et al., SHARDS, FAST 2015) — but never fewer than one when any is, which
+    then holds its 1/n share: the fraction is max(R, min(1, 1/n)).
+    """
+    d = schedule.dims
+    if schedule.G_sim == d.G:
+        return 1.0
+    per_group = max(k.template_blocks for k in schedule.kernels) * d.B
+    in_flight = gpu.spec.sm_count * bps / max(per_group, 1)
+    return max(schedule.G_sim / d.G, min(1.0, 1.0 / max(in_flight, 1.0)))
+
+
 def _l2_state(schedule: Schedule, capacity: float) -> tuple:
     """A cache sized for the most units that can be resident at once."""
     sizes, mult = [np.zeros(1)], [np.zeros(1)]
@@ -319,10 +343,7 @@ def _run(schedule: Schedule, problem, gpu, algorithm, tiling, bps: int, l2_on: b
          capacity: float, matmul_unit: str, record: bool, events_needed: int) -> TraceResult:
     layout, d = schedule.layout, schedule.dims
     n_tensors = len(layout.tensors)
-    # a heads sample replays a fraction G_sim/G of the groups (disjoint addresses): the
-    # L2 it sees is that fraction of the real one, as in spatially sampled cache
-    # simulation (Waldspurger et al., SHARDS, FAST 2015)
-    sim_capacity = capacity * schedule.G_sim / d.G
+    sim_capacity = capacity * _sampled_l2_fraction(schedule, gpu, bps)
     l2 = _l2_state(schedule, sim_capacity) if l2_on else l2_model.new_state(0.0, 1)
     offsets = layout.offset_tables()
     rec = engine.new_record(events_needed if record else 0)
@@ -354,9 +375,9 @@ def _run(schedule: Schedule, problem, gpu, algorithm, tiling, bps: int, l2_on: b
         window_s = float(dur.max()) if len(dur) and dur.max() > 0 else 1.0
         events = 0
         if k.runs:
-            events = engine.replay(
-                _program_tuple(k), dur, d.B, offsets, window_s, slot_ptr, slot_order,
-                blocks_log[1], l2_on, l2, stats, rec, rec_n,
+            events = _interruptible(
+                engine.replay, _program_tuple(k), dur, d.B, offsets, window_s, slot_ptr,
+                slot_order, blocks_log[1], l2_on, l2, stats, rec, rec_n,
                 engine.new_scratch(k_slots, n_tensors))
         if record:
             rec[1][rec_start:int(rec_n[0])] += launch_offset
@@ -384,6 +405,35 @@ def _run(schedule: Schedule, problem, gpu, algorithm, tiling, bps: int, l2_on: b
     return _result(schedule, problem, gpu, algorithm, tiling, bps, l2_on, capacity, totals,
                    work_total, kernels, events_total, logs,
                    tuple(a[:int(rec_n[0])] for a in rec) if record else ())
+
+
+def _check_query_tiles(N: int, block_q: int, event_budget: int) -> None:
+    """Refuse before building the schedule, which walks every query tile: each one is at
+    least one event, and memsim walks at most MAX_ENUMERATED_TILES of them."""
+    from memsim.limits import MAX_ENUMERATED_TILES
+
+    q_tiles = -(-N // block_q)
+    if q_tiles > min(event_budget, MAX_ENUMERATED_TILES):
+        raise InputError("block_q", block_q, f"makes {q_tiles:,} query tiles of seq_len={N}, "
+                         f"more than the trace walks (at most "
+                         f"{min(event_budget, MAX_ENUMERATED_TILES):,}); choose a larger "
+                         "--block-q or a shorter --seq-len")
+
+
+def _interruptible(fn, *args):  # type: ignore[no-untyped-def]
+    """``fn(*args)`` (a nogil numba function) in a daemon thread, the caller waiting in short
+    joins, so Ctrl-C stops a long trace at once (a KeyboardInterrupt raised here) instead of
+    when the compiled loop returns."""
+    import threading
+
+    out: list = []
+    worker = threading.Thread(target=lambda: out.append(fn(*args)), daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.05)
+    if not out:
+        raise RuntimeError("the trace engine stopped without a result")
+    return out[0]
 
 
 def _kernel_trace(k, schedule, n_slots, resident, makespan, timing: KernelTime, scaled,

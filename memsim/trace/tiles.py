@@ -50,6 +50,7 @@ class Dims:
     bwd_Br: int = 0          # the backward kernels' tiles (memsim.tiling.Tiling.backward_tiles)
     bwd_Bc: int = 0
     bwd_warps: int = 0
+    sram_limit: int = 0      # the GPU's shared memory per block (0: not known)
 
     def backward(self) -> Dims:
         """These dims with the backward kernels' tiles in place of the forward's."""
@@ -80,8 +81,9 @@ class Dims:
         return -(-self.S // self.Bc)
 
 
-def dims_of(problem, tiling) -> Dims:
-    """:class:`Dims` of an AttentionProblem and its Tiling."""
+def dims_of(problem, tiling, sram_limit: int = 0) -> Dims:
+    """:class:`Dims` of an AttentionProblem and its Tiling (``sram_limit``: the GPU's
+    shared memory per block, where a kernel's own footprint depends on it)."""
     from memsim.geometry import geometry_of
     from memsim.problem import Indexer
 
@@ -97,6 +99,7 @@ def dims_of(problem, tiling) -> Dims:
         index_Br=max(tiling.index_block_q, 1),
         geometry=geometry_of(mask) if mask.kind != "topk" else None,
         **dict(zip(("bwd_Br", "bwd_Bc", "bwd_warps"), tiling.backward_tiles, strict=True)),
+        sram_limit=int(sram_limit),
     )
 
 

@@ -180,6 +180,23 @@ def fit(samples: list[Sample], gpu: GPU, units: list[str] | None = None,
         return _loss(samples, measured_log, with_factors(gpu, {**current, unit: math.exp(log_f)}),
                      prior)
 
+    # Start from the best single-unit move: when one unit explains the data (the tensor
+    # share inside attention), descending from the prior can stall where another unit
+    # absorbs part of the miss and the first no longer binds.
+    if width_log is None:
+        best_loss, best_start = loss_at(units[0], math.log(current[units[0]])) if units \
+            else 0.0, dict(current)
+        step = (hi_log - lo_log) / (grid - 1)
+        for unit in units:
+            xs = np.linspace(lo_log, hi_log, grid)
+            i = int(np.argmin([loss_at(unit, float(x)) for x in xs]))
+            x = _golden(lambda v, u=unit: loss_at(u, v), max(lo_log, xs[i] - step),
+                        min(hi_log, xs[i] + step))
+            value = loss_at(unit, x)
+            if value < best_loss:
+                best_loss, best_start = value, {**prior, unit: math.exp(x)}
+        current = best_start
+
     start_width = width_log if width_log is not None else hi_log - lo_log
     for r in range(rounds):
         moved = 0.0

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from memsim.algorithms import tiles_queries
 from memsim.hardware import GPU
-from memsim.tiling import Tiling, default_tiling
+from memsim.kernels.tiles import STATIC_SHARED_LIMIT_BYTES as STATIC_SHARED_LIMIT_BYTES
+from memsim.kernels.tiles import kernel_tiling
+from memsim.tiling import Tiling
 from memsim.validation.predictions import attention_problem, predict_case
 
-STATIC_SHARED_LIMIT_BYTES = 48 * 1024
-TILE_SIZES = (128, 64, 32, 16)  # candidate Br and Bc, tokens
 _REGISTER_KEYS = ("registers_per_thread", "registers", "regs_per_thread")
 
 
@@ -32,28 +31,9 @@ class BenchUnavailableError(RuntimeError):
 
 
 def tiling_for(params: dict[str, Any], gpu: GPU) -> Tiling:
-    """The Tiling a kernel case runs with, within static shared memory.
-
-    For the tiled FlashAttention kernels: the largest square-ish tiles (Br, Bc) that fit,
-    preferring the larger min(Br, Bc) — memsim's default shrinks Br to 1 before it touches
-    Bc, which at fp32 within 48 KiB leaves one query row per block. Other algorithms take
-    memsim's default within the limit.
-    """
-    from memsim.errors import InputError
-
-    problem = attention_problem(params)
-    limit = min(STATIC_SHARED_LIMIT_BYTES, gpu.spec.shared_memory_per_block_max_bytes)
-    algorithm = params["algorithm"]
-    if tiles_queries(algorithm):
-        sizes = sorted(((br, bc) for br in TILE_SIZES for bc in TILE_SIZES),
-                       key=lambda s: (min(s), s[0] * s[1], s[0]), reverse=True)
-        for br, bc in sizes:
-            try:
-                return default_tiling(problem, gpu, algorithm, block_q=br, block_kv=bc,
-                                      sram_limit_bytes=limit)
-            except InputError:
-                continue
-    return default_tiling(problem, gpu, algorithm, sram_limit_bytes=limit)
+    """The Tiling a kernel case runs with (:func:`memsim.kernels.tiles.kernel_tiling`: the
+    rule the bench and the GPU smoke run use)."""
+    return kernel_tiling(attention_problem(params), gpu, params["algorithm"])
 
 
 def _bench() -> Any:
