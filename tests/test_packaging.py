@@ -59,6 +59,7 @@ def test_wheel_holds_the_subpackages_and_the_data(wheel: Path) -> None:
     # calibrated profile work from an installed wheel
     assert "memsim/measurements/h100-sxm/summary.json" in names
     assert "memsim/measurements/h100-sxm/h100-sxm-calibrated.toml" in names
+    assert "memsim/measurements/aiconfigurator/2026-11-30/summary.json" in names
     tops = {n.split("/")[0] for n in names}
     assert not tops & {"kernels", "reports", "hardware_profiles"}, tops
 

@@ -110,3 +110,22 @@ def test_dtype_names_map_to_memsim() -> None:
     got = classes.dtype_of(np.array(["bfloat16", "fp8", "fp8_block", "half"], dtype=object))
     assert got.tolist() == ["bf16", "fp8", "fp8", "fp16"]
 
+
+
+@pytest.mark.parametrize("op", ["context_attention", "generation_attention", "generation_mla",
+                                "gemm"])
+def test_calibration_terms_reproduce_memsims_time_at_the_class_factors(op: str) -> None:
+    """Re-timed at the factors they were computed with (and the class's floor), a row's
+    roofline terms give memsim's own time: the fit starts where memsim is. (Not MoE: its
+    time is a sum of two grouped GEMMs' maxima plus activation passes, which one max of
+    summed terms only approximates; see memsim/silicon/op_rows.py.)"""
+    from memsim.validation.calibrate import retime_terms
+
+    for rows in _files(op):
+        m = CLASSES[op].mapper(rows, load_gpu(PROFILED[rows.system]))
+        ok = np.isfinite(m.time_s["analytic"])
+        if op == "gemm":   # one class per dtype: rows of the start's (bf16) class
+            ok &= np.asarray([str(d) == "bfloat16" for d in rows.col("gemm_dtype")])
+        terms = {k: v[ok] for k, v in m.terms["analytic"].items()}
+        again = retime_terms(terms, m.start, terms["launch_s"])
+        assert again == pytest.approx(m.time_s["analytic"][ok], rel=1e-9)

@@ -59,3 +59,16 @@ def test_the_h200_decode_mla_fallback_row_is_found_in_the_extract() -> None:
     assert rows.col("batch_size")[i] == 32 and rows.col("step")[i] == 3
     assert rows.col("latency")[i] > 2.0
     assert 0 < flagged.sum() < 0.1 * len(rows)
+
+
+@given(st.lists(st.tuples(st.integers(0, 3), st.sampled_from("ab"), st.integers(0, 10**6)),
+                min_size=1, max_size=40), st.integers(1, 12))
+def test_curve_ids_are_equal_exactly_when_every_curve_column_is(rows: list, copies: int) -> None:
+    """Also across many wide columns (the mixed-radix key is re-coded before it overflows)."""
+    cols = {f"c{j}_{i}": np.array([r[i] for r in rows], dtype=object if i == 1 else None)
+            for i in range(3) for j in range(copies)}
+    table = tables.Rows("s", "f", "b", "v", "t", "file", "0", np.arange(len(rows)), cols)
+    ids = outliers.curve_ids(table, tuple(cols))
+    for a in range(len(rows)):
+        for b in range(len(rows)):
+            assert (ids[a] == ids[b]) == (rows[a] == rows[b])

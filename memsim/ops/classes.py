@@ -221,14 +221,16 @@ KERNEL_CLASSES: dict[str, KernelClass] = {k.name: k for k in (
                 "fitted (least_squares on log time, soft-L1; floor, tensor, hbm, row_s) to 3000 "
                 "bf16 rows per GPU of trtllm's context_attention_perf, H100 SXM + H200, "
                 "aiconfigurator-core 0.12.0: median |error| H100 12.2% (p90 31.9%), H200 10.9% (p90"
-                " 29.8%); unseen B200 16.7% (p90 46.8%); no leave-one-out run yet",
+                " 29.8%); unseen B200 16.7% (p90 46.8%); leave-one-GPU-out"
+                " median H100 13.8%, H200 11.9%",
                 row_s=48.92e-9),
     KernelClass("attention/decode/trtllm", 9.492e-6, {"tensor": 0.800, "hbm": 0.715},
                 "fitted (least_squares on log time, soft-L1; floor, hbm, row_s; tensor held"
                 " at the bf16 GEMM's 0.8, MMAs padded to 16 rows) to 3000 bf16 rows per GPU"
                 " of trtllm generation_attention_perf, H100 SXM + H200, aiconfigurator-core"
                 " 0.12.0: median |error| H100 19.2% (p90 69.8%), H200 22.2% (p90 67.9%);"
-                " unseen B200 20.1% (p90 97.4%); no leave-one-out run yet",
+                " unseen B200 20.1% (p90 97.4%); leave-one-GPU-out"
+                " median H100 20.9%, H200 21.3%",
                 row_s=900.2e-9),
     KernelClass("mla/context/trtllm", 16.47e-6, {"tensor": 0.761, "hbm": 0.224},
                 "not fitted: the attention/context/trtllm values (MLA, DSA tables not fitted)",
@@ -244,14 +246,16 @@ KERNEL_CLASSES: dict[str, KernelClass] = {k.name: k for k in (
                 "fitted (least_squares on log time, soft-L1; floor, tensor, hbm, row_s) to 3000 "
                 "bf16 rows per GPU of vllm's context_attention_perf, H100 SXM + H200, "
                 "aiconfigurator-core 0.12.0: median |error| H100 11.7% (p90 34.2%), H200 10.7% (p90"
-                " 31.6%); unseen B200 21.0% (p90 50.6%); no leave-one-out run yet",
+                " 31.6%); unseen B200 21.0% (p90 50.6%); leave-one-GPU-out"
+                " median H100 13.7%, H200 11.7%",
                 row_s=28.61e-9),
     KernelClass("attention/decode/vllm", 11.91e-6, {"tensor": 0.800, "hbm": 0.815},
                 "fitted (least_squares on log time, soft-L1; floor, hbm, row_s; tensor held"
                 " at the bf16 GEMM's 0.8, MMAs padded to 16 rows) to 3000 bf16 rows per GPU"
                 " of vllm generation_attention_perf, H100 SXM + H200, aiconfigurator-core"
                 " 0.12.0: median |error| H100 11.8% (p90 50.4%), H200 11.0% (p90 53.3%);"
-                " unseen B200 28.7% (p90 61.7%); no leave-one-out run yet",
+                " unseen B200 28.7% (p90 61.7%); leave-one-GPU-out"
+                " median H100 12.5%, H200 10.4%",
                 row_s=330.2e-9),
     KernelClass("mla/context/vllm", 12.68e-6, {"tensor": 1.000, "hbm": 0.286},
                 "not fitted: the attention/context/vllm values (MLA, DSA tables not fitted)",

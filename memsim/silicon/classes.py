@@ -121,7 +121,10 @@ class _Shape:
 def _attention(shape: _Shape, gpu: GPU) -> Mapped:
     """Vectorised memsim attention predictions: one :func:`memsim.attention.costs_for` call
     per distinct (H, K, D, Dv, window, dtype), over arrays of (B, N, S)."""
-    from memsim.attention import attention_class, costs_for
+    from dataclasses import replace
+
+    from memsim.algorithms import get
+    from memsim.attention import MMA_ROWS, attention_class, class_serial_s, costs_for
     from memsim.errors import InputError
     from memsim.ops.classes import with_class
     from memsim.problem import AttentionProblem, Mask
@@ -144,11 +147,16 @@ def _attention(shape: _Shape, gpu: GPU) -> Mapped:
                 batch=int(B[0]), seq_len=int(N[0]), kv_len=int(S[0]), heads=int(H),
                 kv_heads=int(K), head_dim=int(D), head_dim_v=int(Dv), dtype=dtype,
                 mla=shape.mla, mask=mask)
-            # as memsim.attention.predict(problem, gpu, algorithm, backend=...) times it
-            timed, floor_s = gpu, None
+            # as memsim.attention.predict(problem, gpu, algorithm, backend=...) times it:
+            # the class's factors and floor, its per-row serial time, decode MMAs padded
+            timed, floor_s, serial_s, pad = gpu, None, None, 1.0
             if shape.backend is not None:
                 cls = attention_class(problem, shape.algorithm, shape.backend)
                 timed, floor_s = with_class(gpu, cls), cls.floor_s
+                serial_s = class_serial_s(cls, gpu, B, N, int(H))
+                if get(shape.algorithm).DECODES:
+                    rows = max(int(H) // max(int(K), 1), 1) * N.astype(float)
+                    pad = np.ceil(rows / MMA_ROWS) * MMA_ROWS / rows
             unit_gpu = with_factors(timed, {"tensor": 1.0, "hbm_bandwidth": 1.0})
             out.start = {"tensor": timed.efficiency.tensor,
                          "hbm_bandwidth": timed.efficiency.hbm_bandwidth}
@@ -156,9 +164,10 @@ def _attention(shape: _Shape, gpu: GPU) -> Mapped:
             for model, l2 in (("analytic", True), ("no_reuse", False)):
                 cost, tiling = costs_for(problem, gpu, shape.algorithm, B=B, N=N, S=S,
                                          l2_estimate=l2)
+                cost = replace(cost, matmul_flops=cost.matmul_flops * pad)
                 bps = tiling.blocks_per_sm(gpu)
                 t = roofline(cost, timed, dtype, matmul_unit="tensor", blocks_per_sm=bps,
-                             floor_s=floor_s)
+                             floor_s=floor_s, serial_s=serial_s)
                 models[model] = (cost, bps, t)
         except (InputError, ValueError) as exc:
             reason = str(exc).splitlines()[0][:200]
@@ -170,10 +179,11 @@ def _attention(shape: _Shape, gpu: GPU) -> Mapped:
                 out.bound[idx] = t.bound
                 out.size[idx] = np.asarray(cost.matmul_flops, dtype=float)
             u = roofline(cost, unit_gpu, dtype, matmul_unit="tensor", blocks_per_sm=bps,
-                         floor_s=floor_s)
+                         floor_s=floor_s, serial_s=serial_s)
             terms = out.terms[model]
             terms["matmul_s"][idx] = u.terms_s["matmul"]
-            terms["vector_s"][idx] = u.terms_s["vector"] + u.terms_s["exp"]
+            terms["vector_s"][idx] = (u.terms_s["vector"] + u.terms_s["exp"]
+                                      + u.terms_s.get("serial", 0.0))
             terms["hbm_s"][idx] = u.terms_s["hbm"]
             terms["other_memory_s"][idx] = np.maximum(u.terms_s["l2"], u.terms_s["sram"])
             terms["link_s"][idx] = 0.0

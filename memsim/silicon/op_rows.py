@@ -9,7 +9,10 @@ column per distinct shape. Where ``memsim.ops`` is not installed yet every row i
 Roofline terms for the calibration come from the prediction's ``terms_s`` brought to
 efficiency 1 (× the kernel class's efficiency of that unit), so a fit replaces the class's
 factors: ``matmul`` → ``matmul_s``, ``hbm`` → ``hbm_s``, ``l2`` → ``other_memory_s``
-(kept), ``link`` → ``link_s``; the class's floor is ``launch_s``.
+(kept), ``link`` → ``link_s``; the class's floor is ``launch_s``. For a GEMM and a
+collective this reproduces memsim's time at the class's own factors; a MoE layer's time is
+the *sum* of two grouped GEMMs' maxima plus activation passes, which the fit's one max of
+summed terms only approximates (its "fitted" errors start from that approximation).
 """
 
 from __future__ import annotations
@@ -77,17 +80,19 @@ def _eff_of(cls: Any) -> Callable[[str], float]:
 def gemm(rows: Rows, gpu: GPU) -> Mapped:
     from memsim.errors import InputError
     from memsim.ops.classes import kernel_class
-    from memsim.ops.gemm import predict
+    from memsim.ops.gemm import kernel_family, predict
 
     out = _empty(len(rows))
     m, n, k = (np.asarray(rows.col(c), dtype=np.int64) for c in ("m", "n", "k"))
     dtype = ops_dtype(rows.col("gemm_dtype"))
     backend = _backend(rows)
-    cls = kernel_class("gemm", backend)
-    out.start = {"tensor": cls.efficiency.get("tensor", 1.0),
-                 "hbm_bandwidth": cls.efficiency.get("hbm", 1.0)}
     for (d,), idx in _groups([(x,) for x in dtype.tolist()]).items():
         try:
+            # the class memsim.ops.gemm.predict times this dtype with (its kernel family)
+            cls = kernel_class("gemm", backend, kernel_family(d))
+            if not out.start or d == "bf16":
+                out.start = {"tensor": cls.efficiency.get("tensor", 1.0),
+                             "hbm_bandwidth": cls.efficiency.get("hbm", 1.0)}
             pred = predict(m[idx], n[idx], k[idx], dtype=d, gpu=gpu, backend=backend)
         except (InputError, ValueError) as exc:
             out.reasons.update({int(i): str(exc).splitlines()[0][:200] for i in idx})
@@ -111,14 +116,17 @@ def moe(rows: Rows, gpu: GPU) -> Mapped:
     dist = rows.col("distribution", "balanced")
     gated = np.array(["nongated" not in str(s) for s in rows.col("kernel_source", "")])
     backend = _backend(rows)
-    cls = kernel_class("moe", backend)
-    out.start = {"tensor": cls.efficiency.get("tensor", 1.0),
-                 "hbm_bandwidth": cls.efficiency.get("hbm", 1.0)}
     keys = list(zip(*(ints[c].tolist() for c in ("hidden_size", "inter_size", "num_experts",
                                                   "topk", "moe_tp_size", "moe_ep_size")),
                     dtype.tolist(), [str(d) for d in dist], gated.tolist(), strict=True))
     for (h, inter, e, top_k, tp, ep, d, dst, g), idx in _groups(keys).items():
         try:
+            # the class memsim.ops.moe.predict times this dtype with (memsim/ops/moe.py)
+            cls = kernel_class("moe", backend, {"fp8": "fp8", "fp8_block": "fp8_block"}.get(
+                d, "bf16"))
+            if not out.start or d == "bf16":
+                out.start = {"tensor": cls.efficiency.get("tensor", 1.0),
+                             "hbm_bandwidth": cls.efficiency.get("hbm", 1.0)}
             pred = predict(ints["num_tokens"][idx], int(h), int(inter), int(e), int(top_k),
                            tp=int(tp), ep=int(ep), dtype=d, gpu=gpu, backend=backend,
                            distribution=dst, gated=bool(g))

@@ -36,14 +36,33 @@ def spikes(latency: np.ndarray, curve_id: np.ndarray, axis: np.ndarray,
     return flagged
 
 
+def _codes(values: np.ndarray) -> np.ndarray:
+    """Dense int codes of a column (pandas' factorize where installed, else np.unique)."""
+    try:
+        import pandas as pd
+    except ImportError:
+        _, codes = np.unique(values.astype(str) if values.dtype == object else values,
+                             return_inverse=True)
+        return codes.astype(np.int64)
+    return pd.factorize(values)[0].astype(np.int64)
+
+
 def curve_ids(rows: Rows, curve: tuple[str, ...]) -> np.ndarray:
-    """An int per row, equal for rows whose ``curve`` columns are all equal."""
-    present = [c for c in curve if c in rows.columns]
-    if not present:
-        return np.zeros(len(rows), dtype=np.int64)
-    keys = list(zip(*(rows.columns[c].tolist() for c in present), strict=True))
-    index: dict[tuple, int] = {}
-    return np.array([index.setdefault(k, len(index)) for k in keys], dtype=np.int64)
+    """An int per row, equal for rows whose ``curve`` columns are all equal: the columns'
+    codes combined in mixed radix (re-coded densely when the radix grows large)."""
+    key = np.zeros(len(rows), dtype=np.int64)
+    radix = 1
+    for c in curve:
+        if c not in rows.columns:
+            continue
+        codes = _codes(rows.columns[c])
+        size = int(codes.max(initial=0)) + 1
+        if radix * size > 2**40:
+            key = _codes(key)
+            radix = int(key.max(initial=0)) + 1
+        key = key * size + codes
+        radix *= size
+    return key
 
 
 def flag(rows: Rows, curve: tuple[str, ...], axis: str,

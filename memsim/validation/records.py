@@ -103,11 +103,13 @@ class RunFile:
             fh.flush()
             os.fsync(fh.fileno())
 
-    def extend(self, records: Iterable[dict[str, Any]]) -> None:
+    def extend(self, records: Iterable[dict[str, Any]], already_plain: bool = False) -> None:
         """Write many records, one line each, and force them to disk once (bulk runs that
-        compute rather than measure, e.g. ``memsim validate --source aiconfigurator``)."""
-        text = "".join(json.dumps(plain(r), allow_nan=False, separators=(",", ":")) + "\n"
-                       for r in records)
+        compute rather than measure, e.g. ``memsim validate --source aiconfigurator``).
+        ``already_plain``: the records hold only JSON types and finite floats (skips
+        :func:`plain`; a NaN still raises)."""
+        text = "".join(json.dumps(r if already_plain else plain(r), allow_nan=False,
+                                  separators=(",", ":")) + "\n" for r in records)
         with open(self.path, "a", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
