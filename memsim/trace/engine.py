@@ -96,14 +96,43 @@ def schedule_blocks(template_s, n_blocks, n_slots, blk_slot, blk_start, blk_end,
     return makespan
 
 
+# Columns of the packed per-access rows (one 64-byte cache line per access: the slots
+# in flight run different template blocks, so separate arrays cost a line each).
+A_KIND, A_TENSOR, A_ADDRESS, A_STEP, A_UNITS, A_USTRIDE, A_GATHER, A_BYTES = range(8)
+# Columns of the packed per-run rows.
+R_ACC0, R_ACC1, R_COUNT, R_COMPUTE, R_DUR = range(5)
+
+
+def pack_program(block_run_ptr, run_count, run_acc_ptr, run_compute, run_dur, acc) -> tuple:
+    """The program as :func:`replay` reads it: (block_run_ptr, runs int64[R, 5], runs as
+    float64 (same memory: column R_DUR holds seconds), accesses int64[A, 8], accesses as
+    float64 (column A_BYTES holds bytes), gather_pos, gather_k, gather_first)."""
+    runs = np.zeros((len(run_count), 5), np.int64)
+    runs[:, R_ACC0] = run_acc_ptr[:-1]
+    runs[:, R_ACC1] = run_acc_ptr[1:]
+    runs[:, R_COUNT] = run_count
+    runs[:, R_COMPUTE] = run_compute
+    runs_f = runs.view(np.float64)
+    runs_f[:, R_DUR] = run_dur
+    accs = np.zeros((len(acc["kind"]), 8), np.int64)
+    for col, name in ((A_KIND, "kind"), (A_TENSOR, "tensor"), (A_ADDRESS, "address"),
+                      (A_STEP, "step_bytes"), (A_UNITS, "units"),
+                      (A_USTRIDE, "unit_stride_bytes")):
+        accs[:, col] = acc[name]
+    accs[:, A_GATHER] = acc["kind"] == GATHER
+    accs_f = accs.view(np.float64)
+    accs_f[:, A_BYTES] = acc["unit_bytes"]
+    return (np.asarray(block_run_ptr, np.int64), runs, runs_f, accs, accs_f,
+            np.asarray(acc["gather_pos"], np.int64), np.asarray(acc["gather_k"], np.int64),
+            np.asarray(acc["gather_first"], np.int64))
+
+
 @_jit
-def replay(prog, run_dur, n_batch, offsets, window_s, slot_ptr, slot_order, blk_start,
+def replay(prog, n_batch, offsets, window_s, slot_ptr, slot_order, blk_start,
            l2_on, l2, stats, rec, rec_n, scratch):
     """Replay every step of the placed blocks through the L2 (phase 2); returns events.
 
-    ``prog``: (block_run_ptr, run_count, run_acc_ptr, run_compute, acc_kind,
-    acc_tensor, acc_address, acc_step_bytes, acc_unit_bytes, acc_units,
-    acc_unit_stride_bytes, acc_gather_pos, acc_gather_k, acc_gather_first).
+    ``prog``: :func:`pack_program`'s tuple (step durations included).
     ``offsets``: (batch stride, group stride, group divisor) per tensor. Blocks of slot s
     are ``slot_order[slot_ptr[s]:slot_ptr[s+1]]`` in start order. Accumulates into
     ``stats`` [tensor, 4] (global read/write, HBM read/write bytes). ``rec``/``rec_n``:
@@ -111,14 +140,13 @@ def replay(prog, run_dur, n_batch, offsets, window_s, slot_ptr, slot_order, blk_
     (0: not recording). The work of the steps (FLOPs, SRAM bytes, busy time per
     resource) does not depend on the replay; the caller sums it from the program.
     """
-    (block_run_ptr, run_count, run_acc_ptr, run_compute, acc_kind, acc_tensor,
-     acc_address, acc_step, acc_bytes, acc_units, acc_ustride, acc_gpos, acc_gk,
-     acc_gfirst) = prog
+    block_run_ptr, runs, runs_f, accs, accs_f, acc_gpos, acc_gk, acc_gfirst = prog
     stride_b, stride_g, gdiv = offsets
     table, ent, size, meta_i, meta_f = l2
     rec_t, rec_b, rec_x, rec_a, rec_y, rec_k, rec_h = rec
     off, s_pos, s_run, s_end, s_it, s_time, active = scratch
     rec_cap = len(rec_t)
+    recording = rec_cap > 0
     n_tensors = len(stride_b)
     n_template = len(block_run_ptr) - 1
     n_slots = len(slot_ptr) - 1
@@ -139,8 +167,11 @@ def replay(prog, run_dur, n_batch, offsets, window_s, slot_ptr, slot_order, blk_
         for i in range(n_active):
             s = active[i]
             alive = True
+            t = s_time[s]
+            r = s_run[s]
+            it = s_it[s]
             while True:
-                if s_run[s] == s_end[s]:            # block done (or none yet): next one
+                if r == s_end[s]:                   # block done (or none yet): next one
                     s_pos[s] += 1
                     if s_pos[s] == slot_ptr[s + 1]:
                         alive = False
@@ -152,46 +183,43 @@ def replay(prog, run_dur, n_batch, offsets, window_s, slot_ptr, slot_order, blk_
                     g = inst // n_batch
                     for x in range(n_tensors):
                         off[s, x] = b * stride_b[x] + (g // gdiv[x]) * stride_g[x]
-                    s_run[s] = block_run_ptr[tb]
+                    r = block_run_ptr[tb]
                     s_end[s] = block_run_ptr[tb + 1]
-                    s_it[s] = 0
-                    s_time[s] = blk_start[L]
+                    it = 0
+                    t = blk_start[L]
                     continue
-                t = s_time[s]
                 if t >= window_end:
                     break
-                r = s_run[s]
-                it = s_it[s]
-                for a in range(run_acc_ptr[r], run_acc_ptr[r + 1]):
-                    x = acc_tensor[a]
-                    kind = acc_kind[a]
-                    nbytes = acc_bytes[a]
-                    units = acc_units[a]
-                    base = acc_address[a] + off[s, x]
+                for a in range(runs[r, R_ACC0], runs[r, R_ACC1]):
+                    x = accs[a, A_TENSOR]
+                    kind = accs[a, A_KIND]
+                    nbytes = accs_f[a, A_BYTES]
+                    units = accs[a, A_UNITS]
+                    ustride = accs[a, A_USTRIDE]
+                    gathered = accs[a, A_GATHER] != 0
                     is_write = kind == STORE
-                    gathered = kind == GATHER
+                    base = accs[a, A_ADDRESS] + off[s, x]
                     if not gathered:
-                        base += it * acc_step[a]
+                        base += it * accs[a, A_STEP]
+                    # global (and, without the L2, HBM) bytes: once per access, not per unit
+                    stats[x, GLOBAL_WRITE if is_write else GLOBAL_READ] += nbytes * units
+                    events += units
+                    if not l2_on:
+                        stats[x, HBM_WRITE if is_write else HBM_READ] += nbytes * units
+                        if not recording:
+                            continue
                     for u in range(units):
                         if gathered:
                             key = selected_key(acc_gpos[a], acc_gk[a],
                                                acc_gfirst[a] + it * units + u)
-                            addr = base + key * acc_ustride[a]
+                            addr = base + key * ustride
                         else:
-                            addr = base + u * acc_ustride[a]
-                        if is_write:
-                            stats[x, GLOBAL_WRITE] += nbytes
-                        else:
-                            stats[x, GLOBAL_READ] += nbytes
+                            addr = base + u * ustride
                         hit = False
                         if l2_on:
                             hit = access(table, ent, size, meta_i, meta_f, addr, nbytes, x,
                                          is_write, stats)
-                        elif is_write:
-                            stats[x, HBM_WRITE] += nbytes
-                        else:
-                            stats[x, HBM_READ] += nbytes
-                        if rec_n[0] < rec_cap:
+                        if recording and rec_n[0] < rec_cap:
                             j = rec_n[0]
                             rec_t[j] = t
                             rec_b[j] = slot_order[s_pos[s]]
@@ -201,15 +229,16 @@ def replay(prog, run_dur, n_batch, offsets, window_s, slot_ptr, slot_order, blk_
                             rec_k[j] = kind
                             rec_h[j] = hit
                             rec_n[0] = j + 1
-                    events += units
-                if run_compute[r]:
+                if runs[r, R_COMPUTE]:
                     events += 1
-                s_time[s] = t + run_dur[r]
+                t += runs_f[r, R_DUR]
                 it += 1
-                if it == run_count[r]:
-                    s_run[s] = r + 1
+                if it == runs[r, R_COUNT]:
+                    r += 1
                     it = 0
-                s_it[s] = it
+            s_time[s] = t
+            s_run[s] = r
+            s_it[s] = it
             if alive:
                 active[kept] = s
                 kept += 1

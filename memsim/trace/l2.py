@@ -20,8 +20,8 @@ of H100-class parts, set associativity, persisting-access controls.
 
 State, a tuple of numpy arrays mutated in place (see :func:`new_state`):
 ``table`` int32[2^k] hash slots → entry (−1 empty; linear probing, Fibonacci hashing);
-``ent`` int64[E, 5] per entry: key, tensor, prev, next (the LRU list, −1 terminated;
-``next`` also chains the free list), dirty; ``size`` float64[E] bytes;
+``ent`` int64[E, 8] per entry (one 64-byte row): key, tensor, prev, next (the LRU list,
+−1 terminated; ``next`` also chains the free list), dirty, 3 unused; ``size`` float64[E] bytes;
 ``meta_i`` = [most recent entry, least recent entry, first free entry, hash shift];
 ``meta_f`` = [resident bytes, capacity bytes].
 
@@ -54,12 +54,20 @@ def new_state(capacity_bytes: float, max_entries: int) -> tuple:
     if entries >= 2**31 - 1:
         raise ValueError(f"{entries} L2 entries exceed the int32 hash table")
     bits = max(4, int(np.ceil(np.log2(entries * 1.25))))
-    ent = np.zeros((entries, 5), np.int64)
+    ent = _aligned_rows(entries)
     ent[:, PREV] = -1
     ent[:, NEXT] = np.arange(1, entries + 1)
     ent[-1, NEXT] = -1
     return (np.full(1 << bits, -1, np.int32), ent, np.zeros(entries),
             np.array([-1, -1, 0, 64 - bits], np.int64), np.array([0.0, float(capacity_bytes)]))
+
+
+def _aligned_rows(entries: int) -> np.ndarray:
+    """int64[entries, 8] zeros whose rows start on 64-byte boundaries: one entry, one CPU
+    cache line (5 columns are used; a hit touches the entry and its LRU neighbours)."""
+    raw = np.zeros(entries * 8 + 8, np.int64)
+    skip = (-raw.ctypes.data % 64) // 8
+    return raw[skip:skip + entries * 8].reshape(entries, 8)
 
 
 def max_resident_units(unit_bytes: np.ndarray, multiplicity: np.ndarray,

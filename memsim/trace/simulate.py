@@ -266,12 +266,9 @@ def _kernel_blocks_per_sm(k: KernelProgram, gpu, tiling, bps: int) -> int:
                                     tiling.registers_per_thread)))
 
 
-def _program_tuple(k: KernelProgram) -> tuple:
-    a = k.acc
-    return (k.block_run_ptr, k.run_count, k.run_acc_ptr, k.run_has_compute(),
-            a["kind"], a["tensor"], a["address"], a["step_bytes"], a["unit_bytes"],
-            a["units"], a["unit_stride_bytes"], a["gather_pos"], a["gather_k"],
-            a["gather_first"])
+def _program_tuple(k: KernelProgram, dur: np.ndarray) -> tuple:
+    return engine.pack_program(k.block_run_ptr, k.run_count, k.run_acc_ptr,
+                               k.run_has_compute(), dur, k.acc)
 
 
 def _place_blocks(k: KernelProgram, dur: np.ndarray, n_blocks: int, n_slots: int) -> tuple:
@@ -376,7 +373,7 @@ def _run(schedule: Schedule, problem, gpu, algorithm, tiling, bps: int, l2_on: b
         events = 0
         if k.runs:
             events = _interruptible(
-                engine.replay, _program_tuple(k), dur, d.B, offsets, window_s, slot_ptr,
+                engine.replay, _program_tuple(k, dur), d.B, offsets, window_s, slot_ptr,
                 slot_order, blocks_log[1], l2_on, l2, stats, rec, rec_n,
                 engine.new_scratch(k_slots, n_tensors))
         if record:
