@@ -9,13 +9,11 @@ a second kernel reads the partials and writes O.
 Per (batch, head group), with n active K/V tiles and s' = ⌈n / ⌈n/s⌉⌉ non-empty splits:
     split kernel   read Q s'·N·hpb·D·e, K/V keys·(D + Dv')·e   write s'·N·hpb·(Dv + 1)·4
     reduce kernel  read s'·N·hpb·(Dv + 1)·4                     write O N·hpb·Dv·e
-Shared-memory reads are those of memsim's own kernel (every warp reads the staged K/V
-tile); production kernels split each tile's keys between the warps (FlashAttention-2's
-split-KV kernel, TensorRT-LLM's XQA, FlashMLA) and read it once, which
-:func:`memsim.attention.production_decode` applies for a backend's kernel. Under the L2
-estimate (``Arrays.slots`` set) the fp32 partials, written by the split kernel and read
-right after by the reduce kernel, stay in L2 when they fit in it and never reach HBM.
-Forward only: decoding is inference.
+The warps of a block split the keys of each K/V tile between them (FlashAttention-2's
+split-KV kernel, TensorRT-LLM's XQA, FlashMLA), so each staged K/V byte is read from shared
+memory once. Under the L2 estimate (``Arrays.slots`` set) the fp32 partials, written by the
+split kernel and read right after by the reduce kernel, stay in L2 when they fit in it and
+never reach HBM. Forward only: decoding is inference.
 """
 
 from __future__ import annotations
@@ -94,8 +92,8 @@ def forward(x: Arrays) -> Cost:
         hbm_read_bytes=(reads - g * partial + hbm_partial).astype(float),
         hbm_write_bytes=(writes - g * partial + hbm_partial).astype(float),
         sram_write_bytes=staged.astype(float),
-        sram_read_bytes=(g * (row_pairs * hpb * D * e + keys * (D + Dv) * e * x.warps)
-                         ).astype(float),
+        sram_read_bytes=(g * (row_pairs * hpb * D * e + keys * (D + Dv) * e)).astype(float),
         workspace_bytes=(x.B * x.H * N * s * (Dv + 1) * F4).astype(float),
-        launches=2.0 + 0 * g, blocks=(g * (s + 1)).astype(float),
+        # the split kernel's blocks set the waves (the reduce kernel's g blocks are tiny)
+        launches=2.0 + 0 * g, blocks=(g * s).astype(float),
     )
