@@ -134,6 +134,10 @@ def linear_s(tokens: Any, in_features: float, out_features: float, *, dtype: str
     """Seconds of a linear layer on ``tokens`` rows (array; 0 rows cost nothing):
     ``predict(tokens, out_features, in_features)`` for whole-model sums."""
     T = np.asarray(tokens, dtype=float)
-    t = predict(np.maximum(T, 1.0), max(float(out_features), 1.0), max(float(in_features), 1.0),
-                dtype=dtype, gpu=gpu, backend=backend).time_s
+    # A whole-model grid repeats row counts (every batch × position with the same tokens per
+    # step): each distinct count is timed once, its tile search being the costly part.
+    rows, where = np.unique(T, return_inverse=True)
+    t = predict(np.maximum(rows, 1.0), max(float(out_features), 1.0),
+                max(float(in_features), 1.0), dtype=dtype, gpu=gpu, backend=backend).time_s
+    t = np.asarray(t, dtype=float).reshape(-1)[where.reshape(-1)].reshape(T.shape)
     return np.where(T > 0, t, 0.0)
