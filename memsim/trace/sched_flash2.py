@@ -126,8 +126,8 @@ def build_decode(d: Dims, layout: Layout) -> list[KernelProgram]:
     q_bytes = rows * hpb * d.D * d.e
     split.run(i, 0, 1, [Access(LOAD, t.id("q"), t.addr("q", 0, 0, 0, 0), q_bytes)],
               sram_write_bytes=q_bytes)
-    # memsim's own kernel: every warp reads the staged K/V tile (memsim.algorithms.flash_decode)
-    add_kv_loop(split, t, i, 1, lo, tiles - ragged, ragged, qt.ragged_keys, rows)
+    # the warps split each K/V tile's keys (memsim.algorithms.flash_decode)
+    add_kv_loop(split, t, i, 1, lo, tiles - ragged, ragged, qt.ragged_keys, rows, 1)
     o_bytes, l_bytes = rows * hpb * d.Dv * F4, rows * hpb * F4
     split.run(i, 2, 1, [
         Access(STORE, t.id("o_partial"), t.addr("o_partial", i, 0, 0, 0, 0), o_bytes),
