@@ -109,18 +109,29 @@ def all_reduce_algorithm(message_bytes: Any, gpus: int, *, gpu: Any,
     return np.where(M < 8 * MiB, custom, nccl)
 
 
-def all_reduce(message_bytes: Any, gpus: int, *, gpu: Any = "h100-sxm",
-               backend: str | None = None) -> OpPrediction:
-    """All-reduce of ``message_bytes`` (each GPU's buffer, bytes; arrays broadcast) over
-    ``gpus`` GPUs with the algorithm ``backend``'s rule picks (module docstring)."""
+def _collective_args(message_bytes: Any, gpus: int, gpu: Any) -> tuple[Any, int, np.ndarray]:
+    """(GPU, G, M as float array) of a collective's arguments, checked."""
     positive("message_bytes", message_bytes)
     gpu = resolve_gpu(gpu)
     G = _check_gpus(gpus)
     (M,) = as_float(message_bytes)
+    return gpu, G, M
+
+
+def _no_link(M: np.ndarray) -> OpPrediction:
+    """A collective over one GPU: nothing crosses a link, nothing is timed."""
+    zero = np.zeros_like(M)
+    return OpPrediction(out(zero), "none", out(zero), out(zero), out(zero),
+                        {"link": out(zero)}, {"algorithm": "none"})
+
+
+def all_reduce(message_bytes: Any, gpus: int, *, gpu: Any = "h100-sxm",
+               backend: str | None = None) -> OpPrediction:
+    """All-reduce of ``message_bytes`` (each GPU's buffer, bytes; arrays broadcast) over
+    ``gpus`` GPUs with the algorithm ``backend``'s rule picks (module docstring)."""
+    gpu, G, M = _collective_args(message_bytes, gpus, gpu)
     if G == 1:
-        zero = np.zeros_like(M)
-        return OpPrediction(out(zero), "none", out(zero), out(zero), out(zero),
-                            {"link": out(zero)}, {"algorithm": "none"})
+        return _no_link(M)
     algo = all_reduce_algorithm(M, G, gpu=gpu, backend=backend)
     time = np.zeros_like(M)
     link_s = np.zeros_like(M)
@@ -148,14 +159,9 @@ def all_reduce(message_bytes: Any, gpus: int, *, gpu: Any = "h100-sxm",
 
 def _simple(op: str, message_bytes: Any, gpus: int, gpu: Any, factor, hops=None) -> OpPrediction:
     """A ring collective whose per-GPU traffic is ``factor(G) · M``: NCCL ring class."""
-    positive("message_bytes", message_bytes)
-    gpu = resolve_gpu(gpu)
-    G = _check_gpus(gpus)
-    (M,) = as_float(message_bytes)
+    gpu, G, M = _collective_args(message_bytes, gpus, gpu)
     if G == 1:
-        zero = np.zeros_like(M)
-        return OpPrediction(out(zero), "none", out(zero), out(zero), out(zero),
-                            {"link": out(zero)}, {"algorithm": "none"})
+        return _no_link(M)
     bw, hop = _link(gpu, G)
     cls = kernel_class("nccl/ring")
     traffic = factor(G) * M
