@@ -64,6 +64,30 @@ def _traced(preds: dict[str, AttentionPrediction], gpu: GPU) -> dict[str, Any]:
     return out
 
 
+def _takeaway(preds: dict, traced: dict, floor: float) -> str:
+    """The page's one-sentence finding: trace-driven HBM bytes where the trace ran, else the
+    analytic (no-reuse) counts, against the compulsory ``floor`` (bytes)."""
+    std, fa1, fa2 = (preds[a].cost for a in ("standard", "flash1", "flash2"))
+    head = f"For one causal Llama-3-8B layer at {SHAPE.N // 1024}K tokens"
+    if "standard" in traced and "flash2" in traced:
+        std_t, fa2_t = (float(traced[a].cost.hbm_bytes) for a in ("standard", "flash2"))
+        takeaway = (
+            f"{head}, FlashAttention-2's blocks ask L2 for {fmt_bytes(fa2.global_bytes)} but "
+            f"only {fmt_bytes(fa2_t)} reaches HBM once the schedule is replayed through L2 "
+            f"({fa2_t / floor:.2f}× the compulsory traffic), while standard attention still "
+            f"moves {fmt_bytes(std_t)}, {std_t / fa2_t:.0f}× as much, because its N×N scores "
+            "do not fit in L2.")
+    else:
+        takeaway = (
+            f"{head}, standard attention moves {std.hbm_bytes / fa2.hbm_bytes:.1f}× the HBM "
+            f"bytes of FlashAttention-2 ({fmt_bytes(std.hbm_bytes)} against "
+            f"{fmt_bytes(fa2.hbm_bytes)}, {fa2.hbm_bytes / floor:.1f}× the compulsory "
+            f"{fmt_bytes(floor)}), and FlashAttention-1 moves "
+            f"{fa1.hbm_bytes / fa2.hbm_bytes:.1f}× because it re-reads and re-writes the "
+            "output for every K/V tile.")
+    return takeaway
+
+
 def build(ctx: Context) -> Page:
     gpu = ctx.gpu
     preds = _predictions(gpu)
@@ -99,24 +123,7 @@ def build(ctx: Context) -> Page:
     fig.update_yaxes(type="log", exponentformat="SI",
                      title_text=axis_title("traffic", "bytes"))
 
-    std, fa1, fa2 = (preds[a].cost for a in ("standard", "flash1", "flash2"))
-    head = f"For one causal Llama-3-8B layer at {SHAPE.N // 1024}K tokens"
-    if "standard" in traced and "flash2" in traced:
-        std_t, fa2_t = (float(traced[a].cost.hbm_bytes) for a in ("standard", "flash2"))
-        takeaway = (
-            f"{head}, FlashAttention-2's blocks ask L2 for {fmt_bytes(fa2.global_bytes)} but "
-            f"only {fmt_bytes(fa2_t)} reaches HBM once the schedule is replayed through L2 "
-            f"({fa2_t / floor:.2f}× the compulsory traffic), while standard attention still "
-            f"moves {fmt_bytes(std_t)}, {std_t / fa2_t:.0f}× as much, because its N×N scores "
-            "do not fit in L2.")
-    else:
-        takeaway = (
-            f"{head}, standard attention moves {std.hbm_bytes / fa2.hbm_bytes:.1f}× the HBM "
-            f"bytes of FlashAttention-2 ({fmt_bytes(std.hbm_bytes)} against "
-            f"{fmt_bytes(fa2.hbm_bytes)}, {fa2.hbm_bytes / floor:.1f}× the compulsory "
-            f"{fmt_bytes(floor)}), and FlashAttention-1 moves "
-            f"{fa1.hbm_bytes / fa2.hbm_bytes:.1f}× because it re-reads and re-writes the "
-            "output for every K/V tile.")
+    takeaway = _takeaway(preds, traced, floor)
     blocks: list[Any] = [
         fig,
         config_note(f"{data.describe_problem(SHAPE)}; sparse top-k uses k = {data.TOP_K} "
