@@ -312,9 +312,18 @@ def _figure(s: Schedule, gpu: GPU):
                            layout={"title": {"text": labels[t], "x": 0.01}},
                            data=[*heat_traces(t), bar_trace(t), sm_trace(t)])
                   for t in range(len(s.steps))]
+    fig.update_layout(**_animation_controls(len(s.steps)))
+    style(fig, labels[0], height_px=900)
+    fig.update_layout(margin={"b": 110, "t": 110},
+                      legend={"orientation": "h", "x": 0.35, "y": 1.04, "yanchor": "bottom"})
+    return fig
+
+
+def _animation_controls(steps: int) -> dict:
+    """Play/pause buttons and a step slider over ``steps`` animation frames (plotly layout)."""
     animate = {"frame": {"duration": 900, "redraw": True}, "mode": "immediate",
                "transition": {"duration": 0}, "fromcurrent": True}
-    fig.update_layout(
+    return dict(
         updatemenus=[{"type": "buttons", "direction": "left", "x": 0.0, "y": -0.06,
                       "xanchor": "left", "yanchor": "top", "showactive": False,
                       "buttons": [{"label": "▶ play", "method": "animate",
@@ -327,11 +336,7 @@ def _figure(s: Schedule, gpu: GPU):
                   "steps": [{"label": str(t), "method": "animate",
                              "args": [[str(t)], {"frame": {"duration": 0, "redraw": True},
                                                  "mode": "immediate"}]}
-                            for t in range(len(s.steps))]}])
-    style(fig, labels[0], height_px=900)
-    fig.update_layout(margin={"b": 110, "t": 110},
-                      legend={"orientation": "h", "x": 0.35, "y": 1.04, "yanchor": "bottom"})
-    return fig
+                            for t in range(steps)]}])
 
 
 def _step_label(s: Schedule, t: int) -> str:
