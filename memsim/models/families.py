@@ -17,6 +17,17 @@ from memsim.models.parsing import ConfigKeys, group_layers, make_attention, read
 from memsim.problem import Indexer, Mask
 
 
+def _pre_norm_decoder(k: ConfigKeys, h: int, n: int, layers: list) -> dict[str, Any]:
+    """ModelConfig fields of a decoder with two norms of h weights per layer and a final
+    norm (Llama-like, Llama 4, DeepSeek), from its ``layers`` [(Attention, MLP), ...]."""
+    groups, kinds = group_layers(layers)
+    return dict(hidden_size=h, num_layers=n, groups=groups, layer_kinds=kinds,
+                vocab_size=k.pos("vocab_size"),
+                max_position_embeddings=k.pos("max_position_embeddings"),
+                tie_word_embeddings=k.flag("tie_word_embeddings"),
+                norm_params_per_layer=2 * h, final_norm_params=h)
+
+
 def _build_llama_like(k: ConfigKeys, mt: str) -> dict[str, Any]:
     """llama, mistral, mixtral, qwen2: pre-norm decoder, RMSNorm ×2 per layer, SwiGLU."""
     h = k.pos("hidden_size")
@@ -51,12 +62,7 @@ def _build_llama_like(k: ConfigKeys, mt: str) -> dict[str, Any]:
         mask = Mask(window=window) if local and window else Mask()
         layers.append((make_attention(h, heads=H, kv_heads=K, head_dim=D, head_dim_v=D, mask=mask,
                              qkv_bias=qkv_bias, o_bias=o_bias), mlp))
-    groups, kinds = group_layers(layers)
-    return dict(hidden_size=h, num_layers=n, groups=groups, layer_kinds=kinds,
-                vocab_size=k.pos("vocab_size"),
-                max_position_embeddings=k.pos("max_position_embeddings"),
-                tie_word_embeddings=k.flag("tie_word_embeddings"),
-                norm_params_per_layer=2 * h, final_norm_params=h)
+    return _pre_norm_decoder(k, h, n, layers)
 
 
 def _build_gpt2(k: ConfigKeys, mt: str) -> dict[str, Any]:
@@ -146,12 +152,7 @@ def _build_llama4(k: ConfigKeys, mt: str) -> dict[str, Any]:
         layers.append((make_attention(h, heads=H, kv_heads=K, head_dim=D, head_dim_v=D, mask=mask,
                              o_bias=k.flag("attention_bias")),
                        moe if i in moe_layers else dense))
-    groups, kinds = group_layers(layers)
-    return dict(hidden_size=h, num_layers=n, groups=groups, layer_kinds=kinds,
-                vocab_size=k.pos("vocab_size"),
-                max_position_embeddings=k.pos("max_position_embeddings"),
-                tie_word_embeddings=k.flag("tie_word_embeddings"),
-                norm_params_per_layer=2 * h, final_norm_params=h)
+    return _pre_norm_decoder(k, h, n, layers)
 
 
 def _build_modernbert(k: ConfigKeys, mt: str) -> dict[str, Any]:
@@ -213,12 +214,7 @@ def _build_deepseek(k: ConfigKeys, mt: str) -> dict[str, Any]:
     a = make_attention(h, heads=H, kv_heads=1, head_dim=mla.kv_lora_rank + mla.qk_rope_head_dim,
               head_dim_v=mla.kv_lora_rank, mask=mask, mla=mla, indexer=indexer)
     layers = [(a, moe if (i >= first_dense and i % freq == 0) else dense) for i in range(n)]
-    groups, kinds = group_layers(layers)
-    return dict(hidden_size=h, num_layers=n, groups=groups, layer_kinds=kinds,
-                vocab_size=k.pos("vocab_size"),
-                max_position_embeddings=k.pos("max_position_embeddings"),
-                tie_word_embeddings=k.flag("tie_word_embeddings"),
-                norm_params_per_layer=2 * h, final_norm_params=h)
+    return _pre_norm_decoder(k, h, n, layers)
 
 
 BUILDERS: dict[str, Callable[[ConfigKeys, str], dict[str, Any]]] = {
