@@ -215,3 +215,26 @@ def test_l2_keeps_a_head_that_fits_and_misses_once_per_tile() -> None:
     for name in ("k", "v"):
         assert by_name[name]["hbm_read_bytes"] == by_name[name]["bytes"]
         assert by_name[name]["global_read_bytes"] == 16 * by_name[name]["bytes"]
+
+
+def _golden_cases():
+    import json
+
+    from trace_golden import CASES, GOLDEN
+
+    recorded = json.loads(GOLDEN.read_text())["cases"]
+    return [pytest.param(p, a, kw, recorded[cid], id=cid) for cid, p, a, kw in CASES]
+
+
+@pytest.mark.parametrize(("problem", "algorithm", "kwargs", "expected"), _golden_cases())
+def test_results_are_bit_identical_to_the_recorded_golden(problem, algorithm, kwargs,
+                                                          expected) -> None:
+    """The engine's speed work changes no result: bytes per tensor and kernel, hits, time,
+    events and the event log equal what the engine gave before it (tests/trace_golden.py;
+    the file names the commit). Exact: floats compared with ==."""
+    import json
+
+    from trace_golden import run_case, summary
+
+    got = json.loads(json.dumps(summary(run_case(problem, algorithm, kwargs))))
+    assert got == expected
