@@ -103,8 +103,8 @@ A_KIND, A_TENSOR, A_FIRST, A_STEP, A_UNITS, A_USTRIDE, A_GATHER, A_BYTES = range
 # Columns of the packed per-run rows: accesses, iterations, units and events per
 # iteration, seconds per iteration (float64 in the same memory).
 R_ACC0, R_ACC1, R_COUNT, R_UNITS, R_EVENTS, R_DUR = range(6)
-#: Units buffered between the walk of the steps and the L2 (a few CPU cache pages).
-CHUNK_UNITS = 4096
+#: Units per buffer between the walk of the steps and the L2 (within a CPU's L2 cache).
+CHUNK_UNITS = 1 << 16
 
 
 def pack_program(block_run_ptr, run_count, run_acc_ptr, run_units, run_compute, run_dur,
@@ -223,15 +223,13 @@ def _emit_step(prog, sl, s, it, buf_key, buf_acc, n):
     return n
 
 
-@_inline
-def _drain(prog, l2_on, l2, stats, buf_key, buf_acc, n, rec_h, rec_at):
-    """Pass the buffered units through the L2 in order (hits to the event log when
+@_jit
+def drain(prog, l2, stats, buf_key, buf_acc, n, rec_h, rec_at):
+    """Pass the first n buffered units through the L2 in order (hits to the event log when
     recording: ``rec_at`` ≥ 0 is where the buffer's first unit is logged). A hit needs
     only the unit and whether it is a store (the sign of its access index); a miss also
     the access's bytes and tensor."""
     accs, accs_f = prog[3], prog[4]
-    if not l2_on:
-        return
     for j in range(n):
         a = buf_acc[j]
         key = buf_key[j]
@@ -257,9 +255,94 @@ def _log_step(rec, at, n0, n, t, block, buf_key, buf_acc):
         rec_k[at + j] = buf_key[j]
 
 
+# The walk's resumable position (int64; W_WINDOW_END holds float64): initialised, busy
+# slots in the list, next one to visit, slots kept for the next window, events so far,
+# finished, end of the current window.
+W_STARTED, W_ACTIVE, W_NEXT, W_KEPT, W_EVENTS, W_DONE, W_WINDOW_END = range(7)
+#: Steps a walk takes at most before it returns (so Ctrl-C is seen within milliseconds).
+WALK_STEPS = 1 << 20
+
+
 @_jit
+def walk(prog, n_batch, offsets, window_s, slot_ptr, slot_order, blk_start, emit, rec,
+         rec_at, off, sl, active, state, buf_key, buf_acc):
+    """Walk the placed blocks' steps in time order, from where ``state`` left off, and
+    buffer the units they touch (when ``emit``) until the next step would overflow the
+    buffer or WALK_STEPS steps were taken; returns the units buffered.
+
+    Time order: windows one (longest) step long; in each, the busy slots in slot order,
+    each running every step of its own that starts inside the window. ``rec_at`` ≥ 0: log
+    the buffered units (time, block, access, unit id) from that index of ``rec`` on."""
+    sl_f = sl.view(np.float64)
+    state_f = state.view(np.float64)
+    cap = len(buf_key)
+    if not state[W_STARTED]:
+        state[W_STARTED] = 1
+        n_active = 0
+        for s in range(len(slot_ptr) - 1):
+            sl[s, S_POS] = slot_ptr[s] - 1
+            if _load_block(prog, n_batch, offsets, slot_ptr, slot_order, blk_start, off,
+                           sl, sl_f, s):
+                active[n_active] = s
+                n_active += 1
+        state[W_ACTIVE] = state[W_NEXT] = state[W_KEPT] = n_active
+    n_active, i, kept = state[W_ACTIVE], state[W_NEXT], state[W_KEPT]
+    window_end = state_f[W_WINDOW_END]
+    events = state[W_EVENTS]
+    n = 0
+    steps = 0
+    while True:
+        if i == n_active:                       # window done: the next one
+            n_active = kept
+            if n_active == 0:
+                state[W_DONE] = 1
+                break
+            window_end += window_s
+            i = 0
+            kept = 0
+        s = active[i]
+        alive = True
+        paused = False
+        t = sl_f[s, S_TIME]
+        while t < window_end:                   # every step that starts in the window
+            if (emit and n + sl[s, S_UNITS] > cap) or steps == WALK_STEPS:
+                paused = True                   # resume here, at slot s and time t
+                break
+            it = sl[s, S_IT]
+            events += sl[s, S_EVENTS]
+            steps += 1
+            if emit:
+                n0 = n
+                n = _emit_step(prog, sl, s, it, buf_key, buf_acc, n)
+                if rec_at >= 0:
+                    _log_step(rec, rec_at, n0, n, t, slot_order[sl[s, S_POS]], buf_key,
+                              buf_acc)
+            t += sl_f[s, S_DUR]
+            if it + 1 < sl[s, S_COUNT]:
+                sl[s, S_IT] = it + 1
+            elif sl[s, S_RUN] + 1 < sl[s, S_END]:
+                _load_run(prog, off, sl, sl_f, s, sl[s, S_RUN] + 1)
+            elif _load_block(prog, n_batch, offsets, slot_ptr, slot_order, blk_start, off,
+                             sl, sl_f, s):
+                t = sl_f[s, S_TIME]
+            else:
+                alive = False
+                break
+        sl_f[s, S_TIME] = t
+        if paused:
+            break
+        if alive:
+            active[kept] = s
+            kept += 1
+        i += 1
+    state[W_ACTIVE], state[W_NEXT], state[W_KEPT] = n_active, i, kept
+    state_f[W_WINDOW_END] = window_end
+    state[W_EVENTS] = events
+    return n
+
+
 def replay(prog, n_batch, offsets, window_s, slot_ptr, slot_order, blk_start,
-           l2_on, l2, stats, rec, rec_n, scratch):
+           l2_on, l2, stats, rec, rec_n, scratch, parallel: bool = True) -> int:
     """Replay every step of the placed blocks through the L2 (phase 2); returns events.
 
     ``prog``: :func:`pack_program`'s tuple (step durations included). ``offsets``: (batch
@@ -271,79 +354,57 @@ def replay(prog, n_batch, offsets, window_s, slot_ptr, slot_order, blk_start,
     recording). The work of the steps (FLOPs, SRAM bytes, busy time per resource) does not
     depend on the replay either; the caller sums it from the program.
 
-    The steps' units are buffered (``scratch``'s key and access buffers) and passed to the
-    L2 a buffer at a time, in the order the steps run.
+    :func:`walk` fills one of two unit buffers while :func:`drain` passes the other
+    through the L2 in a second thread (both release the GIL); the L2 still sees the units
+    in walk order, buffer after buffer. Ctrl-C stops the replay between two walks.
     """
-    off, sl, active, buf_key, buf_acc = scratch
-    sl_f = sl.view(np.float64)
-    rec_h = rec[4]
-    recording = len(rec[0]) > 0
-    emit = l2_on or recording
-    cap = len(buf_key)
-    events = 0
-    n = 0                       # units buffered
-    logged = rec_n[0]           # event-log index of the buffer's first unit
+    from concurrent.futures import ThreadPoolExecutor
 
-    n_active = 0
-    for s in range(len(slot_ptr) - 1):
-        sl[s, S_POS] = slot_ptr[s] - 1
-        if _load_block(prog, n_batch, offsets, slot_ptr, slot_order, blk_start, off, sl,
-                       sl_f, s):
-            active[n_active] = s
-            n_active += 1
-    window_end = 0.0
-    while n_active > 0:
-        window_end += window_s
-        kept = 0
-        for i in range(n_active):
-            s = active[i]
-            alive = True
-            t = sl_f[s, S_TIME]
-            while t < window_end:               # every step that starts in the window
-                it = sl[s, S_IT]
-                events += sl[s, S_EVENTS]
-                if emit:
-                    if n + sl[s, S_UNITS] > cap:
-                        _drain(prog, l2_on, l2, stats, buf_key, buf_acc, n, rec_h,
-                               logged if recording else -1)
-                        logged += n
-                        n = 0
-                    n0 = n
-                    n = _emit_step(prog, sl, s, it, buf_key, buf_acc, n)
-                    if recording:
-                        _log_step(rec, logged, n0, n, t, slot_order[sl[s, S_POS]], buf_key,
-                                  buf_acc)
-                t += sl_f[s, S_DUR]
-                if it + 1 < sl[s, S_COUNT]:
-                    sl[s, S_IT] = it + 1
-                elif sl[s, S_RUN] + 1 < sl[s, S_END]:
-                    _load_run(prog, off, sl, sl_f, s, sl[s, S_RUN] + 1)
-                elif _load_block(prog, n_batch, offsets, slot_ptr, slot_order, blk_start,
-                                 off, sl, sl_f, s):
-                    t = sl_f[s, S_TIME]
+    off, sl, active, state, buffers = scratch
+    recording = len(rec[0]) > 0
+    logged = int(rec_n[0])
+    state[:] = 0
+    pool, pending, k = None, None, 0
+    try:
+        while not state[W_DONE]:
+            buf_key, buf_acc = buffers[k]
+            n = walk(prog, n_batch, offsets, window_s, slot_ptr, slot_order, blk_start,
+                     l2_on or recording, rec, logged if recording else -1, off, sl, active,
+                     state, buf_key, buf_acc)
+            if pending is not None:
+                pending.result()
+                pending = None
+            if n and l2_on:
+                args = (prog, l2, stats, buf_key, buf_acc, n, rec[4],
+                        logged if recording else -1)
+                if not parallel or (state[W_DONE] and pool is None):
+                    drain(*args)                # one buffer held it all: no thread
                 else:
-                    alive = False
-                    break
-            sl_f[s, S_TIME] = t
-            if alive:
-                active[kept] = s
-                kept += 1
-        n_active = kept
-    _drain(prog, l2_on, l2, stats, buf_key, buf_acc, n, rec_h, logged if recording else -1)
-    rec_n[0] = logged + n if recording else rec_n[0]
-    return events
+                    pool = pool or ThreadPoolExecutor(1, thread_name_prefix="memsim-l2")
+                    pending = pool.submit(drain, *args)
+            logged += n
+            k ^= 1
+        if pending is not None:
+            pending.result()
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
+    if recording:
+        rec_n[0] = logged
+    return int(state[W_EVENTS])
 
 
 def new_scratch(n_slots: int, n_tensors: int, max_step_units: int = 0,
                 max_run_accesses: int = 0) -> tuple:
     """Working arrays of :func:`replay`: per-slot address offsets, per-slot state (columns
-    S_*), the busy-slot list, and the unit buffer (keys, accesses) of at least
-    ``max_step_units``."""
+    S_*), the busy-slot list, the walk's position (W_*), and two unit buffers (keys,
+    accesses) of at least ``max_step_units`` each."""
     i64 = np.int64
     cap = max(CHUNK_UNITS, int(max_step_units))
     return (np.zeros((n_slots, n_tensors), i64),
             np.zeros((n_slots, S_HEAD + S_ACC_COLS * max(int(max_run_accesses), 1)), i64),
-            np.zeros(n_slots, i64), np.zeros(cap, i64), np.zeros(cap, np.int32))
+            np.zeros(n_slots, i64), np.zeros(8, i64),
+            tuple((np.zeros(cap, i64), np.zeros(cap, np.int32)) for _ in range(2)))
 
 
 def new_record(capacity: int) -> tuple:

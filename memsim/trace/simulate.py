@@ -379,8 +379,8 @@ def _run(schedule: Schedule, problem, gpu, algorithm, tiling, bps: int, l2_on: b
         window_s = float(dur.max()) if len(dur) and dur.max() > 0 else 1.0
         events = 0
         if k.runs:
-            events = _interruptible(
-                engine.replay, _program_tuple(k, dur, ids), d.B, offsets, window_s,
+            events = engine.replay(
+                _program_tuple(k, dur, ids), d.B, offsets, window_s,
                 slot_ptr, slot_order, blocks_log[1], l2_on, l2, stats, rec, rec_n,
                 engine.new_scratch(k_slots, n_tensors, int(k.run_units().max()),
                                    int(np.diff(k.run_acc_ptr).max())))
@@ -435,22 +435,6 @@ def _check_query_tiles(N: int, block_q: int, event_budget: int) -> None:
                          f"more than the trace walks (at most "
                          f"{min(event_budget, MAX_ENUMERATED_TILES):,}); choose a larger "
                          "--block-q or a shorter --seq-len")
-
-
-def _interruptible(fn, *args):  # type: ignore[no-untyped-def]
-    """``fn(*args)`` (a nogil numba function) in a daemon thread, the caller waiting in short
-    joins, so Ctrl-C stops a long trace at once (a KeyboardInterrupt raised here) instead of
-    when the compiled loop returns."""
-    import threading
-
-    out: list = []
-    worker = threading.Thread(target=lambda: out.append(fn(*args)), daemon=True)
-    worker.start()
-    while worker.is_alive():
-        worker.join(0.05)
-    if not out:
-        raise RuntimeError("the trace engine stopped without a result")
-    return out[0]
 
 
 def _kernel_trace(k, schedule, n_slots, resident, makespan, timing: KernelTime, scaled,
