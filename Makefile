@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-deep lint bench validate-gpu validate-silicon clean
+.PHONY: demo test test-deep lint bench validate-gpu validate-silicon fit-classes clean
 
 # pip's and setuptools' notices go to $(VENV)/install.log, shown only when the install fails
 # (an editable install of remapped package folders always prints setuptools' information-only
@@ -67,6 +67,18 @@ validate-silicon: $(STAMP)
 	$(VENV)/bin/memsim validate --source aiconfigurator --full --out $(SILICON_RUN)
 	mkdir -p $(SILICON_DIR) && cp $(SILICON_RUN)/summary.json $(SILICON_RUN)/summary.txt $(SILICON_RUN)/points.json \
 	  $(SILICON_DIR)/
+
+# The kernel classes (memsim/ops/kernel_classes.toml) refitted on the H100 and H200 rows of
+# aiconfigurator-core, CPU only (memsim.silicon.fit): FIT_CLASSES names the classes (shell
+# patterns, comma-separated; default every class with its own numbers), FIT_SAMPLE the rows
+# per GPU and class. Rewrites only those entries, each with its rows and errors as source.
+FIT_CLASSES ?=
+FIT_SAMPLE ?= 2000
+FIT_DIR ?= measurements/aiconfigurator/fits/$(shell date -u +%Y%m%dT%H%M%S)
+fit-classes: $(STAMP)
+	$(PY) -c "import aiconfigurator_core, scipy" 2>/dev/null || $(PY) -m pip install -q -e '.[silicon]'
+	$(VENV)/bin/memsim validate --source aiconfigurator --fit-classes --write \
+	  $(if $(FIT_CLASSES),--classes '$(FIT_CLASSES)') --sample $(FIT_SAMPLE) --out $(FIT_DIR)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .hypothesis .ruff_cache
