@@ -78,7 +78,8 @@ def _restart_resuming() -> None:
 @app.command("validate")
 @user_errors
 def validate_cmd(
-    suite: str = typer.Option("quick", "--suite", help="quick (< 8 min on one H100) | full"),
+    suite: str = typer.Option("quick", "--suite", help="quick (< 8 min on one H100) | full | "
+                              "sim (tiny kernel cases for the CUDA simulator)"),
     out: Path = _OUT,
     ncu: str = typer.Option("auto", "--ncu", help="Nsight Compute counters: auto | on | off"),
     resume: bool = typer.Option(False, "--resume",
