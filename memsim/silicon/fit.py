@@ -374,8 +374,9 @@ def report_text(results: list[dict[str, Any]]) -> str:
     """Per spec (:meth:`FitResult.to_dict`): numbers before → after; |error| median / p90
     per GPU with the file's numbers → with the fit's."""
     lines = ["kernel classes fitted on H100 + H200 rows only (|error| median / p90; "
-             "'file': the numbers of memsim/ops/kernel_classes.toml before this fit; "
-             "unseen GPUs are never fitted):"]
+             "'file': the numbers of memsim/ops/kernel_classes.toml before this fit, "
+             "themselves fitted on H100 + H200 rows, so in-sample there; unseen GPUs are "
+             "never fitted):"]
     for r in results:
         lines.append(f"  {'+'.join(r['classes'])}  [{r['rows']}]"
                      + (f"  {r['note']}" if r["note"] else f"  ({r['nfev']} evaluations)"))
