@@ -200,15 +200,23 @@ def _load_block(prog, n_batch, offsets, slot_ptr, slot_order, blk_start, off, sl
 @_inline
 def _emit_step(prog, sl, s, it, buf_key, buf_acc, n):
     """Append the units of slot s's step (iteration ``it`` of its run) to the buffer, in
-    access order, and advance its accesses to the next iteration; returns the new fill."""
+    access order, and advance its accesses to the next iteration; returns the new fill.
+    (One unit of an affine access — K or V tile — is the common case: no inner loop.)"""
     acc_gpos, acc_gk, acc_gfirst = prog[5], prog[6], prog[7]
     for m in range(sl[s, S_NACC]):
         c = S_HEAD + m * S_ACC_COLS
         key = sl[s, c + C_KEY]
         units = sl[s, c + C_UNITS]
-        ustride = sl[s, c + C_USTRIDE]
         a = sl[s, c + C_ACC]
-        if sl[s, c + C_GATHER]:
+        gathered = sl[s, c + C_GATHER]
+        if units == 1 and not gathered:
+            buf_key[n] = key
+            buf_acc[n] = a
+            n += 1
+            sl[s, c + C_KEY] = key + sl[s, c + C_STEP]
+            continue
+        ustride = sl[s, c + C_USTRIDE]
+        if gathered:
             first = acc_gfirst[a] + it * units
             for u in range(units):
                 buf_key[n] = key + selected_key(acc_gpos[a], acc_gk[a], first + u) * ustride
@@ -355,11 +363,14 @@ def replay(prog, n_batch, offsets, window_s, slot_ptr, slot_order, blk_start,
     depend on the replay either; the caller sums it from the program.
 
     :func:`walk` fills one of two unit buffers while :func:`drain` passes the other
-    through the L2 in a second thread (both release the GIL); the L2 still sees the units
-    in walk order, buffer after buffer. Ctrl-C stops the replay between two walks.
+    through the L2 in a second thread (both release the GIL; ``parallel=False`` or a
+    single CPU: one thread); the L2 still sees the units in walk order, buffer after
+    buffer. Ctrl-C stops the replay between two walks.
     """
+    import os
     from concurrent.futures import ThreadPoolExecutor
 
+    parallel = parallel and (os.cpu_count() or 1) > 1
     off, sl, active, state, buffers = scratch
     recording = len(rec[0]) > 0
     logged = int(rec_n[0])
