@@ -319,3 +319,21 @@ def test_unit_ids_are_compact_and_fall_back_to_bytes_when_an_access_crosses_an_a
     layout, k = _one_tensor_kernel(8, 128, 5)     # the last step leaves the tensor
     with pytest.raises(ValueError, match="outside"):
         unit_ids(layout, [k], 1, [1])
+
+
+@pytest.mark.parametrize("parallel", [True, False])
+@pytest.mark.parametrize("case", ["flash2_record", "dsa_record", "flash2_fwd_bwd"])
+def test_small_buffers_and_either_thread_layout_give_the_golden_results(
+        case, parallel, monkeypatch) -> None:
+    """Buffers of 64 units (hundreds of walk/drain hand-overs, the event log written in
+    pieces), with the L2 in its own thread or not: the recorded results exactly."""
+    import functools
+    import json
+
+    from trace_golden import CASES, GOLDEN, run_case, summary
+
+    problem, algorithm, kwargs = next((p, a, kw) for cid, p, a, kw in CASES if cid == case)
+    monkeypatch.setattr(engine, "CHUNK_UNITS", 64)
+    monkeypatch.setattr(engine, "replay", functools.partial(engine.replay, parallel=parallel))
+    got = json.loads(json.dumps(summary(run_case(problem, algorithm, kwargs))))
+    assert got == json.loads(GOLDEN.read_text())["cases"][case]
