@@ -16,7 +16,10 @@ replay walks time in windows one (longest) step long; in each window it visits t
 slots in slot order and runs every step of theirs that starts inside the window. The L2
 therefore sees concurrent blocks interleaved step by step, in time order up to one step.
 That order depends on the schedule only — never on hits or misses — so a larger cache
-sees the same access sequence (LRU's inclusion property then holds exactly).
+sees the same access sequence (LRU's inclusion property then holds exactly). The walk
+(:func:`walk`) writes the units in that order into a buffer, as dense unit ids
+(:mod:`memsim.trace.unit_ids`); :func:`drain` passes a full buffer through the L2
+(:mod:`memsim.trace.l2`) while the walk fills the next.
 
 Top-k selection model (DSA's gather): query position p with k selected keys reads keys
 0 … p when p + 1 ≤ k, else the k keys ⌊i·(p + 1)/k⌋, i = 0 … k − 1 — spread evenly over
@@ -34,11 +37,9 @@ from numba import njit
 from memsim.trace.l2 import entry, hit, miss
 from memsim.trace.program import GATHER, STORE
 
-_jit = njit(cache=True, _nrt=False, nogil=True)  # nogil: Ctrl-C reaches the caller promptly
+_jit = njit(cache=True, _nrt=False, nogil=True)  # nogil: the walk and the L2 run in parallel
 _inline = njit(cache=True, _nrt=False, inline="always")
 
-# Columns of the per-tensor statistics array.
-GLOBAL_READ, GLOBAL_WRITE, HBM_READ, HBM_WRITE = 0, 1, 2, 3
 
 
 @_inline
@@ -96,9 +97,9 @@ def schedule_blocks(template_s, n_blocks, n_slots, blk_slot, blk_start, blk_end,
     return makespan
 
 
-# Columns of the packed per-access rows (one 64-byte cache line per access: the slots
-# in flight run different template blocks, so separate arrays cost a line each). Unit
-# addresses are dense ids (memsim.trace.unit_ids): A_FIRST, A_STEP and A_USTRIDE in ids.
+# Columns of the packed per-access rows (one 64-byte cache line per access), read when a
+# slot starts a run and by the L2 on a miss. Unit addresses are dense ids
+# (memsim.trace.unit_ids): A_FIRST, A_STEP and A_USTRIDE in ids.
 A_KIND, A_TENSOR, A_FIRST, A_STEP, A_UNITS, A_USTRIDE, A_GATHER, A_BYTES = range(8)
 # Columns of the packed per-run rows: accesses, iterations, units and events per
 # iteration, seconds per iteration (float64 in the same memory).
