@@ -153,7 +153,7 @@ def from_problem(problem, tiling, gpu=None) -> Arrays:  # (AttentionProblem, Til
         index_scale_block=idx.scale_block, index_Br=max(tiling.index_block_q, 1),
         index_chunk=idx.logits_chunk,
         slots=None if gpu is None else a(gpu.spec.sm_count * max(tiling.blocks_per_sm(gpu), 1)),
-        l2_bytes=0.0 if gpu is None else float(gpu.spec.l2_bytes),
+        l2_bytes=0.0 if gpu is None else gpu.l2_dram_capacity_bytes,
         **_backward_tiles(tiling, a, gpu),
     )
 

@@ -250,7 +250,7 @@ def simulate(problem, gpu, algorithm: str = "flash2", tiling=None, l2: bool = Tr
         raise InputError("save_trace", f"{events_needed:,} events",
                          f"exceeds the {MAX_RECORDED_EVENTS:,} events a saved trace may hold; "
                          "use --heads-sample or a smaller problem")
-    capacity = float(l2_bytes if l2_bytes is not None else gpu.spec.l2_bytes) if l2 else 0.0
+    capacity = (float(l2_bytes) if l2_bytes is not None else gpu.l2_dram_capacity_bytes) if l2 else 0.0
     return _run(schedule, problem, gpu, algorithm, tiling, bps, l2, capacity, matmul_unit,
                 record, events_needed)
 
