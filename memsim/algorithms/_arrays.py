@@ -116,8 +116,9 @@ class Arrays:
           and the next wave re-reads it after the whole K/V of the groups in the two waves,
           P of them (2 where a wave straddles two groups, as the first and last waves of a
           group do when slots do not divide the query tiles), and the Q, O and logsumexp
-          a wave streams: that wave re-reads the group's tiles from HBM iff
-          P · K/V + streamed > L2.
+          a wave streams: a wave between two of the group's own re-reads its tiles from HBM
+          iff K/V + streamed > L2; next to a straddling wave the span of tile j is 2n − j
+          (or n + j) tiles, so the tiles whose span overflows miss.
         - **Causal** (one group at a time): block durations grow with the query tile, so
           after the first wave (which starts at once) blocks start staggered: in generation
           k (blocks k·slots … (k+1)·slots − 1, each started when block a − slots ended),
@@ -167,7 +168,9 @@ class Arrays:
         straddling = np.where(groups > 1, np.minimum(rereads, 2), 0)
         wave_keys = per_wave / waves_of_group
         miss_one = kv + streamed > self.l2_bytes
-        miss_two = 2 * kv + streamed > self.l2_bytes
+        # next to a straddling wave the re-read of tile j follows 2·n − j (or n + j) tiles:
+        # the tiles j whose span overflows miss, a fraction (2·K/V + streamed − L2) / K/V
+        miss_two = np.clip((2 * kv + streamed - self.l2_bytes) / np.maximum(kv, 1e-30), 0, 1)
         return t.union_keys + wave_keys * (straddling * miss_two
                                            + (rereads - straddling) * miss_one)
 
@@ -192,8 +195,11 @@ class Arrays:
         def n_at(a):  # key tiles of query tile a (causal): ⌊(o + (a+1)·Br − 1)/Bc⌋ + 1
             return np.floor((o + (a + 1) * Br - 1) / Bc) + 1
 
-        # first query tile with more than M key tiles, then its generation's first tile
-        a_thr = np.maximum(np.ceil((M * Bc - o + 1) / Br) - 1, 0)
+        # generation k's span is n(k·slots) − n(0) tiles (the chain of duration differences
+        # summed over k predecessors): the first query tile whose span exceeds M, then the
+        # first tile of its generation
+        need = M + n_at(0)                                  # n_a ≥ need + 1
+        a_thr = np.maximum(np.ceil((need * Bc - o + 1) / Br) - 1, 0)
         clump = np.maximum(Bc // Br, 1)
         k_star = np.maximum(np.ceil(a_thr / slots), 1)
         a_star = np.minimum(np.ceil(k_star * slots / clump) * clump, Q)
@@ -211,7 +217,7 @@ class Arrays:
         body = loads(a_tail * Br, tall) - loads(a_star * Br, tall)
         # the tail: Σ_a min(n_a, L(a)) over a_tail ≤ a < Q, one per clump, n_a and L(a)
         # linear in a (the ragged last tile counted as full: at most Bc keys over)
-        span = n_at(np.floor(np.maximum(Q - slots / 2, 0) / slots) * slots)
+        span = n_at(np.floor(np.maximum(Q - slots / 2, 0) / slots) * slots) - n_at(0)
         gap = span / slots
         alpha, beta = (o + Br - 1) / Bc + 1, Br / Bc        # n_a ≈ alpha + beta·a
         gamma, delta = span - M + (Q - 1) * gap, gap        # L(a) = gamma − delta·a
