@@ -203,8 +203,9 @@ def simulate(problem, gpu, algorithm: str = "flash2", tiling=None, l2: bool = Tr
     ``tiling``: default from :func:`memsim.tiling.default_tiling`. ``l2``: switch the L2
     model off to send every access to HBM. ``l2_bytes``: override the profile's L2
     capacity. ``heads_sample``: replay this many query heads (a multiple of
-    heads_per_block, evenly spread) through their share of the L2 and scale their bytes to
-    all heads; every block is still placed, so the time is exact. ``event_budget``: refuse
+    heads_per_block, consecutive from the middle of the grid) through their share of the
+    L2 and scale their bytes to all heads; every block is still placed, so the time is
+    exact. ``event_budget``: refuse
     traces that need more tile events. ``record``: keep the event log (for
     :meth:`TraceResult.save`).
     """
@@ -251,7 +252,9 @@ def simulate(problem, gpu, algorithm: str = "flash2", tiling=None, l2: bool = Tr
         raise InputError("save_trace", f"{events_needed:,} events",
                          f"exceeds the {MAX_RECORDED_EVENTS:,} events a saved trace may hold; "
                          "use --heads-sample or a smaller problem")
-    capacity = float(l2_bytes if l2_bytes is not None else gpu.spec.l2_bytes) if l2 else 0.0
+    capacity = 0.0
+    if l2:
+        capacity = float(l2_bytes) if l2_bytes is not None else gpu.l2_dram_capacity_bytes
     return _run(schedule, problem, gpu, algorithm, tiling, bps, l2, capacity, matmul_unit,
                 record, events_needed)
 
@@ -311,18 +314,18 @@ def _sampled_l2_fraction(schedule: Schedule, gpu, bps: int) -> float:
     """The share of the L2 the replayed head groups of a heads sample get.
 
     The grid runs group after group (the group is the slowest grid index), so about
-    n = slots / (blocks per group) groups are in flight at once, each with about 1/n of
-    the L2. A sample of a fraction R = G_sim/G of the groups, evenly spread, has R·n
-    groups in flight (spatially sampled cache simulation scales the cache by R:
-    Waldspurger et al., SHARDS, FAST 2015) — but never fewer than one when any is, which
-    then holds its 1/n share: the fraction is max(R, min(1, 1/n)).
+    n = slots / (blocks per group) groups are in flight at once. The sample is G_sim
+    consecutive groups (:meth:`Schedule.sampled_groups`), replayed with each other as
+    neighbours: when n ≤ G_sim they hold the whole L2, else their G_sim/n share of it
+    (spatially sampled cache simulation scales the cache with the sample: Waldspurger
+    et al., SHARDS, FAST 2015).
     """
     d = schedule.dims
     if schedule.G_sim == d.G:
         return 1.0
     per_group = max(k.template_blocks for k in schedule.kernels) * d.B
     in_flight = gpu.spec.sm_count * bps / max(per_group, 1)
-    return max(schedule.G_sim / d.G, min(1.0, 1.0 / max(in_flight, 1.0)))
+    return min(1.0, schedule.G_sim / max(in_flight, 1e-9))
 
 
 def _l2_state(schedule: Schedule, capacity: float, n_ids: int | None = None) -> tuple:
