@@ -300,8 +300,12 @@ def module_parts(phase: str, batch: Any, seq_len: Any, kv_len: Any, heads: int, 
 def dsa_s(B: np.ndarray, N: np.ndarray, S: np.ndarray, heads: int, *, kv_dtype: str,
           gpu: Any, backend: str | None) -> np.ndarray:
     """Seconds of DeepSeek Sparse Attention over the latent (indexer, top-k, sparse MLA:
-    :mod:`memsim.algorithms.dsa` with V3.2's indexer), the L2-aware count timed as
-    :func:`memsim.attention.predict` times it with ``backend``'s "dsa" class."""
+    :mod:`memsim.algorithms.dsa` with V3.2's indexer, its gathers through the L2 estimate),
+    timed as :func:`memsim.attention.backend_time_s` times it with ``backend``'s "dsa"
+    class; the sparse MMAs as the production kernel issues them (64-head tiles over all
+    k = 2048 slots)."""
+    from dataclasses import replace
+
     from memsim.attention import backend_time_s, costs_for
     from memsim.problem import AttentionProblem, Mask
 
@@ -315,6 +319,12 @@ def dsa_s(B: np.ndarray, N: np.ndarray, S: np.ndarray, heads: int, *, kv_dtype: 
             head_dim=LATENT, head_dim_v=KV_LORA_RANK, dtype=dtype, mla=True,
             mask=Mask(causal=True, top_k=INDEX_TOPK))
         cost, tiling = costs_for(problem, gpu, "dsa", l2_estimate=True)
+        # the production sparse kernel (FlashMLA sparse on SM90, which TensorRT-LLM runs:
+        # collect_mla_module.py header) computes 64-head tiles over all top-k slots, the
+        # invalid ones (-1, fewer than k causal keys) masked, not skipped
+        padded = b * n * np.ceil(heads / HEAD_TILE) * HEAD_TILE * INDEX_TOPK * 2.0 * (
+            LATENT + KV_LORA_RANK)
+        cost = replace(cost, matmul_flops=np.maximum(cost.matmul_flops, padded))
         t = backend_time_s(cost, gpu, problem, "dsa", backend, b, n,
                            blocks_per_sm=tiling.blocks_per_sm(gpu))
         hit = np.asarray([k == (b, n, s) for k in keys]).reshape(np.shape(B))
