@@ -183,17 +183,9 @@ BMM_SHAPES = {"pre": (KV_LORA_RANK, QK_NOPE), "post": (V_HEAD, KV_LORA_RANK)}  #
 
 
 def bmm_class(backend: str | None, dtype: str) -> KernelClass:
-    """The class "mla_bmm/<backend>/<bf16|fp8>" (the batched GEMMs are their own kernels:
-    cuBLAS strided-batched for bf16, TensorRT-LLM's block-scaled fp8 BMM), or, where none
-    is fitted, the backend's GEMM class of that dtype."""
-    from memsim.ops.gemm import kernel_family
-
-    fam = "fp8" if dtype == "fp8" else "bf16"
-    try:
-        return kernel_class("mla_bmm", backend, fam)
-    except KeyError:
-        return kernel_class("gemm", backend, kernel_family("fp8_block" if fam == "fp8"
-                                                          else dtype))
+    """The class "mla_bmm/<backend>/<bf16|fp8>": the batched GEMMs are their own kernels
+    (cuBLAS strided-batched for bf16, TensorRT-LLM's block-scaled fp8 BMM), not the GEMM's."""
+    return kernel_class("mla_bmm", backend, "fp8" if dtype == "fp8" else "bf16")
 
 
 def bmm(tokens: Any, heads: Any, *, op: str = "pre", dtype: str = "bf16",
