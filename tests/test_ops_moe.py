@@ -71,3 +71,19 @@ def test_bad_input() -> None:
         moe.predict(1, 64, 64, 8, 2, ep=3)
     with pytest.raises(InputError, match="distribution='zipf'"):
         moe.predict(1, 64, 64, 8, 2, distribution="zipf")
+
+
+def test_kernel_tiles_and_triton_passes_follow_the_framework() -> None:
+    h100 = "h100-sxm"
+    assert moe.grouped_tiles("trtllm", "bf16", 1, moe.resolve_gpu(h100))[0] == moe.SM90_GROUPED
+    assert moe.grouped_tiles("vllm", "bf16", 1, moe.resolve_gpu(h100))[0] == moe.TRITON
+    assert moe.grouped_tiles("trtllm", "bf16", 1, moe.resolve_gpu("b200"))[0] == (
+        moe.SM100_GROUPED)
+    # vLLM's Triton fused_moe runs silu_and_mul and moe_sum over all tokens · top_k rows, EP or
+    # not; TensorRT-LLM's CUTLASS MoE only over the local experts' rows
+    T, ep = 4096, 8
+    vllm = moe.predict(T, **DSV3, ep=ep, backend="vllm", gpu=h100)
+    trt = moe.predict(T, **DSV3, ep=ep, backend="trtllm", gpu=h100)
+    rows, local = T * 8, T * 8 / ep
+    extra = (T * 7168 * 2 * 2 * 8 * (1 - 1 / ep) + (rows - local) * 2048 * (2 * 2 + 2))
+    assert vllm.hbm_bytes - trt.hbm_bytes == pytest.approx(extra)

@@ -135,17 +135,27 @@ def _integer(loads: np.ndarray, total: np.ndarray) -> np.ndarray:
     return base + (rank < missing[..., None])
 
 
+def _major(gpu: Any) -> int:
+    cc = str(getattr(gpu, "compute_capability", ""))
+    return int(cc.split(".")[0]) if cc[:1].isdigit() else 0
+
+
+def runs_triton(backend: str | None, dtype: str, ep: int, gpu: Any) -> bool:
+    """Whether ``backend`` runs the Triton ``fused_moe`` for ``dtype`` (on Hopper: vLLM bf16
+    and fp8_block without EP, SGLang; the database's kernel_source column)."""
+    from memsim.ops import check_backend
+
+    backend = check_backend(backend)
+    return _major(gpu) == 9 and (backend == "sglang" or (backend == "vllm" and (
+        dtype in ("bf16", "fp16") or (dtype == "fp8_block" and ep == 1))))
+
+
 def grouped_tiles(backend: str | None, dtype: str, ep: int, gpu: Any
                   ) -> tuple[tuple[tuple[int, int], ...], int]:
     """(tile shapes, CTAs per cluster) of the grouped GEMM ``backend`` runs for ``dtype``
     with ``ep``-way expert parallelism on ``gpu`` (module docstring)."""
-    from memsim.ops import check_backend
-
-    backend = check_backend(backend)
-    cc = str(getattr(gpu, "compute_capability", ""))
-    major = int(cc.split(".")[0]) if cc[:1].isdigit() else 0
-    triton = (backend == "sglang" or (backend == "vllm" and (
-        dtype in ("bf16", "fp16") or (dtype == "fp8_block" and ep == 1))))
+    major = _major(gpu)
+    triton = runs_triton(backend, dtype, ep, gpu)
     if major >= 10:
         return SM100_GROUPED, CLUSTER
     if major != 9:
@@ -226,8 +236,13 @@ def predict(tokens: Any, hidden: int, inter: int, experts: int, top_k: int, *, t
                           tiles, cluster)
     # routing (top-k of the router logits) and permute read every token; the local
     # experts' rows are gathered in and scattered back (un-permute + weighted sum), 16-bit.
+    # Triton fused_moe sizes its intermediate buffers and runs silu_and_mul and moe_sum over
+    # all tokens · top_k rows, local or not (vllm fused_moe.py: intermediate_cache1/2/3);
+    # CUTLASS MoE permutes only the local experts' rows
     rows = np.sum(loads, axis=-1)
-    act_bytes = (T[..., None] * hidden * OUT_BYTES * (2.0 + 2.0 * top_k / ep)
+    passes_ep = 1 if runs_triton(backend, dtype, ep, gpu) else ep
+    rows = np.maximum(rows, T[..., None] * top_k / passes_ep)
+    act_bytes = (T[..., None] * hidden * OUT_BYTES * (2.0 + 2.0 * top_k / passes_ep)
                  + rows * inter_l * ((2.0 if gated else 1.0) * OUT_BYTES + e_act))
     passes = act_bytes / (gpu.spec.hbm_bandwidth_bytes_per_s * cls.eff("hbm"))
     # every quantity per routing draw (last axis), then their mean: the measured latency is

@@ -92,8 +92,11 @@ def specs() -> list[FitSpec]:
     families = (("bf16", "bfloat16"), ("fp8", "fp8"), ("fp8_block", "fp8_block"))
     for b in ("trtllm", "vllm", "sglang"):
         for fam, db in families:
-            out.append(FitSpec((f"gemm/{b}/{fam}",), "gemm", b,
-                               ("floor_s", "tensor", "hbm", "l2"), {"gemm_dtype": db}))
+            # vLLM's fp8_block linear runs one of three kernels by shape (memsim.ops.gemm)
+            keys = ((f"gemm/{b}/{fam}", f"gemm/{b}/{fam}_flashinfer", f"gemm/{b}/{fam}_cutlass")
+                    if (b, fam) == ("vllm", "fp8_block") else (f"gemm/{b}/{fam}",))
+            out.append(FitSpec(keys, "gemm", b, ("floor_s", "tensor", "hbm", "l2"),
+                               {"gemm_dtype": db}))
         for fam, db in families:
             out.append(FitSpec((f"moe/{b}/{fam}",), "moe", b,
                                ("floor_s", "tensor", "hbm", "l2"), {"moe_dtype": db}))
@@ -296,6 +299,7 @@ def _used_keys(spec: FitSpec, data: list[GpuRows]) -> list[str]:
         for p in mapped.params:
             algo = p.get("algorithm")
             used.update(k for k in spec.keys if algo and k.split("/")[1] == algo)
+            used.update(k for k in spec.keys if p.get("kernel_class") == k)  # by shape
     return [k for k in spec.keys if k in used]
 
 
