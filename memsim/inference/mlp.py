@@ -146,10 +146,17 @@ def _dense_s(setup: Setup, T: Any, inter: int, gated: bool, ways: int, w_b: floa
     through :func:`~memsim.inference.operators.linear_s`."""
     h = setup.model.hidden_size
     up = (2 if gated else 1) * inter / ways
-    act = _time_s(_elementwise(T, inter / ways, a_b, 4.0), setup.gpu, setup.act_dtype) \
-        if gated else 0.0  # ~4 FLOPs per element: exp, add, divide, multiply
+    act = activation_s(setup, T, inter / ways) if gated else 0.0
     return (linear_s(setup, T, h, up, w_b, a_b, dtype) + act
             + linear_s(setup, T, inter / ways, h, w_b, a_b, dtype))
+
+
+def activation_s(setup: Setup, T: Any, width: float) -> Any:
+    """Seconds of the gated activation kernel SiLU(gate)·up on ``T`` tokens of ``width``
+    outputs: reads 2·width, writes width per token, ~4 FLOPs per element (exp, add,
+    divide, multiply)."""
+    a_b = dtype_bytes(setup.act_dtype)
+    return _time_s(_elementwise(T, width, a_b, 4.0), setup.gpu, setup.act_dtype)
 
 
 def _ops_moe(mlp: Any, dtype: str, tp: int, ep: int) -> bool:
