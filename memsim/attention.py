@@ -145,45 +145,131 @@ def predict(problem: AttentionProblem, gpu: GPU | str, algorithm: str = "flash2"
     (:func:`attention_class`, :mod:`memsim.ops.classes`) replace the profile's factors and
     the per-launch constant. None: memsim's own roofline on the profile's factors (and a
     calibrated profile's fitted class), the model the PyTorch/Numba measurements check.
+
+    The one-element case of :func:`predict_arrays` (same cost, same timing).
     """
     if isinstance(gpu, str):
         gpu = load_gpu(gpu)
-    cost, tiling = attention_cost(problem, gpu, algorithm, tiling)
-    l2_cost, _ = attention_cost(problem, gpu, algorithm, tiling, l2_estimate=True)
-    bps = tiling.blocks_per_sm(gpu)
-    serial_s = None
-    if backend is None:
-        kernel_class, floor_s, timed = efficiency_class(gpu, algorithm, matmul_unit), None, gpu
-        calibrated = kernel_class
-    else:
-        from memsim.ops.classes import with_class
+    a = predict_arrays(problem, gpu, algorithm, tiling=tiling, matmul_unit=matmul_unit,
+                       backend=backend)
+    return AttentionPrediction(problem, gpu, algorithm, a.tiling, a.cost.item(), a.timing,
+                               a.l2_cost.item(), a.l2_timing, a.kernel_class, backend)
 
-        cls = attention_class(problem, algorithm, backend)
-        kernel_class, floor_s, timed, calibrated = cls.name, cls.floor_s, with_class(gpu, cls), None
-        serial_s = class_serial_s(cls, gpu, problem.B, problem.N, problem.H)
-    # a decode kernel's MMAs are padded (the reported FLOPs stay the useful ones)
-    pad = (lambda c: production_decode(c, problem)) if (
-        backend is not None and get(algorithm).DECODES) else (lambda c: c)
-    timing = roofline(pad(cost), timed, problem.dtype, matmul_unit=matmul_unit, blocks_per_sm=bps,
-                      kernel_class=calibrated, floor_s=floor_s, serial_s=serial_s)
-    l2_timing = roofline(pad(l2_cost), timed, problem.dtype, matmul_unit=matmul_unit,
-                         blocks_per_sm=bps, kernel_class=calibrated, floor_s=floor_s,
-                         serial_s=serial_s)
-    return AttentionPrediction(problem, gpu, algorithm, tiling, cost, timing, l2_cost,
-                               l2_timing, kernel_class, backend)
+
+@dataclass(frozen=True)
+class Timer:
+    """How one kernel runs an attention Cost: the roofline's arguments, held once, so that
+    :func:`predict`, the silicon comparison and whole-model sums time it alike.
+
+    ``gpu``: the profile with the backend class's efficiencies in place (else as given);
+    ``kernel_class``: a calibrated profile's class (no backend); ``floor_s``: the backend
+    class's latency floor (None: launches × the profile's launch time); ``serial_s``: the
+    class's per-row time over the SMs (arrays like B·N, or None); ``decode_pad``: factor on
+    the matmul FLOPs of a production decode kernel (:func:`padded_decode_matmuls`), None
+    for any other kernel.
+    """
+
+    gpu: GPU
+    dtype: str
+    matmul_unit: str = "tensor"
+    blocks_per_sm: object = None
+    kernel_class: str | None = None
+    floor_s: float | None = None
+    serial_s: object = None
+    decode_pad: object = None
+
+    def kernel_cost(self, cost: Cost) -> Cost:
+        """The Cost as the kernel executes it: a production decode kernel reads each staged
+        K/V byte from shared memory once (its warps split the keys: FA-2 split-KV,
+        TensorRT-LLM XQA, FlashMLA) and pads its MMAs; otherwise ``cost`` itself."""
+        if self.decode_pad is None:
+            return cost
+        from dataclasses import replace
+
+        return replace(cost, matmul_flops=cost.matmul_flops * self.decode_pad,
+                       sram_read_bytes=cost.sram_write_bytes)
+
+    def __call__(self, cost: Cost) -> Timing:
+        """Roofline time of ``cost`` (useful FLOPs) as this kernel runs it."""
+        return roofline(self.kernel_cost(cost), self.gpu, self.dtype,
+                        matmul_unit=self.matmul_unit, blocks_per_sm=self.blocks_per_sm,
+                        kernel_class=self.kernel_class, floor_s=self.floor_s,
+                        serial_s=self.serial_s)
+
+
+def kernel_timer(problem: AttentionProblem, gpu: GPU, algorithm: str, *,
+                 backend: str | None = None, matmul_unit: str = "tensor", B=None, N=None,
+                 blocks_per_sm=None) -> Timer:
+    """The :class:`Timer` of ``algorithm`` on ``gpu`` for the template ``problem`` (its H, K,
+    dtype pick the class and the padding) at batch ``B`` and ``N`` queries (arrays; default
+    the problem's). ``backend`` None: memsim's own kernel on the profile's factors (and a
+    calibrated profile's class for the algorithm); else that framework's fitted class."""
+    B = problem.B if B is None else B
+    N = problem.N if N is None else N
+    if backend is None:
+        return Timer(gpu, problem.dtype, matmul_unit, blocks_per_sm,
+                     kernel_class=efficiency_class(gpu, algorithm, matmul_unit))
+    from memsim.ops.classes import with_class
+
+    cls = attention_class(problem, algorithm, backend)
+    pad = None
+    if get(algorithm).DECODES:
+        rows = max(problem.H // max(problem.K, 1), 1) * np.asarray(N, dtype=float)
+        pad = np.ceil(rows / MMA_ROWS) * MMA_ROWS / rows
+    return Timer(with_class(gpu, cls), problem.dtype, matmul_unit, blocks_per_sm,
+                 floor_s=cls.floor_s, serial_s=class_serial_s(cls, gpu, B, N, problem.H),
+                 decode_pad=pad)
+
+
+@dataclass(frozen=True)
+class ArrayPrediction:
+    """:func:`predict_arrays`' answer: every field an array over the broadcast (B, N, S).
+
+    ``cost``: the analytic count (every global read at HBM, useful FLOPs); ``l2_cost``: the
+    same with K/V re-reads through the closed-form L2 estimate; ``timing`` / ``l2_timing``
+    their times (``l2_timing`` is the headline ``memsim attention`` prints); ``timer``:
+    how they were timed (re-time another Cost, or the same at other factors, with it);
+    ``kernel_class``: the class whose factors were used (None: the profile's own).
+    """
+
+    tiling: Tiling
+    cost: Cost
+    l2_cost: Cost
+    timing: Timing
+    l2_timing: Timing
+    timer: Timer
+    kernel_class: str | None
+
+
+def predict_arrays(problem: AttentionProblem, gpu: GPU | str, algorithm: str = "flash2", *,
+                   B=None, N=None, S=None, tiling: Tiling | None = None,
+                   matmul_unit: str = "tensor", backend: str | None = None) -> ArrayPrediction:
+    """:func:`predict` over numpy arrays of batch ``B``, queries ``N`` and keys ``S``
+    (broadcasting; default the problem's): the template ``problem`` gives heads, head size,
+    dtype, mask and pass. Tiles are the template's (``tiling``, else its default Tiling);
+    the split-KV count is chosen per element where B, N or S is given, else it is the
+    Tiling's own (as :func:`attention_cost` counts one call).
+
+    ``predict(p, gpu, a, backend=b)`` is this function's one-element case, so a sweep or a
+    table of measured rows scores exactly what ``memsim attention`` prints.
+    """
+    if isinstance(gpu, str):
+        gpu = load_gpu(gpu)
+    if tiling is None:
+        tiling = default_tiling(problem, gpu, algorithm)
+    splits = tiling.kv_splits if B is None and N is None and S is None else None
+    cost, _ = costs_for(problem, gpu, algorithm, B=B, N=N, S=S, tiling=tiling,
+                        kv_splits=splits)
+    l2_cost, _ = costs_for(problem, gpu, algorithm, B=B, N=N, S=S, tiling=tiling,
+                           kv_splits=splits, l2_estimate=True)
+    timer = kernel_timer(problem, gpu, algorithm, backend=backend, matmul_unit=matmul_unit,
+                         B=B, N=N, blocks_per_sm=tiling.blocks_per_sm(gpu))
+    name = timer.kernel_class if backend is None else attention_class(
+        problem, algorithm, backend).name
+    return ArrayPrediction(tiling, cost, l2_cost, timer(cost), timer(l2_cost), timer, name)
 
 
 MMA_ROWS = 16  # mma.sync m16n8k16: the M rows of one tensor-core MMA (TensorRT-LLM XQA, FA-2)
-
-
-def production_decode(cost: Cost, problem: AttentionProblem) -> Cost:
-    """A production decode kernel's Cost from memsim's: the warps split each staged K/V
-    tile's keys between them, so shared memory is read once per staged byte (FA-2 split-KV,
-    TensorRT-LLM XQA, FlashMLA), and its MMAs are padded (:func:`padded_decode_matmuls`)."""
-    from dataclasses import replace
-
-    return padded_decode_matmuls(replace(cost, sram_read_bytes=cost.sram_write_bytes),
-                                 problem)
 
 
 def padded_decode_matmuls(cost: Cost, problem: AttentionProblem) -> Cost:
@@ -199,23 +285,11 @@ def padded_decode_matmuls(cost: Cost, problem: AttentionProblem) -> Cost:
 
 def backend_time_s(cost: Cost, gpu: GPU, problem: AttentionProblem, algorithm: str,
                    backend: str | None, B, N, blocks_per_sm=None):
-    """Seconds of a (vectorised) attention Cost as ``backend``'s fitted kernel class runs it:
-    the class's efficiencies, floor and per-row cost, decode MMAs padded — what
-    :func:`predict` does for one call, for whole-model sums over arrays of B and N.
-    ``problem`` is the template (its H, K pick the class and the padding)."""
-    from memsim.ops.classes import with_class
-
-    cls = attention_class(problem, algorithm, backend)
-    rows = max(problem.H // max(problem.K, 1), 1) * np.asarray(N, dtype=float)
-    if get(algorithm).DECODES:
-        pad = np.ceil(rows / MMA_ROWS) * MMA_ROWS / rows
-        from dataclasses import replace
-
-        cost = replace(cost, matmul_flops=cost.matmul_flops * pad,
-                       sram_read_bytes=cost.sram_write_bytes)
-    return roofline(cost, with_class(gpu, cls), problem.dtype, blocks_per_sm=blocks_per_sm,
-                    floor_s=cls.floor_s, serial_s=class_serial_s(cls, gpu, B, N, problem.H)
-                    ).time_s
+    """Seconds of a (vectorised) attention Cost as ``backend``'s fitted kernel class runs it
+    (:func:`kernel_timer`), for whole-model sums over arrays of B and N. ``problem`` is the
+    template (its H, K pick the class and the padding)."""
+    return kernel_timer(problem, gpu, algorithm, backend=backend, B=B, N=N,
+                        blocks_per_sm=blocks_per_sm)(cost).time_s
 
 
 def class_serial_s(cls, gpu: GPU, B, N, H):
@@ -347,13 +421,13 @@ def _checked_sizes(B, N, S, H, K, D, Dv, *, mask, pass_, window, chunk, top_k, i
 
 
 def costs_for(problem: AttentionProblem, gpu: GPU, algorithm: str, *, B=None, N=None,
-              S=None, tiling: Tiling | None = None,
-              l2_estimate: bool = False) -> tuple[Cost, Tiling]:
+              S=None, tiling: Tiling | None = None, l2_estimate: bool = False,
+              kv_splits: int | None = None) -> tuple[Cost, Tiling]:
     """Vectorised cost of ``problem`` with B, N, S replaced by (broadcasting) arrays.
 
     Tiles come from ``tiling`` or the template problem's default Tiling; for the decoding
     algorithms (flash_decode, dsa) the split count is chosen per element by the rule
-    :func:`memsim.tiling.default_tiling` uses.
+    :func:`memsim.tiling.default_tiling` uses, unless ``kv_splits`` fixes it.
     ``l2_estimate`` counts K/V re-reads through the closed-form L2 estimate
     (:meth:`memsim.algorithms._arrays.Arrays.hbm_key_loads`) instead of assuming no reuse.
     Returns the Cost (arrays of the broadcast shape) and the template Tiling.
@@ -370,8 +444,9 @@ def costs_for(problem: AttentionProblem, gpu: GPU, algorithm: str, *, B=None, N=
     B, N, S = np.broadcast_arrays(B, N, S)
     x = replace(from_problem(problem, tiling, gpu if l2_estimate else None), B=B, N=N, S=S)
     # the split-KV count, chosen per element (1 for algorithms that never split)
-    x = replace(x, splits=decode_splits(algorithm, gpu, B, N, S, problem.H, tiling,
-                                        problem.mask))
+    if kv_splits is None:
+        kv_splits = decode_splits(algorithm, gpu, B, N, S, problem.H, tiling, problem.mask)
+    x = replace(x, splits=kv_splits)
     cost = cost_of(algorithm, x, problem.pass_)
     shape = B.shape
     return Cost(**{k: np.broadcast_to(v, np.broadcast_shapes(np.shape(v), shape)).reshape(shape)

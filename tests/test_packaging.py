@@ -58,6 +58,7 @@ def test_wheel_holds_the_subpackages_and_the_data(wheel: Path) -> None:
     # the committed GPU measurements ship too: the report's validation page and the
     # calibrated profile work from an installed wheel
     assert "memsim/measurements/h100-sxm/summary.json" in names
+    assert "memsim/ops/kernel_classes.toml" in names  # the fitted kernel classes
     assert "memsim/measurements/h100-sxm/h100-sxm-calibrated.toml" in names
     assert any(n.startswith("memsim/measurements/aiconfigurator/")
                and n.endswith("/summary.json") for n in names)

@@ -70,30 +70,37 @@ def test_generation_key_length_is_isl_plus_step() -> None:
     assert m.params[i]["kv_len"] == rows.col("isl")[i] + rows.col("step")[i]
 
 
-@pytest.mark.parametrize(("op", "system"), [("context_attention", "h100_sxm"),
-                                            ("generation_attention", "h200_sxm"),
-                                            ("generation_mla", "h100_sxm"),
-                                            ("context_mla", "h200_sxm")])
-def test_vectorised_time_equals_memsim_attention_predict(op: str, system: str) -> None:
-    """The fast path gives exactly what `memsim attention --backend B` says for the same
-    problem: the headline (L2-aware) time with the backend's kernel class and floor."""
-    rows, m, i = _one(op, system)
-    p = m.params[i]
-    problem = AttentionProblem(
-        batch=p["batch"], seq_len=p["seq_len"], kv_len=p["kv_len"], heads=p["heads"],
-        kv_heads=p["kv_heads"], head_dim=p["head_dim"], head_dim_v=p["head_dim_v"],
-        dtype=p["dtype"], mla=p["mla"],
-        mask=Mask(causal=True, window=m_window(p["mask"])))
-    pred = predict(problem, PROFILED[system], p["algorithm"], backend=rows.backend)
-    assert m.time_s["analytic"][i] == pytest.approx(pred.headline.time_s, rel=1e-9)
-    assert m.time_s["no_reuse"][i] == pytest.approx(pred.timing.time_s, rel=1e-9)
-    assert m.bound[i] == pred.headline.bound
+ATTENTION_OPS = ["context_attention", "generation_attention", "encoder_attention",
+                 "context_mla", "generation_mla"]
 
 
-def m_window(described: str) -> int | None:
-    """The window of a mask description ('causal' or 'causal window 128')."""
+@pytest.mark.parametrize("op", ATTENTION_OPS)
+def test_vectorised_rows_equal_memsim_attention_predict_row_by_row(op: str) -> None:
+    """Every extract row of the attention family scores exactly what `memsim attention
+    --backend B` prints for that problem: the headline (L2-aware) time and bound, the
+    no-reuse time (one code path, memsim.attention.predict_arrays, for both)."""
+    checked = 0
+    for rows in _files(op):
+        m = CLASSES[op].mapper(rows, load_gpu(PROFILED[rows.system]))
+        for i, p in enumerate(m.params):
+            problem = AttentionProblem(
+                batch=p["batch"], seq_len=p["seq_len"], kv_len=p["kv_len"], heads=p["heads"],
+                kv_heads=p["kv_heads"], head_dim=p["head_dim"], head_dim_v=p["head_dim_v"],
+                dtype=p["dtype"], mla=p["mla"], mask=_mask(p["mask"]))
+            pred = predict(problem, PROFILED[rows.system], p["algorithm"],
+                           backend=rows.backend)
+            assert m.time_s["analytic"][i] == pytest.approx(pred.headline.time_s, rel=1e-12)
+            assert m.time_s["no_reuse"][i] == pytest.approx(pred.timing.time_s, rel=1e-12)
+            assert m.bound[i] == pred.headline.bound
+            checked += 1
+    assert checked >= 30
+
+
+def _mask(described: str) -> Mask:
+    """The Mask of a description ('causal', 'full' or 'causal window 128')."""
     words = described.split()
-    return int(words[words.index("window") + 1]) if "window" in words else None
+    window = int(words[words.index("window") + 1]) if "window" in words else None
+    return Mask(causal=words[0] != "full" and words[0] != "bidirectional", window=window)
 
 
 def test_mla_rows_use_heads_per_gpu_and_deepseek_geometry() -> None:

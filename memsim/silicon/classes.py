@@ -119,16 +119,14 @@ class _Shape:
 
 
 def _attention(shape: _Shape, gpu: GPU) -> Mapped:
-    """Vectorised memsim attention predictions: one :func:`memsim.attention.costs_for` call
-    per distinct (H, K, D, Dv, window, dtype), over arrays of (B, N, S)."""
+    """Vectorised memsim attention predictions: one :func:`memsim.attention.predict_arrays`
+    call (what ``memsim attention --backend B`` prints, row by row) per distinct
+    (H, K, D, Dv, window, dtype), over arrays of (B, N, S)."""
     from dataclasses import replace
 
-    from memsim.algorithms import get
-    from memsim.attention import MMA_ROWS, attention_class, class_serial_s, costs_for
+    from memsim.attention import predict_arrays
     from memsim.errors import InputError
-    from memsim.ops.classes import with_class
     from memsim.problem import AttentionProblem, Mask
-    from memsim.roofline import roofline
     from memsim.validation.calibrate import with_factors
 
     n = len(shape.B)
@@ -147,39 +145,25 @@ def _attention(shape: _Shape, gpu: GPU) -> Mapped:
                 batch=int(B[0]), seq_len=int(N[0]), kv_len=int(S[0]), heads=int(H),
                 kv_heads=int(K), head_dim=int(D), head_dim_v=int(Dv), dtype=dtype,
                 mla=shape.mla, mask=mask)
-            # as memsim.attention.predict(problem, gpu, algorithm, backend=...) times it:
-            # the class's factors and floor, its per-row serial time, decode MMAs padded
-            timed, floor_s, serial_s, pad = gpu, None, None, 1.0
-            if shape.backend is not None:
-                cls = attention_class(problem, shape.algorithm, shape.backend)
-                timed, floor_s = with_class(gpu, cls), cls.floor_s
-                serial_s = class_serial_s(cls, gpu, B, N, int(H))
-                if get(shape.algorithm).DECODES:
-                    rows = max(int(H) // max(int(K), 1), 1) * N.astype(float)
-                    pad = np.ceil(rows / MMA_ROWS) * MMA_ROWS / rows
-            unit_gpu = with_factors(timed, {"tensor": 1.0, "hbm_bandwidth": 1.0})
-            out.start = {"tensor": timed.efficiency.tensor,
-                         "hbm_bandwidth": timed.efficiency.hbm_bandwidth}
-            models = {}
-            for model, l2 in (("analytic", True), ("no_reuse", False)):
-                cost, tiling = costs_for(problem, gpu, shape.algorithm, B=B, N=N, S=S,
-                                         l2_estimate=l2)
-                cost = replace(cost, matmul_flops=cost.matmul_flops * pad)
-                bps = tiling.blocks_per_sm(gpu)
-                t = roofline(cost, timed, dtype, matmul_unit="tensor", blocks_per_sm=bps,
-                             floor_s=floor_s, serial_s=serial_s)
-                models[model] = (cost, bps, t)
+            pred = predict_arrays(problem, gpu, shape.algorithm, B=B, N=N, S=S,
+                                  backend=shape.backend)
         except (InputError, ValueError) as exc:
             reason = str(exc).splitlines()[0][:200]
             out.reasons.update({int(i): reason for i in idx})
             continue
-        for model, (cost, bps, t) in models.items():
+        timer = pred.timer
+        out.start = {"tensor": timer.gpu.efficiency.tensor,
+                     "hbm_bandwidth": timer.gpu.efficiency.hbm_bandwidth}
+        # the same kernel at efficiency 1 for the units the calibration fits
+        unit = replace(timer, gpu=with_factors(timer.gpu, {"tensor": 1.0,
+                                                           "hbm_bandwidth": 1.0}))
+        for model, cost, t in (("analytic", pred.l2_cost, pred.l2_timing),
+                               ("no_reuse", pred.cost, pred.timing)):
             out.time_s[model][idx] = t.time_s
             if model == "analytic":
                 out.bound[idx] = t.bound
-                out.size[idx] = np.asarray(cost.matmul_flops, dtype=float)
-            u = roofline(cost, unit_gpu, dtype, matmul_unit="tensor", blocks_per_sm=bps,
-                         floor_s=floor_s, serial_s=serial_s)
+                out.size[idx] = np.asarray(timer.kernel_cost(cost).matmul_flops, dtype=float)
+            u = unit(cost)
             terms = out.terms[model]
             terms["matmul_s"][idx] = u.terms_s["matmul"]
             terms["vector_s"][idx] = (u.terms_s["vector"] + u.terms_s["exp"]
