@@ -85,7 +85,8 @@ def _phase(setup: Setup, phase: str, B: Any, N: Any, S: Any) -> Phase:
         add("o_proj", c * after_s)
         if G > 1:  # the all-reduce after o_proj (Megatron §3)
             add("all_reduce", c * all_reduce_s(T * h * a_b, G, gpu, setup.backend))
-        for name, value in mlp_block_s(setup, g, T, stage_T, w_b, a_b, gemm_dtype).items():
+        for name, value in mlp_block_s(setup, g, T, stage_T, w_b, a_b, gemm_dtype,
+                                       phase).items():
             add(name, c * value)
         # RMSNorm/LayerNorm + residual add: ~5 FLOPs per element (square, sum, scale, add)
         norm = _elementwise(T, h, a_b, 5.0)
