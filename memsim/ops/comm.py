@@ -39,9 +39,11 @@ every peer at once (one latency). An MoE layer's dispatch and combine are DeepEP
 low-latency ones).
 
 Custom all-reduce needs peer access inside one scale-up domain; beyond it everything is
-NCCL over the network. Link bandwidth per direction and the domain size come from the
-profile's ``[interconnect]``; the floor and link efficiency of each algorithm are fitted
-(:mod:`memsim.ops.classes`).
+NCCL over the network. Link bandwidth per direction, the hop latency and the domain size
+come from the profile's ``[interconnect]``; the floor and link efficiency of each algorithm
+are fitted (:mod:`memsim.ops.classes`), and for NCCL's step-by-step algorithms the kernel's
+own seconds per step beyond the wire's hop latency (the class's ``row_s``: the LL
+protocol's flag polling and the step hand-off between ranks).
 """
 
 from __future__ import annotations
@@ -95,7 +97,7 @@ def _algorithm_s(name: str, M: np.ndarray, G: int, gpu: Any, backend: str | None
     cls = _all_reduce_class(name, backend)
     traffic = {"oneshot": (G - 1) * M, "nvls": (G + 1) / G * M}.get(name, 2.0 * (G - 1) / G * M)
     hops = 2 * (G - 1) if name == "ring" else 0  # ring: one step per neighbour exchange
-    return traffic / (bw * cls.eff("link")) + hops * hop, traffic, cls.floor_s
+    return traffic / (bw * cls.eff("link")) + hops * (hop + cls.row_s), traffic, cls.floor_s
 
 
 def _nccl_choice(M: np.ndarray, G: int, gpu: Any, backend: str | None) -> np.ndarray:
@@ -202,7 +204,7 @@ def _simple(op: str, message_bytes: Any, gpus: int, gpu: Any, factor, hops) -> O
     bw, hop = _link(gpu, G)
     cls = kernel_class(f"nccl/{'alltoall' if op == 'p2p' else op}")
     traffic = factor(G) * M
-    link_s = traffic / (bw * cls.eff("link")) + hops(G) * hop
+    link_s = traffic / (bw * cls.eff("link")) + hops(G) * (hop + cls.row_s)
     floor = np.full_like(M, cls.floor_s)
     bound = np.where(floor > link_s, "latency", "link")
     return OpPrediction(
