@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-deep lint bench validate-gpu validate-silicon clean
+.PHONY: demo test test-deep lint bench validate-gpu validate-silicon fit-classes clean
 
 # pip's and setuptools' notices go to $(VENV)/install.log, shown only when the install fails
 # (an editable install of remapped package folders always prints setuptools' information-only
@@ -44,9 +44,21 @@ bench: $(STAMP)
 # settings alone. Why not the repo's editable venv: on an H100 (2026-11-22) every Numba
 # kernel failed to compile ("Signature mismatch: 2 argument types given, but function takes
 # 1 arguments") when memsim was imported from the source tree, editable or run from the
-# repository root, and compiled when imported from an installed copy outside it.
+# repository root, and compiled when imported from an installed copy outside it. No log of
+# that failure was committed (the one failed run, quick-2026-11-22T20-13-13Z, failed for
+# another reason: memsim.kernels.bench had not landed), and the two set-ups also differed
+# in where numba and numba-cuda came from (a venv over the image's site-packages against
+# the carried wheels first on PYTHONPATH), so the cause is not pinned down; every run now
+# records the files memsim, memsim.kernels, numba and numba.cuda were imported from
+# (environment.imported_from) to tell the next time.
+# Rehearsal without a GPU: NUMBA_ENABLE_CUDASIM=1 make validate-gpu PYTHON=.venv/bin/python
+# SUITE=sim PROFILE=h100-sxm VALIDATE_OUT=/tmp/sim (the same install and import path; each
+# Numba kernel launched in the simulator and checked against the reference, nothing timed).
 WHEELS ?= .whl
 GPU_SITE ?= /tmp/memsim-gpu
+SUITE ?= quick
+PROFILE ?=
+VALIDATE_OUT ?= $(CURDIR)/measurements
 validate-gpu:
 	rm -rf $(GPU_SITE) && mkdir -p $(GPU_SITE)/deps $(GPU_SITE)/run
 	if ls $(WHEELS)/*.whl >/dev/null 2>&1; then \
@@ -54,7 +66,8 @@ validate-gpu:
 	$(PYTHON) -m pip install -q --no-index --no-deps --no-build-isolation \
 	  --target $(GPU_SITE)/memsim .
 	cd $(GPU_SITE)/run && PYTHONPATH=$(GPU_SITE)/memsim:$(GPU_SITE)/deps PYTHONUNBUFFERED=1 \
-	  $(PYTHON) -m memsim validate --suite quick --out $(CURDIR)/measurements
+	  $(PYTHON) -m memsim validate --suite $(SUITE) $(if $(PROFILE),--profile $(PROFILE)) \
+	  --out $(VALIDATE_OUT)
 
 # Every row of aiconfigurator-core's measured kernel tables (installed as the `silicon` extra
 # if missing) against memsim, on the CPU: tables by op class, GPU and backend, and the
@@ -67,6 +80,18 @@ validate-silicon: $(STAMP)
 	$(VENV)/bin/memsim validate --source aiconfigurator --full --out $(SILICON_RUN)
 	mkdir -p $(SILICON_DIR) && cp $(SILICON_RUN)/summary.json $(SILICON_RUN)/summary.txt $(SILICON_RUN)/points.json \
 	  $(SILICON_DIR)/
+
+# The kernel classes (memsim/ops/kernel_classes.toml) refitted on the H100 and H200 rows of
+# aiconfigurator-core, CPU only (memsim.silicon.fit): FIT_CLASSES names the classes (shell
+# patterns, comma-separated; default every class with its own numbers), FIT_SAMPLE the rows
+# per GPU and class. Rewrites only those entries, each with its rows and errors as source.
+FIT_CLASSES ?=
+FIT_SAMPLE ?= 2000
+FIT_DIR ?= measurements/aiconfigurator/fits/$(shell date -u +%Y%m%dT%H%M%S)
+fit-classes: $(STAMP)
+	$(PY) -c "import aiconfigurator_core, scipy" 2>/dev/null || $(PY) -m pip install -q -e '.[silicon]'
+	$(VENV)/bin/memsim validate --source aiconfigurator --fit-classes --write \
+	  $(if $(FIT_CLASSES),--classes '$(FIT_CLASSES)') --sample $(FIT_SAMPLE) --out $(FIT_DIR)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .hypothesis .ruff_cache

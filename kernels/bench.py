@@ -141,6 +141,34 @@ def _dispatcher_info(launch: Launch, bufs: dict, ops) -> dict[str, Any]:
     }
 
 
+def launch_and_validate(kernel: str, problem: AttentionProblem, tiling: Tiling,
+                        seed: int | None = None) -> tuple[Any, list[Launch], dict, Any, dict]:
+    """Compile and launch ``kernel``'s launches once on random inputs and compare the
+    outputs with the float64 reference: ``(module, launches, device buffers, ops counter,
+    relative errors)``. Raises :class:`KernelInvalidError` beyond the dtype's tolerance.
+    Runs under the CUDA simulator too (nothing is timed here)."""
+    from numba import cuda
+
+    module = family(kernel)
+    if tiling.algorithm != kernel:
+        raise InputError("tiling.algorithm", tiling.algorithm, f"must be {kernel!r}")
+    launches = module.launches(problem, tiling)
+    rng = np.random.default_rng(seed)
+    host = module.buffers(problem, tiling, rng)
+    bufs = {name: cuda.to_device(a) for name, a in host.items()}
+    ops = cuda.to_device(np.zeros(OPS_SLOTS, np.int64))
+    for launch in launches:                                    # compiles, then validates
+        launch(bufs, ops)
+    cuda.synchronize()
+    out = {n: bufs[n].copy_to_host() for n in module.OUTPUTS if n in bufs}
+    errors = validate(problem, tiling, host, out)
+    tolerance = RELATIVE_TOLERANCE[problem.dtype]
+    if not all(e <= tolerance for e in errors.values()):
+        raise KernelInvalidError(f"{kernel} {problem.mask.describe()}: relative errors "
+                                 f"{errors} exceed {tolerance}")
+    return module, launches, bufs, ops, errors
+
+
 def run_case(kernel: str, problem: AttentionProblem, tiling: Tiling, *,
              repeats: int | None = None, warmup: int = 3,
              seed: int | None = None) -> dict[str, Any]:
@@ -151,24 +179,8 @@ def run_case(kernel: str, problem: AttentionProblem, tiling: Tiling, *,
     from numba.cuda.cudadrv.driver import device_memset
 
     require_gpu()
-    module = family(kernel)
-    if tiling.algorithm != kernel:
-        raise InputError("tiling.algorithm", tiling.algorithm, f"must be {kernel!r}")
-    launches = module.launches(problem, tiling)
-    rng = np.random.default_rng(seed)
-    host = module.buffers(problem, tiling, rng)
-    bufs = {name: cuda.to_device(a) for name, a in host.items()}
-    ops = cuda.to_device(np.zeros(OPS_SLOTS, np.int64))
-
-    for launch in launches:                                    # compiles, then validates
-        launch(bufs, ops)
-    cuda.synchronize()
-    out = {n: bufs[n].copy_to_host() for n in module.OUTPUTS if n in bufs}
-    errors = validate(problem, tiling, host, out)
+    module, launches, bufs, ops, errors = launch_and_validate(kernel, problem, tiling, seed)
     tolerance = RELATIVE_TOLERANCE[problem.dtype]
-    if not all(e <= tolerance for e in errors.values()):
-        raise KernelInvalidError(f"{kernel} {problem.mask.describe()}: relative errors "
-                                 f"{errors} exceed {tolerance}")
 
     flush = cuda.device_array(L2_FLUSH_FACTOR * _l2_bytes(), np.uint8)
     timed = event_times_s([functools.partial(launch, bufs, ops) for launch in launches],

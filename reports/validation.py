@@ -305,6 +305,52 @@ def _fmt_err(e: dict[str, Any] | None) -> str:
     return f"{e['median_abs']:.0%} / {e['p90_abs']:.0%}"
 
 
+def _in_or_out(group: str, fitted: list[str]) -> str:
+    return f"{group} ({'fitted' if group.rsplit('/', 1)[-1] in fitted else 'unseen'})"
+
+
+def _numbers(c: dict[str, Any]) -> str:
+    eff = ", ".join(f"{u} {v:.2f}" for u, v in c["efficiency"].items())
+    return f"{c['floor_s'] * 1e6:.1f} µs; {eff}" + (f"; row {c['row_s'] * 1e9:.3g} ns"
+                                                    if c["row_s"] else "")
+
+
+def _calibration_blocks(cal: dict[str, Any]) -> list[Any]:
+    """The kernel classes refitted on the run's H100/H200 rows (memsim.silicon.fit), their
+    in-sample and leave-one-GPU-out errors, and the unseen GPUs' errors in a table apart."""
+    if any("n_fit" in c for c in cal.values()):
+        return [paragraph("This summary's calibration predates the kernel-class fit "
+                          "(memsim.silicon.fit); rerun `make validate-silicon` to show it.")]
+    fitted_rows, unseen_rows = [], []
+    for key, c in cal.items():
+        if c["note"]:
+            continue
+        numbers = "; ".join(f"{k}: {_numbers(c['before'][k])} → {_numbers(c['after'][k])}"
+                            for k in c["used"])
+        for gpu, e in c["fitted"].items():
+            fitted_rows.append((key, c["rows"], gpu, e["n"], numbers,
+                                _fmt_err(c["fitted_before"][gpu]), _fmt_err(e),
+                                _fmt_err(c["leave_one_gpu_out"].get(gpu))))
+        for gpu, e in c["unseen"].items():
+            if e["n"]:
+                unseen_rows.append((key, gpu, e["n"], _fmt_err(c["unseen_before"][gpu]),
+                                    _fmt_err(e), f"{e['bias']:+.0%}"))
+    blocks: list[Any] = []
+    if fitted_rows:
+        blocks.append(paragraph("Kernel classes refitted on this run's H100 and H200 rows only "
+                                "(the fit `make fit-classes` writes with; |error| median / "
+                                "p90; 'memsim now': the committed numbers, which were fitted "
+                                "on rows of the same GPUs, so in-sample):"))
+        blocks.append(table(["classes", "rows", "GPU", "n", "floor; efficiency (now → refit)",
+                             "memsim now", "refit", "leave this GPU out"], fitted_rows))
+    if unseen_rows:
+        blocks.append(paragraph("Unseen GPUs: never fitted, predicted from their datasheet "
+                                "profile and the class's numbers (|error| median / p90):"))
+        blocks.append(table(["classes", "GPU", "rows", "memsim now", "refit", "bias"],
+                            unseen_rows))
+    return blocks
+
+
 def silicon_blocks(measurements_dir: Path) -> list[Any]:
     """The aiconfigurator-core section: figures, per-group table, fitted vs unseen table."""
     folder = silicon_run(measurements_dir)
@@ -326,38 +372,26 @@ def silicon_blocks(measurements_dir: Path) -> list[Any]:
     if points_path.is_file():
         blocks += _silicon_figures(json.loads(points_path.read_text()))
     stats = [s for s in summary["stats"] if s["model"] == "analytic"]
-    blocks.append(table(
-        ["op class / backend / GPU", "rows", "median |error|", "p90 |error|", "bias"]
-        + [f"median {b['bucket']}" for b in (stats[0]["by_size"] if stats else [])],
-        [(s["group"], s["n"], f"{s['median_abs']:.1%}", f"{s['p90_abs']:.1%}",
-          f"{s['bias']:+.1%}", *[("–" if b["median_abs"] is None else
-                                  f"{b['median_abs']:.0%} ({b['n']})") for b in s["by_size"]])
-         for s in stats]))
-    cal = summary.get("calibration", {}).get("analytic", {})
-    fitted_rows, unseen_rows = [], []
-    for key, c in cal.items():
-        if not c.get("n_fit"):
-            continue
-        factors = ", ".join(f"{u} {v:.2f}" for u, v in c["factors"].items())
-        fitted_rows.append((key, c["n_fit"], f"{factors}; floor {c['floor_s'] * 1e6:.1f} µs",
-                            _fmt_err(c["fitted_datasheet"]), _fmt_err(c["fitted"]),
-                            _fmt_err(c["leave_one_bucket_out"]),
-                            _fmt_err(c.get("leave_cases_out"))))
-        for gpu, u in c["unseen"].items():
-            unseen_rows.append((key, gpu, u["calibrated"]["n"], _fmt_err(u["datasheet"]),
-                                _fmt_err(u["calibrated"]),
-                                f"{u['calibrated']['bias']:+.0%}"
-                                if u["calibrated"]["bias"] is not None else "–"))
-    if fitted_rows:
-        blocks.append(paragraph("Calibration per (op class, backend), fitted on H100 and H200 "
-                                "rows only (|error| median / p90):"))
-        blocks.append(table(["class / backend", "rows", "factors", "memsim now", "fitted",
-                             "leave one size bucket out", "leave cases out"], fitted_rows))
-    if unseen_rows:
+    fitted = summary.get("fitted_gpus", ["h100-sxm", "h200"])
+    header = (["op class / backend / GPU", "rows", "median |error|", "p90 |error|", "bias"]
+              + [f"median {b['bucket']}" for b in (stats[0]["by_size"] if stats else [])])
+
+    def row(s: dict[str, Any]) -> tuple:
+        return (_in_or_out(s["group"], fitted), s["n"], f"{s['median_abs']:.1%}",
+                f"{s['p90_abs']:.1%}", f"{s['bias']:+.1%}",
+                *[("–" if b["median_abs"] is None else f"{b['median_abs']:.0%} ({b['n']})")
+                  for b in s["by_size"]])
+
+    seen = [s for s in stats if s["group"].rsplit("/", 1)[-1] in fitted]
+    unseen = [s for s in stats if s["group"].rsplit("/", 1)[-1] not in fitted]
+    if seen:
+        blocks.append(paragraph("GPUs the kernel classes were fitted on (in-sample):"))
+        blocks.append(table(header, [row(s) for s in seen]))
+    if unseen:
         blocks.append(paragraph("Unseen GPUs: never fitted, predicted from their datasheet "
-                                "profile and the class's factors (|error| median / p90):"))
-        blocks.append(table(["class / backend", "GPU", "rows", "memsim now", "calibrated",
-                             "bias"], unseen_rows))
+                                "profile and the classes' numbers:"))
+        blocks.append(table(header, [row(s) for s in unseen]))
+    blocks += _calibration_blocks(summary.get("calibration", {}).get("analytic", {}))
     return blocks
 
 

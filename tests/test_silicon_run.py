@@ -1,6 +1,6 @@
 """`memsim validate --source aiconfigurator` on the committed extract: records in the GPU runs'
-format, the summary by op class / backend / GPU with size buckets, and a calibration that
-never fits a GPU it reports as unseen."""
+format, the summary by op class / backend / GPU with size buckets, and a calibration (the
+kernel-class fit, memsim.silicon.fit) that never fits a GPU it reports as unseen."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from memsim.cli import _register, app
+from memsim.silicon import fit
 from memsim.silicon.classes import CLASSES
 from memsim.silicon.command import text, validate_source
-from memsim.validation import calibrate
 from memsim.validation.records import read_cases
 from memsim.validation.summary import SIZE_BUCKETS, size_bucket, summarise
 
@@ -22,16 +22,34 @@ EXTRACT = Path(__file__).parent / "data" / "aiconfigurator" / "extract.json"
 _register()
 
 
+FIT_GPUS = {"h100-sxm", "h200"}
+needs_scipy = pytest.mark.skipif(not fit.have_scipy(), reason="the class fit needs scipy "
+                                 "(the silicon extra)")
+
+
 @pytest.fixture(scope="module")
-def result(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
+def result(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path, list]:
+    """The run, and the GPU profiles of the rows each least-squares fit saw."""
     out = tmp_path_factory.mktemp("silicon")
-    summary = validate_source(ops=None, gpus=None, backends=None, sample=200, full=False,
-                              seed=0, out=out, echo=lambda _: None, extract=EXTRACT)
-    return summary, out
+    seen: list[tuple[str, set[str]]] = []
+    real = fit.fit_spec_numbers
+
+    def spy(spec, base, data, max_nfev=fit.MAX_NFEV):
+        seen.append((spec.name, {d.profile for d in data}))
+        return real(spec, base, data, max_nfev)
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(fit, "fit_spec_numbers", spy)
+    try:
+        summary = validate_source(ops=None, gpus=None, backends=None, sample=200, full=False,
+                                  seed=0, out=out, echo=lambda _: None, extract=EXTRACT)
+    finally:
+        mp.undo()
+    return summary, out, seen
 
 
 def test_records_hold_the_database_latency_and_its_provenance(result) -> None:
-    summary, out = result
+    summary, out, _ = result
     cases = read_cases(out)
     assert len(cases) == sum(n["rows"] for n in summary["rows"].values())
     doc = json.loads(EXTRACT.read_text())
@@ -53,7 +71,7 @@ def test_records_hold_the_database_latency_and_its_provenance(result) -> None:
 
 
 def test_summary_groups_by_class_backend_gpu_with_size_buckets(result) -> None:
-    summary, _ = result
+    summary, _, _ = result
     groups = {s["group"] for s in summary["stats"]}
     assert "generation_attention/trtllm/h100-sxm" in groups
     assert "context_mla/vllm/h200" not in groups          # vLLM ships module-level MLA only
@@ -68,7 +86,7 @@ def test_summary_groups_by_class_backend_gpu_with_size_buckets(result) -> None:
 
 def test_summary_of_the_records_agrees_with_the_run(result) -> None:
     """`memsim validate --summary DIR` on the records gives the run's own statistics."""
-    summary, out = result
+    summary, out, _ = result
     again = {(s["group"], s["model"]): s for s in summarise(out)["stats"]}
     for s in summary["stats"]:
         r = again[(s["group"], s["model"])]
@@ -77,19 +95,36 @@ def test_summary_of_the_records_agrees_with_the_run(result) -> None:
         assert r["by_size"] == s["by_size"]
 
 
+@needs_scipy
 def test_calibration_fits_h100_and_h200_only_and_reports_the_rest_as_unseen(result) -> None:
-    summary, _ = result
-    rows = summary["rows"]
-    for key, c in summary["calibration"]["analytic"].items():
-        op, backend = key.split("/")
-        fitted = sum(n["scored"] for g, n in rows.items()
-                     if g.startswith(f"{op}/{backend}/") and g.rsplit("/", 1)[1]
-                     in ("h100-sxm", "h200"))
-        assert c.get("n_fit", 0) == fitted
-        assert not {"h100-sxm", "h200"} & set(c.get("unseen", {}))
-        if "unseen" in c:
-            for gpu, u in c["unseen"].items():
-                assert u["calibrated"]["n"] == rows[f"{op}/{backend}/{gpu}"]["scored"]
+    """No fit ever sees an unseen GPU's row; each spec's fitted rows are its rows of H100
+    and H200; every other GPU is reported apart, as unseen; the summary says which groups
+    are in-sample."""
+    summary, _, seen = result
+    cal = summary["calibration"]["analytic"]
+    assert cal and seen
+    for name, profiles in seen:
+        assert profiles and profiles <= FIT_GPUS, (name, profiles)
+    for spec in fit.specs():
+        c = cal.get(spec.name)
+        if c is None:
+            continue
+        assert set(c["fitted"]) <= FIT_GPUS and set(c["leave_one_gpu_out"]) <= FIT_GPUS
+        assert not FIT_GPUS & set(c["unseen"])
+        assert set(c["fitted"]) if not c["note"] else not c["fitted"]
+    gpus_of = {s["group"].rsplit("/", 1)[1] for s in summary["stats"]}
+    assert gpus_of - FIT_GPUS and gpus_of & FIT_GPUS
+    assert summary["fitted_gpus"] == ["h100-sxm", "h200"]
+    assert "rows of the GPUs the kernel classes were fitted on, in-sample" in text(summary)
+
+
+def test_without_scipy_the_summary_says_it_did_not_fit(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(fit, "have_scipy", lambda: False)
+    summary = validate_source(ops="gemm", gpus="h100-sxm,b200", backends=None, sample=20,
+                              full=False, seed=0, out=tmp_path, echo=lambda _: None,
+                              extract=EXTRACT)
+    assert summary["calibration"] == {"analytic": {}}
+    assert "needs scipy" in text(summary)
 
 
 def test_size_buckets_edges() -> None:
@@ -97,18 +132,78 @@ def test_size_buckets_edges() -> None:
     assert size_bucket(t).tolist() == [0, 1, 1, 2, 3, 4]
 
 
-def test_fit_terms_recovers_known_factors_and_floor() -> None:
-    """Rows timed by the fit's own model with e_tensor 0.6, e_hbm 0.8 and a 9 µs floor."""
-    rng = np.random.default_rng(1)
-    n = 400
-    terms = {"matmul_s": rng.lognormal(-9, 2, n), "vector_s": np.zeros(n),
-             "hbm_s": rng.lognormal(-9, 2, n), "other_memory_s": np.zeros(n)}
-    truth = {"tensor": 0.6, "hbm_bandwidth": 0.8}
-    measured = calibrate.retime_terms(terms, truth, 9e-6)
-    factors, floor = calibrate.fit_terms(terms, measured, {"tensor": 0.9, "hbm_bandwidth": 0.9},
-                                         4e-6)
-    assert factors == pytest.approx(truth, rel=0.02)
-    assert floor == pytest.approx(9e-6, rel=0.02)
+def _synthetic_gemm_rows(system: str) -> fit.Rows:
+    """GEMM rows spanning the floor, the memory-bound and the compute-bound regimes."""
+    m, n, k = (a.ravel() for a in np.meshgrid([1, 16, 256, 2048, 8192], [1024, 8192],
+                                              [1024, 8192]))
+    cols = {"m": m, "n": n, "k": k, "gemm_dtype": np.full(len(m), "bfloat16", dtype=object),
+            "kernel_source": np.full(len(m), "torch_flow", dtype=object)}
+    return fit.Rows(system, "gemm", "trtllm", "test", "gemm_perf", "synthetic", "test",
+                    np.arange(len(m)), cols)
+
+
+@needs_scipy
+def test_fit_recovers_known_class_numbers_from_memsims_own_times() -> None:
+    """Rows timed by memsim with a known class (floor 9 µs, tensor 0.6, hbm 0.7): the fit,
+    started from the file's numbers, finds them again (to the 4 digits it writes)."""
+    from dataclasses import replace
+
+    from memsim.ops.classes import kernel_classes
+
+    (spec,) = [s for s in fit.specs() if s.name == "gemm/trtllm/bf16"]
+    spec = replace(spec, free=("floor_s", "tensor", "hbm"))
+    base = {spec.name: kernel_classes()[spec.name]}
+    truth = fit.with_params(base, [(spec.name, p) for p in spec.free],
+                            np.array([9e-6, 0.6, 0.7]))
+    data = []
+    for system, profile in (("h100_sxm", "h100-sxm"), ("h200_sxm", "h200")):
+        rows = _synthetic_gemm_rows(system)
+        probe = fit.GpuRows(profile, rows, np.ones(len(rows)))
+        data.append(fit.GpuRows(profile, rows, fit.predict(spec, truth, probe)))
+    got, _ = fit.fit_spec_numbers(spec, base, data)
+    cls = got[spec.name]
+    assert cls.floor_s == pytest.approx(9e-6, rel=0.01)
+    assert cls.efficiency["tensor"] == pytest.approx(0.6, rel=0.01)
+    assert cls.efficiency["hbm"] == pytest.approx(0.7, rel=0.01)
+    assert cls.efficiency["l2"] == base[spec.name].efficiency["l2"]   # not free: kept
+    assert all(float(f"{v:.4g}") == v for v in (cls.floor_s, *cls.efficiency.values()))
+
+
+@needs_scipy
+def test_fit_classes_writes_only_the_chosen_entries_with_their_errors(tmp_path) -> None:
+    """The fit command on the extract: the chosen classes' entries are rewritten (numbers
+    and a source naming the rows, the fitted GPUs' and the unseen GPUs' errors), every
+    other table stays as it was, and the file reads back."""
+    from memsim.ops.classes import DATA_FILE, load_classes, read_tables
+    from memsim.silicon.tables import read_extract
+
+    path = tmp_path / "kernel_classes.toml"
+    path.write_text(DATA_FILE.read_text())
+    before = read_tables(path)
+    results, written = fit.fit_classes("gemm/trtllm/*", max_rows=200, write=True,
+                                       extract=read_extract(EXTRACT), echo=lambda _: None,
+                                       path=path)
+    assert {r.spec.name for r in results} == {"gemm/trtllm/bf16", "gemm/trtllm/fp8",
+                                              "gemm/trtllm/fp8_block"}
+    after = read_tables(path)
+    assert set(written) and set(written) <= {r.spec.name for r in results}
+    assert {k: v for k, v in after.items() if k not in written} == {
+        k: v for k, v in before.items() if k not in written}
+    for name in written:
+        src = after[name]["source"]
+        assert src.startswith("fitted by `memsim validate --source aiconfigurator "
+                              "--fit-classes`")
+        assert "H100" in src and "H200" in src and "leave-one-GPU-out" in src
+        assert src.endswith("unseen none")   # the extract has no trtllm GEMM of another GPU
+    assert load_classes(path)["gemm/trtllm"].source == before["gemm/trtllm"]["source"]
+
+
+def test_fit_classes_bad_input_exits_2_with_one_line() -> None:
+    for args in (["--fit-classes", "--classes", "nope/*"], ["--write"]):
+        r = CliRunner().invoke(app, ["validate", "--source", "aiconfigurator", *args]
+                               if args[0] != "--write" else ["validate", *args])
+        assert r.exit_code == 2, r.output
+        assert r.stderr.startswith("error: ") and "Traceback" not in r.output
 
 
 def test_bad_ops_exit_2_with_one_line() -> None:
@@ -129,7 +224,7 @@ def test_report_section_draws_every_group_and_keeps_unseen_gpus_apart(result, tm
 
     from memsim.reports import validation
 
-    summary, out = result
+    summary, out, _ = result
     dated = tmp_path / "aiconfigurator" / "2026-11-30"
     dated.mkdir(parents=True)
     for name in ("summary.json", "points.json"):
@@ -154,23 +249,27 @@ def test_report_section_says_when_there_is_no_summary(tmp_path) -> None:
     assert len(blocks) == 1 and "make validate-silicon" in blocks[0].markup
 
 
-def test_memsim_calibrate_on_silicon_records_fits_what_the_run_fitted(result) -> None:
-    """`memsim calibrate DIR` on the run's records: the same (class, backend) fits, from the
-    roofline terms stored in each record's work."""
-    summary, out = result
-    r = CliRunner().invoke(app, ["calibrate", str(out), "--json"])
+@needs_scipy
+def test_memsim_calibrate_on_silicon_records_fits_what_the_run_fitted(tmp_path) -> None:
+    """`memsim calibrate DIR` refits from a run's records (each keeps its row's columns)
+    with the same fitter: the same classes, rows and numbers as the run's summary."""
+    summary = validate_source(ops="gemm,allreduce", gpus=None, backends="trtllm,vllm",
+                              sample=200, full=False, seed=0, out=tmp_path,
+                              echo=lambda _: None, extract=EXTRACT)
+    r = CliRunner().invoke(app, ["calibrate", str(tmp_path), "--json"])
     assert r.exit_code == 0, r.output
     again = json.loads(r.stdout)["analytic"]
+    assert set(again) == set(summary["calibration"]["analytic"])
     for key, c in summary["calibration"]["analytic"].items():
-        assert again[key].get("n_fit", 0) == c.get("n_fit", 0)
-        if c.get("n_fit"):
-            assert again[key]["floor_s"] == pytest.approx(c["floor_s"], rel=1e-6)
-            assert set(again[key]["unseen"]) == set(c["unseen"])
-    assert (out / "calibration.json").is_file()
+        assert {g: s["n"] for g, s in again[key]["fitted"].items()} == {
+            g: s["n"] for g, s in c["fitted"].items()}
+        assert again[key]["after"] == c["after"]
+        assert set(again[key]["unseen"]) == set(c["unseen"])
+    assert (tmp_path / "calibration.json").is_file()
 
 
 def test_summary_flag_on_a_silicon_run_keeps_its_calibration(result) -> None:
-    _, out = result
+    _, out, _ = result
     r = CliRunner().invoke(app, ["validate", "--summary", str(out), "--json"])
     assert r.exit_code == 0, r.output
     kept = json.loads((out / "summary.json").read_text())

@@ -226,3 +226,51 @@ def test_validate_end_to_end_with_a_fake_device(tmp_path: Path,
                             handlers=fake)
     assert again.path == result.path
     assert again.loop.counts["ok"] == 0  # only the skipped cases were tried again
+
+
+def test_sim_suite_is_tiny_kernel_cases_only() -> None:
+    """`--suite sim`: every Numba kernel family once, at simulator sizes, nothing else."""
+    sim = cases("sim")
+    assert {c.kind for c in sim} == {"kernel"}
+    assert {c.params["algorithm"] for c in sim} == {"flash2", "flash1", "standard_blockskip",
+                                                    "dsa", "flash_decode"}
+    assert all(c.params["seq_len"] * c.params["kv_len"] <= 64 * 64 for c in sim)
+    assert cases("sim", ("sdpa",)) == []
+
+
+def test_validate_in_the_simulator_needs_a_profile_and_records_no_time(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """NUMBA_ENABLE_CUDASIM=1 with no device: --profile is required; each kernel case is
+    launched and validated in the simulator and recorded as skipped, with no time."""
+    from memsim.errors import InputError
+    from memsim.validation import device, environment, ncu
+
+    monkeypatch.setenv("NUMBA_ENABLE_CUDASIM", "1")
+    monkeypatch.setattr(device, "read_device", lambda index=0: {"errors": {"numba": "none"}})
+    monkeypatch.setattr(environment, "environment", lambda: {"date_utc": "2026-01-01T00:00:00Z"})
+    monkeypatch.setattr(ncu, "executable", lambda: None)
+    with pytest.raises(InputError, match="profile"):
+        runner.validate("sim", tmp_path, "off", echo=lambda _: None)
+    from memsim.validation import suites
+
+    one = [c for c in cases("sim") if c.params["algorithm"] == "flash_decode"]
+    monkeypatch.setattr(suites, "cases", lambda suite, kinds: one)
+    result = runner.validate("sim", tmp_path, "off", profile="h100-sxm", echo=lambda _: None,
+                             kinds=("kernel",))
+    (header,) = RunFile(result.path).headers()
+    assert header["device"]["name"].startswith("CUDA simulator")
+    recorded = RunFile(result.path).cases()
+    assert recorded and all(c["status"] == "skipped" for c in recorded)
+    assert all("matched the float64 reference" in c["reason"] for c in recorded)
+    assert all("time_s" not in (c.get("measurement") or {}) for c in recorded)
+
+
+def test_run_header_records_where_memsim_and_numba_come_from() -> None:
+    """The environment names the files memsim, its kernels and Numba were imported from
+    (the H100 compile failure depended on which copy was imported)."""
+    from memsim.validation.environment import import_paths
+
+    paths = import_paths()
+    assert paths["memsim"].endswith("__init__.py")
+    assert paths["memsim.kernels"].endswith("kernels/__init__.py")
+    assert set(paths) == {"memsim", "memsim.kernels", "numba", "numba.cuda", "numpy"}

@@ -78,7 +78,8 @@ def _restart_resuming() -> None:
 @app.command("validate")
 @user_errors
 def validate_cmd(
-    suite: str = typer.Option("quick", "--suite", help="quick (< 8 min on one H100) | full"),
+    suite: str = typer.Option("quick", "--suite", help="quick (< 8 min on one H100) | full | "
+                              "sim (tiny kernel cases for the CUDA simulator)"),
     out: Path = _OUT,
     ncu: str = typer.Option("auto", "--ncu", help="Nsight Compute counters: auto | on | off"),
     resume: bool = typer.Option(False, "--resume",
@@ -104,11 +105,22 @@ def validate_cmd(
     full: bool = typer.Option(False, "--full", help="--source: score every row"),
     seed: int = typer.Option(0, "--seed", parser=CountParser(2**32 - 1),
                              help="--source: the sample's seed"),
+    fit_classes: bool = typer.Option(False, "--fit-classes", help="--source: fit the kernel "
+                                     "classes (memsim/ops/kernel_classes.toml) on H100 + "
+                                     "H200 rows, --sample rows per GPU and class"),
+    classes: str = typer.Option(None, "--classes", help="--fit-classes: class names or "
+                                "shell patterns, comma-separated (default: every class "
+                                "with its own numbers)"),
+    write: bool = typer.Option(False, "--write", help="--fit-classes: write the fitted "
+                               "entries into the class file"),
 ) -> None:
     """Measure ceilings, memsim's kernels, PyTorch SDPA and a small Llama against predictions
     (or, with --source aiconfigurator, compare with published kernel timings)."""
     if summary_dir is not None:
         _print_summary(summary_dir, as_json)
+        return
+    if fit_classes or classes or write:
+        _fit_classes(source, classes, gpu, sample, seed, write, out, as_json)
         return
     if source is not None:
         _validate_source(source, ops, gpu, backend, sample, full, seed, out, as_json)
@@ -154,23 +166,54 @@ def _validate_source(source: str, ops: str | None, gpu: str | None, backend: str
                    f"{len(result['runs'])} run files")
 
 
-def _calibrate_silicon(cases: list, directory: Path, as_json: bool) -> None:
-    """Records of `memsim validate --source aiconfigurator`: per (class, backend), factors
-    and floor fitted on H100/H200, held-out and unseen-GPU errors → calibration.json."""
+def _fit_classes(source: str | None, classes: str | None, gpu: str | None, sample: int,
+                 seed: int, write: bool, out: Path | None, as_json: bool) -> None:
     import json
 
-    from memsim.silicon.classes import MODELS
-    from memsim.silicon.command import calibration_text
-    from memsim.validation.calibrate import calibrate_silicon
+    from memsim.errors import InputError
 
-    result = {m: calibrate_silicon(cases, m) for m in MODELS}
+    if source != "aiconfigurator":
+        raise InputError("source", source, "must be 'aiconfigurator' with --fit-classes, "
+                         "--classes or --write")
+    from memsim.silicon import fit
+    from memsim.silicon.run import resolve_gpus
+
+    results, written = fit.fit_classes(classes, resolve_gpus(gpu), sample, seed, write,
+                                       echo=lambda m: typer.echo(m, err=True))
+    doc = {"results": [r.to_dict() for r in results],
+           "written": sorted(written) if write else []}
+    text = fit.report_text(doc["results"])
+    if out is not None:
+        from memsim.files import write_text
+
+        out.mkdir(parents=True, exist_ok=True)
+        write_text(out / "fit.json", json.dumps(doc, indent=1) + "\n", "out")
+        write_text(out / "fit.txt", text + "\n", "out")
+    typer.echo(json.dumps(doc) if as_json else text)
+    if write:
+        typer.echo(f"written: {len(written)} classes into memsim/ops/kernel_classes.toml",
+                   err=as_json)
+
+
+def _calibrate_silicon(cases: list, directory: Path, as_json: bool) -> None:
+    """Records of `memsim validate --source aiconfigurator`: the kernel classes refitted on
+    their H100/H200 rows (the fit `--fit-classes` writes with), leave-one-GPU-out and
+    unseen-GPU errors → calibration.json (the class file is not touched)."""
+    import json
+
+    from memsim.files import write_text
+    from memsim.silicon.command import calibration_text
+    from memsim.silicon.fit import fit_run
+    from memsim.silicon.run import chunks_from_records
+
+    chunks = chunks_from_records(cases)
+    result = {"analytic": fit_run(chunks, max(len(c.rows) for c in chunks))}
     folder = directory if directory.is_dir() else directory.parent
-    (folder / "calibration.json").write_text(json.dumps(result, indent=1) + "\n")
+    write_text(folder / "calibration.json", json.dumps(result, indent=1) + "\n", "directory")
     if as_json:
         typer.echo(json.dumps(result))
         return
-    for model, cal in result.items():
-        typer.echo(f"[{model}]\n{calibration_text(cal)}\n")
+    typer.echo(f"[analytic]\n{calibration_text(result['analytic'])}\n")
     typer.echo(f"written: {folder / 'calibration.json'}")
 
 

@@ -26,9 +26,12 @@ kept as it was (the fit command, ``memsim validate --source aiconfigurator
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import tomllib
+from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,6 +93,20 @@ def load_classes(path: Path = DATA_FILE) -> dict[str, KernelClass]:
 def kernel_classes() -> dict[str, KernelClass]:
     """The installed classes (``kernel_classes.toml``), read once."""
     return load_classes(DATA_FILE)
+
+
+_TRIAL: ContextVar[dict[str, KernelClass] | None] = ContextVar("trial_classes", default=None)
+
+
+@contextlib.contextmanager
+def trial_classes(classes: dict[str, KernelClass]) -> Iterator[None]:
+    """Within the block, :func:`kernel_class` answers ``classes`` for their names instead
+    of the file's (the fitter's trial values: it re-runs memsim's own predictions)."""
+    token = _TRIAL.set({**(_TRIAL.get() or {}), **classes})
+    try:
+        yield
+    finally:
+        _TRIAL.reset(token)
 
 
 def __getattr__(name: str) -> Any:  # KERNEL_CLASSES, read on first use
@@ -171,7 +188,9 @@ def kernel_class(op: str, backend: str | None = None, variant: str | None = None
     (default :data:`memsim.ops.DEFAULT_BACKEND`) and ``variant`` (the kernel family within
     it, e.g. the GEMM's "bf16", "fp8", "fp8_block" kernels), falling back to the backend's
     class; classes shared by every backend (NCCL) are looked up by ``op`` alone."""
-    classes = kernel_classes()
+    classes, trial = kernel_classes(), _TRIAL.get()
+    if trial:
+        classes = {**classes, **trial}
     if op in classes:
         return classes[op]
     name = f"{op}/{check_backend(backend)}"

@@ -11,34 +11,12 @@ from memsim.silicon import run as silicon
 from memsim.silicon.classes import MODELS
 
 
-def _pct(x: float | None) -> str:
-    return "–" if x is None else f"{100 * x:.1f}%"
-
-
 def calibration_text(cal: dict[str, Any]) -> str:
-    """Per (class, backend): factors, floor, fitted, held-out and unseen-GPU errors."""
-    lines = ["calibration per (op class, backend), fitted on H100 + H200 rows only",
-             "('memsim now': memsim's own prediction, before this fit: the datasheet profile "
-             "with the kernel classes of memsim.ops.classes)",
-             "(|error| median / p90; leave-one-bucket-out holds out one bucket of measured "
-             "time, leave-cases-out one fifth of the model shapes; unseen GPUs are never "
-             "fitted):"]
-    for key, c in cal.items():
-        if not c.get("n_fit"):
-            lines.append(f"  {key}: {c.get('note', 'nothing fitted')}")
-            continue
-        fmt = lambda s: f"{_pct(s['median_abs'])} / {_pct(s['p90_abs'])}"  # noqa: E731
-        factors = ", ".join(f"{u} {v:.3f}" for u, v in c["factors"].items()) or "none"
-        lines.append(f"  {key} (n={c['n_fit']}): {factors}, floor {c['floor_s'] * 1e6:.1f} µs")
-        cases = c.get("leave_cases_out")
-        lines.append(f"    memsim now {fmt(c['fitted_datasheet'])}   fitted {fmt(c['fitted'])}"
-                     f"   leave-one-bucket-out {fmt(c['leave_one_bucket_out'])}"
-                     + (f"   leave-cases-out {fmt(cases)}" if cases else ""))
-        for gpu, u in c["unseen"].items():
-            lines.append(f"    unseen {gpu:14} calibrated {fmt(u['calibrated'])} "
-                         f"(bias {_pct(u['calibrated']['bias'])})   memsim now "
-                         f"{fmt(u['datasheet'])}  n={u['calibrated']['n']}")
-    return "\n".join(lines)
+    """The calibration section: the kernel classes refitted on this run's H100 + H200 rows
+    (:func:`memsim.silicon.fit.fit_run`, the fit ``--fit-classes`` writes with)."""
+    from memsim.silicon.fit import NO_SCIPY, report_text
+
+    return report_text(list(cal.values())) if cal else f"kernel classes {NO_SCIPY}"
 
 
 def text(summary: dict[str, Any]) -> str:
@@ -47,6 +25,10 @@ def text(summary: dict[str, Any]) -> str:
 
     shown = {**summary, "not_measured": summary["not_measured"][:20]}
     lines = [format_text(shown)]
+    fitted = ", ".join(summary.get("fitted_gpus", []))
+    if fitted:
+        lines.append(f"(groups on {fitted}: rows of the GPUs the kernel classes were fitted on, "
+                     "in-sample; every other GPU is unseen, never fitted)")
     if len(summary["not_measured"]) > 20:
         lines.append(f"  ... and {len(summary['not_measured']) - 20} more outliers")
     lines += ["", f"{'rows by group':48} {'chosen':>8} {'scored':>8} {'outlier':>8} "
@@ -96,8 +78,8 @@ def validate_source(*, ops: str | None, gpus: str | None, backends: str | None,
         raise InputError("selection", f"ops={ops} gpu={gpus} backend={backends}",
                          "matches no measured table with a memsim profile")
     paths = silicon.write(result, out, header, stamp)
-    # the sample fits the headline model; --full fits both
-    cal = {m: silicon.calibration(result, m) for m in (MODELS if full else MODELS[:1])}
+    # the headline model's classes refitted on the run's rows (at most `sample` per GPU)
+    cal = {MODELS[0]: silicon.calibration(result, sample, seed, echo)}
     summary = silicon.summary(result, out, header, paths, cal)
     summary["elapsed_s"] = result.elapsed_s
     out.mkdir(parents=True, exist_ok=True)

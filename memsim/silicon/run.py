@@ -10,9 +10,9 @@ the most rows: :func:`memsim.silicon.source.table_files`):
 3. predict them, vectorised (:mod:`memsim.silicon.classes`);
 4. score: per op class, backend and GPU, the error statistics of
    :func:`memsim.validation.summary.stats_of` (median, p90, bias, by size bucket);
-5. fit the calibration per (class, backend) on the H100 and H200 rows only and check it on
-   held-out size buckets and on every other GPU (:func:`memsim.validation.calibrate.
-   fit_class_terms`);
+5. refit the kernel classes on the H100 and H200 rows only, with the fit that writes them
+   (:func:`memsim.silicon.fit.fit_run`), and check it leaving one GPU out and on every
+   other GPU (never fitted);
 6. write the JSONL records (``OUT/<profile>/aiconfigurator-<stamp>.jsonl``, one line per
    row; with ``full``, a seeded sample of ``sample`` rows per file, so a run is megabytes,
    not gigabytes) and ``OUT/summary.json|txt`` (every scored row counted).
@@ -251,39 +251,41 @@ def case_folds(c: Chunk) -> np.ndarray:
     return np.array([zlib.crc32(k.encode()) % CASE_FOLDS for k in keys], dtype=np.int64)
 
 
-def calibration(run: SiliconRun, model: str = "analytic") -> dict[str, Any]:
-    """Step 5 for every (class, backend): see :func:`memsim.validation.calibrate.
-    fit_class_terms`. Start: the first fitted GPU's datasheet factors and launch time."""
-    from memsim.hardware import load_gpu
-    from memsim.validation.calibrate import TERM_UNITS, fit_class_terms
-    from memsim.validation.summary import size_bucket
+def calibration(run: SiliconRun, sample: int = DEFAULT_SAMPLE, seed: int = DEFAULT_SEED,
+                echo: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Step 5: :func:`memsim.silicon.fit.fit_run` on the run's rows (at most ``sample``
+    rows per GPU and class; nothing written)."""
+    from memsim.silicon.fit import fit_run
 
-    start_gpu = load_gpu(source.FIT_GPUS[0])
-    default = {u: getattr(start_gpu.efficiency, u) for u in TERM_UNITS}
-    out = {}
-    keys = sorted({(c.op_class, c.rows.backend) for c in run.chunks})
-    for op_class, backend in keys:
-        chunks = [c for c in run.chunks
-                  if (c.op_class, c.rows.backend) == (op_class, backend)]
-        sel = [_scored(c) for c in chunks]
-        terms = {k: np.concatenate([c.terms[model][k][s] for c, s in zip(chunks, sel,
-                                                                           strict=True)])
-                 for k in chunks[0].terms[model]}
-        measured = np.concatenate([c.measured_s[s] for c, s in zip(chunks, sel, strict=True)])
-        gpu = np.concatenate([np.full(int(s.sum()), c.profile, dtype=object)
-                              for c, s in zip(chunks, sel, strict=True)])
-        datasheet = np.concatenate([c.predicted_s[model][s]
-                                    for c, s in zip(chunks, sel, strict=True)])
-        folds = np.concatenate([case_folds(c)[s] for c, s in zip(chunks, sel, strict=True)])
-        if len(measured) == 0:
-            continue
-        fitted = [c for c in chunks if c.profile in source.FIT_GPUS and c.start]
-        start = {**default, **(fitted[0].start if fitted else {})}
-        floors = np.concatenate([c.terms[model]["launch_s"][s]
-                                 for c, s in zip(chunks, sel, strict=True)])
-        out[f"{op_class}/{backend}"] = fit_class_terms(
-            terms, measured, gpu, size_bucket(measured), start,
-            float(np.median(floors)), source.FIT_GPUS, datasheet, folds)
+    return fit_run(run.chunks, sample, seed, echo)
+
+
+def chunks_from_records(cases: list[dict[str, Any]]) -> list[Chunk]:
+    """The scored rows of ``memsim validate --source aiconfigurator`` records (kind
+    ``silicon``, status ``ok``) as chunks :func:`memsim.silicon.fit.fit_run` can refit:
+    each record keeps its row's columns and provenance."""
+    from memsim.silicon.tables import Rows
+
+    by_file: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for c in cases:
+        if c.get("kind") == "silicon" and c.get("status") == "ok":
+            prov = c["measurement"]["provenance"]
+            by_file.setdefault((prov["file"], c["prediction"]["profile"]), []).append(c)
+    out = []
+    for (file, profile), recs in sorted(by_file.items()):
+        system, family, backend, version, table = file.removesuffix(".parquet").split("/")
+        names = [k for k in recs[0]["params"] if k != "memsim"]
+        cols = {k: np.array([r["params"].get(k) for r in recs],
+                            dtype=object if isinstance(recs[0]["params"][k], str) else None)
+                for k in names}
+        rows = Rows(system, family, backend, version, table, file,
+                    recs[0]["measurement"]["provenance"]["version"],
+                    np.array([r["measurement"]["provenance"]["row"] for r in recs]), cols)
+        n = len(recs)
+        ones = np.ones(n, dtype=bool)
+        out.append(Chunk(recs[0]["op_class"], rows, profile,
+                         np.array([r["measurement"]["time_s"] for r in recs]), {},
+                         np.full(n, "", dtype=object), {}, ~ones, ones, [{}] * n, {}, ones))
     return out
 
 
@@ -371,7 +373,8 @@ def summary(run: SiliconRun, out: Path, header: dict[str, Any], paths: list[Path
                              "reason": f"{c.measured_s[i] * 1e3:.4g} ms > 5x its neighbours"})
     return {"path": str(out), "runs": [str(p) for p in paths], "cases": status,
             "stats": statistics(run), "not_measured": problems, "source": header["source"],
-            "rows": counts(run), "no_profile": run.no_profile, "calibration": calibrations}
+            "rows": counts(run), "no_profile": run.no_profile, "calibration": calibrations,
+            "fitted_gpus": list(source.FIT_GPUS)}
 
 
 POINTS_PER_GROUP = 60
@@ -381,9 +384,10 @@ def points(run: SiliconRun, calibrations: dict[str, Any], per_group: int = POINT
            seed: int = DEFAULT_SEED) -> dict[str, Any]:
     """A seeded sample of scored rows per group for the report's scatter plots:
     ``{group: {"gpu", "backend", "op_class", "fitted": bool, "measured_s": [...],
-    "analytic_s": [...], "no_reuse_s": [...], "calibrated_s": [...]}}``; ``calibrated_s`` is the
-    class's fit (H100/H200 rows only) applied to the row, null where nothing was fitted."""
-    from memsim.validation.calibrate import retime_terms
+    "analytic_s": [...], "no_reuse_s": [...], "calibrated_s": [...]}}``; ``calibrated_s`` is
+    memsim with the numbers the run's refit (H100/H200 rows only, :func:`calibration`) gave
+    the row's class, null where no fit covers it."""
+    from memsim.silicon.fit import refit_times
 
     out: dict[str, Any] = {}
     by_group: dict[str, list[Chunk]] = {}
@@ -391,7 +395,6 @@ def points(run: SiliconRun, calibrations: dict[str, Any], per_group: int = POINT
         by_group.setdefault(c.group, []).append(c)
     for group, chunks in sorted(by_group.items()):
         c0 = chunks[0]
-        cal = calibrations.get("analytic", {}).get(f"{c0.op_class}/{c0.rows.backend}", {})
         cols: dict[str, list] = {"measured_s": [], "analytic_s": [], "no_reuse_s": [],
                                  "calibrated_s": []}
         for c in chunks:
@@ -401,12 +404,7 @@ def points(run: SiliconRun, calibrations: dict[str, Any], per_group: int = POINT
             cols["measured_s"] += c.measured_s[idx].tolist()
             cols["analytic_s"] += c.predicted_s["analytic"][idx].tolist()
             cols["no_reuse_s"] += c.predicted_s["no_reuse"][idx].tolist()
-            if cal.get("factors") is not None:
-                terms = {k: v[idx] for k, v in c.terms["analytic"].items()}
-                cols["calibrated_s"] += retime_terms(terms, cal["factors"],
-                                                     cal["floor_s"]).tolist()
-            else:
-                cols["calibrated_s"] += [None] * len(idx)
+            cols["calibrated_s"] += refit_times(c, idx, calibrations.get("analytic", {}))
         out[group] = {"op_class": c0.op_class, "backend": c0.rows.backend, "gpu": c0.profile,
                       "fitted": c0.profile in source.FIT_GPUS, **cols}
     return out

@@ -442,20 +442,15 @@ def format_text(cal: Calibration) -> str:
     return "\n".join(lines)
 
 
-# ---- per (kernel class, backend), from roofline terms: the silicon database -------------
+# ---- the roofline terms recorded with the silicon database's rows ----------------------
 #
-# Rows measured by others (memsim.silicon) come with the roofline *terms* of memsim's
-# prediction, the fitted units' at efficiency 1 (``matmul_s``, ``hbm_s``, ``link_s``) and
-# the rest at the profile's (``vector_s``, ``other_memory_s``). A class's fit is then
+# Rows measured by others (memsim.silicon) are recorded with the roofline *terms* of
+# memsim's prediction, the class's units at efficiency 1 (``matmul_s``, ``hbm_s``,
+# ``link_s``) and the rest at the profile's (``vector_s``, ``other_memory_s``):
 #     t = max(matmul_s / e_tensor + vector_s, hbm_s / e_hbm, other_memory_s)
 #         + link_s / e_interconnect + floor_s
-# with one efficiency per unit the class uses and one latency floor (replacing the
-# profile's per-launch constant), shared by every GPU it is fitted on, so it carries to a
-# GPU never fitted: only the terms change with the datasheet.
-
-TERM_UNITS = {"tensor": "matmul_s", "hbm_bandwidth": "hbm_s", "interconnect": "link_s"}
-FLOOR_RANGE_S = (1e-7, 1e-3)
-MAX_FIT_ROWS = 20_000  # a seeded subsample fits as well as 10^5 rows, ten times faster
+# The kernel classes are fitted by re-predicting the rows (memsim.silicon.fit), not from
+# these terms; they say where each row's time goes.
 
 
 def retime_terms(terms: dict[str, np.ndarray], factors: dict[str, float],
@@ -467,160 +462,3 @@ def retime_terms(terms: dict[str, np.ndarray], factors: dict[str, float],
                         terms.get("other_memory_s", z))
     link = terms.get("link_s", z) / factors.get("interconnect", 1.0)
     return np.maximum(compute, memory) + link + floor_s
-
-
-def term_units(terms: dict[str, np.ndarray], share: float = 0.05) -> list[str]:
-    """The units whose term is at least ``share`` of the time in some rows (fit those)."""
-    total = retime_terms(terms, {}, 0.0)
-    return [u for u, key in TERM_UNITS.items()
-            if key in terms and np.any(terms[key] >= share * total)]
-
-
-def fit_terms(terms: dict[str, np.ndarray], measured_s: np.ndarray, start: dict[str, float],
-              start_floor_s: float, rounds: int = 12, grid: int = 17) -> tuple[dict, float]:
-    """Factors of :func:`term_units` and the floor minimising the mean |log t − log t_meas|
-    (an L1 fit: the median error is the target, and memsim's structural misses on a few
-    shapes must not drag every other row's factors).
-
-    Coordinate descent in log space from ``start`` (the profile's factors): for each
-    parameter in turn, ``grid`` points evaluated at once (vectorised) over a window that
-    starts as the whole range and halves every round; factors in [MIN_FACTOR, 1], the floor
-    in :data:`FLOOR_RANGE_S`. A small pull towards ``start`` picks among factors the rows
-    cannot tell apart (a unit that never binds keeps its datasheet value). Never returns a
-    point worse than ``start``.
-    """
-    if len(measured_s) == 0:
-        raise InputError("samples", 0, "must hold at least one timed row to fit")
-    if len(measured_s) > MAX_FIT_ROWS:
-        keep = np.random.default_rng(0).choice(len(measured_s), MAX_FIT_ROWS, replace=False)
-        terms, measured_s = {k: v[keep] for k, v in terms.items()}, measured_s[keep]
-    log_meas = np.log(measured_s)
-    units = term_units(terms)
-    current = {u: float(start[u]) for u in units}
-    floor = float(np.clip(start_floor_s, *FLOOR_RANGE_S))
-
-    def losses(factors: dict[str, Any], floor_s: Any) -> np.ndarray:
-        """Loss at each of the (broadcast) parameter values, shape (points,)."""
-        col = {k: np.asarray(v, dtype=float).reshape(-1, 1) for k, v in factors.items()}
-        r = np.log(retime_terms(terms, col, np.asarray(floor_s, float).reshape(-1, 1)))
-        pull = sum((np.log(col[u]) - math.log(start[u])) ** 2 for u in units)
-        return np.mean(np.abs(r - log_meas), axis=-1) + PRIOR_WEIGHT * np.ravel(pull)
-
-    start_point = (dict(current), floor)
-    start_loss = float(losses(current, floor)[0])
-    bounds = {u: (math.log(MIN_FACTOR), 0.0) for u in units}
-    bounds["floor"] = tuple(math.log(b) for b in FLOOR_RANGE_S)
-    for r in range(rounds):
-        for name, (lo, hi) in bounds.items():
-            here = math.log(floor if name == "floor" else current[name])
-            width = (hi - lo) / (2 ** r)
-            xs = np.exp(np.linspace(max(lo, here - width), min(hi, here + width), grid))
-            if name == "floor":
-                best = xs[int(np.argmin(losses(current, xs)))]
-                floor = float(best)
-            else:
-                best = xs[int(np.argmin(losses({**current, name: xs}, floor)))]
-                current[name] = float(best)
-    if float(losses(current, floor)[0]) > start_loss:
-        return start_point
-    return current, floor
-
-
-def _err_stats(predicted: np.ndarray, measured: np.ndarray) -> dict[str, Any]:
-    e = predicted / measured - 1.0
-    if len(e) == 0:
-        return {"n": 0, "median_abs": None, "p90_abs": None, "bias": None}
-    return {"n": int(len(e)), "median_abs": float(np.median(np.abs(e))),
-            "p90_abs": float(np.quantile(np.abs(e), 0.9)), "bias": float(np.median(e))}
-
-
-def _held_out(terms: dict[str, np.ndarray], measured_s: np.ndarray, fitted_rows: np.ndarray,
-              fold: np.ndarray, factors: dict[str, float], floor: float) -> dict[str, Any]:
-    """Errors of each fold's rows predicted by a fit to the other folds (fitted rows only)."""
-    pred, meas = [], []
-    for f in np.unique(fold[fitted_rows]):
-        train, test = fitted_rows & (fold != f), fitted_rows & (fold == f)
-        if not train.any():
-            continue
-        fa, fl = fit_terms({k: v[train] for k, v in terms.items()}, measured_s[train],
-                           factors, floor)
-        pred.append(retime_terms({k: v[test] for k, v in terms.items()}, fa, fl))
-        meas.append(measured_s[test])
-    if not pred:
-        return _err_stats(np.array([]), np.array([]))
-    return _err_stats(np.concatenate(pred), np.concatenate(meas))
-
-
-def fit_class_terms(terms: dict[str, np.ndarray], measured_s: np.ndarray, gpu: np.ndarray,
-                    bucket: np.ndarray, start: dict[str, float], start_floor_s: float,
-                    fit_gpus: tuple[str, ...], datasheet_s: np.ndarray,
-                    case_fold: np.ndarray | None = None) -> dict[str, Any]:
-    """One (class, backend): fit on the rows of ``fit_gpus``, check on what was not fitted.
-
-    Reports the fitted factors and floor; in-sample errors on the fitted GPUs; two held-out
-    checks on those GPUs: leave one *size bucket* out (each bucket of measured time
-    predicted by a fit to the others: extrapolation in size, the floor's hardest test) and,
-    with ``case_fold``, leave *cases* out (every row of a model shape held out together, in
-    5 folds: a shape the fit never saw); and per unseen GPU, the errors of the class's
-    factors applied to that GPU's datasheet terms, beside the uncalibrated (datasheet)
-    errors on the same rows.
-    """
-    fitted_rows = np.isin(gpu, fit_gpus)
-    if not fitted_rows.any():
-        return {"n_fit": 0, "note": f"no rows on {', '.join(fit_gpus)} to fit"}
-    sub = {k: v[fitted_rows] for k, v in terms.items()}
-    factors, floor = fit_terms(sub, measured_s[fitted_rows], start, start_floor_s)
-    out: dict[str, Any] = {
-        "n_fit": int(fitted_rows.sum()), "fit_gpus": list(fit_gpus), "factors": factors,
-        "floor_s": floor,
-        "fitted": _err_stats(retime_terms(sub, factors, floor), measured_s[fitted_rows]),
-        "fitted_datasheet": _err_stats(datasheet_s[fitted_rows], measured_s[fitted_rows]),
-    }
-    out["leave_one_bucket_out"] = _held_out(terms, measured_s, fitted_rows, bucket, factors,
-                                            floor)
-    if case_fold is not None:
-        out["leave_cases_out"] = _held_out(terms, measured_s, fitted_rows, case_fold, factors,
-                                           floor)
-    unseen = {}
-    for name in sorted(set(gpu[~fitted_rows].tolist())):
-        rows = gpu == name
-        sub = {k: v[rows] for k, v in terms.items()}
-        unseen[name] = {"calibrated": _err_stats(retime_terms(sub, factors, floor),
-                                                 measured_s[rows]),
-                        "datasheet": _err_stats(datasheet_s[rows], measured_s[rows])}
-    out["unseen"] = unseen
-    pred = retime_terms({k: v[fitted_rows] for k, v in terms.items()}, factors, floor)
-    resid = np.log(measured_s[fitted_rows]) - np.log(pred)
-    size = np.log10(measured_s[fitted_rows])
-    out["size_trend_per_decade"] = (float(np.polyfit(size, resid, 1)[0])
-                                    if len(resid) >= 3 and np.ptp(size) > 0 else None)
-    return out
-
-
-def calibrate_silicon(cases: list[dict[str, Any]], model: str = "analytic",
-                      fit_gpus: tuple[str, ...] = ("h100-sxm", "h200")) -> dict[str, Any]:
-    """:func:`fit_class_terms` for every (op class, backend) of the ``ok`` records of
-    ``memsim validate --source aiconfigurator`` (kind ``silicon``; their ``work`` holds the
-    roofline terms)."""
-    from memsim.validation.summary import size_bucket
-
-    by_key: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    for c in cases:
-        if c.get("kind") == "silicon" and c.get("status") == "ok":
-            by_key[(c["op_class"], c["backend"])].append(c)
-    out = {}
-    for (op_class, backend), rows in sorted(by_key.items()):
-        keys = list(rows[0]["work"]["terms"][model])
-        terms = {k: np.array([r["work"]["terms"][model][k] for r in rows]) for k in keys}
-        measured = np.array([r["measurement"]["time_s"] for r in rows])
-        gpu = np.array([r["prediction"]["profile"] for r in rows], dtype=object)
-        datasheet = np.array([r["prediction"][model]["time_s"] for r in rows])
-        folds = np.array([r["work"].get("case_fold", 0) for r in rows])
-        fitted = [r for r in rows if r["prediction"]["profile"] in fit_gpus]
-        start_gpu = fitted[0]["work"].get("start", {}) if fitted else {}
-        start = {"tensor": 1.0, "hbm_bandwidth": 1.0, "interconnect": 1.0, **start_gpu}
-        floor = float(np.median(terms["launch_s"])) if "launch_s" in terms else 4e-6
-        out[f"{op_class}/{backend}"] = fit_class_terms(
-            terms, measured, gpu, size_bucket(measured), start, floor, fit_gpus, datasheet,
-            folds)
-    return out

@@ -36,6 +36,27 @@ def library_versions() -> dict[str, str | None]:
     return out
 
 
+# Where each was imported from: on an H100 (2026-11-22) every Numba kernel failed to compile
+# when memsim came from the source tree and compiled from an installed copy (Makefile,
+# validate-gpu); a run records which copy of memsim, its kernels and Numba it used.
+IMPORTED = ("memsim", "memsim.kernels", "numba", "numba.cuda", "numpy")
+
+
+def import_paths() -> dict[str, str | None]:
+    """The file each module of :data:`IMPORTED` is (or would be) imported from, without
+    importing it (None where absent)."""
+    import importlib.util
+
+    out: dict[str, str | None] = {}
+    for name in IMPORTED:
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            spec = None
+        out[name] = spec.origin if spec is not None else None
+    return out
+
+
 def nvidia_smi(fields: tuple[str, ...] = SMI_FIELDS) -> dict[str, str]:
     """One read-only ``nvidia-smi --query-gpu`` of GPU 0; {} without nvidia-smi."""
     exe = shutil.which("nvidia-smi")
@@ -94,6 +115,7 @@ def environment() -> dict[str, Any]:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "libraries": library_versions(),
+        "imported_from": import_paths(),
         "memsim_commit": git_commit(),
     }
     for key, reader in (("nvidia_smi", nvidia_smi), ("cuda", cuda_versions)):

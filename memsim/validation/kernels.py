@@ -30,6 +30,18 @@ class BenchUnavailableError(RuntimeError):
     """memsim.kernels.bench is not installed (or cannot run here)."""
 
 
+class SimulatedError(BenchUnavailableError):
+    """Under the CUDA simulator the kernel ran and was validated, but nothing is measured:
+    the case is recorded as skipped with what was checked."""
+
+
+def simulated() -> bool:
+    """Whether Numba's CUDA simulator stands in for a GPU (NUMBA_ENABLE_CUDASIM=1)."""
+    import os
+
+    return os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
+
+
 def tiling_for(params: dict[str, Any], gpu: GPU) -> Tiling:
     """The Tiling a kernel case runs with (:func:`memsim.kernels.tiles.kernel_tiling`: the
     rule the bench and the GPU smoke run use)."""
@@ -60,6 +72,12 @@ def run(params: dict[str, Any], gpu: GPU) -> dict[str, Any]:
     bench = _bench()
     problem = attention_problem(params)
     tiling = tiling_for(params, gpu)
+    if simulated():   # a rehearsal of the GPU run: compile, launch, validate; no time
+        *_, errors = bench.launch_and_validate(params["algorithm"], problem, tiling)
+        checked = ", ".join(f"{k} {v:.1e}" for k, v in errors.items())
+        raise SimulatedError(f"CUDA simulator: launched and matched the float64 reference "
+                             f"(relative errors {checked}); not compiled for a GPU, nothing "
+                             "timed")
     raw = bench.run_case(params["algorithm"], problem, tiling)
     measurement = {k: v for k, v in dict(raw).items()
                    if isinstance(v, int | float | str | bool) or v is None}

@@ -280,7 +280,14 @@ def validate(suite: str = "quick", out: Path | str = "measurements", ncu_mode: s
 
     planned = cases(suite, kinds or KINDS)
     ncu_path, ncu_note = ncu.resolve(ncu_mode)
+    from memsim.validation.kernels import simulated
+
     attrs = read_device()
+    if "name" not in attrs and simulated():   # no device: the simulator stands in
+        if profile is None:
+            raise InputError("profile", None, "must be given in the CUDA simulator "
+                             "(NUMBA_ENABLE_CUDASIM=1: no device to match)")
+        attrs = {"name": "CUDA simulator (NUMBA_ENABLE_CUDASIM=1)", "errors": attrs["errors"]}
     if "name" not in attrs:
         raise InputError("device", "none", "needs an NVIDIA GPU visible to PyTorch or Numba "
                          f"({'; '.join(attrs['errors'].values()) or 'none found'})")

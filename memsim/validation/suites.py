@@ -26,7 +26,7 @@ from typing import Any
 
 from memsim.errors import InputError, closest
 
-SUITES = ("quick", "full")
+SUITES = ("quick", "full", "sim")
 KINDS = ("ceiling", "kernel", "sdpa", "llama", "ncu")
 
 
@@ -112,6 +112,20 @@ def _kernel_cases(full: bool) -> Iterator[Case]:
                 seq_len=n, heads=8, head_dim=128, mask="window:1024", **fp32)})
 
 
+def _sim_cases() -> Iterator[Case]:
+    """Tiny kernel cases for the CUDA simulator (NUMBA_ENABLE_CUDASIM=1): every Numba
+    kernel family once, at sizes the simulator runs in seconds; a rehearsal of
+    ``make validate-gpu`` on a machine without a GPU (its times measure nothing)."""
+    fp32 = {"dtype": "fp32"}
+    for algorithm, mask in (("flash2", "causal"), ("flash1", "causal"),
+                            ("standard_blockskip", "causal"), ("dsa", "topk:16")):
+        yield Case("kernel", {"algorithm": algorithm, **attention(
+            seq_len=32, heads=2, kv_heads=1 if algorithm == "dsa" else 2, head_dim=16,
+            mask=mask, **fp32)})
+    yield Case("kernel", {"algorithm": "flash_decode", **attention(
+        batch=1, seq_len=1, kv_len=64, heads=2, kv_heads=1, head_dim=16, mask="full", **fp32)})
+
+
 def _llama_cases(full: bool) -> Iterator[Case]:
     layer_counts = (2, 4) if full else (2,)
     tokens = (512, 2048, 8192) if not full else (512, 1024, 2048, 4096, 8192)
@@ -145,6 +159,8 @@ def cases(suite: str, kinds: tuple[str, ...] = KINDS) -> list[Case]:
             raise InputError("kind", kind, f"must be one of {', '.join(KINDS)}"
                              + closest(kind, KINDS))
     full = suite == "full"
+    if suite == "sim":
+        return list(_sim_cases()) if "kernel" in kinds else []
     grid = {
         "ceiling": [Case("ceiling", {"bench": b})
                     for b in (FULL_CEILINGS if full else QUICK_CEILINGS)],

@@ -1,0 +1,511 @@
+"""The one fit of the kernel classes (``memsim/ops/kernel_classes.toml``) to measured rows.
+
+``memsim validate --source aiconfigurator --fit-classes [--classes PATTERN] [--write]``
+(``make fit-classes``) and the calibration section of every ``--source aiconfigurator``
+summary both run :func:`fit_spec`.
+
+What is fitted is memsim's own prediction: a trial set of class numbers is put in place
+with :func:`memsim.ops.classes.trial_classes` and the op class's row mapper
+(:mod:`memsim.silicon.classes`, :mod:`memsim.silicon.op_rows`) re-predicts the rows, so the
+fitted numbers are exactly the ones ``memsim op`` / ``memsim attention --backend`` use,
+with whatever physics the mapper has today (no re-timing approximation).
+
+- Rows: per :class:`FitSpec` (one class, or several fitted together such as the four
+  custom all-reduce algorithms), the scored rows (mapped, not outliers) of one op class
+  and backend whose dtype column has the class's value, on the GPUs of
+  :data:`memsim.silicon.source.FIT_GPUS` (H100 SXM, H200) only: a seeded sample of whole
+  model shapes, at most ``max_rows`` per GPU (:func:`memsim.silicon.run._choose`).
+- Objective: ``scipy.optimize.least_squares`` on r = log(t_pred / t_meas), loss soft-L1
+  with f_scale 0.1 (quadratic inside ±10 %, linear beyond: the median error is the target,
+  and a few structural misses must not drag every other row), parameters in log space
+  within :data:`BOUNDS`, starting from the file's numbers, until the loss or the
+  parameters change by less than 1e-4 (relative) or after :data:`MAX_NFEV` iterations.
+  Free parameters per spec: ``floor_s``, ``row_s`` and efficiency units; the others keep
+  the file's values.
+- Numbers are rounded to 4 significant digits and every error is computed with the
+  rounded numbers (what is written is what is scored).
+- Checks: per fitted GPU, median / p90 |error| of the fit; leave-one-GPU-out (refit on
+  the other fitted GPU from mid-range numbers, :data:`NEUTRAL`, score this one); every
+  other GPU (B200, B300, GB200, A100, L40S) is "unseen": never in a fit, scored with the
+  fitted numbers.
+
+scipy comes with the ``silicon`` extra; it is imported only when a fit runs.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from memsim.ops.classes import DATA_FILE, KernelClass, trial_classes
+from memsim.silicon.tables import Rows
+
+LOSS, F_SCALE = "soft_l1", 0.1
+BOUNDS = {"floor_s": (1e-7, 1e-3), "row_s": (1e-12, 1e-5), "efficiency": (0.01, 1.0)}
+MAX_ROWS = 2000        # per fitted GPU and spec (a seeded sample of whole model shapes)
+MAX_NFEV = 40          # least_squares iterations (each costs 1 + parameters predictions)
+TOL = 1e-4             # relative change of the loss or the parameters that ends a fit
+DIGITS = 4             # significant digits written
+# where a leave-one-GPU-out fit starts (mid-range, seen no row)
+NEUTRAL = {"floor_s": 1e-5, "row_s": 1e-7, "eff": 0.5}
+ALLREDUCE_ALGOS = ("oneshot", "twoshot", "ring", "nvls")
+METHOD = ("scipy least_squares on log time, soft-L1 f_scale 0.1, re-predicting the rows "
+          "with memsim's own mapper")
+
+
+@dataclass(frozen=True)
+class FitSpec:
+    """Classes fitted together on one op class's rows of one backend.
+
+    ``keys``: the kernel classes; ``free``: their parameters fitted (``floor_s``,
+    ``row_s`` or an efficiency unit); ``where``: column → value the rows must have (the
+    kernel family, e.g. ``{"gemm_dtype": "fp8"}``)."""
+
+    keys: tuple[str, ...]
+    op_class: str
+    backend: str
+    free: tuple[str, ...]
+    where: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.keys[0] if len(self.keys) == 1 else "+".join(self.keys)
+
+    def describe(self) -> str:
+        rows = " ".join(f"{v}" for v in self.where.values())
+        return f"{rows + ' ' if rows else ''}{self.op_class}/{self.backend}"
+
+    def select(self, rows: Rows) -> np.ndarray:
+        keep = np.ones(len(rows), dtype=bool)
+        for column, value in self.where.items():
+            keep &= np.asarray(rows.col(column, ""), dtype=object).astype(str) == value
+        return keep
+
+
+def specs() -> list[FitSpec]:
+    """Every class memsim can fit on the database, by the key :func:`kernel_class` uses."""
+    out: list[FitSpec] = []
+    families = (("bf16", "bfloat16"), ("fp8", "fp8"), ("fp8_block", "fp8_block"))
+    for b in ("trtllm", "vllm", "sglang"):
+        for fam, db in families:
+            out.append(FitSpec((f"gemm/{b}/{fam}",), "gemm", b,
+                               ("floor_s", "tensor", "hbm", "l2"), {"gemm_dtype": db}))
+        for fam, db in families:
+            out.append(FitSpec((f"moe/{b}/{fam}",), "moe", b,
+                               ("floor_s", "tensor", "hbm", "l2"), {"moe_dtype": db}))
+        out.append(FitSpec(tuple(f"allreduce/{a}/{b}" for a in ALLREDUCE_ALGOS), "allreduce",
+                           b, ("floor_s", "link")))
+        bf16_kv = {"kv_cache_dtype": "bfloat16"}
+        out += [
+            FitSpec((f"attention/context/{b}",), "context_attention", b,
+                    ("floor_s", "tensor", "hbm", "row_s"), {"attn_dtype": "bfloat16",
+                                                            **bf16_kv}),
+            # decode: tensor held (MMAs padded to 16 rows; the rows cannot tell it apart)
+            FitSpec((f"attention/decode/{b}",), "generation_attention", b,
+                    ("floor_s", "hbm", "row_s"), bf16_kv),
+            FitSpec((f"mla/context/{b}",), "context_mla", b,
+                    ("floor_s", "tensor", "hbm", "row_s"), bf16_kv),
+            FitSpec((f"mla/decode/{b}",), "generation_mla", b, ("floor_s", "hbm", "row_s"),
+                    bf16_kv),
+        ]
+    return out
+
+
+def select_specs(pattern: str | None, own_numbers: set[str]) -> list[FitSpec]:
+    """The specs whose classes match ``pattern`` (comma-separated shell patterns on class
+    names); without one, the classes that have their own numbers in the file (a class
+    that takes another's with ``same_as`` is fitted only when named)."""
+    pats = [p.strip() for p in (pattern or "").split(",") if p.strip()]
+    out = []
+    for s in specs():
+        if pats:
+            if any(fnmatch.fnmatchcase(k, p) for k in s.keys for p in pats):
+                out.append(s)
+        elif all(k in own_numbers for k in s.keys):
+            out.append(s)
+    return out
+
+
+# ---- data -----------------------------------------------------------------------------
+
+
+@dataclass
+class GpuRows:
+    """A spec's rows on one GPU profile, with their measured time (s)."""
+
+    profile: str
+    rows: Rows
+    measured_s: np.ndarray
+
+
+def rows_for(spec: FitSpec, chunks: list[Any], max_rows: int = MAX_ROWS, seed: int = 0
+             ) -> dict[str, GpuRows]:
+    """From ``chunks`` (:class:`memsim.silicon.run.Chunk`), the spec's scored rows per GPU
+    profile: a seeded sample of whole model shapes, at most ``max_rows`` per GPU."""
+    from memsim.silicon import outliers
+    from memsim.silicon.classes import CLASSES
+    from memsim.silicon.run import _choose
+
+    by_gpu: dict[str, list[tuple[Rows, np.ndarray]]] = {}
+    for c in chunks:
+        if c.op_class != spec.op_class or c.rows.backend != spec.backend:
+            continue
+        keep = c.mapped & ~c.outlier & spec.select(c.rows)
+        if keep.any():
+            by_gpu.setdefault(c.profile, []).append((c.rows.take(keep), c.measured_s[keep]))
+    out = {}
+    case = CLASSES[spec.op_class].case
+    for profile, parts in sorted(by_gpu.items()):
+        for rows, meas in parts:   # one table file per (system, backend): one part
+            ids = outliers.curve_ids(rows, case) if case else None
+            pick = _choose(len(rows), max_rows, seed, f"{spec.name}@{profile}", ids)
+            out[profile] = GpuRows(profile, rows.take(pick), meas[pick])
+    return out
+
+
+def predict(spec: FitSpec, classes: dict[str, KernelClass], data: GpuRows) -> np.ndarray:
+    """memsim's time (s) of ``data``'s rows with ``classes`` in place of the file's."""
+    from memsim.hardware import load_gpu
+    from memsim.silicon.classes import CLASSES
+
+    with trial_classes(classes):
+        mapped = CLASSES[spec.op_class].mapper(data.rows, load_gpu(data.profile))
+    return np.asarray(mapped.time_s["analytic"], dtype=float)
+
+
+# ---- the fit --------------------------------------------------------------------------
+
+
+def _params(spec: FitSpec) -> list[tuple[str, str]]:
+    return [(k, p) for k in spec.keys for p in spec.free]
+
+
+def _get(cls: KernelClass, param: str) -> float:
+    if param in ("floor_s", "row_s"):
+        return float(getattr(cls, param))
+    return float(cls.efficiency.get(param, 1.0))
+
+
+def _bounds(param: str) -> tuple[float, float]:
+    return BOUNDS.get(param, BOUNDS["efficiency"])
+
+
+def with_params(base: dict[str, KernelClass], params: list[tuple[str, str]],
+                values: np.ndarray) -> dict[str, KernelClass]:
+    """``base`` (the classes of a spec) with ``params`` set to ``values``."""
+    out = dict(base)
+    for (key, param), v in zip(params, values, strict=True):
+        cls = out[key]
+        if param in ("floor_s", "row_s"):
+            out[key] = replace(cls, **{param: float(v)})
+        else:
+            out[key] = replace(cls, efficiency={**cls.efficiency, param: float(v)})
+    return out
+
+
+def _round(v: float) -> float:
+    return float(f"{v:.{DIGITS}g}")
+
+
+def fit_spec_numbers(spec: FitSpec, base: dict[str, KernelClass], data: list[GpuRows],
+                     max_nfev: int = MAX_NFEV) -> tuple[dict[str, KernelClass], int]:
+    """The spec's classes fitted to the rows of ``data`` (from ``base``), rounded; and
+    the number of least-squares evaluations."""
+    from scipy.optimize import least_squares
+
+    params = _params(spec)
+    lo = np.log([_bounds(p)[0] for _, p in params])
+    hi = np.log([_bounds(p)[1] for _, p in params])
+    start = np.log([max(_get(base[k], p), 1e-300) for k, p in params])
+    span = hi - lo
+    start = np.clip(start, lo + 1e-6 * span, hi - 1e-6 * span)
+    meas = np.log(np.concatenate([d.measured_s for d in data]))
+
+    def residual(x: np.ndarray) -> np.ndarray:
+        classes = with_params(base, params, np.exp(x))
+        pred = np.concatenate([predict(spec, classes, d) for d in data])
+        r = np.log(np.where(pred > 0, pred, np.nan)) - meas
+        return np.nan_to_num(r, nan=10.0, posinf=10.0, neginf=-10.0)
+
+    res = least_squares(residual, start, bounds=(lo, hi), loss=LOSS, f_scale=F_SCALE,
+                        diff_step=1e-3, max_nfev=max_nfev, method="trf", ftol=TOL,
+                        xtol=TOL)
+    values = np.array([_round(v) for v in np.exp(res.x)])
+    return with_params(base, params, values), int(res.nfev)
+
+
+def error_stats(predicted_s: np.ndarray, measured_s: np.ndarray) -> dict[str, Any]:
+    """n, median and p90 of |predicted / measured − 1|, and the median signed error."""
+    e = predicted_s / measured_s - 1.0
+    e = e[np.isfinite(e)]
+    if len(e) == 0:
+        return {"n": 0, "median_abs": None, "p90_abs": None, "bias": None}
+    return {"n": int(len(e)), "median_abs": float(np.median(np.abs(e))),
+            "p90_abs": float(np.quantile(np.abs(e), 0.9)), "bias": float(np.median(e))}
+
+
+@dataclass
+class FitResult:
+    """One spec's fit: the classes before and after, and every error (see :func:`fit_spec`)."""
+
+    spec: FitSpec
+    before: dict[str, KernelClass]
+    after: dict[str, KernelClass]
+    fitted: dict[str, dict[str, Any]]             # fitted GPU → errors of the fit
+    fitted_before: dict[str, dict[str, Any]]      # the same rows with the file's numbers
+    leave_one_gpu_out: dict[str, dict[str, Any]]  # held-out GPU → errors of the other's fit
+    unseen: dict[str, dict[str, Any]]             # never-fitted GPU → errors of the fit
+    unseen_before: dict[str, dict[str, Any]]
+    nfev: int = 0
+    note: str = ""
+    used: list[str] = field(default_factory=list)  # keys some fitted row is timed with
+
+    def to_dict(self) -> dict[str, Any]:
+        num = lambda c: {"floor_s": c.floor_s, "efficiency": c.efficiency,  # noqa: E731
+                         "row_s": c.row_s}
+        return {"classes": list(self.spec.keys), "rows": self.spec.describe(),
+                "free": list(self.spec.free), "before": {k: num(c) for k, c in
+                                                        self.before.items()},
+                "after": {k: num(c) for k, c in self.after.items()}, "fitted": self.fitted,
+                "fitted_before": self.fitted_before,
+                "leave_one_gpu_out": self.leave_one_gpu_out, "unseen": self.unseen,
+                "unseen_before": self.unseen_before, "nfev": self.nfev, "note": self.note,
+                "used": self.used}
+
+
+def _used_keys(spec: FitSpec, data: list[GpuRows]) -> list[str]:
+    """The spec's classes some row is actually timed with (a custom all-reduce algorithm
+    no row picks cannot be fitted: its numbers stay the file's)."""
+    if len(spec.keys) == 1:
+        return list(spec.keys)
+    from memsim.hardware import load_gpu
+    from memsim.silicon.classes import CLASSES
+
+    used = set()
+    for d in data:
+        mapped = CLASSES[spec.op_class].mapper(d.rows, load_gpu(d.profile))
+        for p in mapped.params:
+            algo = p.get("algorithm")
+            used.update(k for k in spec.keys if algo and k.split("/")[1] == algo)
+    return [k for k in spec.keys if k in used]
+
+
+def fit_spec(spec: FitSpec, base: dict[str, KernelClass], data: dict[str, GpuRows],
+             fit_gpus: tuple[str, ...]) -> FitResult:
+    """Fit ``spec`` on the rows of ``fit_gpus`` in ``data`` and score every GPU in it."""
+    fit_data = [data[g] for g in fit_gpus if g in data]
+    unseen = [g for g in sorted(data) if g not in fit_gpus]
+    result = FitResult(spec, base, base, {}, {}, {}, {}, {})
+    for g in unseen:
+        result.unseen_before[g] = error_stats(predict(spec, base, data[g]), data[g].measured_s)
+    if not fit_data:
+        result.note = f"no rows on {', '.join(fit_gpus)}: not fitted"
+        result.unseen = result.unseen_before
+        return result
+    result.used = _used_keys(spec, fit_data)
+    sub = replace(spec, keys=tuple(result.used))
+    after, result.nfev = fit_spec_numbers(sub, base, fit_data)
+    result.after = after
+    for d in fit_data:
+        result.fitted[d.profile] = error_stats(predict(spec, after, d), d.measured_s)
+        result.fitted_before[d.profile] = error_stats(predict(spec, base, d), d.measured_s)
+    if len(fit_data) > 1:
+        # started from neutral numbers: the file's and the fit's have seen the held-out GPU
+        neutral = with_params(base, _params(sub), np.array([NEUTRAL.get(p, NEUTRAL["eff"])
+                                                            for _, p in _params(sub)]))
+        for held in fit_data:
+            rest = [d for d in fit_data if d is not held]
+            alone, _ = fit_spec_numbers(sub, neutral, rest)
+            result.leave_one_gpu_out[held.profile] = error_stats(
+                predict(spec, alone, held), held.measured_s)
+    for g in unseen:
+        result.unseen[g] = error_stats(predict(spec, after, data[g]), data[g].measured_s)
+    return result
+
+
+# ---- the source text ------------------------------------------------------------------
+
+_GPU_NAMES = {"h100-sxm": "H100", "h200": "H200", "b200": "B200", "b300": "B300",
+              "gb200": "GB200", "a100-sxm4-80gb": "A100", "l40s": "L40S",
+              "h100-pcie": "H100 PCIe"}
+
+
+def _gpu(name: str) -> str:
+    return _GPU_NAMES.get(name, name)
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def source_text(r: FitResult, package: str, max_rows: int, seed: int) -> str:
+    """The ``source`` written with a fitted class: method, rows, and every error."""
+    spec = r.spec
+    fitted = ", ".join(f"{_gpu(g)} {_pct(s['median_abs'])} (p90 {_pct(s['p90_abs'])}, "
+                       f"n={s['n']})" for g, s in r.fitted.items())
+    logo = ", ".join(f"{_gpu(g)} {_pct(s['median_abs'])}"
+                     for g, s in r.leave_one_gpu_out.items()) or "n/a (one fitted GPU)"
+    unseen = ", ".join(f"{_gpu(g)} {_pct(s['median_abs'])} (p90 {_pct(s['p90_abs'])}, "
+                       f"n={s['n']})" for g, s in r.unseen.items() if s["n"]) or "none"
+    together = (f"; fitted together: {', '.join(r.used)}" if len(spec.keys) > 1 else "")
+    return (f"fitted by `memsim validate --source aiconfigurator --fit-classes` ({METHOD}; "
+            f"free: {', '.join(spec.free)}{together}) to {spec.describe()} rows of "
+            f"{' and '.join(_gpu(g) for g in r.fitted)} in {package} (seed {seed}, at most "
+            f"{max_rows} rows per GPU, whole model shapes): median |error| {fitted}; "
+            f"leave-one-GPU-out median {logo}; unseen {unseen}")
+
+
+def with_sources(r: FitResult, package: str, max_rows: int, seed: int
+                 ) -> dict[str, KernelClass]:
+    """The fitted classes of ``r`` (only those some row used) with their source text."""
+    text = source_text(r, package, max_rows, seed)
+    return {k: replace(r.after[k], source=text) for k in r.used}
+
+
+def _fmt(s: dict[str, Any]) -> str:
+    return f"{_pct(s['median_abs'])} / {_pct(s['p90_abs'])}"
+
+
+def _numbers(c: dict[str, Any]) -> str:
+    eff = ", ".join(f"{u} {v:.3g}" for u, v in c["efficiency"].items())
+    row = f", row {c['row_s'] * 1e9:.4g} ns" if c["row_s"] else ""
+    return f"floor {c['floor_s'] * 1e6:.3g} µs, {eff}{row}"
+
+
+def report_text(results: list[dict[str, Any]]) -> str:
+    """Per spec (:meth:`FitResult.to_dict`): numbers before → after; |error| median / p90
+    per GPU with the file's numbers → with the fit's."""
+    lines = ["kernel classes fitted on H100 + H200 rows only (|error| median / p90; "
+             "'file': the numbers of memsim/ops/kernel_classes.toml before this fit, "
+             "themselves fitted on H100 + H200 rows, so in-sample there; unseen GPUs are "
+             "never fitted):"]
+    for r in results:
+        lines.append(f"  {'+'.join(r['classes'])}  [{r['rows']}]"
+                     + (f"  {r['note']}" if r["note"] else f"  ({r['nfev']} evaluations)"))
+        for k in r["classes"]:
+            mark = "" if k in r["used"] or r["note"] else "  (no row uses it: kept)"
+            lines.append(f"    {k}: {_numbers(r['before'][k])}  →  "
+                         f"{_numbers(r['after'][k])}{mark}")
+        for g, s in r["fitted"].items():
+            held = r["leave_one_gpu_out"].get(g)
+            lines.append(f"    fitted {_gpu(g):6} file {_fmt(r['fitted_before'][g])}  →  fit "
+                         f"{_fmt(s)}  n={s['n']}"
+                         + (f"   leave-one-GPU-out {_fmt(held)}" if held else ""))
+        for g, s in r["unseen"].items():
+            if s["n"]:
+                lines.append(f"    unseen {_gpu(g):6} file {_fmt(r['unseen_before'][g])}  →  "
+                             f"fit {_fmt(s)}  n={s['n']} (bias {_pct(s['bias'])})")
+    return "\n".join(lines)
+
+
+def have_scipy() -> bool:
+    """Whether scipy (the ``silicon`` extra) is installed: the fit needs it."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("scipy.optimize") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+NO_SCIPY = "not fitted: needs scipy (pip install 'memsim[silicon]')"
+
+
+def fit_run(chunks: list[Any], max_rows: int = MAX_ROWS, seed: int = 0,
+            echo: Any = None) -> dict[str, dict[str, Any]]:
+    """Every spec with rows among ``chunks`` (a ``--source aiconfigurator`` run) fitted
+    and scored, as the summary's calibration section: spec name → :meth:`FitResult.to_dict`
+    (``{}`` without scipy). Nothing is written."""
+    from memsim.ops.classes import kernel_classes
+    from memsim.silicon import source
+
+    if not have_scipy():
+        if echo is not None:
+            echo(f"calibration {NO_SCIPY}")
+        return {}
+    present = {(c.op_class, c.rows.backend) for c in chunks}
+    current = kernel_classes()
+    out = {}
+    for spec in specs():
+        if (spec.op_class, spec.backend) not in present:
+            continue
+        data = rows_for(spec, chunks, max_rows, seed)
+        if not data:
+            continue
+        r = fit_spec(spec, {k: current[k] for k in spec.keys}, data, source.FIT_GPUS)
+        out[spec.name] = r.to_dict()
+        if echo is not None:
+            echo(f"fitted {spec.name}: {r.note or f'{r.nfev} evaluations'}")
+    return out
+
+
+def refit_times(chunk: Any, index: np.ndarray, fits: dict[str, dict[str, Any]]
+                ) -> list[float | None]:
+    """memsim's time (s) of a chunk's rows ``index`` with the numbers :func:`fit_run`
+    fitted for their class (None where no fit covers the row)."""
+    out: list[float | None] = [None] * len(index)
+    rows = chunk.rows.take(index)
+    for spec in specs():
+        if (spec.op_class, spec.backend) != (chunk.op_class, chunk.rows.backend):
+            continue
+        fitted = fits.get(spec.name)
+        keep = spec.select(rows)
+        if not fitted or fitted["note"] or not keep.any():
+            continue
+        classes = {k: KernelClass(k, v["floor_s"], dict(v["efficiency"]), "", v["row_s"])
+                   for k, v in fitted["after"].items()}
+        at = np.nonzero(keep)[0]
+        t = predict(spec, classes, GpuRows(chunk.profile, rows.take(at), np.ones(len(at))))
+        for j, v in zip(at.tolist(), t.tolist(), strict=True):
+            out[j] = v
+    return out
+
+
+# ---- the command ----------------------------------------------------------------------
+
+COLLECT_ROWS = 20_000   # rows read per table file before the per-spec sample
+
+
+def fit_classes(pattern: str | None = None, gpus: set[str] | None = None,
+                max_rows: int = MAX_ROWS, seed: int = 0, write: bool = False,
+                extract: list[Rows] | None = None, echo: Any = print,
+                path: Path = DATA_FILE) -> tuple[list[FitResult], dict[str, KernelClass]]:
+    """Fit the selected classes (:func:`select_specs`) of the class file ``path`` on the
+    installed database (or the rows of ``extract``); with ``write``, replace their entries
+    in that file. Returns the results and the classes written (or that would be)."""
+    from memsim.errors import InputError
+    from memsim.ops.classes import load_classes, read_tables, write_classes
+    from memsim.silicon import run, source
+
+    if not have_scipy():
+        raise InputError("fit-classes", "on", NO_SCIPY.removeprefix("not fitted: "))
+    own = {k for k, t in read_tables(path).items() if "same_as" not in t}
+    chosen = select_specs(pattern, own)
+    if not chosen:
+        raise InputError("classes", pattern, "matches no kernel class memsim can fit "
+                         "(e.g. 'gemm/*', 'attention/decode/vllm', 'allreduce/*/trtllm')")
+    current = load_classes(path)
+    missing = sorted({k for s in chosen for k in s.keys} - set(current))
+    if missing:
+        raise InputError("classes", ",".join(missing), "are not in the class file")
+    ops = sorted({s.op_class for s in chosen})
+    backends = {s.backend for s in chosen}
+    collected = run.collect(ops, gpus, backends, sample=COLLECT_ROWS, seed=seed, echo=echo,
+                            extract=extract)
+    package = (f"{source.PACKAGE} {collected.chunks[0].rows.package_version}"
+               if collected.chunks else source.PACKAGE)
+    results, written = [], {}
+    for spec in chosen:
+        data = rows_for(spec, collected.chunks, max_rows, seed)
+        r = fit_spec(spec, {k: current[k] for k in spec.keys}, data, source.FIT_GPUS)
+        results.append(r)
+        echo(f"fitted {spec.name}: {r.note or f'{r.nfev} evaluations'}")
+        if not r.note:
+            written.update(with_sources(r, package, max_rows, seed))
+    if write and written:
+        write_classes(written, path)
+    return results, written
