@@ -79,6 +79,7 @@ class OpClass:
     select: Callable[[Rows], np.ndarray] | None = None
     doc: str = ""
     case: tuple[str, ...] = ()
+    latency_to_s: float = 1e-3   # the table's latency unit: ms, µs for moe_a2a_perf
 
 
 def dtype_of(values: np.ndarray) -> np.ndarray:
