@@ -373,16 +373,24 @@ def silicon_blocks(measurements_dir: Path) -> list[Any]:
         blocks += _silicon_figures(json.loads(points_path.read_text()))
     stats = [s for s in summary["stats"] if s["model"] == "analytic"]
     fitted = summary.get("fitted_gpus", ["h100-sxm", "h200"])
-    blocks.append(paragraph("Groups marked fitted are rows of the GPUs the kernel classes were "
-                            "fitted on (in-sample); unseen GPUs were never fitted."))
-    blocks.append(table(
-        ["op class / backend / GPU", "rows", "median |error|", "p90 |error|", "bias"]
-        + [f"median {b['bucket']}" for b in (stats[0]["by_size"] if stats else [])],
-        [(_in_or_out(s["group"], fitted), s["n"], f"{s['median_abs']:.1%}",
-          f"{s['p90_abs']:.1%}",
-          f"{s['bias']:+.1%}", *[("–" if b["median_abs"] is None else
-                                  f"{b['median_abs']:.0%} ({b['n']})") for b in s["by_size"]])
-         for s in stats]))
+    header = (["op class / backend / GPU", "rows", "median |error|", "p90 |error|", "bias"]
+              + [f"median {b['bucket']}" for b in (stats[0]["by_size"] if stats else [])])
+
+    def row(s: dict[str, Any]) -> tuple:
+        return (_in_or_out(s["group"], fitted), s["n"], f"{s['median_abs']:.1%}",
+                f"{s['p90_abs']:.1%}", f"{s['bias']:+.1%}",
+                *[("–" if b["median_abs"] is None else f"{b['median_abs']:.0%} ({b['n']})")
+                  for b in s["by_size"]])
+
+    seen = [s for s in stats if s["group"].rsplit("/", 1)[-1] in fitted]
+    unseen = [s for s in stats if s["group"].rsplit("/", 1)[-1] not in fitted]
+    if seen:
+        blocks.append(paragraph("GPUs the kernel classes were fitted on (in-sample):"))
+        blocks.append(table(header, [row(s) for s in seen]))
+    if unseen:
+        blocks.append(paragraph("Unseen GPUs: never fitted, predicted from their datasheet "
+                                "profile and the classes' numbers:"))
+        blocks.append(table(header, [row(s) for s in unseen]))
     blocks += _calibration_blocks(summary.get("calibration", {}).get("analytic", {}))
     return blocks
 

@@ -17,13 +17,17 @@ def _algo(nbytes, gpus, backend="trtllm", gpu="h100-sxm"):
 
 
 def test_trtllm_switch_points() -> None:
-    # TensorRT-LLM allreducePlugin.cpp selectImplementation (AUTO): ≤ 2 ranks one-shot up to the
-    # 16 MB workspace; ≤ 4 ranks one-shot below 1 MB; 8 ranks one-shot below 500 kB; 8 MB
-    # workspace, then NCCL.
-    assert _algo(15e6, 2) == "oneshot"
-    assert _algo(999_999, 4) == "oneshot" and _algo(1_000_000, 4) == "twoshot"
-    assert _algo(499_999, 8) == "oneshot" and _algo(500_000, 8) == "twoshot"
-    assert _algo(8e6, 8) == "twoshot" and _algo(8e6 + 1, 8) in ("ring", "nvls")
+    # TensorRT-LLM AUTO: the custom kernel measured fastest per shape (selectStrategyLookUpTable,
+    # customAllReduceUtils.h) inside the workspace (16 MB on 2 ranks, 8 MB beyond), then NCCL
+    sizes = np.geomspace(1e3, 8e6, 25)
+    for G in (4, 8):
+        algo = comm.all_reduce_algorithm(sizes, G, gpu="h200", backend="trtllm")
+        one, two = (kernel_class(f"allreduce/{a}", "trtllm") for a in ("oneshot", "twoshot"))
+        t_one = one.floor_s + (G - 1) * sizes / (450e9 * one.eff("link"))
+        t_two = two.floor_s + 2 * (G - 1) / G * sizes / (450e9 * two.eff("link"))
+        assert algo.tolist() == np.where(t_one <= t_two, "oneshot", "twoshot").tolist()
+    assert _algo(1e3, 8) == "oneshot"
+    assert _algo(8e6 + 1, 8) in ("ring", "nvls") and _algo(16e6, 2) != "ring"
     assert _algo(17e6, 2) == "ring"  # NVLS needs more than 2 ranks
 
 
@@ -72,6 +76,63 @@ def test_all_gather_all_to_all_p2p() -> None:
     assert comm.all_gather(1e8, 8).time_s < comm.all_reduce(1e8, 8, backend="vllm").time_s * 2
     assert comm.all_to_all(1e8, 16, gpu="b200").time_s > comm.all_to_all(1e8, 16,
                                                                           gpu="gb200").time_s
+    a2a = kernel_class("nccl/alltoall")   # a send is the alltoall kernel's, to one peer
     assert comm.p2p(1e9).time_s == pytest.approx(
-        kernel_class("nccl/ring").floor_s + 1e9 / (450e9 * kernel_class("nccl/ring").eff("link"))
-        + 0.6e-6)
+        a2a.floor_s + 1e9 / (450e9 * a2a.eff("link")) + 0.6e-6)
+
+
+def test_nccl_all_to_all_sends_to_every_peer_at_once() -> None:
+    # nccl-tests alltoall: one ncclSend/ncclRecv per peer in one group — one latency step,
+    # (G − 1)/G of the buffer over the link
+    cls, M = kernel_class("nccl/alltoall"), 1e6
+    for G in (2, 8):
+        p = comm.all_to_all(M, G, gpu="h200")
+        assert p.terms_s["link"] == pytest.approx((G - 1) / G * M / (450e9 * cls.eff("link"))
+                                                  + 0.6e-6)
+
+
+def test_nccl_table_runs_nccls_algorithms_and_pcie_gpus_have_no_custom_all_reduce() -> None:
+    sizes = np.geomspace(1e3, 1e9, 13)
+    assert set(comm.nccl_all_reduce(sizes, 8, gpu="h200").detail["algorithm"]) <= {"ring",
+                                                                                 "nvls"}
+    for backend in ("trtllm", "vllm"):   # L40S: PCIe only, the frameworks call NCCL
+        assert set(comm.all_reduce_algorithm(sizes, 4, gpu="l40s", backend=backend)) == {"ring"}
+    assert _algo(1e3, 8) == "oneshot"    # NVLink: the custom kernel
+
+
+def test_remote_ranks_per_token_is_the_hypergeometric_expectation() -> None:
+    from math import comb
+
+    # DeepSeek-V3: 256 experts, top-8, EP 8 → 32 experts per rank
+    assert comm.remote_ranks_per_token(256, 8, 8) == pytest.approx(
+        7 * (1 - comb(224, 8) / comb(256, 8)))
+    assert comm.remote_ranks_per_token(256, 8, 1) == 0.0
+    assert comm.remote_ranks_per_token(8, 8, 8) == pytest.approx(7.0)   # one expert per rank
+
+
+@given(st.integers(1, 4096), st.sampled_from([2, 4, 8, 16]), st.sampled_from([1, 2, 6, 8]),
+       st.sampled_from(["dispatch", "combine"]), st.sampled_from(["trtllm", "vllm"]))
+def test_moe_dispatch_laws(tokens: int, ep: int, top_k: int, phase: str, backend: str) -> None:
+    kw = {"hidden": 7168, "top_k": top_k, "experts": 256, "ep": ep, "phase": phase,
+          "gpu": "h200", "backend": backend}
+    normal = comm.moe_all_to_all(tokens, mode="normal", **kw)
+    ll = comm.moe_all_to_all(tokens, mode="low_latency", **kw)
+    # low latency: one copy per (token, expert) that leaves the rank; normal: one per rank
+    assert ll.detail["copies"] == pytest.approx(tokens * top_k * (ep - 1) / ep)
+    assert normal.detail["copies"] <= ll.detail["copies"] * (1 + 1e-12)
+    assert normal.detail["copies"] <= tokens * min(top_k, ep - 1) * (1 + 1e-12)
+    link = load_gpu("h200").interconnect.link_bytes_per_s(ep)
+    for p in (normal, ll):
+        assert p.time_s >= p.launch_s > 0
+        assert p.time_s >= p.detail["link_bytes"] / link   # never faster than the wire
+    fp8 = comm.moe_all_to_all(tokens, mode="low_latency", dtype="fp8", **kw)
+    assert (fp8.time_s < ll.time_s) if phase == "dispatch" else fp8.time_s == ll.time_s
+
+
+def test_moe_dispatch_bad_input() -> None:
+    from memsim.errors import InputError
+
+    with pytest.raises(InputError, match="mode"):
+        comm.moe_all_to_all(16, hidden=7168, top_k=8, experts=256, ep=8, mode="fast")
+    with pytest.raises(InputError, match="experts"):
+        comm.moe_all_to_all(16, hidden=7168, top_k=8, experts=4, ep=2)

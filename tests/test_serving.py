@@ -199,6 +199,26 @@ def test_expert_parallel_moves_tokens_by_all_to_all() -> None:
     assert ep["gpus"] == 8 and ep["attention_replicas"] == 8
 
 
+def test_expert_parallel_dispatch_is_deepeps() -> None:
+    """Decode: DeepEP's low-latency kernels on the rank's tokens (fp8 dispatch, bf16
+    combine); prefill: the normal kernels (TensorRT-LLM sends fp8 models' tokens in bf16)."""
+    from memsim.inference.comm import moe_a2a_s
+
+    setup = s(V32, H800, gpus=8, dp_attention=True, ep=8, weight_dtype="fp8")
+    moe = setup.model.groups[-1]
+    kw = {"hidden": setup.model.hidden_size, "top_k": moe.mlp.experts_per_token,
+          "experts": moe.mlp.experts, "ep": 8, "gpu": setup.gpu, "backend": None}
+    pred = predict(setup, 4096, 64)
+    rank = 64 / 8   # tokens of one attention replica (one decode step)
+    ll = (moe_a2a_s(rank, phase="dispatch", mode="low_latency", dtype="fp8", **kw)
+          + moe_a2a_s(rank, phase="combine", mode="low_latency", dtype="bf16", **kw))
+    assert pred["decode"]["operators_s"]["all_to_all"] == pytest.approx(moe.count * ll)
+    rank = 64 / 8 * 4096
+    normal = (moe_a2a_s(rank, phase="dispatch", mode="normal", dtype="bf16", **kw)
+              + moe_a2a_s(rank, phase="combine", mode="normal", dtype="bf16", **kw))
+    assert pred["prefill"]["operators_s"]["all_to_all"] == pytest.approx(moe.count * normal)
+
+
 # ---- bad input: one line, exit 2 --------------------------------------------------------
 
 

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from memsim.cli import _register, app
 from memsim.silicon import fit
+from memsim.silicon.classes import CLASSES
 from memsim.silicon.command import text, validate_source
 from memsim.validation.records import read_cases
 from memsim.validation.summary import SIZE_BUCKETS, size_bucket, summarise
@@ -52,13 +53,15 @@ def test_records_hold_the_database_latency_and_its_provenance(result) -> None:
     cases = read_cases(out)
     assert len(cases) == sum(n["rows"] for n in summary["rows"].values())
     doc = json.loads(EXTRACT.read_text())
-    latency = {(f["file"], r): lat for f in doc["files"]
+    unit = {op.table: op.latency_to_s for op in CLASSES.values()}  # ms; µs for moe_a2a
+    latency = {(f["file"], r): lat * unit[f["file"].split("/")[-1].removesuffix(".parquet")]
+               for f in doc["files"]
                for r, lat in zip(f["rows"], f["columns"]["latency"], strict=True)}
     for c in cases:
         prov = c["measurement"]["provenance"]
         assert prov["version"] == doc["package_version"]
         assert c["measurement"]["time_s"] == pytest.approx(latency[(prov["file"],
-                                                                   prov["row"])] * 1e-3)
+                                                                   prov["row"])])
         assert c["id"] == f"aic:{prov['file']}#{prov['row']}"
         if c["status"] == "ok":
             pred = c["prediction"]["analytic"]["time_s"]

@@ -2,8 +2,8 @@
 :mod:`memsim.ops.comm`: the algorithm the backend's library picks (one-shot / two-shot custom
 all-reduce, NCCL ring or NVLS), the profile's ``[interconnect]`` link bandwidth, and the
 fitted floor and link efficiency of each algorithm. ``message_bytes`` is what one GPU
-contributes (all-reduce: its full buffer; all-gather: the gathered result; all-to-all:
-everything it sends, itself included).
+contributes (all-reduce: its full buffer; all-gather: the gathered result); an MoE
+dispatch or combine takes the tokens each rank holds.
 """
 
 from __future__ import annotations
@@ -27,14 +27,24 @@ def all_gather_s(message_bytes: Any, gpus: int, gpu: GPU, backend: str | None = 
     return collective_s("all_gather", message_bytes, gpus, gpu=gpu, backend=backend)
 
 
-def all_to_all_s(message_bytes: Any, gpus: int, gpu: GPU, backend: str | None = None) -> Any:
-    """Seconds of an all-to-all where each GPU sends ``message_bytes`` spread over all
-    ``gpus`` (the (G−1)/G that leaves the GPU crosses the links)."""
-    return collective_s("all_to_all", message_bytes, gpus, gpu=gpu, backend=backend)
-
-
 def p2p_s(message_bytes: Any, gpu: GPU, gpus: int = 2, backend: str | None = None) -> Any:
     """Seconds to send ``message_bytes`` to the next pipeline stage; ``gpus`` > the
     scale-up domain crosses the network."""
     return collective_s("p2p", np.asarray(message_bytes, dtype=float), gpus, gpu=gpu,
                         backend=backend)
+
+
+def moe_a2a_s(tokens: Any, *, hidden: int, top_k: int, experts: int, ep: int, phase: str,
+              mode: str, dtype: str, gpu: GPU, backend: str | None = None) -> Any:
+    """Seconds of one MoE dispatch or combine of ``tokens`` tokens per rank over ``ep``
+    ranks as DeepEP's ``mode`` kernels move them (:func:`memsim.ops.comm.moe_all_to_all`);
+    no tokens or one rank cost nothing."""
+    from memsim.ops.comm import moe_all_to_all
+
+    T = np.asarray(tokens, dtype=float)
+    if ep <= 1:
+        return np.zeros_like(T)
+    t = moe_all_to_all(np.maximum(T, 1.0), hidden=hidden, top_k=top_k, experts=experts,
+                       ep=ep, phase=phase, mode=mode, dtype=dtype, gpu=gpu,
+                       backend=backend).time_s
+    return np.where(T > 0, t, 0.0)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from memsim.cost import Cost
-from memsim.inference.comm import all_gather_s, all_reduce_s, all_to_all_s
+from memsim.inference.comm import all_gather_s, all_reduce_s, moe_a2a_s
 from memsim.inference.deployment import Setup
 from memsim.inference.operators import (
     GEMM_TILE,
@@ -33,21 +33,21 @@ from memsim.inference.operators import (
 from memsim.models import LayerGroup
 from memsim.units import dtype_bytes
 
-FP8_SCALE_BLOCK = 128  # activation elements per fp32 scale (DeepSeek-V3 §3.3.2: 1×128 tiles)
-
 
 def mlp_block_s(setup: Setup, g: LayerGroup, rank_tokens: Any, stage_tokens: Any,
-                w_b: float, a_b: float, dtype: str) -> dict[str, Any]:
+                w_b: float, a_b: float, dtype: str, phase: str = "decode") -> dict[str, Any]:
     """Seconds by operator of one layer's MLP block on one GPU.
 
     ``rank_tokens``: tokens of the busiest attention replica this step; ``stage_tokens``:
-    tokens of the whole stage (arrays; equal without DP attention). Keys: ``mlp`` and the
-    communication it needs (``all_reduce``, ``all_gather``, ``all_to_all``).
+    tokens of the whole stage (arrays; equal without DP attention); ``phase``: "prefill" or
+    "decode" (which EP dispatch kernels run). Keys: ``mlp`` and the communication it needs
+    (``all_reduce``, ``all_gather``, ``all_to_all``).
     """
     h, gpu, W, D = setup.model.hidden_size, setup.gpu, setup.stage_gpus, setup.attention_dp
     act = h * a_b
     if g.mlp.is_moe and setup.ep > 1:
-        return _expert_parallel_s(setup, g, rank_tokens, stage_tokens, w_b, a_b, dtype)
+        return _expert_parallel_s(setup, g, rank_tokens, stage_tokens, w_b, a_b, dtype,
+                                  phase)
     tokens = stage_tokens  # gathered from the D replicas under DP attention
     out = {"mlp": _tensor_parallel_mlp_s(setup, g, tokens, W, w_b, a_b, dtype)}
     if D > 1:  # all-gather in, reduce-scatter out: each returns the stage's tokens
@@ -91,7 +91,7 @@ def _experts_cost(T: Any, routed_tokens: Any, read_params: Any, flop_params_per_
 
 
 def _expert_parallel_s(setup: Setup, g: LayerGroup, rank_tokens: Any, stage_tokens: Any,
-                       w_b: float, a_b: float, dtype: str) -> dict[str, Any]:
+                       w_b: float, a_b: float, dtype: str, phase: str) -> dict[str, Any]:
     """MoE layer under EP over the W GPUs of a stage (balanced routing assumed: each GPU
     receives the stage's tokens × k / W; DeepSeek balances with redundant experts, §3.4)."""
     h, mlp, gpu, W, T = (setup.model.hidden_size, g.mlp, setup.gpu, setup.stage_gpus,
@@ -116,21 +116,30 @@ def _expert_parallel_s(setup: Setup, g: LayerGroup, rank_tokens: Any, stage_toke
             out["mlp"] = out["mlp"] + _time_s(shared, gpu, dtype)
     if mlp.shared_experts and T > 1:
         out["all_reduce"] = all_reduce_s(rank_tokens * h * a_b, T, gpu, setup.backend)
-    # dispatch and combine: each GPU sends its share of the replica's tokens, k copies each.
-    # With fp8 weights the activations are quantised before dispatch (fp8 + one fp32 scale
-    # per 128, DeepSeek-V3 report §3.3.2; DeepEP's fp8 dispatch); the combine stays bf16.
-    copies = rank_tokens / T * k
-    out["all_to_all"] = all_to_all_s(copies * _dispatch_bytes(setup, h, a_b), W, gpu,
-                                     setup.backend) \
-        + all_to_all_s(copies * h * a_b, W, gpu, setup.backend)
+    # dispatch and combine of the tokens this GPU holds (1/T of its replica's) by DeepEP's
+    # kernels: the normal ones in prefill, the low-latency ones in decode (as TensorRT-LLM,
+    # vLLM and SGLang configure them; aiconfigurator's MOE_A2A_BACKENDS)
+    mode = "normal" if phase == "prefill" else "low_latency"
+    a2a = {"hidden": h, "top_k": k, "experts": X, "ep": W, "mode": mode, "gpu": gpu,
+           "backend": setup.backend}
+    rank_share = rank_tokens / T
+    out["all_to_all"] = (
+        moe_a2a_s(rank_share, phase="dispatch", dtype=_dispatch_dtype(setup, mode), **a2a)
+        + moe_a2a_s(rank_share, phase="combine", dtype="bf16", **a2a))
     return out
 
 
-def _dispatch_bytes(setup: Setup, h: int, a_b: float) -> float:
-    """Bytes of one token's activation as dispatched to its experts."""
-    if setup.weight_dtype != "fp8":
-        return h * a_b
-    return h * dtype_bytes("fp8") + math.ceil(h / FP8_SCALE_BLOCK) * dtype_bytes("fp32")
+def _dispatch_dtype(setup: Setup, mode: str) -> str:
+    """The dispatch's wire format: with fp8 weights the activations are quantised before
+    dispatch (fp8 + one fp32 scale per 128, DeepSeek-V3 report §3.3.2; DeepEP's fp8
+    dispatch), except TensorRT-LLM's normal (HT) path, which sends fp8 models' activations
+    in bf16 (aiconfigurator sdk/operations/moe_comm.py ``communication_dtype_for``: "TRT-LLM
+    HT communicates FP8-model activations as BF16, while LL communicates them as FP8")."""
+    if setup.weight_dtype != "fp8" or setup.act_dtype not in ("bf16", "fp16"):
+        return setup.act_dtype if setup.act_dtype in ("bf16", "fp16") else "bf16"
+    if mode == "normal" and (setup.backend or "trtllm") == "trtllm":
+        return "bf16"
+    return "fp8"
 
 
 
@@ -146,10 +155,17 @@ def _dense_s(setup: Setup, T: Any, inter: int, gated: bool, ways: int, w_b: floa
     through :func:`~memsim.inference.operators.linear_s`."""
     h = setup.model.hidden_size
     up = (2 if gated else 1) * inter / ways
-    act = _time_s(_elementwise(T, inter / ways, a_b, 4.0), setup.gpu, setup.act_dtype) \
-        if gated else 0.0  # ~4 FLOPs per element: exp, add, divide, multiply
+    act = activation_s(setup, T, inter / ways) if gated else 0.0
     return (linear_s(setup, T, h, up, w_b, a_b, dtype) + act
             + linear_s(setup, T, inter / ways, h, w_b, a_b, dtype))
+
+
+def activation_s(setup: Setup, T: Any, width: float) -> Any:
+    """Seconds of the gated activation kernel SiLU(gate)·up on ``T`` tokens of ``width``
+    outputs: reads 2·width, writes width per token, ~4 FLOPs per element (exp, add,
+    divide, multiply)."""
+    a_b = dtype_bytes(setup.act_dtype)
+    return _time_s(_elementwise(T, width, a_b, 4.0), setup.gpu, setup.act_dtype)
 
 
 def _ops_moe(mlp: Any, dtype: str, tp: int, ep: int) -> bool:

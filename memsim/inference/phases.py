@@ -22,6 +22,7 @@ from memsim.inference.operators import (
     _time_s,
     linear_s,
 )
+from memsim.inference.projections import projections_s
 from memsim.ops import DEFAULT_BACKEND
 from memsim.units import dtype_bytes
 
@@ -69,9 +70,8 @@ def _phase(setup: Setup, phase: str, B: Any, N: Any, S: Any) -> Phase:
     workspace = np.zeros(np.shape(T))
     for g in setup.groups:
         a, c = g.attention, g.count
-        o_params = a.heads * (a.mla.v_head_dim if a.mla else a.head_dim_v) * h
-        in_params = a.weight_params(h) - o_params
-        add("qkv_proj", c * linear_s(setup, T, h, in_params / (G * h), w_b, a_b, gemm_dtype))
+        before_s, after_s = projections_s(setup, a, phase, T, w_b, a_b, gemm_dtype)
+        add("qkv_proj", c * before_s)
         call = _attention_call(setup, a, phase)
         cost, per_sm = attention_cost(call, gpu, Br, N, S)
         share = 1 / D if cp else 1  # CP: each replica does 1/D of the sequence's attention
@@ -82,10 +82,11 @@ def _phase(setup: Setup, phase: str, B: Any, N: Any, S: Any) -> Phase:
         if cp:  # each replica gathers the keys (cache entries) the others computed
             kv = Br * N * kv_bytes_per_token(setup, a)
             add("all_gather", c * all_gather_s(kv, D, gpu, setup.backend))
-        add("o_proj", c * linear_s(setup, T, o_params / (G * h), h, w_b, a_b, gemm_dtype))
+        add("o_proj", c * after_s)
         if G > 1:  # the all-reduce after o_proj (Megatron §3)
             add("all_reduce", c * all_reduce_s(T * h * a_b, G, gpu, setup.backend))
-        for name, value in mlp_block_s(setup, g, T, stage_T, w_b, a_b, gemm_dtype).items():
+        for name, value in mlp_block_s(setup, g, T, stage_T, w_b, a_b, gemm_dtype,
+                                       phase).items():
             add(name, c * value)
         # RMSNorm/LayerNorm + residual add: ~5 FLOPs per element (square, sum, scale, add)
         norm = _elementwise(T, h, a_b, 5.0)
@@ -95,9 +96,13 @@ def _phase(setup: Setup, phase: str, B: Any, N: Any, S: Any) -> Phase:
                hbm_read_bytes=T * h * w_b, hbm_write_bytes=T * h * a_b, launches=1.0,
                blocks=np.ceil(T * h / ELEMENTWISE_BLOCK_ELEMENTS))
     add("embedding", _time_s(emb, gpu, setup.act_dtype))
-    # LM head: decoders need the logits of the last token of each sequence only
+    # LM head: decoders need the logits of the last token of each sequence only. Quantised
+    # checkpoints keep it at the activations' precision (DeepSeek-V3 report §3.3.1 "the
+    # output head" stays BF16; TensorRT-LLM ModelOpt and vLLM leave lm_head unquantised;
+    # aiconfigurator's logits_gemm is GEMMQuantMode.bfloat16 in every model file)
     head_tokens = Br if m.decoder else T
-    add("lm_head", linear_s(setup, head_tokens, h, m.vocab_size / G, w_b, a_b, gemm_dtype))
+    add("lm_head", linear_s(setup, head_tokens, h, m.vocab_size / G, a_b, a_b,
+                            setup.act_dtype))
     return Phase({k: np.asarray(v, dtype=float) for k, v in ops.items()}, workspace)
 
 

@@ -17,22 +17,33 @@ Bytes each GPU moves over its link (per direction) for a message of M bytes on G
 
 Which algorithm runs is the library's rule, not memsim's choice:
 
-- TensorRT-LLM ``AllreducePlugin::selectImplementation`` (cpp/tensorrt_llm/plugins/
-  ncclPlugin/allreducePlugin.cpp, AUTO strategy): if the message fits the workspace
-  (``customAllReduceUtils::getMaxRequiredWorkspaceSize``: 16 MB for ≤ 2 ranks, else 8 MB):
-  one-shot for ≤ 2 ranks; ≤ 4 ranks one-shot below 1 MB, else two-shot; more ranks
-  one-shot below 500 kB, else two-shot; otherwise NCCL.
+- TensorRT-LLM (PyTorch flow, AUTO strategy): if the message fits the workspace
+  (``customAllReduceUtils::getMaxRequiredWorkspaceSize``: 16 MB for ≤ 2 ranks, else 8 MB)
+  the custom kernel, one-shot or two-shot as ``selectStrategyLookUpTable`` says — a table
+  of the kernel measured fastest per (SM, TP, hidden, tokens)
+  (cpp/tensorrt_llm/common/customAllReduceUtils.h) — which memsim reproduces by taking
+  the faster of its own one-shot and two-shot times; otherwise NCCL. (The older plugin
+  rule, allreducePlugin.cpp: one-shot below 1 MB on ≤ 4 ranks, below 500 kB beyond.)
 - vLLM (and SGLang's copy of it) ``csrc/custom_all_reduce.cuh``: one-stage if
   world_size == 2, or ≤ 4 ranks and < 512 KiB, or ≤ 8 ranks and < 256 KiB, else
   two-stage; ``CustomAllreduce.should_custom_ar`` uses it below ``max_size`` = 8 MiB,
   otherwise NCCL.
 - NCCL picks the algorithm its cost model predicts fastest (src/graph/tuning.cc); memsim
   does the same between ring and NVLS (where the profile's switch has NVLink SHARP).
+- Custom all-reduce needs NVLink (peer memory): PCIe-only GPUs run NCCL.
+
+NCCL's own collectives as nccl-tests times them (:func:`nccl_all_reduce`, all-gather,
+reduce-scatter, all-to-all) have their own classes ``nccl/<op>``; an all-to-all sends to
+every peer at once (one latency). An MoE layer's dispatch and combine are DeepEP's kernels
+(:func:`moe_all_to_all`: per-rank copies in the normal kernels, per-expert copies in the
+low-latency ones).
 
 Custom all-reduce needs peer access inside one scale-up domain; beyond it everything is
-NCCL over the network. Link bandwidth per direction and the domain size come from the
-profile's ``[interconnect]``; the floor and link efficiency of each algorithm are fitted
-(:mod:`memsim.ops.classes`).
+NCCL over the network. Link bandwidth per direction, the hop latency and the domain size
+come from the profile's ``[interconnect]``; the floor and link efficiency of each algorithm
+are fitted (:mod:`memsim.ops.classes`), and for NCCL's step-by-step algorithms the kernel's
+own seconds per step beyond the wire's hop latency (the class's ``row_s``: the LL
+protocol's flag polling and the step hand-off between ranks).
 """
 
 from __future__ import annotations
@@ -67,14 +78,26 @@ def _check_gpus(gpus: Any) -> int:
     return int(gpus)
 
 
+NCCL = "nccl"  # the pseudo-backend of NCCL's own kernels (nccl-tests rows, no framework)
+
+
+def _all_reduce_class(name: str, backend: str | None) -> Any:
+    """The kernel class of all-reduce algorithm ``name``: the framework's (its custom
+    kernels, and NCCL as it calls it) or, for ``backend`` = :data:`NCCL`, NCCL's own as
+    nccl-tests times it."""
+    if backend == NCCL:
+        return kernel_class(f"nccl/all_reduce/{name}")
+    return kernel_class(f"allreduce/{name}", backend)
+
+
 def _algorithm_s(name: str, M: np.ndarray, G: int, gpu: Any, backend: str | None
                  ) -> tuple[np.ndarray, np.ndarray, float]:
     """(time without floor, link bytes per GPU per direction, floor) of one algorithm."""
     bw, hop = _link(gpu, G)
-    cls = kernel_class(f"allreduce/{name}", backend)
+    cls = _all_reduce_class(name, backend)
     traffic = {"oneshot": (G - 1) * M, "nvls": (G + 1) / G * M}.get(name, 2.0 * (G - 1) / G * M)
     hops = 2 * (G - 1) if name == "ring" else 0  # ring: one step per neighbour exchange
-    return traffic / (bw * cls.eff("link")) + hops * hop, traffic, cls.floor_s
+    return traffic / (bw * cls.eff("link")) + hops * (hop + cls.row_s), traffic, cls.floor_s
 
 
 def _nccl_choice(M: np.ndarray, G: int, gpu: Any, backend: str | None) -> np.ndarray:
@@ -92,17 +115,23 @@ def all_reduce_algorithm(message_bytes: Any, gpus: int, *, gpu: Any,
     """The algorithm the backend's rule picks per message size (array of str):
     "oneshot", "twoshot", "ring" or "nvls" (module docstring for the sources)."""
     gpu = resolve_gpu(gpu)
-    backend = check_backend(backend)
+    backend = backend if backend == NCCL else check_backend(backend)
     (M,) = as_float(message_bytes)
     G = _check_gpus(gpus)
     nccl = _nccl_choice(M, G, gpu, backend)
     link = gpu.interconnect
-    if link is None or G > link.scale_up_gpus or G == 1:
+    # custom all-reduce reads and writes peers' memory over NVLink: without NVLink (PCIe
+    # GPUs such as L40S) the frameworks call NCCL (vLLM CustomAllreduce: "not supported on
+    # more than two PCIe-only GPUs", and it needs P2P access; aiconfigurator's L40S rows
+    # time NCCL's latencies)
+    if (backend == NCCL or link is None or G > link.scale_up_gpus or G == 1
+            or link.nvlink_bytes_per_s_per_direction <= 0):
         return nccl
     if backend == "trtllm":
         workspace = 16 * MB if G <= 2 else 8 * MB
-        one_below = np.inf if G <= 2 else (1 * MB if G <= 4 else 500e3)
-        custom = np.where(M < one_below, "oneshot", "twoshot").astype(object)
+        one, _, f_one = _algorithm_s("oneshot", M, G, gpu, backend)
+        two, _, f_two = _algorithm_s("twoshot", M, G, gpu, backend)
+        custom = np.where(one + f_one <= two + f_two, "oneshot", "twoshot").astype(object)
         return np.where(M <= workspace, custom, nccl)
     one = (G == 2) | ((G <= 4) & (M < 512 * KiB)) | ((G <= 8) & (M < 256 * KiB))
     custom = np.where(one, "oneshot", "twoshot").astype(object)
@@ -154,48 +183,151 @@ def all_reduce(message_bytes: Any, gpus: int, *, gpu: Any = "h100-sxm",
         flops=out(np.zeros_like(M)), hbm_bytes=out(hbm), launch_s=out(floor),
         terms_s={"link": out(link_s)},
         detail={"algorithm": str(algo) if algo.ndim == 0 else algo.astype(str),
-                "link_bytes": out(traffic)})
+                "link_bytes": out(traffic),
+                "kernel_class": np.vectorize(
+                    lambda a: _all_reduce_class(a, backend).name, otypes=[object])(algo)})
 
 
-def _simple(op: str, message_bytes: Any, gpus: int, gpu: Any, factor, hops=None) -> OpPrediction:
-    """A ring collective whose per-GPU traffic is ``factor(G) · M``: NCCL ring class."""
+def nccl_all_reduce(message_bytes: Any, gpus: int, *, gpu: Any = "h100-sxm") -> OpPrediction:
+    """NCCL's own all-reduce (``ncclAllReduce`` as nccl-tests times it, no framework's
+    custom kernels): ring or NVLS, whichever NCCL's cost model picks, with NCCL's classes
+    (``nccl/all_reduce/ring``, ``nccl/all_reduce/nvls``)."""
+    return all_reduce(message_bytes, gpus, gpu=gpu, backend=NCCL)
+
+
+def _simple(op: str, message_bytes: Any, gpus: int, gpu: Any, factor, hops) -> OpPrediction:
+    """An NCCL collective whose per-GPU traffic is ``factor(G) · M`` in ``hops(G)`` latency
+    steps, with NCCL's class ``nccl/<op>`` (p2p sends with the alltoall kernel)."""
     gpu, G, M = _collective_args(message_bytes, gpus, gpu)
     if G == 1:
         return _no_link(M)
     bw, hop = _link(gpu, G)
-    cls = kernel_class("nccl/ring")
+    cls = kernel_class(f"nccl/{'alltoall' if op == 'p2p' else op}")
     traffic = factor(G) * M
-    link_s = traffic / (bw * cls.eff("link")) + (G - 1 if hops is None else hops) * hop
+    link_s = traffic / (bw * cls.eff("link")) + hops(G) * (hop + cls.row_s)
     floor = np.full_like(M, cls.floor_s)
     bound = np.where(floor > link_s, "latency", "link")
     return OpPrediction(
         time_s=out(floor + link_s), bound=str(bound) if bound.ndim == 0 else bound,
         flops=out(np.zeros_like(M)), hbm_bytes=out(M + traffic), launch_s=out(floor),
-        terms_s={"link": out(link_s)}, detail={"algorithm": f"{op}/ring",
-                                               "link_bytes": out(traffic)})
+        terms_s={"link": out(link_s)}, detail={"algorithm": op, "link_bytes": out(traffic),
+                                               "kernel_class": cls.name})
 
 
 def all_gather(message_bytes: Any, gpus: int, *, gpu: Any = "h100-sxm",
                backend: str | None = None) -> OpPrediction:
     """All-gather whose gathered output is ``message_bytes`` per GPU: each GPU receives the
-    (G−1)/G of it it lacks (nccl-tests busBw factor (n−1)/n), NCCL ring."""
+    (G−1)/G of it it lacks (nccl-tests busBw factor (n−1)/n), G − 1 ring steps."""
     check_backend(backend)
-    return _simple("all_gather", message_bytes, gpus, gpu, lambda G: (G - 1) / G)
+    return _simple("all_gather", message_bytes, gpus, gpu, lambda G: (G - 1) / G,
+                   lambda G: G - 1)
 
 
 def reduce_scatter(message_bytes: Any, gpus: int, *, gpu: Any = "h100-sxm",
                    backend: str | None = None) -> OpPrediction:
     """Reduce-scatter of a ``message_bytes`` input per GPU: (G−1)/G of it crosses the link."""
     check_backend(backend)
-    return _simple("reduce_scatter", message_bytes, gpus, gpu, lambda G: (G - 1) / G)
+    return _simple("reduce_scatter", message_bytes, gpus, gpu, lambda G: (G - 1) / G,
+                   lambda G: G - 1)
 
 
 def all_to_all(message_bytes: Any, gpus: int, *, gpu: Any = "h100-sxm",
                backend: str | None = None) -> OpPrediction:
-    """All-to-all of ``message_bytes`` per GPU (MoE dispatch/combine): each GPU keeps 1/G and
-    sends (G−1)/G of its buffer, and receives as much."""
+    """NCCL all-to-all of ``message_bytes`` per GPU: each GPU keeps 1/G and sends (G−1)/G
+    of its buffer, and receives as much, to all peers at once (nccl-tests alltoall.cu: one
+    ncclSend and ncclRecv per peer inside one group: one latency, not G − 1 ring steps).
+    An MoE layer's dispatch and combine are :func:`moe_all_to_all`."""
     check_backend(backend)
-    return _simple("all_to_all", message_bytes, gpus, gpu, lambda G: (G - 1) / G)
+    return _simple("alltoall", message_bytes, gpus, gpu, lambda G: (G - 1) / G,
+                   lambda G: 1)
+
+
+# ---- MoE dispatch / combine (expert parallelism) ------------------------------------------
+
+#: The two kernel families of DeepEP (github.com/deepseek-ai/DeepEP), which TensorRT-LLM
+#: (``AlltoallMethodType.DeepEP`` / ``DeepEPLowLatency``), vLLM and SGLang launch for EP.
+A2A_MODES = ("normal", "low_latency")
+A2A_PHASES = ("dispatch", "combine")
+#: Dispatch wire formats: bytes per hidden element and per-token scale bytes per element.
+#: fp8: one fp32 scale per 128 elements (DeepEP's (x, x_scales) tuple, DeepSeek-V3 §3.3.2);
+#: nvfp4: two elements per byte plus one fp8 scale per 16 (TensorRT-LLM dispatches the
+#: packed x and x_sf through DeepEP, fused_moe_wide_ep.py "Adapter between x_sf and DeepEP").
+A2A_WIRE_BYTES = {"bf16": 2.0, "fp16": 2.0, "fp8": 1.0 + 4.0 / 128, "nvfp4": 0.5 + 1.0 / 16}
+
+
+def remote_ranks_per_token(experts: int, top_k: int, ep: int) -> float:
+    """Expected number of *other* EP ranks that hold at least one of a token's top-k
+    experts, experts placed X/G per rank and routing uniform without replacement:
+    (G − 1) · (1 − C(X − X/G, k) / C(X, k)) (X/G the mean where G does not divide X,
+    as with redundant experts). DeepEP's normal kernels send a token once per
+    such rank (``is_token_in_rank``, csrc/kernels/intranode.cu ``notify_dispatch`` /
+    ``dispatch``), not once per expert."""
+    per_rank = experts / ep  # redundant-expert layouts (X not divisible by G): the mean
+    miss = float(np.prod([(experts - per_rank - i) / (experts - i) for i in range(top_k)]))
+    return (ep - 1) * (1.0 - max(miss, 0.0))
+
+
+def moe_all_to_all(tokens: Any, *, hidden: int, top_k: int, experts: int, ep: int,
+                   phase: str = "dispatch", mode: str = "normal", dtype: str = "bf16",
+                   gpu: Any = "h200", backend: str | None = None) -> OpPrediction:
+    """One MoE dispatch or combine of ``tokens`` tokens per rank (arrays broadcast) over
+    ``ep`` ranks, as DeepEP's kernels move them.
+
+    - ``mode="normal"`` (DeepEP intranode/internode "normal" kernels; prefill): a token
+      crosses the link once per remote rank holding one of its experts
+      (:func:`remote_ranks_per_token` copies); beyond one scale-up domain once per remote
+      *node* over the network, forwarded to the node's ranks over NVLink (DeepEP README:
+      "forwarding data from NVLink domain to RDMA domain"), the network binding;
+    - ``mode="low_latency"`` (DeepEP ``low_latency_dispatch`` / ``low_latency_combine``;
+      decode): one message per (token, expert) pair, k·(G − 1)/G copies per token that
+      leave the rank (csrc/kernels/internode_ll.cu sends per expert, no rank dedup).
+
+    Dispatch sends ``dtype`` on the wire (:data:`A2A_WIRE_BYTES`); combine returns bf16
+    (DeepEP's combine takes bf16 x). Time = floor + link bytes / (link · efficiency) +
+    copies · ``row_s`` (the kernel class's seconds per token copy: the sender warps'
+    per-token bookkeeping — top-k indices and weights, the ring buffer's head/tail
+    updates), fitted per (mode, phase, backend) on the H100 and H200 rows of
+    aiconfigurator's ``moe_a2a_perf``.
+    """
+    from memsim.errors import InputError
+
+    positive("tokens", tokens)
+    if mode not in A2A_MODES:
+        raise InputError("mode", mode, f"must be one of {', '.join(A2A_MODES)}")
+    if phase not in A2A_PHASES:
+        raise InputError("phase", phase, f"must be one of {', '.join(A2A_PHASES)}")
+    wire = "bf16" if phase == "combine" else dtype
+    if wire not in A2A_WIRE_BYTES:
+        raise InputError("dtype", dtype, f"must be one of {', '.join(A2A_WIRE_BYTES)}")
+    G = _check_gpus(ep)
+    if top_k < 1 or experts < top_k:
+        raise InputError("experts", experts, f"must be ≥ top_k={top_k} ≥ 1")
+    gpu = resolve_gpu(gpu)
+    (T,) = as_float(tokens)
+    if G == 1:
+        return _no_link(T)
+    domain = gpu.interconnect.scale_up_gpus if gpu.interconnect is not None else G
+    if mode == "low_latency":
+        per_token = top_k * (G - 1) / G
+    elif G <= domain:
+        per_token = remote_ranks_per_token(experts, top_k, G)
+    else:  # normal internode: once per remote node over the network, then NVLink fan-out
+        per_token = remote_ranks_per_token(experts, top_k, -(-G // domain))
+    copies = T * per_token
+    traffic = copies * hidden * A2A_WIRE_BYTES[wire]
+    bw, _ = _link(gpu, G)
+    cls = kernel_class(f"a2a/{mode}/{phase}", backend)
+    link_s = traffic / (bw * cls.eff("link"))
+    copy_s = copies * cls.row_s
+    floor = np.full_like(T, cls.floor_s)
+    bound = np.where(floor > link_s + copy_s, "latency", np.where(link_s >= copy_s, "link",
+                                                                   "copy"))
+    return OpPrediction(
+        time_s=out(floor + link_s + copy_s), bound=str(bound) if bound.ndim == 0 else bound,
+        flops=out(np.zeros_like(T)), hbm_bytes=out(2.0 * traffic), launch_s=out(floor),
+        terms_s={"link": out(link_s), "copy": out(copy_s)},
+        detail={"algorithm": f"deepep/{mode}/{phase}", "link_bytes": out(traffic),
+                "copies": out(copies)})
 
 
 def p2p(message_bytes: Any, *, gpu: Any = "h100-sxm", gpus: int = 2,
@@ -203,7 +335,7 @@ def p2p(message_bytes: Any, *, gpu: Any = "h100-sxm", gpus: int = 2,
     """Send ``message_bytes`` from one GPU to another (pipeline stages); ``gpus`` = 2 is a
     pair in one scale-up domain, more than the domain crosses the network."""
     check_backend(backend)
-    return _simple("p2p", message_bytes, max(gpus, 2), gpu, lambda G: 1.0, hops=1)
+    return _simple("p2p", message_bytes, max(gpus, 2), gpu, lambda G: 1.0, lambda G: 1)
 
 
 def collective_s(kind: str, message_bytes: Any, gpus: int, *, gpu: Any,

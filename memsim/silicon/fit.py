@@ -25,8 +25,9 @@ with whatever physics the mapper has today (no re-timing approximation).
 - Numbers are rounded to 4 significant digits and every error is computed with the
   rounded numbers (what is written is what is scored).
 - Checks: per fitted GPU, median / p90 |error| of the fit; leave-one-GPU-out (refit on
-  the other fitted GPU, score this one); every other GPU (B200, B300, GB200, A100, L40S)
-  is "unseen": never in a fit, scored with the fitted numbers.
+  the other fitted GPU from mid-range numbers, :data:`NEUTRAL`, score this one); every
+  other GPU (B200, B300, GB200, A100, L40S) is "unseen": never in a fit, scored with the
+  fitted numbers.
 
 scipy comes with the ``silicon`` extra; it is imported only when a fit runs.
 """
@@ -49,6 +50,8 @@ MAX_ROWS = 2000        # per fitted GPU and spec (a seeded sample of whole model
 MAX_NFEV = 40          # least_squares iterations (each costs 1 + parameters predictions)
 TOL = 1e-4             # relative change of the loss or the parameters that ends a fit
 DIGITS = 4             # significant digits written
+# where a leave-one-GPU-out fit starts (mid-range, seen no row)
+NEUTRAL = {"floor_s": 1e-5, "row_s": 1e-7, "eff": 0.5}
 ALLREDUCE_ALGOS = ("oneshot", "twoshot", "ring", "nvls")
 METHOD = ("scipy least_squares on log time, soft-L1 f_scale 0.1, re-predicting the rows "
           "with memsim's own mapper")
@@ -104,11 +107,16 @@ def specs() -> list[FitSpec]:
             # decode: tensor held (MMAs padded to 16 rows; the rows cannot tell it apart)
             FitSpec((f"attention/decode/{b}",), "generation_attention", b,
                     ("floor_s", "hbm", "row_s"), bf16_kv),
-            FitSpec((f"mla/context/{b}",), "context_mla", b,
-                    ("floor_s", "tensor", "hbm", "row_s"), bf16_kv),
-            FitSpec((f"mla/decode/{b}",), "generation_mla", b, ("floor_s", "hbm", "row_s"),
-                    bf16_kv),
         ]
+        # MLA (memsim.ops.mla): one class per phase and KV-cache dtype (an fp8 cache runs
+        # fp8 kernels after a quantisation pass), and the absorbed BMMs per dtype
+        for fam, db in (("bf16", "bfloat16"), ("fp8", "fp8")):
+            out += [FitSpec((f"mla/{phase}/{b}/{fam}",), op, b,
+                            ("floor_s", "tensor", "hbm", "row_s"), {"kv_cache_dtype": db})
+                    for phase, op in (("context", "context_mla"),
+                                      ("decode", "generation_mla"))]
+            out.append(FitSpec((f"mla_bmm/{b}/{fam}",), "mla_bmm", b,
+                               ("floor_s", "tensor", "hbm", "l2"), {"bmm_dtype": db}))
     return out
 
 
@@ -311,9 +319,12 @@ def fit_spec(spec: FitSpec, base: dict[str, KernelClass], data: dict[str, GpuRow
         result.fitted[d.profile] = error_stats(predict(spec, after, d), d.measured_s)
         result.fitted_before[d.profile] = error_stats(predict(spec, base, d), d.measured_s)
     if len(fit_data) > 1:
+        # started from neutral numbers: the file's and the fit's have seen the held-out GPU
+        neutral = with_params(base, _params(sub), np.array([NEUTRAL.get(p, NEUTRAL["eff"])
+                                                            for _, p in _params(sub)]))
         for held in fit_data:
             rest = [d for d in fit_data if d is not held]
-            alone, _ = fit_spec_numbers(sub, after, rest, max_nfev=MAX_NFEV // 2)
+            alone, _ = fit_spec_numbers(sub, neutral, rest)
             result.leave_one_gpu_out[held.profile] = error_stats(
                 predict(spec, alone, held), held.measured_s)
     for g in unseen:

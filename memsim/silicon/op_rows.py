@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -141,6 +142,36 @@ def moe(rows: Rows, gpu: GPU) -> Mapped:
     return out
 
 
+def mla_bmm(rows: Rows, gpu: GPU) -> Mapped:
+    """MLA's absorbed BMMs (``op_name`` mla_gen_pre / mla_gen_post, ``num_heads`` per GPU,
+    ``num_tokens`` rows; collect_mla_bmm.py) through :func:`memsim.ops.mla.bmm`."""
+    from memsim.errors import InputError
+    from memsim.ops import mla
+
+    out = _empty(len(rows))
+    tokens = np.asarray(rows.col("num_tokens"), dtype=np.int64)
+    heads = np.asarray(rows.col("num_heads"), dtype=np.int64)
+    op = np.array([str(v).removeprefix("mla_gen_") for v in rows.col("op_name")])
+    dtype = np.array(["fp8" if str(v) == "fp8" else "bf16" for v in rows.col("bmm_dtype")])
+    backend = _backend(rows)
+    for (o, d), idx in _groups(list(zip(op.tolist(), dtype.tolist(), strict=True))).items():
+        try:
+            cls = mla.bmm_class(backend, d)
+            if not out.start or d == "bf16":
+                out.start = {"tensor": cls.efficiency.get("tensor", 1.0),
+                             "hbm_bandwidth": cls.efficiency.get("hbm", 1.0)}
+            pred = mla.bmm(tokens[idx], heads[idx], op=o, dtype=d, gpu=gpu, backend=backend)
+        except (InputError, ValueError) as exc:
+            out.reasons.update({int(i): str(exc).splitlines()[0][:200] for i in idx})
+            continue
+        terms = dict(pred.terms_s)
+        terms["hbm"] = np.asarray(terms["hbm"]) + np.asarray(terms.pop("quant"))
+        _fill(out, idx, replace(pred, terms_s=terms), _eff_of(cls),
+              [{"op": f"mla_bmm_{o}", "tokens": int(tokens[i]), "heads": int(heads[i]),
+                "dtype": d, "kernel_class": cls.name} for i in idx])
+    return out
+
+
 def _collective(op: str, dtype_column: str) -> Callable[[Rows, GPU], Mapped]:
     def mapper(rows: Rows, gpu: GPU) -> Mapped:
         from memsim.errors import InputError
@@ -148,6 +179,7 @@ def _collective(op: str, dtype_column: str) -> Callable[[Rows, GPU], Mapped]:
         from memsim.ops.classes import kernel_class
 
         out = _empty(len(rows))
+        call = getattr(comm, op)
         elements = np.asarray(rows.col("message_size"), dtype=float)
         width = np.array([_ELEMENT_BYTES.get(str(d), 2) for d in rows.col(dtype_column)])
         message_bytes = elements * width
@@ -156,24 +188,19 @@ def _collective(op: str, dtype_column: str) -> Callable[[Rows, GPU], Mapped]:
         out.start = {"interconnect": 1.0}
         for (g,), idx in _groups([(x,) for x in gpus.tolist()]).items():
             try:
-                pred = getattr(comm, op)(message_bytes[idx], int(g), gpu=gpu, backend=backend)
+                kw = {} if op == "nccl_all_reduce" else {"backend": backend}
+                pred = call(message_bytes[idx], int(g), gpu=gpu, **kw)
             except (InputError, ValueError) as exc:
                 out.reasons.update({int(i): str(exc).splitlines()[0][:200] for i in idx})
                 continue
             algorithms = np.broadcast_to(np.asarray(pred.detail.get("algorithm", "ring")),
                                          (len(idx),))
+            names = np.broadcast_to(np.asarray(pred.detail["kernel_class"], dtype=object),
+                                    (len(idx),))
 
-            def eff(unit: str, algorithms: np.ndarray = algorithms) -> np.ndarray:
-                vals = []
-                for a in algorithms.tolist():
-                    name = (f"allreduce/{a}" if a in ("oneshot", "twoshot") else f"nccl/{a}")
-                    try:
-                        cls = kernel_class(name, backend)
-                    except (KeyError, InputError):
-                        vals.append(1.0)
-                        continue
-                    vals.append(float(cls.efficiency.get(unit, 1.0)))
-                return np.asarray(vals)
+            def eff(unit: str, names: np.ndarray = names) -> np.ndarray:
+                return np.asarray([float(kernel_class(str(n)).efficiency.get(unit, 1.0))
+                                   for n in names.tolist()])
 
             _fill(out, idx, pred, eff,
                   [{"op": op, "message_bytes": float(message_bytes[i]), "gpus": int(g),
@@ -181,6 +208,58 @@ def _collective(op: str, dtype_column: str) -> Callable[[Rows, GPU], Mapped]:
         return out
 
     return mapper
+
+
+# moe_a2a_perf comm_backend → DeepEP kernel family (aiconfigurator's MOE_A2A_BACKENDS:
+# the *_ht backends serve context, the *_ll ones generation; sdk/operations/moe_comm.py)
+_A2A_MODES = {"trtllm_deepep_ht": "normal", "deepep_ht": "normal",
+              "trtllm_deepep_ll": "low_latency", "deepep_ll": "low_latency"}
+# comm_dtype → the dispatch wire format; "default" (vLLM's rows) is the bf16 activation
+_A2A_DTYPES = {"bfloat16": "bf16", "default": "bf16", "fp8": "fp8", "nvfp4": "nvfp4"}
+
+
+def moe_a2a(rows: Rows, gpu: GPU) -> Mapped:
+    """DeepEP dispatch / combine rows: ``num_tokens`` per rank (aiconfigurator's
+    MoEAllToAll: "comm ops see per-rank token counts"), ``ep_size`` ranks on ``node_num``
+    nodes, ``comm_dtype`` on the wire; ``latency`` in microseconds (= ``transmit_us`` +
+    ``notify_us`` of the same row; the OpClass's ``latency_to_s`` is 1e-6)."""
+    from memsim.errors import InputError
+    from memsim.ops import comm
+    from memsim.ops.classes import kernel_class
+
+    out = _empty(len(rows))
+    tokens = np.asarray(rows.col("num_tokens"), dtype=float)
+    ints = {c: np.asarray(rows.col(c), dtype=np.int64)
+            for c in ("ep_size", "hidden_size", "topk", "num_experts")}
+    backend = _backend(rows)
+    out.start = {"interconnect": 1.0}
+    keys = list(zip(rows.col("comm_backend").tolist(), rows.col("phase").tolist(),
+                    rows.col("comm_dtype").tolist(),
+                    *(ints[c].tolist() for c in ("ep_size", "hidden_size", "topk",
+                                                 "num_experts")), strict=True))
+    for (cb, phase, cd, ep, h, k, x), idx in _groups(keys).items():
+        mode, dtype = _A2A_MODES.get(str(cb)), _A2A_DTYPES.get(str(cd))
+        if mode is None or (dtype is None and phase != "combine"):
+            out.reasons.update({int(i): f"comm_backend={cb} comm_dtype={cd}: no memsim "
+                                f"model" for i in idx})
+            continue
+        if phase == "combine" and dtype is None:
+            out.reasons.update({int(i): f"combine in {cd}: memsim's combine is bf16"
+                                for i in idx})
+            continue
+        try:
+            cls = kernel_class(f"a2a/{mode}/{phase}", backend)
+            pred = comm.moe_all_to_all(tokens[idx], hidden=int(h), top_k=int(k),
+                                       experts=int(x), ep=int(ep), phase=str(phase),
+                                       mode=mode, dtype=dtype, gpu=gpu, backend=backend)
+        except (InputError, ValueError, KeyError) as exc:
+            out.reasons.update({int(i): str(exc).splitlines()[0][:200] for i in idx})
+            continue
+        _fill(out, idx, pred, _eff_of(cls),
+              [{"op": "moe_a2a", "tokens": int(tokens[i]), "hidden": int(h), "top_k": int(k),
+                "experts": int(x), "ep": int(ep), "phase": str(phase), "mode": mode,
+                "dtype": dtype} for i in idx])
+    return out
 
 
 def _op_name(name: str) -> Callable[[Rows], np.ndarray]:
@@ -191,6 +270,12 @@ def _graph_only(rows: Rows) -> np.ndarray:
     """Custom all-reduce rows of the CUDA-graph kernels (aiconfigurator drops ``_eager``
     rows at load: aic-core/rust/.../perf_database/communication.rs l. 17-19)."""
     return np.array(["_eager" not in str(s) for s in rows.col("kernel_source", "")])
+
+
+def _deepep(rows: Rows) -> np.ndarray:
+    """The DeepEP rows of moe_a2a_perf (vLLM's deepep_v2_* and TensorRT-LLM's NVLink
+    one-/two-sided kernels are other algorithms memsim does not model)."""
+    return np.isin(np.asarray(rows.col("comm_backend"), dtype=object), list(_A2A_MODES))
 
 
 _COMM_COLS = ("num_gpus", "message_size", "kernel_source", "op_name", "latency")
@@ -206,14 +291,27 @@ OP_CLASSES = (
             axis="num_tokens", mapper=moe,
             case=("hidden_size", "inter_size", "topk", "num_experts", "moe_dtype"),
             doc="MoE FFN layer (grouped GEMMs + routing) on the busiest GPU"),
+    OpClass("mla_bmm", "mla_bmm_perf",
+            ("num_tokens", "num_heads", "bmm_dtype", "op_name", "kernel_source", "latency"),
+            curve=("num_heads", "bmm_dtype", "op_name", "kernel_source"), axis="num_tokens",
+            mapper=mla_bmm, case=("num_heads", "bmm_dtype", "op_name"),
+            doc="MLA absorbed-weight BMMs (q_nope·W_UK, o·W_UV), H GEMMs per launch"),
     OpClass("allreduce", "custom_allreduce_perf", (*_COMM_COLS, "allreduce_dtype"),
             curve=("num_gpus", "kernel_source", "allreduce_dtype"), axis="message_size",
             mapper=_collective("all_reduce", "allreduce_dtype"), select=_graph_only,
             case=("num_gpus",), doc="framework custom all-reduce (CUDA graph)"),
+    OpClass("moe_a2a", "moe_a2a_perf",
+            ("comm_backend", "phase", "comm_dtype", "ep_size", "node_num", "hidden_size",
+             "topk", "num_experts", "num_tokens", "latency"),
+            curve=("comm_backend", "phase", "comm_dtype", "ep_size", "node_num",
+                   "hidden_size", "topk", "num_experts"),
+            axis="num_tokens", mapper=moe_a2a, select=_deepep,
+            case=("hidden_size", "topk", "num_experts"), latency_to_s=1e-6,
+            doc="MoE dispatch / combine (DeepEP normal and low-latency kernels)"),
     *(OpClass(f"nccl_{op}", "nccl_perf", (*_COMM_COLS, "nccl_dtype"),
               curve=("num_gpus", "nccl_dtype", "op_name"), axis="message_size",
               mapper=_collective(fn, "nccl_dtype"), select=_op_name(op),
               case=("num_gpus", "nccl_dtype"), doc=f"NCCL {op}")
-      for op, fn in (("all_reduce", "all_reduce"), ("all_gather", "all_gather"),
+      for op, fn in (("all_reduce", "nccl_all_reduce"), ("all_gather", "all_gather"),
                      ("reduce_scatter", "reduce_scatter"), ("alltoall", "all_to_all"))),
 )

@@ -40,11 +40,13 @@ DEFAULT_SAMPLE = 200
 DEFAULT_SEED = 0
 OP_ALIASES = {
     "attention": ("context_attention", "generation_attention"),
-    "mla": ("context_mla", "generation_mla"),
+    "mla": ("context_mla", "generation_mla", "mla_bmm", "mla_context_module",
+            "mla_generation_module"),
+    "dsa": ("dsa_context_module", "dsa_generation_module"),
     "encoder": ("encoder_attention",),
     "nccl": ("nccl_all_reduce", "nccl_all_gather", "nccl_reduce_scatter", "nccl_alltoall"),
     "comm": ("allreduce", "nccl_all_reduce", "nccl_all_gather", "nccl_reduce_scatter",
-             "nccl_alltoall"),
+             "nccl_alltoall", "moe_a2a"),
 }
 
 
@@ -158,7 +160,7 @@ def chunk_of(op: OpClass, rows: Rows, profile: str, chosen: np.ndarray,
 
     part = rows.take(chosen)
     mapped = op.mapper(part, load_gpu(profile))
-    measured = np.asarray(part.col("latency"), dtype=float) * 1e-3   # ms → s
+    measured = np.asarray(part.col("latency"), dtype=float) * op.latency_to_s   # → s
     ok = np.isfinite(mapped.time_s["analytic"]) & (measured > 0)
     return Chunk(op.name, part, profile, measured, mapped.time_s, mapped.bound, mapped.terms,
                  outlier_all[chosen], ok, mapped.params, mapped.reasons, record, mapped.start)
