@@ -169,7 +169,8 @@ def _attention(shape: _Shape, gpu: GPU) -> Mapped:
             terms["hbm_s"][idx] = u.terms_s["hbm"]
             terms["other_memory_s"][idx] = np.maximum(u.terms_s["l2"], u.terms_s["sram"])
             terms["link_s"][idx] = 0.0
-            terms["launch_s"][idx] = u.launch_s
+            # the KV-cache write before the attention kernel: a fixed time to the fit
+            terms["launch_s"][idx] = u.launch_s + u.terms_s.get("pre", 0.0)
         for j, i in enumerate(idx.tolist()):
             out.params[i] = {"algorithm": shape.algorithm, "batch": int(B[j]),
                              "seq_len": int(N[j]), "kv_len": int(S[j]), "heads": int(H),
@@ -199,8 +200,21 @@ def context_attention(rows: Rows, gpu: GPU) -> Mapped:
     d = _i(rows, "head_dim")
     return _attention(_Shape(B=_i(rows, "batch_size"), N=isl, S=isl, H=_i(rows, "num_heads"),
                              K=_kv_heads(rows), D=d, Dv=d, window=_i(rows, "window_size", 0),
-                             causal=True, mla=False, dtype=dtype_of(rows.col("attn_dtype")),
+                             causal=True, mla=False, dtype=_context_dtype(rows),
                              algorithm="flash2", backend=_backend(rows)), gpu)
+
+
+def _context_dtype(rows: Rows) -> np.ndarray:
+    """The dtype a prefill row's attention kernel computes in: ``attn_dtype``, except that
+    TensorRT-LLM with an fp8 KV cache runs its fp8 context FMHA whatever ``attn_dtype``
+    says (fp8 KV forces the paged-context FMHA, which reads Q and K/V in fp8: aiconfigurator
+    collector/trtllm/collect_attn.py l. 126-175, "casts Q to the KV dtype to reuse the
+    QkvE4m3OBfloat16 cubins")."""
+    dtype = dtype_of(rows.col("attn_dtype"))
+    if rows.backend == "trtllm":
+        fp8_kv = dtype_of(rows.col("kv_cache_dtype", "bfloat16")) == "fp8"
+        dtype = np.where(fp8_kv, "fp8", dtype).astype(object)
+    return dtype
 
 
 def generation_attention(rows: Rows, gpu: GPU) -> Mapped:
