@@ -112,6 +112,23 @@ def specs() -> list[FitSpec]:
             FitSpec((f"mla/decode/{b}",), "generation_mla", b, ("floor_s", "hbm", "row_s"),
                     bf16_kv),
         ]
+    return out + _comm_specs()
+
+
+def _comm_specs() -> list[FitSpec]:
+    """Collectives (memsim.ops.comm): DeepEP dispatch/combine per backend, mode and phase
+    (row_s: seconds per token copy), NCCL's own collectives (row_s: seconds per step)."""
+    out = []
+    for b, prefix in (("trtllm", "trtllm_"), ("vllm", "")):   # no SGLang moe_a2a rows
+        for mode, tag in (("normal", "ht"), ("low_latency", "ll")):
+            for phase in ("dispatch", "combine"):
+                out.append(FitSpec((f"a2a/{mode}/{phase}/{b}",), "moe_a2a", b,
+                                   ("floor_s", "link", "row_s"),
+                                   {"comm_backend": f"{prefix}deepep_{tag}", "phase": phase}))
+    out.append(FitSpec(("nccl/all_reduce/ring", "nccl/all_reduce/nvls"), "nccl_all_reduce",
+                       "nccl", ("floor_s", "link", "row_s")))
+    for op in ("all_gather", "reduce_scatter", "alltoall"):
+        out.append(FitSpec((f"nccl/{op}",), f"nccl_{op}", "nccl", ("floor_s", "link", "row_s")))
     return out
 
 
@@ -290,7 +307,7 @@ def _used_keys(spec: FitSpec, data: list[GpuRows]) -> list[str]:
         mapped = CLASSES[spec.op_class].mapper(d.rows, load_gpu(d.profile))
         for p in mapped.params:
             algo = p.get("algorithm")
-            used.update(k for k in spec.keys if algo and k.split("/")[1] == algo)
+            used.update(k for k in spec.keys if algo and algo in k.split("/"))
     return [k for k in spec.keys if k in used]
 
 
