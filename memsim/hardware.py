@@ -53,6 +53,11 @@ class GPUSpec(BaseModel):
     max_blocks_per_sm: int = Field(gt=0)
     warp_size: int = Field(gt=0)
     l2_bytes: int = Field(gt=0)
+    l2_line_bytes: int | None = Field(default=None, gt=0, description="L2 cache line")
+    l2_sector_bytes: int | None = Field(
+        default=None, gt=0, description="L2 sector: the unit filled from and written to DRAM")
+    l2_partitions: int | None = Field(
+        default=None, gt=0, description="L2 sections, each caching for the SMs next to it")
     hbm_bytes: int = Field(gt=0)
     hbm_bandwidth_bytes_per_s: float = Field(gt=0)
     l2_bandwidth_bytes_per_s: float = Field(gt=0)
@@ -222,6 +227,26 @@ class GPU(BaseModel):
         eff = {"tensor": self.efficiency.tensor, "fp32": self.efficiency.fp32,
                "exp": self.efficiency.exp}[unit]
         return self.peak_flop_per_s(unit, dtype) * eff
+
+    @property
+    def l2_dram_capacity_bytes(self) -> float:
+        """The L2 capacity that keeps data from DRAM, for data read by SMs of every L2
+        partition (the K/V of attention): the whole ``l2_bytes``, partitions or not.
+
+        A100 and H100 split the L2 into two sections (A100 whitepaper: "Each L2 partition
+        localizes and caches data for memory accesses from SMs in the GPCs directly
+        connected to the partition"). Data read by SMs of both halves is replicated in
+        both only while it fits in one section; past that it stays in one section and the
+        far SMs read it across (RRZE gpu-benches, te42kyfo/gpu-benches README, gpu-cache:
+        "A100 and H100 drop slightly at 20/25MB, when the capacity of a single cache
+        section is exceeded. Beyond this point, data cannot be replicated in both L2 cache
+        sections and the maximum bandwidth drops, as data has also to be fetched from the
+        other section"; its gpu-l2-cache on H200 holds full rate to ~40 MB of 50). So
+        ``l2_partitions`` changes where a hit is served and at what bandwidth, not whether
+        a re-read reaches DRAM. The trace (memsim.trace.simulate) and the closed-form
+        estimate (memsim.algorithms._arrays) both take this capacity.
+        """
+        return float(self.spec.l2_bytes)
 
     @property
     def achievable_hbm_bytes_per_s(self) -> float:

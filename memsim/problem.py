@@ -33,7 +33,7 @@ from memsim.limits import (
     MAX_HEADS,
     MAX_TOKENS,
 )
-from memsim.units import Dtype
+from memsim.units import INDEXER_HEAD_DIM, INDEXER_HEADS, Dtype
 
 Layout = Literal["mha", "gqa", "mqa", "mla"]
 Pass = Literal["forward", "backward", "forward+backward"]
@@ -98,8 +98,8 @@ class Indexer(BaseModel):
 
     model_config = _FROZEN
 
-    heads: int = Field(default=64, gt=0, le=MAX_HEADS)
-    head_dim: int = Field(default=128, gt=0, le=MAX_HEAD_DIM)
+    heads: int = Field(default=INDEXER_HEADS, gt=0, le=MAX_HEADS)
+    head_dim: int = Field(default=INDEXER_HEAD_DIM, gt=0, le=MAX_HEAD_DIM)
     dtype: Dtype = "fp8"
     scale_block: int = Field(default=128, gt=0, le=MAX_HEAD_DIM)
     logits_chunk: int = Field(

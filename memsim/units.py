@@ -81,3 +81,9 @@ def format_seconds(t: float) -> str:
         if t >= scale:
             return f"{t / scale:.3g} {unit}"
     return f"{t * 1e9:.3g} ns"
+
+# DeepSeek Sparse Attention's lightning indexer as DeepSeek-V3.2-Exp ships it (report §1):
+# H_I = 64 heads of D_I = 128. The defaults of memsim.problem.Indexer and of the CLI's
+# --index-heads/--index-head-dim (kept here, free of pydantic, so the CLI starts fast).
+INDEXER_HEADS = 64
+INDEXER_HEAD_DIM = 128

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from hypothesis import assume, given, settings
+import pytest
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from memsim.algorithms import compulsory_bytes
@@ -84,34 +85,55 @@ def test_backward_estimate_agrees_with_the_trace_driven_model() -> None:
         assert est.hbm_bytes < 0.5 * plain.hbm_bytes
 
 
-def _with_l2(gpu, l2_bytes: int):
-    """``gpu`` with a smaller L2 (the closed form and the trace both read spec.l2_bytes),
-    so small, cheap shapes exercise eviction as long contexts do on the real part."""
-    return gpu.model_copy(update={"spec": gpu.spec.model_copy(update={"l2_bytes": l2_bytes})})
+def _small_gpu(gpu, l2_bytes: int, sm_count: int):
+    """``gpu`` with a smaller L2 and fewer SMs (the closed form and the trace both read
+    spec.l2_bytes and spec.sm_count), so small, cheap shapes reach the regimes long
+    contexts reach on the real part: K/V spans larger than the L2, several waves per
+    head group, waves straddling two groups."""
+    spec = gpu.spec.model_copy(update={"l2_bytes": l2_bytes, "sm_count": sm_count})
+    return gpu.model_copy(update={"spec": spec})
 
 
 @settings(max_examples=25, deadline=None)
-@given(N=st.integers(64, 16384), H=st.sampled_from([4, 8, 16, 32]), k_div=st.integers(0, 5),
+@given(N=st.integers(64, 16384), H=st.sampled_from([4, 8, 16]), k_div=st.integers(0, 3),
        D=st.sampled_from([64, 128]), B=st.integers(1, 2), causal=st.booleans(),
-       l2_mib=st.sampled_from([2, 4, 8, 16, 50]))
-def test_estimate_and_trace_agree_where_the_kv_fits(N, H, k_div, D, B, causal, l2_mib) -> None:
-    """One L2 answer, random shapes: FA-2 forward's closed-form HBM bytes within 10 % of
-    the trace's wherever the call's whole K/V takes at most a quarter of the L2.
+       l2_mib=st.sampled_from([1, 2, 4, 8]), sms=st.sampled_from([4, 8, 16]))
+def test_estimate_and_trace_agree_past_the_l2(N, H, k_div, D, B, causal, l2_mib,
+                                               sms) -> None:
+    """One L2 answer, random shapes: FA-2 forward's closed-form HBM bytes against the
+    trace's, MHA and GQA, causal and full, K/V from a few % of the L2 to 100× it.
 
-    Outside that range they part (measured 2026-12-01): full mask with few KV heads at
-    K/V = 0.26–0.48 × L2, estimate/trace 0.81–0.87 (blocks drift apart across waves, the
-    streamed Q/O push K/V out of the LRU; the closed form's lock-step waves keep it), and
-    at long context on the real H100 (N = 131072, H 32, K 8, D 128, causal: 5.56 GB
-    estimate vs 67.1 GB trace, whose staggered blocks thrash a 64 MB K/V stream through
-    the 50 MB L2)."""
+    Measured when written (2026-12-01, 150 random shapes of this domain, seed 3):
+    125 within 10 %, 138 within 25 %, all in 0.53–1.48 (before: the old estimate kept
+    the whole K/V in L2 whenever one group's K/V fitted and called every wave of a
+    thrashing causal group one read — 0.008 at N = 262,144 on H100). The misses
+    are near the thresholds, where one generation or one wave more or less overflows
+    (the closed form's step), and with a ragged last query tile, whose shorter block
+    lets the slots drift out of lock-step. Tolerance: 0.5–1.6."""
     from memsim.trace.simulate import simulate
 
     K = max(1, H >> k_div)
-    kv_bytes = B * K * N * 2 * D * 2                      # K and V, bf16
-    assume(kv_bytes <= l2_mib * 2**20 / 4)
-    gpu = _with_l2(H100, l2_mib * 2**20)
+    gpu = _small_gpu(H100, l2_mib * 2**20, sms)
     p = AttentionProblem(batch=B, seq_len=N, heads=H, kv_heads=K, head_dim=D,
                          mask=Mask(causal=causal))
     est, tiling = attention_cost(p, gpu, "flash2", l2_estimate=True)
     traced = simulate(p, gpu, "flash2", tiling).cost
-    assert abs(est.hbm_bytes / traced.hbm_bytes - 1) < 0.10, (est.hbm_bytes, traced.hbm_bytes)
+    assert 0.5 <= est.hbm_bytes / traced.hbm_bytes <= 1.6, (est.hbm_bytes, traced.hbm_bytes)
+
+
+@pytest.mark.parametrize(("N", "H", "K", "causal", "ratio"), [
+    (65536, 8, 8, False, 1.014),    # waves straddling two heads re-read K/V: 0.87 GB
+    (262144, 2, 2, True, 0.938),    # staggered causal blocks thrash: 173 GB of 4.4 TB
+])
+def test_long_context_estimate_agrees_with_the_trace_on_h100(N, H, K, causal,
+                                                             ratio) -> None:
+    """Past the L2 on the real part (H100, D 128, FA-2 forward): estimate / trace as
+    measured when written (2026-12-01); before, 0.61 and about 0.01. Tolerance 10 %."""
+    from memsim.trace.simulate import simulate
+
+    p = AttentionProblem(batch=1, seq_len=N, heads=H, kv_heads=K, head_dim=128,
+                         mask=Mask(causal=causal))
+    est, tiling = attention_cost(p, H100, "flash2", l2_estimate=True)
+    traced = simulate(p, H100, "flash2", tiling).cost
+    assert est.hbm_bytes / traced.hbm_bytes == pytest.approx(ratio, abs=0.02)
+    assert abs(est.hbm_bytes / traced.hbm_bytes - 1) < 0.10

@@ -112,3 +112,46 @@ def test_the_checks_see_an_upward_import_and_a_cycle() -> None:
                     "memsim.algorithms.flash2": {"memsim.trace.schedule"}})
     assert _cycle({"memsim.tiling": {"memsim.algorithms"},
                    "memsim.algorithms": {"memsim.tiling"}})
+
+
+#: Never imported while the CLI starts or runs an analytic command (docs/DESIGN.md: fast
+#: start-up): the GPU and JIT stacks, plotting, the silicon extra's data stack.
+HEAVY = ("numba", "llvmlite", "plotly", "pandas", "pyarrow", "scipy")
+#: Commands that must stay analytic (no trace, no kernels) and what they may import.
+ANALYTIC_COMMANDS = (
+    ["attention", "--algorithm", "flash2,standard", "--gpu", "h100-sxm", "--heads", "32",
+     "--kv-heads", "8", "--seq-len", "8192", "--head-dim", "128", "--json"],
+    ["predict", "--model", "llama-3-8b", "--gpu", "h100-sxm", "--context", "8192", "--json"],
+    ["op", "gemm", "--m", "16", "--n", "8192", "--k", "8192", "--gpu", "h200"],
+)
+
+
+def _top_level_modules_after(code: str) -> set[str]:
+    """Top-level packages a fresh interpreter holds after running ``code``."""
+    import subprocess
+    import sys
+
+    probe = (f"{code}\nimport sys\n"
+             "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, cwd=ROOT)
+    return set(out.stdout.split())
+
+
+def test_cli_start_up_imports_neither_numpy_nor_pydantic() -> None:
+    """Registering the commands (what `memsim --help` and every command pay first) imports
+    typer and memsim's light core only: pydantic alone costs ~0.1 s, and it crept in once
+    (the --index-heads default read from an Indexer() built at import: --help went from
+    0.23 to 0.37 CPU s)."""
+    loaded = _top_level_modules_after("import memsim.cli; memsim.cli._register()")
+    assert "typer" in loaded
+    assert not loaded & {"numpy", "pydantic", "rich", *HEAVY}, loaded & {"numpy", "pydantic"}
+
+
+def test_analytic_commands_import_no_jit_plotting_or_data_stack() -> None:
+    for argv in ANALYTIC_COMMANDS:
+        loaded = _top_level_modules_after(
+            "import contextlib, io, memsim.cli\n"
+            f"with contextlib.redirect_stdout(io.StringIO()):\n    memsim.cli.run({argv!r})")
+        assert "numpy" in loaded and "pydantic" in loaded       # the probe ran the command
+        assert not loaded & set(HEAVY), (argv[0], loaded & set(HEAVY))

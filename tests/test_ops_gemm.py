@@ -64,3 +64,42 @@ def test_bad_input_names_the_field() -> None:
         gemm.predict(1, 1, 1, dtype="fp9")
     with pytest.raises(InputError, match="backend='tensorrt'"):
         gemm.predict(1, 1, 1, backend="tensorrt")
+
+
+def test_fp8_pays_a_quantisation_pass_over_the_activations() -> None:
+    # every fp8 family reads the 16-bit activations and writes their fp8 copy first
+    m, n, k = 8192, 128, 8192
+    for backend in ("trtllm", "vllm", "sglang"):
+        p = gemm.predict(m, n, k, dtype="fp8", gpu="h100-sxm", backend=backend)
+        cls = kernel_class("gemm", backend, "fp8")
+        hbm_bw = 3.35e12 * cls.eff("hbm")
+        assert p.terms_s["quant"] == pytest.approx(m * k * 3 / hbm_bw)
+        assert p.time_s >= p.launch_s + p.terms_s["quant"] + p.terms_s["hbm"] * (1 - 1e-9)
+    assert "quant" not in gemm.predict(m, n, k, dtype="bf16").terms_s
+
+
+def test_vllm_fp8_runs_its_fixed_sm90_tiles_without_split_k() -> None:
+    m = np.array([1, 16, 17, 64, 65, 128, 129, 4096])
+    p = gemm.predict(m, 4096, 4096, dtype="fp8", gpu="h100-sxm", backend="vllm")
+    assert p.detail["tile_m"].tolist() == [16, 16, 64, 64, 64, 64, 128, 128]
+    assert p.detail["tile_n"].tolist() == [64, 64, 64, 64, 128, 128, 128, 128]
+    assert np.all(p.detail["split_k"] == 1)
+    narrow = gemm.predict(32, 1024, 4096, dtype="fp8", gpu="h100-sxm", backend="vllm")
+    assert (narrow.detail["tile_m"], narrow.detail["tile_n"]) == (16, 64)
+    # cuBLAS (bf16) splits K when the tiles are too few to fill the SMs
+    assert gemm.predict(16, 1024, 16384, gpu="h100-sxm").detail["split_k"] > 1
+
+
+def test_vllm_fp8_block_is_host_bound_and_picks_its_kernel_by_shape() -> None:
+    m = np.array([8, 64, 64])
+    k = np.array([4096, 4096, 4000])  # 4000: not a multiple of the 128-wide scale blocks
+    p = gemm.predict(m, 4096, k, dtype="fp8_block", gpu="h100-sxm", backend="vllm")
+    assert p.detail["kernel_class"].tolist() == [
+        "gemm/vllm/fp8_block_flashinfer", "gemm/vllm/fp8_block", "gemm/vllm/fp8_block_cutlass"]
+    # eager launches: a small GEMM takes the host's time, not floor + kernel
+    assert np.all(p.time_s == p.launch_s)
+    big = gemm.predict(32768, 8192, 8192, dtype="fp8_block", gpu="h100-sxm", backend="vllm")
+    assert big.time_s > big.launch_s and big.bound == "matmul"
+    # Blackwell has no FlashInfer path: DeepGEMM for small m too
+    b200 = gemm.predict(8, 4096, 4096, dtype="fp8_block", gpu="b200", backend="vllm")
+    assert b200.detail["kernel_class"] == "gemm/vllm/fp8_block"

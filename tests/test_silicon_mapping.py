@@ -38,6 +38,8 @@ def test_extract_has_provenance_and_covers_every_class_gpu_and_backend() -> None
 
 # dtypes memsim.ops does not model (quantised weights, nvfp4): skipped with the reason
 UNMODELLED = {"int4_wo", "int8_wo", "nvfp4", "sq", "w4a8_mxfp4_mxfp8", "w4afp8"}
+# module tables: the models whose attention layer memsim builds ("-": tables without a model)
+MODELLED_MODELS = {"-", *classes.MODULE_MODELS}
 
 
 @pytest.mark.parametrize("op", list(CLASSES))
@@ -46,8 +48,10 @@ def test_every_extract_row_maps_to_a_finite_positive_time(op: str) -> None:
         if CLASSES[op].select is not None:
             rows = rows.take(CLASSES[op].select(rows))
         keep = [str(d) not in UNMODELLED and str(e) not in UNMODELLED
-                for d, e in zip(rows.col("gemm_dtype", "-"), rows.col("moe_dtype", "-"),
-                                strict=True)]
+                and str(g) not in UNMODELLED and str(m) in MODELLED_MODELS
+                for d, e, g, m in zip(rows.col("gemm_dtype", "-"), rows.col("moe_dtype", "-"),
+                                      rows.col("gemm_type", "-"), rows.col("model", "-"),
+                                      strict=True)]
         rows = rows.take(np.array(keep, dtype=bool))
         if len(rows) == 0:
             continue
@@ -70,8 +74,8 @@ def test_generation_key_length_is_isl_plus_step() -> None:
     assert m.params[i]["kv_len"] == rows.col("isl")[i] + rows.col("step")[i]
 
 
-ATTENTION_OPS = ["context_attention", "generation_attention", "encoder_attention",
-                 "context_mla", "generation_mla"]
+# (MLA rows are timed by memsim.ops.mla, the MLA kernels' own model: tested below)
+ATTENTION_OPS = ["context_attention", "generation_attention", "encoder_attention"]
 
 
 @pytest.mark.parametrize("op", ATTENTION_OPS)
@@ -103,14 +107,23 @@ def _mask(described: str) -> Mask:
     return Mask(causal=words[0] != "full" and words[0] != "bidirectional", window=window)
 
 
-def test_mla_rows_use_heads_per_gpu_and_deepseek_geometry() -> None:
-    rows, m, i = _one("generation_mla", "h100_sxm")
-    p = m.params[i]
-    assert p["heads"] == rows.col("num_heads")[i]   # already divided by tp_size
-    assert (p["kv_heads"], p["head_dim"], p["head_dim_v"], p["mla"]) == (1, 576, 512, True)
-    rows, m, i = _one("context_mla", "h100_sxm")
-    p = m.params[i]
-    assert (p["kv_heads"], p["head_dim"], p["head_dim_v"]) == (p["heads"], 192, 128)
+def test_mla_rows_use_heads_per_gpu_and_the_mla_kernels_own_model() -> None:
+    """MLA rows are timed by memsim.ops.mla (prefill FMHA on the decompressed K/V, FlashMLA
+    decode on the latent) with the row's heads per GPU and key length isl + step."""
+    from memsim.ops import mla
+
+    for op, phase in (("generation_mla", "decode"), ("context_mla", "context")):
+        rows, m, i = _one(op, "h100_sxm")
+        p = m.params[i]
+        assert p["heads"] == rows.col("num_heads")[i]   # already divided by tp_size
+        isl, step = rows.col("isl")[i], rows.col("step")[i]
+        assert p["kv_len"] == isl + step
+        fn = mla.decode if phase == "decode" else mla.context
+        size = p["kv_len"] if phase == "decode" else p["seq_len"]
+        want = fn(p["batch"], size, p["heads"], kv_dtype=p["kv_dtype"], gpu="h100-sxm",
+                  backend=rows.backend)
+        assert m.time_s["analytic"][i] == pytest.approx(want.time_s, rel=1e-12)
+        assert p["kernel_class"].startswith(f"mla/{phase}/")
 
 
 def test_dtype_names_map_to_memsim() -> None:
@@ -133,6 +146,8 @@ def test_calibration_terms_reproduce_memsims_time_at_the_class_factors(op: str) 
         ok = np.isfinite(m.time_s["analytic"])
         if op == "gemm":   # one class per dtype: rows of the start's (bf16) class
             ok &= np.asarray([str(d) == "bfloat16" for d in rows.col("gemm_dtype")])
+        if op == "generation_mla":   # likewise; fp8 adds its quantisation pass after the max
+            ok &= np.asarray([str(d) == "bfloat16" for d in rows.col("kv_cache_dtype")])
         terms = {k: v[ok] for k, v in m.terms["analytic"].items()}
         again = retime_terms(terms, m.start, terms["launch_s"])
         assert again == pytest.approx(m.time_s["analytic"][ok], rel=1e-9)

@@ -11,7 +11,7 @@ from collections import OrderedDict
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from memsim.attention import predict
@@ -22,7 +22,10 @@ from memsim.problem import AttentionProblem, Indexer, Mask
 from memsim.tiling import default_tiling
 from memsim.trace import engine, simulate
 from memsim.trace import l2 as l2_model
+from memsim.trace.layout import Layout
+from memsim.trace.program import GATHER, LOAD, Access, KernelBuilder
 from memsim.trace.schedule import build_schedule
+from memsim.trace.unit_ids import unit_ids
 
 GPU = load_gpu("h100-sxm")
 
@@ -52,18 +55,22 @@ def reference_lru(accesses, sizes, capacity):
 
 @given(st.lists(st.tuples(st.integers(0, 40), st.booleans()), max_size=400),
        st.lists(st.sampled_from([64.0, 256.0, 1000.0, 4096.0]), min_size=41, max_size=41),
-       st.integers(0, 40_000))
-def test_l2_is_exactly_a_byte_capacity_lru(accesses, sizes, capacity) -> None:
-    keys = [(1 << 32) + 4096 * k for k in range(41)]   # tile-aligned addresses
+       st.integers(0, 40_000), st.booleans(), st.booleans())
+def test_l2_is_exactly_a_byte_capacity_lru(accesses, sizes, capacity, dense, short) -> None:
+    """Keyed by address (hashed) or by dense id (direct); ``short``: a recency queue of
+    one slot more than the entries, compacted every few accesses."""
+    keys = list(range(41)) if dense else [(1 << 32) + 4096 * k for k in range(41)]
     bound = l2_model.max_resident_units(np.array(sizes), np.full(41, 1.0), capacity)
-    state = l2_model.new_state(capacity, bound)
+    state = l2_model.new_state(capacity, bound, 41 if dense else None,
+                               queue_slots=bound + 2 if short else None)
+    assert state[-2][l2_model.DIRECT] == dense
     stats = np.zeros((1, 4))
-    hits = [l2_model.access(*state, keys[k], sizes[k], 0, w, stats) for k, w in accesses]
-    l2_model.flush(*state, stats)
+    hits = [l2_model.access(state, keys[k], sizes[k], 0, w, stats) for k, w in accesses]
+    l2_model.flush(state, stats)
     ref_hits, ref_read, ref_written = reference_lru(accesses, sizes, capacity)
     assert hits == ref_hits
     assert stats[0, 2] == ref_read and stats[0, 3] == ref_written
-    assert state[4][0] <= capacity                       # resident bytes within capacity
+    assert l2_model.resident_bytes(state) <= capacity
 
 
 @given(st.lists(st.floats(0.0, 10.0), min_size=1, max_size=60), st.integers(1, 9),
@@ -215,3 +222,118 @@ def test_l2_keeps_a_head_that_fits_and_misses_once_per_tile() -> None:
     for name in ("k", "v"):
         assert by_name[name]["hbm_read_bytes"] == by_name[name]["bytes"]
         assert by_name[name]["global_read_bytes"] == 16 * by_name[name]["bytes"]
+
+
+def _golden_cases():
+    import json
+
+    from trace_golden import CASES, GOLDEN
+
+    recorded = json.loads(GOLDEN.read_text())["cases"]
+    return [pytest.param(p, a, kw, recorded[cid], id=cid) for cid, p, a, kw in CASES]
+
+
+@pytest.mark.parametrize(("problem", "algorithm", "kwargs", "expected"), _golden_cases())
+def test_results_are_bit_identical_to_the_recorded_golden(problem, algorithm, kwargs,
+                                                          expected) -> None:
+    """The engine's speed work changes no result: bytes per tensor and kernel, hits, time,
+    events and the event log equal what the engine gave before it (tests/trace_golden.py;
+    the file names the commit). Exact: floats compared with ==."""
+    import json
+
+    from trace_golden import run_case, summary
+
+    got = json.loads(json.dumps(summary(run_case(problem, algorithm, kwargs))))
+    assert got == expected
+
+
+def _unit_addresses(schedule, kernel, acc, offsets) -> np.ndarray:
+    """Every unit ``kernel`` touches, in plain Python loops over the engine's formula
+    (program.py's docstring), with ``acc``'s addresses and ``offsets`` (bytes or ids)."""
+    stride_b, stride_g, div = offsets
+    run = np.repeat(np.arange(kernel.runs), np.diff(kernel.run_acc_ptr))
+    out = []
+    for inst in range(schedule.instances(kernel, simulated=False)):
+        b, g = inst % schedule.dims.B, inst // schedule.dims.B
+        for a in range(len(acc["kind"])):
+            x = acc["tensor"][a]
+            base = acc["address"][a] + b * stride_b[x] + (g // div[x]) * stride_g[x]
+            units = acc["units"][a]
+            for it in range(kernel.run_count[run[a]]):
+                for u in range(units):
+                    if acc["kind"][a] == GATHER:
+                        key = engine.selected_key(acc["gather_pos"][a], acc["gather_k"][a],
+                                                  acc["gather_first"][a] + it * units + u)
+                        out.append(base + key * acc["unit_stride_bytes"][a])
+                    else:
+                        out.append(base + it * acc["step_bytes"][a]
+                                   + u * acc["unit_stride_bytes"][a])
+    return np.array(out, np.int64)
+
+
+@settings(max_examples=12)
+@given(algorithm=st.sampled_from(["flash2", "flash1", "standard", "dsa"]),
+       N=st.integers(1, 200), kv=st.sampled_from([1, 2, 4]), causal=st.booleans(),
+       pass_=st.sampled_from(["forward", "forward+backward"]))
+def test_unit_ids_name_the_same_units_as_addresses(algorithm, N, kv, causal, pass_) -> None:
+    """The dense ids (memsim.trace.unit_ids) are a one-to-one map of the byte addresses
+    the schedule touches, below n_ids, and map back to them."""
+    mask = Mask(top_k=16) if algorithm == "dsa" else Mask(causal=causal)
+    p = AttentionProblem(batch=2, seq_len=N, heads=4, kv_heads=1 if algorithm == "dsa" else kv,
+                         head_dim=32, mask=mask, indexer=Indexer() if algorithm == "dsa" else None,
+                         **{"pass": "forward" if algorithm == "dsa" else pass_})
+    schedule = build_schedule(p, default_tiling(p, GPU, algorithm), algorithm)
+    ids = unit_ids(schedule.layout, schedule.kernels, schedule.dims.B,
+                   [schedule.instances(k, simulated=False) for k in schedule.kernels])
+    addresses = np.concatenate([_unit_addresses(schedule, k, k.acc,
+                                                schedule.layout.offset_tables())
+                                for k in schedule.kernels])
+    keys = np.concatenate([_unit_addresses(schedule, k, ids.program(k),
+                                           ids.offsets(schedule.layout))
+                           for k in schedule.kernels])
+    _, by_address = np.unique(addresses, return_inverse=True)
+    _, by_key = np.unique(keys, return_inverse=True)
+    assert (by_address == by_key).all()
+    assert 0 <= keys.min() and keys.max() < ids.n_ids
+    assert (ids.addresses(keys) == addresses).all()
+
+
+def _one_tensor_kernel(address, step, count) -> tuple:
+    layout = Layout()
+    layout.add("t", (8, 4, 8), 2, "input")        # 8 rows of 4 heads of 16 bytes
+    kb = KernelBuilder("k", 1, per_head=False)
+    kb.run(0, 0, count, [Access(LOAD, 0, layout[0].base_address + address, 16.0,
+                                step_bytes=step)])
+    return layout, kb.build()
+
+
+def test_unit_ids_are_compact_and_fall_back_to_bytes_when_an_access_crosses_an_axis():
+    layout, k = _one_tensor_kernel(16, 128, 4)    # head 1 of rows 0, 2, 4, 6
+    ids = unit_ids(layout, [k], 1, [1])
+    assert ids.tensors[0].radix.tolist() == [4, 2, 1]  # rows / 2 × heads 0-1 (bytes: 26)
+    layout, k = _one_tensor_kernel(8, 24, 5)      # 1.5 heads a step: crosses heads
+    ids = unit_ids(layout, [k], 1, [1])
+    assert len(ids.tensors[0].radix) == 1          # one byte axis
+    keys = ids.program(k)["address"][0] + np.arange(5) * ids.program(k)["step_bytes"][0]
+    assert (ids.addresses(keys) == layout[0].base_address + 8 + 24 * np.arange(5)).all()
+    layout, k = _one_tensor_kernel(8, 128, 5)     # the last step leaves the tensor
+    with pytest.raises(ValueError, match="outside"):
+        unit_ids(layout, [k], 1, [1])
+
+
+@pytest.mark.parametrize("parallel", [True, False])
+@pytest.mark.parametrize("case", ["flash2_record", "dsa_record", "flash2_fwd_bwd"])
+def test_small_buffers_and_either_thread_layout_give_the_golden_results(
+        case, parallel, monkeypatch) -> None:
+    """Buffers of 64 units (hundreds of walk/drain hand-overs, the event log written in
+    pieces), with the L2 in its own thread or not: the recorded results exactly."""
+    import functools
+    import json
+
+    from trace_golden import CASES, GOLDEN, run_case, summary
+
+    problem, algorithm, kwargs = next((p, a, kw) for cid, p, a, kw in CASES if cid == case)
+    monkeypatch.setattr(engine, "CHUNK_UNITS", 64)
+    monkeypatch.setattr(engine, "replay", functools.partial(engine.replay, parallel=parallel))
+    got = json.loads(json.dumps(summary(run_case(problem, algorithm, kwargs))))
+    assert got == json.loads(GOLDEN.read_text())["cases"][case]

@@ -87,29 +87,150 @@ class Arrays:
     def tiles(self) -> TileSums:
         return tile_sums(self.N, self.S, self.Br, self.Bc, self.geometry)
 
-    def hbm_key_loads(self, t: TileSums, bytes_per_key, Br=None, geometry=None):
-        """Keys whose K/V bytes reach HBM when every query tile streams its active key tiles.
+    def hbm_key_loads(self, t: TileSums, bytes_per_key, Br=None, geometry=None,
+                      stream_bytes=0.0):
+        """Keys whose K/V bytes reach HBM when every query tile streams its active key tiles
+        (per batch and head group; ``bytes_per_key``: K/V bytes of one key;
+        ``stream_bytes``: bytes each block reads or writes once besides K/V — its Q tile,
+        O tile and logsumexp — which pass through L2 between two waves' reads of a tile).
 
         Without ``slots`` (the analytic default) every load reaches HBM: ``t.key_loads``.
         With ``slots`` (blocks resident at once, SMs × blocks per SM) and ``l2_bytes``, a
-        closed-form L2 estimate: blocks launch query-tile-first, so the blocks of one head
-        group in flight stream the same K/V tiles in step and L2 serves all but the first
-        read of each tile — a wave of them reads the union of its tiles once, which is the
-        tile sum with a query tile ``slots`` times taller. Across waves the group's K/V
-        stays in L2 only if the K/V of every group in flight fits: then the group reads
-        its union once. The trace-driven model checks this estimate.
+        closed-form L2 estimate of the launch order FA-2 and FA-3 use (query tiles fastest,
+        then batch, then head group). Blocks read their key tiles in the same order at the
+        same pace, so a re-read of key tile j by block a hits iff the distinct bytes
+        touched since the previous reader read j — the K/V span swept by the blocks in
+        flight in between — fit in L2 (an LRU misses every time past that):
+
+        - **The groups in flight fit** (their K/V together ≤ L2): each group reads its
+          union of key tiles once.
+        - **Several groups per wave** (fewer query tiles than slots), causal: each wave of
+          ``slots`` blocks reads the union of its tiles once (a tile sum with a query tile
+          ``slots`` times taller) unless the groups in flight fit.
+        - **Several groups per wave**, equal block durations: a group inside one wave reads
+          its union once; each wave boundary splits one group, whose second part re-reads
+          its tiles after the K/V of the ⌈slots / query tiles⌉ + 1 groups of the two waves
+          and the waves' streamed bytes: from HBM iff they overflow the L2.
+        - **Equal block durations** (full, window, band, chunk masks; one group at a time):
+          blocks stay in lock-step waves; a wave's blocks read tile j at once (one read),
+          and the next wave re-reads it after the whole K/V of the groups in the two waves,
+          P of them (2 where a wave straddles two groups, as the first and last waves of a
+          group do when slots do not divide the query tiles), and the Q, O and logsumexp
+          a wave streams: a wave between two of the group's own re-reads its tiles from HBM
+          iff K/V + streamed > L2; next to a straddling wave the span of tile j is 2n − j
+          (or n + j) tiles, so the tiles whose span overflows miss.
+        - **Causal** (one group at a time): block durations grow with the query tile, so
+          after the first wave (which starts at once) blocks start staggered: in generation
+          k (blocks k·slots … (k+1)·slots − 1, each started when block a − slots ended),
+          consecutive blocks start Σ_{m<k} (d_{a−m·slots+1} − d_{a−m·slots}) apart, and
+          in that gap the ``slots`` blocks in flight sweep distinct tiles: the K/V of the
+          key tiles of query tile k·slots. Blocks with the same number of tiles start
+          together (⌊Bc/Br⌋ of them when Bc > Br) and share their reads. So every query
+          tile a ≥ a* = k*·slots, k* the first generation whose span exceeds L2, re-reads
+          all its tiles once per such clump; those before a* read only new tiles.
+
+        The trace-driven model (memsim.trace) plays the same schedule through an LRU; the
+        property tests in tests/test_l2_estimate.py hold the two together.
         """
         if self.slots is None:
             return t.key_loads
         Br = self.Br if Br is None else Br
         geometry = self.geometry if geometry is None else geometry
-        in_wave = np.minimum(np.maximum(self.slots, 1), t.q_tiles)
+        cap = self.l2_bytes
+        slots = np.maximum(self.slots, 1)
+        Q = np.maximum(t.q_tiles, 1)
+        kv = t.union_keys * bytes_per_key                       # one group's K/V
+        groups = np.maximum(self.groups, 1)
+        streamed = slots * stream_bytes                         # a wave's Q, O, logsumexp
+        in_wave = np.minimum(slots, Q)
         per_wave = tile_sums(self.N, self.S, Br * in_wave, self.Bc, geometry).key_loads
-        groups_in_flight = np.clip(self.slots // np.maximum(t.q_tiles, 1), 1,
-                                   np.maximum(self.groups, 1))
-        fits = groups_in_flight * t.union_keys * bytes_per_key <= self.l2_bytes
-        return np.where(fits, t.union_keys, np.minimum(per_wave, t.key_loads))
+        if geometry.kind == "causal":
+            groups_in_flight = np.clip(slots // Q, 1, groups)
+            fits = groups_in_flight * kv <= cap
+            many = np.where(fits, t.union_keys, np.minimum(per_wave, t.key_loads))
+            one = self._causal_key_loads(t, bytes_per_key, Br, geometry, slots)
+            one = np.where(kv <= cap, t.union_keys, np.minimum(one, t.key_loads))
+            return np.where(Q >= slots, one, many)
+        waves = np.ceil(groups * Q / slots)
+        in_two_waves = np.minimum(np.ceil(slots / Q) + 1, groups)
+        split = (waves - 1) / groups * (in_two_waves * kv + streamed > cap)
+        many = t.union_keys * (1 + split)
+        one = self._lockstep_key_loads(t, kv, streamed, per_wave, slots, Q, groups)
+        return np.minimum(np.where(Q >= slots, one, many), t.key_loads)
 
+    def _lockstep_key_loads(self, t: TileSums, kv, streamed, per_wave, slots, Q, groups):
+        """One group's HBM keys when its blocks run in lock-step waves (see
+        :meth:`hbm_key_loads`): the first wave reads the union, a re-reading wave re-reads
+        a wave's union (the per-wave average) when the groups of the two waves overflow."""
+        waves_of_group = np.ceil(Q / slots)
+        touched = np.where(groups > 1, (Q - 1) / slots + 1, waves_of_group)  # waves per group
+        rereads = np.maximum(touched - 1, 0)
+        straddling = np.where(groups > 1, np.minimum(rereads, 2), 0)
+        wave_keys = per_wave / waves_of_group
+        miss_one = kv + streamed > self.l2_bytes
+        # next to a straddling wave the re-read of tile j follows 2·n − j (or n + j) tiles:
+        # the tiles j whose span overflows miss, a fraction (2·K/V + streamed − L2) / K/V
+        miss_two = np.clip((2 * kv + streamed - self.l2_bytes) / np.maximum(kv, 1e-30), 0, 1)
+        return t.union_keys + wave_keys * (straddling * miss_two
+                                           + (rereads - straddling) * miss_one)
+
+    def _causal_key_loads(self, t: TileSums, bytes_per_key, Br, geometry, slots):
+        """One group's HBM keys under a causal mask with staggered generations (see
+        :meth:`hbm_key_loads`).
+
+        Query tiles a < a* read only their new key tiles (the prefix's union). From a* on,
+        a clump re-reads all its tiles, except in the group's last ``slots`` blocks: while
+        they run, the next group's blocks take the slots of the finished ones and sweep
+        only the few tiles at the start of their K/V, so the span falls by one gap's tiles
+        (D/slots, D the generation's span in tiles) per block launched after a; re-reads
+        of tile j hit once the span D − max(0, j − (Q − 1 − a)·D/slots) fits, and block
+        a misses min(n_a, D − M + (Q − 1 − a)·D/slots) tiles (M: tiles the L2 holds).
+        """
+        N, S, Bc = self.N, self.S, self.Bc
+        o = S - N
+        Q = np.maximum(t.q_tiles, 1)
+        tile_bytes = Bc * bytes_per_key
+        M = np.floor(self.l2_bytes / tile_bytes)           # key tiles the L2 holds
+
+        def n_at(a):  # key tiles of query tile a (causal): ⌊(o + (a+1)·Br − 1)/Bc⌋ + 1
+            return np.floor((o + (a + 1) * Br - 1) / Bc) + 1
+
+        # generation k's span is n(k·slots) − n(0) tiles (the chain of duration differences
+        # summed over k predecessors): the first query tile whose span exceeds M, then the
+        # first tile of its generation
+        need = M + n_at(0)                                  # n_a ≥ need + 1
+        a_thr = np.maximum(np.ceil((need * Bc - o + 1) / Br) - 1, 0)
+        clump = np.maximum(Bc // Br, 1)
+        k_star = np.maximum(np.ceil(a_thr / slots), 1)
+        a_star = np.minimum(np.ceil(k_star * slots / clump) * clump, Q)
+        a_tail = np.clip(np.ceil((Q - slots) / clump) * clump, a_star, Q)
+        tall = Br * clump
+
+        def loads(rows, height):  # key loads of the first ``rows`` query rows
+            rows = np.minimum(rows, N)
+            return np.where(rows > 0, tile_sums(rows, o + rows, height, Bc, geometry)
+                            .key_loads, 0.0)
+
+        rows_star = np.minimum(a_star * Br, N)
+        prefix = np.where(rows_star > 0, tile_sums(rows_star, o + rows_star, Br, Bc,
+                                                   geometry).union_keys, 0.0)
+        body = loads(a_tail * Br, tall) - loads(a_star * Br, tall)
+        # the tail: Σ_a min(n_a, L(a)) over a_tail ≤ a < Q, one per clump, n_a and L(a)
+        # linear in a (the ragged last tile counted as full: at most Bc keys over)
+        span = n_at(np.floor(np.maximum(Q - slots / 2, 0) / slots) * slots) - n_at(0)
+        gap = span / slots
+        alpha, beta = (o + Br - 1) / Bc + 1, Br / Bc        # n_a ≈ alpha + beta·a
+        gamma, delta = span - M + (Q - 1) * gap, gap        # L(a) = gamma − delta·a
+        cross = np.clip(np.ceil((gamma - alpha) / (beta + delta)), a_tail, Q)
+
+        def series(a0, a1, c0, c1):  # Σ_{a0 ≤ a < a1} (c0 + c1·a)
+            n = np.maximum(a1 - a0, 0)
+            return n * c0 + c1 * (a0 + a1 - 1) * n / 2
+
+        tail_tiles = (series(a_tail, cross, alpha, beta)
+                      + series(cross, Q, gamma, -delta)) / clump
+        tail = np.where(span > M, np.maximum(tail_tiles, 0) * Bc, 0.0)
+        return prefix + body + tail
 
     def hbm_query_rows(self, t: TileSums, bytes_per_row):
         """Query rows whose per-row bytes (Q, dO, logsumexp, Δ, the fp32 dQ accumulator)
@@ -153,7 +274,7 @@ def from_problem(problem, tiling, gpu=None) -> Arrays:  # (AttentionProblem, Til
         index_scale_block=idx.scale_block, index_Br=max(tiling.index_block_q, 1),
         index_chunk=idx.logits_chunk,
         slots=None if gpu is None else a(gpu.spec.sm_count * max(tiling.blocks_per_sm(gpu), 1)),
-        l2_bytes=0.0 if gpu is None else float(gpu.spec.l2_bytes),
+        l2_bytes=0.0 if gpu is None else gpu.l2_dram_capacity_bytes,
         **_backward_tiles(tiling, a, gpu),
     )
 

@@ -63,7 +63,8 @@ def forward(x: Arrays) -> Cost:
     kv_bytes = t.key_loads * per_key
     out_bytes = x.N * hpb * (Dv * e + F4)
     reads, writes = g * (q_bytes + kv_bytes), g * out_bytes
-    hbm_reads = g * (q_bytes + x.hbm_key_loads(t, per_key) * per_key)
+    stream = x.Br * hpb * (D * e + Dv * e + F4)           # a block's Q, O and logsumexp
+    hbm_reads = g * (q_bytes + x.hbm_key_loads(t, per_key, stream_bytes=stream) * per_key)
     return Cost(
         matmul_flops=g * hpb * t.area * 2 * (D + Dv),
         # per score: scale, running max, subtract, row sum; per row and tile: rescale O

@@ -14,7 +14,7 @@ import typer
 from memsim import limits
 from memsim.cli import app, user_errors
 from memsim.limits import size_option
-from memsim.problem import Indexer
+from memsim.units import INDEXER_HEAD_DIM, INDEXER_HEADS
 from memsim.units import format_bytes as _fmt_bytes
 from memsim.units import format_seconds as _fmt_s
 
@@ -101,9 +101,6 @@ def print_table(result: dict[str, Any]) -> None:
             f"bound by {nr['bound']}. `memsim trace` simulates the L2.")
 
 
-_INDEXER = Indexer()  # the indexer defaults, stated once (memsim.problem.Indexer)
-
-
 def expand(options: dict) -> list[dict]:
     """One set of options per (algorithm, N) of the comma-separated ``algorithm`` and
     ``seq_len`` lists, algorithm outer; raises :class:`InputError` for an empty or
@@ -183,9 +180,9 @@ class Opt:
                         help="chunked local attention C (implies causal)")
     top_k = size_option(None, "--top-k", ceiling=limits.MAX_TOKENS, help="keys per query (dsa)")
     mla = typer.Option(False, "--mla", help="V is a slice of the shared latent K")
-    index_heads = size_option(_INDEXER.heads, "--index-heads", ceiling=limits.MAX_HEADS,
+    index_heads = size_option(INDEXER_HEADS, "--index-heads", ceiling=limits.MAX_HEADS,
                               help="dsa indexer heads H_I")
-    index_head_dim = size_option(_INDEXER.head_dim, "--index-head-dim",
+    index_head_dim = size_option(INDEXER_HEAD_DIM, "--index-head-dim",
                                  ceiling=limits.MAX_HEAD_DIM,
                                  help="dsa indexer head dim D_I")
     block_q = size_option(None, "--block-q", ceiling=limits.MAX_TOKENS,

@@ -138,8 +138,8 @@ def trace(
                                               "goes to HBM)"),
     compare: bool = typer.Option(False, "--compare", help="analytic and trace side by side"),
     heads_sample: int = size_option(None, "--heads-sample", ceiling=limits.MAX_HEADS,
-                                    help="replay this many heads (evenly spread) through "
-                                         "a proportionally smaller L2 and scale their "
+                                    help="replay this many consecutive heads through "
+                                         "their share of the L2 and scale their "
                                          "bytes to all; time is from every block"),
     event_budget: int = size_option(DEFAULT_EVENT_BUDGET, "--event-budget",
                                     ceiling=limits.MAX_EVENT_BUDGET,

@@ -15,11 +15,35 @@ cuBLAS's heuristics and TensorRT-LLM's autotuner pick the fastest kernel:
 - ``hbm``: the compulsory bytes (A, B read once, C written once, split-K partials), the
   rasterised tile order keeping operand re-reads in L2.
 
-``time_s`` = the class's latency floor + max(terms) (memsim.roofline's lower bound).
+``time_s`` = the class's latency floor + max(terms) (memsim.roofline's lower bound), plus
+what each framework launches around its GEMM kernel (:data:`LAUNCHES`, read from the
+frameworks' sources and from the aiconfigurator collectors that timed them):
+
+- fp8 and fp8_block GEMMs take 16-bit activations, so a separate **quantisation kernel**
+  first reads them and writes their fp8 copy (and, block-scaled, one fp32 scale per 128
+  values): ``quant`` = m·k·(2 + 1 [+ 4/128]) bytes at the class's HBM bandwidth, serial
+  before the GEMM. TensorRT-LLM ``Linear`` (FP8QDQ / FP8 block), vLLM
+  ``scaled_fp8_quant`` / per-token-group quant, SGLang ``sgl_per_token_quant_fp8`` /
+  ``sglang_per_token_group_quant_fp8`` (aiconfigurator collector/*/collect_gemm.py).
+- **Split-K** only where the library has it: cuBLAS(Lt) (bf16, TensorRT-LLM's per-tensor
+  fp8 ``cublas_scaled_mm``) splits K; CUTLASS ``scaled_mm`` and the block-scaled kernels
+  (DeepGEMM, TensorRT-LLM's FP8 block GEMM, FlashInfer/CUTLASS blockwise) do not.
+- vLLM's fp8 ``cutlass_scaled_mm`` on SM90 does not autotune: its **tile is fixed by m and
+  n** (vllm csrc/quantization/w8a8/cutlass/c3x/scaled_mm_sm90_fp8_dispatch.cuh @68f442e:
+  m ≤ 16 → 16 × 64 (swap-AB), m ≤ 64 → 16 × 64 for n ≤ 1280 else 64 × 64, m ≤ 128 → 64 × 128,
+  else 128 × 128), so a mid-size m pays the waves of that one tile.
+- vLLM's fp8_block linear was timed **without CUDA graphs** (collector/vllm/collect_gemm.py:
+  ``use_cuda_graph=gemm_type != "fp8_block"``): the host's launch of the quantisation and
+  GEMM kernels, not the GPU, sets a small problem's time, so there the class floor is that
+  host time and ``time_s`` = max(floor, quant + GEMM). Its kernel depends on the shape
+  (vLLM ``W8A8BlockFp8LinearOp``): CUTLASS blockwise when k is not a multiple of 128 or n
+  of 64, FlashInfer for m < 32 on SM90, DeepGEMM otherwise — three classes
+  (``fp8_block_cutlass``, ``fp8_block_flashinfer``, ``fp8_block``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -42,6 +66,58 @@ GEMM_DTYPES = {"fp32": "tf32", "tf32": "tf32", "fp16": "fp16", "bf16": "bf16", "
 OUT_BYTES = DTYPE_BYTES["bf16"]  # fp16/bf16 output (fp8 GEMMs write bf16 too)
 
 
+QUANT_BYTES = 2.0 + 1.0  # the quantisation kernel reads a 16-bit activation, writes fp8
+SCALE_GROUP = 128  # fp8_block: one fp32 scale per 128 activations (per-token group)
+
+
+@dataclass(frozen=True)
+class Launch:
+    """What a framework runs for one GEMM kernel family (module docstring).
+
+    ``quant``: a quantisation kernel precedes the GEMM; ``split_k``: the library may split
+    K; ``dispatch``: "autotuned" (the fastest tile wins) or a fixed-tile rule by name;
+    ``eager``: timed without CUDA graphs (the floor is the host's, a maximum not a sum).
+    """
+
+    quant: bool = False
+    split_k: bool = True
+    dispatch: str = "autotuned"
+    eager: bool = False
+
+
+LAUNCHES: dict[tuple[str, str], Launch] = {
+    ("trtllm", "fp8"): Launch(quant=True),
+    ("trtllm", "fp8_block"): Launch(quant=True, split_k=False),
+    ("vllm", "fp8"): Launch(quant=True, split_k=False, dispatch="vllm_sm90_fp8"),
+    ("vllm", "fp8_block"): Launch(quant=True, split_k=False, eager=True),
+    ("sglang", "fp8"): Launch(quant=True, split_k=False),
+    ("sglang", "fp8_block"): Launch(quant=True, split_k=False),
+}
+
+
+def launch_of(backend: str | None, family: str) -> Launch:
+    """The :class:`Launch` of ``backend``'s ``family`` kernels (plain cuBLAS-like otherwise)."""
+    from memsim.ops import check_backend
+
+    return LAUNCHES.get((check_backend(backend), family), Launch())
+
+
+def vllm_sm90_fp8_tiles(m: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(tile_m, tile_n) vLLM's SM90 fp8 ``cutlass_scaled_mm`` dispatches for m, n (its swap-AB
+    tiles for m ≤ 64 written as rows of m × columns of n; module docstring)."""
+    tile_m = np.where(m <= 16, 16.0, np.where(m <= 64, np.where(n <= 1280, 16.0, 64.0),
+                                              np.where(m <= 128, 64.0, 128.0)))
+    tile_n = np.where(m <= 64, 64.0, 128.0)
+    return tile_m, tile_n
+
+
+def vllm_fp8_block_variant(m: np.ndarray, n: np.ndarray, k: np.ndarray, gpu: Any) -> np.ndarray:
+    """The kernel class vLLM's block-scaled fp8 linear runs per shape (module docstring)."""
+    hopper = str(getattr(gpu, "compute_capability", "")).startswith("9")
+    return np.where((k % SCALE_GROUP != 0) | (n % 64 != 0), "fp8_block_cutlass",
+                    np.where((m < 32) & hopper, "fp8_block_flashinfer", "fp8_block"))
+
+
 def kernel_family(dtype: str) -> str:
     """The GEMM kernel family of a dtype: 16-bit (and TF32) "bf16", per-tensor "fp8",
     DeepSeek-style block-scaled "fp8_block" (different kernels, different floors)."""
@@ -62,11 +138,14 @@ def operand_bytes(dtype: str) -> tuple[str, float]:
 
 def tiled_terms(m: np.ndarray, n: np.ndarray, k: np.ndarray, groups: np.ndarray, gpu: Any,
                 cls: KernelClass, rate_dtype: str, e_in: float,
-                weight_e: float | None = None) -> dict[str, Any]:
+                weight_e: float | None = None, split_k: bool = True,
+                tiles: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
     """Terms (seconds) of ``groups`` independent GEMMs of one shape, best tile and split.
 
     ``groups``: GEMMs in one launch (a grouped GEMM: MoE experts), sharing the SMs.
     ``weight_e``: bytes per element of B if it differs from A's (weight-only quantisation).
+    ``split_k``: whether the kernel may split K; ``tiles``: a fixed (tile_m, tile_n) per
+    element instead of the fastest of :data:`TILES`.
     Returns dict with ``matmul``, ``l2``, ``hbm`` (s), ``hbm_bytes``, ``tile_m``,
     ``tile_n``, ``split``, ``waves``.
     """
@@ -77,12 +156,12 @@ def tiled_terms(m: np.ndarray, n: np.ndarray, k: np.ndarray, groups: np.ndarray,
     w_e = e_in if weight_e is None else weight_e
     compulsory = groups * (m * k * e_in + k * n * w_e + m * n * OUT_BYTES)
     best = None
-    for tm, tn in TILES:
-        tiles = groups * np.ceil(m / tm) * np.ceil(n / tn)
-        for split in SPLITS:
-            ok = (split == 1) | ((tiles * split <= sms) & (k / split >= MIN_K_PER_SPLIT))
+    for tm, tn in ([tiles] if tiles is not None else TILES):
+        count = groups * np.ceil(m / tm) * np.ceil(n / tn)
+        for split in SPLITS if split_k else (1,):
+            ok = (split == 1) | ((count * split <= sms) & (k / split >= MIN_K_PER_SPLIT))
             kk = k / split
-            units = tiles * split
+            units = count * split
             waves = np.maximum(np.ceil(units / sms), 1.0)
             matmul = waves * 2.0 * tm * tn * kk / per_sm
             partial = (split > 1) * 2.0 * groups * m * n * PARTIAL_BYTES * split
@@ -114,19 +193,56 @@ def predict(m: Any, n: Any, k: Any, *, dtype: str = "bf16", gpu: Any = "h100-sxm
         positive(name, v)
     gpu = resolve_gpu(gpu)
     rate_dtype, e_in = operand_bytes(dtype)
-    cls = kernel_class("gemm", backend, kernel_family(dtype))
+    family = kernel_family(dtype)
+    launch = launch_of(backend, family)
     m, n, k = as_float(m, n, k)
-    best = tiled_terms(m, n, k, np.ones_like(m), gpu, cls, rate_dtype, e_in)
-    terms = {"matmul": best["matmul"], "l2": best["l2"], "hbm": best["hbm"]}
-    floor = np.full_like(m, cls.floor_s)
-    time = floor + best["t"]
+    variants = (vllm_fp8_block_variant(m, n, k, gpu) if launch.eager
+                else np.full(m.shape, family, dtype=object))
+    fixed = vllm_sm90_fp8_tiles(m, n) if (
+        launch.dispatch == "vllm_sm90_fp8"
+        and str(getattr(gpu, "compute_capability", "")).startswith("9")) else None
+    parts = {}
+    for variant in sorted(set(np.asarray(variants).reshape(-1).tolist())):
+        cls = kernel_class("gemm", backend, variant)
+        best = tiled_terms(m, n, k, np.ones_like(m), gpu, cls, rate_dtype, e_in,
+                           split_k=launch.split_k, tiles=fixed)
+        hbm_bw = gpu.spec.hbm_bandwidth_bytes_per_s * cls.eff("hbm")
+        quant_bytes = (m * k * (QUANT_BYTES + (4.0 / SCALE_GROUP if family == "fp8_block"
+                                               else 0.0)) if launch.quant else 0.0 * m)
+        best["quant"] = quant_bytes / hbm_bw
+        best["hbm_bytes"] = best["hbm_bytes"] + quant_bytes
+        best["floor"] = np.full_like(m, cls.floor_s)
+        kernel_s = best["t"] + best["quant"]
+        best["time"] = (np.maximum(best["floor"], kernel_s) if launch.eager
+                        else best["floor"] + kernel_s)
+        best["name"] = np.full(m.shape, cls.name, dtype=object)
+        parts[variant] = best
+    pick = {key: _select(variants, {v: p[key] for v, p in parts.items()})
+            for key in next(iter(parts.values()))}
+    terms = {"matmul": pick["matmul"], "l2": pick["l2"], "hbm": pick["hbm"]}
+    if launch.quant:
+        terms["quant"] = pick["quant"]
+    floor = pick["floor"]
+    name = pick["name"]
     return OpPrediction(
-        time_s=out(time), bound=bound_of(terms, floor), flops=out(2.0 * m * n * k),
-        hbm_bytes=out(best["hbm_bytes"]), launch_s=out(floor),
+        time_s=out(pick["time"]), bound=bound_of(terms, floor), flops=out(2.0 * m * n * k),
+        hbm_bytes=out(pick["hbm_bytes"]), launch_s=out(floor),
         terms_s={k2: out(v) for k2, v in terms.items()},
-        detail={"kernel_class": cls.name, "tile_m": out(best["tile_m"]),
-                "tile_n": out(best["tile_n"]), "split_k": out(best["split"]),
-                "waves": out(best["waves"])})
+        detail={"kernel_class": str(name) if name.ndim == 0 else name,
+                "tile_m": out(pick["tile_m"]), "tile_n": out(pick["tile_n"]),
+                "split_k": out(pick["split"]), "waves": out(pick["waves"]),
+                "eager": launch.eager})
+
+
+def _select(variants: np.ndarray, values: dict[str, np.ndarray]) -> np.ndarray:
+    """Per element, the value of its variant's computation."""
+    first = next(iter(values.values()))
+    if len(values) == 1:
+        return first
+    result = np.array(first, copy=True)
+    for v, arr in values.items():
+        result = np.where(variants == v, arr, result)
+    return result
 
 
 def linear_s(tokens: Any, in_features: float, out_features: float, *, dtype: str, gpu: Any,

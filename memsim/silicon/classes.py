@@ -14,7 +14,8 @@ table with file and line):
   (collect_mla.py l. 247-248), ``tp_size`` is provenance only.
 - MLA geometry: DeepSeek-V3's (kv_lora_rank 512, qk_nope 128, qk_rope 64, v_head 128;
   collect_mla.py l. 71-82). Context MLA runs as MHA over the decompressed K/V (D = 192,
-  Dv = 128, K = H); generation MLA as MQA over the latent cache (D = 576, Dv = 512, K = 1).
+  Dv = 128, K = H); generation MLA as MQA over the latent cache (D = 576, Dv = 512, K = 1),
+  both timed by :mod:`memsim.ops.mla` (the kernels' tiles, not memsim's FA-2 roofline).
 - ``window_size`` > 0 is a causal sliding window of that many tokens; 0 is none.
 
 Each class maps the rows of one table file on one GPU profile to a :class:`Mapped`: memsim's
@@ -44,10 +45,6 @@ MODELS = ("analytic", "no_reuse")
 TERM_KEYS = ("matmul_s", "vector_s", "hbm_s", "other_memory_s", "link_s", "launch_s")
 _DTYPES = {"bfloat16": "bf16", "float16": "fp16", "half": "fp16", "fp8": "fp8",
            "fp8_block": "fp8", "float8": "fp8", "float32": "fp32"}
-MLA_LATENT = 512   # DeepSeek-V3 kv_lora_rank
-MLA_ROPE = 64      # qk_rope_head_dim
-MLA_NOPE = 128     # qk_nope_head_dim
-MLA_V = 128        # v_head_dim
 
 
 @dataclass
@@ -225,24 +222,134 @@ def encoder_attention(rows: Rows, gpu: GPU) -> Mapped:
                              backend=_backend(rows)), gpu)
 
 
+def _mla(phase: str, rows: Rows, gpu: GPU, kv_len: np.ndarray, seq_len: np.ndarray
+         ) -> Mapped:
+    """MLA rows through :mod:`memsim.ops.mla` (the kernels' own structure: prefill FMHA on
+    the decompressed K/V, FlashMLA decode on the latent), one call per KV-cache dtype.
+
+    Terms for the calibration: ``matmul_s``, ``hbm_s`` (with the fp8 quantisation pass's
+    bytes, which the model adds after the max) at efficiency 1; the class's per-row fixed
+    steps as ``vector_s``; its floor as ``launch_s``."""
+    from memsim.errors import InputError
+    from memsim.ops import mla
+    from memsim.ops.classes import kernel_class
+
+    out = _empty(len(rows))
+    B, H = _i(rows, "batch_size"), _i(rows, "num_heads")
+    kv = dtype_of(rows.col("kv_cache_dtype"))
+    backend = _backend(rows)
+    for fam in sorted(set(kv.tolist())):
+        idx = np.nonzero(kv == fam)[0]
+        try:
+            cls = kernel_class(f"mla/{phase}", backend, mla.kv_family(fam))
+            if phase == "context":
+                work = mla.context_work(B[idx], seq_len[idx], H[idx], fam)
+            else:
+                work = mla.decode_work(B[idx], kv_len[idx], H[idx], fam)
+            pred = mla.time_work(work, gpu, cls)
+        except (InputError, ValueError) as exc:
+            out.reasons.update({int(i): str(exc).splitlines()[0][:200] for i in idx})
+            continue
+        if not out.start or fam == "bf16":
+            out.start = {"tensor": cls.efficiency.get("tensor", 1.0),
+                         "hbm_bandwidth": cls.efficiency.get("hbm", 1.0)}
+        t = pred.terms_s
+        for model in MODELS:
+            out.time_s[model][idx] = pred.time_s
+            terms = out.terms[model]
+            terms["matmul_s"][idx] = t["matmul"] * min(cls.eff("tensor"), 1.0)
+            terms["vector_s"][idx] = t["serial"]
+            terms["hbm_s"][idx] = (t["hbm"] + t["quant"]) * min(cls.eff("hbm"), 1.0)
+            terms["other_memory_s"][idx] = 0.0
+            terms["link_s"][idx] = 0.0
+            terms["launch_s"][idx] = pred.launch_s
+        out.bound[idx] = pred.bound
+        out.size[idx] = pred.flops
+        for i in idx.tolist():
+            out.params[i] = {"op": f"mla_{phase}", "batch": int(B[i]),
+                             "seq_len": int(seq_len[i]), "kv_len": int(kv_len[i]),
+                             "heads": int(H[i]), "kv_dtype": fam,
+                             "kernel_class": cls.name}
+    return out
+
+
 def context_mla(rows: Rows, gpu: GPU) -> Mapped:
-    isl, h = _i(rows, "isl"), _i(rows, "num_heads")
-    full = lambda v: np.full_like(h, v)  # noqa: E731
-    return _attention(_Shape(B=_i(rows, "batch_size"), N=isl, S=isl, H=h, K=h,
-                             D=full(MLA_NOPE + MLA_ROPE), Dv=full(MLA_V), window=full(0),
-                             causal=True, mla=False, dtype=dtype_of(rows.col("mla_dtype")),
-                             algorithm="flash2", backend=_backend(rows)), gpu)
+    isl = _i(rows, "isl")
+    return _mla("context", rows, gpu, kv_len=isl, seq_len=isl)
 
 
 def generation_mla(rows: Rows, gpu: GPU) -> Mapped:
-    kv = _i(rows, "isl") + _i(rows, "step")
-    h = _i(rows, "num_heads")
-    full = lambda v: np.full_like(h, v)  # noqa: E731
-    return _attention(_Shape(B=_i(rows, "batch_size"), N=np.ones_like(kv), S=kv, H=h,
-                             K=full(1), D=full(MLA_LATENT + MLA_ROPE), Dv=full(MLA_LATENT),
-                             window=full(0), causal=True, mla=True,
-                             dtype=dtype_of(rows.col("kv_cache_dtype")),
-                             algorithm="flash_decode", backend=_backend(rows)), gpu)
+    kv = _i(rows, "isl") + _i(rows, "step")          # attention.rs l. 13-14
+    return _mla("decode", rows, gpu, kv_len=kv, seq_len=np.ones_like(kv))
+
+
+# the models whose attention modules memsim.ops.mla.module builds (DeepSeek-V3's geometry;
+# V3.2 adds the DSA indexer); other models of the module tables (GLM-5) are left unmapped
+MODULE_MODELS = {"deepseek-ai/DeepSeek-V3": False, "deepseek-ai/DeepSeek-V3.2": True}
+_GEMM_TYPES = {"bfloat16": "bf16", "fp8_block": "fp8_block"}
+
+
+def _module(phase: str) -> Callable[[Rows, GPU], Mapped]:
+    """Rows of an MLA/DSA *module* table (a whole attention layer: projections, BMMs,
+    attention; collect_mla_module.py times ``DeepseekV3DecoderLayer.self_attn.forward``)
+    → the sum of memsim's own pieces, :func:`memsim.ops.mla.module`. Not fitted: a
+    whole-layer check of the GEMM, BMM and attention classes. The calibration sees the
+    module's time as one term (``matmul_s``, factor 1) so a fit can only scale it."""
+
+    def mapper(rows: Rows, gpu: GPU) -> Mapped:
+        from memsim.errors import InputError
+        from memsim.ops import mla
+
+        out = _empty(len(rows))
+        out.start = {"tensor": 1.0, "hbm_bandwidth": 1.0}
+        B, H = _i(rows, "batch_size"), _i(rows, "num_heads")
+        isl, step = _i(rows, "isl"), _i(rows, "step", 0)
+        N = isl if phase == "context" else np.ones_like(isl)
+        S = isl + step    # context: prefix (step) + new tokens; decode: cache + the new one
+        kv = dtype_of(rows.col("kv_cache_dtype"))
+        gemm = np.array([str(g) for g in rows.col("gemm_type")], dtype=object)
+        model = np.array([str(m) for m in rows.col("model")], dtype=object)
+        backend = _backend(rows)
+        keys = list(zip(kv.tolist(), gemm.tolist(), H.tolist(), model.tolist(), strict=True))
+        groups: dict[tuple, list[int]] = defaultdict(list)
+        for i, k in enumerate(keys):
+            groups[k].append(i)
+        for (kvd, g, h, m), index in groups.items():
+            idx = np.asarray(index)
+            if m not in MODULE_MODELS:
+                out.reasons.update({int(i): f"model={m} geometry not modelled (DeepSeek-V3, "
+                                            "V3.2 only)" for i in idx})
+                continue
+            if g not in _GEMM_TYPES:
+                out.reasons.update({int(i): f"gemm_type={g} not modelled" for i in idx})
+                continue
+            try:
+                pred = mla.module(phase, B[idx], N[idx], S[idx], int(h), kv_dtype=kvd,
+                                  gemm_dtype=_GEMM_TYPES[g], sparse=MODULE_MODELS[m],
+                                  gpu=gpu, backend=backend)
+            except (InputError, ValueError) as exc:
+                out.reasons.update({int(i): str(exc).splitlines()[0][:200] for i in idx})
+                continue
+            t = np.asarray(pred.time_s, dtype=float)
+            for mdl in MODELS:
+                out.time_s[mdl][idx] = t
+                terms = out.terms[mdl]
+                terms["matmul_s"][idx] = t
+                for k in ("vector_s", "hbm_s", "other_memory_s", "link_s", "launch_s"):
+                    terms[k][idx] = 0.0
+            parts = {k: np.asarray(v, dtype=float) for k, v in pred.terms_s.items()}
+            names = np.asarray(list(parts))
+            out.bound[idx] = names[np.argmax(np.stack(list(parts.values())), axis=0)]
+            out.size[idx] = t
+            for j, i in enumerate(idx.tolist()):
+                out.params[i] = {"op": f"{'dsa' if MODULE_MODELS[m] else 'mla'}_{phase}_module",
+                                 "batch": int(B[i]), "seq_len": int(N[i]),
+                                 "kv_len": int(S[i]), "heads": int(h), "kv_dtype": kvd,
+                                 "gemm_dtype": _GEMM_TYPES[g], "model": m,
+                                 "parts_s": {k: float(v[j]) for k, v in parts.items()}}
+        return out
+
+    return mapper
 
 
 _ATTN_COLS = ("batch_size", "isl", "num_heads", "num_key_value_heads", "head_dim",
@@ -250,6 +357,9 @@ _ATTN_COLS = ("batch_size", "isl", "num_heads", "num_key_value_heads", "head_dim
               "latency")
 _ATTN_CASE = ("num_heads", "num_key_value_heads", "head_dim", "window_size", "attn_dtype",
               "kv_cache_dtype")
+_MODULE_COLS = ("batch_size", "isl", "num_heads", "step", "kv_cache_dtype", "gemm_type",
+                "model", "kernel_source", "latency")
+_MODULE_CASE = ("num_heads", "kv_cache_dtype", "gemm_type")
 _MLA_COLS = ("batch_size", "isl", "num_heads", "tp_size", "step", "mla_dtype",
              "kv_cache_dtype", "kernel_source", "latency")
 
@@ -279,6 +389,15 @@ CLASSES: dict[str, OpClass] = {c.name: c for c in (
             curve=("num_heads", "kv_cache_dtype", "kernel_source", "batch_size"), axis="step",
             mapper=generation_mla, case=("num_heads", "kv_cache_dtype"),
             doc="DeepSeek MLA decode (MQA over the 576-wide latent)"),
+    *(OpClass(f"{kind}_{phase}_module", f"{kind}_{phase}_module_perf", _MODULE_COLS,
+              curve=(*_MODULE_CASE, "model", "kernel_source",
+                     "isl" if phase == "context" else "batch_size"),
+              axis="batch_size" if phase == "context" else "step",
+              mapper=_module("context" if phase == "context" else "decode"),
+              case=_MODULE_CASE,
+              doc=f"{'DeepSeek-V3.2 DSA' if kind == 'dsa' else 'DeepSeek-V3 MLA'} attention "
+                  f"module, {phase} (whole layer: projections, BMMs, attention)")
+      for kind in ("mla", "dsa") for phase in ("context", "generation")),
 )}
 
 

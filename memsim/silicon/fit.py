@@ -107,11 +107,16 @@ def specs() -> list[FitSpec]:
             # decode: tensor held (MMAs padded to 16 rows; the rows cannot tell it apart)
             FitSpec((f"attention/decode/{b}",), "generation_attention", b,
                     ("floor_s", "hbm", "row_s"), bf16_kv),
-            FitSpec((f"mla/context/{b}",), "context_mla", b,
-                    ("floor_s", "tensor", "hbm", "row_s"), bf16_kv),
-            FitSpec((f"mla/decode/{b}",), "generation_mla", b, ("floor_s", "hbm", "row_s"),
-                    bf16_kv),
         ]
+        # MLA (memsim.ops.mla): one class per phase and KV-cache dtype (an fp8 cache runs
+        # fp8 kernels after a quantisation pass), and the absorbed BMMs per dtype
+        for fam, db in (("bf16", "bfloat16"), ("fp8", "fp8")):
+            out += [FitSpec((f"mla/{phase}/{b}/{fam}",), op, b,
+                            ("floor_s", "tensor", "hbm", "row_s"), {"kv_cache_dtype": db})
+                    for phase, op in (("context", "context_mla"),
+                                      ("decode", "generation_mla"))]
+            out.append(FitSpec((f"mla_bmm/{b}/{fam}",), "mla_bmm", b,
+                               ("floor_s", "tensor", "hbm", "l2"), {"bmm_dtype": db}))
     return out + _comm_specs()
 
 

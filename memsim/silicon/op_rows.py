@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -141,6 +142,36 @@ def moe(rows: Rows, gpu: GPU) -> Mapped:
     return out
 
 
+def mla_bmm(rows: Rows, gpu: GPU) -> Mapped:
+    """MLA's absorbed BMMs (``op_name`` mla_gen_pre / mla_gen_post, ``num_heads`` per GPU,
+    ``num_tokens`` rows; collect_mla_bmm.py) through :func:`memsim.ops.mla.bmm`."""
+    from memsim.errors import InputError
+    from memsim.ops import mla
+
+    out = _empty(len(rows))
+    tokens = np.asarray(rows.col("num_tokens"), dtype=np.int64)
+    heads = np.asarray(rows.col("num_heads"), dtype=np.int64)
+    op = np.array([str(v).removeprefix("mla_gen_") for v in rows.col("op_name")])
+    dtype = np.array(["fp8" if str(v) == "fp8" else "bf16" for v in rows.col("bmm_dtype")])
+    backend = _backend(rows)
+    for (o, d), idx in _groups(list(zip(op.tolist(), dtype.tolist(), strict=True))).items():
+        try:
+            cls = mla.bmm_class(backend, d)
+            if not out.start or d == "bf16":
+                out.start = {"tensor": cls.efficiency.get("tensor", 1.0),
+                             "hbm_bandwidth": cls.efficiency.get("hbm", 1.0)}
+            pred = mla.bmm(tokens[idx], heads[idx], op=o, dtype=d, gpu=gpu, backend=backend)
+        except (InputError, ValueError) as exc:
+            out.reasons.update({int(i): str(exc).splitlines()[0][:200] for i in idx})
+            continue
+        terms = dict(pred.terms_s)
+        terms["hbm"] = np.asarray(terms["hbm"]) + np.asarray(terms.pop("quant"))
+        _fill(out, idx, replace(pred, terms_s=terms), _eff_of(cls),
+              [{"op": f"mla_bmm_{o}", "tokens": int(tokens[i]), "heads": int(heads[i]),
+                "dtype": d, "kernel_class": cls.name} for i in idx])
+    return out
+
+
 def _collective(op: str, dtype_column: str) -> Callable[[Rows, GPU], Mapped]:
     def mapper(rows: Rows, gpu: GPU) -> Mapped:
         from memsim.errors import InputError
@@ -260,6 +291,11 @@ OP_CLASSES = (
             axis="num_tokens", mapper=moe,
             case=("hidden_size", "inter_size", "topk", "num_experts", "moe_dtype"),
             doc="MoE FFN layer (grouped GEMMs + routing) on the busiest GPU"),
+    OpClass("mla_bmm", "mla_bmm_perf",
+            ("num_tokens", "num_heads", "bmm_dtype", "op_name", "kernel_source", "latency"),
+            curve=("num_heads", "bmm_dtype", "op_name", "kernel_source"), axis="num_tokens",
+            mapper=mla_bmm, case=("num_heads", "bmm_dtype", "op_name"),
+            doc="MLA absorbed-weight BMMs (q_nope·W_UK, o·W_UV), H GEMMs per launch"),
     OpClass("allreduce", "custom_allreduce_perf", (*_COMM_COLS, "allreduce_dtype"),
             curve=("num_gpus", "kernel_source", "allreduce_dtype"), axis="message_size",
             mapper=_collective("all_reduce", "allreduce_dtype"), select=_graph_only,

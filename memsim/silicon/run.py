@@ -40,7 +40,9 @@ DEFAULT_SAMPLE = 200
 DEFAULT_SEED = 0
 OP_ALIASES = {
     "attention": ("context_attention", "generation_attention"),
-    "mla": ("context_mla", "generation_mla"),
+    "mla": ("context_mla", "generation_mla", "mla_bmm", "mla_context_module",
+            "mla_generation_module"),
+    "dsa": ("dsa_context_module", "dsa_generation_module"),
     "encoder": ("encoder_attention",),
     "nccl": ("nccl_all_reduce", "nccl_all_gather", "nccl_reduce_scatter", "nccl_alltoall"),
     "comm": ("allreduce", "nccl_all_reduce", "nccl_all_gather", "nccl_reduce_scatter",

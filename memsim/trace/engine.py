@@ -16,7 +16,10 @@ replay walks time in windows one (longest) step long; in each window it visits t
 slots in slot order and runs every step of theirs that starts inside the window. The L2
 therefore sees concurrent blocks interleaved step by step, in time order up to one step.
 That order depends on the schedule only — never on hits or misses — so a larger cache
-sees the same access sequence (LRU's inclusion property then holds exactly).
+sees the same access sequence (LRU's inclusion property then holds exactly). The walk
+(:func:`walk`) writes the units in that order into a buffer, as dense unit ids
+(:mod:`memsim.trace.unit_ids`); :func:`drain` passes a full buffer through the L2
+(:mod:`memsim.trace.l2`) while the walk fills the next.
 
 Top-k selection model (DSA's gather): query position p with k selected keys reads keys
 0 … p when p + 1 ≤ k, else the k keys ⌊i·(p + 1)/k⌋, i = 0 … k − 1 — spread evenly over
@@ -31,14 +34,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from memsim.trace.l2 import access
+from memsim.trace.l2 import entry, hit, miss
 from memsim.trace.program import GATHER, STORE
 
-_jit = njit(cache=True, _nrt=False, nogil=True)  # nogil: Ctrl-C reaches the caller promptly
+_jit = njit(cache=True, _nrt=False, nogil=True)  # nogil: the walk and the L2 run in parallel
 _inline = njit(cache=True, _nrt=False, inline="always")
 
-# Columns of the per-tensor statistics array.
-GLOBAL_READ, GLOBAL_WRITE, HBM_READ, HBM_WRITE = 0, 1, 2, 3
 
 
 @_inline
@@ -96,26 +97,33 @@ def schedule_blocks(template_s, n_blocks, n_slots, blk_slot, blk_start, blk_end,
     return makespan
 
 
-# Columns of the packed per-access rows (one 64-byte cache line per access: the slots
-# in flight run different template blocks, so separate arrays cost a line each).
-A_KIND, A_TENSOR, A_ADDRESS, A_STEP, A_UNITS, A_USTRIDE, A_GATHER, A_BYTES = range(8)
-# Columns of the packed per-run rows.
-R_ACC0, R_ACC1, R_COUNT, R_COMPUTE, R_DUR = range(5)
+# Columns of the packed per-access rows (one 64-byte cache line per access), read when a
+# slot starts a run and by the L2 on a miss. Unit addresses are dense ids
+# (memsim.trace.unit_ids): A_FIRST, A_STEP and A_USTRIDE in ids.
+A_KIND, A_TENSOR, A_FIRST, A_STEP, A_UNITS, A_USTRIDE, A_GATHER, A_BYTES = range(8)
+# Columns of the packed per-run rows: accesses, iterations, units and events per
+# iteration, seconds per iteration (float64 in the same memory).
+R_ACC0, R_ACC1, R_COUNT, R_UNITS, R_EVENTS, R_DUR = range(6)
+#: Units per buffer between the walk of the steps and the L2 (within a CPU's L2 cache).
+CHUNK_UNITS = 1 << 16
 
 
-def pack_program(block_run_ptr, run_count, run_acc_ptr, run_compute, run_dur, acc) -> tuple:
-    """The program as :func:`replay` reads it: (block_run_ptr, runs int64[R, 5], runs as
+def pack_program(block_run_ptr, run_count, run_acc_ptr, run_units, run_compute, run_dur,
+                 acc) -> tuple:
+    """The program as :func:`replay` reads it: (block_run_ptr, runs int64[R, 6], runs as
     float64 (same memory: column R_DUR holds seconds), accesses int64[A, 8], accesses as
-    float64 (column A_BYTES holds bytes), gather_pos, gather_k, gather_first)."""
-    runs = np.zeros((len(run_count), 5), np.int64)
+    float64 (column A_BYTES holds bytes), gather_pos, gather_k, gather_first).
+    ``acc``: the program's access fields with addresses and strides in unit ids."""
+    runs = np.zeros((len(run_count), 6), np.int64)
     runs[:, R_ACC0] = run_acc_ptr[:-1]
     runs[:, R_ACC1] = run_acc_ptr[1:]
     runs[:, R_COUNT] = run_count
-    runs[:, R_COMPUTE] = run_compute
+    runs[:, R_UNITS] = run_units
+    runs[:, R_EVENTS] = run_units + run_compute
     runs_f = runs.view(np.float64)
     runs_f[:, R_DUR] = run_dur
     accs = np.zeros((len(acc["kind"]), 8), np.int64)
-    for col, name in ((A_KIND, "kind"), (A_TENSOR, "tensor"), (A_ADDRESS, "address"),
+    for col, name in ((A_KIND, "kind"), (A_TENSOR, "tensor"), (A_FIRST, "address"),
                       (A_STEP, "step_bytes"), (A_UNITS, "units"),
                       (A_USTRIDE, "unit_stride_bytes")):
         accs[:, col] = acc[name]
@@ -127,136 +135,292 @@ def pack_program(block_run_ptr, run_count, run_acc_ptr, run_compute, run_dur, ac
             np.asarray(acc["gather_first"], np.int64))
 
 
+# Columns of a slot's state (int64; TIME and DUR hold float64 in the same memory): the
+# block list position, current run, end run, iteration and iteration count, the run's
+# events and units per iteration and accesses, the time of the next step, the step's
+# seconds; then, per access of the current run, S_ACC_COLS columns from S_HEAD on: the
+# next unit id (offsets and iterations applied), the id step per iteration, the id
+# stride between units, units, access index (~index for a store), gathered. A step
+# reads only its slot's row, not the program's rows (each a CPU cache line away; the
+# slots in flight run different template blocks): those are read once per run.
+(S_POS, S_RUN, S_END, S_IT, S_COUNT, S_EVENTS, S_UNITS, S_NACC, S_TIME, S_DUR,
+ S_HEAD) = range(11)
+C_KEY, C_STEP, C_USTRIDE, C_UNITS, C_ACC, C_GATHER = range(6)
+S_ACC_COLS = 6
+
+
+@_inline
+def _load_run(prog, off, sl, sl_f, s, r):
+    """Slot s starts run r: its counts, duration and accesses (ids at iteration 0)."""
+    runs, runs_f, accs = prog[1], prog[2], prog[3]
+    sl[s, S_RUN] = r
+    sl[s, S_IT] = 0
+    sl[s, S_COUNT] = runs[r, R_COUNT]
+    sl[s, S_EVENTS] = runs[r, R_EVENTS]
+    sl[s, S_UNITS] = runs[r, R_UNITS]
+    sl_f[s, S_DUR] = runs_f[r, R_DUR]
+    a0 = runs[r, R_ACC0]
+    sl[s, S_NACC] = runs[r, R_ACC1] - a0
+    for a in range(a0, runs[r, R_ACC1]):
+        c = S_HEAD + (a - a0) * S_ACC_COLS
+        gathered = accs[a, A_GATHER]
+        sl[s, c + C_KEY] = accs[a, A_FIRST] + off[s, accs[a, A_TENSOR]]
+        sl[s, c + C_STEP] = 0 if gathered else accs[a, A_STEP]
+        sl[s, c + C_USTRIDE] = accs[a, A_USTRIDE]
+        sl[s, c + C_UNITS] = accs[a, A_UNITS]
+        sl[s, c + C_ACC] = ~a if accs[a, A_KIND] == STORE else a   # stores: negative
+        sl[s, c + C_GATHER] = gathered
+
+
+@_inline
+def _load_block(prog, n_batch, offsets, slot_ptr, slot_order, blk_start, off, sl, sl_f, s):
+    """Slot s starts its next block that has steps; False when it has none left."""
+    block_run_ptr = prog[0]
+    stride_b, stride_g, gdiv = offsets
+    n_template = len(block_run_ptr) - 1
+    while True:
+        pos = sl[s, S_POS] + 1
+        sl[s, S_POS] = pos
+        if pos >= slot_ptr[s + 1]:
+            return False
+        L = slot_order[pos]
+        tb = L % n_template
+        if block_run_ptr[tb + 1] > block_run_ptr[tb]:
+            break
+    inst = L // n_template
+    b = inst % n_batch
+    g = inst // n_batch
+    for x in range(len(stride_b)):
+        off[s, x] = b * stride_b[x] + (g // gdiv[x]) * stride_g[x]
+    sl[s, S_END] = block_run_ptr[tb + 1]
+    sl_f[s, S_TIME] = blk_start[L]
+    _load_run(prog, off, sl, sl_f, s, block_run_ptr[tb])
+    return True
+
+
+@_inline
+def _emit_step(prog, sl, s, it, buf_key, buf_acc, n):
+    """Append the units of slot s's step (iteration ``it`` of its run) to the buffer, in
+    access order, and advance its accesses to the next iteration; returns the new fill.
+    (One unit of an affine access — K or V tile — is the common case: no inner loop.)"""
+    acc_gpos, acc_gk, acc_gfirst = prog[5], prog[6], prog[7]
+    for m in range(sl[s, S_NACC]):
+        c = S_HEAD + m * S_ACC_COLS
+        key = sl[s, c + C_KEY]
+        units = sl[s, c + C_UNITS]
+        a = sl[s, c + C_ACC]
+        gathered = sl[s, c + C_GATHER]
+        if units == 1 and not gathered:
+            buf_key[n] = key
+            buf_acc[n] = a
+            n += 1
+            sl[s, c + C_KEY] = key + sl[s, c + C_STEP]
+            continue
+        ustride = sl[s, c + C_USTRIDE]
+        if gathered:
+            first = acc_gfirst[a] + it * units
+            for u in range(units):
+                buf_key[n] = key + selected_key(acc_gpos[a], acc_gk[a], first + u) * ustride
+                buf_acc[n] = a
+                n += 1
+        else:
+            for u in range(units):
+                buf_key[n] = key + u * ustride
+                buf_acc[n] = a
+                n += 1
+            sl[s, c + C_KEY] = key + sl[s, c + C_STEP]
+    return n
+
+
 @_jit
+def drain(prog, l2, stats, buf_key, buf_acc, n, rec_h, rec_at):
+    """Pass the first n buffered units through the L2 in order (hits to the event log when
+    recording: ``rec_at`` ≥ 0 is where the buffer's first unit is logged). A hit needs
+    only the unit and whether it is a store (the sign of its access index); a miss also
+    the access's bytes and tensor."""
+    accs, accs_f = prog[3], prog[4]
+    for j in range(n):
+        a = buf_acc[j]
+        key = buf_key[j]
+        e = entry(l2, key)
+        if e >= 0:
+            hit(l2, e, a < 0)
+        else:
+            b = ~a if a < 0 else a
+            miss(l2, key, accs_f[b, A_BYTES], accs[b, A_TENSOR], a < 0, stats)
+        if rec_at >= 0:
+            rec_h[rec_at + j] = e >= 0
+
+
+@_inline
+def _log_step(rec, at, n0, n, t, block, buf_key, buf_acc):
+    """Event log of one step's units buffered at n0 … n (time, block, access, unit id)."""
+    rec_t, rec_b, rec_a, rec_k = rec[0], rec[1], rec[2], rec[3]
+    for j in range(n0, n):
+        rec_t[at + j] = t
+        rec_b[at + j] = block
+        a = buf_acc[j]
+        rec_a[at + j] = ~a if a < 0 else a
+        rec_k[at + j] = buf_key[j]
+
+
+# The walk's resumable position (int64; W_WINDOW_END holds float64): initialised, busy
+# slots in the list, next one to visit, slots kept for the next window, events so far,
+# finished, end of the current window.
+W_STARTED, W_ACTIVE, W_NEXT, W_KEPT, W_EVENTS, W_DONE, W_WINDOW_END = range(7)
+#: Steps a walk takes at most before it returns (so Ctrl-C is seen within milliseconds).
+WALK_STEPS = 1 << 20
+
+
+@_jit
+def walk(prog, n_batch, offsets, window_s, slot_ptr, slot_order, blk_start, emit, rec,
+         rec_at, off, sl, active, state, buf_key, buf_acc):
+    """Walk the placed blocks' steps in time order, from where ``state`` left off, and
+    buffer the units they touch (when ``emit``) until the next step would overflow the
+    buffer or WALK_STEPS steps were taken; returns the units buffered.
+
+    Time order: windows one (longest) step long; in each, the busy slots in slot order,
+    each running every step of its own that starts inside the window. ``rec_at`` ≥ 0: log
+    the buffered units (time, block, access, unit id) from that index of ``rec`` on."""
+    sl_f = sl.view(np.float64)
+    state_f = state.view(np.float64)
+    cap = len(buf_key)
+    if not state[W_STARTED]:
+        state[W_STARTED] = 1
+        n_active = 0
+        for s in range(len(slot_ptr) - 1):
+            sl[s, S_POS] = slot_ptr[s] - 1
+            if _load_block(prog, n_batch, offsets, slot_ptr, slot_order, blk_start, off,
+                           sl, sl_f, s):
+                active[n_active] = s
+                n_active += 1
+        state[W_ACTIVE] = state[W_NEXT] = state[W_KEPT] = n_active
+    n_active, i, kept = state[W_ACTIVE], state[W_NEXT], state[W_KEPT]
+    window_end = state_f[W_WINDOW_END]
+    events = state[W_EVENTS]
+    n = 0
+    steps = 0
+    while True:
+        if i == n_active:                       # window done: the next one
+            n_active = kept
+            if n_active == 0:
+                state[W_DONE] = 1
+                break
+            window_end += window_s
+            i = 0
+            kept = 0
+        s = active[i]
+        alive = True
+        paused = False
+        t = sl_f[s, S_TIME]
+        while t < window_end:                   # every step that starts in the window
+            if (emit and n + sl[s, S_UNITS] > cap) or steps == WALK_STEPS:
+                paused = True                   # resume here, at slot s and time t
+                break
+            it = sl[s, S_IT]
+            events += sl[s, S_EVENTS]
+            steps += 1
+            if emit:
+                n0 = n
+                n = _emit_step(prog, sl, s, it, buf_key, buf_acc, n)
+                if rec_at >= 0:
+                    _log_step(rec, rec_at, n0, n, t, slot_order[sl[s, S_POS]], buf_key,
+                              buf_acc)
+            t += sl_f[s, S_DUR]
+            if it + 1 < sl[s, S_COUNT]:
+                sl[s, S_IT] = it + 1
+            elif sl[s, S_RUN] + 1 < sl[s, S_END]:
+                _load_run(prog, off, sl, sl_f, s, sl[s, S_RUN] + 1)
+            elif _load_block(prog, n_batch, offsets, slot_ptr, slot_order, blk_start, off,
+                             sl, sl_f, s):
+                t = sl_f[s, S_TIME]
+            else:
+                alive = False
+                break
+        sl_f[s, S_TIME] = t
+        if paused:
+            break
+        if alive:
+            active[kept] = s
+            kept += 1
+        i += 1
+    state[W_ACTIVE], state[W_NEXT], state[W_KEPT] = n_active, i, kept
+    state_f[W_WINDOW_END] = window_end
+    state[W_EVENTS] = events
+    return n
+
+
 def replay(prog, n_batch, offsets, window_s, slot_ptr, slot_order, blk_start,
-           l2_on, l2, stats, rec, rec_n, scratch):
+           l2_on, l2, stats, rec, rec_n, scratch, parallel: bool = True) -> int:
     """Replay every step of the placed blocks through the L2 (phase 2); returns events.
 
-    ``prog``: :func:`pack_program`'s tuple (step durations included).
-    ``offsets``: (batch stride, group stride, group divisor) per tensor. Blocks of slot s
-    are ``slot_order[slot_ptr[s]:slot_ptr[s+1]]`` in start order. Accumulates into
-    ``stats`` [tensor, 4] (global read/write, HBM read/write bytes). ``rec``/``rec_n``:
-    event log (time, block, tensor, address, bytes, kind, hit) of capacity len(rec[0])
-    (0: not recording). The work of the steps (FLOPs, SRAM bytes, busy time per
-    resource) does not depend on the replay; the caller sums it from the program.
+    ``prog``: :func:`pack_program`'s tuple (step durations included). ``offsets``: (batch
+    stride, group stride, group divisor) per tensor, in unit ids. Blocks of slot s are
+    ``slot_order[slot_ptr[s]:slot_ptr[s+1]]`` in start order. Adds the L2's HBM reads and
+    write-backs to ``stats`` [tensor, 4] (columns HBM_READ, HBM_WRITE; global bytes do not
+    depend on the replay: the caller counts them from the program). ``rec``/``rec_n``:
+    event log (time, block, access, unit id, hit) of capacity len(rec[0]) (0: not
+    recording). The work of the steps (FLOPs, SRAM bytes, busy time per resource) does not
+    depend on the replay either; the caller sums it from the program.
+
+    :func:`walk` fills one of two unit buffers while :func:`drain` passes the other
+    through the L2 in a second thread (both release the GIL; ``parallel=False`` or a
+    single CPU: one thread); the L2 still sees the units in walk order, buffer after
+    buffer. Ctrl-C stops the replay between two walks.
     """
-    block_run_ptr, runs, runs_f, accs, accs_f, acc_gpos, acc_gk, acc_gfirst = prog
-    stride_b, stride_g, gdiv = offsets
-    table, ent, size, meta_i, meta_f = l2
-    rec_t, rec_b, rec_x, rec_a, rec_y, rec_k, rec_h = rec
-    off, s_pos, s_run, s_end, s_it, s_time, active = scratch
-    rec_cap = len(rec_t)
-    recording = rec_cap > 0
-    n_tensors = len(stride_b)
-    n_template = len(block_run_ptr) - 1
-    n_slots = len(slot_ptr) - 1
-    events = 0
+    import os
+    from concurrent.futures import ThreadPoolExecutor
 
-    n_active = 0
-    for s in range(n_slots):
-        s_pos[s] = slot_ptr[s] - 1
-        s_run[s] = 0
-        s_end[s] = 0            # no block loaded yet: the loop below loads the first
-        if slot_ptr[s + 1] > slot_ptr[s]:
-            active[n_active] = s
-            n_active += 1
-    window_end = 0.0
-    while n_active > 0:
-        window_end += window_s
-        kept = 0
-        for i in range(n_active):
-            s = active[i]
-            alive = True
-            t = s_time[s]
-            r = s_run[s]
-            it = s_it[s]
-            while True:
-                if r == s_end[s]:                   # block done (or none yet): next one
-                    s_pos[s] += 1
-                    if s_pos[s] == slot_ptr[s + 1]:
-                        alive = False
-                        break
-                    L = slot_order[s_pos[s]]
-                    tb = L % n_template
-                    inst = L // n_template
-                    b = inst % n_batch
-                    g = inst // n_batch
-                    for x in range(n_tensors):
-                        off[s, x] = b * stride_b[x] + (g // gdiv[x]) * stride_g[x]
-                    r = block_run_ptr[tb]
-                    s_end[s] = block_run_ptr[tb + 1]
-                    it = 0
-                    t = blk_start[L]
-                    continue
-                if t >= window_end:
-                    break
-                for a in range(runs[r, R_ACC0], runs[r, R_ACC1]):
-                    x = accs[a, A_TENSOR]
-                    kind = accs[a, A_KIND]
-                    nbytes = accs_f[a, A_BYTES]
-                    units = accs[a, A_UNITS]
-                    ustride = accs[a, A_USTRIDE]
-                    gathered = accs[a, A_GATHER] != 0
-                    is_write = kind == STORE
-                    base = accs[a, A_ADDRESS] + off[s, x]
-                    if not gathered:
-                        base += it * accs[a, A_STEP]
-                    # global (and, without the L2, HBM) bytes: once per access, not per unit
-                    stats[x, GLOBAL_WRITE if is_write else GLOBAL_READ] += nbytes * units
-                    events += units
-                    if not l2_on:
-                        stats[x, HBM_WRITE if is_write else HBM_READ] += nbytes * units
-                        if not recording:
-                            continue
-                    for u in range(units):
-                        if gathered:
-                            key = selected_key(acc_gpos[a], acc_gk[a],
-                                               acc_gfirst[a] + it * units + u)
-                            addr = base + key * ustride
-                        else:
-                            addr = base + u * ustride
-                        hit = False
-                        if l2_on:
-                            hit = access(table, ent, size, meta_i, meta_f, addr, nbytes, x,
-                                         is_write, stats)
-                        if recording and rec_n[0] < rec_cap:
-                            j = rec_n[0]
-                            rec_t[j] = t
-                            rec_b[j] = slot_order[s_pos[s]]
-                            rec_x[j] = x
-                            rec_a[j] = addr
-                            rec_y[j] = nbytes
-                            rec_k[j] = kind
-                            rec_h[j] = hit
-                            rec_n[0] = j + 1
-                if runs[r, R_COMPUTE]:
-                    events += 1
-                t += runs_f[r, R_DUR]
-                it += 1
-                if it == runs[r, R_COUNT]:
-                    r += 1
-                    it = 0
-            s_time[s] = t
-            s_run[s] = r
-            s_it[s] = it
-            if alive:
-                active[kept] = s
-                kept += 1
-        n_active = kept
-    return events
+    parallel = parallel and (os.cpu_count() or 1) > 1
+    off, sl, active, state, buffers = scratch
+    recording = len(rec[0]) > 0
+    logged = int(rec_n[0])
+    state[:] = 0
+    pool, pending, k = None, None, 0
+    try:
+        while not state[W_DONE]:
+            buf_key, buf_acc = buffers[k]
+            n = walk(prog, n_batch, offsets, window_s, slot_ptr, slot_order, blk_start,
+                     l2_on or recording, rec, logged if recording else -1, off, sl, active,
+                     state, buf_key, buf_acc)
+            if pending is not None:
+                pending.result()
+                pending = None
+            if n and l2_on:
+                args = (prog, l2, stats, buf_key, buf_acc, n, rec[4],
+                        logged if recording else -1)
+                if not parallel or (state[W_DONE] and pool is None):
+                    drain(*args)                # one buffer held it all: no thread
+                else:
+                    pool = pool or ThreadPoolExecutor(1, thread_name_prefix="memsim-l2")
+                    pending = pool.submit(drain, *args)
+            logged += n
+            k ^= 1
+        if pending is not None:
+            pending.result()
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
+    if recording:
+        rec_n[0] = logged
+    return int(state[W_EVENTS])
 
 
-def new_scratch(n_slots: int, n_tensors: int) -> tuple:
-    """Working arrays of :func:`replay`: per-slot address offsets, position in the slot's
-    block list, run, end run, iteration, time of the next step, and the busy-slot list."""
+def new_scratch(n_slots: int, n_tensors: int, max_step_units: int = 0,
+                max_run_accesses: int = 0) -> tuple:
+    """Working arrays of :func:`replay`: per-slot address offsets, per-slot state (columns
+    S_*), the busy-slot list, the walk's position (W_*), and two unit buffers (keys,
+    accesses) of at least ``max_step_units`` each."""
     i64 = np.int64
-    return (np.zeros((n_slots, n_tensors), i64), np.zeros(n_slots, i64),
-            np.zeros(n_slots, i64), np.zeros(n_slots, i64), np.zeros(n_slots, i64),
-            np.zeros(n_slots), np.zeros(n_slots, i64))
+    cap = max(CHUNK_UNITS, int(max_step_units))
+    return (np.zeros((n_slots, n_tensors), i64),
+            np.zeros((n_slots, S_HEAD + S_ACC_COLS * max(int(max_run_accesses), 1)), i64),
+            np.zeros(n_slots, i64), np.zeros(8, i64),
+            tuple((np.zeros(cap, i64), np.zeros(cap, np.int32)) for _ in range(2)))
 
 
 def new_record(capacity: int) -> tuple:
-    """An event log able to hold ``capacity`` events (0: recording off)."""
-    return (np.zeros(capacity), np.zeros(capacity, np.int64), np.zeros(capacity, np.int16),
-            np.zeros(capacity, np.int64), np.zeros(capacity, np.float32),
-            np.zeros(capacity, np.int8), np.zeros(capacity, np.bool_))
+    """An event log able to hold ``capacity`` units (0: recording off): time, block,
+    access (index into the kernel's program), unit id, hit."""
+    return (np.zeros(capacity), np.zeros(capacity, np.int64), np.zeros(capacity, np.int32),
+            np.zeros(capacity, np.int64), np.zeros(capacity, np.bool_))

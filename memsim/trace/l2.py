@@ -1,8 +1,9 @@
 """The L2 cache: one LRU shared by all SMs, over the units the schedules access.
 
 A unit is one tile (or tile row) of one tensor, named by the byte address of its first
-element (:mod:`memsim.trace.program`). The cache holds at most ``capacity_bytes`` of
-units (the profile's ``l2_bytes``); it is
+element (:mod:`memsim.trace.program`) or, in the engine, by its dense integer id
+(:mod:`memsim.trace.unit_ids`: a one-to-one map of those addresses). The cache holds at
+most ``capacity_bytes`` of units (the profile's ``l2_bytes``); it is
 
 - **LRU, byte-capacity**: an access moves its unit to the most-recent end; a miss inserts
   it there and then evicts from the least-recent end while the resident bytes exceed the
@@ -18,12 +19,22 @@ units (the profile's ``l2_bytes``); it is
 Not modelled: 32 B sectors and 128 B lines (a unit is all-or-nothing), the two partitions
 of H100-class parts, set associativity, persisting-access controls.
 
-State, a tuple of numpy arrays mutated in place (see :func:`new_state`):
-``table`` int32[2^k] hash slots → entry (−1 empty; linear probing, Fibonacci hashing);
-``ent`` int64[E, 8] per entry (one 64-byte row): key, tensor, prev, next (the LRU list,
-−1 terminated; ``next`` also chains the free list), dirty, 3 unused; ``size`` float64[E] bytes;
-``meta_i`` = [most recent entry, least recent entry, first free entry, hash shift];
-``meta_f`` = [resident bytes, capacity bytes].
+State, a tuple of numpy arrays mutated in place (see :func:`new_state`), E entries:
+
+- ``table`` int32[2^k]: slot → entry (−1 empty), keys placed by Fibonacci hashing with
+  linear probing. When the keys are dense ids (:mod:`memsim.trace.unit_ids`) and few
+  enough (``direct``), there is no table: the entry of a key is the key itself, and
+  the entry arrays have one row per id.
+- ``key`` int64[E], ``tensor`` int32[E], ``dirty`` uint8[E], ``size`` float64[E]: the
+  unit each entry holds; ``free`` int32[E]: a stack of the free entries (hashed only).
+- Recency, a lazy-deletion queue: every access appends its entry to ``queue`` int32[Q]
+  and records the position in ``qpos`` int32[E] (−1: not resident). A queue record is
+  live iff its entry's ``qpos`` still points at it; live records are the resident units
+  from least to most recent, so the LRU unit is the first live record from ``QTAIL``. A
+  hit is two stores (no list to relink); when the queue is full its live records are
+  compacted to the front (at most E of Q ≥ 4E: amortised under 1.5 moves per access).
+- ``meta_i`` = [queue head, queue tail, free entries, hash multiplier, hash shift, direct];
+  ``meta_f`` = [resident bytes, capacity bytes].
 
 The functions are compiled without numba's reference counting (``_nrt=False``): passing
 arrays to a helper then costs nothing, where reference counting made each call ~20 ns.
@@ -35,39 +46,48 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-KEY, TENSOR, PREV, NEXT, DIRTY = 0, 1, 2, 3, 4
-HEAD, TAIL, FREE, SHIFT = 0, 1, 2, 3
+QHEAD, QTAIL, NFREE, MULT, SHIFT, DIRECT = range(6)
 USED, CAPACITY = 0, 1
 HBM_READ, HBM_WRITE = 2, 3          # columns of the caller's per-tensor statistics
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing multiplier
+_GOLDEN = 0x9E3779B97F4A7C15        # Fibonacci hashing multiplier
+#: Dense keys are their own entries when there are at most max(this, 8 × entries).
+DIRECT_MAX_IDS = 1 << 21
 
 _jit = njit(cache=True, _nrt=False, inline="always")
 
 
-def new_state(capacity_bytes: float, max_entries: int) -> tuple:
-    """An empty cache able to hold ``max_entries`` units at once.
+def new_state(capacity_bytes: float, max_entries: int, key_limit: int | None = None, *,
+              queue_slots: int | None = None) -> tuple:
+    """An empty cache able to hold ``max_entries`` units at once; ``key_limit``: keys are
+    known to lie in [0, key_limit) (dense ids), else any int64. ``queue_slots``: length
+    of the recency queue (default max(4 E, 4096); more than E).
 
-    The hash table has ≥ 1.25 slots per entry: at most 80 % full even if the bound is
-    reached (linear probing needs an empty slot to stop), while the units actually resident
-    are usually far fewer, so it stays small enough for the CPU's own caches."""
+    Dense keys are their own entries when there are at most max(2^21, 8 E) of them (17 B
+    per id). Otherwise the hash table has ≥ 1.25 slots per entry: at most 80 % full even
+    if the bound is reached (linear probing needs an empty slot to stop), while the units
+    actually resident are usually far fewer, so it stays small enough for the CPU's own
+    caches."""
     entries = max(int(max_entries), 1) + 1
     if entries >= 2**31 - 1:
         raise ValueError(f"{entries} L2 entries exceed the int32 hash table")
+    queue = max(4 * entries, 1 << 12) if queue_slots is None else int(queue_slots)
+    if queue <= entries:
+        raise ValueError(f"queue_slots={queue} must exceed the {entries} entries")
+    direct = key_limit is not None and key_limit <= max(DIRECT_MAX_IDS, 8 * entries)
     bits = max(4, int(np.ceil(np.log2(entries * 1.25))))
-    ent = _aligned_rows(entries)
-    ent[:, PREV] = -1
-    ent[:, NEXT] = np.arange(1, entries + 1)
-    ent[-1, NEXT] = -1
-    return (np.full(1 << bits, -1, np.int32), ent, np.zeros(entries),
-            np.array([-1, -1, 0, 64 - bits], np.int64), np.array([0.0, float(capacity_bytes)]))
+    rows = int(key_limit) if direct else entries
+    i32 = np.int32
+    return (np.full(1 if direct else 1 << bits, -1, i32),
+            np.zeros(1 if direct else rows, np.int64), np.full(rows, -1, i32),
+            np.zeros(rows, i32), np.zeros(rows, np.uint8), np.zeros(rows),
+            np.zeros(queue, i32), np.arange(entries - 1, -1, -1, dtype=i32),
+            np.array([0, 0, entries, _GOLDEN - (1 << 64), 64 - bits, direct], np.int64),
+            np.array([0.0, float(capacity_bytes)]))
 
 
-def _aligned_rows(entries: int) -> np.ndarray:
-    """int64[entries, 8] zeros whose rows start on 64-byte boundaries: one entry, one CPU
-    cache line (5 columns are used; a hit touches the entry and its LRU neighbours)."""
-    raw = np.zeros(entries * 8 + 8, np.int64)
-    skip = (-raw.ctypes.data % 64) // 8
-    return raw[skip:skip + entries * 8].reshape(entries, 8)
+def resident_bytes(state: tuple) -> float:
+    """Bytes of the units resident now."""
+    return float(state[-1][USED])
 
 
 def max_resident_units(unit_bytes: np.ndarray, multiplicity: np.ndarray,
@@ -83,62 +103,61 @@ def max_resident_units(unit_bytes: np.ndarray, multiplicity: np.ndarray,
 
 
 @_jit
-def _slot(key, shift):
-    return np.int64((np.uint64(key) * _GOLDEN) >> np.uint64(shift))
+def _slot(key, meta_i):
+    return np.int64((np.uint64(key) * np.uint64(meta_i[MULT])) >> np.uint64(meta_i[SHIFT]))
 
 
 @_jit
-def find(table, ent, meta_i, key):
-    """Entry holding ``key``, or −1."""
+def _find_slot(table, keys, meta_i, key):
+    """Slot of the hash table holding ``key``, or the empty slot where it would go."""
     mask = len(table) - 1
-    i = _slot(key, meta_i[SHIFT])
+    i = _slot(key, meta_i)
     while True:
         e = table[i]
-        if e < 0 or ent[e, KEY] == key:
-            return e
+        if e < 0 or keys[e] == key:
+            return i
         i = (i + 1) & mask
 
 
 @_jit
-def _unlink(ent, meta_i, e):
-    p, n = ent[e, PREV], ent[e, NEXT]
-    if p >= 0:
-        ent[p, NEXT] = n
-    else:
-        meta_i[HEAD] = n
-    if n >= 0:
-        ent[n, PREV] = p
-    else:
-        meta_i[TAIL] = p
+def entry(l2, key):
+    """The entry holding unit ``key``, or −1 when it is not resident."""
+    table, keys, qpos, meta_i = l2[0], l2[1], l2[2], l2[8]
+    if meta_i[DIRECT]:
+        return key if qpos[key] >= 0 else -1
+    return table[_find_slot(table, keys, meta_i, key)]
 
 
 @_jit
-def _push_front(ent, meta_i, e):
-    h = meta_i[HEAD]
-    ent[e, PREV] = -1
-    ent[e, NEXT] = h
-    if h >= 0:
-        ent[h, PREV] = e
-    else:
-        meta_i[TAIL] = e
-    meta_i[HEAD] = e
+def _touch(queue, qpos, meta_i, e):
+    """Make entry ``e`` the most recent: append it to the queue (compacting it if full)."""
+    h = meta_i[QHEAD]
+    if h == len(queue):
+        h = 0
+        for m in range(meta_i[QTAIL], len(queue)):
+            v = queue[m]
+            if qpos[v] == m:
+                queue[h] = v
+                qpos[v] = h
+                h += 1
+        meta_i[QTAIL] = 0
+    queue[h] = e
+    qpos[e] = h
+    meta_i[QHEAD] = h + 1
 
 
 @_jit
-def _table_remove(table, ent, meta_i, key):
-    """Delete ``key`` from the linear-probing table (backward-shift deletion)."""
+def _table_remove(table, keys, meta_i, i):
+    """Empty slot ``i`` and shift later keys of its probe run back into the hole
+    (backward-shift deletion)."""
     mask = len(table) - 1
-    shift = meta_i[SHIFT]
-    i = _slot(key, shift)
-    while ent[table[i], KEY] != key:
-        i = (i + 1) & mask
     j = i
     while True:
         j = (j + 1) & mask
         e = table[j]
         if e < 0:
             break
-        home = _slot(ent[e, KEY], shift)
+        home = _slot(keys[e], meta_i)
         # move e into the hole at i unless its home slot lies cyclically in (i, j]
         if (j > i and (home <= i or home > j)) or (j < i and home <= i and home > j):
             table[i] = e
@@ -147,71 +166,90 @@ def _table_remove(table, ent, meta_i, key):
 
 
 @_jit
-def _evict_tail(table, ent, size, meta_i, meta_f, stats):
+def _evict_lru(l2, stats):
     """Evict the least recent unit; a dirty one is written back to HBM."""
-    e = meta_i[TAIL]
-    _unlink(ent, meta_i, e)
-    _table_remove(table, ent, meta_i, ent[e, KEY])
+    table, keys, qpos, tensor, dirty, size, queue, free, meta_i, meta_f = l2
+    while True:                      # skip the stale records (entries accessed since)
+        m = meta_i[QTAIL]
+        e = queue[m]
+        meta_i[QTAIL] = m + 1
+        if qpos[e] == m:
+            break
+    qpos[e] = -1
     meta_f[USED] -= size[e]
-    if ent[e, DIRTY]:
-        stats[ent[e, TENSOR], HBM_WRITE] += size[e]
-    ent[e, NEXT] = meta_i[FREE]
-    meta_i[FREE] = e
+    if dirty[e]:
+        stats[tensor[e], HBM_WRITE] += size[e]
+    if not meta_i[DIRECT]:
+        _table_remove(table, keys, meta_i, _find_slot(table, keys, meta_i, keys[e]))
+        free[meta_i[NFREE]] = e
+        meta_i[NFREE] += 1
 
 
 @_jit
-def access(table, ent, size, meta_i, meta_f, key, nbytes, tensor, is_write, stats):
-    """One access of unit ``key`` of ``nbytes`` bytes of ``tensor``; True on a hit.
+def hit(l2, e, is_write):
+    """A hit on entry ``e`` (≥ 0, from :func:`entry`): the most recent now, dirty if
+    written."""
+    qpos, dirty, queue, meta_i = l2[2], l2[4], l2[6], l2[8]
+    if is_write:
+        dirty[e] = 1
+    _touch(queue, qpos, meta_i, e)
 
-    A load miss adds ``nbytes`` to stats[tensor, HBM_READ]; evicted dirty units add their
-    bytes to stats[their tensor, HBM_WRITE].
-    """
-    e = find(table, ent, meta_i, key)
-    if e >= 0:
-        if e != meta_i[HEAD]:
-            _unlink(ent, meta_i, e)
-            _push_front(ent, meta_i, e)
-        if is_write:
-            ent[e, DIRTY] = 1
-        return True
+
+@_jit
+def miss(l2, key, nbytes, x, is_write, stats):
+    """A miss on unit ``key`` (not resident) of ``nbytes`` bytes of tensor ``x``: a load
+    adds ``nbytes`` to stats[x, HBM_READ]; the unit becomes the most recent; the least
+    recent ones are evicted while the resident bytes exceed the capacity, dirty ones
+    adding their bytes to stats[their tensor, HBM_WRITE]."""
+    table, keys, qpos, tensor, dirty, size, queue, free, meta_i, meta_f = l2
     if not is_write:
-        stats[tensor, HBM_READ] += nbytes
-    if meta_i[FREE] < 0:        # cannot happen with new_state(max_resident_units(...))
-        _evict_tail(table, ent, size, meta_i, meta_f, stats)
-    e = meta_i[FREE]
-    meta_i[FREE] = ent[e, NEXT]
-    ent[e, KEY] = key
-    ent[e, TENSOR] = tensor
-    ent[e, DIRTY] = 1 if is_write else 0
+        stats[x, HBM_READ] += nbytes
+    if meta_i[DIRECT]:
+        e = key
+    else:
+        if meta_i[NFREE] == 0:   # cannot happen with new_state(max_resident_units(...))
+            _evict_lru(l2, stats)
+        meta_i[NFREE] -= 1
+        e = free[meta_i[NFREE]]
+        keys[e] = key
+        table[_find_slot(table, keys, meta_i, key)] = e
+    tensor[e] = x
+    dirty[e] = 1 if is_write else 0
     size[e] = nbytes
-    mask = len(table) - 1
-    i = _slot(key, meta_i[SHIFT])
-    while table[i] >= 0:
-        i = (i + 1) & mask
-    table[i] = e
-    _push_front(ent, meta_i, e)
+    _touch(queue, qpos, meta_i, e)
     meta_f[USED] += nbytes
-    while meta_f[USED] > meta_f[CAPACITY] and meta_i[TAIL] >= 0:
-        _evict_tail(table, ent, size, meta_i, meta_f, stats)
+    while meta_f[USED] > meta_f[CAPACITY] and meta_i[QTAIL] < meta_i[QHEAD]:
+        _evict_lru(l2, stats)
+
+
+@_jit
+def access(l2, key, nbytes, x, is_write, stats):
+    """One access of unit ``key`` of ``nbytes`` bytes of tensor ``x``; True on a hit
+    (:func:`hit`, :func:`miss`)."""
+    e = entry(l2, key)
+    if e >= 0:
+        hit(l2, e, is_write)
+        return True
+    miss(l2, key, nbytes, x, is_write, stats)
     return False
 
 
 @_jit
-def flush(table, ent, size, meta_i, meta_f, stats):
-    """Write back every dirty unit (end of the run); units stay resident, now clean.
-    Returns the bytes written back."""
-    e = meta_i[HEAD]
+def flush(l2, stats):
+    """Write back every dirty unit (end of the run), most recent first; units stay
+    resident, now clean. Returns the bytes written back."""
+    qpos, tensor, dirty, size, queue, meta_i = l2[2], l2[3], l2[4], l2[5], l2[6], l2[8]
     total = 0.0
-    while e >= 0:
-        if ent[e, DIRTY]:
-            stats[ent[e, TENSOR], HBM_WRITE] += size[e]
+    for m in range(meta_i[QHEAD] - 1, meta_i[QTAIL] - 1, -1):
+        e = queue[m]
+        if qpos[e] == m and dirty[e]:
+            stats[tensor[e], HBM_WRITE] += size[e]
             total += size[e]
-            ent[e, DIRTY] = 0
-        e = ent[e, NEXT]
+            dirty[e] = 0
     return total
 
 
 @_jit
-def resident(table, ent, meta_i, key):
+def resident(l2, key):
     """Whether unit ``key`` is in the cache (for tests and inspection)."""
-    return find(table, ent, meta_i, key) >= 0
+    return entry(l2, key) >= 0

@@ -101,6 +101,16 @@ class KernelProgram:
         per_iter = self.run_units() + self.run_has_compute()
         return int(np.sum(self.run_count * per_iter))
 
+    def global_bytes_per_instance(self, n_tensors: int) -> np.ndarray:
+        """Global bytes read and written per tensor by the template blocks (float64
+        [n_tensors, 2]: read, write); exact for byte counts that are multiples of 1/2."""
+        per_run = np.repeat(self.run_count, np.diff(self.run_acc_ptr))
+        nbytes = self.acc["unit_bytes"] * self.acc["units"] * per_run
+        out = np.zeros((n_tensors, 2))
+        np.add.at(out, (self.acc["tensor"], (self.acc["kind"] == STORE).astype(np.int64)),
+                  nbytes)
+        return out
+
     def work_per_instance(self) -> np.ndarray:
         """Σ over runs of count × per-iteration work (float64[len(WORK_FIELDS)])."""
         return (self.run_count[:, None] * self.run_work).sum(axis=0)

@@ -40,9 +40,18 @@ class Schedule:
     G_sim: int
 
     def sampled_groups(self) -> np.ndarray:
-        """The head groups replayed through the L2: all, or ``G_sim`` evenly spread over
-        the G groups (group ⌊i·G/G_sim⌋, i < G_sim)."""
-        return (np.arange(self.G_sim) * self.dims.G) // self.G_sim
+        """The head groups replayed through the L2: all, or ``G_sim`` consecutive groups
+        from the middle of the grid (groups ⌊(G − G_sim)/2⌋ …).
+
+        Consecutive, because the grid runs group after group: the groups in flight
+        together share the L2, and a sampled group replayed with its real neighbours sees
+        what they sweep; from the middle, because the first group starts on an idle
+        machine (all its first wave at once) and the last one ends alone. Measured
+        (H100, D 128, FA-2 forward; unsampled → sampled 4/8/16 heads): causal GQA K 8
+        N = 131,072: 67.1 GB → 60.5/60.5/61.7 (evenly spread groups: 95.8/76.6/68.4);
+        full MHA N = 65,536: 3.53 → 3.23/3.50 (spread: 2.16/2.16)."""
+        start = (self.dims.G - self.G_sim) // 2
+        return np.arange(start, start + self.G_sim)
 
     def instances(self, kernel: KernelProgram, simulated: bool = True) -> int:
         """(batch, head group) instances the grid repeats the template blocks over."""
@@ -93,7 +102,7 @@ def build_schedule(problem, tiling, algorithm: str, heads_sample: int | None = N
     then the backward's; a training step runs the rest of the network between them, so
     the first backward kernel starts with a cold L2: ``KernelProgram.cold_l2``).
     ``heads_sample``: replay only ``heads_sample`` query heads (a multiple of
-    heads_per_block, evenly spread: :meth:`Schedule.sampled_groups`) through the L2; the
+    heads_per_block, consecutive: :meth:`Schedule.sampled_groups`) through the L2; the
     caller scales their bytes to all heads.
     """
     name = get(algorithm).SCHEDULE

@@ -42,6 +42,7 @@ from memsim.trace.timing import (
     slot_rates,
     step_durations,
 )
+from memsim.trace.unit_ids import UnitIds, unit_ids
 
 DEFAULT_EVENT_BUDGET = 1_000_000_000   # tile events; ~20 s at 50 M events/s
 MAX_RECORDED_EVENTS = 20_000_000       # --save-trace keeps at most this many events
@@ -202,8 +203,9 @@ def simulate(problem, gpu, algorithm: str = "flash2", tiling=None, l2: bool = Tr
     ``tiling``: default from :func:`memsim.tiling.default_tiling`. ``l2``: switch the L2
     model off to send every access to HBM. ``l2_bytes``: override the profile's L2
     capacity. ``heads_sample``: replay this many query heads (a multiple of
-    heads_per_block, evenly spread) through their share of the L2 and scale their bytes to
-    all heads; every block is still placed, so the time is exact. ``event_budget``: refuse
+    heads_per_block, consecutive from the middle of the grid) through their share of the
+    L2 and scale their bytes to all heads; every block is still placed, so the time is
+    exact. ``event_budget``: refuse
     traces that need more tile events. ``record``: keep the event log (for
     :meth:`TraceResult.save`).
     """
@@ -250,7 +252,9 @@ def simulate(problem, gpu, algorithm: str = "flash2", tiling=None, l2: bool = Tr
         raise InputError("save_trace", f"{events_needed:,} events",
                          f"exceeds the {MAX_RECORDED_EVENTS:,} events a saved trace may hold; "
                          "use --heads-sample or a smaller problem")
-    capacity = float(l2_bytes if l2_bytes is not None else gpu.spec.l2_bytes) if l2 else 0.0
+    capacity = 0.0
+    if l2:
+        capacity = float(l2_bytes) if l2_bytes is not None else gpu.l2_dram_capacity_bytes
     return _run(schedule, problem, gpu, algorithm, tiling, bps, l2, capacity, matmul_unit,
                 record, events_needed)
 
@@ -266,9 +270,10 @@ def _kernel_blocks_per_sm(k: KernelProgram, gpu, tiling, bps: int) -> int:
                                     tiling.registers_per_thread)))
 
 
-def _program_tuple(k: KernelProgram, dur: np.ndarray) -> tuple:
+def _program_tuple(k: KernelProgram, dur: np.ndarray, ids: UnitIds) -> tuple:
     return engine.pack_program(k.block_run_ptr, k.run_count, k.run_acc_ptr,
-                               k.run_has_compute(), dur, k.acc)
+                               k.run_units().astype(np.int64), k.run_has_compute(), dur,
+                               ids.program(k))
 
 
 def _place_blocks(k: KernelProgram, dur: np.ndarray, n_blocks: int, n_slots: int) -> tuple:
@@ -309,21 +314,21 @@ def _sampled_l2_fraction(schedule: Schedule, gpu, bps: int) -> float:
     """The share of the L2 the replayed head groups of a heads sample get.
 
     The grid runs group after group (the group is the slowest grid index), so about
-    n = slots / (blocks per group) groups are in flight at once, each with about 1/n of
-    the L2. A sample of a fraction R = G_sim/G of the groups, evenly spread, has R·n
-    groups in flight (spatially sampled cache simulation scales the cache by R:
-    Waldspurger et al., SHARDS, FAST 2015) — but never fewer than one when any is, which
-    then holds its 1/n share: the fraction is max(R, min(1, 1/n)).
+    n = slots / (blocks per group) groups are in flight at once. The sample is G_sim
+    consecutive groups (:meth:`Schedule.sampled_groups`), replayed with each other as
+    neighbours: when n ≤ G_sim they hold the whole L2, else their G_sim/n share of it
+    (spatially sampled cache simulation scales the cache with the sample: Waldspurger
+    et al., SHARDS, FAST 2015).
     """
     d = schedule.dims
     if schedule.G_sim == d.G:
         return 1.0
     per_group = max(k.template_blocks for k in schedule.kernels) * d.B
     in_flight = gpu.spec.sm_count * bps / max(per_group, 1)
-    return max(schedule.G_sim / d.G, min(1.0, 1.0 / max(in_flight, 1.0)))
+    return min(1.0, schedule.G_sim / max(in_flight, 1e-9))
 
 
-def _l2_state(schedule: Schedule, capacity: float) -> tuple:
+def _l2_state(schedule: Schedule, capacity: float, n_ids: int | None = None) -> tuple:
     """A cache sized for the most units that can be resident at once."""
     sizes, mult = [np.zeros(1)], [np.zeros(1)]
     for k in schedule.kernels:
@@ -333,7 +338,7 @@ def _l2_state(schedule: Schedule, capacity: float) -> tuple:
         mult.append(per_run * units)
     sizes, mult = np.concatenate(sizes), np.concatenate(mult)
     bound = l2_model.max_resident_units(sizes[mult > 0], mult[mult > 0], capacity)
-    return l2_model.new_state(capacity, bound)
+    return l2_model.new_state(capacity, bound, n_ids)
 
 
 def _run(schedule: Schedule, problem, gpu, algorithm, tiling, bps: int, l2_on: bool,
@@ -341,15 +346,17 @@ def _run(schedule: Schedule, problem, gpu, algorithm, tiling, bps: int, l2_on: b
     layout, d = schedule.layout, schedule.dims
     n_tensors = len(layout.tensors)
     sim_capacity = capacity * _sampled_l2_fraction(schedule, gpu, bps)
-    l2 = _l2_state(schedule, sim_capacity) if l2_on else l2_model.new_state(0.0, 1)
-    offsets = layout.offset_tables()
+    ids = unit_ids(layout, schedule.kernels, d.B,
+                   [schedule.instances(k, simulated=False) for k in schedule.kernels])
+    l2 = _l2_state(schedule, sim_capacity, ids.n_ids) if l2_on else l2_model.new_state(0.0, 1)
+    offsets = ids.offsets(layout)
     rec = engine.new_record(events_needed if record else 0)
     rec_n = np.zeros(1, np.int64)
     tensor_scale = np.array([schedule.dims.G / schedule.G_sim if t.head_axis is not None
                              else 1.0 for t in layout.tensors])
     totals = np.zeros((n_tensors, 4))
     work_total = np.zeros(WORK_COLUMNS)
-    kernels, logs, events_total, launch_offset = [], [], 0, 0
+    kernels, logs, logs_ev, events_total, launch_offset = [], [], [], 0, 0
     for ki, k in enumerate(schedule.kernels):
         n_blocks = k.template_blocks * schedule.instances(k, simulated=False)
         k_bps = _kernel_blocks_per_sm(k, gpu, tiling, bps)
@@ -364,6 +371,9 @@ def _run(schedule: Schedule, problem, gpu, algorithm, tiling, bps: int, l2_on: b
         if schedule.G_sim < d.G:
             slot_ptr, slot_order = _sampled_slots(schedule, k, blocks_log[0], k_slots)
         stats = np.zeros((n_tensors, 4))
+        stats[:, :2] = k.global_bytes_per_instance(n_tensors) * schedule.instances(k)
+        if not l2_on:
+            stats[:, 2:] = stats[:, :2]
         instances = schedule.instances(k, simulated=False)
         work = k.work_per_instance()[:WORK_COLUMNS] * instances
         busy = np.bincount(term, weights=k.run_count * dur, minlength=len(STEP_TERMS))
@@ -372,18 +382,19 @@ def _run(schedule: Schedule, problem, gpu, algorithm, tiling, bps: int, l2_on: b
         window_s = float(dur.max()) if len(dur) and dur.max() > 0 else 1.0
         events = 0
         if k.runs:
-            events = _interruptible(
-                engine.replay, _program_tuple(k, dur), d.B, offsets, window_s, slot_ptr,
-                slot_order, blocks_log[1], l2_on, l2, stats, rec, rec_n,
-                engine.new_scratch(k_slots, n_tensors))
+            events = engine.replay(
+                _program_tuple(k, dur, ids), d.B, offsets, window_s,
+                slot_ptr, slot_order, blocks_log[1], l2_on, l2, stats, rec, rec_n,
+                engine.new_scratch(k_slots, n_tensors, int(k.run_units().max()),
+                                   int(np.diff(k.run_acc_ptr).max())))
         if record:
-            rec[1][rec_start:int(rec_n[0])] += launch_offset
+            logs_ev.append(_event_log(k, ids, rec, rec_start, int(rec_n[0]), launch_offset))
         last = ki == len(schedule.kernels) - 1
         flushed = np.zeros((n_tensors, 4))
         if l2_on and (last or schedule.kernels[ki + 1].cold_l2):
-            l2_model.flush(*l2, flushed)           # dirty units reach HBM after the kernel
+            l2_model.flush(l2, flushed)            # dirty units reach HBM after the kernel
             if not last:                           # the rest of the network runs between
-                l2 = _l2_state(schedule, sim_capacity)
+                l2 = _l2_state(schedule, sim_capacity, ids.n_ids)
         scaled = stats * tensor_scale[:, None]
         after = float((flushed * tensor_scale[:, None])[:, 3].sum())
         totals += (stats + flushed) * tensor_scale[:, None]
@@ -401,7 +412,19 @@ def _run(schedule: Schedule, problem, gpu, algorithm, tiling, bps: int, l2_on: b
         raise AssertionError(f"simulated {events_total} events, schedule has {events_needed}")
     return _result(schedule, problem, gpu, algorithm, tiling, bps, l2_on, capacity, totals,
                    work_total, kernels, events_total, logs,
-                   tuple(a[:int(rec_n[0])] for a in rec) if record else ())
+                   tuple(np.concatenate(parts) for parts in zip(*logs_ev, strict=True))
+                   if record else ())
+
+
+def _event_log(k: KernelProgram, ids: UnitIds, rec: tuple, start: int, end: int,
+               launch_offset: int) -> tuple:
+    """The engine's log of kernel k's units (time, block, access, unit id, hit) as the
+    saved trace holds it: time, block (numbered across kernels), tensor, address, bytes,
+    kind, hit."""
+    t, block, acc, key, hit = (a[start:end] for a in rec)
+    return (t, block + launch_offset, k.acc["tensor"][acc].astype(np.int16),
+            ids.addresses(key), k.acc["unit_bytes"][acc].astype(np.float32),
+            k.acc["kind"][acc].astype(np.int8), hit)
 
 
 def _check_query_tiles(N: int, block_q: int, event_budget: int) -> None:
@@ -415,22 +438,6 @@ def _check_query_tiles(N: int, block_q: int, event_budget: int) -> None:
                          f"more than the trace walks (at most "
                          f"{min(event_budget, MAX_ENUMERATED_TILES):,}); choose a larger "
                          "--block-q or a shorter --seq-len")
-
-
-def _interruptible(fn, *args):  # type: ignore[no-untyped-def]
-    """``fn(*args)`` (a nogil numba function) in a daemon thread, the caller waiting in short
-    joins, so Ctrl-C stops a long trace at once (a KeyboardInterrupt raised here) instead of
-    when the compiled loop returns."""
-    import threading
-
-    out: list = []
-    worker = threading.Thread(target=lambda: out.append(fn(*args)), daemon=True)
-    worker.start()
-    while worker.is_alive():
-        worker.join(0.05)
-    if not out:
-        raise RuntimeError("the trace engine stopped without a result")
-    return out[0]
 
 
 def _kernel_trace(k, schedule, n_slots, resident, makespan, timing: KernelTime, scaled,
