@@ -120,6 +120,23 @@ def specs() -> list[FitSpec]:
                                       ("decode", "generation_mla"))]
             out.append(FitSpec((f"mla_bmm/{b}/{fam}",), "mla_bmm", b,
                                ("floor_s", "tensor", "hbm", "l2"), {"bmm_dtype": db}))
+    return out + _comm_specs()
+
+
+def _comm_specs() -> list[FitSpec]:
+    """Collectives (memsim.ops.comm): DeepEP dispatch/combine per backend, mode and phase
+    (row_s: seconds per token copy), NCCL's own collectives (row_s: seconds per step)."""
+    out = []
+    for b, prefix in (("trtllm", "trtllm_"), ("vllm", "")):   # no SGLang moe_a2a rows
+        for mode, tag in (("normal", "ht"), ("low_latency", "ll")):
+            for phase in ("dispatch", "combine"):
+                out.append(FitSpec((f"a2a/{mode}/{phase}/{b}",), "moe_a2a", b,
+                                   ("floor_s", "link", "row_s"),
+                                   {"comm_backend": f"{prefix}deepep_{tag}", "phase": phase}))
+    out.append(FitSpec(("nccl/all_reduce/ring", "nccl/all_reduce/nvls"), "nccl_all_reduce",
+                       "nccl", ("floor_s", "link", "row_s")))
+    for op in ("all_gather", "reduce_scatter", "alltoall"):
+        out.append(FitSpec((f"nccl/{op}",), f"nccl_{op}", "nccl", ("floor_s", "link", "row_s")))
     return out
 
 
