@@ -283,7 +283,7 @@ def generation_mla(rows: Rows, gpu: GPU) -> Mapped:
     return _mla("decode", rows, gpu, kv_len=kv, seq_len=np.ones_like(kv))
 
 
-# the models whose attention modules memsim.ops.mla.module builds (DeepSeek-V3's geometry;
+# the models whose attention modules memsim.silicon.mla_module builds (DeepSeek-V3's geometry;
 # V3.2 adds the DSA indexer); other models of the module tables (GLM-5) are left unmapped
 MODULE_MODELS = {"deepseek-ai/DeepSeek-V3": False, "deepseek-ai/DeepSeek-V3.2": True}
 _GEMM_TYPES = {"bfloat16": "bf16", "fp8_block": "fp8_block"}
@@ -292,13 +292,13 @@ _GEMM_TYPES = {"bfloat16": "bf16", "fp8_block": "fp8_block"}
 def _module(phase: str) -> Callable[[Rows, GPU], Mapped]:
     """Rows of an MLA/DSA *module* table (a whole attention layer: projections, BMMs,
     attention; collect_mla_module.py times ``DeepseekV3DecoderLayer.self_attn.forward``)
-    → the sum of memsim's own pieces, :func:`memsim.ops.mla.module`. Not fitted: a
+    → the sum of memsim's own pieces, :func:`memsim.silicon.mla_module.module`. Not fitted: a
     whole-layer check of the GEMM, BMM and attention classes. The calibration sees the
     module's time as one term (``matmul_s``, factor 1) so a fit can only scale it."""
 
     def mapper(rows: Rows, gpu: GPU) -> Mapped:
         from memsim.errors import InputError
-        from memsim.ops import mla
+        from memsim.silicon import mla_module as mla
 
         out = _empty(len(rows))
         out.start = {"tensor": 1.0, "hbm_bandwidth": 1.0}
