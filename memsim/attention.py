@@ -165,8 +165,10 @@ class Timer:
     ``kernel_class``: a calibrated profile's class (no backend); ``floor_s``: the backend
     class's latency floor (None: launches × the profile's launch time); ``serial_s``: the
     class's per-row time over the SMs (arrays like B·N, or None); ``decode_pad``: factor on
-    the matmul FLOPs of a production decode kernel (:func:`padded_decode_matmuls`), None
-    for any other kernel.
+    the matmul FLOPs of a production decode kernel, whose MMAs are padded to whole tiles of
+    :func:`decode_query_tile` rows (16× the useful FLOPs for MHA in XQA, 2× for 8 heads per
+    KV head), None for any other kernel; ``pre_s``: the KV-cache write kernel a production
+    prefill runs before its attention kernel (:func:`prepass_bytes`), None where none.
     """
 
     gpu: GPU
@@ -177,16 +179,21 @@ class Timer:
     floor_s: float | None = None
     serial_s: object = None
     decode_pad: object = None
+    pre_s: object = None
 
     def kernel_cost(self, cost: Cost) -> Cost:
         """The Cost as the kernel executes it: a production decode kernel reads each staged
         K/V byte from shared memory once (its warps split the keys: FA-2 split-KV,
-        TensorRT-LLM XQA, FlashMLA) and pads its MMAs; otherwise ``cost`` itself."""
+        TensorRT-LLM XQA, FlashMLA) and computes whole MMA tiles, the scores' softmax of
+        the padded rows included (MMAs, exponentials and vector work × ``decode_pad``);
+        otherwise ``cost`` itself."""
         if self.decode_pad is None:
             return cost
         from dataclasses import replace
 
         return replace(cost, matmul_flops=cost.matmul_flops * self.decode_pad,
+                       exp_ops=cost.exp_ops * self.decode_pad,
+                       vector_flops=cost.vector_flops * self.decode_pad,
                        sram_read_bytes=cost.sram_write_bytes)
 
     def __call__(self, cost: Cost) -> Timing:
@@ -194,7 +201,7 @@ class Timer:
         return roofline(self.kernel_cost(cost), self.gpu, self.dtype,
                         matmul_unit=self.matmul_unit, blocks_per_sm=self.blocks_per_sm,
                         kernel_class=self.kernel_class, floor_s=self.floor_s,
-                        serial_s=self.serial_s)
+                        serial_s=self.serial_s, pre_s=self.pre_s)
 
 
 def kernel_timer(problem: AttentionProblem, gpu: GPU, algorithm: str, *,
@@ -211,14 +218,104 @@ def kernel_timer(problem: AttentionProblem, gpu: GPU, algorithm: str, *,
                      kernel_class=efficiency_class(gpu, algorithm, matmul_unit))
     from memsim.ops.classes import with_class
 
+    backend = kernel_backend(backend, algorithm, gpu)
     cls = attention_class(problem, algorithm, backend)
-    pad = None
+    timed = with_class(gpu, cls)
     if get(algorithm).DECODES:
-        rows = max(problem.H // max(problem.K, 1), 1) * np.asarray(N, dtype=float)
-        pad = np.ceil(rows / MMA_ROWS) * MMA_ROWS / rows
-    return Timer(with_class(gpu, cls), problem.dtype, matmul_unit, blocks_per_sm,
-                 floor_s=cls.floor_s, serial_s=class_serial_s(cls, gpu, B, N, problem.H),
-                 decode_pad=pad)
+        # the query heads sharing a KV head (× N tokens) fill the M side of the kernel's MMA
+        # tile, padded to whole tiles: the padded rows cost FLOPs and the fixed per-row steps
+        problem = production_problem(problem, algorithm, backend)
+        tile = decode_query_tile(backend)
+        group = max(problem.H // max(problem.K, 1), 1) * np.asarray(N, dtype=float)
+        padded = np.ceil(group / tile) * tile
+        return Timer(timed, problem.dtype, matmul_unit, blocks_per_sm, floor_s=cls.floor_s,
+                     serial_s=class_serial_s(cls, gpu, np.asarray(B, dtype=float)
+                                             * problem.K * padded),
+                     decode_pad=padded / group)
+    # a prefill kernel's fixed steps are per row of its query tiles, the padded rows of the
+    # last tile included; a decoder's prefill first writes the new keys to the KV cache
+    tile = prefill_query_tile(backend, problem.D)
+    tiles = np.ceil(np.asarray(N, dtype=float) / tile)
+    rows = np.asarray(B, dtype=float) * problem.H * tiles * tile
+    pre_s = None
+    if problem.mask.causal:
+        pre_s = prepass_bytes(problem, backend, B, N) / timed.achievable_hbm_bytes_per_s
+    return Timer(timed, problem.dtype, matmul_unit, blocks_per_sm, floor_s=cls.floor_s,
+                 serial_s=class_serial_s(cls, gpu, rows), pre_s=pre_s)
+
+
+XQA_MAX_GROUP = 32  # query heads per KV head TensorRT-LLM's XQA decode kernels take
+
+
+def kernel_backend(backend: str | None, algorithm: str, gpu: GPU) -> str | None:
+    """Whose production kernel ``backend`` runs for this call on ``gpu``. On Blackwell vLLM's
+    CUDA platform picks FlashInfer, whose decode runs TensorRT-LLM's trtllm-gen kernels (the
+    b200 rows of aiconfigurator's vLLM table name their kernel
+    ``vllm_flashinfer_trtllmdecode``): TensorRT-LLM's decode class and structure. Every
+    other call: ``backend`` itself."""
+    if backend == "vllm" and gpu.architecture == "blackwell" and get(algorithm).DECODES:
+        return "trtllm"
+    return backend
+
+
+def production_problem(problem: AttentionProblem, algorithm: str,
+                       backend: str | None) -> AttentionProblem:
+    """The problem ``backend``'s production kernel actually runs. TensorRT-LLM's XQA decode
+    kernels take at most 32 query heads per KV head (decoderXQAImplJIT/kernelUtils.cpp
+    ``supportConfigHMMA``/``supportConfigQGMMA``: ``head_grp_size * beam_width > 32`` →
+    unsupported); larger groups fall back to the masked multi-head attention kernel
+    (decoderMaskedMultiheadAttention), one block per query head reading its KV head's
+    cache: as MHA (K = H). aiconfigurator's B200 rows with more than 32 heads per KV head
+    time the same way (median error −7 % as MHA, −79 % as grouped with the H100/H200 fit),
+    so the rule holds there too. Every other call runs as given."""
+    if (backend == "trtllm" and get(algorithm).DECODES and not problem.mla
+            and problem.H // max(problem.K, 1) > XQA_MAX_GROUP):
+        return problem.model_copy(update={"kv_heads": problem.H})
+    return problem
+
+
+def decode_query_tile(backend: str | None) -> int:
+    """M rows of a production decode kernel's MMA tile, which the query heads sharing a KV
+    head fill: TensorRT-LLM's XQA ``mma.sync`` m16n8k16 (mha.cu: warpTile.y =
+    roundUp(headGrpSize, 16)); FlashAttention-3 with PackGQA (vLLM, SGLang) a warpgroup's
+    64-row ``wgmma`` (flash-attention hopper/mainloop_fwd_sm90_tma_gmma_ws.hpp)."""
+    return MMA_ROWS if backend == "trtllm" else 64
+
+
+def prefill_query_tile(backend: str | None, head_dim: int) -> int:
+    """Query rows per block of ``backend``'s production prefill kernel on Hopper.
+
+    TensorRT-LLM's context FMHA steps 64 query rows per block at every head size (its SM90
+    warp-specialised kernels ``fmha_v2_flash_attention_bf16_64_{256,128,64}_S_qkv_{D}
+    _tma_ws_sm90``: 64 × 256 tiles for D ≤ 64, 64 × 128 to D = 128, 64 × 64 above);
+    FlashAttention-3 (vLLM, SGLang) kBlockM = 192 for D ≤ 64 and 128 above
+    (flash-attention hopper/tile_size.h ``tile_size_fwd_sm90``)."""
+    if backend == "trtllm":
+        return 64
+    return 192 if head_dim <= 64 else 128
+
+
+ACTIVATION_BYTES = 2.0  # the QKV projection's bf16 output, the attention op's input
+
+
+def prepass_bytes(problem: AttentionProblem, backend: str | None, B, N):
+    """HBM bytes of the kernel a production prefill runs before its attention kernel: it
+    writes the new tokens' K and V into the paged KV cache (at the problem's dtype).
+
+    TensorRT-LLM's context path (``attentionOp.cpp`` enqueueContext →
+    ``invokeQKVPreprocessing``, "in-place, QKV will be modified") reads the packed bf16 QKV,
+    writes the rotated Q and K back and K, V to the cache: B·N·D·((H + 2K)·2 + (H + K)·2 +
+    2K·e). vLLM's ``reshape_and_cache_flash`` (``do_kv_cache_update``, timed with the
+    attention in aiconfigurator's collector/vllm/collect_attn.py) and SGLang's
+    ``set_kv_buffer`` read K, V and write them to the cache: B·N·2K·D·(2 + e)."""
+    from memsim.units import DTYPE_BYTES
+
+    tokens = np.asarray(B, dtype=float) * np.asarray(N, dtype=float)
+    e, H, K, D = DTYPE_BYTES[problem.dtype], problem.H, problem.K, problem.D
+    if backend == "trtllm":
+        return tokens * D * ((H + 2 * K) * ACTIVATION_BYTES + (H + K) * ACTIVATION_BYTES
+                             + 2 * K * e)
+    return tokens * 2 * K * D * (ACTIVATION_BYTES + e)
 
 
 @dataclass(frozen=True)
@@ -255,8 +352,10 @@ def predict_arrays(problem: AttentionProblem, gpu: GPU | str, algorithm: str = "
     """
     if isinstance(gpu, str):
         gpu = load_gpu(gpu)
-    if tiling is None:
-        tiling = default_tiling(problem, gpu, algorithm)
+    run = production_problem(problem, algorithm, kernel_backend(backend, algorithm, gpu))
+    if tiling is None or run is not problem:
+        tiling = default_tiling(run, gpu, algorithm)
+    problem = run
     splits = tiling.kv_splits if B is None and N is None and S is None else None
     cost, _ = costs_for(problem, gpu, algorithm, B=B, N=N, S=S, tiling=tiling,
                         kv_splits=splits)
@@ -265,22 +364,11 @@ def predict_arrays(problem: AttentionProblem, gpu: GPU | str, algorithm: str = "
     timer = kernel_timer(problem, gpu, algorithm, backend=backend, matmul_unit=matmul_unit,
                          B=B, N=N, blocks_per_sm=tiling.blocks_per_sm(gpu))
     name = timer.kernel_class if backend is None else attention_class(
-        problem, algorithm, backend).name
+        problem, algorithm, kernel_backend(backend, algorithm, gpu)).name
     return ArrayPrediction(tiling, cost, l2_cost, timer(cost), timer(l2_cost), timer, name)
 
 
 MMA_ROWS = 16  # mma.sync m16n8k16: the M rows of one tensor-core MMA (TensorRT-LLM XQA, FA-2)
-
-
-def padded_decode_matmuls(cost: Cost, problem: AttentionProblem) -> Cost:
-    """A decode kernel's MMAs padded to whole tensor-core tiles: the H/K query heads sharing a
-    KV head (× N tokens) fill the M side of an m16n8k16 MMA, the rest of its 16 rows are
-    computed and thrown away — 16× the useful FLOPs for MHA, 2× for 8 heads per KV head."""
-    from dataclasses import replace
-
-    rows = max(problem.H // max(problem.K, 1), 1) * problem.N
-    pad = -(-rows // MMA_ROWS) * MMA_ROWS / rows
-    return replace(cost, matmul_flops=cost.matmul_flops * pad)
 
 
 def backend_time_s(cost: Cost, gpu: GPU, problem: AttentionProblem, algorithm: str,
@@ -292,12 +380,12 @@ def backend_time_s(cost: Cost, gpu: GPU, problem: AttentionProblem, algorithm: s
                         blocks_per_sm=blocks_per_sm)(cost).time_s
 
 
-def class_serial_s(cls, gpu: GPU, B, N, H):
-    """The class's per-row serial time spread over the SMs: row_s · B·N·H / SMs (s)."""
+def class_serial_s(cls, gpu: GPU, rows):
+    """The class's per-row serial time spread over the SMs: row_s · rows / SMs (s), where
+    ``rows`` counts the rows of the kernel's query tiles, padding included (arrays)."""
     if not cls.row_s:
         return None
-    return cls.row_s * np.asarray(B, dtype=float) * np.asarray(N, dtype=float) * H \
-        / gpu.spec.sm_count
+    return cls.row_s * np.asarray(rows, dtype=float) / gpu.spec.sm_count
 
 
 def attention_class(problem: AttentionProblem, algorithm: str, backend: str | None):

@@ -109,7 +109,8 @@ def compute_s(matmul_s: Number, vector_s: Number, exp_s: Number) -> Number:
 
 def roofline(cost: Cost, gpu, dtype: str = "bf16", *, matmul_unit: str = "tensor",
              blocks_per_sm: Number | None = None, kernel_class: str | None = None,
-             floor_s: Number | None = None, serial_s: Number | None = None) -> Timing:
+             floor_s: Number | None = None, serial_s: Number | None = None,
+             pre_s: Number | None = None) -> Timing:
     """Time of ``cost`` on ``gpu`` (see module docstring). ``gpu``: memsim.hardware.GPU.
 
     ``matmul_unit``: "tensor" (production kernels) or "fp32" (CUDA cores, as memsim's
@@ -119,7 +120,9 @@ def roofline(cost: Cost, gpu, dtype: str = "bf16", *, matmul_unit: str = "tensor
     ``floor_s``: the kernel class's latency floor, replacing launches × the profile's launch
     overhead. ``serial_s``: per-SM serial time a kernel class spends per unit of work that
     neither FLOPs nor bytes count (a decode kernel's fixed steps per query row and head),
-    already divided over the SMs; it adds to compute as the term "serial".
+    already divided over the SMs; it adds to compute as the term "serial". ``pre_s``: time
+    of a separate kernel the operation runs before this one (a production prefill's KV-cache
+    write, :func:`memsim.attention.prepass_bytes`): it adds to both bounds as the term "pre".
     """
     gpu = gpu.for_class(kernel_class)
     r = achievable_rates(gpu, dtype, matmul_unit)
@@ -156,8 +159,11 @@ def roofline(cost: Cost, gpu, dtype: str = "bf16", *, matmul_unit: str = "tensor
     else:
         launch = np.broadcast_to(np.asarray(floor_s, dtype=float),
                                  np.shape(cost.launches)).astype(float)
-    lower = np.maximum(compute, memory) + launch
-    upper = compute + memory + launch
+    before = 0.0
+    if pre_s is not None:
+        terms["pre"] = before = np.asarray(pre_s, dtype=float) * np.ones_like(terms["hbm"])
+    lower = np.maximum(compute, memory) + launch + before
+    upper = compute + memory + launch + before
     keys = tuple(terms)
     stacked = np.stack([np.broadcast_to(terms[k], lower.shape) for k in keys])
     names = np.asarray(keys)[np.argmax(stacked, axis=0)]
@@ -188,4 +194,5 @@ BOUND_EXPLANATIONS = {
     "l2": "L2 bandwidth binds: re-reads of tiles through L2 set the time",
     "sram": "shared-memory bandwidth inside each block binds",
     "serial": "the kernel's fixed per-row steps (not FLOPs or bytes) bind",
+    "pre": "the KV-cache write kernel before the attention kernel takes longest",
 }

@@ -6,6 +6,7 @@ import pytest
 
 from memsim.attention import predict
 from memsim.errors import InputError
+from memsim.hardware import load_gpu
 from memsim.ops.classes import kernel_class
 from memsim.problem import AttentionProblem, Mask
 
@@ -57,3 +58,72 @@ def test_reported_flops_are_the_useful_ones_with_a_backend() -> None:
     plain = predict(_decode(4096), "h100-sxm", "flash_decode").to_dict()
     fitted = predict(_decode(4096), "h100-sxm", "flash_decode", backend="vllm").to_dict()
     assert fitted["flops"] == plain["flops"]
+
+
+def _prefill(N: int, B: int = 1, causal: bool = True) -> AttentionProblem:
+    return AttentionProblem(batch=B, seq_len=N, heads=32, kv_heads=8, head_dim=128,
+                            mask=Mask(causal=causal))
+
+
+def test_prefill_writes_the_kv_cache_before_its_attention_kernel() -> None:
+    """A decoder's prefill runs the KV-cache write kernel before the FMHA (TensorRT-LLM
+    invokeQKVPreprocessing, vLLM reshape_and_cache_flash): its HBM bytes at the class's
+    bandwidth add to the time as the term "pre"; an encoder (no cache) has none."""
+    from memsim.attention import predict_arrays, prepass_bytes
+
+    for backend in ("trtllm", "vllm"):
+        p = _prefill(4096, B=4)
+        a = predict_arrays(p, "h100-sxm", "flash2", backend=backend)
+        want = prepass_bytes(p, backend, 4, 4096) / a.timer.gpu.achievable_hbm_bytes_per_s
+        assert a.l2_timing.terms_s["pre"] == pytest.approx(want)
+        assert a.l2_timing.time_s == pytest.approx(
+            max(a.l2_timing.compute_s, a.l2_timing.memory_s) + a.l2_timing.launch_s + want)
+        enc = predict_arrays(_prefill(4096, B=4, causal=False), "h100-sxm", "flash2",
+                             backend=backend)
+        assert "pre" not in enc.l2_timing.terms_s
+    # K, V of every token: TensorRT-LLM also rewrites the rotated Q, K in place
+    p = _prefill(1024)
+    e = 2.0
+    assert prepass_bytes(p, "vllm", 1, 1024) == 1024 * 2 * 8 * 128 * (2.0 + e)
+    assert prepass_bytes(p, "trtllm", 1, 1024) == 1024 * 128 * ((32 + 16) * 2.0
+                                                                + (32 + 8) * 2.0 + 16 * e)
+
+
+def test_prefill_fixed_steps_count_whole_query_tiles() -> None:
+    """TensorRT-LLM's Hopper FMHA steps 64 query rows per block: 1 to 64 queries cost one
+    tile's fixed steps, 65 two."""
+    from memsim.attention import kernel_timer
+
+    def serial(N):
+        return kernel_timer(_prefill(N), load_gpu("h100-sxm"), "flash2",
+                            backend="trtllm").serial_s
+
+    assert serial(1) == serial(64) == pytest.approx(serial(65) / 2)
+
+
+def test_trtllm_decode_beyond_32_heads_per_kv_head_runs_as_mha() -> None:
+    """XQA takes at most 32 query heads per KV head (supportConfigHMMA/QGMMA); 64 fall back
+    to the masked MHA kernel, which reads the KV head once per query head."""
+    from memsim.attention import production_problem
+
+    mqa = AttentionProblem(batch=8, seq_len=1, kv_len=4096, heads=64, kv_heads=1,
+                           head_dim=128)
+    assert production_problem(mqa, "flash_decode", "trtllm").K == 64
+    assert production_problem(mqa, "flash_decode", "vllm").K == 1
+    g32 = mqa.model_copy(update={"heads": 32})
+    assert production_problem(g32, "flash_decode", "trtllm").K == 1
+    mha_bytes = predict(mqa.model_copy(update={"kv_heads": 64}), "h100-sxm", "flash_decode",
+                        backend="trtllm").cost.hbm_read_bytes
+    assert predict(mqa, "h100-sxm", "flash_decode", backend="trtllm").cost.hbm_read_bytes \
+        == pytest.approx(mha_bytes)
+
+
+def test_vllm_decode_on_blackwell_runs_trtllm_gen_kernels() -> None:
+    """vLLM on Blackwell decodes through FlashInfer's trtllm-gen kernels: TensorRT-LLM's
+    decode class; on Hopper its own FlashAttention-3 class."""
+    b200 = predict(_decode(4096), "b200", "flash_decode", backend="vllm").to_dict()
+    h100 = predict(_decode(4096), "h100-sxm", "flash_decode", backend="vllm").to_dict()
+    assert b200["efficiency_class"] == kernel_class("attention/decode", "trtllm").name
+    assert h100["efficiency_class"] == kernel_class("attention/decode", "vllm").name
+    assert b200["time_s"] == pytest.approx(
+        predict(_decode(4096), "b200", "flash_decode", backend="trtllm").to_dict()["time_s"])

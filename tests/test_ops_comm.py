@@ -78,7 +78,7 @@ def test_all_gather_all_to_all_p2p() -> None:
                                                                           gpu="gb200").time_s
     a2a = kernel_class("nccl/alltoall")   # a send is the alltoall kernel's, to one peer
     assert comm.p2p(1e9).time_s == pytest.approx(
-        a2a.floor_s + 1e9 / (450e9 * a2a.eff("link")) + 0.6e-6)
+        a2a.floor_s + 1e9 / (450e9 * a2a.eff("link")) + 0.6e-6 + a2a.row_s)
 
 
 def test_nccl_all_to_all_sends_to_every_peer_at_once() -> None:
@@ -88,7 +88,7 @@ def test_nccl_all_to_all_sends_to_every_peer_at_once() -> None:
     for G in (2, 8):
         p = comm.all_to_all(M, G, gpu="h200")
         assert p.terms_s["link"] == pytest.approx((G - 1) / G * M / (450e9 * cls.eff("link"))
-                                                  + 0.6e-6)
+                                                  + 0.6e-6 + cls.row_s)
 
 
 def test_nccl_table_runs_nccls_algorithms_and_pcie_gpus_have_no_custom_all_reduce() -> None:
@@ -136,3 +136,12 @@ def test_moe_dispatch_bad_input() -> None:
         comm.moe_all_to_all(16, hidden=7168, top_k=8, experts=256, ep=8, mode="fast")
     with pytest.raises(InputError, match="experts"):
         comm.moe_all_to_all(16, hidden=7168, top_k=8, experts=4, ep=2)
+
+
+def test_nccl_ring_steps_pay_the_hop_and_the_kernels_own_step_time() -> None:
+    # all-gather: G − 1 ring steps, (G − 1)/G of the gathered buffer over the link
+    cls, M = kernel_class("nccl/all_gather"), 4e6
+    for G in (2, 4, 8):
+        p = comm.all_gather(M, G, gpu="h100-sxm")
+        assert p.terms_s["link"] == pytest.approx(
+            (G - 1) / G * M / (450e9 * cls.eff("link")) + (G - 1) * (0.6e-6 + cls.row_s))

@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from memsim.errors import InputError
+from memsim.inference import mla_module
 from memsim.ops import mla
-from memsim.silicon import mla_module
 
 batches = st.integers(1, 512)
 lengths = st.integers(1, 1 << 17)

@@ -151,3 +151,18 @@ def test_calibration_terms_reproduce_memsims_time_at_the_class_factors(op: str) 
         terms = {k: v[ok] for k, v in m.terms["analytic"].items()}
         again = retime_terms(terms, m.start, terms["launch_s"])
         assert again == pytest.approx(m.time_s["analytic"][ok], rel=1e-9)
+
+
+def test_trtllm_prefill_with_fp8_kv_cache_computes_in_fp8() -> None:
+    """TensorRT-LLM with an fp8 KV cache runs its fp8 context FMHA (the paged-context path
+    casts Q to the cache's dtype), whatever attn_dtype says; vLLM's rows keep attn_dtype."""
+    recast = 0
+    for rows in _files("context_attention"):
+        m = CLASSES["context_attention"].mapper(rows, load_gpu(PROFILED[rows.system]))
+        kv = classes.dtype_of(rows.col("kv_cache_dtype"))
+        attn = classes.dtype_of(rows.col("attn_dtype"))
+        got = np.array([p["dtype"] for p in m.params], dtype=object)
+        fp8 = (kv == "fp8") & (rows.backend == "trtllm")
+        assert got.tolist() == np.where(fp8, "fp8", attn).tolist()
+        recast += int(np.sum(fp8 & (attn != "fp8")))
+    assert recast > 0

@@ -142,6 +142,27 @@ def _synthetic_gemm_rows(system: str) -> fit.Rows:
                     np.arange(len(m)), cols)
 
 
+def test_classes_fitted_together_count_only_those_some_row_is_timed_with() -> None:
+    """vLLM's block-scaled fp8 GEMM is three kernel classes fitted together; a class no
+    row of the data is timed with is reported unused (its numbers are kept)."""
+    from memsim.ops.classes import kernel_classes
+
+    (spec,) = [s for s in fit.specs() if s.name.startswith("gemm/vllm/fp8_block+")]
+    base = {k: kernel_classes()[k] for k in spec.keys}
+
+    def rows(m: int, n: int, k: int) -> fit.GpuRows:
+        cols = {"m": np.array([m]), "n": np.array([n]), "k": np.array([k]),
+                "gemm_dtype": np.array(["fp8_block"], dtype=object),
+                "kernel_source": np.array(["x"], dtype=object)}
+        r = fit.Rows("h100_sxm", "gemm", "vllm", "t", "gemm_perf", "synthetic", "t",
+                     np.arange(1), cols)
+        return fit.GpuRows("h100-sxm", r, np.ones(1))
+
+    assert fit._used_keys(spec, base, [rows(4096, 4096, 4096)]) == ["gemm/vllm/fp8_block"]
+    assert fit._used_keys(spec, base, [rows(4096, 4096, 4096), rows(8, 4096, 4096)]) == [
+        "gemm/vllm/fp8_block", "gemm/vllm/fp8_block_flashinfer"]
+
+
 @needs_scipy
 def test_fit_recovers_known_class_numbers_from_memsims_own_times() -> None:
     """Rows timed by memsim with a known class (floor 9 µs, tensor 0.6, hbm 0.7): the fit,

@@ -8,6 +8,9 @@ A change of the L2 model's *semantics* (not its speed) changes these numbers on 
 re-record them then, with the commit they now come from::
 
     .venv/bin/python tests/trace_golden.py --record
+
+(or only the cases it changes, with the pre-rewrite engine plus that change: the file's
+``rerecorded`` entry says which and how).
 """
 
 from __future__ import annotations

@@ -232,6 +232,42 @@ class Arrays:
         tail = np.where(span > M, np.maximum(tail_tiles, 0) * Bc, 0.0)
         return prefix + body + tail
 
+    def hbm_state_rereads(self, t: TileSums, bytes_per_row, kv_tile_bytes):
+        """FA-1's re-reads (and write-backs) of per-row state that reach HBM: query rows
+        re-touched by a later key tile whose Q, O, ℓ, m come from HBM (and whose stored
+        O, ℓ, m were evicted, i.e. written back, before that), per batch and head group.
+
+        Without ``slots``: every re-touch, ``row_pairs − N``. With them (FA-1 Alg. 1: one
+        block per group, outer loop over key tiles j, inner over the query tiles that see
+        j): the groups in flight, min(groups, slots), run the same loop in lock-step, so
+        between two touches of a row tile (key tiles j − 1 and j) each touches the rows
+        active at j once and one K/V tile: the re-touch hits iff
+        groups in flight × (rows(j) · ``bytes_per_row`` + ``kv_tile_bytes``) ≤ L2 (the
+        tile's own rows are counted in the span: a slight over-count, large only when a
+        head has one or two query tiles). Under a
+        causal mask rows(j) = N − max(0, j·Bc − (S − N)) shrinks with j, so the early key
+        tiles miss and the late ones hit; under other masks rows(j) is taken as its mean
+        (row_pairs / key tiles) and every re-touch misses or none does.
+        """
+        rereads = t.row_pairs - self.N
+        if self.slots is None:
+            return rereads
+        in_flight = np.minimum(np.maximum(self.groups, 1), np.maximum(self.slots, 1))
+        rows_fit = (self.l2_bytes / in_flight - kv_tile_bytes) / bytes_per_row
+        tiles = np.maximum(t.union_tiles, 1)
+        if self.geometry is None or self.geometry.kind != "causal":
+            mean_rows = t.row_pairs / tiles
+            return np.where(mean_rows <= rows_fit, 0.0, rereads)
+        N, Bc = self.N, self.Bc
+        o = self.S - N
+        # key tiles 1 … m miss, m = j* − 1, j* the first with rows(j) ≤ rows_fit
+        j_star = np.clip(np.ceil((N - rows_fit + o) / Bc), 1, tiles)
+        m = np.where(rows_fit >= N, 0, j_star - 1)
+        j1 = np.floor(o / Bc) + 1                            # first j with j·Bc > o
+        n_cut = np.maximum(m - j1 + 1, 0)
+        cut = Bc * (j1 + m) * n_cut / 2 - o * n_cut           # Σ_{j1..m} (j·Bc − o)
+        return np.clip(m * N - cut, 0, rereads)
+
     def hbm_query_rows(self, t: TileSums, bytes_per_row):
         """Query rows whose per-row bytes (Q, dO, logsumexp, Δ, the fp32 dQ accumulator)
         reach HBM when every key tile's block streams its active query tiles (FA-2's

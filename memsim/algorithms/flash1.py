@@ -15,6 +15,8 @@ once per tile. The first touch of a query tile does not read dQ (initialised on 
 
 from __future__ import annotations
 
+import numpy as np
+
 from memsim.algorithms._arrays import Arrays
 from memsim.algorithms._tiles import (
     flash1_sram_bytes,
@@ -54,12 +56,17 @@ def forward(x: Arrays) -> Cost:
     state = hpb * (Dv * e + 2 * F4)                       # O row, ℓ, m
     reads = g * (kv + t.row_pairs * hpb * D * e + (t.row_pairs - N) * state)
     writes = g * t.row_pairs * state
+    # re-touches of Q and the state that reach HBM (all of them without the L2 estimate)
+    kv_tile = t.union_keys / np.maximum(t.union_tiles, 1) * (D + x.dv_load) * e  # mean
+    again = x.hbm_state_rereads(t, hpb * D * e + state, kv_tile)
+    hbm_reads = g * (kv + (N + again) * hpb * D * e + again * state)
+    hbm_writes = g * (N + again) * state
     return Cost(
         matmul_flops=g * hpb * t.area * 2 * (D + Dv),
         vector_flops=g * hpb * (4 * t.area + t.row_pairs * (2 * Dv + 4)),
         exp_ops=g * hpb * (t.area + 2 * t.row_pairs),      # line 10: e^{m_i − m_new}, e^{m̃ − m_new}
         global_read_bytes=reads, global_write_bytes=writes,
-        hbm_read_bytes=reads, hbm_write_bytes=writes,
+        hbm_read_bytes=hbm_reads, hbm_write_bytes=hbm_writes,
         sram_write_bytes=reads,
         # Q, O, ℓ, m rows read per pair; each warp reads the whole K and V tile per pair
         sram_read_bytes=g * (t.row_pairs * (hpb * D * e + state)

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from memsim.algorithms import for_layer, runs_mask
 from memsim.cost import Cost
 from memsim.hardware import GPU
@@ -92,3 +94,27 @@ def attention_cost(call: _AttnCall, gpu: GPU, B: Any, N: Any, S: Any) -> tuple[C
     cost, _ = costs_for(call.problem, gpu, call.algorithm, B=B, N=N, S=S, tiling=tiling,
                         l2_estimate=True)
     return cost, tiling.blocks_per_sm(gpu)
+
+
+def mla_kernel_s(setup: Any, attn: Any, phase: str, B: Any, N: Any, S: Any) -> Any:
+    """Seconds of a DeepSeek MLA attention call through :mod:`memsim.ops.mla` — the
+    production kernels (prefill FMHA over the decompressed K/V, FlashMLA's split-KV decode
+    over the latent) with their fitted classes — where it applies: DeepSeek-V3's MLA
+    geometry without a DSA indexer, a prefill without a cached prefix (N = S) or a decode
+    step of one token, a KV cache in bf16 or fp8. None elsewhere (memsim's own attention
+    algorithms time it)."""
+    from memsim.ops import mla
+
+    m = attn.mla
+    if (m is None or attn.indexer is not None or setup.kv_dtype not in mla.KV_DTYPES
+            or (m.kv_lora_rank, m.qk_nope_head_dim, m.qk_rope_head_dim, m.v_head_dim)
+            != (mla.KV_LORA_RANK, mla.QK_NOPE, mla.QK_ROPE, mla.V_HEAD)):
+        return None
+    N, S = np.asarray(N), np.asarray(S)
+    kw = {"kv_dtype": setup.kv_dtype, "gpu": setup.gpu, "backend": setup.backend}
+    heads = attn.heads // setup.tp
+    if phase == "prefill" and np.all(N == S):
+        return mla.context(B, N, heads, **kw).time_s
+    if phase == "decode" and np.all(N == 1):
+        return mla.decode(B, S, heads, **kw).time_s
+    return None

@@ -11,7 +11,8 @@
   tp); decode absorbs W^UK into the query and W^UV into the output (V2 §2.1.2, "absorbed"
   MQA over the latent), per head batched GEMMs of T × nope × kv_lora before the attention
   and T × kv_lora × v after it, timed here as one GEMM of the same weights and FLOPs
-  (m = T, k = nope, n = H·kv_lora / tp, and k = kv_lora, n = H·v / tp). A DSA indexer's
+  (m = T, k = nope, n = H·kv_lora / tp, and k = kv_lora, n = H·v / tp), or for DeepSeek's
+  geometry as :func:`memsim.ops.mla.bmm` times those batched kernels. A DSA indexer's
   projections (V3.2-Exp ``Indexer``: wq_b, wk, weights_proj) are one more GEMM.
 
 Every GEMM goes through :func:`memsim.inference.operators.linear_s` (the backend's fitted
@@ -21,6 +22,8 @@ GEMM class), so each pays its own launch floor, as the measured kernels do.
 from __future__ import annotations
 
 from typing import Any
+
+import numpy as np
 
 from memsim.inference.operators import linear_s
 from memsim.models import Attention
@@ -53,6 +56,16 @@ def projections_s(setup: Any, a: Attention, phase: str, T: Any, w_b: float, a_b:
     o = gemm(H * m.v_head_dim / G, h)
     if phase == "prefill":  # K and V decompressed from the latent
         return before + gemm(m.kv_lora_rank, H * (m.qk_nope_head_dim + m.v_head_dim) / G), o
+    from memsim.ops import mla
+
+    if (m.kv_lora_rank, m.qk_nope_head_dim, m.v_head_dim) == (mla.KV_LORA_RANK, mla.QK_NOPE,
+                                                             mla.V_HEAD):
+        # DeepSeek's absorbed BMMs as their own kernels (memsim.ops.mla.bmm, fitted class)
+        kw = {"dtype": "fp8" if dtype.startswith("fp8") else "bf16", "gpu": setup.gpu,
+              "backend": setup.backend}
+        T = np.maximum(np.asarray(T, dtype=float), 1.0)
+        return (before + mla.bmm(T, H // G, op="pre", **kw).time_s,
+                mla.bmm(T, H // G, op="post", **kw).time_s + o)
     absorb_k = gemm(m.qk_nope_head_dim, H * m.kv_lora_rank / G)
     absorb_v = gemm(m.kv_lora_rank, H * m.v_head_dim / G)
     return before + absorb_k, absorb_v + o

@@ -7,19 +7,37 @@ once. Expert loads follow ``distribution``:
 
 - ``"balanced"``: the ``tokens · top_k`` assignments spread as evenly as the experts allow
   (the database's "balanced" rows);
-- ``"power_law_<a>"``: expert i (by popularity) gets a share ∝ i^−a (Zipf), capped at
-  ``tokens``; experts are placed on EP ranks round-robin by popularity, and the busiest
-  rank (rank 0) sets the step time, as every rank waits for it.
+- ``"power_law_<a>"``: the database's skewed routing (aiconfigurator collector/helper.py
+  ``power_law_logits_v3`` / ``_generate_power_law_distribution``): each expert's load is an
+  independent draw from a power law of exponent ``a`` bounded to [1, 0.8·tokens] (to
+  [0.01, 2] when tokens·top_k ≤ experts), scaled to tokens·top_k in all and rounded; experts
+  sit on EP ranks in contiguous blocks and the busiest rank is the one measured (every rank
+  waits for it). The collector times :data:`DRAWS` such routings and reports their mean, so
+  memsim averages the time of the same number of seeded draws (common to every token
+  count, so a curve stays smooth).
 - ``"uniform"``: independent uniform routing, expected loads (occupancy of E bins).
 
 The grouped GEMM (CUTLASS grouped / TensorRT-LLM ``moe_gemm``, vLLM/SGLang Triton
 ``fused_moe``) runs gate+up (``hidden → 2 · inter/tp``, gated) then down
 (``inter/tp → hidden``) as tiles of every touched expert in one launch: per tile shape the
 tile count is Σ_e ⌈t_e / tile_m⌉ · ⌈n / tile_n⌉ (an expert with 3 tokens costs a whole
-64-row tile: the efficiency falls with tokens per expert), waves over the SMs; the weights
-of every touched local expert are read from HBM once. Routing, permutation and the final
-weighted sum are memory-bound passes over the activations. ``time_s`` = floor + the GEMMs'
-roofline + the activation passes.
+tile: the efficiency falls with tokens per expert), waves over the SMs; the weights of
+every touched local expert are read from HBM once. The tiles are the kernel's own
+(:func:`grouped_tiles`):
+
+- CUTLASS grouped GEMM on SM90 (TensorRT-LLM, FlashInfer): tile_m 128 or 256 only, tile_n
+  16 … 256, 2-CTA clusters (TensorRT-LLM cutlass_heuristic.cpp
+  ``get_candidate_tiles_sm90``, GROUPED_GEMM: "M tile must be 128 for Grouped GEMM");
+- CUTLASS / TRT-LLM-gen grouped GEMMs on SM100: tile_m 64 or 128, tile_n 8 … 256
+  (FlashInfer jit/gemm/cutlass/generate_kernels.py, SM100 grouped operations);
+- Triton ``fused_moe`` (vLLM bf16 and fp8_block without EP, SGLang): BLOCK_SIZE_M
+  16 … 128 × BLOCK_SIZE_N 32 … 256 from its tuned configs, no clusters;
+- other architectures: memsim's generic CUTLASS tile set.
+
+Routing, permutation, the activation between the two GEMMs (TensorRT-LLM ``doActivation``,
+vLLM/SGLang ``silu_and_mul``: reads the rows' 16-bit gate and up outputs, writes their
+product in the second GEMM's input type) and the final weighted sum are memory-bound passes.
+``time_s`` = floor + the GEMMs' roofline + the passes.
 """
 
 from __future__ import annotations
@@ -32,6 +50,12 @@ from memsim.ops import OpPrediction, as_float, bound_of, out, positive, resolve_
 from memsim.ops.classes import kernel_class
 from memsim.ops.gemm import CLUSTER, OUT_BYTES, TILES
 
+SM90_GROUPED = ((128, 16), (128, 32), (128, 64), (128, 128), (128, 256), (256, 128))
+SM100_GROUPED = tuple((m, n) for m in (64, 128) for n in (8, 16, 32, 64, 128, 192, 256))
+TRITON = tuple((m, n) for m in (16, 32, 64, 128) for n in (32, 64, 128, 256))
+
+DRAWS = 5  # routings per power-law row (collector/trtllm/collect_moe.py: num_iter = 5)
+SEED = 0   # memsim's draws are seeded: a prediction is a function of its inputs
 # weight dtype → (tensor-core rate dtype, weight bytes per element, activation bytes)
 MOE_DTYPES = {"bf16": ("bf16", 2.0, 2.0), "fp16": ("fp16", 2.0, 2.0),
               "fp8": ("fp8", 1.0, 1.0), "fp8_block": ("fp8", 1.0, 1.0),
@@ -40,32 +64,50 @@ MOE_DTYPES = {"bf16": ("bf16", 2.0, 2.0), "fp16": ("fp16", 2.0, 2.0),
 
 def expert_loads(tokens: np.ndarray, experts: int, top_k: int, ep: int,
                  distribution: str = "balanced") -> np.ndarray:
-    """Expected tokens per local expert of the busiest EP rank: shape tokens.shape + (E/ep,)."""
+    """Tokens per local expert of the busiest EP rank, per routing draw:
+    shape tokens.shape + (draws, experts / ep); one draw unless the routing is random."""
     from memsim.errors import InputError
 
-    T = np.asarray(tokens, dtype=float)[..., None]
+    T = np.asarray(tokens, dtype=float)[..., None, None]
     A = T * top_k
     idx = np.arange(experts, dtype=float)
     if distribution == "balanced":
         base = np.floor(A / experts)
         extra = A - base * experts  # experts that get one more
         loads = base + (idx < extra)
-    elif distribution == "uniform":
+        return loads[..., 0::ep]  # rank 0 holds experts 0, ep, 2·ep, ... (round-robin)
+    if distribution == "uniform":
         loads = experts * (1.0 - (1.0 - 1.0 / experts) ** A)  # expected experts touched
         loads = np.broadcast_to(A / np.maximum(loads, 1.0), T.shape[:-1] + (experts,)) * (
             idx < loads)
-    elif distribution.startswith("power_law"):
-        try:
-            alpha = float(distribution.removeprefix("power_law").lstrip("_") or 1.01)
-        except ValueError:
-            raise InputError("distribution", distribution,
-                             "must be balanced, uniform or power_law_<alpha>") from None
-        share = (idx + 1.0) ** -alpha
-        loads = _integer(_capped(A * share / share.sum(), share, T), A)
-    else:
+        return loads[..., 0::ep]
+    if not distribution.startswith("power_law"):
         raise InputError("distribution", distribution,
                          "must be balanced, uniform or power_law_<alpha>")
-    return loads[..., 0::ep]  # rank 0 holds experts 0, ep, 2·ep, ... (round-robin)
+    try:
+        alpha = float(distribution.removeprefix("power_law").lstrip("_") or 1.01)
+    except ValueError:
+        raise InputError("distribution", distribution,
+                         "must be balanced, uniform or power_law_<alpha>") from None
+    if alpha <= 0:
+        raise InputError("distribution", distribution, "needs a power-law exponent > 0")
+    u = np.random.default_rng(SEED).random((DRAWS, experts))
+    many = A > experts
+    x = _bounded_power_law(u, alpha, np.where(many, 1.0, 0.01),
+                           np.where(many, np.maximum(0.8 * T, 1.0 + 1e-6), 2.0))
+    loads = _integer(_capped(A * x / x.sum(axis=-1, keepdims=True), x, T), A)
+    per_rank = loads.reshape(loads.shape[:-1] + (ep, experts // ep))
+    busiest = np.argmax(per_rank.sum(axis=-1), axis=-1)[..., None, None]
+    return np.take_along_axis(per_rank, busiest, axis=-2)[..., 0, :]
+
+
+def _bounded_power_law(u: np.ndarray, alpha: float, lo: np.ndarray, hi: np.ndarray
+                       ) -> np.ndarray:
+    """Inverse CDF of a power law ∝ x^−alpha on [lo, hi] at quantiles ``u``."""
+    if abs(alpha - 1.0) < 1e-9:
+        return lo * (hi / lo) ** u
+    e = 1.0 - alpha
+    return ((hi ** e - lo ** e) * u + lo ** e) ** (1.0 / e)
 
 
 def _capped(loads: np.ndarray, share: np.ndarray, cap: np.ndarray) -> np.ndarray:
@@ -93,9 +135,41 @@ def _integer(loads: np.ndarray, total: np.ndarray) -> np.ndarray:
     return base + (rank < missing[..., None])
 
 
+def _major(gpu: Any) -> int:
+    cc = str(getattr(gpu, "compute_capability", ""))
+    return int(cc.split(".")[0]) if cc[:1].isdigit() else 0
+
+
+def runs_triton(backend: str | None, dtype: str, ep: int, gpu: Any) -> bool:
+    """Whether ``backend`` runs the Triton ``fused_moe`` for ``dtype`` (on Hopper: vLLM bf16
+    and fp8_block without EP, SGLang; the database's kernel_source column)."""
+    from memsim.ops import check_backend
+
+    backend = check_backend(backend)
+    return _major(gpu) == 9 and (backend == "sglang" or (backend == "vllm" and (
+        dtype in ("bf16", "fp16") or (dtype == "fp8_block" and ep == 1))))
+
+
+def grouped_tiles(backend: str | None, dtype: str, ep: int, gpu: Any
+                  ) -> tuple[tuple[tuple[int, int], ...], int]:
+    """(tile shapes, CTAs per cluster) of the grouped GEMM ``backend`` runs for ``dtype``
+    with ``ep``-way expert parallelism on ``gpu`` (module docstring)."""
+    major = _major(gpu)
+    triton = runs_triton(backend, dtype, ep, gpu)
+    if major >= 10:
+        return SM100_GROUPED, CLUSTER
+    if major != 9:
+        return TILES, CLUSTER
+    if triton:
+        return TRITON, 1
+    return SM90_GROUPED, CLUSTER
+
+
 def _grouped_terms(loads: np.ndarray, n: float, k: float, gpu: Any, cls: Any, rate: str,
-                   e_act: float, e_w: float) -> dict[str, np.ndarray]:
-    """One grouped GEMM (per expert: loads × k times k × n) — best tile shape."""
+                   e_act: float, e_w: float,
+                   tiles: tuple[tuple[int, int], ...] = TILES,
+                   cluster: int = CLUSTER) -> dict[str, np.ndarray]:
+    """One grouped GEMM (per expert: loads × k times k × n) — best of ``tiles``."""
     sms = float(gpu.spec.sm_count)
     per_sm = gpu.peak_flop_per_s("tensor", rate) * cls.eff("tensor") / sms
     hbm_bw = gpu.spec.hbm_bandwidth_bytes_per_s * cls.eff("hbm")
@@ -105,11 +179,11 @@ def _grouped_terms(loads: np.ndarray, n: float, k: float, gpu: Any, cls: Any, ra
     hbm_bytes = touched * n * k * e_w + rows * (k * e_act + n * OUT_BYTES)
     hbm = hbm_bytes / hbm_bw
     best = None
-    for tm, tn in TILES:
-        tiles = np.sum(np.ceil(loads / tm), axis=-1) * np.ceil(n / tn)
-        waves = np.maximum(np.ceil(tiles / sms), 1.0)
+    for tm, tn in tiles:
+        count = np.sum(np.ceil(loads / tm), axis=-1) * np.ceil(n / tn)
+        waves = np.maximum(np.ceil(count / sms), 1.0)
         matmul = waves * 2.0 * tm * tn * k / per_sm
-        l2 = tiles * (tm * e_act + tn * e_w / CLUSTER) * k / l2_bw
+        l2 = count * (tm * e_act + tn * e_w / cluster) * k / l2_bw
         t = np.maximum(np.maximum(matmul, l2), hbm)
         if best is None:
             best = {"t": t, "matmul": matmul, "l2": l2, "tile_m": np.full_like(t, tm)}
@@ -155,25 +229,38 @@ def predict(tokens: Any, hidden: int, inter: int, experts: int, top_k: int, *, t
     (T,) = as_float(tokens)
     loads = expert_loads(T, experts, top_k, ep, distribution)
     inter_l = inter / tp
+    tiles, cluster = grouped_tiles(backend, dtype, ep, gpu)
     up = _grouped_terms(loads, (2.0 if gated else 1.0) * inter_l, float(hidden), gpu, cls,
-                        rate, e_act, e_w)
-    down = _grouped_terms(loads, float(hidden), inter_l, gpu, cls, rate, e_act, e_w)
+                        rate, e_act, e_w, tiles, cluster)
+    down = _grouped_terms(loads, float(hidden), inter_l, gpu, cls, rate, e_act, e_w,
+                          tiles, cluster)
     # routing (top-k of the router logits) and permute read every token; the local
     # experts' rows are gathered in and scattered back (un-permute + weighted sum), 16-bit.
-    act_bytes = T * hidden * OUT_BYTES * (2.0 + 2.0 * top_k / ep)
+    # Triton fused_moe sizes its intermediate buffers and runs silu_and_mul and moe_sum over
+    # all tokens · top_k rows, local or not (vllm fused_moe.py: intermediate_cache1/2/3);
+    # CUTLASS MoE permutes only the local experts' rows
+    rows = np.sum(loads, axis=-1)
+    passes_ep = 1 if runs_triton(backend, dtype, ep, gpu) else ep
+    rows = np.maximum(rows, T[..., None] * top_k / passes_ep)
+    act_bytes = (T[..., None] * hidden * OUT_BYTES * (2.0 + 2.0 * top_k / passes_ep)
+                 + rows * inter_l * ((2.0 if gated else 1.0) * OUT_BYTES + e_act))
     passes = act_bytes / (gpu.spec.hbm_bandwidth_bytes_per_s * cls.eff("hbm"))
-    terms = {"matmul": up["matmul"] + down["matmul"], "l2": up["l2"] + down["l2"],
-             "hbm": up["hbm"] + down["hbm"] + passes}
-    gemm_s = up["t"] + down["t"] + passes
+    # every quantity per routing draw (last axis), then their mean: the measured latency is
+    # the mean over the draws
+    mean = lambda v: np.mean(np.broadcast_to(v, up["t"].shape), axis=-1)  # noqa: E731
+    terms = {"matmul": mean(up["matmul"] + down["matmul"]), "l2": mean(up["l2"] + down["l2"]),
+             "hbm": mean(up["hbm"] + down["hbm"] + passes)}
+    gemm_s = mean(up["t"] + down["t"] + passes)
     floor = np.full_like(T, cls.floor_s)
+    touched = np.sum(np.minimum(loads, 1.0), axis=-1)
     return OpPrediction(
         time_s=out(floor + gemm_s), bound=bound_of(terms, floor),
-        flops=out(up["flops"] + down["flops"]),
-        hbm_bytes=out(up["hbm_bytes"] + down["hbm_bytes"] + act_bytes),
+        flops=out(mean(up["flops"] + down["flops"])),
+        hbm_bytes=out(mean(up["hbm_bytes"] + down["hbm_bytes"] + act_bytes)),
         launch_s=out(floor), terms_s={k: out(v) for k, v in terms.items()},
         detail={"kernel_class": cls.name, "distribution": distribution,
                 "local_experts": experts // ep,
-                "touched_local_experts": out(np.sum(np.minimum(loads, 1.0), axis=-1)),
-                "tokens_per_touched_expert": out(np.sum(loads, axis=-1) / np.maximum(
-                    np.sum(np.minimum(loads, 1.0), axis=-1), 1e-30)),
-                "tile_m_up": out(up["tile_m"])})
+                "touched_local_experts": out(mean(touched)),
+                "tokens_per_touched_expert": out(mean(np.sum(loads, axis=-1)
+                                                      / np.maximum(touched, 1e-30))),
+                "tile_m_up": out(mean(up["tile_m"]))})

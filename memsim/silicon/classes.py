@@ -169,7 +169,8 @@ def _attention(shape: _Shape, gpu: GPU) -> Mapped:
             terms["hbm_s"][idx] = u.terms_s["hbm"]
             terms["other_memory_s"][idx] = np.maximum(u.terms_s["l2"], u.terms_s["sram"])
             terms["link_s"][idx] = 0.0
-            terms["launch_s"][idx] = u.launch_s
+            # the KV-cache write before the attention kernel: a fixed time to the fit
+            terms["launch_s"][idx] = u.launch_s + u.terms_s.get("pre", 0.0)
         for j, i in enumerate(idx.tolist()):
             out.params[i] = {"algorithm": shape.algorithm, "batch": int(B[j]),
                              "seq_len": int(N[j]), "kv_len": int(S[j]), "heads": int(H),
@@ -199,8 +200,21 @@ def context_attention(rows: Rows, gpu: GPU) -> Mapped:
     d = _i(rows, "head_dim")
     return _attention(_Shape(B=_i(rows, "batch_size"), N=isl, S=isl, H=_i(rows, "num_heads"),
                              K=_kv_heads(rows), D=d, Dv=d, window=_i(rows, "window_size", 0),
-                             causal=True, mla=False, dtype=dtype_of(rows.col("attn_dtype")),
+                             causal=True, mla=False, dtype=_context_dtype(rows),
                              algorithm="flash2", backend=_backend(rows)), gpu)
+
+
+def _context_dtype(rows: Rows) -> np.ndarray:
+    """The dtype a prefill row's attention kernel computes in: ``attn_dtype``, except that
+    TensorRT-LLM with an fp8 KV cache runs its fp8 context FMHA whatever ``attn_dtype``
+    says (fp8 KV forces the paged-context FMHA, which reads Q and K/V in fp8: aiconfigurator
+    collector/trtllm/collect_attn.py l. 126-175, "casts Q to the KV dtype to reuse the
+    QkvE4m3OBfloat16 cubins")."""
+    dtype = dtype_of(rows.col("attn_dtype"))
+    if rows.backend == "trtllm":
+        fp8_kv = dtype_of(rows.col("kv_cache_dtype", "bfloat16")) == "fp8"
+        dtype = np.where(fp8_kv, "fp8", dtype).astype(object)
+    return dtype
 
 
 def generation_attention(rows: Rows, gpu: GPU) -> Mapped:
@@ -283,7 +297,7 @@ def generation_mla(rows: Rows, gpu: GPU) -> Mapped:
     return _mla("decode", rows, gpu, kv_len=kv, seq_len=np.ones_like(kv))
 
 
-# the models whose attention modules memsim.silicon.mla_module builds (DeepSeek-V3's geometry;
+# the models whose attention modules memsim.inference.mla_module.module builds (DeepSeek-V3;
 # V3.2 adds the DSA indexer); other models of the module tables (GLM-5) are left unmapped
 MODULE_MODELS = {"deepseek-ai/DeepSeek-V3": False, "deepseek-ai/DeepSeek-V3.2": True}
 _GEMM_TYPES = {"bfloat16": "bf16", "fp8_block": "fp8_block"}
@@ -292,13 +306,13 @@ _GEMM_TYPES = {"bfloat16": "bf16", "fp8_block": "fp8_block"}
 def _module(phase: str) -> Callable[[Rows, GPU], Mapped]:
     """Rows of an MLA/DSA *module* table (a whole attention layer: projections, BMMs,
     attention; collect_mla_module.py times ``DeepseekV3DecoderLayer.self_attn.forward``)
-    → the sum of memsim's own pieces, :func:`memsim.silicon.mla_module.module`. Not fitted: a
+    → the sum of memsim's own pieces, :func:`memsim.inference.mla_module.module`. Not fitted: a
     whole-layer check of the GEMM, BMM and attention classes. The calibration sees the
     module's time as one term (``matmul_s``, factor 1) so a fit can only scale it."""
 
     def mapper(rows: Rows, gpu: GPU) -> Mapped:
         from memsim.errors import InputError
-        from memsim.silicon import mla_module as mla
+        from memsim.inference import mla_module
 
         out = _empty(len(rows))
         out.start = {"tensor": 1.0, "hbm_bandwidth": 1.0}
@@ -324,7 +338,7 @@ def _module(phase: str) -> Callable[[Rows, GPU], Mapped]:
                 out.reasons.update({int(i): f"gemm_type={g} not modelled" for i in idx})
                 continue
             try:
-                pred = mla.module(phase, B[idx], N[idx], S[idx], int(h), kv_dtype=kvd,
+                pred = mla_module.module(phase, B[idx], N[idx], S[idx], int(h), kv_dtype=kvd,
                                   gemm_dtype=_GEMM_TYPES[g], sparse=MODULE_MODELS[m],
                                   gpu=gpu, backend=backend)
             except (InputError, ValueError) as exc:

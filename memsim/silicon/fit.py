@@ -92,8 +92,11 @@ def specs() -> list[FitSpec]:
     families = (("bf16", "bfloat16"), ("fp8", "fp8"), ("fp8_block", "fp8_block"))
     for b in ("trtllm", "vllm", "sglang"):
         for fam, db in families:
-            out.append(FitSpec((f"gemm/{b}/{fam}",), "gemm", b,
-                               ("floor_s", "tensor", "hbm", "l2"), {"gemm_dtype": db}))
+            # vLLM's block-scaled fp8 GEMM is three kernels (memsim.ops.gemm): fitted together
+            keys = ((f"gemm/{b}/{fam}", f"gemm/{b}/{fam}_flashinfer", f"gemm/{b}/{fam}_cutlass")
+                    if (b, fam) == ("vllm", "fp8_block") else (f"gemm/{b}/{fam}",))
+            out.append(FitSpec(keys, "gemm", b, ("floor_s", "tensor", "hbm", "l2"),
+                               {"gemm_dtype": db}))
         for fam, db in families:
             out.append(FitSpec((f"moe/{b}/{fam}",), "moe", b,
                                ("floor_s", "tensor", "hbm", "l2"), {"moe_dtype": db}))
@@ -117,6 +120,23 @@ def specs() -> list[FitSpec]:
                                       ("decode", "generation_mla"))]
             out.append(FitSpec((f"mla_bmm/{b}/{fam}",), "mla_bmm", b,
                                ("floor_s", "tensor", "hbm", "l2"), {"bmm_dtype": db}))
+    return out + _comm_specs()
+
+
+def _comm_specs() -> list[FitSpec]:
+    """Collectives (memsim.ops.comm): DeepEP dispatch/combine per backend, mode and phase
+    (row_s: seconds per token copy), NCCL's own collectives (row_s: seconds per step)."""
+    out = []
+    for b, prefix in (("trtllm", "trtllm_"), ("vllm", "")):   # no SGLang moe_a2a rows
+        for mode, tag in (("normal", "ht"), ("low_latency", "ll")):
+            for phase in ("dispatch", "combine"):
+                out.append(FitSpec((f"a2a/{mode}/{phase}/{b}",), "moe_a2a", b,
+                                   ("floor_s", "link", "row_s"),
+                                   {"comm_backend": f"{prefix}deepep_{tag}", "phase": phase}))
+    out.append(FitSpec(("nccl/all_reduce/ring", "nccl/all_reduce/nvls"), "nccl_all_reduce",
+                       "nccl", ("floor_s", "link", "row_s")))
+    for op in ("all_gather", "reduce_scatter", "alltoall"):
+        out.append(FitSpec((f"nccl/{op}",), f"nccl_{op}", "nccl", ("floor_s", "link", "row_s")))
     return out
 
 
@@ -282,21 +302,21 @@ class FitResult:
                 "used": self.used}
 
 
-def _used_keys(spec: FitSpec, data: list[GpuRows]) -> list[str]:
-    """The spec's classes some row is actually timed with (a custom all-reduce algorithm
-    no row picks cannot be fitted: its numbers stay the file's)."""
+def _used_keys(spec: FitSpec, base: dict[str, KernelClass], data: list[GpuRows]
+               ) -> list[str]:
+    """The spec's classes some row is actually timed with: those whose floor, doubled,
+    moves some row's time (a custom all-reduce algorithm, or a GEMM kernel family, that no
+    row picks cannot be fitted: its numbers stay the file's)."""
     if len(spec.keys) == 1:
         return list(spec.keys)
-    from memsim.hardware import load_gpu
-    from memsim.silicon.classes import CLASSES
-
-    used = set()
-    for d in data:
-        mapped = CLASSES[spec.op_class].mapper(d.rows, load_gpu(d.profile))
-        for p in mapped.params:
-            algo = p.get("algorithm")
-            used.update(k for k in spec.keys if algo and k.split("/")[1] == algo)
-    return [k for k in spec.keys if k in used]
+    now = [predict(spec, base, d) for d in data]
+    used = []
+    for k in spec.keys:
+        moved = {**base, k: replace(base[k], floor_s=2 * base[k].floor_s + 1e-6)}
+        if any(not np.allclose(predict(spec, moved, d), t, rtol=1e-9, equal_nan=True)
+               for d, t in zip(data, now, strict=True)):
+            used.append(k)
+    return used
 
 
 def fit_spec(spec: FitSpec, base: dict[str, KernelClass], data: dict[str, GpuRows],
@@ -311,7 +331,7 @@ def fit_spec(spec: FitSpec, base: dict[str, KernelClass], data: dict[str, GpuRow
         result.note = f"no rows on {', '.join(fit_gpus)}: not fitted"
         result.unseen = result.unseen_before
         return result
-    result.used = _used_keys(spec, fit_data)
+    result.used = _used_keys(spec, base, fit_data)
     sub = replace(spec, keys=tuple(result.used))
     after, result.nfev = fit_spec_numbers(sub, base, fit_data)
     result.after = after
@@ -490,6 +510,11 @@ def fit_classes(pattern: str | None = None, gpus: set[str] | None = None,
         raise InputError("fit-classes", "on", NO_SCIPY.removeprefix("not fitted: "))
     own = {k for k, t in read_tables(path).items() if "same_as" not in t}
     chosen = select_specs(pattern, own)
+    if not pattern:
+        no_spec = sorted(own - {k for s in specs() for k in s.keys})
+        if no_spec:
+            echo("not fitted (no fit spec in memsim.silicon.fit.specs names them): "
+                 + ", ".join(no_spec))
     if not chosen:
         raise InputError("classes", pattern, "matches no kernel class memsim can fit "
                          "(e.g. 'gemm/*', 'attention/decode/vllm', 'allreduce/*/trtllm')")

@@ -98,9 +98,11 @@ def gemm(rows: Rows, gpu: GPU) -> Mapped:
         except (InputError, ValueError) as exc:
             out.reasons.update({int(i): str(exc).splitlines()[0][:200] for i in idx})
             continue
+        names = np.broadcast_to(np.asarray(pred.detail["kernel_class"], dtype=object),
+                                (len(idx),))
         _fill(out, idx, pred, _eff_of(cls),
-              [{"op": "gemm", "m": int(m[i]), "n": int(n[i]), "k": int(k[i]), "dtype": d}
-               for i in idx])
+              [{"op": "gemm", "m": int(m[i]), "n": int(n[i]), "k": int(k[i]), "dtype": d,
+                "kernel_class": str(names[j])} for j, i in enumerate(idx.tolist())])
     return out
 
 

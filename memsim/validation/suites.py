@@ -117,11 +117,11 @@ def _sim_cases() -> Iterator[Case]:
     kernel family once, at sizes the simulator runs in seconds; a rehearsal of
     ``make validate-gpu`` on a machine without a GPU (its times measure nothing)."""
     fp32 = {"dtype": "fp32"}
-    for algorithm, mask in (("flash2", "causal"), ("flash1", "causal"),
-                            ("standard_blockskip", "causal"), ("dsa", "topk:16")):
+    for algorithm, mask, kv_heads in (("flash2", "causal", 2), ("flash1", "causal", 2),
+                                      ("standard_blockskip", "causal", 2),
+                                      ("dsa", "topk:16", 1)):
         yield Case("kernel", {"algorithm": algorithm, **attention(
-            seq_len=32, heads=2, kv_heads=1 if algorithm == "dsa" else 2, head_dim=16,
-            mask=mask, **fp32)})
+            seq_len=32, heads=2, kv_heads=kv_heads, head_dim=16, mask=mask, **fp32)})
     yield Case("kernel", {"algorithm": "flash_decode", **attention(
         batch=1, seq_len=1, kv_len=64, heads=2, kv_heads=1, head_dim=16, mask="full", **fp32)})
 

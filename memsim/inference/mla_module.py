@@ -1,7 +1,9 @@
-"""The attention module of a DeepSeek-V3 / V3.2 layer predicted from memsim's own pieces
-(GEMMs, MLA's BMMs and attention kernels of :mod:`memsim.ops.mla`, DSA through
-:mod:`memsim.attention`): the whole-layer check of aiconfigurator's MLA/DSA module tables.
-It lives above both memsim.ops and memsim.attention (it uses the two)."""
+"""The attention module of a DeepSeek-V3 / V3.2 layer predicted from memsim's own pieces:
+its GEMMs (:mod:`memsim.ops.gemm`), the absorbed BMMs and MLA kernels (:mod:`memsim.ops.mla`)
+and DSA through :func:`memsim.attention.backend_time_s`. A whole-layer composition, so it sits
+above both :mod:`memsim.ops` and :mod:`memsim.attention` (which imports the ops' kernel
+classes); aiconfigurator's MLA/DSA module tables check it (:mod:`memsim.silicon.classes`).
+"""
 
 from __future__ import annotations
 
@@ -142,3 +144,6 @@ def module(phase: str, batch: Any, seq_len: Any, kv_len: Any, heads: int, *,
                         hbm_bytes=out(zero), launch_s=out(zero),
                         terms_s={k: out(v) for k, v in parts.items()},
                         detail={"sparse": sparse, "gemm_dtype": gemm_dtype})
+
+
+__all__ = ["HIDDEN", "INDEX_TOPK", "dsa_s", "module", "module_parts"]
