@@ -94,6 +94,15 @@ def _small_gpu(gpu, l2_bytes: int, sm_count: int):
     return gpu.model_copy(update={"spec": spec})
 
 
+def _estimate_and_trace_hbm_bytes(p: AttentionProblem, gpu, algorithm: str
+                                  ) -> tuple[float, float]:
+    """HBM bytes of the closed-form L2 estimate and of the trace, on the same tiling."""
+    from memsim.trace.simulate import simulate
+
+    est, tiling = attention_cost(p, gpu, algorithm, l2_estimate=True)
+    return est.hbm_bytes, simulate(p, gpu, algorithm, tiling).cost.hbm_bytes
+
+
 @settings(max_examples=25, deadline=None)
 @given(N=st.integers(64, 16384), H=st.sampled_from([4, 8, 16]), k_div=st.integers(0, 3),
        D=st.sampled_from([64, 128]), B=st.integers(1, 2), causal=st.booleans(),
@@ -110,15 +119,11 @@ def test_estimate_and_trace_agree_past_the_l2(N, H, k_div, D, B, causal, l2_mib,
     are near the thresholds, where one generation or one wave more or less overflows
     (the closed form's step), and with a ragged last query tile, whose shorter block
     lets the slots drift out of lock-step. Tolerance: 0.5–1.6."""
-    from memsim.trace.simulate import simulate
-
-    K = max(1, H >> k_div)
-    gpu = _small_gpu(H100, l2_mib * 2**20, sms)
-    p = AttentionProblem(batch=B, seq_len=N, heads=H, kv_heads=K, head_dim=D,
-                         mask=Mask(causal=causal))
-    est, tiling = attention_cost(p, gpu, "flash2", l2_estimate=True)
-    traced = simulate(p, gpu, "flash2", tiling).cost
-    assert 0.5 <= est.hbm_bytes / traced.hbm_bytes <= 1.6, (est.hbm_bytes, traced.hbm_bytes)
+    p = AttentionProblem(batch=B, seq_len=N, heads=H, kv_heads=max(1, H >> k_div),
+                         head_dim=D, mask=Mask(causal=causal))
+    est, traced = _estimate_and_trace_hbm_bytes(p, _small_gpu(H100, l2_mib * 2**20, sms),
+                                                "flash2")
+    assert 0.5 <= est / traced <= 1.6, (est, traced)
 
 
 @pytest.mark.parametrize(("N", "H", "K", "causal", "ratio"), [
@@ -129,14 +134,11 @@ def test_long_context_estimate_agrees_with_the_trace_on_h100(N, H, K, causal,
                                                              ratio) -> None:
     """Past the L2 on the real part (H100, D 128, FA-2 forward): estimate / trace as
     measured when written (2026-12-01); before, 0.61 and about 0.01. Tolerance 10 %."""
-    from memsim.trace.simulate import simulate
-
     p = AttentionProblem(batch=1, seq_len=N, heads=H, kv_heads=K, head_dim=128,
                          mask=Mask(causal=causal))
-    est, tiling = attention_cost(p, H100, "flash2", l2_estimate=True)
-    traced = simulate(p, H100, "flash2", tiling).cost
-    assert est.hbm_bytes / traced.hbm_bytes == pytest.approx(ratio, abs=0.02)
-    assert abs(est.hbm_bytes / traced.hbm_bytes - 1) < 0.10
+    est, traced = _estimate_and_trace_hbm_bytes(p, H100, "flash2")
+    assert est / traced == pytest.approx(ratio, abs=0.02)
+    assert abs(est / traced - 1) < 0.10
 
 
 @settings(max_examples=25, deadline=None)
