@@ -62,7 +62,11 @@ def test_ring_bus_bandwidth_formula() -> None:
     assert p.detail["algorithm"] == "ring"
     cls = kernel_class("allreduce/ring", "trtllm")
     link = 300e9 * cls.eff("link")
-    assert p.terms_s["link"] == pytest.approx(2 * (G - 1) / G * M / link + 2 * (G - 1) * 0.6e-6)
+    # 1 GB runs NCCL's Simple protocol: its base latency over LL's (8.4 − 6.6 µs) and its
+    # NVLink step latency (3.4 µs, the profile's 0.6 µs plus NCCL's 2.8 µs difference)
+    fill = 1 + cls.efficiency.get("fill", 0.0) / (G - 1)
+    assert p.terms_s["link"] == pytest.approx(2 * (G - 1) / G * M * fill / link + 1.8e-6
+                                              + 2 * (G - 1) * (3.4e-6 + cls.row_s))
 
 
 def test_faster_links_are_faster() -> None:
@@ -139,9 +143,39 @@ def test_moe_dispatch_bad_input() -> None:
 
 
 def test_nccl_ring_steps_pay_the_hop_and_the_kernels_own_step_time() -> None:
-    # all-gather: G − 1 ring steps, (G − 1)/G of the gathered buffer over the link
-    cls, M = kernel_class("nccl/all_gather"), 4e6
+    # all-gather: G − 1 ring steps, (G − 1)/G of the gathered buffer over the link; a small
+    # message runs NCCL's LL protocol (tuning.cc: the lowest latency, half the link)
+    cls, M = kernel_class("nccl/all_gather"), 4e3
     for G in (2, 4, 8):
         p = comm.all_gather(M, G, gpu="h100-sxm")
+        traffic = (G - 1) / G * M * (1 + cls.efficiency.get("fill", 0.0) / (G - 1))
         assert p.terms_s["link"] == pytest.approx(
-            (G - 1) / G * M / (450e9 * cls.eff("link")) + (G - 1) * (0.6e-6 + cls.row_s))
+            traffic / min(141e9, 0.5 * 450e9 * cls.eff("link")) + (G - 1) * (0.6e-6 + cls.row_s))
+
+
+def test_nccl_protocol_switch_follows_nccls_cost_model() -> None:
+    # LL for small messages, LL128 in between (NVLink only), Simple for large ones; LL's
+    # bandwidth is capped at llMaxBw: 141 GB/s on Hopper, 282 GB/s on Blackwell (tuning.cc)
+    cls = kernel_class("nccl/all_gather")
+    sizes = np.geomspace(1e3, 1e9, 61)
+    _, proto = comm.nccl_ring_s(sizes, 7, 8, load_gpu("h100-sxm"), cls)
+    order = [p for i, p in enumerate(proto) if i == 0 or proto[i - 1] != p]
+    assert order == ["LL", "LL128", "Simple"]
+    _, pcie = comm.nccl_ring_s(sizes, 7, 8, load_gpu("l40s"), cls)
+    assert "LL128" not in set(pcie)
+    big = np.array([1e8])
+    hopper, p = comm.nccl_ring_s(big, 1, 2, load_gpu("h100-sxm"), cls)
+    assert p[0] == "Simple" and hopper < big / 141e9   # LL would be slower: capped
+    for gpu in ("h100-sxm", "b200"):
+        t, proto = comm.nccl_ring_s(sizes, 7, 8, load_gpu(gpu), cls)
+        assert np.all(np.diff(t) >= 0)   # a larger message never costs less
+
+
+@given(st.floats(1e8, 1e10), st.sampled_from([2, 4]))
+def test_nccl_ring_bus_bandwidth_grows_with_the_group(nbytes: float, gpus: int) -> None:
+    # the pipeline's fill and drain is one chunk (M/G) per pass: a larger group spreads it
+    # over more steps, so the bus bandwidth (G − 1)/G · M / t of a large message (the steps'
+    # latencies negligible) does not fall with G
+    bus = [(G - 1) / G * nbytes / comm.all_gather(nbytes, G, gpu="h200").time_s
+           for G in (gpus, 2 * gpus)]
+    assert bus[1] >= bus[0]

@@ -90,14 +90,79 @@ def _all_reduce_class(name: str, backend: str | None) -> Any:
     return kernel_class(f"allreduce/{name}", backend)
 
 
+# ---- NCCL's three protocols (src/graph/tuning.cc of github.com/NVIDIA/nccl @5067397) ------
+#: Ring base latency per protocol, µs → s (``ncclTunerConstantsDefaults.baseLatencies``,
+#: Ring row: LL 6.6, LL128 14.0, Simple 8.4 µs). The class's fitted ``floor_s`` stands for
+#: LL's; the other protocols add NCCL's difference to it.
+NCCL_PROTOCOLS = ("LL", "LL128", "Simple")
+_RING_BASE_S = {"LL": 6.6e-6, "LL128": 14.0e-6, "Simple": 8.4e-6}
+#: Per-step hardware latency of a ring, per link type and protocol (``hwLatencies``, Ring
+#: column): NVLink 0.6 / 1.9 / 3.4 µs, PCI 1.0 / 2.5 / 5.7 µs, NET 2.7 / 4.0 / 14.0 µs. The
+#: profile's ``nvlink_latency_s`` / ``network_latency_s`` are the LL entries; the other
+#: protocols add NCCL's difference to them.
+_RING_HW_S = {"nvlink": {"LL": 0.6e-6, "LL128": 1.9e-6, "Simple": 3.4e-6},
+              "pci": {"LL": 1.0e-6, "LL128": 2.5e-6, "Simple": 5.7e-6},
+              "net": {"LL": 2.7e-6, "LL128": 4.0e-6, "Simple": 14.0e-6}}
+#: LL's bandwidth ceiling on one node per compute capability, GB/s (``llMaxBws`` column N1:
+#: Volta 39.0, Ampere 87.7, Hopper 141.0, Blackwell 2 × 141.0); LL moves 8-byte lines of 4
+#: data bytes and a 4-byte flag, so it also gets at most half the link (``busBw * .5``).
+_LL_MAX_BW = {"volta": 39.0e9, "turing": 39.0e9, "ampere": 87.7e9, "ada": 87.7e9,
+              "hopper": 141.0e9, "blackwell": 282.0e9}
+#: LL128's share of the link: 120 data bytes per 128-byte line (``busBw * 0.92``).
+_LL128_SHARE = 0.92
+
+
+def _link_kind(gpu: Any, G: int) -> str:
+    link = gpu.interconnect
+    if G > link.scale_up_gpus:
+        return "net"
+    return "nvlink" if link.nvlink_bytes_per_s_per_direction > 0 else "pci"
+
+
+def nccl_ring_s(traffic: np.ndarray, steps: int, G: int, gpu: Any, cls: Any
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """(seconds without the floor, protocol) of an NCCL ring collective that moves
+    ``traffic`` bytes per GPU per direction in ``steps`` ring steps, with the protocol
+    NCCL's cost model picks (``ncclTopoGetAlgoTime``: latency + bytes / bandwidth, the
+    smallest wins). Per protocol: latency = base − base(LL) + steps · (hop(LL) + Δhop +
+    ``cls.row_s``); bandwidth = link · ``cls.eff("link")`` for Simple, × 0.92 for LL128
+    (enabled only on NVLink: ``pEnable &= typeIntra <= PATH_NVB``), min(half of it,
+    ``llMaxBw`` of the architecture) for LL (tuning.cc "Various model refinements").
+
+    The ring moves one chunk (M/G) per step, G − 1 steps per pass; the class's ``fill``
+    (a fraction of one step, kept with its efficiencies, 0 where absent) is the pipeline's
+    fill and drain each pass adds: bytes × (1 + fill/(G − 1)). Without it the bus bandwidth
+    would not depend on G, where nccl-tests' does (aiconfigurator's H100 rows at 512 MB:
+    all-gather 258 / 318 / 336 GB/s on 2 / 4 / 8 GPUs, reduce-scatter 235 / 300 / 328)."""
+    bw, hop = _link(gpu, G)
+    traffic = traffic * (1.0 + cls.efficiency.get("fill", 0.0) / max(G - 1, 1))
+    kind = _link_kind(gpu, G)
+    simple = bw * cls.eff("link")
+    ll_max = _LL_MAX_BW.get(str(gpu.architecture), _LL_MAX_BW["ampere"])
+    if kind == "net":
+        ll_max = min(ll_max, _LL_MAX_BW["ampere"])   # llMaxBws N2/N4 columns are lower
+    bws = {"LL": min(ll_max, 0.5 * simple), "LL128": _LL128_SHARE * simple, "Simple": simple}
+    protos = ("LL", "Simple") if kind == "pci" else NCCL_PROTOCOLS
+    best = np.full(np.shape(traffic), np.inf)
+    pick = np.full(np.shape(traffic), "Simple", dtype=object)
+    for p in protos:
+        lat = (_RING_BASE_S[p] - _RING_BASE_S["LL"]
+               + steps * (hop + _RING_HW_S[kind][p] - _RING_HW_S[kind]["LL"] + cls.row_s))
+        t = lat + traffic / bws[p]
+        pick = np.where(t < best, p, pick)
+        best = np.minimum(best, t)
+    return best, pick
+
+
 def _algorithm_s(name: str, M: np.ndarray, G: int, gpu: Any, backend: str | None
                  ) -> tuple[np.ndarray, np.ndarray, float]:
     """(time without floor, link bytes per GPU per direction, floor) of one algorithm."""
     bw, hop = _link(gpu, G)
     cls = _all_reduce_class(name, backend)
     traffic = {"oneshot": (G - 1) * M, "nvls": (G + 1) / G * M}.get(name, 2.0 * (G - 1) / G * M)
-    hops = 2 * (G - 1) if name == "ring" else 0  # ring: one step per neighbour exchange
-    return traffic / (bw * cls.eff("link")) + hops * (hop + cls.row_s), traffic, cls.floor_s
+    if name == "ring":   # one step per neighbour exchange, NCCL's protocol switch
+        return nccl_ring_s(traffic, 2 * (G - 1), G, gpu, cls)[0], traffic, cls.floor_s
+    return traffic / (bw * cls.eff("link")), traffic, cls.floor_s
 
 
 def _nccl_choice(M: np.ndarray, G: int, gpu: Any, backend: str | None) -> np.ndarray:
@@ -204,7 +269,10 @@ def _simple(op: str, message_bytes: Any, gpus: int, gpu: Any, factor, hops) -> O
     bw, hop = _link(gpu, G)
     cls = kernel_class(f"nccl/{'alltoall' if op == 'p2p' else op}")
     traffic = factor(G) * M
-    link_s = traffic / (bw * cls.eff("link")) + hops(G) * (hop + cls.row_s)
+    if op in ("all_gather", "reduce_scatter"):   # ring: G − 1 steps, NCCL's protocols
+        link_s = nccl_ring_s(traffic, hops(G), G, gpu, cls)[0]
+    else:
+        link_s = traffic / (bw * cls.eff("link")) + hops(G) * (hop + cls.row_s)
     floor = np.full_like(M, cls.floor_s)
     bound = np.where(floor > link_s, "latency", "link")
     return OpPrediction(
