@@ -81,18 +81,28 @@ def test_all_gather_all_to_all_p2p() -> None:
     assert comm.all_to_all(1e8, 16, gpu="b200").time_s > comm.all_to_all(1e8, 16,
                                                                           gpu="gb200").time_s
     a2a = kernel_class("nccl/alltoall")   # a send is the alltoall kernel's, to one peer
+    # 1 GB to one peer: NCCL's Simple protocol (its base and step latency over LL's: 1.8 +
+    # 2.8 µs, tuning.cc) over the whole link
     assert comm.p2p(1e9).time_s == pytest.approx(
-        a2a.floor_s + 1e9 / (450e9 * a2a.eff("link")) + 0.6e-6 + a2a.row_s)
+        a2a.floor_s + 1e9 / (450e9 * a2a.eff("link")) + 0.6e-6 + a2a.row_s + 4.6e-6)
 
 
 def test_nccl_all_to_all_sends_to_every_peer_at_once() -> None:
     # nccl-tests alltoall: one ncclSend/ncclRecv per peer in one group — one latency step,
     # (G − 1)/G of the buffer over the link
-    cls, M = kernel_class("nccl/alltoall"), 1e6
+    # (G − 1)/G of the buffer over the link; LL up to 16 KiB a peer (NCCL_P2P_LL_THRESHOLD),
+    # Simple beyond (+1.8 µs base, +2.8 µs step latency, the whole link)
+    cls = kernel_class("nccl/alltoall")
     for G in (2, 8):
+        M = 1e6
         p = comm.all_to_all(M, G, gpu="h200")
+        assert p.detail["link_bytes"] == pytest.approx((G - 1) / G * M)
         assert p.terms_s["link"] == pytest.approx((G - 1) / G * M / (450e9 * cls.eff("link"))
-                                                  + 0.6e-6 + cls.row_s)
+                                                  + 0.6e-6 + cls.row_s + 4.6e-6)
+        M = 16384.0 * G   # 16 KiB a peer: still LL
+        ll = min(141e9, 0.5 * 450e9 * cls.eff("link"))
+        assert comm.all_to_all(M, G, gpu="h200").terms_s["link"] == pytest.approx(
+            (G - 1) / G * M / ll + 0.6e-6 + cls.row_s)
 
 
 def test_nccl_table_runs_nccls_algorithms_and_pcie_gpus_have_no_custom_all_reduce() -> None:

@@ -154,6 +154,32 @@ def nccl_ring_s(traffic: np.ndarray, steps: int, G: int, gpu: Any, cls: Any
     return best, pick
 
 
+#: NCCL p2p (send/recv, hence all-to-all) runs LL while a peer's bytes are at most
+#: ``NCCL_P2P_LL_THRESHOLD`` (16384) per channel, Simple beyond (src/enqueue.cc l. 859,
+#: 932-933); below 64 KiB a peer gets one channel on one node (``minPartSize`` =
+#: ``P2P_NVL_CHUNKSIZE`` 512 KiB / 8, l. 912-913), so the switch is at 16 KiB a peer.
+P2P_LL_THRESHOLD_BYTES = 16384
+
+
+def nccl_p2p_s(peer_bytes: np.ndarray, peers: int, G: int, gpu: Any, cls: Any
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """(seconds without the floor, protocol) of NCCL sends of ``peer_bytes`` to each of
+    ``peers`` peers at once (one step): LL (the hop, half the link capped at ``llMaxBw``)
+    up to :data:`P2P_LL_THRESHOLD_BYTES` a peer, Simple beyond (NCCL's Simple base and
+    step latency over LL's, tuning.cc, and the whole link)."""
+    bw, hop = _link(gpu, G)
+    kind = _link_kind(gpu, G)
+    simple = bw * cls.eff("link")
+    ll_max = _LL_MAX_BW.get(str(gpu.architecture), _LL_MAX_BW["ampere"])
+    traffic = peers * peer_bytes
+    ll = hop + cls.row_s + traffic / min(ll_max, 0.5 * simple)
+    extra = (_RING_BASE_S["Simple"] - _RING_BASE_S["LL"] + _RING_HW_S[kind]["Simple"]
+             - _RING_HW_S[kind]["LL"])
+    full = hop + cls.row_s + extra + traffic / simple
+    use_ll = peer_bytes <= P2P_LL_THRESHOLD_BYTES
+    return np.where(use_ll, ll, full), np.where(use_ll, "LL", "Simple").astype(object)
+
+
 def _algorithm_s(name: str, M: np.ndarray, G: int, gpu: Any, backend: str | None
                  ) -> tuple[np.ndarray, np.ndarray, float]:
     """(time without floor, link bytes per GPU per direction, floor) of one algorithm."""
@@ -266,13 +292,14 @@ def _simple(op: str, message_bytes: Any, gpus: int, gpu: Any, factor, hops) -> O
     gpu, G, M = _collective_args(message_bytes, gpus, gpu)
     if G == 1:
         return _no_link(M)
-    bw, hop = _link(gpu, G)
     cls = kernel_class(f"nccl/{'alltoall' if op == 'p2p' else op}")
     traffic = factor(G) * M
     if op in ("all_gather", "reduce_scatter"):   # ring: G − 1 steps, NCCL's protocols
         link_s = nccl_ring_s(traffic, hops(G), G, gpu, cls)[0]
-    else:
-        link_s = traffic / (bw * cls.eff("link")) + hops(G) * (hop + cls.row_s)
+    elif op == "alltoall":   # a send to each of G − 1 peers at once
+        link_s = nccl_p2p_s(M / G, G - 1, G, gpu, cls)[0]
+    else:                    # p2p: the whole message to one peer
+        link_s = nccl_p2p_s(M, 1, G, gpu, cls)[0]
     floor = np.full_like(M, cls.floor_s)
     bound = np.where(floor > link_s, "latency", "link")
     return OpPrediction(
