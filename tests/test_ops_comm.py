@@ -124,6 +124,19 @@ def test_remote_ranks_per_token_is_the_hypergeometric_expectation() -> None:
     assert comm.remote_ranks_per_token(8, 8, 8) == pytest.approx(7.0)   # one expert per rank
 
 
+def test_group_limited_routing_reaches_fewer_ranks() -> None:
+    # DeepSeek-V3 (n_group 8, topk_group 4) on EP 8: one group per rank, a token's experts in
+    # 4 groups, each chosen for its best two experts: 7 · (1 − C(7, 4)/C(8, 4)) = 3.5 ranks
+    assert comm.remote_ranks_per_token(256, 8, 8, 8, 4) == pytest.approx(3.5)
+    for ep in (2, 4, 8, 16, 32):
+        grouped = comm.remote_ranks_per_token(256, 8, ep, 8, 4)
+        assert 0 < grouped <= comm.remote_ranks_per_token(256, 8, ep) + 1e-12
+    assert comm.remote_ranks_per_token(256, 8, 8, 1, 1) == comm.remote_ranks_per_token(256, 8, 8)
+    kw = {"hidden": 7168, "top_k": 8, "experts": 256, "ep": 8, "gpu": "h200"}
+    assert (comm.moe_all_to_all(4096, groups=8, topk_groups=4, **kw).time_s
+            < comm.moe_all_to_all(4096, **kw).time_s)
+
+
 @given(st.integers(1, 4096), st.sampled_from([2, 4, 8, 16]), st.sampled_from([1, 2, 6, 8]),
        st.sampled_from(["dispatch", "combine"]), st.sampled_from(["trtllm", "vllm"]))
 def test_moe_dispatch_laws(tokens: int, ep: int, top_k: int, phase: str, backend: str) -> None:

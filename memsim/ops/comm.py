@@ -350,21 +350,46 @@ A2A_PHASES = ("dispatch", "combine")
 A2A_WIRE_BYTES = {"bf16": 2.0, "fp16": 2.0, "fp8": 1.0 + 4.0 / 128, "nvfp4": 0.5 + 1.0 / 16}
 
 
-def remote_ranks_per_token(experts: int, top_k: int, ep: int) -> float:
+def remote_ranks_per_token(experts: int, top_k: int, ep: int, groups: int = 1,
+                           topk_groups: int = 1) -> float:
     """Expected number of *other* EP ranks that hold at least one of a token's top-k
-    experts, experts placed X/G per rank and routing uniform without replacement:
-    (G − 1) · (1 − C(X − X/G, k) / C(X, k)) (X/G the mean where G does not divide X,
-    as with redundant experts). DeepEP's normal kernels send a token once per
+    experts, experts placed X/G per rank. DeepEP's normal kernels send a token once per
     such rank (``is_token_in_rank``, csrc/kernels/intranode.cu ``notify_dispatch`` /
-    ``dispatch``), not once per expert."""
-    per_rank = experts / ep  # redundant-expert layouts (X not divisible by G): the mean
-    miss = float(np.prod([(experts - per_rank - i) / (experts - i) for i in range(top_k)]))
-    return (ep - 1) * (1.0 - max(miss, 0.0))
+    ``dispatch``), not once per expert.
+
+    - Uniform routing (``groups`` = 1): without replacement, (G − 1) · (1 − C(X − X/G, k)
+      / C(X, k)) (X/G the mean where G does not divide X, as with redundant experts).
+    - Group-limited routing (DeepSeek-V3 ``n_group`` = 8, ``topk_group`` = 4; its Gate,
+      inference/model.py, keeps the ``topk_group`` groups with the highest sum of their
+      top-2 scores and takes the top-k among their experts): a chosen group holds one of
+      the token's experts (it was chosen for its best two), so where G divides the groups
+      (each rank holds groups/G whole groups) a rank is reached iff one of its groups is
+      chosen: (G − 1) · (1 − C(groups − groups/G, topk_groups) / C(groups, topk_groups));
+      where a group spans several ranks, its chosen share of the k experts lands uniformly
+      on them.
+    """
+    from math import comb
+
+    if groups <= 1 or topk_groups >= groups:
+        per_rank = experts / ep  # redundant-expert layouts (X not divisible by G): the mean
+        miss = float(np.prod([(experts - per_rank - i) / (experts - i)
+                              for i in range(top_k)]))
+        return (ep - 1) * (1.0 - max(miss, 0.0))
+    if groups % ep == 0:
+        per_rank = groups // ep
+        return (ep - 1) * (1.0 - comb(groups - per_rank, topk_groups) / comb(groups,
+                                                                             topk_groups))
+    # a group spans ep/groups ranks: the token's k experts lie in topk_groups groups
+    pool = topk_groups * experts / groups
+    per_rank = experts / ep
+    miss = float(np.prod([(pool - per_rank - i) / (pool - i) for i in range(top_k)]))
+    return (ep - 1) * topk_groups / groups * (1.0 - max(miss, 0.0))
 
 
 def moe_all_to_all(tokens: Any, *, hidden: int, top_k: int, experts: int, ep: int,
                    phase: str = "dispatch", mode: str = "normal", dtype: str = "bf16",
-                   gpu: Any = "h200", backend: str | None = None) -> OpPrediction:
+                   gpu: Any = "h200", backend: str | None = None, groups: int = 1,
+                   topk_groups: int = 1) -> OpPrediction:
     """One MoE dispatch or combine of ``tokens`` tokens per rank (arrays broadcast) over
     ``ep`` ranks, as DeepEP's kernels move them.
 
@@ -376,6 +401,10 @@ def moe_all_to_all(tokens: Any, *, hidden: int, top_k: int, experts: int, ep: in
     - ``mode="low_latency"`` (DeepEP ``low_latency_dispatch`` / ``low_latency_combine``;
       decode): one message per (token, expert) pair, k·(G − 1)/G copies per token that
       leave the rank (csrc/kernels/internode_ll.cu sends per expert, no rank dedup).
+
+    ``groups`` / ``topk_groups``: the model's group-limited routing (config.json
+    ``n_group`` / ``topk_group``; 1 / 1 is uniform), which bounds the ranks a token
+    reaches in the normal kernels (:func:`remote_ranks_per_token`).
 
     Dispatch sends ``dtype`` on the wire (:data:`A2A_WIRE_BYTES`); combine returns bf16
     (DeepEP's combine takes bf16 x). Time = floor + link bytes / (link · efficiency) +
@@ -405,9 +434,10 @@ def moe_all_to_all(tokens: Any, *, hidden: int, top_k: int, experts: int, ep: in
     if mode == "low_latency":
         per_token = top_k * (G - 1) / G
     elif G <= domain:
-        per_token = remote_ranks_per_token(experts, top_k, G)
+        per_token = remote_ranks_per_token(experts, top_k, G, groups, topk_groups)
     else:  # normal internode: once per remote node over the network, then NVLink fan-out
-        per_token = remote_ranks_per_token(experts, top_k, -(-G // domain))
+        per_token = remote_ranks_per_token(experts, top_k, -(-G // domain), groups,
+                                           topk_groups)
     copies = T * per_token
     traffic = copies * hidden * A2A_WIRE_BYTES[wire]
     bw, _ = _link(gpu, G)
