@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from memsim.algorithms._tiles import INDEX_BLOCK_Q
-from memsim.geometry import MaskGeometry, TileSums, tile_sums
+from memsim.geometry import MaskGeometry, TileSums, floor_sum, tile_sums
 from memsim.problem import Indexer
 from memsim.units import DTYPE_BYTES, scaled_row_bytes
 
@@ -239,34 +239,54 @@ class Arrays:
 
         Without ``slots``: every re-touch, ``row_pairs − N``. With them (FA-1 Alg. 1: one
         block per group, outer loop over key tiles j, inner over the query tiles that see
-        j): the groups in flight, min(groups, slots), run the same loop in lock-step, so
-        between two touches of a row tile (key tiles j − 1 and j) each touches the rows
-        active at j once and one K/V tile: the re-touch hits iff
-        groups in flight × (rows(j) · ``bytes_per_row`` + ``kv_tile_bytes``) ≤ L2 (the
-        tile's own rows are counted in the span: a slight over-count, large only when a
-        head has one or two query tiles). Under a
-        causal mask rows(j) = N − max(0, j·Bc − (S − N)) shrinks with j, so the early key
-        tiles miss and the late ones hit; under other masks rows(j) is taken as its mean
-        (row_pairs / key tiles) and every re-touch misses or none does.
+        j; blocks launched batch fastest, then head group, memsim.trace.sched_flash1):
+        every block lasts as long as the others, so the groups run in lock-step waves of
+        ``slots`` groups, the last wave holding the ``groups mod slots`` left over. In a
+        wave of G groups, between two touches of a row tile (key tiles j − 1 and j) each
+        group touches the rows active at j once and one K/V tile: the re-touch hits iff
+        G × (rows(j) · ``bytes_per_row`` + ``kv_tile_bytes``) ≤ L2 (the tile's own rows
+        are counted in the span: a slight over-count, large only when a head has one or
+        two query tiles). Under a causal mask rows(j) = N − max(0, j·Bc − (S − N))
+        shrinks with j, so the early key tiles miss and the late ones hit; under other
+        masks rows(j) is taken as its mean (row_pairs / key tiles) and every re-touch
+        misses or none does.
         """
         rereads = t.row_pairs - self.N
         if self.slots is None:
             return rereads
-        in_flight = np.minimum(np.maximum(self.groups, 1), np.maximum(self.slots, 1))
+        groups, slots = np.maximum(self.groups, 1), np.maximum(self.slots, 1)
+        full_waves = np.floor(groups / slots)
+        last = groups - full_waves * slots                   # groups of the last wave
+        wide = self._state_rereads_in_wave(t, rereads, bytes_per_row, kv_tile_bytes,
+                                           np.minimum(groups, slots))
+        narrow = self._state_rereads_in_wave(t, rereads, bytes_per_row, kv_tile_bytes,
+                                             np.maximum(last, 1))
+        return (full_waves * slots * wide + last * narrow) / groups
+
+    def _state_rereads_in_wave(self, t: TileSums, rereads, bytes_per_row, kv_tile_bytes,
+                               in_flight):
+        """One group's HBM re-touches in a wave of ``in_flight`` lock-step groups (see
+        :meth:`hbm_state_rereads`)."""
         rows_fit = (self.l2_bytes / in_flight - kv_tile_bytes) / bytes_per_row
         tiles = np.maximum(t.union_tiles, 1)
         if self.geometry is None or self.geometry.kind != "causal":
             mean_rows = t.row_pairs / tiles
             return np.where(mean_rows <= rows_fit, 0.0, rereads)
-        N, Bc = self.N, self.Bc
+        N, Bc, Br = self.N, self.Bc, self.Br
         o = self.S - N
-        # key tiles 1 … m miss, m = j* − 1, j* the first with rows(j) ≤ rows_fit
-        j_star = np.clip(np.ceil((N - rows_fit + o) / Bc), 1, tiles)
+        # query tile a is active at key tile j iff its last position o + (a+1)·Br − 1
+        # ≥ j·Bc: rows(j) = N − Br·max(0, ⌊(j·Bc − o)/Br⌋), whole tiles (the last one,
+        # ragged or not, is active at every j). Key tiles 1 … m miss, m = j* − 1, j* the
+        # first j with rows(j) ≤ rows_fit, i.e. with ⌊(j·Bc − o)/Br⌋ ≥ q:
+        q = np.ceil((N - rows_fit) / Br)
+        j_star = np.clip(np.ceil((q * Br + o) / Bc), 1, tiles)
         m = np.where(rows_fit >= N, 0, j_star - 1)
-        j1 = np.floor(o / Bc) + 1                            # first j with j·Bc > o
-        n_cut = np.maximum(m - j1 + 1, 0)
-        cut = Bc * (j1 + m) * n_cut / 2 - o * n_cut           # Σ_{j1..m} (j·Bc − o)
-        return np.clip(m * N - cut, 0, rereads)
+        # Σ_{j=1..m} rows(j) = m·N − Br·Σ_{j0 ≤ j ≤ m} ⌊(j·Bc − o)/Br⌋, j0 the first j ≥ 1
+        # with j·Bc ≥ o
+        j0 = np.maximum(np.ceil(o / Bc), 1)
+        n_cut = np.maximum(m - j0 + 1, 0)
+        cut = floor_sum(n_cut, Br, Bc, np.maximum(j0 * Bc - o, 0))
+        return np.clip(m * N - Br * cut, 0, rereads)
 
     def hbm_query_rows(self, t: TileSums, bytes_per_row):
         """Query rows whose per-row bytes (Q, dO, logsumexp, Δ, the fp32 dQ accumulator)
