@@ -311,6 +311,23 @@ class Arrays:
         return np.where(fits, self.N, np.minimum(per_wave, t.row_pairs))
 
 
+def handoff_hit_fraction(first_bytes, second_bytes, l2_bytes):
+    """Fraction of a tensor's units that one kernel leaves in L2 for the next kernel to
+    read (memsim.trace.l2: LRU, kernels back to back, one L2).
+
+    Both kernels walk their blocks in the same launch order and each touches its tensors
+    in proportion along it (``first_bytes``, ``second_bytes``: the distinct bytes each
+    touches in all). The unit at fraction f of the order is re-touched after the first
+    kernel's bytes past f and the second's before f, (1 − f)·first + f·second distinct
+    bytes — linear in f — so it hits iff that fits the L2: all units, none, or those on
+    the side of the crossing where the smaller kernel dominates."""
+    first, second = np.asarray(first_bytes, float), np.asarray(second_bytes, float)
+    slope = second - first
+    cross = (l2_bytes - first) / np.where(slope == 0, 1.0, slope)   # d(cross) = L2
+    frac = np.where(slope > 0, np.clip(cross, 0, 1), np.clip(1 - cross, 0, 1))
+    return np.where(slope == 0, (first <= l2_bytes) * 1.0, frac)
+
+
 def from_problem(problem, tiling, gpu=None) -> Arrays:  # (AttentionProblem, Tiling, GPU)
     """Size-1 arrays of ``problem`` under ``tiling``; with ``gpu``, HBM bytes use the L2
     reuse estimate of :meth:`Arrays.hbm_key_loads` (occupancy and L2 size from the GPU)."""
