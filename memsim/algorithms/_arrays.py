@@ -148,7 +148,7 @@ class Arrays:
             groups_in_flight = np.clip(slots // Q, 1, groups)
             fits = groups_in_flight * kv <= cap
             many = np.where(fits, t.union_keys, np.minimum(per_wave, t.key_loads))
-            one = self._causal_key_loads(t, bytes_per_key, Br, geometry, slots)
+            one = self._causal_key_loads(t, bytes_per_key, Br, geometry, slots, stream_bytes)
             one = np.where(kv <= cap, t.union_keys, np.minimum(one, t.key_loads))
             return np.where(Q >= slots, one, many)
         waves = np.ceil(groups * Q / slots)
@@ -174,7 +174,8 @@ class Arrays:
         return t.union_keys + wave_keys * (straddling * miss_two
                                            + (rereads - straddling) * miss_one)
 
-    def _causal_key_loads(self, t: TileSums, bytes_per_key, Br, geometry, slots):
+    def _causal_key_loads(self, t: TileSums, bytes_per_key, Br, geometry, slots,
+                          stream_bytes=0.0):
         """One group's HBM keys under a causal mask with staggered generations (see
         :meth:`hbm_key_loads`).
 
@@ -190,7 +191,10 @@ class Arrays:
         o = S - N
         Q = np.maximum(t.q_tiles, 1)
         tile_bytes = Bc * bytes_per_key
-        M = np.floor(self.l2_bytes / tile_bytes)           # key tiles the L2 holds
+        clump = np.maximum(Bc // Br, 1)
+        # key tiles the L2 holds beside the Q, O and logsumexp of the clump of blocks
+        # that starts (and the one that ends) between two clumps' reads of a tile
+        M = np.floor(np.maximum(self.l2_bytes - clump * stream_bytes, 0) / tile_bytes)
 
         def n_at(a):  # key tiles of query tile a (causal): ⌊(o + (a+1)·Br − 1)/Bc⌋ + 1
             return np.floor((o + (a + 1) * Br - 1) / Bc) + 1
@@ -200,7 +204,6 @@ class Arrays:
         # first tile of its generation
         need = M + n_at(0)                                  # n_a ≥ need + 1
         a_thr = np.maximum(np.ceil((need * Bc - o + 1) / Br) - 1, 0)
-        clump = np.maximum(Bc // Br, 1)
         k_star = np.maximum(np.ceil(a_thr / slots), 1)
         a_star = np.minimum(np.ceil(k_star * slots / clump) * clump, Q)
         a_tail = np.clip(np.ceil((Q - slots) / clump) * clump, a_star, Q)
