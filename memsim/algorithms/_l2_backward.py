@@ -111,7 +111,7 @@ def standard_backward_hbm(x, masked: bool) -> tuple[np.ndarray, np.ndarray]:
     hpb, e, D, Dv, N, S = x.hpb, x.e, x.D, x.Dv, x.N, x.S
     g = np.maximum(x.groups, 1)
     scores = N * S * hpb * e                              # one score matrix, one group
-    do_b, q_b, dq_b = N * hpb * Dv * e, N * hpb * D * e, N * hpb * D * e
+    do_b, dq_b = N * hpb * Dv * e, N * hpb * D * e
     k_b, v_b = S * D * e, S * Dv * e
     xs = _swapped(x)
     ts = xs.tiles()
@@ -148,4 +148,135 @@ def standard_backward_hbm(x, masked: bool) -> tuple[np.ndarray, np.ndarray]:
              + scores * (1 - c_dsk) + q_dk)                # dK
     writes = (v_b + scores + scores + masked * scores * (1 - c_ds)
               + dq_b + k_b)
+    return reads, writes
+
+
+#: generations of a head group's FA-2 backward blocks summed one by one; past this many
+#: every ⌈K / MAX_GENERATIONS⌉-th pair of generations is summed and weighted
+MAX_GENERATIONS = 1024
+
+
+def _staggered_misses(m, n, n_fit, c, first):
+    """Query tiles read from HBM by one staggered generation of FA-2's backward blocks
+    (see :func:`fa2_query_tile_loads`): ``n`` blocks started ``c`` tile-steps apart, the
+    first walking ``m`` query tiles (of which it misses ``first``) and each next one c
+    fewer; a re-read hits iff the tiles the blocks in flight sweep in one gap, c per
+    block started so far, fit in the L2's ``n_fit``·c tiles.
+
+    Block i reads position p when i + 1 + ⌊p/c⌋ blocks have started: it misses iff
+    min(n, i + 1 + p/c) > n_fit, i.e. from p = (n_fit − 1 − i)·c on."""
+    i0 = np.maximum(1, np.ceil(n_fit - 1))                 # first block missing all
+    ramp = (np.minimum(n, i0) - 1) * np.maximum(0.0, m - (n_fit - 1) * c)
+    i_end = np.minimum(n - 1, np.ceil(m / c) - 1)          # last block with m − i·c > 0
+    k = np.maximum(0.0, i_end - i0 + 1)
+    tail = k * m - c * (i0 + i_end) * k / 2
+    return np.where(n <= n_fit, first, first + ramp + np.maximum(tail, 0.0))
+
+
+def fa2_query_tile_loads(x, t: TileSums, tile_bytes, kv_block_bytes):
+    """Query tiles (Q, dO, logsumexp, Δ, dQ accumulator of Br·hpb rows) that FA-2's
+    dq/dk/dv kernel reads from HBM per (batch, head group), under a causal mask, when a
+    group has at least as many key-tile blocks as the GPU has slots (with fewer, the
+    caller's per-wave rule applies: :func:`fa2_backward_hbm`).
+
+    The grid runs key tile j's block over the query tiles that see it, last to first:
+    m_j = T − a0(j) tiles, c = Bc/Br fewer per block. W = ``slots`` blocks start at once
+    (generation 0, lock-step: one read of each tile); as they end, shortest first,
+    block W + i starts when block W − 1 − i ends, c steps after block W + i − 1
+    (generation 1, staggered), and all of generation 1 ends at once
+    (s_{W+i} + m_{W+i} = 2·T − (2·W − 1)·c), so generation 2 is lock-step again, and so
+    on: even generations read the union of their tiles once, odd ones lose the re-reads
+    that :func:`_staggered_misses` counts, with ``n_fit`` = the tiles the L2 holds
+    (less a block's K, V, dK, dV) over c, less one for the lock-step blocks still in
+    flight. Generations are summed one by one (up to :data:`MAX_GENERATIONS`, then
+    sampled evenly); the trace-driven model places the same blocks by list scheduling.
+    """
+    T = np.maximum(t.q_tiles, 1).astype(np.float64)
+    Tk = np.maximum(t.union_tiles, 1).astype(np.float64)
+    W = np.maximum(x.slots, 1).astype(np.float64)
+    c = x.Bc / x.Br
+    o = (x.S - x.N).astype(np.float64)
+    fit = (x.l2_bytes - kv_block_bytes) / np.maximum(tile_bytes, 1e-30)
+    kv_tiles = kv_block_bytes / np.maximum(tile_bytes, 1e-30)
+    n_fit = fit / c + 1                                  # see _staggered_misses
+    gens = np.ceil(Tk / W)
+    stride = np.maximum(1.0, np.ceil(np.max(gens) / MAX_GENERATIONS))
+
+    def walk(j):  # m_j: query tiles of key tile j's block
+        return np.clip(T - (j * x.Bc - o) / x.Br, 0, T)
+
+    total = np.zeros(np.broadcast(T, W, c, fit).shape)
+    k = 0.0
+    while np.any(k < gens):
+        # generations k (lock-step) and k + 1 (staggered), standing for ``stride`` pairs
+        weight = np.maximum(np.minimum(stride, np.ceil((gens - k) / 2)), 0)
+        for kk, staggered in ((k, False), (k + 1, True)):
+            m, m_prev = walk(kk * W), walk((kk - 1) * W)
+            # a generation's first block re-reads tile X after the previous generation's
+            # last one: in between, everything that generation swept (its first block's
+            # walk) and the new blocks' K, V, dK, dV
+            first = m if kk == 0 else np.where(m_prev + W * kv_tiles > fit + kv_tiles,
+                                               m, 0.0)
+            n = np.clip(Tk - kk * W, 0, W)
+            reads = _staggered_misses(m, n, n_fit, c, first) if staggered else first
+            total = total + np.where(kk < gens, reads, 0.0) * weight
+        k += 2 * stride
+    return total
+
+
+def fa2_backward_hbm(x) -> tuple[np.ndarray, np.ndarray]:
+    """HBM (read, write) bytes per (batch, head group) of FA-2's backward, its three
+    kernels (memsim.algorithms.flash2.backward; ``x`` with the backward's own tiles):
+
+        dot_do_o    O, dO read; Δ and the cleared fp32 dQ accumulator written
+        dq_dk_dv    K, V read and dK, dV written once per key tile; per (key tile, query
+                    tile) pair Q, dO, logsumexp, Δ read and the dQ accumulator
+                    read-modified-written
+        convert_dq  the dQ accumulator read, dQ written
+
+    Query-side loads of the main kernel, in query rows: every group reads its N rows
+    once when the groups in flight hold their rows in L2; under a causal mask with at
+    least ``slots`` key tiles per group, :func:`fa2_query_tile_loads` (staggered
+    generations); under the full mask the lock-step waves of
+    :meth:`Arrays.hbm_key_loads` with queries and keys exchanged (a wave's K, V, dK,
+    dV streamed between two reads); otherwise one read of the rows of each wave's key
+    tiles (:meth:`Arrays.hbm_query_rows`). A row loaded from HBM reads its Q, dO,
+    logsumexp, Δ and accumulator; the accumulator is written back once per stay in L2.
+    The first loads of dO, Δ and the accumulator come from L2 in the share of groups
+    :func:`carried_fraction` gives after dot_do_o, and convert_dq's reads in the share
+    the main kernel leaves.
+    """
+    t = x.tiles()
+    hpb, e, D, Dv, N = x.hpb, x.e, x.D, x.Dv, x.N
+    cap = x.l2_bytes
+    g = np.maximum(x.groups, 1)
+    kv = t.union_keys * (D + x.dv_load) * e
+    acc = hpb * D * F4                                     # accumulator bytes per row
+    row = hpb * (D * e + Dv * e + 2 * F4) + acc            # a query row's L2 bytes
+    kv_block = 2 * x.Bc * (D + x.dv_load) * e              # K, V read; dK, dV written
+    # the main kernel's query-row loads per group
+    per_wave = x.hbm_query_rows(t, row)
+    if x.geometry.kind == "causal":
+        tiles = fa2_query_tile_loads(x, t, x.Br * row, kv_block)
+        staggered = tiles * N / np.maximum(t.q_tiles, 1)
+        rows = np.where(t.union_tiles >= x.slots, np.maximum(staggered, N), per_wave)
+    elif x.geometry.kind == "full":
+        xs = _swapped(x)
+        rows = xs.hbm_key_loads(xs.tiles(), row, stream_bytes=kv_block)
+    else:
+        rows = per_wave
+    in_flight = np.clip(np.maximum(x.slots, 1) // np.maximum(t.union_tiles, 1), 1, g)
+    rows = np.where(in_flight * N * row <= cap, N, np.minimum(rows, t.row_pairs))
+    # kernel 1 → 2: dO, Δ, accumulator carried (O is not read again)
+    pre = N * hpb * (2 * Dv * e + F4) + N * acc
+    c1 = carried_fraction(g * pre, N * hpb * Dv * e, kv * 2 + N * hpb * (D * e + F4), g,
+                          cap)
+    carried = c1 * N * hpb * (Dv * e + F4 + D * F4)
+    main_reads = kv + rows * row - carried
+    acc_writes = N * (1 - c1) * acc + rows * acc            # one write-back per stay
+    # kernel 2 → 3: the accumulator carried when the main kernel's footprint fits
+    main_fp = g * (N * row + 2 * kv)
+    c2 = carried_fraction(main_fp, N * (row - acc) + 2 * kv, N * hpb * D * e, g, cap)
+    reads = N * hpb * 2 * Dv * e + main_reads + N * acc * (1 - c2)
+    writes = N * hpb * F4 + acc_writes + kv + N * hpb * D * e
     return reads, writes
