@@ -25,6 +25,7 @@ import numpy as np
 
 from memsim.algorithms import standard_blockskip
 from memsim.algorithms._arrays import Arrays
+from memsim.algorithms._l2_backward import standard_backward_hbm
 from memsim.cost import Cost
 from memsim.geometry import DENSE_MASKS, MaskGeometry
 
@@ -76,4 +77,10 @@ def forward(x: Arrays) -> Cost:
 
 
 def backward(x: Arrays) -> Cost:
-    return standard_blockskip.backward(dense(x)) + _mask_kernel(x)
+    cost = standard_blockskip.backward(dense(x)) + _mask_kernel(x)
+    if x.slots is None:
+        return cost
+    # the closed-form L2 estimate, kernel by kernel (memsim.algorithms._l2_backward)
+    masked = np.asarray(0.0 if x.geometry.kind == "full" else 1.0)
+    reads, writes = standard_backward_hbm(dense(x), masked)
+    return replace(cost, hbm_read_bytes=x.groups * reads, hbm_write_bytes=x.groups * writes)
