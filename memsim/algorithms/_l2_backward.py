@@ -93,10 +93,11 @@ def _swapped(x):
     return replace(x, N=x.S, S=x.N, Br=x.Bc, Bc=x.Br)
 
 
-def standard_backward_hbm(x, masked: bool) -> tuple[np.ndarray, np.ndarray]:
-    """HBM (read, write) bytes per (batch, head group) of eager attention's backward
-    (memsim.algorithms.standard_blockskip.backward over the dense scores ``x``, and
-    masked_fill's gradient when ``masked``), kernel by kernel in autograd's order:
+def standard_backward_hbm(x, masked) -> tuple[np.ndarray, np.ndarray]:
+    """HBM (read, write) bytes per (batch, head group) of standard attention's backward
+    (memsim.algorithms.standard_blockskip.backward over ``x``'s active tiles — eager
+    attention passes the dense scores — and masked_fill's gradient where ``masked`` is
+    1), kernel by kernel in autograd's order:
 
         dV  (grid: key tiles)    P column, dO rows re-read per key tile; dV once
         dP  (grid: query tiles)  dO rows once, V re-read per query tile; dP row written
@@ -122,7 +123,8 @@ def standard_backward_hbm(x, masked: bool) -> tuple[np.ndarray, np.ndarray]:
     t = x.tiles()
     hpb, e, D, Dv, N, S = x.hpb, x.e, x.D, x.Dv, x.N, x.S
     g = np.maximum(x.groups, 1)
-    scores = N * S * hpb * e                              # one score matrix, one group
+    scores = t.area * hpb * e                             # one score matrix, one group
+    row_keys = t.area / np.maximum(N, 1)                  # mean keys per query row
     do_b, dq_b = N * hpb * Dv * e, N * hpb * D * e
     k_b, v_b = S * D * e, S * Dv * e
     xs = _swapped(x)
@@ -136,8 +138,8 @@ def standard_backward_hbm(x, masked: bool) -> tuple[np.ndarray, np.ndarray]:
         * hpb * D * e
     # dS pass 2: key tile j hits iff W·Br·hpb·e·(2·S + j·Bc) ≤ L2 (W blocks in flight)
     in_flight = np.minimum(np.maximum(x.slots, 1), g * np.maximum(t.q_tiles, 1))
-    hit_keys = np.clip(cap / (in_flight * x.Br * hpb * e) - 2 * S, 0, S)
-    pass2 = 2 * scores * (1 - hit_keys / np.maximum(S, 1))
+    hit_keys = np.clip(cap / (in_flight * x.Br * hpb * e) - 2 * row_keys, 0, row_keys)
+    pass2 = 2 * scores * (1 - hit_keys / np.maximum(row_keys, 1))
     # kernels' footprints (all groups) and what each carries to the next
     f_dv = g * (scores + do_b + v_b)
     f_dp = g * (do_b + v_b + scores)
