@@ -48,18 +48,6 @@ def flash1_backward_hbm(x, t: TileSums) -> tuple[np.ndarray, np.ndarray]:
     dq = hpb * D * e
     kv_tile = t.union_keys / np.maximum(t.union_tiles, 1) * (D + x.dv_load) * e
     again = x.hbm_state_rereads(t, inputs + dq, 2 * kv_tile)
-    if x.slots is not None:
-        # blocks (one per group) of equal length run in waves of ``slots``; the last
-        # wave's r = groups mod slots groups share the L2 among fewer
-        from dataclasses import replace
-
-        slots = np.maximum(x.slots, 1)
-        groups = np.maximum(x.groups, 1)
-        r = np.mod(groups, slots)
-        full = groups - r
-        last = replace(x, slots=np.maximum(r, 1)).hbm_state_rereads(t, inputs + dq,
-                                                                     2 * kv_tile)
-        again = np.where(groups > slots, (full * again + r * last) / groups, again)
     return kv + (N + again) * inputs + again * dq, kv + (N + again) * dq
 
 

@@ -65,7 +65,15 @@ def _mask_kernel(x: Arrays) -> Cost:
 
 
 def forward(x: Arrays) -> Cost:
-    return standard_blockskip.forward(dense(x)) + _mask_kernel(x)
+    cost = standard_blockskip.forward(dense(x)) + _mask_kernel(x)
+    if x.slots is None:
+        return cost
+    # the L2 estimate over the four kernels: S may stay in L2 from QKᵀ to masked_fill
+    # to softmax (standard_blockskip.forward_hbm_bytes)
+    d = dense(x)
+    reads, writes = standard_blockskip.forward_hbm_bytes(
+        d, d.tiles(), masked_fill=x.geometry.kind != "full")
+    return replace(cost, hbm_read_bytes=reads, hbm_write_bytes=writes)
 
 
 def backward(x: Arrays) -> Cost:
