@@ -154,7 +154,7 @@ def standard_backward_hbm(x, masked) -> tuple[np.ndarray, np.ndarray]:
 
 
 #: generations of a head group's FA-2 backward blocks summed one by one; past this many
-#: every ⌈K / MAX_GENERATIONS⌉-th pair of generations is summed and weighted
+#: every ⌈generations / MAX_GENERATIONS⌉-th pair is summed, weighted by the stride
 MAX_GENERATIONS = 1024
 
 
@@ -177,9 +177,10 @@ def _staggered_misses(m, n, n_fit, c, first):
 
 def fa2_query_tile_loads(x, t: TileSums, tile_bytes, kv_block_bytes):
     """Query tiles (Q, dO, logsumexp, Δ, dQ accumulator of Br·hpb rows) that FA-2's
-    dq/dk/dv kernel reads from HBM per (batch, head group), under a causal mask, when a
-    group has at least as many key-tile blocks as the GPU has slots (with fewer, the
-    caller's per-wave rule applies: :func:`fa2_backward_hbm`).
+    dq/dk/dv kernel reads from HBM for the first (batch, head group) of the grid, which
+    runs on an idle GPU, under a causal mask, when a group has at least as many key-tile
+    blocks as the GPU has slots (with fewer, and for the later groups, the caller's
+    per-wave rule applies: :func:`fa2_backward_hbm`).
 
     The grid runs key tile j's block over the query tiles that see it, last to first:
     m_j = T − a0(j) tiles, c = Bc/Br fewer per block. W = ``slots`` blocks start at once
@@ -188,10 +189,13 @@ def fa2_query_tile_loads(x, t: TileSums, tile_bytes, kv_block_bytes):
     (generation 1, staggered), and all of generation 1 ends at once
     (s_{W+i} + m_{W+i} = 2·T − (2·W − 1)·c), so generation 2 is lock-step again, and so
     on: even generations read the union of their tiles once, odd ones lose the re-reads
-    that :func:`_staggered_misses` counts, with ``n_fit`` = the tiles the L2 holds
-    (less a block's K, V, dK, dV) over c, less one for the lock-step blocks still in
-    flight. Generations are summed one by one (up to :data:`MAX_GENERATIONS`, then
-    sampled evenly); the trace-driven model places the same blocks by list scheduling.
+    that :func:`_staggered_misses` counts, with ``n_fit`` = fit/c + 1, fit the query
+    tiles the L2 holds beside a block's K, V, dK, dV (the trace, one group, 8, 16 and 32
+    slots: thrashing sets in between fit = slots − 2 and slots). A generation's first
+    block re-reads what the previous generation's blocks swept since (their first walk
+    and their K, V, dK, dV): all from HBM if that overflows, else none. Generations are
+    summed one by one (past :data:`MAX_GENERATIONS`, every stride-th pair, weighted);
+    the trace-driven model places the same blocks by list scheduling.
     """
     T = np.maximum(t.q_tiles, 1).astype(np.float64)
     Tk = np.maximum(t.union_tiles, 1).astype(np.float64)
