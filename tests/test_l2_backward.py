@@ -79,13 +79,15 @@ def test_backward_estimate_agrees_with_the_trace_on_a100(alg, H, K, D, N, causal
     assert abs(r - 1) < 0.10
 
 
-@pytest.mark.xfail(strict=True, reason="FA-2 causal backward, GQA, 16K on A100: the "
-                   "trace's second head group pays a staggered start-up that the closed "
-                   "form gives only the first one (0.51; 0.98 at 32K)")
-def test_fa2_causal_gqa_16k_backward_known_miss() -> None:
-    p = AttentionProblem(batch=1, seq_len=16384, heads=32, kv_heads=8, head_dim=128,
+@pytest.mark.xfail(strict=True, reason="FA-2 causal backward with GQA past the L2: which "
+                   "head groups pay a staggered start-up depends on how key tiles per "
+                   "group and slots interleave; the closed form charges it to the first "
+                   "group only (A100 16K 0.51, H100 16K 0.19 and 32K 0.42; A100 32K 0.98)")
+@pytest.mark.parametrize(("gpu", "N"), [(A100, 16384), (H100, 16384), (H100, 32768)])
+def test_fa2_causal_gqa_backward_known_misses(gpu, N: int) -> None:
+    p = AttentionProblem(batch=1, seq_len=N, heads=32, kv_heads=8, head_dim=128,
                          mask=Mask(), **{"pass": "backward"})
-    assert abs(_ratio(p, A100, "flash2") - 1) < 0.10
+    assert abs(_ratio(p, gpu, "flash2") - 1) < 0.10
 
 
 @given(footprint=st.floats(0, 1e9), z=st.floats(0, 1e8), y=st.floats(0, 1e8),
