@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from memsim.attention import predict
@@ -152,3 +153,25 @@ def test_trtllm_decode_kernel_follows_xqa_dispatch() -> None:
     names = {predict(p, "h100-sxm", "flash_decode", backend="trtllm").to_dict()
              ["efficiency_class"] for p in (gqa, fp8, mha)}
     assert names == {f"attention/decode/trtllm/{k}" for k in ("xqa_hmma", "xqa_gmma", "mmha")}
+
+
+def test_xqa_multi_block_follows_tensorrt_llms_heuristic() -> None:
+    """computeMultiBlockCount (decoderXQAImplCommon.h), worked by hand on H100's 132 SMs:
+    510 past tokens → ⌊510/128⌋ = 3 CTAs; 131070 → 1023, capped at round(√(8·1023)) = 90;
+    batch 16 × 8 KV heads at 131070: cut to 8 waves, ⌊90 / (16·8·90/132/8)⌋ = 8;
+    a short cache never splits; batch 2048 keeps 1 (the wave cap)."""
+    from memsim.attention import xqa_multi_block
+
+    got = xqa_multi_block(np.array([1, 1, 16, 1, 2048]), np.array([1, 1, 8, 1, 8]),
+                          np.array([510, 131070, 131070, 100, 131070]), 132)
+    assert got.tolist() == [3, 90, 8, 1, 1]
+
+
+def test_decode_cta_time_is_the_busiest_sms_plus_one_for_the_reduction() -> None:
+    """⌈CTAs / SMs⌉ CTAs' fixed steps on the busiest SM, one more where the keys are split
+    (the last CTA reduces the partials)."""
+    from memsim.attention import decode_serial_s
+
+    t = decode_serial_s(2e-6, np.array([8.0, 8 * 3, 264.0, 265.0]),
+                        np.array([8.0, 8.0, 264.0, 265.0]), 132)
+    assert t.tolist() == pytest.approx([2e-6, 4e-6, 4e-6, 6e-6])
