@@ -500,15 +500,16 @@ def decode_kernel(problem: AttentionProblem, backend: str | None, gpu: GPU) -> s
       elsewhere ``supportConfigHMMA`` accepts.
 
     On Blackwell TensorRT-LLM decodes grouped heads with its trtllm-gen kernels
-    (``supportConfigTllmGen``), none of the three: None, the class of all TensorRT-LLM
-    decode kernels together (``attention/decode/trtllm``).
+    (``supportConfigTllmGen``): "trtllm_gen", TMA-fed warp-specialised tensor-core kernels,
+    whose class takes the numbers of the Hopper kernel of that structure (XQA QGMMA;
+    Blackwell is never fitted), with memsim's own split count (not XQA's heuristic).
     """
     if backend != "trtllm" or problem.mla:
         return None
     if problem.H // max(problem.K, 1) <= 1:
         return "mmha"
     if gpu.architecture == "blackwell":
-        return None
+        return "trtllm_gen"
     if gpu.architecture == "hopper" and problem.dtype == "fp8":
         return "xqa_gmma"
     return "xqa_hmma"

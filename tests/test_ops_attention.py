@@ -133,7 +133,7 @@ def test_vllm_decode_on_blackwell_runs_trtllm_gen_kernels() -> None:
 def test_trtllm_decode_kernel_follows_xqa_dispatch() -> None:
     """XQA's QGMMA kernel only with an fp8 cache on Hopper (supportConfigQGMMA), its HMMA
     kernel for 16-bit caches, MMHA for one head per KV head (MHA, and groups over 32 turned
-    into MHA); Blackwell's trtllm-gen kernels take the all-kernel class; other backends
+    into MHA); Blackwell's trtllm-gen kernels their own (QGMMA's numbers); other backends
     have none."""
     from memsim.attention import decode_kernel, production_problem
     from memsim.hardware import load_gpu
@@ -148,7 +148,7 @@ def test_trtllm_decode_kernel_follows_xqa_dispatch() -> None:
     assert decode_kernel(gqa, "trtllm", h100) == "xqa_hmma"
     assert decode_kernel(fp8, "trtllm", h100) == "xqa_gmma"
     assert decode_kernel(mha, "trtllm", h100) == decode_kernel(wide, "trtllm", h100) == "mmha"
-    assert decode_kernel(gqa, "trtllm", b200) is None
+    assert decode_kernel(gqa, "trtllm", b200) == "trtllm_gen"
     assert decode_kernel(gqa, "vllm", h100) is None
     names = {predict(p, "h100-sxm", "flash_decode", backend="trtllm").to_dict()
              ["efficiency_class"] for p in (gqa, fp8, mha)}
