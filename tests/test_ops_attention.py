@@ -124,7 +124,8 @@ def test_vllm_decode_on_blackwell_runs_trtllm_gen_kernels() -> None:
     decode class; on Hopper its own FlashAttention-3 class."""
     b200 = predict(_decode(4096), "b200", "flash_decode", backend="vllm").to_dict()
     h100 = predict(_decode(4096), "h100-sxm", "flash_decode", backend="vllm").to_dict()
-    assert b200["efficiency_class"] == kernel_class("attention/decode", "trtllm").name
+    assert b200["efficiency_class"] == kernel_class("attention/decode", "trtllm",
+                                                    "trtllm_gen").name
     assert h100["efficiency_class"] == kernel_class("attention/decode", "vllm").name
     assert b200["time_s"] == pytest.approx(
         predict(_decode(4096), "b200", "flash_decode", backend="trtllm").to_dict()["time_s"])
