@@ -145,10 +145,15 @@ def _comm_specs() -> list[FitSpec]:
                 out.append(FitSpec((f"a2a/{mode}/{phase}/{b}",), "moe_a2a", b,
                                    ("floor_s", "link", "row_s"),
                                    {"comm_backend": f"{prefix}deepep_{tag}", "phase": phase}))
+    # NCCL rings (memsim.ops.comm.nccl_ring_s): fill = the pipeline's fill and drain, a
+    # fraction of one ring step per pass
+    # (NVLS has no ring steps: its row_s and fill go unused)
     out.append(FitSpec(("nccl/all_reduce/ring", "nccl/all_reduce/nvls"), "nccl_all_reduce",
-                       "nccl", ("floor_s", "link", "row_s")))
-    for op in ("all_gather", "reduce_scatter", "alltoall"):
-        out.append(FitSpec((f"nccl/{op}",), f"nccl_{op}", "nccl", ("floor_s", "link", "row_s")))
+                       "nccl", ("floor_s", "link", "row_s", "fill")))
+    for op in ("all_gather", "reduce_scatter"):
+        out.append(FitSpec((f"nccl/{op}",), f"nccl_{op}", "nccl",
+                           ("floor_s", "link", "row_s", "fill")))
+    out.append(FitSpec(("nccl/alltoall",), "nccl_alltoall", "nccl", ("floor_s", "link", "row_s")))
     return out
 
 
