@@ -117,7 +117,8 @@ def specs() -> list[FitSpec]:
         # on the rows that kernel runs, whatever their KV-cache dtype
         if b == "trtllm":
             out += [FitSpec((f"attention/decode/{b}/{k}",), "generation_attention", b,
-                            ("floor_s", "hbm", "row_s"), {"decode_kernel": k})
+                            ("floor_s", "hbm", "row_s", *(("fp32",) if k == "mmha" else ())),
+                            {"decode_kernel": k})
                     for k in ("xqa_hmma", "xqa_gmma", "mmha")]
         else:
             out.append(FitSpec((f"attention/decode/{b}",), "generation_attention", b,
