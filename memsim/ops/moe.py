@@ -150,6 +150,17 @@ def runs_triton(backend: str | None, dtype: str, ep: int, gpu: Any) -> bool:
         dtype in ("bf16", "fp16") or (dtype == "fp8_block" and ep == 1))))
 
 
+def kernel_backend(backend: str | None, gpu: Any) -> str | None:
+    """Whose MoE kernels ``backend`` runs on ``gpu``. On Blackwell vLLM's fused MoE runs
+    FlashInfer's TensorRT-LLM kernels (the b200 rows of aiconfigurator's vLLM table name them
+    ``…_flashinfer_trtllm_trtllm{bf16,fp8}experts…`` and ``…_flashinfer_cutlass_…``, not
+    Triton): TensorRT-LLM's class. Every other GPU: ``backend`` itself."""
+    from memsim.ops import check_backend
+
+    backend = check_backend(backend)
+    return "trtllm" if backend == "vllm" and _major(gpu) >= 10 else backend
+
+
 def grouped_tiles(backend: str | None, dtype: str, ep: int, gpu: Any
                   ) -> tuple[tuple[tuple[int, int], ...], int]:
     """(tile shapes, CTAs per cluster) of the grouped GEMM ``backend`` runs for ``dtype``
@@ -169,21 +180,28 @@ def _grouped_terms(loads: np.ndarray, n: float, k: float, gpu: Any, cls: Any, ra
                    e_act: float, e_w: float,
                    tiles: tuple[tuple[int, int], ...] = TILES,
                    cluster: int = CLUSTER) -> dict[str, np.ndarray]:
-    """One grouped GEMM (per expert: loads × k times k × n) — best of ``tiles``."""
+    """One grouped GEMM (per expert: loads × k times k × n) — best of ``tiles``.
+
+    Terms (s): ``matmul`` (whole tiles: an expert's rows padded to tile_m, in waves over the
+    SMs), ``l2`` (operand panels: each tile reads its expert's actual rows — TMA zero-fills
+    the rows past an expert's end without reading them — and half its weight panel, 2-CTA
+    multicast) and ``hbm`` (each touched local expert's weights streamed once). The GEMM's
+    activation reads and writes are counted with the other activation passes (module
+    docstring), so ``hbm_bytes`` here is the weight stream only."""
     sms = float(gpu.spec.sm_count)
     per_sm = gpu.peak_flop_per_s("tensor", rate) * cls.eff("tensor") / sms
     hbm_bw = gpu.spec.hbm_bandwidth_bytes_per_s * cls.eff("hbm")
     l2_bw = gpu.spec.l2_bandwidth_bytes_per_s * cls.eff("l2")
     touched = np.sum(np.minimum(loads, 1.0), axis=-1)  # expected experts with ≥ 1 token
     rows = np.sum(loads, axis=-1)
-    hbm_bytes = touched * n * k * e_w + rows * (k * e_act + n * OUT_BYTES)
+    hbm_bytes = touched * n * k * e_w
     hbm = hbm_bytes / hbm_bw
     best = None
     for tm, tn in tiles:
         count = np.sum(np.ceil(loads / tm), axis=-1) * np.ceil(n / tn)
         waves = np.maximum(np.ceil(count / sms), 1.0)
         matmul = waves * 2.0 * tm * tn * k / per_sm
-        l2 = count * (tm * e_act + tn * e_w / cluster) * k / l2_bw
+        l2 = (rows * e_act * np.ceil(n / tn) + count * tn * e_w / cluster) * k / l2_bw
         t = np.maximum(np.maximum(matmul, l2), hbm)
         if best is None:
             best = {"t": t, "matmul": matmul, "l2": l2, "tile_m": np.full_like(t, tm)}
@@ -224,6 +242,7 @@ def predict(tokens: Any, hidden: int, inter: int, experts: int, top_k: int, *, t
         raise InputError("dtype", dtype, f"must be one of {', '.join(MOE_DTYPES)}"
                          + closest(dtype, MOE_DTYPES))
     gpu = resolve_gpu(gpu)
+    backend = kernel_backend(backend, gpu)
     cls = kernel_class("moe", backend, {"fp8": "fp8", "fp8_block": "fp8_block"}.get(dtype, "bf16"))
     rate, e_w, e_act = MOE_DTYPES[dtype]
     (T,) = as_float(tokens)
@@ -234,22 +253,31 @@ def predict(tokens: Any, hidden: int, inter: int, experts: int, top_k: int, *, t
                         rate, e_act, e_w, tiles, cluster)
     down = _grouped_terms(loads, float(hidden), inter_l, gpu, cls, rate, e_act, e_w,
                           tiles, cluster)
-    # routing (top-k of the router logits) and permute read every token; the local
-    # experts' rows are gathered in and scattered back (un-permute + weighted sum), 16-bit.
-    # Triton fused_moe sizes its intermediate buffers and runs silu_and_mul and moe_sum over
-    # all tokens · top_k rows, local or not (vllm fused_moe.py: intermediate_cache1/2/3);
-    # CUTLASS MoE permutes only the local experts' rows
-    rows = np.sum(loads, axis=-1)
+    # The activation traffic, memory-bound and serial with the weight streams: routing
+    # (top-k of the router logits) and the permute read every token; the local experts' rows
+    # are gathered in and scattered back (un-permute + weighted sum), 16-bit; the GEMMs read
+    # their rows (k · e_act) and write their outputs (n · 16-bit), and the activation reads
+    # gate and up and writes its product. Triton fused_moe sizes its intermediate buffers
+    # and runs silu_and_mul and moe_sum over all tokens · top_k rows, local or not (vllm
+    # fused_moe.py: intermediate_cache1/2/3); CUTLASS MoE permutes only the local experts'
+    # rows. These passes gather and scatter rows by expert (TensorRT-LLM
+    # ``expandInputRowsKernel`` / ``finalizeMoeRoutingKernel``, the GEMMs' permuted rows):
+    # they run at their own fraction of the HBM bandwidth, the class's ``hbm_act``.
+    g = 2.0 if gated else 1.0
+    local_rows = np.sum(loads, axis=-1)
     passes_ep = 1 if runs_triton(backend, dtype, ep, gpu) else ep
-    rows = np.maximum(rows, T[..., None] * top_k / passes_ep)
+    rows = np.maximum(local_rows, T[..., None] * top_k / passes_ep)
     act_bytes = (T[..., None] * hidden * OUT_BYTES * (2.0 + 2.0 * top_k / passes_ep)
-                 + rows * inter_l * ((2.0 if gated else 1.0) * OUT_BYTES + e_act))
-    passes = act_bytes / (gpu.spec.hbm_bandwidth_bytes_per_s * cls.eff("hbm"))
+                 + rows * inter_l * (g * OUT_BYTES + e_act)
+                 + local_rows * (hidden * e_act + g * inter_l * OUT_BYTES)
+                 + local_rows * (inter_l * e_act + hidden * OUT_BYTES))
+    act_eff = cls.efficiency.get("hbm_act", cls.eff("hbm"))
+    passes = act_bytes / (gpu.spec.hbm_bandwidth_bytes_per_s * act_eff)
     # every quantity per routing draw (last axis), then their mean: the measured latency is
     # the mean over the draws
     mean = lambda v: np.mean(np.broadcast_to(v, up["t"].shape), axis=-1)  # noqa: E731
     terms = {"matmul": mean(up["matmul"] + down["matmul"]), "l2": mean(up["l2"] + down["l2"]),
-             "hbm": mean(up["hbm"] + down["hbm"] + passes)}
+             "hbm": mean(up["hbm"] + down["hbm"]), "act": mean(passes)}
     gemm_s = mean(up["t"] + down["t"] + passes)
     floor = np.full_like(T, cls.floor_s)
     touched = np.sum(np.minimum(loads, 1.0), axis=-1)
