@@ -36,8 +36,30 @@ every touched local expert are read from HBM once. The tiles are the kernel's ow
 
 Routing, permutation, the activation between the two GEMMs (TensorRT-LLM ``doActivation``,
 vLLM/SGLang ``silu_and_mul``: reads the rows' 16-bit gate and up outputs, writes their
-product in the second GEMM's input type) and the final weighted sum are memory-bound passes.
-``time_s`` = floor + the GEMMs' roofline + the passes.
+product in the second GEMM's input type), the final weighted sum and the GEMMs' own reads
+of their rows and writes of their outputs are memory-bound passes that gather and scatter
+rows by expert; they run at their own fraction of the HBM bandwidth (the class's
+``hbm_act``, apart from the weight stream's ``hbm``).
+``time_s`` = floor + Σ per GEMM max(matmul, l2, weight stream) + the passes.
+
+Why the two HBM terms are apart (aiconfigurator h200 TensorRT-LLM bf16, 6144/2048, 256
+experts, top-8, TP1 EP1, balanced): from 1 to 32 tokens the time doubles with the touched
+experts (0.166, 0.300, 0.573, 1.131, 2.22, 4.46 ms: the weights at 0.9 of the datasheet
+bandwidth, H100/H200 1.44 = their bandwidth ratio), flat to 512 tokens (4.59 ms), then it
+grows with the rows (6.32 ms at 4096) long before the MMAs bind; at TP 32 (64 columns per
+expert) the rows' passes are most of the time. One efficiency for both could not hold
+decode and prefill rows together (the last fit: +37 % on H200 bf16 below one token per
+expert, −20 % above 64).
+
+vLLM's per-tensor fp8 MoE on Hopper (ModelOpt fp8 → FlashInfer's CUTLASS fused MoE, the
+database's ``vllm_modeloptfp8moe_flashinfer_cutlass_flashinferexperts``) is its own kernel:
+its time is the touched experts' weights at about 0.5–0.7 TB/s, the same on H100 and H200
+(ratio 1.00–1.05 up to 1024 tokens), so not HBM-bound, with an 85 µs floor; it falls from
+14 ms at 1024 tokens to 9 ms at 4096 and jumps to 23 ms at 6144 (h200, 6144/2048/256):
+the collector times FlashInfer's kernel without its autotuner (collector/vllm/
+collect_moe.py has no autotune step), so it runs FlashInfer's default tactic for each m
+(an inference from the curve's shape, not from a kernel trace). Its class fits that rate as
+a low ``l2`` efficiency; a server that autotunes FlashInfer runs faster tactics.
 """
 
 from __future__ import annotations
