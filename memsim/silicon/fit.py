@@ -102,8 +102,10 @@ def specs() -> list[FitSpec]:
             out.append(FitSpec(keys, "gemm", b, ("floor_s", "tensor", "hbm", "l2"),
                                {"gemm_dtype": db}))
         for fam, db in families:
+            # MoE: the weight stream (hbm) and the activation passes (hbm_act) apart
             out.append(FitSpec((f"moe/{b}/{fam}",), "moe", b,
-                               ("floor_s", "tensor", "hbm", "l2"), {"moe_dtype": db}))
+                               ("floor_s", "tensor", "hbm", "l2", "hbm_act"),
+                               {"moe_dtype": db}))
         out.append(FitSpec(tuple(f"allreduce/{a}/{b}" for a in ALLREDUCE_ALGOS), "allreduce",
                            b, ("floor_s", "link")))
         bf16_kv = {"kv_cache_dtype": "bfloat16"}
