@@ -28,8 +28,11 @@ Which algorithm runs is the library's rule, not memsim's choice:
   world_size == 2, or ≤ 4 ranks and < 512 KiB, or ≤ 8 ranks and < 256 KiB, else
   two-stage; ``CustomAllreduce.should_custom_ar`` uses it below ``max_size`` = 8 MiB,
   otherwise NCCL.
-- NCCL picks the algorithm its cost model predicts fastest (src/graph/tuning.cc); memsim
-  does the same between ring and NVLS (where the profile's switch has NVLink SHARP).
+- NCCL picks the algorithm and protocol its cost model predicts fastest
+  (src/graph/tuning.cc); memsim does the same between ring and NVLS (where the profile's
+  switch has NVLink SHARP) and, for a ring, between the LL, LL128 and Simple protocols
+  with NCCL's own latency and bandwidth constants (:func:`nccl_ring_s`); sends (all-to-all,
+  p2p) switch from LL to Simple at NCCL's 16 KiB a peer (:func:`nccl_p2p_s`).
 - Custom all-reduce needs NVLink (peer memory): PCIe-only GPUs run NCCL.
 
 NCCL's own collectives as nccl-tests times them (:func:`nccl_all_reduce`, all-gather,
@@ -43,7 +46,8 @@ NCCL over the network. Link bandwidth per direction, the hop latency and the dom
 come from the profile's ``[interconnect]``; the floor and link efficiency of each algorithm
 are fitted (:mod:`memsim.ops.classes`), and for NCCL's step-by-step algorithms the kernel's
 own seconds per step beyond the wire's hop latency (the class's ``row_s``: the LL
-protocol's flag polling and the step hand-off between ranks).
+protocol's flag polling and the step hand-off between ranks) and a ring's pipeline fill
+and drain (its ``fill``, a fraction of one chunk step per pass).
 """
 
 from __future__ import annotations
