@@ -114,6 +114,10 @@ _LL_MAX_BW = {"volta": 39.0e9, "turing": 39.0e9, "ampere": 87.7e9, "ada": 87.7e9
               "hopper": 141.0e9, "blackwell": 282.0e9}
 #: LL128's share of the link: 120 data bytes per 128-byte line (``busBw * 0.92``).
 _LL128_SHARE = 0.92
+#: NVLS efficiency per architecture (tuning.cc ``nvlsEfficiency``: Hopper 0.85, Blackwell
+#: 0.74): the NVLS classes are fitted on Hopper, so another architecture's NVLS bandwidth
+#: is scaled by its ratio to Hopper's.
+_NVLS_EFFICIENCY = {"hopper": 0.85, "blackwell": 0.74}
 
 
 def _link_kind(gpu: Any, G: int) -> str:
@@ -192,6 +196,9 @@ def _algorithm_s(name: str, M: np.ndarray, G: int, gpu: Any, backend: str | None
     traffic = {"oneshot": (G - 1) * M, "nvls": (G + 1) / G * M}.get(name, 2.0 * (G - 1) / G * M)
     if name == "ring":   # one step per neighbour exchange, NCCL's protocol switch
         return nccl_ring_s(traffic, 2 * (G - 1), G, gpu, cls)[0], traffic, cls.floor_s
+    if name == "nvls":
+        arch = _NVLS_EFFICIENCY.get(str(gpu.architecture), _NVLS_EFFICIENCY["hopper"])
+        bw = bw * arch / _NVLS_EFFICIENCY["hopper"]
     return traffic / (bw * cls.eff("link")), traffic, cls.floor_s
 
 
