@@ -25,6 +25,7 @@ import numpy as np
 
 from memsim.algorithms import standard_blockskip
 from memsim.algorithms._arrays import Arrays
+from memsim.algorithms._l2_backward import standard_backward_hbm
 from memsim.cost import Cost
 from memsim.geometry import DENSE_MASKS, MaskGeometry
 
@@ -64,8 +65,22 @@ def _mask_kernel(x: Arrays) -> Cost:
 
 
 def forward(x: Arrays) -> Cost:
-    return standard_blockskip.forward(dense(x)) + _mask_kernel(x)
+    cost = standard_blockskip.forward(dense(x)) + _mask_kernel(x)
+    if x.slots is None:
+        return cost
+    # the L2 estimate over the four kernels: S may stay in L2 from QKᵀ to masked_fill
+    # to softmax (standard_blockskip.forward_hbm_bytes)
+    d = dense(x)
+    reads, writes = standard_blockskip.forward_hbm_bytes(
+        d, d.tiles(), masked_fill=x.geometry.kind != "full")
+    return replace(cost, hbm_read_bytes=reads, hbm_write_bytes=writes)
 
 
 def backward(x: Arrays) -> Cost:
-    return standard_blockskip.backward(dense(x)) + _mask_kernel(x)
+    cost = standard_blockskip.backward(dense(x)) + _mask_kernel(x)
+    if x.slots is None:
+        return cost
+    # the closed-form L2 estimate, kernel by kernel (memsim.algorithms._l2_backward)
+    masked = np.asarray(0.0 if x.geometry.kind == "full" else 1.0)
+    reads, writes = standard_backward_hbm(dense(x), masked)
+    return replace(cost, hbm_read_bytes=x.groups * reads, hbm_write_bytes=x.groups * writes)
