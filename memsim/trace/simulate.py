@@ -352,8 +352,11 @@ def _run(schedule: Schedule, problem, gpu, algorithm, tiling, bps: int, l2_on: b
     offsets = ids.offsets(layout)
     rec = engine.new_record(events_needed if record else 0)
     rec_n = np.zeros(1, np.int64)
-    tensor_scale = np.array([schedule.dims.G / schedule.G_sim if t.head_axis is not None
-                             else 1.0 for t in layout.tensors])
+    # Sampling runs only when every kernel runs per head group (simulate refuses it
+    # otherwise), so every access comes from a sampled head group's block: a tensor shared
+    # by all of them (eager standard's (N, S) mask) is read by each, its global bytes scale
+    # like the rest (its HBM bytes, compulsory once, are then over-counted by G / G_sim).
+    tensor_scale = np.full(len(layout.tensors), schedule.dims.G / schedule.G_sim)
     totals = np.zeros((n_tensors, 4))
     work_total = np.zeros(WORK_COLUMNS)
     kernels, logs, logs_ev, events_total, launch_offset = [], [], [], 0, 0
