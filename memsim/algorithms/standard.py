@@ -5,7 +5,9 @@ applied to the dense S afterwards (``masked_fill``), no tile is skipped.
 
 Forward, per (batch, head group of ``hpb`` heads), dense (area = N·S), in launch order:
     scale Q, scale K    Q and K times √scale into copies (read, write, one op each)
-    QKᵀ, softmax, PV    as memsim.algorithms.standard_blockskip over the full mask
+    QKᵀ, softmax, PV    as memsim.algorithms.standard_blockskip over the full mask, but
+                        softmax reads S as PyTorch's kernel does (softmax_reads: once
+                        for rows that fit in registers or shared memory, else 3 times)
     add mask            (masks other than full) read S and the (N, S) additive mask, write
                         S: area·hpb·e + area·e, area·hpb·e; one vector op per score
     isneginf, all,      the safe softmax (rows masked entirely give 0): area·hpb·e read,
@@ -101,8 +103,30 @@ def _math_backend_kernels(x: Arrays) -> Cost:
             + _elementwise(scores * x.e + rows, scores * x.e, 0 * scores, q_blocks))
 
 
+#: PyTorch's softmax over the last dim (aten/src/ATen/native/cuda/SoftMax.cu,
+#: host_softmax): rows of ≤ 1024 elements and ≤ 4096 B run the warp softmax
+#: (softmax_warp_forward, the row in registers: one read); longer rows that fit in
+#: sharedMemPerBlock (48 KiB) less the per-warp reduction slots (32 × 4 B) and split into
+#: 16-byte vectors run cunn_SoftMaxForwardSmem (one read, the row in shared memory);
+#: otherwise cunn_SoftMaxForward reads the row three times (max, sum of exps, output).
+SOFTMAX_SMEM_BYTES = 48 * 1024 - 32 * 4
+
+
+def softmax_reads(S, e):
+    """Reads of each score by PyTorch's softmax kernel for rows of S elements of e bytes
+    (1 or 3; see SOFTMAX_SMEM_BYTES); numpy-broadcasting."""
+    S, e = np.asarray(S), np.asarray(e, dtype=np.float64)
+    warp = (S <= 1024) & (S * e <= 4096)
+    smem = (S * e < SOFTMAX_SMEM_BYTES) & (np.mod(S * e, 16) == 0)
+    return np.where(warp | smem, 1, 3)
+
+
 def forward(x: Arrays) -> Cost:
-    return (standard_blockskip.forward(dense(x)) + _mask_kernel(x, mask_e=x.e)
+    # standard_blockskip's softmax reads S twice; PyTorch's, softmax_reads times
+    extra_reads = ((softmax_reads(x.S, x.e) - 2) * np.asarray(x.B, dtype=np.float64) * x.H
+                   * x.N * x.S * x.e)
+    softmax = Cost(global_read_bytes=extra_reads, hbm_read_bytes=extra_reads)
+    return (standard_blockskip.forward(dense(x)) + softmax + _mask_kernel(x, mask_e=x.e)
             + _math_backend_kernels(x))
 
 

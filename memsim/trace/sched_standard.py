@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from memsim.algorithms.standard import softmax_reads
 from memsim.geometry import MaskGeometry
 from memsim.trace.layout import Layout
 from memsim.trace.program import LOAD, STORE, Access, KernelBuilder, KernelProgram
@@ -80,10 +81,12 @@ def _score_tile(t: Tensors, name: str, kind: int, qt: QueryTiles, first_key, key
 
 
 def build_blockskip(d: Dims, layout: Layout, q: str = "q", k: str = "k",
-                    pv_probs: str = "probs") -> list[KernelProgram]:
+                    pv_probs: str = "probs", softmax_reads: int = 2) -> list[KernelProgram]:
     """Standard attention forward skipping masked tiles: QKᵀ, softmax and PV kernels.
     ``q``, ``k``: the tensors QKᵀ reads; ``pv_probs``: the one PV reads (eager attention
-    passes the scaled copies and the safe softmax's output, :func:`build`)."""
+    passes the scaled copies and the safe softmax's output, :func:`build`).
+    ``softmax_reads``: times the softmax kernel reads each S tile (1 to 3): pass 1 loads
+    it ``softmax_reads − 1`` times (0: the row is held on chip), pass 2 once."""
     t = qkv_tensors(d, layout)
     for name in ("scores", "probs"):
         t.add(name, (d.B, d.H, d.N, d.S), d.e, "workspace", head_axis=1,
@@ -106,7 +109,9 @@ def build_blockskip(d: Dims, layout: Layout, q: str = "q", k: str = "k",
 
     softmax = KernelBuilder("standard.softmax", qt.count, sram_bytes=0)
     for first_key, keys, count, off in _key_tiles(d, qt):
-        softmax.run(a, 0 + off, count, [_score_tile(t, "scores", LOAD, qt, first_key, keys)],
+        softmax.run(a, 0 + off, count,
+                    [_score_tile(t, "scores", LOAD, qt, first_key, keys)]
+                    * (softmax_reads - 1),
                     vector_flops=hpb * 3 * r * keys, exp_ops=hpb * r * keys)
         softmax.run(a, 1 + off, count, [_score_tile(t, "scores", LOAD, qt, first_key, keys),
                                         _score_tile(t, "probs", STORE, qt, first_key, keys)],
@@ -302,7 +307,9 @@ def build(d: Dims, layout: Layout) -> list[KernelProgram]:
     """Eager standard attention forward as PyTorch's math backend runs it
     (``_scaled_dot_product_attention_math``, aten/src/ATen/native/transformers/
     attention.cpp, PyTorch 2.5–2.11): Q and K scaled by √scale into copies, QKᵀ over every
-    key tile, the additive mask added to S (masks other than full), softmax, the safe
+    key tile, the additive mask added to S (masks other than full), softmax (reading S
+    as often as PyTorch's kernel for rows of S keys does:
+    :func:`memsim.algorithms.standard.softmax_reads`), the safe
     softmax's isneginf / all / where, PV on its output — the kernels of
     :func:`build_blockskip` over the dense scores and the elementwise kernels between.
 
@@ -328,7 +335,8 @@ def build(d: Dims, layout: Layout) -> list[KernelProgram]:
     scale_q = _scale_kernel(t, "q_scaled", "q", d.N, d.Br, d.hpb * d.D)
     scale_k = _scale_kernel(t, "k_scaled", "k", d.S, d.Bc, d.D)
     qk, softmax, pv = build_blockskip(dd, layout, q="q_scaled", k="k_scaled",
-                                      pv_probs="probs_safe")
+                                      pv_probs="probs_safe",
+                                      softmax_reads=int(softmax_reads(d.S, d.e)))
     add = [_mask_kernel(d, layout, "scores", "standard.add_mask", mask="mask")] if masked \
         else []
     return [scale_q, scale_k, qk] + add + [softmax] + _safe_softmax_tail(dd, layout) + [pv]

@@ -45,9 +45,9 @@ def repredict(case: dict[str, Any]) -> dict[str, Any]:
     params = case["params"]
     gpu = load_gpu(case["prediction"]["profile"])
     if params["target"] == "sdpa":
-        return predict_sdpa(params, gpu)
+        return predict_sdpa(params, gpu, ncu=True)
     return predict_case(attention_problem(params), gpu, params["algorithm"],
-                        tiling_for(params, gpu), matmul_unit="fp32")
+                        tiling_for(params, gpu), matmul_unit="fp32", ncu=True)
 
 
 def compare(path: Path | str) -> list[dict[str, Any]]:
