@@ -219,12 +219,12 @@ def kernel_timer(problem: AttentionProblem, gpu: GPU, algorithm: str, *,
     from memsim.ops.classes import with_class
 
     backend = kernel_backend(backend, algorithm, gpu)
-    cls = attention_class(problem, algorithm, backend)
+    problem = production_problem(problem, algorithm, backend)
+    cls = attention_class(problem, algorithm, backend, gpu)
     timed = with_class(gpu, cls)
     if get(algorithm).DECODES:
         # the query heads sharing a KV head (× N tokens) fill the M side of the kernel's MMA
         # tile, padded to whole tiles: the padded rows cost FLOPs and the fixed per-row steps
-        problem = production_problem(problem, algorithm, backend)
         tile = decode_query_tile(backend)
         group = max(problem.H // max(problem.K, 1), 1) * np.asarray(N, dtype=float)
         padded = np.ceil(group / tile) * tile
@@ -364,7 +364,7 @@ def predict_arrays(problem: AttentionProblem, gpu: GPU | str, algorithm: str = "
     timer = kernel_timer(problem, gpu, algorithm, backend=backend, matmul_unit=matmul_unit,
                          B=B, N=N, blocks_per_sm=tiling.blocks_per_sm(gpu))
     name = timer.kernel_class if backend is None else attention_class(
-        problem, algorithm, kernel_backend(backend, algorithm, gpu)).name
+        problem, algorithm, kernel_backend(backend, algorithm, gpu), gpu).name
     return ArrayPrediction(tiling, cost, l2_cost, timer(cost), timer(l2_cost), timer, name)
 
 
@@ -388,10 +388,13 @@ def class_serial_s(cls, gpu: GPU, rows):
     return cls.row_s * np.asarray(rows, dtype=float) / gpu.spec.sm_count
 
 
-def attention_class(problem: AttentionProblem, algorithm: str, backend: str | None):
+def attention_class(problem: AttentionProblem, algorithm: str, backend: str | None,
+                    gpu: GPU | None = None):
     """The fitted kernel class (memsim.ops.classes) of ``backend``'s kernel for this call:
     "dsa/…" for sparse attention, "mla/…" for MLA, "…/decode/…" for the split-KV decode
-    kernel, "…/context/…" for prefill."""
+    kernel (TensorRT-LLM's per decode kernel, :func:`decode_kernel`, given the ``gpu``),
+    "…/context/…" for prefill. ``problem``: the production problem
+    (:func:`production_problem`)."""
     from memsim.algorithms import get, runs_mask
     from memsim.ops.classes import kernel_class
 
@@ -399,7 +402,43 @@ def attention_class(problem: AttentionProblem, algorithm: str, backend: str | No
         return kernel_class("dsa", backend)
     family = "mla" if problem.mla else "attention"
     phase = "decode" if get(algorithm).DECODES else "context"
-    return kernel_class(f"{family}/{phase}", backend)
+    variant = None
+    if phase == "decode" and gpu is not None:
+        variant = decode_kernel(problem, backend, gpu)
+    return kernel_class(f"{family}/{phase}", backend, variant)
+
+
+def decode_kernel(problem: AttentionProblem, backend: str | None, gpu: GPU) -> str | None:
+    """Which of TensorRT-LLM's decode kernels runs the (production) GQA/MHA ``problem`` on
+    ``gpu``; None for other backends and MLA. Each has its own fitted class
+    (``attention/decode/trtllm/<kernel>``), because their fixed cost per CTA differs
+    threefold at the same shape (aiconfigurator's H100/H200 rows at batch ≥ 512 and ≤ 16
+    cached tokens, SM-time per (sequence, KV head): MMHA 1.5 µs, XQA HMMA 4.5-5.6 µs,
+    XQA QGMMA 1.3-2.0 µs at D ≤ 128; H100 = H200, so not a memory cost):
+
+    - "mmha": one query head per KV head (MHA, and groups over 32 that
+      :func:`production_problem` turns into MHA): decoderMaskedMultiheadAttention, one
+      CTA per (sequence, head).
+    - "xqa_gmma": XQA's warp-specialised TMA + GMMA kernel (mha_sm90.cu), which
+      ``supportConfigQGMMA`` (decoderXQAImplJIT/kernelUtils.cpp) grants only on SM90 with
+      an fp8 (E4M3) KV cache.
+    - "xqa_hmma": XQA's mma.sync kernel (mha.cu: 4 warps along the keys, 64 keys each,
+      ``ctaShapeInWarps = {4, 1, 2}``) for 16-bit caches on Ampere/Hopper and every cache
+      elsewhere ``supportConfigHMMA`` accepts.
+
+    On Blackwell TensorRT-LLM decodes grouped heads with its trtllm-gen kernels
+    (``supportConfigTllmGen``), none of the three: None, the class of all TensorRT-LLM
+    decode kernels together (``attention/decode/trtllm``).
+    """
+    if backend != "trtllm" or problem.mla:
+        return None
+    if problem.H // max(problem.K, 1) <= 1:
+        return "mmha"
+    if gpu.architecture == "blackwell":
+        return None
+    if gpu.architecture == "hopper" and problem.dtype == "fp8":
+        return "xqa_gmma"
+    return "xqa_hmma"
 
 
 def costs(algorithm: str, *, B, N, H, D, S=None, K=None, Dv=None, dtype_bytes=None,

@@ -45,7 +45,7 @@ def test_headline_is_the_l2_estimate_and_no_reuse_is_kept() -> None:
 
 def test_backend_uses_its_class_floor_and_names_it() -> None:
     d = predict(_decode(1024), "h100-sxm", "flash_decode", backend="trtllm").to_dict()
-    cls = kernel_class("attention/decode", "trtllm")
+    cls = kernel_class("attention/decode", "trtllm", "xqa_hmma")   # bf16 cache, GQA, SM90
     assert d["efficiency_class"] == cls.name and d["backend"] == "trtllm"
     assert d["launch_s"] == pytest.approx(cls.floor_s)
     assert d["time_s"] >= cls.floor_s
@@ -127,3 +127,28 @@ def test_vllm_decode_on_blackwell_runs_trtllm_gen_kernels() -> None:
     assert h100["efficiency_class"] == kernel_class("attention/decode", "vllm").name
     assert b200["time_s"] == pytest.approx(
         predict(_decode(4096), "b200", "flash_decode", backend="trtllm").to_dict()["time_s"])
+
+
+def test_trtllm_decode_kernel_follows_xqa_dispatch() -> None:
+    """XQA's QGMMA kernel only with an fp8 cache on Hopper (supportConfigQGMMA), its HMMA
+    kernel for 16-bit caches, MMHA for one head per KV head (MHA, and groups over 32 turned
+    into MHA); Blackwell's trtllm-gen kernels take the all-kernel class; other backends
+    have none."""
+    from memsim.attention import decode_kernel, production_problem
+    from memsim.hardware import load_gpu
+
+    h100, b200 = load_gpu("h100-sxm"), load_gpu("b200")
+    gqa = AttentionProblem(batch=1, seq_len=1, kv_len=4096, heads=32, kv_heads=8,
+                           head_dim=128)
+    fp8 = gqa.model_copy(update={"dtype": "fp8"})
+    mha = gqa.model_copy(update={"kv_heads": 32})
+    wide = production_problem(gqa.model_copy(update={"heads": 64, "kv_heads": 1}),
+                              "flash_decode", "trtllm")
+    assert decode_kernel(gqa, "trtllm", h100) == "xqa_hmma"
+    assert decode_kernel(fp8, "trtllm", h100) == "xqa_gmma"
+    assert decode_kernel(mha, "trtllm", h100) == decode_kernel(wide, "trtllm", h100) == "mmha"
+    assert decode_kernel(gqa, "trtllm", b200) is None
+    assert decode_kernel(gqa, "vllm", h100) is None
+    names = {predict(p, "h100-sxm", "flash_decode", backend="trtllm").to_dict()
+             ["efficiency_class"] for p in (gqa, fp8, mha)}
+    assert names == {f"attention/decode/trtllm/{k}" for k in ("xqa_hmma", "xqa_gmma", "mmha")}

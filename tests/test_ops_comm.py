@@ -62,7 +62,11 @@ def test_ring_bus_bandwidth_formula() -> None:
     assert p.detail["algorithm"] == "ring"
     cls = kernel_class("allreduce/ring", "trtllm")
     link = 300e9 * cls.eff("link")
-    assert p.terms_s["link"] == pytest.approx(2 * (G - 1) / G * M / link + 2 * (G - 1) * 0.6e-6)
+    # 1 GB runs NCCL's Simple protocol: its base latency over LL's (8.4 − 6.6 µs) and its
+    # NVLink step latency (3.4 µs, the profile's 0.6 µs plus NCCL's 2.8 µs difference)
+    fill = 1 + cls.efficiency.get("fill", 0.0) / (G - 1)
+    assert p.terms_s["link"] == pytest.approx(2 * (G - 1) / G * M * fill / link + 1.8e-6
+                                              + 2 * (G - 1) * (3.4e-6 + cls.row_s))
 
 
 def test_faster_links_are_faster() -> None:
@@ -77,18 +81,28 @@ def test_all_gather_all_to_all_p2p() -> None:
     assert comm.all_to_all(1e8, 16, gpu="b200").time_s > comm.all_to_all(1e8, 16,
                                                                           gpu="gb200").time_s
     a2a = kernel_class("nccl/alltoall")   # a send is the alltoall kernel's, to one peer
+    # 1 GB to one peer: NCCL's Simple protocol (its base and step latency over LL's: 1.8 +
+    # 2.8 µs, tuning.cc) over the whole link
     assert comm.p2p(1e9).time_s == pytest.approx(
-        a2a.floor_s + 1e9 / (450e9 * a2a.eff("link")) + 0.6e-6 + a2a.row_s)
+        a2a.floor_s + 1e9 / (450e9 * a2a.eff("link")) + 0.6e-6 + a2a.row_s + 4.6e-6)
 
 
 def test_nccl_all_to_all_sends_to_every_peer_at_once() -> None:
     # nccl-tests alltoall: one ncclSend/ncclRecv per peer in one group — one latency step,
     # (G − 1)/G of the buffer over the link
-    cls, M = kernel_class("nccl/alltoall"), 1e6
+    # (G − 1)/G of the buffer over the link; LL up to 16 KiB a peer (NCCL_P2P_LL_THRESHOLD),
+    # Simple beyond (+1.8 µs base, +2.8 µs step latency, the whole link)
+    cls = kernel_class("nccl/alltoall")
     for G in (2, 8):
+        M = 1e6
         p = comm.all_to_all(M, G, gpu="h200")
+        assert p.detail["link_bytes"] == pytest.approx((G - 1) / G * M)
         assert p.terms_s["link"] == pytest.approx((G - 1) / G * M / (450e9 * cls.eff("link"))
-                                                  + 0.6e-6 + cls.row_s)
+                                                  + 0.6e-6 + cls.row_s + 4.6e-6)
+        M = 16384.0 * G   # 16 KiB a peer: still LL
+        ll = min(141e9, 0.5 * 450e9 * cls.eff("link"))
+        assert comm.all_to_all(M, G, gpu="h200").terms_s["link"] == pytest.approx(
+            (G - 1) / G * M / ll + 0.6e-6 + cls.row_s)
 
 
 def test_nccl_table_runs_nccls_algorithms_and_pcie_gpus_have_no_custom_all_reduce() -> None:
@@ -108,6 +122,19 @@ def test_remote_ranks_per_token_is_the_hypergeometric_expectation() -> None:
         7 * (1 - comb(224, 8) / comb(256, 8)))
     assert comm.remote_ranks_per_token(256, 8, 1) == 0.0
     assert comm.remote_ranks_per_token(8, 8, 8) == pytest.approx(7.0)   # one expert per rank
+
+
+def test_group_limited_routing_reaches_fewer_ranks() -> None:
+    # DeepSeek-V3 (n_group 8, topk_group 4) on EP 8: one group per rank, a token's experts in
+    # 4 groups, each chosen for its best two experts: 7 · (1 − C(7, 4)/C(8, 4)) = 3.5 ranks
+    assert comm.remote_ranks_per_token(256, 8, 8, 8, 4) == pytest.approx(3.5)
+    for ep in (2, 4, 8, 16, 32):
+        grouped = comm.remote_ranks_per_token(256, 8, ep, 8, 4)
+        assert 0 < grouped <= comm.remote_ranks_per_token(256, 8, ep) + 1e-12
+    assert comm.remote_ranks_per_token(256, 8, 8, 1, 1) == comm.remote_ranks_per_token(256, 8, 8)
+    kw = {"hidden": 7168, "top_k": 8, "experts": 256, "ep": 8, "gpu": "h200"}
+    assert (comm.moe_all_to_all(4096, groups=8, topk_groups=4, **kw).time_s
+            < comm.moe_all_to_all(4096, **kw).time_s)
 
 
 @given(st.integers(1, 4096), st.sampled_from([2, 4, 8, 16]), st.sampled_from([1, 2, 6, 8]),
@@ -139,9 +166,39 @@ def test_moe_dispatch_bad_input() -> None:
 
 
 def test_nccl_ring_steps_pay_the_hop_and_the_kernels_own_step_time() -> None:
-    # all-gather: G − 1 ring steps, (G − 1)/G of the gathered buffer over the link
-    cls, M = kernel_class("nccl/all_gather"), 4e6
+    # all-gather: G − 1 ring steps, (G − 1)/G of the gathered buffer over the link; a small
+    # message runs NCCL's LL protocol (tuning.cc: the lowest latency, half the link)
+    cls, M = kernel_class("nccl/all_gather"), 4e3
     for G in (2, 4, 8):
         p = comm.all_gather(M, G, gpu="h100-sxm")
+        traffic = (G - 1) / G * M * (1 + cls.efficiency.get("fill", 0.0) / (G - 1))
         assert p.terms_s["link"] == pytest.approx(
-            (G - 1) / G * M / (450e9 * cls.eff("link")) + (G - 1) * (0.6e-6 + cls.row_s))
+            traffic / min(141e9, 0.5 * 450e9 * cls.eff("link")) + (G - 1) * (0.6e-6 + cls.row_s))
+
+
+def test_nccl_protocol_switch_follows_nccls_cost_model() -> None:
+    # LL for small messages, LL128 in between (NVLink only), Simple for large ones; LL's
+    # bandwidth is capped at llMaxBw: 141 GB/s on Hopper, 282 GB/s on Blackwell (tuning.cc)
+    cls = kernel_class("nccl/all_gather")
+    sizes = np.geomspace(1e3, 1e9, 61)
+    _, proto = comm.nccl_ring_s(sizes, 7, 8, load_gpu("h100-sxm"), cls)
+    order = [p for i, p in enumerate(proto) if i == 0 or proto[i - 1] != p]
+    assert order == ["LL", "LL128", "Simple"]
+    _, pcie = comm.nccl_ring_s(sizes, 7, 8, load_gpu("l40s"), cls)
+    assert "LL128" not in set(pcie)
+    big = np.array([1e8])
+    hopper, p = comm.nccl_ring_s(big, 1, 2, load_gpu("h100-sxm"), cls)
+    assert p[0] == "Simple" and hopper < big / 141e9   # LL would be slower: capped
+    for gpu in ("h100-sxm", "b200"):
+        t, proto = comm.nccl_ring_s(sizes, 7, 8, load_gpu(gpu), cls)
+        assert np.all(np.diff(t) >= 0)   # a larger message never costs less
+
+
+@given(st.floats(1e8, 1e10), st.sampled_from([2, 4]))
+def test_nccl_ring_bus_bandwidth_grows_with_the_group(nbytes: float, gpus: int) -> None:
+    # the pipeline's fill and drain is one chunk (M/G) per pass: a larger group spreads it
+    # over more steps, so the bus bandwidth (G − 1)/G · M / t of a large message (the steps'
+    # latencies negligible) does not fall with G
+    bus = [(G - 1) / G * nbytes / comm.all_gather(nbytes, G, gpu="h200").time_s
+           for G in (gpus, 2 * gpus)]
+    assert bus[1] >= bus[0]

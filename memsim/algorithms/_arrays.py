@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from memsim.algorithms._tiles import INDEX_BLOCK_Q
-from memsim.geometry import MaskGeometry, TileSums, tile_sums
+from memsim.geometry import MaskGeometry, TileSums, floor_sum, tile_sums
 from memsim.problem import Indexer
 from memsim.units import DTYPE_BYTES, scaled_row_bytes
 
@@ -148,7 +148,7 @@ class Arrays:
             groups_in_flight = np.clip(slots // Q, 1, groups)
             fits = groups_in_flight * kv <= cap
             many = np.where(fits, t.union_keys, np.minimum(per_wave, t.key_loads))
-            one = self._causal_key_loads(t, bytes_per_key, Br, geometry, slots)
+            one = self._causal_key_loads(t, bytes_per_key, Br, geometry, slots, stream_bytes)
             one = np.where(kv <= cap, t.union_keys, np.minimum(one, t.key_loads))
             return np.where(Q >= slots, one, many)
         waves = np.ceil(groups * Q / slots)
@@ -174,7 +174,8 @@ class Arrays:
         return t.union_keys + wave_keys * (straddling * miss_two
                                            + (rereads - straddling) * miss_one)
 
-    def _causal_key_loads(self, t: TileSums, bytes_per_key, Br, geometry, slots):
+    def _causal_key_loads(self, t: TileSums, bytes_per_key, Br, geometry, slots,
+                          stream_bytes=0.0):
         """One group's HBM keys under a causal mask with staggered generations (see
         :meth:`hbm_key_loads`).
 
@@ -190,7 +191,10 @@ class Arrays:
         o = S - N
         Q = np.maximum(t.q_tiles, 1)
         tile_bytes = Bc * bytes_per_key
-        M = np.floor(self.l2_bytes / tile_bytes)           # key tiles the L2 holds
+        clump = np.maximum(Bc // Br, 1)
+        # key tiles the L2 holds beside the Q, O and logsumexp of the clump of blocks
+        # that starts (and the one that ends) between two clumps' reads of a tile
+        M = np.floor(np.maximum(self.l2_bytes - clump * stream_bytes, 0) / tile_bytes)
 
         def n_at(a):  # key tiles of query tile a (causal): ⌊(o + (a+1)·Br − 1)/Bc⌋ + 1
             return np.floor((o + (a + 1) * Br - 1) / Bc) + 1
@@ -200,7 +204,6 @@ class Arrays:
         # first tile of its generation
         need = M + n_at(0)                                  # n_a ≥ need + 1
         a_thr = np.maximum(np.ceil((need * Bc - o + 1) / Br) - 1, 0)
-        clump = np.maximum(Bc // Br, 1)
         k_star = np.maximum(np.ceil(a_thr / slots), 1)
         a_star = np.minimum(np.ceil(k_star * slots / clump) * clump, Q)
         a_tail = np.clip(np.ceil((Q - slots) / clump) * clump, a_star, Q)
@@ -239,34 +242,54 @@ class Arrays:
 
         Without ``slots``: every re-touch, ``row_pairs − N``. With them (FA-1 Alg. 1: one
         block per group, outer loop over key tiles j, inner over the query tiles that see
-        j): the groups in flight, min(groups, slots), run the same loop in lock-step, so
-        between two touches of a row tile (key tiles j − 1 and j) each touches the rows
-        active at j once and one K/V tile: the re-touch hits iff
-        groups in flight × (rows(j) · ``bytes_per_row`` + ``kv_tile_bytes``) ≤ L2 (the
-        tile's own rows are counted in the span: a slight over-count, large only when a
-        head has one or two query tiles). Under a
-        causal mask rows(j) = N − max(0, j·Bc − (S − N)) shrinks with j, so the early key
-        tiles miss and the late ones hit; under other masks rows(j) is taken as its mean
-        (row_pairs / key tiles) and every re-touch misses or none does.
+        j; blocks launched batch fastest, then head group, memsim.trace.sched_flash1):
+        every block lasts as long as the others, so the groups run in lock-step waves of
+        ``slots`` groups, the last wave holding the ``groups mod slots`` left over. In a
+        wave of G groups, between two touches of a row tile (key tiles j − 1 and j) each
+        group touches the rows active at j once and one K/V tile: the re-touch hits iff
+        G × (rows(j) · ``bytes_per_row`` + ``kv_tile_bytes``) ≤ L2 (the tile's own rows
+        are counted in the span: a slight over-count, large only when a head has one or
+        two query tiles). Under a causal mask rows(j) = N − max(0, j·Bc − (S − N))
+        shrinks with j, so the early key tiles miss and the late ones hit; under other
+        masks rows(j) is taken as its mean (row_pairs / key tiles) and every re-touch
+        misses or none does.
         """
         rereads = t.row_pairs - self.N
         if self.slots is None:
             return rereads
-        in_flight = np.minimum(np.maximum(self.groups, 1), np.maximum(self.slots, 1))
+        groups, slots = np.maximum(self.groups, 1), np.maximum(self.slots, 1)
+        full_waves = np.floor(groups / slots)
+        last = groups - full_waves * slots                   # groups of the last wave
+        wide = self._state_rereads_in_wave(t, rereads, bytes_per_row, kv_tile_bytes,
+                                           np.minimum(groups, slots))
+        narrow = self._state_rereads_in_wave(t, rereads, bytes_per_row, kv_tile_bytes,
+                                             np.maximum(last, 1))
+        return (full_waves * slots * wide + last * narrow) / groups
+
+    def _state_rereads_in_wave(self, t: TileSums, rereads, bytes_per_row, kv_tile_bytes,
+                               in_flight):
+        """One group's HBM re-touches in a wave of ``in_flight`` lock-step groups (see
+        :meth:`hbm_state_rereads`)."""
         rows_fit = (self.l2_bytes / in_flight - kv_tile_bytes) / bytes_per_row
         tiles = np.maximum(t.union_tiles, 1)
         if self.geometry is None or self.geometry.kind != "causal":
             mean_rows = t.row_pairs / tiles
             return np.where(mean_rows <= rows_fit, 0.0, rereads)
-        N, Bc = self.N, self.Bc
+        N, Bc, Br = self.N, self.Bc, self.Br
         o = self.S - N
-        # key tiles 1 … m miss, m = j* − 1, j* the first with rows(j) ≤ rows_fit
-        j_star = np.clip(np.ceil((N - rows_fit + o) / Bc), 1, tiles)
+        # query tile a is active at key tile j iff its last position o + (a+1)·Br − 1
+        # ≥ j·Bc: rows(j) = N − Br·max(0, ⌊(j·Bc − o)/Br⌋), whole tiles (the last one,
+        # ragged or not, is active at every j). Key tiles 1 … m miss, m = j* − 1, j* the
+        # first j with rows(j) ≤ rows_fit, i.e. with ⌊(j·Bc − o)/Br⌋ ≥ q:
+        q = np.ceil((N - rows_fit) / Br)
+        j_star = np.clip(np.ceil((q * Br + o) / Bc), 1, tiles)
         m = np.where(rows_fit >= N, 0, j_star - 1)
-        j1 = np.floor(o / Bc) + 1                            # first j with j·Bc > o
-        n_cut = np.maximum(m - j1 + 1, 0)
-        cut = Bc * (j1 + m) * n_cut / 2 - o * n_cut           # Σ_{j1..m} (j·Bc − o)
-        return np.clip(m * N - cut, 0, rereads)
+        # Σ_{j=1..m} rows(j) = m·N − Br·Σ_{j0 ≤ j ≤ m} ⌊(j·Bc − o)/Br⌋, j0 the first j ≥ 1
+        # with j·Bc ≥ o
+        j0 = np.maximum(np.ceil(o / Bc), 1)
+        n_cut = np.maximum(m - j0 + 1, 0)
+        cut = floor_sum(n_cut, Br, Bc, np.maximum(j0 * Bc - o, 0))
+        return np.clip(m * N - Br * cut, 0, rereads)
 
     def hbm_query_rows(self, t: TileSums, bytes_per_row):
         """Query rows whose per-row bytes (Q, dO, logsumexp, Δ, the fp32 dQ accumulator)
@@ -289,6 +312,23 @@ class Arrays:
                                    np.maximum(self.groups, 1))
         fits = groups_in_flight * self.N * bytes_per_row <= self.l2_bytes
         return np.where(fits, self.N, np.minimum(per_wave, t.row_pairs))
+
+
+def handoff_hit_fraction(first_bytes, second_bytes, l2_bytes):
+    """Fraction of a tensor's units that one kernel leaves in L2 for the next kernel to
+    read (memsim.trace.l2: LRU, kernels back to back, one L2).
+
+    Both kernels walk their blocks in the same launch order and each touches its tensors
+    in proportion along it (``first_bytes``, ``second_bytes``: the distinct bytes each
+    touches in all). The unit at fraction f of the order is re-touched after the first
+    kernel's bytes past f and the second's before f, (1 − f)·first + f·second distinct
+    bytes — linear in f — so it hits iff that fits the L2: all units, none, or those on
+    the side of the crossing where the smaller kernel dominates."""
+    first, second = np.asarray(first_bytes, float), np.asarray(second_bytes, float)
+    slope = second - first
+    cross = (l2_bytes - first) / np.where(slope == 0, 1.0, slope)   # d(cross) = L2
+    frac = np.where(slope > 0, np.clip(cross, 0, 1), np.clip(1 - cross, 0, 1))
+    return np.where(slope == 0, (first <= l2_bytes) * 1.0, frac)
 
 
 def from_problem(problem, tiling, gpu=None) -> Arrays:  # (AttentionProblem, Tiling, GPU)

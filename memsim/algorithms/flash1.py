@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from memsim.algorithms._arrays import Arrays
+from memsim.algorithms._l2_backward import flash1_backward_hbm
 from memsim.algorithms._tiles import (
     flash1_sram_bytes,
     forward_tiles_backward,
@@ -84,12 +85,13 @@ def backward(x: Arrays) -> Cost:
     reads = g * (kv + t.row_pairs * per_pair_read + (t.row_pairs - N) * hpb * D * e)
     writes = g * (kv + t.row_pairs * hpb * D * e)         # dK, dV once; dQ per pair
     staged = g * (kv + t.row_pairs * hpb * (2 * D + 2 * Dv) * e)
+    hbm_reads, hbm_writes = flash1_backward_hbm(x, t)     # = reads, writes without the L2
     return Cost(
         matmul_flops=g * hpb * t.area * (6 * D + 4 * Dv),
         vector_flops=g * hpb * (5 * t.area + t.row_pairs * 2 * Dv),
         exp_ops=g * hpb * t.area,
         global_read_bytes=reads, global_write_bytes=writes,
-        hbm_read_bytes=reads, hbm_write_bytes=writes,
+        hbm_read_bytes=g * hbm_reads, hbm_write_bytes=g * hbm_writes,
         sram_write_bytes=staged, sram_read_bytes=staged * x.warps,
         workspace_bytes=x.B * x.H * N * 2 * F4,           # saved ℓ, m
         launches=1.0 + 0 * g, blocks=g,

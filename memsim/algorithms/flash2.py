@@ -21,9 +21,8 @@ are skipped block by block (FlashAttention Prop. 4), diagonal tiles computed who
 
 from __future__ import annotations
 
-import numpy as np
-
 from memsim.algorithms._arrays import Arrays
+from memsim.algorithms._l2_backward import fa2_backward_hbm
 from memsim.algorithms._tiles import (
     fa2_backward_tiles,
     flash_sram_bytes,
@@ -92,23 +91,13 @@ def backward(x: Arrays) -> Cost:
     per_row = hpb * (D * e + Dv * e + 2 * F4 + D * F4)    # Q, dO, L, Δ, dQ accumulator read
     main_read = g * (kv + t.row_pairs * per_row)
     main_write = g * (kv + t.row_pairs * hpb * D * F4)    # dK, dV; dQ accumulator write
-    rows_hbm = x.hbm_query_rows(t, per_row)               # = row_pairs without the L2 estimate
-    main_hbm_read = g * (kv + rows_hbm * per_row)
-    main_hbm_write = g * (kv + rows_hbm * hpb * D * F4)
     # kernel 3: dQ fp32 → storage dtype
     conv_read, conv_write = g * N * hpb * D * F4, g * N * hpb * D * e
     reads = pre_read + main_read + conv_read
     writes = pre_write + main_write + conv_write
-    hbm_reads = pre_read + main_hbm_read + conv_read
-    hbm_writes = pre_write + main_hbm_write + conv_write
-    if x.slots is not None:
-        # the three kernels' whole footprint in L2: each tensor read or written once
-        # (Q, K, V, O, dO, L in; Δ, dQ accumulator, dQ, dK, dV out, written back later)
-        once_read = g * (N * hpb * (D * e + 2 * Dv * e + F4) + kv)
-        once_written = g * (N * hpb * (F4 + D * F4 + D * e) + kv)
-        fits = once_read + once_written <= x.l2_bytes
-        hbm_reads = np.where(fits, once_read, hbm_reads)
-        hbm_writes = np.where(fits, once_written, hbm_writes)
+    hbm_reads, hbm_writes = reads, writes
+    if x.slots is not None:                               # the closed-form L2 estimate
+        hbm_reads, hbm_writes = (g * b for b in fa2_backward_hbm(x))
     staged = g * (kv + t.row_pairs * hpb * (D + Dv) * e)
     return Cost(
         matmul_flops=g * hpb * t.area * (6 * D + 4 * Dv),

@@ -31,6 +31,7 @@ import numpy as np
 
 from memsim.algorithms import standard_blockskip
 from memsim.algorithms._arrays import Arrays
+from memsim.algorithms._l2_backward import standard_backward_hbm
 from memsim.cost import Cost
 from memsim.geometry import DENSE_MASKS, MaskGeometry
 
@@ -123,12 +124,31 @@ def softmax_reads(S, e):
 
 def forward(x: Arrays) -> Cost:
     # standard_blockskip's softmax reads S twice; PyTorch's, softmax_reads times
-    extra_reads = ((softmax_reads(x.S, x.e) - 2) * np.asarray(x.B, dtype=np.float64) * x.H
-                   * x.N * x.S * x.e)
+    passes = softmax_reads(x.S, x.e)
+    extra_reads = (passes - 2) * np.asarray(x.B, dtype=np.float64) * x.H * x.N * x.S * x.e
     softmax = Cost(global_read_bytes=extra_reads, hbm_read_bytes=extra_reads)
-    return (standard_blockskip.forward(dense(x)) + softmax + _mask_kernel(x, mask_e=x.e)
-            + _math_backend_kernels(x))
+    mask_add = _mask_kernel(x, mask_e=x.e)
+    around = _math_backend_kernels(x)
+    cost = standard_blockskip.forward(dense(x)) + softmax + mask_add + around
+    if x.slots is None:
+        return cost
+    # the L2 estimate over QKᵀ, the mask add (as masked_fill over S), softmax and PV: S
+    # may stay in L2 from kernel to kernel (standard_blockskip.forward_hbm_bytes); the
+    # (N, S) mask and the elementwise kernels around reach HBM whole (what they stream
+    # is S-sized, far past the L2 where the estimate matters; the trace has the hits)
+    d = dense(x)
+    reads, writes = standard_blockskip.forward_hbm_bytes(
+        d, d.tiles(), masked_fill=x.geometry.kind != "full", softmax_reads=passes)
+    mask_reads = mask_add.hbm_read_bytes - _mask_kernel(x).hbm_read_bytes
+    return replace(cost, hbm_read_bytes=reads + mask_reads + around.hbm_read_bytes,
+                   hbm_write_bytes=writes + around.hbm_write_bytes)
 
 
 def backward(x: Arrays) -> Cost:
-    return standard_blockskip.backward(dense(x)) + _mask_kernel(x)
+    cost = standard_blockskip.backward(dense(x)) + _mask_kernel(x)
+    if x.slots is None:
+        return cost
+    # the closed-form L2 estimate, kernel by kernel (memsim.algorithms._l2_backward)
+    masked = np.asarray(0.0 if x.geometry.kind == "full" else 1.0)
+    reads, writes = standard_backward_hbm(dense(x), masked)
+    return replace(cost, hbm_read_bytes=x.groups * reads, hbm_write_bytes=x.groups * writes)

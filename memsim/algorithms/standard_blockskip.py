@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from memsim.algorithms._arrays import Arrays
+from memsim.algorithms._arrays import Arrays, handoff_hit_fraction
 from memsim.algorithms._tiles import (
     forward_tiles_backward,
     never_splits,
@@ -65,6 +65,85 @@ def _dense_scores_bytes(x: Arrays):
     return np.asarray(x.B, dtype=np.float64) * x.H * x.N * x.S * x.e
 
 
+def forward_hbm_bytes(x: Arrays, t, masked_fill: bool = False, softmax_reads=2):
+    """HBM (read, write) bytes of the forward's kernels — QKᵀ, ``masked_fill`` over S
+    when ``masked_fill`` (eager attention, memsim.algorithms.standard), softmax, PV — per
+    call (all batches and head groups).
+
+    Without ``slots`` (the analytic default) every global access reaches HBM. With them,
+    the closed-form L2 estimate of the schedule memsim.trace.sched_standard plays (query
+    tiles fastest, then batch, then head group; kernels back to back in one L2):
+
+    - K in QKᵀ and V in PV: :meth:`Arrays.hbm_key_loads`, each block streaming its Q
+      (or O) rows and its row of S (or P) tiles between two waves' reads of a tile.
+    - S written by QKᵀ and read by the next kernel, S re-written by masked_fill, P
+      written by softmax and read by PV: :func:`handoff_hit_fraction` of the two kernels'
+      distinct bytes (QKᵀ: Q, K, S; masked_fill: S; softmax: S, P; PV: P, V, O).
+    - Softmax's second pass re-reads its block's S row: between the two reads of tile j
+      each of the G blocks in flight (lock-step waves of ``slots``, the last wave holding
+      what is left) touches its whole S row and the first j tiles of its P row, so tile
+      j hits iff G·S_row·(1 + j/n) ≤ L2.
+    - ``softmax_reads`` (eager attention: PyTorch's kernel reads S once or three times,
+      memsim.algorithms.standard.softmax_reads): the reads after the first miss as the
+      second pass does.
+    - Writes: each dirty unit is written back once (on eviction or at the end of the
+      call, as the trace flushes); S twice where masked_fill re-dirties an evicted unit.
+    """
+    g, hpb, e, D, Dv, N = x.groups, x.hpb, x.e, x.D, x.Dv, x.N
+    scores = t.area * hpb * e                              # S (and P) bytes per group
+    q_bytes, o_bytes = N * hpb * D * e, N * hpb * Dv * e
+    fill = float(masked_fill)
+    reads = q_bytes + t.key_loads * (D + Dv) * e + (1 + softmax_reads + fill) * scores
+    writes = (1 + fill) * scores + scores + o_bytes
+    if x.slots is None:
+        return g * reads, g * writes
+    cap = x.l2_bytes
+    q_tiles = np.maximum(t.q_tiles, 1)
+    s_row = scores / q_tiles                               # one block's row of S tiles
+    k_hbm = x.hbm_key_loads(t, D * e, stream_bytes=(q_bytes + scores) / q_tiles)
+    v_hbm = x.hbm_key_loads(t, Dv * e, stream_bytes=(o_bytes + scores) / q_tiles)
+    # distinct bytes each kernel touches (all groups) after (first kernel) or before
+    # (second kernel) a unit of S or P. A block reads its Q rows first and writes its O
+    # rows last, and softmax writes P only in its second pass, after the first pass read
+    # the block's S row: in a kernel of w waves the lock-step blocks of the unit's own
+    # wave have not touched them yet, so (1 − 1/w) of them count — none in one wave
+    waves = np.ceil(g * q_tiles / np.maximum(x.slots, 1))
+    spread = 1 - 1 / np.maximum(waves, 1)
+    qk = g * (spread * q_bytes + t.union_keys * D * e + scores)
+    pv = g * (scores + t.union_keys * Dv * e + spread * o_bytes)
+    if masked_fill:
+        to_fill = handoff_hit_fraction(qk, g * scores, cap)
+        to_softmax = handoff_hit_fraction(g * scores, g * (1 + spread) * scores, cap)
+    else:
+        to_fill = 1.0
+        to_softmax = handoff_hit_fraction(qk, g * (1 + spread) * scores, cap)
+    second_pass = _in_block_hit_fraction(x, t, s_row, cap)
+    to_pv = handoff_hit_fraction(g * 2 * scores, pv, cap)
+    hbm_reads = (q_bytes + (k_hbm * D + v_hbm * Dv) * e
+                 + scores * (fill * (1 - to_fill) + (1 - to_softmax)
+                             + (softmax_reads - 1) * (1 - second_pass) + (1 - to_pv)))
+    hbm_writes = scores * (1 + fill * (1 - to_fill)) + scores + o_bytes
+    return g * hbm_reads, g * hbm_writes
+
+
+def _in_block_hit_fraction(x: Arrays, t, s_row, cap):
+    """Fraction of softmax's second-pass reads of S that hit (see
+    :func:`forward_hbm_bytes`): waves of ``slots`` lock-step blocks, the last one with
+    the blocks left over; of a block's n key tiles, tile j hits iff G·S_row·(1 + j/n)
+    ≤ L2."""
+    blocks = np.maximum(x.groups * t.q_tiles, 1)
+    slots = np.maximum(x.slots, 1)
+    full = np.floor(blocks / slots) * slots
+    last = blocks - full
+    n = np.maximum(t.pairs / np.maximum(t.q_tiles, 1), 1)   # key tiles per block
+
+    def hits(in_flight):
+        room = cap / (np.maximum(in_flight, 1) * np.maximum(s_row, 1e-30)) - 1
+        return np.clip(np.floor(n * room) + 1, 0, n) / n
+
+    return (full * hits(np.minimum(slots, blocks)) + last * hits(last)) / blocks
+
+
 def forward(x: Arrays) -> Cost:
     t = x.tiles()
     g, hpb, e, D, Dv, N = x.groups, x.hpb, x.e, x.D, x.Dv, x.N
@@ -73,8 +152,7 @@ def forward(x: Arrays) -> Cost:
     sm_r, sm_w = 2 * scores, scores
     pv_r, pv_w = scores + t.key_loads * Dv * e, N * hpb * Dv * e
     reads, writes = g * (qk_r + sm_r + pv_r), g * (qk_w + sm_w + pv_w)
-    k_hbm, v_hbm = x.hbm_key_loads(t, D * e), x.hbm_key_loads(t, Dv * e)
-    hbm_reads = reads - g * t.key_loads * (D + Dv) * e + g * (k_hbm * D + v_hbm * Dv) * e
+    hbm_reads, hbm_writes = forward_hbm_bytes(x, t)
     staged = g * (N * hpb * D * e + t.key_loads * (D + Dv) * e + scores)
     return Cost(
         matmul_flops=g * hpb * t.area * 2 * (D + Dv),
@@ -83,7 +161,7 @@ def forward(x: Arrays) -> Cost:
         # then P = exp(S − m)/ℓ (a row too long for chip holds no exp(S − m) in between)
         exp_ops=g * hpb * 2 * t.area,
         global_read_bytes=reads, global_write_bytes=writes,
-        hbm_read_bytes=hbm_reads, hbm_write_bytes=writes,
+        hbm_read_bytes=hbm_reads, hbm_write_bytes=hbm_writes,
         sram_write_bytes=staged, sram_read_bytes=staged * x.warps,
         workspace_bytes=2 * _dense_scores_bytes(x),      # S and P
         launches=3.0 + 0 * g, blocks=3 * g * t.q_tiles,

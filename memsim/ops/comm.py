@@ -90,14 +90,105 @@ def _all_reduce_class(name: str, backend: str | None) -> Any:
     return kernel_class(f"allreduce/{name}", backend)
 
 
+# ---- NCCL's three protocols (src/graph/tuning.cc of github.com/NVIDIA/nccl @5067397) ------
+#: Ring base latency per protocol, µs → s (``ncclTunerConstantsDefaults.baseLatencies``,
+#: Ring row: LL 6.6, LL128 14.0, Simple 8.4 µs). The class's fitted ``floor_s`` stands for
+#: LL's; the other protocols add NCCL's difference to it.
+NCCL_PROTOCOLS = ("LL", "LL128", "Simple")
+_RING_BASE_S = {"LL": 6.6e-6, "LL128": 14.0e-6, "Simple": 8.4e-6}
+#: Per-step hardware latency of a ring, per link type and protocol (``hwLatencies``, Ring
+#: column): NVLink 0.6 / 1.9 / 3.4 µs, PCI 1.0 / 2.5 / 5.7 µs, NET 2.7 / 4.0 / 14.0 µs. The
+#: profile's ``nvlink_latency_s`` / ``network_latency_s`` are the LL entries; the other
+#: protocols add NCCL's difference to them.
+_RING_HW_S = {"nvlink": {"LL": 0.6e-6, "LL128": 1.9e-6, "Simple": 3.4e-6},
+              "pci": {"LL": 1.0e-6, "LL128": 2.5e-6, "Simple": 5.7e-6},
+              "net": {"LL": 2.7e-6, "LL128": 4.0e-6, "Simple": 14.0e-6}}
+#: LL's bandwidth ceiling on one node per compute capability, GB/s (``llMaxBws`` column N1:
+#: Volta 39.0, Ampere 87.7, Hopper 141.0, Blackwell 2 × 141.0); LL moves 8-byte lines of 4
+#: data bytes and a 4-byte flag, so it also gets at most half the link (``busBw * .5``).
+_LL_MAX_BW = {"volta": 39.0e9, "turing": 39.0e9, "ampere": 87.7e9, "ada": 87.7e9,
+              "hopper": 141.0e9, "blackwell": 282.0e9}
+#: LL128's share of the link: 120 data bytes per 128-byte line (``busBw * 0.92``).
+_LL128_SHARE = 0.92
+
+
+def _link_kind(gpu: Any, G: int) -> str:
+    link = gpu.interconnect
+    if G > link.scale_up_gpus:
+        return "net"
+    return "nvlink" if link.nvlink_bytes_per_s_per_direction > 0 else "pci"
+
+
+def nccl_ring_s(traffic: np.ndarray, steps: int, G: int, gpu: Any, cls: Any
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """(seconds without the floor, protocol) of an NCCL ring collective that moves
+    ``traffic`` bytes per GPU per direction in ``steps`` ring steps, with the protocol
+    NCCL's cost model picks (``ncclTopoGetAlgoTime``: latency + bytes / bandwidth, the
+    smallest wins). Per protocol: latency = base − base(LL) + steps · (hop(LL) + Δhop +
+    ``cls.row_s``); bandwidth = link · ``cls.eff("link")`` for Simple, × 0.92 for LL128
+    (enabled only on NVLink: ``pEnable &= typeIntra <= PATH_NVB``), min(half of it,
+    ``llMaxBw`` of the architecture) for LL (tuning.cc "Various model refinements").
+
+    The ring moves one chunk (M/G) per step, G − 1 steps per pass; the class's ``fill``
+    (a fraction of one step, kept with its efficiencies, 0 where absent) is the pipeline's
+    fill and drain each pass adds: bytes × (1 + fill/(G − 1)). Without it the bus bandwidth
+    would not depend on G, where nccl-tests' does (aiconfigurator's H100 rows at 512 MB:
+    all-gather 258 / 318 / 336 GB/s on 2 / 4 / 8 GPUs, reduce-scatter 235 / 300 / 328)."""
+    bw, hop = _link(gpu, G)
+    traffic = traffic * (1.0 + cls.efficiency.get("fill", 0.0) / max(G - 1, 1))
+    kind = _link_kind(gpu, G)
+    simple = bw * cls.eff("link")
+    ll_max = _LL_MAX_BW.get(str(gpu.architecture), _LL_MAX_BW["ampere"])
+    if kind == "net":
+        ll_max = min(ll_max, _LL_MAX_BW["ampere"])   # llMaxBws N2/N4 columns are lower
+    bws = {"LL": min(ll_max, 0.5 * simple), "LL128": _LL128_SHARE * simple, "Simple": simple}
+    protos = ("LL", "Simple") if kind == "pci" else NCCL_PROTOCOLS
+    best = np.full(np.shape(traffic), np.inf)
+    pick = np.full(np.shape(traffic), "Simple", dtype=object)
+    for p in protos:
+        lat = (_RING_BASE_S[p] - _RING_BASE_S["LL"]
+               + steps * (hop + _RING_HW_S[kind][p] - _RING_HW_S[kind]["LL"] + cls.row_s))
+        t = lat + traffic / bws[p]
+        pick = np.where(t < best, p, pick)
+        best = np.minimum(best, t)
+    return best, pick
+
+
+#: NCCL p2p (send/recv, hence all-to-all) runs LL while a peer's bytes are at most
+#: ``NCCL_P2P_LL_THRESHOLD`` (16384) per channel, Simple beyond (src/enqueue.cc l. 859,
+#: 932-933); below 64 KiB a peer gets one channel on one node (``minPartSize`` =
+#: ``P2P_NVL_CHUNKSIZE`` 512 KiB / 8, l. 912-913), so the switch is at 16 KiB a peer.
+P2P_LL_THRESHOLD_BYTES = 16384
+
+
+def nccl_p2p_s(peer_bytes: np.ndarray, peers: int, G: int, gpu: Any, cls: Any
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """(seconds without the floor, protocol) of NCCL sends of ``peer_bytes`` to each of
+    ``peers`` peers at once (one step): LL (the hop, half the link capped at ``llMaxBw``)
+    up to :data:`P2P_LL_THRESHOLD_BYTES` a peer, Simple beyond (NCCL's Simple base and
+    step latency over LL's, tuning.cc, and the whole link)."""
+    bw, hop = _link(gpu, G)
+    kind = _link_kind(gpu, G)
+    simple = bw * cls.eff("link")
+    ll_max = _LL_MAX_BW.get(str(gpu.architecture), _LL_MAX_BW["ampere"])
+    traffic = peers * peer_bytes
+    ll = hop + cls.row_s + traffic / min(ll_max, 0.5 * simple)
+    extra = (_RING_BASE_S["Simple"] - _RING_BASE_S["LL"] + _RING_HW_S[kind]["Simple"]
+             - _RING_HW_S[kind]["LL"])
+    full = hop + cls.row_s + extra + traffic / simple
+    use_ll = peer_bytes <= P2P_LL_THRESHOLD_BYTES
+    return np.where(use_ll, ll, full), np.where(use_ll, "LL", "Simple").astype(object)
+
+
 def _algorithm_s(name: str, M: np.ndarray, G: int, gpu: Any, backend: str | None
                  ) -> tuple[np.ndarray, np.ndarray, float]:
     """(time without floor, link bytes per GPU per direction, floor) of one algorithm."""
     bw, hop = _link(gpu, G)
     cls = _all_reduce_class(name, backend)
     traffic = {"oneshot": (G - 1) * M, "nvls": (G + 1) / G * M}.get(name, 2.0 * (G - 1) / G * M)
-    hops = 2 * (G - 1) if name == "ring" else 0  # ring: one step per neighbour exchange
-    return traffic / (bw * cls.eff("link")) + hops * (hop + cls.row_s), traffic, cls.floor_s
+    if name == "ring":   # one step per neighbour exchange, NCCL's protocol switch
+        return nccl_ring_s(traffic, 2 * (G - 1), G, gpu, cls)[0], traffic, cls.floor_s
+    return traffic / (bw * cls.eff("link")), traffic, cls.floor_s
 
 
 def _nccl_choice(M: np.ndarray, G: int, gpu: Any, backend: str | None) -> np.ndarray:
@@ -201,10 +292,14 @@ def _simple(op: str, message_bytes: Any, gpus: int, gpu: Any, factor, hops) -> O
     gpu, G, M = _collective_args(message_bytes, gpus, gpu)
     if G == 1:
         return _no_link(M)
-    bw, hop = _link(gpu, G)
     cls = kernel_class(f"nccl/{'alltoall' if op == 'p2p' else op}")
     traffic = factor(G) * M
-    link_s = traffic / (bw * cls.eff("link")) + hops(G) * (hop + cls.row_s)
+    if op in ("all_gather", "reduce_scatter"):   # ring: G − 1 steps, NCCL's protocols
+        link_s = nccl_ring_s(traffic, hops(G), G, gpu, cls)[0]
+    elif op == "alltoall":   # a send to each of G − 1 peers at once
+        link_s = nccl_p2p_s(M / G, G - 1, G, gpu, cls)[0]
+    else:                    # p2p: the whole message to one peer
+        link_s = nccl_p2p_s(M, 1, G, gpu, cls)[0]
     floor = np.full_like(M, cls.floor_s)
     bound = np.where(floor > link_s, "latency", "link")
     return OpPrediction(
@@ -255,21 +350,46 @@ A2A_PHASES = ("dispatch", "combine")
 A2A_WIRE_BYTES = {"bf16": 2.0, "fp16": 2.0, "fp8": 1.0 + 4.0 / 128, "nvfp4": 0.5 + 1.0 / 16}
 
 
-def remote_ranks_per_token(experts: int, top_k: int, ep: int) -> float:
+def remote_ranks_per_token(experts: int, top_k: int, ep: int, groups: int = 1,
+                           topk_groups: int = 1) -> float:
     """Expected number of *other* EP ranks that hold at least one of a token's top-k
-    experts, experts placed X/G per rank and routing uniform without replacement:
-    (G − 1) · (1 − C(X − X/G, k) / C(X, k)) (X/G the mean where G does not divide X,
-    as with redundant experts). DeepEP's normal kernels send a token once per
+    experts, experts placed X/G per rank. DeepEP's normal kernels send a token once per
     such rank (``is_token_in_rank``, csrc/kernels/intranode.cu ``notify_dispatch`` /
-    ``dispatch``), not once per expert."""
-    per_rank = experts / ep  # redundant-expert layouts (X not divisible by G): the mean
-    miss = float(np.prod([(experts - per_rank - i) / (experts - i) for i in range(top_k)]))
-    return (ep - 1) * (1.0 - max(miss, 0.0))
+    ``dispatch``), not once per expert.
+
+    - Uniform routing (``groups`` = 1): without replacement, (G − 1) · (1 − C(X − X/G, k)
+      / C(X, k)) (X/G the mean where G does not divide X, as with redundant experts).
+    - Group-limited routing (DeepSeek-V3 ``n_group`` = 8, ``topk_group`` = 4; its Gate,
+      inference/model.py, keeps the ``topk_group`` groups with the highest sum of their
+      top-2 scores and takes the top-k among their experts): a chosen group holds one of
+      the token's experts (it was chosen for its best two), so where G divides the groups
+      (each rank holds groups/G whole groups) a rank is reached iff one of its groups is
+      chosen: (G − 1) · (1 − C(groups − groups/G, topk_groups) / C(groups, topk_groups));
+      where a group spans several ranks, its chosen share of the k experts lands uniformly
+      on them.
+    """
+    from math import comb
+
+    if groups <= 1 or topk_groups >= groups:
+        per_rank = experts / ep  # redundant-expert layouts (X not divisible by G): the mean
+        miss = float(np.prod([(experts - per_rank - i) / (experts - i)
+                              for i in range(top_k)]))
+        return (ep - 1) * (1.0 - max(miss, 0.0))
+    if groups % ep == 0:
+        per_rank = groups // ep
+        return (ep - 1) * (1.0 - comb(groups - per_rank, topk_groups) / comb(groups,
+                                                                             topk_groups))
+    # a group spans ep/groups ranks: the token's k experts lie in topk_groups groups
+    pool = topk_groups * experts / groups
+    per_rank = experts / ep
+    miss = float(np.prod([(pool - per_rank - i) / (pool - i) for i in range(top_k)]))
+    return (ep - 1) * topk_groups / groups * (1.0 - max(miss, 0.0))
 
 
 def moe_all_to_all(tokens: Any, *, hidden: int, top_k: int, experts: int, ep: int,
                    phase: str = "dispatch", mode: str = "normal", dtype: str = "bf16",
-                   gpu: Any = "h200", backend: str | None = None) -> OpPrediction:
+                   gpu: Any = "h200", backend: str | None = None, groups: int = 1,
+                   topk_groups: int = 1) -> OpPrediction:
     """One MoE dispatch or combine of ``tokens`` tokens per rank (arrays broadcast) over
     ``ep`` ranks, as DeepEP's kernels move them.
 
@@ -281,6 +401,10 @@ def moe_all_to_all(tokens: Any, *, hidden: int, top_k: int, experts: int, ep: in
     - ``mode="low_latency"`` (DeepEP ``low_latency_dispatch`` / ``low_latency_combine``;
       decode): one message per (token, expert) pair, k·(G − 1)/G copies per token that
       leave the rank (csrc/kernels/internode_ll.cu sends per expert, no rank dedup).
+
+    ``groups`` / ``topk_groups``: the model's group-limited routing (config.json
+    ``n_group`` / ``topk_group``; 1 / 1 is uniform), which bounds the ranks a token
+    reaches in the normal kernels (:func:`remote_ranks_per_token`).
 
     Dispatch sends ``dtype`` on the wire (:data:`A2A_WIRE_BYTES`); combine returns bf16
     (DeepEP's combine takes bf16 x). Time = floor + link bytes / (link · efficiency) +
@@ -310,9 +434,10 @@ def moe_all_to_all(tokens: Any, *, hidden: int, top_k: int, experts: int, ep: in
     if mode == "low_latency":
         per_token = top_k * (G - 1) / G
     elif G <= domain:
-        per_token = remote_ranks_per_token(experts, top_k, G)
+        per_token = remote_ranks_per_token(experts, top_k, G, groups, topk_groups)
     else:  # normal internode: once per remote node over the network, then NVLink fan-out
-        per_token = remote_ranks_per_token(experts, top_k, -(-G // domain))
+        per_token = remote_ranks_per_token(experts, top_k, -(-G // domain), groups,
+                                           topk_groups)
     copies = T * per_token
     traffic = copies * hidden * A2A_WIRE_BYTES[wire]
     bw, _ = _link(gpu, G)

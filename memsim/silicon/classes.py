@@ -227,6 +227,34 @@ def generation_attention(rows: Rows, gpu: GPU) -> Mapped:
                              algorithm="flash_decode", backend=_backend(rows)), gpu)
 
 
+def trtllm_decode_kernel(rows: Rows) -> np.ndarray:
+    """Per generation row, the TensorRT-LLM decode kernel that times it on the row's GPU
+    (:func:`memsim.attention.decode_kernel`: "mmha", "xqa_hmma", "xqa_gmma"; "" for other
+    backends and GPUs without a profile): the fitter's row selection per kernel class."""
+    from memsim.attention import XQA_MAX_GROUP, decode_kernel
+    from memsim.hardware import load_gpu
+    from memsim.problem import AttentionProblem
+    from memsim.silicon import source
+
+    out = np.full(len(rows), "", dtype=object)
+    profile = source.SYSTEM_PROFILES.get(rows.system)
+    if rows.backend != "trtllm" or profile is None:
+        return out
+    gpu = load_gpu(profile)
+    H, K = _i(rows, "num_heads"), _kv_heads(rows)
+    K = np.where(H // K > XQA_MAX_GROUP, H, K)       # memsim.attention.production_problem
+    dtype = dtype_of(rows.col("kv_cache_dtype", "bfloat16"))
+    keys = list(zip(H.tolist(), K.tolist(), dtype.tolist(), strict=True))
+    for h, k, d in set(keys):
+        p = AttentionProblem.model_construct(heads=h, kv_heads=k, dtype=d, mla=False)
+        out[[key == (h, k, d) for key in keys]] = decode_kernel(p, "trtllm", gpu) or ""
+    return out
+
+
+# columns the fitter selects rows by that the tables do not hold (memsim.silicon.fit)
+DERIVED_COLUMNS = {"decode_kernel": trtllm_decode_kernel}
+
+
 def encoder_attention(rows: Rows, gpu: GPU) -> Mapped:
     isl = _i(rows, "isl")
     h, d = _i(rows, "num_heads"), _i(rows, "head_dim")

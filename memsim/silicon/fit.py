@@ -80,9 +80,13 @@ class FitSpec:
         return f"{rows + ' ' if rows else ''}{self.op_class}/{self.backend}"
 
     def select(self, rows: Rows) -> np.ndarray:
+        from memsim.silicon.classes import DERIVED_COLUMNS
+
         keep = np.ones(len(rows), dtype=bool)
         for column, value in self.where.items():
-            keep &= np.asarray(rows.col(column, ""), dtype=object).astype(str) == value
+            col = (DERIVED_COLUMNS[column](rows) if column in DERIVED_COLUMNS
+                   else rows.col(column, ""))
+            keep &= np.asarray(col, dtype=object).astype(str) == value
         return keep
 
 
@@ -107,10 +111,17 @@ def specs() -> list[FitSpec]:
             FitSpec((f"attention/context/{b}",), "context_attention", b,
                     ("floor_s", "tensor", "hbm", "row_s"), {"attn_dtype": "bfloat16",
                                                             **bf16_kv}),
-            # decode: tensor held (MMAs padded to 16 rows; the rows cannot tell it apart)
-            FitSpec((f"attention/decode/{b}",), "generation_attention", b,
-                    ("floor_s", "hbm", "row_s"), bf16_kv),
         ]
+        # decode: tensor held (MMAs padded to 16 rows; the rows cannot tell it apart);
+        # TensorRT-LLM: one class per decode kernel (memsim.attention.decode_kernel), each
+        # on the rows that kernel runs, whatever their KV-cache dtype
+        if b == "trtllm":
+            out += [FitSpec((f"attention/decode/{b}/{k}",), "generation_attention", b,
+                            ("floor_s", "hbm", "row_s"), {"decode_kernel": k})
+                    for k in ("xqa_hmma", "xqa_gmma", "mmha")]
+        else:
+            out.append(FitSpec((f"attention/decode/{b}",), "generation_attention", b,
+                               ("floor_s", "hbm", "row_s"), bf16_kv))
         # MLA (memsim.ops.mla): one class per phase and KV-cache dtype (an fp8 cache runs
         # fp8 kernels after a quantisation pass), and the absorbed BMMs per dtype
         for fam, db in (("bf16", "bfloat16"), ("fp8", "fp8")):
@@ -133,10 +144,15 @@ def _comm_specs() -> list[FitSpec]:
                 out.append(FitSpec((f"a2a/{mode}/{phase}/{b}",), "moe_a2a", b,
                                    ("floor_s", "link", "row_s"),
                                    {"comm_backend": f"{prefix}deepep_{tag}", "phase": phase}))
+    # NCCL rings (memsim.ops.comm.nccl_ring_s): fill = the pipeline's fill and drain, a
+    # fraction of one ring step per pass
+    # (NVLS has no ring steps: its row_s and fill go unused)
     out.append(FitSpec(("nccl/all_reduce/ring", "nccl/all_reduce/nvls"), "nccl_all_reduce",
-                       "nccl", ("floor_s", "link", "row_s")))
-    for op in ("all_gather", "reduce_scatter", "alltoall"):
-        out.append(FitSpec((f"nccl/{op}",), f"nccl_{op}", "nccl", ("floor_s", "link", "row_s")))
+                       "nccl", ("floor_s", "link", "row_s", "fill")))
+    for op in ("all_gather", "reduce_scatter"):
+        out.append(FitSpec((f"nccl/{op}",), f"nccl_{op}", "nccl",
+                           ("floor_s", "link", "row_s", "fill")))
+    out.append(FitSpec(("nccl/alltoall",), "nccl_alltoall", "nccl", ("floor_s", "link", "row_s")))
     return out
 
 

@@ -218,6 +218,13 @@ _A2A_MODES = {"trtllm_deepep_ht": "normal", "deepep_ht": "normal",
               "trtllm_deepep_ll": "low_latency", "deepep_ll": "low_latency"}
 # comm_dtype → the dispatch wire format; "default" (vLLM's rows) is the bf16 activation
 _A2A_DTYPES = {"bfloat16": "bf16", "default": "bf16", "fp8": "fp8", "nvfp4": "nvfp4"}
+# TensorRT-LLM's moe_a2a collector routes each shape with its model's declared routing
+# (ai-dynamo/aiconfigurator collector/wideep/trtllm/collect_moe_a2a.py: RoutingSpec
+# num_expert_group / topk_group from the recipe, one routing per persisted geometry);
+# (hidden 7168, top-8, 256 experts) is DeepSeek-V3/R1, whose config.json has n_group 8,
+# topk_group 4. vLLM's DeepEP rows route uniformly (DeepEP tests/test_intranode.py: top-k
+# of random scores). (hidden, top_k, experts) → (groups, topk_groups)
+_A2A_TRTLLM_GROUPED = {(7168, 8, 256): (8, 4)}
 
 
 def moe_a2a(rows: Rows, gpu: GPU) -> Mapped:
@@ -251,9 +258,12 @@ def moe_a2a(rows: Rows, gpu: GPU) -> Mapped:
             continue
         try:
             cls = kernel_class(f"a2a/{mode}/{phase}", backend)
+            groups = (_A2A_TRTLLM_GROUPED.get((int(h), int(k), int(x)), (1, 1))
+                      if backend == "trtllm" else (1, 1))
             pred = comm.moe_all_to_all(tokens[idx], hidden=int(h), top_k=int(k),
                                        experts=int(x), ep=int(ep), phase=str(phase),
-                                       mode=mode, dtype=dtype, gpu=gpu, backend=backend)
+                                       mode=mode, dtype=dtype, gpu=gpu, backend=backend,
+                                       groups=groups[0], topk_groups=groups[1])
         except (InputError, ValueError, KeyError) as exc:
             out.reasons.update({int(i): str(exc).splitlines()[0][:200] for i in idx})
             continue

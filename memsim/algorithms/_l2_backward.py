@@ -1,0 +1,299 @@
+"""Closed-form L2 estimate of the backward passes: HBM reads and writes of FA-1's, FA-2's
+and eager standard attention's backward kernels when re-reads can hit in L2.
+
+Every function takes the :class:`~memsim.algorithms._arrays.Arrays` of one call (with
+``slots`` and ``l2_bytes`` set: :func:`memsim.algorithms._arrays.from_problem` with a GPU)
+and returns per-(batch, head group) or whole-call byte arrays that broadcast with the
+arrays' shapes. The L2 is the forward's: one LRU of ``l2_bytes``
+(:attr:`memsim.hardware.GPU.l2_dram_capacity_bytes`, the whole L2), write-back and
+write-allocate, kept across the kernels of one pass (the trace-driven model,
+:mod:`memsim.trace.l2`, plays the same schedules through the same cache and is the
+reference: tests/test_l2_backward.py holds the two together).
+
+Two rules recur:
+
+- **Within a kernel**, a re-read hits iff the distinct bytes touched between the two
+  reads — by every block in flight — fit in L2 (an LRU misses every time past that).
+- **Across kernels**, the grid walks the (batch, head group) pairs in the same order in
+  every kernel, so kernel k + 1 asks first for what kernel k touched first, i.e. for the
+  least recently used bytes: a tensor kernel k touched is still in L2 for kernel k + 1
+  iff kernel k's whole footprint fits (LRU's sequential-loop pathology: past the
+  capacity, a loop over the same data in the same order hits nothing).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from memsim.geometry import TileSums
+from memsim.units import ACCUM_BYTES as F4
+
+
+def flash1_backward_hbm(x, t: TileSums) -> tuple[np.ndarray, np.ndarray]:
+    """HBM (read, write) bytes per (batch, head group) of FA-1's backward (Dao et al.
+    2022, Algorithm 4): one block per group; per key tile j (K_j, V_j read, dK_j, dV_j
+    written once) the query tiles that see j load Q, O, dO, ℓ, m and, unless j is their
+    first key tile, dQ, and store dQ (lines 8, 21).
+
+    Between two touches of a query tile (key tiles j − 1 and j) the groups in flight
+    touch the rows active at j once each and one K/V tile (read) and dK/dV tile
+    (written): :meth:`Arrays.hbm_state_rereads` with the backward's per-row bytes
+    (Q, O, dO, ℓ, m, dQ) and twice the mean K/V tile. A re-touch that misses reads Q, O,
+    dO, ℓ, m and dQ again, and its dQ was written back when evicted; one that hits
+    reads nothing, and dQ is written back once at the end.
+    """
+    hpb, e, D, Dv, N = x.hpb, x.e, x.D, x.Dv, x.N
+    kv = t.union_keys * (D + x.dv_load) * e
+    inputs = hpb * (D * e + 2 * Dv * e + 2 * F4)         # Q, O, dO, ℓ, m per row
+    dq = hpb * D * e
+    kv_tile = t.union_keys / np.maximum(t.union_tiles, 1) * (D + x.dv_load) * e
+    again = x.hbm_state_rereads(t, inputs + dq, 2 * kv_tile)
+    if x.slots is not None:
+        # blocks (one per group) of equal length run in waves of ``slots``; the last
+        # wave's r = groups mod slots groups share the L2 among fewer
+        from dataclasses import replace
+
+        slots = np.maximum(x.slots, 1)
+        groups = np.maximum(x.groups, 1)
+        r = np.mod(groups, slots)
+        full = groups - r
+        last = replace(x, slots=np.maximum(r, 1)).hbm_state_rereads(t, inputs + dq,
+                                                                     2 * kv_tile)
+        again = np.where(groups > slots, (full * again + r * last) / groups, again)
+    return kv + (N + again) * inputs + again * dq, kv + (N + again) * dq
+
+
+def carried_fraction(footprint, old_per_group, new_per_group, groups, l2_bytes):
+    """Fraction of the (batch, head group) pairs whose bytes ``X`` touched by kernel k are
+    still in L2 when kernel k + 1 asks for them (the cross-kernel rule of the module
+    docstring, made quantitative).
+
+    ``footprint``: distinct bytes kernel k touched (all groups); ``old_per_group``: the
+    bytes of kernel k per group that kernel k + 1 does not touch (Z); ``new_per_group``:
+    the bytes kernel k + 1 brings in per group (Y, its misses and new writes). Past the
+    capacity nothing is carried. Within it, kernel k's bytes sit in L2 in group order,
+    least recent first; kernel k + 1 moves X_g to the recent end as it reaches group g
+    and each of its groups evicts Y bytes from the least recent end — first the slack
+    (L2 − footprint), then Z_0, Z_1, …, then the untouched X of later groups. X_g is
+    still there iff g·(Y − Z) < slack + Z: a share min(1, (slack + Z)/((Y − Z)·groups))
+    of the groups hits."""
+    slack = l2_bytes - footprint
+    z, y = old_per_group, new_per_group
+    reach = (slack + z) / np.maximum((y - z) * np.maximum(groups, 1), 1e-30)
+    frac = np.where(y <= z, 1.0, np.clip(reach, 0.0, 1.0))
+    return np.where(slack >= 0, frac, 0.0)
+
+
+def _swapped(x):
+    """The dense arrays seen from a grid over key tiles (dV, dK kernels): queries and
+    keys exchanged, so :meth:`Arrays.hbm_key_loads` counts the query rows those kernels'
+    blocks re-read (the full mask is symmetric under the exchange)."""
+    from dataclasses import replace
+
+    return replace(x, N=x.S, S=x.N, Br=x.Bc, Bc=x.Br)
+
+
+def standard_backward_hbm(x, masked: bool) -> tuple[np.ndarray, np.ndarray]:
+    """HBM (read, write) bytes per (batch, head group) of eager attention's backward
+    (memsim.algorithms.standard_blockskip.backward over the dense scores ``x``, and
+    masked_fill's gradient when ``masked``), kernel by kernel in autograd's order:
+
+        dV  (grid: key tiles)    P column, dO rows re-read per key tile; dV once
+        dP  (grid: query tiles)  dO rows once, V re-read per query tile; dP row written
+        dS  (grid: query tiles)  P, dP rows twice (two passes); dS row written
+        masked_fill              dS read and written back (``masked``)
+        dQ  (grid: query tiles)  dS row, K re-read per query tile; dQ once
+        dK  (grid: key tiles)    dS column, Q rows re-read per key tile; dK once
+
+    - The small operand each matmul kernel re-reads (dO, V, K, Q) is the forward's K/V
+      re-read with the roles named by the grid: :meth:`Arrays.hbm_key_loads` with the
+      block's score row or column (and output) as its streamed bytes, which pass through
+      L2 between two waves' reads of a tile.
+    - dS's second pass re-reads key tile j of P and dP after each block in flight has
+      touched the rest of its rows in pass 1 and the first j tiles in pass 2 (2·S + j·Bc
+      scores of Br rows, dS's writes included): those within the L2 hit.
+    - A score matrix or operand kernel k touched is read by kernel k + 1 from L2 in the
+      share :func:`carried_fraction` gives; dS's masked_fill rewrites lines still dirty
+      where its read hits, so dS is written back once.
+    Score matrices are read in whole tiles and written once per kernel; the tensors
+    touched two kernels back (P in the dS kernel) are taken as evicted.
+    """
+    cap = x.l2_bytes
+    t = x.tiles()
+    hpb, e, D, Dv, N, S = x.hpb, x.e, x.D, x.Dv, x.N, x.S
+    g = np.maximum(x.groups, 1)
+    scores = N * S * hpb * e                              # one score matrix, one group
+    do_b, dq_b = N * hpb * Dv * e, N * hpb * D * e
+    k_b, v_b = S * D * e, S * Dv * e
+    xs = _swapped(x)
+    ts = xs.tiles()
+    # re-read operands: HBM loads per group within each kernel (first read included)
+    do_dv = xs.hbm_key_loads(ts, hpb * Dv * e, stream_bytes=x.Bc * (N * hpb * e + Dv * e)) \
+        * hpb * Dv * e
+    v_dp = x.hbm_key_loads(t, Dv * e, stream_bytes=x.Br * hpb * (S * e + Dv * e)) * Dv * e
+    k_dq = x.hbm_key_loads(t, D * e, stream_bytes=x.Br * hpb * (S * e + D * e)) * D * e
+    q_dk = xs.hbm_key_loads(ts, hpb * D * e, stream_bytes=x.Bc * (N * hpb * e + D * e)) \
+        * hpb * D * e
+    # dS pass 2: key tile j hits iff W·Br·hpb·e·(2·S + j·Bc) ≤ L2 (W blocks in flight)
+    in_flight = np.minimum(np.maximum(x.slots, 1), g * np.maximum(t.q_tiles, 1))
+    hit_keys = np.clip(cap / (in_flight * x.Br * hpb * e) - 2 * S, 0, S)
+    pass2 = 2 * scores * (1 - hit_keys / np.maximum(S, 1))
+    # kernels' footprints (all groups) and what each carries to the next
+    f_dv = g * (scores + do_b + v_b)
+    f_dp = g * (do_b + v_b + scores)
+    f_ds = g * 3 * scores
+    f_mf = g * scores
+    f_dq = g * (scores + k_b + dq_b)
+    c_do = carried_fraction(f_dv, scores + v_b, v_dp + scores, g, cap)   # dO into dP
+    c_dp = carried_fraction(f_dp, do_b + v_b, scores + pass2 + scores, g, cap)  # dP → dS
+    c_ds = carried_fraction(f_ds, 2 * scores, 0 * scores, g, cap)       # dS → masked_fill
+    prev = np.where(masked, f_mf, f_ds)
+    y_dq = k_dq + dq_b
+    c_dsq = np.where(masked, carried_fraction(prev, 0 * scores, y_dq, g, cap),
+                     carried_fraction(prev, 2 * scores, y_dq, g, cap))  # dS → dQ
+    c_dsk = carried_fraction(f_dq, k_b + dq_b, q_dk + k_b, g, cap)      # dS → dK
+    reads = (scores + do_dv                                # dV kernel (cold)
+             + do_b * (1 - c_do) + v_dp                    # dP
+             + scores + scores * (1 - c_dp) + pass2        # dS: P, dP pass 1, pass 2
+             + masked * scores * (1 - c_ds)                # masked_fill
+             + scores * (1 - c_dsq) + k_dq                 # dQ
+             + scores * (1 - c_dsk) + q_dk)                # dK
+    writes = (v_b + scores + scores + masked * scores * (1 - c_ds)
+              + dq_b + k_b)
+    return reads, writes
+
+
+#: generations of a head group's FA-2 backward blocks summed one by one; past this many
+#: every ⌈K / MAX_GENERATIONS⌉-th pair of generations is summed and weighted
+MAX_GENERATIONS = 1024
+
+
+def _staggered_misses(m, n, n_fit, c, first):
+    """Query tiles read from HBM by one staggered generation of FA-2's backward blocks
+    (see :func:`fa2_query_tile_loads`): ``n`` blocks started ``c`` tile-steps apart, the
+    first walking ``m`` query tiles (of which it misses ``first``) and each next one c
+    fewer; a re-read hits iff the tiles the blocks in flight sweep in one gap, c per
+    block started so far, fit in the L2's ``n_fit``·c tiles.
+
+    Block i reads position p when i + 1 + ⌊p/c⌋ blocks have started: it misses iff
+    min(n, i + 1 + p/c) > n_fit, i.e. from p = (n_fit − 1 − i)·c on."""
+    i0 = np.maximum(1, np.ceil(n_fit - 1))                 # first block missing all
+    ramp = (np.minimum(n, i0) - 1) * np.maximum(0.0, m - (n_fit - 1) * c)
+    i_end = np.minimum(n - 1, np.ceil(m / c) - 1)          # last block with m − i·c > 0
+    k = np.maximum(0.0, i_end - i0 + 1)
+    tail = k * m - c * (i0 + i_end) * k / 2
+    return np.where(n <= n_fit, first, first + ramp + np.maximum(tail, 0.0))
+
+
+def fa2_query_tile_loads(x, t: TileSums, tile_bytes, kv_block_bytes):
+    """Query tiles (Q, dO, logsumexp, Δ, dQ accumulator of Br·hpb rows) that FA-2's
+    dq/dk/dv kernel reads from HBM per (batch, head group), under a causal mask, when a
+    group has at least as many key-tile blocks as the GPU has slots (with fewer, the
+    caller's per-wave rule applies: :func:`fa2_backward_hbm`).
+
+    The grid runs key tile j's block over the query tiles that see it, last to first:
+    m_j = T − a0(j) tiles, c = Bc/Br fewer per block. W = ``slots`` blocks start at once
+    (generation 0, lock-step: one read of each tile); as they end, shortest first,
+    block W + i starts when block W − 1 − i ends, c steps after block W + i − 1
+    (generation 1, staggered), and all of generation 1 ends at once
+    (s_{W+i} + m_{W+i} = 2·T − (2·W − 1)·c), so generation 2 is lock-step again, and so
+    on: even generations read the union of their tiles once, odd ones lose the re-reads
+    that :func:`_staggered_misses` counts, with ``n_fit`` = the tiles the L2 holds
+    (less a block's K, V, dK, dV) over c, less one for the lock-step blocks still in
+    flight. Generations are summed one by one (up to :data:`MAX_GENERATIONS`, then
+    sampled evenly); the trace-driven model places the same blocks by list scheduling.
+    """
+    T = np.maximum(t.q_tiles, 1).astype(np.float64)
+    Tk = np.maximum(t.union_tiles, 1).astype(np.float64)
+    W = np.maximum(x.slots, 1).astype(np.float64)
+    c = x.Bc / x.Br
+    o = (x.S - x.N).astype(np.float64)
+    fit = (x.l2_bytes - kv_block_bytes) / np.maximum(tile_bytes, 1e-30)
+    kv_tiles = kv_block_bytes / np.maximum(tile_bytes, 1e-30)
+    n_fit = fit / c + 1                                  # see _staggered_misses
+    gens = np.ceil(Tk / W)
+    stride = np.maximum(1.0, np.ceil(np.max(gens) / MAX_GENERATIONS))
+
+    def walk(j):  # m_j: query tiles of key tile j's block
+        return np.clip(T - (j * x.Bc - o) / x.Br, 0, T)
+
+    total = np.zeros(np.broadcast(T, W, c, fit).shape)
+    k = 0.0
+    while np.any(k < gens):
+        # generations k (lock-step) and k + 1 (staggered), standing for ``stride`` pairs
+        weight = np.maximum(np.minimum(stride, np.ceil((gens - k) / 2)), 0)
+        for kk, staggered in ((k, False), (k + 1, True)):
+            m, m_prev = walk(kk * W), walk((kk - 1) * W)
+            # a generation's first block re-reads tile X after the previous generation's
+            # last one: in between, everything that generation swept (its first block's
+            # walk) and the new blocks' K, V, dK, dV
+            first = m if kk == 0 else np.where(m_prev + W * kv_tiles > fit + kv_tiles,
+                                               m, 0.0)
+            n = np.clip(Tk - kk * W, 0, W)
+            reads = _staggered_misses(m, n, n_fit, c, first) if staggered else first
+            total = total + np.where(kk < gens, reads, 0.0) * weight
+        k += 2 * stride
+    return total
+
+
+def fa2_backward_hbm(x) -> tuple[np.ndarray, np.ndarray]:
+    """HBM (read, write) bytes per (batch, head group) of FA-2's backward, its three
+    kernels (memsim.algorithms.flash2.backward; ``x`` with the backward's own tiles):
+
+        dot_do_o    O, dO read; Δ and the cleared fp32 dQ accumulator written
+        dq_dk_dv    K, V read and dK, dV written once per key tile; per (key tile, query
+                    tile) pair Q, dO, logsumexp, Δ read and the dQ accumulator
+                    read-modified-written
+        convert_dq  the dQ accumulator read, dQ written
+
+    Query-side loads of the main kernel, in query rows: every group reads its N rows
+    once when the groups in flight hold their rows in L2; under a causal mask with at
+    least ``slots`` key tiles per group, :func:`fa2_query_tile_loads` (staggered
+    generations); under the full mask the lock-step waves of
+    :meth:`Arrays.hbm_key_loads` with queries and keys exchanged (a wave's K, V, dK,
+    dV streamed between two reads); otherwise one read of the rows of each wave's key
+    tiles (:meth:`Arrays.hbm_query_rows`). A row loaded from HBM reads its Q, dO,
+    logsumexp, Δ and accumulator; the accumulator is written back once per stay in L2.
+    The first loads of dO, Δ and the accumulator come from L2 in the share of groups
+    :func:`carried_fraction` gives after dot_do_o, and convert_dq's reads in the share
+    the main kernel leaves.
+    """
+    t = x.tiles()
+    hpb, e, D, Dv, N = x.hpb, x.e, x.D, x.Dv, x.N
+    cap = x.l2_bytes
+    g = np.maximum(x.groups, 1)
+    kv = t.union_keys * (D + x.dv_load) * e
+    acc = hpb * D * F4                                     # accumulator bytes per row
+    row = hpb * (D * e + Dv * e + 2 * F4) + acc            # a query row's L2 bytes
+    kv_block = 2 * x.Bc * (D + x.dv_load) * e              # K, V read; dK, dV written
+    # the main kernel's query-row loads per group
+    per_wave = x.hbm_query_rows(t, row)
+    if x.geometry.kind == "causal":
+        # the first group pays the start-up generations; the next ones start in the
+        # slots the previous group frees a few at a time and settle into one read of
+        # each wave's rows (measured in the trace: A100, H 32, K 8, N 32K — group 0
+        # 14,920 query tiles, every later group 888, the per-wave count)
+        tiles = fa2_query_tile_loads(x, t, x.Br * row, kv_block)
+        first = np.maximum(tiles * N / np.maximum(t.q_tiles, 1), N)
+        staggered = (first + (g - 1) * per_wave) / g
+        rows = np.where(t.union_tiles >= x.slots, staggered, per_wave)
+    elif x.geometry.kind == "full":
+        xs = _swapped(x)
+        rows = xs.hbm_key_loads(xs.tiles(), row, stream_bytes=kv_block)
+    else:
+        rows = per_wave
+    in_flight = np.clip(np.maximum(x.slots, 1) // np.maximum(t.union_tiles, 1), 1, g)
+    rows = np.where(in_flight * N * row <= cap, N, np.minimum(rows, t.row_pairs))
+    # kernel 1 → 2: dO, Δ, accumulator carried (O is not read again)
+    pre = N * hpb * (2 * Dv * e + F4) + N * acc
+    c1 = carried_fraction(g * pre, N * hpb * Dv * e, kv * 2 + N * hpb * (D * e + F4), g,
+                          cap)
+    carried = c1 * N * hpb * (Dv * e + F4 + D * F4)
+    main_reads = kv + rows * row - carried
+    acc_writes = N * (1 - c1) * acc + rows * acc            # one write-back per stay
+    # kernel 2 → 3: the accumulator carried when the main kernel's footprint fits
+    main_fp = g * (N * row + 2 * kv)
+    c2 = carried_fraction(main_fp, N * (row - acc) + 2 * kv, N * hpb * D * e, g, cap)
+    reads = N * hpb * 2 * Dv * e + main_reads + N * acc * (1 - c2)
+    writes = N * hpb * F4 + acc_writes + kv + N * hpb * D * e
+    return reads, writes
