@@ -10,6 +10,21 @@ and writes, and the signed error predicted / measured − 1.
     python -m memsim.validation.ncu_compare measurements/h100-sxm [--json]
 
 Only the newest record of each case id is used (a run repeated later supersedes it).
+The trace is run as Nsight Compute measures: every kernel from a flushed L2, DRAM writes
+counted only while a kernel runs (``dram__bytes_write.sum`` is a per-kernel counter and
+``--cache-control all`` flushes the L2 between kernels, outside them). The committed
+records bear that out: the 1K fp32 memsim FA-2 kernel (O = 2.10 MB, everything fits the
+50 MiB L2) shows 0.46 MB of DRAM writes, so the write-back of the lines still dirty at
+its end is not counted.
+
+What remains (2026-12-01): at 4K, PyTorch's flash kernel writes back all of O during the
+kernel (35.7 MB ≥ O + LSE 34.1 MB) where a 50 MiB byte-LRU keeps 16.7 MB dirty to the end
+(at 10 MiB still 3.7 MB) — and at 1K 22 % of O is written back with no capacity pressure
+at all: the L2 writes dirty lines back earlier than any LRU capacity explains. Its DRAM
+reads are 26 MB (25 %) above Q + K + V, which the trace reaches at every capacity down to
+10 MiB. Eager attention (sdpa-math, bf16 inputs): PyTorch also runs five dtype copies
+(Q, K, V to fp32; O and the attention weights back to bf16) that memsim does not model —
+176 MB of reads, all from DRAM after the flush, and 126 MB of writes.
 """
 
 from __future__ import annotations
