@@ -66,7 +66,7 @@ def _dense_scores_bytes(x: Arrays):
     return np.asarray(x.B, dtype=np.float64) * x.H * x.N * x.S * x.e
 
 
-def forward_hbm_bytes(x: Arrays, t, masked_fill: bool = False):
+def forward_hbm_bytes(x: Arrays, t, masked_fill: bool = False, softmax_reads=2):
     """HBM (read, write) bytes of the forward's kernels — QKᵀ, ``masked_fill`` over S
     when ``masked_fill`` (eager attention, memsim.algorithms.standard), softmax, PV — per
     call (all batches and head groups).
@@ -84,6 +84,9 @@ def forward_hbm_bytes(x: Arrays, t, masked_fill: bool = False):
       each of the G blocks in flight (lock-step waves of ``slots``, the last wave holding
       what is left) touches its whole S row and the first j tiles of its P row, so tile
       j hits iff G·S_row·(1 + j/n) ≤ L2.
+    - ``softmax_reads`` (eager attention: PyTorch's kernel reads S once or three times,
+      memsim.algorithms.standard.softmax_reads): the reads after the first miss as the
+      second pass does.
     - Writes: each dirty unit is written back once (on eviction or at the end of the
       call, as the trace flushes); S twice where masked_fill re-dirties an evicted unit.
     """
@@ -91,7 +94,7 @@ def forward_hbm_bytes(x: Arrays, t, masked_fill: bool = False):
     scores = t.area * hpb * e                              # S (and P) bytes per group
     q_bytes, o_bytes = N * hpb * D * e, N * hpb * Dv * e
     fill = float(masked_fill)
-    reads = q_bytes + t.key_loads * (D + Dv) * e + (3 + fill) * scores
+    reads = q_bytes + t.key_loads * (D + Dv) * e + (1 + softmax_reads + fill) * scores
     writes = (1 + fill) * scores + scores + o_bytes
     if x.slots is None:
         return g * reads, g * writes
@@ -118,8 +121,8 @@ def forward_hbm_bytes(x: Arrays, t, masked_fill: bool = False):
     second_pass = _in_block_hit_fraction(x, t, s_row, cap)
     to_pv = handoff_hit_fraction(g * 2 * scores, pv, cap)
     hbm_reads = (q_bytes + (k_hbm * D + v_hbm * Dv) * e
-                 + scores * (fill * (1 - to_fill) + (1 - to_softmax) + (1 - second_pass)
-                             + (1 - to_pv)))
+                 + scores * (fill * (1 - to_fill) + (1 - to_softmax)
+                             + (softmax_reads - 1) * (1 - second_pass) + (1 - to_pv)))
     hbm_writes = scores * (1 + fill * (1 - to_fill)) + scores + o_bytes
     return g * hbm_reads, g * hbm_writes
 
