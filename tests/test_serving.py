@@ -99,13 +99,16 @@ def test_cost_curve_and_predict_agree(name, kw, batch) -> None:
 
 
 def test_decode_average_is_the_mean_of_the_marginal_curve() -> None:
-    """Dense decode is affine in the position, so the trapezoid mean is the exact mean."""
+    """Dense decode is nearly affine in the position, so the trapezoid mean is close to the
+    exact mean: TensorRT-LLM's XQA decode splits the keys in steps of 128 past tokens
+    (memsim.attention.xqa_multi_block) and pays a fixed time per CTA, so the time steps
+    a little between the curve's points (0.27 % at 8K on Llama-3-8B, batch 4)."""
     setup = s("llama-3-8b")
     row = cost_curve(setup, 8192, points=8, batch=4)[-1]
     positions = np.arange(1, 8193)
     step = decode_phase(setup, positions - 1, 4).time_s
     exact = float(np.mean(step)) * setup.price / 3600 / 4 * 1e6
-    assert row["decode_average_usd_per_million_tokens"] == pytest.approx(exact, rel=2e-3)
+    assert row["decode_average_usd_per_million_tokens"] == pytest.approx(exact, rel=5e-3)
 
 
 # ---- the batch that fits ---------------------------------------------------------------
