@@ -65,6 +65,15 @@ def test_numbers_are_tokens() -> None:
     assert numbers("4.47 GB") - numbers("4.46 GB") != Counter()
 
 
+def test_redraw_moves_numbers_in_order_and_never_copies_a_row() -> None:
+    """Two rows of one shape whose numbers both changed each take their own new row
+    (the old matcher copied the better-scoring row into both)."""
+    shown = ("```console\n$ memsim plan\n│ prefill │ 2 GPUs │ 13.0 ms │\n"
+             "│ decode │ 2 GPUs │ 49.4 ms │\n```")
+    actual = "│ prefill │ 2 GPUs │ 12.5 ms │\n│ decode │ 4 GPUs │ 48.4 ms │\nfooter 1"
+    assert redraw(shown, run=lambda command: actual).splitlines()[2:4] == actual.splitlines()[:2]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("command", "shown"), COMMANDS, ids=[c[:40] for c, _ in COMMANDS])
 def test_readme_command_runs_and_prints_its_numbers(command: str, shown: str) -> None:
@@ -90,9 +99,10 @@ def _skeleton(line: str) -> str:
     return NUMBER.sub("#", line)
 
 
-def _closest(shown: str, actual: list[str]) -> str | None:
-    """The line of ``actual`` most like ``shown``: the same shape with numbers masked
-    (difflib ratio ≥ 0.6), ties broken by the numbers they share; None if none is alike."""
+def _closest(shown: str, actual: list[str]) -> int | None:
+    """The index of the line of ``actual`` most like ``shown``: the same shape with numbers
+    masked (difflib ratio ≥ 0.6), ties broken by the numbers they share; None if none is
+    alike."""
     import difflib
 
     want = numbers(shown)
@@ -102,15 +112,19 @@ def _closest(shown: str, actual: list[str]) -> str | None:
         shared = sum((want & numbers(line)).values()) / max(sum(want.values()), 1)
         return shape + 0.5 * shared if shape >= 0.6 else 0.0
 
-    best = max(actual, key=score, default=None)
-    return best if best is not None and score(best) > 0 else None
+    scores = [score(line) for line in actual]
+    best = max(range(len(actual)), key=scores.__getitem__, default=None)
+    return best if best is not None and scores[best] > 0 else None
 
 
 def redraw(text: str, run=_run) -> str:
     """``text`` with every shown output line of its console blocks replaced by the line of
     the command's current output whose shape (numbers masked) is closest, so the README's
     choice of lines and elisions stays and only the numbers move; a line with no close
-    counterpart is kept as it is (and the test then names its numbers)."""
+    counterpart is kept as it is (and the test then names its numbers). Lines are matched in
+    order: each shown line looks only past the output line the previous one took, so two
+    shown lines never take the same output line (a changed row is not replaced by its
+    neighbour's copy)."""
     out_lines = text.split("\n")
     i = 0
     in_block = False
@@ -126,11 +140,13 @@ def redraw(text: str, run=_run) -> str:
                 i += 1
                 command = command[:-1] + " " + out_lines[i].strip()
             actual = [a.rstrip() for a in run(command).splitlines()]
+            taken = 0                            # output lines before this are used up
         elif in_block and actual and NUMBER.search(line):
             shown, rest = (line.split("...", 1) + [None])[:2]
-            best = _closest(shown, actual)
+            best = _closest(shown, actual[taken:])
             if best is not None:
-                new = best
+                new = actual[taken + best]
+                taken += best + 1
                 if rest is not None:
                     new = new[:len(shown)].rstrip() + " ..." + rest.split("...")[-1]
                 out_lines[i] = new

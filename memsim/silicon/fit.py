@@ -80,9 +80,13 @@ class FitSpec:
         return f"{rows + ' ' if rows else ''}{self.op_class}/{self.backend}"
 
     def select(self, rows: Rows) -> np.ndarray:
+        from memsim.silicon.classes import DERIVED_COLUMNS
+
         keep = np.ones(len(rows), dtype=bool)
         for column, value in self.where.items():
-            keep &= np.asarray(rows.col(column, ""), dtype=object).astype(str) == value
+            col = (DERIVED_COLUMNS[column](rows) if column in DERIVED_COLUMNS
+                   else rows.col(column, ""))
+            keep &= np.asarray(col, dtype=object).astype(str) == value
         return keep
 
 
@@ -98,8 +102,10 @@ def specs() -> list[FitSpec]:
             out.append(FitSpec(keys, "gemm", b, ("floor_s", "tensor", "hbm", "l2"),
                                {"gemm_dtype": db}))
         for fam, db in families:
+            # MoE: the weight stream (hbm) and the activation passes (hbm_act) apart
             out.append(FitSpec((f"moe/{b}/{fam}",), "moe", b,
-                               ("floor_s", "tensor", "hbm", "l2"), {"moe_dtype": db}))
+                               ("floor_s", "tensor", "hbm", "l2", "hbm_act"),
+                               {"moe_dtype": db}))
         out.append(FitSpec(tuple(f"allreduce/{a}/{b}" for a in ALLREDUCE_ALGOS), "allreduce",
                            b, ("floor_s", "link")))
         bf16_kv = {"kv_cache_dtype": "bfloat16"}
@@ -107,10 +113,18 @@ def specs() -> list[FitSpec]:
             FitSpec((f"attention/context/{b}",), "context_attention", b,
                     ("floor_s", "tensor", "hbm", "row_s"), {"attn_dtype": "bfloat16",
                                                             **bf16_kv}),
-            # decode: tensor held (MMAs padded to 16 rows; the rows cannot tell it apart)
-            FitSpec((f"attention/decode/{b}",), "generation_attention", b,
-                    ("floor_s", "hbm", "row_s"), bf16_kv),
         ]
+        # decode: tensor held (MMAs padded to 16 rows; the rows cannot tell it apart);
+        # TensorRT-LLM: one class per decode kernel (memsim.attention.decode_kernel), each
+        # on the rows that kernel runs, whatever their KV-cache dtype
+        if b == "trtllm":
+            out += [FitSpec((f"attention/decode/{b}/{k}",), "generation_attention", b,
+                            ("floor_s", "hbm", "row_s", *(("fp32",) if k == "mmha" else ())),
+                            {"decode_kernel": k})
+                    for k in ("xqa_hmma", "xqa_gmma", "mmha")]
+        else:
+            out.append(FitSpec((f"attention/decode/{b}",), "generation_attention", b,
+                               ("floor_s", "hbm", "row_s"), bf16_kv))
         # MLA (memsim.ops.mla): one class per phase and KV-cache dtype (an fp8 cache runs
         # fp8 kernels after a quantisation pass), and the absorbed BMMs per dtype
         for fam, db in (("bf16", "bfloat16"), ("fp8", "fp8")):
@@ -120,6 +134,11 @@ def specs() -> list[FitSpec]:
                                       ("decode", "generation_mla"))]
             out.append(FitSpec((f"mla_bmm/{b}/{fam}",), "mla_bmm", b,
                                ("floor_s", "tensor", "hbm", "l2"), {"bmm_dtype": db}))
+    # FlashMLA's SM90 sparse kernel under TensorRT-LLM's DSA (memsim.inference.mla_module
+    # .sm90_sparse_s): its per-row cost, on the decode module rows (bf16 cache: the only
+    # one SM90 DSA runs); the context module rows stay held out
+    out.append(FitSpec(("dsa/trtllm/sparse_sm90",), "dsa_generation_module", "trtllm",
+                       ("row_s",), {"kv_cache_dtype": "bfloat16"}))
     return out + _comm_specs()
 
 
