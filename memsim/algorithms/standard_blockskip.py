@@ -188,10 +188,14 @@ def backward(x: Arrays) -> Cost:
     staged = reads - g * k3_r                            # the dS pass streams, no staging
     hbm_reads, hbm_writes = reads, writes
     if x.slots is not None and x.geometry.kind in ("full", "causal"):
-        # the closed-form L2 estimate (other masks: no reuse, not modelled yet)
+        # the closed-form L2 estimate. It reads the key-tile kernels (dV, dK) as the
+        # query-tile grid with queries and keys exchanged, which is the same mask only for
+        # full masks and for causal masks without a key offset (S = N); elsewhere (and for
+        # window, chunk masks) the count stays at no reuse: not modelled yet
         est_reads, est_writes = standard_backward_hbm(x, 0.0)
-        hbm_reads = np.minimum(g * est_reads, reads)
-        hbm_writes = np.minimum(g * est_writes, writes)
+        exchangeable = (x.geometry.kind == "full") | (np.asarray(x.S) == np.asarray(x.N))
+        hbm_reads = np.where(exchangeable, np.minimum(g * est_reads, reads), reads)
+        hbm_writes = np.where(exchangeable, np.minimum(g * est_writes, writes), writes)
     return Cost(
         matmul_flops=g * hpb * t.area * (4 * D + 4 * Dv),
         vector_flops=g * hpb * (4 * t.area),
