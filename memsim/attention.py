@@ -439,7 +439,50 @@ def predict_arrays(problem: AttentionProblem, gpu: GPU | str, algorithm: str = "
                          B=B, N=N, blocks_per_sm=tiling.blocks_per_sm(gpu))
     name = timer.kernel_class if backend is None else attention_class(
         problem, algorithm, kernel_backend(backend, algorithm, gpu), gpu).name
+    mla = mla_production_timing(problem, gpu, algorithm, backend, B, N, S)
+    if mla is not None:   # DeepSeek MLA: the production kernels' own structure
+        return ArrayPrediction(tiling, cost, l2_cost, mla[0], mla[0], timer, mla[1])
     return ArrayPrediction(tiling, cost, l2_cost, timer(cost), timer(l2_cost), timer, name)
+
+
+def mla_production_timing(problem: AttentionProblem, gpu: GPU, algorithm: str,
+                          backend: str | None, B=None, N=None, S=None
+                          ) -> tuple[Timing, str] | None:
+    """With a ``backend``, DeepSeek-V3's MLA (one 576-wide latent, Dv = 512, no top-k) as
+    :mod:`memsim.ops.mla` times the production kernels — prefill FMHA over the decompressed
+    K/V when N = S, FlashMLA-style decode when N = 1 — the timing whole-model sums use
+    (:func:`memsim.inference.attention_call.mla_kernel_s`), so ``memsim attention`` and
+    ``memsim predict`` agree; with the class name. None for every other call."""
+    from memsim.ops import mla
+
+    if (backend is None or not problem.mla or problem.mask.kind != "causal"
+            or problem.pass_ != "forward" or problem.dtype not in mla.KV_DTYPES
+            or (problem.D, problem.Dv) != (mla.LATENT, mla.KV_LORA_RANK)):
+        return None
+    B, N, S = (np.asarray(v if v is not None else d) for v, d in
+               ((B, problem.B), (N, problem.N), (S, problem.S)))
+    kw = {"kv_dtype": problem.dtype, "gpu": gpu, "backend": backend}
+    if get(algorithm).DECODES and np.all(N == 1):
+        pred = mla.decode(B, S, problem.H, **kw)
+    elif not get(algorithm).DECODES and np.all(N == S):
+        pred = mla.context(B, N, problem.H, **kw)
+    else:
+        return None
+    # the roofline's vocabulary: the fp8 quantisation pass runs before the attention
+    # kernel, as "pre"; ``bound`` the largest term (the floor is ``launch_s``)
+    from memsim.ops import bound_of
+
+    t = pred.time_s
+    terms = {k: pred.terms_s[k] for k in ("matmul", "serial", "hbm")}
+    terms["pre"] = pred.terms_s["quant"]
+    compute = terms["matmul"] + terms["serial"]
+    one = np.ones_like(np.asarray(t, dtype=float))
+    one = float(one) if one.ndim == 0 else one
+    return Timing(lower_s=t, upper_s=t, compute_s=compute, memory_s=terms["hbm"],
+                  launch_s=pred.launch_s, terms_s=terms, waves=one,
+                  wave_efficiency=one, bound=bound_of(terms, 0.0),
+                  arithmetic_intensity_flop_per_byte=np.asarray(pred.flops) / np.maximum(
+                      np.asarray(pred.hbm_bytes), 1.0)), pred.detail["kernel_class"]
 
 
 MMA_ROWS = 16  # mma.sync m16n8k16: the M rows of one tensor-core MMA (TensorRT-LLM XQA, FA-2)

@@ -210,7 +210,8 @@ def test_expert_parallel_dispatch_is_deepeps() -> None:
     setup = s(V32, H800, gpus=8, dp_attention=True, ep=8, weight_dtype="fp8")
     moe = setup.model.groups[-1]
     kw = {"hidden": setup.model.hidden_size, "top_k": moe.mlp.experts_per_token,
-          "experts": moe.mlp.experts, "ep": 8, "gpu": setup.gpu, "backend": None}
+          "experts": moe.mlp.experts, "ep": 8, "gpu": setup.gpu, "backend": None,
+          "groups": moe.mlp.expert_groups, "topk_groups": moe.mlp.expert_groups_per_token}
     pred = predict(setup, 4096, 64)
     rank = 64 / 8   # tokens of one attention replica (one decode step)
     ll = (moe_a2a_s(rank, phase="dispatch", mode="low_latency", dtype="fp8", **kw)

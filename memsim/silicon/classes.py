@@ -289,10 +289,11 @@ def _mla(phase: str, rows: Rows, gpu: GPU, kv_len: np.ndarray, seq_len: np.ndarr
         try:
             cls = kernel_class(f"mla/{phase}", backend, mla.kv_family(fam))
             if phase == "context":
-                work = mla.context_work(B[idx], seq_len[idx], H[idx], fam)
+                work, launches = mla.context_work(B[idx], seq_len[idx], H[idx], fam), None
             else:
                 work = mla.decode_work(B[idx], kv_len[idx], H[idx], fam)
-            pred = mla.time_work(work, gpu, cls)
+                launches = mla.decode_launches(gpu, backend)
+            pred = mla.time_work(work, gpu, cls, launches)
         except (InputError, ValueError) as exc:
             out.reasons.update({int(i): str(exc).splitlines()[0][:200] for i in idx})
             continue
