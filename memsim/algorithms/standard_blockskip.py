@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from memsim.algorithms._arrays import Arrays, handoff_hit_fraction
+from memsim.algorithms._l2_backward import standard_backward_hbm
 from memsim.algorithms._tiles import (
     forward_tiles_backward,
     never_splits,
@@ -185,12 +186,18 @@ def backward(x: Arrays) -> Cost:
     reads = g * (k1_r + k2_r + k3_r + k4_r + k5_r)
     writes = g * (k1_w + k2_w + k3_w + k4_w + k5_w)
     staged = reads - g * k3_r                            # the dS pass streams, no staging
+    hbm_reads, hbm_writes = reads, writes
+    if x.slots is not None and x.geometry.kind in ("full", "causal"):
+        # the closed-form L2 estimate (other masks: no reuse, not modelled yet)
+        est_reads, est_writes = standard_backward_hbm(x, 0.0)
+        hbm_reads = np.minimum(g * est_reads, reads)
+        hbm_writes = np.minimum(g * est_writes, writes)
     return Cost(
         matmul_flops=g * hpb * t.area * (4 * D + 4 * Dv),
         vector_flops=g * hpb * (4 * t.area),
         exp_ops=0.0 * g,
         global_read_bytes=reads, global_write_bytes=writes,
-        hbm_read_bytes=reads, hbm_write_bytes=writes,
+        hbm_read_bytes=hbm_reads, hbm_write_bytes=hbm_writes,
         sram_write_bytes=staged, sram_read_bytes=staged * x.warps,
         workspace_bytes=3 * _dense_scores_bytes(x),      # saved P, dP, dS
         launches=5.0 + 0 * g, blocks=g * (3 * t.q_tiles + 2 * t.union_tiles),

@@ -36,8 +36,30 @@ every touched local expert are read from HBM once. The tiles are the kernel's ow
 
 Routing, permutation, the activation between the two GEMMs (TensorRT-LLM ``doActivation``,
 vLLM/SGLang ``silu_and_mul``: reads the rows' 16-bit gate and up outputs, writes their
-product in the second GEMM's input type) and the final weighted sum are memory-bound passes.
-``time_s`` = floor + the GEMMs' roofline + the passes.
+product in the second GEMM's input type), the final weighted sum and the GEMMs' own reads
+of their rows and writes of their outputs are memory-bound passes that gather and scatter
+rows by expert; they run at their own fraction of the HBM bandwidth (the class's
+``hbm_act``, apart from the weight stream's ``hbm``).
+``time_s`` = floor + Σ per GEMM max(matmul, l2, weight stream) + the passes.
+
+Why the two HBM terms are apart (aiconfigurator h200 TensorRT-LLM bf16, 6144/2048, 256
+experts, top-8, TP1 EP1, balanced): from 1 to 32 tokens the time doubles with the touched
+experts (0.166, 0.300, 0.573, 1.131, 2.22, 4.46 ms: the weights at 0.9 of the datasheet
+bandwidth, H100/H200 1.44 = their bandwidth ratio), flat to 512 tokens (4.59 ms), then it
+grows with the rows (6.32 ms at 4096) long before the MMAs bind; at TP 32 (64 columns per
+expert) the rows' passes are most of the time. One efficiency for both could not hold
+decode and prefill rows together (the last fit: +37 % on H200 bf16 below one token per
+expert, −20 % above 64).
+
+vLLM's per-tensor fp8 MoE on Hopper (ModelOpt fp8 → FlashInfer's CUTLASS fused MoE, the
+database's ``vllm_modeloptfp8moe_flashinfer_cutlass_flashinferexperts``) is its own kernel:
+its time is the touched experts' weights at about 0.5–0.7 TB/s, the same on H100 and H200
+(ratio 1.00–1.05 up to 1024 tokens), so not HBM-bound, with an 85 µs floor; it falls from
+14 ms at 1024 tokens to 9 ms at 4096 and jumps to 23 ms at 6144 (h200, 6144/2048/256):
+the collector times FlashInfer's kernel without its autotuner (collector/vllm/
+collect_moe.py has no autotune step), so it runs FlashInfer's default tactic for each m
+(an inference from the curve's shape, not from a kernel trace). Its class fits that rate as
+a low ``l2`` efficiency; a server that autotunes FlashInfer runs faster tactics.
 """
 
 from __future__ import annotations
@@ -150,6 +172,17 @@ def runs_triton(backend: str | None, dtype: str, ep: int, gpu: Any) -> bool:
         dtype in ("bf16", "fp16") or (dtype == "fp8_block" and ep == 1))))
 
 
+def kernel_backend(backend: str | None, gpu: Any) -> str | None:
+    """Whose MoE kernels ``backend`` runs on ``gpu``. On Blackwell vLLM's fused MoE runs
+    FlashInfer's TensorRT-LLM kernels (the b200 rows of aiconfigurator's vLLM table name them
+    ``…_flashinfer_trtllm_trtllm{bf16,fp8}experts…`` and ``…_flashinfer_cutlass_…``, not
+    Triton): TensorRT-LLM's class. Every other GPU: ``backend`` itself."""
+    from memsim.ops import check_backend
+
+    backend = check_backend(backend)
+    return "trtllm" if backend == "vllm" and _major(gpu) >= 10 else backend
+
+
 def grouped_tiles(backend: str | None, dtype: str, ep: int, gpu: Any
                   ) -> tuple[tuple[tuple[int, int], ...], int]:
     """(tile shapes, CTAs per cluster) of the grouped GEMM ``backend`` runs for ``dtype``
@@ -169,21 +202,28 @@ def _grouped_terms(loads: np.ndarray, n: float, k: float, gpu: Any, cls: Any, ra
                    e_act: float, e_w: float,
                    tiles: tuple[tuple[int, int], ...] = TILES,
                    cluster: int = CLUSTER) -> dict[str, np.ndarray]:
-    """One grouped GEMM (per expert: loads × k times k × n) — best of ``tiles``."""
+    """One grouped GEMM (per expert: loads × k times k × n) — best of ``tiles``.
+
+    Terms (s): ``matmul`` (whole tiles: an expert's rows padded to tile_m, in waves over the
+    SMs), ``l2`` (operand panels: each tile reads its expert's actual rows — TMA zero-fills
+    the rows past an expert's end without reading them — and half its weight panel, 2-CTA
+    multicast) and ``hbm`` (each touched local expert's weights streamed once). The GEMM's
+    activation reads and writes are counted with the other activation passes (module
+    docstring), so ``hbm_bytes`` here is the weight stream only."""
     sms = float(gpu.spec.sm_count)
     per_sm = gpu.peak_flop_per_s("tensor", rate) * cls.eff("tensor") / sms
     hbm_bw = gpu.spec.hbm_bandwidth_bytes_per_s * cls.eff("hbm")
     l2_bw = gpu.spec.l2_bandwidth_bytes_per_s * cls.eff("l2")
     touched = np.sum(np.minimum(loads, 1.0), axis=-1)  # expected experts with ≥ 1 token
     rows = np.sum(loads, axis=-1)
-    hbm_bytes = touched * n * k * e_w + rows * (k * e_act + n * OUT_BYTES)
+    hbm_bytes = touched * n * k * e_w
     hbm = hbm_bytes / hbm_bw
     best = None
     for tm, tn in tiles:
         count = np.sum(np.ceil(loads / tm), axis=-1) * np.ceil(n / tn)
         waves = np.maximum(np.ceil(count / sms), 1.0)
         matmul = waves * 2.0 * tm * tn * k / per_sm
-        l2 = count * (tm * e_act + tn * e_w / cluster) * k / l2_bw
+        l2 = (rows * e_act * np.ceil(n / tn) + count * tn * e_w / cluster) * k / l2_bw
         t = np.maximum(np.maximum(matmul, l2), hbm)
         if best is None:
             best = {"t": t, "matmul": matmul, "l2": l2, "tile_m": np.full_like(t, tm)}
@@ -224,6 +264,7 @@ def predict(tokens: Any, hidden: int, inter: int, experts: int, top_k: int, *, t
         raise InputError("dtype", dtype, f"must be one of {', '.join(MOE_DTYPES)}"
                          + closest(dtype, MOE_DTYPES))
     gpu = resolve_gpu(gpu)
+    backend = kernel_backend(backend, gpu)
     cls = kernel_class("moe", backend, {"fp8": "fp8", "fp8_block": "fp8_block"}.get(dtype, "bf16"))
     rate, e_w, e_act = MOE_DTYPES[dtype]
     (T,) = as_float(tokens)
@@ -234,22 +275,31 @@ def predict(tokens: Any, hidden: int, inter: int, experts: int, top_k: int, *, t
                         rate, e_act, e_w, tiles, cluster)
     down = _grouped_terms(loads, float(hidden), inter_l, gpu, cls, rate, e_act, e_w,
                           tiles, cluster)
-    # routing (top-k of the router logits) and permute read every token; the local
-    # experts' rows are gathered in and scattered back (un-permute + weighted sum), 16-bit.
-    # Triton fused_moe sizes its intermediate buffers and runs silu_and_mul and moe_sum over
-    # all tokens · top_k rows, local or not (vllm fused_moe.py: intermediate_cache1/2/3);
-    # CUTLASS MoE permutes only the local experts' rows
-    rows = np.sum(loads, axis=-1)
+    # The activation traffic, memory-bound and serial with the weight streams: routing
+    # (top-k of the router logits) and the permute read every token; the local experts' rows
+    # are gathered in and scattered back (un-permute + weighted sum), 16-bit; the GEMMs read
+    # their rows (k · e_act) and write their outputs (n · 16-bit), and the activation reads
+    # gate and up and writes its product. Triton fused_moe sizes its intermediate buffers
+    # and runs silu_and_mul and moe_sum over all tokens · top_k rows, local or not (vllm
+    # fused_moe.py: intermediate_cache1/2/3); CUTLASS MoE permutes only the local experts'
+    # rows. These passes gather and scatter rows by expert (TensorRT-LLM
+    # ``expandInputRowsKernel`` / ``finalizeMoeRoutingKernel``, the GEMMs' permuted rows):
+    # they run at their own fraction of the HBM bandwidth, the class's ``hbm_act``.
+    g = 2.0 if gated else 1.0
+    local_rows = np.sum(loads, axis=-1)
     passes_ep = 1 if runs_triton(backend, dtype, ep, gpu) else ep
-    rows = np.maximum(rows, T[..., None] * top_k / passes_ep)
+    rows = np.maximum(local_rows, T[..., None] * top_k / passes_ep)
     act_bytes = (T[..., None] * hidden * OUT_BYTES * (2.0 + 2.0 * top_k / passes_ep)
-                 + rows * inter_l * ((2.0 if gated else 1.0) * OUT_BYTES + e_act))
-    passes = act_bytes / (gpu.spec.hbm_bandwidth_bytes_per_s * cls.eff("hbm"))
+                 + rows * inter_l * (g * OUT_BYTES + e_act)
+                 + local_rows * (hidden * e_act + g * inter_l * OUT_BYTES)
+                 + local_rows * (inter_l * e_act + hidden * OUT_BYTES))
+    act_eff = cls.efficiency.get("hbm_act", cls.eff("hbm"))
+    passes = act_bytes / (gpu.spec.hbm_bandwidth_bytes_per_s * act_eff)
     # every quantity per routing draw (last axis), then their mean: the measured latency is
     # the mean over the draws
     mean = lambda v: np.mean(np.broadcast_to(v, up["t"].shape), axis=-1)  # noqa: E731
     terms = {"matmul": mean(up["matmul"] + down["matmul"]), "l2": mean(up["l2"] + down["l2"]),
-             "hbm": mean(up["hbm"] + down["hbm"] + passes)}
+             "hbm": mean(up["hbm"] + down["hbm"]), "act": mean(passes)}
     gemm_s = mean(up["t"] + down["t"] + passes)
     floor = np.full_like(T, cls.floor_s)
     touched = np.sum(np.minimum(loads, 1.0), axis=-1)
