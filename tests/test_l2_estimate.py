@@ -108,7 +108,7 @@ def _estimate_and_trace_hbm_bytes(p: AttentionProblem, gpu, algorithm: str
 #: the closed form's step meets a threshold the trace crosses over a few blocks
 FORWARD_BOUNDS = {
     ("flash1", False): (0.8, 1.2), ("flash1", True): (0.85, 1.15),
-    ("standard", False): (0.85, 1.15), ("standard", True): (0.85, 1.15),
+    ("standard", False): (0.85, 1.2), ("standard", True): (0.85, 1.2),
     ("flash2", False): (0.6, 1.6), ("flash2", True): (0.5, 2.0),
 }
 
@@ -133,7 +133,10 @@ def test_forward_estimate_and_trace_agree(alg, N, H, k_div, D, B, causal, l2_mib
     (S and P never hit); FA-2 full 107/112 (0.69–1.49), causal 82/88 (0.57–1.45; before
     0.07–1.45). Other draws found FA-1 0.87–1.17 and standard 1.13 (a wave's or a
     kernel's bytes within 2 % of the L2) and FA-2 causal 0.54 and 1.86 (one
-    generation's span equal to the L2). Misses sit where one generation, wave or
+    generation's span equal to the L2). Since eager standard runs the math backend's
+    elementwise kernels too (their S-sized hand-offs through the L2 in closed form),
+    draws found standard 0.91–1.15 (B 2, N 139, H 8, D 64, causal, 2 MiB: 1.152).
+    Misses sit where one generation, wave or
     kernel more or less overflows: the closed form steps there, the trace crosses over
     a few blocks.
     Bounds: FORWARD_BOUNDS."""
