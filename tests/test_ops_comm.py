@@ -202,3 +202,13 @@ def test_nccl_ring_bus_bandwidth_grows_with_the_group(nbytes: float, gpus: int) 
     bus = [(G - 1) / G * nbytes / comm.all_gather(nbytes, G, gpu="h200").time_s
            for G in (gpus, 2 * gpus)]
     assert bus[1] >= bus[0]
+
+
+def test_nvls_bandwidth_scales_with_nccls_efficiency_per_architecture() -> None:
+    # tuning.cc nvlsEfficiency: Hopper 0.85, Blackwell 0.74; the class is fitted on Hopper
+    cls, M, G = kernel_class("nccl/all_reduce/nvls"), 1e9, 8
+    for gpu, link, ratio in (("h100-sxm", 450e9, 1.0), ("b200", 900e9, 0.74 / 0.85)):
+        link_s, traffic, _ = comm._algorithm_s("nvls", np.array([M]), G, load_gpu(gpu),
+                                               comm.NCCL)
+        assert traffic[0] == pytest.approx((G + 1) / G * M)
+        assert link_s[0] == pytest.approx(traffic[0] / (link * ratio * cls.eff("link")))

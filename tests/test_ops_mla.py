@@ -100,3 +100,88 @@ def test_bad_input_names_the_field(call, field: str) -> None:
     with pytest.raises(InputError) as e:
         call()
     assert e.value.field == field
+
+
+@pytest.mark.parametrize("op", ["pre", "post"])
+def test_trtllm_fp8_bmm_on_sm100_is_the_bf16_bmm(op: str) -> None:
+    """TensorRT-LLM's fp8_block_scaling_bmm_out runs torch.bmm in bf16 on dequantised
+    weights on the SM100 family, the block-scaled fp8 kernel after a quantise pass on SM90
+    (tensorrt_llm/_torch/modules/attention.py); other backends keep their fp8 kernel."""
+    from memsim.hardware import load_gpu
+
+    kw = dict(op=op, backend="trtllm")
+    for gpu in ("b200", "gb200", "b300"):
+        f8, bf = (mla.bmm(4096, 128, dtype=d, gpu=gpu, **kw) for d in ("fp8", "bf16"))
+        assert f8.time_s == bf.time_s and f8.terms_s["quant"] == 0
+    f8, bf = (mla.bmm(4096, 128, dtype=d, gpu="h200", **kw) for d in ("fp8", "bf16"))
+    assert f8.time_s != bf.time_s and f8.terms_s["quant"] > 0
+    assert mla.bmm_kernel_dtype("fp8", "vllm", load_gpu("b200")) == "fp8"
+
+
+def test_sm90_sparse_kernel_runs_one_cta_per_token_and_head_tile_in_waves() -> None:
+    """FlashMLA's SM90 sparse kernel: ⌈tokens·⌈H/64⌉ / SMs⌉ waves of one CTA time, the
+    same for 1 and 132 tokens on H200's 132 SMs, and for 1 and 64 heads."""
+    from memsim.hardware import load_gpu
+
+    gpu, row_s = load_gpu("h200"), 1e-6
+    t = lambda n, h: float(mla_module.sm90_sparse_s(n, h, gpu, row_s))  # noqa: E731
+    assert t(1, 16) == t(132, 16) == t(1, 64) == pytest.approx(64 * row_s)
+    assert t(133, 16) == t(1, 128) * 2 == pytest.approx(2 * 64 * row_s)
+    assert t(132, 128) == pytest.approx(2 * 64 * row_s)
+
+
+def test_dsa_sparse_kernel_waves_apply_to_hopper_only() -> None:
+    """The per-row cost of "dsa/trtllm/sparse_sm90" times Hopper's DSA; Blackwell (the
+    trtllm-gen sparse MLA kernels) keeps the roofline."""
+    from memsim.ops.classes import kernel_class
+
+    row_s = kernel_class("dsa", "trtllm", "sparse_sm90").row_s
+    assert row_s > 0
+    one = lambda gpu: float(mla_module.module(  # noqa: E731
+        "decode", 1, 1, 4096, 16, sparse=True, gpu=gpu, backend="trtllm").terms_s["attention"])
+    assert one("h200") >= 64 * row_s
+    assert one("b200") < 64 * row_s
+
+
+def test_dsa_context_module_h200_golden() -> None:
+    """A held-out measurement (the sparse kernel's per-row cost is fitted on the decode
+    module rows, never on context rows): aiconfigurator-core 0.12.0,
+    systems/data/h200_sxm/sparse_attention/trtllm/1.3.0rc23/dsa_context_module_perf.parquet
+    row 888: DeepSeek-V3.2, 16 heads, batch 16, isl 1024, bf16 GEMMs and cache, 24.01 ms.
+    Before the SM90 kernel's waves memsim said 8.5 ms (−65 %)."""
+    p = mla_module.module("context", 16, 1024, 1024, 16, sparse=True, gpu="h200",
+                          backend="trtllm")
+    assert float(p.time_s) == pytest.approx(24.01e-3, rel=0.15)
+
+
+@pytest.mark.parametrize(("N", "S", "algorithm"), [(1, 4096, "flash_decode"),
+                                                    (2048, 2048, "flash2")])
+def test_memsim_attention_times_mla_as_the_whole_model_does(N: int, S: int,
+                                                             algorithm: str) -> None:
+    """``memsim attention --mla --backend`` on DeepSeek's latent geometry is memsim.ops.mla
+    (what whole-model sums use), the memsim roofline without a backend."""
+    from memsim.attention import predict
+    from memsim.problem import AttentionProblem
+
+    p = AttentionProblem(batch=4, seq_len=N, kv_len=S, heads=16, kv_heads=1,
+                         head_dim=mla.LATENT, head_dim_v=mla.KV_LORA_RANK, mla=True)
+    op = (mla.decode(4, S, 16, gpu="h200", backend="trtllm") if N == 1
+          else mla.context(4, N, 16, gpu="h200", backend="trtllm"))
+    got = predict(p, "h200", algorithm, backend="trtllm").to_dict()
+    assert got["time_s"] == pytest.approx(op.time_s, rel=1e-12)
+    assert got["bound"] in ("matmul", "serial", "hbm", "pre")
+    own = predict(p, "h200", algorithm).to_dict()["time_s"]
+    assert own != pytest.approx(op.time_s, rel=1e-3)
+
+
+def test_decode_floor_counts_the_calls_kernels() -> None:
+    """FlashMLA on Hopper launches three kernels a call (metadata, split-KV, combine),
+    TensorRT-LLM's trtllm-gen MLA on the SM100 family two (FMHA, separate reduction): the
+    class floor, fitted on Hopper, scales with them."""
+    from memsim.ops.classes import kernel_class
+
+    floor = kernel_class("mla/decode", "trtllm", "bf16").floor_s
+    assert mla.decode(1, 128, 16, gpu="h200", backend="trtllm").launch_s == pytest.approx(floor)
+    for gpu in ("b200", "b300", "gb200"):
+        p = mla.decode(1, 128, 16, gpu=gpu, backend="trtllm")
+        assert p.launch_s == pytest.approx(floor * 2 / 3)

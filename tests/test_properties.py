@@ -552,7 +552,10 @@ def test_eager_standard_computes_every_score_under_any_mask(N, extra, Br, Bc, ki
                                                             pass_) -> None:
     """Eager attention (PyTorch's math backend and its autograd) computes all N·S scores and
     masks them afterwards: its FLOPs are the full mask's, and it moves the full mask's
-    bytes plus one masked_fill pass over the dense scores (read and write B·H·N·S·e)."""
+    bytes plus one pass over the dense scores (read and write B·H·N·S·e: the forward's
+    mask add, which also reads the (N, S) mask per head, or the backward's masked_fill)
+    plus, forward, the math backend's kernels that run under any mask (the full mask's
+    eager cost over standard_blockskip's)."""
     p = AttentionProblem(batch=1, seq_len=N, kv_len=N + extra, heads=2, head_dim=32,
                          mask=mask_of(kind, 50), **{"pass": pass_})
     t = tiling("standard", p, Br, Bc)
@@ -561,7 +564,11 @@ def test_eager_standard_computes_every_score_under_any_mask(N, extra, Br, Bc, ki
                                                     "chunk": None}), t)
     assert eager.matmul_flops == full.matmul_flops
     dense = 2 * N * (N + extra) * 2.0
-    assert eager.global_read_bytes == full.global_read_bytes + dense
+    mask = dense if pass_ == "forward" else 0.0
+    if pass_ == "forward":   # the kernels eager attention runs under the full mask too
+        unmasked = vary(p, mask={"causal": False, "window": None, "chunk": None})
+        full = cost("standard", unmasked, t)
+    assert eager.global_read_bytes == full.global_read_bytes + dense + mask
     assert eager.global_write_bytes == full.global_write_bytes + dense
 
 

@@ -99,13 +99,16 @@ def test_cost_curve_and_predict_agree(name, kw, batch) -> None:
 
 
 def test_decode_average_is_the_mean_of_the_marginal_curve() -> None:
-    """Dense decode is affine in the position, so the trapezoid mean is the exact mean."""
+    """Dense decode is nearly affine in the position, so the trapezoid mean is close to the
+    exact mean: TensorRT-LLM's XQA decode splits the keys in steps of 128 past tokens
+    (memsim.attention.xqa_multi_block) and pays a fixed time per CTA, so the time steps
+    a little between the curve's points (0.27 % at 8K on Llama-3-8B, batch 4)."""
     setup = s("llama-3-8b")
     row = cost_curve(setup, 8192, points=8, batch=4)[-1]
     positions = np.arange(1, 8193)
     step = decode_phase(setup, positions - 1, 4).time_s
     exact = float(np.mean(step)) * setup.price / 3600 / 4 * 1e6
-    assert row["decode_average_usd_per_million_tokens"] == pytest.approx(exact, rel=2e-3)
+    assert row["decode_average_usd_per_million_tokens"] == pytest.approx(exact, rel=5e-3)
 
 
 # ---- the batch that fits ---------------------------------------------------------------
@@ -207,7 +210,8 @@ def test_expert_parallel_dispatch_is_deepeps() -> None:
     setup = s(V32, H800, gpus=8, dp_attention=True, ep=8, weight_dtype="fp8")
     moe = setup.model.groups[-1]
     kw = {"hidden": setup.model.hidden_size, "top_k": moe.mlp.experts_per_token,
-          "experts": moe.mlp.experts, "ep": 8, "gpu": setup.gpu, "backend": None}
+          "experts": moe.mlp.experts, "ep": 8, "gpu": setup.gpu, "backend": None,
+          "groups": moe.mlp.expert_groups, "topk_groups": moe.mlp.expert_groups_per_token}
     pred = predict(setup, 4096, 64)
     rank = 64 / 8   # tokens of one attention replica (one decode step)
     ll = (moe_a2a_s(rank, phase="dispatch", mode="low_latency", dtype="fp8", **kw)

@@ -214,3 +214,26 @@ def test_uniform_blocks_fill_exactly_the_waves() -> None:
     assert k.blocks == 3 * 32 * 1024 // trace.tiling.block_q
     assert k.max_blocks_per_slot == k.waves == math.ceil(k.blocks / trace.slots) > 1
     assert np.isclose(k.wave_efficiency, k.blocks / (trace.slots * k.waves))
+
+
+@settings(max_examples=20)
+@given(cases(algorithms=("standard", "flash2", "flash1")), st.booleans())
+def test_a_flushed_l2_before_every_kernel_never_reads_less(case, backward) -> None:
+    """cold_kernels (Nsight Compute's cache flush before each kernel): the resident units
+    of a cold LRU are a most-recent prefix of the warm one's, so every read that hits cold
+    hits warm: HBM reads never fall; a one-kernel call is unchanged; global bytes are."""
+    algorithm, problem, gpu, tiling = case
+    if backward:
+        problem = problem.model_copy(update={"pass_": "forward+backward"})
+    try:
+        warm = simulate(problem, gpu, algorithm, tiling)
+    except InputError:
+        assume(False)
+    cold = simulate(problem, gpu, algorithm, tiling, cold_kernels=True)
+    assert cold.cost.hbm_read_bytes >= warm.cost.hbm_read_bytes
+    assert cold.cost.global_bytes == warm.cost.global_bytes
+    total = cold.hbm_write_in_kernels_bytes + cold.hbm_write_after_bytes
+    assert total == pytest.approx(cold.cost.hbm_write_bytes, rel=1e-12)
+    if len(warm.kernels) == 1:
+        assert cold.cost == warm.cost
+        assert cold.hbm_write_after_bytes == warm.hbm_write_after_bytes

@@ -102,3 +102,29 @@ def test_modes(monkeypatch: pytest.MonkeyPatch) -> None:
         ncu.resolve("sometimes")
     monkeypatch.setattr(ncu, "executable", lambda: "/opt/ncu")
     assert ncu.resolve("on") == ("/opt/ncu", None)
+
+
+def test_ncu_compare_keeps_the_newest_ok_record_of_each_case(tmp_path: Path) -> None:
+    """ncu_compare re-predicts each ncu case once: the newest ok record of its id."""
+    import json
+
+    from memsim.validation import ncu_compare
+
+    def case(run: str, status: str, value: float) -> str:
+        return json.dumps({"type": "case", "id": "ncu:x", "kind": "ncu", "status": status,
+                           "params": {}, "measurement": {"hbm_read_bytes": value}}) + "\n"
+
+    header = json.dumps({"type": "header", "record_version": 1}) + "\n"
+    (tmp_path / "quick-a.jsonl").write_text(header + case("a", "ok", 1.0))
+    (tmp_path / "quick-b.jsonl").write_text(header + case("b", "ok", 2.0))
+    (tmp_path / "quick-c.jsonl").write_text(header + case("c", "skipped", 3.0))
+    cases = ncu_compare.ncu_cases(tmp_path)
+    assert [c["measurement"]["hbm_read_bytes"] for c in cases] == [2.0]
+
+
+def test_ncu_compare_bad_path_is_one_line_and_exit_2(capsys: pytest.CaptureFixture) -> None:
+    from memsim.validation import ncu_compare
+
+    assert ncu_compare.main(["/nonexistent/records"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: path=/nonexistent/records ") and err.count("\n") == 1

@@ -150,7 +150,10 @@ class Arrays:
             many = np.where(fits, t.union_keys, np.minimum(per_wave, t.key_loads))
             one = self._causal_key_loads(t, bytes_per_key, Br, geometry, slots, stream_bytes)
             one = np.where(kv <= cap, t.union_keys, np.minimum(one, t.key_loads))
-            return np.where(Q >= slots, one, many)
+            first = np.where(Q >= slots, one, many)             # the first head group
+            later = first + self._causal_overlap_key_loads(t, bytes_per_key, Br, slots,
+                                                           stream_bytes)
+            return (first + (groups - 1) * np.minimum(later, t.key_loads)) / groups
         waves = np.ceil(groups * Q / slots)
         in_two_waves = np.minimum(np.ceil(slots / Q) + 1, groups)
         split = (waves - 1) / groups * (in_two_waves * kv + streamed > cap)
@@ -173,6 +176,46 @@ class Arrays:
         miss_two = np.clip((2 * kv + streamed - self.l2_bytes) / np.maximum(kv, 1e-30), 0, 1)
         return t.union_keys + wave_keys * (straddling * miss_two
                                            + (rereads - straddling) * miss_one)
+
+    def _causal_overlap_key_loads(self, t: TileSums, bytes_per_key, Br, slots,
+                                  stream_bytes=0.0):
+        """HBM keys a causal head group after the first one re-reads beyond the first's
+        (see :meth:`hbm_key_loads`): its first P − 1 blocks (P = ``slots``) do not start
+        together in a wave as the grid's first blocks do, but one by one as the previous
+        group's longest blocks end, so those blocks sweep K/V tiles of their own group
+        while block a of this one re-reads its tiles.
+
+        In steady state a block starts every g = T / (Q·P) tile-times (T: tiles of all
+        Q blocks of a group, run by P slots). Between the starts of blocks a − 1 and a,
+        the a + 1 blocks of this group in flight sweep min((a + 1)·g, n_a) distinct tiles
+        and the previous group's P − a − 1 sweep min((P − a − 1)·g, n_max): block a
+        misses its n_a − β·clump old tiles (β = Br/Bc, once per clump of ⌊Bc/Br⌋ blocks
+        that start together) iff the sum overflows the L2 — an interval of a, since the
+        sum is concave in a (n_a ≈ α + β·a)."""
+        N, S, Bc = self.N, self.S, self.Bc
+        o = S - N
+        Q = np.maximum(t.q_tiles, 1)
+        P = np.asarray(slots, dtype=np.float64)
+        clump = np.maximum(Bc // Br, 1)
+        M = np.maximum(self.l2_bytes - clump * stream_bytes, 0) / (Bc * bytes_per_key)
+        alpha, beta = (o + Br - 1) / Bc + 1, Br / Bc
+
+        def S_(x):  # Σ_{a < x} n_a
+            return alpha * x + beta * x * (x - 1) / 2
+
+        g = S_(Q) / (Q * P)
+        n_max = alpha + beta * (Q - 1)
+        # min(x1, y1) + min(x2, y2) = min of the four sums c + d·a; all four > M on [lo, hi)
+        lo, hi = np.zeros_like(Q), np.minimum(P - 1, Q)
+        for c, d in ((P * g, 0.0 * g), (g + n_max, g), (alpha + (P - 1) * g, beta - g),
+                     (alpha + n_max, beta + 0 * g)):
+            root = (M - c) / np.where(d == 0, 1.0, d)          # c + d·root = M
+            lo = np.where(d > 0, np.maximum(lo, np.floor(root) + 1), lo)
+            hi = np.where(d < 0, np.minimum(hi, np.ceil(root)), hi)
+            hi = np.where((d == 0) & (c <= M), 0, hi)
+        hi = np.maximum(hi, lo)
+        missed = (S_(hi) - S_(lo)) / clump - beta * (hi - lo)
+        return Bc * np.maximum(missed, 0)
 
     def _causal_key_loads(self, t: TileSums, bytes_per_key, Br, geometry, slots,
                           stream_bytes=0.0):

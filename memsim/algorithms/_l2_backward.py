@@ -48,18 +48,6 @@ def flash1_backward_hbm(x, t: TileSums) -> tuple[np.ndarray, np.ndarray]:
     dq = hpb * D * e
     kv_tile = t.union_keys / np.maximum(t.union_tiles, 1) * (D + x.dv_load) * e
     again = x.hbm_state_rereads(t, inputs + dq, 2 * kv_tile)
-    if x.slots is not None:
-        # blocks (one per group) of equal length run in waves of ``slots``; the last
-        # wave's r = groups mod slots groups share the L2 among fewer
-        from dataclasses import replace
-
-        slots = np.maximum(x.slots, 1)
-        groups = np.maximum(x.groups, 1)
-        r = np.mod(groups, slots)
-        full = groups - r
-        last = replace(x, slots=np.maximum(r, 1)).hbm_state_rereads(t, inputs + dq,
-                                                                     2 * kv_tile)
-        again = np.where(groups > slots, (full * again + r * last) / groups, again)
     return kv + (N + again) * inputs + again * dq, kv + (N + again) * dq
 
 
@@ -93,10 +81,11 @@ def _swapped(x):
     return replace(x, N=x.S, S=x.N, Br=x.Bc, Bc=x.Br)
 
 
-def standard_backward_hbm(x, masked: bool) -> tuple[np.ndarray, np.ndarray]:
-    """HBM (read, write) bytes per (batch, head group) of eager attention's backward
-    (memsim.algorithms.standard_blockskip.backward over the dense scores ``x``, and
-    masked_fill's gradient when ``masked``), kernel by kernel in autograd's order:
+def standard_backward_hbm(x, masked) -> tuple[np.ndarray, np.ndarray]:
+    """HBM (read, write) bytes per (batch, head group) of standard attention's backward
+    (memsim.algorithms.standard_blockskip.backward over ``x``'s active tiles — eager
+    attention passes the dense scores — and masked_fill's gradient where ``masked`` is
+    1), kernel by kernel in autograd's order:
 
         dV  (grid: key tiles)    P column, dO rows re-read per key tile; dV once
         dP  (grid: query tiles)  dO rows once, V re-read per query tile; dP row written
@@ -122,7 +111,8 @@ def standard_backward_hbm(x, masked: bool) -> tuple[np.ndarray, np.ndarray]:
     t = x.tiles()
     hpb, e, D, Dv, N, S = x.hpb, x.e, x.D, x.Dv, x.N, x.S
     g = np.maximum(x.groups, 1)
-    scores = N * S * hpb * e                              # one score matrix, one group
+    scores = t.area * hpb * e                             # one score matrix, one group
+    row_keys = t.area / np.maximum(N, 1)                  # mean keys per query row
     do_b, dq_b = N * hpb * Dv * e, N * hpb * D * e
     k_b, v_b = S * D * e, S * Dv * e
     xs = _swapped(x)
@@ -136,8 +126,8 @@ def standard_backward_hbm(x, masked: bool) -> tuple[np.ndarray, np.ndarray]:
         * hpb * D * e
     # dS pass 2: key tile j hits iff W·Br·hpb·e·(2·S + j·Bc) ≤ L2 (W blocks in flight)
     in_flight = np.minimum(np.maximum(x.slots, 1), g * np.maximum(t.q_tiles, 1))
-    hit_keys = np.clip(cap / (in_flight * x.Br * hpb * e) - 2 * S, 0, S)
-    pass2 = 2 * scores * (1 - hit_keys / np.maximum(S, 1))
+    hit_keys = np.clip(cap / (in_flight * x.Br * hpb * e) - 2 * row_keys, 0, row_keys)
+    pass2 = 2 * scores * (1 - hit_keys / np.maximum(row_keys, 1))
     # kernels' footprints (all groups) and what each carries to the next
     f_dv = g * (scores + do_b + v_b)
     f_dp = g * (do_b + v_b + scores)
@@ -164,7 +154,7 @@ def standard_backward_hbm(x, masked: bool) -> tuple[np.ndarray, np.ndarray]:
 
 
 #: generations of a head group's FA-2 backward blocks summed one by one; past this many
-#: every ⌈K / MAX_GENERATIONS⌉-th pair of generations is summed and weighted
+#: every ⌈generations / MAX_GENERATIONS⌉-th pair is summed, weighted by the stride
 MAX_GENERATIONS = 1024
 
 
@@ -187,9 +177,10 @@ def _staggered_misses(m, n, n_fit, c, first):
 
 def fa2_query_tile_loads(x, t: TileSums, tile_bytes, kv_block_bytes):
     """Query tiles (Q, dO, logsumexp, Δ, dQ accumulator of Br·hpb rows) that FA-2's
-    dq/dk/dv kernel reads from HBM per (batch, head group), under a causal mask, when a
-    group has at least as many key-tile blocks as the GPU has slots (with fewer, the
-    caller's per-wave rule applies: :func:`fa2_backward_hbm`).
+    dq/dk/dv kernel reads from HBM for the first (batch, head group) of the grid, which
+    runs on an idle GPU, under a causal mask, when a group has at least as many key-tile
+    blocks as the GPU has slots (with fewer, and for the later groups, the caller's
+    per-wave rule applies: :func:`fa2_backward_hbm`).
 
     The grid runs key tile j's block over the query tiles that see it, last to first:
     m_j = T − a0(j) tiles, c = Bc/Br fewer per block. W = ``slots`` blocks start at once
@@ -198,10 +189,13 @@ def fa2_query_tile_loads(x, t: TileSums, tile_bytes, kv_block_bytes):
     (generation 1, staggered), and all of generation 1 ends at once
     (s_{W+i} + m_{W+i} = 2·T − (2·W − 1)·c), so generation 2 is lock-step again, and so
     on: even generations read the union of their tiles once, odd ones lose the re-reads
-    that :func:`_staggered_misses` counts, with ``n_fit`` = the tiles the L2 holds
-    (less a block's K, V, dK, dV) over c, less one for the lock-step blocks still in
-    flight. Generations are summed one by one (up to :data:`MAX_GENERATIONS`, then
-    sampled evenly); the trace-driven model places the same blocks by list scheduling.
+    that :func:`_staggered_misses` counts, with ``n_fit`` = fit/c + 1, fit the query
+    tiles the L2 holds beside a block's K, V, dK, dV (the trace, one group, 8, 16 and 32
+    slots: thrashing sets in between fit = slots − 2 and slots). A generation's first
+    block re-reads what the previous generation's blocks swept since (their first walk
+    and their K, V, dK, dV): all from HBM if that overflows, else none. Generations are
+    summed one by one (past :data:`MAX_GENERATIONS`, every stride-th pair, weighted);
+    the trace-driven model places the same blocks by list scheduling.
     """
     T = np.maximum(t.q_tiles, 1).astype(np.float64)
     Tk = np.maximum(t.union_tiles, 1).astype(np.float64)
@@ -276,7 +270,18 @@ def fa2_backward_hbm(x) -> tuple[np.ndarray, np.ndarray]:
         tiles = fa2_query_tile_loads(x, t, x.Br * row, kv_block)
         first = np.maximum(tiles * N / np.maximum(t.q_tiles, 1), N)
         staggered = (first + (g - 1) * per_wave) / g
-        rows = np.where(t.union_tiles >= x.slots, staggered, per_wave)
+        # a group's blocks fill about one generation (Tk ≤ slots < 2·Tk): the groups
+        # alternate, one starting at once, the next staggered in the slots the first
+        # frees one by one, which pays the staggered ramp over its Tk blocks (measured:
+        # H100, H 32, K 8, N 16K — groups 0, 2, 4, 6 read 256 query tiles, groups 1, 3,
+        # 5, 7 6,250, 5,504, 5,164, 4,730)
+        fit = (cap - kv_block) / (x.Br * row)
+        c = x.Bc / x.Br
+        ramp = _staggered_misses(t.q_tiles, t.union_tiles, fit / c + 1, c, 0.0)
+        alternate = per_wave + np.floor(g / 2) / g * ramp * N / np.maximum(t.q_tiles, 1)
+        one_gen = (t.union_tiles <= x.slots) & (x.slots < 2 * t.union_tiles)
+        rows = np.where(t.union_tiles >= x.slots, staggered,
+                        np.where(one_gen, alternate, per_wave))
     elif x.geometry.kind == "full":
         xs = _swapped(x)
         rows = xs.hbm_key_loads(xs.tiles(), row, stream_bytes=kv_block)

@@ -3,18 +3,24 @@
 with S and P materialised in HBM over **all** N × S scores whatever the mask — the mask is
 applied to the dense S afterwards (``masked_fill``), no tile is skipped.
 
-Forward, per (batch, head group of ``hpb`` heads), dense (area = N·S):
-    QKᵀ, softmax, PV    as memsim.algorithms.standard_blockskip over the full mask
-    masked_fill         (masks other than full) read S, write S: area·hpb·e each,
-                        one vector op per score
+Forward, per (batch, head group of ``hpb`` heads), dense (area = N·S), in launch order:
+    scale Q, scale K    Q and K times √scale into copies (read, write, one op each)
+    QKᵀ, softmax, PV    as memsim.algorithms.standard_blockskip over the full mask, but
+                        softmax reads S as PyTorch's kernel does (softmax_reads: once
+                        for rows that fit in registers or shared memory, else 3 times)
+    add mask            (masks other than full) read S and the (N, S) additive mask, write
+                        S: area·hpb·e + area·e, area·hpb·e; one vector op per score
+    isneginf, all,      the safe softmax (rows masked entirely give 0): area·hpb·e read,
+    where               area·hpb bools written; read back; P read and written again
 Backward: the five autograd kernels of standard_blockskip over the dense scores, and for
 masks other than full the gradient of masked_fill (dS zeroed where masked: read and write
 dS once more).
 
-Not modelled (yet): the boolean mask tensor itself (tril of ones, N × S bytes, shared by
-every batch and head), the scale multiply and the fp32 upcast copies PyTorch launches for
-bf16 inputs (Nsight Compute lists about 20 kernels for one causal call); the upcast is
-a choice of dtype (fp32) the caller makes, as memsim.validation.sdpa does.
+Not modelled (yet): building the (N, S) mask itself (ones, tril, where: N·S·(3 + e)
+bytes once per call), three one-element scalar tensors, and the fp32 upcast / downcast
+copies PyTorch launches for bf16 inputs and outputs (Nsight Compute lists 20 kernels for
+one causal bf16 call; these are 9 of them); the upcast is a choice of dtype (fp32) the
+caller makes, as memsim.validation.sdpa does.
 """
 
 from __future__ import annotations
@@ -53,27 +59,89 @@ def dense(x: Arrays) -> Arrays:
     return replace(x, geometry=MaskGeometry("full"))
 
 
-def _mask_kernel(x: Arrays) -> Cost:
+def _mask_kernel(x: Arrays, mask_e: float = 0.0) -> Cost:
     """One elementwise pass over the dense (B, H, N, S) scores for any mask but full:
-    read and write each score, one vector op per score."""
+    read and write each score, one vector op per score. ``mask_e``: bytes per element of
+    an additive (N, S) mask read beside the scores (the forward's ``attn.add_(mask)``;
+    each block reads its mask tile once for its heads), 0 for ``masked_fill``."""
     m = np.asarray(0.0 if x.geometry.kind == "full" else 1.0)
     scores = m * np.asarray(x.B, dtype=np.float64) * x.H * x.N * x.S
-    return Cost(vector_flops=scores, global_read_bytes=scores * x.e,
-                global_write_bytes=scores * x.e, hbm_read_bytes=scores * x.e,
+    mask_read = m * x.groups * x.N * x.S * mask_e
+    return Cost(vector_flops=scores, global_read_bytes=scores * x.e + mask_read,
+                global_write_bytes=scores * x.e, hbm_read_bytes=scores * x.e + mask_read,
                 hbm_write_bytes=scores * x.e, launches=m + 0 * scores,
                 blocks=m * x.groups * -(-x.N // x.Br))
 
 
+def _elementwise(read_bytes, write_bytes, vector_flops, blocks) -> Cost:
+    """One elementwise kernel: every byte from and to HBM (no reuse to count)."""
+    return Cost(vector_flops=vector_flops, global_read_bytes=read_bytes,
+                global_write_bytes=write_bytes, hbm_read_bytes=read_bytes,
+                hbm_write_bytes=write_bytes, launches=1.0 + 0 * blocks, blocks=blocks)
+
+
+def _math_backend_kernels(x: Arrays) -> Cost:
+    """The elementwise kernels PyTorch's math backend runs around the two matmuls
+    (``_scaled_dot_product_attention_math`` and ``_safe_softmax``,
+    aten/src/ATen/native/transformers/attention.cpp, PyTorch 2.5–2.11; Nsight Compute lists
+    them for one causal call, measurements/h100-sxm): Q and K times √scale into copies
+    (per query tile and per key tile of each head group; under GQA each head group scales
+    its KV head, as repeat_interleave + scale move the expanded K), then ``isneginf(S)``
+    (a bool per score), ``all`` over each row (a bool per row) and ``where(rows, 0, P)``
+    into the P that PV reads. The trace runs the same kernels
+    (memsim.trace.sched_standard.build)."""
+    B = np.asarray(x.B, dtype=np.float64)
+    q_elems = x.groups * x.N * x.hpb * x.D
+    k_elems = x.groups * x.S * x.D
+    scores = B * x.H * x.N * x.S
+    rows = B * x.H * x.N
+    q_blocks = x.groups * -(-x.N // x.Br)
+    return (_elementwise(q_elems * x.e, q_elems * x.e, q_elems, q_blocks)
+            + _elementwise(k_elems * x.e, k_elems * x.e, k_elems,
+                           x.groups * -(-x.S // x.Bc))
+            + _elementwise(scores * x.e, scores, 0 * scores, q_blocks)       # isneginf
+            + _elementwise(scores, rows, 0 * scores, q_blocks)               # all
+            + _elementwise(scores * x.e + rows, scores * x.e, 0 * scores, q_blocks))
+
+
+#: PyTorch's softmax over the last dim (aten/src/ATen/native/cuda/SoftMax.cu,
+#: host_softmax): rows of ≤ 1024 elements and ≤ 4096 B run the warp softmax
+#: (softmax_warp_forward, the row in registers: one read); longer rows that fit in
+#: sharedMemPerBlock (48 KiB) less the per-warp reduction slots (32 × 4 B) and split into
+#: 16-byte vectors run cunn_SoftMaxForwardSmem (one read, the row in shared memory);
+#: otherwise cunn_SoftMaxForward reads the row three times (max, sum of exps, output).
+SOFTMAX_SMEM_BYTES = 48 * 1024 - 32 * 4
+
+
+def softmax_reads(S, e):
+    """Reads of each score by PyTorch's softmax kernel for rows of S elements of e bytes
+    (1 or 3; see SOFTMAX_SMEM_BYTES); numpy-broadcasting."""
+    S, e = np.asarray(S), np.asarray(e, dtype=np.float64)
+    warp = (S <= 1024) & (S * e <= 4096)
+    smem = (S * e < SOFTMAX_SMEM_BYTES) & (np.mod(S * e, 16) == 0)
+    return np.where(warp | smem, 1, 3)
+
+
 def forward(x: Arrays) -> Cost:
-    cost = standard_blockskip.forward(dense(x)) + _mask_kernel(x)
+    # standard_blockskip's softmax reads S twice; PyTorch's, softmax_reads times
+    passes = softmax_reads(x.S, x.e)
+    extra_reads = (passes - 2) * np.asarray(x.B, dtype=np.float64) * x.H * x.N * x.S * x.e
+    softmax = Cost(global_read_bytes=extra_reads, hbm_read_bytes=extra_reads)
+    mask_add = _mask_kernel(x, mask_e=x.e)
+    around = _math_backend_kernels(x)
+    cost = standard_blockskip.forward(dense(x)) + softmax + mask_add + around
     if x.slots is None:
         return cost
-    # the L2 estimate over the four kernels: S may stay in L2 from QKᵀ to masked_fill
-    # to softmax (standard_blockskip.forward_hbm_bytes)
+    # the L2 estimate over QKᵀ, the mask add (as masked_fill over S), softmax and PV: S
+    # may stay in L2 from kernel to kernel (standard_blockskip.forward_hbm_bytes); the
+    # (N, S) mask and the elementwise kernels around reach HBM whole (what they stream
+    # is S-sized, far past the L2 where the estimate matters; the trace has the hits)
     d = dense(x)
     reads, writes = standard_blockskip.forward_hbm_bytes(
-        d, d.tiles(), masked_fill=x.geometry.kind != "full")
-    return replace(cost, hbm_read_bytes=reads, hbm_write_bytes=writes)
+        d, d.tiles(), masked_fill=x.geometry.kind != "full", softmax_reads=passes)
+    mask_reads = mask_add.hbm_read_bytes - _mask_kernel(x).hbm_read_bytes
+    return replace(cost, hbm_read_bytes=reads + mask_reads + around.hbm_read_bytes,
+                   hbm_write_bytes=writes + around.hbm_write_bytes)
 
 
 def backward(x: Arrays) -> Cost:

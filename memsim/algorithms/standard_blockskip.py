@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from memsim.algorithms._arrays import Arrays, handoff_hit_fraction
+from memsim.algorithms._l2_backward import standard_backward_hbm
 from memsim.algorithms._tiles import (
     forward_tiles_backward,
     never_splits,
@@ -65,7 +66,7 @@ def _dense_scores_bytes(x: Arrays):
     return np.asarray(x.B, dtype=np.float64) * x.H * x.N * x.S * x.e
 
 
-def forward_hbm_bytes(x: Arrays, t, masked_fill: bool = False):
+def forward_hbm_bytes(x: Arrays, t, masked_fill: bool = False, softmax_reads=2):
     """HBM (read, write) bytes of the forward's kernels — QKᵀ, ``masked_fill`` over S
     when ``masked_fill`` (eager attention, memsim.algorithms.standard), softmax, PV — per
     call (all batches and head groups).
@@ -83,6 +84,9 @@ def forward_hbm_bytes(x: Arrays, t, masked_fill: bool = False):
       each of the G blocks in flight (lock-step waves of ``slots``, the last wave holding
       what is left) touches its whole S row and the first j tiles of its P row, so tile
       j hits iff G·S_row·(1 + j/n) ≤ L2.
+    - ``softmax_reads`` (eager attention: PyTorch's kernel reads S once or three times,
+      memsim.algorithms.standard.softmax_reads): the reads after the first miss as the
+      second pass does.
     - Writes: each dirty unit is written back once (on eviction or at the end of the
       call, as the trace flushes); S twice where masked_fill re-dirties an evicted unit.
     """
@@ -90,7 +94,7 @@ def forward_hbm_bytes(x: Arrays, t, masked_fill: bool = False):
     scores = t.area * hpb * e                              # S (and P) bytes per group
     q_bytes, o_bytes = N * hpb * D * e, N * hpb * Dv * e
     fill = float(masked_fill)
-    reads = q_bytes + t.key_loads * (D + Dv) * e + (3 + fill) * scores
+    reads = q_bytes + t.key_loads * (D + Dv) * e + (1 + softmax_reads + fill) * scores
     writes = (1 + fill) * scores + scores + o_bytes
     if x.slots is None:
         return g * reads, g * writes
@@ -117,8 +121,8 @@ def forward_hbm_bytes(x: Arrays, t, masked_fill: bool = False):
     second_pass = _in_block_hit_fraction(x, t, s_row, cap)
     to_pv = handoff_hit_fraction(g * 2 * scores, pv, cap)
     hbm_reads = (q_bytes + (k_hbm * D + v_hbm * Dv) * e
-                 + scores * (fill * (1 - to_fill) + (1 - to_softmax) + (1 - second_pass)
-                             + (1 - to_pv)))
+                 + scores * (fill * (1 - to_fill) + (1 - to_softmax)
+                             + (softmax_reads - 1) * (1 - second_pass) + (1 - to_pv)))
     hbm_writes = scores * (1 + fill * (1 - to_fill)) + scores + o_bytes
     return g * hbm_reads, g * hbm_writes
 
@@ -182,12 +186,22 @@ def backward(x: Arrays) -> Cost:
     reads = g * (k1_r + k2_r + k3_r + k4_r + k5_r)
     writes = g * (k1_w + k2_w + k3_w + k4_w + k5_w)
     staged = reads - g * k3_r                            # the dS pass streams, no staging
+    hbm_reads, hbm_writes = reads, writes
+    if x.slots is not None and x.geometry.kind in ("full", "causal"):
+        # the closed-form L2 estimate. It reads the key-tile kernels (dV, dK) as the
+        # query-tile grid with queries and keys exchanged, which is the same mask only for
+        # full masks and for causal masks without a key offset (S = N); elsewhere (and for
+        # window, chunk masks) the count stays at no reuse: not modelled yet
+        est_reads, est_writes = standard_backward_hbm(x, 0.0)
+        exchangeable = (x.geometry.kind == "full") | (np.asarray(x.S) == np.asarray(x.N))
+        hbm_reads = np.where(exchangeable, np.minimum(g * est_reads, reads), reads)
+        hbm_writes = np.where(exchangeable, np.minimum(g * est_writes, writes), writes)
     return Cost(
         matmul_flops=g * hpb * t.area * (4 * D + 4 * Dv),
         vector_flops=g * hpb * (4 * t.area),
         exp_ops=0.0 * g,
         global_read_bytes=reads, global_write_bytes=writes,
-        hbm_read_bytes=reads, hbm_write_bytes=writes,
+        hbm_read_bytes=hbm_reads, hbm_write_bytes=hbm_writes,
         sram_write_bytes=staged, sram_read_bytes=staged * x.warps,
         workspace_bytes=3 * _dense_scores_bytes(x),      # saved P, dP, dS
         launches=5.0 + 0 * g, blocks=g * (3 * t.q_tiles + 2 * t.union_tiles),

@@ -35,10 +35,12 @@ def p2p_s(message_bytes: Any, gpu: GPU, gpus: int = 2, backend: str | None = Non
 
 
 def moe_a2a_s(tokens: Any, *, hidden: int, top_k: int, experts: int, ep: int, phase: str,
-              mode: str, dtype: str, gpu: GPU, backend: str | None = None) -> Any:
+              mode: str, dtype: str, gpu: GPU, backend: str | None = None, groups: int = 1,
+              topk_groups: int = 1) -> Any:
     """Seconds of one MoE dispatch or combine of ``tokens`` tokens per rank over ``ep``
-    ranks as DeepEP's ``mode`` kernels move them (:func:`memsim.ops.comm.moe_all_to_all`);
-    no tokens or one rank cost nothing."""
+    ranks as DeepEP's ``mode`` kernels move them (:func:`memsim.ops.comm.moe_all_to_all`,
+    ``groups`` / ``topk_groups`` the model's group-limited routing); no tokens or one rank
+    cost nothing."""
     from memsim.ops.comm import moe_all_to_all
 
     T = np.asarray(tokens, dtype=float)
@@ -46,5 +48,5 @@ def moe_a2a_s(tokens: Any, *, hidden: int, top_k: int, experts: int, ep: int, ph
         return np.zeros_like(T)
     t = moe_all_to_all(np.maximum(T, 1.0), hidden=hidden, top_k=top_k, experts=experts,
                        ep=ep, phase=phase, mode=mode, dtype=dtype, gpu=gpu,
-                       backend=backend).time_s
+                       backend=backend, groups=groups, topk_groups=topk_groups).time_s
     return np.where(T > 0, t, 0.0)

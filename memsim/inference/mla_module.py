@@ -95,13 +95,24 @@ def dsa_s(B: np.ndarray, N: np.ndarray, S: np.ndarray, heads: int, *, kv_dtype: 
     :mod:`memsim.algorithms.dsa` with V3.2's indexer, its gathers through the L2 estimate),
     timed as :func:`memsim.attention.backend_time_s` times it with ``backend``'s "dsa"
     class; the sparse MMAs as the production kernel issues them (64-head tiles over all
-    k = 2048 slots)."""
+    k = 2048 slots).
+
+    Where the backend's class "dsa/<backend>/sparse_sm90" has a per-row cost and the GPU
+    is a Hopper, the sparse kernel is FlashMLA's SM90 sparse prefill kernel (TensorRT-LLM
+    runs it for context and, with a bf16 cache, for decode: FlashMLA's sparse decode
+    kernel takes an fp8 cache only, README "Sparse Decoding | SM90 & SM100 | MQA | FP8";
+    collect_mla_module.py header), timed by its CTAs (:func:`sm90_sparse_s`) after the
+    indexer and top-k kernels instead of in the roofline."""
     from dataclasses import replace
 
+    from memsim.algorithms.dsa import selected_keys
     from memsim.attention import backend_time_s, costs_for
+    from memsim.ops.classes import kernel_class
     from memsim.problem import AttentionProblem, Mask
 
     dtype = "fp8" if kv_family(kv_dtype) == "fp8" else "bf16"
+    sm90 = kernel_class("dsa", backend, "sparse_sm90")
+    waves = gpu.architecture == "hopper" and sm90.row_s > 0
     out_s = np.zeros(np.shape(B))
     flat = [np.asarray(v, dtype=float).reshape(-1) for v in (B, N, S)]
     keys = list(zip(*(v.tolist() for v in flat), strict=True))
@@ -116,12 +127,32 @@ def dsa_s(B: np.ndarray, N: np.ndarray, S: np.ndarray, heads: int, *, kv_dtype: 
         # invalid ones (-1, fewer than k causal keys) masked, not skipped
         padded = b * n * np.ceil(heads / HEAD_TILE) * HEAD_TILE * INDEX_TOPK * 2.0 * (
             LATENT + KV_LORA_RANK)
-        cost = replace(cost, matmul_flops=np.maximum(cost.matmul_flops, padded))
+        if waves:   # the sparse MMAs leave the roofline: the kernel's CTAs time them
+            sparse = b * heads * selected_keys(n, s, INDEX_TOPK) * 2.0 * (LATENT
+                                                                        + KV_LORA_RANK)
+            cost = replace(cost, matmul_flops=np.maximum(cost.matmul_flops - sparse, 0.0))
+        else:
+            cost = replace(cost, matmul_flops=np.maximum(cost.matmul_flops, padded))
         t = backend_time_s(cost, gpu, problem, "dsa", backend, b, n,
                            blocks_per_sm=tiling.blocks_per_sm(gpu))
+        if waves:
+            t = t + sm90_sparse_s(b * n, heads, gpu, sm90.row_s)
         hit = np.asarray([k == (b, n, s) for k in keys]).reshape(np.shape(B))
         out_s[hit] = float(np.asarray(t).reshape(-1)[0])
     return out_s
+
+
+def sm90_sparse_s(tokens: Any, heads: int, gpu: Any, row_s: float) -> Any:
+    """Seconds of FlashMLA's SM90 sparse attention kernel (deepseek-ai/FlashMLA
+    ``csrc/sm90/prefill/sparse/phase1.cuh``): one CTA per (query token, 64-head tile)
+    (``blockIdx.x`` → ``s_q_idx``, ``q_h_idx``; B_H = 64, heads padded to whole tiles),
+    ``__launch_bounds__(384, 1)`` with Q, two K buffers and O in shared memory, so one CTA
+    per SM; every CTA runs all topk/64 key blocks (``num_topk_blocks = topk / B_TOPK``),
+    invalid indices (-1, fewer than k causal keys) only predicate the gathers off. So the
+    CTAs run in ⌈CTAs / SMs⌉ waves of one CTA time each, HEAD_TILE · ``row_s`` (``row_s``:
+    the class's SM-seconds per padded head row over the k slots), whatever the context."""
+    ctas = np.asarray(tokens, dtype=float) * np.ceil(heads / HEAD_TILE)
+    return np.ceil(ctas / gpu.spec.sm_count) * HEAD_TILE * row_s
 
 
 def module(phase: str, batch: Any, seq_len: Any, kv_len: Any, heads: int, *,
@@ -146,4 +177,4 @@ def module(phase: str, batch: Any, seq_len: Any, kv_len: Any, heads: int, *,
                         detail={"sparse": sparse, "gemm_dtype": gemm_dtype})
 
 
-__all__ = ["HIDDEN", "INDEX_TOPK", "dsa_s", "module", "module_parts"]
+__all__ = ["HIDDEN", "INDEX_TOPK", "dsa_s", "module", "module_parts", "sm90_sparse_s"]

@@ -121,7 +121,8 @@ def _expert_parallel_s(setup: Setup, g: LayerGroup, rank_tokens: Any, stage_toke
     # vLLM and SGLang configure them; aiconfigurator's MOE_A2A_BACKENDS)
     mode = "normal" if phase == "prefill" else "low_latency"
     a2a = {"hidden": h, "top_k": k, "experts": X, "ep": W, "mode": mode, "gpu": gpu,
-           "backend": setup.backend}
+           "backend": setup.backend, "groups": mlp.expert_groups,
+           "topk_groups": mlp.expert_groups_per_token}
     rank_share = rank_tokens / T
     out["all_to_all"] = (
         moe_a2a_s(rank_share, phase="dispatch", dtype=_dispatch_dtype(setup, mode), **a2a)

@@ -113,6 +113,10 @@ class MLP:
     shared_experts: int = 0
     shared_intermediate: int = 0
     router_bias: bool = False
+    # group-limited routing (DeepSeek-V3 config.json n_group / topk_group; its Gate keeps the
+    # topk_group groups with the best top-2 scores): 1 / 1 is uniform over the experts
+    expert_groups: int = 1
+    expert_groups_per_token: int = 1
 
     @property
     def is_moe(self) -> bool:

@@ -207,8 +207,13 @@ def _build_deepseek(k: ConfigKeys, mt: str) -> dict[str, Any]:
         raise InputError("num_experts_per_tok", top, f"must not exceed n_routed_experts={E}")
     shared = k.count("n_shared_experts", 0, most=limits.MAX_EXPERTS)
     inter = k.pos("moe_intermediate_size")
+    groups = k.pos("n_group", 1)
+    topk_groups = k.pos("topk_group", 1)
+    if topk_groups > groups:
+        raise InputError("topk_group", topk_groups, f"must not exceed n_group={groups}")
     moe = MLP(inter, experts=E, experts_per_token=top, shared_experts=shared,
-              shared_intermediate=shared * inter, router_bias=k.get("topk_method") == "noaux_tc")
+              shared_intermediate=shared * inter, router_bias=k.get("topk_method") == "noaux_tc",
+              expert_groups=groups, expert_groups_per_token=topk_groups)
     dense = MLP(k.pos("intermediate_size"))
     # Attention in its cache form: one latent of (kv_lora + rope) shared by all heads.
     a = make_attention(h, heads=H, kv_heads=1, head_dim=mla.kv_lora_rank + mla.qk_rope_head_dim,

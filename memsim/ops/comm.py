@@ -28,8 +28,11 @@ Which algorithm runs is the library's rule, not memsim's choice:
   world_size == 2, or ≤ 4 ranks and < 512 KiB, or ≤ 8 ranks and < 256 KiB, else
   two-stage; ``CustomAllreduce.should_custom_ar`` uses it below ``max_size`` = 8 MiB,
   otherwise NCCL.
-- NCCL picks the algorithm its cost model predicts fastest (src/graph/tuning.cc); memsim
-  does the same between ring and NVLS (where the profile's switch has NVLink SHARP).
+- NCCL picks the algorithm and protocol its cost model predicts fastest
+  (src/graph/tuning.cc); memsim does the same between ring and NVLS (where the profile's
+  switch has NVLink SHARP) and, for a ring, between the LL, LL128 and Simple protocols
+  with NCCL's own latency and bandwidth constants (:func:`nccl_ring_s`); sends (all-to-all,
+  p2p) switch from LL to Simple at NCCL's 16 KiB a peer (:func:`nccl_p2p_s`).
 - Custom all-reduce needs NVLink (peer memory): PCIe-only GPUs run NCCL.
 
 NCCL's own collectives as nccl-tests times them (:func:`nccl_all_reduce`, all-gather,
@@ -43,7 +46,8 @@ NCCL over the network. Link bandwidth per direction, the hop latency and the dom
 come from the profile's ``[interconnect]``; the floor and link efficiency of each algorithm
 are fitted (:mod:`memsim.ops.classes`), and for NCCL's step-by-step algorithms the kernel's
 own seconds per step beyond the wire's hop latency (the class's ``row_s``: the LL
-protocol's flag polling and the step hand-off between ranks).
+protocol's flag polling and the step hand-off between ranks) and a ring's pipeline fill
+and drain (its ``fill``, a fraction of one chunk step per pass).
 """
 
 from __future__ import annotations
@@ -110,6 +114,10 @@ _LL_MAX_BW = {"volta": 39.0e9, "turing": 39.0e9, "ampere": 87.7e9, "ada": 87.7e9
               "hopper": 141.0e9, "blackwell": 282.0e9}
 #: LL128's share of the link: 120 data bytes per 128-byte line (``busBw * 0.92``).
 _LL128_SHARE = 0.92
+#: NVLS efficiency per architecture (tuning.cc ``nvlsEfficiency``: Hopper 0.85, Blackwell
+#: 0.74): the NVLS classes are fitted on Hopper, so another architecture's NVLS bandwidth
+#: is scaled by its ratio to Hopper's.
+_NVLS_EFFICIENCY = {"hopper": 0.85, "blackwell": 0.74}
 
 
 def _link_kind(gpu: Any, G: int) -> str:
@@ -188,6 +196,9 @@ def _algorithm_s(name: str, M: np.ndarray, G: int, gpu: Any, backend: str | None
     traffic = {"oneshot": (G - 1) * M, "nvls": (G + 1) / G * M}.get(name, 2.0 * (G - 1) / G * M)
     if name == "ring":   # one step per neighbour exchange, NCCL's protocol switch
         return nccl_ring_s(traffic, 2 * (G - 1), G, gpu, cls)[0], traffic, cls.floor_s
+    if name == "nvls":
+        arch = _NVLS_EFFICIENCY.get(str(gpu.architecture), _NVLS_EFFICIENCY["hopper"])
+        bw = bw * arch / _NVLS_EFFICIENCY["hopper"]
     return traffic / (bw * cls.eff("link")), traffic, cls.floor_s
 
 

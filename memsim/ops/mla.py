@@ -129,15 +129,40 @@ def decode_work(B: Any, S: Any, H: Any, kv_dtype: str = "bf16") -> MLAWork:
     return MLAWork(flops, fam, hbm, quant, rows, B * head_tiles)
 
 
-def time_work(work: MLAWork, gpu: Any, cls: KernelClass) -> OpPrediction:
-    """Seconds of ``work`` with kernel class ``cls`` (module docstring)."""
+# Kernels of one decode call. TensorRT-LLM on Hopper runs FlashMLA (attentionOp.cpp
+# ``mlaGeneration``, ``mUseGenFlashMLA``): ``get_mla_metadata_func`` (the tile scheduler's
+# metadata kernel, run every call), the split-KV kernel and its combine kernel; on the SM100
+# family it runs trtllm-gen's MLA generation kernel (``mUseTllmGen``), whose multi-CTA
+# split-KV mode for MLA is ``GmemReductionWithSeparateKernel``: the FMHA kernel and one
+# reduction kernel (trtllmGenKernels/fmha/fmhaKernels.h, ``runFmhaReduction`` after the
+# launch). The decode classes are fitted on Hopper rows, so their floor is FlashMLA's.
+FLASHMLA_DECODE_LAUNCHES = 3
+TRTLLM_GEN_DECODE_LAUNCHES = 2
+
+
+def decode_launches(gpu: Any, backend: str | None) -> int:
+    """Kernel launches of one MLA decode call on ``gpu`` with ``backend`` (above)."""
+    from memsim.ops import check_backend
+
+    if (check_backend(backend) == "trtllm"
+            and gpu.compute_capability.split(".")[0] == "10"):
+        return TRTLLM_GEN_DECODE_LAUNCHES
+    return FLASHMLA_DECODE_LAUNCHES
+
+
+def time_work(work: MLAWork, gpu: Any, cls: KernelClass, launches: int | None = None
+              ) -> OpPrediction:
+    """Seconds of ``work`` with kernel class ``cls`` (module docstring). ``launches``: a
+    decode call's kernels (:func:`decode_launches`): the class's floor, fitted on
+    FlashMLA's three, scales with them; None for prefill."""
     sms = float(gpu.spec.sm_count)
     tensor = gpu.peak_flop_per_s("tensor", work.rate) * min(cls.eff("tensor"), 1.0)
     hbm_bw = gpu.spec.hbm_bandwidth_bytes_per_s * min(cls.eff("hbm"), 1.0)
     terms = {"matmul": work.matmul_flops / tensor, "serial": cls.row_s * work.rows / sms,
              "hbm": work.hbm_bytes / hbm_bw}
     quant = work.quant_bytes / hbm_bw
-    floor = np.full_like(work.matmul_flops, cls.floor_s)
+    scale = 1.0 if launches is None else launches / FLASHMLA_DECODE_LAUNCHES
+    floor = np.full_like(work.matmul_flops, cls.floor_s * scale)
     time = floor + np.maximum(terms["matmul"] + terms["serial"], terms["hbm"]) + quant
     terms["quant"] = quant
     return OpPrediction(
@@ -171,7 +196,8 @@ def decode(batch: Any, kv_len: Any, heads: Any, *, kv_dtype: str = "bf16",
     "mla/decode/<backend>/<kv>"."""
     gpu, cls = _checked("decode", {"batch": batch, "kv_len": kv_len, "heads": heads},
                         kv_dtype, gpu, backend)
-    return time_work(decode_work(batch, kv_len, heads, kv_dtype), gpu, cls)
+    return time_work(decode_work(batch, kv_len, heads, kv_dtype), gpu, cls,
+                     decode_launches(gpu, backend))
 
 
 
@@ -188,6 +214,22 @@ def bmm_class(backend: str | None, dtype: str) -> KernelClass:
     return kernel_class("mla_bmm", backend, "fp8" if dtype == "fp8" else "bf16")
 
 
+def bmm_kernel_dtype(dtype: str, backend: str | None, gpu: Any) -> str:
+    """The dtype the absorbed BMM's kernel runs at: ``dtype``, except TensorRT-LLM's fp8
+    BMM on the SM100 family (compute capability 10.x: B200, GB200, B300), which is a bf16
+    ``torch.bmm`` over weights dequantised once at load time, with no activation
+    quantisation (tensorrt_llm/_torch/modules/attention.py, ``fp8_block_scaling_bmm_out``:
+    ``elif is_sm_100f(sm_version): torch.bmm(mat1.transpose(0, 1),
+    mat2_dequant.transpose(1, 2), out=out)``); SM89/SM90 quantise and run the block-scaled
+    fp8 kernel. The database agrees: B200's fp8 and bf16 mla_bmm rows time alike."""
+    from memsim.ops import check_backend
+
+    if (dtype == "fp8" and check_backend(backend) == "trtllm"
+            and gpu.compute_capability.split(".")[0] == "10"):
+        return "bf16"
+    return dtype
+
+
 def bmm(tokens: Any, heads: Any, *, op: str = "pre", dtype: str = "bf16",
         gpu: Any = "h100-sxm", backend: str | None = None) -> OpPrediction:
     """The MLA absorbed BMM ``op`` ("pre" or "post") over ``tokens`` rows and ``heads``
@@ -196,7 +238,8 @@ def bmm(tokens: Any, heads: Any, *, op: str = "pre", dtype: str = "bf16",
     kernel class (:func:`bmm_class`). ``dtype`` "fp8" is DeepSeek's block-scaled fp8
     (``fp8_block_scaling_bmm_out``), after a quantisation pass over the activations
     (``fp8_batched_quantize_1x128_permute102``: read bf16, write fp8 + one fp32 scale per
-    128 values), added after the GEMM."""
+    128 values), added after the GEMM; where the kernel runs in bf16 instead
+    (:func:`bmm_kernel_dtype`) it is timed as the bf16 BMM."""
     from memsim.errors import InputError
     from memsim.ops.gemm import operand_bytes, tiled_terms
     from memsim.units import scaled_row_bytes
@@ -206,6 +249,7 @@ def bmm(tokens: Any, heads: Any, *, op: str = "pre", dtype: str = "bf16",
     positive("tokens", tokens)
     positive("heads", heads)
     gpu = resolve_gpu(gpu)
+    dtype = bmm_kernel_dtype(dtype, backend, gpu)
     gemm_dtype = "fp8_block" if dtype == "fp8" else dtype
     rate, e_in = operand_bytes(gemm_dtype)
     cls = bmm_class(backend, dtype)
@@ -226,5 +270,5 @@ def bmm(tokens: Any, heads: Any, *, op: str = "pre", dtype: str = "bf16",
                 "tile_n": out(best["tile_n"]), "split_k": out(best["split"])})
 
 
-__all__ = ["MLAWork", "bmm", "bmm_class", "context", "context_work", "decode", "decode_work",
-           "kv_family", "time_work"]
+__all__ = ["MLAWork", "bmm", "bmm_class", "bmm_kernel_dtype", "context", "context_work",
+           "decode", "decode_launches", "decode_work", "kv_family", "time_work"]

@@ -164,13 +164,17 @@ def _attention(shape: _Shape, gpu: GPU) -> Mapped:
             u = unit(cost)
             terms = out.terms[model]
             terms["matmul_s"][idx] = u.terms_s["matmul"]
+            # a decode kernel's per-CTA steps add to its memory time (Timer.cta_s):
+            # a fixed time to the fit, as the KV-cache write before a prefill kernel
+            serial = u.terms_s.get("serial", 0.0)
+            overlaps = timer.cta_s is None
             terms["vector_s"][idx] = (u.terms_s["vector"] + u.terms_s["exp"]
-                                      + u.terms_s.get("serial", 0.0))
+                                      + (serial if overlaps else 0.0))
             terms["hbm_s"][idx] = u.terms_s["hbm"]
             terms["other_memory_s"][idx] = np.maximum(u.terms_s["l2"], u.terms_s["sram"])
             terms["link_s"][idx] = 0.0
-            # the KV-cache write before the attention kernel: a fixed time to the fit
-            terms["launch_s"][idx] = u.launch_s + u.terms_s.get("pre", 0.0)
+            terms["launch_s"][idx] = (u.launch_s + u.terms_s.get("pre", 0.0)
+                                      + (0.0 if overlaps else serial))
         for j, i in enumerate(idx.tolist()):
             out.params[i] = {"algorithm": shape.algorithm, "batch": int(B[j]),
                              "seq_len": int(N[j]), "kv_len": int(S[j]), "heads": int(H),
@@ -285,10 +289,11 @@ def _mla(phase: str, rows: Rows, gpu: GPU, kv_len: np.ndarray, seq_len: np.ndarr
         try:
             cls = kernel_class(f"mla/{phase}", backend, mla.kv_family(fam))
             if phase == "context":
-                work = mla.context_work(B[idx], seq_len[idx], H[idx], fam)
+                work, launches = mla.context_work(B[idx], seq_len[idx], H[idx], fam), None
             else:
                 work = mla.decode_work(B[idx], kv_len[idx], H[idx], fam)
-            pred = mla.time_work(work, gpu, cls)
+                launches = mla.decode_launches(gpu, backend)
+            pred = mla.time_work(work, gpu, cls, launches)
         except (InputError, ValueError) as exc:
             out.reasons.update({int(i): str(exc).splitlines()[0][:200] for i in idx})
             continue

@@ -119,7 +119,8 @@ def specs() -> list[FitSpec]:
         # on the rows that kernel runs, whatever their KV-cache dtype
         if b == "trtllm":
             out += [FitSpec((f"attention/decode/{b}/{k}",), "generation_attention", b,
-                            ("floor_s", "hbm", "row_s"), {"decode_kernel": k})
+                            ("floor_s", "hbm", "row_s", *(("fp32",) if k == "mmha" else ())),
+                            {"decode_kernel": k})
                     for k in ("xqa_hmma", "xqa_gmma", "mmha")]
         else:
             out.append(FitSpec((f"attention/decode/{b}",), "generation_attention", b,
@@ -133,6 +134,11 @@ def specs() -> list[FitSpec]:
                                       ("decode", "generation_mla"))]
             out.append(FitSpec((f"mla_bmm/{b}/{fam}",), "mla_bmm", b,
                                ("floor_s", "tensor", "hbm", "l2"), {"bmm_dtype": db}))
+    # FlashMLA's SM90 sparse kernel under TensorRT-LLM's DSA (memsim.inference.mla_module
+    # .sm90_sparse_s): its per-row cost, on the decode module rows (bf16 cache: the only
+    # one SM90 DSA runs); the context module rows stay held out
+    out.append(FitSpec(("dsa/trtllm/sparse_sm90",), "dsa_generation_module", "trtllm",
+                       ("row_s",), {"kv_cache_dtype": "bfloat16"}))
     return out + _comm_specs()
 
 

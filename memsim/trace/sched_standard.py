@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from memsim.algorithms.standard import softmax_reads
 from memsim.geometry import MaskGeometry
 from memsim.trace.layout import Layout
 from memsim.trace.program import LOAD, STORE, Access, KernelBuilder, KernelProgram
@@ -50,16 +51,17 @@ def _key_tiles(d: Dims, qt: QueryTiles):
     return ((qt.f_lo * d.Bc, d.Bc, qt.n_full, 0.0), (last, qt.ragged_keys, qt.ragged, 0.5))
 
 
-def _k_loads(t: Tensors, first_key, keys) -> list[Access]:
-    """K tile loads; under MLA the latent tile as its V part and its rope part."""
+def _k_loads(t: Tensors, first_key, keys, k: str = "k") -> list[Access]:
+    """K tile loads (of tensor ``k``: K or its scaled copy); under MLA the latent tile as
+    its V part and its rope part."""
     d = t.d
-    step = d.Bc * t.stride("k", 1)
-    addr = t.addr("k", 0, first_key, 0, 0)
+    step = d.Bc * t.stride(k, 1)
+    addr = t.addr(k, 0, first_key, 0, 0)
     if not d.mla:
-        return [Access(LOAD, t.id("k"), addr, keys * d.D * d.e, step_bytes=step)]
-    parts = [Access(LOAD, t.id("k"), addr, keys * d.Dv * d.e, step_bytes=step)]
+        return [Access(LOAD, t.id(k), addr, keys * d.D * d.e, step_bytes=step)]
+    parts = [Access(LOAD, t.id(k), addr, keys * d.Dv * d.e, step_bytes=step)]
     if d.D > d.Dv:
-        parts.append(Access(LOAD, t.id("k"), addr + int(d.Dv * d.e),
+        parts.append(Access(LOAD, t.id(k), addr + int(d.Dv * d.e),
                             keys * (d.D - d.Dv) * d.e, step_bytes=step))
     return parts
 
@@ -78,8 +80,13 @@ def _score_tile(t: Tensors, name: str, kind: int, qt: QueryTiles, first_key, key
                   qt.rows * d.hpb * keys * d.e, step_bytes=d.Bc * t.stride(name, 3))
 
 
-def build_blockskip(d: Dims, layout: Layout) -> list[KernelProgram]:
-    """Standard attention forward skipping masked tiles: QKᵀ, softmax and PV kernels."""
+def build_blockskip(d: Dims, layout: Layout, q: str = "q", k: str = "k",
+                    pv_probs: str = "probs", softmax_reads: int = 2) -> list[KernelProgram]:
+    """Standard attention forward skipping masked tiles: QKᵀ, softmax and PV kernels.
+    ``q``, ``k``: the tensors QKᵀ reads; ``pv_probs``: the one PV reads (eager attention
+    passes the scaled copies and the safe softmax's output, :func:`build`).
+    ``softmax_reads``: times the softmax kernel reads each S tile (1 to 3): pass 1 loads
+    it ``softmax_reads − 1`` times (0: the row is held on chip), pass 2 once."""
     t = qkv_tensors(d, layout)
     for name in ("scores", "probs"):
         t.add(name, (d.B, d.H, d.N, d.S), d.e, "workspace", head_axis=1,
@@ -90,19 +97,21 @@ def build_blockskip(d: Dims, layout: Layout) -> list[KernelProgram]:
 
     qk = KernelBuilder("standard.qk", qt.count, sram_bytes=int((rows * d.D + d.Bc * d.D) * e))
     q_bytes = r * hpb * d.D * e
-    qk.run(a, 0, 1, [Access(LOAD, t.id("q"), t.addr("q", 0, qt.first_row, 0, 0), q_bytes)],
+    qk.run(a, 0, 1, [Access(LOAD, t.id(q), t.addr(q, 0, qt.first_row, 0, 0), q_bytes)],
            sram_write_bytes=q_bytes, sram_read_bytes=q_bytes * w)
     for first_key, keys, count, off in _key_tiles(d, qt):
         staged = keys * d.D * e
         qk.run(a, 1 + off, count,
-               _k_loads(t, first_key, keys) + [_score_tile(t, "scores", STORE, qt, first_key,
-                                                           keys)],
+               _k_loads(t, first_key, keys, k) + [_score_tile(t, "scores", STORE, qt,
+                                                              first_key, keys)],
                matmul_flops=hpb * r * keys * 2 * d.D, vector_flops=hpb * r * keys,
                sram_write_bytes=staged, sram_read_bytes=staged * w)
 
     softmax = KernelBuilder("standard.softmax", qt.count, sram_bytes=0)
     for first_key, keys, count, off in _key_tiles(d, qt):
-        softmax.run(a, 0 + off, count, [_score_tile(t, "scores", LOAD, qt, first_key, keys)],
+        softmax.run(a, 0 + off, count,
+                    [_score_tile(t, "scores", LOAD, qt, first_key, keys)]
+                    * (softmax_reads - 1),
                     vector_flops=hpb * 3 * r * keys, exp_ops=hpb * r * keys)
         softmax.run(a, 1 + off, count, [_score_tile(t, "scores", LOAD, qt, first_key, keys),
                                         _score_tile(t, "probs", STORE, qt, first_key, keys)],
@@ -112,7 +121,7 @@ def build_blockskip(d: Dims, layout: Layout) -> list[KernelProgram]:
                        sram_bytes=int((rows * d.Bc + d.Bc * d.Dv) * e))
     for first_key, keys, count, off in _key_tiles(d, qt):
         staged = r * hpb * keys * e + keys * d.Dv * e
-        pv.run(a, 0 + off, count, [_score_tile(t, "probs", LOAD, qt, first_key, keys),
+        pv.run(a, 0 + off, count, [_score_tile(t, pv_probs, LOAD, qt, first_key, keys),
                                    _v_load(t, first_key, keys)],
                matmul_flops=hpb * r * keys * 2 * d.Dv,
                sram_write_bytes=staged, sram_read_bytes=staged * w)
@@ -224,27 +233,113 @@ def _dense(d: Dims) -> Dims:
     return replace(d, geometry=MaskGeometry("full"))
 
 
-def _mask_kernel(d: Dims, layout: Layout, name: str, kernel: str) -> KernelProgram:
-    """``masked_fill`` over the dense score matrix ``name``: per query tile, every key
-    tile loaded and stored back (one vector op per score)."""
+def _mask_kernel(d: Dims, layout: Layout, name: str, kernel: str,
+                 mask: str | None = None) -> KernelProgram:
+    """One elementwise pass over the dense score matrix ``name``: per query tile, every
+    key tile loaded and stored back, one vector op per score — ``masked_fill`` (backward)
+    or, with ``mask``, the add of the additive (N, S) mask (forward: ``attn.add_(mask)``;
+    one block reads each mask tile once for its heads)."""
     d = _dense(d)
     t = qkv_tensors(d, layout)
     qt = query_tiles(d.N, d.S, d.Br, d.Bc, d.geometry)
     a, r = np.arange(qt.count), qt.rows
     kb = KernelBuilder(kernel, qt.count, sram_bytes=0)
     for first_key, keys, count, off in _key_tiles(d, qt):
-        kb.run(a, off, count, [_score_tile(t, name, LOAD, qt, first_key, keys),
-                               _score_tile(t, name, STORE, qt, first_key, keys)],
+        extra = [] if mask is None else [
+            Access(LOAD, t.id(mask), t.addr(mask, qt.first_row, first_key), r * keys * d.e,
+                   step_bytes=d.Bc * t.stride(mask, 1))]
+        kb.run(a, off, count, [_score_tile(t, name, LOAD, qt, first_key, keys)] + extra
+               + [_score_tile(t, name, STORE, qt, first_key, keys)],
                vector_flops=d.hpb * r * keys)
     return kb.build()
 
 
+def _scale_kernel(t: Tensors, name: str, src: str, rows: int, Bt: int,
+                  width: int) -> KernelProgram:
+    """``src * sqrt(scale)`` into ``name`` (PyTorch scales Q and K before QKᵀ): per tile of
+    ``Bt`` rows (positions) one block loads the tile and stores it scaled, one vector op
+    per element. ``width``: elements per row and block (hpb·D for Q, D for K)."""
+    d = t.d
+    tiles = -(-rows // Bt)
+    b = np.arange(tiles)
+    n = np.minimum(Bt, rows - b * Bt)
+    kb = KernelBuilder(f"standard.scale_{src}", tiles, sram_bytes=0)
+    kb.run(b, 0, 1, [Access(LOAD, t.id(src), t.addr(src, 0, b * Bt, 0, 0), n * width * d.e),
+                     Access(STORE, t.id(name), t.addr(name, 0, b * Bt, 0, 0),
+                            n * width * d.e)],
+           vector_flops=n * width)
+    return kb.build()
+
+
+def _safe_softmax_tail(d: Dims, layout: Layout) -> list[KernelProgram]:
+    """The rest of PyTorch's ``_safe_softmax`` after ``softmax`` (rows masked entirely
+    give zeros, not NaN): ``isneginf`` of S (a bool per score), ``all`` over each row
+    (a bool per row), ``where(rows, 0, P)`` into a new P — three elementwise kernels over
+    the dense scores, per query tile and every key tile; no floating-point operations."""
+    t = qkv_tensors(d, layout)
+    qt = query_tiles(d.N, d.S, d.Br, d.Bc, d.geometry)
+    a, r, hpb = np.arange(qt.count), qt.rows, d.hpb
+    rows = Access(STORE, t.id("masked_rows"), t.addr("masked_rows", 0, 0, qt.first_row),
+                  r * hpb * 1.0)
+    isneginf = KernelBuilder("standard.isneginf", qt.count, sram_bytes=0)
+    reduce_all = KernelBuilder("standard.all_rows", qt.count, sram_bytes=0)
+    where = KernelBuilder("standard.where", qt.count, sram_bytes=0)
+    where.run(a, 0, 1, [Access(LOAD, rows.tensor, rows.address, rows.unit_bytes)])
+    for first_key, keys, count, off in _key_tiles(d, qt):
+        isneginf.run(a, off, count, [_score_tile(t, "scores", LOAD, qt, first_key, keys),
+                                     _flag_tile(t, STORE, qt, first_key, keys)])
+        reduce_all.run(a, off, count, [_flag_tile(t, LOAD, qt, first_key, keys)])
+        where.run(a, 1 + off, count, [_score_tile(t, "probs", LOAD, qt, first_key, keys),
+                                      _score_tile(t, "probs_safe", STORE, qt, first_key,
+                                                  keys)])
+    reduce_all.run(a, 2, 1, [rows])
+    return [isneginf.build(), reduce_all.build(), where.build()]
+
+
+def _flag_tile(t: Tensors, kind: int, qt: QueryTiles, first_key, keys) -> Access:
+    """The (a, j) tile of the bool matrix isneginf(S) (one byte per score)."""
+    d = t.d
+    return Access(kind, t.id("neginf"), t.addr("neginf", 0, 0, qt.first_row, first_key),
+                  qt.rows * d.hpb * keys * 1.0, step_bytes=d.Bc * t.stride("neginf", 3))
+
+
 def build(d: Dims, layout: Layout) -> list[KernelProgram]:
-    """Eager standard attention forward (memsim.algorithms.standard): the kernels of
-    :func:`build_blockskip` over every key tile, the mask applied to S in between."""
-    qk, softmax, pv = build_blockskip(_dense(d), layout)
-    masked = [_mask_kernel(d, layout, "scores", "standard.masked_fill")]
-    return [qk] + (masked if d.geometry.kind != "full" else []) + [softmax, pv]
+    """Eager standard attention forward as PyTorch's math backend runs it
+    (``_scaled_dot_product_attention_math``, aten/src/ATen/native/transformers/
+    attention.cpp, PyTorch 2.5–2.11): Q and K scaled by √scale into copies, QKᵀ over every
+    key tile, the additive mask added to S (masks other than full), softmax (reading S
+    as often as PyTorch's kernel for rows of S keys does:
+    :func:`memsim.algorithms.standard.softmax_reads`), the safe
+    softmax's isneginf / all / where, PV on its output — the kernels of
+    :func:`build_blockskip` over the dense scores and the elementwise kernels between.
+
+    Not here: the (N, S) mask's own construction (ones, tril, where: N·S·(1 + 2 + 1 + e)
+    bytes, once per call), the three one-element scalar tensors, the fp32 upcast and
+    downcast copies PyTorch makes of bf16/fp16 inputs and outputs (the caller's choice of
+    dtype, memsim.validation.sdpa), and under GQA the repeat_interleave of K and V
+    (modelled as the scale kernel run per head group on its KV head)."""
+    dd = _dense(d)
+    t = qkv_tensors(dd, layout)
+    t.add("q_scaled", (d.B, d.N, d.H, d.D), d.e, "workspace", head_axis=2,
+          heads_per_group=d.hpb)
+    t.add("k_scaled", (d.B, d.S, d.K, d.D), d.e, "workspace", head_axis=2,
+          group_divisor=d.kv_div)
+    for name, e in (("probs_safe", d.e), ("neginf", 1.0)):
+        t.add(name, (d.B, d.H, d.N, d.S), e, "workspace", head_axis=1,
+              heads_per_group=d.hpb)
+    t.add("masked_rows", (d.B, d.H, d.N), 1.0, "workspace", head_axis=1,
+          heads_per_group=d.hpb)
+    masked = d.geometry.kind != "full"
+    if masked:
+        t.add("mask", (d.N, d.S), d.e, "workspace", batch_axis=None)
+    scale_q = _scale_kernel(t, "q_scaled", "q", d.N, d.Br, d.hpb * d.D)
+    scale_k = _scale_kernel(t, "k_scaled", "k", d.S, d.Bc, d.D)
+    qk, softmax, pv = build_blockskip(dd, layout, q="q_scaled", k="k_scaled",
+                                      pv_probs="probs_safe",
+                                      softmax_reads=int(softmax_reads(d.S, d.e)))
+    add = [_mask_kernel(d, layout, "scores", "standard.add_mask", mask="mask")] if masked \
+        else []
+    return [scale_q, scale_k, qk] + add + [softmax] + _safe_softmax_tail(dd, layout) + [pv]
 
 
 def build_backward(d: Dims, layout: Layout) -> list[KernelProgram]:

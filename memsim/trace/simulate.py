@@ -197,7 +197,7 @@ class TraceResult:
 def simulate(problem, gpu, algorithm: str = "flash2", tiling=None, l2: bool = True,
              heads_sample: int | None = None, event_budget: int = DEFAULT_EVENT_BUDGET, *,
              l2_bytes: int | None = None, matmul_unit: str = "tensor",
-             record: bool = False) -> TraceResult:
+             record: bool = False, cold_kernels: bool = False) -> TraceResult:
     """Play ``algorithm``'s schedule for ``problem`` on ``gpu`` (profile or name).
 
     ``tiling``: default from :func:`memsim.tiling.default_tiling`. ``l2``: switch the L2
@@ -207,7 +207,11 @@ def simulate(problem, gpu, algorithm: str = "flash2", tiling=None, l2: bool = Tr
     L2 and scale their bytes to all heads; every block is still placed, so the time is
     exact. ``event_budget``: refuse
     traces that need more tile events. ``record``: keep the event log (for
-    :meth:`TraceResult.save`).
+    :meth:`TraceResult.save`). ``cold_kernels``: every kernel starts with an empty L2,
+    the dirty lines of the one before written back in between (outside any kernel, so in
+    ``hbm_write_after_bytes``) — what Nsight Compute's default ``--cache-control all``
+    does ("flush all GPU caches before each kernel replay pass"), so its per-kernel DRAM
+    counters are compared with this.
     """
     from memsim.algorithms import check_supported
     from memsim.hardware import load_gpu
@@ -256,7 +260,7 @@ def simulate(problem, gpu, algorithm: str = "flash2", tiling=None, l2: bool = Tr
     if l2:
         capacity = float(l2_bytes) if l2_bytes is not None else gpu.l2_dram_capacity_bytes
     return _run(schedule, problem, gpu, algorithm, tiling, bps, l2, capacity, matmul_unit,
-                record, events_needed)
+                record, events_needed, cold_kernels)
 
 
 def _kernel_blocks_per_sm(k: KernelProgram, gpu, tiling, bps: int) -> int:
@@ -342,7 +346,8 @@ def _l2_state(schedule: Schedule, capacity: float, n_ids: int | None = None) -> 
 
 
 def _run(schedule: Schedule, problem, gpu, algorithm, tiling, bps: int, l2_on: bool,
-         capacity: float, matmul_unit: str, record: bool, events_needed: int) -> TraceResult:
+         capacity: float, matmul_unit: str, record: bool, events_needed: int,
+         cold_kernels: bool = False) -> TraceResult:
     layout, d = schedule.layout, schedule.dims
     n_tensors = len(layout.tensors)
     sim_capacity = capacity * _sampled_l2_fraction(schedule, gpu, bps)
@@ -352,8 +357,11 @@ def _run(schedule: Schedule, problem, gpu, algorithm, tiling, bps: int, l2_on: b
     offsets = ids.offsets(layout)
     rec = engine.new_record(events_needed if record else 0)
     rec_n = np.zeros(1, np.int64)
-    tensor_scale = np.array([schedule.dims.G / schedule.G_sim if t.head_axis is not None
-                             else 1.0 for t in layout.tensors])
+    # Sampling runs only when every kernel runs per head group (simulate refuses it
+    # otherwise), so every access comes from a sampled head group's block: a tensor shared
+    # by all of them (eager standard's (N, S) mask) is read by each, its global bytes scale
+    # like the rest (its HBM bytes, compulsory once, are then over-counted by G / G_sim).
+    tensor_scale = np.full(len(layout.tensors), schedule.dims.G / schedule.G_sim)
     totals = np.zeros((n_tensors, 4))
     work_total = np.zeros(WORK_COLUMNS)
     kernels, logs, logs_ev, events_total, launch_offset = [], [], [], 0, 0
@@ -391,7 +399,7 @@ def _run(schedule: Schedule, problem, gpu, algorithm, tiling, bps: int, l2_on: b
             logs_ev.append(_event_log(k, ids, rec, rec_start, int(rec_n[0]), launch_offset))
         last = ki == len(schedule.kernels) - 1
         flushed = np.zeros((n_tensors, 4))
-        if l2_on and (last or schedule.kernels[ki + 1].cold_l2):
+        if l2_on and (last or cold_kernels or schedule.kernels[ki + 1].cold_l2):
             l2_model.flush(l2, flushed)            # dirty units reach HBM after the kernel
             if not last:                           # the rest of the network runs between
                 l2 = _l2_state(schedule, sim_capacity, ids.n_ids)

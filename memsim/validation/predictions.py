@@ -77,14 +77,17 @@ def _quantities(cost: Any, time_s: float, matmul_unit: str) -> dict[str, float]:
 
 
 def _trace(problem: AttentionProblem, gpu: GPU, algorithm: str, tiling: Tiling,
-           matmul_unit: str) -> tuple[dict[str, float] | None, Any, str | None]:
-    """Trace-driven (quantities, Cost), or (None, None, why not)."""
+           matmul_unit: str, ncu: bool = False) -> tuple[dict[str, float] | None, Any,
+                                                         str | None]:
+    """Trace-driven (quantities, Cost), or (None, None, why not). ``ncu``: as Nsight
+    Compute measures, every kernel from a flushed L2 (memsim.trace.simulate's
+    ``cold_kernels``)."""
     try:
         from memsim.trace import simulate
     except ImportError as exc:
         return None, None, f"trace-driven model not available: {exc}"
     try:
-        result = simulate(problem, gpu, algorithm, tiling, l2=True)
+        result = simulate(problem, gpu, algorithm, tiling, l2=True, cold_kernels=ncu)
         from memsim.roofline import roofline
 
         time_s = getattr(result, "time_s", None)
@@ -113,7 +116,7 @@ def _work(cost: Any, problem: AttentionProblem, matmul_unit: str, blocks_per_sm:
 
 def predict_case(problem: AttentionProblem, gpu: GPU, algorithm: str,
                  tiling: Tiling | None = None, matmul_unit: str = "tensor",
-                 with_trace: bool = True) -> dict[str, Any]:
+                 with_trace: bool = True, ncu: bool = False) -> dict[str, Any]:
     """Both models' predictions for one attention call.
 
     Returns ``{"analytic": {...}, "trace": {...} | None, "trace_note": str | None,
@@ -124,7 +127,7 @@ def predict_case(problem: AttentionProblem, gpu: GPU, algorithm: str,
 
     pred = predict(problem, gpu, algorithm, tiling, matmul_unit=matmul_unit)
     analytic = _quantities(pred.cost, float(pred.timing.time_s), matmul_unit)
-    trace, trace_cost, note = (_trace(problem, gpu, algorithm, pred.tiling, matmul_unit)
+    trace, trace_cost, note = (_trace(problem, gpu, algorithm, pred.tiling, matmul_unit, ncu)
                                if with_trace else (None, None, "not asked"))
     blocks_per_sm = int(pred.tiling.blocks_per_sm(gpu))
     work = {"analytic": _work(pred.cost, problem, matmul_unit, blocks_per_sm)}

@@ -108,14 +108,15 @@ def _ncu(params: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
         raise SkipCaseError(f"ncu not used: {ctx.ncu_note}")
     launch_count = None
     if params["target"] == "sdpa":
-        prediction = predict_sdpa(params, ctx.gpu)
+        prediction = predict_sdpa(params, ctx.gpu, ncu=True)
     else:
         try:
             kernels._bench()
         except kernels.BenchUnavailableError as exc:
             raise SkipCaseError(str(exc)) from None
         prediction = predict_case(attention_problem(params), ctx.gpu, params["algorithm"],
-                                  kernels.tiling_for(params, ctx.gpu), matmul_unit="fp32")
+                                  kernels.tiling_for(params, ctx.gpu), matmul_unit="fp32",
+                                  ncu=True)
         launch_count = int(prediction["analytic"]["launches"])
     try:
         measurement = ncu.profile(ctx.ncu_path, {**params, "profile": ctx.gpu.name},

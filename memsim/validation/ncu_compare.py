@@ -1,0 +1,126 @@
+"""The committed Nsight Compute records against memsim's *current* models.
+
+A run's records keep the predictions memsim made when the run was measured; after the
+models change, those are stale. This re-predicts every ``ncu`` case of the records (no
+GPU: the measured counters are read back, the predictions recomputed the way
+:mod:`memsim.validation.runner` makes them) and prints, per case, the counters that the
+trace and the closed form are judged on: DRAM reads and writes, global (L1 → L2) reads
+and writes, and the signed error predicted / measured − 1.
+
+    python -m memsim.validation.ncu_compare measurements/h100-sxm [--json]
+
+Only the newest record of each case id is used (a run repeated later supersedes it).
+The trace is run as Nsight Compute measures: every kernel from a flushed L2, DRAM writes
+counted only while a kernel runs (``dram__bytes_write.sum`` is a per-kernel counter and
+``--cache-control all`` flushes the L2 between kernels, outside them). The committed
+records bear that out: the 1K fp32 memsim FA-2 kernel (O = 2.10 MB, everything fits the
+50 MiB L2) shows 0.46 MB of DRAM writes, so the write-back of the lines still dirty at
+its end is not counted.
+
+What remains (2026-12-01): at 4K, PyTorch's flash kernel writes back all of O during the
+kernel (35.7 MB ≥ O + LSE 34.1 MB) where a 50 MiB byte-LRU keeps 16.7 MB dirty to the end
+(at 10 MiB still 3.7 MB) — and at 1K 22 % of O is written back with no capacity pressure
+at all: the L2 writes dirty lines back earlier than any LRU capacity explains. Its DRAM
+reads are 26 MB (25 %) above Q + K + V, which the trace reaches at every capacity down to
+10 MiB. Eager attention (sdpa-math, bf16 inputs): PyTorch also runs five dtype copies
+(Q, K, V to fp32; O and the attention weights back to bf16) that memsim does not model —
+176 MB of reads, all from DRAM after the flush, and 126 MB of writes.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+#: (measured quantity, label) compared, in print order.
+QUANTITIES = (("hbm_read_bytes", "dram read"), ("hbm_write_bytes", "dram write"),
+              ("global_read_bytes", "global read"), ("global_write_bytes", "global write"))
+
+
+def ncu_cases(path: Path | str) -> list[dict[str, Any]]:
+    """The newest ``ok`` record of every ncu case under ``path`` (a folder or a file)."""
+    from memsim.validation.records import ok_cases, read_cases
+
+    newest: dict[str, dict[str, Any]] = {}
+    for case in ok_cases(read_cases(path)):
+        if case.get("kind") == "ncu":
+            newest[case["id"]] = case     # read_cases yields runs oldest first
+    return list(newest.values())
+
+
+def repredict(case: dict[str, Any]) -> dict[str, Any]:
+    """memsim's prediction for one ncu case, made now (as the runner's ``_ncu`` makes it)."""
+    from memsim.hardware import load_gpu
+    from memsim.validation.kernels import tiling_for
+    from memsim.validation.predictions import attention_problem, predict_case
+    from memsim.validation.sdpa import predict_sdpa
+
+    params = case["params"]
+    gpu = load_gpu(case["prediction"]["profile"])
+    if params["target"] == "sdpa":
+        return predict_sdpa(params, gpu, ncu=True)
+    return predict_case(attention_problem(params), gpu, params["algorithm"],
+                        tiling_for(params, gpu), matmul_unit="fp32", ncu=True)
+
+
+def compare(path: Path | str) -> list[dict[str, Any]]:
+    """One row per (case, model, quantity): measured, predicted then and now, errors."""
+    rows = []
+    for case in ncu_cases(path):
+        now = repredict(case)
+        for model in ("analytic", "trace"):
+            then_q = (case.get("prediction") or {}).get(model) or {}
+            now_q = now.get(model) or {}
+            for quantity, label in QUANTITIES:
+                measured = case["measurement"].get(quantity)
+                if not measured:
+                    continue
+                row = {"group": case["group"], "case": case["id"], "model": model,
+                       "quantity": label, "measured": measured,
+                       "recorded": then_q.get(quantity), "now": now_q.get(quantity)}
+                for key in ("recorded", "now"):
+                    value = row[key]
+                    row[f"{key}_error"] = None if value is None else value / measured - 1.0
+                rows.append(row)
+    return rows
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:+.1f}%"
+
+
+def format_text(rows: list[dict[str, Any]]) -> str:
+    """The rows as a table: bytes in MB (1e6), errors as predicted / measured − 1."""
+    head = (f"{'group':18} {'model':9} {'quantity':12} {'measured MB':>12} "
+            f"{'recorded MB':>12} {'err':>8} {'now MB':>10} {'err':>8}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        rec = "–" if r["recorded"] is None else f"{r['recorded'] / 1e6:.1f}"
+        now = "–" if r["now"] is None else f"{r['now'] / 1e6:.1f}"
+        lines.append(f"{r['group']:18} {r['model']:9} {r['quantity']:12} "
+                     f"{r['measured'] / 1e6:12.1f} {rec:>12} {_pct(r['recorded_error']):>8} "
+                     f"{now:>10} {_pct(r['now_error']):>8}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    as_json = "--json" in args
+    paths = [a for a in args if a != "--json"]
+    if len(paths) != 1 or not Path(paths[0]).exists():
+        print(f"error: path={paths[0] if paths else ''} must be one existing folder or "
+              "file of validation records", file=sys.stderr)
+        return 2
+    rows = compare(paths[0])
+    if as_json:
+        for r in rows:
+            print(json.dumps(r))
+    else:
+        print(format_text(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
