@@ -134,8 +134,8 @@ def test_vllm_decode_on_blackwell_runs_trtllm_gen_kernels() -> None:
 def test_trtllm_decode_kernel_follows_xqa_dispatch() -> None:
     """XQA's QGMMA kernel only with an fp8 cache on Hopper (supportConfigQGMMA), its HMMA
     kernel for 16-bit caches, MMHA for one head per KV head (MHA, and groups over 32 turned
-    into MHA); Blackwell's trtllm-gen kernels their own (QGMMA's numbers); other backends
-    have none."""
+    into MHA); Blackwell's trtllm-gen kernels their own (the all-kernel class); other
+    backends have none."""
     from memsim.attention import decode_kernel, production_problem
     from memsim.hardware import load_gpu
 

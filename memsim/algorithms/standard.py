@@ -30,7 +30,7 @@ from dataclasses import replace
 import numpy as np
 
 from memsim.algorithms import standard_blockskip
-from memsim.algorithms._arrays import Arrays
+from memsim.algorithms._arrays import Arrays, handoff_hit_fraction
 from memsim.algorithms._l2_backward import standard_backward_hbm
 from memsim.cost import Cost
 from memsim.geometry import DENSE_MASKS, MaskGeometry
@@ -140,8 +140,41 @@ def forward(x: Arrays) -> Cost:
     reads, writes = standard_blockskip.forward_hbm_bytes(
         d, d.tiles(), masked_fill=x.geometry.kind != "full", softmax_reads=passes)
     mask_reads = mask_add.hbm_read_bytes - _mask_kernel(x).hbm_read_bytes
-    return replace(cost, hbm_read_bytes=reads + mask_reads + around.hbm_read_bytes,
-                   hbm_write_bytes=writes + around.hbm_write_bytes)
+    # the head groups sharing a KV head write one scaled copy of it (dirty once)
+    shared_k = (x.groups - np.asarray(x.B, dtype=np.float64) * x.K) * x.S * x.D * x.e
+    return replace(cost, hbm_read_bytes=reads + mask_reads + _around_hbm_reads(x),
+                   hbm_write_bytes=writes + around.hbm_write_bytes - shared_k)
+
+
+def _around_hbm_reads(x: Arrays):
+    """HBM reads of the elementwise kernels of :func:`_math_backend_kernels` under the L2
+    estimate: Q and K come from HBM (inputs), and QKᵀ's first reads of their scaled
+    copies hit as much as the scale kernels leave; isneginf's S, all's flags and where's P hit
+    as much as :func:`handoff_hit_fraction` leaves of them from the kernel before
+    (softmax: S and P; isneginf: S and the flags; isneginf and all before where). Every
+    dirty unit is written back once, so their writes are the no-reuse ones."""
+    B = np.asarray(x.B, dtype=np.float64)
+    scores = B * x.H * x.N * x.S * x.e
+    flags = scores / x.e
+    rows = B * x.H * x.N
+    cap = x.l2_bytes
+    to_isneginf = handoff_hit_fraction(2 * scores, scores + flags, cap)
+    to_all = handoff_hit_fraction(scores + flags, flags + rows, cap)
+    # where reads P; since softmax wrote it: all of S, P, the flags and the row flags,
+    # and where's own output before that unit
+    to_where = handoff_hit_fraction(2 * scores + flags + rows, 3 * scores + flags + rows,
+                                    cap)
+    q_in = x.groups * x.N * x.hpb * x.D * x.e
+    k_in = B * x.K * x.S * x.D * x.e     # the head groups of a KV head share it in L2
+    # QKᵀ's first reads of the scaled copies (counted as misses by forward_hbm_bytes)
+    # hit what the scale kernels left: Q's copy with scale_k's K and copy in between
+    qk = q_in + k_in + scores
+    to_qk_q = handoff_hit_fraction(2 * q_in, qk, cap - 2 * k_in)
+    to_qk_k = handoff_hit_fraction(2 * k_in, qk, cap)
+    # Q and K read from HBM by the scale kernels, less the copies' hits in QKᵀ
+    return (q_in * (1 - to_qk_q) + k_in * (1 - to_qk_k)
+            + scores * (1 - to_isneginf) + flags * (1 - to_all)
+            + scores * (1 - to_where) + rows)
 
 
 def backward(x: Arrays) -> Cost:
