@@ -199,24 +199,25 @@ def _load_block(prog, n_batch, offsets, slot_ptr, slot_order, blk_start, off, sl
 
 
 @_inline
-def _emit_step(prog, sl, s, it, buf_key, buf_acc, n):
-    """Append the units of slot s's step (iteration ``it`` of its run) to the buffer, in
-    access order, and advance its accesses to the next iteration; returns the new fill.
+def _emit_step(prog, row, it, buf_key, buf_acc, n):
+    """Append the units of a slot's step (``row``: its row of the slot state; iteration
+    ``it`` of its run) to the buffer, in access order, and advance its accesses to the
+    next iteration; returns the new fill.
     (One unit of an affine access — K or V tile — is the common case: no inner loop.)"""
     acc_gpos, acc_gk, acc_gfirst = prog[5], prog[6], prog[7]
-    for m in range(sl[s, S_NACC]):
+    for m in range(row[S_NACC]):
         c = S_HEAD + m * S_ACC_COLS
-        key = sl[s, c + C_KEY]
-        units = sl[s, c + C_UNITS]
-        a = sl[s, c + C_ACC]
-        gathered = sl[s, c + C_GATHER]
+        key = row[c + C_KEY]
+        units = row[c + C_UNITS]
+        a = row[c + C_ACC]
+        gathered = row[c + C_GATHER]
         if units == 1 and not gathered:
             buf_key[n] = key
             buf_acc[n] = a
             n += 1
-            sl[s, c + C_KEY] = key + sl[s, c + C_STEP]
+            row[c + C_KEY] = key + row[c + C_STEP]
             continue
-        ustride = sl[s, c + C_USTRIDE]
+        ustride = row[c + C_USTRIDE]
         if gathered:
             first = acc_gfirst[a] + it * units
             for u in range(units):
@@ -228,7 +229,7 @@ def _emit_step(prog, sl, s, it, buf_key, buf_acc, n):
                 buf_key[n] = key + u * ustride
                 buf_acc[n] = a
                 n += 1
-            sl[s, c + C_KEY] = key + sl[s, c + C_STEP]
+            row[c + C_KEY] = key + row[c + C_STEP]
     return n
 
 
@@ -310,34 +311,35 @@ def walk(prog, n_batch, offsets, window_s, slot_ptr, slot_order, blk_start, emit
             i = 0
             kept = 0
         s = active[i]
+        row, row_f = sl[s], sl_f[s]           # 1-D: constant columns, no 2-D indexing
         alive = True
         paused = False
-        t = sl_f[s, S_TIME]
+        t = row_f[S_TIME]
         while t < window_end:                   # every step that starts in the window
-            if (emit and n + sl[s, S_UNITS] > cap) or steps == WALK_STEPS:
+            if (emit and n + row[S_UNITS] > cap) or steps == WALK_STEPS:
                 paused = True                   # resume here, at slot s and time t
                 break
-            it = sl[s, S_IT]
-            events += sl[s, S_EVENTS]
+            it = row[S_IT]
+            events += row[S_EVENTS]
             steps += 1
             if emit:
                 n0 = n
-                n = _emit_step(prog, sl, s, it, buf_key, buf_acc, n)
+                n = _emit_step(prog, row, it, buf_key, buf_acc, n)
                 if rec_at >= 0:
-                    _log_step(rec, rec_at, n0, n, t, slot_order[sl[s, S_POS]], buf_key,
+                    _log_step(rec, rec_at, n0, n, t, slot_order[row[S_POS]], buf_key,
                               buf_acc)
-            t += sl_f[s, S_DUR]
-            if it + 1 < sl[s, S_COUNT]:
-                sl[s, S_IT] = it + 1
-            elif sl[s, S_RUN] + 1 < sl[s, S_END]:
-                _load_run(prog, off, sl, sl_f, s, sl[s, S_RUN] + 1)
+            t += row_f[S_DUR]
+            if it + 1 < row[S_COUNT]:
+                row[S_IT] = it + 1
+            elif row[S_RUN] + 1 < row[S_END]:
+                _load_run(prog, off, sl, sl_f, s, row[S_RUN] + 1)
             elif _load_block(prog, n_batch, offsets, slot_ptr, slot_order, blk_start, off,
                              sl, sl_f, s):
-                t = sl_f[s, S_TIME]
+                t = row_f[S_TIME]
             else:
                 alive = False
                 break
-        sl_f[s, S_TIME] = t
+        row_f[S_TIME] = t
         if paused:
             break
         if alive:
