@@ -34,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from memsim.trace.l2 import entry, hit, miss
+from memsim.trace.l2 import DIRECT, entry, hit, miss
 from memsim.trace.program import GATHER, STORE
 
 _jit = njit(cache=True, _nrt=False, nogil=True)  # nogil: the walk and the L2 run in parallel
@@ -240,10 +240,13 @@ def drain(prog, l2, stats, buf_key, buf_acc, n, rec_h, rec_at):
     only the unit and whether it is a store (the sign of its access index); a miss also
     the access's bytes and tensor."""
     accs, accs_f = prog[3], prog[4]
+    qpos = l2[2]
+    direct = l2[8][DIRECT] != 0         # read once: the loop's stores may alias meta_i
     for j in range(n):
         a = buf_acc[j]
         key = buf_key[j]
-        e = entry(l2, key)
+        # dense ids are their own entries (l2.entry)
+        e = (key if qpos[key] >= 0 else -1) if direct else entry(l2, key)
         if e >= 0:
             hit(l2, e, a < 0)
         else:
