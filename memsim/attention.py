@@ -461,12 +461,9 @@ def mla_production_timing(problem: AttentionProblem, gpu: GPU, algorithm: str,
         return None
     B, N, S = (np.asarray(v if v is not None else d) for v, d in
                ((B, problem.B), (N, problem.N), (S, problem.S)))
-    kw = {"kv_dtype": problem.dtype, "gpu": gpu, "backend": backend}
-    if get(algorithm).DECODES and np.all(N == 1):
-        pred = mla.decode(B, S, problem.H, **kw)
-    elif not get(algorithm).DECODES and np.all(N == S):
-        pred = mla.context(B, N, problem.H, **kw)
-    else:
+    pred = mla.production(get(algorithm).DECODES, B, N, S, problem.H,
+                          kv_dtype=problem.dtype, gpu=gpu, backend=backend)
+    if pred is None:
         return None
     # the roofline's vocabulary: the fp8 quantisation pass runs before the attention
     # kernel, as "pre"; ``bound`` the largest term (the floor is ``launch_s``)

@@ -6,8 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from memsim.algorithms import for_layer, runs_mask
 from memsim.cost import Cost
 from memsim.hardware import GPU
@@ -110,11 +108,6 @@ def mla_kernel_s(setup: Any, attn: Any, phase: str, B: Any, N: Any, S: Any) -> A
             or (m.kv_lora_rank, m.qk_nope_head_dim, m.qk_rope_head_dim, m.v_head_dim)
             != (mla.KV_LORA_RANK, mla.QK_NOPE, mla.QK_ROPE, mla.V_HEAD)):
         return None
-    N, S = np.asarray(N), np.asarray(S)
-    kw = {"kv_dtype": setup.kv_dtype, "gpu": setup.gpu, "backend": setup.backend}
-    heads = attn.heads // setup.tp
-    if phase == "prefill" and np.all(N == S):
-        return mla.context(B, N, heads, **kw).time_s
-    if phase == "decode" and np.all(N == 1):
-        return mla.decode(B, S, heads, **kw).time_s
-    return None
+    pred = mla.production(phase == "decode", B, N, S, attn.heads // setup.tp,
+                          kv_dtype=setup.kv_dtype, gpu=setup.gpu, backend=setup.backend)
+    return None if pred is None else pred.time_s

@@ -200,6 +200,22 @@ def decode(batch: Any, kv_len: Any, heads: Any, *, kv_dtype: str = "bf16",
                      decode_launches(gpu, backend))
 
 
+def production(decodes: bool, batch: Any, seq_len: Any, kv_len: Any, heads: Any, *,
+               kv_dtype: str = "bf16", gpu: Any = "h100-sxm",
+               backend: str | None = None) -> OpPrediction | None:
+    """The production kernels of an MLA call of ``seq_len`` new tokens over ``kv_len``
+    keys: :func:`decode` for a decode step of one token (``decodes`` and N = 1),
+    :func:`context` for a prefill without a cached prefix (not ``decodes`` and N = S);
+    None for any other call (memsim's own attention algorithms time it)."""
+    N, S = np.asarray(seq_len), np.asarray(kv_len)
+    kw = {"kv_dtype": kv_dtype, "gpu": gpu, "backend": backend}
+    if decodes and np.all(N == 1):
+        return decode(batch, S, heads, **kw)
+    if not decodes and np.all(N == S):
+        return context(batch, N, heads, **kw)
+    return None
+
+
 
 # The absorbed-weight BMMs of MLA decode (DeepSeek-V2 §2.1.2, "absorb" W_UK into the query
 # and W_UV into the output): per head, q_nope[T, 128] · W_UK[128, 512] before the attention
@@ -271,4 +287,4 @@ def bmm(tokens: Any, heads: Any, *, op: str = "pre", dtype: str = "bf16",
 
 
 __all__ = ["MLAWork", "bmm", "bmm_class", "bmm_kernel_dtype", "context", "context_work",
-           "decode", "decode_launches", "decode_work", "kv_family", "time_work"]
+           "decode", "decode_launches", "decode_work", "kv_family", "production", "time_work"]
