@@ -194,8 +194,6 @@ class Timer:
         otherwise ``cost`` itself."""
         if self.decode_pad is None:
             return cost
-        from dataclasses import replace
-
         return replace(cost, matmul_flops=cost.matmul_flops * self.decode_pad,
                        exp_ops=cost.exp_ops * self.decode_pad,
                        vector_flops=cost.vector_flops * self.decode_pad,
@@ -678,8 +676,6 @@ def costs_for(problem: AttentionProblem, gpu: GPU, algorithm: str, *, B=None, N=
     (:meth:`memsim.algorithms._arrays.Arrays.hbm_key_loads`) instead of assuming no reuse.
     Returns the Cost (arrays of the broadcast shape) and the template Tiling.
     """
-    from dataclasses import replace
-
     check_supported(algorithm, problem)
     if tiling is None:
         tiling = default_tiling(problem, gpu, algorithm)

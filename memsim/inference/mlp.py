@@ -31,6 +31,7 @@ from memsim.inference.operators import (
     touched_experts,
 )
 from memsim.models import LayerGroup
+from memsim.ops import DEFAULT_BACKEND
 from memsim.units import dtype_bytes
 
 
@@ -138,7 +139,7 @@ def _dispatch_dtype(setup: Setup, mode: str) -> str:
     HT communicates FP8-model activations as BF16, while LL communicates them as FP8")."""
     if setup.weight_dtype != "fp8" or setup.act_dtype not in ("bf16", "fp16"):
         return setup.act_dtype if setup.act_dtype in ("bf16", "fp16") else "bf16"
-    if mode == "normal" and (setup.backend or "trtllm") == "trtllm":
+    if mode == "normal" and (setup.backend or DEFAULT_BACKEND) == "trtllm":
         return "bf16"
     return "fp8"
 
