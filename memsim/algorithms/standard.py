@@ -129,14 +129,16 @@ def forward(x: Arrays) -> Cost:
     softmax = Cost(global_read_bytes=extra_reads, hbm_read_bytes=extra_reads)
     mask_add = _mask_kernel(x, mask_e=x.e)
     around = _math_backend_kernels(x)
-    cost = standard_blockskip.forward(dense(x)) + softmax + mask_add + around
+    d = dense(x)
+    # the no-reuse counts; the L2 estimate below replaces their HBM bytes (standard_blockskip
+    # would otherwise estimate them once more, for nothing)
+    cost = standard_blockskip.forward(replace(d, slots=None)) + softmax + mask_add + around
     if x.slots is None:
         return cost
     # the L2 estimate over QKᵀ, the mask add (as masked_fill over S), softmax and PV: S
     # may stay in L2 from kernel to kernel (standard_blockskip.forward_hbm_bytes); the
-    # (N, S) mask and the elementwise kernels around reach HBM whole (what they stream
-    # is S-sized, far past the L2 where the estimate matters; the trace has the hits)
-    d = dense(x)
+    # (N, S) mask reaches HBM whole, the elementwise kernels around hit as
+    # _around_hbm_reads says
     reads, writes = standard_blockskip.forward_hbm_bytes(
         d, d.tiles(), masked_fill=x.geometry.kind != "full", softmax_reads=passes)
     mask_reads = mask_add.hbm_read_bytes - _mask_kernel(x).hbm_read_bytes
@@ -178,10 +180,12 @@ def _around_hbm_reads(x: Arrays):
 
 
 def backward(x: Arrays) -> Cost:
-    cost = standard_blockskip.backward(dense(x)) + _mask_kernel(x)
+    d = dense(x)
+    # the no-reuse counts; the estimate below replaces their HBM bytes
+    cost = standard_blockskip.backward(replace(d, slots=None)) + _mask_kernel(x)
     if x.slots is None:
         return cost
     # the closed-form L2 estimate, kernel by kernel (memsim.algorithms._l2_backward)
     masked = np.asarray(0.0 if x.geometry.kind == "full" else 1.0)
-    reads, writes = standard_backward_hbm(dense(x), masked)
+    reads, writes = standard_backward_hbm(d, masked)
     return replace(cost, hbm_read_bytes=x.groups * reads, hbm_write_bytes=x.groups * writes)
