@@ -230,9 +230,10 @@ def fa2_query_tile_loads(x, t: TileSums, tile_bytes, kv_block_bytes):
     return total
 
 
-def fa2_backward_hbm(x) -> tuple[np.ndarray, np.ndarray]:
+def fa2_backward_hbm(x, t: TileSums) -> tuple[np.ndarray, np.ndarray]:
     """HBM (read, write) bytes per (batch, head group) of FA-2's backward, its three
-    kernels (memsim.algorithms.flash2.backward; ``x`` with the backward's own tiles):
+    kernels (memsim.algorithms.flash2.backward; ``x`` with the backward's own tiles, ``t``
+    their tile sums):
 
         dot_do_o    O, dO read; Δ and the cleared fp32 dQ accumulator written
         dq_dk_dv    K, V read and dK, dV written once per key tile; per (key tile, query
@@ -252,7 +253,6 @@ def fa2_backward_hbm(x) -> tuple[np.ndarray, np.ndarray]:
     :func:`carried_fraction` gives after dot_do_o, and convert_dq's reads in the share
     the main kernel leaves.
     """
-    t = x.tiles()
     hpb, e, D, Dv, N = x.hpb, x.e, x.D, x.Dv, x.N
     cap = x.l2_bytes
     g = np.maximum(x.groups, 1)

@@ -97,7 +97,7 @@ def backward(x: Arrays) -> Cost:
     writes = pre_write + main_write + conv_write
     hbm_reads, hbm_writes = reads, writes
     if x.slots is not None:                               # the closed-form L2 estimate
-        hbm_reads, hbm_writes = (g * b for b in fa2_backward_hbm(x))
+        hbm_reads, hbm_writes = (g * b for b in fa2_backward_hbm(x, t))
     staged = g * (kv + t.row_pairs * hpb * (D + Dv) * e)
     return Cost(
         matmul_flops=g * hpb * t.area * (6 * D + 4 * Dv),
