@@ -297,16 +297,17 @@ def nccl_all_reduce(message_bytes: Any, gpus: int, *, gpu: Any = "h100-sxm") -> 
     return all_reduce(message_bytes, gpus, gpu=gpu, backend=NCCL)
 
 
-def _simple(op: str, message_bytes: Any, gpus: int, gpu: Any, factor, hops) -> OpPrediction:
-    """An NCCL collective whose per-GPU traffic is ``factor(G) · M`` in ``hops(G)`` latency
-    steps, with NCCL's class ``nccl/<op>`` (p2p sends with the alltoall kernel)."""
+def _simple(op: str, message_bytes: Any, gpus: int, gpu: Any, factor) -> OpPrediction:
+    """An NCCL collective whose per-GPU traffic is ``factor(G) · M``, with NCCL's class
+    ``nccl/<op>`` (p2p sends with the alltoall kernel): a ring of G − 1 steps for
+    all-gather and reduce-scatter, concurrent sends for alltoall and p2p."""
     gpu, G, M = _collective_args(message_bytes, gpus, gpu)
     if G == 1:
         return _no_link(M)
     cls = kernel_class(f"nccl/{'alltoall' if op == 'p2p' else op}")
     traffic = factor(G) * M
     if op in ("all_gather", "reduce_scatter"):   # ring: G − 1 steps, NCCL's protocols
-        link_s = nccl_ring_s(traffic, hops(G), G, gpu, cls)[0]
+        link_s = nccl_ring_s(traffic, G - 1, G, gpu, cls)[0]
     elif op == "alltoall":   # a send to each of G − 1 peers at once
         link_s = nccl_p2p_s(M / G, G - 1, G, gpu, cls)[0]
     else:                    # p2p: the whole message to one peer
@@ -325,16 +326,14 @@ def all_gather(message_bytes: Any, gpus: int, *, gpu: Any = "h100-sxm",
     """All-gather whose gathered output is ``message_bytes`` per GPU: each GPU receives the
     (G−1)/G of it it lacks (nccl-tests busBw factor (n−1)/n), G − 1 ring steps."""
     check_backend(backend)
-    return _simple("all_gather", message_bytes, gpus, gpu, lambda G: (G - 1) / G,
-                   lambda G: G - 1)
+    return _simple("all_gather", message_bytes, gpus, gpu, lambda G: (G - 1) / G)
 
 
 def reduce_scatter(message_bytes: Any, gpus: int, *, gpu: Any = "h100-sxm",
                    backend: str | None = None) -> OpPrediction:
     """Reduce-scatter of a ``message_bytes`` input per GPU: (G−1)/G of it crosses the link."""
     check_backend(backend)
-    return _simple("reduce_scatter", message_bytes, gpus, gpu, lambda G: (G - 1) / G,
-                   lambda G: G - 1)
+    return _simple("reduce_scatter", message_bytes, gpus, gpu, lambda G: (G - 1) / G)
 
 
 def all_to_all(message_bytes: Any, gpus: int, *, gpu: Any = "h100-sxm",
@@ -344,8 +343,7 @@ def all_to_all(message_bytes: Any, gpus: int, *, gpu: Any = "h100-sxm",
     ncclSend and ncclRecv per peer inside one group: one latency, not G − 1 ring steps).
     An MoE layer's dispatch and combine are :func:`moe_all_to_all`."""
     check_backend(backend)
-    return _simple("alltoall", message_bytes, gpus, gpu, lambda G: (G - 1) / G,
-                   lambda G: 1)
+    return _simple("alltoall", message_bytes, gpus, gpu, lambda G: (G - 1) / G)
 
 
 # ---- MoE dispatch / combine (expert parallelism) ------------------------------------------
@@ -471,7 +469,7 @@ def p2p(message_bytes: Any, *, gpu: Any = "h100-sxm", gpus: int = 2,
     """Send ``message_bytes`` from one GPU to another (pipeline stages); ``gpus`` = 2 is a
     pair in one scale-up domain, more than the domain crosses the network."""
     check_backend(backend)
-    return _simple("p2p", message_bytes, max(gpus, 2), gpu, lambda G: 1.0, lambda G: 1)
+    return _simple("p2p", message_bytes, max(gpus, 2), gpu, lambda G: 1.0)
 
 
 def collective_s(kind: str, message_bytes: Any, gpus: int, *, gpu: Any,

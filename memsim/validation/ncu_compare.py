@@ -53,16 +53,9 @@ def ncu_cases(path: Path | str) -> list[dict[str, Any]]:
 def repredict(case: dict[str, Any]) -> dict[str, Any]:
     """memsim's prediction for one ncu case, made now (as the runner's ``_ncu`` makes it)."""
     from memsim.hardware import load_gpu
-    from memsim.validation.kernels import tiling_for
-    from memsim.validation.predictions import attention_problem, predict_case
-    from memsim.validation.sdpa import predict_sdpa
+    from memsim.validation.predictions import ncu_prediction
 
-    params = case["params"]
-    gpu = load_gpu(case["prediction"]["profile"])
-    if params["target"] == "sdpa":
-        return predict_sdpa(params, gpu, ncu=True)
-    return predict_case(attention_problem(params), gpu, params["algorithm"],
-                        tiling_for(params, gpu), matmul_unit="fp32", ncu=True)
+    return ncu_prediction(case["params"], load_gpu(case["prediction"]["profile"]))
 
 
 def compare(path: Path | str) -> list[dict[str, Any]]:

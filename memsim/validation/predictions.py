@@ -141,6 +141,21 @@ def predict_case(problem: AttentionProblem, gpu: GPU, algorithm: str,
     }
 
 
+def ncu_prediction(params: dict[str, Any], gpu: GPU) -> dict[str, Any]:
+    """memsim's prediction for an Nsight Compute case (``params`` of a ``kind: ncu``
+    record): PyTorch SDPA's, or memsim's kernel's on the tiling it launches with; the
+    trace with the L2 flushed before every kernel, as ncu measures. The runner records
+    it beside the counters; ``memsim.validation.ncu_compare`` re-makes it with today's
+    code."""
+    from memsim.validation.kernels import tiling_for
+    from memsim.validation.sdpa import predict_sdpa
+
+    if params["target"] == "sdpa":
+        return predict_sdpa(params, gpu, ncu=True)
+    return predict_case(attention_problem(params), gpu, params["algorithm"],
+                        tiling_for(params, gpu), matmul_unit="fp32", ncu=True)
+
+
 def relative_errors(predicted: dict[str, Any] | None,
                     measured: dict[str, Any]) -> dict[str, float]:
     """``predicted / measured − 1`` for every quantity both have (measured > 0 only).

@@ -101,23 +101,18 @@ def _llama(params: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
 
 def _ncu(params: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
     from memsim.validation import kernels, ncu
-    from memsim.validation.predictions import attention_problem, predict_case
-    from memsim.validation.sdpa import predict_sdpa
+    from memsim.validation.predictions import ncu_prediction
 
     if ctx.ncu_path is None:
         raise SkipCaseError(f"ncu not used: {ctx.ncu_note}")
-    launch_count = None
-    if params["target"] == "sdpa":
-        prediction = predict_sdpa(params, ctx.gpu, ncu=True)
-    else:
+    sdpa = params["target"] == "sdpa"
+    if not sdpa:
         try:
             kernels._bench()
         except kernels.BenchUnavailableError as exc:
             raise SkipCaseError(str(exc)) from None
-        prediction = predict_case(attention_problem(params), ctx.gpu, params["algorithm"],
-                                  kernels.tiling_for(params, ctx.gpu), matmul_unit="fp32",
-                                  ncu=True)
-        launch_count = int(prediction["analytic"]["launches"])
+    prediction = ncu_prediction(params, ctx.gpu)
+    launch_count = None if sdpa else int(prediction["analytic"]["launches"])
     try:
         measurement = ncu.profile(ctx.ncu_path, {**params, "profile": ctx.gpu.name},
                                   launch_count=launch_count)
