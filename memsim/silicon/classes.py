@@ -94,6 +94,14 @@ def _empty(n: int) -> Mapped:
                   size=nan.copy(), params=[{} for _ in range(n)])
 
 
+def _groups(keys: list[tuple]) -> dict[tuple, np.ndarray]:
+    """Row indices per distinct key, keys in order of first appearance."""
+    g: dict[tuple, list[int]] = defaultdict(list)
+    for i, k in enumerate(keys):
+        g[k].append(i)
+    return {k: np.asarray(v) for k, v in g.items()}
+
+
 # ---- attention family ------------------------------------------------------------------
 
 
@@ -129,13 +137,9 @@ def _attention(shape: _Shape, gpu: GPU) -> Mapped:
 
     n = len(shape.B)
     out = _empty(n)
-    groups: dict[tuple, list[int]] = defaultdict(list)
-    for i, key in enumerate(zip(shape.H.tolist(), shape.K.tolist(), shape.D.tolist(),
-                                shape.Dv.tolist(), shape.window.tolist(), shape.dtype.tolist(),
-                                strict=True)):
-        groups[key].append(i)
-    for (H, K, D, Dv, window, dtype), index in groups.items():
-        idx = np.asarray(index)
+    keys = list(zip(shape.H.tolist(), shape.K.tolist(), shape.D.tolist(), shape.Dv.tolist(),
+                    shape.window.tolist(), shape.dtype.tolist(), strict=True))
+    for (H, K, D, Dv, window, dtype), idx in _groups(keys).items():
         B, N, S = shape.B[idx], shape.N[idx], shape.S[idx]
         mask = Mask(causal=shape.causal, window=int(window) if window > 0 else None)
         try:
@@ -235,7 +239,7 @@ def trtllm_decode_kernel(rows: Rows) -> np.ndarray:
     """Per generation row, the TensorRT-LLM decode kernel that times it on the row's GPU
     (:func:`memsim.attention.decode_kernel`: "mmha", "xqa_hmma", "xqa_gmma"; "" for other
     backends and GPUs without a profile): the fitter's row selection per kernel class."""
-    from memsim.attention import XQA_MAX_GROUP, decode_kernel
+    from memsim.attention import decode_kernel, production_problem
     from memsim.hardware import load_gpu
     from memsim.problem import AttentionProblem
     from memsim.silicon import source
@@ -246,12 +250,12 @@ def trtllm_decode_kernel(rows: Rows) -> np.ndarray:
         return out
     gpu = load_gpu(profile)
     H, K = _i(rows, "num_heads"), _kv_heads(rows)
-    K = np.where(H // K > XQA_MAX_GROUP, H, K)       # memsim.attention.production_problem
     dtype = dtype_of(rows.col("kv_cache_dtype", "bfloat16"))
     keys = list(zip(H.tolist(), K.tolist(), dtype.tolist(), strict=True))
-    for h, k, d in set(keys):
-        p = AttentionProblem.model_construct(heads=h, kv_heads=k, dtype=d, mla=False)
-        out[[key == (h, k, d) for key in keys]] = decode_kernel(p, "trtllm", gpu) or ""
+    for (h, k, d), idx in _groups(keys).items():
+        p = production_problem(AttentionProblem.model_construct(
+            heads=h, kv_heads=k, dtype=d, mla=False), "flash_decode", "trtllm")
+        out[idx] = decode_kernel(p, "trtllm", gpu) or ""
     return out
 
 
@@ -358,11 +362,7 @@ def _module(phase: str) -> Callable[[Rows, GPU], Mapped]:
         model = np.array([str(m) for m in rows.col("model")], dtype=object)
         backend = _backend(rows)
         keys = list(zip(kv.tolist(), gemm.tolist(), H.tolist(), model.tolist(), strict=True))
-        groups: dict[tuple, list[int]] = defaultdict(list)
-        for i, k in enumerate(keys):
-            groups[k].append(i)
-        for (kvd, g, h, m), index in groups.items():
-            idx = np.asarray(index)
+        for (kvd, g, h, m), idx in _groups(keys).items():
             if m not in MODULE_MODELS:
                 out.reasons.update({int(i): f"model={m} geometry not modelled (DeepSeek-V3, "
                                             "V3.2 only)" for i in idx})

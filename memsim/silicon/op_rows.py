@@ -17,7 +17,6 @@ summed terms only approximates (its "fitted" errors start from that approximatio
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -25,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from memsim.hardware import GPU
-from memsim.silicon.classes import MODELS, Mapped, OpClass, _empty
+from memsim.silicon.classes import MODELS, Mapped, OpClass, _empty, _groups
 from memsim.silicon.tables import Rows
 
 # elements → bytes of the message columns (nccl_dtype / allreduce_dtype)
@@ -65,13 +64,6 @@ def _fill(out: Mapped, idx: np.ndarray, pred: Any, eff: Callable[[str], float],
     out.size[idx] = arr(pred.flops) if np.any(arr(pred.flops) > 0) else arr(pred.hbm_bytes)
     for j, i in enumerate(idx.tolist()):
         out.params[i] = params[j]
-
-
-def _groups(keys: list[tuple]) -> dict[tuple, np.ndarray]:
-    g: dict[tuple, list[int]] = defaultdict(list)
-    for i, k in enumerate(keys):
-        g[k].append(i)
-    return {k: np.asarray(v) for k, v in g.items()}
 
 
 def _eff_of(cls: Any) -> Callable[[str], float]:
