@@ -74,10 +74,13 @@ def _v_load(t: Tensors, first_key, keys) -> Access:
 
 
 def _score_tile(t: Tensors, name: str, kind: int, qt: QueryTiles, first_key, keys) -> Access:
-    """The (a, j) tile of S or P: hpb heads × r rows × c keys, at S[b, g·hpb, a·Br, j·Bc]."""
+    """The (a, j) tile of a score-shaped matrix (S, P, their gradients, the isneginf(S)
+    flags): hpb heads × r rows × c keys, at [b, g·hpb, a·Br, j·Bc], of the tensor's own
+    element size."""
     d = t.d
+    elem_bytes = t.layout[t.ids[name]].elem_bytes
     return Access(kind, t.id(name), t.addr(name, 0, 0, qt.first_row, first_key),
-                  qt.rows * d.hpb * keys * d.e, step_bytes=d.Bc * t.stride(name, 3))
+                  qt.rows * d.hpb * keys * elem_bytes, step_bytes=d.Bc * t.stride(name, 3))
 
 
 def build_blockskip(d: Dims, layout: Layout, q: str = "q", k: str = "k",
@@ -287,20 +290,13 @@ def _safe_softmax_tail(d: Dims, layout: Layout) -> list[KernelProgram]:
     where.run(a, 0, 1, [Access(LOAD, rows.tensor, rows.address, rows.unit_bytes)])
     for first_key, keys, count, off in _key_tiles(d, qt):
         isneginf.run(a, off, count, [_score_tile(t, "scores", LOAD, qt, first_key, keys),
-                                     _flag_tile(t, STORE, qt, first_key, keys)])
-        reduce_all.run(a, off, count, [_flag_tile(t, LOAD, qt, first_key, keys)])
+                                     _score_tile(t, "neginf", STORE, qt, first_key, keys)])
+        reduce_all.run(a, off, count, [_score_tile(t, "neginf", LOAD, qt, first_key, keys)])
         where.run(a, 1 + off, count, [_score_tile(t, "probs", LOAD, qt, first_key, keys),
                                       _score_tile(t, "probs_safe", STORE, qt, first_key,
                                                   keys)])
     reduce_all.run(a, 2, 1, [rows])
     return [isneginf.build(), reduce_all.build(), where.build()]
-
-
-def _flag_tile(t: Tensors, kind: int, qt: QueryTiles, first_key, keys) -> Access:
-    """The (a, j) tile of the bool matrix isneginf(S) (one byte per score)."""
-    d = t.d
-    return Access(kind, t.id("neginf"), t.addr("neginf", 0, 0, qt.first_row, first_key),
-                  qt.rows * d.hpb * keys * 1.0, step_bytes=d.Bc * t.stride("neginf", 3))
 
 
 def build(d: Dims, layout: Layout) -> list[KernelProgram]:
