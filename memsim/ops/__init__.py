@@ -86,6 +86,14 @@ def resolve_gpu(gpu: Any) -> Any:
     return load_gpu(gpu) if isinstance(gpu, str) else gpu
 
 
+def cc_major(gpu: Any) -> int:
+    """The major version of a profile's CUDA compute capability (8 Ampere/Ada, 9 Hopper,
+    10 Blackwell), the architecture production kernels dispatch on; 0 for a profile
+    without an NVIDIA one (MI300X: "gfx942")."""
+    cc = str(getattr(gpu, "compute_capability", ""))
+    return int(cc.split(".")[0]) if cc[:1].isdigit() else 0
+
+
 def as_float(*values: Any) -> list[np.ndarray]:
     """Broadcast sizes to float64 arrays of one shape."""
     return list(np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in values)))

@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from memsim.ops import OpPrediction, as_float, bound_of, out, positive, resolve_gpu
+from memsim.ops import OpPrediction, as_float, bound_of, cc_major, out, positive, resolve_gpu
 from memsim.ops.classes import KernelClass, kernel_class
 from memsim.units import ACCUM_BYTES, DTYPE_BYTES
 
@@ -113,7 +113,7 @@ def vllm_sm90_fp8_tiles(m: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.nd
 
 def vllm_fp8_block_variant(m: np.ndarray, n: np.ndarray, k: np.ndarray, gpu: Any) -> np.ndarray:
     """The kernel class vLLM's block-scaled fp8 linear runs per shape (module docstring)."""
-    hopper = str(getattr(gpu, "compute_capability", "")).startswith("9")
+    hopper = cc_major(gpu) == 9
     return np.where((k % SCALE_GROUP != 0) | (n % 64 != 0), "fp8_block_cutlass",
                     np.where((m < 32) & hopper, "fp8_block_flashinfer", "fp8_block"))
 
@@ -200,7 +200,7 @@ def predict(m: Any, n: Any, k: Any, *, dtype: str = "bf16", gpu: Any = "h100-sxm
                 else np.full(m.shape, family, dtype=object))
     fixed = vllm_sm90_fp8_tiles(m, n) if (
         launch.dispatch == "vllm_sm90_fp8"
-        and str(getattr(gpu, "compute_capability", "")).startswith("9")) else None
+        and cc_major(gpu) == 9) else None
     parts = {}
     for variant in sorted(set(np.asarray(variants).reshape(-1).tolist())):
         cls = kernel_class("gemm", backend, variant)

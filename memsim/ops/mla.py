@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from memsim.ops import OpPrediction, as_float, bound_of, out, positive, resolve_gpu
+from memsim.ops import OpPrediction, as_float, bound_of, cc_major, out, positive, resolve_gpu
 from memsim.ops.classes import KernelClass, kernel_class
 from memsim.units import DTYPE_BYTES
 
@@ -145,7 +145,7 @@ def decode_launches(gpu: Any, backend: str | None) -> int:
     from memsim.ops import check_backend
 
     if (check_backend(backend) == "trtllm"
-            and gpu.compute_capability.split(".")[0] == "10"):
+            and cc_major(gpu) == 10):
         return TRTLLM_GEN_DECODE_LAUNCHES
     return FLASHMLA_DECODE_LAUNCHES
 
@@ -241,7 +241,7 @@ def bmm_kernel_dtype(dtype: str, backend: str | None, gpu: Any) -> str:
     from memsim.ops import check_backend
 
     if (dtype == "fp8" and check_backend(backend) == "trtllm"
-            and gpu.compute_capability.split(".")[0] == "10"):
+            and cc_major(gpu) == 10):
         return "bf16"
     return dtype
 

@@ -68,7 +68,7 @@ from typing import Any
 
 import numpy as np
 
-from memsim.ops import OpPrediction, as_float, bound_of, out, positive, resolve_gpu
+from memsim.ops import OpPrediction, as_float, bound_of, cc_major, out, positive, resolve_gpu
 from memsim.ops.classes import kernel_class
 from memsim.ops.gemm import CLUSTER, OUT_BYTES, TILES
 
@@ -157,18 +157,13 @@ def _integer(loads: np.ndarray, total: np.ndarray) -> np.ndarray:
     return base + (rank < missing[..., None])
 
 
-def _major(gpu: Any) -> int:
-    cc = str(getattr(gpu, "compute_capability", ""))
-    return int(cc.split(".")[0]) if cc[:1].isdigit() else 0
-
-
 def runs_triton(backend: str | None, dtype: str, ep: int, gpu: Any) -> bool:
     """Whether ``backend`` runs the Triton ``fused_moe`` for ``dtype`` (on Hopper: vLLM bf16
     and fp8_block without EP, SGLang; the database's kernel_source column)."""
     from memsim.ops import check_backend
 
     backend = check_backend(backend)
-    return _major(gpu) == 9 and (backend == "sglang" or (backend == "vllm" and (
+    return cc_major(gpu) == 9 and (backend == "sglang" or (backend == "vllm" and (
         dtype in ("bf16", "fp16") or (dtype == "fp8_block" and ep == 1))))
 
 
@@ -180,14 +175,14 @@ def kernel_backend(backend: str | None, gpu: Any) -> str | None:
     from memsim.ops import check_backend
 
     backend = check_backend(backend)
-    return "trtllm" if backend == "vllm" and _major(gpu) >= 10 else backend
+    return "trtllm" if backend == "vllm" and cc_major(gpu) >= 10 else backend
 
 
 def grouped_tiles(backend: str | None, dtype: str, ep: int, gpu: Any
                   ) -> tuple[tuple[tuple[int, int], ...], int]:
     """(tile shapes, CTAs per cluster) of the grouped GEMM ``backend`` runs for ``dtype``
     with ``ep``-way expert parallelism on ``gpu`` (module docstring)."""
-    major = _major(gpu)
+    major = cc_major(gpu)
     triton = runs_triton(backend, dtype, ep, gpu)
     if major >= 10:
         return SM100_GROUPED, CLUSTER
