@@ -23,8 +23,9 @@ def test_trtllm_switch_points() -> None:
     for G in (4, 8):
         algo = comm.all_reduce_algorithm(sizes, G, gpu="h200", backend="trtllm")
         one, two = (kernel_class(f"allreduce/{a}", "trtllm") for a in ("oneshot", "twoshot"))
-        t_one = one.floor_s + (G - 1) * sizes / (450e9 * one.eff("link"))
-        t_two = two.floor_s + 2 * (G - 1) / G * sizes / (450e9 * two.eff("link"))
+        hop = load_gpu("h200").interconnect.nvlink_latency_s   # oneshot 1 hop, twoshot 4
+        t_one = one.floor_s + hop + (G - 1) * sizes / (450e9 * one.eff("link"))
+        t_two = two.floor_s + 4 * hop + 2 * (G - 1) / G * sizes / (450e9 * two.eff("link"))
         assert algo.tolist() == np.where(t_one <= t_two, "oneshot", "twoshot").tolist()
     assert _algo(1e3, 8) == "oneshot"
     assert _algo(8e6 + 1, 8) in ("ring", "nvls") and _algo(16e6, 2) != "ring"

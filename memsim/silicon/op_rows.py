@@ -182,8 +182,7 @@ def _collective(op: str, dtype_column: str) -> Callable[[Rows, GPU], Mapped]:
         out.start = {"interconnect": 1.0}
         for (g,), idx in _groups([(x,) for x in gpus.tolist()]).items():
             try:
-                kw = {} if op == "nccl_all_reduce" else {"backend": backend}
-                pred = call(message_bytes[idx], int(g), gpu=gpu, **kw)
+                pred = call(message_bytes[idx], int(g), gpu=gpu, backend=backend)
             except (InputError, ValueError) as exc:
                 out.reasons.update({int(i): str(exc).splitlines()[0][:200] for i in idx})
                 continue
@@ -193,7 +192,8 @@ def _collective(op: str, dtype_column: str) -> Callable[[Rows, GPU], Mapped]:
                                     (len(idx),))
 
             def eff(unit: str, names: np.ndarray = names) -> np.ndarray:
-                return np.asarray([float(kernel_class(str(n)).efficiency.get(unit, 1.0))
+                return np.asarray([1.0 if n == comm.NO_CLASS else
+                                   float(kernel_class(str(n)).efficiency.get(unit, 1.0))
                                    for n in names.tolist()])
 
             _fill(out, idx, pred, eff,
