@@ -63,13 +63,15 @@ class FitSpec:
 
     ``keys``: the kernel classes; ``free``: their parameters fitted (``floor_s``,
     ``row_s`` or an efficiency unit); ``where``: column → value the rows must have (the
-    kernel family, e.g. ``{"gemm_dtype": "fp8"}``)."""
+    kernel family, e.g. ``{"gemm_dtype": "fp8"}``); ``unused``: (class, parameter) pairs
+    of ``free`` that one class's model never reads (neither fitted nor written)."""
 
     keys: tuple[str, ...]
     op_class: str
     backend: str
     free: tuple[str, ...]
     where: dict[str, str] = field(default_factory=dict)
+    unused: tuple[tuple[str, str], ...] = ()
 
     @property
     def name(self) -> str:
@@ -153,10 +155,11 @@ def _comm_specs() -> list[FitSpec]:
                                    ("floor_s", "link", "row_s"),
                                    {"comm_backend": f"{prefix}deepep_{tag}", "phase": phase}))
     # NCCL rings (memsim.ops.comm.nccl_ring_s): fill = the pipeline's fill and drain, a
-    # fraction of one ring step per pass
-    # (NVLS has no ring steps: its row_s and fill go unused)
-    out.append(FitSpec(("nccl/all_reduce/ring", "nccl/all_reduce/nvls"), "nccl_all_reduce",
-                       "nccl", ("floor_s", "link", "row_s", "fill")))
+    # fraction of one ring step per pass; NVLS has no ring steps (no row_s, no fill)
+    nvls = "nccl/all_reduce/nvls"
+    out.append(FitSpec(("nccl/all_reduce/ring", nvls), "nccl_all_reduce", "nccl",
+                       ("floor_s", "link", "row_s", "fill"),
+                       unused=((nvls, "row_s"), (nvls, "fill"))))
     for op in ("all_gather", "reduce_scatter"):
         out.append(FitSpec((f"nccl/{op}",), f"nccl_{op}", "nccl",
                            ("floor_s", "link", "row_s", "fill")))
@@ -230,7 +233,7 @@ def predict(spec: FitSpec, classes: dict[str, KernelClass], data: GpuRows) -> np
 
 
 def _params(spec: FitSpec) -> list[tuple[str, str]]:
-    return [(k, p) for k in spec.keys for p in spec.free]
+    return [(k, p) for k in spec.keys for p in spec.free if (k, p) not in spec.unused]
 
 
 def _get(cls: KernelClass, param: str) -> float:
@@ -401,8 +404,9 @@ def source_text(r: FitResult, package: str, max_rows: int, seed: int) -> str:
     unseen = ", ".join(f"{_gpu(g)} {_pct(s['median_abs'])} (p90 {_pct(s['p90_abs'])}, "
                        f"n={s['n']})" for g, s in r.unseen.items() if s["n"]) or "none"
     together = (f"; fitted together: {', '.join(r.used)}" if len(spec.keys) > 1 else "")
+    unused = "".join(f" (not {k}'s {p}: unused)" for k, p in spec.unused)
     return (f"fitted by `memsim validate --source aiconfigurator --fit-classes` ({METHOD}; "
-            f"free: {', '.join(spec.free)}{together}) to {spec.describe()} rows of "
+            f"free: {', '.join(spec.free)}{unused}{together}) to {spec.describe()} rows of "
             f"{' and '.join(_gpu(g) for g in r.fitted)} in {package} (seed {seed}, at most "
             f"{max_rows} rows per GPU, whole model shapes): median |error| {fitted}; "
             f"leave-one-GPU-out median {logo}; unseen {unseen}")
