@@ -42,6 +42,13 @@ def test_vllm_switch_points() -> None:
     assert _algo(8 * 2**20, 8, "vllm") in ("ring", "nvls")
 
 
+def test_no_backend_is_the_default_backend() -> None:
+    sizes = np.geomspace(1e2, 1e9, 15)
+    for G in (2, 8):
+        assert np.array_equal(comm.all_reduce(sizes, G, gpu="b200").time_s,
+                              comm.all_reduce(sizes, G, gpu="b200", backend="trtllm").time_s)
+
+
 def test_one_gpu_costs_nothing_and_a_group_beyond_the_domain_uses_nccl() -> None:
     assert comm.all_reduce(1e6, 1).time_s == 0.0
     assert _algo(1e3, 16) == "ring"  # 16 H100s: two HGX boards, no custom all-reduce

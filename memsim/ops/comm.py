@@ -85,6 +85,11 @@ def _check_gpus(gpus: Any) -> int:
 NCCL = "nccl"  # the pseudo-backend of NCCL's own kernels (nccl-tests rows, no framework)
 
 
+def _resolve_backend(backend: str | None) -> str:
+    """:data:`NCCL`, or the framework ``backend`` names (the default for None), checked."""
+    return backend if backend == NCCL else check_backend(backend)
+
+
 def _all_reduce_class(name: str, backend: str | None) -> Any:
     """The kernel class of all-reduce algorithm ``name``: the framework's (its custom
     kernels, and NCCL as it calls it) or, for ``backend`` = :data:`NCCL`, NCCL's own as
@@ -254,7 +259,7 @@ def all_reduce_algorithm(message_bytes: Any, gpus: int, *, gpu: Any,
     """The algorithm the backend's rule picks per message size (array of str):
     "oneshot", "twoshot", "ring" or "nvls" (module docstring for the sources)."""
     gpu = resolve_gpu(gpu)
-    backend = backend if backend == NCCL else check_backend(backend)
+    backend = _resolve_backend(backend)
     (M,) = as_float(message_bytes)
     G = _check_gpus(gpus)
     nccl = _nccl_choice(M, G, gpu, backend)
@@ -305,6 +310,7 @@ def all_reduce(message_bytes: Any, gpus: int, *, gpu: Any = "h100-sxm",
     gpu, G, M = _collective_args(message_bytes, gpus, gpu)
     if G == 1:
         return _no_link(M)
+    backend = _resolve_backend(backend)
     algo = all_reduce_algorithm(M, G, gpu=gpu, backend=backend)
     link_s = np.zeros_like(M)
     floor = np.zeros_like(M)
