@@ -48,6 +48,12 @@ are fitted (:mod:`memsim.ops.classes`), and for NCCL's step-by-step algorithms t
 own seconds per step beyond the wire's hop latency (the class's ``row_s``: the LL
 protocol's flag polling and the step hand-off between ranks) and a ring's pipeline fill
 and drain (its ``fill``, a fraction of one chunk step per pass).
+
+Every NVLink latency a kernel waits out in a row is the profile's ``nvlink_latency_s``, never
+folded into a fitted floor: a ring's steps, a send, the custom kernels' barriers and peer
+loads (:data:`CUSTOM_HOPS`). The classes are fitted on Hopper, where the hop is the same on
+both GPUs; Blackwell's hop is 0.7 µs longer (NVIDIA/nccl#1940), which is what makes its small
+collectives slower than Hopper's despite twice the NVLink bandwidth.
 """
 
 from __future__ import annotations
