@@ -39,10 +39,13 @@ the same :class:`~memsim.tiling.Tiling`) and buffers the same unit ids
   that changes where a hit is served and its bandwidth, not whether a re-read reaches
   DRAM, so the sets span the whole ``l2_bytes`` as one cache.
 
-State (numpy arrays, mutated in place): ``tag`` int64[sets·ways] (line address, −1
-empty), ``valid``/``dirty`` uint8 (sector masks), ``stamp`` int64 (LRU clock), ``owner``
-int32 (tensor of the line: tensors are 256 B aligned, so a line holds one), ``meta``
-int64 [sets, ways, hashed, clock, line bytes, sector bytes].
+State (numpy arrays, mutated in place): ``entry`` int64[sets · ways], each set's ways in
+recency order (most recent first; a hit moves its way to the front, a miss drops the
+last), one int64 per way packing the line address (bits 0–39), the valid and dirty
+sector masks (40–47, 48–55) and the tensor the line belongs to (56–62; tensors are
+256 B aligned, so a line holds one), −1 for an empty way — a set is one 128 B stretch of
+memory, so a lookup costs one CPU cache miss; ``meta`` int64 [sets, ways, hashed,
+(unused), line bytes, sector bytes].
 
 Speed: a few million sector accesses per second (``memsim trace --l2-model lines``
 reports its events/s); the tile L2 stays the default.
@@ -87,9 +90,7 @@ def new_state(capacity_bytes: float, line_bytes: int, sector_bytes: int, ways: i
               hashed: bool) -> tuple:
     """An empty line cache (see module docstring)."""
     sets, ways = cache_shape(capacity_bytes, line_bytes, sector_bytes, ways)
-    n = sets * ways
-    return (np.full(n, -1, np.int64), np.zeros(n, np.uint8), np.zeros(n, np.uint8),
-            np.zeros(n, np.int64), np.zeros(n, np.int32),
+    return (np.full(sets * ways, -1, np.int64),
             np.array([sets, ways, int(hashed), 0, line_bytes, sector_bytes], np.int64))
 
 
@@ -228,10 +229,14 @@ def _popcount(v):
 @_inline
 def _set_of(line, meta):
     sets = meta[M_SETS]
-    if meta[M_HASHED]:
-        h = (np.uint64(line) * _GOLDEN) >> np.uint64(24)
-        return np.int64(h % np.uint64(sets))
+    if meta[M_HASHED]:             # the top 32 bits of a Fibonacci hash, scaled to sets
+        h = (np.uint64(line) * _GOLDEN) >> np.uint64(32)
+        return np.int64((h * np.uint64(sets)) >> np.uint64(32))
     return line % sets
+
+
+LINE_BITS, VALID_SHIFT, DIRTY_SHIFT, OWNER_SHIFT = 40, 40, 48, 56
+_LINE_MASK = (1 << LINE_BITS) - 1
 
 
 @_jit
@@ -239,41 +244,55 @@ def line_access(st, line, mask, is_write, x, stats):
     """One access of the sectors ``mask`` of line ``line`` (tensor ``x``); True when every
     sector hit. Missing sectors of a load add 32 B each to stats[x, HBM_READ]; an evicted
     line's dirty sectors add to stats[its tensor, HBM_WRITE]."""
-    tag, valid, dirty, stamp, owner, meta = st[0], st[1], st[2], st[3], st[4], st[5]
+    entry, meta = st[0], st[1]
     ways = meta[M_WAYS]
     sector = meta[M_SECTOR]
     base = _set_of(line, meta) * ways
-    clock = meta[M_CLOCK] + 1
-    meta[M_CLOCK] = clock
-    victim = base
+    hit_way = base + ways - 1               # a miss drops the least recent way
+    e = entry[hit_way]
+    found = False
     for w in range(base, base + ways):
-        if tag[w] == line:
-            missing = mask & ~valid[w]
-            if not is_write and missing:
-                stats[x, HBM_READ] += _popcount(missing) * sector
-            valid[w] |= mask
-            if is_write:
-                dirty[w] |= mask
-            stamp[w] = clock
-            return missing == 0
-        if tag[victim] >= 0 and (tag[w] < 0 or stamp[w] < stamp[victim]):
-            victim = w
-    if tag[victim] >= 0 and dirty[victim]:
-        stats[owner[victim], HBM_WRITE] += _popcount(dirty[victim]) * sector
-    tag[victim] = line
-    valid[victim] = mask
-    dirty[victim] = mask if is_write else 0
-    owner[victim] = x
-    stamp[victim] = clock
-    if not is_write:
-        stats[x, HBM_READ] += _popcount(mask) * sector
-    return False
+        v = entry[w]
+        if v < 0:
+            hit_way = w                     # empty ways come last
+            e = v
+            break
+        if (v & _LINE_MASK) == line:
+            hit_way = w
+            e = v
+            found = True
+            break
+    if found:
+        valid = (e >> VALID_SHIFT) & 0xFF
+        dirty = (e >> DIRTY_SHIFT) & 0xFF
+        missing = mask & ~valid
+        if not is_write and missing:
+            stats[x, HBM_READ] += _popcount(missing) * sector
+        valid |= mask
+        if is_write:
+            dirty |= mask
+        new = (e & _LINE_MASK) | (valid << VALID_SHIFT) | (dirty << DIRTY_SHIFT) | (
+            ((e >> OWNER_SHIFT) & 0x7F) << OWNER_SHIFT)
+    else:
+        if e >= 0:                          # evict the least recent line
+            dirty = (e >> DIRTY_SHIFT) & 0xFF
+            if dirty:
+                stats[(e >> OWNER_SHIFT) & 0x7F, HBM_WRITE] += _popcount(dirty) * sector
+        if not is_write:
+            stats[x, HBM_READ] += _popcount(mask) * sector
+        missing = mask
+        new = line | (mask << VALID_SHIFT) | ((mask if is_write else 0) << DIRTY_SHIFT) | (
+            np.int64(x) << OWNER_SHIFT)
+    for w in range(hit_way, base, -1):      # move to the front
+        entry[w] = entry[w - 1]
+    entry[base] = new
+    return found and missing == 0
 
 
 @_inline
 def _segment(st, start, nbytes, is_write, x, stats):
     """The sectors of bytes [start, start + nbytes), line by line; True if all hit."""
-    meta = st[5]
+    meta = st[1]
     lb, sb = meta[M_LINE], meta[M_SECTOR]
     first = start // sb
     last = (start + nbytes - 1) // sb
@@ -294,7 +313,7 @@ def _segment(st, start, nbytes, is_write, x, stats):
 
 @_inline
 def _address(st, x, key):
-    first, base, weight, radix, digit_bytes = st[7], st[8], st[9], st[10], st[11]
+    first, base, weight, radix, digit_bytes = st[3], st[4], st[5], st[6], st[7]
     rel = key - first[x]
     addr = base[x]
     for i in range(weight.shape[1]):
@@ -307,7 +326,7 @@ def drain(prog, st, stats, buf_key, buf_acc, n, rec_h, rec_at):
     """:func:`memsim.trace.engine.drain` for the line cache: each buffered unit (id, access
     index, negative for a store) expanded to its segments' sectors (module docstring)."""
     accs, accs_f = prog[3], prog[4]
-    geom = st[6]
+    geom = st[2]
     for j in range(n):
         a = buf_acc[j]
         is_write = a < 0
@@ -332,21 +351,26 @@ def drain(prog, st, stats, buf_key, buf_acc, n, rec_h, rec_at):
 def flush(st, stats):
     """Write back every dirty sector (end of the run); lines stay resident, clean.
     Returns the bytes written back."""
-    tag, dirty, owner, meta = st[0], st[2], st[4], st[5]
+    entry, meta = st[0], st[1]
     total = 0.0
-    for w in range(len(tag)):
-        if tag[w] >= 0 and dirty[w]:
-            nbytes = _popcount(dirty[w]) * meta[M_SECTOR]
-            stats[owner[w], HBM_WRITE] += nbytes
+    for w in range(len(entry)):
+        e = entry[w]
+        if e < 0:
+            continue
+        dirty = (e >> DIRTY_SHIFT) & 0xFF
+        if dirty:
+            nbytes = _popcount(dirty) * meta[M_SECTOR]
+            stats[(e >> OWNER_SHIFT) & 0x7F, HBM_WRITE] += nbytes
             total += nbytes
-            dirty[w] = 0
+            entry[w] = e & ~(np.int64(0xFF) << DIRTY_SHIFT)
     return total
 
 
 def resident_bytes(st: tuple) -> float:
     """Bytes of the valid sectors resident now."""
-    valid = st[1][st[0] >= 0]
-    return float(np.unpackbits(valid[:, None], axis=1).sum() * st[5][M_SECTOR])
+    e = st[0][st[0] >= 0]
+    valid = ((e >> VALID_SHIFT) & 0xFF).astype(np.uint8)
+    return float(np.unpackbits(valid[:, None], axis=1).sum() * st[1][M_SECTOR])
 
 
 __all__ = ["cache_shape", "drain", "flush", "kernel_state", "line_access", "new_state",
