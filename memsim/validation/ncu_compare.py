@@ -50,22 +50,29 @@ def ncu_cases(path: Path | str) -> list[dict[str, Any]]:
     return list(newest.values())
 
 
-def repredict(case: dict[str, Any]) -> dict[str, Any]:
-    """memsim's prediction for one ncu case, made now (as the runner's ``_ncu`` makes it)."""
+#: (row label, simulate's l2_model, the prediction's key) of each model compared
+MODELS = (("analytic", "tiles", "analytic"), ("trace", "tiles", "trace"),
+          ("trace-lines", "lines", "trace"))
+
+
+def repredict(case: dict[str, Any], l2_model: str = "tiles") -> dict[str, Any]:
+    """memsim's prediction for one ncu case, made now (as the runner's ``_ncu`` makes it);
+    ``l2_model``: the trace's L2 (tiles, or lines: sectors, sets and ways)."""
     from memsim.hardware import load_gpu
     from memsim.validation.predictions import ncu_prediction
 
-    return ncu_prediction(case["params"], load_gpu(case["prediction"]["profile"]))
+    return ncu_prediction(case["params"], load_gpu(case["prediction"]["profile"]), l2_model)
 
 
 def compare(path: Path | str) -> list[dict[str, Any]]:
-    """One row per (case, model, quantity): measured, predicted then and now, errors."""
+    """One row per (case, model, quantity): measured, predicted then and now, errors. The
+    records predate the line model: its rows have no recorded prediction."""
     rows = []
     for case in ncu_cases(path):
-        now = repredict(case)
-        for model in ("analytic", "trace"):
+        now = {l2: repredict(case, l2) for l2 in ("tiles", "lines")}
+        for model, l2, key in MODELS:
             then_q = (case.get("prediction") or {}).get(model) or {}
-            now_q = now.get(model) or {}
+            now_q = now[l2].get(key) or {}
             for quantity, label in QUANTITIES:
                 measured = case["measurement"].get(quantity)
                 if not measured:
@@ -86,13 +93,13 @@ def _pct(x: float | None) -> str:
 
 def format_text(rows: list[dict[str, Any]]) -> str:
     """The rows as a table: bytes in MB (1e6), errors as predicted / measured − 1."""
-    head = (f"{'group':18} {'model':9} {'quantity':12} {'measured MB':>12} "
+    head = (f"{'group':18} {'model':11} {'quantity':12} {'measured MB':>12} "
             f"{'recorded MB':>12} {'err':>8} {'now MB':>10} {'err':>8}")
     lines = [head, "-" * len(head)]
     for r in rows:
         rec = "–" if r["recorded"] is None else f"{r['recorded'] / 1e6:.1f}"
         now = "–" if r["now"] is None else f"{r['now'] / 1e6:.1f}"
-        lines.append(f"{r['group']:18} {r['model']:9} {r['quantity']:12} "
+        lines.append(f"{r['group']:18} {r['model']:11} {r['quantity']:12} "
                      f"{r['measured'] / 1e6:12.1f} {rec:>12} {_pct(r['recorded_error']):>8} "
                      f"{now:>10} {_pct(r['now_error']):>8}")
     return "\n".join(lines)
