@@ -185,26 +185,66 @@ def _small_gpu(l2_bytes: int, sm_count: int):
     return gpu.model_copy(update={"spec": spec})
 
 
-#: lines / tiles HBM read bytes: the spread measured when written, rounded out (see the
-#: property's docstring)
-READ_RATIO_BOUNDS = (0.80, 1.50)
+def _read_ratio(p: AttentionProblem, gpu, algorithm: str = "flash2") -> float:
+    a = simulate(p, gpu, algorithm)
+    b = simulate(p, gpu, algorithm, a.tiling, l2_model="lines")
+    return b.cost.hbm_read_bytes / a.cost.hbm_read_bytes
+
+
+def test_misaligned_rows_take_whole_lines_of_capacity() -> None:
+    """Where the tile L2 says a head's K/V just fits, the line L2 thrashes: K and V rows
+    of D 72 bf16 are 144 B, interleaved with the other KV head's every 288 B, so each
+    row touches two 128 B lines and a line's capacity is taken whole, whichever of its
+    sectors are valid — one head's K/V (S 3468) is 1.00 MB as tiles and 1.78 MB as
+    lines. At a 1 MiB L2 (4 SMs, causal FA-2, H 8, K 2): 5.4 × the tile L2's DRAM reads
+    (measured 2026-12-01; 4–1024 ways, hashed or modulo sets: 5.4–5.8, so not conflict
+    misses); at 2 MiB the rows fit as lines too (1.04); rows of D 64 (128 B, one line
+    each) agree at both (0.98, 1.00)."""
+    p72 = AttentionProblem(batch=1, seq_len=3468, heads=8, kv_heads=2, head_dim=72)
+    p64 = p72.model_copy(update={"head_dim": 64})
+    assert _read_ratio(p72, _small_gpu(1 << 20, 4)) > 4
+    assert _read_ratio(p72, _small_gpu(2 << 20, 4)) < 1.1
+    for mib in (1, 2):
+        assert abs(_read_ratio(p64, _small_gpu(mib << 20, 4)) - 1) < 0.05
+
+
+#: lines / tiles HBM read bytes over the property's domain: the spread measured when
+#: written (see its docstring), rounded out
+READ_RATIO_BOUNDS = (0.90, 1.40)
 
 
 @settings(max_examples=12, deadline=None)
 @given(alg=st.sampled_from(["flash1", "flash2", "standard"]),
        N=st.integers(64, 2048), H=st.sampled_from([4, 8]), k_div=st.sampled_from([1, 2, 4]),
-       D=st.sampled_from([64, 72, 96, 128]), causal=st.booleans(),
+       D=st.sampled_from([64, 128]), causal=st.booleans(), dtype=st.sampled_from(["bf16",
+                                                                                  "fp32"]),
        l2_kib=st.sampled_from([256, 512, 1024, 2048]), sms=st.sampled_from([4, 8]))
-def test_lines_against_tiles(alg, N, H, k_div, D, causal, l2_kib, sms) -> None:
-    """What the line L2 says about the tile L2, random small shapes on a shrunken GPU
-    (0.25–2 MiB L2, 4–8 SMs): HBM read bytes within READ_RATIO_BOUNDS, and never below
-    the bytes of the sectors the inputs span once.
+def test_lines_against_tiles(alg, N, H, k_div, D, causal, dtype, l2_kib, sms) -> None:
+    """What the line L2 says about the tile L2 on random small shapes (a shrunken GPU:
+    0.25–2 MiB L2, 4–8 SMs; rows of whole sectors, D 64 / 128): DRAM read bytes within
+    READ_RATIO_BOUNDS, never below the inputs' bytes.
 
-    (MEASURED placeholder: filled in from /tmp/lines_spread.py's draws.)
+    Measured 2026-12-01 (/tmp script, 200 draws, numpy seeds 31–32: N log-uniform
+    64–4096, H 4–16, K = H/1…H/4, B 1–2, bf16/fp32, 0.25–4 MiB, 4–16 SMs, D 64, 72, 80,
+    96, 128): 171/200 within 10 % — FA-1 63/64 (0.84–1.07), FA-2 56/64 (0.97–5.44),
+    eager standard 52/72 (0.81–1.25). With D 64 / 128 (this domain): 71/80 within 10 %,
+    0.97–1.30. Where they differ: (1) score rows of S keys that are not a multiple of
+    16 bf16 (eager standard, 1.1–1.25 for reads and writes alike): a tile row's 128 B
+    straddle five sectors, and the next key tile's half of the shared sector is evicted
+    before it comes when one step's tiles of all blocks in flight overflow the shrunken
+    L2; (2) a working set near the capacity (FA-2 1.30 at N 1092 GQA fp32 2 MiB, 1.35 at
+    N 1900 D 72): lines are evicted one by one where the tile L2 keeps or drops a tile
+    whole, and a hashed 16-way set fills unevenly; (3) misaligned K/V rows taking two
+    lines (test_misaligned_rows_take_whole_lines_of_capacity: the 5.44); (4) below 1
+    (FA-1 0.84 at N 85, standard 0.81 at N 239, both fp32 with D 72 / 96): the tile L2
+    re-reads from DRAM whole units of P (standard) and of Q and O (FA-1) that the line
+    L2 still holds in part — a unit is kept or dropped whole, and a tensor read in units
+    of another shape than it was written in misses by key
+    (test_units_of_different_shapes_share_lines); not analysed further.
     """
     gpu = _small_gpu(l2_kib * 1024, sms)
     p = AttentionProblem(batch=1, seq_len=N, heads=H, kv_heads=H // k_div, head_dim=D,
-                         mask=Mask(causal=causal))
+                         dtype=dtype, mask=Mask(causal=causal))
     a = simulate(p, gpu, alg)
     b = simulate(p, gpu, alg, a.tiling, l2_model="lines")
     ratio = b.cost.hbm_read_bytes / a.cost.hbm_read_bytes
