@@ -17,6 +17,15 @@ records bear that out: the 1K fp32 memsim FA-2 kernel (O = 2.10 MB, everything f
 50 MiB L2) shows 0.46 MB of DRAM writes, so the write-back of the lines still dirty at
 its end is not counted.
 
+The ``trace-lines`` rows replay the same schedule through the line-level L2 (32 B
+sectors of 128 B lines, the profile's sets and ways; :mod:`memsim.trace.l2_lines`). It
+moves no record's DRAM writes by more than 1 % (4K SDPA-flash 17.4 → 17.5 MB, eager 1K
+410.3 → 411.3 MB, the 1K kernel 0 → 0; 4–64 ways and a modulo index alike): sets, ways
+and sectors do not explain what ``dram__bytes_write`` counts. Measured writes lie
+between "evictions inside the kernel" and "every byte written" — at 1.10, ~0.3 and 0.22
+of the bytes still dirty at the end — so no rule without a fitted parameter matches the
+three records (docs/DESIGN.md §"The L2 model").
+
 What remains (2026-12-01): at 4K, PyTorch's flash kernel writes back all of O during the
 kernel (35.7 MB ≥ O + LSE 34.1 MB) where a 50 MiB byte-LRU keeps 16.7 MB dirty to the end
 (at 10 MiB still 3.7 MB) — and at 1K 22 % of O is written back with no capacity pressure
