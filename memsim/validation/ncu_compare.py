@@ -22,7 +22,7 @@ sectors of 128 B lines, the profile's sets and ways; :mod:`memsim.trace.l2_lines
 moves no record's DRAM writes by more than 1 % (4K SDPA-flash 17.4 → 17.5 MB, eager 1K
 410.3 → 411.3 MB, the 1K kernel 0 → 0; 4–64 ways and a modulo index alike): sets, ways
 and sectors do not explain what ``dram__bytes_write`` counts. Measured writes lie
-between "evictions inside the kernel" and "every byte written" — at 1.10, ~0.3 and 0.22
+between "evictions inside the kernel" and "every byte written" — at 1.10, 0.58 and 0.22
 of the bytes still dirty at the end — so no rule without a fitted parameter matches the
 three records (docs/DESIGN.md §"The L2 model").
 
