@@ -109,7 +109,7 @@ def _estimate_and_trace_hbm_bytes(p: AttentionProblem, gpu, algorithm: str
 FORWARD_BOUNDS = {
     ("flash1", False): (0.8, 1.2), ("flash1", True): (0.85, 1.15),
     ("standard", False): (0.85, 1.2), ("standard", True): (0.85, 1.2),
-    ("flash2", False): (0.6, 1.6), ("flash2", True): (0.5, 2.0),
+    ("flash2", False): (0.6, 1.6), ("flash2", True): (0.65, 1.35),
 }
 
 
@@ -138,7 +138,11 @@ def test_forward_estimate_and_trace_agree(alg, N, H, k_div, D, B, causal, l2_mib
     draws found standard 0.91–1.15 (B 2, N 139, H 8, D 64, causal, 2 MiB: 1.152).
     Misses sit where one generation, wave or
     kernel more or less overflows: the closed form steps there, the trace crosses over
-    a few blocks.
+    a few blocks. Since the causal head groups after the first have their own start-up
+    model (Arrays._causal_later_key_loads; 2026-12-01, /tmp scripts, 360 draws, N
+    log-uniform, numpy seeds 31–36): FA-2 causal 342/360 within 10 %, 0.70–1.25 (before,
+    seeds 31–33: 170/180, 0.84–1.77, and up to 2.80 at seed 34, where several groups
+    share a wave and the first one's single read was charged to all).
     Bounds: FORWARD_BOUNDS."""
     p = AttentionProblem(batch=B, seq_len=N, heads=H, kv_heads=max(1, H >> k_div),
                          head_dim=D, mask=Mask(causal=causal))

@@ -164,7 +164,7 @@ class Arrays:
             one = np.where(kv <= cap, t.union_keys, np.minimum(one, t.key_loads))
             first = np.where(Q >= slots, one, many)             # the first head group
             later = self._causal_later_key_loads(t, bytes_per_key, Br, slots, stream_bytes)
-            later = np.where(Q >= slots, np.where(kv <= cap, t.union_keys, later), first)
+            later = np.where((kv <= cap) | ((Q < slots) & fits), t.union_keys, later)
             return (first + (groups - 1) * np.minimum(later, t.key_loads)) / groups
         waves = np.ceil(groups * Q / slots)
         in_two_waves = np.minimum(np.ceil(slots / Q) + 1, groups)
