@@ -85,7 +85,10 @@ def test_backward_estimate_agrees_with_the_trace_on_a100(alg, H, K, D, N, causal
                    "head groups pay a staggered start-up depends on how key tiles per "
                    "group and slots interleave; the closed form charges it to the first "
                    "group, or to every other one when a group fills about one generation "
-                   "(A100 16K 0.51, H100 16K 1.22 and 32K 0.42; A100 32K 0.98)")
+                   "(A100 16K 0.51, H100 16K 1.22 and 32K 0.42; A100 32K 0.98). In the "
+                   "trace every later group starts a shrinking lock-step batch, then "
+                   "sub-batches of g blocks c steps apart, and pays a staggered ramp "
+                   "(docs/DESIGN.md §The L2 model, Backward)")
 @pytest.mark.parametrize(("gpu", "N"), [(A100, 16384), (H100, 16384), (H100, 32768)])
 def test_fa2_causal_gqa_backward_known_misses(gpu, N: int) -> None:
     p = AttentionProblem(batch=1, seq_len=N, heads=32, kv_heads=8, head_dim=128,
