@@ -165,3 +165,19 @@ def test_long_context_estimate_agrees_with_the_trace_on_h100(N, H, K, causal,
     est, traced = _estimate_and_trace_hbm_bytes(p, H100, "flash2")
     assert est / traced == pytest.approx(ratio, abs=0.02)
     assert abs(est / traced - 1) < 0.10
+
+
+@pytest.mark.parametrize(("causal", "ratio"), [(False, 1.001), (True, 1.059)])
+def test_three_read_softmax_sweeps_its_rows(causal: bool, ratio: float) -> None:
+    """Eager standard with rows of S longer than PyTorch's shared-memory softmax takes
+    (S·e ≥ 48 KiB: cunn_SoftMaxForward reads the row three times — max, sum, output): the
+    trace sweeps the whole row before each next read (memsim.trace.sched_standard), so a
+    block's rows in flight (4 MiB each here) push its tiles out between sweeps and S is
+    read from HBM three times, as the closed form charges. Estimate / trace on H100 as
+    measured when written (2026-12-01); before, the trace re-read each tile in the same
+    step (the second read always hit): 1.104 and 1.147. Tolerance 10 %."""
+    p = AttentionProblem(batch=1, seq_len=256, kv_len=32768, heads=4, head_dim=64,
+                         mask=Mask(causal=causal))
+    est, traced = _estimate_and_trace_hbm_bytes(p, H100, "standard")
+    assert est / traced == pytest.approx(ratio, abs=0.02)
+    assert abs(est / traced - 1) < 0.10
