@@ -185,6 +185,7 @@ class Timer:
     pre_s: object = None
     cta_s: object = None
     groups: object = None
+    prefill_tiles: object = None
 
     def kernel_cost(self, cost: Cost) -> Cost:
         """The Cost as the kernel executes it: a production decode kernel reads each staged
@@ -192,6 +193,9 @@ class Timer:
         TensorRT-LLM XQA, FlashMLA) and computes whole MMA tiles, the scores' softmax of
         the padded rows included (MMAs, exponentials and vector work × ``decode_pad``);
         otherwise ``cost`` itself."""
+        if self.prefill_tiles is not None:
+            # FA3 prefill: whole tiles on the busiest SM, × SMs (memsim.ops.fa3)
+            return replace(cost, **self.prefill_tiles)
         if self.decode_pad is None:
             return cost
         return replace(cost, matmul_flops=cost.matmul_flops * self.decode_pad,
@@ -232,7 +236,7 @@ def decode_serial_s(cta_s, blocks, groups, sm_count: int):
 
 def kernel_timer(problem: AttentionProblem, gpu: GPU, algorithm: str, *,
                  backend: str | None = None, matmul_unit: str = "tensor", B=None, N=None,
-                 blocks_per_sm=None) -> Timer:
+                 blocks_per_sm=None, S=None) -> Timer:
     """The :class:`Timer` of ``algorithm`` on ``gpu`` for the template ``problem`` (its H, K,
     dtype pick the class and the padding) at batch ``B`` and ``N`` queries (arrays; default
     the problem's). ``backend`` None: memsim's own kernel on the profile's factors (and a
@@ -270,16 +274,81 @@ def kernel_timer(problem: AttentionProblem, gpu: GPU, algorithm: str, *,
                      serial_s=class_serial_s(cls, gpu, np.asarray(B, dtype=float)
                                              * problem.K * padded),
                      decode_pad=padded / group)
-    # a prefill kernel's fixed steps are per row of its query tiles, the padded rows of the
-    # last tile included; a decoder's prefill first writes the new keys to the KV cache
-    tile = prefill_query_tile(backend, problem.D)
-    tiles = np.ceil(np.asarray(N, dtype=float) / tile)
-    rows = np.asarray(B, dtype=float) * problem.H * tiles * tile
+    # a decoder's prefill first writes the new keys to the KV cache
     pre_s = None
     if problem.mask.causal:
         pre_s = prepass_bytes(problem, backend, B, N) / timed.achievable_hbm_bytes_per_s
+    if fa3_prefill(problem, backend, gpu):
+        S = np.asarray(N) + (problem.S - problem.N) if S is None else S
+        tiles, blocks = fa3_busiest_sm(problem, gpu, B, N, S)
+        # the class's hbm efficiency is the cache write's (one CTA per token, vLLM
+        # cache_kernels.cu reshape_and_cache_flash_kernel: latency, not bandwidth, bound);
+        # FA3's own reads and writes stream at the profile's factors: the rows run as fast
+        # on H200 as on H100 (median time ratio 0.99), so none of them is HBM-bound
+        kernel = with_class(gpu, replace(cls, efficiency={
+            u: v for u, v in cls.efficiency.items() if u != "hbm"}))
+        return Timer(kernel, problem.dtype, matmul_unit, None, floor_s=cls.floor_s,
+                     serial_s=class_serial_s(cls, gpu, blocks * gpu.spec.sm_count
+                                             * FA3_FIXED_ROWS),
+                     pre_s=pre_s, prefill_tiles=tiles)
+    # a prefill kernel's fixed steps are per row of its query tiles, the padded rows of the
+    # last tile included
+    tile = prefill_query_tile(backend, problem.D)
+    tiles = np.ceil(np.asarray(N, dtype=float) / tile)
+    rows = np.asarray(B, dtype=float) * problem.H * tiles * tile
     return Timer(timed, problem.dtype, matmul_unit, blocks_per_sm, floor_s=cls.floor_s,
                  serial_s=class_serial_s(cls, gpu, rows), pre_s=pre_s)
+
+
+# The class's per-row time × these rows is FA3's fixed time per CTA tile (m-block): loading
+# Q, the page table, the O epilogue. It does not shrink with the tile (64-192 rows): on
+# aiconfigurator's H100/H200 vLLM bf16 rows a constant per m-block fits better than a cost
+# per row of it (median |error| 7.3 % against 8.9 %), so the time is per m-block, written as
+# row_s per row of a 128-row tile to keep row_s's unit.
+FA3_FIXED_ROWS = 128
+
+
+def fa3_prefill(problem: AttentionProblem, backend: str | None, gpu: GPU) -> bool:
+    """Whether ``backend``'s prefill is FlashAttention-3 on the paged cache
+    (:mod:`memsim.ops.fa3`): vLLM and SGLang on Hopper (aiconfigurator's H100/H200 vLLM
+    rows name ``vllm_flash_attn_fa3``), causal, 16-bit, not MLA."""
+    return (backend in ("vllm", "sglang") and gpu.architecture in ("hopper", "blackwell")
+            and problem.mask.causal and not problem.mla and problem.pass_ == "forward"
+            and problem.mask.chunk is None and problem.mask.top_k is None)
+
+
+def fa3_busiest_sm(problem: AttentionProblem, gpu: GPU, B, N, S):
+    """FA3's padded work on the busiest SM for arrays of ``B``, ``N``, ``S``: (its tile
+    pairs' MMA FLOPs and exponentials × SMs as a dict, its m-blocks) —
+    :func:`memsim.ops.fa3.work` and :func:`memsim.ops.fa3.busiest_sm`."""
+    from memsim.ops import fa3
+    from memsim.units import dtype_bytes
+
+    group = max(problem.H // max(problem.K, 1), 1)
+    Mb, Nb, m, pairs, longest = fa3.work(N, S, group, problem.D, problem.Dv,
+                                         problem.mask.window)
+    sms = gpu.spec.sm_count
+    tiles, blocks = fa3.busiest_sm(B, problem.K, pairs, longest, m, sms)
+    scores = tiles * sms * Mb * Nb
+    e = dtype_bytes(problem.dtype)
+    kv_tile = Nb * (problem.D + problem.Dv) * e
+    B = np.asarray(B, dtype=float)
+    # QKᵀ and PV: 2·D + 2·Dv FLOPs per score of a whole tile (masked entries included);
+    # each m-block loads its K/V tiles through L2 (PackGQA: once for its G heads) and reads
+    # Q and the K/V tile from shared memory per tile pair (wgmma's operands)
+    rows = tiles * sms * Mb
+    return {"matmul_flops": scores * 2.0 * (problem.D + problem.Dv),
+            "exp_ops": scores,
+            # the softmax's FMAs issue on the FMA pipe while the MUFU computes the
+            # exponentials (FA3 §3.1 overlaps both with the other warpgroup's GEMMs): the
+            # exponentials time the softmax. MMA + exp at peak is FA3's measured ceiling:
+            # 661 / 792 TFLOP/s at D = 128 / 256 on H100 against the fastest vLLM rows'
+            # 672 / 758 (aiconfigurator, bf16, causal, ≥ 5 ms)
+            "vector_flops": 0.0 * rows,
+            "global_read_bytes": (B * problem.K * pairs * kv_tile
+                                  + B * np.asarray(N, dtype=float) * problem.H * problem.D * e),
+            "sram_read_bytes": tiles * sms * (Mb * problem.D * e + kv_tile),
+            "sram_write_bytes": tiles * sms * kv_tile}, blocks
 
 
 XQA_MAX_GROUP = 32  # query heads per KV head TensorRT-LLM's XQA decode kernels take
@@ -309,10 +378,11 @@ def xqa_multi_block(B, K: int, history, sm_count: int) -> np.ndarray:
 
 def kernel_backend(backend: str | None, algorithm: str, gpu: GPU) -> str | None:
     """Whose production kernel ``backend`` runs for this call on ``gpu``. On Blackwell vLLM's
-    CUDA platform picks FlashInfer, whose decode runs TensorRT-LLM's trtllm-gen kernels (the
-    b200 rows of aiconfigurator's vLLM table name their kernel
-    ``vllm_flashinfer_trtllmdecode``): TensorRT-LLM's decode class and structure. Every
-    other call: ``backend`` itself."""
+    CUDA platform picks FlashInfer, whose decode and prefill run TensorRT-LLM's trtllm-gen
+    kernels (the b200 rows of aiconfigurator's vLLM 0.24 tables name their kernels
+    ``vllm_flashinfer_trtllmdecode`` and, for 44,664 of the 49,980 context rows,
+    ``vllm_flashinfer_trtllmprefill``): TensorRT-LLM's classes and structure. Every other
+    call: ``backend`` itself."""
     if backend == "vllm" and gpu.architecture == "blackwell" and get(algorithm).DECODES:
         return "trtllm"
     return backend
@@ -434,7 +504,7 @@ def predict_arrays(problem: AttentionProblem, gpu: GPU | str, algorithm: str = "
         l2_cost = replace(l2_cost, hbm_read_bytes=once.hbm_read_bytes,
                           hbm_write_bytes=once.hbm_write_bytes)
     timer = kernel_timer(problem, gpu, algorithm, backend=backend, matmul_unit=matmul_unit,
-                         B=B, N=N, blocks_per_sm=tiling.blocks_per_sm(gpu))
+                         B=B, N=N, blocks_per_sm=tiling.blocks_per_sm(gpu), S=S)
     name = timer.kernel_class if backend is None else attention_class(
         problem, algorithm, kernel_backend(backend, algorithm, gpu), gpu).name
     mla = mla_production_timing(problem, gpu, algorithm, backend, B, N, S)

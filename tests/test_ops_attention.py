@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from memsim.attention import predict
 from memsim.errors import InputError
@@ -71,11 +73,14 @@ def test_prefill_writes_the_kv_cache_before_its_attention_kernel() -> None:
     invokeQKVPreprocessing, vLLM reshape_and_cache_flash): its HBM bytes at the class's
     bandwidth add to the time as the term "pre"; an encoder (no cache) has none."""
     from memsim.attention import predict_arrays, prepass_bytes
+    from memsim.ops.classes import with_class
 
+    gpu = load_gpu("h100-sxm")
     for backend in ("trtllm", "vllm"):
         p = _prefill(4096, B=4)
-        a = predict_arrays(p, "h100-sxm", "flash2", backend=backend)
-        want = prepass_bytes(p, backend, 4, 4096) / a.timer.gpu.achievable_hbm_bytes_per_s
+        a = predict_arrays(p, gpu, "flash2", backend=backend)
+        cls = with_class(gpu, kernel_class("attention/context", backend))
+        want = prepass_bytes(p, backend, 4, 4096) / cls.achievable_hbm_bytes_per_s
         assert a.l2_timing.terms_s["pre"] == pytest.approx(want)
         assert a.l2_timing.time_s == pytest.approx(
             max(a.l2_timing.compute_s, a.l2_timing.memory_s) + a.l2_timing.launch_s + want)
@@ -100,6 +105,76 @@ def test_prefill_fixed_steps_count_whole_query_tiles() -> None:
                             backend="trtllm").serial_s
 
     assert serial(1) == serial(64) == pytest.approx(serial(65) / 2)
+
+
+def _fa3_brute(N: int, S: int, G: int, D: int, window: int | None):
+    """FA3's m-blocks and tile pairs by walking the m-blocks (hopper/block.h
+    get_n_block_min_max with PackGQA's rows): the closed form's reference."""
+    from memsim.ops import fa3
+
+    Mb, Nb = (int(v) for v in fa3.tile(D, D, window is not None, np.array(N * G)))
+    counts = []
+    for i in range(-(-N * G // Mb)):
+        t0, t1 = i * Mb // G, (min((i + 1) * Mb, N * G) - 1) // G
+        hi = -(-(t1 + S - N + 1) // Nb)
+        lo = max(0, t0 + S - N - window + 1) // Nb if window else 0
+        counts.append(hi - lo)
+    return Mb, Nb, len(counts), sum(counts), max(counts)
+
+
+@settings(max_examples=60, deadline=None)
+@given(N=st.integers(1, 3000), prefix=st.sampled_from([0, 0, 7, 500]),
+       G=st.sampled_from([1, 2, 3, 5, 8, 16, 64]), D=st.sampled_from([64, 128, 192, 256]),
+       window=st.sampled_from([None, 128, 1000]))
+def test_fa3_tile_pairs_closed_form_equals_the_walk(N, prefix, G, D, window) -> None:
+    """memsim.ops.fa3.work (floor sums) counts the m-blocks and K/V tile pairs of FA3's
+    PackGQA prefill exactly as walking every m-block does; its longest m-block is exact
+    under a causal mask and an upper bound by at most one tile under a window."""
+    from memsim.ops import fa3
+
+    S = N + prefix
+    Mb, Nb, m, pairs, longest = (np.asarray(v).item() for v in
+                                 fa3.work(np.array([N]), np.array([S]), G, D, D, window))
+    bMb, bNb, bm, bpairs, blongest = _fa3_brute(N, S, G, D, window)
+    assert (Mb, Nb, m, pairs) == (bMb, bNb, bm, bpairs)
+    if window is None:
+        assert longest == blongest
+    else:
+        assert blongest <= longest <= blongest + 1
+
+
+def test_fa3_tiles_follow_tile_size_fwd_sm90() -> None:
+    """hopper/tile_size.h with 64-token pages (paged non-TMA): D 128 → 128 × 128, one
+    64-row warpgroup when N·G ≤ 64; D 64 → 192 × 128 causal, 192 × 160 with a window;
+    D 256 → 128 × 80 (64 with a window)."""
+    from memsim.ops import fa3
+
+    def t(D, local, rows):
+        return tuple(int(v) for v in fa3.tile(D, D, local, np.array(rows)))
+
+    assert t(128, False, 4096) == (128, 128)
+    assert t(128, False, 64) == (64, 128)
+    assert t(128, True, 64) == (128, 128)
+    assert t(64, False, 4096) == (192, 128)
+    assert t(64, True, 4096) == (192, 160)
+    assert t(256, False, 4096) == (128, 80)
+    assert t(256, True, 4096) == (128, 64)
+
+
+def test_vllm_prefill_on_hopper_times_fa3_tiles_per_kv_head() -> None:
+    """vLLM's Hopper prefill is FA3 with PackGQA: the query heads of a KV head share an
+    m-block, so at equal query heads and tokens fewer KV heads mean fewer, fuller tiles:
+    8 KV heads of 4 queries each at N = 16 fill 8 m-blocks where 32 KV heads fill 32 —
+    the MMA work on the busiest SM drops. TensorRT-LLM keeps its own per-head tiles."""
+    from memsim.attention import kernel_timer
+
+    gpu = load_gpu("h100-sxm")
+    mha = AttentionProblem(batch=64, seq_len=16, heads=32, kv_heads=32, head_dim=128)
+    gqa = mha.model_copy(update={"kv_heads": 8})
+    work = {p.K: kernel_timer(p, gpu, "flash2", backend="vllm").prefill_tiles["matmul_flops"]
+            for p in (mha, gqa)}
+    assert work[8] < work[32] / 3
+    assert kernel_timer(gqa, gpu, "flash2", backend="trtllm").prefill_tiles is None
 
 
 def test_trtllm_decode_beyond_32_heads_per_kv_head_runs_as_mha() -> None:
