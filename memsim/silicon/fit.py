@@ -94,6 +94,8 @@ class FitSpec:
 
 def specs() -> list[FitSpec]:
     """Every class memsim can fit on the database, by the key :func:`kernel_class` uses."""
+    from memsim.ops.gemm import launch_of
+
     out: list[FitSpec] = []
     families = (("bf16", "bfloat16"), ("fp8", "fp8"), ("fp8_block", "fp8_block"))
     for b in ("trtllm", "vllm", "sglang"):
@@ -101,7 +103,9 @@ def specs() -> list[FitSpec]:
             # vLLM's block-scaled fp8 GEMM is three kernels (memsim.ops.gemm): fitted together
             keys = ((f"gemm/{b}/{fam}", f"gemm/{b}/{fam}_flashinfer", f"gemm/{b}/{fam}_cutlass")
                     if (b, fam) == ("vllm", "fp8_block") else (f"gemm/{b}/{fam}",))
-            out.append(FitSpec(keys, "gemm", b, ("floor_s", "tensor", "hbm", "l2"),
+            # vLLM's per-token fp8 quantisation: a cost per CTA (row) as well
+            row = ("row_s",) if launch_of(b, fam).token_ctas else ()
+            out.append(FitSpec(keys, "gemm", b, ("floor_s", "tensor", "hbm", "l2", *row),
                                {"gemm_dtype": db}))
         for fam, db in families:
             # MoE: the weight stream (hbm) and the activation passes (hbm_act) apart
@@ -272,7 +276,8 @@ def fit_spec_numbers(spec: FitSpec, base: dict[str, KernelClass], data: list[Gpu
     params = _params(spec)
     lo = np.log([_bounds(p)[0] for _, p in params])
     hi = np.log([_bounds(p)[1] for _, p in params])
-    start = np.log([max(_get(base[k], p), 1e-300) for k, p in params])
+    # a parameter the file holds at 0 (a per-row cost never fitted) starts mid-range
+    start = np.log([_get(base[k], p) or NEUTRAL.get(p, NEUTRAL["eff"]) for k, p in params])
     span = hi - lo
     start = np.clip(start, lo + 1e-6 * span, hi - 1e-6 * span)
     meas = np.log(np.concatenate([d.measured_s for d in data]))
