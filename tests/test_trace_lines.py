@@ -259,3 +259,25 @@ def test_lines_against_tiles(alg, n64, H, k_div, D, causal, dtype, l2_kib, sms) 
     assume(abs(below / above - 1) < 0.01)
     ratio = b.cost.hbm_read_bytes / a.cost.hbm_read_bytes
     assert abs(ratio - 1) <= FLAT_READ_RATIO_TOLERANCE, ratio
+
+
+def test_cli_l2_model_option() -> None:
+    """``memsim trace --l2-model lines`` runs the line L2 (the JSON says so; the title
+    names it); a misspelt model is one error line and exit 2."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from memsim.cli import _register, app
+
+    _register()
+    small = ["trace", "--seq-len", "512", "--heads", "4", "--kv-heads", "2", "--head-dim",
+             "72"]
+    result = CliRunner().invoke(app, [*small, "--l2-model", "lines", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["l2_model"] == "lines" and out["hbm_read_bytes"] > 0
+    table = CliRunner().invoke(app, [*small, "--l2-model", "lines"])
+    assert table.exit_code == 0 and "lines: sectors, sets, ways" in table.output
+    bad = CliRunner().invoke(app, [*small, "--l2-model", "sectors"])
+    assert bad.exit_code == 2 and "l2_model" in bad.output
