@@ -20,12 +20,13 @@ from memsim.units import DTYPE_BYTES, scaled_row_bytes
 _INDEXER = Indexer()  # the indexer's defaults, stated once (memsim.problem.Indexer)
 
 #: the standard normal on a grid: z, Φ(z) and ψ(z) = E[min(z, Z)] = z·(1 − Φ(z)) − φ(z)
-#: (increasing in z), for :meth:`Arrays._causal_later_key_loads`; and its quadrature points
+#: (increasing in z), for :meth:`Arrays._causal_later_key_loads`; its quadrature points
+#: per step and the most steps it sums one by one
 _Z = np.linspace(-8.0, 8.0, 1601)
 _PHI_CDF = 0.5 * (1 + np.array([math.erf(z / math.sqrt(2)) for z in _Z]))
 _PSI = _Z * (1 - _PHI_CDF) - np.exp(-_Z * _Z / 2) / math.sqrt(2 * math.pi)
-_QUAD = 8
-_MAX_STEPS = 128
+_QUAD = 2
+_MAX_STEPS = 16
 
 
 @dataclass(frozen=True)
@@ -237,57 +238,13 @@ class Arrays:
         Qc, Pc = Q / c, np.maximum(np.asarray(slots, dtype=np.float64) / c, 1.0)
         alpha = (o + Br - 1) / Bc + 1                        # tiles of the first clump
         M = np.maximum(self.l2_bytes - c * stream_bytes, 0) / (Bc * bytes_per_key)
-        d_max = alpha + delta * (Qc - 1)
-        work = (Qc * alpha + delta * Qc * (Qc - 1) / 2) / Pc  # tile-times per slot
-
-        def ramp_sum(L):  # Σ over the L clumps after i₀ of δ·(1 + ⌊j / P_c⌋), smoothed
-            return delta * (L / 2 + L * L / (2 * Pc))
-
-        lo, hi = np.full_like(work, 1e-6), np.maximum(work / Qc * 2, 1.0)
-        for _ in range(48):                                   # bisection for g_s
-            g = (lo + hi) / 2
-            over = Qc * g + ramp_sum(Qc - np.minimum(d_max / g, Qc)) > work
-            lo, hi = np.where(over, lo, g), np.where(over, g, hi)
-        g_s = (lo + hi) / 2
-        i0 = np.minimum(d_max / g_s, Qc)
-        gens = np.ceil((Qc - i0) / Pc)                        # generations after i₀
-        m, h = g_s + delta, g_s + delta * (gens + 1)          # own ends, previous ends
-        sigma = np.sqrt(np.maximum(m * m * (1 / (1 + m / h) - 1 / 3) / 2, 1e-12))
-        target = M / Pc
-        mu_end = g_s + delta * np.maximum(gens, 0)
-
-        def integral(x):  # ∫_0^x μ: start-up g_s, then steps of δ per P_c clumps
-            y = np.clip(x, 0, Qc) - i0
-            K = np.floor(np.maximum(y, 0) / Pc)
-            steps = np.where(y > 0, y + Pc * K * (K - 1) / 2 + K * (y - K * Pc), 0.0)
-            inside = g_s * np.clip(x, 0, Qc) + delta * steps
-            # before the group: the previous group's last step; after: the next start-up
-            return inside + mu_end * np.minimum(x, 0) + g_s * np.maximum(x - Qc, 0)
-
-        def p_miss(mu_own, mu_w):  # P(a clump misses): P_c·E[min(g, G_w)] > M
-            z = np.interp((target - mu_w) / sigma, _PSI, _Z)
-            g_star = mu_w + sigma * z
-            return np.where(mu_w > target, 1 - np.interp((g_star - mu_own) / sigma, _Z,
-                                                          _PHI_CDF), 0.0)
-
-        total = np.zeros(np.broadcast(gens, M).shape)
-        # generation k = 0 is the start-up (clumps 0 … i₀), k ≥ 1 the ramp's steps
-        stride = max(1.0, float(np.ceil(np.max(gens + 1) / _MAX_STEPS)))
-        k = 0.0
-        while np.any(k <= gens):
-            a0 = np.where(k == 0, 0.0, np.minimum(i0 + (k - 1) * Pc, Qc))
-            a1 = np.where(k == 0, i0, np.minimum(i0 + k * Pc, Qc))
-            mu_k = g_s + delta * k
-            width = np.maximum(a1 - a0, 0) / _QUAD
-            for q in range(_QUAD):
-                i = a0 + (q + 0.5) * width
-                # the blocks in flight while clump i reads tile j: the P_c clumps before
-                # it (j = 0) … the P_c after it (j = n_i); p averaged over three windows
-                p = sum(p_miss(mu_k, (integral(i + f * Pc) - integral(i + (f - 1) * Pc))
-                               / Pc) for f in (0.0, 0.5, 1.0)) / 3
-                miss = alpha + delta * (i - 1)                 # old tiles
-                total = total + np.where(k <= gens, p * miss * width, 0.0) * stride
-            k += stride
+        # a group whose key tiles all fit never misses: only the others are evaluated
+        parts = np.broadcast_arrays(Qc, Pc, alpha, delta, M)
+        need = parts[2] + parts[3] * (parts[0] - 1) > parts[4]
+        total = np.zeros(need.shape)
+        if np.any(need):
+            total[need] = _later_misses(*(np.asarray(v, dtype=np.float64)[need]
+                                          for v in parts))
         return t.union_keys + Bc * np.maximum(total, 0)
 
     def _causal_key_loads(self, t: TileSums, bytes_per_key, Br, geometry, slots,
@@ -428,6 +385,76 @@ class Arrays:
                                    np.maximum(self.groups, 1))
         fits = groups_in_flight * self.N * bytes_per_row <= self.l2_bytes
         return np.where(fits, self.N, np.minimum(per_wave, t.row_pairs))
+
+
+def _normal_cdf(z):
+    """Φ(z), Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7), element-wise."""
+    x = np.abs(z) / math.sqrt(2)
+    k = 1 / (1 + 0.3275911 * x)
+    poly = k * (0.254829592 + k * (-0.284496736 + k * (1.421413741 + k * (-1.453152027
+                                                                           + k * 1.061405429))))
+    erf = 1 - poly * np.exp(-x * x)
+    return 0.5 * (1 + np.sign(z) * erf)
+
+
+def _later_misses(Qc, Pc, alpha, delta, M):
+    """Expected old key tiles a later causal head group re-reads from HBM (1-D arrays:
+    clumps, clump slots, tiles of the first clump, tiles added per clump, tiles the L2
+    holds; see :meth:`Arrays._causal_later_key_loads`): the start-up (clumps 0 … i₀)
+    and the steps k = 1 … gens after it, :data:`_QUAD` points each, at most
+    :data:`_MAX_STEPS` steps (every stride-th, weighted by the stride)."""
+    d_max = alpha + delta * (Qc - 1)
+    work = (Qc * alpha + delta * Qc * (Qc - 1) / 2) / Pc    # tile-times per slot
+
+    def ramp_sum(L):  # Σ over the L clumps after i₀ of δ·(1 + ⌊j / P_c⌋), smoothed
+        return delta * (L / 2 + L * L / (2 * Pc))
+
+    lo, hi = np.full_like(work, 1e-6), np.maximum(work / Qc * 2, 1.0)
+    for _ in range(40):                                       # bisection for g_s
+        g = (lo + hi) / 2
+        over = Qc * g + ramp_sum(Qc - np.minimum(d_max / g, Qc)) > work
+        lo, hi = np.where(over, lo, g), np.where(over, g, hi)
+    g_s = (lo + hi) / 2
+    i0 = np.minimum(d_max / g_s, Qc)
+    gens = np.ceil((Qc - i0) / Pc)                            # steps after i₀
+    m, h = g_s + delta, g_s + delta * (gens + 1)              # own ends, previous ends
+    sigma = np.sqrt(np.maximum(m * m * (1 / (1 + m / h) - 1 / 3) / 2, 1e-12))
+    target = M / Pc
+    mu_end = g_s + delta * gens
+
+    def integral(x):  # ∫_0^x μ: start-up g_s, then steps of δ per P_c clumps
+        y = np.clip(x, 0, Qc) - i0
+        K = np.floor(np.maximum(y, 0) / Pc)
+        steps = np.where(y > 0, y + Pc * K * (K - 1) / 2 + K * (y - K * Pc), 0.0)
+        inside = g_s * np.clip(x, 0, Qc) + delta * steps
+        # before the group: the previous group's last step; after: the next start-up
+        return inside + mu_end * np.minimum(x, 0) + g_s * np.maximum(x - Qc, 0)
+
+    def p_miss(mu_own, mu_w):  # P(a clump misses): P_c·E[min(g, G_w)] > M
+        g_star = mu_w + sigma * np.interp((target - mu_w) / sigma, _PSI, _Z)
+        return np.where(mu_w > target, 1 - _normal_cdf((g_star - mu_own) / sigma), 0.0)
+
+    def step_misses(a0, a1, mu_k):
+        width = np.maximum(a1 - a0, 0) / _QUAD
+        out = 0.0
+        for q in range(_QUAD):
+            i = a0 + (q + 0.5) * width
+            # the blocks in flight while clump i reads tile j: the P_c clumps before it
+            # (j = 0) … the P_c after it (j = n_i); p averaged over three such windows
+            edge = [integral(i + h * Pc) for h in (-1.0, -0.5, 0.0, 0.5, 1.0)]
+            p = sum(p_miss(mu_k, (edge[w + 2] - edge[w]) / Pc) for w in range(3)) / 3
+            out = out + p * np.maximum(alpha + delta * (i - 1), 0) * width  # old tiles
+        return out
+
+    total = step_misses(0.0, i0, g_s)
+    stride = max(1.0, float(np.ceil(np.max(gens) / _MAX_STEPS)))
+    k = 1.0
+    while np.any(k <= gens):
+        weight = np.clip(gens - k + 1, 0, stride)
+        a0, a1 = np.minimum(i0 + (k - 1) * Pc, Qc), np.minimum(i0 + k * Pc, Qc)
+        total = total + weight * step_misses(a0, a1, g_s + delta * k)
+        k += stride
+    return total
 
 
 def handoff_hit_fraction(first_bytes, second_bytes, l2_bytes):
