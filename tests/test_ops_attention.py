@@ -255,3 +255,58 @@ def test_decode_cta_time_is_the_busiest_sms_plus_one_for_the_reduction() -> None
     t = decode_serial_s(2e-6, np.array([8.0, 8 * 3, 264.0, 265.0]),
                         np.array([8.0, 8.0, 264.0, 265.0]), 132)
     assert t.tolist() == pytest.approx([2e-6, 4e-6, 4e-6, 6e-6])
+
+
+def test_fa3_decode_splits_follow_flashattention3s_heuristic() -> None:
+    """FA-3's split count as vLLM runs it, worked by hand on H100's 132 SMs (D 128, 16-bit:
+    kBlockN 128). K 8, 65536 keys: 512 key tiles; the static bound (heuristics.h, batch
+    taken as 1) is the smallest count within 0.95 of the best wave efficiency, 16
+    (128/132); the scheduler's dynamic count (flash_prepare_scheduler.cu) is ⌈512 / ⌈1.1 ·
+    512 · 8 / 132⌉⌉ = ⌈512/35⌉ = 15. Batch 64 fills the SMs: 1. 512 keys (4 tiles): 1.
+    Batch 2048 (over 992 sequences): 1. K 1, 8192 keys (64 tiles): below 4 tiles per split
+    the efficiency drops to 0.85·s/132, best 0.412 at 64, so the static bound is 61, and the
+    dynamic count ⌈64 / ⌈0.53⌉⌉ = 64 is capped to it."""
+    from memsim.attention import fa3_num_splits
+
+    h100 = load_gpu("h100-sxm")
+    gqa = AttentionProblem(batch=1, seq_len=1, kv_len=65536, heads=64, kv_heads=8,
+                           head_dim=128)
+    got = fa3_num_splits(gqa, h100, np.array([1, 64, 1, 2048]), 1,
+                         np.array([65536, 65536, 512, 65536]))
+    assert got.tolist() == [15, 1, 1, 1]
+    mqa = gqa.model_copy(update={"heads": 8, "kv_heads": 1, "kv_len": 8192})
+    assert int(fa3_num_splits(mqa, h100, 1, 1, 8192)) == 61
+
+
+def test_fa3_decode_tile_pads_the_group_to_the_kernels_block_m() -> None:
+    """FA-3's kBlockM for a paged decode (tile_size.h): one MMA warpgroup (64 rows) for
+    16-bit D ≤ 128, 128 rows above, 192 for an fp8 cache at D ≤ 96; TensorRT-LLM's XQA a
+    16-row mma.sync; FA-2's split-KV kernel (vLLM off Hopper) 64."""
+    from memsim.attention import decode_query_tile
+
+    h100, a100 = load_gpu("h100-sxm"), load_gpu("a100-sxm4-80gb")
+    assert int(decode_query_tile("vllm", h100, 128, "bf16", 8)) == 64
+    assert int(decode_query_tile("vllm", h100, 256, "bf16", 8)) == 128
+    assert int(decode_query_tile("vllm", h100, 64, "fp8", 8)) == 192
+    assert int(decode_query_tile("vllm", h100, 128, "fp8", 8)) == 128
+    assert int(decode_query_tile("vllm", a100, 64, "fp8", 8)) == 64
+    assert int(decode_query_tile("trtllm", h100, 128, "bf16", 8)) == 16
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 4096), st.integers(1, 4096), st.integers(2, 131072),
+       st.sampled_from([1, 2, 4, 8]), st.sampled_from([64, 128, 256]),
+       st.sampled_from(["bf16", "fp8"]))
+def test_fa3_decode_splits_are_bounded_and_never_grow_with_the_batch(
+        b1, b2, kv_len, kv_heads, head_dim, dtype) -> None:
+    """1 ≤ splits ≤ min(128, SMs, key tiles), and a larger batch never splits more (the
+    scheduler's blocks per SM grow with it)."""
+    from memsim.attention import fa3_block_n, fa3_num_splits
+
+    h100 = load_gpu("h100-sxm")
+    p = AttentionProblem(batch=1, seq_len=1, kv_len=kv_len, heads=8 * kv_heads,
+                         kv_heads=kv_heads, head_dim=head_dim, dtype=dtype)
+    lo, hi = sorted((b1, b2))
+    s_lo, s_hi = (int(fa3_num_splits(p, h100, b, 1, kv_len)) for b in (lo, hi))
+    tiles = -(-kv_len // fa3_block_n(p))
+    assert 1 <= s_hi <= s_lo <= min(128, h100.spec.sm_count, tiles)
