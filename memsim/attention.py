@@ -316,7 +316,8 @@ FA3_FIXED_ROWS = 128
 def fa3_prefill(problem: AttentionProblem, backend: str | None, gpu: GPU) -> bool:
     """Whether ``backend``'s prefill is FlashAttention-3 on the paged cache
     (:mod:`memsim.ops.fa3`): vLLM and SGLang on Hopper (aiconfigurator's H100/H200 vLLM
-    rows name ``vllm_flash_attn_fa3``), causal, 16-bit, not MLA."""
+    rows name ``vllm_flash_attn_fa3``), causal, not MLA. Blackwell (FlashInfer's
+    trtllm-gen prefill under vLLM, tiles not modelled) takes the same structure, unseen."""
     return (backend in ("vllm", "sglang") and gpu.architecture in ("hopper", "blackwell")
             and problem.mask.causal and not problem.mla and problem.pass_ == "forward"
             and problem.mask.chunk is None and problem.mask.top_k is None)
@@ -331,7 +332,7 @@ def fa3_busiest_sm(problem: AttentionProblem, gpu: GPU, B, N, S):
 
     group = max(problem.H // max(problem.K, 1), 1)
     Mb, Nb, m, pairs, longest = fa3.work(N, S, group, problem.D, problem.Dv,
-                                         problem.mask.window)
+                                         problem.mask.window, dtype_bytes(problem.dtype))
     sms = gpu.spec.sm_count
     tiles, blocks = fa3.busiest_sm(B, problem.K, pairs, longest, m, sms)
     scores = tiles * sms * Mb * Nb
@@ -717,6 +718,9 @@ def attention_class(problem: AttentionProblem, algorithm: str, backend: str | No
     variant = None
     if phase == "decode" and gpu is not None:
         variant = decode_kernel(problem, backend, gpu)
+    if phase == "context" and problem.dtype == "fp8" and gpu is not None \
+            and fa3_prefill(problem, backend, gpu):
+        variant = "fp8"   # FA3's e4m3 kernel: its own tiles, its own class
     return kernel_class(f"{family}/{phase}", backend, variant)
 
 

@@ -107,12 +107,12 @@ def test_prefill_fixed_steps_count_whole_query_tiles() -> None:
     assert serial(1) == serial(64) == pytest.approx(serial(65) / 2)
 
 
-def _fa3_brute(N: int, S: int, G: int, D: int, window: int | None):
+def _fa3_brute(N: int, S: int, G: int, D: int, window: int | None, e: int = 2):
     """FA3's m-blocks and tile pairs by walking the m-blocks (hopper/block.h
     get_n_block_min_max with PackGQA's rows): the closed form's reference."""
     from memsim.ops import fa3
 
-    Mb, Nb = (int(v) for v in fa3.tile(D, D, window is not None, np.array(N * G)))
+    Mb, Nb = (int(v) for v in fa3.tile(D, D, window is not None, np.array(N * G), e))
     counts = []
     for i in range(-(-N * G // Mb)):
         t0, t1 = i * Mb // G, (min((i + 1) * Mb, N * G) - 1) // G
@@ -125,8 +125,8 @@ def _fa3_brute(N: int, S: int, G: int, D: int, window: int | None):
 @settings(max_examples=60, deadline=None)
 @given(N=st.integers(1, 3000), prefix=st.sampled_from([0, 0, 7, 500]),
        G=st.sampled_from([1, 2, 3, 5, 8, 16, 64]), D=st.sampled_from([64, 128, 192, 256]),
-       window=st.sampled_from([None, 128, 1000]))
-def test_fa3_tile_pairs_closed_form_equals_the_walk(N, prefix, G, D, window) -> None:
+       window=st.sampled_from([None, 128, 1000]), e=st.sampled_from([1, 2]))
+def test_fa3_tile_pairs_closed_form_equals_the_walk(N, prefix, G, D, window, e) -> None:
     """memsim.ops.fa3.work (floor sums) counts the m-blocks and K/V tile pairs of FA3's
     PackGQA prefill exactly as walking every m-block does; its longest m-block is exact
     under a causal mask and an upper bound by at most one tile under a window."""
@@ -134,8 +134,8 @@ def test_fa3_tile_pairs_closed_form_equals_the_walk(N, prefix, G, D, window) -> 
 
     S = N + prefix
     Mb, Nb, m, pairs, longest = (np.asarray(v).item() for v in
-                                 fa3.work(np.array([N]), np.array([S]), G, D, D, window))
-    bMb, bNb, bm, bpairs, blongest = _fa3_brute(N, S, G, D, window)
+                                 fa3.work(np.array([N]), np.array([S]), G, D, D, window, e))
+    bMb, bNb, bm, bpairs, blongest = _fa3_brute(N, S, G, D, window, e)
     assert (Mb, Nb, m, pairs) == (bMb, bNb, bm, bpairs)
     if window is None:
         assert longest == blongest
@@ -159,6 +159,10 @@ def test_fa3_tiles_follow_tile_size_fwd_sm90() -> None:
     assert t(64, True, 4096) == (192, 160)
     assert t(256, False, 4096) == (128, 80)
     assert t(256, True, 4096) == (128, 64)
+    # e4m3 (FP8 prefill tiles, two-level accumulation)
+    assert tuple(int(v) for v in fa3.tile(128, 128, False, np.array(4096), 1)) == (128, 192)
+    assert tuple(int(v) for v in fa3.tile(64, 64, False, np.array(4096), 1)) == (192, 128)
+    assert tuple(int(v) for v in fa3.tile(128, 128, False, np.array(64), 1)) == (64, 96)
 
 
 def test_vllm_prefill_on_hopper_times_fa3_tiles_per_kv_head() -> None:

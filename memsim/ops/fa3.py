@@ -26,13 +26,27 @@ import numpy as np
 from memsim.geometry import floor_sum
 
 
-def tile(D: int, Dv: int, local: bool, packed_rows) -> tuple[np.ndarray, np.ndarray]:
-    """(kBlockM, kBlockN) of FA3's 16-bit forward on SM90 with paged non-TMA K/V for head
-    sizes ``D``/``Dv``, a sliding window (``local``) or not, and ``packed_rows`` = N·G
-    (arrays, broadcasting)."""
+def tile(D: int, Dv: int, local: bool, packed_rows, elem_bytes: float = 2
+         ) -> tuple[np.ndarray, np.ndarray]:
+    """(kBlockM, kBlockN) of FA3's forward on SM90 with paged non-TMA K/V for head sizes
+    ``D``/``Dv``, a sliding window (``local``) or not, ``packed_rows`` = N·G (arrays,
+    broadcasting) and 16-bit or (``elem_bytes`` 1) e4m3 inputs (the FP8 prefill tiles with
+    two-level accumulation)."""
     rows = np.asarray(packed_rows)
     small = (D in (64, 128)) and D == Dv and not local
     small = small & (rows <= 64)
+    if elem_bytes == 1:
+        if D <= 64:
+            m, n = 192, 128
+        elif D <= 96:
+            m, n = 128, 128
+        elif D <= 128:
+            m, n = 128, 192
+        elif D <= 192:
+            m, n = 128, 96
+        else:
+            m, n = 128, 64 if local else 128
+        return np.where(small, 64, m), np.where(small, 128 if D <= 96 else 96, n)
     if D <= 64:
         if Dv == 512:
             m, n = 64, 64
@@ -54,7 +68,7 @@ def _ceil_div(x, y):
     return -(-x // y)
 
 
-def work(N, S, group: int, D: int, Dv: int, window: int | None):
+def work(N, S, group: int, D: int, Dv: int, window: int | None, elem_bytes: float = 2):
     """FA3's tile work for one (sequence, KV head): ``N`` queries (the last N of ``S``
     keys), ``group`` query heads per KV head, causal, an optional sliding ``window``
     (arrays N, S, broadcasting). Returns (kBlockM, kBlockN, m-blocks, tile pairs summed over
@@ -68,7 +82,7 @@ def work(N, S, group: int, D: int, Dv: int, window: int | None):
     N, S = np.broadcast_arrays(np.asarray(N, dtype=np.int64), np.asarray(S, dtype=np.int64))
     G = int(group)
     local = window is not None
-    Mb, Nb = tile(D, Dv, local, N * G)
+    Mb, Nb = tile(D, Dv, local, N * G, elem_bytes)
     Mb, Nb = Mb.astype(np.int64), Nb.astype(np.int64)
     o = S - N
     R = N * G
@@ -93,10 +107,11 @@ def work(N, S, group: int, D: int, Dv: int, window: int | None):
     pairs = hi - lo
     longest = hi_last - lo_last
     if local:
-        # a windowed m-block spans ⌈Mb/G⌉ tokens plus the window: at most one tile more
-        # than that span where it straddles tile edges (an upper bound, not the exact max)
-        span = _ceil_div(Mb, G) + int(window) - 1
-        longest = np.maximum(longest, np.minimum(_ceil_div(S, Nb), _ceil_div(span, Nb) + 1))
+        # a windowed m-block's keys: its tokens (at most ⌈Mb/G⌉, at most N) plus the
+        # window, at most S; one tile more where they straddle tile edges (an upper
+        # bound on the longest m-block, not its exact count)
+        keys = np.minimum(np.minimum(_ceil_div(Mb, G), N) + int(window) - 1, S)
+        longest = np.maximum(longest, np.minimum(_ceil_div(S, Nb), _ceil_div(keys, Nb) + 1))
     return Mb, Nb, m, pairs, longest
 
 

@@ -120,6 +120,11 @@ def specs() -> list[FitSpec]:
                     ("floor_s", "tensor", "hbm", "row_s"), {"attn_dtype": "bfloat16",
                                                             **bf16_kv}),
         ]
+        if b == "vllm":
+            # vLLM with an fp8 cache runs FA3's e4m3 kernel (memsim.attention.fa3_prefill)
+            out.append(FitSpec((f"attention/context/{b}/fp8",), "context_attention", b,
+                               ("floor_s", "tensor", "hbm", "row_s"),
+                               {"attn_dtype": "bfloat16", "kv_cache_dtype": "fp8"}))
         # decode: tensor held (MMAs padded to 16 rows; the rows cannot tell it apart);
         # TensorRT-LLM: one class per decode kernel (memsim.attention.decode_kernel), each
         # on the rows that kernel runs, whatever their KV-cache dtype
