@@ -195,6 +195,7 @@ class Timer:
     sparse_flops: object = None
     padded_flops: object = None
     sparse_s: object = None
+    prefill_tiles: object = None
 
     def kernel_cost(self, cost: Cost) -> Cost:
         """The Cost as the kernel executes it: a production decode kernel reads each staged
@@ -210,6 +211,9 @@ class Timer:
         if self.padded_flops is not None:
             cost = replace(cost, matmul_flops=np.maximum(cost.matmul_flops,
                                                          self.padded_flops))
+        if self.prefill_tiles is not None:
+            # FA3 prefill: whole tiles on the busiest SM, × SMs (memsim.ops.fa3)
+            return replace(cost, **self.prefill_tiles)
         if self.decode_pad is None:
             return cost
         return replace(cost, matmul_flops=cost.matmul_flops * self.decode_pad,
@@ -300,7 +304,7 @@ def kernel_timer(problem: AttentionProblem, gpu: GPU, algorithm: str, *,
     (:func:`sparse_mla_kernel`)."""
     B = problem.B if B is None else B
     N = problem.N if N is None else N
-    S = problem.S if S is None else S
+    S = np.asarray(N) + (problem.S - problem.N) if S is None else S   # the same key offset
     if backend is None:
         return Timer(gpu, problem.dtype, matmul_unit, blocks_per_sm,
                      kernel_class=efficiency_class(gpu, algorithm, matmul_unit))
@@ -313,13 +317,13 @@ def kernel_timer(problem: AttentionProblem, gpu: GPU, algorithm: str, *,
     if get(algorithm).DECODES:
         # the query heads sharing a KV head (× N tokens) fill the M side of the kernel's MMA
         # tile, padded to whole tiles: the padded rows cost FLOPs and the fixed per-row steps
-        tile = decode_query_tile(backend)
+        group = max(problem.H // max(problem.K, 1), 1) * np.asarray(N, dtype=float)
+        tile = decode_query_tile(backend, gpu, problem.D, problem.dtype, group)
         kernel = decode_kernel(problem, backend, gpu)
         if kernel == "mmha":
             # decoderMaskedMultiheadAttention: one CTA per (sequence, head), its dot
             # products on the CUDA cores (no MMA tile to pad)
             tile, matmul_unit = 1, "fp32"
-        group = max(problem.H // max(problem.K, 1), 1) * np.asarray(N, dtype=float)
         padded = np.ceil(group / tile) * tile
         if backend == "trtllm" and not problem.mla and kernel != "trtllm_gen":
             # TensorRT-LLM's decode kernels: a fixed time per CTA (its padded M rows ×
@@ -328,22 +332,92 @@ def kernel_timer(problem: AttentionProblem, gpu: GPU, algorithm: str, *,
                          floor_s=cls.floor_s, decode_pad=padded / group,
                          cta_s=cls.row_s * padded,
                          groups=np.asarray(B, dtype=float) * problem.K)
+        # FlashAttention's fixed per-row steps (loading Q, the page table, the epilogue) are
+        # those of the group's rows in whole 64-row warpgroup slices; only the MMAs,
+        # exponentials and softmax run over the kernel's whole (padded) M tile
+        slices = padded if backend == "trtllm" else (
+            np.ceil(group / FA2_SPLITKV_BLOCK_M) * FA2_SPLITKV_BLOCK_M)
         return Timer(timed, problem.dtype, matmul_unit, blocks_per_sm, floor_s=cls.floor_s,
                      serial_s=class_serial_s(cls, gpu, np.asarray(B, dtype=float)
-                                             * problem.K * padded),
+                                             * problem.K * slices),
                      decode_pad=padded / group)
-    # a prefill kernel's fixed steps are per row of its query tiles, the padded rows of the
-    # last tile included; a decoder's prefill first writes the new keys to the KV cache
-    tile = prefill_query_tile(backend, problem.D)
-    tiles = np.ceil(np.asarray(N, dtype=float) / tile)
-    rows = np.asarray(B, dtype=float) * problem.H * tiles * tile
+    # a decoder's prefill first writes the new keys to the KV cache
     pre_s = None
     if problem.mask.causal:
         pre_s = prepass_bytes(problem, backend, B, N) / timed.achievable_hbm_bytes_per_s
+    if fa3_prefill(problem, backend, gpu):
+        tiles, blocks = fa3_busiest_sm(problem, gpu, B, N, S)
+        # the class's hbm efficiency is the cache write's (one CTA per token, vLLM
+        # cache_kernels.cu reshape_and_cache_flash_kernel: latency, not bandwidth, bound);
+        # FA3's own reads and writes stream at the profile's factors: the rows run as fast
+        # on H200 as on H100 (median time ratio 0.99), so none of them is HBM-bound
+        kernel = with_class(gpu, replace(cls, efficiency={
+            u: v for u, v in cls.efficiency.items() if u != "hbm"}))
+        return Timer(kernel, problem.dtype, matmul_unit, None, floor_s=cls.floor_s,
+                     serial_s=class_serial_s(cls, gpu, blocks * gpu.spec.sm_count
+                                             * FA3_FIXED_ROWS),
+                     pre_s=pre_s, prefill_tiles=tiles)
+    # a prefill kernel's fixed steps are per row of its query tiles, the padded rows of the
+    # last tile included
+    tile = prefill_query_tile(backend, problem.D)
+    tiles = np.ceil(np.asarray(N, dtype=float) / tile)
+    rows = np.asarray(B, dtype=float) * problem.H * tiles * tile
     sparse = (sparse_mla_kernel(problem, gpu, backend, B, N, S)
               if runs_mask(algorithm, "topk") else {})
     return Timer(timed, problem.dtype, matmul_unit, blocks_per_sm, floor_s=cls.floor_s,
                  serial_s=class_serial_s(cls, gpu, rows), pre_s=pre_s, **sparse)
+
+
+# The class's per-row time × these rows is FA3's fixed time per CTA tile (m-block): loading
+# Q, the page table, the O epilogue. It does not shrink with the tile (64-192 rows): on
+# aiconfigurator's H100/H200 vLLM bf16 rows a constant per m-block fits better than a cost
+# per row of it (median |error| 7.3 % against 8.9 %), so the time is per m-block, written as
+# row_s per row of a 128-row tile to keep row_s's unit.
+FA3_FIXED_ROWS = 128
+
+
+def fa3_prefill(problem: AttentionProblem, backend: str | None, gpu: GPU) -> bool:
+    """Whether ``backend``'s prefill is FlashAttention-3 on the paged cache
+    (:mod:`memsim.ops.fa3`): vLLM and SGLang on Hopper (aiconfigurator's H100/H200 vLLM
+    rows name ``vllm_flash_attn_fa3``), causal, not MLA. Blackwell (FlashInfer's
+    trtllm-gen prefill under vLLM, tiles not modelled) takes the same structure, unseen."""
+    return (backend in ("vllm", "sglang") and gpu.architecture in ("hopper", "blackwell")
+            and problem.mask.causal and not problem.mla and problem.pass_ == "forward"
+            and problem.mask.chunk is None and problem.mask.top_k is None)
+
+
+def fa3_busiest_sm(problem: AttentionProblem, gpu: GPU, B, N, S):
+    """FA3's padded work on the busiest SM for arrays of ``B``, ``N``, ``S``: (its tile
+    pairs' MMA FLOPs and exponentials × SMs as a dict, its m-blocks) —
+    :func:`memsim.ops.fa3.work` and :func:`memsim.ops.fa3.busiest_sm`."""
+    from memsim.ops import fa3
+    from memsim.units import dtype_bytes
+
+    group = max(problem.H // max(problem.K, 1), 1)
+    Mb, Nb, m, pairs, longest = fa3.work(N, S, group, problem.D, problem.Dv,
+                                         problem.mask.window, dtype_bytes(problem.dtype))
+    sms = gpu.spec.sm_count
+    tiles, blocks = fa3.busiest_sm(B, problem.K, pairs, longest, m, sms)
+    scores = tiles * sms * Mb * Nb
+    e = dtype_bytes(problem.dtype)
+    kv_tile = Nb * (problem.D + problem.Dv) * e
+    B = np.asarray(B, dtype=float)
+    # QKᵀ and PV: 2·D + 2·Dv FLOPs per score of a whole tile (masked entries included);
+    # each m-block loads its K/V tiles through L2 (PackGQA: once for its G heads) and reads
+    # Q and the K/V tile from shared memory per tile pair (wgmma's operands)
+    rows = tiles * sms * Mb
+    return {"matmul_flops": scores * 2.0 * (problem.D + problem.Dv),
+            "exp_ops": scores,
+            # the softmax's FMAs issue on the FMA pipe while the MUFU computes the
+            # exponentials (FA3 §3.1 overlaps both with the other warpgroup's GEMMs): the
+            # exponentials time the softmax. MMA + exp at peak is FA3's measured ceiling:
+            # 661 / 792 TFLOP/s at D = 128 / 256 on H100 against the fastest vLLM rows'
+            # 672 / 758 (aiconfigurator, bf16, causal, ≥ 5 ms)
+            "vector_flops": 0.0 * rows,
+            "global_read_bytes": (B * problem.K * pairs * kv_tile
+                                  + B * np.asarray(N, dtype=float) * problem.H * problem.D * e),
+            "sram_read_bytes": tiles * sms * (Mb * problem.D * e + kv_tile),
+            "sram_write_bytes": tiles * sms * kv_tile}, blocks
 
 
 XQA_MAX_GROUP = 32  # query heads per KV head TensorRT-LLM's XQA decode kernels take
@@ -371,12 +445,102 @@ def xqa_multi_block(B, K: int, history, sm_count: int) -> np.ndarray:
     return mb.astype(np.int64)
 
 
+def fa3_decodes(problem: AttentionProblem, algorithm: str, backend: str | None,
+                gpu: GPU) -> bool:
+    """Whether ``backend``'s decode of ``problem`` runs FlashAttention-3 (vLLM's and SGLang's
+    FLASH_ATTN backend on Hopper; aiconfigurator's vLLM rows name ``vllm_flash_attn_fa3``)."""
+    return (backend in ("vllm", "sglang") and gpu.architecture == "hopper"
+            and get(algorithm).DECODES and not problem.mla)
+
+
+def fa3_block_n(problem: AttentionProblem) -> int:
+    """FlashAttention-3's key tile (``kBlockN``) for a paged decode (hopper/tile_size.h
+    ``tile_size_fwd_sm90`` with paged_kv_non_TMA, the path ``get_pagedkv_tma`` takes when
+    seqlen_q·H/K ≤ kBlockM): 16-bit D ≤ 64 192 (one MMA warpgroup), ≤ 128 128, ≤ 192 96,
+    ≤ 256 80 (64 with a window); fp8 D ≤ 64 160, ≤ 96 128, ≤ 192 160, ≤ 256 128 (64 with a
+    window)."""
+    D, local = problem.D, problem.mask.window is not None
+    if problem.dtype == "fp8":
+        if D <= 64:
+            return 160
+        if D <= 96:
+            return 128
+        if D <= 192:
+            return 160
+        return 64 if local else 128
+    if D <= 64:
+        return 192
+    if D <= 128:
+        return 128
+    if D <= 192:
+        return 96
+    return 64 if local else 80
+
+
+# FlashAttention-3's split heuristic (hopper/heuristics.h num_splits_heuristic) and the
+# dynamic per-batch split of its varlen scheduler (hopper/flash_prepare_scheduler.cu)
+FA3_MAX_SPLITS = 128
+FA3_FILL_FRACTION = 0.8       # ≥ 0.8·SMs (batch, KV head, M) tiles: no split
+FA3_FEW_BLOCKS = 4            # ≤ 4 key tiles: no split
+FA3_MIN_BLOCKS_PER_SPLIT = 4  # fewer key tiles per split: efficiency × 0.85
+FA3_SPLIT_MARGIN = 1.1        # the scheduler's 10 % margin on blocks per SM
+FA3_SCHEDULER_MAX_BATCH = 992  # one scheduler CTA; more sequences: one split each
+
+
+def fa3_num_splits(problem: AttentionProblem, gpu: GPU, B, N, S) -> np.ndarray:
+    """Splits per (sequence, KV head) of FlashAttention-3's paged decode as vLLM runs it
+    (arrays, broadcasting). vLLM builds FA-3's scheduler metadata ahead of the call
+    (vllm/v1/attention/backends/flash_attn.py ``get_scheduler_metadata``, num_splits 0:
+    the heuristic), so two rules apply:
+
+    - the static bound, ``get_num_splits`` (hopper/flash_api.cpp) pretending batch 1:
+      ``num_splits_heuristic(K·m, SMs, n, ...)`` (hopper/heuristics.h: 1 split if K·m ≥
+      0.8·SMs or n ≤ 4 key tiles, or n ≤ 8 with K·m ≥ 32; else the smallest count whose
+      wave efficiency is ≥ 0.95 of the best, × 0.85 below 4 tiles per split; at most
+      min(128, SMs, n)), m = ⌈N·H/K / kBlockM⌉, n = ⌈S / kBlockN⌉ (the window's keys for a
+      local mask);
+    - the dynamic count per sequence (hopper/flash_prepare_scheduler.cu
+      ``prepare_varlen_num_blocks_kernel``): blocks per SM ⌈1.1·B·m·n·K / SMs⌉, splits
+      ⌈n / that⌉, capped by the static bound; 1 beyond 992 sequences."""
+    sms = gpu.spec.sm_count
+    B, N, S = (np.asarray(v, dtype=float) for v in (B, N, S))
+    group = (problem.H // max(problem.K, 1)) * N
+    block_m = decode_query_tile("vllm", gpu, problem.D, problem.dtype, group)
+    block_n = fa3_block_n(problem)
+    m = np.ceil(group / block_m)
+    loaded = S if problem.mask.window is None else np.minimum(
+        S, problem.mask.window + np.asarray(block_m, dtype=float))
+    n = np.ceil(loaded / block_n)
+    mblocks = problem.K * m
+    best = np.zeros(np.broadcast_shapes(n.shape, mblocks.shape))
+    effs = []
+    top = np.minimum(np.minimum(FA3_MAX_SPLITS, sms), n)
+    for s in range(1, min(FA3_MAX_SPLITS, sms) + 1):
+        waves = mblocks * s / sms
+        eff = waves / np.ceil(waves)
+        eff = np.where(np.floor(n / s) < FA3_MIN_BLOCKS_PER_SPLIT, eff * 0.85, eff)
+        eff = np.where(s <= top, eff, 0.0)
+        best = np.maximum(best, eff)
+        effs.append(eff)
+    static = np.zeros_like(best)
+    for s in range(len(effs), 0, -1):
+        static = np.where(effs[s - 1] >= 0.95 * best, s, static)
+    static = np.where((mblocks >= FA3_FILL_FRACTION * sms) | (n <= FA3_FEW_BLOCKS)
+                      | ((n <= 2 * FA3_FEW_BLOCKS) & (mblocks >= 32)), 1.0, static)
+    n_all = np.ceil(S / block_n)
+    per_sm = np.ceil(B * m * n_all * FA3_SPLIT_MARGIN * problem.K / sms)
+    dynamic = np.maximum(np.minimum(np.ceil(n_all / per_sm), static), 1.0)
+    dynamic = np.where((static <= 1) | (B > FA3_SCHEDULER_MAX_BATCH), 1.0, dynamic)
+    return dynamic.astype(np.int64)
+
+
 def kernel_backend(backend: str | None, algorithm: str, gpu: GPU) -> str | None:
     """Whose production kernel ``backend`` runs for this call on ``gpu``. On Blackwell vLLM's
-    CUDA platform picks FlashInfer, whose decode runs TensorRT-LLM's trtllm-gen kernels (the
-    b200 rows of aiconfigurator's vLLM table name their kernel
-    ``vllm_flashinfer_trtllmdecode``): TensorRT-LLM's decode class and structure. Every
-    other call: ``backend`` itself."""
+    CUDA platform picks FlashInfer, whose decode and prefill run TensorRT-LLM's trtllm-gen
+    kernels (the b200 rows of aiconfigurator's vLLM 0.24 tables name their kernels
+    ``vllm_flashinfer_trtllmdecode`` and, for 44,664 of the 49,980 context rows,
+    ``vllm_flashinfer_trtllmprefill``): TensorRT-LLM's classes and structure. Every other
+    call: ``backend`` itself."""
     if backend == "vllm" and gpu.architecture == "blackwell" and get(algorithm).DECODES:
         return "trtllm"
     return backend
@@ -398,12 +562,43 @@ def production_problem(problem: AttentionProblem, algorithm: str,
     return problem
 
 
-def decode_query_tile(backend: str | None) -> int:
-    """M rows of a production decode kernel's MMA tile, which the query heads sharing a KV
-    head fill: TensorRT-LLM's XQA ``mma.sync`` m16n8k16 (mha.cu: warpTile.y =
-    roundUp(headGrpSize, 16)); FlashAttention-3 with PackGQA (vLLM, SGLang) a warpgroup's
-    64-row ``wgmma`` (flash-attention hopper/mainloop_fwd_sm90_tma_gmma_ws.hpp)."""
-    return MMA_ROWS if backend == "trtllm" else 64
+def decode_query_tile(backend: str | None, gpu: GPU | None = None, head_dim: int = 128,
+                      dtype: str = "bf16", group=1):
+    """M rows of a production decode kernel's MMA tile, which the ``group`` query rows
+    sharing a KV head (heads per KV head × queries; arrays) fill: TensorRT-LLM's XQA
+    ``mma.sync`` m16n8k16 (mha.cu: warpTile.y = roundUp(headGrpSize, 16)); elsewhere than
+    Hopper FlashAttention-2's split-KV kernel, 64 rows (flash_fwd_launch_template.h
+    ``run_mha_fwd_splitkv_dispatch``: kBlockM = 64); vLLM and SGLang on Hopper
+    FlashAttention-3's ``kBlockM``: PackGQA packs the group into one M tile padded to
+    kBlockM, and its MMAs, exponentials and softmax run over all kBlockM rows.
+
+    FA-3 decodes through its paged non-TMA path (flash_api.cpp ``get_pagedkv_tma``: TMA
+    only when seqlen_q·H/K > kBlockM; vLLM's pages are 64 tokens in aiconfigurator's
+    collector, collector/vllm/collect_attn.py ``block_size = 64``), with the tiles of
+    hopper/tile_size.h ``tile_size_fwd_sm90``: 16-bit caches with D ≤ 128 and a group of
+    at most 64 rows run one MMA warpgroup (``use_one_mma_wg``: kBlockM = 64), larger
+    16-bit heads 128 rows; an fp8 (E4M3) cache has no one-warpgroup tile: 192 rows for
+    D ≤ 96, 128 above. That makes fp8 at D = 64 exp-bound: 192 exponentials per 128-byte
+    key at 3.9e12 exp/s is 2.6 TB/s, and aiconfigurator's vLLM rows with ≥ 2 GB of cache
+    run at 2.45 (H100) and 2.50 TB/s (H200), where 16-bit D = 64 reaches 3.08 and 4.26."""
+    if backend == "trtllm":
+        return MMA_ROWS
+    if gpu is None or gpu.architecture != "hopper":
+        return FA2_SPLITKV_BLOCK_M
+    wide = FA3_BLOCK_M_SMALL_HEAD if head_dim <= FA3_SMALL_HEAD_DIM else FA3_BLOCK_M
+    if dtype == "fp8":
+        return wide
+    one_wg = (head_dim <= FA3_ONE_WG_MAX_HEAD_DIM) & (np.asarray(group) <= FA3_ONE_WG_ROWS)
+    return np.where(one_wg, FA3_ONE_WG_ROWS, wide)
+
+
+# FlashAttention-3's decode tiles (hopper/tile_size.h tile_size_fwd_sm90, paged non-TMA)
+FA3_ONE_WG_ROWS = 64            # one MMA warpgroup (use_one_mma_wg), 16-bit, D ≤ 128
+FA3_ONE_WG_MAX_HEAD_DIM = 128
+FA3_SMALL_HEAD_DIM = 96         # D ≤ 96: kBlockM = 192
+FA3_BLOCK_M_SMALL_HEAD = 192
+FA3_BLOCK_M = 128               # 96 < D ≤ 256
+FA2_SPLITKV_BLOCK_M = 64        # FA-2 flash_fwd_splitkv kernel
 
 
 def prefill_query_tile(backend: str | None, head_dim: int) -> int:
@@ -485,6 +680,11 @@ def predict_arrays(problem: AttentionProblem, gpu: GPU | str, algorithm: str = "
     if decode_kernel(run, kernel_backend(backend, algorithm, gpu), gpu) in XQA_KERNELS:
         b, s = np.broadcast_arrays(problem.B if B is None else B, problem.S if S is None else S)
         splits = xqa_multi_block(b, problem.K, s - 1, gpu.spec.sm_count)
+    elif fa3_decodes(problem, algorithm, kernel_backend(backend, algorithm, gpu), gpu):
+        b, n, s = np.broadcast_arrays(problem.B if B is None else B,
+                                      problem.N if N is None else N,
+                                      problem.S if S is None else S)
+        splits = fa3_num_splits(problem, gpu, b, n, s)
     cost, _ = costs_for(problem, gpu, algorithm, B=B, N=N, S=S, tiling=tiling,
                         kv_splits=splits)
     l2_cost, _ = costs_for(problem, gpu, algorithm, B=B, N=N, S=S, tiling=tiling,
@@ -582,6 +782,9 @@ def attention_class(problem: AttentionProblem, algorithm: str, backend: str | No
     variant = None
     if phase == "decode" and gpu is not None:
         variant = decode_kernel(problem, backend, gpu)
+    if phase == "context" and problem.dtype == "fp8" and gpu is not None \
+            and fa3_prefill(problem, backend, gpu):
+        variant = "fp8"   # FA3's e4m3 kernel: its own tiles, its own class
     return kernel_class(f"{family}/{phase}", backend, variant)
 
 

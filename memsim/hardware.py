@@ -58,6 +58,11 @@ class GPUSpec(BaseModel):
         default=None, gt=0, description="L2 sector: the unit filled from and written to DRAM")
     l2_partitions: int | None = Field(
         default=None, gt=0, description="L2 sections, each caching for the SMs next to it")
+    l2_ways: int | None = Field(
+        default=None, gt=0, description="L2 associativity: lines per set (the line model)")
+    l2_set_hash: Literal["hashed", "modulo"] | None = Field(
+        default=None, description="L2 set index: a hash of the line address's bits "
+        "('hashed') or the line address modulo the sets ('modulo')")
     hbm_bytes: int = Field(gt=0)
     hbm_bandwidth_bytes_per_s: float = Field(gt=0)
     l2_bandwidth_bytes_per_s: float = Field(gt=0)

@@ -109,7 +109,7 @@ def _estimate_and_trace_hbm_bytes(p: AttentionProblem, gpu, algorithm: str
 FORWARD_BOUNDS = {
     ("flash1", False): (0.8, 1.2), ("flash1", True): (0.85, 1.15),
     ("standard", False): (0.85, 1.2), ("standard", True): (0.85, 1.2),
-    ("flash2", False): (0.6, 1.6), ("flash2", True): (0.5, 2.0),
+    ("flash2", False): (0.6, 1.6), ("flash2", True): (0.65, 1.35),
 }
 
 
@@ -138,7 +138,11 @@ def test_forward_estimate_and_trace_agree(alg, N, H, k_div, D, B, causal, l2_mib
     draws found standard 0.91–1.15 (B 2, N 139, H 8, D 64, causal, 2 MiB: 1.152).
     Misses sit where one generation, wave or
     kernel more or less overflows: the closed form steps there, the trace crosses over
-    a few blocks.
+    a few blocks. Since the causal head groups after the first have their own start-up
+    model (Arrays._causal_later_key_loads; 2026-12-01, /tmp scripts, 360 draws, N
+    log-uniform, numpy seeds 31–36): FA-2 causal 342/360 within 10 %, 0.70–1.25 (before,
+    seeds 31–33: 170/180, 0.84–1.77, and up to 2.80 at seed 34, where several groups
+    share a wave and the first one's single read was charged to all).
     Bounds: FORWARD_BOUNDS."""
     p = AttentionProblem(batch=B, seq_len=N, heads=H, kv_heads=max(1, H >> k_div),
                          head_dim=D, mask=Mask(causal=causal))
@@ -159,5 +163,21 @@ def test_long_context_estimate_agrees_with_the_trace_on_h100(N, H, K, causal,
     p = AttentionProblem(batch=1, seq_len=N, heads=H, kv_heads=K, head_dim=128,
                          mask=Mask(causal=causal))
     est, traced = _estimate_and_trace_hbm_bytes(p, H100, "flash2")
+    assert est / traced == pytest.approx(ratio, abs=0.02)
+    assert abs(est / traced - 1) < 0.10
+
+
+@pytest.mark.parametrize(("causal", "ratio"), [(False, 1.001), (True, 1.059)])
+def test_three_read_softmax_sweeps_its_rows(causal: bool, ratio: float) -> None:
+    """Eager standard with rows of S longer than PyTorch's shared-memory softmax takes
+    (S·e ≥ 48 KiB: cunn_SoftMaxForward reads the row three times — max, sum, output): the
+    trace sweeps the whole row before each next read (memsim.trace.sched_standard), so a
+    block's rows in flight (4 MiB each here) push its tiles out between sweeps and S is
+    read from HBM three times, as the closed form charges. Estimate / trace on H100 as
+    measured when written (2026-12-01); before, the trace re-read each tile in the same
+    step (the second read always hit): 1.104 and 1.147. Tolerance 10 %."""
+    p = AttentionProblem(batch=1, seq_len=256, kv_len=32768, heads=4, head_dim=64,
+                         mask=Mask(causal=causal))
+    est, traced = _estimate_and_trace_hbm_bytes(p, H100, "standard")
     assert est / traced == pytest.approx(ratio, abs=0.02)
     assert abs(est / traced - 1) < 0.10

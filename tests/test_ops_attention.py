@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from memsim.attention import predict
 from memsim.errors import InputError
@@ -71,11 +73,14 @@ def test_prefill_writes_the_kv_cache_before_its_attention_kernel() -> None:
     invokeQKVPreprocessing, vLLM reshape_and_cache_flash): its HBM bytes at the class's
     bandwidth add to the time as the term "pre"; an encoder (no cache) has none."""
     from memsim.attention import predict_arrays, prepass_bytes
+    from memsim.ops.classes import with_class
 
+    gpu = load_gpu("h100-sxm")
     for backend in ("trtllm", "vllm"):
         p = _prefill(4096, B=4)
-        a = predict_arrays(p, "h100-sxm", "flash2", backend=backend)
-        want = prepass_bytes(p, backend, 4, 4096) / a.timer.gpu.achievable_hbm_bytes_per_s
+        a = predict_arrays(p, gpu, "flash2", backend=backend)
+        cls = with_class(gpu, kernel_class("attention/context", backend))
+        want = prepass_bytes(p, backend, 4, 4096) / cls.achievable_hbm_bytes_per_s
         assert a.l2_timing.terms_s["pre"] == pytest.approx(want)
         assert a.l2_timing.time_s == pytest.approx(
             max(a.l2_timing.compute_s, a.l2_timing.memory_s) + a.l2_timing.launch_s + want)
@@ -100,6 +105,80 @@ def test_prefill_fixed_steps_count_whole_query_tiles() -> None:
                             backend="trtllm").serial_s
 
     assert serial(1) == serial(64) == pytest.approx(serial(65) / 2)
+
+
+def _fa3_brute(N: int, S: int, G: int, D: int, window: int | None, e: int = 2):
+    """FA3's m-blocks and tile pairs by walking the m-blocks (hopper/block.h
+    get_n_block_min_max with PackGQA's rows): the closed form's reference."""
+    from memsim.ops import fa3
+
+    Mb, Nb = (int(v) for v in fa3.tile(D, D, window is not None, np.array(N * G), e))
+    counts = []
+    for i in range(-(-N * G // Mb)):
+        t0, t1 = i * Mb // G, (min((i + 1) * Mb, N * G) - 1) // G
+        hi = -(-(t1 + S - N + 1) // Nb)
+        lo = max(0, t0 + S - N - window + 1) // Nb if window else 0
+        counts.append(hi - lo)
+    return Mb, Nb, len(counts), sum(counts), max(counts)
+
+
+@settings(max_examples=60, deadline=None)
+@given(N=st.integers(1, 3000), prefix=st.sampled_from([0, 0, 7, 500]),
+       G=st.sampled_from([1, 2, 3, 5, 8, 16, 64]), D=st.sampled_from([64, 128, 192, 256]),
+       window=st.sampled_from([None, 128, 1000]), e=st.sampled_from([1, 2]))
+def test_fa3_tile_pairs_closed_form_equals_the_walk(N, prefix, G, D, window, e) -> None:
+    """memsim.ops.fa3.work (floor sums) counts the m-blocks and K/V tile pairs of FA3's
+    PackGQA prefill exactly as walking every m-block does; its longest m-block is exact
+    under a causal mask and an upper bound by at most one tile under a window."""
+    from memsim.ops import fa3
+
+    S = N + prefix
+    Mb, Nb, m, pairs, longest = (np.asarray(v).item() for v in
+                                 fa3.work(np.array([N]), np.array([S]), G, D, D, window, e))
+    bMb, bNb, bm, bpairs, blongest = _fa3_brute(N, S, G, D, window, e)
+    assert (Mb, Nb, m, pairs) == (bMb, bNb, bm, bpairs)
+    if window is None:
+        assert longest == blongest
+    else:
+        assert blongest <= longest <= blongest + 1
+
+
+def test_fa3_tiles_follow_tile_size_fwd_sm90() -> None:
+    """hopper/tile_size.h with 64-token pages (paged non-TMA): D 128 → 128 × 128, one
+    64-row warpgroup when N·G ≤ 64; D 64 → 192 × 128 causal, 192 × 160 with a window;
+    D 256 → 128 × 80 (64 with a window)."""
+    from memsim.ops import fa3
+
+    def t(D, local, rows):
+        return tuple(int(v) for v in fa3.tile(D, D, local, np.array(rows)))
+
+    assert t(128, False, 4096) == (128, 128)
+    assert t(128, False, 64) == (64, 128)
+    assert t(128, True, 64) == (128, 128)
+    assert t(64, False, 4096) == (192, 128)
+    assert t(64, True, 4096) == (192, 160)
+    assert t(256, False, 4096) == (128, 80)
+    assert t(256, True, 4096) == (128, 64)
+    # e4m3 (FP8 prefill tiles, two-level accumulation)
+    assert tuple(int(v) for v in fa3.tile(128, 128, False, np.array(4096), 1)) == (128, 192)
+    assert tuple(int(v) for v in fa3.tile(64, 64, False, np.array(4096), 1)) == (192, 128)
+    assert tuple(int(v) for v in fa3.tile(128, 128, False, np.array(64), 1)) == (64, 96)
+
+
+def test_vllm_prefill_on_hopper_times_fa3_tiles_per_kv_head() -> None:
+    """vLLM's Hopper prefill is FA3 with PackGQA: the query heads of a KV head share an
+    m-block, so at equal query heads and tokens fewer KV heads mean fewer, fuller tiles:
+    8 KV heads of 4 queries each at N = 16 fill 8 m-blocks where 32 KV heads fill 32 —
+    the MMA work on the busiest SM drops. TensorRT-LLM keeps its own per-head tiles."""
+    from memsim.attention import kernel_timer
+
+    gpu = load_gpu("h100-sxm")
+    mha = AttentionProblem(batch=64, seq_len=16, heads=32, kv_heads=32, head_dim=128)
+    gqa = mha.model_copy(update={"kv_heads": 8})
+    work = {p.K: kernel_timer(p, gpu, "flash2", backend="vllm").prefill_tiles["matmul_flops"]
+            for p in (mha, gqa)}
+    assert work[8] < work[32] / 3
+    assert kernel_timer(gqa, gpu, "flash2", backend="trtllm").prefill_tiles is None
 
 
 def test_trtllm_decode_beyond_32_heads_per_kv_head_runs_as_mha() -> None:
@@ -176,3 +255,58 @@ def test_decode_cta_time_is_the_busiest_sms_plus_one_for_the_reduction() -> None
     t = decode_serial_s(2e-6, np.array([8.0, 8 * 3, 264.0, 265.0]),
                         np.array([8.0, 8.0, 264.0, 265.0]), 132)
     assert t.tolist() == pytest.approx([2e-6, 4e-6, 4e-6, 6e-6])
+
+
+def test_fa3_decode_splits_follow_flashattention3s_heuristic() -> None:
+    """FA-3's split count as vLLM runs it, worked by hand on H100's 132 SMs (D 128, 16-bit:
+    kBlockN 128). K 8, 65536 keys: 512 key tiles; the static bound (heuristics.h, batch
+    taken as 1) is the smallest count within 0.95 of the best wave efficiency, 16
+    (128/132); the scheduler's dynamic count (flash_prepare_scheduler.cu) is ⌈512 / ⌈1.1 ·
+    512 · 8 / 132⌉⌉ = ⌈512/35⌉ = 15. Batch 64 fills the SMs: 1. 512 keys (4 tiles): 1.
+    Batch 2048 (over 992 sequences): 1. K 1, 8192 keys (64 tiles): below 4 tiles per split
+    the efficiency drops to 0.85·s/132, best 0.412 at 64, so the static bound is 61, and the
+    dynamic count ⌈64 / ⌈0.53⌉⌉ = 64 is capped to it."""
+    from memsim.attention import fa3_num_splits
+
+    h100 = load_gpu("h100-sxm")
+    gqa = AttentionProblem(batch=1, seq_len=1, kv_len=65536, heads=64, kv_heads=8,
+                           head_dim=128)
+    got = fa3_num_splits(gqa, h100, np.array([1, 64, 1, 2048]), 1,
+                         np.array([65536, 65536, 512, 65536]))
+    assert got.tolist() == [15, 1, 1, 1]
+    mqa = gqa.model_copy(update={"heads": 8, "kv_heads": 1, "kv_len": 8192})
+    assert int(fa3_num_splits(mqa, h100, 1, 1, 8192)) == 61
+
+
+def test_fa3_decode_tile_pads_the_group_to_the_kernels_block_m() -> None:
+    """FA-3's kBlockM for a paged decode (tile_size.h): one MMA warpgroup (64 rows) for
+    16-bit D ≤ 128, 128 rows above, 192 for an fp8 cache at D ≤ 96; TensorRT-LLM's XQA a
+    16-row mma.sync; FA-2's split-KV kernel (vLLM off Hopper) 64."""
+    from memsim.attention import decode_query_tile
+
+    h100, a100 = load_gpu("h100-sxm"), load_gpu("a100-sxm4-80gb")
+    assert int(decode_query_tile("vllm", h100, 128, "bf16", 8)) == 64
+    assert int(decode_query_tile("vllm", h100, 256, "bf16", 8)) == 128
+    assert int(decode_query_tile("vllm", h100, 64, "fp8", 8)) == 192
+    assert int(decode_query_tile("vllm", h100, 128, "fp8", 8)) == 128
+    assert int(decode_query_tile("vllm", a100, 64, "fp8", 8)) == 64
+    assert int(decode_query_tile("trtllm", h100, 128, "bf16", 8)) == 16
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 4096), st.integers(1, 4096), st.integers(2, 131072),
+       st.sampled_from([1, 2, 4, 8]), st.sampled_from([64, 128, 256]),
+       st.sampled_from(["bf16", "fp8"]))
+def test_fa3_decode_splits_are_bounded_and_never_grow_with_the_batch(
+        b1, b2, kv_len, kv_heads, head_dim, dtype) -> None:
+    """1 ≤ splits ≤ min(128, SMs, key tiles), and a larger batch never splits more (the
+    scheduler's blocks per SM grow with it)."""
+    from memsim.attention import fa3_block_n, fa3_num_splits
+
+    h100 = load_gpu("h100-sxm")
+    p = AttentionProblem(batch=1, seq_len=1, kv_len=kv_len, heads=8 * kv_heads,
+                         kv_heads=kv_heads, head_dim=head_dim, dtype=dtype)
+    lo, hi = sorted((b1, b2))
+    s_lo, s_hi = (int(fa3_num_splits(p, h100, b, 1, kv_len)) for b in (lo, hi))
+    tiles = -(-kv_len // fa3_block_n(p))
+    assert 1 <= s_hi <= s_lo <= min(128, h100.spec.sm_count, tiles)

@@ -23,8 +23,9 @@ def test_trtllm_switch_points() -> None:
     for G in (4, 8):
         algo = comm.all_reduce_algorithm(sizes, G, gpu="h200", backend="trtllm")
         one, two = (kernel_class(f"allreduce/{a}", "trtllm") for a in ("oneshot", "twoshot"))
-        t_one = one.floor_s + (G - 1) * sizes / (450e9 * one.eff("link"))
-        t_two = two.floor_s + 2 * (G - 1) / G * sizes / (450e9 * two.eff("link"))
+        hop = load_gpu("h200").interconnect.nvlink_latency_s   # oneshot 1 hop, twoshot 4
+        t_one = one.floor_s + hop + (G - 1) * sizes / (450e9 * one.eff("link"))
+        t_two = two.floor_s + 4 * hop + 2 * (G - 1) / G * sizes / (450e9 * two.eff("link"))
         assert algo.tolist() == np.where(t_one <= t_two, "oneshot", "twoshot").tolist()
     assert _algo(1e3, 8) == "oneshot"
     assert _algo(8e6 + 1, 8) in ("ring", "nvls") and _algo(16e6, 2) != "ring"
@@ -39,6 +40,13 @@ def test_vllm_switch_points() -> None:
     assert _algo(256 * 2**10, 8, "vllm") == "twoshot"
     assert _algo(512 * 2**10, 4, "vllm") == "twoshot"
     assert _algo(8 * 2**20, 8, "vllm") in ("ring", "nvls")
+
+
+def test_no_backend_is_the_default_backend() -> None:
+    sizes = np.geomspace(1e2, 1e9, 15)
+    for G in (2, 8):
+        assert np.array_equal(comm.all_reduce(sizes, G, gpu="b200").time_s,
+                              comm.all_reduce(sizes, G, gpu="b200", backend="trtllm").time_s)
 
 
 def test_one_gpu_costs_nothing_and_a_group_beyond_the_domain_uses_nccl() -> None:
@@ -212,3 +220,60 @@ def test_nvls_bandwidth_scales_with_nccls_efficiency_per_architecture() -> None:
                                                comm.NCCL)
         assert traffic[0] == pytest.approx((G + 1) / G * M)
         assert link_s[0] == pytest.approx(traffic[0] / (link * ratio * cls.eff("link")))
+
+
+def _slower_hop(gpu: str, extra_s: float):
+    """``gpu``'s profile with its NVLink hop latency ``extra_s`` longer."""
+    g = load_gpu(gpu)
+    link = g.interconnect.model_copy(
+        update={"nvlink_latency_s": g.interconnect.nvlink_latency_s + extra_s})
+    return g.model_copy(update={"interconnect": link})
+
+
+@given(st.floats(1e2, 5e6), st.sampled_from([2, 4, 8]), st.floats(1e-8, 2e-6))
+def test_each_hop_on_the_critical_path_costs_the_profiles_nvlink_latency(
+        nbytes: float, gpus: int, extra_s: float) -> None:
+    # a slower hop costs each kernel its NVLink latencies in a row, nothing else: vLLM's
+    # custom kernels their barriers and peer loads (comm.CUSTOM_HOPS), a ring one hop per
+    # step (2(G − 1) for all-reduce, G − 1 for all-gather), NCCL's sends one
+    base, slow = load_gpu("h200"), _slower_hop("h200", extra_s)
+    p = comm.all_reduce(nbytes, gpus, gpu=base, backend="vllm")
+    q = comm.all_reduce(nbytes, gpus, gpu=slow, backend="vllm")
+    algo = str(p.detail["algorithm"])
+    assert algo == str(q.detail["algorithm"])   # vLLM's rule reads sizes, not times
+    hops = {"ring": 2 * (gpus - 1), "nvls": 0}.get(algo, comm.CUSTOM_HOPS.get(("vllm", algo)))
+    assert q.time_s - p.time_s == pytest.approx(hops * extra_s, rel=1e-6, abs=1e-15)
+    ag = [comm.all_gather(nbytes, gpus, gpu=g).time_s for g in (base, slow)]
+    assert ag[1] - ag[0] == pytest.approx((gpus - 1) * extra_s, rel=1e-6, abs=1e-15)
+    a2a = [comm.all_to_all(nbytes, gpus, gpu=g).time_s for g in (base, slow)]
+    assert a2a[1] - a2a[0] == pytest.approx(extra_s, rel=1e-6, abs=1e-15)
+
+
+def test_blackwell_hop_is_slower_and_small_collectives_with_it() -> None:
+    # NVIDIA/nccl#1940: the one-hop LL all-reduce takes ~3.0 µs on 8×B200 against ~2.3 on
+    # H200; the B200 profile carries that difference, so a tiny collective is slower there
+    # (and a large one faster: twice the NVLink bandwidth)
+    h200, b200 = (load_gpu(g).interconnect.nvlink_latency_s for g in ("h200", "b200"))
+    assert b200 - h200 == pytest.approx(0.7e-6)
+    for fn in (comm.all_gather, comm.nccl_all_reduce):
+        assert fn(1e3, 8, gpu="b200").time_s > fn(1e3, 8, gpu="h200").time_s
+        assert fn(1e9, 8, gpu="b200").time_s < fn(1e9, 8, gpu="h200").time_s
+
+
+def test_a_one_gpu_row_maps_to_no_time_and_no_kernel_class() -> None:
+    # a collective over one GPU runs no kernel: the silicon mapper must still map the row
+    from memsim.silicon import tables
+    from memsim.silicon.classes import CLASSES
+
+    cols = {"num_gpus": np.array([1, 2]), "message_size": np.array([4096, 4096]),
+            "nccl_dtype": np.array(["half", "half"], dtype=object),
+            "op_name": np.array(["all_gather"] * 2, dtype=object),
+            "kernel_source": np.array(["NCCL"] * 2, dtype=object),
+            "latency": np.array([0.01, 0.01])}
+    rows = tables.Rows("h100_sxm", "comm", "nccl", "t", "nccl_perf", "synthetic", "t",
+                       np.arange(2), cols)
+    assert comm.all_gather(8192, 1).detail["kernel_class"] == comm.NO_CLASS
+    for op in ("nccl_all_gather", "nccl_all_reduce"):
+        mapped = CLASSES[op].mapper(rows, load_gpu("h100-sxm"))
+        t = np.asarray(mapped.time_s["analytic"], dtype=float)
+        assert not mapped.reasons and t[0] == 0.0 and t[1] > 0

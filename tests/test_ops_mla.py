@@ -74,6 +74,23 @@ def test_bmm_is_heads_gemms_and_fp8_adds_its_quantisation(op: str) -> None:
     assert f8.terms_s["quant"] > 0 and p.terms_s["quant"] == 0
 
 
+@pytest.mark.parametrize("dtype", ["bf16", "fp8"])
+def test_bmm_replayed_on_warm_l2_reads_hbm_only_past_the_l2(dtype: str) -> None:
+    """A benchmark replaying one BMM (collect_mla_bmm.py) finds its operands in L2 while
+    they all fit (a cyclic LRU: all hits below the capacity, all misses above); a model's
+    BMM streams its layer's weights from HBM either way."""
+    kw = dict(op="post", dtype=dtype, gpu="h100-sxm", backend="trtllm")
+    # 128 heads: W_UV 16.8 MB; per token 128 × (512 + 128) × 2 B = 164 kB
+    fits, spills = mla.bmm(128, 128, warm_l2=True, **kw), mla.bmm(512, 128, warm_l2=True, **kw)
+    assert fits.terms_s["hbm"] == 0 and fits.terms_s["quant"] == 0
+    assert spills.terms_s["hbm"] == mla.bmm(512, 128, **kw).terms_s["hbm"] > 0
+    cold = mla.bmm(128, 128, **kw)
+    assert cold.terms_s["hbm"] > 0 and cold.time_s >= fits.time_s
+    # B200's 126 MiB L2 holds what H100's 50 MiB does not
+    assert mla.bmm(512, 128, warm_l2=True, op="post", gpu="b200",
+                   backend="trtllm").terms_s["hbm"] == 0
+
+
 @pytest.mark.parametrize(("phase", "sparse"), [("context", False), ("decode", False),
                                                ("decode", True)])
 def test_module_is_the_sum_of_its_kernels(phase: str, sparse: bool) -> None:

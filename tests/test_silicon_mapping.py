@@ -154,6 +154,8 @@ def test_calibration_terms_reproduce_memsims_time_at_the_class_factors(op: str) 
             ok &= np.asarray([str(d) == "bfloat16" for d in rows.col("gemm_dtype")])
         if op == "generation_mla":   # likewise; fp8 adds its quantisation pass after the max
             ok &= np.asarray([str(d) == "bfloat16" for d in rows.col("kv_cache_dtype")])
+        if op == "context_attention":   # vLLM: one class per KV-cache dtype (FA3's e4m3)
+            ok &= np.asarray([str(d) == "bfloat16" for d in rows.col("kv_cache_dtype")])
         terms = {k: v[ok] for k, v in m.terms["analytic"].items()}
         again = retime_terms(terms, m.start, terms["launch_s"])
         assert again == pytest.approx(m.time_s["analytic"][ok], rel=1e-9)
@@ -161,14 +163,15 @@ def test_calibration_terms_reproduce_memsims_time_at_the_class_factors(op: str) 
 
 def test_trtllm_prefill_with_fp8_kv_cache_computes_in_fp8() -> None:
     """TensorRT-LLM with an fp8 KV cache runs its fp8 context FMHA (the paged-context path
-    casts Q to the cache's dtype), whatever attn_dtype says; vLLM's rows keep attn_dtype."""
+    casts Q to the cache's dtype), whatever attn_dtype says; so does vLLM (its collector
+    hands FA3 an fp8 query with an fp8 cache); SGLang's rows keep attn_dtype."""
     recast = 0
     for rows in _files("context_attention"):
         m = CLASSES["context_attention"].mapper(rows, load_gpu(PROFILED[rows.system]))
         kv = classes.dtype_of(rows.col("kv_cache_dtype"))
         attn = classes.dtype_of(rows.col("attn_dtype"))
         got = np.array([p["dtype"] for p in m.params], dtype=object)
-        fp8 = (kv == "fp8") & (rows.backend == "trtllm")
+        fp8 = (kv == "fp8") & (rows.backend in ("trtllm", "vllm"))
         assert got.tolist() == np.where(fp8, "fp8", attn).tolist()
         recast += int(np.sum(fp8 & (attn != "fp8")))
     assert recast > 0

@@ -16,15 +16,19 @@ Two rules recur:
   reads — by every block in flight — fit in L2 (an LRU misses every time past that).
 - **Across kernels**, the grid walks the (batch, head group) pairs in the same order in
   every kernel, so kernel k + 1 asks first for what kernel k touched first, i.e. for the
-  least recently used bytes: a tensor kernel k touched is still in L2 for kernel k + 1
-  iff kernel k's whole footprint fits (LRU's sequential-loop pathology: past the
-  capacity, a loop over the same data in the same order hits nothing).
+  least recently used bytes: a unit kernel k touched at fraction f of the order is
+  re-touched after kernel k's bytes past f and kernel k + 1's before f, and hits iff
+  they fit (:func:`~memsim.algorithms._arrays.handoff_hit_fraction`, the rule the
+  forward's eager kernels use too; :func:`carried_fraction` states it per group). Past
+  the capacity a loop over the same data in the same order keeps only the part that
+  kernel k + 1 reaches before its own new bytes push it out.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from memsim.algorithms._arrays import handoff_hit_fraction
 from memsim.geometry import TileSums
 from memsim.units import ACCUM_BYTES as F4
 
@@ -52,24 +56,20 @@ def flash1_backward_hbm(x, t: TileSums) -> tuple[np.ndarray, np.ndarray]:
 
 
 def carried_fraction(footprint, old_per_group, new_per_group, groups, l2_bytes):
-    """Fraction of the (batch, head group) pairs whose bytes ``X`` touched by kernel k are
-    still in L2 when kernel k + 1 asks for them (the cross-kernel rule of the module
-    docstring, made quantitative).
+    """Fraction of the (batch, head group) pairs whose bytes X kernel k touched are still
+    in L2 when kernel k + 1 asks for them: :func:`~memsim.algorithms._arrays.
+    handoff_hit_fraction`, the one hand-off rule, with the kernels' bytes per group.
 
-    ``footprint``: distinct bytes kernel k touched (all groups); ``old_per_group``: the
-    bytes of kernel k per group that kernel k + 1 does not touch (Z); ``new_per_group``:
-    the bytes kernel k + 1 brings in per group (Y, its misses and new writes). Past the
-    capacity nothing is carried. Within it, kernel k's bytes sit in L2 in group order,
-    least recent first; kernel k + 1 moves X_g to the recent end as it reaches group g
-    and each of its groups evicts Y bytes from the least recent end — first the slack
-    (L2 − footprint), then Z_0, Z_1, …, then the untouched X of later groups. X_g is
-    still there iff g·(Y − Z) < slack + Z: a share min(1, (slack + Z)/((Y − Z)·groups))
-    of the groups hits."""
-    slack = l2_bytes - footprint
-    z, y = old_per_group, new_per_group
-    reach = (slack + z) / np.maximum((y - z) * np.maximum(groups, 1), 1e-30)
-    frac = np.where(y <= z, 1.0, np.clip(reach, 0.0, 1.0))
-    return np.where(slack >= 0, frac, 0.0)
+    ``footprint``: distinct bytes kernel k touched (all groups, X + Z per group);
+    ``old_per_group``: Z, kernel k's bytes per group that kernel k + 1 does not touch;
+    ``new_per_group``: Y, the bytes kernel k + 1 brings in per group besides X (its
+    misses and new writes). Both walk the groups in the same order, so X of group g is
+    re-touched after kernel k's bytes past g and kernel k + 1's X and Y before g:
+    kernel k + 1 touches footprint + groups·(Y − Z) bytes in all, in proportion."""
+    footprint = np.asarray(footprint, float)
+    return handoff_hit_fraction(footprint, footprint + np.maximum(groups, 1)
+                                * (np.asarray(new_per_group, float) - old_per_group),
+                                l2_bytes)
 
 
 def _swapped(x):

@@ -85,8 +85,9 @@ def forward_hbm_bytes(x: Arrays, t, masked_fill: bool = False, softmax_reads=2):
       what is left) touches its whole S row and the first j tiles of its P row, so tile
       j hits iff G·S_row·(1 + j/n) ≤ L2.
     - ``softmax_reads`` (eager attention: PyTorch's kernel reads S once or three times,
-      memsim.algorithms.standard.softmax_reads): the reads after the first miss as the
-      second pass does.
+      memsim.algorithms.standard.softmax_reads): with three, pass 1 sweeps the row twice
+      (max, then sum): the second sweep's reads hit iff the rows in flight fit, G·S_row ≤
+      L2; the output pass as the second pass above.
     - Writes: each dirty unit is written back once (on eviction or at the end of the
       call, as the trace flushes); S twice where masked_fill re-dirties an evicted unit.
     """
@@ -119,19 +120,24 @@ def forward_hbm_bytes(x: Arrays, t, masked_fill: bool = False, softmax_reads=2):
         to_fill = 1.0
         to_softmax = handoff_hit_fraction(qk, g * (1 + spread) * scores, cap)
     second_pass = _in_block_hit_fraction(x, t, s_row, cap)
+    sweep = _in_block_hit_fraction(x, t, s_row, cap, writes_p=False)
     to_pv = handoff_hit_fraction(g * 2 * scores, pv, cap)
+    rereads = (np.where(softmax_reads >= 2, 1 - second_pass, 0.0)
+               + np.where(softmax_reads >= 3, 1 - sweep, 0.0))
     hbm_reads = (q_bytes + (k_hbm * D + v_hbm * Dv) * e
-                 + scores * (fill * (1 - to_fill) + (1 - to_softmax)
-                             + (softmax_reads - 1) * (1 - second_pass) + (1 - to_pv)))
+                 + scores * (fill * (1 - to_fill) + (1 - to_softmax) + rereads
+                             + (1 - to_pv)))
     hbm_writes = scores * (1 + fill * (1 - to_fill)) + scores + o_bytes
     return g * hbm_reads, g * hbm_writes
 
 
-def _in_block_hit_fraction(x: Arrays, t, s_row, cap):
+def _in_block_hit_fraction(x: Arrays, t, s_row, cap, writes_p: bool = True):
     """Fraction of softmax's second-pass reads of S that hit (see
     :func:`forward_hbm_bytes`): waves of ``slots`` lock-step blocks, the last one with
     the blocks left over; of a block's n key tiles, tile j hits iff G·S_row·(1 + j/n)
-    ≤ L2."""
+    ≤ L2. Without ``writes_p`` (the sum sweep after the max sweep of PyTorch's
+    three-read softmax: between two reads of tile j each block reads its row once and
+    writes nothing) every tile hits iff G·S_row ≤ L2."""
     blocks = np.maximum(x.groups * t.q_tiles, 1)
     slots = np.maximum(x.slots, 1)
     full = np.floor(blocks / slots) * slots
@@ -140,6 +146,8 @@ def _in_block_hit_fraction(x: Arrays, t, s_row, cap):
 
     def hits(in_flight):
         room = cap / (np.maximum(in_flight, 1) * np.maximum(s_row, 1e-30)) - 1
+        if not writes_p:
+            return (room >= 0) * 1.0
         return np.clip(np.floor(n * room) + 1, 0, n) / n
 
     return (full * hits(np.minimum(slots, blocks)) + last * hits(last)) / blocks

@@ -2,7 +2,7 @@
 
 Takes the options of ``memsim attention`` (validated by the same
 :func:`memsim.cli.attention.build`; lists of algorithms and lengths give one table, or JSON
-Lines with ``--json``) plus ``--l2 on|off``, ``--compare`` (analytic and
+Lines with ``--json``) plus ``--l2 on|off``, ``--l2-model tiles|lines``, ``--compare`` (analytic and
 trace side by side), ``--heads-sample``, ``--event-budget`` and ``--save-trace FILE``.
 The simulator (numba) is imported inside the command, so ``memsim --help`` stays fast.
 """
@@ -29,6 +29,7 @@ from memsim.units import format_bytes as _fmt_bytes
 from memsim.units import format_seconds as _fmt_s
 
 DEFAULT_EVENT_BUDGET = 1_000_000_000  # = memsim.trace.DEFAULT_EVENT_BUDGET (not imported here)
+L2_MODELS = ("tiles", "lines")         # = memsim.trace.simulate.L2_MODELS (not imported here)
 
 
 def _title(d: dict[str, Any]) -> str:
@@ -36,6 +37,10 @@ def _title(d: dict[str, Any]) -> str:
     return (f"{d['algorithm']} on {d['gpu']}: B={p['batch']} N={p['seq_len']} "
             f"S={p['kv_len'] or p['seq_len']} H={p['heads']} K={p['kv_heads'] or p['heads']} "
             f"D={p['head_dim']} {p['dtype']} {d['mask']}")
+
+
+def _model_note(d: dict[str, Any]) -> str:
+    return " (lines: sectors, sets, ways)" if d.get("l2_model") == "lines" else ""
 
 
 def _sample_note(d: dict[str, Any]) -> str:
@@ -50,7 +55,7 @@ def print_trace(d: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"trace: {_title(d)}, L2 {d['l2']}{_sample_note(d)}")
+    table = Table(title=f"trace: {_title(d)}, L2 {d['l2']}{_model_note(d)}{_sample_note(d)}")
     table.add_column("quantity")
     table.add_column("value", justify="right")
     rows = [
@@ -85,6 +90,7 @@ def print_compare(analytic: dict[str, Any], trace: dict[str, Any], compulsory: f
     from rich.table import Table
 
     table = Table(title=f"analytic vs trace: {_title(trace)}, L2 {trace['l2']}"
+                        f"{_model_note(trace)}"
                         f"{_sample_note(trace)}")
     for col, justify in (("quantity", "left"), ("analytic", "right"), ("trace", "right"),
                          ("trace/analytic", "right")):
@@ -136,6 +142,9 @@ def trace(
     matmul_unit: str = Opt.matmul_unit,
     l2: str = typer.Option("on", "--l2", help="on | off: the L2 model (off: every access "
                                               "goes to HBM)"),
+    l2_model: str = typer.Option("tiles", "--l2-model", help="tiles | lines: an LRU of "
+                                 "whole tiles (fast), or 32 B sectors of 128 B lines in "
+                                 "the profile's set-associative L2 (slower)"),
     compare: bool = typer.Option(False, "--compare", help="analytic and trace side by side"),
     heads_sample: int = size_option(None, "--heads-sample", ceiling=limits.MAX_HEADS,
                                     help="replay this many consecutive heads through "
@@ -152,6 +161,8 @@ def trace(
 
     if l2 not in ("on", "off"):
         raise InputError("l2", l2, "must be 'on' or 'off'")
+    if l2_model not in L2_MODELS:
+        raise InputError("l2_model", l2_model, f"must be one of {', '.join(L2_MODELS)}")
     check_matmul_unit(matmul_unit)
     cases = expand(locals())
     if len(cases) > 1 and save_trace is not None:
@@ -171,7 +182,8 @@ def trace(
         algorithm = options["algorithm"]
         result = simulate(problem, profile, algorithm, tiling, l2=l2 == "on",
                           heads_sample=heads_sample, event_budget=event_budget,
-                          matmul_unit=matmul_unit, record=save_trace is not None)
+                          matmul_unit=matmul_unit, record=save_trace is not None,
+                          l2_model=l2_model)
         if save_trace is not None:
             result.save(save_trace)
         analytic = predict(problem, profile, algorithm, tiling, matmul_unit=matmul_unit)
@@ -183,7 +195,7 @@ def trace(
     elif len(rows) > 1:
         print_rows(f"HBM bytes (no reuse, closed-form L2 estimate, trace, compulsory "
                    f"minimum) on {rows[0]['trace']['gpu']}: {_list_title(rows[0]['analytic'])}"
-                   f", L2 {l2}", rows, TRACE_COLUMNS)
+                   f", L2 {l2}{_model_note(rows[0]['trace'])}", rows, TRACE_COLUMNS)
     elif compare:
         print_compare(rows[0]["analytic"], rows[0]["trace"], rows[0]["compulsory_bytes"])
     else:

@@ -48,6 +48,12 @@ are fitted (:mod:`memsim.ops.classes`), and for NCCL's step-by-step algorithms t
 own seconds per step beyond the wire's hop latency (the class's ``row_s``: the LL
 protocol's flag polling and the step hand-off between ranks) and a ring's pipeline fill
 and drain (its ``fill``, a fraction of one chunk step per pass).
+
+Every NVLink latency a kernel waits out in a row is the profile's ``nvlink_latency_s``, never
+folded into a fitted floor: a ring's steps, a send, the custom kernels' barriers and peer
+loads (:data:`CUSTOM_HOPS`). The classes are fitted on Hopper, where the hop is the same on
+both GPUs; Blackwell's hop is 0.7 µs longer (NVIDIA/nccl#1940), which is what makes its small
+collectives slower than Hopper's despite twice the NVLink bandwidth.
 """
 
 from __future__ import annotations
@@ -83,6 +89,11 @@ def _check_gpus(gpus: Any) -> int:
 
 
 NCCL = "nccl"  # the pseudo-backend of NCCL's own kernels (nccl-tests rows, no framework)
+
+
+def _resolve_backend(backend: str | None) -> str:
+    """:data:`NCCL`, or the framework ``backend`` names (the default for None), checked."""
+    return backend if backend == NCCL else check_backend(backend)
 
 
 def _all_reduce_class(name: str, backend: str | None) -> Any:
@@ -127,36 +138,50 @@ def _link_kind(gpu: Any, G: int) -> str:
     return "nvlink" if link.nvlink_bytes_per_s_per_direction > 0 else "pci"
 
 
+def _protocol_bws(gpu: Any, G: int, cls: Any, kind: str) -> dict[str, float]:
+    """Bytes/s per direction of NCCL's three protocols on ``kind``'s link: Simple the link
+    × ``cls.eff("link")``, LL128 × 0.92 of it, LL half of it capped at the architecture's
+    ``llMaxBw`` (tuning.cc "Various model refinements"; the N2/N4 columns beyond a node)."""
+    bw, _ = _link(gpu, G)
+    simple = bw * cls.eff("link")
+    ll_max = _LL_MAX_BW.get(str(gpu.architecture), _LL_MAX_BW["ampere"])
+    if kind == "net":
+        ll_max = min(ll_max, _LL_MAX_BW["ampere"])   # llMaxBws N2/N4 columns are lower
+    return {"LL": min(ll_max, 0.5 * simple), "LL128": _LL128_SHARE * simple, "Simple": simple}
+
+
+def _protocol_latency_s(protocol: str, steps: int, hop_s: float, kind: str, cls: Any
+                        ) -> float:
+    """NCCL's latency of ``steps`` steps under ``protocol`` beyond LL's base (the class's
+    ``floor_s`` stands for that): base − base(LL) + steps · (hop + Δhop + ``cls.row_s``),
+    Δhop the protocol's step latency over LL's on ``kind``'s link (tuning.cc)."""
+    return (_RING_BASE_S[protocol] - _RING_BASE_S["LL"]
+            + steps * (hop_s + _RING_HW_S[kind][protocol] - _RING_HW_S[kind]["LL"]
+                       + cls.row_s))
+
+
 def nccl_ring_s(traffic: np.ndarray, steps: int, G: int, gpu: Any, cls: Any
                 ) -> tuple[np.ndarray, np.ndarray]:
     """(seconds without the floor, protocol) of an NCCL ring collective that moves
     ``traffic`` bytes per GPU per direction in ``steps`` ring steps, with the protocol
     NCCL's cost model picks (``ncclTopoGetAlgoTime``: latency + bytes / bandwidth, the
-    smallest wins). Per protocol: latency = base − base(LL) + steps · (hop(LL) + Δhop +
-    ``cls.row_s``); bandwidth = link · ``cls.eff("link")`` for Simple, × 0.92 for LL128
-    (enabled only on NVLink: ``pEnable &= typeIntra <= PATH_NVB``), min(half of it,
-    ``llMaxBw`` of the architecture) for LL (tuning.cc "Various model refinements").
+    smallest wins; :func:`_protocol_latency_s`, :func:`_protocol_bws`; LL128 only on
+    NVLink: ``pEnable &= typeIntra <= PATH_NVB``, and not over PCIe).
 
     The ring moves one chunk (M/G) per step, G − 1 steps per pass; the class's ``fill``
     (a fraction of one step, kept with its efficiencies, 0 where absent) is the pipeline's
     fill and drain each pass adds: bytes × (1 + fill/(G − 1)). Without it the bus bandwidth
     would not depend on G, where nccl-tests' does (aiconfigurator's H100 rows at 512 MB:
     all-gather 258 / 318 / 336 GB/s on 2 / 4 / 8 GPUs, reduce-scatter 235 / 300 / 328)."""
-    bw, hop = _link(gpu, G)
+    _, hop = _link(gpu, G)
     traffic = traffic * (1.0 + cls.efficiency.get("fill", 0.0) / max(G - 1, 1))
     kind = _link_kind(gpu, G)
-    simple = bw * cls.eff("link")
-    ll_max = _LL_MAX_BW.get(str(gpu.architecture), _LL_MAX_BW["ampere"])
-    if kind == "net":
-        ll_max = min(ll_max, _LL_MAX_BW["ampere"])   # llMaxBws N2/N4 columns are lower
-    bws = {"LL": min(ll_max, 0.5 * simple), "LL128": _LL128_SHARE * simple, "Simple": simple}
+    bws = _protocol_bws(gpu, G, cls, kind)
     protos = ("LL", "Simple") if kind == "pci" else NCCL_PROTOCOLS
     best = np.full(np.shape(traffic), np.inf)
     pick = np.full(np.shape(traffic), "Simple", dtype=object)
     for p in protos:
-        lat = (_RING_BASE_S[p] - _RING_BASE_S["LL"]
-               + steps * (hop + _RING_HW_S[kind][p] - _RING_HW_S[kind]["LL"] + cls.row_s))
-        t = lat + traffic / bws[p]
+        t = _protocol_latency_s(p, steps, hop, kind, cls) + traffic / bws[p]
         pick = np.where(t < best, p, pick)
         best = np.minimum(best, t)
     return best, pick
@@ -172,25 +197,47 @@ P2P_LL_THRESHOLD_BYTES = 16384
 def nccl_p2p_s(peer_bytes: np.ndarray, peers: int, G: int, gpu: Any, cls: Any
                ) -> tuple[np.ndarray, np.ndarray]:
     """(seconds without the floor, protocol) of NCCL sends of ``peer_bytes`` to each of
-    ``peers`` peers at once (one step): LL (the hop, half the link capped at ``llMaxBw``)
-    up to :data:`P2P_LL_THRESHOLD_BYTES` a peer, Simple beyond (NCCL's Simple base and
-    step latency over LL's, tuning.cc, and the whole link)."""
-    bw, hop = _link(gpu, G)
+    ``peers`` peers at once (one step of the ring's protocols, :func:`nccl_ring_s`): LL up
+    to :data:`P2P_LL_THRESHOLD_BYTES` a peer, Simple beyond."""
+    _, hop = _link(gpu, G)
     kind = _link_kind(gpu, G)
-    simple = bw * cls.eff("link")
-    ll_max = _LL_MAX_BW.get(str(gpu.architecture), _LL_MAX_BW["ampere"])
+    bws = _protocol_bws(gpu, G, cls, kind)
     traffic = peers * peer_bytes
-    ll = hop + cls.row_s + traffic / min(ll_max, 0.5 * simple)
-    extra = (_RING_BASE_S["Simple"] - _RING_BASE_S["LL"] + _RING_HW_S[kind]["Simple"]
-             - _RING_HW_S[kind]["LL"])
-    full = hop + cls.row_s + extra + traffic / simple
     use_ll = peer_bytes <= P2P_LL_THRESHOLD_BYTES
-    return np.where(use_ll, ll, full), np.where(use_ll, "LL", "Simple").astype(object)
+    t = {p: _protocol_latency_s(p, 1, hop, kind, cls) + traffic / bws[p]
+         for p in ("LL", "Simple")}
+    return np.where(use_ll, t["LL"], t["Simple"]), \
+        np.where(use_ll, "LL", "Simple").astype(object)
+
+
+#: One-way NVLink latencies in a row on a custom all-reduce's critical path (a store that
+#: must land at a peer before the peer, polling its own memory, goes on; a load from a
+#: peer's memory counts two, there and back), from the kernels each framework launches:
+#:
+#: - TensorRT-LLM (cpp/tensorrt_llm/kernels/communicationKernels/allReduceFusionKernels.cu,
+#:   the kernels of its ONESHOT / TWOSHOT strategies): ``oneshot_lamport`` pushes the
+#:   buffer into every peer's Lamport buffer and polls its own until no −0.0 sentinel is
+#:   left: 1; ``twoshot_sync``: ``barrier.sync()`` (1), loads of the peers' slices (2),
+#:   the reduced slice pushed to every peer and ``barrier.sync()`` (1): 4;
+#: - vLLM (csrc/custom_all_reduce.cuh; SGLang's copy of it): ``cross_device_reduce_1stage``
+#:   ``barrier_at_start`` (1), ``packed_reduce`` over the peers' buffers (2),
+#:   ``barrier_at_end`` (1): 4; ``cross_device_reduce_2stage`` the same with a second
+#:   round of peer loads after its middle barrier: 6.
+#:
+#: Each costs the profile's ``nvlink_latency_s``; the class's fitted floor holds the rest
+#: (launch, the local work). On H100 and H200, where the classes are fitted, the hop is the
+#: same, so the split changes nothing there; it is what carries to a GPU whose NVLink
+#: latency differs (Blackwell's, hardware_profiles/b200.toml).
+CUSTOM_HOPS = {("trtllm", "oneshot"): 1, ("trtllm", "twoshot"): 4,
+               ("vllm", "oneshot"): 4, ("vllm", "twoshot"): 6,
+               ("sglang", "oneshot"): 4, ("sglang", "twoshot"): 6}
 
 
 def _algorithm_s(name: str, M: np.ndarray, G: int, gpu: Any, backend: str | None
                  ) -> tuple[np.ndarray, np.ndarray, float]:
-    """(time without floor, link bytes per GPU per direction, floor) of one algorithm."""
+    """(time without floor, link bytes per GPU per direction, floor) of one algorithm:
+    a ring through :func:`nccl_ring_s`; NVLS and the custom kernels as link bytes over
+    the link, plus the custom kernels' :data:`CUSTOM_HOPS` NVLink latencies."""
     bw, hop = _link(gpu, G)
     cls = _all_reduce_class(name, backend)
     traffic = {"oneshot": (G - 1) * M, "nvls": (G + 1) / G * M}.get(name, 2.0 * (G - 1) / G * M)
@@ -199,7 +246,8 @@ def _algorithm_s(name: str, M: np.ndarray, G: int, gpu: Any, backend: str | None
     if name == "nvls":
         arch = _NVLS_EFFICIENCY.get(str(gpu.architecture), _NVLS_EFFICIENCY["hopper"])
         bw = bw * arch / _NVLS_EFFICIENCY["hopper"]
-    return traffic / (bw * cls.eff("link")), traffic, cls.floor_s
+    hops = CUSTOM_HOPS.get((backend, name), 0)
+    return hops * hop + traffic / (bw * cls.eff("link")), traffic, cls.floor_s
 
 
 def _nccl_choice(M: np.ndarray, G: int, gpu: Any, backend: str | None) -> np.ndarray:
@@ -217,7 +265,7 @@ def all_reduce_algorithm(message_bytes: Any, gpus: int, *, gpu: Any,
     """The algorithm the backend's rule picks per message size (array of str):
     "oneshot", "twoshot", "ring" or "nvls" (module docstring for the sources)."""
     gpu = resolve_gpu(gpu)
-    backend = backend if backend == NCCL else check_backend(backend)
+    backend = _resolve_backend(backend)
     (M,) = as_float(message_bytes)
     G = _check_gpus(gpus)
     nccl = _nccl_choice(M, G, gpu, backend)
@@ -249,11 +297,16 @@ def _collective_args(message_bytes: Any, gpus: int, gpu: Any) -> tuple[Any, int,
     return gpu, G, M
 
 
+#: The kernel class of a collective over one GPU (no kernel runs: no class's numbers)
+NO_CLASS = "none"
+
+
 def _no_link(M: np.ndarray) -> OpPrediction:
     """A collective over one GPU: nothing crosses a link, nothing is timed."""
     zero = np.zeros_like(M)
     return OpPrediction(out(zero), "none", out(zero), out(zero), out(zero),
-                        {"link": out(zero)}, {"algorithm": "none"})
+                        {"link": out(zero)}, {"algorithm": "none", "link_bytes": out(zero),
+                                              "kernel_class": NO_CLASS})
 
 
 def all_reduce(message_bytes: Any, gpus: int, *, gpu: Any = "h100-sxm",
@@ -263,8 +316,8 @@ def all_reduce(message_bytes: Any, gpus: int, *, gpu: Any = "h100-sxm",
     gpu, G, M = _collective_args(message_bytes, gpus, gpu)
     if G == 1:
         return _no_link(M)
+    backend = _resolve_backend(backend)
     algo = all_reduce_algorithm(M, G, gpu=gpu, backend=backend)
-    time = np.zeros_like(M)
     link_s = np.zeros_like(M)
     floor = np.zeros_like(M)
     traffic = np.zeros_like(M)
@@ -290,10 +343,13 @@ def all_reduce(message_bytes: Any, gpus: int, *, gpu: Any = "h100-sxm",
                     lambda a: _all_reduce_class(a, backend).name, otypes=[object])(algo)})
 
 
-def nccl_all_reduce(message_bytes: Any, gpus: int, *, gpu: Any = "h100-sxm") -> OpPrediction:
+def nccl_all_reduce(message_bytes: Any, gpus: int, *, gpu: Any = "h100-sxm",
+                    backend: str | None = None) -> OpPrediction:
     """NCCL's own all-reduce (``ncclAllReduce`` as nccl-tests times it, no framework's
     custom kernels): ring or NVLS, whichever NCCL's cost model picks, with NCCL's classes
-    (``nccl/all_reduce/ring``, ``nccl/all_reduce/nvls``)."""
+    (``nccl/all_reduce/ring``, ``nccl/all_reduce/nvls``). ``backend`` is checked and
+    otherwise unused, as for :func:`all_gather`: every framework calls the same NCCL."""
+    check_backend(backend)
     return all_reduce(message_bytes, gpus, gpu=gpu, backend=NCCL)
 
 

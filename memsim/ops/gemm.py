@@ -9,7 +9,12 @@ cuBLAS's heuristics and TensorRT-LLM's autotuner pick the fastest kernel:
 
 - ``matmul``: waves · (2 · tile_m · tile_n · k/split) / (per-SM tensor rate) — a partial
   last wave and rows padded to the tile cost full tiles (wave and tile quantisation);
-- ``l2``: every tile's operand panels through L2 (L2 → SM traffic); CUTLASS's SM90/SM100
+- ``l2``: every tile's operand panels through L2 (L2 → SM traffic) on the busiest SM: an
+  SM pulls its CTAs' panels through its own share of the L2 bandwidth (L2 / SMs), one
+  wave after another, so a grid of few CTAs cannot use the whole L2 (measured: vLLM's fp8
+  GEMM at m = 8, n = 512, k = 65536 runs 8 CTAs at 73-75 GB/s each on H100 and H200, 84 on
+  B200, where 0.82 · 12 TB/s / 132 = 75 is H100's: RRZE gpu-benches' L2 plateau); TMA fetches a
+  tile's valid rows only (rows past m or n are zero-filled, not read); CUTLASS's SM90/SM100
   kernels run in clusters of 2 CTAs whose shared B panel is multicast by TMA (cluster
   shape 2 × 1 × 1), so a tile loads its A panel and half of its B panel;
 - ``hbm``: the compulsory bytes (A, B read once, C written once, split-K partials), the
@@ -21,13 +26,28 @@ frameworks' sources and from the aiconfigurator collectors that timed them):
 
 - fp8 and fp8_block GEMMs take 16-bit activations, so a separate **quantisation kernel**
   first reads them and writes their fp8 copy (and, block-scaled, one fp32 scale per 128
-  values): ``quant`` = m·k·(2 + 1 [+ 4/128]) bytes at the class's HBM bandwidth, serial
-  before the GEMM. TensorRT-LLM ``Linear`` (FP8QDQ / FP8 block), vLLM
+  values): ``quant`` = m·k·(2·reads + 1 [+ 4/128]) bytes at the class's HBM bandwidth,
+  serial before the GEMM. TensorRT-LLM ``Linear`` (FP8QDQ / FP8 block), vLLM
   ``scaled_fp8_quant`` / per-token-group quant, SGLang ``sgl_per_token_quant_fp8`` /
   ``sglang_per_token_group_quant_fp8`` (aiconfigurator collector/*/collect_gemm.py).
+  TensorRT-LLM's collector loads no input scale, so its per-tensor fp8 ``Linear`` takes
+  the dynamic path (tensorrt_llm/_torch/modules/linear.py, ``FP8QDQLinearMethod.apply``:
+  ``quantize_e4m3_per_tensor``): an abs-max reduction over the activations, then the
+  quantising pass — two reads (``reads`` = 2) and three kernels with the GEMM.
+  vLLM's dynamic fp8 on CUTLASS quantises **per token** (``Fp8LinearMethod``: "Use
+  per-token quantization for better perf if dynamic and cutlass" →
+  ``dynamic_per_token_scaled_fp8_quant``: one CTA of 256 threads per row, looping over
+  the row in steps of 256 × 16-byte loads): its time is the larger of its bytes and its
+  CTAs, ``row_s`` SM-seconds per step (+ one for the reduction and scale store) per row,
+  spread over the SMs. Measured: at k ≤ 2048 the rows cost 7.1 ns each on H100 and H200
+  and 6.35 on B200 — 132/148, the SM ratio — with steps at k = 2048·i.
 - **Split-K** only where the library has it: cuBLAS(Lt) (bf16, TensorRT-LLM's per-tensor
   fp8 ``cublas_scaled_mm``) splits K; CUTLASS ``scaled_mm`` and the block-scaled kernels
-  (DeepGEMM, TensorRT-LLM's FP8 block GEMM, FlashInfer/CUTLASS blockwise) do not.
+  (DeepGEMM, TensorRT-LLM's FP8 block GEMM, FlashInfer/CUTLASS blockwise) do not. A split
+  GEMM is two kernels (cuBLAS's ``splitK`` GEMM, then ``cublasLt::splitKreduce_kernel``
+  summing the fp32 partials; Dao-AILab/quack PR #157 lists both in cuBLAS's traces): the
+  split costs one more launch, ``reduce`` = the class's floor / the kernels one call
+  launches without it (``Launch.kernels``).
 - vLLM's fp8 ``cutlass_scaled_mm`` on SM90 does not autotune: its **tile is fixed by m and
   n** (vllm csrc/quantization/w8a8/cutlass/c3x/scaled_mm_sm90_fp8_dispatch.cuh @68f442e:
   m ≤ 16 → 16 × 64 (swap-AB), m ≤ 64 → 16 × 64 for n ≤ 1280 else 64 × 64, m ≤ 128 → 64 × 128,
@@ -66,8 +86,10 @@ GEMM_DTYPES = {"fp32": "tf32", "tf32": "tf32", "fp16": "fp16", "bf16": "bf16", "
 OUT_BYTES = DTYPE_BYTES["bf16"]  # fp16/bf16 output (fp8 GEMMs write bf16 too)
 
 
-QUANT_BYTES = 2.0 + 1.0  # the quantisation kernel reads a 16-bit activation, writes fp8
 SCALE_GROUP = 128  # fp8_block: one fp32 scale per 128 activations (per-token group)
+BF16_BYTES = DTYPE_BYTES["bf16"]  # the quantisation kernel reads 16-bit activations
+FP8_BYTES = DTYPE_BYTES["fp8"]    # and writes their fp8 copy
+CTA_STEP_BYTES = 256 * 16
 
 
 @dataclass(frozen=True)
@@ -76,22 +98,31 @@ class Launch:
 
     ``quant``: a quantisation kernel precedes the GEMM; ``split_k``: the library may split
     K; ``dispatch``: "autotuned" (the fastest tile wins) or a fixed-tile rule by name;
-    ``eager``: timed without CUDA graphs (the floor is the host's, a maximum not a sum).
+    ``eager``: timed without CUDA graphs (the floor is the host's, a maximum not a sum);
+    ``token_ctas``: the quantisation kernel runs one CTA per row (token), each costing the
+    class's ``row_s`` SM-seconds per step of its loop (module docstring); ``quant_reads``:
+    how often the quantisation reads the activations (2: an abs-max pass, then the
+    quantising pass); ``kernels``: kernels one call launches without split-K (the class's
+    floor covers them all; a split-K reduction kernel costs one more, floor / kernels).
     """
 
     quant: bool = False
     split_k: bool = True
     dispatch: str = "autotuned"
     eager: bool = False
+    token_ctas: bool = False
+    quant_reads: int = 1
+    kernels: int = 1
 
 
 LAUNCHES: dict[tuple[str, str], Launch] = {
-    ("trtllm", "fp8"): Launch(quant=True),
-    ("trtllm", "fp8_block"): Launch(quant=True, split_k=False),
-    ("vllm", "fp8"): Launch(quant=True, split_k=False, dispatch="vllm_sm90_fp8"),
-    ("vllm", "fp8_block"): Launch(quant=True, split_k=False, eager=True),
-    ("sglang", "fp8"): Launch(quant=True, split_k=False),
-    ("sglang", "fp8_block"): Launch(quant=True, split_k=False),
+    ("trtllm", "fp8"): Launch(quant=True, quant_reads=2, kernels=3),
+    ("trtllm", "fp8_block"): Launch(quant=True, split_k=False, kernels=2),
+    ("vllm", "fp8"): Launch(quant=True, split_k=False, dispatch="vllm_sm90_fp8",
+                            token_ctas=True, kernels=2),
+    ("vllm", "fp8_block"): Launch(quant=True, split_k=False, eager=True, kernels=2),
+    ("sglang", "fp8"): Launch(quant=True, split_k=False, kernels=2),
+    ("sglang", "fp8_block"): Launch(quant=True, split_k=False, kernels=2),
 }
 
 
@@ -103,8 +134,8 @@ def launch_of(backend: str | None, family: str) -> Launch:
 
 
 def vllm_sm90_fp8_tiles(m: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(tile_m, tile_n) vLLM's SM90 fp8 ``cutlass_scaled_mm`` dispatches for m, n (its swap-AB
-    tiles for m ≤ 64 written as rows of m × columns of n; module docstring)."""
+    """(tile_m, tile_n) vLLM's SM90 fp8 ``cutlass_scaled_mm`` dispatches for m, n (its
+    swap-AB tiles for m ≤ 64 written as rows of m × columns of n; module docstring)."""
     tile_m = np.where(m <= 16, 16.0, np.where(m <= 64, np.where(n <= 1280, 16.0, 64.0),
                                               np.where(m <= 128, 64.0, 128.0)))
     tile_n = np.where(m <= 64, 64.0, 128.0)
@@ -139,15 +170,23 @@ def operand_bytes(dtype: str) -> tuple[str, float]:
 def tiled_terms(m: np.ndarray, n: np.ndarray, k: np.ndarray, groups: np.ndarray, gpu: Any,
                 cls: KernelClass, rate_dtype: str, e_in: float,
                 weight_e: float | None = None, split_k: bool = True,
-                tiles: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
+                tiles: tuple[np.ndarray, np.ndarray] | None = None,
+                split_launch_s: float = 0.0, hbm_fraction: Any = 1.0) -> dict[str, Any]:
     """Terms (seconds) of ``groups`` independent GEMMs of one shape, best tile and split.
 
     ``groups``: GEMMs in one launch (a grouped GEMM: MoE experts), sharing the SMs.
     ``weight_e``: bytes per element of B if it differs from A's (weight-only quantisation).
     ``split_k``: whether the kernel may split K; ``tiles``: a fixed (tile_m, tile_n) per
-    element instead of the fastest of :data:`TILES`.
-    Returns dict with ``matmul``, ``l2``, ``hbm`` (s), ``hbm_bytes``, ``tile_m``,
-    ``tile_n``, ``split``, ``waves``.
+    element instead of the fastest of :data:`TILES`; ``split_launch_s``: what a split
+    costs beyond its partials' bytes (the launch of the reduction kernel, added serially);
+    ``hbm_fraction``: the share of the compulsory bytes that reaches HBM (0 where the
+    operands stay in L2 from one call to the next).
+    The L2 term is the busiest SM's: each CTA pulls its operand panels through its own SM's
+    share of the L2 bandwidth (L2 / SMs), ``waves`` CTAs one after another — a grid of few
+    CTAs cannot use the whole L2 (as ``matmul`` cannot use every SM's tensor cores).
+    Returns dict with ``t`` (the chosen candidate's time without a floor), ``matmul``,
+    ``l2``, ``hbm``, ``reduce`` (s), ``hbm_bytes``, ``tile_m``, ``tile_n``, ``split``,
+    ``waves``.
     """
     sms = float(gpu.spec.sm_count)
     per_sm = gpu.peak_flop_per_s("tensor", rate_dtype) * cls.eff("tensor") / sms
@@ -165,11 +204,16 @@ def tiled_terms(m: np.ndarray, n: np.ndarray, k: np.ndarray, groups: np.ndarray,
             waves = np.maximum(np.ceil(units / sms), 1.0)
             matmul = waves * 2.0 * tm * tn * kk / per_sm
             partial = (split > 1) * 2.0 * groups * m * n * PARTIAL_BYTES * split
-            l2 = (units * (tm * e_in + tn * w_e / CLUSTER) * kk + partial) / l2_bw
+            # TMA fetches a tile's valid rows only (out-of-bounds rows are zero-filled)
+            rows_m, rows_n = np.minimum(m, tm), np.minimum(n, tn)
+            l2 = (waves * sms * (rows_m * e_in + rows_n * w_e / CLUSTER) * kk
+                  + partial) / l2_bw
             hbm_bytes = compulsory + partial
-            hbm = hbm_bytes / hbm_bw
-            t = np.where(ok, np.maximum(np.maximum(matmul, l2), hbm), np.inf)
-            cand = {"t": t, "matmul": matmul, "l2": l2, "hbm": hbm, "hbm_bytes": hbm_bytes,
+            hbm = hbm_bytes * hbm_fraction / hbm_bw
+            reduce = np.full_like(matmul, (split > 1) * split_launch_s)
+            t = np.where(ok, np.maximum(np.maximum(matmul, l2), hbm) + reduce, np.inf)
+            cand = {"t": t, "matmul": matmul, "l2": l2, "hbm": hbm, "reduce": reduce,
+                    "hbm_bytes": hbm_bytes,
                     "tile_m": np.full_like(t, tm), "tile_n": np.full_like(t, tn),
                     "split": np.full_like(t, split), "waves": waves}
             if best is None:
@@ -202,14 +246,20 @@ def predict(m: Any, n: Any, k: Any, *, dtype: str = "bf16", gpu: Any = "h100-sxm
         launch.dispatch == "vllm_sm90_fp8"
         and cc_major(gpu) == 9) else None
     parts = {}
+    sms = float(gpu.spec.sm_count)
     for variant in sorted(set(np.asarray(variants).reshape(-1).tolist())):
         cls = kernel_class("gemm", backend, variant)
         best = tiled_terms(m, n, k, np.ones_like(m), gpu, cls, rate_dtype, e_in,
-                           split_k=launch.split_k, tiles=fixed)
+                           split_k=launch.split_k, tiles=fixed,
+                           split_launch_s=cls.floor_s / launch.kernels)
         hbm_bw = gpu.spec.hbm_bandwidth_bytes_per_s * cls.eff("hbm")
-        quant_bytes = (m * k * (QUANT_BYTES + (4.0 / SCALE_GROUP if family == "fp8_block"
-                                               else 0.0)) if launch.quant else 0.0 * m)
+        quant_bytes = (m * k * (launch.quant_reads * BF16_BYTES + FP8_BYTES
+                                + (4.0 / SCALE_GROUP if family == "fp8_block" else 0.0))
+                       if launch.quant else 0.0 * m)
         best["quant"] = quant_bytes / hbm_bw
+        if launch.token_ctas:
+            steps = np.ceil(k * BF16_BYTES / CTA_STEP_BYTES) + 1.0
+            best["quant"] = np.maximum(best["quant"], cls.row_s * steps * m / sms)
         best["hbm_bytes"] = best["hbm_bytes"] + quant_bytes
         best["floor"] = np.full_like(m, cls.floor_s)
         kernel_s = best["t"] + best["quant"]
@@ -220,6 +270,8 @@ def predict(m: Any, n: Any, k: Any, *, dtype: str = "bf16", gpu: Any = "h100-sxm
     pick = {key: _select(variants, {v: p[key] for v, p in parts.items()})
             for key in next(iter(parts.values()))}
     terms = {"matmul": pick["matmul"], "l2": pick["l2"], "hbm": pick["hbm"]}
+    if launch.split_k:
+        terms["reduce"] = pick["reduce"]
     if launch.quant:
         terms["quant"] = pick["quant"]
     floor = pick["floor"]

@@ -217,9 +217,11 @@ def _context_dtype(rows: Rows) -> np.ndarray:
     TensorRT-LLM with an fp8 KV cache runs its fp8 context FMHA whatever ``attn_dtype``
     says (fp8 KV forces the paged-context FMHA, which reads Q and K/V in fp8: aiconfigurator
     collector/trtllm/collect_attn.py l. 126-175, "casts Q to the KV dtype to reuse the
-    QkvE4m3OBfloat16 cubins")."""
+    QkvE4m3OBfloat16 cubins"); so does vLLM, whose collector hands FA3 an fp8 query with
+    an fp8 cache (collector/vllm/collect_attn.py l. 283-284, ``needs_fp8_query``): FA3's
+    e4m3 kernel."""
     dtype = dtype_of(rows.col("attn_dtype"))
-    if rows.backend == "trtllm":
+    if rows.backend in ("trtllm", "vllm"):
         fp8_kv = dtype_of(rows.col("kv_cache_dtype", "bfloat16")) == "fp8"
         dtype = np.where(fp8_kv, "fp8", dtype).astype(object)
     return dtype

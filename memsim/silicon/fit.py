@@ -63,13 +63,15 @@ class FitSpec:
 
     ``keys``: the kernel classes; ``free``: their parameters fitted (``floor_s``,
     ``row_s`` or an efficiency unit); ``where``: column → value the rows must have (the
-    kernel family, e.g. ``{"gemm_dtype": "fp8"}``)."""
+    kernel family, e.g. ``{"gemm_dtype": "fp8"}``); ``unused``: (class, parameter) pairs
+    of ``free`` that one class's model never reads (neither fitted nor written)."""
 
     keys: tuple[str, ...]
     op_class: str
     backend: str
     free: tuple[str, ...]
     where: dict[str, str] = field(default_factory=dict)
+    unused: tuple[tuple[str, str], ...] = ()
 
     @property
     def name(self) -> str:
@@ -92,6 +94,8 @@ class FitSpec:
 
 def specs() -> list[FitSpec]:
     """Every class memsim can fit on the database, by the key :func:`kernel_class` uses."""
+    from memsim.ops.gemm import launch_of
+
     out: list[FitSpec] = []
     families = (("bf16", "bfloat16"), ("fp8", "fp8"), ("fp8_block", "fp8_block"))
     for b in ("trtllm", "vllm", "sglang"):
@@ -99,7 +103,9 @@ def specs() -> list[FitSpec]:
             # vLLM's block-scaled fp8 GEMM is three kernels (memsim.ops.gemm): fitted together
             keys = ((f"gemm/{b}/{fam}", f"gemm/{b}/{fam}_flashinfer", f"gemm/{b}/{fam}_cutlass")
                     if (b, fam) == ("vllm", "fp8_block") else (f"gemm/{b}/{fam}",))
-            out.append(FitSpec(keys, "gemm", b, ("floor_s", "tensor", "hbm", "l2"),
+            # vLLM's per-token fp8 quantisation: a cost per CTA (row) as well
+            row = ("row_s",) if launch_of(b, fam).token_ctas else ()
+            out.append(FitSpec(keys, "gemm", b, ("floor_s", "tensor", "hbm", "l2", *row),
                                {"gemm_dtype": db}))
         for fam, db in families:
             # MoE: the weight stream (hbm) and the activation passes (hbm_act) apart
@@ -114,6 +120,11 @@ def specs() -> list[FitSpec]:
                     ("floor_s", "tensor", "hbm", "row_s"), {"attn_dtype": "bfloat16",
                                                             **bf16_kv}),
         ]
+        if b == "vllm":
+            # vLLM with an fp8 cache runs FA3's e4m3 kernel (memsim.attention.fa3_prefill)
+            out.append(FitSpec((f"attention/context/{b}/fp8",), "context_attention", b,
+                               ("floor_s", "tensor", "hbm", "row_s"),
+                               {"attn_dtype": "bfloat16", "kv_cache_dtype": "fp8"}))
         # decode: tensor held (MMAs padded to 16 rows; the rows cannot tell it apart);
         # TensorRT-LLM: one class per decode kernel (memsim.attention.decode_kernel), each
         # on the rows that kernel runs, whatever their KV-cache dtype
@@ -163,10 +174,11 @@ def _comm_specs() -> list[FitSpec]:
                                    ("floor_s", "link", "row_s"),
                                    {"comm_backend": f"{prefix}deepep_{tag}", "phase": phase}))
     # NCCL rings (memsim.ops.comm.nccl_ring_s): fill = the pipeline's fill and drain, a
-    # fraction of one ring step per pass
-    # (NVLS has no ring steps: its row_s and fill go unused)
-    out.append(FitSpec(("nccl/all_reduce/ring", "nccl/all_reduce/nvls"), "nccl_all_reduce",
-                       "nccl", ("floor_s", "link", "row_s", "fill")))
+    # fraction of one ring step per pass; NVLS has no ring steps (no row_s, no fill)
+    nvls = "nccl/all_reduce/nvls"
+    out.append(FitSpec(("nccl/all_reduce/ring", nvls), "nccl_all_reduce", "nccl",
+                       ("floor_s", "link", "row_s", "fill"),
+                       unused=((nvls, "row_s"), (nvls, "fill"))))
     for op in ("all_gather", "reduce_scatter"):
         out.append(FitSpec((f"nccl/{op}",), f"nccl_{op}", "nccl",
                            ("floor_s", "link", "row_s", "fill")))
@@ -240,7 +252,7 @@ def predict(spec: FitSpec, classes: dict[str, KernelClass], data: GpuRows) -> np
 
 
 def _params(spec: FitSpec) -> list[tuple[str, str]]:
-    return [(k, p) for k in spec.keys for p in spec.free]
+    return [(k, p) for k in spec.keys for p in spec.free if (k, p) not in spec.unused]
 
 
 def _get(cls: KernelClass, param: str) -> float:
@@ -279,7 +291,8 @@ def fit_spec_numbers(spec: FitSpec, base: dict[str, KernelClass], data: list[Gpu
     params = _params(spec)
     lo = np.log([_bounds(p)[0] for _, p in params])
     hi = np.log([_bounds(p)[1] for _, p in params])
-    start = np.log([max(_get(base[k], p), 1e-300) for k, p in params])
+    # a parameter the file holds at 0 (a per-row cost never fitted) starts mid-range
+    start = np.log([_get(base[k], p) or NEUTRAL.get(p, NEUTRAL["eff"]) for k, p in params])
     span = hi - lo
     start = np.clip(start, lo + 1e-6 * span, hi - 1e-6 * span)
     meas = np.log(np.concatenate([d.measured_s for d in data]))
@@ -411,8 +424,9 @@ def source_text(r: FitResult, package: str, max_rows: int, seed: int) -> str:
     unseen = ", ".join(f"{_gpu(g)} {_pct(s['median_abs'])} (p90 {_pct(s['p90_abs'])}, "
                        f"n={s['n']})" for g, s in r.unseen.items() if s["n"]) or "none"
     together = (f"; fitted together: {', '.join(r.used)}" if len(spec.keys) > 1 else "")
+    unused = "".join(f" (not {k}'s {p}: unused)" for k, p in spec.unused)
     return (f"fitted by `memsim validate --source aiconfigurator --fit-classes` ({METHOD}; "
-            f"free: {', '.join(spec.free)}{together}) to {spec.describe()} rows of "
+            f"free: {', '.join(spec.free)}{unused}{together}) to {spec.describe()} rows of "
             f"{' and '.join(_gpu(g) for g in r.fitted)} in {package} (seed {seed}, at most "
             f"{max_rows} rows per GPU, whole model shapes): median |error| {fitted}; "
             f"leave-one-GPU-out median {logo}; unseen {unseen}")

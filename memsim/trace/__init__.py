@@ -9,8 +9,9 @@ that must agree").
 
 Modules, one job each: ``layout`` (tensors, addresses), ``program`` (block programs as
 flat run-length event arrays), ``schedule`` + ``sched_*`` (one generator per algorithm),
-``l2`` (the LRU cache), ``engine`` (the numba hot loop: block scheduler and steps),
-``timing`` (step and kernel time), ``simulate`` (the public API and result).
+``l2`` (the LRU cache; ``l2_lines``: sectors, sets, ways), ``engine`` (the numba hot
+loop: block scheduler and steps), ``timing`` (step and kernel time), ``simulate`` (the
+public API and result).
 """
 
 from __future__ import annotations

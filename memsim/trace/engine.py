@@ -356,7 +356,8 @@ def walk(prog, n_batch, offsets, window_s, slot_ptr, slot_order, blk_start, emit
 
 
 def replay(prog, n_batch, offsets, window_s, slot_ptr, slot_order, blk_start,
-           l2_on, l2, stats, rec, rec_n, scratch, parallel: bool = True) -> int:
+           l2_on, l2, stats, rec, rec_n, scratch, parallel: bool = True,
+           drain_fn=None) -> int:
     """Replay every step of the placed blocks through the L2 (phase 2); returns events.
 
     ``prog``: :func:`pack_program`'s tuple (step durations included). ``offsets``: (batch
@@ -371,12 +372,15 @@ def replay(prog, n_batch, offsets, window_s, slot_ptr, slot_order, blk_start,
     :func:`walk` fills one of two unit buffers while :func:`drain` passes the other
     through the L2 in a second thread (both release the GIL; ``parallel=False`` or a
     single CPU: one thread); the L2 still sees the units in walk order, buffer after
-    buffer. Ctrl-C stops the replay between two walks.
+    buffer. Ctrl-C stops the replay between two walks. ``drain_fn``: another cache with
+    :func:`drain`'s signature and ``l2`` its state (the line model,
+    :func:`memsim.trace.l2_lines.drain`); default the tile L2.
     """
     import os
     from concurrent.futures import ThreadPoolExecutor
 
     parallel = parallel and (os.cpu_count() or 1) > 1
+    drain_units = drain if drain_fn is None else drain_fn
     off, sl, active, state, buffers = scratch
     recording = len(rec[0]) > 0
     logged = int(rec_n[0])
@@ -395,10 +399,10 @@ def replay(prog, n_batch, offsets, window_s, slot_ptr, slot_order, blk_start,
                 args = (prog, l2, stats, buf_key, buf_acc, n, rec[4],
                         logged if recording else -1)
                 if not parallel or (state[W_DONE] and pool is None):
-                    drain(*args)                # one buffer held it all: no thread
+                    drain_units(*args)          # one buffer held it all: no thread
                 else:
                     pool = pool or ThreadPoolExecutor(1, thread_name_prefix="memsim-l2")
-                    pending = pool.submit(drain, *args)
+                    pending = pool.submit(drain_units, *args)
             logged += n
             k ^= 1
         if pending is not None:

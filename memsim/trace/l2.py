@@ -16,7 +16,8 @@ most ``capacity_bytes`` of units (the profile's ``l2_bytes``); it is
   when the cache is flushed at the end of the run.
 - **cold**: empty at the start of the first kernel, kept across the kernels of one call.
 
-Not modelled: 32 B sectors and 128 B lines (a unit is all-or-nothing), set associativity,
+Not modelled here: 32 B sectors and 128 B lines (a unit is all-or-nothing), set
+associativity (:mod:`memsim.trace.l2_lines` models them: ``l2_model="lines"``),
 persisting-access controls. The two partitions of H100-class parts change where a hit is
 served, not whether a re-read reaches DRAM, so the capacity is the whole L2
 (:attr:`memsim.hardware.GPU.l2_dram_capacity_bytes` gives the source).

@@ -88,8 +88,10 @@ def build_blockskip(d: Dims, layout: Layout, q: str = "q", k: str = "k",
     """Standard attention forward skipping masked tiles: QKᵀ, softmax and PV kernels.
     ``q``, ``k``: the tensors QKᵀ reads; ``pv_probs``: the one PV reads (eager attention
     passes the scaled copies and the safe softmax's output, :func:`build`).
-    ``softmax_reads``: times the softmax kernel reads each S tile (1 to 3): pass 1 loads
-    it ``softmax_reads − 1`` times (0: the row is held on chip), pass 2 once."""
+    ``softmax_reads``: times the softmax kernel reads each S tile (1 to 3): pass 1 sweeps
+    the row ``softmax_reads − 1`` times, each sweep over all its tiles before the next
+    (PyTorch's cunn_SoftMaxForward: max, then sum of exps; 0: the row is held on chip),
+    pass 2 once."""
     t = qkv_tensors(d, layout)
     for name in ("scores", "probs"):
         t.add(name, (d.B, d.H, d.N, d.S), d.e, "workspace", head_axis=1,
@@ -111,13 +113,18 @@ def build_blockskip(d: Dims, layout: Layout, q: str = "q", k: str = "k",
                sram_write_bytes=staged, sram_read_bytes=staged * w)
 
     softmax = KernelBuilder("standard.softmax", qt.count, sram_bytes=0)
+    last = max(softmax_reads - 1, 1)     # pass 1's sweeps over the row (none: held on chip)
     for first_key, keys, count, off in _key_tiles(d, qt):
-        softmax.run(a, 0 + off, count,
-                    [_score_tile(t, "scores", LOAD, qt, first_key, keys)]
-                    * (softmax_reads - 1),
-                    vector_flops=hpb * 3 * r * keys, exp_ops=hpb * r * keys)
-        softmax.run(a, 1 + off, count, [_score_tile(t, "scores", LOAD, qt, first_key, keys),
-                                        _score_tile(t, "probs", STORE, qt, first_key, keys)],
+        for sweep in range(last):        # the max, then the sum (PyTorch's three reads)
+            softmax.run(a, sweep + off, count,
+                        [_score_tile(t, "scores", LOAD, qt, first_key, keys)]
+                        * (sweep < softmax_reads - 1),
+                        **(dict(vector_flops=hpb * 3 * r * keys, exp_ops=hpb * r * keys)
+                           if sweep == 0 else {}))
+        softmax.run(a, last + off, count, [_score_tile(t, "scores", LOAD, qt, first_key,
+                                                       keys),
+                                           _score_tile(t, "probs", STORE, qt, first_key,
+                                                       keys)],
                     vector_flops=hpb * r * keys, exp_ops=hpb * r * keys)
 
     pv = KernelBuilder("standard.pv", qt.count,

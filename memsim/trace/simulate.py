@@ -44,6 +44,7 @@ from memsim.trace.timing import (
 )
 from memsim.trace.unit_ids import UnitIds, unit_ids
 
+L2_MODELS = ("tiles", "lines")       # simulate(l2_model=...): memsim.trace.l2, l2_lines
 DEFAULT_EVENT_BUDGET = 1_000_000_000   # tile events; ~20 s at 50 M events/s
 MAX_RECORDED_EVENTS = 20_000_000       # --save-trace keeps at most this many events
 WORK_COLUMNS = WORK_FIELDS.index("global_bytes")  # the FLOP and SRAM columns
@@ -109,6 +110,7 @@ class TraceResult:
     kernels: tuple[KernelTrace, ...]
     hbm_write_after_bytes: float
     tensors: tuple[dict, ...]
+    l2_model: str = "tiles"
     _blocks_log: tuple = field(default=(), repr=False)
     _events_log: tuple = field(default=(), repr=False)
 
@@ -141,6 +143,7 @@ class TraceResult:
             "layout": p.layout,
             "mask": p.mask.describe(),
             "l2": "on" if self.l2 else "off",
+            "l2_model": self.l2_model,
             "l2_capacity_bytes": self.l2_capacity_bytes,
             "l2_hit_rate": self.l2_hit_rate,
             **{k: c[k] for k in (
@@ -197,7 +200,8 @@ class TraceResult:
 def simulate(problem, gpu, algorithm: str = "flash2", tiling=None, l2: bool = True,
              heads_sample: int | None = None, event_budget: int = DEFAULT_EVENT_BUDGET, *,
              l2_bytes: int | None = None, matmul_unit: str = "tensor",
-             record: bool = False, cold_kernels: bool = False) -> TraceResult:
+             record: bool = False, cold_kernels: bool = False,
+             l2_model: str = "tiles") -> TraceResult:
     """Play ``algorithm``'s schedule for ``problem`` on ``gpu`` (profile or name).
 
     ``tiling``: default from :func:`memsim.tiling.default_tiling`. ``l2``: switch the L2
@@ -211,7 +215,9 @@ def simulate(problem, gpu, algorithm: str = "flash2", tiling=None, l2: bool = Tr
     the dirty lines of the one before written back in between (outside any kernel, so in
     ``hbm_write_after_bytes``) — what Nsight Compute's default ``--cache-control all``
     does ("flush all GPU caches before each kernel replay pass"), so its per-kernel DRAM
-    counters are compared with this.
+    counters are compared with this. ``l2_model``: ``"tiles"`` (default: an LRU of whole
+    tile units, :mod:`memsim.trace.l2`) or ``"lines"`` (32 B sectors of 128 B lines in a
+    set-associative cache from the profile, :mod:`memsim.trace.l2_lines`; slower).
     """
     from memsim.algorithms import check_supported
     from memsim.hardware import load_gpu
@@ -220,6 +226,8 @@ def simulate(problem, gpu, algorithm: str = "flash2", tiling=None, l2: bool = Tr
     if isinstance(gpu, str):
         gpu = load_gpu(gpu)
     check_supported(algorithm, problem)
+    if l2_model not in L2_MODELS:
+        raise InputError("l2_model", l2_model, f"must be one of {', '.join(L2_MODELS)}")
     if matmul_unit not in ("tensor", "fp32"):
         raise InputError("matmul_unit", matmul_unit, "must be 'tensor' or 'fp32'")
     from memsim.limits import MAX_EVENT_BUDGET, check_size
@@ -260,7 +268,7 @@ def simulate(problem, gpu, algorithm: str = "flash2", tiling=None, l2: bool = Tr
     if l2:
         capacity = float(l2_bytes) if l2_bytes is not None else gpu.l2_dram_capacity_bytes
     return _run(schedule, problem, gpu, algorithm, tiling, bps, l2, capacity, matmul_unit,
-                record, events_needed, cold_kernels)
+                record, events_needed, cold_kernels, l2_model if l2 else "tiles")
 
 
 def _kernel_blocks_per_sm(k: KernelProgram, gpu, tiling, bps: int) -> int:
@@ -347,13 +355,22 @@ def _l2_state(schedule: Schedule, capacity: float, n_ids: int | None = None) -> 
 
 def _run(schedule: Schedule, problem, gpu, algorithm, tiling, bps: int, l2_on: bool,
          capacity: float, matmul_unit: str, record: bool, events_needed: int,
-         cold_kernels: bool = False) -> TraceResult:
+         cold_kernels: bool = False, l2_kind: str = "tiles") -> TraceResult:
     layout, d = schedule.layout, schedule.dims
     n_tensors = len(layout.tensors)
     sim_capacity = capacity * _sampled_l2_fraction(schedule, gpu, bps)
     ids = unit_ids(layout, schedule.kernels, d.B,
                    [schedule.instances(k, simulated=False) for k in schedule.kernels])
-    l2 = _l2_state(schedule, sim_capacity, ids.n_ids) if l2_on else l2_model.new_state(0.0, 1)
+    lines = l2_kind == "lines"
+    if lines:
+        from memsim.trace import l2_lines
+
+        l2 = l2_lines.state_for_gpu(gpu, sim_capacity)
+        tables = l2_lines.address_tables(ids)
+    elif l2_on:
+        l2 = _l2_state(schedule, sim_capacity, ids.n_ids)
+    else:
+        l2 = l2_model.new_state(0.0, 1)
     offsets = ids.offsets(layout)
     rec = engine.new_record(events_needed if record else 0)
     rec_n = np.zeros(1, np.int64)
@@ -390,19 +407,26 @@ def _run(schedule: Schedule, problem, gpu, algorithm, tiling, bps: int, l2_on: b
         window_s = float(dur.max()) if len(dur) and dur.max() > 0 else 1.0
         events = 0
         if k.runs:
+            cache, drain_fn = l2, None
+            if lines:
+                geometry, _ = l2_lines.unit_geometry(layout, k, d.B, instances // d.B)
+                cache = l2_lines.kernel_state(l2, geometry, tables)
+                drain_fn = l2_lines.drain
             events = engine.replay(
                 _program_tuple(k, dur, ids), d.B, offsets, window_s,
-                slot_ptr, slot_order, blocks_log[1], l2_on, l2, stats, rec, rec_n,
+                slot_ptr, slot_order, blocks_log[1], l2_on, cache, stats, rec, rec_n,
                 engine.new_scratch(k_slots, n_tensors, int(k.run_units().max()),
-                                   int(np.diff(k.run_acc_ptr).max())))
+                                   int(np.diff(k.run_acc_ptr).max())), drain_fn=drain_fn)
         if record:
             logs_ev.append(_event_log(k, ids, rec, rec_start, int(rec_n[0]), launch_offset))
         last = ki == len(schedule.kernels) - 1
         flushed = np.zeros((n_tensors, 4))
         if l2_on and (last or cold_kernels or schedule.kernels[ki + 1].cold_l2):
-            l2_model.flush(l2, flushed)            # dirty units reach HBM after the kernel
+            # dirty units reach HBM after the kernel
+            (l2_lines if lines else l2_model).flush(l2, flushed)
             if not last:                           # the rest of the network runs between
-                l2 = _l2_state(schedule, sim_capacity, ids.n_ids)
+                l2 = (l2_lines.state_for_gpu(gpu, sim_capacity) if lines
+                      else _l2_state(schedule, sim_capacity, ids.n_ids))
         scaled = stats * tensor_scale[:, None]
         after = float((flushed * tensor_scale[:, None])[:, 3].sum())
         totals += (stats + flushed) * tensor_scale[:, None]
@@ -419,7 +443,7 @@ def _run(schedule: Schedule, problem, gpu, algorithm, tiling, bps: int, l2_on: b
     if events_total != events_needed:
         raise AssertionError(f"simulated {events_total} events, schedule has {events_needed}")
     return _result(schedule, problem, gpu, algorithm, tiling, bps, l2_on, capacity, totals,
-                   work_total, kernels, events_total, logs,
+                   work_total, kernels, events_total, logs, l2_kind,
                    tuple(np.concatenate(parts) for parts in zip(*logs_ev, strict=True))
                    if record else ())
 
@@ -465,7 +489,7 @@ def _kernel_trace(k, schedule, n_slots, resident, makespan, timing: KernelTime, 
 
 
 def _result(schedule, problem, gpu, algorithm, tiling, bps, l2_on, capacity, totals,
-            work, kernels, events, logs, events_log) -> TraceResult:
+            work, kernels, events, logs, l2_kind, events_log) -> TraceResult:
     layout = schedule.layout
     matmul, fp8, vector, exp_ops, sram_r, sram_w = (float(w) for w in work)
     g_r, g_w, h_r, h_w = (float(totals[:, i].sum()) for i in range(4))
@@ -494,7 +518,7 @@ def _result(schedule, problem, gpu, algorithm, tiling, bps, l2_on, capacity, tot
         events=events, time_s=float(sum(k.time_s for k in kernels)),
         bound=max(by_bound, key=by_bound.get), heads_sample=schedule.G_sim * d.hpb,
         heads_scale=d.G / schedule.G_sim, kernels=tuple(kernels), tensors=tensors,
-        hbm_write_after_bytes=sum(k.hbm_write_after_bytes for k in kernels),
+        hbm_write_after_bytes=sum(k.hbm_write_after_bytes for k in kernels), l2_model=l2_kind,
         _blocks_log=blocks_log, _events_log=events_log)
 
 

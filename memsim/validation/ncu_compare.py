@@ -17,6 +17,15 @@ records bear that out: the 1K fp32 memsim FA-2 kernel (O = 2.10 MB, everything f
 50 MiB L2) shows 0.46 MB of DRAM writes, so the write-back of the lines still dirty at
 its end is not counted.
 
+The ``trace-lines`` rows replay the same schedule through the line-level L2 (32 B
+sectors of 128 B lines, the profile's sets and ways; :mod:`memsim.trace.l2_lines`). It
+moves no record's DRAM writes by more than 1 % (4K SDPA-flash 17.4 → 17.5 MB, eager 1K
+410.3 → 411.3 MB, the 1K kernel 0 → 0; 4–64 ways and a modulo index alike): sets, ways
+and sectors do not explain what ``dram__bytes_write`` counts. Measured writes lie
+between "evictions inside the kernel" and "every byte written" — at 1.10, 0.58 and 0.22
+of the bytes still dirty at the end — so no rule without a fitted parameter matches the
+three records (docs/DESIGN.md §"The L2 model").
+
 What remains (2026-12-01): at 4K, PyTorch's flash kernel writes back all of O during the
 kernel (35.7 MB ≥ O + LSE 34.1 MB) where a 50 MiB byte-LRU keeps 16.7 MB dirty to the end
 (at 10 MiB still 3.7 MB) — and at 1K 22 % of O is written back with no capacity pressure
@@ -50,22 +59,29 @@ def ncu_cases(path: Path | str) -> list[dict[str, Any]]:
     return list(newest.values())
 
 
-def repredict(case: dict[str, Any]) -> dict[str, Any]:
-    """memsim's prediction for one ncu case, made now (as the runner's ``_ncu`` makes it)."""
+#: (row label, simulate's l2_model, the prediction's key) of each model compared
+MODELS = (("analytic", "tiles", "analytic"), ("trace", "tiles", "trace"),
+          ("trace-lines", "lines", "trace"))
+
+
+def repredict(case: dict[str, Any], l2_model: str = "tiles") -> dict[str, Any]:
+    """memsim's prediction for one ncu case, made now (as the runner's ``_ncu`` makes it);
+    ``l2_model``: the trace's L2 (tiles, or lines: sectors, sets and ways)."""
     from memsim.hardware import load_gpu
     from memsim.validation.predictions import ncu_prediction
 
-    return ncu_prediction(case["params"], load_gpu(case["prediction"]["profile"]))
+    return ncu_prediction(case["params"], load_gpu(case["prediction"]["profile"]), l2_model)
 
 
 def compare(path: Path | str) -> list[dict[str, Any]]:
-    """One row per (case, model, quantity): measured, predicted then and now, errors."""
+    """One row per (case, model, quantity): measured, predicted then and now, errors. The
+    records predate the line model: its rows have no recorded prediction."""
     rows = []
     for case in ncu_cases(path):
-        now = repredict(case)
-        for model in ("analytic", "trace"):
+        now = {l2: repredict(case, l2) for l2 in ("tiles", "lines")}
+        for model, l2, key in MODELS:
             then_q = (case.get("prediction") or {}).get(model) or {}
-            now_q = now.get(model) or {}
+            now_q = now[l2].get(key) or {}
             for quantity, label in QUANTITIES:
                 measured = case["measurement"].get(quantity)
                 if not measured:
@@ -86,13 +102,13 @@ def _pct(x: float | None) -> str:
 
 def format_text(rows: list[dict[str, Any]]) -> str:
     """The rows as a table: bytes in MB (1e6), errors as predicted / measured − 1."""
-    head = (f"{'group':18} {'model':9} {'quantity':12} {'measured MB':>12} "
+    head = (f"{'group':18} {'model':11} {'quantity':12} {'measured MB':>12} "
             f"{'recorded MB':>12} {'err':>8} {'now MB':>10} {'err':>8}")
     lines = [head, "-" * len(head)]
     for r in rows:
         rec = "–" if r["recorded"] is None else f"{r['recorded'] / 1e6:.1f}"
         now = "–" if r["now"] is None else f"{r['now'] / 1e6:.1f}"
-        lines.append(f"{r['group']:18} {r['model']:9} {r['quantity']:12} "
+        lines.append(f"{r['group']:18} {r['model']:11} {r['quantity']:12} "
                      f"{r['measured'] / 1e6:12.1f} {rec:>12} {_pct(r['recorded_error']):>8} "
                      f"{now:>10} {_pct(r['now_error']):>8}")
     return "\n".join(lines)

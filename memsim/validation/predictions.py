@@ -77,17 +77,18 @@ def _quantities(cost: Any, time_s: float, matmul_unit: str) -> dict[str, float]:
 
 
 def _trace(problem: AttentionProblem, gpu: GPU, algorithm: str, tiling: Tiling,
-           matmul_unit: str, ncu: bool = False) -> tuple[dict[str, float] | None, Any,
-                                                         str | None]:
+           matmul_unit: str, ncu: bool = False, l2_model: str = "tiles"
+           ) -> tuple[dict[str, float] | None, Any, str | None]:
     """Trace-driven (quantities, Cost), or (None, None, why not). ``ncu``: as Nsight
     Compute measures, every kernel from a flushed L2 (memsim.trace.simulate's
-    ``cold_kernels``)."""
+    ``cold_kernels``); ``l2_model``: simulate's (tiles or lines)."""
     try:
         from memsim.trace import simulate
     except ImportError as exc:
         return None, None, f"trace-driven model not available: {exc}"
     try:
-        result = simulate(problem, gpu, algorithm, tiling, l2=True, cold_kernels=ncu)
+        result = simulate(problem, gpu, algorithm, tiling, l2=True, cold_kernels=ncu,
+                          l2_model=l2_model)
         from memsim.roofline import roofline
 
         time_s = getattr(result, "time_s", None)
@@ -116,7 +117,8 @@ def _work(cost: Any, problem: AttentionProblem, matmul_unit: str, blocks_per_sm:
 
 def predict_case(problem: AttentionProblem, gpu: GPU, algorithm: str,
                  tiling: Tiling | None = None, matmul_unit: str = "tensor",
-                 with_trace: bool = True, ncu: bool = False) -> dict[str, Any]:
+                 with_trace: bool = True, ncu: bool = False,
+                 l2_model: str = "tiles") -> dict[str, Any]:
     """Both models' predictions for one attention call.
 
     Returns ``{"analytic": {...}, "trace": {...} | None, "trace_note": str | None,
@@ -127,7 +129,8 @@ def predict_case(problem: AttentionProblem, gpu: GPU, algorithm: str,
 
     pred = predict(problem, gpu, algorithm, tiling, matmul_unit=matmul_unit)
     analytic = _quantities(pred.cost, float(pred.timing.time_s), matmul_unit)
-    trace, trace_cost, note = (_trace(problem, gpu, algorithm, pred.tiling, matmul_unit, ncu)
+    trace, trace_cost, note = (_trace(problem, gpu, algorithm, pred.tiling, matmul_unit, ncu,
+                                      l2_model)
                                if with_trace else (None, None, "not asked"))
     blocks_per_sm = int(pred.tiling.blocks_per_sm(gpu))
     work = {"analytic": _work(pred.cost, problem, matmul_unit, blocks_per_sm)}
@@ -141,7 +144,8 @@ def predict_case(problem: AttentionProblem, gpu: GPU, algorithm: str,
     }
 
 
-def ncu_prediction(params: dict[str, Any], gpu: GPU) -> dict[str, Any]:
+def ncu_prediction(params: dict[str, Any], gpu: GPU, l2_model: str = "tiles"
+                   ) -> dict[str, Any]:
     """memsim's prediction for an Nsight Compute case (``params`` of a ``kind: ncu``
     record): PyTorch SDPA's, or memsim's kernel's on the tiling it launches with; the
     trace with the L2 flushed before every kernel, as ncu measures. The runner records
@@ -151,9 +155,10 @@ def ncu_prediction(params: dict[str, Any], gpu: GPU) -> dict[str, Any]:
     from memsim.validation.sdpa import predict_sdpa
 
     if params["target"] == "sdpa":
-        return predict_sdpa(params, gpu, ncu=True)
+        return predict_sdpa(params, gpu, ncu=True, l2_model=l2_model)
     return predict_case(attention_problem(params), gpu, params["algorithm"],
-                        tiling_for(params, gpu), matmul_unit="fp32", ncu=True)
+                        tiling_for(params, gpu), matmul_unit="fp32", ncu=True,
+                        l2_model=l2_model)
 
 
 def relative_errors(predicted: dict[str, Any] | None,

@@ -62,7 +62,8 @@ def algorithm_for(params: dict[str, Any]) -> str:
 
 
 def predict_sdpa(params: dict[str, Any], gpu: GPU, math_upcast: bool = True,
-                 with_trace: bool = True, ncu: bool = False) -> dict[str, Any]:
+                 with_trace: bool = True, ncu: bool = False,
+                 l2_model: str = "tiles") -> dict[str, Any]:
     """memsim's prediction for one SDPA case (see module docstring); no GPU needed.
 
     ``math_upcast``: the math backend computes bf16 inputs in fp32 (PyTorch's default).
@@ -77,7 +78,7 @@ def predict_sdpa(params: dict[str, Any], gpu: GPU, math_upcast: bool = True,
         problem = problem.model_copy(update={"dtype": "fp32"})
         matmul_unit = "fp32"
     pred = predict_case(problem, gpu, algorithm_for(params), matmul_unit=matmul_unit,
-                        with_trace=with_trace, ncu=ncu)
+                        with_trace=with_trace, ncu=ncu, l2_model=l2_model)
     extra = output_bytes(attention_problem(params))  # the output keeps the input dtype
     if matmul_unit == "fp32" and params["dtype"] != "fp32":
         extra += _upcast_copy_bytes(params)
