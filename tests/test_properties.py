@@ -556,14 +556,16 @@ def test_eager_standard_computes_every_score_under_any_mask(N, extra, Br, Bc, ki
     mask add, which also reads the (N, S) mask per head, or the backward's masked_fill)
     plus, forward, the math backend's kernels that run under any mask (the full mask's
     eager cost over standard_blockskip's)."""
+    # fp32 storage: what the math backend computes in (bf16 adds its dtype copies,
+    # tests/test_eager_dtypes.py)
     p = AttentionProblem(batch=1, seq_len=N, kv_len=N + extra, heads=2, head_dim=32,
-                         mask=mask_of(kind, 50), **{"pass": pass_})
+                         mask=mask_of(kind, 50), dtype="fp32", **{"pass": pass_})
     t = tiling("standard", p, Br, Bc)
     eager = cost("standard", p, t)
     full = cost("standard_blockskip", vary(p, mask={"causal": False, "window": None,
                                                     "chunk": None}), t)
     assert eager.matmul_flops == full.matmul_flops
-    dense = 2 * N * (N + extra) * 2.0
+    dense = 2 * N * (N + extra) * 4.0
     mask = dense if pass_ == "forward" else 0.0
     if pass_ == "forward":   # the kernels eager attention runs under the full mask too
         unmasked = vary(p, mask={"causal": False, "window": None, "chunk": None})
@@ -675,6 +677,9 @@ def test_fp8_moves_half_the_bytes_bf16_moves_at_storage_width(algorithm: str,
     partials and the indexer keep their widths): bytes(4) − bytes(2) = 2·(bytes(2) −
     bytes(1)), i.e. the part stored at e is exactly halved from bf16 to fp8; and the
     compulsory traffic of a dense mask, all at e, is exactly half."""
+    if algorithm == "standard":
+        pytest.skip("eager standard computes bf16 in fp32 (PyTorch's math backend): "
+                    "not affine in e; tests/test_eager_dtypes.py")
     p = data.draw(problems(algorithm, forward_only=True))
     t = tiling(algorithm, p, data.draw(tile_sizes), data.draw(tile_sizes))
     by = {dt: as_dict(cost(algorithm, vary(p, dtype=dt), t)) for dt in ("fp32", "bf16", "fp8")}

@@ -158,7 +158,8 @@ def test_units_of_different_shapes_share_lines() -> None:
     QKᵀ then reads them as two slices (the first Dv elements and the rope part). The
     tile L2 keys a unit by its first byte, so the rope slice is a unit never written and
     is read from DRAM although its bytes are dirty in L2; the line L2 finds its sectors
-    resident. The difference is exactly the rope slice, S · (D − Dv) · e bytes."""
+    resident. The difference is exactly the rope slice, S · (D − Dv) · 4 bytes (bf16
+    inputs: the math backend's kernels run on fp32 copies)."""
     gpu = load_gpu("h100-sxm")
     S, D, Dv = 300, 576, 512
     p = AttentionProblem(batch=1, seq_len=S, heads=16, kv_heads=1, head_dim=D,
@@ -167,8 +168,8 @@ def test_units_of_different_shapes_share_lines() -> None:
     b = simulate(p, gpu, "standard", a.tiling, l2_model="lines")
     tiles = {t["name"]: t["hbm_read_bytes"] for t in a.tensors}
     lines = {t["name"]: t["hbm_read_bytes"] for t in b.tensors}
-    assert tiles["k_scaled"] == S * (D - Dv) * 2 and lines["k_scaled"] == 0
-    assert a.cost.hbm_read_bytes - b.cost.hbm_read_bytes == S * (D - Dv) * 2
+    assert tiles["k_scaled"] == S * (D - Dv) * 4 and lines["k_scaled"] == 0
+    assert a.cost.hbm_read_bytes - b.cost.hbm_read_bytes == S * (D - Dv) * 4
 
 
 def test_lines_need_the_profile_fields() -> None:
