@@ -121,6 +121,26 @@ def test_activation_passes_run_at_their_own_bandwidth() -> None:
     assert p.terms_s["act"] == pytest.approx(act / bw)
 
 
+def test_vllm_per_tensor_fp8_on_hopper_does_not_speed_up_with_hbm() -> None:
+    # FlashInfer's CUTLASS fused MoE at its default tactic: the database's H100 and H200 times
+    # agree within 1-3 % at every size, so its stream is the SMs' rate, not HBM's
+    kw = dict(dtype="fp8", backend="vllm")
+    T = np.array([1, 16, 256])
+    assert moe.sm_bound_stream("vllm", "fp8", moe.resolve_gpu("h100-sxm"))
+    assert not moe.sm_bound_stream("trtllm", "fp8", moe.resolve_gpu("h100-sxm"))
+    assert not moe.sm_bound_stream("vllm", "fp8", moe.resolve_gpu("l40s"))
+    a = moe.predict(T, **DSV3, gpu="h100-sxm", **kw).time_s
+    b = moe.predict(T, **DSV3, gpu="h200", **kw).time_s
+    np.testing.assert_allclose(a, b, rtol=1e-9)
+    trt = moe.predict(T, **DSV3, gpu="h100-sxm", dtype="fp8", backend="trtllm").time_s
+    assert np.all(trt / moe.predict(T, **DSV3, gpu="h200", dtype="fp8",
+                                    backend="trtllm").time_s > 1.2)
+    # off Hopper vLLM's fp8 MoE is Triton fused_moe: the Triton (bf16) class at the fp8 rate
+    l40s = moe.predict(T, **DSV3, gpu="l40s", **kw)
+    assert l40s.detail["kernel_class"] == "moe/vllm/bf16"
+    assert moe.predict(T, **DSV3, gpu="h100-sxm", **kw).detail["kernel_class"] == "moe/vllm/fp8"
+
+
 def test_vllm_on_blackwell_runs_tensorrt_llm_moe_kernels() -> None:
     b200 = moe.predict(64, **DSV3, dtype="fp8", gpu="b200", backend="vllm")
     assert b200.detail["kernel_class"].startswith("moe/trtllm/")
