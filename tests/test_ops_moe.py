@@ -121,20 +121,9 @@ def test_activation_passes_run_at_their_own_bandwidth() -> None:
     assert p.terms_s["act"] == pytest.approx(act / bw)
 
 
-def test_vllm_per_tensor_fp8_on_hopper_does_not_speed_up_with_hbm() -> None:
-    # FlashInfer's CUTLASS fused MoE at its default tactic: the database's H100 and H200 times
-    # agree within 1-3 % at every size, so its stream is the SMs' rate, not HBM's
+def test_vllm_fp8_off_hopper_takes_the_triton_class() -> None:
     kw = dict(dtype="fp8", backend="vllm")
     T = np.array([1, 16, 256])
-    assert moe.sm_bound_stream("vllm", "fp8", moe.resolve_gpu("h100-sxm"))
-    assert not moe.sm_bound_stream("trtllm", "fp8", moe.resolve_gpu("h100-sxm"))
-    assert not moe.sm_bound_stream("vllm", "fp8", moe.resolve_gpu("l40s"))
-    a = moe.predict(T, **DSV3, gpu="h100-sxm", **kw).time_s
-    b = moe.predict(T, **DSV3, gpu="h200", **kw).time_s
-    np.testing.assert_allclose(a, b, rtol=1e-9)
-    trt = moe.predict(T, **DSV3, gpu="h100-sxm", dtype="fp8", backend="trtllm").time_s
-    assert np.all(trt / moe.predict(T, **DSV3, gpu="h200", dtype="fp8",
-                                    backend="trtllm").time_s > 1.2)
     # off Hopper vLLM's fp8 MoE is Triton fused_moe: the Triton (bf16) class at the fp8 rate
     l40s = moe.predict(T, **DSV3, gpu="l40s", **kw)
     assert l40s.detail["kernel_class"] == "moe/vllm/bf16"

@@ -58,10 +58,10 @@ its time is the touched experts' weights at about 0.5–0.7 TB/s, the same on H1
 14 ms at 1024 tokens to 9 ms at 4096 and jumps to 23 ms at 6144 (h200, 6144/2048/256):
 the collector times FlashInfer's kernel without its autotuner (collector/vllm/
 collect_moe.py has no autotune step), so it runs FlashInfer's default tactic for each m
-(an inference from the curve's shape, not from a kernel trace). Its weight stream and row
-passes therefore run at the SMs' rate (the profile's L2 bandwidth, equal on H100 and H200:
-:func:`sm_bound_stream`), the class's ``hbm`` and ``hbm_act`` being fractions of it; a
-server that autotunes FlashInfer runs faster tactics.
+(an inference from the curve's shape, not from a kernel trace). Its class fits that rate as
+a low ``l2`` efficiency; a server that autotunes FlashInfer runs faster tactics. (Streaming
+its weights and passes at the L2 bandwidth instead, equal on H100 and H200, was tried: all
+rows H100 17.3 → 25.6 %, H200 31.5 → 25.4 %, so not kept.)
 """
 
 from __future__ import annotations
@@ -180,18 +180,6 @@ def kernel_backend(backend: str | None, gpu: Any) -> str | None:
     return "trtllm" if backend == "vllm" and cc_major(gpu) >= 10 else backend
 
 
-def sm_bound_stream(backend: str | None, dtype: str, gpu: Any) -> bool:
-    """Whether ``backend``'s ``dtype`` MoE on ``gpu`` streams its weights and rows at the SMs'
-    own rate rather than at HBM's: vLLM's per-tensor fp8 on Hopper (FlashInfer's CUTLASS
-    fused MoE at its default tactic, module docstring). The database's H100 and H200 rows of
-    it are equal within 1–3 % at every size (median H100/H200 time 1.00 at ≤ 4 tokens, 1.03
-    at 256–2048; their HBM bandwidths differ 1.43×), so HBM does not bind; the profile's L2
-    bandwidth (equal on the two) stands for that rate, at the class's efficiencies."""
-    from memsim.ops import check_backend
-
-    return check_backend(backend) == "vllm" and dtype == "fp8" and cc_major(gpu) == 9
-
-
 def class_variant(backend: str | None, dtype: str, gpu: Any) -> str:
     """The kernel class (``moe/<backend>/<variant>``) that times ``dtype`` on ``gpu``: its
     fp8 family, except vLLM's per-tensor fp8 off Hopper, which runs Triton ``fused_moe``
@@ -199,8 +187,7 @@ def class_variant(backend: str | None, dtype: str, gpu: Any) -> str:
     vLLM's bf16 class, not the FlashInfer CUTLASS kernel its fp8 class was fitted on."""
     from memsim.ops import check_backend
 
-    if dtype == "fp8" and check_backend(backend) == "vllm" and not sm_bound_stream(
-            backend, dtype, gpu):
+    if dtype == "fp8" and check_backend(backend) == "vllm" and cc_major(gpu) != 9:
         return "bf16"
     return {"fp8": "fp8", "fp8_block": "fp8_block"}.get(dtype, "bf16")
 
@@ -223,20 +210,18 @@ def grouped_tiles(backend: str | None, dtype: str, ep: int, gpu: Any
 def _grouped_terms(loads: np.ndarray, n: float, k: float, gpu: Any, cls: Any, rate: str,
                    e_act: float, e_w: float,
                    tiles: tuple[tuple[int, int], ...] = TILES,
-                   cluster: int = CLUSTER, stream_bw: float | None = None
-                   ) -> dict[str, np.ndarray]:
+                   cluster: int = CLUSTER) -> dict[str, np.ndarray]:
     """One grouped GEMM (per expert: loads × k times k × n) — best of ``tiles``.
 
     Terms (s): ``matmul`` (whole tiles: an expert's rows padded to tile_m, in waves over the
     SMs), ``l2`` (operand panels: each tile reads its expert's actual rows — TMA zero-fills
     the rows past an expert's end without reading them — and half its weight panel, 2-CTA
-    multicast) and ``hbm`` (each touched local expert's weights streamed once, at
-    ``stream_bw``, B/s, HBM's by default: :func:`sm_bound_stream`). The GEMM's
+    multicast) and ``hbm`` (each touched local expert's weights streamed once). The GEMM's
     activation reads and writes are counted with the other activation passes (module
     docstring), so ``hbm_bytes`` here is the weight stream only."""
     sms = float(gpu.spec.sm_count)
     per_sm = gpu.peak_flop_per_s("tensor", rate) * cls.eff("tensor") / sms
-    hbm_bw = (stream_bw or gpu.spec.hbm_bandwidth_bytes_per_s) * cls.eff("hbm")
+    hbm_bw = gpu.spec.hbm_bandwidth_bytes_per_s * cls.eff("hbm")
     l2_bw = gpu.spec.l2_bandwidth_bytes_per_s * cls.eff("l2")
     touched = np.sum(np.minimum(loads, 1.0), axis=-1)  # expected experts with ≥ 1 token
     rows = np.sum(loads, axis=-1)
@@ -295,12 +280,10 @@ def predict(tokens: Any, hidden: int, inter: int, experts: int, top_k: int, *, t
     loads = expert_loads(T, experts, top_k, ep, distribution)
     inter_l = inter / tp
     tiles, cluster = grouped_tiles(backend, dtype, ep, gpu)
-    stream_bw = (gpu.spec.l2_bandwidth_bytes_per_s if sm_bound_stream(backend, dtype, gpu)
-                 else gpu.spec.hbm_bandwidth_bytes_per_s)
     up = _grouped_terms(loads, (2.0 if gated else 1.0) * inter_l, float(hidden), gpu, cls,
-                        rate, e_act, e_w, tiles, cluster, stream_bw)
+                        rate, e_act, e_w, tiles, cluster)
     down = _grouped_terms(loads, float(hidden), inter_l, gpu, cls, rate, e_act, e_w,
-                          tiles, cluster, stream_bw)
+                          tiles, cluster)
     # The activation traffic, memory-bound and serial with the weight streams: routing
     # (top-k of the router logits) and the permute read every token; the local experts' rows
     # are gathered in and scattered back (un-permute + weighted sum), 16-bit; the GEMMs read
@@ -310,7 +293,7 @@ def predict(tokens: Any, hidden: int, inter: int, experts: int, top_k: int, *, t
     # fused_moe.py: intermediate_cache1/2/3); CUTLASS MoE permutes only the local experts'
     # rows. These passes gather and scatter rows by expert (TensorRT-LLM
     # ``expandInputRowsKernel`` / ``finalizeMoeRoutingKernel``, the GEMMs' permuted rows):
-    # they run at their own fraction of the stream's bandwidth, the class's ``hbm_act``.
+    # they run at their own fraction of the HBM bandwidth, the class's ``hbm_act``.
     g = 2.0 if gated else 1.0
     local_rows = np.sum(loads, axis=-1)
     passes_ep = 1 if runs_triton(backend, dtype, ep, gpu) else ep
@@ -320,7 +303,7 @@ def predict(tokens: Any, hidden: int, inter: int, experts: int, top_k: int, *, t
                  + local_rows * (hidden * e_act + g * inter_l * OUT_BYTES)
                  + local_rows * (inter_l * e_act + hidden * OUT_BYTES))
     act_eff = cls.efficiency.get("hbm_act", cls.eff("hbm"))
-    passes = act_bytes / (stream_bw * act_eff)
+    passes = act_bytes / (gpu.spec.hbm_bandwidth_bytes_per_s * act_eff)
     # every quantity per routing draw (last axis), then their mean: the measured latency is
     # the mean over the draws
     mean = lambda v: np.mean(np.broadcast_to(v, up["t"].shape), axis=-1)  # noqa: E731
