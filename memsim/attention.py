@@ -16,7 +16,14 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from memsim import limits
-from memsim.algorithms import check_supported, compulsory_bytes, cost_of, from_problem, get
+from memsim.algorithms import (
+    check_supported,
+    compulsory_bytes,
+    cost_of,
+    from_problem,
+    get,
+    runs_mask,
+)
 from memsim.algorithms._arrays import Arrays
 from memsim.cost import Cost
 from memsim.geometry import MaskGeometry
@@ -185,6 +192,9 @@ class Timer:
     pre_s: object = None
     cta_s: object = None
     groups: object = None
+    sparse_flops: object = None
+    padded_flops: object = None
+    sparse_s: object = None
     prefill_tiles: object = None
 
     def kernel_cost(self, cost: Cost) -> Cost:
@@ -192,7 +202,15 @@ class Timer:
         K/V byte from shared memory once (its warps split the keys: FA-2 split-KV,
         TensorRT-LLM XQA, FlashMLA) and computes whole MMA tiles, the scores' softmax of
         the padded rows included (MMAs, exponentials and vector work × ``decode_pad``);
-        otherwise ``cost`` itself."""
+        DSA's sparse MLA kernel (:func:`sparse_mla_kernel`) either leaves the roofline
+        (``sparse_flops`` removed, its CTAs timed as ``sparse_s``) or computes whole head
+        tiles over all k slots (at least ``padded_flops``); otherwise ``cost`` itself."""
+        if self.sparse_flops is not None:
+            cost = replace(cost, matmul_flops=np.maximum(
+                cost.matmul_flops - self.sparse_flops, 0.0))
+        if self.padded_flops is not None:
+            cost = replace(cost, matmul_flops=np.maximum(cost.matmul_flops,
+                                                         self.padded_flops))
         if self.prefill_tiles is not None:
             # FA3 prefill: whole tiles on the busiest SM, × SMs (memsim.ops.fa3)
             return replace(cost, **self.prefill_tiles)
@@ -209,11 +227,52 @@ class Timer:
         if self.cta_s is not None:
             serial_s = decode_serial_s(self.cta_s, cost.blocks, self.groups,
                                        self.gpu.spec.sm_count)
+        # a separately timed sparse kernel adds as roofline's separate-kernel term, "pre"
+        pre_s = self.pre_s
+        if self.sparse_s is not None:
+            pre_s = self.sparse_s if pre_s is None else np.asarray(pre_s) + self.sparse_s
         return roofline(self.kernel_cost(cost), self.gpu, self.dtype,
                         matmul_unit=self.matmul_unit, blocks_per_sm=self.blocks_per_sm,
                         kernel_class=self.kernel_class, floor_s=self.floor_s,
-                        serial_s=serial_s, pre_s=self.pre_s,
+                        serial_s=serial_s, pre_s=pre_s,
                         serial_overlaps=self.cta_s is None)
+
+
+SPARSE_HEAD_TILE = 64  # FlashMLA's sparse kernels: B_H = 64 query heads per CTA
+
+
+def sparse_mla_kernel(problem: AttentionProblem, gpu: GPU, backend: str | None, B, N,
+                      S) -> dict:
+    """How ``backend``'s production kernel runs DSA's sparse attention over an MLA latent
+    (``problem.mla``; arrays B, N, S): the :class:`Timer` fields it sets, {} for other
+    calls (memsim's own roofline of the dsa Cost).
+
+    FlashMLA's sparse kernels (deepseek-ai/FlashMLA, which TensorRT-LLM's and vLLM's DSA
+    run) compute one CTA per (query token, 64-head tile), heads padded to whole tiles
+    (``B_H`` = 64), over all k = top-k slots (``num_topk_blocks = topk / B_TOPK``), the
+    invalid ones (-1, fewer than k causal keys) masked, not skipped. Where the backend's
+    class ``dsa/<backend>/sparse_sm90`` has a per-row time and the GPU is a Hopper, the
+    kernel is the SM90 sparse one (``csrc/sm90/prefill/sparse/phase1.cuh``:
+    ``__launch_bounds__(384, 1)``, one CTA per SM), timed by its waves of CTAs, each
+    ``SPARSE_HEAD_TILE · row_s`` (``sparse_s``), its MMAs leaving the roofline
+    (``sparse_flops``); elsewhere its padded MMAs stay in the roofline (``padded_flops``)."""
+    if backend is None or not problem.mla or problem.mask.top_k is None:
+        return {}
+    from memsim.algorithms.dsa import selected_keys
+    from memsim.ops.classes import kernel_class
+
+    B, N, S = (np.asarray(v, dtype=float) for v in (B, N, S))
+    k, H = problem.mask.top_k, problem.H
+    width = 2.0 * (problem.D + problem.Dv)   # QKᵀ over D, PV over Dv: FLOPs per key
+    tiles = np.ceil(H / SPARSE_HEAD_TILE)
+    sm90 = kernel_class("dsa", backend, "sparse_sm90")
+    if (gpu.architecture == "hopper" and sm90.row_s > 0
+            and sm90.name.endswith("/sparse_sm90")):
+        ctas = B * N * tiles
+        return {"sparse_flops": B * H * selected_keys(N, S, k) * width,
+                "sparse_s": np.ceil(ctas / gpu.spec.sm_count) * SPARSE_HEAD_TILE
+                * sm90.row_s}
+    return {"padded_flops": B * N * tiles * SPARSE_HEAD_TILE * k * width}
 
 
 def decode_serial_s(cta_s, blocks, groups, sm_count: int):
@@ -238,11 +297,14 @@ def kernel_timer(problem: AttentionProblem, gpu: GPU, algorithm: str, *,
                  backend: str | None = None, matmul_unit: str = "tensor", B=None, N=None,
                  blocks_per_sm=None, S=None) -> Timer:
     """The :class:`Timer` of ``algorithm`` on ``gpu`` for the template ``problem`` (its H, K,
-    dtype pick the class and the padding) at batch ``B`` and ``N`` queries (arrays; default
-    the problem's). ``backend`` None: memsim's own kernel on the profile's factors (and a
-    calibrated profile's class for the algorithm); else that framework's fitted class."""
+    dtype pick the class and the padding) at batch ``B``, ``N`` queries and ``S`` keys
+    (arrays; default the problem's). ``backend`` None: memsim's own kernel on the profile's
+    factors (and a calibrated profile's class for the algorithm); else that framework's
+    fitted class, and DSA's sparse kernel as the framework runs it
+    (:func:`sparse_mla_kernel`)."""
     B = problem.B if B is None else B
     N = problem.N if N is None else N
+    S = np.asarray(N) + (problem.S - problem.N) if S is None else S   # the same key offset
     if backend is None:
         return Timer(gpu, problem.dtype, matmul_unit, blocks_per_sm,
                      kernel_class=efficiency_class(gpu, algorithm, matmul_unit))
@@ -256,7 +318,8 @@ def kernel_timer(problem: AttentionProblem, gpu: GPU, algorithm: str, *,
         # the query heads sharing a KV head (× N tokens) fill the M side of the kernel's MMA
         # tile, padded to whole tiles: the padded rows cost FLOPs and the fixed per-row steps
         group = max(problem.H // max(problem.K, 1), 1) * np.asarray(N, dtype=float)
-        tile = decode_query_tile(backend, gpu, problem.D, problem.dtype, group)
+        tile = decode_query_tile(backend, gpu, problem.D, problem.dtype, group,
+                                 problem.mask.window is not None)
         kernel = decode_kernel(problem, backend, gpu)
         if kernel == "mmha":
             # decoderMaskedMultiheadAttention: one CTA per (sequence, head), its dot
@@ -284,7 +347,6 @@ def kernel_timer(problem: AttentionProblem, gpu: GPU, algorithm: str, *,
     if problem.mask.causal:
         pre_s = prepass_bytes(problem, backend, B, N) / timed.achievable_hbm_bytes_per_s
     if fa3_prefill(problem, backend, gpu):
-        S = np.asarray(N) + (problem.S - problem.N) if S is None else S
         tiles, blocks = fa3_busiest_sm(problem, gpu, B, N, S)
         # the class's hbm efficiency is the cache write's (one CTA per token, vLLM
         # cache_kernels.cu reshape_and_cache_flash_kernel: latency, not bandwidth, bound);
@@ -301,8 +363,10 @@ def kernel_timer(problem: AttentionProblem, gpu: GPU, algorithm: str, *,
     tile = prefill_query_tile(backend, problem.D)
     tiles = np.ceil(np.asarray(N, dtype=float) / tile)
     rows = np.asarray(B, dtype=float) * problem.H * tiles * tile
+    sparse = (sparse_mla_kernel(problem, gpu, backend, B, N, S)
+              if runs_mask(algorithm, "topk") else {})
     return Timer(timed, problem.dtype, matmul_unit, blocks_per_sm, floor_s=cls.floor_s,
-                 serial_s=class_serial_s(cls, gpu, rows), pre_s=pre_s)
+                 serial_s=class_serial_s(cls, gpu, rows), pre_s=pre_s, **sparse)
 
 
 # The class's per-row time × these rows is FA3's fixed time per CTA tile (m-block): loading
@@ -390,30 +454,6 @@ def fa3_decodes(problem: AttentionProblem, algorithm: str, backend: str | None,
             and get(algorithm).DECODES and not problem.mla)
 
 
-def fa3_block_n(problem: AttentionProblem) -> int:
-    """FlashAttention-3's key tile (``kBlockN``) for a paged decode (hopper/tile_size.h
-    ``tile_size_fwd_sm90`` with paged_kv_non_TMA, the path ``get_pagedkv_tma`` takes when
-    seqlen_q·H/K ≤ kBlockM): 16-bit D ≤ 64 192 (one MMA warpgroup), ≤ 128 128, ≤ 192 96,
-    ≤ 256 80 (64 with a window); fp8 D ≤ 64 160, ≤ 96 128, ≤ 192 160, ≤ 256 128 (64 with a
-    window)."""
-    D, local = problem.D, problem.mask.window is not None
-    if problem.dtype == "fp8":
-        if D <= 64:
-            return 160
-        if D <= 96:
-            return 128
-        if D <= 192:
-            return 160
-        return 64 if local else 128
-    if D <= 64:
-        return 192
-    if D <= 128:
-        return 128
-    if D <= 192:
-        return 96
-    return 64 if local else 80
-
-
 # FlashAttention-3's split heuristic (hopper/heuristics.h num_splits_heuristic) and the
 # dynamic per-batch split of its varlen scheduler (hopper/flash_prepare_scheduler.cu)
 FA3_MAX_SPLITS = 128
@@ -434,16 +474,20 @@ def fa3_num_splits(problem: AttentionProblem, gpu: GPU, B, N, S) -> np.ndarray:
       ``num_splits_heuristic(K·m, SMs, n, ...)`` (hopper/heuristics.h: 1 split if K·m ≥
       0.8·SMs or n ≤ 4 key tiles, or n ≤ 8 with K·m ≥ 32; else the smallest count whose
       wave efficiency is ≥ 0.95 of the best, × 0.85 below 4 tiles per split; at most
-      min(128, SMs, n)), m = ⌈N·H/K / kBlockM⌉, n = ⌈S / kBlockN⌉ (the window's keys for a
+      min(128, SMs, n)), m = ⌈N·H/K / kBlockM⌉, n = ⌈S / kBlockN⌉ (tiles of
+      :func:`memsim.ops.fa3.tile`; the window's keys for a
       local mask);
     - the dynamic count per sequence (hopper/flash_prepare_scheduler.cu
       ``prepare_varlen_num_blocks_kernel``): blocks per SM ⌈1.1·B·m·n·K / SMs⌉, splits
       ⌈n / that⌉, capped by the static bound; 1 beyond 992 sequences."""
+    from memsim.ops import fa3
+    from memsim.units import DTYPE_BYTES
+
     sms = gpu.spec.sm_count
     B, N, S = (np.asarray(v, dtype=float) for v in (B, N, S))
     group = (problem.H // max(problem.K, 1)) * N
-    block_m = decode_query_tile("vllm", gpu, problem.D, problem.dtype, group)
-    block_n = fa3_block_n(problem)
+    block_m, block_n = fa3.tile(problem.D, problem.Dv, problem.mask.window is not None,
+                                group, DTYPE_BYTES[problem.dtype])
     m = np.ceil(group / block_m)
     loaded = S if problem.mask.window is None else np.minimum(
         S, problem.mask.window + np.asarray(block_m, dtype=float))
@@ -500,41 +544,26 @@ def production_problem(problem: AttentionProblem, algorithm: str,
 
 
 def decode_query_tile(backend: str | None, gpu: GPU | None = None, head_dim: int = 128,
-                      dtype: str = "bf16", group=1):
+                      dtype: str = "bf16", group=1, local: bool = False):
     """M rows of a production decode kernel's MMA tile, which the ``group`` query rows
     sharing a KV head (heads per KV head × queries; arrays) fill: TensorRT-LLM's XQA
     ``mma.sync`` m16n8k16 (mha.cu: warpTile.y = roundUp(headGrpSize, 16)); elsewhere than
     Hopper FlashAttention-2's split-KV kernel, 64 rows (flash_fwd_launch_template.h
     ``run_mha_fwd_splitkv_dispatch``: kBlockM = 64); vLLM and SGLang on Hopper
-    FlashAttention-3's ``kBlockM``: PackGQA packs the group into one M tile padded to
-    kBlockM, and its MMAs, exponentials and softmax run over all kBlockM rows.
-
-    FA-3 decodes through its paged non-TMA path (flash_api.cpp ``get_pagedkv_tma``: TMA
-    only when seqlen_q·H/K > kBlockM; vLLM's pages are 64 tokens in aiconfigurator's
-    collector, collector/vllm/collect_attn.py ``block_size = 64``), with the tiles of
-    hopper/tile_size.h ``tile_size_fwd_sm90``: 16-bit caches with D ≤ 128 and a group of
-    at most 64 rows run one MMA warpgroup (``use_one_mma_wg``: kBlockM = 64), larger
-    16-bit heads 128 rows; an fp8 (E4M3) cache has no one-warpgroup tile: 192 rows for
-    D ≤ 96, 128 above. That makes fp8 at D = 64 exp-bound: 192 exponentials per 128-byte
-    key at 3.9e12 exp/s is 2.6 TB/s, and aiconfigurator's vLLM rows with ≥ 2 GB of cache
-    run at 2.45 (H100) and 2.50 TB/s (H200), where 16-bit D = 64 reaches 3.08 and 4.26."""
+    FlashAttention-3's ``kBlockM`` (:func:`memsim.ops.fa3.tile`: its paged non-TMA tiles,
+    which a decode takes as a prefill does, one 64-row MMA warpgroup for D ∈ {64, 128}
+    without a window, 128 or 192 rows otherwise): PackGQA packs the group into one M
+    tile padded to kBlockM, and its MMAs, exponentials and softmax run over all of it."""
     if backend == "trtllm":
         return MMA_ROWS
     if gpu is None or gpu.architecture != "hopper":
         return FA2_SPLITKV_BLOCK_M
-    wide = FA3_BLOCK_M_SMALL_HEAD if head_dim <= FA3_SMALL_HEAD_DIM else FA3_BLOCK_M
-    if dtype == "fp8":
-        return wide
-    one_wg = (head_dim <= FA3_ONE_WG_MAX_HEAD_DIM) & (np.asarray(group) <= FA3_ONE_WG_ROWS)
-    return np.where(one_wg, FA3_ONE_WG_ROWS, wide)
+    from memsim.ops import fa3
+    from memsim.units import DTYPE_BYTES
+
+    return fa3.tile(head_dim, head_dim, local, group, DTYPE_BYTES[dtype])[0]
 
 
-# FlashAttention-3's decode tiles (hopper/tile_size.h tile_size_fwd_sm90, paged non-TMA)
-FA3_ONE_WG_ROWS = 64            # one MMA warpgroup (use_one_mma_wg), 16-bit, D ≤ 128
-FA3_ONE_WG_MAX_HEAD_DIM = 128
-FA3_SMALL_HEAD_DIM = 96         # D ≤ 96: kBlockM = 192
-FA3_BLOCK_M_SMALL_HEAD = 192
-FA3_BLOCK_M = 128               # 96 < D ≤ 256
 FA2_SPLITKV_BLOCK_M = 64        # FA-2 flash_fwd_splitkv kernel
 
 
@@ -635,7 +664,7 @@ def predict_arrays(problem: AttentionProblem, gpu: GPU | str, algorithm: str = "
         l2_cost = replace(l2_cost, hbm_read_bytes=once.hbm_read_bytes,
                           hbm_write_bytes=once.hbm_write_bytes)
     timer = kernel_timer(problem, gpu, algorithm, backend=backend, matmul_unit=matmul_unit,
-                         B=B, N=N, blocks_per_sm=tiling.blocks_per_sm(gpu), S=S)
+                         B=B, N=N, S=S, blocks_per_sm=tiling.blocks_per_sm(gpu))
     name = timer.kernel_class if backend is None else attention_class(
         problem, algorithm, kernel_backend(backend, algorithm, gpu), gpu).name
     mla = mla_production_timing(problem, gpu, algorithm, backend, B, N, S)
@@ -685,11 +714,12 @@ MMA_ROWS = 16  # mma.sync m16n8k16: the M rows of one tensor-core MMA (TensorRT-
 
 
 def backend_time_s(cost: Cost, gpu: GPU, problem: AttentionProblem, algorithm: str,
-                   backend: str | None, B, N, blocks_per_sm=None):
+                   backend: str | None, B, N, blocks_per_sm=None, S=None):
     """Seconds of a (vectorised) attention Cost as ``backend``'s fitted kernel class runs it
-    (:func:`kernel_timer`), for whole-model sums over arrays of B and N. ``problem`` is the
-    template (its H, K pick the class and the padding)."""
-    return kernel_timer(problem, gpu, algorithm, backend=backend, B=B, N=N,
+    (:func:`kernel_timer`), for whole-model sums over arrays of B, N (and S, which DSA's
+    sparse kernel needs; default the template's). ``problem`` is the template (its H, K
+    pick the class and the padding)."""
+    return kernel_timer(problem, gpu, algorithm, backend=backend, B=B, N=N, S=S,
                         blocks_per_sm=blocks_per_sm)(cost).time_s
 
 

@@ -138,10 +138,20 @@ def test_trtllm_fp8_bmm_on_sm100_is_the_bf16_bmm(op: str) -> None:
 def test_sm90_sparse_kernel_runs_one_cta_per_token_and_head_tile_in_waves() -> None:
     """FlashMLA's SM90 sparse kernel: ⌈tokens·⌈H/64⌉ / SMs⌉ waves of one CTA time, the
     same for 1 and 132 tokens on H200's 132 SMs, and for 1 and 64 heads."""
+    from memsim.attention import sparse_mla_kernel
     from memsim.hardware import load_gpu
+    from memsim.ops.classes import kernel_class
+    from memsim.problem import AttentionProblem, Mask
 
-    gpu, row_s = load_gpu("h200"), 1e-6
-    t = lambda n, h: float(mla_module.sm90_sparse_s(n, h, gpu, row_s))  # noqa: E731
+    gpu = load_gpu("h200")
+    row_s = kernel_class("dsa", "trtllm", "sparse_sm90").row_s
+
+    def t(n: int, h: int) -> float:
+        p = AttentionProblem(batch=1, seq_len=n, kv_len=4096, heads=h, kv_heads=1,
+                             head_dim=576, head_dim_v=512, mla=True,
+                             mask=Mask(causal=True, top_k=2048))
+        return float(sparse_mla_kernel(p, gpu, "trtllm", 1, n, 4096)["sparse_s"])
+
     assert t(1, 16) == t(132, 16) == t(1, 64) == pytest.approx(64 * row_s)
     assert t(133, 16) == t(1, 128) * 2 == pytest.approx(2 * 64 * row_s)
     assert t(132, 128) == pytest.approx(2 * 64 * row_s)

@@ -78,7 +78,8 @@ def _phase(setup: Setup, phase: str, B: Any, N: Any, S: Any) -> Phase:
         kernel_s = None if cp else mla_kernel_s(setup, a, phase, Br, N, S)
         if kernel_s is None:
             kernel_s = backend_time_s(cost, gpu, call.problem, call.algorithm,
-                                      setup.backend or DEFAULT_BACKEND, Br, N, per_sm)
+                                      setup.backend or DEFAULT_BACKEND, Br, N, per_sm,
+                                      S=S)
         add("attention", c * share * kernel_s)
         workspace = np.maximum(workspace, share * cost.workspace_bytes)
         if cp:  # each replica gathers the keys (cache entries) the others computed
