@@ -395,12 +395,12 @@ def fa3_busiest_sm(problem: AttentionProblem, gpu: GPU, B, N, S):
     from memsim.units import dtype_bytes
 
     group = max(problem.H // max(problem.K, 1), 1)
+    e = dtype_bytes(problem.dtype)
     Mb, Nb, m, pairs, longest = fa3.work(N, S, group, problem.D, problem.Dv,
-                                         problem.mask.window, dtype_bytes(problem.dtype))
+                                         problem.mask.window, e)
     sms = gpu.spec.sm_count
     tiles, blocks = fa3.busiest_sm(B, problem.K, pairs, longest, m, sms)
     scores = tiles * sms * Mb * Nb
-    e = dtype_bytes(problem.dtype)
     kv_tile = Nb * (problem.D + problem.Dv) * e
     B = np.asarray(B, dtype=float)
     # QKᵀ and PV: 2·D + 2·Dv FLOPs per score of a whole tile (masked entries included);
