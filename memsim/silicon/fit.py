@@ -45,7 +45,7 @@ from memsim.ops.classes import DATA_FILE, KernelClass, trial_classes
 from memsim.silicon.tables import Rows
 
 LOSS, F_SCALE = "soft_l1", 0.1
-BOUNDS = {"floor_s": (1e-7, 1e-2), "row_s": (1e-12, 1e-5), "efficiency": (0.01, 1.0)}
+BOUNDS = {"floor_s": (1e-7, 1e-3), "row_s": (1e-12, 1e-5), "efficiency": (0.01, 1.0)}
 MAX_ROWS = 2000        # per fitted GPU and spec (a seeded sample of whole model shapes)
 MAX_NFEV = 40          # least_squares iterations (each costs 1 + parameters predictions)
 TOL = 1e-4             # relative change of the loss or the parameters that ends a fit
@@ -152,14 +152,10 @@ def specs() -> list[FitSpec]:
                        ("row_s",), {"kv_cache_dtype": "bfloat16"}))
     # vLLM's MLA decode kernels on Hopper (FlashAttention-3 MLA, FlashMLA): the database has
     # no vLLM per-kernel MLA table, so on the MLA decode *module* rows (memsim.inference
-    # .mla_module; the prefill and DSA module rows stay held out); the host's time of one
-    # eager forward on the DSA prefill rows (the one module the collector runs eagerly)
+    # .mla_module; the prefill and DSA module rows stay held out)
     for fam, db in (("bf16", "bfloat16"), ("fp8", "fp8")):
         out.append(FitSpec((f"mla/decode/vllm/{fam}",), "mla_generation_module", "vllm",
                            ("floor_s", "hbm", "row_s"), {"kv_cache_dtype": db}))
-    out.append(FitSpec(("dsa/vllm/sparse_sm90",), "dsa_generation_module", "vllm",
-                       ("row_s",), {"kv_cache_dtype": "bfloat16"}))
-    out.append(FitSpec(("module/vllm/eager",), "dsa_context_module", "vllm", ("floor_s",)))
     return out + _comm_specs()
 
 
