@@ -45,7 +45,7 @@ from memsim.ops.classes import DATA_FILE, KernelClass, trial_classes
 from memsim.silicon.tables import Rows
 
 LOSS, F_SCALE = "soft_l1", 0.1
-BOUNDS = {"floor_s": (1e-7, 1e-3), "row_s": (1e-12, 1e-5), "efficiency": (0.01, 1.0)}
+BOUNDS = {"floor_s": (1e-7, 1e-2), "row_s": (1e-12, 1e-5), "efficiency": (0.01, 1.0)}
 MAX_ROWS = 2000        # per fitted GPU and spec (a seeded sample of whole model shapes)
 MAX_NFEV = 40          # least_squares iterations (each costs 1 + parameters predictions)
 TOL = 1e-4             # relative change of the loss or the parameters that ends a fit
