@@ -217,22 +217,24 @@ def test_worked_example_standard_blockskip() -> None:
 def test_worked_example_standard_eager() -> None:
     """Eager standard (standard.py docstring: PyTorch's math backend) computes all N·S =
     65536 scores per head under the causal mask, as under full (4·N²·D·H = 33,554,432
-    FLOP), with B·H·N·S = 131072 scores of e = 2 B around the full mask's kernels:
-    scale Q, K       read and write B·H·N·D·e = 65536 B each (K: one KV head per group)
-    add mask         read S 262144 + the (N, S) mask per head 2·65536·2 = 262144, write S
-    isneginf         read S 262144, write 131072 bools
+    FLOP), with B·H·N·S = 131072 scores of e = 4 B (fp32 storage: no dtype copies; bf16
+    is this plus the copies, tests/test_eager_dtypes.py) around the full mask's kernels:
+    scale Q, K       read and write B·H·N·D·e = 131072 B each (K: one KV head per group)
+    add mask         read S 524288 + the (N, S) mask per head 2·65536·4 = 524288, write S
+    isneginf         read S 524288, write 131072 bools
     all              read 131072 bools, write B·H·N = 512
-    where            read P 262144 + the 512 row flags, write P 262144
-    softmax          reads S once (rows of 256 ≤ 1024: PyTorch's warp softmax), not twice:
-                     −262144
-    reads +1,049,088 B, writes +786,944 B, 6 more launches, vector ops + 131072 (add) +
+    where            read P 524288 + the 512 row flags, write P 524288
+    softmax          reads S once (rows of 256·4 B ≤ 4096 B: PyTorch's warp softmax), not
+                     twice: −524288
+    reads +1,966,592 B, writes +1,442,304 B, 6 more launches, vector ops + 131072 (add) +
     2·32768 (scales)."""
-    c = worked("standard", PREFILL, block_q=128, block_kv=64)
-    full = worked("standard_blockskip", PREFILL | {"mask": Mask(causal=False)},
+    fp32 = PREFILL | {"dtype": "fp32"}
+    c = worked("standard", fp32, block_q=128, block_kv=64)
+    full = worked("standard_blockskip", fp32 | {"mask": Mask(causal=False)},
                   block_q=128, block_kv=64)
     assert c.matmul_flops == full.matmul_flops == 4 * 256 * 256 * 64 * 2 == 33_554_432
-    assert c.global_read_bytes == full.global_read_bytes + 1_049_088
-    assert c.global_write_bytes == full.global_write_bytes + 786_944
+    assert c.global_read_bytes == full.global_read_bytes + 1_966_592
+    assert c.global_write_bytes == full.global_write_bytes + 1_442_304
     assert (c.launches, c.vector_flops) == (9, full.vector_flops + 131_072 + 2 * 32_768)
 
 

@@ -140,7 +140,7 @@ def test_forward_estimate_and_trace_agree(alg, N, H, k_div, D, B, causal, l2_mib
     kernel more or less overflows: the closed form steps there, the trace crosses over
     a few blocks. Since the causal head groups after the first have their own start-up
     model (Arrays._causal_later_key_loads; 2026-12-01, /tmp scripts, 360 draws, N
-    log-uniform, numpy seeds 31–36): FA-2 causal 342/360 within 10 %, 0.70–1.25 (before,
+    log-uniform, numpy seeds 31–36): FA-2 causal 342/360 within 10 %, 0.70–1.26 (before,
     seeds 31–33: 170/180, 0.84–1.77, and up to 2.80 at seed 34, where several groups
     share a wave and the first one's single read was charged to all).
     Bounds: FORWARD_BOUNDS."""

@@ -68,13 +68,14 @@ def test_sdpa_math_backend_is_standard_attention_upcast_to_fp32() -> None:
     assert upcast["tiling"]["algorithm"] == "standard"
     # every score is computed and masked afterwards: the dense 4·N²·D·H FLOPs of QKᵀ and PV
     assert upcast["analytic"]["matmul_flops"] == 4 * 1024**2 * 128 * 32
-    reduced = sdpa.predict_sdpa(params, GPU, math_upcast=False)
-    # S and P at 4 bytes instead of 2, plus fp32 copies of q, k, v
-    assert upcast["analytic"]["workspace_bytes"] == 2 * reduced["analytic"]["workspace_bytes"]
+    # S and P at 4 bytes (memsim's standard upcasts bf16 itself), plus fp32 copies of q, k, v
+    assert upcast["analytic"]["workspace_bytes"] == 2 * 32 * 1024**2 * dtype_bytes("fp32")
+    out = 1024 * 32 * 128 * dtype_bytes("bf16")
     qkv_fp32 = 3 * 1024 * 32 * 128 * dtype_bytes("fp32")
     assert (upcast["analytic"]["peak_extra_bytes"] - upcast["analytic"]["workspace_bytes"]
-            == reduced["analytic"]["peak_extra_bytes"] - reduced["analytic"]["workspace_bytes"]
-            + qkv_fp32)
+            == out + qkv_fp32)
+    with pytest.raises(InputError, match="^math_reduced_precision="):
+        sdpa.predict_sdpa(params, GPU, math_upcast=False)
 
 
 @pytest.mark.parametrize(("change", "field"), [

@@ -16,11 +16,20 @@ Backward: the five autograd kernels of standard_blockskip over the dense scores,
 masks other than full the gradient of masked_fill (dS zeroed where masked: read and write
 dS once more).
 
+Dtypes: PyTorch ≥ 2.5 computes the math backend in fp32 for fp16 / bf16 inputs (unless
+``torch.backends.cuda.allow_fp16_bf16_reduction_math_sdp(True)``): it copies Q, K, V to
+fp32, runs every kernel above on fp32 tensors (S, P, the mask: 4 bytes per element), and
+casts the output and the attention weights back (``.to(origin_dtype)``). For 2-byte
+storage (``e == 2``) :func:`forward` is therefore the fp32 computation plus those five
+copies (:func:`_dtype_copies`); Nsight Compute lists them for one causal bf16 call on
+H100 (``direct_copy_kernel_cuda`` up, ``bfloat16_copy_kernel_cuda`` down, fp32
+``sm80_xmma_gemm_f32f32`` matmuls, ``softmax_warp_forward<float, ...>``;
+measurements/h100-sxm/quick-2026-11-22T20-41-48Z.jsonl). The backward is still modelled
+at the storage width (autograd's fp32 backward through the casts: not yet).
+
 Not modelled (yet): building the (N, S) mask itself (ones, tril, where: N·S·(3 + e)
-bytes once per call), three one-element scalar tensors, and the fp32 upcast / downcast
-copies PyTorch launches for bf16 inputs and outputs (Nsight Compute lists 20 kernels for
-one causal bf16 call; these are 9 of them); the upcast is a choice of dtype (fp32) the
-caller makes, as memsim.validation.sdpa does.
+bytes once per call) and three one-element scalar tensors (Nsight Compute lists 20
+kernels for one causal bf16 call; these are 4 of them).
 """
 
 from __future__ import annotations
@@ -45,13 +54,26 @@ MASKS = DENSE_MASKS
 DECODES = False
 SCHEDULE = "standard"  # trace builder: memsim.trace.schedule.builders()
 KERNEL_FAMILY = None  # memsim's Numba kernels skip masked tiles: standard_blockskip's
-sram_bytes = standard_blockskip.sram_bytes
 default_block_q = standard_blockskip.default_block_q
 kv_splits = standard_blockskip.kv_splits
 splits_keys = standard_blockskip.splits_keys
 extra_fields = standard_blockskip.extra_fields
 shrink_first = standard_blockskip.shrink_first
 backward_tiling = standard_blockskip.backward_tiling
+
+
+def sram_bytes(t):
+    """standard_blockskip's shared memory per block at the compute width
+    (:func:`compute_e`: the fp32 kernels of a 16-bit call stage fp32 tiles)."""
+    return standard_blockskip.sram_bytes(_at_width(t, compute_e(t.elem_bytes)))
+
+
+def _at_width(t, elem_bytes):
+    """Tiling ``t`` (or its array form) with ``elem_bytes`` in place of its own."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(rows=t.rows, head_dim=t.head_dim, head_dim_v=t.head_dim_v,
+                           block_kv=t.block_kv, elem_bytes=elem_bytes)
 
 
 def dense(x: Arrays) -> Arrays:
@@ -122,7 +144,77 @@ def softmax_reads(S, e):
     return np.where(warp | smem, 1, 3)
 
 
+def compute_e(e):
+    """Bytes per element the math backend computes in for storage of ``e`` bytes: fp32
+    for 16-bit inputs (PyTorch's upcast), else the storage width."""
+    e = np.asarray(e, dtype=np.float64)
+    return np.where(e == 2, 4.0, e)
+
+
+def _dtype_copies(x: Arrays) -> Cost:
+    """The copies around the fp32 computation for 2-byte storage (none otherwise): Q, K, V
+    to fp32 (read e, write 4 bytes per element; per head group, as the scale kernels —
+    under GQA each head group copies its KV head), the output O and the attention weights
+    P (B, H, N, S) back to the storage dtype (read 4, write e). One launch each, elementwise,
+    no floating-point operations; every byte from and to HBM. The trace runs the same
+    kernels (memsim.trace.sched_standard.build)."""
+    up = np.where(np.asarray(x.e) == 2, 1.0, 0.0)
+    e, c = x.e, compute_e(x.e)
+    B = np.asarray(x.B, dtype=np.float64)
+    q_blocks = x.groups * -(-x.N // x.Br)
+    k_blocks = x.groups * -(-x.S // x.Bc)
+    q = x.groups * x.N * x.hpb * x.D
+    k = x.groups * x.S * x.D
+    v = np.where(x.mla, 0.0, x.groups * x.S * x.Dv)
+    o = x.groups * x.N * x.hpb * x.Dv
+    p = B * x.H * x.N * x.S
+    none = 0 * p
+    copies = (_elementwise(q * e, q * c, none, q_blocks)
+              + _elementwise(k * e, k * c, none, k_blocks)
+              + _elementwise(v * e, v * c, none, k_blocks * (v > 0))
+              + _elementwise(o * c, o * e, none, q_blocks)
+              + _elementwise(p * c, p * e, none, q_blocks))
+    launches = 4 + np.where(x.mla, 0.0, 1.0)
+    return replace(copies.times(up), launches=up * launches + none)
+
+
 def forward(x: Arrays) -> Cost:
+    """Eager forward: for 2-byte storage the fp32 computation and the dtype copies around
+    it (module docstring), else the computation at the storage width."""
+    cost = _forward_computed(replace(x, e=compute_e(x.e))) + _dtype_copies(x)
+    if x.slots is None:
+        return cost
+    return replace(cost, hbm_read_bytes=cost.hbm_read_bytes - _copies_l2_hits(x))
+
+
+def _copies_l2_hits(x: Arrays):
+    """Bytes of the fp32 copies' hand-offs that the L2 estimate keeps from HBM (2-byte
+    storage; 0 otherwise): the scale kernels' reads of the fp32 Q and K the upcasts just
+    wrote, PV's of the fp32 V, and the downcasts' reads of the fp32 O and P, each hitting
+    as much as :func:`handoff_hit_fraction` leaves of it past the kernels in between
+    (their distinct bytes taken from the capacity). The estimate of
+    :func:`_forward_computed` and :func:`_dtype_copies` charges all of them to HBM."""
+    up = np.where(np.asarray(x.e) == 2, 1.0, 0.0)
+    e, c, cap = x.e, compute_e(x.e), x.l2_bytes
+    B = np.asarray(x.B, dtype=np.float64)
+    q = x.groups * x.N * x.hpb * x.D
+    k = B * x.K * x.S * x.D                     # the head groups of a KV head share it
+    v = np.where(x.mla, 0.0, B * x.K * x.S * x.Dv)
+    o = x.groups * x.N * x.hpb * x.Dv
+    scores = B * x.H * x.N * x.S * c
+    flags = scores / c
+    hit_q = handoff_hit_fraction(q * (e + c), 2 * q * c, cap - (k + v) * (e + c))
+    hit_k = handoff_hit_fraction(k * (e + c), 2 * k * c, cap - v * (e + c) - 2 * q * c)
+    between_v = 2 * (q + k) * c + 3 * scores + flags     # scale, QKᵀ … where: S, P, P_safe
+    hit_v = handoff_hit_fraction(v * (e + c), scores + v * c, cap - between_v)
+    hit_o = handoff_hit_fraction(scores + (v + o) * c, o * (c + e), cap)
+    hit_p = handoff_hit_fraction(2 * scores + flags / x.S, scores / c * (c + e),
+                                 cap - (v + o) * c - o * (c + e))
+    return up * (q * c * hit_q + k * c * hit_k + v * c * hit_v + o * c * hit_o
+                 + scores * hit_p)
+
+
+def _forward_computed(x: Arrays) -> Cost:
     # standard_blockskip's softmax reads S twice; PyTorch's, softmax_reads times
     passes = softmax_reads(x.S, x.e)
     extra_reads = (passes - 2) * np.asarray(x.B, dtype=np.float64) * x.H * x.N * x.S * x.e

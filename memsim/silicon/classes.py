@@ -80,6 +80,7 @@ class OpClass:
     doc: str = ""
     case: tuple[str, ...] = ()
     latency_to_s: float = 1e-3   # the table's latency unit: ms, µs for moe_a2a_perf
+    siblings: tuple[str, ...] = ()   # curves doing equal work at their smallest size (outliers)
 
 
 def dtype_of(values: np.ndarray) -> np.ndarray:

@@ -145,9 +145,9 @@ def specs() -> list[FitSpec]:
                                       ("decode", "generation_mla"))]
             out.append(FitSpec((f"mla_bmm/{b}/{fam}",), "mla_bmm", b,
                                ("floor_s", "tensor", "hbm", "l2"), {"bmm_dtype": db}))
-    # FlashMLA's SM90 sparse kernel under TensorRT-LLM's DSA (memsim.inference.mla_module
-    # .sm90_sparse_s): its per-row cost, on the decode module rows (bf16 cache: the only
-    # one SM90 DSA runs); the context module rows stay held out
+    # FlashMLA's SM90 sparse kernel under TensorRT-LLM's DSA
+    # (memsim.attention.sparse_mla_kernel): its per-row cost, on the decode module rows
+    # (bf16 cache: the only one SM90 DSA runs); the context module rows stay held out
     out.append(FitSpec(("dsa/trtllm/sparse_sm90",), "dsa_generation_module", "trtllm",
                        ("row_s",), {"kv_cache_dtype": "bfloat16"}))
     # vLLM's MLA decode kernels on Hopper (FlashAttention-3 MLA, FlashMLA): the database has

@@ -297,6 +297,11 @@ OP_CLASSES = (
                    "moe_ep_size", "moe_dtype", "distribution", "kernel_source"),
             axis="num_tokens", mapper=moe,
             case=("hidden_size", "inter_size", "topk", "num_experts", "moe_dtype"),
+            # the same shape under another routing: equal work at one token (the collector's
+            # autotuner cache, collector/trtllm/collect_moe.py, is shared by a shape's routings;
+            # 1 % of Hopper TRT-LLM curves run 2-7x slower at every size)
+            siblings=("hidden_size", "inter_size", "topk", "num_experts", "moe_tp_size",
+                      "moe_ep_size", "moe_dtype", "kernel_source"),
             doc="MoE FFN layer (grouped GEMMs + routing) on the busiest GPU"),
     OpClass("mla_bmm", "mla_bmm_perf",
             ("num_tokens", "num_heads", "bmm_dtype", "op_name", "kernel_source", "latency"),

@@ -7,6 +7,12 @@ end of the curve) is a spike no size step explains: a different, slower kernel r
 decode row 20× its neighbours). Such rows are flagged, excluded from scoring and fitting, and
 counted in the summary. The test uses the measurements only, never memsim's prediction, so a
 wrong model cannot hide its misses by calling them outliers.
+
+A whole curve can be a fallback too, where a class names ``siblings``: the columns that, held
+equal, leave curves doing the same work at their smallest size (MoE: the same shape under
+another routing ``distribution``; at one token every routing sends the token to ``top_k``
+experts). A curve whose smallest-size row takes ``SIBLING_RATIO`` times the fastest sibling's
+at that size ran another kernel for the whole sweep (:func:`slow_curves`).
 """
 
 from __future__ import annotations
@@ -16,6 +22,10 @@ import numpy as np
 from memsim.silicon.tables import Rows
 
 DEFAULT_RATIO = 5.0
+# aiconfigurator-core 0.12.0 moe_perf, the first row of each curve against the fastest of its
+# routing siblings: 95 % of Hopper TensorRT-LLM curves within 1.2x, 1 % at 2-8x (whole curves
+# 2-7x slower at every size, different ones on H100 and H200); B200 all within 2.5x
+SIBLING_RATIO = 2.0
 
 
 def spikes(latency: np.ndarray, curve_id: np.ndarray, axis: np.ndarray,
@@ -34,6 +44,25 @@ def spikes(latency: np.ndarray, curve_id: np.ndarray, axis: np.ndarray,
     flagged = np.zeros(n, dtype=bool)
     flagged[order] = np.isfinite(neighbour) & (lat > ratio * neighbour)
     return flagged
+
+
+def slow_curves(latency: np.ndarray, curve_id: np.ndarray, sibling_id: np.ndarray,
+                axis: np.ndarray, ratio: float = SIBLING_RATIO) -> np.ndarray:
+    """Bool mask of the rows of every curve whose row at its smallest ``axis`` value takes more
+    than ``ratio`` × the fastest row of its siblings (equal ``sibling_id``) at that value."""
+    lat, cid = np.asarray(latency, float), np.asarray(curve_id)
+    ax, sid = np.asarray(axis, float), np.asarray(sibling_id)
+    if len(lat) == 0:
+        return np.zeros(0, dtype=bool)
+    order = np.lexsort((ax, cid))
+    first = order[np.r_[True, cid[order][1:] != cid[order][:-1]]]   # each curve's first row
+    _, key = np.unique(np.stack([sid[first].astype(float), ax[first]], axis=1), axis=0,
+                       return_inverse=True)
+    key = key.reshape(-1)
+    fastest = np.full(int(key.max(initial=-1)) + 1, np.inf)
+    np.minimum.at(fastest, key, lat[first])
+    slow_cids = cid[first][lat[first] > ratio * fastest[key]]
+    return np.isin(cid, slow_cids)
 
 
 def _codes(values: np.ndarray) -> np.ndarray:
@@ -66,7 +95,12 @@ def curve_ids(rows: Rows, curve: tuple[str, ...]) -> np.ndarray:
 
 
 def flag(rows: Rows, curve: tuple[str, ...], axis: str,
-         ratio: float = DEFAULT_RATIO) -> np.ndarray:
-    """:func:`spikes` over a table's rows (the class's curve columns and size axis)."""
-    return spikes(np.asarray(rows.col("latency"), float), curve_ids(rows, curve),
-                  np.asarray(rows.col(axis), float), ratio)
+         ratio: float = DEFAULT_RATIO, siblings: tuple[str, ...] = ()) -> np.ndarray:
+    """:func:`spikes` over a table's rows (the class's curve columns and size axis), and
+    with ``siblings`` the rows of :func:`slow_curves`."""
+    lat, ids, ax = (np.asarray(rows.col("latency"), float), curve_ids(rows, curve),
+                    np.asarray(rows.col(axis), float))
+    out = spikes(lat, ids, ax, ratio)
+    if siblings:
+        out |= slow_curves(lat, ids, curve_ids(rows, siblings), ax)
+    return out

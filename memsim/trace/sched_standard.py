@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from memsim.algorithms.standard import softmax_reads
+from memsim.algorithms.standard import compute_e, softmax_reads
 from memsim.geometry import MaskGeometry
 from memsim.trace.layout import Layout
 from memsim.trace.program import LOAD, STORE, Access, KernelBuilder, KernelProgram
@@ -66,9 +66,10 @@ def _k_loads(t: Tensors, first_key, keys, k: str = "k") -> list[Access]:
     return parts
 
 
-def _v_load(t: Tensors, first_key, keys) -> Access:
+def _v_load(t: Tensors, first_key, keys, v: str | None = None) -> Access:
+    """V tile load from tensor ``v`` (default: V, or the latent K under MLA)."""
     d = t.d
-    name = "k" if d.mla else "v"
+    name = v or ("k" if d.mla else "v")
     return Access(LOAD, t.id(name), t.addr(name, 0, first_key, 0, 0), keys * d.Dv * d.e,
                   step_bytes=d.Bc * t.stride(name, 1))
 
@@ -84,16 +85,18 @@ def _score_tile(t: Tensors, name: str, kind: int, qt: QueryTiles, first_key, key
 
 
 def build_blockskip(d: Dims, layout: Layout, q: str = "q", k: str = "k",
-                    pv_probs: str = "probs", softmax_reads: int = 2) -> list[KernelProgram]:
+                    pv_probs: str = "probs", softmax_reads: int = 2, v: str | None = None,
+                    o: str = "o", probs: str = "probs") -> list[KernelProgram]:
     """Standard attention forward skipping masked tiles: QKᵀ, softmax and PV kernels.
-    ``q``, ``k``: the tensors QKᵀ reads; ``pv_probs``: the one PV reads (eager attention
-    passes the scaled copies and the safe softmax's output, :func:`build`).
+    ``q``, ``k``, ``v``: the tensors QKᵀ and PV read; ``pv_probs``: the one PV reads;
+    ``probs``: the one softmax writes; ``o``: the one PV writes (eager attention passes
+    the scaled fp32 copies and the safe softmax's output, :func:`build`).
     ``softmax_reads``: times the softmax kernel reads each S tile (1 to 3): pass 1 sweeps
     the row ``softmax_reads − 1`` times, each sweep over all its tiles before the next
     (PyTorch's cunn_SoftMaxForward: max, then sum of exps; 0: the row is held on chip),
     pass 2 once."""
     t = qkv_tensors(d, layout)
-    for name in ("scores", "probs"):
+    for name in ("scores", probs):
         t.add(name, (d.B, d.H, d.N, d.S), d.e, "workspace", head_axis=1,
               heads_per_group=d.hpb)
     qt = query_tiles(d.N, d.S, d.Br, d.Bc, d.geometry)
@@ -123,7 +126,7 @@ def build_blockskip(d: Dims, layout: Layout, q: str = "q", k: str = "k",
                            if sweep == 0 else {}))
         softmax.run(a, last + off, count, [_score_tile(t, "scores", LOAD, qt, first_key,
                                                        keys),
-                                           _score_tile(t, "probs", STORE, qt, first_key,
+                                           _score_tile(t, probs, STORE, qt, first_key,
                                                        keys)],
                     vector_flops=hpb * r * keys, exp_ops=hpb * r * keys)
 
@@ -132,10 +135,10 @@ def build_blockskip(d: Dims, layout: Layout, q: str = "q", k: str = "k",
     for first_key, keys, count, off in _key_tiles(d, qt):
         staged = r * hpb * keys * e + keys * d.Dv * e
         pv.run(a, 0 + off, count, [_score_tile(t, pv_probs, LOAD, qt, first_key, keys),
-                                   _v_load(t, first_key, keys)],
+                                   _v_load(t, first_key, keys, v)],
                matmul_flops=hpb * r * keys * 2 * d.Dv,
                sram_write_bytes=staged, sram_read_bytes=staged * w)
-    pv.run(a, 1, 1, [Access(STORE, t.id("o"), t.addr("o", 0, qt.first_row, 0, 0),
+    pv.run(a, 1, 1, [Access(STORE, t.id(o), t.addr(o, 0, qt.first_row, 0, 0),
                             r * hpb * d.Dv * e)])
     return [qk.build(), softmax.build(), pv.build()]
 
@@ -265,23 +268,38 @@ def _mask_kernel(d: Dims, layout: Layout, name: str, kernel: str,
 
 
 def _scale_kernel(t: Tensors, name: str, src: str, rows: int, Bt: int,
-                  width: int) -> KernelProgram:
-    """``src * sqrt(scale)`` into ``name`` (PyTorch scales Q and K before QKᵀ): per tile of
-    ``Bt`` rows (positions) one block loads the tile and stores it scaled, one vector op
-    per element. ``width``: elements per row and block (hpb·D for Q, D for K)."""
-    d = t.d
+                  width: int, kernel: str | None = None, flops: int = 1) -> KernelProgram:
+    """``src * sqrt(scale)`` into ``name`` (PyTorch scales Q and K before QKᵀ), or with
+    ``flops=0`` a dtype copy (``src.to(dtype)``): per tile of ``Bt`` rows (positions) one
+    block loads the tile and stores it, ``flops`` vector ops per element; each side at its
+    tensor's element size. ``width``: elements per row and block (hpb·D for Q, D for K)."""
     tiles = -(-rows // Bt)
     b = np.arange(tiles)
     n = np.minimum(Bt, rows - b * Bt)
-    kb = KernelBuilder(f"standard.scale_{src}", tiles, sram_bytes=0)
-    kb.run(b, 0, 1, [Access(LOAD, t.id(src), t.addr(src, 0, b * Bt, 0, 0), n * width * d.e),
+    src_e, dst_e = (t.layout[t.ids[x]].elem_bytes for x in (src, name))
+    kb = KernelBuilder(kernel or f"standard.scale_{src}", tiles, sram_bytes=0)
+    kb.run(b, 0, 1, [Access(LOAD, t.id(src), t.addr(src, 0, b * Bt, 0, 0), n * width * src_e),
                      Access(STORE, t.id(name), t.addr(name, 0, b * Bt, 0, 0),
-                            n * width * d.e)],
-           vector_flops=n * width)
+                            n * width * dst_e)],
+           vector_flops=n * width * flops)
     return kb.build()
 
 
-def _safe_softmax_tail(d: Dims, layout: Layout) -> list[KernelProgram]:
+def _score_copy(d: Dims, layout: Layout, src: str, dst: str, kernel: str) -> KernelProgram:
+    """``src.to(dtype)`` into ``dst`` over the dense score matrix (the attention weights
+    cast back): per query tile, every key tile loaded and stored, each at its tensor's
+    element size; no floating-point operations."""
+    t = qkv_tensors(d, layout)
+    qt = query_tiles(d.N, d.S, d.Br, d.Bc, d.geometry)
+    kb = KernelBuilder(kernel, qt.count, sram_bytes=0)
+    for first_key, keys, count, off in _key_tiles(d, qt):
+        kb.run(np.arange(qt.count), off, count,
+               [_score_tile(t, src, LOAD, qt, first_key, keys),
+                _score_tile(t, dst, STORE, qt, first_key, keys)])
+    return kb.build()
+
+
+def _safe_softmax_tail(d: Dims, layout: Layout, probs: str = "probs") -> list[KernelProgram]:
     """The rest of PyTorch's ``_safe_softmax`` after ``softmax`` (rows masked entirely
     give zeros, not NaN): ``isneginf`` of S (a bool per score), ``all`` over each row
     (a bool per row), ``where(rows, 0, P)`` into a new P — three elementwise kernels over
@@ -299,7 +317,7 @@ def _safe_softmax_tail(d: Dims, layout: Layout) -> list[KernelProgram]:
         isneginf.run(a, off, count, [_score_tile(t, "scores", LOAD, qt, first_key, keys),
                                      _score_tile(t, "neginf", STORE, qt, first_key, keys)])
         reduce_all.run(a, off, count, [_score_tile(t, "neginf", LOAD, qt, first_key, keys)])
-        where.run(a, 1 + off, count, [_score_tile(t, "probs", LOAD, qt, first_key, keys),
+        where.run(a, 1 + off, count, [_score_tile(t, probs, LOAD, qt, first_key, keys),
                                       _score_tile(t, "probs_safe", STORE, qt, first_key,
                                                   keys)])
     reduce_all.run(a, 2, 1, [rows])
@@ -309,40 +327,74 @@ def _safe_softmax_tail(d: Dims, layout: Layout) -> list[KernelProgram]:
 def build(d: Dims, layout: Layout) -> list[KernelProgram]:
     """Eager standard attention forward as PyTorch's math backend runs it
     (``_scaled_dot_product_attention_math``, aten/src/ATen/native/transformers/
-    attention.cpp, PyTorch 2.5–2.11): Q and K scaled by √scale into copies, QKᵀ over every
-    key tile, the additive mask added to S (masks other than full), softmax (reading S
-    as often as PyTorch's kernel for rows of S keys does:
-    :func:`memsim.algorithms.standard.softmax_reads`), the safe
-    softmax's isneginf / all / where, PV on its output — the kernels of
-    :func:`build_blockskip` over the dense scores and the elementwise kernels between.
+    attention.cpp, PyTorch 2.5–2.11): for 2-byte storage Q, K, V copied to fp32 first
+    (memsim.algorithms.standard.compute_e), Q and K scaled by √scale into copies, QKᵀ over
+    every key tile, the additive mask added to S (masks other than full), softmax (reading
+    S as often as PyTorch's kernel for rows of S keys does:
+    :func:`memsim.algorithms.standard.softmax_reads`), the safe softmax's isneginf / all /
+    where, PV on its output — the kernels of :func:`build_blockskip` over the dense scores
+    and the elementwise kernels between, all at the compute width — then for 2-byte
+    storage O and the attention weights cast back (memsim.algorithms.standard's
+    ``_dtype_copies``: the same kernels and bytes).
 
     Not here: the (N, S) mask's own construction (ones, tril, where: N·S·(1 + 2 + 1 + e)
-    bytes, once per call), the three one-element scalar tensors, the fp32 upcast and
-    downcast copies PyTorch makes of bf16/fp16 inputs and outputs (the caller's choice of
-    dtype, memsim.validation.sdpa), and under GQA the repeat_interleave of K and V
-    (modelled as the scale kernel run per head group on its KV head)."""
-    dd = _dense(d)
+    bytes, once per call), the three one-element scalar tensors, and under GQA the
+    repeat_interleave of K and V (modelled as the copy and scale kernels run per head
+    group on its KV head)."""
+    from dataclasses import replace
+
+    up = d.e == 2
+    dc = replace(d, e=float(compute_e(d.e)))     # the compute width (fp32 for 16-bit)
+    dd, ddc = _dense(d), _dense(dc)
     t = qkv_tensors(dd, layout)
-    t.add("q_scaled", (d.B, d.N, d.H, d.D), d.e, "workspace", head_axis=2,
+    src = {"q": "q", "k": "k", "v": None, "o": "o", "probs": "probs"}
+    if up:
+        t.add("q32", (d.B, d.N, d.H, d.D), dc.e, "workspace", head_axis=2,
+              heads_per_group=d.hpb)
+        t.add("k32", (d.B, d.S, d.K, d.D), dc.e, "workspace", head_axis=2,
+              group_divisor=d.kv_div)
+        if not d.mla:
+            t.add("v32", (d.B, d.S, d.K, d.Dv), dc.e, "workspace", head_axis=2,
+                  group_divisor=d.kv_div)
+        t.add("o32", (d.B, d.N, d.H, d.Dv), dc.e, "workspace", head_axis=2,
+              heads_per_group=d.hpb)
+        t.add("attn", (d.B, d.H, d.N, d.S), d.e, "workspace", head_axis=1,
+              heads_per_group=d.hpb)
+        # the backward's saved P keeps its own name (its width: the storage's, for now)
+        src = {"q": "q32", "k": "k32", "v": "k32" if d.mla else "v32", "o": "o32",
+               "probs": "probs32"}
+    t.add("q_scaled", (d.B, d.N, d.H, d.D), dc.e, "workspace", head_axis=2,
           heads_per_group=d.hpb)
-    t.add("k_scaled", (d.B, d.S, d.K, d.D), d.e, "workspace", head_axis=2,
+    t.add("k_scaled", (d.B, d.S, d.K, d.D), dc.e, "workspace", head_axis=2,
           group_divisor=d.kv_div)
-    for name, e in (("probs_safe", d.e), ("neginf", 1.0)):
+    for name, e in (("probs_safe", dc.e), ("neginf", 1.0)):
         t.add(name, (d.B, d.H, d.N, d.S), e, "workspace", head_axis=1,
               heads_per_group=d.hpb)
     t.add("masked_rows", (d.B, d.H, d.N), 1.0, "workspace", head_axis=1,
           heads_per_group=d.hpb)
     masked = d.geometry.kind != "full"
     if masked:
-        t.add("mask", (d.N, d.S), d.e, "workspace", batch_axis=None)
-    scale_q = _scale_kernel(t, "q_scaled", "q", d.N, d.Br, d.hpb * d.D)
-    scale_k = _scale_kernel(t, "k_scaled", "k", d.S, d.Bc, d.D)
-    qk, softmax, pv = build_blockskip(dd, layout, q="q_scaled", k="k_scaled",
-                                      pv_probs="probs_safe",
-                                      softmax_reads=int(softmax_reads(d.S, d.e)))
-    add = [_mask_kernel(d, layout, "scores", "standard.add_mask", mask="mask")] if masked \
+        t.add("mask", (d.N, d.S), dc.e, "workspace", batch_axis=None)
+    scale_q = _scale_kernel(t, "q_scaled", src["q"], d.N, d.Br, d.hpb * d.D, "standard.scale_q")
+    scale_k = _scale_kernel(t, "k_scaled", src["k"], d.S, d.Bc, d.D, "standard.scale_k")
+    qk, softmax, pv = build_blockskip(ddc, layout, q="q_scaled", k="k_scaled",
+                                      pv_probs="probs_safe", v=src["v"], o=src["o"],
+                                      probs=src["probs"],
+                                      softmax_reads=int(softmax_reads(d.S, dc.e)))
+    add = [_mask_kernel(dc, layout, "scores", "standard.add_mask", mask="mask")] if masked \
         else []
-    return [scale_q, scale_k, qk] + add + [softmax] + _safe_softmax_tail(dd, layout) + [pv]
+    kernels = ([scale_q, scale_k, qk] + add + [softmax]
+               + _safe_softmax_tail(ddc, layout, src["probs"]) + [pv])
+    if not up:
+        return kernels
+    to_fp32 = [_scale_kernel(t, "q32", "q", d.N, d.Br, d.hpb * d.D, "standard.to_fp32_q", 0),
+               _scale_kernel(t, "k32", "k", d.S, d.Bc, d.D, "standard.to_fp32_k", 0)]
+    if not d.mla:
+        to_fp32.append(_scale_kernel(t, "v32", "v", d.S, d.Bc, d.Dv, "standard.to_fp32_v", 0))
+    to_storage = [_scale_kernel(t, "o", "o32", d.N, d.Br, d.hpb * d.Dv, "standard.to_storage_o",
+                                0),
+                  _score_copy(ddc, layout, "probs_safe", "attn", "standard.to_storage_p")]
+    return to_fp32 + kernels + to_storage
 
 
 def build_backward(d: Dims, layout: Layout) -> list[KernelProgram]:

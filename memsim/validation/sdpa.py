@@ -10,9 +10,12 @@ one backend with ``torch.nn.attention.sdpa_kernel`` and compares:
   memory) with memsim's ``standard``, eager attention: the math backend computes every
   score and applies a causal mask afterwards (masked_fill), so no tile is skipped. Unless
   ``torch.backends.cuda.allow_fp16_bf16_reduction_math_sdp(True)`` was set, PyTorch upcasts
-  bf16 inputs to fp32 for this backend, so the matching prediction is fp32 storage on the
-  CUDA cores (fp32 matmuls run without TF32 by default) plus the fp32 copies of q, k, v in
-  the peak memory; the record says which was used.
+  bf16 inputs to fp32 for this backend; memsim's ``standard`` models that itself (the
+  copies to fp32 and back, the computation in fp32: memsim/algorithms/standard.py), so the
+  prediction is the user's problem at its own dtype with the matmuls on the CUDA cores
+  (fp32 matmuls run without TF32 by default), plus the fp32 copies of q, k, v in the peak
+  memory; the record says which was used, and the reduced-precision setting is refused
+  (not modelled).
 
 Tensors: ``q: (B, H, N, D)``, ``k, v: (B, K, S, D)``; GQA/MQA through ``enable_gqa=True``.
 Causal cases need N = S (PyTorch's ``is_causal`` aligns the mask top-left, memsim's
@@ -66,26 +69,32 @@ def predict_sdpa(params: dict[str, Any], gpu: GPU, math_upcast: bool = True,
                  l2_model: str = "tiles") -> dict[str, Any]:
     """memsim's prediction for one SDPA case (see module docstring); no GPU needed.
 
-    ``math_upcast``: the math backend computes bf16 inputs in fp32 (PyTorch's default).
+    ``math_upcast``: the math backend computes bf16 inputs in fp32 (PyTorch's default,
+    the only one memsim's ``standard`` models: False raises :class:`InputError` for a
+    16-bit math case).
     Adds ``peak_extra_bytes`` (output + workspace) to the analytic quantities. ``ncu``:
     the trace as Nsight Compute measures (every kernel from a flushed L2).
     """
     check_params(params)
     problem = attention_problem(params)
     matmul_unit = "tensor"
-    # the math backend runs eager `standard` (every score, masked afterwards) in fp32
-    if params["backend"] == "math" and math_upcast and problem.dtype != "fp32":
-        problem = problem.model_copy(update={"dtype": "fp32"})
+    # the math backend runs eager `standard` (every score, masked afterwards), which
+    # computes 16-bit inputs in fp32 itself (memsim.algorithms.standard.compute_e)
+    upcast = params["backend"] == "math" and problem.dtype in ("bf16", "fp16")
+    if upcast and not math_upcast:
+        raise InputError("math_reduced_precision", True, "is not modelled: memsim's "
+                         "standard computes 16-bit inputs in fp32, as PyTorch's default")
+    if upcast:
         matmul_unit = "fp32"
     pred = predict_case(problem, gpu, algorithm_for(params), matmul_unit=matmul_unit,
                         with_trace=with_trace, ncu=ncu, l2_model=l2_model)
-    extra = output_bytes(attention_problem(params))  # the output keeps the input dtype
-    if matmul_unit == "fp32" and params["dtype"] != "fp32":
+    extra = output_bytes(problem)  # the output keeps the input dtype
+    if upcast:
         extra += _upcast_copy_bytes(params)
     for model in ("analytic", "trace"):
         if pred[model] is not None:
             pred[model]["peak_extra_bytes"] = extra + pred[model]["workspace_bytes"]
-    pred["compute_dtype"] = problem.dtype
+    pred["compute_dtype"] = "fp32" if upcast else problem.dtype
     return pred
 
 

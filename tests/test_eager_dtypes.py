@@ -1,0 +1,80 @@
+"""Eager standard attention's dtypes: PyTorch's math backend computes 16-bit inputs in
+fp32 and casts the outputs back (memsim/algorithms/standard.py docstring, "Dtypes"), so
+for bf16 / fp16 storage memsim's ``standard`` is the fp32 computation plus five copies:
+Q, K, V to fp32 and O, the attention weights back to 16 bits. fp32 (and fp8) storage
+launch no copies."""
+
+from __future__ import annotations
+
+import pytest
+
+from memsim.attention import attention_cost
+from memsim.hardware import load_gpu
+from memsim.problem import AttentionProblem, Mask
+from memsim.tiling import default_tiling
+from memsim.trace.simulate import simulate
+
+GPU = load_gpu("h100-sxm")
+# B 1, H 2 (MHA), N = S = 256, D 64, causal; per tile 128 queries × 64 keys
+TINY = dict(batch=1, seq_len=256, heads=2, head_dim=64, mask=Mask())
+FIELDS = ("matmul_flops", "vector_flops", "exp_ops", "global_read_bytes",
+          "global_write_bytes", "launches", "blocks", "workspace_bytes")
+COPIES = ["standard.to_fp32_q", "standard.to_fp32_k", "standard.to_fp32_v"]
+BACK = ["standard.to_storage_o", "standard.to_storage_p"]
+
+
+def _cost(dtype: str):
+    p = AttentionProblem(**TINY, dtype=dtype)
+    t = default_tiling(p, GPU, "standard", block_q=128, block_kv=64)
+    return p, t, attention_cost(p, GPU, "standard", t)[0]
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "fp16"])
+def test_16_bit_storage_is_the_fp32_computation_plus_five_copies(dtype: str) -> None:
+    """From first principles, B·H·N·D = 32768 elements of Q, of K and of V (one KV head
+    per head), O 32768, the attention weights B·H·N·S = 131072:
+    reads  Q, K, V at 2 B (3·65536) + O at 4 B (131072) + P at 4 B (524288) = 851,968 B
+    writes Q, K, V at 4 B (3·131072) + O at 2 B (65536) + P at 2 B (262144) = 720,896 B
+    five more launches; blocks per head (2 heads): Q and O per 128-query tile (2 each), K
+    and V per 64-key tile (4 each), P per query tile (2): 2·14 = 28; no floating-point
+    work; S and P (the
+    workspace) at 4 B as under fp32."""
+    _, _, low = _cost(dtype)
+    _, _, fp32 = _cost("fp32")
+    assert low.global_read_bytes == fp32.global_read_bytes + 851_968
+    assert low.global_write_bytes == fp32.global_write_bytes + 720_896
+    assert low.launches == fp32.launches + 5
+    assert low.blocks == fp32.blocks + 28
+    for field in ("matmul_flops", "vector_flops", "exp_ops", "workspace_bytes"):
+        assert getattr(low, field) == getattr(fp32, field)
+    assert fp32.workspace_bytes == 2 * 2 * 256 * 256 * 4      # S and P in fp32
+
+
+def test_the_trace_launches_the_same_kernels_and_bytes() -> None:
+    """The trace runs the copies first and last, around the fp32 kernels, with the closed
+    form's bytes (the L2 off: global bytes are what the kernels move)."""
+    p, t, cost = _cost("bf16")
+    trace = simulate(p, GPU, "standard", t)
+    names = [k.name for k in trace.kernels]
+    assert names[:3] == COPIES and names[-2:] == BACK
+    fp32_names = [k.name for k in simulate(*_cost("fp32")[:1], GPU, "standard",
+                                           _cost("fp32")[1]).kernels]
+    assert names[3:-2] == fp32_names
+    by_name = {k.name: k for k in trace.kernels}
+    assert by_name["standard.to_fp32_q"].global_read_bytes == 65_536
+    assert by_name["standard.to_fp32_q"].global_write_bytes == 131_072
+    assert by_name["standard.to_storage_p"].global_read_bytes == 524_288
+    assert by_name["standard.to_storage_p"].global_write_bytes == 262_144
+    for field in FIELDS[:-1]:
+        assert getattr(trace.cost, field) == pytest.approx(getattr(cost, field), rel=1e-12)
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "fp8"])
+def test_other_storage_launches_no_copies(dtype: str) -> None:
+    """fp32 is what the math backend computes in; fp8 is not upcast (PyTorch upcasts only
+    fp16 and bf16): nine kernels under a causal mask, none a dtype copy."""
+    p = AttentionProblem(**TINY, dtype=dtype)
+    t = default_tiling(p, GPU, "standard", block_q=128, block_kv=64)
+    names = [k.name for k in simulate(p, GPU, "standard", t).kernels]
+    assert len(names) == attention_cost(p, GPU, "standard", t)[0].launches == 9
+    assert not set(names) & set(COPIES + BACK)
