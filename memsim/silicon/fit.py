@@ -152,14 +152,10 @@ def specs() -> list[FitSpec]:
                        ("row_s",), {"kv_cache_dtype": "bfloat16"}))
     # vLLM's MLA decode kernels on Hopper (FlashAttention-3 MLA, FlashMLA): the database has
     # no vLLM per-kernel MLA table, so on the MLA decode *module* rows (memsim.inference
-    # .mla_module; the prefill and DSA module rows stay held out); the host's time of one
-    # eager forward on the DSA prefill rows (the one module the collector runs eagerly)
+    # .mla_module; the prefill and DSA module rows stay held out)
     for fam, db in (("bf16", "bfloat16"), ("fp8", "fp8")):
         out.append(FitSpec((f"mla/decode/vllm/{fam}",), "mla_generation_module", "vllm",
                            ("floor_s", "hbm", "row_s"), {"kv_cache_dtype": db}))
-    out.append(FitSpec(("dsa/vllm/sparse_sm90",), "dsa_generation_module", "vllm",
-                       ("row_s",), {"kv_cache_dtype": "bfloat16"}))
-    out.append(FitSpec(("module/vllm/eager",), "dsa_context_module", "vllm", ("floor_s",)))
     return out + _comm_specs()
 
 
