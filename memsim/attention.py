@@ -318,7 +318,8 @@ def kernel_timer(problem: AttentionProblem, gpu: GPU, algorithm: str, *,
         # the query heads sharing a KV head (× N tokens) fill the M side of the kernel's MMA
         # tile, padded to whole tiles: the padded rows cost FLOPs and the fixed per-row steps
         group = max(problem.H // max(problem.K, 1), 1) * np.asarray(N, dtype=float)
-        tile = decode_query_tile(backend, gpu, problem.D, problem.dtype, group)
+        tile = decode_query_tile(backend, gpu, problem.D, problem.dtype, group,
+                                 problem.mask.window is not None)
         kernel = decode_kernel(problem, backend, gpu)
         if kernel == "mmha":
             # decoderMaskedMultiheadAttention: one CTA per (sequence, head), its dot
@@ -394,12 +395,12 @@ def fa3_busiest_sm(problem: AttentionProblem, gpu: GPU, B, N, S):
     from memsim.units import dtype_bytes
 
     group = max(problem.H // max(problem.K, 1), 1)
+    e = dtype_bytes(problem.dtype)
     Mb, Nb, m, pairs, longest = fa3.work(N, S, group, problem.D, problem.Dv,
-                                         problem.mask.window, dtype_bytes(problem.dtype))
+                                         problem.mask.window, e)
     sms = gpu.spec.sm_count
     tiles, blocks = fa3.busiest_sm(B, problem.K, pairs, longest, m, sms)
     scores = tiles * sms * Mb * Nb
-    e = dtype_bytes(problem.dtype)
     kv_tile = Nb * (problem.D + problem.Dv) * e
     B = np.asarray(B, dtype=float)
     # QKᵀ and PV: 2·D + 2·Dv FLOPs per score of a whole tile (masked entries included);
@@ -453,30 +454,6 @@ def fa3_decodes(problem: AttentionProblem, algorithm: str, backend: str | None,
             and get(algorithm).DECODES and not problem.mla)
 
 
-def fa3_block_n(problem: AttentionProblem) -> int:
-    """FlashAttention-3's key tile (``kBlockN``) for a paged decode (hopper/tile_size.h
-    ``tile_size_fwd_sm90`` with paged_kv_non_TMA, the path ``get_pagedkv_tma`` takes when
-    seqlen_q·H/K ≤ kBlockM): 16-bit D ≤ 64 192 (one MMA warpgroup), ≤ 128 128, ≤ 192 96,
-    ≤ 256 80 (64 with a window); fp8 D ≤ 64 160, ≤ 96 128, ≤ 192 160, ≤ 256 128 (64 with a
-    window)."""
-    D, local = problem.D, problem.mask.window is not None
-    if problem.dtype == "fp8":
-        if D <= 64:
-            return 160
-        if D <= 96:
-            return 128
-        if D <= 192:
-            return 160
-        return 64 if local else 128
-    if D <= 64:
-        return 192
-    if D <= 128:
-        return 128
-    if D <= 192:
-        return 96
-    return 64 if local else 80
-
-
 # FlashAttention-3's split heuristic (hopper/heuristics.h num_splits_heuristic) and the
 # dynamic per-batch split of its varlen scheduler (hopper/flash_prepare_scheduler.cu)
 FA3_MAX_SPLITS = 128
@@ -497,16 +474,20 @@ def fa3_num_splits(problem: AttentionProblem, gpu: GPU, B, N, S) -> np.ndarray:
       ``num_splits_heuristic(K·m, SMs, n, ...)`` (hopper/heuristics.h: 1 split if K·m ≥
       0.8·SMs or n ≤ 4 key tiles, or n ≤ 8 with K·m ≥ 32; else the smallest count whose
       wave efficiency is ≥ 0.95 of the best, × 0.85 below 4 tiles per split; at most
-      min(128, SMs, n)), m = ⌈N·H/K / kBlockM⌉, n = ⌈S / kBlockN⌉ (the window's keys for a
+      min(128, SMs, n)), m = ⌈N·H/K / kBlockM⌉, n = ⌈S / kBlockN⌉ (tiles of
+      :func:`memsim.ops.fa3.tile`; the window's keys for a
       local mask);
     - the dynamic count per sequence (hopper/flash_prepare_scheduler.cu
       ``prepare_varlen_num_blocks_kernel``): blocks per SM ⌈1.1·B·m·n·K / SMs⌉, splits
       ⌈n / that⌉, capped by the static bound; 1 beyond 992 sequences."""
+    from memsim.ops import fa3
+    from memsim.units import DTYPE_BYTES
+
     sms = gpu.spec.sm_count
     B, N, S = (np.asarray(v, dtype=float) for v in (B, N, S))
     group = (problem.H // max(problem.K, 1)) * N
-    block_m = decode_query_tile("vllm", gpu, problem.D, problem.dtype, group)
-    block_n = fa3_block_n(problem)
+    block_m, block_n = fa3.tile(problem.D, problem.Dv, problem.mask.window is not None,
+                                group, DTYPE_BYTES[problem.dtype])
     m = np.ceil(group / block_m)
     loaded = S if problem.mask.window is None else np.minimum(
         S, problem.mask.window + np.asarray(block_m, dtype=float))
@@ -563,41 +544,26 @@ def production_problem(problem: AttentionProblem, algorithm: str,
 
 
 def decode_query_tile(backend: str | None, gpu: GPU | None = None, head_dim: int = 128,
-                      dtype: str = "bf16", group=1):
+                      dtype: str = "bf16", group=1, local: bool = False):
     """M rows of a production decode kernel's MMA tile, which the ``group`` query rows
     sharing a KV head (heads per KV head × queries; arrays) fill: TensorRT-LLM's XQA
     ``mma.sync`` m16n8k16 (mha.cu: warpTile.y = roundUp(headGrpSize, 16)); elsewhere than
     Hopper FlashAttention-2's split-KV kernel, 64 rows (flash_fwd_launch_template.h
     ``run_mha_fwd_splitkv_dispatch``: kBlockM = 64); vLLM and SGLang on Hopper
-    FlashAttention-3's ``kBlockM``: PackGQA packs the group into one M tile padded to
-    kBlockM, and its MMAs, exponentials and softmax run over all kBlockM rows.
-
-    FA-3 decodes through its paged non-TMA path (flash_api.cpp ``get_pagedkv_tma``: TMA
-    only when seqlen_q·H/K > kBlockM; vLLM's pages are 64 tokens in aiconfigurator's
-    collector, collector/vllm/collect_attn.py ``block_size = 64``), with the tiles of
-    hopper/tile_size.h ``tile_size_fwd_sm90``: 16-bit caches with D ≤ 128 and a group of
-    at most 64 rows run one MMA warpgroup (``use_one_mma_wg``: kBlockM = 64), larger
-    16-bit heads 128 rows; an fp8 (E4M3) cache has no one-warpgroup tile: 192 rows for
-    D ≤ 96, 128 above. That makes fp8 at D = 64 exp-bound: 192 exponentials per 128-byte
-    key at 3.9e12 exp/s is 2.6 TB/s, and aiconfigurator's vLLM rows with ≥ 2 GB of cache
-    run at 2.45 (H100) and 2.50 TB/s (H200), where 16-bit D = 64 reaches 3.08 and 4.26."""
+    FlashAttention-3's ``kBlockM`` (:func:`memsim.ops.fa3.tile`: its paged non-TMA tiles,
+    which a decode takes as a prefill does, one 64-row MMA warpgroup for D ∈ {64, 128}
+    without a window, 128 or 192 rows otherwise): PackGQA packs the group into one M
+    tile padded to kBlockM, and its MMAs, exponentials and softmax run over all of it."""
     if backend == "trtllm":
         return MMA_ROWS
     if gpu is None or gpu.architecture != "hopper":
         return FA2_SPLITKV_BLOCK_M
-    wide = FA3_BLOCK_M_SMALL_HEAD if head_dim <= FA3_SMALL_HEAD_DIM else FA3_BLOCK_M
-    if dtype == "fp8":
-        return wide
-    one_wg = (head_dim <= FA3_ONE_WG_MAX_HEAD_DIM) & (np.asarray(group) <= FA3_ONE_WG_ROWS)
-    return np.where(one_wg, FA3_ONE_WG_ROWS, wide)
+    from memsim.ops import fa3
+    from memsim.units import DTYPE_BYTES
+
+    return fa3.tile(head_dim, head_dim, local, group, DTYPE_BYTES[dtype])[0]
 
 
-# FlashAttention-3's decode tiles (hopper/tile_size.h tile_size_fwd_sm90, paged non-TMA)
-FA3_ONE_WG_ROWS = 64            # one MMA warpgroup (use_one_mma_wg), 16-bit, D ≤ 128
-FA3_ONE_WG_MAX_HEAD_DIM = 128
-FA3_SMALL_HEAD_DIM = 96         # D ≤ 96: kBlockM = 192
-FA3_BLOCK_M_SMALL_HEAD = 192
-FA3_BLOCK_M = 128               # 96 < D ≤ 256
 FA2_SPLITKV_BLOCK_M = 64        # FA-2 flash_fwd_splitkv kernel
 
 

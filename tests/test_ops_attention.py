@@ -279,16 +279,18 @@ def test_fa3_decode_splits_follow_flashattention3s_heuristic() -> None:
 
 
 def test_fa3_decode_tile_pads_the_group_to_the_kernels_block_m() -> None:
-    """FA-3's kBlockM for a paged decode (tile_size.h): one MMA warpgroup (64 rows) for
-    16-bit D ≤ 128, 128 rows above, 192 for an fp8 cache at D ≤ 96; TensorRT-LLM's XQA a
-    16-row mma.sync; FA-2's split-KV kernel (vLLM off Hopper) 64."""
+    """FA-3's kBlockM for a paged decode (tile_size.h, heuristics.h use_one_mma_wg): one MMA
+    warpgroup (64 rows) for D ∈ {64, 128}, no window and ≤ 64 packed rows, 16-bit or fp8;
+    128 rows at D 256 or with a window at D 128, 192 at D 64 with a window; TensorRT-LLM's
+    XQA a 16-row mma.sync; FA-2's split-KV kernel (vLLM off Hopper) 64."""
     from memsim.attention import decode_query_tile
 
     h100, a100 = load_gpu("h100-sxm"), load_gpu("a100-sxm4-80gb")
     assert int(decode_query_tile("vllm", h100, 128, "bf16", 8)) == 64
     assert int(decode_query_tile("vllm", h100, 256, "bf16", 8)) == 128
-    assert int(decode_query_tile("vllm", h100, 64, "fp8", 8)) == 192
-    assert int(decode_query_tile("vllm", h100, 128, "fp8", 8)) == 128
+    assert int(decode_query_tile("vllm", h100, 128, "bf16", 8, local=True)) == 128
+    assert int(decode_query_tile("vllm", h100, 64, "fp8", 8)) == 64
+    assert int(decode_query_tile("vllm", h100, 64, "fp8", 8, local=True)) == 192
     assert int(decode_query_tile("vllm", a100, 64, "fp8", 8)) == 64
     assert int(decode_query_tile("trtllm", h100, 128, "bf16", 8)) == 16
 
@@ -301,12 +303,14 @@ def test_fa3_decode_splits_are_bounded_and_never_grow_with_the_batch(
         b1, b2, kv_len, kv_heads, head_dim, dtype) -> None:
     """1 ≤ splits ≤ min(128, SMs, key tiles), and a larger batch never splits more (the
     scheduler's blocks per SM grow with it)."""
-    from memsim.attention import fa3_block_n, fa3_num_splits
+    from memsim.attention import fa3_num_splits
+    from memsim.ops import fa3
+    from memsim.units import DTYPE_BYTES
 
     h100 = load_gpu("h100-sxm")
     p = AttentionProblem(batch=1, seq_len=1, kv_len=kv_len, heads=8 * kv_heads,
                          kv_heads=kv_heads, head_dim=head_dim, dtype=dtype)
     lo, hi = sorted((b1, b2))
     s_lo, s_hi = (int(fa3_num_splits(p, h100, b, 1, kv_len)) for b in (lo, hi))
-    tiles = -(-kv_len // fa3_block_n(p))
+    tiles = -(-kv_len // int(fa3.tile(head_dim, head_dim, False, 8, DTYPE_BYTES[dtype])[1]))
     assert 1 <= s_hi <= s_lo <= min(128, h100.spec.sm_count, tiles)

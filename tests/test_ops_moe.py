@@ -121,6 +121,15 @@ def test_activation_passes_run_at_their_own_bandwidth() -> None:
     assert p.terms_s["act"] == pytest.approx(act / bw)
 
 
+def test_vllm_fp8_off_hopper_takes_the_triton_class() -> None:
+    kw = dict(dtype="fp8", backend="vllm")
+    T = np.array([1, 16, 256])
+    # off Hopper vLLM's fp8 MoE is Triton fused_moe: the Triton (bf16) class at the fp8 rate
+    l40s = moe.predict(T, **DSV3, gpu="l40s", **kw)
+    assert l40s.detail["kernel_class"] == "moe/vllm/bf16"
+    assert moe.predict(T, **DSV3, gpu="h100-sxm", **kw).detail["kernel_class"] == "moe/vllm/fp8"
+
+
 def test_vllm_on_blackwell_runs_tensorrt_llm_moe_kernels() -> None:
     b200 = moe.predict(64, **DSV3, dtype="fp8", gpu="b200", backend="vllm")
     assert b200.detail["kernel_class"].startswith("moe/trtllm/")

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from memsim.geometry import floor_sum
+from memsim.geometry import _ceil_div, floor_sum
 
 
 def tile(D: int, Dv: int, local: bool, packed_rows, elem_bytes: float = 2
@@ -62,10 +62,6 @@ def tile(D: int, Dv: int, local: bool, packed_rows, elem_bytes: float = 2
     if D <= 192:
         return np.full(rows.shape, 128), np.full(rows.shape, 96)
     return np.full(rows.shape, 128), np.full(rows.shape, 64 if local else 80)
-
-
-def _ceil_div(x, y):
-    return -(-x // y)
 
 
 def work(N, S, group: int, D: int, Dv: int, window: int | None, elem_bytes: float = 2):

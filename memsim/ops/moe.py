@@ -59,7 +59,9 @@ its time is the touched experts' weights at about 0.5–0.7 TB/s, the same on H1
 the collector times FlashInfer's kernel without its autotuner (collector/vllm/
 collect_moe.py has no autotune step), so it runs FlashInfer's default tactic for each m
 (an inference from the curve's shape, not from a kernel trace). Its class fits that rate as
-a low ``l2`` efficiency; a server that autotunes FlashInfer runs faster tactics.
+a low ``l2`` efficiency; a server that autotunes FlashInfer runs faster tactics. (Streaming
+its weights and passes at the L2 bandwidth instead, equal on H100 and H200, was tried: all
+rows H100 17.3 → 25.6 %, H200 31.5 → 25.4 %, so not kept.)
 """
 
 from __future__ import annotations
@@ -178,6 +180,18 @@ def kernel_backend(backend: str | None, gpu: Any) -> str | None:
     return "trtllm" if backend == "vllm" and cc_major(gpu) >= 10 else backend
 
 
+def class_variant(backend: str | None, dtype: str, gpu: Any) -> str:
+    """The kernel class (``moe/<backend>/<variant>``) that times ``dtype`` on ``gpu``: its
+    fp8 family, except vLLM's per-tensor fp8 off Hopper, which runs Triton ``fused_moe``
+    (the database's l40s rows: ``vllm_modeloptfp8moe_triton_tritonexperts``), the kernel of
+    vLLM's bf16 class, not the FlashInfer CUTLASS kernel its fp8 class was fitted on."""
+    from memsim.ops import check_backend
+
+    if dtype == "fp8" and check_backend(backend) == "vllm" and cc_major(gpu) != 9:
+        return "bf16"
+    return {"fp8": "fp8", "fp8_block": "fp8_block"}.get(dtype, "bf16")
+
+
 def grouped_tiles(backend: str | None, dtype: str, ep: int, gpu: Any
                   ) -> tuple[tuple[tuple[int, int], ...], int]:
     """(tile shapes, CTAs per cluster) of the grouped GEMM ``backend`` runs for ``dtype``
@@ -260,7 +274,7 @@ def predict(tokens: Any, hidden: int, inter: int, experts: int, top_k: int, *, t
                          + closest(dtype, MOE_DTYPES))
     gpu = resolve_gpu(gpu)
     backend = kernel_backend(backend, gpu)
-    cls = kernel_class("moe", backend, {"fp8": "fp8", "fp8_block": "fp8_block"}.get(dtype, "bf16"))
+    cls = kernel_class("moe", backend, class_variant(backend, dtype, gpu))
     rate, e_w, e_act = MOE_DTYPES[dtype]
     (T,) = as_float(tokens)
     loads = expert_loads(T, experts, top_k, ep, distribution)

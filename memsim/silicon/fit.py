@@ -145,21 +145,17 @@ def specs() -> list[FitSpec]:
                                       ("decode", "generation_mla"))]
             out.append(FitSpec((f"mla_bmm/{b}/{fam}",), "mla_bmm", b,
                                ("floor_s", "tensor", "hbm", "l2"), {"bmm_dtype": db}))
-    # FlashMLA's SM90 sparse kernel under TensorRT-LLM's DSA (memsim.inference.mla_module
-    # .sm90_sparse_s): its per-row cost, on the decode module rows (bf16 cache: the only
-    # one SM90 DSA runs); the context module rows stay held out
+    # FlashMLA's SM90 sparse kernel under TensorRT-LLM's DSA
+    # (memsim.attention.sparse_mla_kernel): its per-row cost, on the decode module rows
+    # (bf16 cache: the only one SM90 DSA runs); the context module rows stay held out
     out.append(FitSpec(("dsa/trtllm/sparse_sm90",), "dsa_generation_module", "trtllm",
                        ("row_s",), {"kv_cache_dtype": "bfloat16"}))
     # vLLM's MLA decode kernels on Hopper (FlashAttention-3 MLA, FlashMLA): the database has
     # no vLLM per-kernel MLA table, so on the MLA decode *module* rows (memsim.inference
-    # .mla_module; the prefill and DSA module rows stay held out); the host's time of one
-    # eager forward on the DSA prefill rows (the one module the collector runs eagerly)
+    # .mla_module; the prefill and DSA module rows stay held out)
     for fam, db in (("bf16", "bfloat16"), ("fp8", "fp8")):
         out.append(FitSpec((f"mla/decode/vllm/{fam}",), "mla_generation_module", "vllm",
                            ("floor_s", "hbm", "row_s"), {"kv_cache_dtype": db}))
-    out.append(FitSpec(("dsa/vllm/sparse_sm90",), "dsa_generation_module", "vllm",
-                       ("row_s",), {"kv_cache_dtype": "bfloat16"}))
-    out.append(FitSpec(("module/vllm/eager",), "dsa_context_module", "vllm", ("floor_s",)))
     return out + _comm_specs()
 
 

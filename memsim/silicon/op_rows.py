@@ -102,7 +102,7 @@ def gemm(rows: Rows, gpu: GPU) -> Mapped:
 def moe(rows: Rows, gpu: GPU) -> Mapped:
     from memsim.errors import InputError
     from memsim.ops.classes import kernel_class
-    from memsim.ops.moe import kernel_backend, predict
+    from memsim.ops.moe import class_variant, kernel_backend, predict
 
     out = _empty(len(rows))
     ints = {c: np.asarray(rows.col(c), dtype=np.int64) for c in
@@ -118,8 +118,8 @@ def moe(rows: Rows, gpu: GPU) -> Mapped:
     for (h, inter, e, top_k, tp, ep, d, dst, g), idx in _groups(keys).items():
         try:
             # the class memsim.ops.moe.predict times this dtype with (memsim/ops/moe.py)
-            cls = kernel_class("moe", kernel_backend(backend, gpu), {
-                "fp8": "fp8", "fp8_block": "fp8_block"}.get(d, "bf16"))
+            kb = kernel_backend(backend, gpu)
+            cls = kernel_class("moe", kb, class_variant(kb, d, gpu))
             if not out.start or d == "bf16":
                 out.start = {"tensor": cls.efficiency.get("tensor", 1.0),
                              "hbm_bandwidth": cls.efficiency.get("hbm", 1.0)}

@@ -45,7 +45,7 @@ last), one int64 per way packing the line address (bits 0–39), the valid and d
 sector masks (40–47, 48–55) and the tensor the line belongs to (56–62; tensors are
 256 B aligned, so a line holds one), −1 for an empty way — a set is one 128 B stretch of
 memory, so a lookup costs one CPU cache miss; ``meta`` int64 [sets, ways, hashed,
-(unused), line bytes, sector bytes].
+line bytes, sector bytes].
 
 Speed: a few million sector accesses per second (``memsim trace --l2-model lines``
 reports its events/s); the tile L2 stays the default.
@@ -53,18 +53,16 @@ reports its events/s); the tile L2 stays the default.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import njit
 
-from memsim.trace.engine import A_BYTES, A_TENSOR
+from memsim.trace.engine import A_TENSOR
 from memsim.trace.l2 import HBM_READ, HBM_WRITE
 from memsim.trace.layout import Layout
 from memsim.trace.program import GATHER, KernelProgram
 from memsim.trace.unit_ids import UnitIds, _split
 
-M_SETS, M_WAYS, M_HASHED, M_CLOCK, M_LINE, M_SECTOR = range(6)
+M_SETS, M_WAYS, M_HASHED, M_LINE, M_SECTOR = range(5)
 #: Geometry columns per access: segment bytes, then (count, stride bytes) × 3 levels.
 G_SEG, G_C1, G_S1, G_C2, G_S2, G_C3, G_S3 = range(7)
 MAX_AXES = 8
@@ -91,7 +89,7 @@ def new_state(capacity_bytes: float, line_bytes: int, sector_bytes: int, ways: i
     """An empty line cache (see module docstring)."""
     sets, ways = cache_shape(capacity_bytes, line_bytes, sector_bytes, ways)
     return (np.full(sets * ways, -1, np.int64),
-            np.array([sets, ways, int(hashed), 0, line_bytes, sector_bytes], np.int64))
+            np.array([sets, ways, int(hashed), line_bytes, sector_bytes], np.int64))
 
 
 def state_for_gpu(gpu, capacity_bytes: float) -> tuple:
@@ -235,8 +233,8 @@ def _set_of(line, meta):
     return line % sets
 
 
-LINE_BITS, VALID_SHIFT, DIRTY_SHIFT, OWNER_SHIFT = 40, 40, 48, 56
-_LINE_MASK = (1 << LINE_BITS) - 1
+VALID_SHIFT, DIRTY_SHIFT, OWNER_SHIFT = 40, 48, 56   # the line address: bits 0-39
+_LINE_MASK = (1 << VALID_SHIFT) - 1
 
 
 @_jit
@@ -325,7 +323,7 @@ def _address(st, x, key):
 def drain(prog, st, stats, buf_key, buf_acc, n, rec_h, rec_at):
     """:func:`memsim.trace.engine.drain` for the line cache: each buffered unit (id, access
     index, negative for a store) expanded to its segments' sectors (module docstring)."""
-    accs, accs_f = prog[3], prog[4]
+    accs = prog[3]
     geom = st[2]
     for j in range(n):
         a = buf_acc[j]
@@ -334,8 +332,6 @@ def drain(prog, st, stats, buf_key, buf_acc, n, rec_h, rec_at):
         x = accs[b, A_TENSOR]
         addr = _address(st, x, buf_key[j])
         seg = geom[b, G_SEG]
-        if seg <= 0:
-            seg = np.int64(math.ceil(accs_f[b, A_BYTES]))
         all_hit = True
         for l3 in range(geom[b, G_C3]):
             for l2 in range(geom[b, G_C2]):
@@ -364,13 +360,6 @@ def flush(st, stats):
             total += nbytes
             entry[w] = e & ~(np.int64(0xFF) << DIRTY_SHIFT)
     return total
-
-
-def resident_bytes(st: tuple) -> float:
-    """Bytes of the valid sectors resident now."""
-    e = st[0][st[0] >= 0]
-    valid = ((e >> VALID_SHIFT) & 0xFF).astype(np.uint8)
-    return float(np.unpackbits(valid[:, None], axis=1).sum() * st[1][M_SECTOR])
 
 
 __all__ = ["cache_shape", "drain", "flush", "kernel_state", "line_access", "new_state",

@@ -365,12 +365,14 @@ def _run(schedule: Schedule, problem, gpu, algorithm, tiling, bps: int, l2_on: b
     if lines:
         from memsim.trace import l2_lines
 
-        l2 = l2_lines.state_for_gpu(gpu, sim_capacity)
         tables = l2_lines.address_tables(ids)
-    elif l2_on:
-        l2 = _l2_state(schedule, sim_capacity, ids.n_ids)
-    else:
-        l2 = l2_model.new_state(0.0, 1)
+
+    def empty_l2():
+        if lines:
+            return l2_lines.state_for_gpu(gpu, sim_capacity)
+        return _l2_state(schedule, sim_capacity, ids.n_ids)
+
+    l2 = empty_l2() if lines or l2_on else l2_model.new_state(0.0, 1)
     offsets = ids.offsets(layout)
     rec = engine.new_record(events_needed if record else 0)
     rec_n = np.zeros(1, np.int64)
@@ -425,8 +427,7 @@ def _run(schedule: Schedule, problem, gpu, algorithm, tiling, bps: int, l2_on: b
             # dirty units reach HBM after the kernel
             (l2_lines if lines else l2_model).flush(l2, flushed)
             if not last:                           # the rest of the network runs between
-                l2 = (l2_lines.state_for_gpu(gpu, sim_capacity) if lines
-                      else _l2_state(schedule, sim_capacity, ids.n_ids))
+                l2 = empty_l2()
         scaled = stats * tensor_scale[:, None]
         after = float((flushed * tensor_scale[:, None])[:, 3].sum())
         totals += (stats + flushed) * tensor_scale[:, None]
