@@ -19,6 +19,7 @@ from memsim import limits
 from memsim.algorithms import (
     check_supported,
     compulsory_bytes,
+    compute_types,
     cost_of,
     from_problem,
     get,
@@ -306,7 +307,8 @@ def kernel_timer(problem: AttentionProblem, gpu: GPU, algorithm: str, *,
     N = problem.N if N is None else N
     S = np.asarray(N) + (problem.S - problem.N) if S is None else S   # the same key offset
     if backend is None:
-        return Timer(gpu, problem.dtype, matmul_unit, blocks_per_sm,
+        dtype, unit = compute_types(algorithm, problem.dtype, matmul_unit)
+        return Timer(gpu, dtype, unit, blocks_per_sm,
                      kernel_class=efficiency_class(gpu, algorithm, matmul_unit))
     from memsim.ops.classes import with_class
 

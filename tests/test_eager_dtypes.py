@@ -78,3 +78,24 @@ def test_other_storage_launches_no_copies(dtype: str) -> None:
     names = [k.name for k in simulate(p, GPU, "standard", t).kernels]
     assert len(names) == attention_cost(p, GPU, "standard", t)[0].launches == 9
     assert not set(names) & set(COPIES + BACK)
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "fp16"])
+def test_16_bit_eager_matmuls_are_timed_on_the_cuda_cores_in_fp32(dtype: str) -> None:
+    """PyTorch's math backend multiplies the fp32 copies with cuBLAS's FFMA kernels
+    (Nsight Compute: sm80_xmma_gemm_f32f32_f32f32_f32_*_ffma for a bf16 call), so the
+    matmul term of a 16-bit eager call is the one ``--matmul-unit fp32`` gives; the
+    block-skipping variant (no upcast) keeps the tensor cores."""
+    from memsim.algorithms import compute_types
+    from memsim.attention import predict
+
+    def matmul_s(dtype: str, algorithm: str = "standard", unit: str = "tensor") -> float:
+        p = AttentionProblem(**TINY, dtype=dtype)
+        return float(predict(p, GPU, algorithm, matmul_unit=unit).timing.terms_s["matmul"])
+
+    assert matmul_s(dtype) == pytest.approx(matmul_s(dtype, unit="fp32"))
+    # on the tensor cores the same FLOPs take a fraction of the time
+    assert matmul_s(dtype, "standard_blockskip") < matmul_s(dtype) / 4
+    assert compute_types("standard", dtype, "tensor") == ("fp32", "fp32")
+    assert compute_types("standard", "fp8", "tensor") == ("fp8", "tensor")
+    assert compute_types("flash2", dtype, "tensor") == (dtype, "tensor")

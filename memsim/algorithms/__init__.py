@@ -39,15 +39,16 @@ ALGORITHMS: dict[str, ModuleType] = {
 #: What every algorithm module declares (tests/test_registry.py checks each one):
 #: constants ``NAME``, ``LABEL`` (in tables and reports), ``PASSES``, ``MASKS`` (mask
 #: kinds), ``DECODES`` (one query tile holds all N queries), ``SCHEDULE`` (memsim.trace
-#: builder), ``KERNEL_FAMILY`` (kernels/<family>.py); cost functions ``forward``
+#: builder), ``KERNEL_FAMILY`` (kernels/<family>.py), ``UPCASTS_16BIT`` (16-bit inputs
+#: computed in fp32, :func:`compute_types`); cost functions ``forward``
 #: (``backward`` if "backward" in PASSES); tile rules ``sram_bytes(t)``,
 #: ``default_block_q(heads_per_block, N)``, ``extra_fields(problem, index_block_q=None)``,
 #: ``shrink_first(t, limit_bytes)``, ``splits_keys(t, N)``,
 #: ``kv_splits(gpu, B, N, S, H, t, geometry)``, ``backward_tiling(t, limit_bytes)`` (a Tiling
 #: update with the backward kernels' own tiles).
 DECLARATIONS = ("NAME", "LABEL", "PASSES", "MASKS", "DECODES", "SCHEDULE", "KERNEL_FAMILY",
-                "forward", "sram_bytes", "default_block_q", "extra_fields", "shrink_first",
-                "splits_keys", "kv_splits", "backward_tiling")
+                "UPCASTS_16BIT", "forward", "sram_bytes", "default_block_q", "extra_fields",
+                "shrink_first", "splits_keys", "kv_splits", "backward_tiling")
 
 #: What a prefill (and training) layer runs unless told otherwise: FlashAttention-2, the
 #: kernel PyTorch SDPA's flash backend and vLLM/TensorRT-LLM prefill descend from.
@@ -62,6 +63,17 @@ def get(name: str) -> ModuleType:
     except KeyError:
         raise InputError("algorithm", name, "is not known" + closest(name, ALGORITHMS)
                          + f" (known: {', '.join(ALGORITHMS)})") from None
+
+
+def compute_types(name: str, dtype: str, matmul_unit: str) -> tuple[str, str]:
+    """(dtype, matmul unit) algorithm ``name`` computes in for inputs of ``dtype``. One that
+    upcasts 16-bit inputs (eager standard: PyTorch's math backend copies Q, K, V to fp32)
+    runs fp32 matmuls on the CUDA cores — cuBLAS's FFMA kernels, which Nsight Compute lists
+    as ``sm80_xmma_gemm_f32f32_f32f32_f32_*_ffma`` for a bf16 call (measurements/h100-sxm,
+    ncu/sdpa-math) — every other one its inputs' dtype on ``matmul_unit``."""
+    if get(name).UPCASTS_16BIT and dtype in ("bf16", "fp16"):
+        return "fp32", "fp32"
+    return dtype, matmul_unit
 
 
 def runs_mask(name: str, kind: str) -> bool:

@@ -54,6 +54,7 @@ MASKS = ("topk",)
 DECODES = False  # prefill and decode; it splits keys only when N ≤ the indexer's tile
 SCHEDULE = "dsa"  # trace builder: memsim.trace.schedule.builders()
 KERNEL_FAMILY = "dsa"  # Numba kernels: kernels/dsa.py
+UPCASTS_16BIT = False  # computes in its inputs' dtype
 
 
 def default_block_q(heads_per_block: int, N: int) -> int:

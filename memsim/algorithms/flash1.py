@@ -41,6 +41,7 @@ MASKS = DENSE_MASKS
 DECODES = False
 SCHEDULE = "flash1"  # trace builder: memsim.trace.schedule.builders()
 KERNEL_FAMILY = "flash1"  # Numba kernels: kernels/flash1.py
+UPCASTS_16BIT = False  # computes in its inputs' dtype
 sram_bytes = flash1_sram_bytes
 default_block_q = packed_block_q
 kv_splits = no_kv_splits

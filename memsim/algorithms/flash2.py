@@ -45,6 +45,7 @@ MASKS = DENSE_MASKS
 DECODES = False  # query tiles of Br rows; the key range is never split
 SCHEDULE = "flash2"  # trace builder: memsim.trace.schedule.builders()
 KERNEL_FAMILY = "flash2"  # Numba kernels: kernels/flash2.py
+UPCASTS_16BIT = False  # computes in its inputs' dtype
 sram_bytes = flash_sram_bytes
 default_block_q = packed_block_q
 kv_splits = no_kv_splits

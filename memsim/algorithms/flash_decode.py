@@ -41,6 +41,7 @@ MASKS = DENSE_MASKS
 DECODES = True  # one query tile holds all N queries; keys split over blocks
 SCHEDULE = "flash2_decode"  # trace builder: memsim.trace.schedule.builders()
 KERNEL_FAMILY = "decode"  # Numba kernels: kernels/decode.py
+UPCASTS_16BIT = False  # computes in its inputs' dtype
 sram_bytes = flash_sram_bytes
 extra_fields = no_extra_fields
 shrink_first = no_first_shrink

@@ -54,6 +54,7 @@ MASKS = DENSE_MASKS
 DECODES = False
 SCHEDULE = "standard"  # trace builder: memsim.trace.schedule.builders()
 KERNEL_FAMILY = None  # memsim's Numba kernels skip masked tiles: standard_blockskip's
+UPCASTS_16BIT = True  # 16-bit inputs run in fp32 (compute_e; PyTorch's math backend)
 default_block_q = standard_blockskip.default_block_q
 kv_splits = standard_blockskip.kv_splits
 splits_keys = standard_blockskip.splits_keys

@@ -46,6 +46,7 @@ MASKS = DENSE_MASKS
 DECODES = False
 SCHEDULE = "standard_blockskip"  # trace builder: memsim.trace.schedule.builders()
 KERNEL_FAMILY = "standard"  # Numba kernels: kernels/standard.py
+UPCASTS_16BIT = False  # computes in its inputs' dtype
 default_block_q = packed_block_q
 kv_splits = no_kv_splits
 splits_keys = never_splits

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from memsim.algorithms import compute_types
 from memsim.cost import Cost
 from memsim.errors import InputError
 from memsim.trace import engine
@@ -384,12 +385,13 @@ def _run(schedule: Schedule, problem, gpu, algorithm, tiling, bps: int, l2_on: b
     totals = np.zeros((n_tensors, 4))
     work_total = np.zeros(WORK_COLUMNS)
     kernels, logs, logs_ev, events_total, launch_offset = [], [], [], 0, 0
+    dtype, matmul_unit = compute_types(algorithm, problem.dtype, matmul_unit)
     for ki, k in enumerate(schedule.kernels):
         n_blocks = k.template_blocks * schedule.instances(k, simulated=False)
         k_bps = _kernel_blocks_per_sm(k, gpu, tiling, bps)
         resident = resident_blocks_per_sm(gpu, k_bps, n_blocks)
         k_slots = gpu.spec.sm_count * resident
-        rates = slot_rates(gpu, problem.dtype, resident, matmul_unit)
+        rates = slot_rates(gpu, dtype, resident, matmul_unit)
         dur, term = step_durations(k.run_work, rates)
         # phase 1 places every block (exact times: step durations do not depend on hits);
         # with a heads sample only the sampled groups' blocks are replayed (phase 2)
