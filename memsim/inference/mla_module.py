@@ -11,7 +11,16 @@ from typing import Any
 
 import numpy as np
 
-from memsim.ops import OpPrediction, as_float, bound_of, out, positive, resolve_gpu
+from memsim.ops import (
+    OpPrediction,
+    as_float,
+    bound_of,
+    cc_major,
+    check_backend,
+    out,
+    positive,
+    resolve_gpu,
+)
 from memsim.ops.mla import (
     BF16,
     BMM_SHAPES,
@@ -119,7 +128,6 @@ def mqa_rows(phase: str, sparse: bool, N: np.ndarray, kv_dtype: str, gpu: Any,
     """Per row, whether the module runs MLA's absorbed (MQA) path: every decode and DSA
     call (vLLM's sparse MLA runs all tokens as MQA); a vLLM prefill of at most the decode
     kernel's threshold (:data:`VLLM_DECODE_THRESHOLD_SM90`) new tokens per sequence."""
-    from memsim.ops import cc_major, check_backend
 
     N = np.asarray(N, dtype=float)
     if phase == "decode" or sparse:
@@ -142,7 +150,6 @@ def _launch_class(backend: str | None) -> Any:
     smallest GEMMs of aiconfigurator's CUDA-graph GEMM table take, its HBM efficiency what
     the larger ones stream at), not fitted again; None for backends outside
     :data:`AUX_BACKENDS`."""
-    from memsim.ops import check_backend
     from memsim.ops.classes import kernel_class
 
     if check_backend(backend) not in AUX_BACKENDS:
@@ -156,7 +163,6 @@ def attention_backend(backend: str | None, gpu: Any) -> str | None:
     trtllm-gen MLA decode kernels (vllm v1/attention/backends/mla/flashinfer_mla.py:
     ``trtllm_batch_decode_with_kv_cache_mla``; aiconfigurator's B200 rows name
     FLASHINFER_MLA), so TensorRT-LLM's class and launches time it; otherwise ``backend``."""
-    from memsim.ops import cc_major, check_backend
 
     if check_backend(backend) == "vllm" and cc_major(gpu) == 10:
         return "trtllm"
@@ -166,7 +172,6 @@ def attention_backend(backend: str | None, gpu: Any) -> str | None:
 def _host_class(backend: str | None) -> Any:
     """The fitted class "module/<backend>/eager" (``floor_s``: the host's time of one eager
     forward of the module), None where the backend has none."""
-    from memsim.ops import check_backend
     from memsim.ops.classes import kernel_class
 
     try:
@@ -175,7 +180,7 @@ def _host_class(backend: str | None) -> Any:
         return None
 
 
-def _graphed(phase: str, sparse: bool, backend: str | None) -> bool:
+def _graphed(phase: str, sparse: bool) -> bool:
     """Whether the module is timed as one CUDA-graph replay: every vLLM module but DSA's
     prefill, which aiconfigurator's collector runs eagerly (collector/vllm/
     collect_mla_module.py, ``use_cuda_graph = not (attn_type == "dsa" and is_context)``:
@@ -207,7 +212,6 @@ def _bmm_dtype(gemm_dtype: str, backend: str | None) -> str:
     (vllm model_executor/layers/attention/mla_attention.py: ``W_UK_T`` / ``W_UV`` are kept
     as 16-bit copies of ``kv_b_proj``'s dequantised weight, ``get_and_maybe_dequant_
     weights``, and run by ``torch.bmm``; only ROCm's aiter path runs an fp8 BMM)."""
-    from memsim.ops import check_backend
 
     if check_backend(backend) == "vllm":
         return "bf16"
@@ -220,30 +224,29 @@ def _bmm_dtype(gemm_dtype: str, backend: str | None) -> str:
 # mla_attention.py ``MLAAttention.forward`` / ``forward_impl`` / ``forward_mha``,
 # models/deepseek_v2.py ``Indexer``): name → (phases, bytes per token as a function of the
 # heads H and the KV-cache element width e). Each is one launch of the CUDA graph.
-_BF = 2.0
 AUX_KERNELS = {
     # RMSNorm of the q latent (1536) and of the KV latent (512): read and write bf16
-    "q_a_layernorm": ("all", lambda H, e: 2 * _BF * Q_LORA_RANK),
-    "kv_a_layernorm": ("all", lambda H, e: 2 * _BF * KV_LORA_RANK),
+    "q_a_layernorm": ("all", lambda H, e: 2 * BF16 * Q_LORA_RANK),
+    "kv_a_layernorm": ("all", lambda H, e: 2 * BF16 * KV_LORA_RANK),
     # rotary embedding of q_pe (H × 64) and k_pe (64), in place
-    "rotary_emb": ("all", lambda H, e: 2 * _BF * (H + 1) * QK_ROPE),
+    "rotary_emb": ("all", lambda H, e: 2 * BF16 * (H + 1) * QK_ROPE),
     # concat_and_cache_mla: the 576-wide latent read in bf16, written to the cache
-    "kv_cache_update": ("all", lambda H, e: LATENT * (_BF + e)),
+    "kv_cache_update": ("all", lambda H, e: LATENT * (BF16 + e)),
     # decode (absorbed) path: W_UV's output (N, B, 128) copied back to (B, N·128)
-    "v_up_copy": ("mqa", lambda H, e: 2 * _BF * H * V_HEAD),
+    "v_up_copy": ("mqa", lambda H, e: 2 * BF16 * H * V_HEAD),
     # fp8 cache: _DecodeConcatQuantFP8 concatenates ql_nope and q_pe and quantises them
-    "q_concat_quant": ("mqa_fp8", lambda H, e: H * LATENT * (_BF + 1.0)),
+    "q_concat_quant": ("mqa_fp8", lambda H, e: H * LATENT * (BF16 + 1.0)),
     # prefill (MHA) path: K = [k_nope, k_pe broadcast] assembled, V padded to K's width
     # for the FlashAttention varlen call, the output sliced back
-    "k_concat": ("mha", lambda H, e: _BF * H * (QK_NOPE + CONTEXT_D)),
-    "v_pad": ("mha", lambda H, e: _BF * H * (V_HEAD + CONTEXT_D)),
-    "o_unpad": ("mha", lambda H, e: 2 * _BF * H * V_HEAD),
+    "k_concat": ("mha", lambda H, e: BF16 * H * (QK_NOPE + CONTEXT_D)),
+    "v_pad": ("mha", lambda H, e: BF16 * H * (V_HEAD + CONTEXT_D)),
+    "o_unpad": ("mha", lambda H, e: 2 * BF16 * H * V_HEAD),
     # DSA's indexer: k LayerNorm (128), RoPE of its q (64 × 64) and k, q's fp8 quantisation
     # (64 × 128), k's quantisation into the indexer cache, the head weights' scaling
-    "indexer_k_norm": ("dsa", lambda H, e: 2 * _BF * INDEX_HEAD_DIM),
-    "indexer_rope": ("dsa", lambda H, e: 2 * _BF * (INDEX_HEADS + 1) * QK_ROPE),
-    "indexer_q_quant": ("dsa", lambda H, e: INDEX_HEADS * INDEX_HEAD_DIM * (_BF + 1.0)),
-    "indexer_k_cache": ("dsa", lambda H, e: INDEX_HEAD_DIM * (_BF + 1.0)),
+    "indexer_k_norm": ("dsa", lambda H, e: 2 * BF16 * INDEX_HEAD_DIM),
+    "indexer_rope": ("dsa", lambda H, e: 2 * BF16 * (INDEX_HEADS + 1) * QK_ROPE),
+    "indexer_q_quant": ("dsa", lambda H, e: INDEX_HEADS * INDEX_HEAD_DIM * (BF16 + 1.0)),
+    "indexer_k_cache": ("dsa", lambda H, e: INDEX_HEAD_DIM * (BF16 + 1.0)),
     "indexer_weights_scale": ("dsa", lambda H, e: 2 * 4.0 * INDEX_HEADS),
 }
 
@@ -318,7 +321,7 @@ def module(phase: str, batch: Any, seq_len: Any, kv_len: Any, heads: int, *,
                          gemm_dtype=gemm_dtype, sparse=sparse, gpu=gpu, backend=backend)
     total = sum(parts.values())
     host = _host_class(backend)
-    if host is not None and not _graphed(phase, sparse, backend):
+    if host is not None and not _graphed(phase, sparse):
         # an eager forward: the GPU runs behind the host's launches, so the module takes
         # the longer of the host's time (the class floor) and the kernels'
         total = np.maximum(total, host.floor_s)
