@@ -52,6 +52,11 @@ TOL = 1e-4             # relative change of the loss or the parameters that ends
 DIGITS = 4             # significant digits written
 # where a leave-one-GPU-out fit starts (mid-range, seen no row)
 NEUTRAL = {"floor_s": 1e-5, "row_s": 1e-7, "eff": 0.5}
+
+
+def _neutral(param: str) -> float:
+    """The mid-range start of ``param`` (:data:`NEUTRAL`; every efficiency starts at 0.5)."""
+    return NEUTRAL.get(param, NEUTRAL["eff"])
 ALLREDUCE_ALGOS = ("oneshot", "twoshot", "ring", "nvls")
 METHOD = ("scipy least_squares on log time, soft-L1 f_scale 0.1, re-predicting the rows "
           "with memsim's own mapper")
@@ -288,7 +293,7 @@ def fit_spec_numbers(spec: FitSpec, base: dict[str, KernelClass], data: list[Gpu
     lo = np.log([_bounds(p)[0] for _, p in params])
     hi = np.log([_bounds(p)[1] for _, p in params])
     # a parameter the file holds at 0 (a per-row cost never fitted) starts mid-range
-    start = np.log([_get(base[k], p) or NEUTRAL.get(p, NEUTRAL["eff"]) for k, p in params])
+    start = np.log([_get(base[k], p) or _neutral(p) for k, p in params])
     span = hi - lo
     start = np.clip(start, lo + 1e-6 * span, hi - 1e-6 * span)
     meas = np.log(np.concatenate([d.measured_s for d in data]))
@@ -383,8 +388,7 @@ def fit_spec(spec: FitSpec, base: dict[str, KernelClass], data: dict[str, GpuRow
         result.fitted_before[d.profile] = error_stats(predict(spec, base, d), d.measured_s)
     if len(fit_data) > 1:
         # started from neutral numbers: the file's and the fit's have seen the held-out GPU
-        neutral = with_params(base, _params(sub), np.array([NEUTRAL.get(p, NEUTRAL["eff"])
-                                                            for _, p in _params(sub)]))
+        neutral = with_params(base, _params(sub), np.array([_neutral(p) for _, p in _params(sub)]))
         for held in fit_data:
             rest = [d for d in fit_data if d is not held]
             alone, _ = fit_spec_numbers(sub, neutral, rest)
