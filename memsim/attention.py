@@ -518,15 +518,14 @@ def fa3_num_splits(problem: AttentionProblem, gpu: GPU, B, N, S) -> np.ndarray:
 
 
 def kernel_backend(backend: str | None, algorithm: str, gpu: GPU) -> str | None:
-    """Whose production kernel ``backend`` runs for this call on ``gpu``. On Blackwell vLLM's
-    CUDA platform picks FlashInfer, whose decode and prefill run TensorRT-LLM's trtllm-gen
-    kernels (the b200 rows of aiconfigurator's vLLM 0.24 tables name their kernels
-    ``vllm_flashinfer_trtllmdecode`` and, for 44,664 of the 49,980 context rows,
-    ``vllm_flashinfer_trtllmprefill``): TensorRT-LLM's classes and structure. Every other
+    """Whose production kernel ``backend`` runs for this call on ``gpu``: for the decode
+    family (the algorithms that decode) :func:`memsim.ops.attention_kernels_backend` (vLLM
+    on Blackwell runs TensorRT-LLM's trtllm-gen kernels through FlashInfer; for 44,664 of
+    the 49,980 b200 context rows of aiconfigurator's vLLM 0.24 tables too). Every other
     call: ``backend`` itself."""
-    if backend == "vllm" and gpu.architecture == "blackwell" and get(algorithm).DECODES:
-        return "trtllm"
-    return backend
+    from memsim.ops import attention_kernels_backend
+
+    return attention_kernels_backend(backend, gpu) if get(algorithm).DECODES else backend
 
 
 def production_problem(problem: AttentionProblem, algorithm: str,

@@ -314,3 +314,18 @@ def test_fa3_decode_splits_are_bounded_and_never_grow_with_the_batch(
     s_lo, s_hi = (int(fa3_num_splits(p, h100, b, 1, kv_len)) for b in (lo, hi))
     tiles = -(-kv_len // int(fa3.tile(head_dim, head_dim, False, 8, DTYPE_BYTES[dtype])[1]))
     assert 1 <= s_hi <= s_lo <= min(128, h100.spec.sm_count, tiles)
+
+
+@pytest.mark.parametrize("gpu", ["h100-sxm", "h200", "b200", "b300", "gb200", "a100-sxm4-80gb"])
+@pytest.mark.parametrize("backend", ["trtllm", "vllm", "sglang", None])
+def test_vllm_runs_trtllm_gen_kernels_on_the_sm100_family_only(gpu: str, backend) -> None:
+    # one rule (memsim.ops.attention_kernels_backend) for the attention timer and the MLA
+    # module: vLLM on compute capability 10.x runs FlashInfer's trtllm-gen kernels
+    from memsim import attention
+    from memsim.ops import attention_kernels_backend, cc_major
+
+    g = load_gpu(gpu)
+    want = "trtllm" if backend == "vllm" and cc_major(g) == 10 else backend
+    assert attention_kernels_backend(backend, g) == want
+    assert attention.kernel_backend(backend, "flash_decode", g) == want
+    assert attention.kernel_backend(backend, "flash2", g) == backend   # not a decode kernel

@@ -249,6 +249,25 @@ def test_each_hop_on_the_critical_path_costs_the_profiles_nvlink_latency(
     assert a2a[1] - a2a[0] == pytest.approx(extra_s, rel=1e-6, abs=1e-15)
 
 
+@given(st.integers(1, 65536), st.floats(1e-8, 2e-6), st.sampled_from(["normal", "low_latency"]),
+       st.sampled_from(["dispatch", "combine"]), st.sampled_from(["trtllm", "vllm"]))
+def test_moe_a2a_per_copy_cost_is_nvlink_round_trips(
+        tokens: int, extra_s: float, mode: str, phase: str, backend: str) -> None:
+    # DeepEP's per-copy cost is its chunks' NVLink round trips (remote head read, system-
+    # scope release): it scales with the profile's hop over the fitted GPUs' hop; the
+    # link's bytes, the floor and the copies do not move with the hop
+    kw = {"hidden": 7168, "top_k": 8, "experts": 256, "ep": 8, "mode": mode, "phase": phase,
+          "backend": backend}
+    base, slow = load_gpu("h200"), _slower_hop("h200", extra_s)
+    p, q = (comm.moe_all_to_all(tokens, gpu=g, **kw) for g in (base, slow))
+    hop = base.interconnect.nvlink_latency_s
+    assert comm.fitted_hop_s(8) == pytest.approx(hop)   # H100 and H200 share one hop
+    assert q.terms_s["copy"] == pytest.approx(p.terms_s["copy"] * (hop + extra_s) / hop)
+    assert q.terms_s["link"] == p.terms_s["link"] and q.launch_s == p.launch_s
+    assert q.detail["copies"] == p.detail["copies"]
+    assert q.time_s >= p.time_s
+
+
 def test_blackwell_hop_is_slower_and_small_collectives_with_it() -> None:
     # NVIDIA/nccl#1940: the one-hop LL all-reduce takes ~3.0 µs on 8×B200 against ~2.3 on
     # H200; the B200 profile carries that difference, so a tiny collective is slower there

@@ -154,3 +154,18 @@ def test_vllm_fp8_block_is_host_bound_and_picks_its_kernel_by_shape() -> None:
     # Blackwell has no FlashInfer path: DeepGEMM for small m too
     b200 = gemm.predict(8, 4096, 4096, dtype="fp8_block", gpu="b200", backend="vllm")
     assert b200.detail["kernel_class"] == "gemm/vllm/fp8_block"
+
+
+@given(dims, dims, dims, st.sampled_from(["bf16", "fp8", "fp8_block"]),
+       st.sampled_from(["trtllm", "vllm"]))
+def test_time_is_the_floor_and_the_kernels_own_time(m: int, n: int, k: int, dtype: str,
+                                                     backend: str) -> None:
+    # detail["kernel_s"] is the kernels' time without the floor: added to it where the
+    # class is graph-timed, the larger of the two where it is timed eagerly (the host's)
+    p = gemm.predict(m, n, k, dtype=dtype, gpu="h200", backend=backend)
+    kernel_s, floor = float(p.detail["kernel_s"]), float(p.launch_s)
+    want = max(floor, kernel_s) if p.detail["eager"] else floor + kernel_s
+    assert p.time_s == pytest.approx(want, rel=1e-12)
+    assert p.detail["kernels"] == gemm.launch_of(backend, gemm.kernel_family(dtype)).kernels
+    # the compulsory bytes (A, B read once, C written once) are the floor of HBM traffic
+    assert p.hbm_bytes >= gemm.compulsory_bytes(m, n, k, 1, 2.0 if dtype == "bf16" else 1.0)

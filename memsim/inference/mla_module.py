@@ -14,6 +14,7 @@ import numpy as np
 from memsim.ops import (
     OpPrediction,
     as_float,
+    attention_kernels_backend,
     bound_of,
     cc_major,
     check_backend,
@@ -102,7 +103,7 @@ def module_parts(phase: str, batch: Any, seq_len: Any, kv_len: Any, heads: int, 
             # FlashMLA-style kernels take a sequence's N queries × H heads as the rows of
             # one MQA problem over the latent (q of shape (B, N, H) → B × (N·H) rows)
             dec = np.asarray(decode(B, S, H * N, kv_dtype=kv_dtype, gpu=gpu,
-                                    backend=attention_backend(backend, gpu)).time_s,
+                                    backend=attention_kernels_backend(backend, gpu)).time_s,
                              dtype=float)
             att = np.where(mqa, dec, att)
         parts["attention"] = att
@@ -157,18 +158,6 @@ def _launch_class(backend: str | None) -> Any:
     return kernel_class("gemm", backend, "bf16")
 
 
-def attention_backend(backend: str | None, gpu: Any) -> str | None:
-    """Whose kernel class times the module's MLA decode kernel: vLLM on the SM100 family
-    (compute capability 10.x) runs FLASHINFER_MLA, FlashInfer's wrapper of TensorRT-LLM's
-    trtllm-gen MLA decode kernels (vllm v1/attention/backends/mla/flashinfer_mla.py:
-    ``trtllm_batch_decode_with_kv_cache_mla``; aiconfigurator's B200 rows name
-    FLASHINFER_MLA), so TensorRT-LLM's class and launches time it; otherwise ``backend``."""
-
-    if check_backend(backend) == "vllm" and cc_major(gpu) == 10:
-        return "trtllm"
-    return backend
-
-
 def _host_class(backend: str | None) -> Any:
     """The fitted class "module/<backend>/eager" (``floor_s``: the host's time of one eager
     forward of the module), None where the backend has none."""
@@ -192,18 +181,18 @@ def _linear_s(T: np.ndarray, n: float, k: float, gemm_dtype: str, gpu: Any,
               backend: str | None) -> np.ndarray:
     """Seconds of one linear layer inside the module: :func:`memsim.ops.gemm.predict`,
     except a GEMM class timed *eagerly* (vLLM's fp8_block, whose floor is the host's launch
-    time: memsim.ops.gemm): inside the module's stream its quantisation kernel and its GEMM
-    each cost one launch (:func:`_launch_class`'s floor) plus their own time, the host's
-    launch time being the module's (:func:`module`)."""
+    time: memsim.ops.gemm): inside the module's stream each of its kernels (quantisation
+    and GEMM, ``detail["kernels"]``) costs one launch (:func:`_launch_class`'s floor) on
+    top of the kernels' own time (``detail["kernel_s"]``), the host's launch time being the
+    module's (:func:`module`)."""
     from memsim.ops.gemm import predict as gemm
 
     p = gemm(T, n, k, dtype=gemm_dtype, gpu=gpu, backend=backend)
     cls = _launch_class(backend)
     if not p.detail["eager"] or cls is None:
         return np.asarray(p.time_s, dtype=float)
-    t = {key: np.asarray(v, dtype=float) for key, v in p.terms_s.items()}
-    kernel_s = np.maximum(np.maximum(t["matmul"], t["l2"]), t["hbm"]) + t.get("quant", 0.0)
-    return kernel_s + 2.0 * cls.floor_s
+    return (np.asarray(p.detail["kernel_s"], dtype=float)
+            + p.detail["kernels"] * cls.floor_s)
 
 
 def _bmm_dtype(gemm_dtype: str, backend: str | None) -> str:

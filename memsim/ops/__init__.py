@@ -94,6 +94,19 @@ def cc_major(gpu: Any) -> int:
     return int(cc.split(".")[0]) if cc[:1].isdigit() else 0
 
 
+def attention_kernels_backend(backend: str | None, gpu: Any) -> str | None:
+    """Whose attention *decode-family* kernels ``backend`` runs on ``gpu`` (the one home of
+    this rule): vLLM on the SM100 family (compute capability 10.x) picks FlashInfer, whose
+    decode and prefill wrap TensorRT-LLM's trtllm-gen kernels (FLASHINFER_MLA:
+    ``trtllm_batch_decode_with_kv_cache_mla``, vllm v1/attention/backends/mla/
+    flashinfer_mla.py; the b200 rows of aiconfigurator's vLLM 0.24 tables name their kernels
+    ``vllm_flashinfer_trtllmdecode`` / ``…trtllmprefill`` and FLASHINFER_MLA), so
+    TensorRT-LLM's classes and structure time them: "trtllm". Otherwise ``backend``."""
+    if backend == "vllm" and cc_major(gpu) == 10:
+        return "trtllm"
+    return backend
+
+
 def as_float(*values: Any) -> list[np.ndarray]:
     """Broadcast sizes to float64 arrays of one shape."""
     return list(np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in values)))

@@ -38,6 +38,11 @@ from typing import Any
 
 from memsim.ops import check_backend
 
+# The GPUs the classes are fitted on (issue 10, item 4); every other one is "unseen". A
+# class number that stands for a profile quantity of these GPUs (memsim.ops.comm's NVLink
+# hop) is scaled by the other GPU's own value of that quantity.
+FIT_GPUS = ("h100-sxm", "h200")
+
 DATA_FILE = Path(__file__).with_name("kernel_classes.toml")
 _FIELDS = ("same_as", "floor_s", "efficiency", "row_s", "source")
 

@@ -58,12 +58,13 @@ collectives slower than Hopper's despite twice the NVLink bandwidth.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
 
 from memsim.ops import OpPrediction, as_float, check_backend, out, positive, resolve_gpu
-from memsim.ops.classes import kernel_class
+from memsim.ops.classes import FIT_GPUS, kernel_class
 
 MB = 1e6
 MiB = 2**20
@@ -451,6 +452,15 @@ def remote_ranks_per_token(experts: int, top_k: int, ep: int, groups: int = 1,
     return (ep - 1) * topk_groups / groups * (1.0 - max(miss, 0.0))
 
 
+@functools.cache
+def fitted_hop_s(gpus: int) -> float:
+    """The link hop latency (s) of the GPUs the kernel classes are fitted on
+    (:data:`memsim.ops.classes.FIT_GPUS`, their mean) for a group of ``gpus``: the hop a
+    fitted per-copy cost was measured at."""
+    hops = [_link(resolve_gpu(name), gpus)[1] for name in FIT_GPUS]
+    return float(np.mean(hops))
+
+
 def moe_all_to_all(tokens: Any, *, hidden: int, top_k: int, experts: int, ep: int,
                    phase: str = "dispatch", mode: str = "normal", dtype: str = "bf16",
                    gpu: Any = "h200", backend: str | None = None, groups: int = 1,
@@ -473,10 +483,23 @@ def moe_all_to_all(tokens: Any, *, hidden: int, top_k: int, experts: int, ep: in
 
     Dispatch sends ``dtype`` on the wire (:data:`A2A_WIRE_BYTES`); combine returns bf16
     (DeepEP's combine takes bf16 x). Time = floor + link bytes / (link · efficiency) +
-    copies · ``row_s`` (the kernel class's seconds per token copy: the sender warps'
-    per-token bookkeeping — top-k indices and weights, the ring buffer's head/tail
-    updates), fitted per (mode, phase, backend) on the H100 and H200 rows of
-    aiconfigurator's ``moe_a2a_perf``.
+    copies · ``row_s`` · hop / hop_fit: the kernel class's seconds per token copy
+    (``row_s``, fitted per (mode, phase, backend) on the H100 and H200 rows of
+    aiconfigurator's ``moe_a2a_perf``), scaled by the profile's NVLink hop latency over the
+    fitted GPUs' (:func:`fitted_hop_s`). The per-copy cost is a chain of NVLink round trips,
+    not SM work: DeepEP's intranode kernels (csrc/kernels/intranode.cu @92fe2de,
+    ``dispatch`` / ``combine``) run ``num_sms`` / 2 channels (20 SMs by default, the
+    ``sms`` column of vLLM's rows), each sender SM's warps streaming one rank's tokens in
+    chunks (``Config`` for 8 ranks: 6 tokens a chunk in dispatch, 4 in combine,
+    deep_ep/buffer.py ``get_dispatch_config`` / ``get_combine_config``), and every chunk
+    reads the receiver's ring-buffer head over NVLink (``ld_volatile_global(
+    channel_head_idx)`` on the peer's buffer) and publishes its tail with a system-scope
+    release (``st_release_sys_global``), which waits for the chunk's remote stores to be
+    acknowledged. aiconfigurator's rows agree: beyond 1024 tokens a least-squares split of
+    the time into per-copy and per-byte parts gives B200 2.5-3× H200's per-copy cost
+    (TRT-LLM 42 / 17 ns dispatch, 46 / 15 ns combine) at the same SM clock and per-SM L2
+    bandwidth, but a faster per-byte part — as its 1.3 µs NVLink hop against Hopper's
+    0.6 µs (NVIDIA/nccl#1940) predicts, not its SM budget.
     """
     from memsim.errors import InputError
 
@@ -505,10 +528,10 @@ def moe_all_to_all(tokens: Any, *, hidden: int, top_k: int, experts: int, ep: in
                                            topk_groups)
     copies = T * per_token
     traffic = copies * hidden * A2A_WIRE_BYTES[wire]
-    bw, _ = _link(gpu, G)
+    bw, hop_s = _link(gpu, G)
     cls = kernel_class(f"a2a/{mode}/{phase}", backend)
     link_s = traffic / (bw * cls.eff("link"))
-    copy_s = copies * cls.row_s
+    copy_s = copies * cls.row_s * hop_s / fitted_hop_s(G)
     floor = np.full_like(T, cls.floor_s)
     bound = np.where(floor > link_s + copy_s, "latency", np.where(link_s >= copy_s, "link",
                                                                    "copy"))

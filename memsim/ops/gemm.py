@@ -167,6 +167,15 @@ def operand_bytes(dtype: str) -> tuple[str, float]:
     return rate, dtype_bytes(rate if rate != "tf32" else "fp32")
 
 
+def compulsory_bytes(m: Any, n: Any, k: Any, groups: Any, e_in: float,
+                     weight_e: float | None = None) -> Any:
+    """Bytes ``groups`` GEMMs ``C[m, n] = A[m, k] · B[k, n]`` must move through HBM at least:
+    A (``e_in`` bytes an element) and B (``weight_e``, default ``e_in``) read once, C
+    written once in 16-bit (:data:`OUT_BYTES`)."""
+    w_e = e_in if weight_e is None else weight_e
+    return groups * (m * k * e_in + k * n * w_e + m * n * OUT_BYTES)
+
+
 def tiled_terms(m: np.ndarray, n: np.ndarray, k: np.ndarray, groups: np.ndarray, gpu: Any,
                 cls: KernelClass, rate_dtype: str, e_in: float,
                 weight_e: float | None = None, split_k: bool = True,
@@ -193,7 +202,7 @@ def tiled_terms(m: np.ndarray, n: np.ndarray, k: np.ndarray, groups: np.ndarray,
     hbm_bw = gpu.spec.hbm_bandwidth_bytes_per_s * cls.eff("hbm")
     l2_bw = gpu.spec.l2_bandwidth_bytes_per_s * cls.eff("l2")
     w_e = e_in if weight_e is None else weight_e
-    compulsory = groups * (m * k * e_in + k * n * w_e + m * n * OUT_BYTES)
+    compulsory = compulsory_bytes(m, n, k, groups, e_in, w_e)
     best = None
     for tm, tn in ([tiles] if tiles is not None else TILES):
         count = groups * np.ceil(m / tm) * np.ceil(n / tn)
@@ -263,6 +272,7 @@ def predict(m: Any, n: Any, k: Any, *, dtype: str = "bf16", gpu: Any = "h100-sxm
         best["hbm_bytes"] = best["hbm_bytes"] + quant_bytes
         best["floor"] = np.full_like(m, cls.floor_s)
         kernel_s = best["t"] + best["quant"]
+        best["kernel"] = kernel_s
         best["time"] = (np.maximum(best["floor"], kernel_s) if launch.eager
                         else best["floor"] + kernel_s)
         best["name"] = np.full(m.shape, cls.name, dtype=object)
@@ -283,7 +293,8 @@ def predict(m: Any, n: Any, k: Any, *, dtype: str = "bf16", gpu: Any = "h100-sxm
         detail={"kernel_class": str(name) if name.ndim == 0 else name,
                 "tile_m": out(pick["tile_m"]), "tile_n": out(pick["tile_n"]),
                 "split_k": out(pick["split"]), "waves": out(pick["waves"]),
-                "eager": launch.eager})
+                "eager": launch.eager, "kernels": launch.kernels,
+                "kernel_s": out(pick["kernel"])})
 
 
 def _select(variants: np.ndarray, values: dict[str, np.ndarray]) -> np.ndarray:

@@ -265,7 +265,7 @@ def bmm(tokens: Any, heads: Any, *, op: str = "pre", dtype: str = "bf16",
     replay evicts what the next one needs first and HBM sees all of them. In a model the
     weights of every layer stream from HBM (the default)."""
     from memsim.errors import InputError
-    from memsim.ops.gemm import operand_bytes, tiled_terms
+    from memsim.ops.gemm import compulsory_bytes, operand_bytes, tiled_terms
     from memsim.units import scaled_row_bytes
 
     if op not in BMM_SHAPES:
@@ -283,7 +283,7 @@ def bmm(tokens: Any, heads: Any, *, op: str = "pre", dtype: str = "bf16",
                    if gemm_dtype == "fp8_block" else np.zeros_like(T))
     hbm_fraction = 1.0
     if warm_l2:
-        call_bytes = H * (T * k * e_in + k * n * e_in + T * n * BF16) + quant_bytes
+        call_bytes = compulsory_bytes(T, n, k, H, e_in) + quant_bytes
         hbm_fraction = np.where(call_bytes <= gpu.l2_dram_capacity_bytes, 0.0, 1.0)
     best = tiled_terms(T, np.full_like(T, n), np.full_like(T, k), H, gpu, cls, rate, e_in,
                        hbm_fraction=hbm_fraction)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from memsim.errors import InputError
+from memsim.ops.classes import FIT_GPUS as FIT_GPUS  # the GPUs the fit uses (re-export)
 
 PACKAGE = "aiconfigurator-core"
 MODULE = "aiconfigurator_core"
@@ -34,8 +35,6 @@ SYSTEM_PROFILES: dict[str, str | None] = {
     "b60": None,
     "rtx_pro_6000_server": None,
 }
-# The GPUs the calibration may fit on (issue 10, item 4); every other one is "unseen".
-FIT_GPUS = ("h100-sxm", "h200")
 BACKENDS = ("trtllm", "vllm", "sglang")
 
 
