@@ -62,9 +62,10 @@ def test_backward_estimate_and_trace_agree(alg, N, H, k_div, D, B, causal, l2_mi
     1.30). Before: no L2 estimate for either (FA-1 up to 20× the trace, standard 1.2–1.6×).
     FA-2 (bwdl2, 2026-12-01, 120 draws, numpy seeds 51–52): full 74/76 within 10 %
     (0.98–1.12), causal 39/44 (0.74–1.10); before one block per query head and the
-    waves' offsets (seed 51), full 25/35 (0.62–1.12), causal 19/25 (0.68–1.19). The causal misses sit where a head
-    after the first starts staggered in the slots the previous head frees (the closed
-    form charges those heads one read per wave). Bounds: FA2_BACKWARD_BOUNDS."""
+    waves' offsets (seed 51), full 25/35 (0.62–1.12), causal 19/25 (0.68–1.19). The
+    causal misses sit where a head after the first starts staggered in the slots the
+    previous head frees (the closed form charges those heads one read per wave).
+    Bounds: FA2_BACKWARD_BOUNDS."""
     p = AttentionProblem(batch=B, seq_len=N, heads=H, kv_heads=max(1, H >> k_div),
                          head_dim=D, mask=Mask(causal=causal), **{"pass": "backward"})
     r = _ratio(p, _small_gpu(H100, l2_mib * 2**20, sms), alg)
