@@ -294,8 +294,10 @@ def fa2_backward_hbm(x, t: TileSums) -> tuple[np.ndarray, np.ndarray]:
     else:
         rows = per_wave
     in_flight = np.clip(np.maximum(x.slots, 1) // np.maximum(t.union_tiles, 1), 1, g)
-    # (the full mask's lock-step waves state their own fit, waves straddling heads too)
-    fits = (in_flight * N * row <= cap) & (x.geometry.kind != "full")
+    # (the full mask's lock-step waves of at least ``slots`` blocks per head state their
+    # own fit, waves straddling two heads included: Arrays.hbm_key_loads)
+    fits = (in_flight * N * row <= cap) & ((x.geometry.kind != "full")
+                                           | (t.union_tiles < x.slots))
     rows = np.where(fits, N, np.minimum(rows, t.row_pairs))
     # K, V: read by the first head of each KV head, by the next ones where still in L2
     kv_heads = x.H / x.K                                   # query heads per KV head
