@@ -2,21 +2,26 @@
 against the trace-driven model, which plays the same kernels' blocks through an LRU L2.
 
 - Property (any draw): FA-1's backward (Algorithm 4) and eager standard attention's five
-  autograd kernels agree with the trace within 10 % on HBM bytes, MHA and GQA, causal and
-  full, on GPUs with a small L2 and few SMs, so that cheap shapes reach the regimes long
-  contexts reach on the real part.
+  autograd kernels agree with the trace within 10 % on HBM bytes, FA-2's within
+  FA2_BACKWARD_BOUNDS, MHA and GQA, causal and full, on GPUs with a small L2 and few SMs,
+  so that cheap shapes reach the regimes long contexts reach on the real part.
 - Golden: A100 80GB, H 16 / D 64 and H 32 / K 8 / D 128, causal and full, as measured
-  when written; FA-2's causal backward at 16K with GQA is a known miss (strict xfail).
+  when written; FA-2's causal GQA backward on A100 and H100, 16K-128K; FA-2's causal
+  backward on A100 at 32K is a known miss (strict xfail).
 - Laws of the cross-kernel carry rule.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from memsim.algorithms._l2_backward import carried_fraction
+from memsim.algorithms._arrays import from_problem, wave_boundaries
+from memsim.algorithms._l2_backward import carried_fraction, fa2_kv_next_head_hit_fraction
 from memsim.attention import attention_cost
 from memsim.hardware import load_gpu
 from memsim.problem import AttentionProblem, Mask
@@ -37,8 +42,14 @@ def _ratio(p: AttentionProblem, gpu, algorithm: str) -> float:
     return est.hbm_bytes / simulate(p, gpu, algorithm, tiling).cost.hbm_bytes
 
 
+#: FA-2's estimate / trace bounds in the backward property, by causal: the spread
+#: measured when written (see the property's docstring), rounded out — tighter than the
+#: forward's (tests/test_l2_estimate.py, FORWARD_BOUNDS); FA-1 and standard: 10 %
+FA2_BACKWARD_BOUNDS = {False: (0.9, 1.2), True: (0.65, 1.2)}
+
+
 @settings(max_examples=20, deadline=None)
-@given(alg=st.sampled_from(["flash1", "standard"]), N=st.integers(1536, 4096),
+@given(alg=st.sampled_from(["flash1", "standard", "flash2"]), N=st.integers(1536, 4096),
        H=st.sampled_from([4, 8, 16]), k_div=st.integers(0, 3), D=st.sampled_from([64, 128]),
        B=st.integers(1, 2), causal=st.booleans(), l2_mib=st.sampled_from([1, 2, 4, 8]),
        sms=st.sampled_from([4, 8, 16]))
@@ -48,11 +59,21 @@ def test_backward_estimate_and_trace_agree(alg, N, H, k_div, D, B, causal, l2_mi
     with N from 512, seeds 1–32): FA-1 and standard all within 10 % for N ≥ 1536, range
     0.95–1.06; below, a head with a few query tiles or a problem that nearly fits the L2
     sits on a threshold of the closed form's step (FA-1 N = 711: 0.88, standard N = 558:
-    1.30). Before: no L2 estimate for either (FA-1 up to 20× the trace, standard 1.2–1.6×)."""
+    1.30). Before: no L2 estimate for either (FA-1 up to 20× the trace, standard 1.2–1.6×).
+    FA-2 (bwdl2, 2026-12-01, 120 draws, numpy seeds 51–52): full 74/76 within 10 %
+    (0.98–1.12), causal 39/44 (0.74–1.10); before one block per query head and the
+    waves' offsets (seed 51), full 25/35 (0.62–1.12), causal 19/25 (0.68–1.19). The
+    causal misses sit where a head after the first starts staggered in the slots the
+    previous head frees (the closed form charges those heads one read per wave).
+    Bounds: FA2_BACKWARD_BOUNDS."""
     p = AttentionProblem(batch=B, seq_len=N, heads=H, kv_heads=max(1, H >> k_div),
                          head_dim=D, mask=Mask(causal=causal), **{"pass": "backward"})
     r = _ratio(p, _small_gpu(H100, l2_mib * 2**20, sms), alg)
-    assert abs(r - 1) < 0.10, r
+    if alg == "flash2":
+        lo, hi = FA2_BACKWARD_BOUNDS[causal]
+        assert lo <= r <= hi, r
+    else:
+        assert abs(r - 1) < 0.10, r
 
 
 # (algorithm, H, K, D, N, causal): estimate / trace as measured when written (2026-12-01)
@@ -62,7 +83,7 @@ GOLDEN = [
     ("standard", 16, 16, 64, 4096, True, 1.000), ("standard", 32, 8, 128, 4096, False, 1.000),
     ("standard", 16, 16, 64, 1024, True, 1.058),
     ("flash2", 16, 16, 64, 4096, True, 1.033), ("flash2", 32, 8, 128, 4096, False, 1.000),
-    ("flash2", 32, 8, 128, 32768, True, 0.982), ("flash2", 32, 8, 128, 16384, False, 1.015),
+    ("flash2", 32, 8, 128, 16384, False, 1.023),
 ]
 
 
@@ -75,7 +96,9 @@ def test_backward_estimate_agrees_with_the_trace_on_a100(alg, H, K, D, N, causal
     cross-kernel rule was handoff_hit_fraction's (2026-12-01): standard H 16 1K causal
     1.046, FA-2 H 16 4K causal 1.082; before standard's tiling took its SRAM at the fp32
     compute width of a bf16 call (eager branch, 2026-12-01: 3 → 1 block per SM for these
-    128 × 128 tiles): standard H 16 1K causal 1.018."""
+    128 × 128 tiles): standard H 16 1K causal 1.018; before FA-2's backward ran one block
+    per query head (bwdl2, 2026-12-01): FA-2 H 32 / K 8 16K full 1.015 (0.799 per head
+    before the waves' offsets: wave_boundaries)."""
     p = AttentionProblem(batch=1, seq_len=N, heads=H, kv_heads=K, head_dim=D,
                          mask=Mask(causal=causal), **{"pass": "backward"})
     r = _ratio(p, A100, alg)
@@ -83,19 +106,96 @@ def test_backward_estimate_agrees_with_the_trace_on_a100(alg, H, K, D, N, causal
     assert abs(r - 1) < 0.10
 
 
-@pytest.mark.xfail(strict=True, reason="FA-2 causal backward with GQA past the L2: which "
-                   "head groups pay a staggered start-up depends on how key tiles per "
-                   "group and slots interleave; the closed form charges it to the first "
-                   "group, or to every other one when a group fills about one generation "
-                   "(A100 16K 0.51, H100 16K 1.22 and 32K 0.42; A100 32K 0.98). In the "
-                   "trace every later group starts a shrinking lock-step batch, then "
-                   "sub-batches of g blocks c steps apart, and pays a staggered ramp "
-                   "(docs/DESIGN.md §The L2 model, Backward)")
-@pytest.mark.parametrize(("gpu", "N"), [(A100, 16384), (H100, 16384), (H100, 32768)])
-def test_fa2_causal_gqa_backward_known_misses(gpu, N: int) -> None:
-    p = AttentionProblem(batch=1, seq_len=N, heads=32, kv_heads=8, head_dim=128,
+@pytest.mark.xfail(strict=True, reason="FA-2 causal backward on A100 at 32K, H 32, D 128 "
+                   "(K 8: 0.895, MHA 0.881 before and after bwdl2): each head after the "
+                   "first starts staggered in the slots the previous head frees and re-reads "
+                   "about 1.37 N query rows in the trace, where the closed form charges one "
+                   "read per wave (1.0 N). Before bwdl2 (four heads packed per block) K 8 "
+                   "was 0.982 (docs/DESIGN.md §The L2 model, Backward)")
+@pytest.mark.parametrize("K", [8, 32])
+def test_fa2_causal_backward_later_heads_known_miss(K: int) -> None:
+    p = AttentionProblem(batch=1, seq_len=32768, heads=32, kv_heads=K, head_dim=128,
                          mask=Mask(), **{"pass": "backward"})
-    assert abs(_ratio(p, gpu, "flash2") - 1) < 0.10
+    assert abs(_ratio(p, A100, "flash2") - 1) < 0.10
+
+
+@pytest.mark.parametrize(("gpu", "N", "causal", "ratio"), [
+    (A100, 16384, True, 1.035), (H100, 16384, True, 0.997), (H100, 32768, True, 0.994),
+    (H100, 65536, True, 1.046), (H100, 131072, True, 1.014), (H100, 16384, False, 0.990)])
+def test_fa2_gqa_backward_follows_the_trace(gpu, N: int, causal: bool, ratio: float
+                                            ) -> None:
+    """H 32, K 8, D 128: estimate / trace as measured when written (2026-12-01, bwdl2).
+    Before, causal, strict xfails (A100 16K 0.51, H100 16K 1.22, 32K 0.42; 64K 0.23,
+    128K 0.45): the trace packed the 4 query heads of a KV head into one block as the
+    forward does, so which head group paid the staggered start-up depended on how key
+    tiles per group and slots interleaved. FA-2's backward launches one block per query
+    head (flash_bwd_launch_template.h, grid (key tiles, B, H)), so a GQA head's blocks
+    run as an MHA head's do, reading its KV head's K/V from L2 where the previous head
+    left them (fa2_kv_next_head_hit_fraction). Full mask at 16K: 132 slots hold one
+    head's 128 blocks and 4 of the next, whose rows both fit (1.000 before)."""
+    p = AttentionProblem(batch=1, seq_len=N, heads=32, kv_heads=8, head_dim=128,
+                         mask=Mask(causal=causal), **{"pass": "backward"})
+    r = _ratio(p, gpu, "flash2")
+    assert r == pytest.approx(ratio, abs=0.02)
+    assert abs(r - 1) < 0.10
+
+
+def test_fa2_gqa_backward_runs_one_block_per_query_head() -> None:
+    """FA-2's backward under GQA (H 8, K 2): the dq/dk/dv kernel has B·H·key-tiles blocks,
+    each reading its KV head's K and V, and writes dK, dV per query head (dk_expanded,
+    dv_expanded), which two sum kernels reduce over the H/K heads of each KV head
+    (flash_api.cpp, mha_bwd: at::sum_out)."""
+    p = AttentionProblem(batch=2, seq_len=1024, heads=8, kv_heads=2, head_dim=64,
+                         mask=Mask(), **{"pass": "backward"})
+    _, tiling = attention_cost(p, H100, "flash2")
+    trace = simulate(p, H100, "flash2", tiling, l2=False)
+    main = next(k for k in trace.kernels if k.name == "flash2.bwd")
+    key_tiles = -(-1024 // tiling.backward_tiles[1])
+    assert main.blocks == 2 * 8 * key_tiles
+    assert [k.name for k in trace.kernels][-2:] == ["flash2.bwd_sum_dk", "flash2.bwd_sum_dv"]
+    tensors = {t["name"]: t for t in trace.tensors}
+    kv_bytes = 2 * 1024 * 2 * 64 * 2                      # one of K, V: B·S·K·D·e
+    assert tensors["k"]["global_read_bytes"] == 4 * kv_bytes   # H/K heads read each
+    assert tensors["dk_expanded"]["global_write_bytes"] == 4 * kv_bytes
+    assert tensors["dk"]["global_write_bytes"] == kv_bytes
+
+
+def test_next_head_kv_hit_fraction_laws() -> None:
+    """All of a KV head's K/V tiles hit for the next head when two heads' query rows, K/V
+    and dK/dV fit the L2, none when even one head's rows beside them overflow, the share
+    in between under a causal mask; never less with more L2."""
+    p = AttentionProblem(batch=1, seq_len=8192, heads=8, kv_heads=2, head_dim=128,
+                         mask=Mask(), **{"pass": "backward"})
+    _, tiling = attention_cost(p, H100, "flash2")
+    x = from_problem(p, tiling, H100).backward()
+    t = x.tiles()
+    row, kv = 1000.0, 4e6
+    frac = lambda cap: float(fa2_kv_next_head_hit_fraction(  # noqa: E731
+        replace(x, l2_bytes=cap), t, row, kv)[0])
+    two_heads, one_head = 2 * kv + 2 * 8192 * row, 2 * kv + 8192 * row
+    assert frac(two_heads) == 1.0
+    assert frac(one_head * 0.99) == 0.0
+    middle = frac((one_head + two_heads) / 2)
+    assert 0.0 < middle < 1.0
+    fracs = [frac(one_head * 0.9 + i * 1e6) for i in range(30)]
+    assert fracs == sorted(fracs)
+
+
+@given(blocks=st.integers(1, 3000), slots=st.integers(1, 600), shared=st.booleans())
+def test_wave_boundaries_laws(blocks, slots, shared) -> None:
+    """A group of equal blocks in lock-step waves crosses ⌊(o + blocks − 1)/slots⌋ wave
+    boundaries at offset o: the expected count over the offsets is ⌊(blocks − 1)/d⌋·d/slots
+    (d = gcd) when groups share the waves, ⌈blocks/slots⌉ − 1 alone; only boundaries with a
+    neighbour in a wave are slanted or both, and both only when one boundary is crossed."""
+    plain, slanted, both = (float(v) for v in wave_boundaries(blocks, slots, shared))
+    d = math.gcd(blocks, slots)
+    total = (blocks - 1) // d * d / slots if shared else -(-blocks // slots) - 1
+    assert plain + slanted + both == pytest.approx(total)
+    assert min(plain, slanted, both) >= 0
+    if not shared:
+        assert slanted == both == 0
+    if blocks > 2 * slots:
+        assert both == 0
 
 
 @given(footprint=st.floats(0, 1e9), z=st.floats(0, 1e8), y=st.floats(0, 1e8),

@@ -179,16 +179,15 @@ class Arrays:
         :meth:`hbm_key_loads`): the first wave reads the union, a re-reading wave re-reads
         a wave's union (the per-wave average) when the groups of the two waves overflow."""
         waves_of_group = np.ceil(Q / slots)
-        touched = np.where(groups > 1, (Q - 1) / slots + 1, waves_of_group)  # waves per group
-        rereads = np.maximum(touched - 1, 0)
-        straddling = np.where(groups > 1, np.minimum(rereads, 2), 0)
+        plain, slanted, both = wave_boundaries(Q, slots, groups > 1)
         wave_keys = per_wave / waves_of_group
         miss_one = kv + streamed > self.l2_bytes
+        miss_both = 2 * kv + streamed > self.l2_bytes
         # next to a straddling wave the re-read of tile j follows 2·n − j (or n + j) tiles:
         # the tiles j whose span overflows miss, a fraction (2·K/V + streamed − L2) / K/V
         miss_two = np.clip((2 * kv + streamed - self.l2_bytes) / np.maximum(kv, 1e-30), 0, 1)
-        return t.union_keys + wave_keys * (straddling * miss_two
-                                           + (rereads - straddling) * miss_one)
+        return t.union_keys + wave_keys * (plain * miss_one + slanted * miss_two
+                                           + both * miss_both)
 
     def _causal_later_key_loads(self, t: TileSums, bytes_per_key, Br, slots,
                                 stream_bytes=0.0):
@@ -455,6 +454,38 @@ def _later_misses(Qc, Pc, alpha, delta, M):
         total = total + weight * step_misses(a0, a1, g_s + delta * k)
         k += stride
     return total
+
+
+def wave_boundaries(blocks, slots, shared):
+    """Expected wave boundaries inside one group of ``blocks`` equal blocks launched in
+    lock-step waves of ``slots`` (group after group), by what the two waves around a
+    boundary hold besides the group: (plain, slanted, both) — neither wave straddles a
+    neighbouring group (a re-read after one group's bytes), one does (after 2·n − j or
+    n + j tiles of the group's n: the tiles whose span overflows miss), both do (after
+    two groups' bytes whatever the tile). Arrays broadcast; ``shared``: whether other
+    groups share the waves (more than one group).
+
+    Group g starts at offset o = g·blocks mod slots of its first wave, which runs over
+    the multiples of d = gcd(blocks, slots), each equally often; it crosses
+    B(o) = ⌊(o + blocks − 1)/slots⌋ boundaries, its first wave straddles iff o > 0 and
+    its last iff (o + blocks) mod slots > 0 (averaged over the n = slots/d offsets; one
+    group alone starts at o = 0 and straddles nothing)."""
+    Q = np.asarray(blocks, dtype=np.int64)
+    W = np.maximum(np.asarray(slots, dtype=np.int64), 1)
+    Q, W, shared = np.broadcast_arrays(Q, W, np.asarray(shared, dtype=bool))
+    n = np.where(shared, W // np.gcd(np.maximum(Q, 1), W), 1)   # offsets a group starts at
+    k = np.arange(int(n.max(initial=1)))
+    o = k * (W // n)[..., None]                           # the offsets, d apart
+    valid = k < n[..., None]
+    B = (o + Q[..., None] - 1) // W[..., None]
+    first = (o > 0) & shared[..., None]
+    last = ((o + Q[..., None]) % W[..., None] > 0) & shared[..., None]
+    one = B == 1
+    both = one & first & last
+    slanted = np.where(one, first ^ last, (B >= 2) * (first * 1 + last * 1))
+    plain = B - both - slanted
+    mean = lambda v: np.where(valid, v, 0).sum(axis=-1) / n      # noqa: E731
+    return mean(plain), mean(slanted), mean(both)
 
 
 def handoff_hit_fraction(first_bytes, second_bytes, l2_bytes):

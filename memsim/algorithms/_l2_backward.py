@@ -231,27 +231,30 @@ def fa2_query_tile_loads(x, t: TileSums, tile_bytes, kv_block_bytes):
 
 
 def fa2_backward_hbm(x, t: TileSums) -> tuple[np.ndarray, np.ndarray]:
-    """HBM (read, write) bytes per (batch, head group) of FA-2's backward, its three
-    kernels (memsim.algorithms.flash2.backward; ``x`` with the backward's own tiles, ``t``
-    their tile sums):
+    """HBM (read, write) bytes per (batch, query head) of FA-2's backward, its kernels
+    (memsim.algorithms.flash2.backward; ``x`` with the backward's own tiles and one head
+    per block, ``t`` their tile sums):
 
         dot_do_o    O, dO read; Δ and the cleared fp32 dQ accumulator written
-        dq_dk_dv    K, V read and dK, dV written once per key tile; per (key tile, query
-                    tile) pair Q, dO, logsumexp, Δ read and the dQ accumulator
-                    read-modified-written
+        dq_dk_dv    K, V of the head's KV head read and dK, dV written once per key tile;
+                    per (key tile, query tile) pair Q, dO, logsumexp, Δ read and the dQ
+                    accumulator read-modified-written
         convert_dq  the dQ accumulator read, dQ written
+        sum_out     (GQA) dk_expanded, dv_expanded read, dK, dV written:
+                    :func:`fa2_head_sums_hbm`
 
-    Query-side loads of the main kernel, in query rows: every group reads its N rows
-    once when the groups in flight hold their rows in L2; under a causal mask with at
-    least ``slots`` key tiles per group, :func:`fa2_query_tile_loads` (staggered
+    Query-side loads of the main kernel, in query rows: every head reads its N rows
+    once when the heads in flight hold their rows in L2; under a causal mask with at
+    least ``slots`` key tiles per head, :func:`fa2_query_tile_loads` (staggered
     generations); under the full mask the lock-step waves of
     :meth:`Arrays.hbm_key_loads` with queries and keys exchanged (a wave's K, V, dK,
     dV streamed between two reads); otherwise one read of the rows of each wave's key
     tiles (:meth:`Arrays.hbm_query_rows`). A row loaded from HBM reads its Q, dO,
     logsumexp, Δ and accumulator; the accumulator is written back once per stay in L2.
-    The first loads of dO, Δ and the accumulator come from L2 in the share of groups
-    :func:`carried_fraction` gives after dot_do_o, and convert_dq's reads in the share
-    the main kernel leaves.
+    K and V: read by the first of the H/K heads of a KV head, by the next ones in the
+    share :func:`fa2_kv_next_head_hit_fraction` leaves in L2. The first loads of dO, Δ
+    and the accumulator come from L2 in the share of heads :func:`carried_fraction`
+    gives after dot_do_o, and convert_dq's reads in the share the main kernel leaves.
     """
     hpb, e, D, Dv, N = x.hpb, x.e, x.D, x.Dv, x.N
     cap = x.l2_bytes
@@ -263,18 +266,21 @@ def fa2_backward_hbm(x, t: TileSums) -> tuple[np.ndarray, np.ndarray]:
     # the main kernel's query-row loads per group
     per_wave = x.hbm_query_rows(t, row)
     if x.geometry.kind == "causal":
-        # the first group pays the start-up generations; the next ones start in the
-        # slots the previous group frees a few at a time and settle into one read of
-        # each wave's rows (measured in the trace: A100, H 32, K 8, N 32K — group 0
-        # 14,920 query tiles, every later group 888, the per-wave count)
+        # the first head pays the start-up generations; the next ones start in the
+        # slots the previous head frees a few at a time and are charged one read of
+        # each wave's rows (measured in the trace with four heads per block, before
+        # bwdl2: A100, H 32, K 8, N 32K — group 0 14,920 query tiles, every later group
+        # 888, the per-wave count; one head per block, A100 32K: about 1.37 N rows per
+        # later head against 1.0 N — tests/test_l2_backward.py, the known miss)
         tiles = fa2_query_tile_loads(x, t, x.Br * row, kv_block)
         first = np.maximum(tiles * N / np.maximum(t.q_tiles, 1), N)
         staggered = (first + (g - 1) * per_wave) / g
         # a group's blocks fill about one generation (Tk ≤ slots < 2·Tk): the groups
         # alternate, one starting at once, the next staggered in the slots the first
-        # frees one by one, which pays the staggered ramp over its Tk blocks (measured:
-        # H100, H 32, K 8, N 16K — groups 0, 2, 4, 6 read 256 query tiles, groups 1, 3,
-        # 5, 7 6,250, 5,504, 5,164, 4,730)
+        # frees one by one, which pays the staggered ramp over its Tk blocks (measured
+        # with four heads per block, before bwdl2: H100, H 32, K 8, N 16K — groups 0, 2,
+        # 4, 6 read 256 query tiles, groups 1, 3, 5, 7 6,250, 5,504, 5,164, 4,730; one
+        # head per block, H 32 MHA and K 8 at 16K: estimate / trace 1.000, 0.997)
         fit = (cap - kv_block) / (x.Br * row)
         c = x.Bc / x.Br
         ramp = _staggered_misses(t.q_tiles, t.union_tiles, fit / c + 1, c, 0.0)
@@ -288,17 +294,70 @@ def fa2_backward_hbm(x, t: TileSums) -> tuple[np.ndarray, np.ndarray]:
     else:
         rows = per_wave
     in_flight = np.clip(np.maximum(x.slots, 1) // np.maximum(t.union_tiles, 1), 1, g)
-    rows = np.where(in_flight * N * row <= cap, N, np.minimum(rows, t.row_pairs))
+    # (the full mask's lock-step waves of at least ``slots`` blocks per head state their
+    # own fit, waves straddling two heads included: Arrays.hbm_key_loads)
+    fits = (in_flight * N * row <= cap) & ((x.geometry.kind != "full")
+                                           | (t.union_tiles < x.slots))
+    rows = np.where(fits, N, np.minimum(rows, t.row_pairs))
+    # K, V: read by the first head of each KV head, by the next ones where still in L2
+    kv_heads = x.H / x.K                                   # query heads per KV head
+    kv_reads = kv * (1 + (kv_heads - 1) * (1 - fa2_kv_next_head_hit_fraction(x, t, row, kv)))
+    kv_reads = kv_reads / kv_heads
+    kv_touched = kv / kv_heads + kv                        # distinct K, V; own dK, dV
     # kernel 1 → 2: dO, Δ, accumulator carried (O is not read again)
     pre = N * hpb * (2 * Dv * e + F4) + N * acc
-    c1 = carried_fraction(g * pre, N * hpb * Dv * e, kv * 2 + N * hpb * (D * e + F4), g,
+    c1 = carried_fraction(g * pre, N * hpb * Dv * e, kv_touched + N * hpb * (D * e + F4), g,
                           cap)
     carried = c1 * N * hpb * (Dv * e + F4 + D * F4)
-    main_reads = kv + rows * row - carried
+    main_reads = kv_reads + rows * row - carried
     acc_writes = N * (1 - c1) * acc + rows * acc            # one write-back per stay
     # kernel 2 → 3: the accumulator carried when the main kernel's footprint fits
-    main_fp = g * (N * row + 2 * kv)
-    c2 = carried_fraction(main_fp, N * (row - acc) + 2 * kv, N * hpb * D * e, g, cap)
+    main_fp = g * (N * row + kv_touched)
+    c2 = carried_fraction(main_fp, N * (row - acc) + kv_touched, N * hpb * D * e, g, cap)
     reads = N * hpb * 2 * Dv * e + main_reads + N * acc * (1 - c2)
     writes = N * hpb * F4 + acc_writes + kv + N * hpb * D * e
+    sum_reads, sum_writes = fa2_head_sums_hbm(x, main_fp, g * N * hpb * D * e, g * N * acc)
+    return reads + sum_reads, writes + sum_writes
+
+
+def fa2_kv_next_head_hit_fraction(x, t: TileSums, row, kv):
+    """Share of a KV head's K, V tiles that the next query head's dq/dk/dv blocks find in
+    L2 (FA-2's backward grid: one block per query head, head after head, each walking
+    the key tiles in order; flash_bwd_kernel.h reads K/V at head bidh / h_h_k_ratio).
+
+    Tile j, at fraction f of the walk, is re-touched after head h's blocks past j and
+    head h + 1's before j: all the K, V tiles (``kv`` bytes) once, both heads' dK, dV
+    (``kv``) and the query rows (``row`` bytes each) those blocks walk — under a causal
+    mask head h's later key tiles see the last (1 − f)·N rows and head h + 1's earlier
+    ones all N, under the full mask both all N: :func:`handoff_hit_fraction` between
+    2·kv + 2·N·row at f = 0 and 2·kv + (1 + [full])·N·row at f = 1."""
+    N = x.N
+    full = x.geometry.kind != "causal"
+    return handoff_hit_fraction(2 * kv + 2 * N * row, 2 * kv + (1 + full) * N * row,
+                                x.l2_bytes)
+
+
+def fa2_head_sums_hbm(x, main_bytes, new_bytes, old_bytes):
+    """HBM (read, write) bytes per query head of at::sum_out over dk_expanded and
+    dv_expanded (flash_api.cpp, mha_bwd, GQA only): each reads the expanded gradient,
+    S rows of D (Dv) per head, and writes the KV head's, K/H of that per head.
+
+    The dq/dk/dv kernel wrote the expanded rows in the same order of heads (``main_bytes``
+    distinct bytes in all), so a row at fraction f is re-read after that kernel's bytes
+    past f, the bytes the kernels in between bring in (``new_bytes``: convert_dq's dQ;
+    before the dV sum the dK sum's writes too), the share f of those they re-touch of the
+    main kernel's (``old_bytes``: the accumulator; the dK sum's expanded rows too) and the
+    sum's own bytes before f: :func:`handoff_hit_fraction` between the two ends."""
+    gqa = x.H != x.K
+    g = np.maximum(x.groups, 1)
+    reads = writes = 0.0
+    for width in (x.D, x.dv_load):
+        expanded = x.S * width * x.e                       # per head
+        written = expanded * x.K / x.H
+        own = g * (expanded + written)
+        hit = handoff_hit_fraction(main_bytes + new_bytes,
+                                   new_bytes + old_bytes + own, x.l2_bytes)
+        reads = reads + gqa * expanded * (1 - hit)
+        writes = writes + gqa * written
+        new_bytes, old_bytes = new_bytes + g * written, old_bytes + g * expanded
     return reads, writes

@@ -7,19 +7,26 @@ Forward (FA-2 Algorithm 1), per (batch, head group of ``hpb`` heads sharing a KV
     write O, L (logsumexp)  N·hpb·(Dv·e + 4)             (lines 12–14)
     matmul FLOPs            area·hpb·2·(D + Dv)          (S = QKᵀ, O += P·V)
     exp                     hpb·(area + row_pairs)       (P = exp(S − m), rescale e^{m_old−m_new})
-Backward (FA-2 Algorithm 2: one block per K/V tile, inner loop over active query tiles,
-with the backward kernels' own tiles: memsim.tiling.fa2_backward_tiles), after a
-pre-processing kernel Δ = rowsum(dO ∘ O) that also zeroes the fp32 dQ accumulator
+Backward (FA-2 Algorithm 2: one block per K/V tile and *query head* — the backward packs
+no heads: flash_bwd_launch_template.h launches grids (tiles, B, H) — inner loop over active
+query tiles, with the backward kernels' own tiles: memsim.tiling.fa2_backward_tiles), after
+a pre-processing kernel Δ = rowsum(dO ∘ O) that also zeroes the fp32 dQ accumulator
 (flash_bwd_preprocess_kernel.h, Clear_dQaccum), and before converting the fp32 dQ
 accumulator: per active pair Q, dO, L, Δ are read and dQ is read-modified-written in fp32
-(atomicAdd); K, V are read and dK, dV written once per tile. Five matmuls (S, dV, dP, dQ,
-dK) against two forward: 2.5× the forward FLOPs at D = Dv (FA-2 §4.1 benchmark convention).
+(atomicAdd); K, V of the head's KV head are read and dK, dV of the head written once per
+tile. Under GQA/MQA the heads' dK, dV go to dk_expanded, dv_expanded (B, S, H, D) and
+at::sum_out sums them over the H/K heads of each KV head (flash_api.cpp, mha_bwd;
+Dao-AILab/flash-attention 765fbd9): S·(D + Dv) more bytes read per query head, S·(D + Dv)
+per KV head written. Five matmuls (S, dV, dP, dQ, dK) against two forward: 2.5× the
+forward FLOPs at D = Dv (FA-2 §4.1 benchmark convention).
 
 ``area``, ``row_pairs``, ``key_loads`` are exact tile sums (memsim.geometry); masked tiles
 are skipped block by block (FlashAttention Prop. 4), diagonal tiles computed whole.
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 from memsim.algorithms._arrays import Arrays
 from memsim.algorithms._l2_backward import fa2_backward_hbm
@@ -81,33 +88,51 @@ def forward(x: Arrays) -> Cost:
     )
 
 
+def _per_query_head(x: Arrays) -> Arrays:
+    """``x`` seen from FA-2's backward grid, one block per query head (heads_per_block
+    1): Dao-AILab/flash-attention (commit 765fbd9) flash_bwd_launch_template.h,
+    run_flash_bwd_seqk_parallel, grids (tiles, params.b, params.h)."""
+    from dataclasses import replace
+
+    return replace(x, hpb=np.ones_like(x.hpb))
+
+
 def backward(x: Arrays) -> Cost:
-    x = x.backward()                                     # FA-2's backward launch tiles
+    hpb = x.hpb                                          # the forward's packed heads
+    x = _per_query_head(x.backward())                    # FA-2's backward launch tiles
     t = x.tiles()
-    g, hpb, e, D, Dv, N = x.groups, x.hpb, x.e, x.D, x.Dv, x.N
+    g, e, D, Dv, N, S = x.groups, x.e, x.D, x.Dv, x.N, x.S   # g = B·H (batch, head) pairs
+    gqa = x.H != x.K
     # kernel 1: Δ = rowsum(dO ∘ O), and the fp32 dQ accumulator cleared (Clear_dQaccum)
-    pre_read, pre_write = g * N * hpb * 2 * Dv * e, g * N * hpb * (F4 + D * F4)
-    # kernel 2: per K/V tile, loop over active query tiles
+    pre_read, pre_write = g * N * 2 * Dv * e, g * N * (F4 + D * F4)
+    # kernel 2: per K/V tile of the head's KV head, loop over active query tiles; dK, dV
+    # of the head (into dk_expanded, dv_expanded under GQA)
     kv = t.union_keys * (D + x.dv_load) * e
-    per_row = hpb * (D * e + Dv * e + 2 * F4 + D * F4)    # Q, dO, L, Δ, dQ accumulator read
+    per_row = D * e + Dv * e + 2 * F4 + D * F4            # Q, dO, L, Δ, dQ accumulator read
     main_read = g * (kv + t.row_pairs * per_row)
-    main_write = g * (kv + t.row_pairs * hpb * D * F4)    # dK, dV; dQ accumulator write
+    main_write = g * (kv + t.row_pairs * D * F4)          # dK, dV; dQ accumulator write
     # kernel 3: dQ fp32 → storage dtype
-    conv_read, conv_write = g * N * hpb * D * F4, g * N * hpb * D * e
-    reads = pre_read + main_read + conv_read
-    writes = pre_write + main_write + conv_write
+    conv_read, conv_write = g * N * D * F4, g * N * D * e
+    # GQA: at::sum_out of dk_expanded (dv_expanded) over the H/K heads of a KV head
+    grad_row = (D + x.dv_load) * e
+    sum_read, sum_write = gqa * g * S * grad_row, gqa * g * S * grad_row * x.K / x.H
+    reads = pre_read + main_read + conv_read + sum_read
+    writes = pre_write + main_write + conv_write + sum_write
     hbm_reads, hbm_writes = reads, writes
     if x.slots is not None:                               # the closed-form L2 estimate
         hbm_reads, hbm_writes = (g * b for b in fa2_backward_hbm(x, t))
-    staged = g * (kv + t.row_pairs * hpb * (D + Dv) * e)
+    staged = g * (kv + t.row_pairs * (D + Dv) * e)
+    sums = gqa * (1 + (x.dv_load > 0))                    # sum_out launches
     return Cost(
-        matmul_flops=g * hpb * t.area * (6 * D + 4 * Dv),
-        vector_flops=g * hpb * (5 * t.area + N * 2 * Dv),
-        exp_ops=g * hpb * t.area,
+        matmul_flops=g * t.area * (6 * D + 4 * Dv),
+        vector_flops=g * (5 * t.area + N * 2 * Dv) + gqa * g * S * (D + x.dv_load)
+        * (1 - 1 / hpb),
+        exp_ops=g * t.area,
         global_read_bytes=reads, global_write_bytes=writes,
         hbm_read_bytes=hbm_reads, hbm_write_bytes=hbm_writes,
         sram_write_bytes=staged, sram_read_bytes=staged * x.warps,
-        # saved L + Δ + fp32 dQ accumulator
-        workspace_bytes=x.B * x.H * N * (2 * F4 + D * F4),
-        launches=3.0 + 0 * g, blocks=g * (2 * t.q_tiles + t.union_tiles),
+        # saved L + Δ + fp32 dQ accumulator (+ dk_expanded, dv_expanded under GQA)
+        workspace_bytes=x.B * x.H * N * (2 * F4 + D * F4) + gqa * g * S * grad_row,
+        launches=3.0 + sums + 0 * g,
+        blocks=g * (2 * t.q_tiles + t.union_tiles) + g / hpb * sums * np.ceil(S / x.Bc),
     )

@@ -159,88 +159,140 @@ def backward_tensors(t: Tensors, delta: bool = True) -> None:
         t.add("delta", (d.B, d.H, d.N), F4, "workspace", head_axis=1, heads_per_group=d.hpb)
 
 
-def _rows(t: Tensors, name: str, kind: int, first_row, rows, width: float,
+def _rows(t: Tensors, name: str, kind: int, first_row, head, rows, width: float,
           step_rows: int = 0) -> Access:
-    """The rows ``first_row …`` of tensor ``name`` laid out (B, N, H, ·) for the block's
-    hpb heads (``width`` bytes per row and head); iterations move ``step_rows`` rows."""
-    d = t.d
-    return Access(kind, t.id(name), t.addr(name, 0, first_row, 0, 0), rows * d.hpb * width,
+    """The rows ``first_row …`` of query head ``head`` (of the template group) of tensor
+    ``name`` laid out (B, N, H, ·), ``width`` bytes per row; iterations move ``step_rows``
+    rows."""
+    return Access(kind, t.id(name), t.addr(name, 0, first_row, head, 0), rows * width,
                   step_bytes=step_rows * t.stride(name, 1))
 
 
-def _row_stats(t: Tensors, name: str, kind: int, first_row, rows, step_rows: int = 0
+def _row_stats(t: Tensors, name: str, kind: int, first_row, head, rows, step_rows: int = 0
                ) -> Access:
-    """The fp32 per-row statistics (B, H, N) of the block's hpb heads (logsumexp, Δ)."""
-    d = t.d
-    return Access(kind, t.id(name), t.addr(name, 0, 0, first_row), rows * d.hpb * F4,
+    """The fp32 per-row statistics (B, H, N) of query head ``head`` (logsumexp, Δ)."""
+    return Access(kind, t.id(name), t.addr(name, 0, head, first_row), rows * F4,
                   step_bytes=step_rows * F4)
 
 
 def build_backward(d: Dims, layout: Layout) -> list[KernelProgram]:
     """FlashAttention-2 backward with its own tiles (d.backward()): the Δ kernel, the
-    dQ/dK/dV kernel (one block per key tile) and the dQ conversion kernel.
+    dQ/dK/dV kernel (one block per key tile and query head), the dQ conversion kernel
+    and, under GQA, the sums of dK and dV over the query heads of each KV head.
 
-    flash_bwd_launch_template.h (run_flash_bwd_seqk_parallel):
-      dot_do_o   grid (query tiles, B, heads): load O_a, dO_a; store Δ_a = rowsum(dO ∘ O)
+    Dao-AILab/flash-attention (commit 765fbd9), csrc/flash_attn/src/
+    flash_bwd_launch_template.h, run_flash_bwd_seqk_parallel: every kernel's grid is
+    (tiles, params.b, params.h) — one block per *query* head, never the packed head
+    group of the forward (flash_bwd_kernel.h reads K/V at head bidh / h_h_k_ratio); and
+    csrc/flash_attn/flash_api.cpp, mha_bwd: under MQA/GQA the kernel writes dK and dV per
+    query head into dk_expanded, dv_expanded (B, S, H, D) and at::sum_out sums them over
+    the H/K heads of each KV head afterwards.
+      dot_do_o   grid (query tiles, B, H): load O_a, dO_a; store Δ_a = rowsum(dO ∘ O)
                  and clear the fp32 dQ accumulator of the tile (Clear_dQaccum).
-      dq_dk_dv   grid (key tiles, B, heads): load K_j, V_j; per query tile a that sees j,
-                 last to first (m_block counts down): load Q_a, dO_a, logsumexp_a, Δ_a;
-                 recompute P, dP, dS; atomicAdd dS K_j into dQaccum_a (a read-modify-write
-                 of fp32 rows); finally store dK_j, dV_j.
-      convert_dq grid (query tiles, B, heads): load dQaccum_a, store dQ_a.
-    Work per (a, j) of r rows × c keys: matmul hpb·r·c·(6·D + 4·Dv) (S, dP, dV, dQ, dK),
-    vector hpb·5·r·c, exp hpb·r·c; SRAM: K/V and Q, dO staged (read by every warp).
+      dq_dk_dv   grid (key tiles, B, H): load K_j, V_j of the head's KV head; per query
+                 tile a that sees j, last to first (m_block counts down): load Q_a, dO_a,
+                 logsumexp_a, Δ_a; recompute P, dP, dS; atomicAdd dS K_j into
+                 dQaccum_a (a read-modify-write of fp32 rows); finally store dK_j, dV_j
+                 (the head's own rows of dk_expanded, dv_expanded under GQA).
+      convert_dq grid (query tiles, B, H): load dQaccum_a, store dQ_a.
+      sum_dk, sum_dv (GQA): per key tile, load the group's heads' rows of dk_expanded
+                 (dv_expanded), store their sum into dK (dV) of the KV head.
+    The template instance is a head group of hpb heads (the forward's grid, which the
+    trace repeats over batch and group); its blocks are head-major, key (query) tiles
+    fastest — the launch order for B = 1 (for B > 1 the real grid puts the batch between
+    two heads of a group). The sums are a PyTorch reduction, modelled as one block per
+    key tile of a group; where a group spans part of a KV head (hpb < H/K), each group's
+    blocks store their share 1/kv_div of the KV head's rows (the global bytes of one sum).
+    Work per (a, j) of r rows × c keys and one head: matmul r·c·(6·D + 4·Dv) (S, dP,
+    dV, dQ, dK), vector 5·r·c, exp r·c; SRAM: K/V and Q, dO staged (read by every warp).
     """
     d = d.backward()
     t = qkv_tensors(d, layout)
     add_lse(t)
     backward_tensors(t)
+    hpb, e = d.hpb, d.e
+    gqa = d.H != d.K
     t.add("dq_accum", (d.B, d.N, d.H, d.D), F4, "workspace", head_axis=2,
-          heads_per_group=d.hpb)
+          heads_per_group=hpb)
+    if gqa:
+        t.add("dk_expanded", (d.B, d.S, d.H, d.D), e, "workspace", head_axis=2,
+              heads_per_group=hpb)
+        if not d.mla:
+            t.add("dv_expanded", (d.B, d.S, d.H, d.Dv), e, "workspace", head_axis=2,
+                  heads_per_group=hpb)
     qt = query_tiles(d.N, d.S, d.Br, d.Bc, d.geometry)
-    a, rows, hpb, e = np.arange(qt.count), qt.rows, d.hpb, d.e
-    pre = KernelBuilder("flash2.bwd_dot_do_o", qt.count, sram_bytes=0)
-    pre.run(a, 0, 1, [_rows(t, "o", LOAD, qt.first_row, rows, d.Dv * e),
-                      _rows(t, "do", LOAD, qt.first_row, rows, d.Dv * e),
-                      _row_stats(t, "delta", STORE, qt.first_row, rows),
-                      _rows(t, "dq_accum", STORE, qt.first_row, rows, d.D * F4)],
-            vector_flops=hpb * rows * 2 * d.Dv)
+    T = qt.count
+    # blocks h·T + a: query tile a of the group's head h
+    h, a = np.repeat(np.arange(hpb), T), np.tile(np.arange(T), hpb)
+    rows, first_row = qt.rows[a], qt.first_row[a]
+    pre = KernelBuilder("flash2.bwd_dot_do_o", hpb * T, sram_bytes=0)
+    pre.run(h * T + a, 0, 1, [_rows(t, "o", LOAD, first_row, h, rows, d.Dv * e),
+                              _rows(t, "do", LOAD, first_row, h, rows, d.Dv * e),
+                              _row_stats(t, "delta", STORE, first_row, h, rows),
+                              _rows(t, "dq_accum", STORE, first_row, h, rows, d.D * F4)],
+            vector_flops=rows * 2 * d.Dv)
 
     kt = key_tiles(qt, d.S, d.Bc)
-    j = np.arange(len(kt.j))
-    kv_bytes = kt.keys * (d.D + d.dv_load) * e
+    Tk = len(kt.j)
+    # blocks h·Tk + i: key tile kt.j[i] of the group's head h
+    h, i = np.repeat(np.arange(hpb), Tk), np.tile(np.arange(Tk), hpb)
+    j, keys, a0, a1 = kt.j[i], kt.keys[i], kt.a0[i], kt.a1[i]
+    block = h * Tk + i
+    kv_bytes = keys * (d.D + d.dv_load) * e
     sram = fa2_backward_kernel_sram_bytes(d.Br, d.Bc, d.D, d.Dv, e, d.sram_limit or None)
-    main = KernelBuilder("flash2.bwd", len(kt.j), sram_bytes=int(sram), threads=32 * d.warps)
-    main.run(j, 0, 1, kv_loads(t, kt.j * d.Bc, kt.keys),
+    main = KernelBuilder("flash2.bwd", hpb * Tk, sram_bytes=int(sram), threads=32 * d.warps)
+    main.run(block, 0, 1, kv_loads(t, j * d.Bc, keys),
              sram_write_bytes=kv_bytes, sram_read_bytes=kv_bytes * d.warps)
-    T, r_last = qt.count, int(qt.rows[-1])
+    r_last = int(qt.rows[-1])
     ragged_q = int(r_last < d.Br)
-    has_ragged = ragged_q * (kt.a1 == T) * (kt.a1 > kt.a0)
-    n_full = kt.a1 - kt.a0 - has_ragged
+    has_ragged = ragged_q * (a1 == T) * (a1 > a0)
+    n_full = a1 - a0 - has_ragged
     # the ragged last query tile (if this key tile sees it) comes first, then the full
     # tiles from the last down to a0
-    for order, first_row, n, r, step in (
-            (1, (T - 1) * d.Br + 0 * j, has_ragged, r_last, 0),
-            (2, (kt.a0 + n_full - 1) * d.Br, n_full, d.Br, -d.Br)):
-        staged = r * hpb * (d.D + d.Dv) * e
-        main.run(j, order, n, [
-            _rows(t, "q", LOAD, first_row, r, d.D * e, step),
-            _rows(t, "do", LOAD, first_row, r, d.Dv * e, step),
-            _row_stats(t, "lse", LOAD, first_row, r, step),
-            _row_stats(t, "delta", LOAD, first_row, r, step),
-            _rows(t, "dq_accum", LOAD, first_row, r, d.D * F4, step),
-            _rows(t, "dq_accum", STORE, first_row, r, d.D * F4, step),
-        ], matmul_flops=hpb * r * kt.keys * (6 * d.D + 4 * d.Dv),
-            vector_flops=hpb * 5 * r * kt.keys, exp_ops=hpb * r * kt.keys,
+    for order, q_row, n, r, step in (
+            (1, (T - 1) * d.Br + 0 * block, has_ragged, r_last, 0),
+            (2, (a0 + n_full - 1) * d.Br, n_full, d.Br, -d.Br)):
+        staged = r * (d.D + d.Dv) * e
+        main.run(block, order, n, [
+            _rows(t, "q", LOAD, q_row, h, r, d.D * e, step),
+            _rows(t, "do", LOAD, q_row, h, r, d.Dv * e, step),
+            _row_stats(t, "lse", LOAD, q_row, h, r, step),
+            _row_stats(t, "delta", LOAD, q_row, h, r, step),
+            _rows(t, "dq_accum", LOAD, q_row, h, r, d.D * F4, step),
+            _rows(t, "dq_accum", STORE, q_row, h, r, d.D * F4, step),
+        ], matmul_flops=r * keys * (6 * d.D + 4 * d.Dv),
+            vector_flops=5 * r * keys, exp_ops=r * keys,
             sram_write_bytes=staged, sram_read_bytes=staged * d.warps)
-    stores = [Access(STORE, t.id("dk"), t.addr("dk", 0, kt.j * d.Bc, 0, 0),
-                     kt.keys * d.D * e)]
-    if not d.mla:
-        stores.append(Access(STORE, t.id("dv"), t.addr("dv", 0, kt.j * d.Bc, 0, 0),
-                             kt.keys * d.Dv * e))
-    main.run(j, 3, 1, stores)
+    grads = (("dk", d.D),) + ((("dv", d.Dv),) if not d.mla else ())
+    main.run(block, 3, 1, [
+        _rows(t, f"{name}_expanded", STORE, j * d.Bc, h, keys, width * e) if gqa else
+        Access(STORE, t.id(name), t.addr(name, 0, j * d.Bc, 0, 0), keys * width * e)
+        for name, width in grads])
 
-    conv = KernelBuilder("flash2.bwd_convert_dq", qt.count, sram_bytes=0)
-    conv.run(a, 0, 1, [_rows(t, "dq_accum", LOAD, qt.first_row, rows, d.D * F4),
-                       _rows(t, "dq", STORE, qt.first_row, rows, d.D * e)])
-    return [pre.build(), main.build(), conv.build()]
+    h, a = np.repeat(np.arange(hpb), T), np.tile(np.arange(T), hpb)
+    rows, first_row = qt.rows[a], qt.first_row[a]
+    conv = KernelBuilder("flash2.bwd_convert_dq", hpb * T, sram_bytes=0)
+    conv.run(h * T + a, 0, 1, [_rows(t, "dq_accum", LOAD, first_row, h, rows, d.D * F4),
+                               _rows(t, "dq", STORE, first_row, h, rows, d.D * e)])
+    kernels = [pre.build(), main.build(), conv.build()]
+    if gqa:
+        kernels += [_sum_heads(t, name, width) for name, width in grads]
+    return kernels
+
+
+def _sum_heads(t: Tensors, name: str, width: int) -> KernelProgram:
+    """at::sum_out of ``name``_expanded (B, S, H, width) over the query heads of each KV
+    head into ``name`` (B, S, K, width): per key tile of Bc rows, the group's hpb heads'
+    rows read (one unit per head, as the dq/dk/dv kernel wrote them) and its 1/kv_div
+    share of the KV head's rows stored; (hpb − 1)·width additions per row."""
+    d = t.d
+    n = d.key_tiles
+    j = np.arange(n)
+    keys = np.minimum(d.Bc, d.S - j * d.Bc)
+    kb = KernelBuilder(f"flash2.bwd_sum_{name}", n, sram_bytes=0)
+    kb.run(j, 0, 1, [_rows(t, f"{name}_expanded", LOAD, j * d.Bc, h, keys, width * d.e)
+                     for h in range(d.hpb)] + [
+        Access(STORE, t.id(name), t.addr(name, 0, j * d.Bc, 0, 0),
+               keys * width * d.e / d.kv_div)],
+        vector_flops=keys * (d.hpb - 1) * width)
+    return kb.build()
