@@ -210,6 +210,40 @@ def test_vllm_decode_on_blackwell_runs_trtllm_gen_kernels() -> None:
         predict(_decode(4096), "b200", "flash_decode", backend="trtllm").to_dict()["time_s"])
 
 
+def test_vllm_decode_on_blackwell_keeps_every_group_in_trtllm_gen() -> None:
+    """vLLM calls trtllm-gen through FlashInfer, not through XQA's dispatch: 64 heads per KV
+    head stay grouped (one read of the KV head, not 64) and MHA runs trtllm-gen, not
+    TensorRT-LLM's masked MHA kernel; TensorRT-LLM's own rules are unchanged."""
+    from memsim.attention import decode_kernel
+
+    b200 = load_gpu("b200")
+    mqa = AttentionProblem(batch=8, seq_len=1, kv_len=4096, heads=64, kv_heads=1,
+                           head_dim=128)
+    mha = mqa.model_copy(update={"kv_heads": 64})
+    vllm = predict(mqa, b200, "flash_decode", backend="vllm")
+    trt = predict(mqa, b200, "flash_decode", backend="trtllm")
+    assert vllm.cost.hbm_read_bytes < trt.cost.hbm_read_bytes / 32
+    assert decode_kernel(mha, "trtllm", b200, "vllm") == "trtllm_gen"
+    assert decode_kernel(mha, "trtllm", b200) == "mmha"
+    assert predict(mha, b200, "flash_decode", backend="vllm").to_dict()[
+        "efficiency_class"] == kernel_class("attention/decode", "trtllm", "trtllm_gen").name
+
+
+def test_vllm_fp8_decode_on_hopper_has_its_own_class() -> None:
+    """An fp8 KV cache runs FA3's e4m3 decode kernel: its own fitted class on Hopper (a
+    16-bit cache keeps the bf16 class; SGLang and Blackwell keep theirs)."""
+    fp8 = _decode(4096).model_copy(update={"dtype": "fp8"})
+    name = {(b, g, d): predict(p, g, "flash_decode", backend=b).to_dict()["efficiency_class"]
+            for b in ("vllm", "sglang") for g in ("h100-sxm", "b200")
+            for d, p in (("fp8", fp8), ("bf16", _decode(4096)))}
+    assert name["vllm", "h100-sxm", "fp8"] == "attention/decode/vllm/fp8"
+    assert name["vllm", "h100-sxm", "bf16"] == "attention/decode/vllm"
+    assert name["sglang", "h100-sxm", "fp8"] == kernel_class("attention/decode",
+                                                             "sglang").name
+    assert name["vllm", "b200", "fp8"] == kernel_class("attention/decode", "trtllm",
+                                                       "trtllm_gen").name
+
+
 def test_trtllm_decode_kernel_follows_xqa_dispatch() -> None:
     """XQA's QGMMA kernel only with an fp8 cache on Hopper (supportConfigQGMMA), its HMMA
     kernel for 16-bit caches, MMHA for one head per KV head (MHA, and groups over 32 turned
