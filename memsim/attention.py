@@ -530,6 +530,27 @@ def kernel_backend(backend: str | None, algorithm: str, gpu: GPU) -> str | None:
     return backend
 
 
+# vLLM's FlashInfer backend reorders a batch so that requests of at most this many query
+# tokens run its decode path (vllm/v1/attention/backends/flashinfer.py
+# FlashInferMetadataBuilder.reorder_batch_threshold = 1, split_decodes_and_prefills)
+FLASHINFER_DECODE_QUERY_LEN = 1
+
+
+def runs_decode_kernel(backend: str | None, gpu: GPU, N) -> np.ndarray:
+    """Per prefill call of ``N`` query tokens (array), whether ``backend`` runs it as its
+    decode: vLLM for queries of at most :data:`FLASHINFER_DECODE_QUERY_LEN` token, on
+    Blackwell through FlashInfer's decode path (``trtllm_batch_decode_with_kv_cache``), on
+    Hopper as FA3's call with one query token, which is its decode step's (one MMA
+    warpgroup, split-KV heuristic: the structure memsim's decode path holds, not its
+    prefill tiles). aiconfigurator's vLLM 0.24 context rows of one token time as its
+    decode rows of one cached token (median ratio 0.99-1.00 on H100, H200 and B200; the
+    B200 ones name ``vllm_flashinfer_trtllmdecode``)."""
+    N = np.asarray(N)
+    if backend == "vllm" and gpu.architecture in ("hopper", "blackwell"):
+        return N <= FLASHINFER_DECODE_QUERY_LEN
+    return np.zeros(N.shape, dtype=bool)
+
+
 def production_problem(problem: AttentionProblem, algorithm: str,
                        backend: str | None) -> AttentionProblem:
     """The problem ``backend``'s production kernel actually runs. TensorRT-LLM's XQA decode

@@ -229,6 +229,35 @@ def test_vllm_decode_on_blackwell_keeps_every_group_in_trtllm_gen() -> None:
         "efficiency_class"] == kernel_class("attention/decode", "trtllm", "trtllm_gen").name
 
 
+def test_vllm_one_token_prefill_on_blackwell_runs_the_decode_kernel() -> None:
+    """vLLM runs a one-token query as its decode (FlashInfer's decode path on Blackwell,
+    FA3's one-token call on Hopper): a one-token prefill row is timed as that decode;
+    longer queries, other GPUs and the other backends keep the prefill."""
+    from memsim.attention import runs_decode_kernel
+    from memsim.silicon.classes import context_attention
+    from memsim.silicon.tables import Rows
+
+    b200, h100 = load_gpu("b200"), load_gpu("h100-sxm")
+    N = np.array([1, 2, 16])
+    assert runs_decode_kernel("vllm", b200, N).tolist() == [True, False, False]
+    assert runs_decode_kernel("vllm", h100, N).tolist() == [True, False, False]
+    assert not runs_decode_kernel("vllm", load_gpu("a100-sxm4-80gb"), N).any()
+    assert not runs_decode_kernel("trtllm", b200, N).any()
+    cols = {"batch_size": np.array([8, 8]), "isl": np.array([1, 2]),
+            "num_heads": np.array([32, 32]), "num_key_value_heads": np.array([8, 8]),
+            "head_dim": np.array([128, 128]), "window_size": np.array([0, 0]),
+            "attn_dtype": np.array(["bfloat16"] * 2, dtype=object),
+            "kv_cache_dtype": np.array(["bfloat16"] * 2, dtype=object)}
+    rows = Rows("b200_sxm", "attention", "vllm", "0.24.0", "context_attention_perf", "f",
+                "0", np.arange(2), cols)
+    m = context_attention(rows, b200)
+    assert [p["algorithm"] for p in m.params] == ["flash_decode", "flash2"]
+    one = AttentionProblem(batch=8, seq_len=1, kv_len=1, heads=32, kv_heads=8,
+                           head_dim=128)
+    assert m.time_s["analytic"][0] == pytest.approx(
+        predict(one, b200, "flash_decode", backend="vllm").to_dict()["time_s"])
+
+
 def test_vllm_fp8_decode_on_hopper_has_its_own_class() -> None:
     """An fp8 KV cache runs FA3's e4m3 decode kernel: its own fitted class on Hopper (a
     16-bit cache keeps the bf16 class; SGLang and Blackwell keep theirs)."""
