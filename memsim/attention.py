@@ -530,15 +530,15 @@ def kernel_backend(backend: str | None, algorithm: str, gpu: GPU) -> str | None:
     return backend
 
 
-# vLLM's FlashInfer backend reorders a batch so that requests of at most this many query
-# tokens run its decode path (vllm/v1/attention/backends/flashinfer.py
+# query tokens up to which vLLM runs a request as a decode: its FlashInfer backend reorders
+# a batch so that these run the decode path (vllm/v1/attention/backends/flashinfer.py
 # FlashInferMetadataBuilder.reorder_batch_threshold = 1, split_decodes_and_prefills)
-FLASHINFER_DECODE_QUERY_LEN = 1
+VLLM_DECODE_QUERY_LEN = 1
 
 
 def runs_decode_kernel(backend: str | None, gpu: GPU, N) -> np.ndarray:
     """Per prefill call of ``N`` query tokens (array), whether ``backend`` runs it as its
-    decode: vLLM for queries of at most :data:`FLASHINFER_DECODE_QUERY_LEN` token, on
+    decode: vLLM for queries of at most :data:`VLLM_DECODE_QUERY_LEN` token, on
     Blackwell through FlashInfer's decode path (``trtllm_batch_decode_with_kv_cache``), on
     Hopper as FA3's call with one query token, which is its decode step's (one MMA
     warpgroup, split-KV heuristic: the structure memsim's decode path holds, not its
@@ -547,7 +547,7 @@ def runs_decode_kernel(backend: str | None, gpu: GPU, N) -> np.ndarray:
     B200 ones name ``vllm_flashinfer_trtllmdecode``)."""
     N = np.asarray(N)
     if backend == "vllm" and gpu.architecture in ("hopper", "blackwell"):
-        return N <= FLASHINFER_DECODE_QUERY_LEN
+        return N <= VLLM_DECODE_QUERY_LEN
     return np.zeros(N.shape, dtype=bool)
 
 
@@ -780,7 +780,7 @@ def attention_class(problem: AttentionProblem, algorithm: str, backend: str | No
     if phase == "decode" and gpu is not None:
         variant = decode_kernel(problem, backend, gpu, framework)
         if problem.dtype == "fp8" and fa3_decodes(problem, algorithm, backend, gpu):
-            variant = "fp8"   # FA3's e4m3 kernel, V transposed in shared memory
+            variant = "fp8"   # FA3's e4m3 decode: its own tiles and MMAs, its own class
     if phase == "context" and problem.dtype == "fp8" and gpu is not None \
             and fa3_prefill(problem, backend, gpu):
         variant = "fp8"   # FA3's e4m3 kernel: its own tiles, its own class
@@ -813,7 +813,9 @@ def decode_kernel(problem: AttentionProblem, backend: str | None, gpu: GPU,
     fitted). Timing it as the Hopper kernel of the same build (QGMMA: TMA-fed,
     warp-specialised) with this module's per-CTA structure puts B200 at 23.9 % median
     (bias −18 %) against 10.5 % this way (`memsim validate --source aiconfigurator
-    --sample 2000`, trtllm rows).
+    --sample 2000`, trtllm rows). vLLM (``framework``) on Blackwell calls trtllm-gen
+    through FlashInfer for every group, MHA included: "trtllm_gen" (its B200 rows with one
+    head per KV head: p90 |error| 71 % as MMHA, 25 % as trtllm-gen).
     """
     if backend != "trtllm" or problem.mla:
         return None
