@@ -312,9 +312,10 @@ def kernel_timer(problem: AttentionProblem, gpu: GPU, algorithm: str, *,
                      kernel_class=efficiency_class(gpu, algorithm, matmul_unit))
     from memsim.ops.classes import with_class
 
-    backend = kernel_backend(backend, algorithm, gpu)
-    problem = production_problem(problem, algorithm, backend)
-    cls = attention_class(problem, algorithm, backend, gpu)
+    framework = backend
+    problem = production_problem(problem, algorithm, framework)
+    backend = kernel_backend(framework, algorithm, gpu)
+    cls = attention_class(problem, algorithm, backend, gpu, framework)
     timed = with_class(gpu, cls)
     if get(algorithm).DECODES:
         # the query heads sharing a KV head (× N tokens) fill the M side of the kernel's MMA
@@ -322,7 +323,7 @@ def kernel_timer(problem: AttentionProblem, gpu: GPU, algorithm: str, *,
         group = max(problem.H // max(problem.K, 1), 1) * np.asarray(N, dtype=float)
         tile = decode_query_tile(backend, gpu, problem.D, problem.dtype, group,
                                  problem.mask.window is not None)
-        kernel = decode_kernel(problem, backend, gpu)
+        kernel = decode_kernel(problem, backend, gpu, framework)
         if kernel == "mmha":
             # decoderMaskedMultiheadAttention: one CTA per (sequence, head), its dot
             # products on the CUDA cores (no MMA tile to pad)
@@ -528,6 +529,27 @@ def kernel_backend(backend: str | None, algorithm: str, gpu: GPU) -> str | None:
     return attention_kernels_backend(backend, gpu) if get(algorithm).DECODES else backend
 
 
+# query tokens up to which vLLM runs a request as a decode: its FlashInfer backend reorders
+# a batch so that these run the decode path (vllm/v1/attention/backends/flashinfer.py
+# FlashInferMetadataBuilder.reorder_batch_threshold = 1, split_decodes_and_prefills)
+VLLM_DECODE_QUERY_LEN = 1
+
+
+def runs_decode_kernel(backend: str | None, gpu: GPU, N) -> np.ndarray:
+    """Per prefill call of ``N`` query tokens (array), whether ``backend`` runs it as its
+    decode: vLLM for queries of at most :data:`VLLM_DECODE_QUERY_LEN` token, on
+    Blackwell through FlashInfer's decode path (``trtllm_batch_decode_with_kv_cache``), on
+    Hopper as FA3's call with one query token, which is its decode step's (one MMA
+    warpgroup, split-KV heuristic: the structure memsim's decode path holds, not its
+    prefill tiles). aiconfigurator's vLLM 0.24 context rows of one token time as its
+    decode rows of one cached token (median ratio 0.99-1.00 on H100, H200 and B200; the
+    B200 ones name ``vllm_flashinfer_trtllmdecode``)."""
+    N = np.asarray(N)
+    if backend == "vllm" and gpu.architecture in ("hopper", "blackwell"):
+        return N <= VLLM_DECODE_QUERY_LEN
+    return np.zeros(N.shape, dtype=bool)
+
+
 def production_problem(problem: AttentionProblem, algorithm: str,
                        backend: str | None) -> AttentionProblem:
     """The problem ``backend``'s production kernel actually runs. TensorRT-LLM's XQA decode
@@ -537,7 +559,12 @@ def production_problem(problem: AttentionProblem, algorithm: str,
     (decoderMaskedMultiheadAttention), one block per query head reading its KV head's
     cache: as MHA (K = H). aiconfigurator's B200 rows with more than 32 heads per KV head
     time the same way (median error −7 % as MHA, −79 % as grouped with the H100/H200 fit),
-    so the rule holds there too. Every other call runs as given."""
+    so the rule holds there too. ``backend`` is the framework, not the kernel's owner
+    (:func:`kernel_backend`): vLLM on Blackwell calls trtllm-gen through FlashInfer
+    (flashinfer/decode.py ``trtllm_batch_decode_with_kv_cache``), not through XQA's
+    dispatch, and its rows with 40-64 heads per KV head time as 32 do (aiconfigurator's
+    B200 vLLM 0.24 rows, K = 1: 10.1-11.2 µs against 10.7-11.1 µs at ≤ 255 cached tokens;
+    as MHA memsim was +164 to +270 % there). Every other call runs as given."""
     if (backend == "trtllm" and get(algorithm).DECODES and not problem.mla
             and problem.H // max(problem.K, 1) > XQA_MAX_GROUP):
         return problem.model_copy(update={"kv_heads": problem.H})
@@ -638,13 +665,14 @@ def predict_arrays(problem: AttentionProblem, gpu: GPU | str, algorithm: str = "
     """
     if isinstance(gpu, str):
         gpu = load_gpu(gpu)
-    run = production_problem(problem, algorithm, kernel_backend(backend, algorithm, gpu))
+    run = production_problem(problem, algorithm, backend)
     grouped = problem
     if tiling is None or run is not problem:
         tiling = default_tiling(run, gpu, algorithm)
     problem = run
     splits = tiling.kv_splits if B is None and N is None and S is None else None
-    if decode_kernel(run, kernel_backend(backend, algorithm, gpu), gpu) in XQA_KERNELS:
+    if decode_kernel(run, kernel_backend(backend, algorithm, gpu), gpu,
+                     backend) in XQA_KERNELS:
         b, s = np.broadcast_arrays(problem.B if B is None else B, problem.S if S is None else S)
         splits = xqa_multi_block(b, problem.K, s - 1, gpu.spec.sm_count)
     elif fa3_decodes(problem, algorithm, kernel_backend(backend, algorithm, gpu), gpu):
@@ -667,7 +695,7 @@ def predict_arrays(problem: AttentionProblem, gpu: GPU | str, algorithm: str = "
     timer = kernel_timer(problem, gpu, algorithm, backend=backend, matmul_unit=matmul_unit,
                          B=B, N=N, S=S, blocks_per_sm=tiling.blocks_per_sm(gpu))
     name = timer.kernel_class if backend is None else attention_class(
-        problem, algorithm, kernel_backend(backend, algorithm, gpu), gpu).name
+        problem, algorithm, kernel_backend(backend, algorithm, gpu), gpu, backend).name
     mla = mla_production_timing(problem, gpu, algorithm, backend, B, N, S)
     if mla is not None:   # DeepSeek MLA: the production kernels' own structure
         return ArrayPrediction(tiling, cost, l2_cost, mla[0], mla[0], timer, mla[1])
@@ -733,12 +761,13 @@ def class_serial_s(cls, gpu: GPU, rows):
 
 
 def attention_class(problem: AttentionProblem, algorithm: str, backend: str | None,
-                    gpu: GPU | None = None):
+                    gpu: GPU | None = None, framework: str | None = None):
     """The fitted kernel class (memsim.ops.classes) of ``backend``'s kernel for this call:
     "dsa/…" for sparse attention, "mla/…" for MLA, "…/decode/…" for the split-KV decode
     kernel (TensorRT-LLM's per decode kernel, :func:`decode_kernel`, given the ``gpu``),
     "…/context/…" for prefill. ``problem``: the production problem
-    (:func:`production_problem`)."""
+    (:func:`production_problem`); ``framework``: the framework that calls ``backend``'s
+    kernel (:func:`kernel_backend`; None: ``backend`` itself)."""
     from memsim.algorithms import get, runs_mask
     from memsim.ops.classes import kernel_class
 
@@ -748,14 +777,17 @@ def attention_class(problem: AttentionProblem, algorithm: str, backend: str | No
     phase = "decode" if get(algorithm).DECODES else "context"
     variant = None
     if phase == "decode" and gpu is not None:
-        variant = decode_kernel(problem, backend, gpu)
+        variant = decode_kernel(problem, backend, gpu, framework)
+        if problem.dtype == "fp8" and fa3_decodes(problem, algorithm, backend, gpu):
+            variant = "fp8"   # FA3's e4m3 decode: its own tiles and MMAs, its own class
     if phase == "context" and problem.dtype == "fp8" and gpu is not None \
             and fa3_prefill(problem, backend, gpu):
         variant = "fp8"   # FA3's e4m3 kernel: its own tiles, its own class
     return kernel_class(f"{family}/{phase}", backend, variant)
 
 
-def decode_kernel(problem: AttentionProblem, backend: str | None, gpu: GPU) -> str | None:
+def decode_kernel(problem: AttentionProblem, backend: str | None, gpu: GPU,
+                  framework: str | None = None) -> str | None:
     """Which of TensorRT-LLM's decode kernels runs the (production) GQA/MHA ``problem`` on
     ``gpu``; None for other backends and MLA. Each has its own fitted class
     (``attention/decode/trtllm/<kernel>``), because their fixed cost per CTA differs
@@ -780,10 +812,14 @@ def decode_kernel(problem: AttentionProblem, backend: str | None, gpu: GPU) -> s
     fitted). Timing it as the Hopper kernel of the same build (QGMMA: TMA-fed,
     warp-specialised) with this module's per-CTA structure puts B200 at 23.9 % median
     (bias −18 %) against 10.5 % this way (`memsim validate --source aiconfigurator
-    --sample 2000`, trtllm rows).
+    --sample 2000`, trtllm rows). vLLM (``framework``) on Blackwell calls trtllm-gen
+    through FlashInfer for every group, MHA included: "trtllm_gen" (its B200 rows with one
+    head per KV head: p90 |error| 71 % as MMHA, 25 % as trtllm-gen).
     """
     if backend != "trtllm" or problem.mla:
         return None
+    if framework == "vllm" and gpu.architecture == "blackwell":
+        return "trtllm_gen"
     if problem.H // max(problem.K, 1) <= 1:
         return "mmha"
     if gpu.architecture == "blackwell":

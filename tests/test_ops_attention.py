@@ -210,6 +210,69 @@ def test_vllm_decode_on_blackwell_runs_trtllm_gen_kernels() -> None:
         predict(_decode(4096), "b200", "flash_decode", backend="trtllm").to_dict()["time_s"])
 
 
+def test_vllm_decode_on_blackwell_keeps_every_group_in_trtllm_gen() -> None:
+    """vLLM calls trtllm-gen through FlashInfer, not through XQA's dispatch: 64 heads per KV
+    head stay grouped (one read of the KV head, not 64) and MHA runs trtllm-gen, not
+    TensorRT-LLM's masked MHA kernel; TensorRT-LLM's own rules are unchanged."""
+    from memsim.attention import decode_kernel
+
+    b200 = load_gpu("b200")
+    mqa = AttentionProblem(batch=8, seq_len=1, kv_len=4096, heads=64, kv_heads=1,
+                           head_dim=128)
+    mha = mqa.model_copy(update={"kv_heads": 64})
+    vllm = predict(mqa, b200, "flash_decode", backend="vllm")
+    trt = predict(mqa, b200, "flash_decode", backend="trtllm")
+    assert vllm.cost.hbm_read_bytes < trt.cost.hbm_read_bytes / 32
+    assert decode_kernel(mha, "trtllm", b200, "vllm") == "trtllm_gen"
+    assert decode_kernel(mha, "trtllm", b200) == "mmha"
+    assert predict(mha, b200, "flash_decode", backend="vllm").to_dict()[
+        "efficiency_class"] == kernel_class("attention/decode", "trtllm", "trtllm_gen").name
+
+
+def test_vllm_one_token_prefill_on_blackwell_runs_the_decode_kernel() -> None:
+    """vLLM runs a one-token query as its decode (FlashInfer's decode path on Blackwell,
+    FA3's one-token call on Hopper): a one-token prefill row is timed as that decode;
+    longer queries, other GPUs and the other backends keep the prefill."""
+    from memsim.attention import runs_decode_kernel
+    from memsim.silicon.classes import context_attention
+    from memsim.silicon.tables import Rows
+
+    b200, h100 = load_gpu("b200"), load_gpu("h100-sxm")
+    N = np.array([1, 2, 16])
+    assert runs_decode_kernel("vllm", b200, N).tolist() == [True, False, False]
+    assert runs_decode_kernel("vllm", h100, N).tolist() == [True, False, False]
+    assert not runs_decode_kernel("vllm", load_gpu("a100-sxm4-80gb"), N).any()
+    assert not runs_decode_kernel("trtllm", b200, N).any()
+    cols = {"batch_size": np.array([8, 8]), "isl": np.array([1, 2]),
+            "num_heads": np.array([32, 32]), "num_key_value_heads": np.array([8, 8]),
+            "head_dim": np.array([128, 128]), "window_size": np.array([0, 0]),
+            "attn_dtype": np.array(["bfloat16"] * 2, dtype=object),
+            "kv_cache_dtype": np.array(["bfloat16"] * 2, dtype=object)}
+    rows = Rows("b200_sxm", "attention", "vllm", "0.24.0", "context_attention_perf", "f",
+                "0", np.arange(2), cols)
+    m = context_attention(rows, b200)
+    assert [p["algorithm"] for p in m.params] == ["flash_decode", "flash2"]
+    one = AttentionProblem(batch=8, seq_len=1, kv_len=1, heads=32, kv_heads=8,
+                           head_dim=128)
+    assert m.time_s["analytic"][0] == pytest.approx(
+        predict(one, b200, "flash_decode", backend="vllm").to_dict()["time_s"])
+
+
+def test_vllm_fp8_decode_on_hopper_has_its_own_class() -> None:
+    """An fp8 KV cache runs FA3's e4m3 decode kernel: its own fitted class on Hopper (a
+    16-bit cache keeps the bf16 class; SGLang and Blackwell keep theirs)."""
+    fp8 = _decode(4096).model_copy(update={"dtype": "fp8"})
+    name = {(b, g, d): predict(p, g, "flash_decode", backend=b).to_dict()["efficiency_class"]
+            for b in ("vllm", "sglang") for g in ("h100-sxm", "b200")
+            for d, p in (("fp8", fp8), ("bf16", _decode(4096)))}
+    assert name["vllm", "h100-sxm", "fp8"] == "attention/decode/vllm/fp8"
+    assert name["vllm", "h100-sxm", "bf16"] == "attention/decode/vllm"
+    assert name["sglang", "h100-sxm", "fp8"] == kernel_class("attention/decode",
+                                                             "sglang").name
+    assert name["vllm", "b200", "fp8"] == kernel_class("attention/decode", "trtllm",
+                                                       "trtllm_gen").name
+
+
 def test_trtllm_decode_kernel_follows_xqa_dispatch() -> None:
     """XQA's QGMMA kernel only with an fp8 cache on Hopper (supportConfigQGMMA), its HMMA
     kernel for 16-bit caches, MMHA for one head per KV head (MHA, and groups over 32 turned

@@ -154,7 +154,9 @@ def test_calibration_terms_reproduce_memsims_time_at_the_class_factors(op: str) 
             ok &= np.asarray([str(d) == "bfloat16" for d in rows.col("gemm_dtype")])
         if op == "generation_mla":   # likewise; fp8 adds its quantisation pass after the max
             ok &= np.asarray([str(d) == "bfloat16" for d in rows.col("kv_cache_dtype")])
-        if op == "context_attention":   # vLLM: one class per KV-cache dtype (FA3's e4m3)
+        if op == "context_attention" or (op == "generation_attention"
+                                         and rows.backend == "vllm"):
+            # vLLM: one class per KV-cache dtype (FA3's e4m3 prefill and decode)
             ok &= np.asarray([str(d) == "bfloat16" for d in rows.col("kv_cache_dtype")])
         terms = {k: v[ok] for k, v in m.terms["analytic"].items()}
         again = retime_terms(terms, m.start, terms["launch_s"])

@@ -121,7 +121,7 @@ class _Shape:
     causal: bool
     mla: bool
     dtype: np.ndarray
-    algorithm: str
+    algorithm: str | np.ndarray   # one for all rows, or one per row
     backend: str | None = None
 
 
@@ -138,9 +138,11 @@ def _attention(shape: _Shape, gpu: GPU) -> Mapped:
 
     n = len(shape.B)
     out = _empty(n)
+    algorithms = np.broadcast_to(np.asarray(shape.algorithm, dtype=object), (n,))
     keys = list(zip(shape.H.tolist(), shape.K.tolist(), shape.D.tolist(), shape.Dv.tolist(),
-                    shape.window.tolist(), shape.dtype.tolist(), strict=True))
-    for (H, K, D, Dv, window, dtype), idx in _groups(keys).items():
+                    shape.window.tolist(), shape.dtype.tolist(), algorithms.tolist(),
+                    strict=True))
+    for (H, K, D, Dv, window, dtype, algorithm), idx in _groups(keys).items():
         B, N, S = shape.B[idx], shape.N[idx], shape.S[idx]
         mask = Mask(causal=shape.causal, window=int(window) if window > 0 else None)
         try:
@@ -148,7 +150,7 @@ def _attention(shape: _Shape, gpu: GPU) -> Mapped:
                 batch=int(B[0]), seq_len=int(N[0]), kv_len=int(S[0]), heads=int(H),
                 kv_heads=int(K), head_dim=int(D), head_dim_v=int(Dv), dtype=dtype,
                 mla=shape.mla, mask=mask)
-            pred = predict_arrays(problem, gpu, shape.algorithm, B=B, N=N, S=S,
+            pred = predict_arrays(problem, gpu, algorithm, B=B, N=N, S=S,
                                   backend=shape.backend)
         except (InputError, ValueError) as exc:
             reason = str(exc).splitlines()[0][:200]
@@ -181,7 +183,7 @@ def _attention(shape: _Shape, gpu: GPU) -> Mapped:
             terms["launch_s"][idx] = (u.launch_s + u.terms_s.get("pre", 0.0)
                                       + (0.0 if overlaps else serial))
         for j, i in enumerate(idx.tolist()):
-            out.params[i] = {"algorithm": shape.algorithm, "batch": int(B[j]),
+            out.params[i] = {"algorithm": algorithm, "batch": int(B[j]),
                              "seq_len": int(N[j]), "kv_len": int(S[j]), "heads": int(H),
                              "kv_heads": int(K), "head_dim": int(D), "head_dim_v": int(Dv),
                              "mla": shape.mla, "dtype": dtype, "mask": mask.describe()}
@@ -205,12 +207,18 @@ def _kv_heads(rows: Rows) -> np.ndarray:
 
 
 def context_attention(rows: Rows, gpu: GPU) -> Mapped:
+    """Prefill rows: memsim's flash2 prefill, or its decode where the backend runs a short
+    query with its decode kernel (:func:`memsim.attention.runs_decode_kernel`)."""
+    from memsim.attention import runs_decode_kernel
+
     isl = _i(rows, "isl")
     d = _i(rows, "head_dim")
+    backend = _backend(rows)
+    algorithm = np.where(runs_decode_kernel(backend, gpu, isl), "flash_decode", "flash2")
     return _attention(_Shape(B=_i(rows, "batch_size"), N=isl, S=isl, H=_i(rows, "num_heads"),
                              K=_kv_heads(rows), D=d, Dv=d, window=_i(rows, "window_size", 0),
                              causal=True, mla=False, dtype=_context_dtype(rows),
-                             algorithm="flash2", backend=_backend(rows)), gpu)
+                             algorithm=algorithm.astype(object), backend=backend), gpu)
 
 
 def _context_dtype(rows: Rows) -> np.ndarray:

@@ -141,6 +141,13 @@ def specs() -> list[FitSpec]:
         else:
             out.append(FitSpec((f"attention/decode/{b}",), "generation_attention", b,
                                ("floor_s", "hbm", "row_s"), bf16_kv))
+        if b == "vllm":
+            # vLLM with an fp8 cache runs FA3's e4m3 decode (memsim.attention.fa3_decodes):
+            # tensor free, since its MMAs over the padded kBlockM rows (64 at D ≤ 128, 128
+            # above: memsim.ops.fa3.tile) time the fp8 rows, which run as fast on H200 as
+            # on H100 and slow down with the head size where the bf16 rows do not
+            out.append(FitSpec((f"attention/decode/{b}/fp8",), "generation_attention", b,
+                               ("floor_s", "tensor", "hbm", "row_s"), {"kv_cache_dtype": "fp8"}))
         # MLA (memsim.ops.mla): one class per phase and KV-cache dtype (an fp8 cache runs
         # fp8 kernels after a quantisation pass), and the absorbed BMMs per dtype
         for fam, db in (("bf16", "bfloat16"), ("fp8", "fp8")):
