@@ -179,7 +179,10 @@ class Timer:
     prefill runs before its attention kernel (:func:`prepass_bytes`), None where none;
     ``cta_s``: a decode kernel's fixed time per CTA (arrays like B, or None), ``groups``:
     its (sequence, KV head) pairs B·K: then the serial time is that of the busiest SM
-    (:func:`decode_serial_s`, the CTAs being the Cost's blocks) instead of ``serial_s``.
+    (:func:`decode_serial_s`, the CTAs being ``ctas``, else the Cost's blocks) instead of
+    ``serial_s``; ``ctas``: the CTAs a decode kernel launches where that is not the Cost's
+    count of non-empty splits (XQA: :func:`xqa_multi_block` per (sequence, KV head), a
+    sliding window's empty sub-sequences included), None otherwise.
     """
 
     gpu: GPU
@@ -193,6 +196,7 @@ class Timer:
     pre_s: object = None
     cta_s: object = None
     groups: object = None
+    ctas: object = None
     sparse_flops: object = None
     padded_flops: object = None
     sparse_s: object = None
@@ -226,7 +230,8 @@ class Timer:
         """Roofline time of ``cost`` (useful FLOPs) as this kernel runs it."""
         serial_s = self.serial_s
         if self.cta_s is not None:
-            serial_s = decode_serial_s(self.cta_s, cost.blocks, self.groups,
+            ctas = cost.blocks if self.ctas is None else self.ctas
+            serial_s = decode_serial_s(self.cta_s, ctas, self.groups,
                                        self.gpu.spec.sm_count)
         # a separately timed sparse kernel adds as roofline's separate-kernel term, "pre"
         pre_s = self.pre_s
@@ -323,6 +328,11 @@ def kernel_timer(problem: AttentionProblem, gpu: GPU, algorithm: str, *,
         tile = decode_query_tile(backend, gpu, problem.D, problem.dtype, group,
                                  problem.mask.window is not None)
         kernel = decode_kernel(problem, backend, gpu)
+        if kernel == "xqa_gmma":
+            # mha_sm90.cu swaps A and B (SWAP_AB = !SPEC_DEC): the 64 keys of a tile are
+            # the GMMA's M side and the group's query heads its N side, padded to 8
+            # (ctaNbQHeads = roundUp(headGrpSize, 8))
+            tile = XQA_GMMA_HEAD_TILE
         if kernel == "mmha":
             # decoderMaskedMultiheadAttention: one CTA per (sequence, head), its dot
             # products on the CUDA cores (no MMA tile to pad)
@@ -331,10 +341,14 @@ def kernel_timer(problem: AttentionProblem, gpu: GPU, algorithm: str, *,
         if backend == "trtllm" and not problem.mla and kernel != "trtllm_gen":
             # TensorRT-LLM's decode kernels: a fixed time per CTA (its padded M rows ×
             # the class's per-row time), serial on the busiest SM
+            groups = np.asarray(B, dtype=float) * problem.K
+            ctas = None
+            if kernel in XQA_KERNELS:
+                ctas = groups * xqa_sub_sequences(kernel, B, problem.K, S,
+                                                  problem.mask.window, gpu.spec.sm_count)
             return Timer(timed, problem.dtype, matmul_unit, blocks_per_sm,
                          floor_s=cls.floor_s, decode_pad=padded / group,
-                         cta_s=cls.row_s * padded,
-                         groups=np.asarray(B, dtype=float) * problem.K)
+                         cta_s=cls.row_s * padded, groups=groups, ctas=ctas)
         # FlashAttention's fixed per-row steps (loading Q, the page table, the epilogue) are
         # those of the group's rows in whole 64-row warpgroup slices; only the MMAs,
         # exponentials and softmax run over the kernel's whole (padded) M tile
@@ -423,6 +437,7 @@ def fa3_busiest_sm(problem: AttentionProblem, gpu: GPU, B, N, S):
             "sram_write_bytes": tiles * sms * kv_tile}, blocks
 
 
+XQA_GMMA_HEAD_TILE = 8  # mha_sm90.cu (swapAB): query heads per CTA padded to 8 (GMMA's N)
 XQA_MAX_GROUP = 32  # query heads per KV head TensorRT-LLM's XQA decode kernels take
 XQA_KERNELS = ("xqa_hmma", "xqa_gmma")
 # XQA's multi-block heuristic (TensorRT-LLM decoderXQAImplCommon.h computeMultiBlockCount,
@@ -446,6 +461,30 @@ def xqa_multi_block(B, K: int, history, sm_count: int) -> np.ndarray:
     mb = np.maximum(np.where(adjust > 1.0, np.floor(mb / np.maximum(adjust, 1.0)), mb), 1.0)
     mb = np.maximum(np.minimum(mb, np.floor(XQA_MAX_NUM_SUB_SEQ / B)), 1.0)
     return mb.astype(np.int64)
+
+
+XQA_GMMA_TILE_KEYS = 64  # mha_sm90.cu gemm0CtaTileNbTokens: keys per K/V tile
+
+
+def xqa_sub_sequences(kernel: str, B, K: int, S, window: int | None,
+                      sm_count: int) -> np.ndarray:
+    """CTAs per (sequence, KV head) that run XQA's fixed steps (loading Q, the epilogue,
+    the partial written for the multi-block reduction), for ``S`` cached keys (arrays).
+
+    XQA launches a grid of (:func:`xqa_multi_block`, K, B) CTAs
+    (decoderXQAImplJIT.cpp ``cuLaunchKernel``); both kernels deal a sequence's K/V tiles
+    round-robin to its sub-sequences, from the first tile of a sliding window on. The
+    mma.sync kernel (mha.cu, ``seqIterInit = nbSkipLeadingTiles + idxSubSeqInSeq``) runs
+    every sub-sequence through its prologue and epilogue, also one left without a tile;
+    the GMMA kernel (mha_sm90.cu) uses ``nbSubSeq = min(nbTilesInUse, gridDim.y)``
+    sub-sequences of 64-key tiles (one below two tiles) and the others return at once."""
+    mb = xqa_multi_block(B, K, np.asarray(S) - 1, sm_count)
+    if kernel != "xqa_gmma":
+        return mb
+    S = np.asarray(S, dtype=np.int64)
+    skipped = 0 if window is None else np.maximum(S - window, 0)
+    tiles = -(-S // XQA_GMMA_TILE_KEYS) - skipped // XQA_GMMA_TILE_KEYS
+    return np.where(tiles >= 2, np.minimum(tiles, mb), 1)
 
 
 def fa3_decodes(problem: AttentionProblem, algorithm: str, backend: str | None,
