@@ -281,6 +281,16 @@ def sparse_mla_kernel(problem: AttentionProblem, gpu: GPU, backend: str | None, 
     return {"padded_flops": B * N * tiles * SPARSE_HEAD_TILE * k * width}
 
 
+def clock_ratio(gpu: GPU) -> float:
+    """A decode CTA's fixed steps are SM cycles (dependent loads, barriers, the epilogue):
+    the fitted GPUs' SM clock over ``gpu``'s turns the class's SM-seconds, fitted on
+    H100 SXM and H200 (both 1.98 GHz, :data:`memsim.silicon.source.FIT_GPUS`), into
+    ``gpu``'s (1.4 on A100's 1.41 GHz, 0.79 on L40S's 2.52 GHz)."""
+    from memsim.silicon.source import FIT_GPUS
+
+    return load_gpu(FIT_GPUS[0]).spec.boost_clock_hz / gpu.spec.boost_clock_hz
+
+
 def decode_serial_s(cta_s, blocks, groups, sm_count: int):
     """Serial time of a decode kernel whose CTAs each spend ``cta_s`` on fixed steps
     (loading Q, the page table, the padded MMA rows, softmax bookkeeping, the epilogue):
@@ -348,7 +358,8 @@ def kernel_timer(problem: AttentionProblem, gpu: GPU, algorithm: str, *,
                                                   problem.mask.window, gpu.spec.sm_count)
             return Timer(timed, problem.dtype, matmul_unit, blocks_per_sm,
                          floor_s=cls.floor_s, decode_pad=padded / group,
-                         cta_s=cls.row_s * padded, groups=groups, ctas=ctas)
+                         cta_s=(cls.cta_s + cls.row_s * padded) * clock_ratio(gpu),
+                         groups=groups, ctas=ctas)
         # FlashAttention's fixed per-row steps (loading Q, the page table, the epilogue) are
         # those of the group's rows in whole 64-row warpgroup slices; only the MMAs,
         # exponentials and softmax run over the kernel's whole (padded) M tile
