@@ -352,13 +352,16 @@ def kernel_timer(problem: AttentionProblem, gpu: GPU, algorithm: str, *,
             # TensorRT-LLM's decode kernels: a fixed time per CTA (its padded M rows ×
             # the class's per-row time), serial on the busiest SM
             groups = np.asarray(B, dtype=float) * problem.K
-            ctas = None
+            ctas, rows = None, padded
             if kernel in XQA_KERNELS:
                 ctas = groups * xqa_sub_sequences(kernel, B, problem.K, S,
                                                   problem.mask.window, gpu.spec.sm_count)
+                # XQA's per-row steps move and multiply rows × D elements (Q, a K/V
+                # tile's MMAs, O): row_s is per row of XQA_ROW_ELEMS head elements
+                rows = padded * problem.D / XQA_ROW_ELEMS
             return Timer(timed, problem.dtype, matmul_unit, blocks_per_sm,
                          floor_s=cls.floor_s, decode_pad=padded / group,
-                         cta_s=(cls.cta_s + cls.row_s * padded) * clock_ratio(gpu),
+                         cta_s=(cls.cta_s + cls.row_s * rows) * clock_ratio(gpu),
                          groups=groups, ctas=ctas)
         # FlashAttention's fixed per-row steps (loading Q, the page table, the epilogue) are
         # those of the group's rows in whole 64-row warpgroup slices; only the MMAs,
@@ -448,6 +451,7 @@ def fa3_busiest_sm(problem: AttentionProblem, gpu: GPU, B, N, S):
             "sram_write_bytes": tiles * sms * kv_tile}, blocks
 
 
+XQA_ROW_ELEMS = 128  # head elements per row of XQA's row_s (its classes' unit)
 XQA_GMMA_HEAD_TILE = 8  # mha_sm90.cu (swapAB): query heads per CTA padded to 8 (GMMA's N)
 XQA_MAX_GROUP = 32  # query heads per KV head TensorRT-LLM's XQA decode kernels take
 XQA_KERNELS = ("xqa_hmma", "xqa_gmma")
