@@ -379,3 +379,18 @@ def test_fa3_decode_splits_are_bounded_and_never_grow_with_the_batch(
     s_lo, s_hi = (int(fa3_num_splits(p, h100, b, 1, kv_len)) for b in (lo, hi))
     tiles = -(-kv_len // int(fa3.tile(head_dim, head_dim, False, 8, DTYPE_BYTES[dtype])[1]))
     assert 1 <= s_hi <= s_lo <= min(128, h100.spec.sm_count, tiles)
+
+
+def test_xqa_cta_rows_scale_with_the_head_dim() -> None:
+    """XQA's per-row steps move rows × D elements: the fixed CTA time grows by row_s ·
+    padded rows per 128 head elements, on top of the class's cta_s."""
+    from memsim.attention import XQA_ROW_ELEMS, kernel_timer
+
+    h100 = load_gpu("h100-sxm")
+    cls = kernel_class("attention/decode", "trtllm", "xqa_hmma")
+    cta = {D: float(kernel_timer(_decode(4096).model_copy(update={"head_dim": D}), h100,
+                                 "flash_decode", backend="trtllm").cta_s)
+           for D in (64, 128, 256)}
+    for D, t in cta.items():
+        assert t == pytest.approx(cls.cta_s + cls.row_s * 16 * D / XQA_ROW_ELEMS)
+    assert cta[256] - cta[128] == pytest.approx(2 * (cta[128] - cta[64]))
