@@ -284,11 +284,11 @@ def sparse_mla_kernel(problem: AttentionProblem, gpu: GPU, backend: str | None, 
 def clock_ratio(gpu: GPU) -> float:
     """A decode CTA's fixed steps are SM cycles (dependent loads, barriers, the epilogue):
     the fitted GPUs' SM clock over ``gpu``'s turns the class's SM-seconds, fitted on
-    H100 SXM and H200 (both 1.98 GHz, :data:`memsim.silicon.source.FIT_GPUS`), into
+    H100 SXM and H200 (both 1.98 GHz, :data:`memsim.ops.classes.FITTED_GPUS`), into
     ``gpu``'s (1.4 on A100's 1.41 GHz, 0.79 on L40S's 2.52 GHz)."""
-    from memsim.silicon.source import FIT_GPUS
+    from memsim.ops.classes import FITTED_GPUS
 
-    return load_gpu(FIT_GPUS[0]).spec.boost_clock_hz / gpu.spec.boost_clock_hz
+    return load_gpu(FITTED_GPUS[0]).spec.boost_clock_hz / gpu.spec.boost_clock_hz
 
 
 def decode_serial_s(cta_s, blocks, groups, sm_count: int):
@@ -349,8 +349,9 @@ def kernel_timer(problem: AttentionProblem, gpu: GPU, algorithm: str, *,
             tile, matmul_unit = 1, "fp32"
         padded = np.ceil(group / tile) * tile
         if backend == "trtllm" and not problem.mla and kernel != "trtllm_gen":
-            # TensorRT-LLM's decode kernels: a fixed time per CTA (its padded M rows ×
-            # the class's per-row time), serial on the busiest SM
+            # TensorRT-LLM's decode kernels: a fixed time per CTA (the class's cta_s plus
+            # its padded M rows × row_s, in SM cycles: clock_ratio), serial on the
+            # busiest SM
             groups = np.asarray(B, dtype=float) * problem.K
             ctas, rows = None, padded
             if kernel in XQA_KERNELS:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from memsim.errors import InputError
+from memsim.ops.classes import FITTED_GPUS
 
 PACKAGE = "aiconfigurator-core"
 MODULE = "aiconfigurator_core"
@@ -34,8 +35,9 @@ SYSTEM_PROFILES: dict[str, str | None] = {
     "b60": None,
     "rtx_pro_6000_server": None,
 }
-# The GPUs the calibration may fit on (issue 10, item 4); every other one is "unseen".
-FIT_GPUS = ("h100-sxm", "h200")
+# The GPUs the calibration may fit on (issue 10, item 4); every other one is "unseen"
+# (one home: memsim.ops.classes, whose fitted numbers are those GPUs')
+FIT_GPUS = FITTED_GPUS
 BACKENDS = ("trtllm", "vllm", "sglang")
 
 
