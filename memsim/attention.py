@@ -181,8 +181,10 @@ class Timer:
     its (sequence, KV head) pairs B·K: then the serial time is that of the busiest SM
     (:func:`decode_serial_s`, the CTAs being ``ctas``, else the Cost's blocks) instead of
     ``serial_s``; ``ctas``: the CTAs a decode kernel launches where that is not the Cost's
-    count of non-empty splits (XQA: :func:`xqa_multi_block` per (sequence, KV head), a
-    sliding window's empty sub-sequences included), None otherwise.
+    count of non-empty splits (XQA: :func:`xqa_sub_sequences` per (sequence, KV head)),
+    None otherwise; ``key_s``, ``keys``: a decode CTA's time per key it streams and the
+    keys per (sequence, KV head) (arrays like B): the busiest SM's CTAs stream their
+    shares one after another, roofline's memory term "stream" (None: no such term).
     """
 
     gpu: GPU
@@ -197,6 +199,8 @@ class Timer:
     cta_s: object = None
     groups: object = None
     ctas: object = None
+    key_s: object = None
+    keys: object = None
     sparse_flops: object = None
     padded_flops: object = None
     sparse_s: object = None
@@ -229,10 +233,18 @@ class Timer:
     def __call__(self, cost: Cost) -> Timing:
         """Roofline time of ``cost`` (useful FLOPs) as this kernel runs it."""
         serial_s = self.serial_s
+        stream_s = None
         if self.cta_s is not None:
             ctas = cost.blocks if self.ctas is None else self.ctas
             serial_s = decode_serial_s(self.cta_s, ctas, self.groups,
                                        self.gpu.spec.sm_count)
+            if self.key_s is not None:
+                # each CTA streams its share of the keys at its own latency-bound pace:
+                # the busiest SM's CTAs one after another, or HBM, whichever is slower
+                per_sm = np.maximum(np.ceil(np.asarray(ctas, dtype=float)
+                                            / self.gpu.spec.sm_count), 1.0)
+                stream_s = per_sm * self.keys / (np.asarray(ctas, dtype=float)
+                                                 / self.groups) * self.key_s
         # a separately timed sparse kernel adds as roofline's separate-kernel term, "pre"
         pre_s = self.pre_s
         if self.sparse_s is not None:
@@ -241,7 +253,7 @@ class Timer:
                         matmul_unit=self.matmul_unit, blocks_per_sm=self.blocks_per_sm,
                         kernel_class=self.kernel_class, floor_s=self.floor_s,
                         serial_s=serial_s, pre_s=pre_s,
-                        serial_overlaps=self.cta_s is None)
+                        serial_overlaps=self.cta_s is None, stream_s=stream_s)
 
 
 SPARSE_HEAD_TILE = 64  # FlashMLA's sparse kernels: B_H = 64 query heads per CTA
@@ -353,8 +365,17 @@ def kernel_timer(problem: AttentionProblem, gpu: GPU, algorithm: str, *,
             # its padded M rows × row_s, in SM cycles: clock_ratio), serial on the
             # busiest SM
             groups = np.asarray(B, dtype=float) * problem.K
-            ctas, rows = None, padded
+            ctas, rows, key_s, keys = None, padded, None, None
             if kernel in XQA_KERNELS:
+                keys = np.asarray(S, dtype=float) if problem.mask.window is None else \
+                    np.minimum(np.asarray(S, dtype=float), problem.mask.window)
+                # a key's latency-bound steps in a CTA: mha.cu's warps load its K and V
+                # rows (ldgsts, D elements each); mha_sm90.cu's TMA loads run ahead and
+                # its dependent GMMA → softmax → GMMA chain grows with the head rows
+                per_key = problem.D / XQA_ROW_ELEMS
+                if kernel == "xqa_gmma":
+                    per_key = per_key * padded / XQA_GMMA_HEAD_TILE   # GMMA N slices
+                key_s = cls.key_s * per_key * clock_ratio(gpu)
                 ctas = groups * xqa_sub_sequences(kernel, B, problem.K, S,
                                                   problem.mask.window, gpu.spec.sm_count)
                 # XQA's per-row steps move and multiply rows × D elements (Q, a K/V
@@ -363,7 +384,7 @@ def kernel_timer(problem: AttentionProblem, gpu: GPU, algorithm: str, *,
             return Timer(timed, problem.dtype, matmul_unit, blocks_per_sm,
                          floor_s=cls.floor_s, decode_pad=padded / group,
                          cta_s=(cls.cta_s + cls.row_s * rows) * clock_ratio(gpu),
-                         groups=groups, ctas=ctas)
+                         groups=groups, ctas=ctas, key_s=key_s, keys=keys)
         # FlashAttention's fixed per-row steps (loading Q, the page table, the epilogue) are
         # those of the group's rows in whole 64-row warpgroup slices; only the MMAs,
         # exponentials and softmax run over the kernel's whole (padded) M tile

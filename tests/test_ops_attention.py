@@ -394,3 +394,26 @@ def test_xqa_cta_rows_scale_with_the_head_dim() -> None:
     for D, t in cta.items():
         assert t == pytest.approx(cls.cta_s + cls.row_s * 16 * D / XQA_ROW_ELEMS)
     assert cta[256] - cta[128] == pytest.approx(2 * (cta[128] - cta[64]))
+
+
+def test_xqa_ctas_stream_their_keys_at_their_own_pace() -> None:
+    """Few CTAs cannot pull HBM's bandwidth: each streams its share of the keys at the
+    class's key_s per key (× D / 128 for mha.cu's loads), the busiest SM's CTAs one after
+    another, and the slower of that and HBM binds. Batch 1, one KV head, 16384 keys:
+    32 CTAs of 512 keys, the stream term binds; batch 256: many waves of CTAs, HBM."""
+    from memsim.attention import kernel_timer, xqa_sub_sequences
+
+    h100 = load_gpu("h100-sxm")
+    cls = kernel_class("attention/decode", "trtllm", "xqa_hmma")
+    p = AttentionProblem(batch=1, seq_len=1, kv_len=16384, heads=8, kv_heads=1,
+                         head_dim=128)
+    timer = kernel_timer(p, h100, "flash_decode", backend="trtllm")
+    assert float(timer.key_s) == pytest.approx(cls.key_s)   # D = 128, 1.98 GHz
+    t = predict(p, h100, "flash_decode", backend="trtllm").timing
+    subs = int(xqa_sub_sequences("xqa_hmma", 1, 1, 16384, None, 132))
+    assert subs == 32
+    assert t.terms_s["stream"] == pytest.approx(16384 / subs * cls.key_s)
+    assert t.terms_s["stream"] > t.terms_s["hbm"]
+    wide = predict(p.model_copy(update={"batch": 256, "kv_len": 8192}), h100,
+                   "flash_decode", backend="trtllm").timing
+    assert wide.terms_s["hbm"] > wide.terms_s["stream"]
