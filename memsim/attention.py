@@ -179,7 +179,12 @@ class Timer:
     prefill runs before its attention kernel (:func:`prepass_bytes`), None where none;
     ``cta_s``: a decode kernel's fixed time per CTA (arrays like B, or None), ``groups``:
     its (sequence, KV head) pairs B·K: then the serial time is that of the busiest SM
-    (:func:`decode_serial_s`, the CTAs being the Cost's blocks) instead of ``serial_s``.
+    (:func:`decode_serial_s`, the CTAs being ``ctas``, else the Cost's blocks) instead of
+    ``serial_s``; ``ctas``: the CTAs a decode kernel launches where that is not the Cost's
+    count of non-empty splits (XQA: :func:`xqa_sub_sequences` per (sequence, KV head)),
+    None otherwise; ``key_s``, ``keys``: a decode CTA's time per key it streams and the
+    keys per (sequence, KV head) (arrays like B): the busiest SM's CTAs stream their
+    shares one after another, roofline's memory term "stream" (None: no such term).
     """
 
     gpu: GPU
@@ -193,6 +198,9 @@ class Timer:
     pre_s: object = None
     cta_s: object = None
     groups: object = None
+    ctas: object = None
+    key_s: object = None
+    keys: object = None
     sparse_flops: object = None
     padded_flops: object = None
     sparse_s: object = None
@@ -225,9 +233,18 @@ class Timer:
     def __call__(self, cost: Cost) -> Timing:
         """Roofline time of ``cost`` (useful FLOPs) as this kernel runs it."""
         serial_s = self.serial_s
+        stream_s = None
         if self.cta_s is not None:
-            serial_s = decode_serial_s(self.cta_s, cost.blocks, self.groups,
+            ctas = cost.blocks if self.ctas is None else self.ctas
+            serial_s = decode_serial_s(self.cta_s, ctas, self.groups,
                                        self.gpu.spec.sm_count)
+            if self.key_s is not None:
+                # each CTA streams its share of the keys at its own latency-bound pace:
+                # the busiest SM's CTAs one after another, or HBM, whichever is slower
+                per_sm = np.maximum(np.ceil(np.asarray(ctas, dtype=float)
+                                            / self.gpu.spec.sm_count), 1.0)
+                stream_s = per_sm * self.keys / (np.asarray(ctas, dtype=float)
+                                                 / self.groups) * self.key_s
         # a separately timed sparse kernel adds as roofline's separate-kernel term, "pre"
         pre_s = self.pre_s
         if self.sparse_s is not None:
@@ -236,7 +253,7 @@ class Timer:
                         matmul_unit=self.matmul_unit, blocks_per_sm=self.blocks_per_sm,
                         kernel_class=self.kernel_class, floor_s=self.floor_s,
                         serial_s=serial_s, pre_s=pre_s,
-                        serial_overlaps=self.cta_s is None)
+                        serial_overlaps=self.cta_s is None, stream_s=stream_s)
 
 
 SPARSE_HEAD_TILE = 64  # FlashMLA's sparse kernels: B_H = 64 query heads per CTA
@@ -274,6 +291,16 @@ def sparse_mla_kernel(problem: AttentionProblem, gpu: GPU, backend: str | None, 
                 "sparse_s": np.ceil(ctas / gpu.spec.sm_count) * SPARSE_HEAD_TILE
                 * sm90.row_s}
     return {"padded_flops": B * N * tiles * SPARSE_HEAD_TILE * k * width}
+
+
+def clock_ratio(gpu: GPU) -> float:
+    """A decode CTA's fixed steps are SM cycles (dependent loads, barriers, the epilogue):
+    the fitted GPUs' SM clock over ``gpu``'s turns the class's SM-seconds, fitted on
+    H100 SXM and H200 (both 1.98 GHz, :data:`memsim.ops.classes.FIT_GPUS`), into
+    ``gpu``'s (1.4 on A100's 1.41 GHz, 0.79 on L40S's 2.52 GHz)."""
+    from memsim.ops.classes import FIT_GPUS
+
+    return load_gpu(FIT_GPUS[0]).spec.boost_clock_hz / gpu.spec.boost_clock_hz
 
 
 def decode_serial_s(cta_s, blocks, groups, sm_count: int):
@@ -324,18 +351,41 @@ def kernel_timer(problem: AttentionProblem, gpu: GPU, algorithm: str, *,
         tile = decode_query_tile(backend, gpu, problem.D, problem.dtype, group,
                                  problem.mask.window is not None)
         kernel = decode_kernel(problem, backend, gpu, framework)
+        if kernel == "xqa_gmma":
+            # mha_sm90.cu swaps A and B (SWAP_AB = !SPEC_DEC): the 64 keys of a tile are
+            # the GMMA's M side and the group's query heads its N side, padded to 8
+            # (ctaNbQHeads = roundUp(headGrpSize, 8))
+            tile = XQA_GMMA_HEAD_TILE
         if kernel == "mmha":
             # decoderMaskedMultiheadAttention: one CTA per (sequence, head), its dot
             # products on the CUDA cores (no MMA tile to pad)
             tile, matmul_unit = 1, "fp32"
         padded = np.ceil(group / tile) * tile
         if backend == "trtllm" and not problem.mla and kernel != "trtllm_gen":
-            # TensorRT-LLM's decode kernels: a fixed time per CTA (its padded M rows ×
-            # the class's per-row time), serial on the busiest SM
+            # TensorRT-LLM's decode kernels: a fixed time per CTA (the class's cta_s plus
+            # its padded M rows × row_s, in SM cycles: clock_ratio), serial on the
+            # busiest SM
+            groups = np.asarray(B, dtype=float) * problem.K
+            ctas, rows, key_s, keys = None, padded, None, None
+            if kernel in XQA_KERNELS:
+                keys = np.asarray(S, dtype=float) if problem.mask.window is None else \
+                    np.minimum(np.asarray(S, dtype=float), problem.mask.window)
+                # a key's latency-bound steps in a CTA: mha.cu's warps load its K and V
+                # rows (ldgsts, D elements each); mha_sm90.cu's TMA loads run ahead and
+                # its dependent GMMA → softmax → GMMA chain grows with the head rows
+                per_key = problem.D / XQA_ROW_ELEMS
+                if kernel == "xqa_gmma":
+                    per_key = per_key * padded / XQA_GMMA_HEAD_TILE   # GMMA N slices
+                key_s = cls.key_s * per_key * clock_ratio(gpu)
+                ctas = groups * xqa_sub_sequences(kernel, B, problem.K, S,
+                                                  problem.mask.window, gpu.spec.sm_count)
+                # XQA's per-row steps move and multiply rows × D elements (Q, a K/V
+                # tile's MMAs, O): row_s is per row of XQA_ROW_ELEMS head elements
+                rows = padded * problem.D / XQA_ROW_ELEMS
             return Timer(timed, problem.dtype, matmul_unit, blocks_per_sm,
                          floor_s=cls.floor_s, decode_pad=padded / group,
-                         cta_s=cls.row_s * padded,
-                         groups=np.asarray(B, dtype=float) * problem.K)
+                         cta_s=(cls.cta_s + cls.row_s * rows) * clock_ratio(gpu),
+                         groups=groups, ctas=ctas, key_s=key_s, keys=keys)
         # FlashAttention's fixed per-row steps (loading Q, the page table, the epilogue) are
         # those of the group's rows in whole 64-row warpgroup slices; only the MMAs,
         # exponentials and softmax run over the kernel's whole (padded) M tile
@@ -424,6 +474,8 @@ def fa3_busiest_sm(problem: AttentionProblem, gpu: GPU, B, N, S):
             "sram_write_bytes": tiles * sms * kv_tile}, blocks
 
 
+XQA_ROW_ELEMS = 128  # head elements per row of XQA's row_s (its classes' unit)
+XQA_GMMA_HEAD_TILE = 8  # mha_sm90.cu (swapAB): query heads per CTA padded to 8 (GMMA's N)
 XQA_MAX_GROUP = 32  # query heads per KV head TensorRT-LLM's XQA decode kernels take
 XQA_KERNELS = ("xqa_hmma", "xqa_gmma")
 # XQA's multi-block heuristic (TensorRT-LLM decoderXQAImplCommon.h computeMultiBlockCount,
@@ -447,6 +499,30 @@ def xqa_multi_block(B, K: int, history, sm_count: int) -> np.ndarray:
     mb = np.maximum(np.where(adjust > 1.0, np.floor(mb / np.maximum(adjust, 1.0)), mb), 1.0)
     mb = np.maximum(np.minimum(mb, np.floor(XQA_MAX_NUM_SUB_SEQ / B)), 1.0)
     return mb.astype(np.int64)
+
+
+XQA_GMMA_TILE_KEYS = 64  # mha_sm90.cu gemm0CtaTileNbTokens: keys per K/V tile
+
+
+def xqa_sub_sequences(kernel: str, B, K: int, S, window: int | None,
+                      sm_count: int) -> np.ndarray:
+    """CTAs per (sequence, KV head) that run XQA's fixed steps (loading Q, the epilogue,
+    the partial written for the multi-block reduction), for ``S`` cached keys (arrays).
+
+    XQA launches a grid of (:func:`xqa_multi_block`, K, B) CTAs
+    (decoderXQAImplJIT.cpp ``cuLaunchKernel``); both kernels deal a sequence's K/V tiles
+    round-robin to its sub-sequences, from the first tile of a sliding window on. The
+    mma.sync kernel (mha.cu, ``seqIterInit = nbSkipLeadingTiles + idxSubSeqInSeq``) runs
+    every sub-sequence through its prologue and epilogue, also one left without a tile;
+    the GMMA kernel (mha_sm90.cu) uses ``nbSubSeq = min(nbTilesInUse, gridDim.y)``
+    sub-sequences of 64-key tiles (one below two tiles) and the others return at once."""
+    mb = xqa_multi_block(B, K, np.asarray(S) - 1, sm_count)
+    if kernel != "xqa_gmma":
+        return mb
+    S = np.asarray(S, dtype=np.int64)
+    skipped = 0 if window is None else np.maximum(S - window, 0)
+    tiles = -(-S // XQA_GMMA_TILE_KEYS) - skipped // XQA_GMMA_TILE_KEYS
+    return np.where(tiles >= 2, np.minimum(tiles, mb), 1)
 
 
 def fa3_decodes(problem: AttentionProblem, algorithm: str, backend: str | None,

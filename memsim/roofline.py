@@ -110,7 +110,8 @@ def compute_s(matmul_s: Number, vector_s: Number, exp_s: Number) -> Number:
 def roofline(cost: Cost, gpu, dtype: str = "bf16", *, matmul_unit: str = "tensor",
              blocks_per_sm: Number | None = None, kernel_class: str | None = None,
              floor_s: Number | None = None, serial_s: Number | None = None,
-             pre_s: Number | None = None, serial_overlaps: bool = True) -> Timing:
+             pre_s: Number | None = None, serial_overlaps: bool = True,
+             stream_s: Number | None = None) -> Timing:
     """Time of ``cost`` on ``gpu`` (see module docstring). ``gpu``: memsim.hardware.GPU.
 
     ``matmul_unit``: "tensor" (production kernels) or "fp32" (CUDA cores, as memsim's
@@ -122,7 +123,10 @@ def roofline(cost: Cost, gpu, dtype: str = "bf16", *, matmul_unit: str = "tensor
     neither FLOPs nor bytes count (a decode kernel's fixed steps per query row and head),
     already divided over the SMs; it adds to compute as the term "serial" (with
     ``serial_overlaps`` False it adds to both bounds instead: steps of a kernel whose one
-    resident block per SM does them before and after its own loads). ``pre_s``: time
+    resident block per SM does them before and after its own loads). ``stream_s``: the
+    busiest SM's time to stream its blocks' operands at their own latency-bound pace (a
+    decode kernel with fewer blocks than HBM needs): a memory term, "stream", beside HBM,
+    L2 and shared memory. ``pre_s``: time
     of a separate kernel the operation runs before this one (a production prefill's KV-cache
     write, :func:`memsim.attention.prepass_bytes`): it adds to both bounds as the term "pre".
     """
@@ -160,6 +164,9 @@ def roofline(cost: Cost, gpu, dtype: str = "bf16", *, matmul_unit: str = "tensor
         else:
             after = terms["serial"]
     memory = np.maximum(np.maximum(terms["hbm"], terms["l2"]), terms["sram"])
+    if stream_s is not None:
+        terms["stream"] = np.asarray(stream_s, dtype=float) * np.ones_like(terms["hbm"])
+        memory = np.maximum(memory, terms["stream"])
     if floor_s is None:
         launch = np.asarray(cost.launches, dtype=float) * gpu.spec.kernel_launch_overhead_s
     else:
@@ -201,4 +208,5 @@ BOUND_EXPLANATIONS = {
     "sram": "shared-memory bandwidth inside each block binds",
     "serial": "the kernel's fixed per-row steps (not FLOPs or bytes) bind",
     "pre": "the KV-cache write kernel before the attention kernel takes longest",
+    "stream": "too few blocks: each streams its keys at its own latency-bound pace",
 }

@@ -62,7 +62,7 @@ def test_writer_replaces_only_its_entries_and_reads_back_exactly(tmp_path: Path)
     path.write_text(DATA_FILE.read_text())
     before = read_tables(path)
     new = KernelClass("gemm/vllm/bf16", 1.0 / 3 * 1e-5, {"tensor": 0.1 + 0.2, "hbm": 0.7},
-                      'fitted "quoted" — text\\', row_s=2.5e-9)
+                      'fitted "quoted" — text\\', row_s=2.5e-9, cta_s=1.5e-6, key_s=1e-8)
     write_classes({new.name: new, "extra/vllm": dataclasses.replace(new, name="extra/vllm")},
                   path)
     after = read_tables(path)

@@ -320,6 +320,71 @@ def test_decode_cta_time_is_the_busiest_sms_plus_one_for_the_reduction() -> None
     assert t.tolist() == pytest.approx([2e-6, 4e-6, 4e-6, 6e-6])
 
 
+def test_xqa_sub_sequences_that_run_their_fixed_steps() -> None:
+    """mha.cu runs every multi-block sub-sequence (an empty one before a sliding window
+    included); mha_sm90.cu only min(64-key tiles in use, multi_block), one below two
+    tiles. Batch 1, one KV head, H100: 131072 keys → 90 sub-sequences; a 128-key window
+    leaves 2 tiles (3 where it straddles a tile edge) to the GMMA kernel."""
+    from memsim.attention import xqa_multi_block, xqa_sub_sequences
+
+    S = np.array([64, 128, 4096, 131072, 131072, 131072 + 32])
+    window = 128
+    hmma = xqa_sub_sequences("xqa_hmma", 1, 1, S, window, 132)
+    gmma = xqa_sub_sequences("xqa_gmma", 1, 1, S, window, 132)
+    assert hmma.tolist() == xqa_multi_block(1, 1, S - 1, 132).tolist()
+    assert hmma[3] == 90
+    assert gmma.tolist() == [1, 1, 2, 2, 2, 3]   # 128 keys: multi_block 1
+    full = xqa_sub_sequences("xqa_gmma", 1, 1, S, None, 132)
+    assert full.tolist() == [1, 1, 16, 90, 90, 91]   # round(√(8·31)) = 16, √(8·1024) = 90.5
+    assert np.all(gmma <= hmma) and np.all(full <= hmma)
+
+
+@pytest.mark.parametrize("window", [None, 128])
+def test_xqa_windowed_decode_time_grows_only_where_empty_ctas_cost(window) -> None:
+    """At batch 16 a 128-key window leaves XQA HMMA's 1040 CTAs to run their fixed steps
+    (the time grows with the cache length), XQA GMMA's few CTAs return at once."""
+    h100 = load_gpu("h100-sxm")
+    t = {}
+    for dtype in ("bf16", "fp8"):
+        for S in (1024, 131072):
+            p = AttentionProblem(batch=16, seq_len=1, kv_len=S, heads=8, kv_heads=1,
+                                 head_dim=64, dtype=dtype, mask=Mask(window=window))
+            t[dtype, S] = predict(p, h100, "flash_decode", backend="trtllm").timing.time_s
+    if window is None:
+        assert t["bf16", 131072] > 4 * t["bf16", 1024]
+        assert t["fp8", 131072] > 4 * t["fp8", 1024]
+    else:
+        assert t["bf16", 131072] > 1.5 * t["bf16", 1024]
+        assert t["fp8", 131072] == pytest.approx(t["fp8", 1024], rel=0.05)
+
+
+def test_xqa_gmma_pads_the_group_to_eight_heads() -> None:
+    """mha_sm90.cu (swapAB): ctaNbQHeads = roundUp(group, 8); mha.cu: warpTile.y =
+    roundUp(group, 16): 8 heads per KV head fill the GMMA kernel's tile and half the
+    mma.sync kernel's."""
+    from memsim.attention import kernel_timer
+
+    h100 = load_gpu("h100-sxm")
+    gqa = _decode(4096).model_copy(update={"heads": 64})   # 8 heads per KV head
+    pads = {d: float(kernel_timer(gqa.model_copy(update={"dtype": d}), h100, "flash_decode",
+                                  backend="trtllm").decode_pad) for d in ("bf16", "fp8")}
+    assert pads == {"bf16": 2.0, "fp8": 1.0}
+
+
+def test_decode_cta_time_is_sm_cycles() -> None:
+    """A decode CTA's fixed steps are SM cycles: the same class times them 1.98 / 1.41
+    longer on A100 than on H100 (the fitted GPUs' clock)."""
+    from memsim.attention import clock_ratio, kernel_timer
+
+    h100, a100 = load_gpu("h100-sxm"), load_gpu("a100-sxm4-80gb")
+    assert clock_ratio(h100) == clock_ratio(load_gpu("h200")) == 1.0
+    assert clock_ratio(a100) == pytest.approx(1.98 / 1.41)
+    p = _decode(4096)
+    cta = {g.name: float(kernel_timer(p, g, "flash_decode", backend="trtllm").cta_s)
+           for g in (h100, a100)}
+    assert cta[a100.name] == pytest.approx(cta[h100.name] * 1.98 / 1.41)
+
+
 def test_fa3_decode_splits_follow_flashattention3s_heuristic() -> None:
     """FA-3's split count as vLLM runs it, worked by hand on H100's 132 SMs (D 128, 16-bit:
     kBlockN 128). K 8, 65536 keys: 512 key tiles; the static bound (heuristics.h, batch
@@ -392,3 +457,41 @@ def test_vllm_runs_trtllm_gen_kernels_on_the_sm100_family_only(gpu: str, backend
     assert attention_kernels_backend(backend, g) == want
     assert attention.kernel_backend(backend, "flash_decode", g) == want
     assert attention.kernel_backend(backend, "flash2", g) == backend   # not a decode kernel
+
+
+def test_xqa_cta_rows_scale_with_the_head_dim() -> None:
+    """XQA's per-row steps move rows × D elements: the fixed CTA time grows by row_s ·
+    padded rows per 128 head elements, on top of the class's cta_s."""
+    from memsim.attention import XQA_ROW_ELEMS, kernel_timer
+
+    h100 = load_gpu("h100-sxm")
+    cls = kernel_class("attention/decode", "trtllm", "xqa_hmma")
+    cta = {D: float(kernel_timer(_decode(4096).model_copy(update={"head_dim": D}), h100,
+                                 "flash_decode", backend="trtllm").cta_s)
+           for D in (64, 128, 256)}
+    for D, t in cta.items():
+        assert t == pytest.approx(cls.cta_s + cls.row_s * 16 * D / XQA_ROW_ELEMS)
+    assert cta[256] - cta[128] == pytest.approx(2 * (cta[128] - cta[64]))
+
+
+def test_xqa_ctas_stream_their_keys_at_their_own_pace() -> None:
+    """Few CTAs cannot pull HBM's bandwidth: each streams its share of the keys at the
+    class's key_s per key (× D / 128 for mha.cu's loads), the busiest SM's CTAs one after
+    another, and the slower of that and HBM binds. Batch 1, one KV head, 16384 keys:
+    32 CTAs of 512 keys, the stream term binds; batch 256: many waves of CTAs, HBM."""
+    from memsim.attention import kernel_timer, xqa_sub_sequences
+
+    h100 = load_gpu("h100-sxm")
+    cls = kernel_class("attention/decode", "trtllm", "xqa_hmma")
+    p = AttentionProblem(batch=1, seq_len=1, kv_len=16384, heads=8, kv_heads=1,
+                         head_dim=128)
+    timer = kernel_timer(p, h100, "flash_decode", backend="trtllm")
+    assert float(timer.key_s) == pytest.approx(cls.key_s)   # D = 128, 1.98 GHz
+    t = predict(p, h100, "flash_decode", backend="trtllm").timing
+    subs = int(xqa_sub_sequences("xqa_hmma", 1, 1, 16384, None, 132))
+    assert subs == 32
+    assert t.terms_s["stream"] == pytest.approx(16384 / subs * cls.key_s)
+    assert t.terms_s["stream"] > t.terms_s["hbm"]
+    wide = predict(p.model_copy(update={"batch": 256, "kv_len": 8192}), h100,
+                   "flash_decode", backend="trtllm").timing
+    assert wide.terms_s["hbm"] > wide.terms_s["stream"]

@@ -164,3 +164,20 @@ def test_lower_le_upper_le_twice_lower(cost: Cost, gpu: str, unit: str,
     t = roofline(cost, load_gpu(gpu), "bf16", matmul_unit=unit, blocks_per_sm=bps)
     assert 0 <= t.lower_s <= t.upper_s <= 2 * t.lower_s * (1 + 1e-12)
     assert t.terms_s[t.bound] == max(t.terms_s.values())
+
+
+def test_a_stream_term_joins_the_memory_levels() -> None:
+    """``stream_s`` (a decode kernel's blocks streaming at their own latency-bound pace) is
+    one more memory level: the max with HBM, L2 and shared memory, named when it binds;
+    without it the timing has no such term."""
+    s, f = H100.spec, H100.efficiency
+    cost = Cost(hbm_read_bytes=4.0 * s.hbm_bandwidth_bytes_per_s * f.hbm_bandwidth)  # 4 s
+    plain = roofline(cost, H100, "bf16")
+    assert "stream" not in plain.terms_s
+    slow = roofline(cost, H100, "bf16", stream_s=5.0)
+    assert slow.memory_s == pytest.approx(5.0) and slow.bound == "stream"
+    assert slow.lower_s - plain.lower_s == pytest.approx(1.0)
+    fast = roofline(cost, H100, "bf16", stream_s=3.0)
+    assert fast.memory_s == pytest.approx(4.0) and fast.bound == "hbm"
+    assert fast.lower_s == pytest.approx(plain.lower_s)
+    assert "stream" in BOUND_EXPLANATIONS

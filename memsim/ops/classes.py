@@ -9,6 +9,9 @@ LLM's GEMM, "allreduce/oneshot/trtllm" its one-shot custom all-reduce). Each has
 - ``floor_s``: the latency floor (launch, prologue, grid synchronisation), added to the
   roofline time;
 - ``row_s``: SM-seconds per query row and head (decode kernels' fixed steps);
+- ``cta_s``: SM-seconds per CTA that do not grow with its rows (a decode kernel's
+  prologue and epilogue latency: barriers, the Q and page-table loads, the partials);
+- ``key_s``: SM-seconds per key a decode CTA streams (its latency-bound loads and MMAs);
 
 fitted on H100 SXM and H200 rows of the aiconfigurator-core database (NVIDIA's measured
 kernel latencies) only, never per GPU: every other GPU is predicted from its own datasheet
@@ -44,7 +47,7 @@ from memsim.ops import check_backend
 FIT_GPUS = ("h100-sxm", "h200")
 
 DATA_FILE = Path(__file__).with_name("kernel_classes.toml")
-_FIELDS = ("same_as", "floor_s", "efficiency", "row_s", "source")
+_FIELDS = ("same_as", "floor_s", "efficiency", "row_s", "cta_s", "key_s", "source")
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,8 @@ class KernelClass:
     efficiency: dict[str, float] = field(default_factory=dict)
     source: str = ""
     row_s: float = 0.0  # SM-seconds per query row and head (decode kernels' fixed steps)
+    cta_s: float = 0.0  # SM-seconds per CTA, whatever its rows (decode kernels)
+    key_s: float = 0.0  # SM-seconds per key a decode CTA streams (its latency-bound loads)
 
     def eff(self, unit: str) -> float:
         return self.efficiency[unit]
@@ -82,10 +87,14 @@ def _resolve(name: str, tables: dict[str, dict[str, Any]], seen: tuple[str, ...]
 def _build(name: str, fields: dict[str, Any]) -> KernelClass:
     eff = {str(u): float(v) for u, v in fields.get("efficiency", {}).items()}
     floor_s, row_s = float(fields["floor_s"]), float(fields.get("row_s", 0.0))
-    if not (floor_s >= 0 and row_s >= 0 and all(v > 0 for v in eff.values())):
-        raise ValueError(f"kernel class {name!r}: floor_s, row_s must be ≥ 0 and "
+    cta_s = float(fields.get("cta_s", 0.0))
+    key_s = float(fields.get("key_s", 0.0))
+    if not (floor_s >= 0 and row_s >= 0 and cta_s >= 0
+            and all(v > 0 for v in eff.values())):
+        raise ValueError(f"kernel class {name!r}: floor_s, row_s, cta_s must be ≥ 0 and "
                          f"efficiencies > 0 (got {fields})")
-    return KernelClass(name, floor_s, eff, str(fields.get("source", "")), row_s)
+    return KernelClass(name, floor_s, eff, str(fields.get("source", "")), row_s, cta_s,
+                       key_s)
 
 
 def load_classes(path: Path = DATA_FILE) -> dict[str, KernelClass]:
@@ -125,6 +134,10 @@ def class_table(cls: KernelClass) -> dict[str, Any]:
     table: dict[str, Any] = {"floor_s": cls.floor_s, "efficiency": dict(cls.efficiency)}
     if cls.row_s:
         table["row_s"] = cls.row_s
+    if cls.cta_s:
+        table["cta_s"] = cls.cta_s
+    if cls.key_s:
+        table["key_s"] = cls.key_s
     table["source"] = cls.source
     return table
 
@@ -143,8 +156,9 @@ def _value(v: Any) -> str:
 
 HEADER = """\
 # Fitted kernel classes (memsim.ops.classes): floor_s [s], efficiency per unit (fraction of
-# the datasheet peak), row_s [SM-seconds per query row and head], source (what was fitted
-# and its errors). `same_as` takes another class's numbers (a class not fitted on its own).
+# the datasheet peak), row_s [SM-seconds per query row and head], cta_s [SM-seconds per
+# CTA], key_s [SM-seconds per key a CTA streams], source (what was fitted and its
+# errors). `same_as` takes another class's numbers (a class not fitted on its own).
 # Fitted entries are written by `memsim validate --source aiconfigurator --fit-classes
 # --write` (make fit-classes); hand edits of their numbers are a defect.
 """

@@ -178,7 +178,10 @@ def _attention(shape: _Shape, gpu: GPU) -> Mapped:
             terms["vector_s"][idx] = (u.terms_s["vector"] + u.terms_s["exp"]
                                       + (serial if overlaps else 0.0))
             terms["hbm_s"][idx] = u.terms_s["hbm"]
-            terms["other_memory_s"][idx] = np.maximum(u.terms_s["l2"], u.terms_s["sram"])
+            # a decode CTA's own latency-bound key stream (Timer.key_s) is a memory term
+            # no HBM factor scales
+            terms["other_memory_s"][idx] = np.maximum(
+                np.maximum(u.terms_s["l2"], u.terms_s["sram"]), u.terms_s.get("stream", 0.0))
             terms["link_s"][idx] = 0.0
             terms["launch_s"][idx] = (u.launch_s + u.terms_s.get("pre", 0.0)
                                       + (0.0 if overlaps else serial))

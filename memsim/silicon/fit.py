@@ -45,21 +45,26 @@ from memsim.ops.classes import DATA_FILE, KernelClass, trial_classes
 from memsim.silicon.tables import Rows
 
 LOSS, F_SCALE = "soft_l1", 0.1
-BOUNDS = {"floor_s": (1e-7, 1e-2), "row_s": (1e-12, 1e-5), "efficiency": (0.01, 1.0)}
+BOUNDS = {"floor_s": (1e-7, 1e-2), "row_s": (1e-12, 1e-5), "cta_s": (1e-9, 1e-4),
+          "key_s": (1e-12, 1e-6),
+          "efficiency": (0.01, 1.0)}
+TIMES = ("floor_s", "row_s", "cta_s", "key_s")  # parameters that are class fields, not efficiencies
 MAX_ROWS = 2000        # per fitted GPU and spec (a seeded sample of whole model shapes)
 MAX_NFEV = 40          # least_squares iterations (each costs 1 + parameters predictions)
 TOL = 1e-4             # relative change of the loss or the parameters that ends a fit
 DIGITS = 4             # significant digits written
 # where a leave-one-GPU-out fit starts (mid-range, seen no row)
-NEUTRAL = {"floor_s": 1e-5, "row_s": 1e-7, "eff": 0.5}
+NEUTRAL = {"floor_s": 1e-5, "row_s": 1e-7, "cta_s": 1e-6, "key_s": 1e-8, "eff": 0.5}
+
+ALLREDUCE_ALGOS = ("oneshot", "twoshot", "ring", "nvls")
+METHOD = ("scipy least_squares on log time, soft-L1 f_scale 0.1, re-predicting the rows "
+          "with memsim's own mapper")
+
 
 
 def _neutral(param: str) -> float:
     """The mid-range start of ``param`` (:data:`NEUTRAL`; every efficiency starts at 0.5)."""
     return NEUTRAL.get(param, NEUTRAL["eff"])
-ALLREDUCE_ALGOS = ("oneshot", "twoshot", "ring", "nvls")
-METHOD = ("scipy least_squares on log time, soft-L1 f_scale 0.1, re-predicting the rows "
-          "with memsim's own mapper")
 
 
 @dataclass(frozen=True)
@@ -135,7 +140,9 @@ def specs() -> list[FitSpec]:
         # on the rows that kernel runs, whatever their KV-cache dtype
         if b == "trtllm":
             out += [FitSpec((f"attention/decode/{b}/{k}",), "generation_attention", b,
-                            ("floor_s", "hbm", "row_s", *(("fp32",) if k == "mmha" else ())),
+                            ("floor_s", "hbm", "row_s",
+                             *(("cta_s", "key_s") if k.startswith("xqa") else ()),
+                             *(("fp32",) if k == "mmha" else ())),
                             {"decode_kernel": k})
                     for k in ("xqa_hmma", "xqa_gmma", "mmha")]
         else:
@@ -264,7 +271,7 @@ def _params(spec: FitSpec) -> list[tuple[str, str]]:
 
 
 def _get(cls: KernelClass, param: str) -> float:
-    if param in ("floor_s", "row_s"):
+    if param in TIMES:
         return float(getattr(cls, param))
     return float(cls.efficiency.get(param, 1.0))
 
@@ -279,7 +286,7 @@ def with_params(base: dict[str, KernelClass], params: list[tuple[str, str]],
     out = dict(base)
     for (key, param), v in zip(params, values, strict=True):
         cls = out[key]
-        if param in ("floor_s", "row_s"):
+        if param in TIMES:
             out[key] = replace(cls, **{param: float(v)})
         else:
             out[key] = replace(cls, efficiency={**cls.efficiency, param: float(v)})
@@ -346,7 +353,7 @@ class FitResult:
 
     def to_dict(self) -> dict[str, Any]:
         num = lambda c: {"floor_s": c.floor_s, "efficiency": c.efficiency,  # noqa: E731
-                         "row_s": c.row_s}
+                         "row_s": c.row_s, "cta_s": c.cta_s, "key_s": c.key_s}
         return {"classes": list(self.spec.keys), "rows": self.spec.describe(),
                 "free": list(self.spec.free), "before": {k: num(c) for k, c in
                                                         self.before.items()},
@@ -453,7 +460,9 @@ def _fmt(s: dict[str, Any]) -> str:
 def _numbers(c: dict[str, Any]) -> str:
     eff = ", ".join(f"{u} {v:.3g}" for u, v in c["efficiency"].items())
     row = f", row {c['row_s'] * 1e9:.4g} ns" if c["row_s"] else ""
-    return f"floor {c['floor_s'] * 1e6:.3g} µs, {eff}{row}"
+    cta = f", cta {c['cta_s'] * 1e9:.4g} ns" if c.get("cta_s") else ""
+    key = f", key {c['key_s'] * 1e9:.4g} ns" if c.get("key_s") else ""
+    return f"floor {c['floor_s'] * 1e6:.3g} µs, {eff}{row}{cta}{key}"
 
 
 def report_text(results: list[dict[str, Any]]) -> str:
@@ -536,7 +545,8 @@ def refit_times(chunk: Any, index: np.ndarray, fits: dict[str, dict[str, Any]]
         keep = spec.select(rows)
         if not fitted or fitted["note"] or not keep.any():
             continue
-        classes = {k: KernelClass(k, v["floor_s"], dict(v["efficiency"]), "", v["row_s"])
+        classes = {k: KernelClass(k, v["floor_s"], dict(v["efficiency"]), "", v["row_s"],
+                                  v.get("cta_s", 0.0), v.get("key_s", 0.0))
                    for k, v in fitted["after"].items()}
         at = np.nonzero(keep)[0]
         t = predict(spec, classes, GpuRows(chunk.profile, rows.take(at), np.ones(len(at))))
