@@ -99,3 +99,77 @@ def test_16_bit_eager_matmuls_are_timed_on_the_cuda_cores_in_fp32(dtype: str) ->
     assert compute_types("standard", dtype, "tensor") == ("fp32", "fp32")
     assert compute_types("standard", "fp8", "tensor") == ("fp8", "tensor")
     assert compute_types("flash2", dtype, "tensor") == (dtype, "tensor")
+
+
+# ---- backward: autograd through the math backend -----------------------------------------
+
+BACKWARD_FP32 = ["standard.bwd_dp", "standard.bwd_dv", "standard.bwd_tmp",
+                 "standard.bwd_softmax", "standard.bwd_dq", "standard.bwd_dk",
+                 "standard.bwd_scale_k", "standard.bwd_scale_q"]
+
+
+def _backward(dtype: str, **shape):
+    p = AttentionProblem(**(TINY | shape), dtype=dtype, **{"pass": "backward"})
+    t = default_tiling(p, GPU, "standard", block_q=128, block_kv=64)
+    return p, t, attention_cost(p, GPU, "standard", t)[0]
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "fp16"])
+def test_16_bit_backward_is_the_fp32_backward_plus_four_copies(dtype: str) -> None:
+    """Autograd casts dO up (ToCopyBackward of the output's ``.to(origin_dtype)``) and
+    dV, dK, dQ down (of the inputs' ``.to(float)``), B·H·N·D = 32768 elements each:
+    reads  dO at 2 B (65536) + dV, dK, dQ at 4 B (3·131072) = 458,752 B
+    writes dO at 4 B (131072) + dV, dK, dQ at 2 B (3·65536) = 327,680 B
+    four more launches; blocks per head (2 heads): dO and dQ per 128-query tile (2 each),
+    dV and dK per 64-key tile (4 each): 2·12 = 24; the rest is the fp32 backward."""
+    _, _, low = _backward(dtype)
+    _, _, fp32 = _backward("fp32")
+    assert low.global_read_bytes == fp32.global_read_bytes + 458_752
+    assert low.global_write_bytes == fp32.global_write_bytes + 327_680
+    assert low.launches == fp32.launches + 4 == 12
+    assert low.blocks == fp32.blocks + 24
+    for field in ("matmul_flops", "vector_flops", "exp_ops", "workspace_bytes"):
+        assert getattr(low, field) == getattr(fp32, field)
+
+
+@pytest.mark.parametrize(("seq_len", "kv_len", "tmp_reads"), [(256, 256, 1), (4, 16384, 2)])
+def test_backward_splits_the_softmax_gradient_as_pytorch_does(seq_len: int, kv_len: int,
+                                                               tmp_reads: int) -> None:
+    """Over standard_blockskip's five kernels (dS from two passes over P and dP: 4 reads
+    of a score matrix, 1 write) autograd runs tmp = dP ∘ P (2 reads, 1 write) and the
+    softmax backward (tmp once — warp or shared-memory kernel, rows ≤ 48 KiB — or twice
+    for longer rows, P once, dS written): (tmp_reads − 1) more score reads, one more
+    score write; and the two scale gradients (dQ'·√scale, dK'·√scale: read and write Q
+    and K once, one FLOP per element). 16384 fp32 keys are 64 KiB rows: twice."""
+    from dataclasses import replace
+
+    from memsim.algorithms import standard_blockskip
+    from memsim.algorithms._arrays import from_problem
+    from memsim.geometry import MaskGeometry
+
+    p, t, eager = _backward("fp32", seq_len=seq_len, kv_len=kv_len)
+    x = replace(from_problem(p, t), geometry=MaskGeometry("full"))
+    blockskip = standard_blockskip.backward(x)
+    scores = 2 * seq_len * kv_len * 4.0
+    qk = 2 * (seq_len + kv_len) * 64 * 4.0          # Q and K of the two heads, fp32
+    assert eager.global_read_bytes == blockskip.global_read_bytes + (
+        tmp_reads - 1) * scores + qk
+    assert eager.global_write_bytes == blockskip.global_write_bytes + scores + qk
+    assert eager.launches == blockskip.launches + 3 == 8
+    assert eager.vector_flops == blockskip.vector_flops + qk / 4
+
+
+def test_the_trace_runs_autograds_backward_kernels() -> None:
+    """The trace's backward: the fp32 kernels in autograd's order, for bf16 between dO's
+    cast up and the three casts down, with the closed form's bytes (L2 off)."""
+    names = {}
+    for dtype in ("fp32", "bf16"):
+        p, t, cost = _backward(dtype)
+        trace = simulate(p, GPU, "standard", t, l2=False)
+        names[dtype] = [k.name for k in trace.kernels]
+        for field in FIELDS[:-1]:
+            assert getattr(trace.cost, field) == getattr(cost, field), (dtype, field)
+    assert names["fp32"] == BACKWARD_FP32
+    assert names["bf16"] == (["standard.bwd_to_fp32_do"] + BACKWARD_FP32
+                             + ["standard.bwd_to_storage_dv", "standard.bwd_to_storage_dk",
+                                "standard.bwd_to_storage_dq"])

@@ -442,7 +442,7 @@ def test_masks_that_cover_everything_equal_causal_and_full(algorithm: str,
     full = as_dict(cost(algorithm, vary(p, mask={"causal": False}), t))
     assert as_dict(cost(algorithm, vary(p, mask={"window": big}), t)) == causal
     assert as_dict(cost(algorithm, vary(p, mask={"chunk": big}), t)) == causal
-    if algorithm != "standard":   # eager attention runs masked_fill for any mask but full
+    if algorithm != "standard":   # eager attention adds the (N, S) mask for any but full
         assert as_dict(cost(algorithm, vary(p, mask={"causal": False, "window": 2 * big}),
                             t)) == full
 
@@ -551,26 +551,21 @@ def test_causal_flops_are_half_of_full_up_to_the_diagonal_tiles(
 def test_eager_standard_computes_every_score_under_any_mask(N, extra, Br, Bc, kind,
                                                             pass_) -> None:
     """Eager attention (PyTorch's math backend and its autograd) computes all N·S scores and
-    masks them afterwards: its FLOPs are the full mask's, and it moves the full mask's
-    bytes plus one pass over the dense scores (read and write B·H·N·S·e: the forward's
-    mask add, which also reads the (N, S) mask per head, or the backward's masked_fill)
-    plus, forward, the math backend's kernels that run under any mask (the full mask's
-    eager cost over standard_blockskip's)."""
+    masks them afterwards: its FLOPs are the full mask's, and it moves the eager full
+    mask's bytes plus, forward, one pass over the dense scores (read and write B·H·N·S·e:
+    the mask add, which also reads the (N, S) mask per head); backward nothing more (the
+    additive mask's gradient is the identity: autograd runs no kernel for it)."""
     # fp32 storage: what the math backend computes in (bf16 adds its dtype copies,
     # tests/test_eager_dtypes.py)
     p = AttentionProblem(batch=1, seq_len=N, kv_len=N + extra, heads=2, head_dim=32,
                          mask=mask_of(kind, 50), dtype="fp32", **{"pass": pass_})
     t = tiling("standard", p, Br, Bc)
     eager = cost("standard", p, t)
-    full = cost("standard_blockskip", vary(p, mask={"causal": False, "window": None,
-                                                    "chunk": None}), t)
+    unmasked = vary(p, mask={"causal": False, "window": None, "chunk": None})
+    full = cost("standard", unmasked, t)
     assert eager.matmul_flops == full.matmul_flops
-    dense = 2 * N * (N + extra) * 4.0
-    mask = dense if pass_ == "forward" else 0.0
-    if pass_ == "forward":   # the kernels eager attention runs under the full mask too
-        unmasked = vary(p, mask={"causal": False, "window": None, "chunk": None})
-        full = cost("standard", unmasked, t)
-    assert eager.global_read_bytes == full.global_read_bytes + dense + mask
+    dense = 2 * N * (N + extra) * 4.0 * (pass_ == "forward")
+    assert eager.global_read_bytes == full.global_read_bytes + 2 * dense
     assert eager.global_write_bytes == full.global_write_bytes + dense
 
 

@@ -12,9 +12,10 @@ Forward, per (batch, head group of ``hpb`` heads), dense (area = N·S), in launc
                         S: area·hpb·e + area·e, area·hpb·e; one vector op per score
     isneginf, all,      the safe softmax (rows masked entirely give 0): area·hpb·e read,
     where               area·hpb bools written; read back; P read and written again
-Backward: the five autograd kernels of standard_blockskip over the dense scores, and for
-masks other than full the gradient of masked_fill (dS zeroed where masked: read and write
-dS once more).
+Backward (:func:`backward`): the kernels autograd runs through the math backend — dP, dV,
+tmp = dP ∘ P, the softmax backward, dQ', dK', the two scale gradients — at the compute
+width over the dense scores; the mask adds none (the additive mask's gradient is the
+identity).
 
 Dtypes: PyTorch ≥ 2.5 computes the math backend in fp32 for fp16 / bf16 inputs (unless
 ``torch.backends.cuda.allow_fp16_bf16_reduction_math_sdp(True)``): it copies Q, K, V to
@@ -24,8 +25,9 @@ storage (``e == 2``) :func:`forward` is therefore the fp32 computation plus thos
 copies (:func:`_dtype_copies`); Nsight Compute lists them for one causal bf16 call on
 H100 (``direct_copy_kernel_cuda`` up, ``bfloat16_copy_kernel_cuda`` down, fp32
 ``sm80_xmma_gemm_f32f32`` matmuls, ``softmax_warp_forward<float, ...>``;
-measurements/h100-sxm/quick-2026-11-22T20-41-48Z.jsonl). The backward is still modelled
-at the storage width (autograd's fp32 backward through the casts: not yet).
+measurements/h100-sxm/quick-2026-11-22T20-41-48Z.jsonl). Autograd's backward through
+the casts is the fp32 backward plus four copies (:func:`_backward_copies`: dO up; dV, dK,
+dQ down).
 
 Not modelled (yet): building the (N, S) mask itself (ones, tril, where: N·S·(3 + e)
 bytes once per call) and three one-element scalar tensors (Nsight Compute lists 20
@@ -40,7 +42,6 @@ import numpy as np
 
 from memsim.algorithms import standard_blockskip
 from memsim.algorithms._arrays import Arrays, handoff_hit_fraction
-from memsim.algorithms._l2_backward import standard_backward_hbm
 from memsim.cost import Cost
 from memsim.geometry import DENSE_MASKS, MaskGeometry
 
@@ -272,13 +273,84 @@ def _around_hbm_reads(x: Arrays):
             + scores * (1 - to_where) + rows)
 
 
+def softmax_backward_reads(S, e):
+    """Reads of each element of the softmax gradient's input (autograd's dP ∘ P) by
+    PyTorch's softmax backward kernel for rows of S elements of e bytes
+    (aten/src/ATen/native/cuda/SoftMax.cu, host_softmax_backward): 1 where the row fits
+    the warp kernel (softmax_warp_backward) or shared memory (cunn_SoftMaxBackwardSmem,
+    the same bounds as the forward's, :func:`softmax_reads`), else 2 (cunn_SoftMaxBackward:
+    the row sum, then the output pass); numpy-broadcasting."""
+    return np.where(softmax_reads(S, e) == 1, 1, 2)
+
+
 def backward(x: Arrays) -> Cost:
+    """Eager backward as autograd runs it through the math backend (PyTorch 2.5–2.11), in
+    its order, at the compute width (:func:`compute_e`: fp32 for 2-byte storage):
+
+        dO → fp32          2-byte storage: ToCopyBackward of the output's cast
+        dP = dO Vᵀ         BmmBackward (self) — standard_blockskip's dP kernel
+        dV = Pᵀ dO         BmmBackward (mat2), over the saved fp32 P
+        tmp = dP ∘ P       softmax_backward_cuda_out's ``grad * output``
+        dS                 _softmax_backward_data(tmp, P) (``_safe_softmax``'s derivative):
+                           tmp read :func:`softmax_backward_reads` times, P once
+        dQ' = dS K', dK' = dSᵀ Q'   BmmBackward of QKᵀ over the scaled copies it saved
+        dK = dK'·√scale, dQ = dQ'·√scale   MulBackward of the two scalings
+        dV, dK, dQ → storage   2-byte storage: ToCopyBackward of the input casts
+
+    The mask adds no kernel: ``attn.add_(mask)``'s gradient is the identity (PyTorch
+    before 2.5 used ``masked_fill``, whose gradient zeroed dS once more). Not modelled:
+    under GQA, repeat_interleave's gradient (a sum over each head group), and the copy
+    AccumulateGrad makes of dK when the leaf's strides differ from the transposed
+    gradient's. The trace runs the same kernels (memsim.trace.sched_standard)."""
+    return _backward_computed(replace(x, e=compute_e(x.e))) + _backward_copies(x)
+
+
+def _backward_computed(x: Arrays) -> Cost:
+    """The backward's kernels at ``x``'s width (the compute width), over the dense scores:
+    standard_blockskip's five (dV, dP, dS in two passes over P and dP, dQ, dK), with its
+    dS kernel's counts replaced by PyTorch's two (tmp = dP ∘ P; softmax backward), and the
+    two scale gradients. Under the L2 estimate the five kernels' HBM bytes are
+    standard_blockskip's closed-form estimate (its dS kernel standing in for tmp and the
+    softmax backward); the bytes the two split kernels move beyond it, and the scale
+    gradients', are counted at no reuse."""
     d = dense(x)
-    # the no-reuse counts; the estimate below replaces their HBM bytes
-    cost = standard_blockskip.backward(replace(d, slots=None)) + _mask_kernel(x)
-    if x.slots is None:
-        return cost
-    # the closed-form L2 estimate, kernel by kernel (memsim.algorithms._l2_backward)
-    masked = np.asarray(0.0 if x.geometry.kind == "full" else 1.0)
-    reads, writes = standard_backward_hbm(d, masked)
-    return replace(cost, hbm_read_bytes=x.groups * reads, hbm_write_bytes=x.groups * writes)
+    B = np.asarray(x.B, dtype=np.float64)
+    scores = B * x.H * x.N * x.S * x.e
+    r = softmax_backward_reads(x.S, x.e)
+    # tmp: P, dP read, tmp written; softmax backward: tmp r times, P once, dS written —
+    # against standard_blockskip's dS kernel (P, dP twice each; dS written)
+    extra_r, extra_w = (3 + r - 4) * scores, scores
+    q_blocks = x.groups * -(-x.N // x.Br)
+    split = Cost(global_read_bytes=extra_r, global_write_bytes=extra_w,
+                 hbm_read_bytes=extra_r, hbm_write_bytes=extra_w,
+                 launches=1.0 + 0 * scores, blocks=q_blocks + 0 * scores)
+    q_elems = x.groups * x.N * x.hpb * x.D
+    k_elems = x.groups * x.S * x.D
+    scale_grads = (_elementwise(k_elems * x.e, k_elems * x.e, k_elems,
+                                x.groups * -(-x.S // x.Bc))
+                   + _elementwise(q_elems * x.e, q_elems * x.e, q_elems, q_blocks))
+    # with ``slots``, standard_blockskip's closed-form L2 estimate of its five kernels
+    # (memsim.algorithms._l2_backward.standard_backward_hbm)
+    return standard_blockskip.backward(d) + split + scale_grads
+
+
+def _backward_copies(x: Arrays) -> Cost:
+    """The backward's dtype copies for 2-byte storage (none otherwise): dO to fp32, then
+    dV, dK and dQ back to the storage dtype (under MLA no dV: V is part of the latent K,
+    as :func:`_dtype_copies`), one elementwise launch each, per head group as the forward's
+    copies; every byte from and to HBM."""
+    up = np.where(np.asarray(x.e) == 2, 1.0, 0.0)
+    e, c = x.e, compute_e(x.e)
+    q_blocks = x.groups * -(-x.N // x.Br)
+    k_blocks = x.groups * -(-x.S // x.Bc)
+    do = x.groups * x.N * x.hpb * x.Dv
+    dq = x.groups * x.N * x.hpb * x.D
+    dk = x.groups * x.S * x.D
+    dv = np.where(x.mla, 0.0, x.groups * x.S * x.Dv)
+    none = 0 * do
+    copies = (_elementwise(do * e, do * c, none, q_blocks)
+              + _elementwise(dv * c, dv * e, none, k_blocks * (dv > 0))
+              + _elementwise(dk * c, dk * e, none, k_blocks)
+              + _elementwise(dq * c, dq * e, none, q_blocks))
+    launches = 3 + np.where(x.mla, 0.0, 1.0)
+    return replace(copies.times(up), launches=up * launches + none)

@@ -360,7 +360,6 @@ def build(d: Dims, layout: Layout) -> list[KernelProgram]:
               heads_per_group=d.hpb)
         t.add("attn", (d.B, d.H, d.N, d.S), d.e, "workspace", head_axis=1,
               heads_per_group=d.hpb)
-        # the backward's saved P keeps its own name (its width: the storage's, for now)
         src = {"q": "q32", "k": "k32", "v": "k32" if d.mla else "v32", "o": "o32",
                "probs": "probs32"}
     t.add("q_scaled", (d.B, d.N, d.H, d.D), dc.e, "workspace", head_axis=2,
@@ -398,8 +397,118 @@ def build(d: Dims, layout: Layout) -> list[KernelProgram]:
 
 
 def build_backward(d: Dims, layout: Layout) -> list[KernelProgram]:
-    """Eager standard attention backward: :func:`build_backward_blockskip` over every key
-    tile, dS zeroed where masked (masked_fill's gradient) before dQ and dK."""
-    dv, dp, ds, dq, dk = build_backward_blockskip(_dense(d), layout)
-    masked = [_mask_kernel(d, layout, "dscores", "standard.bwd_masked_fill")]
-    return [dv, dp, ds] + (masked if d.geometry.kind != "full" else []) + [dq, dk]
+    """Eager standard attention backward as autograd runs it through the math backend
+    (memsim.algorithms.standard.backward: the same kernels and bytes), at the compute
+    width over the dense scores: for 2-byte storage dO copied to fp32 first; dP = dO Vᵀ
+    and dV = Pᵀ dO over the saved fp32 P (the safe softmax's output); tmp = dP ∘ P; the
+    softmax backward (tmp read once for rows PyTorch's kernel holds on chip, else twice:
+    the row sum, then the output pass; P once; dS written); dQ' = dS K' and dK' = dSᵀ Q'
+    over the scaled copies QKᵀ saved; the two scale gradients (dK = dK'·√scale, dQ =
+    dQ'·√scale); for 2-byte storage dV, dK, dQ cast back. No kernel for the mask (the
+    additive mask's gradient is the identity)."""
+    from dataclasses import replace
+
+    from memsim.algorithms.standard import softmax_backward_reads
+
+    up = d.e == 2
+    dc = _dense(replace(d, e=float(compute_e(d.e))))
+    ts = qkv_tensors(_dense(d), layout)                 # q, k, v, o at the storage width
+    backward_tensors(ts, delta=False)                   # do, dq, dk, dv at the storage width
+    if d.mla:      # eager autograd keeps V's gradient apart from the latent's
+        ts.add("dv", (d.B, d.S, d.K, d.Dv), d.e, "output", head_axis=2,
+               group_divisor=d.kv_div)
+    t = qkv_tensors(dc, layout)                         # the compute-width view
+    q_shape, k_shape = (d.B, d.N, d.H, d.D), (d.B, d.S, d.K, d.D)
+    q_axes = dict(head_axis=2, heads_per_group=d.hpb)
+    k_axes = dict(head_axis=2, group_divisor=d.kv_div)
+    n = {"do": "do", "v": "k" if d.mla else "v", "dq": "dq", "dk": "dk", "dv": "dv"}
+    if up:
+        n = {"do": "do32", "v": "k32" if d.mla else "v32", "dq": "dq32", "dk": "dk32",
+             "dv": "dv32"}
+        t.add("do32", (d.B, d.N, d.H, d.Dv), dc.e, "workspace", **q_axes)
+        t.add("k32", k_shape, dc.e, "workspace", **k_axes)
+        if not d.mla:
+            t.add("v32", (d.B, d.S, d.K, d.Dv), dc.e, "workspace", **k_axes)
+        t.add("dq32", q_shape, dc.e, "workspace", **q_axes)
+        t.add("dk32", k_shape, dc.e, "workspace", **k_axes)
+        t.add("dv32", (d.B, d.S, d.K, d.Dv), dc.e, "workspace", **k_axes)
+    t.add("q_scaled", q_shape, dc.e, "workspace", **q_axes)
+    t.add("k_scaled", k_shape, dc.e, "workspace", **k_axes)
+    t.add("dq_scaled", q_shape, dc.e, "workspace", **q_axes)
+    t.add("dk_scaled", k_shape, dc.e, "workspace", **k_axes)
+    for name in ("probs_safe", "dprobs", "dtmp", "dscores"):
+        t.add(name, (d.B, d.H, d.N, d.S), dc.e, "workspace", head_axis=1,
+              heads_per_group=d.hpb)
+    qt = query_tiles(dc.N, dc.S, dc.Br, dc.Bc, dc.geometry)
+    kt = key_tiles(qt, dc.S, dc.Bc)
+    a, r, hpb, e, w = np.arange(qt.count), qt.rows, dc.hpb, dc.e, dc.warps
+    jb = np.arange(len(kt.j))
+    rows = hpb * dc.Br
+
+    dp = KernelBuilder("standard.bwd_dp", qt.count,
+                       sram_bytes=int((rows * dc.Dv + dc.Bc * dc.Dv) * e))
+    do_bytes = r * hpb * dc.Dv * e
+    dp.run(a, 0, 1, [Access(LOAD, t.id(n["do"]), t.addr(n["do"], 0, qt.first_row, 0, 0),
+                            do_bytes)],
+           sram_write_bytes=do_bytes, sram_read_bytes=do_bytes * w)
+    for first_key, keys, count, off in _key_tiles(dc, qt):
+        staged = keys * dc.Dv * e
+        dp.run(a, 1 + off, count, [_v_load(t, first_key, keys, n["v"]),
+                                   _score_tile(t, "dprobs", STORE, qt, first_key, keys)],
+               matmul_flops=hpb * r * keys * 2 * dc.Dv,
+               sram_write_bytes=staged, sram_read_bytes=staged * w)
+
+    dv = KernelBuilder("standard.bwd_dv", len(kt.j),
+                       sram_bytes=int((rows * dc.Bc + rows * dc.Dv) * e))
+    _per_key_tile(dv, t, qt, kt, 1, "probs_safe", n["do"], dc.Dv * e, 2 * dc.Dv)
+    dv.run(jb, 2, 1, [Access(STORE, t.id(n["dv"]), t.addr(n["dv"], 0, kt.j * dc.Bc, 0, 0),
+                             kt.keys * dc.Dv * e)])
+
+    tmp = KernelBuilder("standard.bwd_tmp", qt.count, sram_bytes=0)
+    sbw = KernelBuilder("standard.bwd_softmax", qt.count, sram_bytes=0)
+    tmp_reads = int(softmax_backward_reads(dc.S, e))
+    for first_key, keys, count, off in _key_tiles(dc, qt):
+        tmp.run(a, off, count, [_score_tile(t, "dprobs", LOAD, qt, first_key, keys),
+                                _score_tile(t, "probs_safe", LOAD, qt, first_key, keys),
+                                _score_tile(t, "dtmp", STORE, qt, first_key, keys)],
+                vector_flops=hpb * r * keys)
+        if tmp_reads == 2:     # cunn_SoftMaxBackward: the row sum over tmp first
+            sbw.run(a, off, count, [_score_tile(t, "dtmp", LOAD, qt, first_key, keys)],
+                    vector_flops=hpb * r * keys)
+        sbw.run(a, 1 + off, count, [_score_tile(t, "dtmp", LOAD, qt, first_key, keys),
+                                    _score_tile(t, "probs_safe", LOAD, qt, first_key, keys),
+                                    _score_tile(t, "dscores", STORE, qt, first_key, keys)],
+                vector_flops=hpb * r * keys * (3 if tmp_reads == 1 else 2))
+
+    dq = KernelBuilder("standard.bwd_dq", qt.count,
+                       sram_bytes=int((rows * dc.Bc + dc.Bc * dc.D) * e))
+    for first_key, keys, count, off in _key_tiles(dc, qt):
+        staged = r * hpb * keys * e + keys * dc.D * e
+        dq.run(a, 0 + off, count, [_score_tile(t, "dscores", LOAD, qt, first_key, keys)]
+               + _k_loads(t, first_key, keys, "k_scaled"),
+               matmul_flops=hpb * r * keys * 2 * dc.D,
+               sram_write_bytes=staged, sram_read_bytes=staged * w)
+    dq.run(a, 1, 1, [Access(STORE, t.id("dq_scaled"), t.addr("dq_scaled", 0, qt.first_row, 0, 0),
+                            r * hpb * dc.D * e)])
+
+    dk = KernelBuilder("standard.bwd_dk", len(kt.j),
+                       sram_bytes=int((rows * dc.Bc + rows * dc.D) * e))
+    _per_key_tile(dk, t, qt, kt, 1, "dscores", "q_scaled", dc.D * e, 2 * dc.D)
+    dk.run(jb, 2, 1, [Access(STORE, t.id("dk_scaled"),
+                             t.addr("dk_scaled", 0, kt.j * dc.Bc, 0, 0), kt.keys * dc.D * e)])
+
+    kernels = [dp.build(), dv.build(), tmp.build(), sbw.build(), dq.build(), dk.build(),
+               _scale_kernel(t, n["dk"], "dk_scaled", d.S, d.Bc, d.D, "standard.bwd_scale_k"),
+               _scale_kernel(t, n["dq"], "dq_scaled", d.N, d.Br, d.hpb * d.D,
+                             "standard.bwd_scale_q")]
+    if not up:
+        return kernels
+    to_fp32 = [_scale_kernel(t, "do32", "do", d.N, d.Br, d.hpb * d.Dv, "standard.bwd_to_fp32_do",
+                             0)]
+    to_storage = ([] if d.mla else [_scale_kernel(t, "dv", "dv32", d.S, d.Bc, d.Dv,
+                                                  "standard.bwd_to_storage_dv", 0)])
+    to_storage += [_scale_kernel(t, "dk", "dk32", d.S, d.Bc, d.D, "standard.bwd_to_storage_dk",
+                                 0),
+                   _scale_kernel(t, "dq", "dq32", d.N, d.Br, d.hpb * d.D,
+                                 "standard.bwd_to_storage_dq", 0)]
+    return to_fp32 + kernels + to_storage
