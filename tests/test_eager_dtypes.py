@@ -7,6 +7,8 @@ launch no copies."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from memsim.attention import attention_cost
 from memsim.hardware import load_gpu
@@ -72,11 +74,12 @@ def test_the_trace_launches_the_same_kernels_and_bytes() -> None:
 @pytest.mark.parametrize("dtype", ["fp32", "fp8"])
 def test_other_storage_launches_no_copies(dtype: str) -> None:
     """fp32 is what the math backend computes in; fp8 is not upcast (PyTorch upcasts only
-    fp16 and bf16): nine kernels under a causal mask, none a dtype copy."""
+    fp16 and bf16): fifteen kernels under a causal mask (nine per head group, six once per
+    call), none a dtype copy."""
     p = AttentionProblem(**TINY, dtype=dtype)
     t = default_tiling(p, GPU, "standard", block_q=128, block_kv=64)
     names = [k.name for k in simulate(p, GPU, "standard", t).kernels]
-    assert len(names) == attention_cost(p, GPU, "standard", t)[0].launches == 9
+    assert len(names) == attention_cost(p, GPU, "standard", t)[0].launches == 15
     assert not set(names) & set(COPIES + BACK)
 
 
@@ -89,8 +92,10 @@ def test_16_bit_eager_matmuls_are_timed_on_the_cuda_cores_in_fp32(dtype: str) ->
     from memsim.algorithms import compute_types
     from memsim.attention import predict
 
+    # 16 heads of 2K: thousands of blocks, so the SM-level wave stretch (roofline) of
+    # either algorithm is 1 within a percent and the terms compare the rates
     def matmul_s(dtype: str, algorithm: str = "standard", unit: str = "tensor") -> float:
-        p = AttentionProblem(**TINY, dtype=dtype)
+        p = AttentionProblem(**(TINY | dict(seq_len=2048, heads=16)), dtype=dtype)
         return float(predict(p, GPU, algorithm, matmul_unit=unit).timing.terms_s["matmul"])
 
     assert matmul_s(dtype) == pytest.approx(matmul_s(dtype, unit="fp32"))
@@ -173,3 +178,59 @@ def test_the_trace_runs_autograds_backward_kernels() -> None:
     assert names["bf16"] == (["standard.bwd_to_fp32_do"] + BACKWARD_FP32
                              + ["standard.bwd_to_storage_dv", "standard.bwd_to_storage_dk",
                                 "standard.bwd_to_storage_dq"])
+
+
+# ---- once per call: the causal mask's construction and the safe softmax's zero ----------
+
+ONCE = ["standard.mask_ones", "standard.mask_tril", "standard.fill_neginf",
+        "standard.fill_where_zero", "standard.mask_where"]
+
+
+@settings(max_examples=50, deadline=None)
+@given(rows=st.integers(0, 300), S=st.integers(1, 300))
+def test_tril_reads_the_chunks_that_start_on_or_below_the_diagonal(rows: int, S: int) -> None:
+    """triu_tril_kernel<bool, ·, 0, 8, false> loads a thread's 8 elements only where
+    ``col - row <= 0`` for its first column: the closed form equals the count row by row."""
+    from memsim.algorithms.standard import tril_read_bytes
+
+    brute = sum(min(8 * (i // 8 + 1), S) for i in range(rows))
+    assert tril_read_bytes(rows, S) == brute
+
+
+def test_a_causal_bf16_call_launches_the_twenty_kernels_nsight_compute_lists() -> None:
+    """measurements/h100-sxm (ncu/sdpa-math, B 1 H 32 1K causal bf16): 20 kernels. The six
+    once per call, in PyTorch's order after Q's scaling — ones, tril, scalar_tensor(-inf),
+    where's Scalar 0.0 as a tensor, where — and the safe softmax's zero before its where;
+    their bytes do not grow with the batch and the heads: the 1K mask's bools
+    (ones 1 MiB written; tril about half read, 1 MiB written; where 1 MiB read, 4 MiB of
+    fp32 mask written) and 4 B per one-element tensor."""
+    from memsim.algorithms.standard import tril_read_bytes
+
+    traces = {}
+    for batch, heads in ((1, 32), (2, 4)):
+        p = AttentionProblem(batch=batch, seq_len=1024, heads=heads, head_dim=128,
+                             mask=Mask(), dtype="bf16")
+        t = default_tiling(p, GPU, "standard", block_q=128, block_kv=64)
+        assert attention_cost(p, GPU, "standard", t)[0].launches == 20
+        traces[batch] = simulate(p, GPU, "standard", t, l2=False)
+    names = [k.name for k in traces[1].kernels]
+    assert len(names) == 20
+    assert names[4:9] == ONCE and names[4 - 1] == "standard.scale_q"
+    assert names[names.index("standard.where") - 1] == "standard.fill_zero"
+    for batch in (1, 2):
+        k = {x.name: x for x in traces[batch].kernels}
+        assert k["standard.mask_ones"].global_write_bytes == 1024 * 1024
+        assert k["standard.mask_tril"].global_read_bytes == tril_read_bytes(1024, 1024)
+        assert k["standard.mask_where"].global_write_bytes == 1024 * 1024 * 4
+        assert k["standard.fill_zero"].global_write_bytes == 4
+        assert k["standard.mask_where"].blocks == 8        # one per 128-row query tile
+
+
+def test_other_masks_build_no_mask_and_keep_the_safe_softmax_zero() -> None:
+    """A full mask has no mask to build; a window mask is the caller's tensor (built
+    outside the call): one once-per-call kernel each, the safe softmax's zero."""
+    for mask in (Mask(causal=False), Mask(window=64)):
+        p = AttentionProblem(**(TINY | dict(mask=mask)), dtype="fp32")
+        t = default_tiling(p, GPU, "standard", block_q=128, block_kv=64)
+        names = [k.name for k in simulate(p, GPU, "standard", t).kernels]
+        assert not set(names) & set(ONCE) and names.count("standard.fill_zero") == 1

@@ -29,9 +29,13 @@ measurements/h100-sxm/quick-2026-11-22T20-41-48Z.jsonl). Autograd's backward thr
 the casts is the fp32 backward plus four copies (:func:`_backward_copies`: dO up; dV, dK,
 dQ down).
 
-Not modelled (yet): building the (N, S) mask itself (ones, tril, where: N·S·(3 + e)
-bytes once per call) and three one-element scalar tensors (Nsight Compute lists 20
-kernels for one causal bf16 call; these are 4 of them).
+Once per call (:func:`_once_per_call`): ``_safe_softmax``'s zero (a one-element
+``scalar_tensor``), and for the causal mask (``is_causal=True``) its construction —
+``ones((N, S), bool).tril()`` and ``convert_boolean_attn_mask``'s ``where(mask, 0.0,
+scalar_tensor(-inf))`` with the Scalar 0.0 made a tensor too: Nsight Compute's
+FillFunctor<bool>, triu_tril_kernel<bool>, two FillFunctor<float> and a where kernel, the
+6 of the 20 kernels of one causal bf16 call (measurements/h100-sxm) that the rest leaves.
+Other masks are the caller's tensor, built outside the call.
 """
 
 from __future__ import annotations
@@ -216,6 +220,46 @@ def _copies_l2_hits(x: Arrays):
                  + scores * hit_p)
 
 
+#: Bools per thread of PyTorch's triu_tril_kernel (aten/src/ATen/native/cuda/
+#: TriangularOps.cu: ``elements_per_thread = 8 / sizeof(scalar_t)`` for 1-byte elements).
+TRIL_CHUNK = 8
+
+
+def tril_read_bytes(rows, S):
+    """Bytes ``tril()`` reads of an (·, S) bool matrix in its first ``rows`` rows: PyTorch's
+    out-of-place triu_tril_kernel loads a thread's chunk of TRIL_CHUNK elements only when
+    its first column is on or below the diagonal (``col - row <= k``, k = 0), so row i
+    reads min(8·(⌊i/8⌋ + 1), S) bytes; summed in closed form (numpy-broadcasting)."""
+    rows, S = np.asarray(rows, dtype=np.float64), np.asarray(S, dtype=np.float64)
+    c = TRIL_CHUNK
+    inside = np.minimum(rows, c * np.floor(S / c))   # rows whose chunks end inside the row
+    q, r = np.floor(inside / c), np.mod(inside, c)
+    return c * (c * q * (q + 1) / 2 + r * (q + 1)) + (rows - inside) * S
+
+
+def _once_per_call(x: Arrays) -> Cost:
+    """The kernels PyTorch's math backend runs once per call, whatever the batch and heads
+    (``_scaled_dot_product_attention_math`` and ``_safe_softmax``, attention.cpp, PyTorch
+    2.5–2.11), at the compute width ``x.e``: ``_safe_softmax``'s ``scalar_tensor(0.0)``
+    (one element written); for the causal mask ``ones((N, S), bool)`` (N·S bools
+    written), ``tril()`` (:func:`tril_read_bytes` read, N·S written), the two one-element
+    tensors of ``where(mask, 0.0, scalar_tensor(-inf))`` and the where itself (N·S bools
+    read, the (N, S) additive mask written). Blocks: one per query tile (Br rows of the
+    mask), one per one-element fill. The trace runs the same kernels
+    (memsim.trace.sched_standard.build)."""
+    B = np.asarray(x.B, dtype=np.float64)
+    causal = np.asarray(1.0 if x.geometry.kind == "causal" else 0.0) + 0 * B
+    ns = x.N * x.S * 1.0
+    q_tiles = -(-x.N // x.Br) + 0 * B
+    none = 0 * B
+    scalar = _elementwise(none, x.e + none, none, 1.0 + none)        # one element written
+    build = (_elementwise(none, ns, none, q_tiles)                   # ones
+             + _elementwise(tril_read_bytes(x.N, x.S), ns, none, q_tiles)   # tril
+             + scalar + scalar                                        # -inf, 0.0
+             + _elementwise(ns, ns * x.e, none, q_tiles))             # where
+    return scalar + build.times(causal)
+
+
 def _forward_computed(x: Arrays) -> Cost:
     # standard_blockskip's softmax reads S twice; PyTorch's, softmax_reads times
     passes = softmax_reads(x.S, x.e)
@@ -223,10 +267,12 @@ def _forward_computed(x: Arrays) -> Cost:
     softmax = Cost(global_read_bytes=extra_reads, hbm_read_bytes=extra_reads)
     mask_add = _mask_kernel(x, mask_e=x.e)
     around = _math_backend_kernels(x)
+    once = _once_per_call(x)
     d = dense(x)
     # the no-reuse counts; the L2 estimate below replaces their HBM bytes (standard_blockskip
     # would otherwise estimate them once more, for nothing)
-    cost = standard_blockskip.forward(replace(d, slots=None)) + softmax + mask_add + around
+    cost = (standard_blockskip.forward(replace(d, slots=None)) + softmax + mask_add + around
+            + once)
     if x.slots is None:
         return cost
     # the L2 estimate over QKᵀ, the mask add (as masked_fill over S), softmax and PV: S
@@ -238,8 +284,11 @@ def _forward_computed(x: Arrays) -> Cost:
     mask_reads = mask_add.hbm_read_bytes - _mask_kernel(x).hbm_read_bytes
     # the head groups sharing a KV head write one scaled copy of it (dirty once)
     shared_k = (x.groups - np.asarray(x.B, dtype=np.float64) * x.K) * x.S * x.D * x.e
-    return replace(cost, hbm_read_bytes=reads + mask_reads + _around_hbm_reads(x),
-                   hbm_write_bytes=writes + around.hbm_write_bytes - shared_k)
+    # the once-per-call kernels (a few N·S bytes) at no reuse
+    return replace(cost, hbm_read_bytes=reads + mask_reads + _around_hbm_reads(x)
+                   + once.hbm_read_bytes,
+                   hbm_write_bytes=writes + around.hbm_write_bytes - shared_k
+                   + once.hbm_write_bytes)
 
 
 def _around_hbm_reads(x: Arrays):

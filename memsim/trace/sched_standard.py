@@ -324,6 +324,56 @@ def _safe_softmax_tail(d: Dims, layout: Layout, probs: str = "probs") -> list[Ke
     return [isneginf.build(), reduce_all.build(), where.build()]
 
 
+def _fill_scalar(t: Tensors, name: str, kernel: str) -> KernelProgram:
+    """``scalar_tensor(value)``: one block writes one element of ``name``, once per call."""
+    kb = KernelBuilder(kernel, 1, per_head=False, once=True, sram_bytes=0)
+    kb.run(0, 0, 1, [Access(STORE, t.id(name), t.addr(name, 0),
+                            t.layout[t.ids[name]].elem_bytes)])
+    return kb.build()
+
+
+def _once_per_call(d: Dims, t: Tensors, causal: bool) -> tuple[list, list]:
+    """The kernels the math backend runs once per call (memsim.algorithms.standard's
+    ``_once_per_call``: the same bytes): the causal mask's construction — ones, tril, the
+    two one-element tensors, where into the (N, S) additive mask — and the safe softmax's
+    zero. Returns (mask construction, [the zero's fill])."""
+    from memsim.algorithms.standard import TRIL_CHUNK
+
+    zero = _fill_scalar(t, "softmax_zero", "standard.fill_zero")
+    if not causal:
+        return [], [zero]
+    tiles = -(-d.N // d.Br)
+    b = np.arange(tiles)
+    first = b * d.Br
+    # tril loads row i's chunks up to min(8·(⌊i/8⌋ + 1), S): a box per band of 8 rows (cut
+    # at the query tiles' edges), which ones writes in the same pieces
+    start = np.unique(np.concatenate([np.arange(0, d.N, TRIL_CHUNK), first]))
+    rows_n = np.diff(np.append(start, d.N))
+    width = np.minimum(TRIL_CHUNK * (start // TRIL_CHUNK + 1), d.S)
+
+    def rows(kind, name, at, nbytes):
+        return Access(kind, t.id(name), t.addr(name, at, 0), nbytes)
+
+    ones = KernelBuilder("standard.mask_ones", tiles, per_head=False, once=True)
+    ones.run(start // d.Br, start, 1, [rows(STORE, "causal_ones", start, rows_n * d.S)])
+    tril = KernelBuilder("standard.mask_tril", tiles, per_head=False, once=True)
+    tril.run(start // d.Br, start, 1, [rows(LOAD, "causal_ones", start, rows_n * width)])
+    where = KernelBuilder("standard.mask_where", tiles, per_head=False, once=True)
+    # tril's output and the mask in the (query tile, key tile) units the mask add reads
+    qt = query_tiles(d.N, d.S, d.Br, d.Bc, MaskGeometry("full"))
+    mask_e = t.layout[t.ids["mask"]].elem_bytes
+    def tile(kind, name, e, first_key, keys):
+        return Access(kind, t.id(name), t.addr(name, qt.first_row, first_key),
+                      qt.rows * keys * e, step_bytes=d.Bc * t.stride(name, 1))
+
+    for first_key, keys, count, off in _key_tiles(d, qt):
+        tril.run(b, d.N + off, count, [tile(STORE, "causal_bool", 1.0, first_key, keys)])
+        where.run(b, off, count, [tile(LOAD, "causal_bool", 1.0, first_key, keys),
+                                  tile(STORE, "mask", mask_e, first_key, keys)])
+    return ([ones.build(), tril.build(), _fill_scalar(t, "mask_neginf", "standard.fill_neginf"),
+             _fill_scalar(t, "mask_zero", "standard.fill_where_zero"), where.build()], [zero])
+
+
 def build(d: Dims, layout: Layout) -> list[KernelProgram]:
     """Eager standard attention forward as PyTorch's math backend runs it
     (``_scaled_dot_product_attention_math``, aten/src/ATen/native/transformers/
@@ -337,10 +387,10 @@ def build(d: Dims, layout: Layout) -> list[KernelProgram]:
     storage O and the attention weights cast back (memsim.algorithms.standard's
     ``_dtype_copies``: the same kernels and bytes).
 
-    Not here: the (N, S) mask's own construction (ones, tril, where: N·S·(1 + 2 + 1 + e)
-    bytes, once per call), the three one-element scalar tensors, and under GQA the
-    repeat_interleave of K and V (modelled as the copy and scale kernels run per head
-    group on its KV head)."""
+    Once per call, in PyTorch's order: the causal mask's construction after scaling Q
+    (ones, tril, two one-element tensors, where) and the safe softmax's zero before its
+    where (:func:`_once_per_call`). Not here: under GQA the repeat_interleave of K and V
+    (modelled as the copy and scale kernels run per head group on its KV head)."""
     from dataclasses import replace
 
     up = d.e == 2
@@ -374,6 +424,13 @@ def build(d: Dims, layout: Layout) -> list[KernelProgram]:
     masked = d.geometry.kind != "full"
     if masked:
         t.add("mask", (d.N, d.S), dc.e, "workspace", batch_axis=None)
+    causal = d.geometry.kind == "causal"
+    for name, shape, e in (("causal_ones", (d.N, d.S), 1.0), ("causal_bool", (d.N, d.S), 1.0),
+                           ("mask_neginf", (1,), dc.e), ("mask_zero", (1,), dc.e)):
+        if causal:
+            t.add(name, shape, e, "workspace", batch_axis=None)
+    t.add("softmax_zero", (1,), dc.e, "workspace", batch_axis=None)
+    build_mask, zero = _once_per_call(d, t, causal)
     scale_q = _scale_kernel(t, "q_scaled", src["q"], d.N, d.Br, d.hpb * d.D, "standard.scale_q")
     scale_k = _scale_kernel(t, "k_scaled", src["k"], d.S, d.Bc, d.D, "standard.scale_k")
     qk, softmax, pv = build_blockskip(ddc, layout, q="q_scaled", k="k_scaled",
@@ -382,8 +439,9 @@ def build(d: Dims, layout: Layout) -> list[KernelProgram]:
                                       softmax_reads=int(softmax_reads(d.S, dc.e)))
     add = [_mask_kernel(dc, layout, "scores", "standard.add_mask", mask="mask")] if masked \
         else []
-    kernels = ([scale_q, scale_k, qk] + add + [softmax]
-               + _safe_softmax_tail(ddc, layout, src["probs"]) + [pv])
+    isneginf, reduce_all, where = _safe_softmax_tail(ddc, layout, src["probs"])
+    kernels = ([scale_q] + build_mask + [scale_k, qk] + add + [softmax, isneginf, reduce_all]
+               + zero + [where, pv])
     if not up:
         return kernels
     to_fp32 = [_scale_kernel(t, "q32", "q", d.N, d.Br, d.hpb * d.D, "standard.to_fp32_q", 0),
