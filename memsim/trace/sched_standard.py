@@ -268,19 +268,26 @@ def _mask_kernel(d: Dims, layout: Layout, name: str, kernel: str,
 
 
 def _scale_kernel(t: Tensors, name: str, src: str, rows: int, Bt: int,
-                  width: int, kernel: str | None = None, flops: int = 1) -> KernelProgram:
+                  width: int, kernel: str | None = None, flops: int = 1,
+                  split_at: int = 0) -> KernelProgram:
     """``src * sqrt(scale)`` into ``name`` (PyTorch scales Q and K before QKᵀ), or with
     ``flops=0`` a dtype copy (``src.to(dtype)``): per tile of ``Bt`` rows (positions) one
     block loads the tile and stores it, ``flops`` vector ops per element; each side at its
-    tensor's element size. ``width``: elements per row and block (hpb·D for Q, D for K)."""
+    tensor's element size. ``width``: elements per row and block (hpb·D for Q, D for K).
+    ``split_at``: store each row as two units, its first ``split_at`` elements and the
+    rest (MLA's scaled latent K, which QKᵀ reads as its V part and its rope part:
+    :func:`_k_loads`; the L2 keys a unit by its first byte)."""
     tiles = -(-rows // Bt)
     b = np.arange(tiles)
     n = np.minimum(Bt, rows - b * Bt)
     src_e, dst_e = (t.layout[t.ids[x]].elem_bytes for x in (src, name))
     kb = KernelBuilder(kernel or f"standard.scale_{src}", tiles, sram_bytes=0)
-    kb.run(b, 0, 1, [Access(LOAD, t.id(src), t.addr(src, 0, b * Bt, 0, 0), n * width * src_e),
-                     Access(STORE, t.id(name), t.addr(name, 0, b * Bt, 0, 0),
-                            n * width * dst_e)],
+    dst = t.addr(name, 0, b * Bt, 0, 0)
+    parts = [(0, width)] if not 0 < split_at < width else [(0, split_at),
+                                                          (split_at, width - split_at)]
+    kb.run(b, 0, 1, [Access(LOAD, t.id(src), t.addr(src, 0, b * Bt, 0, 0), n * width * src_e)]
+           + [Access(STORE, t.id(name), dst + int(first * dst_e), n * elems * dst_e)
+              for first, elems in parts],
            vector_flops=n * width * flops)
     return kb.build()
 
@@ -432,7 +439,8 @@ def build(d: Dims, layout: Layout) -> list[KernelProgram]:
     t.add("softmax_zero", (1,), dc.e, "workspace", batch_axis=None)
     build_mask, zero = _once_per_call(d, t, causal)
     scale_q = _scale_kernel(t, "q_scaled", src["q"], d.N, d.Br, d.hpb * d.D, "standard.scale_q")
-    scale_k = _scale_kernel(t, "k_scaled", src["k"], d.S, d.Bc, d.D, "standard.scale_k")
+    scale_k = _scale_kernel(t, "k_scaled", src["k"], d.S, d.Bc, d.D, "standard.scale_k",
+                            split_at=d.Dv if d.mla else 0)
     qk, softmax, pv = build_blockskip(ddc, layout, q="q_scaled", k="k_scaled",
                                       pv_probs="probs_safe", v=src["v"], o=src["o"],
                                       probs=src["probs"],
