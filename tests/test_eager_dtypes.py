@@ -234,3 +234,48 @@ def test_other_masks_build_no_mask_and_keep_the_safe_softmax_zero() -> None:
         t = default_tiling(p, GPU, "standard", block_q=128, block_kv=64)
         names = [k.name for k in simulate(p, GPU, "standard", t).kernels]
         assert not set(names) & set(ONCE) and names.count("standard.fill_zero") == 1
+
+
+# ---- TF32: only where PyTorch allows it -----------------------------------------------------
+
+
+def _matmul_s(dtype: str, unit: str = "tensor") -> float:
+    from memsim.attention import predict
+
+    p = AttentionProblem(**(TINY | dict(seq_len=2048, heads=16)), dtype=dtype)
+    return float(predict(p, GPU, "standard", matmul_unit=unit).timing.terms_s["matmul"])
+
+
+def test_fp32_eager_matmuls_run_on_the_cuda_cores_by_default() -> None:
+    """torch.backends.cuda.matmul.allow_tf32 is False by default: cuBLAS multiplies the
+    math backend's fp32 matrices with FFMA whatever the inputs' dtype, so fp32 inputs on
+    ``--matmul-unit tensor`` are timed as on the CUDA cores, like bf16's fp32 copies."""
+    from memsim.algorithms import TORCH_ALLOW_TF32, compute_types
+
+    assert TORCH_ALLOW_TF32 is False
+    assert compute_types("standard", "fp32", "tensor") == ("fp32", "fp32")
+    assert _matmul_s("fp32") == pytest.approx(_matmul_s("fp32", unit="fp32"))
+
+
+def test_with_tf32_allowed_eager_matmuls_take_the_tf32_tensor_rate(monkeypatch) -> None:
+    """torch.set_float32_matmul_precision("high") (allow_tf32 = True): the fp32 matmuls
+    of fp32 and upcast bf16 inputs run on the tensor cores at the profile's TF32 peak
+    (× its tensor efficiency), in the analytic timer and the trace; ``--matmul-unit fp32``
+    still asks for the CUDA cores."""
+    import memsim.algorithms as algorithms
+    from memsim.algorithms import compute_types
+
+    cuda_cores = _matmul_s("fp32")
+    monkeypatch.setattr(algorithms, "TORCH_ALLOW_TF32", True)
+    for dtype in ("fp32", "bf16"):
+        assert compute_types("standard", dtype, "tensor") == ("fp32", "tensor")
+        assert compute_types("standard", dtype, "fp32") == ("fp32", "fp32")
+    p = AttentionProblem(**(TINY | dict(seq_len=2048, heads=16)), dtype="fp32")
+    tf32_s = p.B * p.H * p.N * p.S * 2 * (p.D + p.Dv) / GPU.achievable_flop_per_s(
+        "tensor", "tf32")
+    assert _matmul_s("fp32") == pytest.approx(tf32_s, rel=0.02)   # wave stretch ≤ 2 %
+    assert _matmul_s("fp32") < cuda_cores / 4
+    t = default_tiling(p, GPU, "standard", block_q=128, block_kv=64)
+    tensor = simulate(p, GPU, "standard", t, l2=False).time_s
+    monkeypatch.setattr(algorithms, "TORCH_ALLOW_TF32", False)
+    assert tensor < simulate(p, GPU, "standard", t, l2=False).time_s
