@@ -230,7 +230,13 @@ def test_more_queries_at_fixed_kv_length_can_shift_the_tile_grid() -> None:
     "and write 0 to gOaccum and -inf to gLSEaccum') writes a partial for every launched "
     "split, empty or not, and the combine kernel reads num_splits partials; flash_decode "
     "counts only the non-empty splits ⌈n/⌈n/s⌉⌉, so an explicit --kv-splits with empty "
-    "splits under-counts partial traffic and bytes can drop as S grows."))
+    "splits under-counts partial traffic and bytes can drop as S grows. Tried on the eager "
+    "branch (2026-12-02: every launched split's partial counted in the analytic count, the "
+    "trace and the Numba kernel, and the default kv_splits made FA-2-eligible): B200 "
+    "unchanged, but TRT-LLM's XQA multi-block and FA3's split counts go through the same "
+    "partition and were charged empty partials — xqa_gmma H100 leave-one-GPU-out 15.8 → "
+    "18.5 % median, xqa_hmma H200 11.4 → 12.5 % — so it was reverted; counting them only "
+    "for FA-2's own split kernel needs XQA's and FA3's empty-split behaviour read first."))
 def test_empty_decode_splits_still_write_partials() -> None:
     """n = 4 active key tiles cut into s = 3 splits of ⌈4/3⌉ = 2 tiles: splits 0, 1 work,
     split 2 is empty but still writes N·hpb·(Dv + 1) fp32 values, which the reduce reads."""
