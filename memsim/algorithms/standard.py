@@ -1,7 +1,7 @@
 """Standard attention as eager PyTorch runs it (the math backend of
 ``scaled_dot_product_attention``, and autograd through it): S = QKᵀ, P = softmax(S), O = PV
-with S and P materialised in HBM over **all** N × S scores whatever the mask — the mask is
-applied to the dense S afterwards (``masked_fill``), no tile is skipped.
+with S and P materialised in HBM over **all** N × S scores whatever the mask — the
+additive mask is added to the dense S afterwards (``attn.add_(mask)``), no tile is skipped.
 
 Forward, per (batch, head group of ``hpb`` heads), dense (area = N·S), in launch order:
     scale Q, scale K    Q and K times √scale into copies (read, write, one op each)
@@ -91,7 +91,7 @@ def _mask_kernel(x: Arrays, mask_e: float = 0.0) -> Cost:
     """One elementwise pass over the dense (B, H, N, S) scores for any mask but full:
     read and write each score, one vector op per score. ``mask_e``: bytes per element of
     an additive (N, S) mask read beside the scores (the forward's ``attn.add_(mask)``;
-    each block reads its mask tile once for its heads), 0 for ``masked_fill``."""
+    each block reads its mask tile once for its heads), 0 for the scores' pass alone."""
     m = np.asarray(0.0 if x.geometry.kind == "full" else 1.0)
     scores = m * np.asarray(x.B, dtype=np.float64) * x.H * x.N * x.S
     mask_read = m * x.groups * x.N * x.S * mask_e

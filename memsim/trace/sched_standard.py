@@ -1,7 +1,7 @@
 """Schedules of standard attention: S = QKᵀ, P = softmax(S), O = PV as three kernels, S and
 P materialised in HBM as dense (B, H, N, S) matrices (FlashAttention paper, Algorithm 0).
-``standard`` is eager attention: every key tile, the mask applied to S by a masked_fill
-kernel (:func:`build`); ``standard_blockskip`` skips masked tiles (:func:`build_blockskip`).
+``standard`` is eager attention: every key tile, the additive mask added to S
+(:func:`build`); ``standard_blockskip`` skips masked tiles (:func:`build_blockskip`).
 
 In the block-skipping variant all three kernels have one block per (query tile a, batch,
 head group) and walk the same active key tiles j as the flash kernels (masked tiles
@@ -246,21 +246,18 @@ def _dense(d: Dims) -> Dims:
     return replace(d, geometry=MaskGeometry("full"))
 
 
-def _mask_kernel(d: Dims, layout: Layout, name: str, kernel: str,
-                 mask: str | None = None) -> KernelProgram:
-    """One elementwise pass over the dense score matrix ``name``: per query tile, every
-    key tile loaded and stored back, one vector op per score — ``masked_fill`` (backward)
-    or, with ``mask``, the add of the additive (N, S) mask (forward: ``attn.add_(mask)``;
-    one block reads each mask tile once for its heads)."""
+def _mask_kernel(d: Dims, layout: Layout, name: str, kernel: str, mask: str) -> KernelProgram:
+    """The add of the additive (N, S) mask ``mask`` to the dense score matrix ``name``
+    (``attn.add_(mask)``): per query tile, every key tile of the scores loaded and stored
+    back, one vector op per score, and the mask tile read once per block for its heads."""
     d = _dense(d)
     t = qkv_tensors(d, layout)
     qt = query_tiles(d.N, d.S, d.Br, d.Bc, d.geometry)
     a, r = np.arange(qt.count), qt.rows
     kb = KernelBuilder(kernel, qt.count, sram_bytes=0)
     for first_key, keys, count, off in _key_tiles(d, qt):
-        extra = [] if mask is None else [
-            Access(LOAD, t.id(mask), t.addr(mask, qt.first_row, first_key), r * keys * d.e,
-                   step_bytes=d.Bc * t.stride(mask, 1))]
+        extra = [Access(LOAD, t.id(mask), t.addr(mask, qt.first_row, first_key),
+                        r * keys * d.e, step_bytes=d.Bc * t.stride(mask, 1))]
         kb.run(a, off, count, [_score_tile(t, name, LOAD, qt, first_key, keys)] + extra
                + [_score_tile(t, name, STORE, qt, first_key, keys)],
                vector_flops=d.hpb * r * keys)
