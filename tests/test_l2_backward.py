@@ -81,7 +81,7 @@ GOLDEN = [
     ("flash1", 16, 16, 64, 4096, True, 1.000), ("flash1", 32, 8, 128, 4096, False, 1.000),
     ("flash1", 32, 8, 128, 16384, True, 1.000),
     ("standard", 16, 16, 64, 4096, True, 1.000), ("standard", 32, 8, 128, 4096, False, 1.000),
-    ("standard", 16, 16, 64, 1024, True, 1.058),
+    ("standard", 16, 16, 64, 1024, True, 1.033),
     ("flash2", 16, 16, 64, 4096, True, 1.033), ("flash2", 32, 8, 128, 4096, False, 1.000),
     ("flash2", 32, 8, 128, 16384, False, 1.023),
 ]
@@ -98,7 +98,10 @@ def test_backward_estimate_agrees_with_the_trace_on_a100(alg, H, K, D, N, causal
     compute width of a bf16 call (eager branch, 2026-12-01: 3 → 1 block per SM for these
     128 × 128 tiles): standard H 16 1K causal 1.018; before FA-2's backward ran one block
     per query head (bwdl2, 2026-12-01): FA-2 H 32 / K 8 16K full 1.015 (0.799 per head
-    before the waves' offsets: wave_boundaries)."""
+    before the waves' offsets: wave_boundaries); standard H 16 1K causal 1.058 before the
+    eager backward ran at the fp32 compute width with autograd's kernels (dO cast up,
+    tmp = dP ∘ P and the softmax backward, the scale gradients, the casts back; eager
+    branch, 2026-12-01)."""
     p = AttentionProblem(batch=1, seq_len=N, heads=H, kv_heads=K, head_dim=D,
                          mask=Mask(causal=causal), **{"pass": "backward"})
     r = _ratio(p, A100, alg)

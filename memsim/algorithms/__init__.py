@@ -65,14 +65,25 @@ def get(name: str) -> ModuleType:
                          + f" (known: {', '.join(ALGORITHMS)})") from None
 
 
+#: ``torch.backends.cuda.matmul.allow_tf32`` as memsim models PyTorch: its default, False
+#: (since PyTorch 1.12; ``torch.set_float32_matmul_precision("high")`` sets it): cuBLAS
+#: multiplies fp32 matrices in full fp32, with FFMA on the CUDA cores — the
+#: ``sm80_xmma_gemm_f32f32_f32f32_f32_*_ffma`` kernels Nsight Compute lists for a bf16
+#: math-backend call (measurements/h100-sxm, ncu/sdpa-math). With True, the same fp32
+#: matmuls run on the tensor cores at the profile's TF32 rate.
+TORCH_ALLOW_TF32 = False
+
+
 def compute_types(name: str, dtype: str, matmul_unit: str) -> tuple[str, str]:
     """(dtype, matmul unit) algorithm ``name`` computes in for inputs of ``dtype``. One that
     upcasts 16-bit inputs (eager standard: PyTorch's math backend copies Q, K, V to fp32)
-    runs fp32 matmuls on the CUDA cores — cuBLAS's FFMA kernels, which Nsight Compute lists
-    as ``sm80_xmma_gemm_f32f32_f32f32_f32_*_ffma`` for a bf16 call (measurements/h100-sxm,
-    ncu/sdpa-math) — every other one its inputs' dtype on ``matmul_unit``."""
-    if get(name).UPCASTS_16BIT and dtype in ("bf16", "fp16"):
-        return "fp32", "fp32"
+    computes fp16, bf16 and fp32 inputs in fp32, its matmuls where cuBLAS runs them:
+    on the tensor cores at TF32 only where PyTorch allows TF32 (:data:`TORCH_ALLOW_TF32`)
+    and ``matmul_unit`` is "tensor", else on the CUDA cores. Every other algorithm computes
+    in its inputs' dtype on ``matmul_unit``."""
+    if get(name).UPCASTS_16BIT and dtype in ("bf16", "fp16", "fp32"):
+        tf32 = TORCH_ALLOW_TF32 and matmul_unit == "tensor"
+        return "fp32", "tensor" if tf32 else "fp32"
     return dtype, matmul_unit
 
 

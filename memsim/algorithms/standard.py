@@ -1,7 +1,7 @@
 """Standard attention as eager PyTorch runs it (the math backend of
 ``scaled_dot_product_attention``, and autograd through it): S = QKᵀ, P = softmax(S), O = PV
-with S and P materialised in HBM over **all** N × S scores whatever the mask — the mask is
-applied to the dense S afterwards (``masked_fill``), no tile is skipped.
+with S and P materialised in HBM over **all** N × S scores whatever the mask — the
+additive mask is added to the dense S afterwards (``attn.add_(mask)``), no tile is skipped.
 
 Forward, per (batch, head group of ``hpb`` heads), dense (area = N·S), in launch order:
     scale Q, scale K    Q and K times √scale into copies (read, write, one op each)
@@ -12,9 +12,10 @@ Forward, per (batch, head group of ``hpb`` heads), dense (area = N·S), in launc
                         S: area·hpb·e + area·e, area·hpb·e; one vector op per score
     isneginf, all,      the safe softmax (rows masked entirely give 0): area·hpb·e read,
     where               area·hpb bools written; read back; P read and written again
-Backward: the five autograd kernels of standard_blockskip over the dense scores, and for
-masks other than full the gradient of masked_fill (dS zeroed where masked: read and write
-dS once more).
+Backward (:func:`backward`): the kernels autograd runs through the math backend — dP, dV,
+tmp = dP ∘ P, the softmax backward, dQ', dK', the two scale gradients — at the compute
+width over the dense scores; the mask adds none (the additive mask's gradient is the
+identity).
 
 Dtypes: PyTorch ≥ 2.5 computes the math backend in fp32 for fp16 / bf16 inputs (unless
 ``torch.backends.cuda.allow_fp16_bf16_reduction_math_sdp(True)``): it copies Q, K, V to
@@ -24,12 +25,17 @@ storage (``e == 2``) :func:`forward` is therefore the fp32 computation plus thos
 copies (:func:`_dtype_copies`); Nsight Compute lists them for one causal bf16 call on
 H100 (``direct_copy_kernel_cuda`` up, ``bfloat16_copy_kernel_cuda`` down, fp32
 ``sm80_xmma_gemm_f32f32`` matmuls, ``softmax_warp_forward<float, ...>``;
-measurements/h100-sxm/quick-2026-11-22T20-41-48Z.jsonl). The backward is still modelled
-at the storage width (autograd's fp32 backward through the casts: not yet).
+measurements/h100-sxm/quick-2026-11-22T20-41-48Z.jsonl). Autograd's backward through
+the casts is the fp32 backward plus four copies (:func:`_backward_copies`: dO up; dV, dK,
+dQ down).
 
-Not modelled (yet): building the (N, S) mask itself (ones, tril, where: N·S·(3 + e)
-bytes once per call) and three one-element scalar tensors (Nsight Compute lists 20
-kernels for one causal bf16 call; these are 4 of them).
+Once per call (:func:`_once_per_call`): ``_safe_softmax``'s zero (a one-element
+``scalar_tensor``), and for the causal mask (``is_causal=True``) its construction —
+``ones((N, S), bool).tril()`` and ``convert_boolean_attn_mask``'s ``where(mask, 0.0,
+scalar_tensor(-inf))`` with the Scalar 0.0 made a tensor too: Nsight Compute's
+FillFunctor<bool>, triu_tril_kernel<bool>, two FillFunctor<float> and a where kernel, the
+6 of the 20 kernels of one causal bf16 call (measurements/h100-sxm) that the rest leaves.
+Other masks are the caller's tensor, built outside the call.
 """
 
 from __future__ import annotations
@@ -40,7 +46,6 @@ import numpy as np
 
 from memsim.algorithms import standard_blockskip
 from memsim.algorithms._arrays import Arrays, handoff_hit_fraction
-from memsim.algorithms._l2_backward import standard_backward_hbm
 from memsim.cost import Cost
 from memsim.geometry import DENSE_MASKS, MaskGeometry
 
@@ -86,7 +91,7 @@ def _mask_kernel(x: Arrays, mask_e: float = 0.0) -> Cost:
     """One elementwise pass over the dense (B, H, N, S) scores for any mask but full:
     read and write each score, one vector op per score. ``mask_e``: bytes per element of
     an additive (N, S) mask read beside the scores (the forward's ``attn.add_(mask)``;
-    each block reads its mask tile once for its heads), 0 for ``masked_fill``."""
+    each block reads its mask tile once for its heads), 0 for the scores' pass alone."""
     m = np.asarray(0.0 if x.geometry.kind == "full" else 1.0)
     scores = m * np.asarray(x.B, dtype=np.float64) * x.H * x.N * x.S
     mask_read = m * x.groups * x.N * x.S * mask_e
@@ -215,6 +220,46 @@ def _copies_l2_hits(x: Arrays):
                  + scores * hit_p)
 
 
+#: Bools per thread of PyTorch's triu_tril_kernel (aten/src/ATen/native/cuda/
+#: TriangularOps.cu: ``elements_per_thread = 8 / sizeof(scalar_t)`` for 1-byte elements).
+TRIL_CHUNK = 8
+
+
+def tril_read_bytes(rows, S):
+    """Bytes ``tril()`` reads of an (·, S) bool matrix in its first ``rows`` rows: PyTorch's
+    out-of-place triu_tril_kernel loads a thread's chunk of TRIL_CHUNK elements only when
+    its first column is on or below the diagonal (``col - row <= k``, k = 0), so row i
+    reads min(8·(⌊i/8⌋ + 1), S) bytes; summed in closed form (numpy-broadcasting)."""
+    rows, S = np.asarray(rows, dtype=np.float64), np.asarray(S, dtype=np.float64)
+    c = TRIL_CHUNK
+    inside = np.minimum(rows, c * np.floor(S / c))   # rows whose chunks end inside the row
+    q, r = np.floor(inside / c), np.mod(inside, c)
+    return c * (c * q * (q + 1) / 2 + r * (q + 1)) + (rows - inside) * S
+
+
+def _once_per_call(x: Arrays) -> Cost:
+    """The kernels PyTorch's math backend runs once per call, whatever the batch and heads
+    (``_scaled_dot_product_attention_math`` and ``_safe_softmax``, attention.cpp, PyTorch
+    2.5–2.11), at the compute width ``x.e``: ``_safe_softmax``'s ``scalar_tensor(0.0)``
+    (one element written); for the causal mask ``ones((N, S), bool)`` (N·S bools
+    written), ``tril()`` (:func:`tril_read_bytes` read, N·S written), the two one-element
+    tensors of ``where(mask, 0.0, scalar_tensor(-inf))`` and the where itself (N·S bools
+    read, the (N, S) additive mask written). Blocks: one per query tile (Br rows of the
+    mask), one per one-element fill. The trace runs the same kernels
+    (memsim.trace.sched_standard.build)."""
+    B = np.asarray(x.B, dtype=np.float64)
+    causal = np.asarray(1.0 if x.geometry.kind == "causal" else 0.0) + 0 * B
+    ns = x.N * x.S * 1.0
+    q_tiles = -(-x.N // x.Br) + 0 * B
+    none = 0 * B
+    scalar = _elementwise(none, x.e + none, none, 1.0 + none)        # one element written
+    build = (_elementwise(none, ns, none, q_tiles)                   # ones
+             + _elementwise(tril_read_bytes(x.N, x.S), ns, none, q_tiles)   # tril
+             + scalar + scalar                                        # -inf, 0.0
+             + _elementwise(ns, ns * x.e, none, q_tiles))             # where
+    return scalar + build.times(causal)
+
+
 def _forward_computed(x: Arrays) -> Cost:
     # standard_blockskip's softmax reads S twice; PyTorch's, softmax_reads times
     passes = softmax_reads(x.S, x.e)
@@ -222,10 +267,12 @@ def _forward_computed(x: Arrays) -> Cost:
     softmax = Cost(global_read_bytes=extra_reads, hbm_read_bytes=extra_reads)
     mask_add = _mask_kernel(x, mask_e=x.e)
     around = _math_backend_kernels(x)
+    once = _once_per_call(x)
     d = dense(x)
     # the no-reuse counts; the L2 estimate below replaces their HBM bytes (standard_blockskip
     # would otherwise estimate them once more, for nothing)
-    cost = standard_blockskip.forward(replace(d, slots=None)) + softmax + mask_add + around
+    cost = (standard_blockskip.forward(replace(d, slots=None)) + softmax + mask_add + around
+            + once)
     if x.slots is None:
         return cost
     # the L2 estimate over QKᵀ, the mask add (as masked_fill over S), softmax and PV: S
@@ -237,8 +284,11 @@ def _forward_computed(x: Arrays) -> Cost:
     mask_reads = mask_add.hbm_read_bytes - _mask_kernel(x).hbm_read_bytes
     # the head groups sharing a KV head write one scaled copy of it (dirty once)
     shared_k = (x.groups - np.asarray(x.B, dtype=np.float64) * x.K) * x.S * x.D * x.e
-    return replace(cost, hbm_read_bytes=reads + mask_reads + _around_hbm_reads(x),
-                   hbm_write_bytes=writes + around.hbm_write_bytes - shared_k)
+    # the once-per-call kernels (a few N·S bytes) at no reuse
+    return replace(cost, hbm_read_bytes=reads + mask_reads + _around_hbm_reads(x)
+                   + once.hbm_read_bytes,
+                   hbm_write_bytes=writes + around.hbm_write_bytes - shared_k
+                   + once.hbm_write_bytes)
 
 
 def _around_hbm_reads(x: Arrays):
@@ -272,13 +322,84 @@ def _around_hbm_reads(x: Arrays):
             + scores * (1 - to_where) + rows)
 
 
+def softmax_backward_reads(S, e):
+    """Reads of each element of the softmax gradient's input (autograd's dP ∘ P) by
+    PyTorch's softmax backward kernel for rows of S elements of e bytes
+    (aten/src/ATen/native/cuda/SoftMax.cu, host_softmax_backward): 1 where the row fits
+    the warp kernel (softmax_warp_backward) or shared memory (cunn_SoftMaxBackwardSmem,
+    the same bounds as the forward's, :func:`softmax_reads`), else 2 (cunn_SoftMaxBackward:
+    the row sum, then the output pass); numpy-broadcasting."""
+    return np.where(softmax_reads(S, e) == 1, 1, 2)
+
+
 def backward(x: Arrays) -> Cost:
+    """Eager backward as autograd runs it through the math backend (PyTorch 2.5–2.11), in
+    its order, at the compute width (:func:`compute_e`: fp32 for 2-byte storage):
+
+        dO → fp32          2-byte storage: ToCopyBackward of the output's cast
+        dP = dO Vᵀ         BmmBackward (self) — standard_blockskip's dP kernel
+        dV = Pᵀ dO         BmmBackward (mat2), over the saved fp32 P
+        tmp = dP ∘ P       softmax_backward_cuda_out's ``grad * output``
+        dS                 _softmax_backward_data(tmp, P) (``_safe_softmax``'s derivative):
+                           tmp read :func:`softmax_backward_reads` times, P once
+        dQ' = dS K', dK' = dSᵀ Q'   BmmBackward of QKᵀ over the scaled copies it saved
+        dK = dK'·√scale, dQ = dQ'·√scale   MulBackward of the two scalings
+        dV, dK, dQ → storage   2-byte storage: ToCopyBackward of the input casts
+
+    The mask adds no kernel: ``attn.add_(mask)``'s gradient is the identity (PyTorch
+    before 2.5 used ``masked_fill``, whose gradient zeroed dS once more). Not modelled:
+    under GQA, repeat_interleave's gradient (a sum over each head group), and the copy
+    AccumulateGrad makes of dK when the leaf's strides differ from the transposed
+    gradient's. The trace runs the same kernels (memsim.trace.sched_standard)."""
+    return _backward_computed(replace(x, e=compute_e(x.e))) + _backward_copies(x)
+
+
+def _backward_computed(x: Arrays) -> Cost:
+    """The backward's kernels at ``x``'s width (the compute width), over the dense scores:
+    standard_blockskip's five (dV, dP, dS in two passes over P and dP, dQ, dK), with its
+    dS kernel's counts replaced by PyTorch's two (tmp = dP ∘ P; softmax backward), and the
+    two scale gradients. Under the L2 estimate the five kernels' HBM bytes are
+    standard_blockskip's closed-form estimate (its dS kernel standing in for tmp and the
+    softmax backward); the bytes the two split kernels move beyond it, and the scale
+    gradients', are counted at no reuse."""
     d = dense(x)
-    # the no-reuse counts; the estimate below replaces their HBM bytes
-    cost = standard_blockskip.backward(replace(d, slots=None)) + _mask_kernel(x)
-    if x.slots is None:
-        return cost
-    # the closed-form L2 estimate, kernel by kernel (memsim.algorithms._l2_backward)
-    masked = np.asarray(0.0 if x.geometry.kind == "full" else 1.0)
-    reads, writes = standard_backward_hbm(d, masked)
-    return replace(cost, hbm_read_bytes=x.groups * reads, hbm_write_bytes=x.groups * writes)
+    B = np.asarray(x.B, dtype=np.float64)
+    scores = B * x.H * x.N * x.S * x.e
+    r = softmax_backward_reads(x.S, x.e)
+    # tmp: P, dP read, tmp written; softmax backward: tmp r times, P once, dS written —
+    # against standard_blockskip's dS kernel (P, dP twice each; dS written)
+    extra_r, extra_w = (3 + r - 4) * scores, scores
+    q_blocks = x.groups * -(-x.N // x.Br)
+    split = Cost(global_read_bytes=extra_r, global_write_bytes=extra_w,
+                 hbm_read_bytes=extra_r, hbm_write_bytes=extra_w,
+                 launches=1.0 + 0 * scores, blocks=q_blocks + 0 * scores)
+    q_elems = x.groups * x.N * x.hpb * x.D
+    k_elems = x.groups * x.S * x.D
+    scale_grads = (_elementwise(k_elems * x.e, k_elems * x.e, k_elems,
+                                x.groups * -(-x.S // x.Bc))
+                   + _elementwise(q_elems * x.e, q_elems * x.e, q_elems, q_blocks))
+    # with ``slots``, standard_blockskip's closed-form L2 estimate of its five kernels
+    # (memsim.algorithms._l2_backward.standard_backward_hbm)
+    return standard_blockskip.backward(d) + split + scale_grads
+
+
+def _backward_copies(x: Arrays) -> Cost:
+    """The backward's dtype copies for 2-byte storage (none otherwise): dO to fp32, then
+    dV, dK and dQ back to the storage dtype (under MLA no dV: V is part of the latent K,
+    as :func:`_dtype_copies`), one elementwise launch each, per head group as the forward's
+    copies; every byte from and to HBM."""
+    up = np.where(np.asarray(x.e) == 2, 1.0, 0.0)
+    e, c = x.e, compute_e(x.e)
+    q_blocks = x.groups * -(-x.N // x.Br)
+    k_blocks = x.groups * -(-x.S // x.Bc)
+    do = x.groups * x.N * x.hpb * x.Dv
+    dq = x.groups * x.N * x.hpb * x.D
+    dk = x.groups * x.S * x.D
+    dv = np.where(x.mla, 0.0, x.groups * x.S * x.Dv)
+    none = 0 * do
+    copies = (_elementwise(do * e, do * c, none, q_blocks)
+              + _elementwise(dv * c, dv * e, none, k_blocks * (dv > 0))
+              + _elementwise(dk * c, dk * e, none, k_blocks)
+              + _elementwise(dq * c, dq * e, none, q_blocks))
+    launches = 3 + np.where(x.mla, 0.0, 1.0)
+    return replace(copies.times(up), launches=up * launches + none)

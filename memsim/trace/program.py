@@ -79,6 +79,7 @@ class KernelProgram:
     acc: dict[str, np.ndarray]
     cold_l2: bool = False        # the L2 is written back and emptied before this kernel
     threads: int = 0             # threads per block when the kernel's own (0: the Tiling's)
+    once: bool = False           # one instance per call, whatever the batch and head groups
 
     @property
     def template_blocks(self) -> int:
@@ -140,6 +141,7 @@ class KernelBuilder:
     per_head: bool = True
     sram_bytes: int = 0
     threads: int = 0
+    once: bool = False     # the grid runs once per call (not per batch or head group)
     _groups: list[_Group] = field(default_factory=list)
 
     def run(self, block, order, count, accesses: list[Access] = (), *, matmul_flops=0.0,
@@ -202,7 +204,7 @@ class KernelBuilder:
             run_count=np.concatenate([g.count for g in groups])[perm],
             run_acc_ptr=run_acc_ptr,
             run_work=np.ascontiguousarray(np.concatenate([g.work for g in groups])[perm]),
-            acc=acc, threads=self.threads)
+            acc=acc, threads=self.threads, once=self.once)
 
 
 def _empty_program(b: KernelBuilder) -> KernelProgram:
@@ -211,7 +213,7 @@ def _empty_program(b: KernelBuilder) -> KernelProgram:
                          np.zeros(b.template_blocks + 1, np.int64), z, np.zeros(1, np.int64),
                          np.zeros((0, len(WORK_FIELDS))),
                          {f: np.zeros(0, np.float64 if f in _FLOAT_ACC else np.int64)
-                          for f in ACC_FIELDS}, threads=b.threads)
+                          for f in ACC_FIELDS}, threads=b.threads, once=b.once)
 
 
 def _segment_sum(values: np.ndarray, ptr: np.ndarray) -> np.ndarray:

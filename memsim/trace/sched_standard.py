@@ -1,7 +1,7 @@
 """Schedules of standard attention: S = QKᵀ, P = softmax(S), O = PV as three kernels, S and
 P materialised in HBM as dense (B, H, N, S) matrices (FlashAttention paper, Algorithm 0).
-``standard`` is eager attention: every key tile, the mask applied to S by a masked_fill
-kernel (:func:`build`); ``standard_blockskip`` skips masked tiles (:func:`build_blockskip`).
+``standard`` is eager attention: every key tile, the additive mask added to S
+(:func:`build`); ``standard_blockskip`` skips masked tiles (:func:`build_blockskip`).
 
 In the block-skipping variant all three kernels have one block per (query tile a, batch,
 head group) and walk the same active key tiles j as the flash kernels (masked tiles
@@ -246,21 +246,18 @@ def _dense(d: Dims) -> Dims:
     return replace(d, geometry=MaskGeometry("full"))
 
 
-def _mask_kernel(d: Dims, layout: Layout, name: str, kernel: str,
-                 mask: str | None = None) -> KernelProgram:
-    """One elementwise pass over the dense score matrix ``name``: per query tile, every
-    key tile loaded and stored back, one vector op per score — ``masked_fill`` (backward)
-    or, with ``mask``, the add of the additive (N, S) mask (forward: ``attn.add_(mask)``;
-    one block reads each mask tile once for its heads)."""
+def _mask_kernel(d: Dims, layout: Layout, name: str, kernel: str, mask: str) -> KernelProgram:
+    """The add of the additive (N, S) mask ``mask`` to the dense score matrix ``name``
+    (``attn.add_(mask)``): per query tile, every key tile of the scores loaded and stored
+    back, one vector op per score, and the mask tile read once per block for its heads."""
     d = _dense(d)
     t = qkv_tensors(d, layout)
     qt = query_tiles(d.N, d.S, d.Br, d.Bc, d.geometry)
     a, r = np.arange(qt.count), qt.rows
     kb = KernelBuilder(kernel, qt.count, sram_bytes=0)
     for first_key, keys, count, off in _key_tiles(d, qt):
-        extra = [] if mask is None else [
-            Access(LOAD, t.id(mask), t.addr(mask, qt.first_row, first_key), r * keys * d.e,
-                   step_bytes=d.Bc * t.stride(mask, 1))]
+        extra = [Access(LOAD, t.id(mask), t.addr(mask, qt.first_row, first_key),
+                        r * keys * d.e, step_bytes=d.Bc * t.stride(mask, 1))]
         kb.run(a, off, count, [_score_tile(t, name, LOAD, qt, first_key, keys)] + extra
                + [_score_tile(t, name, STORE, qt, first_key, keys)],
                vector_flops=d.hpb * r * keys)
@@ -268,19 +265,26 @@ def _mask_kernel(d: Dims, layout: Layout, name: str, kernel: str,
 
 
 def _scale_kernel(t: Tensors, name: str, src: str, rows: int, Bt: int,
-                  width: int, kernel: str | None = None, flops: int = 1) -> KernelProgram:
+                  width: int, kernel: str | None = None, flops: int = 1,
+                  split_at: int = 0) -> KernelProgram:
     """``src * sqrt(scale)`` into ``name`` (PyTorch scales Q and K before QKᵀ), or with
     ``flops=0`` a dtype copy (``src.to(dtype)``): per tile of ``Bt`` rows (positions) one
     block loads the tile and stores it, ``flops`` vector ops per element; each side at its
-    tensor's element size. ``width``: elements per row and block (hpb·D for Q, D for K)."""
+    tensor's element size. ``width``: elements per row and block (hpb·D for Q, D for K).
+    ``split_at``: store each row as two units, its first ``split_at`` elements and the
+    rest (MLA's scaled latent K, which QKᵀ reads as its V part and its rope part:
+    :func:`_k_loads`; the L2 keys a unit by its first byte)."""
     tiles = -(-rows // Bt)
     b = np.arange(tiles)
     n = np.minimum(Bt, rows - b * Bt)
     src_e, dst_e = (t.layout[t.ids[x]].elem_bytes for x in (src, name))
     kb = KernelBuilder(kernel or f"standard.scale_{src}", tiles, sram_bytes=0)
-    kb.run(b, 0, 1, [Access(LOAD, t.id(src), t.addr(src, 0, b * Bt, 0, 0), n * width * src_e),
-                     Access(STORE, t.id(name), t.addr(name, 0, b * Bt, 0, 0),
-                            n * width * dst_e)],
+    dst = t.addr(name, 0, b * Bt, 0, 0)
+    parts = [(0, width)] if not 0 < split_at < width else [(0, split_at),
+                                                          (split_at, width - split_at)]
+    kb.run(b, 0, 1, [Access(LOAD, t.id(src), t.addr(src, 0, b * Bt, 0, 0), n * width * src_e)]
+           + [Access(STORE, t.id(name), dst + int(first * dst_e), n * elems * dst_e)
+              for first, elems in parts],
            vector_flops=n * width * flops)
     return kb.build()
 
@@ -324,6 +328,56 @@ def _safe_softmax_tail(d: Dims, layout: Layout, probs: str = "probs") -> list[Ke
     return [isneginf.build(), reduce_all.build(), where.build()]
 
 
+def _fill_scalar(t: Tensors, name: str, kernel: str) -> KernelProgram:
+    """``scalar_tensor(value)``: one block writes one element of ``name``, once per call."""
+    kb = KernelBuilder(kernel, 1, per_head=False, once=True, sram_bytes=0)
+    kb.run(0, 0, 1, [Access(STORE, t.id(name), t.addr(name, 0),
+                            t.layout[t.ids[name]].elem_bytes)])
+    return kb.build()
+
+
+def _once_per_call(d: Dims, t: Tensors, causal: bool) -> tuple[list, list]:
+    """The kernels the math backend runs once per call (memsim.algorithms.standard's
+    ``_once_per_call``: the same bytes): the causal mask's construction — ones, tril, the
+    two one-element tensors, where into the (N, S) additive mask — and the safe softmax's
+    zero. Returns (mask construction, [the zero's fill])."""
+    from memsim.algorithms.standard import TRIL_CHUNK
+
+    zero = _fill_scalar(t, "softmax_zero", "standard.fill_zero")
+    if not causal:
+        return [], [zero]
+    tiles = -(-d.N // d.Br)
+    b = np.arange(tiles)
+    first = b * d.Br
+    # tril loads row i's chunks up to min(8·(⌊i/8⌋ + 1), S): a box per band of 8 rows (cut
+    # at the query tiles' edges), which ones writes in the same pieces
+    start = np.unique(np.concatenate([np.arange(0, d.N, TRIL_CHUNK), first]))
+    rows_n = np.diff(np.append(start, d.N))
+    width = np.minimum(TRIL_CHUNK * (start // TRIL_CHUNK + 1), d.S)
+
+    def rows(kind, name, at, nbytes):
+        return Access(kind, t.id(name), t.addr(name, at, 0), nbytes)
+
+    ones = KernelBuilder("standard.mask_ones", tiles, per_head=False, once=True)
+    ones.run(start // d.Br, start, 1, [rows(STORE, "causal_ones", start, rows_n * d.S)])
+    tril = KernelBuilder("standard.mask_tril", tiles, per_head=False, once=True)
+    tril.run(start // d.Br, start, 1, [rows(LOAD, "causal_ones", start, rows_n * width)])
+    where = KernelBuilder("standard.mask_where", tiles, per_head=False, once=True)
+    # tril's output and the mask in the (query tile, key tile) units the mask add reads
+    qt = query_tiles(d.N, d.S, d.Br, d.Bc, MaskGeometry("full"))
+    mask_e = t.layout[t.ids["mask"]].elem_bytes
+    def tile(kind, name, e, first_key, keys):
+        return Access(kind, t.id(name), t.addr(name, qt.first_row, first_key),
+                      qt.rows * keys * e, step_bytes=d.Bc * t.stride(name, 1))
+
+    for first_key, keys, count, off in _key_tiles(d, qt):
+        tril.run(b, d.N + off, count, [tile(STORE, "causal_bool", 1.0, first_key, keys)])
+        where.run(b, off, count, [tile(LOAD, "causal_bool", 1.0, first_key, keys),
+                                  tile(STORE, "mask", mask_e, first_key, keys)])
+    return ([ones.build(), tril.build(), _fill_scalar(t, "mask_neginf", "standard.fill_neginf"),
+             _fill_scalar(t, "mask_zero", "standard.fill_where_zero"), where.build()], [zero])
+
+
 def build(d: Dims, layout: Layout) -> list[KernelProgram]:
     """Eager standard attention forward as PyTorch's math backend runs it
     (``_scaled_dot_product_attention_math``, aten/src/ATen/native/transformers/
@@ -337,10 +391,10 @@ def build(d: Dims, layout: Layout) -> list[KernelProgram]:
     storage O and the attention weights cast back (memsim.algorithms.standard's
     ``_dtype_copies``: the same kernels and bytes).
 
-    Not here: the (N, S) mask's own construction (ones, tril, where: N·S·(1 + 2 + 1 + e)
-    bytes, once per call), the three one-element scalar tensors, and under GQA the
-    repeat_interleave of K and V (modelled as the copy and scale kernels run per head
-    group on its KV head)."""
+    Once per call, in PyTorch's order: the causal mask's construction after scaling Q
+    (ones, tril, two one-element tensors, where) and the safe softmax's zero before its
+    where (:func:`_once_per_call`). Not here: under GQA the repeat_interleave of K and V
+    (modelled as the copy and scale kernels run per head group on its KV head)."""
     from dataclasses import replace
 
     up = d.e == 2
@@ -360,7 +414,6 @@ def build(d: Dims, layout: Layout) -> list[KernelProgram]:
               heads_per_group=d.hpb)
         t.add("attn", (d.B, d.H, d.N, d.S), d.e, "workspace", head_axis=1,
               heads_per_group=d.hpb)
-        # the backward's saved P keeps its own name (its width: the storage's, for now)
         src = {"q": "q32", "k": "k32", "v": "k32" if d.mla else "v32", "o": "o32",
                "probs": "probs32"}
     t.add("q_scaled", (d.B, d.N, d.H, d.D), dc.e, "workspace", head_axis=2,
@@ -375,16 +428,25 @@ def build(d: Dims, layout: Layout) -> list[KernelProgram]:
     masked = d.geometry.kind != "full"
     if masked:
         t.add("mask", (d.N, d.S), dc.e, "workspace", batch_axis=None)
+    causal = d.geometry.kind == "causal"
+    for name, shape, e in (("causal_ones", (d.N, d.S), 1.0), ("causal_bool", (d.N, d.S), 1.0),
+                           ("mask_neginf", (1,), dc.e), ("mask_zero", (1,), dc.e)):
+        if causal:
+            t.add(name, shape, e, "workspace", batch_axis=None)
+    t.add("softmax_zero", (1,), dc.e, "workspace", batch_axis=None)
+    build_mask, zero = _once_per_call(d, t, causal)
     scale_q = _scale_kernel(t, "q_scaled", src["q"], d.N, d.Br, d.hpb * d.D, "standard.scale_q")
-    scale_k = _scale_kernel(t, "k_scaled", src["k"], d.S, d.Bc, d.D, "standard.scale_k")
+    scale_k = _scale_kernel(t, "k_scaled", src["k"], d.S, d.Bc, d.D, "standard.scale_k",
+                            split_at=d.Dv if d.mla else 0)
     qk, softmax, pv = build_blockskip(ddc, layout, q="q_scaled", k="k_scaled",
                                       pv_probs="probs_safe", v=src["v"], o=src["o"],
                                       probs=src["probs"],
                                       softmax_reads=int(softmax_reads(d.S, dc.e)))
     add = [_mask_kernel(dc, layout, "scores", "standard.add_mask", mask="mask")] if masked \
         else []
-    kernels = ([scale_q, scale_k, qk] + add + [softmax]
-               + _safe_softmax_tail(ddc, layout, src["probs"]) + [pv])
+    isneginf, reduce_all, where = _safe_softmax_tail(ddc, layout, src["probs"])
+    kernels = ([scale_q] + build_mask + [scale_k, qk] + add + [softmax, isneginf, reduce_all]
+               + zero + [where, pv])
     if not up:
         return kernels
     to_fp32 = [_scale_kernel(t, "q32", "q", d.N, d.Br, d.hpb * d.D, "standard.to_fp32_q", 0),
@@ -398,8 +460,118 @@ def build(d: Dims, layout: Layout) -> list[KernelProgram]:
 
 
 def build_backward(d: Dims, layout: Layout) -> list[KernelProgram]:
-    """Eager standard attention backward: :func:`build_backward_blockskip` over every key
-    tile, dS zeroed where masked (masked_fill's gradient) before dQ and dK."""
-    dv, dp, ds, dq, dk = build_backward_blockskip(_dense(d), layout)
-    masked = [_mask_kernel(d, layout, "dscores", "standard.bwd_masked_fill")]
-    return [dv, dp, ds] + (masked if d.geometry.kind != "full" else []) + [dq, dk]
+    """Eager standard attention backward as autograd runs it through the math backend
+    (memsim.algorithms.standard.backward: the same kernels and bytes), at the compute
+    width over the dense scores: for 2-byte storage dO copied to fp32 first; dP = dO Vᵀ
+    and dV = Pᵀ dO over the saved fp32 P (the safe softmax's output); tmp = dP ∘ P; the
+    softmax backward (tmp read once for rows PyTorch's kernel holds on chip, else twice:
+    the row sum, then the output pass; P once; dS written); dQ' = dS K' and dK' = dSᵀ Q'
+    over the scaled copies QKᵀ saved; the two scale gradients (dK = dK'·√scale, dQ =
+    dQ'·√scale); for 2-byte storage dV, dK, dQ cast back. No kernel for the mask (the
+    additive mask's gradient is the identity)."""
+    from dataclasses import replace
+
+    from memsim.algorithms.standard import softmax_backward_reads
+
+    up = d.e == 2
+    dc = _dense(replace(d, e=float(compute_e(d.e))))
+    ts = qkv_tensors(_dense(d), layout)                 # q, k, v, o at the storage width
+    backward_tensors(ts, delta=False)                   # do, dq, dk, dv at the storage width
+    if d.mla:      # eager autograd keeps V's gradient apart from the latent's
+        ts.add("dv", (d.B, d.S, d.K, d.Dv), d.e, "output", head_axis=2,
+               group_divisor=d.kv_div)
+    t = qkv_tensors(dc, layout)                         # the compute-width view
+    q_shape, k_shape = (d.B, d.N, d.H, d.D), (d.B, d.S, d.K, d.D)
+    q_axes = dict(head_axis=2, heads_per_group=d.hpb)
+    k_axes = dict(head_axis=2, group_divisor=d.kv_div)
+    n = {"do": "do", "v": "k" if d.mla else "v", "dq": "dq", "dk": "dk", "dv": "dv"}
+    if up:
+        n = {"do": "do32", "v": "k32" if d.mla else "v32", "dq": "dq32", "dk": "dk32",
+             "dv": "dv32"}
+        t.add("do32", (d.B, d.N, d.H, d.Dv), dc.e, "workspace", **q_axes)
+        t.add("k32", k_shape, dc.e, "workspace", **k_axes)
+        if not d.mla:
+            t.add("v32", (d.B, d.S, d.K, d.Dv), dc.e, "workspace", **k_axes)
+        t.add("dq32", q_shape, dc.e, "workspace", **q_axes)
+        t.add("dk32", k_shape, dc.e, "workspace", **k_axes)
+        t.add("dv32", (d.B, d.S, d.K, d.Dv), dc.e, "workspace", **k_axes)
+    t.add("q_scaled", q_shape, dc.e, "workspace", **q_axes)
+    t.add("k_scaled", k_shape, dc.e, "workspace", **k_axes)
+    t.add("dq_scaled", q_shape, dc.e, "workspace", **q_axes)
+    t.add("dk_scaled", k_shape, dc.e, "workspace", **k_axes)
+    for name in ("probs_safe", "dprobs", "dtmp", "dscores"):
+        t.add(name, (d.B, d.H, d.N, d.S), dc.e, "workspace", head_axis=1,
+              heads_per_group=d.hpb)
+    qt = query_tiles(dc.N, dc.S, dc.Br, dc.Bc, dc.geometry)
+    kt = key_tiles(qt, dc.S, dc.Bc)
+    a, r, hpb, e, w = np.arange(qt.count), qt.rows, dc.hpb, dc.e, dc.warps
+    jb = np.arange(len(kt.j))
+    rows = hpb * dc.Br
+
+    dp = KernelBuilder("standard.bwd_dp", qt.count,
+                       sram_bytes=int((rows * dc.Dv + dc.Bc * dc.Dv) * e))
+    do_bytes = r * hpb * dc.Dv * e
+    dp.run(a, 0, 1, [Access(LOAD, t.id(n["do"]), t.addr(n["do"], 0, qt.first_row, 0, 0),
+                            do_bytes)],
+           sram_write_bytes=do_bytes, sram_read_bytes=do_bytes * w)
+    for first_key, keys, count, off in _key_tiles(dc, qt):
+        staged = keys * dc.Dv * e
+        dp.run(a, 1 + off, count, [_v_load(t, first_key, keys, n["v"]),
+                                   _score_tile(t, "dprobs", STORE, qt, first_key, keys)],
+               matmul_flops=hpb * r * keys * 2 * dc.Dv,
+               sram_write_bytes=staged, sram_read_bytes=staged * w)
+
+    dv = KernelBuilder("standard.bwd_dv", len(kt.j),
+                       sram_bytes=int((rows * dc.Bc + rows * dc.Dv) * e))
+    _per_key_tile(dv, t, qt, kt, 1, "probs_safe", n["do"], dc.Dv * e, 2 * dc.Dv)
+    dv.run(jb, 2, 1, [Access(STORE, t.id(n["dv"]), t.addr(n["dv"], 0, kt.j * dc.Bc, 0, 0),
+                             kt.keys * dc.Dv * e)])
+
+    tmp = KernelBuilder("standard.bwd_tmp", qt.count, sram_bytes=0)
+    sbw = KernelBuilder("standard.bwd_softmax", qt.count, sram_bytes=0)
+    tmp_reads = int(softmax_backward_reads(dc.S, e))
+    for first_key, keys, count, off in _key_tiles(dc, qt):
+        tmp.run(a, off, count, [_score_tile(t, "dprobs", LOAD, qt, first_key, keys),
+                                _score_tile(t, "probs_safe", LOAD, qt, first_key, keys),
+                                _score_tile(t, "dtmp", STORE, qt, first_key, keys)],
+                vector_flops=hpb * r * keys)
+        if tmp_reads == 2:     # cunn_SoftMaxBackward: the row sum over tmp first
+            sbw.run(a, off, count, [_score_tile(t, "dtmp", LOAD, qt, first_key, keys)],
+                    vector_flops=hpb * r * keys)
+        sbw.run(a, 1 + off, count, [_score_tile(t, "dtmp", LOAD, qt, first_key, keys),
+                                    _score_tile(t, "probs_safe", LOAD, qt, first_key, keys),
+                                    _score_tile(t, "dscores", STORE, qt, first_key, keys)],
+                vector_flops=hpb * r * keys * (3 if tmp_reads == 1 else 2))
+
+    dq = KernelBuilder("standard.bwd_dq", qt.count,
+                       sram_bytes=int((rows * dc.Bc + dc.Bc * dc.D) * e))
+    for first_key, keys, count, off in _key_tiles(dc, qt):
+        staged = r * hpb * keys * e + keys * dc.D * e
+        dq.run(a, 0 + off, count, [_score_tile(t, "dscores", LOAD, qt, first_key, keys)]
+               + _k_loads(t, first_key, keys, "k_scaled"),
+               matmul_flops=hpb * r * keys * 2 * dc.D,
+               sram_write_bytes=staged, sram_read_bytes=staged * w)
+    dq.run(a, 1, 1, [Access(STORE, t.id("dq_scaled"), t.addr("dq_scaled", 0, qt.first_row, 0, 0),
+                            r * hpb * dc.D * e)])
+
+    dk = KernelBuilder("standard.bwd_dk", len(kt.j),
+                       sram_bytes=int((rows * dc.Bc + rows * dc.D) * e))
+    _per_key_tile(dk, t, qt, kt, 1, "dscores", "q_scaled", dc.D * e, 2 * dc.D)
+    dk.run(jb, 2, 1, [Access(STORE, t.id("dk_scaled"),
+                             t.addr("dk_scaled", 0, kt.j * dc.Bc, 0, 0), kt.keys * dc.D * e)])
+
+    kernels = [dp.build(), dv.build(), tmp.build(), sbw.build(), dq.build(), dk.build(),
+               _scale_kernel(t, n["dk"], "dk_scaled", d.S, d.Bc, d.D, "standard.bwd_scale_k"),
+               _scale_kernel(t, n["dq"], "dq_scaled", d.N, d.Br, d.hpb * d.D,
+                             "standard.bwd_scale_q")]
+    if not up:
+        return kernels
+    to_fp32 = [_scale_kernel(t, "do32", "do", d.N, d.Br, d.hpb * d.Dv, "standard.bwd_to_fp32_do",
+                             0)]
+    to_storage = ([] if d.mla else [_scale_kernel(t, "dv", "dv32", d.S, d.Bc, d.Dv,
+                                                  "standard.bwd_to_storage_dv", 0)])
+    to_storage += [_scale_kernel(t, "dk", "dk32", d.S, d.Bc, d.D, "standard.bwd_to_storage_dk",
+                                 0),
+                   _scale_kernel(t, "dq", "dq32", d.N, d.Br, d.hpb * d.D,
+                                 "standard.bwd_to_storage_dq", 0)]
+    return to_fp32 + kernels + to_storage

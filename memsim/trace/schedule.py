@@ -54,14 +54,18 @@ class Schedule:
         return np.arange(start, start + self.G_sim)
 
     def instances(self, kernel: KernelProgram, simulated: bool = True) -> int:
-        """(batch, head group) instances the grid repeats the template blocks over."""
+        """(batch, head group) instances the grid repeats the template blocks over (one
+        for a kernel that runs once per call)."""
+        if kernel.once:
+            return 1
         if not kernel.per_head:
             return self.dims.B
         return self.dims.B * (self.G_sim if simulated else self.dims.G)
 
     def scale(self, kernel: KernelProgram) -> float:
-        """Factor from the simulated head groups to all of them (1 without sampling)."""
-        return 1.0 if not kernel.per_head else self.dims.G / self.G_sim
+        """Factor from the simulated head groups to all of them (1 without sampling, and
+        for kernels that do not run per head group: a sample replays all their blocks)."""
+        return 1.0 if not kernel.per_head or kernel.once else self.dims.G / self.G_sim
 
     def blocks(self, simulated: bool = True) -> int:
         return sum(k.template_blocks * self.instances(k, simulated) for k in self.kernels)

@@ -244,7 +244,8 @@ def simulate(problem, gpu, algorithm: str = "flash2", tiling=None, l2: bool = Tr
     _check_query_tiles(problem.N, tiling.block_q, event_budget)
     schedule = build_schedule(problem, tiling, algorithm, heads_sample,
                               gpu.spec.shared_memory_per_block_max_bytes)
-    if schedule.G_sim < schedule.dims.G and not all(k.per_head for k in schedule.kernels):
+    if schedule.G_sim < schedule.dims.G and not all(k.per_head or k.once
+                                                    for k in schedule.kernels):
         raise InputError("heads_sample", heads_sample, f"does not apply to {algorithm}: "
                          "some of its kernels run per batch, not per head group")
     limit = gpu.spec.shared_memory_per_block_max_bytes
@@ -377,11 +378,12 @@ def _run(schedule: Schedule, problem, gpu, algorithm, tiling, bps: int, l2_on: b
     offsets = ids.offsets(layout)
     rec = engine.new_record(events_needed if record else 0)
     rec_n = np.zeros(1, np.int64)
-    # Sampling runs only when every kernel runs per head group (simulate refuses it
-    # otherwise), so every access comes from a sampled head group's block: a tensor shared
-    # by all of them (eager standard's (N, S) mask) is read by each, its global bytes scale
-    # like the rest (its HBM bytes, compulsory once, are then over-counted by G / G_sim).
-    tensor_scale = np.full(len(layout.tensors), schedule.dims.G / schedule.G_sim)
+    # Sampling runs only when every kernel runs per head group or once per call
+    # (simulate refuses it otherwise). A kernel's bytes scale by Schedule.scale: a
+    # per-group kernel's from the sampled groups to all, a once-per-call kernel's (all its
+    # blocks replayed) not at all. A tensor shared by all groups (eager standard's (N, S)
+    # mask) is read by each, its global bytes scale like the rest (its HBM bytes,
+    # compulsory once, are then over-counted by G / G_sim).
     totals = np.zeros((n_tensors, 4))
     work_total = np.zeros(WORK_COLUMNS)
     kernels, logs, logs_ev, events_total, launch_offset = [], [], [], 0, 0
@@ -397,7 +399,7 @@ def _run(schedule: Schedule, problem, gpu, algorithm, tiling, bps: int, l2_on: b
         # with a heads sample only the sampled groups' blocks are replayed (phase 2)
         placed = _place_blocks(k, dur, n_blocks, k_slots)
         makespan, blocks_log, slot_busy, slot_blocks, slot_ptr, slot_order = placed
-        if schedule.G_sim < d.G:
+        if schedule.G_sim < d.G and not k.once:
             slot_ptr, slot_order = _sampled_slots(schedule, k, blocks_log[0], k_slots)
         stats = np.zeros((n_tensors, 4))
         stats[:, :2] = k.global_bytes_per_instance(n_tensors) * schedule.instances(k)
@@ -413,7 +415,8 @@ def _run(schedule: Schedule, problem, gpu, algorithm, tiling, bps: int, l2_on: b
         if k.runs:
             cache, drain_fn = l2, None
             if lines:
-                geometry, _ = l2_lines.unit_geometry(layout, k, d.B, instances // d.B)
+                geometry, _ = l2_lines.unit_geometry(layout, k, min(d.B, instances),
+                                                     max(instances // d.B, 1))
                 cache = l2_lines.kernel_state(l2, geometry, tables)
                 drain_fn = l2_lines.drain
             events = engine.replay(
@@ -430,9 +433,10 @@ def _run(schedule: Schedule, problem, gpu, algorithm, tiling, bps: int, l2_on: b
             (l2_lines if lines else l2_model).flush(l2, flushed)
             if not last:                           # the rest of the network runs between
                 l2 = empty_l2()
-        scaled = stats * tensor_scale[:, None]
-        after = float((flushed * tensor_scale[:, None])[:, 3].sum())
-        totals += (stats + flushed) * tensor_scale[:, None]
+        scale = schedule.scale(k)
+        scaled = stats * scale
+        after = float((flushed * scale)[:, 3].sum())
+        totals += (stats + flushed) * scale
         work_total += work
         events_total += int(events)
         timing = kernel_time(gpu, makespan, scaled[:, 0].sum() + scaled[:, 1].sum(),
