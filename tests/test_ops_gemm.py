@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from memsim.errors import InputError
-from memsim.ops import gemm
+from memsim.ops import gemm, resolve_gpu
 from memsim.ops.classes import kernel_class
 
 dims = st.integers(1, 16384)
@@ -154,6 +154,28 @@ def test_vllm_fp8_block_is_host_bound_and_picks_its_kernel_by_shape() -> None:
     # Blackwell has no FlashInfer path: DeepGEMM for small m too
     b200 = gemm.predict(8, 4096, 4096, dtype="fp8_block", gpu="b200", backend="vllm")
     assert b200.detail["kernel_class"] == "gemm/vllm/fp8_block"
+
+
+def test_hopper_block_scaled_fp8_promotes_every_k_block_on_cuda_cores() -> None:
+    """SM90 block-scaled fp8 (DeepGEMM sm90_fp8_gemm_1d2d.cuh "Promote with scales") adds
+    one FMA per accumulator element and 128-deep k-block at the SMs' fp32 rate to its
+    matmul term; SM100's scaled MMA has no such term; other dtypes never promote."""
+    assert gemm.promotes_on_cuda_cores("fp8_block", resolve_gpu("h100-sxm"))
+    assert gemm.promotes_on_cuda_cores("fp8_block", resolve_gpu("l40s"))
+    assert not gemm.promotes_on_cuda_cores("fp8_block", resolve_gpu("b200"))
+    assert not gemm.promotes_on_cuda_cores("fp8", resolve_gpu("h100-sxm"))
+    gpu = resolve_gpu("h100-sxm")
+    cls = kernel_class("gemm", "trtllm", "fp8_block")
+    m, n, k = (np.array([v], dtype=float) for v in (8192, 8192, 8192))
+    tile = (np.array([128.0]), np.array([128.0]))
+    args = (m, n, k, np.ones(1), gpu, cls, "fp8", 1.0)
+    plain = gemm.tiled_terms(*args, split_k=False, tiles=tile)
+    scaled = gemm.tiled_terms(*args, split_k=False, tiles=tile, promote=True)
+    waves = np.ceil(64 * 64 / 132)
+    fma_per_sm_per_s = gpu.peak_flop_per_s("fp32") / 2 / 132
+    want = waves * 128 * 128 * (8192 / 128) / fma_per_sm_per_s
+    assert scaled["matmul"] - plain["matmul"] == pytest.approx(want, rel=1e-9)
+    assert scaled["l2"] == pytest.approx(plain["l2"]) and scaled["hbm"] == plain["hbm"]
 
 
 @given(dims, dims, dims, st.sampled_from(["bf16", "fp8", "fp8_block"]),

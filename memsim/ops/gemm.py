@@ -59,6 +59,23 @@ frameworks' sources and from the aiconfigurator collectors that timed them):
   (vLLM ``W8A8BlockFp8LinearOp``): CUTLASS blockwise when k is not a multiple of 128 or n
   of 64, FlashInfer for m < 32 on SM90, DeepGEMM otherwise — three classes
   (``fp8_block_cutlass``, ``fp8_block_flashinfer``, ``fp8_block``).
+- **Block-scaled fp8 on Hopper promotes on CUDA cores** (``promote``): SM90's wgmma has no
+  per-group scale operand, so after every 128-deep k-block the math warpgroups wait for
+  their wgmma batch (``warpgroup_wait<0>``) and fold it into an fp32 accumulator with one
+  FFMA per accumulator element, ``final_accum += scale_a · scale_b · accum`` (DeepGEMM
+  deep_gemm/include/deep_gemm/impls/sm90_fp8_gemm_1d2d.cuh, "Promote with scales"; the
+  TensorRT-LLM and SGLang SM90 block-scaled GEMMs are taken to promote the same way, not
+  read line by line here). Both math
+  warpgroups consume a stage together, so the tensor cores idle while they promote:
+  ``promote`` = waves · tile_m · tile_n · ⌈k / 128⌉ FMAs / the SM's fp32 FMA rate, added
+  to ``matmul`` (an upper bound: what overlaps across warpgroups is not credited).
+  Blackwell's tcgen05 MMA applies the scales itself (block-scaled ``kind::mxf8f6f4`` with
+  UE8M0 factors in tensor memory: DeepGEMM sm100_fp8_gemm_1d1d.cuh,
+  ``SM100_MMA_MXF8F6F4_SS``; vLLM requantises the scales to UE8M0 for it,
+  ``requant_weight_ue8m0_inplace``), so there is no promotion term on SM100. Ada (SM89) has
+  no scaled MMA either: vLLM's Triton ``_w8a8_triton_block_scaled_mm``
+  (vllm/model_executor/layers/quantization/utils/fp8_utils.py) multiplies each k-block's
+  ``tl.dot`` by its scales on CUDA cores, the same term.
 """
 
 from __future__ import annotations
@@ -149,6 +166,13 @@ def vllm_fp8_block_variant(m: np.ndarray, n: np.ndarray, k: np.ndarray, gpu: Any
                     np.where((m < 32) & hopper, "fp8_block_flashinfer", "fp8_block"))
 
 
+def promotes_on_cuda_cores(dtype: str, gpu: Any) -> bool:
+    """Whether a GEMM of ``dtype`` on ``gpu`` folds its per-128-k-block partial sums into
+    the fp32 accumulator on CUDA cores: block-scaled fp8 before SM100, whose tensor cores
+    take no scale operand (module docstring)."""
+    return dtype == "fp8_block" and cc_major(gpu) < 10
+
+
 def kernel_family(dtype: str) -> str:
     """The GEMM kernel family of a dtype: 16-bit (and TF32) "bf16", per-tensor "fp8",
     DeepSeek-style block-scaled "fp8_block" (different kernels, different floors)."""
@@ -180,7 +204,8 @@ def tiled_terms(m: np.ndarray, n: np.ndarray, k: np.ndarray, groups: np.ndarray,
                 cls: KernelClass, rate_dtype: str, e_in: float,
                 weight_e: float | None = None, split_k: bool = True,
                 tiles: tuple[np.ndarray, np.ndarray] | None = None,
-                split_launch_s: float = 0.0, hbm_fraction: Any = 1.0) -> dict[str, Any]:
+                split_launch_s: float = 0.0, hbm_fraction: Any = 1.0,
+                promote: bool = False) -> dict[str, Any]:
     """Terms (seconds) of ``groups`` independent GEMMs of one shape, best tile and split.
 
     ``groups``: GEMMs in one launch (a grouped GEMM: MoE experts), sharing the SMs.
@@ -189,7 +214,9 @@ def tiled_terms(m: np.ndarray, n: np.ndarray, k: np.ndarray, groups: np.ndarray,
     element instead of the fastest of :data:`TILES`; ``split_launch_s``: what a split
     costs beyond its partials' bytes (the launch of the reduction kernel, added serially);
     ``hbm_fraction``: the share of the compulsory bytes that reaches HBM (0 where the
-    operands stay in L2 from one call to the next).
+    operands stay in L2 from one call to the next); ``promote``: the kernel folds every
+    128-deep k-block into its fp32 accumulator on CUDA cores, one FMA per accumulator
+    element, serial with its MMAs (:func:`promotes_on_cuda_cores`), added to ``matmul``.
     The L2 term is the busiest SM's: each CTA pulls its operand panels through its own SM's
     share of the L2 bandwidth (L2 / SMs), ``waves`` CTAs one after another — a grid of few
     CTAs cannot use the whole L2 (as ``matmul`` cannot use every SM's tensor cores).
@@ -201,6 +228,7 @@ def tiled_terms(m: np.ndarray, n: np.ndarray, k: np.ndarray, groups: np.ndarray,
     per_sm = gpu.peak_flop_per_s("tensor", rate_dtype) * cls.eff("tensor") / sms
     hbm_bw = gpu.spec.hbm_bandwidth_bytes_per_s * cls.eff("hbm")
     l2_bw = gpu.spec.l2_bandwidth_bytes_per_s * cls.eff("l2")
+    fma_per_sm_per_s = gpu.peak_flop_per_s("fp32") / 2.0 / sms  # an FMA is 2 flops
     w_e = e_in if weight_e is None else weight_e
     compulsory = compulsory_bytes(m, n, k, groups, e_in, w_e)
     best = None
@@ -212,6 +240,8 @@ def tiled_terms(m: np.ndarray, n: np.ndarray, k: np.ndarray, groups: np.ndarray,
             units = count * split
             waves = np.maximum(np.ceil(units / sms), 1.0)
             matmul = waves * 2.0 * tm * tn * kk / per_sm
+            if promote:
+                matmul = matmul + waves * tm * tn * np.ceil(kk / SCALE_GROUP) / fma_per_sm_per_s
             partial = (split > 1) * 2.0 * groups * m * n * PARTIAL_BYTES * split
             # TMA fetches a tile's valid rows only (out-of-bounds rows are zero-filled)
             rows_m, rows_n = np.minimum(m, tm), np.minimum(n, tn)
@@ -260,7 +290,8 @@ def predict(m: Any, n: Any, k: Any, *, dtype: str = "bf16", gpu: Any = "h100-sxm
         cls = kernel_class("gemm", backend, variant)
         best = tiled_terms(m, n, k, np.ones_like(m), gpu, cls, rate_dtype, e_in,
                            split_k=launch.split_k, tiles=fixed,
-                           split_launch_s=cls.floor_s / launch.kernels)
+                           split_launch_s=cls.floor_s / launch.kernels,
+                           promote=promotes_on_cuda_cores(dtype, gpu))
         hbm_bw = gpu.spec.hbm_bandwidth_bytes_per_s * cls.eff("hbm")
         quant_bytes = (m * k * (launch.quant_reads * BF16_BYTES + FP8_BYTES
                                 + (4.0 / SCALE_GROUP if family == "fp8_block" else 0.0))
