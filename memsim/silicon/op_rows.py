@@ -302,6 +302,9 @@ OP_CLASSES = (
             # 1 % of Hopper TRT-LLM curves run 2-7x slower at every size)
             siblings=("hidden_size", "inter_size", "topk", "num_experts", "moe_tp_size",
                       "moe_ep_size", "moe_dtype", "kernel_source"),
+            # TP and EP split a shape's work: a curve slower than the same shape split
+            # fewer ways ran a fallback kernel (5 % of Hopper TRT-LLM bf16/fp8 curves)
+            split=("moe_tp_size", "moe_ep_size"),
             doc="MoE FFN layer (grouped GEMMs + routing) on the busiest GPU"),
     OpClass("mla_bmm", "mla_bmm_perf",
             ("num_tokens", "num_heads", "bmm_dtype", "op_name", "kernel_source", "latency"),
