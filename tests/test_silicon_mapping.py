@@ -177,3 +177,44 @@ def test_trtllm_prefill_with_fp8_kv_cache_computes_in_fp8() -> None:
         assert got.tolist() == np.where(fp8, "fp8", attn).tolist()
         recast += int(np.sum(fp8 & (attn != "fp8")))
     assert recast > 0
+
+
+def test_moe_experts_of_a_relu2_model_are_not_gated(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model config with a relu2 MoE names its non-gated shapes (with its latent width where
+    it has one); a SwiGLU model's do not. A vLLM row of such a shape (whose kernel_source has
+    no "nongated" mark) is timed with one up matrix: less time than the gated row."""
+    import json
+
+    from memsim.silicon import source
+
+    (tmp_path / "nano_config.json").write_text(json.dumps({
+        "hidden_size": 2688, "moe_intermediate_size": 1856, "n_routed_experts": 128,
+        "num_experts_per_tok": 6, "mlp_hidden_act": "relu2"}))
+    (tmp_path / "ultra_config.json").write_text(json.dumps({
+        "hidden_size": 8192, "moe_latent_size": 2048, "moe_intermediate_size": 5120,
+        "n_routed_experts": 512, "num_experts_per_tok": 22, "mlp_hidden_act": "relu2"}))
+    (tmp_path / "v3_config.json").write_text(json.dumps({
+        "hidden_size": 7168, "moe_intermediate_size": 2048, "n_routed_experts": 256,
+        "num_experts_per_tok": 8, "hidden_act": "silu"}))
+    assert source.non_gated_moe_shapes(tmp_path) == {
+        (2688, 1856, 128, 6), (8192, 5120, 512, 22), (2048, 5120, 512, 22)}
+
+    cols = {"num_tokens": np.array([64, 64]), "hidden_size": np.array([2688, 2688]),
+            "inter_size": np.array([1856, 1856]), "topk": np.array([6, 6]),
+            "num_experts": np.array([128, 128]), "moe_tp_size": np.array([1, 1]),
+            "moe_ep_size": np.array([1, 1]), "moe_dtype": np.array(["bfloat16"] * 2, dtype=object),
+            "distribution": np.array(["balanced"] * 2, dtype=object),
+            "kernel_source": np.array(["vllm_unquantizedfusedmoe_triton_tritonexperts"] * 2,
+                                      dtype=object),
+            "latency": np.array([0.62, 0.62])}
+    rows = tables.Rows("h200_sxm", "moe", "vllm", "0.24.0", "moe_perf", "f", "0",
+                       np.arange(2), cols)
+    gpu = load_gpu("h200")
+    monkeypatch.setattr(source, "non_gated_moe_shapes", lambda: frozenset())
+    gated = CLASSES["moe"].mapper(rows, gpu)
+    monkeypatch.setattr(source, "non_gated_moe_shapes",
+                        lambda: frozenset({(2688, 1856, 128, 6)}))
+    plain = CLASSES["moe"].mapper(rows, gpu)
+    assert gated.params[0]["gated"] and not plain.params[0]["gated"]
+    assert plain.time_s["analytic"][0] < gated.time_s["analytic"][0]

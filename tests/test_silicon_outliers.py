@@ -108,3 +108,54 @@ def test_slow_curves_ignore_the_latency_unit_and_keep_each_shapes_fastest(
         firsts.setdefault((sibling[j], axis[j]), []).append((lat[j], c))
     for group in firsts.values():
         assert not a[curve == min(group)[1]].any()
+
+
+def test_a_curve_slower_than_its_shape_split_fewer_ways_is_flagged() -> None:
+    """aiconfigurator h200 trtllm bf16 moe 5120/8192, 16 experts top-1, balanced, at 1, 64 and
+    1024 tokens: TP1 EP1 0.086, 0.942, 1.086 ms; TP1 EP2 0.438, 3.583, 2.710 (half the
+    experts, 3.8x slower at 64 tokens); TP2 EP1 0.247, 3.303, 2.762; TP1 EP4 0.088, 0.259,
+    0.308; TP2 EP2 0.065, 0.256, 0.312. The two slow curves are flagged, the others kept."""
+    ways = [(1, 1), (1, 2), (2, 1), (1, 4), (2, 2)]
+    lat = np.array([[0.086, 0.942, 1.086], [0.438, 3.583, 2.710], [0.247, 3.303, 2.762],
+                    [0.088, 0.259, 0.308], [0.065, 0.256, 0.312]]).ravel()
+    curve = np.repeat(np.arange(5), 3)
+    split = np.repeat(np.array(ways), 3, axis=0)
+    axis = np.tile([1, 64, 1024], 5)
+    flagged = outliers.dominated_curves(lat, curve, np.zeros(15, dtype=int), split, axis)
+    assert flagged.reshape(5, 3).all(axis=1).tolist() == [False, True, True, False, False]
+    assert not flagged.reshape(5, 3).any(axis=1)[[0, 3, 4]].any()
+    # another shape (peer) is never a reference: alone, each curve is kept
+    alone = outliers.dominated_curves(lat, curve, curve, split, axis)
+    assert not alone.any()
+    assert not outliers.dominated_curves(lat[:0], curve[:0], curve[:0], split[:0],
+                                         axis[:0]).any()
+
+
+@given(st.lists(st.tuples(st.sampled_from([1, 2, 4, 8]), st.sampled_from([1, 2, 4, 8]),
+                          st.floats(1.0, 1.2)), min_size=1, max_size=16,
+                unique_by=lambda r: r[:2]),
+       st.floats(0.0, 1.0), st.floats(1e-3, 1e3), st.floats(0.01, 100.0))
+def test_dominated_curves_keep_curves_that_scale_with_their_work(
+        curves: list, speedup: float, whole: float, scale: float) -> None:
+    """A shape whose curves get faster the more ways its work is split (time ∝ ways^−speedup,
+    each curve within 1.2x noise) is never flagged, whatever the latency unit; one curve made
+    3x slower than the whole work is flagged exactly when a curve splits the work fewer
+    ways."""
+    sizes = np.array([1, 16, 256])
+    lat, cid, split, axis = [], [], [], []
+    for c, (tp, ep, noise) in enumerate(curves):
+        for size in sizes:
+            lat.append(whole * size * noise * (tp * ep) ** -speedup)
+            cid.append(c)
+            split.append((tp, ep))
+            axis.append(size)
+    lat, cid, split, axis = map(np.array, (lat, cid, split, axis))
+    peer = np.zeros(len(lat), dtype=int)
+    assert not outliers.dominated_curves(lat * scale, cid, peer, split, axis).any()
+    last = cid == len(curves) - 1
+    slow = np.where(last, 3.0 * lat * (split[:, 0] * split[:, 1]) ** speedup, lat)
+    flagged = outliers.dominated_curves(slow, cid, peer, split, axis)
+    tp, ep, _ = curves[-1]
+    fewer = any(t <= tp and e <= ep and (t, e) != (tp, ep) for t, e, _ in curves)
+    assert flagged[last].all() == fewer and flagged[last].any() == fewer
+    assert not flagged[~last].any()

@@ -58,8 +58,9 @@ its time is the touched experts' weights at about 0.5–0.7 TB/s, the same on H1
 14 ms at 1024 tokens to 9 ms at 4096 and jumps to 23 ms at 6144 (h200, 6144/2048/256):
 the collector times FlashInfer's kernel without its autotuner (collector/vllm/
 collect_moe.py has no autotune step), so it runs FlashInfer's default tactic for each m
-(an inference from the curve's shape, not from a kernel trace). Its class fits that rate as
-a low ``l2`` efficiency; a server that autotunes FlashInfer runs faster tactics. (Streaming
+(an inference from the curve's shape, not from a kernel trace). Its class fits that rate
+with low efficiencies (weights at 0.14 of HBM, MMAs at 0.15 of the fp8 peak); a server that
+autotunes FlashInfer runs faster tactics. (Streaming
 its weights and passes at the L2 bandwidth instead, equal on H100 and H200, was tried: all
 rows H100 17.3 → 25.6 %, H200 31.5 → 25.4 %, so not kept.)
 """

@@ -81,6 +81,7 @@ class OpClass:
     case: tuple[str, ...] = ()
     latency_to_s: float = 1e-3   # the table's latency unit: ms, µs for moe_a2a_perf
     siblings: tuple[str, ...] = ()   # curves doing equal work at their smallest size (outliers)
+    split: tuple[str, ...] = ()      # curve columns splitting the work over GPUs (outliers)
 
 
 def dtype_of(values: np.ndarray) -> np.ndarray:

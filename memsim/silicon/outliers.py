@@ -13,6 +13,15 @@ equal, leave curves doing the same work at their smallest size (MoE: the same sh
 another routing ``distribution``; at one token every routing sends the token to ``top_k``
 experts). A curve whose smallest-size row takes ``SIBLING_RATIO`` times the fastest sibling's
 at that size ran another kernel for the whole sweep (:func:`slow_curves`).
+
+And where a class names ``split`` columns (MoE: ``moe_tp_size``, ``moe_ep_size``), a curve
+is measured against the curves that do a superset of its work: the same shape, routing and
+size split fewer ways (every split column ≤ its own, one smaller). Cutting the experts' columns
+(TP) or the experts (EP: the busiest rank holds a subset of all experts) leaves a GPU no more
+rows, weights or tiles than the whole, so the same kernel is never slower; a curve whose rows
+take ``DOMINATED_RATIO`` times the fastest of those curves' (median over the sizes) ran a
+fallback kernel for the whole sweep, with every routing of its shape, so
+:func:`slow_curves` cannot see it (:func:`dominated_curves`).
 """
 
 from __future__ import annotations
@@ -26,6 +35,11 @@ DEFAULT_RATIO = 5.0
 # routing siblings: 95 % of Hopper TensorRT-LLM curves within 1.2x, 1 % at 2-8x (whole curves
 # 2-7x slower at every size, different ones on H100 and H200); B200 all within 2.5x
 SIBLING_RATIO = 2.0
+# the same table, each curve's median ratio to the fastest curve doing a superset of its work
+# (h100_sxm + h200_sxm, trtllm and vllm, 13 000 curves): every fp8_block and vLLM fp8 curve
+# <= 1.0, the bulk of the others 0.5-1.1; 5 % of TensorRT-LLM bf16 and fp8 curves form a
+# second mode at 1.5-4 (2-2.5 most often); B200 (unseen): 0.1 % of its rows above 1.5
+DOMINATED_RATIO = 1.5
 
 
 def spikes(latency: np.ndarray, curve_id: np.ndarray, axis: np.ndarray,
@@ -65,6 +79,47 @@ def slow_curves(latency: np.ndarray, curve_id: np.ndarray, sibling_id: np.ndarra
     return np.isin(cid, slow_cids)
 
 
+def dominated_curves(latency: np.ndarray, curve_id: np.ndarray, peer_id: np.ndarray,
+                     split: np.ndarray, axis: np.ndarray,
+                     ratio: float = DOMINATED_RATIO) -> np.ndarray:
+    """Bool mask of the rows of every curve that is ``ratio`` × slower than the curves doing a
+    superset of its work (module docstring). ``peer_id``: equal for curves that differ only
+    in their split columns; ``split``: shape (rows, columns), the ways the work is split;
+    a row is compared with the fastest row of equal ``peer_id`` and ``axis`` whose split is
+    ≤ its own in every column and smaller in one; a curve's ratio is the median over its
+    rows that have such a row, and a curve with none is kept."""
+    lat = np.asarray(latency, float)
+    n = len(lat)
+    if n == 0:
+        return np.zeros(0, dtype=bool)
+    sp = np.asarray(split, float).reshape(n, -1)
+    _, group = np.unique(np.stack([np.asarray(peer_id, float), np.asarray(axis, float)], 1),
+                         axis=0, return_inverse=True)
+    group = group.reshape(-1)
+    order = np.argsort(group, kind="stable")
+    bounds = np.flatnonzero(np.r_[True, group[order][1:] != group[order][:-1], True])
+    row_ratio = np.full(n, np.nan)
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        i = order[a:b]
+        if len(i) < 2:
+            continue
+        s = sp[i]
+        # superset[r, c]: row c's curve does a superset of row r's work
+        superset = (np.all(s[None, :, :] <= s[:, None, :], axis=-1)
+                    & np.any(s[None, :, :] < s[:, None, :], axis=-1))
+        fastest = np.min(np.where(superset, lat[i][None, :], np.inf), axis=1)
+        row_ratio[i] = np.where(np.isfinite(fastest), lat[i] / fastest, np.nan)
+    cid = np.asarray(curve_id)
+    has = np.flatnonzero(np.isfinite(row_ratio))
+    if len(has) == 0:
+        return np.zeros(n, dtype=bool)
+    by_curve = has[np.argsort(cid[has], kind="stable")]
+    edges = np.flatnonzero(np.r_[True, cid[by_curve][1:] != cid[by_curve][:-1], True])
+    flagged_cids = [cid[by_curve[a]] for a, b in zip(edges[:-1], edges[1:], strict=True)
+                    if np.median(row_ratio[by_curve[a:b]]) > ratio]
+    return np.isin(cid, flagged_cids)
+
+
 def _codes(values: np.ndarray) -> np.ndarray:
     """Dense int codes of a column (pandas' factorize where installed, else np.unique)."""
     try:
@@ -95,12 +150,18 @@ def curve_ids(rows: Rows, curve: tuple[str, ...]) -> np.ndarray:
 
 
 def flag(rows: Rows, curve: tuple[str, ...], axis: str,
-         ratio: float = DEFAULT_RATIO, siblings: tuple[str, ...] = ()) -> np.ndarray:
-    """:func:`spikes` over a table's rows (the class's curve columns and size axis), and
-    with ``siblings`` the rows of :func:`slow_curves`."""
+         ratio: float = DEFAULT_RATIO, siblings: tuple[str, ...] = (),
+         split: tuple[str, ...] = ()) -> np.ndarray:
+    """:func:`spikes` over a table's rows (the class's curve columns and size axis), with
+    ``siblings`` the rows of :func:`slow_curves`, with ``split`` those of
+    :func:`dominated_curves`."""
     lat, ids, ax = (np.asarray(rows.col("latency"), float), curve_ids(rows, curve),
                     np.asarray(rows.col(axis), float))
     out = spikes(lat, ids, ax, ratio)
     if siblings:
         out |= slow_curves(lat, ids, curve_ids(rows, siblings), ax)
+    if split:
+        peers = curve_ids(rows, tuple(c for c in curve if c not in split))
+        ways = np.stack([np.asarray(rows.col(c), float) for c in split], axis=1)
+        out |= dominated_curves(lat, ids, peers, ways, ax)
     return out

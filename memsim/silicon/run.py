@@ -201,7 +201,8 @@ def collect(ops: list[str], gpus: set[str] | None = None, backends: set[str] | N
                 rows = rows.take(op.select(rows))
             if len(rows) == 0:
                 continue
-            flagged = outliers.flag(rows, op.curve, op.axis, siblings=op.siblings)
+            flagged = outliers.flag(rows, op.curve, op.axis, siblings=op.siblings,
+                                    split=op.split)
             case = outliers.curve_ids(rows, op.case) if op.case else None
             sampled = _choose(len(rows), sample, seed, rows.file, case)
             chosen = np.arange(len(rows)) if full else sampled
@@ -331,8 +332,8 @@ def records(c: Chunk) -> list[dict[str, Any]]:
         }
         if c.outlier[i]:
             rec.update(status="outlier", reason="latency > 5x both neighbours on its curve, or "
-                       "its whole curve > 2x its routing siblings' (a fallback kernel?); not "
-                       "scored")
+                       "its whole curve > 2x its routing siblings' or > 1.5x the same shape's "
+                       "split fewer ways (a fallback kernel?); not scored")
         elif not c.mapped[i]:
             rec.update(status="skipped", reason=c.reasons.get(i, "not mapped"))
         else:
@@ -374,7 +375,8 @@ def summary(run: SiliconRun, out: Path, header: dict[str, Any], paths: list[Path
         for i in np.nonzero(c.outlier)[0].tolist():
             problems.append({"id": c.ids(np.array([i]))[0], "status": "outlier",
                              "reason": f"{c.measured_s[i] * 1e3:.4g} ms > 5x its neighbours "
-                                       "or its curve > 2x its siblings'"})
+                                       "or its curve > 2x its siblings' or 1.5x "
+                                       "its shape's split fewer ways"})
     return {"path": str(out), "runs": [str(p) for p in paths], "cases": status,
             "stats": statistics(run), "not_measured": problems, "source": header["source"],
             "rows": counts(run), "no_profile": run.no_profile, "calibration": calibrations,

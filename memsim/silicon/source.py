@@ -65,6 +65,43 @@ def data_root() -> Path:
     return root
 
 
+# MoE activations without a gate projection (one up matrix, not gate + up): aiconfigurator
+# sdk/models/nemotron_h.py builds Nemotron-H's experts with is_gated=False ("NemotronH uses
+# Relu2 (non-gated)"); its model configs name it ``mlp_hidden_act = "relu2"``
+NON_GATED_ACTS = frozenset({"relu2"})
+
+
+@functools.cache
+def non_gated_moe_shapes(configs: Path | None = None) -> frozenset[tuple[int, int, int, int]]:
+    """(expert input width, expert intermediate width, experts, top-k) of the MoE models in
+    the package's ``model_configs`` whose experts are not gated. The input width is the
+    model's ``hidden_size``, and its ``moe_latent_size`` where tokens enter the experts in a
+    latent space (Nemotron-3 Super and Ultra). The moe tables mark these rows only in
+    TensorRT-LLM's kernel_source (``moe_torch_flow_nongated``); vLLM and SGLang collect the
+    same shapes under their usual kernel names. ``configs``: a folder of HuggingFace
+    ``config.json`` files (default: the package's; empty without the package)."""
+    import json
+    from importlib.util import find_spec
+
+    if configs is None:
+        spec = find_spec(MODULE)
+        if spec is None or not spec.submodule_search_locations:
+            return frozenset()
+        configs = Path(next(iter(spec.submodule_search_locations))) / "model_configs"
+    shapes = set()
+    for path in sorted(configs.glob("*_config.json")):
+        cfg = json.loads(path.read_text())
+        act = cfg.get("mlp_hidden_act") or cfg.get("hidden_act")
+        experts = cfg.get("n_routed_experts") or cfg.get("num_experts")
+        inter, top_k = cfg.get("moe_intermediate_size"), cfg.get("num_experts_per_tok")
+        if act not in NON_GATED_ACTS or not (experts and inter and top_k):
+            continue
+        for width in (cfg.get("hidden_size"), cfg.get("moe_latent_size")):
+            if width:
+                shapes.add((int(width), int(inter), int(experts), int(top_k)))
+    return frozenset(shapes)
+
+
 @dataclass(frozen=True)
 class TableFile:
     """One measured table: ``<system>/<family>/<backend>/<version>/<table>.parquet``."""
