@@ -248,15 +248,28 @@ def drain(prog, l2, stats, buf_key, buf_acc, n, rec_h, rec_at):
     """Pass the first n buffered units through the L2 in order (hits to the event log when
     recording: ``rec_at`` ≥ 0 is where the buffer's first unit is logged). A hit needs
     only the unit and whether it is a store (the sign of its access index); a miss also
-    the access's bytes and tensor."""
+    the access's bytes and tensor. Dense ids are their own entries (l2.entry): their loop
+    tests residency directly (one loop per kind of key, no per-unit branch between them:
+    FA-2 causal GQA 128K h100-sxm, 4.2 → 3.9 ns per unit)."""
     accs, accs_f = prog[3], prog[4]
     qpos = l2[2]
-    direct = l2[8][DIRECT] != 0         # read once: the loop's stores may alias meta_i
+    if l2[8][DIRECT]:
+        for j in range(n):
+            a = buf_acc[j]
+            key = buf_key[j]
+            hits = qpos[key] >= 0
+            if hits:
+                hit(l2, key, a < 0)
+            else:
+                b = ~a if a < 0 else a
+                miss(l2, key, accs_f[b, A_BYTES], accs[b, A_TENSOR], a < 0, stats)
+            if rec_at >= 0:
+                rec_h[rec_at + j] = hits
+        return
     for j in range(n):
         a = buf_acc[j]
         key = buf_key[j]
-        # dense ids are their own entries (l2.entry)
-        e = (key if qpos[key] >= 0 else -1) if direct else entry(l2, key)
+        e = entry(l2, key)
         if e >= 0:
             hit(l2, e, a < 0)
         else:
