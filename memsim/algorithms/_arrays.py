@@ -397,46 +397,6 @@ def _normal_cdf(z):
     return 0.5 * (1 + np.sign(z) * erf)
 
 
-def _later_misses(Qc, Pc, alpha, delta, M):
-    """Expected old key tiles a later causal head group re-reads from HBM (1-D arrays:
-    clumps, clump slots, tiles of the first clump, tiles added per clump, tiles the L2
-    holds; see :meth:`Arrays._causal_later_key_loads`): the start-up (clumps 0 … i₀)
-    and the steps k = 1 … gens after it, :data:`_QUAD` points each, at most
-    :data:`_MAX_STEPS` steps (every stride-th, weighted by the stride)."""
-    d_max = alpha + delta * (Qc - 1)
-    work = (Qc * alpha + delta * Qc * (Qc - 1) / 2) / Pc    # tile-times per slot
-
-    def ramp_sum(L):  # Σ over the L clumps after i₀ of δ·(1 + ⌊j / P_c⌋), smoothed
-        return delta * (L / 2 + L * L / (2 * Pc))
-
-    lo, hi = np.full_like(work, 1e-6), np.maximum(work / Qc * 2, 1.0)
-    for _ in range(40):                                       # bisection for g_s
-        g = (lo + hi) / 2
-        over = Qc * g + ramp_sum(Qc - np.minimum(d_max / g, Qc)) > work
-        lo, hi = np.where(over, lo, g), np.where(over, g, hi)
-    g_s = (lo + hi) / 2
-    i0 = np.minimum(d_max / g_s, Qc)
-    gens = np.ceil((Qc - i0) / Pc)                            # steps after i₀
-    m, h = g_s + delta, g_s + delta * (gens + 1)              # own ends, previous ends
-    sigma = np.sqrt(np.maximum(m * m * (1 / (1 + m / h) - 1 / 3) / 2, 1e-12))
-    group = _Group(Qc=Qc, Pc=Pc, alpha=alpha, delta=delta, i0=i0, g_s=g_s, sigma=sigma,
-                   target=M / Pc, mu_end=g_s + delta * gens)
-    total = _step_misses(group, 0.0, i0, g_s)
-    stride = max(1.0, float(np.ceil(np.max(gens) / _MAX_STEPS)))
-    k = 1.0
-    while np.any(k <= gens):
-        # only the groups with a step k left: the others' steps are empty (weight 0;
-        # a0 = a1 = Qc), so leaving them out changes no sum
-        live = k <= gens
-        gk = group.take(live)
-        weight = np.clip(gens[live] - k + 1, 0, stride)
-        a0 = np.minimum(gk.i0 + (k - 1) * gk.Pc, gk.Qc)
-        a1 = np.minimum(gk.i0 + k * gk.Pc, gk.Qc)
-        total[live] = total[live] + weight * _step_misses(gk, a0, a1, gk.g_s + gk.delta * k)
-        k += stride
-    return total
-
-
 @dataclass(frozen=True)
 class _Group:
     """Per-configuration parameters of :func:`_later_misses` (1-D arrays, same length):
@@ -485,6 +445,46 @@ def _step_misses(g: _Group, a0, a1, mu_k):
         p = sum(_p_miss(g, mu_k, (edge[w + 2] - edge[w]) / g.Pc) for w in range(3)) / 3
         out = out + p * np.maximum(g.alpha + g.delta * (i - 1), 0) * width  # old tiles
     return out
+
+
+def _later_misses(Qc, Pc, alpha, delta, M):
+    """Expected old key tiles a later causal head group re-reads from HBM (1-D arrays:
+    clumps, clump slots, tiles of the first clump, tiles added per clump, tiles the L2
+    holds; see :meth:`Arrays._causal_later_key_loads`): the start-up (clumps 0 … i₀)
+    and the steps k = 1 … gens after it, :data:`_QUAD` points each, at most
+    :data:`_MAX_STEPS` steps (every stride-th, weighted by the stride)."""
+    d_max = alpha + delta * (Qc - 1)
+    work = (Qc * alpha + delta * Qc * (Qc - 1) / 2) / Pc    # tile-times per slot
+
+    def ramp_sum(L):  # Σ over the L clumps after i₀ of δ·(1 + ⌊j / P_c⌋), smoothed
+        return delta * (L / 2 + L * L / (2 * Pc))
+
+    lo, hi = np.full_like(work, 1e-6), np.maximum(work / Qc * 2, 1.0)
+    for _ in range(40):                                       # bisection for g_s
+        g = (lo + hi) / 2
+        over = Qc * g + ramp_sum(Qc - np.minimum(d_max / g, Qc)) > work
+        lo, hi = np.where(over, lo, g), np.where(over, g, hi)
+    g_s = (lo + hi) / 2
+    i0 = np.minimum(d_max / g_s, Qc)
+    gens = np.ceil((Qc - i0) / Pc)                            # steps after i₀
+    m, h = g_s + delta, g_s + delta * (gens + 1)              # own ends, previous ends
+    sigma = np.sqrt(np.maximum(m * m * (1 / (1 + m / h) - 1 / 3) / 2, 1e-12))
+    group = _Group(Qc=Qc, Pc=Pc, alpha=alpha, delta=delta, i0=i0, g_s=g_s, sigma=sigma,
+                   target=M / Pc, mu_end=g_s + delta * gens)
+    total = _step_misses(group, 0.0, i0, g_s)
+    stride = max(1.0, float(np.ceil(np.max(gens) / _MAX_STEPS)))
+    k = 1.0
+    while np.any(k <= gens):
+        # only the groups with a step k left: the others' steps are empty (weight 0;
+        # a0 = a1 = Qc), so leaving them out changes no sum
+        live = k <= gens
+        gk = group.take(live)
+        weight = np.clip(gens[live] - k + 1, 0, stride)
+        a0 = np.minimum(gk.i0 + (k - 1) * gk.Pc, gk.Qc)
+        a1 = np.minimum(gk.i0 + k * gk.Pc, gk.Qc)
+        total[live] = total[live] + weight * _step_misses(gk, a0, a1, gk.g_s + gk.delta * k)
+        k += stride
+    return total
 
 
 def handoff_hit_fraction(first_bytes, second_bytes, l2_bytes):
