@@ -18,12 +18,24 @@ def memsim_command() -> list[str]:
 
 def wall_times_s(args: list[str], repeats: int) -> list[float]:
     """Wall time of ``memsim *args`` in a new process, ``repeats`` times (seconds)."""
-    times = []
+    return times_s(args, repeats)[0]
+
+
+def times_s(args: list[str], repeats: int) -> tuple[list[float], list[float]]:
+    """Wall and CPU time (user + system, every thread) of ``memsim *args`` in a new
+    process, ``repeats`` times each (seconds). CPU time is the work done, whatever else
+    the machine runs; wall time also counts waiting for a core."""
+    import resource
+
+    walls, cpus = [], []
     for _ in range(repeats):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         subprocess.run([*memsim_command(), *args], check=True, capture_output=True)
-        times.append(time.perf_counter() - t0)
-    return times
+        walls.append(time.perf_counter() - t0)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+    return walls, cpus
 
 
 def cold_start(name: str, args: list[str], target_s: float, repeats: int = 5) -> dict:

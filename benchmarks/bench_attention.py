@@ -1,5 +1,5 @@
 """Speed of the analytic attention model: vectorised evaluations per second, and the cold
-start of ``memsim attention``.
+start of ``memsim attention``, and what the closed-form L2 estimate costs on top.
 
 Targets (issue 2, on a 2-core machine): ≥ 1,000,000 cost evaluations per second through
 :func:`memsim.attention.costs`; ``memsim attention --json`` in under 1 s from a fresh
@@ -64,10 +64,40 @@ def vectorised(n: int = CONFIGS, repeats: int = REPEATS) -> dict[str, Any]:
             "target_evals_per_s": 1_000_000}
 
 
+def l2_estimate_ratio(n: int = 100_000, repeats: int = REPEATS) -> dict[str, Any]:
+    """The closed-form L2 estimate's cost (issue 13): ``n`` causal GQA configurations
+    (H 32, K 8, D 128, bf16, FA-2 on h100-sxm; N = S uniform in 1K–1M, where the later
+    head groups' misses are evaluated step by step) with ``l2_estimate`` against the same
+    call without it, as a ratio of the fastest CPU times of each measured in this run
+    (single-threaded numpy: CPU time is the work, whatever else the machine runs)."""
+    import numpy as np
+
+    from memsim.attention import costs_for
+    from memsim.hardware import load_gpu
+    from memsim.problem import AttentionProblem, Mask
+
+    gpu = load_gpu("h100-sxm")
+    problem = AttentionProblem(batch=1, seq_len=131072, heads=32, kv_heads=8, head_dim=128,
+                               dtype="bf16", mask=Mask(causal=True))
+    N = np.random.default_rng(0).integers(1024, 1 << 20, n)
+    seconds = {}
+    for estimate in (False, True):
+        times = []
+        for _ in range(repeats):
+            t0 = time.process_time()
+            costs_for(problem, gpu, "flash2", N=N, S=N, l2_estimate=estimate)
+            times.append(time.process_time() - t0)
+        seconds[estimate] = min(times)
+    return {"name": "l2_estimate_vs_plain", "configs": n,
+            "plain_cpu_seconds": seconds[False], "estimate_cpu_seconds": seconds[True],
+            "ratio": seconds[True] / seconds[False],
+            "note": "FA-2 causal GQA, N 1K-1M, h100-sxm"}
+
+
 def cold_start(repeats: int = 5) -> dict[str, Any]:
     """Median wall time of a fresh `memsim attention --json` process."""
     return _cli.cold_start("cli_attention_cold_start", COLD_START_ARGS, 1.0, repeats)
 
 
 def run() -> list[dict[str, Any]]:
-    return [vectorised(), cold_start()]
+    return [vectorised(), l2_estimate_ratio(), cold_start()]

@@ -37,6 +37,26 @@ def test_json_carries_the_contract_and_agrees_with_attention() -> None:
     assert out["flops"] == attention["flops"]
 
 
+def test_one_trace_skips_the_analytic_model_it_does_not_show() -> None:
+    """`memsim trace --json` (and its own table) print the trace alone: a fresh process
+    never imports memsim.attention (issue 13: the 128K trace's start-up); --compare does."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    def loaded(*flags: str) -> bool:
+        probe = ("import contextlib, io, sys, memsim.cli\n"
+                 "with contextlib.redirect_stdout(io.StringIO()):\n"
+                 f"    memsim.cli.run({['trace', *SMALL, *flags]!r})\n"
+                 "print('memsim.attention' in sys.modules)")
+        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                             check=True, cwd=Path(__file__).resolve().parents[1])
+        return out.stdout.split()[-1] == "True"
+
+    assert not loaded("--json")
+    assert loaded("--compare", "--json")
+
+
 def test_l2_off_sends_every_byte_to_hbm() -> None:
     out = json.loads(run(*SMALL, "--l2", "off", "--json").output)
     assert out["l2"] == "off" and out["l2_hit_rate"] == 0

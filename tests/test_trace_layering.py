@@ -38,3 +38,24 @@ def test_trace_timing_uses_the_roofline_rates() -> None:
     assert "memsim.roofline" in _imports(TRACE / "timing.py")
     assert "achievable_flop_per_s" not in source
     assert "fp8_tensor_flop_per_s" not in source
+
+
+def test_a_trace_imports_only_its_own_schedule_generator() -> None:
+    """schedule.py names the generators by module (issue 13: start-up of `memsim trace`);
+    a FlashAttention-2 trace imports sched_flash2 alone, and every named builder exists."""
+    import subprocess
+    import sys
+
+    from memsim.trace.schedule import BACKWARD, FORWARD, builders
+
+    probe = ("import sys\nfrom memsim.problem import AttentionProblem\n"
+             "from memsim.trace import simulate\n"
+             "simulate(AttentionProblem(batch=1, seq_len=256, heads=4, head_dim=64), "
+             "'h100-sxm', 'flash2')\n"
+             "print(' '.join(sorted(m for m in sys.modules if '.sched_' in m)))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, cwd=TRACE.parents[1])
+    assert out.stdout.split() == ["memsim.trace.sched_flash2"]
+    assert all(callable(f) for f in builders().values())
+    assert {module for module, _ in (*FORWARD.values(), *BACKWARD.values())} == {
+        p.stem for p in TRACE.glob("sched_*.py")}

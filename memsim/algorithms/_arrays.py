@@ -396,6 +396,56 @@ def _normal_cdf(z):
     return 0.5 * (1 + np.sign(z) * erf)
 
 
+@dataclass(frozen=True)
+class _Group:
+    """Per-configuration parameters of :func:`_later_misses` (1-D arrays, same length):
+    clumps, clump slots, first clump's tiles, tiles per clump, start of the steps, the
+    start-up gap, the gaps' spread, the L2's tiles per clump slot, the last step's gap."""
+
+    Qc: np.ndarray
+    Pc: np.ndarray
+    alpha: np.ndarray
+    delta: np.ndarray
+    i0: np.ndarray
+    g_s: np.ndarray
+    sigma: np.ndarray
+    target: np.ndarray
+    mu_end: np.ndarray
+
+    def take(self, mask: np.ndarray) -> _Group:
+        return _Group(**{name: value[mask] for name, value in vars(self).items()})
+
+
+def _integral(g: _Group, x):
+    """∫_0^x μ: start-up g_s, then steps of δ per P_c clumps; before the group the
+    previous group's last step, after it the next start-up."""
+    y = np.clip(x, 0, g.Qc) - g.i0
+    K = np.floor(np.maximum(y, 0) / g.Pc)
+    steps = np.where(y > 0, y + g.Pc * K * (K - 1) / 2 + K * (y - K * g.Pc), 0.0)
+    inside = g.g_s * np.clip(x, 0, g.Qc) + g.delta * steps
+    return inside + g.mu_end * np.minimum(x, 0) + g.g_s * np.maximum(x - g.Qc, 0)
+
+
+def _p_miss(g: _Group, mu_own, mu_w):
+    """P(a clump misses): P_c·E[min(gap, G_w)] > M."""
+    g_star = mu_w + g.sigma * np.interp((g.target - mu_w) / g.sigma, _PSI, _Z)
+    return np.where(mu_w > g.target, 1 - _normal_cdf((g_star - mu_own) / g.sigma), 0.0)
+
+
+def _step_misses(g: _Group, a0, a1, mu_k):
+    """Expected old tiles re-read by the clumps a0 … a1 (:data:`_QUAD` points)."""
+    width = np.maximum(a1 - a0, 0) / _QUAD
+    out = 0.0
+    for q in range(_QUAD):
+        i = a0 + (q + 0.5) * width
+        # the blocks in flight while clump i reads tile j: the P_c clumps before it
+        # (j = 0) … the P_c after it (j = n_i); p averaged over three such windows
+        edge = [_integral(g, i + h * g.Pc) for h in (-1.0, -0.5, 0.0, 0.5, 1.0)]
+        p = sum(_p_miss(g, mu_k, (edge[w + 2] - edge[w]) / g.Pc) for w in range(3)) / 3
+        out = out + p * np.maximum(g.alpha + g.delta * (i - 1), 0) * width  # old tiles
+    return out
+
+
 def _later_misses(Qc, Pc, alpha, delta, M):
     """Expected old key tiles a later causal head group re-reads from HBM (1-D arrays:
     clumps, clump slots, tiles of the first clump, tiles added per clump, tiles the L2
@@ -418,40 +468,20 @@ def _later_misses(Qc, Pc, alpha, delta, M):
     gens = np.ceil((Qc - i0) / Pc)                            # steps after i₀
     m, h = g_s + delta, g_s + delta * (gens + 1)              # own ends, previous ends
     sigma = np.sqrt(np.maximum(m * m * (1 / (1 + m / h) - 1 / 3) / 2, 1e-12))
-    target = M / Pc
-    mu_end = g_s + delta * gens
-
-    def integral(x):  # ∫_0^x μ: start-up g_s, then steps of δ per P_c clumps
-        y = np.clip(x, 0, Qc) - i0
-        K = np.floor(np.maximum(y, 0) / Pc)
-        steps = np.where(y > 0, y + Pc * K * (K - 1) / 2 + K * (y - K * Pc), 0.0)
-        inside = g_s * np.clip(x, 0, Qc) + delta * steps
-        # before the group: the previous group's last step; after: the next start-up
-        return inside + mu_end * np.minimum(x, 0) + g_s * np.maximum(x - Qc, 0)
-
-    def p_miss(mu_own, mu_w):  # P(a clump misses): P_c·E[min(g, G_w)] > M
-        g_star = mu_w + sigma * np.interp((target - mu_w) / sigma, _PSI, _Z)
-        return np.where(mu_w > target, 1 - _normal_cdf((g_star - mu_own) / sigma), 0.0)
-
-    def step_misses(a0, a1, mu_k):
-        width = np.maximum(a1 - a0, 0) / _QUAD
-        out = 0.0
-        for q in range(_QUAD):
-            i = a0 + (q + 0.5) * width
-            # the blocks in flight while clump i reads tile j: the P_c clumps before it
-            # (j = 0) … the P_c after it (j = n_i); p averaged over three such windows
-            edge = [integral(i + h * Pc) for h in (-1.0, -0.5, 0.0, 0.5, 1.0)]
-            p = sum(p_miss(mu_k, (edge[w + 2] - edge[w]) / Pc) for w in range(3)) / 3
-            out = out + p * np.maximum(alpha + delta * (i - 1), 0) * width  # old tiles
-        return out
-
-    total = step_misses(0.0, i0, g_s)
+    group = _Group(Qc=Qc, Pc=Pc, alpha=alpha, delta=delta, i0=i0, g_s=g_s, sigma=sigma,
+                   target=M / Pc, mu_end=g_s + delta * gens)
+    total = _step_misses(group, 0.0, i0, g_s)
     stride = max(1.0, float(np.ceil(np.max(gens) / _MAX_STEPS)))
     k = 1.0
     while np.any(k <= gens):
-        weight = np.clip(gens - k + 1, 0, stride)
-        a0, a1 = np.minimum(i0 + (k - 1) * Pc, Qc), np.minimum(i0 + k * Pc, Qc)
-        total = total + weight * step_misses(a0, a1, g_s + delta * k)
+        # only the groups with a step k left: the others' steps are empty (weight 0;
+        # a0 = a1 = Qc), so leaving them out changes no sum
+        live = k <= gens
+        gk = group.take(live)
+        weight = np.clip(gens[live] - k + 1, 0, stride)
+        a0 = np.minimum(gk.i0 + (k - 1) * gk.Pc, gk.Qc)
+        a1 = np.minimum(gk.i0 + k * gk.Pc, gk.Qc)
+        total[live] = total[live] + weight * _step_misses(gk, a0, a1, gk.g_s + gk.delta * k)
         k += stride
     return total
 

@@ -172,10 +172,11 @@ def trace(
         from memsim.files import check_writable
 
         check_writable(save_trace, "save_trace")
-    from memsim.algorithms import compulsory_bytes
-    from memsim.attention import predict
     from memsim.trace import simulate
 
+    # the analytic prediction only where it is shown (--compare, a table of several
+    # cases): one trace as JSON or as its own table needs neither it nor its imports
+    analytic_shown = compare or (len(cases) > 1 and not as_json)
     rows = []
     for options in cases:
         problem, profile, tiling = build_from(options)
@@ -186,9 +187,14 @@ def trace(
                           l2_model=l2_model)
         if save_trace is not None:
             result.save(save_trace)
-        analytic = predict(problem, profile, algorithm, tiling, matmul_unit=matmul_unit)
-        rows.append({"analytic": analytic.to_dict(), "trace": result.to_dict(),
-                     "compulsory_bytes": compulsory_bytes(problem)})
+        row = {"trace": result.to_dict()}
+        if analytic_shown:
+            from memsim.algorithms import compulsory_bytes
+            from memsim.attention import predict
+
+            analytic = predict(problem, profile, algorithm, tiling, matmul_unit=matmul_unit)
+            row.update(analytic=analytic.to_dict(), compulsory_bytes=compulsory_bytes(problem))
+        rows.append(row)
     if as_json:                       # one object; JSON Lines for a list
         for row in rows:
             typer.echo(json.dumps(row if compare else row["trace"]))

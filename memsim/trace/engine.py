@@ -39,6 +39,9 @@ from memsim.trace.program import GATHER, STORE
 
 _jit = njit(cache=True, _nrt=False, nogil=True)  # nogil: the walk and the L2 run in parallel
 _inline = njit(cache=True, _nrt=False, inline="always")
+# The walk's rare paths (a slot's next run or block, multi-unit and gathered accesses, the
+# event log) are called, not inlined: the hot loop then keeps more of its values in
+# registers (FA-2 causal GQA 128K on h100-sxm: 11.2 → 9.7 ns per step, CPU time).
 
 
 
@@ -149,7 +152,7 @@ C_KEY, C_STEP, C_USTRIDE, C_UNITS, C_ACC, C_GATHER = range(6)
 S_ACC_COLS = 6
 
 
-@_inline
+@_jit
 def _load_run(prog, off, sl, sl_f, s, r):
     """Slot s starts run r: its counts, duration and accesses (ids at iteration 0)."""
     runs, runs_f, accs = prog[1], prog[2], prog[3]
@@ -172,7 +175,7 @@ def _load_run(prog, off, sl, sl_f, s, r):
         sl[s, c + C_GATHER] = gathered
 
 
-@_inline
+@_jit
 def _load_block(prog, n_batch, offsets, slot_ptr, slot_order, blk_start, off, sl, sl_f, s):
     """Slot s starts its next block that has steps; False when it has none left."""
     block_run_ptr = prog[0]
@@ -198,38 +201,45 @@ def _load_block(prog, n_batch, offsets, slot_ptr, slot_order, blk_start, off, sl
     return True
 
 
+@_jit
+def _emit_access(prog, row, c, it, buf_key, buf_acc, n):
+    """The units of one multi-unit or gathered access of a step (see _emit_step)."""
+    acc_gpos, acc_gk, acc_gfirst = prog[5], prog[6], prog[7]
+    key = row[c + C_KEY]
+    units = row[c + C_UNITS]
+    a = row[c + C_ACC]
+    ustride = row[c + C_USTRIDE]
+    if row[c + C_GATHER]:
+        first = acc_gfirst[a] + it * units
+        for u in range(units):
+            buf_key[n] = key + selected_key(acc_gpos[a], acc_gk[a], first + u) * ustride
+            buf_acc[n] = a
+            n += 1
+    else:
+        for u in range(units):
+            buf_key[n] = key + u * ustride
+            buf_acc[n] = a
+            n += 1
+        row[c + C_KEY] = key + row[c + C_STEP]
+    return n
+
+
 @_inline
 def _emit_step(prog, row, it, buf_key, buf_acc, n):
     """Append the units of a slot's step (``row``: its row of the slot state; iteration
     ``it`` of its run) to the buffer, in access order, and advance its accesses to the
     next iteration; returns the new fill.
     (One unit of an affine access — K or V tile — is the common case: no inner loop.)"""
-    acc_gpos, acc_gk, acc_gfirst = prog[5], prog[6], prog[7]
     for m in range(row[S_NACC]):
         c = S_HEAD + m * S_ACC_COLS
-        key = row[c + C_KEY]
-        units = row[c + C_UNITS]
-        a = row[c + C_ACC]
-        gathered = row[c + C_GATHER]
-        if units == 1 and not gathered:
+        if row[c + C_UNITS] == 1 and not row[c + C_GATHER]:
+            key = row[c + C_KEY]
             buf_key[n] = key
-            buf_acc[n] = a
+            buf_acc[n] = row[c + C_ACC]
             n += 1
             row[c + C_KEY] = key + row[c + C_STEP]
-            continue
-        ustride = row[c + C_USTRIDE]
-        if gathered:
-            first = acc_gfirst[a] + it * units
-            for u in range(units):
-                buf_key[n] = key + selected_key(acc_gpos[a], acc_gk[a], first + u) * ustride
-                buf_acc[n] = a
-                n += 1
         else:
-            for u in range(units):
-                buf_key[n] = key + u * ustride
-                buf_acc[n] = a
-                n += 1
-            row[c + C_KEY] = key + row[c + C_STEP]
+            n = _emit_access(prog, row, c, it, buf_key, buf_acc, n)
     return n
 
 
@@ -238,15 +248,28 @@ def drain(prog, l2, stats, buf_key, buf_acc, n, rec_h, rec_at):
     """Pass the first n buffered units through the L2 in order (hits to the event log when
     recording: ``rec_at`` ≥ 0 is where the buffer's first unit is logged). A hit needs
     only the unit and whether it is a store (the sign of its access index); a miss also
-    the access's bytes and tensor."""
+    the access's bytes and tensor. Dense ids are their own entries (l2.entry): their loop
+    tests residency directly (one loop per kind of key, no per-unit branch between them:
+    FA-2 causal GQA 128K h100-sxm, 4.2 → 3.9 ns per unit)."""
     accs, accs_f = prog[3], prog[4]
     qpos = l2[2]
-    direct = l2[8][DIRECT] != 0         # read once: the loop's stores may alias meta_i
+    if l2[8][DIRECT]:
+        for j in range(n):
+            a = buf_acc[j]
+            key = buf_key[j]
+            hits = qpos[key] >= 0
+            if hits:
+                hit(l2, key, a < 0)
+            else:
+                b = ~a if a < 0 else a
+                miss(l2, key, accs_f[b, A_BYTES], accs[b, A_TENSOR], a < 0, stats)
+            if rec_at >= 0:
+                rec_h[rec_at + j] = hits
+        return
     for j in range(n):
         a = buf_acc[j]
         key = buf_key[j]
-        # dense ids are their own entries (l2.entry)
-        e = (key if qpos[key] >= 0 else -1) if direct else entry(l2, key)
+        e = entry(l2, key)
         if e >= 0:
             hit(l2, e, a < 0)
         else:
@@ -256,7 +279,7 @@ def drain(prog, l2, stats, buf_key, buf_acc, n, rec_h, rec_at):
             rec_h[rec_at + j] = e >= 0
 
 
-@_inline
+@_jit
 def _log_step(rec, at, n0, n, t, block, buf_key, buf_acc):
     """Event log of one step's units buffered at n0 … n (time, block, access, unit id)."""
     rec_t, rec_b, rec_a, rec_k = rec[0], rec[1], rec[2], rec[3]

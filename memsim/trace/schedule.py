@@ -16,13 +16,13 @@ block index varies fastest, then the batch, then the head group
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 
 import numpy as np
 
 from memsim.algorithms import get
 from memsim.errors import InputError
-from memsim.trace import sched_dsa, sched_flash1, sched_flash2, sched_standard
 from memsim.trace.layout import Layout
 from memsim.trace.program import KernelProgram
 from memsim.trace.tiles import Dims, dims_of
@@ -75,27 +75,33 @@ class Schedule:
         return sum(k.events_per_instance() * self.instances(k) for k in self.kernels)
 
 
-#: forward schedule builders by the name an algorithm's ``SCHEDULE`` declares
+#: forward schedule builders by the name an algorithm's ``SCHEDULE`` declares, as
+#: (module of memsim.trace, function): a trace imports only its own generator
 FORWARD = {
-    "standard": sched_standard.build,
-    "standard_blockskip": sched_standard.build_blockskip,
-    "flash1": sched_flash1.build,
-    "flash2": sched_flash2.build,
-    "flash2_decode": sched_flash2.build_decode,
-    "dsa": sched_dsa.build,
+    "standard": ("sched_standard", "build"),
+    "standard_blockskip": ("sched_standard", "build_blockskip"),
+    "flash1": ("sched_flash1", "build"),
+    "flash2": ("sched_flash2", "build"),
+    "flash2_decode": ("sched_flash2", "build_decode"),
+    "dsa": ("sched_dsa", "build"),
 }
 #: backward schedule builders (schedules whose backward the trace simulates)
 BACKWARD = {
-    "standard": sched_standard.build_backward,
-    "standard_blockskip": sched_standard.build_backward_blockskip,
-    "flash1": sched_flash1.build_backward,
-    "flash2": sched_flash2.build_backward,
+    "standard": ("sched_standard", "build_backward"),
+    "standard_blockskip": ("sched_standard", "build_backward_blockskip"),
+    "flash1": ("sched_flash1", "build_backward"),
+    "flash2": ("sched_flash2", "build_backward"),
 }
+
+
+def _builder(table: dict, name: str):
+    module, function = table[name]
+    return getattr(importlib.import_module(f"memsim.trace.{module}"), function)
 
 
 def builders() -> dict:
     """The forward schedule builders by name: what an algorithm's ``SCHEDULE`` names."""
-    return FORWARD
+    return {name: _builder(FORWARD, name) for name in FORWARD}
 
 
 def build_schedule(problem, tiling, algorithm: str, heads_sample: int | None = None,
@@ -127,9 +133,9 @@ def build_schedule(problem, tiling, algorithm: str, heads_sample: int | None = N
     layout = Layout()
     kernels = []
     if problem.pass_ in ("forward", "forward+backward"):
-        kernels += FORWARD[name](d, layout)
+        kernels += _builder(FORWARD, name)(d, layout)
     if problem.pass_ in ("backward", "forward+backward"):
-        backward = BACKWARD[name](d, layout)
+        backward = _builder(BACKWARD, name)(d, layout)
         if kernels:
             backward[0].cold_l2 = True
         kernels += backward
