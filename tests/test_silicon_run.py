@@ -163,6 +163,35 @@ def test_classes_fitted_together_count_only_those_some_row_is_timed_with() -> No
         "gemm/vllm/fp8_block", "gemm/vllm/fp8_block_flashinfer"]
 
 
+def _one_gemm_row(backend: str, dtype: str, m: int, n: int, k: int) -> fit.GpuRows:
+    cols = {"m": np.array([m]), "n": np.array([n]), "k": np.array([k]),
+            "gemm_dtype": np.array([dtype], dtype=object),
+            "kernel_source": np.array(["x"], dtype=object)}
+    r = fit.Rows("h100_sxm", "gemm", backend, "t", "gemm_perf", "synthetic", "t",
+                 np.arange(1), cols)
+    return fit.GpuRows("h100-sxm", r, np.ones(1))
+
+
+def test_bound_share_counts_the_rows_whose_time_an_efficiency_sets() -> None:
+    """A large square GEMM is tensor-bound, a one-token GEMM streams its weights
+    (hbm-bound): each unit binds on the row it sets and on no other; under vLLM's eager
+    fp8_block launch a small GEMM sits under the host floor, so no unit binds on it."""
+    from memsim.ops.classes import kernel_classes
+
+    (spec,) = [s for s in fit.specs() if s.name == "gemm/trtllm/bf16"]
+    base = {spec.name: kernel_classes()[spec.name]}
+    big, tiny = (_one_gemm_row("trtllm", "bfloat16", m, 8192, 8192) for m in (8192, 1))
+    share = lambda unit, rows: fit.bound_share(spec, base, rows, spec.name, unit)  # noqa: E731
+    assert share("tensor", [big]) == 1.0 and share("hbm", [big]) == 0.0
+    assert share("hbm", [tiny]) == 1.0 and share("tensor", [tiny]) == 0.0
+    assert share("tensor", [big, tiny]) == 0.5
+    (eager,) = [s for s in fit.specs() if s.name.startswith("gemm/vllm/fp8_block+")]
+    classes = {k: kernel_classes()[k] for k in eager.keys}
+    small = _one_gemm_row("vllm", "fp8_block", 64, 1024, 1024)
+    assert all(fit.bound_share(eager, classes, [small], "gemm/vllm/fp8_block", u) == 0.0
+               for u in ("tensor", "hbm", "l2"))
+
+
 @needs_scipy
 def test_fit_recovers_known_class_numbers_from_memsims_own_times() -> None:
     """Rows timed by memsim with a known class (floor 9 µs, tensor 0.6, hbm 0.7): the fit,

@@ -24,6 +24,10 @@ with whatever physics the mapper has today (no re-timing approximation).
   the file's values.
 - Numbers are rounded to 4 significant digits and every error is computed with the
   rounded numbers (what is written is what is scored).
+- Bound shares (:func:`bound_share`): per fitted efficiency, the share of the fitted rows
+  whose time it sets with the fit's numbers. A unit that binds on (almost) no row is not
+  determined by the rows — its number is wherever the fit left it — yet it can bind on an
+  unseen GPU; the report prints the shares so such a unit is seen.
 - Checks: per fitted GPU, median / p90 |error| of the fit; leave-one-GPU-out (refit on
   the other fitted GPU from mid-range numbers, :data:`NEUTRAL`, score this one); every
   other GPU (B200, B300, GB200, A100, L40S) is "unseen": never in a fit, scored with the
@@ -323,6 +327,21 @@ def fit_spec_numbers(spec: FitSpec, base: dict[str, KernelClass], data: list[Gpu
     return with_params(base, params, values), int(res.nfev)
 
 
+def bound_share(spec: FitSpec, classes: dict[str, KernelClass], data: list[GpuRows],
+                key: str, unit: str) -> float:
+    """The share (0–1) of ``data``'s rows whose time the efficiency ``unit`` of class
+    ``key`` sets: those whose predicted time rises when it is lowered by 1 % (a term
+    below the roofline's maximum, or under an eager launch's host floor, moves nothing)."""
+    now = np.concatenate([predict(spec, classes, d) for d in data])
+    if not len(now):
+        return 0.0
+    cls = classes[key]
+    lower = {**classes, key: replace(cls, efficiency={**cls.efficiency,
+                                                      unit: 0.99 * _get(cls, unit)})}
+    moved = np.concatenate([predict(spec, lower, d) for d in data])
+    return float(np.mean(moved > now * (1 + 1e-6)))
+
+
 def error_stats(predicted_s: np.ndarray, measured_s: np.ndarray) -> dict[str, Any]:
     """n, median and p90 of |predicted / measured − 1|, and the median signed error."""
     e = predicted_s / measured_s - 1.0
@@ -348,6 +367,8 @@ class FitResult:
     nfev: int = 0
     note: str = ""
     used: list[str] = field(default_factory=list)  # keys some fitted row is timed with
+    # "class:unit" → share of the fitted rows that efficiency binds on (bound_share)
+    bound: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         num = lambda c: {"floor_s": c.floor_s, "efficiency": c.efficiency,  # noqa: E731
@@ -359,7 +380,7 @@ class FitResult:
                 "fitted_before": self.fitted_before,
                 "leave_one_gpu_out": self.leave_one_gpu_out, "unseen": self.unseen,
                 "unseen_before": self.unseen_before, "nfev": self.nfev, "note": self.note,
-                "used": self.used}
+                "used": self.used, "bound": self.bound}
 
 
 def _used_keys(spec: FitSpec, base: dict[str, KernelClass], data: list[GpuRows]
@@ -395,6 +416,8 @@ def fit_spec(spec: FitSpec, base: dict[str, KernelClass], data: dict[str, GpuRow
     sub = replace(spec, keys=tuple(result.used))
     after, result.nfev = fit_spec_numbers(sub, base, fit_data)
     result.after = after
+    result.bound = {f"{k}:{p}": bound_share(sub, after, fit_data, k, p)
+                    for k, p in _params(sub) if p not in TIMES}
     for d in fit_data:
         result.fitted[d.profile] = error_stats(predict(spec, after, d), d.measured_s)
         result.fitted_before[d.profile] = error_stats(predict(spec, base, d), d.measured_s)
@@ -477,6 +500,9 @@ def report_text(results: list[dict[str, Any]]) -> str:
             mark = "" if k in r["used"] or r["note"] else "  (no row uses it: kept)"
             lines.append(f"    {k}: {_numbers(r['before'][k])}  →  "
                          f"{_numbers(r['after'][k])}{mark}")
+        if r.get("bound"):
+            lines.append("    binds on (share of the fitted rows): " + ", ".join(
+                f"{name} {100 * share:.1f}%" for name, share in r["bound"].items()))
         for g, s in r["fitted"].items():
             held = r["leave_one_gpu_out"].get(g)
             lines.append(f"    fitted {_gpu(g):6} file {_fmt(r['fitted_before'][g])}  →  fit "
