@@ -171,10 +171,9 @@ def test_next_head_kv_hit_fraction_laws() -> None:
                          mask=Mask(), **{"pass": "backward"})
     _, tiling = attention_cost(p, H100, "flash2")
     x = from_problem(p, tiling, H100).backward()
-    t = x.tiles()
     row, kv = 1000.0, 4e6
     frac = lambda cap: float(fa2_kv_next_head_hit_fraction(  # noqa: E731
-        replace(x, l2_bytes=cap), t, row, kv)[0])
+        replace(x, l2_bytes=cap), row, kv)[0])
     two_heads, one_head = 2 * kv + 2 * 8192 * row, 2 * kv + 8192 * row
     assert frac(two_heads) == 1.0
     assert frac(one_head * 0.99) == 0.0
