@@ -321,19 +321,25 @@ def fa2_backward_hbm(x, t: TileSums) -> tuple[np.ndarray, np.ndarray]:
 
 def fa2_kv_next_head_hit_fraction(x, row, kv):
     """Share of a KV head's K, V tiles that the next query head's dq/dk/dv blocks find in
-    L2 (FA-2's backward grid: one block per query head, head after head, each walking
-    the key tiles in order; flash_bwd_kernel.h reads K/V at head bidh / h_h_k_ratio).
+    L2 (FA-2's backward grid (key tiles, B, H), flash_bwd_launch_template.h
+    run_flash_bwd_seqk_parallel, grid_n(num_n_block, params.b, params.h): blockIdx.x the
+    key tile, fastest, then the batch, then the query head — every batch of head h runs
+    before head h + 1; flash_bwd_kernel.h reads K/V at head bidh / h_h_k_ratio).
 
-    Tile j, at fraction f of the walk, is re-touched after head h's blocks past j and
-    head h + 1's before j: all the K, V tiles (``kv`` bytes) once, both heads' dK, dV
-    (``kv``) and the query rows (``row`` bytes each) those blocks walk — under a causal
-    mask head h's later key tiles see the last (1 − f)·N rows and head h + 1's earlier
-    ones all N, under the full mask both all N: :func:`handoff_hit_fraction` between
-    2·kv + 2·N·row at f = 0 and 2·kv + (1 + [full])·N·row at f = 1."""
+    Tile j of batch b, at fraction f of the walk, is re-touched by head h + 1 after head
+    h's blocks past j and head h + 1's before j: all the K, V tiles (``kv`` bytes) once,
+    both heads' dK, dV (``kv``) and the query rows (``row`` bytes each) those blocks
+    walk — under a causal mask head h's later key tiles see the last (1 − f)·N rows and
+    head h + 1's earlier ones all N, under the full mask both all N — and, in between,
+    the B − 1 other batches' whole walks (head h's after b, head h + 1's before b), each
+    its own K, V and dK, dV (2·kv) and its N query rows:
+    :func:`handoff_hit_fraction` between 2·kv + 2·N·row and 2·kv + (1 + [full])·N·row,
+    both plus (B − 1)·(2·kv + N·row)."""
     N = x.N
     full = x.geometry.kind != "causal"
-    return handoff_hit_fraction(2 * kv + 2 * N * row, 2 * kv + (1 + full) * N * row,
-                                x.l2_bytes)
+    batches = (x.B - 1) * (2 * kv + N * row)
+    return handoff_hit_fraction(batches + 2 * kv + 2 * N * row,
+                                batches + 2 * kv + (1 + full) * N * row, x.l2_bytes)
 
 
 def fa2_head_sums_hbm(x, main_bytes, new_bytes, old_bytes):
