@@ -172,9 +172,10 @@ def test_next_head_kv_hit_fraction_laws() -> None:
                          mask=Mask(), **{"pass": "backward"})
     _, tiling = attention_cost(p, H100, "flash2")
     x = from_problem(p, tiling, H100).backward()
+    t = x.tiles()
     row, kv = 1000.0, 4e6
     frac = lambda cap: float(fa2_kv_next_head_hit_fraction(  # noqa: E731
-        replace(x, l2_bytes=cap), row, kv)[0])
+        replace(x, l2_bytes=cap), t, row, kv)[0])
     two_heads, one_head = 2 * kv + 2 * 8192 * row, 2 * kv + 8192 * row
     assert frac(two_heads) == 1.0
     assert frac(one_head * 0.99) == 0.0
@@ -226,10 +227,11 @@ def test_next_head_kv_hit_fraction_falls_with_the_batch() -> None:
                          mask=Mask(), **{"pass": "backward"})
     _, tiling = attention_cost(p, H100, "flash2")
     x = from_problem(p, tiling, H100).backward()
+    t = x.tiles()
     row, kv = 1000.0, 4e6
     cap = 2 * kv + 2 * 8192 * row                          # two heads of one batch fit
     fracs = [float(fa2_kv_next_head_hit_fraction(
-        replace(x, B=x.B * 0 + b, l2_bytes=cap), row, kv)[0]) for b in range(1, 9)]
+        replace(x, B=x.B * 0 + b, l2_bytes=cap), t, row, kv)[0]) for b in range(1, 9)]
     assert fracs[0] == 1.0
     assert fracs == sorted(fracs, reverse=True)
     assert fracs[-1] == 0.0
@@ -249,5 +251,22 @@ def test_fa2_gqa_backward_with_batches_follows_the_trace(B: int, ratio: float) -
     tiling = default_tiling(p, H100, "flash2", heads_per_block=1)
     est, _ = attention_cost(p, H100, "flash2", tiling, l2_estimate=True)
     r = est.hbm_bytes / simulate(p, H100, "flash2", tiling).cost.hbm_bytes
+    assert r == pytest.approx(ratio, abs=0.02)
+    assert abs(r - 1) < 0.10
+
+
+@pytest.mark.parametrize(("mask", "ratio"), [(Mask(window=512), 0.984),
+                                             (Mask(window=512, causal=False), 0.977),
+                                             (Mask(chunk=1024), 1.000)])
+def test_fa2_local_mask_backward_next_head_rows(mask: Mask, ratio: float) -> None:
+    """Window, band and chunk masks: between two heads' reads of a K/V tile lie N + about
+    a key's mean rows (area / S) query rows, not the full mask's 2·N
+    (fa2_kv_next_head_hit_fraction). A 2 MiB, 8-SM part, N 1536, H 8, K 2, D 64: the
+    next head's K/V hit where two heads' rows would not fit. Estimate / trace as
+    measured when written (2026-12-02, fixbwd); before (local masks taken as full):
+    1.066, 1.059, 1.083."""
+    p = AttentionProblem(batch=1, seq_len=1536, heads=8, kv_heads=2, head_dim=64,
+                         mask=mask, **{"pass": "backward"})
+    r = _ratio(p, _small_gpu(H100, 2 << 20, 8), "flash2")
     assert r == pytest.approx(ratio, abs=0.02)
     assert abs(r - 1) < 0.10

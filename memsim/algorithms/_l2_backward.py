@@ -301,7 +301,7 @@ def fa2_backward_hbm(x, t: TileSums) -> tuple[np.ndarray, np.ndarray]:
     rows = np.where(fits, N, np.minimum(rows, t.row_pairs))
     # K, V: read by the first head of each KV head, by the next ones where still in L2
     heads_per_kv = x.H / x.K                               # query heads per KV head
-    kv_reads = kv * (1 + (heads_per_kv - 1) * (1 - fa2_kv_next_head_hit_fraction(x, row, kv)))
+    kv_reads = kv * (1 + (heads_per_kv - 1) * (1 - fa2_kv_next_head_hit_fraction(x, t, row, kv)))
     kv_reads = kv_reads / heads_per_kv
     kv_touched = kv / heads_per_kv + kv                    # distinct K, V; own dK, dV
     # kernel 1 → 2: dO, Δ, accumulator carried (O is not read again)
@@ -319,7 +319,7 @@ def fa2_backward_hbm(x, t: TileSums) -> tuple[np.ndarray, np.ndarray]:
     return reads + sum_reads, writes + sum_writes
 
 
-def fa2_kv_next_head_hit_fraction(x, row, kv):
+def fa2_kv_next_head_hit_fraction(x, t: TileSums, row, kv):
     """Share of a KV head's K, V tiles that the next query head's dq/dk/dv blocks find in
     L2 (FA-2's backward grid (key tiles, B, H), flash_bwd_launch_template.h
     run_flash_bwd_seqk_parallel, grid_n(num_n_block, params.b, params.h): blockIdx.x the
@@ -329,17 +329,21 @@ def fa2_kv_next_head_hit_fraction(x, row, kv):
     Tile j of batch b, at fraction f of the walk, is re-touched by head h + 1 after head
     h's blocks past j and head h + 1's before j: all the K, V tiles (``kv`` bytes) once,
     both heads' dK, dV (``kv``) and the query rows (``row`` bytes each) those blocks
-    walk — under a causal mask head h's later key tiles see the last (1 − f)·N rows and
-    head h + 1's earlier ones all N, under the full mask both all N — and, in between,
-    the B − 1 other batches' whole walks (head h's after b, head h + 1's before b), each
-    its own K, V and dK, dV (2·kv) and its N query rows:
-    :func:`handoff_hit_fraction` between 2·kv + 2·N·row and 2·kv + (1 + [full])·N·row,
-    both plus (B − 1)·(2·kv + N·row)."""
+    walk — the rows at or after j's (1 − f)·N, plus, for head h + 1, those the key tiles
+    up to j see: under a causal mask all N (:func:`handoff_hit_fraction` between 2·N
+    rows at f = 0 and N at f = 1), under the full, window, band and chunk masks f·N
+    and the rows a key sees past its own position, about a key's mean rows
+    (``t.area`` / S: all N; a window's W; a band's W; half a chunk), so N + area / S
+    rows at every f — and, in between, the B − 1 other batches' whole walks (head h's
+    after b, head h + 1's before b), each its own K, V and dK, dV (2·kv) and its N
+    query rows: (B − 1)·(2·kv + N·row) more at both ends."""
     N = x.N
-    full = x.geometry.kind != "causal"
-    batches = (x.B - 1) * (2 * kv + N * row)
-    return handoff_hit_fraction(batches + 2 * kv + 2 * N * row,
-                                batches + 2 * kv + (1 + full) * N * row, x.l2_bytes)
+    if x.geometry.kind == "causal":
+        rows_at_0, rows_at_1 = 2 * N, N
+    else:
+        rows_at_0 = rows_at_1 = N + t.area / np.maximum(x.S, 1)
+    both = 2 * kv + (x.B - 1) * (2 * kv + N * row)
+    return handoff_hit_fraction(both + rows_at_0 * row, both + rows_at_1 * row, x.l2_bytes)
 
 
 def fa2_head_sums_hbm(x, main_bytes, new_bytes, old_bytes):
