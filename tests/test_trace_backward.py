@@ -121,3 +121,29 @@ def test_fa2_backward_drops_the_double_buffer_where_it_does_not_fit() -> None:
     for gpu, kib in (("a100-sxm4-40gb", 144), ("h100-sxm", 176)):
         bwd = [k for k in simulate(p, gpu, "flash2").kernels if k.name == "flash2.bwd"]
         assert bwd[0].sram_bytes_per_block == kib * 1024
+
+
+@pytest.mark.parametrize("hpb", [1, 2, 4])
+def test_fa2_gqa_head_sums_add_h_over_k_minus_one_per_kv_element(hpb: int) -> None:
+    """at::sum_out over dk_expanded, dv_expanded (flash_api.cpp, mha_bwd) adds the H/K
+    query heads of each KV head: B·K·S·(D + Dv)·(H/K − 1) additions whatever the forward
+    packs per block, also where a head group is a part of a KV head (hpb < H/K, kv_div
+    > 1); the trace's sum kernels and the analytic count say the same."""
+    from memsim.trace.program import WORK_FIELDS
+    from memsim.trace.schedule import build_schedule
+
+    B, N, H, K, D = 2, 256, 8, 2, 64
+    p = AttentionProblem(batch=B, seq_len=N, heads=H, kv_heads=K, head_dim=D, mask=Mask(),
+                         **{"pass": "backward"})
+    gpu = GPUS["h100-sxm"]
+    tiling = default_tiling(p, gpu, "flash2", heads_per_block=hpb)
+    schedule = build_schedule(p, tiling, "flash2")
+    vec = WORK_FIELDS.index("vector_flops")
+    sums = sum(k.work_per_instance()[vec] * schedule.instances(k, simulated=False)
+               for k in schedule.kernels if k.name.startswith("flash2.bwd_sum_"))
+    assert sums == pytest.approx(B * K * N * 2 * D * (H // K - 1), rel=1e-12)
+    one_head = predict(p, gpu, "flash2", default_tiling(p, gpu, "flash2", heads_per_block=1))
+    analytic = predict(p, gpu, "flash2", tiling).cost.vector_flops
+    assert analytic == pytest.approx(one_head.cost.vector_flops, rel=1e-12)
+    trace = simulate(p, gpu, "flash2", tiling, l2=False).cost.vector_flops
+    assert trace == pytest.approx(analytic, rel=1e-12)

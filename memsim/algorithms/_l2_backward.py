@@ -256,14 +256,14 @@ def fa2_backward_hbm(x, t: TileSums) -> tuple[np.ndarray, np.ndarray]:
     and the accumulator come from L2 in the share of heads :func:`carried_fraction`
     gives after dot_do_o, and convert_dq's reads in the share the main kernel leaves.
     """
-    hpb, e, D, Dv, N = x.hpb, x.e, x.D, x.Dv, x.N
+    e, D, Dv, N = x.e, x.D, x.Dv, x.N
     cap = x.l2_bytes
-    g = np.maximum(x.groups, 1)
+    g = np.maximum(x.groups, 1)                            # B·H (batch, query head) pairs
     kv = t.union_keys * (D + x.dv_load) * e
-    acc = hpb * D * F4                                     # accumulator bytes per row
-    row = hpb * (D * e + Dv * e + 2 * F4) + acc            # a query row's L2 bytes
+    acc = D * F4                                           # accumulator bytes per row
+    row = D * e + Dv * e + 2 * F4 + acc                    # a query row's L2 bytes
     kv_block = 2 * x.Bc * (D + x.dv_load) * e              # K, V read; dK, dV written
-    # the main kernel's query-row loads per group
+    # the main kernel's query-row loads per head
     per_wave = x.hbm_query_rows(t, row)
     if x.geometry.kind == "causal":
         # the first head pays the start-up generations; the next ones start in the
@@ -275,7 +275,7 @@ def fa2_backward_hbm(x, t: TileSums) -> tuple[np.ndarray, np.ndarray]:
         tiles = fa2_query_tile_loads(x, t, x.Br * row, kv_block)
         first = np.maximum(tiles * N / np.maximum(t.q_tiles, 1), N)
         staggered = (first + (g - 1) * per_wave) / g
-        # a group's blocks fill about one generation (Tk ≤ slots < 2·Tk): the groups
+        # a head's blocks fill about one generation (Tk ≤ slots < 2·Tk): the heads
         # alternate, one starting at once, the next staggered in the slots the first
         # frees one by one, which pays the staggered ramp over its Tk blocks (measured
         # with four heads per block, before bwdl2: H100, H 32, K 8, N 16K — groups 0, 2,
@@ -300,41 +300,50 @@ def fa2_backward_hbm(x, t: TileSums) -> tuple[np.ndarray, np.ndarray]:
                                            | (t.union_tiles < x.slots))
     rows = np.where(fits, N, np.minimum(rows, t.row_pairs))
     # K, V: read by the first head of each KV head, by the next ones where still in L2
-    kv_heads = x.H / x.K                                   # query heads per KV head
-    kv_reads = kv * (1 + (kv_heads - 1) * (1 - fa2_kv_next_head_hit_fraction(x, t, row, kv)))
-    kv_reads = kv_reads / kv_heads
-    kv_touched = kv / kv_heads + kv                        # distinct K, V; own dK, dV
+    heads_per_kv = x.H / x.K                               # query heads per KV head
+    kv_reads = kv * (1 + (heads_per_kv - 1) * (1 - fa2_kv_next_head_hit_fraction(x, t, row, kv)))
+    kv_reads = kv_reads / heads_per_kv
+    kv_touched = kv / heads_per_kv + kv                    # distinct K, V; own dK, dV
     # kernel 1 → 2: dO, Δ, accumulator carried (O is not read again)
-    pre = N * hpb * (2 * Dv * e + F4) + N * acc
-    c1 = carried_fraction(g * pre, N * hpb * Dv * e, kv_touched + N * hpb * (D * e + F4), g,
-                          cap)
-    carried = c1 * N * hpb * (Dv * e + F4 + D * F4)
+    pre = N * (2 * Dv * e + F4) + N * acc
+    c1 = carried_fraction(g * pre, N * Dv * e, kv_touched + N * (D * e + F4), g, cap)
+    carried = c1 * N * (Dv * e + F4 + D * F4)
     main_reads = kv_reads + rows * row - carried
     acc_writes = N * (1 - c1) * acc + rows * acc            # one write-back per stay
     # kernel 2 → 3: the accumulator carried when the main kernel's footprint fits
     main_fp = g * (N * row + kv_touched)
-    c2 = carried_fraction(main_fp, N * (row - acc) + kv_touched, N * hpb * D * e, g, cap)
-    reads = N * hpb * 2 * Dv * e + main_reads + N * acc * (1 - c2)
-    writes = N * hpb * F4 + acc_writes + kv + N * hpb * D * e
-    sum_reads, sum_writes = fa2_head_sums_hbm(x, main_fp, g * N * hpb * D * e, g * N * acc)
+    c2 = carried_fraction(main_fp, N * (row - acc) + kv_touched, N * D * e, g, cap)
+    reads = N * 2 * Dv * e + main_reads + N * acc * (1 - c2)
+    writes = N * F4 + acc_writes + kv + N * D * e
+    sum_reads, sum_writes = fa2_head_sums_hbm(x, main_fp, g * N * D * e, g * N * acc)
     return reads + sum_reads, writes + sum_writes
 
 
 def fa2_kv_next_head_hit_fraction(x, t: TileSums, row, kv):
     """Share of a KV head's K, V tiles that the next query head's dq/dk/dv blocks find in
-    L2 (FA-2's backward grid: one block per query head, head after head, each walking
-    the key tiles in order; flash_bwd_kernel.h reads K/V at head bidh / h_h_k_ratio).
+    L2 (FA-2's backward grid (key tiles, B, H), flash_bwd_launch_template.h
+    run_flash_bwd_seqk_parallel, grid_n(num_n_block, params.b, params.h): blockIdx.x the
+    key tile, fastest, then the batch, then the query head — every batch of head h runs
+    before head h + 1; flash_bwd_kernel.h reads K/V at head bidh / h_h_k_ratio).
 
-    Tile j, at fraction f of the walk, is re-touched after head h's blocks past j and
-    head h + 1's before j: all the K, V tiles (``kv`` bytes) once, both heads' dK, dV
-    (``kv``) and the query rows (``row`` bytes each) those blocks walk — under a causal
-    mask head h's later key tiles see the last (1 − f)·N rows and head h + 1's earlier
-    ones all N, under the full mask both all N: :func:`handoff_hit_fraction` between
-    2·kv + 2·N·row at f = 0 and 2·kv + (1 + [full])·N·row at f = 1."""
+    Tile j of batch b, at fraction f of the walk, is re-touched by head h + 1 after head
+    h's blocks past j and head h + 1's before j: all the K, V tiles (``kv`` bytes) once,
+    both heads' dK, dV (``kv``) and the query rows (``row`` bytes each) those blocks
+    walk — the rows at or after j's (1 − f)·N, plus, for head h + 1, those the key tiles
+    up to j see: under a causal mask all N (:func:`handoff_hit_fraction` between 2·N
+    rows at f = 0 and N at f = 1), under the full, window, band and chunk masks f·N
+    and the rows a key sees past its own position, about a key's mean rows
+    (``t.area`` / S: all N; a window's W; a band's W; half a chunk), so N + area / S
+    rows at every f — and, in between, the B − 1 other batches' whole walks (head h's
+    after b, head h + 1's before b), each its own K, V and dK, dV (2·kv) and its N
+    query rows: (B − 1)·(2·kv + N·row) more at both ends."""
     N = x.N
-    full = x.geometry.kind != "causal"
-    return handoff_hit_fraction(2 * kv + 2 * N * row, 2 * kv + (1 + full) * N * row,
-                                x.l2_bytes)
+    if x.geometry.kind == "causal":
+        rows_at_0, rows_at_1 = 2 * N, N
+    else:
+        rows_at_0 = rows_at_1 = N + t.area / np.maximum(x.S, 1)
+    both = 2 * kv + (x.B - 1) * (2 * kv + N * row)
+    return handoff_hit_fraction(both + rows_at_0 * row, both + rows_at_1 * row, x.l2_bytes)
 
 
 def fa2_head_sums_hbm(x, main_bytes, new_bytes, old_bytes):

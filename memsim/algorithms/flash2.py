@@ -125,8 +125,9 @@ def backward(x: Arrays) -> Cost:
     sums = gqa * (1 + (x.dv_load > 0))                    # sum_out launches
     return Cost(
         matmul_flops=g * t.area * (6 * D + 4 * Dv),
+        # at::sum_out: H/K − 1 additions per KV-head element, 1 − K/H per query head
         vector_flops=g * (5 * t.area + N * 2 * Dv) + gqa * g * S * (D + x.dv_load)
-        * (1 - 1 / hpb),
+        * (1 - x.K / x.H),
         exp_ops=g * t.area,
         global_read_bytes=reads, global_write_bytes=writes,
         hbm_read_bytes=hbm_reads, hbm_write_bytes=hbm_writes,

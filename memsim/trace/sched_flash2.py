@@ -284,7 +284,8 @@ def _sum_heads(t: Tensors, name: str, width: int) -> KernelProgram:
     """at::sum_out of ``name``_expanded (B, S, H, width) over the query heads of each KV
     head into ``name`` (B, S, K, width): per key tile of Bc rows, the group's hpb heads'
     rows read (one unit per head, as the dq/dk/dv kernel wrote them) and its 1/kv_div
-    share of the KV head's rows stored; (hpb − 1)·width additions per row."""
+    share of the KV head's rows stored; (H/K − 1)·width additions per row of the KV
+    head, 1/kv_div of them per group."""
     d = t.d
     n = d.key_tiles
     j = np.arange(n)
@@ -294,5 +295,5 @@ def _sum_heads(t: Tensors, name: str, width: int) -> KernelProgram:
                      for h in range(d.hpb)] + [
         Access(STORE, t.id(name), t.addr(name, 0, j * d.Bc, 0, 0),
                keys * width * d.e / d.kv_div)],
-        vector_flops=keys * (d.hpb - 1) * width)
+        vector_flops=keys * (d.H // d.K - 1) * width / d.kv_div)
     return kb.build()
