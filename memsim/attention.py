@@ -268,9 +268,11 @@ def sparse_mla_kernel(problem: AttentionProblem, gpu: GPU, backend: str | None, 
     FlashMLA's sparse kernels (deepseek-ai/FlashMLA, which TensorRT-LLM's and vLLM's DSA
     run) compute one CTA per (query token, 64-head tile), heads padded to whole tiles
     (``B_H`` = 64), over all k = top-k slots (``num_topk_blocks = topk / B_TOPK``), the
-    invalid ones (-1, fewer than k causal keys) masked, not skipped. Where the backend's
-    class ``dsa/<backend>/sparse_sm90`` has a per-row time and the GPU is a Hopper, the
-    kernel is the SM90 sparse one (``csrc/sm90/prefill/sparse/phase1.cuh``:
+    invalid ones (-1, fewer than k causal keys) masked, not skipped. vLLM's
+    FLASHMLA_SPARSE picks between FlashMLA's sparse prefill and fp8 decode kernels and
+    passes the valid top-k lengths (:mod:`memsim.ops.sparse_mla`, its own classes).
+    Where the backend's class ``dsa/<backend>/sparse_sm90`` has a per-row time and the
+    GPU is a Hopper, the kernel is the SM90 sparse one (``csrc/sm90/prefill/sparse/phase1.cuh``:
     ``__launch_bounds__(384, 1)``, one CTA per SM), timed by its waves of CTAs, each
     ``SPARSE_HEAD_TILE · row_s`` (``sparse_s``), its MMAs leaving the roofline
     (``sparse_flops``); elsewhere its padded MMAs stay in the roofline (``padded_flops``)."""
@@ -282,6 +284,12 @@ def sparse_mla_kernel(problem: AttentionProblem, gpu: GPU, backend: str | None, 
     B, N, S = (np.asarray(v, dtype=float) for v in (B, N, S))
     k, H = problem.mask.top_k, problem.H
     width = 2.0 * (problem.D + problem.Dv)   # QKᵀ over D, PV over Dv: FLOPs per key
+    if backend == "vllm":
+        # vLLM's FLASHMLA_SPARSE: its own kernel choice, head padding and key count
+        from memsim.ops.sparse_mla import sparse_time_s
+
+        return {"sparse_flops": B * H * selected_keys(N, S, k) * width,
+                "sparse_s": sparse_time_s(problem.dtype == "fp8", H, B, N, S, k, gpu)}
     tiles = np.ceil(H / SPARSE_HEAD_TILE)
     sm90 = kernel_class("dsa", backend, "sparse_sm90")
     if (gpu.architecture == "hopper" and sm90.row_s > 0

@@ -171,6 +171,15 @@ def specs() -> list[FitSpec]:
     # (bf16 cache: the only one SM90 DSA runs); the context module rows stay held out
     out.append(FitSpec(("dsa/trtllm/sparse_sm90",), "dsa_generation_module", "trtllm",
                        ("row_s",), {"kv_cache_dtype": "bfloat16"}))
+    # vLLM's FlashMLA sparse kernels (memsim.ops.sparse_mla) on its CUDA-graphed decode
+    # module rows: a bf16 cache runs the sparse prefill kernel, an fp8 cache the fp8
+    # sparse decode kernel; the host's time of the eager DSA prefill module (the
+    # collector runs it without a CUDA graph: memsim.inference.mla_module._graphed) on
+    # the context module rows
+    for kernel, db, row in (("prefill", "bfloat16", ("row_s",)), ("decode", "fp8", ())):
+        out.append(FitSpec((f"dsa/vllm/sparse_{kernel}",), "dsa_generation_module", "vllm",
+                           ("floor_s", "tensor", *row), {"kv_cache_dtype": db}))
+    out.append(FitSpec(("module/vllm/eager",), "dsa_context_module", "vllm", ("floor_s",)))
     # vLLM's MLA decode kernels on Hopper (FlashAttention-3 MLA, FlashMLA): the database has
     # no vLLM per-kernel MLA table, so on the MLA decode *module* rows (memsim.inference
     # .mla_module; the prefill and DSA module rows stay held out)
