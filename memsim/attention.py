@@ -372,11 +372,12 @@ def kernel_timer(problem: AttentionProblem, gpu: GPU, algorithm: str, *,
                     np.minimum(np.asarray(S, dtype=float), problem.mask.window)
                 # a key's latency-bound steps in a CTA: mha.cu's warps load its K and V
                 # rows (ldgsts, D elements each); mha_sm90.cu's TMA loads run ahead and
-                # its dependent GMMA → softmax → GMMA chain grows with the head rows
+                # its dependent GMMA → softmax → GMMA chain grows with the head rows.
+                # Memory latency is nanoseconds, not SM cycles: no clock_ratio
                 per_key = problem.D / XQA_ROW_ELEMS
                 if kernel == "xqa_gmma":
                     per_key = per_key * padded / XQA_GMMA_HEAD_TILE   # GMMA N slices
-                key_s = cls.key_s * per_key * clock_ratio(gpu)
+                key_s = cls.key_s * per_key
                 ctas = groups * xqa_sub_sequences(kernel, B, problem.K, S,
                                                   problem.mask.window, gpu.spec.sm_count)
                 # XQA's per-row steps move and multiply rows × D elements (Q, a K/V

@@ -385,6 +385,19 @@ def test_decode_cta_time_is_sm_cycles() -> None:
     assert cta[a100.name] == pytest.approx(cta[h100.name] * 1.98 / 1.41)
 
 
+def test_xqa_key_stream_time_is_memory_latency_not_sm_cycles() -> None:
+    """XQA's per-key time is latency-bound loads, nanoseconds whatever the SM clock: the
+    class's key_s at D = 128 on A100 (1.41 GHz) and L40S (2.52 GHz) as on H100."""
+    from memsim.attention import kernel_timer
+
+    cls = kernel_class("attention/decode", "trtllm", "xqa_hmma")
+    p = AttentionProblem(batch=1, seq_len=1, kv_len=16384, heads=8, kv_heads=1,
+                         head_dim=128)
+    for name in ("h100-sxm", "a100-sxm4-80gb", "l40s"):
+        timer = kernel_timer(p, load_gpu(name), "flash_decode", backend="trtllm")
+        assert float(timer.key_s) == pytest.approx(cls.key_s), name
+
+
 def test_fa3_decode_splits_follow_flashattention3s_heuristic() -> None:
     """FA-3's split count as vLLM runs it, worked by hand on H100's 132 SMs (D 128, 16-bit:
     kBlockN 128). K 8, 65536 keys: 512 key tiles; the static bound (heuristics.h, batch
