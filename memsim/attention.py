@@ -30,7 +30,7 @@ from memsim.cost import Cost
 from memsim.geometry import MaskGeometry
 from memsim.hardware import GPU, load_gpu
 from memsim.problem import AttentionProblem
-from memsim.roofline import Timing, roofline
+from memsim.roofline import Timing, busiest_sm_blocks, roofline
 from memsim.tiling import Tiling, decode_splits, default_tiling
 
 # The measured kernel class whose calibrated efficiency factors stand for an algorithm:
@@ -241,8 +241,7 @@ class Timer:
             if self.key_s is not None:
                 # each CTA streams its share of the keys at its own latency-bound pace:
                 # the busiest SM's CTAs one after another, or HBM, whichever is slower
-                per_sm = np.maximum(np.ceil(np.asarray(ctas, dtype=float)
-                                            / self.gpu.spec.sm_count), 1.0)
+                per_sm = busiest_sm_blocks(ctas, self.gpu.spec.sm_count)
                 stream_s = per_sm * self.keys / (np.asarray(ctas, dtype=float)
                                                  / self.groups) * self.key_s
         # a separately timed sparse kernel adds as roofline's separate-kernel term, "pre"
@@ -316,9 +315,8 @@ def decode_serial_s(cta_s, blocks, groups, sm_count: int):
     the partials after the others (XQA multi-block mode: a semaphore per (sequence, KV
     head), mha.cu), one more CTA's fixed steps (s, arrays)."""
     blocks = np.asarray(blocks, dtype=float)
-    per_sm = np.maximum(np.ceil(blocks / sm_count), 1.0)
     reduce = (blocks > np.asarray(groups, dtype=float)).astype(float)
-    return np.asarray(cta_s, dtype=float) * (per_sm + reduce)
+    return np.asarray(cta_s, dtype=float) * (busiest_sm_blocks(blocks, sm_count) + reduce)
 
 
 def kernel_timer(problem: AttentionProblem, gpu: GPU, algorithm: str, *,
