@@ -346,18 +346,12 @@ def kernel_timer(problem: AttentionProblem, gpu: GPU, algorithm: str, *,
         # the query heads sharing a KV head (× N tokens) fill the M side of the kernel's MMA
         # tile, padded to whole tiles: the padded rows cost FLOPs and the fixed per-row steps
         group = max(problem.H // max(problem.K, 1), 1) * np.asarray(N, dtype=float)
-        tile = decode_query_tile(backend, gpu, problem.D, problem.dtype, group,
-                                 problem.mask.window is not None)
         kernel = decode_kernel(problem, backend, gpu, framework)
-        if kernel == "xqa_gmma":
-            # mha_sm90.cu swaps A and B (SWAP_AB = !SPEC_DEC): the 64 keys of a tile are
-            # the GMMA's M side and the group's query heads its N side, padded to 8
-            # (ctaNbQHeads = roundUp(headGrpSize, 8))
-            tile = XQA_GMMA_HEAD_TILE
+        tile = decode_query_tile(backend, gpu, problem.D, problem.dtype, group,
+                                 problem.mask.window is not None, kernel)
         if kernel == "mmha":
-            # decoderMaskedMultiheadAttention: one CTA per (sequence, head), its dot
-            # products on the CUDA cores (no MMA tile to pad)
-            tile, matmul_unit = 1, "fp32"
+            # decoderMaskedMultiheadAttention: its dot products on the CUDA cores
+            matmul_unit = "fp32"
         padded = np.ceil(group / tile) * tile
         if backend == "trtllm" and not problem.mla and kernel != "trtllm_gen":
             # TensorRT-LLM's decode kernels: a fixed time per CTA (the class's cta_s plus
@@ -647,16 +641,26 @@ def production_problem(problem: AttentionProblem, algorithm: str,
 
 
 def decode_query_tile(backend: str | None, gpu: GPU | None = None, head_dim: int = 128,
-                      dtype: str = "bf16", group=1, local: bool = False):
+                      dtype: str = "bf16", group=1, local: bool = False,
+                      kernel: str | None = None):
     """M rows of a production decode kernel's MMA tile, which the ``group`` query rows
-    sharing a KV head (heads per KV head × queries; arrays) fill: TensorRT-LLM's XQA
-    ``mma.sync`` m16n8k16 (mha.cu: warpTile.y = roundUp(headGrpSize, 16)); elsewhere than
+    sharing a KV head (heads per KV head × queries; arrays) fill. TensorRT-LLM, by its
+    decode ``kernel`` (:func:`decode_kernel`): "mmha" 1 (decoderMaskedMultiheadAttention,
+    one CTA per (sequence, head), its dot products on the CUDA cores: no MMA tile to pad);
+    "xqa_gmma" :data:`XQA_GMMA_HEAD_TILE` (mha_sm90.cu swaps A and B, SWAP_AB = !SPEC_DEC:
+    the 64 keys of a tile are the GMMA's M side and the group's query heads its N side,
+    padded to 8, ctaNbQHeads = roundUp(headGrpSize, 8)); otherwise XQA's ``mma.sync``
+    m16n8k16, 16 rows (mha.cu: warpTile.y = roundUp(headGrpSize, 16)). Elsewhere than
     Hopper FlashAttention-2's split-KV kernel, 64 rows (flash_fwd_launch_template.h
     ``run_mha_fwd_splitkv_dispatch``: kBlockM = 64); vLLM and SGLang on Hopper
     FlashAttention-3's ``kBlockM`` (:func:`memsim.ops.fa3.tile`: its paged non-TMA tiles,
     which a decode takes as a prefill does, one 64-row MMA warpgroup for D ∈ {64, 128}
     without a window, 128 or 192 rows otherwise): PackGQA packs the group into one M
     tile padded to kBlockM, and its MMAs, exponentials and softmax run over all of it."""
+    if kernel == "mmha":
+        return 1
+    if kernel == "xqa_gmma":
+        return XQA_GMMA_HEAD_TILE
     if backend == "trtllm":
         return MMA_ROWS
     if gpu is None or gpu.architecture != "hopper":

@@ -423,7 +423,8 @@ def test_fa3_decode_tile_pads_the_group_to_the_kernels_block_m() -> None:
     """FA-3's kBlockM for a paged decode (tile_size.h, heuristics.h use_one_mma_wg): one MMA
     warpgroup (64 rows) for D ∈ {64, 128}, no window and ≤ 64 packed rows, 16-bit or fp8;
     128 rows at D 256 or with a window at D 128, 192 at D 64 with a window; TensorRT-LLM's
-    XQA a 16-row mma.sync; FA-2's split-KV kernel (vLLM off Hopper) 64."""
+    XQA a 16-row mma.sync, its GMMA kernel 8 heads (GMMA's N side), MMHA no tile (1);
+    FA-2's split-KV kernel (vLLM off Hopper) 64."""
     from memsim.attention import decode_query_tile
 
     h100, a100 = load_gpu("h100-sxm"), load_gpu("a100-sxm4-80gb")
@@ -434,6 +435,9 @@ def test_fa3_decode_tile_pads_the_group_to_the_kernels_block_m() -> None:
     assert int(decode_query_tile("vllm", h100, 64, "fp8", 8, local=True)) == 192
     assert int(decode_query_tile("vllm", a100, 64, "fp8", 8)) == 64
     assert int(decode_query_tile("trtllm", h100, 128, "bf16", 8)) == 16
+    assert int(decode_query_tile("trtllm", h100, 128, "bf16", 8, kernel="xqa_hmma")) == 16
+    assert int(decode_query_tile("trtllm", h100, 128, "fp8", 8, kernel="xqa_gmma")) == 8
+    assert int(decode_query_tile("trtllm", h100, 128, "bf16", 1, kernel="mmha")) == 1
 
 
 @settings(max_examples=60, deadline=None)
