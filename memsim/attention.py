@@ -494,6 +494,12 @@ def xqa_multi_block(B, K: int, history, sm_count: int) -> np.ndarray:
     return mb.astype(np.int64)
 
 
+def xqa_splits(B, K: int, S, sm_count: int) -> np.ndarray:
+    """:func:`xqa_multi_block` for ``S`` cached keys (arrays): the decoded token's own key
+    is in the cache, so its history is S − 1 past tokens (the one home of that offset)."""
+    return xqa_multi_block(B, K, np.asarray(S) - 1, sm_count)
+
+
 XQA_GMMA_TILE_KEYS = 64  # mha_sm90.cu gemm0CtaTileNbTokens: keys per K/V tile
 
 
@@ -509,7 +515,7 @@ def xqa_sub_sequences(kernel: str, B, K: int, S, window: int | None,
     every sub-sequence through its prologue and epilogue, also one left without a tile;
     the GMMA kernel (mha_sm90.cu) uses ``nbSubSeq = min(nbTilesInUse, gridDim.y)``
     sub-sequences of 64-key tiles (one below two tiles) and the others return at once."""
-    mb = xqa_multi_block(B, K, np.asarray(S) - 1, sm_count)
+    mb = xqa_splits(B, K, S, sm_count)
     if kernel != "xqa_gmma":
         return mb
     S = np.asarray(S, dtype=np.int64)
@@ -753,7 +759,7 @@ def predict_arrays(problem: AttentionProblem, gpu: GPU | str, algorithm: str = "
     if decode_kernel(run, kernel_backend(backend, algorithm, gpu), gpu,
                      backend) in XQA_KERNELS:
         b, s = np.broadcast_arrays(problem.B if B is None else B, problem.S if S is None else S)
-        splits = xqa_multi_block(b, problem.K, s - 1, gpu.spec.sm_count)
+        splits = xqa_splits(b, problem.K, s, gpu.spec.sm_count)
     elif fa3_decodes(problem, algorithm, kernel_backend(backend, algorithm, gpu), gpu):
         b, n, s = np.broadcast_arrays(problem.B if B is None else B,
                                       problem.N if N is None else N,

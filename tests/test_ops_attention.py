@@ -310,6 +310,14 @@ def test_xqa_multi_block_follows_tensorrt_llms_heuristic() -> None:
     assert got.tolist() == [3, 90, 8, 1, 1]
 
 
+def test_xqa_splits_count_the_cached_keys_less_the_new_one() -> None:
+    """The decoded token's key is in the cache: 512 cached keys are 511 past tokens, ⌊511 /
+    128⌋ = 3 CTAs; 513 are 512 past tokens, 4 (≤ round(√32) = 6)."""
+    from memsim.attention import xqa_splits
+
+    assert xqa_splits(1, 1, np.array([512, 513]), 132).tolist() == [3, 4]
+
+
 def test_decode_cta_time_is_the_busiest_sms_plus_one_for_the_reduction() -> None:
     """⌈CTAs / SMs⌉ CTAs' fixed steps on the busiest SM, one more where the keys are split
     (the last CTA reduces the partials)."""
