@@ -756,11 +756,11 @@ def predict_arrays(problem: AttentionProblem, gpu: GPU | str, algorithm: str = "
         tiling = default_tiling(run, gpu, algorithm)
     problem = run
     splits = tiling.kv_splits if B is None and N is None and S is None else None
-    if decode_kernel(run, kernel_backend(backend, algorithm, gpu), gpu,
-                     backend) in XQA_KERNELS:
+    owner = kernel_backend(backend, algorithm, gpu)   # whose kernels run the call
+    if decode_kernel(run, owner, gpu, backend) in XQA_KERNELS:
         b, s = np.broadcast_arrays(problem.B if B is None else B, problem.S if S is None else S)
         splits = xqa_splits(b, problem.K, s, gpu.spec.sm_count)
-    elif fa3_decodes(problem, algorithm, kernel_backend(backend, algorithm, gpu), gpu):
+    elif fa3_decodes(problem, algorithm, owner, gpu):
         b, n, s = np.broadcast_arrays(problem.B if B is None else B,
                                       problem.N if N is None else N,
                                       problem.S if S is None else S)
@@ -780,7 +780,7 @@ def predict_arrays(problem: AttentionProblem, gpu: GPU | str, algorithm: str = "
     timer = kernel_timer(problem, gpu, algorithm, backend=backend, matmul_unit=matmul_unit,
                          B=B, N=N, S=S, blocks_per_sm=tiling.blocks_per_sm(gpu))
     name = timer.kernel_class if backend is None else attention_class(
-        problem, algorithm, kernel_backend(backend, algorithm, gpu), gpu, backend).name
+        problem, algorithm, owner, gpu, backend).name
     mla = mla_production_timing(problem, gpu, algorithm, backend, B, N, S)
     if mla is not None:   # DeepSeek MLA: the production kernels' own structure
         return ArrayPrediction(tiling, cost, l2_cost, mla[0], mla[0], timer, mla[1])
