@@ -897,14 +897,18 @@ def decode_kernel(problem: AttentionProblem, backend: str | None, gpu: GPU,
     fitted). Timing it as the Hopper kernel of the same build (QGMMA: TMA-fed,
     warp-specialised) with this module's per-CTA structure puts B200 at 23.9 % median
     (bias −18 %) against 10.5 % this way (`memsim validate --source aiconfigurator
-    --sample 2000`, trtllm rows). vLLM (``framework``) on Blackwell calls trtllm-gen
-    through FlashInfer for every group, MHA included: "trtllm_gen" (its B200 rows with one
-    head per KV head: p90 |error| 71 % as MMHA, 25 % as trtllm-gen).
+    --sample 2000`, trtllm rows). A ``framework`` that hands its decode to TensorRT-LLM's
+    kernels (:func:`memsim.ops.attention_kernels_backend`, the one home of that rule: vLLM
+    on the SM100 family) calls trtllm-gen through FlashInfer for every group, MHA
+    included: "trtllm_gen" (vLLM's B200 rows with one head per KV head: p90 |error| 71 %
+    as MMHA, 25 % as trtllm-gen).
     """
+    from memsim.ops import attention_kernels_backend
+
     if backend != "trtllm" or problem.mla:
         return None
-    if framework == "vllm" and gpu.architecture == "blackwell":
-        return "trtllm_gen"
+    if framework is not None and attention_kernels_backend(framework, gpu) != framework:
+        return "trtllm_gen"   # the framework calls TensorRT-LLM's kernels through FlashInfer
     if problem.H // max(problem.K, 1) <= 1:
         return "mmha"
     if gpu.architecture == "blackwell":

@@ -225,6 +225,8 @@ def test_vllm_decode_on_blackwell_keeps_every_group_in_trtllm_gen() -> None:
     assert vllm.cost.hbm_read_bytes < trt.cost.hbm_read_bytes / 32
     assert decode_kernel(mha, "trtllm", b200, "vllm") == "trtllm_gen"
     assert decode_kernel(mha, "trtllm", b200) == "mmha"
+    assert decode_kernel(mha, "trtllm", b200, "trtllm") == "mmha"
+    assert decode_kernel(mha, "trtllm", load_gpu("h100-sxm"), "vllm") == "mmha"
     assert predict(mha, b200, "flash_decode", backend="vllm").to_dict()[
         "efficiency_class"] == kernel_class("attention/decode", "trtllm", "trtllm_gen").name
 
