@@ -293,13 +293,15 @@ def sparse_mla_kernel(problem: AttentionProblem, gpu: GPU, backend: str | None, 
 
 
 def clock_ratio(gpu: GPU) -> float:
-    """A decode CTA's fixed steps are SM cycles (dependent loads, barriers, the epilogue):
-    the fitted GPUs' SM clock over ``gpu``'s turns the class's SM-seconds, fitted on
-    H100 SXM and H200 (both 1.98 GHz, :data:`memsim.ops.classes.FIT_GPUS`), into
+    """A decode CTA's fixed steps are SM cycles (barriers, the epilogue): the fitted GPUs'
+    SM clock over ``gpu``'s turns the class's SM-seconds, fitted on
+    :data:`memsim.ops.classes.FIT_GPUS` (H100 SXM and H200, both 1.98 GHz: their mean
+    boost clock, as :func:`memsim.ops.comm.fitted_hop_s` takes their mean hop), into
     ``gpu``'s (1.4 on A100's 1.41 GHz, 0.79 on L40S's 2.52 GHz)."""
     from memsim.ops.classes import FIT_GPUS
 
-    return load_gpu(FIT_GPUS[0]).spec.boost_clock_hz / gpu.spec.boost_clock_hz
+    fitted_hz = np.mean([load_gpu(name).spec.boost_clock_hz for name in FIT_GPUS])
+    return float(fitted_hz / gpu.spec.boost_clock_hz)
 
 
 def decode_serial_s(cta_s, blocks, groups, sm_count: int):
