@@ -471,16 +471,21 @@ def test_fa3_decode_splits_are_bounded_and_never_grow_with_the_batch(
     assert 1 <= s_hi <= s_lo <= min(128, h100.spec.sm_count, tiles)
 
 
-@pytest.mark.parametrize("gpu", ["h100-sxm", "h200", "b200", "b300", "gb200", "a100-sxm4-80gb"])
+# whose decode kernels vLLM runs per GPU: FlashInfer's trtllm-gen on the SM100 family
+VLLM_DECODE_KERNELS = {"b200": "trtllm", "b300": "trtllm", "gb200": "trtllm",
+                       "h100-sxm": "vllm", "h200": "vllm", "a100-sxm4-80gb": "vllm"}
+
+
+@pytest.mark.parametrize("gpu", list(VLLM_DECODE_KERNELS))
 @pytest.mark.parametrize("backend", ["trtllm", "vllm", "sglang", None])
 def test_vllm_runs_trtllm_gen_kernels_on_the_sm100_family_only(gpu: str, backend) -> None:
     # one rule (memsim.ops.attention_kernels_backend) for the attention timer and the MLA
-    # module: vLLM on compute capability 10.x runs FlashInfer's trtllm-gen kernels
+    # module: vLLM on B200, B300 and GB200 runs FlashInfer's trtllm-gen kernels
     from memsim import attention
-    from memsim.ops import attention_kernels_backend, cc_major
+    from memsim.ops import attention_kernels_backend
 
     g = load_gpu(gpu)
-    want = "trtllm" if backend == "vllm" and cc_major(g) == 10 else backend
+    want = VLLM_DECODE_KERNELS[gpu] if backend == "vllm" else backend
     assert attention_kernels_backend(backend, g) == want
     assert attention.kernel_backend(backend, "flash_decode", g) == want
     assert attention.kernel_backend(backend, "flash2", g) == backend   # not a decode kernel
