@@ -30,7 +30,7 @@ from memsim.cost import Cost
 from memsim.geometry import MaskGeometry
 from memsim.hardware import GPU, load_gpu
 from memsim.problem import AttentionProblem
-from memsim.roofline import Timing, roofline
+from memsim.roofline import Timing, busiest_sm_blocks, roofline
 from memsim.tiling import Tiling, decode_splits, default_tiling
 
 # The measured kernel class whose calibrated efficiency factors stand for an algorithm:
@@ -241,8 +241,7 @@ class Timer:
             if self.key_s is not None:
                 # each CTA streams its share of the keys at its own latency-bound pace:
                 # the busiest SM's CTAs one after another, or HBM, whichever is slower
-                per_sm = np.maximum(np.ceil(np.asarray(ctas, dtype=float)
-                                            / self.gpu.spec.sm_count), 1.0)
+                per_sm = busiest_sm_blocks(ctas, self.gpu.spec.sm_count)
                 stream_s = per_sm * self.keys / (np.asarray(ctas, dtype=float)
                                                  / self.groups) * self.key_s
         # a separately timed sparse kernel adds as roofline's separate-kernel term, "pre"
@@ -302,13 +301,15 @@ def sparse_mla_kernel(problem: AttentionProblem, gpu: GPU, backend: str | None, 
 
 
 def clock_ratio(gpu: GPU) -> float:
-    """A decode CTA's fixed steps are SM cycles (dependent loads, barriers, the epilogue):
-    the fitted GPUs' SM clock over ``gpu``'s turns the class's SM-seconds, fitted on
-    H100 SXM and H200 (both 1.98 GHz, :data:`memsim.ops.classes.FIT_GPUS`), into
+    """A decode CTA's fixed steps are SM cycles (barriers, the epilogue): the fitted GPUs'
+    SM clock over ``gpu``'s turns the class's SM-seconds, fitted on
+    :data:`memsim.ops.classes.FIT_GPUS` (H100 SXM and H200, both 1.98 GHz: their mean
+    boost clock, as :func:`memsim.ops.comm.fitted_hop_s` takes their mean hop), into
     ``gpu``'s (1.4 on A100's 1.41 GHz, 0.79 on L40S's 2.52 GHz)."""
     from memsim.ops.classes import FIT_GPUS
 
-    return load_gpu(FIT_GPUS[0]).spec.boost_clock_hz / gpu.spec.boost_clock_hz
+    fitted_hz = np.mean([load_gpu(name).spec.boost_clock_hz for name in FIT_GPUS])
+    return float(fitted_hz / gpu.spec.boost_clock_hz)
 
 
 def decode_serial_s(cta_s, blocks, groups, sm_count: int):
@@ -324,9 +325,8 @@ def decode_serial_s(cta_s, blocks, groups, sm_count: int):
     the partials after the others (XQA multi-block mode: a semaphore per (sequence, KV
     head), mha.cu), one more CTA's fixed steps (s, arrays)."""
     blocks = np.asarray(blocks, dtype=float)
-    per_sm = np.maximum(np.ceil(blocks / sm_count), 1.0)
     reduce = (blocks > np.asarray(groups, dtype=float)).astype(float)
-    return np.asarray(cta_s, dtype=float) * (per_sm + reduce)
+    return np.asarray(cta_s, dtype=float) * (busiest_sm_blocks(blocks, sm_count) + reduce)
 
 
 def kernel_timer(problem: AttentionProblem, gpu: GPU, algorithm: str, *,
@@ -356,18 +356,12 @@ def kernel_timer(problem: AttentionProblem, gpu: GPU, algorithm: str, *,
         # the query heads sharing a KV head (× N tokens) fill the M side of the kernel's MMA
         # tile, padded to whole tiles: the padded rows cost FLOPs and the fixed per-row steps
         group = max(problem.H // max(problem.K, 1), 1) * np.asarray(N, dtype=float)
-        tile = decode_query_tile(backend, gpu, problem.D, problem.dtype, group,
-                                 problem.mask.window is not None)
         kernel = decode_kernel(problem, backend, gpu, framework)
-        if kernel == "xqa_gmma":
-            # mha_sm90.cu swaps A and B (SWAP_AB = !SPEC_DEC): the 64 keys of a tile are
-            # the GMMA's M side and the group's query heads its N side, padded to 8
-            # (ctaNbQHeads = roundUp(headGrpSize, 8))
-            tile = XQA_GMMA_HEAD_TILE
+        tile = decode_query_tile(backend, gpu, problem.D, problem.dtype, group,
+                                 problem.mask.window is not None, kernel)
         if kernel == "mmha":
-            # decoderMaskedMultiheadAttention: one CTA per (sequence, head), its dot
-            # products on the CUDA cores (no MMA tile to pad)
-            tile, matmul_unit = 1, "fp32"
+            # decoderMaskedMultiheadAttention: its dot products on the CUDA cores
+            matmul_unit = "fp32"
         padded = np.ceil(group / tile) * tile
         if backend == "trtllm" and not problem.mla and kernel != "trtllm_gen":
             # TensorRT-LLM's decode kernels: a fixed time per CTA (the class's cta_s plus
@@ -380,11 +374,12 @@ def kernel_timer(problem: AttentionProblem, gpu: GPU, algorithm: str, *,
                     np.minimum(np.asarray(S, dtype=float), problem.mask.window)
                 # a key's latency-bound steps in a CTA: mha.cu's warps load its K and V
                 # rows (ldgsts, D elements each); mha_sm90.cu's TMA loads run ahead and
-                # its dependent GMMA → softmax → GMMA chain grows with the head rows
+                # its dependent GMMA → softmax → GMMA chain grows with the head rows.
+                # Memory latency is nanoseconds, not SM cycles: no clock_ratio
                 per_key = problem.D / XQA_ROW_ELEMS
                 if kernel == "xqa_gmma":
                     per_key = per_key * padded / XQA_GMMA_HEAD_TILE   # GMMA N slices
-                key_s = cls.key_s * per_key * clock_ratio(gpu)
+                key_s = cls.key_s * per_key
                 ctas = groups * xqa_sub_sequences(kernel, B, problem.K, S,
                                                   problem.mask.window, gpu.spec.sm_count)
                 # XQA's per-row steps move and multiply rows × D elements (Q, a K/V
@@ -509,6 +504,12 @@ def xqa_multi_block(B, K: int, history, sm_count: int) -> np.ndarray:
     return mb.astype(np.int64)
 
 
+def xqa_splits(B, K: int, S, sm_count: int) -> np.ndarray:
+    """:func:`xqa_multi_block` for ``S`` cached keys (arrays): the decoded token's own key
+    is in the cache, so its history is S − 1 past tokens (the one home of that offset)."""
+    return xqa_multi_block(B, K, np.asarray(S) - 1, sm_count)
+
+
 XQA_GMMA_TILE_KEYS = 64  # mha_sm90.cu gemm0CtaTileNbTokens: keys per K/V tile
 
 
@@ -524,7 +525,7 @@ def xqa_sub_sequences(kernel: str, B, K: int, S, window: int | None,
     every sub-sequence through its prologue and epilogue, also one left without a tile;
     the GMMA kernel (mha_sm90.cu) uses ``nbSubSeq = min(nbTilesInUse, gridDim.y)``
     sub-sequences of 64-key tiles (one below two tiles) and the others return at once."""
-    mb = xqa_multi_block(B, K, np.asarray(S) - 1, sm_count)
+    mb = xqa_splits(B, K, S, sm_count)
     if kernel != "xqa_gmma":
         return mb
     S = np.asarray(S, dtype=np.int64)
@@ -656,16 +657,26 @@ def production_problem(problem: AttentionProblem, algorithm: str,
 
 
 def decode_query_tile(backend: str | None, gpu: GPU | None = None, head_dim: int = 128,
-                      dtype: str = "bf16", group=1, local: bool = False):
+                      dtype: str = "bf16", group=1, local: bool = False,
+                      kernel: str | None = None):
     """M rows of a production decode kernel's MMA tile, which the ``group`` query rows
-    sharing a KV head (heads per KV head × queries; arrays) fill: TensorRT-LLM's XQA
-    ``mma.sync`` m16n8k16 (mha.cu: warpTile.y = roundUp(headGrpSize, 16)); elsewhere than
+    sharing a KV head (heads per KV head × queries; arrays) fill. TensorRT-LLM, by its
+    decode ``kernel`` (:func:`decode_kernel`): "mmha" 1 (decoderMaskedMultiheadAttention,
+    one CTA per (sequence, head), its dot products on the CUDA cores: no MMA tile to pad);
+    "xqa_gmma" :data:`XQA_GMMA_HEAD_TILE` (mha_sm90.cu swaps A and B, SWAP_AB = !SPEC_DEC:
+    the 64 keys of a tile are the GMMA's M side and the group's query heads its N side,
+    padded to 8, ctaNbQHeads = roundUp(headGrpSize, 8)); otherwise XQA's ``mma.sync``
+    m16n8k16, 16 rows (mha.cu: warpTile.y = roundUp(headGrpSize, 16)). Elsewhere than
     Hopper FlashAttention-2's split-KV kernel, 64 rows (flash_fwd_launch_template.h
     ``run_mha_fwd_splitkv_dispatch``: kBlockM = 64); vLLM and SGLang on Hopper
     FlashAttention-3's ``kBlockM`` (:func:`memsim.ops.fa3.tile`: its paged non-TMA tiles,
     which a decode takes as a prefill does, one 64-row MMA warpgroup for D ∈ {64, 128}
     without a window, 128 or 192 rows otherwise): PackGQA packs the group into one M
     tile padded to kBlockM, and its MMAs, exponentials and softmax run over all of it."""
+    if kernel == "mmha":
+        return 1
+    if kernel == "xqa_gmma":
+        return XQA_GMMA_HEAD_TILE
     if backend == "trtllm":
         return MMA_ROWS
     if gpu is None or gpu.architecture != "hopper":
@@ -755,11 +766,11 @@ def predict_arrays(problem: AttentionProblem, gpu: GPU | str, algorithm: str = "
         tiling = default_tiling(run, gpu, algorithm)
     problem = run
     splits = tiling.kv_splits if B is None and N is None and S is None else None
-    if decode_kernel(run, kernel_backend(backend, algorithm, gpu), gpu,
-                     backend) in XQA_KERNELS:
+    owner = kernel_backend(backend, algorithm, gpu)   # whose kernels run the call
+    if decode_kernel(run, owner, gpu, backend) in XQA_KERNELS:
         b, s = np.broadcast_arrays(problem.B if B is None else B, problem.S if S is None else S)
-        splits = xqa_multi_block(b, problem.K, s - 1, gpu.spec.sm_count)
-    elif fa3_decodes(problem, algorithm, kernel_backend(backend, algorithm, gpu), gpu):
+        splits = xqa_splits(b, problem.K, s, gpu.spec.sm_count)
+    elif fa3_decodes(problem, algorithm, owner, gpu):
         b, n, s = np.broadcast_arrays(problem.B if B is None else B,
                                       problem.N if N is None else N,
                                       problem.S if S is None else S)
@@ -779,7 +790,7 @@ def predict_arrays(problem: AttentionProblem, gpu: GPU | str, algorithm: str = "
     timer = kernel_timer(problem, gpu, algorithm, backend=backend, matmul_unit=matmul_unit,
                          B=B, N=N, S=S, blocks_per_sm=tiling.blocks_per_sm(gpu))
     name = timer.kernel_class if backend is None else attention_class(
-        problem, algorithm, kernel_backend(backend, algorithm, gpu), gpu, backend).name
+        problem, algorithm, owner, gpu, backend).name
     mla = mla_production_timing(problem, gpu, algorithm, backend, B, N, S)
     if mla is not None:   # DeepSeek MLA: the production kernels' own structure
         return ArrayPrediction(tiling, cost, l2_cost, mla[0], mla[0], timer, mla[1])
@@ -896,14 +907,18 @@ def decode_kernel(problem: AttentionProblem, backend: str | None, gpu: GPU,
     fitted). Timing it as the Hopper kernel of the same build (QGMMA: TMA-fed,
     warp-specialised) with this module's per-CTA structure puts B200 at 23.9 % median
     (bias −18 %) against 10.5 % this way (`memsim validate --source aiconfigurator
-    --sample 2000`, trtllm rows). vLLM (``framework``) on Blackwell calls trtllm-gen
-    through FlashInfer for every group, MHA included: "trtllm_gen" (its B200 rows with one
-    head per KV head: p90 |error| 71 % as MMHA, 25 % as trtllm-gen).
+    --sample 2000`, trtllm rows). A ``framework`` that hands its decode to TensorRT-LLM's
+    kernels (:func:`memsim.ops.attention_kernels_backend`, the one home of that rule: vLLM
+    on the SM100 family) calls trtllm-gen through FlashInfer for every group, MHA
+    included: "trtllm_gen" (vLLM's B200 rows with one head per KV head: p90 |error| 71 %
+    as MMHA, 25 % as trtllm-gen).
     """
+    from memsim.ops import attention_kernels_backend
+
     if backend != "trtllm" or problem.mla:
         return None
-    if framework == "vllm" and gpu.architecture == "blackwell":
-        return "trtllm_gen"
+    if framework is not None and attention_kernels_backend(framework, gpu) != framework:
+        return "trtllm_gen"   # the framework calls TensorRT-LLM's kernels through FlashInfer
     if problem.H // max(problem.K, 1) <= 1:
         return "mmha"
     if gpu.architecture == "blackwell":

@@ -107,6 +107,13 @@ def compute_s(matmul_s: Number, vector_s: Number, exp_s: Number) -> Number:
     return matmul_s + vector_s + exp_s
 
 
+def busiest_sm_blocks(blocks: Number, sm_count: float) -> np.ndarray:
+    """Blocks (CTAs) on the busiest SM when ``blocks`` (array) are dealt over ``sm_count``
+    SMs: ⌈blocks / SMs⌉, at least 1 (the one home of this count: the wave stretch below,
+    a decode kernel's serial and stream terms in :mod:`memsim.attention`)."""
+    return np.maximum(np.ceil(np.asarray(blocks, dtype=float) / sm_count), 1.0)
+
+
 def roofline(cost: Cost, gpu, dtype: str = "bf16", *, matmul_unit: str = "tensor",
              blocks_per_sm: Number | None = None, kernel_class: str | None = None,
              floor_s: Number | None = None, serial_s: Number | None = None,
@@ -150,7 +157,7 @@ def roofline(cost: Cost, gpu, dtype: str = "bf16", *, matmul_unit: str = "tensor
         sms = float(gpu.spec.sm_count)
         slots = sms * np.maximum(np.asarray(blocks_per_sm, dtype=float), 1.0)
         waves = np.maximum(np.ceil(blocks / slots), 1.0)
-        per_sm = np.maximum(np.ceil(blocks / sms), 1.0)  # blocks on the busiest SM
+        per_sm = busiest_sm_blocks(blocks, sms)
         stretch = np.where(blocks > 0, per_sm * sms / np.maximum(blocks, 1.0), 1.0)
         stretch = np.maximum(stretch, 1.0)
         for name in ("matmul", "vector", "exp", "sram"):

@@ -225,6 +225,8 @@ def test_vllm_decode_on_blackwell_keeps_every_group_in_trtllm_gen() -> None:
     assert vllm.cost.hbm_read_bytes < trt.cost.hbm_read_bytes / 32
     assert decode_kernel(mha, "trtllm", b200, "vllm") == "trtllm_gen"
     assert decode_kernel(mha, "trtllm", b200) == "mmha"
+    assert decode_kernel(mha, "trtllm", b200, "trtllm") == "mmha"
+    assert decode_kernel(mha, "trtllm", load_gpu("h100-sxm"), "vllm") == "mmha"
     assert predict(mha, b200, "flash_decode", backend="vllm").to_dict()[
         "efficiency_class"] == kernel_class("attention/decode", "trtllm", "trtllm_gen").name
 
@@ -310,6 +312,14 @@ def test_xqa_multi_block_follows_tensorrt_llms_heuristic() -> None:
     assert got.tolist() == [3, 90, 8, 1, 1]
 
 
+def test_xqa_splits_count_the_cached_keys_less_the_new_one() -> None:
+    """The decoded token's key is in the cache: 512 cached keys are 511 past tokens, ⌊511 /
+    128⌋ = 3 CTAs; 513 are 512 past tokens, 4 (≤ round(√32) = 6)."""
+    from memsim.attention import xqa_splits
+
+    assert xqa_splits(1, 1, np.array([512, 513]), 132).tolist() == [3, 4]
+
+
 def test_decode_cta_time_is_the_busiest_sms_plus_one_for_the_reduction() -> None:
     """⌈CTAs / SMs⌉ CTAs' fixed steps on the busiest SM, one more where the keys are split
     (the last CTA reduces the partials)."""
@@ -385,6 +395,19 @@ def test_decode_cta_time_is_sm_cycles() -> None:
     assert cta[a100.name] == pytest.approx(cta[h100.name] * 1.98 / 1.41)
 
 
+def test_xqa_key_stream_time_is_memory_latency_not_sm_cycles() -> None:
+    """XQA's per-key time is latency-bound loads, nanoseconds whatever the SM clock: the
+    class's key_s at D = 128 on A100 (1.41 GHz) and L40S (2.52 GHz) as on H100."""
+    from memsim.attention import kernel_timer
+
+    cls = kernel_class("attention/decode", "trtllm", "xqa_hmma")
+    p = AttentionProblem(batch=1, seq_len=1, kv_len=16384, heads=8, kv_heads=1,
+                         head_dim=128)
+    for name in ("h100-sxm", "a100-sxm4-80gb", "l40s"):
+        timer = kernel_timer(p, load_gpu(name), "flash_decode", backend="trtllm")
+        assert float(timer.key_s) == pytest.approx(cls.key_s), name
+
+
 def test_fa3_decode_splits_follow_flashattention3s_heuristic() -> None:
     """FA-3's split count as vLLM runs it, worked by hand on H100's 132 SMs (D 128, 16-bit:
     kBlockN 128). K 8, 65536 keys: 512 key tiles; the static bound (heuristics.h, batch
@@ -410,7 +433,8 @@ def test_fa3_decode_tile_pads_the_group_to_the_kernels_block_m() -> None:
     """FA-3's kBlockM for a paged decode (tile_size.h, heuristics.h use_one_mma_wg): one MMA
     warpgroup (64 rows) for D ∈ {64, 128}, no window and ≤ 64 packed rows, 16-bit or fp8;
     128 rows at D 256 or with a window at D 128, 192 at D 64 with a window; TensorRT-LLM's
-    XQA a 16-row mma.sync; FA-2's split-KV kernel (vLLM off Hopper) 64."""
+    XQA a 16-row mma.sync, its GMMA kernel 8 heads (GMMA's N side), MMHA no tile (1);
+    FA-2's split-KV kernel (vLLM off Hopper) 64."""
     from memsim.attention import decode_query_tile
 
     h100, a100 = load_gpu("h100-sxm"), load_gpu("a100-sxm4-80gb")
@@ -421,6 +445,9 @@ def test_fa3_decode_tile_pads_the_group_to_the_kernels_block_m() -> None:
     assert int(decode_query_tile("vllm", h100, 64, "fp8", 8, local=True)) == 192
     assert int(decode_query_tile("vllm", a100, 64, "fp8", 8)) == 64
     assert int(decode_query_tile("trtllm", h100, 128, "bf16", 8)) == 16
+    assert int(decode_query_tile("trtllm", h100, 128, "bf16", 8, kernel="xqa_hmma")) == 16
+    assert int(decode_query_tile("trtllm", h100, 128, "fp8", 8, kernel="xqa_gmma")) == 8
+    assert int(decode_query_tile("trtllm", h100, 128, "bf16", 1, kernel="mmha")) == 1
 
 
 @settings(max_examples=60, deadline=None)
@@ -444,16 +471,21 @@ def test_fa3_decode_splits_are_bounded_and_never_grow_with_the_batch(
     assert 1 <= s_hi <= s_lo <= min(128, h100.spec.sm_count, tiles)
 
 
-@pytest.mark.parametrize("gpu", ["h100-sxm", "h200", "b200", "b300", "gb200", "a100-sxm4-80gb"])
+# whose decode kernels vLLM runs per GPU: FlashInfer's trtllm-gen on the SM100 family
+VLLM_DECODE_KERNELS = {"b200": "trtllm", "b300": "trtllm", "gb200": "trtllm",
+                       "h100-sxm": "vllm", "h200": "vllm", "a100-sxm4-80gb": "vllm"}
+
+
+@pytest.mark.parametrize("gpu", list(VLLM_DECODE_KERNELS))
 @pytest.mark.parametrize("backend", ["trtllm", "vllm", "sglang", None])
 def test_vllm_runs_trtllm_gen_kernels_on_the_sm100_family_only(gpu: str, backend) -> None:
     # one rule (memsim.ops.attention_kernels_backend) for the attention timer and the MLA
-    # module: vLLM on compute capability 10.x runs FlashInfer's trtllm-gen kernels
+    # module: vLLM on B200, B300 and GB200 runs FlashInfer's trtllm-gen kernels
     from memsim import attention
-    from memsim.ops import attention_kernels_backend, cc_major
+    from memsim.ops import attention_kernels_backend
 
     g = load_gpu(gpu)
-    want = "trtllm" if backend == "vllm" and cc_major(g) == 10 else backend
+    want = VLLM_DECODE_KERNELS[gpu] if backend == "vllm" else backend
     assert attention_kernels_backend(backend, g) == want
     assert attention.kernel_backend(backend, "flash_decode", g) == want
     assert attention.kernel_backend(backend, "flash2", g) == backend   # not a decode kernel

@@ -180,14 +180,27 @@ def test_hopper_block_scaled_fp8_promotes_every_k_block_on_cuda_cores() -> None:
 
 @given(dims, dims, dims, st.sampled_from(["bf16", "fp8", "fp8_block"]),
        st.sampled_from(["trtllm", "vllm"]))
-def test_time_is_the_floor_and_the_kernels_own_time(m: int, n: int, k: int, dtype: str,
-                                                     backend: str) -> None:
-    # detail["kernel_s"] is the kernels' time without the floor: added to it where the
-    # class is graph-timed, the larger of the two where it is timed eagerly (the host's)
-    p = gemm.predict(m, n, k, dtype=dtype, gpu="h200", backend=backend)
-    kernel_s, floor = float(p.detail["kernel_s"]), float(p.launch_s)
-    want = max(floor, kernel_s) if p.detail["eager"] else floor + kernel_s
-    assert p.time_s == pytest.approx(want, rel=1e-12)
-    assert p.detail["kernels"] == gemm.launch_of(backend, gemm.kernel_family(dtype)).kernels
+def test_hbm_traffic_is_at_least_the_compulsory_bytes(m: int, n: int, k: int, dtype: str,
+                                                       backend: str) -> None:
     # the compulsory bytes (A, B read once, C written once) are the floor of HBM traffic
+    p = gemm.predict(m, n, k, dtype=dtype, gpu="h200", backend=backend)
     assert p.hbm_bytes >= gemm.compulsory_bytes(m, n, k, 1, 2.0 if dtype == "bf16" else 1.0)
+
+
+def test_time_is_the_floor_and_the_kernels_own_time() -> None:
+    """Worked by hand on H200 (132 SMs, 989.4 dense bf16 TFLOP/s). TensorRT-LLM's bf16 GEMM
+    is timed in a CUDA graph: floor + kernel. At m = 132·256, n = 2048, k = 8192 every
+    tile fills whole waves, so the tensor term is 2mnk / (peak · eff) (1.438 ms at eff
+    0.797, above L2's 1.11 ms and HBM's 0.19 ms), plus the 2.6 µs floor. vLLM's fp8_block
+    GEMM is timed eagerly: the host's floor (90.6 µs) or the kernels, the larger — at
+    128³ the kernels take 0.3 µs, so the time is the floor alone, not their sum."""
+    h200 = resolve_gpu("h200")
+    m, n, k = 132 * 256, 2048, 8192
+    graph = gemm.predict(m, n, k, dtype="bf16", gpu=h200, backend="trtllm")
+    cls = kernel_class("gemm", "trtllm", "bf16")
+    tensor_s = 2.0 * m * n * k / (h200.peak_flop_per_s("tensor", "bf16") * cls.eff("tensor"))
+    assert graph.time_s == pytest.approx(cls.floor_s + tensor_s, rel=1e-9)
+    eager = gemm.predict(128, 128, 128, dtype="fp8_block", gpu=h200, backend="vllm")
+    floor_s = kernel_class("gemm", "vllm", "fp8_block").floor_s
+    assert float(eager.detail["kernel_s"]) < 0.01 * floor_s
+    assert eager.time_s == floor_s

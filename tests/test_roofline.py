@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from memsim.cost import Cost
 from memsim.hardware import gpu_names, load_gpu
-from memsim.roofline import BOUND_EXPLANATIONS, TERMS, roofline
+from memsim.roofline import BOUND_EXPLANATIONS, TERMS, busiest_sm_blocks, roofline
 
 H100 = load_gpu("h100-sxm")
 A100 = load_gpu("a100-sxm4-80gb")  # no fp8 tensor cores
@@ -181,3 +181,10 @@ def test_a_stream_term_joins_the_memory_levels() -> None:
     assert fast.memory_s == pytest.approx(4.0) and fast.bound == "hbm"
     assert fast.lower_s == pytest.approx(plain.lower_s)
     assert "stream" in BOUND_EXPLANATIONS
+
+
+def test_busiest_sm_holds_the_ceiling_of_blocks_over_sms() -> None:
+    """132 SMs: 1 or 132 blocks put one on the busiest SM, 133 and 264 two, 265 three;
+    no blocks still count one (the wave stretch's and decode terms' floor)."""
+    got = busiest_sm_blocks(np.array([0, 1, 132, 133, 264, 265]), 132)
+    assert got.tolist() == [1, 1, 1, 2, 2, 3]

@@ -1,18 +1,9 @@
 """Fitted numbers per kernel class: an efficiency per unit and a latency floor.
 
 A kernel class is one family of kernels one framework launches ("gemm/trtllm" is TensorRT-
-LLM's GEMM, "allreduce/oneshot/trtllm" its one-shot custom all-reduce). Each has at most:
-
-- ``efficiency``: achievable fraction of the datasheet peak for the units it uses
-  ("tensor", "hbm", "link"), multiplying the profile's peaks (not its own efficiency
-  factors: these replace them for this class);
-- ``floor_s``: the latency floor (launch, prologue, grid synchronisation), added to the
-  roofline time;
-- ``row_s``: SM-seconds per query row and head (decode kernels' fixed steps);
-- ``cta_s``: SM-seconds per CTA that do not grow with its rows (a decode kernel's
-  prologue and epilogue latency: barriers, the Q and page-table loads, the partials);
-- ``key_s``: SM-seconds per key a decode CTA streams (its latency-bound loads and MMAs);
-
+LLM's GEMM, "allreduce/oneshot/trtllm" its one-shot custom all-reduce). Each has at most
+an ``efficiency`` per unit, a latency floor ``floor_s`` and the fixed times ``row_s``,
+``cta_s``, ``key_s`` (:class:`KernelClass` says what each counts and in which unit),
 fitted on H100 SXM and H200 rows of the aiconfigurator-core database (NVIDIA's measured
 kernel latencies) only, never per GPU: every other GPU is predicted from its own datasheet
 numbers with the same class numbers. ``source`` says which rows and what the
@@ -52,13 +43,46 @@ _FIELDS = ("same_as", "floor_s", "efficiency", "row_s", "cta_s", "key_s", "sourc
 
 @dataclass(frozen=True)
 class KernelClass:
+    """One class's fitted numbers; the one place that says their units.
+
+    - ``floor_s`` [s per call]: the latency floor (launch, prologue, grid synchronisation),
+      added to the roofline time (an MLA decode's scales with its kernels per call).
+    - ``efficiency`` [fraction of the datasheet peak] per unit ("tensor", "fp32", "hbm",
+      "l2", "link"; MoE's "hbm_act", its activation passes): multiplies the profile's
+      peaks, replacing the profile's own efficiency factors for this class. Kept with
+      them, NCCL's "fill" [steps] is no efficiency: the ring's fill and drain per pass, a
+      fraction of one step (:mod:`memsim.ops.comm`).
+    - ``row_s`` [seconds per row; its row depends on the class's op]:
+      - attention prefill and FA-2/FA-3 decode: SM-seconds per query row and head of
+        the kernel's query tiles, padding included (:func:`memsim.attention.class_serial_s`
+        spreads it over the SMs); FA-3 prefill: per row of a 128-row m-block
+        (:data:`memsim.attention.FA3_FIXED_ROWS`: a fixed time per m-block);
+      - TensorRT-LLM MMHA decode: SM-seconds per query row and head of a CTA, added to
+        ``cta_s``; XQA decode: per padded query row and 128 head elements
+        (:data:`memsim.attention.XQA_ROW_ELEMS`: × D / 128), added to ``cta_s``; both
+        at the fitted GPUs' SM clock (× :func:`memsim.attention.clock_ratio` elsewhere);
+      - DSA's SM90 sparse MLA kernel: SM-seconds per head row of a 64-head CTA tile;
+        MLA (:mod:`memsim.ops.mla`): SM-seconds per padded query row × head;
+      - GEMM fp8 quantisation: SM-seconds per token CTA per 4 KiB step
+        (:mod:`memsim.ops.gemm`);
+      - NCCL (:mod:`memsim.ops.comm`): seconds per ring step beyond the hop latency;
+        MoE all-to-all: seconds per token copy at the fitted GPUs' hop latency.
+    - ``cta_s`` [SM-seconds per CTA, at the fitted GPUs' SM clock]: a TensorRT-LLM decode
+      CTA's fixed time that does not grow with its rows (barriers, the Q and page-table
+      loads, the partials), × :func:`memsim.attention.clock_ratio` on other GPUs.
+    - ``key_s`` [seconds per key a TensorRT-LLM XQA decode CTA streams, per 128 head
+      elements]: × D / 128 (mha.cu's K/V row loads), and for XQA GMMA also × the padded
+      head rows / 8 (its GMMA N slices); latency-bound loads, not scaled by the clock.
+    - ``source``: what was fitted and the fit's leave-one-GPU-out errors.
+    """
+
     name: str
     floor_s: float
     efficiency: dict[str, float] = field(default_factory=dict)
     source: str = ""
-    row_s: float = 0.0  # SM-seconds per query row and head (decode kernels' fixed steps)
-    cta_s: float = 0.0  # SM-seconds per CTA, whatever its rows (decode kernels)
-    key_s: float = 0.0  # SM-seconds per key a decode CTA streams (its latency-bound loads)
+    row_s: float = 0.0
+    cta_s: float = 0.0
+    key_s: float = 0.0
 
     def eff(self, unit: str) -> float:
         return self.efficiency[unit]
@@ -155,10 +179,10 @@ def _value(v: Any) -> str:
 
 
 HEADER = """\
-# Fitted kernel classes (memsim.ops.classes): floor_s [s], efficiency per unit (fraction of
-# the datasheet peak), row_s [SM-seconds per query row and head], cta_s [SM-seconds per
-# CTA], key_s [SM-seconds per key a CTA streams], source (what was fitted and its
-# errors). `same_as` takes another class's numbers (a class not fitted on its own).
+# Fitted kernel classes (memsim.ops.classes): floor_s, efficiency per unit, row_s, cta_s,
+# key_s, source; what each counts and its unit (row_s's row differs by op):
+# memsim.ops.classes.KernelClass. `same_as` takes another class's numbers (a class not
+# fitted on its own).
 # Fitted entries are written by `memsim validate --source aiconfigurator --fit-classes
 # --write` (make fit-classes); hand edits of their numbers are a defect.
 """
