@@ -453,12 +453,14 @@ def remote_ranks_per_token(experts: int, top_k: int, ep: int, groups: int = 1,
 
 
 @functools.cache
-def fitted_hop_s(gpus: int) -> float:
-    """The link hop latency (s) of the GPUs the kernel classes are fitted on
-    (:data:`memsim.ops.classes.FIT_GPUS`, their mean) for a group of ``gpus``: the hop a
-    fitted per-copy cost was measured at."""
-    hops = [_link(resolve_gpu(name), gpus)[1] for name in FIT_GPUS]
-    return float(np.mean(hops))
+def fitted_hop_s() -> float:
+    """The NVLink hop latency (s) of the GPUs the kernel classes are fitted on
+    (:data:`memsim.ops.classes.FIT_GPUS`, their mean ``nvlink_latency_s``): the hop a
+    fitted per-copy cost was measured at. Every ``moe_a2a_perf`` row of those GPUs is EP 8
+    on one node (``ep_size`` 8, ``node_num`` 1), inside their NVLink domain, whatever group
+    the prediction is for."""
+    return float(np.mean([resolve_gpu(name).interconnect.nvlink_latency_s
+                          for name in FIT_GPUS]))
 
 
 def moe_all_to_all(tokens: Any, *, hidden: int, top_k: int, experts: int, ep: int,
@@ -485,8 +487,9 @@ def moe_all_to_all(tokens: Any, *, hidden: int, top_k: int, experts: int, ep: in
     (DeepEP's combine takes bf16 x). Time = floor + link bytes / (link · efficiency) +
     copies · ``row_s`` · hop / hop_fit: the kernel class's seconds per token copy
     (``row_s``, fitted per (mode, phase, backend) on the H100 and H200 rows of
-    aiconfigurator's ``moe_a2a_perf``), scaled by the profile's NVLink hop latency over the
-    fitted GPUs' (:func:`fitted_hop_s`). The per-copy cost is a chain of NVLink round trips,
+    aiconfigurator's ``moe_a2a_perf``), scaled by the group's own hop latency (NVLink inside
+    the scale-up domain, the network beyond it) over the fitted GPUs' NVLink hop
+    (:func:`fitted_hop_s`: their rows are all EP 8 on one node). The per-copy cost is a chain of NVLink round trips,
     not SM work: DeepEP's intranode kernels (csrc/kernels/intranode.cu @92fe2de,
     ``dispatch`` / ``combine``) run ``num_sms`` / 2 channels (20 SMs by default, the
     ``sms`` column of vLLM's rows), each sender SM's warps streaming one rank's tokens in
@@ -531,7 +534,7 @@ def moe_all_to_all(tokens: Any, *, hidden: int, top_k: int, experts: int, ep: in
     bw, hop_s = _link(gpu, G)
     cls = kernel_class(f"a2a/{mode}/{phase}", backend)
     link_s = traffic / (bw * cls.eff("link"))
-    copy_s = copies * cls.row_s * hop_s / fitted_hop_s(G)
+    copy_s = copies * cls.row_s * hop_s / fitted_hop_s()
     floor = np.full_like(T, cls.floor_s)
     bound = np.where(floor > link_s + copy_s, "latency", np.where(link_s >= copy_s, "link",
                                                                    "copy"))
