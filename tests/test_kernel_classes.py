@@ -81,6 +81,7 @@ def test_writer_replaces_only_its_entries_and_reads_back_exactly(tmp_path: Path)
     ('["a/x"]\nsame_as = "b/x"\n["b/x"]\nsame_as = "a/x"\n', "cycle"),
     ('["a/x"]\nfloor_s = 1e-6\nefficency = { hbm = 0.5 }\n', "unknown keys"),
     ('["a/x"]\nfloor_s = -1e-6\n', "must be"),
+    ('["a/x"]\nfloor_s = 1e-6\nkey_s = -1e-9\n', "key_s must be ≥ 0"),
 ])
 def test_bad_tables_name_the_class(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "k.toml"

@@ -253,19 +253,41 @@ def test_each_hop_on_the_critical_path_costs_the_profiles_nvlink_latency(
        st.sampled_from(["dispatch", "combine"]), st.sampled_from(["trtllm", "vllm"]))
 def test_moe_a2a_per_copy_cost_is_nvlink_round_trips(
         tokens: int, extra_s: float, mode: str, phase: str, backend: str) -> None:
-    # DeepEP's per-copy cost is its chunks' NVLink round trips (remote head read, system-
-    # scope release): it scales with the profile's hop over the fitted GPUs' hop; the
-    # link's bytes, the floor and the copies do not move with the hop
+    # DeepEP's normal kernels' per-copy cost is their chunks' NVLink round trips (remote
+    # head read, system-scope release): it scales with the profile's hop over the fitted
+    # GPUs' hop; the low-latency kernels' copies are stores nothing waits on
+    # (internode_ll.cu), so theirs does not. The link's bytes, the floor and the copies do
+    # not move with the hop
     kw = {"hidden": 7168, "top_k": 8, "experts": 256, "ep": 8, "mode": mode, "phase": phase,
           "backend": backend}
     base, slow = load_gpu("h200"), _slower_hop("h200", extra_s)
     p, q = (comm.moe_all_to_all(tokens, gpu=g, **kw) for g in (base, slow))
     hop = base.interconnect.nvlink_latency_s
-    assert comm.fitted_hop_s(8) == pytest.approx(hop)   # H100 and H200 share one hop
-    assert q.terms_s["copy"] == pytest.approx(p.terms_s["copy"] * (hop + extra_s) / hop)
+    assert comm.fitted_hop_s() == pytest.approx(hop)   # H100 and H200 share one hop
+    ratio = (hop + extra_s) / hop if mode == "normal" else 1.0
+    assert q.terms_s["copy"] == pytest.approx(p.terms_s["copy"] * ratio)
     assert q.terms_s["link"] == p.terms_s["link"] and q.launch_s == p.launch_s
     assert q.detail["copies"] == p.detail["copies"]
     assert q.time_s >= p.time_s
+
+
+@pytest.mark.parametrize("mode", ["normal", "low_latency"])
+def test_moe_a2a_per_copy_cost_is_the_same_inside_one_nvlink_domain(mode: str) -> None:
+    # the fitted rows are all EP 8 on one node: the per-copy cost is the fitted NVLink
+    # hop's, scaled by the group's own hop; GB200's EP 8 and EP 16 both stay in its 72-GPU
+    # NVLink domain, so a copy costs the same at both (and a copy that crosses H200's
+    # network beyond its 8-GPU domain costs more than one inside it)
+    kw = {"hidden": 7168, "top_k": 8, "experts": 256, "mode": mode, "backend": "vllm"}
+
+    def per_copy_s(gpu: str, ep: int) -> float:
+        p = comm.moe_all_to_all(4096, ep=ep, gpu=gpu, **kw)
+        return float(p.terms_s["copy"]) / float(p.detail["copies"])
+
+    assert load_gpu("gb200").interconnect.scale_up_gpus >= 16
+    assert per_copy_s("gb200", 16) == pytest.approx(per_copy_s("gb200", 8))
+    assert per_copy_s("gb200", 8) > 0
+    if mode == "normal":
+        assert per_copy_s("h200", 16) > per_copy_s("h200", 8)
 
 
 def test_blackwell_hop_is_slower_and_small_collectives_with_it() -> None:

@@ -113,10 +113,10 @@ def _build(name: str, fields: dict[str, Any]) -> KernelClass:
     floor_s, row_s = float(fields["floor_s"]), float(fields.get("row_s", 0.0))
     cta_s = float(fields.get("cta_s", 0.0))
     key_s = float(fields.get("key_s", 0.0))
-    if not (floor_s >= 0 and row_s >= 0 and cta_s >= 0
+    if not (floor_s >= 0 and row_s >= 0 and cta_s >= 0 and key_s >= 0
             and all(v > 0 for v in eff.values())):
-        raise ValueError(f"kernel class {name!r}: floor_s, row_s, cta_s must be ≥ 0 and "
-                         f"efficiencies > 0 (got {fields})")
+        raise ValueError(f"kernel class {name!r}: floor_s, row_s, cta_s, key_s must be ≥ 0 "
+                         f"and efficiencies > 0 (got {fields})")
     return KernelClass(name, floor_s, eff, str(fields.get("source", "")), row_s, cta_s,
                        key_s)
 

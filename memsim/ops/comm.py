@@ -453,12 +453,14 @@ def remote_ranks_per_token(experts: int, top_k: int, ep: int, groups: int = 1,
 
 
 @functools.cache
-def fitted_hop_s(gpus: int) -> float:
-    """The link hop latency (s) of the GPUs the kernel classes are fitted on
-    (:data:`memsim.ops.classes.FIT_GPUS`, their mean) for a group of ``gpus``: the hop a
-    fitted per-copy cost was measured at."""
-    hops = [_link(resolve_gpu(name), gpus)[1] for name in FIT_GPUS]
-    return float(np.mean(hops))
+def fitted_hop_s() -> float:
+    """The NVLink hop latency (s) of the GPUs the kernel classes are fitted on
+    (:data:`memsim.ops.classes.FIT_GPUS`, their mean ``nvlink_latency_s``): the hop a
+    fitted per-copy cost was measured at. Every ``moe_a2a_perf`` row of those GPUs is EP 8
+    on one node (``ep_size`` 8, ``node_num`` 1), inside their NVLink domain, whatever group
+    the prediction is for."""
+    return float(np.mean([resolve_gpu(name).interconnect.nvlink_latency_s
+                          for name in FIT_GPUS]))
 
 
 def moe_all_to_all(tokens: Any, *, hidden: int, top_k: int, experts: int, ep: int,
@@ -483,11 +485,14 @@ def moe_all_to_all(tokens: Any, *, hidden: int, top_k: int, experts: int, ep: in
 
     Dispatch sends ``dtype`` on the wire (:data:`A2A_WIRE_BYTES`); combine returns bf16
     (DeepEP's combine takes bf16 x). Time = floor + link bytes / (link · efficiency) +
-    copies · ``row_s`` · hop / hop_fit: the kernel class's seconds per token copy
-    (``row_s``, fitted per (mode, phase, backend) on the H100 and H200 rows of
-    aiconfigurator's ``moe_a2a_perf``), scaled by the profile's NVLink hop latency over the
-    fitted GPUs' (:func:`fitted_hop_s`). The per-copy cost is a chain of NVLink round trips,
-    not SM work: DeepEP's intranode kernels (csrc/kernels/intranode.cu @92fe2de,
+    copies · ``row_s`` (· hop / hop_fit in normal mode): the kernel class's seconds per
+    token copy (``row_s``, fitted per (mode, phase, backend) on the H100 and H200 rows of
+    aiconfigurator's ``moe_a2a_perf``).
+
+    In the normal kernels the per-copy cost is a chain of NVLink round trips, not SM work,
+    so it is scaled by the group's own hop latency (NVLink inside the scale-up domain, the
+    network beyond it) over the fitted GPUs' NVLink hop (:func:`fitted_hop_s`: their rows
+    are all EP 8 on one node): DeepEP's intranode kernels (csrc/kernels/intranode.cu @92fe2de,
     ``dispatch`` / ``combine``) run ``num_sms`` / 2 channels (20 SMs by default, the
     ``sms`` column of vLLM's rows), each sender SM's warps streaming one rank's tokens in
     chunks (``Config`` for 8 ranks: 6 tokens a chunk in dispatch, 4 in combine,
@@ -500,6 +505,14 @@ def moe_all_to_all(tokens: Any, *, hidden: int, top_k: int, experts: int, ep: in
     (TRT-LLM 42 / 17 ns dispatch, 46 / 15 ns combine) at the same SM clock and per-SM L2
     bandwidth, but a faster per-byte part — as its 1.3 µs NVLink hop against Hopper's
     0.6 µs (NVIDIA/nccl#1940) predicts, not its SM budget.
+
+    The low-latency kernels wait out no round trip per copy (csrc/kernels/internode_ll.cu
+    @92fe2de, ``dispatch`` / ``combine``): a warp writes each message into the peer's
+    buffer with stores that nothing waits on (dispatch: ``UNROLLED_WARP_COPY`` with
+    ``st_na_global``, its slot from a local ``atomicAdd``; combine: ``tma_store_1d`` bulk
+    copies, whose ``tma_store_wait`` is ``cp.async.bulk.wait_group.read``, the shared-memory
+    source read, not the remote write), and each expert is signalled once at the end (one
+    ``st_release_sys_global`` of its count or flag): their ``row_s`` is not scaled.
     """
     from memsim.errors import InputError
 
@@ -531,7 +544,8 @@ def moe_all_to_all(tokens: Any, *, hidden: int, top_k: int, experts: int, ep: in
     bw, hop_s = _link(gpu, G)
     cls = kernel_class(f"a2a/{mode}/{phase}", backend)
     link_s = traffic / (bw * cls.eff("link"))
-    copy_s = copies * cls.row_s * hop_s / fitted_hop_s(G)
+    hop_ratio = hop_s / fitted_hop_s() if mode == "normal" else 1.0
+    copy_s = copies * cls.row_s * hop_ratio
     floor = np.full_like(T, cls.floor_s)
     bound = np.where(floor > link_s + copy_s, "latency", np.where(link_s >= copy_s, "link",
                                                                    "copy"))

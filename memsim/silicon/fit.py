@@ -13,7 +13,7 @@ with whatever physics the mapper has today (no re-timing approximation).
 - Rows: per :class:`FitSpec` (one class, or several fitted together such as the four
   custom all-reduce algorithms), the scored rows (mapped, not outliers) of one op class
   and backend whose dtype column has the class's value, on the GPUs of
-  :data:`memsim.silicon.source.FIT_GPUS` (H100 SXM, H200) only: a seeded sample of whole
+  :data:`memsim.ops.classes.FIT_GPUS` (H100 SXM, H200) only: a seeded sample of whole
   model shapes, at most ``max_rows`` per GPU (:func:`memsim.silicon.run._choose`).
 - Objective: ``scipy.optimize.least_squares`` on r = log(t_pred / t_meas), loss soft-L1
   with f_scale 0.1 (quadratic inside ±10 %, linear beyond: the median error is the target,
@@ -542,8 +542,7 @@ def fit_run(chunks: list[Any], max_rows: int = MAX_ROWS, seed: int = 0,
     """Every spec with rows among ``chunks`` (a ``--source aiconfigurator`` run) fitted
     and scored, as the summary's calibration section: spec name → :meth:`FitResult.to_dict`
     (``{}`` without scipy). Nothing is written."""
-    from memsim.ops.classes import kernel_classes
-    from memsim.silicon import source
+    from memsim.ops.classes import FIT_GPUS, kernel_classes
 
     if not have_scipy():
         if echo is not None:
@@ -558,7 +557,7 @@ def fit_run(chunks: list[Any], max_rows: int = MAX_ROWS, seed: int = 0,
         data = rows_for(spec, chunks, max_rows, seed)
         if not data:
             continue
-        r = fit_spec(spec, {k: current[k] for k in spec.keys}, data, source.FIT_GPUS)
+        r = fit_spec(spec, {k: current[k] for k in spec.keys}, data, FIT_GPUS)
         out[spec.name] = r.to_dict()
         if echo is not None:
             echo(f"fitted {spec.name}: {r.note or f'{r.nfev} evaluations'}")
@@ -601,7 +600,7 @@ def fit_classes(pattern: str | None = None, gpus: set[str] | None = None,
     installed database (or the rows of ``extract``); with ``write``, replace their entries
     in that file. Returns the results and the classes written (or that would be)."""
     from memsim.errors import InputError
-    from memsim.ops.classes import load_classes, read_tables, write_classes
+    from memsim.ops.classes import FIT_GPUS, load_classes, read_tables, write_classes
     from memsim.silicon import run, source
 
     if not have_scipy():
@@ -629,7 +628,7 @@ def fit_classes(pattern: str | None = None, gpus: set[str] | None = None,
     results, written = [], {}
     for spec in chosen:
         data = rows_for(spec, collected.chunks, max_rows, seed)
-        r = fit_spec(spec, {k: current[k] for k in spec.keys}, data, source.FIT_GPUS)
+        r = fit_spec(spec, {k: current[k] for k in spec.keys}, data, FIT_GPUS)
         results.append(r)
         echo(f"fitted {spec.name}: {r.note or f'{r.nfev} evaluations'}")
         if not r.note:

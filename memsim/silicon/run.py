@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from memsim.ops.classes import FIT_GPUS
 from memsim.silicon import source
 from memsim.silicon.classes import CLASSES, MODELS, OpClass
 from memsim.silicon.tables import Rows
@@ -380,7 +381,7 @@ def summary(run: SiliconRun, out: Path, header: dict[str, Any], paths: list[Path
     return {"path": str(out), "runs": [str(p) for p in paths], "cases": status,
             "stats": statistics(run), "not_measured": problems, "source": header["source"],
             "rows": counts(run), "no_profile": run.no_profile, "calibration": calibrations,
-            "fitted_gpus": list(source.FIT_GPUS)}
+            "fitted_gpus": list(FIT_GPUS)}
 
 
 POINTS_PER_GROUP = 60
@@ -412,5 +413,5 @@ def points(run: SiliconRun, calibrations: dict[str, Any], per_group: int = POINT
             cols["no_reuse_s"] += c.predicted_s["no_reuse"][idx].tolist()
             cols["calibrated_s"] += refit_times(c, idx, calibrations.get("analytic", {}))
         out[group] = {"op_class": c0.op_class, "backend": c0.rows.backend, "gpu": c0.profile,
-                      "fitted": c0.profile in source.FIT_GPUS, **cols}
+                      "fitted": c0.profile in FIT_GPUS, **cols}
     return out

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from memsim.errors import InputError
-from memsim.ops.classes import FIT_GPUS as FIT_GPUS  # the GPUs the fit uses (re-export)
 
 PACKAGE = "aiconfigurator-core"
 MODULE = "aiconfigurator_core"
