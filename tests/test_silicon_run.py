@@ -163,6 +163,28 @@ def test_classes_fitted_together_count_only_those_some_row_is_timed_with() -> No
         "gemm/vllm/fp8_block", "gemm/vllm/fp8_block_flashinfer"]
 
 
+def test_unseen_errors_count_only_the_rows_the_fitted_classes_time() -> None:
+    """A row of the op class that another kernel class times (vLLM's fp8_block GEMM at 8
+    tokens runs FlashInfer's kernel, at 4096 DeepGEMM's) says nothing about the fitted
+    class: :func:`fit.timed_rows` keeps the other, and the unseen-GPU errors count it alone."""
+    from memsim.ops.classes import kernel_classes
+
+    (spec,) = [s for s in fit.specs() if s.name.startswith("gemm/vllm/fp8_block+")]
+    base = {k: kernel_classes()[k] for k in spec.keys}
+    cols = {"m": np.array([4096, 8]), "n": np.array([4096, 4096]),
+            "k": np.array([4096, 4096]),
+            "gemm_dtype": np.array(["fp8_block"] * 2, dtype=object),
+            "kernel_source": np.array(["x"] * 2, dtype=object)}
+    r = fit.Rows("h100_sxm", "gemm", "vllm", "t", "gemm_perf", "synthetic", "t", np.arange(2),
+                 cols)
+    rows = fit.GpuRows("h100-sxm", r, np.ones(2))
+    assert fit.timed_rows(spec, base, rows, ["gemm/vllm/fp8_block"]).tolist() == [True, False]
+    assert fit.timed_rows(spec, base, rows, ["gemm/vllm/fp8_block_flashinfer"]).tolist() == [
+        False, True]
+    assert fit._unseen_stats(spec, base, rows, ["gemm/vllm/fp8_block"])["n"] == 1
+    assert fit._unseen_stats(spec, base, rows, list(spec.keys))["n"] == 2
+
+
 def _one_gemm_row(backend: str, dtype: str, m: int, n: int, k: int) -> fit.GpuRows:
     cols = {"m": np.array([m]), "n": np.array([n]), "k": np.array([k]),
             "gemm_dtype": np.array([dtype], dtype=object),

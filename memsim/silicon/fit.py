@@ -392,6 +392,28 @@ class FitResult:
                 "used": self.used, "bound": self.bound}
 
 
+def timed_rows(spec: FitSpec, classes: dict[str, KernelClass], data: GpuRows,
+               keys: tuple[str, ...] | list[str]) -> np.ndarray:
+    """Which of ``data``'s rows one of ``keys`` times: those whose time moves when the
+    classes' floors double and their efficiencies halve. On a GPU the classes were not
+    fitted on, a row of the op class may run another kernel (vLLM's decode on SM100 runs
+    FlashInfer's trtllm-gen, so TensorRT-LLM's class): such a row says nothing about these
+    classes, so their unseen-GPU errors leave it out."""
+    now = predict(spec, classes, data)
+    moved = {**classes, **{k: replace(classes[k], floor_s=2 * classes[k].floor_s + 1e-6,
+                                      efficiency={u: 0.5 * e for u, e
+                                                  in classes[k].efficiency.items()})
+                           for k in keys}}
+    return ~np.isclose(predict(spec, moved, data), now, rtol=1e-9, equal_nan=True)
+
+
+def _unseen_stats(spec: FitSpec, classes: dict[str, KernelClass], data: GpuRows,
+                  keys: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """:func:`error_stats` of the rows of an unseen GPU that ``keys`` time (:func:`timed_rows`)."""
+    mine = timed_rows(spec, classes, data, keys)
+    return error_stats(predict(spec, classes, data)[mine], data.measured_s[mine])
+
+
 def _used_keys(spec: FitSpec, base: dict[str, KernelClass], data: list[GpuRows]
                ) -> list[str]:
     """The spec's classes some row is actually timed with: those whose floor, doubled,
@@ -415,13 +437,14 @@ def fit_spec(spec: FitSpec, base: dict[str, KernelClass], data: dict[str, GpuRow
     fit_data = [data[g] for g in fit_gpus if g in data]
     unseen = [g for g in sorted(data) if g not in fit_gpus]
     result = FitResult(spec, base, base, {}, {}, {}, {}, {})
-    for g in unseen:
-        result.unseen_before[g] = error_stats(predict(spec, base, data[g]), data[g].measured_s)
     if not fit_data:
         result.note = f"no rows on {', '.join(fit_gpus)}: not fitted"
-        result.unseen = result.unseen_before
+        result.unseen = result.unseen_before = {
+            g: _unseen_stats(spec, base, data[g], spec.keys) for g in unseen}
         return result
     result.used = _used_keys(spec, base, fit_data)
+    for g in unseen:
+        result.unseen_before[g] = _unseen_stats(spec, base, data[g], result.used)
     sub = replace(spec, keys=tuple(result.used))
     after, result.nfev = fit_spec_numbers(sub, base, fit_data)
     result.after = after
@@ -439,7 +462,7 @@ def fit_spec(spec: FitSpec, base: dict[str, KernelClass], data: dict[str, GpuRow
             result.leave_one_gpu_out[held.profile] = error_stats(
                 predict(spec, alone, held), held.measured_s)
     for g in unseen:
-        result.unseen[g] = error_stats(predict(spec, after, data[g]), data[g].measured_s)
+        result.unseen[g] = _unseen_stats(spec, after, data[g], result.used)
     return result
 
 
