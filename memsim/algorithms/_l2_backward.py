@@ -177,10 +177,11 @@ def _staggered_misses(m, n, n_fit, c, first):
 
 def fa2_query_tile_loads(x, t: TileSums, tile_bytes, kv_block_bytes):
     """Query tiles (Q, dO, logsumexp, Δ, dQ accumulator of Br·hpb rows) that FA-2's
-    dq/dk/dv kernel reads from HBM for the first (batch, head group) of the grid, which
-    runs on an idle GPU, under a causal mask, when a group has at least as many key-tile
-    blocks as the GPU has slots (with fewer, and for the later groups, the caller's
-    per-wave rule applies: :func:`fa2_backward_hbm`).
+    dq/dk/dv kernel reads from HBM for each (batch, head group) of the grid under a
+    causal mask, when a group has at least as many key-tile blocks as the GPU has slots
+    (with fewer, the caller's rules apply: :func:`fa2_backward_hbm`). The first group
+    runs on an idle GPU; list scheduling gives each later group's block j the slot the
+    previous group's block j freed, so its generations repeat the first group's.
 
     The grid runs key tile j's block over the query tiles that see it, last to first:
     m_j = T − a0(j) tiles, c = Bc/Br fewer per block. W = ``slots`` blocks start at once
@@ -266,15 +267,15 @@ def fa2_backward_hbm(x, t: TileSums) -> tuple[np.ndarray, np.ndarray]:
     # the main kernel's query-row loads per head
     per_wave = x.hbm_query_rows(t, row)
     if x.geometry.kind == "causal":
-        # the first head pays the start-up generations; the next ones start in the
-        # slots the previous head frees a few at a time and are charged one read of
-        # each wave's rows (measured in the trace with four heads per block, before
-        # bwdl2: A100, H 32, K 8, N 32K — group 0 14,920 query tiles, every later group
-        # 888, the per-wave count; one head per block, A100 32K: about 1.37 N rows per
-        # later head against 1.0 N — tests/test_l2_backward.py, the known miss)
+        # every head pays the generations of fa2_query_tile_loads, not only the first:
+        # list scheduling hands head h + 1's block j the slot head h's block j left,
+        # so each head's blocks start in the same pattern relative to its own first
+        # block, and block W, 2·W, ... of every head re-reads the walk the previous
+        # generation's sweep evicted (a tile-level LRU of this schedule, A100 32K:
+        # misses at blocks 108 and 216 of every head, 1.29–1.42 N rows per head; the
+        # trace 1.37 N per later head, which the per-wave rule, 1.0 N, missed)
         tiles = fa2_query_tile_loads(x, t, x.Br * row, kv_block)
-        first = np.maximum(tiles * N / np.maximum(t.q_tiles, 1), N)
-        staggered = (first + (g - 1) * per_wave) / g
+        staggered = np.maximum(tiles * N / np.maximum(t.q_tiles, 1), N)
         # a head's blocks fill about one generation (Tk ≤ slots < 2·Tk): the heads
         # alternate, one starting at once, the next staggered in the slots the first
         # frees one by one, which pays the staggered ramp over its Tk blocks (measured
@@ -293,7 +294,13 @@ def fa2_backward_hbm(x, t: TileSums) -> tuple[np.ndarray, np.ndarray]:
         rows = xs.hbm_key_loads(xs.tiles(), row, stream_bytes=kv_block)
     else:
         rows = per_wave
-    in_flight = np.clip(np.maximum(x.slots, 1) // np.maximum(t.union_tiles, 1), 1, g)
+    # heads whose rows share the L2: ``slots`` consecutive blocks of the launch order
+    # straddle ⌊(slots − 1)/Tk⌋ + 2 heads unless they align with a head's first block,
+    # so the previous head's rows compete with the next one's (A100 32K, one head's
+    # rows fit and two do not: the trace with the L2 at 30, 40, 48, 56, 64, 72 MiB
+    # reads 1.56, 1.36, 1.10, 1.06, 1.01, 1.00 N rows per later head: one read once two fit)
+    in_flight = np.clip((np.maximum(x.slots, 1) - 1) // np.maximum(t.union_tiles, 1) + 2,
+                        1, g)
     # (the full mask's lock-step waves of at least ``slots`` blocks per head state their
     # own fit, waves straddling two heads included: Arrays.hbm_key_loads)
     fits = (in_flight * N * row <= cap) & ((x.geometry.kind != "full")
