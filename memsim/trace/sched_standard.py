@@ -164,6 +164,75 @@ def _per_key_tile(kb: KernelBuilder, t: Tensors, qt: QueryTiles, kt: KeyTiles, o
             sram_write_bytes=staged, sram_read_bytes=staged * d.warps)
 
 
+def _key_tile_store(kb: KernelBuilder, t: Tensors, kt: KeyTiles, name: str,
+                    width: int) -> None:
+    """Last step of a grid over key tiles j: store the ``width`` elements per key of tile
+    j of ``name`` (dV, dK)."""
+    d = t.d
+    kb.run(np.arange(len(kt.j)), 2, 1, [Access(STORE, t.id(name),
+                                               t.addr(name, 0, kt.j * d.Bc, 0, 0),
+                                               kt.keys * width * d.e)])
+
+
+def _bwd_dv(t: Tensors, qt: QueryTiles, kt: KeyTiles, probs: str, do: str,
+            dv: str) -> KernelProgram:
+    """dV = Pᵀ dO: a grid over key tiles j, per query tile a that sees j load P_aj (of
+    ``probs``) and dO_a (of ``do``); store dV_j into ``dv``."""
+    d = t.d
+    kb = KernelBuilder("standard.bwd_dv", len(kt.j),
+                       sram_bytes=int((d.hpb * d.Br * d.Bc + d.hpb * d.Br * d.Dv) * d.e))
+    _per_key_tile(kb, t, qt, kt, 1, probs, do, d.Dv * d.e, 2 * d.Dv)
+    _key_tile_store(kb, t, kt, dv, d.Dv)
+    return kb.build()
+
+
+def _bwd_dp(t: Tensors, qt: QueryTiles, do: str, v: str | None = None) -> KernelProgram:
+    """dP = dO Vᵀ: a grid over query tiles a, load dO_a (of ``do``), then per key tile j
+    load V_j (of ``v``, :func:`_v_load`) and store dP_aj into ``dprobs``."""
+    d = t.d
+    a, r, e = np.arange(qt.count), qt.rows, d.e
+    kb = KernelBuilder("standard.bwd_dp", qt.count,
+                       sram_bytes=int((d.hpb * d.Br * d.Dv + d.Bc * d.Dv) * e))
+    do_bytes = r * d.hpb * d.Dv * e
+    kb.run(a, 0, 1, [Access(LOAD, t.id(do), t.addr(do, 0, qt.first_row, 0, 0), do_bytes)],
+           sram_write_bytes=do_bytes, sram_read_bytes=do_bytes * d.warps)
+    for first_key, keys, count, off in _key_tiles(d, qt):
+        staged = keys * d.Dv * e
+        kb.run(a, 1 + off, count, [_v_load(t, first_key, keys, v),
+                                   _score_tile(t, "dprobs", STORE, qt, first_key, keys)],
+               matmul_flops=d.hpb * r * keys * 2 * d.Dv,
+               sram_write_bytes=staged, sram_read_bytes=staged * d.warps)
+    return kb.build()
+
+
+def _bwd_dq(t: Tensors, qt: QueryTiles, k: str, dq: str) -> KernelProgram:
+    """dQ = dS K: a grid over query tiles a, per key tile j load dS_aj and K_j (of ``k``,
+    :func:`_k_loads`); store dQ_a into ``dq``."""
+    d = t.d
+    a, r, e = np.arange(qt.count), qt.rows, d.e
+    kb = KernelBuilder("standard.bwd_dq", qt.count,
+                       sram_bytes=int((d.hpb * d.Br * d.Bc + d.Bc * d.D) * e))
+    for first_key, keys, count, off in _key_tiles(d, qt):
+        staged = r * d.hpb * keys * e + keys * d.D * e
+        kb.run(a, 0 + off, count, [_score_tile(t, "dscores", LOAD, qt, first_key, keys)]
+               + _k_loads(t, first_key, keys, k), matmul_flops=d.hpb * r * keys * 2 * d.D,
+               sram_write_bytes=staged, sram_read_bytes=staged * d.warps)
+    kb.run(a, 1, 1, [Access(STORE, t.id(dq), t.addr(dq, 0, qt.first_row, 0, 0),
+                            r * d.hpb * d.D * e)])
+    return kb.build()
+
+
+def _bwd_dk(t: Tensors, qt: QueryTiles, kt: KeyTiles, q: str, dk: str) -> KernelProgram:
+    """dK = dSᵀ Q: a grid over key tiles j, per query tile a that sees j load dS_aj and
+    Q_a (of ``q``); store dK_j into ``dk``."""
+    d = t.d
+    kb = KernelBuilder("standard.bwd_dk", len(kt.j),
+                       sram_bytes=int((d.hpb * d.Br * d.Bc + d.hpb * d.Br * d.D) * d.e))
+    _per_key_tile(kb, t, qt, kt, 1, "dscores", q, d.D * d.e, 2 * d.D)
+    _key_tile_store(kb, t, kt, dk, d.D)
+    return kb.build()
+
+
 def build_backward_blockskip(d: Dims, layout: Layout) -> list[KernelProgram]:
     """Standard attention backward (FlashAttention paper, Appendix B.1 Algorithm 3) over
     the active tiles, five kernels over the saved P:
@@ -189,30 +258,7 @@ def build_backward_blockskip(d: Dims, layout: Layout) -> list[KernelProgram]:
         t.add("dv", (d.B, d.S, d.K, d.Dv), d.e, "output", head_axis=2, group_divisor=d.kv_div)
     qt = query_tiles(d.N, d.S, d.Br, d.Bc, d.geometry)
     kt = key_tiles(qt, d.S, d.Bc)
-    a, r, hpb, e, w = np.arange(qt.count), qt.rows, d.hpb, d.e, d.warps
-    jb = np.arange(len(kt.j))
-    rows = hpb * d.Br
-
-    def key_tile_store(kb, name, width):
-        kb.run(jb, 2, 1, [Access(STORE, t.id(name), t.addr(name, 0, kt.j * d.Bc, 0, 0),
-                                 kt.keys * width * e)])
-
-    dv = KernelBuilder("standard.bwd_dv", len(kt.j),
-                       sram_bytes=int((rows * d.Bc + rows * d.Dv) * e))
-    _per_key_tile(dv, t, qt, kt, 1, "probs", "do", d.Dv * e, 2 * d.Dv)
-    key_tile_store(dv, "dv", d.Dv)
-
-    dp = KernelBuilder("standard.bwd_dp", qt.count,
-                       sram_bytes=int((rows * d.Dv + d.Bc * d.Dv) * e))
-    do_bytes = r * hpb * d.Dv * e
-    dp.run(a, 0, 1, [Access(LOAD, t.id("do"), t.addr("do", 0, qt.first_row, 0, 0), do_bytes)],
-           sram_write_bytes=do_bytes, sram_read_bytes=do_bytes * w)
-    for first_key, keys, count, off in _key_tiles(d, qt):
-        staged = keys * d.Dv * e
-        dp.run(a, 1 + off, count, [_v_load(t, first_key, keys),
-                                   _score_tile(t, "dprobs", STORE, qt, first_key, keys)],
-               matmul_flops=hpb * r * keys * 2 * d.Dv,
-               sram_write_bytes=staged, sram_read_bytes=staged * w)
+    a, r, hpb = np.arange(qt.count), qt.rows, d.hpb
 
     ds = KernelBuilder("standard.bwd_ds", qt.count, sram_bytes=0)
     for first_key, keys, count, off in _key_tiles(d, qt):
@@ -222,22 +268,8 @@ def build_backward_blockskip(d: Dims, layout: Layout) -> list[KernelProgram]:
         ds.run(a, 1 + off, count, pair + [_score_tile(t, "dscores", STORE, qt, first_key,
                                                       keys)],
                vector_flops=hpb * 2 * r * keys)
-
-    dq = KernelBuilder("standard.bwd_dq", qt.count,
-                       sram_bytes=int((rows * d.Bc + d.Bc * d.D) * e))
-    for first_key, keys, count, off in _key_tiles(d, qt):
-        staged = r * hpb * keys * e + keys * d.D * e
-        dq.run(a, 0 + off, count, [_score_tile(t, "dscores", LOAD, qt, first_key, keys)]
-               + _k_loads(t, first_key, keys), matmul_flops=hpb * r * keys * 2 * d.D,
-               sram_write_bytes=staged, sram_read_bytes=staged * w)
-    dq.run(a, 1, 1, [Access(STORE, t.id("dq"), t.addr("dq", 0, qt.first_row, 0, 0),
-                            r * hpb * d.D * e)])
-
-    dk = KernelBuilder("standard.bwd_dk", len(kt.j),
-                       sram_bytes=int((rows * d.Bc + rows * d.D) * e))
-    _per_key_tile(dk, t, qt, kt, 1, "dscores", "q", d.D * e, 2 * d.D)
-    key_tile_store(dk, "dk", d.D)
-    return [dv.build(), dp.build(), ds.build(), dq.build(), dk.build()]
+    return [_bwd_dv(t, qt, kt, "probs", "do", "dv"), _bwd_dp(t, qt, "do"), ds.build(),
+            _bwd_dq(t, qt, "k", "dq"), _bwd_dk(t, qt, kt, "q", "dk")]
 
 
 def _dense(d: Dims) -> Dims:
@@ -504,28 +536,7 @@ def build_backward(d: Dims, layout: Layout) -> list[KernelProgram]:
               heads_per_group=d.hpb)
     qt = query_tiles(dc.N, dc.S, dc.Br, dc.Bc, dc.geometry)
     kt = key_tiles(qt, dc.S, dc.Bc)
-    a, r, hpb, e, w = np.arange(qt.count), qt.rows, dc.hpb, dc.e, dc.warps
-    jb = np.arange(len(kt.j))
-    rows = hpb * dc.Br
-
-    dp = KernelBuilder("standard.bwd_dp", qt.count,
-                       sram_bytes=int((rows * dc.Dv + dc.Bc * dc.Dv) * e))
-    do_bytes = r * hpb * dc.Dv * e
-    dp.run(a, 0, 1, [Access(LOAD, t.id(n["do"]), t.addr(n["do"], 0, qt.first_row, 0, 0),
-                            do_bytes)],
-           sram_write_bytes=do_bytes, sram_read_bytes=do_bytes * w)
-    for first_key, keys, count, off in _key_tiles(dc, qt):
-        staged = keys * dc.Dv * e
-        dp.run(a, 1 + off, count, [_v_load(t, first_key, keys, n["v"]),
-                                   _score_tile(t, "dprobs", STORE, qt, first_key, keys)],
-               matmul_flops=hpb * r * keys * 2 * dc.Dv,
-               sram_write_bytes=staged, sram_read_bytes=staged * w)
-
-    dv = KernelBuilder("standard.bwd_dv", len(kt.j),
-                       sram_bytes=int((rows * dc.Bc + rows * dc.Dv) * e))
-    _per_key_tile(dv, t, qt, kt, 1, "probs_safe", n["do"], dc.Dv * e, 2 * dc.Dv)
-    dv.run(jb, 2, 1, [Access(STORE, t.id(n["dv"]), t.addr(n["dv"], 0, kt.j * dc.Bc, 0, 0),
-                             kt.keys * dc.Dv * e)])
+    a, r, hpb, e = np.arange(qt.count), qt.rows, dc.hpb, dc.e
 
     tmp = KernelBuilder("standard.bwd_tmp", qt.count, sram_bytes=0)
     sbw = KernelBuilder("standard.bwd_softmax", qt.count, sram_bytes=0)
@@ -543,24 +554,10 @@ def build_backward(d: Dims, layout: Layout) -> list[KernelProgram]:
                                     _score_tile(t, "dscores", STORE, qt, first_key, keys)],
                 vector_flops=hpb * r * keys * (3 if tmp_reads == 1 else 2))
 
-    dq = KernelBuilder("standard.bwd_dq", qt.count,
-                       sram_bytes=int((rows * dc.Bc + dc.Bc * dc.D) * e))
-    for first_key, keys, count, off in _key_tiles(dc, qt):
-        staged = r * hpb * keys * e + keys * dc.D * e
-        dq.run(a, 0 + off, count, [_score_tile(t, "dscores", LOAD, qt, first_key, keys)]
-               + _k_loads(t, first_key, keys, "k_scaled"),
-               matmul_flops=hpb * r * keys * 2 * dc.D,
-               sram_write_bytes=staged, sram_read_bytes=staged * w)
-    dq.run(a, 1, 1, [Access(STORE, t.id("dq_scaled"), t.addr("dq_scaled", 0, qt.first_row, 0, 0),
-                            r * hpb * dc.D * e)])
-
-    dk = KernelBuilder("standard.bwd_dk", len(kt.j),
-                       sram_bytes=int((rows * dc.Bc + rows * dc.D) * e))
-    _per_key_tile(dk, t, qt, kt, 1, "dscores", "q_scaled", dc.D * e, 2 * dc.D)
-    dk.run(jb, 2, 1, [Access(STORE, t.id("dk_scaled"),
-                             t.addr("dk_scaled", 0, kt.j * dc.Bc, 0, 0), kt.keys * dc.D * e)])
-
-    kernels = [dp.build(), dv.build(), tmp.build(), sbw.build(), dq.build(), dk.build(),
+    kernels = [_bwd_dp(t, qt, n["do"], n["v"]),
+               _bwd_dv(t, qt, kt, "probs_safe", n["do"], n["dv"]),
+               tmp.build(), sbw.build(), _bwd_dq(t, qt, "k_scaled", "dq_scaled"),
+               _bwd_dk(t, qt, kt, "q_scaled", "dk_scaled"),
                _scale_kernel(t, n["dk"], "dk_scaled", d.S, d.Bc, d.D, "standard.bwd_scale_k"),
                _scale_kernel(t, n["dq"], "dq_scaled", d.N, d.Br, d.hpb * d.D,
                              "standard.bwd_scale_q")]
