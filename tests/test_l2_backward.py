@@ -182,15 +182,20 @@ def test_fa2_gqa_backward_runs_one_block_per_query_head() -> None:
     assert tensors["dk"]["global_write_bytes"] == kv_bytes
 
 
+def _h100_backward_sums(heads: int, kv_heads: int):
+    """FA-2's backward arrays and tile sums on H100 (B 1, N 8192, D 128, causal)."""
+    p = AttentionProblem(batch=1, seq_len=8192, heads=heads, kv_heads=kv_heads, head_dim=128,
+                         mask=Mask(), **{"pass": "backward"})
+    _, tiling = attention_cost(p, H100, "flash2")
+    x = from_problem(p, tiling, H100).backward()
+    return x, x.tiles()
+
+
 def test_next_head_kv_hit_fraction_laws() -> None:
     """All of a KV head's K/V tiles hit for the next head when two heads' query rows, K/V
     and dK/dV fit the L2, none when even one head's rows beside them overflow, the share
     in between under a causal mask; never less with more L2."""
-    p = AttentionProblem(batch=1, seq_len=8192, heads=8, kv_heads=2, head_dim=128,
-                         mask=Mask(), **{"pass": "backward"})
-    _, tiling = attention_cost(p, H100, "flash2")
-    x = from_problem(p, tiling, H100).backward()
-    t = x.tiles()
+    x, t = _h100_backward_sums(heads=8, kv_heads=2)
     row, kv = 1000.0, 4e6
     frac = lambda cap: float(fa2_kv_next_head_hit_fraction(  # noqa: E731
         replace(x, l2_bytes=cap), t, row, kv)[0])
@@ -241,11 +246,7 @@ def test_next_head_kv_hit_fraction_falls_with_the_batch() -> None:
     (flash_bwd_launch_template.h, grid_n(num_n_block, params.b, params.h)): the B − 1
     other batches' K, V, dK, dV and query rows lie between two heads' reads of a KV
     head's tile, so the share still in L2 never grows with B and falls to none."""
-    p = AttentionProblem(batch=1, seq_len=8192, heads=32, kv_heads=8, head_dim=128,
-                         mask=Mask(), **{"pass": "backward"})
-    _, tiling = attention_cost(p, H100, "flash2")
-    x = from_problem(p, tiling, H100).backward()
-    t = x.tiles()
+    x, t = _h100_backward_sums(heads=32, kv_heads=8)
     row, kv = 1000.0, 4e6
     cap = 2 * kv + 2 * 8192 * row                          # two heads of one batch fit
     fracs = [float(fa2_kv_next_head_hit_fraction(
