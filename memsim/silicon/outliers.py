@@ -79,6 +79,17 @@ def slow_curves(latency: np.ndarray, curve_id: np.ndarray, sibling_id: np.ndarra
     return np.isin(cid, slow_cids)
 
 
+def _groups(key: np.ndarray) -> list[np.ndarray]:
+    """Row indices per distinct value of ``key`` (ascending values; each group's rows in
+    their original order); none for no rows."""
+    if len(key) == 0:
+        return []
+    order = np.argsort(key, kind="stable")
+    k = key[order]
+    bounds = np.flatnonzero(np.r_[True, k[1:] != k[:-1], True])
+    return [order[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
 def dominated_curves(latency: np.ndarray, curve_id: np.ndarray, peer_id: np.ndarray,
                      split: np.ndarray, axis: np.ndarray,
                      ratio: float = DOMINATED_RATIO) -> np.ndarray:
@@ -95,12 +106,8 @@ def dominated_curves(latency: np.ndarray, curve_id: np.ndarray, peer_id: np.ndar
     sp = np.asarray(split, float).reshape(n, -1)
     _, group = np.unique(np.stack([np.asarray(peer_id, float), np.asarray(axis, float)], 1),
                          axis=0, return_inverse=True)
-    group = group.reshape(-1)
-    order = np.argsort(group, kind="stable")
-    bounds = np.flatnonzero(np.r_[True, group[order][1:] != group[order][:-1], True])
     row_ratio = np.full(n, np.nan)
-    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
-        i = order[a:b]
+    for i in _groups(group.reshape(-1)):
         if len(i) < 2:
             continue
         s = sp[i]
@@ -111,12 +118,8 @@ def dominated_curves(latency: np.ndarray, curve_id: np.ndarray, peer_id: np.ndar
         row_ratio[i] = np.where(np.isfinite(fastest), lat[i] / fastest, np.nan)
     cid = np.asarray(curve_id)
     has = np.flatnonzero(np.isfinite(row_ratio))
-    if len(has) == 0:
-        return np.zeros(n, dtype=bool)
-    by_curve = has[np.argsort(cid[has], kind="stable")]
-    edges = np.flatnonzero(np.r_[True, cid[by_curve][1:] != cid[by_curve][:-1], True])
-    flagged_cids = [cid[by_curve[a]] for a, b in zip(edges[:-1], edges[1:], strict=True)
-                    if np.median(row_ratio[by_curve[a:b]]) > ratio]
+    flagged_cids = [cid[has[i[0]]] for i in _groups(cid[has])
+                    if np.median(row_ratio[has[i]]) > ratio]
     return np.isin(cid, flagged_cids)
 
 
