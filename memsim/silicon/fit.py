@@ -393,13 +393,15 @@ class FitResult:
 
 
 def timed_rows(spec: FitSpec, classes: dict[str, KernelClass], data: GpuRows,
-               keys: tuple[str, ...] | list[str]) -> np.ndarray:
+               keys: tuple[str, ...] | list[str], now: np.ndarray | None = None
+               ) -> np.ndarray:
     """Which of ``data``'s rows one of ``keys`` times: those whose time moves when the
     classes' floors double and their efficiencies halve. On a GPU the classes were not
     fitted on, a row of the op class may run another kernel (vLLM's decode on SM100 runs
     FlashInfer's trtllm-gen, so TensorRT-LLM's class): such a row says nothing about these
-    classes, so their unseen-GPU errors leave it out."""
-    now = predict(spec, classes, data)
+    classes, so their unseen-GPU errors leave it out. ``now``: the rows' times with
+    ``classes``, where the caller has them."""
+    now = predict(spec, classes, data) if now is None else now
     moved = {**classes, **{k: replace(classes[k], floor_s=2 * classes[k].floor_s + 1e-6,
                                       efficiency={u: 0.5 * e for u, e
                                                   in classes[k].efficiency.items()})
@@ -410,8 +412,9 @@ def timed_rows(spec: FitSpec, classes: dict[str, KernelClass], data: GpuRows,
 def _unseen_stats(spec: FitSpec, classes: dict[str, KernelClass], data: GpuRows,
                   keys: tuple[str, ...] | list[str]) -> dict[str, Any]:
     """:func:`error_stats` of the rows of an unseen GPU that ``keys`` time (:func:`timed_rows`)."""
-    mine = timed_rows(spec, classes, data, keys)
-    return error_stats(predict(spec, classes, data)[mine], data.measured_s[mine])
+    now = predict(spec, classes, data)
+    mine = timed_rows(spec, classes, data, keys, now)
+    return error_stats(now[mine], data.measured_s[mine])
 
 
 def _used_keys(spec: FitSpec, base: dict[str, KernelClass], data: list[GpuRows]
