@@ -164,6 +164,30 @@ def test_moe_dispatch_laws(tokens: int, ep: int, top_k: int, phase: str, backend
     assert (fp8.time_s < ll.time_s) if phase == "dispatch" else fp8.time_s == ll.time_s
 
 
+@given(st.integers(1, 65536), st.sampled_from(["normal", "low_latency"]),
+       st.sampled_from(["dispatch", "combine"]), st.floats(0.0, 1.0))
+def test_moe_a2a_kernels_hide_behind_the_host_work_after_their_launch(
+        tokens: int, mode: str, phase: str, host_share: float) -> None:
+    # vLLM's eager prepare / finalize: the kernels run under the host work after their
+    # launch (host_s, part of the floor), so time = floor + max(0, GPU time − host_s):
+    # the floor alone while the transfer is shorter, floor + GPU time − host_s beyond;
+    # host_s = 0 is floor + GPU time, and the time never falls as tokens grow
+    import dataclasses
+
+    from memsim.ops.classes import trial_classes
+
+    kw = {"hidden": 7168, "top_k": 8, "experts": 256, "ep": 8, "mode": mode, "phase": phase,
+          "gpu": "h200", "backend": "vllm"}
+    cls = kernel_class(f"a2a/{mode}/{phase}", "vllm")
+    for host_s in (0.0, host_share * cls.floor_s):
+        with trial_classes({cls.name: dataclasses.replace(cls, host_s=host_s)}):
+            p, more = (comm.moe_all_to_all(t, **kw) for t in (tokens, tokens + 64))
+        gpu_s = float(p.terms_s["link"] + p.terms_s["copy"])
+        assert p.time_s == pytest.approx(cls.floor_s + max(0.0, gpu_s - host_s), rel=1e-9)
+        assert more.time_s >= p.time_s
+        assert (p.bound == "latency") == (cls.floor_s > gpu_s - host_s)
+
+
 def test_moe_dispatch_bad_input() -> None:
     from memsim.errors import InputError
 
