@@ -152,10 +152,18 @@ def test_moe_dispatch_laws(tokens: int, ep: int, top_k: int, phase: str, backend
           "gpu": "h200", "backend": backend}
     normal = comm.moe_all_to_all(tokens, mode="normal", **kw)
     ll = comm.moe_all_to_all(tokens, mode="low_latency", **kw)
-    # low latency: one copy per (token, expert) that leaves the rank; normal: one per rank
-    assert ll.detail["copies"] == pytest.approx(tokens * top_k * (ep - 1) / ep)
+    # low latency: one copy per (token, expert); normal: one per rank holding one of its
+    # experts; the warps copy the own rank's too, but only the (G − 1)/G that leave the
+    # rank cross the link
+    assert ll.detail["copies"] == pytest.approx(tokens * top_k)
     assert normal.detail["copies"] <= ll.detail["copies"] * (1 + 1e-12)
-    assert normal.detail["copies"] <= tokens * min(top_k, ep - 1) * (1 + 1e-12)
+    assert normal.detail["copies"] <= tokens * min(top_k, ep) * (1 + 1e-12)
+    wire = comm.A2A_WIRE_BYTES["bf16"] * 7168
+    domain = load_gpu("h200").interconnect.scale_up_gpus   # beyond it: nodes, not ranks
+    n = ep if ep <= domain else -(-ep // domain)
+    assert normal.detail["link_bytes"] == pytest.approx(
+        normal.detail["copies"] * wire * (n - 1) / n)
+    assert ll.detail["link_bytes"] == pytest.approx(ll.detail["copies"] * wire * (ep - 1) / ep)
     link = load_gpu("h200").interconnect.link_bytes_per_s(ep)
     for p in (normal, ll):
         assert p.time_s >= p.launch_s > 0

@@ -476,8 +476,22 @@ def moe_all_to_all(tokens: Any, *, hidden: int, top_k: int, experts: int, ep: in
       *node* over the network, forwarded to the node's ranks over NVLink (DeepEP README:
       "forwarding data from NVLink domain to RDMA domain"), the network binding;
     - ``mode="low_latency"`` (DeepEP ``low_latency_dispatch`` / ``low_latency_combine``;
-      decode): one message per (token, expert) pair, k·(G − 1)/G copies per token that
-      leave the rank (csrc/kernels/internode_ll.cu sends per expert, no rank dedup).
+      decode): one message per (token, expert) pair, k·(G − 1)/G per token that leave the
+      rank (csrc/kernels/internode_ll.cu sends per expert, no rank dedup).
+
+    The per-copy cost (``row_s``) counts n copies per destination a token reaches (n
+    ranks, or nodes beyond one domain), the own rank's included, not the n − 1 remote
+    ones: a sender SM splits its warps evenly over all n destinations, its own among them
+    (intranode.cu @73b6ea4 ``dispatch``: ``num_threads_per_rank = kNumThreads /
+    kNumRanks``, ``buffer_ptrs[responsible_rank]`` and ``is_token_in_rank`` over every
+    rank; ``combine``: ``send_rank_id`` over every rank; internode.cu ``dispatch``: the own
+    node's tokens go to ``recv_buffer``), so each destination's chain of copies runs on
+    1/n of the warps and the slowest (remote) one sets the time: per-destination copies ×
+    n. A low-latency warp copies a message for its own rank's experts through
+    ``nvshmemi_get_p2p_ptr``'s local address like any other: k per token. Only the
+    remote copies cross the link. The fitted rows are all EP 8, where this is a constant
+    8/7 that ``row_s`` absorbs; it is what carries to another EP size (GB200's rows are
+    EP 4).
 
     ``groups`` / ``topk_groups``: the model's group-limited routing (config.json
     ``n_group`` / ``topk_group``; 1 / 1 is uniform), which bounds the ranks a token
@@ -552,15 +566,17 @@ def moe_all_to_all(tokens: Any, *, hidden: int, top_k: int, experts: int, ep: in
     if G == 1:
         return _no_link(T)
     domain = gpu.interconnect.scale_up_gpus if gpu.interconnect is not None else G
-    if mode == "low_latency":
-        per_token = top_k * (G - 1) / G
+    if mode == "low_latency":   # one message per (token, expert): n = G "destinations"
+        dests, remote = G, top_k * (G - 1) / G
     elif G <= domain:
-        per_token = remote_ranks_per_token(experts, top_k, G, groups, topk_groups)
+        dests, remote = G, remote_ranks_per_token(experts, top_k, G, groups, topk_groups)
     else:  # normal internode: once per remote node over the network, then NVLink fan-out
-        per_token = remote_ranks_per_token(experts, top_k, -(-G // domain), groups,
-                                           topk_groups)
-    copies = T * per_token
-    traffic = copies * hidden * A2A_WIRE_BYTES[wire]
+        dests = -(-G // domain)
+        remote = remote_ranks_per_token(experts, top_k, dests, groups, topk_groups)
+    # n destinations share a sender's warps, the own one too (docstring): n/(n − 1) of the
+    # remote copies; only the remote ones cross the link
+    copies = T * remote * dests / (dests - 1)
+    traffic = T * remote * hidden * A2A_WIRE_BYTES[wire]
     bw, hop_s = _link(gpu, G)
     cls = kernel_class(f"a2a/{mode}/{phase}", backend)
     link_s = traffic / (bw * cls.eff("link"))
