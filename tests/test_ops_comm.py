@@ -350,3 +350,36 @@ def test_a_one_gpu_row_maps_to_no_time_and_no_kernel_class() -> None:
         mapped = CLASSES[op].mapper(rows, load_gpu("h100-sxm"))
         t = np.asarray(mapped.time_s["analytic"], dtype=float)
         assert not mapped.reasons and t[0] == 0.0 and t[1] > 0
+
+
+@given(st.integers(1, 65536), st.floats(1.1, 4.0), st.sampled_from(["dispatch", "combine"]),
+       st.sampled_from(["trtllm", "vllm"]))
+def test_deepep_normal_kernels_copy_at_their_sms_rate_not_the_links(
+        tokens: int, factor: float, phase: str, backend: str) -> None:
+    # the normal kernels run on DeepEP's 20 SMs, whose warps set the byte rate (their share
+    # of the L2 bandwidth × the class's l2 efficiency): a faster NVLink moves no byte
+    # faster, a faster L2 per SM does; the low-latency kernels (every SM) ride the link.
+    # The wire still bounds every transfer
+    kw = {"hidden": 7168, "top_k": 8, "experts": 256, "ep": 8, "phase": phase,
+          "backend": backend}
+    base = load_gpu("h200")
+    link = base.interconnect.model_copy(update={
+        "nvlink_bytes_per_s_per_direction":
+            base.interconnect.nvlink_bytes_per_s_per_direction * factor})
+    wide = base.model_copy(update={"interconnect": link})
+    spec = base.spec.model_copy(update={
+        "l2_bandwidth_bytes_per_s": base.spec.l2_bandwidth_bytes_per_s * factor})
+    fast_l2 = base.model_copy(update={"spec": spec})
+    p, w, f = (comm.moe_all_to_all(tokens, mode="normal", gpu=g, **kw)
+               for g in (base, wide, fast_l2))
+    cls = kernel_class(f"a2a/normal/{phase}", backend)
+    rate = (comm.DEEPEP_NORMAL_SMS * base.spec.l2_bandwidth_bytes_per_s
+            / base.spec.sm_count * cls.eff("l2"))
+    assert p.terms_s["link"] == pytest.approx(p.detail["link_bytes"] / rate)
+    assert w.terms_s["link"] == pytest.approx(p.terms_s["link"])
+    assert f.terms_s["link"] == pytest.approx(p.terms_s["link"] / factor)
+    ll, ll_wide = (comm.moe_all_to_all(tokens, mode="low_latency", gpu=g, **kw)
+                   for g in (base, wide))
+    assert ll_wide.terms_s["link"] == pytest.approx(ll.terms_s["link"] / factor)
+    for q, g in ((p, base), (w, wide), (f, fast_l2), (ll, base)):
+        assert q.time_s >= q.detail["link_bytes"] / g.interconnect.link_bytes_per_s(8)

@@ -452,6 +452,32 @@ def remote_ranks_per_token(experts: int, top_k: int, ep: int, groups: int = 1,
     return (ep - 1) * topk_groups / groups * (1.0 - max(miss, 0.0))
 
 
+#: The SMs DeepEP's normal kernels run on (deep_ep/buffer.py @73b6ea4 ``Buffer.num_sms``
+#: = 20, the ``sms`` column of vLLM's rows; aiconfigurator's vLLM collector sets it with
+#: ``Buffer.set_num_sms(HT_SMS)``, HT_SMS = 20). The low-latency kernels take every SM.
+DEEPEP_NORMAL_SMS = 20
+
+
+def a2a_bytes_per_s(gpu: Any, link_bytes_per_s: float, mode: str, cls: Any) -> float:
+    """Bytes/s a DeepEP dispatch or combine moves over the link.
+
+    - low latency: the link × the class's ``link`` efficiency (all SMs copy);
+    - normal: the :data:`DEEPEP_NORMAL_SMS` SMs' copy rate, their share of the L2
+      bandwidth (``l2_bandwidth_bytes_per_s`` / ``sm_count`` each) × the class's ``l2``
+      efficiency (the wire still bounds the whole transfer: :func:`moe_all_to_all`).
+      Their warps copy with loads and stores a few KB in flight each (intranode.cu
+      @73b6ea4 ``UNROLLED_WARP_COPY``), so the rate is the SMs', not the link's:
+      aiconfigurator's normal-mode rows are slower on B200 than on H200 at 65536 tokens
+      (vLLM combine, 7168 wide, top-8 of 256: 109 against 67 ns a copy), though B200's
+      NVLink is twice as fast. B200's L2 bandwidth per SM is H100's (its profile scales
+      H100's by the SM count), so the SMs' rate carries unchanged to it.
+    """
+    if mode == "low_latency":
+        return link_bytes_per_s * cls.eff("link")
+    per_sm = gpu.spec.l2_bandwidth_bytes_per_s / gpu.spec.sm_count
+    return DEEPEP_NORMAL_SMS * per_sm * cls.eff("l2")
+
+
 @functools.cache
 def fitted_hop_s() -> float:
     """The NVLink hop latency (s) of the GPUs the kernel classes are fitted on
@@ -498,7 +524,7 @@ def moe_all_to_all(tokens: Any, *, hidden: int, top_k: int, experts: int, ep: in
     reaches in the normal kernels (:func:`remote_ranks_per_token`).
 
     Dispatch sends ``dtype`` on the wire (:data:`A2A_WIRE_BYTES`); combine returns bf16
-    (DeepEP's combine takes bf16 x). GPU time = link bytes / (link · efficiency) +
+    (DeepEP's combine takes bf16 x). GPU time = link bytes / :func:`a2a_bytes_per_s` +
     copies · ``row_s`` (· hop / hop_fit in normal mode): the kernel class's seconds per
     token copy (``row_s``, fitted per (mode, phase, backend) on the H100 and H200 rows of
     aiconfigurator's ``moe_a2a_perf``). Time = ``floor_s`` + max(0, GPU time −
@@ -534,11 +560,11 @@ def moe_all_to_all(tokens: Any, *, hidden: int, top_k: int, experts: int, ep: in
     reads the receiver's ring-buffer head over NVLink (``ld_volatile_global(
     channel_head_idx)`` on the peer's buffer) and publishes its tail with a system-scope
     release (``st_release_sys_global``), which waits for the chunk's remote stores to be
-    acknowledged. aiconfigurator's rows agree: beyond 1024 tokens a least-squares split of
-    the time into per-copy and per-byte parts gives B200 2.5-3× H200's per-copy cost
-    (TRT-LLM 42 / 17 ns dispatch, 46 / 15 ns combine) at the same SM clock and per-SM L2
-    bandwidth, but a faster per-byte part — as its 1.3 µs NVLink hop against Hopper's
-    0.6 µs (NVIDIA/nccl#1940) predicts, not its SM budget.
+    acknowledged. aiconfigurator's rows agree: beyond 1024 tokens B200's normal-mode rows
+    take 1.3-1.7× H200's (vLLM, median per token count) at the same SM clock and per-SM
+    L2 bandwidth though its NVLink is twice as fast: its copies wait out its 1.3 µs NVLink
+    hop against Hopper's 0.6 µs (NVIDIA/nccl#1940), and its bytes move at the 20 SMs'
+    rate, not the link's (:func:`a2a_bytes_per_s`).
 
     The low-latency kernels wait out no round trip per copy (csrc/kernels/internode_ll.cu
     @92fe2de, ``dispatch`` / ``combine``): a warp writes each message into the peer's
@@ -579,11 +605,12 @@ def moe_all_to_all(tokens: Any, *, hidden: int, top_k: int, experts: int, ep: in
     traffic = T * remote * hidden * A2A_WIRE_BYTES[wire]
     bw, hop_s = _link(gpu, G)
     cls = kernel_class(f"a2a/{mode}/{phase}", backend)
-    link_s = traffic / (bw * cls.eff("link"))
+    link_s = traffic / a2a_bytes_per_s(gpu, bw, mode, cls)
     hop_ratio = hop_s / fitted_hop_s() if mode == "normal" else 1.0
     copy_s = copies * cls.row_s * hop_ratio
     floor = np.full_like(T, cls.floor_s)
-    beyond_host_s = np.maximum(0.0, link_s + copy_s - cls.host_s)   # GPU time the host hides
+    gpu_s = np.maximum(link_s + copy_s, traffic / bw)   # never faster than the wire
+    beyond_host_s = np.maximum(0.0, gpu_s - cls.host_s)   # GPU time the host hides
     bound = np.where(floor > beyond_host_s, "latency", np.where(link_s >= copy_s, "link",
                                                                  "copy"))
     return OpPrediction(

@@ -207,8 +207,9 @@ def _comm_specs() -> list[FitSpec]:
                 # .moe_all_to_all); freed on normal dispatch and low-latency combine only
                 # (on the other two the fit left it at ~5 µs, or was worse on H200 and B200)
                 host = ("host_s",) if (b, mode, phase) in VLLM_HOST_HIDDEN else ()
+                rate = "l2" if mode == "normal" else "link"   # comm.a2a_bytes_per_s
                 out.append(FitSpec((f"a2a/{mode}/{phase}/{b}",), "moe_a2a", b,
-                                   ("floor_s", "link", "row_s", *host),
+                                   ("floor_s", rate, "row_s", *host),
                                    {"comm_backend": f"{prefix}deepep_{tag}", "phase": phase}))
     # NCCL rings (memsim.ops.comm.nccl_ring_s): fill = the pipeline's fill and drain, a
     # fraction of one ring step per pass; NVLS has no ring steps (no row_s, no fill)
