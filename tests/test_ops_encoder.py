@@ -32,6 +32,23 @@ def test_each_framework_runs_its_own_kernel_on_each_gpu() -> None:
             ("sglang", "l40s"): "triton"}
     for (framework, gpu), name in want.items():
         assert encoder.kernel(framework, load_gpu(gpu), 64, 1024).name == name
+    # TensorRT-LLM on SM100: D = 80 to fmha_v2, other non-powers of two find no trtllm-gen
+    # kernel and run unfused
+    b200 = load_gpu("b200")
+    assert [encoder.kernel("trtllm", b200, d, 1024).name for d in (64, 72, 80, 128)] == [
+        "trtllm_gen", "unfused", "fmha_v2_sm100", "trtllm_gen"]
+
+
+def test_the_unfused_path_moves_every_score_through_hbm() -> None:
+    """cuBLAS writes S in fp32, the softmax reads it and writes P in bf16, the second GEMM
+    reads P: 12 bytes per score, beside Q, K, V, O and the transposes' passes."""
+    gpu = load_gpu("b200")
+    k = encoder.kernel("trtllm", gpu, 72, 4096)
+    w = encoder.work(2, 4096, 16, 72, k, gpu.spec.sm_count)
+    tokens = 2 * 4096 * 16 * 72 * 2
+    assert w.hbm_bytes == pytest.approx(12 * 2 * 16 * 4096 ** 2 + 4 * tokens)
+    assert w.pre_bytes == pytest.approx(10 * tokens)
+    assert w.pairs == 0 and w.rows == 0
 
 
 def test_fa3_tiles_follow_tile_size_fwd_sm90() -> None:

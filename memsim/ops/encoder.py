@@ -13,7 +13,8 @@ replays of one call, ``collector/helper.py`` ``benchmark_with_power``):
   context FMHA on the packed QKV: on Hopper fmha_v2's warp-specialised TMA kernels
   ``fmha_v2_flash_attention_bf16_64_{256,128}_S_qkv_{D}_tma_ws_sm90`` (64-row query tiles,
   256 keys per tile for D ≤ 64, 128 to D = 128), on the SM100 family trtllm-gen's
-  (``fmhaDispatcher.cpp``: ``mUseTllmGen = isSM100Family() && headSize != 80``), elsewhere
+  (``fmhaDispatcher.cpp``: ``mUseTllmGen = isSM100Family() && headSize != 80``; head
+  sizes it has no kernel for fall back to the unfused GEMM-softmax-GEMM path), elsewhere
   fmha_v2's ``mma.sync`` flash kernels (``..._{128,64}_128_S_qkv_{D}_sm89``).
 - vLLM 0.24 (``collector/vllm/collect_attn_encoder.py`` l. 70-101): the ViT wrapper
   ``vit_flash_attn_wrapper`` → ``flash_attn_varlen_func(causal=False)`` on contiguous
@@ -80,11 +81,16 @@ MMA_K = 16   # the K step of a 16-bit tensor-core MMA (mma.sync m16n8k16, wgmma/
 class Kernel:
     """The kernel a framework runs for encoder attention on one GPU.
 
-    ``name``: "fmha_v2_sm90", "fmha_v2", "trtllm_gen", "fa3", "fa4", "fa2" or "triton";
+    ``name``: "fmha_v2_sm90", "fmha_v2_sm100", "fmha_v2", "trtllm_gen", "unfused", "fa3",
+    "fa4", "fa2" or "triton";
     ``head_dim``: the head size its MMAs run at (padded); ``block_m``, ``block_n``: query
     rows and keys per tile (arrays: FA3's tile depends on N); ``overlap``: warp-specialised
     (softmax concurrent with the MMAs); ``preprocess``: a QKV pass runs before it
-    (TensorRT-LLM's ``invokeQKVPreprocessing``)."""
+    (TensorRT-LLM's ``invokeQKVPreprocessing``); ``tile_cost``: the class's fixed time per
+    key tile (``cta_s``, fitted on fmha_v2's SM90 kernel) applies: fmha_v2's builds share
+    its per-key-tile loop (SM90: warpgroups handing each tile over at named barriers; SM8x:
+    ``cp.async`` waits and ``__syncthreads``); trtllm-gen, a different code base (one
+    thread issuing asynchronous tcgen05 MMAs into tensor memory), is not charged it."""
 
     name: str
     head_dim: int
@@ -92,6 +98,7 @@ class Kernel:
     block_n: np.ndarray
     overlap: bool
     preprocess: bool = False
+    tile_cost: bool = False
 
 
 def mma_head_dim(name: str, head_dim: int) -> int:
@@ -126,8 +133,14 @@ def kernel(framework: str, gpu: Any, head_dim: int, seq_len: Any) -> Kernel:
     - "fmha_v2_sm90" (TensorRT-LLM on Hopper): 64-row query tiles, 256 keys per tile for
       D ≤ 64, 128 to D = 128, 64 above (the ``_64_{256,128,64}_S_qkv_{D}_tma_ws_sm90``
       kernels).
-    - "trtllm_gen" (TensorRT-LLM on the SM100 family): trtllm-gen's context kernels are
-      closed cubins; timed with the 128 × 128 tiles of Blackwell's 128-row UMMA.
+    - "trtllm_gen" (TensorRT-LLM on the SM100 family, power-of-two head sizes:
+      fmhaDispatcher.cpp "TRTLLM-GEN only supports power of 2 head sizes", D = 80 excepted
+      to fmha_v2): its context kernels are closed cubins; timed with the 128 × 128 tiles of
+      Blackwell's 128-row UMMA. Other head sizes (D = 72) find no trtllm-gen kernel
+      (``isSupported`` false: "Fall back to unfused MHA"), and attentionOp.cpp
+      ``enqueueContext`` runs the unfused path: "unfused" (:func:`work`). D = 80 runs
+      "fmha_v2_sm100", whose SM100 build's tiles were not in the source read: timed with
+      the same 128 × 128 tiles, and fmha_v2's per-key-tile cost.
     - "fmha_v2" (TensorRT-LLM on Ada/Ampere): ``_128_128_S_qkv_64_sm89`` for D ≤ 64, else
       ``_64_128_S_qkv_{D}_sm89``; "fa2" (vLLM on Ada/Ampere): flash_fwd_launch_template.h
       hdim64 128 × 128, hdim96 and up 128 × 64 on SM8x; "triton" (SGLang elsewhere):
@@ -142,12 +155,18 @@ def kernel(framework: str, gpu: Any, head_dim: int, seq_len: Any) -> Kernel:
     if framework == "trtllm":
         if cc == 9:
             return Kernel("fmha_v2_sm90", mma_head_dim("fmha_v2", D), full(64),
-                          full(256 if D <= 64 else 128 if D <= 128 else 64), True, True)
+                          full(256 if D <= 64 else 128 if D <= 128 else 64), True, True,
+                          tile_cost=True)
         if cc == 10:
+            if D == 80:   # fmhaDispatcher: `headSize != 80` → fmha_v2's SM100 build
+                return Kernel("fmha_v2_sm100", mma_head_dim("fmha_v2", D), full(128),
+                              full(128), True, True, tile_cost=True)
+            if D & (D - 1):
+                return Kernel("unfused", D, full(0), full(0), False)
             return Kernel("trtllm_gen", mma_head_dim("trtllm_gen", D), full(128), full(128),
                           True, True)
         return Kernel("fmha_v2", mma_head_dim("fmha_v2", D), full(128 if D <= 64 else 64),
-                      full(128), False, True)
+                      full(128), False, True, tile_cost=True)
     if cc == 9:
         d = mma_head_dim("fa3", D)
         one_wg = (D in (64, 128)) & (N <= 64)
@@ -197,6 +216,8 @@ def work(B: Any, N: Any, H: Any, D: int, k: Kernel, sm_count: int) -> EncoderWor
     and ``H`` heads of size ``D`` (arrays broadcast) on kernel ``k`` over ``sm_count``
     SMs (module docstring)."""
     B, N, H = as_float(B, N, H)
+    if k.name == "unfused":
+        return _unfused_work(B, N, H, D, sm_count)
     m = np.ceil(N / k.block_m)
     n = np.ceil(N / k.block_n)
     m_blocks = B * H * m
@@ -211,6 +232,26 @@ def work(B: Any, N: Any, H: Any, D: int, k: Kernel, sm_count: int) -> EncoderWor
                        flops=4.0 * B * H * N * N * D, m_blocks=m_blocks)
 
 
+def _unfused_work(B: np.ndarray, N: np.ndarray, H: np.ndarray, D: int, sm_count: int
+                  ) -> EncoderWork:
+    """TensorRT-LLM's unfused context attention (attentionOp.cpp ``enqueueContext``, the
+    ``mEnableContextFMHA`` false branch): ``invokeAddFusedQKVBiasTranspose`` (reads the
+    packed QKV, writes Q, K, V per head, after a memset of the K, V buffers), a cuBLAS
+    batched GEMM S = QKᵀ written in fp32 (``is_qk_buf_float_ = true``), the masked softmax
+    (reads S in fp32, writes P in bf16), the GEMM O = PV reading P, and the transpose of O
+    back to tokens. HBM: 12 bytes per score plus the activations; the separate passes
+    (transposes, memset) as ``pre``. No tiles: ``pairs`` and ``rows`` are 0, the GEMMs'
+    FLOPs spread over the SMs."""
+    tokens = B * N * H * D * BF16
+    scores = B * H * N * N
+    flops = 4.0 * scores * D
+    zero = np.zeros_like(tokens)
+    return EncoderWork(pairs=zero, scores=zero, matmul_flops=flops / sm_count, rows=zero,
+                       hbm_bytes=4.0 * tokens + (4.0 + 4.0 + 2.0 + 2.0) * scores,
+                       pre_bytes=(3.0 + 3.0 + 2.0 + 2.0) * tokens, flops=flops,
+                       m_blocks=zero)
+
+
 def time_work(w: EncoderWork, k: Kernel, gpu: Any, cls: KernelClass) -> OpPrediction:
     """Seconds of ``w`` on kernel ``k`` with class ``cls``'s efficiencies, floor and fixed
     times (module docstring): the class's efficiencies replace the profile's for the units
@@ -220,7 +261,7 @@ def time_work(w: EncoderWork, k: Kernel, gpu: Any, cls: KernelClass) -> OpPredic
     mma = w.matmul_flops / (g.achievable_flop_per_s("tensor", "bf16") / sms)
     exp = w.scores / (g.achievable_flop_per_s("exp") / sms)
     vector = w.scores * SOFTMAX_FLOPS_PER_SCORE / (g.achievable_flop_per_s("fp32") / sms)
-    fixed = w.pairs * cls.cta_s + w.rows * cls.row_s
+    fixed = w.pairs * (cls.cta_s if k.tile_cost else 0.0) + w.rows * cls.row_s
     softmax = exp + vector
     compute = (np.maximum(mma, softmax) if k.overlap else mma + softmax) + fixed
     hbm = w.hbm_bytes / g.achievable_hbm_bytes_per_s
