@@ -119,3 +119,24 @@ def test_memsim_attention_times_a_bidirectional_mha_call_with_the_encoder_kernel
     gqa = p.model_copy(update={"kv_heads": 4})
     assert predict(gqa, "h200", "flash2", backend="vllm").kernel_class.startswith(
         "attention/context/")
+
+
+def test_whole_model_sums_time_full_mask_mha_prefill_with_the_encoder_kernels() -> None:
+    """memsim predict's per-layer attention (encoder_kernel_s) is the encoder model for a
+    bidirectional MHA prefill, split over tensor parallelism; causal, windowed, GQA layers
+    and decode steps keep the other paths (None)."""
+    from types import SimpleNamespace
+
+    from memsim.inference.attention_call import encoder_kernel_s
+
+    setup = SimpleNamespace(tp=2, kv_dtype="bf16", gpu=load_gpu("h100-sxm"), backend="vllm")
+    attn = SimpleNamespace(mla=None, mask=Mask(causal=False), heads=16, kv_heads=16,
+                           head_dim=64, head_dim_v=64)
+    got = encoder_kernel_s(setup, attn, "prefill", 4, 512, 512)
+    assert got == pytest.approx(encoder.predict(4, 512, 8, 64, gpu="h100-sxm",
+                                                backend="vllm").time_s)
+    for change, phase in (({"mask": Mask(causal=True)}, "prefill"),
+                          ({"mask": Mask(causal=False, window=128)}, "prefill"),
+                          ({"kv_heads": 4}, "prefill"), ({}, "decode")):
+        other = SimpleNamespace(**{**vars(attn), **change})
+        assert encoder_kernel_s(setup, other, phase, 4, 512, 512) is None
