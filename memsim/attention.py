@@ -794,6 +794,9 @@ def predict_arrays(problem: AttentionProblem, gpu: GPU | str, algorithm: str = "
     mla = mla_production_timing(problem, gpu, algorithm, backend, B, N, S)
     if mla is not None:   # DeepSeek MLA: the production kernels' own structure
         return ArrayPrediction(tiling, cost, l2_cost, mla[0], mla[0], timer, mla[1])
+    enc = encoder_production_timing(problem, gpu, algorithm, backend, B, N, S)
+    if enc is not None:   # encoder attention: the production kernels' own structure
+        return ArrayPrediction(tiling, cost, l2_cost, enc[0], enc[0], timer, enc[1])
     return ArrayPrediction(tiling, cost, l2_cost, timer(cost), timer(l2_cost), timer, name)
 
 
@@ -830,6 +833,37 @@ def mla_production_timing(problem: AttentionProblem, gpu: GPU, algorithm: str,
     return Timing(lower_s=t, upper_s=t, compute_s=compute, memory_s=terms["hbm"],
                   launch_s=pred.launch_s, terms_s=terms, waves=one,
                   wave_efficiency=one, bound=bound_of(terms, 0.0),
+                  arithmetic_intensity_flop_per_byte=np.asarray(pred.flops) / np.maximum(
+                      np.asarray(pred.hbm_bytes), 1.0)), pred.detail["kernel_class"]
+
+
+def encoder_production_timing(problem: AttentionProblem, gpu: GPU, algorithm: str,
+                              backend: str | None, B=None, N=None, S=None
+                              ) -> tuple[Timing, str] | None:
+    """With a ``backend``, encoder attention — bidirectional (no mask, no window), MHA,
+    bf16, forward, every query over the keys of its own sequence (N = S) — as
+    :mod:`memsim.ops.encoder` times the production kernels (TensorRT-LLM's FMHA behind its
+    QKV preprocessing, FlashAttention-3/4 varlen, SGLang's Triton), with the class name;
+    the silicon comparison's encoder rows score the same function. None for every other
+    call."""
+    from memsim.ops import encoder
+
+    if (backend is None or problem.mla or get(algorithm).DECODES
+            or problem.mask.kind != "full" or problem.pass_ != "forward"
+            or problem.K != problem.H or problem.dtype != "bf16" or problem.D != problem.Dv):
+        return None
+    B, N, S = (np.asarray(v if v is not None else d) for v, d in
+               ((B, problem.B), (N, problem.N), (S, problem.S)))
+    if not np.all(N == S):
+        return None
+    pred = encoder.predict(B, N, problem.H, problem.D, gpu=gpu, backend=backend)
+    t = pred.time_s
+    terms = dict(pred.terms_s)
+    one = np.ones_like(np.asarray(t, dtype=float))
+    one = float(one) if one.ndim == 0 else one
+    return Timing(lower_s=t, upper_s=t, compute_s=pred.detail["compute_s"],
+                  memory_s=terms["hbm"], launch_s=pred.launch_s, terms_s=terms, waves=one,
+                  wave_efficiency=one, bound=pred.bound,
                   arithmetic_intensity_flop_per_byte=np.asarray(pred.flops) / np.maximum(
                       np.asarray(pred.hbm_bytes), 1.0)), pred.detail["kernel_class"]
 

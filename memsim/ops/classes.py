@@ -61,6 +61,8 @@ class KernelClass:
         ``cta_s``; XQA decode: per padded query row and 128 head elements
         (:data:`memsim.attention.XQA_ROW_ELEMS`: × D / 128), added to ``cta_s``; both
         at the fitted GPUs' SM clock (× :func:`memsim.attention.clock_ratio` elsewhere);
+      - encoder attention (:mod:`memsim.ops.encoder`): SM-seconds per padded query row
+        of the kernel's m-blocks;
       - DSA's SM90 sparse MLA kernel: SM-seconds per head row of a 64-head CTA tile;
         MLA (:mod:`memsim.ops.mla`): SM-seconds per padded query row × head;
       - GEMM fp8 quantisation: SM-seconds per token CTA per 4 KiB step
@@ -69,7 +71,9 @@ class KernelClass:
         MoE all-to-all: seconds per token copy at the fitted GPUs' hop latency.
     - ``cta_s`` [SM-seconds per CTA, at the fitted GPUs' SM clock]: a TensorRT-LLM decode
       CTA's fixed time that does not grow with its rows (barriers, the Q and page-table
-      loads, the partials), × :func:`memsim.attention.clock_ratio` on other GPUs.
+      loads, the partials), × :func:`memsim.attention.clock_ratio` on other GPUs; encoder
+      attention (:mod:`memsim.ops.encoder`): SM-seconds per (m-block, key tile) pair, a
+      warp-specialised FMHA's fixed steps per key tile.
     - ``key_s`` [seconds per key a TensorRT-LLM XQA decode CTA streams, per 128 head
       elements]: × D / 128 (mha.cu's K/V row loads), and for XQA GMMA also × the padded
       head rows / 8 (its GMMA N slices); latency-bound loads, not scaled by the clock.

@@ -279,12 +279,53 @@ DERIVED_COLUMNS = {"decode_kernel": trtllm_decode_kernel}
 
 
 def encoder_attention(rows: Rows, gpu: GPU) -> Mapped:
-    isl = _i(rows, "isl")
-    h, d = _i(rows, "num_heads"), _i(rows, "head_dim")
-    return _attention(_Shape(B=_i(rows, "batch_size"), N=isl, S=isl, H=h, K=h, D=d, Dv=d,
-                             window=np.zeros_like(h), causal=False, mla=False,
-                             dtype=dtype_of(rows.col("attn_dtype")), algorithm="flash2",
-                             backend=_backend(rows)), gpu)
+    """Encoder rows (bidirectional MHA, bf16, no KV cache) through :mod:`memsim.ops.encoder`:
+    the kernel each framework's collector times (fmha_v2 / trtllm-gen behind TensorRT-LLM's
+    QKV preprocessing, FlashAttention-3/4 varlen, SGLang's Triton), one call per head size.
+
+    Terms for the calibration: ``matmul_s`` the MMA time at efficiency 1; the softmax and
+    the fixed per-tile steps as ``vector_s``; the preprocessing pass and the floor as
+    ``launch_s``."""
+    from memsim.errors import InputError
+    from memsim.ops import encoder
+    from memsim.ops.classes import kernel_class
+
+    out = _empty(len(rows))
+    B, N = _i(rows, "batch_size"), _i(rows, "isl")
+    H, D = _i(rows, "num_heads"), _i(rows, "head_dim")
+    dtype = dtype_of(rows.col("attn_dtype"))
+    backend = _backend(rows)
+    for (d, dt), idx in _groups(list(zip(D.tolist(), dtype.tolist(), strict=True))).items():
+        try:
+            if dt != "bf16":
+                raise InputError("attn_dtype", dt, "encoder attention is modelled in bf16")
+            cls = kernel_class("attention/encoder", backend)
+            k = encoder.kernel(backend, gpu, d, N[idx])
+            w = encoder.work(B[idx], N[idx], H[idx], d, k, gpu.spec.sm_count)
+            pred = encoder.time_work(w, k, gpu, cls)
+        except (InputError, ValueError, KeyError) as exc:
+            out.reasons.update({int(i): str(exc).splitlines()[0][:200] for i in idx})
+            continue
+        out.start = {"tensor": cls.efficiency.get("tensor", 1.0),
+                     "hbm_bandwidth": gpu.efficiency.hbm_bandwidth}
+        t = pred.terms_s
+        for model in MODELS:
+            out.time_s[model][idx] = pred.time_s
+            terms = out.terms[model]
+            terms["matmul_s"][idx] = t["matmul"] * min(cls.efficiency.get("tensor", 1.0), 1.0)
+            terms["vector_s"][idx] = t["exp"] + t["vector"] + t["serial"]
+            terms["hbm_s"][idx] = t["hbm"] * gpu.efficiency.hbm_bandwidth
+            terms["other_memory_s"][idx] = 0.0
+            terms["link_s"][idx] = 0.0
+            terms["launch_s"][idx] = pred.launch_s + t["pre"]
+        out.bound[idx] = pred.bound
+        out.size[idx] = pred.flops
+        for i in idx.tolist():   # the problem `memsim attention --bidirectional` times
+            out.params[i] = {"algorithm": "flash2", "batch": int(B[i]), "seq_len": int(N[i]),
+                             "kv_len": int(N[i]), "heads": int(H[i]), "kv_heads": int(H[i]),
+                             "head_dim": d, "head_dim_v": d, "mla": False, "dtype": dt,
+                             "mask": "full", "kernel": k.name, "kernel_class": cls.name}
+    return out
 
 
 def _mla(phase: str, rows: Rows, gpu: GPU, kv_len: np.ndarray, seq_len: np.ndarray

@@ -134,6 +134,14 @@ def specs() -> list[FitSpec]:
                     ("floor_s", "tensor", "hbm", "row_s"), {"attn_dtype": "bfloat16",
                                                             **bf16_kv}),
         ]
+        # encoder attention (memsim.ops.encoder): fmha_v2's warp-specialised kernel waits
+        # out a fixed time per key tile (cta_s); FA3's ping-pong hides it, but its softmax
+        # (exp + FP32 FMAs, fp32) binds against its MMAs at D = 64
+        if b != "sglang":
+            out.append(FitSpec((f"attention/encoder/{b}",), "encoder_attention", b,
+                               ("floor_s", "tensor", "row_s",
+                                "cta_s" if b == "trtllm" else "fp32"),
+                               {"attn_dtype": "bfloat16"}))
         if b == "vllm":
             # vLLM with an fp8 cache runs FA3's e4m3 kernel (memsim.attention.fa3_prefill)
             out.append(FitSpec((f"attention/context/{b}/fp8",), "context_attention", b,
