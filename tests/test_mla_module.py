@@ -118,3 +118,22 @@ def test_vllm_mla_module_golden(phase: str, gpu: str, batch: int, tokens: int, k
     the prefill on the MHA path)."""
     p = mla_module.module(phase, batch, tokens, kv, heads, gpu=gpu, backend="vllm")
     assert float(p.time_s) == pytest.approx(measured_ms * 1e-3, rel=0.15)
+
+
+def test_vllm_prefill_runs_at_its_query_dtype_whatever_the_cache() -> None:
+    """vLLM's MHA prefill decompresses K/V in the model dtype and runs FlashAttention at
+    the prefill's query dtype (bf16 unless fp8 prefill is on, SM100 with an fp8 cache
+    only); TensorRT-LLM runs its fp8 context FMHA with an fp8 cache."""
+    assert mla_module.prefill_kv_dtype("fp8", "bf16", "vllm") == "bf16"
+    assert mla_module.prefill_kv_dtype("fp8", "fp8", "vllm") == "fp8"
+    assert mla_module.prefill_kv_dtype("fp8", "bf16", "trtllm") == "fp8"
+    assert mla_module.prefill_kv_dtype("bf16", "bf16", "trtllm") == "bf16"
+
+    def attention(backend: str, kv: str, query: str = "bf16") -> float:
+        parts = mla_module.module_parts("context", 2, 4096, 4096, 128, kv_dtype=kv,
+                                        gpu="h200", backend=backend, mla_dtype=query)
+        return float(parts["attention"])
+
+    assert attention("vllm", "fp8") == attention("vllm", "bf16")
+    assert attention("vllm", "fp8", "fp8") != attention("vllm", "fp8")
+    assert attention("trtllm", "fp8") != attention("trtllm", "bf16")

@@ -51,7 +51,8 @@ INDEX_TOPK = 2048
 
 def module_parts(phase: str, batch: Any, seq_len: Any, kv_len: Any, heads: int, *,
                  kv_dtype: str = "bf16", gemm_dtype: str = "bf16", sparse: bool = False,
-                 gpu: Any = "h100-sxm", backend: str | None = None) -> dict[str, Any]:
+                 gpu: Any = "h100-sxm", backend: str | None = None,
+                 mla_dtype: str = "bf16") -> dict[str, Any]:
     """Seconds of each kernel of one attention module call, memsim's own pieces summed by
     :func:`module`: ``batch`` sequences of ``seq_len`` new tokens (1 when decoding) over
     ``kv_len`` keys (arrays), ``heads`` per GPU (an int).
@@ -64,7 +65,8 @@ def module_parts(phase: str, batch: Any, seq_len: Any, kv_len: Any, heads: int, 
     - the absorbed (MQA) path's BMMs (:func:`bmm`; fp8 block-scaled with fp8_block GEMMs
       in TensorRT-LLM, bf16 in vLLM: :func:`_bmm_dtype`) where the call runs it: decode,
       DSA, and vLLM prefills short enough for its decode kernel (:func:`mqa_rows`);
-    - the attention: MLA prefill/decode (:func:`context`, :func:`decode`; a short prefill
+    - the attention: MLA prefill/decode (:func:`context` at :func:`prefill_kv_dtype`'s
+      dtype, ``mla_dtype`` being the prefill's query dtype; :func:`decode`; a short prefill
       on the decode kernel as ``N`` query rows per head over its ``N`` keys), or DSA
       (indexer, top-k, sparse MLA over the latent: memsim's ``dsa`` algorithm, its sparse
       gathers through the L2 estimate) timed with the backend's "dsa" class;
@@ -97,8 +99,9 @@ def module_parts(phase: str, batch: Any, seq_len: Any, kv_len: Any, heads: int, 
     else:
         att = zero.copy()
         if not mqa.all():
-            att = np.asarray(context(B, N, H, kv_dtype=kv_dtype, gpu=gpu,
-                                     backend=backend).time_s, dtype=float) + att
+            att = np.asarray(context(B, N, H, kv_dtype=prefill_kv_dtype(kv_dtype, mla_dtype,
+                                                                        backend),
+                                     gpu=gpu, backend=backend).time_s, dtype=float) + att
         if mqa.any():
             # FlashMLA-style kernels take a sequence's N queries × H heads as the rows of
             # one MQA problem over the latent (q of shape (B, N, H) → B × (N·H) rows)
@@ -137,6 +140,23 @@ def mqa_rows(phase: str, sparse: bool, N: np.ndarray, kv_dtype: str, gpu: Any,
         return np.zeros(N.shape, dtype=bool)
     limit = (VLLM_DECODE_THRESHOLD_SM90[kv_family(kv_dtype)] if cc_major(gpu) == 9 else 1)
     return N <= limit
+
+
+def prefill_kv_dtype(kv_dtype: str, mla_dtype: str, backend: str | None) -> str:
+    """The dtype the module's MHA prefill (:func:`memsim.ops.mla.context`) runs at.
+
+    TensorRT-LLM: the KV cache's (an fp8 cache runs its fp8 context FMHA after a
+    quantisation kernel, ``mFP8ContextMLA``: memsim.ops.mla). vLLM: the prefill's query
+    dtype ``mla_dtype``, whatever the cache: ``forward_mha`` decompresses K/V with
+    ``kv_b_proj`` in the model dtype and casts q, k, v to fp8 only when fp8 prefill is
+    enabled (vllm model_executor/layers/attention/mla_attention.py ``MLACommonImpl.
+    forward_mha``: ``use_fp8_prefill = prefill_metadata.q_data_type == fp8``), which vLLM
+    allows on the SM100 family with an fp8 cache only (aiconfigurator collector/vllm/
+    collect_mla_module.py records it as the ``mla_dtype`` column: bfloat16 on every Hopper
+    row); the fp8 cache itself is written by the cache-update kernel (:data:`AUX_KERNELS`)."""
+    if check_backend(backend) == "vllm":
+        return "fp8" if kv_family(mla_dtype) == "fp8" else "bf16"
+    return kv_dtype
 
 
 # Backends whose module launches the element-wise kernels of :data:`AUX_KERNELS` on their
@@ -297,9 +317,11 @@ def dsa_s(B: np.ndarray, N: np.ndarray, S: np.ndarray, heads: int, *, kv_dtype: 
 
 def module(phase: str, batch: Any, seq_len: Any, kv_len: Any, heads: int, *,
            kv_dtype: str = "bf16", gemm_dtype: str = "bf16", sparse: bool = False,
-           gpu: Any = "h100-sxm", backend: str | None = None) -> OpPrediction:
+           gpu: Any = "h100-sxm", backend: str | None = None,
+           mla_dtype: str = "bf16") -> OpPrediction:
     """The attention module of a DeepSeek-V3 (``sparse``: V3.2) layer, the sum of its
-    kernels' times (:func:`module_parts`); ``terms_s`` holds each part."""
+    kernels' times (:func:`module_parts`; ``mla_dtype``: the prefill's query dtype,
+    :func:`prefill_kv_dtype`); ``terms_s`` holds each part."""
     if phase not in ("context", "decode"):
         from memsim.errors import InputError
 
@@ -308,7 +330,8 @@ def module(phase: str, batch: Any, seq_len: Any, kv_len: Any, heads: int, *,
                     ("heads", heads)):
         positive(name, v)
     parts = module_parts(phase, batch, seq_len, kv_len, heads, kv_dtype=kv_dtype,
-                         gemm_dtype=gemm_dtype, sparse=sparse, gpu=gpu, backend=backend)
+                         gemm_dtype=gemm_dtype, sparse=sparse, gpu=gpu, backend=backend,
+                         mla_dtype=mla_dtype)
     total = sum(parts.values())
     host = _host_class(backend)
     if host is not None and not _graphed(phase, sparse):
@@ -323,4 +346,4 @@ def module(phase: str, batch: Any, seq_len: Any, kv_len: Any, heads: int, *,
 
 
 __all__ = ["AUX_KERNELS", "HIDDEN", "INDEX_TOPK", "aux_kernels", "aux_s", "dsa_s", "module",
-           "module_parts", "mqa_rows"]
+           "module_parts", "mqa_rows", "prefill_kv_dtype"]
