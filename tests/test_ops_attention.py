@@ -545,23 +545,30 @@ def test_xqa_separate_rope_kernel_only_where_qgmma_cannot_rotate_in_kernel() -> 
     assert not xqa_separate_rope("mmha", 64, 128)
 
 
-def test_xqa_gmma_separate_rope_kernel_adds_its_floor_and_bytes() -> None:
+def test_xqa_gmma_separate_rope_kernel_adds_its_latency_and_what_l2_cannot_hold() -> None:
     """An fp8-cache decode on H100 (XQA QGMMA) with RoPE over 128 of 64 head elements (as
-    aiconfigurator's collector runs it) adds the qkv_pre kernel: its class floor plus the
-    QKV read, rotated Q/K write and cache write at the decode class's bandwidth, as the
-    term "pre"; with RoPE over the head (the default) the time is the kernel's alone."""
+    aiconfigurator's collector runs it) adds the qkv_pre kernel as the term "pre": its
+    class floor, its bytes (one token per sequence) staying in L2; at a batch whose QKV
+    outgrows the 50 MiB L2 the excess streams at the decode class's HBM bandwidth. With
+    RoPE over the head (the default) the time is the XQA kernel's alone."""
     from memsim.attention import predict_arrays, prepass_bytes
 
     h100 = load_gpu("h100-sxm")
+    floor = kernel_class("attention/decode", "trtllm", "qkv_pre").floor_s
     p = AttentionProblem(batch=64, seq_len=1, kv_len=2048, heads=64, kv_heads=8,
                          head_dim=64, dtype="fp8")
     fused = predict_arrays(p, h100, "flash_decode", backend="trtllm")
     apart = predict_arrays(p, h100, "flash_decode", backend="trtllm", rotary_dim=128)
-    pre = kernel_class("attention/decode", "trtllm", "qkv_pre").floor_s + float(
-        prepass_bytes(p, "trtllm", 64, 1)) / apart.timer.gpu.achievable_hbm_bytes_per_s
     assert "pre" not in fused.l2_timing.terms_s
-    assert float(apart.l2_timing.terms_s["pre"]) == pytest.approx(pre)
-    assert float(apart.l2_timing.time_s) == pytest.approx(float(fused.l2_timing.time_s) + pre)
+    assert float(apart.l2_timing.terms_s["pre"]) == pytest.approx(floor)
+    assert float(apart.l2_timing.time_s) == pytest.approx(float(fused.l2_timing.time_s)
+                                                          + floor)
+    big = p.model_copy(update={"batch": 8192, "heads": 128})
+    spill = float(prepass_bytes(big, "trtllm", 8192, 1)) - h100.l2_dram_capacity_bytes
+    assert spill > 0
+    timed = predict_arrays(big, h100, "flash_decode", backend="trtllm", rotary_dim=128)
+    assert float(timed.l2_timing.terms_s["pre"]) == pytest.approx(
+        floor + spill / timed.timer.gpu.achievable_hbm_bytes_per_s)
     # the mma.sync kernel (bf16 cache) never adds it apart
     bf16 = p.model_copy(update={"dtype": "bf16"})
     assert float(predict_arrays(bf16, h100, "flash_decode", backend="trtllm",
