@@ -124,6 +124,7 @@ class _Shape:
     dtype: np.ndarray
     algorithm: str | np.ndarray   # one for all rows, or one per row
     backend: str | None = None
+    rotary_dim: int | None = None   # head elements RoPE rotates (None: all)
 
 
 def _attention(shape: _Shape, gpu: GPU) -> Mapped:
@@ -152,7 +153,7 @@ def _attention(shape: _Shape, gpu: GPU) -> Mapped:
                 kv_heads=int(K), head_dim=int(D), head_dim_v=int(Dv), dtype=dtype,
                 mla=shape.mla, mask=mask)
             pred = predict_arrays(problem, gpu, algorithm, B=B, N=N, S=S,
-                                  backend=shape.backend)
+                                  backend=shape.backend, rotary_dim=shape.rotary_dim)
         except (InputError, ValueError) as exc:
             reason = str(exc).splitlines()[0][:200]
             out.reasons.update({int(i): reason for i in idx})
@@ -240,14 +241,26 @@ def _context_dtype(rows: Rows) -> np.ndarray:
     return dtype
 
 
+# aiconfigurator's TensorRT-LLM attention collector rotates 128 head elements whatever the
+# head size (collector/trtllm/collect_attn.py run_attention_torch:
+# ``PositionalEmbeddingParams(type=rope_gpt_neox, rope=RopeParams(dim=128))``)
+TRTLLM_COLLECTOR_ROTARY_DIM = 128
+
+
 def generation_attention(rows: Rows, gpu: GPU) -> Mapped:
+    """Decode rows: memsim's flash_decode, with the RoPE width the row's collector used
+    (TensorRT-LLM's: :data:`TRTLLM_COLLECTOR_ROTARY_DIM`; it decides whether XQA runs a
+    separate RoPE kernel, :func:`memsim.attention.xqa_separate_rope`)."""
     kv = _i(rows, "isl") + _i(rows, "step")          # attention.rs l. 13-14
     d = _i(rows, "head_dim")
+    backend = _backend(rows)
     return _attention(_Shape(B=_i(rows, "batch_size"), N=np.ones_like(kv), S=kv,
                              H=_i(rows, "num_heads"), K=_kv_heads(rows), D=d, Dv=d,
                              window=_i(rows, "window_size", 0), causal=True, mla=False,
                              dtype=dtype_of(rows.col("kv_cache_dtype")),
-                             algorithm="flash_decode", backend=_backend(rows)), gpu)
+                             algorithm="flash_decode", backend=backend,
+                             rotary_dim=TRTLLM_COLLECTOR_ROTARY_DIM
+                             if backend == "trtllm" else None), gpu)
 
 
 def trtllm_decode_kernel(rows: Rows) -> np.ndarray:

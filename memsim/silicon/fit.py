@@ -151,11 +151,17 @@ def specs() -> list[FitSpec]:
         # TensorRT-LLM: one class per decode kernel (memsim.attention.decode_kernel), each
         # on the rows that kernel runs, whatever their KV-cache dtype
         if b == "trtllm":
-            out += [FitSpec((f"attention/decode/{b}/{k}",), "generation_attention", b,
+            # XQA QGMMA's rows with a separate RoPE kernel (memsim.attention
+            # .xqa_separate_rope) fit that kernel's latency, class qkv_pre, beside it
+            pre = f"attention/decode/{b}/qkv_pre"
+            out += [FitSpec((f"attention/decode/{b}/{k}", *((pre,) if k == "xqa_gmma" else ())),
+                            "generation_attention", b,
                             ("floor_s", "hbm", "row_s",
                              *(("cta_s", "key_s") if k.startswith("xqa") else ()),
                              *(("fp32",) if k == "mmha" else ())),
-                            {"decode_kernel": k})
+                            {"decode_kernel": k},
+                            tuple((pre, p) for p in ("hbm", "row_s", "cta_s", "key_s"))
+                            if k == "xqa_gmma" else ())
                     for k in ("xqa_hmma", "xqa_gmma", "mmha")]
         else:
             out.append(FitSpec((f"attention/decode/{b}",), "generation_attention", b,
