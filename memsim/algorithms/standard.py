@@ -165,8 +165,10 @@ GEMM_TILE_KEYS = 128
 
 def q_reload_tiles(Bc):
     """Key tiles of ``Bc`` keys per output tile of eager QKᵀ's GEMM: a query tile's Q
-    rows are loaded at the first of every this many key tiles (GEMM_TILE_KEYS // Bc, at
-    least 1: key tiles wider than the GEMM's load Q once each); numpy-broadcasting."""
+    rows are loaded at the first of every this many key tiles, ⌊GEMM_TILE_KEYS / Bc⌋ and
+    at least 1 — exact for the power-of-two key tiles up to 128 that memsim picks; an
+    explicit Bc that does not divide 128 counts the whole key tiles an output tile holds,
+    one wider than 128 one load per key tile; numpy-broadcasting."""
     return np.maximum(1, GEMM_TILE_KEYS // np.asarray(Bc))
 
 
