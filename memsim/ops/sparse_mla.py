@@ -34,6 +34,23 @@ bf16 caches on the prefill kernel, fp8 caches on the decode kernel):
 each plus the class floor. FlashMLA's own figures (README: sparse prefill 640 TFLOP/s on
 H800, 1450 on B200; sparse fp8 decode 410 on H800, 350 on B200, "not really optimized
 yet") are the check on the fitted rates.
+
+Not modelled: on Blackwell (SM10x) vLLM runs a third kernel for some calls. Its backend
+priority (vllm platforms/cuda.py, ``_get_backend_priorities``: "Prefer FlashInfer at low
+head counts (FlashMLA uses padding)") puts FLASHINFER_MLA_SPARSE first at 16 heads or
+fewer, and FlashMLA's sparse backend takes an fp8 cache only in its ``fp8_ds_mla`` layout
+(flashmla_sparse.py), so aiconfigurator's B200/B300/GB200 vLLM DSA rows name
+FLASHINFER_MLA_SPARSE for bf16 caches at 8 and 16 heads and for every fp8 cache. That
+backend (v1/attention/backends/mla/flashinfer_mla_sparse.py) runs trtllm-gen's sparse MLA
+generation kernel (FlashInfer ``trtllm_batch_decode_with_kv_cache_mla`` with
+``sparse_mla_top_k``), every query token one decode row over its valid top-k keys, heads
+below 128 on the low-latency SwapsMmaAb kernel (tileSizeQ 16; flashinfer-ai/flashinfer
+include/flashinfer/trtllm/fmha/fmhaKernels.cuh, ``selectMlaGenerationKernel``: "The
+number of headsQPerKv is < 128 for sparseMla"). Those rows are timed here with the
+FlashMLA kernels above. No H100/H200 row runs that kernel, so no class can be fitted for
+it; two unfitted versions were tried and left out: the profile's L2 gather and tensor
+rates plus one launch (B200 vLLM DSA decode module median 13.3 → 37.8 %), and the FlashMLA
+prefill law with 16-head tiles (context 21.6 → 21.4 %, decode 13.3 → 14.8 %).
 """
 
 from __future__ import annotations
