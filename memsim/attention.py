@@ -184,7 +184,9 @@ class Timer:
     count of non-empty splits (XQA: :func:`xqa_sub_sequences` per (sequence, KV head)),
     None otherwise; ``key_s``, ``keys``: a decode CTA's time per key it streams and the
     keys per (sequence, KV head) (arrays like B): the busiest SM's CTAs stream their
-    shares one after another, roofline's memory term "stream" (None: no such term).
+    shares one after another, roofline's memory term "stream" (None: no such term);
+    ``matmul_pad``: factor on the MMA FLOPs of a prefill kernel that computes a padded
+    head size (:func:`fmha_v2_head_pad`), None for any other kernel.
     """
 
     gpu: GPU
@@ -205,6 +207,8 @@ class Timer:
     padded_flops: object = None
     sparse_s: object = None
     prefill_tiles: object = None
+    matmul_pad: float | None = None
+    exp_overlaps: bool = False
 
     def kernel_cost(self, cost: Cost) -> Cost:
         """The Cost as the kernel executes it: a production decode kernel reads each staged
@@ -214,6 +218,8 @@ class Timer:
         DSA's sparse MLA kernel (:func:`sparse_mla_kernel`) either leaves the roofline
         (``sparse_flops`` removed, its CTAs timed as ``sparse_s``) or computes whole head
         tiles over all k slots (at least ``padded_flops``); otherwise ``cost`` itself."""
+        if self.matmul_pad is not None:
+            cost = replace(cost, matmul_flops=cost.matmul_flops * self.matmul_pad)
         if self.sparse_flops is not None:
             cost = replace(cost, matmul_flops=np.maximum(
                 cost.matmul_flops - self.sparse_flops, 0.0))
@@ -252,7 +258,8 @@ class Timer:
                         matmul_unit=self.matmul_unit, blocks_per_sm=self.blocks_per_sm,
                         kernel_class=self.kernel_class, floor_s=self.floor_s,
                         serial_s=serial_s, pre_s=pre_s,
-                        serial_overlaps=self.cta_s is None, stream_s=stream_s)
+                        serial_overlaps=self.cta_s is None, stream_s=stream_s,
+                        exp_overlaps=self.exp_overlaps)
 
 
 SPARSE_HEAD_TILE = 64  # FlashMLA's sparse kernels: B_H = 64 query heads per CTA
@@ -424,8 +431,34 @@ def kernel_timer(problem: AttentionProblem, gpu: GPU, algorithm: str, *,
     rows = np.asarray(B, dtype=float) * problem.H * tiles * tile
     sparse = (sparse_mla_kernel(problem, gpu, backend, B, N, S)
               if runs_mask(algorithm, "topk") else {})
+    pad = None
+    if backend == "trtllm" and gpu.architecture == "hopper" and not problem.mla:
+        from memsim.units import DTYPE_BYTES
+
+        pad = fmha_v2_head_pad(problem.D, problem.Dv, DTYPE_BYTES[problem.dtype])
+    overlaps = (backend == "trtllm" and gpu.architecture in ("hopper", "blackwell")
+                and not problem.mla and not sparse)
     return Timer(timed, problem.dtype, matmul_unit, blocks_per_sm, floor_s=cls.floor_s,
-                 serial_s=class_serial_s(cls, gpu, rows), pre_s=pre_s, **sparse)
+                 serial_s=class_serial_s(cls, gpu, rows), pre_s=pre_s, matmul_pad=pad,
+                 exp_overlaps=overlaps, **sparse)
+
+
+def fmha_v2_head_dim(head_dim: int, elem_bytes: float) -> int:
+    """The head size TensorRT-LLM's SM90 warp-specialised context FMHA computes for a
+    ``head_dim`` of ``elem_bytes``-byte elements: rounded up to whole 128-byte rows, but
+    not past the next power of two (NVIDIA/TensorRT-LLM
+    cpp/kernels/fmha_v2/src/fmha/warpspec/kernel_traits.h: ``D = min(Round_up<VALID_D,
+    128 / ELEMENT_BYTES>, Next_power_of_two<VALID_D>)``, ``DV`` alike). bf16: 64 → 64,
+    192 → 192; e4m3: 192 → 256, 80 → 128."""
+    step = int(128 // elem_bytes)
+    rounded = -(-int(head_dim) // step) * step
+    return min(rounded, 1 << (int(head_dim) - 1).bit_length())
+
+
+def fmha_v2_head_pad(D: int, Dv: int, elem_bytes: float) -> float:
+    """Factor on the useful MMA FLOPs (2·(D + Dv) per score) of TensorRT-LLM's SM90 context
+    FMHA, whose Q·Kᵀ reduces over and P·V produces :func:`fmha_v2_head_dim` columns."""
+    return (fmha_v2_head_dim(D, elem_bytes) + fmha_v2_head_dim(Dv, elem_bytes)) / (D + Dv)
 
 
 # The class's per-row time × these rows is FA3's fixed time per CTA tile (m-block): loading
@@ -957,9 +990,27 @@ def attention_class(problem: AttentionProblem, algorithm: str, backend: str | No
         if problem.dtype == "fp8" and fa3_decodes(problem, algorithm, backend, gpu):
             variant = "fp8"   # FA3's e4m3 decode: its own tiles and MMAs, its own class
     if phase == "context" and problem.dtype == "fp8" and gpu is not None \
-            and fa3_prefill(problem, backend, gpu):
-        variant = "fp8"   # FA3's e4m3 kernel: its own tiles, its own class
+            and (fa3_prefill(problem, backend, gpu) or trtllm_qgmma_prefill(problem, backend, gpu)):
+        variant = "fp8"   # FA3's or fmha_v2's e4m3 kernel: its own tiles, its own class
     return kernel_class(f"{family}/{phase}", backend, variant)
+
+
+def trtllm_qgmma_prefill(problem: AttentionProblem, backend: str | None, gpu: GPU) -> bool:
+    """Whether ``backend``'s prefill of ``problem`` is TensorRT-LLM's SM90 e4m3 context FMHA
+    (fmha_v2's warp-specialised QGMMA kernels, which an fp8 KV cache forces:
+    :func:`memsim.silicon.classes._context_dtype`), a kernel apart from the bf16 one: QGMMA
+    takes its B operand K-major only, so the DMA warpgroup transposes every V tile in
+    shared memory before the P·V GMMA, through one scratch buffer, with all 128 of its
+    threads instead of one TMA thread (NVIDIA/TensorRT-LLM
+    cpp/kernels/fmha_v2/src/fmha/warpspec/kernel_traits.h ``DMA_GROUP_TRANSPOSE_V`` for
+    e4m3/e5m2, ``V_SCRATCH_BUFFERS`` 1, ``NUM_THREADS_IN_DMA_GROUP`` 128; warpspec/dma.h
+    ``transpose_v_tile`` per KV tile of each query-tile pair). Its fixed steps per query
+    tile are longer: aiconfigurator's H200 rows with a 128-token window at D = 64, where
+    every query-tile pair loads one or two KV tiles, take 1.33× the bf16 kernel's time,
+    where the fully causal ones take 0.85×. Hopper only (Blackwell runs trtllm-gen's
+    kernels, Ada fmha_v2's non-warp-specialised ones); causal prefill, not MLA."""
+    return (backend == "trtllm" and gpu.architecture == "hopper" and problem.dtype == "fp8"
+            and problem.mask.causal and not problem.mla and problem.pass_ == "forward")
 
 
 def decode_kernel(problem: AttentionProblem, backend: str | None, gpu: GPU,

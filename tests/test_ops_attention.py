@@ -574,3 +574,56 @@ def test_xqa_gmma_separate_rope_kernel_adds_its_latency_and_what_l2_cannot_hold(
     assert float(predict_arrays(bf16, h100, "flash_decode", backend="trtllm",
                                 rotary_dim=128).l2_timing.time_s) == pytest.approx(
         float(predict_arrays(bf16, h100, "flash_decode", backend="trtllm").l2_timing.time_s))
+
+
+def test_trtllm_fp8_prefill_on_hopper_has_its_own_class() -> None:
+    """An fp8 cache runs fmha_v2's SM90 e4m3 context kernel (V transposed in shared memory
+    by the DMA warpgroup): its own class on Hopper; bf16 keeps the bf16 class, and
+    Blackwell (trtllm-gen kernels) the TensorRT-LLM context class."""
+    p = AttentionProblem(batch=1, seq_len=4096, heads=32, kv_heads=8, head_dim=128)
+    fp8 = p.model_copy(update={"dtype": "fp8"})
+    name = {(g, d): predict(q, g, "flash2", backend="trtllm").to_dict()["efficiency_class"]
+            for g in ("h200", "b200") for d, q in (("fp8", fp8), ("bf16", p))}
+    assert name["h200", "fp8"] == "attention/context/trtllm/fp8"
+    assert name["h200", "bf16"] == name["b200", "fp8"] == "attention/context/trtllm"
+
+
+@given(st.sampled_from([32, 40, 64, 72, 80, 96, 104, 128, 160, 192, 256]),
+       st.sampled_from([1, 2]))
+def test_fmha_v2_head_dim_pads_to_whole_128_byte_rows_up_to_a_power_of_two(
+        D: int, e: int) -> None:
+    """kernel_traits.h: D = min(round_up(D, 128 / bytes), next_pow2(D)): never smaller, a
+    power of two or a whole number of 128-byte rows; e4m3 pads 192 to 256, bf16 does not."""
+    from memsim.attention import fmha_v2_head_dim, fmha_v2_head_pad
+
+    padded = fmha_v2_head_dim(D, e)
+    pow2 = 1 << (D - 1).bit_length()
+    assert D <= padded <= pow2
+    assert padded == pow2 or padded % (128 // e) == 0
+    assert fmha_v2_head_pad(D, D, e) == padded / D >= 1.0
+    assert (fmha_v2_head_dim(192, 1), fmha_v2_head_dim(192, 2)) == (256, 192)
+
+
+def test_trtllm_hopper_prefill_counts_the_padded_head_and_hides_its_exponentials() -> None:
+    """TensorRT-LLM's SM90 e4m3 kernel computes D = 192 as 256 (the matmul term × 4/3 of
+    the useful FLOPs, which stay reported as useful), and its two warpgroups hide the
+    exponentials under the matmuls (compute = max(matmul, exp) + vector); vLLM's kernels
+    keep the sum."""
+    p = AttentionProblem(batch=1, seq_len=8192, heads=32, kv_heads=8, head_dim=192,
+                         dtype="fp8")
+    a = predict(p, "h200", "flash2", backend="trtllm")
+    d = a.to_dict()
+    t = d["terms_s"]
+    from memsim.ops.classes import with_class
+
+    gpu = with_class(load_gpu("h200"), kernel_class("attention/context", "trtllm", "fp8"))
+    rate = gpu.achievable_flop_per_s("tensor", "fp8")
+    stretch = 1.0 / a.headline.wave_efficiency   # the roofline's wave quantisation
+    assert t["matmul"] == pytest.approx(a.cost.matmul_flops * 256 / 192 / rate * stretch,
+                                        rel=1e-9)
+    assert d["flops"] == pytest.approx(a.cost.flops)
+    compute = max(t["matmul"], t["exp"]) + t["vector"] + t["serial"]
+    assert a.headline.compute_s == pytest.approx(compute, rel=1e-9)
+    v = predict(p.model_copy(update={"dtype": "bf16"}), "h200", "flash2", backend="vllm")
+    assert v.headline.compute_s == pytest.approx(
+        sum(v.headline.terms_s[k] for k in ("matmul", "vector", "exp", "serial")), rel=1e-9)

@@ -147,6 +147,11 @@ def specs() -> list[FitSpec]:
             out.append(FitSpec((f"attention/context/{b}/fp8",), "context_attention", b,
                                ("floor_s", "tensor", "hbm", "row_s"),
                                {"attn_dtype": "bfloat16", "kv_cache_dtype": "fp8"}))
+        if b == "trtllm":
+            # TensorRT-LLM with an fp8 cache runs fmha_v2's e4m3 kernel whatever attn_dtype
+            # says (memsim.attention.trtllm_qgmma_prefill)
+            out.append(FitSpec((f"attention/context/{b}/fp8",), "context_attention", b,
+                               ("floor_s", "tensor", "hbm", "row_s"), {"kv_cache_dtype": "fp8"}))
         # decode: tensor held (MMAs padded to 16 rows; the rows cannot tell it apart);
         # TensorRT-LLM: one class per decode kernel (memsim.attention.decode_kernel), each
         # on the rows that kernel runs, whatever their KV-cache dtype
