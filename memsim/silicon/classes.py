@@ -355,7 +355,8 @@ def _mla(phase: str, rows: Rows, gpu: GPU, kv_len: np.ndarray, seq_len: np.ndarr
 
     Terms for the calibration: ``matmul_s``, ``hbm_s`` (with the fp8 quantisation pass's
     bytes, which the model adds after the max) at efficiency 1; the class's per-row fixed
-    steps as ``vector_s``; its floor as ``launch_s``."""
+    steps and the decode's Q/O traffic in series with them (``tile_io``, at the class's
+    HBM efficiency) as ``vector_s``; its floor as ``launch_s``."""
     from memsim.errors import InputError
     from memsim.ops import mla
     from memsim.ops.classes import kernel_class
@@ -385,7 +386,7 @@ def _mla(phase: str, rows: Rows, gpu: GPU, kv_len: np.ndarray, seq_len: np.ndarr
             out.time_s[model][idx] = pred.time_s
             terms = out.terms[model]
             terms["matmul_s"][idx] = t["matmul"] * min(cls.eff("tensor"), 1.0)
-            terms["vector_s"][idx] = t["serial"]
+            terms["vector_s"][idx] = t["serial"] + t["tile_io"]
             terms["hbm_s"][idx] = (t["hbm"] + t["quant"]) * min(cls.eff("hbm"), 1.0)
             terms["other_memory_s"][idx] = 0.0
             terms["link_s"][idx] = 0.0
