@@ -77,10 +77,11 @@ class KernelClass:
     - ``key_s`` [seconds per key a TensorRT-LLM XQA decode CTA streams, per 128 head
       elements]: × D / 128 (mha.cu's K/V row loads), and for XQA GMMA also × the padded
       head rows / 8 (its GMMA N slices); latency-bound loads, not scaled by the clock.
-    - ``host_s`` [s per call]: host (CPU) work a framework call does after launching its
-      last kernel, before the caller's end event is recorded; the kernels' GPU time hides
-      behind it (vLLM's eager DeepEP prepare / finalize, :func:`memsim.ops.comm
-      .moe_all_to_all`): time = ``floor_s`` + max(0, GPU time − ``host_s``).
+    - ``host_s`` [s per call, ≤ ``floor_s``]: host (CPU) work an *eager* framework call
+      does after launching its last kernel, before the caller's end event is recorded;
+      the kernels' GPU time hides behind it (vLLM's eager DeepEP normal-mode prepare,
+      :func:`memsim.ops.comm.moe_all_to_all` with ``eager=True``): time = ``floor_s`` +
+      max(0, GPU time − ``host_s``). A CUDA-graph replay has no host work: 0 there.
     - ``source``: what was fitted and the fit's leave-one-GPU-out errors.
     """
 

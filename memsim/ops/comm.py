@@ -492,7 +492,7 @@ def fitted_hop_s() -> float:
 def moe_all_to_all(tokens: Any, *, hidden: int, top_k: int, experts: int, ep: int,
                    phase: str = "dispatch", mode: str = "normal", dtype: str = "bf16",
                    gpu: Any = "h200", backend: str | None = None, groups: int = 1,
-                   topk_groups: int = 1) -> OpPrediction:
+                   topk_groups: int = 1, eager: bool = False) -> OpPrediction:
     """One MoE dispatch or combine of ``tokens`` tokens per rank (arrays broadcast) over
     ``ep`` ranks, as DeepEP's kernels move them.
 
@@ -528,26 +528,26 @@ def moe_all_to_all(tokens: Any, *, hidden: int, top_k: int, experts: int, ep: in
     copies · ``row_s`` (· hop / hop_fit in normal mode): the kernel class's seconds per
     token copy (``row_s``, fitted per (mode, phase, backend) on the H100 and H200 rows of
     aiconfigurator's ``moe_a2a_perf``). Time = ``floor_s`` + max(0, GPU time −
-    ``host_s``).
+    ``host_s``) for an ``eager`` call, ``floor_s`` + GPU time otherwise.
 
-    ``host_s`` is the part of the call's fixed time that the transfer runs under.
-    aiconfigurator's vLLM rows time the framework's eager Python calls with CUDA events
-    around them (ai-dynamo/aiconfigurator collector/wideep/vllm/collect_moe_a2a.py
+    ``host_s`` is the part of the call's fixed time that the transfer runs under; it
+    exists only for an ``eager`` call (host code runs between the launch and the caller's
+    end event) and is 0 inside a CUDA graph (a replay has no host work to hide behind:
+    the low-latency kernels in vLLM's and TensorRT-LLM's decode). aiconfigurator's vLLM
+    rows time the framework's eager Python calls with CUDA events around them
+    (ai-dynamo/aiconfigurator collector/wideep/vllm/collect_moe_a2a.py
     ``VllmBenchmarkAdapter.benchmark``: ``prepare_finalize.prepare`` / ``.finalize``, no
-    CUDA graph), so a kernel shorter than the host code after its launch costs nothing
-    beyond the floor. vLLM's normal-mode ``prepare`` (vllm/model_executor/layers/fused_moe/
-    prepare_finalize/deepep_ht.py ``_do_dispatch`` and ``_receiver``) blocks the host in
-    DeepEP's ``dispatch`` until ``notify_dispatch`` has published the receive counts, then
-    launches the dispatch kernel and runs ``_receiver`` (the ``torch.where`` on the expert
-    ids, ``ExpertTokensMetadata.make_from_list``, the quantisation check) while it copies:
-    its rows are flat near 250 µs up to 512 tokens a rank on H100 and H200, then rise
-    (fitted ``host_s`` 129 µs). vLLM's low-latency ``finalize`` (deepep_ll.py
-    ``_finalize``) is one ``low_latency_combine`` kernel whose receive phase waits for
-    every rank's flag (internode_ll.cu ``combine``: ``ld_acquire_sys_global(rdma_recv_flag
-    ...)`` before ``cg::this_grid().sync()``): the ranks' launches are not aligned (the
-    collector's only barrier is ``clean_low_latency_buffer``'s, before the start event), and
-    the early ranks' messages land while it waits (fitted 21 µs). The other classes hold
-    ``host_s`` = 0: time = floor + GPU time.
+    CUDA graph: the silicon mapper passes ``eager=True``), so a kernel shorter than the
+    host code after its launch costs nothing beyond the floor. vLLM's normal-mode
+    ``prepare`` (vllm/model_executor/layers/fused_moe/prepare_finalize/deepep_ht.py
+    ``_do_dispatch`` and ``_receiver``) blocks the host in DeepEP's ``dispatch`` until
+    ``notify_dispatch`` has published the receive counts, then launches the dispatch
+    kernel and runs ``_receiver`` (the ``torch.where`` on the expert ids,
+    ``ExpertTokensMetadata.make_from_list``, the quantisation check) while it copies: its
+    rows are flat near 250 µs up to 512 tokens a rank on H100 and H200, then rise. Which
+    classes hold a ``host_s`` is chosen from that source (memsim.silicon.fit
+    ``VLLM_HOST_HIDDEN``); the others hold 0 (SGLang's included: its dispatcher is other
+    code), and their time is floor + GPU time.
 
     In the normal kernels the per-copy cost is a chain of NVLink round trips, not SM work,
     so it is scaled by the group's own hop latency (NVLink inside the scale-up domain, the
@@ -610,7 +610,8 @@ def moe_all_to_all(tokens: Any, *, hidden: int, top_k: int, experts: int, ep: in
     copy_s = copies * cls.row_s * hop_ratio
     floor = np.full_like(T, cls.floor_s)
     gpu_s = np.maximum(link_s + copy_s, traffic / bw)   # never faster than the wire
-    beyond_host_s = np.maximum(0.0, gpu_s - cls.host_s)   # GPU time the host hides
+    hidden_s = cls.host_s if eager else 0.0
+    beyond_host_s = np.maximum(0.0, gpu_s - hidden_s)   # GPU time the host hides
     bound = np.where(floor > beyond_host_s, "latency", np.where(link_s >= copy_s, "link",
                                                                  "copy"))
     return OpPrediction(
