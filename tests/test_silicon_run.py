@@ -379,6 +379,9 @@ def test_host_s_is_fitted_as_a_share_of_the_floor_and_always_loads(
 
 def test_only_source_chosen_classes_fit_host_work() -> None:
     """host_s is freed where the framework's source does host work after the last launch
-    (vLLM's normal-mode prepare), nowhere else: not the low-latency combine, not SGLang."""
+    (vLLM's normal-mode prepare), nowhere else: not the low-latency combine, not SGLang;
+    the collector's rank skew only where the kernel waits for every rank's messages."""
     host = {s.keys[0] for s in fit.specs() if "host_share" in s.free}
     assert host == {"a2a/normal/dispatch/vllm"}
+    skew = {s.keys[0] for s in fit.specs() if "skew_s" in s.free}
+    assert skew == {"a2a/low_latency/combine/vllm"}

@@ -572,7 +572,8 @@ def fitted_hop_s() -> float:
 def moe_all_to_all(tokens: Any, *, hidden: int, top_k: int, experts: int, ep: int,
                    phase: str = "dispatch", mode: str = "normal", dtype: str = "bf16",
                    gpu: Any = "h200", backend: str | None = None, groups: int = 1,
-                   topk_groups: int = 1, eager: bool = False) -> OpPrediction:
+                   topk_groups: int = 1, eager: bool = False,
+                   collector: bool = False) -> OpPrediction:
     """One MoE dispatch or combine of ``tokens`` tokens per rank (arrays broadcast) over
     ``ep`` ranks, as DeepEP's kernels move them.
 
@@ -648,6 +649,12 @@ def moe_all_to_all(tokens: Any, *, hidden: int, top_k: int, experts: int, ep: in
     ``VLLM_HOST_HIDDEN``); the others hold 0 (SGLang's included: its dispatcher is other
     code), and their time is floor + GPU time.
 
+    ``collector``: the call is one of aiconfigurator's measured rows (the silicon mapper),
+    whose ranks start unaligned: a class's ``skew_s`` (vLLM's low-latency combine, whose
+    receive phase waits for every rank's flag, internode_ll.cu ``combine``) hides that
+    much more GPU time there, and nowhere else (a model's calls are not skewed by the
+    benchmark's launch order).
+
     In the normal kernels the per-copy cost is a chain of NVLink round trips, not SM work,
     so it is scaled by the group's own hop latency (NVLink inside the scale-up domain, the
     network beyond it) over the fitted GPUs' NVLink hop (:func:`fitted_hop_s`: their rows
@@ -716,7 +723,8 @@ def moe_all_to_all(tokens: Any, *, hidden: int, top_k: int, experts: int, ep: in
     floor = np.full_like(T, cls.floor_s)
     # never faster than the wire, nor than the NVLink forwarding beyond one domain
     gpu_s = np.maximum(np.maximum(rate_s + copy_s, wire_s), forward_s)
-    hidden_s = cls.host_s if eager else 0.0
+    # host work after the launch (eager calls); the collector's rank skew (its rows only)
+    hidden_s = (cls.host_s if eager else 0.0) + (cls.skew_s if collector else 0.0)
     beyond_host_s = np.maximum(0.0, gpu_s - hidden_s)   # GPU time the host hides
     rate_term = "sm_copy" if mode == "normal" else "link"
     bound = np.where(floor > beyond_host_s, "latency",

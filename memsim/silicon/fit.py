@@ -50,10 +50,10 @@ from memsim.silicon.tables import Rows
 
 LOSS, F_SCALE = "soft_l1", 0.1
 BOUNDS = {"floor_s": (1e-7, 1e-2), "row_s": (1e-12, 1e-5), "cta_s": (1e-9, 1e-4),
-          "key_s": (1e-12, 1e-6), "host_share": (1e-3, 1.0),
+          "key_s": (1e-12, 1e-6), "host_share": (1e-3, 1.0), "skew_s": (1e-7, 1e-3),
           "efficiency": (0.01, 1.0)}
 # parameters that are class fields, not efficiencies
-TIMES = ("floor_s", "row_s", "cta_s", "key_s", "host_s")
+TIMES = ("floor_s", "row_s", "cta_s", "key_s", "host_s", "skew_s")
 # parameters fitted as a share of another field: host_s = host_share × floor_s (the host
 # work after the last launch is part of the floor: memsim.ops.classes._build requires
 # host_s ≤ floor_s, which a share in (0, 1] keeps by construction)
@@ -64,7 +64,7 @@ TOL = 1e-4             # relative change of the loss or the parameters that ends
 DIGITS = 4             # significant digits written
 # where a leave-one-GPU-out fit starts (mid-range, seen no row)
 NEUTRAL = {"floor_s": 1e-5, "row_s": 1e-7, "cta_s": 1e-6, "key_s": 1e-8,
-           "host_share": 0.5, "eff": 0.5}
+           "host_share": 0.5, "skew_s": 1e-5, "eff": 0.5}
 ALLREDUCE_ALGOS = ("oneshot", "twoshot", "ring", "nvls")
 METHOD = ("scipy least_squares on log time, soft-L1 f_scale 0.1, re-predicting the rows "
           "with memsim's own mapper")
@@ -213,6 +213,12 @@ def specs() -> list[FitSpec]:
 #: (deepep_ll.py ``_finalize``) in ``low_latency_combine`` and its low-latency ``prepare``
 #: in ``low_latency_dispatch``'s launch: no host work follows them.
 VLLM_HOST_HIDDEN = {("vllm", "normal", "dispatch")}
+#: The collector rows whose kernel first waits for every rank's messages, timed without a
+#: barrier right before the start event (memsim.ops.classes.KernelClass ``skew_s``):
+#: vLLM's low-latency combine (internode_ll.cu ``combine`` waits on every rank's
+#: ``rdma_recv_flag``; collector/wideep/vllm/collect_moe_a2a.py's only barrier is
+#: ``clean_low_latency_buffer``'s, before the start event)
+COLLECTOR_SKEWED = {("vllm", "low_latency", "combine")}
 
 
 def _comm_specs() -> list[FitSpec]:
@@ -226,6 +232,7 @@ def _comm_specs() -> list[FitSpec]:
                 # the last launch (VLLM_HOST_HIDDEN, by source), the kernels hide behind
                 # it: host_s, fitted as its share of the floor
                 host = ("host_share",) if (b, mode, phase) in VLLM_HOST_HIDDEN else ()
+                host += ("skew_s",) if (b, mode, phase) in COLLECTOR_SKEWED else ()
                 rate = "l2" if mode == "normal" else "link"   # comm.a2a_bytes_per_s
                 out.append(FitSpec((f"a2a/{mode}/{phase}/{b}",), "moe_a2a", b,
                                    ("floor_s", rate, "row_s", *host),
@@ -421,7 +428,7 @@ class FitResult:
     def to_dict(self) -> dict[str, Any]:
         num = lambda c: {"floor_s": c.floor_s, "efficiency": c.efficiency,  # noqa: E731
                          "row_s": c.row_s, "cta_s": c.cta_s, "key_s": c.key_s,
-                         "host_s": c.host_s}
+                         "host_s": c.host_s, "skew_s": c.skew_s}
         return {"classes": list(self.spec.keys), "rows": self.spec.describe(),
                 "free": list(self.spec.free), "before": {k: num(c) for k, c in
                                                         self.before.items()},
@@ -559,6 +566,7 @@ def _numbers(c: dict[str, Any]) -> str:
     cta = f", cta {c['cta_s'] * 1e9:.4g} ns" if c.get("cta_s") else ""
     key = f", key {c['key_s'] * 1e9:.4g} ns" if c.get("key_s") else ""
     host = f", host {c['host_s'] * 1e6:.3g} µs" if c.get("host_s") else ""
+    host += f", skew {c['skew_s'] * 1e6:.3g} µs" if c.get("skew_s") else ""
     return f"floor {c['floor_s'] * 1e6:.3g} µs, {eff}{row}{cta}{key}{host}"
 
 
@@ -646,7 +654,7 @@ def refit_times(chunk: Any, index: np.ndarray, fits: dict[str, dict[str, Any]]
             continue
         classes = {k: KernelClass(k, v["floor_s"], dict(v["efficiency"]), "", v["row_s"],
                                   v.get("cta_s", 0.0), v.get("key_s", 0.0),
-                                  v.get("host_s", 0.0))
+                                  v.get("host_s", 0.0), v.get("skew_s", 0.0))
                    for k, v in fitted["after"].items()}
         at = np.nonzero(keep)[0]
         t = predict(spec, classes, GpuRows(chunk.profile, rows.take(at), np.ones(len(at))))
