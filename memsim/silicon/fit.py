@@ -50,17 +50,21 @@ from memsim.silicon.tables import Rows
 
 LOSS, F_SCALE = "soft_l1", 0.1
 BOUNDS = {"floor_s": (1e-7, 1e-2), "row_s": (1e-12, 1e-5), "cta_s": (1e-9, 1e-4),
-          "key_s": (1e-12, 1e-6), "host_s": (1e-7, 1e-3),
+          "key_s": (1e-12, 1e-6), "host_share": (1e-3, 1.0), "skew_s": (1e-7, 1e-3),
           "efficiency": (0.01, 1.0)}
 # parameters that are class fields, not efficiencies
-TIMES = ("floor_s", "row_s", "cta_s", "key_s", "host_s")
+TIMES = ("floor_s", "row_s", "cta_s", "key_s", "host_s", "skew_s")
+# parameters fitted as a share of another field: host_s = host_share × floor_s (the host
+# work after the last launch is part of the floor: memsim.ops.classes._build requires
+# host_s ≤ floor_s, which a share in (0, 1] keeps by construction)
+SHARES = {"host_share": ("host_s", "floor_s")}
 MAX_ROWS = 2000        # per fitted GPU and spec (a seeded sample of whole model shapes)
 MAX_NFEV = 40          # least_squares iterations (each costs 1 + parameters predictions)
 TOL = 1e-4             # relative change of the loss or the parameters that ends a fit
 DIGITS = 4             # significant digits written
 # where a leave-one-GPU-out fit starts (mid-range, seen no row)
-NEUTRAL = {"floor_s": 1e-5, "row_s": 1e-7, "cta_s": 1e-6, "key_s": 1e-8, "host_s": 1e-5,
-           "eff": 0.5}
+NEUTRAL = {"floor_s": 1e-5, "row_s": 1e-7, "cta_s": 1e-6, "key_s": 1e-8,
+           "host_share": 0.5, "skew_s": 1e-5, "eff": 0.5}
 ALLREDUCE_ALGOS = ("oneshot", "twoshot", "ring", "nvls")
 METHOD = ("scipy least_squares on log time, soft-L1 f_scale 0.1, re-predicting the rows "
           "with memsim's own mapper")
@@ -210,8 +214,22 @@ def specs() -> list[FitSpec]:
     return out + _comm_specs()
 
 
-#: The vLLM DeepEP calls whose kernels run under host work (memsim.ops.comm.moe_all_to_all)
-VLLM_HOST_HIDDEN = {("vllm", "normal", "dispatch"), ("vllm", "low_latency", "combine")}
+#: The DeepEP calls whose framework code does host work after the last kernel launch, so
+#: that the kernels run under it (memsim.ops.comm.moe_all_to_all ``host_s``), chosen by the
+#: source, not by the fit: vLLM's normal-mode ``prepare`` (prepare_finalize/deepep_ht.py
+#: ``_do_dispatch``: DeepEP's ``dispatch`` returns after launching the copy kernel, then
+#: ``_receiver`` runs its ``torch.where`` on the expert ids,
+#: ``ExpertTokensMetadata.make_from_list`` and the quantisation check on the host). vLLM's
+#: normal ``finalize`` ends in DeepEP's ``combine``, its low-latency ``finalize``
+#: (deepep_ll.py ``_finalize``) in ``low_latency_combine`` and its low-latency ``prepare``
+#: in ``low_latency_dispatch``'s launch: no host work follows them.
+VLLM_HOST_HIDDEN = {("vllm", "normal", "dispatch")}
+#: The collector rows whose kernel first waits for every rank's messages, timed without a
+#: barrier right before the start event (memsim.ops.classes.KernelClass ``skew_s``):
+#: vLLM's low-latency combine (internode_ll.cu ``combine`` waits on every rank's
+#: ``rdma_recv_flag``; collector/wideep/vllm/collect_moe_a2a.py's only barrier is
+#: ``clean_low_latency_buffer``'s, before the start event)
+COLLECTOR_SKEWED = {("vllm", "low_latency", "combine")}
 
 
 def _comm_specs() -> list[FitSpec]:
@@ -222,10 +240,10 @@ def _comm_specs() -> list[FitSpec]:
         for mode, tag in (("normal", "ht"), ("low_latency", "ll")):
             for phase in ("dispatch", "combine"):
                 # vLLM's rows time its eager Python calls; where the host works on after
-                # the last launch, the kernels hide behind it (host_s, memsim.ops.comm
-                # .moe_all_to_all); freed on normal dispatch and low-latency combine only
-                # (on the other two the fit left it at ~5 µs, or was worse on H200 and B200)
-                host = ("host_s",) if (b, mode, phase) in VLLM_HOST_HIDDEN else ()
+                # the last launch (VLLM_HOST_HIDDEN, by source), the kernels hide behind
+                # it: host_s, fitted as its share of the floor
+                host = ("host_share",) if (b, mode, phase) in VLLM_HOST_HIDDEN else ()
+                host += ("skew_s",) if (b, mode, phase) in COLLECTOR_SKEWED else ()
                 rate = "l2" if mode == "normal" else "link"   # comm.a2a_bytes_per_s
                 out.append(FitSpec((f"a2a/{mode}/{phase}/{b}",), "moe_a2a", b,
                                    ("floor_s", rate, "row_s", *host),
@@ -313,6 +331,9 @@ def _params(spec: FitSpec) -> list[tuple[str, str]]:
 
 
 def _get(cls: KernelClass, param: str) -> float:
+    if param in SHARES:
+        part, whole = SHARES[param]
+        return float(getattr(cls, part) / getattr(cls, whole)) if getattr(cls, whole) else 0.0
     if param in TIMES:
         return float(getattr(cls, param))
     return float(cls.efficiency.get(param, 1.0))
@@ -324,11 +345,16 @@ def _bounds(param: str) -> tuple[float, float]:
 
 def with_params(base: dict[str, KernelClass], params: list[tuple[str, str]],
                 values: np.ndarray) -> dict[str, KernelClass]:
-    """``base`` (the classes of a spec) with ``params`` set to ``values``."""
+    """``base`` (the classes of a spec) with ``params`` set to ``values``; a share
+    (:data:`SHARES`) is applied after the field it is a share of is set."""
     out = dict(base)
-    for (key, param), v in zip(params, values, strict=True):
+    pairs = list(zip(params, values, strict=True))
+    for (key, param), v in sorted(pairs, key=lambda kv: kv[0][1] in SHARES):
         cls = out[key]
-        if param in TIMES:
+        if param in SHARES:
+            part, whole = SHARES[param]
+            out[key] = replace(cls, **{part: min(float(v), 1.0) * getattr(cls, whole)})
+        elif param in TIMES:
             out[key] = replace(cls, **{param: float(v)})
         else:
             out[key] = replace(cls, efficiency={**cls.efficiency, param: float(v)})
@@ -413,7 +439,7 @@ class FitResult:
     def to_dict(self) -> dict[str, Any]:
         num = lambda c: {"floor_s": c.floor_s, "efficiency": c.efficiency,  # noqa: E731
                          "row_s": c.row_s, "cta_s": c.cta_s, "key_s": c.key_s,
-                         "host_s": c.host_s}
+                         "host_s": c.host_s, "skew_s": c.skew_s}
         return {"classes": list(self.spec.keys), "rows": self.spec.describe(),
                 "free": list(self.spec.free), "before": {k: num(c) for k, c in
                                                         self.before.items()},
@@ -484,7 +510,7 @@ def fit_spec(spec: FitSpec, base: dict[str, KernelClass], data: dict[str, GpuRow
     after, result.nfev = fit_spec_numbers(sub, base, fit_data)
     result.after = after
     result.bound = {f"{k}:{p}": bound_share(sub, after, fit_data, k, p)
-                    for k, p in _params(sub) if p not in TIMES}
+                    for k, p in _params(sub) if p not in TIMES and p not in SHARES}
     for d in fit_data:
         result.fitted[d.profile] = error_stats(predict(spec, after, d), d.measured_s)
         result.fitted_before[d.profile] = error_stats(predict(spec, base, d), d.measured_s)
@@ -551,6 +577,7 @@ def _numbers(c: dict[str, Any]) -> str:
     cta = f", cta {c['cta_s'] * 1e9:.4g} ns" if c.get("cta_s") else ""
     key = f", key {c['key_s'] * 1e9:.4g} ns" if c.get("key_s") else ""
     host = f", host {c['host_s'] * 1e6:.3g} µs" if c.get("host_s") else ""
+    host += f", skew {c['skew_s'] * 1e6:.3g} µs" if c.get("skew_s") else ""
     return f"floor {c['floor_s'] * 1e6:.3g} µs, {eff}{row}{cta}{key}{host}"
 
 
@@ -638,7 +665,7 @@ def refit_times(chunk: Any, index: np.ndarray, fits: dict[str, dict[str, Any]]
             continue
         classes = {k: KernelClass(k, v["floor_s"], dict(v["efficiency"]), "", v["row_s"],
                                   v.get("cta_s", 0.0), v.get("key_s", 0.0),
-                                  v.get("host_s", 0.0))
+                                  v.get("host_s", 0.0), v.get("skew_s", 0.0))
                    for k, v in fitted["after"].items()}
         at = np.nonzero(keep)[0]
         t = predict(spec, classes, GpuRows(chunk.profile, rows.take(at), np.ones(len(at))))

@@ -267,7 +267,8 @@ def moe_a2a(rows: Rows, gpu: GPU) -> Mapped:
             pred = comm.moe_all_to_all(tokens[idx], hidden=int(h), top_k=int(k),
                                        experts=int(x), ep=int(ep), phase=str(phase),
                                        mode=mode, dtype=dtype, gpu=gpu, backend=backend,
-                                       groups=groups[0], topk_groups=groups[1])
+                                       groups=groups[0], topk_groups=groups[1],
+                                       eager=True, collector=True)   # eager, unaligned
         except (InputError, ValueError, KeyError) as exc:
             out.reasons.update({int(i): str(exc).splitlines()[0][:200] for i in idx})
             continue
