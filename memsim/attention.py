@@ -548,13 +548,15 @@ def xqa_splits(B, K: int, S, sm_count: int) -> np.ndarray:
 
 XQA_GMMA_TILE_KEYS = 64  # mha_sm90.cu gemm0CtaTileNbTokens: keys per K/V tile
 XQA_ROPE_ALIGN = 16  # in-kernel RoPE: rotary_dim a multiple of 16 (its 16-byte rope region)
+XQA_HEAD_ALIGN = 16  # supportConfigHMMA/QGMMA: head_size a multiple of 16, else no XQA kernel
 
 
 def xqa_separate_rope(kernel: str, head_dim: int, rotary_dim: int | None) -> bool:
     """Whether TensorRT-LLM's XQA decode with ``kernel`` ("xqa_hmma", "xqa_gmma") runs a
     separate kernel before it (``invokeQKVPreprocessing``: RoPE on Q and K, the new K/V
     written to the cache) instead of applying RoPE itself, for RoPE over ``rotary_dim`` of
-    the ``head_dim`` elements (None: all of them).
+    the ``head_dim`` elements (None: all of them, which the QGMMA kernel always rotates
+    itself: it runs only head sizes that are a multiple of 16, :func:`decode_kernel`).
 
     NVIDIA/TensorRT-LLM @602593ac ``decoderXQAImplJIT/kernelUtils.cpp``
     ``appliesRoPEInXqaKernel``: only the Hopper QGMMA kernel (mha_sm90.cu) applies RoPE in
@@ -563,10 +565,9 @@ def xqa_separate_rope(kernel: str, head_dim: int, rotary_dim: int | None) -> boo
     ``runImpl`` launches the preprocessing kernel otherwise. The mma.sync kernel (mha.cu)
     always has it run first; its class's floor includes it (every one of its rows runs
     it), so only the QGMMA kernel's rows add it apart (:func:`xqa_rope_kernel_s`)."""
-    if kernel != "xqa_gmma":
+    if kernel != "xqa_gmma" or rotary_dim is None:
         return False
-    rotary = head_dim if rotary_dim is None else rotary_dim
-    return not (0 < rotary <= head_dim and rotary % XQA_ROPE_ALIGN == 0)
+    return not (0 < rotary_dim <= head_dim and rotary_dim % XQA_ROPE_ALIGN == 0)
 
 
 def xqa_rope_kernel_s(problem: AttentionProblem, kernel: str, timed: GPU, B, N,
@@ -1024,7 +1025,10 @@ def decode_kernel(problem: AttentionProblem, backend: str | None, gpu: GPU,
 
     - "mmha": one query head per KV head (MHA, and groups over 32 that
       :func:`production_problem` turns into MHA): decoderMaskedMultiheadAttention, one
-      CTA per (sequence, head).
+      CTA per (sequence, head); on Ampere/Hopper also any head size not a multiple of
+      :data:`XQA_HEAD_ALIGN`, which both XQA kernels refuse
+      (NVIDIA/TensorRT-LLM decoderXQAImplJIT/kernelUtils.cpp ``supportConfigHMMA``,
+      ``supportConfigQGMMA``: ``head_size % 16 != 0`` → unsupported).
     - "xqa_gmma": XQA's warp-specialised TMA + GMMA kernel (mha_sm90.cu), which
       ``supportConfigQGMMA`` (decoderXQAImplJIT/kernelUtils.cpp) grants only on SM90 with
       an fp8 (E4M3) KV cache.
@@ -1055,6 +1059,8 @@ def decode_kernel(problem: AttentionProblem, backend: str | None, gpu: GPU,
         return "mmha"
     if gpu.architecture == "blackwell":
         return "trtllm_gen"
+    if problem.D % XQA_HEAD_ALIGN:
+        return "mmha"
     if gpu.architecture == "hopper" and problem.dtype == "fp8":
         return "xqa_gmma"
     return "xqa_hmma"

@@ -295,6 +295,12 @@ def test_trtllm_decode_kernel_follows_xqa_dispatch() -> None:
     assert decode_kernel(mha, "trtllm", h100) == decode_kernel(wide, "trtllm", h100) == "mmha"
     assert decode_kernel(gqa, "trtllm", b200) == "trtllm_gen"
     assert decode_kernel(gqa, "vllm", h100) is None
+    # both XQA kernels refuse a head size that is not a multiple of 16: MMHA runs it
+    for d in (40, 72):
+        odd = fp8.model_copy(update={"head_dim": d})
+        assert decode_kernel(odd, "trtllm", h100) == "mmha"
+        assert decode_kernel(odd.model_copy(update={"dtype": "bf16"}), "trtllm", h100) == "mmha"
+    assert decode_kernel(fp8.model_copy(update={"head_dim": 80}), "trtllm", h100) == "xqa_gmma"
     names = {predict(p, "h100-sxm", "flash_decode", backend="trtllm").to_dict()
              ["efficiency_class"] for p in (gqa, fp8, mha)}
     assert names == {f"attention/decode/trtllm/{k}" for k in ("xqa_hmma", "xqa_gmma", "mmha")}
@@ -537,12 +543,27 @@ def test_xqa_separate_rope_kernel_only_where_qgmma_cannot_rotate_in_kernel() -> 
     from memsim.attention import xqa_separate_rope
 
     assert not xqa_separate_rope("xqa_gmma", 128, None)
+    for d in (40, 72):   # RoPE over the head (None) adds no kernel, whatever the head size
+        assert not xqa_separate_rope("xqa_gmma", d, None)
     assert not xqa_separate_rope("xqa_gmma", 128, 128)
     assert not xqa_separate_rope("xqa_gmma", 128, 64)        # partial RoPE, aligned
     assert xqa_separate_rope("xqa_gmma", 64, 128)            # wider than the head
     assert xqa_separate_rope("xqa_gmma", 128, 72)            # not a multiple of 16
     assert not xqa_separate_rope("xqa_hmma", 64, 128)        # in its class's floor
     assert not xqa_separate_rope("mmha", 64, 128)
+
+
+def test_odd_head_sizes_add_no_rope_kernel_on_hopper() -> None:
+    """An fp8-cache grouped decode on H100 with a head size of 40 or 72 (not a multiple of
+    16) runs MMHA, not XQA QGMMA: no separate RoPE kernel ("pre") by default."""
+    from memsim.attention import predict_arrays
+
+    h100 = load_gpu("h100-sxm")
+    for d in (40, 72):
+        p = AttentionProblem(batch=64, seq_len=1, kv_len=2048, heads=32, kv_heads=8,
+                             head_dim=d, dtype="fp8")
+        timed = predict_arrays(p, h100, "flash_decode", backend="trtllm")
+        assert "pre" not in timed.l2_timing.terms_s
 
 
 def test_xqa_gmma_separate_rope_kernel_adds_its_latency_and_what_l2_cannot_hold() -> None:

@@ -196,6 +196,24 @@ def _one_gemm_row(backend: str, dtype: str, m: int, n: int, k: int) -> fit.GpuRo
     return fit.GpuRows("h100-sxm", r, np.ones(1))
 
 
+def test_a_spec_that_needs_more_rows_raises_a_smaller_sample_and_says_so() -> None:
+    """XQA QGMMA + qkv_pre need 3000 rows per GPU (fewer leave qkv_pre unidentified):
+    ``--sample 2000`` (make fit-classes) is raised to it, a larger one kept; other specs
+    take the sample asked for. Its source text names the unused parameters once and the
+    rows it was fitted on."""
+    (gmma,) = [s for s in fit.specs() if s.name.startswith("attention/decode/trtllm/xqa_gmma")]
+    (bf16,) = [s for s in fit.specs() if s.name == "gemm/trtllm/bf16"]
+    assert gmma.rows_per_gpu(2000) == 3000 and gmma.rows_per_gpu(5000) == 5000
+    assert bf16.rows_per_gpu(2000) == 2000
+    stats = {"n": 1, "median_abs": 0.1, "p90_abs": 0.2, "bias": 0.0}
+    r = fit.FitResult(gmma, {}, {}, {"h100-sxm": stats}, {}, {}, {}, {},
+                      used=list(gmma.keys))
+    text = fit.source_text(r, "pkg", 2000, 0)
+    assert text.count("unused") == 1
+    assert "(unused: attention/decode/trtllm/qkv_pre's hbm, row_s, cta_s, key_s)" in text
+    assert "at most 3000 rows per GPU" in text
+
+
 def test_bound_share_counts_the_rows_whose_time_an_efficiency_sets() -> None:
     """A large square GEMM is tensor-bound, a one-token GEMM streams its weights
     (hbm-bound): each unit binds on the row it sets and on no other; under vLLM's eager

@@ -284,12 +284,12 @@ def trtllm_decode_kernel(rows: Rows) -> np.ndarray:
     if rows.backend != "trtllm" or profile is None:
         return out
     gpu = load_gpu(profile)
-    H, K = _i(rows, "num_heads"), _kv_heads(rows)
+    H, K, D = _i(rows, "num_heads"), _kv_heads(rows), _i(rows, "head_dim")
     dtype = dtype_of(rows.col("kv_cache_dtype", "bfloat16"))
-    keys = list(zip(H.tolist(), K.tolist(), dtype.tolist(), strict=True))
-    for (h, k, d), idx in _groups(keys).items():
+    keys = list(zip(H.tolist(), K.tolist(), D.tolist(), dtype.tolist(), strict=True))
+    for (h, k, hd, d), idx in _groups(keys).items():
         p = production_problem(AttentionProblem.model_construct(
-            heads=h, kv_heads=k, dtype=d, mla=False), "flash_decode", "trtllm")
+            heads=h, kv_heads=k, head_dim=hd, dtype=d, mla=False), "flash_decode", "trtllm")
         out[idx] = decode_kernel(p, "trtllm", gpu) or ""
     return out
 
