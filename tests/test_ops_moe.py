@@ -177,3 +177,24 @@ def test_strided_routing_touches_more_of_rank_zero_than_an_even_spread() -> None
     t8, t16 = (moe.predict(n, 2048, 5120, 512, 22, distribution="strided", **kw).time_s
                for n in (8, 16))
     assert t8 < t16 and t8 > 1.3 * moe.predict(8, 2048, 5120, 512, 22, **kw).time_s
+
+
+def test_a_tiles_fixed_time_weighs_on_short_k_loops() -> None:
+    # the class's cta_s: per tile of the grouped GEMM, beyond the weight stream; with TP 32
+    # (64 columns per expert) the tiles' short K loops make it a larger share of the time
+    # than with TP 1
+    from dataclasses import replace
+
+    from memsim.ops.classes import kernel_class, trial_classes
+
+    cls = kernel_class("moe", "trtllm", "bf16")
+    kw = dict(ep=1, gpu="h200", backend="trtllm")
+    share = []
+    for tp in (1, 32):
+        with trial_classes({cls.name: replace(cls, cta_s=0.0)}):
+            base = moe.predict(64, **DSV3, tp=tp, **kw).time_s
+        with trial_classes({cls.name: replace(cls, cta_s=1e-6)}):
+            more = moe.predict(64, **DSV3, tp=tp, **kw).time_s
+        assert more > base
+        share.append(more / base - 1.0)
+    assert share[1] > 2 * share[0]

@@ -49,7 +49,8 @@ product in the second GEMM's input type), the final weighted sum and the GEMMs' 
 of their rows and writes of their outputs are memory-bound passes that gather and scatter
 rows by expert; they run at their own fraction of the HBM bandwidth (the class's
 ``hbm_act``, apart from the weight stream's ``hbm``).
-``time_s`` = floor + Σ per GEMM max(matmul, l2, weight stream) + the passes.
+``time_s`` = floor + Σ per GEMM [max(matmul, l2, weight stream) + waves · the class's
+``cta_s``, a tile's fixed time beyond its stream] + the passes.
 
 Why the two HBM terms are apart (aiconfigurator h200 TensorRT-LLM bf16, 6144/2048, 256
 experts, top-8, TP1 EP1, balanced): from 1 to 32 tokens the time doubles with the touched
@@ -266,13 +267,17 @@ def _grouped_terms(loads: np.ndarray, n: float, k: float, gpu: Any, cls: Any, ra
     the rows past an expert's end without reading them — and half its weight panel, 2-CTA
     multicast) and ``hbm`` (each touched local expert's weights streamed once). The GEMM's
     activation reads and writes are counted with the other activation passes (module
-    docstring), so ``hbm_bytes`` here is the weight stream only."""
+    docstring), so ``hbm_bytes`` here is the weight stream only. Each wave of tiles adds
+    the class's ``cta_s``, a tile's fixed time beyond its stream."""
+    from memsim.attention import clock_ratio
+
     sms = float(gpu.spec.sm_count)
     per_sm = gpu.peak_flop_per_s("tensor", rate) * cls.eff("tensor") / sms
     hbm_bw = gpu.spec.hbm_bandwidth_bytes_per_s * cls.eff("hbm")
     l2_bw = gpu.spec.l2_bandwidth_bytes_per_s * cls.eff("l2")
     touched = np.sum(np.minimum(loads, 1.0), axis=-1)  # expected experts with ≥ 1 token
     rows = np.sum(loads, axis=-1)
+    tile_s = cls.cta_s * clock_ratio(gpu)  # SM-seconds at the fitted GPUs' clock
     hbm_bytes = touched * n * k * e_w
     hbm = hbm_bytes / hbm_bw
     best = None
@@ -281,7 +286,13 @@ def _grouped_terms(loads: np.ndarray, n: float, k: float, gpu: Any, cls: Any, ra
         waves = np.maximum(np.ceil(count / sms), 1.0)
         matmul = waves * 2.0 * tm * tn * k / per_sm
         l2 = (rows * e_act * np.ceil(n / tn) + count * tn * e_w / cluster) * k / l2_bw
-        t = np.maximum(np.maximum(matmul, l2), hbm)
+        # a tile's fixed time beyond its stream (the class's cta_s): its prologue and
+        # epilogue, and a CTA moving to another expert's tile rewrites its TMA descriptors
+        # in shared memory and fences them (CUTLASS ptr-array grouped GEMM: kernel/
+        # sm90_gemm_array_tma_warpspecialized_cooperative.hpp, did_batch_change →
+        # collective tensormaps_perform_update, tensormaps_cp_fence_release); a large share
+        # of a tile with a short K loop (high TP)
+        t = np.maximum(np.maximum(matmul, l2), hbm) + waves * tile_s
         if best is None:
             best = {"t": t, "matmul": matmul, "l2": l2, "tile_m": np.full_like(t, tm)}
         else:
