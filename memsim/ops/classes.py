@@ -73,9 +73,10 @@ class KernelClass:
         MoE all-to-all: seconds per token copy at the fitted GPUs' hop latency.
     - ``cta_s`` [SM-seconds per CTA, at the fitted GPUs' SM clock]: a TensorRT-LLM decode
       CTA's fixed time that does not grow with its rows (barriers, the Q and page-table
-      loads, the partials), × :func:`memsim.attention.clock_ratio` on other GPUs; encoder
-      attention (:mod:`memsim.ops.encoder`): SM-seconds per (m-block, key tile) pair, a
-      warp-specialised FMHA's fixed steps per key tile.
+      loads, the partials); a MoE grouped-GEMM tile's fixed time beyond its operand stream
+      (:mod:`memsim.ops.moe`); encoder attention (:mod:`memsim.ops.encoder`): SM-seconds
+      per (m-block, key tile) pair, a warp-specialised FMHA's fixed steps per key tile;
+      × :func:`memsim.attention.clock_ratio` on other GPUs.
     - ``key_s`` [seconds per key a TensorRT-LLM XQA decode CTA streams, per 128 head
       elements]: × D / 128 (mha.cu's K/V row loads), and for XQA GMMA also × the padded
       head rows / 8 (its GMMA N slices); latency-bound loads, not scaled by the clock.

@@ -135,7 +135,7 @@ def specs() -> list[FitSpec]:
         for fam, db in families:
             # MoE: the weight stream (hbm) and the activation passes (hbm_act) apart
             out.append(FitSpec((f"moe/{b}/{fam}",), "moe", b,
-                               ("floor_s", "tensor", "hbm", "l2", "hbm_act"),
+                               ("floor_s", "tensor", "hbm", "l2", "hbm_act", "cta_s"),
                                {"moe_dtype": db}))
         out.append(FitSpec(tuple(f"allreduce/{a}/{b}" for a in ALLREDUCE_ALGOS), "allreduce",
                            b, ("floor_s", "link")))
