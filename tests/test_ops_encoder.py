@@ -32,20 +32,25 @@ def test_each_framework_runs_its_own_kernel_on_each_gpu() -> None:
             ("sglang", "l40s"): "triton"}
     for (framework, gpu), name in want.items():
         assert encoder.kernel(framework, load_gpu(gpu), 64, 1024).name == name
-    # TensorRT-LLM on SM100: D = 80 to fmha_v2, other non-powers of two find no trtllm-gen
-    # kernel and run unfused
+    # TensorRT-LLM 1.3.0rc20 on SM100 (fmhaDispatcher `headSize != 72`): D = 72 to
+    # fmha_v2's mma.sync build (its SM8x tiles, no overlap), D = 80 to trtllm-gen (its
+    # padded kernel), other non-powers of two find no trtllm-gen kernel and run unfused
     b200 = load_gpu("b200")
-    assert [encoder.kernel("trtllm", b200, d, 1024).name for d in (64, 72, 80, 128)] == [
-        "trtllm_gen", "unfused", "fmha_v2_sm100", "trtllm_gen"]
+    assert [encoder.kernel("trtllm", b200, d, 1024).name for d in (64, 72, 80, 96, 128)] == [
+        "trtllm_gen", "fmha_v2", "trtllm_gen", "unfused", "trtllm_gen"]
+    k72, sm89 = (encoder.kernel("trtllm", load_gpu(g), 72, 1024) for g in ("b200", "l40s"))
+    assert (k72.block_m.tolist(), k72.block_n.tolist(), k72.overlap, k72.tile_cost) == (
+        sm89.block_m.tolist(), sm89.block_n.tolist(), False, True)
 
 
 def test_the_unfused_path_moves_every_score_through_hbm() -> None:
     """cuBLAS writes S in fp32, the softmax reads it and writes P in bf16, the second GEMM
     reads P: 12 bytes per score, beside Q, K, V, O and the transposes' passes."""
     gpu = load_gpu("b200")
-    k = encoder.kernel("trtllm", gpu, 72, 4096)
-    w = encoder.work(2, 4096, 16, 72, k, gpu.spec.sm_count)
-    tokens = 2 * 4096 * 16 * 72 * 2
+    k = encoder.kernel("trtllm", gpu, 96, 4096)
+    assert k.name == "unfused"
+    w = encoder.work(2, 4096, 16, 96, k, gpu.spec.sm_count)
+    tokens = 2 * 4096 * 16 * 96 * 2
     assert w.hbm_bytes == pytest.approx(12 * 2 * 16 * 4096 ** 2 + 4 * tokens)
     assert w.pre_bytes == pytest.approx(10 * tokens)
     assert w.pairs == 0 and w.rows == 0
