@@ -297,6 +297,31 @@ def time_work(w: EncoderWork, k: Kernel, gpu: Any, cls: KernelClass) -> OpPredic
                 "m_blocks": out(w.m_blocks), "compute_s": out(compute)})
 
 
+def applies(problem: Any, algorithm: str, backend: str | None, seq_len: Any = None,
+            kv_len: Any = None) -> bool:
+    """Whether an attention call is timed by :func:`predict` — the one rule ``memsim
+    attention`` (:func:`memsim.attention.encoder_production_timing`) and whole-model sums
+    (:func:`memsim.inference.attention_call.encoder_kernel_s`) share.
+
+    ``problem``: the call (an :class:`memsim.problem.AttentionProblem`; its ``dtype`` the
+    call's, of Q, K, V), run as ``algorithm`` with ``backend``'s kernels; ``seq_len``,
+    ``kv_len``: its N and S (arrays; default the problem's). True for a backend's kernels
+    (None: memsim's own roofline), memsim's default prefill algorithm (FlashAttention-2,
+    :data:`memsim.algorithms.DEFAULT`, what the production FMHA kernels are; another one
+    chosen explicitly keeps its own cost), a forward pass, a full mask (bidirectional, no
+    window), MHA (K = H, no MLA) with D = Dv, in bf16, every query over the keys of its own
+    sequence (N = S)."""
+    from memsim.algorithms import DEFAULT
+
+    p = problem
+    if (backend is None or algorithm != DEFAULT or p.mla or p.mask.kind != "full"
+            or p.pass_ != "forward" or p.K != p.H or p.D != p.Dv or p.dtype != "bf16"):
+        return False
+    N = np.asarray(p.N if seq_len is None else seq_len)
+    S = np.asarray(p.S if kv_len is None else kv_len)
+    return bool(np.all(N == S))
+
+
 def predict(batch: Any, seq_len: Any, heads: Any, head_dim: int, *, gpu: Any = "h100-sxm",
             backend: str | None = None) -> OpPrediction:
     """Encoder attention of ``batch`` sequences × ``seq_len`` tokens, ``heads`` heads of
@@ -314,5 +339,5 @@ def predict(batch: Any, seq_len: Any, heads: Any, head_dim: int, *, gpu: Any = "
     return time_work(w, k, gpu, kernel_class("attention/encoder", framework))
 
 
-__all__ = ["EncoderWork", "Kernel", "kernel", "mma_head_dim", "predict", "time_work",
-           "work"]
+__all__ = ["EncoderWork", "Kernel", "applies", "kernel", "mma_head_dim", "predict",
+           "time_work", "work"]
