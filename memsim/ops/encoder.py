@@ -63,13 +63,11 @@ from typing import Any
 
 import numpy as np
 
+from memsim.algorithms.flash2 import SOFTMAX_FLOPS_PER_SCORE
 from memsim.ops import OpPrediction, as_float, bound_of, cc_major, out, positive, resolve_gpu
 from memsim.ops.classes import KernelClass, kernel_class, with_class
 from memsim.units import DTYPE_BYTES
 
-# the online softmax's FP32 work per score: scale, running max, subtract, row sum (the
-# count memsim.algorithms.flash2 uses for the same kernel loop)
-SOFTMAX_FLOPS_PER_SCORE = 4.0
 BF16 = DTYPE_BYTES["bf16"]
 # FlashAttention-3's head sizes (hopper/flash_api.cpp ``round_up_headdim``)
 FA3_HEAD_DIMS = (64, 96, 128, 192, 256)
