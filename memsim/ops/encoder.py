@@ -145,8 +145,9 @@ def kernel(framework: str, gpu: Any, head_dim: int, seq_len: Any) -> Kernel:
     - "fmha_v2_sm90" (TensorRT-LLM on Hopper): 64-row query tiles, 256 keys per tile for
       D ≤ 64, 128 to D = 128, 64 above (the ``_64_{256,128,64}_S_qkv_{D}_tma_ws_sm90``
       kernels).
-    - "trtllm_gen" (TensorRT-LLM on the SM100 family, the power-of-two head sizes and D =
-      80, :data:`TLLM_GEN_EXCLUDED_HEAD_DIMS`): its context kernels are closed cubins;
+    - "trtllm_gen" (TensorRT-LLM on the SM100 family: every head size but
+      :data:`TLLM_GEN_EXCLUDED_HEAD_DIMS` is sent to it, and it has kernels for the powers
+      of two and :data:`TLLM_GEN_PADDED_HEAD_DIMS`): its context kernels are closed cubins;
       timed with the 128 × 128 tiles of Blackwell's 128-row UMMA and the head size padded
       to the MMA's K step (the width D = 80's "padding" runs at is not in the source read).
       Other head sizes find no trtllm-gen kernel (``isSupported`` false: "Fall back to
