@@ -921,21 +921,17 @@ def mla_production_timing(problem: AttentionProblem, gpu: GPU, algorithm: str,
 def encoder_production_timing(problem: AttentionProblem, gpu: GPU, algorithm: str,
                               backend: str | None, B=None, N=None, S=None
                               ) -> tuple[Timing, str] | None:
-    """With a ``backend``, encoder attention — bidirectional (no mask, no window), MHA,
-    bf16, forward, every query over the keys of its own sequence (N = S) — as
+    """Encoder attention where :func:`memsim.ops.encoder.applies` (with a ``backend``,
+    FlashAttention-2 over a bidirectional MHA bf16 forward call, N = S) as
     :mod:`memsim.ops.encoder` times the production kernels (TensorRT-LLM's FMHA behind its
     QKV preprocessing, FlashAttention-3/4 varlen, SGLang's Triton), with the class name;
     the silicon comparison's encoder rows score the same function. None for every other
     call."""
     from memsim.ops import encoder
 
-    if (backend is None or problem.mla or get(algorithm).DECODES
-            or problem.mask.kind != "full" or problem.pass_ != "forward"
-            or problem.K != problem.H or problem.dtype != "bf16" or problem.D != problem.Dv):
-        return None
     B, N, S = (np.asarray(v if v is not None else d) for v, d in
                ((B, problem.B), (N, problem.N), (S, problem.S)))
-    if not np.all(N == S):
+    if not encoder.applies(problem, algorithm, backend, N, S):
         return None
     pred = encoder.predict(B, N, problem.H, problem.D, gpu=gpu, backend=backend)
     t = pred.time_s

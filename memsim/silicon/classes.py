@@ -320,9 +320,7 @@ def encoder_attention(rows: Rows, gpu: GPU) -> Mapped:
             if dt != "bf16":
                 raise InputError("attn_dtype", dt, "encoder attention is modelled in bf16")
             cls = kernel_class("attention/encoder", backend)
-            k = encoder.kernel(backend, gpu, d, N[idx])
-            w = encoder.work(B[idx], N[idx], H[idx], d, k, gpu.spec.sm_count)
-            pred = encoder.time_work(w, k, gpu, cls)
+            pred = encoder.predict(B[idx], N[idx], H[idx], d, gpu=gpu, backend=backend)
         except (InputError, ValueError, KeyError) as exc:
             out.reasons.update({int(i): str(exc).splitlines()[0][:200] for i in idx})
             continue
@@ -344,7 +342,8 @@ def encoder_attention(rows: Rows, gpu: GPU) -> Mapped:
             out.params[i] = {"algorithm": "flash2", "batch": int(B[i]), "seq_len": int(N[i]),
                              "kv_len": int(N[i]), "heads": int(H[i]), "kv_heads": int(H[i]),
                              "head_dim": d, "head_dim_v": d, "mla": False, "dtype": dt,
-                             "mask": "full", "kernel": k.name, "kernel_class": cls.name}
+                             "mask": "full", "kernel": pred.detail["kernel"],
+                             "kernel_class": cls.name}
     return out
 
 
