@@ -404,6 +404,10 @@ def kernel_timer(problem: AttentionProblem, gpu: GPU, algorithm: str, *,
         # exponentials and softmax run over the kernel's whole (padded) M tile
         slices = padded if backend == "trtllm" else (
             np.ceil(group / FA2_SPLITKV_BLOCK_M) * FA2_SPLITKV_BLOCK_M)
+        if vllm_fa4(problem, framework, gpu):
+            # FA4 launches every one of the num_splits CTAs vLLM asks for, each loading its
+            # Q tile and writing its partial O, keys or none (vllm_fa4_splits)
+            slices = slices * vllm_fa4_splits(B, N)
         return Timer(timed, problem.dtype, matmul_unit, blocks_per_sm, floor_s=cls.floor_s,
                      serial_s=class_serial_s(cls, gpu, np.asarray(B, dtype=float)
                                              * problem.K * slices),
@@ -628,6 +632,35 @@ FA3_FEW_BLOCKS = 4            # ≤ 4 key tiles: no split
 FA3_MIN_BLOCKS_PER_SPLIT = 4  # fewer key tiles per split: efficiency × 0.85
 FA3_SPLIT_MARGIN = 1.1        # the scheduler's 10 % margin on blocks per SM
 FA3_SCHEDULER_MAX_BATCH = 992  # one scheduler CTA; more sequences: one split each
+
+
+# vLLM 0.24 runs FlashAttention-4 (its CuTe DSL kernel) on SM90 where FA3 has no kernel:
+# head_size > 256 (vllm/v1/attention/backends/fa_utils.py get_flash_attn_version: "FA3
+# does not support head_size=... on SM90: upgrading FlashAttention 3 -> 4"). Its metadata
+# builder passes ``num_splits = max_num_splits`` when the batch's tokens fit the largest
+# CUDA graph (vllm/v1/attention/backends/flash_attn.py FlashAttentionMetadataBuilder.build:
+# ``num_actual_tokens <= max_cudagraph_size``); FA4 (flash_attn/cute/interface.py
+# _flash_attn_fwd, vllm-project/flash-attention @617264c1: its heuristic runs only for
+# ``num_splits < 1``) launches exactly that many splits per (sequence, KV head, M tile).
+VLLM_FA4_MIN_HEAD_DIM = 257
+VLLM_MAX_CUDAGRAPH_TOKENS = 512     # vLLM's default largest CUDA-graph capture size
+VLLM_CUDAGRAPH_MAX_SPLITS = 32      # VLLM_FLASH_ATTN_MAX_NUM_SPLITS_FOR_CUDA_GRAPH
+
+
+def vllm_fa4(problem: AttentionProblem, backend: str | None, gpu: GPU) -> bool:
+    """Whether vLLM runs FlashAttention-4 for ``problem`` on ``gpu``: SM90 with a head size
+    FA3 lacks (> 256)."""
+    return (backend == "vllm" and gpu.architecture == "hopper" and not problem.mla
+            and max(problem.D, problem.Dv) >= VLLM_FA4_MIN_HEAD_DIM)
+
+
+def vllm_fa4_splits(B, N) -> np.ndarray:
+    """Split CTAs per (sequence, KV head, M tile) of vLLM's FA4 decode for batch ``B`` of
+    ``N``-token queries (arrays): vLLM's CUDA-graph split count while B·N fits the largest
+    graph, else 1 (FA4's own heuristic, interface.py num_splits_heuristic, which takes 1
+    split for ≤ 4 key tiles or B·K·m ≥ SMs; the rows' large batches)."""
+    tokens = np.asarray(B, dtype=float) * np.asarray(N, dtype=float)
+    return np.where(tokens <= VLLM_MAX_CUDAGRAPH_TOKENS, VLLM_CUDAGRAPH_MAX_SPLITS, 1.0)
 
 
 def fa3_num_splits(problem: AttentionProblem, gpu: GPU, B, N, S) -> np.ndarray:
@@ -986,9 +1019,13 @@ def attention_class(problem: AttentionProblem, algorithm: str, backend: str | No
         variant = decode_kernel(problem, backend, gpu, framework)
         if problem.dtype == "fp8" and fa3_decodes(problem, algorithm, backend, gpu):
             variant = "fp8"   # FA3's e4m3 decode: its own tiles and MMAs, its own class
+        if vllm_fa4(problem, framework or backend, gpu):
+            variant = "fa4"   # FlashAttention-4's CuTe kernel: its own per-CTA steps
     if phase == "context" and problem.dtype == "fp8" and gpu is not None \
             and (fa3_prefill(problem, backend, gpu) or trtllm_qgmma_prefill(problem, backend, gpu)):
         variant = "fp8"   # FA3's or fmha_v2's e4m3 kernel: its own tiles, its own class
+    if phase == "context" and gpu is not None and vllm_fa4(problem, framework or backend, gpu):
+        variant = "fa4"   # FlashAttention-4's CuTe kernel: its own tiles, its own class
     return kernel_class(f"{family}/{phase}", backend, variant)
 
 
