@@ -644,7 +644,8 @@ FA3_SCHEDULER_MAX_BATCH = 992  # one scheduler CTA; more sequences: one split ea
 # ``num_splits < 1``) launches exactly that many splits per (sequence, KV head, M tile).
 VLLM_FA4_MIN_HEAD_DIM = 257
 VLLM_MAX_CUDAGRAPH_TOKENS = 512     # vLLM's default largest CUDA-graph capture size
-VLLM_CUDAGRAPH_MAX_SPLITS = 32      # VLLM_FLASH_ATTN_MAX_NUM_SPLITS_FOR_CUDA_GRAPH
+# vllm/envs.py: VLLM_FLASH_ATTN_MAX_NUM_SPLITS_FOR_CUDA_GRAPH, default "32"
+VLLM_CUDAGRAPH_MAX_SPLITS = 32
 
 
 def vllm_fa4(problem: AttentionProblem, backend: str | None, gpu: GPU) -> bool:
@@ -782,8 +783,9 @@ def decode_query_tile(backend: str | None, gpu: GPU | None = None, head_dim: int
     ``run_mha_fwd_splitkv_dispatch``: kBlockM = 64); vLLM and SGLang on Hopper
     FlashAttention-3's ``kBlockM`` (:func:`memsim.ops.fa3.tile`: its paged non-TMA tiles,
     which a decode takes as a prefill does, one 64-row MMA warpgroup for D ∈ {64, 128}
-    without a window, 128 or 192 rows otherwise): PackGQA packs the group into one M
-    tile padded to kBlockM, and its MMAs, exponentials and softmax run over all of it."""
+    without a window, 128 or 192 rows otherwise; FlashAttention-4's 64 for D > 256):
+    PackGQA packs the group into one M tile padded to kBlockM, and its MMAs, exponentials
+    and softmax run over all of it."""
     if kernel == "mmha":
         return 1
     if kernel == "xqa_gmma":
