@@ -404,6 +404,10 @@ def kernel_timer(problem: AttentionProblem, gpu: GPU, algorithm: str, *,
         # exponentials and softmax run over the kernel's whole (padded) M tile
         slices = padded if backend == "trtllm" else (
             np.ceil(group / FA2_SPLITKV_BLOCK_M) * FA2_SPLITKV_BLOCK_M)
+        if vllm_fa4(problem, framework, gpu):
+            # FA4 launches every one of the num_splits CTAs vLLM asks for, each loading its
+            # Q tile and writing its partial O, keys or none (vllm_fa4_splits)
+            slices = slices * vllm_fa4_splits(B, N)
         return Timer(timed, problem.dtype, matmul_unit, blocks_per_sm, floor_s=cls.floor_s,
                      serial_s=class_serial_s(cls, gpu, np.asarray(B, dtype=float)
                                              * problem.K * slices),
@@ -630,6 +634,36 @@ FA3_SPLIT_MARGIN = 1.1        # the scheduler's 10 % margin on blocks per SM
 FA3_SCHEDULER_MAX_BATCH = 992  # one scheduler CTA; more sequences: one split each
 
 
+# vLLM 0.24 runs FlashAttention-4 (its CuTe DSL kernel) on SM90 where FA3 has no kernel:
+# head_size > 256 (vllm/v1/attention/backends/fa_utils.py get_flash_attn_version: "FA3
+# does not support head_size=... on SM90: upgrading FlashAttention 3 -> 4"). Its metadata
+# builder passes ``num_splits = max_num_splits`` when the batch's tokens fit the largest
+# CUDA graph (vllm/v1/attention/backends/flash_attn.py FlashAttentionMetadataBuilder.build:
+# ``num_actual_tokens <= max_cudagraph_size``); FA4 (flash_attn/cute/interface.py
+# _flash_attn_fwd, vllm-project/flash-attention @617264c1: its heuristic runs only for
+# ``num_splits < 1``) launches exactly that many splits per (sequence, KV head, M tile).
+VLLM_FA4_MIN_HEAD_DIM = 257
+VLLM_MAX_CUDAGRAPH_TOKENS = 512     # vLLM's default largest CUDA-graph capture size
+# vllm/envs.py: VLLM_FLASH_ATTN_MAX_NUM_SPLITS_FOR_CUDA_GRAPH, default "32"
+VLLM_CUDAGRAPH_MAX_SPLITS = 32
+
+
+def vllm_fa4(problem: AttentionProblem, backend: str | None, gpu: GPU) -> bool:
+    """Whether vLLM runs FlashAttention-4 for ``problem`` on ``gpu``: SM90 with a head size
+    FA3 lacks (> 256)."""
+    return (backend == "vllm" and gpu.architecture == "hopper" and not problem.mla
+            and max(problem.D, problem.Dv) >= VLLM_FA4_MIN_HEAD_DIM)
+
+
+def vllm_fa4_splits(B, N) -> np.ndarray:
+    """Split CTAs per (sequence, KV head, M tile) of vLLM's FA4 decode for batch ``B`` of
+    ``N``-token queries (arrays): vLLM's CUDA-graph split count while B·N fits the largest
+    graph, else 1 (FA4's own heuristic, interface.py num_splits_heuristic, which takes 1
+    split for ≤ 4 key tiles or B·K·m ≥ SMs; the rows' large batches)."""
+    tokens = np.asarray(B, dtype=float) * np.asarray(N, dtype=float)
+    return np.where(tokens <= VLLM_MAX_CUDAGRAPH_TOKENS, VLLM_CUDAGRAPH_MAX_SPLITS, 1.0)
+
+
 def fa3_num_splits(problem: AttentionProblem, gpu: GPU, B, N, S) -> np.ndarray:
     """Splits per (sequence, KV head) of FlashAttention-3's paged decode as vLLM runs it
     (arrays, broadcasting). vLLM builds FA-3's scheduler metadata ahead of the call
@@ -749,8 +783,9 @@ def decode_query_tile(backend: str | None, gpu: GPU | None = None, head_dim: int
     ``run_mha_fwd_splitkv_dispatch``: kBlockM = 64); vLLM and SGLang on Hopper
     FlashAttention-3's ``kBlockM`` (:func:`memsim.ops.fa3.tile`: its paged non-TMA tiles,
     which a decode takes as a prefill does, one 64-row MMA warpgroup for D ∈ {64, 128}
-    without a window, 128 or 192 rows otherwise): PackGQA packs the group into one M
-    tile padded to kBlockM, and its MMAs, exponentials and softmax run over all of it."""
+    without a window, 128 or 192 rows otherwise; FlashAttention-4's 64 for D > 256):
+    PackGQA packs the group into one M tile padded to kBlockM, and its MMAs, exponentials
+    and softmax run over all of it."""
     if kernel == "mmha":
         return 1
     if kernel == "xqa_gmma":
@@ -986,9 +1021,13 @@ def attention_class(problem: AttentionProblem, algorithm: str, backend: str | No
         variant = decode_kernel(problem, backend, gpu, framework)
         if problem.dtype == "fp8" and fa3_decodes(problem, algorithm, backend, gpu):
             variant = "fp8"   # FA3's e4m3 decode: its own tiles and MMAs, its own class
+        if vllm_fa4(problem, framework or backend, gpu):
+            variant = "fa4"   # FlashAttention-4's CuTe kernel: its own per-CTA steps
     if phase == "context" and problem.dtype == "fp8" and gpu is not None \
             and (fa3_prefill(problem, backend, gpu) or trtllm_qgmma_prefill(problem, backend, gpu)):
         variant = "fp8"   # FA3's or fmha_v2's e4m3 kernel: its own tiles, its own class
+    if phase == "context" and gpu is not None and vllm_fa4(problem, framework or backend, gpu):
+        variant = "fa4"   # FlashAttention-4's CuTe kernel: its own tiles, its own class
     return kernel_class(f"{family}/{phase}", backend, variant)
 
 

@@ -294,8 +294,32 @@ def trtllm_decode_kernel(rows: Rows) -> np.ndarray:
     return out
 
 
+def vllm_flash_attn(rows: Rows) -> np.ndarray:
+    """Per row, the FlashAttention version vLLM runs on the row's GPU as memsim routes it
+    (:func:`memsim.attention.vllm_fa4`: "fa4" for a head size FA3 lacks on SM90, else
+    "fa3"); "" for other backends and GPUs. The tables' ``kernel_source`` names the same
+    kernel (tests/test_fa4.py checks they agree); memsim never reads it to predict."""
+    from memsim.attention import vllm_fa4
+    from memsim.hardware import load_gpu
+    from memsim.problem import AttentionProblem
+    from memsim.silicon import source
+
+    out = np.full(len(rows), "", dtype=object)
+    profile = source.SYSTEM_PROFILES.get(rows.system)
+    if rows.backend != "vllm" or profile is None:
+        return out
+    gpu = load_gpu(profile)
+    if gpu.architecture != "hopper":
+        return out
+    D = _i(rows, "head_dim")
+    for hd, idx in _groups([(d,) for d in D.tolist()]).items():
+        p = AttentionProblem.model_construct(head_dim=hd[0], head_dim_v=hd[0], mla=False)
+        out[idx] = "fa4" if vllm_fa4(p, "vllm", gpu) else "fa3"
+    return out
+
+
 # columns the fitter selects rows by that the tables do not hold (memsim.silicon.fit)
-DERIVED_COLUMNS = {"decode_kernel": trtllm_decode_kernel}
+DERIVED_COLUMNS = {"decode_kernel": trtllm_decode_kernel, "vllm_flash_attn": vllm_flash_attn}
 
 
 def encoder_attention(rows: Rows, gpu: GPU) -> Mapped:

@@ -158,6 +158,12 @@ def specs() -> list[FitSpec]:
             out.append(FitSpec((f"attention/context/{b}/fp8",), "context_attention", b,
                                ("floor_s", "tensor", "hbm", "row_s"),
                                {"attn_dtype": "bfloat16", "kv_cache_dtype": "fp8"}))
+            # vLLM's FlashAttention-4 prefill on SM90 (head size > 256: memsim.attention
+            # .vllm_fa4): 64 × 64 tiles, one K/V stage, P through shared memory
+            out.append(FitSpec((f"attention/context/{b}/fa4",), "context_attention", b,
+                               ("floor_s", "tensor", "hbm", "row_s"),
+                               {"attn_dtype": "bfloat16", **bf16_kv,
+                                "vllm_flash_attn": "fa4"}))
         if b == "trtllm":
             # TensorRT-LLM with an fp8 cache runs fmha_v2's e4m3 kernel whatever attn_dtype
             # says (memsim.attention.trtllm_qgmma_prefill)
@@ -193,6 +199,11 @@ def specs() -> list[FitSpec]:
             # on H100 and slow down with the head size where the bf16 rows do not
             out.append(FitSpec((f"attention/decode/{b}/fp8",), "generation_attention", b,
                                ("floor_s", "tensor", "hbm", "row_s"), {"kv_cache_dtype": "fp8"}))
+            # vLLM's FlashAttention-4 decode on SM90 (head size > 256: memsim.attention
+            # .vllm_fa4): its split CTAs' fixed steps (row_s) on its own rows
+            out.append(FitSpec((f"attention/decode/{b}/fa4",), "generation_attention", b,
+                               ("floor_s", "hbm", "row_s"),
+                               {**bf16_kv, "vllm_flash_attn": "fa4"}))
         # MLA (memsim.ops.mla): one class per phase and KV-cache dtype (an fp8 cache runs
         # fp8 kernels after a quantisation pass), and the absorbed BMMs per dtype
         for fam, db in (("bf16", "bfloat16"), ("fp8", "fp8")):
