@@ -196,6 +196,73 @@ def _one_gemm_row(backend: str, dtype: str, m: int, n: int, k: int) -> fit.GpuRo
     return fit.GpuRows("h100-sxm", r, np.ones(1))
 
 
+def _gemm_chunk(file: str, shapes: list[tuple[int, int, int]], dtype: str = "bfloat16"):
+    """A stand-in for a :class:`memsim.silicon.run.Chunk` of trtllm GEMM rows on H100
+    (what :func:`fit.rows_for` reads of one), every row mapped and scored."""
+    from types import SimpleNamespace
+
+    m, n, k = (np.array(v) for v in zip(*shapes, strict=True))
+    cols = {"m": m, "n": n, "k": k, "gemm_dtype": np.array([dtype] * len(m), dtype=object),
+            "kernel_source": np.array(["x"] * len(m), dtype=object)}
+    rows = fit.Rows("h100_sxm", "gemm", "trtllm", file, "gemm_perf", file, "t",
+                    np.arange(len(m)), cols)
+    ones = np.ones(len(m), dtype=bool)
+    return SimpleNamespace(op_class="gemm", profile="h100-sxm", rows=rows, mapped=ones,
+                           outlier=~ones, measured_s=np.full(len(m), 1e-5))
+
+
+def test_rows_for_pools_every_table_file_of_a_gpu() -> None:
+    """Two table files (versions) of one GPU: the fit's rows are drawn from both, not only
+    the last file's; one file's rows are those of that file alone (the sample unchanged)."""
+    (spec,) = [s for s in fit.specs() if s.name == "gemm/trtllm/bf16"]
+    a = _gemm_chunk("v1", [(64, 4096, 4096), (128, 4096, 4096), (64, 8192, 1024)])
+    b = _gemm_chunk("v2", [(256, 2048, 2048), (512, 2048, 2048)])
+    pooled = fit.rows_for(spec, [a, b], max_rows=100)["h100-sxm"]
+    assert len(pooled.rows) == 5 and len(pooled.measured_s) == 5
+    assert sorted(pooled.rows.col("m").tolist()) == [64, 64, 128, 256, 512]
+    assert pooled.rows.file == "v1+v2"
+    alone = fit.rows_for(spec, [a], max_rows=2)["h100-sxm"]
+    assert alone.rows.file == "v1" and len(alone.rows) == 2
+    # a sample smaller than the pool draws from it (whole shapes), not from one file
+    assert len(fit.rows_for(spec, [a, b], max_rows=4)["h100-sxm"].rows) == 4
+
+
+def test_pooled_files_must_share_their_columns() -> None:
+    from memsim.silicon.tables import concat
+
+    a = _gemm_chunk("v1", [(64, 4096, 4096)]).rows
+    b = _gemm_chunk("v2", [(64, 4096, 4096)]).rows
+    del b.columns["kernel_source"]
+    with pytest.raises(ValueError, match="kernel_source"):
+        concat([a, b])
+    assert concat([a]) is a
+
+
+def test_collect_draws_a_fits_sample_among_its_own_rows() -> None:
+    """``where`` (a spec's rows): the sample of each file is drawn among those rows alone,
+    so a small sample cannot miss the spec's rows (H200's seed-0 moe/trtllm sample held no
+    bf16 row); without it, the sample is drawn over the whole file as before."""
+    from memsim.silicon.run import collect
+    from memsim.silicon.tables import read_extract
+
+    (spec,) = [s for s in fit.specs() if s.name == "gemm/sglang/bf16"]
+    rows = read_extract(EXTRACT)
+    run = collect(["gemm"], {"h100_sxm"}, {"sglang"}, sample=2, seed=0, echo=lambda _: None,
+                  extract=rows, where=spec.select)
+    (chunk,) = run.chunks
+    assert len(chunk.rows) == 2 and set(chunk.rows.col("gemm_dtype")) == {"bfloat16"}
+    everything = collect(["gemm"], {"h100_sxm"}, {"sglang"}, full=True, echo=lambda _: None,
+                         extract=rows, where=spec.select)
+    assert len(everything.chunks[0].rows) == 3   # every bf16 row of the file
+    # the outlier flags are the whole file's, whatever rows are chosen
+    whole = collect(["gemm"], {"h100_sxm"}, {"sglang"}, full=True, echo=lambda _: None,
+                    extract=rows)
+    at = {int(r): bool(o) for r, o in zip(whole.chunks[0].rows.row, whole.chunks[0].outlier,
+                                          strict=True)}
+    assert [at[int(r)] for r in everything.chunks[0].rows.row] == \
+        everything.chunks[0].outlier.tolist()
+
+
 def test_a_spec_that_needs_more_rows_raises_a_smaller_sample_and_says_so() -> None:
     """XQA QGMMA + qkv_pre need 3000 rows per GPU (fewer leave qkv_pre unidentified):
     ``--sample 2000`` (make fit-classes) is raised to it, a larger one kept; other specs

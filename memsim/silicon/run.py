@@ -170,9 +170,13 @@ def chunk_of(op: OpClass, rows: Rows, profile: str, chosen: np.ndarray,
 def collect(ops: list[str], gpus: set[str] | None = None, backends: set[str] | None = None,
             sample: int | None = DEFAULT_SAMPLE, full: bool = False, seed: int = DEFAULT_SEED,
             echo: Callable[[str], None] = print,
-            extract: list[Rows] | None = None) -> SiliconRun:
+            extract: list[Rows] | None = None,
+            where: Callable[[Rows], np.ndarray] | None = None) -> SiliconRun:
     """Read, flag, choose and predict (steps 1-3). ``extract``: rows already read (the
-    committed test extract) instead of the installed package."""
+    committed test extract) instead of the installed package. ``where``: a file's rows →
+    which of them may be chosen (a kernel class fit's rows,
+    :meth:`memsim.silicon.fit.FitSpec.select`), so that the sample is drawn among those
+    alone; outliers are still flagged on the whole file."""
     from memsim.silicon import outliers, tables
 
     run = SiliconRun()
@@ -202,11 +206,15 @@ def collect(ops: list[str], gpus: set[str] | None = None, backends: set[str] | N
                 rows = rows.take(op.select(rows))
             if len(rows) == 0:
                 continue
+            allowed = (np.arange(len(rows)) if where is None
+                       else np.nonzero(where(rows))[0])
+            if len(allowed) == 0:
+                continue
             flagged = outliers.flag(rows, op.curve, op.axis, siblings=op.siblings,
                                     split=op.split)
-            case = outliers.curve_ids(rows, op.case) if op.case else None
-            sampled = _choose(len(rows), sample, seed, rows.file, case)
-            chosen = np.arange(len(rows)) if full else sampled
+            case = outliers.curve_ids(rows, op.case)[allowed] if op.case else None
+            sampled = allowed[_choose(len(allowed), sample, seed, rows.file, case)]
+            chosen = allowed if full else sampled
             record = np.isin(chosen, sampled)
             chunk = chunk_of(op, rows, profile, chosen, flagged, record)
             run.chunks.append(chunk)

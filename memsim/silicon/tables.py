@@ -54,6 +54,28 @@ class Rows:
                     {k: v[index] for k, v in self.columns.items()})
 
 
+def concat(parts: list[Rows]) -> Rows:
+    """The rows of ``parts`` (table files of one system, backend and table: several
+    versions or families) one after another. ``file``, ``family`` and ``version`` name
+    every part (joined with ``+``); ``row`` keeps each row's index in its own file. A
+    column only some parts have is a ValueError (no row may silently lose a column)."""
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    for p in parts[1:]:
+        if (p.system, p.backend, p.table) != (first.system, first.backend, first.table):
+            raise ValueError(f"cannot pool {p.file} with {first.file}: another system, "
+                             "backend or table")
+        if set(p.columns) != set(first.columns):
+            raise ValueError(f"cannot pool {p.file} with {first.file}: columns "
+                             f"{sorted(set(p.columns) ^ set(first.columns))} differ")
+    join = lambda name: "+".join(dict.fromkeys(getattr(p, name) for p in parts))  # noqa: E731
+    return Rows(first.system, join("family"), first.backend, join("version"), first.table,
+                join("file"), join("package_version"),
+                np.concatenate([p.row for p in parts]),
+                {k: np.concatenate([p.columns[k] for p in parts]) for k in first.columns})
+
+
 def read(table: TableFile, columns: list[str], package_version: str) -> Rows:
     """The ``columns`` of every row of ``table`` (those the file lacks are left out)."""
     import pyarrow.parquet as pq
