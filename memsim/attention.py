@@ -440,6 +440,11 @@ def kernel_timer(problem: AttentionProblem, gpu: GPU, algorithm: str, *,
         from memsim.units import DTYPE_BYTES
 
         pad = fmha_v2_head_pad(problem.D, problem.Dv, DTYPE_BYTES[problem.dtype])
+    # Hopper: fmha_v2's two consumer warpgroups ping-pong (warpspec ENABLE_MUTEX; FA3 §3.1).
+    # Blackwell: TensorRT-LLM runs closed trtllm-gen cubins; the overlap is assumed from
+    # the SM100 design they share with FlashAttention-4 (flash_attn/cute/flash_fwd_sm100.py:
+    # one MMA warp issues tcgen05 MMAs while two softmax warpgroups work on the other Q
+    # tile), not read from their source.
     overlaps = (backend == "trtllm" and gpu.architecture in ("hopper", "blackwell")
                 and not problem.mla and not sparse)
     return Timer(timed, problem.dtype, matmul_unit, blocks_per_sm, floor_s=cls.floor_s,

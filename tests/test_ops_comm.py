@@ -460,7 +460,7 @@ def test_internode_wire_bound_is_the_networks_remote_bytes(
     p, q = (comm.moe_all_to_all(tokens, gpu=g, **kw) for g in (base, fast))
     net = base.interconnect.network_bytes_per_s_per_gpu
     assert p.terms_s["wire"] == pytest.approx(
-        p.detail["link_bytes"] / (net * comm.DEEPEP_RDMA_EFFICIENCY))
+        p.detail["link_bytes"] / (net * comm.deepep_rdma_efficiency()))
     assert q.terms_s["wire"] == pytest.approx(p.terms_s["wire"] / factor)
     assert p.time_s >= p.launch_s + p.terms_s["wire"] * (1 - 1e-12)
     assert p.terms_s["forward"] > 0
@@ -473,9 +473,9 @@ def test_deepep_wire_efficiency_is_the_published_fastest_wire_rate() -> None:
     # published wire rate over the 50 GB/s NIC (EP 64 dispatch: 51 × 7/8 = 44.6 GB/s)
     assert comm.deepep_rdma_wire_share(16) == 0.5
     assert comm.deepep_rdma_wire_share(64) == 7 / 8
-    assert comm.DEEPEP_RDMA_EFFICIENCY == pytest.approx(51 * 7 / 8 / 50, abs=1e-3)
+    assert comm.deepep_rdma_efficiency() == pytest.approx(51 * 7 / 8 / 50, abs=1e-3)
     assert comm.wire_efficiency(load_gpu("h200"), 8) == 1.0
-    assert comm.wire_efficiency(load_gpu("h200"), 16) == comm.DEEPEP_RDMA_EFFICIENCY
+    assert comm.wire_efficiency(load_gpu("h200"), 16) == comm.deepep_rdma_efficiency()
 
 
 def test_collector_rank_skew_applies_to_the_collectors_rows_only() -> None:

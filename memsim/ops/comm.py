@@ -509,30 +509,46 @@ def deepep_rdma_wire_share(ep: int, gpus_per_node: int = 8) -> float:
     return (nodes - 1) / nodes
 
 
-#: The network's share of its datasheet rate that DeepEP's normal kernels reach: the
-#: fastest wire rate of :data:`DEEPEP_INTERNODE_GBPS` (logical GB/s ×
-#: :func:`deepep_rdma_wire_share`; EP 64 dispatch: 51 × 7/8 = 44.6 GB/s) over the NIC's
-#: 50 GB/s. The wire bound is a bound: the rows below it (EP 16: 21.5 GB/s on the wire)
-#: are bound elsewhere (the NVLink forwarding inside each node, :func:`_forward_s`).
-DEEPEP_RDMA_EFFICIENCY = round(max(
-    max(d, c) * deepep_rdma_wire_share(ep) for ep, (d, c) in DEEPEP_INTERNODE_GBPS.items())
-    / 50.0, 3)
+#: The GPU DeepEP's published table was measured on (docs/legacy.md: H800 with one CX7
+#: 400 Gb/s NIC per GPU); its NIC and NVLink rates come from its profile
+#: (hardware_profiles/h800-sxm.toml), their one home.
+DEEPEP_TESTBED_GPU = "h800-sxm"
 
 
-#: DeepEP's published intranode rate on H800 (docs/legacy.md, the same table: EP 8 dispatch
-#: 153, combine 158 GB/s, "NVLink" bottleneck; tests/test_intranode.py counts
-#: ``recv_x.numel()`` bytes, the own rank's copies included) over H800's 200 GB/s NVLink
-#: per direction (hardware_profiles/h800-sxm.toml): the share of the NVLink's datasheet
-#: rate DeepEP's warps reach in *logical* bytes (every rank's copy, the own included).
-DEEPEP_NVLINK_LOGICAL_EFFICIENCY = round(max(153.0, 158.0) / 200.0, 3)
+@functools.cache
+def deepep_rdma_efficiency() -> float:
+    """The network's share of its datasheet rate that DeepEP's normal kernels reach: the
+    fastest wire rate of :data:`DEEPEP_INTERNODE_GBPS` (logical GB/s ×
+    :func:`deepep_rdma_wire_share`; EP 64 dispatch: 51 × 7/8 = 44.6 GB/s) over the test
+    bed's NIC (50 GB/s). The wire bound is a bound: the rows below it (EP 16: 21.5 GB/s on
+    the wire) are bound elsewhere (the NVLink forwarding inside each node,
+    :func:`_forward_s`)."""
+    from memsim.hardware import load_gpu
+
+    nic_gbps = load_gpu(DEEPEP_TESTBED_GPU).interconnect.network_bytes_per_s_per_gpu / 1e9
+    return round(max(max(d, c) * deepep_rdma_wire_share(ep)
+                     for ep, (d, c) in DEEPEP_INTERNODE_GBPS.items()) / nic_gbps, 3)
+
+
+@functools.cache
+def deepep_nvlink_logical_efficiency() -> float:
+    """DeepEP's published intranode rate on H800 (docs/legacy.md, the same table: EP 8
+    dispatch 153, combine 158 GB/s, "NVLink" bottleneck; tests/test_intranode.py counts
+    ``recv_x.numel()`` bytes, the own rank's copies included) over the test bed's NVLink
+    per direction (200 GB/s): the share of the NVLink's datasheet rate DeepEP's warps reach
+    in *logical* bytes (every rank's copy, the own included)."""
+    from memsim.hardware import load_gpu
+
+    link = load_gpu(DEEPEP_TESTBED_GPU).interconnect
+    return round(max(153.0, 158.0) / (link.nvlink_bytes_per_s_per_direction / 1e9), 3)
 
 
 def wire_efficiency(gpu: Any, gpus: int) -> float:
     """The share of the link's datasheet rate a DeepEP transfer over ``gpus`` ranks can
-    reach: :data:`DEEPEP_RDMA_EFFICIENCY` beyond one scale-up domain (the network), 1
+    reach: :func:`deepep_rdma_efficiency` beyond one scale-up domain (the network), 1
     inside it (NVLink's bound is the class's fitted rate, :func:`a2a_bytes_per_s`)."""
     link = gpu.interconnect
-    return DEEPEP_RDMA_EFFICIENCY if link is not None and gpus > link.scale_up_gpus else 1.0
+    return deepep_rdma_efficiency() if link is not None and gpus > link.scale_up_gpus else 1.0
 
 
 def _forward_s(T: np.ndarray, copy_bytes: float, gpu: Any, G: int, mode: str, experts: int,
@@ -546,7 +562,7 @@ def _forward_s(T: np.ndarray, copy_bytes: float, gpu: Any, G: int, mode: str, ex
     local rank that holds one of its experts (``combine`` reduces the same copies the
     other way). Over the ranks these are a token's ranks reached, the own included
     (:func:`remote_ranks_per_token` × G/(G − 1)); by symmetry each GPU forwards T of them
-    a token at DeepEP's logical NVLink rate (:data:`DEEPEP_NVLINK_LOGICAL_EFFICIENCY` ×
+    a token at DeepEP's logical NVLink rate (:func:`deepep_nvlink_logical_efficiency` ×
     the link). On H800 this binds DeepEP's EP 16 row (2 nodes: half the wire bytes of
     EP 32, about as many forwarded copies), not its EP 32 / 64 rows (the wire binds).
     """
@@ -554,7 +570,7 @@ def _forward_s(T: np.ndarray, copy_bytes: float, gpu: Any, G: int, mode: str, ex
     if mode != "normal" or link is None or G <= link.scale_up_gpus:
         return np.zeros_like(T)
     ranks = remote_ranks_per_token(experts, top_k, G, groups, topk_groups) * G / (G - 1)
-    rate = link.nvlink_bytes_per_s_per_direction * DEEPEP_NVLINK_LOGICAL_EFFICIENCY
+    rate = link.nvlink_bytes_per_s_per_direction * deepep_nvlink_logical_efficiency()
     return T * ranks * copy_bytes / rate if rate > 0 else np.zeros_like(T)
 
 
@@ -618,7 +634,7 @@ def moe_all_to_all(tokens: Any, *, hidden: int, top_k: int, experts: int, ep: in
       phase, backend) on the H100 and H200 rows of aiconfigurator's ``moe_a2a_perf``);
     - wire term (``terms_s["wire"]``): the bytes that leave the rank (own copies stay on
       it) over the link's datasheet rate × :func:`wire_efficiency` (DeepEP's published
-      internode rate on the network, :data:`DEEPEP_RDMA_EFFICIENCY`; 1 on NVLink);
+      internode rate on the network, :func:`deepep_rdma_efficiency`; 1 on NVLink);
     - forward term (``terms_s["forward"]``, normal mode beyond one domain): every
       token's copies to the ranks of each node it reaches over NVLink (:func:`_forward_s`).
 

@@ -156,7 +156,14 @@ def _strided_rank0(tokens: int, experts: int, top_k: int, ep: int) -> np.ndarray
     """:func:`strided_loads` of one token count (cached: every dtype and TP of a model
     shape routes alike). Pick i of token t is (b_t + i·s) mod E with b_t = t (T ≥ s) or
     ⌊t·s/T⌋ (T < s, i·s being whole): each distinct shift i·s mod E adds the base set
-    (b_t) once, and two picks of a token meet only where their shifts do."""
+    (b_t) once, and two picks of a token meet only where their shifts do.
+
+    Out of the model: shapes whose shifts collide (s divides E and E/s < k, e.g. E = 60,
+    k = 22). There ``balanced_logits`` gives a token fewer than k distinct non-zero
+    logits and the router's top-k fills the rest from zero-logit ties, which this count
+    leaves out (a token is counted on its distinct picks only). Only the database's rows
+    route "strided" (whole-model sums route "balanced"), and the expert counts / top-k of
+    the models memsim ships (256/8, 128/1, 16/1, 8/2) would not collide."""
     stride = -(-experts // top_k)
     shifts = np.unique(np.arange(top_k) * stride % experts)
     if tokens >= stride:
