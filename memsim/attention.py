@@ -27,6 +27,7 @@ from memsim.algorithms import (
 )
 from memsim.algorithms._arrays import Arrays
 from memsim.cost import Cost
+from memsim.fmha_v2 import fmha_v2_head_pad
 from memsim.geometry import MaskGeometry
 from memsim.hardware import GPU, load_gpu
 from memsim.problem import AttentionProblem
@@ -450,24 +451,6 @@ def kernel_timer(problem: AttentionProblem, gpu: GPU, algorithm: str, *,
     return Timer(timed, problem.dtype, matmul_unit, blocks_per_sm, floor_s=cls.floor_s,
                  serial_s=class_serial_s(cls, gpu, rows), pre_s=pre_s, matmul_pad=pad,
                  exp_overlaps=overlaps, **sparse)
-
-
-def fmha_v2_head_dim(head_dim: int, elem_bytes: float) -> int:
-    """The head size TensorRT-LLM's SM90 warp-specialised context FMHA computes for a
-    ``head_dim`` of ``elem_bytes``-byte elements: rounded up to whole 128-byte rows, but
-    not past the next power of two (NVIDIA/TensorRT-LLM
-    cpp/kernels/fmha_v2/src/fmha/warpspec/kernel_traits.h: ``D = min(Round_up<VALID_D,
-    128 / ELEMENT_BYTES>, Next_power_of_two<VALID_D>)``, ``DV`` alike). bf16: 64 → 64,
-    192 → 192; e4m3: 192 → 256, 80 → 128."""
-    step = int(128 // elem_bytes)
-    rounded = -(-int(head_dim) // step) * step
-    return min(rounded, 1 << (int(head_dim) - 1).bit_length())
-
-
-def fmha_v2_head_pad(D: int, Dv: int, elem_bytes: float) -> float:
-    """Factor on the useful MMA FLOPs (2·(D + Dv) per score) of TensorRT-LLM's SM90 context
-    FMHA, whose Q·Kᵀ reduces over and P·V produces :func:`fmha_v2_head_dim` columns."""
-    return (fmha_v2_head_dim(D, elem_bytes) + fmha_v2_head_dim(Dv, elem_bytes)) / (D + Dv)
 
 
 # The class's per-row time × these rows is FA3's fixed time per CTA tile (m-block): loading

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS = {
     "memsim": 0, "memsim.units": 0, "memsim.errors": 0, "memsim.files": 0,
     "memsim.limits": 0, "memsim.problem": 0, "memsim.geometry": 0, "memsim.cost": 0,
-    "memsim.hardware": 0, "memsim.roofline": 0, "memsim.models": 0,
+    "memsim.hardware": 0, "memsim.roofline": 0, "memsim.models": 0, "memsim.fmha_v2": 0,
     "memsim.algorithms": 1, "memsim.tiling": 1, "memsim.attention": 1, "memsim.ops": 1,
     "memsim.trace": 2, "memsim.kernels": 2,
     "memsim.inference": 3, "memsim.planning": 3,

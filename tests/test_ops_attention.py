@@ -615,7 +615,7 @@ def test_fmha_v2_head_dim_pads_to_whole_128_byte_rows_up_to_a_power_of_two(
         D: int, e: int) -> None:
     """kernel_traits.h: D = min(round_up(D, 128 / bytes), next_pow2(D)): never smaller, a
     power of two or a whole number of 128-byte rows; e4m3 pads 192 to 256, bf16 does not."""
-    from memsim.attention import fmha_v2_head_dim, fmha_v2_head_pad
+    from memsim.fmha_v2 import fmha_v2_head_dim, fmha_v2_head_pad
 
     padded = fmha_v2_head_dim(D, e)
     pow2 = 1 << (D - 1).bit_length()

@@ -119,7 +119,12 @@ def mma_head_dim(name: str, head_dim: int) -> int:
     ``hdim32 … hdim256`` instantiations), Triton's next power of two (``BLOCK_DMODEL =
     triton.next_power_of_2(Lk)``); fmha_v2, trtllm-gen and FA4 (``hdim_multiple_of = 16``,
     flash_attn/cute/flash_fwd_sm100.py) pad to the MMA's K step of 16 (D = 72 runs as 80:
-    TensorRT-LLM's H100 rows at D = 72 take 1.00× the time of D = 80, vLLM's FA3 1.05×)."""
+    TensorRT-LLM's H100 rows at D = 72 take 1.00× the time of D = 80, vLLM's FA3 1.05×).
+    Known gap: fmha_v2's SM90 warp-specialised kernel pads by its kernel_traits.h rule
+    (:func:`memsim.fmha_v2.fmha_v2_head_dim`, bf16 72 and 80 → 128), which the context
+    timer uses; timing encoder rows with it (class refitted) balanced the per-head-size
+    bias on H100/H200 but worsened the leave-one-GPU-out and unseen-GPU errors of
+    ``attention/encoder/trtllm`` (2026-12-02), so it is not used here yet."""
     D = int(head_dim)
     if name == "fa3":
         return next((d for d in FA3_HEAD_DIMS if d >= D), D)
