@@ -308,18 +308,6 @@ def sparse_mla_kernel(problem: AttentionProblem, gpu: GPU, backend: str | None, 
     return {"padded_flops": B * N * tiles * SPARSE_HEAD_TILE * k * width}
 
 
-def clock_ratio(gpu: GPU) -> float:
-    """A decode CTA's fixed steps are SM cycles (barriers, the epilogue): the fitted GPUs'
-    SM clock over ``gpu``'s turns the class's SM-seconds, fitted on
-    :data:`memsim.ops.classes.FIT_GPUS` (H100 SXM and H200, both 1.98 GHz: their mean
-    boost clock, as :func:`memsim.ops.comm.fitted_hop_s` takes their mean hop), into
-    ``gpu``'s (1.4 on A100's 1.41 GHz, 0.79 on L40S's 2.52 GHz)."""
-    from memsim.ops.classes import FIT_GPUS
-
-    fitted_hz = np.mean([load_gpu(name).spec.boost_clock_hz for name in FIT_GPUS])
-    return float(fitted_hz / gpu.spec.boost_clock_hz)
-
-
 def decode_serial_s(cta_s, blocks, groups, sm_count: int):
     """Serial time of a decode kernel whose CTAs each spend ``cta_s`` on fixed steps
     (loading Q, the page table, the padded MMA rows, softmax bookkeeping, the epilogue):
@@ -355,7 +343,7 @@ def kernel_timer(problem: AttentionProblem, gpu: GPU, algorithm: str, *,
         dtype, unit = compute_types(algorithm, problem.dtype, matmul_unit)
         return Timer(gpu, dtype, unit, blocks_per_sm,
                      kernel_class=efficiency_class(gpu, algorithm, matmul_unit))
-    from memsim.ops.classes import with_class
+    from memsim.ops.classes import clock_ratio, with_class
 
     framework = backend
     problem = production_problem(problem, algorithm, framework)

@@ -390,7 +390,8 @@ def test_xqa_gmma_pads_the_group_to_eight_heads() -> None:
 def test_decode_cta_time_is_sm_cycles() -> None:
     """A decode CTA's fixed steps are SM cycles: the same class times them 1.98 / 1.41
     longer on A100 than on H100 (the fitted GPUs' clock)."""
-    from memsim.attention import clock_ratio, kernel_timer
+    from memsim.attention import kernel_timer
+    from memsim.ops.classes import clock_ratio
 
     h100, a100 = load_gpu("h100-sxm"), load_gpu("a100-sxm4-80gb")
     assert clock_ratio(h100) == clock_ratio(load_gpu("h200")) == 1.0

@@ -38,6 +38,18 @@ from memsim.ops import check_backend
 # hop) is scaled by the other GPU's own value of that quantity.
 FIT_GPUS = ("h100-sxm", "h200")
 
+
+def clock_ratio(gpu: Any) -> float:
+    """A CTA's fixed steps are SM cycles (barriers, the epilogue): the fitted GPUs' SM
+    clock over ``gpu``'s turns a class's SM-seconds (``cta_s``, decode ``row_s``), fitted on
+    :data:`FIT_GPUS` (H100 SXM and H200, both 1.98 GHz: their mean boost clock, as
+    :func:`memsim.ops.comm.fitted_hop_s` takes their mean hop), into ``gpu``'s (1.4 on
+    A100's 1.41 GHz, 0.79 on L40S's 2.52 GHz)."""
+    from memsim.hardware import load_gpu
+
+    fitted_hz = sum(load_gpu(name).spec.boost_clock_hz for name in FIT_GPUS) / len(FIT_GPUS)
+    return float(fitted_hz / gpu.spec.boost_clock_hz)
+
 DATA_FILE = Path(__file__).with_name("kernel_classes.toml")
 _FIELDS = ("same_as", "floor_s", "efficiency", "row_s", "cta_s", "key_s", "host_s", "skew_s",
            "source")
@@ -62,7 +74,7 @@ class KernelClass:
       - TensorRT-LLM MMHA decode: SM-seconds per query row and head of a CTA, added to
         ``cta_s``; XQA decode: per padded query row and 128 head elements
         (:data:`memsim.attention.XQA_ROW_ELEMS`: × D / 128), added to ``cta_s``; both
-        at the fitted GPUs' SM clock (× :func:`memsim.attention.clock_ratio` elsewhere);
+        at the fitted GPUs' SM clock (× :func:`clock_ratio` elsewhere);
       - encoder attention (:mod:`memsim.ops.encoder`): SM-seconds per padded query row
         of the kernel's m-blocks;
       - DSA's SM90 sparse MLA kernel: SM-seconds per head row of a 64-head CTA tile;
@@ -76,7 +88,7 @@ class KernelClass:
       loads, the partials); a MoE grouped-GEMM tile's fixed time beyond its operand stream
       (:mod:`memsim.ops.moe`); encoder attention (:mod:`memsim.ops.encoder`): SM-seconds
       per (m-block, key tile) pair, a warp-specialised FMHA's fixed steps per key tile;
-      × :func:`memsim.attention.clock_ratio` on other GPUs.
+      × :func:`clock_ratio` on other GPUs.
     - ``key_s`` [seconds per key a TensorRT-LLM XQA decode CTA streams, per 128 head
       elements]: × D / 128 (mha.cu's K/V row loads), and for XQA GMMA also × the padded
       head rows / 8 (its GMMA N slices); latency-bound loads, not scaled by the clock.

@@ -276,7 +276,7 @@ def _grouped_terms(loads: np.ndarray, n: float, k: float, gpu: Any, cls: Any, ra
     activation reads and writes are counted with the other activation passes (module
     docstring), so ``hbm_bytes`` here is the weight stream only. Each wave of tiles adds
     the class's ``cta_s``, a tile's fixed time beyond its stream."""
-    from memsim.attention import clock_ratio
+    from memsim.ops.classes import clock_ratio
 
     sms = float(gpu.spec.sm_count)
     per_sm = gpu.peak_flop_per_s("tensor", rate) * cls.eff("tensor") / sms
