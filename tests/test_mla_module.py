@@ -116,7 +116,12 @@ def test_vllm_mla_module_golden(phase: str, gpu: str, batch: int, tokens: int, k
     """Before this model memsim said 0.375 ms (+86 %) and 0.466 ms (+390 %) for these rows
     (the GEMM collector's eager host floor inside a CUDA graph, fp8 BMMs, no aux kernels,
     the prefill on the MHA path)."""
-    p = mla_module.module(phase, batch, tokens, kv, heads, gpu=gpu, backend="vllm")
+    # B200's vLLM MLA module tables were collected with the fused vllm_c RMSNorm (their
+    # collection_meta.yaml: norm_dispatch vllm_c_eager_surrogate); the others with the
+    # native chain
+    norm = "vllm_c" if gpu == "b200" else "native"
+    p = mla_module.module(phase, batch, tokens, kv, heads, gpu=gpu, backend="vllm",
+                          rms_norm=norm)
     assert float(p.time_s) == pytest.approx(measured_ms * 1e-3, rel=0.15)
 
 
@@ -137,3 +142,48 @@ def test_vllm_prefill_runs_at_its_query_dtype_whatever_the_cache() -> None:
     assert attention("vllm", "fp8") == attention("vllm", "bf16")
     assert attention("vllm", "fp8", "fp8") != attention("vllm", "fp8")
     assert attention("trtllm", "fp8") != attention("trtllm", "bf16")
+
+
+def test_vllm_native_rms_norm_chain_costs_its_launches_and_bytes() -> None:
+    """Outside a serving worker vLLM's RMSNorm falls back to its native chain (8 kernels,
+    36 bytes a value: mla_module.RMS_NORM_KERNELS); tables collected with the fused
+    ``vllm_c`` kernel (B200's vLLM MLA modules) pay one launch and 4 bytes a value. The
+    difference is exactly those launches and bytes, for any token count."""
+    from memsim.ops.classes import kernel_class as kc
+
+    gpu = load_gpu("h200")
+    cls = kc("module/vllm/graph")
+    T = np.array([1.0, 1024.0, 32768.0])
+    native = mla_module.aux_s(T, 16, False, False, "bf16", gpu, cls, "native")
+    fused = mla_module.aux_s(T, 16, False, False, "bf16", gpu, cls, "vllm_c")
+    width = sum(mla_module.RMS_NORMS.values())
+    bw = gpu.spec.hbm_bandwidth_bytes_per_s * cls.eff("hbm")
+    expected = (2 * (8 - 1) * cls.floor_s + T * width * (36.0 - 4.0) / bw)
+    assert native - fused == pytest.approx(expected, rel=1e-9)
+    assert mla_module.rms_norm_of("vllm_c_eager_surrogate") == "vllm_c"
+    assert mla_module.rms_norm_of("native") == "native"
+
+
+def test_vllm_pads_v_except_fa3_on_hopper() -> None:
+    """FA3 on SM90 takes V's own head size; elsewhere vLLM pads V to K's (one more copy
+    on the prefill path)."""
+    assert not mla_module.pads_v(load_gpu("h200"))
+    assert mla_module.pads_v(load_gpu("b200"))
+    assert "v_pad" in mla_module.aux_kernels(False, False, "bf16", True)
+    assert "v_pad" not in mla_module.aux_kernels(False, False, "bf16", False)
+
+
+def test_table_meta_reads_the_norm_dispatch(tmp_path) -> None:
+    """A table's collection_meta.yaml entry reaches its rows as a column."""
+    from memsim.silicon.source import TableFile
+    from memsim.silicon.tables import table_meta
+
+    d = tmp_path / "b200_sxm" / "mla" / "vllm" / "0.24.0"
+    d.mkdir(parents=True)
+    (d / "collection_meta.yaml").write_text(
+        "tables:\n  mla_context_module_perf:\n    norm_dispatch: vllm_c_eager_surrogate\n")
+    f = TableFile("b200_sxm", "mla", "vllm", "0.24.0", "mla_context_module_perf",
+                  d / "mla_context_module_perf.parquet")
+    assert table_meta(f) == {"norm_dispatch": "vllm_c_eager_surrogate"}
+    g = TableFile("b200_sxm", "mla", "vllm", "0.24.0", "other_perf", d / "other.parquet")
+    assert table_meta(g) == {}
