@@ -21,17 +21,20 @@ def wall_times_s(args: list[str], repeats: int) -> list[float]:
     return times_s(args, repeats)[0]
 
 
-def times_s(args: list[str], repeats: int) -> tuple[list[float], list[float]]:
+def times_s(args: list[str], repeats: int, env: dict[str, str] | None = None
+            ) -> tuple[list[float], list[float]]:
     """Wall and CPU time (user + system, every thread) of ``memsim *args`` in a new
     process, ``repeats`` times each (seconds). CPU time is the work done, whatever else
-    the machine runs; wall time also counts waiting for a core."""
+    the machine runs; wall time also counts waiting for a core. ``env``: variables set
+    for the process on top of this one's."""
     import resource
 
     walls, cpus = [], []
     for _ in range(repeats):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
-        subprocess.run([*memsim_command(), *args], check=True, capture_output=True)
+        subprocess.run([*memsim_command(), *args], check=True, capture_output=True,
+                       env={**os.environ, **env} if env else None)
         walls.append(time.perf_counter() - t0)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpus.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)

@@ -12,7 +12,9 @@ on 2 cores, and the 128K causal GQA case (H 32, K 8, D 128) end to end — a fre
 "Net": :func:`warm_up` compiles (or loads from numba's cache) every engine function
 first, and each timed row says whether anything was compiled while it ran
 (``compiled_while_timed``, from the dispatchers' signature counts: must be false).
-``run()`` returns JSON-able dicts; nothing asserts on time.
+The end-to-end rows say what a fresh process finds cached (numba's on-disk cache,
+memsim's bytecode); ``trace_128k_cold_numba_cache`` is the same trace with an empty numba
+cache. ``run()`` returns JSON-able dicts; nothing asserts on time.
 """
 
 from __future__ import annotations
@@ -83,18 +85,47 @@ GQA_128K_ARGS = ["trace", "--seq-len", "131072", "--heads", "32", "--kv-heads", 
                  "--head-dim", "128", "--causal", "--json"]
 
 
-def end_to_end_ratio(repeats: int = 3) -> dict[str, Any]:
+def _cache_state() -> dict[str, bool]:
+    """Whether a fresh process finds numba's on-disk cache of every engine function
+    (``cache=True``: an index per function beside its source, keyed by the source file's
+    modification time and size) and memsim's modules compiled to bytecode — as an
+    installed wheel has them — or compiles them (``PYTHONDONTWRITEBYTECODE`` keeps a source
+    checkout's from being written)."""
+    import importlib.util
+    import pathlib
+
+    from numba.core.registry import CPUDispatcher
+
+    import memsim.cli
+    from memsim.trace import engine
+    from memsim.trace import l2 as l2_model
+
+    # the functions warm_up compiled or loaded (the inlined ones have no entry of their own)
+    functions = [f for module in (engine, l2_model) for f in vars(module).values()
+                 if isinstance(f, CPUDispatcher) and f.signatures]
+    cached = bool(functions) and all(f._cache._cache_file._load_index() for f in functions)
+    pyc = pathlib.Path(importlib.util.cache_from_source(memsim.cli.__file__)).exists()
+    return {"numba_cache_warm": cached, "memsim_bytecode_cached": pyc}
+
+
+def end_to_end_ratio(repeats: int = 5) -> dict[str, Any]:
     """The 128K causal GQA trace as a fresh process against the CLI's cold start, both
-    timed in this run (medians and minima of ``repeats``; wall and CPU time), and the net
-    rate of that trace in-process."""
+    timed in this run, interleaved (a cold start, then a trace, ``repeats`` times: both
+    see the same load), as medians and minima (wall and CPU time); the numba cache warm
+    (:func:`warm_up` has filled it), and the net rate of that trace in-process."""
     import statistics
 
     from benchmarks import _cli
     from memsim.problem import AttentionProblem, Mask
     from memsim.trace import simulate
 
-    cold_all, cold_cpu = _cli.times_s(["--help"], repeats)
-    trace_all, trace_cpu = _cli.times_s(GQA_128K_ARGS, repeats)
+    cold_all, cold_cpu, trace_all, trace_cpu = [], [], [], []
+    for _ in range(repeats):
+        for args, walls, cpus in ((["--help"], cold_all, cold_cpu),
+                                  (GQA_128K_ARGS, trace_all, trace_cpu)):
+            wall, cpu = _cli.times_s(args, 1)
+            walls += wall
+            cpus += cpu
     cold, trace = statistics.median(cold_all), statistics.median(trace_all)
     problem = AttentionProblem(batch=1, seq_len=131072, heads=32, kv_heads=8, head_dim=128,
                                dtype="bf16", mask=Mask())
@@ -109,6 +140,7 @@ def end_to_end_ratio(repeats: int = 3) -> dict[str, Any]:
             # the same with CPU time (both threads of the trace): the work, load-independent
             "cold_start_cpu_seconds": min(cold_cpu), "trace_cpu_seconds": min(trace_cpu),
             "cpu_ratio_of_minima": min(trace_cpu) / min(cold_cpu),
+            "repeats": repeats, **_cache_state(),
             "events": result.events, "simulate_seconds": seconds,
             "events_per_s": result.events / seconds,
             "events_per_cpu_s": result.events / cpu,   # CPU of both threads
@@ -118,8 +150,23 @@ def end_to_end_ratio(repeats: int = 3) -> dict[str, Any]:
             "targets": "ratio <= 8; events_per_s >= 1e8 (issue 13)"}
 
 
+def cold_numba_cache() -> dict[str, Any]:
+    """The same 128K trace once more with an empty numba cache (``NUMBA_CACHE_DIR`` a new
+    directory): what the first run after installing or editing memsim/trace costs, when
+    every engine function is compiled (the ratio above assumes the cache warm)."""
+    import tempfile
+
+    from benchmarks import _cli
+
+    with tempfile.TemporaryDirectory() as cache_dir:
+        (wall,), (cpu,) = _cli.times_s(GQA_128K_ARGS, 1, env={"NUMBA_CACHE_DIR": cache_dir})
+    return {"name": "trace_128k_cold_numba_cache", "seconds": wall, "cpu_seconds": cpu,
+            "command": " ".join(["NUMBA_CACHE_DIR=<empty>", "memsim", *GQA_128K_ARGS])}
+
+
 def run() -> list[dict[str, Any]]:
-    return [warm_up()] + [measure(*case) for case in CASES] + [end_to_end_ratio()]
+    return ([warm_up()] + [measure(*case) for case in CASES]
+            + [end_to_end_ratio(), cold_numba_cache()])
 
 
 if __name__ == "__main__":

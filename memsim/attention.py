@@ -331,13 +331,15 @@ def decode_serial_s(cta_s, blocks, groups, sm_count: int):
 
 def kernel_timer(problem: AttentionProblem, gpu: GPU, algorithm: str, *,
                  backend: str | None = None, matmul_unit: str = "tensor", B=None, N=None,
-                 blocks_per_sm=None, S=None) -> Timer:
+                 blocks_per_sm=None, S=None, rotary_dim: int | None = None) -> Timer:
     """The :class:`Timer` of ``algorithm`` on ``gpu`` for the template ``problem`` (its H, K,
     dtype pick the class and the padding) at batch ``B``, ``N`` queries and ``S`` keys
     (arrays; default the problem's). ``backend`` None: memsim's own kernel on the profile's
     factors (and a calibrated profile's class for the algorithm); else that framework's
     fitted class, and DSA's sparse kernel as the framework runs it
-    (:func:`sparse_mla_kernel`)."""
+    (:func:`sparse_mla_kernel`). ``rotary_dim``: the head elements RoPE rotates (None: the
+    whole head), which decides whether TensorRT-LLM's XQA runs a separate RoPE kernel
+    (:func:`xqa_separate_rope`)."""
     B = problem.B if B is None else B
     N = problem.N if N is None else N
     S = np.asarray(N) + (problem.S - problem.N) if S is None else S   # the same key offset
@@ -388,7 +390,8 @@ def kernel_timer(problem: AttentionProblem, gpu: GPU, algorithm: str, *,
             return Timer(timed, problem.dtype, matmul_unit, blocks_per_sm,
                          floor_s=cls.floor_s, decode_pad=padded / group,
                          cta_s=(cls.cta_s + cls.row_s * rows) * clock_ratio(gpu),
-                         groups=groups, ctas=ctas, key_s=key_s, keys=keys)
+                         groups=groups, ctas=ctas, key_s=key_s, keys=keys,
+                         pre_s=xqa_rope_kernel_s(problem, kernel, timed, B, N, rotary_dim))
         # FlashAttention's fixed per-row steps (loading Q, the page table, the epilogue) are
         # those of the group's rows in whole 64-row warpgroup slices; only the MMAs,
         # exponentials and softmax run over the kernel's whole (padded) M tile
@@ -511,6 +514,47 @@ def xqa_splits(B, K: int, S, sm_count: int) -> np.ndarray:
 
 
 XQA_GMMA_TILE_KEYS = 64  # mha_sm90.cu gemm0CtaTileNbTokens: keys per K/V tile
+XQA_ROPE_ALIGN = 16  # in-kernel RoPE: rotary_dim a multiple of 16 (its 16-byte rope region)
+
+
+def xqa_separate_rope(kernel: str, head_dim: int, rotary_dim: int | None) -> bool:
+    """Whether TensorRT-LLM's XQA decode with ``kernel`` ("xqa_hmma", "xqa_gmma") runs a
+    separate kernel before it (``invokeQKVPreprocessing``: RoPE on Q and K, the new K/V
+    written to the cache) instead of applying RoPE itself, for RoPE over ``rotary_dim`` of
+    the ``head_dim`` elements (None: all of them).
+
+    NVIDIA/TensorRT-LLM @602593ac ``decoderXQAImplJIT/kernelUtils.cpp``
+    ``appliesRoPEInXqaKernel``: only the Hopper QGMMA kernel (mha_sm90.cu) applies RoPE in
+    the kernel, and only for a rotary dimension of at most the head size and a multiple of
+    16 ("Unsupported shapes fall back to invokeQKVPreprocessing"); ``decoderXQAImplJIT.cpp``
+    ``runImpl`` launches the preprocessing kernel otherwise. The mma.sync kernel (mha.cu)
+    always has it run first; its class's floor includes it (every one of its rows runs
+    it), so only the QGMMA kernel's rows add it apart (:func:`xqa_rope_kernel_s`)."""
+    if kernel != "xqa_gmma":
+        return False
+    rotary = head_dim if rotary_dim is None else rotary_dim
+    return not (0 < rotary <= head_dim and rotary % XQA_ROPE_ALIGN == 0)
+
+
+def xqa_rope_kernel_s(problem: AttentionProblem, kernel: str, timed: GPU, B, N,
+                      rotary_dim: int | None):
+    """Seconds of XQA QGMMA's separate RoPE / KV-cache write kernel where it runs
+    (:func:`xqa_separate_rope`), else None: its latency in the CUDA graph, the floor of
+    the class ``attention/decode/trtllm/qkv_pre`` (fitted on the QGMMA rows beside
+    ``xqa_gmma``), plus what of its bytes (:func:`prepass_bytes`, the prefill's same
+    kernel) L2 cannot hold, at the decode class's HBM bandwidth (``timed``); arrays like
+    B·N. A decode step's QKV is one token per sequence: the projection writes it just
+    before, the attention kernel reads the rotated Q right after, so within L2 it never
+    waits on HBM (counting it at HBM anyway: H100/H200 fp8 D = 64 rows at batch ≥ 128
+    over-predicted by 9-16 %, and the class fit's median |error| 0.1-0.2 points worse)."""
+    if not xqa_separate_rope(kernel, problem.D, rotary_dim):
+        return None
+    from memsim.ops.classes import kernel_class
+
+    pre = kernel_class("attention/decode", "trtllm", "qkv_pre")
+    spill = np.maximum(prepass_bytes(problem, "trtllm", B, N) - timed.l2_dram_capacity_bytes,
+                       0.0)
+    return pre.floor_s + spill / timed.achievable_hbm_bytes_per_s
 
 
 def xqa_sub_sequences(kernel: str, B, K: int, S, window: int | None,
@@ -748,7 +792,8 @@ class ArrayPrediction:
 
 def predict_arrays(problem: AttentionProblem, gpu: GPU | str, algorithm: str = "flash2", *,
                    B=None, N=None, S=None, tiling: Tiling | None = None,
-                   matmul_unit: str = "tensor", backend: str | None = None) -> ArrayPrediction:
+                   matmul_unit: str = "tensor", backend: str | None = None,
+                   rotary_dim: int | None = None) -> ArrayPrediction:
     """:func:`predict` over numpy arrays of batch ``B``, queries ``N`` and keys ``S``
     (broadcasting; default the problem's): the template ``problem`` gives heads, head size,
     dtype, mask and pass. Tiles are the template's (``tiling``, else its default Tiling);
@@ -756,7 +801,8 @@ def predict_arrays(problem: AttentionProblem, gpu: GPU | str, algorithm: str = "
     Tiling's own (as :func:`attention_cost` counts one call).
 
     ``predict(p, gpu, a, backend=b)`` is this function's one-element case, so a sweep or a
-    table of measured rows scores exactly what ``memsim attention`` prints.
+    table of measured rows scores exactly what ``memsim attention`` prints. ``rotary_dim``:
+    the head elements RoPE rotates (None: the whole head; :func:`kernel_timer`).
     """
     if isinstance(gpu, str):
         gpu = load_gpu(gpu)
@@ -788,12 +834,16 @@ def predict_arrays(problem: AttentionProblem, gpu: GPU | str, algorithm: str = "
         l2_cost = replace(l2_cost, hbm_read_bytes=once.hbm_read_bytes,
                           hbm_write_bytes=once.hbm_write_bytes)
     timer = kernel_timer(problem, gpu, algorithm, backend=backend, matmul_unit=matmul_unit,
-                         B=B, N=N, S=S, blocks_per_sm=tiling.blocks_per_sm(gpu))
+                         B=B, N=N, S=S, blocks_per_sm=tiling.blocks_per_sm(gpu),
+                         rotary_dim=rotary_dim)
     name = timer.kernel_class if backend is None else attention_class(
         problem, algorithm, owner, gpu, backend).name
     mla = mla_production_timing(problem, gpu, algorithm, backend, B, N, S)
     if mla is not None:   # DeepSeek MLA: the production kernels' own structure
         return ArrayPrediction(tiling, cost, l2_cost, mla[0], mla[0], timer, mla[1])
+    enc = encoder_production_timing(problem, gpu, algorithm, backend, B, N, S)
+    if enc is not None:   # encoder attention: the production kernels' own structure
+        return ArrayPrediction(tiling, cost, l2_cost, enc[0], enc[0], timer, enc[1])
     return ArrayPrediction(tiling, cost, l2_cost, timer(cost), timer(l2_cost), timer, name)
 
 
@@ -830,6 +880,37 @@ def mla_production_timing(problem: AttentionProblem, gpu: GPU, algorithm: str,
     return Timing(lower_s=t, upper_s=t, compute_s=compute, memory_s=terms["hbm"],
                   launch_s=pred.launch_s, terms_s=terms, waves=one,
                   wave_efficiency=one, bound=bound_of(terms, 0.0),
+                  arithmetic_intensity_flop_per_byte=np.asarray(pred.flops) / np.maximum(
+                      np.asarray(pred.hbm_bytes), 1.0)), pred.detail["kernel_class"]
+
+
+def encoder_production_timing(problem: AttentionProblem, gpu: GPU, algorithm: str,
+                              backend: str | None, B=None, N=None, S=None
+                              ) -> tuple[Timing, str] | None:
+    """With a ``backend``, encoder attention — bidirectional (no mask, no window), MHA,
+    bf16, forward, every query over the keys of its own sequence (N = S) — as
+    :mod:`memsim.ops.encoder` times the production kernels (TensorRT-LLM's FMHA behind its
+    QKV preprocessing, FlashAttention-3/4 varlen, SGLang's Triton), with the class name;
+    the silicon comparison's encoder rows score the same function. None for every other
+    call."""
+    from memsim.ops import encoder
+
+    if (backend is None or problem.mla or get(algorithm).DECODES
+            or problem.mask.kind != "full" or problem.pass_ != "forward"
+            or problem.K != problem.H or problem.dtype != "bf16" or problem.D != problem.Dv):
+        return None
+    B, N, S = (np.asarray(v if v is not None else d) for v, d in
+               ((B, problem.B), (N, problem.N), (S, problem.S)))
+    if not np.all(N == S):
+        return None
+    pred = encoder.predict(B, N, problem.H, problem.D, gpu=gpu, backend=backend)
+    t = pred.time_s
+    terms = dict(pred.terms_s)
+    one = np.ones_like(np.asarray(t, dtype=float))
+    one = float(one) if one.ndim == 0 else one
+    return Timing(lower_s=t, upper_s=t, compute_s=pred.detail["compute_s"],
+                  memory_s=terms["hbm"], launch_s=pred.launch_s, terms_s=terms, waves=one,
+                  wave_efficiency=one, bound=pred.bound,
                   arithmetic_intensity_flop_per_byte=np.asarray(pred.flops) / np.maximum(
                       np.asarray(pred.hbm_bytes), 1.0)), pred.detail["kernel_class"]
 

@@ -220,6 +220,8 @@ def test_worked_example_standard_eager() -> None:
     FLOP), with B·H·N·S = 131072 scores of e = 4 B (fp32 storage: no dtype copies; bf16
     is this plus the copies, tests/test_eager_dtypes.py) around the full mask's kernels:
     scale Q, K       read and write B·H·N·D·e = 131072 B each (K: one KV head per group)
+    QKᵀ              a GEMM of 128-key output tiles: S's 2 column tiles read Q twice,
+                     +131072 (standard.py, GEMM_TILE_KEYS)
     add mask         read S 524288 + the (N, S) mask per head 2·65536·4 = 524288, write S
     isneginf         read S 524288, write 131072 bools
     all              read 131072 bools, write B·H·N = 512
@@ -232,14 +234,14 @@ def test_worked_example_standard_eager() -> None:
                      33792, write 65536
     scalar_tensor ×3 (−inf, where's 0.0, the safe softmax's 0.0) write 4 B each
     where            read 65536 bools, write the fp32 (N, S) mask 262144
-    reads +1,966,592 + 99,328 = 2,065,920 B, writes +1,442,304 + 393,228 = 1,835,532 B,
+    reads +2,097,664 + 99,328 = 2,196,992 B, writes +1,442,304 + 393,228 = 1,835,532 B,
     12 more launches, vector ops + 131072 (add) + 2·32768 (scales)."""
     fp32 = PREFILL | {"dtype": "fp32"}
     c = worked("standard", fp32, block_q=128, block_kv=64)
     full = worked("standard_blockskip", fp32 | {"mask": Mask(causal=False)},
                   block_q=128, block_kv=64)
     assert c.matmul_flops == full.matmul_flops == 4 * 256 * 256 * 64 * 2 == 33_554_432
-    assert c.global_read_bytes == full.global_read_bytes + 2_065_920
+    assert c.global_read_bytes == full.global_read_bytes + 2_196_992
     assert c.global_write_bytes == full.global_write_bytes + 1_835_532
     assert (c.launches, c.vector_flops) == (15, full.vector_flops + 131_072 + 2 * 32_768)
 

@@ -62,7 +62,8 @@ def test_writer_replaces_only_its_entries_and_reads_back_exactly(tmp_path: Path)
     path.write_text(DATA_FILE.read_text())
     before = read_tables(path)
     new = KernelClass("gemm/vllm/bf16", 1.0 / 3 * 1e-5, {"tensor": 0.1 + 0.2, "hbm": 0.7},
-                      'fitted "quoted" — text\\', row_s=2.5e-9, cta_s=1.5e-6, key_s=1e-8)
+                      'fitted "quoted" — text\\', row_s=2.5e-9, cta_s=1.5e-6, key_s=1e-8,
+                      host_s=1e-6)
     write_classes({new.name: new, "extra/vllm": dataclasses.replace(new, name="extra/vllm")},
                   path)
     after = read_tables(path)
@@ -82,6 +83,7 @@ def test_writer_replaces_only_its_entries_and_reads_back_exactly(tmp_path: Path)
     ('["a/x"]\nfloor_s = 1e-6\nefficency = { hbm = 0.5 }\n', "unknown keys"),
     ('["a/x"]\nfloor_s = -1e-6\n', "must be"),
     ('["a/x"]\nfloor_s = 1e-6\nkey_s = -1e-9\n', "key_s must be ≥ 0"),
+    ('["a/x"]\nfloor_s = 1e-6\nhost_s = 2e-6\n', "host_s ≤ floor_s"),
 ])
 def test_bad_tables_name_the_class(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "k.toml"

@@ -527,3 +527,50 @@ def test_xqa_ctas_stream_their_keys_at_their_own_pace() -> None:
     wide = predict(p.model_copy(update={"batch": 256, "kv_len": 8192}), h100,
                    "flash_decode", backend="trtllm").timing
     assert wide.terms_s["hbm"] > wide.terms_s["stream"]
+
+
+def test_xqa_separate_rope_kernel_only_where_qgmma_cannot_rotate_in_kernel() -> None:
+    """appliesRoPEInXqaKernel (TensorRT-LLM kernelUtils.cpp): the QGMMA kernel rotates in
+    the kernel when the rotary width is at most the head size and a multiple of 16; else,
+    and always for the mma.sync kernel (whose floor holds it), invokeQKVPreprocessing runs
+    first."""
+    from memsim.attention import xqa_separate_rope
+
+    assert not xqa_separate_rope("xqa_gmma", 128, None)
+    assert not xqa_separate_rope("xqa_gmma", 128, 128)
+    assert not xqa_separate_rope("xqa_gmma", 128, 64)        # partial RoPE, aligned
+    assert xqa_separate_rope("xqa_gmma", 64, 128)            # wider than the head
+    assert xqa_separate_rope("xqa_gmma", 128, 72)            # not a multiple of 16
+    assert not xqa_separate_rope("xqa_hmma", 64, 128)        # in its class's floor
+    assert not xqa_separate_rope("mmha", 64, 128)
+
+
+def test_xqa_gmma_separate_rope_kernel_adds_its_latency_and_what_l2_cannot_hold() -> None:
+    """An fp8-cache decode on H100 (XQA QGMMA) with RoPE over 128 of 64 head elements (as
+    aiconfigurator's collector runs it) adds the qkv_pre kernel as the term "pre": its
+    class floor, its bytes (one token per sequence) staying in L2; at a batch whose QKV
+    outgrows the 50 MiB L2 the excess streams at the decode class's HBM bandwidth. With
+    RoPE over the head (the default) the time is the XQA kernel's alone."""
+    from memsim.attention import predict_arrays, prepass_bytes
+
+    h100 = load_gpu("h100-sxm")
+    floor = kernel_class("attention/decode", "trtllm", "qkv_pre").floor_s
+    p = AttentionProblem(batch=64, seq_len=1, kv_len=2048, heads=64, kv_heads=8,
+                         head_dim=64, dtype="fp8")
+    fused = predict_arrays(p, h100, "flash_decode", backend="trtllm")
+    apart = predict_arrays(p, h100, "flash_decode", backend="trtllm", rotary_dim=128)
+    assert "pre" not in fused.l2_timing.terms_s
+    assert float(apart.l2_timing.terms_s["pre"]) == pytest.approx(floor)
+    assert float(apart.l2_timing.time_s) == pytest.approx(float(fused.l2_timing.time_s)
+                                                          + floor)
+    big = p.model_copy(update={"batch": 8192, "heads": 128})
+    spill = float(prepass_bytes(big, "trtllm", 8192, 1)) - h100.l2_dram_capacity_bytes
+    assert spill > 0
+    timed = predict_arrays(big, h100, "flash_decode", backend="trtllm", rotary_dim=128)
+    assert float(timed.l2_timing.terms_s["pre"]) == pytest.approx(
+        floor + spill / timed.timer.gpu.achievable_hbm_bytes_per_s)
+    # the mma.sync kernel (bf16 cache) never adds it apart
+    bf16 = p.model_copy(update={"dtype": "bf16"})
+    assert float(predict_arrays(bf16, h100, "flash_decode", backend="trtllm",
+                                rotary_dim=128).l2_timing.time_s) == pytest.approx(
+        float(predict_arrays(bf16, h100, "flash_decode", backend="trtllm").l2_timing.time_s))

@@ -152,16 +152,48 @@ def test_moe_dispatch_laws(tokens: int, ep: int, top_k: int, phase: str, backend
           "gpu": "h200", "backend": backend}
     normal = comm.moe_all_to_all(tokens, mode="normal", **kw)
     ll = comm.moe_all_to_all(tokens, mode="low_latency", **kw)
-    # low latency: one copy per (token, expert) that leaves the rank; normal: one per rank
-    assert ll.detail["copies"] == pytest.approx(tokens * top_k * (ep - 1) / ep)
+    # low latency: one copy per (token, expert); normal: one per rank holding one of its
+    # experts; the warps copy the own rank's too, but only the (G − 1)/G that leave the
+    # rank cross the link
+    assert ll.detail["copies"] == pytest.approx(tokens * top_k)
     assert normal.detail["copies"] <= ll.detail["copies"] * (1 + 1e-12)
-    assert normal.detail["copies"] <= tokens * min(top_k, ep - 1) * (1 + 1e-12)
+    assert normal.detail["copies"] <= tokens * min(top_k, ep) * (1 + 1e-12)
+    wire = comm.A2A_WIRE_BYTES["bf16"] * 7168
+    domain = load_gpu("h200").interconnect.scale_up_gpus   # beyond it: nodes, not ranks
+    n = ep if ep <= domain else -(-ep // domain)
+    assert normal.detail["link_bytes"] == pytest.approx(
+        normal.detail["copies"] * wire * (n - 1) / n)
+    assert ll.detail["link_bytes"] == pytest.approx(ll.detail["copies"] * wire * (ep - 1) / ep)
     link = load_gpu("h200").interconnect.link_bytes_per_s(ep)
     for p in (normal, ll):
         assert p.time_s >= p.launch_s > 0
         assert p.time_s >= p.detail["link_bytes"] / link   # never faster than the wire
     fp8 = comm.moe_all_to_all(tokens, mode="low_latency", dtype="fp8", **kw)
     assert (fp8.time_s < ll.time_s) if phase == "dispatch" else fp8.time_s == ll.time_s
+
+
+@given(st.integers(1, 65536), st.sampled_from(["normal", "low_latency"]),
+       st.sampled_from(["dispatch", "combine"]), st.floats(0.0, 1.0))
+def test_moe_a2a_kernels_hide_behind_the_host_work_after_their_launch(
+        tokens: int, mode: str, phase: str, host_share: float) -> None:
+    # vLLM's eager prepare / finalize: the kernels run under the host work after their
+    # launch (host_s, part of the floor), so time = floor + max(0, GPU time − host_s):
+    # the floor alone while the transfer is shorter, floor + GPU time − host_s beyond;
+    # host_s = 0 is floor + GPU time, and the time never falls as tokens grow
+    import dataclasses
+
+    from memsim.ops.classes import trial_classes
+
+    kw = {"hidden": 7168, "top_k": 8, "experts": 256, "ep": 8, "mode": mode, "phase": phase,
+          "gpu": "h200", "backend": "vllm"}
+    cls = kernel_class(f"a2a/{mode}/{phase}", "vllm")
+    for host_s in (0.0, host_share * cls.floor_s):
+        with trial_classes({cls.name: dataclasses.replace(cls, host_s=host_s)}):
+            p, more = (comm.moe_all_to_all(t, **kw) for t in (tokens, tokens + 64))
+        gpu_s = float(p.terms_s["link"] + p.terms_s["copy"])
+        assert p.time_s == pytest.approx(cls.floor_s + max(0.0, gpu_s - host_s), rel=1e-9)
+        assert more.time_s >= p.time_s
+        assert (p.bound == "latency") == (cls.floor_s > gpu_s - host_s)
 
 
 def test_moe_dispatch_bad_input() -> None:
@@ -318,3 +350,36 @@ def test_a_one_gpu_row_maps_to_no_time_and_no_kernel_class() -> None:
         mapped = CLASSES[op].mapper(rows, load_gpu("h100-sxm"))
         t = np.asarray(mapped.time_s["analytic"], dtype=float)
         assert not mapped.reasons and t[0] == 0.0 and t[1] > 0
+
+
+@given(st.integers(1, 65536), st.floats(1.1, 4.0), st.sampled_from(["dispatch", "combine"]),
+       st.sampled_from(["trtllm", "vllm"]))
+def test_deepep_normal_kernels_copy_at_their_sms_rate_not_the_links(
+        tokens: int, factor: float, phase: str, backend: str) -> None:
+    # the normal kernels run on DeepEP's 20 SMs, whose warps set the byte rate (their share
+    # of the L2 bandwidth × the class's l2 efficiency): a faster NVLink moves no byte
+    # faster, a faster L2 per SM does; the low-latency kernels (every SM) ride the link.
+    # The wire still bounds every transfer
+    kw = {"hidden": 7168, "top_k": 8, "experts": 256, "ep": 8, "phase": phase,
+          "backend": backend}
+    base = load_gpu("h200")
+    link = base.interconnect.model_copy(update={
+        "nvlink_bytes_per_s_per_direction":
+            base.interconnect.nvlink_bytes_per_s_per_direction * factor})
+    wide = base.model_copy(update={"interconnect": link})
+    spec = base.spec.model_copy(update={
+        "l2_bandwidth_bytes_per_s": base.spec.l2_bandwidth_bytes_per_s * factor})
+    fast_l2 = base.model_copy(update={"spec": spec})
+    p, w, f = (comm.moe_all_to_all(tokens, mode="normal", gpu=g, **kw)
+               for g in (base, wide, fast_l2))
+    cls = kernel_class(f"a2a/normal/{phase}", backend)
+    rate = (comm.DEEPEP_NORMAL_SMS * base.spec.l2_bandwidth_bytes_per_s
+            / base.spec.sm_count * cls.eff("l2"))
+    assert p.terms_s["link"] == pytest.approx(p.detail["link_bytes"] / rate)
+    assert w.terms_s["link"] == pytest.approx(p.terms_s["link"])
+    assert f.terms_s["link"] == pytest.approx(p.terms_s["link"] / factor)
+    ll, ll_wide = (comm.moe_all_to_all(tokens, mode="low_latency", gpu=g, **kw)
+                   for g in (base, wide))
+    assert ll_wide.terms_s["link"] == pytest.approx(ll.terms_s["link"] / factor)
+    for q, g in ((p, base), (w, wide), (f, fast_l2), (ll, base)):
+        assert q.time_s >= q.detail["link_bytes"] / g.interconnect.link_bytes_per_s(8)

@@ -10,6 +10,7 @@ launch tiles, FA-1's Algorithm 4, standard attention's five autograd kernels.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
@@ -147,3 +148,56 @@ def test_fa2_gqa_head_sums_add_h_over_k_minus_one_per_kv_element(hpb: int) -> No
     assert analytic == pytest.approx(one_head.cost.vector_flops, rel=1e-12)
     trace = simulate(p, gpu, "flash2", tiling, l2=False).cost.vector_flops
     assert trace == pytest.approx(analytic, rel=1e-12)
+
+
+@given(hpb=st.sampled_from([1, 2, 4]), B=st.integers(1, 3), groups=st.integers(1, 3),
+       tiles=st.integers(1, 5))
+def test_fa2_backward_blocks_launch_as_the_real_grid(hpb, B, groups, tiles) -> None:
+    """FA-2's backward grid is (tiles, B, H) (flash_bwd_launch_template.h): launch
+    position L runs tile L mod tiles of batch ⌊L/tiles⌋ mod B and query head
+    ⌊L/(tiles·B)⌋, whatever the forward's packing groups the template by (hpb heads per
+    template, blocks head-major; block id = template block + T · (b + B · group))."""
+    from memsim.trace.program import KernelBuilder
+
+    kernel = KernelBuilder("bwd", hpb * tiles, grid_heads=hpb).build()
+    ids = kernel.launch_order(B, B * groups)
+    if ids is None:
+        assert hpb == 1 or B == 1          # the ids' own order is the grid's
+        ids = np.arange(hpb * tiles * B * groups)
+    T = hpb * tiles
+    template, instance = ids % T, ids // T
+    head = (instance // B) * hpb + template // tiles
+    L = np.arange(len(ids))
+    assert sorted(ids) == list(range(len(ids)))
+    assert (template % tiles == L % tiles).all()
+    assert (instance % B == (L // tiles) % B).all()
+    assert (head == L // (tiles * B)).all()
+
+
+@settings(max_examples=10, deadline=None)
+@given(N=st.integers(300, 1500), H=st.sampled_from([4, 8]), B=st.integers(2, 3),
+       causal=st.booleans())
+def test_fa2_backward_blocks_start_in_the_real_grid_order(N, H, B, causal) -> None:
+    """With the forward's packing (H/K heads per template, B > 1), the backward kernels'
+    blocks are placed in the real grid's launch order, (tiles, B, H): sorted by
+    tile + tiles · (b + B · head), their start times never fall, and the first wave is
+    the grid's first blocks. (Before, the template's heads ran batch by batch: head 1
+    of batch 0 started before head 0 of batch 1.)"""
+    p = AttentionProblem(batch=B, seq_len=N, heads=H, kv_heads=H // 4, head_dim=64,
+                         mask=Mask(causal=causal), **{"pass": "backward"})
+    gpu = GPUS["h100-sxm"]
+    tiling = default_tiling(p, gpu, "flash2", heads_per_block=4)
+    result = simulate(p, gpu, "flash2", tiling, record=True)
+    kernel, _, start, _ = result._blocks_log
+    for ki, k in enumerate(result.kernels):
+        if k.name not in ("flash2.bwd_dot_do_o", "flash2.bwd", "flash2.bwd_convert_dq"):
+            continue
+        ids = np.arange(k.blocks)
+        T = k.blocks // (B * H // 4)                 # template: 4 heads' tiles
+        tiles = T // 4
+        template, instance = ids % T, ids // T
+        head = (instance // B) * 4 + template // tiles
+        launch = template % tiles + tiles * (instance % B + B * head)
+        started = start[kernel == ki][np.argsort(launch)]
+        assert (np.diff(started) >= 0).all(), k.name
+        assert (started[:min(k.blocks, gpu.spec.sm_count)] == 0).all(), k.name

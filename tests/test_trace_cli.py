@@ -57,6 +57,31 @@ def test_one_trace_skips_the_analytic_model_it_does_not_show() -> None:
     assert loaded("--compare", "--json")
 
 
+def test_trace_process_sets_numba_up_without_scipy_linalg() -> None:
+    """`memsim trace` sets numba's CPU target up itself (memsim.trace.jit_setup) so that
+    numba's BLAS probe does not import scipy.linalg (~0.12 s of the 128K trace's start-up,
+    issue 13); SciPy stays importable afterwards and the trace's result is the one the
+    default set-up gives."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("scipy")
+    probe = ("import contextlib, io, json, sys, memsim.cli\n"
+             "out = io.StringIO()\n"
+             "with contextlib.redirect_stdout(out):\n"
+             f"    memsim.cli.run({['trace', *SMALL, '--json']!r})\n"
+             "print('scipy.linalg' in sys.modules)\n"
+             "import scipy.linalg.cython_blas\n"
+             "print(json.loads(out.getvalue())['hbm_bytes'])")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).resolve().parents[1])
+    loaded, hbm_bytes = out.stdout.split()[-2:]
+    assert loaded == "False"
+    default = json.loads(RUNNER.invoke(app, ["trace", *SMALL, "--json"]).output)
+    assert float(hbm_bytes) == default["hbm_bytes"]
+
+
 def test_l2_off_sends_every_byte_to_hbm() -> None:
     out = json.loads(run(*SMALL, "--l2", "off", "--json").output)
     assert out["l2"] == "off" and out["l2_hit_rate"] == 0

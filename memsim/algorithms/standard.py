@@ -8,6 +8,8 @@ Forward, per (batch, head group of ``hpb`` heads), dense (area = N·S), in launc
     QKᵀ, softmax, PV    as memsim.algorithms.standard_blockskip over the full mask, but
                         softmax reads S as PyTorch's kernel does (softmax_reads: once
                         for rows that fit in registers or shared memory, else 3 times)
+                        and QKᵀ, a cuBLAS GEMM, re-reads each query tile's Q rows for
+                        every output tile of GEMM_TILE_KEYS keys (q_loads)
     add mask            (masks other than full) read S and the (N, S) additive mask, write
                         S: area·hpb·e + area·e, area·hpb·e; one vector op per score
     isneginf, all,      the safe softmax (rows masked entirely give 0): area·hpb·e read,
@@ -150,6 +152,59 @@ def softmax_reads(S, e):
     return np.where(warp | smem, 1, 3)
 
 
+#: Keys per output tile of the cuBLAS GEMM that runs eager QKᵀ: Nsight Compute lists the
+#: two matmuls of one causal bf16 call on H100 as ``sm80_xmma_gemm_f32f32_f32f32_f32_nn_n_
+#: tilesize128x128x8_stage3_warpsize2x2x1_ffm…`` and its ``tn`` twin
+#: (measurements/h100-sxm/quick-2026-11-22T20-41-48Z.jsonl, kernel_names): each thread
+#: block computes one 128 × 128 tile of S = Q Kᵀ and loads its own operand
+#: panels from global memory — the tile's 128 rows of Q and 128 columns of Kᵀ (the
+#: threadblock tiling of NVIDIA/cutlass media/docs/efficient_gemm.md, "Hierarchical
+#: Structure") — so Q's rows are read once per column tile, K's once per row tile.
+GEMM_TILE_KEYS = 128
+
+
+def q_reload_tiles(Bc):
+    """Key tiles of ``Bc`` keys per output tile of eager QKᵀ's GEMM: a query tile's Q
+    rows are loaded at the first of every this many key tiles, ⌊GEMM_TILE_KEYS / Bc⌋ and
+    at least 1 — exact for the power-of-two key tiles up to 128 that memsim picks; an
+    explicit Bc that does not divide 128 counts the whole key tiles an output tile holds,
+    one wider than 128 one load per key tile; numpy-broadcasting."""
+    return np.maximum(1, GEMM_TILE_KEYS // np.asarray(Bc))
+
+
+def q_loads(S, Bc):
+    """Loads of each query tile's Q rows by eager QKᵀ over S keys in tiles of ``Bc``:
+    ⌈⌈S/Bc⌉ / q_reload_tiles(Bc)⌉ (one per GEMM output tile; memsim.trace.sched_standard
+    loads them so); numpy-broadcasting."""
+    key_tiles = -(-np.asarray(S) // np.asarray(Bc))
+    return -(-key_tiles // q_reload_tiles(Bc))
+
+
+def _q_rereads(x: Arrays) -> Cost:
+    """Eager QKᵀ's loads of Q beyond the first (:func:`q_loads` − 1 per query tile), staged
+    in shared memory as the first (standard_blockskip.forward's QKᵀ counts one); at no
+    reuse every byte from HBM."""
+    q_bytes = x.groups * x.N * x.hpb * x.D * x.e
+    reread = (q_loads(x.S, x.Bc) - 1) * q_bytes
+    return Cost(global_read_bytes=reread, hbm_read_bytes=reread, sram_write_bytes=reread,
+                sram_read_bytes=reread * x.warps)
+
+
+def _q_reread_hit_fraction(x: Arrays):
+    """Fraction of :func:`_q_rereads` that hit the L2 under the closed-form estimate:
+    between two loads of a query tile's Q rows each block in flight (``slots`` at once,
+    or all blocks if fewer) reads its Q tile and writes q_reload_tiles S tiles, and the
+    head groups in flight read q_reload_tiles K tiles; the re-read hits iff those
+    distinct bytes fit the L2 (1 or 0; numpy-broadcasting)."""
+    q_tiles = -(-np.asarray(x.N) // x.Br)
+    in_flight = np.minimum(np.maximum(x.slots, 1), x.groups * q_tiles)
+    heads = -(-in_flight // q_tiles)
+    m = q_reload_tiles(x.Bc)
+    rows = x.Br * x.hpb
+    between = (in_flight * (rows * x.D + m * rows * x.Bc) + heads * m * x.Bc * x.D) * x.e
+    return np.where(between <= x.l2_bytes, 1.0, 0.0)
+
+
 def compute_e(e):
     """Bytes per element the math backend computes in for storage of ``e`` bytes: fp32
     for 16-bit inputs (PyTorch's upcast), else the storage width."""
@@ -271,8 +326,9 @@ def _forward_computed(x: Arrays) -> Cost:
     d = dense(x)
     # the no-reuse counts; the L2 estimate below replaces their HBM bytes (standard_blockskip
     # would otherwise estimate them once more, for nothing)
-    cost = (standard_blockskip.forward(replace(d, slots=None)) + softmax + mask_add + around
-            + once)
+    rereads = _q_rereads(x)
+    cost = (standard_blockskip.forward(replace(d, slots=None)) + rereads + softmax
+            + mask_add + around + once)
     if x.slots is None:
         return cost
     # the L2 estimate over QKᵀ, the mask add (as masked_fill over S), softmax and PV: S
@@ -285,8 +341,9 @@ def _forward_computed(x: Arrays) -> Cost:
     # the head groups sharing a KV head write one scaled copy of it (dirty once)
     shared_k = (x.groups - np.asarray(x.B, dtype=np.float64) * x.K) * x.S * x.D * x.e
     # the once-per-call kernels (a few N·S bytes) at no reuse
-    return replace(cost, hbm_read_bytes=reads + mask_reads + _around_hbm_reads(x)
-                   + once.hbm_read_bytes,
+    reread_misses = rereads.hbm_read_bytes * (1 - _q_reread_hit_fraction(x))
+    return replace(cost, hbm_read_bytes=reads + reread_misses + mask_reads
+                   + _around_hbm_reads(x) + once.hbm_read_bytes,
                    hbm_write_bytes=writes + around.hbm_write_bytes - shared_k
                    + once.hbm_write_bytes)
 

@@ -111,3 +111,23 @@ def mla_kernel_s(setup: Any, attn: Any, phase: str, B: Any, N: Any, S: Any) -> A
     pred = mla.production(phase == "decode", B, N, S, attn.heads // setup.tp,
                           kv_dtype=setup.kv_dtype, gpu=setup.gpu, backend=setup.backend)
     return None if pred is None else pred.time_s
+
+
+def encoder_kernel_s(setup: Any, attn: Any, phase: str, B: Any, N: Any, S: Any) -> Any:
+    """Seconds of a bidirectional attention call through :mod:`memsim.ops.encoder` — the
+    production encoder kernels with their fitted classes — where it applies (as
+    :func:`memsim.attention.encoder_production_timing`): a prefill of a full-mask (no
+    window) MHA layer, no MLA, every query over its own sequence (N = S), bf16. None
+    elsewhere (memsim's own attention algorithms time it)."""
+    import numpy as np
+
+    from memsim.ops import encoder
+
+    mask = attn.mask
+    if (phase != "prefill" or attn.mla is not None or mask.causal or mask.window is not None
+            or mask.chunk is not None or mask.top_k is not None
+            or attn.kv_heads != attn.heads or attn.head_dim != attn.head_dim_v
+            or setup.kv_dtype != "bf16" or not np.all(np.asarray(N) == np.asarray(S))):
+        return None
+    return encoder.predict(B, N, attn.heads // setup.tp, attn.head_dim, gpu=setup.gpu,
+                           backend=setup.backend).time_s

@@ -11,7 +11,12 @@ import numpy as np
 
 from memsim.attention import backend_time_s
 from memsim.cost import Cost
-from memsim.inference.attention_call import _attention_call, attention_cost, mla_kernel_s
+from memsim.inference.attention_call import (
+    _attention_call,
+    attention_cost,
+    encoder_kernel_s,
+    mla_kernel_s,
+)
 from memsim.inference.comm import all_gather_s, all_reduce_s, p2p_s
 from memsim.inference.deployment import Setup
 from memsim.inference.memory import kv_bytes_per_token
@@ -76,6 +81,8 @@ def _phase(setup: Setup, phase: str, B: Any, N: Any, S: Any) -> Phase:
         cost, per_sm = attention_cost(call, gpu, Br, N, S)
         share = 1 / D if cp else 1  # CP: each replica does 1/D of the sequence's attention
         kernel_s = None if cp else mla_kernel_s(setup, a, phase, Br, N, S)
+        if kernel_s is None and not cp:
+            kernel_s = encoder_kernel_s(setup, a, phase, Br, N, S)
         if kernel_s is None:
             kernel_s = backend_time_s(cost, gpu, call.problem, call.algorithm,
                                       setup.backend or DEFAULT_BACKEND, Br, N, per_sm,

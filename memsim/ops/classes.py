@@ -3,7 +3,7 @@
 A kernel class is one family of kernels one framework launches ("gemm/trtllm" is TensorRT-
 LLM's GEMM, "allreduce/oneshot/trtllm" its one-shot custom all-reduce). Each has at most
 an ``efficiency`` per unit, a latency floor ``floor_s`` and the fixed times ``row_s``,
-``cta_s``, ``key_s`` (:class:`KernelClass` says what each counts and in which unit),
+``cta_s``, ``key_s``, ``host_s`` (:class:`KernelClass` says what each counts and in which unit),
 fitted on H100 SXM and H200 rows of the aiconfigurator-core database (NVIDIA's measured
 kernel latencies) only, never per GPU: every other GPU is predicted from its own datasheet
 numbers with the same class numbers. ``source`` says which rows and what the
@@ -38,7 +38,7 @@ from memsim.ops import check_backend
 FIT_GPUS = ("h100-sxm", "h200")
 
 DATA_FILE = Path(__file__).with_name("kernel_classes.toml")
-_FIELDS = ("same_as", "floor_s", "efficiency", "row_s", "cta_s", "key_s", "source")
+_FIELDS = ("same_as", "floor_s", "efficiency", "row_s", "cta_s", "key_s", "host_s", "source")
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,8 @@ class KernelClass:
         ``cta_s``; XQA decode: per padded query row and 128 head elements
         (:data:`memsim.attention.XQA_ROW_ELEMS`: × D / 128), added to ``cta_s``; both
         at the fitted GPUs' SM clock (× :func:`memsim.attention.clock_ratio` elsewhere);
+      - encoder attention (:mod:`memsim.ops.encoder`): SM-seconds per padded query row
+        of the kernel's m-blocks;
       - DSA's SM90 sparse MLA kernel: SM-seconds per head row of a 64-head CTA tile;
         MLA (:mod:`memsim.ops.mla`): SM-seconds per padded query row × head;
       - GEMM fp8 quantisation: SM-seconds per token CTA per 4 KiB step
@@ -69,10 +71,16 @@ class KernelClass:
         MoE all-to-all: seconds per token copy at the fitted GPUs' hop latency.
     - ``cta_s`` [SM-seconds per CTA, at the fitted GPUs' SM clock]: a TensorRT-LLM decode
       CTA's fixed time that does not grow with its rows (barriers, the Q and page-table
-      loads, the partials), × :func:`memsim.attention.clock_ratio` on other GPUs.
+      loads, the partials), × :func:`memsim.attention.clock_ratio` on other GPUs; encoder
+      attention (:mod:`memsim.ops.encoder`): SM-seconds per (m-block, key tile) pair, a
+      warp-specialised FMHA's fixed steps per key tile.
     - ``key_s`` [seconds per key a TensorRT-LLM XQA decode CTA streams, per 128 head
       elements]: × D / 128 (mha.cu's K/V row loads), and for XQA GMMA also × the padded
       head rows / 8 (its GMMA N slices); latency-bound loads, not scaled by the clock.
+    - ``host_s`` [s per call]: host (CPU) work a framework call does after launching its
+      last kernel, before the caller's end event is recorded; the kernels' GPU time hides
+      behind it (vLLM's eager DeepEP prepare / finalize, :func:`memsim.ops.comm
+      .moe_all_to_all`): time = ``floor_s`` + max(0, GPU time − ``host_s``).
     - ``source``: what was fitted and the fit's leave-one-GPU-out errors.
     """
 
@@ -83,6 +91,7 @@ class KernelClass:
     row_s: float = 0.0
     cta_s: float = 0.0
     key_s: float = 0.0
+    host_s: float = 0.0
 
     def eff(self, unit: str) -> float:
         return self.efficiency[unit]
@@ -113,12 +122,14 @@ def _build(name: str, fields: dict[str, Any]) -> KernelClass:
     floor_s, row_s = float(fields["floor_s"]), float(fields.get("row_s", 0.0))
     cta_s = float(fields.get("cta_s", 0.0))
     key_s = float(fields.get("key_s", 0.0))
+    host_s = float(fields.get("host_s", 0.0))
+    # host_s is part of the floor: the host work after the last launch is host work
     if not (floor_s >= 0 and row_s >= 0 and cta_s >= 0 and key_s >= 0
-            and all(v > 0 for v in eff.values())):
-        raise ValueError(f"kernel class {name!r}: floor_s, row_s, cta_s, key_s must be ≥ 0 "
-                         f"and efficiencies > 0 (got {fields})")
+            and 0 <= host_s <= floor_s and all(v > 0 for v in eff.values())):
+        raise ValueError(f"kernel class {name!r}: floor_s, row_s, cta_s, key_s must be ≥ 0, "
+                         f"0 ≤ host_s ≤ floor_s and efficiencies > 0 (got {fields})")
     return KernelClass(name, floor_s, eff, str(fields.get("source", "")), row_s, cta_s,
-                       key_s)
+                       key_s, host_s)
 
 
 def load_classes(path: Path = DATA_FILE) -> dict[str, KernelClass]:
@@ -162,6 +173,8 @@ def class_table(cls: KernelClass) -> dict[str, Any]:
         table["cta_s"] = cls.cta_s
     if cls.key_s:
         table["key_s"] = cls.key_s
+    if cls.host_s:
+        table["host_s"] = cls.host_s
     table["source"] = cls.source
     return table
 
@@ -180,7 +193,7 @@ def _value(v: Any) -> str:
 
 HEADER = """\
 # Fitted kernel classes (memsim.ops.classes): floor_s, efficiency per unit, row_s, cta_s,
-# key_s, source; what each counts and its unit (row_s's row differs by op):
+# key_s, host_s, source; what each counts and its unit (row_s's row differs by op):
 # memsim.ops.classes.KernelClass. `same_as` takes another class's numbers (a class not
 # fitted on its own).
 # Fitted entries are written by `memsim validate --source aiconfigurator --fit-classes

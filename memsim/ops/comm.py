@@ -452,6 +452,32 @@ def remote_ranks_per_token(experts: int, top_k: int, ep: int, groups: int = 1,
     return (ep - 1) * topk_groups / groups * (1.0 - max(miss, 0.0))
 
 
+#: The SMs DeepEP's normal kernels run on (deep_ep/buffer.py @73b6ea4 ``Buffer.num_sms``
+#: = 20, the ``sms`` column of vLLM's rows; aiconfigurator's vLLM collector sets it with
+#: ``Buffer.set_num_sms(HT_SMS)``, HT_SMS = 20). The low-latency kernels take every SM.
+DEEPEP_NORMAL_SMS = 20
+
+
+def a2a_bytes_per_s(gpu: Any, link_bytes_per_s: float, mode: str, cls: Any) -> float:
+    """Bytes/s a DeepEP dispatch or combine moves over the link.
+
+    - low latency: the link × the class's ``link`` efficiency (all SMs copy);
+    - normal: the :data:`DEEPEP_NORMAL_SMS` SMs' copy rate, their share of the L2
+      bandwidth (``l2_bandwidth_bytes_per_s`` / ``sm_count`` each) × the class's ``l2``
+      efficiency (the wire still bounds the whole transfer: :func:`moe_all_to_all`).
+      Their warps copy with loads and stores a few KB in flight each (intranode.cu
+      @73b6ea4 ``UNROLLED_WARP_COPY``), so the rate is the SMs', not the link's:
+      aiconfigurator's normal-mode rows are slower on B200 than on H200 at 65536 tokens
+      (vLLM combine, 7168 wide, top-8 of 256: 109 against 67 ns a copy), though B200's
+      NVLink is twice as fast. B200's L2 bandwidth per SM is H100's (its profile scales
+      H100's by the SM count), so the SMs' rate carries unchanged to it.
+    """
+    if mode == "low_latency":
+        return link_bytes_per_s * cls.eff("link")
+    per_sm = gpu.spec.l2_bandwidth_bytes_per_s / gpu.spec.sm_count
+    return DEEPEP_NORMAL_SMS * per_sm * cls.eff("l2")
+
+
 @functools.cache
 def fitted_hop_s() -> float:
     """The NVLink hop latency (s) of the GPUs the kernel classes are fitted on
@@ -476,18 +502,52 @@ def moe_all_to_all(tokens: Any, *, hidden: int, top_k: int, experts: int, ep: in
       *node* over the network, forwarded to the node's ranks over NVLink (DeepEP README:
       "forwarding data from NVLink domain to RDMA domain"), the network binding;
     - ``mode="low_latency"`` (DeepEP ``low_latency_dispatch`` / ``low_latency_combine``;
-      decode): one message per (token, expert) pair, k·(G − 1)/G copies per token that
-      leave the rank (csrc/kernels/internode_ll.cu sends per expert, no rank dedup).
+      decode): one message per (token, expert) pair, k·(G − 1)/G per token that leave the
+      rank (csrc/kernels/internode_ll.cu sends per expert, no rank dedup).
+
+    The per-copy cost (``row_s``) counts n copies per destination a token reaches (n
+    ranks, or nodes beyond one domain), the own rank's included, not the n − 1 remote
+    ones: a sender SM splits its warps evenly over all n destinations, its own among them
+    (intranode.cu @73b6ea4 ``dispatch``: ``num_threads_per_rank = kNumThreads /
+    kNumRanks``, ``buffer_ptrs[responsible_rank]`` and ``is_token_in_rank`` over every
+    rank; ``combine``: ``send_rank_id`` over every rank; internode.cu ``dispatch``: the own
+    node's tokens go to ``recv_buffer``), so each destination's chain of copies runs on
+    1/n of the warps and the slowest (remote) one sets the time: per-destination copies ×
+    n. A low-latency warp copies a message for its own rank's experts through
+    ``nvshmemi_get_p2p_ptr``'s local address like any other: k per token. Only the
+    remote copies cross the link. The fitted rows are all EP 8, where this is a constant
+    8/7 that ``row_s`` absorbs; it is what carries to another EP size (GB200's rows are
+    EP 4).
 
     ``groups`` / ``topk_groups``: the model's group-limited routing (config.json
     ``n_group`` / ``topk_group``; 1 / 1 is uniform), which bounds the ranks a token
     reaches in the normal kernels (:func:`remote_ranks_per_token`).
 
     Dispatch sends ``dtype`` on the wire (:data:`A2A_WIRE_BYTES`); combine returns bf16
-    (DeepEP's combine takes bf16 x). Time = floor + link bytes / (link · efficiency) +
+    (DeepEP's combine takes bf16 x). GPU time = link bytes / :func:`a2a_bytes_per_s` +
     copies · ``row_s`` (· hop / hop_fit in normal mode): the kernel class's seconds per
     token copy (``row_s``, fitted per (mode, phase, backend) on the H100 and H200 rows of
-    aiconfigurator's ``moe_a2a_perf``).
+    aiconfigurator's ``moe_a2a_perf``). Time = ``floor_s`` + max(0, GPU time −
+    ``host_s``).
+
+    ``host_s`` is the part of the call's fixed time that the transfer runs under.
+    aiconfigurator's vLLM rows time the framework's eager Python calls with CUDA events
+    around them (ai-dynamo/aiconfigurator collector/wideep/vllm/collect_moe_a2a.py
+    ``VllmBenchmarkAdapter.benchmark``: ``prepare_finalize.prepare`` / ``.finalize``, no
+    CUDA graph), so a kernel shorter than the host code after its launch costs nothing
+    beyond the floor. vLLM's normal-mode ``prepare`` (vllm/model_executor/layers/fused_moe/
+    prepare_finalize/deepep_ht.py ``_do_dispatch`` and ``_receiver``) blocks the host in
+    DeepEP's ``dispatch`` until ``notify_dispatch`` has published the receive counts, then
+    launches the dispatch kernel and runs ``_receiver`` (the ``torch.where`` on the expert
+    ids, ``ExpertTokensMetadata.make_from_list``, the quantisation check) while it copies:
+    its rows are flat near 250 µs up to 512 tokens a rank on H100 and H200, then rise
+    (fitted ``host_s`` 129 µs). vLLM's low-latency ``finalize`` (deepep_ll.py
+    ``_finalize``) is one ``low_latency_combine`` kernel whose receive phase waits for
+    every rank's flag (internode_ll.cu ``combine``: ``ld_acquire_sys_global(rdma_recv_flag
+    ...)`` before ``cg::this_grid().sync()``): the ranks' launches are not aligned (the
+    collector's only barrier is ``clean_low_latency_buffer``'s, before the start event), and
+    the early ranks' messages land while it waits (fitted 21 µs). The other classes hold
+    ``host_s`` = 0: time = floor + GPU time.
 
     In the normal kernels the per-copy cost is a chain of NVLink round trips, not SM work,
     so it is scaled by the group's own hop latency (NVLink inside the scale-up domain, the
@@ -500,11 +560,11 @@ def moe_all_to_all(tokens: Any, *, hidden: int, top_k: int, experts: int, ep: in
     reads the receiver's ring-buffer head over NVLink (``ld_volatile_global(
     channel_head_idx)`` on the peer's buffer) and publishes its tail with a system-scope
     release (``st_release_sys_global``), which waits for the chunk's remote stores to be
-    acknowledged. aiconfigurator's rows agree: beyond 1024 tokens a least-squares split of
-    the time into per-copy and per-byte parts gives B200 2.5-3× H200's per-copy cost
-    (TRT-LLM 42 / 17 ns dispatch, 46 / 15 ns combine) at the same SM clock and per-SM L2
-    bandwidth, but a faster per-byte part — as its 1.3 µs NVLink hop against Hopper's
-    0.6 µs (NVIDIA/nccl#1940) predicts, not its SM budget.
+    acknowledged. aiconfigurator's rows agree: beyond 1024 tokens B200's normal-mode rows
+    take 1.3-1.7× H200's (vLLM, median per token count) at the same SM clock and per-SM
+    L2 bandwidth though its NVLink is twice as fast: its copies wait out its 1.3 µs NVLink
+    hop against Hopper's 0.6 µs (NVIDIA/nccl#1940), and its bytes move at the 20 SMs'
+    rate, not the link's (:func:`a2a_bytes_per_s`).
 
     The low-latency kernels wait out no round trip per copy (csrc/kernels/internode_ll.cu
     @92fe2de, ``dispatch`` / ``combine``): a warp writes each message into the peer's
@@ -532,25 +592,29 @@ def moe_all_to_all(tokens: Any, *, hidden: int, top_k: int, experts: int, ep: in
     if G == 1:
         return _no_link(T)
     domain = gpu.interconnect.scale_up_gpus if gpu.interconnect is not None else G
-    if mode == "low_latency":
-        per_token = top_k * (G - 1) / G
+    if mode == "low_latency":   # one message per (token, expert): n = G "destinations"
+        dests, remote = G, top_k * (G - 1) / G
     elif G <= domain:
-        per_token = remote_ranks_per_token(experts, top_k, G, groups, topk_groups)
+        dests, remote = G, remote_ranks_per_token(experts, top_k, G, groups, topk_groups)
     else:  # normal internode: once per remote node over the network, then NVLink fan-out
-        per_token = remote_ranks_per_token(experts, top_k, -(-G // domain), groups,
-                                           topk_groups)
-    copies = T * per_token
-    traffic = copies * hidden * A2A_WIRE_BYTES[wire]
+        dests = -(-G // domain)
+        remote = remote_ranks_per_token(experts, top_k, dests, groups, topk_groups)
+    # n destinations share a sender's warps, the own one too (docstring): n/(n − 1) of the
+    # remote copies; only the remote ones cross the link
+    copies = T * remote * dests / (dests - 1)
+    traffic = T * remote * hidden * A2A_WIRE_BYTES[wire]
     bw, hop_s = _link(gpu, G)
     cls = kernel_class(f"a2a/{mode}/{phase}", backend)
-    link_s = traffic / (bw * cls.eff("link"))
+    link_s = traffic / a2a_bytes_per_s(gpu, bw, mode, cls)
     hop_ratio = hop_s / fitted_hop_s() if mode == "normal" else 1.0
     copy_s = copies * cls.row_s * hop_ratio
     floor = np.full_like(T, cls.floor_s)
-    bound = np.where(floor > link_s + copy_s, "latency", np.where(link_s >= copy_s, "link",
-                                                                   "copy"))
+    gpu_s = np.maximum(link_s + copy_s, traffic / bw)   # never faster than the wire
+    beyond_host_s = np.maximum(0.0, gpu_s - cls.host_s)   # GPU time the host hides
+    bound = np.where(floor > beyond_host_s, "latency", np.where(link_s >= copy_s, "link",
+                                                                 "copy"))
     return OpPrediction(
-        time_s=out(floor + link_s + copy_s), bound=str(bound) if bound.ndim == 0 else bound,
+        time_s=out(floor + beyond_host_s), bound=str(bound) if bound.ndim == 0 else bound,
         flops=out(np.zeros_like(T)), hbm_bytes=out(2.0 * traffic), launch_s=out(floor),
         terms_s={"link": out(link_s), "copy": out(copy_s)},
         detail={"algorithm": f"deepep/{mode}/{phase}", "link_bytes": out(traffic),

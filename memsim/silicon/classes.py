@@ -124,6 +124,7 @@ class _Shape:
     dtype: np.ndarray
     algorithm: str | np.ndarray   # one for all rows, or one per row
     backend: str | None = None
+    rotary_dim: int | None = None   # head elements RoPE rotates (None: all)
 
 
 def _attention(shape: _Shape, gpu: GPU) -> Mapped:
@@ -152,7 +153,7 @@ def _attention(shape: _Shape, gpu: GPU) -> Mapped:
                 kv_heads=int(K), head_dim=int(D), head_dim_v=int(Dv), dtype=dtype,
                 mla=shape.mla, mask=mask)
             pred = predict_arrays(problem, gpu, algorithm, B=B, N=N, S=S,
-                                  backend=shape.backend)
+                                  backend=shape.backend, rotary_dim=shape.rotary_dim)
         except (InputError, ValueError) as exc:
             reason = str(exc).splitlines()[0][:200]
             out.reasons.update({int(i): reason for i in idx})
@@ -240,14 +241,26 @@ def _context_dtype(rows: Rows) -> np.ndarray:
     return dtype
 
 
+# aiconfigurator's TensorRT-LLM attention collector rotates 128 head elements whatever the
+# head size (collector/trtllm/collect_attn.py run_attention_torch:
+# ``PositionalEmbeddingParams(type=rope_gpt_neox, rope=RopeParams(dim=128))``)
+TRTLLM_COLLECTOR_ROTARY_DIM = 128
+
+
 def generation_attention(rows: Rows, gpu: GPU) -> Mapped:
+    """Decode rows: memsim's flash_decode, with the RoPE width the row's collector used
+    (TensorRT-LLM's: :data:`TRTLLM_COLLECTOR_ROTARY_DIM`; it decides whether XQA runs a
+    separate RoPE kernel, :func:`memsim.attention.xqa_separate_rope`)."""
     kv = _i(rows, "isl") + _i(rows, "step")          # attention.rs l. 13-14
     d = _i(rows, "head_dim")
+    backend = _backend(rows)
     return _attention(_Shape(B=_i(rows, "batch_size"), N=np.ones_like(kv), S=kv,
                              H=_i(rows, "num_heads"), K=_kv_heads(rows), D=d, Dv=d,
                              window=_i(rows, "window_size", 0), causal=True, mla=False,
                              dtype=dtype_of(rows.col("kv_cache_dtype")),
-                             algorithm="flash_decode", backend=_backend(rows)), gpu)
+                             algorithm="flash_decode", backend=backend,
+                             rotary_dim=TRTLLM_COLLECTOR_ROTARY_DIM
+                             if backend == "trtllm" else None), gpu)
 
 
 def trtllm_decode_kernel(rows: Rows) -> np.ndarray:
@@ -279,12 +292,53 @@ DERIVED_COLUMNS = {"decode_kernel": trtllm_decode_kernel}
 
 
 def encoder_attention(rows: Rows, gpu: GPU) -> Mapped:
-    isl = _i(rows, "isl")
-    h, d = _i(rows, "num_heads"), _i(rows, "head_dim")
-    return _attention(_Shape(B=_i(rows, "batch_size"), N=isl, S=isl, H=h, K=h, D=d, Dv=d,
-                             window=np.zeros_like(h), causal=False, mla=False,
-                             dtype=dtype_of(rows.col("attn_dtype")), algorithm="flash2",
-                             backend=_backend(rows)), gpu)
+    """Encoder rows (bidirectional MHA, bf16, no KV cache) through :mod:`memsim.ops.encoder`:
+    the kernel each framework's collector times (fmha_v2 / trtllm-gen behind TensorRT-LLM's
+    QKV preprocessing, FlashAttention-3/4 varlen, SGLang's Triton), one call per head size.
+
+    Terms for the calibration: ``matmul_s`` the MMA time at efficiency 1; the softmax and
+    the fixed per-tile steps as ``vector_s``; the preprocessing pass and the floor as
+    ``launch_s``."""
+    from memsim.errors import InputError
+    from memsim.ops import encoder
+    from memsim.ops.classes import kernel_class
+
+    out = _empty(len(rows))
+    B, N = _i(rows, "batch_size"), _i(rows, "isl")
+    H, D = _i(rows, "num_heads"), _i(rows, "head_dim")
+    dtype = dtype_of(rows.col("attn_dtype"))
+    backend = _backend(rows)
+    for (d, dt), idx in _groups(list(zip(D.tolist(), dtype.tolist(), strict=True))).items():
+        try:
+            if dt != "bf16":
+                raise InputError("attn_dtype", dt, "encoder attention is modelled in bf16")
+            cls = kernel_class("attention/encoder", backend)
+            k = encoder.kernel(backend, gpu, d, N[idx])
+            w = encoder.work(B[idx], N[idx], H[idx], d, k, gpu.spec.sm_count)
+            pred = encoder.time_work(w, k, gpu, cls)
+        except (InputError, ValueError, KeyError) as exc:
+            out.reasons.update({int(i): str(exc).splitlines()[0][:200] for i in idx})
+            continue
+        out.start = {"tensor": cls.efficiency.get("tensor", 1.0),
+                     "hbm_bandwidth": gpu.efficiency.hbm_bandwidth}
+        t = pred.terms_s
+        for model in MODELS:
+            out.time_s[model][idx] = pred.time_s
+            terms = out.terms[model]
+            terms["matmul_s"][idx] = t["matmul"] * min(cls.efficiency.get("tensor", 1.0), 1.0)
+            terms["vector_s"][idx] = t["exp"] + t["vector"] + t["serial"]
+            terms["hbm_s"][idx] = t["hbm"] * gpu.efficiency.hbm_bandwidth
+            terms["other_memory_s"][idx] = 0.0
+            terms["link_s"][idx] = 0.0
+            terms["launch_s"][idx] = pred.launch_s + t["pre"]
+        out.bound[idx] = pred.bound
+        out.size[idx] = pred.flops
+        for i in idx.tolist():   # the problem `memsim attention --bidirectional` times
+            out.params[i] = {"algorithm": "flash2", "batch": int(B[i]), "seq_len": int(N[i]),
+                             "kv_len": int(N[i]), "heads": int(H[i]), "kv_heads": int(H[i]),
+                             "head_dim": d, "head_dim_v": d, "mla": False, "dtype": dt,
+                             "mask": "full", "kernel": k.name, "kernel_class": cls.name}
+    return out
 
 
 def _mla(phase: str, rows: Rows, gpu: GPU, kv_len: np.ndarray, seq_len: np.ndarray

@@ -50,15 +50,17 @@ from memsim.silicon.tables import Rows
 
 LOSS, F_SCALE = "soft_l1", 0.1
 BOUNDS = {"floor_s": (1e-7, 1e-2), "row_s": (1e-12, 1e-5), "cta_s": (1e-9, 1e-4),
-          "key_s": (1e-12, 1e-6),
+          "key_s": (1e-12, 1e-6), "host_s": (1e-7, 1e-3),
           "efficiency": (0.01, 1.0)}
-TIMES = ("floor_s", "row_s", "cta_s", "key_s")  # parameters that are class fields, not efficiencies
+# parameters that are class fields, not efficiencies
+TIMES = ("floor_s", "row_s", "cta_s", "key_s", "host_s")
 MAX_ROWS = 2000        # per fitted GPU and spec (a seeded sample of whole model shapes)
 MAX_NFEV = 40          # least_squares iterations (each costs 1 + parameters predictions)
 TOL = 1e-4             # relative change of the loss or the parameters that ends a fit
 DIGITS = 4             # significant digits written
 # where a leave-one-GPU-out fit starts (mid-range, seen no row)
-NEUTRAL = {"floor_s": 1e-5, "row_s": 1e-7, "cta_s": 1e-6, "key_s": 1e-8, "eff": 0.5}
+NEUTRAL = {"floor_s": 1e-5, "row_s": 1e-7, "cta_s": 1e-6, "key_s": 1e-8, "host_s": 1e-5,
+           "eff": 0.5}
 ALLREDUCE_ALGOS = ("oneshot", "twoshot", "ring", "nvls")
 METHOD = ("scipy least_squares on log time, soft-L1 f_scale 0.1, re-predicting the rows "
           "with memsim's own mapper")
@@ -132,6 +134,14 @@ def specs() -> list[FitSpec]:
                     ("floor_s", "tensor", "hbm", "row_s"), {"attn_dtype": "bfloat16",
                                                             **bf16_kv}),
         ]
+        # encoder attention (memsim.ops.encoder): fmha_v2's warp-specialised kernel waits
+        # out a fixed time per key tile (cta_s); FA3's ping-pong hides it, but its softmax
+        # (exp + FP32 FMAs, fp32) binds against its MMAs at D = 64
+        if b != "sglang":
+            out.append(FitSpec((f"attention/encoder/{b}",), "encoder_attention", b,
+                               ("floor_s", "tensor", "row_s",
+                                "cta_s" if b == "trtllm" else "fp32"),
+                               {"attn_dtype": "bfloat16"}))
         if b == "vllm":
             # vLLM with an fp8 cache runs FA3's e4m3 kernel (memsim.attention.fa3_prefill)
             out.append(FitSpec((f"attention/context/{b}/fp8",), "context_attention", b,
@@ -141,11 +151,17 @@ def specs() -> list[FitSpec]:
         # TensorRT-LLM: one class per decode kernel (memsim.attention.decode_kernel), each
         # on the rows that kernel runs, whatever their KV-cache dtype
         if b == "trtllm":
-            out += [FitSpec((f"attention/decode/{b}/{k}",), "generation_attention", b,
+            # XQA QGMMA's rows with a separate RoPE kernel (memsim.attention
+            # .xqa_separate_rope) fit that kernel's latency, class qkv_pre, beside it
+            pre = f"attention/decode/{b}/qkv_pre"
+            out += [FitSpec((f"attention/decode/{b}/{k}", *((pre,) if k == "xqa_gmma" else ())),
+                            "generation_attention", b,
                             ("floor_s", "hbm", "row_s",
                              *(("cta_s", "key_s") if k.startswith("xqa") else ()),
                              *(("fp32",) if k == "mmha" else ())),
-                            {"decode_kernel": k})
+                            {"decode_kernel": k},
+                            tuple((pre, p) for p in ("hbm", "row_s", "cta_s", "key_s"))
+                            if k == "xqa_gmma" else ())
                     for k in ("xqa_hmma", "xqa_gmma", "mmha")]
         else:
             out.append(FitSpec((f"attention/decode/{b}",), "generation_attention", b,
@@ -195,6 +211,10 @@ def specs() -> list[FitSpec]:
     return out + _comm_specs()
 
 
+#: The vLLM DeepEP calls whose kernels run under host work (memsim.ops.comm.moe_all_to_all)
+VLLM_HOST_HIDDEN = {("vllm", "normal", "dispatch"), ("vllm", "low_latency", "combine")}
+
+
 def _comm_specs() -> list[FitSpec]:
     """Collectives (memsim.ops.comm): DeepEP dispatch/combine per backend, mode and phase
     (row_s: seconds per token copy), NCCL's own collectives (row_s: seconds per step)."""
@@ -202,8 +222,14 @@ def _comm_specs() -> list[FitSpec]:
     for b, prefix in (("trtllm", "trtllm_"), ("vllm", "")):   # no SGLang moe_a2a rows
         for mode, tag in (("normal", "ht"), ("low_latency", "ll")):
             for phase in ("dispatch", "combine"):
+                # vLLM's rows time its eager Python calls; where the host works on after
+                # the last launch, the kernels hide behind it (host_s, memsim.ops.comm
+                # .moe_all_to_all); freed on normal dispatch and low-latency combine only
+                # (on the other two the fit left it at ~5 µs, or was worse on H200 and B200)
+                host = ("host_s",) if (b, mode, phase) in VLLM_HOST_HIDDEN else ()
+                rate = "l2" if mode == "normal" else "link"   # comm.a2a_bytes_per_s
                 out.append(FitSpec((f"a2a/{mode}/{phase}/{b}",), "moe_a2a", b,
-                                   ("floor_s", "link", "row_s"),
+                                   ("floor_s", rate, "row_s", *host),
                                    {"comm_backend": f"{prefix}deepep_{tag}", "phase": phase}))
     # NCCL rings (memsim.ops.comm.nccl_ring_s): fill = the pipeline's fill and drain, a
     # fraction of one ring step per pass; NVLS has no ring steps (no row_s, no fill)
@@ -387,7 +413,8 @@ class FitResult:
 
     def to_dict(self) -> dict[str, Any]:
         num = lambda c: {"floor_s": c.floor_s, "efficiency": c.efficiency,  # noqa: E731
-                         "row_s": c.row_s, "cta_s": c.cta_s, "key_s": c.key_s}
+                         "row_s": c.row_s, "cta_s": c.cta_s, "key_s": c.key_s,
+                         "host_s": c.host_s}
         return {"classes": list(self.spec.keys), "rows": self.spec.describe(),
                 "free": list(self.spec.free), "before": {k: num(c) for k, c in
                                                         self.before.items()},
@@ -524,7 +551,8 @@ def _numbers(c: dict[str, Any]) -> str:
     row = f", row {c['row_s'] * 1e9:.4g} ns" if c["row_s"] else ""
     cta = f", cta {c['cta_s'] * 1e9:.4g} ns" if c.get("cta_s") else ""
     key = f", key {c['key_s'] * 1e9:.4g} ns" if c.get("key_s") else ""
-    return f"floor {c['floor_s'] * 1e6:.3g} µs, {eff}{row}{cta}{key}"
+    host = f", host {c['host_s'] * 1e6:.3g} µs" if c.get("host_s") else ""
+    return f"floor {c['floor_s'] * 1e6:.3g} µs, {eff}{row}{cta}{key}{host}"
 
 
 def report_text(results: list[dict[str, Any]]) -> str:
@@ -610,7 +638,8 @@ def refit_times(chunk: Any, index: np.ndarray, fits: dict[str, dict[str, Any]]
         if not fitted or fitted["note"] or not keep.any():
             continue
         classes = {k: KernelClass(k, v["floor_s"], dict(v["efficiency"]), "", v["row_s"],
-                                  v.get("cta_s", 0.0), v.get("key_s", 0.0))
+                                  v.get("cta_s", 0.0), v.get("key_s", 0.0),
+                                  v.get("host_s", 0.0))
                    for k, v in fitted["after"].items()}
         at = np.nonzero(keep)[0]
         t = predict(spec, classes, GpuRows(chunk.profile, rows.take(at), np.ones(len(at))))

@@ -80,10 +80,30 @@ class KernelProgram:
     cold_l2: bool = False        # the L2 is written back and emptied before this kernel
     threads: int = 0             # threads per block when the kernel's own (0: the Tiling's)
     once: bool = False           # one instance per call, whatever the batch and head groups
+    grid_heads: int = 1          # query heads of the template, launched head by head (below)
 
     @property
     def template_blocks(self) -> int:
         return len(self.block_run_ptr) - 1
+
+    def launch_order(self, batch: int, instances: int) -> np.ndarray | None:
+        """Block ids (template block + T · instance, instance = b + batch · group) in the
+        order the grid launches them, or None where that is the ids' own order.
+
+        A template of ``grid_heads`` = h > 1 holds h query heads' blocks, head-major
+        (block j·T/h + i: tile i of the group's head j), for a kernel whose real grid puts
+        the batch between two heads, (tiles, B, H) (FA-2's backward,
+        flash_bwd_launch_template.h: grid_n(num_n_block, params.b, params.h)): launch
+        position L = i + (T/h)·(b + batch·(j + h·group))."""
+        h = self.grid_heads
+        if h == 1 or batch == 1:
+            return None
+        per_head = self.template_blocks // h
+        L = np.arange(self.template_blocks * instances, dtype=np.int64)
+        i, rest = L % per_head, L // per_head
+        b, rest = rest % batch, rest // batch
+        head, group = rest % h, rest // h
+        return head * per_head + i + self.template_blocks * (b + batch * group)
 
     @property
     def runs(self) -> int:
@@ -142,6 +162,7 @@ class KernelBuilder:
     sram_bytes: int = 0
     threads: int = 0
     once: bool = False     # the grid runs once per call (not per batch or head group)
+    grid_heads: int = 1    # KernelProgram.grid_heads
     _groups: list[_Group] = field(default_factory=list)
 
     def run(self, block, order, count, accesses: list[Access] = (), *, matmul_flops=0.0,
@@ -204,7 +225,7 @@ class KernelBuilder:
             run_count=np.concatenate([g.count for g in groups])[perm],
             run_acc_ptr=run_acc_ptr,
             run_work=np.ascontiguousarray(np.concatenate([g.work for g in groups])[perm]),
-            acc=acc, threads=self.threads, once=self.once)
+            acc=acc, threads=self.threads, once=self.once, grid_heads=self.grid_heads)
 
 
 def _empty_program(b: KernelBuilder) -> KernelProgram:
@@ -213,7 +234,8 @@ def _empty_program(b: KernelBuilder) -> KernelProgram:
                          np.zeros(b.template_blocks + 1, np.int64), z, np.zeros(1, np.int64),
                          np.zeros((0, len(WORK_FIELDS))),
                          {f: np.zeros(0, np.float64 if f in _FLOAT_ACC else np.int64)
-                          for f in ACC_FIELDS}, threads=b.threads, once=b.once)
+                          for f in ACC_FIELDS}, threads=b.threads, once=b.once,
+                         grid_heads=b.grid_heads)
 
 
 def _segment_sum(values: np.ndarray, ptr: np.ndarray) -> np.ndarray:

@@ -199,10 +199,11 @@ def build_backward(d: Dims, layout: Layout) -> list[KernelProgram]:
                  (dv_expanded), store their sum into dK (dV) of the KV head.
     The template instance is a head group of hpb heads (the forward's grid, which the
     trace repeats over batch and group); its blocks are head-major, key (query) tiles
-    fastest — the launch order for B = 1 (for B > 1 the real grid puts the batch between
-    two heads of a group). The sums are a PyTorch reduction, modelled as one block per
-    key tile of a group; where a group spans part of a KV head (hpb < H/K), each group's
-    blocks store their share 1/kv_div of the KV head's rows (the global bytes of one sum).
+    fastest, and the three kernels launch them as the real grid does, the batch between
+    two heads of a group (``grid_heads``: KernelProgram.launch_order). The sums are a
+    PyTorch reduction, modelled as one block per key tile of a group; where a group spans
+    part of a KV head (hpb < H/K), each group's blocks store their share 1/kv_div of the
+    KV head's rows (the global bytes of one sum).
     Work per (a, j) of r rows × c keys and one head: matmul r·c·(6·D + 4·Dv) (S, dP,
     dV, dQ, dK), vector 5·r·c, exp r·c; SRAM: K/V and Q, dO staged (read by every warp).
     """
@@ -225,7 +226,7 @@ def build_backward(d: Dims, layout: Layout) -> list[KernelProgram]:
     # blocks h·T + a: query tile a of the group's head h
     h, a = np.repeat(np.arange(hpb), T), np.tile(np.arange(T), hpb)
     rows, first_row = qt.rows[a], qt.first_row[a]
-    pre = KernelBuilder("flash2.bwd_dot_do_o", hpb * T, sram_bytes=0)
+    pre = KernelBuilder("flash2.bwd_dot_do_o", hpb * T, sram_bytes=0, grid_heads=hpb)
     pre.run(h * T + a, 0, 1, [_rows(t, "o", LOAD, first_row, h, rows, d.Dv * e),
                               _rows(t, "do", LOAD, first_row, h, rows, d.Dv * e),
                               _row_stats(t, "delta", STORE, first_row, h, rows),
@@ -240,7 +241,8 @@ def build_backward(d: Dims, layout: Layout) -> list[KernelProgram]:
     block = h * Tk + i
     kv_bytes = keys * (d.D + d.dv_load) * e
     sram = fa2_backward_kernel_sram_bytes(d.Br, d.Bc, d.D, d.Dv, e, d.sram_limit or None)
-    main = KernelBuilder("flash2.bwd", hpb * Tk, sram_bytes=int(sram), threads=32 * d.warps)
+    main = KernelBuilder("flash2.bwd", hpb * Tk, sram_bytes=int(sram), threads=32 * d.warps,
+                         grid_heads=hpb)
     main.run(block, 0, 1, kv_loads(t, j * d.Bc, keys),
              sram_write_bytes=kv_bytes, sram_read_bytes=kv_bytes * d.warps)
     r_last = int(qt.rows[-1])
@@ -271,7 +273,7 @@ def build_backward(d: Dims, layout: Layout) -> list[KernelProgram]:
 
     h, a = np.repeat(np.arange(hpb), T), np.tile(np.arange(T), hpb)
     rows, first_row = qt.rows[a], qt.first_row[a]
-    conv = KernelBuilder("flash2.bwd_convert_dq", hpb * T, sram_bytes=0)
+    conv = KernelBuilder("flash2.bwd_convert_dq", hpb * T, sram_bytes=0, grid_heads=hpb)
     conv.run(h * T + a, 0, 1, [_rows(t, "dq_accum", LOAD, first_row, h, rows, d.D * F4),
                                _rows(t, "dq", STORE, first_row, h, rows, d.D * e)])
     kernels = [pre.build(), main.build(), conv.build()]

@@ -14,6 +14,9 @@ tiles throughout.
              pass 2, per j: load S_aj, P_aj = e^{S_aj − m} / ℓ, store P_aj
     PV       per j: load P_aj and V_j, O_a += P_aj V_j; store O_a
 
+Eager attention's QKᵀ is a cuBLAS GEMM instead (:func:`_qk_gemm`): it loads Q_a again for
+every output tile of memsim.algorithms.standard.GEMM_TILE_KEYS keys.
+
 Under MLA, V_j is the first Dv elements of the latent rows of K_j: the QKᵀ kernel reads
 each latent tile as two units (V part, rope part) and the PV kernel reads the V part.
 
@@ -29,7 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from memsim.algorithms.standard import compute_e, softmax_reads
+from memsim.algorithms.standard import compute_e, q_reload_tiles, softmax_reads
 from memsim.geometry import MaskGeometry
 from memsim.trace.layout import Layout
 from memsim.trace.program import LOAD, STORE, Access, KernelBuilder, KernelProgram
@@ -86,7 +89,8 @@ def _score_tile(t: Tensors, name: str, kind: int, qt: QueryTiles, first_key, key
 
 def build_blockskip(d: Dims, layout: Layout, q: str = "q", k: str = "k",
                     pv_probs: str = "probs", softmax_reads: int = 2, v: str | None = None,
-                    o: str = "o", probs: str = "probs") -> list[KernelProgram]:
+                    o: str = "o", probs: str = "probs",
+                    q_reload_tiles: int = 0) -> list[KernelProgram]:
     """Standard attention forward skipping masked tiles: QKᵀ, softmax and PV kernels.
     ``q``, ``k``, ``v``: the tensors QKᵀ and PV read; ``pv_probs``: the one PV reads;
     ``probs``: the one softmax writes; ``o``: the one PV writes (eager attention passes
@@ -94,7 +98,9 @@ def build_blockskip(d: Dims, layout: Layout, q: str = "q", k: str = "k",
     ``softmax_reads``: times the softmax kernel reads each S tile (1 to 3): pass 1 sweeps
     the row ``softmax_reads − 1`` times, each sweep over all its tiles before the next
     (PyTorch's cunn_SoftMaxForward: max, then sum of exps; 0: the row is held on chip),
-    pass 2 once."""
+    pass 2 once. ``q_reload_tiles``: 0, QKᵀ holds its block's Q rows across the key
+    tiles (memsim's kernel); else QKᵀ is a GEMM whose output tiles span this many key
+    tiles and load Q again for each (eager attention: :func:`_qk_gemm`, dense only)."""
     t = qkv_tensors(d, layout)
     for name in ("scores", probs):
         t.add(name, (d.B, d.H, d.N, d.S), d.e, "workspace", head_axis=1,
@@ -105,15 +111,18 @@ def build_blockskip(d: Dims, layout: Layout, q: str = "q", k: str = "k",
 
     qk = KernelBuilder("standard.qk", qt.count, sram_bytes=int((rows * d.D + d.Bc * d.D) * e))
     q_bytes = r * hpb * d.D * e
-    qk.run(a, 0, 1, [Access(LOAD, t.id(q), t.addr(q, 0, qt.first_row, 0, 0), q_bytes)],
-           sram_write_bytes=q_bytes, sram_read_bytes=q_bytes * w)
-    for first_key, keys, count, off in _key_tiles(d, qt):
-        staged = keys * d.D * e
-        qk.run(a, 1 + off, count,
-               _k_loads(t, first_key, keys, k) + [_score_tile(t, "scores", STORE, qt,
-                                                              first_key, keys)],
-               matmul_flops=hpb * r * keys * 2 * d.D, vector_flops=hpb * r * keys,
-               sram_write_bytes=staged, sram_read_bytes=staged * w)
+    if q_reload_tiles:
+        _qk_gemm(qk, t, qt, q, k, q_reload_tiles)
+    else:
+        qk.run(a, 0, 1, [Access(LOAD, t.id(q), t.addr(q, 0, qt.first_row, 0, 0), q_bytes)],
+               sram_write_bytes=q_bytes, sram_read_bytes=q_bytes * w)
+        for first_key, keys, count, off in _key_tiles(d, qt):
+            staged = keys * d.D * e
+            qk.run(a, 1 + off, count,
+                   _k_loads(t, first_key, keys, k) + [_score_tile(t, "scores", STORE, qt,
+                                                                  first_key, keys)],
+                   matmul_flops=hpb * r * keys * 2 * d.D, vector_flops=hpb * r * keys,
+                   sram_write_bytes=staged, sram_read_bytes=staged * w)
 
     softmax = KernelBuilder("standard.softmax", qt.count, sram_bytes=0)
     last = max(softmax_reads - 1, 1)     # pass 1's sweeps over the row (none: held on chip)
@@ -141,6 +150,45 @@ def build_blockskip(d: Dims, layout: Layout, q: str = "q", k: str = "k",
     pv.run(a, 1, 1, [Access(STORE, t.id(o), t.addr(o, 0, qt.first_row, 0, 0),
                             r * hpb * d.Dv * e)])
     return [qk.build(), softmax.build(), pv.build()]
+
+
+def _qk_gemm(qk: KernelBuilder, t: Tensors, qt: QueryTiles, q: str, k: str, m: int) -> None:
+    """QKᵀ as the GEMM eager attention runs (memsim.algorithms.standard.GEMM_TILE_KEYS):
+    per query tile a, one step per GEMM output tile — load Q_a, then for each of its ``m``
+    key tiles load K_j and store S_aj — the full output tiles as one run (addresses
+    stepping m key tiles), the last one (fewer full key tiles, or the ragged one) apart.
+    Q_a is loaded ⌈key tiles / m⌉ times (memsim.algorithms.standard.q_loads). Dense
+    scores only (every query tile sees key tiles 0 … ⌈S/Bc⌉ − 1)."""
+    from dataclasses import replace
+
+    d = t.d
+    if d.geometry.kind != "full":
+        raise ValueError("the GEMM QKᵀ schedule runs over dense scores only")
+    a, r, hpb, e, w = np.arange(qt.count), qt.rows, d.hpb, d.e, d.warps
+    q_bytes = r * hpb * d.D * e
+    q_load = Access(LOAD, t.id(q), t.addr(q, 0, qt.first_row, 0, 0), q_bytes)
+    n_full = int(qt.n_full[0])
+    tiles = [(j * d.Bc, d.Bc) for j in range(n_full)]
+    tiles += [(n_full * d.Bc, qt.ragged_keys)] * int(qt.ragged[0])
+    full_steps = n_full // m
+
+    def step(order, count, first):
+        part = tiles[first:first + m]
+        accesses = [q_load]
+        for first_key, keys in part:
+            accesses += [replace(acc, step_bytes=acc.step_bytes * m) for acc in
+                         _k_loads(t, first_key, keys, k)
+                         + [_score_tile(t, "scores", STORE, qt, first_key, keys)]]
+        keys = sum(keys for _, keys in part)
+        staged = q_bytes + keys * d.D * e
+        qk.run(a, order, count, accesses, matmul_flops=hpb * r * keys * 2 * d.D,
+               vector_flops=hpb * r * keys, sram_write_bytes=staged,
+               sram_read_bytes=staged * w)
+
+    if full_steps:
+        step(1, full_steps, 0)
+    if len(tiles) > full_steps * m:
+        step(2, 1, full_steps * m)
 
 
 def _per_key_tile(kb: KernelBuilder, t: Tensors, qt: QueryTiles, kt: KeyTiles, order,
@@ -473,7 +521,8 @@ def build(d: Dims, layout: Layout) -> list[KernelProgram]:
     qk, softmax, pv = build_blockskip(ddc, layout, q="q_scaled", k="k_scaled",
                                       pv_probs="probs_safe", v=src["v"], o=src["o"],
                                       probs=src["probs"],
-                                      softmax_reads=int(softmax_reads(d.S, dc.e)))
+                                      softmax_reads=int(softmax_reads(d.S, dc.e)),
+                                      q_reload_tiles=int(q_reload_tiles(d.Bc)))
     add = [_mask_kernel(dc, layout, "scores", "standard.add_mask", mask="mask")] if masked \
         else []
     isneginf, reduce_all, where = _safe_softmax_tail(ddc, layout, src["probs"])

@@ -290,12 +290,18 @@ def _program_tuple(k: KernelProgram, dur: np.ndarray, ids: UnitIds) -> tuple:
                                ids.program(k))
 
 
-def _place_blocks(k: KernelProgram, dur: np.ndarray, n_blocks: int, n_slots: int) -> tuple:
-    """Phase 1: list-schedule the grid; returns (makespan, (slot, start, end) per block,
-    busy seconds and blocks per slot, and each slot's blocks as (slot_ptr, slot_order))."""
+def _place_blocks(k: KernelProgram, dur: np.ndarray, n_blocks: int, n_slots: int,
+                  batch: int) -> tuple:
+    """Phase 1: list-schedule the grid in its launch order (:meth:`KernelProgram.
+    launch_order`); returns (makespan, (slot, start, end) per block id, busy seconds and
+    blocks per slot, each slot's block ids in start order as (slot_ptr, slot_order), and
+    each block id's launch position)."""
     run_s = k.run_count * dur
     csum = np.concatenate([[0.0], np.cumsum(run_s)])
     template_s = csum[k.block_run_ptr[1:]] - csum[k.block_run_ptr[:-1]]
+    ids = k.launch_order(batch, n_blocks // max(k.template_blocks, 1))
+    if ids is not None:                    # durations in launch order
+        template_s = template_s[ids % k.template_blocks]
     blk_slot = np.zeros(n_blocks, np.int64)
     blk_start, blk_end = np.zeros(n_blocks), np.zeros(n_blocks)
     slot_blocks, slot_busy = np.zeros(n_slots, np.int64), np.zeros(n_slots)
@@ -303,22 +309,29 @@ def _place_blocks(k: KernelProgram, dur: np.ndarray, n_blocks: int, n_slots: int
                                       blk_end, slot_blocks, slot_busy, np.zeros(n_slots),
                                       np.zeros(n_slots, np.int64))
     slot_order = np.argsort(blk_slot, kind="stable")
+    position = np.arange(n_blocks)
+    if ids is not None:                    # from launch positions to block ids
+        slot_order = ids[slot_order]
+        position = np.empty_like(ids)
+        position[ids] = np.arange(n_blocks)
+        blk_slot, blk_start, blk_end = blk_slot[position], blk_start[position], blk_end[position]
     slot_ptr = np.zeros(n_slots + 1, np.int64)
     np.cumsum(slot_blocks, out=slot_ptr[1:])
     return (float(makespan), (blk_slot, blk_start, blk_end), slot_busy, slot_blocks,
-            slot_ptr, slot_order)
+            slot_ptr, slot_order, position)
 
 
 def _sampled_slots(schedule: Schedule, k: KernelProgram, blk_slot: np.ndarray,
-                   n_slots: int) -> tuple:
+                   position: np.ndarray, n_slots: int) -> tuple:
     """(slot_ptr, slot_order) of the placed blocks that belong to the sampled head groups
-    (block L: template L mod T, instance L div T = batch + B · group)."""
+    (block id L: template L mod T, instance L div T = batch + B · group; ``position``: its
+    launch position, the start order within a slot)."""
     if not k.per_head:
         raise ValueError(f"{k.name}: a heads sample needs per-head kernels")
     L = np.arange(len(blk_slot))
     group = (L // k.template_blocks) // schedule.dims.B
     keep = L[np.isin(group, schedule.sampled_groups())]
-    slot_order = keep[np.argsort(blk_slot[keep], kind="stable")]
+    slot_order = keep[np.lexsort((position[keep], blk_slot[keep]))]
     slot_ptr = np.zeros(n_slots + 1, np.int64)
     np.cumsum(np.bincount(blk_slot[keep], minlength=n_slots), out=slot_ptr[1:])
     return slot_ptr, slot_order
@@ -397,10 +410,11 @@ def _run(schedule: Schedule, problem, gpu, algorithm, tiling, bps: int, l2_on: b
         dur, term = step_durations(k.run_work, rates)
         # phase 1 places every block (exact times: step durations do not depend on hits);
         # with a heads sample only the sampled groups' blocks are replayed (phase 2)
-        placed = _place_blocks(k, dur, n_blocks, k_slots)
-        makespan, blocks_log, slot_busy, slot_blocks, slot_ptr, slot_order = placed
+        placed = _place_blocks(k, dur, n_blocks, k_slots, d.B)
+        makespan, blocks_log, slot_busy, slot_blocks, slot_ptr, slot_order, position = placed
         if schedule.G_sim < d.G and not k.once:
-            slot_ptr, slot_order = _sampled_slots(schedule, k, blocks_log[0], k_slots)
+            slot_ptr, slot_order = _sampled_slots(schedule, k, blocks_log[0], position,
+                                                  k_slots)
         stats = np.zeros((n_tensors, 4))
         stats[:, :2] = k.global_bytes_per_instance(n_tensors) * schedule.instances(k)
         if not l2_on:

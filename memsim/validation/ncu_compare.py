@@ -34,11 +34,14 @@ reads are 26 MB (25 %) above Q + K + V, which the trace reaches at every capacit
 10 MiB. Eager attention (sdpa-math, bf16 inputs, 1K causal): memsim runs the 20 kernels
 Nsight Compute lists (the five dtype copies, the causal mask's construction, the safe
 softmax's pieces: memsim.algorithms.standard), global writes −1.1 %, trace DRAM reads
-−0.4 %; global reads are −18.7 % (1335 of 1643 MB): cuBLAS's QKᵀ (128 × 128 output
-tiles, ``tilesize128x128x8``) re-reads each Q tile per key tile where memsim's QKᵀ block
-holds its Q rows across all key tiles (7 × 16.8 MB ≈ 117 MB), and the non-vectorised
-elementwise kernels load broadcast operands (the where's row flags and zero, one 32-byte
-sector per warp load: about 1 B per score each, ≈ 67 MB) — neither modelled yet.
+−0.4 %; global reads were −18.7 % (1335 of 1643 MB). cuBLAS's QKᵀ (128 × 128 output
+tiles, ``tilesize128x128x8``) re-reads each Q tile per column tile of S, 7 × 16.8 MB ≈
+117 MB more, modelled since 2026-12-02 (memsim.algorithms.standard.GEMM_TILE_KEYS): global
+reads −11.6 % (1453 MB), the re-reads hit the L2 (trace DRAM reads unchanged, −0.4 %;
+DRAM writes −13.5 → −10.7 %: QKᵀ writes 15 MB more of S back during the kernel, Q,
+touched again per output tile, staying in the L2 in S's place). Left: the
+non-vectorised elementwise kernels load broadcast operands (the where's row flags and
+zero, one 32-byte sector per warp load: about 1 B per score each, ≈ 67 MB).
 """
 
 from __future__ import annotations
