@@ -184,7 +184,9 @@ class Timer:
     count of non-empty splits (XQA: :func:`xqa_sub_sequences` per (sequence, KV head)),
     None otherwise; ``key_s``, ``keys``: a decode CTA's time per key it streams and the
     keys per (sequence, KV head) (arrays like B): the busiest SM's CTAs stream their
-    shares one after another, roofline's memory term "stream" (None: no such term).
+    shares one after another, roofline's memory term "stream" (None: no such term);
+    ``matmul_pad``: factor on the MMA FLOPs of a prefill kernel that computes a padded
+    head size (:func:`fmha_v2_head_pad`), None for any other kernel.
     """
 
     gpu: GPU
@@ -205,6 +207,8 @@ class Timer:
     padded_flops: object = None
     sparse_s: object = None
     prefill_tiles: object = None
+    matmul_pad: float | None = None
+    exp_overlaps: bool = False
 
     def kernel_cost(self, cost: Cost) -> Cost:
         """The Cost as the kernel executes it: a production decode kernel reads each staged
@@ -214,6 +218,8 @@ class Timer:
         DSA's sparse MLA kernel (:func:`sparse_mla_kernel`) either leaves the roofline
         (``sparse_flops`` removed, its CTAs timed as ``sparse_s``) or computes whole head
         tiles over all k slots (at least ``padded_flops``); otherwise ``cost`` itself."""
+        if self.matmul_pad is not None:
+            cost = replace(cost, matmul_flops=cost.matmul_flops * self.matmul_pad)
         if self.sparse_flops is not None:
             cost = replace(cost, matmul_flops=np.maximum(
                 cost.matmul_flops - self.sparse_flops, 0.0))
@@ -252,7 +258,8 @@ class Timer:
                         matmul_unit=self.matmul_unit, blocks_per_sm=self.blocks_per_sm,
                         kernel_class=self.kernel_class, floor_s=self.floor_s,
                         serial_s=serial_s, pre_s=pre_s,
-                        serial_overlaps=self.cta_s is None, stream_s=stream_s)
+                        serial_overlaps=self.cta_s is None, stream_s=stream_s,
+                        exp_overlaps=self.exp_overlaps)
 
 
 SPARSE_HEAD_TILE = 64  # FlashMLA's sparse kernels: B_H = 64 query heads per CTA
@@ -397,6 +404,10 @@ def kernel_timer(problem: AttentionProblem, gpu: GPU, algorithm: str, *,
         # exponentials and softmax run over the kernel's whole (padded) M tile
         slices = padded if backend == "trtllm" else (
             np.ceil(group / FA2_SPLITKV_BLOCK_M) * FA2_SPLITKV_BLOCK_M)
+        if vllm_fa4(problem, framework, gpu):
+            # FA4 launches every one of the num_splits CTAs vLLM asks for, each loading its
+            # Q tile and writing its partial O, keys or none (vllm_fa4_splits)
+            slices = slices * vllm_fa4_splits(B, N)
         return Timer(timed, problem.dtype, matmul_unit, blocks_per_sm, floor_s=cls.floor_s,
                      serial_s=class_serial_s(cls, gpu, np.asarray(B, dtype=float)
                                              * problem.K * slices),
@@ -424,8 +435,34 @@ def kernel_timer(problem: AttentionProblem, gpu: GPU, algorithm: str, *,
     rows = np.asarray(B, dtype=float) * problem.H * tiles * tile
     sparse = (sparse_mla_kernel(problem, gpu, backend, B, N, S)
               if runs_mask(algorithm, "topk") else {})
+    pad = None
+    if backend == "trtllm" and gpu.architecture == "hopper" and not problem.mla:
+        from memsim.units import DTYPE_BYTES
+
+        pad = fmha_v2_head_pad(problem.D, problem.Dv, DTYPE_BYTES[problem.dtype])
+    overlaps = (backend == "trtllm" and gpu.architecture in ("hopper", "blackwell")
+                and not problem.mla and not sparse)
     return Timer(timed, problem.dtype, matmul_unit, blocks_per_sm, floor_s=cls.floor_s,
-                 serial_s=class_serial_s(cls, gpu, rows), pre_s=pre_s, **sparse)
+                 serial_s=class_serial_s(cls, gpu, rows), pre_s=pre_s, matmul_pad=pad,
+                 exp_overlaps=overlaps, **sparse)
+
+
+def fmha_v2_head_dim(head_dim: int, elem_bytes: float) -> int:
+    """The head size TensorRT-LLM's SM90 warp-specialised context FMHA computes for a
+    ``head_dim`` of ``elem_bytes``-byte elements: rounded up to whole 128-byte rows, but
+    not past the next power of two (NVIDIA/TensorRT-LLM
+    cpp/kernels/fmha_v2/src/fmha/warpspec/kernel_traits.h: ``D = min(Round_up<VALID_D,
+    128 / ELEMENT_BYTES>, Next_power_of_two<VALID_D>)``, ``DV`` alike). bf16: 64 → 64,
+    192 → 192; e4m3: 192 → 256, 80 → 128."""
+    step = int(128 // elem_bytes)
+    rounded = -(-int(head_dim) // step) * step
+    return min(rounded, 1 << (int(head_dim) - 1).bit_length())
+
+
+def fmha_v2_head_pad(D: int, Dv: int, elem_bytes: float) -> float:
+    """Factor on the useful MMA FLOPs (2·(D + Dv) per score) of TensorRT-LLM's SM90 context
+    FMHA, whose Q·Kᵀ reduces over and P·V produces :func:`fmha_v2_head_dim` columns."""
+    return (fmha_v2_head_dim(D, elem_bytes) + fmha_v2_head_dim(Dv, elem_bytes)) / (D + Dv)
 
 
 # The class's per-row time × these rows is FA3's fixed time per CTA tile (m-block): loading
@@ -515,13 +552,15 @@ def xqa_splits(B, K: int, S, sm_count: int) -> np.ndarray:
 
 XQA_GMMA_TILE_KEYS = 64  # mha_sm90.cu gemm0CtaTileNbTokens: keys per K/V tile
 XQA_ROPE_ALIGN = 16  # in-kernel RoPE: rotary_dim a multiple of 16 (its 16-byte rope region)
+XQA_HEAD_ALIGN = 16  # supportConfigHMMA/QGMMA: head_size a multiple of 16, else no XQA kernel
 
 
 def xqa_separate_rope(kernel: str, head_dim: int, rotary_dim: int | None) -> bool:
     """Whether TensorRT-LLM's XQA decode with ``kernel`` ("xqa_hmma", "xqa_gmma") runs a
     separate kernel before it (``invokeQKVPreprocessing``: RoPE on Q and K, the new K/V
     written to the cache) instead of applying RoPE itself, for RoPE over ``rotary_dim`` of
-    the ``head_dim`` elements (None: all of them).
+    the ``head_dim`` elements (None: all of them, which the QGMMA kernel always rotates
+    itself: it runs only head sizes that are a multiple of 16, :func:`decode_kernel`).
 
     NVIDIA/TensorRT-LLM @602593ac ``decoderXQAImplJIT/kernelUtils.cpp``
     ``appliesRoPEInXqaKernel``: only the Hopper QGMMA kernel (mha_sm90.cu) applies RoPE in
@@ -530,10 +569,9 @@ def xqa_separate_rope(kernel: str, head_dim: int, rotary_dim: int | None) -> boo
     ``runImpl`` launches the preprocessing kernel otherwise. The mma.sync kernel (mha.cu)
     always has it run first; its class's floor includes it (every one of its rows runs
     it), so only the QGMMA kernel's rows add it apart (:func:`xqa_rope_kernel_s`)."""
-    if kernel != "xqa_gmma":
+    if kernel != "xqa_gmma" or rotary_dim is None:
         return False
-    rotary = head_dim if rotary_dim is None else rotary_dim
-    return not (0 < rotary <= head_dim and rotary % XQA_ROPE_ALIGN == 0)
+    return not (0 < rotary_dim <= head_dim and rotary_dim % XQA_ROPE_ALIGN == 0)
 
 
 def xqa_rope_kernel_s(problem: AttentionProblem, kernel: str, timed: GPU, B, N,
@@ -594,6 +632,36 @@ FA3_FEW_BLOCKS = 4            # ≤ 4 key tiles: no split
 FA3_MIN_BLOCKS_PER_SPLIT = 4  # fewer key tiles per split: efficiency × 0.85
 FA3_SPLIT_MARGIN = 1.1        # the scheduler's 10 % margin on blocks per SM
 FA3_SCHEDULER_MAX_BATCH = 992  # one scheduler CTA; more sequences: one split each
+
+
+# vLLM 0.24 runs FlashAttention-4 (its CuTe DSL kernel) on SM90 where FA3 has no kernel:
+# head_size > 256 (vllm/v1/attention/backends/fa_utils.py get_flash_attn_version: "FA3
+# does not support head_size=... on SM90: upgrading FlashAttention 3 -> 4"). Its metadata
+# builder passes ``num_splits = max_num_splits`` when the batch's tokens fit the largest
+# CUDA graph (vllm/v1/attention/backends/flash_attn.py FlashAttentionMetadataBuilder.build:
+# ``num_actual_tokens <= max_cudagraph_size``); FA4 (flash_attn/cute/interface.py
+# _flash_attn_fwd, vllm-project/flash-attention @617264c1: its heuristic runs only for
+# ``num_splits < 1``) launches exactly that many splits per (sequence, KV head, M tile).
+VLLM_FA4_MIN_HEAD_DIM = 257
+VLLM_MAX_CUDAGRAPH_TOKENS = 512     # vLLM's default largest CUDA-graph capture size
+# vllm/envs.py: VLLM_FLASH_ATTN_MAX_NUM_SPLITS_FOR_CUDA_GRAPH, default "32"
+VLLM_CUDAGRAPH_MAX_SPLITS = 32
+
+
+def vllm_fa4(problem: AttentionProblem, backend: str | None, gpu: GPU) -> bool:
+    """Whether vLLM runs FlashAttention-4 for ``problem`` on ``gpu``: SM90 with a head size
+    FA3 lacks (> 256)."""
+    return (backend == "vllm" and gpu.architecture == "hopper" and not problem.mla
+            and max(problem.D, problem.Dv) >= VLLM_FA4_MIN_HEAD_DIM)
+
+
+def vllm_fa4_splits(B, N) -> np.ndarray:
+    """Split CTAs per (sequence, KV head, M tile) of vLLM's FA4 decode for batch ``B`` of
+    ``N``-token queries (arrays): vLLM's CUDA-graph split count while B·N fits the largest
+    graph, else 1 (FA4's own heuristic, interface.py num_splits_heuristic, which takes 1
+    split for ≤ 4 key tiles or B·K·m ≥ SMs; the rows' large batches)."""
+    tokens = np.asarray(B, dtype=float) * np.asarray(N, dtype=float)
+    return np.where(tokens <= VLLM_MAX_CUDAGRAPH_TOKENS, VLLM_CUDAGRAPH_MAX_SPLITS, 1.0)
 
 
 def fa3_num_splits(problem: AttentionProblem, gpu: GPU, B, N, S) -> np.ndarray:
@@ -715,8 +783,9 @@ def decode_query_tile(backend: str | None, gpu: GPU | None = None, head_dim: int
     ``run_mha_fwd_splitkv_dispatch``: kBlockM = 64); vLLM and SGLang on Hopper
     FlashAttention-3's ``kBlockM`` (:func:`memsim.ops.fa3.tile`: its paged non-TMA tiles,
     which a decode takes as a prefill does, one 64-row MMA warpgroup for D ∈ {64, 128}
-    without a window, 128 or 192 rows otherwise): PackGQA packs the group into one M
-    tile padded to kBlockM, and its MMAs, exponentials and softmax run over all of it."""
+    without a window, 128 or 192 rows otherwise; FlashAttention-4's 64 for D > 256):
+    PackGQA packs the group into one M tile padded to kBlockM, and its MMAs, exponentials
+    and softmax run over all of it."""
     if kernel == "mmha":
         return 1
     if kernel == "xqa_gmma":
@@ -887,21 +956,17 @@ def mla_production_timing(problem: AttentionProblem, gpu: GPU, algorithm: str,
 def encoder_production_timing(problem: AttentionProblem, gpu: GPU, algorithm: str,
                               backend: str | None, B=None, N=None, S=None
                               ) -> tuple[Timing, str] | None:
-    """With a ``backend``, encoder attention — bidirectional (no mask, no window), MHA,
-    bf16, forward, every query over the keys of its own sequence (N = S) — as
+    """Encoder attention where :func:`memsim.ops.encoder.applies` (with a ``backend``,
+    FlashAttention-2 over a bidirectional MHA bf16 forward call, N = S) as
     :mod:`memsim.ops.encoder` times the production kernels (TensorRT-LLM's FMHA behind its
     QKV preprocessing, FlashAttention-3/4 varlen, SGLang's Triton), with the class name;
     the silicon comparison's encoder rows score the same function. None for every other
     call."""
     from memsim.ops import encoder
 
-    if (backend is None or problem.mla or get(algorithm).DECODES
-            or problem.mask.kind != "full" or problem.pass_ != "forward"
-            or problem.K != problem.H or problem.dtype != "bf16" or problem.D != problem.Dv):
-        return None
     B, N, S = (np.asarray(v if v is not None else d) for v, d in
                ((B, problem.B), (N, problem.N), (S, problem.S)))
-    if not np.all(N == S):
+    if not encoder.applies(problem, algorithm, backend, N, S):
         return None
     pred = encoder.predict(B, N, problem.H, problem.D, gpu=gpu, backend=backend)
     t = pred.time_s
@@ -956,10 +1021,32 @@ def attention_class(problem: AttentionProblem, algorithm: str, backend: str | No
         variant = decode_kernel(problem, backend, gpu, framework)
         if problem.dtype == "fp8" and fa3_decodes(problem, algorithm, backend, gpu):
             variant = "fp8"   # FA3's e4m3 decode: its own tiles and MMAs, its own class
+        if vllm_fa4(problem, framework or backend, gpu):
+            variant = "fa4"   # FlashAttention-4's CuTe kernel: its own per-CTA steps
     if phase == "context" and problem.dtype == "fp8" and gpu is not None \
-            and fa3_prefill(problem, backend, gpu):
-        variant = "fp8"   # FA3's e4m3 kernel: its own tiles, its own class
+            and (fa3_prefill(problem, backend, gpu) or trtllm_qgmma_prefill(problem, backend, gpu)):
+        variant = "fp8"   # FA3's or fmha_v2's e4m3 kernel: its own tiles, its own class
+    if phase == "context" and gpu is not None and vllm_fa4(problem, framework or backend, gpu):
+        variant = "fa4"   # FlashAttention-4's CuTe kernel: its own tiles, its own class
     return kernel_class(f"{family}/{phase}", backend, variant)
+
+
+def trtllm_qgmma_prefill(problem: AttentionProblem, backend: str | None, gpu: GPU) -> bool:
+    """Whether ``backend``'s prefill of ``problem`` is TensorRT-LLM's SM90 e4m3 context FMHA
+    (fmha_v2's warp-specialised QGMMA kernels, which an fp8 KV cache forces:
+    :func:`memsim.silicon.classes._context_dtype`), a kernel apart from the bf16 one: QGMMA
+    takes its B operand K-major only, so the DMA warpgroup transposes every V tile in
+    shared memory before the P·V GMMA, through one scratch buffer, with all 128 of its
+    threads instead of one TMA thread (NVIDIA/TensorRT-LLM
+    cpp/kernels/fmha_v2/src/fmha/warpspec/kernel_traits.h ``DMA_GROUP_TRANSPOSE_V`` for
+    e4m3/e5m2, ``V_SCRATCH_BUFFERS`` 1, ``NUM_THREADS_IN_DMA_GROUP`` 128; warpspec/dma.h
+    ``transpose_v_tile`` per KV tile of each query-tile pair). Its fixed steps per query
+    tile are longer: aiconfigurator's H200 rows with a 128-token window at D = 64, where
+    every query-tile pair loads one or two KV tiles, take 1.33× the bf16 kernel's time,
+    where the fully causal ones take 0.85×. Hopper only (Blackwell runs trtllm-gen's
+    kernels, Ada fmha_v2's non-warp-specialised ones); causal prefill, not MLA."""
+    return (backend == "trtllm" and gpu.architecture == "hopper" and problem.dtype == "fp8"
+            and problem.mask.causal and not problem.mla and problem.pass_ == "forward")
 
 
 def decode_kernel(problem: AttentionProblem, backend: str | None, gpu: GPU,
@@ -973,7 +1060,10 @@ def decode_kernel(problem: AttentionProblem, backend: str | None, gpu: GPU,
 
     - "mmha": one query head per KV head (MHA, and groups over 32 that
       :func:`production_problem` turns into MHA): decoderMaskedMultiheadAttention, one
-      CTA per (sequence, head).
+      CTA per (sequence, head); on Ampere/Hopper also any head size not a multiple of
+      :data:`XQA_HEAD_ALIGN`, which both XQA kernels refuse
+      (NVIDIA/TensorRT-LLM decoderXQAImplJIT/kernelUtils.cpp ``supportConfigHMMA``,
+      ``supportConfigQGMMA``: ``head_size % 16 != 0`` → unsupported).
     - "xqa_gmma": XQA's warp-specialised TMA + GMMA kernel (mha_sm90.cu), which
       ``supportConfigQGMMA`` (decoderXQAImplJIT/kernelUtils.cpp) grants only on SM90 with
       an fp8 (E4M3) KV cache.
@@ -1004,6 +1094,8 @@ def decode_kernel(problem: AttentionProblem, backend: str | None, gpu: GPU,
         return "mmha"
     if gpu.architecture == "blackwell":
         return "trtllm_gen"
+    if problem.D % XQA_HEAD_ALIGN:
+        return "mmha"
     if gpu.architecture == "hopper" and problem.dtype == "fp8":
         return "xqa_gmma"
     return "xqa_hmma"

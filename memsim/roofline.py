@@ -101,9 +101,16 @@ def achievable_rates(gpu, dtype: str = "bf16", matmul_unit: str = "tensor") -> R
                  gpu.achievable_l2_bytes_per_s, gpu.achievable_sram_bytes_per_s)
 
 
-def compute_s(matmul_s: Number, vector_s: Number, exp_s: Number) -> Number:
+def compute_s(matmul_s: Number, vector_s: Number, exp_s: Number,
+              exp_overlaps: bool = False) -> Number:
     """Compute time of work issued by the same warps: the **sum** of its terms (module
-    docstring; FlashAttention-3 §3.1)."""
+    docstring; FlashAttention-3 §3.1). With ``exp_overlaps``, a kernel whose two consumer
+    warpgroups take turns (one's softmax exponentials on the special-function unit while
+    the other's GEMMs run on the tensor cores: FlashAttention-3 §3.1 "ping-pong
+    scheduling", TensorRT-LLM fmha_v2's warp-specialised ``ENABLE_MUTEX``): the larger of
+    the matmuls and the exponentials, plus the vector work."""
+    if exp_overlaps:
+        return np.maximum(matmul_s, exp_s) + vector_s
     return matmul_s + vector_s + exp_s
 
 
@@ -118,7 +125,7 @@ def roofline(cost: Cost, gpu, dtype: str = "bf16", *, matmul_unit: str = "tensor
              blocks_per_sm: Number | None = None, kernel_class: str | None = None,
              floor_s: Number | None = None, serial_s: Number | None = None,
              pre_s: Number | None = None, serial_overlaps: bool = True,
-             stream_s: Number | None = None) -> Timing:
+             stream_s: Number | None = None, exp_overlaps: bool = False) -> Timing:
     """Time of ``cost`` on ``gpu`` (see module docstring). ``gpu``: memsim.hardware.GPU.
 
     ``matmul_unit``: "tensor" (production kernels) or "fp32" (CUDA cores, as memsim's
@@ -136,6 +143,8 @@ def roofline(cost: Cost, gpu, dtype: str = "bf16", *, matmul_unit: str = "tensor
     L2 and shared memory. ``pre_s``: time
     of a separate kernel the operation runs before this one (a production prefill's KV-cache
     write, :func:`memsim.attention.prepass_bytes`): it adds to both bounds as the term "pre".
+    ``exp_overlaps``: the kernel hides its exponentials under its matmuls
+    (:func:`compute_s`).
     """
     gpu = gpu.for_class(kernel_class)
     r = achievable_rates(gpu, dtype, matmul_unit)
@@ -162,7 +171,7 @@ def roofline(cost: Cost, gpu, dtype: str = "bf16", *, matmul_unit: str = "tensor
         stretch = np.maximum(stretch, 1.0)
         for name in ("matmul", "vector", "exp", "sram"):
             terms[name] = terms[name] * stretch
-    compute = compute_s(terms["matmul"], terms["vector"], terms["exp"])
+    compute = compute_s(terms["matmul"], terms["vector"], terms["exp"], exp_overlaps)
     after = 0.0
     if serial_s is not None:
         terms["serial"] = np.asarray(serial_s, dtype=float) * np.ones_like(terms["hbm"])

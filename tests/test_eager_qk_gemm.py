@@ -88,3 +88,19 @@ def test_the_h100_ncu_case_rereads_q_seven_times_from_the_l2() -> None:
     q = next(x for x in trace.tensors if x["name"] == "q_scaled")
     assert q["global_read_bytes"] == 8 * q_bytes
     assert q["hbm_read_bytes"] <= q_bytes
+
+
+def test_the_gemm_schedule_refuses_a_tile_count_q_loads_does_not_give() -> None:
+    """The schedule's Q loads per query tile are memsim.algorithms.standard.q_loads (its
+    one home): 2 key tiles of 64 per 128-key output tile build; 3 (6 loads over 16 key
+    tiles, not 8) raise."""
+    from memsim.trace.layout import Layout
+    from memsim.trace.sched_standard import build_blockskip
+    from memsim.trace.tiles import dims_of
+
+    p = AttentionProblem(batch=1, seq_len=1024, heads=2, head_dim=64, dtype="bf16",
+                         mask=Mask(causal=False))
+    d = dims_of(p, default_tiling(p, GPU, "standard", block_q=128, block_kv=64))
+    assert len(build_blockskip(d, Layout(), gemm_key_tiles=int(q_reload_tiles(64)))) == 3
+    with pytest.raises(ValueError, match="q_loads 8"):
+        build_blockskip(d, Layout(), gemm_key_tiles=3)

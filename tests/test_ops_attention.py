@@ -295,6 +295,12 @@ def test_trtllm_decode_kernel_follows_xqa_dispatch() -> None:
     assert decode_kernel(mha, "trtllm", h100) == decode_kernel(wide, "trtllm", h100) == "mmha"
     assert decode_kernel(gqa, "trtllm", b200) == "trtllm_gen"
     assert decode_kernel(gqa, "vllm", h100) is None
+    # both XQA kernels refuse a head size that is not a multiple of 16: MMHA runs it
+    for d in (40, 72):
+        odd = fp8.model_copy(update={"head_dim": d})
+        assert decode_kernel(odd, "trtllm", h100) == "mmha"
+        assert decode_kernel(odd.model_copy(update={"dtype": "bf16"}), "trtllm", h100) == "mmha"
+    assert decode_kernel(fp8.model_copy(update={"head_dim": 80}), "trtllm", h100) == "xqa_gmma"
     names = {predict(p, "h100-sxm", "flash_decode", backend="trtllm").to_dict()
              ["efficiency_class"] for p in (gqa, fp8, mha)}
     assert names == {f"attention/decode/trtllm/{k}" for k in ("xqa_hmma", "xqa_gmma", "mmha")}
@@ -537,12 +543,27 @@ def test_xqa_separate_rope_kernel_only_where_qgmma_cannot_rotate_in_kernel() -> 
     from memsim.attention import xqa_separate_rope
 
     assert not xqa_separate_rope("xqa_gmma", 128, None)
+    for d in (40, 72):   # RoPE over the head (None) adds no kernel, whatever the head size
+        assert not xqa_separate_rope("xqa_gmma", d, None)
     assert not xqa_separate_rope("xqa_gmma", 128, 128)
     assert not xqa_separate_rope("xqa_gmma", 128, 64)        # partial RoPE, aligned
     assert xqa_separate_rope("xqa_gmma", 64, 128)            # wider than the head
     assert xqa_separate_rope("xqa_gmma", 128, 72)            # not a multiple of 16
     assert not xqa_separate_rope("xqa_hmma", 64, 128)        # in its class's floor
     assert not xqa_separate_rope("mmha", 64, 128)
+
+
+def test_odd_head_sizes_add_no_rope_kernel_on_hopper() -> None:
+    """An fp8-cache grouped decode on H100 with a head size of 40 or 72 (not a multiple of
+    16) runs MMHA, not XQA QGMMA: no separate RoPE kernel ("pre") by default."""
+    from memsim.attention import predict_arrays
+
+    h100 = load_gpu("h100-sxm")
+    for d in (40, 72):
+        p = AttentionProblem(batch=64, seq_len=1, kv_len=2048, heads=32, kv_heads=8,
+                             head_dim=d, dtype="fp8")
+        timed = predict_arrays(p, h100, "flash_decode", backend="trtllm")
+        assert "pre" not in timed.l2_timing.terms_s
 
 
 def test_xqa_gmma_separate_rope_kernel_adds_its_latency_and_what_l2_cannot_hold() -> None:
@@ -574,3 +595,56 @@ def test_xqa_gmma_separate_rope_kernel_adds_its_latency_and_what_l2_cannot_hold(
     assert float(predict_arrays(bf16, h100, "flash_decode", backend="trtllm",
                                 rotary_dim=128).l2_timing.time_s) == pytest.approx(
         float(predict_arrays(bf16, h100, "flash_decode", backend="trtllm").l2_timing.time_s))
+
+
+def test_trtllm_fp8_prefill_on_hopper_has_its_own_class() -> None:
+    """An fp8 cache runs fmha_v2's SM90 e4m3 context kernel (V transposed in shared memory
+    by the DMA warpgroup): its own class on Hopper; bf16 keeps the bf16 class, and
+    Blackwell (trtllm-gen kernels) the TensorRT-LLM context class."""
+    p = AttentionProblem(batch=1, seq_len=4096, heads=32, kv_heads=8, head_dim=128)
+    fp8 = p.model_copy(update={"dtype": "fp8"})
+    name = {(g, d): predict(q, g, "flash2", backend="trtllm").to_dict()["efficiency_class"]
+            for g in ("h200", "b200") for d, q in (("fp8", fp8), ("bf16", p))}
+    assert name["h200", "fp8"] == "attention/context/trtllm/fp8"
+    assert name["h200", "bf16"] == name["b200", "fp8"] == "attention/context/trtllm"
+
+
+@given(st.sampled_from([32, 40, 64, 72, 80, 96, 104, 128, 160, 192, 256]),
+       st.sampled_from([1, 2]))
+def test_fmha_v2_head_dim_pads_to_whole_128_byte_rows_up_to_a_power_of_two(
+        D: int, e: int) -> None:
+    """kernel_traits.h: D = min(round_up(D, 128 / bytes), next_pow2(D)): never smaller, a
+    power of two or a whole number of 128-byte rows; e4m3 pads 192 to 256, bf16 does not."""
+    from memsim.attention import fmha_v2_head_dim, fmha_v2_head_pad
+
+    padded = fmha_v2_head_dim(D, e)
+    pow2 = 1 << (D - 1).bit_length()
+    assert D <= padded <= pow2
+    assert padded == pow2 or padded % (128 // e) == 0
+    assert fmha_v2_head_pad(D, D, e) == padded / D >= 1.0
+    assert (fmha_v2_head_dim(192, 1), fmha_v2_head_dim(192, 2)) == (256, 192)
+
+
+def test_trtllm_hopper_prefill_counts_the_padded_head_and_hides_its_exponentials() -> None:
+    """TensorRT-LLM's SM90 e4m3 kernel computes D = 192 as 256 (the matmul term × 4/3 of
+    the useful FLOPs, which stay reported as useful), and its two warpgroups hide the
+    exponentials under the matmuls (compute = max(matmul, exp) + vector); vLLM's kernels
+    keep the sum."""
+    p = AttentionProblem(batch=1, seq_len=8192, heads=32, kv_heads=8, head_dim=192,
+                         dtype="fp8")
+    a = predict(p, "h200", "flash2", backend="trtllm")
+    d = a.to_dict()
+    t = d["terms_s"]
+    from memsim.ops.classes import with_class
+
+    gpu = with_class(load_gpu("h200"), kernel_class("attention/context", "trtllm", "fp8"))
+    rate = gpu.achievable_flop_per_s("tensor", "fp8")
+    stretch = 1.0 / a.headline.wave_efficiency   # the roofline's wave quantisation
+    assert t["matmul"] == pytest.approx(a.cost.matmul_flops * 256 / 192 / rate * stretch,
+                                        rel=1e-9)
+    assert d["flops"] == pytest.approx(a.cost.flops)
+    compute = max(t["matmul"], t["exp"]) + t["vector"] + t["serial"]
+    assert a.headline.compute_s == pytest.approx(compute, rel=1e-9)
+    v = predict(p.model_copy(update={"dtype": "bf16"}), "h200", "flash2", backend="vllm")
+    assert v.headline.compute_s == pytest.approx(
+        sum(v.headline.terms_s[k] for k in ("matmul", "vector", "exp", "serial")), rel=1e-9)

@@ -32,20 +32,25 @@ def test_each_framework_runs_its_own_kernel_on_each_gpu() -> None:
             ("sglang", "l40s"): "triton"}
     for (framework, gpu), name in want.items():
         assert encoder.kernel(framework, load_gpu(gpu), 64, 1024).name == name
-    # TensorRT-LLM on SM100: D = 80 to fmha_v2, other non-powers of two find no trtllm-gen
-    # kernel and run unfused
+    # TensorRT-LLM 1.3.0rc20 on SM100 (fmhaDispatcher `headSize != 72`): D = 72 to
+    # fmha_v2's mma.sync build (its SM8x tiles, no overlap), D = 80 to trtllm-gen (its
+    # padded kernel), other non-powers of two find no trtllm-gen kernel and run unfused
     b200 = load_gpu("b200")
-    assert [encoder.kernel("trtllm", b200, d, 1024).name for d in (64, 72, 80, 128)] == [
-        "trtllm_gen", "unfused", "fmha_v2_sm100", "trtllm_gen"]
+    assert [encoder.kernel("trtllm", b200, d, 1024).name for d in (64, 72, 80, 96, 128)] == [
+        "trtllm_gen", "fmha_v2", "trtllm_gen", "unfused", "trtllm_gen"]
+    k72, sm89 = (encoder.kernel("trtllm", load_gpu(g), 72, 1024) for g in ("b200", "l40s"))
+    assert (k72.block_m.tolist(), k72.block_n.tolist(), k72.overlap, k72.tile_cost) == (
+        sm89.block_m.tolist(), sm89.block_n.tolist(), False, True)
 
 
 def test_the_unfused_path_moves_every_score_through_hbm() -> None:
     """cuBLAS writes S in fp32, the softmax reads it and writes P in bf16, the second GEMM
     reads P: 12 bytes per score, beside Q, K, V, O and the transposes' passes."""
     gpu = load_gpu("b200")
-    k = encoder.kernel("trtllm", gpu, 72, 4096)
-    w = encoder.work(2, 4096, 16, 72, k, gpu.spec.sm_count)
-    tokens = 2 * 4096 * 16 * 72 * 2
+    k = encoder.kernel("trtllm", gpu, 96, 4096)
+    assert k.name == "unfused"
+    w = encoder.work(2, 4096, 16, 96, k, gpu.spec.sm_count)
+    tokens = 2 * 4096 * 16 * 96 * 2
     assert w.hbm_bytes == pytest.approx(12 * 2 * 16 * 4096 ** 2 + 4 * tokens)
     assert w.pre_bytes == pytest.approx(10 * tokens)
     assert w.pairs == 0 and w.rows == 0
@@ -119,6 +124,28 @@ def test_memsim_attention_times_a_bidirectional_mha_call_with_the_encoder_kernel
     gqa = p.model_copy(update={"kv_heads": 4})
     assert predict(gqa, "h200", "flash2", backend="vllm").kernel_class.startswith(
         "attention/context/")
+    # an explicitly chosen other algorithm keeps its own cost; no backend, memsim's roofline
+    assert predict(p, "h200", "standard", backend="vllm").kernel_class.startswith(
+        "attention/context/")
+    assert predict(p, "h200", "flash2").kernel_class is None
+
+
+def test_one_rule_says_when_the_encoder_kernels_time_a_call() -> None:
+    """encoder.applies: a backend, FlashAttention-2 (memsim's default prefill), forward, a
+    full mask, MHA with D = Dv, bf16, N = S; each condition broken alone turns it off."""
+    p = AttentionProblem(batch=2, seq_len=512, heads=16, head_dim=64, mask=Mask(causal=False))
+    assert encoder.applies(p, "flash2", "trtllm")
+    broken = [(p, "flash2", None), (p, "standard", "trtllm"), (p, "flash_decode", "trtllm"),
+              (p.model_copy(update={"mask": Mask(causal=True)}), "flash2", "trtllm"),
+              (p.model_copy(update={"mask": Mask(causal=False, window=64)}), "flash2",
+               "trtllm"),
+              (p.model_copy(update={"kv_heads": 4}), "flash2", "trtllm"),
+              (p.model_copy(update={"dtype": "fp8"}), "flash2", "trtllm"),
+              (p.model_copy(update={"pass_": "backward"}), "flash2", "trtllm")]
+    for problem, algorithm, backend in broken:
+        assert not encoder.applies(problem, algorithm, backend)
+    assert encoder.applies(p, "flash2", "vllm", np.array([8, 9]), np.array([8, 9]))
+    assert not encoder.applies(p, "flash2", "vllm", np.array([8, 9]), np.array([8, 16]))
 
 
 def test_whole_model_sums_time_full_mask_mha_prefill_with_the_encoder_kernels() -> None:
@@ -129,9 +156,10 @@ def test_whole_model_sums_time_full_mask_mha_prefill_with_the_encoder_kernels() 
 
     from memsim.inference.attention_call import encoder_kernel_s
 
-    setup = SimpleNamespace(tp=2, kv_dtype="bf16", gpu=load_gpu("h100-sxm"), backend="vllm")
-    attn = SimpleNamespace(mla=None, mask=Mask(causal=False), heads=16, kv_heads=16,
-                           head_dim=64, head_dim_v=64)
+    setup = SimpleNamespace(tp=2, kv_dtype="fp8", act_dtype="bf16", attention="auto",
+                            gpu=load_gpu("h100-sxm"), backend="vllm")
+    attn = SimpleNamespace(mla=None, indexer=None, mask=Mask(causal=False), heads=16,
+                           kv_heads=16, head_dim=64, head_dim_v=64)
     got = encoder_kernel_s(setup, attn, "prefill", 4, 512, 512)
     assert got == pytest.approx(encoder.predict(4, 512, 8, 64, gpu="h100-sxm",
                                                 backend="vllm").time_s)
@@ -140,3 +168,12 @@ def test_whole_model_sums_time_full_mask_mha_prefill_with_the_encoder_kernels() 
                           ({"kv_heads": 4}, "prefill"), ({}, "decode")):
         other = SimpleNamespace(**{**vars(attn), **change})
         assert encoder_kernel_s(setup, other, phase, 4, 512, 512) is None
+    # the rule is encoder.applies on the call: an explicit --attention standard keeps
+    # memsim's algorithm, the dtype is the activations' (not the cache's), and no backend
+    # is the whole-model default (TensorRT-LLM)
+    for change in ({"attention": "standard"}, {"act_dtype": "fp8"}):
+        assert encoder_kernel_s(SimpleNamespace(**{**vars(setup), **change}), attn,
+                                "prefill", 4, 512, 512) is None
+    default = SimpleNamespace(**{**vars(setup), "backend": None})
+    assert encoder_kernel_s(default, attn, "prefill", 4, 512, 512) == pytest.approx(
+        encoder.predict(4, 512, 8, 64, gpu="h100-sxm", backend="trtllm").time_s)

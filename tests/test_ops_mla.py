@@ -52,9 +52,39 @@ def test_time_is_floor_plus_the_roofline_and_grows_with_the_cache(B: int, S: int
                                                                   ) -> None:
     p = mla.decode(B, S, H, gpu="h100-sxm", backend="trtllm")
     t = p.terms_s
-    want = p.launch_s + max(t["matmul"] + t["serial"], t["hbm"]) + t["quant"]
+    want = (p.launch_s + max(t["matmul"] + t["serial"] + t["tile_io"], t["hbm"])
+            + t["quant"])
     assert p.time_s == pytest.approx(want, rel=1e-12)
     assert mla.decode(B, 2 * S, H, gpu="h100-sxm", backend="trtllm").time_s >= p.time_s
+
+
+@given(B=batches, S=lengths, H=heads, kv=st.sampled_from(["bf16", "fp8"]))
+def test_decode_q_load_and_o_store_sit_on_the_cta_critical_path(B: int, S: int, H: int,
+                                                                kv: str) -> None:
+    """FlashMLA's CTA loads each work item's Q rows and stores its O rows in series with
+    its math: those bytes (the valid heads' only, Q at the cache's dtype, O in bf16) are
+    both part of the compulsory traffic and of the compute chain; the latent stream is
+    not. Prefill's FMHA overlaps them (none)."""
+    e = 1 if kv == "fp8" else 2
+    w = mla.decode_work(B, S, H, kv)
+    assert w.tile_io_bytes == B * H * (mla.LATENT * e + mla.KV_LORA_RANK * 2)
+    assert w.hbm_bytes == pytest.approx(B * S * mla.LATENT * e + w.tile_io_bytes)
+    assert mla.context_work(B, S, H, kv).tile_io_bytes == 0
+    p = mla.decode(B, S, H, kv_dtype=kv, gpu="h200", backend="trtllm")
+    t = p.terms_s
+    assert t["tile_io"] > 0
+    chain = p.launch_s + t["matmul"] + t["serial"] + t["tile_io"] + t["quant"]
+    assert p.time_s >= chain * (1 - 1e-12)
+
+
+def test_many_heads_short_cache_is_bound_by_the_tiles_serial_io() -> None:
+    """1024 sequences × 128 heads over 2 cached tokens: the 64-key block's math is small,
+    and the Q/O bytes moved in series with it make the call slower than its compulsory
+    traffic alone (the H200 table measures 232 µs; the roofline's max would hide them)."""
+    p = mla.decode(1024, 2, 128, gpu="h200", backend="trtllm")
+    t = p.terms_s
+    assert t["matmul"] + t["serial"] + t["tile_io"] > t["hbm"]
+    assert p.time_s > p.launch_s + t["hbm"] + t["quant"]
 
 
 def test_vectorised_equals_scalar_calls() -> None:

@@ -137,3 +137,64 @@ def test_vllm_on_blackwell_runs_tensorrt_llm_moe_kernels() -> None:
                                       backend="trtllm").time_s
     h100 = moe.predict(64, **DSV3, dtype="fp8", gpu="h100-sxm", backend="vllm")
     assert h100.detail["kernel_class"].startswith("moe/vllm/")
+
+
+def _collector_balanced(tokens: int, experts: int, top_k: int, ep: int) -> np.ndarray:
+    """aiconfigurator collector/helper.py balanced_logits, pick by pick (each token's
+    distinct experts counted once), on EP rank 0's contiguous experts."""
+    stride = -(-experts // top_k)
+    loads = np.zeros(experts)
+    for t in range(tokens):
+        picks = {(t + i * stride) % experts if tokens >= stride
+                 else int(np.floor((t * stride / tokens + i * stride) % experts))
+                 for i in range(top_k)}
+        for e in picks:
+            loads[e] += 1
+    return loads[:experts // ep]
+
+
+@given(st.integers(1, 600), st.sampled_from([8, 16, 60, 128, 256, 512]),
+       st.sampled_from([1, 2, 6, 8, 22]), st.sampled_from([1, 2, 4, 8]))
+def test_strided_loads_are_the_collectors_balanced_routing(tokens: int, experts: int,
+                                                          top_k: int, ep: int) -> None:
+    if top_k > experts or experts % ep:
+        return
+    loads = moe.expert_loads(np.array(tokens), experts, top_k, ep, "strided")
+    assert loads.shape == (1, experts // ep)
+    assert np.array_equal(loads[0], _collector_balanced(tokens, experts, top_k, ep))
+
+
+def test_strided_routing_touches_more_of_rank_zero_than_an_even_spread() -> None:
+    # 8 tokens, 512 experts top-22, EP32: the collector's picks land every 3rd expert and the
+    # last stride block wraps round, so rank 0 (experts 0-15) has 11 touched, an even spread
+    # 6 (aiconfigurator h100 TensorRT-LLM bf16 2048/5120: 8 tokens 0.191 ms, 16 tokens, all
+    # 16 touched, 0.260 ms)
+    strided = moe.expert_loads(np.array([8, 16]), 512, 22, 32, "strided")[:, 0]
+    even = moe.expert_loads(np.array([8, 16]), 512, 22, 32, "balanced")[:, 0]
+    assert np.count_nonzero(strided, axis=-1).tolist() == [11, 16]
+    assert np.count_nonzero(even, axis=-1).tolist() == [6, 11]
+    kw = dict(ep=32, gpu="h100-sxm", backend="trtllm")
+    t8, t16 = (moe.predict(n, 2048, 5120, 512, 22, distribution="strided", **kw).time_s
+               for n in (8, 16))
+    assert t8 < t16 and t8 > 1.3 * moe.predict(8, 2048, 5120, 512, 22, **kw).time_s
+
+
+def test_a_tiles_fixed_time_weighs_on_short_k_loops() -> None:
+    # the class's cta_s: per tile of the grouped GEMM, beyond the weight stream; with TP 32
+    # (64 columns per expert) the tiles' short K loops make it a larger share of the time
+    # than with TP 1
+    from dataclasses import replace
+
+    from memsim.ops.classes import kernel_class, trial_classes
+
+    cls = kernel_class("moe", "trtllm", "bf16")
+    kw = dict(ep=1, gpu="h200", backend="trtllm")
+    share = []
+    for tp in (1, 32):
+        with trial_classes({cls.name: replace(cls, cta_s=0.0)}):
+            base = moe.predict(64, **DSV3, tp=tp, **kw).time_s
+        with trial_classes({cls.name: replace(cls, cta_s=1e-6)}):
+            more = moe.predict(64, **DSV3, tp=tp, **kw).time_s
+        assert more > base
+        share.append(more / base - 1.0)
+    assert share[1] > 2 * share[0]

@@ -6,6 +6,8 @@ roofline()'s own arithmetic, on hand-built Costs whose answer is known.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -60,6 +62,23 @@ def test_compute_adds_memory_overlaps_and_launches_add_to_both() -> None:
     assert t.bound == "hbm"
     assert t.arithmetic_intensity_flop_per_byte == pytest.approx(
         cost.flops / cost.hbm_bytes)
+
+
+def test_overlapped_exponentials_hide_under_the_matmuls() -> None:
+    """exp_overlaps (two warpgroups taking turns): compute = max(matmul, exp) + vector, so
+    the exponentials cost nothing while the matmuls take longer, and bind once they are
+    longer; never more than the sum."""
+    s, f = H100.spec, H100.efficiency
+    cost = Cost(
+        matmul_flops=2.0 * s.bf16_tensor_flop_per_s * f.tensor,     # 2 s
+        vector_flops=0.5 * s.fp32_flop_per_s * f.fp32,              # 0.5 s
+        exp_ops=1.0 * s.exp_per_s * f.exp,                          # 1 s
+    )
+    hidden = roofline(cost, H100, "bf16", exp_overlaps=True)
+    assert hidden.compute_s == pytest.approx(2.5)
+    assert roofline(cost, H100, "bf16").compute_s == pytest.approx(3.5)
+    slow_exp = replace(cost, exp_ops=3.0 * s.exp_per_s * f.exp)     # 3 s
+    assert roofline(slow_exp, H100, "bf16", exp_overlaps=True).compute_s == pytest.approx(3.5)
 
 
 def test_matmul_unit_and_dtype_pick_the_peak() -> None:

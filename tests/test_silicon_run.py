@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from memsim.cli import _register, app
@@ -194,6 +196,24 @@ def _one_gemm_row(backend: str, dtype: str, m: int, n: int, k: int) -> fit.GpuRo
     return fit.GpuRows("h100-sxm", r, np.ones(1))
 
 
+def test_a_spec_that_needs_more_rows_raises_a_smaller_sample_and_says_so() -> None:
+    """XQA QGMMA + qkv_pre need 3000 rows per GPU (fewer leave qkv_pre unidentified):
+    ``--sample 2000`` (make fit-classes) is raised to it, a larger one kept; other specs
+    take the sample asked for. Its source text names the unused parameters once and the
+    rows it was fitted on."""
+    (gmma,) = [s for s in fit.specs() if s.name.startswith("attention/decode/trtllm/xqa_gmma")]
+    (bf16,) = [s for s in fit.specs() if s.name == "gemm/trtllm/bf16"]
+    assert gmma.rows_per_gpu(2000) == 3000 and gmma.rows_per_gpu(5000) == 5000
+    assert bf16.rows_per_gpu(2000) == 2000
+    stats = {"n": 1, "median_abs": 0.1, "p90_abs": 0.2, "bias": 0.0}
+    r = fit.FitResult(gmma, {}, {}, {"h100-sxm": stats}, {}, {}, {}, {},
+                      used=list(gmma.keys))
+    text = fit.source_text(r, "pkg", 2000, 0)
+    assert text.count("unused") == 1
+    assert "(unused: attention/decode/trtllm/qkv_pre's hbm, row_s, cta_s, key_s)" in text
+    assert "at most 3000 rows per GPU" in text
+
+
 def test_bound_share_counts_the_rows_whose_time_an_efficiency_sets() -> None:
     """A large square GEMM is tensor-bound, a one-token GEMM streams its weights
     (hbm-bound): each unit binds on the row it sets and on no other; under vLLM's eager
@@ -346,3 +366,40 @@ def test_summary_flag_on_a_silicon_run_keeps_its_calibration(result) -> None:
     assert r.exit_code == 0, r.output
     kept = json.loads((out / "summary.json").read_text())
     assert "calibration" in kept and "rows" in kept and kept["stats"]
+
+
+@given(st.floats(1e-7, 1e-2), st.floats(1e-3, 1.0), st.floats(1e-3, 1.0))
+def test_host_s_is_fitted_as_a_share_of_the_floor_and_always_loads(
+        floor_s: float, share: float, other_share: float) -> None:
+    """host_s is fitted as host_share × floor_s, the floor set first whatever the order of
+    the parameters: every trial and every written class keeps host_s ≤ floor_s, which
+    memsim.ops.classes requires to load the table."""
+    import tomllib
+
+    from memsim.ops.classes import KernelClass, _build, class_table, render_tables
+
+    (spec,) = [s for s in fit.specs() if s.name.startswith("a2a/normal/dispatch/vllm")]
+    assert "host_share" in spec.free and "host_s" not in spec.free
+    key = spec.keys[0]
+    base = {key: KernelClass(key, 1e-4, {"l2": 0.2}, "", 1e-8, host_s=other_share * 1e-4)}
+    for params in ([(key, "host_share"), (key, "floor_s")],
+                   [(key, "floor_s"), (key, "host_share")]):
+        values = np.array([share, floor_s] if params[0][1] == "host_share"
+                          else [floor_s, share])
+        cls = fit.with_params(base, params, values)[key]
+        assert cls.floor_s == floor_s
+        assert cls.host_s == pytest.approx(share * floor_s) and cls.host_s <= cls.floor_s
+        assert fit._get(cls, "host_share") == pytest.approx(share)
+        table = class_table(cls)
+        read = tomllib.loads(render_tables({key: table}))[key]
+        assert _build(key, read).host_s == cls.host_s   # the written table loads
+
+
+def test_only_source_chosen_classes_fit_host_work() -> None:
+    """host_s is freed where the framework's source does host work after the last launch
+    (vLLM's normal-mode prepare), nowhere else: not the low-latency combine, not SGLang;
+    the collector's rank skew only where the kernel waits for every rank's messages."""
+    host = {s.keys[0] for s in fit.specs() if "host_share" in s.free}
+    assert host == {"a2a/normal/dispatch/vllm"}
+    skew = {s.keys[0] for s in fit.specs() if "skew_s" in s.free}
+    assert skew == {"a2a/low_latency/combine/vllm"}

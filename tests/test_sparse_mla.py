@@ -63,3 +63,29 @@ def test_module_times_vllm_dsa_with_its_own_kernels() -> None:
                                            gpu="h100-sxm", backend="vllm")
                          .terms_s["attention"]) for s in (3, 4096))
     assert short < full
+
+
+def test_sm100_prefill_kernel_splits_each_head_tile_over_two_ctas() -> None:
+    """SM100: one token's 128-head tile is a cluster of two CTAs (64 heads each), one CTA
+    per SM, so B200's 148 SMs take 74 tokens in one wave; the 75th starts a second. Each
+    CTA computes half the tile, so one wave costs less than a whole tile on one SM."""
+    t = _t(False, 128, [1, 74, 75], [1, 1, 1], [4096] * 3, "b200")
+    assert t[0] == pytest.approx(t[1])
+    assert t[2] > t[1]
+    b200 = load_gpu("b200")
+    from memsim.ops.classes import kernel_class
+
+    cls = kernel_class("dsa", "vllm", "sparse_prefill")
+    rate = b200.peak_flop_per_s("tensor", "bf16") * min(cls.eff("tensor"), 1.0)
+    whole_tile_s = (cls.floor_s + 2048 * 128 * sparse_mla.MLA_FLOPS_PER_KEY
+                    / (rate / b200.spec.sm_count) + 128 * cls.row_s)
+    assert t[0] < whole_tile_s
+
+
+def test_sm100_prefill_kernel_walks_128_key_blocks() -> None:
+    """SM100's sparse prefill kernel gathers whole 128-key blocks (SM90's: 64), so a
+    decode over 64 or 65 valid keys costs the same on B200 but not on H100."""
+    b200 = _t(False, 128, [8, 8], [1, 1], [64, 65], "b200")
+    h100 = _t(False, 128, [8, 8], [1, 1], [64, 65], "h100-sxm")
+    assert b200[0] == b200[1]
+    assert h100[0] < h100[1]

@@ -58,28 +58,39 @@ def test_one_trace_skips_the_analytic_model_it_does_not_show() -> None:
 
 
 def test_trace_process_sets_numba_up_without_scipy_linalg() -> None:
-    """`memsim trace` sets numba's CPU target up itself (memsim.trace.jit_setup) so that
-    numba's BLAS probe does not import scipy.linalg (~0.12 s of the 128K trace's start-up,
-    issue 13); SciPy stays importable afterwards and the trace's result is the one the
-    default set-up gives."""
+    """The ``memsim trace`` process (memsim.cli.main, the console script's entry) sets
+    numba's CPU target up itself (memsim.trace.jit_setup) so that numba's BLAS probe does
+    not import scipy.linalg (~0.12 s of the 128K trace's start-up, issue 13); SciPy stays
+    importable afterwards, and the trace's HBM bytes are those of a process whose probe
+    did run (scipy.linalg imported first). memsim.cli.run, in-process, leaves numba's
+    probe alone (a jitted np.correlate there keeps BLAS)."""
     import subprocess
     import sys
     from pathlib import Path
 
     pytest.importorskip("scipy")
-    probe = ("import contextlib, io, json, sys, memsim.cli\n"
-             "out = io.StringIO()\n"
-             "with contextlib.redirect_stdout(out):\n"
-             f"    memsim.cli.run({['trace', *SMALL, '--json']!r})\n"
-             "print('scipy.linalg' in sys.modules)\n"
-             "import scipy.linalg.cython_blas\n"
-             "print(json.loads(out.getvalue())['hbm_bytes'])")
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                         check=True, cwd=Path(__file__).resolve().parents[1])
-    loaded, hbm_bytes = out.stdout.split()[-2:]
-    assert loaded == "False"
-    default = json.loads(RUNNER.invoke(app, ["trace", *SMALL, "--json"]).output)
-    assert float(hbm_bytes) == default["hbm_bytes"]
+
+    def trace_process(first: str, call: str) -> list[str]:
+        probe = (f"{first}\n"
+                 "import contextlib, io, json, sys, memsim.cli\n"
+                 "out = io.StringIO()\n"
+                 "with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):\n"
+                 f"    memsim.cli.{call}({['trace', *SMALL, '--json']!r})\n"
+                 "print('scipy.linalg' in sys.modules)\n"
+                 "import numba.np.arraymath\n"
+                 "print(numba.np.arraymath._HAVE_BLAS)\n"
+                 "import scipy.linalg.cython_blas\n"
+                 "print(json.loads(out.getvalue())['hbm_bytes'])")
+        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                             check=True, cwd=Path(__file__).resolve().parents[1])
+        return out.stdout.split()[-3:]
+
+    loaded, blas, hbm_bytes = trace_process("", "main")
+    assert (loaded, blas) == ("False", "False")
+    probed_loaded, probed_blas, probed_hbm = trace_process("import scipy.linalg", "main")
+    assert (probed_loaded, probed_blas) == ("True", "True")
+    assert float(hbm_bytes) == float(probed_hbm)
+    assert trace_process("", "run")[1] == "True"
 
 
 def test_l2_off_sends_every_byte_to_hbm() -> None:

@@ -61,6 +61,10 @@ extra_fields = no_extra_fields
 shrink_first = no_first_shrink
 backward_tiling = fa2_backward_tiles
 
+# the online softmax's FP32 work per score: scale, running max, subtract, row sum (FA-2
+# Alg. 1 lines 8–12); memsim.ops.encoder counts the production kernels' loop with it
+SOFTMAX_FLOPS_PER_SCORE = 4
+
 
 def forward(x: Arrays) -> Cost:
     t = x.tiles()
@@ -74,9 +78,10 @@ def forward(x: Arrays) -> Cost:
     hbm_reads = g * (q_bytes + x.hbm_key_loads(t, per_key, stream_bytes=stream) * per_key)
     return Cost(
         matmul_flops=g * hpb * t.area * 2 * (D + Dv),
-        # per score: scale, running max, subtract, row sum; per row and tile: rescale O
-        # (Dv) and update m, ℓ (2); per row: O / ℓ (Dv)  — FA-2 Alg. 1 lines 8–12
-        vector_flops=g * hpb * (4 * t.area + t.row_pairs * (Dv + 2) + x.N * Dv),
+        # per score (SOFTMAX_FLOPS_PER_SCORE); per row and tile: rescale O (Dv) and update
+        # m, ℓ (2); per row: O / ℓ (Dv)  — FA-2 Alg. 1 lines 8–12
+        vector_flops=g * hpb * (SOFTMAX_FLOPS_PER_SCORE * t.area + t.row_pairs * (Dv + 2)
+                                + x.N * Dv),
         exp_ops=g * hpb * (t.area + t.row_pairs),
         global_read_bytes=reads, global_write_bytes=writes,
         hbm_read_bytes=hbm_reads, hbm_write_bytes=writes,

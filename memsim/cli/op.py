@@ -106,7 +106,7 @@ def moe(tokens: int = size_option(..., "--tokens", ceiling=limits.MAX_WIDTH * li
         ep: int = size_option(1, "--ep", ceiling=limits.MAX_TP, help="expert parallelism"),
         dtype: str = typer.Option("bf16", help="bf16 | fp16 | fp8 | fp8_block | w4a16_mxfp4"),
         distribution: str = typer.Option("balanced",
-                                         help="balanced | uniform | power_law_<alpha>"),
+                                         help="balanced | strided | uniform | power_law_<alpha>"),
         gpu: str = Opt.gpu, backend: str = Opt.backend, as_json: bool = Opt.as_json) -> None:
     """One MoE FFN layer on the busiest GPU: routing + grouped GEMM over local experts."""
     from memsim.ops import check_backend

@@ -173,9 +173,7 @@ def trace(
 
         check_writable(save_trace, "save_trace")
     from memsim.trace import simulate
-    from memsim.trace.jit_setup import init_cpu_target
 
-    init_cpu_target()   # a process of its own: numba set up without SciPy's BLAS probe
     # the analytic prediction only where it is shown (--compare, a table of several
     # cases): one trace as JSON or as its own table needs neither it nor its imports
     analytic_shown = compare or (len(cases) > 1 and not as_json)

@@ -114,20 +114,18 @@ def mla_kernel_s(setup: Any, attn: Any, phase: str, B: Any, N: Any, S: Any) -> A
 
 
 def encoder_kernel_s(setup: Any, attn: Any, phase: str, B: Any, N: Any, S: Any) -> Any:
-    """Seconds of a bidirectional attention call through :mod:`memsim.ops.encoder` — the
-    production encoder kernels with their fitted classes — where it applies (as
-    :func:`memsim.attention.encoder_production_timing`): a prefill of a full-mask (no
-    window) MHA layer, no MLA, every query over its own sequence (N = S), bf16. None
-    elsewhere (memsim's own attention algorithms time it)."""
-    import numpy as np
+    """Seconds of a layer group's attention through :mod:`memsim.ops.encoder` — the
+    production encoder kernels with their fitted classes — where
+    :func:`memsim.ops.encoder.applies` to its call (:func:`_attention_call`: the algorithm
+    ``setup.attention`` picks for the phase, the per-GPU heads), in the activations' dtype
+    (an encoder's Q, K, V; there is no cache), with the setup's backend (None: the default,
+    as for every op of a whole-model sum). None elsewhere (memsim's own attention
+    algorithms time it)."""
+    from memsim.ops import DEFAULT_BACKEND, encoder
 
-    from memsim.ops import encoder
-
-    mask = attn.mask
-    if (phase != "prefill" or attn.mla is not None or mask.causal or mask.window is not None
-            or mask.chunk is not None or mask.top_k is not None
-            or attn.kv_heads != attn.heads or attn.head_dim != attn.head_dim_v
-            or setup.kv_dtype != "bf16" or not np.all(np.asarray(N) == np.asarray(S))):
+    call = _attention_call(setup, attn, phase)
+    problem = call.problem.model_copy(update={"dtype": setup.act_dtype})
+    backend = setup.backend or DEFAULT_BACKEND
+    if not encoder.applies(problem, call.algorithm, backend, N, S):
         return None
-    return encoder.predict(B, N, attn.heads // setup.tp, attn.head_dim, gpu=setup.gpu,
-                           backend=setup.backend).time_s
+    return encoder.predict(B, N, problem.H, problem.D, gpu=setup.gpu, backend=backend).time_s

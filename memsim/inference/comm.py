@@ -36,11 +36,11 @@ def p2p_s(message_bytes: Any, gpu: GPU, gpus: int = 2, backend: str | None = Non
 
 def moe_a2a_s(tokens: Any, *, hidden: int, top_k: int, experts: int, ep: int, phase: str,
               mode: str, dtype: str, gpu: GPU, backend: str | None = None, groups: int = 1,
-              topk_groups: int = 1) -> Any:
+              topk_groups: int = 1, eager: bool = False) -> Any:
     """Seconds of one MoE dispatch or combine of ``tokens`` tokens per rank over ``ep``
     ranks as DeepEP's ``mode`` kernels move them (:func:`memsim.ops.comm.moe_all_to_all`,
-    ``groups`` / ``topk_groups`` the model's group-limited routing); no tokens or one rank
-    cost nothing."""
+    ``groups`` / ``topk_groups`` the model's group-limited routing, ``eager`` whether the
+    framework calls it outside a CUDA graph); no tokens or one rank cost nothing."""
     from memsim.ops.comm import moe_all_to_all
 
     T = np.asarray(tokens, dtype=float)
@@ -48,5 +48,6 @@ def moe_a2a_s(tokens: Any, *, hidden: int, top_k: int, experts: int, ep: int, ph
         return np.zeros_like(T)
     t = moe_all_to_all(np.maximum(T, 1.0), hidden=hidden, top_k=top_k, experts=experts,
                        ep=ep, phase=phase, mode=mode, dtype=dtype, gpu=gpu,
-                       backend=backend, groups=groups, topk_groups=topk_groups).time_s
+                       backend=backend, groups=groups, topk_groups=topk_groups,
+                       eager=eager).time_s
     return np.where(T > 0, t, 0.0)

@@ -119,11 +119,14 @@ def _expert_parallel_s(setup: Setup, g: LayerGroup, rank_tokens: Any, stage_toke
         out["all_reduce"] = all_reduce_s(rank_tokens * h * a_b, T, gpu, setup.backend)
     # dispatch and combine of the tokens this GPU holds (1/T of its replica's) by DeepEP's
     # kernels: the normal ones in prefill, the low-latency ones in decode (as TensorRT-LLM,
-    # vLLM and SGLang configure them; aiconfigurator's MOE_A2A_BACKENDS)
+    # vLLM and SGLang configure them; aiconfigurator's MOE_A2A_BACKENDS). The normal
+    # dispatch runs eagerly (its host waits for the receive counts: "not compatible with
+    # CUDA graph", DeepEP docs/legacy.md); the low-latency calls run inside the decode's
+    # CUDA graph, with no host work to hide behind (memsim.ops.comm.moe_all_to_all)
     mode = "normal" if phase == "prefill" else "low_latency"
     a2a = {"hidden": h, "top_k": k, "experts": X, "ep": W, "mode": mode, "gpu": gpu,
            "backend": setup.backend, "groups": mlp.expert_groups,
-           "topk_groups": mlp.expert_groups_per_token}
+           "topk_groups": mlp.expert_groups_per_token, "eager": mode == "normal"}
     rank_share = rank_tokens / T
     out["all_to_all"] = (
         moe_a2a_s(rank_share, phase="dispatch", dtype=_dispatch_dtype(setup, mode), **a2a)

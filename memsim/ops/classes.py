@@ -3,7 +3,8 @@
 A kernel class is one family of kernels one framework launches ("gemm/trtllm" is TensorRT-
 LLM's GEMM, "allreduce/oneshot/trtllm" its one-shot custom all-reduce). Each has at most
 an ``efficiency`` per unit, a latency floor ``floor_s`` and the fixed times ``row_s``,
-``cta_s``, ``key_s``, ``host_s`` (:class:`KernelClass` says what each counts and in which unit),
+``cta_s``, ``key_s``, ``host_s``, ``skew_s`` (:class:`KernelClass` says what each counts and
+in which unit),
 fitted on H100 SXM and H200 rows of the aiconfigurator-core database (NVIDIA's measured
 kernel latencies) only, never per GPU: every other GPU is predicted from its own datasheet
 numbers with the same class numbers. ``source`` says which rows and what the
@@ -38,7 +39,8 @@ from memsim.ops import check_backend
 FIT_GPUS = ("h100-sxm", "h200")
 
 DATA_FILE = Path(__file__).with_name("kernel_classes.toml")
-_FIELDS = ("same_as", "floor_s", "efficiency", "row_s", "cta_s", "key_s", "host_s", "source")
+_FIELDS = ("same_as", "floor_s", "efficiency", "row_s", "cta_s", "key_s", "host_s", "skew_s",
+           "source")
 
 
 @dataclass(frozen=True)
@@ -71,16 +73,24 @@ class KernelClass:
         MoE all-to-all: seconds per token copy at the fitted GPUs' hop latency.
     - ``cta_s`` [SM-seconds per CTA, at the fitted GPUs' SM clock]: a TensorRT-LLM decode
       CTA's fixed time that does not grow with its rows (barriers, the Q and page-table
-      loads, the partials), × :func:`memsim.attention.clock_ratio` on other GPUs; encoder
-      attention (:mod:`memsim.ops.encoder`): SM-seconds per (m-block, key tile) pair, a
-      warp-specialised FMHA's fixed steps per key tile.
+      loads, the partials); a MoE grouped-GEMM tile's fixed time beyond its operand stream
+      (:mod:`memsim.ops.moe`); encoder attention (:mod:`memsim.ops.encoder`): SM-seconds
+      per (m-block, key tile) pair, a warp-specialised FMHA's fixed steps per key tile;
+      × :func:`memsim.attention.clock_ratio` on other GPUs.
     - ``key_s`` [seconds per key a TensorRT-LLM XQA decode CTA streams, per 128 head
       elements]: × D / 128 (mha.cu's K/V row loads), and for XQA GMMA also × the padded
       head rows / 8 (its GMMA N slices); latency-bound loads, not scaled by the clock.
-    - ``host_s`` [s per call]: host (CPU) work a framework call does after launching its
-      last kernel, before the caller's end event is recorded; the kernels' GPU time hides
-      behind it (vLLM's eager DeepEP prepare / finalize, :func:`memsim.ops.comm
-      .moe_all_to_all`): time = ``floor_s`` + max(0, GPU time − ``host_s``).
+    - ``host_s`` [s per call, ≤ ``floor_s``]: host (CPU) work an *eager* framework call
+      does after launching its last kernel, before the caller's end event is recorded;
+      the kernels' GPU time hides behind it (vLLM's eager DeepEP normal-mode prepare,
+      :func:`memsim.ops.comm.moe_all_to_all` with ``eager=True``): time = ``floor_s`` +
+      max(0, GPU time − ``host_s``). A CUDA-graph replay has no host work: 0 there.
+    - ``skew_s`` [s per call]: a measurement artefact of aiconfigurator's collector, not
+      of the kernel: the ranks' calls start unaligned (no barrier right before the start
+      event), so a kernel that first waits for every rank's messages finds the early
+      ranks' already landed and its measured time is short by up to ``skew_s`` (vLLM's
+      low-latency combine, :func:`memsim.ops.comm.moe_all_to_all`); it applies to the
+      collector's rows only (``collector=True``), never to a prediction of a model.
     - ``source``: what was fitted and the fit's leave-one-GPU-out errors.
     """
 
@@ -92,6 +102,7 @@ class KernelClass:
     cta_s: float = 0.0
     key_s: float = 0.0
     host_s: float = 0.0
+    skew_s: float = 0.0
 
     def eff(self, unit: str) -> float:
         return self.efficiency[unit]
@@ -123,13 +134,16 @@ def _build(name: str, fields: dict[str, Any]) -> KernelClass:
     cta_s = float(fields.get("cta_s", 0.0))
     key_s = float(fields.get("key_s", 0.0))
     host_s = float(fields.get("host_s", 0.0))
+    skew_s = float(fields.get("skew_s", 0.0))
     # host_s is part of the floor: the host work after the last launch is host work
     if not (floor_s >= 0 and row_s >= 0 and cta_s >= 0 and key_s >= 0
-            and 0 <= host_s <= floor_s and all(v > 0 for v in eff.values())):
+            and 0 <= host_s <= floor_s and skew_s >= 0
+            and all(v > 0 for v in eff.values())):
         raise ValueError(f"kernel class {name!r}: floor_s, row_s, cta_s, key_s must be ≥ 0, "
+                         f"skew_s ≥ 0, "
                          f"0 ≤ host_s ≤ floor_s and efficiencies > 0 (got {fields})")
     return KernelClass(name, floor_s, eff, str(fields.get("source", "")), row_s, cta_s,
-                       key_s, host_s)
+                       key_s, host_s, skew_s)
 
 
 def load_classes(path: Path = DATA_FILE) -> dict[str, KernelClass]:
@@ -175,6 +189,8 @@ def class_table(cls: KernelClass) -> dict[str, Any]:
         table["key_s"] = cls.key_s
     if cls.host_s:
         table["host_s"] = cls.host_s
+    if cls.skew_s:
+        table["skew_s"] = cls.skew_s
     table["source"] = cls.source
     return table
 
@@ -187,13 +203,15 @@ def _value(v: Any) -> str:
     if isinstance(v, str):
         return json.dumps(v, ensure_ascii=False)  # a valid TOML basic string
     if isinstance(v, dict):
+        if not v:
+            return "{}"
         return "{ " + ", ".join(f"{k} = {_value(x)}" for k, x in v.items()) + " }"
     raise TypeError(f"cannot write {v!r} to the kernel-class file")
 
 
 HEADER = """\
 # Fitted kernel classes (memsim.ops.classes): floor_s, efficiency per unit, row_s, cta_s,
-# key_s, host_s, source; what each counts and its unit (row_s's row differs by op):
+# key_s, host_s, skew_s, source; what each counts and its unit (row_s's row differs by op):
 # memsim.ops.classes.KernelClass. `same_as` takes another class's numbers (a class not
 # fitted on its own).
 # Fitted entries are written by `memsim validate --source aiconfigurator --fit-classes

@@ -453,8 +453,13 @@ def remote_ranks_per_token(experts: int, top_k: int, ep: int, groups: int = 1,
 
 
 #: The SMs DeepEP's normal kernels run on (deep_ep/buffer.py @73b6ea4 ``Buffer.num_sms``
-#: = 20, the ``sms`` column of vLLM's rows; aiconfigurator's vLLM collector sets it with
-#: ``Buffer.set_num_sms(HT_SMS)``, HT_SMS = 20). The low-latency kernels take every SM.
+#: = 20, a class attribute: every ``dispatch`` / ``combine`` without a ``config`` takes
+#: ``get_dispatch_config`` / ``get_combine_config``, built on it). vLLM: the ``sms`` column
+#: of its rows (aiconfigurator's vLLM collector calls ``Buffer.set_num_sms(HT_SMS)``,
+#: HT_SMS = 20). TensorRT-LLM: its ``VariableLengthBuffer`` (tensorrt_llm/_torch/modules/
+#: fused_moe/deep_ep_utils.py @0fbbb91) never calls ``set_num_sms`` and passes no
+#: ``config``, so DeepEP's default 20 holds (its rows' ``sms`` column is 0: not recorded).
+#: The low-latency kernels take every SM.
 DEEPEP_NORMAL_SMS = 20
 
 
@@ -465,8 +470,13 @@ def a2a_bytes_per_s(gpu: Any, link_bytes_per_s: float, mode: str, cls: Any) -> f
     - normal: the :data:`DEEPEP_NORMAL_SMS` SMs' copy rate, their share of the L2
       bandwidth (``l2_bandwidth_bytes_per_s`` / ``sm_count`` each) × the class's ``l2``
       efficiency (the wire still bounds the whole transfer: :func:`moe_all_to_all`).
-      Their warps copy with loads and stores a few KB in flight each (intranode.cu
-      @73b6ea4 ``UNROLLED_WARP_COPY``), so the rate is the SMs', not the link's:
+      The source makes it the SMs' rate: the kernels are launched on a fixed budget of
+      ``num_sms`` CTAs (intranode.cu @73b6ea4 ``dispatch`` / ``combine``: ``num_sms``
+      blocks, half senders, half receivers, one channel per pair), whatever the GPU's
+      SM count or link, and every byte, the own rank's included, is moved by their
+      warps' loads and stores a few KB in flight each (``UNROLLED_WARP_COPY``); no copy
+      engine or TMA moves it. On H100 and H200 this rate and the NVLink's coincide in
+      the fit (the same 20 SMs, the same link), so only the other GPUs tell them apart:
       aiconfigurator's normal-mode rows are slower on B200 than on H200 at 65536 tokens
       (vLLM combine, 7168 wide, top-8 of 256: 109 against 67 ns a copy), though B200's
       NVLink is twice as fast. B200's L2 bandwidth per SM is H100's (its profile scales
@@ -476,6 +486,76 @@ def a2a_bytes_per_s(gpu: Any, link_bytes_per_s: float, mode: str, cls: Any) -> f
         return link_bytes_per_s * cls.eff("link")
     per_sm = gpu.spec.l2_bandwidth_bytes_per_s / gpu.spec.sm_count
     return DEEPEP_NORMAL_SMS * per_sm * cls.eff("l2")
+
+
+#: DeepEP's published normal-kernel benchmark (github.com/deepseek-ai/DeepEP docs/legacy.md,
+#: "Normal kernels with NVLink and RDMA forwarding": H800, one CX7 400 Gb/s NIC (~50 GB/s)
+#: per GPU, 4096 tokens a rank, 7168 hidden, top-8 of 256 experts, fp8 dispatch and bf16
+#: combine): EP → (dispatch, combine) "bottleneck bandwidth" GB/s (RDMA).
+DEEPEP_INTERNODE_GBPS = {16: (43.0, 43.0), 32: (58.0, 57.0), 64: (51.0, 50.0)}
+
+
+def deepep_rdma_wire_share(ep: int, gpus_per_node: int = 8) -> float:
+    """The share of DeepEP's *logical* RDMA bytes that cross the wire at ``ep`` ranks.
+
+    tests/test_internode.py (@73b6ea4) prints ``num_rdma_token_sent · hidden · 2`` (× (1 +
+    4/128)/2 in fp8) over the kernel time, ``num_rdma_token_sent`` the (token, node) pairs
+    the routing reaches, the token's own node included; the own node's copy stays on the
+    node (internode.cu ``dispatch``: the RDMA sender's put is for ``dst_rdma_rank !=
+    rdma_rank`` only). Each of the N nodes is reached with the same probability, so the own
+    node is on average 1/N of the pairs: (N − 1)/N of the logical bytes are wire bytes.
+    """
+    nodes = ep // gpus_per_node
+    return (nodes - 1) / nodes
+
+
+#: The network's share of its datasheet rate that DeepEP's normal kernels reach: the
+#: fastest wire rate of :data:`DEEPEP_INTERNODE_GBPS` (logical GB/s ×
+#: :func:`deepep_rdma_wire_share`; EP 64 dispatch: 51 × 7/8 = 44.6 GB/s) over the NIC's
+#: 50 GB/s. The wire bound is a bound: the rows below it (EP 16: 21.5 GB/s on the wire)
+#: are bound elsewhere (the NVLink forwarding inside each node, :func:`_forward_s`).
+DEEPEP_RDMA_EFFICIENCY = round(max(
+    max(d, c) * deepep_rdma_wire_share(ep) for ep, (d, c) in DEEPEP_INTERNODE_GBPS.items())
+    / 50.0, 3)
+
+
+#: DeepEP's published intranode rate on H800 (docs/legacy.md, the same table: EP 8 dispatch
+#: 153, combine 158 GB/s, "NVLink" bottleneck; tests/test_intranode.py counts
+#: ``recv_x.numel()`` bytes, the own rank's copies included) over H800's 200 GB/s NVLink
+#: per direction (hardware_profiles/h800-sxm.toml): the share of the NVLink's datasheet
+#: rate DeepEP's warps reach in *logical* bytes (every rank's copy, the own included).
+DEEPEP_NVLINK_LOGICAL_EFFICIENCY = round(max(153.0, 158.0) / 200.0, 3)
+
+
+def wire_efficiency(gpu: Any, gpus: int) -> float:
+    """The share of the link's datasheet rate a DeepEP transfer over ``gpus`` ranks can
+    reach: :data:`DEEPEP_RDMA_EFFICIENCY` beyond one scale-up domain (the network), 1
+    inside it (NVLink's bound is the class's fitted rate, :func:`a2a_bytes_per_s`)."""
+    link = gpu.interconnect
+    return DEEPEP_RDMA_EFFICIENCY if link is not None and gpus > link.scale_up_gpus else 1.0
+
+
+def _forward_s(T: np.ndarray, copy_bytes: float, gpu: Any, G: int, mode: str, experts: int,
+               top_k: int, groups: int, topk_groups: int) -> np.ndarray:
+    """Seconds DeepEP's internode normal kernels spend forwarding tokens over NVLink
+    inside each node (0 inside one scale-up domain and in low-latency mode).
+
+    internode.cu (@73b6ea4) ``dispatch``: a node's forwarder warps
+    (``kRDMAAndNVLForwarder``, one per NVLink peer) copy every token that arrived in the
+    GPU's RDMA buffer, from every node the own included, into the NVLink buffer of each
+    local rank that holds one of its experts (``combine`` reduces the same copies the
+    other way). Over the ranks these are a token's ranks reached, the own included
+    (:func:`remote_ranks_per_token` × G/(G − 1)); by symmetry each GPU forwards T of them
+    a token at DeepEP's logical NVLink rate (:data:`DEEPEP_NVLINK_LOGICAL_EFFICIENCY` ×
+    the link). On H800 this binds DeepEP's EP 16 row (2 nodes: half the wire bytes of
+    EP 32, about as many forwarded copies), not its EP 32 / 64 rows (the wire binds).
+    """
+    link = gpu.interconnect
+    if mode != "normal" or link is None or G <= link.scale_up_gpus:
+        return np.zeros_like(T)
+    ranks = remote_ranks_per_token(experts, top_k, G, groups, topk_groups) * G / (G - 1)
+    rate = link.nvlink_bytes_per_s_per_direction * DEEPEP_NVLINK_LOGICAL_EFFICIENCY
+    return T * ranks * copy_bytes / rate if rate > 0 else np.zeros_like(T)
 
 
 @functools.cache
@@ -492,7 +572,8 @@ def fitted_hop_s() -> float:
 def moe_all_to_all(tokens: Any, *, hidden: int, top_k: int, experts: int, ep: int,
                    phase: str = "dispatch", mode: str = "normal", dtype: str = "bf16",
                    gpu: Any = "h200", backend: str | None = None, groups: int = 1,
-                   topk_groups: int = 1) -> OpPrediction:
+                   topk_groups: int = 1, eager: bool = False,
+                   collector: bool = False) -> OpPrediction:
     """One MoE dispatch or combine of ``tokens`` tokens per rank (arrays broadcast) over
     ``ep`` ranks, as DeepEP's kernels move them.
 
@@ -524,30 +605,55 @@ def moe_all_to_all(tokens: Any, *, hidden: int, top_k: int, experts: int, ep: in
     reaches in the normal kernels (:func:`remote_ranks_per_token`).
 
     Dispatch sends ``dtype`` on the wire (:data:`A2A_WIRE_BYTES`); combine returns bf16
-    (DeepEP's combine takes bf16 x). GPU time = link bytes / :func:`a2a_bytes_per_s` +
-    copies · ``row_s`` (· hop / hop_fit in normal mode): the kernel class's seconds per
-    token copy (``row_s``, fitted per (mode, phase, backend) on the H100 and H200 rows of
-    aiconfigurator's ``moe_a2a_perf``). Time = ``floor_s`` + max(0, GPU time −
-    ``host_s``).
+    (DeepEP's combine takes bf16 x). GPU time = max(rate term + copy term, wire term,
+    forward term):
 
-    ``host_s`` is the part of the call's fixed time that the transfer runs under.
-    aiconfigurator's vLLM rows time the framework's eager Python calls with CUDA events
-    around them (ai-dynamo/aiconfigurator collector/wideep/vllm/collect_moe_a2a.py
+    - rate term (``terms_s["sm_copy"]`` in normal mode, ``terms_s["link"]`` in low
+      latency): bytes / :func:`a2a_bytes_per_s`. In normal mode the bytes are every
+      copy's, the own destination's included (``detail["copy_bytes"]`` = copies ×
+      hidden × wire bytes): the SMs copy those too (see the per-copy cost below); in low
+      latency the bytes that leave the rank (``detail["link_bytes"]``) at the link's rate;
+    - copy term (``terms_s["copy"]``): copies · ``row_s`` (· hop / hop_fit in normal
+      mode), the kernel class's seconds per token copy (``row_s``, fitted per (mode,
+      phase, backend) on the H100 and H200 rows of aiconfigurator's ``moe_a2a_perf``);
+    - wire term (``terms_s["wire"]``): the bytes that leave the rank (own copies stay on
+      it) over the link's datasheet rate × :func:`wire_efficiency` (DeepEP's published
+      internode rate on the network, :data:`DEEPEP_RDMA_EFFICIENCY`; 1 on NVLink);
+    - forward term (``terms_s["forward"]``, normal mode beyond one domain): every
+      token's copies to the ranks of each node it reaches over NVLink (:func:`_forward_s`).
+
+    DeepEP's own internode figures (EP 16/32/64 on H800) are reproduced within 10 % by
+    the TensorRT-LLM classes (tests/test_ops_comm.py, golden).
+
+    ``bound`` names the largest side: "forward", "wire", else "sm_copy" / "link" or "copy"
+    (whichever of the two is larger), or "latency" where the floor exceeds what is left.
+    Time = ``floor_s`` + max(0, GPU time − ``host_s``) for an ``eager`` call, ``floor_s``
+    + GPU time otherwise.
+
+    ``host_s`` is the part of the call's fixed time that the transfer runs under; it
+    exists only for an ``eager`` call (host code runs between the launch and the caller's
+    end event) and is 0 inside a CUDA graph (a replay has no host work to hide behind:
+    the low-latency kernels in vLLM's and TensorRT-LLM's decode). aiconfigurator's vLLM
+    rows time the framework's eager Python calls with CUDA events around them
+    (ai-dynamo/aiconfigurator collector/wideep/vllm/collect_moe_a2a.py
     ``VllmBenchmarkAdapter.benchmark``: ``prepare_finalize.prepare`` / ``.finalize``, no
-    CUDA graph), so a kernel shorter than the host code after its launch costs nothing
-    beyond the floor. vLLM's normal-mode ``prepare`` (vllm/model_executor/layers/fused_moe/
-    prepare_finalize/deepep_ht.py ``_do_dispatch`` and ``_receiver``) blocks the host in
-    DeepEP's ``dispatch`` until ``notify_dispatch`` has published the receive counts, then
-    launches the dispatch kernel and runs ``_receiver`` (the ``torch.where`` on the expert
-    ids, ``ExpertTokensMetadata.make_from_list``, the quantisation check) while it copies:
-    its rows are flat near 250 µs up to 512 tokens a rank on H100 and H200, then rise
-    (fitted ``host_s`` 129 µs). vLLM's low-latency ``finalize`` (deepep_ll.py
-    ``_finalize``) is one ``low_latency_combine`` kernel whose receive phase waits for
-    every rank's flag (internode_ll.cu ``combine``: ``ld_acquire_sys_global(rdma_recv_flag
-    ...)`` before ``cg::this_grid().sync()``): the ranks' launches are not aligned (the
-    collector's only barrier is ``clean_low_latency_buffer``'s, before the start event), and
-    the early ranks' messages land while it waits (fitted 21 µs). The other classes hold
-    ``host_s`` = 0: time = floor + GPU time.
+    CUDA graph: the silicon mapper passes ``eager=True``), so a kernel shorter than the
+    host code after its launch costs nothing beyond the floor. vLLM's normal-mode
+    ``prepare`` (vllm/model_executor/layers/fused_moe/prepare_finalize/deepep_ht.py
+    ``_do_dispatch`` and ``_receiver``) blocks the host in DeepEP's ``dispatch`` until
+    ``notify_dispatch`` has published the receive counts, then launches the dispatch
+    kernel and runs ``_receiver`` (the ``torch.where`` on the expert ids,
+    ``ExpertTokensMetadata.make_from_list``, the quantisation check) while it copies: its
+    rows are flat near 250 µs up to 512 tokens a rank on H100 and H200, then rise. Which
+    classes hold a ``host_s`` is chosen from that source (memsim.silicon.fit
+    ``VLLM_HOST_HIDDEN``); the others hold 0 (SGLang's included: its dispatcher is other
+    code), and their time is floor + GPU time.
+
+    ``collector``: the call is one of aiconfigurator's measured rows (the silicon mapper),
+    whose ranks start unaligned: a class's ``skew_s`` (vLLM's low-latency combine, whose
+    receive phase waits for every rank's flag, internode_ll.cu ``combine``) hides that
+    much more GPU time there, and nowhere else (a model's calls are not skewed by the
+    benchmark's launch order).
 
     In the normal kernels the per-copy cost is a chain of NVLink round trips, not SM work,
     so it is scaled by the group's own hop latency (NVLink inside the scale-up domain, the
@@ -602,23 +708,36 @@ def moe_all_to_all(tokens: Any, *, hidden: int, top_k: int, experts: int, ep: in
     # n destinations share a sender's warps, the own one too (docstring): n/(n − 1) of the
     # remote copies; only the remote ones cross the link
     copies = T * remote * dests / (dests - 1)
-    traffic = T * remote * hidden * A2A_WIRE_BYTES[wire]
+    copy_bytes = hidden * A2A_WIRE_BYTES[wire]
+    traffic = T * remote * copy_bytes
     bw, hop_s = _link(gpu, G)
     cls = kernel_class(f"a2a/{mode}/{phase}", backend)
-    link_s = traffic / a2a_bytes_per_s(gpu, bw, mode, cls)
+    rate = a2a_bytes_per_s(gpu, bw, mode, cls)
+    # normal mode: the SMs copy every destination's bytes, the own one's too; low latency:
+    # the link's rate on the bytes that leave the rank
+    rate_s = (copies * copy_bytes if mode == "normal" else traffic) / rate
     hop_ratio = hop_s / fitted_hop_s() if mode == "normal" else 1.0
     copy_s = copies * cls.row_s * hop_ratio
+    wire_s = traffic / (bw * wire_efficiency(gpu, G))
+    forward_s = _forward_s(T, copy_bytes, gpu, G, mode, experts, top_k, groups, topk_groups)
     floor = np.full_like(T, cls.floor_s)
-    gpu_s = np.maximum(link_s + copy_s, traffic / bw)   # never faster than the wire
-    beyond_host_s = np.maximum(0.0, gpu_s - cls.host_s)   # GPU time the host hides
-    bound = np.where(floor > beyond_host_s, "latency", np.where(link_s >= copy_s, "link",
-                                                                 "copy"))
+    # never faster than the wire, nor than the NVLink forwarding beyond one domain
+    gpu_s = np.maximum(np.maximum(rate_s + copy_s, wire_s), forward_s)
+    # host work after the launch (eager calls); the collector's rank skew (its rows only)
+    hidden_s = (cls.host_s if eager else 0.0) + (cls.skew_s if collector else 0.0)
+    beyond_host_s = np.maximum(0.0, gpu_s - hidden_s)   # GPU time the host hides
+    rate_term = "sm_copy" if mode == "normal" else "link"
+    bound = np.where(floor > beyond_host_s, "latency",
+                     np.where(forward_s >= np.maximum(wire_s, rate_s + copy_s), "forward",
+                              np.where(wire_s >= rate_s + copy_s, "wire",
+                                       np.where(rate_s >= copy_s, rate_term, "copy"))))
     return OpPrediction(
         time_s=out(floor + beyond_host_s), bound=str(bound) if bound.ndim == 0 else bound,
         flops=out(np.zeros_like(T)), hbm_bytes=out(2.0 * traffic), launch_s=out(floor),
-        terms_s={"link": out(link_s), "copy": out(copy_s)},
+        terms_s={rate_term: out(rate_s), "copy": out(copy_s), "wire": out(wire_s),
+                 "forward": out(forward_s)},
         detail={"algorithm": f"deepep/{mode}/{phase}", "link_bytes": out(traffic),
-                "copies": out(copies)})
+                "copy_bytes": out(copies * copy_bytes), "copies": out(copies)})
 
 
 def p2p(message_bytes: Any, *, gpu: Any = "h100-sxm", gpus: int = 2,

@@ -12,10 +12,9 @@ replays of one call, ``collector/helper.py`` ``benchmark_with_power``):
   (in place: reads the packed QKV, writes Q and K back; no cache to fill), then the
   context FMHA on the packed QKV: on Hopper fmha_v2's warp-specialised TMA kernels
   ``fmha_v2_flash_attention_bf16_64_{256,128}_S_qkv_{D}_tma_ws_sm90`` (64-row query tiles,
-  256 keys per tile for D ≤ 64, 128 to D = 128), on the SM100 family trtllm-gen's
-  (``fmhaDispatcher.cpp``: ``mUseTllmGen = isSM100Family() && headSize != 80``; head
-  sizes it has no kernel for fall back to the unfused GEMM-softmax-GEMM path), elsewhere
-  fmha_v2's ``mma.sync`` flash kernels (``..._{128,64}_128_S_qkv_{D}_sm89``).
+  256 keys per tile for D ≤ 64, 128 to D = 128), on the SM100 family trtllm-gen's but
+  for D = 72 (:data:`TLLM_GEN_EXCLUDED_HEAD_DIMS`), elsewhere fmha_v2's ``mma.sync``
+  flash kernels (``..._{128,64}_128_S_qkv_{D}_sm89``).
 - vLLM 0.24 (``collector/vllm/collect_attn_encoder.py`` l. 70-101): the ViT wrapper
   ``vit_flash_attn_wrapper`` → ``flash_attn_varlen_func(causal=False)`` on contiguous
   [B·N, H, D] views (no copies); kernel_source names the version: FA3 on Hopper, FA4 on
@@ -64,24 +63,37 @@ from typing import Any
 
 import numpy as np
 
+from memsim.algorithms.flash2 import SOFTMAX_FLOPS_PER_SCORE
 from memsim.ops import OpPrediction, as_float, bound_of, cc_major, out, positive, resolve_gpu
 from memsim.ops.classes import KernelClass, kernel_class, with_class
 from memsim.units import DTYPE_BYTES
 
-# the online softmax's FP32 work per score: scale, running max, subtract, row sum (the
-# count memsim.algorithms.flash2 uses for the same kernel loop)
-SOFTMAX_FLOPS_PER_SCORE = 4.0
 BF16 = DTYPE_BYTES["bf16"]
 # FlashAttention-3's head sizes (hopper/flash_api.cpp ``round_up_headdim``)
 FA3_HEAD_DIMS = (64, 96, 128, 192, 256)
 MMA_K = 16   # the K step of a 16-bit tensor-core MMA (mma.sync m16n8k16, wgmma/UMMA k16)
+# TensorRT-LLM 1.3.0rc20 (the version of aiconfigurator-core 0.12.0's encoder rows: their
+# data folders ``encoder_attention/trtllm/1.3.0rc20``, the collector pinned to it in
+# ai-dynamo/aiconfigurator dec5f4cd2, 2026-08-03), cpp/tensorrt_llm/kernels/
+# fmhaDispatcher.cpp ``FmhaDispatcher::FmhaDispatcher``: ``mUseTllmGen =
+# isSM100Family() && fixedParams.headSize != 72`` — "TRTLLM-GEN only supports power of 2
+# head sizes (and 80 with padding). The exception will fall back to fmha v2." The rule as
+# NVIDIA/TensorRT-LLM main had it from PR #13808 (trtllm-gen head_dim 80 cubins, opened
+# 2026-05-06, merged) until PR #19507 (2026-09, adds 104), the window rc20 lies in; the
+# file at the v1.3.0rc20 tag itself could not be read here (the repository's snapshot is
+# over the fetch limit): read at the base of #19507's diff and in the yunruis/TensorRT-LLM
+# copy @0380cf13. Earlier releases had ``!= 80`` (D = 80 to fmha_v2).
+TLLM_GEN_EXCLUDED_HEAD_DIMS = (72,)
+# the head sizes trtllm-gen has context kernels for besides the powers of two (the
+# dispatcher's comment above); others fail ``isSupported`` and run unfused
+TLLM_GEN_PADDED_HEAD_DIMS = (80,)
 
 
 @dataclass(frozen=True)
 class Kernel:
     """The kernel a framework runs for encoder attention on one GPU.
 
-    ``name``: "fmha_v2_sm90", "fmha_v2_sm100", "fmha_v2", "trtllm_gen", "unfused", "fa3",
+    ``name``: "fmha_v2_sm90", "fmha_v2", "trtllm_gen", "unfused", "fa3",
     "fa4", "fa2" or "triton";
     ``head_dim``: the head size its MMAs run at (padded); ``block_m``, ``block_n``: query
     rows and keys per tile (arrays: FA3's tile depends on N); ``overlap``: warp-specialised
@@ -133,17 +145,24 @@ def kernel(framework: str, gpu: Any, head_dim: int, seq_len: Any) -> Kernel:
     - "fmha_v2_sm90" (TensorRT-LLM on Hopper): 64-row query tiles, 256 keys per tile for
       D ≤ 64, 128 to D = 128, 64 above (the ``_64_{256,128,64}_S_qkv_{D}_tma_ws_sm90``
       kernels).
-    - "trtllm_gen" (TensorRT-LLM on the SM100 family, power-of-two head sizes:
-      fmhaDispatcher.cpp "TRTLLM-GEN only supports power of 2 head sizes", D = 80 excepted
-      to fmha_v2): its context kernels are closed cubins; timed with the 128 × 128 tiles of
-      Blackwell's 128-row UMMA. Other head sizes (D = 72) find no trtllm-gen kernel
-      (``isSupported`` false: "Fall back to unfused MHA"), and attentionOp.cpp
-      ``enqueueContext`` runs the unfused path: "unfused" (:func:`work`). D = 80 runs
-      "fmha_v2_sm100", whose SM100 build's tiles were not in the source read: timed with
-      the same 128 × 128 tiles, and fmha_v2's per-key-tile cost.
-    - "fmha_v2" (TensorRT-LLM on Ada/Ampere): ``_128_128_S_qkv_64_sm89`` for D ≤ 64, else
-      ``_64_128_S_qkv_{D}_sm89``; "fa2" (vLLM on Ada/Ampere): flash_fwd_launch_template.h
-      hdim64 128 × 128, hdim96 and up 128 × 64 on SM8x; "triton" (SGLang elsewhere):
+    - "trtllm_gen" (TensorRT-LLM on the SM100 family: every head size but
+      :data:`TLLM_GEN_EXCLUDED_HEAD_DIMS` is sent to it, and it has kernels for the powers
+      of two and :data:`TLLM_GEN_PADDED_HEAD_DIMS`): its context kernels are closed cubins;
+      timed with the 128 × 128 tiles of Blackwell's 128-row UMMA and the head size padded
+      to the MMA's K step (the width D = 80's "padding" runs at is not in the source read).
+      Other head sizes find no trtllm-gen kernel (``isSupported`` false: "Fall back to
+      unfused MHA"), and attentionOp.cpp ``enqueueContext`` runs the unfused path:
+      "unfused" (:func:`work`). D = 72 goes to fmha_v2, whose SM100 build is its
+      ``mma.sync`` flash kernels (the warp-specialised TMA kernels are ``_tma_ws_sm90``:
+      ``wgmma`` exists on sm_90a only): "fmha_v2", with the tiles of its SM8x build (the
+      SM100 enumeration of fmha_v2/setup.py was not read) and the profile's tensor rate,
+      which is tcgen05's: ``mma.sync``'s own rate on Blackwell is not modelled.
+    - "fmha_v2" (TensorRT-LLM on Ada/Ampere, and D = 72 on SM100):
+      ``_128_128_S_qkv_64_sm89`` for D ≤ 64, else ``_64_128_S_qkv_{D}_sm89`` (NVIDIA
+      TensorRT-Edge-LLM's cubin list, contextAttentionKernels/cubin/fmha_cubin.h, names the
+      SM100 build the same way: ``..._64_128_S_qkv_128_sm100``, no ``tma_ws``); "fa2" (vLLM
+      on Ada/Ampere): flash_fwd_launch_template.h hdim64 128 × 128, hdim96 and up
+      128 × 64 on SM8x; "triton" (SGLang elsewhere):
       sglang/srt/layers/attention/triton_ops/prefill_attention.py
       ``context_attention_fwd``, ``BLOCK_M = BLOCK_N = 128`` where the compute capability's
       major is above 8, else 64.
@@ -157,11 +176,8 @@ def kernel(framework: str, gpu: Any, head_dim: int, seq_len: Any) -> Kernel:
             return Kernel("fmha_v2_sm90", mma_head_dim("fmha_v2", D), full(64),
                           full(256 if D <= 64 else 128 if D <= 128 else 64), True, True,
                           tile_cost=True)
-        if cc == 10:
-            if D == 80:   # fmhaDispatcher: `headSize != 80` → fmha_v2's SM100 build
-                return Kernel("fmha_v2_sm100", mma_head_dim("fmha_v2", D), full(128),
-                              full(128), True, True, tile_cost=True)
-            if D & (D - 1):
+        if cc == 10 and D not in TLLM_GEN_EXCLUDED_HEAD_DIMS:
+            if D & (D - 1) and D not in TLLM_GEN_PADDED_HEAD_DIMS:
                 return Kernel("unfused", D, full(0), full(0), False)
             return Kernel("trtllm_gen", mma_head_dim("trtllm_gen", D), full(128), full(128),
                           True, True)
@@ -280,6 +296,31 @@ def time_work(w: EncoderWork, k: Kernel, gpu: Any, cls: KernelClass) -> OpPredic
                 "m_blocks": out(w.m_blocks), "compute_s": out(compute)})
 
 
+def applies(problem: Any, algorithm: str, backend: str | None, seq_len: Any = None,
+            kv_len: Any = None) -> bool:
+    """Whether an attention call is timed by :func:`predict` — the one rule ``memsim
+    attention`` (:func:`memsim.attention.encoder_production_timing`) and whole-model sums
+    (:func:`memsim.inference.attention_call.encoder_kernel_s`) share.
+
+    ``problem``: the call (an :class:`memsim.problem.AttentionProblem`; its ``dtype`` the
+    call's, of Q, K, V), run as ``algorithm`` with ``backend``'s kernels; ``seq_len``,
+    ``kv_len``: its N and S (arrays; default the problem's). True for a backend's kernels
+    (None: memsim's own roofline), memsim's default prefill algorithm (FlashAttention-2,
+    :data:`memsim.algorithms.DEFAULT`, what the production FMHA kernels are; another one
+    chosen explicitly keeps its own cost), a forward pass, a full mask (bidirectional, no
+    window), MHA (K = H, no MLA) with D = Dv, in bf16, every query over the keys of its own
+    sequence (N = S)."""
+    from memsim.algorithms import DEFAULT
+
+    p = problem
+    if (backend is None or algorithm != DEFAULT or p.mla or p.mask.kind != "full"
+            or p.pass_ != "forward" or p.K != p.H or p.D != p.Dv or p.dtype != "bf16"):
+        return False
+    N = np.asarray(p.N if seq_len is None else seq_len)
+    S = np.asarray(p.S if kv_len is None else kv_len)
+    return bool(np.all(N == S))
+
+
 def predict(batch: Any, seq_len: Any, heads: Any, head_dim: int, *, gpu: Any = "h100-sxm",
             backend: str | None = None) -> OpPrediction:
     """Encoder attention of ``batch`` sequences × ``seq_len`` tokens, ``heads`` heads of
@@ -297,5 +338,5 @@ def predict(batch: Any, seq_len: Any, heads: Any, head_dim: int, *, gpu: Any = "
     return time_work(w, k, gpu, kernel_class("attention/encoder", framework))
 
 
-__all__ = ["EncoderWork", "Kernel", "kernel", "mma_head_dim", "predict", "time_work",
-           "work"]
+__all__ = ["EncoderWork", "Kernel", "applies", "kernel", "mma_head_dim", "predict",
+           "time_work", "work"]

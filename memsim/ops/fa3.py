@@ -61,7 +61,11 @@ def tile(D: int, Dv: int, local: bool, packed_rows, elem_bytes: float = 2
         return np.where(small, 64, 128), np.full(rows.shape, 128)
     if D <= 192:
         return np.full(rows.shape, 128), np.full(rows.shape, 96)
-    return np.full(rows.shape, 128), np.full(rows.shape, 64 if local else 80)
+    if D <= 256:
+        return np.full(rows.shape, 128), np.full(rows.shape, 64 if local else 80)
+    # D > 256: no FA3 kernel; vLLM runs FlashAttention-4 (memsim.attention.vllm_fa4),
+    # whose SM90 tiles are 64 × 64 (flash_attn/cute/interface.py _tile_size_fwd_sm90)
+    return np.full(rows.shape, 64), np.full(rows.shape, 64)
 
 
 def work(N, S, group: int, D: int, Dv: int, window: int | None, elem_bytes: float = 2):

@@ -58,7 +58,15 @@ frameworks' sources and from the aiconfigurator collectors that timed them):
   host time and ``time_s`` = max(floor, quant + GEMM). Its kernel depends on the shape
   (vLLM ``W8A8BlockFp8LinearOp``): CUTLASS blockwise when k is not a multiple of 128 or n
   of 64, FlashInfer for m < 32 on SM90, DeepGEMM otherwise — three classes
-  (``fp8_block_cutlass``, ``fp8_block_flashinfer``, ``fp8_block``).
+  (``fp8_block_cutlass``, ``fp8_block_flashinfer``, ``fp8_block``). The host time is the
+  software path's, and the DeepGEMM path differs on Blackwell (UE8M0 scales:
+  vllm utils/deep_gemm.py ``is_deep_gemm_e8m0_used``; in the vLLM versions read, not
+  pinned to 0.24.0, ``_fp8_gemm_nt_op`` of kernels/linear/scaled_mm/deep_gemm.py aligns
+  the packed activation scales to 4 rows): aiconfigurator's B200 DeepGEMM rows take about
+  180 µs per call at m a multiple of 4 and 235 µs otherwise, against the 90 µs of
+  H100/H200's, while its CUTLASS rows take 165 µs against Hopper's 180. No Hopper row sees
+  that path, so the Hopper floor stands there (B200 DeepGEMM rows about −51 %); not tuned
+  on B200.
 - **Block-scaled fp8 on Hopper promotes on CUDA cores** (``promote``): SM90's wgmma has no
   per-group scale operand, so after every 128-deep k-block the math warpgroups wait for
   their wgmma batch (``warpgroup_wait<0>``) and fold it into an fp32 accumulator with one

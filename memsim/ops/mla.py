@@ -28,7 +28,8 @@ Time of one call (:func:`time_work`), the memsim roofline of a kernel class (an 
 per unit, a floor, and the per-row cost ``row_s`` in SM-seconds per *padded* query row and
 head — the fixed steps of a tile, :mod:`memsim.ops.classes`):
 
-    time_s = floor + max(matmul / (tensor · e_tensor) + row_s · rows / SMs,
+    time_s = floor + max(matmul / (tensor · e_tensor) + row_s · rows / SMs
+                         + tile_io_bytes / (HBM · e_hbm),
                          hbm_bytes / (HBM · e_hbm)) + quant_bytes / (HBM · e_hbm)
 
 the quantisation pass being its own kernel after the attention's inputs exist (additive).
@@ -71,14 +72,18 @@ class MLAWork:
 
     ``matmul_flops``: tensor-core FLOPs as the kernel issues them (tiles padded);
     ``rate``: the tensor-core dtype they run at; ``hbm_bytes``: the attention kernel's
-    compulsory HBM traffic; ``quant_bytes``: the separate fp8 quantisation pass's (0 for
-    bf16); ``rows``: padded query rows × heads (the tiles' fixed steps, ``row_s`` each);
+    compulsory HBM traffic; ``tile_io_bytes``: the part of it each CTA moves in series
+    with its own math (decode: every work item's Q load and O store, :func:`decode_work`; 0 for
+    prefill, whose pipelines overlap them); ``quant_bytes``: the separate fp8
+    quantisation pass's (0 for bf16); ``rows``: padded query rows × heads (the tiles'
+    fixed steps, ``row_s`` each);
     ``tiles``: CTAs' work units (prefill tiles, decode (sequence, head tile) pairs).
     """
 
     matmul_flops: np.ndarray
     rate: str
     hbm_bytes: np.ndarray
+    tile_io_bytes: np.ndarray
     quant_bytes: np.ndarray
     rows: np.ndarray
     tiles: np.ndarray
@@ -110,23 +115,36 @@ def context_work(B: Any, N: Any, H: Any, kv_dtype: str = "bf16") -> MLAWork:
     # of each token written by the RoPE/cache kernel
     hbm = qkv * e + B * N * H * CONTEXT_DV * BF16 + B * N * LATENT * e
     quant = qkv * (BF16 + FP8) if fam == "fp8" else np.zeros_like(qkv)
-    return MLAWork(flops, fam, hbm, quant, tiles * Q_TILE, tiles)
+    return MLAWork(flops, fam, hbm, np.zeros_like(hbm), quant, tiles * Q_TILE, tiles)
 
 
 def decode_work(B: Any, S: Any, H: Any, kv_dtype: str = "bf16") -> MLAWork:
     """One decode step of B sequences with S cached tokens (the new one included), H heads
     per GPU: FlashMLA over the 576-wide latent, ⌈H/64⌉ head tiles of 64 rows, 64-key page
     blocks; the latent read from HBM once per sequence (the head tiles of one SM part share
-    it through L2), Q read and O written once, fp32 partials of split sequences in L2."""
+    it through L2), Q read and O written once, fp32 partials of split sequences in L2.
+
+    The Q and O bytes are also ``tile_io_bytes``: FlashMLA's split-KV kernel runs one CTA
+    per SM (``__launch_bounds__(kNThreads, 1, 1)``) that walks its part's (sequence, head
+    tile) work items one after another (``flash_fwd_splitkv_mla_kernel``: ``for (batch_id
+    = begin_idx; batch_id <= end_idx; ++batch_id)`` with a ``__syncthreads()`` between
+    items), and each item first copies its Q tile to shared memory (the valid rows only,
+    ``flash::copy(..., params.seqlen_q - m_block * kBlockM)``) and ends by storing its O
+    rows (``store<Kernel_traits, NoSplit>``): only the K/V blocks are double-buffered, so
+    the Q load and the O store sit on the SM's critical path, not under its math
+    (deepseek-ai/FlashMLA csrc/flash_fwd_mla_kernel.h @33e110b,
+    ``compute_attn_1rowblock_splitkv_mla``; TensorRT-LLM vendors this kernel as
+    cpp/tensorrt_llm/kernels/flashMLA)."""
     fam = kv_family(kv_dtype)
     B, S, H = as_float(B, S, H)
     head_tiles = np.ceil(H / HEAD_TILE)
     rows = B * head_tiles * HEAD_TILE
     flops = rows * np.ceil(S / PAGE_BLOCK) * PAGE_BLOCK * 2.0 * (LATENT + KV_LORA_RANK)
     e = FP8 if fam == "fp8" else BF16
-    hbm = B * S * LATENT * e + B * H * (LATENT * e + KV_LORA_RANK * BF16)
+    q_o = B * H * (LATENT * e + KV_LORA_RANK * BF16)
+    hbm = B * S * LATENT * e + q_o
     quant = B * H * LATENT * (BF16 + FP8) if fam == "fp8" else np.zeros_like(hbm)
-    return MLAWork(flops, fam, hbm, quant, rows, B * head_tiles)
+    return MLAWork(flops, fam, hbm, q_o, quant, rows, B * head_tiles)
 
 
 # Kernels of one decode call. TensorRT-LLM on Hopper runs FlashMLA (attentionOp.cpp
@@ -159,11 +177,12 @@ def time_work(work: MLAWork, gpu: Any, cls: KernelClass, launches: int | None = 
     tensor = gpu.peak_flop_per_s("tensor", work.rate) * min(cls.eff("tensor"), 1.0)
     hbm_bw = gpu.spec.hbm_bandwidth_bytes_per_s * min(cls.eff("hbm"), 1.0)
     terms = {"matmul": work.matmul_flops / tensor, "serial": cls.row_s * work.rows / sms,
-             "hbm": work.hbm_bytes / hbm_bw}
+             "tile_io": work.tile_io_bytes / hbm_bw, "hbm": work.hbm_bytes / hbm_bw}
     quant = work.quant_bytes / hbm_bw
     scale = 1.0 if launches is None else launches / FLASHMLA_DECODE_LAUNCHES
     floor = np.full_like(work.matmul_flops, cls.floor_s * scale)
-    time = floor + np.maximum(terms["matmul"] + terms["serial"], terms["hbm"]) + quant
+    chain = terms["matmul"] + terms["serial"] + terms["tile_io"]
+    time = floor + np.maximum(chain, terms["hbm"]) + quant
     terms["quant"] = quant
     return OpPrediction(
         time_s=out(time), bound=bound_of(terms, floor), flops=out(work.matmul_flops),

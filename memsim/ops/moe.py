@@ -15,6 +15,15 @@ once. Expert loads follow ``distribution``:
   waits for it). The collector times :data:`DRAWS` such routings and reports their mean, so
   memsim averages the time of the same number of seeded draws (common to every token
   count, so a curve stays smooth).
+- ``"strided"``: the aiconfigurator collector's "balanced" routing (collector/helper.py
+  ``balanced_logits``, used by collector/trtllm/collect_moe.py and collector/vllm/
+  collect_moe.py): with stride s = ⌈E / top_k⌉, token t picks experts
+  (t + i·s) mod E (i < top_k) when T ≥ s, else ⌊t·s/T + i·s⌋ mod E. Below s tokens its
+  picks are spread over the whole expert range (T per stride block, and the last block
+  wraps round onto the first), so an EP rank's contiguous block of experts (TensorRT-LLM's
+  local expert ids, vLLM ``determine_expert_map``: rank r holds experts [r·E/ep,
+  (r+1)·E/ep); the collector runs rank 0) is touched far more often than an even spread
+  of T·top_k assignments would touch it;
 - ``"uniform"``: independent uniform routing, expected loads (occupancy of E bins).
 
 The grouped GEMM (CUTLASS grouped / TensorRT-LLM ``moe_gemm``, vLLM/SGLang Triton
@@ -40,7 +49,8 @@ product in the second GEMM's input type), the final weighted sum and the GEMMs' 
 of their rows and writes of their outputs are memory-bound passes that gather and scatter
 rows by expert; they run at their own fraction of the HBM bandwidth (the class's
 ``hbm_act``, apart from the weight stream's ``hbm``).
-``time_s`` = floor + Σ per GEMM max(matmul, l2, weight stream) + the passes.
+``time_s`` = floor + Σ per GEMM [max(matmul, l2, weight stream) + waves · the class's
+``cta_s``, a tile's fixed time beyond its stream] + the passes.
 
 Why the two HBM terms are apart (aiconfigurator h200 TensorRT-LLM bf16, 6144/2048, 256
 experts, top-8, TP1 EP1, balanced): from 1 to 32 tokens the time doubles with the touched
@@ -67,6 +77,7 @@ rows H100 17.3 → 25.6 %, H200 31.5 → 25.4 %, so not kept.)
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -101,6 +112,8 @@ def expert_loads(tokens: np.ndarray, experts: int, top_k: int, ep: int,
         extra = A - base * experts  # experts that get one more
         loads = base + (idx < extra)
         return loads[..., 0::ep]  # rank 0 holds experts 0, ep, 2·ep, ... (round-robin)
+    if distribution == "strided":
+        return strided_loads(T[..., 0, 0], experts, top_k, ep)[..., None, :]
     if distribution == "uniform":
         loads = experts * (1.0 - (1.0 - 1.0 / experts) ** A)  # expected experts touched
         loads = np.broadcast_to(A / np.maximum(loads, 1.0), T.shape[:-1] + (experts,)) * (
@@ -108,12 +121,12 @@ def expert_loads(tokens: np.ndarray, experts: int, top_k: int, ep: int,
         return loads[..., 0::ep]
     if not distribution.startswith("power_law"):
         raise InputError("distribution", distribution,
-                         "must be balanced, uniform or power_law_<alpha>")
+                         "must be balanced, strided, uniform or power_law_<alpha>")
     try:
         alpha = float(distribution.removeprefix("power_law").lstrip("_") or 1.01)
     except ValueError:
         raise InputError("distribution", distribution,
-                         "must be balanced, uniform or power_law_<alpha>") from None
+                         "must be balanced, strided, uniform or power_law_<alpha>") from None
     if alpha <= 0:
         raise InputError("distribution", distribution, "needs a power-law exponent > 0")
     u = np.random.default_rng(SEED).random((DRAWS, experts))
@@ -124,6 +137,41 @@ def expert_loads(tokens: np.ndarray, experts: int, top_k: int, ep: int,
     per_rank = loads.reshape(loads.shape[:-1] + (ep, experts // ep))
     busiest = np.argmax(per_rank.sum(axis=-1), axis=-1)[..., None, None]
     return np.take_along_axis(per_rank, busiest, axis=-2)[..., 0, :]
+
+
+def strided_loads(tokens: np.ndarray, experts: int, top_k: int, ep: int) -> np.ndarray:
+    """Tokens per local expert of EP rank 0 under the collector's "balanced" routing
+    (module docstring, ``"strided"``): shape tokens.shape + (experts / ep,). A token's
+    picks are counted once each (a pick that repeats an expert, possible only where the
+    last stride block wraps round, leaves that token one expert short)."""
+    T = np.asarray(tokens, dtype=float)
+    out = np.empty(T.shape + (experts // ep,))
+    for value in np.unique(T):
+        out[T == value] = _strided_rank0(max(int(round(value)), 1), experts, top_k, ep)
+    return out
+
+
+@functools.lru_cache(maxsize=4096)
+def _strided_rank0(tokens: int, experts: int, top_k: int, ep: int) -> np.ndarray:
+    """:func:`strided_loads` of one token count (cached: every dtype and TP of a model
+    shape routes alike). Pick i of token t is (b_t + i·s) mod E with b_t = t (T ≥ s) or
+    ⌊t·s/T⌋ (T < s, i·s being whole): each distinct shift i·s mod E adds the base set
+    (b_t) once, and two picks of a token meet only where their shifts do."""
+    stride = -(-experts // top_k)
+    shifts = np.unique(np.arange(top_k) * stride % experts)
+    if tokens >= stride:
+        # b_t = 0 … T−1: every expert ⌊T/E⌋ times per shift, and the T mod E experts
+        # from the shift on once more
+        full, rem = divmod(tokens, experts)
+        hit = (shifts[:, None] + np.arange(rem)[None, :]) % experts
+        loads = full * len(shifts) + np.bincount(hit.ravel(), minlength=experts)
+    else:
+        base = np.floor(np.arange(tokens) * stride / tokens).astype(np.int64)
+        hit = (base[None, :] + shifts[:, None]) % experts
+        loads = np.bincount(hit.ravel(), minlength=experts)
+    out = loads[:experts // ep].astype(float)
+    out.setflags(write=False)
+    return out
 
 
 def _bounded_power_law(u: np.ndarray, alpha: float, lo: np.ndarray, hi: np.ndarray
@@ -219,13 +267,17 @@ def _grouped_terms(loads: np.ndarray, n: float, k: float, gpu: Any, cls: Any, ra
     the rows past an expert's end without reading them — and half its weight panel, 2-CTA
     multicast) and ``hbm`` (each touched local expert's weights streamed once). The GEMM's
     activation reads and writes are counted with the other activation passes (module
-    docstring), so ``hbm_bytes`` here is the weight stream only."""
+    docstring), so ``hbm_bytes`` here is the weight stream only. Each wave of tiles adds
+    the class's ``cta_s``, a tile's fixed time beyond its stream."""
+    from memsim.attention import clock_ratio
+
     sms = float(gpu.spec.sm_count)
     per_sm = gpu.peak_flop_per_s("tensor", rate) * cls.eff("tensor") / sms
     hbm_bw = gpu.spec.hbm_bandwidth_bytes_per_s * cls.eff("hbm")
     l2_bw = gpu.spec.l2_bandwidth_bytes_per_s * cls.eff("l2")
     touched = np.sum(np.minimum(loads, 1.0), axis=-1)  # expected experts with ≥ 1 token
     rows = np.sum(loads, axis=-1)
+    tile_s = cls.cta_s * clock_ratio(gpu)  # SM-seconds at the fitted GPUs' clock
     hbm_bytes = touched * n * k * e_w
     hbm = hbm_bytes / hbm_bw
     best = None
@@ -234,7 +286,13 @@ def _grouped_terms(loads: np.ndarray, n: float, k: float, gpu: Any, cls: Any, ra
         waves = np.maximum(np.ceil(count / sms), 1.0)
         matmul = waves * 2.0 * tm * tn * k / per_sm
         l2 = (rows * e_act * np.ceil(n / tn) + count * tn * e_w / cluster) * k / l2_bw
-        t = np.maximum(np.maximum(matmul, l2), hbm)
+        # a tile's fixed time beyond its stream (the class's cta_s): its prologue and
+        # epilogue, and a CTA moving to another expert's tile rewrites its TMA descriptors
+        # in shared memory and fences them (CUTLASS ptr-array grouped GEMM: kernel/
+        # sm90_gemm_array_tma_warpspecialized_cooperative.hpp, did_batch_change →
+        # collective tensormaps_perform_update, tensormaps_cp_fence_release); a large share
+        # of a tile with a short K loop (high TP)
+        t = np.maximum(np.maximum(matmul, l2), hbm) + waves * tile_s
         if best is None:
             best = {"t": t, "matmul": matmul, "l2": l2, "tile_m": np.full_like(t, tm)}
         else:

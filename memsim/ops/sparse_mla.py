@@ -12,7 +12,14 @@ of two FlashMLA kernels (:func:`vllm_kernel`):
   blocks (csrc/sm90/prefill/sparse/phase1.cuh: ``num_topk_blocks = HAVE_TOPK_LENGTH ?
   ceil_div(topk_length, B_TOPK) : topk / B_TOPK``, config.h: ``B_H = 64``, ``B_TOPK = 64``,
   ``__launch_bounds__(384, 1)``: one CTA per SM). Its MMAs are whole 64-key blocks of
-  the keys a token selected: Σ_p ⌈min(k, p + 1) / 64⌉ · 64 keys per head.
+  the keys a token selected: Σ_p ⌈min(k, p + 1) / 64⌉ · 64 keys per head. The SM100
+  kernel runs each token's 128-head tile as a cluster of **two** CTAs on two SMs, each
+  CTA 64 of the heads (its Q and O tiles ``B_H/2`` rows, the 2x1SM tcgen05 MMAs) over
+  128-key blocks (csrc/sm100/prefill/sparse/fwd.cu at 4cad6fb: ``B_H = 128; // For 2
+  CTAs``, ``B_TOPK = 128``, ``__launch_bounds__(NUM_THREADS, 1, 2)``; fwd/head128/
+  phase1.cuh at 8e0c060: ``cta_idx = blockIdx.x % 2``, ``s_q_idx = blockIdx.x / 2``,
+  ``num_k_blocks = ceil_div(topk_length, B_TOPK)``), so an SM does half a tile's work
+  and a call has twice the CTAs (:data:`PREFILL_CLUSTER`, :data:`PREFILL_TOPK_BLOCK`).
 - **decode** (``flash_mla_with_kvcache(..., is_fp8_kvcache=True, indices=...)``, the
   split-KV fp8 sparse decode kernel, csrc/sm90/decode/sparse_fp8/splitkv_mla.cuh): with
   an fp8 cache (``fp8_ds_mla``) it runs every token of a call whose heads are fewer than
@@ -34,6 +41,24 @@ bf16 caches on the prefill kernel, fp8 caches on the decode kernel):
 each plus the class floor. FlashMLA's own figures (README: sparse prefill 640 TFLOP/s on
 H800, 1450 on B200; sparse fp8 decode 410 on H800, 350 on B200, "not really optimized
 yet") are the check on the fitted rates.
+
+Not modelled: on Blackwell (SM10x) vLLM runs a third kernel for some calls. Its backend
+priority (vllm platforms/cuda.py, ``_get_backend_priorities``: "Prefer FlashInfer at low
+head counts (FlashMLA uses padding)") puts FLASHINFER_MLA_SPARSE first at 16 heads or
+fewer, and FlashMLA's sparse backend takes an fp8 cache only in its ``fp8_ds_mla`` layout
+(flashmla_sparse.py), so aiconfigurator's B200/B300/GB200 vLLM DSA rows name
+FLASHINFER_MLA_SPARSE for bf16 caches at 8 and 16 heads and for every fp8 cache. That
+backend (v1/attention/backends/mla/flashinfer_mla_sparse.py) runs trtllm-gen's sparse MLA
+generation kernel (FlashInfer ``trtllm_batch_decode_with_kv_cache_mla`` with
+``sparse_mla_top_k``), every query token one decode row over its valid top-k keys, heads
+below 128 on the low-latency SwapsMmaAb kernel (tileSizeQ 16; flashinfer-ai/flashinfer
+include/flashinfer/trtllm/fmha/fmhaKernels.cuh, ``selectMlaGenerationKernel``: "The
+number of headsQPerKv is < 128 for sparseMla"). Those rows are timed here with the
+FlashMLA kernels above. No H100/H200 row runs that kernel, so no class can be fitted for
+it; two unfitted versions were tried (before the SM100 two-CTA tiles below) and left
+out: the profile's L2 gather and tensor rates plus one launch (B200 vLLM DSA decode module
+median 13.3 → 37.8 %), and the FlashMLA prefill law with 16-head tiles (context 21.6 →
+21.4 %, decode 13.3 → 14.8 %).
 """
 
 from __future__ import annotations
@@ -47,6 +72,8 @@ from memsim.ops import cc_major
 B_TOPK = 64                      # FlashMLA sparse kernels: keys per top-k block
 MIN_HEADS_FOR_BF16_PREFILL = 32  # vLLM flashmla_sparse.py: fewer heads → mixed-batch fp8
 PREFILL_HEAD_TILE = {9: 64, 10: 128}  # vLLM ``prefill_padding``: SM90 64, SM100 128
+PREFILL_CLUSTER = {9: 1, 10: 2}       # CTAs (SMs) sharing one head tile: SM100 2-CTA MMA
+PREFILL_TOPK_BLOCK = {9: B_TOPK, 10: 128}  # keys per block of the prefill kernel
 MLA_FLOPS_PER_KEY = 2.0 * (576 + 512)  # QKᵀ over D = 576 and PV over Dv = 512, per head
 
 
@@ -91,14 +118,18 @@ def sparse_time_s(kv_fp8: bool, heads: int, B: Any, N: Any, S: Any, top_k: int,
         if name == "prefill":
             # whole 64-key blocks of each token's selected keys, one CTA per (token,
             # head tile), whole waves of one CTA per SM
-            keys = B * gathered_tiles(N, S, top_k, B_TOPK) * B_TOPK
-            tile = PREFILL_HEAD_TILE.get(cc_major(gpu), 64)
-            ctas = B * N * (hp / tile)
+            cc = cc_major(gpu)
+            block = PREFILL_TOPK_BLOCK.get(cc, B_TOPK)
+            keys = B * gathered_tiles(N, S, top_k, block) * block
+            tile = PREFILL_HEAD_TILE.get(cc, 64)
+            cluster = PREFILL_CLUSTER.get(cc, 1)
+            rows = tile / cluster          # the heads one CTA computes
+            ctas = B * N * (hp / tile) * cluster
             waves = np.ceil(ctas / sms)
             # each CTA: its MMAs at the SM's share of the rate, plus its fixed steps
-            # (load the Q tile, write O and the LSE) at the class's per-row time
-            t = waves * ((keys / (B * N)) * tile * MLA_FLOPS_PER_KEY / (rate / sms)
-                         + tile * cls.row_s)
+            # (load its Q rows, write their O and LSE) at the class's per-row time
+            t = waves * ((keys / (B * N)) * rows * MLA_FLOPS_PER_KEY / (rate / sms)
+                         + rows * cls.row_s)
         else:
             t = B * N * top_k * hp * MLA_FLOPS_PER_KEY / rate
         out = np.where(hit, cls.floor_s + t, out)

@@ -159,8 +159,10 @@ def _attention(shape: _Shape, gpu: GPU) -> Mapped:
             out.reasons.update({int(i): reason for i in idx})
             continue
         timer = pred.timer
-        out.start = {"tensor": timer.gpu.efficiency.tensor,
-                     "hbm_bandwidth": timer.gpu.efficiency.hbm_bandwidth}
+        start = {"tensor": timer.gpu.efficiency.tensor,
+                 "hbm_bandwidth": timer.gpu.efficiency.hbm_bandwidth}
+        if not out.start or dtype == "bf16":   # an fp8 cache's class may differ (as _mla)
+            out.start = start
         # the same kernel at efficiency 1 for the units the calibration fits
         unit = replace(timer, gpu=with_factors(timer.gpu, {"tensor": 1.0,
                                                            "hbm_bandwidth": 1.0}))
@@ -177,7 +179,12 @@ def _attention(shape: _Shape, gpu: GPU) -> Mapped:
             # a fixed time to the fit, as the KV-cache write before a prefill kernel
             serial = u.terms_s.get("serial", 0.0)
             overlaps = timer.cta_s is None
-            terms["vector_s"][idx] = (u.terms_s["vector"] + u.terms_s["exp"]
+            # a kernel that hides its exponentials under its matmuls (Timer.exp_overlaps):
+            # the part the matmuls at the start factor leave exposed (exact there)
+            exp = np.where(timer.exp_overlaps, np.maximum(
+                u.terms_s["exp"] - u.terms_s["matmul"] / start["tensor"], 0.0),
+                u.terms_s["exp"])
+            terms["vector_s"][idx] = (u.terms_s["vector"] + exp
                                       + (serial if overlaps else 0.0))
             terms["hbm_s"][idx] = u.terms_s["hbm"]
             # a decode CTA's own latency-bound key stream (Timer.key_s) is a memory term
@@ -277,18 +284,42 @@ def trtllm_decode_kernel(rows: Rows) -> np.ndarray:
     if rows.backend != "trtllm" or profile is None:
         return out
     gpu = load_gpu(profile)
-    H, K = _i(rows, "num_heads"), _kv_heads(rows)
+    H, K, D = _i(rows, "num_heads"), _kv_heads(rows), _i(rows, "head_dim")
     dtype = dtype_of(rows.col("kv_cache_dtype", "bfloat16"))
-    keys = list(zip(H.tolist(), K.tolist(), dtype.tolist(), strict=True))
-    for (h, k, d), idx in _groups(keys).items():
+    keys = list(zip(H.tolist(), K.tolist(), D.tolist(), dtype.tolist(), strict=True))
+    for (h, k, hd, d), idx in _groups(keys).items():
         p = production_problem(AttentionProblem.model_construct(
-            heads=h, kv_heads=k, dtype=d, mla=False), "flash_decode", "trtllm")
+            heads=h, kv_heads=k, head_dim=hd, dtype=d, mla=False), "flash_decode", "trtllm")
         out[idx] = decode_kernel(p, "trtllm", gpu) or ""
     return out
 
 
+def vllm_flash_attn(rows: Rows) -> np.ndarray:
+    """Per row, the FlashAttention version vLLM runs on the row's GPU as memsim routes it
+    (:func:`memsim.attention.vllm_fa4`: "fa4" for a head size FA3 lacks on SM90, else
+    "fa3"); "" for other backends and GPUs. The tables' ``kernel_source`` names the same
+    kernel (tests/test_fa4.py checks they agree); memsim never reads it to predict."""
+    from memsim.attention import vllm_fa4
+    from memsim.hardware import load_gpu
+    from memsim.problem import AttentionProblem
+    from memsim.silicon import source
+
+    out = np.full(len(rows), "", dtype=object)
+    profile = source.SYSTEM_PROFILES.get(rows.system)
+    if rows.backend != "vllm" or profile is None:
+        return out
+    gpu = load_gpu(profile)
+    if gpu.architecture != "hopper":
+        return out
+    D = _i(rows, "head_dim")
+    for hd, idx in _groups([(d,) for d in D.tolist()]).items():
+        p = AttentionProblem.model_construct(head_dim=hd[0], head_dim_v=hd[0], mla=False)
+        out[idx] = "fa4" if vllm_fa4(p, "vllm", gpu) else "fa3"
+    return out
+
+
 # columns the fitter selects rows by that the tables do not hold (memsim.silicon.fit)
-DERIVED_COLUMNS = {"decode_kernel": trtllm_decode_kernel}
+DERIVED_COLUMNS = {"decode_kernel": trtllm_decode_kernel, "vllm_flash_attn": vllm_flash_attn}
 
 
 def encoder_attention(rows: Rows, gpu: GPU) -> Mapped:
@@ -313,9 +344,7 @@ def encoder_attention(rows: Rows, gpu: GPU) -> Mapped:
             if dt != "bf16":
                 raise InputError("attn_dtype", dt, "encoder attention is modelled in bf16")
             cls = kernel_class("attention/encoder", backend)
-            k = encoder.kernel(backend, gpu, d, N[idx])
-            w = encoder.work(B[idx], N[idx], H[idx], d, k, gpu.spec.sm_count)
-            pred = encoder.time_work(w, k, gpu, cls)
+            pred = encoder.predict(B[idx], N[idx], H[idx], d, gpu=gpu, backend=backend)
         except (InputError, ValueError, KeyError) as exc:
             out.reasons.update({int(i): str(exc).splitlines()[0][:200] for i in idx})
             continue
@@ -337,7 +366,8 @@ def encoder_attention(rows: Rows, gpu: GPU) -> Mapped:
             out.params[i] = {"algorithm": "flash2", "batch": int(B[i]), "seq_len": int(N[i]),
                              "kv_len": int(N[i]), "heads": int(H[i]), "kv_heads": int(H[i]),
                              "head_dim": d, "head_dim_v": d, "mla": False, "dtype": dt,
-                             "mask": "full", "kernel": k.name, "kernel_class": cls.name}
+                             "mask": "full", "kernel": pred.detail["kernel"],
+                             "kernel_class": cls.name}
     return out
 
 
@@ -348,7 +378,8 @@ def _mla(phase: str, rows: Rows, gpu: GPU, kv_len: np.ndarray, seq_len: np.ndarr
 
     Terms for the calibration: ``matmul_s``, ``hbm_s`` (with the fp8 quantisation pass's
     bytes, which the model adds after the max) at efficiency 1; the class's per-row fixed
-    steps as ``vector_s``; its floor as ``launch_s``."""
+    steps and the decode's Q/O traffic in series with them (``tile_io``, at the class's
+    HBM efficiency) as ``vector_s``; its floor as ``launch_s``."""
     from memsim.errors import InputError
     from memsim.ops import mla
     from memsim.ops.classes import kernel_class
@@ -378,7 +409,7 @@ def _mla(phase: str, rows: Rows, gpu: GPU, kv_len: np.ndarray, seq_len: np.ndarr
             out.time_s[model][idx] = pred.time_s
             terms = out.terms[model]
             terms["matmul_s"][idx] = t["matmul"] * min(cls.eff("tensor"), 1.0)
-            terms["vector_s"][idx] = t["serial"]
+            terms["vector_s"][idx] = t["serial"] + t["tile_io"]
             terms["hbm_s"][idx] = (t["hbm"] + t["quant"]) * min(cls.eff("hbm"), 1.0)
             terms["other_memory_s"][idx] = 0.0
             terms["link_s"][idx] = 0.0

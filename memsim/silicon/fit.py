@@ -50,17 +50,21 @@ from memsim.silicon.tables import Rows
 
 LOSS, F_SCALE = "soft_l1", 0.1
 BOUNDS = {"floor_s": (1e-7, 1e-2), "row_s": (1e-12, 1e-5), "cta_s": (1e-9, 1e-4),
-          "key_s": (1e-12, 1e-6), "host_s": (1e-7, 1e-3),
+          "key_s": (1e-12, 1e-6), "host_share": (1e-3, 1.0), "skew_s": (1e-7, 1e-3),
           "efficiency": (0.01, 1.0)}
 # parameters that are class fields, not efficiencies
-TIMES = ("floor_s", "row_s", "cta_s", "key_s", "host_s")
+TIMES = ("floor_s", "row_s", "cta_s", "key_s", "host_s", "skew_s")
+# parameters fitted as a share of another field: host_s = host_share × floor_s (the host
+# work after the last launch is part of the floor: memsim.ops.classes._build requires
+# host_s ≤ floor_s, which a share in (0, 1] keeps by construction)
+SHARES = {"host_share": ("host_s", "floor_s")}
 MAX_ROWS = 2000        # per fitted GPU and spec (a seeded sample of whole model shapes)
 MAX_NFEV = 40          # least_squares iterations (each costs 1 + parameters predictions)
 TOL = 1e-4             # relative change of the loss or the parameters that ends a fit
 DIGITS = 4             # significant digits written
 # where a leave-one-GPU-out fit starts (mid-range, seen no row)
-NEUTRAL = {"floor_s": 1e-5, "row_s": 1e-7, "cta_s": 1e-6, "key_s": 1e-8, "host_s": 1e-5,
-           "eff": 0.5}
+NEUTRAL = {"floor_s": 1e-5, "row_s": 1e-7, "cta_s": 1e-6, "key_s": 1e-8,
+           "host_share": 0.5, "skew_s": 1e-5, "eff": 0.5}
 ALLREDUCE_ALGOS = ("oneshot", "twoshot", "ring", "nvls")
 METHOD = ("scipy least_squares on log time, soft-L1 f_scale 0.1, re-predicting the rows "
           "with memsim's own mapper")
@@ -78,7 +82,9 @@ class FitSpec:
     ``keys``: the kernel classes; ``free``: their parameters fitted (``floor_s``,
     ``row_s`` or an efficiency unit); ``where``: column → value the rows must have (the
     kernel family, e.g. ``{"gemm_dtype": "fp8"}``); ``unused``: (class, parameter) pairs
-    of ``free`` that one class's model never reads (neither fitted nor written)."""
+    of ``free`` that one class's model never reads (neither fitted nor written);
+    ``min_rows``: the sample per GPU the spec needs at least (a smaller ``--sample`` is
+    raised to it: :meth:`rows_per_gpu`), where fewer rows leave a parameter unidentified."""
 
     keys: tuple[str, ...]
     op_class: str
@@ -86,10 +92,15 @@ class FitSpec:
     free: tuple[str, ...]
     where: dict[str, str] = field(default_factory=dict)
     unused: tuple[tuple[str, str], ...] = ()
+    min_rows: int = 0
 
     @property
     def name(self) -> str:
         return self.keys[0] if len(self.keys) == 1 else "+".join(self.keys)
+
+    def rows_per_gpu(self, max_rows: int) -> int:
+        """The rows per GPU this spec is fitted on when ``max_rows`` are asked for."""
+        return max(max_rows, self.min_rows)
 
     def describe(self) -> str:
         rows = " ".join(f"{v}" for v in self.where.values())
@@ -124,7 +135,7 @@ def specs() -> list[FitSpec]:
         for fam, db in families:
             # MoE: the weight stream (hbm) and the activation passes (hbm_act) apart
             out.append(FitSpec((f"moe/{b}/{fam}",), "moe", b,
-                               ("floor_s", "tensor", "hbm", "l2", "hbm_act"),
+                               ("floor_s", "tensor", "hbm", "l2", "hbm_act", "cta_s"),
                                {"moe_dtype": db}))
         out.append(FitSpec(tuple(f"allreduce/{a}/{b}" for a in ALLREDUCE_ALGOS), "allreduce",
                            b, ("floor_s", "link")))
@@ -147,12 +158,26 @@ def specs() -> list[FitSpec]:
             out.append(FitSpec((f"attention/context/{b}/fp8",), "context_attention", b,
                                ("floor_s", "tensor", "hbm", "row_s"),
                                {"attn_dtype": "bfloat16", "kv_cache_dtype": "fp8"}))
+            # vLLM's FlashAttention-4 prefill on SM90 (head size > 256: memsim.attention
+            # .vllm_fa4): 64 × 64 tiles, one K/V stage, P through shared memory
+            out.append(FitSpec((f"attention/context/{b}/fa4",), "context_attention", b,
+                               ("floor_s", "tensor", "hbm", "row_s"),
+                               {"attn_dtype": "bfloat16", **bf16_kv,
+                                "vllm_flash_attn": "fa4"}))
+        if b == "trtllm":
+            # TensorRT-LLM with an fp8 cache runs fmha_v2's e4m3 kernel whatever attn_dtype
+            # says (memsim.attention.trtllm_qgmma_prefill)
+            out.append(FitSpec((f"attention/context/{b}/fp8",), "context_attention", b,
+                               ("floor_s", "tensor", "hbm", "row_s"), {"kv_cache_dtype": "fp8"}))
         # decode: tensor held (MMAs padded to 16 rows; the rows cannot tell it apart);
         # TensorRT-LLM: one class per decode kernel (memsim.attention.decode_kernel), each
         # on the rows that kernel runs, whatever their KV-cache dtype
         if b == "trtllm":
             # XQA QGMMA's rows with a separate RoPE kernel (memsim.attention
-            # .xqa_separate_rope) fit that kernel's latency, class qkv_pre, beside it
+            # .xqa_separate_rope) fit that kernel's latency, class qkv_pre, beside it; on
+            # at least 3000 rows per GPU (at 2000 the seeded H200 sample holds no D = 64
+            # row, the only rows that run that kernel, and qkv_pre is unidentified: H100
+            # leave-one-GPU-out p90 72.6 %)
             pre = f"attention/decode/{b}/qkv_pre"
             out += [FitSpec((f"attention/decode/{b}/{k}", *((pre,) if k == "xqa_gmma" else ())),
                             "generation_attention", b,
@@ -161,7 +186,8 @@ def specs() -> list[FitSpec]:
                              *(("fp32",) if k == "mmha" else ())),
                             {"decode_kernel": k},
                             tuple((pre, p) for p in ("hbm", "row_s", "cta_s", "key_s"))
-                            if k == "xqa_gmma" else ())
+                            if k == "xqa_gmma" else (),
+                            min_rows=3000 if k == "xqa_gmma" else 0)
                     for k in ("xqa_hmma", "xqa_gmma", "mmha")]
         else:
             out.append(FitSpec((f"attention/decode/{b}",), "generation_attention", b,
@@ -173,6 +199,11 @@ def specs() -> list[FitSpec]:
             # on H100 and slow down with the head size where the bf16 rows do not
             out.append(FitSpec((f"attention/decode/{b}/fp8",), "generation_attention", b,
                                ("floor_s", "tensor", "hbm", "row_s"), {"kv_cache_dtype": "fp8"}))
+            # vLLM's FlashAttention-4 decode on SM90 (head size > 256: memsim.attention
+            # .vllm_fa4): its split CTAs' fixed steps (row_s) on its own rows
+            out.append(FitSpec((f"attention/decode/{b}/fa4",), "generation_attention", b,
+                               ("floor_s", "hbm", "row_s"),
+                               {**bf16_kv, "vllm_flash_attn": "fa4"}))
         # MLA (memsim.ops.mla): one class per phase and KV-cache dtype (an fp8 cache runs
         # fp8 kernels after a quantisation pass), and the absorbed BMMs per dtype
         for fam, db in (("bf16", "bfloat16"), ("fp8", "fp8")):
@@ -211,8 +242,22 @@ def specs() -> list[FitSpec]:
     return out + _comm_specs()
 
 
-#: The vLLM DeepEP calls whose kernels run under host work (memsim.ops.comm.moe_all_to_all)
-VLLM_HOST_HIDDEN = {("vllm", "normal", "dispatch"), ("vllm", "low_latency", "combine")}
+#: The DeepEP calls whose framework code does host work after the last kernel launch, so
+#: that the kernels run under it (memsim.ops.comm.moe_all_to_all ``host_s``), chosen by the
+#: source, not by the fit: vLLM's normal-mode ``prepare`` (prepare_finalize/deepep_ht.py
+#: ``_do_dispatch``: DeepEP's ``dispatch`` returns after launching the copy kernel, then
+#: ``_receiver`` runs its ``torch.where`` on the expert ids,
+#: ``ExpertTokensMetadata.make_from_list`` and the quantisation check on the host). vLLM's
+#: normal ``finalize`` ends in DeepEP's ``combine``, its low-latency ``finalize``
+#: (deepep_ll.py ``_finalize``) in ``low_latency_combine`` and its low-latency ``prepare``
+#: in ``low_latency_dispatch``'s launch: no host work follows them.
+VLLM_HOST_HIDDEN = {("vllm", "normal", "dispatch")}
+#: The collector rows whose kernel first waits for every rank's messages, timed without a
+#: barrier right before the start event (memsim.ops.classes.KernelClass ``skew_s``):
+#: vLLM's low-latency combine (internode_ll.cu ``combine`` waits on every rank's
+#: ``rdma_recv_flag``; collector/wideep/vllm/collect_moe_a2a.py's only barrier is
+#: ``clean_low_latency_buffer``'s, before the start event)
+COLLECTOR_SKEWED = {("vllm", "low_latency", "combine")}
 
 
 def _comm_specs() -> list[FitSpec]:
@@ -223,10 +268,10 @@ def _comm_specs() -> list[FitSpec]:
         for mode, tag in (("normal", "ht"), ("low_latency", "ll")):
             for phase in ("dispatch", "combine"):
                 # vLLM's rows time its eager Python calls; where the host works on after
-                # the last launch, the kernels hide behind it (host_s, memsim.ops.comm
-                # .moe_all_to_all); freed on normal dispatch and low-latency combine only
-                # (on the other two the fit left it at ~5 µs, or was worse on H200 and B200)
-                host = ("host_s",) if (b, mode, phase) in VLLM_HOST_HIDDEN else ()
+                # the last launch (VLLM_HOST_HIDDEN, by source), the kernels hide behind
+                # it: host_s, fitted as its share of the floor
+                host = ("host_share",) if (b, mode, phase) in VLLM_HOST_HIDDEN else ()
+                host += ("skew_s",) if (b, mode, phase) in COLLECTOR_SKEWED else ()
                 rate = "l2" if mode == "normal" else "link"   # comm.a2a_bytes_per_s
                 out.append(FitSpec((f"a2a/{mode}/{phase}/{b}",), "moe_a2a", b,
                                    ("floor_s", rate, "row_s", *host),
@@ -274,7 +319,8 @@ class GpuRows:
 def rows_for(spec: FitSpec, chunks: list[Any], max_rows: int = MAX_ROWS, seed: int = 0
              ) -> dict[str, GpuRows]:
     """From ``chunks`` (:class:`memsim.silicon.run.Chunk`), the spec's scored rows per GPU
-    profile: a seeded sample of whole model shapes, at most ``max_rows`` per GPU."""
+    profile: a seeded sample of whole model shapes, at most ``max_rows`` per GPU (or the
+    spec's own :attr:`FitSpec.min_rows`, where larger)."""
     from memsim.silicon import outliers
     from memsim.silicon.classes import CLASSES
     from memsim.silicon.run import _choose
@@ -291,7 +337,8 @@ def rows_for(spec: FitSpec, chunks: list[Any], max_rows: int = MAX_ROWS, seed: i
     for profile, parts in sorted(by_gpu.items()):
         for rows, meas in parts:   # one table file per (system, backend): one part
             ids = outliers.curve_ids(rows, case) if case else None
-            pick = _choose(len(rows), max_rows, seed, f"{spec.name}@{profile}", ids)
+            pick = _choose(len(rows), spec.rows_per_gpu(max_rows), seed,
+                           f"{spec.name}@{profile}", ids)
             out[profile] = GpuRows(profile, rows.take(pick), meas[pick])
     return out
 
@@ -314,6 +361,9 @@ def _params(spec: FitSpec) -> list[tuple[str, str]]:
 
 
 def _get(cls: KernelClass, param: str) -> float:
+    if param in SHARES:
+        part, whole = SHARES[param]
+        return float(getattr(cls, part) / getattr(cls, whole)) if getattr(cls, whole) else 0.0
     if param in TIMES:
         return float(getattr(cls, param))
     return float(cls.efficiency.get(param, 1.0))
@@ -325,11 +375,16 @@ def _bounds(param: str) -> tuple[float, float]:
 
 def with_params(base: dict[str, KernelClass], params: list[tuple[str, str]],
                 values: np.ndarray) -> dict[str, KernelClass]:
-    """``base`` (the classes of a spec) with ``params`` set to ``values``."""
+    """``base`` (the classes of a spec) with ``params`` set to ``values``; a share
+    (:data:`SHARES`) is applied after the field it is a share of is set."""
     out = dict(base)
-    for (key, param), v in zip(params, values, strict=True):
+    pairs = list(zip(params, values, strict=True))
+    for (key, param), v in sorted(pairs, key=lambda kv: kv[0][1] in SHARES):
         cls = out[key]
-        if param in TIMES:
+        if param in SHARES:
+            part, whole = SHARES[param]
+            out[key] = replace(cls, **{part: min(float(v), 1.0) * getattr(cls, whole)})
+        elif param in TIMES:
             out[key] = replace(cls, **{param: float(v)})
         else:
             out[key] = replace(cls, efficiency={**cls.efficiency, param: float(v)})
@@ -414,7 +469,7 @@ class FitResult:
     def to_dict(self) -> dict[str, Any]:
         num = lambda c: {"floor_s": c.floor_s, "efficiency": c.efficiency,  # noqa: E731
                          "row_s": c.row_s, "cta_s": c.cta_s, "key_s": c.key_s,
-                         "host_s": c.host_s}
+                         "host_s": c.host_s, "skew_s": c.skew_s}
         return {"classes": list(self.spec.keys), "rows": self.spec.describe(),
                 "free": list(self.spec.free), "before": {k: num(c) for k, c in
                                                         self.before.items()},
@@ -485,7 +540,7 @@ def fit_spec(spec: FitSpec, base: dict[str, KernelClass], data: dict[str, GpuRow
     after, result.nfev = fit_spec_numbers(sub, base, fit_data)
     result.after = after
     result.bound = {f"{k}:{p}": bound_share(sub, after, fit_data, k, p)
-                    for k, p in _params(sub) if p not in TIMES}
+                    for k, p in _params(sub) if p not in TIMES and p not in SHARES}
     for d in fit_data:
         result.fitted[d.profile] = error_stats(predict(spec, after, d), d.measured_s)
         result.fitted_before[d.profile] = error_stats(predict(spec, base, d), d.measured_s)
@@ -527,11 +582,15 @@ def source_text(r: FitResult, package: str, max_rows: int, seed: int) -> str:
     unseen = ", ".join(f"{_gpu(g)} {_pct(s['median_abs'])} (p90 {_pct(s['p90_abs'])}, "
                        f"n={s['n']})" for g, s in r.unseen.items() if s["n"]) or "none"
     together = (f"; fitted together: {', '.join(r.used)}" if len(spec.keys) > 1 else "")
-    unused = "".join(f" (not {k}'s {p}: unused)" for k, p in spec.unused)
+    by_key: dict[str, list[str]] = {}
+    for k, p in spec.unused:
+        by_key.setdefault(k, []).append(p)
+    unused = "".join(f" (unused: {k}'s {', '.join(ps)})" for k, ps in by_key.items())
     return (f"fitted by `memsim validate --source aiconfigurator --fit-classes` ({METHOD}; "
             f"free: {', '.join(spec.free)}{unused}{together}) to {spec.describe()} rows of "
             f"{' and '.join(_gpu(g) for g in r.fitted)} in {package} (seed {seed}, at most "
-            f"{max_rows} rows per GPU, whole model shapes): median |error| {fitted}; "
+            f"{spec.rows_per_gpu(max_rows)} rows per GPU, whole model shapes): "
+            f"median |error| {fitted}; "
             f"leave-one-GPU-out median {logo}; unseen {unseen}")
 
 
@@ -552,6 +611,7 @@ def _numbers(c: dict[str, Any]) -> str:
     cta = f", cta {c['cta_s'] * 1e9:.4g} ns" if c.get("cta_s") else ""
     key = f", key {c['key_s'] * 1e9:.4g} ns" if c.get("key_s") else ""
     host = f", host {c['host_s'] * 1e6:.3g} µs" if c.get("host_s") else ""
+    host += f", skew {c['skew_s'] * 1e6:.3g} µs" if c.get("skew_s") else ""
     return f"floor {c['floor_s'] * 1e6:.3g} µs, {eff}{row}{cta}{key}{host}"
 
 
@@ -639,7 +699,7 @@ def refit_times(chunk: Any, index: np.ndarray, fits: dict[str, dict[str, Any]]
             continue
         classes = {k: KernelClass(k, v["floor_s"], dict(v["efficiency"]), "", v["row_s"],
                                   v.get("cta_s", 0.0), v.get("key_s", 0.0),
-                                  v.get("host_s", 0.0))
+                                  v.get("host_s", 0.0), v.get("skew_s", 0.0))
                    for k, v in fitted["after"].items()}
         at = np.nonzero(keep)[0]
         t = predict(spec, classes, GpuRows(chunk.profile, rows.take(at), np.ones(len(at))))

@@ -33,6 +33,7 @@ _ELEMENT_BYTES = {"bfloat16": 2, "half": 2, "float16": 2, "fp16": 2, "int8": 1, 
                   "float32": 4}
 _OPS_BACKENDS = ("trtllm", "vllm", "sglang")
 _OPS_DTYPES = {"bfloat16": "bf16", "float16": "fp16", "half": "fp16"}
+_COLLECTOR_ROUTING = {"balanced": "strided"}
 
 
 def ops_dtype(values: np.ndarray) -> np.ndarray:
@@ -110,7 +111,10 @@ def moe(rows: Rows, gpu: GPU) -> Mapped:
             ("num_tokens", "hidden_size", "inter_size", "num_experts", "topk", "moe_tp_size",
              "moe_ep_size")}
     dtype = ops_dtype(rows.col("moe_dtype"))
-    dist = rows.col("distribution", "balanced")
+    # the database's "balanced" rows ran the collector's balanced_logits routing, memsim's
+    # "strided" (memsim/ops/moe.py); power-law rows keep their name
+    dist = np.array([_COLLECTOR_ROUTING.get(str(d), str(d))
+                     for d in rows.col("distribution", "balanced")], dtype=object)
     # gated unless TensorRT-LLM names its non-gated kernel or the model's experts are not
     # gated (vLLM and SGLang rows carry no such mark: memsim.silicon.source). h200 vLLM bf16
     # 2688/1856, 128 experts top-6: 0.60 ms flat from 32 tokens, i.e. gated weights at
@@ -267,7 +271,8 @@ def moe_a2a(rows: Rows, gpu: GPU) -> Mapped:
             pred = comm.moe_all_to_all(tokens[idx], hidden=int(h), top_k=int(k),
                                        experts=int(x), ep=int(ep), phase=str(phase),
                                        mode=mode, dtype=dtype, gpu=gpu, backend=backend,
-                                       groups=groups[0], topk_groups=groups[1])
+                                       groups=groups[0], topk_groups=groups[1],
+                                       eager=True, collector=True)   # eager, unaligned
         except (InputError, ValueError, KeyError) as exc:
             out.reasons.update({int(i): str(exc).splitlines()[0][:200] for i in idx})
             continue

@@ -30,9 +30,11 @@ staged bytes × warps).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
-from memsim.algorithms.standard import compute_e, q_reload_tiles, softmax_reads
+from memsim.algorithms.standard import compute_e, q_loads, q_reload_tiles, softmax_reads
 from memsim.geometry import MaskGeometry
 from memsim.trace.layout import Layout
 from memsim.trace.program import LOAD, STORE, Access, KernelBuilder, KernelProgram
@@ -90,7 +92,7 @@ def _score_tile(t: Tensors, name: str, kind: int, qt: QueryTiles, first_key, key
 def build_blockskip(d: Dims, layout: Layout, q: str = "q", k: str = "k",
                     pv_probs: str = "probs", softmax_reads: int = 2, v: str | None = None,
                     o: str = "o", probs: str = "probs",
-                    q_reload_tiles: int = 0) -> list[KernelProgram]:
+                    gemm_key_tiles: int = 0) -> list[KernelProgram]:
     """Standard attention forward skipping masked tiles: QKᵀ, softmax and PV kernels.
     ``q``, ``k``, ``v``: the tensors QKᵀ and PV read; ``pv_probs``: the one PV reads;
     ``probs``: the one softmax writes; ``o``: the one PV writes (eager attention passes
@@ -98,7 +100,7 @@ def build_blockskip(d: Dims, layout: Layout, q: str = "q", k: str = "k",
     ``softmax_reads``: times the softmax kernel reads each S tile (1 to 3): pass 1 sweeps
     the row ``softmax_reads − 1`` times, each sweep over all its tiles before the next
     (PyTorch's cunn_SoftMaxForward: max, then sum of exps; 0: the row is held on chip),
-    pass 2 once. ``q_reload_tiles``: 0, QKᵀ holds its block's Q rows across the key
+    pass 2 once. ``gemm_key_tiles``: 0, QKᵀ holds its block's Q rows across the key
     tiles (memsim's kernel); else QKᵀ is a GEMM whose output tiles span this many key
     tiles and load Q again for each (eager attention: :func:`_qk_gemm`, dense only)."""
     t = qkv_tensors(d, layout)
@@ -111,8 +113,8 @@ def build_blockskip(d: Dims, layout: Layout, q: str = "q", k: str = "k",
 
     qk = KernelBuilder("standard.qk", qt.count, sram_bytes=int((rows * d.D + d.Bc * d.D) * e))
     q_bytes = r * hpb * d.D * e
-    if q_reload_tiles:
-        _qk_gemm(qk, t, qt, q, k, q_reload_tiles)
+    if gemm_key_tiles:
+        _qk_gemm(qk, t, qt, q, k, gemm_key_tiles)
     else:
         qk.run(a, 0, 1, [Access(LOAD, t.id(q), t.addr(q, 0, qt.first_row, 0, 0), q_bytes)],
                sram_write_bytes=q_bytes, sram_read_bytes=q_bytes * w)
@@ -157,10 +159,9 @@ def _qk_gemm(qk: KernelBuilder, t: Tensors, qt: QueryTiles, q: str, k: str, m: i
     per query tile a, one step per GEMM output tile — load Q_a, then for each of its ``m``
     key tiles load K_j and store S_aj — the full output tiles as one run (addresses
     stepping m key tiles), the last one (fewer full key tiles, or the ragged one) apart.
-    Q_a is loaded ⌈key tiles / m⌉ times (memsim.algorithms.standard.q_loads). Dense
+    Q_a is loaded ⌈key tiles / m⌉ times, which must be
+    memsim.algorithms.standard.q_loads (the rule's one home; ValueError otherwise). Dense
     scores only (every query tile sees key tiles 0 … ⌈S/Bc⌉ − 1)."""
-    from dataclasses import replace
-
     d = t.d
     if d.geometry.kind != "full":
         raise ValueError("the GEMM QKᵀ schedule runs over dense scores only")
@@ -171,6 +172,10 @@ def _qk_gemm(qk: KernelBuilder, t: Tensors, qt: QueryTiles, q: str, k: str, m: i
     tiles = [(j * d.Bc, d.Bc) for j in range(n_full)]
     tiles += [(n_full * d.Bc, qt.ragged_keys)] * int(qt.ragged[0])
     full_steps = n_full // m
+    steps = full_steps + int(len(tiles) > full_steps * m)
+    if steps != int(q_loads(d.S, d.Bc)):
+        raise ValueError(f"{m} key tiles per GEMM output tile load Q {steps} times, "
+                         f"memsim.algorithms.standard.q_loads {int(q_loads(d.S, d.Bc))}")
 
     def step(order, count, first):
         part = tiles[first:first + m]
@@ -321,8 +326,6 @@ def build_backward_blockskip(d: Dims, layout: Layout) -> list[KernelProgram]:
 
 
 def _dense(d: Dims) -> Dims:
-    from dataclasses import replace
-
     return replace(d, geometry=MaskGeometry("full"))
 
 
@@ -475,8 +478,6 @@ def build(d: Dims, layout: Layout) -> list[KernelProgram]:
     (ones, tril, two one-element tensors, where) and the safe softmax's zero before its
     where (:func:`_once_per_call`). Not here: under GQA the repeat_interleave of K and V
     (modelled as the copy and scale kernels run per head group on its KV head)."""
-    from dataclasses import replace
-
     up = d.e == 2
     dc = replace(d, e=float(compute_e(d.e)))     # the compute width (fp32 for 16-bit)
     dd, ddc = _dense(d), _dense(dc)
@@ -522,7 +523,7 @@ def build(d: Dims, layout: Layout) -> list[KernelProgram]:
                                       pv_probs="probs_safe", v=src["v"], o=src["o"],
                                       probs=src["probs"],
                                       softmax_reads=int(softmax_reads(d.S, dc.e)),
-                                      q_reload_tiles=int(q_reload_tiles(d.Bc)))
+                                      gemm_key_tiles=int(q_reload_tiles(d.Bc)))
     add = [_mask_kernel(dc, layout, "scores", "standard.add_mask", mask="mask")] if masked \
         else []
     isneginf, reduce_all, where = _safe_softmax_tail(ddc, layout, src["probs"])
@@ -550,8 +551,6 @@ def build_backward(d: Dims, layout: Layout) -> list[KernelProgram]:
     over the scaled copies QKᵀ saved; the two scale gradients (dK = dK'·√scale, dQ =
     dQ'·√scale); for 2-byte storage dV, dK, dQ cast back. No kernel for the mask (the
     additive mask's gradient is the identity)."""
-    from dataclasses import replace
-
     from memsim.algorithms.standard import softmax_backward_reads
 
     up = d.e == 2
