@@ -116,12 +116,12 @@ def test_vllm_mla_module_golden(phase: str, gpu: str, batch: int, tokens: int, k
     """Before this model memsim said 0.375 ms (+86 %) and 0.466 ms (+390 %) for these rows
     (the GEMM collector's eager host floor inside a CUDA graph, fp8 BMMs, no aux kernels,
     the prefill on the MHA path)."""
-    # B200's vLLM MLA module tables were collected with the fused vllm_c RMSNorm (their
-    # collection_meta.yaml: norm_dispatch vllm_c_eager_surrogate); the others with the
-    # native chain
-    norm = "vllm_c" if gpu == "b200" else "native"
+    # B200's vLLM MLA module tables were collected with aiconfigurator#1423's fused ops
+    # (their collection_meta.yaml: norm_dispatch vllm_c_eager_surrogate); the others with
+    # the native chains
+    ops = mla_module.eager_ops_of("vllm_c_eager_surrogate" if gpu == "b200" else "")
     p = mla_module.module(phase, batch, tokens, kv, heads, gpu=gpu, backend="vllm",
-                          rms_norm=norm)
+                          eager_ops=ops)
     assert float(p.time_s) == pytest.approx(measured_ms * 1e-3, rel=0.15)
 
 
@@ -144,24 +144,29 @@ def test_vllm_prefill_runs_at_its_query_dtype_whatever_the_cache() -> None:
     assert attention("trtllm", "fp8") != attention("trtllm", "bf16")
 
 
-def test_vllm_native_rms_norm_chain_costs_its_launches_and_bytes() -> None:
-    """Outside a serving worker vLLM's RMSNorm falls back to its native chain (8 kernels,
-    36 bytes a value: mla_module.RMS_NORM_KERNELS); tables collected with the fused
-    ``vllm_c`` kernel (B200's vLLM MLA modules) pay one launch and 4 bytes a value. The
-    difference is exactly those launches and bytes, for any token count."""
+def test_vllm_native_norm_and_rope_chains_cost_their_launches_and_bytes() -> None:
+    """Outside a serving worker vLLM's RMSNorm and RoPE fall back to their native chains
+    (8 kernels and 36 bytes a value per norm; 16 kernels and 1280 bytes per rotated vector
+    plus per-token gathers and the copy back); tables collected with aiconfigurator#1423's
+    fused ops (B200's vLLM MLA modules) pay one launch per norm and one in-place RoPE
+    kernel. The difference is exactly those launches and bytes, for any token count."""
     from memsim.ops.classes import kernel_class as kc
 
     gpu = load_gpu("h200")
     cls = kc("module/vllm/graph")
+    H = 16
     T = np.array([1.0, 1024.0, 32768.0])
-    native = mla_module.aux_s(T, 16, False, False, "bf16", gpu, cls, "native")
-    fused = mla_module.aux_s(T, 16, False, False, "bf16", gpu, cls, "vllm_c")
+    native = mla_module.aux_s(T, H, False, False, "bf16", gpu, cls, "native")
+    fused = mla_module.aux_s(T, H, False, False, "bf16", gpu, cls, "fused")
     width = sum(mla_module.RMS_NORMS.values())
     bw = gpu.spec.hbm_bandwidth_bytes_per_s * cls.eff("hbm")
-    expected = (2 * (8 - 1) * cls.floor_s + T * width * (36.0 - 4.0) / bw)
+    rope_native = (H + 1) * 1280.0 + (128 + 2 * 96) * 2.0 + H * 2 * 64 * 2.0
+    rope_fused = 2 * 2.0 * (H + 1) * 64
+    expected = ((2 * (8 - 1) + (16 - 1)) * cls.floor_s
+                + T * (width * (36.0 - 4.0) + rope_native - rope_fused) / bw)
     assert native - fused == pytest.approx(expected, rel=1e-9)
-    assert mla_module.rms_norm_of("vllm_c_eager_surrogate") == "vllm_c"
-    assert mla_module.rms_norm_of("native") == "native"
+    assert mla_module.eager_ops_of("vllm_c_eager_surrogate") == "fused"
+    assert mla_module.eager_ops_of("native") == "native"
 
 
 def test_vllm_pads_v_except_fa3_on_hopper() -> None:

@@ -52,7 +52,7 @@ INDEX_TOPK = 2048
 def module_parts(phase: str, batch: Any, seq_len: Any, kv_len: Any, heads: int, *,
                  kv_dtype: str = "bf16", gemm_dtype: str = "bf16", sparse: bool = False,
                  gpu: Any = "h100-sxm", backend: str | None = None,
-                 mla_dtype: str = "bf16", rms_norm: str = "native") -> dict[str, Any]:
+                 mla_dtype: str = "bf16", eager_ops: str = "native") -> dict[str, Any]:
     """Seconds of each kernel of one attention module call, memsim's own pieces summed by
     :func:`module`: ``batch`` sequences of ``seq_len`` new tokens (1 when decoding) over
     ``kv_len`` keys (arrays), ``heads`` per GPU (an int).
@@ -70,8 +70,8 @@ def module_parts(phase: str, batch: Any, seq_len: Any, kv_len: Any, heads: int, 
       on the decode kernel as ``N`` query rows per head over its ``N`` keys), or DSA
       (indexer, top-k, sparse MLA over the latent: memsim's ``dsa`` algorithm, its sparse
       gathers through the L2 estimate) timed with the backend's "dsa" class;
-    - vLLM's element-wise kernels (:func:`aux_s`: norms with the ``rms_norm`` kernel,
-      RoPE, cache write, copies), ``aux``; TensorRT-LLM fuses them into its attention
+    - vLLM's element-wise kernels (:func:`aux_s`: norms and RoPE as ``eager_ops`` ran
+      them, cache write, copies), ``aux``; TensorRT-LLM fuses them into its attention
       op."""
     gpu = resolve_gpu(gpu)
     B, N, S = as_float(batch, seq_len, kv_len)
@@ -114,8 +114,8 @@ def module_parts(phase: str, batch: Any, seq_len: Any, kv_len: Any, heads: int, 
     cls = _elementwise_class(backend)
     if cls is not None:
         parts["aux"] = np.where(mqa, aux_s(T, heads, True, sparse, kv_dtype, gpu, cls,
-                                           rms_norm),
-                                aux_s(T, heads, False, sparse, kv_dtype, gpu, cls, rms_norm))
+                                           eager_ops),
+                                aux_s(T, heads, False, sparse, kv_dtype, gpu, cls, eager_ops))
     return parts
 
 
@@ -247,33 +247,41 @@ def _bmm_dtype(gemm_dtype: str, backend: str | None) -> str:
 # forward_mha``, models/deepseek_v2.py ``Indexer``): name → (phases, launches, bytes per
 # token as a function of the heads H and the KV-cache element width e).
 #
-# The RoPE runs its PyTorch-native path, one kernel per tensor op: the collector's
-# VllmConfig keeps vLLM's default compilation (VLLM_COMPILE with the inductor backend),
-# under which ``custom_ops`` defaults to "none" (vllm config/vllm.py
-# ``VllmConfig.__post_init__``), so ``CustomOp.forward`` dispatches the rotary embedding
-# to ``forward_native``; and the collector calls the attention module directly, outside
-# the torch.compile'd model, so nothing fuses it. The RMSNorms are vLLM IR ops that fall
-# back to their native implementation the same way ("Priority not set for op rms_norm,
-# using native implementation": aiconfigurator collector/vllm/utils.py
-# ``enable_engine_fused_ops``), except in tables collected with that function, which
-# pins the fused ``vllm_c`` kernel (:data:`RMS_NORM_KERNELS`).
+# How the collector ran the module's norms and RoPE (``eager_ops``):
 #
+# - "native": the RoPE runs its PyTorch-native path, one kernel per tensor op: the
+#   collector's VllmConfig kept vLLM's default compilation (VLLM_COMPILE with the inductor
+#   backend), under which ``custom_ops`` defaults to "none" (vllm config/vllm.py
+#   ``VllmConfig.__post_init__``), so ``CustomOp.forward`` dispatches the rotary embedding
+#   to ``forward_native``; the collector calls the attention module directly, outside the
+#   torch.compile'd model, so nothing fuses it. The RMSNorms are vLLM IR ops that fall
+#   back to their native implementation the same way ("Priority not set for op rms_norm,
+#   using native implementation").
+# - "fused": tables collected after aiconfigurator#1423 (commit c56db49fe, "run module
+#   collectors with engine-fused ops"), which both pins the ``vllm_c`` RMSNorm kernel
+#   (collector/vllm/utils.py ``enable_engine_fused_ops``) and sets
+#   ``compilation_config.custom_ops = ["all"]`` (``create_vllm_config``), so the rotary
+#   embedding runs ``DeepseekScalingRotaryEmbedding.forward_cuda``: one in-place kernel.
+#   Such tables say so in their collection_meta.yaml (``norm_dispatch:
+#   vllm_c_eager_surrogate``, e.g. B200's vLLM MLA module tables): :func:`eager_ops_of`.
+EAGER_OPS = ("native", "fused")
+
+
+def eager_ops_of(norm_dispatch: str) -> str:
+    """The :data:`EAGER_OPS` mode of a table whose collection metadata states
+    ``norm_dispatch`` ("vllm_c_eager_surrogate": collected with aiconfigurator#1423's
+    fused ops, vllm_c norms and CUDA custom ops; anything else: the native chains)."""
+    return "fused" if norm_dispatch.startswith("vllm_c") else "native"
+
+
 # ``RMSNorm`` native (vllm model_executor/layers/layernorm.py ``forward_native``) over d
 # values per token: ``x.to(float32)`` (read 2, write 4 bytes a value), ``x.pow(2)``
 # (4, 4), ``.mean(-1)`` (4), ``+ eps`` and ``rsqrt`` (per token), ``x * rsqrt(...)``
 # (4, 4), ``.to(bf16)`` (4, 2), ``* weight`` (2, 2): 8 kernels, 36 bytes a value;
-# ``vllm_c``'s ``rms_norm`` kernel reads and writes each value once in bf16.
-RMS_NORM_KERNELS = {"native": (8, 36.0), "vllm_c": (1, 2.0 * BF16)}  # launches, bytes/value
+# ``vllm_c``'s ``rms_norm`` kernel (fused) reads and writes each value once in bf16.
+RMS_NORM_KERNELS = {"native": (8, 36.0), "fused": (1, 2.0 * BF16)}  # launches, bytes/value
 # the RMSNorms of the module and their widths: the q latent and the KV latent
 RMS_NORMS = {"q_a_layernorm": Q_LORA_RANK, "kv_a_layernorm": KV_LORA_RANK}
-
-
-def rms_norm_of(norm_dispatch: str) -> str:
-    """The RMSNorm kernel (:data:`RMS_NORM_KERNELS`) of a table whose collection metadata
-    states ``norm_dispatch`` ("vllm_c_eager_surrogate": aiconfigurator's collectors with
-    ``enable_engine_fused_ops``, e.g. B200's vLLM MLA module tables; anything else: the
-    native chain)."""
-    return "vllm_c" if norm_dispatch.startswith("vllm_c") else "native"
 
 
 # ``DeepseekScalingRotaryEmbedding.forward_native`` (rotary_embedding/
@@ -283,15 +291,20 @@ def rms_norm_of(norm_dispatch: str) -> str:
 # the sum (128, 64): 5 kernels, 640 bf16 values = 1280 bytes; once per token the
 # cos/sin gather (64, 64) and the two ``repeat_interleave`` (32, 64 each, an index build
 # and an index_select); the wrapper's ``q[..., 128:] = q_pe`` copy back (64, 64 per head).
+# ``forward_cuda`` rotates q_pe and k_pe in place in one kernel (read and write each
+# value once); the copy back is then a no-op (same view: ATen ``copy_`` returns early).
 NATIVE_ROPE_LAUNCHES = 1 + 2 * 2 + 5 + 5 + 1
 NATIVE_ROPE_VECTOR_BYTES = 640 * BF16
 NATIVE_ROPE_TOKEN_BYTES = (128 + 2 * 96) * BF16
 NATIVE_ROPE_COPY_BYTES = 2 * QK_ROPE * BF16
+# rotary embedding of q_pe (H × 64) and k_pe (64): mode → (launches, bytes per token of H)
+ROPE_KERNELS = {
+    "native": (NATIVE_ROPE_LAUNCHES,
+               lambda H: ((H + 1) * NATIVE_ROPE_VECTOR_BYTES + NATIVE_ROPE_TOKEN_BYTES
+                          + H * NATIVE_ROPE_COPY_BYTES)),
+    "fused": (1, lambda H: 2 * BF16 * (H + 1) * QK_ROPE),
+}
 AUX_KERNELS = {
-    # rotary embedding of q_pe (H × 64) and k_pe (64), native (above)
-    "rotary_emb": ("all", NATIVE_ROPE_LAUNCHES,
-                   lambda H, e: ((H + 1) * NATIVE_ROPE_VECTOR_BYTES + NATIVE_ROPE_TOKEN_BYTES
-                                 + H * NATIVE_ROPE_COPY_BYTES)),
     # concat_and_cache_mla: the 576-wide latent read in bf16, written to the cache
     "kv_cache_update": ("all", 1, lambda H, e: LATENT * (BF16 + e)),
     # decode (absorbed) path: W_UV's output (N, B, 128) copied back to (B, N·128)
@@ -324,7 +337,8 @@ def pads_v(gpu: Any) -> bool:
 
 def aux_kernels(mqa: bool, sparse: bool, kv_dtype: str, pad_v: bool = True) -> list[str]:
     """The names of the element-wise kernels one module call launches (the
-    :data:`RMS_NORMS` and :data:`AUX_KERNELS`): every call's norms, RoPE and cache write;
+    :data:`RMS_NORMS`, the RoPE "rotary_emb" and :data:`AUX_KERNELS`): every call's norms,
+    RoPE and cache write;
     on the absorbed (MQA) path (:func:`mqa_rows`) the output copy and, with an fp8 cache,
     the query concat-quantise; on the prefill (MHA) path the K assembly and output copy,
     and V's padding where ``pad_v`` (:func:`pads_v`); DSA's indexer kernels."""
@@ -335,19 +349,23 @@ def aux_kernels(mqa: bool, sparse: bool, kv_dtype: str, pad_v: bool = True) -> l
         tags.add("mha_pad")
     if sparse:
         tags.add("dsa")
-    return [*RMS_NORMS, *(name for name, (tag, _, _) in AUX_KERNELS.items() if tag in tags)]
+    return [*RMS_NORMS, "rotary_emb",
+            *(name for name, (tag, _, _) in AUX_KERNELS.items() if tag in tags)]
 
 
 def aux_s(T: np.ndarray, heads: int, mqa: bool, sparse: bool, kv_dtype: str, gpu: Any,
-          cls: Any, rms_norm: str = "native") -> np.ndarray:
-    """Seconds of the module's element-wise kernels (:func:`aux_kernels`; ``rms_norm`` the
-    norms' kernel, :data:`RMS_NORM_KERNELS`) over ``T`` tokens (array): each launch costs
-    ``cls.floor_s``, their bytes stream at ``cls``'s HBM efficiency."""
+          cls: Any, eager_ops: str = "native") -> np.ndarray:
+    """Seconds of the module's element-wise kernels (:func:`aux_kernels`; ``eager_ops``
+    how the norms and RoPE ran, :data:`EAGER_OPS`: :data:`RMS_NORM_KERNELS`,
+    :data:`ROPE_KERNELS`) over ``T`` tokens (array): each launch costs ``cls.floor_s``,
+    their bytes stream at ``cls``'s HBM efficiency."""
     e = float(FP8 if kv_family(kv_dtype) == "fp8" else BF16)
     names = [n for n in aux_kernels(mqa, sparse, kv_dtype, pads_v(gpu)) if n in AUX_KERNELS]
-    norm_launches, norm_bytes = RMS_NORM_KERNELS[rms_norm]
-    launches = len(RMS_NORMS) * norm_launches + sum(AUX_KERNELS[n][1] for n in names)
-    per_token = (norm_bytes * sum(RMS_NORMS.values())
+    norm_launches, norm_bytes = RMS_NORM_KERNELS[eager_ops]
+    rope_launches, rope_bytes = ROPE_KERNELS[eager_ops]
+    launches = (len(RMS_NORMS) * norm_launches + rope_launches
+                + sum(AUX_KERNELS[n][1] for n in names))
+    per_token = (norm_bytes * sum(RMS_NORMS.values()) + rope_bytes(float(heads))
                  + sum(AUX_KERNELS[n][2](float(heads), e) for n in names))
     bw = gpu.spec.hbm_bandwidth_bytes_per_s * cls.eff("hbm")
     return launches * cls.floor_s + T * per_token / bw
@@ -386,11 +404,11 @@ def dsa_s(B: np.ndarray, N: np.ndarray, S: np.ndarray, heads: int, *, kv_dtype: 
 def module(phase: str, batch: Any, seq_len: Any, kv_len: Any, heads: int, *,
            kv_dtype: str = "bf16", gemm_dtype: str = "bf16", sparse: bool = False,
            gpu: Any = "h100-sxm", backend: str | None = None,
-           mla_dtype: str = "bf16", rms_norm: str = "native") -> OpPrediction:
+           mla_dtype: str = "bf16", eager_ops: str = "native") -> OpPrediction:
     """The attention module of a DeepSeek-V3 (``sparse``: V3.2) layer, the sum of its
     kernels' times (:func:`module_parts`; ``mla_dtype``: the prefill's query dtype,
-    :func:`prefill_kv_dtype`; ``rms_norm``: vLLM's RMSNorm kernel,
-    :data:`RMS_NORM_KERNELS`); ``terms_s`` holds each part."""
+    :func:`prefill_kv_dtype`; ``eager_ops``: how vLLM's norms and RoPE ran,
+    :data:`EAGER_OPS`); ``terms_s`` holds each part."""
     if phase not in ("context", "decode"):
         from memsim.errors import InputError
 
@@ -400,7 +418,7 @@ def module(phase: str, batch: Any, seq_len: Any, kv_len: Any, heads: int, *,
         positive(name, v)
     parts = module_parts(phase, batch, seq_len, kv_len, heads, kv_dtype=kv_dtype,
                          gemm_dtype=gemm_dtype, sparse=sparse, gpu=gpu, backend=backend,
-                         mla_dtype=mla_dtype, rms_norm=rms_norm)
+                         mla_dtype=mla_dtype, eager_ops=eager_ops)
     total = sum(parts.values())
     host = _host_class(backend)
     if host is not None and not _graphed(phase, sparse):
@@ -414,5 +432,6 @@ def module(phase: str, batch: Any, seq_len: Any, kv_len: Any, heads: int, *,
                         detail={"sparse": sparse, "gemm_dtype": gemm_dtype})
 
 
-__all__ = ["AUX_KERNELS", "HIDDEN", "INDEX_TOPK", "aux_kernels", "aux_s", "dsa_s", "module",
-           "module_parts", "mqa_rows", "pads_v", "prefill_kv_dtype", "rms_norm_of"]
+__all__ = ["AUX_KERNELS", "EAGER_OPS", "HIDDEN", "INDEX_TOPK", "aux_kernels", "aux_s",
+           "dsa_s", "eager_ops_of", "module", "module_parts", "mqa_rows", "pads_v",
+           "prefill_kv_dtype"]

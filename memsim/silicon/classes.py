@@ -459,9 +459,9 @@ def _module(phase: str) -> Callable[[Rows, GPU], Mapped]:
         S = isl + step    # context: prefix (step) + new tokens; decode: cache + the new one
         kv = dtype_of(rows.col("kv_cache_dtype"))
         # the prefill's query dtype (vLLM's fp8 prefill: mla_module.prefill_kv_dtype) and
-        # the RMSNorm the collector ran (mla_module.RMS_NORM_KERNELS)
+        # how the collector ran the norms and RoPE (mla_module.EAGER_OPS)
         q = dtype_of(rows.col("mla_dtype", "bfloat16"))
-        norm = np.array([mla_module.rms_norm_of(str(v))
+        norm = np.array([mla_module.eager_ops_of(str(v))
                          for v in rows.col("norm_dispatch", "native")], dtype=object)
         gemm = np.array([str(g) for g in rows.col("gemm_type")], dtype=object)
         model = np.array([str(m) for m in rows.col("model")], dtype=object)
@@ -479,7 +479,7 @@ def _module(phase: str) -> Callable[[Rows, GPU], Mapped]:
             try:
                 pred = mla_module.module(phase, B[idx], N[idx], S[idx], int(h), kv_dtype=kvd,
                                   gemm_dtype=_GEMM_TYPES[g], sparse=MODULE_MODELS[m],
-                                  gpu=gpu, backend=backend, mla_dtype=qd, rms_norm=nd)
+                                  gpu=gpu, backend=backend, mla_dtype=qd, eager_ops=nd)
             except (InputError, ValueError) as exc:
                 out.reasons.update({int(i): str(exc).splitlines()[0][:200] for i in idx})
                 continue

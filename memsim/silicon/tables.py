@@ -56,9 +56,9 @@ class Rows:
 
 # Per-table facts of how the rows were measured, from the table's entry in the
 # ``collection_meta.yaml`` beside it, read as columns when asked for: ``norm_dispatch``
-# (aiconfigurator's vLLM module collectors: absent = vLLM's native RMSNorm chain; B200's
-# MLA module tables were re-collected with the fused ``vllm_c`` kernel,
-# ``vllm_c_eager_surrogate``: memsim.inference.mla_module.RMS_NORM_KERNELS).
+# (aiconfigurator's vLLM module collectors: absent = vLLM's native RMSNorm and RoPE
+# chains; B200's MLA module tables were re-collected with aiconfigurator#1423's fused ops,
+# ``vllm_c_eager_surrogate``: memsim.inference.mla_module.eager_ops_of).
 META_COLUMNS = ("norm_dispatch",)
 
 
