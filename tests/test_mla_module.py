@@ -169,6 +169,28 @@ def test_vllm_native_norm_and_rope_chains_cost_their_launches_and_bytes() -> Non
     assert mla_module.eager_ops_of("native") == "native"
 
 
+def test_dsa_indexer_rotates_one_key_through_the_same_rope_chain() -> None:
+    """DSA's indexer calls the module's rotary_emb on a dummy query and its key (two
+    vectors a token): the DSA module's element-wise kernels exceed the MLA's by exactly
+    that RoPE call plus the indexer's four single kernels, in either eager-ops mode."""
+    from memsim.ops.classes import kernel_class as kc
+
+    gpu = load_gpu("h100-sxm")
+    cls = kc("module/vllm/graph")
+    T = np.array([1.0, 4096.0])
+    bw = gpu.spec.hbm_bandwidth_bytes_per_s * cls.eff("hbm")
+    indexer_bytes = sum(mla_module.AUX_KERNELS[n][2](16.0, 2.0) for n in
+                        ("indexer_k_norm", "indexer_q_rope_quant", "indexer_k_concat",
+                         "indexer_k_cache"))
+    for ops, (launches, rope_bytes) in (("native", (15, 2 * 1280.0 + 320 * 2.0)),
+                                        ("fused", (1, 2 * 2 * 2.0 * 64))):
+        assert mla_module.rope_kernels(ops, 2.0) == (launches, rope_bytes)
+        mla = mla_module.aux_s(T, 16, True, False, "bf16", gpu, cls, ops)
+        dsa = mla_module.aux_s(T, 16, True, True, "bf16", gpu, cls, ops)
+        expected = (launches + 4) * cls.floor_s + T * (rope_bytes + indexer_bytes) / bw
+        assert dsa - mla == pytest.approx(expected, rel=1e-9)
+
+
 def test_vllm_pads_v_except_fa3_on_hopper() -> None:
     """FA3 on SM90 takes V's own head size; elsewhere vLLM pads V to K's (one more copy
     on the prefill path)."""

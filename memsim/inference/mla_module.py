@@ -286,24 +286,35 @@ RMS_NORMS = {"q_a_layernorm": Q_LORA_RANK, "kv_a_layernorm": KV_LORA_RANK}
 
 # ``DeepseekScalingRotaryEmbedding.forward_native`` (rotary_embedding/
 # deepseek_scaling_rope.py; DeepSeek's RoPE is GPT-J style, ``is_neox_style=False``) over
-# the 64 rotary values of each query head and of k_pe: per rotated vector ``-x2`` (read and
-# write 32 values), ``stack`` (64, 64), ``* cos`` (64, 64), ``rotate(x) * sin`` (64, 64),
-# the sum (128, 64): 5 kernels, 640 bf16 values = 1280 bytes; once per token the
-# cos/sin gather (64, 64) and the two ``repeat_interleave`` (32, 64 each, an index build
-# and an index_select); the wrapper's ``q[..., 128:] = q_pe`` copy back (64, 64 per head).
-# ``forward_cuda`` rotates q_pe and k_pe in place in one kernel (read and write each
-# value once); the copy back is then a no-op (same view: ATen ``copy_`` returns early).
-NATIVE_ROPE_LAUNCHES = 1 + 2 * 2 + 5 + 5 + 1
+# the 64 rotary values of each rotated vector (query heads and key): per vector ``-x2``
+# (read and write 32 values), ``stack`` (64, 64), ``* cos`` (64, 64), ``rotate(x) * sin``
+# (64, 64), the sum (128, 64): 5 kernels for the query tensor and 5 for the key, 640 bf16
+# values = 1280 bytes a vector; once per call the cos/sin gather (64, 64) and the two
+# ``repeat_interleave`` (32, 64 each, an index build and an index_select): 15 kernels.
+# ``forward_cuda`` rotates both in place in one kernel (read and write each value once).
+NATIVE_ROPE_LAUNCHES = 1 + 2 * 2 + 5 + 5
 NATIVE_ROPE_VECTOR_BYTES = 640 * BF16
 NATIVE_ROPE_TOKEN_BYTES = (128 + 2 * 96) * BF16
+# the MLA wrapper's ``q[..., 128:] = q_pe`` copy back (64 values per head, read and
+# write), a no-op after ``forward_cuda`` (the same view: ATen ``copy_`` returns early)
 NATIVE_ROPE_COPY_BYTES = 2 * QK_ROPE * BF16
-# rotary embedding of q_pe (H × 64) and k_pe (64): mode → (launches, bytes per token of H)
-ROPE_KERNELS = {
-    "native": (NATIVE_ROPE_LAUNCHES,
-               lambda H: ((H + 1) * NATIVE_ROPE_VECTOR_BYTES + NATIVE_ROPE_TOKEN_BYTES
-                          + H * NATIVE_ROPE_COPY_BYTES)),
-    "fused": (1, lambda H: 2 * BF16 * (H + 1) * QK_ROPE),
-}
+
+
+def rope_kernels(eager_ops: str, vectors: float) -> tuple[int, float]:
+    """Launches and bytes per token of one ``rotary_emb`` call rotating ``vectors``
+    64-wide vectors a token (the query's heads and the key), as ``eager_ops``
+    (:data:`EAGER_OPS`) ran it."""
+    if eager_ops == "native":
+        return NATIVE_ROPE_LAUNCHES, vectors * NATIVE_ROPE_VECTOR_BYTES + NATIVE_ROPE_TOKEN_BYTES
+    return 1, vectors * 2 * BF16 * QK_ROPE
+
+
+# the module's rotary_emb calls: name → (phases, rotated vectors a token of the heads H)
+# — the MLA's q_pe (H × 64) and k_pe (64); DSA's indexer rotates only its key (vllm
+# models/deepseek_v2.py ``Indexer.forward`` at vllm-project/vllm 002d6073, CUDA bf16
+# path: ``rotary_emb(positions, q_dummy, k_pe)`` over one dummy and one key vector; its
+# query's RoPE is fused with its fp8 quantisation, ``fused_indexer_q_rope_quant``)
+ROPE_CALLS = {"rotary_emb": ("all", lambda H: H + 1.0), "indexer_k_rope": ("dsa", lambda H: 2.0)}
 AUX_KERNELS = {
     # concat_and_cache_mla: the 576-wide latent read in bf16, written to the cache
     "kv_cache_update": ("all", 1, lambda H, e: LATENT * (BF16 + e)),
@@ -319,13 +330,15 @@ AUX_KERNELS = {
     # V padded to K's width for a FlashAttention without distinct V head size
     # (``_flash_attn_varlen_diff_headdims``, ``requires_v_padding``: all but FA3 on SM90)
     "v_pad": ("mha_pad", 1, lambda H, e: BF16 * H * (V_HEAD + CONTEXT_D)),
-    # DSA's indexer: k LayerNorm (128), RoPE of its q (64 × 64) and k, q's fp8 quantisation
-    # (64 × 128), k's quantisation into the indexer cache, the head weights' scaling
+    # DSA's indexer (``Indexer.forward``, above): k's LayerNorm (128; ``F.layer_norm``,
+    # one kernel either way), its query's fused RoPE + fp8 quantisation (64 × 128) and
+    # head weights' scaling (``fused_indexer_q_rope_quant``), k = cat(k_pe, k_nope), k's
+    # quantisation into the indexer cache
     "indexer_k_norm": ("dsa", 1, lambda H, e: 2 * BF16 * INDEX_HEAD_DIM),
-    "indexer_rope": ("dsa", 1, lambda H, e: 2 * BF16 * (INDEX_HEADS + 1) * QK_ROPE),
-    "indexer_q_quant": ("dsa", 1, lambda H, e: INDEX_HEADS * INDEX_HEAD_DIM * (BF16 + 1.0)),
+    "indexer_q_rope_quant": ("dsa", 1, lambda H, e: (INDEX_HEADS * INDEX_HEAD_DIM
+                                                     * (BF16 + 1.0) + 2 * 4.0 * INDEX_HEADS)),
+    "indexer_k_concat": ("dsa", 1, lambda H, e: 2 * BF16 * INDEX_HEAD_DIM),
     "indexer_k_cache": ("dsa", 1, lambda H, e: INDEX_HEAD_DIM * (BF16 + 1.0)),
-    "indexer_weights_scale": ("dsa", 1, lambda H, e: 2 * 4.0 * INDEX_HEADS),
 }
 
 
@@ -337,7 +350,7 @@ def pads_v(gpu: Any) -> bool:
 
 def aux_kernels(mqa: bool, sparse: bool, kv_dtype: str, pad_v: bool = True) -> list[str]:
     """The names of the element-wise kernels one module call launches (the
-    :data:`RMS_NORMS`, the RoPE "rotary_emb" and :data:`AUX_KERNELS`): every call's norms,
+    :data:`RMS_NORMS`, :data:`ROPE_CALLS` and :data:`AUX_KERNELS`): every call's norms,
     RoPE and cache write;
     on the absorbed (MQA) path (:func:`mqa_rows`) the output copy and, with an fp8 cache,
     the query concat-quantise; on the prefill (MHA) path the K assembly and output copy,
@@ -349,7 +362,7 @@ def aux_kernels(mqa: bool, sparse: bool, kv_dtype: str, pad_v: bool = True) -> l
         tags.add("mha_pad")
     if sparse:
         tags.add("dsa")
-    return [*RMS_NORMS, "rotary_emb",
+    return [*RMS_NORMS, *(name for name, (tag, _) in ROPE_CALLS.items() if tag in tags),
             *(name for name, (tag, _, _) in AUX_KERNELS.items() if tag in tags)]
 
 
@@ -357,16 +370,21 @@ def aux_s(T: np.ndarray, heads: int, mqa: bool, sparse: bool, kv_dtype: str, gpu
           cls: Any, eager_ops: str = "native") -> np.ndarray:
     """Seconds of the module's element-wise kernels (:func:`aux_kernels`; ``eager_ops``
     how the norms and RoPE ran, :data:`EAGER_OPS`: :data:`RMS_NORM_KERNELS`,
-    :data:`ROPE_KERNELS`) over ``T`` tokens (array): each launch costs ``cls.floor_s``,
+    :func:`rope_kernels`) over ``T`` tokens (array): each launch costs ``cls.floor_s``,
     their bytes stream at ``cls``'s HBM efficiency."""
     e = float(FP8 if kv_family(kv_dtype) == "fp8" else BF16)
-    names = [n for n in aux_kernels(mqa, sparse, kv_dtype, pads_v(gpu)) if n in AUX_KERNELS]
+    kernels = aux_kernels(mqa, sparse, kv_dtype, pads_v(gpu))
     norm_launches, norm_bytes = RMS_NORM_KERNELS[eager_ops]
-    rope_launches, rope_bytes = ROPE_KERNELS[eager_ops]
-    launches = (len(RMS_NORMS) * norm_launches + rope_launches
-                + sum(AUX_KERNELS[n][1] for n in names))
-    per_token = (norm_bytes * sum(RMS_NORMS.values()) + rope_bytes(float(heads))
-                 + sum(AUX_KERNELS[n][2](float(heads), e) for n in names))
+    launches = len(RMS_NORMS) * norm_launches
+    per_token = norm_bytes * sum(RMS_NORMS.values())
+    for name in (n for n in kernels if n in ROPE_CALLS):
+        n_launch, n_bytes = rope_kernels(eager_ops, ROPE_CALLS[name][1](float(heads)))
+        launches, per_token = launches + n_launch, per_token + n_bytes
+    if eager_ops == "native":    # the MLA wrapper's copy back of the rotated q_pe
+        launches, per_token = launches + 1, per_token + heads * NATIVE_ROPE_COPY_BYTES
+    names = [n for n in kernels if n in AUX_KERNELS]
+    launches += sum(AUX_KERNELS[n][1] for n in names)
+    per_token += sum(AUX_KERNELS[n][2](float(heads), e) for n in names)
     bw = gpu.spec.hbm_bandwidth_bytes_per_s * cls.eff("hbm")
     return launches * cls.floor_s + T * per_token / bw
 
