@@ -116,7 +116,12 @@ def test_vllm_mla_module_golden(phase: str, gpu: str, batch: int, tokens: int, k
     """Before this model memsim said 0.375 ms (+86 %) and 0.466 ms (+390 %) for these rows
     (the GEMM collector's eager host floor inside a CUDA graph, fp8 BMMs, no aux kernels,
     the prefill on the MHA path)."""
-    p = mla_module.module(phase, batch, tokens, kv, heads, gpu=gpu, backend="vllm")
+    # B200's vLLM MLA module tables were collected with aiconfigurator#1423's fused ops
+    # (their collection_meta.yaml: norm_dispatch vllm_c_eager_surrogate); the others with
+    # the native chains
+    ops = mla_module.eager_ops_of("vllm_c_eager_surrogate" if gpu == "b200" else "")
+    p = mla_module.module(phase, batch, tokens, kv, heads, gpu=gpu, backend="vllm",
+                          eager_ops=ops)
     assert float(p.time_s) == pytest.approx(measured_ms * 1e-3, rel=0.15)
 
 
@@ -137,3 +142,75 @@ def test_vllm_prefill_runs_at_its_query_dtype_whatever_the_cache() -> None:
     assert attention("vllm", "fp8") == attention("vllm", "bf16")
     assert attention("vllm", "fp8", "fp8") != attention("vllm", "fp8")
     assert attention("trtllm", "fp8") != attention("trtllm", "bf16")
+
+
+def test_vllm_native_norm_and_rope_chains_cost_their_launches_and_bytes() -> None:
+    """Outside a serving worker vLLM's RMSNorm and RoPE fall back to their native chains
+    (8 kernels and 36 bytes a value per norm; 16 kernels and 1280 bytes per rotated vector
+    plus per-token gathers and the copy back); tables collected with aiconfigurator#1423's
+    fused ops (B200's vLLM MLA modules) pay one launch per norm and one in-place RoPE
+    kernel. The difference is exactly those launches and bytes, for any token count."""
+    from memsim.ops.classes import kernel_class as kc
+
+    gpu = load_gpu("h200")
+    cls = kc("module/vllm/graph")
+    H = 16
+    T = np.array([1.0, 1024.0, 32768.0])
+    native = mla_module.aux_s(T, H, False, False, "bf16", gpu, cls, "native")
+    fused = mla_module.aux_s(T, H, False, False, "bf16", gpu, cls, "fused")
+    width = sum(mla_module.RMS_NORMS.values())
+    bw = gpu.spec.hbm_bandwidth_bytes_per_s * cls.eff("hbm")
+    rope_native = (H + 1) * 1280.0 + (128 + 2 * 96) * 2.0 + H * 2 * 64 * 2.0
+    rope_fused = 2 * 2.0 * (H + 1) * 64
+    expected = ((2 * (8 - 1) + (16 - 1)) * cls.floor_s
+                + T * (width * (36.0 - 4.0) + rope_native - rope_fused) / bw)
+    assert native - fused == pytest.approx(expected, rel=1e-9)
+    assert mla_module.eager_ops_of("vllm_c_eager_surrogate") == "fused"
+    assert mla_module.eager_ops_of("native") == "native"
+
+
+def test_dsa_indexer_rotates_one_key_through_the_same_rope_chain() -> None:
+    """DSA's indexer calls the module's rotary_emb on a dummy query and its key (two
+    vectors a token): the DSA module's element-wise kernels exceed the MLA's by exactly
+    that RoPE call plus the indexer's four single kernels, in either eager-ops mode."""
+    from memsim.ops.classes import kernel_class as kc
+
+    gpu = load_gpu("h100-sxm")
+    cls = kc("module/vllm/graph")
+    T = np.array([1.0, 4096.0])
+    bw = gpu.spec.hbm_bandwidth_bytes_per_s * cls.eff("hbm")
+    indexer_bytes = sum(mla_module.AUX_KERNELS[n][2](16.0, 2.0) for n in
+                        ("indexer_k_norm", "indexer_q_rope_quant", "indexer_k_concat",
+                         "indexer_k_cache"))
+    for ops, (launches, rope_bytes) in (("native", (15, 2 * 1280.0 + 320 * 2.0)),
+                                        ("fused", (1, 2 * 2 * 2.0 * 64))):
+        assert mla_module.rope_kernels(ops, 2.0) == (launches, rope_bytes)
+        mla = mla_module.aux_s(T, 16, True, False, "bf16", gpu, cls, ops)
+        dsa = mla_module.aux_s(T, 16, True, True, "bf16", gpu, cls, ops)
+        expected = (launches + 4) * cls.floor_s + T * (rope_bytes + indexer_bytes) / bw
+        assert dsa - mla == pytest.approx(expected, rel=1e-9)
+
+
+def test_vllm_pads_v_except_fa3_on_hopper() -> None:
+    """FA3 on SM90 takes V's own head size; elsewhere vLLM pads V to K's (one more copy
+    on the prefill path)."""
+    assert not mla_module.pads_v(load_gpu("h200"))
+    assert mla_module.pads_v(load_gpu("b200"))
+    assert "v_pad" in mla_module.aux_kernels(False, False, "bf16", True)
+    assert "v_pad" not in mla_module.aux_kernels(False, False, "bf16", False)
+
+
+def test_table_meta_reads_the_norm_dispatch(tmp_path) -> None:
+    """A table's collection_meta.yaml entry reaches its rows as a column."""
+    from memsim.silicon.source import TableFile
+    from memsim.silicon.tables import table_meta
+
+    d = tmp_path / "b200_sxm" / "mla" / "vllm" / "0.24.0"
+    d.mkdir(parents=True)
+    (d / "collection_meta.yaml").write_text(
+        "tables:\n  mla_context_module_perf:\n    norm_dispatch: vllm_c_eager_surrogate\n")
+    f = TableFile("b200_sxm", "mla", "vllm", "0.24.0", "mla_context_module_perf",
+                  d / "mla_context_module_perf.parquet")
+    assert table_meta(f) == {"norm_dispatch": "vllm_c_eager_surrogate"}
+    g = TableFile("b200_sxm", "mla", "vllm", "0.24.0", "other_perf", d / "other.parquet")
+    assert table_meta(g) == {}

@@ -218,3 +218,25 @@ def test_moe_experts_of_a_relu2_model_are_not_gated(tmp_path: Path,
     plain = CLASSES["moe"].mapper(rows, gpu)
     assert gated.params[0]["gated"] and not plain.params[0]["gated"]
     assert plain.time_s["analytic"][0] < gated.time_s["analytic"][0]
+
+
+def test_b200_vllm_mla_module_rows_carry_their_fused_op_collection() -> None:
+    """B200's vLLM MLA module tables were re-collected with aiconfigurator#1423's fused ops
+    (collection_meta.yaml ``norm_dispatch: vllm_c_eager_surrogate``): the extract carries
+    the flag and the mapper times those rows with the fused norms and RoPE, i.e. faster
+    than the same rows timed as the native chains."""
+    import dataclasses
+
+    for op in ("mla_context_module", "mla_generation_module"):
+        rows, m, _ = _one(op, "b200_sxm")
+        assert set(rows.col("norm_dispatch").tolist()) == {"vllm_c_eager_surrogate"}
+        unflagged = dataclasses.replace(rows, columns={k: v for k, v in rows.columns.items()
+                                                       if k != "norm_dispatch"})
+        native = CLASSES[op].mapper(unflagged, load_gpu("b200")).time_s["analytic"]
+        fused = m.time_s["analytic"]
+        ok = np.isfinite(fused)
+        assert ok.any()
+        assert np.all(fused[ok] < native[ok])
+    # the H200 vLLM tables (no flag) are read as the native chains
+    h200, _, _ = _one("mla_generation_module", "h200_sxm")
+    assert "norm_dispatch" not in h200.columns

@@ -52,7 +52,7 @@ INDEX_TOPK = 2048
 def module_parts(phase: str, batch: Any, seq_len: Any, kv_len: Any, heads: int, *,
                  kv_dtype: str = "bf16", gemm_dtype: str = "bf16", sparse: bool = False,
                  gpu: Any = "h100-sxm", backend: str | None = None,
-                 mla_dtype: str = "bf16") -> dict[str, Any]:
+                 mla_dtype: str = "bf16", eager_ops: str = "native") -> dict[str, Any]:
     """Seconds of each kernel of one attention module call, memsim's own pieces summed by
     :func:`module`: ``batch`` sequences of ``seq_len`` new tokens (1 when decoding) over
     ``kv_len`` keys (arrays), ``heads`` per GPU (an int).
@@ -70,8 +70,9 @@ def module_parts(phase: str, batch: Any, seq_len: Any, kv_len: Any, heads: int, 
       on the decode kernel as ``N`` query rows per head over its ``N`` keys), or DSA
       (indexer, top-k, sparse MLA over the latent: memsim's ``dsa`` algorithm, its sparse
       gathers through the L2 estimate) timed with the backend's "dsa" class;
-    - vLLM's element-wise kernels (:data:`AUX_KERNELS`: norms, RoPE, cache write, copies),
-      ``aux``; TensorRT-LLM fuses them into its attention op."""
+    - vLLM's element-wise kernels (:func:`aux_s`: norms and RoPE as ``eager_ops`` ran
+      them, cache write, copies), ``aux``; TensorRT-LLM fuses them into its attention
+      op."""
     gpu = resolve_gpu(gpu)
     B, N, S = as_float(batch, seq_len, kv_len)
     T = B * N
@@ -110,10 +111,11 @@ def module_parts(phase: str, batch: Any, seq_len: Any, kv_len: Any, heads: int, 
                              dtype=float)
             att = np.where(mqa, dec, att)
         parts["attention"] = att
-    cls = _launch_class(backend)
+    cls = _elementwise_class(backend)
     if cls is not None:
-        parts["aux"] = np.where(mqa, aux_s(T, heads, True, sparse, kv_dtype, gpu, cls),
-                                aux_s(T, heads, False, sparse, kv_dtype, gpu, cls))
+        parts["aux"] = np.where(mqa, aux_s(T, heads, True, sparse, kv_dtype, gpu, cls,
+                                           eager_ops),
+                                aux_s(T, heads, False, sparse, kv_dtype, gpu, cls, eager_ops))
     return parts
 
 
@@ -166,16 +168,27 @@ AUX_BACKENDS = ("vllm",)
 
 
 def _launch_class(backend: str | None) -> Any:
-    """The time of one small kernel inside the module's CUDA graph and its bandwidth: the
-    backend's graph-timed bf16 GEMM class (``gemm/<backend>/bf16``: its floor is what the
-    smallest GEMMs of aiconfigurator's CUDA-graph GEMM table take, its HBM efficiency what
-    the larger ones stream at), not fitted again; None for backends outside
-    :data:`AUX_BACKENDS`."""
+    """The time of one GEMM-side kernel (a linear's quantisation or GEMM) inside the
+    module's CUDA graph: the backend's graph-timed bf16 GEMM class (``gemm/<backend>/bf16``:
+    its floor is what the smallest GEMMs of aiconfigurator's CUDA-graph GEMM table take),
+    not fitted again; None for backends outside :data:`AUX_BACKENDS`."""
     from memsim.ops.classes import kernel_class
 
     if check_backend(backend) not in AUX_BACKENDS:
         return None
     return kernel_class("gemm", backend, "bf16")
+
+
+def _elementwise_class(backend: str | None) -> Any:
+    """The fitted class "module/<backend>/graph" of the module's element-wise kernels
+    (:data:`AUX_KERNELS`): ``floor_s`` the time of one such kernel inside the module's CUDA
+    graph, its HBM efficiency what their bytes stream at; None for backends outside
+    :data:`AUX_BACKENDS`."""
+    from memsim.ops.classes import kernel_class
+
+    if check_backend(backend) not in AUX_BACKENDS:
+        return None
+    return kernel_class(f"module/{check_backend(backend)}/graph")
 
 
 def _host_class(backend: str | None) -> Any:
@@ -230,59 +243,150 @@ def _bmm_dtype(gemm_dtype: str, backend: str | None) -> str:
 # The element-wise kernels vLLM's attention module launches around its GEMMs, BMMs and
 # attention kernels (vllm 0.24.0 model_executor/layers/mla.py
 # ``MultiHeadLatentAttentionWrapper.forward``, model_executor/layers/attention/
-# mla_attention.py ``MLAAttention.forward`` / ``forward_impl`` / ``forward_mha``,
-# models/deepseek_v2.py ``Indexer``): name → (phases, bytes per token as a function of the
-# heads H and the KV-cache element width e). Each is one launch of the CUDA graph.
+# mla_attention.py ``MLAAttention.forward`` / ``forward_impl`` / ``MLACommonImpl.
+# forward_mha``, models/deepseek_v2.py ``Indexer``): name → (phases, launches, bytes per
+# token as a function of the heads H and the KV-cache element width e).
+#
+# How the collector ran the module's norms and RoPE (``eager_ops``):
+#
+# - "native": the RoPE runs its PyTorch-native path, one kernel per tensor op: the
+#   collector's VllmConfig kept vLLM's default compilation (VLLM_COMPILE with the inductor
+#   backend), under which ``custom_ops`` defaults to "none" (vllm config/vllm.py
+#   ``VllmConfig.__post_init__``), so ``CustomOp.forward`` dispatches the rotary embedding
+#   to ``forward_native``; the collector calls the attention module directly, outside the
+#   torch.compile'd model, so nothing fuses it. The RMSNorms are vLLM IR ops that fall
+#   back to their native implementation the same way ("Priority not set for op rms_norm,
+#   using native implementation").
+# - "fused": tables collected after aiconfigurator#1423 (commit c56db49fe, "run module
+#   collectors with engine-fused ops"), which both pins the ``vllm_c`` RMSNorm kernel
+#   (collector/vllm/utils.py ``enable_engine_fused_ops``) and sets
+#   ``compilation_config.custom_ops = ["all"]`` (``create_vllm_config``), so the rotary
+#   embedding runs ``DeepseekScalingRotaryEmbedding.forward_cuda``: one in-place kernel.
+#   Such tables say so in their collection_meta.yaml (``norm_dispatch:
+#   vllm_c_eager_surrogate``, e.g. B200's vLLM MLA module tables): :func:`eager_ops_of`.
+EAGER_OPS = ("native", "fused")
+
+
+def eager_ops_of(norm_dispatch: str) -> str:
+    """The :data:`EAGER_OPS` mode of a table whose collection metadata states
+    ``norm_dispatch`` ("vllm_c_eager_surrogate": collected with aiconfigurator#1423's
+    fused ops, vllm_c norms and CUDA custom ops; anything else: the native chains)."""
+    return "fused" if norm_dispatch.startswith("vllm_c") else "native"
+
+
+# ``RMSNorm`` native (vllm model_executor/layers/layernorm.py ``forward_native``) over d
+# values per token: ``x.to(float32)`` (read 2, write 4 bytes a value), ``x.pow(2)``
+# (4, 4), ``.mean(-1)`` (4), ``+ eps`` and ``rsqrt`` (per token), ``x * rsqrt(...)``
+# (4, 4), ``.to(bf16)`` (4, 2), ``* weight`` (2, 2): 8 kernels, 36 bytes a value;
+# ``vllm_c``'s ``rms_norm`` kernel (fused) reads and writes each value once in bf16.
+RMS_NORM_KERNELS = {"native": (8, 36.0), "fused": (1, 2.0 * BF16)}  # launches, bytes/value
+# the RMSNorms of the module and their widths: the q latent and the KV latent
+RMS_NORMS = {"q_a_layernorm": Q_LORA_RANK, "kv_a_layernorm": KV_LORA_RANK}
+
+
+# ``DeepseekScalingRotaryEmbedding.forward_native`` (rotary_embedding/
+# deepseek_scaling_rope.py; DeepSeek's RoPE is GPT-J style, ``is_neox_style=False``) over
+# the 64 rotary values of each rotated vector (query heads and key): per vector ``-x2``
+# (read and write 32 values), ``stack`` (64, 64), ``* cos`` (64, 64), ``rotate(x) * sin``
+# (64, 64), the sum (128, 64): 5 kernels for the query tensor and 5 for the key, 640 bf16
+# values = 1280 bytes a vector; once per call the cos/sin gather (64, 64) and the two
+# ``repeat_interleave`` (32, 64 each, an index build and an index_select): 15 kernels.
+# ``forward_cuda`` rotates both in place in one kernel (read and write each value once).
+NATIVE_ROPE_LAUNCHES = 1 + 2 * 2 + 5 + 5
+NATIVE_ROPE_VECTOR_BYTES = 640 * BF16
+NATIVE_ROPE_TOKEN_BYTES = (128 + 2 * 96) * BF16
+# the MLA wrapper's ``q[..., 128:] = q_pe`` copy back (64 values per head, read and
+# write), a no-op after ``forward_cuda`` (the same view: ATen ``copy_`` returns early)
+NATIVE_ROPE_COPY_BYTES = 2 * QK_ROPE * BF16
+
+
+def rope_kernels(eager_ops: str, vectors: float) -> tuple[int, float]:
+    """Launches and bytes per token of one ``rotary_emb`` call rotating ``vectors``
+    64-wide vectors a token (the query's heads and the key), as ``eager_ops``
+    (:data:`EAGER_OPS`) ran it."""
+    if eager_ops == "native":
+        return NATIVE_ROPE_LAUNCHES, vectors * NATIVE_ROPE_VECTOR_BYTES + NATIVE_ROPE_TOKEN_BYTES
+    return 1, vectors * 2 * BF16 * QK_ROPE
+
+
+# the module's rotary_emb calls: name → (phases, rotated vectors a token of the heads H)
+# — the MLA's q_pe (H × 64) and k_pe (64); DSA's indexer rotates only its key (vllm
+# models/deepseek_v2.py ``Indexer.forward`` at vllm-project/vllm 002d6073, CUDA bf16
+# path: ``rotary_emb(positions, q_dummy, k_pe)`` over one dummy and one key vector; its
+# query's RoPE is fused with its fp8 quantisation, ``fused_indexer_q_rope_quant``)
+ROPE_CALLS = {"rotary_emb": ("all", lambda H: H + 1.0), "indexer_k_rope": ("dsa", lambda H: 2.0)}
 AUX_KERNELS = {
-    # RMSNorm of the q latent (1536) and of the KV latent (512): read and write bf16
-    "q_a_layernorm": ("all", lambda H, e: 2 * BF16 * Q_LORA_RANK),
-    "kv_a_layernorm": ("all", lambda H, e: 2 * BF16 * KV_LORA_RANK),
-    # rotary embedding of q_pe (H × 64) and k_pe (64), in place
-    "rotary_emb": ("all", lambda H, e: 2 * BF16 * (H + 1) * QK_ROPE),
     # concat_and_cache_mla: the 576-wide latent read in bf16, written to the cache
-    "kv_cache_update": ("all", lambda H, e: LATENT * (BF16 + e)),
+    "kv_cache_update": ("all", 1, lambda H, e: LATENT * (BF16 + e)),
     # decode (absorbed) path: W_UV's output (N, B, 128) copied back to (B, N·128)
-    "v_up_copy": ("mqa", lambda H, e: 2 * BF16 * H * V_HEAD),
-    # fp8 cache: _DecodeConcatQuantFP8 concatenates ql_nope and q_pe and quantises them
-    "q_concat_quant": ("mqa_fp8", lambda H, e: H * LATENT * (BF16 + 1.0)),
-    # prefill (MHA) path: K = [k_nope, k_pe broadcast] assembled, V padded to K's width
-    # for the FlashAttention varlen call, the output sliced back
-    "k_concat": ("mha", lambda H, e: BF16 * H * (QK_NOPE + CONTEXT_D)),
-    "v_pad": ("mha", lambda H, e: BF16 * H * (V_HEAD + CONTEXT_D)),
-    "o_unpad": ("mha", lambda H, e: 2 * BF16 * H * V_HEAD),
-    # DSA's indexer: k LayerNorm (128), RoPE of its q (64 × 64) and k, q's fp8 quantisation
-    # (64 × 128), k's quantisation into the indexer cache, the head weights' scaling
-    "indexer_k_norm": ("dsa", lambda H, e: 2 * BF16 * INDEX_HEAD_DIM),
-    "indexer_rope": ("dsa", lambda H, e: 2 * BF16 * (INDEX_HEADS + 1) * QK_ROPE),
-    "indexer_q_quant": ("dsa", lambda H, e: INDEX_HEADS * INDEX_HEAD_DIM * (BF16 + 1.0)),
-    "indexer_k_cache": ("dsa", lambda H, e: INDEX_HEAD_DIM * (BF16 + 1.0)),
-    "indexer_weights_scale": ("dsa", lambda H, e: 2 * 4.0 * INDEX_HEADS),
+    "v_up_copy": ("mqa", 1, lambda H, e: 2 * BF16 * H * V_HEAD),
+    # fp8 cache: _DecodeConcatQuantFP8 (compiled native: one kernel) concatenates ql_nope
+    # and q_pe and quantises them
+    "q_concat_quant": ("mqa_fp8", 1, lambda H, e: H * LATENT * (BF16 + 1.0)),
+    # prefill (MHA) path: ``_concat_k_nope_k_pe`` writes K = [k_nope, k_pe broadcast]
+    # (two copies into one buffer), the output copied into the module's (``output.copy_``)
+    "k_concat": ("mha", 2, lambda H, e: BF16 * H * (QK_NOPE + CONTEXT_D)),
+    "o_copy": ("mha", 1, lambda H, e: 2 * BF16 * H * V_HEAD),
+    # V padded to K's width for a FlashAttention without distinct V head size
+    # (``_flash_attn_varlen_diff_headdims``, ``requires_v_padding``: all but FA3 on SM90)
+    "v_pad": ("mha_pad", 1, lambda H, e: BF16 * H * (V_HEAD + CONTEXT_D)),
+    # DSA's indexer (``Indexer.forward``, above): k's LayerNorm (128; ``F.layer_norm``,
+    # one kernel either way), its query's fused RoPE + fp8 quantisation (64 × 128) and
+    # head weights' scaling (``fused_indexer_q_rope_quant``), k = cat(k_pe, k_nope), k's
+    # quantisation into the indexer cache
+    "indexer_k_norm": ("dsa", 1, lambda H, e: 2 * BF16 * INDEX_HEAD_DIM),
+    "indexer_q_rope_quant": ("dsa", 1, lambda H, e: (INDEX_HEADS * INDEX_HEAD_DIM
+                                                     * (BF16 + 1.0) + 2 * 4.0 * INDEX_HEADS)),
+    "indexer_k_concat": ("dsa", 1, lambda H, e: 2 * BF16 * INDEX_HEAD_DIM),
+    "indexer_k_cache": ("dsa", 1, lambda H, e: INDEX_HEAD_DIM * (BF16 + 1.0)),
 }
 
 
-def aux_kernels(mqa: bool, sparse: bool, kv_dtype: str) -> list[str]:
-    """The names of :data:`AUX_KERNELS` one module call launches: every call's norms,
-    RoPE and cache write; on the absorbed (MQA) path (:func:`mqa_rows`) the output copy
-    and, with an fp8 cache, the query concat-quantise; on the prefill (MHA) path the K/V
-    assembly; DSA's indexer kernels."""
+def pads_v(gpu: Any) -> bool:
+    """Whether vLLM's FlashAttention prefill pads V to K's head size: all but FA3 on SM90
+    (``FlashAttnPrefillBackend.requires_v_padding``; vLLM runs FA3 on Hopper only)."""
+    return cc_major(gpu) != 9
+
+
+def aux_kernels(mqa: bool, sparse: bool, kv_dtype: str, pad_v: bool = True) -> list[str]:
+    """The names of the element-wise kernels one module call launches (the
+    :data:`RMS_NORMS`, :data:`ROPE_CALLS` and :data:`AUX_KERNELS`): every call's norms,
+    RoPE and cache write;
+    on the absorbed (MQA) path (:func:`mqa_rows`) the output copy and, with an fp8 cache,
+    the query concat-quantise; on the prefill (MHA) path the K assembly and output copy,
+    and V's padding where ``pad_v`` (:func:`pads_v`); DSA's indexer kernels."""
     tags = {"all", "mqa" if mqa else "mha"}
     if mqa and kv_family(kv_dtype) == "fp8":
         tags.add("mqa_fp8")
+    if not mqa and pad_v:
+        tags.add("mha_pad")
     if sparse:
         tags.add("dsa")
-    return [name for name, (tag, _) in AUX_KERNELS.items() if tag in tags]
+    return [*RMS_NORMS, *(name for name, (tag, _) in ROPE_CALLS.items() if tag in tags),
+            *(name for name, (tag, _, _) in AUX_KERNELS.items() if tag in tags)]
 
 
 def aux_s(T: np.ndarray, heads: int, mqa: bool, sparse: bool, kv_dtype: str, gpu: Any,
-          cls: Any) -> np.ndarray:
-    """Seconds of the module's element-wise kernels (:func:`aux_kernels`) over ``T`` tokens
-    (array): one launch each (``cls.floor_s``) plus their bytes at ``cls``'s HBM
-    efficiency."""
+          cls: Any, eager_ops: str = "native") -> np.ndarray:
+    """Seconds of the module's element-wise kernels (:func:`aux_kernels`; ``eager_ops``
+    how the norms and RoPE ran, :data:`EAGER_OPS`: :data:`RMS_NORM_KERNELS`,
+    :func:`rope_kernels`) over ``T`` tokens (array): each launch costs ``cls.floor_s``,
+    their bytes stream at ``cls``'s HBM efficiency."""
     e = float(FP8 if kv_family(kv_dtype) == "fp8" else BF16)
-    names = aux_kernels(mqa, sparse, kv_dtype)
-    per_token = sum(AUX_KERNELS[n][1](float(heads), e) for n in names)
+    kernels = aux_kernels(mqa, sparse, kv_dtype, pads_v(gpu))
+    norm_launches, norm_bytes = RMS_NORM_KERNELS[eager_ops]
+    launches = len(RMS_NORMS) * norm_launches
+    per_token = norm_bytes * sum(RMS_NORMS.values())
+    for name in (n for n in kernels if n in ROPE_CALLS):
+        n_launch, n_bytes = rope_kernels(eager_ops, ROPE_CALLS[name][1](float(heads)))
+        launches, per_token = launches + n_launch, per_token + n_bytes
+    if eager_ops == "native":    # the MLA wrapper's copy back of the rotated q_pe
+        launches, per_token = launches + 1, per_token + heads * NATIVE_ROPE_COPY_BYTES
+    names = [n for n in kernels if n in AUX_KERNELS]
+    launches += sum(AUX_KERNELS[n][1] for n in names)
+    per_token += sum(AUX_KERNELS[n][2](float(heads), e) for n in names)
     bw = gpu.spec.hbm_bandwidth_bytes_per_s * cls.eff("hbm")
-    return len(names) * cls.floor_s + T * per_token / bw
+    return launches * cls.floor_s + T * per_token / bw
 
 
 def dsa_s(B: np.ndarray, N: np.ndarray, S: np.ndarray, heads: int, *, kv_dtype: str,
@@ -318,10 +422,11 @@ def dsa_s(B: np.ndarray, N: np.ndarray, S: np.ndarray, heads: int, *, kv_dtype: 
 def module(phase: str, batch: Any, seq_len: Any, kv_len: Any, heads: int, *,
            kv_dtype: str = "bf16", gemm_dtype: str = "bf16", sparse: bool = False,
            gpu: Any = "h100-sxm", backend: str | None = None,
-           mla_dtype: str = "bf16") -> OpPrediction:
+           mla_dtype: str = "bf16", eager_ops: str = "native") -> OpPrediction:
     """The attention module of a DeepSeek-V3 (``sparse``: V3.2) layer, the sum of its
     kernels' times (:func:`module_parts`; ``mla_dtype``: the prefill's query dtype,
-    :func:`prefill_kv_dtype`); ``terms_s`` holds each part."""
+    :func:`prefill_kv_dtype`; ``eager_ops``: how vLLM's norms and RoPE ran,
+    :data:`EAGER_OPS`); ``terms_s`` holds each part."""
     if phase not in ("context", "decode"):
         from memsim.errors import InputError
 
@@ -331,7 +436,7 @@ def module(phase: str, batch: Any, seq_len: Any, kv_len: Any, heads: int, *,
         positive(name, v)
     parts = module_parts(phase, batch, seq_len, kv_len, heads, kv_dtype=kv_dtype,
                          gemm_dtype=gemm_dtype, sparse=sparse, gpu=gpu, backend=backend,
-                         mla_dtype=mla_dtype)
+                         mla_dtype=mla_dtype, eager_ops=eager_ops)
     total = sum(parts.values())
     host = _host_class(backend)
     if host is not None and not _graphed(phase, sparse):
@@ -345,5 +450,6 @@ def module(phase: str, batch: Any, seq_len: Any, kv_len: Any, heads: int, *,
                         detail={"sparse": sparse, "gemm_dtype": gemm_dtype})
 
 
-__all__ = ["AUX_KERNELS", "HIDDEN", "INDEX_TOPK", "aux_kernels", "aux_s", "dsa_s", "module",
-           "module_parts", "mqa_rows", "prefill_kv_dtype"]
+__all__ = ["AUX_KERNELS", "EAGER_OPS", "HIDDEN", "INDEX_TOPK", "aux_kernels", "aux_s",
+           "dsa_s", "eager_ops_of", "module", "module_parts", "mqa_rows", "pads_v",
+           "prefill_kv_dtype"]

@@ -458,14 +458,17 @@ def _module(phase: str) -> Callable[[Rows, GPU], Mapped]:
         N = isl if phase == "context" else np.ones_like(isl)
         S = isl + step    # context: prefix (step) + new tokens; decode: cache + the new one
         kv = dtype_of(rows.col("kv_cache_dtype"))
-        # the prefill's query dtype (vLLM's fp8 prefill: mla_module.prefill_kv_dtype)
+        # the prefill's query dtype (vLLM's fp8 prefill: mla_module.prefill_kv_dtype) and
+        # how the collector ran the norms and RoPE (mla_module.EAGER_OPS)
         q = dtype_of(rows.col("mla_dtype", "bfloat16"))
+        norm = np.array([mla_module.eager_ops_of(str(v))
+                         for v in rows.col("norm_dispatch", "native")], dtype=object)
         gemm = np.array([str(g) for g in rows.col("gemm_type")], dtype=object)
         model = np.array([str(m) for m in rows.col("model")], dtype=object)
         backend = _backend(rows)
         keys = list(zip(kv.tolist(), gemm.tolist(), H.tolist(), model.tolist(), q.tolist(),
-                        strict=True))
-        for (kvd, g, h, m, qd), idx in _groups(keys).items():
+                        norm.tolist(), strict=True))
+        for (kvd, g, h, m, qd, nd), idx in _groups(keys).items():
             if m not in MODULE_MODELS:
                 out.reasons.update({int(i): f"model={m} geometry not modelled (DeepSeek-V3, "
                                             "V3.2 only)" for i in idx})
@@ -476,7 +479,7 @@ def _module(phase: str) -> Callable[[Rows, GPU], Mapped]:
             try:
                 pred = mla_module.module(phase, B[idx], N[idx], S[idx], int(h), kv_dtype=kvd,
                                   gemm_dtype=_GEMM_TYPES[g], sparse=MODULE_MODELS[m],
-                                  gpu=gpu, backend=backend, mla_dtype=qd)
+                                  gpu=gpu, backend=backend, mla_dtype=qd, eager_ops=nd)
             except (InputError, ValueError) as exc:
                 out.reasons.update({int(i): str(exc).splitlines()[0][:200] for i in idx})
                 continue
@@ -508,7 +511,7 @@ _ATTN_COLS = ("batch_size", "isl", "num_heads", "num_key_value_heads", "head_dim
 _ATTN_CASE = ("num_heads", "num_key_value_heads", "head_dim", "window_size", "attn_dtype",
               "kv_cache_dtype")
 _MODULE_COLS = ("batch_size", "isl", "num_heads", "step", "kv_cache_dtype", "gemm_type",
-                "mla_dtype", "model", "kernel_source", "latency")
+                "mla_dtype", "norm_dispatch", "model", "kernel_source", "latency")
 _MODULE_CASE = ("num_heads", "kv_cache_dtype", "gemm_type")
 _MLA_COLS = ("batch_size", "isl", "num_heads", "tp_size", "step", "mla_dtype",
              "kv_cache_dtype", "kernel_source", "latency")

@@ -22,9 +22,11 @@ PER_FILE = 10
 PER_CLASS = {"mla_bmm": 6, "mla_context_module": 4, "mla_generation_module": 4,
              "dsa_context_module": 4, "dsa_generation_module": 4}
 MAX_CURVE = 30  # those classes' outlier curves join the extract only when this short
+# B200's vLLM files carry the collection metadata the mapper reads (their MLA module
+# tables' norm_dispatch: memsim.silicon.tables.META_COLUMNS)
 FILES = (("h100_sxm", "trtllm"), ("h200_sxm", "vllm"), ("h200_sxm", "trtllm"),
-         ("b200_sxm", "sglang"), ("h100_sxm", "sglang"), ("gb300", "trtllm"),
-         ("h100_sxm", "nccl"))
+         ("b200_sxm", "sglang"), ("b200_sxm", "vllm"), ("h100_sxm", "sglang"),
+         ("gb300", "trtllm"), ("h100_sxm", "nccl"))
 
 
 def build(per_file: int = PER_FILE, seed: int = 0, only: set[str] | None = None,

@@ -230,6 +230,12 @@ def specs() -> list[FitSpec]:
         out.append(FitSpec((f"dsa/vllm/sparse_{kernel}",), "dsa_generation_module", "vllm",
                            ("floor_s", "tensor", *row), {"kv_cache_dtype": db}))
     out.append(FitSpec(("module/vllm/eager",), "dsa_context_module", "vllm", ("floor_s",)))
+    # the element-wise kernels of vLLM's MLA module in its CUDA graph
+    # (memsim.inference.mla_module.aux_s: native norms and RoPE, copies): one kernel's time
+    # and their streaming, on the prefill-module rows of the MHA path (FlashAttention
+    # prefill: no decode kernel class in them)
+    out.append(FitSpec(("module/vllm/graph",), "mla_context_module", "vllm",
+                       ("floor_s", "hbm"), {"kernel_source": "FLASH_ATTN"}))
     # vLLM's MLA decode kernels on Hopper (FlashAttention-3 MLA, FlashMLA): the database has
     # no vLLM per-kernel MLA table, so on the MLA decode *module* rows (memsim.inference
     # .mla_module; the prefill and DSA module rows stay held out)

@@ -76,8 +76,29 @@ def concat(parts: list[Rows]) -> Rows:
                 {k: np.concatenate([p.columns[k] for p in parts]) for k in first.columns})
 
 
+# Per-table facts of how the rows were measured, from the table's entry in the
+# ``collection_meta.yaml`` beside it, read as columns when asked for: ``norm_dispatch``
+# (aiconfigurator's vLLM module collectors: absent = vLLM's native RMSNorm and RoPE
+# chains; B200's MLA module tables were re-collected with aiconfigurator#1423's fused ops,
+# ``vllm_c_eager_surrogate``: memsim.inference.mla_module.eager_ops_of).
+META_COLUMNS = ("norm_dispatch",)
+
+
+def table_meta(table: TableFile) -> dict[str, str]:
+    """The ``collection_meta.yaml`` entry of ``table`` (its ``tables.<name>`` mapping,
+    values as strings); empty where the file or the entry is missing."""
+    import yaml
+
+    path = table.path.parent / "collection_meta.yaml"
+    if not path.exists():
+        return {}
+    entry = ((yaml.safe_load(path.read_text()) or {}).get("tables") or {}).get(table.table)
+    return {str(k): str(v) for k, v in (entry or {}).items()}
+
+
 def read(table: TableFile, columns: list[str], package_version: str) -> Rows:
-    """The ``columns`` of every row of ``table`` (those the file lacks are left out)."""
+    """The ``columns`` of every row of ``table`` (those the file lacks are left out; the
+    :data:`META_COLUMNS` its collection metadata states are repeated on every row)."""
     import pyarrow.parquet as pq
 
     present = set(pq.read_schema(table.path).names)
@@ -86,6 +107,10 @@ def read(table: TableFile, columns: list[str], package_version: str) -> Rows:
     for name in data.column_names:
         arr = data.column(name).to_numpy(zero_copy_only=False)
         cols[name] = arr if arr.dtype != object else arr.astype(object)
+    meta = table_meta(table) if any(c in META_COLUMNS for c in columns) else {}
+    for name in META_COLUMNS:
+        if name in columns and name not in cols and name in meta:
+            cols[name] = np.full(data.num_rows, meta[name], dtype=object)
     return Rows(table.system, table.family, table.backend, table.version, table.table,
                 table.relative, package_version, np.arange(data.num_rows), cols)
 
