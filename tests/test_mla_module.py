@@ -202,6 +202,7 @@ def test_vllm_pads_v_except_fa3_on_hopper() -> None:
 
 def test_table_meta_reads_the_norm_dispatch(tmp_path) -> None:
     """A table's collection_meta.yaml entry reaches its rows as a column."""
+    pytest.importorskip("yaml")   # comes with the silicon extra (aiconfigurator-core)
     from memsim.silicon.source import TableFile
     from memsim.silicon.tables import table_meta
 
