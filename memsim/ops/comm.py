@@ -463,29 +463,35 @@ def remote_ranks_per_token(experts: int, top_k: int, ep: int, groups: int = 1,
 DEEPEP_NORMAL_SMS = 20
 
 
-def a2a_bytes_per_s(gpu: Any, link_bytes_per_s: float, mode: str, cls: Any) -> float:
-    """Bytes/s a DeepEP dispatch or combine moves over the link.
+def a2a_sm_copy_bytes_per_s(gpu: Any, cls: Any) -> float:
+    """Bytes/s DeepEP's normal-mode dispatch or combine copies: the
+    :data:`DEEPEP_NORMAL_SMS` SMs' share of the L2 bandwidth (``l2_bandwidth_bytes_per_s`` /
+    ``sm_count`` each) × the class's ``l2`` efficiency (the wire still bounds the whole
+    transfer: :func:`moe_all_to_all`).
 
-    - low latency: the link × the class's ``link`` efficiency (all SMs copy);
-    - normal: the :data:`DEEPEP_NORMAL_SMS` SMs' copy rate, their share of the L2
-      bandwidth (``l2_bandwidth_bytes_per_s`` / ``sm_count`` each) × the class's ``l2``
-      efficiency (the wire still bounds the whole transfer: :func:`moe_all_to_all`).
-      The source makes it the SMs' rate: the kernels are launched on a fixed budget of
-      ``num_sms`` CTAs (intranode.cu @73b6ea4 ``dispatch`` / ``combine``: ``num_sms``
-      blocks, half senders, half receivers, one channel per pair), whatever the GPU's
-      SM count or link, and every byte, the own rank's included, is moved by their
-      warps' loads and stores a few KB in flight each (``UNROLLED_WARP_COPY``); no copy
-      engine or TMA moves it. On H100 and H200 this rate and the NVLink's coincide in
-      the fit (the same 20 SMs, the same link), so only the other GPUs tell them apart:
-      aiconfigurator's normal-mode rows are slower on B200 than on H200 at 65536 tokens
-      (vLLM combine, 7168 wide, top-8 of 256: 109 against 67 ns a copy), though B200's
-      NVLink is twice as fast. B200's L2 bandwidth per SM is H100's (its profile scales
-      H100's by the SM count), so the SMs' rate carries unchanged to it.
+    The source makes it the SMs' rate: the kernels are launched on a fixed budget of
+    ``num_sms`` CTAs (intranode.cu @73b6ea4 ``dispatch`` / ``combine``: ``num_sms`` blocks,
+    half senders, half receivers, one channel per pair), whatever the GPU's SM count or
+    link, and every byte, the own rank's included, is moved by their warps' loads and
+    stores a few KB in flight each (``UNROLLED_WARP_COPY``); no copy engine or TMA moves
+    it. On H100 and H200 this rate and the NVLink's coincide in the fit (the same 20 SMs,
+    the same link), so only the other GPUs tell them apart: aiconfigurator's normal-mode
+    rows are slower on B200 than on H200 at 65536 tokens (vLLM combine, 7168 wide, top-8
+    of 256: 109 against 67 ns a copy), though B200's NVLink is twice as fast. B200's L2
+    bandwidth per SM is H100's (its profile scales H100's by the SM count), so the SMs'
+    rate carries unchanged to it.
     """
-    if mode == "low_latency":
-        return link_bytes_per_s * cls.eff("link")
     per_sm = gpu.spec.l2_bandwidth_bytes_per_s / gpu.spec.sm_count
     return DEEPEP_NORMAL_SMS * per_sm * cls.eff("l2")
+
+
+def a2a_link_bytes_per_s(link_bytes_per_s: float, cls: Any) -> float:
+    """Bytes/s DeepEP's low-latency dispatch or combine moves over the link: the link ×
+    the class's ``link`` efficiency. Every SM copies: csrc/kernels/internode_ll.cu
+    @73b6ea4 launches ``ceil(experts / num_warp_groups)`` CTAs, ``num_warp_groups`` =
+    ``ceil(experts / device SMs)``, one warp group per expert (host launchers of
+    ``dispatch`` and ``combine``), not a fixed SM budget as the normal kernels."""
+    return link_bytes_per_s * cls.eff("link")
 
 
 #: DeepEP's published normal-kernel benchmark (github.com/deepseek-ai/DeepEP docs/legacy.md,
@@ -546,7 +552,8 @@ def deepep_nvlink_logical_efficiency() -> float:
 def wire_efficiency(gpu: Any, gpus: int) -> float:
     """The share of the link's datasheet rate a DeepEP transfer over ``gpus`` ranks can
     reach: :func:`deepep_rdma_efficiency` beyond one scale-up domain (the network), 1
-    inside it (NVLink's bound is the class's fitted rate, :func:`a2a_bytes_per_s`)."""
+    inside it (NVLink's bound is the class's fitted rate, :func:`a2a_sm_copy_bytes_per_s`
+    or :func:`a2a_link_bytes_per_s`)."""
     link = gpu.interconnect
     return deepep_rdma_efficiency() if link is not None and gpus > link.scale_up_gpus else 1.0
 
@@ -625,7 +632,8 @@ def moe_all_to_all(tokens: Any, *, hidden: int, top_k: int, experts: int, ep: in
     forward term):
 
     - rate term (``terms_s["sm_copy"]`` in normal mode, ``terms_s["link"]`` in low
-      latency): bytes / :func:`a2a_bytes_per_s`. In normal mode the bytes are every
+      latency): bytes / :func:`a2a_sm_copy_bytes_per_s` (normal) or
+      :func:`a2a_link_bytes_per_s` (low latency). In normal mode the bytes are every
       copy's, the own destination's included (``detail["copy_bytes"]`` = copies ×
       hidden × wire bytes): the SMs copy those too (see the per-copy cost below); in low
       latency the bytes that leave the rank (``detail["link_bytes"]``) at the link's rate;
@@ -686,7 +694,7 @@ def moe_all_to_all(tokens: Any, *, hidden: int, top_k: int, experts: int, ep: in
     take 1.3-1.7× H200's (vLLM, median per token count) at the same SM clock and per-SM
     L2 bandwidth though its NVLink is twice as fast: its copies wait out its 1.3 µs NVLink
     hop against Hopper's 0.6 µs (NVIDIA/nccl#1940), and its bytes move at the 20 SMs'
-    rate, not the link's (:func:`a2a_bytes_per_s`).
+    rate, not the link's (:func:`a2a_sm_copy_bytes_per_s`).
 
     The low-latency kernels wait out no round trip per copy (csrc/kernels/internode_ll.cu
     @92fe2de, ``dispatch`` / ``combine``): a warp writes each message into the peer's
@@ -728,7 +736,8 @@ def moe_all_to_all(tokens: Any, *, hidden: int, top_k: int, experts: int, ep: in
     traffic = T * remote * copy_bytes
     bw, hop_s = _link(gpu, G)
     cls = kernel_class(f"a2a/{mode}/{phase}", backend)
-    rate = a2a_bytes_per_s(gpu, bw, mode, cls)
+    rate = (a2a_sm_copy_bytes_per_s(gpu, cls) if mode == "normal"
+            else a2a_link_bytes_per_s(bw, cls))
     # normal mode: the SMs copy every destination's bytes, the own one's too; low latency:
     # the link's rate on the bytes that leave the rank
     rate_s = (copies * copy_bytes if mode == "normal" else traffic) / rate

@@ -275,7 +275,7 @@ def _comm_specs() -> list[FitSpec]:
                 # it: host_s, fitted as its share of the floor
                 host = ("host_share",) if (b, mode, phase) in VLLM_HOST_HIDDEN else ()
                 host += ("skew_s",) if (b, mode, phase) in COLLECTOR_SKEWED else ()
-                rate = "l2" if mode == "normal" else "link"   # comm.a2a_bytes_per_s
+                rate = "l2" if mode == "normal" else "link"   # comm.a2a_*_bytes_per_s
                 out.append(FitSpec((f"a2a/{mode}/{phase}/{b}",), "moe_a2a", b,
                                    ("floor_s", rate, "row_s", *host),
                                    {"comm_backend": f"{prefix}deepep_{tag}", "phase": phase}))
