@@ -85,6 +85,7 @@ def test_writer_replaces_only_its_entries_and_reads_back_exactly(tmp_path: Path)
     ('["a/x"]\nfloor_s = 1e-6\nkey_s = -1e-9\n', "key_s must be ≥ 0"),
     ('["a/x"]\nfloor_s = 1e-6\nhost_s = 2e-6\n', "host_s ≤ floor_s"),
     ('["a/x"]\nfloor_s = 1e-6\nskew_s = -1e-6\n', "skew_s ≥ 0"),
+    ('["a/x"]\nfloor_s = 1e-6\nprelaunch_s = 2e-6\n', "prelaunch_s ≤ floor_s"),
 ])
 def test_bad_tables_name_the_class(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "k.toml"

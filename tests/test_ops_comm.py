@@ -189,8 +189,9 @@ def test_moe_a2a_kernels_hide_behind_the_host_work_after_their_launch(
     kw = {"hidden": 7168, "top_k": 8, "experts": 256, "ep": 8, "mode": mode, "phase": phase,
           "gpu": "h200", "backend": "vllm"}
     cls = kernel_class(f"a2a/{mode}/{phase}", "vllm")
-    no_host = dataclasses.replace(cls, host_s=0.0)
-    host = dataclasses.replace(cls, host_s=host_share * cls.floor_s)
+    # the host work *before* the launch (prelaunch_s) has its own law, below
+    no_host = dataclasses.replace(cls, host_s=0.0, prelaunch_s=0.0)
+    host = dataclasses.replace(cls, host_s=host_share * cls.floor_s, prelaunch_s=0.0)
     with trial_classes({cls.name: no_host}):
         ref = comm.moe_all_to_all(tokens, eager=True, **kw)
     gpu_s = float(ref.time_s - cls.floor_s)
@@ -481,18 +482,87 @@ def test_deepep_wire_efficiency_is_the_published_fastest_wire_rate() -> None:
 def test_collector_rank_skew_applies_to_the_collectors_rows_only() -> None:
     # vLLM's low-latency combine waits for every rank's flag; the collector starts the
     # ranks unaligned, so its rows are short by up to skew_s. That is the benchmark's, not
-    # the kernel's: eager or graphed, a model's call (collector=False) never pays it less
+    # the kernel's: a model's eager call (collector=False) never pays it less (its graphed
+    # call pays no host work, prelaunch_s, and nothing else less)
     cls = kernel_class("a2a/low_latency/combine", "vllm")
-    assert cls.skew_s > 0 and cls.host_s == 0.0
+    assert cls.skew_s > 0 and cls.host_s == 0.0 and cls.prelaunch_s > 0
     kw = {"hidden": 7168, "top_k": 8, "experts": 256, "ep": 8, "gpu": "h200",
           "mode": "low_latency", "phase": "combine", "backend": "vllm"}
     big = 4096.0
-    model = comm.moe_all_to_all(big, **kw)
-    assert comm.moe_all_to_all(big, eager=True, **kw).time_s == pytest.approx(model.time_s)
+    eager = comm.moe_all_to_all(big, eager=True, **kw)
+    graphed = comm.moe_all_to_all(big, **kw)
+    assert graphed.time_s == pytest.approx(eager.time_s - cls.prelaunch_s)
     row = comm.moe_all_to_all(big, eager=True, collector=True, **kw)
-    assert float(model.time_s - cls.floor_s) > cls.skew_s   # the GPU work outlasts it
-    assert row.time_s == pytest.approx(model.time_s - cls.skew_s)
+    assert float(eager.time_s - cls.floor_s) > cls.skew_s   # the GPU work outlasts it
+    # at 4096 tokens the collector's clone (15 ms) hides all of prelaunch_s
+    assert row.time_s == pytest.approx(eager.time_s - cls.skew_s - cls.prelaunch_s)
     for b in ("trtllm", "sglang"):
         for phase in ("dispatch", "combine"):
             for mode in ("normal", "low_latency"):
                 assert kernel_class(f"a2a/{mode}/{phase}", b).skew_s == 0.0
+
+
+def test_collector_clone_is_the_packed_receive_buffer_copied_at_the_profiles_copy_rate() -> None:
+    # golden by hand, from the sources: collect_moe_a2a.py clones DeepEP's packed_recv_x,
+    # (experts / G, G · T, hidden) bf16 (deep_ep.cpp @73b6ea4; the collector's capacity is
+    # T), read + written once; H100's copy rate is its measured device-to-device copy,
+    # 3.35 TB/s × 0.893 (hardware_profiles/h100-sxm.toml)
+    expected_s = 2 * 256 * 16 * 7168 * 2 / (3.35e12 * 0.893)   # 117 MB: 39.2 µs
+    got = comm.collector_clone_s(16, experts=256, hidden=7168, dtype="bf16",
+                                 gpu=load_gpu("h100-sxm"))
+    assert float(got) == pytest.approx(expected_s, rel=1e-12)
+    assert float(got) == pytest.approx(39.2e-6, rel=2e-3)
+
+
+@given(st.integers(1, 512), st.floats(0.0, 1.0), st.sampled_from(["h100-sxm", "h200", "b200"]))
+def test_the_collectors_clone_hides_the_combines_host_work_before_its_launch(
+        tokens: int, share: float, gpu: str) -> None:
+    # prelaunch_s: host work before the launch, part of the floor. The collector's rows
+    # (eager, collector=True) pay floor − min(prelaunch_s, clone): the clone of the dispatch
+    # output runs on the GPU meanwhile; a graph replay pays floor − prelaunch_s (no host
+    # work); a model's eager call pays the whole floor. Nothing else moves
+    import dataclasses
+
+    from memsim.ops.classes import trial_classes
+
+    kw = {"hidden": 7168, "top_k": 8, "experts": 256, "ep": 8, "mode": "low_latency",
+          "phase": "combine", "gpu": gpu, "backend": "vllm", "dtype": "bf16"}
+    cls = kernel_class("a2a/low_latency/combine", "vllm")
+    prelaunch = dataclasses.replace(cls, prelaunch_s=share * cls.floor_s)
+    none = dataclasses.replace(cls, prelaunch_s=0.0)
+    calls = {"row": {"eager": True, "collector": True}, "eager": {"eager": True},
+             "graph": {}}
+    times = {}
+    for name, c in (("with", prelaunch), ("without", none)):
+        with trial_classes({cls.name: c}):
+            times[name] = {k: float(comm.moe_all_to_all(tokens, **kw, **v).time_s)
+                           for k, v in calls.items()}
+    clone_s = float(comm.collector_clone_s(tokens, experts=256, hidden=7168, dtype="bf16",
+                                           gpu=load_gpu(gpu)))
+    hidden = {"row": min(prelaunch.prelaunch_s, clone_s), "eager": 0.0,
+              "graph": prelaunch.prelaunch_s}
+    for k in calls:
+        assert times["with"][k] == pytest.approx(times["without"][k] - hidden[k],
+                                                 rel=1e-9, abs=1e-15)
+
+
+@given(st.integers(1, 256))
+def test_h100s_slower_copy_makes_its_collector_combine_rows_no_slower_than_h200s(
+        tokens: int) -> None:
+    # H100 and H200 share the NVLink (450 GB/s a direction, the same hop) and the SM
+    # clock; the collector's low-latency combine rows differ only by the clone, which
+    # H100's slower HBM stretches, hiding more of the host work: H100 ≤ H200 there, and
+    # the two are equal where nothing is hidden (a graph replay)
+    kw = {"hidden": 7168, "top_k": 8, "experts": 256, "ep": 8, "mode": "low_latency",
+          "phase": "combine", "backend": "vllm"}
+    row = {g: float(comm.moe_all_to_all(tokens, gpu=g, eager=True, collector=True,
+                                        **kw).time_s) for g in ("h100-sxm", "h200")}
+    graph = {g: float(comm.moe_all_to_all(tokens, gpu=g, **kw).time_s)
+             for g in ("h100-sxm", "h200")}
+    assert row["h100-sxm"] <= row["h200"]
+    assert graph["h100-sxm"] == pytest.approx(graph["h200"], rel=1e-12)
+    # strictly less while H200's clone is shorter than the host work (H100's is longer)
+    h200_clone = float(comm.collector_clone_s(tokens, experts=256, hidden=7168,
+                                              dtype="bf16", gpu=load_gpu("h200")))
+    if h200_clone < kernel_class("a2a/low_latency/combine", "vllm").prelaunch_s:
+        assert row["h100-sxm"] < row["h200"]

@@ -470,3 +470,6 @@ def test_only_source_chosen_classes_fit_host_work() -> None:
     assert host == {"a2a/normal/dispatch/vllm"}
     skew = {s.keys[0] for s in fit.specs() if "skew_s" in s.free}
     assert skew == {"a2a/low_latency/combine/vllm"}
+    # the host work before the launch, where the collector's own clone runs under it
+    prelaunch = {s.keys[0] for s in fit.specs() if "prelaunch_share" in s.free}
+    assert prelaunch == {"a2a/low_latency/combine/vllm"}

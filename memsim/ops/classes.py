@@ -3,12 +3,11 @@
 A kernel class is one family of kernels one framework launches ("gemm/trtllm" is TensorRT-
 LLM's GEMM, "allreduce/oneshot/trtllm" its one-shot custom all-reduce). Each has at most
 an ``efficiency`` per unit, a latency floor ``floor_s`` and the fixed times ``row_s``,
-``cta_s``, ``key_s``, ``host_s``, ``skew_s`` (:class:`KernelClass` says what each counts and
-in which unit),
-fitted on H100 SXM and H200 rows of the aiconfigurator-core database (NVIDIA's measured
-kernel latencies) only, never per GPU: every other GPU is predicted from its own datasheet
-numbers with the same class numbers. ``source`` says which rows and what the
-leave-one-GPU-out error of the fit was.
+``cta_s``, ``key_s``, ``host_s``, ``prelaunch_s``, ``skew_s`` (:class:`KernelClass` says
+what each counts and in which unit), fitted on H100 SXM and H200 rows of the
+aiconfigurator-core database (NVIDIA's measured kernel latencies) only, never per GPU:
+every other GPU is predicted from its own datasheet numbers with the same class numbers.
+``source`` says which rows and what the leave-one-GPU-out error of the fit was.
 
 The numbers live in ``kernel_classes.toml`` next to this module (package data), one table
 per class, read once on first use. A table either holds ``floor_s``, ``efficiency``,
@@ -51,8 +50,8 @@ def clock_ratio(gpu: Any) -> float:
     return float(fitted_hz / gpu.spec.boost_clock_hz)
 
 DATA_FILE = Path(__file__).with_name("kernel_classes.toml")
-_FIELDS = ("same_as", "floor_s", "efficiency", "row_s", "cta_s", "key_s", "host_s", "skew_s",
-           "source")
+_FIELDS = ("same_as", "floor_s", "efficiency", "row_s", "cta_s", "key_s", "host_s",
+           "prelaunch_s", "skew_s", "source")
 
 
 @dataclass(frozen=True)
@@ -97,6 +96,14 @@ class KernelClass:
       the kernels' GPU time hides behind it (vLLM's eager DeepEP normal-mode prepare,
       :func:`memsim.ops.comm.moe_all_to_all` with ``eager=True``): time = ``floor_s`` +
       max(0, GPU time − ``host_s``). A CUDA-graph replay has no host work: 0 there.
+    - ``prelaunch_s`` [s per call, ≤ ``floor_s``]: host (CPU) work an eager framework call
+      does *before* launching its kernel, part of ``floor_s`` (vLLM's low-latency
+      ``finalize``: its Python down to ``low_latency_combine``'s launch). A CUDA-graph
+      replay has none (time = ``floor_s`` − ``prelaunch_s`` + …); GPU work queued before
+      the call runs under it, which in aiconfigurator's collector is a known kernel (its
+      ``expert_x.clone()`` between dispatch and combine), so its rows pay ``floor_s`` −
+      min(``prelaunch_s``, the clone's time) (``collector=True``,
+      :func:`memsim.ops.comm.moe_all_to_all`); a model's eager call pays all of it.
     - ``skew_s`` [s per call]: a measurement artefact of aiconfigurator's collector, not
       of the kernel: the ranks' calls start unaligned (no barrier right before the start
       event), so a kernel that first waits for every rank's messages finds the early
@@ -115,6 +122,7 @@ class KernelClass:
     key_s: float = 0.0
     host_s: float = 0.0
     skew_s: float = 0.0
+    prelaunch_s: float = 0.0
 
     def eff(self, unit: str) -> float:
         return self.efficiency[unit]
@@ -147,15 +155,17 @@ def _build(name: str, fields: dict[str, Any]) -> KernelClass:
     key_s = float(fields.get("key_s", 0.0))
     host_s = float(fields.get("host_s", 0.0))
     skew_s = float(fields.get("skew_s", 0.0))
-    # host_s is part of the floor: the host work after the last launch is host work
+    prelaunch_s = float(fields.get("prelaunch_s", 0.0))
+    # host_s and prelaunch_s are part of the floor: host work is part of the fixed time
     if not (floor_s >= 0 and row_s >= 0 and cta_s >= 0 and key_s >= 0
-            and 0 <= host_s <= floor_s and skew_s >= 0
+            and 0 <= host_s <= floor_s and 0 <= prelaunch_s <= floor_s and skew_s >= 0
             and all(v > 0 for v in eff.values())):
         raise ValueError(f"kernel class {name!r}: floor_s, row_s, cta_s, key_s must be ≥ 0, "
                          f"skew_s ≥ 0, "
-                         f"0 ≤ host_s ≤ floor_s and efficiencies > 0 (got {fields})")
+                         f"0 ≤ host_s ≤ floor_s, 0 ≤ prelaunch_s ≤ floor_s and "
+                         f"efficiencies > 0 (got {fields})")
     return KernelClass(name, floor_s, eff, str(fields.get("source", "")), row_s, cta_s,
-                       key_s, host_s, skew_s)
+                       key_s, host_s, skew_s, prelaunch_s)
 
 
 def load_classes(path: Path = DATA_FILE) -> dict[str, KernelClass]:
@@ -201,6 +211,8 @@ def class_table(cls: KernelClass) -> dict[str, Any]:
         table["key_s"] = cls.key_s
     if cls.host_s:
         table["host_s"] = cls.host_s
+    if cls.prelaunch_s:
+        table["prelaunch_s"] = cls.prelaunch_s
     if cls.skew_s:
         table["skew_s"] = cls.skew_s
     table["source"] = cls.source

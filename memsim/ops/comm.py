@@ -592,6 +592,39 @@ def fitted_hop_s() -> float:
                           for name in FIT_GPUS]))
 
 
+def collector_clone_s(tokens: Any, *, experts: int, hidden: int, dtype: str,
+                      gpu: Any) -> np.ndarray:
+    """Seconds of the GPU copy aiconfigurator's vLLM collector runs between its timed
+    low-latency dispatch and combine (collector/wideep/vllm/collect_moe_a2a.py
+    ``VllmBenchmarkAdapter.benchmark``: ``expert_output = expert_x.clone()``, outside both
+    events): DeepEP's whole packed receive buffer, ``(experts / G, G · capacity, hidden)``
+    of the dispatch's ``dtype`` (csrc/deep_ep.cpp @73b6ea4 ``low_latency_dispatch``:
+    ``packed_recv_x``), read and written once at the profile's measured copy rate
+    (``hbm_bandwidth`` × its efficiency). The collector's capacity is the row's token count
+    (``VllmMoeA2ACase(..., tokens, LL_SMS, tokens)``), so the copy is 2 · experts · T ·
+    hidden elements whatever the EP size: 117 MB at T = 16, 7168 wide, 256 experts, bf16
+    (39 µs on H100, 30 µs on H200, 19 µs on B200)."""
+    T = np.asarray(tokens, dtype=float)
+    clone_bytes = 2.0 * experts * T * hidden * A2A_WIRE_BYTES[dtype]
+    return clone_bytes / (gpu.spec.hbm_bandwidth_bytes_per_s * gpu.efficiency.hbm_bandwidth)
+
+
+def _prelaunch_hidden_s(cls: Any, T: np.ndarray, *, mode: str, eager: bool, collector: bool,
+                        experts: int, hidden: int, dtype: str, gpu: Any) -> np.ndarray:
+    """The part of the class's host work before the launch (``prelaunch_s``, inside
+    ``floor_s``) a call does not pay: all of it in a CUDA-graph replay (no host work), up
+    to the collector's clone (:func:`collector_clone_s`) on the collector's low-latency
+    rows (the GPU copies while the host works), none in a model's eager call (what GPU
+    work precedes it is not this op's to know)."""
+    if not eager:
+        return np.full_like(T, cls.prelaunch_s)
+    if collector and mode == "low_latency" and cls.prelaunch_s:
+        return np.minimum(cls.prelaunch_s, collector_clone_s(T, experts=experts,
+                                                             hidden=hidden, dtype=dtype,
+                                                             gpu=gpu))
+    return np.zeros_like(T)
+
+
 def moe_all_to_all(tokens: Any, *, hidden: int, top_k: int, experts: int, ep: int,
                    phase: str = "dispatch", mode: str = "normal", dtype: str = "bf16",
                    gpu: Any = "h200", backend: str | None = None, groups: int = 1,
@@ -651,8 +684,9 @@ def moe_all_to_all(tokens: Any, *, hidden: int, top_k: int, experts: int, ep: in
 
     ``bound`` names the largest side: "forward", "wire", else "sm_copy" / "link" or "copy"
     (whichever of the two is larger), or "latency" where the floor exceeds what is left.
-    Time = ``floor_s`` + max(0, GPU time − ``host_s``) for an ``eager`` call, ``floor_s``
-    + GPU time otherwise.
+    Time = floor + max(0, GPU time − ``host_s``) for an ``eager`` call, floor + GPU time
+    otherwise; the floor is ``floor_s`` less the host work before the launch the call
+    does not pay (``prelaunch_s``, below).
 
     ``host_s`` is the part of the call's fixed time that the transfer runs under; it
     exists only for an ``eager`` call (host code runs between the launch and the caller's
@@ -678,6 +712,21 @@ def moe_all_to_all(tokens: Any, *, hidden: int, top_k: int, experts: int, ep: in
     receive phase waits for every rank's flag, internode_ll.cu ``combine``) hides that
     much more GPU time there, and nowhere else (a model's calls are not skewed by the
     benchmark's launch order).
+
+    ``prelaunch_s`` is the host work a call does before its launch, inside ``floor_s``
+    (vLLM's low-latency ``finalize``, deepep_ll.py ``_finalize``: its Python down to
+    ``low_latency_combine``'s launch). A CUDA-graph replay has none: floor_s −
+    prelaunch_s. GPU work queued before the call runs under it; in the collector that is
+    its own ``expert_output = expert_x.clone()`` of the low-latency dispatch's whole
+    packed receive buffer, right before the combine's start event
+    (:func:`collector_clone_s`: 2 · experts · T · hidden elements, read and written), so
+    its rows pay floor_s − min(prelaunch_s, clone). The rows show it: vLLM's low-latency
+    combine is *faster* at 12-24 tokens than at 1-4 (H100, 6144 wide, top-8 of 256: 37
+    against 46-56 µs), where the clone (25-50 µs on H100) outlasts the host work, and
+    H100's rows there are below H200's (37-38 against 41-51 µs: its HBM copies the
+    buffer 1.3× slower, 2.99 against 3.89 TB/s, hiding more), though the two share the
+    NVLink. A model's eager call
+    pays all of it (what GPU work precedes it is not this op's to know).
 
     In the normal kernels the per-copy cost is a chain of NVLink round trips, not SM work,
     so it is scaled by the group's own hop latency (NVLink inside the scale-up domain, the
@@ -745,7 +794,9 @@ def moe_all_to_all(tokens: Any, *, hidden: int, top_k: int, experts: int, ep: in
     copy_s = copies * cls.row_s * hop_ratio
     wire_s = traffic / (bw * wire_efficiency(gpu, G))
     forward_s = _forward_s(T, copy_bytes, gpu, G, mode, experts, top_k, groups, topk_groups)
-    floor = np.full_like(T, cls.floor_s)
+    floor = cls.floor_s - _prelaunch_hidden_s(cls, T, mode=mode, eager=eager,
+                                              collector=collector, experts=experts,
+                                              hidden=hidden, dtype=dtype, gpu=gpu)
     # never faster than the wire, nor than the NVLink forwarding beyond one domain
     gpu_s = np.maximum(np.maximum(rate_s + copy_s, wire_s), forward_s)
     # host work after the launch (eager calls); the collector's rank skew (its rows only)

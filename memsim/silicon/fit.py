@@ -50,21 +50,22 @@ from memsim.silicon.tables import Rows
 
 LOSS, F_SCALE = "soft_l1", 0.1
 BOUNDS = {"floor_s": (1e-7, 1e-2), "row_s": (1e-12, 1e-5), "cta_s": (1e-9, 1e-4),
-          "key_s": (1e-12, 1e-6), "host_share": (1e-3, 1.0), "skew_s": (1e-7, 1e-3),
-          "efficiency": (0.01, 1.0)}
+          "key_s": (1e-12, 1e-6), "host_share": (1e-3, 1.0), "prelaunch_share": (1e-3, 1.0),
+          "skew_s": (1e-7, 1e-3), "efficiency": (0.01, 1.0)}
 # parameters that are class fields, not efficiencies
-TIMES = ("floor_s", "row_s", "cta_s", "key_s", "host_s", "skew_s")
+TIMES = ("floor_s", "row_s", "cta_s", "key_s", "host_s", "prelaunch_s", "skew_s")
 # parameters fitted as a share of another field: host_s = host_share × floor_s (the host
 # work after the last launch is part of the floor: memsim.ops.classes._build requires
-# host_s ≤ floor_s, which a share in (0, 1] keeps by construction)
-SHARES = {"host_share": ("host_s", "floor_s")}
+# host_s ≤ floor_s, which a share in (0, 1] keeps by construction); likewise prelaunch_s,
+# the host work before the launch
+SHARES = {"host_share": ("host_s", "floor_s"), "prelaunch_share": ("prelaunch_s", "floor_s")}
 MAX_ROWS = 2000        # per fitted GPU and spec (a seeded sample of whole model shapes)
 MAX_NFEV = 40          # least_squares iterations (each costs 1 + parameters predictions)
 TOL = 1e-4             # relative change of the loss or the parameters that ends a fit
 DIGITS = 4             # significant digits written
 # where a leave-one-GPU-out fit starts (mid-range, seen no row)
 NEUTRAL = {"floor_s": 1e-5, "row_s": 1e-7, "cta_s": 1e-6, "key_s": 1e-8,
-           "host_share": 0.5, "skew_s": 1e-5, "eff": 0.5}
+           "host_share": 0.5, "prelaunch_share": 0.5, "skew_s": 1e-5, "eff": 0.5}
 ALLREDUCE_ALGOS = ("oneshot", "twoshot", "ring", "nvls")
 METHOD = ("scipy least_squares on log time, soft-L1 f_scale 0.1, re-predicting the rows "
           "with memsim's own mapper")
@@ -261,6 +262,13 @@ VLLM_HOST_HIDDEN = {("vllm", "normal", "dispatch")}
 #: ``rdma_recv_flag``; collector/wideep/vllm/collect_moe_a2a.py's only barrier is
 #: ``clean_low_latency_buffer``'s, before the start event)
 COLLECTOR_SKEWED = {("vllm", "low_latency", "combine")}
+#: The collector rows whose call follows a GPU kernel of the collector's own that its host
+#: work before the launch runs under (memsim.ops.classes.KernelClass ``prelaunch_s``):
+#: vLLM's low-latency combine, after collect_moe_a2a.py's ``expert_output =
+#: expert_x.clone()`` of the dispatch's whole packed receive buffer. The normal combine's
+#: clone is of the received tokens only (T · ranks reached rows, not experts/G · G · T),
+#: too small to hide anything
+COLLECTOR_CLONED = {("vllm", "low_latency", "combine")}
 
 
 def _comm_specs() -> list[FitSpec]:
@@ -275,6 +283,7 @@ def _comm_specs() -> list[FitSpec]:
                 # it: host_s, fitted as its share of the floor
                 host = ("host_share",) if (b, mode, phase) in VLLM_HOST_HIDDEN else ()
                 host += ("skew_s",) if (b, mode, phase) in COLLECTOR_SKEWED else ()
+                host += ("prelaunch_share",) if (b, mode, phase) in COLLECTOR_CLONED else ()
                 rate = "l2" if mode == "normal" else "link"   # comm.a2a_*_bytes_per_s
                 out.append(FitSpec((f"a2a/{mode}/{phase}/{b}",), "moe_a2a", b,
                                    ("floor_s", rate, "row_s", *host),
@@ -476,7 +485,8 @@ class FitResult:
     def to_dict(self) -> dict[str, Any]:
         num = lambda c: {"floor_s": c.floor_s, "efficiency": c.efficiency,  # noqa: E731
                          "row_s": c.row_s, "cta_s": c.cta_s, "key_s": c.key_s,
-                         "host_s": c.host_s, "skew_s": c.skew_s}
+                         "host_s": c.host_s, "skew_s": c.skew_s,
+                         "prelaunch_s": c.prelaunch_s}
         return {"classes": list(self.spec.keys), "rows": self.spec.describe(),
                 "free": list(self.spec.free), "before": {k: num(c) for k, c in
                                                         self.before.items()},
@@ -618,6 +628,7 @@ def _numbers(c: dict[str, Any]) -> str:
     cta = f", cta {c['cta_s'] * 1e9:.4g} ns" if c.get("cta_s") else ""
     key = f", key {c['key_s'] * 1e9:.4g} ns" if c.get("key_s") else ""
     host = f", host {c['host_s'] * 1e6:.3g} µs" if c.get("host_s") else ""
+    host += f", prelaunch {c['prelaunch_s'] * 1e6:.3g} µs" if c.get("prelaunch_s") else ""
     host += f", skew {c['skew_s'] * 1e6:.3g} µs" if c.get("skew_s") else ""
     return f"floor {c['floor_s'] * 1e6:.3g} µs, {eff}{row}{cta}{key}{host}"
 
@@ -706,7 +717,8 @@ def refit_times(chunk: Any, index: np.ndarray, fits: dict[str, dict[str, Any]]
             continue
         classes = {k: KernelClass(k, v["floor_s"], dict(v["efficiency"]), "", v["row_s"],
                                   v.get("cta_s", 0.0), v.get("key_s", 0.0),
-                                  v.get("host_s", 0.0), v.get("skew_s", 0.0))
+                                  v.get("host_s", 0.0), v.get("skew_s", 0.0),
+                                  v.get("prelaunch_s", 0.0))
                    for k, v in fitted["after"].items()}
         at = np.nonzero(keep)[0]
         t = predict(spec, classes, GpuRows(chunk.profile, rows.take(at), np.ones(len(at))))
