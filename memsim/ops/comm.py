@@ -609,16 +609,17 @@ def collector_clone_s(tokens: Any, *, experts: int, hidden: int, dtype: str,
     return clone_bytes / (gpu.spec.hbm_bandwidth_bytes_per_s * gpu.efficiency.hbm_bandwidth)
 
 
-def _prelaunch_hidden_s(cls: Any, T: np.ndarray, *, mode: str, eager: bool, collector: bool,
-                        experts: int, hidden: int, dtype: str, gpu: Any) -> np.ndarray:
+def _prelaunch_hidden_s(cls: Any, T: np.ndarray, *, mode: str, phase: str, eager: bool,
+                        collector: bool, experts: int, hidden: int, dtype: str,
+                        gpu: Any) -> np.ndarray:
     """The part of the class's host work before the launch (``prelaunch_s``, inside
     ``floor_s``) a call does not pay: all of it in a CUDA-graph replay (no host work), up
-    to the collector's clone (:func:`collector_clone_s`) on the collector's low-latency
-    rows (the GPU copies while the host works), none in a model's eager call (what GPU
-    work precedes it is not this op's to know)."""
+    to the collector's clone (:func:`collector_clone_s`, queued right before the combine)
+    on the collector's low-latency combine rows (the GPU copies while the host works),
+    none in a model's eager call (what GPU work precedes it is not this op's to know)."""
     if not eager:
         return np.full_like(T, cls.prelaunch_s)
-    if collector and mode == "low_latency" and cls.prelaunch_s:
+    if collector and (mode, phase) == ("low_latency", "combine") and cls.prelaunch_s:
         return np.minimum(cls.prelaunch_s, collector_clone_s(T, experts=experts,
                                                              hidden=hidden, dtype=dtype,
                                                              gpu=gpu))
@@ -794,7 +795,7 @@ def moe_all_to_all(tokens: Any, *, hidden: int, top_k: int, experts: int, ep: in
     copy_s = copies * cls.row_s * hop_ratio
     wire_s = traffic / (bw * wire_efficiency(gpu, G))
     forward_s = _forward_s(T, copy_bytes, gpu, G, mode, experts, top_k, groups, topk_groups)
-    floor = cls.floor_s - _prelaunch_hidden_s(cls, T, mode=mode, eager=eager,
+    floor = cls.floor_s - _prelaunch_hidden_s(cls, T, mode=mode, phase=phase, eager=eager,
                                               collector=collector, experts=experts,
                                               hidden=hidden, dtype=dtype, gpu=gpu)
     # never faster than the wire, nor than the NVLink forwarding beyond one domain
