@@ -61,15 +61,7 @@ def run(argv: list[str] | None = None) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``memsim`` console script and of ``python -m memsim``: a process
-    of its own, so a ``trace`` command sets numba's CPU target up first without SciPy's
-    BLAS probe (:func:`memsim.trace.jit_setup.init_cpu_target`, which changes numba for
-    the whole process: :func:`run`, a test's runner or a notebook leave numba as it is)."""
-    args = sys.argv[1:] if argv is None else argv
-    if args[:1] == ["trace"]:
-        from memsim.trace.jit_setup import init_cpu_target
-
-        init_cpu_target()
+    """Entry point of the ``memsim`` console script and of ``python -m memsim``."""
     sys.exit(run(argv))
 
 

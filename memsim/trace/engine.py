@@ -32,13 +32,13 @@ nothing is allocated here, the caller passes every array.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
+from memsim.trace.jit_setup import jit
 from memsim.trace.l2 import DIRECT, entry, hit, miss
 from memsim.trace.program import GATHER, STORE
 
-_jit = njit(cache=True, _nrt=False, nogil=True)  # nogil: the walk and the L2 run in parallel
-_inline = njit(cache=True, _nrt=False, inline="always")
+_jit = jit(nogil=True)  # nogil: the walk and the L2 run in parallel
+_inline = jit(inline="always")
 # The walk's rare paths (a slot's next run or block, multi-unit and gathered accesses, the
 # event log) are called, not inlined: the hot loop then keeps more of its values in
 # registers (FA-2 causal GQA 128K on h100-sxm: 11.2 → 9.7 ns per step, CPU time).
