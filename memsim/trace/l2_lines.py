@@ -323,7 +323,7 @@ def _address(st, x, key):
 def drain(prog, st, stats, buf_key, buf_acc, n, rec_h, rec_at):
     """:func:`memsim.trace.engine.drain` for the line cache: each buffered unit (id, access
     index, negative for a store) expanded to its segments' sectors (module docstring)."""
-    accs = prog[3]
+    accs = prog[2]
     geom = st[2]
     for j in range(n):
         a = buf_acc[j]
