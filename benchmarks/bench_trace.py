@@ -16,7 +16,8 @@ The end-to-end rows say what a fresh process finds cached (numba's on-disk cache
 memsim's bytecode); ``trace_128k_cold_numba_cache`` is the same trace with an empty numba
 cache. ``trace_128k_cpu_breakdown`` splits a fresh process's CPU time into interpreter,
 imports, numba's cache loads, the simulation and the exit (2026-12-02, 2 cores, load ~8:
-0.03, 0.05, 0.33, 0.05, 0.53-0.63 and 0.12 s before ``memsim.cli.main``'s ``gc.freeze``;
+0.03, 0.05, 0.31-0.33, 0.05, 0.53-0.63 and 0.11-0.12 s without the ``gc.freeze`` that
+``memsim.cli.main`` now does before exit, ~0.02 s with it;
 the imports are numpy ~0.05, numba ~0.14, memsim's problem/algorithms ~0.08 and the
 trace package ~0.03; the four cached engine functions load in ~14 ms together, so
 merging them would save a few ms). ``run()`` returns JSON-able dicts; nothing asserts
@@ -180,14 +181,17 @@ t["numba_cache_loads_first_call"] = cpu()
 simulate(problem(131072), gpu, "flash2")
 t["simulate_128k"] = cpu()
 print(json.dumps(t))
+import gc
+gc.freeze()  # as memsim.cli.main does before exit
 """
 
 
 def cpu_breakdown() -> dict[str, Any]:
     """Where a fresh process's CPU time goes for the 128K causal GQA trace (seconds per
     phase, cumulative marks differenced; ``exit``: the interpreter's teardown, from the
-    child's rusage as the parent sees it). Not the CLI's own path (the phases are called
-    directly), so its total is close to, not equal to, ``trace_cpu_seconds``."""
+    child's rusage as the parent sees it, after ``gc.freeze()`` as in
+    :func:`memsim.cli.main`). Not the CLI's own path (the phases are called directly),
+    so its total is close to, not equal to, ``trace_cpu_seconds``."""
     import json
     import subprocess
     import sys
