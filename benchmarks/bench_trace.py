@@ -14,7 +14,14 @@ first, and each timed row says whether anything was compiled while it ran
 (``compiled_while_timed``, from the dispatchers' signature counts: must be false).
 The end-to-end rows say what a fresh process finds cached (numba's on-disk cache,
 memsim's bytecode); ``trace_128k_cold_numba_cache`` is the same trace with an empty numba
-cache. ``run()`` returns JSON-able dicts; nothing asserts on time.
+cache. ``trace_128k_cpu_breakdown`` splits a fresh process's CPU time into interpreter,
+imports, numba's cache loads, the simulation and the exit (2026-12-02, 2 cores, load ~8:
+0.03, 0.05, 0.31-0.33, 0.05, 0.53-0.63 and 0.11-0.12 s without the ``gc.freeze`` that
+``memsim.cli.main`` now does before exit, ~0.02 s with it;
+the imports are numpy ~0.05, numba ~0.14, memsim's problem/algorithms ~0.08 and the
+trace package ~0.03; the four cached engine functions load in ~14 ms together, so
+merging them would save a few ms). ``run()`` returns JSON-able dicts; nothing asserts
+on time.
 """
 
 from __future__ import annotations
@@ -150,6 +157,59 @@ def end_to_end_ratio(repeats: int = 5) -> dict[str, Any]:
             "targets": "ratio <= 8; events_per_s >= 1e8 (issue 13)"}
 
 
+#: A fresh process's CPU time (user + system, every thread), phase by phase, for the 128K
+#: trace of GQA_128K_ARGS: printed by the child as JSON, the parent adds the exit.
+_PHASES = """
+import json, resource, sys
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+t = {"interpreter": cpu()}
+import memsim.cli
+memsim.cli._register()
+t["memsim.cli"] = cpu()
+from memsim.trace import simulate
+t["imports_trace_numba"] = cpu()
+from memsim.problem import AttentionProblem, Mask
+from memsim.hardware import load_gpu
+gpu = load_gpu("h100-sxm")
+def problem(n):
+    return AttentionProblem(batch=1, seq_len=n, heads=32, kv_heads=8, head_dim=128,
+                            mask=Mask(causal=True))
+simulate(problem(256), gpu, "flash2")
+t["numba_cache_loads_first_call"] = cpu()
+simulate(problem(131072), gpu, "flash2")
+t["simulate_128k"] = cpu()
+print(json.dumps(t))
+import gc
+gc.freeze()  # as memsim.cli.main does before exit
+"""
+
+
+def cpu_breakdown() -> dict[str, Any]:
+    """Where a fresh process's CPU time goes for the 128K causal GQA trace (seconds per
+    phase, cumulative marks differenced; ``exit``: the interpreter's teardown, from the
+    child's rusage as the parent sees it, after ``gc.freeze()`` as in
+    :func:`memsim.cli.main`). Not the CLI's own path (the phases are called directly),
+    so its total is close to, not equal to, ``trace_cpu_seconds``."""
+    import json
+    import subprocess
+    import sys
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = subprocess.run([sys.executable, "-c", _PHASES], check=True, capture_output=True,
+                         text=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    marks = json.loads(out.stdout.strip().splitlines()[-1])
+    total = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    phases, last = {}, 0.0
+    for name, mark in marks.items():
+        phases[name] = mark - last
+        last = mark
+    phases["exit"] = total - last
+    return {"name": "trace_128k_cpu_breakdown", "cpu_seconds": phases, "total_cpu_s": total}
+
+
 def cold_numba_cache() -> dict[str, Any]:
     """The same 128K trace once more with an empty numba cache (``NUMBA_CACHE_DIR`` a new
     directory): what the first run after installing or editing memsim/trace costs, when
@@ -166,7 +226,7 @@ def cold_numba_cache() -> dict[str, Any]:
 
 def run() -> list[dict[str, Any]]:
     return ([warm_up()] + [measure(*case) for case in CASES]
-            + [end_to_end_ratio(), cold_numba_cache()])
+            + [end_to_end_ratio(), cpu_breakdown(), cold_numba_cache()])
 
 
 if __name__ == "__main__":

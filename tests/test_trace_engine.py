@@ -6,7 +6,6 @@ check and saved traces."""
 from __future__ import annotations
 
 import heapq
-import math
 from collections import OrderedDict
 
 import numpy as np
@@ -73,22 +72,65 @@ def test_l2_is_exactly_a_byte_capacity_lru(accesses, sizes, capacity, dense, sho
     assert l2_model.resident_bytes(state) <= capacity
 
 
-@given(st.lists(st.floats(0.0, 10.0), min_size=1, max_size=60), st.integers(1, 9),
+@given(st.lists(st.integers(0, 10**12), min_size=1, max_size=60), st.integers(1, 9),
        st.integers(1, 4))
 def test_block_scheduler_is_list_scheduling(durations, n_slots, repeats) -> None:
-    template = np.array(durations)
+    """Durations in integer ticks; ties (equal end times) go to the lowest slot."""
+    template = np.array(durations, np.int64)
     n = len(durations) * repeats
-    slot, start, end = np.zeros(n, np.int64), np.zeros(n), np.zeros(n)
-    per_slot, busy = np.zeros(n_slots, np.int64), np.zeros(n_slots)
+    i64 = np.int64
+    slot, start, end = np.zeros(n, i64), np.zeros(n, i64), np.zeros(n, i64)
+    per_slot, busy = np.zeros(n_slots, i64), np.zeros(n_slots, i64)
     makespan = engine.schedule_blocks(template, n, n_slots, slot, start, end, per_slot, busy,
-                                      np.zeros(n_slots), np.zeros(n_slots, np.int64))
-    heap = [(0.0, s) for s in range(n_slots)]
+                                      np.zeros(n_slots, i64), np.zeros(n_slots, i64))
+    heap = [(0, s) for s in range(n_slots)]
     for i in range(n):                                   # earliest free slot, lowest first
         t, s = heapq.heappop(heap)
         assert (slot[i], start[i]) == (s, t)
         heapq.heappush(heap, (t + template[i % len(template)], s))
     assert makespan == max(t for t, _ in heap)
-    assert per_slot.sum() == n and math.isclose(busy.sum(), template.sum() * repeats)
+    assert per_slot.sum() == n and busy.sum() == template.sum() * repeats
+
+
+@given(st.lists(st.lists(st.tuples(st.integers(1, 5), st.floats(1e-9, 1e-5)), min_size=1,
+                         max_size=4), min_size=1, max_size=3),
+       st.lists(st.integers(0, 2), min_size=1, max_size=40), st.integers(1, 8),
+       st.randoms(use_true_random=False))
+def test_placement_does_not_depend_on_where_equal_blocks_are_stored(pool, blocks, n_slots,
+                                                                   rng) -> None:
+    """Issue 13's tie-break defect: blocks made of the same steps (``pool`` entries: runs
+    of (iterations, seconds per iteration)) must end at the same time wherever their runs
+    sit in the program — a running float sum of the run times gave them end times that
+    differed in the last bits, and those bits decided which slot got the next block.
+    Storing the same launch sequence's blocks in another order (the launch order maps
+    them back) leaves every block's slot and start unchanged; equal blocks last equally."""
+    from types import SimpleNamespace
+
+    from memsim.trace.simulate import _place_blocks
+    from memsim.trace.timing import to_ticks
+
+    blocks = [b % len(pool) for b in blocks]
+    stored = list(range(len(blocks)))
+    rng.shuffle(stored)                   # stored block j is launch position stored[j]
+
+    def place(order):                     # order[j]: launch position of stored block j
+        runs = [run for j in order for run in pool[blocks[j]]]
+        count = np.array([c for c, _ in runs], np.int64)
+        ptr = np.cumsum([0] + [len(pool[blocks[j]]) for j in order])
+        launch = np.argsort(order)        # stored ids in launch order
+        k = SimpleNamespace(run_count=count, block_run_ptr=ptr, template_blocks=len(order),
+                            launch_order=lambda batch, instances: launch)
+        ticks = to_ticks(np.array([d for _, d in runs]), GPU)
+        _, (slot, start, end), *_ = _place_blocks(k, ticks, len(order), n_slots, 1)
+        by_position = np.empty_like(launch)
+        by_position[np.asarray(order)] = np.arange(len(order))
+        return slot[by_position], start[by_position], (end - start)[by_position]
+
+    slot, start, length = place(list(range(len(blocks))))
+    slot2, start2, length2 = place(stored)
+    assert (slot == slot2).all() and (start == start2).all() and (length == length2).all()
+    for kind in set(blocks):
+        assert len({int(x) for x, b in zip(length, blocks, strict=True) if b == kind}) == 1
 
 
 @given(st.integers(0, 5000), st.integers(1, 3000))

@@ -27,6 +27,7 @@ from memsim.hardware import load_gpu
 from memsim.problem import AttentionProblem, Indexer, Mask
 from memsim.tiling import default_tiling
 from memsim.trace import simulate
+from memsim.trace.timing import ticks_per_s
 
 GPUS = ("h100-sxm", "a100-sxm4-40gb")
 LAW_FIELDS = ("matmul_flops", "fp8_matmul_flops", "global_read_bytes", "global_write_bytes",
@@ -214,6 +215,33 @@ def test_uniform_blocks_fill_exactly_the_waves() -> None:
     assert k.blocks == 3 * 32 * 1024 // trace.tiling.block_q
     assert k.max_blocks_per_slot == k.waves == math.ceil(k.blocks / trace.slots) > 1
     assert np.isclose(k.wave_efficiency, k.blocks / (trace.slots * k.waves))
+
+
+@settings(max_examples=15)
+@given(st.integers(1, 3), st.sampled_from([(8, 8), (16, 4), (32, 8), (12, 12)]),
+       st.sampled_from([64, 128]), st.sampled_from([512, 1024, 2048]),
+       st.sampled_from(["h100-sxm", "a100-sxm4-80gb"]))
+def test_equal_blocks_tie_exactly_and_fill_round_robin_waves(batch, heads, head_dim, n,
+                                                             gpu) -> None:
+    """The tie rule is well defined (issue 13): a full mask with tiles dividing N gives
+    every block the same steps, so all blocks last the same number of ticks, every wave's
+    slots free up at one tick, and the ties go to the lowest slots — the i-th block
+    launched runs on slot i mod slots from ⌊i / slots⌋ × its duration. (With the step
+    times summed in floats, the end times differed in their last bits and those bits
+    picked the slots after the first wave.)"""
+    p = AttentionProblem(batch=batch, seq_len=n, heads=heads[0], kv_heads=heads[1],
+                         head_dim=head_dim, mask=Mask(causal=False))
+    trace = simulate(p, gpu, "flash2")
+    assume(n % trace.tiling.block_q == 0)
+    _, slot, start_s, end_s = trace._blocks_log      # seconds: back to the engine's ticks
+    start, end = (np.rint(t * ticks_per_s(trace.gpu)).astype(np.int64)
+                  for t in (start_s, end_s))
+    slots = trace.gpu.spec.sm_count * trace.kernels[0].resident_blocks_per_sm
+    launch = np.lexsort((slot, start))                 # launch order = start, then slot
+    assert len(set((end - start).tolist())) == 1
+    i = np.arange(len(launch))
+    assert (slot[launch] == i % slots).all()
+    assert (start[launch] == (i // slots) * (end - start)[0]).all()
 
 
 @settings(max_examples=20)

@@ -10,8 +10,9 @@ that must agree").
 Modules, one job each: ``layout`` (tensors, addresses), ``program`` (block programs as
 flat run-length event arrays), ``schedule`` + ``sched_*`` (one generator per algorithm),
 ``l2`` (the LRU cache; ``l2_lines``: sectors, sets, ways), ``engine`` (the numba hot
-loop: block scheduler and steps), ``timing`` (step and kernel time), ``simulate`` (the
-public API and result).
+loop: block scheduler and steps, in integer ticks), ``jit_setup`` (numba's ``njit``,
+its cache loaded without setting numba's whole CPU target up), ``timing`` (step and
+kernel time, ticks), ``simulate`` (the public API and result).
 """
 
 from __future__ import annotations

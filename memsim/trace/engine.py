@@ -4,12 +4,23 @@ the L2 in time order.
 Phase 1, block scheduler (:func:`schedule_blocks`). The GPU has SMs × R block slots
 (R resident blocks per SM, :func:`memsim.trace.timing.resident_blocks_per_sm`); slot s
 belongs to SM s mod SMs, so the first wave spreads over all SMs before doubling up.
-Blocks start in launch order; each takes the slot that becomes free first (ties: lowest
-slot) at the moment the previous block there finished — list scheduling, as the hardware
-block dispatcher does. A block's duration is the sum of its steps' durations, which do
-not depend on L2 hits (:mod:`memsim.trace.timing`), so placement and start times are
-exact and known before any access is replayed. Waves and the tail effect come out of
-this.
+Blocks start in launch order; each takes the slot that becomes free first at the moment
+the previous block there finished — list scheduling, as the hardware block dispatcher
+does. A block's duration is the sum of its steps' durations, which do not depend on L2
+hits (:mod:`memsim.trace.timing`), so placement and start times are exact and known
+before any access is replayed. Waves and the tail effect come out of this.
+
+Time is an integer count of ticks (:data:`memsim.trace.timing.TICKS_PER_CYCLE` per cycle
+of the profile's SM clock), in phase 1 and phase 2 alike: sums of durations are exact, so
+blocks with the same steps end at the same tick whatever order their durations were
+added in, and a tie between slots is a real tie, not the last bits of a running float
+sum. Ties go to the lowest slot: at a tick where several slots free up, the block goes to
+the one of lowest residency rank (s div SMs), then lowest SM — an SM with a free
+first-rank slot before one running more blocks, as the dispatcher places a block on the
+SM with the most free resources (Gilman, Ogden, Guo and Walls, "Demystifying the
+placement policies of the NVIDIA GPU thread block scheduler for concurrent kernels",
+SIGMETRICS Perform. Eval. Rev. 48(3), 2020, measured on Pascal, Volta and Turing); among
+equals the SM order is an arbitrary but fixed choice (the hardware's is not documented).
 
 Phase 2, replay (:func:`replay`). Steps issue their accesses at their start times. The
 replay walks time in windows one (longest) step long; in each window it visits the busy
@@ -32,13 +43,13 @@ nothing is allocated here, the caller passes every array.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
+from memsim.trace.jit_setup import jit
 from memsim.trace.l2 import DIRECT, entry, hit, miss
 from memsim.trace.program import GATHER, STORE
 
-_jit = njit(cache=True, _nrt=False, nogil=True)  # nogil: the walk and the L2 run in parallel
-_inline = njit(cache=True, _nrt=False, inline="always")
+_jit = jit(nogil=True)  # nogil: the walk and the L2 run in parallel
+_inline = jit(inline="always")
 # The walk's rare paths (a slot's next run or block, multi-unit and gathered accesses, the
 # event log) are called, not inlined: the hot loop then keeps more of its values in
 # registers (FA-2 causal GQA 128K on h100-sxm: 11.2 → 9.7 ns per step, CPU time).
@@ -74,20 +85,22 @@ def _sift_down(ht, hs, n, i):
 
 
 @_jit
-def schedule_blocks(template_s, n_blocks, n_slots, blk_slot, blk_start, blk_end,
+def schedule_blocks(template_ticks, n_blocks, n_slots, blk_slot, blk_start, blk_end,
                     slot_blocks, slot_busy, ht, hs):
-    """List-schedule ``n_blocks`` blocks (block L lasts ``template_s[L % T]`` seconds) on
-    ``n_slots`` slots; fills the block log and per-slot counts; returns the makespan.
-    ``ht``/``hs``: heap arrays of n_slots entries."""
-    n_template = len(template_s)
+    """List-schedule ``n_blocks`` blocks (block L lasts ``template_ticks[L % T]`` ticks,
+    :data:`memsim.trace.timing.TICKS_PER_CYCLE`) on ``n_slots`` slots; fills the block log
+    and per-slot counts (int64 ticks); returns the makespan in ticks. ``ht``/``hs``: int64
+    heap arrays of n_slots entries. Integer time: equal durations give equal end times
+    whatever the order they were added in, so ties are exact (lowest slot first)."""
+    n_template = len(template_ticks)
     for s in range(n_slots):       # equal times, increasing slots: already a heap
-        ht[s] = 0.0
+        ht[s] = 0
         hs[s] = s
-    makespan = 0.0
+    makespan = 0
     for L in range(n_blocks):
         t = ht[0]
         s = hs[0]
-        d = template_s[L % n_template]
+        d = template_ticks[L % n_template]
         blk_slot[L] = s
         blk_start[L] = t
         blk_end[L] = t + d
@@ -105,17 +118,17 @@ def schedule_blocks(template_s, n_blocks, n_slots, blk_slot, blk_start, blk_end,
 # (memsim.trace.unit_ids): A_FIRST, A_STEP and A_USTRIDE in ids.
 A_KIND, A_TENSOR, A_FIRST, A_STEP, A_UNITS, A_USTRIDE, A_GATHER, A_BYTES = range(8)
 # Columns of the packed per-run rows: accesses, iterations, units and events per
-# iteration, seconds per iteration (float64 in the same memory).
+# iteration, ticks per iteration (memsim.trace.timing.TICKS_PER_CYCLE).
 R_ACC0, R_ACC1, R_COUNT, R_UNITS, R_EVENTS, R_DUR = range(6)
 #: Units per buffer between the walk of the steps and the L2 (within a CPU's L2 cache).
 CHUNK_UNITS = 1 << 16
 
 
-def pack_program(block_run_ptr, run_count, run_acc_ptr, run_units, run_compute, run_dur,
-                 acc) -> tuple:
-    """The program as :func:`replay` reads it: (block_run_ptr, runs int64[R, 6], runs as
-    float64 (same memory: column R_DUR holds seconds), accesses int64[A, 8], accesses as
-    float64 (column A_BYTES holds bytes), gather_pos, gather_k, gather_first).
+def pack_program(block_run_ptr, run_count, run_acc_ptr, run_units, run_compute,
+                 run_ticks, acc) -> tuple:
+    """The program as :func:`replay` reads it: (block_run_ptr, runs int64[R, 6] (column
+    R_DUR: ticks per iteration), accesses int64[A, 8], accesses as float64 (same memory:
+    column A_BYTES holds bytes), gather_pos, gather_k, gather_first).
     ``acc``: the program's access fields with addresses and strides in unit ids."""
     runs = np.zeros((len(run_count), 6), np.int64)
     runs[:, R_ACC0] = run_acc_ptr[:-1]
@@ -123,8 +136,7 @@ def pack_program(block_run_ptr, run_count, run_acc_ptr, run_units, run_compute, 
     runs[:, R_COUNT] = run_count
     runs[:, R_UNITS] = run_units
     runs[:, R_EVENTS] = run_units + run_compute
-    runs_f = runs.view(np.float64)
-    runs_f[:, R_DUR] = run_dur
+    runs[:, R_DUR] = run_ticks
     accs = np.zeros((len(acc["kind"]), 8), np.int64)
     for col, name in ((A_KIND, "kind"), (A_TENSOR, "tensor"), (A_FIRST, "address"),
                       (A_STEP, "step_bytes"), (A_UNITS, "units"),
@@ -133,19 +145,19 @@ def pack_program(block_run_ptr, run_count, run_acc_ptr, run_units, run_compute, 
     accs[:, A_GATHER] = acc["kind"] == GATHER
     accs_f = accs.view(np.float64)
     accs_f[:, A_BYTES] = acc["unit_bytes"]
-    return (np.asarray(block_run_ptr, np.int64), runs, runs_f, accs, accs_f,
+    return (np.asarray(block_run_ptr, np.int64), runs, accs, accs_f,
             np.asarray(acc["gather_pos"], np.int64), np.asarray(acc["gather_k"], np.int64),
             np.asarray(acc["gather_first"], np.int64))
 
 
-# Columns of a slot's state (int64; TIME and DUR hold float64 in the same memory): the
-# block list position, current run, end run, iteration and iteration count, the run's
-# events and units per iteration and accesses, the time of the next step, the step's
-# seconds; then, per access of the current run, S_ACC_COLS columns from S_HEAD on: the
-# next unit id (offsets and iterations applied), the id step per iteration, the id
-# stride between units, units, access index (~index for a store), gathered. A step
-# reads only its slot's row, not the program's rows (each a CPU cache line away; the
-# slots in flight run different template blocks): those are read once per run.
+# Columns of a slot's state (int64): the block list position, current run, end run,
+# iteration and iteration count, the run's events and units per iteration and accesses,
+# the time of the next step and the step's duration (ticks); then, per access of the
+# current run, S_ACC_COLS columns from S_HEAD on: the next unit id (offsets and
+# iterations applied), the id step per iteration, the id stride between units, units,
+# access index (~index for a store), gathered. A step reads only its slot's row, not the
+# program's rows (each a CPU cache line away; the slots in flight run different template
+# blocks): those are read once per run.
 (S_POS, S_RUN, S_END, S_IT, S_COUNT, S_EVENTS, S_UNITS, S_NACC, S_TIME, S_DUR,
  S_HEAD) = range(11)
 C_KEY, C_STEP, C_USTRIDE, C_UNITS, C_ACC, C_GATHER = range(6)
@@ -153,15 +165,15 @@ S_ACC_COLS = 6
 
 
 @_jit
-def _load_run(prog, off, sl, sl_f, s, r):
+def _load_run(prog, off, sl, s, r):
     """Slot s starts run r: its counts, duration and accesses (ids at iteration 0)."""
-    runs, runs_f, accs = prog[1], prog[2], prog[3]
+    runs, accs = prog[1], prog[2]
     sl[s, S_RUN] = r
     sl[s, S_IT] = 0
     sl[s, S_COUNT] = runs[r, R_COUNT]
     sl[s, S_EVENTS] = runs[r, R_EVENTS]
     sl[s, S_UNITS] = runs[r, R_UNITS]
-    sl_f[s, S_DUR] = runs_f[r, R_DUR]
+    sl[s, S_DUR] = runs[r, R_DUR]
     a0 = runs[r, R_ACC0]
     sl[s, S_NACC] = runs[r, R_ACC1] - a0
     for a in range(a0, runs[r, R_ACC1]):
@@ -176,7 +188,7 @@ def _load_run(prog, off, sl, sl_f, s, r):
 
 
 @_jit
-def _load_block(prog, n_batch, offsets, slot_ptr, slot_order, blk_start, off, sl, sl_f, s):
+def _load_block(prog, n_batch, offsets, slot_ptr, slot_order, blk_start, off, sl, s):
     """Slot s starts its next block that has steps; False when it has none left."""
     block_run_ptr = prog[0]
     stride_b, stride_g, gdiv = offsets
@@ -196,15 +208,15 @@ def _load_block(prog, n_batch, offsets, slot_ptr, slot_order, blk_start, off, sl
     for x in range(len(stride_b)):
         off[s, x] = b * stride_b[x] + (g // gdiv[x]) * stride_g[x]
     sl[s, S_END] = block_run_ptr[tb + 1]
-    sl_f[s, S_TIME] = blk_start[L]
-    _load_run(prog, off, sl, sl_f, s, block_run_ptr[tb])
+    sl[s, S_TIME] = blk_start[L]
+    _load_run(prog, off, sl, s, block_run_ptr[tb])
     return True
 
 
 @_jit
 def _emit_access(prog, row, c, it, buf_key, buf_acc, n):
     """The units of one multi-unit or gathered access of a step (see _emit_step)."""
-    acc_gpos, acc_gk, acc_gfirst = prog[5], prog[6], prog[7]
+    acc_gpos, acc_gk, acc_gfirst = prog[4], prog[5], prog[6]
     key = row[c + C_KEY]
     units = row[c + C_UNITS]
     a = row[c + C_ACC]
@@ -251,7 +263,7 @@ def drain(prog, l2, stats, buf_key, buf_acc, n, rec_h, rec_at):
     the access's bytes and tensor. Dense ids are their own entries (l2.entry): their loop
     tests residency directly (one loop per kind of key, no per-unit branch between them:
     FA-2 causal GQA 128K h100-sxm, 4.2 → 3.9 ns per unit)."""
-    accs, accs_f = prog[3], prog[4]
+    accs, accs_f = prog[2], prog[3]
     qpos = l2[2]
     if l2[8][DIRECT]:
         for j in range(n):
@@ -291,26 +303,25 @@ def _log_step(rec, at, n0, n, t, block, buf_key, buf_acc):
         rec_k[at + j] = buf_key[j]
 
 
-# The walk's resumable position (int64; W_WINDOW_END holds float64): initialised, busy
-# slots in the list, next one to visit, slots kept for the next window, events so far,
-# finished, end of the current window.
+# The walk's resumable position (int64): initialised, busy slots in the list, next one
+# to visit, slots kept for the next window, events so far, finished, end of the current
+# window (ticks).
 W_STARTED, W_ACTIVE, W_NEXT, W_KEPT, W_EVENTS, W_DONE, W_WINDOW_END = range(7)
 #: Steps a walk takes at most before it returns (so Ctrl-C is seen within milliseconds).
 WALK_STEPS = 1 << 20
 
 
 @_jit
-def walk(prog, n_batch, offsets, window_s, slot_ptr, slot_order, blk_start, emit, rec,
+def walk(prog, n_batch, offsets, window_ticks, slot_ptr, slot_order, blk_start, emit, rec,
          rec_at, off, sl, active, state, buf_key, buf_acc):
     """Walk the placed blocks' steps in time order, from where ``state`` left off, and
     buffer the units they touch (when ``emit``) until the next step would overflow the
     buffer or WALK_STEPS steps were taken; returns the units buffered.
 
-    Time order: windows one (longest) step long; in each, the busy slots in slot order,
-    each running every step of its own that starts inside the window. ``rec_at`` ≥ 0: log
-    the buffered units (time, block, access, unit id) from that index of ``rec`` on."""
-    sl_f = sl.view(np.float64)
-    state_f = state.view(np.float64)
+    Time order (integer ticks): windows one (longest) step long; in each, the busy slots
+    in slot order, each running every step of its own that starts inside the window.
+    ``rec_at`` ≥ 0: log the buffered units (time, block, access, unit id) from that index
+    of ``rec`` on."""
     cap = len(buf_key)
     if not state[W_STARTED]:
         state[W_STARTED] = 1
@@ -318,12 +329,12 @@ def walk(prog, n_batch, offsets, window_s, slot_ptr, slot_order, blk_start, emit
         for s in range(len(slot_ptr) - 1):
             sl[s, S_POS] = slot_ptr[s] - 1
             if _load_block(prog, n_batch, offsets, slot_ptr, slot_order, blk_start, off,
-                           sl, sl_f, s):
+                           sl, s):
                 active[n_active] = s
                 n_active += 1
         state[W_ACTIVE] = state[W_NEXT] = state[W_KEPT] = n_active
     n_active, i, kept = state[W_ACTIVE], state[W_NEXT], state[W_KEPT]
-    window_end = state_f[W_WINDOW_END]
+    window_end = state[W_WINDOW_END]
     events = state[W_EVENTS]
     n = 0
     steps = 0
@@ -333,14 +344,14 @@ def walk(prog, n_batch, offsets, window_s, slot_ptr, slot_order, blk_start, emit
             if n_active == 0:
                 state[W_DONE] = 1
                 break
-            window_end += window_s
+            window_end += window_ticks
             i = 0
             kept = 0
         s = active[i]
-        row, row_f = sl[s], sl_f[s]           # 1-D: constant columns, no 2-D indexing
+        row = sl[s]                           # 1-D: constant columns, no 2-D indexing
         alive = True
         paused = False
-        t = row_f[S_TIME]
+        t = row[S_TIME]
         while t < window_end:                   # every step that starts in the window
             if (emit and n + row[S_UNITS] > cap) or steps == WALK_STEPS:
                 paused = True                   # resume here, at slot s and time t
@@ -354,18 +365,18 @@ def walk(prog, n_batch, offsets, window_s, slot_ptr, slot_order, blk_start, emit
                 if rec_at >= 0:
                     _log_step(rec, rec_at, n0, n, t, slot_order[row[S_POS]], buf_key,
                               buf_acc)
-            t += row_f[S_DUR]
+            t += row[S_DUR]
             if it + 1 < row[S_COUNT]:
                 row[S_IT] = it + 1
             elif row[S_RUN] + 1 < row[S_END]:
-                _load_run(prog, off, sl, sl_f, s, row[S_RUN] + 1)
+                _load_run(prog, off, sl, s, row[S_RUN] + 1)
             elif _load_block(prog, n_batch, offsets, slot_ptr, slot_order, blk_start, off,
-                             sl, sl_f, s):
-                t = row_f[S_TIME]
+                             sl, s):
+                t = row[S_TIME]
             else:
                 alive = False
                 break
-        row_f[S_TIME] = t
+        row[S_TIME] = t
         if paused:
             break
         if alive:
@@ -373,12 +384,12 @@ def walk(prog, n_batch, offsets, window_s, slot_ptr, slot_order, blk_start, emit
             kept += 1
         i += 1
     state[W_ACTIVE], state[W_NEXT], state[W_KEPT] = n_active, i, kept
-    state_f[W_WINDOW_END] = window_end
+    state[W_WINDOW_END] = window_end
     state[W_EVENTS] = events
     return n
 
 
-def replay(prog, n_batch, offsets, window_s, slot_ptr, slot_order, blk_start,
+def replay(prog, n_batch, offsets, window_ticks, slot_ptr, slot_order, blk_start,
            l2_on, l2, stats, rec, rec_n, scratch, parallel: bool = True,
            drain_fn=None) -> int:
     """Replay every step of the placed blocks through the L2 (phase 2); returns events.
@@ -412,7 +423,7 @@ def replay(prog, n_batch, offsets, window_s, slot_ptr, slot_order, blk_start,
     try:
         while not state[W_DONE]:
             buf_key, buf_acc = buffers[k]
-            n = walk(prog, n_batch, offsets, window_s, slot_ptr, slot_order, blk_start,
+            n = walk(prog, n_batch, offsets, window_ticks, slot_ptr, slot_order, blk_start,
                      l2_on or recording, rec, logged if recording else -1, off, sl, active,
                      state, buf_key, buf_acc)
             if pending is not None:
@@ -452,7 +463,8 @@ def new_scratch(n_slots: int, n_tensors: int, max_step_units: int = 0,
 
 
 def new_record(capacity: int) -> tuple:
-    """An event log able to hold ``capacity`` units (0: recording off): time, block,
-    access (index into the kernel's program), unit id, hit."""
-    return (np.zeros(capacity), np.zeros(capacity, np.int64), np.zeros(capacity, np.int32),
-            np.zeros(capacity, np.int64), np.zeros(capacity, np.bool_))
+    """An event log able to hold ``capacity`` units (0: recording off): time (ticks),
+    block, access (index into the kernel's program), unit id, hit."""
+    i64 = np.int64
+    return (np.zeros(capacity, i64), np.zeros(capacity, i64), np.zeros(capacity, np.int32),
+            np.zeros(capacity, i64), np.zeros(capacity, np.bool_))

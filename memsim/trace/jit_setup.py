@@ -1,51 +1,58 @@
-"""numba's CPU target set up for a ``memsim trace`` process, without SciPy's BLAS probe.
+"""numba's ``njit`` for the trace's hot loops, loading its on-disk cache without setting
+numba's whole CPU target up.
 
-The first call of a numba function — compiled or loaded from the on-disk cache
-(``cache=True``: ``numba.core.caching.Cache.load_overload`` calls
-``target_context.refresh()`` "to ensure it is initialized") — runs
-``numba.core.cpu.CPUContext.load_additional_registries``, which imports
-``numba.np.arraymath``; that module's top level calls ``_check_blas()`` →
-``numba.np.linalg.ensure_blas()`` → ``import scipy.linalg.cython_blas`` (numba 0.68.1,
-numba/np/arraymath.py and numba/np/linalg.py). Where SciPy is installed (memsim's
-``silicon`` extra installs it), that import runs all of ``scipy/linalg/__init__.py``
-(~0.12 s on an idle core, ~10 % of the 128K trace end to end: ``python -X importtime``),
-only to set ``arraymath._HAVE_BLAS``, which numba 0.68.1 reads in one place,
-``arraymath._get_inner_prod``: whether a jitted ``np.correlate``/``np.convolve`` of float
-arrays takes its inner products from BLAS or from numba's own loop (jitted ``np.dot``/
-``np.vdot`` and ``np.linalg`` check BLAS themselves, ``numba.np.linalg.ensure_blas``, when
-they are compiled). No memsim kernel calls either.
+numba loads a cached function in ``numba.core.caching.Cache.load_overload``, which first
+calls ``target_context.refresh()`` "to ensure it is initialized" (numba 0.68.1,
+numba/core/caching.py:743-751). ``refresh`` (numba/core/base.py:261-277,
+numba/core/cpu.py:102-130) initialises numba's reference-counting runtime, imports and
+installs every lowering registry (``numba.np.arraymath``, ``npyimpl``, ``linalg``,
+``numba.cpython.*``, … — and through ``arraymath``'s BLAS probe, ``scipy.linalg`` where
+SciPy is installed) and refreshes the typing context: what *compiling* a function needs.
+Rebuilding a cached one needs none of it: ``CompileResult._rebuild`` (numba/core/
+compiler.py) links the cached object code with the target's codegen, which exists from
+the context's construction, and wraps its entry point. Measured for the 128K causal GQA
+trace (``python -m benchmarks trace``; CPU time of a fresh ``memsim trace`` process, 2
+cores): the refresh and the teardown of what it loads at exit are ~0.15–0.25 s of
+~1.26 s.
 
-numba has no setting for the probe (numba/core/config.py), so :func:`init_cpu_target`
-runs the target's set-up once with ``scipy.linalg.cython_blas`` unimportable for its
-duration (a ``None`` entry in ``sys.modules`` makes that import raise ImportError without
-importing ``scipy.linalg``), then removes the entry: the probe answers "no BLAS", and
-nothing else changes — SciPy stays importable, and numba's ``np.dot``, ``np.vdot`` and
-``np.linalg`` functions call ``ensure_blas``/``ensure_lapack`` themselves when they are
-compiled. It changes numba's answer for the whole process (a jitted ``np.correlate`` or
-``np.convolve`` runs numba's loop afterwards), so only the console script and
-``python -m memsim`` call it, for a ``trace`` command (:func:`memsim.cli.main`: a process
-of its own); :func:`memsim.cli.run`, a test's runner, a notebook and
-:func:`memsim.trace.simulate` called from a library leave numba as it is.
+:func:`jit` is ``njit(cache=True, _nrt=False, ...)`` whose cache loads skip that refresh.
+Nothing else changes: a signature not in the cache is compiled by numba's own pipeline,
+which refreshes the contexts itself (``CompilerBase.__init__``, numba/core/compiler.py:
+395-396), as does a later lowering that misses an implementation
+(``BaseContext.get_function``, numba/core/base.py:563). Only functions compiled without
+numba's reference counting (``_nrt=False``) load this way: they never call the runtime
+that the refresh would have initialised. Where numba lacks the private methods used here
+(``_load_overload``, ``_guard_against_spurious_io_errors``), numba's own cache is kept.
 """
 
 from __future__ import annotations
 
-import sys
+from numba import njit
+from numba.core.caching import FunctionCache
 
-_BLAS_MODULE = "scipy.linalg.cython_blas"
+
+class CacheWithoutRefresh(FunctionCache):
+    """numba's per-function disk cache, minus the target refresh before a load."""
+
+    def load_overload(self, sig, target_context):  # type: ignore[no-untyped-def]
+        with self._guard_against_spurious_io_errors():
+            return self._load_overload(sig, target_context)
+        return None  # the guard swallowed an I/O error: numba compiles instead
 
 
-def init_cpu_target() -> bool:
-    """Set up numba's CPU target now, skipping the SciPy BLAS probe when nothing has set
-    the target up yet; returns whether the probe was skipped."""
-    from numba.core.registry import cpu_target
+_SUPPORTED = all(hasattr(FunctionCache, name)
+                 for name in ("_load_overload", "_guard_against_spurious_io_errors"))
 
-    if "numba.np.arraymath" in sys.modules or _BLAS_MODULE in sys.modules:
-        cpu_target.target_context.refresh()  # already probed, or SciPy already loaded
-        return False
-    sys.modules[_BLAS_MODULE] = None       # type: ignore[assignment]
-    try:
-        cpu_target.target_context.refresh()
-    finally:
-        del sys.modules[_BLAS_MODULE]
-    return True
+
+def jit(**options):  # type: ignore[no-untyped-def]
+    """``numba.njit(cache=True, _nrt=False, **options)``, its cache loaded without the
+    target refresh (module docstring)."""
+    decorate = njit(cache=True, _nrt=False, **options)
+
+    def wrap(function):  # type: ignore[no-untyped-def]
+        dispatcher = decorate(function)
+        if _SUPPORTED:
+            dispatcher._cache = CacheWithoutRefresh(dispatcher.py_func)
+        return dispatcher
+
+    return wrap

@@ -39,7 +39,8 @@ State, a tuple of numpy arrays mutated in place (see :func:`new_state`), E entri
 - ``meta_i`` = [queue head, queue tail, free entries, hash multiplier, hash shift, direct];
   ``meta_f`` = [resident bytes, capacity bytes].
 
-The functions are compiled without numba's reference counting (``_nrt=False``): passing
+The functions are compiled without numba's reference counting (``_nrt=False``,
+:func:`memsim.trace.jit_setup.jit`): passing
 arrays to a helper then costs nothing, where reference counting made each call ~20 ns.
 Nothing here allocates; the caller owns every array.
 """
@@ -47,7 +48,8 @@ Nothing here allocates; the caller owns every array.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from memsim.trace.jit_setup import jit
 
 QHEAD, QTAIL, NFREE, MULT, SHIFT, DIRECT = range(6)
 USED, CAPACITY = 0, 1
@@ -56,7 +58,7 @@ _GOLDEN = 0x9E3779B97F4A7C15        # Fibonacci hashing multiplier
 #: Dense keys are their own entries when there are at most max(this, 8 × entries).
 DIRECT_MAX_IDS = 1 << 21
 
-_jit = njit(cache=True, _nrt=False, inline="always")
+_jit = jit(inline="always")
 
 
 def new_state(capacity_bytes: float, max_entries: int, key_limit: int | None = None, *,

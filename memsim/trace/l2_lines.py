@@ -54,9 +54,9 @@ reports its events/s); the tile L2 stays the default.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from memsim.trace.engine import A_TENSOR
+from memsim.trace.jit_setup import jit
 from memsim.trace.l2 import HBM_READ, HBM_WRITE
 from memsim.trace.layout import Layout
 from memsim.trace.program import GATHER, KernelProgram
@@ -68,8 +68,8 @@ G_SEG, G_C1, G_S1, G_C2, G_S2, G_C3, G_S3 = range(7)
 MAX_AXES = 8
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
-_jit = njit(cache=True, _nrt=False, nogil=True)
-_inline = njit(cache=True, _nrt=False, inline="always")
+_jit = jit(nogil=True)
+_inline = jit(inline="always")
 
 
 def cache_shape(capacity_bytes: float, line_bytes: int, sector_bytes: int,
@@ -323,7 +323,7 @@ def _address(st, x, key):
 def drain(prog, st, stats, buf_key, buf_acc, n, rec_h, rec_at):
     """:func:`memsim.trace.engine.drain` for the line cache: each buffered unit (id, access
     index, negative for a store) expanded to its segments' sectors (module docstring)."""
-    accs = prog[3]
+    accs = prog[2]
     geom = st[2]
     for j in range(n):
         a = buf_acc[j]

@@ -42,6 +42,8 @@ from memsim.trace.timing import (
     resident_blocks_per_sm,
     slot_rates,
     step_durations,
+    ticks_per_s,
+    to_ticks,
 )
 from memsim.trace.unit_ids import UnitIds, unit_ids
 
@@ -284,30 +286,31 @@ def _kernel_blocks_per_sm(k: KernelProgram, gpu, tiling, bps: int) -> int:
                                     tiling.registers_per_thread)))
 
 
-def _program_tuple(k: KernelProgram, dur: np.ndarray, ids: UnitIds) -> tuple:
+def _program_tuple(k: KernelProgram, ticks: np.ndarray, ids: UnitIds) -> tuple:
     return engine.pack_program(k.block_run_ptr, k.run_count, k.run_acc_ptr,
-                               k.run_units().astype(np.int64), k.run_has_compute(), dur,
+                               k.run_units().astype(np.int64), k.run_has_compute(), ticks,
                                ids.program(k))
 
 
-def _place_blocks(k: KernelProgram, dur: np.ndarray, n_blocks: int, n_slots: int,
+def _place_blocks(k: KernelProgram, ticks: np.ndarray, n_blocks: int, n_slots: int,
                   batch: int) -> tuple:
     """Phase 1: list-schedule the grid in its launch order (:meth:`KernelProgram.
-    launch_order`); returns (makespan, (slot, start, end) per block id, busy seconds and
-    blocks per slot, each slot's block ids in start order as (slot_ptr, slot_order), and
-    each block id's launch position)."""
-    run_s = k.run_count * dur
-    csum = np.concatenate([[0.0], np.cumsum(run_s)])
-    template_s = csum[k.block_run_ptr[1:]] - csum[k.block_run_ptr[:-1]]
+    launch_order`); ``ticks``: each run's ticks per iteration. Returns (makespan, (slot,
+    start, end) per block id, busy time and blocks per slot, each slot's block ids in
+    start order as (slot_ptr, slot_order), and each block id's launch position); times
+    in int64 ticks (:data:`memsim.trace.timing.TICKS_PER_CYCLE`), exact sums."""
+    csum = np.concatenate([[0], np.cumsum(k.run_count * ticks)])
+    template_ticks = csum[k.block_run_ptr[1:]] - csum[k.block_run_ptr[:-1]]
     ids = k.launch_order(batch, n_blocks // max(k.template_blocks, 1))
     if ids is not None:                    # durations in launch order
-        template_s = template_s[ids % k.template_blocks]
-    blk_slot = np.zeros(n_blocks, np.int64)
-    blk_start, blk_end = np.zeros(n_blocks), np.zeros(n_blocks)
-    slot_blocks, slot_busy = np.zeros(n_slots, np.int64), np.zeros(n_slots)
-    makespan = engine.schedule_blocks(template_s, n_blocks, n_slots, blk_slot, blk_start,
-                                      blk_end, slot_blocks, slot_busy, np.zeros(n_slots),
-                                      np.zeros(n_slots, np.int64))
+        template_ticks = template_ticks[ids % k.template_blocks]
+    i64 = np.int64
+    blk_slot = np.zeros(n_blocks, i64)
+    blk_start, blk_end = np.zeros(n_blocks, i64), np.zeros(n_blocks, i64)
+    slot_blocks, slot_busy = np.zeros(n_slots, i64), np.zeros(n_slots, i64)
+    makespan = engine.schedule_blocks(template_ticks.astype(i64), n_blocks, n_slots,
+                                      blk_slot, blk_start, blk_end, slot_blocks, slot_busy,
+                                      np.zeros(n_slots, i64), np.zeros(n_slots, i64))
     slot_order = np.argsort(blk_slot, kind="stable")
     position = np.arange(n_blocks)
     if ids is not None:                    # from launch positions to block ids
@@ -317,7 +320,7 @@ def _place_blocks(k: KernelProgram, dur: np.ndarray, n_blocks: int, n_slots: int
         blk_slot, blk_start, blk_end = blk_slot[position], blk_start[position], blk_end[position]
     slot_ptr = np.zeros(n_slots + 1, np.int64)
     np.cumsum(slot_blocks, out=slot_ptr[1:])
-    return (float(makespan), (blk_slot, blk_start, blk_end), slot_busy, slot_blocks,
+    return (int(makespan), (blk_slot, blk_start, blk_end), slot_busy, slot_blocks,
             slot_ptr, slot_order, position)
 
 
@@ -401,6 +404,7 @@ def _run(schedule: Schedule, problem, gpu, algorithm, tiling, bps: int, l2_on: b
     work_total = np.zeros(WORK_COLUMNS)
     kernels, logs, logs_ev, events_total, launch_offset = [], [], [], 0, 0
     dtype, matmul_unit = compute_types(algorithm, problem.dtype, matmul_unit)
+    tps = ticks_per_s(gpu)
     for ki, k in enumerate(schedule.kernels):
         n_blocks = k.template_blocks * schedule.instances(k, simulated=False)
         k_bps = _kernel_blocks_per_sm(k, gpu, tiling, bps)
@@ -408,9 +412,10 @@ def _run(schedule: Schedule, problem, gpu, algorithm, tiling, bps: int, l2_on: b
         k_slots = gpu.spec.sm_count * resident
         rates = slot_rates(gpu, dtype, resident, matmul_unit)
         dur, term = step_durations(k.run_work, rates)
+        ticks = to_ticks(dur, gpu)
         # phase 1 places every block (exact times: step durations do not depend on hits);
         # with a heads sample only the sampled groups' blocks are replayed (phase 2)
-        placed = _place_blocks(k, dur, n_blocks, k_slots, d.B)
+        placed = _place_blocks(k, ticks, n_blocks, k_slots, d.B)
         makespan, blocks_log, slot_busy, slot_blocks, slot_ptr, slot_order, position = placed
         if schedule.G_sim < d.G and not k.once:
             slot_ptr, slot_order = _sampled_slots(schedule, k, blocks_log[0], position,
@@ -424,7 +429,7 @@ def _run(schedule: Schedule, problem, gpu, algorithm, tiling, bps: int, l2_on: b
         busy = np.bincount(term, weights=k.run_count * dur, minlength=len(STEP_TERMS))
         busy = busy * instances
         rec_start = int(rec_n[0])
-        window_s = float(dur.max()) if len(dur) and dur.max() > 0 else 1.0
+        window_ticks = max(int(ticks.max()) if len(ticks) else 0, 1)
         events = 0
         if k.runs:
             cache, drain_fn = l2, None
@@ -434,12 +439,13 @@ def _run(schedule: Schedule, problem, gpu, algorithm, tiling, bps: int, l2_on: b
                 cache = l2_lines.kernel_state(l2, geometry, tables)
                 drain_fn = l2_lines.drain
             events = engine.replay(
-                _program_tuple(k, dur, ids), d.B, offsets, window_s,
+                _program_tuple(k, ticks, ids), d.B, offsets, window_ticks,
                 slot_ptr, slot_order, blocks_log[1], l2_on, cache, stats, rec, rec_n,
                 engine.new_scratch(k_slots, n_tensors, int(k.run_units().max()),
                                    int(np.diff(k.run_acc_ptr).max())), drain_fn=drain_fn)
         if record:
-            logs_ev.append(_event_log(k, ids, rec, rec_start, int(rec_n[0]), launch_offset))
+            logs_ev.append(_event_log(k, ids, rec, rec_start, int(rec_n[0]), launch_offset,
+                                      tps))
         last = ki == len(schedule.kernels) - 1
         flushed = np.zeros((n_tensors, 4))
         if l2_on and (last or cold_kernels or schedule.kernels[ki + 1].cold_l2):
@@ -453,13 +459,14 @@ def _run(schedule: Schedule, problem, gpu, algorithm, tiling, bps: int, l2_on: b
         totals += (stats + flushed) * scale
         work_total += work
         events_total += int(events)
-        timing = kernel_time(gpu, makespan, scaled[:, 0].sum() + scaled[:, 1].sum(),
+        makespan_s = makespan / tps
+        timing = kernel_time(gpu, makespan_s, scaled[:, 0].sum() + scaled[:, 1].sum(),
                              scaled[:, 2].sum() + scaled[:, 3].sum(), busy)
         kernels.append(_kernel_trace(k, schedule, gpu.spec.sm_count * k_bps, resident,
-                                     makespan, timing, scaled, events, slot_busy, slot_blocks,
-                                     after))
+                                     makespan_s, timing, scaled, events,
+                                     slot_busy / tps, slot_blocks, after))
         logs.append((np.full(n_blocks, ki, np.int16), blocks_log[0].astype(np.int32),
-                     blocks_log[1], blocks_log[2]))
+                     blocks_log[1] / tps, blocks_log[2] / tps))
         launch_offset += n_blocks
     if events_total != events_needed:
         raise AssertionError(f"simulated {events_total} events, schedule has {events_needed}")
@@ -470,12 +477,12 @@ def _run(schedule: Schedule, problem, gpu, algorithm, tiling, bps: int, l2_on: b
 
 
 def _event_log(k: KernelProgram, ids: UnitIds, rec: tuple, start: int, end: int,
-               launch_offset: int) -> tuple:
-    """The engine's log of kernel k's units (time, block, access, unit id, hit) as the
-    saved trace holds it: time, block (numbered across kernels), tensor, address, bytes,
-    kind, hit."""
+               launch_offset: int, tps: float) -> tuple:
+    """The engine's log of kernel k's units (time in ticks, ``tps`` per second, block,
+    access, unit id, hit) as the saved trace holds it: time (s), block (numbered across
+    kernels), tensor, address, bytes, kind, hit."""
     t, block, acc, key, hit = (a[start:end] for a in rec)
-    return (t, block + launch_offset, k.acc["tensor"][acc].astype(np.int16),
+    return (t / tps, block + launch_offset, k.acc["tensor"][acc].astype(np.int16),
             ids.addresses(key), k.acc["unit_bytes"][acc].astype(np.float32),
             k.acc["kind"][acc].astype(np.int8), hit)
 

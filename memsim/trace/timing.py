@@ -36,6 +36,12 @@ import numpy as np
 from memsim.roofline import Rates, achievable_rates, compute_s
 
 STEP_TERMS = ("matmul", "vector", "exp", "l2", "sram")
+#: The trace's unit of time: 2^16 ticks per cycle of the profile's SM clock
+#: (``boost_clock_hz``). Integer time makes sums of durations exact (ties between SM slots
+#: are decided by durations, not by float rounding: :mod:`memsim.trace.engine`); 2^16 per
+#: cycle keeps even sub-cycle steps (0.1 cycle: the eager-standard elementwise kernels)
+#: within 1e-4 of their float duration, and int64 ticks last 2^63 / (2^16 · 2 GHz) ≈ 7e4 s.
+TICKS_PER_CYCLE = 1 << 16
 
 
 def resident_blocks_per_sm(gpu, blocks_per_sm: int, grid_blocks: int) -> int:
@@ -48,6 +54,17 @@ def slot_rates(gpu, dtype: str, blocks_per_sm: int, matmul_unit: str = "tensor")
     (:func:`memsim.roofline.achievable_rates`, fp8 fallback included)."""
     return achievable_rates(gpu, dtype, matmul_unit).share(
         1.0 / (gpu.spec.sm_count * blocks_per_sm))
+
+
+def ticks_per_s(gpu) -> float:
+    """Ticks per second on ``gpu`` (:data:`TICKS_PER_CYCLE` × its SM clock; an integer)."""
+    return float(gpu.spec.boost_clock_hz) * TICKS_PER_CYCLE
+
+
+def to_ticks(seconds: np.ndarray, gpu) -> np.ndarray:
+    """Durations in seconds as int64 ticks, rounded to the nearest (equal durations give
+    equal ticks)."""
+    return np.rint(np.asarray(seconds, np.float64) * ticks_per_s(gpu)).astype(np.int64)
 
 
 def step_durations(run_work: np.ndarray, rates: Rates) -> tuple[np.ndarray, np.ndarray]:
