@@ -379,8 +379,10 @@ def kernel_timer(problem: AttentionProblem, gpu: GPU, algorithm: str, *,
             ctas, rows, key_s, keys = None, padded, None, None
             if kernel in XQA_KERNELS:
                 # a key's latency-bound steps in a CTA: mha.cu's warps load its K and V
-                # rows (ldgsts, D elements each); mha_sm90.cu's TMA loads run ahead and
-                # its dependent GMMA → softmax → GMMA chain grows with the head rows.
+                # rows (ldgsts, D elements each); mha_sm90.cu's TMA loads run ahead, each
+                # tile's after a dependent load of its page indices
+                # (KVTilePartLoader::loadPages, two K and two V buffers deep), and its
+                # dependent GMMA → softmax → GMMA chain grows with the head rows.
                 # Memory latency is nanoseconds, not SM cycles: no clock_ratio
                 per_key = problem.D / XQA_ROW_ELEMS
                 if kernel == "xqa_gmma":
