@@ -187,7 +187,9 @@ class Timer:
     keys per (sequence, KV head) (arrays like B): the busiest SM's CTAs stream their
     shares one after another, roofline's memory term "stream" (None: no such term);
     ``matmul_pad``: factor on the MMA FLOPs of a prefill kernel that computes a padded
-    head size (:func:`fmha_v2_head_pad`), None for any other kernel.
+    head size (:func:`fmha_v2_head_pad`), None for any other kernel; ``partial_s``: the
+    seconds a split decode's last CTA spends per partial it merges (:func:`xqa_partial_s`;
+    None: its reduction costs one more CTA's fixed steps).
     """
 
     gpu: GPU
@@ -210,6 +212,7 @@ class Timer:
     prefill_tiles: object = None
     matmul_pad: float | None = None
     exp_overlaps: bool = False
+    partial_s: object = None
 
     def kernel_cost(self, cost: Cost) -> Cost:
         """The Cost as the kernel executes it: a production decode kernel reads each staged
@@ -244,7 +247,7 @@ class Timer:
         if self.cta_s is not None:
             ctas = cost.blocks if self.ctas is None else self.ctas
             serial_s = decode_serial_s(self.cta_s, ctas, self.groups,
-                                       self.gpu.spec.sm_count)
+                                       self.gpu.spec.sm_count, self.partial_s)
             if self.key_s is not None:
                 # each CTA streams its share of the keys at its own latency-bound pace:
                 # the busiest SM's CTAs one after another, or HBM, whichever is slower
@@ -308,21 +311,28 @@ def sparse_mla_kernel(problem: AttentionProblem, gpu: GPU, backend: str | None, 
     return {"padded_flops": B * N * tiles * SPARSE_HEAD_TILE * k * width}
 
 
-def decode_serial_s(cta_s, blocks, groups, sm_count: int):
+def decode_serial_s(cta_s, blocks, groups, sm_count: int, partial_s=None):
     """Serial time of a decode kernel whose CTAs each spend ``cta_s`` on fixed steps
     (loading Q, the page table, the padded MMA rows, softmax bookkeeping, the epilogue):
-    the busiest SM runs ⌈blocks / SMs⌉ of them one after another (XQA's CTAs fill an SM's
-    shared memory, one resident at a time), their fixed steps before and after their own
-    K/V loads, so the time adds to the memory time (``roofline(serial_overlaps=False)``;
-    the fits agree: on aiconfigurator's H100/H200 rows it brings the fitted HBM
-    efficiency from 0.68-0.70 to 0.93-1.0, the median error down by 1-2 points). Where
-    the keys of a (sequence, KV head) are split over several CTAs (``blocks`` >
-    ``groups``), the last CTA to finish reduces
-    the partials after the others (XQA multi-block mode: a semaphore per (sequence, KV
-    head), mha.cu), one more CTA's fixed steps (s, arrays)."""
+    the busiest SM runs ⌈blocks / SMs⌉ of them one after another, their fixed steps
+    before and after their own K/V loads, so the time adds to the memory time
+    (``roofline(serial_overlaps=False)``; the fits agree: on aiconfigurator's H100/H200
+    rows it brings the fitted HBM efficiency from 0.68-0.70 to 0.93-1.0, the median error
+    down by 1-2 points). mha.cu asks for two resident CTAs per SM on SM90
+    (``__launch_bounds__(256, nbCtaPerSM)``, nbCtaPerSM = 2), but overlapping their fixed
+    steps (⌈blocks / 2·SMs⌉) fits its rows worse (refitted H100 p90 |error| 35.7 %
+    against 25.8 %): they contend rather than hide each other. Where the keys of a
+    (sequence, KV head) are split over several CTAs (``blocks`` > ``groups``), the last
+    CTA to finish reduces the partials after the others (XQA multi-block mode: a
+    semaphore per (sequence, KV head)): ``partial_s`` per partial it merges where given
+    (:func:`xqa_partial_s`), else one more CTA's fixed steps (s, arrays)."""
     blocks = np.asarray(blocks, dtype=float)
-    reduce = (blocks > np.asarray(groups, dtype=float)).astype(float)
-    return np.asarray(cta_s, dtype=float) * (busiest_sm_blocks(blocks, sm_count) + reduce)
+    groups = np.asarray(groups, dtype=float)
+    split = (blocks > groups).astype(float)
+    own = np.asarray(cta_s, dtype=float) * busiest_sm_blocks(blocks, sm_count)
+    if partial_s is None:
+        return own + np.asarray(cta_s, dtype=float) * split
+    return own + split * np.asarray(partial_s, dtype=float) * blocks / np.maximum(groups, 1.0)
 
 
 def kernel_timer(problem: AttentionProblem, gpu: GPU, algorithm: str, *,
@@ -368,18 +378,20 @@ def kernel_timer(problem: AttentionProblem, gpu: GPU, algorithm: str, *,
             groups = np.asarray(B, dtype=float) * problem.K
             ctas, rows, key_s, keys = None, padded, None, None
             if kernel in XQA_KERNELS:
-                keys = np.asarray(S, dtype=float) if problem.mask.window is None else \
-                    np.minimum(np.asarray(S, dtype=float), problem.mask.window)
                 # a key's latency-bound steps in a CTA: mha.cu's warps load its K and V
-                # rows (ldgsts, D elements each); mha_sm90.cu's TMA loads run ahead and
-                # its dependent GMMA → softmax → GMMA chain grows with the head rows.
+                # rows (ldgsts, D elements each); mha_sm90.cu's TMA loads run ahead, each
+                # tile's after a dependent load of its page indices
+                # (KVTilePartLoader::loadPages, two K and two V buffers deep), and its
+                # dependent GMMA → softmax → GMMA chain grows with the head rows.
                 # Memory latency is nanoseconds, not SM cycles: no clock_ratio
                 per_key = problem.D / XQA_ROW_ELEMS
                 if kernel == "xqa_gmma":
                     per_key = per_key * padded / XQA_GMMA_HEAD_TILE   # GMMA N slices
                 key_s = cls.key_s * per_key
-                ctas = groups * xqa_sub_sequences(kernel, B, problem.K, S,
-                                                  problem.mask.window, gpu.spec.sm_count)
+                subs = xqa_sub_sequences(kernel, B, problem.K, S, problem.mask.window,
+                                         gpu.spec.sm_count)
+                ctas = groups * subs
+                keys = xqa_streamed_keys(kernel, S, problem.mask.window, subs)
                 # XQA's per-row steps move and multiply rows × D elements (Q, a K/V
                 # tile's MMAs, O): row_s is per row of XQA_ROW_ELEMS head elements
                 rows = padded * problem.D / XQA_ROW_ELEMS
@@ -387,6 +399,7 @@ def kernel_timer(problem: AttentionProblem, gpu: GPU, algorithm: str, *,
                          floor_s=cls.floor_s, decode_pad=padded / group,
                          cta_s=(cls.cta_s + cls.row_s * rows) * clock_ratio(gpu),
                          groups=groups, ctas=ctas, key_s=key_s, keys=keys,
+                         partial_s=xqa_partial_s(kernel, cls.cta_s * clock_ratio(gpu)),
                          pre_s=xqa_rope_kernel_s(problem, kernel, timed, B, N, rotary_dim))
         # FlashAttention's fixed per-row steps (loading Q, the page table, the epilogue) are
         # those of the group's rows in whole 64-row warpgroup slices; only the MMAs,
@@ -531,6 +544,31 @@ XQA_ROPE_ALIGN = 16  # in-kernel RoPE: rotary_dim a multiple of 16 (its 16-byte 
 XQA_HEAD_ALIGN = 16  # supportConfigHMMA/QGMMA: head_size a multiple of 16, else no XQA kernel
 
 
+# mha_sm90.cu's multi-block reduction: the last CTA's IO warps load the sub-sequences'
+# partials (row sum/max and O) into MultiBlockSMem::nbBuf = 4 buffers (2 under SPEC_DEC)
+XQA_GMMA_PARTIALS_IN_FLIGHT = 4
+
+
+def xqa_partial_s(kernel: str, cta_s: float) -> float | None:
+    """Seconds the last CTA of a split (sequence, KV head) spends per partial it merges,
+    for the XQA GMMA kernel; None for the others (their reduction costs one more CTA's
+    fixed steps, :func:`decode_serial_s`).
+
+    NVIDIA/TensorRT-LLM cpp/kernels/xqa/mha_sm90.cu (``kernel_mha``, after the
+    semaphore's ``atom.acq_rel.gpu.global.inc``): the last CTA walks all ``nbSubSeq``
+    partials, its IO warps each loading one (``ldgsts`` of the row sum/max, a TMA of the
+    O rows) into one of :data:`XQA_GMMA_PARTIALS_IN_FLIGHT` buffers the math warps merge
+    in order. Each load is a global round trip like the CTA's own fixed steps (its Q
+    load, its partial's write), so a partial costs ``cta_s`` (the class's, without the
+    per-row part) over the loads in flight. aiconfigurator's H100 rows at batch 1, 2 query
+    heads per KV head, D = 128: 9.1 → 31.1 µs from 2 K to 128 K cached keys while the
+    sub-sequences grow 11 → 90 and each CTA's tiles 3 → 23; one more CTA's fixed steps
+    (the former rule) under-predicted them by 14-47 %."""
+    if kernel != "xqa_gmma":
+        return None
+    return cta_s / XQA_GMMA_PARTIALS_IN_FLIGHT
+
+
 def xqa_separate_rope(kernel: str, head_dim: int, rotary_dim: int | None) -> bool:
     """Whether TensorRT-LLM's XQA decode with ``kernel`` ("xqa_hmma", "xqa_gmma") runs a
     separate kernel before it (``invokeQKVPreprocessing``: RoPE on Q and K, the new K/V
@@ -586,10 +624,35 @@ def xqa_sub_sequences(kernel: str, B, K: int, S, window: int | None,
     mb = xqa_splits(B, K, S, sm_count)
     if kernel != "xqa_gmma":
         return mb
+    tiles = xqa_gmma_tiles(S, window)
+    return np.where(tiles >= 2, np.minimum(tiles, mb), 1)
+
+
+def xqa_streamed_keys(kernel: str, S, window: int | None, subs) -> np.ndarray:
+    """Keys per (sequence, KV head) whose K/V rows the XQA ``kernel``'s CTAs stream at
+    their latency-bound pace (``Timer.keys``), for ``S`` cached keys and ``subs``
+    sub-sequences (arrays). mha.cu loads the rows of the keys in use (the window's, if
+    any). mha_sm90.cu loads and multiplies whole 64-key tiles: its K/V TMA boxes are a
+    tile's pages (``KVTilePartLoader::loadData``), its GMMA M side is the tile's 64 keys,
+    masked after (``warpGrpApplyMask``), and a CTA walks ⌈tiles / sub-sequences⌉ of
+    them (``nbIters``); the busiest CTA's count × sub-sequences, in keys.
+    aiconfigurator's H100/H200 rows at batch ≥ 256 time the same from 2 to 64 cached
+    keys (13.7-14.0 µs at batch 1024, 2 query heads per KV head, D = 128), which a cost
+    per key over-predicted by up to 44 %."""
+    S = np.asarray(S, dtype=float)
+    if kernel != "xqa_gmma":
+        return S if window is None else np.minimum(S, window)
+    per_cta = np.ceil(xqa_gmma_tiles(S, window) / np.asarray(subs, dtype=float))
+    return per_cta * np.asarray(subs, dtype=float) * XQA_GMMA_TILE_KEYS
+
+
+def xqa_gmma_tiles(S, window: int | None) -> np.ndarray:
+    """64-key K/V tiles the XQA GMMA kernel (mha_sm90.cu) walks for ``S`` cached keys
+    (arrays): ``nbTilesInUse = divUp(cacheSeqLen, 64) − nbSkipLeadingTiles``, the whole
+    tiles before a sliding window's first key skipped."""
     S = np.asarray(S, dtype=np.int64)
     skipped = 0 if window is None else np.maximum(S - window, 0)
-    tiles = -(-S // XQA_GMMA_TILE_KEYS) - skipped // XQA_GMMA_TILE_KEYS
-    return np.where(tiles >= 2, np.minimum(tiles, mb), 1)
+    return -(-S // XQA_GMMA_TILE_KEYS) - skipped // XQA_GMMA_TILE_KEYS
 
 
 def fa3_decodes(problem: AttentionProblem, algorithm: str, backend: str | None,

@@ -336,6 +336,55 @@ def test_decode_cta_time_is_the_busiest_sms_plus_one_for_the_reduction() -> None
     assert t.tolist() == pytest.approx([2e-6, 4e-6, 4e-6, 6e-6])
 
 
+def test_xqa_gmma_last_cta_merges_each_partial_at_a_share_of_a_ctas_fixed_time() -> None:
+    """mha_sm90.cu: the last CTA of a split (sequence, KV head) loads its nbSubSeq
+    partials through 4 buffers: cta_s / 4 per partial, on top of the busiest SM's own
+    CTAs; no split, no merge; mha.cu keeps one more CTA's fixed steps."""
+    from memsim.attention import XQA_GMMA_PARTIALS_IN_FLIGHT, decode_serial_s, xqa_partial_s
+
+    assert XQA_GMMA_PARTIALS_IN_FLIGHT == 4
+    assert xqa_partial_s("xqa_hmma", 2e-6) is None
+    partial = xqa_partial_s("xqa_gmma", 2e-6)
+    assert partial == pytest.approx(0.5e-6)
+    # 90 sub-sequences of one (sequence, KV head): one CTA per SM + 90 partials merged;
+    # 8 groups unsplit: nothing to merge
+    t = decode_serial_s(2e-6, np.array([90.0, 8.0]), np.array([1.0, 8.0]), 132, partial)
+    assert t.tolist() == pytest.approx([2e-6 + 90 * 0.5e-6, 2e-6])
+
+
+def test_xqa_gmma_streams_whole_64_key_tiles_per_cta() -> None:
+    """mha_sm90.cu loads and multiplies whole 64-key tiles, ⌈tiles / sub-sequences⌉ per
+    CTA: 2 and 64 cached keys stream one tile, 65 two; 4096 keys over 16 sub-sequences
+    are 4 tiles each, 4100 (65 tiles) 5 on the busiest. mha.cu streams the keys in use,
+    the window's where it slides."""
+    from memsim.attention import xqa_streamed_keys
+
+    S = np.array([2, 64, 65, 4096, 4100])
+    subs = np.array([1, 1, 1, 16, 16])
+    got = xqa_streamed_keys("xqa_gmma", S, None, subs) / subs
+    assert got.tolist() == [64, 64, 128, 256, 320]
+    assert xqa_streamed_keys("xqa_hmma", S, None, subs).tolist() == S.tolist()
+    assert xqa_streamed_keys("xqa_hmma", S, 128, subs).tolist() == [2, 64, 65, 128, 128]
+    # a 128-key window straddling a tile edge: 3 tiles in use, over 2 sub-sequences
+    assert (xqa_streamed_keys("xqa_gmma", np.array([4100]), 128, np.array([2]))
+            == 2 * 2 * 64).all()
+
+
+def test_xqa_gmma_decode_time_is_flat_within_its_first_tile() -> None:
+    """aiconfigurator's H100 rows at batch 1024, 2 query heads per KV head, D = 128, fp8:
+    13.7-14.0 µs from 2 to 64 cached keys (one tile), 17.2 µs at 128 (two). While HBM
+    does not bind, the prediction at 16 keys is the one at 2 (a cost per key put it 8 %
+    higher); two tiles take longer than one."""
+    h100 = load_gpu("h100-sxm")
+    t = {}
+    for S in (2, 16, 64, 128):
+        p = AttentionProblem(batch=1024, seq_len=1, kv_len=S, heads=2, kv_heads=1,
+                             head_dim=128, dtype="fp8")
+        t[S] = predict(p, h100, "flash_decode", backend="trtllm").timing.time_s
+    assert t[16] == pytest.approx(t[2], rel=0.01)
+    assert t[128] > 1.1 * t[64]
+
+
 def test_xqa_sub_sequences_that_run_their_fixed_steps() -> None:
     """mha.cu runs every multi-block sub-sequence (an empty one before a sliding window
     included); mha_sm90.cu only min(64-key tiles in use, multi_block), one below two
