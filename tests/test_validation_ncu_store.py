@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from memsim.errors import InputError
 from memsim.hardware import GPU, load_gpu
-from memsim.validation import kernels, ncu, ncu_compare, runner, suites
+from memsim.validation import kernels, ncu, ncu_compare, runner, suites, summary
 from memsim.validation.predictions import ncu_prediction
 from memsim.validation.runner import RunContext
 from memsim.validation.suites import Case
@@ -190,6 +190,8 @@ def test_runner_ncu_store_case_through_a_fake_ncu(tmp_path: Path,
     assert record["errors"]["analytic"]["hbm_write_bytes"] == pytest.approx(
         4 * MIB / 61.87e6 - 1)
     assert record["group"] == "ncu/store-none"
+    stats = {(q.model, q.quantity) for q in summary.statistics([record])}
+    assert {("analytic", "hbm_write_bytes"), ("trace", "global_write_bytes")} <= stats
 
 
 def test_ncu_compare_labels_store_rows_with_their_size(tmp_path: Path) -> None:

@@ -9,6 +9,10 @@ and writes, and the signed error predicted / measured − 1.
 
     python -m memsim.validation.ncu_compare measurements/h100-sxm [--json]
 
+The ``store`` target's rows (``ncu/store-all 24M``: one ``fill_`` of 24 MiB under
+``--cache-control all``) are the measurement that decides how the trace counts DRAM
+writes (docs/DESIGN.md §"The L2 model", "What ``dram__bytes_write`` counts").
+
 Only the newest record of each case id is used (a run repeated later supersedes it).
 The trace is run as Nsight Compute measures: every kernel from a flushed L2, DRAM writes
 counted only while a kernel runs (``dram__bytes_write.sum`` is a per-kernel counter and

@@ -14,6 +14,9 @@ raised. Both predictions are reduced to the same quantities the measurements use
 - ``fp32_flops``: FLOPs on CUDA cores (matmul ones too when the kernel has no tensor cores);
 - ``workspace_bytes``: peak extra global memory besides inputs and outputs.
 
+The ncu ``store`` target (one store-only kernel) is predicted by :func:`store_prediction`:
+the trace's own L2 rule fed the kernel's store stream.
+
 ``work`` keeps, per model, what the roofline needs to re-time the case under another profile
 (the calibration fit): the Cost's fields, the dtype, the matmul unit and the blocks per SM.
 """
