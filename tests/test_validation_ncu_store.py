@@ -54,6 +54,23 @@ def test_quick_suite_has_at_most_six_store_cases_below_and_above_the_l2() -> Non
     assert {c.group for c in quick} == {"ncu/store-all", "ncu/store-none"}
 
 
+def test_store_cases_come_first_among_the_ncu_cases() -> None:
+    """A time budget cuts a suite's last cases; the attention ncu cases have records."""
+    ncu_cases = suites.cases("quick", ("ncu",))
+    targets = [c.params["target"] for c in ncu_cases]
+    assert targets[:len(_stores("quick"))] == ["store"] * len(_stores("quick"))
+    assert suites.cases("quick")[-len(ncu_cases):] == ncu_cases
+
+
+def test_ncu_target_dispatches_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    from memsim.validation import ncu_target
+
+    seen: list[dict] = []
+    monkeypatch.setattr(ncu_target, "run_store", seen.append)
+    assert ncu_target.main([json.dumps(_store(4, "none"))]) == 0
+    assert seen == [_store(4, "none")]
+
+
 def test_full_suite_has_every_size_under_both_cache_controls() -> None:
     full = _stores("full")
     assert sorted({c.params["size_mib"] for c in full}) == [1, 4, 16, 24, 32, 40, 48, 64, 96]
