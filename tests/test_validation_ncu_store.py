@@ -224,3 +224,41 @@ def test_ncu_compare_labels_store_rows_with_their_size(tmp_path: Path) -> None:
     trace = [r for r in rows if r["model"] == "trace" and r["quantity"] == "dram write"]
     assert trace[0]["now"] == 0 and trace[0]["now_error"] == -1.0
     assert "ncu/store-all 4M" in ncu_compare.format_text(rows)
+
+
+def test_run_store_fills_once_inside_the_profiled_range(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """run_store on a stand-in torch that logs calls: the warm-up fill outside the
+    cudaProfilerStart/Stop bracket, exactly one fill of size_mib MiB inside it."""
+    import types
+
+    from memsim.validation import ncu_target
+
+    log: list[str] = []
+
+    class Buffer:
+        def __init__(self, numel: int) -> None:
+            log.append(f"empty {numel}")
+            self.value = 0.0
+
+        def fill_(self, value: float) -> None:
+            log.append("fill")
+            self.value = value
+
+        def __getitem__(self, index: int) -> float:
+            return self.value
+
+    fake = types.SimpleNamespace(
+        float32="fp32", bfloat16="bf16",
+        finfo=lambda dtype: types.SimpleNamespace(bits={"fp32": 32, "bf16": 16}[dtype]),
+        empty=lambda numel, dtype, device: Buffer(numel),
+        cuda=types.SimpleNamespace(
+            synchronize=lambda: log.append("sync"),
+            profiler=types.SimpleNamespace(start=lambda: log.append("start"),
+                                           stop=lambda: log.append("stop"))))
+    monkeypatch.setitem(sys.modules, "torch", fake)
+    ncu_target.run_store(_store(4, "none"))
+    assert log == [f"empty {4 * MIB // 4}", "fill", "sync", "start", "fill", "sync", "stop"]
+    log.clear()
+    ncu_target.run_store({**_store(4), "dtype": "bf16"})
+    assert log[0] == f"empty {4 * MIB // 2}"
