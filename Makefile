@@ -51,6 +51,10 @@ bench: $(STAMP)
 # the carried wheels first on PYTHONPATH), so the cause is not pinned down; every run now
 # records the files memsim, memsim.kernels, numba and numba.cuda were imported from
 # (environment.imported_from) to tell the next time.
+# The quick suite ends with its Nsight Compute cases, first six runs of a store-only kernel
+# (ncu target `store`: a fill_ of 4, 24, 96 MiB under --cache-control all and none) that
+# decide how the trace counts dram__bytes_write (docs/DESIGN.md, "What dram__bytes_write
+# counts"); read them with `python -m memsim.validation.ncu_compare $(VALIDATE_OUT)/<profile>`.
 # Rehearsal without a GPU: NUMBA_ENABLE_CUDASIM=1 make validate-gpu PYTHON=.venv/bin/python
 # SUITE=sim PROFILE=h100-sxm VALIDATE_OUT=/tmp/sim (the same install and import path; each
 # Numba kernel launched in the simulator and checked against the reference, nothing timed).

@@ -4,8 +4,10 @@ Running (:func:`profile`): the case runs in a child process
 (``python -m memsim.validation.ncu_target``) that warms up, then brackets exactly one call
 with ``cudaProfilerStart/Stop``; ``ncu --profile-from-start off`` profiles the kernels in
 between, with ``--clock-control none`` (ncu never locks or changes the clocks) and its
-default cache control (caches flushed before each kernel, so DRAM bytes are a cold run's,
-as the models assume).
+default cache control (``--cache-control all``: caches flushed and invalidated before each
+kernel, so DRAM bytes are a cold run's, as the models assume). A target whose
+``cache_control`` is ``none`` (the ``store`` target's warm-L2 cases) is profiled with
+``--cache-control none``: the L2 keeps what the warm-up left in it.
 
 Parsing (:func:`parse_csv`) accepts both layouts ncu writes:
 
@@ -60,6 +62,7 @@ METRICS = (
 SECTOR_BYTES = 32
 WAVEFRONT_BYTES = 128
 MODES = ("auto", "on", "off")
+CACHE_CONTROLS = ("all", "none")
 _PREFIX = {"": 1.0, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15}
 _BINARY = {"KiB": 2.0**10, "MiB": 2.0**20, "GiB": 2.0**30, "TiB": 2.0**40}
 _TIME = {"nsecond": 1e-9, "usecond": 1e-6, "msecond": 1e-3, "second": 1.0, "ns": 1e-9,
@@ -239,10 +242,17 @@ def resolve(mode: str) -> tuple[str | None, str | None]:
 
 def command(path: str, target: dict[str, Any], log_file: Path,
             launch_count: int | None = None) -> list[str]:
-    """The ncu command line profiling one ``ncu_target`` call."""
+    """The ncu command line profiling one ``ncu_target`` call; ``target["cache_control"]``
+    (default ``all``, ncu's own default, left off the command) sets ``--cache-control``."""
+    cache_control = target.get("cache_control", "all")
+    if cache_control not in CACHE_CONTROLS:
+        raise InputError("cache_control", cache_control,
+                         f"must be one of {', '.join(CACHE_CONTROLS)}")
     cmd = [path, "--csv", "--page", "raw", "--metrics", ",".join(METRICS),
            "--clock-control", "none", "--profile-from-start", "off",
            "--target-processes", "all", "--log-file", str(log_file)]
+    if cache_control != "all":
+        cmd += ["--cache-control", cache_control]
     if launch_count:
         cmd += ["--launch-count", str(launch_count)]
     return cmd + [sys.executable, "-m", "memsim.validation.ncu_target", json.dumps(target)]

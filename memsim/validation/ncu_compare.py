@@ -9,6 +9,10 @@ and writes, and the signed error predicted / measured − 1.
 
     python -m memsim.validation.ncu_compare measurements/h100-sxm [--json]
 
+The ``store`` target's rows (``ncu/store-all 24M``: one ``fill_`` of 24 MiB under
+``--cache-control all``) are the measurement that decides how the trace counts DRAM
+writes (docs/DESIGN.md §"The L2 model", "What ``dram__bytes_write`` counts").
+
 Only the newest record of each case id is used (a run repeated later supersedes it).
 The trace is run as Nsight Compute measures: every kernel from a flushed L2, DRAM writes
 counted only while a kernel runs (``dram__bytes_write.sum`` is a per-kernel counter and
@@ -81,6 +85,13 @@ def repredict(case: dict[str, Any], l2_model: str = "tiles") -> dict[str, Any]:
     return ncu_prediction(case["params"], load_gpu(case["prediction"]["profile"]), l2_model)
 
 
+def row_label(case: dict[str, Any]) -> str:
+    """The table's first column: the group, and the buffer size of a ``store`` case
+    (``ncu/store-none 96M``: its cases differ only in size)."""
+    size_mib = case["params"].get("size_mib")
+    return case["group"] if size_mib is None else f"{case['group']} {size_mib}M"
+
+
 def compare(path: Path | str) -> list[dict[str, Any]]:
     """One row per (case, model, quantity): measured, predicted then and now, errors. The
     records predate the line model: its rows have no recorded prediction."""
@@ -94,7 +105,8 @@ def compare(path: Path | str) -> list[dict[str, Any]]:
                 measured = case["measurement"].get(quantity)
                 if not measured:
                     continue
-                row = {"group": case["group"], "case": case["id"], "model": model,
+                row = {"group": case["group"], "label": row_label(case), "case": case["id"],
+                       "model": model,
                        "quantity": label, "measured": measured,
                        "recorded": then_q.get(quantity), "now": now_q.get(quantity)}
                 for key in ("recorded", "now"):
@@ -116,7 +128,7 @@ def format_text(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         rec = "–" if r["recorded"] is None else f"{r['recorded'] / 1e6:.1f}"
         now = "–" if r["now"] is None else f"{r['now'] / 1e6:.1f}"
-        lines.append(f"{r['group']:18} {r['model']:11} {r['quantity']:12} "
+        lines.append(f"{r.get('label', r['group']):18} {r['model']:11} {r['quantity']:12} "
                      f"{r['measured'] / 1e6:12.1f} {rec:>12} {_pct(r['recorded_error']):>8} "
                      f"{now:>10} {_pct(r['now_error']):>8}")
     return "\n".join(lines)

@@ -7,7 +7,12 @@ off`` sees only the kernels of one call:
 - ``sdpa``: one ``scaled_dot_product_attention`` call on the pinned backend;
 - ``kernel``: one ``memsim.kernels.bench.run_case`` of a Numba kernel; ncu is then told to
   profile only the first launches (as many as the algorithm launches), which are the
-  kernel's own on the case's inputs.
+  kernel's own on the case's inputs;
+- ``store``: one ``fill_`` of a buffer of ``size_mib`` MiB (``dtype`` fp32 or bf16): a
+  store-only kernel, warmed up on the same buffer (ncu's ``--cache-control``, from the
+  case's ``cache_control``, decides whether the warm-up's dirty lines are still in the L2
+  when the profiled fill starts: ``all`` flushes and invalidates them, ``none`` keeps
+  them).
 """
 
 from __future__ import annotations
@@ -54,9 +59,25 @@ def run_kernel(params: dict[str, Any]) -> None:
     cuda.profile_stop()
 
 
+def run_store(params: dict[str, Any]) -> None:
+    import torch
+
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[params.get("dtype", "fp32")]
+    nbytes = int(params["size_mib"]) * 2**20
+    buf = torch.empty(nbytes // (torch.finfo(dtype).bits // 8), dtype=dtype, device="cuda")
+    buf.fill_(1.0)  # warm-up, outside the profiled range (its lines stay dirty in L2)
+    torch.cuda.synchronize()
+    torch.cuda.profiler.start()
+    buf.fill_(2.0)
+    torch.cuda.synchronize()
+    torch.cuda.profiler.stop()
+    if float(buf[-1]) != 2.0:
+        raise RuntimeError("the profiled fill did not store")
+
+
 def main(argv: list[str] | None = None) -> int:
     params = json.loads((argv if argv is not None else sys.argv[1:])[0])
-    {"sdpa": run_sdpa, "kernel": run_kernel}[params["target"]](params)
+    {"sdpa": run_sdpa, "kernel": run_kernel, "store": run_store}[params["target"]](params)
     return 0
 
 

@@ -14,6 +14,9 @@ raised. Both predictions are reduced to the same quantities the measurements use
 - ``fp32_flops``: FLOPs on CUDA cores (matmul ones too when the kernel has no tensor cores);
 - ``workspace_bytes``: peak extra global memory besides inputs and outputs.
 
+The ncu ``store`` target (one store-only kernel) is predicted by :func:`store_prediction`:
+the trace's own L2 rule fed the kernel's store stream.
+
 ``work`` keeps, per model, what the roofline needs to re-time the case under another profile
 (the calibration fit): the Cost's fields, the dtype, the matmul unit and the blocks per SM.
 """
@@ -154,11 +157,87 @@ def ncu_prediction(params: dict[str, Any], gpu: GPU, l2_model: str = "tiles"
     from memsim.validation.kernels import tiling_for
     from memsim.validation.sdpa import predict_sdpa
 
+    if params["target"] == "store":
+        return store_prediction(params, gpu, l2_model)
     if params["target"] == "sdpa":
         return predict_sdpa(params, gpu, ncu=True, l2_model=l2_model)
     return predict_case(attention_problem(params), gpu, params["algorithm"],
                         tiling_for(params, gpu), matmul_unit="fp32", ncu=True,
                         l2_model=l2_model)
+
+
+#: Line size of the store stream when a profile does not name its L2 line.
+STORE_LINE_BYTES = 128
+
+
+def _store_sweeps(params: dict[str, Any], gpu: GPU, l2_model: str) -> tuple[float, float]:
+    """(bytes written to DRAM inside the profiled store, bytes still dirty at its end):
+    the trace's own L2 (:func:`memsim.trace.l2.access` or, for ``l2_model="lines"``,
+    :func:`memsim.trace.l2_lines.line_access`) fed the ``size_mib`` MiB of whole-line
+    stores, in address order, into an L2 of the profile's capacity that is empty
+    (``cache_control == "all"``: ncu flushed and invalidated it) or that holds the
+    warm-up's identical sweep, dirty (``"none"``; the warm-up's own write-backs happen
+    before the profiled range and are not counted)."""
+    import numpy as np
+
+    from memsim.trace import l2, l2_lines
+
+    line_bytes = int(gpu.spec.l2_line_bytes or STORE_LINE_BYTES)
+    n_lines = int(params["size_mib"]) * 2**20 // line_bytes
+    capacity = gpu.l2_dram_capacity_bytes
+    stats = np.zeros((1, 4))
+    if l2_model == "lines":
+        cache = l2_lines.state_for_gpu(gpu, capacity)
+        every_sector = (1 << (line_bytes // int(gpu.spec.l2_sector_bytes))) - 1
+
+        def store(line: int) -> None:
+            l2_lines.line_access(cache, line, every_sector, True, 0, stats)
+
+        def write_back() -> float:
+            return float(l2_lines.flush(cache, stats))
+    else:
+        cache = l2.new_state(capacity, int(capacity // line_bytes) + 1, key_limit=n_lines)
+
+        def store(line: int) -> None:
+            l2.access(cache, line, float(line_bytes), 0, True, stats)
+
+        def write_back() -> float:
+            return float(l2.flush(cache, stats))
+    sweeps = 2 if params.get("cache_control", "all") == "none" else 1
+    for _ in range(sweeps):
+        stats[:] = 0.0          # only the last sweep is inside the profiled range
+        for line in range(n_lines):
+            store(line)
+    inside = float(stats[0, l2.HBM_WRITE])
+    return inside, write_back()
+
+
+def store_prediction(params: dict[str, Any], gpu: GPU, l2_model: str = "tiles"
+                     ) -> dict[str, Any]:
+    """memsim's prediction for the ncu ``store`` case: one kernel storing ``size_mib`` MiB.
+
+    - analytic: every stored byte is a DRAM write (the closed form's write rule);
+    - trace: the DRAM writes inside the kernel are the dirty lines its own L2 rule evicts
+      while the kernel runs (:func:`_store_sweeps`); what is still dirty at the end is
+      ``hbm_write_after_bytes``, outside Nsight Compute's window.
+
+    Same shape as :func:`predict_case`'s answer (less ``work``: nothing to re-time)."""
+    nbytes = float(int(params["size_mib"]) * 2**20)
+    time_s = nbytes / gpu.achievable_hbm_bytes_per_s
+    zero = {"hbm_read_bytes": 0.0, "global_read_bytes": 0.0, "sram_bytes": 0.0,
+            "fp32_flops": 0.0, "matmul_flops": 0.0, "workspace_bytes": 0.0, "launches": 1}
+    stored = {"time_s": time_s, "l2_bytes": nbytes, "global_write_bytes": nbytes, **zero}
+    analytic = {**stored, "hbm_write_bytes": nbytes, "hbm_bytes": nbytes}
+    trace, note = None, None
+    try:
+        inside, after = _store_sweeps(params, gpu, l2_model)
+        trace = {**stored, "hbm_write_bytes": inside, "hbm_bytes": inside,
+                 "hbm_write_after_bytes": after}
+    except ImportError as exc:
+        note = f"trace-driven model not available: {exc}"
+    return {"analytic": analytic, "trace": trace, "trace_note": note, "tiling": None,
+            "bound": "hbm", "profile": gpu.name,
+            "profile_kind": "calibrated" if gpu.calibrated_from else "datasheet"}
 
 
 def relative_errors(predicted: dict[str, Any] | None,

@@ -105,14 +105,15 @@ def _ncu(params: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
 
     if ctx.ncu_path is None:
         raise SkipCaseError(f"ncu not used: {ctx.ncu_note}")
-    sdpa = params["target"] == "sdpa"
-    if not sdpa:
+    target = params["target"]
+    if target == "kernel":
         try:
             kernels._bench()
         except kernels.BenchUnavailableError as exc:
             raise SkipCaseError(str(exc)) from None
     prediction = ncu_prediction(params, ctx.gpu)
-    launch_count = None if sdpa else int(prediction["analytic"]["launches"])
+    # sdpa: every kernel in the bracket; kernel and store: the algorithm's own launches
+    launch_count = None if target == "sdpa" else int(prediction["analytic"]["launches"])
     try:
         measurement = ncu.profile(ctx.ncu_path, {**params, "profile": ctx.gpu.name},
                                   launch_count=launch_count)

@@ -10,7 +10,9 @@ Kinds (each has its handler in :mod:`memsim.validation.runner`):
 - ``sdpa``: PyTorch ``scaled_dot_product_attention`` with one ``backend`` (bf16);
 - ``llama``: a small Llama-3-8B-wide model, ``phase`` prefill of ``tokens`` or decode at
   ``position``;
-- ``ncu``: Nsight Compute counters of one ``kernel`` or ``sdpa`` case (``target=...``).
+- ``ncu``: Nsight Compute counters of one ``kernel`` or ``sdpa`` case (``target=...``), or
+  of one store-only kernel (``target=store``: a ``fill_`` of ``size_mib`` MiB under ncu's
+  ``cache_control`` ``all`` or ``none``; what ``dram__bytes_write`` counts, docs/DESIGN.md).
 
 Attention parameters: ``batch``, ``seq_len`` (N), ``kv_len`` (S), ``heads`` (H),
 ``kv_heads`` (K), ``head_dim`` (D), ``mask`` ("full", "causal", "window:W" or "topk:k")
@@ -48,7 +50,9 @@ class Case:
         p = self.params
         sub = {"ceiling": p.get("bench"), "kernel": p.get("algorithm"),
                "sdpa": p.get("backend"), "llama": p.get("phase"),
-               "ncu": f"{p.get('target')}-{p.get('algorithm') or p.get('backend')}"}[self.kind]
+               "ncu": f"{p.get('target')}-"
+                      f"{p.get('algorithm') or p.get('backend') or p.get('cache_control')}",
+               }[self.kind]
         return f"{self.kind}/{sub}"
 
 
@@ -137,7 +141,23 @@ def _llama_cases(full: bool) -> Iterator[Case]:
                                  "batch": 1})
 
 
+#: Buffer sizes (MiB) of the ncu ``store`` cases: below, around and above the 50 MiB L2 of
+#: H100/H200 (25 MiB: one of its two partitions); 96 MiB is still below B200's 126 MiB.
+FULL_STORE_MIB = (1, 4, 16, 24, 32, 40, 48, 64, 96)
+QUICK_STORE_MIB = (4, 24, 96)
+
+
+def _store_cases(full: bool) -> Iterator[Case]:
+    for size_mib, cache_control in product(FULL_STORE_MIB if full else QUICK_STORE_MIB,
+                                           ("all", "none")):
+        yield Case("ncu", {"target": "store", "size_mib": size_mib,
+                           "cache_control": cache_control, "dtype": "fp32"})
+
+
 def _ncu_cases(full: bool) -> Iterator[Case]:
+    """The store cases first: the last cases of a suite are the ones a time budget cuts,
+    and the attention cases already have committed records (measurements/h100-sxm)."""
+    yield from _store_cases(full)
     yield Case("ncu", {"target": "sdpa", "backend": "flash", **attention(seq_len=4096)})
     yield Case("ncu", {"target": "sdpa", "backend": "math", **attention(seq_len=1024)})
     yield Case("ncu", {"target": "kernel", "algorithm": "flash2", **attention(
