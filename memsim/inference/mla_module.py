@@ -7,6 +7,7 @@ classes); aiconfigurator's MLA/DSA module tables check it (:mod:`memsim.silicon.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -399,24 +400,41 @@ def dsa_s(B: np.ndarray, N: np.ndarray, S: np.ndarray, heads: int, *, kv_dtype: 
     FlashMLA's SM90 sparse kernel by its CTAs on Hopper where the backend has that class,
     else its 64-head tiles over all k slots in the roofline), as ``memsim attention
     --algorithm dsa --backend`` and the whole-model sums time it."""
-    from memsim.attention import backend_time_s, costs_for
+    from memsim.attention import backend_time_s
     from memsim.problem import AttentionProblem, Mask
 
     dtype = "fp8" if kv_family(kv_dtype) == "fp8" else "bf16"
-    out_s = np.zeros(np.shape(B))
     flat = [np.asarray(v, dtype=float).reshape(-1) for v in (B, N, S)]
-    keys = list(zip(*(v.tolist() for v in flat), strict=True))
-    for b, n, s in sorted(set(keys)):
+    rows: dict[tuple[float, float, float], list[int]] = {}
+    for i, key in enumerate(zip(*(v.tolist() for v in flat), strict=True)):
+        rows.setdefault(key, []).append(i)
+    gpu_key = gpu.model_dump_json()
+    _GPUS[gpu_key] = gpu
+    out_s = np.zeros(len(flat[0]))
+    for (b, n, s), at in sorted(rows.items()):
         problem = AttentionProblem(
             batch=int(b), seq_len=int(n), kv_len=int(s), heads=int(heads), kv_heads=1,
             head_dim=LATENT, head_dim_v=KV_LORA_RANK, dtype=dtype, mla=True,
             mask=Mask(causal=True, top_k=INDEX_TOPK))
-        cost, tiling = costs_for(problem, gpu, "dsa", l2_estimate=True)
+        cost, tiling = _dsa_costs(problem, gpu_key)
         t = backend_time_s(cost, gpu, problem, "dsa", backend, b, n,
                            blocks_per_sm=tiling.blocks_per_sm(gpu), S=s)
-        hit = np.asarray([k == (b, n, s) for k in keys]).reshape(np.shape(B))
-        out_s[hit] = float(np.asarray(t).reshape(-1)[0])
-    return out_s
+        out_s[at] = float(np.asarray(t).reshape(-1)[0])
+    return out_s.reshape(np.shape(B))
+
+
+# The GPUs :func:`_dsa_costs` has seen, by their JSON (a GPU model is not hashable)
+_GPUS: dict[str, Any] = {}
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _dsa_costs(problem: Any, gpu_key: str) -> tuple[Any, Any]:
+    """:func:`memsim.attention.costs_for` of a DSA problem (its cost and tiling), memoised:
+    they depend on the problem and the GPU's profile only, not on the kernel classes, so
+    a fit re-predicting the same module rows under trial classes computes them once."""
+    from memsim.attention import costs_for
+
+    return costs_for(problem, _GPUS[gpu_key], "dsa", l2_estimate=True)
 
 
 def module(phase: str, batch: Any, seq_len: Any, kv_len: Any, heads: int, *,
