@@ -7,6 +7,7 @@ classes); aiconfigurator's MLA/DSA module tables check it (:mod:`memsim.silicon.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -78,16 +79,12 @@ def module_parts(phase: str, batch: Any, seq_len: Any, kv_len: Any, heads: int, 
     T = B * N
     H = float(heads)
     mqa = mqa_rows(phase, sparse, N, kv_dtype, gpu, backend)
-    g = lambda k, n: _linear_s(T, n, k, gemm_dtype, gpu, backend)  # noqa: E731
     zero = np.zeros_like(T)
-    parts = {"fused_a": g(HIDDEN, Q_LORA_RANK + LATENT + (INDEX_HEAD_DIM if sparse else 0)),
-             "q_b_proj": g(Q_LORA_RANK, H * CONTEXT_D),
-             "o_proj": g(H * V_HEAD, HIDDEN)}
-    if sparse:
-        parts["indexer_wq_b"] = g(Q_LORA_RANK, INDEX_HEADS * INDEX_HEAD_DIM)
-        parts["indexer_weights"] = g(HIDDEN, INDEX_HEADS)
+    parts = {name: _linear_s(T, n, k, gemm_dtype, gpu, backend)
+             for name, (k, n) in linear_shapes(H, sparse).items()}
     if not mqa.all():
-        parts["kv_b_proj"] = np.where(mqa, zero, g(KV_LORA_RANK, H * (QK_NOPE + V_HEAD)))
+        k, n = kv_b_proj_shape(H)
+        parts["kv_b_proj"] = np.where(mqa, zero, _linear_s(T, n, k, gemm_dtype, gpu, backend))
     if mqa.any():
         bmm_dtype = _bmm_dtype(gemm_dtype, backend)
         for op in BMM_SHAPES:
@@ -117,6 +114,24 @@ def module_parts(phase: str, batch: Any, seq_len: Any, kv_len: Any, heads: int, 
                                            eager_ops),
                                 aux_s(T, heads, False, sparse, kv_dtype, gpu, cls, eager_ops))
     return parts
+
+
+def linear_shapes(H: float, sparse: bool) -> dict[str, tuple[float, float]]:
+    """The (k, n) of the linears every module call runs (:func:`module_parts`): the fused
+    down-projection, ``q_b_proj``, ``o_proj`` and, with DSA, the indexer's ``wq_b`` and
+    head weights; ``H`` heads per GPU."""
+    out = {"fused_a": (HIDDEN, Q_LORA_RANK + LATENT + (INDEX_HEAD_DIM if sparse else 0)),
+           "q_b_proj": (Q_LORA_RANK, H * CONTEXT_D),
+           "o_proj": (H * V_HEAD, HIDDEN)}
+    if sparse:
+        out["indexer_wq_b"] = (Q_LORA_RANK, INDEX_HEADS * INDEX_HEAD_DIM)
+        out["indexer_weights"] = (HIDDEN, INDEX_HEADS)
+    return out
+
+
+def kv_b_proj_shape(H: float) -> tuple[float, float]:
+    """(k, n) of the prefill (MHA) path's K/V decompression ``kv_b_proj``."""
+    return KV_LORA_RANK, H * (QK_NOPE + V_HEAD)
 
 
 # vLLM's MLA backends run a batch's short prefills on their decode kernel (the metadata
@@ -192,8 +207,9 @@ def _elementwise_class(backend: str | None) -> Any:
 
 
 def _host_class(backend: str | None) -> Any:
-    """The fitted class "module/<backend>/eager" (``floor_s``: the host's time of one eager
-    forward of the module), None where the backend has none."""
+    """The fitted class "module/<backend>/eager" (``floor_s``: the host's time of one
+    kernel launch of an eager module forward, :func:`eager_host_s`), None where the
+    backend has none."""
     from memsim.ops.classes import kernel_class
 
     try:
@@ -208,6 +224,71 @@ def _graphed(phase: str, sparse: bool) -> bool:
     collect_mla_module.py, ``use_cuda_graph = not (attn_type == "dsa" and is_context)``:
     the flashmla-sparse scratch of a captured graph is not reclaimed between cases)."""
     return not (sparse and phase == "context")
+
+
+# The kernels of vLLM's DSA prefill beyond memsim's linears, BMMs and element-wise kernels
+# (:func:`aux_kernels`), one launch each: the indexer's prefill path (vllm-project/vllm
+# @006475fe model_executor/layers/sparse_attn_indexer.py ``sparse_attn_indexer``, one
+# prefill chunk: the top-k buffer's ``fill(-1)``, ``cp_gather_indexer_k_quant_cache``,
+# DeepGEMM's ``fp8_fp4_mqa_logits``, ``top_k_per_row_prefill``) and FlashMLA's sparse
+# attention (@60191e18 v1/attention/backends/mla/flashmla_sparse.py
+# ``FlashMLASparseImpl.forward``: the query ``torch.cat``,
+# ``convert_req_index_to_global_index``, ``flash_mla_sparse_prefill``).
+DSA_PREFILL_LAUNCHES = {"indexer": 4, "sparse_mla": 3}
+# With an fp8_ds_mla cache the prefill tokens' keys are upconverted inline by the index
+# conversion into a bf16 workspace, after ``prefill_token_mask``'s zeros and fill and
+# ``prefill_seen.zero_()``, and the prefill output is copied into ``attn_out``: 4 more.
+DSA_PREFILL_FP8_LAUNCHES = 4
+
+
+def sparse_head_padding(gpu: Any) -> int:
+    """The head multiple FlashMLA's sparse prefill kernel needs: 64 on Hopper, 128 on the
+    SM100 family (``FlashMLASparseImpl.padding``; fewer heads are copied into a padded
+    query first, ``_forward_bf16_kv``)."""
+    return 64 if cc_major(gpu) == 9 else 128
+
+
+def dsa_prefill_launches(heads: int, kv_dtype: str, gpu: Any) -> int:
+    """Kernel launches of vLLM's DSA indexer and sparse attention in one prefill call
+    (:data:`DSA_PREFILL_LAUNCHES`; :data:`DSA_PREFILL_FP8_LAUNCHES` with an fp8 cache;
+    the head-padding copy where ``heads`` is not a multiple of
+    :func:`sparse_head_padding`)."""
+    n = sum(DSA_PREFILL_LAUNCHES.values())
+    n += DSA_PREFILL_FP8_LAUNCHES if kv_family(kv_dtype) == "fp8" else 0
+    return n + (1 if heads % sparse_head_padding(gpu) else 0)
+
+
+def eager_host_s(T: np.ndarray, heads: int, mqa: np.ndarray, *, sparse: bool,
+                 kv_dtype: str, gemm_dtype: str, gpu: Any, backend: str | None,
+                 eager_ops: str, launch_s: float) -> np.ndarray:
+    """Seconds the host takes to issue one eager module call over ``T`` tokens (array;
+    ``mqa`` per row, :func:`mqa_rows`): ``launch_s`` (the fitted "module/<backend>/eager"
+    floor) per kernel launch — the element-wise kernels (:func:`aux_launches`), the BMMs,
+    DSA's prefill kernels (:func:`dsa_prefill_launches`), each linear's kernels (with a
+    split-K reduction where it splits) — except a linear whose GEMM class was itself timed
+    eagerly (vLLM's fp8_block, memsim.ops.gemm): its host time is that class's floor, the
+    host time of the very same ``W8A8BlockFp8LinearOp`` call, measured."""
+    from memsim.ops.gemm import predict as gemm
+
+    T = np.asarray(T, dtype=float)
+    H = float(heads)
+    pad_v = pads_v(gpu)
+    aux = {m: aux_launches(heads, m, sparse, kv_dtype, pad_v, eager_ops)[0]
+           for m in (True, False)}
+    launches = np.where(mqa, aux[True] + len(BMM_SHAPES), aux[False])
+    if sparse:
+        launches = launches + dsa_prefill_launches(heads, kv_dtype, gpu)
+    host = np.zeros_like(T)
+    shapes = [(np.ones(T.shape, dtype=bool), kn) for kn in linear_shapes(H, sparse).values()]
+    shapes.append((~np.asarray(mqa, dtype=bool), kv_b_proj_shape(H)))
+    for runs, (k, n) in shapes:
+        p = gemm(T, n, k, dtype=gemm_dtype, gpu=gpu, backend=backend)
+        if p.detail["eager"]:
+            host = host + np.where(runs, np.asarray(p.launch_s, dtype=float), 0.0)
+        else:
+            split = np.asarray(p.detail["split_k"], dtype=float) > 1
+            launches = launches + np.where(runs, p.detail["kernels"] + split, 0)
+    return launches * launch_s + host
 
 
 def _linear_s(T: np.ndarray, n: float, k: float, gemm_dtype: str, gpu: Any,
@@ -366,14 +447,13 @@ def aux_kernels(mqa: bool, sparse: bool, kv_dtype: str, pad_v: bool = True) -> l
             *(name for name, (tag, _, _) in AUX_KERNELS.items() if tag in tags)]
 
 
-def aux_s(T: np.ndarray, heads: int, mqa: bool, sparse: bool, kv_dtype: str, gpu: Any,
-          cls: Any, eager_ops: str = "native") -> np.ndarray:
-    """Seconds of the module's element-wise kernels (:func:`aux_kernels`; ``eager_ops``
-    how the norms and RoPE ran, :data:`EAGER_OPS`: :data:`RMS_NORM_KERNELS`,
-    :func:`rope_kernels`) over ``T`` tokens (array): each launch costs ``cls.floor_s``,
-    their bytes stream at ``cls``'s HBM efficiency."""
+def aux_launches(heads: int, mqa: bool, sparse: bool, kv_dtype: str, pad_v: bool,
+                 eager_ops: str = "native") -> tuple[int, float]:
+    """The kernel launches one module call makes for its element-wise kernels
+    (:func:`aux_kernels`; ``eager_ops`` how the norms and RoPE ran, :data:`EAGER_OPS`:
+    :data:`RMS_NORM_KERNELS`, :func:`rope_kernels`) and the bytes they move per token."""
     e = float(FP8 if kv_family(kv_dtype) == "fp8" else BF16)
-    kernels = aux_kernels(mqa, sparse, kv_dtype, pads_v(gpu))
+    kernels = aux_kernels(mqa, sparse, kv_dtype, pad_v)
     norm_launches, norm_bytes = RMS_NORM_KERNELS[eager_ops]
     launches = len(RMS_NORMS) * norm_launches
     per_token = norm_bytes * sum(RMS_NORMS.values())
@@ -385,6 +465,15 @@ def aux_s(T: np.ndarray, heads: int, mqa: bool, sparse: bool, kv_dtype: str, gpu
     names = [n for n in kernels if n in AUX_KERNELS]
     launches += sum(AUX_KERNELS[n][1] for n in names)
     per_token += sum(AUX_KERNELS[n][2](float(heads), e) for n in names)
+    return launches, per_token
+
+
+def aux_s(T: np.ndarray, heads: int, mqa: bool, sparse: bool, kv_dtype: str, gpu: Any,
+          cls: Any, eager_ops: str = "native") -> np.ndarray:
+    """Seconds of the module's element-wise kernels (:func:`aux_launches`) over ``T``
+    tokens (array): each launch costs ``cls.floor_s``, their bytes stream at ``cls``'s HBM
+    efficiency."""
+    launches, per_token = aux_launches(heads, mqa, sparse, kv_dtype, pads_v(gpu), eager_ops)
     bw = gpu.spec.hbm_bandwidth_bytes_per_s * cls.eff("hbm")
     return launches * cls.floor_s + T * per_token / bw
 
@@ -399,24 +488,41 @@ def dsa_s(B: np.ndarray, N: np.ndarray, S: np.ndarray, heads: int, *, kv_dtype: 
     FlashMLA's SM90 sparse kernel by its CTAs on Hopper where the backend has that class,
     else its 64-head tiles over all k slots in the roofline), as ``memsim attention
     --algorithm dsa --backend`` and the whole-model sums time it."""
-    from memsim.attention import backend_time_s, costs_for
+    from memsim.attention import backend_time_s
     from memsim.problem import AttentionProblem, Mask
 
     dtype = "fp8" if kv_family(kv_dtype) == "fp8" else "bf16"
-    out_s = np.zeros(np.shape(B))
     flat = [np.asarray(v, dtype=float).reshape(-1) for v in (B, N, S)]
-    keys = list(zip(*(v.tolist() for v in flat), strict=True))
-    for b, n, s in sorted(set(keys)):
+    rows: dict[tuple[float, float, float], list[int]] = {}
+    for i, key in enumerate(zip(*(v.tolist() for v in flat), strict=True)):
+        rows.setdefault(key, []).append(i)
+    gpu_key = gpu.model_dump_json()
+    _GPUS[gpu_key] = gpu
+    out_s = np.zeros(len(flat[0]))
+    for (b, n, s), at in sorted(rows.items()):
         problem = AttentionProblem(
             batch=int(b), seq_len=int(n), kv_len=int(s), heads=int(heads), kv_heads=1,
             head_dim=LATENT, head_dim_v=KV_LORA_RANK, dtype=dtype, mla=True,
             mask=Mask(causal=True, top_k=INDEX_TOPK))
-        cost, tiling = costs_for(problem, gpu, "dsa", l2_estimate=True)
+        cost, tiling = _dsa_costs(problem, gpu_key)
         t = backend_time_s(cost, gpu, problem, "dsa", backend, b, n,
                            blocks_per_sm=tiling.blocks_per_sm(gpu), S=s)
-        hit = np.asarray([k == (b, n, s) for k in keys]).reshape(np.shape(B))
-        out_s[hit] = float(np.asarray(t).reshape(-1)[0])
-    return out_s
+        out_s[at] = float(np.asarray(t).reshape(-1)[0])
+    return out_s.reshape(np.shape(B))
+
+
+# The GPUs :func:`_dsa_costs` has seen, by their JSON (a GPU model is not hashable)
+_GPUS: dict[str, Any] = {}
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _dsa_costs(problem: Any, gpu_key: str) -> tuple[Any, Any]:
+    """:func:`memsim.attention.costs_for` of a DSA problem (its cost and tiling), memoised:
+    they depend on the problem and the GPU's profile only, not on the kernel classes, so
+    a fit re-predicting the same module rows under trial classes computes them once."""
+    from memsim.attention import costs_for
+
+    return costs_for(problem, _GPUS[gpu_key], "dsa", l2_estimate=True)
 
 
 def module(phase: str, batch: Any, seq_len: Any, kv_len: Any, heads: int, *,
@@ -437,19 +543,43 @@ def module(phase: str, batch: Any, seq_len: Any, kv_len: Any, heads: int, *,
     parts = module_parts(phase, batch, seq_len, kv_len, heads, kv_dtype=kv_dtype,
                          gemm_dtype=gemm_dtype, sparse=sparse, gpu=gpu, backend=backend,
                          mla_dtype=mla_dtype, eager_ops=eager_ops)
-    total = sum(parts.values())
-    host = _host_class(backend)
-    if host is not None and not _graphed(phase, sparse):
-        # an eager forward: the GPU runs behind the host's launches, so the module takes
-        # the longer of the host's time (the class floor) and the kernels'
-        total = np.maximum(total, host.floor_s)
+    kernels_s = sum(parts.values())
+    host_s = eager_module_host_s(phase, batch, seq_len, heads, kv_dtype=kv_dtype,
+                                 gemm_dtype=gemm_dtype, sparse=sparse, gpu=gpu,
+                                 backend=backend, eager_ops=eager_ops)
+    # an eager forward was timed over back-to-back calls between two CUDA events with no
+    # synchronisation inside (aiconfigurator collector/helper.py ``benchmark_with_power``,
+    # its eager branch): each launch returns once its kernel is queued on the stream, so
+    # the host (producer) runs ahead of the GPU (consumer) and the slower of the two sets
+    # the pace — per call the larger of the host's time and the kernels', not their sum
+    # (a sum needs the host to wait for the GPU inside the call)
+    total = np.maximum(kernels_s, host_s)
     zero = np.zeros_like(total)
-    return OpPrediction(time_s=out(total), bound=bound_of(parts, zero), flops=out(zero),
-                        hbm_bytes=out(zero), launch_s=out(zero),
+    bound = np.where(host_s > kernels_s, "host", bound_of(parts, zero))
+    return OpPrediction(time_s=out(total), bound=str(bound) if bound.ndim == 0 else bound,
+                        flops=out(zero), hbm_bytes=out(zero), launch_s=out(zero),
                         terms_s={k: out(v) for k, v in parts.items()},
-                        detail={"sparse": sparse, "gemm_dtype": gemm_dtype})
+                        detail={"sparse": sparse, "gemm_dtype": gemm_dtype,
+                                "host_s": out(host_s)})
 
 
-__all__ = ["AUX_KERNELS", "EAGER_OPS", "HIDDEN", "INDEX_TOPK", "aux_kernels", "aux_s",
-           "dsa_s", "eager_ops_of", "module", "module_parts", "mqa_rows", "pads_v",
-           "prefill_kv_dtype"]
+def eager_module_host_s(phase: str, batch: Any, seq_len: Any, heads: int, *,
+                        kv_dtype: str, gemm_dtype: str, sparse: bool, gpu: Any,
+                        backend: str | None, eager_ops: str) -> np.ndarray:
+    """The host's seconds per call of a module the collector ran eagerly
+    (:func:`_graphed`; :func:`eager_host_s` with the class "module/<backend>/eager"),
+    0 for a CUDA-graph replay or a backend without that class."""
+    B, N = as_float(batch, seq_len)
+    host = _host_class(backend)
+    if host is None or _graphed(phase, sparse):
+        return np.zeros_like(B * N)
+    gpu = resolve_gpu(gpu)
+    return eager_host_s(B * N, heads, mqa_rows(phase, sparse, N, kv_dtype, gpu, backend),
+                        sparse=sparse, kv_dtype=kv_dtype, gemm_dtype=gemm_dtype, gpu=gpu,
+                        backend=backend, eager_ops=eager_ops, launch_s=host.floor_s)
+
+
+__all__ = ["AUX_KERNELS", "DSA_PREFILL_LAUNCHES", "EAGER_OPS", "HIDDEN", "INDEX_TOPK",
+           "aux_kernels", "aux_launches", "aux_s", "dsa_prefill_launches", "dsa_s",
+           "eager_host_s", "eager_module_host_s", "eager_ops_of", "linear_shapes", "module",
+           "module_parts", "mqa_rows", "pads_v", "prefill_kv_dtype"]

@@ -224,9 +224,10 @@ def specs() -> list[FitSpec]:
                        ("row_s",), {"kv_cache_dtype": "bfloat16"}))
     # vLLM's FlashMLA sparse kernels (memsim.ops.sparse_mla) on its CUDA-graphed decode
     # module rows: a bf16 cache runs the sparse prefill kernel, an fp8 cache the fp8
-    # sparse decode kernel; the host's time of the eager DSA prefill module (the
-    # collector runs it without a CUDA graph: memsim.inference.mla_module._graphed) on
-    # the context module rows
+    # sparse decode kernel; the host's time per kernel launch of the eager DSA prefill
+    # module (the collector runs it without a CUDA graph: memsim.inference.mla_module
+    # ._graphed, .eager_host_s) on the context module rows, fitted after the two sparse
+    # classes (its rows' kernel time uses them)
     for kernel, db, row in (("prefill", "bfloat16", ("row_s",)), ("decode", "fp8", ())):
         out.append(FitSpec((f"dsa/vllm/sparse_{kernel}",), "dsa_generation_module", "vllm",
                            ("floor_s", "tensor", *row), {"kv_cache_dtype": db}))
