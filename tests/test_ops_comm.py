@@ -181,7 +181,7 @@ def test_moe_a2a_kernels_hide_behind_the_host_work_after_their_launch(
     # is the floor alone while the GPU work beyond the floor is shorter than host_s, and
     # floor + that work − host_s beyond; the GPU work is read off the same call with no
     # host work (time − floor), not recomputed from the terms. A CUDA-graph replay
-    # (eager=False, the default) has no host work: host_s changes nothing
+    # (eager=False, the default) has no host work: it pays floor − host_s + GPU work
     import dataclasses
 
     from memsim.ops.classes import trial_classes
@@ -203,13 +203,14 @@ def test_moe_a2a_kernels_hide_behind_the_host_work_after_their_launch(
                                          rel=1e-9)
     assert more.time_s >= eager.time_s
     assert (eager.bound == "latency") == (cls.floor_s > gpu_s - host.host_s)
-    assert graphed.time_s == pytest.approx(float(ref.time_s), rel=1e-12)
+    assert graphed.time_s == pytest.approx(float(ref.time_s) - host.host_s, rel=1e-12)
 
 
 def test_host_work_is_not_applied_to_graph_captured_or_sglang_calls() -> None:
     # whole-model predictions: the decode's low-latency calls run inside a CUDA graph (no
-    # host work), SGLang's dispatcher is not vLLM's code (its classes hold no host_s); only
-    # the collector's eager rows and an eager normal-mode call pay floor − host_s less
+    # host work), SGLang's dispatcher is not vLLM's code (its classes hold no host_s). A
+    # replay pays floor − host_s + GPU work, an eager call floor + max(0, GPU − host_s):
+    # the same once the GPU work outlasts host_s, the eager call dearer below it
     from memsim.inference.comm import moe_a2a_s
 
     kw = {"hidden": 7168, "top_k": 8, "experts": 256, "ep": 8, "gpu": load_gpu("h200"),
@@ -219,7 +220,12 @@ def test_host_work_is_not_applied_to_graph_captured_or_sglang_calls() -> None:
     big = 8192.0
     graphed = comm.moe_all_to_all(big, mode="normal", backend="vllm", **kw)
     eager = comm.moe_all_to_all(big, mode="normal", backend="vllm", eager=True, **kw)
-    assert eager.time_s == pytest.approx(graphed.time_s - cls.host_s)
+    assert float(eager.time_s - cls.floor_s) > cls.host_s   # the GPU work outlasts it
+    assert eager.time_s == pytest.approx(graphed.time_s)
+    small = {e: comm.moe_all_to_all(1.0, mode="normal", backend="vllm", eager=e, **kw)
+             for e in (False, True)}
+    assert small[True].time_s == pytest.approx(cls.floor_s)   # hidden behind host_s
+    assert small[False].time_s < small[True].time_s
     assert moe_a2a_s(big, mode="normal", backend="vllm", **kw) == pytest.approx(
         graphed.time_s)
     assert moe_a2a_s(big, mode="normal", backend="vllm", eager=True, **kw) == pytest.approx(
@@ -566,3 +572,71 @@ def test_h100s_slower_copy_makes_its_collector_combine_rows_no_slower_than_h200s
                                               dtype="bf16", gpu=load_gpu("h200")))
     if h200_clone < kernel_class("a2a/low_latency/combine", "vllm").prelaunch_s:
         assert row["h100-sxm"] < row["h200"]
+
+
+@given(st.integers(1, 65536), st.sampled_from(["vllm", "trtllm", "sglang"]),
+       st.sampled_from(["normal", "low_latency"]), st.sampled_from(["dispatch", "combine"]),
+       st.floats(0.0, 0.5), st.floats(0.0, 0.5))
+def test_a_graph_replay_pays_no_host_work_of_either_kind(
+        tokens: int, backend: str, mode: str, phase: str, host_share: float,
+        prelaunch_share: float) -> None:
+    # one rule for host_s (after the launch) and prelaunch_s (before it): a CUDA-graph
+    # replay has no host work, so it pays floor_s − host_s − prelaunch_s + GPU work, the
+    # GPU work unchanged; an eager call (no collector) never pays less than the replay
+    import dataclasses
+
+    from memsim.ops.classes import trial_classes
+
+    kw = {"hidden": 7168, "top_k": 8, "experts": 256, "ep": 8, "mode": mode,
+          "phase": phase, "gpu": "h200", "backend": backend}
+    cls = kernel_class(f"a2a/{mode}/{phase}", backend)
+    none = dataclasses.replace(cls, host_s=0.0, prelaunch_s=0.0)
+    some = dataclasses.replace(cls, host_s=host_share * cls.floor_s,
+                               prelaunch_s=prelaunch_share * cls.floor_s)
+    times = {}
+    for name, c in (("none", none), ("some", some)):
+        with trial_classes({cls.name: c}):
+            times[name] = {e: float(comm.moe_all_to_all(tokens, eager=e, **kw).time_s)
+                           for e in (False, True)}
+    assert times["some"][False] == pytest.approx(
+        times["none"][False] - some.host_s - some.prelaunch_s, rel=1e-9, abs=1e-15)
+    assert times["some"][True] >= times["some"][False] * (1 - 1e-12)
+
+
+@pytest.mark.parametrize("backend", ["trtllm", "sglang"])
+def test_only_vllms_collector_rows_get_the_clone(backend: str) -> None:
+    # the clone is vLLM's collector's (collect_moe_a2a.py), not the kernel's: another
+    # backend's low-latency combine holding a prelaunch_s pays all of it on a collector
+    # row, as in a model's eager call; the fitter frees prelaunch_share by the same set
+    import dataclasses
+
+    from memsim.ops.classes import trial_classes
+    from memsim.silicon import fit
+
+    assert fit.COLLECTOR_CLONED is comm.COLLECTOR_CLONED
+    assert comm.COLLECTOR_CLONED == {("vllm", "low_latency", "combine")}
+    kw = {"hidden": 7168, "top_k": 8, "experts": 256, "ep": 8, "mode": "low_latency",
+          "phase": "combine", "gpu": "h100-sxm", "eager": True}
+    cls = kernel_class("a2a/low_latency/combine", backend)
+    trial = dataclasses.replace(cls, prelaunch_s=0.5 * cls.floor_s, skew_s=0.0)
+    vllm = kernel_class("a2a/low_latency/combine", "vllm")
+    with trial_classes({cls.name: trial, vllm.name: dataclasses.replace(
+            vllm, prelaunch_s=0.5 * vllm.floor_s, skew_s=0.0)}):
+        row, call = (float(comm.moe_all_to_all(64, backend=backend, collector=c,
+                                               **kw).time_s) for c in (True, False))
+        vrow, vcall = (float(comm.moe_all_to_all(64, backend="vllm", collector=c,
+                                                 **kw).time_s) for c in (True, False))
+    assert row == pytest.approx(call, rel=1e-12)
+    # the law's other side: vLLM's row does get it (64 tokens: the clone outlasts it)
+    assert vrow == pytest.approx(vcall - 0.5 * vllm.floor_s, rel=1e-9)
+
+
+def test_collector_clone_copies_elements_not_scales() -> None:
+    # the collector clones prepared[0], DeepEP's packed_recv_x: elements only (its fp8
+    # scales are packed_recv_x_scales, another tensor), so fp8 copies half bf16's bytes
+    # and nvfp4 a quarter, not the wire's 1 + 4/128 and 0.5 + 1/16 bytes per element
+    kw = {"experts": 256, "hidden": 7168, "gpu": load_gpu("h200")}
+    bf16 = float(comm.collector_clone_s(16, dtype="bf16", **kw))
+    assert float(comm.collector_clone_s(16, dtype="fp8", **kw)) == pytest.approx(bf16 / 2)
+    assert float(comm.collector_clone_s(16, dtype="nvfp4", **kw)) == pytest.approx(bf16 / 4)
+    assert comm.A2A_WIRE_BYTES["fp8"] == 1.0 + 4.0 / 128   # the wire keeps its scales

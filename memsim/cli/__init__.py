@@ -69,8 +69,11 @@ def main(argv: list[str] | None = None) -> None:
     passes over them: memory the OS takes back at exit anyway. CPU time of a fresh
     process, minimum of 5 interleaved (2026-12-02, 2 cores): ``memsim --help`` 0.159 →
     0.140 s; the 128K causal GQA ``memsim trace``, numba and LLVM loaded, 1.094 → 1.000
-    s. Flushing, atexit handlers and module teardown run as before; :func:`run` (tests,
-    a notebook) leaves the collector alone."""
+    s. atexit handlers and module teardown run as before, and so does flushing of the
+    standard streams and of files closed explicitly (every memsim write uses ``with`` or
+    :func:`memsim.files.atomic_open`); an object kept alive only by a reference cycle is
+    never finalised after the freeze (a file it holds would not be flushed). :func:`run`
+    (tests, a notebook) leaves the collector alone."""
     code = run(argv)
     gc.freeze()
     sys.exit(code)

@@ -99,15 +99,18 @@ class KernelClass:
       does after launching its last kernel, before the caller's end event is recorded;
       the kernels' GPU time hides behind it (vLLM's eager DeepEP normal-mode prepare,
       :func:`memsim.ops.comm.moe_all_to_all` with ``eager=True``): time = ``floor_s`` +
-      max(0, GPU time − ``host_s``). A CUDA-graph replay has no host work: 0 there.
+      max(0, GPU time − ``host_s``). A CUDA-graph replay has no host work: it pays
+      ``floor_s`` − ``host_s`` − ``prelaunch_s`` + GPU time (one rule for both).
     - ``prelaunch_s`` [s per call, ≤ ``floor_s``]: host (CPU) work an eager framework call
       does *before* launching its kernel, part of ``floor_s`` (vLLM's low-latency
       ``finalize``: its Python down to ``low_latency_combine``'s launch). A CUDA-graph
-      replay has none (time = ``floor_s`` − ``prelaunch_s`` + …); GPU work queued before
-      the call runs under it, which in aiconfigurator's collector is a known kernel (its
-      ``expert_x.clone()`` between dispatch and combine), so its rows pay ``floor_s`` −
-      min(``prelaunch_s``, the clone's time) (``collector=True``,
-      :func:`memsim.ops.comm.moe_all_to_all`); a model's eager call pays all of it.
+      replay has none (time = ``floor_s`` − ``host_s`` − ``prelaunch_s`` + …); GPU work
+      queued before the call runs under it, which in aiconfigurator's collector is a
+      known kernel (its ``expert_x.clone()`` between dispatch and combine), so its rows
+      pay ``floor_s`` − min(``prelaunch_s``, the clone's time) (``collector=True``,
+      :func:`memsim.ops.comm.moe_all_to_all`); a model's eager call pays all of it, an
+      upper bound (GPU work queued before it, e.g. a MoE layer's expert GEMMs before its
+      combine, would hide it as the clone does).
     - ``skew_s`` [s per call]: a measurement artefact of aiconfigurator's collector, not
       of the kernel: the ranks' calls start unaligned (no barrier right before the start
       event), so a kernel that first waits for every rank's messages finds the early

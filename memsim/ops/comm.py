@@ -409,11 +409,16 @@ def all_to_all(message_bytes: Any, gpus: int, *, gpu: Any = "h100-sxm",
 #: (``AlltoallMethodType.DeepEP`` / ``DeepEPLowLatency``), vLLM and SGLang launch for EP.
 A2A_MODES = ("normal", "low_latency")
 A2A_PHASES = ("dispatch", "combine")
-#: Dispatch wire formats: bytes per hidden element and per-token scale bytes per element.
-#: fp8: one fp32 scale per 128 elements (DeepEP's (x, x_scales) tuple, DeepSeek-V3 §3.3.2);
-#: nvfp4: two elements per byte plus one fp8 scale per 16 (TensorRT-LLM dispatches the
-#: packed x and x_sf through DeepEP, fused_moe_wide_ep.py "Adapter between x_sf and DeepEP").
-A2A_WIRE_BYTES = {"bf16": 2.0, "fp16": 2.0, "fp8": 1.0 + 4.0 / 128, "nvfp4": 0.5 + 1.0 / 16}
+#: Dispatch formats: bytes per hidden element, the elements alone (what DeepEP's
+#: ``packed_recv_x`` holds; its scales are a separate tensor, ``packed_recv_x_scales``).
+A2A_ELEMENT_BYTES = {"bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "nvfp4": 0.5}
+#: Per-token scale bytes per hidden element of the quantised formats. fp8: one fp32 scale
+#: per 128 elements (DeepEP's (x, x_scales) tuple, DeepSeek-V3 §3.3.2); nvfp4: one fp8
+#: scale per 16 (TensorRT-LLM dispatches the packed x and x_sf through DeepEP,
+#: fused_moe_wide_ep.py "Adapter between x_sf and DeepEP").
+A2A_SCALE_BYTES = {"fp8": 4.0 / 128, "nvfp4": 1.0 / 16}
+#: Dispatch wire formats: bytes per hidden element on the wire, elements and scales.
+A2A_WIRE_BYTES = {d: b + A2A_SCALE_BYTES.get(d, 0.0) for d, b in A2A_ELEMENT_BYTES.items()}
 
 
 def remote_ranks_per_token(experts: int, top_k: int, ep: int, groups: int = 1,
@@ -592,38 +597,52 @@ def fitted_hop_s() -> float:
                           for name in FIT_GPUS]))
 
 
+#: The (backend, mode, phase) of the collector rows whose call follows a GPU kernel of the
+#: collector's own that the call's host work before its launch runs under
+#: (:func:`collector_clone_s`; memsim.ops.classes.KernelClass ``prelaunch_s``): vLLM's
+#: low-latency combine, after collector/wideep/vllm/collect_moe_a2a.py's ``expert_output =
+#: expert_x.clone()`` of the dispatch's whole packed receive buffer. The normal combine's
+#: clone is of the received tokens only (T · ranks reached rows, not experts/G · G · T),
+#: too small to hide anything; TensorRT-LLM's collector (collector/wideep/trtllm/
+#: collect_moe_a2a.py) is other code. The one place this rule lives: the fitter
+#: (memsim.silicon.fit) frees ``prelaunch_share`` for these classes only.
+COLLECTOR_CLONED = frozenset({("vllm", "low_latency", "combine")})
+
+
 def collector_clone_s(tokens: Any, *, experts: int, hidden: int, dtype: str,
                       gpu: Any) -> np.ndarray:
     """Seconds of the GPU copy aiconfigurator's vLLM collector runs between its timed
     low-latency dispatch and combine (collector/wideep/vllm/collect_moe_a2a.py
     ``VllmBenchmarkAdapter.benchmark``: ``expert_output = expert_x.clone()``, outside both
     events): DeepEP's whole packed receive buffer, ``(experts / G, G · capacity, hidden)``
-    of the dispatch's ``dtype`` (csrc/deep_ep.cpp @73b6ea4 ``low_latency_dispatch``:
-    ``packed_recv_x``), read and written once at the profile's measured copy rate
+    elements of the dispatch's ``dtype`` (csrc/deep_ep.cpp @73b6ea4 ``low_latency_dispatch``:
+    ``packed_recv_x``; :data:`A2A_ELEMENT_BYTES`: its fp8 scales are another tensor,
+    ``packed_recv_x_scales``, which the collector does not clone: it clones ``prepared[0]``
+    alone), read and written once at the profile's measured copy rate
     (``hbm_bandwidth`` × its efficiency). The collector's capacity is the row's token count
     (``VllmMoeA2ACase(..., tokens, LL_SMS, tokens)``), so the copy is 2 · experts · T ·
     hidden elements whatever the EP size: 117 MB at T = 16, 7168 wide, 256 experts, bf16
     (39 µs on H100, 30 µs on H200, 19 µs on B200)."""
     T = np.asarray(tokens, dtype=float)
-    clone_bytes = 2.0 * experts * T * hidden * A2A_WIRE_BYTES[dtype]
+    clone_bytes = 2.0 * experts * T * hidden * A2A_ELEMENT_BYTES[dtype]
     return clone_bytes / (gpu.spec.hbm_bandwidth_bytes_per_s * gpu.efficiency.hbm_bandwidth)
 
 
-def _prelaunch_hidden_s(cls: Any, T: np.ndarray, *, mode: str, phase: str, eager: bool,
-                        collector: bool, experts: int, hidden: int, dtype: str,
-                        gpu: Any) -> np.ndarray:
-    """The part of the class's host work before the launch (``prelaunch_s``, inside
-    ``floor_s``) a call does not pay: all of it in a CUDA-graph replay (no host work), up
-    to the collector's clone (:func:`collector_clone_s`, queued right before the combine)
-    on the collector's low-latency combine rows (the GPU copies while the host works),
-    none in a model's eager call (what GPU work precedes it is not this op's to know)."""
+def _floor_s(cls: Any, T: np.ndarray, *, cloned: bool, eager: bool, collector: bool,
+             experts: int, hidden: int, dtype: str, gpu: Any) -> np.ndarray:
+    """Seconds of the class's ``floor_s`` a call pays, less the host work in it that the
+    call does not pay: a CUDA-graph replay has no host work, before its launch or after it
+    (``floor_s`` − ``host_s`` − ``prelaunch_s``); the collector's rows of a
+    :data:`COLLECTOR_CLONED` class (``cloned``) pay ``floor_s`` − min(``prelaunch_s``, the
+    clone queued right before the call, :func:`collector_clone_s`: the GPU copies while
+    the host works); any other eager call pays all of ``floor_s`` (its ``host_s`` hides
+    GPU time instead, :func:`moe_all_to_all`)."""
     if not eager:
-        return np.full_like(T, cls.prelaunch_s)
-    if collector and (mode, phase) == ("low_latency", "combine") and cls.prelaunch_s:
-        return np.minimum(cls.prelaunch_s, collector_clone_s(T, experts=experts,
-                                                             hidden=hidden, dtype=dtype,
-                                                             gpu=gpu))
-    return np.zeros_like(T)
+        return np.full_like(T, cls.floor_s - cls.host_s - cls.prelaunch_s)
+    if collector and cloned and cls.prelaunch_s:
+        return cls.floor_s - np.minimum(cls.prelaunch_s, collector_clone_s(
+            T, experts=experts, hidden=hidden, dtype=dtype, gpu=gpu))
+    return np.full_like(T, cls.floor_s)
 
 
 def moe_all_to_all(tokens: Any, *, hidden: int, top_k: int, experts: int, ep: int,
@@ -686,14 +705,17 @@ def moe_all_to_all(tokens: Any, *, hidden: int, top_k: int, experts: int, ep: in
     ``bound`` names the largest side: "forward", "wire", else "sm_copy" / "link" or "copy"
     (whichever of the two is larger), or "latency" where the floor exceeds what is left.
     Time = floor + max(0, GPU time − ``host_s``) for an ``eager`` call, floor + GPU time
-    otherwise; the floor is ``floor_s`` less the host work before the launch the call
-    does not pay (``prelaunch_s``, below).
+    in a CUDA-graph replay (``eager=False``); the floor is ``floor_s`` less the host work
+    in it the call does not pay. One rule for both kinds of host work: a replay has none,
+    so it pays ``floor_s`` − ``host_s`` − ``prelaunch_s`` (the low-latency kernels in
+    vLLM's and TensorRT-LLM's decode); an eager call pays ``floor_s`` (less the clone's
+    share of ``prelaunch_s`` on the collector's rows, below).
 
     ``host_s`` is the part of the call's fixed time that the transfer runs under; it
     exists only for an ``eager`` call (host code runs between the launch and the caller's
-    end event) and is 0 inside a CUDA graph (a replay has no host work to hide behind:
-    the low-latency kernels in vLLM's and TensorRT-LLM's decode). aiconfigurator's vLLM
-    rows time the framework's eager Python calls with CUDA events around them
+    end event), and a replay, with no host work to hide behind, pays neither it nor the
+    GPU time it would hide. aiconfigurator's vLLM rows time the framework's eager
+    Python calls with CUDA events around them
     (ai-dynamo/aiconfigurator collector/wideep/vllm/collect_moe_a2a.py
     ``VllmBenchmarkAdapter.benchmark``: ``prepare_finalize.prepare`` / ``.finalize``, no
     CUDA graph: the silicon mapper passes ``eager=True``), so a kernel shorter than the
@@ -716,9 +738,10 @@ def moe_all_to_all(tokens: Any, *, hidden: int, top_k: int, experts: int, ep: in
 
     ``prelaunch_s`` is the host work a call does before its launch, inside ``floor_s``
     (vLLM's low-latency ``finalize``, deepep_ll.py ``_finalize``: its Python down to
-    ``low_latency_combine``'s launch). A CUDA-graph replay has none: floor_s −
-    prelaunch_s. GPU work queued before the call runs under it; in the collector that is
-    its own ``expert_output = expert_x.clone()`` of the low-latency dispatch's whole
+    ``low_latency_combine``'s launch). A CUDA-graph replay has none (above). GPU work
+    queued before the call runs under it; in the collector (vLLM's: the
+    :data:`COLLECTOR_CLONED` classes, by (backend, mode, phase)) that is its own
+    ``expert_output = expert_x.clone()`` of the low-latency dispatch's whole
     packed receive buffer, right before the combine's start event
     (:func:`collector_clone_s`: 2 · experts · T · hidden elements, read and written), so
     its rows pay floor_s − min(prelaunch_s, clone). The rows show it: vLLM's low-latency
@@ -726,8 +749,10 @@ def moe_all_to_all(tokens: Any, *, hidden: int, top_k: int, experts: int, ep: in
     against 46-56 µs), where the clone (25-50 µs on H100) outlasts the host work, and
     H100's rows there are below H200's (37-38 against 41-51 µs: its HBM copies the
     buffer 1.3× slower, 2.99 against 3.89 TB/s, hiding more), though the two share the
-    NVLink. A model's eager call
-    pays all of it (what GPU work precedes it is not this op's to know).
+    NVLink. A model's eager call pays all of it, an upper bound: what GPU work precedes it
+    is not this op's to know (in a MoE layer the combine is queued right after the expert
+    GEMMs, which hide the host work as the clone does; no caller makes that call today:
+    memsim.inference.mlp runs the low-latency kernels in the decode's CUDA graph).
 
     In the normal kernels the per-copy cost is a chain of NVLink round trips, not SM work,
     so it is scaled by the group's own hop latency (NVLink inside the scale-up domain, the
@@ -795,9 +820,9 @@ def moe_all_to_all(tokens: Any, *, hidden: int, top_k: int, experts: int, ep: in
     copy_s = copies * cls.row_s * hop_ratio
     wire_s = traffic / (bw * wire_efficiency(gpu, G))
     forward_s = _forward_s(T, copy_bytes, gpu, G, mode, experts, top_k, groups, topk_groups)
-    floor = cls.floor_s - _prelaunch_hidden_s(cls, T, mode=mode, phase=phase, eager=eager,
-                                              collector=collector, experts=experts,
-                                              hidden=hidden, dtype=dtype, gpu=gpu)
+    cloned = (check_backend(backend), mode, phase) in COLLECTOR_CLONED
+    floor = _floor_s(cls, T, cloned=cloned, eager=eager, collector=collector,
+                     experts=experts, hidden=hidden, dtype=dtype, gpu=gpu)
     # never faster than the wire, nor than the NVLink forwarding beyond one domain
     gpu_s = np.maximum(np.maximum(rate_s + copy_s, wire_s), forward_s)
     # host work after the launch (eager calls); the collector's rank skew (its rows only)

@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from memsim.ops.classes import DATA_FILE, KernelClass, trial_classes
+from memsim.ops.comm import COLLECTOR_CLONED
 from memsim.silicon.tables import Rows
 
 LOSS, F_SCALE = "soft_l1", 0.1
@@ -263,13 +264,6 @@ VLLM_HOST_HIDDEN = {("vllm", "normal", "dispatch")}
 #: ``rdma_recv_flag``; collector/wideep/vllm/collect_moe_a2a.py's only barrier is
 #: ``clean_low_latency_buffer``'s, before the start event)
 COLLECTOR_SKEWED = {("vllm", "low_latency", "combine")}
-#: The collector rows whose call follows a GPU kernel of the collector's own that its host
-#: work before the launch runs under (memsim.ops.classes.KernelClass ``prelaunch_s``):
-#: vLLM's low-latency combine, after collect_moe_a2a.py's ``expert_output =
-#: expert_x.clone()`` of the dispatch's whole packed receive buffer. The normal combine's
-#: clone is of the received tokens only (T · ranks reached rows, not experts/G · G · T),
-#: too small to hide anything
-COLLECTOR_CLONED = {("vllm", "low_latency", "combine")}
 
 
 def _comm_specs() -> list[FitSpec]:
@@ -284,6 +278,8 @@ def _comm_specs() -> list[FitSpec]:
                 # it: host_s, fitted as its share of the floor
                 host = ("host_share",) if (b, mode, phase) in VLLM_HOST_HIDDEN else ()
                 host += ("skew_s",) if (b, mode, phase) in COLLECTOR_SKEWED else ()
+                # the clone's host work: memsim.ops.comm COLLECTOR_CLONED, one rule for
+                # the fit and the prediction
                 host += ("prelaunch_share",) if (b, mode, phase) in COLLECTOR_CLONED else ()
                 rate = "l2" if mode == "normal" else "link"   # comm.a2a_*_bytes_per_s
                 out.append(FitSpec((f"a2a/{mode}/{phase}/{b}",), "moe_a2a", b,

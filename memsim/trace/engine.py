@@ -15,12 +15,15 @@ of the profile's SM clock), in phase 1 and phase 2 alike: sums of durations are 
 blocks with the same steps end at the same tick whatever order their durations were
 added in, and a tie between slots is a real tie, not the last bits of a running float
 sum. Ties go to the lowest slot: at a tick where several slots free up, the block goes to
-the one of lowest residency rank (s div SMs), then lowest SM — an SM with a free
-first-rank slot before one running more blocks, as the dispatcher places a block on the
-SM with the most free resources (Gilman, Ogden, Guo and Walls, "Demystifying the
-placement policies of the NVIDIA GPU thread block scheduler for concurrent kernels",
-SIGMETRICS Perform. Eval. Rev. 48(3), 2020, measured on Pascal, Volta and Turing); among
-equals the SM order is an arbitrary but fixed choice (the hardware's is not documented).
+the one of lowest residency rank (s div SMs), then lowest SM. Where an SM's slots free up
+at the same tick (equal-block waves) this puts a block on an SM with a free first-rank
+slot before one running more blocks, as the dispatcher places a block on the SM with the
+most free resources (Gilman, Ogden, Guo and Walls, "Demystifying the placement policies
+of the NVIDIA GPU thread block scheduler for concurrent kernels", SIGMETRICS Perform.
+Eval. Rev. 48(3), 2020, measured on Pascal, Volta and Turing); the paper is claimed for
+that case only: where slots free up at different ticks, the earliest-free slot takes the
+block whatever its SM's load, a choice of this model. Among equals the SM order is an
+arbitrary but fixed choice (the hardware's is not documented).
 
 Phase 2, replay (:func:`replay`). Steps issue their accesses at their start times. The
 replay walks time in windows one (longest) step long; in each window it visits the busy

@@ -27,6 +27,9 @@ that the refresh would have initialised. Where numba lacks the private methods u
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from numba import njit
 from numba.core.caching import FunctionCache
 
@@ -44,12 +47,12 @@ _SUPPORTED = all(hasattr(FunctionCache, name)
                  for name in ("_load_overload", "_guard_against_spurious_io_errors"))
 
 
-def jit(**options):  # type: ignore[no-untyped-def]
+def jit(**options: Any) -> Callable[[Callable[..., Any]], Any]:
     """``numba.njit(cache=True, _nrt=False, **options)``, its cache loaded without the
-    target refresh (module docstring)."""
+    target refresh (module docstring); the decorator returns numba's dispatcher."""
     decorate = njit(cache=True, _nrt=False, **options)
 
-    def wrap(function):  # type: ignore[no-untyped-def]
+    def wrap(function: Callable[..., Any]) -> Any:
         dispatcher = decorate(function)
         if _SUPPORTED:
             dispatcher._cache = CacheWithoutRefresh(dispatcher.py_func)
