@@ -2,23 +2,26 @@
 Numba-CUDA, from a Tiling: a few query tokens against a long KV cache.
 
 1. ``split``: the FlashAttention-2 kernel body (kernels/flash2.py, ``split=True``) with
-   grid ``(s', H/hpb, B)``. All N query tokens of the ``hpb`` heads of one KV head form the
-   one query tile (``block_q ≥ N``); its n active K/V tiles are cut into ranges of
-   ⌈n/kv_splits⌉ tiles, one per block, so that even batch 1 fills the GPU; only the
-   s' = ⌈n/⌈n/kv_splits⌉⌉ non-empty ranges are launched. Each writes normalised fp32 partials
-   ``o_part (B, H, kv_splits, N, Dv)`` and ``lse_part (B, H, kv_splits, N)``.
-2. ``reduce``: one block per (head group, batch) reads the partials of the s' non-empty
-   splits once — first each row's logsumexps, giving weights w_s = exp(lse_s − max) (one
-   exponential per row and split, kept in shared memory for a chunk of rows at a time),
-   then the partial O values in coalesced runs — and writes O = Σ_s w_s·O_s / Σ_s w_s at
-   the storage dtype.
+   grid ``(kv_splits, H/hpb, B)``. All N query tokens of the ``hpb`` heads of one KV head
+   form the one query tile (``block_q ≥ N``); its n active K/V tiles are cut into ranges of
+   ⌈n/kv_splits⌉ tiles, one per block, so that even batch 1 fills the GPU. Each block writes
+   normalised fp32 partials ``o_part (B, H, kv_splits, N, Dv)`` and ``lse_part (B, H,
+   kv_splits, N)``; a block past the s' = ⌈n/⌈n/kv_splits⌉⌉ non-empty ranges loads nothing
+   and writes O = 0, lse = −∞ (FA-2's ``compute_attn_1rowblock_splitkv``, flash_fwd_kernel.h:
+   "We exit early and write 0 to gOaccum and -inf to gLSEaccum").
+2. ``reduce``: one block per (head group, batch) reads the partials of all kv_splits
+   splits once (FA-2's ``combine_attn_seqk_parallel`` loops over ``params.num_splits``) —
+   first each row's logsumexps, giving weights w_s = exp(lse_s − max) (one exponential per
+   row and split, kept in shared memory for a chunk of rows at a time), then the partial O
+   values in coalesced runs — and writes O = Σ_s w_s·O_s / Σ_s w_s at the storage dtype.
 
 A query row can see no key at all in one split: with N > 1 the first query (position
 S − N) sees none of the keys after it, so a last split holding only such keys leaves that
 row fully masked. Its partial is O = 0, lse = −∞, and it gets weight 0 in the reduction.
 
-Global traffic (memsim.algorithms.flash_decode): per non-empty split Q, the valid keys of
-its tiles and the partials; the reduction reads the partials and writes O.
+Global traffic (memsim.algorithms.flash_decode, rule "fa2"): per non-empty split Q and the
+valid keys of its tiles, per launched split the partials; the reduction reads the partials
+and writes O.
 """
 
 from __future__ import annotations
@@ -44,7 +47,6 @@ from .common import (
     attention_inputs,
     ceil_div,
     check_tiling,
-    key_range_host,
     mask_spec,
     numba_storage,
     poisoned,
@@ -63,7 +65,7 @@ REDUCE_WEIGHT_WORDS = 4096
 @functools.cache
 def reduce_kernel(tiling: Tiling, rows: int, count: bool = False):
     """``(o_part, lse_part, o, n_q, used, ops)``: O from the partials of the first ``used``
-    splits (the non-empty ones), for the N·hpb ≤ ``rows`` rows of one (head group, batch)
+    splits (every launched one), for the N·hpb ≤ ``rows`` rows of one (head group, batch)
     per block, taken in chunks whose split weights fit :data:`REDUCE_WEIGHT_WORDS`."""
     HPB, T, DV, SPLITS = tiling.heads_per_block, tiling.threads, tiling.head_dim_v, \
         tiling.kv_splits
@@ -129,8 +131,7 @@ def launches(problem: AttentionProblem, tiling: Tiling, count: bool = False) -> 
                          f"must hold all seq_len={p.N} query tokens for flash_decode")
     spec = mask_spec(p.mask)
     groups = p.H // tiling.heads_per_block
-    kmin, kmax = key_range_host(spec, p.S - p.N, p.S - 1, p.S)
-    used = used_splits(kmax // tiling.block_kv - kmin // tiling.block_kv + 1, tiling.kv_splits)
+    used = tiling.kv_splits                 # launched, empty ones too (they write partials)
     v = "k" if p.mla else "v"
     return [
         Launch("flash_decode.split", forward_kernel(tiling, spec, count, split=True),

@@ -109,8 +109,14 @@ def forward_kernel(tiling: Tiling, spec: MaskSpec, count: bool = False, split: b
             per = (t_last - t_first + SPLITS) // SPLITS
             t_first += cuda.blockIdx.x * per
             t_last = min(t_last, t_first + per - 1)
-            if t_first > t_last:
-                return                             # empty split: no reads, no writes
+            if t_first > t_last:                   # empty split: no reads; FA-2 writes
+                for e in range(tid, n_rows * HPB, T):  # O = 0, lse = −∞ and exits
+                    i = e // HPB                   # (flash_fwd_kernel.h, splitkv)
+                    h = h0 + e - i * HPB
+                    for dv in range(DV):
+                        o[b, h, cuda.blockIdx.x, i, dv] = ZERO
+                    lse[b, h, cuda.blockIdx.x, i] = NEG_INF
+                return
 
         # Q tile, rows ordered (token, head) so a warp reads contiguous global memory
         for e in range(tid, n_rows * HPB * D, T):

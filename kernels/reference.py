@@ -187,23 +187,21 @@ def split_kv(q, k, v, mask: Mask, block_kv: int, splits: int,
              dv: int | None = None) -> dict[str, np.ndarray]:
     """Split-KV decoding: all N queries form one tile; its active key tiles are cut into
     ``splits`` ranges. ``o_part (B, H, splits, N, Dv)`` and ``lse_part (B, H, splits, N)``
-    are the normalised partials of the non-empty splits (NaN for empty ones, which the
-    kernel never writes); ``o`` their logsumexp-weighted combination."""
+    are the normalised partials of every split, an empty one's O = 0 and lse = −∞ (what
+    FA-2's split kernel writes for it); ``o`` their logsumexp-weighted combination."""
     B, N, H, D = q.shape
     S = k.shape[1]
     dv = dv or (D if v is None else v.shape[-1])
     [(_, _, t0, t1)] = query_tiles(mask_spec(mask), N, S, N, block_kv)
-    o_part = np.full((B, H, splits, N, dv), np.nan)
-    lse_part = np.full((B, H, splits, N), np.nan)
+    o_part = np.zeros((B, H, splits, N, dv))
+    lse_part = np.full((B, H, splits, N), -np.inf)
     for s, (a, b) in enumerate(split_ranges(t0, t1, splits)):
         o_part[:, :, s], lse_part[:, :, s] = _finish(
             *_online(q, k, v, mask, 0, N, a, b, block_kv, dv))
-    used = len(split_ranges(t0, t1, splits))
-    lp = lse_part[:, :, :used]
-    mx = lp.max(axis=2, keepdims=True)
-    w = np.exp(lp - np.where(np.isfinite(mx), mx, 0.0))       # (B, H, used, N)
+    mx = lse_part.max(axis=2, keepdims=True)
+    w = np.exp(lse_part - np.where(np.isfinite(mx), mx, 0.0))   # (B, H, splits, N)
     den = w.sum(axis=2)
-    o = np.einsum("bhsn,bhsnd->bnhd", w, o_part[:, :, :used])
+    o = np.einsum("bhsn,bhsnd->bnhd", w, o_part)
     o = o / np.where(den > 0, den, 1.0).transpose(0, 2, 1)[..., None]
     return {"o_part": o_part, "lse_part": lse_part, "o": o}
 

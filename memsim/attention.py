@@ -920,19 +920,20 @@ def predict_arrays(problem: AttentionProblem, gpu: GPU | str, algorithm: str = "
         tiling = default_tiling(run, gpu, algorithm)
     problem = run
     splits = tiling.kv_splits if B is None and N is None and S is None else None
+    empty = "fa2"   # what a split without a key tile writes (flash_decode.EMPTY_SPLITS)
     owner = kernel_backend(backend, algorithm, gpu)   # whose kernels run the call
     if decode_kernel(run, owner, gpu, backend) in XQA_KERNELS:
         b, s = np.broadcast_arrays(problem.B if B is None else B, problem.S if S is None else S)
-        splits = xqa_splits(b, problem.K, s, gpu.spec.sm_count)
+        splits, empty = xqa_splits(b, problem.K, s, gpu.spec.sm_count), "none"
     elif fa3_decodes(problem, algorithm, owner, gpu):
         b, n, s = np.broadcast_arrays(problem.B if B is None else B,
                                       problem.N if N is None else N,
                                       problem.S if S is None else S)
-        splits = fa3_num_splits(problem, gpu, b, n, s)
+        splits, empty = fa3_num_splits(problem, gpu, b, n, s), "fa3"
     cost, _ = costs_for(problem, gpu, algorithm, B=B, N=N, S=S, tiling=tiling,
-                        kv_splits=splits)
+                        kv_splits=splits, empty_splits=empty)
     l2_cost, _ = costs_for(problem, gpu, algorithm, B=B, N=N, S=S, tiling=tiling,
-                           kv_splits=splits, l2_estimate=True)
+                           kv_splits=splits, l2_estimate=True, empty_splits=empty)
     if grouped is not problem:
         # the MHA fallback of a wide group: its CTAs for the query heads of one KV head are
         # neighbours in the grid (one per head) and run together, so each KV head's cache
@@ -1248,12 +1249,15 @@ def _checked_sizes(B, N, S, H, K, D, Dv, *, mask, pass_, window, chunk, top_k, i
 
 def costs_for(problem: AttentionProblem, gpu: GPU, algorithm: str, *, B=None, N=None,
               S=None, tiling: Tiling | None = None, l2_estimate: bool = False,
-              kv_splits: int | None = None) -> tuple[Cost, Tiling]:
+              kv_splits: int | None = None, empty_splits: str = "fa2"
+              ) -> tuple[Cost, Tiling]:
     """Vectorised cost of ``problem`` with B, N, S replaced by (broadcasting) arrays.
 
     Tiles come from ``tiling`` or the template problem's default Tiling; for the decoding
     algorithms (flash_decode, dsa) the split count is chosen per element by the rule
-    :func:`memsim.tiling.default_tiling` uses, unless ``kv_splits`` fixes it.
+    :func:`memsim.tiling.default_tiling` uses, unless ``kv_splits`` fixes it;
+    ``empty_splits``: what the decode kernel's launched splits without a key tile write
+    (:data:`memsim.algorithms.flash_decode.EMPTY_SPLITS`).
     ``l2_estimate`` counts K/V re-reads through the closed-form L2 estimate
     (:meth:`memsim.algorithms._arrays.Arrays.hbm_key_loads`) instead of assuming no reuse.
     Returns the Cost (arrays of the broadcast shape) and the template Tiling.
@@ -1270,7 +1274,7 @@ def costs_for(problem: AttentionProblem, gpu: GPU, algorithm: str, *, B=None, N=
     # the split-KV count, chosen per element (1 for algorithms that never split)
     if kv_splits is None:
         kv_splits = decode_splits(algorithm, gpu, B, N, S, problem.H, tiling, problem.mask)
-    x = replace(x, splits=kv_splits)
+    x = replace(x, splits=kv_splits, empty_splits=empty_splits)
     cost = cost_of(algorithm, x, problem.pass_)
     shape = B.shape
     return Cost(**{k: np.broadcast_to(v, np.broadcast_shapes(np.shape(v), shape)).reshape(shape)

@@ -225,7 +225,9 @@ def test_worked_example_standard_eager() -> None:
     add mask         read S 524288 + the (N, S) mask per head 2·65536·4 = 524288, write S
     isneginf         read S 524288, write 131072 bools
     all              read 131072 bools, write B·H·N = 512
-    where            read P 524288 + the 512 row flags, write P 524288
+    where            read P 524288 and its two broadcast operands, the row flags and the
+                     0.0, each a 32-byte sector per warp of 32 scores (the legacy
+                     elementwise path, CUDALoops.cuh): 2·131072, write P 524288
     softmax          reads S once (rows of 256·4 B ≤ 4096 B: PyTorch's warp softmax), not
                      twice: −524288
     and once per call (the causal mask is built from is_causal; the safe softmax's zero):
@@ -233,15 +235,16 @@ def test_worked_example_standard_eager() -> None:
     tril             read the 8-bool chunks on or below the diagonal, 8·(8·32·33/2) =
                      33792, write 65536
     scalar_tensor ×3 (−inf, where's 0.0, the safe softmax's 0.0) write 4 B each
-    where            read 65536 bools, write the fp32 (N, S) mask 262144
-    reads +2,097,664 + 99,328 = 2,196,992 B, writes +1,442,304 + 393,228 = 1,835,532 B,
+    where            read 65536 bools and its two broadcast one-element operands,
+                     2·65536 (a sector per warp of 32), write the fp32 (N, S) mask 262144
+    reads +2,359,296 + 230,400 = 2,589,696 B, writes +1,442,304 + 393,228 = 1,835,532 B,
     12 more launches, vector ops + 131072 (add) + 2·32768 (scales)."""
     fp32 = PREFILL | {"dtype": "fp32"}
     c = worked("standard", fp32, block_q=128, block_kv=64)
     full = worked("standard_blockskip", fp32 | {"mask": Mask(causal=False)},
                   block_q=128, block_kv=64)
     assert c.matmul_flops == full.matmul_flops == 4 * 256 * 256 * 64 * 2 == 33_554_432
-    assert c.global_read_bytes == full.global_read_bytes + 2_196_992
+    assert c.global_read_bytes == full.global_read_bytes + 2_589_696
     assert c.global_write_bytes == full.global_write_bytes + 1_835_532
     assert (c.launches, c.vector_flops) == (15, full.vector_flops + 131_072 + 2 * 32_768)
 

@@ -197,8 +197,9 @@ def test_cost_never_decreases_as_the_kv_cache_grows(algorithm: str, data: st.Dat
     top-k). Windows and chunks are left out on purpose: a chunk boundary really drops the
     visible keys, and a window's first key tile moves with S, so its tile count can fall by
     one (W = 4, Bc = 4, N = 1: S = 7 loads 8 keys, S = 8 loads 4). flash_decode runs with
-    one split: with s > 1 the number of non-empty splits ⌈n/⌈n/s⌉⌉ can drop as tiles are
-    added (see test_empty_decode_splits_still_write_partials)."""
+    one split: with s > 1 the number of non-empty splits ⌈n/⌈n/s⌉⌉, which read Q, can drop
+    as tiles are added (every launched split writes its partial:
+    test_empty_decode_splits_still_write_partials)."""
     p = data.draw(problems(algorithm, kinds=("full", "causal")))
     d = data.draw(st.integers(1, 200))
     t = tiling(algorithm, p, data.draw(tile_sizes), data.draw(tile_sizes), splits=1)
@@ -225,26 +226,44 @@ def test_more_queries_at_fixed_kv_length_can_shift_the_tile_grid() -> None:
     assert six.matmul_flops == 28 * 2 * (16 + 16)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Open question for the lead: FA-2's split-KV kernel (flash_fwd_kernel.h, 'We exit early "
-    "and write 0 to gOaccum and -inf to gLSEaccum') writes a partial for every launched "
-    "split, empty or not, and the combine kernel reads num_splits partials; flash_decode "
-    "counts only the non-empty splits ⌈n/⌈n/s⌉⌉, so an explicit --kv-splits with empty "
-    "splits under-counts partial traffic and bytes can drop as S grows. Tried on the eager "
-    "branch (2026-12-02: every launched split's partial counted in the analytic count, the "
-    "trace and the Numba kernel, and the default kv_splits made FA-2-eligible): B200 "
-    "unchanged, but TRT-LLM's XQA multi-block and FA3's split counts go through the same "
-    "partition and were charged empty partials — xqa_gmma H100 leave-one-GPU-out 15.8 → "
-    "18.5 % median, xqa_hmma H200 11.4 → 12.5 % — so it was reverted; counting them only "
-    "for FA-2's own split kernel needs XQA's and FA3's empty-split behaviour read first."))
 def test_empty_decode_splits_still_write_partials() -> None:
     """n = 4 active key tiles cut into s = 3 splits of ⌈4/3⌉ = 2 tiles: splits 0, 1 work,
-    split 2 is empty but still writes N·hpb·(Dv + 1) fp32 values, which the reduce reads."""
+    split 2 is empty but still writes N·hpb·(Dv + 1) fp32 values, which the reduce reads
+    (FA-2's flash_fwd_kernel.h: "We exit early and write 0 to gOaccum and -inf to
+    gLSEaccum"; combine_attn_seqk_parallel loops over params.num_splits). Q is read by the
+    two working splits only (the early exit comes before Q's load)."""
     p = AttentionProblem(batch=1, seq_len=1, kv_len=256, heads=1, head_dim=64, mask=Mask())
     c = cost("flash_decode", p, tiling("flash_decode", p, 1, 64, splits=3))
     partial_bytes = 1 * 1 * (64 + 1) * FP32_BYTES
     o_bytes = 1 * 1 * 64 * dtype_bytes("bf16")
     assert c.global_write_bytes == 3 * partial_bytes + o_bytes
+    e = dtype_bytes("bf16")
+    assert c.global_read_bytes == 2 * 64 * e + 256 * 128 * e + 3 * partial_bytes
+
+
+@pytest.mark.parametrize(("rule", "o_partials", "lses", "blocks"),
+                         [("fa2", 3, 3, 3), ("fa3", 2, 3, 2), ("none", 2, 2, 2)])
+def test_each_decode_kernel_charges_its_own_empty_splits(rule: str, o_partials: int,
+                                                         lses: int, blocks: int) -> None:
+    """The same 3 splits over 4 tiles (one empty) under each kernel's rule
+    (flash_decode.EMPTY_SPLITS): FA-2 writes the empty split's O and logsumexp; FA-3's
+    store_zero (hopper/epilogue_fwd.hpp) only its logsumexp ("we don't have to write 0 to
+    mOpartial"); "none" (XQA's count here) nothing. The reduce reads what was written;
+    Q and K/V do not depend on the rule. FA-2 launches a grid of all 3 blocks."""
+    from dataclasses import replace
+
+    from memsim.algorithms import flash_decode
+    from memsim.algorithms._arrays import from_problem
+
+    p = AttentionProblem(batch=1, seq_len=1, kv_len=256, heads=1, head_dim=64, mask=Mask())
+    x = replace(from_problem(p, tiling("flash_decode", p, 1, 64, splits=3)),
+                empty_splits=rule)
+    c = flash_decode.forward(x)
+    e = dtype_bytes("bf16")
+    partials = (o_partials * 64 + lses) * FP32_BYTES
+    assert c.global_write_bytes[0] == partials + 64 * e
+    assert c.global_read_bytes[0] == 2 * 64 * e + 256 * 128 * e + partials
+    assert c.blocks[0] == blocks           # FA-2's grid: all 3; else the working splits
 
 
 # ---- head layouts ---------------------------------------------------------------------

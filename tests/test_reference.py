@@ -158,8 +158,9 @@ def test_split_kv_partials_combine_to_attention(case, splits: int) -> None:
     out = reference.split_kv(q, k, v, mask, bc, splits)
     o_want, _ = reference.attention(q, k, v, mask)
     assert close(out["o"], o_want)
-    used = ~np.isnan(out["lse_part"][0, 0, :, 0])
-    assert used[: used.sum()].all()                     # the non-empty splits come first
+    empty = np.isneginf(out["lse_part"]).all(axis=(0, 1, 3))  # O = 0, lse = −∞ (FA-2)
+    assert not empty[: (~empty).sum()].any()            # the non-empty splits come first
+    assert (out["o_part"][:, :, empty] == 0).all()
 
 
 def test_a_split_can_leave_a_row_with_no_key() -> None:

@@ -155,8 +155,10 @@ def test_tiling_blocks_per_sm_uses_its_own_footprint() -> None:
 
 
 @pytest.mark.parametrize(("B", "S", "splits"), [
-    # 8 head groups (H = 32, K = 8): ⌈132/8⌉ = 17 blocks each fill the SMs once
-    (1, 8192, 17),
+    # 8 head groups (H = 32, K = 8): ⌈132/8⌉ = 17 blocks each would fill the SMs once, but
+    # 128 key tiles in ranges of ⌈128/17⌉ = 8 leave the 17th empty: 16 (FA-2's
+    # is_split_eligible: ⌈128/17⌉ = ⌈128/16⌉, so 17 is never chosen)
+    (1, 8192, 16),
     # S = 128 has only 2 key tiles of 64: at most one split per tile
     (1, 128, 2),
     # 64 sequences × 8 groups already fill 132 SMs: no split

@@ -62,6 +62,8 @@ class Arrays:
     bwd_Bc: np.ndarray | None = None
     bwd_warps: np.ndarray | None = None
     bwd_slots: np.ndarray | None = None   # backward kernel's blocks resident at once
+    # what a launched split-KV block with no key tile writes (flash_decode.EMPTY_SPLITS)
+    empty_splits: str = "fa2"
 
     def backward(self) -> Arrays:
         """These arrays with the backward kernels' tiles (Br, Bc, warps) in place of the

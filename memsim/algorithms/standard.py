@@ -13,7 +13,9 @@ Forward, per (batch, head group of ``hpb`` heads), dense (area = N·S), in launc
     add mask            (masks other than full) read S and the (N, S) additive mask, write
                         S: area·hpb·e + area·e, area·hpb·e; one vector op per score
     isneginf, all,      the safe softmax (rows masked entirely give 0): area·hpb·e read,
-    where               area·hpb bools written; read back; P read and written again
+    where               area·hpb bools written; read back; P read and written again,
+                        beside the two broadcast operands, the row flags and the zero,
+                        re-read by every warp (:func:`broadcast_load_bytes`)
 Backward (:func:`backward`): the kernels autograd runs through the math backend — dP, dV,
 tmp = dP ∘ P, the softmax backward, dQ', dK', the two scale gradients — at the compute
 width over the dense scores; the mask adds none (the additive mask's gradient is the
@@ -103,6 +105,35 @@ def _mask_kernel(x: Arrays, mask_e: float = 0.0) -> Cost:
                 blocks=m * x.groups * -(-x.N // x.Br))
 
 
+#: PyTorch's elementwise kernels over operands that are not all contiguous (a broadcast
+#: one has stride 0) take the legacy path (aten/src/ATen/native/cuda/CUDALoops.cuh,
+#: ``gpu_kernel_impl_nocast`` → ``launch_legacy_kernel<128, unroll_factor>``: Nsight
+#: Compute's ``elementwise_kernel<128, 2, gpu_kernel_impl_nocast...>`` for the fp32 where):
+#: each thread loads every operand of its element, and a warp's 32 threads take 32
+#: consecutive elements — 32 keys of one score row. A broadcast operand (stride 0 along
+#: the keys) is then one address per warp load: one 32-byte sector for every 32 keys of a
+#: row, whatever its dtype, and L1 or L2 hits after its first load. memsim counts the
+#: warps per row in its key tiles, ⌈c/32⌉ for a tile of c keys (exact when S and Bc are
+#: multiples of 32, as in the measured call; the kernel's flat index lets a warp straddle
+#: two rows otherwise).
+SECTOR_BYTES = 32
+WARP_THREADS = 32
+
+
+def sector_keys(S, Bc):
+    """Σ over the key tiles (Bc keys, the last S mod Bc) of ⌈c/32⌉·32: a broadcast
+    operand's global bytes per score row (numpy-broadcasting)."""
+    S, Bc = np.asarray(S, dtype=np.int64), np.asarray(Bc, dtype=np.int64)
+    warps = -(-Bc // WARP_THREADS) * (S // Bc) + -(-(S % Bc) // WARP_THREADS)
+    return (warps * SECTOR_BYTES).astype(np.float64)
+
+
+def broadcast_load_bytes(rows, S, Bc):
+    """Global bytes one broadcast operand of a legacy elementwise kernel over ``rows``
+    score rows of ``S`` keys loads: a sector per warp (:func:`sector_keys`)."""
+    return np.asarray(rows, dtype=np.float64) * sector_keys(S, Bc)
+
+
 def _elementwise(read_bytes, write_bytes, vector_flops, blocks) -> Cost:
     """One elementwise kernel: every byte from and to HBM (no reuse to count)."""
     return Cost(vector_flops=vector_flops, global_read_bytes=read_bytes,
@@ -118,7 +149,9 @@ def _math_backend_kernels(x: Arrays) -> Cost:
     (per query tile and per key tile of each head group; under GQA each head group scales
     its KV head, as repeat_interleave + scale move the expanded K), then ``isneginf(S)``
     (a bool per score), ``all`` over each row (a bool per row) and ``where(rows, 0, P)``
-    into the P that PV reads. The trace runs the same kernels
+    into the P that PV reads: the row flags (B, H, N, 1) and ``scalar_tensor(0.0)`` are
+    broadcast operands, each loaded :func:`broadcast_load_bytes` (the L2 estimate reads
+    the flags from HBM once, :func:`_around_hbm_reads`). The trace runs the same kernels
     (memsim.trace.sched_standard.build)."""
     B = np.asarray(x.B, dtype=np.float64)
     q_elems = x.groups * x.N * x.hpb * x.D
@@ -131,7 +164,8 @@ def _math_backend_kernels(x: Arrays) -> Cost:
                            x.groups * -(-x.S // x.Bc))
             + _elementwise(scores * x.e, scores, 0 * scores, q_blocks)       # isneginf
             + _elementwise(scores, rows, 0 * scores, q_blocks)               # all
-            + _elementwise(scores * x.e + rows, scores * x.e, 0 * scores, q_blocks))
+            + _elementwise(scores * x.e + 2 * broadcast_load_bytes(rows, x.S, x.Bc),
+                           scores * x.e, 0 * scores, q_blocks))              # where
 
 
 #: PyTorch's softmax over the last dim (aten/src/ATen/native/cuda/SoftMax.cu,
@@ -301,7 +335,8 @@ def _once_per_call(x: Arrays) -> Cost:
     (one element written); for the causal mask ``ones((N, S), bool)`` (N·S bools
     written), ``tril()`` (:func:`tril_read_bytes` read, N·S written), the two one-element
     tensors of ``where(mask, 0.0, scalar_tensor(-inf))`` and the where itself (N·S bools
-    read, the (N, S) additive mask written). Blocks: one per query tile (Br rows of the
+    read, its two one-element operands broadcast, :func:`broadcast_load_bytes` each, the
+    (N, S) additive mask written). Blocks: one per query tile (Br rows of the
     mask), one per one-element fill. The trace runs the same kernels
     (memsim.trace.sched_standard.build)."""
     B = np.asarray(x.B, dtype=np.float64)
@@ -313,8 +348,16 @@ def _once_per_call(x: Arrays) -> Cost:
     build = (_elementwise(none, ns, none, q_tiles)                   # ones
              + _elementwise(tril_read_bytes(x.N, x.S), ns, none, q_tiles)   # tril
              + scalar + scalar                                        # -inf, 0.0
-             + _elementwise(ns, ns * x.e, none, q_tiles))             # where
+             + _elementwise(ns + 2 * broadcast_load_bytes(x.N, x.S, x.Bc), ns * x.e,
+                            none, q_tiles))
     return scalar + build.times(causal)
+
+
+def _once_rereads(x: Arrays):
+    """The broadcast re-reads of :func:`_once_per_call`'s where: its two one-element
+    operands, which stay in L1 / L2 (the L2 estimate reads their 2·e bytes once)."""
+    causal = 1.0 if x.geometry.kind == "causal" else 0.0
+    return causal * (2 * broadcast_load_bytes(x.N, x.S, x.Bc) - 2 * x.e)
 
 
 def _forward_computed(x: Arrays) -> Cost:
@@ -345,7 +388,7 @@ def _forward_computed(x: Arrays) -> Cost:
     # the once-per-call kernels (a few N·S bytes) at no reuse
     reread_misses = rereads.hbm_read_bytes * (1 - _q_reread_hit_fraction(x))
     return replace(cost, hbm_read_bytes=reads + reread_misses + mask_reads
-                   + _around_hbm_reads(x) + once.hbm_read_bytes,
+                   + _around_hbm_reads(x) + once.hbm_read_bytes - _once_rereads(x),
                    hbm_write_bytes=writes + around.hbm_write_bytes - shared_k
                    + once.hbm_write_bytes)
 

@@ -12,12 +12,14 @@ hpb heads sharing one KV head), r = rows of tile a:
                     (lse[b, g·hpb : +hpb, a·Br : +r])
 
 Flash-Decoding: the N query tokens (N ≤ Br) form one query tile whose n active key tiles
-are cut into ranges of ⌈n/s⌉ tiles (s = ``kv_splits``), one block per non-empty range:
-s' = ⌈n/⌈n/s⌉⌉ blocks are launched (FA-2's kernel would launch s and let the empty ones
-write neutral partials; memsim.algorithms.flash_decode counts s'). A block loads Q,
-streams its K/V tiles as above and stores an fp32 partial O and logsumexp
-(o_partial[split, b, g·hpb :, :, :], FA-2's ``oaccum`` layout). A reduce kernel, one block
-per (batch, head group), reads the s' non-empty partials and writes O.
+are cut into ranges of ⌈n/s⌉ tiles (s = ``kv_splits``), one block per range; s' =
+⌈n/⌈n/s⌉⌉ of them hold a tile. A block with tiles loads Q, streams its K/V tiles as above
+and stores an fp32 partial O and logsumexp (o_partial[split, b, g·hpb :, :, :], FA-2's
+``oaccum`` layout); a block without one loads nothing and stores the neutral partial (O = 0,
+logsumexp −∞: FA-2's flash_fwd_kernel.h "We exit early and write 0 to gOaccum and -inf to
+gLSEaccum"; memsim.algorithms.flash_decode, rule "fa2"). A reduce kernel, one block per
+(batch, head group), reads all s partials (``combine_attn_seqk_parallel`` loops over
+``params.num_splits``) and writes O.
 
 Work per step (r rows × c keys, hpb heads): matmul hpb·r·c·2·(D + Dv); vector
 hpb·(4·r·c + r·(Dv + 2)) (scale, max, subtract, sum; rescale O, update m and ℓ); exp
@@ -111,20 +113,21 @@ def build_decode(d: Dims, layout: Layout) -> list[KernelProgram]:
     qt = query_tiles(d.N, d.S, d.N, d.Bc, d.geometry)   # one tile holding all N queries
     f_lo, f_hi = int(qt.f_lo[0]), int(qt.f_hi[0])
     per = -(-(f_hi - f_lo + 1) // d.splits)
-    s = -(-(f_hi - f_lo + 1) // per)                    # non-empty splits
+    s = d.splits                                        # launched, empty ones too
     t.add("o_partial", (s, d.B, d.H, d.N, d.Dv), F4, "workspace", batch_axis=1, head_axis=2,
           heads_per_group=d.hpb)
     t.add("lse_partial", (s, d.B, d.H, d.N), F4, "workspace", batch_axis=1, head_axis=2,
           heads_per_group=d.hpb)
     i = np.arange(s)
-    lo = f_lo + i * per
-    tiles = np.minimum(lo + per, f_hi + 1) - lo
-    ragged = (lo + tiles - 1 == f_hi) * int(qt.ragged[0])
+    lo = np.minimum(f_lo + i * per, f_hi)
+    tiles = np.maximum(np.minimum(f_lo + i * per + per, f_hi + 1) - (f_lo + i * per), 0)
+    busy = tiles > 0                                    # the s' non-empty splits
+    ragged = busy * (lo + tiles - 1 == f_hi) * int(qt.ragged[0])
     rows, hpb = d.N, d.hpb
     split = KernelBuilder("flash_decode.split", s, per_head=True,
                           sram_bytes=sram_bytes(d, hpb * d.N))
     q_bytes = rows * hpb * d.D * d.e
-    split.run(i, 0, 1, [Access(LOAD, t.id("q"), t.addr("q", 0, 0, 0, 0), q_bytes)],
+    split.run(i, 0, busy * 1, [Access(LOAD, t.id("q"), t.addr("q", 0, 0, 0, 0), q_bytes)],
               sram_write_bytes=q_bytes)
     # the warps split each K/V tile's keys (memsim.algorithms.flash_decode)
     add_kv_loop(split, t, i, 1, lo, tiles - ragged, ragged, qt.ragged_keys, rows, 1)
@@ -132,7 +135,7 @@ def build_decode(d: Dims, layout: Layout) -> list[KernelProgram]:
     split.run(i, 2, 1, [
         Access(STORE, t.id("o_partial"), t.addr("o_partial", i, 0, 0, 0, 0), o_bytes),
         Access(STORE, t.id("lse_partial"), t.addr("lse_partial", i, 0, 0, 0), l_bytes),
-    ], vector_flops=hpb * rows * d.Dv)
+    ], vector_flops=busy * hpb * rows * d.Dv)   # an empty split normalises nothing
     reduce = KernelBuilder("flash_decode.reduce", 1, per_head=True, sram_bytes=0)
     reduce.run(0, 0, s, [
         Access(LOAD, t.id("o_partial"), t.addr("o_partial", 0, 0, 0, 0, 0), o_bytes,

@@ -34,7 +34,14 @@ from dataclasses import replace
 
 import numpy as np
 
-from memsim.algorithms.standard import compute_e, q_loads, q_reload_tiles, softmax_reads
+from memsim.algorithms.standard import (
+    SECTOR_BYTES,
+    WARP_THREADS,
+    compute_e,
+    q_loads,
+    q_reload_tiles,
+    softmax_reads,
+)
 from memsim.geometry import MaskGeometry
 from memsim.trace.layout import Layout
 from memsim.trace.program import LOAD, STORE, Access, KernelBuilder, KernelProgram
@@ -390,25 +397,39 @@ def _safe_softmax_tail(d: Dims, layout: Layout, probs: str = "probs") -> list[Ke
     """The rest of PyTorch's ``_safe_softmax`` after ``softmax`` (rows masked entirely
     give zeros, not NaN): ``isneginf`` of S (a bool per score), ``all`` over each row
     (a bool per row), ``where(rows, 0, P)`` into a new P — three elementwise kernels over
-    the dense scores, per query tile and every key tile; no floating-point operations."""
+    the dense scores, per query tile and every key tile; no floating-point operations.
+    where's row flags and zero are broadcast operands that every warp of 32 keys of a row
+    loads as one 32-byte sector (memsim.algorithms.standard.broadcast_load_bytes): per
+    (query tile, key tile of c keys) r·hpb·⌈c/32⌉ sectors each — the tile's r·hpb flag
+    bytes 32·⌈c/32⌉ times, the zero's sector r·hpb·⌈c/32⌉ times."""
     t = qkv_tensors(d, layout)
     qt = query_tiles(d.N, d.S, d.Br, d.Bc, d.geometry)
     a, r, hpb = np.arange(qt.count), qt.rows, d.hpb
     rows = Access(STORE, t.id("masked_rows"), t.addr("masked_rows", 0, 0, qt.first_row),
                   r * hpb * 1.0)
+    zero = Access(LOAD, t.id("softmax_zero"), t.addr("softmax_zero", 0), SECTOR_BYTES)
     isneginf = KernelBuilder("standard.isneginf", qt.count, sram_bytes=0)
     reduce_all = KernelBuilder("standard.all_rows", qt.count, sram_bytes=0)
     where = KernelBuilder("standard.where", qt.count, sram_bytes=0)
-    where.run(a, 0, 1, [Access(LOAD, rows.tensor, rows.address, rows.unit_bytes)])
     for first_key, keys, count, off in _key_tiles(d, qt):
         isneginf.run(a, off, count, [_score_tile(t, "scores", LOAD, qt, first_key, keys),
                                      _score_tile(t, "neginf", STORE, qt, first_key, keys)])
         reduce_all.run(a, off, count, [_score_tile(t, "neginf", LOAD, qt, first_key, keys)])
-        where.run(a, 1 + off, count, [_score_tile(t, probs, LOAD, qt, first_key, keys),
-                                      _score_tile(t, "probs_safe", STORE, qt, first_key,
-                                                  keys)])
+        warps = -(-keys // WARP_THREADS)                # per row of the tile
+        where.run(a, 1 + off, count, [
+            _score_tile(t, probs, LOAD, qt, first_key, keys),
+            _repeated(Access(LOAD, rows.tensor, rows.address, rows.unit_bytes),
+                      warps * SECTOR_BYTES),
+            _repeated(zero, r * hpb * warps),
+            _score_tile(t, "probs_safe", STORE, qt, first_key, keys)])
     reduce_all.run(a, 2, 1, [rows])
     return [isneginf.build(), reduce_all.build(), where.build()]
+
+
+def _repeated(acc: Access, times) -> Access:
+    """``acc`` loaded ``times`` times at the same address (a broadcast operand's sector
+    loads; after the first, L1 / L2 hits)."""
+    return replace(acc, units=times, unit_stride_bytes=0)
 
 
 def _fill_scalar(t: Tensors, name: str, kernel: str) -> KernelProgram:
@@ -453,9 +474,14 @@ def _once_per_call(d: Dims, t: Tensors, causal: bool) -> tuple[list, list]:
         return Access(kind, t.id(name), t.addr(name, qt.first_row, first_key),
                       qt.rows * keys * e, step_bytes=d.Bc * t.stride(name, 1))
 
+    # where's two one-element operands, broadcast: their sector per warp of 32 keys
+    scalars = [Access(LOAD, t.id(name), t.addr(name, 0), SECTOR_BYTES)
+               for name in ("mask_zero", "mask_neginf")]
     for first_key, keys, count, off in _key_tiles(d, qt):
         tril.run(b, d.N + off, count, [tile(STORE, "causal_bool", 1.0, first_key, keys)])
+        warps = qt.rows * -(-keys // WARP_THREADS)
         where.run(b, off, count, [tile(LOAD, "causal_bool", 1.0, first_key, keys),
+                                  *(_repeated(acc, warps) for acc in scalars),
                                   tile(STORE, "mask", mask_e, first_key, keys)])
     return ([ones.build(), tril.build(), _fill_scalar(t, "mask_neginf", "standard.fill_neginf"),
              _fill_scalar(t, "mask_zero", "standard.fill_where_zero"), where.build()], [zero])
@@ -510,11 +536,14 @@ def build(d: Dims, layout: Layout) -> list[KernelProgram]:
     if masked:
         t.add("mask", (d.N, d.S), dc.e, "workspace", batch_axis=None)
     causal = d.geometry.kind == "causal"
+    # the one-element tensors as the 32-byte sector a warp loads them in (the caching
+    # allocator gives each a block of its own: nothing else shares that sector)
+    sector = (max(1, int(SECTOR_BYTES // dc.e)),)
     for name, shape, e in (("causal_ones", (d.N, d.S), 1.0), ("causal_bool", (d.N, d.S), 1.0),
-                           ("mask_neginf", (1,), dc.e), ("mask_zero", (1,), dc.e)):
+                           ("mask_neginf", sector, dc.e), ("mask_zero", sector, dc.e)):
         if causal:
             t.add(name, shape, e, "workspace", batch_axis=None)
-    t.add("softmax_zero", (1,), dc.e, "workspace", batch_axis=None)
+    t.add("softmax_zero", sector, dc.e, "workspace", batch_axis=None)
     build_mask, zero = _once_per_call(d, t, causal)
     scale_q = _scale_kernel(t, "q_scaled", src["q"], d.N, d.Br, d.hpb * d.D, "standard.scale_q")
     scale_k = _scale_kernel(t, "k_scaled", src["k"], d.S, d.Bc, d.D, "standard.scale_k",
