@@ -631,13 +631,25 @@ def vllm_fa4(problem: AttentionProblem, backend: str | None, gpu: GPU) -> bool:
             and max(problem.D, problem.Dv) >= VLLM_FA4_MIN_HEAD_DIM)
 
 
+def vllm_max_num_splits(B, N) -> np.ndarray:
+    """``max_num_splits`` vLLM's FlashAttentionMetadataBuilder.build passes to the kernel for
+    a batch of ``B`` sequences of ``N`` query tokens (arrays): :data:`VLLM_CUDAGRAPH_MAX_SPLITS`
+    while its B·N tokens fit the largest CUDA graph (``num_actual_tokens <=
+    max_cudagraph_size``), else 0, "use FA3's heuristics" (vllm/v1/attention/backends/
+    flash_attn.py). FA3 and FA4 both read it as their split count when positive
+    (hopper/flash_api.cpp ``num_splits <= 0 ? get_num_splits(params) : num_splits``;
+    flash_attn/cute/interface.py: the heuristic only for ``num_splits < 1``)."""
+    tokens = np.asarray(B, dtype=float) * np.asarray(N, dtype=float)
+    return np.where(tokens <= VLLM_MAX_CUDAGRAPH_TOKENS, float(VLLM_CUDAGRAPH_MAX_SPLITS), 0.0)
+
+
 def vllm_fa4_splits(B, N) -> np.ndarray:
     """Split CTAs per (sequence, KV head, M tile) of vLLM's FA4 decode for batch ``B`` of
-    ``N``-token queries (arrays): vLLM's CUDA-graph split count while B·N fits the largest
-    graph, else 1 (FA4's own heuristic, interface.py num_splits_heuristic, which takes 1
-    split for ≤ 4 key tiles or B·K·m ≥ SMs; the rows' large batches)."""
-    tokens = np.asarray(B, dtype=float) * np.asarray(N, dtype=float)
-    return np.where(tokens <= VLLM_MAX_CUDAGRAPH_TOKENS, VLLM_CUDAGRAPH_MAX_SPLITS, 1.0)
+    ``N``-token queries (arrays): :func:`vllm_max_num_splits` where positive, else 1 (FA4's
+    own heuristic, interface.py num_splits_heuristic, which takes 1 split for ≤ 4 key tiles
+    or B·K·m ≥ SMs; the rows' large batches)."""
+    splits = vllm_max_num_splits(B, N)
+    return np.where(splits > 0, splits, 1.0)
 
 
 def fa3_num_splits(problem: AttentionProblem, gpu: GPU, B, N, S) -> np.ndarray:
@@ -655,7 +667,16 @@ def fa3_num_splits(problem: AttentionProblem, gpu: GPU, B, N, S) -> np.ndarray:
       local mask);
     - the dynamic count per sequence (hopper/flash_prepare_scheduler.cu
       ``prepare_varlen_num_blocks_kernel``): blocks per SM ⌈1.1·B·m·n·K / SMs⌉, splits
-      ⌈n / that⌉, capped by the static bound; 1 beyond 992 sequences."""
+      ⌈n / that⌉, capped by the static bound; 1 beyond 992 sequences.
+
+    Open (2026-12-02): vLLM passes FA3 the same :func:`vllm_max_num_splits` it passes FA4
+    (32 under a full CUDA graph), which FA3 takes as its bound in place of the heuristic
+    (hopper/flash_api.cpp @617264c1 l. 1059), and heuristics.h at that commit reads 0.85
+    of the best efficiency, without the n ≤ 8 rule or the × 0.85 below 4 tiles per split
+    written above. Bound 32 on aiconfigurator's H100/H200 vLLM decode rows (seed 0, 2000
+    per GPU), refitted: bf16 median/p90 H100 9.7/22.6 %, H200 7.3/19.4 % (this rule:
+    7.9/24.9, 6.8/21.1), fp8 9.1/25.0, 8.8/24.4 (9.6/24.3, 10.9/26.5): not adopted, as
+    whether the collector's config has full CUDA graphs was not read."""
     from memsim.ops import fa3
     from memsim.units import DTYPE_BYTES
 

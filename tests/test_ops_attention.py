@@ -165,6 +165,69 @@ def test_fa3_tiles_follow_tile_size_fwd_sm90() -> None:
     assert tuple(int(v) for v in fa3.tile(128, 128, False, np.array(64), 1)) == (64, 96)
 
 
+# hopper/tile_size.h tile_size_fwd_sm90 at vllm-project/flash-attention @617264c1, read
+# line by line (l. 14-77): (head_dim, head_dim_v, causal, local, elem_bytes, paged non-TMA,
+# one MMA warpgroup) → (kBlockM, kBlockN); every return statement of the 16-bit and the
+# two-level FP8 branches at least once. Exact integers, no tolerance.
+TILE_SIZE_FWD_SM90 = [
+    ((64, 512, True, False, 2, True, False), (64, 64)),
+    ((64, 256, True, False, 2, True, False), (128, 96)),
+    ((64, 64, True, False, 2, True, True), (64, 192)),
+    ((64, 64, True, False, 2, True, False), (192, 128)),
+    ((64, 64, False, True, 2, True, False), (192, 160)),
+    ((64, 64, False, False, 2, True, False), (192, 160)),
+    ((64, 64, False, False, 2, False, False), (192, 192)),
+    ((96, 96, True, False, 2, True, False), (192, 128)),
+    ((96, 96, False, False, 2, False, False), (192, 144)),
+    ((128, 128, True, False, 2, True, True), (64, 128)),
+    ((128, 128, False, False, 2, False, True), (64, 176)),
+    ((128, 128, True, False, 2, True, False), (128, 128)),
+    ((128, 128, False, False, 2, False, False), (128, 160)),
+    ((192, 192, True, False, 2, True, False), (128, 96)),
+    ((192, 128, False, False, 2, False, False), (128, 128)),
+    ((192, 192, False, False, 2, False, False), (128, 96)),
+    ((256, 256, True, False, 2, True, False), (128, 80)),
+    ((256, 256, False, True, 2, True, False), (128, 64)),
+    ((64, 64, True, False, 1, True, True), (64, 128)),
+    ((128, 128, True, False, 1, True, True), (64, 96)),
+    ((64, 64, True, False, 1, True, False), (192, 128)),
+    ((96, 96, True, False, 1, True, False), (128, 128)),
+    ((128, 128, True, False, 1, True, False), (128, 192)),
+    ((192, 192, True, False, 1, True, False), (128, 96)),
+    ((256, 256, True, False, 1, True, False), (128, 128)),
+    ((256, 256, False, True, 1, True, False), (128, 64)),
+]
+
+
+@pytest.mark.parametrize(("args", "want"), TILE_SIZE_FWD_SM90)
+def test_tile_size_fwd_sm90_transcribes_the_source(args, want) -> None:
+    """memsim.ops.fa3.tile_size_fwd_sm90 returns hopper/tile_size.h's tiles (table above)."""
+    from memsim.ops import fa3
+
+    assert fa3.tile_size_fwd_sm90(*args) == want
+
+
+def test_fa3_tile_rule_has_one_home() -> None:
+    """vLLM's paged prefill/decode tiles (fa3.tile) and the encoder's TMA tiles
+    (encoder.kernel on Hopper) are both fa3.tile_size_fwd_sm90, differing only in the paged
+    non-TMA flag and the mask: at D = 64 the encoder's non-causal TMA tile is 192 × 192,
+    the paged causal one 192 × 128; one warpgroup at ≤ 64 packed rows in both."""
+    from memsim.hardware import load_gpu
+    from memsim.ops import encoder, fa3
+
+    h100 = load_gpu("h100-sxm")
+    for D in (64, 96, 128, 192, 256):
+        for rows in (64, 65, 4096):
+            enc = encoder.kernel("vllm", h100, D, rows)
+            one = fa3.use_one_mma_wg(D, D, False, rows)
+            assert (int(enc.block_m), int(enc.block_n)) == fa3.tile_size_fwd_sm90(
+                D, D, False, False, 2, False, bool(one))
+            paged = tuple(int(v) for v in fa3.tile(D, D, False, np.array(rows)))
+            assert paged == fa3.tile_size_fwd_sm90(D, D, True, False, 2, True, bool(one))
+    assert (int(encoder.kernel("vllm", h100, 64, 4096).block_n),
+            int(fa3.tile(64, 64, False, np.array(4096))[1])) == (192, 128)
+
+
 def test_vllm_prefill_on_hopper_times_fa3_tiles_per_kv_head() -> None:
     """vLLM's Hopper prefill is FA3 with PackGQA: the query heads of a KV head share an
     m-block, so at equal query heads and tokens fewer KV heads mean fewer, fuller tiles:
