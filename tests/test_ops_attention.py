@@ -112,7 +112,9 @@ def _fa3_brute(N: int, S: int, G: int, D: int, window: int | None, e: int = 2):
     get_n_block_min_max with PackGQA's rows): the closed form's reference."""
     from memsim.ops import fa3
 
-    Mb, Nb = (int(v) for v in fa3.tile(D, D, window is not None, np.array(N * G), e))
+    # FA3 drops a window that reaches every key (flash_api.cpp l. 638): causal tiles
+    local = window is not None and S > window
+    Mb, Nb = (int(v) for v in fa3.tile(D, D, local, np.array(N * G), e))
     counts = []
     for i in range(-(-N * G // Mb)):
         t0, t1 = i * Mb // G, (min((i + 1) * Mb, N * G) - 1) // G
@@ -141,6 +143,26 @@ def test_fa3_tile_pairs_closed_form_equals_the_walk(N, prefix, G, D, window, e) 
         assert longest == blongest
     else:
         assert blongest <= longest <= blongest + 1
+
+
+@settings(max_examples=40, deadline=None)
+@given(N=st.integers(1, 3000), prefix=st.sampled_from([0, 7, 500]),
+       G=st.sampled_from([1, 4, 8]), D=st.sampled_from([64, 128, 256]),
+       extra=st.integers(0, 5000), e=st.sampled_from([1, 2]))
+def test_fa3_window_reaching_every_key_runs_the_causal_kernel(N, prefix, G, D, extra,
+                                                              e) -> None:
+    """hopper/flash_api.cpp @617264c1 l. 638: ``window_size_left >= max_seqlen_k - 1`` is
+    no window, so a window W ≥ S times exactly as no window (tiles, m-blocks, pairs), and
+    one of W < S takes the local tiles."""
+    from memsim.ops import fa3
+
+    S = N + prefix
+    args = (np.array([N]), np.array([S]), G, D, D)
+    causal = [np.asarray(v).item() for v in fa3.work(*args, None, e)]
+    assert [np.asarray(v).item() for v in fa3.work(*args, S + extra, e)] == causal
+    if S > 1:
+        Mb, Nb = (np.asarray(v).item() for v in fa3.work(*args, S - 1, e)[:2])
+        assert (Mb, Nb) == tuple(int(v) for v in fa3.tile(D, D, True, np.array(N * G), e))
 
 
 def test_fa3_tiles_follow_tile_size_fwd_sm90() -> None:

@@ -124,7 +124,13 @@ def work(N, S, group: int, D: int, Dv: int, window: int | None, elem_bytes: floa
     N, S = np.broadcast_arrays(np.asarray(N, dtype=np.int64), np.asarray(S, dtype=np.int64))
     G = int(group)
     local = window is not None
-    Mb, Nb = tile(D, Dv, local, N * G, elem_bytes)
+    Mb, Nb = tile(D, Dv, False, N * G, elem_bytes)
+    if local:
+        # a window reaching every key is none: FA3 drops it (hopper/flash_api.cpp
+        # @617264c1 l. 638, ``window_size_left >= max_seqlen_k - 1`` → -1; vLLM passes
+        # W − 1) and runs the causal kernel, with its tiles
+        Ml, Nl = tile(D, Dv, True, N * G, elem_bytes)
+        Mb, Nb = np.where(S > int(window), Ml, Mb), np.where(S > int(window), Nl, Nb)
     Mb, Nb = Mb.astype(np.int64), Nb.astype(np.int64)
     o = S - N
     R = N * G
