@@ -355,8 +355,10 @@ def kernel_timer(problem: AttentionProblem, gpu: GPU, algorithm: str, *,
         # tile, padded to whole tiles: the padded rows cost FLOPs and the fixed per-row steps
         group = max(problem.H // max(problem.K, 1), 1) * np.asarray(N, dtype=float)
         kernel = decode_kernel(problem, backend, gpu, framework)
+        from memsim.ops.fa3 import is_local
+
         tile = decode_query_tile(backend, gpu, problem.D, problem.dtype, group,
-                                 problem.mask.window is not None, kernel)
+                                 is_local(problem.mask.window, S), kernel)
         if kernel == "mmha":
             # decoderMaskedMultiheadAttention: its dot products on the CUDA cores
             matmul_unit = "fp32"
@@ -683,7 +685,7 @@ def fa3_num_splits(problem: AttentionProblem, gpu: GPU, B, N, S) -> np.ndarray:
     sms = gpu.spec.sm_count
     B, N, S = (np.asarray(v, dtype=float) for v in (B, N, S))
     group = (problem.H // max(problem.K, 1)) * N
-    block_m, block_n = fa3.tile(problem.D, problem.Dv, problem.mask.window is not None,
+    block_m, block_n = fa3.tile(problem.D, problem.Dv, fa3.is_local(problem.mask.window, S),
                                 group, DTYPE_BYTES[problem.dtype])
     m = np.ceil(group / block_m)
     loaded = S if problem.mask.window is None else np.minimum(
@@ -766,7 +768,7 @@ def production_problem(problem: AttentionProblem, algorithm: str,
 
 
 def decode_query_tile(backend: str | None, gpu: GPU | None = None, head_dim: int = 128,
-                      dtype: str = "bf16", group=1, local: bool = False,
+                      dtype: str = "bf16", group=1, local=False,
                       kernel: str | None = None):
     """M rows of a production decode kernel's MMA tile, which the ``group`` query rows
     sharing a KV head (heads per KV head × queries; arrays) fill. TensorRT-LLM, by its

@@ -535,6 +535,13 @@ def test_fa3_decode_tile_pads_the_group_to_the_kernels_block_m() -> None:
     assert int(decode_query_tile("vllm", h100, 128, "bf16", 8, local=True)) == 128
     assert int(decode_query_tile("vllm", h100, 64, "fp8", 8)) == 64
     assert int(decode_query_tile("vllm", h100, 64, "fp8", 8, local=True)) == 192
+    # FA3's local flag per call (memsim.ops.fa3.is_local): a 128-key window over 100 cached
+    # keys is no window (one warpgroup, 64 rows), over 200 it is (128 rows)
+    from memsim.ops.fa3 import is_local
+
+    local = is_local(128, np.array([100, 128, 129, 200]))
+    assert local.tolist() == [False, False, True, True]
+    assert decode_query_tile("vllm", h100, 128, "bf16", 8, local).tolist() == [64, 64, 128, 128]
     assert int(decode_query_tile("vllm", a100, 64, "fp8", 8)) == 64
     assert int(decode_query_tile("trtllm", h100, 128, "bf16", 8)) == 16
     assert int(decode_query_tile("trtllm", h100, 128, "bf16", 8, kernel="xqa_hmma")) == 16

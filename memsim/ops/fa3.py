@@ -94,20 +94,35 @@ def sm90_tile(head_dim: int, head_dim_v: int, causal: bool, local: bool, one_mma
     return np.where(one, m1, m0), np.where(one, n1, n0)
 
 
-def tile(D: int, Dv: int, local: bool, packed_rows, elem_bytes: float = 2
+def is_local(window: int | None, kv_len) -> np.ndarray:
+    """FA3's ``is_local`` for a causal sliding ``window`` (keys per query, None: none) over
+    ``kv_len`` keys (array): a window reaching every key is none (hopper/flash_api.cpp
+    @617264c1 l. 638: ``window_size_left >= max_seqlen_k - 1`` → -1, vLLM passing W − 1),
+    and the kernel runs causal, with its tiles."""
+    S = np.asarray(kv_len)
+    if window is None:
+        return np.zeros(S.shape, dtype=bool)
+    return S > int(window)
+
+
+def tile(D: int, Dv: int, local, packed_rows, elem_bytes: float = 2
          ) -> tuple[np.ndarray, np.ndarray]:
     """(kBlockM, kBlockN) of FA3's forward on SM90 as vLLM calls it on its paged cache
-    (K/V without TMA; causal unless ``local``, a sliding window) for head sizes
-    ``D``/``Dv``, ``packed_rows`` = N·G (arrays, broadcasting) and 16-bit or
-    (``elem_bytes`` 1) e4m3 inputs: :func:`sm90_tile`."""
+    (K/V without TMA; causal unless ``local``, :func:`is_local`) for head sizes ``D``/``Dv``,
+    ``packed_rows`` = N·G and ``local`` (arrays, broadcasting), 16-bit or (``elem_bytes`` 1)
+    e4m3 inputs: :func:`sm90_tile`."""
     rows = np.asarray(packed_rows)
+    loc = np.asarray(local, dtype=bool)
     if D > 256 and elem_bytes != 1:
         # no FA3 kernel; vLLM runs FlashAttention-4 (memsim.attention.vllm_fa4), whose SM90
         # tiles are 64 × 64 (flash_attn/cute/interface.py _tile_size_fwd_sm90). Known gap:
         # e4m3 above 256 keeps FA3's hdim-256 tiles (only B200's proxy rows reach it)
-        return np.full(rows.shape, 64), np.full(rows.shape, 64)
-    return sm90_tile(D, Dv, not local, local, use_one_mma_wg(D, Dv, local, rows),
-                     elem_bytes, paged_kv_non_tma=True)
+        shape = np.broadcast_shapes(rows.shape, loc.shape)
+        return np.full(shape, 64), np.full(shape, 64)
+    (mc, nc), (ml, nl) = (sm90_tile(D, Dv, not lo, lo, use_one_mma_wg(D, Dv, lo, rows),
+                                    elem_bytes, paged_kv_non_tma=True)
+                          for lo in (False, True))
+    return np.where(loc, ml, mc), np.where(loc, nl, nc)
 
 
 def work(N, S, group: int, D: int, Dv: int, window: int | None, elem_bytes: float = 2):
@@ -124,13 +139,7 @@ def work(N, S, group: int, D: int, Dv: int, window: int | None, elem_bytes: floa
     N, S = np.broadcast_arrays(np.asarray(N, dtype=np.int64), np.asarray(S, dtype=np.int64))
     G = int(group)
     local = window is not None
-    Mb, Nb = tile(D, Dv, False, N * G, elem_bytes)
-    if local:
-        # a window reaching every key is none: FA3 drops it (hopper/flash_api.cpp
-        # @617264c1 l. 638, ``window_size_left >= max_seqlen_k - 1`` → -1; vLLM passes
-        # W − 1) and runs the causal kernel, with its tiles
-        Ml, Nl = tile(D, Dv, True, N * G, elem_bytes)
-        Mb, Nb = np.where(S > int(window), Ml, Mb), np.where(S > int(window), Nl, Nb)
+    Mb, Nb = tile(D, Dv, is_local(window, S), N * G, elem_bytes)
     Mb, Nb = Mb.astype(np.int64), Nb.astype(np.int64)
     o = S - N
     R = N * G
