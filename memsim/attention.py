@@ -365,8 +365,10 @@ def kernel_timer(problem: AttentionProblem, gpu: GPU, algorithm: str, *,
         # tile, padded to whole tiles: the padded rows cost FLOPs and the fixed per-row steps
         group = max(problem.H // max(problem.K, 1), 1) * np.asarray(N, dtype=float)
         kernel = decode_kernel(problem, backend, gpu, framework)
+        from memsim.ops.fa3 import is_local
+
         tile = decode_query_tile(backend, gpu, problem.D, problem.dtype, group,
-                                 problem.mask.window is not None, kernel)
+                                 is_local(problem.mask.window, S), kernel)
         if kernel == "mmha":
             # decoderMaskedMultiheadAttention: its dot products on the CUDA cores
             matmul_unit = "fp32"
@@ -694,13 +696,25 @@ def vllm_fa4(problem: AttentionProblem, backend: str | None, gpu: GPU) -> bool:
             and max(problem.D, problem.Dv) >= VLLM_FA4_MIN_HEAD_DIM)
 
 
+def vllm_max_num_splits(B, N) -> np.ndarray:
+    """``max_num_splits`` vLLM's FlashAttentionMetadataBuilder.build passes to the kernel for
+    a batch of ``B`` sequences of ``N`` query tokens (arrays): :data:`VLLM_CUDAGRAPH_MAX_SPLITS`
+    while its B·N tokens fit the largest CUDA graph (``num_actual_tokens <=
+    max_cudagraph_size``), else 0, "use FA3's heuristics" (vllm/v1/attention/backends/
+    flash_attn.py). FA3 and FA4 both read it as their split count when positive
+    (hopper/flash_api.cpp ``num_splits <= 0 ? get_num_splits(params) : num_splits``;
+    flash_attn/cute/interface.py: the heuristic only for ``num_splits < 1``)."""
+    tokens = np.asarray(B, dtype=float) * np.asarray(N, dtype=float)
+    return np.where(tokens <= VLLM_MAX_CUDAGRAPH_TOKENS, float(VLLM_CUDAGRAPH_MAX_SPLITS), 0.0)
+
+
 def vllm_fa4_splits(B, N) -> np.ndarray:
     """Split CTAs per (sequence, KV head, M tile) of vLLM's FA4 decode for batch ``B`` of
-    ``N``-token queries (arrays): vLLM's CUDA-graph split count while B·N fits the largest
-    graph, else 1 (FA4's own heuristic, interface.py num_splits_heuristic, which takes 1
-    split for ≤ 4 key tiles or B·K·m ≥ SMs; the rows' large batches)."""
-    tokens = np.asarray(B, dtype=float) * np.asarray(N, dtype=float)
-    return np.where(tokens <= VLLM_MAX_CUDAGRAPH_TOKENS, VLLM_CUDAGRAPH_MAX_SPLITS, 1.0)
+    ``N``-token queries (arrays): :func:`vllm_max_num_splits` where positive, else 1 (FA4's
+    own heuristic, interface.py num_splits_heuristic, which takes 1 split for ≤ 4 key tiles
+    or B·K·m ≥ SMs; the rows' large batches)."""
+    splits = vllm_max_num_splits(B, N)
+    return np.where(splits > 0, splits, 1.0)
 
 
 def fa3_num_splits(problem: AttentionProblem, gpu: GPU, B, N, S) -> np.ndarray:
@@ -718,14 +732,23 @@ def fa3_num_splits(problem: AttentionProblem, gpu: GPU, B, N, S) -> np.ndarray:
       local mask);
     - the dynamic count per sequence (hopper/flash_prepare_scheduler.cu
       ``prepare_varlen_num_blocks_kernel``): blocks per SM ⌈1.1·B·m·n·K / SMs⌉, splits
-      ⌈n / that⌉, capped by the static bound; 1 beyond 992 sequences."""
+      ⌈n / that⌉, capped by the static bound; 1 beyond 992 sequences.
+
+    Open (2026-12-02): vLLM passes FA3 the same :func:`vllm_max_num_splits` it passes FA4
+    (32 under a full CUDA graph), which FA3 takes as its bound in place of the heuristic
+    (hopper/flash_api.cpp @617264c1 l. 1059), and heuristics.h at that commit reads 0.85
+    of the best efficiency, without the n ≤ 8 rule or the × 0.85 below 4 tiles per split
+    written above. Bound 32 on aiconfigurator's H100/H200 vLLM decode rows (seed 0, 2000
+    per GPU), refitted: bf16 median/p90 H100 9.7/22.6 %, H200 7.3/19.4 % (this rule:
+    7.9/24.9, 6.8/21.1), fp8 9.1/25.0, 8.8/24.4 (9.6/24.3, 10.9/26.5): not adopted, as
+    whether the collector's config has full CUDA graphs was not read."""
     from memsim.ops import fa3
     from memsim.units import DTYPE_BYTES
 
     sms = gpu.spec.sm_count
     B, N, S = (np.asarray(v, dtype=float) for v in (B, N, S))
     group = (problem.H // max(problem.K, 1)) * N
-    block_m, block_n = fa3.tile(problem.D, problem.Dv, problem.mask.window is not None,
+    block_m, block_n = fa3.tile(problem.D, problem.Dv, fa3.is_local(problem.mask.window, S),
                                 group, DTYPE_BYTES[problem.dtype])
     m = np.ceil(group / block_m)
     loaded = S if problem.mask.window is None else np.minimum(
@@ -808,7 +831,7 @@ def production_problem(problem: AttentionProblem, algorithm: str,
 
 
 def decode_query_tile(backend: str | None, gpu: GPU | None = None, head_dim: int = 128,
-                      dtype: str = "bf16", group=1, local: bool = False,
+                      dtype: str = "bf16", group=1, local=False,
                       kernel: str | None = None):
     """M rows of a production decode kernel's MMA tile, which the ``group`` query rows
     sharing a KV head (heads per KV head × queries; arrays) fill. TensorRT-LLM, by its

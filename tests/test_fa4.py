@@ -12,6 +12,7 @@ from memsim.attention import (
     predict,
     vllm_fa4,
     vllm_fa4_splits,
+    vllm_max_num_splits,
 )
 from memsim.hardware import load_gpu
 from memsim.problem import AttentionProblem
@@ -51,6 +52,9 @@ def test_fa4_split_count_is_vllms_cuda_graph_bound_up_to_the_largest_graph() -> 
     tokens = np.array([1, VLLM_MAX_CUDAGRAPH_TOKENS, VLLM_MAX_CUDAGRAPH_TOKENS + 1])
     assert vllm_fa4_splits(tokens, 1).tolist() == [VLLM_CUDAGRAPH_MAX_SPLITS] * 2 + [1]
     assert vllm_fa4_splits(64, 16).tolist() == 1   # 1024 tokens: past the largest graph
+    # one reading of vLLM's builder: 32 inside the graph, 0 ("the kernel's heuristic")
+    # past it, which FA4's decode on these rows takes as 1
+    assert vllm_max_num_splits(tokens, 1).tolist() == [VLLM_CUDAGRAPH_MAX_SPLITS] * 2 + [0]
 
 
 def test_fa4_decode_pays_every_split_ctas_fixed_steps() -> None:

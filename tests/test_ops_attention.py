@@ -112,7 +112,9 @@ def _fa3_brute(N: int, S: int, G: int, D: int, window: int | None, e: int = 2):
     get_n_block_min_max with PackGQA's rows): the closed form's reference."""
     from memsim.ops import fa3
 
-    Mb, Nb = (int(v) for v in fa3.tile(D, D, window is not None, np.array(N * G), e))
+    # FA3 drops a window that reaches every key (flash_api.cpp l. 638): causal tiles
+    local = window is not None and S > window
+    Mb, Nb = (int(v) for v in fa3.tile(D, D, local, np.array(N * G), e))
     counts = []
     for i in range(-(-N * G // Mb)):
         t0, t1 = i * Mb // G, (min((i + 1) * Mb, N * G) - 1) // G
@@ -143,6 +145,26 @@ def test_fa3_tile_pairs_closed_form_equals_the_walk(N, prefix, G, D, window, e) 
         assert blongest <= longest <= blongest + 1
 
 
+@settings(max_examples=40, deadline=None)
+@given(N=st.integers(1, 3000), prefix=st.sampled_from([0, 7, 500]),
+       G=st.sampled_from([1, 4, 8]), D=st.sampled_from([64, 128, 256]),
+       extra=st.integers(0, 5000), e=st.sampled_from([1, 2]))
+def test_fa3_window_reaching_every_key_runs_the_causal_kernel(N, prefix, G, D, extra,
+                                                              e) -> None:
+    """hopper/flash_api.cpp @617264c1 l. 638: ``window_size_left >= max_seqlen_k - 1`` is
+    no window, so a window W ≥ S times exactly as no window (tiles, m-blocks, pairs), and
+    one of W < S takes the local tiles."""
+    from memsim.ops import fa3
+
+    S = N + prefix
+    args = (np.array([N]), np.array([S]), G, D, D)
+    causal = [np.asarray(v).item() for v in fa3.work(*args, None, e)]
+    assert [np.asarray(v).item() for v in fa3.work(*args, S + extra, e)] == causal
+    if S > 1:
+        Mb, Nb = (np.asarray(v).item() for v in fa3.work(*args, S - 1, e)[:2])
+        assert (Mb, Nb) == tuple(int(v) for v in fa3.tile(D, D, True, np.array(N * G), e))
+
+
 def test_fa3_tiles_follow_tile_size_fwd_sm90() -> None:
     """hopper/tile_size.h with 64-token pages (paged non-TMA): D 128 → 128 × 128, one
     64-row warpgroup when N·G ≤ 64; D 64 → 192 × 128 causal, 192 × 160 with a window;
@@ -163,6 +185,69 @@ def test_fa3_tiles_follow_tile_size_fwd_sm90() -> None:
     assert tuple(int(v) for v in fa3.tile(128, 128, False, np.array(4096), 1)) == (128, 192)
     assert tuple(int(v) for v in fa3.tile(64, 64, False, np.array(4096), 1)) == (192, 128)
     assert tuple(int(v) for v in fa3.tile(128, 128, False, np.array(64), 1)) == (64, 96)
+
+
+# hopper/tile_size.h tile_size_fwd_sm90 at vllm-project/flash-attention @617264c1, read
+# line by line (l. 14-77): (head_dim, head_dim_v, causal, local, elem_bytes, paged non-TMA,
+# one MMA warpgroup) → (kBlockM, kBlockN); every return statement of the 16-bit and the
+# two-level FP8 branches at least once. Exact integers, no tolerance.
+TILE_SIZE_FWD_SM90 = [
+    ((64, 512, True, False, 2, True, False), (64, 64)),
+    ((64, 256, True, False, 2, True, False), (128, 96)),
+    ((64, 64, True, False, 2, True, True), (64, 192)),
+    ((64, 64, True, False, 2, True, False), (192, 128)),
+    ((64, 64, False, True, 2, True, False), (192, 160)),
+    ((64, 64, False, False, 2, True, False), (192, 160)),
+    ((64, 64, False, False, 2, False, False), (192, 192)),
+    ((96, 96, True, False, 2, True, False), (192, 128)),
+    ((96, 96, False, False, 2, False, False), (192, 144)),
+    ((128, 128, True, False, 2, True, True), (64, 128)),
+    ((128, 128, False, False, 2, False, True), (64, 176)),
+    ((128, 128, True, False, 2, True, False), (128, 128)),
+    ((128, 128, False, False, 2, False, False), (128, 160)),
+    ((192, 192, True, False, 2, True, False), (128, 96)),
+    ((192, 128, False, False, 2, False, False), (128, 128)),
+    ((192, 192, False, False, 2, False, False), (128, 96)),
+    ((256, 256, True, False, 2, True, False), (128, 80)),
+    ((256, 256, False, True, 2, True, False), (128, 64)),
+    ((64, 64, True, False, 1, True, True), (64, 128)),
+    ((128, 128, True, False, 1, True, True), (64, 96)),
+    ((64, 64, True, False, 1, True, False), (192, 128)),
+    ((96, 96, True, False, 1, True, False), (128, 128)),
+    ((128, 128, True, False, 1, True, False), (128, 192)),
+    ((192, 192, True, False, 1, True, False), (128, 96)),
+    ((256, 256, True, False, 1, True, False), (128, 128)),
+    ((256, 256, False, True, 1, True, False), (128, 64)),
+]
+
+
+@pytest.mark.parametrize(("args", "want"), TILE_SIZE_FWD_SM90)
+def test_tile_size_fwd_sm90_transcribes_the_source(args, want) -> None:
+    """memsim.ops.fa3.tile_size_fwd_sm90 returns hopper/tile_size.h's tiles (table above)."""
+    from memsim.ops import fa3
+
+    assert fa3.tile_size_fwd_sm90(*args) == want
+
+
+def test_fa3_tile_rule_has_one_home() -> None:
+    """vLLM's paged prefill/decode tiles (fa3.tile) and the encoder's TMA tiles
+    (encoder.kernel on Hopper) are both fa3.tile_size_fwd_sm90, differing only in the paged
+    non-TMA flag and the mask: at D = 64 the encoder's non-causal TMA tile is 192 × 192,
+    the paged causal one 192 × 128; one warpgroup at ≤ 64 packed rows in both."""
+    from memsim.hardware import load_gpu
+    from memsim.ops import encoder, fa3
+
+    h100 = load_gpu("h100-sxm")
+    for D in (64, 96, 128, 192, 256):
+        for rows in (64, 65, 4096):
+            enc = encoder.kernel("vllm", h100, D, rows)
+            one = fa3.use_one_mma_wg(D, D, False, rows)
+            assert (int(enc.block_m), int(enc.block_n)) == fa3.tile_size_fwd_sm90(
+                D, D, False, False, 2, False, bool(one))
+            paged = tuple(int(v) for v in fa3.tile(D, D, False, np.array(rows)))
+            assert paged == fa3.tile_size_fwd_sm90(D, D, True, False, 2, True, bool(one))
+    assert (int(encoder.kernel("vllm", h100, 64, 4096).block_n),
+            int(fa3.tile(64, 64, False, np.array(4096))[1])) == (192, 128)
 
 
 def test_vllm_prefill_on_hopper_times_fa3_tiles_per_kv_head() -> None:
@@ -499,6 +584,13 @@ def test_fa3_decode_tile_pads_the_group_to_the_kernels_block_m() -> None:
     assert int(decode_query_tile("vllm", h100, 128, "bf16", 8, local=True)) == 128
     assert int(decode_query_tile("vllm", h100, 64, "fp8", 8)) == 64
     assert int(decode_query_tile("vllm", h100, 64, "fp8", 8, local=True)) == 192
+    # FA3's local flag per call (memsim.ops.fa3.is_local): a 128-key window over 100 cached
+    # keys is no window (one warpgroup, 64 rows), over 200 it is (128 rows)
+    from memsim.ops.fa3 import is_local
+
+    local = is_local(128, np.array([100, 128, 129, 200]))
+    assert local.tolist() == [False, False, True, True]
+    assert decode_query_tile("vllm", h100, 128, "bf16", 8, local).tolist() == [64, 64, 128, 128]
     assert int(decode_query_tile("vllm", a100, 64, "fp8", 8)) == 64
     assert int(decode_query_tile("trtllm", h100, 128, "bf16", 8)) == 16
     assert int(decode_query_tile("trtllm", h100, 128, "bf16", 8, kernel="xqa_hmma")) == 16

@@ -139,8 +139,9 @@ def kernel(framework: str, gpu: Any, head_dim: int, seq_len: Any) -> Kernel:
     """The kernel ``framework`` runs on ``gpu`` for head size ``head_dim`` and ``seq_len``
     tokens per sequence (array), with its tiles (module docstring for the dispatch).
 
-    - "fa3" (vLLM, SGLang on Hopper): hopper/tile_size.h ``tile_size_fwd_sm90`` for a
-      non-causal, non-local call with TMA K/V (not paged): hdim 64 → 192 × 192, or 64 ×
+    - "fa3" (vLLM, SGLang on Hopper): hopper/tile_size.h ``tile_size_fwd_sm90``
+      (:func:`memsim.ops.fa3.tile_size_fwd_sm90`) for a non-causal, non-local call with
+      TMA K/V (not paged): hdim 64 → 192 × 192, or 64 ×
       192 with one MMA warpgroup (heuristics.h ``use_one_mma_wg``: D ∈ {64, 128} and
       seqlen_q ≤ 64); hdim 96 → 192 × 144; hdim 128 → 128 × 176 (one warpgroup: 64 × 176)
       else 128 × 160; hdim 192 → 128 × 96; hdim 256 → 128 × 80.
@@ -189,18 +190,12 @@ def kernel(framework: str, gpu: Any, head_dim: int, seq_len: Any) -> Kernel:
         return Kernel("fmha_v2", mma_head_dim("fmha_v2", D), full(128 if D <= 64 else 64),
                       full(128), False, True, tile_cost=True)
     if cc == 9:
+        from memsim.ops import fa3
+
+        # bidirectional, no window, K/V by TMA (contiguous, not paged); one warpgroup on
+        # the raw head size (heuristics.h use_one_mma_wg reads params.d)
         d = mma_head_dim("fa3", D)
-        one_wg = (D in (64, 128)) & (N <= 64)
-        if d == 64:
-            m, n = np.where(one_wg, 64, 192), full(192)
-        elif d == 96:
-            m, n = full(192), full(144)
-        elif d == 128:
-            m, n = np.where(one_wg, 64, 128), np.where(one_wg, 176, 160)
-        elif d == 192:
-            m, n = full(128), full(96)
-        else:
-            m, n = full(128), full(80)
+        m, n = fa3.sm90_tile(d, d, False, False, fa3.use_one_mma_wg(D, D, False, N))
         return Kernel("fa3", d, m.astype(float), n.astype(float), True)
     if cc == 10 and not (framework == "sglang" and str(gpu.compute_capability) == "10.3"):
         return Kernel("fa4", mma_head_dim("fa4", D), np.where(N > 128, 256.0, 128.0),

@@ -13,10 +13,11 @@ whole ``kBlockM × kBlockN`` MMA and softmax (masked entries included). The pers
 scheduler hands m-blocks to the SMs longest first, so the busiest SM does the larger of
 its share of all tile pairs and the longest m-block.
 
-Tiles: hopper/tile_size.h ``tile_size_fwd_sm90`` (16-bit inputs, paged non-TMA; a window
-makes the kernel "local", not causal) and heuristics.h ``use_one_mma_wg`` (one 64-row
-warpgroup when D ∈ {64, 128}, no window and at most 64 packed rows); source read at
-vllm-project/flash-attention @617264c1.
+Tiles: hopper/tile_size.h ``tile_size_fwd_sm90`` (:func:`tile_size_fwd_sm90`, the one
+transcription, which :mod:`memsim.ops.encoder` shares for its TMA, non-causal call; here
+paged non-TMA, a window making the kernel "local", not causal) and heuristics.h
+``use_one_mma_wg`` (one 64-row warpgroup when D ∈ {64, 128}, no window and at most 64
+packed rows); source read at vllm-project/flash-attention @617264c1.
 """
 
 from __future__ import annotations
@@ -26,46 +27,102 @@ import numpy as np
 from memsim.geometry import _ceil_div, floor_sum
 
 
-def tile(D: int, Dv: int, local: bool, packed_rows, elem_bytes: float = 2
-         ) -> tuple[np.ndarray, np.ndarray]:
-    """(kBlockM, kBlockN) of FA3's forward on SM90 with paged non-TMA K/V for head sizes
-    ``D``/``Dv``, a sliding window (``local``) or not, ``packed_rows`` = N·G (arrays,
-    broadcasting) and 16-bit or (``elem_bytes`` 1) e4m3 inputs (the FP8 prefill tiles with
-    two-level accumulation)."""
+def tile_size_fwd_sm90(head_dim: int, head_dim_v: int, causal: bool, local: bool,
+                       elem_bytes: float = 2, paged_kv_non_tma: bool = False,
+                       one_mma_wg: bool = False) -> tuple[int, int]:
+    """(kBlockM, kBlockN) of FA3's SM90 forward kernel: hopper/tile_size.h
+    ``tile_size_fwd_sm90`` at vllm-project/flash-attention @617264c1, line by line, for
+    ``v_colmajor`` and ``softcap`` false (vLLM passes neither) and the FP8 two-level
+    accumulation build (FLASHATTENTION_DISABLE_FP8_TWO_LEVEL_ACCUMULATION unset).
+    ``head_dim``, ``head_dim_v``: the kernel's instantiated (rounded) sizes; ``elem_bytes``
+    2 (16-bit) or 1 (e4m3); ``paged_kv_non_tma``: a paged KV cache loaded without TMA;
+    ``one_mma_wg``: :func:`use_one_mma_wg`. Its MmaPV_is_RS and IntraWGOverlap flags are
+    not returned."""
+    d, dv = head_dim, head_dim_v
+    if elem_bytes == 2:
+        if d <= 64:
+            if dv == 512:
+                return 64, 64
+            if dv == 256:
+                return 128, 96
+            if one_mma_wg:
+                return 64, 192
+            return 192, 128 if causal else 160 if local or paged_kv_non_tma else 192
+        if d <= 96:
+            return 192, 128 if local or paged_kv_non_tma else 144
+        if d <= 128:
+            narrow = causal or local or paged_kv_non_tma
+            if one_mma_wg:
+                return 64, 128 if narrow else 176
+            return 128, 128 if narrow else 160
+        if d <= 192:
+            return 128, 96 if paged_kv_non_tma or local else 128 if dv <= 128 else 96
+        return 128, 64 if local else 80
+    # FP8: decode tiles with one MMA warpgroup, else the two-level accumulation's tiles
+    if one_mma_wg:
+        return (64, 128) if d <= 96 else (64, 96)
+    if d <= 64:
+        return 192, 128
+    if d <= 96:
+        return 128, 128
+    if d <= 128:
+        return 128, 192
+    if d <= 192:
+        return 128, 96
+    return 128, 64 if local else 128
+
+
+def use_one_mma_wg(head_dim: int, head_dim_v: int, local: bool, packed_rows) -> np.ndarray:
+    """Whether FA3 runs one 64-row MMA warpgroup (arrays like ``packed_rows`` = seqlen_q ·
+    query heads per KV head): hopper/heuristics.h ``use_one_mma_wg`` (d ∈ {64, 128}, not
+    local, at most 64 packed rows) and flash_fwd_launch_template.h's gate on it
+    (``kHeadDimV == kHeadDim``), @617264c1."""
     rows = np.asarray(packed_rows)
-    small = (D in (64, 128)) and D == Dv and not local
-    small = small & (rows <= 64)
-    if elem_bytes == 1:
-        if D <= 64:
-            m, n = 192, 128
-        elif D <= 96:
-            m, n = 128, 128
-        elif D <= 128:
-            m, n = 128, 192
-        elif D <= 192:
-            m, n = 128, 96
-        else:
-            m, n = 128, 64 if local else 128
-        return np.where(small, 64, m), np.where(small, 128 if D <= 96 else 96, n)
-    if D <= 64:
-        if Dv == 512:
-            m, n = 64, 64
-        elif Dv == 256:
-            m, n = 128, 96
-        else:
-            m, n = 192, 160 if local else 128
-        return np.where(small, 64, m), np.where(small, 192, n)
-    if D <= 96:
-        return np.full(rows.shape, 192), np.full(rows.shape, 128)
-    if D <= 128:
-        return np.where(small, 64, 128), np.full(rows.shape, 128)
-    if D <= 192:
-        return np.full(rows.shape, 128), np.full(rows.shape, 96)
-    if D <= 256:
-        return np.full(rows.shape, 128), np.full(rows.shape, 64 if local else 80)
-    # D > 256: no FA3 kernel; vLLM runs FlashAttention-4 (memsim.attention.vllm_fa4),
-    # whose SM90 tiles are 64 × 64 (flash_attn/cute/interface.py _tile_size_fwd_sm90)
-    return np.full(rows.shape, 64), np.full(rows.shape, 64)
+    return (head_dim in (64, 128)) & (head_dim_v == head_dim) & (not local) & (rows <= 64)
+
+
+def sm90_tile(head_dim: int, head_dim_v: int, causal: bool, local: bool, one_mma_wg,
+              elem_bytes: float = 2, paged_kv_non_tma: bool = False
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`tile_size_fwd_sm90` over an array of ``one_mma_wg`` (:func:`use_one_mma_wg`):
+    (kBlockM, kBlockN) arrays of its shape."""
+    one = np.asarray(one_mma_wg, dtype=bool)
+    m1, n1 = tile_size_fwd_sm90(head_dim, head_dim_v, causal, local, elem_bytes,
+                                paged_kv_non_tma, one_mma_wg=True)
+    m0, n0 = tile_size_fwd_sm90(head_dim, head_dim_v, causal, local, elem_bytes,
+                                paged_kv_non_tma, one_mma_wg=False)
+    return np.where(one, m1, m0), np.where(one, n1, n0)
+
+
+def is_local(window: int | None, kv_len) -> np.ndarray:
+    """FA3's ``is_local`` for a causal sliding ``window`` (keys per query, None: none) over
+    ``kv_len`` keys (array): a window reaching every key is none (hopper/flash_api.cpp
+    @617264c1 l. 638: ``window_size_left >= max_seqlen_k - 1`` → -1, vLLM passing W − 1),
+    and the kernel runs causal, with its tiles."""
+    S = np.asarray(kv_len)
+    if window is None:
+        return np.zeros(S.shape, dtype=bool)
+    return S > int(window)
+
+
+def tile(D: int, Dv: int, local, packed_rows, elem_bytes: float = 2
+         ) -> tuple[np.ndarray, np.ndarray]:
+    """(kBlockM, kBlockN) of FA3's forward on SM90 as vLLM calls it on its paged cache
+    (K/V without TMA; causal unless ``local``, :func:`is_local`) for head sizes ``D``/``Dv``,
+    ``packed_rows`` = N·G and ``local`` (arrays, broadcasting), 16-bit or (``elem_bytes`` 1)
+    e4m3 inputs: :func:`sm90_tile`."""
+    rows = np.asarray(packed_rows)
+    loc = np.asarray(local, dtype=bool)
+    if D > 256 and elem_bytes != 1:
+        # no FA3 kernel; vLLM runs FlashAttention-4 (memsim.attention.vllm_fa4), whose SM90
+        # tiles are 64 × 64 (flash_attn/cute/interface.py _tile_size_fwd_sm90). Known gap:
+        # e4m3 above 256 keeps FA3's hdim-256 tiles (only B200's proxy rows reach it)
+        shape = np.broadcast_shapes(rows.shape, loc.shape)
+        return np.full(shape, 64), np.full(shape, 64)
+    (mc, nc), (ml, nl) = (sm90_tile(D, Dv, not lo, lo, use_one_mma_wg(D, Dv, lo, rows),
+                                    elem_bytes, paged_kv_non_tma=True)
+                          for lo in (False, True))
+    return np.where(loc, ml, mc), np.where(loc, nl, nc)
 
 
 def work(N, S, group: int, D: int, Dv: int, window: int | None, elem_bytes: float = 2):
@@ -82,7 +139,7 @@ def work(N, S, group: int, D: int, Dv: int, window: int | None, elem_bytes: floa
     N, S = np.broadcast_arrays(np.asarray(N, dtype=np.int64), np.asarray(S, dtype=np.int64))
     G = int(group)
     local = window is not None
-    Mb, Nb = tile(D, Dv, local, N * G, elem_bytes)
+    Mb, Nb = tile(D, Dv, is_local(window, S), N * G, elem_bytes)
     Mb, Nb = Mb.astype(np.int64), Nb.astype(np.int64)
     o = S - N
     R = N * G
