@@ -379,6 +379,21 @@ def kernel_timer(problem: AttentionProblem, gpu: GPU, algorithm: str, *,
             # busiest SM
             groups = np.asarray(B, dtype=float) * problem.K
             ctas, rows, key_s, keys = None, padded, None, None
+            cta_s = cls.cta_s
+            if kernel == "mmha":
+                # MMHA's multi-block CTAs (mmha_seq_len_tiles), one 512-thread CTA per SM
+                # resident, each walking its share of the keys at its own pace (key_s per
+                # key of D elements); only a multi-block CTA pays cta_s: its partial's
+                # write, fence and counter atomic before the last one merges them
+                tiles = mmha_seq_len_tiles(B, problem.K, problem.D, S, problem.mask.window,
+                                           gpu.spec.sm_count,
+                                           gpu.spec.shared_memory_per_block_max_bytes)
+                ctas = groups * tiles
+                cta_s = cls.cta_s * (tiles > 1)
+                key_s = cls.key_s * problem.D / XQA_ROW_ELEMS
+                S_arr = np.asarray(S, dtype=float)
+                keys = S_arr if problem.mask.window is None else np.minimum(
+                    S_arr, problem.mask.window)
             if kernel in XQA_KERNELS:
                 # a key's latency-bound steps in a CTA: mha.cu's warps load its K and V
                 # rows (ldgsts, D elements each); mha_sm90.cu's TMA loads run ahead, each
@@ -399,7 +414,7 @@ def kernel_timer(problem: AttentionProblem, gpu: GPU, algorithm: str, *,
                 rows = padded * problem.D / XQA_ROW_ELEMS
             return Timer(timed, problem.dtype, matmul_unit, blocks_per_sm,
                          floor_s=cls.floor_s, decode_pad=padded / group,
-                         cta_s=(cls.cta_s + cls.row_s * rows) * clock_ratio(gpu),
+                         cta_s=(cta_s + cls.row_s * rows) * clock_ratio(gpu),
                          groups=groups, ctas=ctas, key_s=key_s, keys=keys,
                          partial_s=xqa_partial_s(kernel, cls.cta_s * clock_ratio(gpu)),
                          pre_s=xqa_rope_kernel_s(problem, kernel, timed, B, N, rotary_dim))
@@ -506,6 +521,49 @@ def fa3_busiest_sm(problem: AttentionProblem, gpu: GPU, B, N, S):
                                   + B * np.asarray(N, dtype=float) * problem.H * problem.D * e),
             "sram_read_bytes": tiles * sms * (Mb * problem.D * e + kv_tile),
             "sram_write_bytes": tiles * sms * kv_tile}, blocks
+
+
+# TensorRT-LLM's masked MHA decode (MMHA), NVIDIA/TensorRT-LLM
+# cpp/tensorrt_llm/kernels/decoderMaskedMultiheadAttention/decoderMaskedMultiheadAttentionLaunch.h
+# @05316d33: its multi-block launch runs 512 threads per CTA (mmha_launch_kernel_ex:
+# 256 × min(⌈SMs · blocks/SM / (B·H)⌉, blocks/SM), capped by MMHA_512_BLOCKSIZE_CHECK; two
+# 256-thread CTAs per SM: the steps of aiconfigurator's H100/H200 rows at 256, 512, 1024
+# cached keys for D = 256, 128, 64 are those of 512 threads, not 1024), and each CTA walks
+# at least one unrolled K/V loop of ⌈threads / threads_per_value⌉ · 8 keys
+# (multi_block_grid_setup: seq_len_per_kv_loop)
+MMHA_MULTI_BLOCK_THREADS = 512
+MMHA_KV_LOOP_UNROLL = 8
+MMHA_LOAD_BYTES = 16        # threads_per_value: dh_max · sizeof(T) / 16 (one 16-byte load)
+MMHA_QK_SMEM_BYTES = 24     # estimate_min_multi_block_count: 16 + 4 · sizeof(T) per 4 keys
+MMHA_SMEM_RESERVED_BYTES = 2048  # attentionOp: sharedMemPerBlockOptin − 2048
+
+
+def mmha_seq_len_tiles(B, H: int, D: int, S, window: int | None, sm_count: int,
+                       smem_per_block_bytes: int) -> np.ndarray:
+    """CTAs per (sequence, head) of TensorRT-LLM's MMHA decode (``params.seq_len_tile``)
+    for batch ``B``, ``H`` heads of size ``D`` and ``S`` cached keys (arrays, broadcasting),
+    its 16-bit activations (T = bf16/fp16, whatever the cache's dtype).
+
+    attentionOp.cpp ``enqueueGeneration``: multi-block mode when
+    max_num_seq_len_tiles = max(⌈SMs / (B·H)⌉ (``getMaxNumSeqLenTile``), the shared-memory
+    minimum) exceeds 1; the minimum (``estimate_min_multi_block_count``) holds the softmax
+    of ⌈(keys + 1) / 4⌉ · 24 bytes (past keys in the window) in sharedMemPerBlockOptin − 2048.
+    decoderMaskedMultiheadAttentionLaunch.h ``multi_block_grid_setup``: seq_len_tile =
+    clamp(⌈SMs · 1 / (B·H)⌉ (one 512-thread CTA per SM), that minimum,
+    min(⌈(tlength + 1) / seq_len_per_kv_loop⌉, max_num_seq_len_tiles)), tlength = S − 1
+    past keys, the window left out (a windowed decode splits as its whole history)."""
+    B = np.asarray(B, dtype=float)
+    S = np.asarray(S, dtype=float)
+    past = S - 1.0
+    span = past if window is None else np.minimum(past, window)
+    per_block = (smem_per_block_bytes - MMHA_SMEM_RESERVED_BYTES) // MMHA_QK_SMEM_BYTES
+    min_tiles = np.maximum(np.ceil(np.ceil((span + 1.0) / 4.0) / per_block), 1.0)
+    balanced = np.ceil(sm_count / np.maximum(B * H, 1.0))
+    dh_max = 1 << (max(D, 32) - 1).bit_length()
+    threads_per_value = dh_max * ACTIVATION_BYTES / MMHA_LOAD_BYTES
+    kv_loop = np.ceil(MMHA_MULTI_BLOCK_THREADS / threads_per_value) * MMHA_KV_LOOP_UNROLL
+    tiles = np.maximum(np.minimum(balanced, np.ceil(S / kv_loop)), min_tiles)
+    return np.maximum(tiles, 1.0).astype(np.int64)
 
 
 XQA_ROW_ELEMS = 128  # head elements per row of XQA's row_s (its classes' unit)
@@ -1121,9 +1179,10 @@ def decode_kernel(problem: AttentionProblem, backend: str | None, gpu: GPU,
     cached tokens, SM-time per (sequence, KV head): MMHA 1.5 µs, XQA HMMA 4.5-5.6 µs,
     XQA QGMMA 1.3-2.0 µs at D ≤ 128; H100 = H200, so not a memory cost):
 
-    - "mmha": one query head per KV head (MHA, and groups over 32 that
+    - "mmha" (Ampere/Hopper): one query head per KV head (MHA, and groups over 32 that
       :func:`production_problem` turns into MHA): decoderMaskedMultiheadAttention, one
-      CTA per (sequence, head); on Ampere/Hopper also any head size not a multiple of
+      CTA per (sequence, head), several in multi-block mode
+      (:func:`mmha_seq_len_tiles`); also any head size not a multiple of
       :data:`XQA_HEAD_ALIGN`, which both XQA kernels refuse
       (NVIDIA/TensorRT-LLM decoderXQAImplJIT/kernelUtils.cpp ``supportConfigHMMA``,
       ``supportConfigQGMMA``: ``head_size % 16 != 0`` → unsupported).
@@ -1134,8 +1193,13 @@ def decode_kernel(problem: AttentionProblem, backend: str | None, gpu: GPU,
       ``ctaShapeInWarps = {4, 1, 2}``) for 16-bit caches on Ampere/Hopper and every cache
       elsewhere ``supportConfigHMMA`` accepts.
 
-    On Blackwell TensorRT-LLM decodes grouped heads with its trtllm-gen kernels
-    (``supportConfigTllmGen``): "trtllm_gen", whose structure is not modelled apart: it
+    On Blackwell TensorRT-LLM decodes with its trtllm-gen kernels, one head per KV head
+    included (NVIDIA/TensorRT-LLM @c8b9bfc7 cpp/tensorrt_llm/kernels/xqaDispatcher.cpp
+    ``XqaDispatcher::shouldUse``: with ``mUseTllmGen`` it falls back to MMHA only for beam
+    search, StreamingLLM, cross attention, variable windows and groups over 16, not for
+    MHA; aiconfigurator's B200 MHA rows: 19.5 % median, p90 65.2 % as MMHA, 11.9 % / 28.2 %
+    as trtllm-gen, `memsim validate --source aiconfigurator --sample 2000`):
+    "trtllm_gen", whose structure is not modelled apart: it
     keeps the all-kernel model (per-row time spread over the SMs, memsim's own split
     count) and the class fitted with it (``attention/decode/trtllm``; Blackwell is never
     fitted). Timing it as the Hopper kernel of the same build (QGMMA: TMA-fed,
@@ -1153,10 +1217,10 @@ def decode_kernel(problem: AttentionProblem, backend: str | None, gpu: GPU,
         return None
     if framework is not None and attention_kernels_backend(framework, gpu) != framework:
         return "trtllm_gen"   # the framework calls TensorRT-LLM's kernels through FlashInfer
-    if problem.H // max(problem.K, 1) <= 1:
-        return "mmha"
     if gpu.architecture == "blackwell":
         return "trtllm_gen"
+    if problem.H // max(problem.K, 1) <= 1:
+        return "mmha"
     if problem.D % XQA_HEAD_ALIGN:
         return "mmha"
     if gpu.architecture == "hopper" and problem.dtype == "fp8":

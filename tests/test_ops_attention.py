@@ -297,8 +297,9 @@ def test_vllm_decode_on_blackwell_runs_trtllm_gen_kernels() -> None:
 
 def test_vllm_decode_on_blackwell_keeps_every_group_in_trtllm_gen() -> None:
     """vLLM calls trtllm-gen through FlashInfer, not through XQA's dispatch: 64 heads per KV
-    head stay grouped (one read of the KV head, not 64) and MHA runs trtllm-gen, not
-    TensorRT-LLM's masked MHA kernel; TensorRT-LLM's own rules are unchanged."""
+    head stay grouped (one read of the KV head, not 64) and MHA runs trtllm-gen;
+    TensorRT-LLM's own dispatch on Blackwell runs MHA on trtllm-gen too
+    (XqaDispatcher::shouldUse), Hopper's on its masked MHA kernel."""
     from memsim.attention import decode_kernel
 
     b200 = load_gpu("b200")
@@ -309,8 +310,8 @@ def test_vllm_decode_on_blackwell_keeps_every_group_in_trtllm_gen() -> None:
     trt = predict(mqa, b200, "flash_decode", backend="trtllm")
     assert vllm.cost.hbm_read_bytes < trt.cost.hbm_read_bytes / 32
     assert decode_kernel(mha, "trtllm", b200, "vllm") == "trtllm_gen"
-    assert decode_kernel(mha, "trtllm", b200) == "mmha"
-    assert decode_kernel(mha, "trtllm", b200, "trtllm") == "mmha"
+    assert decode_kernel(mha, "trtllm", b200) == "trtllm_gen"
+    assert decode_kernel(mha, "trtllm", b200, "trtllm") == "trtllm_gen"
     assert decode_kernel(mha, "trtllm", load_gpu("h100-sxm"), "vllm") == "mmha"
     assert predict(mha, b200, "flash_decode", backend="vllm").to_dict()[
         "efficiency_class"] == kernel_class("attention/decode", "trtllm", "trtllm_gen").name
@@ -389,6 +390,48 @@ def test_trtllm_decode_kernel_follows_xqa_dispatch() -> None:
     names = {predict(p, "h100-sxm", "flash_decode", backend="trtllm").to_dict()
              ["efficiency_class"] for p in (gqa, fp8, mha)}
     assert names == {f"attention/decode/trtllm/{k}" for k in ("xqa_hmma", "xqa_gmma", "mmha")}
+
+
+def test_mmha_multi_block_follows_tensorrt_llms_launch() -> None:
+    """multi_block_grid_setup (decoderMaskedMultiheadAttentionLaunch.h), worked by hand on
+    H100's 132 SMs and 227 KiB of shared memory per block: 512 threads, 16-byte loads of
+    16-bit elements, so D = 128 takes 16 threads per value and a 256-key loop (64: 512,
+    256: 128); at most ⌈132 / (B·H)⌉ CTAs per (sequence, head), at least the ones the
+    softmax's shared memory needs (9600 × 4 keys per CTA); a window splits as its whole
+    history."""
+    from memsim.attention import mmha_seq_len_tiles
+
+    smem = 232448
+    S = np.array([2, 256, 257, 512, 513, 1024, 2048, 16384])
+    assert mmha_seq_len_tiles(1, 40, 128, S, None, 132, smem).tolist() == [
+        1, 1, 2, 2, 3, 4, 4, 4]
+    assert mmha_seq_len_tiles(1, 40, 64, S, None, 132, smem).tolist() == [
+        1, 1, 1, 1, 2, 2, 4, 4]
+    assert mmha_seq_len_tiles(2, 48, 256, S, None, 132, smem).tolist() == [
+        1, 2, 2, 2, 2, 2, 2, 2]
+    assert mmha_seq_len_tiles(1, 128, 64, S, 128, 132, smem).tolist() == [
+        1, 1, 1, 1, 2, 2, 2, 2]
+    # B·H ≥ SMs: one CTA per (sequence, head) until the softmax outgrows shared memory
+    assert mmha_seq_len_tiles(64, 40, 128, [38400, 38401, 65536], None, 132,
+                              smem).tolist() == [1, 2, 2]
+
+
+@settings(max_examples=60, deadline=None)
+@given(B=st.integers(1, 256), H=st.integers(1, 128), D=st.sampled_from([64, 80, 128, 256]),
+       S=st.integers(1, 1 << 17), sms=st.sampled_from([108, 132, 148]))
+def test_mmha_multi_block_grid_fits_one_wave_and_grows_with_the_keys(B, H, D, S, sms):
+    """MMHA's split never launches more CTAs than one per SM beyond B·H (nor than the
+    shared-memory minimum asks), nor a CTA without a full K/V loop of keys, and never
+    shrinks as the cache grows."""
+    from memsim.attention import mmha_seq_len_tiles
+
+    smem = 232448
+    tiles = int(mmha_seq_len_tiles(B, H, D, S, None, sms, smem))
+    more = int(mmha_seq_len_tiles(B, H, D, 2 * S, None, sms, smem))
+    shared_min = int(np.ceil(np.ceil(S / 4) / ((smem - 2048) // 24)))
+    assert 1 <= tiles <= more
+    assert tiles <= max(-(-sms // (B * H)), shared_min, 1)
+    assert tiles <= max(-(-S // 128), shared_min)   # 128 keys: the shortest loop (D = 256)
 
 
 def test_xqa_multi_block_follows_tensorrt_llms_heuristic() -> None:

@@ -85,13 +85,14 @@ class KernelClass:
     - ``cta_s`` [SM-seconds per CTA, at the fitted GPUs' SM clock]: a TensorRT-LLM decode
       CTA's fixed time that does not grow with its rows (barriers, the Q and page-table
       loads, the partials; XQA GMMA's last CTA of a split also pays a quarter of it per
-      partial it merges, :func:`memsim.attention.xqa_partial_s`); a MoE grouped-GEMM
+      partial it merges, :func:`memsim.attention.xqa_partial_s`; MMHA: only a
+      multi-block CTA's, :func:`memsim.attention.mmha_seq_len_tiles`); a MoE grouped-GEMM
       tile's fixed time beyond its operand stream
       (:mod:`memsim.ops.moe`); encoder attention (:mod:`memsim.ops.encoder`): SM-seconds
       per (m-block, key tile) pair, a warp-specialised FMHA's fixed steps per key tile;
       × :func:`clock_ratio` on other GPUs.
-    - ``key_s`` [seconds per key a TensorRT-LLM XQA decode CTA streams, per 128 head
-      elements]: × D / 128 (mha.cu's K/V row loads), and for XQA GMMA also × the padded
+    - ``key_s`` [seconds per key a TensorRT-LLM XQA or MMHA decode CTA streams, per 128
+      head elements]: × D / 128 (mha.cu's K/V row loads), and for XQA GMMA also × the padded
       head rows / 8 (its GMMA N slices) over whole 64-key tiles
       (:func:`memsim.attention.xqa_streamed_keys`); latency-bound loads, not scaled by
       the clock.

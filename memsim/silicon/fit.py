@@ -188,7 +188,7 @@ def specs() -> list[FitSpec]:
                             "generation_attention", b,
                             ("floor_s", "hbm", "row_s",
                              *(("cta_s", "key_s") if k.startswith("xqa") else ()),
-                             *(("fp32",) if k == "mmha" else ())),
+                             *(("fp32", "cta_s", "key_s") if k == "mmha" else ())),
                             {"decode_kernel": k},
                             tuple((pre, p) for p in ("hbm", "row_s", "cta_s", "key_s"))
                             if k == "xqa_gmma" else (),
