@@ -212,7 +212,7 @@ class Timer:
     prefill_tiles: object = None
     matmul_pad: float | None = None
     exp_overlaps: bool = False
-    partial_s: object = None
+    partial_s: float | None = None
 
     def kernel_cost(self, cost: Cost) -> Cost:
         """The Cost as the kernel executes it: a production decode kernel reads each staged
@@ -325,7 +325,10 @@ def decode_serial_s(cta_s, blocks, groups, sm_count: int, partial_s=None):
     (sequence, KV head) are split over several CTAs (``blocks`` > ``groups``), the last
     CTA to finish reduces the partials after the others (XQA multi-block mode: a
     semaphore per (sequence, KV head)): ``partial_s`` per partial it merges where given
-    (:func:`xqa_partial_s`), else one more CTA's fixed steps (s, arrays)."""
+    (:func:`xqa_partial_s`), else one more CTA's fixed steps (s, arrays). The same serial
+    rule times mha_sm90.cu's GMMA kernel, whose launch bounds ask for 2-3 CTAs of 384
+    threads per SM (``__launch_bounds__(128 * 3, headElems * ctaNbQHeads <= 128 * 16 ? 3 :
+    2)``) unless built with ``OPTIMIZE_FOR_LATENCY``; its overlap was not tested apart."""
     blocks = np.asarray(blocks, dtype=float)
     groups = np.asarray(groups, dtype=float)
     split = (blocks > groups).astype(float)
@@ -623,7 +626,14 @@ def xqa_partial_s(kernel: str, cta_s: float) -> float | None:
     per-row part) over the loads in flight. aiconfigurator's H100 rows at batch 1, 2 query
     heads per KV head, D = 128: 9.1 → 31.1 µs from 2 K to 128 K cached keys while the
     sub-sequences grow 11 → 90 and each CTA's tiles 3 → 23; one more CTA's fixed steps
-    (the former rule) under-predicted them by 14-47 %."""
+    (the former rule) under-predicted them by 14-47 %.
+
+    The 4 buffers are the source's; that one partial's loads cost a CTA's fixed steps is
+    an assumption (``cta_s`` also covers the Q load, the page table and the barriers), and
+    the residual it explains (0.12-0.18 µs per sub-sequence against ``cta_s`` / 4 = 0.156
+    µs) is the one it was built from, so it is not an independent check. It follows
+    ``cta_s``'s scaling with the SM clock (:func:`memsim.ops.classes.clock_ratio`), as a
+    share of it."""
     if kernel != "xqa_gmma":
         return None
     return cta_s / XQA_GMMA_PARTIALS_IN_FLIGHT

@@ -498,6 +498,21 @@ def test_xqa_gmma_streams_whole_64_key_tiles_per_cta() -> None:
             == 2 * 2 * 64).all()
 
 
+@given(S=st.integers(1, 1 << 20), subs=st.integers(1, 128))
+def test_xqa_gmma_streamed_keys_cover_the_tiles_in_whole_tiles(S: int, subs: int) -> None:
+    """Whole 64-key tiles, ⌈tiles / subs⌉ per sub-sequence: at least every tile in use,
+    under one more tile per sub-sequence, and never fewer keys for more cached keys."""
+    from memsim.attention import xqa_gmma_tiles, xqa_streamed_keys
+
+    tiles = float(xqa_gmma_tiles(np.array([S]), None)[0])
+    keys = float(xqa_streamed_keys("xqa_gmma", np.array([S]), None, np.array([subs]))[0])
+    assert keys % 64 == 0
+    assert tiles * 64 <= keys < (tiles + subs) * 64
+    more = float(xqa_streamed_keys("xqa_gmma", np.array([S + 1]), None,
+                                   np.array([subs]))[0])
+    assert more >= keys
+
+
 def test_xqa_gmma_decode_time_is_flat_within_its_first_tile() -> None:
     """aiconfigurator's H100 rows at batch 1024, 2 query heads per KV head, D = 128, fp8:
     13.7-14.0 µs from 2 to 64 cached keys (one tile), 17.2 µs at 128 (two). While HBM
