@@ -198,3 +198,43 @@ def test_a_tiles_fixed_time_weighs_on_short_k_loops() -> None:
         assert more > base
         share.append(more / base - 1.0)
     assert share[1] > 2 * share[0]
+
+
+def test_vllm_per_tensor_fp8_on_hopper_runs_flashinfers_fallback_tile() -> None:
+    # vLLM's ModelOpt fp8 MoE on SM90 is FlashInfer's CUTLASS fused MoE, untuned: its first
+    # SM90 grouped-GEMM candidate, 128 × 16 without a cluster (cutlass_heuristic.cpp
+    # get_candidate_tiles_sm90); not TensorRT-LLM's autotuned pick, not block-scaled fp8,
+    # not Blackwell (there vLLM runs TensorRT-LLM's kernels)
+    h100, b200 = moe.resolve_gpu("h100-sxm"), moe.resolve_gpu("b200")
+    assert moe.grouped_tiles("vllm", "fp8", 1, h100) == (((128, 16),), 1)
+    assert moe.grouped_tiles("vllm", "fp8", 8, h100) == (((128, 16),), 1)
+    assert moe.grouped_tiles("trtllm", "fp8", 1, h100)[0] == moe.SM90_GROUPED
+    assert moe.grouped_tiles("vllm", "fp8_block", 8, h100)[0] == moe.SM90_GROUPED
+    assert moe.grouped_tiles(moe.kernel_backend("vllm", b200), "fp8", 1, b200)[0] == (
+        moe.SM100_GROUPED)
+
+
+def test_vllm_per_tensor_fp8_pads_each_expert_to_128_rows() -> None:
+    # one 128-row tile per expert holds 1 … 128 tokens: the MMA term is flat from 32 tokens
+    # (one per expert, 256 experts top-8) to 4096 (128 per expert) and doubles at 8192
+    # (aiconfigurator h200 vllm fp8 6144/2048/256 top-8 TP1 EP1: 14.1, 9.0, 17.9 ms)
+    p = moe.predict(np.array([32, 4096, 8192]), 6144, 2048, 256, 8, dtype="fp8",
+                    gpu="h200", backend="vllm", distribution="strided")
+    matmul = np.asarray(p.terms_s["matmul"])
+    assert matmul[1] == pytest.approx(matmul[0])
+    assert matmul[2] == pytest.approx(2.0 * matmul[0], rel=0.01)  # whole waves
+
+
+@given(st.sampled_from([1, 4, 16, 64, 256, 1024]), st.sampled_from([1, 4, 32]))
+def test_vllm_per_tensor_fp8_is_tile_bound_not_hbm_bound_on_hopper(tokens: int,
+                                                                   tp: int) -> None:
+    # the fallback tile's time is its MMAs and per-tile overhead, the same on H100 and H200
+    # (same SMs, clock and tensor peak): aiconfigurator's vllm fp8 rows take the same time
+    # on both up to 1024 tokens (median H100/H200 1.00-1.03 over 533 rows per token count),
+    # where a weight stream would make H200 1.43× faster (its HBM bandwidth ratio)
+    kw = dict(hidden=4096, inter=2048, experts=256, top_k=8, tp=tp, dtype="fp8",
+              backend="vllm", distribution="strided")
+    h100 = moe.predict(tokens, gpu="h100-sxm", **kw)
+    h200 = moe.predict(tokens, gpu="h200", **kw)
+    assert h100.bound in ("matmul", "latency")
+    assert float(h100.time_s) / float(h200.time_s) == pytest.approx(1.0, abs=0.05)

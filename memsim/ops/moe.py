@@ -62,17 +62,25 @@ decode and prefill rows together (the last fit: +37 % on H200 bf16 below one tok
 expert, −20 % above 64).
 
 vLLM's per-tensor fp8 MoE on Hopper (ModelOpt fp8 → FlashInfer's CUTLASS fused MoE, the
-database's ``vllm_modeloptfp8moe_flashinfer_cutlass_flashinferexperts``) is its own kernel:
-its time is the touched experts' weights at about 0.5–0.7 TB/s, the same on H100 and H200
-(ratio 1.00–1.05 up to 1024 tokens), so not HBM-bound, with an 85 µs floor; it falls from
-14 ms at 1024 tokens to 9 ms at 4096 and jumps to 23 ms at 6144 (h200, 6144/2048/256):
-the collector times FlashInfer's kernel without its autotuner (collector/vllm/
-collect_moe.py has no autotune step), so it runs FlashInfer's default tactic for each m
-(an inference from the curve's shape, not from a kernel trace). Its class fits that rate
-with low efficiencies (weights at 0.14 of HBM, MMAs at 0.15 of the fp8 peak); a server that
-autotunes FlashInfer runs faster tactics. (Streaming
-its weights and passes at the L2 bandwidth instead, equal on H100 and H200, was tried: all
-rows H100 17.3 → 25.6 %, H200 31.5 → 25.4 %, so not kept.)
+database's ``vllm_modeloptfp8moe_flashinfer_cutlass_flashinferexperts``) runs untuned: the
+collector calls it without FlashInfer's autotuner (collector/vllm/collect_moe.py has no
+autotune step), and FlashInfer's binding then takes its fallback tactic, the first profile
+(flashinfer csrc/fused_moe/cutlass_backend/flashinfer_cutlass_fused_moe_binding.cu,
+``profile_id == -1 ? mAllProfiles.front()``), on SM90 the first grouped-GEMM candidate:
+CtaShape128x16x128B, cluster 1x1x1 (csrc/nv_internal/tensorrt_llm/kernels/cutlass_kernels/
+cutlass_heuristic.cpp ``get_candidate_tiles_sm90``, ``get_candidate_configs_sm90``;
+:data:`FLASHINFER_SM90_FALLBACK`). Every expert's rows are padded to 128 and its outputs cut
+into 16 columns (6144/2048: 256 + 384 = 640 tiles per touched expert, one token or 128). So
+the kernel is bound by its tiles' MMAs and per-tile time (the class's ``tensor`` and
+``cta_s``), the same on H100 and H200, as the database shows (aiconfigurator vllm fp8, H100
+over H200 time, median over 533 rows per token count: 1.00 at 1–32 tokens, 1.02 at 512,
+1.03 at 1024), not by its weight stream (H200 would be 1.43× faster); the time is flat in
+tokens while every expert holds ≤ 128 rows and steps at 128 (h200, 6144/2048/256 top-8:
+14.1 ms at 32 tokens, 9.0 at 4096, 22.6 at 6144, 17.9 at 8192). Not modelled: a full tile
+is cheaper than a part-filled one (9.0 vs 13.6–14 ms above, H200; H100 11.3) and full tiles
+run 1.1–1.25× faster on H200 than on H100, so the class over-predicts from about 2048 tokens
+(memsim's error there +14 … +48 %). (The last fit streamed the weights at 0.14 of HBM with
+the best of CUTLASS's tiles: H100 +18 %, H200 −10 % median bias.)
 """
 
 from __future__ import annotations
@@ -89,6 +97,10 @@ from memsim.ops.gemm import CLUSTER, OUT_BYTES, TILES
 SM90_GROUPED = ((128, 16), (128, 32), (128, 64), (128, 128), (128, 256), (256, 128))
 SM100_GROUPED = tuple((m, n) for m in (64, 128) for n in (8, 16, 32, 64, 128, 192, 256))
 TRITON = tuple((m, n) for m in (16, 32, 64, 128) for n in (32, 64, 128, 256))
+# FlashInfer's CUTLASS fused MoE on SM90 untuned: its fallback tactic, the first grouped-GEMM
+# candidate (flashinfer csrc/nv_internal/tensorrt_llm/kernels/cutlass_kernels/
+# cutlass_heuristic.cpp get_candidate_tiles_sm90: CtaShape128x16x128B, cluster 1x1x1)
+FLASHINFER_SM90_FALLBACK = ((128, 16),)
 
 DRAWS = 5  # routings per power-law row (collector/trtllm/collect_moe.py: num_iter = 5)
 SEED = 0   # memsim's draws are seeded: a prediction is a function of its inputs
@@ -248,10 +260,20 @@ def class_variant(backend: str | None, dtype: str, gpu: Any) -> str:
     return {"fp8": "fp8", "fp8_block": "fp8_block"}.get(dtype, "bf16")
 
 
+def runs_flashinfer_fallback(backend: str | None, dtype: str, gpu: Any) -> bool:
+    """Whether ``backend`` runs ``dtype`` as FlashInfer's CUTLASS fused MoE at its fallback
+    tactic: vLLM's per-tensor fp8 MoE on Hopper, untuned (module docstring)."""
+    from memsim.ops import check_backend
+
+    return check_backend(backend) == "vllm" and dtype == "fp8" and cc_major(gpu) == 9
+
+
 def grouped_tiles(backend: str | None, dtype: str, ep: int, gpu: Any
                   ) -> tuple[tuple[tuple[int, int], ...], int]:
     """(tile shapes, CTAs per cluster) of the grouped GEMM ``backend`` runs for ``dtype``
     with ``ep``-way expert parallelism on ``gpu`` (module docstring)."""
+    if runs_flashinfer_fallback(backend, dtype, gpu):
+        return FLASHINFER_SM90_FALLBACK, 1
     major = cc_major(gpu)
     triton = runs_triton(backend, dtype, ep, gpu)
     if major >= 10:
