@@ -198,3 +198,31 @@ def test_a_tiles_fixed_time_weighs_on_short_k_loops() -> None:
         assert more > base
         share.append(more / base - 1.0)
     assert share[1] > 2 * share[0]
+
+
+@given(st.integers(1, 16384), st.sampled_from([1, 8, 64, 256]), st.sampled_from([1, 4]),
+       st.sampled_from(["balanced", "power_law_1.2"]))
+def test_trtllm_block_fp8_on_hopper_requantises_its_16_bit_rows(tokens: int, ep: int, tp: int,
+                                                                 dist: str) -> None:
+    # TensorRT-LLM's block-scaled fp8 MoE on Hopper keeps its rows in bf16 and quantises each
+    # grouped GEMM's input itself (fp8_blockscale_gemm.cu moeGemm, internal_quantize_a):
+    # per local row (hidden + inter/tp) · (2 read + 1 written + 4/128 scale) bytes, and the
+    # activation writes bf16, inter/tp bytes more than fp8. Per-tensor fp8 moves fp8 rows, so
+    # the two differ by exactly those bytes on every local row (same weights, same tiles).
+    kw = dict(**DSV3, tp=tp, ep=ep, gpu="h100-sxm", backend="trtllm", distribution=dist)
+    block = moe.predict(float(tokens), dtype="fp8_block", **kw)
+    fp8 = moe.predict(float(tokens), dtype="fp8", **kw)
+    h, i = 7168.0, 2048.0 / tp
+    per_row = (h + i) * (2 + 1 + 4 / 128) + i * (2 - 1)
+    local_rows = np.mean(moe.expert_loads(np.array(tokens), 256, 8, ep, dist).sum(axis=-1))
+    assert float(block.hbm_bytes) - float(fp8.hbm_bytes) == pytest.approx(local_rows * per_row,
+                                                                           rel=1e-9)
+
+
+def test_requantisation_is_only_trtllm_block_fp8_on_hopper() -> None:
+    h, i = 7168.0, 256.0
+    assert moe.requant_bytes_per_row("trtllm", "fp8_block", moe.resolve_gpu("h200"), h, i) > 0
+    for backend, dtype, gpu in (("trtllm", "fp8", "h200"), ("trtllm", "bf16", "h100-sxm"),
+                                ("vllm", "fp8_block", "h200"),     # vLLM: its own kernels
+                                ("trtllm", "fp8_block", "b200")):  # DeepGEMM on Blackwell
+        assert moe.requant_bytes_per_row(backend, dtype, moe.resolve_gpu(gpu), h, i) == 0.0

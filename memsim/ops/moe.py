@@ -248,6 +248,28 @@ def class_variant(backend: str | None, dtype: str, gpu: Any) -> str:
     return {"fp8": "fp8", "fp8_block": "fp8_block"}.get(dtype, "bf16")
 
 
+def requant_bytes_per_row(backend: str | None, dtype: str, gpu: Any, hidden: float,
+                          inter_l: float) -> float:
+    """Bytes per local row that TensorRT-LLM's block-scaled fp8 MoE on Hopper moves beyond
+    memsim's fp8 rows (0 for every other kernel). Its rows stay 16-bit: the permute copies
+    bf16 rows and the activation writes bf16 (``CutlassFp8BlockScaleGemmRunner<
+    __nv_bfloat16, __nv_fp8_e4m3, __nv_bfloat16>``), and each grouped GEMM first quantizes
+    its bf16 input to fp8 with one fp32 scale per 128 elements (NVIDIA/TensorRT-LLM
+    cpp/tensorrt_llm/kernels/cutlass_kernels/fp8_blockscale_gemm/fp8_blockscale_gemm.cu
+    @0b349035, ``moeGemm``: ``internal_quantize_a`` → ``fp8_grouped_gemm_run`` on the
+    runner's workspace ``fp8_mat_a`` / ``per_token_per_128c_scales``). Per row: both
+    quantizations read 16-bit and write fp8 + scales, (hidden + inter/tp) · (2 + 1 + 4/128),
+    and the activation writes inter/tp · (2 − 1) more than an fp8 product. Blackwell's
+    fp8_block MoE (DeepGEMM, the database's ``deepgemm`` rows) quantizes once per token
+    before the permute: not this path."""
+    from memsim.ops import check_backend
+
+    if check_backend(backend) != "trtllm" or dtype != "fp8_block" or cc_major(gpu) != 9:
+        return 0.0
+    quant = OUT_BYTES + 1.0 + 4.0 / 128.0
+    return (hidden + inter_l) * quant + inter_l * (OUT_BYTES - 1.0)
+
+
 def grouped_tiles(backend: str | None, dtype: str, ep: int, gpu: Any
                   ) -> tuple[tuple[tuple[int, int], ...], int]:
     """(tile shapes, CTAs per cluster) of the grouped GEMM ``backend`` runs for ``dtype``
@@ -367,7 +389,8 @@ def predict(tokens: Any, hidden: int, inter: int, experts: int, top_k: int, *, t
     act_bytes = (T[..., None] * hidden * OUT_BYTES * (2.0 + 2.0 * top_k / passes_ep)
                  + rows * inter_l * (g * OUT_BYTES + e_act)
                  + local_rows * (hidden * e_act + g * inter_l * OUT_BYTES)
-                 + local_rows * (inter_l * e_act + hidden * OUT_BYTES))
+                 + local_rows * (inter_l * e_act + hidden * OUT_BYTES)
+                 + local_rows * requant_bytes_per_row(backend, dtype, gpu, hidden, inter_l))
     act_eff = cls.efficiency.get("hbm_act", cls.eff("hbm"))
     passes = act_bytes / (gpu.spec.hbm_bandwidth_bytes_per_s * act_eff)
     # every quantity per routing draw (last axis), then their mean: the measured latency is
