@@ -226,3 +226,35 @@ def test_requantisation_is_only_trtllm_block_fp8_on_hopper() -> None:
                                 ("vllm", "fp8_block", "h200"),     # vLLM: its own kernels
                                 ("trtllm", "fp8_block", "b200")):  # DeepGEMM on Blackwell
         assert moe.requant_bytes_per_row(backend, dtype, moe.resolve_gpu(gpu), h, i) == 0.0
+
+
+def test_trtllm_block_fp8_on_hopper_walks_every_local_expert() -> None:
+    # DeepGEMM's GroupedWithOffset GEMMs and their input quantisation search all local
+    # experts per call (memsim.ops.moe.problem_walk_s): a fixed time per call of row_s per
+    # local expert, touched or not (aiconfigurator h100 fp8_block 7168/2048, 384 experts
+    # top-8, TP16, 1 token: 146.6 µs at EP1, 33.6 µs at EP16)
+    from dataclasses import replace
+
+    from memsim.ops.classes import clock_ratio, kernel_class
+
+    cls = kernel_class("moe", "trtllm", "fp8_block")
+    assert cls.row_s > 0
+    h100 = moe.resolve_gpu("h100-sxm")
+    unit = replace(cls, row_s=1e-6)
+    assert moe.problem_walk_s("trtllm", "fp8_block", h100, 384, unit) == pytest.approx(384e-6)
+    b200, l40s = moe.resolve_gpu("b200"), moe.resolve_gpu("l40s")
+    # DeepGEMM on Blackwell walks them too (the b200 rows: 138 µs at EP1, 36 µs at EP16)
+    assert moe.problem_walk_s("trtllm", "fp8_block", b200, 384, unit) > 0
+    for backend, dtype, gpu in (("trtllm", "fp8", h100), ("vllm", "fp8_block", h100),
+                                ("vllm", "fp8_block", b200), ("trtllm", "fp8_block", l40s)):
+        assert moe.problem_walk_s(backend, dtype, gpu, 384, unit) == 0.0
+    # vLLM on Blackwell runs FlashInfer's kernels through TensorRT-LLM's class: no walk
+    vllm = moe.predict(1, **{**DSV3, "tp": 8}, dtype="fp8_block", gpu=b200, backend="vllm")
+    assert float(vllm.launch_s) == pytest.approx(cls.floor_s)
+    kw = dict(hidden=7168, inter=2048, experts=384, top_k=8, tp=16, dtype="fp8_block",
+              gpu=h100, backend="trtllm")
+    for ep in (1, 16):
+        p = moe.predict(1, ep=ep, **kw)
+        walk = 384 // ep * cls.row_s * clock_ratio(h100)
+        assert float(p.launch_s) == pytest.approx(cls.floor_s + walk)
+    assert float(moe.predict(1, ep=1, **kw).time_s) > 2 * float(moe.predict(1, ep=16, **kw).time_s)

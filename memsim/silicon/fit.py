@@ -137,6 +137,10 @@ def specs() -> list[FitSpec]:
             # per-wave tile time (cta_s) only where it was kept: on moe/trtllm/fp8 it made
             # the leave-one-GPU-out errors worse (memsim.ops.moe, docs/silicon.md)
             tile = ("cta_s",) if (b, fam) == ("trtllm", "bf16") else ()
+            # TensorRT-LLM's block-scaled fp8 on Hopper walks every local expert per call
+            # (row_s: memsim.ops.moe.problem_walk_s)
+            if (b, fam) == ("trtllm", "fp8_block"):
+                tile = ("row_s",)
             out.append(FitSpec((f"moe/{b}/{fam}",), "moe", b,
                                ("floor_s", "tensor", "hbm", "l2", "hbm_act", *tile),
                                {"moe_dtype": db}))
