@@ -49,8 +49,9 @@ product in the second GEMM's input type), the final weighted sum and the GEMMs' 
 of their rows and writes of their outputs are memory-bound passes that gather and scatter
 rows by expert; they run at their own fraction of the HBM bandwidth (the class's
 ``hbm_act``, apart from the weight stream's ``hbm``).
-``time_s`` = floor + Σ per GEMM [max(matmul, l2, weight stream) + waves · the class's
-``cta_s``, a tile's fixed time beyond its stream] + the passes.
+``time_s`` = floor (+ :func:`problem_walk_s` on TensorRT-LLM's block-scaled fp8) + Σ per
+GEMM [max(matmul, l2, weight stream) + waves · the class's ``cta_s``, a tile's fixed time
+beyond its stream] + the passes.
 
 Why the two HBM terms are apart (aiconfigurator h200 TensorRT-LLM bf16, 6144/2048, 256
 experts, top-8, TP1 EP1, balanced): from 1 to 32 tokens the time doubles with the touched
