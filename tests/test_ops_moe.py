@@ -238,3 +238,63 @@ def test_vllm_per_tensor_fp8_is_tile_bound_not_hbm_bound_on_hopper(tokens: int,
     h200 = moe.predict(tokens, gpu="h200", **kw)
     assert h100.bound in ("matmul", "latency")
     assert float(h100.time_s) / float(h200.time_s) == pytest.approx(1.0, abs=0.05)
+
+
+@given(st.integers(1, 16384), st.sampled_from([1, 8, 64, 256]), st.sampled_from([1, 4]),
+       st.sampled_from(["balanced", "power_law_1.2"]))
+def test_trtllm_block_fp8_on_hopper_requantises_its_16_bit_rows(tokens: int, ep: int, tp: int,
+                                                                 dist: str) -> None:
+    # TensorRT-LLM's block-scaled fp8 MoE on Hopper keeps its rows in bf16 and quantises each
+    # grouped GEMM's input itself (fp8_blockscale_gemm.cu moeGemm, internal_quantize_a):
+    # per local row (hidden + inter/tp) · (2 read + 1 written + 4/128 scale) bytes, and the
+    # activation writes bf16, inter/tp bytes more than fp8. Per-tensor fp8 moves fp8 rows, so
+    # the two differ by exactly those bytes on every local row (same weights, same tiles).
+    kw = dict(**DSV3, tp=tp, ep=ep, gpu="h100-sxm", backend="trtllm", distribution=dist)
+    block = moe.predict(float(tokens), dtype="fp8_block", **kw)
+    fp8 = moe.predict(float(tokens), dtype="fp8", **kw)
+    h, i = 7168.0, 2048.0 / tp
+    per_row = (h + i) * (2 + 1 + 4 / 128) + i * (2 - 1)
+    local_rows = np.mean(moe.expert_loads(np.array(tokens), 256, 8, ep, dist).sum(axis=-1))
+    assert float(block.hbm_bytes) - float(fp8.hbm_bytes) == pytest.approx(local_rows * per_row,
+                                                                           rel=1e-9)
+
+
+def test_requantisation_is_only_trtllm_block_fp8_on_hopper() -> None:
+    h, i = 7168.0, 256.0
+    assert moe.requant_bytes_per_row("trtllm", "fp8_block", moe.resolve_gpu("h200"), h, i) > 0
+    for backend, dtype, gpu in (("trtllm", "fp8", "h200"), ("trtllm", "bf16", "h100-sxm"),
+                                ("vllm", "fp8_block", "h200"),     # vLLM: its own kernels
+                                ("trtllm", "fp8_block", "b200")):  # DeepGEMM on Blackwell
+        assert moe.requant_bytes_per_row(backend, dtype, moe.resolve_gpu(gpu), h, i) == 0.0
+
+
+def test_trtllm_block_fp8_on_hopper_walks_every_local_expert() -> None:
+    # DeepGEMM's GroupedWithOffset GEMMs and their input quantisation search all local
+    # experts per call (memsim.ops.moe.problem_walk_s): a fixed time per call of row_s per
+    # local expert, touched or not (aiconfigurator h100 fp8_block 7168/2048, 384 experts
+    # top-8, TP16, 1 token: 146.6 µs at EP1, 33.6 µs at EP16)
+    from dataclasses import replace
+
+    from memsim.ops.classes import clock_ratio, kernel_class
+
+    cls = kernel_class("moe", "trtllm", "fp8_block")
+    assert cls.row_s > 0
+    h100 = moe.resolve_gpu("h100-sxm")
+    unit = replace(cls, row_s=1e-6)
+    assert moe.problem_walk_s("trtllm", "fp8_block", h100, 384, unit) == pytest.approx(384e-6)
+    b200, l40s = moe.resolve_gpu("b200"), moe.resolve_gpu("l40s")
+    # DeepGEMM on Blackwell walks them too (the b200 rows: 138 µs at EP1, 36 µs at EP16)
+    assert moe.problem_walk_s("trtllm", "fp8_block", b200, 384, unit) > 0
+    for backend, dtype, gpu in (("trtllm", "fp8", h100), ("vllm", "fp8_block", h100),
+                                ("vllm", "fp8_block", b200), ("trtllm", "fp8_block", l40s)):
+        assert moe.problem_walk_s(backend, dtype, gpu, 384, unit) == 0.0
+    # vLLM on Blackwell runs FlashInfer's kernels through TensorRT-LLM's class: no walk
+    vllm = moe.predict(1, **{**DSV3, "tp": 8}, dtype="fp8_block", gpu=b200, backend="vllm")
+    assert float(vllm.launch_s) == pytest.approx(cls.floor_s)
+    kw = dict(hidden=7168, inter=2048, experts=384, top_k=8, tp=16, dtype="fp8_block",
+              gpu=h100, backend="trtllm")
+    for ep in (1, 16):
+        p = moe.predict(1, ep=ep, **kw)
+        walk = 384 // ep * cls.row_s * clock_ratio(h100)
+        assert float(p.launch_s) == pytest.approx(cls.floor_s + walk)
+    assert float(moe.predict(1, ep=1, **kw).time_s) > 2 * float(moe.predict(1, ep=16, **kw).time_s)

@@ -49,8 +49,9 @@ product in the second GEMM's input type), the final weighted sum and the GEMMs' 
 of their rows and writes of their outputs are memory-bound passes that gather and scatter
 rows by expert; they run at their own fraction of the HBM bandwidth (the class's
 ``hbm_act``, apart from the weight stream's ``hbm``).
-``time_s`` = floor + Σ per GEMM [max(matmul, l2, weight stream) + waves · the class's
-``cta_s``, a tile's fixed time beyond its stream] + the passes.
+``time_s`` = floor (+ :func:`problem_walk_s` on TensorRT-LLM's block-scaled fp8) + Σ per
+GEMM [max(matmul, l2, weight stream) + waves · the class's ``cta_s``, a tile's fixed time
+beyond its stream] + the passes.
 
 Why the two HBM terms are apart (aiconfigurator h200 TensorRT-LLM bf16, 6144/2048, 256
 experts, top-8, TP1 EP1, balanced): from 1 to 32 tokens the time doubles with the touched
@@ -268,6 +269,53 @@ def runs_flashinfer_fallback(backend: str | None, dtype: str, gpu: Any) -> bool:
     return check_backend(backend) == "vllm" and dtype == "fp8" and cc_major(gpu) == 9
 
 
+def requant_bytes_per_row(backend: str | None, dtype: str, gpu: Any, hidden: float,
+                          inter_l: float) -> float:
+    """Bytes per local row that TensorRT-LLM's block-scaled fp8 MoE on Hopper moves beyond
+    memsim's fp8 rows (0 for every other kernel). Its rows stay 16-bit: the permute copies
+    bf16 rows and the activation writes bf16 (``CutlassFp8BlockScaleGemmRunner<
+    __nv_bfloat16, __nv_fp8_e4m3, __nv_bfloat16>``), and each grouped GEMM first quantizes
+    its bf16 input to fp8 with one fp32 scale per 128 elements (NVIDIA/TensorRT-LLM
+    cpp/tensorrt_llm/kernels/cutlass_kernels/fp8_blockscale_gemm/fp8_blockscale_gemm.cu
+    @0b349035, ``moeGemm``: ``internal_quantize_a`` → ``fp8_grouped_gemm_run`` on the
+    runner's workspace ``fp8_mat_a`` / ``per_token_per_128c_scales``). Per row: both
+    quantizations read 16-bit and write fp8 + scales, (hidden + inter/tp) · (2 + 1 + 4/128),
+    and the activation writes inter/tp · (2 − 1) more than an fp8 product. Blackwell's
+    fp8_block MoE (DeepGEMM, the database's ``deepgemm`` rows) quantizes once per token
+    before the permute: not this path."""
+    from memsim.ops import check_backend
+
+    if check_backend(backend) != "trtllm" or dtype != "fp8_block" or cc_major(gpu) != 9:
+        return 0.0
+    quant = OUT_BYTES + 1.0 + 4.0 / 128.0
+    return (hidden + inter_l) * quant + inter_l * (OUT_BYTES - 1.0)
+
+
+def problem_walk_s(backend: str | None, dtype: str, gpu: Any, local_experts: int,
+                   cls: Any) -> float:
+    """Seconds per call that TensorRT-LLM's block-scaled fp8 MoE spends walking its local
+    experts, touched or not (0 for every other kernel). On Hopper its two grouped GEMMs are
+    DeepGEMM ``GroupedWithOffset`` kernels over ``num_problems`` = the local experts, whose
+    scheduler finds each tile's expert in ``problem_m_offsets``, and each GEMM's input
+    quantisation (``scale_1x128_kernel``) searches the same offsets (NVIDIA/TensorRT-LLM
+    cpp/tensorrt_llm/kernels/cutlass_kernels/fp8_blockscale_gemm/
+    fp8_blockscale_gemm_kernel.cuh, ``fp8_grouped_gemm_run`` → ``grouped_gemm_dispatch``);
+    on Blackwell it runs DeepGEMM's grouped GEMMs as well (``DeepGemmFusedMoE``, the
+    database's ``deepgemm`` rows). ``backend`` is the framework asked for: vLLM on Blackwell
+    runs FlashInfer's kernels (:func:`kernel_backend`), which show no such walk. The class's
+    ``row_s`` per local expert at the fitted GPUs' SM clock. Evidence (aiconfigurator
+    fp8_block, 7168/2048, 384 experts top-8, TP16, 1 token: h100 146, 84, 54, 39, 34 µs at
+    EP 1, 2, 4, 8, 16, h200 alike, b200 138, 83, 54, 42, 36 µs: about 0.3 µs per local
+    expert, where the 8 touched experts' weights take 3 µs; vLLM's b200 rows, 256 experts
+    top-8: 19–21 µs at every EP)."""
+    from memsim.ops import check_backend
+    from memsim.ops.classes import clock_ratio
+
+    if check_backend(backend) != "trtllm" or dtype != "fp8_block" or cc_major(gpu) not in (9, 10):
+        return 0.0
+    return local_experts * cls.row_s * clock_ratio(gpu)
+
+
 def grouped_tiles(backend: str | None, dtype: str, ep: int, gpu: Any
                   ) -> tuple[tuple[tuple[int, int], ...], int]:
     """(tile shapes, CTAs per cluster) of the grouped GEMM ``backend`` runs for ``dtype``
@@ -361,7 +409,7 @@ def predict(tokens: Any, hidden: int, inter: int, experts: int, top_k: int, *, t
         raise InputError("dtype", dtype, f"must be one of {', '.join(MOE_DTYPES)}"
                          + closest(dtype, MOE_DTYPES))
     gpu = resolve_gpu(gpu)
-    backend = kernel_backend(backend, gpu)
+    framework, backend = backend, kernel_backend(backend, gpu)
     cls = kernel_class("moe", backend, class_variant(backend, dtype, gpu))
     rate, e_w, e_act = MOE_DTYPES[dtype]
     (T,) = as_float(tokens)
@@ -389,7 +437,8 @@ def predict(tokens: Any, hidden: int, inter: int, experts: int, top_k: int, *, t
     act_bytes = (T[..., None] * hidden * OUT_BYTES * (2.0 + 2.0 * top_k / passes_ep)
                  + rows * inter_l * (g * OUT_BYTES + e_act)
                  + local_rows * (hidden * e_act + g * inter_l * OUT_BYTES)
-                 + local_rows * (inter_l * e_act + hidden * OUT_BYTES))
+                 + local_rows * (inter_l * e_act + hidden * OUT_BYTES)
+                 + local_rows * requant_bytes_per_row(backend, dtype, gpu, hidden, inter_l))
     act_eff = cls.efficiency.get("hbm_act", cls.eff("hbm"))
     passes = act_bytes / (gpu.spec.hbm_bandwidth_bytes_per_s * act_eff)
     # every quantity per routing draw (last axis), then their mean: the measured latency is
@@ -398,7 +447,9 @@ def predict(tokens: Any, hidden: int, inter: int, experts: int, top_k: int, *, t
     terms = {"matmul": mean(up["matmul"] + down["matmul"]), "l2": mean(up["l2"] + down["l2"]),
              "hbm": mean(up["hbm"] + down["hbm"]), "act": mean(passes)}
     gemm_s = mean(up["t"] + down["t"] + passes)
-    floor = np.full_like(T, cls.floor_s)
+    # the fixed time per call: the class's floor and the local experts' walk
+    floor = np.full_like(T, cls.floor_s + problem_walk_s(framework, dtype, gpu, experts // ep,
+                                                          cls))
     touched = np.sum(np.minimum(loads, 1.0), axis=-1)
     return OpPrediction(
         time_s=out(floor + gemm_s), bound=bound_of(terms, floor),
