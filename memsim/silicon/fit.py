@@ -236,6 +236,11 @@ def specs() -> list[FitSpec]:
     # prefill: no decode kernel class in them)
     out.append(FitSpec(("module/vllm/graph",), "mla_context_module", "vllm",
                        ("floor_s", "hbm"), {"kernel_source": "FLASH_ATTN"}))
+    # the element-wise kernels of TensorRT-LLM's MLA module (memsim.inference.mla_module
+    # .trtllm_aux_s: the latent norms, the latent concat, K's assembly) on its prefill
+    # module rows, which no other class is fitted on
+    out.append(FitSpec(("module/trtllm/graph",), "mla_context_module", "trtllm",
+                       ("floor_s", "hbm")))
     # vLLM's MLA decode kernels on Hopper (FlashAttention-3 MLA, FlashMLA): the database has
     # no vLLM per-kernel MLA table, so on the MLA decode *module* rows (memsim.inference
     # .mla_module; the prefill and DSA module rows stay held out)
