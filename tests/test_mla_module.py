@@ -274,3 +274,37 @@ def test_trtllm_mla_context_module_golden(gpu: str, row: int, batch: int, tokens
     p = mla_module.module("context", batch, tokens, tokens, 1, kv_dtype="fp8", gpu=gpu,
                           backend="trtllm")
     assert float(p.time_s) == pytest.approx(measured_ms * 1e-3, rel=0.08)
+
+
+def test_trtllm_indexer_topk_runs_past_k_logits_in_decode_only() -> None:
+    """TensorRT-LLM's decode top-k (indexerTopK.cu ``invokeIndexerTopKDecode``): a row of at
+    most k logits takes the shortcut (0 s); past k, one CTA per row, a wave of rows over
+    the SMs at a time, each its fixed steps plus a time per logit; prefill rows (N > 1)
+    and other backends are not timed here."""
+    from memsim.attention import indexer_topk_decode_s
+    from memsim.ops.classes import clock_ratio
+
+    cls = kernel_class("dsa", "trtllm", "indexer_topk")
+    assert cls.name == "dsa/trtllm/indexer_topk" and cls.cta_s > 0 and cls.key_s > 0
+    for gpu in ("h200", "b200"):
+        g = load_gpu(gpu)
+        f = lambda B, N, S, b="trtllm", g=g: float(indexer_topk_decode_s(  # noqa: E731
+            b, np.array([B]), np.array([N]), np.array([S]), 2048, g)[0])
+        assert f(4, 1, 2048) == 0.0 < f(4, 1, 2049)
+        assert f(4, 1, 4096) == pytest.approx(
+            (cls.cta_s + cls.key_s * 4096) * clock_ratio(g), rel=1e-9)
+        assert f(4, 2, 8192) == 0.0 == f(4, 1, 8192, "sglang")
+        sms = g.spec.sm_count
+        assert f(sms, 1, 8192) == f(1, 1, 8192) < f(sms + 1, 1, 8192) == 2 * f(1, 1, 8192)
+
+
+@settings(max_examples=40, deadline=None)
+@given(S=st.integers(2049, 1 << 17), dS=st.integers(1, 1 << 16), B=st.integers(1, 1024))
+def test_trtllm_indexer_topk_grows_with_keys(S: int, dS: int, B: int) -> None:
+    """More logits per row never take less time."""
+    from memsim.attention import indexer_topk_decode_s
+
+    g = load_gpu("b200")
+    f = lambda s: float(indexer_topk_decode_s(  # noqa: E731
+        "trtllm", np.array([B]), np.array([1]), np.array([s]), 2048, g)[0])
+    assert f(S) < f(S + dS)

@@ -221,6 +221,10 @@ def specs() -> list[FitSpec]:
     # (bf16 cache: the only one SM90 DSA runs); the context module rows stay held out
     out.append(FitSpec(("dsa/trtllm/sparse_sm90",), "dsa_generation_module", "trtllm",
                        ("row_s",), {"kv_cache_dtype": "bfloat16"}))
+    # TensorRT-LLM's indexer top-k in decode (memsim.attention.indexer_topk_decode_s): its
+    # per-row fixed steps and per-logit time, on the same rows
+    out.append(FitSpec(("dsa/trtllm/indexer_topk",), "dsa_generation_module", "trtllm",
+                       ("cta_s", "key_s"), {"kv_cache_dtype": "bfloat16"}))
     # vLLM's FlashMLA sparse kernels (memsim.ops.sparse_mla) on its CUDA-graphed decode
     # module rows: a bf16 cache runs the sparse prefill kernel, an fp8 cache the fp8
     # sparse decode kernel; the host's time of the eager DSA prefill module (the
