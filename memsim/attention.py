@@ -301,14 +301,38 @@ def sparse_mla_kernel(problem: AttentionProblem, gpu: GPU, backend: str | None, 
         return {"sparse_flops": B * H * selected_keys(N, S, k) * width,
                 "sparse_s": sparse_time_s(problem.dtype == "fp8", H, B, N, S, k, gpu)}
     tiles = np.ceil(H / SPARSE_HEAD_TILE)
+    topk_s = indexer_topk_decode_s(backend, B, N, S, k, gpu)
     sm90 = kernel_class("dsa", backend, "sparse_sm90")
     if (gpu.architecture == "hopper" and sm90.row_s > 0
             and sm90.name.endswith("/sparse_sm90")):
         ctas = B * N * tiles
         return {"sparse_flops": B * H * selected_keys(N, S, k) * width,
                 "sparse_s": np.ceil(ctas / gpu.spec.sm_count) * SPARSE_HEAD_TILE
-                * sm90.row_s}
-    return {"padded_flops": B * N * tiles * SPARSE_HEAD_TILE * k * width}
+                * sm90.row_s + topk_s}
+    return {"padded_flops": B * N * tiles * SPARSE_HEAD_TILE * k * width, "sparse_s": topk_s}
+
+
+def indexer_topk_decode_s(backend: str, B, N, S, k: int, gpu: GPU):
+    """Seconds of TensorRT-LLM's DSA indexer top-k in decode (arrays B, N, S; ``k`` the
+    top-k), serial before the sparse kernel: ``invokeIndexerTopKDecode``
+    (cpp/tensorrt_llm/kernels/indexerTopK.cu, NVIDIA/TensorRT-LLM 07339e94) runs one CTA per
+    query row (``gridDim = numRows``) over the row's S logits, a radix select in up to
+    four histogram steps (half, then 11, 11, 10 bits), each step clearing and prefix-
+    scanning its bins and streaming the row through shared-memory atomics twice; a row of
+    at most ``k`` logits takes the shortcut (all indices, no select). So per wave of rows
+    over the SMs: the class ``dsa/<backend>/indexer_topk``'s fixed steps ``cta_s`` plus
+    ``key_s`` per logit, in SM cycles (:func:`memsim.ops.classes.clock_ratio`). Prefill
+    rows (``N`` > 1: ``invokeIndexerTopKPrefill``) and the split-row paths for few rows
+    over very long S are not modelled (0 s); other backends: 0 s."""
+    from memsim.ops.classes import clock_ratio, kernel_class
+
+    B, N, S = (np.asarray(v, dtype=float) for v in (B, N, S))
+    cls = kernel_class("dsa", backend, "indexer_topk")
+    if backend != "trtllm" or not cls.name.endswith("/indexer_topk"):
+        return np.zeros(np.broadcast(B, N, S).shape)
+    waves = np.ceil(B * N / gpu.spec.sm_count)
+    per_wave = (cls.cta_s + cls.key_s * S) * clock_ratio(gpu)
+    return np.where((S > k) & (N == 1), waves * per_wave, 0.0)
 
 
 def decode_serial_s(cta_s, blocks, groups, sm_count: int, partial_s=None):

@@ -71,9 +71,10 @@ def module_parts(phase: str, batch: Any, seq_len: Any, kv_len: Any, heads: int, 
       on the decode kernel as ``N`` query rows per head over its ``N`` keys), or DSA
       (indexer, top-k, sparse MLA over the latent: memsim's ``dsa`` algorithm, its sparse
       gathers through the L2 estimate) timed with the backend's "dsa" class;
-    - vLLM's element-wise kernels (:func:`aux_s`: norms and RoPE as ``eager_ops`` ran
-      them, cache write, copies), ``aux``; TensorRT-LLM fuses them into its attention
-      op."""
+    - the element-wise kernels, ``aux``: vLLM's (:func:`aux_s`: norms and RoPE as
+      ``eager_ops`` ran them, cache write, copies); TensorRT-LLM's (:func:`trtllm_aux_s`:
+      the latent norms and concat, K's assembly; its attention op applies RoPE and writes
+      the cache)."""
     gpu = resolve_gpu(gpu)
     B, N, S = as_float(batch, seq_len, kv_len)
     T = B * N
@@ -113,6 +114,8 @@ def module_parts(phase: str, batch: Any, seq_len: Any, kv_len: Any, heads: int, 
         parts["aux"] = np.where(mqa, aux_s(T, heads, True, sparse, kv_dtype, gpu, cls,
                                            eager_ops),
                                 aux_s(T, heads, False, sparse, kv_dtype, gpu, cls, eager_ops))
+    if check_backend(backend) == "trtllm":
+        parts["aux"] = trtllm_aux_s(T, heads, mqa, sparse, gpu)
     return parts
 
 
@@ -177,8 +180,8 @@ def prefill_kv_dtype(kv_dtype: str, mla_dtype: str, backend: str | None) -> str:
 
 
 # Backends whose module launches the element-wise kernels of :data:`AUX_KERNELS` on their
-# own (TensorRT-LLM fuses norms, RoPE and the cache write into its attention op's kernels:
-# its module sums hold without them)
+# own (TensorRT-LLM's attention op applies RoPE and writes the cache inside its kernels;
+# its other element-wise kernels are :data:`TRTLLM_AUX_KERNELS`)
 AUX_BACKENDS = ("vllm",)
 
 
@@ -478,6 +481,58 @@ def aux_s(T: np.ndarray, heads: int, mqa: bool, sparse: bool, kv_dtype: str, gpu
     return launches * cls.floor_s + T * per_token / bw
 
 
+# The element-wise kernels of TensorRT-LLM's MLA module outside its GEMMs, BMMs and
+# attention op (tensorrt_llm/_torch/modules/attention.py at NVIDIA/TensorRT-LLM 00547a25,
+# ``MLA.forward_impl`` / ``forward_dsa_proj`` / ``forward_context_default``): name →
+# (path, launches, bytes per token as a function of the heads H). The attention op itself
+# applies RoPE and writes the cache (``latent_cache``: its context preprocessing and
+# generation kernels, timed inside the MLA/DSA kernel tables memsim's attention classes
+# are fitted on), so neither is here.
+TRTLLM_AUX_KERNELS = {
+    # ``q_a_layernorm`` (1536) and ``kv_a_layernorm`` (512): RMSNorm kernels reading and
+    # writing bf16, on two streams at once (``maybe_execute_in_parallel``): one launch's
+    # latency, both tensors' bytes
+    "a_layernorms": ("all", 1, lambda H: 2 * BF16 * (Q_LORA_RANK + KV_LORA_RANK)),
+    # ``latent_cache = torch.concat([compressed_kv, k_pe])``: the 576-wide latent copied;
+    # in DSA's ``forward_dsa_proj`` between the norms and ``q_b_proj``; MLA's
+    # ``forward_impl`` runs it on the aux stream beside ``q_b_proj``
+    # (``maybe_execute_in_parallel``), whose longer GEMM hides it
+    "latent_concat": ("dsa", 1, lambda H: 2 * BF16 * LATENT),
+    # MHA prefill (``forward_context_default``): K assembled in a fresh buffer,
+    # ``maybe_compiled_copy_(k[..., :128], k_nope)`` — H × 128 values read and written
+    "k_nope_copy": ("mha", 1, lambda H: 2 * BF16 * H * QK_NOPE),
+}
+
+
+def trtllm_aux_kernels(mqa: bool, sparse: bool) -> list[str]:
+    """The names of :data:`TRTLLM_AUX_KERNELS` one TensorRT-LLM module call launches
+    (outside those another kernel hides): the norms always, K's assembly on the MHA
+    prefill path, the latent concat with DSA (``sparse``)."""
+    tags = {"all", "mqa" if mqa else "mha", *(("dsa",) if sparse else ())}
+    return [n for n, (tag, _, _) in TRTLLM_AUX_KERNELS.items() if tag in tags]
+
+
+def trtllm_aux_s(T: np.ndarray, heads: int, mqa: np.ndarray, sparse: bool,
+                 gpu: Any) -> np.ndarray:
+    """Seconds of TensorRT-LLM's element-wise module kernels (:func:`trtllm_aux_kernels`)
+    over ``T`` tokens (array), per row's path (``mqa``, :func:`mqa_rows`; ``sparse``:
+    DSA): each launch costs the class "module/trtllm/graph"'s ``floor_s`` (one kernel
+    inside the module's CUDA graph), their bytes stream at its HBM efficiency."""
+    from memsim.ops.classes import kernel_class
+
+    cls = kernel_class("module/trtllm/graph")
+    bw = gpu.spec.hbm_bandwidth_bytes_per_s * cls.eff("hbm")
+    H = float(heads)
+
+    def path_s(on_mqa: bool) -> np.ndarray:
+        names = trtllm_aux_kernels(on_mqa, sparse)
+        launches = sum(TRTLLM_AUX_KERNELS[n][1] for n in names)
+        per_token = sum(TRTLLM_AUX_KERNELS[n][2](H) for n in names)
+        return launches * cls.floor_s + T * per_token / bw
+
+    return np.where(mqa, path_s(True), path_s(False))
+
+
 def dsa_s(B: np.ndarray, N: np.ndarray, S: np.ndarray, heads: int, *, kv_dtype: str,
           gpu: Any, backend: str | None) -> np.ndarray:
     """Seconds of DeepSeek Sparse Attention over the latent (indexer, top-k, sparse MLA:
@@ -580,6 +635,7 @@ def eager_module_host_s(phase: str, batch: Any, seq_len: Any, heads: int, *,
 
 
 __all__ = ["AUX_KERNELS", "DSA_PREFILL_LAUNCHES", "EAGER_OPS", "HIDDEN", "INDEX_TOPK",
-           "aux_kernels", "aux_launches", "aux_s", "dsa_prefill_launches", "dsa_s",
-           "eager_host_s", "eager_module_host_s", "eager_ops_of", "linear_shapes", "module",
-           "module_parts", "mqa_rows", "pads_v", "prefill_kv_dtype"]
+           "TRTLLM_AUX_KERNELS", "aux_kernels", "aux_launches", "aux_s",
+           "dsa_prefill_launches", "dsa_s", "eager_host_s", "eager_module_host_s",
+           "eager_ops_of", "linear_shapes", "module", "module_parts", "mqa_rows", "pads_v",
+           "prefill_kv_dtype", "trtllm_aux_kernels", "trtllm_aux_s"]

@@ -241,6 +241,10 @@ def specs() -> list[FitSpec]:
     # (bf16 cache: the only one SM90 DSA runs); the context module rows stay held out
     out.append(FitSpec(("dsa/trtllm/sparse_sm90",), "dsa_generation_module", "trtllm",
                        ("row_s",), {"kv_cache_dtype": "bfloat16"}))
+    # TensorRT-LLM's indexer top-k in decode (memsim.attention.indexer_topk_decode_s): its
+    # per-row fixed steps and per-logit time, on the same rows
+    out.append(FitSpec(("dsa/trtllm/indexer_topk",), "dsa_generation_module", "trtllm",
+                       ("cta_s", "key_s"), {"kv_cache_dtype": "bfloat16"}))
     # vLLM's FlashMLA sparse kernels (memsim.ops.sparse_mla) on its CUDA-graphed decode
     # module rows: a bf16 cache runs the sparse prefill kernel, an fp8 cache the fp8
     # sparse decode kernel; the host's time per kernel launch of the eager DSA prefill
@@ -257,6 +261,11 @@ def specs() -> list[FitSpec]:
     # prefill: no decode kernel class in them)
     out.append(FitSpec(("module/vllm/graph",), "mla_context_module", "vllm",
                        ("floor_s", "hbm"), {"kernel_source": "FLASH_ATTN"}))
+    # the element-wise kernels of TensorRT-LLM's MLA module (memsim.inference.mla_module
+    # .trtllm_aux_s: the latent norms, the latent concat, K's assembly) on its prefill
+    # module rows, which no other class is fitted on
+    out.append(FitSpec(("module/trtllm/graph",), "mla_context_module", "trtllm",
+                       ("floor_s", "hbm")))
     # vLLM's MLA decode kernels on Hopper (FlashAttention-3 MLA, FlashMLA): the database has
     # no vLLM per-kernel MLA table, so on the MLA decode *module* rows (memsim.inference
     # .mla_module; the prefill and DSA module rows stay held out)
