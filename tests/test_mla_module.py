@@ -244,9 +244,12 @@ def test_eager_dsa_prefill_host_time_is_its_launches_and_eager_linears() -> None
                                     backend="vllm").launch_s, dtype=float)
                  for k, n in mla_module.linear_shapes(16.0, True).values())
     assert _host(T, 0.0, gemm="fp8_block") == pytest.approx(floors, rel=1e-12)
-    # FlashMLA's sparse prefill pads heads to 64 on Hopper, 128 on the SM100 family
+    # FlashMLA's sparse prefill pads heads to 128 on the SM100 family (cc 10.x, B300's 10.3
+    # too: vLLM's is_device_capability_family(100)), 64 elsewhere
     assert mla_module.dsa_prefill_launches(64, "bf16", load_gpu("h200")) == 7
     assert mla_module.dsa_prefill_launches(64, "bf16", load_gpu("b200")) == 8
+    assert mla_module.dsa_prefill_launches(64, "bf16", load_gpu("b300")) == 8
+    assert mla_module.sparse_head_padding(load_gpu("l40s")) == 64
     assert mla_module.dsa_prefill_launches(16, "fp8", load_gpu("h200")) == 12
 
 
@@ -287,3 +290,25 @@ def test_eager_dsa_prefill_host_golden(gpu: str, heads: int, gemm: str,
                           gpu=gpu, backend="vllm")
     assert p.bound == "host"
     assert float(p.time_s) == pytest.approx(measured_ms * 1e-3, rel=0.12)
+
+
+def test_dsa_cost_cache_does_not_hold_the_kernel_class() -> None:
+    """``_dsa_costs`` memoises the cost and tiling only: a trial class (as the fitter sets
+    it) changes ``dsa_s`` at once, and the cached answer equals an uncached one."""
+    from dataclasses import replace
+
+    from memsim.ops.classes import trial_classes
+
+    def prefill_s() -> np.ndarray:
+        return mla_module.dsa_s(np.array([1.0]), np.array([4096.0]), np.array([4096.0]), 64,
+                                kv_dtype="bf16", gpu=load_gpu("h200"), backend="vllm")
+
+    cls = kernel_class("dsa/vllm/sparse_prefill")
+    base = prefill_s()
+    with trial_classes({"dsa/vllm/sparse_prefill": replace(cls, floor_s=3 * cls.floor_s)}):
+        cached = prefill_s()
+        mla_module._dsa_costs.cache_clear()
+        fresh = prefill_s()
+    assert not np.allclose(cached, base)
+    assert np.array_equal(cached, fresh)
+    assert mla_module._dsa_costs.cache_info().maxsize == 4096

@@ -242,10 +242,14 @@ DSA_PREFILL_FP8_LAUNCHES = 4
 
 
 def sparse_head_padding(gpu: Any) -> int:
-    """The head multiple FlashMLA's sparse prefill kernel needs: 64 on Hopper, 128 on the
-    SM100 family (``FlashMLASparseImpl.padding``; fewer heads are copied into a padded
-    query first, ``_forward_bf16_kv``)."""
-    return 64 if cc_major(gpu) == 9 else 128
+    """The head multiple FlashMLA's sparse prefill kernel needs, as vLLM sets it: 128 on
+    the SM100 family (every compute capability 10.x: B200, GB200 10.0 and B300 10.3), 64
+    elsewhere (vllm-project/vllm @60191e18 and @008a0c31 v1/attention/backends/mla/
+    flashmla_sparse.py ``FlashMLASparseImpl.__init__``: ``self.prefill_padding = 128 if
+    current_platform.is_device_capability_family(100) else 64``; older vLLM's
+    ``self.padding`` tested ``is_device_capability(100)``, cc 10.0 only). Fewer heads are
+    copied into a padded query first (``_bf16_flash_mla_kernel``)."""
+    return 128 if cc_major(gpu) == 10 else 64
 
 
 def dsa_prefill_launches(heads: int, kv_dtype: str, gpu: Any) -> int:
@@ -515,11 +519,12 @@ def dsa_s(B: np.ndarray, N: np.ndarray, S: np.ndarray, heads: int, *, kv_dtype: 
 _GPUS: dict[str, Any] = {}
 
 
-@functools.lru_cache(maxsize=1 << 16)
+@functools.lru_cache(maxsize=4096)   # a few KB per entry
 def _dsa_costs(problem: Any, gpu_key: str) -> tuple[Any, Any]:
     """:func:`memsim.attention.costs_for` of a DSA problem (its cost and tiling), memoised:
     they depend on the problem and the GPU's profile only, not on the kernel classes, so
-    a fit re-predicting the same module rows under trial classes computes them once."""
+    a fit re-predicting the same module rows under trial classes computes them once
+    (tests/test_mla_module.py checks a trial class still moves :func:`dsa_s`)."""
     from memsim.attention import costs_for
 
     return costs_for(problem, _GPUS[gpu_key], "dsa", l2_estimate=True)
