@@ -79,7 +79,8 @@ def test_vllm_module_kernels_around_the_attention() -> None:
     assert len(names(True, False, "bf16")) == 5
     assert len(names(True, False, "fp8")) == 6
     assert len(names(False, False, "bf16")) == 7
-    assert len(names(True, True, "bf16")) == 5 + 5
+    assert len(names(True, True, "bf16")) == 5 + 6     # the indexer's five, the query cat
+    assert len(names(True, True, "fp8")) == 5 + 6      # no concat-quantise with DSA
     vllm = mla_module.module_parts("decode", 8, 1, 4096, 64, gemm_dtype="fp8_block",
                                    gpu="h100-sxm", backend="vllm")
     trt = mla_module.module_parts("decode", 8, 1, 4096, 64, gemm_dtype="fp8_block",
@@ -175,7 +176,8 @@ def test_vllm_native_norm_and_rope_chains_cost_their_launches_and_bytes() -> Non
 def test_dsa_indexer_rotates_one_key_through_the_same_rope_chain() -> None:
     """DSA's indexer calls the module's rotary_emb on a dummy query and its key (two
     vectors a token): the DSA module's element-wise kernels exceed the MLA's by exactly
-    that RoPE call plus the indexer's four single kernels, in either eager-ops mode."""
+    that RoPE call, the indexer's four single kernels and FlashMLASparseImpl's query cat
+    (2 × bf16 × 16 heads × 576 per token), in either eager-ops mode."""
     from memsim.ops.classes import kernel_class as kc
 
     gpu = load_gpu("h100-sxm")
@@ -184,13 +186,14 @@ def test_dsa_indexer_rotates_one_key_through_the_same_rope_chain() -> None:
     bw = gpu.spec.hbm_bandwidth_bytes_per_s * cls.eff("hbm")
     indexer_bytes = sum(mla_module.AUX_KERNELS[n][2](16.0, 2.0) for n in
                         ("indexer_k_norm", "indexer_q_rope_quant", "indexer_k_concat",
-                         "indexer_k_cache"))
+                         "indexer_k_cache", "q_cat"))
+    assert mla_module.AUX_KERNELS["q_cat"][2](16.0, 2.0) == 2 * 2.0 * 16 * 576
     for ops, (launches, rope_bytes) in (("native", (15, 2 * 1280.0 + 320 * 2.0)),
                                         ("fused", (1, 2 * 2 * 2.0 * 64))):
         assert mla_module.rope_kernels(ops, 2.0) == (launches, rope_bytes)
         mla = mla_module.aux_s(T, 16, True, False, "bf16", gpu, cls, ops)
         dsa = mla_module.aux_s(T, 16, True, True, "bf16", gpu, cls, ops)
-        expected = (launches + 4) * cls.floor_s + T * (rope_bytes + indexer_bytes) / bw
+        expected = (launches + 5) * cls.floor_s + T * (rope_bytes + indexer_bytes) / bw
         assert dsa - mla == pytest.approx(expected, rel=1e-9)
 
 
@@ -230,8 +233,10 @@ def _host(T: np.ndarray, launch_s: float, kv: str = "bf16", gemm: str = "bf16",
 def test_eager_dsa_prefill_host_time_is_its_launches_and_eager_linears() -> None:
     """The host's time of an eager DSA prefill call is one fitted cost per kernel launch
     (linear in it, nothing else with bf16 linears); an fp8 cache adds its four prefill
-    launches and the query's concat-quantise; fp8_block linears cost the host floors
-    their own eagerly timed GEMM class measured (the same W8A8BlockFp8LinearOp call)."""
+    launches and nothing else (FlashMLASparseImpl takes a bf16 query: no concat-quantise,
+    its one torch.cat is the aux kernel q_cat with any cache); fp8_block linears cost the
+    host floors their own eagerly timed GEMM class measured (the same W8A8BlockFp8LinearOp
+    call)."""
     from memsim.ops.gemm import predict
 
     T = np.array([16.0, 1024.0, 65536.0])
@@ -240,15 +245,23 @@ def test_eager_dsa_prefill_host_time_is_its_launches_and_eager_linears() -> None
     assert np.all(launches > 60)
     assert _host(T, 2e-5) == pytest.approx(2e-5 * launches, rel=1e-12)
     assert _host(T, 1.0, kv="fp8") - launches == pytest.approx(
-        mla_module.DSA_PREFILL_FP8_LAUNCHES + 1)
+        mla_module.DSA_PREFILL_FP8_LAUNCHES)
+    for kv in ("bf16", "fp8"):
+        assert "q_concat_quant" not in mla_module.aux_kernels(True, True, kv)
+        assert "q_cat" in mla_module.aux_kernels(True, True, kv)
+    assert "q_concat_quant" in mla_module.aux_kernels(True, False, "fp8")
+    assert "q_cat" not in mla_module.aux_kernels(True, False, "fp8")
     floors = sum(np.asarray(predict(T, n, k, dtype="fp8_block", gpu="h200",
                                     backend="vllm").launch_s, dtype=float)
                  for k, n in mla_module.linear_shapes(16.0, True).values())
     assert _host(T, 0.0, gemm="fp8_block") == pytest.approx(floors, rel=1e-12)
-    # FlashMLA's sparse prefill pads heads to 64 on Hopper, 128 on the SM100 family
-    assert mla_module.dsa_prefill_launches(64, "bf16", load_gpu("h200")) == 7
-    assert mla_module.dsa_prefill_launches(64, "bf16", load_gpu("b200")) == 8
-    assert mla_module.dsa_prefill_launches(16, "fp8", load_gpu("h200")) == 12
+    # FlashMLA's sparse prefill pads heads to 128 on the SM100 family (cc 10.x, B300's 10.3
+    # too: vLLM's is_device_capability_family(100)), 64 elsewhere
+    assert mla_module.dsa_prefill_launches(64, "bf16", load_gpu("h200")) == 6
+    assert mla_module.dsa_prefill_launches(64, "bf16", load_gpu("b200")) == 7
+    assert mla_module.dsa_prefill_launches(64, "bf16", load_gpu("b300")) == 7
+    assert mla_module.sparse_head_padding(load_gpu("l40s")) == 64
+    assert mla_module.dsa_prefill_launches(16, "fp8", load_gpu("h200")) == 11
 
 
 @settings(max_examples=8, deadline=None)
@@ -378,3 +391,25 @@ def test_trtllm_indexer_topk_grows_with_keys(S: int, dS: int, B: int) -> None:
     f = lambda s: float(indexer_topk_decode_s(  # noqa: E731
         "trtllm", np.array([B]), np.array([1]), np.array([s]), 2048, g)[0])
     assert f(S) < f(S + dS)
+
+
+def test_dsa_cost_cache_does_not_hold_the_kernel_class() -> None:
+    """``_dsa_costs`` memoises the cost and tiling only: a trial class (as the fitter sets
+    it) changes ``dsa_s`` at once, and the cached answer equals an uncached one."""
+    from dataclasses import replace
+
+    from memsim.ops.classes import trial_classes
+
+    def prefill_s() -> np.ndarray:
+        return mla_module.dsa_s(np.array([1.0]), np.array([4096.0]), np.array([4096.0]), 64,
+                                kv_dtype="bf16", gpu=load_gpu("h200"), backend="vllm")
+
+    cls = kernel_class("dsa/vllm/sparse_prefill")
+    base = prefill_s()
+    with trial_classes({"dsa/vllm/sparse_prefill": replace(cls, floor_s=3 * cls.floor_s)}):
+        cached = prefill_s()
+        mla_module._dsa_costs.cache_clear()
+        fresh = prefill_s()
+    assert not np.allclose(cached, base)
+    assert np.array_equal(cached, fresh)
+    assert mla_module._dsa_costs.cache_info().maxsize == 4096

@@ -106,6 +106,17 @@ def test_cache_control_none_is_passed_to_ncu_before_the_program(tmp_path: Path) 
     assert cmd[cmd.index("--launch-count") + 1] == "1"
 
 
+def test_cache_control_none_replays_the_application_not_the_kernel(tmp_path: Path) -> None:
+    """Kernel replay saves and restores the kernel's memory between passes, which an
+    unflushed L2 would see: ``none`` runs each pass as a fresh process (ncu.py docstring)."""
+    log = tmp_path / "log.csv"
+    warm = ncu.command("/usr/bin/ncu", _store(4, "none"), log)
+    i = warm.index("--replay-mode")
+    assert warm[i + 1] == "application"
+    assert i < warm.index(sys.executable)
+    assert "--replay-mode" not in ncu.command("/usr/bin/ncu", _store(4, "all"), log)
+
+
 def test_unknown_cache_control_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="cache_control='some' must be one of all, none"):
         ncu.command("/usr/bin/ncu", _store(4, "some"), tmp_path / "log.csv")
@@ -144,6 +155,26 @@ def test_store_prediction_with_the_line_l2_below_capacity() -> None:
     pred = ncu_prediction(_store(4, "all"), H100, "lines")["trace"]
     assert pred["hbm_write_bytes"] == 0
     assert pred["hbm_write_after_bytes"] == 4 * MIB
+
+
+@pytest.mark.parametrize("l2_model", ["tiles", "lines"])
+def test_store_prediction_refuses_a_profile_without_an_l2_line(l2_model: str) -> None:
+    """One rule for both L2 models: no line size, no stream (no second default)."""
+    lineless = H100.model_copy(update={"spec": H100.spec.model_copy(
+        update={"l2_line_bytes": None})})
+    with pytest.raises(InputError, match="needs l2_line_bytes"):
+        ncu_prediction(_store(4, "all"), lineless, l2_model)
+
+
+def test_store_time_is_the_roofline_of_each_models_own_bytes() -> None:
+    """96 MiB cold on H100: the closed form writes 96 MiB to DRAM, the trace 46 MiB, both
+    move 96 MiB through L2; 4 MiB cold: the trace writes nothing, its time is L2's."""
+    hbm, l2 = H100.achievable_hbm_bytes_per_s, H100.achievable_l2_bytes_per_s
+    big = ncu_prediction(_store(96, "all"), H100)
+    assert big["analytic"]["time_s"] == pytest.approx(max(96 * MIB / hbm, 96 * MIB / l2))
+    assert big["trace"]["time_s"] == pytest.approx(max(46 * MIB / hbm, 96 * MIB / l2))
+    small = ncu_prediction(_store(4, "all"), H100)["trace"]
+    assert small["time_s"] == pytest.approx(4 * MIB / l2)
 
 
 @given(size_mib=st.integers(1, 6), l2_mib=st.integers(1, 4))

@@ -235,9 +235,10 @@ def _graphed(phase: str, sparse: bool) -> bool:
 # prefill chunk: the top-k buffer's ``fill(-1)``, ``cp_gather_indexer_k_quant_cache``,
 # DeepGEMM's ``fp8_fp4_mqa_logits``, ``top_k_per_row_prefill``) and FlashMLA's sparse
 # attention (@60191e18 v1/attention/backends/mla/flashmla_sparse.py
-# ``FlashMLASparseImpl.forward``: the query ``torch.cat``,
-# ``convert_req_index_to_global_index``, ``flash_mla_sparse_prefill``).
-DSA_PREFILL_LAUNCHES = {"indexer": 4, "sparse_mla": 3}
+# ``FlashMLASparseImpl.forward_mqa``: ``convert_req_index_to_global_index``,
+# ``flash_mla_sparse_prefill``; its query ``torch.cat`` runs in decode too and is the
+# element-wise kernel ``q_cat`` of :data:`AUX_KERNELS`).
+DSA_PREFILL_LAUNCHES = {"indexer": 4, "sparse_mla": 2}
 # With an fp8_ds_mla cache the prefill tokens' keys are upconverted inline by the index
 # conversion into a bf16 workspace, after ``prefill_token_mask``'s zeros and fill and
 # ``prefill_seen.zero_()``, and the prefill output is copied into ``attn_out``: 4 more.
@@ -245,10 +246,14 @@ DSA_PREFILL_FP8_LAUNCHES = 4
 
 
 def sparse_head_padding(gpu: Any) -> int:
-    """The head multiple FlashMLA's sparse prefill kernel needs: 64 on Hopper, 128 on the
-    SM100 family (``FlashMLASparseImpl.padding``; fewer heads are copied into a padded
-    query first, ``_forward_bf16_kv``)."""
-    return 64 if cc_major(gpu) == 9 else 128
+    """The head multiple FlashMLA's sparse prefill kernel needs, as vLLM sets it: 128 on
+    the SM100 family (every compute capability 10.x: B200, GB200 10.0 and B300 10.3), 64
+    elsewhere (vllm-project/vllm @60191e18 and @008a0c31 v1/attention/backends/mla/
+    flashmla_sparse.py ``FlashMLASparseImpl.__init__``: ``self.prefill_padding = 128 if
+    current_platform.is_device_capability_family(100) else 64``; older vLLM's
+    ``self.padding`` tested ``is_device_capability(100)``, cc 10.0 only). Fewer heads are
+    copied into a padded query first (``_bf16_flash_mla_kernel``)."""
+    return 128 if cc_major(gpu) == 10 else 64
 
 
 def dsa_prefill_launches(heads: int, kv_dtype: str, gpu: Any) -> int:
@@ -404,8 +409,13 @@ AUX_KERNELS = {
     "kv_cache_update": ("all", 1, lambda H, e: LATENT * (BF16 + e)),
     # decode (absorbed) path: W_UV's output (N, B, 128) copied back to (B, N·128)
     "v_up_copy": ("mqa", 1, lambda H, e: 2 * BF16 * H * V_HEAD),
-    # fp8 cache: _DecodeConcatQuantFP8 (compiled native: one kernel) concatenates ql_nope
-    # and q_pe and quantises them
+    # fp8 cache, dense MLA: _DecodeConcatQuantFP8 (compiled native: one kernel)
+    # concatenates ql_nope and q_pe and quantises them. The layer runs it only where
+    # ``fp8_attention and self.impl.supports_quant_query_input`` (vllm model_executor/
+    # layers/attention/mla_attention.py ``forward_impl``); FlashMLASparseImpl leaves that
+    # False (AttentionImplBase's default; @60191e18 flashmla_sparse.py) and takes the bf16
+    # (ql_nope, q_pe) pair, which its ``forward_mqa`` joins with one ``torch.cat``
+    # (``q_cat``, below): DSA never launches it (:func:`aux_kernels`)
     "q_concat_quant": ("mqa_fp8", 1, lambda H, e: H * LATENT * (BF16 + 1.0)),
     # prefill (MHA) path: ``_concat_k_nope_k_pe`` writes K = [k_nope, k_pe broadcast]
     # (two copies into one buffer), the output copied into the module's (``output.copy_``)
@@ -423,6 +433,10 @@ AUX_KERNELS = {
                                                      * (BF16 + 1.0) + 2 * 4.0 * INDEX_HEADS)),
     "indexer_k_concat": ("dsa", 1, lambda H, e: 2 * BF16 * INDEX_HEAD_DIM),
     "indexer_k_cache": ("dsa", 1, lambda H, e: INDEX_HEAD_DIM * (BF16 + 1.0)),
+    # FlashMLASparseImpl.forward_mqa's ``q = torch.cat(q, dim=-1)``: the bf16 (ql_nope,
+    # q_pe) pair read, the 576-wide bf16 query written, in every DSA call, whatever the
+    # cache (@60191e18 flashmla_sparse.py; the fp8 kernels take this bf16 query)
+    "q_cat": ("dsa", 1, lambda H, e: 2 * BF16 * H * LATENT),
 }
 
 
@@ -436,11 +450,13 @@ def aux_kernels(mqa: bool, sparse: bool, kv_dtype: str, pad_v: bool = True) -> l
     """The names of the element-wise kernels one module call launches (the
     :data:`RMS_NORMS`, :data:`ROPE_CALLS` and :data:`AUX_KERNELS`): every call's norms,
     RoPE and cache write;
-    on the absorbed (MQA) path (:func:`mqa_rows`) the output copy and, with an fp8 cache,
-    the query concat-quantise; on the prefill (MHA) path the K assembly and output copy,
-    and V's padding where ``pad_v`` (:func:`pads_v`); DSA's indexer kernels."""
+    on the absorbed (MQA) path (:func:`mqa_rows`) the output copy and, with an fp8 cache
+    and dense MLA, the query concat-quantise (not DSA's: :data:`AUX_KERNELS`); on the
+    prefill (MHA) path the K assembly and output copy,
+    and V's padding where ``pad_v`` (:func:`pads_v`); DSA's indexer kernels and its
+    sparse attention's query cat."""
     tags = {"all", "mqa" if mqa else "mha"}
-    if mqa and kv_family(kv_dtype) == "fp8":
+    if mqa and kv_family(kv_dtype) == "fp8" and not sparse:
         tags.add("mqa_fp8")
     if not mqa and pad_v:
         tags.add("mha_pad")
@@ -570,11 +586,12 @@ def dsa_s(B: np.ndarray, N: np.ndarray, S: np.ndarray, heads: int, *, kv_dtype: 
 _GPUS: dict[str, Any] = {}
 
 
-@functools.lru_cache(maxsize=1 << 16)
+@functools.lru_cache(maxsize=4096)   # a few KB per entry
 def _dsa_costs(problem: Any, gpu_key: str) -> tuple[Any, Any]:
     """:func:`memsim.attention.costs_for` of a DSA problem (its cost and tiling), memoised:
     they depend on the problem and the GPU's profile only, not on the kernel classes, so
-    a fit re-predicting the same module rows under trial classes computes them once."""
+    a fit re-predicting the same module rows under trial classes computes them once
+    (tests/test_mla_module.py checks a trial class still moves :func:`dsa_s`)."""
     from memsim.attention import costs_for
 
     return costs_for(problem, _GPUS[gpu_key], "dsa", l2_estimate=True)

@@ -7,7 +7,14 @@ between, with ``--clock-control none`` (ncu never locks or changes the clocks) a
 default cache control (``--cache-control all``: caches flushed and invalidated before each
 kernel, so DRAM bytes are a cold run's, as the models assume). A target whose
 ``cache_control`` is ``none`` (the ``store`` target's warm-L2 cases) is profiled with
-``--cache-control none``: the L2 keeps what the warm-up left in it.
+``--cache-control none --replay-mode application``: the L2 keeps what the warm-up left in
+it, and every replay pass is a fresh run of the child process (warm-up, then the profiled
+call), so every metric sees that state. ncu's default kernel replay would not give it:
+before the first pass it saves the memory the kernel can access and before each later pass
+restores what the kernel wrote (Nsight Compute Kernel Profiling Guide, §Replay / Kernel
+Replay), so without a flush the L2 also holds that backup's traffic and passes see
+different L2 states; application replay runs the whole program once per pass (§Application
+Replay).
 
 Parsing (:func:`parse_csv`) accepts both layouts ncu writes:
 
@@ -243,7 +250,9 @@ def resolve(mode: str) -> tuple[str | None, str | None]:
 def command(path: str, target: dict[str, Any], log_file: Path,
             launch_count: int | None = None) -> list[str]:
     """The ncu command line profiling one ``ncu_target`` call; ``target["cache_control"]``
-    (default ``all``, ncu's own default, left off the command) sets ``--cache-control``."""
+    (default ``all``, ncu's own default, left off the command) sets ``--cache-control``;
+    ``none`` also sets ``--replay-mode application`` (each pass a fresh process, so each
+    sees the warm-up's L2 and not kernel replay's save/restore traffic; module docstring)."""
     cache_control = target.get("cache_control", "all")
     if cache_control not in CACHE_CONTROLS:
         raise InputError("cache_control", cache_control,
@@ -251,8 +260,8 @@ def command(path: str, target: dict[str, Any], log_file: Path,
     cmd = [path, "--csv", "--page", "raw", "--metrics", ",".join(METRICS),
            "--clock-control", "none", "--profile-from-start", "off",
            "--target-processes", "all", "--log-file", str(log_file)]
-    if cache_control != "all":
-        cmd += ["--cache-control", cache_control]
+    if cache_control == "none":
+        cmd += ["--cache-control", "none", "--replay-mode", "application"]
     if launch_count:
         cmd += ["--launch-count", str(launch_count)]
     return cmd + [sys.executable, "-m", "memsim.validation.ncu_target", json.dumps(target)]

@@ -166,8 +166,13 @@ def ncu_prediction(params: dict[str, Any], gpu: GPU, l2_model: str = "tiles"
                         l2_model=l2_model)
 
 
-#: Line size of the store stream when a profile does not name its L2 line.
-STORE_LINE_BYTES = 128
+def _store_line_bytes(gpu: GPU, l2_model: str) -> int:
+    """The profile's L2 line in bytes; refused, as the lines model refuses it
+    (:func:`memsim.trace.l2_lines.state_for_gpu`), when the profile does not name it."""
+    if gpu.spec.l2_line_bytes is None:
+        raise InputError("l2_model", l2_model,
+                         f"needs l2_line_bytes in the profile of {gpu.name}")
+    return int(gpu.spec.l2_line_bytes)
 
 
 def _store_sweeps(params: dict[str, Any], gpu: GPU, l2_model: str) -> tuple[float, float]:
@@ -182,7 +187,7 @@ def _store_sweeps(params: dict[str, Any], gpu: GPU, l2_model: str) -> tuple[floa
 
     from memsim.trace import l2, l2_lines
 
-    line_bytes = int(gpu.spec.l2_line_bytes or STORE_LINE_BYTES)
+    line_bytes = _store_line_bytes(gpu, l2_model)
     n_lines = int(params["size_mib"]) * 2**20 // line_bytes
     capacity = gpu.l2_dram_capacity_bytes
     stats = np.zeros((1, 4))
@@ -212,6 +217,13 @@ def _store_sweeps(params: dict[str, Any], gpu: GPU, l2_model: str) -> tuple[floa
     return inside, write_back()
 
 
+def _store_time_s(gpu: GPU, l2_bytes: float, hbm_write_bytes: float) -> float:
+    """Seconds to move a store's bytes: the slower of its L2 traffic at the achievable L2
+    bandwidth and its DRAM writes at the achievable HBM bandwidth (bytes → s)."""
+    return max(l2_bytes / gpu.achievable_l2_bytes_per_s,
+               hbm_write_bytes / gpu.achievable_hbm_bytes_per_s)
+
+
 def store_prediction(params: dict[str, Any], gpu: GPU, l2_model: str = "tiles"
                      ) -> dict[str, Any]:
     """memsim's prediction for the ncu ``store`` case: one kernel storing ``size_mib`` MiB.
@@ -221,17 +233,21 @@ def store_prediction(params: dict[str, Any], gpu: GPU, l2_model: str = "tiles"
       while the kernel runs (:func:`_store_sweeps`); what is still dirty at the end is
       ``hbm_write_after_bytes``, outside Nsight Compute's window.
 
-    Same shape as :func:`predict_case`'s answer (less ``work``: nothing to re-time)."""
+    ``time_s`` of each is the roofline of that model's own bytes (:func:`_store_time_s`);
+    it is not compared (the record's measured time is ``kernel_time_s``, under the
+    profiler). Same shape as :func:`predict_case`'s answer (less ``work``: nothing to
+    re-time)."""
     nbytes = float(int(params["size_mib"]) * 2**20)
-    time_s = nbytes / gpu.achievable_hbm_bytes_per_s
     zero = {"hbm_read_bytes": 0.0, "global_read_bytes": 0.0, "sram_bytes": 0.0,
             "fp32_flops": 0.0, "matmul_flops": 0.0, "workspace_bytes": 0.0, "launches": 1}
-    stored = {"time_s": time_s, "l2_bytes": nbytes, "global_write_bytes": nbytes, **zero}
-    analytic = {**stored, "hbm_write_bytes": nbytes, "hbm_bytes": nbytes}
+    stored = {"l2_bytes": nbytes, "global_write_bytes": nbytes, **zero}
+    analytic = {**stored, "time_s": _store_time_s(gpu, nbytes, nbytes),
+                "hbm_write_bytes": nbytes, "hbm_bytes": nbytes}
     trace, note = None, None
     try:
         inside, after = _store_sweeps(params, gpu, l2_model)
-        trace = {**stored, "hbm_write_bytes": inside, "hbm_bytes": inside,
+        trace = {**stored, "time_s": _store_time_s(gpu, nbytes, inside),
+                 "hbm_write_bytes": inside, "hbm_bytes": inside,
                  "hbm_write_after_bytes": after}
     except ImportError as exc:
         note = f"trace-driven model not available: {exc}"
