@@ -380,6 +380,12 @@ def test_trtllm_decode_kernel_follows_xqa_dispatch() -> None:
     assert decode_kernel(fp8, "trtllm", h100) == "xqa_gmma"
     assert decode_kernel(mha, "trtllm", h100) == decode_kernel(wide, "trtllm", h100) == "mmha"
     assert decode_kernel(gqa, "trtllm", b200) == "trtllm_gen"
+    # groups of 17-32 heads per KV head on Blackwell: trtllm-gen, as aiconfigurator's B200
+    # rows time them (as MMHA, which xqaDispatcher.cpp names for them, bias +643 %:
+    # decode_kernel's docstring)
+    g24 = gqa.model_copy(update={"heads": 96, "kv_heads": 4})
+    assert decode_kernel(g24, "trtllm", b200) == "trtllm_gen"
+    assert decode_kernel(g24, "trtllm", h100) == "xqa_hmma"
     assert decode_kernel(gqa, "vllm", h100) is None
     # both XQA kernels refuse a head size that is not a multiple of 16: MMHA runs it
     for d in (40, 72):
