@@ -842,7 +842,8 @@ def fa3_num_splits(problem: AttentionProblem, gpu: GPU, B, N, S) -> np.ndarray:
     B, N, S = (np.asarray(v, dtype=float) for v in (B, N, S))
     group = (problem.H // max(problem.K, 1)) * N
     block_m, block_n = fa3.tile(problem.D, problem.Dv, fa3.is_local(problem.mask.window, S),
-                                group, DTYPE_BYTES[problem.dtype])
+                                group, DTYPE_BYTES[problem.dtype],
+                                fa3.is_causal(problem.mask.window, S, N, problem.D))
     m = np.ceil(group / block_m)
     loaded = S if problem.mask.window is None else np.minimum(
         S, problem.mask.window + np.asarray(block_m, dtype=float))
