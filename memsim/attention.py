@@ -409,8 +409,9 @@ def kernel_timer(problem: AttentionProblem, gpu: GPU, algorithm: str, *,
             cta_s = cls.cta_s
             if kernel == "mmha":
                 # MMHA's multi-block CTAs (mmha_seq_len_tiles), one 512-thread CTA per SM
-                # resident, each walking its share of the keys at its own pace (key_s per
-                # key of D elements); only a multi-block CTA pays cta_s: its partial's
+                # resident; every CTA streams its share of the keys at key_s per key (per
+                # key of D elements: × D / XQA_ROW_ELEMS); only a multi-block CTA pays
+                # cta_s: its partial's
                 # write, fence and counter atomic before the last one merges them
                 tiles = mmha_seq_len_tiles(B, problem.K, problem.D, S, problem.mask.window,
                                            gpu.spec.sm_count,
@@ -841,7 +842,8 @@ def fa3_num_splits(problem: AttentionProblem, gpu: GPU, B, N, S) -> np.ndarray:
     B, N, S = (np.asarray(v, dtype=float) for v in (B, N, S))
     group = (problem.H // max(problem.K, 1)) * N
     block_m, block_n = fa3.tile(problem.D, problem.Dv, fa3.is_local(problem.mask.window, S),
-                                group, DTYPE_BYTES[problem.dtype])
+                                group, DTYPE_BYTES[problem.dtype],
+                                fa3.is_causal(problem.mask.window, S, N, problem.D))
     m = np.ceil(group / block_m)
     loaded = S if problem.mask.window is None else np.minimum(
         S, problem.mask.window + np.asarray(block_m, dtype=float))
@@ -1233,7 +1235,14 @@ def decode_kernel(problem: AttentionProblem, backend: str | None, gpu: GPU,
     search, StreamingLLM, cross attention, variable windows and groups over 16, not for
     MHA; aiconfigurator's B200 MHA rows: 19.5 % median, p90 65.2 % as MMHA, 11.9 % / 28.2 %
     as trtllm-gen, `memsim validate --source aiconfigurator --sample 2000`):
-    "trtllm_gen", whose structure is not modelled apart: it
+    "trtllm_gen", whose structure is not modelled apart. Groups of 17-32 query heads per
+    KV head stay "trtllm_gen" although that source (also @026da036) sends groups over 16
+    to MMHA: aiconfigurator's B200 rows of them (TensorRT-LLM 1.3.0rc20, 4384 of the
+    table's 50 520 rows, 292 of a `--gpu b200_sxm --backend trtllm --ops
+    generation_attention --sample 2000` run) time as trtllm-gen does (median |error|
+    14.4 %, bias −13.6 %), not as MMHA (one CTA per KV head: bias +643 %, the run's p90
+    26.9 → 435 %; as MHA, one CTA per query head: +256 %, p90 58 %); groups over 32 are
+    MHA already (:func:`production_problem`). Trtllm-gen: it
     keeps the all-kernel model (per-row time spread over the SMs, memsim's own split
     count) and the class fitted with it (``attention/decode/trtllm``; Blackwell is never
     fitted). Timing it as the Hopper kernel of the same build (QGMMA: TMA-fed,

@@ -112,9 +112,11 @@ def _fa3_brute(N: int, S: int, G: int, D: int, window: int | None, e: int = 2):
     get_n_block_min_max with PackGQA's rows): the closed form's reference."""
     from memsim.ops import fa3
 
-    # FA3 drops a window that reaches every key (flash_api.cpp l. 638): causal tiles
+    # FA3 drops a window that reaches every key (flash_api.cpp l. 638): causal tiles; one
+    # query per sequence without a window is causal only at 64 < D ≤ 128 (l. 641-645)
     local = window is not None and S > window
-    Mb, Nb = (int(v) for v in fa3.tile(D, D, local, np.array(N * G), e))
+    causal = not local and not (N == 1 and not 64 < D <= 128)
+    Mb, Nb = (int(v) for v in fa3.tile(D, D, local, np.array(N * G), e, causal))
     counts = []
     for i in range(-(-N * G // Mb)):
         t0, t1 = i * Mb // G, (min((i + 1) * Mb, N * G) - 1) // G
@@ -163,6 +165,28 @@ def test_fa3_window_reaching_every_key_runs_the_causal_kernel(N, prefix, G, D, e
     if S > 1:
         Mb, Nb = (np.asarray(v).item() for v in fa3.work(*args, S - 1, e)[:2])
         assert (Mb, Nb) == tuple(int(v) for v in fa3.tile(D, D, True, np.array(N * G), e))
+
+
+def test_fa3_is_causal_follows_flash_api() -> None:
+    """hopper/flash_api.cpp @617264c1 l. 638-645 as vLLM calls it (causal, paged): one
+    query per sequence without a window runs non-causal except at 64 < D ≤ 128 with a
+    paged cache; a window reaching every key is none; a window is local, not causal. At
+    D 64 with more than 64 packed rows the non-causal tile is 192 × 160, not 192 × 128."""
+    from memsim.ops import fa3
+
+    def c(window, S, N, D, paged=True):
+        return bool(fa3.is_causal(window, np.array(S), np.array(N), D, paged))
+
+    assert c(None, 4096, 1, 128) and c(None, 4096, 1, 96)
+    assert not c(None, 4096, 1, 64) and not c(None, 4096, 1, 256)
+    assert not c(None, 4096, 1, 128, paged=False)
+    assert c(None, 4096, 2, 64) and c(None, 4096, 2, 256)
+    assert not c(128, 4096, 1, 128) and not c(128, 4096, 2, 128)
+    assert c(8192, 4096, 1, 128) and not c(8192, 4096, 1, 64)
+    one, two = (fa3.work(np.array([n]), np.array([4096]), 128, 64, 64, None)[:2]
+                for n in (1, 2))
+    assert tuple(int(np.asarray(v).item()) for v in one) == (192, 160)
+    assert tuple(int(np.asarray(v).item()) for v in two) == (192, 128)
 
 
 def test_fa3_tiles_follow_tile_size_fwd_sm90() -> None:
@@ -380,6 +404,12 @@ def test_trtllm_decode_kernel_follows_xqa_dispatch() -> None:
     assert decode_kernel(fp8, "trtllm", h100) == "xqa_gmma"
     assert decode_kernel(mha, "trtllm", h100) == decode_kernel(wide, "trtllm", h100) == "mmha"
     assert decode_kernel(gqa, "trtllm", b200) == "trtllm_gen"
+    # groups of 17-32 heads per KV head on Blackwell: trtllm-gen, as aiconfigurator's B200
+    # rows time them (as MMHA, which xqaDispatcher.cpp names for them, bias +643 %:
+    # decode_kernel's docstring)
+    g24 = gqa.model_copy(update={"heads": 96, "kv_heads": 4})
+    assert decode_kernel(g24, "trtllm", b200) == "trtllm_gen"
+    assert decode_kernel(g24, "trtllm", h100) == "xqa_hmma"
     assert decode_kernel(gqa, "vllm", h100) is None
     # both XQA kernels refuse a head size that is not a multiple of 16: MMHA runs it
     for d in (40, 72):

@@ -80,7 +80,8 @@ class KernelClass:
         MLA (:mod:`memsim.ops.mla`): SM-seconds per padded query row × head;
       - GEMM fp8 quantisation: SM-seconds per token CTA per 4 KiB step
         (:mod:`memsim.ops.gemm`);
-      - TensorRT-LLM's block-scaled fp8 MoE on Hopper: seconds per local expert per call,
+      - TensorRT-LLM's block-scaled fp8 MoE on Hopper and Blackwell (compute capability
+        9 and 10: its DeepGEMM grouped GEMMs): seconds per local expert per call,
         touched or not, at the fitted GPUs' SM clock (:func:`memsim.ops.moe.problem_walk_s`);
       - NCCL (:mod:`memsim.ops.comm`): seconds per ring step beyond the hop latency;
         MoE all-to-all: seconds per token copy at the fitted GPUs' hop latency.

@@ -98,31 +98,50 @@ def is_local(window: int | None, kv_len) -> np.ndarray:
     """FA3's ``is_local`` for a causal sliding ``window`` (keys per query, None: none) over
     ``kv_len`` keys (array): a window reaching every key is none (hopper/flash_api.cpp
     @617264c1 l. 638: ``window_size_left >= max_seqlen_k - 1`` → -1, vLLM passing W − 1),
-    and the kernel runs causal, with its tiles."""
+    and the kernel runs causal (:func:`is_causal`), with its tiles."""
     S = np.asarray(kv_len)
     if window is None:
         return np.zeros(S.shape, dtype=bool)
     return S > int(window)
 
 
-def tile(D: int, Dv: int, local, packed_rows, elem_bytes: float = 2
+def is_causal(window: int | None, kv_len, max_seqlen_q, head_dim: int,
+              paged: bool = True) -> np.ndarray:
+    """FA3's ``params.is_causal`` as vLLM calls it (``causal=True``, window (W − 1, 0) or
+    none; arrays ``kv_len``, ``max_seqlen_q`` broadcasting), hopper/flash_api.cpp
+    @617264c1 l. 638-645: a window reaching every key is none (:func:`is_local`);
+    ``window_size_right >= max_seqlen_q - 1`` → -1 (vLLM's right edge 0 at one query per
+    sequence, set back to 0 by ``is_causal``: no change); with one query per sequence
+    (``max_seqlen_q == 1``) and no window, causal = non-causal for the mask, and FA3 keeps
+    causal only at 64 < ``head_dim`` ≤ 128 with a ``paged`` cache (its "special case of
+    hdim 128 ... kBlockN=128"), else ``is_causal = false``; a window: local, not causal."""
+    local = is_local(window, kv_len)
+    one_query = np.asarray(max_seqlen_q) == 1
+    keeps = 64 < head_dim <= 128 and paged
+    return ~local & ~(one_query & (not keeps))
+
+
+def tile(D: int, Dv: int, local, packed_rows, elem_bytes: float = 2, causal=None
          ) -> tuple[np.ndarray, np.ndarray]:
     """(kBlockM, kBlockN) of FA3's forward on SM90 as vLLM calls it on its paged cache
-    (K/V without TMA; causal unless ``local``, :func:`is_local`) for head sizes ``D``/``Dv``,
-    ``packed_rows`` = N·G and ``local`` (arrays, broadcasting), 16-bit or (``elem_bytes`` 1)
-    e4m3 inputs: :func:`sm90_tile`."""
+    (K/V without TMA) for head sizes ``D``/``Dv``, ``packed_rows`` = N·G, ``local``
+    (:func:`is_local`) and ``causal`` (:func:`is_causal`; None: causal unless ``local``)
+    (arrays, broadcasting), 16-bit or (``elem_bytes`` 1) e4m3 inputs: :func:`sm90_tile`."""
     rows = np.asarray(packed_rows)
     loc = np.asarray(local, dtype=bool)
+    cau = ~loc if causal is None else np.asarray(causal, dtype=bool) & ~loc
     if D > 256 and elem_bytes != 1:
         # no FA3 kernel; vLLM runs FlashAttention-4 (memsim.attention.vllm_fa4), whose SM90
         # tiles are 64 × 64 (flash_attn/cute/interface.py _tile_size_fwd_sm90). Known gap:
         # e4m3 above 256 keeps FA3's hdim-256 tiles (only B200's proxy rows reach it)
-        shape = np.broadcast_shapes(rows.shape, loc.shape)
+        shape = np.broadcast_shapes(rows.shape, loc.shape, cau.shape)
         return np.full(shape, 64), np.full(shape, 64)
-    (mc, nc), (ml, nl) = (sm90_tile(D, Dv, not lo, lo, use_one_mma_wg(D, Dv, lo, rows),
-                                    elem_bytes, paged_kv_non_tma=True)
-                          for lo in (False, True))
-    return np.where(loc, ml, mc), np.where(loc, nl, nc)
+    (mc, nc), (mn, nn), (ml, nl) = (
+        sm90_tile(D, Dv, c, lo, use_one_mma_wg(D, Dv, lo, rows), elem_bytes,
+                  paged_kv_non_tma=True)
+        for c, lo in ((True, False), (False, False), (False, True)))
+    return (np.where(loc, ml, np.where(cau, mc, mn)),
+            np.where(loc, nl, np.where(cau, nc, nn)))
 
 
 def work(N, S, group: int, D: int, Dv: int, window: int | None, elem_bytes: float = 2):
@@ -139,7 +158,8 @@ def work(N, S, group: int, D: int, Dv: int, window: int | None, elem_bytes: floa
     N, S = np.broadcast_arrays(np.asarray(N, dtype=np.int64), np.asarray(S, dtype=np.int64))
     G = int(group)
     local = window is not None
-    Mb, Nb = tile(D, Dv, is_local(window, S), N * G, elem_bytes)
+    Mb, Nb = tile(D, Dv, is_local(window, S), N * G, elem_bytes,
+                  is_causal(window, S, N, D))
     Mb, Nb = Mb.astype(np.int64), Nb.astype(np.int64)
     o = S - N
     R = N * G

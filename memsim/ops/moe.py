@@ -71,9 +71,15 @@ autotune step), and FlashInfer's binding then takes its fallback tactic, the fir
 CtaShape128x16x128B, cluster 1x1x1 (csrc/nv_internal/tensorrt_llm/kernels/cutlass_kernels/
 cutlass_heuristic.cpp ``get_candidate_tiles_sm90``, ``get_candidate_configs_sm90``;
 :data:`FLASHINFER_SM90_FALLBACK`). Every expert's rows are padded to 128 and its outputs cut
-into 16 columns (6144/2048: 256 + 384 = 640 tiles per touched expert, one token or 128). So
-the kernel is bound by its tiles' MMAs and per-tile time (the class's ``tensor`` and
-``cta_s``), the same on H100 and H200, as the database shows (aiconfigurator vllm fp8, H100
+into 16 columns (6144/2048: 256 + 384 = 640 tiles per touched expert, one token or 128).
+That orientation (the tile's 128 rows are tokens, its 16 columns outputs) is not read from
+the source but inferred from the measured steps: the time is flat from 1 to 128 tokens per
+expert, then steps (below). So the kernel is bound by its tiles' waves (the class's
+``tensor`` and ``cta_s``), the same on H100 and H200, as the database shows. The fitted
+``tensor`` (0.1005) is not an MMA efficiency: it is an effective time per padded k-step of
+the 128 × 16 fallback tile (a wave's ``2·128·16·k / (peak / SMs · tensor)``), which takes
+in whatever that tile spends per k-step besides its MMAs; the fitted ``hbm_act`` (1.0) sits
+at its fit bound (aiconfigurator vllm fp8, H100
 over H200 time, median over 533 rows per token count: 1.00 at 1–32 tokens, 1.02 at 512,
 1.03 at 1024), not by its weight stream (H200 would be 1.43× faster); the time is flat in
 tokens while every expert holds ≤ 128 rows and steps at 128 (h200, 6144/2048/256 top-8:
