@@ -419,9 +419,7 @@ def kernel_timer(problem: AttentionProblem, gpu: GPU, algorithm: str, *,
                 ctas = groups * tiles
                 cta_s = cls.cta_s * (tiles > 1)
                 key_s = cls.key_s * problem.D / XQA_ROW_ELEMS
-                S_arr = np.asarray(S, dtype=float)
-                keys = S_arr if problem.mask.window is None else np.minimum(
-                    S_arr, problem.mask.window)
+                keys = keys_in_use(S, problem.mask.window)
             if kernel in XQA_KERNELS:
                 # a key's latency-bound steps in a CTA: mha.cu's warps load its K and V
                 # rows (ldgsts, D elements each); mha_sm90.cu's TMA loads run ahead, each
@@ -734,11 +732,17 @@ def xqa_streamed_keys(kernel: str, S, window: int | None, subs) -> np.ndarray:
     aiconfigurator's H100/H200 rows at batch ≥ 256 time the same from 2 to 64 cached
     keys (13.7-14.0 µs at batch 1024, 2 query heads per KV head, D = 128), which a cost
     per key over-predicted by up to 44 %."""
-    S = np.asarray(S, dtype=float)
     if kernel != "xqa_gmma":
-        return S if window is None else np.minimum(S, window)
+        return keys_in_use(S, window)
     per_cta = np.ceil(xqa_gmma_tiles(S, window) / np.asarray(subs, dtype=float))
     return per_cta * np.asarray(subs, dtype=float) * XQA_GMMA_TILE_KEYS
+
+
+def keys_in_use(S, window: int | None) -> np.ndarray:
+    """Cached keys a decode query attends to: ``S``, or the last ``window`` of them
+    (arrays, float)."""
+    S = np.asarray(S, dtype=float)
+    return S if window is None else np.minimum(S, window)
 
 
 def xqa_gmma_tiles(S, window: int | None) -> np.ndarray:
