@@ -493,8 +493,16 @@ def aux_s(T: np.ndarray, heads: int, mqa: bool, sparse: bool, kv_dtype: str, gpu
     tokens (array): each launch costs ``cls.floor_s``, their bytes stream at ``cls``'s HBM
     efficiency."""
     launches, per_token = aux_launches(heads, mqa, sparse, kv_dtype, pads_v(gpu), eager_ops)
+    return elementwise_s(launches, per_token, T, cls, gpu)
+
+
+def elementwise_s(launches: float, per_token_bytes: float, T: np.ndarray, cls: Any,
+                  gpu: Any) -> np.ndarray:
+    """Seconds of ``launches`` element-wise kernels moving ``per_token_bytes`` for each of
+    ``T`` tokens (array): ``cls.floor_s`` per launch plus the bytes at ``cls``'s fraction
+    of the GPU's HBM bandwidth."""
     bw = gpu.spec.hbm_bandwidth_bytes_per_s * cls.eff("hbm")
-    return launches * cls.floor_s + T * per_token / bw
+    return launches * cls.floor_s + T * per_token_bytes / bw
 
 
 # The element-wise kernels of TensorRT-LLM's MLA module outside its GEMMs, BMMs and
@@ -537,14 +545,13 @@ def trtllm_aux_s(T: np.ndarray, heads: int, mqa: np.ndarray, sparse: bool,
     from memsim.ops.classes import kernel_class
 
     cls = kernel_class("module/trtllm/graph")
-    bw = gpu.spec.hbm_bandwidth_bytes_per_s * cls.eff("hbm")
     H = float(heads)
 
     def path_s(on_mqa: bool) -> np.ndarray:
         names = trtllm_aux_kernels(on_mqa, sparse)
         launches = sum(TRTLLM_AUX_KERNELS[n][1] for n in names)
         per_token = sum(TRTLLM_AUX_KERNELS[n][2](H) for n in names)
-        return launches * cls.floor_s + T * per_token / bw
+        return elementwise_s(launches, per_token, T, cls, gpu)
 
     return np.where(mqa, path_s(True), path_s(False))
 
@@ -654,5 +661,5 @@ def eager_module_host_s(phase: str, batch: Any, seq_len: Any, heads: int, *,
 __all__ = ["AUX_KERNELS", "DSA_PREFILL_LAUNCHES", "EAGER_OPS", "HIDDEN", "INDEX_TOPK",
            "TRTLLM_AUX_KERNELS", "aux_kernels", "aux_launches", "aux_s",
            "dsa_prefill_launches", "dsa_s", "eager_host_s", "eager_module_host_s",
-           "eager_ops_of", "linear_shapes", "module", "module_parts", "mqa_rows", "pads_v",
-           "prefill_kv_dtype", "trtllm_aux_kernels", "trtllm_aux_s"]
+           "eager_ops_of", "elementwise_s", "linear_shapes", "module", "module_parts",
+           "mqa_rows", "pads_v", "prefill_kv_dtype", "trtllm_aux_kernels", "trtllm_aux_s"]
