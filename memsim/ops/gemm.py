@@ -52,6 +52,20 @@ frameworks' sources and from the aiconfigurator collectors that timed them):
   n** (vllm csrc/quantization/w8a8/cutlass/c3x/scaled_mm_sm90_fp8_dispatch.cuh @68f442e:
   m ≤ 16 → 16 × 64 (swap-AB), m ≤ 64 → 16 × 64 for n ≤ 1280 else 64 × 64, m ≤ 128 → 64 × 128,
   else 128 × 128), so a mid-size m pays the waves of that one tile.
+  Known gap: on SM100 it is fixed too (scaled_mm_sm100_fp8_dispatch.cuh @487e7b0: m ≤ 16
+  → swap-AB 128 × 32 tiles in 4 × 1 clusters, m ≤ 64 → swap-AB 128 × 64 (4 × 1; 64 × 64
+  un-clustered at m = 64, k < 4096), m ≤ 256 → 128 × 128 (2 × 1), else 256 × 128 (2 × 2);
+  CUTLASS's ``KernelScheduleAuto`` runs a 2-SM MMA wherever cluster M is even and tile M
+  a multiple of 128, sm100_common.inl ``sm100_make_trivial_tiled_mma``), i.e. per SM
+  64 × 128 tiles for m ≤ 256 and 128 × 128 above, each panel shared by 2-4 SMs. Timed
+  with those tiles, the fp8 rows of every SM100 GPU get worse (median |error| B200 13.3 →
+  14.8 %, p90 45 → 52; B300 12.7 → 15.8; GB200 13.7 → 15.2), worst at 64 < m ≤ 256
+  (+31 % bias): the per-SM L2 term binds there, on an L2 bandwidth that
+  hardware_profiles/b200.toml only estimates (H100's × 148/132). Diagnostic, not
+  committed: at 1.2× / 1.4× that figure B200's fp8 median is 10.6 / 8.8 % with the
+  fastest tile, 10.2 / 8.0 % with vLLM's (p90 34 / 30 against 42 / 35), so the L2
+  figure, not the tile rule, sets these rows. Until a sourced B200 L2 figure exists,
+  Blackwell keeps the fastest tile.
 - vLLM's fp8_block linear was timed **without CUDA graphs** (collector/vllm/collect_gemm.py:
   ``use_cuda_graph=gemm_type != "fp8_block"``): the host's launch of the quantisation and
   GEMM kernels, not the GPU, sets a small problem's time, so there the class floor is that
