@@ -124,9 +124,26 @@ def test_a_few_ctas_stream_through_their_own_sms_share_of_l2() -> None:
     assert (p.detail["tile_m"], p.detail["tile_n"], p.detail["waves"]) == (16, 64, 1)
     l2_per_sm = 12e12 * kernel_class("gemm", "vllm", "fp8").eff("l2") / 132
     assert p.terms_s["l2"] == pytest.approx((m * 1 + 64 * 1 / 2) * k / l2_per_sm)
-    # the same bytes spread over every SM: the whole L2
-    wide = gemm.predict(8, 512 * 132 // 8, k, dtype="fp8", gpu="h100-sxm", backend="vllm")
-    assert wide.terms_s["l2"] == pytest.approx(p.terms_s["l2"])
+    # 132 CTAs (one wave): each SM still pulls only its own panels, the whole L2 in use;
+    # above n = 1280 vLLM's m ≤ 16 kernel has no cluster, so the whole B panel
+    wide = gemm.predict(8, 64 * 132, k, dtype="fp8", gpu="h100-sxm", backend="vllm")
+    assert wide.detail["waves"] == 1
+    assert wide.terms_s["l2"] == pytest.approx((m * 1 + 64 * 1) * k / l2_per_sm)
+
+
+def test_vllm_sm90_fp8_clusters_set_how_many_ctas_share_a_weight_panel() -> None:
+    """scaled_mm_sm90_fp8_dispatch.cuh: swap-AB clusters along m multicast the weight
+    panel to 2 (m ≤ 16) or 4 (m ≤ 64) CTAs for n ≤ 1280, to none above; 2 × 1 for m > 64."""
+    m = np.array([8, 8, 32, 32, 128, 4096])
+    n = np.array([1024, 8192, 1024, 8192, 8192, 8192])
+    assert gemm.vllm_sm90_fp8_weight_share(m, n).tolist() == [2, 1, 4, 1, 2, 2]
+    k = 8192
+    l2_per_sm = 12e12 * kernel_class("gemm", "vllm", "fp8").eff("l2") / 132
+    # one wave each: 2 × 16 CTAs of 16 × 64, and 128 CTAs of 16 × 64
+    clustered = gemm.predict(32, 1024, k, dtype="fp8", gpu="h100-sxm", backend="vllm")
+    assert clustered.terms_s["l2"] == pytest.approx((16 * 1 + 64 / 4) * k / l2_per_sm)
+    alone = gemm.predict(8, 8192, k, dtype="fp8", gpu="h100-sxm", backend="vllm")
+    assert alone.terms_s["l2"] == pytest.approx((8 * 1 + 64) * k / l2_per_sm)
 
 
 def test_vllm_fp8_runs_its_fixed_sm90_tiles_without_split_k() -> None:

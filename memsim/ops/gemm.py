@@ -48,24 +48,27 @@ frameworks' sources and from the aiconfigurator collectors that timed them):
   summing the fp32 partials; Dao-AILab/quack PR #157 lists both in cuBLAS's traces): the
   split costs one more launch, ``reduce`` = the class's floor / the kernels one call
   launches without it (``Launch.kernels``).
-- vLLM's fp8 ``cutlass_scaled_mm`` on SM90 does not autotune: its **tile is fixed by m and
-  n** (vllm csrc/quantization/w8a8/cutlass/c3x/scaled_mm_sm90_fp8_dispatch.cuh @68f442e:
-  m ≤ 16 → 16 × 64 (swap-AB), m ≤ 64 → 16 × 64 for n ≤ 1280 else 64 × 64, m ≤ 128 → 64 × 128,
-  else 128 × 128), so a mid-size m pays the waves of that one tile.
-  Known gap: on SM100 it is fixed too (scaled_mm_sm100_fp8_dispatch.cuh @487e7b0: m ≤ 16
-  → swap-AB 128 × 32 tiles in 4 × 1 clusters, m ≤ 64 → swap-AB 128 × 64 (4 × 1; 64 × 64
+- vLLM's fp8 ``cutlass_scaled_mm`` on SM90 does not autotune: its **tile and cluster are
+  fixed by m and n** (vllm csrc/quantization/w8a8/cutlass/c3x/scaled_mm_sm90_fp8_dispatch.cuh
+  @68f442e: m ≤ 16 → 16 × 64 (swap-AB), m ≤ 64 → 16 × 64 for n ≤ 1280 else 64 × 64,
+  m ≤ 128 → 64 × 128, else 128 × 128), so a mid-size m pays the waves of that one tile.
+  Its clusters set how many CTAs share a weight panel by TMA multicast: 2 × 1 for
+  m > 64 (two CTAs along m, the weight panel halved as above); for swap-AB (m ≤ 64)
+  the cluster runs along m, 1 × 2 (m ≤ 16) and 1 × 4 (m ≤ 64) when n ≤ 1280, 1 × 1 above
+  (:func:`vllm_sm90_fp8_weight_share`).
+  Known gap: on SM100 the tile is fixed too (scaled_mm_sm100_fp8_dispatch.cuh @487e7b0:
+  m ≤ 16 → swap-AB 128 × 32 in 4 × 1 clusters, m ≤ 64 → swap-AB 128 × 64 (4 × 1; 64 × 64
   un-clustered at m = 64, k < 4096), m ≤ 256 → 128 × 128 (2 × 1), else 256 × 128 (2 × 2);
   CUTLASS's ``KernelScheduleAuto`` runs a 2-SM MMA wherever cluster M is even and tile M
   a multiple of 128, sm100_common.inl ``sm100_make_trivial_tiled_mma``), i.e. per SM
   64 × 128 tiles for m ≤ 256 and 128 × 128 above, each panel shared by 2-4 SMs. Timed
-  with those tiles, the fp8 rows of every SM100 GPU get worse (median |error| B200 13.3 →
-  14.8 %, p90 45 → 52; B300 12.7 → 15.8; GB200 13.7 → 15.2), worst at 64 < m ≤ 256
-  (+31 % bias): the per-SM L2 term binds there, on an L2 bandwidth that
-  hardware_profiles/b200.toml only estimates (H100's × 148/132). Diagnostic, not
-  committed: at 1.2× / 1.4× that figure B200's fp8 median is 10.6 / 8.8 % with the
-  fastest tile, 10.2 / 8.0 % with vLLM's (p90 34 / 30 against 42 / 35), so the L2
-  figure, not the tile rule, sets these rows. Until a sourced B200 L2 figure exists,
-  Blackwell keeps the fastest tile.
+  with those tiles, the fp8 rows of every SM100 GPU get worse (median |error| B200 12.9 →
+  14.2 %, p90 43 → 50; B300 12.3 → 15.1; GB200 13.6 → 14.9), worst at 64 < m ≤ 256: the
+  per-SM L2 term binds there, on an L2 bandwidth that hardware_profiles/b200.toml only
+  estimates (H100's × 148/132). Diagnostic, not committed: at 1.2× / 1.4× that figure
+  B200's fp8 median is 10.2 / 8.5 % with the fastest tile, 9.7 / 7.6 % with vLLM's (p90
+  33 / 30 against 41 / 35), so the L2 figure, not the tile rule, sets these rows. Until
+  a sourced B200 L2 figure exists, Blackwell keeps the fastest tile.
 - vLLM's fp8_block linear was timed **without CUDA graphs** (collector/vllm/collect_gemm.py:
   ``use_cuda_graph=gemm_type != "fp8_block"``): the host's launch of the quantisation and
   GEMM kernels, not the GPU, sets a small problem's time, so there the class floor is that
@@ -181,6 +184,16 @@ def vllm_sm90_fp8_tiles(m: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.nd
     return tile_m, tile_n
 
 
+def vllm_sm90_fp8_weight_share(m: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """CTAs of one cluster sharing each weight (n-side) panel in vLLM's SM90 fp8
+    ``cutlass_scaled_mm`` (module docstring): its swap-AB configs cluster along m,
+    1 × 2 for m ≤ 16 and 1 × 4 for m ≤ 64 when n ≤ 1280, un-clustered above n = 1280;
+    the others are 2 × 1 (the weight panel multicast to 2 CTAs)."""
+    small_n = n <= 1280
+    return np.where(m <= 16, np.where(small_n, 2.0, 1.0),
+                    np.where(m <= 64, np.where(small_n, 4.0, 1.0), 2.0))
+
+
 def vllm_fp8_block_variant(m: np.ndarray, n: np.ndarray, k: np.ndarray, gpu: Any) -> np.ndarray:
     """The kernel class vLLM's block-scaled fp8 linear runs per shape (module docstring)."""
     hopper = cc_major(gpu) == 9
@@ -226,6 +239,7 @@ def tiled_terms(m: np.ndarray, n: np.ndarray, k: np.ndarray, groups: np.ndarray,
                 cls: KernelClass, rate_dtype: str, e_in: float,
                 weight_e: float | None = None, split_k: bool = True,
                 tiles: tuple[np.ndarray, np.ndarray] | None = None,
+                shares: tuple[Any, Any] = (1.0, CLUSTER),
                 split_launch_s: float = 0.0, hbm_fraction: Any = 1.0,
                 promote: bool = False) -> dict[str, Any]:
     """Terms (seconds) of ``groups`` independent GEMMs of one shape, best tile and split.
@@ -233,8 +247,11 @@ def tiled_terms(m: np.ndarray, n: np.ndarray, k: np.ndarray, groups: np.ndarray,
     ``groups``: GEMMs in one launch (a grouped GEMM: MoE experts), sharing the SMs.
     ``weight_e``: bytes per element of B if it differs from A's (weight-only quantisation).
     ``split_k``: whether the kernel may split K; ``tiles``: a fixed (tile_m, tile_n) per
-    element instead of the fastest of :data:`TILES`; ``split_launch_s``: what a split
-    costs beyond its partials' bytes (the launch of the reduction kernel, added serially);
+    element instead of the fastest of :data:`TILES`; ``shares``: how many CTAs of a
+    cluster share (TMA multicast) each A and each B panel one CTA loads, so it pulls
+    1/share of it (default: B over a 2-CTA cluster, :data:`CLUSTER`);
+    ``split_launch_s``: what a split costs beyond its partials' bytes (the launch of the
+    reduction kernel, added serially);
     ``hbm_fraction``: the share of the compulsory bytes that reaches HBM (0 where the
     operands stay in L2 from one call to the next); ``promote``: the kernel folds every
     128-deep k-block into its fp32 accumulator on CUDA cores, one FMA per accumulator
@@ -267,7 +284,7 @@ def tiled_terms(m: np.ndarray, n: np.ndarray, k: np.ndarray, groups: np.ndarray,
             partial = (split > 1) * 2.0 * groups * m * n * PARTIAL_BYTES * split
             # TMA fetches a tile's valid rows only (out-of-bounds rows are zero-filled)
             rows_m, rows_n = np.minimum(m, tm), np.minimum(n, tn)
-            l2 = (waves * sms * (rows_m * e_in + rows_n * w_e / CLUSTER) * kk
+            l2 = (waves * sms * (rows_m * e_in / shares[0] + rows_n * w_e / shares[1]) * kk
                   + partial) / l2_bw
             hbm_bytes = compulsory + partial
             hbm = hbm_bytes * hbm_fraction / hbm_bw
@@ -303,15 +320,15 @@ def predict(m: Any, n: Any, k: Any, *, dtype: str = "bf16", gpu: Any = "h100-sxm
     m, n, k = as_float(m, n, k)
     variants = (vllm_fp8_block_variant(m, n, k, gpu) if launch.eager
                 else np.full(m.shape, family, dtype=object))
-    fixed = vllm_sm90_fp8_tiles(m, n) if (
-        launch.dispatch == "vllm_sm90_fp8"
-        and cc_major(gpu) == 9) else None
+    sm90_fp8 = launch.dispatch == "vllm_sm90_fp8" and cc_major(gpu) == 9
+    fixed = vllm_sm90_fp8_tiles(m, n) if sm90_fp8 else None
+    shares = (1.0, vllm_sm90_fp8_weight_share(m, n)) if sm90_fp8 else (1.0, CLUSTER)
     parts = {}
     sms = float(gpu.spec.sm_count)
     for variant in sorted(set(np.asarray(variants).reshape(-1).tolist())):
         cls = kernel_class("gemm", backend, variant)
         best = tiled_terms(m, n, k, np.ones_like(m), gpu, cls, rate_dtype, e_in,
-                           split_k=launch.split_k, tiles=fixed,
+                           split_k=launch.split_k, tiles=fixed, shares=shares,
                            split_launch_s=cls.floor_s / launch.kernels,
                            promote=promotes_on_cuda_cores(dtype, gpu))
         hbm_bw = gpu.spec.hbm_bandwidth_bytes_per_s * cls.eff("hbm")
