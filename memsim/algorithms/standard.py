@@ -120,11 +120,18 @@ SECTOR_BYTES = 32
 WARP_THREADS = 32
 
 
+def row_warps(keys):
+    """Warp loads of one score row's tile of ``keys`` keys, ⌈keys/32⌉: a broadcast
+    operand's sectors per row of the tile (numpy-broadcasting; the rule's one home, the
+    trace's where kernels use it too: memsim.trace.sched_standard)."""
+    return -(-np.asarray(keys, dtype=np.int64) // WARP_THREADS)
+
+
 def sector_keys(S, Bc):
-    """Σ over the key tiles (Bc keys, the last S mod Bc) of ⌈c/32⌉·32: a broadcast
-    operand's global bytes per score row (numpy-broadcasting)."""
+    """Σ over the key tiles (Bc keys, the last S mod Bc) of :func:`row_warps`·32: a
+    broadcast operand's global bytes per score row (numpy-broadcasting)."""
     S, Bc = np.asarray(S, dtype=np.int64), np.asarray(Bc, dtype=np.int64)
-    warps = -(-Bc // WARP_THREADS) * (S // Bc) + -(-(S % Bc) // WARP_THREADS)
+    warps = row_warps(Bc) * (S // Bc) + row_warps(S % Bc)
     return (warps * SECTOR_BYTES).astype(np.float64)
 
 

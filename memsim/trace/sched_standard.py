@@ -36,10 +36,10 @@ import numpy as np
 
 from memsim.algorithms.standard import (
     SECTOR_BYTES,
-    WARP_THREADS,
     compute_e,
     q_loads,
     q_reload_tiles,
+    row_warps,
     softmax_reads,
 )
 from memsim.geometry import MaskGeometry
@@ -415,7 +415,7 @@ def _safe_softmax_tail(d: Dims, layout: Layout, probs: str = "probs") -> list[Ke
         isneginf.run(a, off, count, [_score_tile(t, "scores", LOAD, qt, first_key, keys),
                                      _score_tile(t, "neginf", STORE, qt, first_key, keys)])
         reduce_all.run(a, off, count, [_score_tile(t, "neginf", LOAD, qt, first_key, keys)])
-        warps = -(-keys // WARP_THREADS)                # per row of the tile
+        warps = int(row_warps(keys))                    # per row of the tile
         where.run(a, 1 + off, count, [
             _score_tile(t, probs, LOAD, qt, first_key, keys),
             _repeated(Access(LOAD, rows.tensor, rows.address, rows.unit_bytes),
@@ -479,7 +479,7 @@ def _once_per_call(d: Dims, t: Tensors, causal: bool) -> tuple[list, list]:
                for name in ("mask_zero", "mask_neginf")]
     for first_key, keys, count, off in _key_tiles(d, qt):
         tril.run(b, d.N + off, count, [tile(STORE, "causal_bool", 1.0, first_key, keys)])
-        warps = qt.rows * -(-keys // WARP_THREADS)
+        warps = qt.rows * int(row_warps(keys))
         where.run(b, off, count, [tile(LOAD, "causal_bool", 1.0, first_key, keys),
                                   *(_repeated(acc, warps) for acc in scalars),
                                   tile(STORE, "mask", mask_e, first_key, keys)])
