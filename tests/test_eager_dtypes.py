@@ -190,10 +190,11 @@ ONCE = ["standard.mask_ones", "standard.mask_tril", "standard.fill_neginf",
 @given(rows=st.integers(0, 300), S=st.integers(1, 300))
 def test_tril_reads_the_chunks_that_start_on_or_below_the_diagonal(rows: int, S: int) -> None:
     """triu_tril_kernel<bool, ·, 0, 8, false> loads a thread's 8 elements only where
-    ``col - row <= 0`` for its first column: the closed form equals the count row by row."""
+    ``col - row <= 0`` for its first column, in whole 32-byte sectors: the closed form
+    equals the sectors counted row by row (each row starting on a sector)."""
     from memsim.algorithms.standard import tril_read_bytes
 
-    brute = sum(min(8 * (i // 8 + 1), S) for i in range(rows))
+    brute = sum(32 * -(-min(8 * (i // 8 + 1), S) // 32) for i in range(rows))
     assert tril_read_bytes(rows, S) == brute
 
 
@@ -203,8 +204,10 @@ def test_a_causal_bf16_call_launches_the_twenty_kernels_nsight_compute_lists() -
     where's Scalar 0.0 as a tensor, where — and the safe softmax's zero before its where;
     their bytes do not grow with the batch and the heads: the 1K mask's bools
     (ones 1 MiB written; tril about half read, 1 MiB written; where 1 MiB read, 4 MiB of
-    fp32 mask written) and 4 B per one-element tensor."""
-    from memsim.algorithms.standard import tril_read_bytes
+    fp32 mask written) and 4 B per one-element tensor — through L1 in sectors: tril's
+    8 single-byte loads and stores per thread touch the chunks' sectors 8 times each, a
+    one-element fill stores one 32-byte sector."""
+    from memsim.algorithms.standard import TRIL_CHUNK, tril_read_bytes
 
     traces = {}
     for batch, heads in ((1, 32), (2, 4)):
@@ -220,9 +223,11 @@ def test_a_causal_bf16_call_launches_the_twenty_kernels_nsight_compute_lists() -
     for batch in (1, 2):
         k = {x.name: x for x in traces[batch].kernels}
         assert k["standard.mask_ones"].global_write_bytes == 1024 * 1024
-        assert k["standard.mask_tril"].global_read_bytes == tril_read_bytes(1024, 1024)
+        assert k["standard.mask_tril"].global_read_bytes == (TRIL_CHUNK
+                                                             * tril_read_bytes(1024, 1024))
+        assert k["standard.mask_tril"].global_write_bytes == TRIL_CHUNK * 1024 * 1024
         assert k["standard.mask_where"].global_write_bytes == 1024 * 1024 * 4
-        assert k["standard.fill_zero"].global_write_bytes == 4
+        assert k["standard.fill_zero"].global_write_bytes == 32
         assert k["standard.mask_where"].blocks == 8        # one per 128-row query tile
 
 
@@ -279,3 +284,31 @@ def test_with_tf32_allowed_eager_matmuls_take_the_tf32_tensor_rate(monkeypatch) 
     tensor = simulate(p, GPU, "standard", t, l2=False).time_s
     monkeypatch.setattr(algorithms, "TORCH_ALLOW_TF32", False)
     assert tensor < simulate(p, GPU, "standard", t, l2=False).time_s
+
+
+# ---- Nsight Compute's sector counts: the committed sdpa-math record ------------------------
+
+RECORD = "measurements/h100-sxm/quick-2026-11-22T20-41-48Z.jsonl"
+
+
+def test_global_writes_equal_the_committed_sdpa_math_record_to_the_byte() -> None:
+    """ncu/sdpa-math (H100, B 1 H 32 1K causal bf16; RECORD): the 20 kernels store
+    761,266,272 B of sectors (l1tex__t_sectors_pipe_lsu_mem_global_op_st × 32). memsim
+    gave 752,910,348 — 8,355,924 short: tril's byte-wise stores (8 × 1 MiB of sectors for
+    its 1 MiB, 7,340,032 more), ``all``'s flag stores (a sector per row: 32,768 rows ×
+    31 B more, 1,015,808) and the three one-element fills (a sector each, 3 × 28 = 84 B
+    more), the whole difference. The closed form, the trace and the line trace agree."""
+    import json
+    from pathlib import Path
+
+    from memsim.validation.ncu_compare import repredict
+
+    root = Path(__file__).resolve().parent.parent
+    case = next(c for c in map(json.loads, (root / RECORD).read_text().splitlines())
+                if c.get("group") == "ncu/sdpa-math")
+    measured = case["measurement"]["global_write_bytes"]
+    assert measured == 761_266_272
+    for l2_model in ("tiles", "lines"):
+        pred = repredict(case, l2_model)
+        assert pred["trace"]["global_write_bytes"] == measured
+        assert pred["analytic"]["global_write_bytes"] == measured

@@ -224,7 +224,8 @@ def test_worked_example_standard_eager() -> None:
                      +131072 (standard.py, GEMM_TILE_KEYS)
     add mask         read S 524288 + the (N, S) mask per head 2·65536·4 = 524288, write S
     isneginf         read S 524288, write 131072 bools
-    all              read 131072 bools, write B·H·N = 512
+    all              read 131072 bools, write B·H·N = 512 flags, a 32-byte sector each
+                     (a warp per row, its first lane stores: Reduce.cuh) 16384
     where            read P 524288 and its two broadcast operands, the row flags and the
                      0.0, each a 32-byte sector per warp of 32 scores (the legacy
                      elementwise path, CUDALoops.cuh): 2·131072, write P 524288
@@ -232,20 +233,23 @@ def test_worked_example_standard_eager() -> None:
                      twice: −524288
     and once per call (the causal mask is built from is_causal; the safe softmax's zero):
     ones             write N·S bools 65536
-    tril             read the 8-bool chunks on or below the diagonal, 8·(8·32·33/2) =
-                     33792, write 65536
-    scalar_tensor ×3 (−inf, where's 0.0, the safe softmax's 0.0) write 4 B each
+    tril             read the 8-bool chunks on or below the diagonal in whole sectors,
+                     8 rows × 32 B × Σ_{n=1..32} ⌈n/4⌉ = 36864, each byte of a chunk by its
+                     own instruction: ×8 = 294912; write 65536, ×8 = 524288
+                     (TriangularOps.cu: one element per access, a runtime stride)
+    scalar_tensor ×3 (−inf, where's 0.0, the safe softmax's 0.0) write 4 B each, a
+                     32-byte sector each through L1
     where            read 65536 bools and its two broadcast one-element operands,
                      2·65536 (a sector per warp of 32), write the fp32 (N, S) mask 262144
-    reads +2,359,296 + 230,400 = 2,589,696 B, writes +1,442,304 + 393,228 = 1,835,532 B,
+    reads +2,359,296 + 491,520 = 2,850,816 B, writes +1,458,176 + 852,064 = 2,310,240 B,
     12 more launches, vector ops + 131072 (add) + 2·32768 (scales)."""
     fp32 = PREFILL | {"dtype": "fp32"}
     c = worked("standard", fp32, block_q=128, block_kv=64)
     full = worked("standard_blockskip", fp32 | {"mask": Mask(causal=False)},
                   block_q=128, block_kv=64)
     assert c.matmul_flops == full.matmul_flops == 4 * 256 * 256 * 64 * 2 == 33_554_432
-    assert c.global_read_bytes == full.global_read_bytes + 2_589_696
-    assert c.global_write_bytes == full.global_write_bytes + 1_835_532
+    assert c.global_read_bytes == full.global_read_bytes + 2_850_816
+    assert c.global_write_bytes == full.global_write_bytes + 2_310_240
     assert (c.launches, c.vector_flops) == (15, full.vector_flops + 131_072 + 2 * 32_768)
 
 

@@ -190,6 +190,54 @@ def test_store_prediction_laws(size_mib: int, l2_mib: int) -> None:
     assert (cold["hbm_write_bytes"] == 0) == (size_mib <= l2_mib)
 
 
+def _sweeps_line_by_line(size_mib: int, cache_control: str, gpu: GPU,
+                         l2_model: str) -> tuple[float, float]:
+    """The reference for predictions._store_sweeps: the trace's two caches fed the store
+    stream one whole line at a time (stats reset before the profiled sweep)."""
+    import numpy as np
+
+    from memsim.trace import l2, l2_lines
+
+    line_bytes = int(gpu.spec.l2_line_bytes)
+    n_lines = size_mib * MIB // line_bytes
+    capacity = gpu.l2_dram_capacity_bytes
+    stats = np.zeros((1, 4))
+    if l2_model == "lines":
+        cache = l2_lines.state_for_gpu(gpu, capacity)
+        every = (1 << (line_bytes // int(gpu.spec.l2_sector_bytes))) - 1
+        def store(line: int) -> None:
+            l2_lines.line_access(cache, line, every, True, 0, stats)
+        flush = l2_lines.flush
+    else:
+        cache = l2.new_state(capacity, int(capacity // line_bytes) + 1, key_limit=n_lines)
+        def store(line: int) -> None:
+            l2.access(cache, line, float(line_bytes), 0, True, stats)
+        flush = l2.flush
+    for _ in range(2 if cache_control == "none" else 1):
+        stats[:] = 0.0
+        for line in range(n_lines):
+            store(line)
+    return float(stats[0, l2.HBM_WRITE]), float(flush(cache, stats))
+
+
+@pytest.mark.parametrize("l2_model", ["tiles", "lines"])
+@pytest.mark.parametrize("cache_control", ["all", "none"])
+@pytest.mark.parametrize(("size_mib", "l2_mib", "ways"), [
+    (1, 2, 16), (2, 2, 16), (3, 2, 16), (5, 2, 4), (2, 1, 1), (6, 4, 16)])
+def test_store_sweeps_equal_the_caches_fed_line_by_line(
+        size_mib: int, l2_mib: int, ways: int, cache_control: str, l2_model: str) -> None:
+    """The closed form (per LRU group) against both caches run on the stream itself, below,
+    at and above the capacity, from 1 way (direct-mapped) to 16, hashed and modulo sets."""
+    from memsim.validation.predictions import _store_sweeps
+
+    for set_hash in ("hashed", "modulo"):
+        gpu = H100.model_copy(update={"spec": H100.spec.model_copy(update={
+            "l2_bytes": l2_mib * MIB, "l2_ways": ways, "l2_set_hash": set_hash})})
+        params = _store(size_mib, cache_control)
+        assert _store_sweeps(params, gpu, l2_model) == _sweeps_line_by_line(
+            size_mib, cache_control, gpu, l2_model)
+
+
 # ---- the CSV and the runner -------------------------------------------------------------
 
 

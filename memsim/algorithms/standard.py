@@ -120,11 +120,18 @@ SECTOR_BYTES = 32
 WARP_THREADS = 32
 
 
+def row_warps(keys):
+    """Warp loads of one score row's tile of ``keys`` keys, ⌈keys/32⌉: a broadcast
+    operand's sectors per row of the tile (numpy-broadcasting; the rule's one home, the
+    trace's where kernels use it too: memsim.trace.sched_standard)."""
+    return -(-np.asarray(keys, dtype=np.int64) // WARP_THREADS)
+
+
 def sector_keys(S, Bc):
-    """Σ over the key tiles (Bc keys, the last S mod Bc) of ⌈c/32⌉·32: a broadcast
-    operand's global bytes per score row (numpy-broadcasting)."""
+    """Σ over the key tiles (Bc keys, the last S mod Bc) of :func:`row_warps`·32: a
+    broadcast operand's global bytes per score row (numpy-broadcasting)."""
     S, Bc = np.asarray(S, dtype=np.int64), np.asarray(Bc, dtype=np.int64)
-    warps = -(-Bc // WARP_THREADS) * (S // Bc) + -(-(S % Bc) // WARP_THREADS)
+    warps = row_warps(Bc) * (S // Bc) + row_warps(S % Bc)
     return (warps * SECTOR_BYTES).astype(np.float64)
 
 
@@ -134,11 +141,18 @@ def broadcast_load_bytes(rows, S, Bc):
     return np.asarray(rows, dtype=np.float64) * sector_keys(S, Bc)
 
 
-def _elementwise(read_bytes, write_bytes, vector_flops, blocks) -> Cost:
-    """One elementwise kernel: every byte from and to HBM (no reuse to count)."""
-    return Cost(vector_flops=vector_flops, global_read_bytes=read_bytes,
-                global_write_bytes=write_bytes, hbm_read_bytes=read_bytes,
-                hbm_write_bytes=write_bytes, launches=1.0 + 0 * blocks, blocks=blocks)
+def _elementwise(read_bytes, write_bytes, vector_flops, blocks, global_read_bytes=None,
+                 global_write_bytes=None) -> Cost:
+    """One elementwise kernel: every byte from and to HBM (no reuse to count), and through
+    L1 as the bytes of the sectors its warp instructions touch — the bytes themselves
+    unless ``global_read_bytes`` / ``global_write_bytes`` say otherwise (an instruction
+    that uses part of a sector moves all of it; Nsight Compute counts sectors)."""
+    return Cost(vector_flops=vector_flops,
+                global_read_bytes=read_bytes if global_read_bytes is None else global_read_bytes,
+                global_write_bytes=(write_bytes if global_write_bytes is None
+                                    else global_write_bytes),
+                hbm_read_bytes=read_bytes, hbm_write_bytes=write_bytes,
+                launches=1.0 + 0 * blocks, blocks=blocks)
 
 
 def _math_backend_kernels(x: Arrays) -> Cost:
@@ -148,7 +162,9 @@ def _math_backend_kernels(x: Arrays) -> Cost:
     them for one causal call, measurements/h100-sxm): Q and K times √scale into copies
     (per query tile and per key tile of each head group; under GQA each head group scales
     its KV head, as repeat_interleave + scale move the expanded K), then ``isneginf(S)``
-    (a bool per score), ``all`` over each row (a bool per row) and ``where(rows, 0, P)``
+    (a bool per score), ``all`` over each row (a bool per row; reduce_kernel<512, 1>: a
+    warp reduces a row and its first lane stores the flag, one 32-byte sector per row,
+    aten/src/ATen/native/cuda/Reduce.cuh) and ``where(rows, 0, P)``
     into the P that PV reads: the row flags (B, H, N, 1) and ``scalar_tensor(0.0)`` are
     broadcast operands, each loaded :func:`broadcast_load_bytes` (the L2 estimate reads
     the flags from HBM once, :func:`_around_hbm_reads`). The trace runs the same kernels
@@ -163,7 +179,8 @@ def _math_backend_kernels(x: Arrays) -> Cost:
             + _elementwise(k_elems * x.e, k_elems * x.e, k_elems,
                            x.groups * -(-x.S // x.Bc))
             + _elementwise(scores * x.e, scores, 0 * scores, q_blocks)       # isneginf
-            + _elementwise(scores, rows, 0 * scores, q_blocks)               # all
+            + _elementwise(scores, rows, 0 * scores, q_blocks,               # all
+                           global_write_bytes=rows * SECTOR_BYTES)
             + _elementwise(scores * x.e + 2 * broadcast_load_bytes(rows, x.S, x.Bc),
                            scores * x.e, 0 * scores, q_blocks))              # where
 
@@ -313,40 +330,72 @@ def _copies_l2_hits(x: Arrays):
 
 #: Bools per thread of PyTorch's triu_tril_kernel (aten/src/ATen/native/cuda/
 #: TriangularOps.cu: ``elements_per_thread = 8 / sizeof(scalar_t)`` for 1-byte elements).
+#: The kernel moves a thread's chunk one element at a time, ``data[offset + i *
+#: strides[dims - 1]]`` with a runtime stride (no vector access): each of the chunk's
+#: TRIL_CHUNK loads and stores is a warp instruction of its own over the warp's 32
+#: consecutive chunks, and touches every 32-byte sector they span — the chunks' sectors
+#: TRIL_CHUNK times (stores: 32 × 8 B = 8 sectors per instruction for 32 bytes).
 TRIL_CHUNK = 8
 
 
+def _sum_ceil(m, k: int):
+    """Σ_{n=1..m} ⌈n/k⌉ (numpy-broadcasting): a = ⌊m/k⌋ whole runs of k, then m mod k."""
+    a, s = np.floor(m / k), np.mod(m, k)
+    return k * a * (a + 1) / 2 + s * (a + 1)
+
+
 def tril_read_bytes(rows, S):
-    """Bytes ``tril()`` reads of an (·, S) bool matrix in its first ``rows`` rows: PyTorch's
-    out-of-place triu_tril_kernel loads a thread's chunk of TRIL_CHUNK elements only when
-    its first column is on or below the diagonal (``col - row <= k``, k = 0), so row i
-    reads min(8·(⌊i/8⌋ + 1), S) bytes; summed in closed form (numpy-broadcasting)."""
+    """Bytes of the sectors ``tril()`` reads of an (·, S) bool matrix in its first ``rows``
+    rows, each sector once (its DRAM reads): PyTorch's out-of-place triu_tril_kernel loads
+    a thread's chunk of TRIL_CHUNK elements only when its first column is on or below the
+    diagonal (``col - row <= k``, k = 0), so row i loads its first w = min(8·(⌊i/8⌋ + 1),
+    S) bytes, ⌈w/32⌉ sectors (rows starting on a sector: exact when S is a multiple of
+    32); summed in closed form (numpy-broadcasting). Its global loads are TRIL_CHUNK
+    times these (one instruction per element of the chunk)."""
     rows, S = np.asarray(rows, dtype=np.float64), np.asarray(S, dtype=np.float64)
     c = TRIL_CHUNK
     inside = np.minimum(rows, c * np.floor(S / c))   # rows whose chunks end inside the row
     q, r = np.floor(inside / c), np.mod(inside, c)
-    return c * (c * q * (q + 1) / 2 + r * (q + 1)) + (rows - inside) * S
+    per_sector = SECTOR_BYTES // c                     # chunks per sector
+    sectors = c * _sum_ceil(q, per_sector) + r * np.ceil((q + 1) / per_sector)
+    return SECTOR_BYTES * (sectors + (rows - inside) * np.ceil(S / SECTOR_BYTES))
+
+
+def tril_bands(N, Br):
+    """Blocks memsim runs ``tril()`` in: one per band of TRIL_CHUNK rows, cut at the query
+    tiles' edges (memsim.trace.sched_standard; PyTorch's grid is a block per 1024
+    elements, its sector traffic spread over the SMs): ⌈N/8⌉ plus the query tiles that
+    start inside a band (numpy-broadcasting)."""
+    N, Br = np.asarray(N, dtype=np.int64), np.asarray(Br, dtype=np.int64)
+    tiles = -(-N // Br)
+    aligned = -(-tiles * np.gcd(Br, TRIL_CHUNK) // TRIL_CHUNK)    # tiles starting a band
+    return (-(-N // TRIL_CHUNK) + tiles - aligned).astype(np.float64)
 
 
 def _once_per_call(x: Arrays) -> Cost:
     """The kernels PyTorch's math backend runs once per call, whatever the batch and heads
     (``_scaled_dot_product_attention_math`` and ``_safe_softmax``, attention.cpp, PyTorch
     2.5–2.11), at the compute width ``x.e``: ``_safe_softmax``'s ``scalar_tensor(0.0)``
-    (one element written); for the causal mask ``ones((N, S), bool)`` (N·S bools
-    written), ``tril()`` (:func:`tril_read_bytes` read, N·S written), the two one-element
-    tensors of ``where(mask, 0.0, scalar_tensor(-inf))`` and the where itself (N·S bools
-    read, its two one-element operands broadcast, :func:`broadcast_load_bytes` each, the
-    (N, S) additive mask written). Blocks: one per query tile (Br rows of the
-    mask), one per one-element fill. The trace runs the same kernels
-    (memsim.trace.sched_standard.build)."""
+    (one element written: one 32-byte sector through L1); for the causal mask
+    ``ones((N, S), bool)`` (N·S bools written), ``tril()`` (:func:`tril_read_bytes` read,
+    N·S written, each TRIL_CHUNK times through L1), the two one-element tensors of
+    ``where(mask, 0.0, scalar_tensor(-inf))`` and the where itself (N·S bools read, its
+    two one-element operands broadcast, :func:`broadcast_load_bytes` each, the (N, S)
+    additive mask written). Blocks: one per query tile (Br rows of the mask), tril's one
+    per band (:func:`tril_bands`), one per one-element fill. The trace runs the same
+    kernels (memsim.trace.sched_standard.build)."""
     B = np.asarray(x.B, dtype=np.float64)
     causal = np.asarray(1.0 if x.geometry.kind == "causal" else 0.0) + 0 * B
     ns = x.N * x.S * 1.0
     q_tiles = -(-x.N // x.Br) + 0 * B
     none = 0 * B
-    scalar = _elementwise(none, x.e + none, none, 1.0 + none)        # one element written
+    scalar = _elementwise(none, x.e + none, none, 1.0 + none,        # one element written
+                          global_write_bytes=SECTOR_BYTES + none)
+    tril_read = tril_read_bytes(x.N, x.S)
     build = (_elementwise(none, ns, none, q_tiles)                   # ones
-             + _elementwise(tril_read_bytes(x.N, x.S), ns, none, q_tiles)   # tril
+             + _elementwise(tril_read, ns, none, tril_bands(x.N, x.Br) + 0 * B,   # tril
+                            global_read_bytes=TRIL_CHUNK * tril_read,
+                            global_write_bytes=TRIL_CHUNK * ns)
              + scalar + scalar                                        # -inf, 0.0
              + _elementwise(ns + 2 * broadcast_load_bytes(x.N, x.S, x.Bc), ns * x.e,
                             none, q_tiles))

@@ -36,10 +36,10 @@ import numpy as np
 
 from memsim.algorithms.standard import (
     SECTOR_BYTES,
-    WARP_THREADS,
     compute_e,
     q_loads,
     q_reload_tiles,
+    row_warps,
     softmax_reads,
 )
 from memsim.geometry import MaskGeometry
@@ -415,14 +415,15 @@ def _safe_softmax_tail(d: Dims, layout: Layout, probs: str = "probs") -> list[Ke
         isneginf.run(a, off, count, [_score_tile(t, "scores", LOAD, qt, first_key, keys),
                                      _score_tile(t, "neginf", STORE, qt, first_key, keys)])
         reduce_all.run(a, off, count, [_score_tile(t, "neginf", LOAD, qt, first_key, keys)])
-        warps = -(-keys // WARP_THREADS)                # per row of the tile
+        warps = int(row_warps(keys))                    # per row of the tile
         where.run(a, 1 + off, count, [
             _score_tile(t, probs, LOAD, qt, first_key, keys),
             _repeated(Access(LOAD, rows.tensor, rows.address, rows.unit_bytes),
                       warps * SECTOR_BYTES),
             _repeated(zero, r * hpb * warps),
             _score_tile(t, "probs_safe", STORE, qt, first_key, keys)])
-    reduce_all.run(a, 2, 1, [rows])
+    # a warp per row, its first lane stores the flag: one sector per row
+    reduce_all.run(a, 2, 1, [_repeated(rows, SECTOR_BYTES)])
     return [isneginf.build(), reduce_all.build(), where.build()]
 
 
@@ -433,10 +434,12 @@ def _repeated(acc: Access, times) -> Access:
 
 
 def _fill_scalar(t: Tensors, name: str, kernel: str) -> KernelProgram:
-    """``scalar_tensor(value)``: one block writes one element of ``name``, once per call."""
+    """``scalar_tensor(value)``: one block writes one element of ``name``, once per call
+    — its 32-byte sector through L1 (the element stored SECTOR_BYTES / e times)."""
     kb = KernelBuilder(kernel, 1, per_head=False, once=True, sram_bytes=0)
-    kb.run(0, 0, 1, [Access(STORE, t.id(name), t.addr(name, 0),
-                            t.layout[t.ids[name]].elem_bytes)])
+    e = t.layout[t.ids[name]].elem_bytes
+    kb.run(0, 0, 1, [_repeated(Access(STORE, t.id(name), t.addr(name, 0), e),
+                               max(1, int(SECTOR_BYTES // e)))])
     return kb.build()
 
 
@@ -453,19 +456,29 @@ def _once_per_call(d: Dims, t: Tensors, causal: bool) -> tuple[list, list]:
     tiles = -(-d.N // d.Br)
     b = np.arange(tiles)
     first = b * d.Br
-    # tril loads row i's chunks up to min(8·(⌊i/8⌋ + 1), S): a box per band of 8 rows (cut
-    # at the query tiles' edges), which ones writes in the same pieces
+    # tril loads row i's chunks up to min(8·(⌊i/8⌋ + 1), S), in whole sectors, each element
+    # of a chunk by an instruction of its own (memsim.algorithms.standard.tril_read_bytes):
+    # a box per band of 8 rows (cut at the query tiles' edges), loaded TRIL_CHUNK times,
+    # which ones writes in the same pieces
     start = np.unique(np.concatenate([np.arange(0, d.N, TRIL_CHUNK), first]))
     rows_n = np.diff(np.append(start, d.N))
     width = np.minimum(TRIL_CHUNK * (start // TRIL_CHUNK + 1), d.S)
+    width = -(-width // SECTOR_BYTES) * SECTOR_BYTES
 
     def rows(kind, name, at, nbytes):
         return Access(kind, t.id(name), t.addr(name, at, 0), nbytes)
 
     ones = KernelBuilder("standard.mask_ones", tiles, per_head=False, once=True)
     ones.run(start // d.Br, start, 1, [rows(STORE, "causal_ones", start, rows_n * d.S)])
-    tril = KernelBuilder("standard.mask_tril", tiles, per_head=False, once=True)
-    tril.run(start // d.Br, start, 1, [rows(LOAD, "causal_ones", start, rows_n * width)])
+    # tril: one block per band (PyTorch's grid is a block per 1024 elements, the kernel's
+    # sector traffic spread over the SMs), its band loaded, then key tiles of its query
+    # tile stored, dealt over the tile's bands in turn
+    bands = len(start)
+    tril = KernelBuilder("standard.mask_tril", bands, per_head=False, once=True)
+    tril.run(np.arange(bands), 0, 1, [_repeated(rows(LOAD, "causal_ones", start,
+                                                     rows_n * width), TRIL_CHUNK)])
+    band0 = np.searchsorted(start, first)                # each query tile's first band
+    tile_bands = np.diff(np.append(band0, bands))
     where = KernelBuilder("standard.mask_where", tiles, per_head=False, once=True)
     # tril's output and the mask in the (query tile, key tile) units the mask add reads
     qt = query_tiles(d.N, d.S, d.Br, d.Bc, MaskGeometry("full"))
@@ -478,8 +491,11 @@ def _once_per_call(d: Dims, t: Tensors, causal: bool) -> tuple[list, list]:
     scalars = [Access(LOAD, t.id(name), t.addr(name, 0), SECTOR_BYTES)
                for name in ("mask_zero", "mask_neginf")]
     for first_key, keys, count, off in _key_tiles(d, qt):
-        tril.run(b, d.N + off, count, [tile(STORE, "causal_bool", 1.0, first_key, keys)])
-        warps = qt.rows * -(-keys // WARP_THREADS)
+        for j in range(int(np.max(count, initial=0))):
+            tril.run(band0 + j % tile_bands, 1 + j + off * d.key_tiles, count > j,
+                     [_repeated(tile(STORE, "causal_bool", 1.0, first_key + j * d.Bc, keys),
+                                TRIL_CHUNK)])
+        warps = qt.rows * int(row_warps(keys))
         where.run(b, off, count, [tile(LOAD, "causal_bool", 1.0, first_key, keys),
                                   *(_repeated(acc, warps) for acc in scalars),
                                   tile(STORE, "mask", mask_e, first_key, keys)])

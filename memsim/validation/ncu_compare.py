@@ -43,9 +43,19 @@ tiles, ``tilesize128x128x8``) re-reads each Q tile per column tile of S, 7 × 16
 117 MB more, modelled since 2026-12-02 (memsim.algorithms.standard.GEMM_TILE_KEYS): global
 reads −11.6 % (1453 MB), the re-reads hit the L2 (trace DRAM reads unchanged, −0.4 %;
 DRAM writes −13.5 → −10.7 %: QKᵀ writes 15 MB more of S back during the kernel, Q,
-touched again per output tile, staying in the L2 in S's place). Left: the
-non-vectorised elementwise kernels load broadcast operands (the where's row flags and
-zero, one 32-byte sector per warp load: about 1 B per score each, ≈ 67 MB).
+touched again per output tile, staying in the L2 in S's place); the where kernels'
+broadcast operands (one 32-byte sector per warp load, ≈ 67 MB): −7.3 %. Global writes
+are exact since 2026-12-02 (761,266,272 B, all three models): Nsight Compute counts the
+sectors each warp instruction touches, and tril moves its 8-byte chunks a byte per
+instruction (8 × 1 MiB of sectors stored for 1 MiB), ``all`` stores a row's flag from one
+lane (a sector per row) and each one-element fill a sector (memsim.algorithms.standard
+TRIL_CHUNK, tril_read_bytes; tests/test_eager_dtypes.py). Reads −7.1 % (1525.8 MB, tril's
+byte loads +3.8 MB); the 116.9 MB left is not modelled: on sm_90 PyTorch's fp32 → bf16
+casts of O and P run vectorized_elementwise_kernel<8> (CUDALoops.cuh: 16 / sizeof(bf16)
+elements per thread on compute capability 9.0 and 10.0), each thread loading 32 B of
+fp32 as two 16-byte loads, each warp instruction touching 32 sectors for 512 B — twice
+the cast's input, +151.0 MB, which overshoots by 34.1 MB (one broadcast operand's 33.6
+MB, +0.5 MB); which operand the kernels do not load needs their per-kernel counters.
 """
 
 from __future__ import annotations

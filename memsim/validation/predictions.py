@@ -177,44 +177,50 @@ def _store_line_bytes(gpu: GPU, l2_model: str) -> int:
 
 def _store_sweeps(params: dict[str, Any], gpu: GPU, l2_model: str) -> tuple[float, float]:
     """(bytes written to DRAM inside the profiled store, bytes still dirty at its end):
-    the trace's own L2 (:func:`memsim.trace.l2.access` or, for ``l2_model="lines"``,
-    :func:`memsim.trace.l2_lines.line_access`) fed the ``size_mib`` MiB of whole-line
-    stores, in address order, into an L2 of the profile's capacity that is empty
+    the trace's own L2 (:mod:`memsim.trace.l2`, or for ``l2_model="lines"``
+    :mod:`memsim.trace.l2_lines`) fed the ``size_mib`` MiB of whole-line stores, in
+    address order, into an L2 of the profile's capacity that is empty
     (``cache_control == "all"``: ncu flushed and invalidated it) or that holds the
     warm-up's identical sweep, dirty (``"none"``; the warm-up's own write-backs happen
-    before the profiled range and are not counted)."""
+    before the profiled range and are not counted).
+
+    Both caches are LRU over groups that do not interact — the whole cache of ⌊capacity /
+    line⌋ lines (tiles), or each set of ``ways`` lines, its lines picked by the line
+    model's own set index (lines) — so a group of n lines that holds ``fit`` answers in
+    closed form (:func:`_lru_sweeps`); tests/test_validation_ncu_store.py checks it
+    against the two caches fed line by line."""
     import numpy as np
 
-    from memsim.trace import l2, l2_lines
+    from memsim.trace import l2_lines
 
     line_bytes = _store_line_bytes(gpu, l2_model)
     n_lines = int(params["size_mib"]) * 2**20 // line_bytes
     capacity = gpu.l2_dram_capacity_bytes
-    stats = np.zeros((1, 4))
     if l2_model == "lines":
-        cache = l2_lines.state_for_gpu(gpu, capacity)
-        every_sector = (1 << (line_bytes // int(gpu.spec.l2_sector_bytes))) - 1
-
-        def store(line: int) -> None:
-            l2_lines.line_access(cache, line, every_sector, True, 0, stats)
-
-        def write_back() -> float:
-            return float(l2_lines.flush(cache, stats))
+        meta = l2_lines.state_for_gpu(gpu, capacity)[1]
+        sets, ways = int(meta[l2_lines.M_SETS]), int(meta[l2_lines.M_WAYS])
+        set_of = getattr(l2_lines._set_of, "py_func", l2_lines._set_of)
+        lines = np.arange(n_lines, dtype=np.int64)
+        n = np.bincount(set_of(lines, meta), minlength=sets)
+        fit = ways
     else:
-        cache = l2.new_state(capacity, int(capacity // line_bytes) + 1, key_limit=n_lines)
-
-        def store(line: int) -> None:
-            l2.access(cache, line, float(line_bytes), 0, True, stats)
-
-        def write_back() -> float:
-            return float(l2.flush(cache, stats))
+        n, fit = np.array([n_lines]), int(capacity // line_bytes)
     sweeps = 2 if params.get("cache_control", "all") == "none" else 1
-    for _ in range(sweeps):
-        stats[:] = 0.0          # only the last sweep is inside the profiled range
-        for line in range(n_lines):
-            store(line)
-    inside = float(stats[0, l2.HBM_WRITE])
-    return inside, write_back()
+    evicted, dirty = _lru_sweeps(n, fit, sweeps)
+    return float(evicted * line_bytes), float(dirty * line_bytes)
+
+
+def _lru_sweeps(n, fit: int, sweeps: int) -> tuple[int, int]:
+    """(lines evicted during the last sweep, lines resident at its end) of ``sweeps``
+    sweeps of stores over groups of ``n`` distinct lines (an array, one per group) in the
+    same order, each group an LRU of ``fit`` lines: the first sweep evicts the n − fit
+    oldest; a later one hits every line if they all fit, else misses every one (an LRU
+    over a cycle longer than itself), evicting as many; min(n, fit) stay, all dirty."""
+    import numpy as np
+
+    n = np.asarray(n, dtype=np.int64)
+    evicted = np.maximum(n - fit, 0) if sweeps == 1 else np.where(n > fit, n, 0)
+    return int(evicted.sum()), int(np.minimum(n, fit).sum())
 
 
 def _store_time_s(gpu: GPU, l2_bytes: float, hbm_write_bytes: float) -> float:
