@@ -746,13 +746,15 @@ def moe_all_to_all(tokens: Any, *, hidden: int, top_k: int, experts: int, ep: in
     (:func:`collector_clone_s`: 2 · experts · T · hidden elements, read and written), so
     its rows pay floor_s − min(prelaunch_s, clone). The rows show it: vLLM's low-latency
     combine is *faster* at 12-24 tokens than at 1-4 (H100, 6144 wide, top-8 of 256: 37
-    against 46-56 µs), where the clone (25-50 µs on H100) outlasts the host work, and
-    H100's rows there are below H200's (37-38 against 41-51 µs: its HBM copies the
-    buffer 1.3× slower, 2.99 against 3.89 TB/s, hiding more), though the two share the
-    NVLink. A model's eager call pays all of it, an upper bound: what GPU work precedes it
-    is not this op's to know (in a MoE layer the combine is queued right after the expert
-    GEMMs, which hide the host work as the clone does; no caller makes that call today:
-    memsim.inference.mlp runs the low-latency kernels in the decode's CUDA graph).
+    against 46-56 µs), where the clone (25-50 µs on H100) outlasts the host work. H100's
+    rows there are below H200's (37-38 against 41-51 µs) by what its dispatch rows there
+    take above H200's (the dispatch's GPU work ending later after its host work exposes
+    less of the combine's; the two phases' differences anti-correlate, their sum holds:
+    docs/silicon.md), which memsim does not model. A model's eager call pays all of it,
+    an upper bound: what GPU work precedes it is not this op's to know (in a MoE layer the
+    combine is queued right after the expert GEMMs, which hide the host work as the clone
+    does; no caller makes that call today: memsim.inference.mlp runs the low-latency
+    kernels in the decode's CUDA graph).
 
     In the normal kernels the per-copy cost is a chain of NVLink round trips, not SM work,
     so it is scaled by the group's own hop latency (NVLink inside the scale-up domain, the
