@@ -58,13 +58,38 @@ def test_tensor_rates_are_dense(name: str) -> None:
 @pytest.mark.parametrize(("name", "field"), [
     ("h200", "spec.l2_bytes"),                     # no H200 device query found
     ("l40s", "spec.l2_bytes"),                     # 96 vs 48 MB, inferred from RRZE's L40
-    ("b200", "spec.l2_bandwidth_bytes_per_s"),     # no published figure
+    ("b200", "spec.l2_bandwidth_bytes_per_s"),     # measured on GB200, clock unrecorded
+    ("gb200", "spec.l2_bandwidth_bytes_per_s"),    # clock of the run unrecorded
+    ("b300", "spec.l2_bandwidth_bytes_per_s"),     # GB200's, another die
     ("mi300x", "spec.sram_bytes_per_clock_per_sm"),
     ("mi300x", "spec.max_blocks_per_sm"),
     ("mi300x", "efficiency.l2_bandwidth"),
 ])
 def test_unconfirmed_numbers_say_so(name: str, field: str) -> None:
     assert "UNCONFIRMED" in load_gpu(name).sources[field]
+
+
+# RRZE gpu-benches gpu-l2-cache run on GB200 (fork github.com/xxrjun/gpu-benches @739d965,
+# gpu-l2-cache/gb200.txt): median of the 18 data sets of 20-90 MB, and of the 34 of 200 MB-4.9 GB
+GB200_L2_PLATEAU_BYTES_PER_S = 18.84e12
+GB200_DRAM_PLATEAU_BYTES_PER_S = 7.768e12
+
+
+def test_blackwell_l2_and_hbm_are_the_gb200_measurement() -> None:
+    """GB200 achieves the measured plateaus; B200 and B300 the L2 one scaled by their boost
+    clocks, on the L2 scale H200's profile defines (measured plateau / spec = H200's)."""
+    gb200 = load_gpu("gb200")
+    assert gb200.achievable_l2_bytes_per_s == pytest.approx(GB200_L2_PLATEAU_BYTES_PER_S, rel=2e-3)
+    assert gb200.achievable_hbm_bytes_per_s == pytest.approx(GB200_DRAM_PLATEAU_BYTES_PER_S,
+                                                             rel=2e-3)
+    for name in ("b200", "b300"):
+        gpu = load_gpu(name)
+        clock = gpu.spec.boost_clock_hz / gb200.spec.boost_clock_hz
+        assert gpu.achievable_l2_bytes_per_s == pytest.approx(
+            GB200_L2_PLATEAU_BYTES_PER_S * clock, rel=2e-3), name
+        assert gpu.efficiency.hbm_bandwidth == gb200.efficiency.hbm_bandwidth
+    for name in ("gb200", "b200", "b300"):
+        assert load_gpu(name).efficiency.l2_bandwidth == load_gpu("h200").efficiency.l2_bandwidth
 
 
 @pytest.mark.parametrize("name", BUNDLED)
