@@ -291,6 +291,7 @@ class Arrays:
         alpha = (o + Br - 1) / Bc + 1                        # tiles of the first clump
         M = np.maximum(self.l2_bytes - c * stream_bytes, 0) / (Bc * bytes_per_key)
         # a group whose key tiles all fit never misses: only the others are evaluated
+        # (walking down, every group: the blocks in flight sweep tiles of other groups too)
         parts = np.broadcast_arrays(Qc, Pc, alpha, delta, M)
         need = (parts[2] + parts[3] * (parts[0] - 1) > parts[4]) | walk_down
         total = np.zeros(need.shape)
