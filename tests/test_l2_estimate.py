@@ -109,7 +109,7 @@ def _estimate_and_trace_hbm_bytes(p: AttentionProblem, gpu, algorithm: str
 FORWARD_BOUNDS = {
     ("flash1", False): (0.8, 1.2), ("flash1", True): (0.85, 1.15),
     ("standard", False): (0.85, 1.2), ("standard", True): (0.85, 1.2),
-    ("flash2", False): (0.6, 1.6), ("flash2", True): (0.65, 1.35),
+    ("flash2", False): (0.6, 1.6), ("flash2", True): (0.65, 1.6),
 }
 
 
@@ -142,7 +142,13 @@ def test_forward_estimate_and_trace_agree(alg, N, H, k_div, D, B, causal, l2_mib
     model (Arrays._causal_later_key_loads; 2026-12-01, /tmp scripts, 360 draws, N
     log-uniform, numpy seeds 31–36): FA-2 causal 342/360 within 10 %, 0.70–1.26 (before,
     seeds 31–33: 170/180, 0.84–1.77, and up to 2.80 at seed 34, where several groups
-    share a wave and the first one's single read was charged to all).
+    share a wave and the first one's single read was charged to all). Since both walk
+    FA-2's key tiles down (2026-12-02, branch revwalk; the causal draws of numpy seeds
+    31–32, 150 draws each, this domain): FA-2 causal 124/139 within 10 %, 0.72–1.51
+    (both walking up, the same draws: 133/139, 0.58–1.12); full unchanged (77/78,
+    0.93–1.41, seed 31). The new misfits sit where a wave's slots·Br keys just
+    overflow the L2 (Q < slots): the closed form charges every re-read there, the
+    trace crosses over a few blocks (B 1, N 1490, H 16, D 64, 2 MiB, 16 SMs: 1.50).
     Bounds: FORWARD_BOUNDS."""
     p = AttentionProblem(batch=B, seq_len=N, heads=H, kv_heads=max(1, H >> k_div),
                          head_dim=D, mask=Mask(causal=causal))
@@ -154,12 +160,15 @@ def test_forward_estimate_and_trace_agree(alg, N, H, k_div, D, B, causal, l2_mib
 
 @pytest.mark.parametrize(("N", "H", "K", "causal", "ratio"), [
     (65536, 8, 8, False, 1.014),    # waves straddling two heads re-read K/V: 0.87 GB
-    (262144, 2, 2, True, 0.938),    # staggered causal blocks thrash: 173 GB of 4.4 TB
+    (262144, 2, 2, True, 0.996),    # staggered causal blocks thrash: 237 GB of 275 GB
 ])
 def test_long_context_estimate_agrees_with_the_trace_on_h100(N, H, K, causal,
                                                              ratio) -> None:
     """Past the L2 on the real part (H100, D 128, FA-2 forward): estimate / trace as
-    measured when written (2026-12-01); before, 0.61 and about 0.01. Tolerance 10 %."""
+    measured when written (2026-12-01); before, 0.61 and about 0.01. Since both walk
+    each query tile's key tiles down, as FA-2 does (2026-12-02, branch revwalk): the
+    causal case 0.938 → 0.996 (trace 173 → 237 GB: two reads of a tile are two blocks'
+    end gap apart, δ more than their start gap; estimate 236 GB). Tolerance 10 %."""
     p = AttentionProblem(batch=1, seq_len=N, heads=H, kv_heads=K, head_dim=128,
                          mask=Mask(causal=causal))
     est, traced = _estimate_and_trace_hbm_bytes(p, H100, "flash2")

@@ -201,11 +201,14 @@ def test_misaligned_rows_take_whole_lines_of_capacity() -> None:
     lines. At a 1 MiB L2 (4 SMs, causal FA-2, H 8, K 2): 5.4 × the tile L2's DRAM reads
     (measured 2026-12-01; 4–1024 ways, hashed or modulo sets: 5.4–5.8, so not conflict
     misses); at 2 MiB the rows fit as lines too (1.04); rows of D 64 (128 B, one line
-    each) agree at both (0.98, 1.00)."""
+    each) agree at both (0.98, 1.00). Since FA-2's key tiles are walked down (2026-12-02,
+    branch revwalk): 4.57 at 1 MiB; 1.10 at 2 MiB, where the 1.78 MB of lines and the
+    tiles the other blocks in flight sweep between two reads of a tile (their end gaps)
+    just overflow; 1.02 at 3 MiB; D 64 1.00 at 1 and 2 MiB."""
     p72 = AttentionProblem(batch=1, seq_len=3468, heads=8, kv_heads=2, head_dim=72)
     p64 = p72.model_copy(update={"head_dim": 64})
     assert _read_ratio(p72, _small_gpu(1 << 20, 4)) > 4
-    assert _read_ratio(p72, _small_gpu(2 << 20, 4)) < 1.1
+    assert _read_ratio(p72, _small_gpu(3 << 20, 4)) < 1.05
     for mib in (1, 2):
         assert abs(_read_ratio(p64, _small_gpu(mib << 20, 4)) - 1) < 0.05
 

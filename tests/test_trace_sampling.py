@@ -76,7 +76,7 @@ def test_kernels_that_run_per_batch_refuse_a_sample() -> None:
 @pytest.mark.parametrize(("N", "H", "K", "causal", "l2_mib", "sms", "ratio"), [
     (13852, 32, 16, False, 8, 16, 0.987),
     (13654, 32, 32, False, 4, 8, 0.986),
-    (11136, 8, 8, True, 1, 16, 0.644),
+    (11136, 8, 8, True, 1, 16, 0.889),
 ])
 def test_a_quarter_of_the_groups_tracks_the_bytes(N, H, K, causal, l2_mib, sms,
                                                   ratio) -> None:
@@ -90,7 +90,10 @@ def test_a_quarter_of_the_groups_tracks_the_bytes(N, H, K, causal, l2_mib, sms,
     worst of the 24 0.156. Golden ratios, tolerance 0.02. Re-derived 2026-12-02 (trace13:
     time in integer ticks, exact ties between slots) on these shapes: 0.987 → 0.988,
     0.986 → 0.986, 0.620 → 0.644 (full 497.7 → 485.3 MB, sample 308.8 → 312.3 MB: at the
-    onset of thrashing the HBM bytes follow which block takes which slot)."""
+    onset of thrashing the HBM bytes follow which block takes which slot). Since FA-2's
+    key tiles are walked down (2026-12-02, branch revwalk): the causal case 0.644 →
+    0.889 (full 485.3 → 976.4 MB, sample 312.3 → 868.3 MB: every group thrashes now, the
+    sampled ones as much as the rest); the full-mask cases unchanged."""
     spec = GPU.spec.model_copy(update={"l2_bytes": l2_mib * 2**20, "sm_count": sms})
     gpu = GPU.model_copy(update={"spec": spec})
     p = AttentionProblem(batch=1, seq_len=N, heads=H, kv_heads=K, head_dim=64,

@@ -100,11 +100,14 @@ class Arrays:
         return tile_sums(self.N, self.S, self.Br, self.Bc, self.geometry)
 
     def hbm_key_loads(self, t: TileSums, bytes_per_key, Br=None, geometry=None,
-                      stream_bytes=0.0):
+                      stream_bytes=0.0, walk_down: bool = False):
         """Keys whose K/V bytes reach HBM when every query tile streams its active key tiles
         (per batch and head group; ``bytes_per_key``: K/V bytes of one key;
         ``stream_bytes``: bytes each block reads or writes once besides K/V — its Q tile,
-        O tile and logsumexp — which pass through L2 between two waves' reads of a tile).
+        O tile and logsumexp — which pass through L2 between two waves' reads of a tile;
+        ``walk_down``: each block walks its key tiles from the last down, as FA-2's forward
+        kernel does — flash_fwd_kernel.h ``compute_attn_1rowblock``, "We iterate over the
+        blocks in reverse order" — instead of from the first up).
 
         Without ``slots`` (the analytic default) every load reaches HBM: ``t.key_loads``.
         With ``slots`` (blocks resident at once, SMs × blocks per SM) and ``l2_bytes``, a
@@ -144,6 +147,19 @@ class Arrays:
           the slots the previous one frees, with irregular gaps
           (:meth:`_causal_later_key_loads`).
 
+        **Walking down** (``walk_down``): a block reads key tile j at its end − 1 − j tile-
+        times, so two blocks' reads of tile j are their *end* gap apart, not their start
+        gap. An LRU's misses are those of the trace read backwards (a re-read's distance
+        is the distinct bytes between two touches, the same either way; Mattson et al.
+        1970), and read backwards a block walking down walks up from its end: the rules
+        above hold with end gaps in place of start gaps. Under equal durations the two
+        are the same (lock-step waves end together as they start). Under a causal mask a
+        group's blocks end in launch order and each end gap is the start gap plus the δ
+        tiles the later clump's duration adds (the trace's block log: 131K MHA on H100,
+        end − start gaps 2.00 tile-times = δ in every quarter of every group): the first
+        wave, which starts at once, ends δ apart, and generation k's span grows from
+        n(k·slots) − n(0) to n((k+1)·slots) − n(0) tiles.
+
         The trace-driven model (memsim.trace) plays the same schedule through an LRU; the
         property tests in tests/test_l2_estimate.py hold the two together.
         """
@@ -162,6 +178,9 @@ class Arrays:
         if geometry.kind == "causal":
             groups_in_flight = np.clip(slots // Q, 1, groups)
             fits = groups_in_flight * kv <= cap
+            if walk_down:
+                return self._causal_down_key_loads(t, bytes_per_key, Br, geometry, slots,
+                                                   stream_bytes, fits)
             many = np.where(fits, t.union_keys, np.minimum(per_wave, t.key_loads))
             one = self._causal_key_loads(t, bytes_per_key, Br, geometry, slots, stream_bytes)
             one = np.where(kv <= cap, t.union_keys, np.minimum(one, t.key_loads))
@@ -175,6 +194,34 @@ class Arrays:
         many = t.union_keys * (1 + split)
         one = self._lockstep_key_loads(t, kv, streamed, per_wave, slots, Q, groups)
         return np.minimum(np.where(Q >= slots, one, many), t.key_loads)
+
+    def _causal_down_key_loads(self, t: TileSums, bytes_per_key, Br, geometry, slots,
+                               stream_bytes, fits):
+        """Key loads of a causal launch whose blocks walk their key tiles down (see
+        :meth:`hbm_key_loads`), per batch and head group.
+
+        From the first wave on, blocks end δ or more apart, so between two reads of a tile
+        every block in flight sweeps at least Br/Bc tiles of its own: slots·Br keys, from
+        whatever groups are in flight (a group's K/V fitting the L2 no longer keeps it
+        there, as it does when the blocks of a wave read each tile together). Where
+        several groups share a wave (fewer query tiles than slots) and those keys, with
+        the Q, O and logsumexp of the clump that ends, overflow the L2, every re-read
+        misses; where they fit, and the groups in flight fit, each group reads its union
+        once. With one group at a time the first group's generations and the later
+        groups' gaps decide (:meth:`_causal_key_loads`, :meth:`_causal_later_key_loads`,
+        both with end gaps)."""
+        Q = np.maximum(t.q_tiles, 1)
+        groups = np.maximum(self.groups, 1)
+        clump = np.maximum(self.Bc // Br, 1)
+        swept = (np.minimum(slots * Br, groups * t.union_keys) * bytes_per_key
+                 + clump * stream_bytes)
+        many = np.where(fits & (swept <= self.l2_bytes), t.union_keys, t.key_loads)
+        one = self._causal_key_loads(t, bytes_per_key, Br, geometry, slots, stream_bytes,
+                                     True)
+        later = self._causal_later_key_loads(t, bytes_per_key, Br, slots, stream_bytes, True)
+        first = np.where(Q >= slots, np.minimum(one, t.key_loads), many)
+        later = np.where(Q >= slots, np.minimum(later, t.key_loads), many)
+        return (first + (groups - 1) * later) / groups
 
     def _lockstep_key_loads(self, t: TileSums, kv, streamed, per_wave, slots, Q, groups):
         """One group's HBM keys when its blocks run in lock-step waves (see
@@ -192,7 +239,7 @@ class Arrays:
                                            + both * miss_both)
 
     def _causal_later_key_loads(self, t: TileSums, bytes_per_key, Br, slots,
-                                stream_bytes=0.0):
+                                stream_bytes=0.0, walk_down: bool = False):
         """HBM keys of one causal head group after the first (see :meth:`hbm_key_loads`):
         its blocks start in the slots the previous group's blocks free, not in the first
         group's regular generations.
@@ -228,6 +275,10 @@ class Arrays:
           with probability 1 − Φ((g* − μ_i)/σ), μ_w + σ·ψ((g* − μ_w)/σ) = M/P_c,
           ψ(z) = E[min(z, Z)] = z·(1 − Φ(z)) − φ(z).
 
+        ``walk_down``: the gaps that separate two reads of a tile are end gaps, each the
+        start gap plus δ (:meth:`hbm_key_loads`), the previous group's and the next
+        group's included.
+
         Returns one later group's key loads (its union read once, plus the expected
         misses), summed step by step (:data:`_QUAD` points each, at most
         :data:`_MAX_STEPS` steps, weighted by the stride past that)."""
@@ -240,16 +291,17 @@ class Arrays:
         alpha = (o + Br - 1) / Bc + 1                        # tiles of the first clump
         M = np.maximum(self.l2_bytes - c * stream_bytes, 0) / (Bc * bytes_per_key)
         # a group whose key tiles all fit never misses: only the others are evaluated
+        # (walking down, every group: the blocks in flight sweep tiles of other groups too)
         parts = np.broadcast_arrays(Qc, Pc, alpha, delta, M)
-        need = parts[2] + parts[3] * (parts[0] - 1) > parts[4]
+        need = (parts[2] + parts[3] * (parts[0] - 1) > parts[4]) | walk_down
         total = np.zeros(need.shape)
         if np.any(need):
             total[need] = _later_misses(*(np.asarray(v, dtype=np.float64)[need]
-                                          for v in parts))
+                                          for v in parts), walk_down=walk_down)
         return t.union_keys + Bc * np.maximum(total, 0)
 
     def _causal_key_loads(self, t: TileSums, bytes_per_key, Br, geometry, slots,
-                          stream_bytes=0.0):
+                          stream_bytes=0.0, walk_down: bool = False):
         """One group's HBM keys under a causal mask with staggered generations (see
         :meth:`hbm_key_loads`).
 
@@ -260,6 +312,8 @@ class Arrays:
         (D/slots, D the generation's span in tiles) per block launched after a; re-reads
         of tile j hit once the span D − max(0, j − (Q − 1 − a)·D/slots) fits, and block
         a misses min(n_a, D − M + (Q − 1 − a)·D/slots) tiles (M: tiles the L2 holds).
+        Walking down, every span is one generation longer, slots·Br/Bc tiles more (the
+        end gaps, :meth:`hbm_key_loads`), and the first wave can miss too.
         """
         N, S, Bc = self.N, self.S, self.Bc
         o = S - N
@@ -274,11 +328,12 @@ class Arrays:
             return np.floor((o + (a + 1) * Br - 1) / Bc) + 1
 
         # generation k's span is n(k·slots) − n(0) tiles (the chain of duration differences
-        # summed over k predecessors): the first query tile whose span exceeds M, then the
-        # first tile of its generation
-        need = M + n_at(0)                                  # n_a ≥ need + 1
+        # summed over k predecessors; walking down, over k + 1): the first query tile whose
+        # span exceeds M, then the first tile of its generation
+        extra = slots * Br / Bc if walk_down else 0.0      # the down walk's longer span
+        need = M + n_at(0) - extra                          # n_a ≥ need + 1
         a_thr = np.maximum(np.ceil((need * Bc - o + 1) / Br) - 1, 0)
-        k_star = np.maximum(np.ceil(a_thr / slots), 1)
+        k_star = np.maximum(np.ceil(a_thr / slots), 0 if walk_down else 1)
         a_star = np.minimum(np.ceil(k_star * slots / clump) * clump, Q)
         a_tail = np.clip(np.ceil((Q - slots) / clump) * clump, a_star, Q)
         tall = Br * clump
@@ -294,7 +349,7 @@ class Arrays:
         body = loads(a_tail * Br, tall) - loads(a_star * Br, tall)
         # the tail: Σ_a min(n_a, L(a)) over a_tail ≤ a < Q, one per clump, n_a and L(a)
         # linear in a (the ragged last tile counted as full: at most Bc keys over)
-        span = n_at(np.floor(np.maximum(Q - slots / 2, 0) / slots) * slots) - n_at(0)
+        span = n_at(np.floor(np.maximum(Q - slots / 2, 0) / slots) * slots) - n_at(0) + extra
         gap = span / slots
         alpha, beta = (o + Br - 1) / Bc + 1, Br / Bc        # n_a ≈ alpha + beta·a
         gamma, delta = span - M + (Q - 1) * gap, gap        # L(a) = gamma − delta·a
@@ -402,7 +457,8 @@ def _normal_cdf(z):
 class _Group:
     """Per-configuration parameters of :func:`_later_misses` (1-D arrays, same length):
     clumps, clump slots, first clump's tiles, tiles per clump, start of the steps, the
-    start-up gap, the gaps' spread, the L2's tiles per clump slot, the last step's gap."""
+    start-up gap, the gaps' spread, the L2's tiles per clump slot, the last step's gap,
+    and the lag a read gap adds to a start gap (δ walking down, else 0)."""
 
     Qc: np.ndarray
     Pc: np.ndarray
@@ -413,6 +469,7 @@ class _Group:
     sigma: np.ndarray
     target: np.ndarray
     mu_end: np.ndarray
+    lag: np.ndarray
 
     def take(self, mask: np.ndarray) -> _Group:
         return _Group(**{name: value[mask] for name, value in vars(self).items()})
@@ -420,12 +477,13 @@ class _Group:
 
 def _integral(g: _Group, x):
     """∫_0^x μ: start-up g_s, then steps of δ per P_c clumps; before the group the
-    previous group's last step, after it the next start-up."""
+    previous group's last step, after it the next start-up; every gap plus the lag."""
     y = np.clip(x, 0, g.Qc) - g.i0
     K = np.floor(np.maximum(y, 0) / g.Pc)
     steps = np.where(y > 0, y + g.Pc * K * (K - 1) / 2 + K * (y - K * g.Pc), 0.0)
     inside = g.g_s * np.clip(x, 0, g.Qc) + g.delta * steps
-    return inside + g.mu_end * np.minimum(x, 0) + g.g_s * np.maximum(x - g.Qc, 0)
+    return (inside + g.mu_end * np.minimum(x, 0) + g.g_s * np.maximum(x - g.Qc, 0)
+            + g.lag * x)
 
 
 def _p_miss(g: _Group, mu_own, mu_w):
@@ -448,12 +506,13 @@ def _step_misses(g: _Group, a0, a1, mu_k):
     return out
 
 
-def _later_misses(Qc, Pc, alpha, delta, M):
+def _later_misses(Qc, Pc, alpha, delta, M, walk_down: bool = False):
     """Expected old key tiles a later causal head group re-reads from HBM (1-D arrays:
     clumps, clump slots, tiles of the first clump, tiles added per clump, tiles the L2
     holds; see :meth:`Arrays._causal_later_key_loads`): the start-up (clumps 0 … i₀)
     and the steps k = 1 … gens after it, :data:`_QUAD` points each, at most
-    :data:`_MAX_STEPS` steps (every stride-th, weighted by the stride)."""
+    :data:`_MAX_STEPS` steps (every stride-th, weighted by the stride); ``walk_down``:
+    read gaps are end gaps, start gaps plus δ."""
     d_max = alpha + delta * (Qc - 1)
     work = (Qc * alpha + delta * Qc * (Qc - 1) / 2) / Pc    # tile-times per slot
 
@@ -470,9 +529,10 @@ def _later_misses(Qc, Pc, alpha, delta, M):
     gens = np.ceil((Qc - i0) / Pc)                            # steps after i₀
     m, h = g_s + delta, g_s + delta * (gens + 1)              # own ends, previous ends
     sigma = np.sqrt(np.maximum(m * m * (1 / (1 + m / h) - 1 / 3) / 2, 1e-12))
+    lag = delta if walk_down else np.zeros_like(delta)
     group = _Group(Qc=Qc, Pc=Pc, alpha=alpha, delta=delta, i0=i0, g_s=g_s, sigma=sigma,
-                   target=M / Pc, mu_end=g_s + delta * gens)
-    total = _step_misses(group, 0.0, i0, g_s)
+                   target=M / Pc, mu_end=g_s + delta * gens, lag=lag)
+    total = _step_misses(group, 0.0, i0, g_s + lag)
     stride = max(1.0, float(np.ceil(np.max(gens) / _MAX_STEPS)))
     k = 1.0
     while np.any(k <= gens):
@@ -483,7 +543,8 @@ def _later_misses(Qc, Pc, alpha, delta, M):
         weight = np.clip(gens[live] - k + 1, 0, stride)
         a0 = np.minimum(gk.i0 + (k - 1) * gk.Pc, gk.Qc)
         a1 = np.minimum(gk.i0 + k * gk.Pc, gk.Qc)
-        total[live] = total[live] + weight * _step_misses(gk, a0, a1, gk.g_s + gk.delta * k)
+        total[live] = total[live] + weight * _step_misses(gk, a0, a1,
+                                                          gk.g_s + gk.delta * k + gk.lag)
         k += stride
     return total
 

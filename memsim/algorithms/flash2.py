@@ -75,7 +75,10 @@ def forward(x: Arrays) -> Cost:
     out_bytes = x.N * hpb * (Dv * e + F4)
     reads, writes = g * (q_bytes + kv_bytes), g * out_bytes
     stream = x.Br * hpb * (D * e + Dv * e + F4)           # a block's Q, O and logsumexp
-    hbm_reads = g * (q_bytes + x.hbm_key_loads(t, per_key, stream_bytes=stream) * per_key)
+    # FA-2 walks each query tile's key tiles from the diagonal down (flash_fwd_kernel.h,
+    # compute_attn_1rowblock: "We iterate over the blocks in reverse order")
+    keys = x.hbm_key_loads(t, per_key, stream_bytes=stream, walk_down=True)
+    hbm_reads = g * (q_bytes + keys * per_key)
     return Cost(
         matmul_flops=g * hpb * t.area * 2 * (D + Dv),
         # per score (SOFTMAX_FLOPS_PER_SCORE); per row and tile: rescale O (Dv) and update

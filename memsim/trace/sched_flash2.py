@@ -5,7 +5,8 @@ hpb heads sharing one KV head), r = rows of tile a:
 
     step 0          load Q_a                      q[b, a·Br : +r, g·hpb : +hpb, :]
     steps 1 … n     load K_j, V_j; S = Q K_jᵀ; online softmax; O += P V_j
-                    for j over the active key tiles f_lo … f_hi (k[b, j·Bc : +Bc, kv, :]);
+                    for j over the active key tiles f_hi down to f_lo (k[b, j·Bc : +Bc,
+                    kv, :]; flash_fwd_kernel.h walks n_block from n_block_max − 1 down);
                     under MLA V_j is not loaded: it is the first Dv elements of the
                     latent rows of K_j, already in SRAM
     step n + 1      O /= ℓ; store O_a (o[b, a·Br :, g·hpb :, :]) and the logsumexp
@@ -60,28 +61,34 @@ def tile_work(d: Dims, rows, keys, kv_readers: int | None = None) -> dict:
     )
 
 
-def kv_loads(t: Tensors, first_key, keys) -> list[Access]:
+def kv_loads(t: Tensors, first_key, keys, step_tiles: int = 1) -> list[Access]:
     """Loads of the K tile (and the V tile unless MLA) of ``keys`` keys from
-    ``first_key``; successive iterations move one key tile (Bc keys) on."""
+    ``first_key``; successive iterations move ``step_tiles`` key tiles (Bc keys each)
+    on (−1: down)."""
     d = t.d
     out = [Access(LOAD, t.id("k"), t.addr("k", 0, first_key, 0, 0), keys * d.D * d.e,
-                  step_bytes=d.Bc * t.stride("k", 1))]
+                  step_bytes=step_tiles * d.Bc * t.stride("k", 1))]
     if not d.mla:
         out.append(Access(LOAD, t.id("v"), t.addr("v", 0, first_key, 0, 0),
-                          keys * d.Dv * d.e, step_bytes=d.Bc * t.stride("v", 1)))
+                          keys * d.Dv * d.e, step_bytes=step_tiles * d.Bc * t.stride("v", 1)))
     return out
 
 
 def add_kv_loop(kb: KernelBuilder, t: Tensors, block, order, f_lo, n_full, ragged,
                 ragged_keys: int, rows, kv_readers: int | None = None) -> None:
-    """Runs over a block's active key tiles: ``n_full`` full tiles from tile ``f_lo``,
-    then the ragged last key tile (``ragged_keys`` keys) where ``ragged`` is 1."""
+    """Runs over a block's active key tiles from the last down, as FA-2's kernels do
+    (Dao-AILab/flash-attention csrc/flash_attn/src/flash_fwd_kernel.h,
+    ``compute_attn_1rowblock`` and ``compute_attn_1rowblock_splitkv``: "We iterate over
+    the blocks in reverse order", ``for (; n_block >= n_block_min; --n_block)`` from
+    ``n_block_max - 1``): the ragged last key tile (``ragged_keys`` keys) first where
+    ``ragged`` is 1, then the ``n_full`` full tiles from tile ``f_lo + n_full − 1`` down
+    to ``f_lo``."""
     d = t.d
-    kb.run(block, order, n_full, kv_loads(t, f_lo * d.Bc, d.Bc),
-           **tile_work(d, rows, d.Bc, kv_readers))
     if ragged_keys:
-        kb.run(block, order + 0.5, ragged, kv_loads(t, (d.key_tiles - 1) * d.Bc, ragged_keys),
+        kb.run(block, order, ragged, kv_loads(t, (d.key_tiles - 1) * d.Bc, ragged_keys),
                **tile_work(d, rows, ragged_keys, kv_readers))
+    kb.run(block, order + 0.5, n_full, kv_loads(t, (f_lo + n_full - 1) * d.Bc, d.Bc, -1),
+           **tile_work(d, rows, d.Bc, kv_readers))
 
 
 def sram_bytes(d: Dims, rows: int) -> int:
