@@ -314,3 +314,27 @@ def test_trtllm_block_fp8_on_hopper_walks_every_local_expert() -> None:
         assert float(p.launch_s) == pytest.approx(cls.floor_s + walk)
     assert float(moe.predict(1, ep=1, **kw).time_s) > 2 * float(moe.predict(1, ep=16, **kw).time_s)
 
+
+def test_vllm_triton_under_ep_runs_a_program_per_block_of_every_expert() -> None:
+    # vLLM's Triton fused_moe aligns every expert's rows and writes zeros for the other
+    # ranks' blocks (fused_moe_kernel: off_experts == -1): those programs cost the class's
+    # cta_s per wave, and more of them with more tokens; none where every expert is local
+    from dataclasses import replace
+
+    from memsim.ops.classes import kernel_class, trial_classes
+
+    h100 = moe.resolve_gpu("h100-sxm")
+    cls = replace(kernel_class("moe", "vllm", "bf16"), cta_s=1e-6)
+    loads = moe.expert_loads(np.array([64, 16384]), 256, 8, 8, "strided")
+    every = moe.expert_loads(np.array([64, 16384]), 256, 8, 1, "strided")
+    args = (4096.0, 7168.0, h100, cls, "bf16", 2.0, 2.0)
+    alone = moe._grouped_terms(loads, *args[:4], "bf16", 2.0, 2.0, moe.TRITON, 1)["t"]
+    local = moe.triton_ep_terms(loads, loads, *args)["t"]
+    assert np.allclose(local, alone)
+    extra = moe.triton_ep_terms(loads, every, *args)["t"] - alone
+    assert np.all(extra > 0) and extra[1, 0] > 2 * extra[0, 0]
+    kw = dict(**DSV3, ep=8, dtype="bf16", gpu=h100, backend="vllm", distribution="strided")
+    base = moe.predict(np.array([64, 4096]), **kw).time_s
+    with trial_classes({cls.name: cls}):
+        more = moe.predict(np.array([64, 4096]), **kw).time_s
+    assert np.all(np.asarray(more) > np.asarray(base))

@@ -40,7 +40,8 @@ every touched local expert are read from HBM once. The tiles are the kernel's ow
 - CUTLASS / TRT-LLM-gen grouped GEMMs on SM100: tile_m 64 or 128, tile_n 8 … 256
   (FlashInfer jit/gemm/cutlass/generate_kernels.py, SM100 grouped operations);
 - Triton ``fused_moe`` (vLLM bf16 and fp8_block without EP, SGLang): BLOCK_SIZE_M
-  16 … 128 × BLOCK_SIZE_N 32 … 256 from its tuned configs, no clusters;
+  16 … 128 × BLOCK_SIZE_N 32 … 256 from its tuned configs, no clusters; vLLM's under EP
+  also runs a program per block of the other ranks' experts (:func:`triton_ep_terms`);
 - other architectures: memsim's generic CUTLASS tile set.
 
 Routing, permutation, the activation between the two GEMMs (TensorRT-LLM ``doActivation``,
@@ -434,6 +435,39 @@ def fallback_terms(loads: np.ndarray, n: float, k: float, gpu: Any, cls: Any, ra
             "tile_m": np.full_like(t, tile_m)}
 
 
+def triton_ep_terms(loads: np.ndarray, every: np.ndarray, n: float, k: float, gpu: Any,
+                    cls: Any, rate: str, e_act: float, e_w: float) -> dict[str, np.ndarray]:
+    """One grouped GEMM of vLLM's Triton ``fused_moe`` under expert parallelism, in seconds;
+    same keys as :func:`_grouped_terms`. ``loads``: rows per local expert, ``every``: rows
+    per expert of the whole model (the same routing draw), shape (..., draws, experts).
+
+    The kernel's grid covers every expert's padded rows, local or not: ``moe_align_block_size``
+    aligns all global experts' rows to BLOCK_SIZE_M, then maps the other ranks' experts to
+    -1 through ``expert_map``, and a program whose block has expert -1 writes zeros into its
+    BLOCK_SIZE_M × BLOCK_SIZE_N outputs and returns (vllm model_executor/layers/fused_moe/
+    fused_moe.py ``fused_moe_kernel``: ``if off_experts == -1: write_zeros_to_output``;
+    moe_align_block_size.py: "marks the experts_ids that are not in the current GPU rank
+    as -1"). Per tile shape, those programs add their waves of the class's ``cta_s`` to the
+    local tiles' time (their zero writes are counted with the activation passes); the best
+    tile shape is taken with them."""
+    from memsim.ops.classes import clock_ratio
+
+    sms = float(gpu.spec.sm_count)
+    tile_s = cls.cta_s * clock_ratio(gpu)
+    best: dict[str, np.ndarray] | None = None
+    for tm, tn in TRITON:
+        terms = _grouped_terms(loads, n, k, gpu, cls, rate, e_act, e_w, ((tm, tn),), 1)
+        idle = (np.sum(np.ceil(every / tm), axis=-1)
+                - np.sum(np.ceil(loads / tm), axis=-1)) * np.ceil(n / tn)
+        terms["t"] = terms["t"] + np.ceil(idle / sms) * tile_s
+        if best is None:
+            best = terms
+        else:
+            better = terms["t"] < best["t"]
+            best = {key: np.where(better, terms[key], best[key]) for key in best}
+    return best
+
+
 def predict(tokens: Any, hidden: int, inter: int, experts: int, top_k: int, *, tp: int = 1,
             ep: int = 1, dtype: str = "bf16", gpu: Any = "h100-sxm",
             backend: str | None = None, distribution: str = "balanced",
@@ -471,6 +505,12 @@ def predict(tokens: Any, hidden: int, inter: int, experts: int, top_k: int, *, t
         up = fallback_terms(loads, (2.0 if gated else 1.0) * inter_l, float(hidden), gpu, cls,
                             rate, e_w)
         down = fallback_terms(loads, float(hidden), inter_l, gpu, cls, rate, e_w)
+    elif runs_triton(backend, dtype, ep, gpu) and backend == "vllm" and ep > 1:
+        every = expert_loads(T, experts, top_k, 1, distribution)
+        up = triton_ep_terms(loads, every, (2.0 if gated else 1.0) * inter_l, float(hidden),
+                             gpu, cls, rate, e_act, e_w)
+        down = triton_ep_terms(loads, every, float(hidden), inter_l, gpu, cls, rate, e_act,
+                               e_w)
     else:
         tiles, cluster = grouped_tiles(backend, dtype, ep, gpu)
         up = _grouped_terms(loads, (2.0 if gated else 1.0) * inter_l, float(hidden), gpu,

@@ -138,8 +138,11 @@ def specs() -> list[FitSpec]:
             # MoE: the weight stream (hbm) and the activation passes (hbm_act) apart; the
             # per-wave tile time (cta_s) only where it was kept: on moe/trtllm/fp8 it made
             # the leave-one-GPU-out errors worse; vLLM's per-tensor fp8 runs FlashInfer's
-            # untuned 128 × 16 tile, bound on its tiles (memsim.ops.moe, docs/silicon.md)
-            tile = ("cta_s",) if (b, fam) in (("trtllm", "bf16"), ("vllm", "fp8")) else ()
+            # untuned 128 × 16 tile, bound on its tiles (memsim.ops.moe, docs/silicon.md);
+            # vLLM's Triton bf16 under EP runs a program per block of every expert, local
+            # or not (memsim.ops.moe.triton_ep_terms)
+            tile = ("cta_s",) if (b, fam) in (("trtllm", "bf16"), ("vllm", "fp8"),
+                                              ("vllm", "bf16")) else ()
             # TensorRT-LLM's block-scaled fp8 on Hopper walks every local expert per call
             # (row_s: memsim.ops.moe.problem_walk_s)
             if (b, fam) == ("trtllm", "fp8_block"):
