@@ -338,3 +338,16 @@ def test_vllm_triton_under_ep_runs_a_program_per_block_of_every_expert() -> None
     with trial_classes({cls.name: cls}):
         more = moe.predict(np.array([64, 4096]), **kw).time_s
     assert np.all(np.asarray(more) > np.asarray(base))
+
+
+def test_vllm_block_scaled_fp8_on_hopper_has_a_class_per_kernel() -> None:
+    # without EP vLLM runs Triton fused_moe (vllm_fp8moe_triton_tritonexperts), with EP
+    # FlashInfer's CUTLASS block-scaled MoE (vllm_fp8moe_flashinfer_cutlass_flashinferexperts)
+    h100, l40s = moe.resolve_gpu("h100-sxm"), moe.resolve_gpu("l40s")
+    assert moe.class_variant("vllm", "fp8_block", h100, 1) == "fp8_block"
+    assert moe.class_variant("vllm", "fp8_block", h100, 8) == "fp8_block_flashinfer"
+    assert moe.class_variant("trtllm", "fp8_block", h100, 8) == "fp8_block"
+    assert moe.class_variant("vllm", "fp8_block", l40s, 8) == "fp8_block"
+    kw = dict(**DSV3, dtype="fp8_block", gpu=h100, backend="vllm")
+    assert moe.predict(64, ep=8, **kw).detail["kernel_class"] == "moe/vllm/fp8_block_flashinfer"
+    assert moe.predict(64, ep=1, **kw).detail["kernel_class"] == "moe/vllm/fp8_block"

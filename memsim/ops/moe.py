@@ -259,15 +259,24 @@ def kernel_backend(backend: str | None, gpu: Any) -> str | None:
     return "trtllm" if backend == "vllm" and cc_major(gpu) >= 10 else backend
 
 
-def class_variant(backend: str | None, dtype: str, gpu: Any) -> str:
-    """The kernel class (``moe/<backend>/<variant>``) that times ``dtype`` on ``gpu``: its
-    fp8 family, except vLLM's per-tensor fp8 off Hopper, which runs Triton ``fused_moe``
-    (the database's l40s rows: ``vllm_modeloptfp8moe_triton_tritonexperts``), the kernel of
-    vLLM's bf16 class, not the FlashInfer CUTLASS kernel its fp8 class was fitted on."""
+def class_variant(backend: str | None, dtype: str, gpu: Any, ep: int = 1) -> str:
+    """The kernel class (``moe/<backend>/<variant>``) that times ``dtype`` with ``ep``-way
+    expert parallelism on ``gpu``: its fp8 family, except on vLLM
+    - per-tensor fp8 off Hopper, which runs Triton ``fused_moe`` (the database's l40s rows:
+      ``vllm_modeloptfp8moe_triton_tritonexperts``), the kernel of vLLM's bf16 class, not
+      the FlashInfer CUTLASS kernel its fp8 class was fitted on;
+    - block-scaled fp8 on Hopper with EP, which runs FlashInfer's CUTLASS block-scaled MoE
+      (``vllm_fp8moe_flashinfer_cutlass_flashinferexperts``), not the Triton ``fused_moe``
+      of its rows without EP (``vllm_fp8moe_triton_tritonexperts``; :func:`runs_triton`):
+      ``fp8_block_flashinfer``."""
     from memsim.ops import check_backend
 
-    if dtype == "fp8" and check_backend(backend) == "vllm" and cc_major(gpu) != 9:
+    vllm = check_backend(backend) == "vllm"
+    if dtype == "fp8" and vllm and cc_major(gpu) != 9:
         return "bf16"
+    if dtype == "fp8_block" and vllm and cc_major(gpu) == 9 and not runs_triton(
+            backend, dtype, ep, gpu):
+        return "fp8_block_flashinfer"
     return {"fp8": "fp8", "fp8_block": "fp8_block"}.get(dtype, "bf16")
 
 
@@ -496,7 +505,7 @@ def predict(tokens: Any, hidden: int, inter: int, experts: int, top_k: int, *, t
                          + closest(dtype, MOE_DTYPES))
     gpu = resolve_gpu(gpu)
     framework, backend = backend, kernel_backend(backend, gpu)
-    cls = kernel_class("moe", backend, class_variant(backend, dtype, gpu))
+    cls = kernel_class("moe", backend, class_variant(backend, dtype, gpu, ep))
     rate, e_w, e_act = MOE_DTYPES[dtype]
     (T,) = as_float(tokens)
     loads = expert_loads(T, experts, top_k, ep, distribution)

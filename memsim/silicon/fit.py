@@ -157,7 +157,11 @@ def specs() -> list[FitSpec]:
             # full table's bf16 rows scored H100 12.8/49.7, 11.4/41.3, 8.5/32.0 % median/p90
             # (H200 13.1/46.2, 10.9/36.6, 8.7/28.1 %)
             rows = {("trtllm", "bf16"): 8000, ("vllm", "fp8"): 6000}.get((b, fam), 0)
-            out.append(FitSpec((f"moe/{b}/{fam}",), "moe", b,
+            # vLLM's block-scaled fp8 on Hopper is two kernels, Triton without EP and
+            # FlashInfer's CUTLASS with it (memsim.ops.moe.class_variant): fitted together
+            keys = ((f"moe/{b}/{fam}", f"moe/{b}/{fam}_flashinfer")
+                    if (b, fam) == ("vllm", "fp8_block") else (f"moe/{b}/{fam}",))
+            out.append(FitSpec(keys, "moe", b,
                                ("floor_s", "tensor", "hbm", *l2, "hbm_act", *tile),
                                {"moe_dtype": db}, min_rows=rows))
         out.append(FitSpec(tuple(f"allreduce/{a}/{b}" for a in ALLREDUCE_ALGOS), "allreduce",
