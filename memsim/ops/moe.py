@@ -411,8 +411,9 @@ def fallback_terms(loads: np.ndarray, n: float, k: float, gpu: Any, cls: Any, ra
     the expert's whole weight panel (k × n, ``e_w`` bytes per element) again: the 16-column
     tiles of one block share its activation rows, not the weights of another block. Two
     kinds of block, measured apart (aiconfigurator h200 vllm fp8, 5120/8192, 128 experts,
-    top-1, TP1 EP1: 24.0 ms at 1 … 128 rows per expert in one part-filled block, 13.5 ms
-    at 128 rows, one full block; H100 25.8 and 17.5 ms):
+    top-1, TP1 EP1: 24.0 ms at 1 … 32 rows per expert in one part-filled block, 13.5 ms
+    at 128 rows, one full block; H100 25.8 and 17.5 ms; that a part-filled block gets
+    cheaper as it fills, 18.2 ms at 96 rows, is left out):
 
     - part-filled blocks (an expert's last, rows mod 128 ≠ 0) bind on their tiles' k-steps,
       the same on H100 and H200: ``matmul`` = waves of such tiles × 2·128·16·k /
@@ -457,8 +458,9 @@ def triton_ep_terms(loads: np.ndarray, every: np.ndarray, n: float, k: float, gp
     fused_moe.py ``fused_moe_kernel``: ``if off_experts == -1: write_zeros_to_output``;
     moe_align_block_size.py: "marks the experts_ids that are not in the current GPU rank
     as -1"). Per tile shape, those programs add their waves of the class's ``cta_s`` to the
-    local tiles' time (their zero writes are counted with the activation passes); the best
-    tile shape is taken with them."""
+    local tiles' time; the best tile shape is taken with them. Their zero writes are not
+    counted as HBM bytes: coalesced stores, counted at the passes' ``hbm_act`` they made
+    the high-token EP rows up to 48 % slower than measured (H100)."""
     from memsim.ops.classes import clock_ratio
 
     sms = float(gpu.spec.sm_count)
