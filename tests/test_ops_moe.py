@@ -214,15 +214,30 @@ def test_vllm_per_tensor_fp8_on_hopper_runs_flashinfers_fallback_tile() -> None:
         moe.SM100_GROUPED)
 
 
-def test_vllm_per_tensor_fp8_pads_each_expert_to_128_rows() -> None:
-    # one 128-row tile per expert holds 1 … 128 tokens: the MMA term is flat from 32 tokens
-    # (one per expert, 256 experts top-8) to 4096 (128 per expert) and doubles at 8192
-    # (aiconfigurator h200 vllm fp8 6144/2048/256 top-8 TP1 EP1: 14.1, 9.0, 17.9 ms)
-    p = moe.predict(np.array([32, 4096, 8192]), 6144, 2048, 256, 8, dtype="fp8",
+def test_vllm_per_tensor_fp8_full_blocks_cost_their_weight_stream() -> None:
+    # a part-filled 128-row block costs its tiles' k-steps, a full one its weight stream
+    # (memsim.ops.moe.fallback_terms; aiconfigurator h200 vllm fp8 6144/2048/256 top-8 TP1
+    # EP1, 1, 128, 128 + 64, 2 × 128 rows per expert: 14.1, 9.0, 22.6, 17.9 ms)
+    p = moe.predict(np.array([32, 4096, 6144, 8192]), 6144, 2048, 256, 8, dtype="fp8",
                     gpu="h200", backend="vllm", distribution="strided")
+    part, full, both, two = np.asarray(p.time_s)
+    assert full < 0.8 * part
+    assert both == pytest.approx(part + full, rel=0.05)
+    assert two == pytest.approx(2.0 * full, rel=0.05)
+    # the matmul term is the part-filled blocks' alone: flat from 1 to 127 rows per expert
     matmul = np.asarray(p.terms_s["matmul"])
-    assert matmul[1] == pytest.approx(matmul[0])
-    assert matmul[2] == pytest.approx(2.0 * matmul[0], rel=0.01)  # whole waves
+    assert matmul[1] == 0.0 and matmul[3] == 0.0
+    assert matmul[2] == pytest.approx(matmul[0])
+
+
+def test_vllm_per_tensor_fp8_full_blocks_run_at_the_hbm_bandwidth_ratio() -> None:
+    # full blocks stream weights: faster on H200 (4.8 TB/s) than H100 (3.35 TB/s); the
+    # rows say 1.30 (h100 11.3, h200 9.0 ms at 4096 tokens above), part-filled ones 1.0
+    kw = dict(hidden=6144, inter=2048, experts=256, top_k=8, dtype="fp8", backend="vllm",
+              distribution="strided")
+    ratio = float(moe.predict(4096, gpu="h100-sxm", **kw).time_s) / float(
+        moe.predict(4096, gpu="h200", **kw).time_s)
+    assert 1.2 < ratio < 1.45
 
 
 @given(st.sampled_from([1, 4, 16, 64, 256, 1024]), st.sampled_from([1, 4, 32]))
@@ -298,3 +313,41 @@ def test_trtllm_block_fp8_on_hopper_walks_every_local_expert() -> None:
         walk = 384 // ep * cls.row_s * clock_ratio(h100)
         assert float(p.launch_s) == pytest.approx(cls.floor_s + walk)
     assert float(moe.predict(1, ep=1, **kw).time_s) > 2 * float(moe.predict(1, ep=16, **kw).time_s)
+
+
+def test_vllm_triton_under_ep_runs_a_program_per_block_of_every_expert() -> None:
+    # vLLM's Triton fused_moe aligns every expert's rows and writes zeros for the other
+    # ranks' blocks (fused_moe_kernel: off_experts == -1): those programs cost the class's
+    # cta_s per wave, and more of them with more tokens; none where every expert is local
+    from dataclasses import replace
+
+    from memsim.ops.classes import kernel_class, trial_classes
+
+    h100 = moe.resolve_gpu("h100-sxm")
+    cls = replace(kernel_class("moe", "vllm", "bf16"), cta_s=1e-6)
+    loads = moe.expert_loads(np.array([64, 16384]), 256, 8, 8, "strided")
+    every = moe.expert_loads(np.array([64, 16384]), 256, 8, 1, "strided")
+    args = (4096.0, 7168.0, h100, cls, "bf16", 2.0, 2.0)
+    alone = moe._grouped_terms(loads, *args[:4], "bf16", 2.0, 2.0, moe.TRITON, 1)["t"]
+    local = moe.triton_ep_terms(loads, loads, *args)["t"]
+    assert np.allclose(local, alone)
+    extra = moe.triton_ep_terms(loads, every, *args)["t"] - alone
+    assert np.all(extra > 0) and extra[1, 0] > 2 * extra[0, 0]
+    kw = dict(**DSV3, ep=8, dtype="bf16", gpu=h100, backend="vllm", distribution="strided")
+    base = moe.predict(np.array([64, 4096]), **kw).time_s
+    with trial_classes({cls.name: cls}):
+        more = moe.predict(np.array([64, 4096]), **kw).time_s
+    assert np.all(np.asarray(more) > np.asarray(base))
+
+
+def test_vllm_block_scaled_fp8_on_hopper_has_a_class_per_kernel() -> None:
+    # without EP vLLM runs Triton fused_moe (vllm_fp8moe_triton_tritonexperts), with EP
+    # FlashInfer's CUTLASS block-scaled MoE (vllm_fp8moe_flashinfer_cutlass_flashinferexperts)
+    h100, l40s = moe.resolve_gpu("h100-sxm"), moe.resolve_gpu("l40s")
+    assert moe.class_variant("vllm", "fp8_block", h100, 1) == "fp8_block"
+    assert moe.class_variant("vllm", "fp8_block", h100, 8) == "fp8_block_flashinfer"
+    assert moe.class_variant("trtllm", "fp8_block", h100, 8) == "fp8_block"
+    assert moe.class_variant("vllm", "fp8_block", l40s, 8) == "fp8_block"
+    kw = dict(**DSV3, dtype="fp8_block", gpu=h100, backend="vllm")
+    assert moe.predict(64, ep=8, **kw).detail["kernel_class"] == "moe/vllm/fp8_block_flashinfer"
+    assert moe.predict(64, ep=1, **kw).detail["kernel_class"] == "moe/vllm/fp8_block"

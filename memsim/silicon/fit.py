@@ -86,9 +86,7 @@ class FitSpec:
     kernel family, e.g. ``{"gemm_dtype": "fp8"}``); ``unused``: (class, parameter) pairs
     of ``free`` that one class's model never reads (neither fitted nor written);
     ``min_rows``: the sample per GPU the spec needs at least (a smaller ``--sample`` is
-    raised to it: :meth:`rows_per_gpu`), where fewer rows leave a parameter unidentified;
-    ``tied``: parameter → class whose current value of it the spec's classes are held at
-    (copied at fit time by :func:`tied_base`, never fitted, named in the source text)."""
+    raised to it: :meth:`rows_per_gpu`), where fewer rows leave a parameter unidentified."""
 
     keys: tuple[str, ...]
     op_class: str
@@ -97,7 +95,6 @@ class FitSpec:
     where: dict[str, str] = field(default_factory=dict)
     unused: tuple[tuple[str, str], ...] = ()
     min_rows: int = 0
-    tied: dict[str, str] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -141,29 +138,32 @@ def specs() -> list[FitSpec]:
             # MoE: the weight stream (hbm) and the activation passes (hbm_act) apart; the
             # per-wave tile time (cta_s) only where it was kept: on moe/trtllm/fp8 it made
             # the leave-one-GPU-out errors worse; vLLM's per-tensor fp8 runs FlashInfer's
-            # untuned 128 × 16 tile, bound on its tiles (memsim.ops.moe, docs/silicon.md)
-            tile = ("cta_s",) if (b, fam) in (("trtllm", "bf16"), ("vllm", "fp8")) else ()
+            # untuned 128 × 16 tile, bound on its tiles (memsim.ops.moe, docs/silicon.md);
+            # vLLM's Triton bf16 under EP runs a program per block of every expert, local
+            # or not (memsim.ops.moe.triton_ep_terms)
+            tile = ("cta_s",) if (b, fam) in (("trtllm", "bf16"), ("vllm", "fp8"),
+                                              ("vllm", "bf16")) else ()
             # TensorRT-LLM's block-scaled fp8 on Hopper walks every local expert per call
             # (row_s: memsim.ops.moe.problem_walk_s)
             if (b, fam) == ("trtllm", "fp8_block"):
                 tile = ("row_s",)
-            # vLLM fp8 is bound on its tiles, not on its weight stream (equal on H100 and
-            # H200): its hbm is tied to the CUTLASS grouped GEMM's weight stream as fitted on
-            # TensorRT-LLM's fp8 MoE (moe/trtllm/fp8's current value), else the fit
-            # buys its high-token rows' H200 speed-up with an HBM-bound decode (at 0.20:
-            # H100/H200 1.24 at 1-1024 tokens, measured 1.00-1.03); 2000 rows are two model
+            # vLLM fp8 (FlashInfer's untuned tile, memsim.ops.moe.fallback_terms): hbm is
+            # its full 128-row blocks' weight stream, l2 not read; 2000 rows are two model
             # shapes (sampled whole), 6000 six of its 14
             fallback = (b, fam) == ("vllm", "fp8")
-            weights = () if fallback else ("hbm",)
-            tied = {"hbm": "moe/trtllm/fp8"} if fallback else {}
+            l2 = () if fallback else ("l2",)
             # moe/trtllm/bf16: 8000 rows per GPU, as a 2000-row sample of whole shapes (about
             # 25 of its ~530) misrepresents the table: fitted on 2000 / 4000 / 8000 rows, the
             # full table's bf16 rows scored H100 12.8/49.7, 11.4/41.3, 8.5/32.0 % median/p90
             # (H200 13.1/46.2, 10.9/36.6, 8.7/28.1 %)
             rows = {("trtllm", "bf16"): 8000, ("vllm", "fp8"): 6000}.get((b, fam), 0)
-            out.append(FitSpec((f"moe/{b}/{fam}",), "moe", b,
-                               ("floor_s", "tensor", *weights, "l2", "hbm_act", *tile),
-                               {"moe_dtype": db}, min_rows=rows, tied=tied))
+            # vLLM's block-scaled fp8 on Hopper is two kernels, Triton without EP and
+            # FlashInfer's CUTLASS with it (memsim.ops.moe.class_variant): fitted together
+            keys = ((f"moe/{b}/{fam}", f"moe/{b}/{fam}_flashinfer")
+                    if (b, fam) == ("vllm", "fp8_block") else (f"moe/{b}/{fam}",))
+            out.append(FitSpec(keys, "moe", b,
+                               ("floor_s", "tensor", "hbm", *l2, "hbm_act", *tile),
+                               {"moe_dtype": db}, min_rows=rows))
         out.append(FitSpec(tuple(f"allreduce/{a}/{b}" for a in ALLREDUCE_ALGOS), "allreduce",
                            b, ("floor_s", "link")))
         bf16_kv = {"kv_cache_dtype": "bfloat16"}
@@ -400,19 +400,6 @@ def predict(spec: FitSpec, classes: dict[str, KernelClass], data: GpuRows) -> np
 # ---- the fit --------------------------------------------------------------------------
 
 
-def tied_base(spec: FitSpec, classes: dict[str, KernelClass]) -> dict[str, KernelClass]:
-    """The spec's classes from ``classes`` (key → class), each with the parameters of
-    :attr:`FitSpec.tied` copied from the class the tie names (an efficiency unit or a
-    time field of :data:`TIMES`)."""
-    out = {k: classes[k] for k in spec.keys}
-    for param, source in spec.tied.items():
-        if param in spec.free:
-            raise ValueError(f"{spec.name}: {param} is both free and tied to {source}")
-        value = _get(classes[source], param)
-        out = with_params(out, [(k, param) for k in spec.keys], np.full(len(spec.keys), value))
-    return out
-
-
 def _params(spec: FitSpec) -> list[tuple[str, str]]:
     return [(k, p) for k in spec.keys for p in spec.free if (k, p) not in spec.unused]
 
@@ -644,9 +631,8 @@ def source_text(r: FitResult, package: str, max_rows: int, seed: int) -> str:
     for k, p in spec.unused:
         by_key.setdefault(k, []).append(p)
     unused = "".join(f" (unused: {k}'s {', '.join(ps)})" for k, ps in by_key.items())
-    held = "".join(f"; held: {p} = {k}'s" for p, k in spec.tied.items())
     return (f"fitted by `memsim validate --source aiconfigurator --fit-classes` ({METHOD}; "
-            f"free: {', '.join(spec.free)}{unused}{held}{together}) to {spec.describe()} rows of "
+            f"free: {', '.join(spec.free)}{unused}{together}) to {spec.describe()} rows of "
             f"{' and '.join(_gpu(g) for g in r.fitted)} in {package} (seed {seed}, at most "
             f"{spec.rows_per_gpu(max_rows)} rows per GPU, whole model shapes): "
             f"median |error| {fitted}; "
@@ -737,7 +723,7 @@ def fit_run(chunks: list[Any], max_rows: int = MAX_ROWS, seed: int = 0,
         data = rows_for(spec, chunks, max_rows, seed)
         if not data:
             continue
-        r = fit_spec(spec, tied_base(spec, current), data, FIT_GPUS)
+        r = fit_spec(spec, {k: current[k] for k in spec.keys}, data, FIT_GPUS)
         out[spec.name] = r.to_dict()
         if echo is not None:
             echo(f"fitted {spec.name}: {r.note or f'{r.nfev} evaluations'}")
@@ -811,8 +797,7 @@ def fit_classes(pattern: str | None = None, gpus: set[str] | None = None,
         if collected.chunks:
             package = f"{source.PACKAGE} {collected.chunks[0].rows.package_version}"
         data = rows_for(spec, collected.chunks, max_rows, seed)
-        # a tie takes the value this run wrote where it fitted the class tied to
-        r = fit_spec(spec, tied_base(spec, {**current, **written}), data, FIT_GPUS)
+        r = fit_spec(spec, {k: current[k] for k in spec.keys}, data, FIT_GPUS)
         results.append(r)
         echo(f"fitted {spec.name}: {r.note or f'{r.nfev} evaluations'}")
         if not r.note:

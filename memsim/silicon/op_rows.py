@@ -132,7 +132,7 @@ def moe(rows: Rows, gpu: GPU) -> Mapped:
         try:
             # the class memsim.ops.moe.predict times this dtype with (memsim/ops/moe.py)
             kb = kernel_backend(backend, gpu)
-            cls = kernel_class("moe", kb, class_variant(kb, d, gpu))
+            cls = kernel_class("moe", kb, class_variant(kb, d, gpu, int(ep)))
             if not out.start or d == "bf16":
                 out.start = {"tensor": cls.efficiency.get("tensor", 1.0),
                              "hbm_bandwidth": cls.efficiency.get("hbm", 1.0)}
