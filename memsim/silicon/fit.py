@@ -245,7 +245,7 @@ def specs() -> list[FitSpec]:
     # (bf16 cache: the only one SM90 DSA runs); the context module rows stay held out
     out.append(FitSpec(("dsa/trtllm/sparse_sm90",), "dsa_generation_module", "trtllm",
                        ("row_s",), {"kv_cache_dtype": "bfloat16"}))
-    # TensorRT-LLM's indexer top-k in decode (memsim.attention.indexer_topk_decode_s): its
+    # TensorRT-LLM's indexer top-k in decode (memsim.attention.indexer_topk_s): its
     # per-row fixed steps and per-logit time, on the same rows
     out.append(FitSpec(("dsa/trtllm/indexer_topk",), "dsa_generation_module", "trtllm",
                        ("cta_s", "key_s"), {"kv_cache_dtype": "bfloat16"}))
