@@ -225,9 +225,10 @@ def test_table_meta_reads_the_norm_dispatch(tmp_path) -> None:
 
 def _host(T: np.ndarray, launch_s: float, kv: str = "bf16", gemm: str = "bf16",
           heads: int = 16, gpu: str = "h200") -> np.ndarray:
-    return mla_module.eager_host_s(T, heads, np.ones(T.shape, dtype=bool), sparse=True,
-                                   kv_dtype=kv, gemm_dtype=gemm, gpu=load_gpu(gpu),
-                                   backend="vllm", eager_ops="native", launch_s=launch_s)
+    g, mqa = load_gpu(gpu), np.ones(T.shape, dtype=bool)
+    linears = mla_module.linear_predictions(T, float(heads), mqa, True, gemm, g, "vllm")
+    return mla_module.eager_host_s(T, heads, mqa, sparse=True, kv_dtype=kv, linears=linears,
+                                   gpu=g, eager_ops="native", launch_s=launch_s)
 
 
 def test_eager_dsa_prefill_host_time_is_its_launches_and_eager_linears() -> None:
