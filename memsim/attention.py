@@ -221,15 +221,15 @@ class Timer:
         the padded rows included (MMAs, exponentials and vector work × ``decode_pad``);
         DSA's sparse MLA kernel (:func:`sparse_mla_kernel`) either leaves the roofline
         (``sparse_flops`` removed, its CTAs timed as ``sparse_s``) or computes whole head
-        tiles over all k slots (at least ``padded_flops``); otherwise ``cost`` itself."""
+        tiles over the selected keys (``sparse_flops`` replaced by ``padded_flops``);
+        otherwise ``cost`` itself."""
         if self.matmul_pad is not None:
             cost = replace(cost, matmul_flops=cost.matmul_flops * self.matmul_pad)
         if self.sparse_flops is not None:
             cost = replace(cost, matmul_flops=np.maximum(
                 cost.matmul_flops - self.sparse_flops, 0.0))
         if self.padded_flops is not None:
-            cost = replace(cost, matmul_flops=np.maximum(cost.matmul_flops,
-                                                         self.padded_flops))
+            cost = replace(cost, matmul_flops=cost.matmul_flops + self.padded_flops)
         if self.prefill_tiles is not None:
             # FA3 prefill: whole tiles on the busiest SM, × SMs (memsim.ops.fa3)
             return replace(cost, **self.prefill_tiles)
@@ -285,7 +285,17 @@ def sparse_mla_kernel(problem: AttentionProblem, gpu: GPU, backend: str | None, 
     GPU is a Hopper, the kernel is the SM90 sparse one (``csrc/sm90/prefill/sparse/phase1.cuh``:
     ``__launch_bounds__(384, 1)``, one CTA per SM), timed by its waves of CTAs, each
     ``SPARSE_HEAD_TILE · row_s`` (``sparse_s``), its MMAs leaving the roofline
-    (``sparse_flops``); elsewhere its padded MMAs stay in the roofline (``padded_flops``)."""
+    (``sparse_flops``). Elsewhere (TensorRT-LLM on SM100: trtllm-gen's sparse MLA kernel,
+    closed cubins that gather each selected latent row with TMA ``Gather4``, TensorRT-LLM
+    docs/source/blogs/tech_blog/blog15 "Sparse MLA Kernel") the MMAs stay in the roofline
+    over the *selected* keys only, heads padded to whole 64-head tiles
+    (``padded_flops`` replacing ``sparse_flops``). Not read from source but from the
+    unseen B200 rows' shape (dsa_context_module/trtllm, 128 and 16 heads, bf16 and fp8
+    caches): at a fixed token count the time grows with the causal keys up to k (0.12 →
+    0.42 µs per token from 64 to 2048 tokens per sequence, 128 heads, bf16), which all-k
+    slots would keep flat, and a key costs 16 heads half what it costs 128 (0.15 against
+    0.30 ns), as 64-head tiles make it. The indexer's top-k (:func:`indexer_topk_s`)
+    runs before the kernel (``sparse_s``) on every GPU."""
     if backend is None or not problem.mla or problem.mask.top_k is None:
         return {}
     from memsim.algorithms.dsa import selected_keys
@@ -301,7 +311,7 @@ def sparse_mla_kernel(problem: AttentionProblem, gpu: GPU, backend: str | None, 
         return {"sparse_flops": B * H * selected_keys(N, S, k) * width,
                 "sparse_s": sparse_time_s(problem.dtype == "fp8", H, B, N, S, k, gpu)}
     tiles = np.ceil(H / SPARSE_HEAD_TILE)
-    topk_s = indexer_topk_decode_s(backend, B, N, S, k, gpu)
+    topk_s = indexer_topk_s(backend, B, N, S, k, gpu)
     sm90 = kernel_class("dsa", backend, "sparse_sm90")
     if (gpu.architecture == "hopper" and sm90.row_s > 0
             and sm90.name.endswith("/sparse_sm90")):
@@ -309,30 +319,47 @@ def sparse_mla_kernel(problem: AttentionProblem, gpu: GPU, backend: str | None, 
         return {"sparse_flops": B * H * selected_keys(N, S, k) * width,
                 "sparse_s": np.ceil(ctas / gpu.spec.sm_count) * SPARSE_HEAD_TILE
                 * sm90.row_s + topk_s}
-    return {"padded_flops": B * N * tiles * SPARSE_HEAD_TILE * k * width, "sparse_s": topk_s}
+    selected = selected_keys(N, S, k)
+    return {"sparse_flops": B * H * selected * width,
+            "padded_flops": B * tiles * SPARSE_HEAD_TILE * selected * width,
+            "sparse_s": topk_s}
 
 
-def indexer_topk_decode_s(backend: str, B, N, S, k: int, gpu: GPU):
-    """Seconds of TensorRT-LLM's DSA indexer top-k in decode (arrays B, N, S; ``k`` the
-    top-k), serial before the sparse kernel: ``invokeIndexerTopKDecode``
-    (cpp/tensorrt_llm/kernels/indexerTopK.cu, NVIDIA/TensorRT-LLM 07339e94) runs one CTA per
-    query row (``gridDim = numRows``) over the row's S logits, a radix select in up to
-    four histogram steps (half, then 11, 11, 10 bits), each step clearing and prefix-
-    scanning its bins and streaming the row through shared-memory atomics twice; a row of
-    at most ``k`` logits takes the shortcut (all indices, no select). So per wave of rows
-    over the SMs: the class ``dsa/<backend>/indexer_topk``'s fixed steps ``cta_s`` plus
-    ``key_s`` per logit, in SM cycles (:func:`memsim.ops.classes.clock_ratio`). Prefill
-    rows (``N`` > 1: ``invokeIndexerTopKPrefill``) and the split-row paths for few rows
-    over very long S are not modelled (0 s); other backends: 0 s."""
+def indexer_topk_s(backend: str, B, N, S, k: int, gpu: GPU):
+    """Seconds of TensorRT-LLM's DSA indexer top-k (arrays B, N, S; ``k`` the top-k),
+    serial before the sparse kernel. Both of its kernels run one CTA per query row over
+    the row's logits (cpp/tensorrt_llm/kernels/indexerTopK.cu, NVIDIA/TensorRT-LLM
+    07339e94: ``invokeIndexerTopKDecode``, ``gridDim = numRows``; ``invokeIndexerTopKPrefill``
+    launches ``topKPerRowPrefill<512>`` over ``numRows`` CTAs, each row its causal
+    ``[rowStart, rowEnd)``), a radix select in up to four histogram steps (half, then 11,
+    11, 10 bits), each step clearing and prefix-scanning its bins and streaming the row
+    through shared-memory atomics twice; a row of at most ``k`` logits takes the shortcut
+    (all indices, no select), and a call whose rows all do skips the indexer altogether
+    (``skip_indexer_for_short_seqs``, PR-9524). So per wave of the rows past ``k`` over
+    the SMs: the class ``dsa/<backend>/indexer_topk``'s fixed steps ``cta_s`` plus
+    ``key_s`` per logit of their mean row, in SM cycles
+    (:func:`memsim.ops.classes.clock_ratio`). A prefill of N tokens after S − N cached
+    ones has a row of p + 1 logits at each position p (:func:`long_topk_rows`). The
+    split-row paths for few rows over very long S are not modelled; other backends: 0 s."""
     from memsim.ops.classes import clock_ratio, kernel_class
 
     B, N, S = (np.asarray(v, dtype=float) for v in (B, N, S))
     cls = kernel_class("dsa", backend, "indexer_topk")
     if backend != "trtllm" or not cls.name.endswith("/indexer_topk"):
         return np.zeros(np.broadcast(B, N, S).shape)
-    waves = np.ceil(B * N / gpu.spec.sm_count)
-    per_wave = (cls.cta_s + cls.key_s * S) * clock_ratio(gpu)
-    return np.where((S > k) & (N == 1), waves * per_wave, 0.0)
+    rows, logits = long_topk_rows(N, S, k)
+    waves = np.ceil(B * rows / gpu.spec.sm_count)
+    mean_logits = logits / np.maximum(rows, 1.0)
+    return waves * (cls.cta_s + cls.key_s * mean_logits) * clock_ratio(gpu)
+
+
+def long_topk_rows(N, S, k: int):
+    """(rows, their logits) of a sequence's N query rows that hold more than ``k``
+    logits: the row at position p (S − N ≤ p < S, causal) has p + 1 logits (arrays)."""
+    N, S = (np.asarray(v, dtype=float) for v in (N, S))
+    first = np.maximum(float(k), S - N)          # first position with more than k logits
+    rows = np.maximum(S - first, 0.0)
+    return rows, rows * (first + 1.0 + S) / 2.0
 
 
 def decode_serial_s(cta_s, blocks, groups, sm_count: int, partial_s=None):

@@ -225,9 +225,10 @@ def test_table_meta_reads_the_norm_dispatch(tmp_path) -> None:
 
 def _host(T: np.ndarray, launch_s: float, kv: str = "bf16", gemm: str = "bf16",
           heads: int = 16, gpu: str = "h200") -> np.ndarray:
-    return mla_module.eager_host_s(T, heads, np.ones(T.shape, dtype=bool), sparse=True,
-                                   kv_dtype=kv, gemm_dtype=gemm, gpu=load_gpu(gpu),
-                                   backend="vllm", eager_ops="native", launch_s=launch_s)
+    g, mqa = load_gpu(gpu), np.ones(T.shape, dtype=bool)
+    linears = mla_module.linear_predictions(T, float(heads), mqa, True, gemm, g, "vllm")
+    return mla_module.eager_host_s(T, heads, mqa, sparse=True, kv_dtype=kv, linears=linears,
+                                   gpu=g, eager_ops="native", launch_s=launch_s)
 
 
 def test_eager_dsa_prefill_host_time_is_its_launches_and_eager_linears() -> None:
@@ -359,36 +360,66 @@ def test_trtllm_mla_context_module_golden(gpu: str, row: int, batch: int, tokens
     assert float(p.time_s) == pytest.approx(measured_ms * 1e-3, rel=0.08)
 
 
-def test_trtllm_indexer_topk_runs_past_k_logits_in_decode_only() -> None:
-    """TensorRT-LLM's decode top-k (indexerTopK.cu ``invokeIndexerTopKDecode``): a row of at
-    most k logits takes the shortcut (0 s); past k, one CTA per row, a wave of rows over
-    the SMs at a time, each its fixed steps plus a time per logit; prefill rows (N > 1)
-    and other backends are not timed here."""
-    from memsim.attention import indexer_topk_decode_s
+def test_trtllm_indexer_topk_runs_past_k_logits() -> None:
+    """TensorRT-LLM's top-k (indexerTopK.cu ``invokeIndexerTopKDecode`` and
+    ``invokeIndexerTopKPrefill``): a row of at most k logits takes the shortcut (0 s); past
+    k, one CTA per row, a wave of rows over the SMs at a time, each its fixed steps plus a
+    time per logit of the rows' mean; a prefill's row at position p holds p + 1 logits,
+    so a prefill of at most k keys costs nothing; other backends are not timed here."""
+    from memsim.attention import indexer_topk_s
     from memsim.ops.classes import clock_ratio
 
     cls = kernel_class("dsa", "trtllm", "indexer_topk")
     assert cls.name == "dsa/trtllm/indexer_topk" and cls.cta_s > 0 and cls.key_s > 0
     for gpu in ("h200", "b200"):
         g = load_gpu(gpu)
-        f = lambda B, N, S, b="trtllm", g=g: float(indexer_topk_decode_s(  # noqa: E731
+        f = lambda B, N, S, b="trtllm", g=g: float(indexer_topk_s(  # noqa: E731
             b, np.array([B]), np.array([N]), np.array([S]), 2048, g)[0])
+        row_s = lambda logits, g=g: (cls.cta_s + cls.key_s * logits) * clock_ratio(g)  # noqa: E731
         assert f(4, 1, 2048) == 0.0 < f(4, 1, 2049)
-        assert f(4, 1, 4096) == pytest.approx(
-            (cls.cta_s + cls.key_s * 4096) * clock_ratio(g), rel=1e-9)
-        assert f(4, 2, 8192) == 0.0 == f(4, 1, 8192, "sglang")
+        assert f(4, 1, 4096) == pytest.approx(row_s(4096), rel=1e-9)
+        assert f(64, 2048, 2048) == 0.0 == f(4, 1, 8192, "sglang")
+        # two rows of 8191 and 8192 logits: one wave at their mean
+        assert f(4, 2, 8192) == pytest.approx(row_s(8191.5), rel=1e-9)
+        # 2048 rows past k (positions 2048..4095, 2049..4096 logits) in ⌈2048 / SMs⌉ waves
         sms = g.spec.sm_count
+        assert f(1, 4096, 4096) == pytest.approx(np.ceil(2048 / sms) * row_s(3072.5),
+                                                 rel=1e-9)
         assert f(sms, 1, 8192) == f(1, 1, 8192) < f(sms + 1, 1, 8192) == 2 * f(1, 1, 8192)
+
+
+def test_sm100_sparse_mla_computes_selected_keys_in_64_head_tiles() -> None:
+    """TensorRT-LLM's SM100 sparse MLA (trtllm-gen) stays in the roofline over the keys a
+    token selected, heads padded to 64-head tiles: a prefill of 64 tokens computes
+    Σ_p min(k, p + 1) keys, far fewer than 64·k slots, and 16 heads cost what 64 do."""
+    from memsim.algorithms.dsa import selected_keys
+    from memsim.attention import sparse_mla_kernel
+
+    g = load_gpu("b200")
+    width = 2.0 * (576 + 512)
+
+    def fields(n: int, h: int) -> dict:
+        return sparse_mla_kernel(_dsa_problem(2, n, n, h), g, "trtllm", np.array([2.0]),
+                                 np.array([float(n)]), np.array([float(n)]))
+
+    short = fields(64, 16)
+    assert float(short["padded_flops"][0]) == pytest.approx(2 * 64 * (64 * 65 / 2) * width)
+    assert float(short["sparse_flops"][0]) == pytest.approx(2 * 16 * (64 * 65 / 2) * width)
+    assert float(fields(64, 64)["padded_flops"][0]) == float(short["padded_flops"][0])
+    long = fields(8192, 128)
+    assert float(long["padded_flops"][0]) == pytest.approx(
+        2 * 128 * float(selected_keys(8192, 8192, 2048)) * width)
+    assert "sparse_s" in long and float(long["sparse_s"][0]) > 0   # the prefill top-k
 
 
 @settings(max_examples=40, deadline=None)
 @given(S=st.integers(2049, 1 << 17), dS=st.integers(1, 1 << 16), B=st.integers(1, 1024))
 def test_trtllm_indexer_topk_grows_with_keys(S: int, dS: int, B: int) -> None:
     """More logits per row never take less time."""
-    from memsim.attention import indexer_topk_decode_s
+    from memsim.attention import indexer_topk_s
 
     g = load_gpu("b200")
-    f = lambda s: float(indexer_topk_decode_s(  # noqa: E731
+    f = lambda s: float(indexer_topk_s(  # noqa: E731
         "trtllm", np.array([B]), np.array([1]), np.array([s]), 2048, g)[0])
     assert f(S) < f(S + dS)
 

@@ -168,8 +168,8 @@ def test_trtllm_fp8_bmm_on_sm100_is_the_bf16_bmm(op: str) -> None:
 def test_sm90_sparse_kernel_runs_one_cta_per_token_and_head_tile_in_waves() -> None:
     """FlashMLA's SM90 sparse kernel: ⌈tokens·⌈H/64⌉ / SMs⌉ waves of one CTA time, the
     same for 1 and 132 tokens on H200's 132 SMs, and for 1 and 64 heads (beside the
-    decode indexer's top-k, which the one-token calls add: indexer_topk_decode_s)."""
-    from memsim.attention import indexer_topk_decode_s, sparse_mla_kernel
+    decode indexer's top-k, which the one-token calls add: indexer_topk_s)."""
+    from memsim.attention import indexer_topk_s, sparse_mla_kernel
     from memsim.hardware import load_gpu
     from memsim.ops.classes import kernel_class
     from memsim.problem import AttentionProblem, Mask
@@ -181,7 +181,7 @@ def test_sm90_sparse_kernel_runs_one_cta_per_token_and_head_tile_in_waves() -> N
         p = AttentionProblem(batch=1, seq_len=n, kv_len=4096, heads=h, kv_heads=1,
                              head_dim=576, head_dim_v=512, mla=True,
                              mask=Mask(causal=True, top_k=2048))
-        topk = indexer_topk_decode_s("trtllm", 1, n, 4096, 2048, gpu)
+        topk = indexer_topk_s("trtllm", 1, n, 4096, 2048, gpu)
         return float(sparse_mla_kernel(p, gpu, "trtllm", 1, n, 4096)["sparse_s"] - topk)
 
     assert t(1, 16) == t(132, 16) == t(1, 64) == pytest.approx(64 * row_s)

@@ -165,6 +165,32 @@ def test_classes_fitted_together_count_only_those_some_row_is_timed_with() -> No
         "gemm/vllm/fp8_block", "gemm/vllm/fp8_block_flashinfer"]
 
 
+def test_classes_read_only_through_per_row_times_count_as_used() -> None:
+    """TensorRT-LLM's DSA decode kernels are fitted together and neither reads its floor:
+    the SM90 sparse kernel is timed by its per-row cost, the top-k by its per-row and
+    per-logit times. A Hopper decode row past k keys uses both, one within k the sparse
+    kernel only (the top-k takes its shortcut)."""
+    from memsim.ops.classes import kernel_classes
+
+    (spec,) = [s for s in fit.specs() if s.name.startswith("dsa/trtllm/sparse_sm90+")]
+    assert spec.keys == ("dsa/trtllm/sparse_sm90", "dsa/trtllm/indexer_topk")
+    base = {k: kernel_classes()[k] for k in spec.keys}
+
+    def rows(step: int) -> fit.GpuRows:
+        cols = {"batch_size": np.array([4]), "isl": np.array([1]), "num_heads": np.array([16]),
+                "step": np.array([step]),
+                **{c: np.array([v], dtype=object) for c, v in (
+                    ("kv_cache_dtype", "bfloat16"), ("gemm_type", "bfloat16"),
+                    ("mla_dtype", "bfloat16"), ("model", "deepseek-ai/DeepSeek-V3.2"),
+                    ("kernel_source", "default"))}}
+        r = fit.Rows("h200_sxm", "sparse_attention", "trtllm", "t",
+                     "dsa_generation_module_perf", "synthetic", "t", np.arange(1), cols)
+        return fit.GpuRows("h200", r, np.ones(1))
+
+    assert fit._used_keys(spec, base, [rows(8192)]) == list(spec.keys)
+    assert fit._used_keys(spec, base, [rows(1024)]) == ["dsa/trtllm/sparse_sm90"]
+
+
 def test_unseen_errors_count_only_the_rows_the_fitted_classes_time() -> None:
     """A row of the op class that another kernel class times (vLLM's fp8_block GEMM at 8
     tokens runs FlashInfer's kernel, at 4096 DeepGEMM's) says nothing about the fitted

@@ -53,10 +53,14 @@ INDEX_TOPK = 2048
 def module_parts(phase: str, batch: Any, seq_len: Any, kv_len: Any, heads: int, *,
                  kv_dtype: str = "bf16", gemm_dtype: str = "bf16", sparse: bool = False,
                  gpu: Any = "h100-sxm", backend: str | None = None,
-                 mla_dtype: str = "bf16", eager_ops: str = "native") -> dict[str, Any]:
+                 mla_dtype: str = "bf16", eager_ops: str = "native",
+                 linears: dict[str, tuple[np.ndarray, OpPrediction]] | None = None
+                 ) -> dict[str, Any]:
     """Seconds of each kernel of one attention module call, memsim's own pieces summed by
     :func:`module`: ``batch`` sequences of ``seq_len`` new tokens (1 when decoding) over
-    ``kv_len`` keys (arrays), ``heads`` per GPU (an int).
+    ``kv_len`` keys (arrays), ``heads`` per GPU (an int); ``linears``: the call's
+    :func:`linear_predictions` where the caller has them (:func:`module` shares them with
+    :func:`eager_module_host_s`), else predicted here.
 
     - GEMMs through :func:`memsim.ops.gemm.predict` (``gemm_dtype`` bf16 or fp8_block):
       the fused down-projection ``fused_a`` (hidden → q_lora 1536 + latent 576, + the
@@ -81,11 +85,11 @@ def module_parts(phase: str, batch: Any, seq_len: Any, kv_len: Any, heads: int, 
     H = float(heads)
     mqa = mqa_rows(phase, sparse, N, kv_dtype, gpu, backend)
     zero = np.zeros_like(T)
-    parts = {name: _linear_s(T, n, k, gemm_dtype, gpu, backend)
-             for name, (k, n) in linear_shapes(H, sparse).items()}
-    if not mqa.all():
-        k, n = kv_b_proj_shape(H)
-        parts["kv_b_proj"] = np.where(mqa, zero, _linear_s(T, n, k, gemm_dtype, gpu, backend))
+    if linears is None:
+        linears = linear_predictions(T, H, mqa, sparse, gemm_dtype, gpu, backend)
+    parts = {name: _linear_s(p, backend) for name, (_, p) in linears.items()}
+    if "kv_b_proj" in parts:
+        parts["kv_b_proj"] = np.where(mqa, zero, parts["kv_b_proj"])
     if mqa.any():
         bmm_dtype = _bmm_dtype(gemm_dtype, backend)
         for op in BMM_SHAPES:
@@ -135,6 +139,26 @@ def linear_shapes(H: float, sparse: bool) -> dict[str, tuple[float, float]]:
 def kv_b_proj_shape(H: float) -> tuple[float, float]:
     """(k, n) of the prefill (MHA) path's K/V decompression ``kv_b_proj``."""
     return KV_LORA_RANK, H * (QK_NOPE + V_HEAD)
+
+
+def linear_predictions(T: np.ndarray, H: float, mqa: np.ndarray, sparse: bool,
+                       gemm_dtype: str, gpu: Any, backend: str | None
+                       ) -> dict[str, tuple[np.ndarray, OpPrediction]]:
+    """Each linear of a module call over ``T`` tokens (array) → (the rows that run it, its
+    :func:`memsim.ops.gemm.predict`): the :func:`linear_shapes` on every row, and
+    ``kv_b_proj`` on the prefill (MHA) rows (``~mqa``, :func:`mqa_rows`) where there are
+    any. One prediction each, which the kernels' time (:func:`module_parts`) and an eager
+    call's host time (:func:`eager_host_s`) both read."""
+    from memsim.ops.gemm import predict as gemm
+
+    every = np.ones(np.shape(T), dtype=bool)
+    out = {name: (every, gemm(T, n, k, dtype=gemm_dtype, gpu=gpu, backend=backend))
+           for name, (k, n) in linear_shapes(H, sparse).items()}
+    if not np.all(mqa):
+        k, n = kv_b_proj_shape(H)
+        out["kv_b_proj"] = (~np.asarray(mqa, dtype=bool),
+                            gemm(T, n, k, dtype=gemm_dtype, gpu=gpu, backend=backend))
+    return out
 
 
 # vLLM's MLA backends run a batch's short prefills on their decode kernel (the metadata
@@ -267,19 +291,17 @@ def dsa_prefill_launches(heads: int, kv_dtype: str, gpu: Any) -> int:
 
 
 def eager_host_s(T: np.ndarray, heads: int, mqa: np.ndarray, *, sparse: bool,
-                 kv_dtype: str, gemm_dtype: str, gpu: Any, backend: str | None,
-                 eager_ops: str, launch_s: float) -> np.ndarray:
+                 kv_dtype: str, linears: dict[str, tuple[np.ndarray, OpPrediction]],
+                 gpu: Any, eager_ops: str, launch_s: float) -> np.ndarray:
     """Seconds the host takes to issue one eager module call over ``T`` tokens (array;
     ``mqa`` per row, :func:`mqa_rows`): ``launch_s`` (the fitted "module/<backend>/eager"
     floor) per kernel launch — the element-wise kernels (:func:`aux_launches`), the BMMs,
     DSA's prefill kernels (:func:`dsa_prefill_launches`), each linear's kernels (with a
-    split-K reduction where it splits) — except a linear whose GEMM class was itself timed
+    split-K reduction where it splits; ``linears``: the call's
+    :func:`linear_predictions`) — except a linear whose GEMM class was itself timed
     eagerly (vLLM's fp8_block, memsim.ops.gemm): its host time is that class's floor, the
     host time of the very same ``W8A8BlockFp8LinearOp`` call, measured."""
-    from memsim.ops.gemm import predict as gemm
-
     T = np.asarray(T, dtype=float)
-    H = float(heads)
     pad_v = pads_v(gpu)
     aux = {m: aux_launches(heads, m, sparse, kv_dtype, pad_v, eager_ops)[0]
            for m in (True, False)}
@@ -287,10 +309,7 @@ def eager_host_s(T: np.ndarray, heads: int, mqa: np.ndarray, *, sparse: bool,
     if sparse:
         launches = launches + dsa_prefill_launches(heads, kv_dtype, gpu)
     host = np.zeros_like(T)
-    shapes = [(np.ones(T.shape, dtype=bool), kn) for kn in linear_shapes(H, sparse).values()]
-    shapes.append((~np.asarray(mqa, dtype=bool), kv_b_proj_shape(H)))
-    for runs, (k, n) in shapes:
-        p = gemm(T, n, k, dtype=gemm_dtype, gpu=gpu, backend=backend)
+    for runs, p in linears.values():
         if p.detail["eager"]:
             host = host + np.where(runs, np.asarray(p.launch_s, dtype=float), 0.0)
         else:
@@ -299,17 +318,13 @@ def eager_host_s(T: np.ndarray, heads: int, mqa: np.ndarray, *, sparse: bool,
     return launches * launch_s + host
 
 
-def _linear_s(T: np.ndarray, n: float, k: float, gemm_dtype: str, gpu: Any,
-              backend: str | None) -> np.ndarray:
-    """Seconds of one linear layer inside the module: :func:`memsim.ops.gemm.predict`,
-    except a GEMM class timed *eagerly* (vLLM's fp8_block, whose floor is the host's launch
-    time: memsim.ops.gemm): inside the module's stream each of its kernels (quantisation
-    and GEMM, ``detail["kernels"]``) costs one launch (:func:`_launch_class`'s floor) on
-    top of the kernels' own time (``detail["kernel_s"]``), the host's launch time being the
-    module's (:func:`module`)."""
-    from memsim.ops.gemm import predict as gemm
-
-    p = gemm(T, n, k, dtype=gemm_dtype, gpu=gpu, backend=backend)
+def _linear_s(p: OpPrediction, backend: str | None) -> np.ndarray:
+    """Seconds of one linear layer inside the module from its
+    :func:`memsim.ops.gemm.predict` ``p``: its time, except a GEMM class timed *eagerly*
+    (vLLM's fp8_block, whose floor is the host's launch time: memsim.ops.gemm): inside the
+    module's stream each of its kernels (quantisation and GEMM, ``detail["kernels"]``)
+    costs one launch (:func:`_launch_class`'s floor) on top of the kernels' own time
+    (``detail["kernel_s"]``), the host's launch time being the module's (:func:`module`)."""
     cls = _launch_class(backend)
     if not p.detail["eager"] or cls is None:
         return np.asarray(p.time_s, dtype=float)
@@ -564,7 +579,7 @@ def dsa_s(B: np.ndarray, N: np.ndarray, S: np.ndarray, heads: int, *, kv_dtype: 
     class and its production sparse kernel (:func:`memsim.attention.sparse_mla_kernel`:
     vLLM's FlashMLA sparse prefill or fp8 decode kernel, :mod:`memsim.ops.sparse_mla`;
     FlashMLA's SM90 sparse kernel by its CTAs on Hopper where the backend has that class,
-    else its 64-head tiles over all k slots in the roofline), as ``memsim attention
+    else its 64-head tiles over the selected keys in the roofline), as ``memsim attention
     --algorithm dsa --backend`` and the whole-model sums time it."""
     from memsim.attention import backend_time_s
     from memsim.problem import AttentionProblem, Mask
@@ -574,34 +589,32 @@ def dsa_s(B: np.ndarray, N: np.ndarray, S: np.ndarray, heads: int, *, kv_dtype: 
     rows: dict[tuple[float, float, float], list[int]] = {}
     for i, key in enumerate(zip(*(v.tolist() for v in flat), strict=True)):
         rows.setdefault(key, []).append(i)
-    gpu_key = gpu.model_dump_json()
-    _GPUS[gpu_key] = gpu
+    gpu_json = gpu.model_dump_json()
     out_s = np.zeros(len(flat[0]))
     for (b, n, s), at in sorted(rows.items()):
         problem = AttentionProblem(
             batch=int(b), seq_len=int(n), kv_len=int(s), heads=int(heads), kv_heads=1,
             head_dim=LATENT, head_dim_v=KV_LORA_RANK, dtype=dtype, mla=True,
             mask=Mask(causal=True, top_k=INDEX_TOPK))
-        cost, tiling = _dsa_costs(problem, gpu_key)
+        cost, tiling = _dsa_costs(problem, gpu_json)
         t = backend_time_s(cost, gpu, problem, "dsa", backend, b, n,
                            blocks_per_sm=tiling.blocks_per_sm(gpu), S=s)
         out_s[at] = float(np.asarray(t).reshape(-1)[0])
     return out_s.reshape(np.shape(B))
 
 
-# The GPUs :func:`_dsa_costs` has seen, by their JSON (a GPU model is not hashable)
-_GPUS: dict[str, Any] = {}
-
-
 @functools.lru_cache(maxsize=4096)   # a few KB per entry
-def _dsa_costs(problem: Any, gpu_key: str) -> tuple[Any, Any]:
-    """:func:`memsim.attention.costs_for` of a DSA problem (its cost and tiling), memoised:
-    they depend on the problem and the GPU's profile only, not on the kernel classes, so
-    a fit re-predicting the same module rows under trial classes computes them once
-    (tests/test_mla_module.py checks a trial class still moves :func:`dsa_s`)."""
+def _dsa_costs(problem: Any, gpu_json: str) -> tuple[Any, Any]:
+    """:func:`memsim.attention.costs_for` of a DSA problem (its cost and tiling) on the GPU
+    profile ``gpu_json`` (``GPU.model_dump_json()``: the whole profile, hashable where the
+    model is not; rebuilt here), memoised: they depend on the problem and the profile
+    only, not on the kernel classes, so a fit re-predicting the same module rows under
+    trial classes computes them once (tests/test_mla_module.py checks a trial class still
+    moves :func:`dsa_s`)."""
     from memsim.attention import costs_for
+    from memsim.hardware import GPU
 
-    return costs_for(problem, _GPUS[gpu_key], "dsa", l2_estimate=True)
+    return costs_for(problem, GPU.model_validate_json(gpu_json), "dsa", l2_estimate=True)
 
 
 def module(phase: str, batch: Any, seq_len: Any, kv_len: Any, heads: int, *,
@@ -619,13 +632,18 @@ def module(phase: str, batch: Any, seq_len: Any, kv_len: Any, heads: int, *,
     for name, v in (("batch", batch), ("seq_len", seq_len), ("kv_len", kv_len),
                     ("heads", heads)):
         positive(name, v)
+    gpu = resolve_gpu(gpu)
+    B, N, _ = as_float(batch, seq_len, kv_len)
+    linears = linear_predictions(B * N, float(heads),
+                                 mqa_rows(phase, sparse, N, kv_dtype, gpu, backend), sparse,
+                                 gemm_dtype, gpu, backend)
     parts = module_parts(phase, batch, seq_len, kv_len, heads, kv_dtype=kv_dtype,
                          gemm_dtype=gemm_dtype, sparse=sparse, gpu=gpu, backend=backend,
-                         mla_dtype=mla_dtype, eager_ops=eager_ops)
+                         mla_dtype=mla_dtype, eager_ops=eager_ops, linears=linears)
     kernels_s = sum(parts.values())
     host_s = eager_module_host_s(phase, batch, seq_len, heads, kv_dtype=kv_dtype,
-                                 gemm_dtype=gemm_dtype, sparse=sparse, gpu=gpu,
-                                 backend=backend, eager_ops=eager_ops)
+                                 sparse=sparse, gpu=gpu, backend=backend,
+                                 eager_ops=eager_ops, linears=linears)
     # an eager forward was timed over back-to-back calls between two CUDA events with no
     # synchronisation inside (aiconfigurator collector/helper.py ``benchmark_with_power``,
     # its eager branch): each launch returns once its kernel is queued on the stream, so
@@ -643,23 +661,26 @@ def module(phase: str, batch: Any, seq_len: Any, kv_len: Any, heads: int, *,
 
 
 def eager_module_host_s(phase: str, batch: Any, seq_len: Any, heads: int, *,
-                        kv_dtype: str, gemm_dtype: str, sparse: bool, gpu: Any,
-                        backend: str | None, eager_ops: str) -> np.ndarray:
+                        kv_dtype: str, sparse: bool, gpu: Any, backend: str | None,
+                        eager_ops: str,
+                        linears: dict[str, tuple[np.ndarray, OpPrediction]]) -> np.ndarray:
     """The host's seconds per call of a module the collector ran eagerly
-    (:func:`_graphed`; :func:`eager_host_s` with the class "module/<backend>/eager"),
-    0 for a CUDA-graph replay or a backend without that class."""
+    (:func:`_graphed`; :func:`eager_host_s` with the class "module/<backend>/eager" over
+    the call's :func:`linear_predictions` ``linears``), 0 for a CUDA-graph replay or a
+    backend without that class."""
     B, N = as_float(batch, seq_len)
     host = _host_class(backend)
     if host is None or _graphed(phase, sparse):
         return np.zeros_like(B * N)
     gpu = resolve_gpu(gpu)
     return eager_host_s(B * N, heads, mqa_rows(phase, sparse, N, kv_dtype, gpu, backend),
-                        sparse=sparse, kv_dtype=kv_dtype, gemm_dtype=gemm_dtype, gpu=gpu,
-                        backend=backend, eager_ops=eager_ops, launch_s=host.floor_s)
+                        sparse=sparse, kv_dtype=kv_dtype, linears=linears, gpu=gpu,
+                        eager_ops=eager_ops, launch_s=host.floor_s)
 
 
 __all__ = ["AUX_KERNELS", "DSA_PREFILL_LAUNCHES", "EAGER_OPS", "HIDDEN", "INDEX_TOPK",
            "TRTLLM_AUX_KERNELS", "aux_kernels", "aux_launches", "aux_s",
            "dsa_prefill_launches", "dsa_s", "eager_host_s", "eager_module_host_s",
-           "eager_ops_of", "elementwise_s", "linear_shapes", "module", "module_parts",
-           "mqa_rows", "pads_v", "prefill_kv_dtype", "trtllm_aux_kernels", "trtllm_aux_s"]
+           "eager_ops_of", "elementwise_s", "linear_predictions", "linear_shapes", "module",
+           "module_parts", "mqa_rows", "pads_v", "prefill_kv_dtype", "trtllm_aux_kernels",
+           "trtllm_aux_s"]

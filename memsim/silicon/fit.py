@@ -240,15 +240,17 @@ def specs() -> list[FitSpec]:
                                       ("decode", "generation_mla"))]
             out.append(FitSpec((f"mla_bmm/{b}/{fam}",), "mla_bmm", b,
                                ("floor_s", "tensor", "hbm", "l2"), {"bmm_dtype": db}))
-    # FlashMLA's SM90 sparse kernel under TensorRT-LLM's DSA
-    # (memsim.attention.sparse_mla_kernel): its per-row cost, on the decode module rows
-    # (bf16 cache: the only one SM90 DSA runs); the context module rows stay held out
-    out.append(FitSpec(("dsa/trtllm/sparse_sm90",), "dsa_generation_module", "trtllm",
-                       ("row_s",), {"kv_cache_dtype": "bfloat16"}))
-    # TensorRT-LLM's indexer top-k in decode (memsim.attention.indexer_topk_decode_s): its
-    # per-row fixed steps and per-logit time, on the same rows
-    out.append(FitSpec(("dsa/trtllm/indexer_topk",), "dsa_generation_module", "trtllm",
-                       ("cta_s", "key_s"), {"kv_cache_dtype": "bfloat16"}))
+    # TensorRT-LLM's DSA decode on Hopper, two kernels fitted together on the same rows
+    # (decode module rows, bf16 cache: the only one SM90 DSA runs; the context module
+    # rows stay held out): FlashMLA's SM90 sparse kernel (memsim.attention
+    # .sparse_mla_kernel), its per-row cost, and the indexer's top-k before it
+    # (memsim.attention.indexer_topk_s), its per-row fixed steps and per-logit time.
+    # Fitted one after the other, each fit moved the other's optimum: no rerun
+    # reproduced the file
+    sm90, topk = "dsa/trtllm/sparse_sm90", "dsa/trtllm/indexer_topk"
+    out.append(FitSpec((sm90, topk), "dsa_generation_module", "trtllm",
+                       ("row_s", "cta_s", "key_s"), {"kv_cache_dtype": "bfloat16"},
+                       unused=((sm90, "cta_s"), (sm90, "key_s"), (topk, "row_s"))))
     # vLLM's FlashMLA sparse kernels (memsim.ops.sparse_mla) on its CUDA-graphed decode
     # module rows: a bf16 cache runs the sparse prefill kernel, an fp8 cache the fp8
     # sparse decode kernel; the host's time per kernel launch of the eager DSA prefill
@@ -552,19 +554,30 @@ def _unseen_stats(spec: FitSpec, classes: dict[str, KernelClass], data: GpuRows,
 
 def _used_keys(spec: FitSpec, base: dict[str, KernelClass], data: list[GpuRows]
                ) -> list[str]:
-    """The spec's classes some row is actually timed with: those whose floor, doubled,
-    moves some row's time (a custom all-reduce algorithm, or a GEMM kernel family, that no
-    row picks cannot be fitted: its numbers stay the file's)."""
+    """The spec's classes some row is actually timed with: those whose floor or one of
+    whose fitted parameters (:func:`_moved`) moves some row's time (a custom all-reduce
+    algorithm, or a GEMM kernel family, that no row picks cannot be fitted: its numbers
+    stay the file's; a class read for its per-row or per-logit time only, as DSA's SM90
+    sparse kernel and top-k, is used through those)."""
     if len(spec.keys) == 1:
         return list(spec.keys)
     now = [predict(spec, base, d) for d in data]
     used = []
     for k in spec.keys:
-        moved = {**base, k: replace(base[k], floor_s=2 * base[k].floor_s + 1e-6)}
-        if any(not np.allclose(predict(spec, moved, d), t, rtol=1e-9, equal_nan=True)
-               for d, t in zip(data, now, strict=True)):
+        params = ["floor_s", *(p for key, p in _params(spec) if key == k and p != "floor_s")]
+        if any(not np.allclose(predict(spec, {**base, k: _moved(base[k], p)}, d), t,
+                               rtol=1e-9, equal_nan=True)
+               for p in params for d, t in zip(data, now, strict=True)):
             used.append(k)
     return used
+
+
+def _moved(cls: KernelClass, param: str) -> KernelClass:
+    """``cls`` with ``param`` moved far enough to show in a row's time that reads it: a
+    time doubled (plus 1 µs, so a 0 moves too), an efficiency or share halved."""
+    v = _get(cls, param)
+    moved = 2 * v + 1e-6 if param in TIMES else v / 2
+    return with_params({"k": cls}, [("k", param)], np.array([moved]))["k"]
 
 
 def fit_spec(spec: FitSpec, base: dict[str, KernelClass], data: dict[str, GpuRows],
