@@ -12,11 +12,31 @@ cuBLAS's heuristics and TensorRT-LLM's autotuner pick the fastest kernel:
 - ``l2``: every tile's operand panels through L2 (L2 → SM traffic) on the busiest SM: an
   SM pulls its CTAs' panels through its own share of the L2 bandwidth (L2 / SMs), one
   wave after another, so a grid of few CTAs cannot use the whole L2 (measured: vLLM's fp8
-  GEMM at m = 8, n = 512, k = 65536 runs 8 CTAs at 73-75 GB/s each on H100 and H200, 84 on
-  B200, where 0.82 · 12 TB/s / 132 = 75 is H100's: RRZE gpu-benches' L2 plateau); TMA fetches a
-  tile's valid rows only (rows past m or n are zero-filled, not read); CUTLASS's SM90/SM100
-  kernels run in clusters of 2 CTAs whose shared B panel is multicast by TMA (cluster
-  shape 2 × 1 × 1), so a tile loads its A panel and half of its B panel;
+  GEMM at m = 8, n = 512, k = 65536 on H100 launches 16 CTAs in 1 × 2 clusters, 8 of them
+  real; each real SM takes (8 + 64) B · 65536 = 4.7 MB in 50 µs (55.8 µs less the floor
+  and the quantisation), 95 GB/s, and 92 on H200, where 12 TB/s / 132 = 91: the fitted
+  l2 efficiency of gemm/vllm/fp8, 0.99, gives 90); TMA fetches a tile's valid rows only
+  (rows past m or n are zero-filled, not read). **TMA multicast** in a thread-block
+  cluster divides the loads each CTA *issues*, not the bytes each SM *receives*: every
+  CTA of the cluster takes the whole shared panel into its own shared memory (CUTLASS
+  collective/sm90_mma_tma_gmma_ss_warpspecialized.hpp ``load``: each CTA ``tma_partition``s
+  the shared operand by its block id in the cluster and loads its slice with
+  ``mcast_mask_b``; every CTA waits on the whole stage). It lowers the L2 slices' reads,
+  which bind only when the SMs' ingress exceeds the L2's rate — not modelled, the
+  per-SM term above being the same rate. Where the kernel is read from its source —
+  vLLM's fp8 ``cutlass_scaled_mm``: CUTLASS 3 with clusters on SM90 and SM100 (below),
+  CUTLASS 2 without TMA on SM89 (scaled_mm_c2x_sm89_fp8_dispatch.cuh) — the whole
+  panels count, except that SM100's 2-SM MMA splits B between the pair's two SMs, each
+  loading half (:func:`vllm_fp8_b_share`); where its cluster is modelled (SM90) the grid is
+  rounded up to whole clusters (CUTLASS tile_scheduler_params.h,
+  ``PersistentTileSchedulerSm90Params::initialize``: ``problem_blocks_m =
+  round_up(problem_blocks.x, … cluster_shape.m())``, the padding CTAs taking SM slots
+  and waves). For the autotuned kernels whose source is not read
+  (cuBLAS, TensorRT-LLM's, SGLang's) the B panel is still counted halved (:data:`CLUSTER`): their
+  H100/H200 rows run the per-SM term faster than L2 / SMs (fitted l2 efficiency at its
+  cap of 1), and the halving stands in for that — a known approximation, not multicast
+  physics; counting their whole panels, unrefitted, takes gemm/trtllm H100 from 5.9 to
+  7.2 % median |error| and gemm/sglang from 9.7 to 12.2 %;
 - ``hbm``: the compulsory bytes (A, B read once, C written once, split-K partials), the
   rasterised tile order keeping operand re-reads in L2.
 
@@ -52,23 +72,23 @@ frameworks' sources and from the aiconfigurator collectors that timed them):
   fixed by m and n** (vllm csrc/quantization/w8a8/cutlass/c3x/scaled_mm_sm90_fp8_dispatch.cuh
   @68f442e: m ≤ 16 → 16 × 64 (swap-AB), m ≤ 64 → 16 × 64 for n ≤ 1280 else 64 × 64,
   m ≤ 128 → 64 × 128, else 128 × 128), so a mid-size m pays the waves of that one tile.
-  Its clusters set how many CTAs share a weight panel by TMA multicast: 2 × 1 for
-  m > 64 (two CTAs along m, the weight panel halved as above); for swap-AB (m ≤ 64)
-  the cluster runs along m, 1 × 2 (m ≤ 16) and 1 × 4 (m ≤ 64) when n ≤ 1280, 1 × 1 above
-  (:func:`vllm_sm90_fp8_weight_share`).
+  Its clusters all run along m (:func:`vllm_sm90_fp8_cluster`): 2 × 1 for m > 64; for
+  swap-AB (m ≤ 64) ``ClusterShape`` 1 × 2 (m ≤ 16) and 1 × 4 (m ≤ 64) when n ≤ 1280 —
+  the swapped problem's N is m — and 1 × 1 above. At m ≤ 16 the 1 × 2 cluster thus
+  launches a padding CTA beside every real one. Known gap: at 64 < m ≤ 128 with few
+  tiles (H100, n ≤ 1024, k = 65536: at most 16 CTAs of 64 × 128) the measured rows take their
+  whole (64 + 128)-row panels at about 120 GB/s per SM, above L2 / SMs, and the model
+  over-predicts them by 45-55 %: an SM's own ingress can exceed its share of the L2's rate,
+  which a per-SM ingress figure (none sourced yet) would have to carry.
   Known gap: on SM100 the tile is fixed too (scaled_mm_sm100_fp8_dispatch.cuh @487e7b0:
   m ≤ 16 → swap-AB 128 × 32 in 4 × 1 clusters, m ≤ 64 → swap-AB 128 × 64 (4 × 1; 64 × 64
   un-clustered at m = 64, k < 4096), m ≤ 256 → 128 × 128 (2 × 1), else 256 × 128 (2 × 2);
   CUTLASS's ``KernelScheduleAuto`` runs a 2-SM MMA wherever cluster M is even and tile M
   a multiple of 128, sm100_common.inl ``sm100_make_trivial_tiled_mma``), i.e. per SM
-  64 × 128 tiles for m ≤ 256 and 128 × 128 above, each panel shared by 2-4 SMs. Timed
-  with those tiles, the fp8 rows of every SM100 GPU get worse (median |error| B200 12.9 →
-  14.2 %, p90 43 → 50; B300 12.3 → 15.1; GB200 13.6 → 14.9), worst at 64 < m ≤ 256: the
-  per-SM L2 term binds there, on an L2 bandwidth that hardware_profiles/b200.toml only
-  estimates (H100's × 148/132). Diagnostic, not committed: at 1.2× / 1.4× that figure
-  B200's fp8 median is 10.2 / 8.5 % with the fastest tile, 9.7 / 7.6 % with vLLM's (p90
-  33 / 30 against 41 / 35), so the L2 figure, not the tile rule, sets these rows. Until
-  a sourced B200 L2 figure exists, Blackwell keeps the fastest tile.
+  64 × 128 tiles for m ≤ 256 and 128 × 128 above, each panel shared by 2-4 SMs. Not
+  modelled: Blackwell keeps the fastest of :data:`TILES` (an earlier trial of these tiles
+  made the SM100 fp8 rows worse; its figures came from a script outside the repository
+  and were not reproduced, so none are quoted here).
 - vLLM's fp8_block linear was timed **without CUDA graphs** (collector/vllm/collect_gemm.py:
   ``use_cuda_graph=gemm_type != "fp8_block"``): the host's launch of the quantisation and
   GEMM kernels, not the GPU, sets a small problem's time, so there the class floor is that
@@ -117,11 +137,11 @@ from memsim.units import ACCUM_BYTES, DTYPE_BYTES
 # CUTLASS 3 collective tile shapes (M, N) of the SM90 TMA warp-specialised GEMMs that
 # cuBLAS/TensorRT-LLM profile: 64-row tiles for skinny problems (one warpgroup wgmma M = 64),
 # 128 × 128 … 256 × 128 for large ones.
+CLUSTER = 2  # CTAs per cluster sharing a TMA-multicast operand panel (CUTLASS 2 x 1 x 1)
 TILES = ((64, 64), (64, 128), (64, 256), (128, 64), (128, 128), (128, 256), (256, 128))
 SPLITS = (1, 2, 4, 8, 16)
 MIN_K_PER_SPLIT = 256  # split-K keeps at least a few k-blocks (of 64) per split
 PARTIAL_BYTES = ACCUM_BYTES  # split-K partials are fp32
-CLUSTER = 2  # CTAs per cluster sharing a TMA-multicast operand panel (CUTLASS 2 x 1 x 1)
 
 GEMM_DTYPES = {"fp32": "tf32", "tf32": "tf32", "fp16": "fp16", "bf16": "bf16", "fp8": "fp8",
                "fp8_block": "fp8", "int8": "int8"}
@@ -184,14 +204,25 @@ def vllm_sm90_fp8_tiles(m: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.nd
     return tile_m, tile_n
 
 
-def vllm_sm90_fp8_weight_share(m: np.ndarray, n: np.ndarray) -> np.ndarray:
-    """CTAs of one cluster sharing each weight (n-side) panel in vLLM's SM90 fp8
-    ``cutlass_scaled_mm`` (module docstring): its swap-AB configs cluster along m,
-    1 × 2 for m ≤ 16 and 1 × 4 for m ≤ 64 when n ≤ 1280, un-clustered above n = 1280;
-    the others are 2 × 1 (the weight panel multicast to 2 CTAs)."""
+def vllm_sm90_fp8_cluster(m: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(CTAs along m, CTAs along n) of one cluster of vLLM's SM90 fp8 ``cutlass_scaled_mm``
+    (module docstring), written in rows of m × columns of n: every config clusters along m
+    — 2 (m ≤ 16) and 4 (m ≤ 64) when n ≤ 1280 (swap-AB ``ClusterShape`` 1 × 2, 1 × 4),
+    1 for m ≤ 64 above n = 1280, 2 for m > 64 (``ClusterShape`` 2 × 1)."""
     small_n = n <= 1280
-    return np.where(m <= 16, np.where(small_n, 2.0, 1.0),
-                    np.where(m <= 64, np.where(small_n, 4.0, 1.0), 2.0))
+    along_m = np.where(m <= 16, np.where(small_n, 2.0, 1.0),
+                       np.where(m <= 64, np.where(small_n, 4.0, 1.0), 2.0))
+    return along_m, np.ones_like(along_m)
+
+
+def vllm_fp8_b_share(gpu: Any) -> float:
+    """SMs among which one CTA tile's B panel is split in vLLM's fp8 ``cutlass_scaled_mm``
+    (module docstring): 2 on SM100, whose 2-SM MMA (``tcgen05.mma.cta_group::2``) has each
+    CTA of the pair provide half of B, N/2 × K (NVIDIA tilus docs, ``tcgen05.mma``; the
+    fastest tile stands in for vLLM's SM100 configs, not modelled: module docstring);
+    1 elsewhere — SM90's cluster multicast still lands the whole panel in every SM, and
+    SM89's CUTLASS 2 kernel has no cluster."""
+    return 2.0 if cc_major(gpu) >= 10 else 1.0
 
 
 def vllm_fp8_block_variant(m: np.ndarray, n: np.ndarray, k: np.ndarray, gpu: Any) -> np.ndarray:
@@ -239,7 +270,7 @@ def tiled_terms(m: np.ndarray, n: np.ndarray, k: np.ndarray, groups: np.ndarray,
                 cls: KernelClass, rate_dtype: str, e_in: float,
                 weight_e: float | None = None, split_k: bool = True,
                 tiles: tuple[np.ndarray, np.ndarray] | None = None,
-                shares: tuple[Any, Any] = (1.0, CLUSTER),
+                cluster: tuple[Any, Any] = (1.0, 1.0), b_share: Any = CLUSTER,
                 split_launch_s: float = 0.0, hbm_fraction: Any = 1.0,
                 promote: bool = False) -> dict[str, Any]:
     """Terms (seconds) of ``groups`` independent GEMMs of one shape, best tile and split.
@@ -247,9 +278,14 @@ def tiled_terms(m: np.ndarray, n: np.ndarray, k: np.ndarray, groups: np.ndarray,
     ``groups``: GEMMs in one launch (a grouped GEMM: MoE experts), sharing the SMs.
     ``weight_e``: bytes per element of B if it differs from A's (weight-only quantisation).
     ``split_k``: whether the kernel may split K; ``tiles``: a fixed (tile_m, tile_n) per
-    element instead of the fastest of :data:`TILES`; ``shares``: how many CTAs of a
-    cluster share (TMA multicast) each A and each B panel one CTA loads, so it pulls
-    1/share of it (default: B over a 2-CTA cluster, :data:`CLUSTER`);
+    element instead of the fastest of :data:`TILES`; ``cluster``: (CTAs along m, along n)
+    of the kernel's thread-block cluster — CUTLASS rounds the grid up to whole clusters,
+    so ``ctas`` = round_up(⌈m/tile_m⌉, cluster_m) · round_up(⌈n/tile_n⌉, cluster_n) take
+    SM slots (default 1 × 1: no cluster rounding where the kernel's source is not read);
+    ``b_share``: the B panel counts 1/b_share per SM — 1 where the kernel is read (TMA
+    multicast leaves every SM's ingress whole), :data:`CLUSTER` (default) for the
+    autotuned kernels whose source is not read (module docstring: a stand-in, not
+    multicast physics);
     ``split_launch_s``: what a split costs beyond its partials' bytes (the launch of the
     reduction kernel, added serially);
     ``hbm_fraction``: the share of the compulsory bytes that reaches HBM (0 where the
@@ -259,9 +295,11 @@ def tiled_terms(m: np.ndarray, n: np.ndarray, k: np.ndarray, groups: np.ndarray,
     The L2 term is the busiest SM's: each CTA pulls its operand panels through its own SM's
     share of the L2 bandwidth (L2 / SMs), ``waves`` CTAs one after another — a grid of few
     CTAs cannot use the whole L2 (as ``matmul`` cannot use every SM's tensor cores).
+    TMA multicast within a cluster does not shrink that term: every receiving SM still
+    takes the whole panel into its shared memory (module docstring).
     Returns dict with ``t`` (the chosen candidate's time without a floor), ``matmul``,
     ``l2``, ``hbm``, ``reduce`` (s), ``hbm_bytes``, ``tile_m``, ``tile_n``, ``split``,
-    ``waves``.
+    ``ctas`` (launched, idle cluster padding included), ``waves``.
     """
     sms = float(gpu.spec.sm_count)
     per_sm = gpu.peak_flop_per_s("tensor", rate_dtype) * cls.eff("tensor") / sms
@@ -272,7 +310,8 @@ def tiled_terms(m: np.ndarray, n: np.ndarray, k: np.ndarray, groups: np.ndarray,
     compulsory = compulsory_bytes(m, n, k, groups, e_in, w_e)
     best = None
     for tm, tn in ([tiles] if tiles is not None else TILES):
-        count = groups * np.ceil(m / tm) * np.ceil(n / tn)
+        count = groups * _round_up(np.ceil(m / tm), cluster[0]) * _round_up(np.ceil(n / tn),
+                                                                              cluster[1])
         for split in SPLITS if split_k else (1,):
             ok = (split == 1) | ((count * split <= sms) & (k / split >= MIN_K_PER_SPLIT))
             kk = k / split
@@ -284,8 +323,7 @@ def tiled_terms(m: np.ndarray, n: np.ndarray, k: np.ndarray, groups: np.ndarray,
             partial = (split > 1) * 2.0 * groups * m * n * PARTIAL_BYTES * split
             # TMA fetches a tile's valid rows only (out-of-bounds rows are zero-filled)
             rows_m, rows_n = np.minimum(m, tm), np.minimum(n, tn)
-            l2 = (waves * sms * (rows_m * e_in / shares[0] + rows_n * w_e / shares[1]) * kk
-                  + partial) / l2_bw
+            l2 = (waves * sms * (rows_m * e_in + rows_n * w_e / b_share) * kk + partial) / l2_bw
             hbm_bytes = compulsory + partial
             hbm = hbm_bytes * hbm_fraction / hbm_bw
             reduce = np.full_like(matmul, (split > 1) * split_launch_s)
@@ -293,7 +331,7 @@ def tiled_terms(m: np.ndarray, n: np.ndarray, k: np.ndarray, groups: np.ndarray,
             cand = {"t": t, "matmul": matmul, "l2": l2, "hbm": hbm, "reduce": reduce,
                     "hbm_bytes": hbm_bytes,
                     "tile_m": np.full_like(t, tm), "tile_n": np.full_like(t, tn),
-                    "split": np.full_like(t, split), "waves": waves}
+                    "split": np.full_like(t, split), "ctas": units, "waves": waves}
             if best is None:
                 best = {k2: np.array(v, dtype=float) for k2, v in cand.items()}
             else:
@@ -301,6 +339,11 @@ def tiled_terms(m: np.ndarray, n: np.ndarray, k: np.ndarray, groups: np.ndarray,
                 for k2 in best:
                     best[k2] = np.where(better, cand[k2], best[k2])
     return best
+
+
+def _round_up(x: np.ndarray, multiple: Any) -> np.ndarray:
+    """``x`` rounded up to a whole multiple of ``multiple`` (elementwise)."""
+    return np.ceil(x / multiple) * multiple
 
 
 def predict(m: Any, n: Any, k: Any, *, dtype: str = "bf16", gpu: Any = "h100-sxm",
@@ -322,13 +365,14 @@ def predict(m: Any, n: Any, k: Any, *, dtype: str = "bf16", gpu: Any = "h100-sxm
                 else np.full(m.shape, family, dtype=object))
     sm90_fp8 = launch.dispatch == "vllm_sm90_fp8" and cc_major(gpu) == 9
     fixed = vllm_sm90_fp8_tiles(m, n) if sm90_fp8 else None
-    shares = (1.0, vllm_sm90_fp8_weight_share(m, n)) if sm90_fp8 else (1.0, CLUSTER)
+    cluster = vllm_sm90_fp8_cluster(m, n) if sm90_fp8 else (1.0, 1.0)
+    b_share = (vllm_fp8_b_share(gpu) if launch.dispatch == "vllm_sm90_fp8" else CLUSTER)
     parts = {}
     sms = float(gpu.spec.sm_count)
     for variant in sorted(set(np.asarray(variants).reshape(-1).tolist())):
         cls = kernel_class("gemm", backend, variant)
         best = tiled_terms(m, n, k, np.ones_like(m), gpu, cls, rate_dtype, e_in,
-                           split_k=launch.split_k, tiles=fixed, shares=shares,
+                           split_k=launch.split_k, tiles=fixed, cluster=cluster, b_share=b_share,
                            split_launch_s=cls.floor_s / launch.kernels,
                            promote=promotes_on_cuda_cores(dtype, gpu))
         hbm_bw = gpu.spec.hbm_bandwidth_bytes_per_s * cls.eff("hbm")
@@ -362,7 +406,8 @@ def predict(m: Any, n: Any, k: Any, *, dtype: str = "bf16", gpu: Any = "h100-sxm
         terms_s={k2: out(v) for k2, v in terms.items()},
         detail={"kernel_class": str(name) if name.ndim == 0 else name,
                 "tile_m": out(pick["tile_m"]), "tile_n": out(pick["tile_n"]),
-                "split_k": out(pick["split"]), "waves": out(pick["waves"]),
+                "split_k": out(pick["split"]), "ctas": out(pick["ctas"]),
+                "waves": out(pick["waves"]),
                 "eager": launch.eager, "kernels": launch.kernels,
                 "kernel_s": out(pick["kernel"])})
 
