@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from memsim.ops.classes import FIT_GPUS
-from memsim.silicon import outliers, source
+from memsim.silicon import source
 from memsim.silicon.classes import CLASSES, MODELS, OpClass
 from memsim.silicon.tables import Rows
 
@@ -177,7 +177,7 @@ def collect(ops: list[str], gpus: set[str] | None = None, backends: set[str] | N
     which of them may be chosen (a kernel class fit's rows,
     :meth:`memsim.silicon.fit.FitSpec.select`), so that the sample is drawn among those
     alone; outliers are still flagged on the whole file."""
-    from memsim.silicon import tables
+    from memsim.silicon import outliers, tables
 
     run = SiliconRun()
     t0 = time.perf_counter()
@@ -211,7 +211,7 @@ def collect(ops: list[str], gpus: set[str] | None = None, backends: set[str] | N
             if len(allowed) == 0:
                 continue
             flagged = outliers.flag(rows, op.curve, op.axis, siblings=op.siblings,
-                                    split=op.split, work=op.work, rounds=op.rounds)
+                                    split=op.split)
             case = outliers.curve_ids(rows, op.case)[allowed] if op.case else None
             sampled = allowed[_choose(len(allowed), sample, seed, rows.file, case)]
             chosen = allowed if full else sampled
@@ -225,13 +225,6 @@ def collect(ops: list[str], gpus: set[str] | None = None, backends: set[str] | N
 
 
 # ---- scoring ------------------------------------------------------------------------------
-
-#: Why a row is an outlier (memsim.silicon.outliers, one line of each of its rules).
-OUTLIER_REASON = (f"latency > {outliers.DEFAULT_RATIO:g}x both neighbours on its curve, or "
-                  f"its whole curve > {outliers.SIBLING_RATIO:g}x its routing siblings' or > "
-                  f"{outliers.DOMINATED_RATIO:g}x the same shape's split fewer ways (a fallback "
-                  f"kernel?), or its case's dispatch + combine round > "
-                  f"{outliers.ROUND_RATIO:g}x a round doing more work")
 
 
 def _scored(c: Chunk) -> np.ndarray:
@@ -347,7 +340,9 @@ def records(c: Chunk) -> list[dict[str, Any]]:
                 "file": c.rows.file, "row": rows[i]}},
         }
         if c.outlier[i]:
-            rec.update(status="outlier", reason=f"{OUTLIER_REASON}; not scored")
+            rec.update(status="outlier", reason="latency > 5x both neighbours on its curve, or "
+                       "its whole curve > 2x its routing siblings' or > 1.5x the same shape's "
+                       "split fewer ways (a fallback kernel?); not scored")
         elif not c.mapped[i]:
             rec.update(status="skipped", reason=c.reasons.get(i, "not mapped"))
         else:
@@ -388,7 +383,9 @@ def summary(run: SiliconRun, out: Path, header: dict[str, Any], paths: list[Path
         status["skipped"] = status.get("skipped", 0) + int((~c.mapped & ~c.outlier).sum())
         for i in np.nonzero(c.outlier)[0].tolist():
             problems.append({"id": c.ids(np.array([i]))[0], "status": "outlier",
-                             "reason": f"{c.measured_s[i] * 1e3:.4g} ms: {OUTLIER_REASON}"})
+                             "reason": f"{c.measured_s[i] * 1e3:.4g} ms > 5x its neighbours "
+                                       "or its curve > 2x its siblings' or 1.5x "
+                                       "its shape's split fewer ways"})
     return {"path": str(out), "runs": [str(p) for p in paths], "cases": status,
             "stats": statistics(run), "not_measured": problems, "source": header["source"],
             "rows": counts(run), "no_profile": run.no_profile, "calibration": calibrations,
