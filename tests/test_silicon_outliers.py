@@ -53,8 +53,9 @@ def test_the_h200_decode_mla_fallback_row_is_found_in_the_extract() -> None:
     op = CLASSES["generation_mla"]
     rows = next(r for r in tables.read_extract(EXTRACT)
                 if r.table == op.table and r.system == "h200_sxm" and r.backend == "trtllm")
-    flagged = outliers.flag(rows, op.curve, op.axis)
-    assert flagged.sum() >= 1
+    rule = outliers.flag(rows, op.curve, op.axis)
+    flagged = rule != ""
+    assert flagged.sum() >= 1 and set(rule[flagged]) == {"spike"}
     i = int(np.nonzero(flagged)[0][0])
     assert rows.col("batch_size")[i] == 32 and rows.col("step")[i] == 3
     assert rows.col("latency")[i] > 2.0
@@ -159,3 +160,25 @@ def test_dominated_curves_keep_curves_that_scale_with_their_work(
     fewer = any(t <= tp and e <= ep and (t, e) != (tp, ep) for t, e, _ in curves)
     assert flagged[last].all() == fewer and flagged[last].any() == fewer
     assert not flagged[~last].any()
+
+
+def test_flag_names_the_rule_that_flags_each_row() -> None:
+    """A table of two shapes (``w`` 1 and 2), each measured whole (``ways`` 1) and split two
+    ways, at 1, 2, 4, 8 tokens, ms: shape 1 whole 1, 2, 4, 8 with a 50 ms spike at 2 tokens;
+    shape 1 split 3x the whole (a fallback kernel), with a 200 ms spike at 4 tokens; shape 2
+    whole and split scale with the work. Each flagged row carries the first rule that flags
+    it ("spike" before "split"), and every rule name has its reason; without ``split`` only
+    the spikes are flagged."""
+    tokens = np.tile([1, 2, 4, 8], 4)
+    w = np.repeat([1, 1, 2, 2], 4)
+    ways = np.repeat([1, 2, 1, 2], 4)
+    lat = np.array([1.0, 50.0, 4.0, 8.0, 3.0, 6.0, 200.0, 24.0,
+                    2.0, 4.0, 8.0, 16.0, 1.0, 2.0, 4.0, 8.0])
+    rows = tables.Rows("s", "f", "b", "v", "t", "file", "0", np.arange(16),
+                       {"w": w, "ways": ways, "tokens": tokens, "latency": lat})
+    rule = outliers.flag(rows, ("w", "ways"), "tokens", split=("ways",))
+    assert rule.tolist() == (["", "spike", "", "", "split", "split", "spike", "split"]
+                             + [""] * 8)
+    assert set(rule) - {""} <= set(outliers.REASONS)
+    only_spikes = outliers.flag(rows, ("w", "ways"), "tokens")
+    assert only_spikes.tolist() == ["", "spike"] + [""] * 4 + ["spike"] + [""] * 9

@@ -152,19 +152,33 @@ def curve_ids(rows: Rows, curve: tuple[str, ...]) -> np.ndarray:
     return key
 
 
-def flag(rows: Rows, curve: tuple[str, ...], axis: str,
-         ratio: float = DEFAULT_RATIO, siblings: tuple[str, ...] = (),
+#: What a row flagged by each rule of :func:`flag` is, by the rule's name (its record's and
+#: the summary's reason).
+REASONS = {
+    "spike": f"latency > {DEFAULT_RATIO:g}x both neighbours on its curve",
+    "siblings": f"its curve > {SIBLING_RATIO:g}x its routing siblings' at its smallest size "
+                "(a fallback kernel?)",
+    "split": f"its curve > {DOMINATED_RATIO:g}x the same shape's split fewer ways "
+             "(a fallback kernel?)",
+}
+
+
+def flag(rows: Rows, curve: tuple[str, ...], axis: str, siblings: tuple[str, ...] = (),
          split: tuple[str, ...] = ()) -> np.ndarray:
-    """:func:`spikes` over a table's rows (the class's curve columns and size axis), with
-    ``siblings`` the rows of :func:`slow_curves`, with ``split`` those of
-    :func:`dominated_curves`."""
+    """Each row's outlier rule, a key of :data:`REASONS` ("" for a row no rule flags): "spike"
+    for :func:`spikes` over a table's rows (the class's curve columns and size axis),
+    "siblings" with ``siblings`` for :func:`slow_curves`, "split" with ``split`` for
+    :func:`dominated_curves`; a row several rules flag is named by the first of these."""
     lat, ids, ax = (np.asarray(rows.col("latency"), float), curve_ids(rows, curve),
                     np.asarray(rows.col(axis), float))
-    out = spikes(lat, ids, ax, ratio)
+    found = [("spike", spikes(lat, ids, ax))]
     if siblings:
-        out |= slow_curves(lat, ids, curve_ids(rows, siblings), ax)
+        found.append(("siblings", slow_curves(lat, ids, curve_ids(rows, siblings), ax)))
     if split:
         peers = curve_ids(rows, tuple(c for c in curve if c not in split))
         ways = np.stack([np.asarray(rows.col(c), float) for c in split], axis=1)
-        out |= dominated_curves(lat, ids, peers, ways, ax)
-    return out
+        found.append(("split", dominated_curves(lat, ids, peers, ways, ax)))
+    rule = np.full(len(lat), "", dtype=f"<U{max(map(len, REASONS))}")
+    for name, flagged in reversed(found):
+        rule[flagged] = name
+    return rule
