@@ -53,8 +53,9 @@ def test_the_h200_decode_mla_fallback_row_is_found_in_the_extract() -> None:
     op = CLASSES["generation_mla"]
     rows = next(r for r in tables.read_extract(EXTRACT)
                 if r.table == op.table and r.system == "h200_sxm" and r.backend == "trtllm")
-    flagged = outliers.flag(rows, op.curve, op.axis)
-    assert flagged.sum() >= 1
+    rule = outliers.flag(rows, op.curve, op.axis)
+    flagged = rule != ""
+    assert flagged.sum() >= 1 and set(rule[flagged]) == {"spike"}
     i = int(np.nonzero(flagged)[0][0])
     assert rows.col("batch_size")[i] == 32 and rows.col("step")[i] == 3
     assert rows.col("latency")[i] > 2.0
@@ -161,49 +162,23 @@ def test_dominated_curves_keep_curves_that_scale_with_their_work(
     assert not flagged[~last].any()
 
 
-def test_a_round_slower_than_a_round_doing_more_work_is_flagged() -> None:
-    """aiconfigurator-core 0.12.0 h100_sxm vLLM moe_a2a_perf, DeepEP low-latency, EP 8, µs
-    (dispatch, combine) at 8 and 64 tokens a rank: hidden 3072 top-8 of 256 experts (82.8,
-    120.2), (88.4, 80.2): the H100 node's first low-latency cases; hidden 6144 top-8 of 256
-    (62.6, 47.7), (79.0, 60.6). The 3072 case at 8 tokens takes 1.84x the 6144 one's round
-    (twice the bytes): both its rows are flagged; at 64 tokens (1.21x) none is. The combine
-    alone is no guide: 6144's at 8 tokens is faster than its own at 64 only by the
-    collector's clone hiding host work, which a round nets out."""
-    lat = np.array([82.8, 120.2, 88.4, 80.2, 62.6, 47.7, 79.0, 60.6])
-    work = np.array([[3072, 8], [3072, 8], [3072, 64], [3072, 64],
-                     [6144, 8], [6144, 8], [6144, 64], [6144, 64]])
-    round_id = np.repeat(np.arange(4), 2)
-    flagged = outliers.dominated_rounds(lat, round_id, np.zeros(8, dtype=int), work)
-    assert flagged.tolist() == [True, True] + [False] * 6
-    # another backend (peer) is never a reference
-    assert not outliers.dominated_rounds(lat, round_id, np.repeat([0, 1], 4), work).any()
-    assert not outliers.dominated_rounds(lat[:0], round_id[:0], round_id[:0], work[:0]).any()
-
-
-@given(st.lists(st.tuples(st.sampled_from([1, 2, 4]), st.sampled_from([1, 16, 256]),
-                          st.floats(1.0, 1.3), st.floats(0.2, 0.8)),
-                min_size=1, max_size=9, unique_by=lambda r: r[:2]),
-       st.floats(0.0, 1.0), st.floats(1e-3, 1e3))
-def test_dominated_rounds_keep_rounds_that_grow_with_their_work(
-        cases: list, power: float, scale: float) -> None:
-    """Rounds whose time grows with their work (∝ (width · tokens)^power, within 1.3x noise,
-    split any way between the two phases) are never flagged, whatever the unit; one round
-    made 3x the fastest round doing a superset of its work is flagged, and only then."""
-    lat, rid, work = [], [], []
-    for r, (width, tokens, noise, share) in enumerate(cases):
-        total = scale * noise * (width * tokens) ** power
-        lat += [share * total, (1.0 - share) * total]
-        rid += [r, r]
-        work += [(width, tokens)] * 2
-    lat, rid, work = np.array(lat), np.array(rid), np.array(work)
-    peer = np.zeros(len(lat), dtype=int)
-    assert not outliers.dominated_rounds(lat, rid, peer, work).any()
-    last = rid == len(cases) - 1
-    w, t = cases[-1][:2]
-    superset = (work[:, 0] >= w) & (work[:, 1] >= t) & ~last
-    totals = np.bincount(rid, weights=lat)
-    reference = totals[rid[superset]].min() if superset.any() else totals[-1]
-    slow = np.where(last, lat * 3.0 * reference / totals[-1], lat)
-    flagged = outliers.dominated_rounds(slow, rid, peer, work)
-    assert flagged[last].all() == superset.any() and flagged[last].any() == superset.any()
-    assert not flagged[~last].any()
+def test_flag_names_the_rule_that_flags_each_row() -> None:
+    """A table of two shapes (``w`` 1 and 2), each measured whole (``ways`` 1) and split two
+    ways, at 1, 2, 4, 8 tokens, ms: shape 1 whole 1, 2, 4, 8 with a 50 ms spike at 2 tokens;
+    shape 1 split 3x the whole (a fallback kernel), with a 200 ms spike at 4 tokens; shape 2
+    whole and split scale with the work. Each flagged row carries the first rule that flags
+    it ("spike" before "split"), and every rule name has its reason; without ``split`` only
+    the spikes are flagged."""
+    tokens = np.tile([1, 2, 4, 8], 4)
+    w = np.repeat([1, 1, 2, 2], 4)
+    ways = np.repeat([1, 2, 1, 2], 4)
+    lat = np.array([1.0, 50.0, 4.0, 8.0, 3.0, 6.0, 200.0, 24.0,
+                    2.0, 4.0, 8.0, 16.0, 1.0, 2.0, 4.0, 8.0])
+    rows = tables.Rows("s", "f", "b", "v", "t", "file", "0", np.arange(16),
+                       {"w": w, "ways": ways, "tokens": tokens, "latency": lat})
+    rule = outliers.flag(rows, ("w", "ways"), "tokens", split=("ways",))
+    assert rule.tolist() == (["", "spike", "", "", "split", "split", "spike", "split"]
+                             + [""] * 8)
+    assert set(rule) - {""} <= set(outliers.REASONS)
+    only_spikes = outliers.flag(rows, ("w", "ways"), "tokens")
+    assert only_spikes.tolist() == ["", "spike"] + [""] * 4 + ["spike"] + [""] * 9

@@ -82,8 +82,6 @@ class OpClass:
     latency_to_s: float = 1e-3   # the table's latency unit: ms, µs for moe_a2a_perf
     siblings: tuple[str, ...] = ()   # curves doing equal work at their smallest size (outliers)
     split: tuple[str, ...] = ()      # curve columns splitting the work over GPUs (outliers)
-    work: tuple[str, ...] = ()       # columns the work grows with (outliers: rounds)
-    rounds: tuple[str, ...] = ()     # columns of the rows one collector loop times (outliers)
 
 
 def dtype_of(values: np.ndarray) -> np.ndarray:

@@ -55,9 +55,8 @@ def build(per_file: int = PER_FILE, seed: int = 0, only: set[str] | None = None,
             rng = np.random.default_rng(seed)
             k = PER_CLASS.get(op.name, per_file)
             pick = set(rng.choice(len(rows), min(k, len(rows)), replace=False).tolist())
-            flagged = np.nonzero(outliers.flag(rows, op.curve, op.axis,
-                                               siblings=op.siblings, split=op.split,
-                                               work=op.work, rounds=op.rounds))[0]
+            flagged = np.nonzero(outliers.flag(rows, op.curve, op.axis, siblings=op.siblings,
+                                               split=op.split) != "")[0]
             if len(flagged):
                 ids = curve_ids(rows, op.curve)
                 curve = set(np.nonzero(ids == ids[flagged[0]])[0].tolist())

@@ -336,9 +336,6 @@ OP_CLASSES = (
                    "hidden_size", "topk", "num_experts"),
             axis="num_tokens", mapper=moe_a2a, select=_deepep,
             case=("hidden_size", "topk", "num_experts"), latency_to_s=1e-6,
-            # the collectors time a case's dispatch and combine in one loop: a round slower
-            # than a round doing more work (every work column >=) is no kernel's time
-            work=("hidden_size", "topk", "num_experts", "num_tokens"), rounds=("phase",),
             doc="MoE dispatch / combine (DeepEP normal and low-latency kernels)"),
     *(OpClass(f"nccl_{op}", "nccl_perf", (*_COMM_COLS, "nccl_dtype"),
               curve=("num_gpus", "nccl_dtype", "op_name"), axis="message_size",

@@ -22,21 +22,6 @@ rows, weights or tiles than the whole, so the same kernel is never slower; a cur
 take ``DOMINATED_RATIO`` times the fastest of those curves' (median over the sizes) ran a
 fallback kernel for the whole sweep, with every routing of its shape, so
 :func:`slow_curves` cannot see it (:func:`dominated_curves`).
-
-And where a class names ``work`` columns (MoE all-to-all: hidden size, top-k, experts, tokens
-a rank; more of any is more bytes, messages or expert signals) and ``rounds`` columns (its
-``phase``: aiconfigurator's collectors time a case's dispatch and combine in the same loop
-iteration, vLLM ``collector/wideep/vllm/collect_moe_a2a.py`` ``one_round``, TensorRT-LLM
-``collector/wideep/trtllm/collect_moe_a2a.py`` ``iteration``, and report each phase's mean),
-a case's round (its rows summed over ``rounds``) is measured against the rounds of the cases
-doing a superset of its work (same backend and dtype, every work column ≥ its own, one
-larger): the same kernels doing more never take less time, so a round ``ROUND_RATIO`` times
-the fastest of them is not the kernels' time, and both its rows are flagged
-(:func:`dominated_rounds`). The round, not each row: what one phase's row hides the other
-pays (vLLM's low-latency combine starts after the collector's own copy of the dispatch's
-receive buffer, which grows with the shape and hides host work, memsim.ops.comm
-``collector_clone_s``; the host work the dispatch's end event does not cover moves into
-the combine's row), so a row alone is not monotone in its work, the round nearly is.
 """
 
 from __future__ import annotations
@@ -55,16 +40,6 @@ SIBLING_RATIO = 2.0
 # <= 1.0, the bulk of the others 0.5-1.1; 5 % of TensorRT-LLM bf16 and fp8 curves form a
 # second mode at 1.5-4 (2-2.5 most often); B200 (unseen): 0.1 % of its rows above 1.5
 DOMINATED_RATIO = 1.5
-# the same package's moe_a2a_perf (DeepEP rows of vLLM and TensorRT-LLM), each case's round
-# over the fastest round doing a superset of its work: on H100 + H200 the bulk <= 1.60, then
-# a gap to a second mode at 1.81-2.36 (vLLM's low-latency cases measured first on the H100
-# node, hidden 3072 at 2-32 tokens and hidden 4096 at 1-4, both phases up to 2.7x their H200
-# twins; TensorRT-LLM's low-latency bf16 hidden-6144 cases at 1-8 tokens on both GPUs),
-# besides H100's two vLLM normal-mode dispatch spikes at 1.72-1.73 (kept); a larger case
-# can hide up to the combine's host work before its launch under the collector's clone,
-# which the bulk's 1.3-1.6 on the B200-class GPUs spans (B200 vLLM: 1.40-1.48 at 1-16
-# tokens). The ratio is of measurements only, never of memsim's predictions.
-ROUND_RATIO = 1.75
 
 
 def spikes(latency: np.ndarray, curve_id: np.ndarray, axis: np.ndarray,
@@ -148,32 +123,6 @@ def dominated_curves(latency: np.ndarray, curve_id: np.ndarray, peer_id: np.ndar
     return np.isin(cid, flagged_cids)
 
 
-def dominated_rounds(latency: np.ndarray, round_id: np.ndarray, peer_id: np.ndarray,
-                     work: np.ndarray, ratio: float = ROUND_RATIO) -> np.ndarray:
-    """Bool mask of the rows of every round (rows of equal ``round_id``, summed) that takes
-    more than ``ratio`` × the fastest round of equal ``peer_id`` whose ``work`` (shape (rows,
-    columns), equal within a round) is ≥ its own in every column and larger in one (module
-    docstring); a round with no such round is kept."""
-    lat = np.asarray(latency, float)
-    n = len(lat)
-    if n == 0:
-        return np.zeros(0, dtype=bool)
-    rid = np.asarray(round_id)
-    rounds = _groups(rid)
-    first = np.array([i[0] for i in rounds])
-    total = np.array([lat[i].sum() for i in rounds])
-    w = np.asarray(work, float).reshape(n, -1)[first]
-    slow = np.zeros(len(rounds), dtype=bool)
-    for j in _groups(np.asarray(peer_id)[first]):
-        s = w[j]
-        # superset[r, c]: round c does a superset of round r's work
-        superset = (np.all(s[None, :, :] >= s[:, None, :], axis=-1)
-                    & np.any(s[None, :, :] > s[:, None, :], axis=-1))
-        fastest = np.min(np.where(superset, total[j][None, :], np.inf), axis=1)
-        slow[j] = total[j] > ratio * fastest
-    return np.isin(rid, rid[first[slow]])
-
-
 def _codes(values: np.ndarray) -> np.ndarray:
     """Dense int codes of a column (pandas' factorize where installed, else np.unique)."""
     try:
@@ -203,26 +152,33 @@ def curve_ids(rows: Rows, curve: tuple[str, ...]) -> np.ndarray:
     return key
 
 
-def flag(rows: Rows, curve: tuple[str, ...], axis: str,
-         ratio: float = DEFAULT_RATIO, siblings: tuple[str, ...] = (),
-         split: tuple[str, ...] = (), work: tuple[str, ...] = (),
-         rounds: tuple[str, ...] = ()) -> np.ndarray:
-    """:func:`spikes` over a table's rows (the class's curve columns and size axis), with
-    ``siblings`` the rows of :func:`slow_curves`, with ``split`` those of
-    :func:`dominated_curves`, with ``work`` those of :func:`dominated_rounds` (a round: the
-    rows equal in every curve column and the axis but the ``rounds`` columns)."""
+#: What a row flagged by each rule of :func:`flag` is, by the rule's name (its record's and
+#: the summary's reason).
+REASONS = {
+    "spike": f"latency > {DEFAULT_RATIO:g}x both neighbours on its curve",
+    "siblings": f"its curve > {SIBLING_RATIO:g}x its routing siblings' at its smallest size "
+                "(a fallback kernel?)",
+    "split": f"its curve > {DOMINATED_RATIO:g}x the same shape's split fewer ways "
+             "(a fallback kernel?)",
+}
+
+
+def flag(rows: Rows, curve: tuple[str, ...], axis: str, siblings: tuple[str, ...] = (),
+         split: tuple[str, ...] = ()) -> np.ndarray:
+    """Each row's outlier rule, a key of :data:`REASONS` ("" for a row no rule flags): "spike"
+    for :func:`spikes` over a table's rows (the class's curve columns and size axis),
+    "siblings" with ``siblings`` for :func:`slow_curves`, "split" with ``split`` for
+    :func:`dominated_curves`; a row several rules flag is named by the first of these."""
     lat, ids, ax = (np.asarray(rows.col("latency"), float), curve_ids(rows, curve),
                     np.asarray(rows.col(axis), float))
-    out = spikes(lat, ids, ax, ratio)
+    found = [("spike", spikes(lat, ids, ax))]
     if siblings:
-        out |= slow_curves(lat, ids, curve_ids(rows, siblings), ax)
+        found.append(("siblings", slow_curves(lat, ids, curve_ids(rows, siblings), ax)))
     if split:
         peers = curve_ids(rows, tuple(c for c in curve if c not in split))
         ways = np.stack([np.asarray(rows.col(c), float) for c in split], axis=1)
-        out |= dominated_curves(lat, ids, peers, ways, ax)
-    if work:
-        round_id = curve_ids(rows, tuple(c for c in (*curve, axis) if c not in rounds))
-        peers = curve_ids(rows, tuple(c for c in curve if c not in (*work, *rounds)))
-        amounts = np.stack([np.asarray(rows.col(c), float) for c in work], axis=1)
-        out |= dominated_rounds(lat, round_id, peers, amounts)
-    return out
+        found.append(("split", dominated_curves(lat, ids, peers, ways, ax)))
+    rule = np.full(len(lat), "", dtype=f"<U{max(map(len, REASONS))}")
+    for name, flagged in reversed(found):
+        rule[flagged] = name
+    return rule

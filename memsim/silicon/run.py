@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from memsim.ops.classes import FIT_GPUS
-from memsim.silicon import outliers, source
+from memsim.silicon import source
 from memsim.silicon.classes import CLASSES, MODELS, OpClass
 from memsim.silicon.tables import Rows
 
@@ -104,6 +104,7 @@ class Chunk:
     reasons: dict[int, str]
     record: np.ndarray            # which rows get a JSONL record
     start: dict[str, float] = field(default_factory=dict)
+    outlier_reasons: dict[int, str] = field(default_factory=dict)   # the outliers' rules
 
     @property
     def group(self) -> str:
@@ -155,16 +156,21 @@ def _profile_of(system: str) -> str | None:
 
 
 def chunk_of(op: OpClass, rows: Rows, profile: str, chosen: np.ndarray,
-             outlier_all: np.ndarray, record: np.ndarray) -> Chunk:
-    """Predict the ``chosen`` rows of a file (positions), outliers flagged on the file."""
+             rule_all: np.ndarray, record: np.ndarray) -> Chunk:
+    """Predict the ``chosen`` rows of a file (positions), outliers flagged on the file
+    (``rule_all``: each row's :func:`memsim.silicon.outliers.flag` rule, "" if none); an
+    outlier's reason is its rule's."""
     from memsim.hardware import load_gpu
+    from memsim.silicon.outliers import REASONS
 
     part = rows.take(chosen)
     mapped = op.mapper(part, load_gpu(profile))
     measured = np.asarray(part.col("latency"), dtype=float) * op.latency_to_s   # → s
     ok = np.isfinite(mapped.time_s["analytic"]) & (measured > 0)
+    rule = rule_all[chosen]
     return Chunk(op.name, part, profile, measured, mapped.time_s, mapped.bound, mapped.terms,
-                 outlier_all[chosen], ok, mapped.params, mapped.reasons, record, mapped.start)
+                 rule != "", ok, mapped.params, mapped.reasons, record, mapped.start,
+                 {i: REASONS[r] for i, r in enumerate(rule.tolist()) if r})
 
 
 def collect(ops: list[str], gpus: set[str] | None = None, backends: set[str] | None = None,
@@ -177,7 +183,7 @@ def collect(ops: list[str], gpus: set[str] | None = None, backends: set[str] | N
     which of them may be chosen (a kernel class fit's rows,
     :meth:`memsim.silicon.fit.FitSpec.select`), so that the sample is drawn among those
     alone; outliers are still flagged on the whole file."""
-    from memsim.silicon import tables
+    from memsim.silicon import outliers, tables
 
     run = SiliconRun()
     t0 = time.perf_counter()
@@ -210,13 +216,13 @@ def collect(ops: list[str], gpus: set[str] | None = None, backends: set[str] | N
                        else np.nonzero(where(rows))[0])
             if len(allowed) == 0:
                 continue
-            flagged = outliers.flag(rows, op.curve, op.axis, siblings=op.siblings,
-                                    split=op.split, work=op.work, rounds=op.rounds)
+            rule = outliers.flag(rows, op.curve, op.axis, siblings=op.siblings,
+                                 split=op.split)
             case = outliers.curve_ids(rows, op.case)[allowed] if op.case else None
             sampled = allowed[_choose(len(allowed), sample, seed, rows.file, case)]
             chosen = allowed if full else sampled
             record = np.isin(chosen, sampled)
-            chunk = chunk_of(op, rows, profile, chosen, flagged, record)
+            chunk = chunk_of(op, rows, profile, chosen, rule, record)
             run.chunks.append(chunk)
             echo(f"{chunk.group:48} {len(chosen):>7} rows, {int(chunk.outlier.sum()):>4} "
                  f"outliers, {int((~chunk.mapped).sum()):>4} not mapped")
@@ -225,13 +231,6 @@ def collect(ops: list[str], gpus: set[str] | None = None, backends: set[str] | N
 
 
 # ---- scoring ------------------------------------------------------------------------------
-
-#: Why a row is an outlier (memsim.silicon.outliers, one line of each of its rules).
-OUTLIER_REASON = (f"latency > {outliers.DEFAULT_RATIO:g}x both neighbours on its curve, or "
-                  f"its whole curve > {outliers.SIBLING_RATIO:g}x its routing siblings' or > "
-                  f"{outliers.DOMINATED_RATIO:g}x the same shape's split fewer ways (a fallback "
-                  f"kernel?), or its case's dispatch + combine round > "
-                  f"{outliers.ROUND_RATIO:g}x a round doing more work")
 
 
 def _scored(c: Chunk) -> np.ndarray:
@@ -347,7 +346,7 @@ def records(c: Chunk) -> list[dict[str, Any]]:
                 "file": c.rows.file, "row": rows[i]}},
         }
         if c.outlier[i]:
-            rec.update(status="outlier", reason=f"{OUTLIER_REASON}; not scored")
+            rec.update(status="outlier", reason=f"{c.outlier_reasons[i]}; not scored")
         elif not c.mapped[i]:
             rec.update(status="skipped", reason=c.reasons.get(i, "not mapped"))
         else:
@@ -388,7 +387,7 @@ def summary(run: SiliconRun, out: Path, header: dict[str, Any], paths: list[Path
         status["skipped"] = status.get("skipped", 0) + int((~c.mapped & ~c.outlier).sum())
         for i in np.nonzero(c.outlier)[0].tolist():
             problems.append({"id": c.ids(np.array([i]))[0], "status": "outlier",
-                             "reason": f"{c.measured_s[i] * 1e3:.4g} ms: {OUTLIER_REASON}"})
+                             "reason": f"{c.measured_s[i] * 1e3:.4g} ms: {c.outlier_reasons[i]}"})
     return {"path": str(out), "runs": [str(p) for p in paths], "cases": status,
             "stats": statistics(run), "not_measured": problems, "source": header["source"],
             "rows": counts(run), "no_profile": run.no_profile, "calibration": calibrations,
