@@ -186,16 +186,72 @@ ONCE = ["standard.mask_ones", "standard.mask_tril", "standard.fill_neginf",
         "standard.fill_where_zero", "standard.mask_where"]
 
 
+def _tril_loaded_columns(row: int, S: int):
+    """Columns of ``row`` that triu_tril_kernel<bool, ·, false, 8, false> loads
+    (TriangularOps.cu): a thread's chunk of 8 from its first column ``col`` (a multiple of
+    8) when ``col - row <= 0``, its elements below S."""
+    import numpy as np
+
+    cols = np.arange(S)
+    return cols[cols // 8 * 8 <= row]
+
+
 @settings(max_examples=50, deadline=None)
-@given(rows=st.integers(0, 300), S=st.integers(1, 300))
-def test_tril_reads_the_chunks_that_start_on_or_below_the_diagonal(rows: int, S: int) -> None:
-    """triu_tril_kernel<bool, ·, 0, 8, false> loads a thread's 8 elements only where
-    ``col - row <= 0`` for its first column, in whole 32-byte sectors: the closed form
-    equals the sectors counted row by row (each row starting on a sector)."""
+@given(rows=st.integers(0, 300),
+       S=st.one_of(st.integers(1, 300), st.integers(1, 9).map(lambda k: 32 * k)))
+def test_tril_reads_the_sectors_of_the_chunks_on_or_below_the_diagonal(rows: int,
+                                                                      S: int) -> None:
+    """The closed form against the sectors of the loaded bools' real byte addresses
+    (row i's column c at i·S + c): exact — each row's sectors and the distinct sectors
+    alike — when S is a multiple of 32; otherwise a row starts inside a sector and touches
+    as many sectors as the closed form counts for it or one more, and the closed form
+    leaves out the bytes of the last row's last sector past the matrix (< 32)."""
+    import numpy as np
+
     from memsim.algorithms.standard import tril_read_bytes
 
-    brute = sum(32 * -(-min(8 * (i // 8 + 1), S) // 32) for i in range(rows))
-    assert tril_read_bytes(rows, S) == brute
+    per_row = [np.unique((i * S + _tril_loaded_columns(i, S)) // 32) for i in range(rows)]
+    row_sectors = sum(len(x) for x in per_row)
+    closed = tril_read_bytes(rows, S)
+    assert closed <= 32 * row_sectors < closed + 32 * (rows + 1)
+    if S % 32 == 0:
+        distinct = len(np.unique(np.concatenate(per_row))) if rows else 0
+        assert closed == 32 * row_sectors == 32 * distinct
+
+
+@settings(max_examples=40, deadline=None)
+@given(N=st.integers(1, 160), S=st.integers(1, 2100))
+def test_tril_pieces_are_the_elements_of_pytorchs_blocks(N: int, S: int) -> None:
+    """TriangularOps.cu: thread t of the grid (128 threads a block, ⌈N·round_up(S, 8) /
+    1024⌉ blocks) owns the 8 padded elements from 8·t — row ⌊8t / round_up(S, 8)⌋, the
+    columns from 8t mod round_up(S, 8) below S. memsim's pieces hold exactly the elements
+    of each block, and their loaded sectors, less what reaches past the matrix's end, add
+    up to the closed form's."""
+    import numpy as np
+
+    from memsim.algorithms.standard import (
+        tril_blocks,
+        tril_piece_read_sectors,
+        tril_pieces,
+        tril_read_bytes,
+        tril_spill_bytes,
+    )
+
+    padded = -(-S // 8) * 8
+    threads = np.arange(int(tril_blocks(N, S)) * 128)
+    element = (8 * threads)[:, None] + np.arange(8)            # padded linear index
+    row, col = element // padded, element % padded
+    own = (row < N) & (col < S)
+    kernel = set(zip((threads[:, None] // 128 + 0 * element)[own], row[own], col[own],
+                     strict=True))
+    block, r, lo, hi = tril_pieces(N, S)
+    pieces = {(b, i, c) for b, i, a, z in zip(block, r, lo, hi, strict=True)
+              for c in range(a, z)}
+    assert pieces == kernel and len(pieces) == N * S
+    assert block.max() + 1 == tril_blocks(N, S)
+    past_end = tril_spill_bytes(r, lo, hi, S) * (r == N - 1)
+    loaded = 32 * tril_piece_read_sectors(r, lo, hi, S) - past_end
+    assert loaded.sum() == tril_read_bytes(N, S)
 
 
 def test_a_causal_bf16_call_launches_the_twenty_kernels_nsight_compute_lists() -> None:
@@ -229,6 +285,7 @@ def test_a_causal_bf16_call_launches_the_twenty_kernels_nsight_compute_lists() -
         assert k["standard.mask_where"].global_write_bytes == 1024 * 1024 * 4
         assert k["standard.fill_zero"].global_write_bytes == 32
         assert k["standard.mask_where"].blocks == 8        # one per 128-row query tile
+        assert k["standard.mask_tril"].blocks == 1024      # PyTorch's: 1024 bools a block
 
 
 def test_other_masks_build_no_mask_and_keep_the_safe_softmax_zero() -> None:

@@ -238,6 +238,35 @@ def test_store_sweeps_equal_the_caches_fed_line_by_line(
             size_mib, cache_control, gpu, l2_model)
 
 
+def test_lru_sweeps_refuses_a_sweep_count_its_rule_does_not_cover() -> None:
+    """The closed form states the first and the second sweep only."""
+    import numpy as np
+
+    from memsim.validation.predictions import _lru_sweeps
+
+    assert _lru_sweeps(np.array([3, 1]), 2, 2) == (3, 3)
+    with pytest.raises(ValueError, match="sweeps"):
+        _lru_sweeps(np.array([3]), 2, 3)
+
+
+def test_set_index_is_the_line_caches_own() -> None:
+    """l2_lines.set_index over an array gives the set the hot loop's line_access fills:
+    a direct-mapped cache (one way) fed each line once holds it in that set's slot."""
+    import numpy as np
+
+    from memsim.trace import l2_lines
+
+    for hashed in (True, False):
+        cache = l2_lines.new_state(64 * 128, 128, 32, 1, hashed)
+        sets = int(cache[1][l2_lines.M_SETS])
+        lines = np.arange(0, 40 * sets, 7, dtype=np.int64)
+        index = l2_lines.set_index(lines, cache[1])
+        assert index.min() >= 0 and index.max() < sets
+        for line, s in zip(lines, index, strict=True):
+            l2_lines.line_access(cache, int(line), 0xF, False, 0, np.zeros((1, 4)))
+            assert cache[0][s] & ((1 << l2_lines.VALID_SHIFT) - 1) == line
+
+
 # ---- the CSV and the runner -------------------------------------------------------------
 
 

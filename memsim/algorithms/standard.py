@@ -329,13 +329,22 @@ def _copies_l2_hits(x: Arrays):
 
 
 #: Bools per thread of PyTorch's triu_tril_kernel (aten/src/ATen/native/cuda/
-#: TriangularOps.cu: ``elements_per_thread = 8 / sizeof(scalar_t)`` for 1-byte elements).
-#: The kernel moves a thread's chunk one element at a time, ``data[offset + i *
-#: strides[dims - 1]]`` with a runtime stride (no vector access): each of the chunk's
-#: TRIL_CHUNK loads and stores is a warp instruction of its own over the warp's 32
-#: consecutive chunks, and touches every 32-byte sector they span — the chunks' sectors
-#: TRIL_CHUNK times (stores: 32 × 8 B = 8 sectors per instruction for 32 bytes).
+#: TriangularOps.cu, ``launch_triu_tril_kernel``: ``elements_per_thread = 8 /
+#: sizeof(scalar_t)`` for 1-byte elements). The kernel moves a thread's chunk one element
+#: at a time, ``data[offset + i * strides[dims - 1]]`` with a runtime stride (no vector
+#: access): each of the chunk's TRIL_CHUNK loads and stores is a warp instruction of its
+#: own over the warp's 32 consecutive chunks, and touches every 32-byte sector they span —
+#: the chunks' sectors TRIL_CHUNK times (stores: 32 × 8 B = 8 sectors per instruction for
+#: 32 bytes).
 TRIL_CHUNK = 8
+
+#: Threads per block of triu_tril_kernel (TriangularOps.cu: ``constexpr static int
+#: block_size = 128``): a block covers TRIL_BLOCK_ELEMENTS = 128 · TRIL_CHUNK elements of
+#: the matrix with its rows padded to a multiple of TRIL_CHUNK (``last_dim_padded =
+#: round_up(S, elements_per_thread)``, ``dim_grid = N_padded / elements_per_thread /
+#: block_size`` rounded up).
+TRIL_BLOCK_THREADS = 128
+TRIL_BLOCK_ELEMENTS = TRIL_BLOCK_THREADS * TRIL_CHUNK
 
 
 def _sum_ceil(m, k: int):
@@ -344,32 +353,80 @@ def _sum_ceil(m, k: int):
     return k * a * (a + 1) / 2 + s * (a + 1)
 
 
+def tril_row_width(row, S):
+    """Bools ``tril()`` loads of row ``row`` (numpy-broadcasting): triu_tril_kernel's
+    out-of-place path loads a thread's chunk of TRIL_CHUNK elements only when its first
+    column is on or below the diagonal (``has_mask = col - row <= k``, k = 0), so the row's
+    first min(8·(⌊row/8⌋ + 1), S) bools."""
+    return np.minimum(TRIL_CHUNK * (np.floor_divide(row, TRIL_CHUNK) + 1), S)
+
+
 def tril_read_bytes(rows, S):
-    """Bytes of the sectors ``tril()`` reads of an (·, S) bool matrix in its first ``rows``
-    rows, each sector once (its DRAM reads): PyTorch's out-of-place triu_tril_kernel loads
-    a thread's chunk of TRIL_CHUNK elements only when its first column is on or below the
-    diagonal (``col - row <= k``, k = 0), so row i loads its first w = min(8·(⌊i/8⌋ + 1),
-    S) bytes, ⌈w/32⌉ sectors (rows starting on a sector: exact when S is a multiple of
-    32); summed in closed form (numpy-broadcasting). Its global loads are TRIL_CHUNK
-    times these (one instruction per element of the chunk)."""
+    """Bytes of the sectors ``tril()`` reads of a (rows, S) bool matrix, each sector once
+    (its DRAM reads): row i's first w = :func:`tril_row_width` bools, ⌈w/32⌉ sectors
+    counted from the row's start — the sectors of the bools' real addresses i·S … i·S +
+    w − 1 when S is a multiple of 32; otherwise a row starts inside a sector and touches
+    ⌈w/32⌉ or one more (tests/test_eager_dtypes.py bounds the difference), and the last
+    row's last sector may reach past the matrix's end, bytes outside the tensor that are
+    not counted (:func:`tril_spill_bytes`). Summed in closed form (numpy-broadcasting).
+    Its global loads are TRIL_CHUNK times these (one instruction per element of the
+    chunk)."""
     rows, S = np.asarray(rows, dtype=np.float64), np.asarray(S, dtype=np.float64)
     c = TRIL_CHUNK
     inside = np.minimum(rows, c * np.floor(S / c))   # rows whose chunks end inside the row
     q, r = np.floor(inside / c), np.mod(inside, c)
     per_sector = SECTOR_BYTES // c                     # chunks per sector
     sectors = c * _sum_ceil(q, per_sector) + r * np.ceil((q + 1) / per_sector)
-    return SECTOR_BYTES * (sectors + (rows - inside) * np.ceil(S / SECTOR_BYTES))
+    last = tril_spill_bytes(rows - 1, 0, tril_row_width(rows - 1, S), S)
+    return (SECTOR_BYTES * (sectors + (rows - inside) * np.ceil(S / SECTOR_BYTES))
+            - np.where(rows > 0, last, 0))
 
 
-def tril_bands(N, Br):
-    """Blocks memsim runs ``tril()`` in: one per band of TRIL_CHUNK rows, cut at the query
-    tiles' edges (memsim.trace.sched_standard; PyTorch's grid is a block per 1024
-    elements, its sector traffic spread over the SMs): ⌈N/8⌉ plus the query tiles that
-    start inside a band (numpy-broadcasting)."""
-    N, Br = np.asarray(N, dtype=np.int64), np.asarray(Br, dtype=np.int64)
-    tiles = -(-N // Br)
-    aligned = -(-tiles * np.gcd(Br, TRIL_CHUNK) // TRIL_CHUNK)    # tiles starting a band
-    return (-(-N // TRIL_CHUNK) + tiles - aligned).astype(np.float64)
+def tril_blocks(N, S):
+    """Blocks of ``tril()`` on an (N, S) matrix: ⌈N · round_up(S, 8) / 1024⌉, PyTorch's
+    grid (:data:`TRIL_BLOCK_ELEMENTS`; numpy-broadcasting)."""
+    N, S = np.asarray(N, dtype=np.int64), np.asarray(S, dtype=np.int64)
+    padded = -(-S // TRIL_CHUNK) * TRIL_CHUNK
+    return (-(-N * padded // TRIL_BLOCK_ELEMENTS)).astype(np.float64)
+
+
+def tril_pieces(N: int, S: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The pieces of rows the blocks of ``tril()`` on an (N, S) matrix cover: block b
+    holds the padded elements [1024·b, 1024·(b + 1)) (row r's column c at r·round_up(S, 8)
+    + c; TriangularOps.cu), so its part of row r is the columns [lo, hi) of that range
+    below S. Returns int64 arrays (block, row, lo, hi), one entry per piece, row-major
+    (every row's pieces in column order; pieces of a row are 1024 bools long but at its
+    ends)."""
+    padded = -(-S // TRIL_CHUNK) * TRIL_CHUNK
+    row = np.arange(N, dtype=np.int64)
+    first = row * padded // TRIL_BLOCK_ELEMENTS
+    last = (row * padded + S - 1) // TRIL_BLOCK_ELEMENTS
+    n = last - first + 1
+    row = np.repeat(row, n)
+    block = np.repeat(first, n) + np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
+    lo = np.maximum(block * TRIL_BLOCK_ELEMENTS - row * padded, 0)
+    hi = np.minimum((block + 1) * TRIL_BLOCK_ELEMENTS - row * padded, S)
+    return block, row, lo, hi
+
+
+def tril_piece_read_sectors(row, lo, hi, S):
+    """Sectors a block of ``tril()`` loads of its piece [lo, hi) of ``row``: those of the
+    row's loaded :func:`tril_row_width` bools (counted from the row's start, as
+    :func:`tril_read_bytes`) whose first byte is in the piece, from column 32·⌈lo/32⌉ —
+    over a row's pieces, ⌈w/32⌉, the closed form's. A sector that a block edge cuts is
+    the next block's (both blocks' warps touch it on the GPU; 1024-bool blocks cut one
+    only when S is not a multiple of 32). numpy-broadcasting."""
+    end = np.minimum(hi, tril_row_width(row, S))
+    return np.maximum(-(-end // SECTOR_BYTES) + (lo // -SECTOR_BYTES), 0)
+
+
+def tril_spill_bytes(row, lo, hi, S):
+    """Bytes of a piece's :func:`tril_piece_read_sectors` past the end of its row (S not
+    a multiple of 32): the next row's first bytes, where the memory goes on
+    (numpy-broadcasting)."""
+    first = -(lo // -SECTOR_BYTES) * SECTOR_BYTES
+    end = first + SECTOR_BYTES * tril_piece_read_sectors(row, lo, hi, S)
+    return np.where(end > first, np.maximum(end - S, 0), 0)
 
 
 def _once_per_call(x: Arrays) -> Cost:
@@ -381,8 +438,8 @@ def _once_per_call(x: Arrays) -> Cost:
     N·S written, each TRIL_CHUNK times through L1), the two one-element tensors of
     ``where(mask, 0.0, scalar_tensor(-inf))`` and the where itself (N·S bools read, its
     two one-element operands broadcast, :func:`broadcast_load_bytes` each, the (N, S)
-    additive mask written). Blocks: one per query tile (Br rows of the mask), tril's one
-    per band (:func:`tril_bands`), one per one-element fill. The trace runs the same
+    additive mask written). Blocks: one per query tile (Br rows of the mask), tril's
+    PyTorch's grid (:func:`tril_blocks`), one per one-element fill. The trace runs the same
     kernels (memsim.trace.sched_standard.build)."""
     B = np.asarray(x.B, dtype=np.float64)
     causal = np.asarray(1.0 if x.geometry.kind == "causal" else 0.0) + 0 * B
@@ -393,7 +450,7 @@ def _once_per_call(x: Arrays) -> Cost:
                           global_write_bytes=SECTOR_BYTES + none)
     tril_read = tril_read_bytes(x.N, x.S)
     build = (_elementwise(none, ns, none, q_tiles)                   # ones
-             + _elementwise(tril_read, ns, none, tril_bands(x.N, x.Br) + 0 * B,   # tril
+             + _elementwise(tril_read, ns, none, tril_blocks(x.N, x.S) + 0 * B,   # tril
                             global_read_bytes=TRIL_CHUNK * tril_read,
                             global_write_bytes=TRIL_CHUNK * ns)
              + scalar + scalar                                        # -inf, 0.0

@@ -233,6 +233,14 @@ def _set_of(line, meta):
     return line % sets
 
 
+def set_index(lines: np.ndarray, meta: np.ndarray) -> np.ndarray:
+    """The set of each line address in ``lines`` (int64 array of line numbers, address //
+    line bytes) in the cache ``meta`` (:func:`new_state`'s second array): the hot loop's
+    own index (:func:`_set_of`), run by numpy over the whole array."""
+    return np.asarray(_set_of.py_func(np.asarray(lines, dtype=np.int64), meta),
+                      dtype=np.int64)
+
+
 VALID_SHIFT, DIRTY_SHIFT, OWNER_SHIFT = 40, 48, 56   # the line address: bits 0-39
 _LINE_MASK = (1 << VALID_SHIFT) - 1
 

@@ -36,11 +36,16 @@ import numpy as np
 
 from memsim.algorithms.standard import (
     SECTOR_BYTES,
+    TRIL_CHUNK,
     compute_e,
     q_loads,
     q_reload_tiles,
     row_warps,
     softmax_reads,
+    tril_blocks,
+    tril_piece_read_sectors,
+    tril_pieces,
+    tril_spill_bytes,
 )
 from memsim.geometry import MaskGeometry
 from memsim.trace.layout import Layout
@@ -428,8 +433,10 @@ def _safe_softmax_tail(d: Dims, layout: Layout, probs: str = "probs") -> list[Ke
 
 
 def _repeated(acc: Access, times) -> Access:
-    """``acc`` loaded ``times`` times at the same address (a broadcast operand's sector
-    loads; after the first, L1 / L2 hits)."""
+    """``acc`` issued ``times`` times at the same address, after the first L1 / L2 hits:
+    the loads of a broadcast operand's sector, one per warp, and a store narrower than
+    the 32-byte sector Nsight Compute counts for it, as that many stores of its bytes
+    (``all``'s flag byte 32 times, a one-element fill's element 32 / e times)."""
     return replace(acc, units=times, unit_stride_bytes=0)
 
 
@@ -448,59 +455,69 @@ def _once_per_call(d: Dims, t: Tensors, causal: bool) -> tuple[list, list]:
     ``_once_per_call``: the same bytes): the causal mask's construction — ones, tril, the
     two one-element tensors, where into the (N, S) additive mask — and the safe softmax's
     zero. Returns (mask construction, [the zero's fill])."""
-    from memsim.algorithms.standard import TRIL_CHUNK
-
     zero = _fill_scalar(t, "softmax_zero", "standard.fill_zero")
     if not causal:
         return [], [zero]
+    pieces = tril_pieces(d.N, d.S)
+    ones, tril = _mask_ones_tril(d, t, pieces)
+    return ([ones, tril, _fill_scalar(t, "mask_neginf", "standard.fill_neginf"),
+             _fill_scalar(t, "mask_zero", "standard.fill_where_zero"),
+             _mask_where(d, t, pieces)], [zero])
+
+
+def _mask_ones_tril(d: Dims, t: Tensors, pieces: tuple) -> list[KernelProgram]:
+    """``ones((N, S), bool)`` and its ``tril()`` (TriangularOps.cu, out of place): tril in
+    PyTorch's grid, a block per 1024 elements of the row-padded matrix, each block loading
+    and storing its own ``pieces`` of rows (memsim.algorithms.standard.tril_pieces),
+    every element by an instruction of its own: its loaded sectors
+    (memsim.algorithms.standard.tril_piece_read_sectors) loaded TRIL_CHUNK times, then
+    its piece stored TRIL_CHUNK times. ones (one block per query tile) writes the pieces
+    in the units tril loads them in (a piece's bools before its first whole sector, the
+    rest) — a tensor's units are the same in every kernel (memsim.trace.program)."""
+    block, rows, lo, hi = pieces
+    n = len(rows)
+    first = -(lo // -SECTOR_BYTES) * SECTOR_BYTES        # the piece's first whole sector
+    ones = KernelBuilder("standard.mask_ones", -(-d.N // d.Br), per_head=False, once=True)
+    for part, (start, end) in enumerate(((lo, np.minimum(first, hi)), (first, hi))):
+        ones.run(rows // d.Br, np.arange(n) + part / 2, end > start,
+                 [Access(STORE, t.id("causal_ones"), t.addr("causal_ones", rows, start),
+                         end - start)])
+    tril = KernelBuilder("standard.mask_tril", int(tril_blocks(d.N, d.S)), per_head=False,
+                         once=True)
+    # its sectors in its row, then what reaches past the row's end: the next row's first
+    # bytes (past the last row's, outside the tensor)
+    spill = tril_spill_bytes(rows, lo, hi, d.S)
+    in_row = tril_piece_read_sectors(rows, lo, hi, d.S) * SECTOR_BYTES - spill
+    tril.run(block, np.arange(n), TRIL_CHUNK * (in_row > 0),
+             [Access(LOAD, t.id("causal_ones"), t.addr("causal_ones", rows, first), in_row)])
+    tril.run(block, np.arange(n) + 0.5, TRIL_CHUNK * ((spill > 0) & (rows + 1 < d.N)),
+             [Access(LOAD, t.id("causal_ones"), t.addr("causal_ones", rows + 1, 0), spill)])
+    tril.run(block, n + np.arange(n), TRIL_CHUNK,
+             [Access(STORE, t.id("causal_bool"), t.addr("causal_bool", rows, lo), hi - lo)])
+    return [ones.build(), tril.build()]
+
+
+def _mask_where(d: Dims, t: Tensors, pieces: tuple) -> KernelProgram:
+    """``where(mask, 0.0, -inf)`` into the (N, S) additive mask, one block per query tile:
+    its rows of tril's output first, in the ``pieces`` tril stored them in, then per key
+    tile its two one-element operands, broadcast (their sector per warp of 32 keys), and
+    the mask stored in the (query tile, key tile) units the mask add reads."""
+    _, rows, lo, hi = pieces
     tiles = -(-d.N // d.Br)
-    b = np.arange(tiles)
-    first = b * d.Br
-    # tril loads row i's chunks up to min(8·(⌊i/8⌋ + 1), S), in whole sectors, each element
-    # of a chunk by an instruction of its own (memsim.algorithms.standard.tril_read_bytes):
-    # a box per band of 8 rows (cut at the query tiles' edges), loaded TRIL_CHUNK times,
-    # which ones writes in the same pieces
-    start = np.unique(np.concatenate([np.arange(0, d.N, TRIL_CHUNK), first]))
-    rows_n = np.diff(np.append(start, d.N))
-    width = np.minimum(TRIL_CHUNK * (start // TRIL_CHUNK + 1), d.S)
-    width = -(-width // SECTOR_BYTES) * SECTOR_BYTES
-
-    def rows(kind, name, at, nbytes):
-        return Access(kind, t.id(name), t.addr(name, at, 0), nbytes)
-
-    ones = KernelBuilder("standard.mask_ones", tiles, per_head=False, once=True)
-    ones.run(start // d.Br, start, 1, [rows(STORE, "causal_ones", start, rows_n * d.S)])
-    # tril: one block per band (PyTorch's grid is a block per 1024 elements, the kernel's
-    # sector traffic spread over the SMs), its band loaded, then key tiles of its query
-    # tile stored, dealt over the tile's bands in turn
-    bands = len(start)
-    tril = KernelBuilder("standard.mask_tril", bands, per_head=False, once=True)
-    tril.run(np.arange(bands), 0, 1, [_repeated(rows(LOAD, "causal_ones", start,
-                                                     rows_n * width), TRIL_CHUNK)])
-    band0 = np.searchsorted(start, first)                # each query tile's first band
-    tile_bands = np.diff(np.append(band0, bands))
     where = KernelBuilder("standard.mask_where", tiles, per_head=False, once=True)
-    # tril's output and the mask in the (query tile, key tile) units the mask add reads
+    where.run(rows // d.Br, -1.0, 1,
+              [Access(LOAD, t.id("causal_bool"), t.addr("causal_bool", rows, lo), hi - lo)])
     qt = query_tiles(d.N, d.S, d.Br, d.Bc, MaskGeometry("full"))
     mask_e = t.layout[t.ids["mask"]].elem_bytes
-    def tile(kind, name, e, first_key, keys):
-        return Access(kind, t.id(name), t.addr(name, qt.first_row, first_key),
-                      qt.rows * keys * e, step_bytes=d.Bc * t.stride(name, 1))
-
-    # where's two one-element operands, broadcast: their sector per warp of 32 keys
     scalars = [Access(LOAD, t.id(name), t.addr(name, 0), SECTOR_BYTES)
                for name in ("mask_zero", "mask_neginf")]
     for first_key, keys, count, off in _key_tiles(d, qt):
-        for j in range(int(np.max(count, initial=0))):
-            tril.run(band0 + j % tile_bands, 1 + j + off * d.key_tiles, count > j,
-                     [_repeated(tile(STORE, "causal_bool", 1.0, first_key + j * d.Bc, keys),
-                                TRIL_CHUNK)])
         warps = qt.rows * int(row_warps(keys))
-        where.run(b, off, count, [tile(LOAD, "causal_bool", 1.0, first_key, keys),
-                                  *(_repeated(acc, warps) for acc in scalars),
-                                  tile(STORE, "mask", mask_e, first_key, keys)])
-    return ([ones.build(), tril.build(), _fill_scalar(t, "mask_neginf", "standard.fill_neginf"),
-             _fill_scalar(t, "mask_zero", "standard.fill_where_zero"), where.build()], [zero])
+        where.run(np.arange(tiles), off, count, [
+            *(_repeated(acc, warps) for acc in scalars),
+            Access(STORE, t.id("mask"), t.addr("mask", qt.first_row, first_key),
+                   qt.rows * keys * mask_e, step_bytes=d.Bc * t.stride("mask", 1))])
+    return where.build()
 
 
 def build(d: Dims, layout: Layout) -> list[KernelProgram]:

@@ -50,12 +50,8 @@ sectors each warp instruction touches, and tril moves its 8-byte chunks a byte p
 instruction (8 × 1 MiB of sectors stored for 1 MiB), ``all`` stores a row's flag from one
 lane (a sector per row) and each one-element fill a sector (memsim.algorithms.standard
 TRIL_CHUNK, tril_read_bytes; tests/test_eager_dtypes.py). Reads −7.1 % (1525.8 MB, tril's
-byte loads +3.8 MB); the 116.9 MB left is not modelled: on sm_90 PyTorch's fp32 → bf16
-casts of O and P run vectorized_elementwise_kernel<8> (CUDALoops.cuh: 16 / sizeof(bf16)
-elements per thread on compute capability 9.0 and 10.0), each thread loading 32 B of
-fp32 as two 16-byte loads, each warp instruction touching 32 sectors for 512 B — twice
-the cast's input, +151.0 MB, which overshoots by 34.1 MB (one broadcast operand's 33.6
-MB, +0.5 MB); which operand the kernels do not load needs their per-kernel counters.
+byte loads +3.8 MB); the 116.9 MB left is not modelled (a candidate cause, unverified,
+and the GPU run that would settle it: docs/DESIGN.md §"Open questions (unverified)").
 """
 
 from __future__ import annotations

@@ -24,12 +24,15 @@ the trace's own L2 rule fed the kernel's store stream.
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from memsim.errors import InputError
 from memsim.hardware import GPU
 from memsim.problem import AttentionProblem, Indexer, Mask
 from memsim.tiling import Tiling
+
+if TYPE_CHECKING:
+    import numpy as np
 
 ATTENTION_KEYS = ("batch", "seq_len", "kv_len", "heads", "kv_heads", "head_dim", "mask", "dtype")
 
@@ -199,9 +202,8 @@ def _store_sweeps(params: dict[str, Any], gpu: GPU, l2_model: str) -> tuple[floa
     if l2_model == "lines":
         meta = l2_lines.state_for_gpu(gpu, capacity)[1]
         sets, ways = int(meta[l2_lines.M_SETS]), int(meta[l2_lines.M_WAYS])
-        set_of = getattr(l2_lines._set_of, "py_func", l2_lines._set_of)
         lines = np.arange(n_lines, dtype=np.int64)
-        n = np.bincount(set_of(lines, meta), minlength=sets)
+        n = np.bincount(l2_lines.set_index(lines, meta), minlength=sets)
         fit = ways
     else:
         n, fit = np.array([n_lines]), int(capacity // line_bytes)
@@ -210,14 +212,17 @@ def _store_sweeps(params: dict[str, Any], gpu: GPU, l2_model: str) -> tuple[floa
     return float(evicted * line_bytes), float(dirty * line_bytes)
 
 
-def _lru_sweeps(n, fit: int, sweeps: int) -> tuple[int, int]:
-    """(lines evicted during the last sweep, lines resident at its end) of ``sweeps``
-    sweeps of stores over groups of ``n`` distinct lines (an array, one per group) in the
-    same order, each group an LRU of ``fit`` lines: the first sweep evicts the n − fit
-    oldest; a later one hits every line if they all fit, else misses every one (an LRU
-    over a cycle longer than itself), evicting as many; min(n, fit) stay, all dirty."""
+def _lru_sweeps(n: np.ndarray, fit: int, sweeps: int) -> tuple[int, int]:
+    """(lines evicted during the last sweep, lines resident at its end) of ``sweeps`` ∈
+    {1, 2} sweeps of stores over groups of ``n`` distinct lines (an int array, one entry
+    per group) in the same order, each group an LRU of ``fit`` lines: the first sweep
+    evicts the n − fit oldest; the second hits every line if they all fit, else misses
+    every one (an LRU over a cycle longer than itself), evicting as many; min(n, fit)
+    stay, all dirty."""
     import numpy as np
 
+    if sweeps not in (1, 2):
+        raise ValueError(f"sweeps must be 1 or 2, not {sweeps}")
     n = np.asarray(n, dtype=np.int64)
     evicted = np.maximum(n - fit, 0) if sweeps == 1 else np.where(n > fit, n, 0)
     return int(evicted.sum()), int(np.minimum(n, fit).sum())
