@@ -351,3 +351,53 @@ def test_vllm_block_scaled_fp8_on_hopper_has_a_class_per_kernel() -> None:
     kw = dict(**DSV3, dtype="fp8_block", gpu=h100, backend="vllm")
     assert moe.predict(64, ep=8, **kw).detail["kernel_class"] == "moe/vllm/fp8_block_flashinfer"
     assert moe.predict(64, ep=1, **kw).detail["kernel_class"] == "moe/vllm/fp8_block"
+
+
+def test_trtllm_mxfp4_on_hopper_runs_triton_kernels_with_its_own_class() -> None:
+    # aiconfigurator's collector runs gpt-oss's MXFP4 MoE on Hopper with TensorRT-LLM's
+    # Triton backend (collector/trtllm/collect_moe.py: moe_backend = "triton" for
+    # 86 < SM < 100) and on Blackwell with TRT-LLM-gen; vLLM keeps its own kernels
+    h100, b200 = moe.resolve_gpu("h100-sxm"), moe.resolve_gpu("b200")
+    assert moe.class_variant("trtllm", "w4a16_mxfp4", h100) == "w4a16_mxfp4"
+    assert moe.grouped_tiles("trtllm", "w4a16_mxfp4", 8, h100) == (moe.TRITON, 1)
+    assert moe.class_variant("trtllm", "w4a16_mxfp4", b200) == "bf16"
+    assert moe.class_variant("vllm", "w4a16_mxfp4", h100) == "bf16"
+    assert not moe.runs_triton_kernels("trtllm", "bf16", h100)
+    p = moe.predict(64, 2880, 2880, 32, 4, dtype="w4a16_mxfp4", gpu=h100, backend="trtllm")
+    assert p.detail["kernel_class"] == "moe/trtllm/w4a16_mxfp4"
+    assert "route" in p.terms_s
+    assert "route" not in moe.predict(64, **DSV3, gpu=h100, backend="trtllm").terms_s
+
+
+def test_matmul_ogs_block_m_follows_opt_flags() -> None:
+    # triton_kernels opt_flags.py make_default_opt_flags_nvidia, tokens per expert = every
+    # gate over the local experts: 128 experts top-4 EP2 (64 local), the measured steps
+    # of aiconfigurator's h100 w4a16_mxfp4 2880/2880 rows fall where block_m doubles
+    tokens = np.array([1, 128, 160, 256, 320, 1024, 1536, 16384])
+    assert moe.matmul_ogs_block_m(tokens, 4, 64).tolist() == [16, 16, 32, 32, 64, 64, 128, 128]
+
+
+@given(st.integers(1, 100000), st.integers(1, 100000), st.sampled_from([1, 2, 4, 8, 22]),
+       st.sampled_from([1, 4, 16, 64, 128]))
+def test_matmul_ogs_block_m_is_a_power_of_two_growing_with_tokens(a: int, b: int, top_k: int,
+                                                                 local: int) -> None:
+    lo, hi = sorted((a, b))
+    m = moe.matmul_ogs_block_m(np.array([lo, hi]), top_k, local)
+    assert set(m.tolist()) <= {16.0, 32.0, 64.0, 128.0}
+    assert m[0] <= m[1]
+
+
+@given(st.integers(1, 16384), st.sampled_from([1, 8, 32]))
+def test_trtllm_mxfp4_token_walk_grows_with_every_token_not_the_local_rows(tokens: int,
+                                                                           ep: int) -> None:
+    # the Triton router's per-token time: linear in the tokens entering the layer, the same
+    # at every EP, and absent from every other kernel
+    h100 = moe.resolve_gpu("h100-sxm")
+    cls = moe.kernel_class("moe", "trtllm", "w4a16_mxfp4")
+    one = moe.token_walk_s("trtllm", "w4a16_mxfp4", h100, np.array(1.0), cls)
+    walk = moe.token_walk_s("trtllm", "w4a16_mxfp4", h100, np.array(float(tokens)), cls)
+    assert one > 0 and walk == pytest.approx(tokens * one)
+    assert moe.token_walk_s("trtllm", "bf16", h100, np.array(float(tokens)), cls) == 0
+    p = moe.predict(tokens, 2880, 2880, 32, 4, ep=ep, dtype="w4a16_mxfp4", gpu=h100,
+                    backend="trtllm")
+    assert p.terms_s["route"] == pytest.approx(walk)

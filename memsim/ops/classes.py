@@ -83,6 +83,8 @@ class KernelClass:
       - TensorRT-LLM's block-scaled fp8 MoE on Hopper and Blackwell (compute capability
         9 and 10: its DeepGEMM grouped GEMMs): seconds per local expert per call,
         touched or not, at the fitted GPUs' SM clock (:func:`memsim.ops.moe.problem_walk_s`);
+      - TensorRT-LLM's Triton MXFP4 MoE on Hopper: seconds per token entering the layer,
+        at the fitted GPUs' SM clock (:func:`memsim.ops.moe.token_walk_s`);
       - NCCL (:mod:`memsim.ops.comm`): seconds per ring step beyond the hop latency;
         MoE all-to-all: seconds per token copy at the fitted GPUs' hop latency.
     - ``cta_s`` [SM-seconds per CTA, at the fitted GPUs' SM clock]: a TensorRT-LLM decode

@@ -42,6 +42,8 @@ every touched local expert are read from HBM once. The tiles are the kernel's ow
 - Triton ``fused_moe`` (vLLM bf16 and fp8_block without EP, SGLang): BLOCK_SIZE_M
   16 … 128 × BLOCK_SIZE_N 32 … 256 from its tuned configs, no clusters; vLLM's under EP
   also runs a program per block of the other ranks' experts (:func:`triton_ep_terms`);
+- OpenAI ``triton_kernels`` ``matmul_ogs`` (TensorRT-LLM's MXFP4 MoE on Hopper, class
+  ``moe/trtllm/w4a16_mxfp4``: :func:`runs_triton_kernels`): the same Triton tile range;
 - other architectures: memsim's generic CUTLASS tile set.
 
 Routing, permutation, the activation between the two GEMMs (TensorRT-LLM ``doActivation``,
@@ -52,7 +54,7 @@ rows by expert; they run at their own fraction of the HBM bandwidth (the class's
 ``hbm_act``, apart from the weight stream's ``hbm``).
 ``time_s`` = floor (+ :func:`problem_walk_s` on TensorRT-LLM's block-scaled fp8) + Σ per
 GEMM [max(matmul, l2, weight stream) + waves · the class's ``cta_s``, a tile's fixed time
-beyond its stream] + the passes.
+beyond its stream] + the passes (+ :func:`token_walk_s` on TensorRT-LLM's Triton MXFP4 MoE).
 
 Why the two HBM terms are apart (aiconfigurator h200 TensorRT-LLM bf16, 6144/2048, 256
 experts, top-8, TP1 EP1, balanced): from 1 to 32 tokens the time doubles with the touched
@@ -268,7 +270,9 @@ def class_variant(backend: str | None, dtype: str, gpu: Any, ep: int = 1) -> str
     - block-scaled fp8 on Hopper with EP, which runs FlashInfer's CUTLASS block-scaled MoE
       (``vllm_fp8moe_flashinfer_cutlass_flashinferexperts``), not the Triton ``fused_moe``
       of its rows without EP (``vllm_fp8moe_triton_tritonexperts``; :func:`runs_triton`):
-      ``fp8_block_flashinfer``."""
+      ``fp8_block_flashinfer``;
+    and TensorRT-LLM's MXFP4 MoE on Hopper, a Triton kernel of its own
+    (:func:`runs_triton_kernels`)."""
     from memsim.ops import check_backend
 
     vllm = check_backend(backend) == "vllm"
@@ -277,7 +281,28 @@ def class_variant(backend: str | None, dtype: str, gpu: Any, ep: int = 1) -> str
     if dtype == "fp8_block" and vllm and cc_major(gpu) == 9 and not runs_triton(
             backend, dtype, ep, gpu):
         return "fp8_block_flashinfer"
+    if runs_triton_kernels(backend, dtype, gpu):
+        return "w4a16_mxfp4"
     return {"fp8": "fp8", "fp8_block": "fp8_block"}.get(dtype, "bf16")
+
+
+def runs_triton_kernels(backend: str | None, dtype: str, gpu: Any) -> bool:
+    """Whether ``backend`` runs ``dtype`` as TensorRT-LLM's ``TritonFusedMoE``: MXFP4
+    weights with bf16 activations on Hopper. aiconfigurator's collector sets
+    ``moe_backend = "triton"`` for gpt-oss on 86 < SM < 100 ("Hopper: use triton backend
+    for best performance"; CUTLASS elsewhere before Blackwell, TRT-LLM-gen on Blackwell:
+    ai-dynamo/aiconfigurator collector/trtllm/collect_moe.py ``run_moe_torch``), and the
+    database's rows carry kernel_source ``moe_torch_flow``. That backend is OpenAI's
+    ``triton_kernels``: top-k and EP pruning of a routing bitmatrix, then two
+    ``matmul_ogs`` calls that gather the token rows and scatter the outputs themselves,
+    the MXFP4 weights upcast in the kernel (NVIDIA/TensorRT-LLM
+    tensorrt_llm/_torch/modules/fused_moe/fused_moe_triton.py ``TritonEPRouter``,
+    ``matmul_ogs``), its tiles chosen by ``opt_flags`` (block_m 16 … 128 from the tokens
+    per expert: triton-lang/triton python/triton_kernels/triton_kernels/matmul_ogs_details/
+    opt_flags.py ``make_default_opt_flags_nvidia``), no clusters."""
+    from memsim.ops import check_backend
+
+    return check_backend(backend) == "trtllm" and dtype == "w4a16_mxfp4" and cc_major(gpu) == 9
 
 
 def runs_flashinfer_fallback(backend: str | None, dtype: str, gpu: Any) -> bool:
@@ -335,12 +360,54 @@ def problem_walk_s(backend: str | None, dtype: str, gpu: Any, local_experts: int
     return local_experts * cls.row_s * clock_ratio(gpu)
 
 
+def token_walk_s(backend: str | None, dtype: str, gpu: Any, tokens: np.ndarray, cls: Any
+                 ) -> np.ndarray:
+    """Seconds per call that TensorRT-LLM's Triton MXFP4 MoE on Hopper
+    (:func:`runs_triton_kernels`) spends per token entering the layer beyond its roofline
+    terms (0 for every other kernel): the class's ``row_s`` per token at the fitted GPUs'
+    SM clock. Its router takes the top-k of every token and, with EP, prunes the routing
+    bitmatrix to the local experts and compacts it (``TritonEPRouter``: ``topk``,
+    ``_routing_shift_bitmatrix_range``, ``compaction``, ``routing_from_bitmatrix``), and
+    the second ``matmul_ogs`` scatters into every token's output row. Evidence
+    (aiconfigurator TensorRT-LLM w4a16_mxfp4, 2880/2880, 128 experts top-4, TP1,
+    balanced): with one local expert (EP128) 73 µs at 1 token, 368 µs at 4096, 1167 µs
+    at 16384 on H100, 71/363/1162 µs on H200: 67 ns per token, alike on both GPUs (H200's
+    HBM is 1.43× H100's), so not bandwidth; EP 32/64/128 take 1347/1240/1167 µs, so it
+    does not follow the local rows. Which of those kernels serialises is not read from
+    the source: the term is fitted."""
+    if not runs_triton_kernels(backend, dtype, gpu):
+        return np.zeros_like(tokens)
+    from memsim.ops.classes import clock_ratio
+
+    return tokens * cls.row_s * clock_ratio(gpu)
+
+
+def matmul_ogs_block_m(tokens: np.ndarray, top_k: int, local_experts: int) -> np.ndarray:
+    """block_m that ``triton_kernels``' ``opt_flags`` picks on NVIDIA GPUs (shape of
+    ``tokens``): tokens per expert = max(1, m // n_expts_tot) with m every gate of the
+    routing (``tokens · top_k``; EP pruning keeps the pruned gates in the index arrays)
+    and n_expts_tot the local experts; at most 64 (ragged, likely memory-bound):
+    max(16, min(next_pow2(2 · tpe), 64)), else max(16, min(next_pow2(tpe), 128))
+    (triton-lang/triton python/triton_kernels/triton_kernels/matmul_ogs_details/
+    opt_flags.py ``make_default_opt_flags_nvidia``). Evidence (aiconfigurator TensorRT-LLM
+    w4a16_mxfp4 2880/2880, 128 experts top-4, EP2, H100): the time steps where this
+    block_m doubles, 388 → 416 µs at 128 → 160 tokens, 417 → 532 at 256 → 320, 574 → 1124
+    at 1024 → 1536; counted on the local rows instead, the last two steps would fall at
+    256 → 320 and nowhere."""
+    T = np.asarray(tokens, dtype=float)
+    tpe = np.maximum(1.0, np.floor(T * top_k / local_experts))
+    pow2 = lambda x: 2.0 ** np.ceil(np.log2(x))  # noqa: E731
+    return np.where(tpe <= 64, np.clip(pow2(2.0 * tpe), 16, 64), np.clip(pow2(tpe), 16, 128))
+
+
 def grouped_tiles(backend: str | None, dtype: str, ep: int, gpu: Any
                   ) -> tuple[tuple[tuple[int, int], ...], int]:
     """(tile shapes, CTAs per cluster) of the grouped GEMM ``backend`` runs for ``dtype``
     with ``ep``-way expert parallelism on ``gpu`` (module docstring)."""
     if runs_flashinfer_fallback(backend, dtype, gpu):
         return FLASHINFER_SM90_FALLBACK, 1
+    if runs_triton_kernels(backend, dtype, gpu):
+        return TRITON, 1
     major = cc_major(gpu)
     triton = runs_triton(backend, dtype, ep, gpu)
     if major >= 10:
@@ -355,8 +422,10 @@ def grouped_tiles(backend: str | None, dtype: str, ep: int, gpu: Any
 def _grouped_terms(loads: np.ndarray, n: float, k: float, gpu: Any, cls: Any, rate: str,
                    e_act: float, e_w: float,
                    tiles: tuple[tuple[int, int], ...] = TILES,
-                   cluster: int = CLUSTER) -> dict[str, np.ndarray]:
-    """One grouped GEMM (per expert: loads × k times k × n) — best of ``tiles``.
+                   cluster: int = CLUSTER, block_m: np.ndarray | None = None
+                   ) -> dict[str, np.ndarray]:
+    """One grouped GEMM (per expert: loads × k times k × n) — best of ``tiles``, of those
+    with tile_m = ``block_m`` where the kernel chooses it (shape loads.shape[:-1]).
 
     Terms (s): ``matmul`` (whole tiles: an expert's rows padded to tile_m, in waves over the
     SMs), ``l2`` (operand panels: each tile reads its expert's actual rows — TMA zero-fills
@@ -389,6 +458,8 @@ def _grouped_terms(loads: np.ndarray, n: float, k: float, gpu: Any, cls: Any, ra
         # collective tensormaps_perform_update, tensormaps_cp_fence_release); a large share
         # of a tile with a short K loop (high TP)
         t = np.maximum(np.maximum(matmul, l2), hbm) + waves * tile_s
+        if block_m is not None:
+            t = np.where(block_m == tm, t, np.inf)
         if best is None:
             best = {"t": t, "matmul": matmul, "l2": l2, "tile_m": np.full_like(t, tm)}
         else:
@@ -524,10 +595,13 @@ def predict(tokens: Any, hidden: int, inter: int, experts: int, top_k: int, *, t
                                e_w)
     else:
         tiles, cluster = grouped_tiles(backend, dtype, ep, gpu)
+        block_m = (np.broadcast_to(matmul_ogs_block_m(T, top_k, experts // ep)[..., None],
+                                   loads.shape[:-1])
+                   if runs_triton_kernels(backend, dtype, gpu) else None)
         up = _grouped_terms(loads, (2.0 if gated else 1.0) * inter_l, float(hidden), gpu,
-                            cls, rate, e_act, e_w, tiles, cluster)
+                            cls, rate, e_act, e_w, tiles, cluster, block_m)
         down = _grouped_terms(loads, float(hidden), inter_l, gpu, cls, rate, e_act, e_w,
-                              tiles, cluster)
+                              tiles, cluster, block_m)
     # The activation traffic, memory-bound and serial with the weight streams: routing
     # (top-k of the router logits) and the permute read every token; the local experts' rows
     # are gathered in and scattered back (un-permute + weighted sum), 16-bit; the GEMMs read
@@ -554,7 +628,10 @@ def predict(tokens: Any, hidden: int, inter: int, experts: int, top_k: int, *, t
     mean = lambda v: np.mean(np.broadcast_to(v, up["t"].shape), axis=-1)  # noqa: E731
     terms = {"matmul": mean(up["matmul"] + down["matmul"]), "l2": mean(up["l2"] + down["l2"]),
              "hbm": mean(up["hbm"] + down["hbm"]), "act": mean(passes)}
-    gemm_s = mean(up["t"] + down["t"] + passes)
+    route = token_walk_s(backend, dtype, gpu, T, cls)
+    if runs_triton_kernels(backend, dtype, gpu):
+        terms["route"] = route
+    gemm_s = mean(up["t"] + down["t"] + passes) + route
     # the fixed time per call: the class's floor and the local experts' walk
     floor = np.full_like(T, cls.floor_s + problem_walk_s(framework, dtype, gpu, experts // ep,
                                                           cls))

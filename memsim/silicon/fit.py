@@ -134,7 +134,10 @@ def specs() -> list[FitSpec]:
             row = ("row_s",) if launch_of(b, fam).token_ctas else ()
             out.append(FitSpec(keys, "gemm", b, ("floor_s", "tensor", "hbm", "l2", *row),
                                {"gemm_dtype": db}))
-        for fam, db in families:
+        # TensorRT-LLM's MXFP4 MoE on Hopper is a Triton kernel of its own
+        # (memsim.ops.moe.runs_triton_kernels); no other backend has a class for it
+        moe_families = families + ((("w4a16_mxfp4", "w4a16_mxfp4"),) if b == "trtllm" else ())
+        for fam, db in moe_families:
             # MoE: the weight stream (hbm) and the activation passes (hbm_act) apart; the
             # per-wave tile time (cta_s) only where it was kept: on moe/trtllm/fp8 it made
             # the leave-one-GPU-out errors worse; vLLM's per-tensor fp8 runs FlashInfer's
@@ -146,6 +149,10 @@ def specs() -> list[FitSpec]:
             # TensorRT-LLM's block-scaled fp8 on Hopper walks every local expert per call
             # (row_s: memsim.ops.moe.problem_walk_s)
             if (b, fam) == ("trtllm", "fp8_block"):
+                tile = ("row_s",)
+            # its Triton MXFP4 MoE on Hopper pays a time per token entering the layer
+            # (row_s: memsim.ops.moe.token_walk_s)
+            if (b, fam) == ("trtllm", "w4a16_mxfp4"):
                 tile = ("row_s",)
             # vLLM fp8 (FlashInfer's untuned tile, memsim.ops.moe.fallback_terms): hbm is
             # its full 128-row blocks' weight stream, l2 not read; 2000 rows are two model
