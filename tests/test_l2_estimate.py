@@ -147,8 +147,9 @@ def test_forward_estimate_and_trace_agree(alg, N, H, k_div, D, B, causal, l2_mib
     seeds 31–33: 170/180, 0.84–1.77, and up to 2.80 at seed 34, where several groups
     share a wave and the first one's single read was charged to all). Since both walk
     FA-2's key tiles down (2026-12-02; `python -m benchmarks.l2_draws --causal --seed S
-    --draws 80`, S = 31, 32): FA-2 causal 141/160 within 10 %, 0.79–1.61 (seed 31 alone
-    0.79–1.43; walking up, the docstring's earlier draws reached 0.58). Where several
+    --draws 80`, S = 31–33): FA-2 causal 217/240 within 10 %, 0.79–1.61 (before this
+    rule, 210/240, 0.40–1.63; walking up, the docstring's earlier draws reached 0.58;
+    seed 31 alone 0.79–1.43, seed 33 0.84–1.20). Where several
     groups share a wave (Q < slots) the groups after the first wave miss by the later
     groups' expected share (Arrays._causal_down_key_loads); before, every re-read was
     charged once a wave's slots·Br keys met the L2: B 1, N 700, H 16, D 64, 2 MiB,
