@@ -3,8 +3,9 @@
 One block per (query tile, head group, batch): grid ``(⌈N/Br⌉, H/hpb, B)``. The block
 stages its Q tile — ``rows = hpb × Br`` query rows, the ``hpb`` query heads of one KV head
 packed together (GQA) — in shared memory once, then walks the active K/V tiles of that
-query tile (memsim.geometry: fully masked tiles are skipped, FlashAttention Prop. 4),
-staging the valid keys of each in shared memory. Each query row is owned by one thread,
+query tile from the last down, as FA-2's forward does (memsim.geometry: fully masked
+tiles are skipped, FlashAttention Prop. 4), staging the valid keys of each in shared
+memory. Each query row is owned by one thread,
 whose scores, running max m, sum ℓ and O accumulator stay in its registers/local memory,
 as the Tiling's SRAM footprint (Q + K + V tiles) assumes; a thread owns ⌈rows/threads⌉
 rows, and threads beyond the rows only help stage tiles. Every score of an active tile is
@@ -134,7 +135,10 @@ def forward_kernel(tiling: Tiling, spec: MaskSpec, count: bool = False, split: b
             jlo[slot] = a
             jhi[slot] = z
 
-        for tile in range(t_first, t_last + 1):
+        # from the last active tile down, as FA-2 does (flash_fwd_kernel.h
+        # compute_attn_1rowblock and _splitkv: "We iterate over the blocks in reverse
+        # order"); memsim.trace.sched_flash2 plays the same order through its L2
+        for tile in range(t_last, t_first - 1, -1):
             j0 = tile * BC
             nk = min(BC, n_kv - j0)                # valid keys of this tile
             cuda.syncthreads()                     # the previous tile is consumed

@@ -208,6 +208,7 @@ def test_misaligned_rows_take_whole_lines_of_capacity() -> None:
     p72 = AttentionProblem(batch=1, seq_len=3468, heads=8, kv_heads=2, head_dim=72)
     p64 = p72.model_copy(update={"head_dim": 64})
     assert _read_ratio(p72, _small_gpu(1 << 20, 4)) > 4
+    assert _read_ratio(p72, _small_gpu(2 << 20, 4)) == pytest.approx(1.10, abs=0.03)
     assert _read_ratio(p72, _small_gpu(3 << 20, 4)) < 1.05
     for mib in (1, 2):
         assert abs(_read_ratio(p64, _small_gpu(mib << 20, 4)) - 1) < 0.05

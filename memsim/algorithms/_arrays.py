@@ -155,8 +155,8 @@ class Arrays:
         above hold with end gaps in place of start gaps. Under equal durations the two
         are the same (lock-step waves end together as they start). Under a causal mask a
         group's blocks end in launch order and each end gap is the start gap plus the δ
-        tiles the later clump's duration adds (the trace's block log: 131K MHA on H100,
-        end − start gaps 2.00 tile-times = δ in every quarter of every group): the first
+        tiles the later clump's duration adds (consecutive clumps' durations differ by
+        δ tile-times, so their ends are their starts' gap + δ apart): the first
         wave, which starts at once, ends δ apart, and generation k's span grows from
         n(k·slots) − n(0) to n((k+1)·slots) − n(0) tiles.
 
@@ -180,7 +180,7 @@ class Arrays:
             fits = groups_in_flight * kv <= cap
             if walk_down:
                 return self._causal_down_key_loads(t, bytes_per_key, Br, geometry, slots,
-                                                   stream_bytes, fits)
+                                                   stream_bytes, groups_in_flight)
             many = np.where(fits, t.union_keys, np.minimum(per_wave, t.key_loads))
             one = self._causal_key_loads(t, bytes_per_key, Br, geometry, slots, stream_bytes)
             one = np.where(kv <= cap, t.union_keys, np.minimum(one, t.key_loads))
@@ -196,32 +196,39 @@ class Arrays:
         return np.minimum(np.where(Q >= slots, one, many), t.key_loads)
 
     def _causal_down_key_loads(self, t: TileSums, bytes_per_key, Br, geometry, slots,
-                               stream_bytes, fits):
+                               stream_bytes, groups_in_flight):
         """Key loads of a causal launch whose blocks walk their key tiles down (see
         :meth:`hbm_key_loads`), per batch and head group.
 
-        From the first wave on, blocks end δ or more apart, so between two reads of a tile
-        every block in flight sweeps at least Br/Bc tiles of its own: slots·Br keys, from
-        whatever groups are in flight (a group's K/V fitting the L2 no longer keeps it
-        there, as it does when the blocks of a wave read each tile together). Where
-        several groups share a wave (fewer query tiles than slots) and those keys, with
-        the Q, O and logsumexp of the clump that ends, overflow the L2, every re-read
-        misses; where they fit, and the groups in flight fit, each group reads its union
-        once. With one group at a time the first group's generations and the later
-        groups' gaps decide (:meth:`_causal_key_loads`, :meth:`_causal_later_key_loads`,
-        both with end gaps)."""
+        - **The first wave** (the groups whose blocks start at once on the idle GPU: one,
+          or slots / Q of them, the last in part, with fewer query tiles Q than slots)
+          ends δ apart, so between two reads of a tile each clump in flight sweeps δ
+          tiles of its own: slots·Br keys, at most the K/V of the ``groups_in_flight``
+          (⌊slots / Q⌋, clipped to 1 … groups), with the Q, O and logsumexp of the clump
+          that ends. Where that fits the L2 each re-read hits and a group reads its union
+          once; where it does not, every re-read misses. With Q ≥ slots the first
+          group's generations decide instead (:meth:`_causal_key_loads`, end gaps).
+        - **Every later group** starts in the slots the groups before it free, at
+          irregular gaps, whether it shares them with other groups (Q < slots) or not:
+          each of its re-reads misses with the probability that the blocks in flight
+          sweep more than the L2 in its end gap (:meth:`_causal_later_key_loads`, end
+          gaps) — an expected share, not a step at the L2's edge (with the first wave's
+          all-or-nothing rule for them, B 1, H 16, D 64, 2 MiB L2, 16 SMs gave
+          estimate / trace 1.56 at N 700 and 1.40 at N 6000, 0.13 at N 6000 with
+          2.1 MiB; tests/test_l2_estimate.py)."""
         Q = np.maximum(t.q_tiles, 1)
         groups = np.maximum(self.groups, 1)
         clump = np.maximum(self.Bc // Br, 1)
-        swept = (np.minimum(slots * Br, groups * t.union_keys) * bytes_per_key
+        swept = (np.minimum(slots * Br, groups_in_flight * t.union_keys) * bytes_per_key
                  + clump * stream_bytes)
-        many = np.where(fits & (swept <= self.l2_bytes), t.union_keys, t.key_loads)
+        first_wave = np.where(swept <= self.l2_bytes, t.union_keys, t.key_loads)
         one = self._causal_key_loads(t, bytes_per_key, Br, geometry, slots, stream_bytes,
                                      True)
+        first = np.where(Q >= slots, np.minimum(one, t.key_loads), first_wave)
         later = self._causal_later_key_loads(t, bytes_per_key, Br, slots, stream_bytes, True)
-        first = np.where(Q >= slots, np.minimum(one, t.key_loads), many)
-        later = np.where(Q >= slots, np.minimum(later, t.key_loads), many)
-        return (first + (groups - 1) * later) / groups
+        in_first_wave = np.clip(slots / Q, 1, groups)       # groups, the last one in part
+        return (in_first_wave * first
+                + (groups - in_first_wave) * np.minimum(later, t.key_loads)) / groups
 
     def _lockstep_key_loads(self, t: TileSums, kv, streamed, per_wave, slots, Q, groups):
         """One group's HBM keys when its blocks run in lock-step waves (see
@@ -290,10 +297,11 @@ class Arrays:
         Qc, Pc = Q / c, np.maximum(np.asarray(slots, dtype=np.float64) / c, 1.0)
         alpha = (o + Br - 1) / Bc + 1                        # tiles of the first clump
         M = np.maximum(self.l2_bytes - c * stream_bytes, 0) / (Bc * bytes_per_key)
-        # a group whose key tiles all fit never misses: only the others are evaluated
-        # (walking down, every group: the blocks in flight sweep tiles of other groups too)
         parts = np.broadcast_arrays(Qc, Pc, alpha, delta, M)
-        need = (parts[2] + parts[3] * (parts[0] - 1) > parts[4]) | walk_down
+        if walk_down:   # the blocks in flight sweep other groups' tiles too: every group
+            need = np.ones(parts[0].shape, dtype=bool)
+        else:           # a group whose key tiles all fit never misses: only the others
+            need = parts[2] + parts[3] * (parts[0] - 1) > parts[4]
         total = np.zeros(need.shape)
         if np.any(need):
             total[need] = _later_misses(*(np.asarray(v, dtype=np.float64)[need]
