@@ -488,12 +488,15 @@ def kernel_timer(problem: AttentionProblem, gpu: GPU, algorithm: str, *,
     pre_s = None
     if problem.mask.causal:
         pre_s = prepass_bytes(problem, backend, B, N) / timed.achievable_hbm_bytes_per_s
+        if backend == "vllm":
+            pre_s = np.maximum(pre_s, vllm_cache_write_latency_s(problem, gpu, cls.cta_s,
+                                                                 B, N))
     if fa3_prefill(problem, backend, gpu):
         tiles, blocks = fa3_busiest_sm(problem, gpu, B, N, S)
-        # the class's hbm efficiency is the cache write's (one CTA per token, vLLM
-        # cache_kernels.cu reshape_and_cache_flash_kernel: latency, not bandwidth, bound);
-        # FA3's own reads and writes stream at the profile's factors: the rows run as fast
-        # on H200 as on H100 (median time ratio 0.99), so none of them is HBM-bound
+        # the class's hbm efficiency is the cache write's bandwidth (vLLM: beside its CTAs'
+        # latency, vllm_cache_write_latency_s); FA3's own reads and writes stream at the
+        # profile's factors: the rows run as fast on H200 as on H100 (median time ratio
+        # 0.99), so none of them is HBM-bound
         kernel = with_class(gpu, replace(cls, efficiency={
             u: v for u, v in cls.efficiency.items() if u != "hbm"}))
         return Timer(kernel, problem.dtype, matmul_unit, None, floor_s=cls.floor_s,
@@ -522,6 +525,26 @@ def kernel_timer(problem: AttentionProblem, gpu: GPU, algorithm: str, *,
     return Timer(timed, problem.dtype, matmul_unit, blocks_per_sm, floor_s=cls.floor_s,
                  serial_s=class_serial_s(cls, gpu, rows), pre_s=pre_s, matmul_pad=pad,
                  exp_overlaps=overlaps, **sparse)
+
+
+# vLLM's KV-cache write, vllm-project/vllm csrc/cache_kernels.cu reshape_and_cache_flash:
+# ``dim3 grid(num_tokens); dim3 block(std::min(num_heads * head_size, 512))`` (num_heads:
+# the KV heads of the key tensor), one CTA per token
+CACHE_WRITE_MAX_THREADS = 512
+
+
+def vllm_cache_write_latency_s(problem: AttentionProblem, gpu: GPU, cta_s: float, B, N):
+    """Seconds vLLM's ``reshape_and_cache_flash`` takes when its CTAs' latency binds, not
+    HBM's bandwidth (arrays ``B``, ``N``): one CTA per new token (``B``·``N``) of
+    min(K·D, 512) threads, as many resident per SM as its threads and block slots allow,
+    run in waves of ``cta_s`` each (the class's seconds per CTA: the dependent loads of
+    its slot index, then its K/V rows, and the stores; memory latency, not scaled by the
+    SM clock). With few KV heads a CTA moves a few hundred bytes, so its latency, not the
+    bytes, times the write (:data:`CACHE_WRITE_MAX_THREADS`)."""
+    tokens = np.asarray(B, dtype=float) * np.asarray(N, dtype=float)
+    threads = min(problem.K * problem.D, CACHE_WRITE_MAX_THREADS)
+    resident = min(gpu.spec.max_threads_per_sm // threads, gpu.spec.max_blocks_per_sm)
+    return np.ceil(tokens / (gpu.spec.sm_count * resident)) * cta_s
 
 
 # The class's per-row time × these rows is FA3's fixed time per CTA tile (m-block): loading

@@ -878,3 +878,24 @@ def test_trtllm_hopper_prefill_counts_the_padded_head_and_hides_its_exponentials
     v = predict(p.model_copy(update={"dtype": "bf16"}), "h200", "flash2", backend="vllm")
     assert v.headline.compute_s == pytest.approx(
         sum(v.headline.terms_s[k] for k in ("matmul", "vector", "exp", "serial")), rel=1e-9)
+
+
+@settings(max_examples=60, deadline=None)
+@given(kv_heads=st.sampled_from([1, 2, 4, 8, 64]), head_dim=st.sampled_from([64, 128, 256]),
+       batch=st.integers(1, 256), tokens=st.integers(1, 16384))
+def test_vllm_cache_write_runs_one_cta_per_token_in_waves(kv_heads, head_dim, batch,
+                                                          tokens) -> None:
+    """vLLM's reshape_and_cache_flash (one CTA of min(K·D, 512) threads per token): its
+    latency term is whole waves of the CTAs the H100's 2048 threads per SM hold, so it
+    never falls with more tokens and is one wave's cta_s up to 132 SMs' worth of CTAs."""
+    from memsim.attention import vllm_cache_write_latency_s
+
+    gpu = load_gpu("h100-sxm")
+    p = AttentionProblem(batch=1, seq_len=1, kv_len=1, heads=kv_heads, kv_heads=kv_heads,
+                         head_dim=head_dim, mask=Mask())
+    resident = 2048 // min(kv_heads * head_dim, 512)
+    cta_s = 1e-6
+    t = vllm_cache_write_latency_s(p, gpu, cta_s, np.array([batch, batch + 1]), tokens)
+    assert t[0] <= t[1]
+    assert t[0] == pytest.approx(np.ceil(batch * tokens / (132 * resident)) * cta_s)
+    assert vllm_cache_write_latency_s(p, gpu, cta_s, 1, 132 * resident) == pytest.approx(cta_s)

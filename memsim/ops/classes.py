@@ -95,7 +95,9 @@ class KernelClass:
       tile's fixed time beyond its operand stream
       (:mod:`memsim.ops.moe`); encoder attention (:mod:`memsim.ops.encoder`): SM-seconds
       per (m-block, key tile) pair, a warp-specialised FMHA's fixed steps per key tile;
-      × :func:`clock_ratio` on other GPUs.
+      × :func:`clock_ratio` on other GPUs. vLLM's prefill (``attention/context/vllm``,
+      ``.../fp8``): seconds per wave of its KV-cache write's one-per-token CTAs
+      (:func:`memsim.attention.vllm_cache_write_latency_s`), memory latency, not scaled.
     - ``key_s`` [seconds per key a TensorRT-LLM XQA or MMHA decode CTA streams, per 128
       head elements]: × D / 128 (mha.cu's K/V row loads), and for XQA GMMA also × the padded
       head rows / 8 (its GMMA N slices) over whole 64-key tiles

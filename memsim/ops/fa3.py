@@ -146,7 +146,8 @@ def tile(D: int, Dv: int, local, packed_rows, elem_bytes: float = 2, causal=None
 
 def work(N, S, group: int, D: int, Dv: int, window: int | None, elem_bytes: float = 2):
     """FA3's tile work for one (sequence, KV head): ``N`` queries (the last N of ``S``
-    keys), ``group`` query heads per KV head, causal, an optional sliding ``window``
+    keys), ``group`` query heads per KV head, causal, an optional sliding ``window`` (local
+    where :func:`is_local`: one that reaches every key is none)
     (arrays N, S, broadcasting). Returns (kBlockM, kBlockN, m-blocks, tile pairs summed over
     the m-blocks, tile pairs of the longest m-block); exact (floor sums, no loop over the
     m-blocks).
@@ -157,9 +158,8 @@ def work(N, S, group: int, D: int, Dv: int, window: int | None, elem_bytes: floa
     """
     N, S = np.broadcast_arrays(np.asarray(N, dtype=np.int64), np.asarray(S, dtype=np.int64))
     G = int(group)
-    local = window is not None
-    Mb, Nb = tile(D, Dv, is_local(window, S), N * G, elem_bytes,
-                  is_causal(window, S, N, D))
+    local = is_local(window, S)
+    Mb, Nb = tile(D, Dv, local, N * G, elem_bytes, is_causal(window, S, N, D))
     Mb, Nb = Mb.astype(np.int64), Nb.astype(np.int64)
     o = S - N
     R = N * G
@@ -170,9 +170,8 @@ def work(N, S, group: int, D: int, Dv: int, window: int | None, elem_bytes: floa
     hi = floor_sum(full, G * Nb, Mb, Mb - 1 + (o + Nb) * G)
     hi_last = _ceil_div(N + o, Nb).astype(float)
     hi = hi + hi_last
-    lo = np.zeros(N.shape)
-    lo_last = np.zeros(N.shape)
-    if local:
+    pairs, longest = hi, hi_last
+    if local.any():
         W = int(window)
         c = o - W + 1
         # lo_i = ⌊max(0, ⌊i·Mb/G⌋ + c)/Nb⌋: zero until i0, then ⌊(i·Mb + c·G)/(G·Nb)⌋
@@ -181,14 +180,14 @@ def work(N, S, group: int, D: int, Dv: int, window: int | None, elem_bytes: floa
         lo = floor_sum(m - i0, G * Nb, Mb, Mb * i0 + c * G)
         t0_last = ((m - 1) * Mb) // G
         lo_last = (np.maximum(0, t0_last + c) // Nb).astype(float)
-    pairs = hi - lo
-    longest = hi_last - lo_last
-    if local:
         # a windowed m-block's keys: its tokens (at most ⌈Mb/G⌉, at most N) plus the
         # window, at most S; one tile more where they straddle tile edges (an upper
         # bound on the longest m-block, not its exact count)
-        keys = np.minimum(np.minimum(_ceil_div(Mb, G), N) + int(window) - 1, S)
-        longest = np.maximum(longest, np.minimum(_ceil_div(S, Nb), _ceil_div(keys, Nb) + 1))
+        keys = np.minimum(np.minimum(_ceil_div(Mb, G), N) + W - 1, S)
+        windowed = np.maximum(hi_last - lo_last,
+                              np.minimum(_ceil_div(S, Nb), _ceil_div(keys, Nb) + 1))
+        pairs = np.where(local, hi - lo, hi)
+        longest = np.where(local, windowed, hi_last)
     return Mb, Nb, m, pairs, longest
 
 

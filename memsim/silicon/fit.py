@@ -174,10 +174,16 @@ def specs() -> list[FitSpec]:
         out.append(FitSpec(tuple(f"allreduce/{a}/{b}" for a in ALLREDUCE_ALGOS), "allreduce",
                            b, ("floor_s", "link")))
         bf16_kv = {"kv_cache_dtype": "bfloat16"}
+        # vLLM's prefill first writes the KV cache, one CTA per token, each CTA's latency
+        # (cta_s) binding where it moves few bytes (memsim.attention
+        # .vllm_cache_write_latency_s)
+        vllm_write = ("cta_s",) if b == "vllm" else ()
+        # vLLM's prefill rows on at least 3000 per GPU, the sample its classes were fitted on
+        context_rows = 3000 if b == "vllm" else 0
         out += [
             FitSpec((f"attention/context/{b}",), "context_attention", b,
-                    ("floor_s", "tensor", "hbm", "row_s"), {"attn_dtype": "bfloat16",
-                                                            **bf16_kv}),
+                    ("floor_s", "tensor", "hbm", "row_s", *vllm_write),
+                    {"attn_dtype": "bfloat16", **bf16_kv}, min_rows=context_rows),
         ]
         # encoder attention (memsim.ops.encoder): fmha_v2's warp-specialised kernel waits
         # out a fixed time per key tile (cta_s); FA3's ping-pong hides it, but its softmax
@@ -190,8 +196,9 @@ def specs() -> list[FitSpec]:
         if b == "vllm":
             # vLLM with an fp8 cache runs FA3's e4m3 kernel (memsim.attention.fa3_prefill)
             out.append(FitSpec((f"attention/context/{b}/fp8",), "context_attention", b,
-                               ("floor_s", "tensor", "hbm", "row_s"),
-                               {"attn_dtype": "bfloat16", "kv_cache_dtype": "fp8"}))
+                               ("floor_s", "tensor", "hbm", "row_s", *vllm_write),
+                               {"attn_dtype": "bfloat16", "kv_cache_dtype": "fp8"},
+                               min_rows=context_rows))
             # vLLM's FlashAttention-4 prefill on SM90 (head size > 256: memsim.attention
             # .vllm_fa4): 64 × 64 tiles, one K/V stage, P through shared memory
             out.append(FitSpec((f"attention/context/{b}/fa4",), "context_attention", b,
