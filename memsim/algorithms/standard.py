@@ -141,18 +141,16 @@ def broadcast_load_bytes(rows, S, Bc):
     return np.asarray(rows, dtype=np.float64) * sector_keys(S, Bc)
 
 
-def _elementwise(read_bytes, write_bytes, vector_flops, blocks, global_read_bytes=None,
-                 global_write_bytes=None) -> Cost:
-    """One elementwise kernel: every byte from and to HBM (no reuse to count), and through
-    L1 as the bytes of the sectors its warp instructions touch — the bytes themselves
-    unless ``global_read_bytes`` / ``global_write_bytes`` say otherwise (an instruction
-    that uses part of a sector moves all of it; Nsight Compute counts sectors)."""
-    return Cost(vector_flops=vector_flops,
-                global_read_bytes=read_bytes if global_read_bytes is None else global_read_bytes,
-                global_write_bytes=(write_bytes if global_write_bytes is None
-                                    else global_write_bytes),
-                hbm_read_bytes=read_bytes, hbm_write_bytes=write_bytes,
-                launches=1.0 + 0 * blocks, blocks=blocks)
+def _elementwise(read_bytes, write_bytes, vector_flops, blocks) -> Cost:
+    """One elementwise kernel at no reuse: every byte through L1 and from and to HBM. The
+    bytes are those of the sectors its warp instructions touch, each access counted (an
+    instruction that uses part of a 32-byte sector moves all of it; Nsight Compute counts
+    sectors): a narrow access repeated at one address is that many accesses, each of
+    which reaches HBM with no cache to keep it (the trace with its L2 off: the same
+    bytes). The L2 estimate keeps the repeats from HBM (:func:`_repeat_hbm_bytes`)."""
+    return Cost(vector_flops=vector_flops, global_read_bytes=read_bytes,
+                global_write_bytes=write_bytes, hbm_read_bytes=read_bytes,
+                hbm_write_bytes=write_bytes, launches=1.0 + 0 * blocks, blocks=blocks)
 
 
 def _math_backend_kernels(x: Arrays) -> Cost:
@@ -179,8 +177,7 @@ def _math_backend_kernels(x: Arrays) -> Cost:
             + _elementwise(k_elems * x.e, k_elems * x.e, k_elems,
                            x.groups * -(-x.S // x.Bc))
             + _elementwise(scores * x.e, scores, 0 * scores, q_blocks)       # isneginf
-            + _elementwise(scores, rows, 0 * scores, q_blocks,               # all
-                           global_write_bytes=rows * SECTOR_BYTES)
+            + _elementwise(scores, rows * SECTOR_BYTES, 0 * scores, q_blocks)  # all
             + _elementwise(scores * x.e + 2 * broadcast_load_bytes(rows, x.S, x.Bc),
                            scores * x.e, 0 * scores, q_blocks))              # where
 
@@ -433,9 +430,9 @@ def _once_per_call(x: Arrays) -> Cost:
     """The kernels PyTorch's math backend runs once per call, whatever the batch and heads
     (``_scaled_dot_product_attention_math`` and ``_safe_softmax``, attention.cpp, PyTorch
     2.5–2.11), at the compute width ``x.e``: ``_safe_softmax``'s ``scalar_tensor(0.0)``
-    (one element written: one 32-byte sector through L1); for the causal mask
+    (one element written: one 32-byte sector, :func:`_elementwise`); for the causal mask
     ``ones((N, S), bool)`` (N·S bools written), ``tril()`` (:func:`tril_read_bytes` read,
-    N·S written, each TRIL_CHUNK times through L1), the two one-element tensors of
+    N·S written, each TRIL_CHUNK times), the two one-element tensors of
     ``where(mask, 0.0, scalar_tensor(-inf))`` and the where itself (N·S bools read, its
     two one-element operands broadcast, :func:`broadcast_load_bytes` each, the (N, S)
     additive mask written). Blocks: one per query tile (Br rows of the mask), tril's
@@ -446,24 +443,34 @@ def _once_per_call(x: Arrays) -> Cost:
     ns = x.N * x.S * 1.0
     q_tiles = -(-x.N // x.Br) + 0 * B
     none = 0 * B
-    scalar = _elementwise(none, x.e + none, none, 1.0 + none,        # one element written
-                          global_write_bytes=SECTOR_BYTES + none)
+    scalar = _elementwise(none, SECTOR_BYTES + none, none, 1.0 + none)   # one element
     tril_read = tril_read_bytes(x.N, x.S)
     build = (_elementwise(none, ns, none, q_tiles)                   # ones
-             + _elementwise(tril_read, ns, none, tril_blocks(x.N, x.S) + 0 * B,   # tril
-                            global_read_bytes=TRIL_CHUNK * tril_read,
-                            global_write_bytes=TRIL_CHUNK * ns)
+             + _elementwise(TRIL_CHUNK * tril_read, TRIL_CHUNK * ns, none,     # tril
+                            tril_blocks(x.N, x.S) + 0 * B)
              + scalar + scalar                                        # -inf, 0.0
              + _elementwise(ns + 2 * broadcast_load_bytes(x.N, x.S, x.Bc), ns * x.e,
                             none, q_tiles))
     return scalar + build.times(causal)
 
 
-def _once_rereads(x: Arrays):
-    """The broadcast re-reads of :func:`_once_per_call`'s where: its two one-element
-    operands, which stay in L1 / L2 (the L2 estimate reads their 2·e bytes once)."""
+def _repeat_hbm_bytes(x: Arrays) -> tuple:
+    """(read, write) bytes of the repeated accesses at one address that the no-reuse
+    counts of :func:`_math_backend_kernels` and :func:`_once_per_call` charge to HBM and
+    the L2 estimate keeps from it (their first access reaches HBM, the rest hit L1 / L2):
+    ``all``'s flag byte stored once per 32-byte sector; the one-element fills' element
+    stored once per sector (SECTOR_BYTES / e stores of e bytes); ``tril()``'s sectors
+    loaded and its bools stored TRIL_CHUNK times; the causal where's two broadcast
+    operands, e bytes each from HBM once (numpy-broadcasting)."""
     causal = 1.0 if x.geometry.kind == "causal" else 0.0
-    return causal * (2 * broadcast_load_bytes(x.N, x.S, x.Bc) - 2 * x.e)
+    rows = np.asarray(x.B, dtype=np.float64) * x.H * x.N
+    ns = x.N * x.S * 1.0
+    scalars = 1.0 + 2 * causal               # the softmax's zero; the mask's 0.0 and -inf
+    reads = causal * ((TRIL_CHUNK - 1) * tril_read_bytes(x.N, x.S)
+                      + 2 * broadcast_load_bytes(x.N, x.S, x.Bc) - 2 * x.e)
+    writes = (rows * (SECTOR_BYTES - 1) + scalars * (SECTOR_BYTES - x.e)
+              + causal * (TRIL_CHUNK - 1) * ns)
+    return reads, writes
 
 
 def _forward_computed(x: Arrays) -> Cost:
@@ -491,12 +498,13 @@ def _forward_computed(x: Arrays) -> Cost:
     mask_reads = mask_add.hbm_read_bytes - _mask_kernel(x).hbm_read_bytes
     # the head groups sharing a KV head write one scaled copy of it (dirty once)
     shared_k = (x.groups - np.asarray(x.B, dtype=np.float64) * x.K) * x.S * x.D * x.e
-    # the once-per-call kernels (a few N·S bytes) at no reuse
     reread_misses = rereads.hbm_read_bytes * (1 - _q_reread_hit_fraction(x))
+    # the once-per-call kernels (a few N·S bytes) and all's flags: each sector once
+    repeat_reads, repeat_writes = _repeat_hbm_bytes(x)
     return replace(cost, hbm_read_bytes=reads + reread_misses + mask_reads
-                   + _around_hbm_reads(x) + once.hbm_read_bytes - _once_rereads(x),
+                   + _around_hbm_reads(x) + once.hbm_read_bytes - repeat_reads,
                    hbm_write_bytes=writes + around.hbm_write_bytes - shared_k
-                   + once.hbm_write_bytes)
+                   + once.hbm_write_bytes - repeat_writes)
 
 
 def _around_hbm_reads(x: Arrays):

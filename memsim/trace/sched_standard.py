@@ -436,7 +436,9 @@ def _repeated(acc: Access, times) -> Access:
     """``acc`` issued ``times`` times at the same address, after the first L1 / L2 hits:
     the loads of a broadcast operand's sector, one per warp, and a store narrower than
     the 32-byte sector Nsight Compute counts for it, as that many stores of its bytes
-    (``all``'s flag byte 32 times, a one-element fill's element 32 / e times)."""
+    (``all``'s flag byte 32 times, a one-element fill's element 32 / e times). With the
+    L2 off every repeat reaches HBM, as the analytic no-reuse counts charge it
+    (memsim.algorithms.standard._repeat_hbm_bytes: what the L2 estimate keeps from HBM)."""
     return replace(acc, units=times, unit_stride_bytes=0)
 
 
