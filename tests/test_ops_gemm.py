@@ -116,22 +116,57 @@ def test_split_k_launches_a_reduction_kernel() -> None:
 
 
 def test_a_few_ctas_stream_through_their_own_sms_share_of_l2() -> None:
-    """L2 → SM bandwidth is per SM: vLLM's 16 × 64 tiles over n = 512 (8 tiles, 16 CTAs
-    in 1 × 2 clusters) pull their panels at 1/132 of the L2's rate each: the valid rows
-    of A (TMA fetches no padding) and the whole B panel (multicast still lands all of it
-    in every receiving SM's shared memory)."""
+    """L2 → SM ingress is per SM: vLLM's 16 × 64 tiles over n = 512 (8 tiles, 16 CTAs
+    in 1 × 2 clusters) pull their panels at the class's per-SM rate (``l2`` × L2 peak /
+    132) each: the valid rows of A (TMA fetches no padding) and the whole B panel
+    (multicast still lands all of it in every receiving SM's shared memory)."""
     m, n, k = 8, 512, 65536
     p = gemm.predict(m, n, k, dtype="fp8", gpu="h100-sxm", backend="vllm")
     assert (p.detail["tile_m"], p.detail["tile_n"], p.detail["waves"]) == (16, 64, 1)
     l2_per_sm = 12e12 * kernel_class("gemm", "vllm", "fp8").eff("l2") / 132
     assert p.terms_s["l2"] == pytest.approx((m * 1 + 64 * 1) * k / l2_per_sm)
-    # 132 CTAs (one wave, no cluster above n = 1280): the same bytes on every SM
+    # 132 CTAs (one wave, no cluster above n = 1280): the same bytes on every SM, but
+    # together past the L2's sustained plateau (0.82 × 12 TB/s), which then sets the term:
+    # A's 8 rows once per CTA, B once
     wide = gemm.predict(8, 64 * 132, k, dtype="fp8", gpu="h100-sxm", backend="vllm")
     assert wide.detail["waves"] == 1
-    assert wide.terms_s["l2"] == pytest.approx(p.terms_s["l2"])
+    reads = (8 * 132 + 64 * 132) * k
+    assert wide.terms_s["l2"] == pytest.approx(reads / (0.82 * 12e12))
+    assert wide.terms_s["l2"] > p.terms_s["l2"]
     # SM100's 2-SM MMA has each SM of a pair load half of B; SM89's kernel has no cluster
     assert [gemm.vllm_fp8_b_share(resolve_gpu(g)) for g in ("b200", "h100-sxm", "l40s")] == [
         2, 1, 1]
+
+
+@given(dims, dims, dims, st.sampled_from(["bf16", "fp8", "fp8_block"]),
+       st.sampled_from(["trtllm", "vllm", "sglang"]), st.sampled_from(["h100-sxm", "b200"]))
+def test_the_l2_term_never_reads_l2_faster_than_its_sustained_plateau(
+        m: int, n: int, k: int, dtype: str, backend: str, gpu: str) -> None:
+    """Whatever the per-SM ingress factor, the slices' reads of the chosen tile (multicast
+    counted once per cluster) take at least their bytes / the profile's L2 plateau."""
+    p = gemm.predict(m, n, k, dtype=dtype, gpu=gpu, backend=backend)
+    g = resolve_gpu(gpu)
+    tile = (p.detail["tile_m"], p.detail["tile_n"])
+    _, e_in = gemm.operand_bytes(dtype)
+    sm90_vllm_fp8 = backend == "vllm" and dtype == "fp8" and g.spec.sm_count == 132
+    cluster = gemm.vllm_sm90_fp8_cluster(np.float64(m), np.float64(n)) if sm90_vllm_fp8 else (
+        1.0, 1.0)
+    b_share = (gemm.vllm_fp8_b_share(g) if backend == "vllm" and dtype == "fp8"
+               else gemm.CLUSTER)
+    reads = gemm.l2_read_bytes(m, n, k, 1, tile, cluster, b_share, e_in, e_in)
+    assert p.terms_s["l2"] >= reads / g.achievable_l2_bytes_per_s * (1 - 1e-9)
+
+
+def test_multicast_lowers_the_slices_reads_not_an_sms_ingress() -> None:
+    """A 2 × 1 cluster reads each B panel once for its two CTAs (CUTLASS ``mcast_mask_b``):
+    B's reads halve; A's stay; an odd tile count rounds up to whole clusters."""
+    m, n, k, e = 256.0, 1024.0, 4096.0, 1.0
+    alone = gemm.l2_read_bytes(m, n, k, 1, (64.0, 128.0), (1.0, 1.0), 1.0, e, e)
+    paired = gemm.l2_read_bytes(m, n, k, 1, (64.0, 128.0), (2.0, 1.0), 1.0, e, e)
+    a_bytes = m * k * e * (n / 128)
+    assert alone == a_bytes + n * k * e * 4 and paired == a_bytes + n * k * e * 2
+    odd = gemm.l2_read_bytes(192.0, n, k, 1, (64.0, 128.0), (2.0, 1.0), 1.0, e, e)
+    assert odd == 192 * k * e * (n / 128) + n * k * e * 2
 
 
 def test_vllm_sm90_fp8_clusters_round_the_grid_up_to_whole_clusters() -> None:

@@ -9,32 +9,42 @@ cuBLAS's heuristics and TensorRT-LLM's autotuner pick the fastest kernel:
 
 - ``matmul``: waves · (2 · tile_m · tile_n · k/split) / (per-SM tensor rate) — a partial
   last wave and rows padded to the tile cost full tiles (wave and tile quantisation);
-- ``l2``: every tile's operand panels through L2 (L2 → SM traffic) on the busiest SM: an
-  SM pulls its CTAs' panels through its own share of the L2 bandwidth (L2 / SMs), one
-  wave after another, so a grid of few CTAs cannot use the whole L2 (measured: vLLM's fp8
-  GEMM at m = 8, n = 512, k = 65536 on H100 launches 16 CTAs in 1 × 2 clusters, 8 of them
-  real; each real SM takes (8 + 64) B · 65536 = 4.7 MB in 50 µs (55.8 µs less the floor
-  and the quantisation), 95 GB/s, and 92 on H200, where 12 TB/s / 132 = 91: the fitted
-  l2 efficiency of gemm/vllm/fp8, 0.99, gives 90); TMA fetches a tile's valid rows only
-  (rows past m or n are zero-filled, not read). **TMA multicast** in a thread-block
-  cluster divides the loads each CTA *issues*, not the bytes each SM *receives*: every
-  CTA of the cluster takes the whole shared panel into its own shared memory (CUTLASS
-  collective/sm90_mma_tma_gmma_ss_warpspecialized.hpp ``load``: each CTA ``tma_partition``s
-  the shared operand by its block id in the cluster and loads its slice with
-  ``mcast_mask_b``; every CTA waits on the whole stage). It lowers the L2 slices' reads,
-  which bind only when the SMs' ingress exceeds the L2's rate — not modelled, the
-  per-SM term above being the same rate. Where the kernel is read from its source —
-  vLLM's fp8 ``cutlass_scaled_mm``: CUTLASS 3 with clusters on SM90 and SM100 (below),
-  CUTLASS 2 without TMA on SM89 (scaled_mm_c2x_sm89_fp8_dispatch.cuh) — the whole
-  panels count, except that SM100's 2-SM MMA splits B between the pair's two SMs, each
-  loading half (:func:`vllm_fp8_b_share`); where its cluster is modelled (SM90) the grid is
-  rounded up to whole clusters (CUTLASS tile_scheduler_params.h,
+- ``l2``: the larger of two limits on the operand panels' trip from L2 to the SMs.
+  (1) **One SM's ingress**: the busiest SM takes its CTAs' panels into its shared memory,
+  one wave after another, at the class's per-SM rate ``l2`` × (L2 peak / SMs)
+  (:func:`sm_ingress_bytes_per_s`), so a grid of few CTAs cannot use the whole L2. The
+  factor is a per-SM figure in units of L2 peak / SMs (45.9 B/clk on H100 at 1.98 GHz),
+  not a share of the aggregate L2 rate: an SM's port is not L2 / SMs (measured: vLLM's
+  fp8 GEMM at m = 8, n = 512, k = 65536 on H100 launches 16 CTAs in 1 × 2 clusters, 8 of
+  them real; each real SM takes (8 + 64) B · 65536 = 4.7 MB in 50 µs (55.8 µs less the
+  floor and the quantisation), 95 GB/s = 48 B/clk, and 92 on H200; at 64 < m ≤ 128 few
+  CTAs take about 120 GB/s = 61 B/clk each, below), above the 74.5 GB/s = 37.6 B/clk per
+  SM of the profile's aggregate plateau. No source for the port's width was found (the
+  Hopper microbenchmark studies cited by the profiles measure the aggregate L2 only), so
+  it is the fitted ``l2`` (gemm/vllm/fp8: 0.989, 45.4 B/clk), capped at 1 by the fit's
+  bounds. (2) **The L2 slices' reads**: every byte the slices serve, over the profile's
+  sustained L2 bandwidth (``achievable_l2_bytes_per_s``, the measured plateau, no class
+  factor), :func:`l2_read_bytes` — A once per cluster column of tiles, B once per
+  cluster row, split-K partials once — so a full grid never reads L2 faster than its
+  plateau. TMA fetches a tile's valid rows only (rows past m or n are zero-filled, not
+  read). **TMA multicast** in a thread-block cluster divides the loads each CTA
+  *issues* — the slices' reads, (2) — not the bytes each SM *receives*, (1): every CTA
+  of the cluster takes the whole shared panel into its own shared memory (CUTLASS
+  collective/sm90_mma_tma_gmma_ss_warpspecialized.hpp ``load``: each CTA
+  ``tma_partition``s the shared operand by its block id in the cluster and loads its
+  slice with ``mcast_mask_b``; every CTA waits on the whole stage). Where the kernel is
+  read from its source — vLLM's fp8 ``cutlass_scaled_mm``: CUTLASS 3 with clusters on
+  SM90 and SM100 (below), CUTLASS 2 without TMA on SM89
+  (scaled_mm_c2x_sm89_fp8_dispatch.cuh) — the whole panels reach each SM, except that
+  SM100's 2-SM MMA splits B between the pair's two SMs, each loading half
+  (:func:`vllm_fp8_b_share`); where its cluster is modelled (SM90) the grid is rounded up
+  to whole clusters (CUTLASS tile_scheduler_params.h,
   ``PersistentTileSchedulerSm90Params::initialize``: ``problem_blocks_m =
   round_up(problem_blocks.x, … cluster_shape.m())``, the padding CTAs taking SM slots
   and waves). For the autotuned kernels whose source is not read
-  (cuBLAS, TensorRT-LLM's, SGLang's) the B panel is still counted halved (:data:`CLUSTER`): their
-  H100/H200 rows run the per-SM term faster than L2 / SMs (fitted l2 efficiency at its
-  cap of 1), and the halving stands in for that — a known approximation, not multicast
+  (cuBLAS, TensorRT-LLM's, SGLang's) the B panel is still counted halved (:data:`CLUSTER`)
+  in both limits: their H100/H200 rows run the per-SM limit faster than the fit's cap of
+  1 allows, and the halving stands in for that — a known approximation, not multicast
   physics; counting their whole panels, unrefitted, takes gemm/trtllm H100 from 5.9 to
   7.2 % median |error| and gemm/sglang from 9.7 to 12.2 %;
 - ``hbm``: the compulsory bytes (A, B read once, C written once, split-K partials), the
@@ -78,8 +88,8 @@ frameworks' sources and from the aiconfigurator collectors that timed them):
   launches a padding CTA beside every real one. Known gap: at 64 < m ≤ 128 with few
   tiles (H100, n ≤ 1024, k = 65536: at most 16 CTAs of 64 × 128) the measured rows take their
   whole (64 + 128)-row panels at about 120 GB/s per SM, above L2 / SMs, and the model
-  over-predicts them by 45-55 %: an SM's own ingress can exceed its share of the L2's rate,
-  which a per-SM ingress figure (none sourced yet) would have to carry.
+  over-predicts them by 45-55 %: an SM's own ingress exceeds the fitted per-SM rate there,
+  which the per-SM limit, capped at 1 (45.9 B/clk) by the fit's bounds, cannot carry.
   Known gap: on SM100 the tile is fixed too (scaled_mm_sm100_fp8_dispatch.cuh @487e7b0:
   m ≤ 16 → swap-AB 128 × 32 in 4 × 1 clusters, m ≤ 64 → swap-AB 128 × 64 (4 × 1; 64 × 64
   un-clustered at m = 64, k < 4096), m ≤ 256 → 128 × 128 (2 × 1), else 256 × 128 (2 × 2);
@@ -292,11 +302,13 @@ def tiled_terms(m: np.ndarray, n: np.ndarray, k: np.ndarray, groups: np.ndarray,
     operands stay in L2 from one call to the next); ``promote``: the kernel folds every
     128-deep k-block into its fp32 accumulator on CUDA cores, one FMA per accumulator
     element, serial with its MMAs (:func:`promotes_on_cuda_cores`), added to ``matmul``.
-    The L2 term is the busiest SM's: each CTA pulls its operand panels through its own SM's
-    share of the L2 bandwidth (L2 / SMs), ``waves`` CTAs one after another — a grid of few
-    CTAs cannot use the whole L2 (as ``matmul`` cannot use every SM's tensor cores).
-    TMA multicast within a cluster does not shrink that term: every receiving SM still
-    takes the whole panel into its shared memory (module docstring).
+    The L2 term is the larger of the busiest SM's ingress — its ``waves`` CTAs' operand
+    panels one after another at :func:`sm_ingress_bytes_per_s`, so a grid of few CTAs
+    cannot use the whole L2 (as ``matmul`` cannot use every SM's tensor cores) — and the
+    L2 slices' reads (:func:`l2_read_bytes` + split-K partials) at the profile's sustained
+    L2 bandwidth. TMA multicast within a cluster lowers the reads, not an SM's ingress:
+    every receiving SM still takes the whole panel into its shared memory (module
+    docstring).
     Returns dict with ``t`` (the chosen candidate's time without a floor), ``matmul``,
     ``l2``, ``hbm``, ``reduce`` (s), ``hbm_bytes``, ``tile_m``, ``tile_n``, ``split``,
     ``ctas`` (launched, idle cluster padding included), ``waves``.
@@ -304,7 +316,7 @@ def tiled_terms(m: np.ndarray, n: np.ndarray, k: np.ndarray, groups: np.ndarray,
     sms = float(gpu.spec.sm_count)
     per_sm = gpu.peak_flop_per_s("tensor", rate_dtype) * cls.eff("tensor") / sms
     hbm_bw = gpu.spec.hbm_bandwidth_bytes_per_s * cls.eff("hbm")
-    l2_bw = gpu.spec.l2_bandwidth_bytes_per_s * cls.eff("l2")
+    ingress_per_sm = sm_ingress_bytes_per_s(gpu, cls)
     fma_per_sm_per_s = gpu.peak_flop_per_s("fp32") / 2.0 / sms  # an FMA is 2 flops
     w_e = e_in if weight_e is None else weight_e
     compulsory = compulsory_bytes(m, n, k, groups, e_in, w_e)
@@ -323,7 +335,10 @@ def tiled_terms(m: np.ndarray, n: np.ndarray, k: np.ndarray, groups: np.ndarray,
             partial = (split > 1) * 2.0 * groups * m * n * PARTIAL_BYTES * split
             # TMA fetches a tile's valid rows only (out-of-bounds rows are zero-filled)
             rows_m, rows_n = np.minimum(m, tm), np.minimum(n, tn)
-            l2 = (waves * sms * (rows_m * e_in + rows_n * w_e / b_share) * kk + partial) / l2_bw
+            sm_bytes = waves * (rows_m * e_in + rows_n * w_e / b_share) * kk
+            read_bytes = l2_read_bytes(m, n, k, groups, (tm, tn), cluster, b_share, e_in, w_e)
+            l2 = np.maximum(sm_bytes / ingress_per_sm,
+                            (read_bytes + partial) / gpu.achievable_l2_bytes_per_s)
             hbm_bytes = compulsory + partial
             hbm = hbm_bytes * hbm_fraction / hbm_bw
             reduce = np.full_like(matmul, (split > 1) * split_launch_s)
@@ -339,6 +354,27 @@ def tiled_terms(m: np.ndarray, n: np.ndarray, k: np.ndarray, groups: np.ndarray,
                 for k2 in best:
                     best[k2] = np.where(better, cand[k2], best[k2])
     return best
+
+
+def sm_ingress_bytes_per_s(gpu: Any, cls: KernelClass) -> float:
+    """Bytes per second one SM takes in from L2 (its operand panels into shared memory):
+    the class's fitted ``l2`` factor × the L2 peak / SMs (module docstring: a per-SM
+    ingress figure, not a share of the aggregate L2 rate, which caps the whole grid
+    separately in :func:`l2_read_bytes`'s term)."""
+    return gpu.spec.l2_bandwidth_bytes_per_s * cls.eff("l2") / gpu.spec.sm_count
+
+
+def l2_read_bytes(m: Any, n: Any, k: Any, groups: Any, tile: tuple[float, float],
+                  cluster: tuple[Any, Any], b_share: Any, e_in: float, w_e: float) -> Any:
+    """Bytes the L2 slices serve for ``groups`` GEMMs in ``tile = (tile_m, tile_n)`` tiles:
+    A's m rows once per cluster column of tiles along n, B's n columns once per cluster
+    row along m (TMA multicast reads a shared panel once for its whole cluster: CUTLASS
+    sm90_mma_tma_gmma_ss_warpspecialized.hpp ``load``, ``mcast_mask_b``), B divided by
+    ``b_share`` (the SM100 2-SM MMA's pair reads B once; the autotuned kernels' stand-in,
+    :data:`CLUSTER`); k whole, however it is split. Out-of-bounds rows are not read."""
+    clusters_n = np.ceil(np.ceil(n / tile[1]) / cluster[1])
+    clusters_m = np.ceil(np.ceil(m / tile[0]) / cluster[0])
+    return groups * k * (m * e_in * clusters_n + n * w_e * clusters_m / b_share)
 
 
 def _round_up(x: np.ndarray, multiple: Any) -> np.ndarray:
