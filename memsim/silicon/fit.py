@@ -246,12 +246,14 @@ def specs() -> list[FitSpec]:
                                ("floor_s", "hbm", "row_s"),
                                {**bf16_kv, "vllm_flash_attn": "fa4"}))
         # MLA (memsim.ops.mla): one class per phase and KV-cache dtype (an fp8 cache runs
-        # fp8 kernels after a quantisation pass), and the absorbed BMMs per dtype
+        # fp8 kernels after a quantisation pass), on the per-kernel tables (vLLM has none:
+        # its MLA decode classes are fitted on the module rows, below; its prefill class is
+        # not fitted, docs/silicon.md), and the absorbed BMMs per dtype
         for fam, db in (("bf16", "bfloat16"), ("fp8", "fp8")):
             out += [FitSpec((f"mla/{phase}/{b}/{fam}",), op, b,
                             ("floor_s", "tensor", "hbm", "row_s"), {"kv_cache_dtype": db})
                     for phase, op in (("context", "context_mla"),
-                                      ("decode", "generation_mla"))]
+                                      ("decode", "generation_mla")) if b != "vllm"]
             out.append(FitSpec((f"mla_bmm/{b}/{fam}",), "mla_bmm", b,
                                ("floor_s", "tensor", "hbm", "l2"), {"bmm_dtype": db}))
     # TensorRT-LLM's DSA decode on Hopper, two kernels fitted together on the same rows
