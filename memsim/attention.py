@@ -207,7 +207,6 @@ class Timer:
     key_s: object = None
     keys: object = None
     sparse_flops: object = None
-    padded_flops: object = None
     sparse_s: object = None
     prefill_tiles: object = None
     matmul_pad: float | None = None
@@ -219,17 +218,14 @@ class Timer:
         K/V byte from shared memory once (its warps split the keys: FA-2 split-KV,
         TensorRT-LLM XQA, FlashMLA) and computes whole MMA tiles, the scores' softmax of
         the padded rows included (MMAs, exponentials and vector work × ``decode_pad``);
-        DSA's sparse MLA kernel (:func:`sparse_mla_kernel`) either leaves the roofline
-        (``sparse_flops`` removed, its CTAs timed as ``sparse_s``) or computes whole head
-        tiles over the selected keys (``sparse_flops`` replaced by ``padded_flops``);
-        otherwise ``cost`` itself."""
+        DSA's SM90 sparse MLA kernel (:func:`sparse_mla_kernel`) leaves the roofline
+        (``sparse_flops`` removed, its CTAs timed as ``sparse_s``); otherwise ``cost``
+        itself."""
         if self.matmul_pad is not None:
             cost = replace(cost, matmul_flops=cost.matmul_flops * self.matmul_pad)
         if self.sparse_flops is not None:
             cost = replace(cost, matmul_flops=np.maximum(
                 cost.matmul_flops - self.sparse_flops, 0.0))
-        if self.padded_flops is not None:
-            cost = replace(cost, matmul_flops=cost.matmul_flops + self.padded_flops)
         if self.prefill_tiles is not None:
             # FA3 prefill: whole tiles on the busiest SM, × SMs (memsim.ops.fa3)
             return replace(cost, **self.prefill_tiles)
@@ -286,16 +282,23 @@ def sparse_mla_kernel(problem: AttentionProblem, gpu: GPU, backend: str | None, 
     ``__launch_bounds__(384, 1)``, one CTA per SM), timed by its waves of CTAs, each
     ``SPARSE_HEAD_TILE · row_s`` (``sparse_s``), its MMAs leaving the roofline
     (``sparse_flops``). Elsewhere (TensorRT-LLM on SM100: trtllm-gen's sparse MLA kernel,
-    closed cubins that gather each selected latent row with TMA ``Gather4``, TensorRT-LLM
-    docs/source/blogs/tech_blog/blog15 "Sparse MLA Kernel") the MMAs stay in the roofline
-    over the *selected* keys only, heads padded to whole 64-head tiles
-    (``padded_flops`` replacing ``sparse_flops``). Not read from source but from the
-    unseen B200 rows' shape (dsa_context_module/trtllm, 128 and 16 heads, bf16 and fp8
-    caches): at a fixed token count the time grows with the causal keys up to k (0.12 →
-    0.42 µs per token from 64 to 2048 tokens per sequence, 128 heads, bf16), which all-k
-    slots would keep flat, and a key costs 16 heads half what it costs 128 (0.15 against
-    0.30 ns), as 64-head tiles make it. The indexer's top-k (:func:`indexer_topk_s`)
-    runs before the kernel (``sparse_s``) on every GPU."""
+    closed cubins, TensorRT-LLM docs/source/blogs/tech_blog/blog15 "Sparse MLA Kernel")
+    the MMAs stay in the roofline as the dsa Cost counts them: the selected keys of each
+    query token (:func:`memsim.algorithms.dsa.selected_keys`) at its actual heads. Both
+    halves are read from the kernels' launcher, trtllm-gen's ``fmhaKernels.cuh``
+    (flashinfer-ai/flashinfer include/flashinfer/trtllm/fmha/fmhaKernels.cuh @bcd9bb77,
+    vendored from TensorRT-LLM cpp/tensorrt_llm/kernels/trtllmGenKernels/fmha/):
+    ``computeCtaAndClusterConfig`` bounds a sparse MLA kernel's key span by
+    ``maxAttentionWindow = min(mMaxSeqLenKv, mSparseMlaTopK)`` (the keys a token
+    selected, not its cache), and ``selectMlaGenerationKernel`` gives sparse MLA with
+    fewer than 128 heads per KV head the SwapsMmaAbForGeneration kernel with
+    ``tileSizeQ`` = 8 (≤ 8 heads) or 16, 128 heads the 2-CTA KeepsMmaAbForGeneration
+    kernel with ``tileSizeQ`` = 64 per CTA (two CTAs: 128 heads); each CTA takes
+    ``numHeadsPerCta = min(mNumHeadsQPerKv, mStepQ)`` heads and the launcher checks that
+    they divide the heads (``numHeadsPerCta · numCtasForAllHeadsQ == mNumHeadsQ``), so no
+    head tile is padded (16 heads: one 16-row tile; 128: two 64-row tiles). The
+    indexer's top-k (:func:`indexer_topk_s`) runs before the kernel (``sparse_s``) on
+    every GPU."""
     if backend is None or not problem.mla or problem.mask.top_k is None:
         return {}
     from memsim.algorithms.dsa import selected_keys
@@ -310,19 +313,38 @@ def sparse_mla_kernel(problem: AttentionProblem, gpu: GPU, backend: str | None, 
 
         return {"sparse_flops": B * H * selected_keys(N, S, k) * width,
                 "sparse_s": sparse_time_s(problem.dtype == "fp8", H, B, N, S, k, gpu)}
-    tiles = np.ceil(H / SPARSE_HEAD_TILE)
     topk_s = indexer_topk_s(backend, B, N, S, k, gpu)
     sm90 = kernel_class("dsa", backend, "sparse_sm90")
     if (gpu.architecture == "hopper" and sm90.row_s > 0
             and sm90.name.endswith("/sparse_sm90")):
-        ctas = B * N * tiles
+        ctas = B * N * np.ceil(H / SPARSE_HEAD_TILE)
         return {"sparse_flops": B * H * selected_keys(N, S, k) * width,
                 "sparse_s": np.ceil(ctas / gpu.spec.sm_count) * SPARSE_HEAD_TILE
                 * sm90.row_s + topk_s}
-    selected = selected_keys(N, S, k)
-    return {"sparse_flops": B * H * selected * width,
-            "padded_flops": B * tiles * SPARSE_HEAD_TILE * selected * width,
-            "sparse_s": topk_s}
+    return {"sparse_s": topk_s}
+
+
+# TensorRT-LLM cpp/tensorrt_llm/kernels/indexerTopK.cu @07339e94: both top-k kernels
+# launch kNumThreadsPerBlock = 512 threads per CTA (``__launch_bounds__(kNumThreadsPerBlock)``)
+# with topK · 4 bytes of dynamic shared memory (``smemOutput``) besides the static union
+# ``smemFinal`` of topKPerRowJob, whose largest member is ``FinalItems``: kNumFinalItems =
+# 2048 indices and 2048 logits, 4 bytes each (the histogram, 2048 bins and a BlockScan's
+# storage, is smaller), and four ints
+INDEXER_TOPK_THREADS = 512
+INDEXER_TOPK_STATIC_SMEM_BYTES = 2048 * (4 + 4) + 4 * 4
+INDEXER_TOPK_INDEX_BYTES = 4
+
+
+def indexer_topk_ctas_per_sm(gpu: GPU, k: int) -> int:
+    """Resident CTAs per SM of TensorRT-LLM's indexer top-k kernels at top-k ``k``: the
+    fewer of the SM's threads over 512 per CTA and its shared memory over the CTA's
+    (static 16 KiB + k · 4 bytes), at most the SM's block limit. Registers per thread
+    are the compiler's (no ``minBlocksPerSM`` in the launch bounds) and not counted: at
+    512 threads they bind only past 32 per thread on a 64K-register SM."""
+    s = gpu.spec
+    smem_bytes = INDEXER_TOPK_STATIC_SMEM_BYTES + k * INDEXER_TOPK_INDEX_BYTES
+    return max(1, min(s.max_threads_per_sm // INDEXER_TOPK_THREADS,
+                      s.shared_memory_per_sm_bytes // smem_bytes, s.max_blocks_per_sm))
 
 
 def indexer_topk_s(backend: str, B, N, S, k: int, gpu: GPU):
@@ -336,7 +358,8 @@ def indexer_topk_s(backend: str, B, N, S, k: int, gpu: GPU):
     through shared-memory atomics twice; a row of at most ``k`` logits takes the shortcut
     (all indices, no select), and a call whose rows all do skips the indexer altogether
     (``skip_indexer_for_short_seqs``, PR-9524). So per wave of the rows past ``k`` over
-    the SMs: the class ``dsa/<backend>/indexer_topk``'s fixed steps ``cta_s`` plus
+    the SMs' resident CTAs (:func:`indexer_topk_ctas_per_sm`: 4 per SM on Hopper and
+    Blackwell): the class ``dsa/<backend>/indexer_topk``'s fixed steps ``cta_s`` plus
     ``key_s`` per logit of their mean row, in SM cycles
     (:func:`memsim.ops.classes.clock_ratio`). A prefill of N tokens after S − N cached
     ones has a row of p + 1 logits at each position p (:func:`long_topk_rows`). The
@@ -348,7 +371,8 @@ def indexer_topk_s(backend: str, B, N, S, k: int, gpu: GPU):
     if backend != "trtllm" or not cls.name.endswith("/indexer_topk"):
         return np.zeros(np.broadcast(B, N, S).shape)
     rows, logits = long_topk_rows(N, S, k)
-    waves = np.ceil(B * rows / gpu.spec.sm_count)
+    slots = gpu.spec.sm_count * indexer_topk_ctas_per_sm(gpu, k)
+    waves = np.ceil(B * rows / slots)
     mean_logits = logits / np.maximum(rows, 1.0)
     return waves * (cls.cta_s + cls.key_s * mean_logits) * clock_ratio(gpu)
 

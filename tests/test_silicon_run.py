@@ -191,6 +191,49 @@ def test_classes_read_only_through_per_row_times_count_as_used() -> None:
     assert fit._used_keys(spec, base, [rows(1024)]) == ["dsa/trtllm/sparse_sm90"]
 
 
+def _dsa_decode_rows(system: str, profile: str, shapes: list[tuple[int, int, int]]
+                     ) -> fit.GpuRows:
+    """Synthetic bf16-cache dsa_generation_module/trtllm rows (batch, heads, step) of
+    DeepSeek-V3.2 on ``system``, measured 1 s until :func:`fit.predict` times them."""
+    batch, heads, step = (np.array(v) for v in zip(*shapes, strict=True))
+    n = len(batch)
+    cols = {"batch_size": batch, "isl": np.ones(n, dtype=int), "num_heads": heads,
+            "step": step,
+            **{c: np.array([v] * n, dtype=object) for c, v in (
+                ("kv_cache_dtype", "bfloat16"), ("gemm_type", "bfloat16"),
+                ("mla_dtype", "bfloat16"), ("model", "deepseek-ai/DeepSeek-V3.2"),
+                ("kernel_source", "default"))}}
+    r = fit.Rows(system, "sparse_attention", "trtllm", "t", "dsa_generation_module_perf",
+                 "synthetic", "t", np.arange(n), cols)
+    return fit.GpuRows(profile, r, np.ones(n))
+
+
+@needs_scipy
+def test_dsa_decode_fit_is_its_own_fixed_point() -> None:
+    """The joint DSA decode spec, refitted from the numbers it wrote, writes them again
+    (at the old TOL the last digit of key_s flipped between reruns). Rows timed by memsim
+    with the file's classes, scaled by a fixed ±15 % pattern so the fit must move."""
+    from memsim.ops.classes import kernel_classes
+
+    (spec,) = [s for s in fit.specs() if s.name.startswith("dsa/trtllm/sparse_sm90+")]
+    base = {k: kernel_classes()[k] for k in spec.keys}
+    shapes = [(b, h, s) for b in (1, 16, 256, 1024) for h in (16, 128)
+              for s in (1024, 4096, 32768, 131072)]
+    data = []
+    for system, profile in (("h100_sxm", "h100-sxm"), ("h200_sxm", "h200")):
+        probe = _dsa_decode_rows(system, profile, shapes)
+        wobble = 1.0 + 0.15 * np.sin(np.arange(len(shapes)) * 1.7)
+        data.append(fit.GpuRows(profile, probe.rows,
+                                fit.predict(spec, base, probe) * wobble))
+    first, _ = fit.fit_spec_numbers(spec, base, data)
+    again, _ = fit.fit_spec_numbers(spec, first, data)
+    params = fit._params(spec)
+    assert [fit._get(again[k], p) for k, p in params] == \
+        [fit._get(first[k], p) for k, p in params]
+    assert [fit._get(first[k], p) for k, p in params] != \
+        [fit._get(base[k], p) for k, p in params]
+
+
 def test_unseen_errors_count_only_the_rows_the_fitted_classes_time() -> None:
     """A row of the op class that another kernel class times (vLLM's fp8_block GEMM at 8
     tokens runs FlashInfer's kernel, at 4096 DeepGEMM's) says nothing about the fitted

@@ -579,7 +579,7 @@ def dsa_s(B: np.ndarray, N: np.ndarray, S: np.ndarray, heads: int, *, kv_dtype: 
     class and its production sparse kernel (:func:`memsim.attention.sparse_mla_kernel`:
     vLLM's FlashMLA sparse prefill or fp8 decode kernel, :mod:`memsim.ops.sparse_mla`;
     FlashMLA's SM90 sparse kernel by its CTAs on Hopper where the backend has that class,
-    else its 64-head tiles over the selected keys in the roofline), as ``memsim attention
+    else its MMAs over the selected keys at the actual heads in the roofline), as ``memsim attention
     --algorithm dsa --backend`` and the whole-model sums time it."""
     from memsim.attention import backend_time_s
     from memsim.problem import AttentionProblem, Mask
