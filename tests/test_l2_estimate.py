@@ -105,7 +105,12 @@ def _estimate_and_trace_hbm_bytes(p: AttentionProblem, gpu, algorithm: str
 
 #: estimate / trace bounds of the forward property, by (algorithm, causal): the spread
 #: measured when written (see the property's docstring), rounded out — not 10 % where
-#: the closed form's step meets a threshold the trace crosses over a few blocks
+#: the closed form's step meets a threshold the trace crosses over a few blocks. FA-2
+#: causal's floor 0.75 → 0.55 since flash2 runs 2 blocks per SM, not 3–4 (255 registers
+#: per thread, ptxas; 2026-12-02, branch regs; `python -m benchmarks.l2_draws --causal
+#: --seed S --draws 80`, S = 31–33: 227/240 within 10 %, 0.57–1.24, before 217/240,
+#: 0.79–1.61): the low end is B 2, N 1151, H 16, K 8, D 128, 1 MiB, 8 SMs (0.57), and
+#: this property found B 2, N 945, H 16, K 8, D 128, 1 MiB, 8 SMs at 0.74
 FORWARD_BOUNDS = {
     ("flash1", False): (0.8, 1.2), ("flash1", True): (0.85, 1.15),
     ("standard", False): (0.85, 1.2), ("standard", True): (0.85, 1.2),
@@ -159,11 +164,7 @@ def test_forward_estimate_and_trace_agree(alg, N, H, k_div, D, B, causal, l2_mib
     16 SMs; the third @example): the first group's generation rule
     (Arrays._causal_key_loads, walking down) charges one generation of re-reads the
     trace mostly hits (estimate 7.9 MB, trace 4.9 MB, union 4.2 MB), unchanged by that
-    fix. Since flash2 runs 2 blocks per SM, not 3–4 (255 registers per thread, ptxas;
-    2026-12-02, branch regs; same command, S = 31–33): 227/240 within 10 %, 0.57–1.24
-    (before 217/240, 0.79–1.61); the low end is the shape above that was 0.40 → 1.05
-    (B 2, N 1151, H 16, K 8, D 128, 1 MiB, 8 SMs): 0.57, and hypothesis found B 2,
-    N 945, K 8, 1 MiB, 8 SMs at 0.74. Bounds: FORWARD_BOUNDS."""
+    fix.     Bounds: FORWARD_BOUNDS."""
     p = AttentionProblem(batch=B, seq_len=N, heads=H, kv_heads=max(1, H >> k_div),
                          head_dim=D, mask=Mask(causal=causal))
     est, traced = _estimate_and_trace_hbm_bytes(p, _small_gpu(H100, l2_mib * 2**20, sms),
