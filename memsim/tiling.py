@@ -8,7 +8,10 @@ kernel that ran. No GPU imports here.
 - ``block_kv`` (Bc): keys per K/V tile.
 - ``kv_splits``: split-KV decoding (Flash-Decoding) splits the key range of each
   (batch, head group) over this many blocks.
-- ``threads``: threads per block; ``registers_per_thread`` feeds the occupancy model.
+- ``threads``: threads per block; ``registers_per_thread`` feeds the occupancy model:
+  the algorithm module's ``REGISTERS_PER_THREAD`` where its kernel's register count is
+  sourced (flash2: 255, ptxas output, :data:`memsim.algorithms._tiles.FA2_FORWARD_REGISTERS`),
+  else :data:`UNSOURCED_REGISTERS_PER_THREAD`.
 
 SRAM footprint per block, default query tile and split-KV count are the algorithm's own
 rules, declared in its module (``sram_bytes``, ``default_block_q``, ``kv_splits``: see
@@ -39,6 +42,11 @@ from memsim.algorithms._tiles import fa2_backward_block_sizes as fa2_backward_ti
 from memsim.errors import InputError
 from memsim.units import dtype_bytes
 
+#: UNSOURCED: registers per thread of the kernels no ptxas or ncu record gives memsim —
+#: FA-1 (``flash1``), split-KV decoding (``flash_decode``), ``dsa`` and the standard
+#: kernels. With 128 threads it leaves occupancy to shared memory up to 4 blocks per SM.
+UNSOURCED_REGISTERS_PER_THREAD = 128
+
 
 def sram_footprint_bytes(algorithm: str, rows, block_q, block_kv, D, Dv, mla, elem_bytes,
                          index_heads=0, index_head_dim=0, index_elem_bytes=0.0,
@@ -63,7 +71,7 @@ class Tiling(BaseModel):
     heads_per_block: int = Field(default=1, gt=0, description="query heads packed per block")
     kv_splits: int = Field(default=1, gt=0, description="split-KV blocks per head group")
     threads: int = Field(default=DEFAULT_THREADS, gt=0, description="threads per block")
-    registers_per_thread: int = Field(default=128, gt=0)
+    registers_per_thread: int = Field(default=UNSOURCED_REGISTERS_PER_THREAD, gt=0)
     head_dim: int = Field(gt=0)
     head_dim_v: int = Field(gt=0)
     elem_bytes: float = Field(gt=0, description="storage width of Q, K, V, O")
@@ -155,6 +163,8 @@ def default_tiling(problem, gpu, algorithm: str, *, block_q: int | None = None,
         algorithm=algorithm, heads_per_block=hpb, head_dim=problem.D, head_dim_v=problem.Dv,
         elem_bytes=dtype_bytes(problem.dtype), mla=problem.mla,
         threads=DEFAULT_THREADS if threads is None else threads,
+        registers_per_thread=getattr(module, "REGISTERS_PER_THREAD",
+                                     UNSOURCED_REGISTERS_PER_THREAD),
         **module.extra_fields(problem),
     )
     if policy == "fa1":

@@ -105,11 +105,16 @@ def _estimate_and_trace_hbm_bytes(p: AttentionProblem, gpu, algorithm: str
 
 #: estimate / trace bounds of the forward property, by (algorithm, causal): the spread
 #: measured when written (see the property's docstring), rounded out — not 10 % where
-#: the closed form's step meets a threshold the trace crosses over a few blocks
+#: the closed form's step meets a threshold the trace crosses over a few blocks. FA-2
+#: causal's floor 0.75 → 0.55 since flash2 runs 2 blocks per SM, not 3–4 (255 registers
+#: per thread, ptxas; 2026-12-02, branch regs; `python -m benchmarks.l2_draws --causal
+#: --seed S --draws 80`, S = 31–33: 227/240 within 10 %, 0.57–1.24, before 217/240,
+#: 0.79–1.61): the low end is B 2, N 1151, H 16, K 8, D 128, 1 MiB, 8 SMs (0.57), and
+#: this property found B 2, N 945, H 16, K 8, D 128, 1 MiB, 8 SMs at 0.74
 FORWARD_BOUNDS = {
     ("flash1", False): (0.8, 1.2), ("flash1", True): (0.85, 1.15),
     ("standard", False): (0.85, 1.2), ("standard", True): (0.85, 1.2),
-    ("flash2", False): (0.6, 1.6), ("flash2", True): (0.75, 1.65),
+    ("flash2", False): (0.6, 1.6), ("flash2", True): (0.55, 1.65),
 }
 
 
@@ -169,7 +174,7 @@ def test_forward_estimate_and_trace_agree(alg, N, H, k_div, D, B, causal, l2_mib
 
 
 @pytest.mark.parametrize(("N", "H", "K", "causal", "ratio"), [
-    (65536, 8, 8, False, 1.014),    # waves straddling two heads re-read K/V: 0.87 GB
+    (65536, 8, 8, False, 1.042),    # waves straddling two heads re-read K/V
     (262144, 2, 2, True, 0.996),    # staggered causal blocks thrash: 237 GB of 275 GB
 ])
 def test_long_context_estimate_agrees_with_the_trace_on_h100(N, H, K, causal,
@@ -178,7 +183,9 @@ def test_long_context_estimate_agrees_with_the_trace_on_h100(N, H, K, causal,
     measured when written (2026-12-01); before, 0.61 and about 0.01. Since both walk
     each query tile's key tiles down, as FA-2 does (2026-12-02, branch revwalk): the
     causal case 0.938 → 0.996 (trace 173 → 237 GB: two reads of a tile are two blocks'
-    end gap apart, δ more than their start gap; estimate 236 GB). Tolerance 10 %."""
+    end gap apart, δ more than their start gap; estimate 236 GB). Since flash2 runs 2
+    blocks per SM, not 3 (255 registers per thread, ptxas; 2026-12-02, branch regs): the
+    full case 1.014 → 1.042, the causal one within 0.02 of 0.996. Tolerance 10 %."""
     p = AttentionProblem(batch=1, seq_len=N, heads=H, kv_heads=K, head_dim=128,
                          mask=Mask(causal=causal))
     est, traced = _estimate_and_trace_hbm_bytes(p, H100, "flash2")

@@ -10,10 +10,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from memsim.algorithms import ALGORITHMS
+from memsim.algorithms._tiles import FA2_FORWARD_REGISTERS
 from memsim.errors import InputError
 from memsim.hardware import gpu_names, load_gpu
 from memsim.problem import AttentionProblem, Indexer, Mask
 from memsim.tiling import (
+    UNSOURCED_REGISTERS_PER_THREAD,
     Tiling,
     blocks_per_sm,
     default_tiling,
@@ -146,9 +148,34 @@ def test_blocks_per_sm_takes_the_tightest_limit(sram: int, threads: int, regs: i
 
 
 def test_tiling_blocks_per_sm_uses_its_own_footprint() -> None:
-    t = default_tiling(problem(128), H100, "flash2")  # 64 KiB, 128 threads, 128 regs
+    """FA-2 hdim 128: 64 KiB would allow 3 blocks, its 255 registers (ptxas, sm_80,
+    Dao-AILab/flash-attention #1630) × 128 threads allow 2."""
+    t = default_tiling(problem(128), H100, "flash2")
+    assert t.registers_per_thread == FA2_FORWARD_REGISTERS == 255
     assert t.blocks_per_sm(H100) == min(233472 // t.sram_bytes, 2048 // 128,
-                                        65536 // (128 * 128), 32) == 3
+                                        65536 // (128 * 255), 32) == 2
+
+
+@pytest.mark.parametrize("algorithm", [a for a in ALGORITHMS if a != "flash2"])
+def test_algorithms_without_a_register_record_keep_the_unsourced_default(
+        algorithm: str) -> None:
+    kw: dict = dict(mask=Mask(top_k=2048), indexer=Indexer()) if algorithm == "dsa" else {}
+    p = problem(128, N=1 if algorithm == "flash_decode" else 4096, **kw)
+    t = default_tiling(p, H100, algorithm)
+    assert t.registers_per_thread == UNSOURCED_REGISTERS_PER_THREAD == 128
+
+
+@given(registers=st.integers(171, 255), sram_bytes=st.integers(1, 233472))
+def test_fa2_register_counts_above_128_share_one_occupancy(registers: int,
+                                                           sram_bytes: int) -> None:
+    """Why one FA-2 count serves its variants (250, 255, the 64-row 180): with 128
+    threads every count in 171..255 leaves the same blocks per SM (65536 registers)."""
+    for name in gpu_names():
+        gpu = load_gpu(name)
+        if gpu.spec.registers_per_sm != 65536:
+            continue
+        assert int(blocks_per_sm(gpu, sram_bytes, 128, registers)) == int(
+            blocks_per_sm(gpu, sram_bytes, 128, FA2_FORWARD_REGISTERS))
 
 
 # ---- Flash-Decoding splits -------------------------------------------------------------------

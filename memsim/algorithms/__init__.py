@@ -45,7 +45,9 @@ ALGORITHMS: dict[str, ModuleType] = {
 #: ``default_block_q(heads_per_block, N)``, ``extra_fields(problem, index_block_q=None)``,
 #: ``shrink_first(t, limit_bytes)``, ``splits_keys(t, N)``,
 #: ``kv_splits(gpu, B, N, S, H, t, geometry)``, ``backward_tiling(t, limit_bytes)`` (a Tiling
-#: update with the backward kernels' own tiles).
+#: update with the backward kernels' own tiles). Optional: ``REGISTERS_PER_THREAD``, the
+#: register count its kernel compiles to, where a ptxas or ncu record gives it (without
+#: one the Tiling keeps :data:`memsim.tiling.UNSOURCED_REGISTERS_PER_THREAD`).
 DECLARATIONS = ("NAME", "LABEL", "PASSES", "MASKS", "DECODES", "SCHEDULE", "KERNEL_FAMILY",
                 "UPCASTS_16BIT", "forward", "sram_bytes", "default_block_q", "extra_fields",
                 "shrink_first", "splits_keys", "kv_splits", "backward_tiling")

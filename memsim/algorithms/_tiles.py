@@ -23,6 +23,22 @@ FA2_BLOCK_ROWS = 128
 INDEX_BLOCK_Q = FA2_BLOCK_ROWS
 #: Threads per block of the forward kernels (FA-2 launch templates: kNWarps = 4).
 DEFAULT_THREADS = 128
+#: Registers per thread of FA-2's forward kernel (``flash_fwd_kernel``, 4 warps, 128 query
+#: rows). It is declared without ``__launch_bounds__`` (flash_fwd_launch_template.h,
+#: ``DEFINE_FLASH_FORWARD_KERNEL``), so ptxas may spend up to the architecture's 255, and
+#: it does: for sm_80, ``Flash_fwd_kernel_traits<128, 128, 64, 4>`` (hdim 128, the
+#: A100/H100 choice) uses 255 and spills 172 B, ``<64, 128, 64, 4>`` uses 250
+#: (Dao-AILab/flash-attention issue #1630, ptxas output, causal, no dropout);
+#: ``<256, 128, 64, 8>`` uses 240 and 255 (issue #340). hdim 64's default
+#: ``<64, 128, 128, 4>`` holds twice the score fragment of the 250-register variant and hdim
+#: 96's ``<96, 128, 64, 4>`` an output fragment between hdim 64's and 128's, so both sit at
+#: the cap too (inferred, not compiled here). With 128 threads any count in 171..255 leaves
+#: 2 blocks per SM of 65536 registers, so the 180 of the 64-row variant
+#: ``<128, 64, 64, 4>`` (issue #1630), where memsim shrinks Br to 64, gives the same
+#: occupancy. Counts are sm_80's; PyTorch's flash backend runs this template on H100 too
+#: (ncu kernel name in measurements/h100-sxm, ncu/sdpa-flash), whose sm_90 count is not
+#: recorded anywhere memsim has found.
+FA2_FORWARD_REGISTERS = 255
 
 
 def blocks_per_sm(gpu, sram_bytes, threads, registers_per_thread):

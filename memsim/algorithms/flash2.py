@@ -31,6 +31,7 @@ import numpy as np
 from memsim.algorithms._arrays import Arrays
 from memsim.algorithms._l2_backward import fa2_backward_hbm
 from memsim.algorithms._tiles import (
+    FA2_FORWARD_REGISTERS,
     fa2_backward_tiles,
     flash_sram_bytes,
     never_splits,
@@ -60,6 +61,7 @@ splits_keys = never_splits
 extra_fields = no_extra_fields
 shrink_first = no_first_shrink
 backward_tiling = fa2_backward_tiles
+REGISTERS_PER_THREAD = FA2_FORWARD_REGISTERS  # ptxas counts: memsim.algorithms._tiles
 
 # the online softmax's FP32 work per score: scale, running max, subtract, row sum (FA-2
 # Alg. 1 lines 8–12); memsim.ops.encoder counts the production kernels' loop with it
