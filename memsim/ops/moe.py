@@ -75,23 +75,20 @@ cutlass_heuristic.cpp ``get_candidate_tiles_sm90``, ``get_candidate_configs_sm90
 into 16 columns (6144/2048: 256 + 384 = 640 tiles per touched expert, one token or 128).
 That orientation (the tile's 128 rows are tokens, its 16 columns outputs) is not read from
 the source but inferred from the measured steps: the time is flat from 1 to 128 tokens per
-expert, then steps (below). Two kinds of 128-row block, told apart by the rows
-(:func:`fallback_terms`; h200, 6144/2048/256 top-8: 14.1 ms at 32 tokens, one part-filled
-block per expert, 9.0 at 4096, one full block, 22.6 at 6144, one of each, 17.9 at 8192, two
-full): a part-filled block (an expert's last, rows mod 128 ≠ 0) binds on its tiles'
-k-steps, the same on H100 and H200 (median H100/H200 time 1.00 at 1–32 tokens, 1.02 at 512,
-1.03 at 1024 over 533 rows per token count), and its fitted ``tensor`` (0.088) is not an
-MMA efficiency but an effective time per k-step of the 128 × 16 tile (a wave's
-``2·128·16·k / (peak / SMs · tensor)``); a full block binds on its expert's weights, read
-again per block at the class's ``hbm`` (0.37 of the bandwidth: H100/H200 1.30 at 4096
-tokens above). Why a part-filled block is slower than a full one is not read from the
-source (TMA zero-fills the rows past an expert's end; the rows only show that the step
-costs 1.6–1.8× a full one's and falls as the block fills: h200 5120/8192,
-128 experts top-1, 24.0 ms at 1–32 rows per expert, 18.2 at 96, 13.5 at 128). The fitted
-``hbm_act`` (1.0) sits at its fit bound. (The last fit timed every block at the
-part-filled step and over-predicted full ones, +14 … +48 % from 2048 tokens; the one
-before streamed the weights at 0.14 of HBM with the best of CUTLASS's tiles: H100 +18 %,
-H200 −10 % median bias.)
+expert, then steps (below). So the kernel is bound by its tiles' waves (the class's
+``tensor`` and ``cta_s``), the same on H100 and H200, as the database shows. The fitted
+``tensor`` (0.1005) is not an MMA efficiency: it is an effective time per padded k-step of
+the 128 × 16 fallback tile (a wave's ``2·128·16·k / (peak / SMs · tensor)``), which takes
+in whatever that tile spends per k-step besides its MMAs; the fitted ``hbm_act`` (1.0) sits
+at its fit bound (aiconfigurator vllm fp8, H100
+over H200 time, median over 533 rows per token count: 1.00 at 1–32 tokens, 1.02 at 512,
+1.03 at 1024), not by its weight stream (H200 would be 1.43× faster); the time is flat in
+tokens while every expert holds ≤ 128 rows and steps at 128 (h200, 6144/2048/256 top-8:
+14.1 ms at 32 tokens, 9.0 at 4096, 22.6 at 6144, 17.9 at 8192). Not modelled: a full tile
+is cheaper than a part-filled one (9.0 vs 13.6–14 ms above, H200; H100 11.3) and full tiles
+run 1.1–1.25× faster on H200 than on H100, so the class over-predicts from about 2048 tokens
+(memsim's error there +14 … +48 %). (The last fit streamed the weights at 0.14 of HBM with
+the best of CUTLASS's tiles: H100 +18 %, H200 −10 % median bias.)
 """
 
 from __future__ import annotations
@@ -401,50 +398,6 @@ def _grouped_terms(loads: np.ndarray, n: float, k: float, gpu: Any, cls: Any, ra
     return best
 
 
-def fallback_terms(loads: np.ndarray, n: float, k: float, gpu: Any, cls: Any, rate: str,
-                   e_w: float) -> dict[str, np.ndarray]:
-    """One grouped GEMM (per expert: loads × k times k × n) of FlashInfer's untuned SM90
-    fused MoE (:func:`runs_flashinfer_fallback`, tile :data:`FLASHINFER_SM90_FALLBACK`),
-    in seconds; same keys as :func:`_grouped_terms`.
-
-    An expert's rows are cut into 128-row blocks, each swept by ⌈n / 16⌉ tiles that read
-    the expert's whole weight panel (k × n, ``e_w`` bytes per element) again: the 16-column
-    tiles of one block share its activation rows, not the weights of another block. Two
-    kinds of block, measured apart (aiconfigurator h200 vllm fp8, 5120/8192, 128 experts,
-    top-1, TP1 EP1: 24.0 ms at 1 … 32 rows per expert in one part-filled block, 13.5 ms
-    at 128 rows, one full block; H100 25.8 and 17.5 ms; that a part-filled block gets
-    cheaper as it fills, 18.2 ms at 96 rows, is left out):
-
-    - part-filled blocks (an expert's last, rows mod 128 ≠ 0) bind on their tiles' k-steps,
-      the same on H100 and H200: ``matmul`` = waves of such tiles × 2·128·16·k /
-      (peak / SMs · ``tensor``), the class's ``tensor`` being an effective time per k-step,
-      not an MMA efficiency; or on their weight stream where that is slower;
-    - full blocks bind on their weight stream (H100/H200 1.30 there, about the bandwidth
-      ratio 1.43 and not 1.0), at the class's ``hbm`` share of the bandwidth.
-
-    The two run one after another in the persistent tile loop: their times add, with the
-    class's ``cta_s`` per wave of all tiles."""
-    from memsim.ops.classes import clock_ratio
-
-    (tile_m, tile_n), = FLASHINFER_SM90_FALLBACK
-    sms = float(gpu.spec.sm_count)
-    per_sm = gpu.peak_flop_per_s("tensor", rate) * cls.eff("tensor") / sms
-    hbm_bw = gpu.spec.hbm_bandwidth_bytes_per_s * cls.eff("hbm")
-    col_tiles = np.ceil(n / tile_n)
-    panel_bytes = n * k * e_w
-    full = np.sum(np.floor(loads / tile_m), axis=-1)
-    part = np.sum(np.mod(loads, tile_m) > 0, axis=-1)
-    part_waves = np.ceil(part * col_tiles / sms)
-    matmul = part_waves * 2.0 * tile_m * tile_n * k / per_sm
-    hbm = (full + part) * panel_bytes / hbm_bw
-    waves = np.maximum(np.ceil((full + part) * col_tiles / sms), 1.0)
-    t = (np.maximum(matmul, part * panel_bytes / hbm_bw) + full * panel_bytes / hbm_bw
-         + waves * cls.cta_s * clock_ratio(gpu))
-    return {"t": t, "matmul": matmul, "l2": np.zeros_like(t), "hbm": hbm,
-            "hbm_bytes": (full + part) * panel_bytes, "flops": 2.0 * np.sum(loads, axis=-1) * n * k,
-            "tile_m": np.full_like(t, tile_m)}
-
-
 def triton_ep_terms(loads: np.ndarray, every: np.ndarray, n: float, k: float, gpu: Any,
                     cls: Any, rate: str, e_act: float, e_w: float) -> dict[str, np.ndarray]:
     """One grouped GEMM of vLLM's Triton ``fused_moe`` under expert parallelism, in seconds;
@@ -512,11 +465,7 @@ def predict(tokens: Any, hidden: int, inter: int, experts: int, top_k: int, *, t
     (T,) = as_float(tokens)
     loads = expert_loads(T, experts, top_k, ep, distribution)
     inter_l = inter / tp
-    if runs_flashinfer_fallback(backend, dtype, gpu):
-        up = fallback_terms(loads, (2.0 if gated else 1.0) * inter_l, float(hidden), gpu, cls,
-                            rate, e_w)
-        down = fallback_terms(loads, float(hidden), inter_l, gpu, cls, rate, e_w)
-    elif runs_triton(backend, dtype, ep, gpu) and backend == "vllm" and ep > 1:
+    if runs_triton(backend, dtype, ep, gpu) and backend == "vllm" and ep > 1:
         every = expert_loads(T, experts, top_k, 1, distribution)
         up = triton_ep_terms(loads, every, (2.0 if gated else 1.0) * inter_l, float(hidden),
                              gpu, cls, rate, e_act, e_w)
