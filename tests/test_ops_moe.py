@@ -309,7 +309,8 @@ def test_vllm_triton_under_ep_runs_a_program_per_block_of_every_expert() -> None
     from memsim.ops.classes import kernel_class, trial_classes
 
     h100 = moe.resolve_gpu("h100-sxm")
-    cls = replace(kernel_class("moe", "vllm", "bf16"), cta_s=1e-6)
+    fitted = kernel_class("moe", "vllm", "bf16")
+    cls = replace(fitted, cta_s=2.0 * fitted.cta_s + 1e-7)  # more than the class's own
     loads = moe.expert_loads(np.array([64, 16384]), 256, 8, 8, "strided")
     every = moe.expert_loads(np.array([64, 16384]), 256, 8, 1, "strided")
     args = (4096.0, 7168.0, h100, cls, "bf16", 2.0, 2.0)
@@ -336,3 +337,24 @@ def test_vllm_block_scaled_fp8_on_hopper_has_a_class_per_kernel() -> None:
     kw = dict(**DSV3, dtype="fp8_block", gpu=h100, backend="vllm")
     assert moe.predict(64, ep=8, **kw).detail["kernel_class"] == "moe/vllm/fp8_block_flashinfer"
     assert moe.predict(64, ep=1, **kw).detail["kernel_class"] == "moe/vllm/fp8_block"
+
+
+def test_vllm_zero_writing_programs_follow_the_triton_kernel() -> None:
+    # vLLM runs Triton fused_moe with an expert_map wherever it runs Triton (a100
+    # vllm_fused_moe, l40s …_triton_tritonexperts for bf16, fp8 and fp8_block at every EP),
+    # not FlashInfer's CUTLASS MoE on Hopper (fp8, fp8_block with EP), not on Blackwell,
+    # not without EP; SGLang's rows are not vLLM's kernel
+    h100, l40s, a100, b200 = (moe.resolve_gpu(g) for g in
+                              ("h100-sxm", "l40s", "a100-sxm4-80gb", "b200"))
+    assert moe.writes_ep_zeros("vllm", "bf16", 8, h100)
+    assert not moe.writes_ep_zeros("vllm", "bf16", 1, h100)
+    for dtype in ("bf16", "fp8", "fp8_block"):
+        assert moe.writes_ep_zeros("vllm", dtype, 8, l40s)
+        assert moe.grouped_tiles("vllm", dtype, 8, l40s) == (moe.TRITON, 1)
+    assert moe.writes_ep_zeros("vllm", "bf16", 8, a100)
+    assert not moe.writes_ep_zeros("vllm", "fp8", 8, h100)
+    assert not moe.writes_ep_zeros("vllm", "fp8_block", 8, h100)
+    assert not moe.writes_ep_zeros("vllm", "int4_wo", 8, l40s)
+    assert not moe.writes_ep_zeros(moe.kernel_backend("vllm", b200), "bf16", 8, b200)
+    assert not moe.writes_ep_zeros("sglang", "bf16", 8, h100)
+    assert moe.grouped_tiles("trtllm", "bf16", 8, l40s)[0] == moe.TILES

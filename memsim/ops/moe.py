@@ -39,7 +39,8 @@ every touched local expert are read from HBM once. The tiles are the kernel's ow
   ``get_candidate_tiles_sm90``, GROUPED_GEMM: "M tile must be 128 for Grouped GEMM");
 - CUTLASS / TRT-LLM-gen grouped GEMMs on SM100: tile_m 64 or 128, tile_n 8 … 256
   (FlashInfer jit/gemm/cutlass/generate_kernels.py, SM100 grouped operations);
-- Triton ``fused_moe`` (vLLM bf16 and fp8_block without EP, SGLang): BLOCK_SIZE_M
+- Triton ``fused_moe`` (:func:`runs_triton`: vLLM off Blackwell but for its FlashInfer
+  fp8 kernels on Hopper, SGLang on Hopper): BLOCK_SIZE_M
   16 … 128 × BLOCK_SIZE_N 32 … 256 from its tuned configs, no clusters; vLLM's under EP
   also runs a program per block of the other ranks' experts (:func:`triton_ep_terms`);
 - other architectures: memsim's generic CUTLASS tile set.
@@ -236,13 +237,32 @@ def _integer(loads: np.ndarray, total: np.ndarray) -> np.ndarray:
 
 
 def runs_triton(backend: str | None, dtype: str, ep: int, gpu: Any) -> bool:
-    """Whether ``backend`` runs the Triton ``fused_moe`` for ``dtype`` (on Hopper: vLLM bf16
-    and fp8_block without EP, SGLang; the database's kernel_source column)."""
+    """Whether ``backend`` runs the Triton ``fused_moe`` for ``dtype`` with ``ep``-way expert
+    parallelism on ``gpu`` (the database's kernel_source column): SGLang on Hopper; vLLM's
+    bf16 / fp16 on Ampere, Ada and Hopper (a100 ``vllm_fused_moe``, l40s and h100
+    ``vllm_unquantizedfusedmoe_triton_tritonexperts``), its fp8 and fp8_block on Ampere and
+    Ada at every EP (l40s ``vllm_modeloptfp8moe_triton_tritonexperts``,
+    ``vllm_fp8moe_triton_tritonexperts``) and its fp8_block on Hopper without EP. vLLM on
+    Blackwell runs FlashInfer's kernels (:func:`kernel_backend`), its Marlin and OAI-Triton
+    MoE (int4_wo, w4a16_mxfp4) are no Triton ``fused_moe``."""
     from memsim.ops import check_backend
 
-    backend = check_backend(backend)
-    return cc_major(gpu) == 9 and (backend == "sglang" or (backend == "vllm" and (
-        dtype in ("bf16", "fp16") or (dtype == "fp8_block" and ep == 1))))
+    backend, major = check_backend(backend), cc_major(gpu)
+    if backend == "sglang":
+        return major == 9
+    if backend != "vllm" or major not in (8, 9):
+        return False
+    return (dtype in ("bf16", "fp16") or (major == 8 and dtype in ("fp8", "fp8_block"))
+            or (dtype == "fp8_block" and ep == 1))
+
+
+def writes_ep_zeros(backend: str | None, dtype: str, ep: int, gpu: Any) -> bool:
+    """Whether the MoE kernel runs a program per block of the other EP ranks' experts that
+    only writes zeros (:func:`triton_ep_terms`): vLLM's Triton ``fused_moe`` with an
+    ``expert_map``, i.e. with EP, on every GPU where it runs (:func:`runs_triton`)."""
+    from memsim.ops import check_backend
+
+    return check_backend(backend) == "vllm" and ep > 1 and runs_triton(backend, dtype, ep, gpu)
 
 
 def kernel_backend(backend: str | None, gpu: Any) -> str | None:
@@ -339,13 +359,12 @@ def grouped_tiles(backend: str | None, dtype: str, ep: int, gpu: Any
     if runs_flashinfer_fallback(backend, dtype, gpu):
         return FLASHINFER_SM90_FALLBACK, 1
     major = cc_major(gpu)
-    triton = runs_triton(backend, dtype, ep, gpu)
     if major >= 10:
         return SM100_GROUPED, CLUSTER
+    if runs_triton(backend, dtype, ep, gpu):
+        return TRITON, 1
     if major != 9:
         return TILES, CLUSTER
-    if triton:
-        return TRITON, 1
     return SM90_GROUPED, CLUSTER
 
 
@@ -465,7 +484,7 @@ def predict(tokens: Any, hidden: int, inter: int, experts: int, top_k: int, *, t
     (T,) = as_float(tokens)
     loads = expert_loads(T, experts, top_k, ep, distribution)
     inter_l = inter / tp
-    if runs_triton(backend, dtype, ep, gpu) and backend == "vllm" and ep > 1:
+    if writes_ep_zeros(backend, dtype, ep, gpu):
         every = expert_loads(T, experts, top_k, 1, distribution)
         up = triton_ep_terms(loads, every, (2.0 if gated else 1.0) * inter_l, float(hidden),
                              gpu, cls, rate, e_act, e_w)
