@@ -240,3 +240,50 @@ def test_b200_vllm_mla_module_rows_carry_their_fused_op_collection() -> None:
     # the H200 vLLM tables (no flag) are read as the native chains
     h200, _, _ = _one("mla_generation_module", "h200_sxm")
     assert "norm_dispatch" not in h200.columns
+
+
+def _moe_rows(gpu: str, dtypes: list[str], eps: list[int], sources: list[str]) -> tables.Rows:
+    """vLLM MoE rows of DeepSeek-V3's shape (7168/2048, 256 experts top-8, TP1), 64 tokens."""
+    n = len(dtypes)
+    cols = {"num_tokens": np.full(n, 64), "hidden_size": np.full(n, 7168),
+            "inter_size": np.full(n, 2048), "topk": np.full(n, 8),
+            "num_experts": np.full(n, 256), "moe_tp_size": np.ones(n, dtype=int),
+            "moe_ep_size": np.array(eps), "moe_dtype": np.array(dtypes, dtype=object),
+            "distribution": np.array(["balanced"] * n, dtype=object),
+            "kernel_source": np.array(sources, dtype=object), "latency": np.full(n, 0.5)}
+    return tables.Rows(gpu, "moe", "vllm", "0.24.0", "moe_perf", "f", "0", np.arange(n), cols)
+
+
+def test_moe_mapper_times_each_row_with_the_class_predict_chose() -> None:
+    """vLLM fp8_block on H200 is Triton without EP and FlashInfer's CUTLASS with it
+    (memsim.ops.moe.class_variant): the mapper names each row's class as predict reports
+    it and scales the row's matmul term by that class's tensor efficiency."""
+    from memsim.ops import moe
+    from memsim.ops.classes import kernel_class
+
+    rows = _moe_rows("h200_sxm", ["fp8_block"] * 2, [1, 8],
+                     ["vllm_fp8moe_triton_tritonexperts",
+                      "vllm_fp8moe_flashinfer_cutlass_flashinferexperts"])
+    gpu = load_gpu("h200")
+    m = CLASSES["moe"].mapper(rows, gpu)
+    names = [p["kernel_class"] for p in m.params]
+    assert names == ["moe/vllm/fp8_block", "moe/vllm/fp8_block_flashinfer"]
+    assert kernel_class(names[0]).eff("tensor") != kernel_class(names[1]).eff("tensor")
+    for i, ep in enumerate((1, 8)):
+        pred = moe.predict(64, 7168, 2048, 256, 8, ep=ep, dtype="fp8_block", gpu=gpu,
+                           backend="vllm", distribution="strided")
+        matmul = float(pred.terms_s["matmul"]) * kernel_class(names[i]).eff("tensor")
+        assert m.terms["analytic"]["matmul_s"][i] == pytest.approx(matmul, rel=1e-12)
+
+
+def test_vllm_marlin_and_oai_triton_moe_rows_are_listed_unmodelled() -> None:
+    """vLLM's Marlin and OAI-Triton MoE kernels have no class: their rows are not scored
+    (a reason each), while a Triton fused_moe row of the same table is."""
+    rows = _moe_rows("h200_sxm", ["int4_wo", "w4a16_mxfp4", "bfloat16"], [1, 1, 1],
+                     ["vllm_compressedtensorswna16marlinmoe_marlin_marlinexperts",
+                      "vllm_gptossmxfp4moe_triton_oaitritonmxfp4expertsmonolithic",
+                      "vllm_unquantizedfusedmoe_triton_tritonexperts"])
+    m = CLASSES["moe"].mapper(rows, load_gpu("h200"))
+    assert set(m.reasons) == {0, 1}
+    assert all("no kernel class" in r for r in m.reasons.values())
+    assert np.isnan(m.time_s["analytic"][:2]).all() and m.time_s["analytic"][2] > 0

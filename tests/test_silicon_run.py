@@ -542,3 +542,35 @@ def test_only_source_chosen_classes_fit_host_work() -> None:
     # the host work before the launch, where the collector's own clone runs under it
     prelaunch = {s.keys[0] for s in fit.specs() if "prelaunch_share" in s.free}
     assert prelaunch == {"a2a/low_latency/combine/vllm"}
+
+
+def test_a_tied_parameter_is_copied_from_its_class_and_named_in_the_source() -> None:
+    """moe/vllm/fp8's hbm is tied to moe/trtllm/fp8's (FitSpec.tied): the file holds them
+    equal; :func:`fit.tied_base` copies the tied class's current value (here a moved one)
+    and leaves every other number; the source text says it was held, not fitted; a
+    parameter both free and tied is refused."""
+    from dataclasses import replace
+
+    from memsim.ops.classes import kernel_classes
+
+    (spec,) = [s for s in fit.specs() if s.name == "moe/vllm/fp8"]
+    assert spec.tied == {"hbm": "moe/trtllm/fp8"} and "hbm" not in spec.free
+    file = kernel_classes()
+    assert file["moe/vllm/fp8"].efficiency["hbm"] == file["moe/trtllm/fp8"].efficiency["hbm"]
+    assert "held: hbm = moe/trtllm/fp8's" in file["moe/vllm/fp8"].source
+    moved = replace(file["moe/trtllm/fp8"],
+                    efficiency={**file["moe/trtllm/fp8"].efficiency, "hbm": 0.5})
+    base = fit.tied_base(spec, {**file, "moe/trtllm/fp8": moved})
+    assert list(base) == ["moe/vllm/fp8"]
+    assert base["moe/vllm/fp8"].efficiency["hbm"] == 0.5
+    assert replace(base["moe/vllm/fp8"], efficiency={}) == \
+        replace(file["moe/vllm/fp8"], efficiency={})
+    assert {u: v for u, v in base["moe/vllm/fp8"].efficiency.items() if u != "hbm"} == \
+        {u: v for u, v in file["moe/vllm/fp8"].efficiency.items() if u != "hbm"}
+    stats = {"n": 1, "median_abs": 0.1, "p90_abs": 0.2, "bias": 0.0}
+    r = fit.FitResult(spec, {}, {}, {"h100-sxm": stats}, {}, {}, {}, {}, used=list(spec.keys))
+    assert "; held: hbm = moe/trtllm/fp8's)" in fit.source_text(r, "pkg", 2000, 0)
+    untied = [s for s in fit.specs() if s.name == "moe/trtllm/fp8"][0]
+    assert "held" not in fit.source_text(replace(r, spec=untied), "pkg", 2000, 0)
+    with pytest.raises(ValueError, match="both free and tied"):
+        fit.tied_base(replace(spec, free=(*spec.free, "hbm")), file)

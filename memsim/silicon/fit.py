@@ -90,7 +90,9 @@ class FitSpec:
     raised to it: :meth:`rows_per_gpu`), where fewer rows leave a parameter unidentified;
     ``reruns``: refits from its own rounded numbers until they repeat, for a spec whose
     rerun from the numbers it wrote moves them (:func:`fit_spec_numbers`), so that the
-    written numbers are the fit's fixed point."""
+    written numbers are the fit's fixed point;
+    ``tied``: parameter → class whose current value of it the spec's classes are held at
+    (copied at fit time by :func:`tied_base`, never fitted, named in the source text)."""
 
     keys: tuple[str, ...]
     op_class: str
@@ -100,6 +102,7 @@ class FitSpec:
     unused: tuple[tuple[str, str], ...] = ()
     min_rows: int = 0
     reruns: int = 0
+    tied: dict[str, str] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -159,11 +162,15 @@ def specs() -> list[FitSpec]:
             # (row_s: memsim.ops.moe.token_walk_s)
             if (b, fam) == ("trtllm", "w4a16_mxfp4"):
                 tile = ("row_s",)
-            # vLLM fp8 (FlashInfer's untuned tile, memsim.ops.moe.fallback_terms): hbm is
-            # its full 128-row blocks' weight stream, l2 not read; 2000 rows are two model
+            # vLLM fp8 is bound on its tiles, not on its weight stream (equal on H100 and
+            # H200): its hbm is tied to the CUTLASS grouped GEMM's weight stream as fitted on
+            # TensorRT-LLM's fp8 MoE (moe/trtllm/fp8's current value), else the fit
+            # buys its high-token rows' H200 speed-up with an HBM-bound decode (at 0.20:
+            # H100/H200 1.24 at 1-1024 tokens, measured 1.00-1.03); 2000 rows are two model
             # shapes (sampled whole), 6000 six of its 14
             fallback = (b, fam) == ("vllm", "fp8")
-            l2 = () if fallback else ("l2",)
+            weights = () if fallback else ("hbm",)
+            tied = {"hbm": "moe/trtllm/fp8"} if fallback else {}
             # moe/trtllm/bf16: 8000 rows per GPU, as a 2000-row sample of whole shapes (about
             # 25 of its ~530) misrepresents the table: fitted on 2000 / 4000 / 8000 rows, the
             # full table's bf16 rows scored H100 12.8/49.7, 11.4/41.3, 8.5/32.0 % median/p90
@@ -174,8 +181,8 @@ def specs() -> list[FitSpec]:
             keys = ((f"moe/{b}/{fam}", f"moe/{b}/{fam}_flashinfer")
                     if (b, fam) == ("vllm", "fp8_block") else (f"moe/{b}/{fam}",))
             out.append(FitSpec(keys, "moe", b,
-                               ("floor_s", "tensor", "hbm", *l2, "hbm_act", *tile),
-                               {"moe_dtype": db}, min_rows=rows))
+                               ("floor_s", "tensor", *weights, "l2", "hbm_act", *tile),
+                               {"moe_dtype": db}, min_rows=rows, tied=tied))
         out.append(FitSpec(tuple(f"allreduce/{a}/{b}" for a in ALLREDUCE_ALGOS), "allreduce",
                            b, ("floor_s", "link")))
         bf16_kv = {"kv_cache_dtype": "bfloat16"}
@@ -425,6 +432,19 @@ def predict(spec: FitSpec, classes: dict[str, KernelClass], data: GpuRows) -> np
 
 
 # ---- the fit --------------------------------------------------------------------------
+
+
+def tied_base(spec: FitSpec, classes: dict[str, KernelClass]) -> dict[str, KernelClass]:
+    """The spec's classes from ``classes`` (key → class), each with the parameters of
+    :attr:`FitSpec.tied` copied from the class the tie names (an efficiency unit or a
+    time field of :data:`TIMES`)."""
+    out = {k: classes[k] for k in spec.keys}
+    for param, source in spec.tied.items():
+        if param in spec.free:
+            raise ValueError(f"{spec.name}: {param} is both free and tied to {source}")
+        value = _get(classes[source], param)
+        out = with_params(out, [(k, param) for k in spec.keys], np.full(len(spec.keys), value))
+    return out
 
 
 def _params(spec: FitSpec) -> list[tuple[str, str]]:
@@ -678,8 +698,9 @@ def source_text(r: FitResult, package: str, max_rows: int, seed: int) -> str:
     for k, p in spec.unused:
         by_key.setdefault(k, []).append(p)
     unused = "".join(f" (unused: {k}'s {', '.join(ps)})" for k, ps in by_key.items())
+    held = "".join(f"; held: {p} = {k}'s" for p, k in spec.tied.items())
     return (f"fitted by `memsim validate --source aiconfigurator --fit-classes` ({METHOD}; "
-            f"free: {', '.join(spec.free)}{unused}{together}) to {spec.describe()} rows of "
+            f"free: {', '.join(spec.free)}{unused}{held}{together}) to {spec.describe()} rows of "
             f"{' and '.join(_gpu(g) for g in r.fitted)} in {package} (seed {seed}, at most "
             f"{spec.rows_per_gpu(max_rows)} rows per GPU, whole model shapes): "
             f"median |error| {fitted}; "
@@ -770,7 +791,7 @@ def fit_run(chunks: list[Any], max_rows: int = MAX_ROWS, seed: int = 0,
         data = rows_for(spec, chunks, max_rows, seed)
         if not data:
             continue
-        r = fit_spec(spec, {k: current[k] for k in spec.keys}, data, FIT_GPUS)
+        r = fit_spec(spec, tied_base(spec, current), data, FIT_GPUS)
         out[spec.name] = r.to_dict()
         if echo is not None:
             echo(f"fitted {spec.name}: {r.note or f'{r.nfev} evaluations'}")
@@ -844,7 +865,8 @@ def fit_classes(pattern: str | None = None, gpus: set[str] | None = None,
         if collected.chunks:
             package = f"{source.PACKAGE} {collected.chunks[0].rows.package_version}"
         data = rows_for(spec, collected.chunks, max_rows, seed)
-        r = fit_spec(spec, {k: current[k] for k in spec.keys}, data, FIT_GPUS)
+        # a tie takes the value this run wrote where it fitted the class tied to
+        r = fit_spec(spec, tied_base(spec, {**current, **written}), data, FIT_GPUS)
         results.append(r)
         echo(f"fitted {spec.name}: {r.note or f'{r.nfev} evaluations'}")
         if not r.note:

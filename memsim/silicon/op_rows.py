@@ -101,10 +101,17 @@ def gemm(rows: Rows, gpu: GPU) -> Mapped:
     return out
 
 
+# vLLM MoE kernels no class was fitted on, by their name in the database's kernel_source:
+# Marlin (…_marlin_marlinexperts, int4_wo and some w4a16_mxfp4) and OAI's Triton MXFP4
+# (…_triton_oaitritonmxfp4experts…, gpt-oss w4a16_mxfp4 on Hopper); docs/silicon.md
+_UNMODELLED_MOE_KERNELS = ("_marlin_", "oaitriton")
+_UNMODELLED_MOE = "Marlin/OAI-Triton MoE: no kernel class"
+
+
 def moe(rows: Rows, gpu: GPU) -> Mapped:
     from memsim.errors import InputError
     from memsim.ops.classes import kernel_class
-    from memsim.ops.moe import class_variant, kernel_backend, predict
+    from memsim.ops.moe import predict
 
     out = _empty(len(rows))
     ints = {c: np.asarray(rows.col(c), dtype=np.int64) for c in
@@ -125,27 +132,34 @@ def moe(rows: Rows, gpu: GPU) -> Mapped:
     gated = (np.array(["nongated" not in str(s) for s in rows.col("kernel_source", "")])
              & ~np.array([shape in non_gated for shape in shapes], dtype=bool))
     backend = _backend(rows)
+    unmodelled = np.array([backend == "vllm" and any(name in str(s) for name in
+                                                     _UNMODELLED_MOE_KERNELS)
+                           for s in rows.col("kernel_source", "")], dtype=bool)
     keys = list(zip(*(ints[c].tolist() for c in ("hidden_size", "inter_size", "num_experts",
                                                   "topk", "moe_tp_size", "moe_ep_size")),
                     dtype.tolist(), [str(d) for d in dist], gated.tolist(), strict=True))
     for (h, inter, e, top_k, tp, ep, d, dst, g), idx in _groups(keys).items():
+        out.reasons.update({int(i): _UNMODELLED_MOE for i in idx[unmodelled[idx]]})
+        idx = idx[~unmodelled[idx]]
+        if not len(idx):
+            continue
         try:
-            # the class memsim.ops.moe.predict times this dtype with (memsim/ops/moe.py)
-            kb = kernel_backend(backend, gpu)
-            cls = kernel_class("moe", kb, class_variant(kb, d, gpu, int(ep)))
-            if not out.start or d == "bf16":
-                out.start = {"tensor": cls.efficiency.get("tensor", 1.0),
-                             "hbm_bandwidth": cls.efficiency.get("hbm", 1.0)}
             pred = predict(ints["num_tokens"][idx], int(h), int(inter), int(e), int(top_k),
                            tp=int(tp), ep=int(ep), dtype=d, gpu=gpu, backend=backend,
                            distribution=dst, gated=bool(g))
         except (InputError, ValueError) as exc:
             out.reasons.update({int(i): str(exc).splitlines()[0][:200] for i in idx})
             continue
+        # the class memsim.ops.moe.predict timed these rows with
+        cls = kernel_class(pred.detail["kernel_class"])
+        if not out.start or d == "bf16":
+            out.start = {"tensor": cls.efficiency.get("tensor", 1.0),
+                         "hbm_bandwidth": cls.efficiency.get("hbm", 1.0)}
         _fill(out, idx, pred, _eff_of(cls),
               [{"op": "moe", "tokens": int(ints["num_tokens"][i]), "hidden": int(h),
                 "inter": int(inter), "experts": int(e), "top_k": int(top_k), "tp": int(tp),
-                "ep": int(ep), "dtype": d, "distribution": dst, "gated": bool(g)}
+                "ep": int(ep), "dtype": d, "distribution": dst, "gated": bool(g),
+                "kernel_class": cls.name}
                for i in idx])
     return out
 
