@@ -401,3 +401,27 @@ def test_trtllm_mxfp4_token_walk_grows_with_every_token_not_the_local_rows(token
     p = moe.predict(tokens, 2880, 2880, 32, 4, ep=ep, dtype="w4a16_mxfp4", gpu=h100,
                     backend="trtllm")
     assert p.terms_s["route"] == pytest.approx(walk)
+
+
+@given(tokens=st.integers(1, 1 << 15), ep=st.sampled_from([1, 8, 64, 256]),
+       hidden=st.sampled_from([2048, 4096, 7168]))
+def test_trtllm_cutlass_moe_touches_every_token_only_to_write_its_output(tokens: int, ep: int,
+                                                                          hidden: int) -> None:
+    # TensorRT-LLM's CUTLASS MoE (moe_kernels.cu): expandInputRowsKernel copies the local
+    # rows only, finalizeMoeRoutingKernel writes every token's 16-bit output row; per-tensor
+    # fp8 first quantises every token (bf16 read, fp8 write)
+    h100 = moe.resolve_gpu("h100-sxm")
+    T, local = np.array([float(tokens)]), np.array([tokens * 8.0 / ep])
+    bf16 = moe.route_permute_bytes("trtllm", "trtllm", "bf16", h100, T, local, hidden, 8, ep,
+                                   2.0)
+    assert bf16 == pytest.approx(tokens * hidden * 2.0 + local * hidden * 6.0)
+    none_local = moe.route_permute_bytes("trtllm", "trtllm", "bf16", h100, T, 0.0 * local,
+                                         hidden, 8, ep, 2.0)
+    assert none_local == pytest.approx(tokens * hidden * 2.0)
+    fp8 = moe.route_permute_bytes("trtllm", "trtllm", "fp8", h100, T, local, hidden, 8, ep, 1.0)
+    assert fp8 == pytest.approx(tokens * hidden * 5.0 + local * hidden * 4.0)
+    # vLLM on Blackwell runs FlashInfer's copy of the kernels: no TensorRT-LLM input quant
+    vllm = moe.route_permute_bytes("vllm", "trtllm", "fp8", moe.resolve_gpu("b200"), T, local,
+                                   hidden, 8, ep, 1.0)
+    assert vllm == pytest.approx(tokens * hidden * 2.0 + local * hidden * 4.0)
+
