@@ -335,9 +335,9 @@ def requant_bytes_per_row(backend: str | None, dtype: str, gpu: Any, hidden: flo
     return (hidden + inter_l) * quant + inter_l * (OUT_BYTES - 1.0)
 
 
-def route_permute_bytes(framework: str | None, backend: str | None, dtype: str, gpu: Any,
-                        tokens: np.ndarray, local_rows: np.ndarray, hidden: float, top_k: int,
-                        passes_ep: int, e_act: float) -> np.ndarray:
+def route_permute_bytes(backend: str | None, dtype: str, gpu: Any, tokens: np.ndarray,
+                        local_rows: np.ndarray, hidden: float, top_k: int, passes_ep: int,
+                        e_act: float) -> np.ndarray:
     """HBM bytes of the passes around the GEMMs that move ``hidden``-wide rows: routing,
     permute (gather in), un-permute + weighted sum (scatter back). ``tokens``: tokens
     entering the layer, ``local_rows``: rows routed to the local experts (same shape).
@@ -355,7 +355,9 @@ def route_permute_bytes(framework: str | None, backend: str | None, dtype: str, 
       ranks' experts) and writes every token's 16-bit output row, zeros where none is
       local (``finalizeMoeRoutingKernelLauncher``: "must fill invalid output tokens with
       zeros");
-    - per-tensor fp8 quantises every token's bf16 input before the op
+    - per-tensor fp8 quantises every token's bf16 input before the op: the permute copies
+      rows without converting them (``expandInputRowsKernel`` asserts the input type is
+      the expanded type unless it quantises to NVFP4/MXFP8), so its caller does it
       (tensorrt_llm/_torch/modules/fused_moe/fused_moe_cutlass.py ``quantize_input``:
       ``static_quantize_e4m3_per_tensor``, reads 2 bytes and writes 1 per element);
       block-scaled fp8 quantises inside the GEMMs (:func:`requant_bytes_per_row`).
@@ -367,8 +369,7 @@ def route_permute_bytes(framework: str | None, backend: str | None, dtype: str, 
 
     if check_backend(backend) != "trtllm" or runs_triton_kernels(backend, dtype, gpu):
         return tokens * hidden * OUT_BYTES * (2.0 + 2.0 * top_k / passes_ep)
-    quant = (OUT_BYTES + 1.0) if (check_backend(framework) == "trtllm"
-                                  and dtype == "fp8") else 0.0
+    quant = OUT_BYTES + 1.0 if dtype == "fp8" else 0.0
     return (tokens * hidden * (OUT_BYTES + quant)
             + local_rows * hidden * (2.0 * e_act + OUT_BYTES))
 
@@ -653,8 +654,8 @@ def predict(tokens: Any, hidden: int, inter: int, experts: int, top_k: int, *, t
     local_rows = np.sum(loads, axis=-1)
     passes_ep = 1 if runs_triton(backend, dtype, ep, gpu) else ep
     rows = np.maximum(local_rows, T[..., None] * top_k / passes_ep)
-    act_bytes = (route_permute_bytes(framework, backend, dtype, gpu, T[..., None], local_rows,
-                                     hidden, top_k, passes_ep, e_act)
+    act_bytes = (route_permute_bytes(backend, dtype, gpu, T[..., None], local_rows, hidden,
+                                     top_k, passes_ep, e_act)
                  + rows * inter_l * (g * OUT_BYTES + e_act)
                  + local_rows * (hidden * e_act + g * inter_l * OUT_BYTES)
                  + local_rows * (inter_l * e_act + hidden * OUT_BYTES)
