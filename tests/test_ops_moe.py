@@ -115,7 +115,9 @@ def test_activation_passes_run_at_their_own_bandwidth() -> None:
     T, h, i, k = 16384.0, 4096, 2048, 8
     p = moe.predict(T, h, i, 256, k, tp=32, dtype="bf16", gpu=gpu, backend="trtllm")
     rows, il = T * k, i / 32
-    act = (T * h * 2 * (2 + 2 * k) + rows * il * (2 * 2 + 2)
+    # every token's output row, then per local row the permute (read + write) and the
+    # finalize read (memsim.ops.moe.route_permute_bytes)
+    act = (T * h * 2 + rows * h * (2 * 2 + 2) + rows * il * (2 * 2 + 2)
            + rows * (h * 2 + 2 * il * 2) + rows * (il * 2 + h * 2))
     bw = gpu.spec.hbm_bandwidth_bytes_per_s * cls.efficiency.get("hbm_act", cls.eff("hbm"))
     assert p.terms_s["act"] == pytest.approx(act / bw)
@@ -248,15 +250,16 @@ def test_trtllm_block_fp8_on_hopper_requantises_its_16_bit_rows(tokens: int, ep:
     # grouped GEMM's input itself (fp8_blockscale_gemm.cu moeGemm, internal_quantize_a):
     # per local row (hidden + inter/tp) · (2 read + 1 written + 4/128 scale) bytes, and the
     # activation writes bf16, inter/tp bytes more than fp8. Per-tensor fp8 moves fp8 rows, so
-    # the two differ by exactly those bytes on every local row (same weights, same tiles).
+    # the two differ by those bytes on every local row (same weights, same tiles).
     kw = dict(**DSV3, tp=tp, ep=ep, gpu="h100-sxm", backend="trtllm", distribution=dist)
     block = moe.predict(float(tokens), dtype="fp8_block", **kw)
     fp8 = moe.predict(float(tokens), dtype="fp8", **kw)
     h, i = 7168.0, 2048.0 / tp
     per_row = (h + i) * (2 + 1 + 4 / 128) + i * (2 - 1)
     local_rows = np.mean(moe.expert_loads(np.array(tokens), 256, 8, ep, dist).sum(axis=-1))
-    assert float(block.hbm_bytes) - float(fp8.hbm_bytes) == pytest.approx(local_rows * per_row,
-                                                                           rel=1e-9)
+    # and per-tensor fp8 quantises every token first (route_permute_bytes): 2 + 1 bytes
+    assert float(block.hbm_bytes) - float(fp8.hbm_bytes) == pytest.approx(
+        local_rows * per_row - tokens * h * 3, rel=1e-9)
 
 
 def test_requantisation_is_only_trtllm_block_fp8_on_hopper() -> None:
@@ -419,3 +422,25 @@ def test_vllm_per_tensor_fp8_has_no_cliff_as_a_block_fills(gpu: str) -> None:
     t = moe.predict(128 * rows, 5120, 8192, 128, 1, dtype="fp8", gpu=gpu, backend="vllm",
                     distribution="strided").time_s
     assert float(t[0]) <= 1.2 * float(t[1])
+
+
+@given(tokens=st.integers(1, 1 << 15), ep=st.sampled_from([1, 8, 64, 256]),
+       hidden=st.sampled_from([2048, 4096, 7168]))
+def test_trtllm_cutlass_moe_touches_every_token_only_to_write_its_output(tokens: int, ep: int,
+                                                                          hidden: int) -> None:
+    # TensorRT-LLM's CUTLASS MoE (moe_kernels.cu): expandInputRowsKernel copies the local
+    # rows only, finalizeMoeRoutingKernel writes every token's 16-bit output row; per-tensor
+    # fp8 first quantises every token (bf16 read, fp8 write)
+    h100 = moe.resolve_gpu("h100-sxm")
+    T, local = np.array([float(tokens)]), np.array([tokens * 8.0 / ep])
+    bf16 = moe.route_permute_bytes("trtllm", "bf16", h100, T, local, hidden, 8, ep,
+                                   2.0)
+    assert bf16 == pytest.approx(tokens * hidden * 2.0 + local * hidden * 6.0)
+    none_local = moe.route_permute_bytes("trtllm", "bf16", h100, T, 0.0 * local,
+                                         hidden, 8, ep, 2.0)
+    assert none_local == pytest.approx(tokens * hidden * 2.0)
+    fp8 = moe.route_permute_bytes("trtllm", "fp8", h100, T, local, hidden, 8, ep, 1.0)
+    assert fp8 == pytest.approx(tokens * hidden * 5.0 + local * hidden * 4.0)
+    # Triton fused_moe: routing and permute read every token, top_k / ep rows each way
+    sglang = moe.route_permute_bytes("sglang", "bf16", h100, T, local, hidden, 8, ep, 2.0)
+    assert sglang == pytest.approx(tokens * hidden * 2.0 * (2.0 + 2.0 * 8 / ep))

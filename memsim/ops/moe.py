@@ -352,6 +352,45 @@ def requant_bytes_per_row(backend: str | None, dtype: str, gpu: Any, hidden: flo
     return (hidden + inter_l) * quant + inter_l * (OUT_BYTES - 1.0)
 
 
+def route_permute_bytes(backend: str | None, dtype: str, gpu: Any, tokens: np.ndarray,
+                        local_rows: np.ndarray, hidden: float, top_k: int, passes_ep: int,
+                        e_act: float) -> np.ndarray:
+    """HBM bytes of the passes around the GEMMs that move ``hidden``-wide rows: routing,
+    permute (gather in), un-permute + weighted sum (scatter back). ``tokens``: tokens
+    entering the layer, ``local_rows``: rows routed to the local experts (same shape).
+
+    TensorRT-LLM's CUTLASS MoE (``CutlassFusedMoE``; also FlashInfer's copy of it, vLLM on
+    Blackwell) touches every token only to write its output row; the rest follows the
+    local rows (NVIDIA/TensorRT-LLM cpp/tensorrt_llm/kernels/cutlass_kernels/
+    moe_gemm/moe_kernels.cu):
+
+    - ``expandInputRowsKernel`` loops over the permuted rows below
+      ``expert_first_token_offset[num_experts_per_node]``, the local experts' rows only,
+      reading each one's source token row and writing it permuted (``e_act`` bytes each);
+    - ``finalizeMoeRoutingKernel`` (no all-to-all: the collector runs one rank) launches a
+      block per token, sums that token's local rows (16-bit, ``continue`` past the other
+      ranks' experts) and writes every token's 16-bit output row, zeros where none is
+      local (``finalizeMoeRoutingKernelLauncher``: "must fill invalid output tokens with
+      zeros");
+    - per-tensor fp8 quantises every token's bf16 input before the op: the permute copies
+      rows without converting them (``expandInputRowsKernel`` asserts the input type is
+      the expanded type unless it quantises to NVFP4/MXFP8), so its caller does it
+      (tensorrt_llm/_torch/modules/fused_moe/fused_moe_cutlass.py ``quantize_input``:
+      ``static_quantize_e4m3_per_tensor``, reads 2 bytes and writes 1 per element);
+      block-scaled fp8 quantises inside the GEMMs (:func:`requant_bytes_per_row`).
+
+    Other kernels (Triton ``fused_moe``, OpenAI ``triton_kernels``): routing and the
+    permute read every token, and ``tokens · top_k / passes_ep`` rows are gathered in and
+    scattered back, all 16-bit."""
+    from memsim.ops import check_backend
+
+    if check_backend(backend) != "trtllm" or runs_triton_kernels(backend, dtype, gpu):
+        return tokens * hidden * OUT_BYTES * (2.0 + 2.0 * top_k / passes_ep)
+    quant = OUT_BYTES + 1.0 if dtype == "fp8" else 0.0
+    return (tokens * hidden * (OUT_BYTES + quant)
+            + local_rows * hidden * (2.0 * e_act + OUT_BYTES))
+
+
 def problem_walk_s(backend: str | None, dtype: str, gpu: Any, local_experts: int,
                    cls: Any) -> float:
     """Seconds per call that TensorRT-LLM's block-scaled fp8 MoE spends walking its local
@@ -582,9 +621,8 @@ def predict(tokens: Any, hidden: int, inter: int, experts: int, top_k: int, *, t
                             cls, rate, e_act, e_w, tiles, cluster, block_m)
         down = _grouped_terms(loads, float(hidden), inter_l, gpu, cls, rate, e_act, e_w,
                               tiles, cluster, block_m)
-    # The activation traffic, memory-bound and serial with the weight streams: routing
-    # (top-k of the router logits) and the permute read every token; the local experts' rows
-    # are gathered in and scattered back (un-permute + weighted sum), 16-bit; the GEMMs read
+    # The activation traffic, memory-bound and serial with the weight streams: routing,
+    # permute and un-permute + weighted sum (:func:`route_permute_bytes`); the GEMMs read
     # their rows (k · e_act) and write their outputs (n · 16-bit), and the activation reads
     # gate and up and writes its product. Triton fused_moe sizes its intermediate buffers
     # and runs silu_and_mul and moe_sum over all tokens · top_k rows, local or not (vllm
@@ -596,7 +634,8 @@ def predict(tokens: Any, hidden: int, inter: int, experts: int, top_k: int, *, t
     local_rows = np.sum(loads, axis=-1)
     passes_ep = 1 if runs_triton(backend, dtype, ep, gpu) else ep
     rows = np.maximum(local_rows, T[..., None] * top_k / passes_ep)
-    act_bytes = (T[..., None] * hidden * OUT_BYTES * (2.0 + 2.0 * top_k / passes_ep)
+    act_bytes = (route_permute_bytes(backend, dtype, gpu, T[..., None], local_rows, hidden,
+                                     top_k, passes_ep, e_act)
                  + rows * inter_l * (g * OUT_BYTES + e_act)
                  + local_rows * (hidden * e_act + g * inter_l * OUT_BYTES)
                  + local_rows * (inter_l * e_act + hidden * OUT_BYTES)
