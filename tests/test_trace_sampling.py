@@ -75,7 +75,7 @@ def test_kernels_that_run_per_batch_refuse_a_sample() -> None:
 
 @pytest.mark.parametrize(("N", "H", "K", "causal", "l2_mib", "sms", "ratio"), [
     (13852, 32, 16, False, 8, 16, 0.987),
-    (13654, 32, 32, False, 4, 8, 0.986),
+    (13654, 32, 32, False, 4, 8, 0.911),
     (11136, 8, 8, True, 1, 16, 0.889),
 ])
 def test_a_quarter_of_the_groups_tracks_the_bytes(N, H, K, causal, l2_mib, sms,
@@ -93,7 +93,11 @@ def test_a_quarter_of_the_groups_tracks_the_bytes(N, H, K, causal, l2_mib, sms,
     onset of thrashing the HBM bytes follow which block takes which slot). Since FA-2's
     key tiles are walked down (2026-12-02, branch revwalk): the causal case 0.644 →
     0.889 (full 485.3 → 976.4 MB, sample 312.3 → 868.3 MB: every group thrashes now, the
-    sampled ones as much as the rest); the full-mask cases unchanged."""
+    sampled ones as much as the rest); the full-mask cases unchanged. Since FA-2's forward
+    declares its sourced 255 registers per thread (2026-12-02, branch regs: 2 blocks per
+    SM, not 3): 0.987 → 1.000, 0.986 → 0.911 (full 413.0 MB, sample 376.3 MB: fewer
+    slots, and the sampled middle groups' neighbours differ from the edge groups'), the
+    causal case 0.889 → 0.900."""
     spec = GPU.spec.model_copy(update={"l2_bytes": l2_mib * 2**20, "sm_count": sms})
     gpu = GPU.model_copy(update={"spec": spec})
     p = AttentionProblem(batch=1, seq_len=N, heads=H, kv_heads=K, head_dim=64,
