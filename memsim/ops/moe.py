@@ -606,10 +606,11 @@ def predict(tokens: Any, hidden: int, inter: int, experts: int, top_k: int, *, t
     (T,) = as_float(tokens)
     loads = expert_loads(T, experts, top_k, ep, distribution)
     inter_l = inter / tp
+    g = 2.0 if gated else 1.0          # up-projection outputs per intermediate column
     if writes_ep_zeros(backend, dtype, ep, gpu):
         every = expert_loads(T, experts, top_k, 1, distribution)
-        up = triton_ep_terms(loads, every, (2.0 if gated else 1.0) * inter_l, float(hidden),
-                             gpu, cls, rate, e_act, e_w)
+        up = triton_ep_terms(loads, every, g * inter_l, float(hidden), gpu, cls, rate, e_act,
+                             e_w)
         down = triton_ep_terms(loads, every, float(hidden), inter_l, gpu, cls, rate, e_act,
                                e_w)
     else:
@@ -617,8 +618,8 @@ def predict(tokens: Any, hidden: int, inter: int, experts: int, top_k: int, *, t
         block_m = (np.broadcast_to(matmul_ogs_block_m(T, top_k, experts // ep)[..., None],
                                    loads.shape[:-1])
                    if runs_triton_kernels(backend, dtype, gpu) else None)
-        up = _grouped_terms(loads, (2.0 if gated else 1.0) * inter_l, float(hidden), gpu,
-                            cls, rate, e_act, e_w, tiles, cluster, block_m)
+        up = _grouped_terms(loads, g * inter_l, float(hidden), gpu, cls, rate, e_act, e_w,
+                            tiles, cluster, block_m)
         down = _grouped_terms(loads, float(hidden), inter_l, gpu, cls, rate, e_act, e_w,
                               tiles, cluster, block_m)
     # The activation traffic, memory-bound and serial with the weight streams: routing,
@@ -630,7 +631,6 @@ def predict(tokens: Any, hidden: int, inter: int, experts: int, top_k: int, *, t
     # rows. These passes gather and scatter rows by expert (TensorRT-LLM
     # ``expandInputRowsKernel`` / ``finalizeMoeRoutingKernel``, the GEMMs' permuted rows):
     # they run at their own fraction of the HBM bandwidth, the class's ``hbm_act``.
-    g = 2.0 if gated else 1.0
     local_rows = np.sum(loads, axis=-1)
     passes_ep = 1 if runs_triton(backend, dtype, ep, gpu) else ep
     rows = np.maximum(local_rows, T[..., None] * top_k / passes_ep)
