@@ -149,8 +149,8 @@ def test_the_l2_term_never_reads_l2_faster_than_its_sustained_plateau(
     tile = (p.detail["tile_m"], p.detail["tile_n"])
     _, e_in = gemm.operand_bytes(dtype)
     sm90_vllm_fp8 = backend == "vllm" and dtype == "fp8" and g.spec.sm_count == 132
-    cluster = gemm.vllm_sm90_fp8_cluster(np.float64(m), np.float64(n)) if sm90_vllm_fp8 else (
-        1.0, 1.0)
+    cluster = (gemm.vllm_sm90_fp8_config(np.float64(m), np.float64(n))[1] if sm90_vllm_fp8
+               else (1.0, 1.0))
     b_share = (gemm.vllm_fp8_b_share(g) if backend == "vllm" and dtype == "fp8"
                else gemm.CLUSTER)
     reads = gemm.l2_read_bytes(m, n, k, 1, tile, cluster, b_share, e_in, e_in)
@@ -176,8 +176,10 @@ def test_vllm_sm90_fp8_clusters_round_the_grid_up_to_whole_clusters() -> None:
     the padding CTAs taking SM slots."""
     m = np.array([8, 8, 32, 32, 128, 4096])
     n = np.array([1024, 8192, 1024, 8192, 8192, 8192])
-    along_m, along_n = gemm.vllm_sm90_fp8_cluster(m, n)
+    (tile_m, tile_n), (along_m, along_n) = gemm.vllm_sm90_fp8_config(m, n)
     assert along_m.tolist() == [2, 1, 4, 1, 2, 2] and along_n.tolist() == [1] * 6
+    assert tile_m.tolist() == [16, 16, 16, 64, 64, 128]
+    assert tile_n.tolist() == [64, 64, 64, 64, 128, 128]
     p = gemm.predict(m, n, 8192, dtype="fp8", gpu="h100-sxm", backend="vllm")
     # n-tiles × m-tiles: 16 × (1 → 2); 128 × 1; 16 × (2 → 4); 128 × 1 (64 × 64 tiles);
     # 64 × 2 (64 × 128); 64 × 32 (128 × 128)

@@ -82,7 +82,7 @@ frameworks' sources and from the aiconfigurator collectors that timed them):
   fixed by m and n** (vllm csrc/quantization/w8a8/cutlass/c3x/scaled_mm_sm90_fp8_dispatch.cuh
   @68f442e: m ≤ 16 → 16 × 64 (swap-AB), m ≤ 64 → 16 × 64 for n ≤ 1280 else 64 × 64,
   m ≤ 128 → 64 × 128, else 128 × 128), so a mid-size m pays the waves of that one tile.
-  Its clusters all run along m (:func:`vllm_sm90_fp8_cluster`): 2 × 1 for m > 64; for
+  Its clusters all run along m (:func:`vllm_sm90_fp8_config`): 2 × 1 for m > 64; for
   swap-AB (m ≤ 64) ``ClusterShape`` 1 × 2 (m ≤ 16) and 1 × 4 (m ≤ 64) when n ≤ 1280 —
   the swapped problem's N is m — and 1 × 1 above. At m ≤ 16 the 1 × 2 cluster thus
   launches a padding CTA beside every real one. Known gap: at 64 < m ≤ 128 with few
@@ -205,24 +205,22 @@ def launch_of(backend: str | None, family: str) -> Launch:
     return LAUNCHES.get((check_backend(backend), family), Launch())
 
 
-def vllm_sm90_fp8_tiles(m: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(tile_m, tile_n) vLLM's SM90 fp8 ``cutlass_scaled_mm`` dispatches for m, n (its
-    swap-AB tiles for m ≤ 64 written as rows of m × columns of n; module docstring)."""
-    tile_m = np.where(m <= 16, 16.0, np.where(m <= 64, np.where(n <= 1280, 16.0, 64.0),
+def vllm_sm90_fp8_config(m: np.ndarray, n: np.ndarray
+                         ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """vLLM's SM90 fp8 ``cutlass_scaled_mm`` config for m, n, as its dispatch table fixes it
+    (module docstring): ((tile_m, tile_n), (CTAs along m, CTAs along n) of one cluster),
+    written in rows of m × columns of n — the swap-AB tiles for m ≤ 64 included. Tiles:
+    16 × 64 for m ≤ 16; 16 × 64 (n ≤ 1280) or 64 × 64 for m ≤ 64; 64 × 128 for m ≤ 128;
+    128 × 128 above. Clusters all run along m: 2 (m ≤ 16) and 4 (m ≤ 64) when n ≤ 1280
+    (swap-AB ``ClusterShape`` 1 × 2, 1 × 4), 1 for m ≤ 64 above n = 1280, 2 for m > 64
+    (``ClusterShape`` 2 × 1)."""
+    small_n = n <= 1280
+    tile_m = np.where(m <= 16, 16.0, np.where(m <= 64, np.where(small_n, 16.0, 64.0),
                                               np.where(m <= 128, 64.0, 128.0)))
     tile_n = np.where(m <= 64, 64.0, 128.0)
-    return tile_m, tile_n
-
-
-def vllm_sm90_fp8_cluster(m: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(CTAs along m, CTAs along n) of one cluster of vLLM's SM90 fp8 ``cutlass_scaled_mm``
-    (module docstring), written in rows of m × columns of n: every config clusters along m
-    — 2 (m ≤ 16) and 4 (m ≤ 64) when n ≤ 1280 (swap-AB ``ClusterShape`` 1 × 2, 1 × 4),
-    1 for m ≤ 64 above n = 1280, 2 for m > 64 (``ClusterShape`` 2 × 1)."""
-    small_n = n <= 1280
     along_m = np.where(m <= 16, np.where(small_n, 2.0, 1.0),
                        np.where(m <= 64, np.where(small_n, 4.0, 1.0), 2.0))
-    return along_m, np.ones_like(along_m)
+    return (tile_m, tile_n), (along_m, np.ones_like(along_m))
 
 
 def vllm_fp8_b_share(gpu: Any) -> float:
@@ -400,8 +398,7 @@ def predict(m: Any, n: Any, k: Any, *, dtype: str = "bf16", gpu: Any = "h100-sxm
     variants = (vllm_fp8_block_variant(m, n, k, gpu) if launch.eager
                 else np.full(m.shape, family, dtype=object))
     sm90_fp8 = launch.dispatch == "vllm_sm90_fp8" and cc_major(gpu) == 9
-    fixed = vllm_sm90_fp8_tiles(m, n) if sm90_fp8 else None
-    cluster = vllm_sm90_fp8_cluster(m, n) if sm90_fp8 else (1.0, 1.0)
+    fixed, cluster = vllm_sm90_fp8_config(m, n) if sm90_fp8 else (None, (1.0, 1.0))
     b_share = (vllm_fp8_b_share(gpu) if launch.dispatch == "vllm_sm90_fp8" else CLUSTER)
     parts = {}
     sms = float(gpu.spec.sm_count)
