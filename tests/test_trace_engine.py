@@ -72,6 +72,37 @@ def test_l2_is_exactly_a_byte_capacity_lru(accesses, sizes, capacity, dense, sho
     assert l2_model.resident_bytes(state) <= capacity
 
 
+@given(st.lists(st.tuples(st.integers(0, 40), st.booleans()), max_size=400),
+       st.lists(st.sampled_from([64.0, 256.0, 1000.0, 4096.0]), min_size=41, max_size=41),
+       st.integers(0, 40_000), st.booleans())
+def test_l2_dense_run_is_the_same_lru(accesses, sizes, capacity, short) -> None:
+    """l2.access_direct_run (the engine's dense-key loop) against the plain Python LRU:
+    the same hits, HBM bytes and resident bytes, over a store/load stream of dense ids
+    (tensor k % 3), the queue compacted often when ``short``."""
+    bound = l2_model.max_resident_units(np.array(sizes), np.full(41, 1.0), capacity)
+    state = l2_model.new_state(capacity, bound, 41, queue_slots=bound + 2 if short else None)
+    assert state[-2][l2_model.DIRECT]
+    table = np.zeros((41, 2))
+    table[:, 0] = sizes
+    tensors = np.zeros((41, 2), np.int64)
+    tensors[:, 1] = np.arange(41) % 3
+    keys = np.array([k for k, _ in accesses] or [0], np.int64)
+    acc = np.array([~k if w else k for k, w in accesses] or [0], np.int32)
+    hits = np.zeros(len(keys), np.bool_)
+    stats = np.zeros((3, 4))
+    l2_model.access_direct_run(state, stats, keys, acc, len(accesses), table, tensors,
+                               (0, 1), hits, 0)
+    l2_model.flush(state, stats)
+    ref_hits, ref_read, ref_written = reference_lru(accesses, sizes, capacity)
+    assert list(hits[:len(accesses)]) == ref_hits
+    assert stats[:, 2].sum() == ref_read and stats[:, 3].sum() == ref_written
+    read = [sizes[k] if not w and not h else 0.0
+            for (k, w), h in zip(accesses, ref_hits, strict=True)]
+    assert stats[:, 2].tolist() == [sum(r for (k, _), r in zip(accesses, read, strict=True)
+                                        if k % 3 == x) for x in range(3)]
+    assert l2_model.resident_bytes(state) <= capacity
+
+
 @given(st.lists(st.integers(0, 10**12), min_size=1, max_size=60), st.integers(1, 9),
        st.integers(1, 4))
 def test_block_scheduler_is_list_scheduling(durations, n_slots, repeats) -> None:
