@@ -261,9 +261,11 @@ def access_direct_run(l2, stats, keys, acc, n, unit_bytes, unit_tensor, column, 
     and the resident bytes held in local variables over the run instead of loaded from and
     stored to ``meta_i``/``meta_f`` per unit (a dependency chain through memory on every
     access). Compiled on its own, not inlined into the engine's drain (inlined, with
-    column views for the tables, hit-heavy streams ran ~15 % slower). FA-2 causal N 131072
-    h100-sxm: the L2's CPU time per unit 27.1 → 21.2 ns, the engine's unit stream replayed
-    alone (minimum of 4, 2026-12-02, a loaded 2-core machine)."""
+    column views for the tables, hit-heavy streams ran ~15 % slower). Speed: the
+    measurement docs/DESIGN.md §"The L2 model" (Trace, tiles) cites, FA-2 causal N 131072
+    h100-sxm, 2026-12-02, a 2-core machine at load 5–19, four runs of main and of this
+    loop interleaved: the L2's CPU time per unit, medians 29.8 → 27.1 ns, the ranges
+    overlapping (29.4–34.6 against 21.9–32.4 ns), so the gain is not resolved there."""
     qpos, tensor, dirty, size, queue, meta_i, meta_f = (l2[2], l2[3], l2[4], l2[5], l2[6],
                                                          l2[8], l2[9])
     head, tail = meta_i[QHEAD], meta_i[QTAIL]
