@@ -20,9 +20,11 @@ imports, numba's cache loads, the simulation and the exit (2026-12-02, 2 cores, 
 0.03, 0.05, 0.31-0.33, 0.05, 0.53-0.63 and 0.11-0.12 s without the ``gc.freeze`` that
 ``memsim.cli.main`` now does before exit, ~0.02 s with it;
 the imports are numpy ~0.05, numba ~0.14, memsim's problem/algorithms ~0.08 and the
-trace package ~0.03; the four cached engine functions load in ~14 ms together, so
-merging them would save a few ms). ``run()`` returns JSON-able dicts; nothing asserts
-on time.
+trace package ~0.03). The first call loads three engine functions from numba's cache
+(``schedule_blocks``, ``walk``, ``drain``; the L2's functions are compiled into
+``drain``): ``trace_first_call`` 0.46–0.53 s in four fresh processes (2026-12-02, load
+~9, :func:`warm_up` after ``import benchmarks.bench_trace``). ``run()`` returns
+JSON-able dicts; nothing asserts on time.
 """
 
 from __future__ import annotations
