@@ -31,9 +31,10 @@ GPU = load_gpu("h100-sxm")
 
 def reference_lru(accesses, sizes, capacity):
     """Byte-capacity LRU, write-back/write-allocate, in plain Python: (hits, HBM read
-    bytes, HBM write bytes including the final flush)."""
+    bytes, HBM write bytes including the final flush, those write bytes per key)."""
     cache: OrderedDict[int, bool] = OrderedDict()     # key -> dirty, least recent first
-    used, hits, read, written = 0.0, [], 0.0, 0.0
+    used, hits, read = 0.0, [], 0.0
+    written_by_key = [0.0] * len(sizes)
     for key, is_write in accesses:
         if key in cache:
             cache.move_to_end(key)
@@ -47,9 +48,10 @@ def reference_lru(accesses, sizes, capacity):
         while used > capacity and cache:
             old, dirty = cache.popitem(last=False)
             used -= sizes[old]
-            written += sizes[old] if dirty else 0.0
-    written += sum(sizes[k] for k, dirty in cache.items() if dirty)
-    return hits, read, written
+            written_by_key[old] += sizes[old] if dirty else 0.0
+    for key, dirty in cache.items():
+        written_by_key[key] += sizes[key] if dirty else 0.0
+    return hits, read, sum(written_by_key), written_by_key
 
 
 @given(st.lists(st.tuples(st.integers(0, 40), st.booleans()), max_size=400),
@@ -66,9 +68,44 @@ def test_l2_is_exactly_a_byte_capacity_lru(accesses, sizes, capacity, dense, sho
     stats = np.zeros((1, 4))
     hits = [l2_model.access(state, keys[k], sizes[k], 0, w, stats) for k, w in accesses]
     l2_model.flush(state, stats)
-    ref_hits, ref_read, ref_written = reference_lru(accesses, sizes, capacity)
+    ref_hits, ref_read, ref_written, _ = reference_lru(accesses, sizes, capacity)
     assert hits == ref_hits
     assert stats[0, 2] == ref_read and stats[0, 3] == ref_written
+    assert l2_model.resident_bytes(state) <= capacity
+
+
+@given(st.lists(st.tuples(st.integers(0, 40), st.booleans()), max_size=400),
+       st.lists(st.sampled_from([64.0, 256.0, 1000.0, 4096.0]), min_size=41, max_size=41),
+       st.integers(0, 40_000), st.booleans())
+def test_l2_dense_run_is_the_same_lru(accesses, sizes, capacity, short) -> None:
+    """l2.access_direct_run (the engine's dense-key loop) against the plain Python LRU:
+    the same hits, HBM reads and write-backs per tensor and resident bytes, over a
+    store/load stream of dense ids (tensor k % 3), the queue compacted often when
+    ``short``."""
+    bound = l2_model.max_resident_units(np.array(sizes), np.full(41, 1.0), capacity)
+    state = l2_model.new_state(capacity, bound, 41, queue_slots=bound + 2 if short else None)
+    assert state[-2][l2_model.DIRECT]
+    table = np.zeros((41, 2))
+    table[:, 0] = sizes
+    tensors = np.zeros((41, 2), np.int64)
+    tensors[:, 1] = np.arange(41) % 3
+    keys = np.array([k for k, _ in accesses] or [0], np.int64)
+    acc = np.array([~k if w else k for k, w in accesses] or [0], np.int32)
+    hits = np.zeros(len(keys), np.bool_)
+    stats = np.zeros((3, 4))
+    l2_model.access_direct_run(state, stats, keys, acc, len(accesses), table, tensors,
+                               (0, 1), hits, 0)
+    l2_model.flush(state, stats)
+    ref_hits, ref_read, ref_written, ref_written_by_key = reference_lru(accesses, sizes,
+                                                                        capacity)
+    assert list(hits[:len(accesses)]) == ref_hits
+    assert stats[:, 2].sum() == ref_read and stats[:, 3].sum() == ref_written
+    read = [sizes[k] if not w and not h else 0.0
+            for (k, w), h in zip(accesses, ref_hits, strict=True)]
+    assert stats[:, 2].tolist() == [sum(r for (k, _), r in zip(accesses, read, strict=True)
+                                        if k % 3 == x) for x in range(3)]
+    assert stats[:, 3].tolist() == [sum(ref_written_by_key[k] for k in range(41) if k % 3 == x)
+                                    for x in range(3)]
     assert l2_model.resident_bytes(state) <= capacity
 
 

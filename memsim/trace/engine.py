@@ -48,7 +48,7 @@ from __future__ import annotations
 import numpy as np
 
 from memsim.trace.jit_setup import jit
-from memsim.trace.l2 import DIRECT, entry, hit, miss
+from memsim.trace.l2 import DIRECT, access_direct_run, entry, hit, miss
 from memsim.trace.program import GATHER, STORE
 
 _jit = jit(nogil=True)  # nogil: the walk and the L2 run in parallel
@@ -264,22 +264,12 @@ def drain(prog, l2, stats, buf_key, buf_acc, n, rec_h, rec_at):
     recording: ``rec_at`` ≥ 0 is where the buffer's first unit is logged). A hit needs
     only the unit and whether it is a store (the sign of its access index); a miss also
     the access's bytes and tensor. Dense ids are their own entries (l2.entry): their loop
-    tests residency directly (one loop per kind of key, no per-unit branch between them:
-    FA-2 causal GQA 128K h100-sxm, 4.2 → 3.9 ns per unit)."""
+    is :func:`memsim.trace.l2.access_direct_run` (one loop per kind of key, no per-unit
+    branch between them: FA-2 causal GQA 128K h100-sxm, 4.2 → 3.9 ns per unit)."""
     accs, accs_f = prog[2], prog[3]
-    qpos = l2[2]
     if l2[8][DIRECT]:
-        for j in range(n):
-            a = buf_acc[j]
-            key = buf_key[j]
-            hits = qpos[key] >= 0
-            if hits:
-                hit(l2, key, a < 0)
-            else:
-                b = ~a if a < 0 else a
-                miss(l2, key, accs_f[b, A_BYTES], accs[b, A_TENSOR], a < 0, stats)
-            if rec_at >= 0:
-                rec_h[rec_at + j] = hits
+        access_direct_run(l2, stats, buf_key, buf_acc, n, accs_f, accs, (A_BYTES, A_TENSOR),
+                          rec_h, rec_at)
         return
     for j in range(n):
         a = buf_acc[j]
