@@ -59,7 +59,8 @@ def forward(x: Arrays) -> Cost:
     reads = g * (kv + t.row_pairs * hpb * D * e + (t.row_pairs - N) * state)
     writes = g * t.row_pairs * state
     # re-touches of Q and the state that reach HBM (all of them without the L2 estimate)
-    kv_tile = t.union_keys / np.maximum(t.union_tiles, 1) * (D + x.dv_load) * e  # mean
+    # the K/V tile a re-touch at key tile j follows: tile j, full but for the last one
+    kv_tile = np.minimum(x.Bc, t.union_keys) * (D + x.dv_load) * e
     again = x.hbm_state_rereads(t, hpb * D * e + state, kv_tile)
     hbm_reads = g * (kv + (N + again) * hpb * D * e + again * state)
     hbm_writes = g * (N + again) * state
