@@ -284,18 +284,7 @@ class Arrays:
 
         ``walk_down``: the gaps that separate two reads of a tile are end gaps, each the
         start gap plus δ (:meth:`hbm_key_loads`), the previous group's and the next
-        group's included. Such a window is longer than the start gap in which one clump
-        starts and one ends, so more blocks (of this group and of the groups in flight
-        beside it) start and end in it, each streaming its Q, O and logsumexp: the slots
-        end clumps at P_c / d̄ per tile-time (d̄ = α + δ·(Q_c − 1)/2, a clump's mean
-        duration), so a window of g tile-times streams P_c·ρ·g tiles, ρ = c·streamed
-        bytes / (tile bytes · d̄), beside the K/V the clumps sweep: a clump misses iff
-        P_c·(E[min(g, G_w)] + ρ·g) > M, M the L2's tiles. Measured in the trace's event
-        log (2026-12-02, /tmp script over 300 sampled re-reads of K): streamed / K/V bytes
-        in the windows 0.068 at B 2, N 4007, H 16, D 128, 2 MiB, 4 SMs (ρ 0.059) and 0.265
-        at B 2, N 1151, H 16, K 8, D 128, 1 MiB, 8 SMs (ρ 0.19), where one clump's
-        streams (the rule before, M less c·streamed) counted 2 of the 4–7 tiles the
-        windows stream.
+        group's included.
 
         Returns one later group's key loads (its union read once, plus the expected
         misses), summed step by step (:data:`_QUAD` points each, at most
@@ -307,14 +296,8 @@ class Arrays:
         delta = c * Br / Bc                                  # tiles added per clump
         Qc, Pc = Q / c, np.maximum(np.asarray(slots, dtype=np.float64) / c, 1.0)
         alpha = (o + Br - 1) / Bc + 1                        # tiles of the first clump
-        tile_bytes = Bc * bytes_per_key
-        if walk_down:   # the streams of every clump that ends in the window: ρ per gap
-            M = self.l2_bytes / tile_bytes
-            rho = c * stream_bytes / tile_bytes / (alpha + delta * (Qc - 1) / 2)
-        else:           # one clump's streams
-            M = np.maximum(self.l2_bytes - c * stream_bytes, 0) / tile_bytes
-            rho = np.zeros_like(M)
-        parts = np.broadcast_arrays(Qc, Pc, alpha, delta, M, rho)
+        M = np.maximum(self.l2_bytes - c * stream_bytes, 0) / (Bc * bytes_per_key)
+        parts = np.broadcast_arrays(Qc, Pc, alpha, delta, M)
         if walk_down:   # the blocks in flight sweep other groups' tiles too: every group
             need = np.ones(parts[0].shape, dtype=bool)
         else:           # a group whose key tiles all fit never misses: only the others
@@ -322,8 +305,7 @@ class Arrays:
         total = np.zeros(need.shape)
         if np.any(need):
             total[need] = _later_misses(*(np.asarray(v, dtype=np.float64)[need]
-                                          for v in parts[:5]), walk_down=walk_down,
-                                        rho=np.asarray(parts[5], dtype=np.float64)[need])
+                                          for v in parts), walk_down=walk_down)
         return t.union_keys + Bc * np.maximum(total, 0)
 
     def _causal_key_loads(self, t: TileSums, bytes_per_key, Br, geometry, slots,
@@ -484,9 +466,7 @@ class _Group:
     """Per-configuration parameters of :func:`_later_misses` (1-D arrays, same length):
     clumps, clump slots, first clump's tiles, tiles per clump, start of the steps, the
     start-up gap, the gaps' spread, the L2's tiles per clump slot, the last step's gap,
-    the lag a read gap adds to a start gap (δ walking down, else 0), and the streamed
-    tiles per clump slot per tile-time (ρ: the Q, O and logsumexp of the blocks that start
-    and end in a window, in proportion to its length)."""
+    and the lag a read gap adds to a start gap (δ walking down, else 0)."""
 
     Qc: np.ndarray
     Pc: np.ndarray
@@ -498,7 +478,6 @@ class _Group:
     target: np.ndarray
     mu_end: np.ndarray
     lag: np.ndarray
-    rho: np.ndarray
 
     def take(self, mask: np.ndarray) -> _Group:
         return _Group(**{name: value[mask] for name, value in vars(self).items()})
@@ -515,27 +494,10 @@ def _integral(g: _Group, x):
             + g.lag * x)
 
 
-def _psi(z):
-    """ψ(z) = E[min(z, Z)] = z·(1 − Φ(z)) − φ(z), Z standard normal (increasing in z)."""
-    return z * (1 - _normal_cdf(z)) - np.exp(-z * z / 2) / math.sqrt(2 * math.pi)
-
-
 def _p_miss(g: _Group, mu_own, mu_w):
-    """P(a clump misses): P_c·(E[min(gap, G_w)] + ρ·gap) > M, i.e. gap > g* = μ_w + σ·z*
-    with ψ(z*) + ρ·(μ_w/σ + z*) = (M/P_c − μ_w)/σ: ψ's table where ρ = 0 (no solution,
-    no miss, unless μ_w > M/P_c), else bisection on [−8, 8] (the left side increases)."""
-    u = (g.target - mu_w) / g.sigma
-    z_star = np.interp(u, _PSI, _Z)
-    streams = g.rho > 0
-    if np.any(streams):
-        lo, hi = np.full_like(u, _Z[0]), np.full_like(u, _Z[-1])
-        for _ in range(30):
-            z = (lo + hi) / 2
-            over = _psi(z) + g.rho * (mu_w / g.sigma + z) > u
-            lo, hi = np.where(over, lo, z), np.where(over, z, hi)
-        z_star = np.where(streams, (lo + hi) / 2, z_star)
-    p = 1 - _normal_cdf(z_star + (mu_w - mu_own) / g.sigma)
-    return np.where(streams | (mu_w > g.target), p, 0.0)
+    """P(a clump misses): P_c·E[min(gap, G_w)] > M."""
+    g_star = mu_w + g.sigma * np.interp((g.target - mu_w) / g.sigma, _PSI, _Z)
+    return np.where(mu_w > g.target, 1 - _normal_cdf((g_star - mu_own) / g.sigma), 0.0)
 
 
 def _step_misses(g: _Group, a0, a1, mu_k):
@@ -552,14 +514,13 @@ def _step_misses(g: _Group, a0, a1, mu_k):
     return out
 
 
-def _later_misses(Qc, Pc, alpha, delta, M, walk_down: bool = False, rho=None):
+def _later_misses(Qc, Pc, alpha, delta, M, walk_down: bool = False):
     """Expected old key tiles a later causal head group re-reads from HBM (1-D arrays:
     clumps, clump slots, tiles of the first clump, tiles added per clump, tiles the L2
     holds; see :meth:`Arrays._causal_later_key_loads`): the start-up (clumps 0 … i₀)
     and the steps k = 1 … gens after it, :data:`_QUAD` points each, at most
     :data:`_MAX_STEPS` steps (every stride-th, weighted by the stride); ``walk_down``:
-    read gaps are end gaps, start gaps plus δ; ``rho``: streamed tiles per clump slot
-    and tile-time (:class:`_Group`; None: 0, the streams already taken from ``M``)."""
+    read gaps are end gaps, start gaps plus δ."""
     d_max = alpha + delta * (Qc - 1)
     work = (Qc * alpha + delta * Qc * (Qc - 1) / 2) / Pc    # tile-times per slot
 
@@ -577,9 +538,8 @@ def _later_misses(Qc, Pc, alpha, delta, M, walk_down: bool = False, rho=None):
     m, h = g_s + delta, g_s + delta * (gens + 1)              # own ends, previous ends
     sigma = np.sqrt(np.maximum(m * m * (1 / (1 + m / h) - 1 / 3) / 2, 1e-12))
     lag = delta if walk_down else np.zeros_like(delta)
-    rho = np.zeros_like(M) if rho is None else rho
     group = _Group(Qc=Qc, Pc=Pc, alpha=alpha, delta=delta, i0=i0, g_s=g_s, sigma=sigma,
-                   target=M / Pc, mu_end=g_s + delta * gens, lag=lag, rho=rho)
+                   target=M / Pc, mu_end=g_s + delta * gens, lag=lag)
     total = _step_misses(group, 0.0, i0, g_s + lag)
     stride = max(1.0, float(np.ceil(np.max(gens) / _MAX_STEPS)))
     k = 1.0
