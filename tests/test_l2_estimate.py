@@ -129,6 +129,7 @@ FORWARD_BOUNDS = {
 @example(alg="flash2", N=11019, H=16, k_div=0, D=128, B=1, causal=False, l2_mib=1, sms=16)
 @example(alg="flash1", N=1315, H=4, k_div=1, D=64, B=1, causal=True, l2_mib=1, sms=4)
 @example(alg="flash1", N=474, H=16, k_div=2, D=64, B=2, causal=False, l2_mib=4, sms=8)
+@example(alg="flash1", N=95, H=8, k_div=1, D=128, B=2, causal=False, l2_mib=1, sms=4)
 @given(alg=st.sampled_from(["flash1", "flash2", "standard"]), N=st.integers(64, 16384),
        H=st.sampled_from([4, 8, 16]), k_div=st.integers(0, 3),
        D=st.sampled_from([64, 128]), B=st.integers(1, 2), causal=st.booleans(),
@@ -152,7 +153,9 @@ def test_forward_estimate_and_trace_agree(alg, N, H, k_div, D, B, causal, l2_mib
     K 8, D 128, 1 MiB, 8 SMs 0.566 (the later groups' windows stream more than one
     clump's Q and O); FA-2 full N 11019, 0.498; FA-1 causal B 1, N 1315,
     H 4, K 2, D 64, 1 MiB, 4 SMs 0.797 → 1.007 (a re-touch's span holds K/V tile j's
-    Bc keys, not the mean tile); FA-1 full N 474, 1.396. History: docs/DESIGN.md
+    Bc keys, not the mean tile); FA-1 full N 474, 1.396, and N 95, 1.00 (2.01 with
+    every re-touch's tile taken as Bc keys: at N < 2·Bc the only re-touched tile is
+    the ragged last one). History: docs/DESIGN.md
     §"The L2 model"."""
     p = AttentionProblem(batch=B, seq_len=N, heads=H, kv_heads=max(1, H >> k_div),
                          head_dim=D, mask=Mask(causal=causal))

@@ -42,7 +42,7 @@ def flash1_backward_hbm(x, t: TileSums) -> tuple[np.ndarray, np.ndarray]:
     Between two touches of a query tile (key tiles j − 1 and j) the groups in flight
     touch the rows active at j once each and one K/V tile (read) and dK/dV tile
     (written): :meth:`Arrays.hbm_state_rereads` with the backward's per-row bytes
-    (Q, O, dO, ℓ, m, dQ) and twice the K/V tile (tile j: full, but for the last). A
+    (Q, O, dO, ℓ, m, dQ) and twice the K/V tile j's bytes (K, V; dK, dV). A
     re-touch that misses reads Q, O, dO, ℓ, m and dQ again, and its dQ was written back
     when evicted; one that hits reads nothing, and dQ is written back once at the end.
     """
@@ -50,8 +50,7 @@ def flash1_backward_hbm(x, t: TileSums) -> tuple[np.ndarray, np.ndarray]:
     kv = t.union_keys * (D + x.dv_load) * e
     inputs = hpb * (D * e + 2 * Dv * e + 2 * F4)         # Q, O, dO, ℓ, m per row
     dq = hpb * D * e
-    kv_tile = np.minimum(x.Bc, t.union_keys) * (D + x.dv_load) * e   # tile j (full but the last)
-    again = x.hbm_state_rereads(t, inputs + dq, 2 * kv_tile)
+    again = x.hbm_state_rereads(t, inputs + dq, 2 * (D + x.dv_load) * e)   # K, V, dK, dV
     return kv + (N + again) * inputs + again * dq, kv + (N + again) * dq
 
 
