@@ -372,7 +372,8 @@ class Arrays:
         tail = np.where(span > M, np.maximum(tail_tiles, 0) * Bc, 0.0)
         return prefix + body + tail
 
-    def hbm_state_rereads(self, t: TileSums, bytes_per_row, kv_key_bytes):
+    def hbm_state_rereads(self, t: TileSums, bytes_per_row, kv_key_bytes,
+                          stored_key_bytes=0.0):
         """FA-1's re-reads (and write-backs) of per-row state that reach HBM: query rows
         re-touched by a later key tile whose Q, O, ℓ, m come from HBM (and whose stored
         O, ℓ, m were evicted, i.e. written back, before that), per batch and head group.
@@ -387,15 +388,18 @@ class Arrays:
         G × (rows(j) · ``bytes_per_row`` + K/V tile j) ≤ L2 (``kv_key_bytes``: K/V bytes
         of one key; tile j holds Bc keys but the ragged last one; the tile's own rows
         are counted in the span: a slight over-count, large only when a head has one or
-        two query tiles). Under a causal mask rows(j) = N − max(0, j·Bc − (S − N))
-        shrinks with j, so the early key tiles miss and the late ones hit; under other
-        masks rows(j) is taken as its mean (row_pairs / key tiles) and every re-touch
-        misses or none does.
+        two query tiles; ``stored_key_bytes``: bytes per key stored after key tile
+        j − 1's inner loop, a full Bc tile in the span too: FA-1's backward dK, dV, Dao
+        et al. 2022 Alg. 4 line 24, memsim/trace/sched_flash1.py:151–155). Under a
+        causal mask rows(j) = N − max(0, j·Bc − (S − N)) shrinks with j, so the early
+        key tiles miss and the late ones hit; under other masks rows(j) is taken as its
+        mean (row_pairs / key tiles) and every re-touch misses or none does.
         """
         rereads = t.row_pairs - self.N
         if self.slots is None:
             return rereads
-        kv_tile_bytes = self._retouch_tile_keys(t) * kv_key_bytes
+        kv_tile_bytes = (self._retouch_tile_keys(t) * kv_key_bytes
+                         + np.minimum(self.Bc, t.union_keys) * stored_key_bytes)
         groups, slots = np.maximum(self.groups, 1), np.maximum(self.slots, 1)
         full_waves = np.floor(groups / slots)
         last = groups - full_waves * slots                   # groups of the last wave
