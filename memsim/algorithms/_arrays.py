@@ -372,7 +372,8 @@ class Arrays:
         tail = np.where(span > M, np.maximum(tail_tiles, 0) * Bc, 0.0)
         return prefix + body + tail
 
-    def hbm_state_rereads(self, t: TileSums, bytes_per_row, kv_tile_bytes):
+    def hbm_state_rereads(self, t: TileSums, bytes_per_row, kv_key_bytes,
+                          stored_key_bytes=0.0):
         """FA-1's re-reads (and write-backs) of per-row state that reach HBM: query rows
         re-touched by a later key tile whose Q, O, ℓ, m come from HBM (and whose stored
         O, ℓ, m were evicted, i.e. written back, before that), per batch and head group.
@@ -384,16 +385,21 @@ class Arrays:
         ``slots`` groups, the last wave holding the ``groups mod slots`` left over. In a
         wave of G groups, between two touches of a row tile (key tiles j − 1 and j) each
         group touches the rows active at j once and one K/V tile: the re-touch hits iff
-        G × (rows(j) · ``bytes_per_row`` + ``kv_tile_bytes``) ≤ L2 (the tile's own rows
+        G × (rows(j) · ``bytes_per_row`` + K/V tile j) ≤ L2 (``kv_key_bytes``: K/V bytes
+        of one key; tile j holds Bc keys but the ragged last one; the tile's own rows
         are counted in the span: a slight over-count, large only when a head has one or
-        two query tiles). Under a causal mask rows(j) = N − max(0, j·Bc − (S − N))
-        shrinks with j, so the early key tiles miss and the late ones hit; under other
-        masks rows(j) is taken as its mean (row_pairs / key tiles) and every re-touch
-        misses or none does.
+        two query tiles; ``stored_key_bytes``: bytes per key stored after key tile
+        j − 1's inner loop, a full Bc tile in the span too: FA-1's backward dK, dV, Dao
+        et al. 2022 Alg. 4 line 24, memsim/trace/sched_flash1.py:151–155). Under a
+        causal mask rows(j) = N − max(0, j·Bc − (S − N)) shrinks with j, so the early
+        key tiles miss and the late ones hit; under other masks rows(j) is taken as its
+        mean (row_pairs / key tiles) and every re-touch misses or none does.
         """
         rereads = t.row_pairs - self.N
         if self.slots is None:
             return rereads
+        kv_tile_bytes = (self._retouch_tile_keys(t) * kv_key_bytes
+                         + np.minimum(self.Bc, t.union_keys) * stored_key_bytes)
         groups, slots = np.maximum(self.groups, 1), np.maximum(self.slots, 1)
         full_waves = np.floor(groups / slots)
         last = groups - full_waves * slots                   # groups of the last wave
@@ -402,6 +408,17 @@ class Arrays:
         narrow = self._state_rereads_in_wave(t, rereads, bytes_per_row, kv_tile_bytes,
                                              np.maximum(last, 1))
         return (full_waves * slots * wide + last * narrow) / groups
+
+    def _retouch_tile_keys(self, t: TileSums):
+        """Keys of the K/V tile j in the span of a re-touch at key tile j ≥ 1 (see
+        :meth:`hbm_state_rereads`): causal, Bc (the tiles where rows(j) crosses the
+        L2 are full; the ragged last one has the fewest rows); other masks, where every
+        re-touch is charged alike, the mean of tiles 1 … T − 1, the last one ragged."""
+        full = np.minimum(self.Bc, t.union_keys)
+        if self.geometry is not None and self.geometry.kind == "causal":
+            return full
+        return np.where(t.union_tiles > 1, (t.union_keys - full)
+                        / np.maximum(t.union_tiles - 1, 1), full)
 
     def _state_rereads_in_wave(self, t: TileSums, rereads, bytes_per_row, kv_tile_bytes,
                                in_flight):

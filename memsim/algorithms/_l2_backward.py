@@ -40,18 +40,19 @@ def flash1_backward_hbm(x, t: TileSums) -> tuple[np.ndarray, np.ndarray]:
     first key tile, dQ, and store dQ (lines 8, 21).
 
     Between two touches of a query tile (key tiles j − 1 and j) the groups in flight
-    touch the rows active at j once each and one K/V tile (read) and dK/dV tile
-    (written): :meth:`Arrays.hbm_state_rereads` with the backward's per-row bytes
-    (Q, O, dO, ℓ, m, dQ) and twice the mean K/V tile. A re-touch that misses reads Q, O,
-    dO, ℓ, m and dQ again, and its dQ was written back when evicted; one that hits
-    reads nothing, and dQ is written back once at the end.
+    touch the rows active at j once each, K/V tile j (read) and dK/dV tile j − 1
+    (stored after j − 1's inner loop, Alg. 4 line 24; memsim/trace/sched_flash1.py:
+    151–155; a full Bc tile): :meth:`Arrays.hbm_state_rereads` with the backward's
+    per-row bytes (Q, O, dO, ℓ, m, dQ), (Bc + keys of tile j)·(D + Dv)·e. A
+    re-touch that misses reads Q, O, dO, ℓ, m and dQ again, and its dQ was written back
+    when evicted; one that hits reads nothing, and dQ is written back once at the end.
     """
     hpb, e, D, Dv, N = x.hpb, x.e, x.D, x.Dv, x.N
     kv = t.union_keys * (D + x.dv_load) * e
     inputs = hpb * (D * e + 2 * Dv * e + 2 * F4)         # Q, O, dO, ℓ, m per row
     dq = hpb * D * e
-    kv_tile = t.union_keys / np.maximum(t.union_tiles, 1) * (D + x.dv_load) * e
-    again = x.hbm_state_rereads(t, inputs + dq, 2 * kv_tile)
+    kv_key = (D + x.dv_load) * e
+    again = x.hbm_state_rereads(t, inputs + dq, kv_key, stored_key_bytes=kv_key)
     return kv + (N + again) * inputs + again * dq, kv + (N + again) * dq
 
 

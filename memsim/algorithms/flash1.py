@@ -15,8 +15,6 @@ once per tile. The first touch of a query tile does not read dQ (initialised on 
 
 from __future__ import annotations
 
-import numpy as np
-
 from memsim.algorithms._arrays import Arrays
 from memsim.algorithms._l2_backward import flash1_backward_hbm
 from memsim.algorithms._tiles import (
@@ -59,8 +57,7 @@ def forward(x: Arrays) -> Cost:
     reads = g * (kv + t.row_pairs * hpb * D * e + (t.row_pairs - N) * state)
     writes = g * t.row_pairs * state
     # re-touches of Q and the state that reach HBM (all of them without the L2 estimate)
-    kv_tile = t.union_keys / np.maximum(t.union_tiles, 1) * (D + x.dv_load) * e  # mean
-    again = x.hbm_state_rereads(t, hpb * D * e + state, kv_tile)
+    again = x.hbm_state_rereads(t, hpb * D * e + state, (D + x.dv_load) * e)
     hbm_reads = g * (kv + (N + again) * hpb * D * e + again * state)
     hbm_writes = g * (N + again) * state
     return Cost(
